@@ -1,0 +1,32 @@
+"""The live-quiz web application."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.config import Config, load_config
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    """Build the web app; `config` is a Config, or overrides applied to the environment's."""
+    if not isinstance(config, Config):
+        config = load_config(**(config or {}))
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
+    app.config["LIVEQUIZ"] = config
+    app.config["SECRET_KEY"] = config.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False
+
+    from app.extensions import init_services, sock
+    init_services(app, config)
+    sock.init_app(app)
+
+    from app.api import errors, health, openapi, auth, quizzes, sessions
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(quizzes.bp)
+    app.register_blueprint(sessions.bp)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP API blueprints: parse, call a service, shape the response."""

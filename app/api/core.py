@@ -1,0 +1,123 @@
+"""What every API blueprint shares: JSON errors, body and query validation, auth, route docs."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+from flask import Blueprint, current_app, g, request
+from pydantic import BaseModel, ValidationError
+
+from app.tokens import InvalidToken, Principal, read_token
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An expected failure, answered as `{"error": {"code", "message"}}` with its status."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+def parse_body(model: type[M]) -> M:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_body", _describe(exc)) from None
+
+
+def parse_optional_body(model: type[M]) -> M:
+    """Like parse_body, but an empty body means all defaults."""
+    if not request.get_data(cache=True):
+        return model()
+    return parse_body(model)
+
+
+def parse_query(model: type[M]) -> M:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_query", _describe(exc)) from None
+
+
+def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", f"no such {what}") from None
+
+
+def principal_from_header() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <access_token>")
+    config = current_app.config["LIVEQUIZ"]
+    try:
+        return read_token(config.secret_key, token.strip(), config.token_ttl_s)
+    except InvalidToken as exc:
+        raise ApiError(401, "unauthorized", exc.reason) from None
+
+
+def current_principal() -> Principal:
+    return g.principal
+
+
+@dataclass
+class RouteDoc:
+    rule: str
+    methods: list[str]
+    summary: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    auth: bool
+    responses: dict[int, str] = field(default_factory=dict)
+
+
+ROUTE_DOCS: list[RouteDoc] = []
+
+
+def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
+             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+             auth: bool = True, responses: dict[int, str] | None = None) -> Callable:
+    """Register a route on `bp`, with its bearer check, and describe it for the OpenAPI document."""
+    full_rule = (bp.url_prefix or "") + rule
+    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}))
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if auth:
+                g.principal = principal_from_header()
+            return view(*args, **kwargs)
+
+        bp.add_url_rule(rule, view.__name__, guarded, methods=methods)
+        return guarded
+
+    return decorate

@@ -1,0 +1,48 @@
+"""Every error leaves as JSON: `{"error": {"code", "message"}}`, never an HTML page or a trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.api.core import ApiError, error_body
+from app.services import errors as service_errors
+
+log = logging.getLogger(__name__)
+
+_SERVICE_STATUS = {
+    service_errors.Invalid: 400, service_errors.Unauthorized: 401, service_errors.Forbidden: 403,
+    service_errors.NotFound: 404, service_errors.Conflict: 409,
+}
+
+_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(service_errors.ServiceError)
+    def service_error(exc: service_errors.ServiceError):
+        status = _SERVICE_STATUS.get(type(exc), 400)
+        return jsonify({"error": {"code": exc.code, "message": exc.message, **exc.extra}}), status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = _CODES.get(status, "http_error")
+        response = jsonify(error_body(code, exc.description or exc.name))
+        for name, value in exc.get_headers():
+            if name.lower() == "allow":
+                response.headers[name] = value
+        return response, status
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal_error", "something went wrong on our side")), 500

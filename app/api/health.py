@@ -1,0 +1,46 @@
+"""Liveness and readiness."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from app.extensions import services
+
+bp = Blueprint("health", __name__)
+
+
+def _postgres_ok() -> bool:
+    with services().engine.connect() as connection:
+        return connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def _redis_ok() -> bool:
+    return bool(services().redis.ping())
+
+
+def _kafka_ok() -> bool:
+    metadata = services().kafka_admin.list_topics(timeout=2)
+    return bool(metadata.brokers)
+
+
+CHECKS = {"postgres": _postgres_ok, "redis": _redis_ok, "kafka": _kafka_ok}
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    components = {}
+    for name, check in CHECKS.items():
+        try:
+            components[name] = "up" if check() else "down"
+        except Exception:  # any failure to answer means the component is down
+            components[name] = "down"
+    down = [name for name, state in components.items() if state != "up"]
+    if down:
+        return jsonify(status="unavailable", components=components,
+                       error={"code": "not_ready", "message": f"down: {', '.join(down)}"}), 503
+    return jsonify(status="ready", components=components)

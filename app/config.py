@@ -1,0 +1,127 @@
+"""Configuration for every process, read from the environment when asked for.
+
+`load_config()` is the only place that reads environment variables. Defaults match what
+`make up` starts, so a developer needs to set nothing. `python -m app.config` prints the
+resolved values as shell assignments for the stack scripts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the message names it in one line."""
+
+
+def _int(text: str) -> int:
+    return int(text.strip())
+
+
+def _float(text: str) -> float:
+    return float(text.strip())
+
+
+def _str(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty")
+    return text.strip()
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = _str, doc: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = _setting(
+        "DATABASE_URL", "postgresql+psycopg://quiz:quiz@127.0.0.1:5433/quiz", doc="SQLAlchemy URL of PostgreSQL")
+    redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6380/0", doc="Redis URL")
+    kafka_bootstrap_servers: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", doc="Kafka bootstrap servers")
+    kafka_topic: str = _setting("KAFKA_TOPIC", "quiz.events", doc="topic the relay publishes events to")
+    kafka_dlq_topic: str = _setting("KAFKA_DLQ_TOPIC", "quiz.events.dlq", doc="dead-letter topic")
+    kafka_partitions: int = _setting("KAFKA_PARTITIONS", 6, _int, "partitions of the event topics")
+    kafka_consumer_group: str = _setting(
+        "KAFKA_CONSUMER_GROUP", "quiz-cache-worker", doc="consumer group of the cache workers")
+    secret_key: str = _setting(
+        "SECRET_KEY", "dev-only-secret-change-me", doc="signs access tokens; set a long random value in production")
+    token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int, "largest request body accepted")
+    web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
+    web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
+    web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
+    web_threads: int = _setting("WEB_THREADS", 64, _int, "threads per gunicorn worker")
+    postgres_port: int = _setting("POSTGRES_PORT", 5433, _int, "port of the PostgreSQL that `make up` starts")
+    redis_port: int = _setting("REDIS_PORT", 6380, _int, "port of the Redis that `make up` starts")
+    kafka_port: int = _setting("KAFKA_PORT", 9092, _int, "broker port of the Kafka that `make up` starts")
+    kafka_controller_port: int = _setting(
+        "KAFKA_CONTROLLER_PORT", 9093, _int, "controller port of the Kafka that `make up` starts")
+    relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 1000, _int, "events claimed per relay batch")
+    relay_poll_interval_s: float = _setting(
+        "RELAY_POLL_INTERVAL_S", 1.0, _float, "relay poll when no notification arrives")
+    relay_retention_hours: float = _setting(
+        "RELAY_RETENTION_HOURS", 24.0, _float, "published events older than this are deleted")
+    relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
+    worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
+    worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
+    leaderboard_interval_ms: int = _setting(
+        "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
+    auto_close_interval_s: float = _setting(
+        "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
+    log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
+    log_level: str = _setting(
+        "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the configuration from `environ` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        env = f.metadata["env"]
+        raw = environ.get(env)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{env}={raw!r} is not valid: {exc}") from None
+    values.update(overrides)
+    return Config(**values)
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(variable, default, meaning) for every setting, for the README and `--help`."""
+    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Config)]
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    for f in dataclasses.fields(Config):
+        print(f"{f.metadata['env']}='{getattr(config, f.name)}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

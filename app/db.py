@@ -1,0 +1,24 @@
+"""Engine and session factory shared by every process."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+@lru_cache(maxsize=8)
+def get_engine(database_url: str, pool_size: int = 20) -> Engine:
+    """One engine per URL and process; pooled connections are reused across requests."""
+    return create_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "livequiz"},
+    )
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,1 @@
+"""Pure rules of the quiz: no I/O."""

@@ -1,0 +1,154 @@
+"""The event envelope and payload shapes, versioned; shared by the web app, relay and worker.
+
+An event is written once to the `events` outbox, published by the relay with the session id as
+its Kafka key, and applied by the cache worker. Consumers must be able to act on a payload alone,
+without reading PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+AGGREGATE_TYPE = "quiz_session"
+ENVELOPE_VERSION = 1
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ParticipantJoined(_Payload):
+    participant_id: uuid.UUID
+    user_id: uuid.UUID
+    nickname: str
+    player_count: int
+    joined_at: datetime
+
+
+class QuestionOpened(_Payload):
+    question_id: uuid.UUID
+    position: int
+    text: str
+    choices: list[str]
+    time_limit_s: int
+    points: int
+    opened_at: datetime
+    deadline: datetime
+    question_count: int
+
+
+class QuestionClosed(_Payload):
+    question_id: uuid.UUID
+    position: int
+    correct_choice: int
+    choice_counts: list[int]
+    closed_at: datetime
+    reason: Literal["host", "deadline", "all_answered", "next", "end"]
+
+
+class AnswerScored(_Payload):
+    answer_id: uuid.UUID
+    participant_id: uuid.UUID
+    user_id: uuid.UUID
+    nickname: str
+    question_id: uuid.UUID
+    choice: int
+    correct: bool
+    points: int
+    streak: int
+    answered_ms: int
+    answered_at: datetime
+    total: int
+
+
+class SessionEnded(_Payload):
+    ended_at: datetime
+
+
+# (event type, version) -> payload schema. A new version is a new entry; old ones stay readable.
+PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Payload]] = {
+    ("participant_joined", 1): ParticipantJoined,
+    ("question_opened", 1): QuestionOpened,
+    ("question_closed", 1): QuestionClosed,
+    ("answer_scored", 1): AnswerScored,
+    ("session_ended", 1): SessionEnded,
+}
+EVENT_TYPES = sorted({event_type for event_type, _ in PAYLOAD_SCHEMAS})
+CURRENT_VERSION = {event_type: max(v for t, v in PAYLOAD_SCHEMAS if t == event_type) for event_type in EVENT_TYPES}
+
+
+class PoisonEvent(ValueError):
+    """A message that can never be applied: undecodable, of an unknown type or version."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event_id: uuid.UUID
+    event_type: str
+    version: int
+    session_id: uuid.UUID
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "event_id": str(self.event_id),
+            "event_type": self.event_type,
+            "version": self.version,
+            "session_id": str(self.session_id),
+            "occurred_at": self.occurred_at.isoformat(),
+            "payload": self.payload,
+        }, separators=(",", ":")).encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("event_id", str(self.event_id).encode()), ("event_type", self.event_type.encode())]
+
+    def parsed_payload(self) -> _Payload:
+        return parse_payload(self.event_type, self.version, self.payload)
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def payload_for(event_type: str, payload: _Payload) -> dict[str, Any]:
+    """The JSON-ready payload of `payload`, checked against the schema of `event_type`."""
+    expected = PAYLOAD_SCHEMAS[(event_type, CURRENT_VERSION[event_type])]
+    if not isinstance(payload, expected):
+        raise TypeError(f"{event_type} needs a {expected.__name__} payload")
+    return payload.model_dump(mode="json")
+
+
+def parse_payload(event_type: str, version: int, payload: dict[str, Any]) -> _Payload:
+    schema = PAYLOAD_SCHEMAS.get((event_type, version))
+    if schema is None:
+        raise PoisonEvent(f"unknown event type or version: {event_type} v{version}")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise PoisonEvent(f"invalid {event_type} v{version} payload: {exc.error_count()} errors") from None
+
+
+def decode_envelope(raw: bytes | None) -> Envelope:
+    """Parse and validate a Kafka message value; raises PoisonEvent when it cannot be applied."""
+    if raw is None:
+        raise PoisonEvent("empty message")
+    try:
+        data = json.loads(raw)
+        envelope = Envelope(
+            event_id=uuid.UUID(data["event_id"]),
+            event_type=str(data["event_type"]),
+            version=int(data["version"]),
+            session_id=uuid.UUID(data["session_id"]),
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            payload=dict(data["payload"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PoisonEvent(f"undecodable message: {type(exc).__name__}") from None
+    envelope.parsed_payload()
+    return envelope

@@ -1,0 +1,169 @@
+"""Typed SQLAlchemy models of the schema (the migrations are the source of the DDL)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SESSION_STATUSES = ("lobby", "question_open", "question_closed", "ended")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    username: Mapped[str | None] = mapped_column(String(32), unique=True)
+    nickname: Mapped[str] = mapped_column(String(32), nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_guest: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Quiz(Base):
+    __tablename__ = "quizzes"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Question(Base):
+    __tablename__ = "questions"
+    __table_args__ = (
+        UniqueConstraint("quiz_id", "position"),
+        CheckConstraint("points IN (0, 1000, 2000)", name="points_allowed"),
+        CheckConstraint("time_limit_s BETWEEN 5 AND 240", name="time_limit_range"),
+        CheckConstraint("correct_choice >= 0 AND correct_choice < jsonb_array_length(choices)",
+                        name="correct_choice_in_choices"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    quiz_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    choices: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
+    correct_choice: Mapped[int] = mapped_column(Integer, nullable=False)
+    time_limit_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    points: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class QuizSession(Base):
+    __tablename__ = "quiz_sessions"
+    __table_args__ = (
+        CheckConstraint("status IN ('lobby', 'question_open', 'question_closed', 'ended')", name="status_known"),
+        Index("uq_quiz_sessions_live_join_code", "join_code", unique=True,
+              postgresql_where=text("status <> 'ended'")),
+        Index("ix_quiz_sessions_open_deadline", "question_deadline",
+              postgresql_where=text("status = 'question_open'")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    quiz_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quizzes.id"), nullable=False, index=True)
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    join_code: Mapped[str] = mapped_column(String(6), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="lobby")
+    current_question_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("questions.id"))
+    question_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    question_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Participant(Base):
+    __tablename__ = "quiz_session_participants"
+    __table_args__ = (UniqueConstraint("quiz_session_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    quiz_session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("quiz_sessions.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    nickname: Mapped[str] = mapped_column(String(32), nullable=False)
+    score: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    streak: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    # When the participant reached the current score: equal scores rank by it.
+    score_reached_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class ParticipantAnswer(Base):
+    __tablename__ = "participant_answers"
+    __table_args__ = (
+        UniqueConstraint("quiz_session_participant_id", "question_id"),
+        Index("ix_participant_answers_session_question", "quiz_session_id", "question_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    quiz_session_participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("quiz_session_participants.id", ondelete="CASCADE"), nullable=False)
+    quiz_session_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    question_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("questions.id"), nullable=False)
+    choice: Mapped[int] = mapped_column(Integer, nullable=False)
+    correct: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    points: Mapped[int] = mapped_column(Integer, nullable=False)
+    answered_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Event(Base):
+    """The transactional outbox: one row per state change, published to Kafka by the relay."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_unpublished", "created_at", "seq", postgresql_where=text("published_at IS NULL")),
+        Index("ix_events_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+        Index("ix_events_aggregate", "aggregate_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    # Breaks ties between events of one instant; never used alone as a claim horizon.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    aggregate_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # clock_timestamp, not now(): the insert runs after the row locks that order a session's events.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()"))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,1 @@
+"""Use cases, one transaction each; the only code that writes the outbox."""

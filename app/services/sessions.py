@@ -1,0 +1,224 @@
+"""Live sessions: open a room, join it, move through the questions, end it."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain import sessions as rules
+from app.events import ParticipantJoined, QuestionClosed, QuestionOpened, SessionEnded
+from app.services.errors import Conflict, Forbidden, NotFound
+from app.services.outbox import record_event
+
+_JOIN_CODE_ATTEMPTS = 20
+
+
+def _conflict(exc: rules.TransitionError) -> Conflict:
+    return Conflict(exc.code, exc.message)
+
+
+def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str, Any]:
+    with db.begin():
+        owner = db.execute(text("SELECT owner_id FROM quizzes WHERE id = :id"), {"id": quiz_id}).scalar()
+        if owner != host_id:
+            raise NotFound("not_found", "no such quiz")
+        for _ in range(_JOIN_CODE_ATTEMPTS):
+            session_id, code = uuid.uuid4(), rules.new_join_code()
+            try:
+                with db.begin_nested():
+                    db.execute(text(
+                        "INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
+                        "VALUES (:id, :quiz, :host, :code, 'lobby')"),
+                        {"id": session_id, "quiz": quiz_id, "host": host_id, "code": code})
+                break
+            except IntegrityError:
+                continue  # the code is in use by a live session: draw another
+        else:
+            raise Conflict("no_join_code", "could not allocate a join code; try again")
+    return {"id": str(session_id), "quiz_id": str(quiz_id), "join_code": code, "status": rules.LOBBY}
+
+
+def find_by_join_code(db: Session, join_code: str) -> uuid.UUID:
+    with db.begin():
+        session_id = db.execute(text(
+            "SELECT id FROM quiz_sessions WHERE join_code = :code AND status <> 'ended'"),
+            {"code": join_code}).scalar()
+    if session_id is None:
+        raise NotFound("not_found", "no live session has that join code")
+    return session_id
+
+
+def describe_session(db: Session, session_id: uuid.UUID) -> dict[str, Any]:
+    """The session as players see it; the correct choice only once the question has closed."""
+    with db.begin():
+        row = db.execute(text("""
+            SELECT s.id, s.quiz_id, s.host_id, s.status, s.join_code, s.question_opened_at, s.question_deadline,
+                   (SELECT count(*) FROM quiz_session_participants p WHERE p.quiz_session_id = s.id) AS player_count,
+                   (SELECT count(*) FROM questions qq WHERE qq.quiz_id = s.quiz_id) AS question_count,
+                   q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points, q.correct_choice
+            FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
+            WHERE s.id = :id"""), {"id": session_id}).one_or_none()
+    if row is None:
+        raise NotFound("not_found", "no such session")
+    return session_view(row)
+
+
+def session_view(row: Row) -> dict[str, Any]:
+    current = None
+    if row.question_id is not None:
+        current = {
+            "id": str(row.question_id), "position": row.position, "text": row.text, "choices": row.choices,
+            "time_limit_s": row.time_limit_s, "points": row.points,
+            "opened_at": row.question_opened_at.isoformat(), "deadline": row.question_deadline.isoformat(),
+        }
+        if row.status != rules.QUESTION_OPEN:
+            current["correct_choice"] = row.correct_choice
+    return {
+        "id": str(row.id), "quiz_id": str(row.quiz_id), "host_id": str(row.host_id), "status": row.status,
+        "join_code": row.join_code, "player_count": row.player_count, "question_count": row.question_count,
+        "current_question": current,
+    }
+
+
+def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str | None) -> dict[str, Any]:
+    with db.begin():
+        # KEY SHARE: joins run side by side, but never interleave with the session ending.
+        session = db.execute(text(
+            "SELECT status, host_id FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
+            {"id": session_id}).one_or_none()
+        if session is None:
+            raise NotFound("not_found", "no such session")
+        try:
+            rules.check_can_join(session.status)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        if session.host_id == user_id:
+            raise Forbidden("host_cannot_join", "the host runs the session and cannot play in it")
+        if nickname is None:
+            nickname = db.execute(text("SELECT nickname FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        participant_id = uuid.uuid4()
+        joined = db.execute(text("""
+            INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname)
+            VALUES (:id, :session, :user, :nickname)
+            ON CONFLICT (quiz_session_id, user_id) DO NOTHING
+            RETURNING joined_at, (SELECT count(*) FROM quiz_session_participants
+                                  WHERE quiz_session_id = :session) + 1 AS player_count"""),
+            {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname}).one_or_none()
+        if joined is None:
+            existing = db.execute(text(
+                "SELECT id, nickname FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
+                {"s": session_id, "u": user_id}).one()
+            raise Conflict("already_joined", "you have already joined this session",
+                           participant_id=str(existing.id), nickname=existing.nickname)
+        record_event(db, session_id, "participant_joined", ParticipantJoined(
+            participant_id=participant_id, user_id=user_id, nickname=nickname,
+            player_count=joined.player_count, joined_at=joined.joined_at))
+    return {"participant_id": str(participant_id), "nickname": nickname}
+
+
+def _lock_for_host(db: Session, host_id: uuid.UUID | None, session_id: uuid.UUID) -> Row:
+    row = db.execute(text("""
+        SELECT s.id, s.quiz_id, s.host_id, s.status, s.current_question_id, clock_timestamp() AS now,
+               q.position, q.correct_choice, q.points, q.choices
+        FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
+        WHERE s.id = :id FOR UPDATE OF s"""), {"id": session_id}).one_or_none()
+    if row is None:
+        raise NotFound("not_found", "no such session")
+    if host_id is not None and row.host_id != host_id:
+        raise Forbidden("not_host", "only the session's host can do that")
+    return row
+
+
+def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, Any]:
+    """Close the open question of a locked session; answers in flight have finished (they hold KEY SHARE)."""
+    counts = [0] * len(session.choices)
+    for choice, count in db.execute(text(
+            "SELECT choice, count(*) FROM participant_answers "
+            "WHERE quiz_session_id = :s AND question_id = :q GROUP BY choice"),
+            {"s": session.id, "q": session.current_question_id}):
+        counts[choice] = count
+    if session.points > 0:
+        # No answer to a question that counts breaks the streak.
+        db.execute(text("""
+            UPDATE quiz_session_participants p SET streak = 0
+            WHERE p.quiz_session_id = :s AND p.streak <> 0 AND NOT EXISTS (
+                SELECT 1 FROM participant_answers a
+                WHERE a.quiz_session_participant_id = p.id AND a.question_id = :q)"""),
+            {"s": session.id, "q": session.current_question_id})
+    db.execute(text("UPDATE quiz_sessions SET status = 'question_closed' WHERE id = :id"), {"id": session.id})
+    closed = QuestionClosed(question_id=session.current_question_id, position=session.position,
+                            correct_choice=session.correct_choice, choice_counts=counts,
+                            closed_at=session.now, reason=reason)
+    record_event(db, session.id, "question_closed", closed)
+    return closed.model_dump(mode="json")
+
+
+def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+    with db.begin():
+        session = _lock_for_host(db, host_id, session_id)
+        next_position = 0 if session.position is None else session.position + 1
+        question_count = db.execute(text("SELECT count(*) FROM questions WHERE quiz_id = :q"),
+                                    {"q": session.quiz_id}).scalar()
+        try:
+            rules.check_can_open_next(session.status, next_position, question_count)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        if session.status == rules.QUESTION_OPEN:
+            _close_open_question(db, session, "next")
+        question = db.execute(text(
+            "SELECT id, position, text, choices, time_limit_s, points FROM questions "
+            "WHERE quiz_id = :q AND position = :p"), {"q": session.quiz_id, "p": next_position}).one()
+        opened_at: datetime = session.now
+        deadline = opened_at + timedelta(seconds=question.time_limit_s)
+        db.execute(text("""
+            UPDATE quiz_sessions SET status = 'question_open', current_question_id = :q,
+                   question_opened_at = :opened, question_deadline = :deadline WHERE id = :id"""),
+            {"q": question.id, "opened": opened_at, "deadline": deadline, "id": session_id})
+        opened = QuestionOpened(question_id=question.id, position=question.position, text=question.text,
+                                choices=question.choices, time_limit_s=question.time_limit_s,
+                                points=question.points, opened_at=opened_at, deadline=deadline,
+                                question_count=question_count)
+        record_event(db, session_id, "question_opened", opened)
+    return opened.model_dump(mode="json")
+
+
+def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | None = None,
+                   reason: str = "host", question_id: uuid.UUID | None = None) -> dict[str, Any] | None:
+    """Close the open question. With `question_id`, only if that one is still open (else None)."""
+    with db.begin():
+        session = _lock_for_host(db, host_id, session_id)
+        if question_id is not None and (session.status != rules.QUESTION_OPEN
+                                        or session.current_question_id != question_id):
+            return None
+        try:
+            rules.check_can_close(session.status)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        return _close_open_question(db, session, reason)
+
+
+def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+    with db.begin():
+        session = _lock_for_host(db, host_id, session_id)
+        try:
+            rules.check_can_end(session.status)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        if session.status == rules.QUESTION_OPEN:
+            _close_open_question(db, session, "end")
+        db.execute(text("UPDATE quiz_sessions SET status = 'ended', ended_at = :now WHERE id = :id"),
+                   {"now": session.now, "id": session_id})
+        record_event(db, session_id, "session_ended", SessionEnded(ended_at=session.now))
+    return {"id": str(session_id), "status": rules.ENDED, "ended_at": session.now.isoformat()}
+
+
+def host_of(db: Session, session_id: uuid.UUID) -> uuid.UUID:
+    with db.begin():
+        host_id = db.execute(text("SELECT host_id FROM quiz_sessions WHERE id = :id"), {"id": session_id}).scalar()
+    if host_id is None:
+        raise NotFound("not_found", "no such session")
+    return host_id

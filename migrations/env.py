@@ -1,0 +1,47 @@
+"""Alembic environment: the URL comes from the app's config, the metadata from its models."""
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import create_engine, text
+
+from app.config import load_config
+from app.models import Base
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    return config.attributes.get("database_url") or load_config().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True,
+                      transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(database_url())
+    with engine.connect() as connection:
+        # Never hold a lock on a live table for long: fail fast and retry the deploy instead.
+        connection.execute(text("SET lock_timeout = '5s'"))
+        connection.execute(text("SET statement_timeout = '10min'"))
+        connection.commit()
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          transaction_per_migration=True, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

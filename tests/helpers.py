@@ -1,0 +1,83 @@
+"""A small client for the HTTP API, shared by the integration and end-to-end tests."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+def sample_questions(count: int = 2, *, points: int = 1000, time_limit_s: int = 20) -> list[dict[str, Any]]:
+    return [{"text": f"Question {i + 1}?", "choices": ["red", "green", "blue", "gold"], "correct_choice": i % 4,
+             "time_limit_s": time_limit_s, "points": points} for i in range(count)]
+
+
+@dataclass
+class Player:
+    token: str
+    user_id: str
+    nickname: str
+    participant_id: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Api:
+    """Wraps a Flask test client (or anything with the same get/post signature)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def post(self, path: str, json: Any = None, token: str | None = None, expect: int | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.post(path, json=json, headers=headers)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.get_json())
+        return response
+
+    def get(self, path: str, token: str | None = None, expect: int | None = None, **query: Any):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.get(path, headers=headers, query_string=query or None)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.get_json())
+        return response
+
+    def host(self) -> Player:
+        username = "host_" + uuid.uuid4().hex[:12]
+        user = self.post("/api/v1/auth/register", {"username": username, "password": "correct horse"},
+                         expect=201).get_json()
+        token = self.post("/api/v1/auth/login", {"username": username, "password": "correct horse"},
+                          expect=200).get_json()["access_token"]
+        return Player(token=token, user_id=user["user_id"], nickname=username)
+
+    def guest(self, nickname: str | None = None) -> Player:
+        nickname = nickname or "p" + uuid.uuid4().hex[:8]
+        body = self.post("/api/v1/auth/guest", {"nickname": nickname}, expect=201).get_json()
+        return Player(token=body["access_token"], user_id=body["user_id"], nickname=nickname)
+
+    def quiz(self, host: Player, questions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return self.post("/api/v1/quizzes", {"title": "Capitals", "questions": questions or sample_questions()},
+                         token=host.token, expect=201).get_json()
+
+    def live_session(self, host: Player, questions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        quiz = self.quiz(host, questions)
+        session = self.post(f"/api/v1/quizzes/{quiz['id']}/sessions", token=host.token, expect=201).get_json()
+        session["quiz"] = quiz
+        return session
+
+    def join(self, session_id: str, player: Player) -> Player:
+        body = self.post(f"/api/v1/sessions/{session_id}/join", token=player.token, expect=201).get_json()
+        player.participant_id = body["participant_id"]
+        return player
+
+    def next_question(self, session_id: str, host: Player) -> dict[str, Any]:
+        return self.post(f"/api/v1/sessions/{session_id}/questions/next", token=host.token, expect=200).get_json()
+
+    def close_question(self, session_id: str, host: Player) -> dict[str, Any]:
+        return self.post(f"/api/v1/sessions/{session_id}/questions/close", token=host.token,
+                         expect=200).get_json()
+
+    def answer(self, session_id: str, player: Player, question_id: str, choice: int, expect: int | None = 201):
+        return self.post(f"/api/v1/sessions/{session_id}/answers", {"question_id": question_id, "choice": choice},
+                         token=player.token, expect=expect)
