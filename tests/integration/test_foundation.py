@@ -1,0 +1,136 @@
+"""The ground everything stands on: migrations, the broker, readiness and the Compose file."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic import command
+from confluent_kafka import TopicPartition
+from sqlalchemy import create_engine, inspect, text
+
+from app import create_app
+from app.kafka import make_consumer, make_producer
+from tests.integration.conftest import alembic_config, recreate_database
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = {"users", "quizzes", "questions", "quiz_sessions", "quiz_session_participants", "participant_answers",
+          "events"}
+
+
+def test_migrations_upgrade_and_downgrade(config):
+    url = config.database_url.rsplit("/", 1)[0] + "/quiz_migrations_test"
+    recreate_database(url)
+    cfg = alembic_config(url)
+    engine = create_engine(url)
+    try:
+        command.upgrade(cfg, "head")
+        assert TABLES <= set(inspect(engine).get_table_names())
+        unique = {c["name"] for c in inspect(engine).get_unique_constraints("quiz_session_participants")}
+        assert "uq_quiz_session_participants_quiz_session_id_user_id" in unique
+        command.downgrade(cfg, "base")
+        assert not TABLES & set(inspect(engine).get_table_names())
+        command.upgrade(cfg, "head")
+        assert TABLES <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_unpublished_events_have_a_partial_index(engine):
+    with engine.connect() as connection:
+        definition = connection.execute(text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_events_unpublished'")).scalar()
+    assert "WHERE (published_at IS NULL)" in definition
+
+
+def test_a_message_goes_through_the_real_broker(kafka_topics):
+    config = kafka_topics
+    key, value = uuid.uuid4().hex.encode(), b'{"hello": "broker"}'
+    producer = make_producer(config)
+    delivered = []
+    producer.produce(config.kafka_topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(30) == 0 and delivered == [None]
+
+    consumer = make_consumer(config, group_id="test-roundtrip-" + uuid.uuid4().hex)
+    consumer.subscribe([config.kafka_topic])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and not message.error() and message.key() == key:
+                assert message.value() == value
+                return
+        pytest.fail("the produced message never arrived")
+    finally:
+        consumer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_redis(port: int, workdir: str) -> subprocess.Popen:
+    server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    pytest.fail("redis-server did not start")
+
+
+def test_readyz_follows_redis_down_and_back(database, config, kafka_topics):
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        server = _start_redis(port, workdir)
+        app = create_app(config.replace(redis_url=f"redis://127.0.0.1:{port}/0"))
+        client = app.test_client()
+        try:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.get_json()
+            assert ready.get_json()["components"] == {"postgres": "up", "redis": "up", "kafka": "up"}
+
+            server.terminate()
+            server.wait(10)
+            down = client.get("/readyz")
+            assert down.status_code == 503
+            assert down.get_json()["components"]["redis"] == "down"
+            assert down.get_json()["components"]["postgres"] == "up"
+            assert "redis" in down.get_json()["error"]["message"]
+            assert client.get("/healthz").status_code == 200
+
+            server = _start_redis(port, workdir)
+            assert client.get("/readyz").status_code == 200
+        finally:
+            server.kill()
+            server.wait(10)
+
+
+def test_compose_file_is_valid():
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose (Debian package) is needed to validate docker-compose.yml"
+    result = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60).stdout.split()
+    assert {"postgres", "redis", "kafka", "migrate", "web", "relay", "worker"} <= set(services)
+
+
+def test_topics_have_the_configured_partition_count(kafka_topics):
+    config = kafka_topics
+    metadata = make_consumer(config, group_id="probe").list_topics(config.kafka_topic, timeout=10)
+    assert len(metadata.topics[config.kafka_topic].partitions) == config.kafka_partitions
+    assert TopicPartition(config.kafka_topic, 0).partition == 0

@@ -1,0 +1,25 @@
+import pytest
+
+from app.config import ConfigError, describe, load_config
+
+
+def test_defaults_match_the_local_stack():
+    config = load_config({})
+    assert config.database_url.endswith("@127.0.0.1:5433/quiz")
+    assert (config.kafka_bootstrap_servers, config.kafka_topic, config.web_port) == ("127.0.0.1:9092", "quiz.events", 8000)
+
+
+def test_environment_overrides_and_types():
+    config = load_config({"WEB_PORT": "9000", "RELAY_POLL_INTERVAL_S": "0.5", "LOG_FORMAT": "JSON"})
+    assert (config.web_port, config.relay_poll_interval_s, config.log_format) == (9000, 0.5, "json")
+
+
+@pytest.mark.parametrize("name, value", [("WEB_PORT", "eighty"), ("LOG_FORMAT", "xml"), ("REDIS_URL", "  ")])
+def test_a_malformed_value_names_its_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        load_config({name: value})
+    assert str(error.value).startswith(f"{name}=") and "\n" not in str(error.value)
+
+
+def test_every_setting_is_described():
+    assert all(doc for _, _, doc in describe())
