@@ -22,8 +22,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     init_services(app, config)
     sock.init_app(app)
 
-    from app.api import errors, health, openapi, auth, quizzes, sessions
+    from app.api import errors, health, openapi, auth, quizzes, sessions, request_log
     errors.register(app)
+    request_log.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(auth.bp)

@@ -7,6 +7,7 @@
 #   scripts/stack.sh down       stop everything this script started (data stays in .stack/)
 #   scripts/stack.sh ps         one line per component
 #   scripts/stack.sh logs [NAME]  follow .stack/*.log (or .stack/NAME.log)
+#   scripts/stack.sh clean      down, then remove .stack/ (all local data)
 #
 # Ports and URLs come from app/config.py (`python3 -m app.config`), so the usual environment
 # overrides (WEB_PORT=8001 scripts/stack.sh up, ...) apply here too.
@@ -822,7 +823,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {

@@ -1,0 +1,66 @@
+-- Shared leaderboard helpers, prepended to the scripts that change or read a board
+-- (app/leaderboards/scripts.py). It defines functions only and writes nothing.
+--
+-- A member's sorted-set score is the composite  score * 2^34 + (2^34 - 1 - reached_ms):
+-- higher score first, and on equal scores whoever reached it first (smaller reached_ms).
+-- Scores stay below 2^19, so composites stay below 2^53 and every double is an exact integer.
+local TIE = 17179869184            -- 2^34
+local MAX_REACHED = TIE - 1
+local MAX_SCORE = 524287           -- 2^19 - 1
+local ROOM_MAXLEN = '1000'
+local RECENT_MAXLEN = '10000'
+
+local function as_int(text, what)
+  local n = tonumber(text)
+  if n == nil or n ~= math.floor(n) then
+    error('ERR ' .. what .. ' must be an integer, got ' .. tostring(text))
+  end
+  return n
+end
+
+-- Exact decimal text of an integral double: tostring() keeps only 14 significant digits.
+local function exact(n)
+  return string.format('%.0f', n)
+end
+
+local function reached_since(epoch_ms, at_ms)
+  local reached = at_ms - epoch_ms
+  if reached < 0 then return 0 end
+  if reached > MAX_REACHED then return MAX_REACHED end
+  return reached
+end
+
+local function compose(score, reached)
+  if score < 0 or score > MAX_SCORE then
+    error('ERR score ' .. exact(score) .. ' is outside 0..' .. MAX_SCORE)
+  end
+  return score * TIE + (MAX_REACHED - reached)
+end
+
+-- score, reached_ms of a member (0, 0 when absent).
+local function member_state(board, member)
+  local current = redis.call('ZSCORE', board, member)
+  if not current then return 0, 0, false end
+  local composite = tonumber(current)
+  local score = math.floor(composite / TIE)
+  return score, MAX_REACHED - (composite - score * TIE), true
+end
+
+-- The composite after adding points. The reach time is the latest positive answer (a max, so the
+-- result does not depend on the order events are applied in); a join sets it to the join time.
+local function after_points(board, member, points, reached)
+  local score, at = member_state(board, member)
+  if points > 0 and reached > at then at = reached end
+  return compose(score + points, at), score + points
+end
+
+-- The composite after a join, or nil when the join changes nothing.
+local function after_join(board, member, reached)
+  local score, at, present = member_state(board, member)
+  if present and at >= reached then return nil end
+  return compose(score, reached)
+end
+
+local function meta_epoch(meta)
+  return as_int(redis.call('HGET', meta, 'epoch_ms'), 'meta epoch_ms')
+end

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the relay, fed by `RelayStats` observers; optional dependency."""
+from __future__ import annotations
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+except ImportError:  # pragma: no cover - prometheus_client is in install_requires
+    CollectorRegistry = None
+
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def available() -> bool:
+    return CollectorRegistry is not None
+
+
+class RelayMetrics:
+    """One registry per relay, so tests may build several in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.published = Counter("relay_events_published", "Events delivered to Kafka and marked published",
+                                 registry=self.registry)
+        self.batch_size = Histogram("relay_batch_size", "Events claimed per batch", buckets=BATCH_BUCKETS,
+                                    registry=self.registry)
+        self.lag_gauge = Gauge("relay_outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL)",
+                         registry=self.registry)
+        self.unpublished = Gauge("relay_unpublished_events", "Events not yet published", registry=self.registry)
+
+    def batch(self, claimed: int, published: int) -> None:
+        self.batch_size.observe(claimed)
+        self.published.inc(published)
+
+    def lag(self, lag_s: float, unpublished: int) -> None:
+        self.lag_gauge.set(lag_s)
+        self.unpublished.set(unpublished)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,427 @@
+"""Moves committed `events` rows (the outbox) to Kafka, keyed by session, losing none.
+
+One batch (`Relay.relay_batch`):
+ 1. In one transaction, claim the oldest unpublished rows:
+    `WHERE published_at IS NULL ORDER BY created_at, seq LIMIT n FOR UPDATE SKIP LOCKED`.
+    The claim never uses `seq > last_seen`: a row whose transaction commits late (a sequence gap)
+    is simply claimed by a later batch, because it is still unpublished.
+ 2. Produce each row (key = session id, value = the envelope, headers event_id/event_type) and
+    serve delivery reports until every message of the batch has one.
+ 3. `UPDATE ... SET published_at = now() WHERE id = ANY(:ids)` for the rows whose report had no
+    error, and commit. Failed rows stay unpublished; the commit releases their locks.
+A crash between 2 and 3 publishes the batch again on restart: at-least-once, consumers dedupe by
+event id (the duplicate carries the same event id, key and body).
+
+Ordering. With one active relay a session's events reach Kafka in the order they became visible,
+which for events whose transactions conflict (and so are causally ordered) is their commit order;
+the producer is idempotent, so retries cannot reorder within a partition. With several relays
+claiming at once, SKIP LOCKED lets relay B publish a session's later event while relay A still
+holds an earlier one: the union is complete, but per-session order is lost. So by default a relay
+only claims while it holds a PostgreSQL session advisory lock (leader election) taken on the very
+connection that claims: the others wait on standby and take over within a poll interval when the
+leader dies (PostgreSQL releases the lock with its connection). Leadership and claims share one
+connection, so a relay that lost its connection cannot commit a claim either; the only window for
+reordering is a leader whose connection died while its deliveries were in flight. Key-hash
+ownership (`hashtext(aggregate_id::text) % N`) would scale claims across relays but needs a fixed
+N and a rebalance story; one relay drains tens of thousands of events per second, well above the
+planned 2,500 answers/s, so leader election is the simpler correct choice.
+
+Wake-up: a dedicated autocommit connection LISTENs on `outbox_events` (the insert trigger
+notifies); the poll interval is the fallback for notifications lost while disconnected. A full
+batch loops at once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+import psycopg
+from confluent_kafka import KafkaError
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from app.events import Envelope
+
+log = logging.getLogger("outbox_relay")
+
+NOTIFY_CHANNEL = "outbox_events"
+# One leader per database: any constant shared by every relay works.
+LEADER_LOCK_KEY = zlib.crc32(b"livequiz.outbox_relay")
+PURGE_EVERY_S = 30.0
+PURGE_BATCH = 5000
+LAG_EVERY_S = 5.0
+# How long a stopping relay waits for in-flight deliveries before giving up on them.
+STOP_GRACE_S = 5.0
+# A producer whose broker is unreachable keeps messages queued for delivery.timeout.ms; the relay
+# keeps the claim open and waits, logging this often.
+OUTAGE_LOG_EVERY_S = 10.0
+
+_CLAIM = text("""
+    SELECT id, aggregate_id, event_type, version, payload, created_at
+    FROM events
+    WHERE published_at IS NULL
+    ORDER BY created_at, seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED""")
+_MARK = text("UPDATE events SET published_at = now() WHERE id = ANY(:ids)")
+_PURGE = text("""
+    DELETE FROM events WHERE id IN (
+        SELECT id FROM events
+        WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => :age_s)
+        ORDER BY published_at
+        LIMIT :limit)""")
+_LAG = text("""
+    SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
+    FROM events WHERE published_at IS NULL""")
+
+
+class Producer(Protocol):
+    def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Callable) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+class Throttled:
+    """Logs a recurring condition at most once per interval, with how often it happened since."""
+
+    def __init__(self, logger: logging.Logger, every_s: float):
+        self.logger, self.every_s = logger, every_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        suppressed = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        self.logger.warning(message + (f" ({suppressed} more since last report)" if suppressed else ""), *args)
+
+    def recovered(self, key: str, message: str, *args: Any) -> None:
+        if self._last.pop(key, None) is not None:
+            self._suppressed.pop(key, None)
+            self.logger.info(message, *args)
+
+
+@dataclass
+class RelayStats:
+    """Progress of one relay, read by the metrics endpoint and tests."""
+
+    published_total: int = 0
+    failed_total: int = 0
+    batches_total: int = 0
+    last_batch_sizes: deque = field(default_factory=lambda: deque(maxlen=100))
+    outbox_lag_s: float = 0.0
+    unpublished: int = 0
+    is_leader: bool = False
+    observers: list[Any] = field(default_factory=list)
+
+    def record_batch(self, claimed: int, published: int, failed: int) -> None:
+        self.batches_total += 1
+        self.published_total += published
+        self.failed_total += failed
+        self.last_batch_sizes.append(claimed)
+        for observer in self.observers:
+            observer.batch(claimed, published)
+
+    def record_lag(self, lag_s: float, unpublished: int) -> None:
+        self.outbox_lag_s, self.unpublished = lag_s, unpublished
+        for observer in self.observers:
+            observer.lag(lag_s, unpublished)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int
+    published: int
+    failed: int
+
+
+def envelope_of(row: Any) -> Envelope:
+    return Envelope(event_id=row.id, event_type=row.event_type, version=row.version,
+                    session_id=row.aggregate_id, occurred_at=row.created_at, payload=row.payload)
+
+
+def libpq_url(database_url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq URI, for the LISTEN connection."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def purge_published(engine: Engine, retention_hours: float, *, batch: int = PURGE_BATCH,
+                    max_batches: int = 20, stopping: threading.Event | None = None) -> int:
+    """Delete published rows older than the retention, `batch` rows per short transaction."""
+    deleted = 0
+    for _ in range(max_batches):
+        with engine.begin() as conn:
+            count = conn.execute(_PURGE, {"age_s": retention_hours * 3600.0, "limit": batch}).rowcount
+        deleted += count
+        if count < batch or (stopping is not None and stopping.is_set()):
+            break
+    return deleted
+
+
+def outbox_lag(engine: Engine) -> tuple[float, int]:
+    """(age in seconds of the oldest unpublished event, number of unpublished events)."""
+    with engine.connect() as conn:
+        row = conn.execute(_LAG).one()
+    return (float(row.lag_s) if row.lag_s is not None else 0.0), int(row.unpublished)
+
+
+class OutboxListener:
+    """LISTEN on `outbox_events` over a dedicated autocommit connection; reconnects lazily."""
+
+    def __init__(self, database_url: str, channel: str = NOTIFY_CHANNEL):
+        self.conninfo = libpq_url(database_url)
+        self.channel = channel
+        self._conn: psycopg.Connection | None = None
+
+    def connect(self) -> bool:
+        """True when newly connected: notifications may have been missed, so claim at once."""
+        if self._conn is not None and not self._conn.closed:
+            return False
+        self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
+                                     application_name="outbox_relay.listen")
+        self._conn.execute(f'LISTEN "{self.channel}"')
+        return True
+
+    def wait(self, timeout_s: float, stopping: threading.Event) -> None:
+        """Return on a notification, on `stopping`, or after `timeout_s`; raises if PostgreSQL is gone."""
+        if self.connect():
+            return
+        deadline = time.monotonic() + timeout_s
+        # Short slices: a signal handler only sets `stopping`, and must be seen within a moment.
+        while not stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                woken = any(True for _ in self._conn.notifies(timeout=min(remaining, 0.2), stop_after=1))
+                if woken:
+                    # Drain what else is queued: one claim serves them all.
+                    for _ in self._conn.notifies(timeout=0.001):
+                        pass
+                    return
+            except psycopg.Error:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+
+class Relay:
+    """Claims, produces and marks outbox rows; `run()` is the loop of the relay process."""
+
+    def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
+                 poll_interval_s: float = 1.0, retention_hours: float = 24.0, leader_lock: bool = True,
+                 listener: OutboxListener | None = None, stats: RelayStats | None = None,
+                 stopping: threading.Event | None = None,
+                 before_mark: Callable[[list[Any]], None] | None = None):
+        self.engine = engine
+        self.producer = producer
+        self.topic = topic
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.retention_hours = retention_hours
+        self.leader_lock = leader_lock
+        self.listener = listener
+        self.stats = stats or RelayStats()
+        self.stopping = stopping or threading.Event()
+        self.before_mark = before_mark  # test hook, called with the delivered ids before the mark
+        self._conn: Connection | None = None
+        # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
+        self._delivered_unmarked: list[Any] = []
+        self._throttled = Throttled(log, OUTAGE_LOG_EVERY_S)
+        self._next_purge = 0.0
+        self._next_lag = 0.0
+
+    # -- connection and leadership -------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        """Forget a connection that failed; invalidating it also drops its advisory lock."""
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except SQLAlchemyError:
+                pass
+            self._conn = None
+        self.stats.is_leader = False
+
+    def is_leader(self) -> bool:
+        """Take (or confirm) the leader lock; without leader election every relay claims."""
+        if not self.leader_lock:
+            return True
+        if self.stats.is_leader:
+            return True
+        conn = self._connection()
+        acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}).scalar())
+        conn.commit()
+        if acquired:
+            log.info("relay is the leader: claiming events")
+        self.stats.is_leader = acquired
+        return acquired
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                if self.stats.is_leader:
+                    self._conn.rollback()
+                    self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY})
+                    self._conn.commit()
+                self._conn.close()
+            except SQLAlchemyError:
+                self._drop_connection()
+            self._conn = None
+        self.stats.is_leader = False
+        if self.listener is not None:
+            self.listener.close()
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def relay_batch(self) -> BatchResult:
+        """Claim, produce and mark one batch. Raises on PostgreSQL errors (nothing is marked then)."""
+        conn = self._connection()
+        try:
+            if self._delivered_unmarked:
+                with conn.begin():
+                    conn.execute(_MARK, {"ids": self._delivered_unmarked})
+                self._delivered_unmarked = []
+            with conn.begin():
+                rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
+                if not rows:
+                    return BatchResult(0, 0, 0)
+                delivered, failed = self._produce(rows)
+                if delivered:
+                    if self.before_mark is not None:
+                        self.before_mark(delivered)
+                    self._delivered_unmarked = delivered
+                    conn.execute(_MARK, {"ids": delivered})
+            self._delivered_unmarked = []
+        except (DBAPIError, SQLAlchemyError):
+            self._drop_connection()
+            raise
+        self.stats.record_batch(len(rows), len(delivered), len(failed))
+        if failed:
+            self._throttled.warning("delivery", "%d of %d events not delivered (first: %s); they stay unpublished",
+                                    len(failed), len(rows), failed[0])
+        else:
+            self._throttled.recovered("delivery", "deliveries succeed again")
+        return BatchResult(len(rows), len(delivered), len(failed))
+
+    def _produce(self, rows: Iterable[Any]) -> tuple[list[Any], list[str]]:
+        """Produce `rows` and wait for every delivery report: (delivered ids, failure reasons)."""
+        delivered: list[Any] = []
+        failed: list[str] = []
+        pending = 0
+
+        def on_delivery(err: KafkaError | None, msg: Any, event_id: Any) -> None:
+            nonlocal pending
+            pending -= 1
+            if err is None:
+                delivered.append(event_id)
+            else:
+                failed.append(f"{event_id}: {err.str()}")
+
+        for row in rows:
+            envelope = envelope_of(row)
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic, value=envelope.to_json(), key=str(row.aggregate_id).encode(),
+                        headers=envelope.headers(),
+                        on_delivery=lambda err, msg, event_id=row.id: on_delivery(err, msg, event_id))
+                    pending += 1
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)  # local queue full: serve reports to make room
+            self.producer.poll(0)
+        self._await_deliveries(lambda: pending)
+        return delivered, failed
+
+    def _await_deliveries(self, pending: Callable[[], int]) -> None:
+        """Serve delivery reports until none is pending; a stopping relay waits STOP_GRACE_S at most."""
+        started = time.monotonic()
+        stop_deadline: float | None = None
+        while pending() > 0:
+            self.producer.poll(0.1)
+            if self.stopping.is_set():
+                stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() >= stop_deadline:
+                    log.warning("stopping with %d deliveries unconfirmed; those events stay unpublished", pending())
+                    return
+            waited = time.monotonic() - started
+            if waited > OUTAGE_LOG_EVERY_S:
+                self._throttled.warning("broker", "waiting %.0f s for %d deliveries: is Kafka down?",
+                                        waited, pending())
+        if time.monotonic() - started > OUTAGE_LOG_EVERY_S:
+            self._throttled.recovered("broker", "Kafka delivers again after %.1f s", time.monotonic() - started)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def housekeeping(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next_lag:
+            self._next_lag = now + LAG_EVERY_S
+            self.stats.record_lag(*outbox_lag(self.engine))
+        if self.retention_hours > 0 and (force or now >= self._next_purge):
+            self._next_purge = now + PURGE_EVERY_S
+            deleted = purge_published(self.engine, self.retention_hours, stopping=self.stopping)
+            if deleted:
+                log.info("deleted %d published events older than %g h", deleted, self.retention_hours)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Relay until `stopping` is set; outages are logged once per interval and retried with backoff."""
+        backoff = 0.0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    result = BatchResult(0, 0, 0)
+                    if self.is_leader():
+                        result = self.relay_batch()
+                        if result.claimed >= self.batch_size and not result.failed:
+                            continue  # a backlog: no waiting
+                        self.housekeeping()
+                    if result.failed:
+                        backoff = min(max(backoff * 2, 0.5), 30.0)
+                        self.stopping.wait(backoff)
+                        continue
+                    backoff = 0.0
+                    self._throttled.recovered("postgres", "PostgreSQL answers again")
+                    self._wait_for_events()
+                except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
+                    self._drop_connection()
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    self._throttled.warning("postgres", "PostgreSQL unavailable (%s); retrying in %.1f s",
+                                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, backoff)
+                    self.stopping.wait(backoff)
+        finally:
+            self.producer.flush(STOP_GRACE_S)
+            self.close()
+
+    def _wait_for_events(self) -> None:
+        active = self.stats.is_leader or not self.leader_lock
+        if self.listener is None or not active:
+            self.stopping.wait(self.poll_interval_s)  # standby: retry the leader lock each interval
+            return
+        self.listener.wait(self.poll_interval_s, self.stopping)
