@@ -1,12 +1,18 @@
-"""Gunicorn settings for the web process; values come from the app's config (environment)."""
+"""Gunicorn settings for the web process; values come from the app's config (environment).
+
+gevent workers: a WebSocket holds its connection for the whole quiz, so a thread per socket
+(gthread) caps a room at the thread count, while a greenlet per socket holds thousands per worker.
+psycopg 3 and redis-py cooperate with gevent once the standard library is patched, which the
+gevent worker does before the app is imported.
+"""
 from app.config import load_config
 
 _config = load_config()
 
 bind = f"{_config.web_host}:{_config.web_port}"
 workers = _config.web_workers
-worker_class = "gthread"
-threads = _config.web_threads
+worker_class = "gevent"
+worker_connections = 12_000
 # WebSocket connections are long-lived; the timeout applies to a worker that stops answering.
 timeout = 60
 graceful_timeout = 10
@@ -18,6 +24,10 @@ loglevel = "warning"
 
 
 def post_worker_init(worker) -> None:
+    from app.extensions import services
     from app.logs import configure_logging
+    from app.rooms.question_timer import start_question_timer
 
     configure_logging(_config, "web")
+    with worker.app.wsgi().app_context():
+        start_question_timer(services())

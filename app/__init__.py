@@ -23,6 +23,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     sock.init_app(app)
 
     from app.api import errors, health, openapi, auth, quizzes, sessions, request_log
+    from app.api import leaderboards
     errors.register(app)
     request_log.register(app)
     app.register_blueprint(health.bp)
@@ -30,4 +31,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(quizzes.bp)
     app.register_blueprint(sessions.bp)
+    from app.web import pages
+    app.register_blueprint(pages.bp)
+
+    from app.rooms import socket as room_socket
+    app.register_blueprint(room_socket.bp)
+    app.register_blueprint(leaderboards.bp)
     return app

@@ -80,6 +80,7 @@ class Config:
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
+    ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int, "messages buffered per WebSocket before dropping")
     auto_close_interval_s: float = _setting(
         "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
     log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")

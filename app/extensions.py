@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Config
 from app.db import get_engine, session_factory
 from app.kafka import make_admin
+from app.metrics import WebMetrics
+from app.rooms.hub import RoomHub, RoomReads
 
 sock = Sock()
 
@@ -40,6 +42,15 @@ class Services:
     def kafka_admin(self):
         return make_admin(self.config)
 
+    @cached_property
+    def metrics(self) -> WebMetrics:
+        return WebMetrics()
+
+    @cached_property
+    def room_hub(self) -> RoomHub:
+        return RoomHub(self.redis, room_reads(self), interval_s=self.config.leaderboard_interval_ms / 1000,
+                       metrics=self.metrics)
+
 
 def init_services(app: Flask, config: Config) -> None:
     app.extensions["livequiz"] = Services(config)
@@ -49,6 +60,26 @@ def init_services(app: Flask, config: Config) -> None:
         db = g.pop("db", None)
         if db is not None:
             db.close()
+
+
+def room_reads(live: Services) -> RoomReads:
+    """Wire the hub's reads to the leaderboard in Redis and the standings in PostgreSQL."""
+    from app.leaderboards.keys import SessionKeys
+    from app.leaderboards.reads import read_page
+    from app.services.rooms import question_results
+
+    def with_db(read):
+        def call(*args):
+            db = live.sessions()
+            try:
+                return read(db, *args)
+            finally:
+                db.close()
+        return call
+
+    top = with_db(lambda db, session_id, limit: read_page(db, live.redis, session_id, limit, 0))
+    return RoomReads(stream_key=lambda session_id: SessionKeys.of(session_id).room, top=top,
+                     question_results=with_db(question_results))
 
 
 def services() -> Services:

@@ -5,6 +5,7 @@
 -- events are marked applied so later deliveries of them are skipped.
 -- KEYS: lb, applied, meta, recent, rebuilt_lb, rebuilt_applied (all tagged {session})
 -- ARGV: epoch_ms, mark, snapshot_version
+-- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
 -- Returns {1, version, replayed} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 6, 'swap_rebuilt_board: expected 6 KEYS, got ' .. #KEYS)
 assert(#ARGV == 3, 'swap_rebuilt_board: expected 3 ARGV, got ' .. #ARGV)
@@ -13,6 +14,7 @@ local epoch = as_int(ARGV[1], 'epoch_ms')
 local mark = as_int(ARGV[2], 'mark')
 local snapshot_version = as_int(ARGV[3], 'snapshot_version')
 
+if redis.call('EXISTS', rebuilt_applied) == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
 local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
 if current < mark then return {-2, 'recent log was reset during the rebuild'} end
 local entries = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
@@ -47,10 +49,8 @@ if redis.call('EXISTS', rebuilt_lb) == 1 then
 else
   redis.call('DEL', lb)
 end
-if redis.call('EXISTS', rebuilt_applied) == 1 then
-  redis.call('SUNIONSTORE', applied, applied, rebuilt_applied)
-  redis.call('DEL', rebuilt_applied)
-end
+redis.call('SUNIONSTORE', applied, applied, rebuilt_applied)
+redis.call('DEL', rebuilt_applied)
 local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version')
 if snapshot_version > version then version = snapshot_version end
 version = version + 1

@@ -5,7 +5,6 @@ and runs `Relay.run()` until then. Exit codes: 0 after a clean stop, 2 on a conf
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ from typing import Any
 
 from app.config import Config, ConfigError, load_config
 from app.db import get_engine
+from app.logs import configure_logging
 from app.kafka import make_producer
 from outbox_relay import metrics
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
@@ -26,28 +26,6 @@ log = logging.getLogger("outbox_relay")
 TEST_PAUSE_ENV = "RELAY_TEST_PAUSE_BEFORE_MARK_S"
 
 
-class JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line)
-
-
-def configure_logging(config: Config) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines() if config.log_format == "json"
-                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level.upper())
-
-
 def build_relay(config: Config, stopping: threading.Event) -> Relay:
     """The composition root: the real engine, producer and LISTEN connection from `config`."""
     stats = RelayStats()
@@ -55,12 +33,13 @@ def build_relay(config: Config, stopping: threading.Event) -> Relay:
         relay_metrics = metrics.RelayMetrics()
         relay_metrics.serve(config.relay_metrics_port)
         stats.observers.append(relay_metrics)
-    before_mark = None
     pause_s = float(os.environ.get(TEST_PAUSE_ENV, "0") or 0)
-    if pause_s > 0:
-        def before_mark(ids: list[Any]) -> None:
-            log.warning("test hook: %d events delivered, pausing %.1f s before marking them", len(ids), pause_s)
-            time.sleep(pause_s)
+
+    def pause_before_mark(ids: list[Any]) -> None:
+        log.warning("test hook: %d events delivered, pausing %.1f s before marking them", len(ids), pause_s)
+        time.sleep(pause_s)
+
+    before_mark = pause_before_mark if pause_s > 0 else None
     return Relay(
         get_engine(config.database_url, pool_size=2),
         make_producer(config, **{"client.id": "outbox_relay"}),
@@ -72,6 +51,7 @@ def build_relay(config: Config, stopping: threading.Event) -> Relay:
         stats=stats,
         stopping=stopping,
         before_mark=before_mark,
+        producer_factory=lambda: make_producer(config, **{"client.id": "outbox_relay"}),
     )
 
 
@@ -81,7 +61,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config)
+    configure_logging(config, "relay")
     stopping = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 import psycopg
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -57,7 +57,7 @@ PURGE_EVERY_S = 30.0
 PURGE_BATCH = 5000
 LAG_EVERY_S = 5.0
 # How long a stopping relay waits for in-flight deliveries before giving up on them.
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 4.0
 # A producer whose broker is unreachable keeps messages queued for delivery.timeout.ms; the relay
 # keeps the claim open and waits, logging this often.
 OUTAGE_LOG_EVERY_S = 10.0
@@ -229,9 +229,12 @@ class Relay:
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, leader_lock: bool = True,
                  listener: OutboxListener | None = None, stats: RelayStats | None = None,
                  stopping: threading.Event | None = None,
-                 before_mark: Callable[[list[Any]], None] | None = None):
+                 before_mark: Callable[[list[Any]], None] | None = None,
+                 producer_factory: Callable[[], Producer] | None = None):
         self.engine = engine
         self.producer = producer
+        # Rebuilds the producer after a fatal error (e.g. the idempotent producer lost its state).
+        self.producer_factory = producer_factory
         self.topic = topic
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
@@ -247,6 +250,7 @@ class Relay:
         self._throttled = Throttled(log, OUTAGE_LOG_EVERY_S)
         self._next_purge = 0.0
         self._next_lag = 0.0
+        self._producer_broken: KafkaError | None = None
 
     # -- connection and leadership -------------------------------------------------------------
 
@@ -331,6 +335,7 @@ class Relay:
         """Produce `rows` and wait for every delivery report: (delivered ids, failure reasons)."""
         delivered: list[Any] = []
         failed: list[str] = []
+        fatal: list[KafkaError] = []
         pending = 0
 
         def on_delivery(err: KafkaError | None, msg: Any, event_id: Any) -> None:
@@ -340,7 +345,11 @@ class Relay:
                 delivered.append(event_id)
             else:
                 failed.append(f"{event_id}: {err.str()}")
+                if err.fatal():
+                    fatal.append(err)
 
+        if self._producer_broken is not None:
+            raise KafkaException(self._producer_broken)
         for row in rows:
             envelope = envelope_of(row)
             while True:
@@ -355,6 +364,9 @@ class Relay:
                     self.producer.poll(0.05)  # local queue full: serve reports to make room
             self.producer.poll(0)
         self._await_deliveries(lambda: pending)
+        if fatal:
+            # Mark what was delivered first: the caller sees the fatal error on its next produce.
+            self._producer_broken = fatal[0]
         return delivered, failed
 
     def _await_deliveries(self, pending: Callable[[], int]) -> None:
@@ -409,6 +421,13 @@ class Relay:
                     backoff = 0.0
                     self._throttled.recovered("postgres", "PostgreSQL answers again")
                     self._wait_for_events()
+                except KafkaException as exc:
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    self._throttled.warning("producer", "producer failed (%s); retrying in %.1f s", exc, backoff)
+                    if self.producer_factory is not None:
+                        self.producer = self.producer_factory()
+                        self._producer_broken = None
+                    self.stopping.wait(backoff)
                 except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
                     self._drop_connection()
                     backoff = min(max(backoff * 2, 0.5), 10.0)
@@ -416,7 +435,7 @@ class Relay:
                                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__, backoff)
                     self.stopping.wait(backoff)
         finally:
-            self.producer.flush(STOP_GRACE_S)
+            self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
             self.close()
 
     def _wait_for_events(self) -> None:

@@ -23,6 +23,26 @@ class Player:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+class HttpClient:
+    """The Flask test client's interface over real HTTP, so `Api` drives a running server too."""
+
+    def __init__(self, base_url: str):
+        import requests
+
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def _wrap(self, response):
+        response.get_json = lambda: response.json() if response.content else None
+        return response
+
+    def post(self, path: str, json: Any = None, headers: dict | None = None):
+        return self._wrap(self.http.post(self.base_url + path, json=json, headers=headers, timeout=30))
+
+    def get(self, path: str, headers: dict | None = None, query_string: dict | None = None):
+        return self._wrap(self.http.get(self.base_url + path, headers=headers, params=query_string, timeout=30))
+
+
 class Api:
     """Wraps a Flask test client (or anything with the same get/post signature)."""
 

@@ -1,10 +1,11 @@
 """Liveness and readiness."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from app.extensions import services
+from app.metrics import render_latest
 
 bp = Blueprint("health", __name__)
 
@@ -19,8 +20,20 @@ def _redis_ok() -> bool:
 
 
 def _kafka_ok() -> bool:
-    metadata = services().kafka_admin.list_topics(timeout=2)
+    admin = services().kafka_admin
+    metadata = off_the_event_loop(lambda: admin.list_topics(timeout=2))
     return bool(metadata.brokers)
+
+
+def off_the_event_loop(call):
+    """Run a blocking C call (librdkafka) in gevent's thread pool, so other greenlets keep running."""
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:
+        return call()
+    if monkey.is_module_patched("socket"):
+        return get_hub().threadpool.apply(call)
+    return call()
 
 
 CHECKS = {"postgres": _postgres_ok, "redis": _redis_ok, "kafka": _kafka_ok}
@@ -44,3 +57,9 @@ def readyz():
         return jsonify(status="unavailable", components=components,
                        error={"code": "not_ready", "message": f"down: {', '.join(down)}"}), 503
     return jsonify(status="ready", components=components)
+
+
+@bp.get("/metrics")
+def metrics():
+    body, content_type = render_latest()
+    return Response(body, content_type=content_type)

@@ -222,3 +222,28 @@ def host_of(db: Session, session_id: uuid.UUID) -> uuid.UUID:
     if host_id is None:
         raise NotFound("not_found", "no such session")
     return host_id
+
+
+def find_due_questions(db: Session) -> list[Row]:
+    """Open questions past their deadline, or answered by every player: they close by themselves."""
+    with db.begin():
+        return db.execute(text("""
+            SELECT s.id, s.current_question_id,
+                   CASE WHEN s.question_deadline <= clock_timestamp() THEN 'deadline' ELSE 'all_answered' END
+                       AS reason
+            FROM quiz_sessions s
+            WHERE s.status = 'question_open' AND (
+                s.question_deadline <= clock_timestamp()
+                OR (SELECT count(*) FROM participant_answers a
+                    WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)
+                   >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p WHERE p.quiz_session_id = s.id))
+            )""")).all()
+
+
+def close_due_questions(db: Session) -> int:
+    """Close every due question once, however many processes run this at the same time."""
+    closed = 0
+    for due in find_due_questions(db):
+        if close_question(db, due.id, reason=due.reason, question_id=due.current_question_id) is not None:
+            closed += 1
+    return closed

@@ -1,0 +1,45 @@
+"""Redis key names of a session; every one carries the session id as a hash tag (Redis Cluster)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    session_id: str
+
+    @classmethod
+    def of(cls, session_id: uuid.UUID | str) -> "SessionKeys":
+        return cls(str(session_id))
+
+    def _key(self, kind: str) -> str:
+        return f"{kind}:{{{self.session_id}}}"
+
+    @property
+    def board(self) -> str:
+        return self._key("lb")
+
+    @property
+    def applied(self) -> str:
+        return self._key("applied")
+
+    @property
+    def meta(self) -> str:
+        return self._key("meta")
+
+    @property
+    def room(self) -> str:
+        return self._key("room")
+
+    @property
+    def names(self) -> str:
+        return self._key("names")
+
+    @property
+    def recent(self) -> str:
+        return self._key("recent")
+
+    def rebuilding(self, token: str) -> tuple[str, str]:
+        """Temporary board and applied set of one rebuild, in the session's slot."""
+        return f"{self.board}:rebuild:{token}", f"{self.applied}:rebuild:{token}"

@@ -1,0 +1,144 @@
+"""Rebuild one session's board from PostgreSQL and swap it in atomically, while events flow.
+
+Steps of `rebuild_board`:
+
+1. Read `mark = meta:{S}.recent_seq` (0 when absent). Every answer or join the worker applies
+   bumps it and appends the event to the stream `recent:{S}` with id `<seq>-0`.
+2. Open a REPEATABLE READ, READ ONLY transaction. Its snapshot is taken by the first query,
+   after the mark was read. From that one snapshot read the participants (score,
+   score_reached_at, nickname), the answer ids, the questions opened or closed, the session's
+   status and the `events` ids of the session.
+3. Write the rebuilt board into `lb:{S}:rebuild:<token>` and the snapshot's dedupe members (event
+   ids and natural keys) into `applied:{S}:rebuild:<token>` (both expire if we die), and the
+   nicknames into `names:{S}` (idempotent).
+4. `swap_rebuilt_board.lua`, in one atomic call: for every `recent:{S}` entry after the mark whose
+   event id is not in the snapshot set, re-apply it to the rebuilt board; RENAME the rebuilt board
+   over `lb:{S}`; union the snapshot set into `applied:{S}`; set the epoch and bump the version.
+
+Why this is exact:
+- An event the worker applied before the mark was published before the mark, hence committed
+  before the snapshot, hence in it. So the live applications the snapshot may lack all sit in
+  `recent:{S}` after the mark; the swap replays exactly those not in the snapshot.
+- An event in the snapshot but not yet applied live is marked applied by the swap, so its later
+  delivery is a duplicate. An event in neither is applied normally after the swap.
+- If `recent:{S}` was trimmed past the mark or reset (flushed) meanwhile, the swap refuses and
+  the rebuild starts over.
+- Dedupe survives the relay pruning published `events` rows: the natural keys (`answer:<id>`,
+  `joined:<participant>`, `opened:/closed:<question>`, `ended`) are derived from the domain
+  tables, which keep them forever, and the scripts check them as well as the event id.
+
+The apply scripts refuse to touch a session whose `meta:{S}` is missing (they return
+NEEDS_REBUILD), so a flushed Redis never grows a partial board: the worker or the read path
+rebuilds first, then applies.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app.leaderboards.keys import SessionKeys
+from app.leaderboards.scores import composite, instant_ms, reached_ms
+from app.leaderboards.scripts import scripts_for
+
+_REBUILD_KEY_TTL_S = 600
+_CHUNK = 2000
+_ATTEMPTS = 5
+
+
+class UnknownSession(LookupError):
+    """The session does not exist in PostgreSQL."""
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    session_id: str
+    players: int
+    marked: int
+    replayed: int
+    version: int
+
+
+def session_epoch_ms(created_at) -> int:
+    """The instant reach times count from: the session's creation, in whole milliseconds."""
+    return instant_ms(created_at)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    epoch_ms: int
+    players: list[tuple[str, str, int, int]]  # participant id, nickname, score, reached_ms
+    applied: list[str]
+    event_count: int
+
+
+def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
+    with bind.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
+        with connection.begin():
+            connection.execute(text("SET TRANSACTION READ ONLY"))
+            session = connection.execute(text("""
+                SELECT s.created_at, s.status, s.quiz_id, q.position AS current_position
+                FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
+                WHERE s.id = :s"""), {"s": session_id}).one_or_none()
+            if session is None:
+                raise UnknownSession(str(session_id))
+            epoch = session_epoch_ms(session.created_at)
+            players = [(str(p.id), p.nickname, p.score, reached_ms(epoch, instant_ms(p.score_reached_at)))
+                       for p in connection.execute(text(
+                           "SELECT id, nickname, score, score_reached_at FROM quiz_session_participants "
+                           "WHERE quiz_session_id = :s"), {"s": session_id})]
+            applied = ["session"] + [f"joined:{pid}" for pid, *_ in players]
+            applied += [f"answer:{a}" for a in connection.execute(text(
+                "SELECT id FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}).scalars()]
+            if session.current_position is not None:
+                for question_id, position in connection.execute(text(
+                        "SELECT id, position FROM questions WHERE quiz_id = :q AND position <= :p"),
+                        {"q": session.quiz_id, "p": session.current_position}):
+                    applied.append(f"opened:{question_id}")
+                    if position < session.current_position or session.status != "question_open":
+                        applied.append(f"closed:{question_id}")
+            if session.status == "ended":
+                applied.append("ended")
+            event_ids = [str(e) for e in connection.execute(text(
+                "SELECT id FROM events WHERE aggregate_id = :s"), {"s": session_id}).scalars()]
+    return _Snapshot(epoch, players, applied + event_ids, len(event_ids))
+
+
+def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID | str,
+                  before_swap=None) -> Rebuilt:
+    """Rebuild the board of `session_id` from PostgreSQL and swap it in; see the module docstring.
+
+    `before_swap` is a test hook, called between the snapshot and the swap.
+    Raises UnknownSession when PostgreSQL has no such session.
+    """
+    bind = engine_or_db.get_bind() if isinstance(engine_or_db, Session) else engine_or_db
+    session_id = uuid.UUID(str(session_id))
+    keys = SessionKeys.of(session_id)
+    scripts = scripts_for(redis)
+    for _ in range(_ATTEMPTS):
+        mark = int(redis.hget(keys.meta, "recent_seq") or 0)
+        snapshot = _read_snapshot(bind, session_id)
+        token = uuid.uuid4().hex
+        rebuilt_board, rebuilt_applied = keys.rebuilding(token)
+        pipe = redis.pipeline(transaction=False)
+        for start in range(0, len(snapshot.players), _CHUNK):
+            chunk = snapshot.players[start:start + _CHUNK]
+            pipe.zadd(rebuilt_board, {pid: composite(score, reached) for pid, _, score, reached in chunk})
+            pipe.hset(keys.names, mapping={pid: nickname for pid, nickname, _, _ in chunk})
+        for start in range(0, len(snapshot.applied), _CHUNK):
+            pipe.sadd(rebuilt_applied, *snapshot.applied[start:start + _CHUNK])
+        pipe.expire(rebuilt_board, _REBUILD_KEY_TTL_S)
+        pipe.expire(rebuilt_applied, _REBUILD_KEY_TTL_S)
+        pipe.execute()
+        if before_swap is not None:
+            before_swap()
+        outcome = scripts.swap_rebuilt_board(
+            [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+            [snapshot.epoch_ms, mark, snapshot.event_count])
+        if outcome[0] == 1:
+            return Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),
+                           replayed=int(outcome[2]), version=int(outcome[1]))
+        redis.delete(rebuilt_board, rebuilt_applied)
+    raise RuntimeError(f"rebuild of {session_id} did not settle after {_ATTEMPTS} attempts")

@@ -1,0 +1,1 @@
+"""Live rooms: WebSocket connections and the per-process fan-out from Redis."""

@@ -1,0 +1,210 @@
+"""The per-process fan-out: one reader of the rooms' Redis streams for all of this process's sockets.
+
+The cache worker appends a notification to `room:{S}` for every event it applies. Each web process
+reads the streams of the rooms it has sockets in (one XREAD for all of them, not one per socket) and
+offers each message to every socket of the room. Leaderboard changes are coalesced: a room whose
+board moved is marked dirty, and a ticker reads its top 10 once per interval and pushes that newest
+state. Rooms never share a message: each message is built from, and sent to, a single room.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import redis
+
+from app.logs import RateLimitedLog
+from app.rooms.connection import Connection
+
+log = logging.getLogger(__name__)
+
+LEADERBOARD_SIZE = 10
+PODIUM_SIZE = 5
+BOARD_MOVES = {"answer_scored", "participant_joined"}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class Room:
+    session_id: uuid.UUID
+    stream_key: str
+    last_id: str
+    connections: set[Connection] = field(default_factory=set)
+    dirty: bool = False
+    player_count: int = 0
+
+
+@dataclass
+class RoomReads:
+    """What the hub reads besides the stream; swapped for fakes in unit tests."""
+
+    stream_key: Callable[[uuid.UUID], str]
+    top: Callable[[uuid.UUID, int], dict[str, Any]]
+    question_results: Callable[[uuid.UUID, uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
+
+
+class RoomHub:
+    def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
+                 metrics: Any | None = None):
+        self.redis = redis_client
+        self.reads = reads
+        self.interval_s = interval_s
+        self.metrics = metrics
+        self.rooms: dict[uuid.UUID, Room] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopping = threading.Event()
+        self._errors = RateLimitedLog(log)
+
+    # --- membership -----------------------------------------------------------------------------
+
+    def stream_tail(self, session_id: uuid.UUID) -> str:
+        """The id of the room's newest notification; read before a snapshot so nothing falls between."""
+        newest = self.redis.xrevrange(self.reads.stream_key(session_id), count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def join(self, connection: Connection, tail: str) -> None:
+        with self._lock:
+            room = self.rooms.get(connection.session_id)
+            if room is None:
+                room = Room(connection.session_id, self.reads.stream_key(connection.session_id), tail)
+                self.rooms[connection.session_id] = room
+            room.connections.add(connection)
+            self._start()
+        if self.metrics:
+            self.metrics.ws_connections.inc()
+
+    def leave(self, connection: Connection) -> None:
+        connection.close()
+        with self._lock:
+            room = self.rooms.get(connection.session_id)
+            if room is not None:
+                room.connections.discard(connection)
+                if not room.connections:
+                    del self.rooms[connection.session_id]
+        if self.metrics:
+            self.metrics.ws_connections.dec()
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self._read_streams, name="room-streams", daemon=True).start()
+            threading.Thread(target=self._push_leaderboards, name="room-leaderboards", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def broadcast(self, room: Room, message: dict[str, Any], players_only: bool = False) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        for connection in list(room.connections):
+            if not players_only or connection.is_player:
+                connection.offer(message["type"], text)
+
+    # --- the stream reader ----------------------------------------------------------------------
+
+    def _read_streams(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            with self._lock:
+                streams = {room.stream_key: room.last_id for room in self.rooms.values()}
+            if not streams:
+                time.sleep(0.05)
+                continue
+            try:
+                batches = self.redis.xread(streams, count=500, block=200)
+                backoff = 0.1
+            except redis.RedisError as exc:
+                self._errors.warning("xread", "cannot read room notifications from Redis: %s", exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            for stream_key, entries in batches or []:
+                room = self._room_by_stream(stream_key.decode())
+                if room is None:
+                    continue
+                for entry_id, fields in entries:
+                    room.last_id = entry_id.decode()
+                    try:
+                        self._dispatch(room, _decode_fields(fields))
+                    except Exception:  # one bad notification must not stop the room
+                        log.exception("cannot deliver a room notification", extra={"session_id": room.session_id})
+
+    def _room_by_stream(self, stream_key: str) -> Room | None:
+        with self._lock:
+            for room in self.rooms.values():
+                if room.stream_key == stream_key:
+                    return room
+        return None
+
+    def _dispatch(self, room: Room, note: dict[str, Any]) -> None:
+        kind = note.get("type")
+        if kind in BOARD_MOVES:
+            room.dirty = True
+        if kind == "participant_joined":
+            room.player_count = max(room.player_count, int(note.get("player_count") or 0))
+            self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
+                                  "participant_id": note.get("participant_id"), "player_count": room.player_count})
+        elif kind == "question_opened":
+            question = {k: note.get(k) for k in ("question_id", "position", "text", "choices", "time_limit_s",
+                                                 "points", "opened_at", "deadline", "question_count")}
+            self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
+        elif kind == "question_closed":
+            self._send_question_closed(room, note)
+        elif kind == "session_ended":
+            board = self.reads.top(room.session_id, PODIUM_SIZE)
+            self.broadcast(room, {"type": "session_ended", "podium": board["entries"]})
+
+    def _send_question_closed(self, room: Room, note: dict[str, Any]) -> None:
+        message = {"type": "question_closed", **{k: note.get(k) for k in (
+            "question_id", "position", "correct_choice", "choice_counts", "reason")}}
+        connections = list(room.connections)
+        players = [c.participant_id for c in connections if c.participant_id is not None]
+        results = self.reads.question_results(room.session_id, uuid.UUID(str(note["question_id"])), players)
+        shared = json.dumps(message, separators=(",", ":"))
+        for connection in connections:
+            you = results.get(connection.participant_id) if connection.is_player else None
+            if you is None:
+                connection.offer("question_closed", shared)
+            else:
+                connection.offer("question_closed", json.dumps({**message, "you": {
+                    k: you[k] for k in ("correct", "points", "score", "rank", "streak")}}, separators=(",", ":")))
+
+    # --- coalesced leaderboards -----------------------------------------------------------------
+
+    def _push_leaderboards(self) -> None:
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            with self._lock:
+                dirty = [room for room in self.rooms.values() if room.dirty]
+            for room in dirty:
+                room.dirty = False
+                try:
+                    board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
+                except Exception as exc:  # Redis away: try again next tick
+                    room.dirty = True
+                    self._errors.warning("leaderboard", "cannot read a leaderboard: %s", exc)
+                    continue
+                text = json.dumps({"type": "leaderboard", **board}, separators=(",", ":"))
+                for connection in list(room.connections):
+                    connection.offer_leaderboard(board["version"], text)
+            time.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+def _decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A stream entry: `type` plus either one JSON `data` field or plain fields."""
+    note = {key.decode(): value.decode() for key, value in fields.items()}
+    data = note.pop("data", None)
+    if data:
+        note.update(json.loads(data))
+    return note

@@ -1,0 +1,1 @@
+"""The web pages (templates, static files and their blueprint)."""

@@ -1,0 +1,274 @@
+// Shared by player.js and host.js: the API wrapper, stored state, the room socket, clock, rendering helpers.
+
+export class ApiError extends Error {
+  constructor(status, code, message, extra = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.extra = extra;
+  }
+}
+
+/** Call the JSON API under /api/v1. Resolves to the parsed body; rejects with an ApiError. */
+export async function api(path, { method = "GET", body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, "network_error", "Cannot reach the server. Check your connection and try again.");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const { code = "http_error", message = response.statusText, ...extra } = data?.error ?? {};
+    throw new ApiError(response.status, code, message, extra);
+  }
+  return data;
+}
+
+/** A small JSON record in localStorage under one key. */
+export function storedRecord(key) {
+  return {
+    get() {
+      try { return JSON.parse(localStorage.getItem(key)) ?? {}; } catch { return {}; }
+    },
+    update(changes) {
+      const next = { ...this.get(), ...changes };
+      localStorage.setItem(key, JSON.stringify(next));
+      return next;
+    },
+    forget(...names) {
+      const next = this.get();
+      for (const name of names) delete next[name];
+      localStorage.setItem(key, JSON.stringify(next));
+      return next;
+    },
+    clear() { localStorage.removeItem(key); },
+  };
+}
+
+/**
+ * The room socket, reconnecting with exponential backoff (with jitter) after any drop, except a
+ * refusal (4401 bad token, 4403 not in the room), which is final. Sends a ping every 20 s.
+ * onState receives "connecting" | "open" | "reconnecting" | "closed".
+ */
+export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/ws/sessions/${encodeURIComponent(sessionId)}` +
+              `?access_token=${encodeURIComponent(token)}`;
+  let socket = null;
+  let attempt = 0;
+  let stopped = false;
+  let pingTimer = null;
+  let retryTimer = null;
+
+  function open() {
+    onState(attempt === 0 ? "connecting" : "reconnecting");
+    socket = new WebSocket(url);
+    socket.addEventListener("open", () => {
+      attempt = 0;
+      onState("open");
+      pingTimer = setInterval(() => send({ type: "ping" }), 20000);
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (message && typeof message.type === "string" && message.type !== "pong") onMessage(message);
+    });
+    socket.addEventListener("close", (event) => {
+      clearInterval(pingTimer);
+      if (stopped) return;
+      if (event.code === 4401 || event.code === 4403) {
+        stopped = true;
+        onState("closed");
+        onRefused(event.code, event.reason);
+        return;
+      }
+      attempt += 1;
+      const delay = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      onState("reconnecting");
+      retryTimer = setTimeout(open, delay);
+    });
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  // Coming back online or to the tab: retry now instead of waiting out the backoff.
+  function retryNow() {
+    if (!stopped && retryTimer !== null && (!socket || socket.readyState === WebSocket.CLOSED)) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      open();
+    }
+  }
+  window.addEventListener("online", retryNow);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) retryNow(); });
+
+  open();
+  return {
+    close() {
+      stopped = true;
+      clearInterval(pingTimer);
+      clearTimeout(retryTimer);
+      socket?.close(1000, "leaving");
+      onState("closed");
+    },
+  };
+}
+
+/** The server's clock, as far as we can tell: offset learnt from each message's server_time. */
+export const serverClock = {
+  offsetMs: 0,
+  learn(serverTime) {
+    const t = Date.parse(serverTime);
+    if (!Number.isNaN(t)) this.offsetMs = t - Date.now();
+  },
+  now() { return Date.now() + this.offsetMs; },
+  remainingMs(deadline) { return Math.max(0, Date.parse(deadline) - this.now()); },
+};
+
+/**
+ * Run a countdown to `deadline` (ISO): writes whole seconds into `numberEl`, shrinks `barEl`,
+ * calls onEnd once at zero. Returns a function that stops it.
+ */
+export function startCountdown({ deadline, totalS, numberEl, barEl, onEnd = () => {} }) {
+  let ended = false;
+  let frame = null;
+  function tick() {
+    const left = serverClock.remainingMs(deadline);
+    numberEl.textContent = String(Math.ceil(left / 1000));
+    if (barEl) barEl.style.transform = `scaleX(${Math.min(1, left / (totalS * 1000))})`;
+    numberEl.closest("[data-urgent]")?.setAttribute("data-urgent", left <= 5000 ? "true" : "false");
+    if (left <= 0) {
+      if (!ended) { ended = true; onEnd(); }
+      return;
+    }
+    frame = setTimeout(tick, 100);
+  }
+  tick();
+  return () => clearTimeout(frame);
+}
+
+/** Create an element: h("li", {class: "x", dataset: {testid: "y"}}, "text", child). */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name === "class") el.className = value;
+    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "value") el.value = value;
+    else if (name in el && typeof value !== "string") el[name] = value;
+    else el.setAttribute(name, value === true ? "" : value);
+  }
+  el.append(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
+  return el;
+}
+
+/** Say something to screen-reader users through the page's polite live region. */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  region.textContent = "";
+  setTimeout(() => { region.textContent = text; }, 50);
+}
+
+/** Show the connection state in the page's status pill. */
+export function showConnection(state) {
+  const pill = document.querySelector("[data-testid=connection]");
+  if (!pill) return;
+  const labels = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", closed: "Offline" };
+  pill.dataset.state = state;
+  pill.querySelector(".label").textContent = labels[state] ?? state;
+}
+
+export const CHOICE_SHAPES = ["▲", "◆", "●", "■", "★", "⬢"];
+
+export function ordinal(n) {
+  const s = ["th", "st", "nd", "rd"];
+  const v = n % 100;
+  return n + (s[(v - 20) % 10] || s[v] || s[0]);
+}
+
+export function formatScore(n) {
+  return Number(n ?? 0).toLocaleString("en-US");
+}
+
+/**
+ * Render leaderboard entries into an <ol>, reusing one <li> per participant so rank changes can
+ * slide (FLIP: measure, re-order, invert with a transform, then play the transform back to zero).
+ */
+export function renderLeaderboard(list, entries, { highlight = null } = {}) {
+  const reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  const before = new Map();
+  for (const li of list.children) before.set(li.dataset.participant, li.getBoundingClientRect().top);
+  const existing = new Map([...list.children].map((li) => [li.dataset.participant, li]));
+  const rows = entries.map((entry) => {
+    let li = existing.get(entry.participant_id);
+    const oldScore = li ? Number(li.dataset.score) : null;
+    if (!li) {
+      li = h("li", { class: "lb-row", dataset: { testid: "leaderboard-row", participant: entry.participant_id } },
+        h("span", { class: "lb-rank", dataset: { testid: "leaderboard-rank" } }),
+        h("span", { class: "lb-name", dataset: { testid: "leaderboard-name" } }),
+        h("span", { class: "lb-score", dataset: { testid: "leaderboard-score" } }));
+    }
+    li.dataset.score = String(entry.score);
+    li.dataset.rank = String(entry.rank);
+    li.querySelector(".lb-rank").textContent = String(entry.rank);
+    li.querySelector(".lb-name").textContent = entry.nickname;
+    li.querySelector(".lb-score").textContent = formatScore(entry.score);
+    li.classList.toggle("me", entry.participant_id === highlight);
+    li.setAttribute("aria-label", `${ordinal(entry.rank)}: ${entry.nickname}, ${formatScore(entry.score)} points`);
+    if (oldScore !== null && oldScore !== entry.score && !reduceMotion) {
+      li.classList.remove("bumped");
+      void li.offsetWidth; // restart the highlight animation
+      li.classList.add("bumped");
+    }
+    return li;
+  });
+  list.replaceChildren(...rows);
+  if (reduceMotion) return;
+  for (const li of rows) {
+    const top = before.get(li.dataset.participant);
+    const delta = top === undefined ? 0 : top - li.getBoundingClientRect().top;
+    if (top === undefined) {
+      li.animate([{ opacity: 0, transform: "translateY(8px)" }, { opacity: 1, transform: "none" }],
+        { duration: 300, easing: "ease-out" });
+    } else if (delta) {
+      li.animate([{ transform: `translateY(${delta}px)` }, { transform: "none" }],
+        { duration: 500, easing: "cubic-bezier(.2,.8,.2,1)" });
+    }
+  }
+}
+
+/** Render a podium (top entries) into `container`: the first three on blocks, then 4th and 5th. */
+export function renderPodium(container, entries, { highlight = null } = {}) {
+  // In reading order 1st, 2nd, 3rd; the stylesheet lays them out as 2nd, 1st, 3rd.
+  const blocks = entries.slice(0, 3).map((entry) => h("li", {
+    class: `podium-place place-${entry.rank}${entry.participant_id === highlight ? " me" : ""}`,
+    dataset: { testid: "podium-entry", rank: String(entry.rank) },
+  },
+  h("span", { class: "podium-name", dataset: { testid: "podium-name" } }, entry.nickname),
+  h("span", { class: "podium-score", dataset: { testid: "podium-score" } }, `${formatScore(entry.score)} pts`),
+  h("span", { class: "podium-block", "aria-hidden": "true" }, String(entry.rank)),
+  h("span", { class: "visually-hidden" }, `${ordinal(entry.rank)} place`)));
+  const rest = entries.slice(3, 5).map((entry) => h("li", {
+    class: `podium-rest${entry.participant_id === highlight ? " me" : ""}`,
+    dataset: { testid: "podium-entry", rank: String(entry.rank) },
+  }, `${ordinal(entry.rank)} `, h("strong", { dataset: { testid: "podium-name" } }, entry.nickname),
+  h("span", { dataset: { testid: "podium-score" } }, ` ${formatScore(entry.score)} pts`)));
+  container.replaceChildren(h("ol", { class: "podium", "aria-label": "Podium" }, blocks));
+  if (rest.length) container.append(h("ol", { class: "podium-others", "aria-label": "Runners-up" }, rest));
+}
+
+/** Show exactly one of the page's screens (elements with [data-screen]). */
+export function showScreen(name) {
+  for (const el of document.querySelectorAll("main [data-screen]")) el.hidden = el.dataset.screen !== name;
+  document.body.dataset.view = name;
+}

@@ -1,0 +1,391 @@
+// The player's page: join with a PIN and a nickname, then play in the room until the podium.
+import {
+  api, storedRecord, connectRoom, serverClock, startCountdown, h, announce, showConnection,
+  CHOICE_SHAPES, ordinal, formatScore, renderLeaderboard, renderPodium, showScreen,
+} from "./common.js";
+
+// token, user_id, nickname, join_code, session_id, participant_id, answer {question_id, choice},
+// result {question_id, correct, points, ...}: enough to resume after a reload or a dropped network.
+const store = storedRecord("livequiz.player");
+const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);
+
+const state = {
+  sessionId: null,
+  participantId: null,
+  status: null,
+  question: null,
+  questionCount: 0,
+  choice: null, // what this player answered to the open question
+  timeUp: false,
+  boardVersion: -1,
+  heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
+  you: null,
+  room: null,
+  stopCountdown: () => {},
+};
+
+// ---- joining -------------------------------------------------------------------------------
+
+const joinForm = $("join-form");
+
+function showJoin(message = "") {
+  showScreen("join");
+  $("player-meta").hidden = true;
+  showConnection("closed");
+  const saved = store.get();
+  const fromLink = new URLSearchParams(location.search).get("code");
+  if (fromLink && /^\d{6}$/.test(fromLink)) $("join-code").value = fromLink;
+  if (!$("join-nickname").value && saved.nickname) $("join-nickname").value = saved.nickname;
+  $("join-error").textContent = message;
+  ($("join-code").value ? $("join-nickname") : $("join-code")).focus();
+}
+
+async function guestToken(nickname) {
+  const saved = store.get();
+  if (saved.token) return saved.token;
+  const guest = await api("/auth/guest", { method: "POST", body: { nickname } });
+  store.update({ token: guest.access_token, user_id: guest.user_id });
+  return guest.access_token;
+}
+
+async function findAndJoin(code, nickname) {
+  const token = await guestToken(nickname);
+  const session = await api(`/sessions?join_code=${code}`, { token });
+  let joined;
+  try {
+    joined = await api(`/sessions/${session.id}/join`, { method: "POST", body: { nickname }, token });
+  } catch (err) {
+    if (err.code !== "already_joined") throw err;
+    joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname };
+  }
+  return store.update({
+    session_id: session.id, participant_id: joined.participant_id, nickname: joined.nickname, join_code: code,
+  });
+}
+
+joinForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const code = $("join-code").value.replace(/\D/g, "");
+  const nickname = $("join-nickname").value.trim();
+  const error = $("join-error");
+  if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
+  if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
+  error.textContent = "";
+  const button = $("join-submit");
+  button.disabled = true;
+  button.textContent = "Joining…";
+  try {
+    let saved;
+    try {
+      saved = await findAndJoin(code, nickname);
+    } catch (err) {
+      if (err.status !== 401) throw err;
+      store.forget("token", "user_id"); // an expired token: start over as a new guest
+      saved = await findAndJoin(code, nickname);
+    }
+    store.forget("answer", "result");
+    enterRoom(saved);
+  } catch (err) {
+    const messages = {
+      not_found: "No game is running with that PIN. Check the host's screen.",
+      session_ended: "That game has already ended.",
+      invalid_body: "That nickname can't be used. Try another one.",
+    };
+    error.textContent = messages[err.code] ?? err.message;
+  } finally {
+    button.disabled = false;
+    button.textContent = "Enter";
+  }
+});
+
+$("join-code").addEventListener("input", (event) => {
+  event.target.value = event.target.value.replace(/\D/g, "").slice(0, 6);
+});
+
+function leaveRoom() {
+  state.room?.close();
+  state.room = null;
+  state.stopCountdown();
+  store.forget("session_id", "participant_id", "answer", "result");
+  history.replaceState(null, "", location.pathname);
+  $("join-code").value = "";
+  showJoin();
+}
+$("play-again").addEventListener("click", leaveRoom);
+$("back-to-join").addEventListener("click", leaveRoom);
+
+// ---- the room ------------------------------------------------------------------------------
+
+async function enterRoom(saved) {
+  state.sessionId = saved.session_id;
+  state.participantId = saved.participant_id;
+  state.boardVersion = -1;
+  $("player-meta").hidden = false;
+  $("player-nickname").textContent = saved.nickname ?? "";
+  $("lobby-nickname").textContent = saved.nickname ?? "";
+  // Show the room's state over HTTP first, so the page is right even before the socket opens.
+  try {
+    const session = await api(`/sessions/${saved.session_id}`, { token: saved.token });
+    applySession(session);
+  } catch (err) {
+    if (err.status === 401 || err.status === 404) {
+      store.forget("session_id", "participant_id", "answer", "result", ...(err.status === 401 ? ["token"] : []));
+      showJoin(err.status === 401 ? "Your session expired. Join again." : "That game no longer exists.");
+      return;
+    }
+    showScreen("lobby");
+  }
+  state.room?.close();
+  state.room = connectRoom({
+    sessionId: saved.session_id,
+    token: saved.token,
+    onMessage: receive,
+    onState: (connection) => {
+      showConnection(connection);
+      if (connection === "reconnecting") announce("Connection lost. Reconnecting…");
+    },
+    onRefused: (code, reason) => {
+      if (code === 4401) store.forget("token");
+      store.forget("session_id", "participant_id");
+      $("refused-reason").textContent = code === 4401
+        ? "Your session expired. Join again with the PIN."
+        : `You're not a player in this game${reason ? ` (${reason})` : ""}.`;
+      showScreen("refused");
+    },
+  });
+}
+
+function receive(message) {
+  switch (message.type) {
+    case "snapshot":
+      serverClock.learn(message.server_time);
+      if (message.you) updateMe(message.you);
+      applyBoard(message.leaderboard, { force: true });
+      applySession(message.session);
+      break;
+    case "leaderboard":
+      applyBoard(message);
+      break;
+    case "question_opened":
+      serverClock.learn(message.server_time);
+      state.questionCount = message.question_count ?? state.questionCount;
+      openQuestion({ ...message, id: message.question_id });
+      break;
+    case "question_closed":
+      closeQuestion(message);
+      break;
+    case "player_joined":
+      $("player-count").textContent = String(message.player_count);
+      break;
+    case "session_ended":
+      finish(message.podium);
+      break;
+    case "error":
+      console.warn("room error", message.code, message.message);
+      break;
+    default:
+      break;
+  }
+}
+
+function applySession(session) {
+  state.questionCount = session.question_count;
+  $("player-count").textContent = String(session.player_count);
+  const q = session.current_question;
+  if (session.status === "lobby") {
+    state.status = "lobby";
+    showScreen("lobby");
+  } else if (session.status === "question_open" && q) {
+    openQuestion(q);
+  } else if (session.status === "question_closed" && q) {
+    const saved = store.get();
+    const result = saved.result?.question_id === q.id ? saved.result : null;
+    const answer = saved.answer?.question_id === q.id ? saved.answer.choice : null;
+    showResult(q, q.correct_choice, result ?? {
+      correct: answer === null ? null : answer === q.correct_choice, points: null, ...state.you,
+    });
+  } else if (session.status === "ended") {
+    finish(state.heldBoard?.entries ?? null);
+  }
+}
+
+function updateMe(you) {
+  state.you = { ...state.you, ...you };
+  $("player-score").textContent = formatScore(state.you.score);
+  if (state.you.rank) {
+    $("player-rank").textContent = ordinal(state.you.rank);
+    $("player-rank-wrap").hidden = false;
+  }
+}
+
+function applyBoard(board, { force = false } = {}) {
+  if (!board || (!force && board.version <= state.boardVersion)) return;
+  state.boardVersion = board.version;
+  state.heldBoard = board;
+  if (state.status !== "question_open") renderBoard(board);
+}
+
+function renderBoard(board) {
+  renderLeaderboard($("leaderboard"), board.entries, { highlight: state.participantId });
+  $("leaderboard-empty").hidden = board.entries.length > 0;
+  $("total-players").textContent = board.total_players ? `of ${board.total_players}` : "";
+  const mine = board.entries.find((e) => e.participant_id === state.participantId);
+  if (mine) updateMe({ score: mine.score, rank: mine.rank });
+}
+
+function openQuestion(q) {
+  if (state.status === "question_open" && state.question?.id === q.id) return; // already showing it
+  state.status = "question_open";
+  state.question = q;
+  state.timeUp = false;
+  const saved = store.get();
+  state.choice = saved.answer?.question_id === q.id ? saved.answer.choice : null;
+
+  $("question-position").textContent = `Question ${q.position + 1}${state.questionCount ? ` of ${state.questionCount}` : ""}`;
+  $("question-points").textContent = q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
+  $("question-text").textContent = q.text;
+  const answers = $("answers");
+  answers.replaceChildren(...q.choices.map((text, i) => h("button", {
+    type: "button",
+    class: `answer c${i}`,
+    dataset: { testid: `answer-${i}`, choice: String(i) },
+    "aria-keyshortcuts": String(i + 1),
+    onclick: () => submitAnswer(i),
+  }, h("span", { class: "shape", "aria-hidden": "true" }, CHOICE_SHAPES[i]),
+  h("span", { class: "answer-text" }, text),
+  h("kbd", { class: "key", "aria-hidden": "true" }, String(i + 1)))));
+  showScreen("question");
+  if (state.choice !== null) lockAnswers("Answer locked in! Waiting for the others…");
+  else {
+    $("answer-status").textContent = "";
+    answers.querySelector("button")?.focus();
+  }
+  announce(`Question ${q.position + 1}: ${q.text}`);
+
+  state.stopCountdown();
+  state.stopCountdown = startCountdown({
+    deadline: q.deadline,
+    totalS: q.time_limit_s,
+    numberEl: $("countdown"),
+    barEl: document.querySelector("[data-screen=question] .timebar-fill"),
+    onEnd: () => {
+      state.timeUp = true;
+      if (state.choice === null) lockAnswers("Time's up!");
+    },
+  });
+}
+
+function lockAnswers(status) {
+  for (const button of $("answers").querySelectorAll("button")) {
+    button.disabled = true;
+    button.classList.toggle("chosen", Number(button.dataset.choice) === state.choice);
+  }
+  $("answer-status").textContent = status;
+}
+
+async function submitAnswer(choice) {
+  const q = state.question;
+  if (state.status !== "question_open" || state.choice !== null || state.timeUp || !q) return;
+  state.choice = choice;
+  lockAnswers("Sending…");
+  const { token } = store.get();
+  try {
+    await api(`/sessions/${state.sessionId}/answers`, {
+      method: "POST", body: { question_id: q.id, choice }, token,
+    });
+    store.update({ answer: { question_id: q.id, choice } });
+    if (state.question === q && state.status === "question_open") lockAnswers("Answer locked in! Waiting for the others…");
+  } catch (err) {
+    if (err.code === "already_answered") {
+      lockAnswers("Answer locked in! Waiting for the others…");
+    } else if (err.code === "question_closed") {
+      state.choice = null;
+      lockAnswers("Too late: the question has closed.");
+    } else {
+      state.choice = null;
+      for (const button of $("answers").querySelectorAll("button")) {
+        button.disabled = state.timeUp;
+        button.classList.remove("chosen");
+      }
+      $("answer-status").textContent = `Your answer was not sent: ${err.message}`;
+      $("answers").querySelectorAll("button")[choice]?.focus();
+    }
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if (state.status !== "question_open" || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+  const n = Number(event.key);
+  if (Number.isInteger(n) && n >= 1 && n <= (state.question?.choices.length ?? 0)) {
+    event.preventDefault();
+    submitAnswer(n - 1);
+  }
+});
+
+function closeQuestion(message) {
+  const q = state.question?.id === message.question_id ? state.question : null;
+  const you = message.you ?? null;
+  if (you) {
+    updateMe({ score: you.score, rank: you.rank, streak: you.streak });
+    store.update({ result: { question_id: message.question_id, ...you } });
+  }
+  showResult(q ?? { id: message.question_id, choices: [] }, message.correct_choice,
+    you ?? { correct: null, points: null, ...state.you });
+}
+
+function showResult(q, correctChoice, you) {
+  state.status = "question_closed";
+  state.question = q;
+  state.stopCountdown();
+  if (state.heldBoard) renderBoard(state.heldBoard);
+  const verdict = $("result-verdict");
+  const result = $("result");
+  if (you.correct === true) {
+    verdict.textContent = "Correct!";
+    result.dataset.verdict = "correct";
+  } else if (you.correct === false) {
+    const answered = store.get().answer?.question_id === q.id || state.choice !== null;
+    verdict.textContent = answered ? "Wrong" : "No answer";
+    result.dataset.verdict = "wrong";
+  } else {
+    verdict.textContent = "Question closed";
+    result.dataset.verdict = "unknown";
+  }
+  $("result-points").textContent = you.points === null || you.points === undefined ? "" : `+${formatScore(you.points)} points`;
+  const correctText = q.choices?.[correctChoice];
+  $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
+  $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
+  $("result-rank").textContent = you.rank ? ordinal(you.rank) : "–";
+  const streak = you.streak ?? state.you?.streak ?? 0;
+  $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
+  showScreen("result");
+  announce(`${verdict.textContent} ${$("result-points").textContent}. You are ${$("result-rank").textContent}.`);
+}
+
+async function finish(podium) {
+  state.status = "ended";
+  state.stopCountdown();
+  if (state.heldBoard) renderBoard(state.heldBoard);
+  const entries = podium ?? state.heldBoard?.entries ?? [];
+  renderPodium($("podium"), entries.slice(0, 5), { highlight: state.participantId });
+  showScreen("final");
+  const { token } = store.get();
+  // My exact final place, even outside the top 10; fall back to what the room last told us.
+  try {
+    const mine = await api(`/sessions/${state.sessionId}/leaderboard/${state.participantId}?around=0`, { token });
+    updateMe({ rank: mine.rank, score: mine.score });
+  } catch { /* keep the last known rank */ }
+  const you = state.you ?? {};
+  const total = state.heldBoard?.total_players;
+  $("final-place").textContent = you.rank
+    ? `You finished ${ordinal(you.rank)}${total ? ` of ${total}` : ""} with ${formatScore(you.score)} points.`
+    : `You scored ${formatScore(you.score)} points.`;
+  announce(`Game over. ${$("final-place").textContent}`);
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+const saved = store.get();
+if (saved.token && saved.session_id && saved.participant_id) enterRoom(saved);
+else showJoin();

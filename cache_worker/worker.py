@@ -1,0 +1,231 @@
+"""Applying batches of Kafka messages to Redis, at least once delivered, at most once applied.
+
+One batch: decode every message (poison ones go to the dead-letter topic), queue the script of
+every decodable event in one non-transactional pipeline, and only once Redis has answered (and
+the dead letters are flushed) store the batch's offsets. Auto-commit then commits stored offsets.
+A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
+Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis as redis_lib
+from confluent_kafka import KafkaError, Message, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.cluster import RedisCluster
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from app.events import Envelope, PoisonEvent, decode_envelope
+from app.leaderboards.apply import apply_event
+from app.leaderboards.keys import SessionKeys
+from app.leaderboards.rebuild import UnknownSession, rebuild_board
+from app.leaderboards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, scripts_for
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.MovedError,
+              redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
+              redis_lib.exceptions.ClusterDownError, OperationalError)
+_REBUILD_ROUNDS = 3
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.applied = Counter("worker_events_applied", "events whose effect reached Redis",
+                               ["event_type"], registry=self.registry)
+        self.duplicates = Counter("worker_duplicates_skipped", "redelivered events the scripts skipped",
+                                  registry=self.registry)
+        self.dead_lettered = Counter("worker_dead_lettered", "messages sent to the dead-letter topic",
+                                     ["reason"], registry=self.registry)
+        self.rebuilds = Counter("worker_board_rebuilds", "boards rebuilt from PostgreSQL",
+                                registry=self.registry)
+        self.retries = Counter("worker_batch_retries", "batches retried after Redis or PostgreSQL failed",
+                               registry=self.registry)
+        self.lag = Gauge("worker_consumer_lag", "messages behind the high watermark", ["partition"],
+                         registry=self.registry)
+
+
+@dataclass
+class _Pending:
+    message: Message
+    envelope: Envelope
+    payload: Any
+
+
+class CacheWorker:
+    """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch."""
+
+    def __init__(self, config, consumer, producer, redis, engine: Engine, *,
+                 metrics: WorkerMetrics | None = None, poll_timeout_s: float = 0.5,
+                 max_backoff_s: float = 5.0, after_apply: Callable[[], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.config = config
+        self.consumer = consumer
+        self.producer = producer
+        self.redis = redis
+        self.engine = engine
+        self.metrics = metrics or WorkerMetrics()
+        self.poll_timeout_s = poll_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.after_apply = after_apply
+        self.should_stop = should_stop
+        self.scripts = scripts_for(redis)
+        self._dlq_failures: list[str] = []
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.config.kafka_topic])
+
+    def run_once(self) -> int:
+        """Consume, apply and store one batch; returns how many messages it held."""
+        messages = self.consumer.consume(num_messages=self.config.worker_batch_size, timeout=self.poll_timeout_s)
+        messages = [m for m in messages if not self._is_error(m)]
+        if not messages:
+            return 0
+        pending = []
+        for message in messages:
+            try:
+                envelope = decode_envelope(message.value())
+                pending.append(_Pending(message, envelope, envelope.parsed_payload()))
+            except PoisonEvent as exc:
+                self.dead_letter(message, str(exc))
+        if not self._apply_with_retry(pending):
+            return 0  # stopping while Redis was down: nothing stored, the batch is redelivered
+        if self.after_apply is not None:
+            self.after_apply()
+        self._flush_dead_letters()
+        for message in messages:
+            self.consumer.store_offsets(message=message)
+        return len(messages)
+
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", error)
+        return True
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        headers = list(message.headers() or []) + [("dlq_reason", reason.encode())]
+        self.producer.produce(self.config.kafka_dlq_topic, key=message.key(), value=message.value(),
+                              headers=headers, on_delivery=self._dead_letter_delivered)
+        self.producer.poll(0)
+        self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
+
+    def _dead_letter_delivered(self, err, _msg) -> None:
+        if err is not None:
+            self._dlq_failures.append(str(err))
+
+    def _flush_dead_letters(self) -> None:
+        # The offset of a dead letter is stored only once the broker holds the copy.
+        while self.producer.flush(5.0) > 0:
+            log.warning("waiting for the dead-letter topic")
+        if self._dlq_failures:
+            failures, self._dlq_failures = self._dlq_failures, []
+            raise RuntimeError(f"dead letters not delivered: {failures}")
+
+    def _apply_with_retry(self, pending: list[_Pending]) -> bool:
+        backoff = 0.1
+        while True:
+            try:
+                self.apply_events(pending)
+                return True
+            except _TRANSIENT as exc:
+                self.metrics.retries.inc()
+                if self.should_stop():
+                    return False
+                log.warning("applying a batch failed (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    def apply_events(self, pending: list[_Pending]) -> None:
+        """Apply `pending` in order; sessions without a board here are rebuilt first."""
+        for _ in range(_REBUILD_ROUNDS):
+            results = self._run_scripts(pending)
+            retry: list[_Pending] = []
+            to_rebuild: dict[str, None] = {}
+            for item, result in zip(pending, results):
+                if isinstance(result, _TRANSIENT):
+                    raise result
+                if isinstance(result, Exception):
+                    self.dead_letter(item.message, f"rejected_by_redis: {result}")
+                elif result == APPLIED:
+                    self.metrics.applied.labels(event_type=item.envelope.event_type).inc()
+                elif result == DUPLICATE:
+                    self.metrics.duplicates.inc()
+                elif result == NEEDS_REBUILD:
+                    retry.append(item)
+                    to_rebuild[str(item.envelope.session_id)] = None
+            if not retry:
+                return
+            # Replay in order only the events that were refused; the others are applied.
+            unknown = set()
+            for session_id in to_rebuild:
+                try:
+                    rebuild_board(self.engine, self.redis, session_id)
+                    self.metrics.rebuilds.inc()
+                except UnknownSession:
+                    unknown.add(session_id)
+            for item in retry:
+                if str(item.envelope.session_id) in unknown:
+                    self.dead_letter(item.message, "unknown_session: not in PostgreSQL")
+            pending = [item for item in retry if str(item.envelope.session_id) not in unknown]
+            if not pending:
+                return
+        raise redis_lib.ConnectionError("boards kept vanishing while applying a batch")
+
+    def _run_scripts(self, pending: list[_Pending]) -> list[Any]:
+        """One pipeline per Redis node (redis-py's cluster pipeline refuses EVALSHA); results in order."""
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for index, item in enumerate(pending):
+            node = self._client_for(str(item.envelope.session_id))
+            groups.setdefault(id(node), (node, []))[1].append(index)
+        results: list[Any] = [None] * len(pending)
+        for node, indexes in groups.values():
+            pipe = node.pipeline(transaction=False)
+            for index in indexes:
+                apply_event(self.scripts, pipe, pending[index].envelope, pending[index].payload)
+            for index, result in zip(indexes, pipe.execute(raise_on_error=False)):
+                results[index] = result
+        if any(isinstance(r, _TRANSIENT) for r in results) and isinstance(self.redis, RedisCluster):
+            self.redis.nodes_manager.initialize()  # slots moved: learn the new layout before the retry
+        return results
+
+    def _client_for(self, session_id: str):
+        if not isinstance(self.redis, RedisCluster):
+            return self.redis
+        node = self.redis.get_node_from_key(SessionKeys.of(session_id).board)
+        return self.redis.get_redis_connection(node)
+
+    def update_lag(self) -> int:
+        """Set worker_consumer_lag from the watermarks of the assigned partitions; returns the sum."""
+        total = 0
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return 0
+        for position in self.consumer.position(assignment):
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(position.topic, position.partition), timeout=2.0, cached=False)
+            offset = position.offset if position.offset >= 0 else low
+            lag = max(high - offset, 0)
+            self.metrics.lag.labels(partition=str(position.partition)).set(lag)
+            total += lag
+        return total
+
+    def close(self) -> None:
+        """Commit what was stored and leave the group."""
+        try:
+            self.consumer.commit(asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - nothing stored since the last auto-commit
+            log.info("final commit: %s", exc)
+        self.consumer.close()
+        self.producer.flush(10.0)

@@ -1,0 +1,112 @@
+"""The whole system as processes: gunicorn (two workers), the outbox relay and the cache worker.
+
+They run against this test run's database, Redis database and topics, on free loopback ports.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from playwright.sync_api import Browser, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stack_env(config, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
+        "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
+        "SECRET_KEY": config.secret_key, "RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
+        "LOG_FORMAT": "json", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+@dataclass
+class LiveStack:
+    base_url: str
+    ws_url: str
+    config: object
+    processes: dict
+    logs: Path
+
+    def log_of(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} server exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def live_stack(database, kafka_topics, redis_client):
+    config = kafka_topics
+    port = free_port()
+    logs = Path(tempfile.mkdtemp(prefix="livequiz-e2e-"))
+    metrics_dir = logs / "prometheus"
+    metrics_dir.mkdir()
+    env = stack_env(config, WEB_PORT=str(port), WEB_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    commands = {
+        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+        "relay": [sys.executable, "-m", "outbox_relay"],
+        "worker": [sys.executable, "-m", "cache_worker"],
+    }
+    processes = {}
+    for name, command in commands.items():
+        with open(logs / f"{name}.log", "wb") as log_file:
+            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file,
+                                               stderr=subprocess.STDOUT, start_new_session=True)
+    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs)
+    try:
+        _wait_http(f"{stack.base_url}/healthz", processes["web"])
+        yield stack
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in processes.items():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    """Debian's Chromium driven by Playwright; no browser is ever downloaded."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

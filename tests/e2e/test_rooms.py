@@ -1,0 +1,191 @@
+"""The live-room protocol over a real WebSocket against the running stack."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import text
+
+from tests.e2e.room_client import RoomClient
+from tests.helpers import Api, HttpClient, sample_questions
+
+
+@pytest.fixture()
+def http(live_stack) -> Api:
+    return Api(HttpClient(live_stack.base_url))
+
+
+def room(live_stack, session_id, player) -> RoomClient:
+    return RoomClient(live_stack.ws_url, session_id, player.token)
+
+
+def scores_in_postgres(engine, session_id) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {str(pid): score for pid, score in connection.execute(text(
+            "SELECT id, score FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id})}
+
+
+def test_snapshot_comes_first_for_host_and_player(live_stack, http: Api):
+    host = http.host()
+    sid = http.live_session(host)["id"]
+    player = http.join(sid, http.guest("Ann"))
+    host_room, player_room = room(live_stack, sid, host), room(live_stack, sid, player)
+    try:
+        first = host_room.wait_for(lambda m: True)
+        assert first["type"] == "snapshot" and first["role"] == "host" and "you" not in first
+        assert first["session"]["id"] == sid and first["session"]["status"] == "lobby"
+        assert first["leaderboard"]["total_players"] == 1
+        mine = player_room.wait_for(lambda m: True)
+        assert mine["type"] == "snapshot" and mine["role"] == "player"
+        assert mine["you"]["participant_id"] == player.participant_id
+        assert (mine["you"]["score"], mine["you"]["rank"], mine["you"]["streak"]) == (0, 1, 0)
+        player_room.send({"type": "ping"})
+        assert player_room.wait_type("pong")
+        player_room.send("not json")
+        player_room.send({"type": "answer", "choice": 1})
+        errors = [player_room.wait_for(lambda m: m["type"] == "error" and m["code"] == code)
+                  for code in ("invalid_json", "unknown_message")]
+        assert len(errors) == 2
+        player_room.send({"type": "ping"})  # the socket still answers after bad messages
+        player_room.wait_for(lambda m: len(player_room.of_type("pong")) == 2)
+    finally:
+        host_room.close()
+        player_room.close()
+
+
+def test_refusals_use_close_codes(live_stack, http: Api):
+    host = http.host()
+    sid = http.live_session(host)["id"]
+    bad_token = RoomClient(live_stack.ws_url, sid, "not-a-token")
+    assert bad_token.wait_closed() == 4401
+    outsider = room(live_stack, sid, http.guest())
+    assert outsider.wait_closed() == 4403 and outsider.close_reason
+    assert outsider.messages == [] and bad_token.messages == []
+
+
+def test_rooms_are_isolated(live_stack, http: Api):
+    host_a, host_b = http.host(), http.host()
+    sid_a, sid_b = http.live_session(host_a)["id"], http.live_session(host_b)["id"]
+    players_b = [http.join(sid_b, http.guest()) for _ in range(2)]
+    watch_b = room(live_stack, sid_b, host_b)
+    watch_b.wait_type("snapshot")
+    players_a = [http.join(sid_a, http.guest()) for _ in range(3)]
+    watch_a = room(live_stack, sid_a, host_a)
+    question = http.next_question(sid_a, host_a)
+    for player in players_a:
+        http.answer(sid_a, player, question["question_id"], 0)
+    watch_a.wait_type("question_closed", timeout_s=20)  # every player answered: it closes by itself
+    time.sleep(0.5)  # let any stray message arrive before looking for it
+    a_ids = {p.participant_id for p in players_a} | {sid_a, question["question_id"]}
+    for message in watch_b.messages:
+        assert not any(value in str(message) for value in a_ids), message
+        assert message["type"] in {"snapshot", "leaderboard"}
+    assert {p.participant_id for p in players_b}.isdisjoint(str(watch_a.messages))
+    watch_a.close()
+    watch_b.close()
+
+
+def test_leaderboard_pushes_are_coalesced_and_end_on_the_newest_state(live_stack, http: Api, engine):
+    host = http.host()
+    sid = http.live_session(host)["id"]
+    players = [http.join(sid, http.guest()) for _ in range(120)]
+    watch = room(live_stack, sid, host)
+    watch.wait_type("snapshot")
+    question = http.next_question(sid, host)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda p: http.answer(sid, p, question["question_id"], 0), players))
+    expected = scores_in_postgres(engine, sid)
+    top_ten = sorted(expected.values(), reverse=True)[:10]
+    final = watch.wait_for(lambda m: m["type"] == "leaderboard"
+                           and [e["score"] for e in m["entries"]] == top_ten, timeout_s=20)
+    elapsed = final["_received"] - started
+    boards = [m for m in watch.of_type("leaderboard") if m["_received"] <= final["_received"]]
+    interval_s = live_stack.config.leaderboard_interval_ms / 1000
+    # Two web workers may each serve the room's sockets, but one socket sees at most one push per interval.
+    assert len(boards) <= elapsed / interval_s + 2, (len(boards), elapsed)
+    assert len(boards) < len(players)
+    versions = [m["version"] for m in boards]
+    assert versions == sorted(set(versions)), "versions must strictly increase on a connection"
+    assert final["total_players"] == 120
+    watch.close()
+
+
+def test_reconnect_keeps_score_and_streak(live_stack, http: Api, engine):
+    host = http.host()
+    sid = http.live_session(host, sample_questions(3))["id"]
+    player = http.join(sid, http.guest())
+    http.join(sid, http.guest())  # a second player keeps questions from closing early
+    for _ in range(2):
+        question = http.next_question(sid, host)
+        http.answer(sid, player, question["question_id"], question["position"] % 4)
+    first = room(live_stack, sid, player)
+    first.wait_type("snapshot")
+    first.close()
+    again = room(live_stack, sid, player)
+    snapshot = again.wait_type("snapshot")
+    score = scores_in_postgres(engine, sid)[player.participant_id]
+    assert score > 2000
+    assert (snapshot["you"]["score"], snapshot["you"]["streak"]) == (score, 2)
+    again.close()
+
+
+def test_question_closes_by_itself_at_the_deadline(live_stack, http: Api, engine):
+    host = http.host()
+    sid = http.live_session(host, sample_questions(1, time_limit_s=5))["id"]
+    player = http.join(sid, http.guest())
+    watch = room(live_stack, sid, player)
+    watch.wait_type("snapshot")
+    opened = http.next_question(sid, host)
+    closed = watch.wait_type("question_closed", timeout_s=15)
+    assert closed["reason"] == "deadline" and closed["question_id"] == opened["question_id"]
+    assert closed["you"] == {"correct": False, "points": 0, "score": 0, "rank": 1, "streak": 0}
+    watch.close()
+
+
+def test_question_closes_when_everyone_answered_exactly_once(live_stack, http: Api, engine):
+    host = http.host()
+    sid = http.live_session(host, sample_questions(1, time_limit_s=60))["id"]
+    players = [http.join(sid, http.guest()) for _ in range(4)]
+    watchers = [room(live_stack, sid, p) for p in players] + [room(live_stack, sid, host)]
+    for watcher in watchers:
+        watcher.wait_type("snapshot")
+    question = http.next_question(sid, host)
+    for i, player in enumerate(players):
+        http.answer(sid, player, question["question_id"], 0 if i < 3 else 1)
+    closes = [w.wait_type("question_closed", timeout_s=10) for w in watchers]
+    assert {c["reason"] for c in closes} == {"all_answered"}
+    assert closes[0]["choice_counts"] == [3, 1, 0, 0]
+    assert [c["you"]["correct"] for c in closes[:4]] == [True, True, True, False]
+    assert "you" not in closes[4]
+    time.sleep(1.0)  # both web workers' timers have run several times since
+    with engine.connect() as connection:
+        assert connection.execute(text(
+            "SELECT count(*) FROM events WHERE aggregate_id = :s AND event_type = 'question_closed'"),
+            {"s": sid}).scalar() == 1
+    assert all(len(w.of_type("question_closed")) == 1 for w in watchers)
+    for watcher in watchers:
+        watcher.close()
+
+
+def test_a_session_plays_to_the_podium(live_stack, http: Api, engine):
+    host = http.host()
+    sid = http.live_session(host, sample_questions(2))["id"]
+    players = [http.join(sid, http.guest(f"racer{i}")) for i in range(6)]
+    watch = room(live_stack, sid, players[0])
+    watch.wait_type("snapshot")
+    for _ in range(2):
+        question = http.next_question(sid, host)
+        opened = watch.wait_for(lambda m: m["type"] == "question_opened"
+                                and m["question_id"] == question["question_id"])
+        assert "correct_choice" not in opened and opened["choices"] == ["red", "green", "blue", "gold"]
+        for i, player in enumerate(players):
+            http.answer(sid, player, question["question_id"], question["position"] % 4 if i % 2 == 0 else 3)
+        watch.wait_for(lambda m: m["type"] == "question_closed" and m["question_id"] == question["question_id"])
+    http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
+    ended = watch.wait_type("session_ended")
+    expected = sorted(scores_in_postgres(engine, sid).items(), key=lambda kv: -kv[1])[:5]
+    assert [e["score"] for e in ended["podium"]] == [score for _, score in expected]
+    assert [e["rank"] for e in ended["podium"]] == [1, 2, 3, 4, 5]
+    watch.close()

@@ -1,0 +1,78 @@
+"""Rebuilding a board from PostgreSQL while events keep being applied."""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.events import AnswerScored
+from app.leaderboards.apply import apply_event
+from app.leaderboards.rebuild import rebuild_board
+from app.leaderboards.scripts import APPLIED, DUPLICATE, scripts_for
+from tests.integration.test_worker_support import (envelope_of, event_rows, pg_ranking, pg_scores, play,
+                                                   redis_ranking, redis_scores)
+
+
+def _apply_rows(redis_client, rows) -> list[int]:
+    scripts = scripts_for(redis_client)
+    return [apply_event(scripts, redis_client, envelope_of(row)) for row in rows]
+
+
+def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(api, engine, redis_client):
+    # The live board is up to date; the open question's answers have not been applied yet.
+    fresh = _session_with_open_question(api)
+    sid, players, question = fresh["id"], fresh["players"], fresh["question"]
+    rebuild_board(engine, redis_client, sid)
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    seen = {row.id for row in event_rows(engine, sid)}
+    # Players 0 and 1 answer before the rebuild's snapshot; the worker has not applied them yet.
+    api.answer(sid, players[0], question["question_id"], question["correct"])
+    api.answer(sid, players[1], question["question_id"], question["correct"])
+    before_snapshot = [r for r in event_rows(engine, sid) if r.id not in seen]
+    seen |= {r.id for r in before_snapshot}
+    during: list = []
+
+    def between_snapshot_and_swap() -> None:
+        # Players 2 and 3 answer after the snapshot; the worker applies their events to the live board.
+        api.answer(sid, players[2], question["question_id"], question["correct"])
+        api.answer(sid, players[3], question["question_id"], (question["correct"] + 1) % 4)
+        during.extend(r for r in event_rows(engine, sid) if r.id not in seen)
+        assert _apply_rows(redis_client, during) == [APPLIED, APPLIED]
+
+    rebuilt = rebuild_board(engine, redis_client, sid, before_swap=between_snapshot_and_swap)
+    assert rebuilt.replayed == 2
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    assert redis_ranking(redis_client, sid) == pg_ranking(engine, sid)
+    # The snapshot's events, delivered late, and the replayed ones, delivered again, are duplicates.
+    assert _apply_rows(redis_client, before_snapshot + during) == [DUPLICATE] * 4
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    assert any(envelope_of(r).parsed_payload().points > 0 for r in before_snapshot + during
+               if isinstance(envelope_of(r).parsed_payload(), AnswerScored))
+
+
+def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):
+    """After the relay deleted published rows, the natural keys still catch a replay."""
+    session = play(api, players=3, questions=2)
+    sid = session["id"]
+    rows = event_rows(engine, sid)
+    rebuild_board(engine, redis_client, sid)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM events WHERE aggregate_id = :s"), {"s": sid})
+    redis_client.delete(*redis_client.keys(f"*{{{sid}}}*"))  # its keys expired, or Redis was flushed
+    rebuild_board(engine, redis_client, sid)
+    assert set(_apply_rows(redis_client, rows)) == {DUPLICATE}
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+
+
+def _session_with_open_question(api):
+    from tests.helpers import sample_questions
+
+    host = api.host()
+    questions = sample_questions(2, time_limit_s=240)
+    created = api.live_session(host, questions)
+    sid = created["id"]
+    players = [api.join(sid, api.guest()) for _ in range(4)]
+    first = api.next_question(sid, host)
+    api.answer(sid, players[0], first["question_id"], questions[0]["correct_choice"])
+    api.answer(sid, players[2], first["question_id"], questions[0]["correct_choice"])
+    second = api.next_question(sid, host)
+    return {"id": sid, "host": host, "players": players,
+            "question": {"question_id": second["question_id"], "correct": questions[1]["correct_choice"]}}

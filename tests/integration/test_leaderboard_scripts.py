@@ -1,0 +1,109 @@
+"""The Lua scripts on their own, against the test Redis (and, via exercise_scripts, a Redis Cluster)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from app.leaderboards.keys import SessionKeys
+from app.leaderboards.scores import MAX_SCORE, composite
+from app.leaderboards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, LeaderboardScripts
+
+EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _answer(scripts, client, sid, participant, points, at_ms, event_id=None, answer_id=None):
+    keys = SessionKeys.of(sid)
+    return scripts.apply_answer_scored(
+        [keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent],
+        [event_id or str(uuid.uuid4()), answer_id or str(uuid.uuid4()), participant, f"nick-{participant[:4]}",
+         points, EPOCH_MS + at_ms, points, 1, str(uuid.uuid4()), 1], client=client)
+
+
+def _join(scripts, client, sid, participant, at_ms, event_id=None):
+    keys = SessionKeys.of(sid)
+    return scripts.apply_participant_joined(
+        [keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent],
+        [event_id or str(uuid.uuid4()), participant, f"nick-{participant[:4]}", EPOCH_MS + at_ms, 1], client=client)
+
+
+def _page(scripts, client, sid, offset=0, limit=100):
+    keys = SessionKeys.of(sid)
+    reply = scripts.read_leaderboard_page([keys.board, keys.meta, keys.names], [offset, limit], client=client)
+    return [(m.decode(), s) for m, s in zip(reply[2::3], reply[3::3])]
+
+
+def exercise_scripts(client) -> None:
+    """Every script once, with its dedupe, tie and swap behaviour; runs on Redis and Redis Cluster."""
+    scripts = LeaderboardScripts(client)
+    sid = str(uuid.uuid4())
+    keys = SessionKeys.of(sid)
+    a, b, c = (f"{i}{uuid.uuid4().hex[1:8]}-0000-4000-8000-000000000000" for i in "abc")
+
+    assert _join(scripts, client, sid, a, 10) == NEEDS_REBUILD  # no board yet: nothing written
+    assert client.exists(keys.board, keys.applied, keys.room) == 0
+    client.hset(keys.meta, mapping={"version": 0, "epoch_ms": EPOCH_MS, "recent_seq": 0})
+
+    join_a = str(uuid.uuid4())
+    assert _join(scripts, client, sid, a, 10, event_id=join_a) == APPLIED
+    assert _join(scripts, client, sid, a, 10, event_id=join_a) == DUPLICATE
+    assert _join(scripts, client, sid, b, 20) == APPLIED
+    assert _join(scripts, client, sid, c, 30) == APPLIED
+    assert _page(scripts, client, sid) == [(a, 0), (b, 0), (c, 0)]  # 0 each: join order
+
+    # c then b reach 1000; c's answer is delivered first but b answered earlier.
+    later, earlier = str(uuid.uuid4()), str(uuid.uuid4())
+    assert _answer(scripts, client, sid, c, 1000, 5_000, event_id=later) == APPLIED
+    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier) == APPLIED
+    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier) == DUPLICATE
+    # The same answer under another event id (republished after its event row was pruned).
+    answer_id = str(uuid.uuid4())
+    assert _answer(scripts, client, sid, a, 0, 6_000, answer_id=answer_id) == APPLIED
+    assert _answer(scripts, client, sid, a, 0, 6_000, answer_id=answer_id) == DUPLICATE
+    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)]
+    assert int(client.hget(keys.meta, "version")) == 6
+    assert _page(scripts, client, sid, offset=1, limit=1) == [(c, 1000)]
+
+    around = scripts.read_around([keys.board, keys.meta, keys.names], [c, 5], client=client)
+    assert around[:3] == [6, 3, 1] and around[3::3] == [b.encode(), c.encode(), a.encode()]
+    assert scripts.read_around([keys.board, keys.meta, keys.names], ["nobody", 5], client=client) == [0]
+
+    # Scores stay exact at the top of the range and out-of-range writes leave nothing behind.
+    top = str(uuid.uuid4())
+    client.zadd(keys.board, {top: composite(MAX_SCORE - 1, 0)})
+    assert _answer(scripts, client, sid, top, 1, 1) == APPLIED
+    assert _page(scripts, client, sid, limit=1) == [(top, MAX_SCORE)]
+    with pytest.raises(redis_lib.ResponseError):
+        _answer(scripts, client, sid, top, 1, 2)
+    with pytest.raises(redis_lib.ResponseError):
+        scripts.apply_answer_scored([keys.board], ["x"], client=client)  # argument counts are asserted
+    assert int(client.hget(keys.meta, "version")) == 7
+
+    # A rebuilt board swapped in: b's answer is in the snapshot, c's and the top's are replayed.
+    rebuilt_board, rebuilt_applied = keys.rebuilding("t")
+    client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
+    client.sadd(rebuilt_applied, "session", earlier, join_a)
+    swapped = scripts.swap_rebuilt_board(
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [EPOCH_MS, 3, 2], client=client)
+    # Replayed after the mark (3 joins): c's and a's answers and the top's +1 (its manual ZADD is
+    # not an event, so the rebuilt board lacks it); b's answer is in the snapshot.
+    assert swapped[0] == 1 and swapped[2] == 3
+    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (top, 1), (a, 0)]
+    assert client.ttl(keys.board) == -1  # the rebuilt key's TTL did not travel with the rename
+    assert client.exists(rebuilt_board, rebuilt_applied) == 0
+    stale = scripts.swap_rebuilt_board(
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [EPOCH_MS, 99, 0], client=client)
+    assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
+    client.sadd(rebuilt_applied, "session")
+    stale = scripts.swap_rebuilt_board(
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [EPOCH_MS, 99, 0], client=client)
+    assert stale[0] == -2  # the log never reached that mark: rebuild again
+    client.delete(keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent)
+
+
+def test_scripts_on_a_single_redis(redis_client):
+    exercise_scripts(redis_client)

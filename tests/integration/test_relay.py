@@ -1,0 +1,609 @@
+"""The outbox relay against the real PostgreSQL and Kafka: completeness, order, crashes, outages."""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from sqlalchemy import text
+
+from app.config import Config
+from app.events import decode_envelope
+from app.kafka import broker_answers, ensure_topics, make_producer
+from outbox_relay.relay import OutboxListener, Relay, RelayStats
+from tests.helpers import Api, sample_questions
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_LIB = ROOT / ".cache" / "kafka" / "lib"
+
+pytestmark = pytest.mark.usefixtures("kafka_topics")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+@dataclass
+class Message:
+    key: bytes
+    value: bytes
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+    @property
+    def event_id(self) -> str:
+        return self.headers["event_id"].decode()
+
+
+def insert_events(engine, count: int, sessions: list[uuid.UUID] | None = None) -> list[str]:
+    """`count` valid `session_ended` events spread over `sessions`, in one transaction; returns their ids."""
+    sessions = sessions or [uuid.uuid4() for _ in range(8)]
+    with engine.begin() as conn:
+        rows = conn.execute(text("""
+            INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload)
+            SELECT gen_random_uuid(), 'quiz_session', (CAST(:sessions AS uuid[]))[1 + g % cardinality(CAST(:sessions AS uuid[]))],
+                   'session_ended', 1, jsonb_build_object('ended_at', clock_timestamp())
+            FROM generate_series(1, :n) AS g
+            RETURNING id"""), {"sessions": [str(s) for s in sessions], "n": count}).all()
+    return [str(r.id) for r in rows]
+
+
+def unpublished_among(engine, ids: list[str]) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM events WHERE id = ANY(CAST(:ids AS uuid[])) "
+                                 "AND published_at IS NULL"), {"ids": ids}).scalar()
+
+
+def wait_until(predicate, timeout_s: float, what: str, every_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def wait_published(engine, ids: list[str], timeout_s: float = 60.0) -> None:
+    wait_until(lambda: unpublished_among(engine, ids) == 0, timeout_s, f"{len(ids)} events to be published")
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Message]:
+    """Every message now on `topic`, read with a fresh group up to the high watermarks taken first."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-relay-" + uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        done = {p for p, end in ends.items() if end == 0}
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end within {timeout_s} s"
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            messages.append(Message(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(),
+                                    msg.offset()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+        return messages
+    finally:
+        consumer.close()
+
+
+def by_event_id(messages: list[Message]) -> dict[str, list[Message]]:
+    found: dict[str, list[Message]] = defaultdict(list)
+    for m in messages:
+        found[m.event_id].append(m)
+    return found
+
+
+def make_relay(config: Config, engine, *, leader_lock: bool = False, batch_size: int = 500,
+               bootstrap: str | None = None, topic: str | None = None) -> Relay:
+    producer_config = config if bootstrap is None else config.replace(kafka_bootstrap_servers=bootstrap)
+    return Relay(engine, make_producer(producer_config), topic or config.kafka_topic, batch_size=batch_size,
+                 poll_interval_s=0.5, retention_hours=24, leader_lock=leader_lock,
+                 listener=OutboxListener(config.database_url), stats=RelayStats())
+
+
+class RunningRelay:
+    """`Relay.run()` on a thread, as the process runs it."""
+
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.thread = threading.Thread(target=relay.run, name="relay", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.relay.stopping.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "relay did not stop"
+
+
+def relay_env(config: Config, **extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATABASE_URL=config.database_url, KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
+               KAFKA_TOPIC=config.kafka_topic, RELAY_METRICS_PORT="0", LOG_FORMAT="json", LOG_LEVEL="info",
+               PYTHONPATH=str(ROOT))
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class RelayProcess:
+    """`python -m outbox_relay` as a subprocess, its stderr collected on a thread."""
+
+    def __init__(self, env: dict[str, str]):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-m", "outbox_relay"], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def logged(self, fragment: str) -> bool:
+        return any(fragment in line for line in list(self.lines))
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"relay did not exit within {timeout_s} s; last lines: {self.lines[-10:]}")
+
+    def kill_if_running(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# --- completeness, key and order -------------------------------------------------------------------
+
+def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, config, engine):
+    host = api.host()
+    sessions = [api.live_session(host, sample_questions(2)) for _ in range(3)]
+    players = {s["id"]: [api.join(s["id"], api.guest()) for _ in range(30)] for s in sessions}
+    running = RunningRelay(make_relay(config, engine, leader_lock=True, batch_size=50))
+    try:
+        def answer(job):
+            session_id, player, question_id = job
+            Api(app.test_client()).answer(session_id, player, question_id, hash(player.user_id) % 4)
+
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            for _ in range(2):
+                jobs = []
+                for s in sessions:
+                    opened = api.next_question(s["id"], host)
+                    jobs += [(s["id"], p, opened["question_id"]) for p in players[s["id"]]]
+                list(pool.map(answer, jobs))
+                for s in sessions:
+                    api.close_question(s["id"], host)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events WHERE aggregate_id = ANY(:s) "
+                                     "ORDER BY created_at, seq"), {"s": [uuid.UUID(s["id"]) for s in sessions]}).all()
+        ids = [str(r.id) for r in rows]
+        assert sum(r.event_type == "answer_scored" for r in rows) == 3 * 30 * 2
+        wait_published(engine, ids)
+    finally:
+        running.stop()
+
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    for row in rows:
+        copies = found[str(row.id)]
+        assert len(copies) == 1, f"{row.id} published {len(copies)} times"
+        message = copies[0]
+        envelope = decode_envelope(message.value)
+        assert message.key == str(row.aggregate_id).encode() and envelope.session_id == row.aggregate_id
+        assert message.headers["event_type"].decode() == envelope.event_type == row.event_type
+        assert str(envelope.event_id) == str(row.id)
+    for s in sessions:
+        in_db = [r for r in rows if str(r.aggregate_id) == s["id"]]
+        on_topic = sorted((found[str(r.id)][0] for r in in_db), key=lambda m: m.offset)
+        assert len({m.partition for m in on_topic}) == 1
+        published = [m.event_id for m in on_topic]
+        # Events whose transactions conflict (join, open, close) keep exactly their commit order, and every
+        # answer lands between the opening and the closing of its question.
+        assert [e for e in published if e in _barriers(in_db)] == [str(r.id) for r in in_db if _is_barrier(r)]
+        assert _segments(published, in_db) == _segments([str(r.id) for r in in_db], in_db)
+
+
+def _is_barrier(row) -> bool:
+    return row.event_type != "answer_scored"
+
+
+def _barriers(rows) -> set[str]:
+    return {str(r.id) for r in rows if _is_barrier(r)}
+
+
+def _segments(order: list[str], rows) -> list[tuple[str, frozenset[str]]]:
+    """Each barrier event with the set of answers published after it and before the next barrier."""
+    barriers = _barriers(rows)
+    segments: list[tuple[str, set[str]]] = []
+    for event_id in order:
+        if event_id in barriers:
+            segments.append((event_id, set()))
+        else:
+            segments[-1][1].add(event_id)
+    return [(b, frozenset(a)) for b, a in segments]
+
+
+def test_order_of_a_backlog_follows_creation_within_each_session(config, engine):
+    sessions = [uuid.uuid4() for _ in range(5)]
+    ids = []
+    for _ in range(4):  # several transactions interleaving the sessions
+        ids += insert_events(engine, 250, sessions)
+    relay = make_relay(config, engine, batch_size=37)
+    try:
+        while relay.relay_batch().claimed:
+            pass
+    finally:
+        relay.close()
+    assert unpublished_among(engine, ids) == 0
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, aggregate_id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) "
+                                 "ORDER BY created_at, seq"), {"ids": ids}).all()
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    for session in sessions:
+        expected = [str(r.id) for r in rows if r.aggregate_id == session]
+        on_topic = sorted((found[e][0] for e in expected), key=lambda m: m.offset)
+        assert [m.event_id for m in on_topic] == expected
+        assert all(m.key == str(session).encode() for m in on_topic)
+
+
+def test_a_transaction_committing_after_a_later_one_is_still_published(config, engine):
+    """The sequence gap: A takes the earlier seq, B a later one and commits first; A commits later."""
+    session = uuid.uuid4()
+    relay = make_relay(config, engine)
+    insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now())) "
+                  "RETURNING seq")
+    a_id, b_id = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        with engine.connect() as tx_a:
+            a_seq = tx_a.execute(insert, {"id": a_id, "s": session}).scalar()
+            with engine.begin() as tx_b:
+                b_seq = tx_b.execute(insert, {"id": b_id, "s": session}).scalar()
+            assert a_seq < b_seq
+            while relay.relay_batch().claimed:
+                pass
+            assert unpublished_among(engine, [b_id]) == 0
+            tx_a.commit()
+        assert unpublished_among(engine, [a_id]) == 1
+        while relay.relay_batch().claimed:
+            pass
+    finally:
+        relay.close()
+    assert unpublished_among(engine, [a_id, b_id]) == 0
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert len(found[a_id]) == 1 and len(found[b_id]) == 1
+
+
+class HalfFailingProducer:
+    """A real producer that reports every other message as failed (like a delivery timeout)."""
+
+    def __init__(self, producer):
+        self.producer, self.count, self.failed_keys = producer, 0, []
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        self.count += 1
+        if self.count % 2:
+            self.failed_keys.append(dict(headers)["event_id"].decode())
+            on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        else:
+            self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+
+    def poll(self, timeout):
+        return self.producer.poll(timeout)
+
+    def flush(self, timeout):
+        return self.producer.flush(timeout)
+
+
+def test_only_rows_whose_delivery_succeeded_are_marked(config, engine):
+    while make_relay(config, engine).relay_batch().claimed:  # earlier tests' leftovers
+        pass
+    ids = insert_events(engine, 100)
+    producer = HalfFailingProducer(make_producer(config))
+    relay = Relay(engine, producer, config.kafka_topic, batch_size=1000, leader_lock=False)
+    try:
+        result = relay.relay_batch()
+    finally:
+        relay.close()
+    assert (result.claimed, result.published, result.failed) == (100, 50, 50)
+    with engine.connect() as conn:
+        unpublished = {str(r.id) for r in conn.execute(text(
+            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
+    assert unpublished == set(producer.failed_keys)
+    relay = make_relay(config, engine)
+    try:
+        assert relay.relay_batch().published == 50
+    finally:
+        relay.close()
+    assert unpublished_among(engine, ids) == 0
+
+
+def test_two_relays_at_once_publish_every_event_between_them(config, engine):
+    relays = [make_relay(config, engine, batch_size=200) for _ in range(2)]
+    running = [RunningRelay(r) for r in relays]
+    try:
+        ids = insert_events(engine, 20_000)
+        for _ in range(20):  # more commits while both run
+            ids += insert_events(engine, 100)
+        wait_published(engine, ids)
+    finally:
+        for r in running:
+            r.stop()
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    missing = [e for e in ids if e not in found]
+    assert not missing, f"{len(missing)} events never published"
+    assert all(len(found[e]) == 1 for e in ids)
+    assert all(r.stats.published_total > 0 for r in relays), [r.stats.published_total for r in relays]
+
+
+def test_with_leader_election_a_standby_takes_over_and_order_holds(config, engine):
+    leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine, leader_lock=True)
+    running_leader = RunningRelay(leader)
+    wait_until(lambda: leader.stats.is_leader, 10, "the first relay to lead")
+    running_standby = RunningRelay(standby)
+    sessions = [uuid.uuid4() for _ in range(3)]
+    try:
+        first = insert_events(engine, 3000, sessions)
+        wait_published(engine, first)
+        assert standby.stats.published_total == 0 and not standby.stats.is_leader
+        running_leader.stop()
+        second = insert_events(engine, 3000, sessions)
+        wait_published(engine, second)
+    finally:
+        running_leader.stop()
+        running_standby.stop()
+    assert standby.stats.published_total >= len(second)
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, aggregate_id FROM events WHERE aggregate_id = ANY(:s) "
+                                 "ORDER BY created_at, seq"), {"s": sessions}).all()
+    for session in sessions:
+        expected = [str(r.id) for r in rows if r.aggregate_id == session]
+        assert [m.event_id for m in sorted((found[e][0] for e in expected), key=lambda m: m.offset)] == expected
+
+
+def test_published_rows_older_than_the_retention_are_deleted(config, engine):
+    ids = insert_events(engine, 12_000)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET published_at = now() - interval '3 hours' "
+                          "WHERE id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids[:11_000]})
+        conn.execute(text("UPDATE events SET published_at = now() WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                     {"ids": ids[11_000:11_500]})
+    relay = Relay(engine, make_producer(config), config.kafka_topic, retention_hours=2, leader_lock=False)
+    try:
+        relay.housekeeping(force=True)
+    finally:
+        relay.close()
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT published_at IS NULL AS unpublished, count(*) FROM events "
+                                 "WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY 1"), {"ids": ids}).all()
+    assert dict(left) == {False: 500, True: 500}
+    assert relay.stats.unpublished >= 500 and relay.stats.outbox_lag_s > 0
+
+
+# --- the process: crashes and signals --------------------------------------------------------------
+
+def topic_size(consumer: Consumer, topic: str) -> int:
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+               for p in partitions)
+
+
+def published_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM events WHERE published_at IS NOT NULL")).scalar()
+
+
+def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(config, engine):
+    ids = insert_events(engine, 60_000)
+    env = relay_env(config, RELAY_BATCH_SIZE=5000)
+    watcher = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": "test-relay-watch"})
+    procs = []
+    killed_mid_batch = False
+    try:
+        for _attempt in range(5):
+            on_topic, marked = topic_size(watcher, config.kafka_topic), published_count(engine)
+            proc = RelayProcess(env)
+            procs.append(proc)
+            # A real SIGKILL as soon as the topic holds more of this run's messages than rows were marked:
+            # a batch is delivered (at least in part) and its mark is not committed yet.
+            wait_until(lambda: topic_size(watcher, config.kafka_topic) - on_topic
+                       > published_count(engine) - marked, 30, "a delivered, unmarked batch", every_s=0.002)
+            proc.signal(signal.SIGKILL)
+            proc.wait(10)
+            found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+            with engine.connect() as conn:
+                unmarked = {str(r.id) for r in conn.execute(text(
+                    "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
+                    {"ids": ids})}
+            if any(e in found for e in unmarked):
+                killed_mid_batch = True
+                break
+        assert killed_mid_batch, "no kill landed between produce and mark in 5 attempts"
+        proc = RelayProcess(env)
+        procs.append(proc)
+        wait_published(engine, ids, timeout_s=90)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        watcher.close()
+        for p in procs:
+            p.kill_if_running()
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(e in found for e in ids)
+    duplicated = [e for e in ids if len(found[e]) > 1]
+    assert duplicated
+    for event_id in duplicated:
+        copies = found[event_id]
+        assert len({(m.key, m.value, m.headers["event_id"], m.partition) for m in copies}) == 1
+        assert decode_envelope(copies[0].value).event_id == uuid.UUID(event_id)
+
+
+def test_sigterm_mid_backlog_marks_what_was_delivered_and_exits_0(config, engine):
+    ids = insert_events(engine, 30_000)
+    proc = RelayProcess(relay_env(config, RELAY_BATCH_SIZE=1000))
+    try:
+        wait_until(lambda: unpublished_among(engine, ids) < len(ids), 30, "the relay to start publishing",
+                   every_s=0.01)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill_if_running()
+    assert proc.logged("stopped after publishing")
+    with engine.connect() as conn:
+        marked = [str(r.id) for r in conn.execute(text(
+            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NOT NULL"),
+            {"ids": ids})]
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert marked and all(e in found for e in marked)
+
+
+def test_an_idle_relay_stops_on_sigterm_and_on_sigint(config):
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        proc = RelayProcess(relay_env(config))
+        try:
+            wait_until(lambda: proc.logged("relay is the leader") or proc.proc.poll() is not None, 30,
+                       "the relay to lead")
+            proc.signal(signum)
+            assert proc.wait(10) == 0, proc.lines[-5:]
+        finally:
+            proc.kill_if_running()
+
+
+def test_a_bad_setting_exits_2_with_one_line(config):
+    done = subprocess.run([sys.executable, "-m", "outbox_relay"], cwd=ROOT, capture_output=True, text=True,
+                          env=relay_env(config, RELAY_BATCH_SIZE="lots"), timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "RELAY_BATCH_SIZE" in done.stderr
+
+
+# --- broker outage ---------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateKafka:
+    """A single-node KRaft broker of our own (same jars as scripts/stack.sh), so it may be stopped."""
+
+    def __init__(self, workdir: Path):
+        assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
+        self.port, self.controller_port = _free_port(), _free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.props = workdir / "server.properties"
+        self.log = workdir / "kafka.log"
+        self.props.write_text(f"""
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}
+listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={workdir / "data"}
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+""")
+        self.java = ["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                     "-Djava.net.preferIPv4Stack=true", f"-Dkafka.logs.dir={workdir}",
+                     "-cp", str(KAFKA_LIB / "*")]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        with self.log.open("a") as out:
+            subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                                        "-c", str(self.props)], check=True, stdout=out, stderr=out, timeout=60)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 40.0) -> None:
+        out = self.log.open("a")
+        self.proc = subprocess.Popen(self.java + ["kafka.Kafka", str(self.props)], stdout=out, stderr=out,
+                                     start_new_session=True)
+        config = Config(kafka_bootstrap_servers=self.bootstrap)
+        wait_until(lambda: self.proc.poll() is None and broker_answers(config, timeout_s=1), timeout_s,
+                   f"the private broker on {self.bootstrap} (see {self.log})", every_s=0.3)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.mark.slow
+def test_a_broker_outage_under_load_loses_nothing(config, engine, caplog):
+    caplog.set_level(logging.INFO, logger="outbox_relay")
+    with tempfile.TemporaryDirectory(prefix="relay-kafka-") as workdir:
+        kafka = PrivateKafka(Path(workdir))
+        try:
+            kafka.start()
+            private = config.replace(kafka_bootstrap_servers=kafka.bootstrap)
+            ensure_topics(private)
+            # The backlog of earlier tests goes to the private topic too: drain it first.
+            relay = make_relay(config, engine, leader_lock=True, batch_size=200, bootstrap=kafka.bootstrap)
+            running = RunningRelay(relay)
+            ids: list[str] = []
+            writing = threading.Event()
+            writing.set()
+
+            def write() -> None:
+                while writing.is_set():
+                    ids.extend(insert_events(engine, 20))
+                    time.sleep(0.01)
+
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            try:
+                wait_until(lambda: relay.stats.published_total > 500, 30, "events to flow")
+                kafka.kill()
+                published_when_killed = relay.stats.published_total
+                written_when_killed = len(ids)
+                wait_until(lambda: len(ids) > written_when_killed + 2000, 30, "writes during the outage")
+                # Nothing can have been marked while no broker answered.
+                assert relay.stats.published_total <= published_when_killed + relay.batch_size
+                kafka.start()
+                writing.clear()
+                writer.join(10)
+                wait_published(engine, list(ids), timeout_s=60)
+            finally:
+                writing.clear()
+                running.stop()
+            found = by_event_id(read_topic(kafka.bootstrap, config.kafka_topic))
+        finally:
+            kafka.kill()
+    missing = [e for e in ids if e not in found]
+    assert not missing, f"{len(missing)} of {len(ids)} events lost"
+    outage_warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(outage_warnings) < 10, [r.getMessage() for r in outage_warnings]

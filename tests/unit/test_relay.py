@@ -1,0 +1,61 @@
+"""The relay's pieces that need no services: throttled logging, URLs, the loop against a dead PostgreSQL."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka import KafkaError
+from sqlalchemy import create_engine
+
+from outbox_relay.relay import OutboxListener, Relay, Throttled, libpq_url
+
+
+class RecordingProducer:
+    def __init__(self):
+        self.produced = []
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        self.produced.append((topic, key, value, headers))
+        on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout):
+        return 0
+
+
+def test_throttled_logs_once_per_interval_and_counts_the_rest(caplog):
+    caplog.set_level(logging.INFO)
+    throttled = Throttled(logging.getLogger("t"), every_s=3600)
+    for _ in range(50):
+        throttled.warning("broker", "broker down")
+    throttled.recovered("broker", "broker back")
+    throttled.recovered("broker", "broker back")
+    throttled.warning("broker", "broker down")
+    assert [r.getMessage() for r in caplog.records] == ["broker down", "broker back", "broker down"]
+
+
+def test_libpq_url_drops_the_driver_and_keeps_the_password():
+    assert libpq_url("postgresql+psycopg://quiz:s%40cret@db:5433/quiz") == "postgresql://quiz:s%40cret@db:5433/quiz"
+
+
+def test_the_loop_survives_a_dead_postgres_logging_once_and_stops_on_the_flag(caplog):
+    caplog.set_level(logging.INFO, logger="outbox_relay")
+    url = "postgresql+psycopg://quiz:quiz@127.0.0.1:1/quiz"  # nothing listens on port 1
+    engine = create_engine(url, connect_args={"connect_timeout": 1})
+    stopping = threading.Event()
+    producer = RecordingProducer()
+    relay = Relay(engine, producer, "t", listener=OutboxListener(url), stopping=stopping, poll_interval_s=0.05)
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    attempts = 0
+    while attempts < 3:  # three failed rounds of the loop at least (backoff 0.5, 1, 2 s)
+        stopping.wait(0.05)
+        attempts = sum("PostgreSQL unavailable" in r.getMessage() for r in caplog.records) + \
+            sum(relay._throttled._suppressed.values())
+    stopping.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert sum("PostgreSQL unavailable" in r.getMessage() for r in caplog.records) == 1
+    assert producer.produced == []
