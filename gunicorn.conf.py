@@ -5,9 +5,9 @@ gevent workers: a WebSocket holds its connection for the whole quiz, so a thread
 psycopg 3 and redis-py cooperate with gevent once the standard library is patched, which the
 gevent worker does before the app is imported.
 """
-from app.config import load_config
+from app.config import load_config_or_exit
 
-_config = load_config()
+_config = load_config_or_exit()
 
 bind = f"{_config.web_host}:{_config.web_port}"
 workers = _config.web_workers

@@ -113,12 +113,17 @@ def describe() -> list[tuple[str, Any, str]]:
     return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Config)]
 
 
-def main() -> int:
+def load_config_or_exit() -> Config:
+    """For a process's start: a bad variable ends it with one line naming it, and exit code 2."""
     try:
-        config = load_config()
+        return load_config()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
+
+
+def main() -> int:
+    config = load_config_or_exit()
     for f in dataclasses.fields(Config):
         print(f"{f.metadata['env']}='{getattr(config, f.name)}'")
     return 0

@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import start_http_server
 
-from app.config import ConfigError, load_config
+from app.config import load_config_or_exit
 from app.db import get_engine
 from app.kafka import make_consumer, make_producer
 from app.logs import configure_logging
@@ -30,11 +30,7 @@ def _exit_after_apply() -> None:
 def main() -> int:
     import redis
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config_or_exit()
     configure_logging(config, "worker")
     stopping = False
 

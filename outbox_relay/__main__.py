@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from app.config import Config, ConfigError, load_config
+from app.config import Config, load_config_or_exit
 from app.db import get_engine
 from app.logs import configure_logging
 from app.kafka import make_producer
@@ -56,11 +56,7 @@ def build_relay(config: Config, stopping: threading.Event) -> Relay:
 
 
 def main() -> int:
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config_or_exit()
     configure_logging(config, "relay")
     stopping = threading.Event()
 

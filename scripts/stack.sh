@@ -598,26 +598,16 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # App processes
 # ---------------------------------------------------------------------------------------------
-has_create_app() { [[ -f app/__init__.py ]] && grep -Eq '^(async[[:space:]]+)?def[[:space:]]+create_app[[:space:]]*\(' app/__init__.py; }
-
 start_app() {
     case "$1" in
         web)
-            if ! has_create_app; then say "web: skipped (app/__init__.py does not define create_app yet)"; return 0; fi
-            if [[ -f gunicorn.conf.py ]]; then
-                spawn web gunicorn -c gunicorn.conf.py 'app:create_app()'
-            else
-                spawn web gunicorn -b "$WEB_HOST:$WEB_PORT" -w 1 --threads 32 'app:create_app()'
-            fi
+            # gunicorn's workers share one Prometheus registry directory, emptied at each start.
+            local metrics_dir="$STACK/prometheus"
+            rm -rf "$metrics_dir" && mkdir -p "$metrics_dir"
+            PROMETHEUS_MULTIPROC_DIR="$metrics_dir" spawn web gunicorn -c gunicorn.conf.py 'app:create_app()'
             ;;
-        relay)
-            if [[ ! -f outbox_relay/__main__.py ]]; then say "relay: skipped (no outbox_relay/__main__.py yet)"; return 0; fi
-            spawn relay "$PYTHON" -m outbox_relay
-            ;;
-        worker)
-            if [[ ! -f cache_worker/__main__.py ]]; then say "worker: skipped (no cache_worker/__main__.py yet)"; return 0; fi
-            spawn worker "$PYTHON" -m cache_worker
-            ;;
+        relay) spawn relay "$PYTHON" -m outbox_relay ;;
+        worker) spawn worker "$PYTHON" -m cache_worker ;;
     esac
 }
 
@@ -647,10 +637,6 @@ wait_web() {
 # Migrations
 # ---------------------------------------------------------------------------------------------
 run_migrations() {
-    if [[ ! -f alembic.ini || ! -f migrations/env.py ]]; then
-        say "migrations: skipped (no alembic.ini or migrations/env.py yet)"
-        return 0
-    fi
     say "migrations: alembic upgrade head"
     "$PYTHON" -m alembic upgrade head
 }
@@ -737,21 +723,6 @@ prepare_data() {  # [quiet]: print output only when a step fails
     if is_running postgres; then run_migrations; fi
 }
 
-# App components whose code exists yet (the others are not part of the stack until then).
-available_apps() {
-    local apps=()
-    if has_create_app; then apps+=(web); fi
-    if [[ -f outbox_relay/__main__.py ]]; then apps+=(relay); fi
-    if [[ -f cache_worker/__main__.py ]]; then apps+=(worker); fi
-    echo "${apps[*]:-}"
-}
-
-missing_apps_note() {
-    has_create_app || say "note: web not started (app/__init__.py does not define create_app yet)"
-    [[ -f outbox_relay/__main__.py ]] || say "note: relay not started (no outbox_relay/__main__.py yet)"
-    [[ -f cache_worker/__main__.py ]] || say "note: worker not started (no cache_worker/__main__.py yet)"
-}
-
 cmd_services() {
     mkdir -p "$STACK"
     check_urls_match_ports
@@ -761,11 +732,9 @@ cmd_services() {
 cmd_up() {
     mkdir -p "$STACK"
     check_urls_match_ports
-    local apps started_web=0
-    read -r -a apps <<<"$(available_apps)"
+    local started_web=0
     is_running web || started_web=1
-    start_components "${INFRA[@]}" "${apps[@]}"
-    missing_apps_note
+    start_components "${INFRA[@]}" "${APPS[@]}"
     if is_running web; then
         (( started_web )) && wait_web
         say "Live quiz is up: http://$WEB_HOST:$WEB_PORT/ (host screen: /host)"
