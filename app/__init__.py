@@ -37,4 +37,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from app.rooms import socket as room_socket
     app.register_blueprint(room_socket.bp)
     app.register_blueprint(leaderboards.bp)
+
+    from app.ops import ops
+    app.cli.add_command(ops)
     return app

@@ -61,6 +61,7 @@ class Config:
         "SECRET_KEY", "dev-only-secret-change-me", doc="signs access tokens; set a long random value in production")
     token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int, "largest request body accepted")
+    answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")

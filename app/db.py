@@ -9,12 +9,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 @lru_cache(maxsize=8)
 def get_engine(database_url: str, pool_size: int = 20) -> Engine:
-    """One engine per URL and process; pooled connections are reused across requests."""
+    """One engine per URL and process; pooled connections are reused across requests.
+
+    No ping before each checkout (a round trip per request): a connection found broken is discarded
+    with the whole pool, and the next checkout opens a fresh one.
+    """
     return create_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "livequiz"},
     )

@@ -108,8 +108,18 @@ class Envelope:
     def headers(self) -> list[tuple[str, bytes]]:
         return [("event_id", str(self.event_id).encode()), ("event_type", self.event_type.encode())]
 
+    def key(self) -> bytes:
+        """The Kafka key: the session id, so a session's events share one partition, in order."""
+        return str(self.session_id).encode()
+
     def parsed_payload(self) -> _Payload:
         return parse_payload(self.event_type, self.version, self.payload)
+
+
+def envelope_from_row(row: Any) -> Envelope:
+    """The envelope of an `events` row (id, aggregate_id, event_type, version, payload, created_at)."""
+    return Envelope(event_id=row.id, event_type=row.event_type, version=row.version,
+                    session_id=row.aggregate_id, occurred_at=row.created_at, payload=row.payload)
 
 
 def new_event_id() -> uuid.UUID:

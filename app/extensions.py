@@ -15,6 +15,7 @@ from app.db import get_engine, session_factory
 from app.kafka import make_admin
 from app.metrics import WebMetrics
 from app.rooms.hub import RoomHub, RoomReads
+from app.services.answers import AnswerBatcher
 
 sock = Sock()
 
@@ -41,6 +42,10 @@ class Services:
     @cached_property
     def kafka_admin(self):
         return make_admin(self.config)
+
+    @cached_property
+    def answer_batcher(self) -> AnswerBatcher:
+        return AnswerBatcher(self.engine, max_batch=self.config.answer_batch_max)
 
     @cached_property
     def metrics(self) -> WebMetrics:

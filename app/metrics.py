@@ -5,11 +5,16 @@ Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (the stack scr
 """
 from __future__ import annotations
 
+import logging
 import os
+from typing import Callable
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, REGISTRY,
                                generate_latest)
 from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
@@ -36,9 +41,40 @@ class WebMetrics:
         WS_DROPPED.labels(kind).inc()
 
 
-def render_latest() -> tuple[bytes, str]:
+class OutboxCollector:
+    """Outbox lag and backlog, computed from PostgreSQL at scrape time (one indexed query).
+
+    Every web process reports the same database-wide values; nothing is kept between scrapes,
+    so a failed query only leaves the two gauges out of that one scrape.
+    """
+
+    def __init__(self, outbox_lag: Callable[[], tuple[float, int]]):
+        self.outbox_lag = outbox_lag
+
+    def collect(self):
+        try:
+            lag_s, unpublished = self.outbox_lag()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because PostgreSQL did
+            log.warning("outbox gauges left out of this scrape: %s", type(exc).__name__)
+            return
+        yield GaugeMetricFamily("outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL)",
+                                value=lag_s)
+        yield GaugeMetricFamily("outbox_unpublished_events", "Events not yet published (from PostgreSQL)",
+                                value=unpublished)
+
+
+def render_latest(*computed) -> tuple[bytes, str]:
+    """The process's (or, multiprocess, every worker's) metrics plus `computed` collectors."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if computed:
+        # A registry per scrape: computed collectors hold no state between scrapes.
+        extra = CollectorRegistry(auto_describe=False)
+        for collector in computed:
+            extra.register(collector)
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST

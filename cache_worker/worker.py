@@ -60,6 +60,11 @@ class _Pending:
     payload: Any
 
 
+def _text(raw: bytes | None) -> str | None:
+    """A key or header for a log line; undecodable bytes are shown escaped, never raise."""
+    return raw.decode("utf-8", "backslashreplace") if raw is not None else None
+
+
 class CacheWorker:
     """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch."""
 
@@ -119,7 +124,10 @@ class CacheWorker:
                               headers=headers, on_delivery=self._dead_letter_delivered)
         self.producer.poll(0)
         self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
-        log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
+        event_id = dict(message.headers() or []).get("event_id")
+        log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason,
+                    extra={"session_id": _text(message.key()), "event_id": _text(event_id), "reason": reason,
+                           "partition": message.partition(), "offset": message.offset()})
 
     def _dead_letter_delivered(self, err, _msg) -> None:
         if err is not None:
@@ -171,8 +179,10 @@ class CacheWorker:
             unknown = set()
             for session_id in to_rebuild:
                 try:
-                    rebuild_board(self.engine, self.redis, session_id)
+                    rebuilt = rebuild_board(self.engine, self.redis, session_id)
                     self.metrics.rebuilds.inc()
+                    log.info("rebuilt the board from PostgreSQL: %d players", rebuilt.players,
+                             extra={"session_id": session_id, "count": rebuilt.players})
                 except UnknownSession:
                     unknown.add(session_id)
             for item in retry:

@@ -46,7 +46,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.events import Envelope
+from app.events import envelope_from_row
+from app.services.outbox import outbox_lag
 
 log = logging.getLogger("outbox_relay")
 
@@ -76,9 +77,6 @@ _PURGE = text("""
         WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => :age_s)
         ORDER BY published_at
         LIMIT :limit)""")
-_LAG = text("""
-    SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
-    FROM events WHERE published_at IS NULL""")
 
 
 class Producer(Protocol):
@@ -145,11 +143,6 @@ class BatchResult:
     failed: int
 
 
-def envelope_of(row: Any) -> Envelope:
-    return Envelope(event_id=row.id, event_type=row.event_type, version=row.version,
-                    session_id=row.aggregate_id, occurred_at=row.created_at, payload=row.payload)
-
-
 def libpq_url(database_url: str) -> str:
     """The SQLAlchemy URL as a plain libpq URI, for the LISTEN connection."""
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -166,13 +159,6 @@ def purge_published(engine: Engine, retention_hours: float, *, batch: int = PURG
         if count < batch or (stopping is not None and stopping.is_set()):
             break
     return deleted
-
-
-def outbox_lag(engine: Engine) -> tuple[float, int]:
-    """(age in seconds of the oldest unpublished event, number of unpublished events)."""
-    with engine.connect() as conn:
-        row = conn.execute(_LAG).one()
-    return (float(row.lag_s) if row.lag_s is not None else 0.0), int(row.unpublished)
 
 
 class OutboxListener:
@@ -351,11 +337,11 @@ class Relay:
         if self._producer_broken is not None:
             raise KafkaException(self._producer_broken)
         for row in rows:
-            envelope = envelope_of(row)
+            envelope = envelope_from_row(row)
             while True:
                 try:
                     self.producer.produce(
-                        self.topic, value=envelope.to_json(), key=str(row.aggregate_id).encode(),
+                        self.topic, value=envelope.to_json(), key=envelope.key(),
                         headers=envelope.headers(),
                         on_delivery=lambda err, msg, event_id=row.id: on_delivery(err, msg, event_id))
                     pending += 1

@@ -23,7 +23,8 @@ from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
 from tests.helpers import Api
 
-TEST_DATABASE = "quiz_test"
+# Each developer running tests beside others can pick a database of their own.
+TEST_DATABASE = os.environ.get("TEST_DATABASE", "quiz_test")
 TEST_REDIS_DB = 15
 
 

@@ -5,7 +5,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from app.extensions import services
-from app.metrics import render_latest
+from app.metrics import OutboxCollector, render_latest
+from app.services.outbox import outbox_lag
 
 bp = Blueprint("health", __name__)
 
@@ -61,5 +62,6 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    body, content_type = render_latest()
+    engine = services().engine
+    body, content_type = render_latest(OutboxCollector(lambda: outbox_lag(engine)))
     return Response(body, content_type=content_type)

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_optional_body, parse_query, parse_uuid
 from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery
-from app.extensions import get_db
+from app.extensions import get_db, services
 from app.services import answers, sessions
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
@@ -41,8 +41,8 @@ def join(session_id: str):
 def answer(session_id: str):
     session = parse_uuid(session_id, "session")
     body = parse_body(AnswerBody)
-    receipt = answers.submit_answer(get_db(), current_principal().user_id, session,
-                                    parse_uuid(body.question_id, "question"), body.choice)
+    receipt = services().answer_batcher.submit(answers.AnswerRequest(
+        current_principal().user_id, session, parse_uuid(body.question_id, "question"), body.choice))
     return jsonify(answer_id=str(receipt.answer_id), question_id=str(receipt.question_id), choice=receipt.choice,
                    answered_ms=receipt.answered_ms), 201
 

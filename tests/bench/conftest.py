@@ -1,0 +1,100 @@
+"""Fixtures of the benchmark suite (`make bench`); not collected by `make test`.
+
+The suite owns: database `quiz_bench` (dropped and recreated, `alembic upgrade head`), Redis logical
+database 14 (flushed), topics `bench.<run>.events` / `.dlq` / `.bare` (deleted at the end), and its
+own gunicorn, relay and worker processes on a free loopback port.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis as redis_lib
+from alembic import command
+from confluent_kafka.admin import AdminClient
+
+from app.config import Config, load_config
+from app.db import get_engine
+from app.kafka import broker_answers, ensure_topics
+from tests.bench import report
+from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, BenchStack, machine, raise_nofile, tmpdir
+from tests.conftest import alembic_config, recreate_database
+
+RUN = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
+def _bench_config() -> Config:
+    base = load_config()
+    run = RUN.replace("-", "")
+    return base.replace(
+        database_url=base.database_url.rsplit("/", 1)[0] + "/" + BENCH_DATABASE,
+        redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}",
+        kafka_topic=f"bench.{run}.events", kafka_dlq_topic=f"bench.{run}.dlq",
+        kafka_consumer_group=f"bench.{run}.cache-worker",
+        relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + run, log_level="warning")
+
+
+@pytest.fixture(scope="session")
+def bench_config() -> Config:
+    raise_nofile()
+    return _bench_config()
+
+
+@pytest.fixture(scope="session")
+def bench_db(bench_config: Config) -> str:
+    recreate_database(bench_config.database_url)
+    command.upgrade(alembic_config(bench_config.database_url), "head")
+    return bench_config.database_url
+
+
+@pytest.fixture(scope="session")
+def bench_engine(bench_db: str):
+    return get_engine(bench_db)
+
+
+@pytest.fixture(scope="session")
+def bench_redis(bench_config: Config):
+    client = redis_lib.Redis.from_url(bench_config.redis_url)
+    client.ping()
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def bench_topics(bench_config: Config):
+    if not broker_answers(bench_config, timeout_s=10):
+        pytest.fail("Kafka is unreachable; start the stack with `make services`", pytrace=False)
+    ensure_topics(bench_config)
+    yield bench_config
+    # Only this run's topics: bench.<run>.*
+    prefix = bench_config.kafka_topic.rsplit(".", 1)[0] + "."
+    admin = AdminClient({"bootstrap.servers": bench_config.kafka_bootstrap_servers})
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - cleanup is best effort
+                pass
+
+
+@pytest.fixture(scope="session")
+def stack(bench_config, bench_db, bench_redis, bench_topics):
+    stack = BenchStack(bench_config, tmpdir("livequiz-bench-"))
+    report.RESULTS["logs"] = str(stack.logs)
+    report.RESULTS["machine"] = machine(get_engine(bench_db), bench_redis)
+    for name in ("web", "relay", "worker"):
+        stack.start(name)
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def pytest_sessionstart(session) -> None:
+    report.start(RUN)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    report.finish()

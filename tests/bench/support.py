@@ -1,0 +1,415 @@
+"""Shared machinery of the benchmark suite: the bench stack, data generation, load generators, CPU use.
+
+Everything runs against a dedicated database (`quiz_bench`), Redis logical database 14 and topics
+`bench.<run>.*`, on 127.0.0.1 only. Loads are bounded in count and time.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from sqlalchemy import text
+
+from app.config import Config
+from app.tokens import issue_token
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = ROOT / "bench-results"
+BENCH_DATABASE = "quiz_bench"
+BENCH_REDIS_DB = 14
+NOFILE = 20_000
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raise_nofile(limit: int = NOFILE) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(limit, hard) if hard != resource.RLIM_INFINITY else limit
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU accounting of load generators
+# --------------------------------------------------------------------------------------------------
+
+class CpuMeter:
+    """CPU seconds of this process (all threads, incl. librdkafka's) and of reaped children (wrk,
+    pgbench, redis-benchmark) over a window, plus the machine's CPU use in the same window."""
+
+    def __enter__(self) -> "CpuMeter":
+        self.wall0 = time.monotonic()
+        self.self0 = resource.getrusage(resource.RUSAGE_SELF)
+        self.child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        psutil.cpu_percent(None)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.monotonic() - self.wall0
+        s1 = resource.getrusage(resource.RUSAGE_SELF)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.self_cpu_s = (s1.ru_utime - self.self0.ru_utime) + (s1.ru_stime - self.self0.ru_stime)
+        self.child_cpu_s = (c1.ru_utime - self.child0.ru_utime) + (c1.ru_stime - self.child0.ru_stime)
+        self.machine_cpu_pct = psutil.cpu_percent(None)
+
+    def report(self, generator: str) -> dict[str, Any]:
+        wall = max(self.wall, 1e-9)
+        gen_cpu = self.child_cpu_s if generator == "child" else self.self_cpu_s
+        return {"generator": generator, "wall_s": round(self.wall, 2),
+                "generator_cpu_s": round(gen_cpu, 2),
+                "generator_cpu_cores": round(gen_cpu / wall, 3),
+                "bench_process_cpu_s": round(self.self_cpu_s, 2),
+                "machine_cpu_pct": self.machine_cpu_pct}
+
+
+# --------------------------------------------------------------------------------------------------
+# The bench stack: gunicorn, relay, worker as subprocesses
+# --------------------------------------------------------------------------------------------------
+
+def stack_env(config: Config, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
+        "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
+        "SECRET_KEY": config.secret_key, "RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
+        "LOG_FORMAT": "json", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def _raise_child_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(NOFILE, hard), hard))
+
+
+@dataclass
+class BenchStack:
+    config: Config
+    logs: Path
+    port: int = 0
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, name: str) -> subprocess.Popen:
+        commands = {
+            "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+            "relay": [sys.executable, "-m", "outbox_relay"],
+            "worker": [sys.executable, "-m", "cache_worker"],
+        }
+        extra: dict[str, str] = {}
+        if name == "web":
+            self.port = self.port or free_port()
+            metrics_dir = self.logs / "prometheus"
+            metrics_dir.mkdir(exist_ok=True)
+            extra = {"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
+                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        log_file = open(self.logs / f"{name}.log", "ab")
+        process = subprocess.Popen(commands[name], cwd=ROOT, env=stack_env(self.config, **extra), stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_raise_child_nofile)
+        self.processes[name] = process
+        if name == "web":
+            self._wait_http(process)
+        return process
+
+    def _wait_http(self, process: subprocess.Popen, timeout_s: float = 40) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {process.returncode}; see {self.logs}/web.log")
+            try:
+                if requests.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer /healthz")
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def web_workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.processes["web"].pid).children()
+
+    def web_rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.web_workers())
+
+    def process_cpu(self, name: str) -> float:
+        """CPU seconds used so far by a stack process and its children."""
+        proc = psutil.Process(self.processes[name].pid)
+        total = 0.0
+        for p in [proc] + proc.children(recursive=True):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: quizzes, rooms and players written with SQL (fast), tokens issued in-process
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Player:
+    user_id: uuid.UUID
+    participant_id: uuid.UUID
+    token: str
+
+
+@dataclass
+class Room:
+    session_id: uuid.UUID
+    host_id: uuid.UUID
+    host_token: str
+    players: list[Player]
+    question_ids: list[uuid.UUID]
+    correct: list[int]
+
+
+_code_counter = [0]
+
+
+def make_rooms(engine, config: Config, rooms: int, players: int, questions: int, *, prefix: int,
+               time_limit_s: int = 240) -> list[Room]:
+    """`rooms` sessions in the lobby, each with its own quiz of `questions` and `players` participants.
+
+    `prefix` (1..8) is the first digit of the join codes, so room sets never collide."""
+    made: list[Room] = []
+    users, quizzes, questions_rows, sessions, participants = [], [], [], [], []
+    for r in range(rooms):
+        host, quiz, session = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        users.append({"id": host, "nickname": "bench-host"})
+        quizzes.append({"id": quiz, "owner": host})
+        qids, correct = [], []
+        for q in range(questions):
+            qid = uuid.uuid4()
+            qids.append(qid)
+            correct.append(q % 4)
+            questions_rows.append({"id": qid, "quiz": quiz, "pos": q, "text": f"Q{q + 1}?", "correct": q % 4,
+                                   "limit": time_limit_s})
+        _code_counter[0] += 1
+        sessions.append({"id": session, "quiz": quiz, "host": host,
+                         "code": f"{prefix}{_code_counter[0]:05d}"})
+        room_players = []
+        for p in range(players):
+            user, participant = uuid.uuid4(), uuid.uuid4()
+            users.append({"id": user, "nickname": f"p{p}"})
+            participants.append({"id": participant, "s": session, "u": user, "nick": f"p{p}"})
+            room_players.append(Player(user, participant, issue_token(config.secret_key, user, True)))
+        made.append(Room(session, host, issue_token(config.secret_key, host, True), room_players, qids, correct))
+    with engine.begin() as db:
+        db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, :nickname, true)"), users)
+        db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :owner, 'bench')"), quizzes)
+        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, "
+                        "points) VALUES (:id, :quiz, :pos, :text, '[\"a\",\"b\",\"c\",\"d\"]', :correct, :limit, "
+                        "1000)"), questions_rows)
+        db.execute(text("INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
+                        "VALUES (:id, :quiz, :host, :code, 'lobby')"), sessions)
+        if participants:
+            db.execute(text("INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname) "
+                            "VALUES (:id, :s, :u, :nick)"), participants)
+    return made
+
+
+def open_next(http: requests.Session, base_url: str, room: Room) -> int:
+    response = http.post(f"{base_url}/api/v1/sessions/{room.session_id}/questions/next",
+                         headers={"Authorization": f"Bearer {room.host_token}"}, timeout=30)
+    return response.status_code
+
+
+# --------------------------------------------------------------------------------------------------
+# An asyncio HTTP/1.1 keep-alive client: small and cheap enough to be an open-loop generator
+# --------------------------------------------------------------------------------------------------
+
+class HttpPool:
+    """At most `size` requests in flight, each on a free keep-alive connection (opened when none is free)."""
+
+    def __init__(self, host: str, port: int, size: int):
+        self.host, self.port, self.size = host, port, size
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list = []
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+                      ) -> tuple[int, bytes]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        async with self._slots:
+            if self._idle:
+                reader, writer = self._idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}",
+                    "Content-Type: application/json"]
+            head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+            try:
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+                status_line = await reader.readline()
+                status = int(status_line.split()[1])
+                length, close = 0, False
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b"\n", b""):
+                        break
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"connection" and value.strip().lower() == b"close":
+                        close = True
+                payload = await reader.readexactly(length) if length else b""
+            except BaseException:
+                writer.close()
+                raise
+            if close:
+                writer.close()
+            else:
+                self._idle.append((reader, writer))
+            return status, payload
+
+    async def close(self) -> None:
+        while self._idle:
+            _, writer = self._idle.pop()
+            writer.close()
+
+
+def percentiles(values: list[float], points=(50, 95, 99)) -> dict[str, float | None]:
+    if not values:
+        return {f"p{p}": None for p in points} | {"max": None, "count": 0}
+    ordered = sorted(values)
+    out: dict[str, Any] = {}
+    for p in points:
+        index = min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+        out[f"p{p}"] = round(ordered[index], 2)
+    out["max"] = round(ordered[-1], 2)
+    out["count"] = len(ordered)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------------------------------
+
+def machine(engine, redis_client) -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    with engine.connect() as db:
+        pg = db.execute(text("SHOW server_version")).scalar()
+        shared_buffers = db.execute(text("SHOW shared_buffers")).scalar()
+    kafka = "unknown"
+    jars = sorted((ROOT / ".cache/kafka/lib").glob("kafka-clients-*.jar"))
+    if jars:
+        kafka = re.sub(r"^kafka-clients-(.*)\.jar$", r"\1", jars[-1].name)
+    import confluent_kafka
+    return {
+        "cpu_model": model, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(), "os": platform.platform(), "python": platform.python_version(),
+        "postgresql": pg, "postgresql_shared_buffers": shared_buffers,
+        "redis": redis_client.info("server").get("redis_version"), "kafka": kafka,
+        "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def tmpdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def _label(p: psutil.Process) -> str:
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "?"
+    if not cmd:
+        return p.name()
+    text_ = " ".join(cmd)
+    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "kafka", "redis-server", "wrk", "pgbench"):
+        if key in text_:
+            return key
+    if p.name() == "postgres" or "postgres" in cmd[0]:
+        return "postgres"
+    return p.name()
+
+
+class ProcessCpu:
+    """CPU seconds per kind of process on the whole machine over a window (who used the 2 cores)."""
+
+    def __enter__(self) -> "ProcessCpu":
+        self.before = self._snapshot()
+        self.t0 = time.monotonic()
+        return self
+
+    @staticmethod
+    def _snapshot() -> dict[int, tuple[str, float]]:
+        out = {}
+        for p in psutil.process_iter():
+            try:
+                t = p.cpu_times()
+                out[p.pid] = (_label(p), t.user + t.system)
+            except psutil.Error:
+                pass
+        return out
+
+    def __exit__(self, *exc: Any) -> None:
+        after = self._snapshot()
+        wall = time.monotonic() - self.t0
+        totals: dict[str, float] = {}
+        for pid, (label, cpu) in after.items():
+            start = self.before.get(pid, (label, 0.0))[1]
+            totals[label] = totals.get(label, 0.0) + max(0.0, cpu - start)
+        self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:10]
+                      if v / wall >= 0.01}

@@ -1,0 +1,146 @@
+"""1. Answer ingest: acknowledged answers/s, beside /healthz (same wrk, same connections) and pgbench.
+
+Rooms: 50 sessions x 100 players, quizzes of up to 100 questions with the longest time limit. wrk
+(-t1 -c64) cycles through pre-made answer requests ordered question by question, the rooms split in
+two halves that take turns: while half A answers question q, a controller thread opens question q+1
+in each room of half B whose 100 answers to q are all in (and vice versa), so a request never meets a
+question that is not open yet. Relay and worker run meanwhile, as in production.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import threading
+import time
+
+import requests
+from sqlalchemy import text
+
+from tests.bench import pgbench, report
+import os
+
+from tests.bench.support import BENCH_DIR, RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next
+
+ROOMS, PLAYERS = 50, 100
+CONNECTIONS = 64
+
+
+def _wrk(url: str, requests_file, duration_s: int) -> dict:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration_s}s", "--timeout", "10s",
+               "-s", str(BENCH_DIR / "wrk_requests.lua"), url, "--", str(requests_file)]
+    with CpuMeter() as cpu:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
+    match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
+    assert match, out.stdout + out.stderr
+    data = json.loads(match.group(1))
+    seconds = data["duration_us"] / 1e6
+    errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
+    ok = data["requests"] - data["status"] - errors
+    return {"requests": data["requests"], "acknowledged": ok, "non_2xx": data["status"], "socket_errors": errors,
+            "seconds": round(seconds, 2), "per_s": round(ok / seconds, 1),
+            "latency_ms": {"mean": round(data["lat_mean"] / 1000, 2), "p50": data["lat_p50"] / 1000,
+                           "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
+                           "max": data["lat_max"] / 1000},
+            "cpu": cpu.report("child"), "command": " ".join(command)}
+
+
+class Controller(threading.Thread):
+    """Opens a room's next question once every player answered the current one."""
+
+    def __init__(self, engine, base_url: str, rooms):
+        super().__init__(daemon=True)
+        self.engine, self.base_url, self.rooms = engine, base_url, rooms
+        self.position = {room.session_id: 0 for room in rooms}
+        self.by_id = {room.session_id: room for room in rooms}
+        self.stopping = threading.Event()
+        self.opened = 0
+        self.failed = 0
+
+    def run(self) -> None:
+        http = requests.Session()
+        ids = list(self.by_id)
+        while not self.stopping.wait(0.1):
+            with self.engine.connect() as db:
+                rows = db.execute(text("""
+                    SELECT s.id, (SELECT count(*) FROM participant_answers a
+                                  WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id) AS n
+                    FROM quiz_sessions s WHERE s.id = ANY(:ids)"""), {"ids": ids}).all()
+            for session_id, answered in rows:
+                room = self.by_id[session_id]
+                if answered >= len(room.players) and self.position[session_id] + 1 < len(room.question_ids):
+                    if open_next(http, self.base_url, room) == 200:
+                        self.position[session_id] += 1
+                        self.opened += 1
+                    else:
+                        self.failed += 1
+
+
+def test_ingest(stack, bench_engine, bench_config, tmp_path):
+    duration = env_int("BENCH_INGEST_S", 60)
+    healthz_duration = env_int("BENCH_HEALTHZ_S", 30)
+    questions = min(100, max(4, math.ceil(duration * 4000 / (ROOMS * PLAYERS))))
+    rooms = make_rooms(bench_engine, bench_config, ROOMS, PLAYERS, questions, prefix=1)
+    http = requests.Session()
+    for room in rooms:
+        assert open_next(http, stack.base_url, room) == 200
+    halves = (rooms[: ROOMS // 2], rooms[ROOMS // 2:])
+    requests_file = tmp_path / "answers.tsv"
+    with open(requests_file, "w") as out:
+        for q in range(questions):
+            for half in halves:
+                for p in range(PLAYERS):
+                    for room in half:
+                        body = json.dumps({"question_id": str(room.question_ids[q]), "choice": (p + q) % 4},
+                                          separators=(",", ":"))
+                        out.write(f"/api/v1/sessions/{room.session_id}/answers\t{room.players[p].token}\t{body}\n")
+    time.sleep(2)  # the worker's first rebuilds of the fresh rooms
+    controller = Controller(bench_engine, stack.base_url, rooms)
+    controller.start()
+    web_cpu0 = stack.process_cpu("web")
+    profilers = []
+    if os.environ.get("BENCH_PROFILE"):  # py-spy on each gunicorn worker while wrk runs
+        RESULTS_DIR.mkdir(exist_ok=True)
+        for worker in stack.web_workers():
+            profilers.append(subprocess.Popen(
+                ["py-spy", "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
+                 "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    with ProcessCpu() as by_process:
+        answers = _wrk(stack.base_url, requests_file, duration)
+    for profiler in profilers:
+        profiler.wait(60)
+    web_cpu = stack.process_cpu("web") - web_cpu0
+    controller.stopping.set()
+    controller.join(5)
+    with bench_engine.connect() as db:
+        stored = db.execute(text("SELECT count(*) FROM participant_answers a JOIN quiz_sessions s "
+                                 "ON s.id = a.quiz_session_id WHERE s.join_code LIKE '1%'")).scalar()
+
+    health_file = tmp_path / "healthz.tsv"
+    health_file.write_text("/healthz\n")
+    healthz = _wrk(stack.base_url, health_file, healthz_duration)
+
+    pgbench.prepare(bench_engine)
+    pgb_clients = env_int("BENCH_PGBENCH_CLIENTS", 16)
+    with CpuMeter() as cpu:
+        pgb = pgbench.run(bench_config.database_url, tmp_path, pgb_clients, env_int("BENCH_PGBENCH_S", 30))
+    pgb["cpu"] = cpu.report("child")
+
+    rate, ceiling = answers["per_s"], healthz["per_s"]
+    report.record("ingest", {
+        "rooms": ROOMS, "players_per_room": PLAYERS, "questions": questions, "connections": CONNECTIONS,
+        "duration_s": duration, "answers": answers, "answers_per_s": rate, "answers_stored_in_pg": stored,
+        "questions_opened_during_run": controller.opened, "open_failures": controller.failed,
+        "web_cpu_cores_during_answers": round(web_cpu / answers["seconds"], 2),
+        "machine_cpu_cores_by_process_during_answers": by_process.cores,
+        "healthz": healthz, "healthz_per_s": ceiling, "pgbench": pgb, "pgbench_tps": pgb["tps"],
+        "wrk_latency_ms": answers["latency_ms"],
+    })
+    report.row("ingest: acknowledged answers/s", rate, "/s", baseline=ceiling, baseline_name="/healthz",
+               target=">= 0.75 x /healthz", met=rate >= 0.75 * ceiling)
+    report.row("ingest: answers/s absolute", rate, "/s", baseline=pgb["tps"], baseline_name="pgbench same SQL",
+               target=">= 2,500/s", met=rate >= 2500)
+    report.row("ingest: wrk CPU (answers)", answers["cpu"]["generator_cpu_cores"], "cores", target="(info)")
+    assert answers["acknowledged"] > 0

@@ -1,0 +1,212 @@
+"""2. End to end: an answer's 201 -> the first WebSocket `leaderboard` message whose version includes it.
+
+Method (see rooms_client.py): one host socket per room records (version, arrival) of every
+leaderboard message; a Redis stream observer maps each answer (participant, question) to the room
+version the worker gave it. Latency = arrival of the first leaderboard with version >= that version
+- arrival of the 201 (both on this process' clock). Open-loop load: answers are sent on a fixed
+schedule (R/s) across 50 rooms x 100 players, whatever the responses do, through 64 keep-alive
+connections; a room's next question opens when its 100 answers are acknowledged.
+No answer lost: every 201 must get a stream entry, and at the end PostgreSQL's scores equal the
+Redis board's, and every acknowledged answer id is in `applied:{S}`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from sqlalchemy import text
+
+from app.leaderboards.keys import SessionKeys
+from app.leaderboards.scores import TIE_SPAN
+from tests.bench import report
+from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
+from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles
+
+ROOMS, PLAYERS, QUESTIONS = 50, 100, 100
+CONNECTIONS = 64
+
+
+class RoomState:
+    def __init__(self, room):
+        self.room = room
+        self.q = 0
+        self.next_player = 0
+        self.acked = 0
+        self.opening = False
+
+
+async def _open(pool: HttpPool, state: RoomState) -> None:
+    status, _ = await pool.request("POST", f"/api/v1/sessions/{state.room.session_id}/questions/next",
+                                   headers={"Authorization": f"Bearer {state.room.host_token}"})
+    if status == 200:
+        state.q += 1
+        state.next_player, state.acked = 0, 0
+    state.opening = False
+
+
+async def _answer(pool: HttpPool, state: RoomState, player, q: int, acks: list, statuses: dict) -> None:
+    room = state.room
+    body = json.dumps({"question_id": str(room.question_ids[q]), "choice": room.correct[q]}).encode()
+    try:
+        status, payload = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/answers", body,
+                                             {"Authorization": f"Bearer {player.token}"})
+    except Exception as exc:  # noqa: BLE001
+        statuses[repr(exc)[:60]] = statuses.get(repr(exc)[:60], 0) + 1
+        return
+    now = time.time()
+    statuses[status] = statuses.get(status, 0) + 1
+    if status == 201:
+        answer_id = json.loads(payload)["answer_id"]
+        acks.append((room.session_id, str(player.participant_id), str(room.question_ids[q]), answer_id, now))
+        state.acked += 1
+        if state.acked == len(room.players) and q + 1 < len(room.question_ids) and not state.opening:
+            state.opening = True
+            asyncio.create_task(_open(pool, state))
+
+
+async def _load(stack, states: list[RoomState], rate: int, duration_s: int) -> dict:
+    pool = HttpPool("127.0.0.1", stack.port, CONNECTIONS)
+    acks: list = []
+    statuses: dict = {}
+    tasks = set()
+    total = rate * duration_s
+    started = time.monotonic()
+    sent, skipped, cursor = 0, 0, 0
+    while sent < total:
+        due = started + sent / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for _ in range(len(states)):
+            state = states[cursor % len(states)]
+            cursor += 1
+            if not state.opening and state.next_player < len(state.room.players):
+                player = state.room.players[state.next_player]
+                state.next_player += 1
+                task = asyncio.create_task(_answer(pool, state, player, state.q, acks, statuses))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                break
+        else:
+            skipped += 1  # every room waits for its next question: the schedule slips by one
+            await asyncio.sleep(0.002)
+            continue
+        sent += 1
+    send_s = time.monotonic() - started
+    pending = list(tasks)
+    cancelled = 0
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=30)
+        cancelled = len(still)
+        for task in still:  # bounded: whatever is not answered 30 s after the schedule ends is abandoned
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+    await asyncio.sleep(0.5)
+    await pool.close()
+    return {"acks": acks, "statuses": {str(k): v for k, v in statuses.items()}, "sent": sent,
+            "send_seconds": round(send_s, 2), "achieved_per_s": round(sent / send_s, 1), "slips": skipped,
+            "acknowledged_per_s": round(len(acks) / send_s, 1), "abandoned_after_30s": cancelled}
+
+
+def _latencies(acks, observer: StreamObserver, sockets: dict, split: dict) -> tuple[list[float], int, int]:
+    latencies, missing, negative = [], 0, 0
+    to_applied, to_socket = [], []
+    for session_id, participant, question, _answer_id, acked_at in acks:
+        seen = observer.answers.get((participant, question))
+        if seen is None:
+            missing += 1
+            continue
+        arrival = sockets[session_id].first_arrival(seen[0])
+        if arrival is None:
+            missing += 1
+            continue
+        delta = (arrival - acked_at) * 1000
+        if delta < 0:
+            negative += 1
+        latencies.append(max(0.0, delta))
+        to_applied.append(max(0.0, (seen[1] - acked_at) * 1000))
+        to_socket.append(max(0.0, (arrival - seen[1]) * 1000))
+    split["201_to_applied_in_redis_ms"] = percentiles(to_applied)
+    split["applied_to_socket_ms"] = percentiles(to_socket)
+    return latencies, missing, negative
+
+
+def _compare_pg_redis(engine, redis_client, rooms, acks) -> dict:
+    mismatched, absent = 0, 0
+    for room in rooms:
+        keys = SessionKeys.of(room.session_id)
+        with engine.connect() as db:
+            scores = dict(db.execute(text("SELECT id::text, score FROM quiz_session_participants "
+                                          "WHERE quiz_session_id = :s"), {"s": room.session_id}).all())
+        board = {m.decode(): int(s) // TIE_SPAN for m, s in redis_client.zrange(keys.board, 0, -1, withscores=True)}
+        mismatched += sum(1 for pid, score in scores.items() if board.get(pid) != score)
+        mine = [f"answer:{a[3]}" for a in acks if a[0] == room.session_id]
+        if mine:
+            absent += sum(1 for present in redis_client.smismember(keys.applied, mine) if not present)
+    return {"players_with_different_score": mismatched, "acknowledged_answers_not_applied": absent}
+
+
+def test_end_to_end(stack, bench_engine, bench_config, bench_redis):
+    rates = [int(r) for r in str(os_rates()).split(",")]
+    duration = env_int("BENCH_E2E_S", 20)
+    rooms = make_rooms(bench_engine, bench_config, ROOMS, PLAYERS, QUESTIONS, prefix=2)
+    observer = StreamObserver(bench_config.redis_url, [r.session_id for r in rooms])
+    observer.start()
+    results: dict = {"rooms": ROOMS, "players_per_room": PLAYERS, "duration_s_per_rate": duration,
+                     "connections": CONNECTIONS, "rates": {}}
+    all_acks: list = []
+
+    async def main() -> None:
+        pool = HttpPool("127.0.0.1", stack.port, 8)
+        states = [RoomState(r) for r in rooms]
+        for state in states:
+            state.opening = True
+        await asyncio.gather(*[_open(pool, s) for s in states])
+        for state in states:
+            state.q = 0
+        sockets = {r.session_id: RoomSocket(r.session_id) for r in rooms}
+        await connect_all(stack.ws_url, [(sockets[r.session_id], r.host_token) for r in rooms], concurrency=10)
+        await asyncio.sleep(2)
+        for rate in rates:
+            with CpuMeter() as cpu:
+                run = await _load(stack, states, rate, duration)
+            acks = run.pop("acks")
+            all_acks.extend(acks)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if all((a[1], a[2]) in observer.answers for a in acks):
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the last coalesced push
+            split: dict = {}
+            latencies, missing, negative = _latencies(acks, observer, sockets, split)
+            run.update({"latency_ms": percentiles(latencies), "acknowledged": len(acks),
+                        "without_leaderboard_within_60s": missing, "board_before_201": negative,
+                        "cpu": cpu.report("self"), **split})
+            results["rates"][str(rate)] = run
+        await close_all(list(sockets.values()))
+
+    asyncio.run(main())
+    time.sleep(1)
+    observer.stop()
+    results["lost"] = _compare_pg_redis(bench_engine, bench_redis, rooms, all_acks)
+    report.record("e2e", results)
+    lost = results["lost"]
+    none_lost = not any(lost.values()) and all(r["without_leaderboard_within_60s"] == 0
+                                                for r in results["rates"].values())
+    for rate, run in results["rates"].items():
+        lat = run["latency_ms"]
+        met = (lat["p50"] is not None and lat["p50"] <= 50 and lat["p99"] <= 150 and none_lost
+               and run["acknowledged_per_s"] >= 0.95 * int(rate))
+        report.row(f"e2e @{rate}/s: p50 / p95 / p99", lat["p50"], f"ms (p95 {lat['p95']}, p99 {lat['p99']})",
+                   target="p50<=50, p99<=150 ms, none lost" if rate == "1000" else "(info)",
+                   met=met if rate == "1000" else None)
+        report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s", baseline=int(rate),
+                   baseline_name="offered", target="= offered rate", met=run["acknowledged_per_s"] >= 0.95 * int(rate))
+    report.row("e2e: answers lost (PG vs Redis)", sum(lost.values()), "", target="0", met=none_lost)
+
+
+def os_rates() -> str:
+    import os
+    return os.environ.get("BENCH_E2E_RATES", "500,1000")

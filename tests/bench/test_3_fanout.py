@@ -1,0 +1,139 @@
+"""3. Fan-out: 2,000 sockets in one room, then 10,000 across 50 rooms (200 each).
+
+For each: open every socket (player tokens, asyncio + `websockets`), measure the gunicorn workers'
+RSS before and after (resident memory per socket), then
+ - latency: changes are made one at a time per room (an answer, spaced out); the change's instant is
+   the room stream entry's id (when the worker applied it); the time to the last socket is the
+   latest first-arrival, over the room's sockets, of a leaderboard with version >= the change's;
+ - messages/s: a burst of changes in every room, counting leaderboard messages received per second.
+The client is one Python process; its CPU use is reported (at 10,000 sockets it can be the bound).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import requests
+
+from tests.bench import report
+from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
+from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles
+
+
+async def _changer(pool: HttpPool, room, start: int, count: int, gap_s: float, offset_s: float) -> int:
+    await asyncio.sleep(offset_s)
+    made = 0
+    body = json.dumps({"question_id": str(room.question_ids[0]), "choice": room.correct[0]}).encode()
+    for i in range(start, min(len(room.players), start + count)):
+        began = time.monotonic()
+        status, _ = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/answers", body,
+                                       {"Authorization": f"Bearer {room.players[i].token}"})
+        made += status == 201
+        await asyncio.sleep(max(0.0, gap_s - (time.monotonic() - began)))
+    return made
+
+
+def _arrivals(observer: StreamObserver, sockets_by_room: dict, since: float) -> tuple[list[float], list[float], int]:
+    last, every, missed = [], [], 0
+    for session_id, changes in observer.changes.items():
+        sockets = sockets_by_room[session_id]
+        for version, applied_at in changes:
+            if applied_at < since:
+                continue
+            latest = None
+            for sock in sockets:
+                arrival = sock.first_arrival(version)
+                if arrival is None:
+                    missed += 1
+                    continue
+                delta = max(0.0, (arrival - applied_at) * 1000)
+                every.append(delta)
+                latest = delta if latest is None else max(latest, delta)
+            if latest is not None:
+                last.append(latest)
+    return last, every, missed
+
+
+def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, prefix: int,
+              latency_changes: int, latency_gap_s: float, burst_gap_s: float, burst_s: int) -> dict:
+    rooms = make_rooms(bench_engine, bench_config, rooms_n, players, 2, prefix=prefix)
+    http = requests.Session()
+    for room in rooms:
+        assert open_next(http, stack.base_url, room) == 200
+    time.sleep(1.5)
+    out: dict = {"rooms": rooms_n, "sockets_per_room": players}
+
+    async def main() -> None:
+        rss_before = stack.web_rss()
+        sockets_by_room = {r.session_id: [RoomSocket(r.session_id) for _ in r.players] for r in rooms}
+        pairs = [(sock, p.token) for r in rooms for sock, p in zip(sockets_by_room[r.session_id], r.players)]
+        everyone = [s for s, _ in pairs]
+        with CpuMeter() as connect_cpu:
+            out["connect_seconds"] = round(await connect_all(stack.ws_url, pairs, concurrency=100), 1)
+        out["connect_cpu"] = connect_cpu.report("self")
+        await asyncio.sleep(3)
+        out["connected"] = sum(s.connected and s.error is None for s in everyone)
+        out["errors"] = sum(s.error is not None for s in everyone)
+        out["first_error"] = next((s.error for s in everyone if s.error), None)
+        rss_after = stack.web_rss()
+        out["web_rss_mb_before"] = round(rss_before / 2**20, 1)
+        out["web_rss_mb_after"] = round(rss_after / 2**20, 1)
+        out["rss_kb_per_socket"] = round((rss_after - rss_before) / 1024 / max(1, out["connected"]), 1)
+
+        observer = StreamObserver(bench_config.redis_url, [r.session_id for r in rooms])
+        observer.start()
+        pool = HttpPool("127.0.0.1", stack.port, 16)
+        # Latency: changes spaced out, rooms staggered.
+        since = time.time()
+        with CpuMeter() as cpu:
+            await asyncio.gather(*[
+                _changer(pool, r, 0, latency_changes, latency_gap_s, latency_gap_s * k / len(rooms))
+                for k, r in enumerate(rooms)])
+            await asyncio.sleep(1.5)
+        last, every, missed = _arrivals(observer, sockets_by_room, since)
+        out["latency_phase"] = {"changes_per_room": latency_changes, "gap_s": latency_gap_s,
+                                "cpu": cpu.report("self")}
+        out["last_socket_ms"] = percentiles(last)
+        out["any_socket_ms"] = percentiles(every)
+        out["socket_change_pairs_not_delivered"] = missed
+        # Burst: messages per second.
+        received0 = sum(s.messages for s in everyone)
+        with CpuMeter() as cpu:
+            started = time.monotonic()
+            await asyncio.gather(*[
+                _changer(pool, r, latency_changes, int(burst_s / burst_gap_s), burst_gap_s,
+                         burst_gap_s * k / len(rooms)) for k, r in enumerate(rooms)])
+            elapsed = time.monotonic() - started
+        received = sum(s.messages for s in everyone) - received0
+        out["burst"] = {"gap_s": burst_gap_s, "seconds": round(elapsed, 1), "messages": received,
+                        "cpu": cpu.report("self")}
+        out["messages_per_s"] = round(received / elapsed, 1)
+        observer.stop()
+        await pool.close()
+        await close_all(everyone)
+        await asyncio.sleep(2)
+
+    asyncio.run(main())
+    return out
+
+
+def test_fanout(stack, bench_engine, bench_config):
+    one = _scenario(stack, bench_engine, bench_config, 1, env_int("BENCH_FANOUT_ONE", 2000), 3,
+                    latency_changes=20, latency_gap_s=0.5, burst_gap_s=0.1, burst_s=8)
+    time.sleep(3)
+    per_room = env_int("BENCH_FANOUT_ALL", 10_000) // 50
+    fifty = _scenario(stack, bench_engine, bench_config, 50, per_room, 4,
+                      latency_changes=5, latency_gap_s=2.0, burst_gap_s=0.25, burst_s=8)
+    report.record("fanout", {"one_room": one, "fifty_rooms": fifty})
+    for key, label, wanted in (("one_room", "fan-out 1 room", one["rooms"] * one["sockets_per_room"]),
+                               ("fifty_rooms", "fan-out 50 rooms", 50 * per_room)):
+        r = {"one_room": one, "fifty_rooms": fifty}[key]
+        held = r["connected"] >= wanted
+        lat = r["last_socket_ms"]
+        report.row(f"{label}: sockets held", r["connected"], f"of {wanted:,}", target="all held", met=held)
+        report.row(f"{label}: change -> last socket p50 / p99", lat["p50"], f"ms (p99 {lat['p99']})",
+                   target="p99 <= 100 ms", met=bool(held and lat["p99"] is not None and lat["p99"] <= 100))
+        report.row(f"{label}: leaderboard messages/s received", r["messages_per_s"], "/s",
+                   target=f"(info; client CPU {r['burst']['cpu']['generator_cpu_cores']} cores)")
+        report.row(f"{label}: RSS per socket", r["rss_kb_per_socket"], "KB", target="(info)")

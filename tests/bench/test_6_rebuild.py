@@ -1,0 +1,27 @@
+"""6. Rebuild of the board of a session with 1,000,000 answers (10,000 players x 100 questions) from
+PostgreSQL, `app.leaderboards.rebuild.rebuild_board`, in this process. The session and its 1,000,000
+(published) outbox events were written by the relay benchmark; the rebuild reads both."""
+from __future__ import annotations
+
+import time
+
+from app.leaderboards.rebuild import rebuild_board
+from tests.bench import report
+from tests.bench.big_session import create
+from tests.bench.support import CpuMeter, env_int
+from tests.bench.test_4_relay import SESSION
+
+
+def test_rebuild(stack, bench_engine, bench_redis):
+    if "id" not in SESSION:
+        session_id, _ = create(bench_engine, players=env_int("BENCH_BIG_PLAYERS", 10_000))
+        SESSION["id"], SESSION["answers"] = session_id, env_int("BENCH_BIG_PLAYERS", 10_000) * 100
+    with CpuMeter() as cpu:
+        started = time.monotonic()
+        rebuilt = rebuild_board(bench_engine, bench_redis, SESSION["id"])
+        seconds = time.monotonic() - started
+    report.record("rebuild", {"answers": SESSION["answers"], "players": rebuilt.players,
+                              "applied_members": rebuilt.marked, "seconds": round(seconds, 2),
+                              "cpu": cpu.report("self")})
+    report.row(f"rebuild of {SESSION['answers']:,} answers", round(seconds, 2), "s", target="<= 10 s",
+               met=seconds <= 10)

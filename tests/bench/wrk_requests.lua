@@ -1,0 +1,35 @@
+-- wrk script of the ingest benchmark: cycles through pre-made requests, one per line of a file:
+--   <path>\t<bearer token>\t<json body>      (POST)   or   <path>                 (GET)
+-- Usage: wrk -t1 -c64 -d60s -s wrk_requests.lua http://127.0.0.1:PORT -- requests.tsv
+-- Prints one JSON line with the totals and the latency percentiles (microseconds) at the end.
+local requests = {}
+local index = 0
+
+function init(args)
+  local file = assert(io.open(args[1], "r"))
+  for line in file:lines() do
+    local path, token, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
+    if path then
+      requests[#requests + 1] = wrk.format("POST", path, {
+        ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+    else
+      requests[#requests + 1] = wrk.format("GET", line)
+    end
+  end
+  file:close()
+end
+
+function request()
+  index = index + 1
+  if index > #requests then index = 1 end
+  return requests[index]
+end
+
+function done(summary, latency, _)
+  local e = summary.errors
+  io.write(string.format(
+    '\nWRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"lat_mean":%.1f,"lat_p50":%d,"lat_p95":%d,"lat_p99":%d,"lat_max":%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end

@@ -1,0 +1,149 @@
+"""The metrics endpoints of the running stack parse as Prometheus text and move with traffic.
+
+The live stack runs its relay and worker without metrics ports; this module swaps them for the
+same commands with RELAY_METRICS_PORT and WORKER_METRICS_PORT set (one relay and one worker at a
+time: the relay elects a leader, and the worker's group splits partitions) and leaves them
+running for the rest of the session, so the stack behaves as before.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import ROOT, free_port, stack_env
+from tests.helpers import Api, HttpClient, sample_questions
+
+WAIT_S = 60.0  # a bound against hanging, not a timing assertion
+
+
+def scrape(url: str) -> dict[str, dict[tuple, float]]:
+    """{sample name: {sorted labels: value}} of one scrape, through the Prometheus text parser."""
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    samples: dict[str, dict[tuple, float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name][tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def total(samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(value for key, value in samples.get(name, {}).items() if wanted <= set(key))
+
+
+def wait_until(check, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {WAIT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def answers_http(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def metered_stack(live_stack):
+    """The live stack with its relay and worker serving metrics on free ports."""
+    ports = {"relay": free_port(), "worker": free_port()}
+    env = stack_env(live_stack.config, RELAY_METRICS_PORT=str(ports["relay"]),
+                    WORKER_METRICS_PORT=str(ports["worker"]))
+    for name, module in (("relay", "outbox_relay"), ("worker", "cache_worker")):
+        old = live_stack.processes[name]
+        if old.poll() is None:
+            os.killpg(old.pid, signal.SIGTERM)
+            old.wait(30)
+        with open(live_stack.logs / f"{name}.log", "ab") as log_file:
+            # Replaced in the stack's own table, so its teardown stops the new process.
+            live_stack.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True)
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+    for name, url in urls.items():
+        wait_until(lambda: live_stack.processes[name].poll() is None and answers_http(url),
+                   f"the {name} did not serve {url}")
+    urls["web"] = f"{live_stack.base_url}/metrics"
+    return live_stack, urls
+
+
+class Round:
+    """A session of two questions played over real HTTP, one question at a time."""
+
+    def __init__(self, base_url: str, players: int):
+        self.api = Api(HttpClient(base_url))
+        self.host = self.api.host()
+        self.questions = sample_questions(2, time_limit_s=120)
+        self.session_id = self.api.live_session(self.host, self.questions)["id"]
+        self.players = [self.api.join(self.session_id, self.api.guest()) for _ in range(players)]
+
+    def play_question(self, position: int) -> None:
+        question = self.api.next_question(self.session_id, self.host)
+        for player in self.players:
+            self.api.answer(self.session_id, player, question["question_id"], self.questions[position]["correct_choice"])
+        self.api.close_question(self.session_id, self.host)
+
+
+def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
+    stack, urls = metered_stack
+    before = {name: scrape(url) for name, url in urls.items()}
+    players = 3
+    game = Round(stack.base_url, players)
+    game.play_question(0)
+    events = players + 1 + players + 1  # joins, question opened, answers, question closed
+
+    web = scrape(urls["web"])
+    answer_route = "/api/v1/sessions/<session_id>/answers"  # the URL rule, never the session's id
+    assert total(web, "answers_accepted_total") - total(before["web"], "answers_accepted_total") == players
+    assert (total(web, "events_written_total", event_type="participant_joined")
+            - total(before["web"], "events_written_total", event_type="participant_joined")) == players
+    assert (total(web, "events_written_total", event_type="answer_scored")
+            - total(before["web"], "events_written_total", event_type="answer_scored")) == players
+    assert (total(web, "http_requests_total", route=answer_route, status="201")
+            - total(before["web"], "http_requests_total", route=answer_route, status="201")) == players
+    assert total(web, "http_request_duration_seconds_count", route=answer_route) >= players
+    assert "outbox_lag_seconds" in web and "outbox_unpublished_events" in web
+    assert "ws_connections" in web
+
+    def handled(samples) -> float:
+        return total(samples, "worker_events_applied_total") + total(samples, "worker_duplicates_skipped_total")
+
+    def moved(name: str, count, at_least: float, since):
+        now = scrape(urls[name])
+        return now if count(now) - count(since) >= at_least else None
+
+    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"), events,
+                                     before["relay"]), "the relay did not report the round's events published")
+    assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
+    assert "relay_outbox_lag_seconds" in relay and "relay_unpublished_events" in relay
+    # The session's first event finds no board: the worker builds it from PostgreSQL, and the
+    # events that snapshot already holds arrive as duplicates. Events after that are applied.
+    first = wait_until(lambda: moved("worker", handled, events, before["worker"]),
+                       "the worker did not report the round's events handled")
+    assert total(first, "worker_board_rebuilds_total") > total(before["worker"], "worker_board_rebuilds_total")
+    game.play_question(1)
+    wait_until(lambda: moved("worker", lambda m: total(m, "worker_events_applied_total"), players + 2, first),
+               "the worker did not report the second question's events applied")
+    wait_until(lambda: scrape(urls["worker"]).get("worker_consumer_lag"),
+               "the worker did not report its consumer lag")
+
+    # The board the worker built agrees with PostgreSQL, through the operator's real entry point.
+    verify = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "ops", "verify", "--session",
+                             game.session_id], cwd=ROOT, env=stack_env(stack.config), capture_output=True,
+                            text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
