@@ -120,7 +120,8 @@ def _postgres_standings(engine, session_id: str) -> dict[str, Standing] | None:
         epoch = session_epoch_ms(created_at)
         return {str(pid): (int(score), reached_ms(epoch, instant_ms(reached_at)))
                 for pid, score, reached_at in connection.execute(text(
-                    "SELECT id, score, score_reached_at FROM quiz_session_participants WHERE quiz_session_id = :s"),
+                    "SELECT id, score, score_reached_at FROM quiz_session_participants "
+                    "WHERE quiz_session_id = :s"),
                     {"s": session_id})}
 
 
@@ -152,7 +153,8 @@ def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
 
 
 @ops.command("verify")
-@click.option("--session", "session_ids", type=click.UUID, multiple=True, help="A session to check (repeatable).")
+@click.option("--session", "session_ids", type=click.UUID, multiple=True,
+              help="A session to check (repeatable).")
 @click.option("--all", "all_sessions", is_flag=True, help="Every board in Redis (the default).")
 @click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds before boards that differ are checked again; only differences seen twice count "
@@ -208,9 +210,10 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, settl
     else:
         click.echo(f"dead letters: {dead.total} in {dlq_topic}, {dead.pending} pending redrive")
     dead_text = f"dead letters {dead.total} ({dead.pending} pending)" if dead else "dead letters unknown"
-    participants = sum(len(d) for d in found.values())
-    click.echo(f"verify: {len(sessions)} sessions checked, {len(found)} differ ({participants} participants), "
-               f"{not_cached} not cached, {len(unknown)} unknown; outbox lag {lag_s:.1f} s ({unpublished} unpublished); "
+    players = sum(len(d) for d in found.values())
+    click.echo(f"verify: {len(sessions)} sessions checked, {len(found)} differ ({players} participants), "
+               f"{not_cached} not cached, {len(unknown)} unknown; "
+               f"outbox lag {lag_s:.1f} s ({unpublished} unpublished); "
                f"{dead_text}")
     if found or unknown or dead is None:
         sys.exit(1)
@@ -231,7 +234,8 @@ def drop_board(redis, session_id: str) -> None:
 
 
 @ops.command("rebuild")
-@click.option("--session", "session_ids", type=click.UUID, multiple=True, help="A session to rebuild (repeatable).")
+@click.option("--session", "session_ids", type=click.UUID, multiple=True,
+              help="A session to rebuild (repeatable).")
 @click.option("--all", "all_sessions", is_flag=True,
               help="Every board Redis holds and every session not ended in PostgreSQL.")
 def rebuild_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool) -> None:
@@ -336,7 +340,8 @@ def _await_deliveries(producer, tracker: DeliveryTracker, sent: int, what: str) 
 
 
 @ops.command("replay")
-@click.option("--session", "session_ids", type=click.UUID, multiple=True, help="A session to replay (repeatable).")
+@click.option("--session", "session_ids", type=click.UUID, multiple=True,
+              help="A session to replay (repeatable).")
 @click.option("--all", "all_sessions", is_flag=True, help="Every session's stored events.")
 @click.option("--since", type=SinceParam(), default=None,
               help="Only events created at or after TIME: ISO 8601 (UTC if no offset) or ago, e.g. 2h.")
@@ -356,7 +361,8 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, since
     config, engine = _config(), services().engine
     where, params = _replay_filter(session_ids, since)
     with engine.connect() as connection:
-        total = int(connection.execute(text(f"SELECT count(*) FROM events WHERE {where}"), params).scalar_one())
+        total = int(connection.execute(text(f"SELECT count(*) FROM events WHERE {where}"),
+                                       params).scalar_one())
     producer = make_producer(config, **{"client.id": "ops-replay"})
     tracker = DeliveryTracker()
     sent = 0
@@ -368,7 +374,8 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, since
         with _progress(rows, total, "replaying events") as bar:
             for row in bar:
                 envelope = envelope_from_row(row)
-                _produce(producer, config.kafka_topic, envelope.key(), envelope.to_json(), envelope.headers(), tracker)
+                _produce(producer, config.kafka_topic, envelope.key(), envelope.to_json(), envelope.headers(),
+                         tracker)
                 sent += 1
                 sessions.add(str(envelope.session_id))
     _await_deliveries(producer, tracker, sent, "replay")
@@ -452,10 +459,11 @@ def _topic_state(consumer, topic: str) -> _TopicState | None:
     if metadata is None or metadata.error is not None:
         return None
     partitions = sorted(metadata.partitions)
-    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=KAFKA_TIMEOUT_S, cached=False)
-                  for p in partitions}
+    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=KAFKA_TIMEOUT_S,
+                                                    cached=False) for p in partitions}
     committed = {}
-    for position in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=KAFKA_TIMEOUT_S):
+    positions = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=KAFKA_TIMEOUT_S)
+    for position in positions:
         low, high = watermarks[position.partition]
         committed[position.partition] = min(max(position.offset, low), high) if position.offset >= 0 else low
     return _TopicState(partitions, watermarks, committed)
@@ -535,7 +543,8 @@ def dlq_list_command() -> None:
         click.echo(f"{letter.partition}:{letter.offset}\tevent={letter.event_id or '-'}\t"
                    f"type={letter.event_type or '-'}\tsession={letter.session_id or '-'}\t"
                    f"{'handled' if done else 'pending'}\treason={letter.reason}")
-    click.echo(f"dlq: {len(letters)} dead letters in {config.kafka_dlq_topic}, {len(letters) - handled} pending")
+    click.echo(f"dlq: {len(letters)} dead letters in {config.kafka_dlq_topic}, "
+               f"{len(letters) - handled} pending")
 
 
 @dlq.command("redrive")
@@ -573,9 +582,11 @@ def dlq_redrive_command(event_ids: tuple[str, ...]) -> None:
                 decode_envelope(letter.value)
             except PoisonEvent as exc:
                 still_poison.append(letter)
-                click.echo(f"not sent {letter.partition}:{letter.offset}: still undecodable ({exc})", err=True)
+                click.echo(f"not sent {letter.partition}:{letter.offset}: still undecodable ({exc})",
+                           err=True)
                 continue
-            _produce(producer, config.kafka_topic, letter.key, letter.value, letter.original_headers(), tracker)
+            _produce(producer, config.kafka_topic, letter.key, letter.value, letter.original_headers(),
+                     tracker)
             sent.append(letter)
         _await_deliveries(producer, tracker, len(sent), "redrive")
         if state is not None:

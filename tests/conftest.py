@@ -122,3 +122,14 @@ def client(app):
 @pytest.fixture()
 def api(client) -> Api:
     return Api(client)
+
+
+@pytest.fixture()
+def topics(kafka_topics: Config) -> Config:
+    """Topics and a consumer group of this one test, for tests that read a topic whole."""
+    run = uuid.uuid4().hex[:8]
+    own = kafka_topics.replace(kafka_topic=f"{kafka_topics.kafka_topic}.{run}",
+                               kafka_dlq_topic=f"{kafka_topics.kafka_dlq_topic}.{run}",
+                               kafka_consumer_group=f"{kafka_topics.kafka_consumer_group}.{run}")
+    ensure_topics(own)
+    return own

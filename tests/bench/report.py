@@ -15,6 +15,24 @@ def start(run: str) -> None:
     _started[0] = time.monotonic()
     RESULTS["run"] = run
     RESULTS["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    RESULTS["code"] = _code_state()
+
+
+def _code_state() -> dict[str, Any]:
+    """The commit measured, and the files that differed from it (uncommitted work is measured too)."""
+    import subprocess
+
+    from tests.bench.support import ROOT
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "modified": [line[3:] for line in git("status", "--porcelain").splitlines()
+                         if not line[3:].startswith(("tests/", "bench-results/"))]}
 
 
 def record(name: str, data: dict[str, Any]) -> None:

@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.integration.test_worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play,
-                                                   publish, topics)
-
-__all__ = ["topics"]
-
+from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish)
 
 def _board(api, sid, token, **query):
     return api.get(f"/api/v1/sessions/{sid}/leaderboard", token=token, expect=200, **query).get_json()

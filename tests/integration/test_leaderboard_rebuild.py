@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app.events import AnswerScored
+from app.events import AnswerScored, envelope_from_row
 from app.leaderboards.apply import apply_event
 from app.leaderboards.rebuild import rebuild_board
 from app.leaderboards.scripts import APPLIED, DUPLICATE, scripts_for
-from tests.integration.test_worker_support import (envelope_of, event_rows, pg_ranking, pg_scores, play,
+from tests.integration.worker_support import (event_rows, pg_ranking, pg_scores, play,
                                                    redis_ranking, redis_scores)
 
 
 def _apply_rows(redis_client, rows) -> list[int]:
     scripts = scripts_for(redis_client)
-    return [apply_event(scripts, redis_client, envelope_of(row)) for row in rows]
+    return [apply_event(scripts, redis_client, envelope_from_row(row)) for row in rows]
 
 
 def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(api, engine, redis_client):
@@ -44,8 +44,8 @@ def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(a
     # The snapshot's events, delivered late, and the replayed ones, delivered again, are duplicates.
     assert _apply_rows(redis_client, before_snapshot + during) == [DUPLICATE] * 4
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
-    assert any(envelope_of(r).parsed_payload().points > 0 for r in before_snapshot + during
-               if isinstance(envelope_of(r).parsed_payload(), AnswerScored))
+    assert any(envelope_from_row(r).parsed_payload().points > 0 for r in before_snapshot + during
+               if isinstance(envelope_from_row(r).parsed_payload(), AnswerScored))
 
 
 def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):

@@ -21,9 +21,7 @@ from app.events import envelope_from_row
 from app.kafka import make_producer
 from app.leaderboards.keys import SessionKeys
 from app.leaderboards.scores import TIE_SPAN
-from tests.integration.test_worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play,
-                                                   publish, publish_raw, redis_ranking, redis_scores,
-                                                   topics)  # noqa: F401 - the `topics` fixture
+from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,12 +12,13 @@ import time
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from app.events import envelope_from_row
 from app.leaderboards.reads import read_page
 from app.leaderboards.rebuild import rebuild_board
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
 from tests.integration.test_leaderboard_scripts import exercise_scripts
-from tests.integration.test_worker_support import envelope_of, event_rows, pg_ranking, pg_scores, play
+from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, play
 
 PORTS = (7101, 7102, 7103)
 
@@ -84,7 +85,7 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
     worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
     rows = [row for s in sessions for row in event_rows(engine, s["id"])]
-    pending = [_Pending(None, envelope_of(r), envelope_of(r).parsed_payload()) for r in rows]
+    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in rows]
     worker.apply_events(pending)
     assert worker.metrics.duplicates._value.get() == len(rows)
     cluster.flushall()  # this test's own cluster

@@ -11,13 +11,10 @@ from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
 
+from app.events import envelope_from_row
 from app.kafka import make_consumer
 from app.leaderboards.keys import SessionKeys
-from tests.integration.test_worker_support import (drain, envelope_of, event_rows, new_worker, pg_ranking, pg_scores, play,
-                                                   publish, publish_raw, redis_ranking, redis_scores, topics)
-
-__all__ = ["topics"]
-
+from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 
 def test_events_applied_once_match_postgres_and_replay_changes_nothing(api, engine, redis_client, topics):
     session = play(api)
@@ -79,7 +76,7 @@ def test_poison_message_is_dead_lettered_and_later_events_applied(api, engine, r
     publish(topics, rows[:3])
     publish_raw(topics, sid.encode(), b"{not json", headers=[("event_id", b"x"), ("event_type", b"answer_scored")])
     unknown_version = SimpleNamespace(**(rows[3]._asdict() | {"version": 99}))
-    publish_raw(topics, sid.encode(), envelope_of(unknown_version).to_json())
+    publish_raw(topics, sid.encode(), envelope_from_row(unknown_version).to_json())
     publish(topics, rows[3:])
     worker = new_worker(topics, engine, redis_client)
     drain(worker, len(rows) + 2)

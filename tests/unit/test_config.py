@@ -23,3 +23,11 @@ def test_a_malformed_value_names_its_variable(name, value):
 
 def test_every_setting_is_described():
     assert all(doc for _, _, doc in describe())
+
+
+def test_the_readme_lists_every_variable():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [env for env, _, _ in describe() if f"| `{env}` |" not in readme]
+    assert missing == []

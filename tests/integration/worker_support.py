@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from app.config import Config
-from app.events import Envelope
+from app.events import envelope_from_row
 from app.kafka import ensure_topics, make_consumer, make_producer
 from app.leaderboards.keys import SessionKeys
 from app.leaderboards.scores import split
@@ -31,16 +31,11 @@ def event_rows(engine, session_id: str | None = None) -> list[Any]:
             "ORDER BY created_at, seq"), {"s": session_id}).all()
 
 
-def envelope_of(row) -> Envelope:
-    return Envelope(event_id=row.id, event_type=row.event_type, version=row.version, session_id=row.aggregate_id,
-                    occurred_at=row.created_at, payload=row.payload)
-
-
 def publish(config: Config, rows, producer=None) -> int:
     """Produce the events rows to config.kafka_topic like the relay; returns how many."""
     producer = producer or make_producer(config)
     for row in rows:
-        envelope = envelope_of(row)
+        envelope = envelope_from_row(row)
         producer.produce(config.kafka_topic, key=str(envelope.session_id).encode(), value=envelope.to_json(),
                          headers=envelope.headers())
         producer.poll(0)
@@ -61,11 +56,6 @@ def fresh_topics(config: Config) -> Config:
                          kafka_consumer_group=f"{config.kafka_consumer_group}.{run}")
     ensure_topics(own)
     return own
-
-
-@pytest.fixture()
-def topics(kafka_topics: Config) -> Config:
-    return fresh_topics(kafka_topics)
 
 
 def new_worker(config: Config, engine, redis_client, group: str | None = None, **kwargs) -> CacheWorker:
