@@ -88,9 +88,20 @@ class CacheWorker:
     def subscribe(self) -> None:
         self.consumer.subscribe([self.config.kafka_topic])
 
+    def _next_batch(self) -> list:
+        """Wait for the first message only, then take whatever else is already fetched.
+
+        `consume(n, timeout)` alone waits the whole timeout unless n messages arrive, which would add
+        up to `poll_timeout_s` to every leaderboard change at low load.
+        """
+        first = self.consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(num_messages=self.config.worker_batch_size - 1, timeout=0)]
+
     def run_once(self) -> int:
         """Consume, apply and store one batch; returns how many messages it held."""
-        messages = self.consumer.consume(num_messages=self.config.worker_batch_size, timeout=self.poll_timeout_s)
+        messages = self._next_batch()
         messages = [m for m in messages if not self._is_error(m)]
         if not messages:
             return 0
