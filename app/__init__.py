@@ -17,6 +17,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = config.secret_key
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
+    # Client messages are tiny; pings find sockets whose peer vanished without closing.
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 4096, "ping_interval": 25}
 
     from app.extensions import init_services, sock
     init_services(app, config)

@@ -28,7 +28,7 @@ class Services:
 
     @cached_property
     def engine(self) -> Engine:
-        return get_engine(self.config.database_url, pool_size=self.config.web_threads)
+        return get_engine(self.config.database_url, pool_size=self.config.web_db_pool)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -36,8 +36,11 @@ class Services:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.config.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                    health_check_interval=30, max_connections=self.config.web_threads * 2)
+        # Blocking pool: thousands of sockets reconnecting at once wait for a connection instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(
+            self.config.redis_url, max_connections=self.config.web_redis_pool, timeout=10,
+            socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        return redis.Redis(connection_pool=pool)
 
     @cached_property
     def kafka_admin(self):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import redis as redis_lib
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.cluster import RedisCluster
 from sqlalchemy import Engine
@@ -32,6 +32,14 @@ _TRANSIENT = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.excep
               redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
               redis_lib.exceptions.ClusterDownError, OperationalError)
 _REBUILD_ROUNDS = 3
+# Redis refusing for a while (memory, failover, loading, a busy script): retry, never dead-letter.
+_TRANSIENT_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOSCRIPT", "CLUSTERDOWN", "TRYAGAIN")
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, _TRANSIENT):
+        return True
+    return isinstance(error, redis_lib.ResponseError) and str(error).startswith(_TRANSIENT_REPLIES)
 
 
 @dataclass
@@ -117,8 +125,12 @@ class CacheWorker:
         if self.after_apply is not None:
             self.after_apply()
         self._flush_dead_letters()
-        for message in messages:
-            self.consumer.store_offsets(message=message)
+        try:
+            self.consumer.store_offsets(offsets=[
+                TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in messages])
+        except KafkaException as exc:
+            # The partitions moved to another member during a long outage: it will redeliver them.
+            log.warning("could not store offsets (%s); the batch will be redelivered", exc)
         return len(messages)
 
     def _is_error(self, message: Message) -> bool:
@@ -158,7 +170,9 @@ class CacheWorker:
             try:
                 self.apply_events(pending)
                 return True
-            except _TRANSIENT as exc:
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
                 self.metrics.retries.inc()
                 if self.should_stop():
                     return False
@@ -173,7 +187,7 @@ class CacheWorker:
             retry: list[_Pending] = []
             to_rebuild: dict[str, None] = {}
             for item, result in zip(pending, results):
-                if isinstance(result, _TRANSIENT):
+                if isinstance(result, Exception) and _is_transient(result):
                     raise result
                 if isinstance(result, Exception):
                     self.dead_letter(item.message, f"rejected_by_redis: {result}")

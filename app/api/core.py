@@ -41,7 +41,10 @@ def _describe(exc: ValidationError) -> str:
 def parse_body(model: type[M]) -> M:
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than any real body
+        data = None
     if data is None:
         raise ApiError(400, "invalid_json", "the body is not valid JSON")
     if not isinstance(data, dict):

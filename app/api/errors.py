@@ -4,6 +4,9 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from redis import RedisError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.api.core import ApiError, error_body
@@ -41,6 +44,17 @@ def register(app: Flask) -> None:
             if name.lower() == "allow":
                 response.headers[name] = value
         return response, status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(SQLAlchemyTimeout)
+    @app.errorhandler(RedisError)
+    @app.errorhandler(TimeoutError)
+    def unavailable(exc: Exception):
+        # A store that is down or overloaded: the request was not recorded and may be retried.
+        log.warning("a store is unavailable: %s", type(exc).__name__)
+        response = jsonify(error_body("unavailable", "the service is briefly unavailable; try again"))
+        response.headers["Retry-After"] = "1"
+        return response, 503
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):

@@ -9,19 +9,36 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
+CLOSE_TOO_SLOW = 4408
+
+
+class _Queued:
+    __slots__ = ("kind", "text", "version")
+
+    def __init__(self, kind: str, text: str, version: int | None = None):
+        self.kind, self.text, self.version = kind, text, version
+
 
 class Connection:
-    """A socket in a room. `offer` never blocks: a full buffer drops the message and counts it."""
+    """A socket in a room. `offer` never blocks.
+
+    A queued leaderboard is replaced in place by a newer one, so a slow client always gets the newest
+    board and the buffer never fills with boards. When other messages overflow the buffer the socket
+    is closed with 4408: the client reconnects and gets a fresh snapshot instead of a silent gap.
+    """
 
     def __init__(self, send: Callable[[str], Any], session_id: uuid.UUID, *, participant_id: uuid.UUID | None,
-                 max_buffered: int, on_drop: Callable[[str], None], on_sent: Callable[[str], None]):
+                 max_buffered: int, on_drop: Callable[[str], None], on_sent: Callable[[str], None],
+                 close: Callable[[int, str], Any] | None = None):
         self._send = send
+        self._close_socket = close
         self.session_id = session_id
         self.participant_id = participant_id
         self.max_buffered = max_buffered
-        self._buffer: deque[tuple[str, str]] = deque()
+        self._buffer: deque[_Queued] = deque()
         self._wakeup = threading.Condition()
         self._open = True
+        self._too_slow = False
         self._on_drop = on_drop
         self._on_sent = on_sent
         self.leaderboard_version = -1
@@ -40,20 +57,41 @@ class Connection:
             if not self._open:
                 return False
             if len(self._buffer) >= self.max_buffered:
-                self.dropped += 1
-                self._on_drop(kind)
+                self._drop(kind)
+                self._too_slow = True
+                self._open = False
+                self._wakeup.notify()
                 return False
-            self._buffer.append((kind, text))
+            self._buffer.append(_Queued(kind, text))
             self._wakeup.notify()
         return True
 
     def offer_leaderboard(self, version: int, text: str) -> bool:
         """Leaderboards only move forward on a connection: an older or equal version is never sent."""
         with self._wakeup:
-            if version <= self.leaderboard_version:
+            if not self._open or version <= self.leaderboard_version:
                 return False
             self.leaderboard_version = version
-        return self.offer("leaderboard", text)
+            for queued in self._buffer:
+                if queued.kind == "leaderboard":
+                    queued.text, queued.version = text, version
+                    self._drop("leaderboard")  # the older board is replaced, never sent
+                    return True
+            self._buffer.append(_Queued("leaderboard", text, version))
+            self._wakeup.notify()
+        return True
+
+    def offer_snapshot(self, version: int, text: str) -> None:
+        """The snapshot goes first; leaderboards queued before it that it already covers are dropped."""
+        with self._wakeup:
+            self._buffer = deque(q for q in self._buffer if q.kind != "leaderboard" or q.version > version)
+            self._buffer.appendleft(_Queued("snapshot", text))
+            self.leaderboard_version = max(self.leaderboard_version, version)
+            self._wakeup.notify()
+
+    def _drop(self, kind: str) -> None:
+        self.dropped += 1
+        self._on_drop(kind)
 
     def close(self) -> None:
         with self._wakeup:
@@ -66,12 +104,17 @@ class Connection:
             with self._wakeup:
                 while self._open and not self._buffer:
                     self._wakeup.wait()
-                if not self._buffer:
-                    return
-                kind, text = self._buffer.popleft()
+                if self._too_slow or not self._buffer:
+                    break
+                queued = self._buffer.popleft()
             try:
-                self._send(text)
+                self._send(queued.text)
             except Exception:  # the peer went away: stop sending, the handler cleans up
                 self.close()
                 return
-            self._on_sent(kind)
+            self._on_sent(queued.kind)
+        if self._too_slow and self._close_socket is not None:
+            try:
+                self._close_socket(CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
+            except Exception:
+                pass

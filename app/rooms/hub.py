@@ -162,15 +162,23 @@ class RoomHub:
         elif kind == "question_closed":
             self._send_question_closed(room, note)
         elif kind == "session_ended":
-            board = self.reads.top(room.session_id, PODIUM_SIZE)
-            self.broadcast(room, {"type": "session_ended", "podium": board["entries"]})
+            try:
+                podium = self.reads.top(room.session_id, PODIUM_SIZE)["entries"]
+            except Exception as exc:  # the end still reaches the room; clients read the board later
+                self._errors.warning("podium", "cannot read the podium: %s", exc)
+                podium = None
+            self.broadcast(room, {"type": "session_ended", "podium": podium})
 
     def _send_question_closed(self, room: Room, note: dict[str, Any]) -> None:
         message = {"type": "question_closed", **{k: note.get(k) for k in (
             "question_id", "position", "correct_choice", "choice_counts", "reason")}}
         connections = list(room.connections)
         players = [c.participant_id for c in connections if c.participant_id is not None]
-        results = self.reads.question_results(room.session_id, uuid.UUID(str(note["question_id"])), players)
+        try:
+            results = self.reads.question_results(room.session_id, uuid.UUID(str(note["question_id"])), players)
+        except Exception as exc:  # everyone still learns the question closed; their own result comes later
+            self._errors.warning("results", "cannot read the players' results: %s", exc)
+            results = {}
         shared = json.dumps(message, separators=(",", ":"))
         for connection in connections:
             you = results.get(connection.participant_id) if connection.is_player else None

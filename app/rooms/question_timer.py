@@ -24,6 +24,8 @@ def run_question_timer(live: Services, stopping: threading.Event) -> None:
                 log.info("closed %d due question(s)", closed, extra={"count": closed})
         except SQLAlchemyError as exc:
             errors.warning("close", "cannot close due questions: %s", exc)
+        except Exception:  # the timer must outlive any one bad session
+            log.exception("closing due questions failed")
         finally:
             db.close()
 

@@ -44,23 +44,23 @@ def room_socket(ws, session_id: str):
     db = live.sessions()
     try:
         member = room_service.room_member(db, session, principal.user_id)
-        hub = live.room_hub
-        tail = hub.stream_tail(session)
-        snapshot = _snapshot(db, member)
     except (NotFound, Forbidden) as exc:
-        return _refuse(ws, CLOSE_FORBIDDEN, exc.message)
-    finally:
         db.close()
+        return _refuse(ws, CLOSE_FORBIDDEN, exc.message)
 
+    hub = live.room_hub
     connection = Connection(ws.send, session, participant_id=member.participant_id,
                             max_buffered=config.ws_send_buffer, on_drop=live.metrics.ws_dropped,
-                            on_sent=live.metrics.ws_sent)
-    connection.leaderboard_version = snapshot["leaderboard"]["version"]
-    connection.offer("snapshot", json.dumps(snapshot, separators=(",", ":")))
-    sender = threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True)
-    sender.start()
-    hub.join(connection, tail)
+                            on_sent=live.metrics.ws_sent, close=lambda code, reason: ws.close(code, reason))
+    # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
+    hub.join(connection, hub.stream_tail(session))
     try:
+        try:
+            snapshot = _snapshot(db, member)
+        finally:
+            db.close()
+        connection.offer_snapshot(snapshot["leaderboard"]["version"], json.dumps(snapshot, separators=(",", ":")))
+        threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
         _answer_client(ws, connection)
     finally:
         hub.leave(connection)

@@ -1,13 +1,13 @@
 """Answering the open question: the hot path of a live room.
 
-An answer takes two statements. The first reads the session, its open question and the participant,
-taking a KEY SHARE lock on the session row: answers run side by side, while closing the question
-(FOR UPDATE) waits for the answers in flight and is then seen by every later one. The second writes
-the answers, the new scores and the `answer_scored` events in one statement. Scores and deadlines
+An answer takes a KEY SHARE lock on its session row: answers run side by side, while closing the
+question (FOR UPDATE) waits for the answers in flight and is then seen by every later one. Then one
+statement reads the session, its open question and the participant, and one writes the answers,
+the new scores and the `answer_scored` events. Scores and deadlines
 are decided with PostgreSQL's clock, so every web process agrees.
 
 Group commit: concurrent answers of a process are committed together, in one transaction with the
-same two statements over arrays (`AnswerBatcher`). Each request still gets its own answer: a 201
+same three statements over arrays (`AnswerBatcher`). Each request still gets its own answer: a 201
 only once the transaction holding it has committed. A batch that fails as a whole (a deadlock, a
 broken connection) is retried one answer per transaction, so one bad answer fails alone.
 """
@@ -31,6 +31,10 @@ from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceE
 
 log = logging.getLogger(__name__)
 
+# KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
+# READ COMMITTED it sees the session, question and streaks as they are once the lock is held.
+_LOCK = text("SELECT id FROM quiz_sessions WHERE id = ANY(CAST(:sessions AS uuid[])) ORDER BY id FOR KEY SHARE")
+
 _READ = text("""
     SELECT r.idx, s.status, s.current_question_id, s.question_opened_at, s.question_deadline,
            q.correct_choice, q.points, q.time_limit_s, jsonb_array_length(q.choices) AS choice_count,
@@ -38,9 +42,7 @@ _READ = text("""
     FROM unnest(CAST(:sessions AS uuid[]), CAST(:users AS uuid[])) WITH ORDINALITY AS r(session_id, user_id, idx)
     JOIN quiz_sessions s ON s.id = r.session_id
     LEFT JOIN questions q ON q.id = s.current_question_id
-    LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = r.user_id
-    ORDER BY s.id
-    FOR KEY SHARE OF s""")
+    LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = r.user_id""")
 
 _WRITE = text("""
     WITH input AS (
@@ -116,7 +118,7 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided:
         raise Forbidden("not_joined", "join the session before answering")
     if row.current_question_id != request.question_id:
         raise Invalid("invalid_question", "that is not the session's current question")
-    if row.status != QUESTION_OPEN or row.now > row.question_deadline:
+    if row.status != QUESTION_OPEN or row.choice_count is None or row.now > row.question_deadline:
         raise Conflict("question_closed", "the question is closed")
     if not 0 <= request.choice < row.choice_count:
         raise Invalid("invalid_choice", f"choice must be between 0 and {row.choice_count - 1}")
@@ -152,6 +154,7 @@ def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[Answer
     """Record `requests` in one transaction; each gets its receipt or the error that refused it."""
     results: list[AnswerReceipt | ServiceError | None] = [None] * len(requests)
     with engine.begin() as connection:
+        connection.execute(_LOCK, {"sessions": sorted({r.session_id for r in requests})})
         rows = {row.idx - 1: row for row in connection.execute(_READ, {
             "sessions": [r.session_id for r in requests], "users": [r.user_id for r in requests]})}
         decided: list[tuple[int, _Decided]] = []
@@ -202,6 +205,9 @@ class _Pending:
 class AnswerBatcher:
     """Group commit: answers arriving while a batch is being committed go together in the next one."""
 
+    # Far above any healthy commit: a request never waits forever on a stuck database.
+    WAIT_S = 30.0
+
     def __init__(self, engine: Engine, max_batch: int = 200):
         self.engine = engine
         self.max_batch = max_batch
@@ -218,7 +224,8 @@ class AnswerBatcher:
                 self._committer = threading.Thread(target=self._commit_forever, name="answer-group-commit",
                                                    daemon=True)
                 self._committer.start()
-        pending.done.wait()
+        if not pending.done.wait(self.WAIT_S):
+            raise TimeoutError("the answer could not be recorded in time")
         if isinstance(pending.result, BaseException):
             raise pending.result
         return pending.result  # type: ignore[return-value]
@@ -229,7 +236,14 @@ class AnswerBatcher:
                 while not self._queue:
                     self._arrived.wait()
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never leave a request waiting, never lose the committer
+                log.exception("the answer committer failed")
+                for pending in batch:
+                    if not pending.done.is_set():
+                        pending.result = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                        pending.done.set()
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
