@@ -34,7 +34,19 @@ die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # Configuration (single source: app/config.py)
 # ---------------------------------------------------------------------------------------------
+# Tokens are signed with SECRET_KEY: unless one is given, each checkout gets its own random key.
+ensure_secret_key() {
+    [[ -n "${SECRET_KEY:-}" ]] && return 0
+    mkdir -p "$STACK"
+    if [[ ! -s "$STACK/secret_key" ]]; then
+        (umask 077; "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$STACK/secret_key")
+    fi
+    SECRET_KEY="$(cat "$STACK/secret_key")"
+    export SECRET_KEY
+}
+
 load_config() {
+    ensure_secret_key
     local cfg
     # -W: `python -m app.config` warns (RuntimeWarning from runpy) when app/__init__.py imports app.config.
     cfg="$("$PYTHON" -W ignore::RuntimeWarning -m app.config)" || die "could not read the configuration (python3 -m app.config)"

@@ -1,6 +1,7 @@
 """The ground everything stands on: migrations, the broker, readiness and the Compose file."""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -124,11 +125,15 @@ def test_readyz_follows_redis_down_and_back(database, config, kafka_topics):
 def test_compose_file_is_valid():
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose (Debian package) is needed to validate docker-compose.yml"
+    env = {**os.environ, "SECRET_KEY": "a-long-random-value-for-the-compose-check"}
     result = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+                            capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     services = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
-                              capture_output=True, text=True, cwd=ROOT, timeout=60).stdout.split()
+                              capture_output=True, text=True, cwd=ROOT, timeout=60, env=env).stdout.split()
+    unset = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=60, env={k: v for k, v in env.items() if k != "SECRET_KEY"})
+    assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, "the stack must not start with a default key"
     assert {"postgres", "redis", "kafka", "migrate", "web", "relay", "worker"} <= set(services)
 
 
