@@ -26,7 +26,7 @@ test:
 	$(STACK) deps && $(STACK) services && python3 -m pytest
 
 bench:
-	python3 -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500
+	$(STACK) deps && $(STACK) services && python3 -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500
 
 clean:
 	$(STACK) clean

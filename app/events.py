@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Literal
 
@@ -113,6 +114,11 @@ class Envelope:
         return str(self.session_id).encode()
 
     def parsed_payload(self) -> _Payload:
+        return self._parsed
+
+    @cached_property
+    def _parsed(self) -> _Payload:
+        # Validated once per envelope: decoding checks it, and the worker then applies it.
         return parse_payload(self.event_type, self.version, self.payload)
 
 

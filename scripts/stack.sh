@@ -317,6 +317,11 @@ deps_system() {
     if [[ ! -f "$KAFKA_LIB/.complete" ]] && ! command -v mvn >/dev/null 2>&1; then missing+=(maven); fi
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+    # For the tests: the Compose file check and the browser test (Debian's Chromium, never a download).
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    # For `make bench`: the HTTP load generator (pgbench and redis-benchmark come with the servers).
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt_install "${missing[@]}"
     fi
@@ -338,11 +343,11 @@ url = unquote(json.loads(d.read_text("direct_url.json") or "{}").get("url", ""))
 sys.exit(0 if url.rstrip("/") == "file://" + sys.argv[1].rstrip("/") else 1)
 PY
     then
-        say "deps: python package already installed (pip install -e '.[test]')"
+        say "deps: python package already installed (pip install -e '.[test,bench]')"
         return 0
     fi
-    say "deps: pip install -e '.[test]'"
-    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check -q -e '.[test]'
+    say "deps: pip install -e '.[test,bench]'"
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check -q -e '.[test,bench]'
     mkdir -p "$STACK"
     echo "$want" >"$stamp"
 }

@@ -41,6 +41,7 @@ class Room:
     connections: set[Connection] = field(default_factory=set)
     dirty: bool = False
     player_count: int = 0
+    pushed_at: float = 0.0
 
 
 @dataclass
@@ -64,6 +65,7 @@ class RoomHub:
         self._started = False
         self._stopping = threading.Event()
         self._errors = RateLimitedLog(log)
+        self._board_moved = threading.Event()
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class RoomHub:
         kind = note.get("type")
         if kind in BOARD_MOVES:
             room.dirty = True
+            self._board_moved.set()
         if kind == "participant_joined":
             room.player_count = max(room.player_count, int(note.get("player_count") or 0))
             self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
@@ -191,12 +194,21 @@ class RoomHub:
     # --- coalesced leaderboards -----------------------------------------------------------------
 
     def _push_leaderboards(self) -> None:
+        """Push a moved board at once if the room had no push in the last interval, else as soon as
+        the interval is up (leading-edge throttle): still at most one push per interval per room,
+        but a change no longer waits for the next tick of a fixed clock."""
+        next_wait = self.interval_s
         while not self._stopping.is_set():
-            started = time.monotonic()
+            self._board_moved.wait(next_wait)
+            self._board_moved.clear()
+            now = time.monotonic()
             with self._lock:
                 dirty = [room for room in self.rooms.values() if room.dirty]
             for room in dirty:
+                if now - room.pushed_at < self.interval_s:
+                    continue  # pushed less than an interval ago: its turn comes below
                 room.dirty = False
+                room.pushed_at = now
                 try:
                     board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
                 except Exception as exc:  # Redis away: try again next tick
@@ -206,7 +218,9 @@ class RoomHub:
                 text = json.dumps({"type": "leaderboard", **board}, separators=(",", ":"))
                 for connection in list(room.connections):
                     connection.offer_leaderboard(board["version"], text)
-            time.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+            # Wake when the first throttled room is due, or at the next change.
+            waiting = [room.pushed_at + self.interval_s - time.monotonic() for room in dirty if room.dirty]
+            next_wait = max(0.001, min(waiting)) if waiting else self.interval_s
 
 
 def _decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -413,3 +413,17 @@ class ProcessCpu:
             totals[label] = totals.get(label, 0.0) + max(0.0, cpu - start)
         self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:10]
                       if v / wall >= 0.01}
+
+
+def profiling() -> bool:
+    """BENCH_PROFILE=1: record py-spy profiles (collapsed stacks) of the measured processes."""
+    return bool(os.environ.get("BENCH_PROFILE"))
+
+
+def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subprocess.Popen:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+               "--format", "raw", "--output", str(RESULTS_DIR / f"profile-{name}.txt")]
+    if idle:
+        command.append("--idle")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

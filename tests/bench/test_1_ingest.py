@@ -14,6 +14,7 @@ import re
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import text
@@ -35,6 +36,7 @@ def _wrk(url: str, requests_file, duration_s: int) -> dict:
     match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
     assert match, out.stdout + out.stderr
     data = json.loads(match.group(1))
+    statuses = re.search(r"WRK_STATUSES (\{.*\})", out.stdout)
     seconds = data["duration_us"] / 1e6
     errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
     ok = data["requests"] - data["status"] - errors
@@ -43,6 +45,8 @@ def _wrk(url: str, requests_file, duration_s: int) -> dict:
             "latency_ms": {"mean": round(data["lat_mean"] / 1000, 2), "p50": data["lat_p50"] / 1000,
                            "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
                            "max": data["lat_max"] / 1000},
+            "statuses": json.loads(statuses.group(1)) if statuses else None,
+            "first_error": (re.search(r"WRK_FIRST_ERROR (.*)", out.stdout) or [None, None])[1],
             "cpu": cpu.report("child"), "command": " ".join(command)}
 
 
@@ -57,21 +61,43 @@ class Controller(threading.Thread):
         self.stopping = threading.Event()
         self.opened = 0
         self.failed = 0
+        self.stalls = 0
+        self.seen: dict = {}
 
     def run(self) -> None:
-        http = requests.Session()
         ids = list(self.by_id)
-        while not self.stopping.wait(0.1):
-            with self.engine.connect() as db:
-                rows = db.execute(text("""
-                    SELECT s.id, (SELECT count(*) FROM participant_answers a
-                                  WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id) AS n
-                    FROM quiz_sessions s WHERE s.id = ANY(:ids)"""), {"ids": ids}).all()
-            for session_id, answered in rows:
-                room = self.by_id[session_id]
-                if answered >= len(room.players) and self.position[session_id] + 1 < len(room.question_ids):
-                    if open_next(http, self.base_url, room) == 200:
-                        self.position[session_id] += 1
+        local = threading.local()
+
+        def open_one(room) -> bool:
+            if not hasattr(local, "http"):
+                local.http = requests.Session()
+            return open_next(local.http, self.base_url, room) == 200
+
+        # Opens run in parallel: one after the other, 25 of them under load can outlast the other
+        # half's turn, and the late rooms' answers would meet a question not open yet (400).
+        with ThreadPoolExecutor(8) as pool:
+            while not self.stopping.wait(0.1):
+                with self.engine.connect() as db:
+                    rows = db.execute(text("""
+                        SELECT s.id, (SELECT count(*) FROM participant_answers a
+                                      WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id) AS n
+                        FROM quiz_sessions s WHERE s.id = ANY(:ids)"""), {"ids": ids}).all()
+                now = time.monotonic()
+                due = []
+                for session_id, answered in rows:
+                    room = self.by_id[session_id]
+                    if answered != self.seen.get(session_id, (None, 0))[0]:
+                        self.seen[session_id] = (answered, now)
+                    # All answered; or a stall: answers stopped for 1 s with some missing (one answer
+                    # met a question not open yet, so the count would never reach the players).
+                    stalled = answered > 0 and now - self.seen[session_id][1] >= 1.0
+                    if ((answered >= len(room.players) or stalled)
+                            and self.position[session_id] + 1 < len(room.question_ids)):
+                        due.append(room)
+                        self.stalls += answered < len(room.players)
+                for room, opened in zip(due, pool.map(open_one, due)):
+                    if opened:
+                        self.position[room.session_id] += 1
                         self.opened += 1
                     else:
                         self.failed += 1
@@ -133,6 +159,7 @@ def test_ingest(stack, bench_engine, bench_config, tmp_path):
         "rooms": ROOMS, "players_per_room": PLAYERS, "questions": questions, "connections": CONNECTIONS,
         "duration_s": duration, "answers": answers, "answers_per_s": rate, "answers_stored_in_pg": stored,
         "questions_opened_during_run": controller.opened, "open_failures": controller.failed,
+        "questions_opened_after_a_stall": controller.stalls,
         "web_cpu_cores_during_answers": round(web_cpu / answers["seconds"], 2),
         "machine_cpu_cores_by_process_during_answers": by_process.cores,
         "healthz": healthz, "healthz_per_s": ceiling, "pgbench": pgb, "pgbench_tps": pgb["tps"],

@@ -1,6 +1,7 @@
 """3. Fan-out: 2,000 sockets in one room, then 10,000 across 50 rooms (200 each).
 
-For each: open every socket (player tokens, asyncio + `websockets`), measure the gunicorn workers'
+For each: open every socket (player tokens; a minimal asyncio WebSocket client that stamps frames as the
+event loop reads them, see rooms_client.py), measure the gunicorn workers'
 RSS before and after (resident memory per socket), then
  - latency: changes are made one at a time per room (an answer, spaced out); the change's instant is
    the room stream entry's id (when the worker applied it); the time to the last socket is the
@@ -18,7 +19,7 @@ import requests
 
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
-from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles
+from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles, profiling, start_profile
 
 
 async def _changer(pool: HttpPool, room, start: int, count: int, gap_s: float, offset_s: float) -> int:
@@ -85,6 +86,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
         observer.start()
         pool = HttpPool("127.0.0.1", stack.port, 16)
         # Latency: changes spaced out, rooms staggered.
+        profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25) for w in stack.web_workers()] \
+            if profiling() else []
         since = time.time()
         with CpuMeter() as cpu:
             await asyncio.gather(*[
@@ -109,6 +112,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
         out["burst"] = {"gap_s": burst_gap_s, "seconds": round(elapsed, 1), "messages": received,
                         "cpu": cpu.report("self")}
         out["messages_per_s"] = round(received / elapsed, 1)
+        for profiler in profilers:
+            profiler.wait(60)
         observer.stop()
         await pool.close()
         await close_all(everyone)
@@ -123,6 +128,9 @@ def test_fanout(stack, bench_engine, bench_config):
                     latency_changes=20, latency_gap_s=0.5, burst_gap_s=0.1, burst_s=8)
     time.sleep(3)
     per_room = env_int("BENCH_FANOUT_ALL", 10_000) // 50
+    if per_room == 0:  # BENCH_FANOUT_ALL=0: the one-room scenario only
+        report.record("fanout", {"one_room": one})
+        return
     fifty = _scenario(stack, bench_engine, bench_config, 50, per_room, 4,
                       latency_changes=5, latency_gap_s=2.0, burst_gap_s=0.25, burst_s=8)
     report.record("fanout", {"one_room": one, "fifty_rooms": fifty})

@@ -18,10 +18,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
 from app.kafka import producer_settings
+from app import events as app_events
 from outbox_relay import relay as relay_module
-from outbox_relay.relay import _CLAIM
 from tests.bench import big_session, report
-from tests.bench.support import CpuMeter, env_int
+from tests.bench.support import CpuMeter, env_int, profiling, start_profile
 
 SESSION: dict = {}
 
@@ -38,9 +38,9 @@ def _bare_producer(config, engine, count: int) -> dict:
                                                 replication_factor=1)]).values():
         future.result()
     with engine.connect() as db:
-        rows = db.execute(text(str(_CLAIM).replace("WHERE published_at IS NULL", "").replace(
-            "FOR UPDATE SKIP LOCKED", "")), {"limit": 20_000}).all()
-    envelope_of = getattr(relay_module, "envelope_from_row", None) or getattr(relay_module, "envelope_of")
+        rows = db.execute(text("SELECT id, aggregate_id, event_type, version, payload, created_at FROM events "
+                               "ORDER BY created_at, seq LIMIT 20000")).all()
+    envelope_of = getattr(app_events, "envelope_from_row", None) or getattr(relay_module, "envelope_of")
     messages = []
     for row in rows:
         envelope = envelope_of(row)
@@ -76,7 +76,8 @@ def test_relay(stack, bench_engine, bench_config):
     SESSION["id"], SESSION["answers"] = session_id, players * big_session.QUESTIONS
     total = _unpublished(bench_engine)
     started = time.monotonic()
-    stack.start("relay")
+    relay = stack.start("relay")
+    profiler = start_profile(relay.pid, "relay", 30, idle=True) if profiling() else None
     relay_cpu = 0.0
     deadline = started + env_int("BENCH_RELAY_MAX_S", 400)
     left = total
@@ -91,6 +92,8 @@ def test_relay(stack, bench_engine, bench_config):
         time.sleep(0.5)
     elapsed = time.monotonic() - started
     drained = total - left
+    if profiler is not None:
+        profiler.wait(60)
     stack.stop("relay")
     bare = _bare_producer(bench_config, bench_engine, total)
     rate = drained / elapsed

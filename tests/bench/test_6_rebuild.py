@@ -8,7 +8,10 @@ import time
 from app.leaderboards.rebuild import rebuild_board
 from tests.bench import report
 from tests.bench.big_session import create
-from tests.bench.support import CpuMeter, env_int
+import os
+import signal
+
+from tests.bench.support import CpuMeter, env_int, profiling, start_profile
 from tests.bench.test_4_relay import SESSION
 
 
@@ -16,10 +19,16 @@ def test_rebuild(stack, bench_engine, bench_redis):
     if "id" not in SESSION:
         session_id, _ = create(bench_engine, players=env_int("BENCH_BIG_PLAYERS", 10_000))
         SESSION["id"], SESSION["answers"] = session_id, env_int("BENCH_BIG_PLAYERS", 10_000) * 100
+    profiler = start_profile(os.getpid(), "rebuild", 40, idle=True) if profiling() else None
+    if profiler is not None:
+        time.sleep(1)
     with CpuMeter() as cpu:
         started = time.monotonic()
         rebuilt = rebuild_board(bench_engine, bench_redis, SESSION["id"])
         seconds = time.monotonic() - started
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C
+        profiler.wait(30)
     report.record("rebuild", {"answers": SESSION["answers"], "players": rebuilt.players,
                               "applied_members": rebuilt.marked, "seconds": round(seconds, 2),
                               "cpu": cpu.report("self")})

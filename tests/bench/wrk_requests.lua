@@ -4,6 +4,12 @@
 -- Prints one JSON line with the totals and the latency percentiles (microseconds) at the end.
 local requests = {}
 local index = 0
+local threads = {}
+statuses = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
 
 function init(args)
   local file = assert(io.open(args[1], "r"))
@@ -25,7 +31,25 @@ function request()
   return requests[index]
 end
 
+sample = ""
+
+function response(status, _, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  if status >= 300 and sample == "" then sample = string.format("%d %s", status, body:sub(1, 300)) end
+end
+
 function done(summary, latency, _)
+  local parts = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses") or {}) do
+      parts[#parts + 1] = string.format('"%d":%d', status, count)
+    end
+  end
+  io.write('\nWRK_STATUSES {' .. table.concat(parts, ",") .. '}\n')
+  for _, thread in ipairs(threads) do
+    local first = thread:get("sample")
+    if first and first ~= "" then io.write('WRK_FIRST_ERROR ' .. first:gsub("\n", " ") .. '\n') end
+  end
   local e = summary.errors
   io.write(string.format(
     '\nWRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
