@@ -1,6 +1,7 @@
 """A small client for the HTTP API, shared by the integration and end-to-end tests."""
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -101,3 +102,17 @@ class Api:
     def answer(self, session_id: str, player: Player, question_id: str, choice: int, expect: int | None = 201):
         return self.post(f"/api/v1/sessions/{session_id}/answers", {"question_id": question_id, "choice": choice},
                          token=player.token, expect=expect)
+
+
+def stack_env(config, **extra: str) -> dict[str, str]:
+    """The environment of a web, relay or worker process that serves `config`'s database and topics."""
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
+        "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
+        "SECRET_KEY": config.secret_key, "RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
+        "LOG_FORMAT": "json", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env

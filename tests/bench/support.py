@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from app.config import Config
 from app.tokens import issue_token
+from tests.helpers import stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -90,19 +91,6 @@ class CpuMeter:
 # --------------------------------------------------------------------------------------------------
 # The bench stack: gunicorn, relay, worker as subprocesses
 # --------------------------------------------------------------------------------------------------
-
-def stack_env(config: Config, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
-        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
-        "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
-        "SECRET_KEY": config.secret_key, "RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
-        "LOG_FORMAT": "json", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra)
-    return env
-
 
 def _raise_child_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -14,7 +14,8 @@ import sys
 from confluent_kafka.admin import AdminClient
 
 from tests.bench import report
-from tests.bench.support import ROOT, CpuMeter, env_int, stack_env
+from tests.bench.support import ROOT, CpuMeter, env_int
+from tests.helpers import stack_env
 
 
 def _bench_topics(config) -> set[str]:

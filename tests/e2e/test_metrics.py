@@ -18,7 +18,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ROOT, free_port, stack_env
+from tests.e2e.conftest import ROOT, free_port
+from tests.helpers import stack_env
 from tests.helpers import Api, HttpClient, sample_questions
 
 WAIT_S = 60.0  # a bound against hanging, not a timing assertion
