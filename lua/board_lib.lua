@@ -64,3 +64,13 @@ end
 local function meta_epoch(meta)
   return as_int(redis.call('HGET', meta, 'epoch_ms'), 'meta epoch_ms')
 end
+
+-- Append (member, score, nickname) triples of a ZREVRANGE ... WITHSCORES page to `reply`.
+local function append_entries(reply, page, names)
+  for i = 1, #page, 2 do
+    reply[#reply + 1] = page[i]
+    reply[#reply + 1] = math.floor(tonumber(page[i + 1]) / TIE)
+    reply[#reply + 1] = redis.call('HGET', names, page[i]) or ''
+  end
+  return reply
+end

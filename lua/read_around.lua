@@ -16,10 +16,4 @@ if not rank then return {0} end
 local first = math.max(0, rank - around)
 local reply = {as_int(redis.call('HGET', meta, 'version') or '0', 'version'), redis.call('ZCARD', lb), first + 1}
 local page = redis.call('ZREVRANGE', lb, first, rank + around, 'WITHSCORES')
-for i = 1, #page, 2 do
-  local composite = tonumber(page[i + 1])
-  reply[#reply + 1] = page[i]
-  reply[#reply + 1] = math.floor(composite / TIE)
-  reply[#reply + 1] = redis.call('HGET', names, page[i]) or ''
-end
-return reply
+return append_entries(reply, page, names)

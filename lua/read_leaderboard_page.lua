@@ -13,10 +13,4 @@ if offset < 0 or limit < 1 then error('ERR offset must be >= 0 and limit >= 1') 
 if redis.call('EXISTS', meta) == 0 then return {-1} end
 local reply = {as_int(redis.call('HGET', meta, 'version') or '0', 'version'), redis.call('ZCARD', lb)}
 local page = redis.call('ZREVRANGE', lb, offset, offset + limit - 1, 'WITHSCORES')
-for i = 1, #page, 2 do
-  local composite = tonumber(page[i + 1])
-  reply[#reply + 1] = page[i]
-  reply[#reply + 1] = math.floor(composite / TIE)
-  reply[#reply + 1] = redis.call('HGET', names, page[i]) or ''
-end
-return reply
+return append_entries(reply, page, names)
