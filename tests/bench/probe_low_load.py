@@ -1,6 +1,6 @@
 """Low-load latency against a running stack (`make up`): `python3 -m tests.bench.probe_low_load [N]`.
 
-Answers N questions one at a time and times, from each 201, the answer's event appearing on Kafka
+Answers one question with N players, one at a time (plus one warm-up answer), and times, from each 201, the answer's event appearing on Kafka
 and the leaderboard endpoint showing the new score.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main(answers: int = 30) -> None:
     api = Api(HttpClient(f"http://{config.web_host}:{config.web_port}"))
     host = api.host()
     session_id = api.live_session(host, sample_questions(1, time_limit_s=240))["id"]
-    players = [api.join(session_id, api.guest()) for _ in range(answers)]
+    players = [api.join(session_id, api.guest()) for _ in range(answers + 1)]
     question = api.next_question(session_id, host)
     consumer = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": f"probe-{uuid.uuid4()}",
                          "auto.offset.reset": "latest"})
@@ -48,6 +48,8 @@ def main(answers: int = 30) -> None:
                 on_board.append((time.perf_counter() - acknowledged) * 1000)
                 break
     consumer.close()
+    # The first answer also waits for the probe's own consumer to start fetching: not the system's time.
+    on_kafka, on_board = on_kafka[1:], on_board[1:]
     for name, values in (("201 -> event on Kafka", on_kafka), ("201 -> leaderboard shows it", on_board)):
         print(f"{name}: p50 {percentile(values, 0.5):.1f} ms, max {max(values):.1f} ms (n={len(values)})")
 
