@@ -548,9 +548,9 @@ def dlq_list_command() -> None:
 
 
 @dlq.command("redrive")
-@click.option("--id", "event_ids", multiple=True, metavar="EVENT_ID",
+@click.option("--id", "event_ids", multiple=True, metavar="EVENT_ID", type=click.UUID,
               help="Send back only this event (repeatable); searched in the whole topic.")
-def dlq_redrive_command(event_ids: tuple[str, ...]) -> None:
+def dlq_redrive_command(event_ids: tuple[uuid.UUID, ...]) -> None:
     """Send dead letters back to the main topic, with their original key, value and headers.
 
     Without --id, sends every pending entry and records that (the committed offsets of the
@@ -561,7 +561,7 @@ def dlq_redrive_command(event_ids: tuple[str, ...]) -> None:
     Exits 1 when a named event is not found or a delivery fails.
     """
     config = _config()
-    wanted = {str(uuid.UUID(event_id)) for event_id in event_ids} if event_ids else None
+    wanted = {str(event_id) for event_id in event_ids} if event_ids else None
     consumer = _redrive_consumer(config)
     try:
         state = _topic_state(consumer, config.kafka_dlq_topic)
