@@ -107,11 +107,10 @@ class RoomHub:
 
     # --- sending --------------------------------------------------------------------------------
 
-    def broadcast(self, room: Room, message: dict[str, Any], players_only: bool = False) -> None:
+    def broadcast(self, room: Room, message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":"))
         for connection in list(room.connections):
-            if not players_only or connection.is_player:
-                connection.offer(message["type"], text)
+            connection.offer(message["type"], text)
 
     # --- the stream reader ----------------------------------------------------------------------
 

@@ -185,14 +185,6 @@ def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[Answer
     return results  # type: ignore[return-value]
 
 
-def submit_answer(engine: Engine, request: AnswerRequest) -> AnswerReceipt:
-    """One answer in its own transaction."""
-    result = submit_answers(engine, [request])[0]
-    if isinstance(result, ServiceError):
-        raise result
-    return result
-
-
 class _Pending:
     __slots__ = ("request", "done", "result")
 

@@ -216,14 +216,6 @@ def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[
     return {"id": str(session_id), "status": rules.ENDED, "ended_at": session.now.isoformat()}
 
 
-def host_of(db: Session, session_id: uuid.UUID) -> uuid.UUID:
-    with db.begin():
-        host_id = db.execute(text("SELECT host_id FROM quiz_sessions WHERE id = :id"), {"id": session_id}).scalar()
-    if host_id is None:
-        raise NotFound("not_found", "no such session")
-    return host_id
-
-
 def find_due_questions(db: Session) -> list[Row]:
     """Open questions past their deadline, or answered by every player: they close by themselves."""
     with db.begin():
