@@ -1,9 +1,12 @@
 # Local stack and tests. Everything runs without Docker; see scripts/stack.sh.
+# Every Python program runs from the project's virtualenv (.venv), built from requirements.lock by
+# scripts/venv.sh when it is missing or the lock changed; nothing is installed into the system Python.
 # Ports and URLs come from app/config.py, so e.g. `WEB_PORT=8001 make up` works.
 
 STACK := scripts/stack.sh
+PY := .venv/bin/python
 
-.PHONY: up down ps logs services test bench clean
+.PHONY: up down ps logs services test test-unit bench lock clean
 
 up:
 	$(STACK) deps
@@ -23,10 +26,18 @@ services:
 	$(STACK) services
 
 test:
-	$(STACK) deps && $(STACK) services && python3 -m pytest
+	$(STACK) deps && $(STACK) services && $(PY) -m pytest
+
+# The fast loop: pure tests, no services.
+test-unit:
+	scripts/venv.sh ensure >/dev/null && $(PY) -m pytest tests/unit
 
 bench:
-	$(STACK) deps && $(STACK) services && python3 -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500
+	$(STACK) deps && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500
+
+# Re-resolve requirements.lock from setup.cfg (UPGRADE=1 moves every pin to its newest version).
+lock:
+	scripts/venv.sh lock
 
 clean:
 	$(STACK) clean

@@ -5,9 +5,10 @@ gevent workers: a WebSocket holds its connection for the whole quiz, so a thread
 psycopg 3 and redis-py cooperate with gevent once the standard library is patched, which the
 gevent worker does before the app is imported.
 """
-from app.config import load_config_or_exit
+from app.config import check_secret_key, load_config_or_exit
 
-_config = load_config_or_exit()
+# The web process signs tokens: it refuses to start with a public or short SECRET_KEY.
+_config = load_config_or_exit(check_secret_key)
 
 bind = f"{_config.web_host}:{_config.web_port}"
 workers = _config.web_workers

@@ -31,6 +31,15 @@ def _str(text: str) -> str:
     return text.strip()
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -43,6 +52,11 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = _str, doc: str = "") -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+# The documented default: anyone can read it, so it never signs tokens in production.
+DEVELOPMENT_SECRET_KEY = "dev-only-secret-change-me"
+MIN_SECRET_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,11 @@ class Config:
     kafka_consumer_group: str = _setting(
         "KAFKA_CONSUMER_GROUP", "quiz-cache-worker", doc="consumer group of the cache workers")
     secret_key: str = _setting(
-        "SECRET_KEY", "dev-only-secret-change-me", doc="signs access tokens; set a long random value in production")
+        "SECRET_KEY", DEVELOPMENT_SECRET_KEY,
+        doc=f"signs access tokens: a random value of at least {MIN_SECRET_KEY_BYTES} bytes (`make up` makes one)")
+    allow_insecure_secret_key: bool = _setting(
+        "ALLOW_INSECURE_SECRET_KEY", False, _bool,
+        "development only: let the web process start with the default or a short SECRET_KEY")
     token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int, "largest request body accepted")
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
@@ -110,15 +128,30 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> C
     return Config(**values)
 
 
+def check_secret_key(config: Config) -> None:
+    """Refuse a public or guessable token key unless development mode says otherwise."""
+    if config.allow_insecure_secret_key:
+        return
+    if config.secret_key == DEVELOPMENT_SECRET_KEY:
+        raise ConfigError("SECRET_KEY is the documented development default; set a random value of at least "
+                          f"{MIN_SECRET_KEY_BYTES} bytes (or ALLOW_INSECURE_SECRET_KEY=1 in development)")
+    if len(config.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes; set a longer random value "
+                          "(or ALLOW_INSECURE_SECRET_KEY=1 in development)")
+
+
 def describe() -> list[tuple[str, Any, str]]:
     """(variable, default, meaning) for every setting, for the README and `--help`."""
     return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Config)]
 
 
-def load_config_or_exit() -> Config:
+def load_config_or_exit(*checks: Callable[[Config], None]) -> Config:
     """For a process's start: a bad variable ends it with one line naming it, and exit code 2."""
     try:
-        return load_config()
+        config = load_config()
+        for check in checks:
+            check(config)
+        return config
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local stack for the live-quiz service, without Docker.
 #
-#   scripts/stack.sh deps       install what the stack needs (apt packages, the Python package, Kafka jars)
+#   scripts/stack.sh deps       install what the stack needs (apt packages, the project's .venv, Kafka jars)
 #   scripts/stack.sh services   start the infrastructure only: PostgreSQL, Redis, Kafka, topics, migrations
 #   scripts/stack.sh up         services + the app processes (web, relay, worker)
 #   scripts/stack.sh down       stop everything this script started (data stays in .stack/)
@@ -9,8 +9,9 @@
 #   scripts/stack.sh logs [NAME]  follow .stack/*.log (or .stack/NAME.log)
 #   scripts/stack.sh clean      down, then remove .stack/ (all local data)
 #
-# Ports and URLs come from app/config.py (`python3 -m app.config`), so the usual environment
-# overrides (WEB_PORT=8001 scripts/stack.sh up, ...) apply here too.
+# Ports and URLs come from app/config.py (`python -m app.config`), so the usual environment
+# overrides (WEB_PORT=8001 scripts/stack.sh up, ...) apply here too. Every Python program runs from
+# the project's virtualenv (.venv, built from requirements.lock by scripts/venv.sh when missing).
 #
 # Everything at runtime lives in .stack/ (data, *.log, *.pid); Kafka jars are cached in .cache/kafka/lib.
 # Processes are started in their own session (setsid), so they outlive `make` and the calling shell,
@@ -22,7 +23,7 @@ STACK="$ROOT/.stack"
 KAFKA_CACHE="$ROOT/.cache/kafka"
 KAFKA_LIB="$KAFKA_CACHE/lib"
 KAFKA_POM="$ROOT/scripts/kafka-pom.xml"
-PYTHON="${PYTHON:-python3}"
+PYTHON=""  # the venv's interpreter, set by use_venv
 STOP_TIMEOUT_S="${STOP_TIMEOUT_S:-15}"
 
 cd "$ROOT"
@@ -49,7 +50,7 @@ load_config() {
     ensure_secret_key
     local cfg
     # -W: `python -m app.config` warns (RuntimeWarning from runpy) when app/__init__.py imports app.config.
-    cfg="$("$PYTHON" -W ignore::RuntimeWarning -m app.config)" || die "could not read the configuration (python3 -m app.config)"
+    cfg="$("$PYTHON" -W ignore::RuntimeWarning -m app.config)" || die "could not read the configuration (python -m app.config)"
     eval "$cfg"
     # User, password and database of the role the stack creates, parsed from DATABASE_URL.
     local parsed
@@ -310,6 +311,7 @@ apt_install() {
 
 deps_system() {
     local missing=()
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     [[ -n "$(pg_bindir)" ]] || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
@@ -327,29 +329,8 @@ deps_system() {
     fi
 }
 
-deps_python() {
-    # Skip only when this exact pyproject/setup.cfg was already installed editable from this checkout
-    # into this interpreter; a fresh machine (or a changed dependency list) always installs.
-    local stamp="$STACK/pip.stamp" want
-    want="$( { "$PYTHON" -c 'import sys; print(sys.executable)'; echo "$ROOT"; \
-              cat pyproject.toml setup.cfg 2>/dev/null; } | sha256sum | cut -c1-64)"
-    # (-I and cd /: look at the installed distribution, not the livequiz.egg-info in the checkout.)
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && (cd / && "$PYTHON" -I - "$ROOT") <<'PY' 2>/dev/null
-import json, sys
-from importlib.metadata import distribution
-d = distribution("livequiz")
-from urllib.parse import unquote
-url = unquote(json.loads(d.read_text("direct_url.json") or "{}").get("url", ""))
-sys.exit(0 if url.rstrip("/") == "file://" + sys.argv[1].rstrip("/") else 1)
-PY
-    then
-        say "deps: python package already installed (pip install -e '.[test,bench]')"
-        return 0
-    fi
-    say "deps: pip install -e '.[test,bench]'"
-    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check -q -e '.[test,bench]'
-    mkdir -p "$STACK"
-    echo "$want" >"$stamp"
+use_venv() {
+    PYTHON="$("$ROOT/scripts/venv.sh" ensure)"
 }
 
 deps_kafka() {
@@ -374,7 +355,7 @@ deps_kafka() {
 cmd_deps() {
     mkdir -p "$STACK"
     deps_system
-    deps_python
+    use_venv
     deps_kafka
 }
 
@@ -621,7 +602,7 @@ start_app() {
             # gunicorn's workers share one Prometheus registry directory, emptied at each start.
             local metrics_dir="$STACK/prometheus"
             rm -rf "$metrics_dir" && mkdir -p "$metrics_dir"
-            PROMETHEUS_MULTIPROC_DIR="$metrics_dir" spawn web gunicorn -c gunicorn.conf.py 'app:create_app()'
+            PROMETHEUS_MULTIPROC_DIR="$metrics_dir" spawn web "$PYTHON" -m gunicorn -c gunicorn.conf.py 'app:create_app()'
             ;;
         relay) spawn relay "$PYTHON" -m outbox_relay ;;
         worker) spawn worker "$PYTHON" -m cache_worker ;;
@@ -815,6 +796,9 @@ usage() {
 main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
+    case "$cmd" in
+        services | up | down | ps | clean) use_venv ;;
+    esac
     case "$cmd" in
         deps) cmd_deps ;;
         services) load_config; cmd_services ;;

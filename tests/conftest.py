@@ -42,7 +42,7 @@ def _test_config() -> Config:
         kafka_partitions=3,
         relay_metrics_port=0,
         worker_metrics_port=0,
-        secret_key="test-secret-" + run,
+        secret_key="test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
     )
 
 

@@ -2,9 +2,37 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+# How long a test waits for a state before it fails: a bound against hanging on a shared, busy
+# machine, never a timing assertion. Tests wait on states, not on the machine's speed.
+WAIT_S = float(os.environ.get("TEST_WAIT_S", "90"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check: Callable[[], T], what: str, timeout_s: float = WAIT_S, every_s: float = 0.05) -> T:
+    """The first truthy result of `check`; fails the test with `what` if none comes within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} (waited {timeout_s:.0f} s)")
+        time.sleep(every_s)
 
 
 def sample_questions(count: int = 2, *, points: int = 1000, time_limit_s: int = 20) -> list[dict[str, Any]]:

@@ -28,10 +28,8 @@ def _kafka_ok() -> bool:
 
 def off_the_event_loop(call):
     """Run a blocking C call (librdkafka) in gevent's thread pool, so other greenlets keep running."""
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:
-        return call()
+    from gevent import get_hub, monkey
+
     if monkey.is_module_patched("socket"):
         return get_hub().threadpool.apply(call)
     return call()

@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import ConfigError, describe, load_config
+from app.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_key, describe, load_config
 
 
 def test_defaults_match_the_local_stack():
@@ -31,3 +31,15 @@ def test_the_readme_lists_every_variable():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [env for env, _, _ in describe() if f"| `{env}` |" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("key", [DEVELOPMENT_SECRET_KEY, "x" * 31, "é" * 15])
+def test_the_web_refuses_a_public_or_short_secret_key(key):
+    with pytest.raises(ConfigError) as error:
+        check_secret_key(load_config({"SECRET_KEY": key}))
+    assert "SECRET_KEY" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_long_random_key_or_development_mode_passes_the_key_check():
+    check_secret_key(load_config({"SECRET_KEY": "k" * 32}))
+    check_secret_key(load_config({"SECRET_KEY": DEVELOPMENT_SECRET_KEY, "ALLOW_INSECURE_SECRET_KEY": "1"}))
