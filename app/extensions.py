@@ -74,7 +74,9 @@ def room_reads(live: Services) -> RoomReads:
     """Wire the hub's reads to the leaderboard in Redis and the standings in PostgreSQL."""
     from app.leaderboards.keys import SessionKeys
     from app.leaderboards.reads import read_page
-    from app.services.rooms import question_results
+    from app.rooms.hub import LEADERBOARD_SIZE
+    from app.services.rooms import question_results, standings
+    from app.services.sessions import describe_session
 
     def with_db(read):
         def call(*args):
@@ -85,9 +87,14 @@ def room_reads(live: Services) -> RoomReads:
                 db.close()
         return call
 
+    def snapshot(db, session_id, participant_ids):
+        shared = {"session": describe_session(db, session_id),
+                  "leaderboard": read_page(db, live.redis, session_id, LEADERBOARD_SIZE, 0)}
+        return shared, standings(db, session_id, participant_ids)
+
     top = with_db(lambda db, session_id, limit: read_page(db, live.redis, session_id, limit, 0))
     return RoomReads(stream_key=lambda session_id: SessionKeys.of(session_id).room, top=top,
-                     question_results=with_db(question_results))
+                     question_results=with_db(question_results), snapshot=with_db(snapshot))
 
 
 def services() -> Services:

@@ -3,13 +3,16 @@
 -- live up to the mark is in the snapshot. Events applied live after the mark and absent from the
 -- snapshot (committed after it) are replayed from `recent` onto the rebuilt board; the snapshot's
 -- events are marked applied so later deliveries of them are skipped.
--- KEYS: lb, applied, meta, recent, rebuilt_lb, rebuilt_applied (all tagged {session})
+-- The room is told (a `board_rebuilt` notification): events the snapshot covered are duplicates
+-- from now on, so their own notifications will never be sent, and its sockets need a fresh snapshot.
+-- KEYS: lb, applied, meta, recent, rebuilt_lb, rebuilt_applied, room (all tagged {session})
 -- ARGV: epoch_ms, mark, snapshot_version
 -- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
 -- Returns {1, version, replayed} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
-assert(#KEYS == 6, 'swap_rebuilt_board: expected 6 KEYS, got ' .. #KEYS)
+assert(#KEYS == 7, 'swap_rebuilt_board: expected 7 KEYS, got ' .. #KEYS)
 assert(#ARGV == 3, 'swap_rebuilt_board: expected 3 ARGV, got ' .. #ARGV)
-local lb, applied, meta, recent, rebuilt_lb, rebuilt_applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local lb, applied, meta, recent, rebuilt_lb, rebuilt_applied, room = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+  KEYS[6], KEYS[7]
 local epoch = as_int(ARGV[1], 'epoch_ms')
 local mark = as_int(ARGV[2], 'mark')
 local snapshot_version = as_int(ARGV[3], 'snapshot_version')
@@ -55,9 +58,10 @@ local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version')
 if snapshot_version > version then version = snapshot_version end
 version = version + 1
 redis.call('HSET', meta, 'version', version, 'epoch_ms', exact(epoch), 'recent_seq', current)
+redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_rebuilt', 'version', version)
 -- RENAME carried the temporary key's TTL: the board lives exactly as long as its dedupe state.
 local expire_at = redis.call('HGET', meta, 'expire_at')
-for _, key in ipairs({lb, applied, meta}) do
+for _, key in ipairs({lb, applied, meta, room}) do
   if expire_at then redis.call('EXPIREAT', key, expire_at) else redis.call('PERSIST', key) end
 end
 return {1, version, replayed}

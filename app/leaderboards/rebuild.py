@@ -135,7 +135,7 @@ def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID |
         if before_swap is not None:
             before_swap()
         outcome = scripts.swap_rebuilt_board(
-            [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+            [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
             [snapshot.epoch_ms, mark, snapshot.event_count])
         if outcome[0] == 1:
             return Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),

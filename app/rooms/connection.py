@@ -29,11 +29,12 @@ class Connection:
 
     def __init__(self, send: Callable[[str], Any], session_id: uuid.UUID, *, participant_id: uuid.UUID | None,
                  max_buffered: int, on_drop: Callable[[str], None], on_sent: Callable[[str], None],
-                 close: Callable[[int, str], Any] | None = None):
+                 close: Callable[[int, str], Any] | None = None, is_host: bool = False):
         self._send = send
         self._close_socket = close
         self.session_id = session_id
         self.participant_id = participant_id
+        self.is_host = is_host
         self.max_buffered = max_buffered
         self._buffer: deque[_Queued] = deque()
         self._wakeup = threading.Condition()
@@ -88,6 +89,18 @@ class Connection:
             self._buffer.appendleft(_Queued("snapshot", text))
             self.leaderboard_version = max(self.leaderboard_version, version)
             self._wakeup.notify()
+
+    def offer_resync(self, version: int, text: str) -> bool:
+        """A fresh snapshot after the room's state was rebuilt: sent after what is already queued (older),
+        and leaderboards it covers are never sent after it."""
+        with self._wakeup:
+            if not self._open:
+                return False
+            self._buffer = deque(q for q in self._buffer if q.kind != "leaderboard" or q.version > version)
+            self._buffer.append(_Queued("snapshot", text))
+            self.leaderboard_version = max(self.leaderboard_version, version)
+            self._wakeup.notify()
+        return True
 
     def _drop(self, kind: str) -> None:
         self.dropped += 1

@@ -51,6 +51,8 @@ class RoomReads:
     stream_key: Callable[[uuid.UUID], str]
     top: Callable[[uuid.UUID, int], dict[str, Any]]
     question_results: Callable[[uuid.UUID, uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
+    # (what every socket's snapshot shares: session and leaderboard, {participant id: own standing})
+    snapshot: Callable[[uuid.UUID, list[uuid.UUID]], tuple[dict[str, Any], dict[uuid.UUID, dict[str, Any]]]]
 
 
 class RoomHub:
@@ -112,6 +114,29 @@ class RoomHub:
         for connection in list(room.connections):
             connection.offer(message["type"], text)
 
+    def snapshots(self, session_id: uuid.UUID, connections: list[Connection]) -> list[tuple[Connection, int, str]]:
+        """(connection, board version, snapshot text) for each of `connections`, from one read of the room."""
+        players = [c.participant_id for c in connections if c.participant_id is not None]
+        shared, standings = self.reads.snapshot(session_id, players)
+        version = shared["leaderboard"]["version"]
+        made = []
+        for connection in connections:
+            message = {"type": "snapshot", **shared, "role": "host" if connection.is_host else "player",
+                       "server_time": now_iso()}
+            if connection.participant_id is not None and connection.participant_id in standings:
+                message["you"] = standings[connection.participant_id]
+            made.append((connection, version, json.dumps(message, separators=(",", ":"))))
+        return made
+
+    def _resync(self, room: Room) -> None:
+        """A board rebuilt from PostgreSQL covers events whose own notifications will never come: every
+        socket of the room gets a fresh snapshot, queued behind what it was already sent."""
+        try:
+            for connection, version, text in self.snapshots(room.session_id, list(room.connections)):
+                connection.offer_resync(version, text)
+        except Exception as exc:  # sockets keep their state; the next reconnect brings a snapshot anyway
+            self._errors.warning("resync", "cannot resync a room after its board was rebuilt: %s", exc)
+
     # --- the stream reader ----------------------------------------------------------------------
 
     def _read_streams(self) -> None:
@@ -163,6 +188,8 @@ class RoomHub:
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
+        elif kind == "board_rebuilt":
+            threading.Thread(target=self._resync, args=(room,), name="room-resync", daemon=True).start()
         elif kind == "session_ended":
             try:
                 podium = self.reads.top(room.session_id, PODIUM_SIZE)["entries"]

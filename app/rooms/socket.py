@@ -11,10 +11,9 @@ from simple_websocket import ConnectionClosed
 
 from app.extensions import services, sock
 from app.rooms.connection import Connection
-from app.rooms.hub import LEADERBOARD_SIZE, now_iso
+from app.rooms.hub import now_iso
 from app.services import rooms as room_service
 from app.services.errors import Forbidden, NotFound
-from app.services.sessions import describe_session
 from app.tokens import InvalidToken, read_token
 
 log = logging.getLogger(__name__)
@@ -45,40 +44,23 @@ def room_socket(ws, session_id: str):
     try:
         member = room_service.room_member(db, session, principal.user_id)
     except (NotFound, Forbidden) as exc:
-        db.close()
         return _refuse(ws, CLOSE_FORBIDDEN, exc.message)
+    finally:
+        db.close()
 
     hub = live.room_hub
-    connection = Connection(ws.send, session, participant_id=member.participant_id,
+    connection = Connection(ws.send, session, participant_id=member.participant_id, is_host=member.is_host,
                             max_buffered=config.ws_send_buffer, on_drop=live.metrics.ws_dropped,
                             on_sent=live.metrics.ws_sent, close=lambda code, reason: ws.close(code, reason))
     # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
     hub.join(connection, hub.stream_tail(session))
     try:
-        try:
-            snapshot = _snapshot(db, member)
-        finally:
-            db.close()
-        connection.offer_snapshot(snapshot["leaderboard"]["version"], json.dumps(snapshot, separators=(",", ":")))
+        [(_, version, snapshot)] = hub.snapshots(session, [connection])
+        connection.offer_snapshot(version, snapshot)
         threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
         _answer_client(ws, connection)
     finally:
         hub.leave(connection)
-
-
-def _snapshot(db, member: room_service.RoomMember) -> dict:
-    hub = services().room_hub
-    snapshot = {
-        "type": "snapshot",
-        "session": describe_session(db, member.session_id),
-        "leaderboard": hub.reads.top(member.session_id, LEADERBOARD_SIZE),
-        "role": "host" if member.is_host else "player",
-        "server_time": now_iso(),
-    }
-    if member.participant_id is not None:
-        you = room_service.standings(db, member.session_id, [member.participant_id])[member.participant_id]
-        snapshot["you"] = you
-    return snapshot
 
 
 def _answer_client(ws, connection: Connection) -> None:

@@ -11,7 +11,6 @@ import platform
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import requests
 from sqlalchemy import text
 
 from app.config import Config
+from tests.helpers import free_port
 from app.tokens import issue_token
 from tests.helpers import stack_env
 
@@ -39,12 +39,6 @@ NOFILE = 20_000
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def raise_nofile(limit: int = NOFILE) -> int:

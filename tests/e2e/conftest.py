@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,17 +17,11 @@ import requests
 
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.helpers import stack_env
+from tests.helpers import free_port, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -44,18 +36,16 @@ class LiveStack:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
 
-def _wait_http(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _wait_http(url: str, process: subprocess.Popen) -> None:
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{url} server exited with {process.returncode}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
+            return requests.get(url, timeout=1).status_code == 200
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+            return False
+
+    wait_until(answers, f"{url} did not answer", every_s=0.1)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import text
 
-from tests.helpers import Api, HttpClient
+from tests.helpers import WAIT_S, Api, HttpClient
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "tests" / "artifacts" / "browser"
-WAIT_MS = 15_000
+WAIT_MS = int(WAIT_S * 1000)  # a bound against hanging, never a timing assertion
 
 QUESTIONS = [
     {"text": "Which planet is known as the Red Planet?", "choices": ["Mars", "Venus", "Jupiter", "Saturn"],

@@ -18,11 +18,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ROOT, free_port
-from tests.helpers import stack_env
-from tests.helpers import Api, HttpClient, sample_questions
-
-WAIT_S = 60.0  # a bound against hanging, not a timing assertion
+from tests.e2e.conftest import ROOT
+from tests.helpers import Api, HttpClient, free_port, sample_questions, stack_env, wait_until
 
 
 def scrape(url: str) -> dict[str, dict[tuple, float]]:
@@ -39,17 +36,6 @@ def scrape(url: str) -> dict[str, dict[tuple, float]]:
 def total(samples, name: str, **labels: str) -> float:
     wanted = set(labels.items())
     return sum(value for key, value in samples.get(name, {}).items() if wanted <= set(key))
-
-
-def wait_until(check, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {WAIT_S:.0f} s")
-        time.sleep(0.2)
 
 
 def answers_http(url: str) -> bool:
@@ -132,11 +118,11 @@ def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
                                      before["relay"]), "the relay did not report the round's events published")
     assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
     assert "relay_outbox_lag_seconds" in relay and "relay_unpublished_events" in relay
-    # The session's first event finds no board: the worker builds it from PostgreSQL, and the
-    # events that snapshot already holds arrive as duplicates. Events after that are applied.
+    # Each event is handled once: applied, or a duplicate of what a board rebuilt from PostgreSQL
+    # already held (whichever path built the session's board first).
     first = wait_until(lambda: moved("worker", handled, events, before["worker"]),
                        "the worker did not report the round's events handled")
-    assert total(first, "worker_board_rebuilds_total") > total(before["worker"], "worker_board_rebuilds_total")
+    assert "worker_board_rebuilds_total" in first and "worker_batch_retries_total" in first
     game.play_question(1)
     wait_until(lambda: moved("worker", lambda m: total(m, "worker_events_applied_total"), players + 2, first),
                "the worker did not report the second question's events applied")

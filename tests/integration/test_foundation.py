@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from app import create_app
 from app.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"users", "quizzes", "questions", "quiz_sessions", "quiz_session_participants", "participant_answers",
@@ -74,12 +75,6 @@ def test_a_message_goes_through_the_real_broker(kafka_topics):
         consumer.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _start_redis(port: int, workdir: str) -> subprocess.Popen:
     server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
@@ -96,7 +91,7 @@ def _start_redis(port: int, workdir: str) -> subprocess.Popen:
 
 
 def test_readyz_follows_redis_down_and_back(database, config, kafka_topics):
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         server = _start_redis(port, workdir)
         app = create_app(config.replace(redis_url=f"redis://127.0.0.1:{port}/0"))

@@ -85,7 +85,7 @@ def exercise_scripts(client) -> None:
     client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
     client.sadd(rebuilt_applied, "session", earlier, join_a)
     swapped = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
         [EPOCH_MS, 3, 2], client=client)
     # Replayed after the mark (3 joins): c's and a's answers and the top's +1 (its manual ZADD is
     # not an event, so the rebuilt board lacks it); b's answer is in the snapshot.
@@ -93,13 +93,16 @@ def exercise_scripts(client) -> None:
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (top, 1), (a, 0)]
     assert client.ttl(keys.board) == -1  # the rebuilt key's TTL did not travel with the rename
     assert client.exists(rebuilt_board, rebuilt_applied) == 0
+    # The room learns that notifications the snapshot covered will never come: it resyncs its sockets.
+    rebuilt_note = client.xrevrange(keys.room, count=1)[0][1]
+    assert rebuilt_note == {b"type": b"board_rebuilt", b"version": str(swapped[1]).encode()}
     stale = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
         [EPOCH_MS, 99, 0], client=client)
     assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
     client.sadd(rebuilt_applied, "session")
     stale = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied],
+        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
         [EPOCH_MS, 99, 0], client=client)
     assert stale[0] == -2  # the log never reached that mark: rebuild again
     client.delete(keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent)

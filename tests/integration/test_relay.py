@@ -5,7 +5,6 @@ import base64
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from app.config import Config
 from app.events import decode_envelope
 from app.kafka import broker_answers, ensure_topics, make_producer
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
-from tests.helpers import Api, sample_questions
+from tests.helpers import Api, free_port, sample_questions, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = ROOT / ".cache" / "kafka" / "lib"
@@ -67,16 +66,8 @@ def unpublished_among(engine, ids: list[str]) -> int:
                                  "AND published_at IS NULL"), {"ids": ids}).scalar()
 
 
-def wait_until(predicate, timeout_s: float, what: str, every_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(every_s)
-
-
-def wait_published(engine, ids: list[str], timeout_s: float = 60.0) -> None:
-    wait_until(lambda: unpublished_among(engine, ids) == 0, timeout_s, f"{len(ids)} events to be published")
+def wait_published(engine, ids: list[str]) -> None:
+    wait_until(lambda: unpublished_among(engine, ids) == 0, f"{len(ids)} events were not published")
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Message]:
@@ -363,7 +354,7 @@ def test_two_relays_at_once_publish_every_event_between_them(config, engine):
 def test_with_leader_election_a_standby_takes_over_and_order_holds(config, engine):
     leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine, leader_lock=True)
     running_leader = RunningRelay(leader)
-    wait_until(lambda: leader.stats.is_leader, 10, "the first relay to lead")
+    wait_until(lambda: leader.stats.is_leader, "the first relay did not lead")
     running_standby = RunningRelay(standby)
     sessions = [uuid.uuid4() for _ in range(3)]
     try:
@@ -432,7 +423,7 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(con
             # A real SIGKILL as soon as the topic holds more of this run's messages than rows were marked:
             # a batch is delivered (at least in part) and its mark is not committed yet.
             wait_until(lambda: topic_size(watcher, config.kafka_topic) - on_topic
-                       > published_count(engine) - marked, 30, "a delivered, unmarked batch", every_s=0.002)
+                       > published_count(engine) - marked, "no delivered, unmarked batch was seen", every_s=0.002)
             proc.signal(signal.SIGKILL)
             proc.wait(10)
             found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
@@ -446,7 +437,7 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(con
         assert killed_mid_batch, "no kill landed between produce and mark in 5 attempts"
         proc = RelayProcess(env)
         procs.append(proc)
-        wait_published(engine, ids, timeout_s=90)
+        wait_published(engine, ids)
         proc.signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -467,7 +458,7 @@ def test_sigterm_mid_backlog_marks_what_was_delivered_and_exits_0(config, engine
     ids = insert_events(engine, 30_000)
     proc = RelayProcess(relay_env(config, RELAY_BATCH_SIZE=1000))
     try:
-        wait_until(lambda: unpublished_among(engine, ids) < len(ids), 30, "the relay to start publishing",
+        wait_until(lambda: unpublished_among(engine, ids) < len(ids), "the relay did not start publishing",
                    every_s=0.01)
         proc.signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -486,8 +477,8 @@ def test_an_idle_relay_stops_on_sigterm_and_on_sigint(config):
     for signum in (signal.SIGTERM, signal.SIGINT):
         proc = RelayProcess(relay_env(config))
         try:
-            wait_until(lambda: proc.logged("relay is the leader") or proc.proc.poll() is not None, 30,
-                       "the relay to lead")
+            wait_until(lambda: proc.logged("relay is the leader") or proc.proc.poll() is not None,
+                       "the relay did not lead")
             proc.signal(signum)
             assert proc.wait(10) == 0, proc.lines[-5:]
         finally:
@@ -503,18 +494,12 @@ def test_a_bad_setting_exits_2_with_one_line(config):
 
 # --- broker outage ---------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivateKafka:
     """A single-node KRaft broker of our own (same jars as scripts/stack.sh), so it may be stopped."""
 
     def __init__(self, workdir: Path):
         assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.props = workdir / "server.properties"
         self.log = workdir / "kafka.log"
@@ -548,13 +533,13 @@ num.io.threads=2
                                         "-c", str(self.props)], check=True, stdout=out, stderr=out, timeout=60)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 40.0) -> None:
+    def start(self) -> None:
         out = self.log.open("a")
         self.proc = subprocess.Popen(self.java + ["kafka.Kafka", str(self.props)], stdout=out, stderr=out,
                                      start_new_session=True)
         config = Config(kafka_bootstrap_servers=self.bootstrap)
-        wait_until(lambda: self.proc.poll() is None and broker_answers(config, timeout_s=1), timeout_s,
-                   f"the private broker on {self.bootstrap} (see {self.log})", every_s=0.3)
+        wait_until(lambda: self.proc.poll() is None and broker_answers(config, timeout_s=1),
+                   f"the private broker on {self.bootstrap} did not answer (see {self.log})", every_s=0.3)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -586,17 +571,17 @@ def test_a_broker_outage_under_load_loses_nothing(config, engine, caplog):
             writer = threading.Thread(target=write, daemon=True)
             writer.start()
             try:
-                wait_until(lambda: relay.stats.published_total > 500, 30, "events to flow")
+                wait_until(lambda: relay.stats.published_total > 500, "events did not flow")
                 kafka.kill()
                 published_when_killed = relay.stats.published_total
                 written_when_killed = len(ids)
-                wait_until(lambda: len(ids) > written_when_killed + 2000, 30, "writes during the outage")
+                wait_until(lambda: len(ids) > written_when_killed + 2000, "no writes during the outage")
                 # Nothing can have been marked while no broker answered.
                 assert relay.stats.published_total <= published_when_killed + relay.batch_size
                 kafka.start()
                 writing.clear()
                 writer.join(10)
-                wait_published(engine, list(ids), timeout_s=60)
+                wait_published(engine, list(ids))
             finally:
                 writing.clear()
                 running.stop()

@@ -91,6 +91,7 @@ def test_a_slow_client_does_not_delay_the_others():
 class FakeReads:
     def __init__(self):
         self.top_calls = []
+        self.snapshot_calls = []
         self.version = 0
 
     def reads(self) -> RoomReads:
@@ -99,7 +100,44 @@ class FakeReads:
             self.version += 1
             return {"version": self.version, "total_players": 1,
                     "entries": [{"rank": 1, "participant_id": str(session_id), "nickname": "n", "score": 1}]}
-        return RoomReads(stream_key=lambda s: f"room:{{{s}}}", top=top, question_results=lambda s, q, p: {})
+        def snapshot(session_id, participant_ids):
+            self.snapshot_calls.append(list(participant_ids))
+            shared = {"session": {"id": str(session_id), "player_count": 3}, "leaderboard": top(session_id, 10)}
+            return shared, {pid: {"participant_id": str(pid), "score": 0, "rank": 1} for pid in participant_ids}
+
+        return RoomReads(stream_key=lambda s: f"room:{{{s}}}", top=top, question_results=lambda s, q, p: {},
+                         snapshot=snapshot)
+
+
+def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent():
+    """Events a rebuild's snapshot covered arrive as duplicates and notify nobody: the room's sockets
+    get a fresh snapshot instead, one read for the whole room."""
+    fake = FakeReads()
+    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=0.05)
+    room_id, player_id = uuid.uuid4(), uuid.uuid4()
+    sent_host, sent_player = [], []
+    host = Connection(sent_host.append, room_id, participant_id=None, is_host=True, max_buffered=8,
+                      on_drop=lambda kind: None, on_sent=lambda kind: None)
+    player = make_connection(room_id, sent_player, participant_id=player_id)
+    room = Room(room_id, "a", "0-0", {host, player})
+    hub.rooms = {room_id: room}
+    player.offer("player_joined", "older")
+    hub._resync(room)
+    # A leaderboard the snapshot already covers is never sent after it; a newer one is.
+    assert player.offer_leaderboard(fake.version, "stale") is False
+    assert player.offer_leaderboard(fake.version + 1, "newer") is True
+    for connection in (host, player):
+        connection.close()
+        connection.run_sender()
+    assert fake.snapshot_calls == [[player_id]]
+    host_snapshot = json.loads(sent_host[0])
+    assert (host_snapshot["type"], host_snapshot["role"], host_snapshot["session"]["player_count"]) == (
+        "snapshot", "host", 3)
+    assert "you" not in host_snapshot
+    assert sent_player[0] == "older"
+    player_snapshot = json.loads(sent_player[1])
+    assert player_snapshot["role"] == "player" and player_snapshot["you"]["participant_id"] == str(player_id)
+    assert sent_player[2:] == ["newer"]
 
 
 def test_a_burst_becomes_one_leaderboard_read_per_room_per_interval_and_rooms_stay_apart():
