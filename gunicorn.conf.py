@@ -24,6 +24,14 @@ errorlog = "-"
 loglevel = "warning"
 
 
+def post_fork(server, worker) -> None:
+    # gunicorn answers what it refuses itself (e.g. an over-long request line) in the API's JSON shape.
+    from gunicorn import util
+
+    from app.api.errors import write_server_error
+    util.write_error = write_server_error
+
+
 def post_worker_init(worker) -> None:
     from app.extensions import services
     from app.logs import configure_logging

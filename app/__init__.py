@@ -17,8 +17,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = config.secret_key
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
-    # Client messages are tiny; pings find sockets whose peer vanished without closing.
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 4096, "ping_interval": 25}
+    # Client messages are tiny (a bigger one gets an `error`, app/rooms/socket.py); frames above
+    # 64 KiB close the socket. Pings find sockets whose peer vanished without closing.
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024, "ping_interval": 25}
+    if config.web_trusted_proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
 
     from app.extensions import init_services, sock
     init_services(app, config)
@@ -28,6 +32,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from app.api import leaderboards
     errors.register(app)
     request_log.register(app)
+    from app.web import headers
+    headers.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(auth.bp)

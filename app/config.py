@@ -40,6 +40,18 @@ def _bool(text: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
+def _rate(text: str) -> str:
+    """A rate such as `10/minute` or `3000 per minute` (the `limits` library's notation)."""
+    from limits import parse
+
+    value = text.strip()
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError("expected a rate such as 10/minute") from None
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -103,6 +115,39 @@ class Config:
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int, "messages buffered per WebSocket before dropping")
     auto_close_interval_s: float = _setting(
         "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
+    web_trusted_proxies: int = _setting(
+        "WEB_TRUSTED_PROXIES", 0, _int,
+        "proxies in front of the web server whose X-Forwarded-For is trusted for the client address")
+    rate_limits_enabled: bool = _setting(
+        "RATE_LIMITS_ENABLED", True, _bool, "enforce the RATE_* limits (shared by every web process, in Redis)")
+    rate_login_per_username: str = _setting(
+        "RATE_LOGIN_PER_USERNAME", "10/minute", _rate, "login attempts per username")
+    rate_login_per_address: str = _setting(
+        "RATE_LOGIN_PER_ADDRESS", "300/minute", _rate, "login attempts per client address")
+    rate_signup_per_address: str = _setting(
+        "RATE_SIGNUP_PER_ADDRESS", "3000/minute", _rate,
+        "registrations and guest accounts per client address (a school of 2,000 behind one NAT address)")
+    rate_join_per_address: str = _setting(
+        "RATE_JOIN_PER_ADDRESS", "6000/minute", _rate, "join-code lookups and joins per client address")
+    rate_join_per_user: str = _setting(
+        "RATE_JOIN_PER_USER", "30/minute", _rate, "join-code lookups and joins per signed-in user")
+    rate_join_misses_per_address: str = _setting(
+        "RATE_JOIN_MISSES_PER_ADDRESS", "300/minute", _rate, "join-code lookups that find no game, per address")
+    rate_join_misses_per_user: str = _setting(
+        "RATE_JOIN_MISSES_PER_USER", "10/minute", _rate, "join-code lookups that find no game, per user")
+    rate_sockets_per_user: str = _setting(
+        "RATE_SOCKETS_PER_USER", "60/minute", _rate, "new WebSockets per signed-in user")
+    rate_sockets_per_address: str = _setting(
+        "RATE_SOCKETS_PER_ADDRESS", "6000/minute", _rate, "new WebSockets per client address")
+    rate_public_reads_per_address: str = _setting(
+        "RATE_PUBLIC_READS_PER_ADDRESS", "1200/minute", _rate, "reads open to anyone, per client address")
+    rate_api_per_user: str = _setting(
+        "RATE_API_PER_USER", "600/minute", _rate, "API requests per signed-in user")
+    rate_api_per_address: str = _setting(
+        "RATE_API_PER_ADDRESS", "30000/minute", _rate, "API requests per client address")
+    ws_max_per_participant: int = _setting(
+        "WS_MAX_PER_PARTICIPANT", 3, _int,
+        "open room sockets per player (or host); a new one closes the oldest with 4409")
     log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
     log_level: str = _setting(
         "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")
@@ -138,6 +183,11 @@ def check_secret_key(config: Config) -> None:
     if len(config.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
         raise ConfigError(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes; set a longer random value "
                           "(or ALLOW_INSECURE_SECRET_KEY=1 in development)")
+
+
+def config_environ(config: Config) -> dict[str, str]:
+    """The environment variables that `load_config` reads back as `config` (for child processes)."""
+    return {f.metadata["env"]: str(getattr(config, f.name)) for f in dataclasses.fields(Config)}
 
 
 def describe() -> list[tuple[str, Any, str]]:

@@ -12,10 +12,12 @@ def get_engine(database_url: str, pool_size: int = 20) -> Engine:
     """One engine per URL and process; pooled connections are reused across requests.
 
     No ping before each checkout (a round trip per request): a connection found broken is discarded
-    with the whole pool, and the next checkout opens a fresh one.
+    with the whole pool, and the next checkout opens a fresh one. SQL parameters never appear in
+    error messages (they hold what users typed), so no log line can carry them.
     """
     return create_engine(
         database_url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,

@@ -14,6 +14,7 @@ from app.config import Config
 from app.db import get_engine, session_factory
 from app.kafka import make_admin
 from app.metrics import WebMetrics
+from app.ratelimits import RateLimits
 from app.rooms.hub import RoomHub, RoomReads
 from app.services.answers import AnswerBatcher
 
@@ -31,7 +32,7 @@ class Services:
         return get_engine(self.config.database_url, pool_size=self.config.web_db_pool)
 
     @cached_property
-    def sessions(self) -> sessionmaker[Session]:
+    def db_sessions(self) -> sessionmaker[Session]:
         return session_factory(self.engine)
 
     @cached_property
@@ -49,6 +50,10 @@ class Services:
     @cached_property
     def answer_batcher(self) -> AnswerBatcher:
         return AnswerBatcher(self.engine, max_batch=self.config.answer_batch_max)
+
+    @cached_property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(self.config, connection_pool=self.redis.connection_pool)
 
     @cached_property
     def metrics(self) -> WebMetrics:
@@ -80,7 +85,7 @@ def room_reads(live: Services) -> RoomReads:
 
     def with_db(read):
         def call(*args):
-            db = live.sessions()
+            db = live.db_sessions()
             try:
                 return read(db, *args)
             finally:
@@ -104,5 +109,5 @@ def services() -> Services:
 def get_db() -> Session:
     """The request's database session, opened lazily and closed at teardown."""
     if "db" not in g:
-        g.db = services().sessions()
+        g.db = services().db_sessions()
     return g.db

@@ -56,6 +56,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_guest: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = _created_at()
+    # A logout revokes every access token issued before this instant.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Quiz(Base):
@@ -118,6 +120,7 @@ class Participant(Base):
         ForeignKey("quiz_sessions.id", ondelete="CASCADE"), nullable=False)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     nickname: Mapped[str] = mapped_column(String(32), nullable=False)
+    # As of the last closed question (answers are added when their question closes).
     score: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     streak: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -142,6 +145,10 @@ class ParticipantAnswer(Base):
     correct: Mapped[bool] = mapped_column(Boolean, nullable=False)
     points: Mapped[int] = mapped_column(Integer, nullable=False)
     answered_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The streak this answer leads to, and whether the close of its question has added it to the
+    # participant's score yet: an open question's points stay hidden until it closes.
+    streak: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    counted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = _created_at()
 
 

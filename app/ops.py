@@ -89,6 +89,8 @@ class Difference:
     participant_id: str | None
     redis: Standing | None
     postgres: Standing | None
+    # "board", or "held": an answer to the open question, hidden until it closes
+    kind: str = "board"
 
     @property
     def redis_score(self) -> int | None:
@@ -102,7 +104,8 @@ class Difference:
         def shown(score: int | None) -> str:
             return "missing" if score is None else str(score)
 
-        text_ = (f"differs  session={self.session_id} participant={self.participant_id or '-'} "
+        held = " held answer:" if self.kind == "held" else ""
+        text_ = (f"differs  session={self.session_id} participant={self.participant_id or '-'}{held} "
                  f"redis={shown(self.redis_score)} postgres={shown(self.postgres_score)}")
         if self.redis and self.postgres and self.redis_score == self.postgres_score:
             # Equal scores, different reach times: ties are ranked differently.
@@ -125,6 +128,22 @@ def _postgres_standings(engine, session_id: str) -> dict[str, Standing] | None:
                     {"s": session_id})}
 
 
+def _postgres_held(engine, session_id: str) -> dict[str, Standing]:
+    """(points, answered at ms) of the answers to the open question, which its close will add."""
+    with engine.connect() as connection:
+        return {str(pid): (int(points), instant_ms(at)) for pid, points, at in connection.execute(text(
+            "SELECT quiz_session_participant_id, points, created_at FROM participant_answers "
+            "WHERE quiz_session_id = :s AND NOT counted"), {"s": session_id})}
+
+
+def _redis_held(raw: dict) -> dict[str, Standing]:
+    held = {}
+    for member, value in raw.items():
+        points, _, at_ms = (value.decode() if isinstance(value, bytes) else value).partition(":")
+        held[member.decode() if isinstance(member, bytes) else member] = (int(points), int(at_ms))
+    return held
+
+
 def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
     """Differences between the Redis board and PostgreSQL (score and reach time of every player);
     None when Redis holds no board at all.
@@ -137,8 +156,10 @@ def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
     pipe = redis.pipeline(transaction=True)
     pipe.exists(keys.meta)
     pipe.zrange(keys.board, 0, -1, withscores=True)
-    has_meta, board = pipe.execute()
+    pipe.hgetall(keys.pending)
+    has_meta, board, pending = pipe.execute()
     cached = {(m.decode() if isinstance(m, bytes) else m): split(v) for m, v in board}
+    held = _redis_held(pending)
     postgres = _postgres_standings(engine, session_id)
     if not has_meta and not cached:
         if postgres is None:
@@ -148,8 +169,11 @@ def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
         if not cached:
             return [Difference(session_id, None, None, None)]
         return [Difference(session_id, pid, standing, None) for pid, standing in sorted(cached.items())]
+    postgres_held = _postgres_held(engine, session_id)
     return [Difference(session_id, pid, cached.get(pid), postgres.get(pid))
-            for pid in sorted(set(cached) | set(postgres)) if cached.get(pid) != postgres.get(pid)]
+            for pid in sorted(set(cached) | set(postgres)) if cached.get(pid) != postgres.get(pid)] + [
+        Difference(session_id, pid, held.get(pid), postgres_held.get(pid), kind="held")
+        for pid in sorted(set(held) | set(postgres_held)) if held.get(pid) != postgres_held.get(pid)]
 
 
 @ops.command("verify")
@@ -230,7 +254,7 @@ def _live_postgres_sessions(engine) -> set[str]:
 def drop_board(redis, session_id: str) -> None:
     """Remove the cached state of a session PostgreSQL does not know (the room stream stays)."""
     keys = SessionKeys.of(session_id)
-    redis.delete(keys.board, keys.applied, keys.meta, keys.names, keys.recent)
+    redis.delete(keys.board, keys.applied, keys.meta, keys.names, keys.recent, keys.pending)
 
 
 @ops.command("rebuild")

@@ -1,6 +1,12 @@
-"""Signed, expiring bearer tokens (itsdangerous, which Flask ships)."""
+"""Signed, expiring bearer tokens (itsdangerous, which Flask ships), revocable by a logout.
+
+A token carries its user and the millisecond it was issued; a logout records the instant before
+which every token of the user is refused (`users.tokens_valid_after`, cached in Redis: see
+app/services/accounts.py).
+"""
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -13,6 +19,7 @@ _SALT = "livequiz.access-token"
 class Principal:
     user_id: uuid.UUID
     is_guest: bool
+    issued_at_ms: int = 0
 
 
 class InvalidToken(Exception):
@@ -22,14 +29,15 @@ class InvalidToken(Exception):
 
 
 def issue_token(secret_key: str, user_id: uuid.UUID, is_guest: bool) -> str:
-    return URLSafeTimedSerializer(secret_key, salt=_SALT).dumps({"u": str(user_id), "g": is_guest})
+    return URLSafeTimedSerializer(secret_key, salt=_SALT).dumps(
+        {"u": str(user_id), "g": is_guest, "i": time.time_ns() // 1_000_000})
 
 
 def read_token(secret_key: str, token: str, max_age_s: int) -> Principal:
     try:
         data = URLSafeTimedSerializer(secret_key, salt=_SALT).loads(token, max_age=max_age_s)
-        return Principal(user_id=uuid.UUID(data["u"]), is_guest=bool(data["g"]))
+        return Principal(user_id=uuid.UUID(data["u"]), is_guest=bool(data["g"]), issued_at_ms=int(data.get("i", 0)))
     except SignatureExpired:
         raise InvalidToken("token expired") from None
-    except (BadSignature, KeyError, TypeError, ValueError):
+    except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
         raise InvalidToken("token invalid") from None

@@ -65,6 +65,41 @@ local function meta_epoch(meta)
   return as_int(redis.call('HGET', meta, 'epoch_ms'), 'meta epoch_ms')
 end
 
+-- The apply scripts of a session share one KEYS order:
+--   lb, applied, meta, room, names, recent, pending  (all tagged {session})
+-- and begin their ARGV with event_id, natural_key (built by app/leaderboards/apply.py).
+local APPLY_KEYS = 7
+
+-- Dedupe by event id and by the natural key of the fact (kept when published events are pruned).
+local function already_applied(applied, event_id, natural_key)
+  return redis.call('SISMEMBER', applied, event_id) == 1 or redis.call('SISMEMBER', applied, natural_key) == 1
+end
+
+-- Log an applied change in `recent` (id <seq>-0), which a rebuild replays onto its snapshot.
+local function log_recent(meta, recent, ...)
+  local seq = redis.call('HINCRBY', meta, 'recent_seq', 1)
+  redis.call('XADD', recent, 'MAXLEN', '~', RECENT_MAXLEN, seq .. '-0', ...)
+end
+
+-- An open question's answers wait in `pending` (participant -> "points:at_ms"), invisible to reads.
+local function hold_answer(pending, participant, points, at_ms)
+  redis.call('HSET', pending, participant, points .. ':' .. exact(at_ms))
+end
+
+-- Add every held answer to `board` (the question closed); returns how many there were.
+local function release_answers(board, pending, epoch)
+  local held = redis.call('HGETALL', pending)
+  for i = 1, #held, 2 do
+    local sep = string.find(held[i + 1], ':', 1, true)
+    local points = as_int(string.sub(held[i + 1], 1, sep - 1), 'held points')
+    local at_ms = as_int(string.sub(held[i + 1], sep + 1), 'held at_ms')
+    local composite = after_points(board, held[i], points, reached_since(epoch, at_ms))
+    redis.call('ZADD', board, exact(composite), held[i])
+  end
+  redis.call('DEL', pending)
+  return #held / 2
+end
+
 -- Append (member, score, nickname) triples of a ZREVRANGE ... WITHSCORES page to `reply`.
 local function append_entries(reply, page, names)
   for i = 1, #page, 2 do

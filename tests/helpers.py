@@ -133,14 +133,13 @@ class Api:
 
 
 def stack_env(config, **extra: str) -> dict[str, str]:
-    """The environment of a web, relay or worker process that serves `config`'s database and topics."""
+    """The environment of a web, relay or worker process that serves `config` (its database, topics,
+    limits...), with `extra` on top."""
+    from app.config import config_environ
+
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
-        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
-        "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
-        "SECRET_KEY": config.secret_key, "RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
-        "LOG_FORMAT": "json", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
-    })
+    env.update(config_environ(config))
+    env.update({"RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "warning",
+                "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env

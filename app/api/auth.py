@@ -1,15 +1,18 @@
-"""Accounts and access tokens."""
+"""Accounts, access tokens, logout and the one-use tickets that open room sockets."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from app.api.core import endpoint, parse_body
-from app.api.schemas import GuestBody, LoginBody, RegisterBody
-from app.extensions import get_db
+from app.api.core import current_principal, endpoint, parse_body, parse_uuid
+from app.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
+from app.extensions import get_db, services
+from app.ratelimits import Limit
+from app.rooms import tickets
 from app.services import accounts
+from app.services.rooms import room_member
 from app.tokens import issue_token
 
-bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
 
 def token_response(user_id, is_guest: bool) -> dict:
@@ -18,25 +21,49 @@ def token_response(user_id, is_guest: bool) -> dict:
             "expires_in": config.token_ttl_s}
 
 
-@endpoint(bp, "/register", methods=["POST"], summary="Register a host or player account", body=RegisterBody,
-          auth=False, responses={201: "the new user", 409: "username_taken"})
+@endpoint(bp, "/auth/register", methods=["POST"], summary="Register a host or player account", body=RegisterBody,
+          auth=False, limits=("signup_per_address",), responses={201: "the new user", 409: "username_taken"})
 def register():
     body = parse_body(RegisterBody)
     user = accounts.register(get_db(), body.username, body.password)
     return jsonify(user_id=str(user.id), username=user.username), 201
 
 
-@endpoint(bp, "/login", methods=["POST"], summary="Exchange a username and password for a token",
-          body=LoginBody, auth=False, responses={200: "an access token", 401: "invalid_credentials"})
+@endpoint(bp, "/auth/login", methods=["POST"], summary="Exchange a username and password for a token",
+          body=LoginBody, auth=False, limits=("login_per_address",),
+          responses={200: "an access token", 401: "invalid_credentials"})
 def login():
     body = parse_body(LoginBody)
+    services().rate_limits.hit(Limit("login_per_username", body.username.lower()))
     user = accounts.authenticate(get_db(), body.username, body.password)
     return jsonify(token_response(user.id, is_guest=False))
 
 
-@endpoint(bp, "/guest", methods=["POST"], summary="Play with a nickname only", body=GuestBody, auth=False,
-          responses={201: "an access token for a new guest"})
+@endpoint(bp, "/auth/guest", methods=["POST"], summary="Play with a nickname only", body=GuestBody, auth=False,
+          limits=("signup_per_address",), responses={201: "an access token for a new guest"})
 def guest():
     body = parse_body(GuestBody)
     user = accounts.create_guest(get_db(), body.nickname)
     return jsonify(**token_response(user.id, is_guest=True), user_id=str(user.id)), 201
+
+
+@endpoint(bp, "/auth/logout", methods=["POST"], summary="Sign out everywhere: revoke every access token you hold",
+          responses={204: "every access token issued until now is refused from now on",
+                     503: "recorded but not yet in force everywhere: send it again"})
+def logout():
+    live = services()
+    accounts.revoke_tokens(live.engine, live.redis, current_principal().user_id)
+    return "", 204
+
+
+@endpoint(bp, "/ws-tickets", methods=["POST"], summary="A one-use ticket that opens a room socket",
+          body=TicketBody, limits=("sockets_per_user",),
+          responses={201: "the ticket, usable once within expires_in seconds: /ws/sessions/{id}?ticket=",
+                     403: "not_in_session", 404: "no such session"})
+def create_ticket():
+    body = parse_body(TicketBody)
+    session_id = parse_uuid(body.session_id, "session")
+    principal = current_principal()
+    room_member(get_db(), session_id, principal.user_id)
+    ticket = tickets.issue(services().redis, principal, session_id)
+    return jsonify(ticket=ticket, expires_in=tickets.TICKET_TTL_S), 201

@@ -9,6 +9,9 @@ from typing import Any, Callable, TypeVar
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from app.extensions import services
+from app.ratelimits import limit
+from app.services import accounts
 from app.tokens import InvalidToken, Principal, read_token
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,6 +66,9 @@ def parse_optional_body(model: type[M]) -> M:
 
 
 def parse_query(model: type[M]) -> M:
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise ApiError(400, "invalid_query", f"{repeated[0]}: give the parameter once")
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
@@ -81,15 +87,26 @@ def principal_from_header() -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <access_token>")
+    return principal_of(token.strip())
+
+
+def principal_of(token: str) -> Principal:
+    """The signed-in user of an access token that is neither expired nor revoked by a logout."""
     config = current_app.config["LIVEQUIZ"]
     try:
-        return read_token(config.secret_key, token.strip(), config.token_ttl_s)
+        principal = read_token(config.secret_key, token, config.token_ttl_s)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
+    live = services()
+    if accounts.is_revoked(live.engine, live.redis, principal):
+        raise ApiError(401, "unauthorized", "token revoked (signed out)")
+    return principal
 
 
 def current_principal() -> Principal:
     return g.principal
+
+
 
 
 @dataclass
@@ -101,6 +118,7 @@ class RouteDoc:
     query: type[BaseModel] | None
     auth: bool
     responses: dict[int, str] = field(default_factory=dict)
+    limits: tuple[str, ...] = ()
 
 
 ROUTE_DOCS: list[RouteDoc] = []
@@ -108,16 +126,21 @@ ROUTE_DOCS: list[RouteDoc] = []
 
 def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-             auth: bool = True, responses: dict[int, str] | None = None) -> Callable:
-    """Register a route on `bp`, with its bearer check, and describe it for the OpenAPI document."""
+             auth: bool = True, responses: dict[int, str] | None = None, limits: tuple[str, ...] = ()) -> Callable:
+    """Register a route on `bp`, with its bearer check and rate limits, and describe it for the
+    OpenAPI document. Every route counts against `api_per_address`, a signed-in one against
+    `api_per_user`, a read open to anyone against `public_reads_per_address`, plus `limits`."""
     full_rule = (bp.url_prefix or "") + rule
-    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}))
+    rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
+        ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
+    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules))
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if auth:
                 g.principal = principal_from_header()
+            services().rate_limits.hit(*(limit(rule) for rule in rules))
             return view(*args, **kwargs)
 
         bp.add_url_rule(rule, view.__name__, guarded, methods=methods)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from app.concurrency import off_the_event_loop
 from app.extensions import services
 from app.metrics import OutboxCollector, render_latest
 from app.services.outbox import outbox_lag
@@ -24,15 +25,6 @@ def _kafka_ok() -> bool:
     admin = services().kafka_admin
     metadata = off_the_event_loop(lambda: admin.list_topics(timeout=2))
     return bool(metadata.brokers)
-
-
-def off_the_event_loop(call):
-    """Run a blocking C call (librdkafka) in gevent's thread pool, so other greenlets keep running."""
-    from gevent import get_hub, monkey
-
-    if monkey.is_module_patched("socket"):
-        return get_hub().threadpool.apply(call)
-    return call()
 
 
 CHECKS = {"postgres": _postgres_ok, "redis": _redis_ok, "kafka": _kafka_ok}

@@ -18,6 +18,14 @@ _ERROR_SCHEMA = {
 }
 
 
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# What any route may answer besides its own statuses.
+_COMMON_ERRORS = {400: "invalid_json, invalid_body or invalid_query", 401: "unauthorized: no, expired or revoked token",
+                  404: "not_found: no such resource", 413: "body_too_large", 415: "unsupported_media_type",
+                  429: "too_many_requests: a rate limit (see Retry-After)",
+                  503: "unavailable: a store is down; nothing was recorded (see Retry-After)"}
+
+
 def _path(rule: str) -> tuple[str, list[str]]:
     names = re.findall(r"<(?:[^:>]+:)?([^>]+)>", rule)
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule), names
@@ -34,10 +42,13 @@ def build_document() -> dict[str, Any]:
                 required = doc.query.model_fields[name].is_required()
                 parameters.append({"name": name, "in": "query", "required": required, "schema": prop})
         responses = {str(status): {"description": text} for status, text in doc.responses.items()}
-        for status in (400, 401) if doc.auth else (400,):
-            responses.setdefault(str(status), {"description": "error",
-                                               "content": {"application/json": {
-                                                   "schema": {"$ref": "#/components/schemas/Error"}}}})
+        for status, text in doc.responses.items():
+            if status >= 400:
+                responses[str(status)]["content"] = _ERROR_CONTENT
+        common = [400, 429, 503] + ([401] if doc.auth else []) + ([404] if names else []) + (
+            [413, 415] if doc.body is not None else [])
+        for status in common:
+            responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
         operation: dict[str, Any] = {"summary": doc.summary, "parameters": parameters, "responses": responses}
         if doc.auth:
             operation["security"] = [{"bearer": []}]

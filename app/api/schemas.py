@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -11,13 +11,42 @@ Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                             pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
+def _storable(value: Any) -> Any:
+    """Refuse text PostgreSQL cannot store (NUL) or encode (lone surrogates), anywhere in the input."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain the NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def text_is_storable(cls, data: Any) -> Any:
+        return _storable(data)
 
 
 class Query(BaseModel):
     """Query strings arrive as text, so numbers are parsed (not strict)."""
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def text_is_storable(cls, data: Any) -> Any:
+        return _storable(data)
 
 
 class RegisterBody(Strict):
@@ -67,6 +96,10 @@ class AnswerBody(Strict):
     def question_id_is_uuid(cls, value: str) -> str:
         uuid.UUID(value)
         return value
+
+
+class TicketBody(Strict):
+    session_id: Annotated[str, StringConstraints(max_length=64)]
 
 
 class JoinCodeQuery(Query):

@@ -3,7 +3,8 @@
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
 `closed:<question id>`, `ended`). The natural keys are what the rebuild can re-derive from the
-domain tables alone, after the relay pruned the published `events` rows; see rebuild.py.
+domain tables alone, after the relay pruned the published `events` rows; this module is their one
+owner (rebuild.py builds its snapshot's keys with the same functions, and the scripts receive them).
 """
 from __future__ import annotations
 
@@ -17,21 +18,23 @@ from app.leaderboards.scripts import LeaderboardScripts
 # Kafka's default retention is 7 days: keep an ended session's keys a day longer. Expiring them is
 # safe anyway: a later delivery finds no meta and triggers a rebuild from PostgreSQL.
 ENDED_SESSION_TTL = timedelta(days=8)
+ENDED_KEY = "ended"
 
 
-def natural_key(envelope: Envelope, payload=None) -> str:
-    payload = payload or envelope.parsed_payload()
-    if isinstance(payload, AnswerScored):
-        return f"answer:{payload.answer_id}"
-    if isinstance(payload, ParticipantJoined):
-        return f"joined:{payload.participant_id}"
-    if isinstance(payload, QuestionOpened):
-        return f"opened:{payload.question_id}"
-    if isinstance(payload, QuestionClosed):
-        return f"closed:{payload.question_id}"
-    if isinstance(payload, SessionEnded):
-        return "ended"
-    raise TypeError(f"no natural key for {envelope.event_type}")
+def answer_key(answer_id) -> str:
+    return f"answer:{answer_id}"
+
+
+def joined_key(participant_id) -> str:
+    return f"joined:{participant_id}"
+
+
+def opened_key(question_id) -> str:
+    return f"opened:{question_id}"
+
+
+def closed_key(question_id) -> str:
+    return f"closed:{question_id}"
 
 
 def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload=None):
@@ -40,30 +43,28 @@ def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload
     Its result is APPLIED, DUPLICATE or NEEDS_REBUILD (scripts.py). Pass `payload` when the
     caller has parsed it already.
     """
-    keys = SessionKeys.of(envelope.session_id)
+    keys = SessionKeys.of(envelope.session_id).apply_keys
     payload = payload or envelope.parsed_payload()
     event_id = str(envelope.event_id)
-    board_keys = [keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent]
     if isinstance(payload, AnswerScored):
-        return scripts.apply_answer_scored(board_keys, [
-            event_id, str(payload.answer_id), str(payload.participant_id), payload.nickname, payload.points,
-            instant_ms(payload.answered_at), payload.total, payload.streak, str(payload.question_id),
-            int(payload.correct)], client=client)
+        return scripts.apply_answer_scored(keys, [
+            event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname, payload.points,
+            instant_ms(payload.answered_at), str(payload.question_id)], client=client)
     if isinstance(payload, ParticipantJoined):
-        return scripts.apply_participant_joined(board_keys, [
-            event_id, str(payload.participant_id), payload.nickname, instant_ms(payload.joined_at),
-            payload.player_count], client=client)
-    session_keys = [keys.applied, keys.meta, keys.room, keys.board, keys.names, keys.recent]
-    fields: list[str | int] = []
-    expire_at_s = 0
-    if isinstance(payload, (QuestionOpened, QuestionClosed)):
+        return scripts.apply_participant_joined(keys, [
+            event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
+            instant_ms(payload.joined_at), payload.player_count], client=client)
+    if isinstance(payload, QuestionOpened):
         # The room shows the whole question (or its result): it travels as one JSON field.
-        fields = ["question_id", str(payload.question_id), "position", payload.position,
-                  "data", payload.model_dump_json()]
-    elif isinstance(payload, SessionEnded):
-        fields = ["ended_at", payload.ended_at.isoformat()]
+        return scripts.apply_question_opened(keys, [
+            event_id, opened_key(payload.question_id), str(payload.question_id), payload.position,
+            payload.model_dump_json()], client=client)
+    if isinstance(payload, QuestionClosed):
+        return scripts.apply_question_closed(keys, [
+            event_id, closed_key(payload.question_id), str(payload.question_id), payload.position,
+            payload.model_dump_json()], client=client)
+    if isinstance(payload, SessionEnded):
         expire_at_s = instant_ms(payload.ended_at + ENDED_SESSION_TTL) // 1000
-    else:
-        raise TypeError(f"no script applies {envelope.event_type}")
-    return scripts.apply_session_event(
-        session_keys, [event_id, natural_key(envelope, payload), envelope.event_type, expire_at_s, *fields], client=client)
+        return scripts.apply_session_ended(keys, [
+            event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()], client=client)
+    raise TypeError(f"no script applies {envelope.event_type}")

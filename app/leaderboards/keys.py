@@ -40,6 +40,21 @@ class SessionKeys:
     def recent(self) -> str:
         return self._key("recent")
 
-    def rebuilding(self, token: str) -> tuple[str, str]:
-        """Temporary board and applied set of one rebuild, in the session's slot."""
-        return f"{self.board}:rebuild:{token}", f"{self.applied}:rebuild:{token}"
+    @property
+    def pending(self) -> str:
+        """Answers to the open question, held until it closes (participant -> "points:at_ms")."""
+        return self._key("pending")
+
+    def sockets(self, user_id) -> str:
+        """The open room sockets of one user in this session (connection id -> opened at)."""
+        return f"sockets:{{{self.session_id}}}:{user_id}"
+
+    @property
+    def apply_keys(self) -> list[str]:
+        """The KEYS of every apply script, in the one order they all assert (lua/board_lib.lua)."""
+        return [self.board, self.applied, self.meta, self.room, self.names, self.recent, self.pending]
+
+    def rebuilding(self, token: str) -> tuple[str, str, str]:
+        """Temporary board, applied set and held answers of one rebuild, in the session's slot."""
+        return (f"{self.board}:rebuild:{token}", f"{self.applied}:rebuild:{token}",
+                f"{self.pending}:rebuild:{token}")

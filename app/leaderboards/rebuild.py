@@ -2,18 +2,21 @@
 
 Steps of `rebuild_board`:
 
-1. Read `mark = meta:{S}.recent_seq` (0 when absent). Every answer or join the worker applies
-   bumps it and appends the event to the stream `recent:{S}` with id `<seq>-0`.
+1. Read `mark = meta:{S}.recent_seq` (0 when absent). Every change the worker applies bumps it
+   and appends the change to the stream `recent:{S}` with id `<seq>-0`.
 2. Open a REPEATABLE READ, READ ONLY transaction. Its snapshot is taken by the first query,
-   after the mark was read. From that one snapshot read the participants (score,
-   score_reached_at, nickname), the answer ids, the questions opened or closed, the session's
-   status and the `events` ids of the session.
-3. Write the rebuilt board into `lb:{S}:rebuild:<token>` and the snapshot's dedupe members (event
-   ids and natural keys) into `applied:{S}:rebuild:<token>` (both expire if we die), and the
-   nicknames into `names:{S}` (idempotent).
+   after the mark was read. From that one snapshot read the participants (score as of the last
+   closed question, score_reached_at, nickname), the answers (ids; those of an open question, not
+   yet counted, with their points), the questions opened or closed, the session's status and the
+   `events` ids of the session.
+3. Write the rebuilt board into `lb:{S}:rebuild:<token>`, the open question's answers into
+   `pending:{S}:rebuild:<token>` and the snapshot's dedupe members (event ids and natural keys)
+   into `applied:{S}:rebuild:<token>` (all expire if we die), and the nicknames into `names:{S}`
+   (idempotent).
 4. `swap_rebuilt_board.lua`, in one atomic call: for every `recent:{S}` entry after the mark whose
-   event id is not in the snapshot set, re-apply it to the rebuilt board; RENAME the rebuilt board
-   over `lb:{S}`; union the snapshot set into `applied:{S}`; set the epoch and bump the version.
+   natural key is not in the snapshot set, replay it onto the rebuilt keys; RENAME them over
+   `lb:{S}` and `pending:{S}`; union the snapshot set into `applied:{S}`; set the epoch, the open
+   question and the expiry of an ended session, bump the version and tell the room.
 
 Why this is exact:
 - An event the worker applied before the mark was published before the mark, hence committed
@@ -23,27 +26,32 @@ Why this is exact:
   delivery is a duplicate. An event in neither is applied normally after the swap.
 - If `recent:{S}` was trimmed past the mark or reset (flushed) meanwhile, the swap refuses and
   the rebuild starts over.
-- Dedupe survives the relay pruning published `events` rows: the natural keys (`answer:<id>`,
-  `joined:<participant>`, `opened:/closed:<question>`, `ended`) are derived from the domain
-  tables, which keep them forever, and the scripts check them as well as the event id.
+- Dedupe survives the relay pruning published `events` rows: the natural keys (apply.py) are
+  derived from the domain tables, which keep them forever, and the scripts check them as well as
+  the event id.
+- The points of an open question stay hidden after a rebuild too: PostgreSQL adds them to the
+  participants only when the question closes, and the rebuild holds them in `pending:{S}`.
 
-The apply scripts refuse to touch a session whose `meta:{S}` is missing (they return
-NEEDS_REBUILD), so a flushed Redis never grows a partial board: the worker or the read path
-rebuilds first, then applies.
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.domain.sessions import ENDED, QUESTION_OPEN
+from app.leaderboards.apply import (ENDED_KEY, ENDED_SESSION_TTL, answer_key, closed_key, joined_key,
+                                    opened_key)
 from app.leaderboards.keys import SessionKeys
 from app.leaderboards.scores import composite, instant_ms, reached_ms
 from app.leaderboards.scripts import scripts_for
 
 _REBUILD_KEY_TTL_S = 600
+# An ended session read after its keys expired is cached again for this long, then expires again.
+REREAD_ENDED_TTL = timedelta(hours=1)
 _CHUNK = 2000
 _ATTEMPTS = 5
 
@@ -70,8 +78,11 @@ def session_epoch_ms(created_at) -> int:
 class _Snapshot:
     epoch_ms: int
     players: list[tuple[str, str, int, int]]  # participant id, nickname, score, reached_ms
+    held: dict[str, str]  # participant id -> "points:at_ms" of the open question's answers
+    open_question: str  # '' when no question is open
     applied: list[str]
     event_count: int
+    expire_at_s: int  # 0: the session has not ended
 
 
 def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
@@ -79,7 +90,8 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
         with connection.begin():
             connection.execute(text("SET TRANSACTION READ ONLY"))
             session = connection.execute(text("""
-                SELECT s.created_at, s.status, s.quiz_id, q.position AS current_position
+                SELECT s.created_at, s.status, s.quiz_id, s.ended_at, s.current_question_id,
+                       q.position AS current_position, clock_timestamp() AS now
                 FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
                 WHERE s.id = :s"""), {"s": session_id}).one_or_none()
             if session is None:
@@ -89,21 +101,34 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
                        for p in connection.execute(text(
                            "SELECT id, nickname, score, score_reached_at FROM quiz_session_participants "
                            "WHERE quiz_session_id = :s"), {"s": session_id})]
-            applied = ["session"] + [f"joined:{pid}" for pid, *_ in players]
-            applied += [f"answer:{a}" for a in connection.execute(text(
-                "SELECT id FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}).scalars()]
+            applied = ["session"] + [joined_key(pid) for pid, *_ in players]
+            held: dict[str, str] = {}
+            for answer in connection.execute(text(
+                    "SELECT id, quiz_session_participant_id AS pid, points, counted, created_at "
+                    "FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}):
+                applied.append(answer_key(answer.id))
+                if not answer.counted:  # its question is open: hidden until the close adds it
+                    held[str(answer.pid)] = f"{answer.points}:{instant_ms(answer.created_at)}"
             if session.current_position is not None:
                 for question_id, position in connection.execute(text(
                         "SELECT id, position FROM questions WHERE quiz_id = :q AND position <= :p"),
                         {"q": session.quiz_id, "p": session.current_position}):
-                    applied.append(f"opened:{question_id}")
-                    if position < session.current_position or session.status != "question_open":
-                        applied.append(f"closed:{question_id}")
-            if session.status == "ended":
-                applied.append("ended")
+                    applied.append(opened_key(question_id))
+                    if position < session.current_position or session.status != QUESTION_OPEN:
+                        applied.append(closed_key(question_id))
+            expire_at_s = 0
+            if session.status == ENDED:
+                applied.append(ENDED_KEY)
+                expire_at_s = _ended_expiry_s(session.ended_at, session.now)
             event_ids = [str(e) for e in connection.execute(text(
                 "SELECT id FROM events WHERE aggregate_id = :s"), {"s": session_id}).scalars()]
-    return _Snapshot(epoch, players, applied + event_ids, len(event_ids))
+    open_question = str(session.current_question_id) if session.status == QUESTION_OPEN else ""
+    return _Snapshot(epoch, players, held, open_question, applied + event_ids, len(event_ids), expire_at_s)
+
+
+def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
+    """An ended session's keys expire ENDED_SESSION_TTL after its end; read later, they live a while longer."""
+    return instant_ms(max(ended_at + ENDED_SESSION_TTL, now + REREAD_ENDED_TTL)) // 1000
 
 
 def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID | str,
@@ -121,7 +146,7 @@ def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID |
         mark = int(redis.hget(keys.meta, "recent_seq") or 0)
         snapshot = _read_snapshot(bind, session_id)
         token = uuid.uuid4().hex
-        rebuilt_board, rebuilt_applied = keys.rebuilding(token)
+        rebuilt_board, rebuilt_applied, rebuilt_pending = keys.rebuilding(token)
         pipe = redis.pipeline(transaction=False)
         for start in range(0, len(snapshot.players), _CHUNK):
             chunk = snapshot.players[start:start + _CHUNK]
@@ -129,16 +154,18 @@ def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID |
             pipe.hset(keys.names, mapping={pid: nickname for pid, nickname, _, _ in chunk})
         for start in range(0, len(snapshot.applied), _CHUNK):
             pipe.sadd(rebuilt_applied, *snapshot.applied[start:start + _CHUNK])
-        pipe.expire(rebuilt_board, _REBUILD_KEY_TTL_S)
-        pipe.expire(rebuilt_applied, _REBUILD_KEY_TTL_S)
+        if snapshot.held:
+            pipe.hset(rebuilt_pending, mapping=snapshot.held)
+        for key in (rebuilt_board, rebuilt_applied, rebuilt_pending):
+            pipe.expire(key, _REBUILD_KEY_TTL_S)
         pipe.execute()
         if before_swap is not None:
             before_swap()
         outcome = scripts.swap_rebuilt_board(
-            [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
-            [snapshot.epoch_ms, mark, snapshot.event_count])
+            [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending],
+            [snapshot.epoch_ms, mark, snapshot.event_count, snapshot.open_question, snapshot.expire_at_s])
         if outcome[0] == 1:
             return Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),
                            replayed=int(outcome[2]), version=int(outcome[1]))
-        redis.delete(rebuilt_board, rebuilt_applied)
+        redis.delete(rebuilt_board, rebuilt_applied, rebuilt_pending)
     raise RuntimeError(f"rebuild of {session_id} did not settle after {_ATTEMPTS} attempts")

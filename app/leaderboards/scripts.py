@@ -13,8 +13,9 @@ from redis.commands.core import Script
 
 LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 _LIBRARY = "board_lib.lua"
-SCRIPT_NAMES = ("apply_answer_scored", "apply_participant_joined", "apply_session_event",
-                "read_leaderboard_page", "read_around", "swap_rebuilt_board")
+SCRIPT_NAMES = ("apply_answer_scored", "apply_participant_joined", "apply_question_opened",
+                "apply_question_closed", "apply_session_ended", "read_leaderboard_page", "read_around",
+                "swap_rebuilt_board", "register_socket")
 
 APPLIED, DUPLICATE, NEEDS_REBUILD = 1, 0, -1
 
@@ -33,10 +34,13 @@ class LeaderboardScripts:
 
     apply_answer_scored: Script
     apply_participant_joined: Script
-    apply_session_event: Script
+    apply_question_opened: Script
+    apply_question_closed: Script
+    apply_session_ended: Script
     read_leaderboard_page: Script
     read_around: Script
     swap_rebuilt_board: Script
+    register_socket: Script
 
 
 _registered: dict[int, tuple[object, LeaderboardScripts]] = {}

@@ -10,6 +10,8 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4408
+CLOSE_SUPERSEDED = 4409
+CLOSE_TOO_MANY_MESSAGES = 4429
 
 
 class _Queued:
@@ -32,6 +34,7 @@ class Connection:
                  close: Callable[[int, str], Any] | None = None, is_host: bool = False):
         self._send = send
         self._close_socket = close
+        self.id = uuid.uuid4().hex
         self.session_id = session_id
         self.participant_id = participant_id
         self.is_host = is_host
@@ -39,7 +42,8 @@ class Connection:
         self._buffer: deque[_Queued] = deque()
         self._wakeup = threading.Condition()
         self._open = True
-        self._too_slow = False
+        # (code, reason) when the server closes the socket itself, after the sender stops.
+        self._closing: tuple[int, str] | None = None
         self._on_drop = on_drop
         self._on_sent = on_sent
         self.leaderboard_version = -1
@@ -59,7 +63,7 @@ class Connection:
                 return False
             if len(self._buffer) >= self.max_buffered:
                 self._drop(kind)
-                self._too_slow = True
+                self._closing = (CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
                 self._open = False
                 self._wakeup.notify()
                 return False
@@ -111,13 +115,20 @@ class Connection:
             self._open = False
             self._wakeup.notify()
 
+    def close_with(self, code: int, reason: str) -> None:
+        """Stop sending and close the socket with `code` (what was queued is not sent)."""
+        with self._wakeup:
+            self._closing = self._closing or (code, reason)
+            self._open = False
+            self._wakeup.notify()
+
     def run_sender(self) -> None:
         """Send buffered messages until the connection closes; a slow client only delays itself."""
         while True:
             with self._wakeup:
                 while self._open and not self._buffer:
                     self._wakeup.wait()
-                if self._too_slow or not self._buffer:
+                if self._closing or not self._buffer:
                     break
                 queued = self._buffer.popleft()
             try:
@@ -126,8 +137,8 @@ class Connection:
                 self.close()
                 return
             self._on_sent(queued.kind)
-        if self._too_slow and self._close_socket is not None:
+        if self._closing and self._close_socket is not None:
             try:
-                self._close_socket(CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
+                self._close_socket(*self._closing)
             except Exception:
                 pass

@@ -20,13 +20,17 @@ from typing import Any, Callable
 import redis
 
 from app.logs import RateLimitedLog
-from app.rooms.connection import Connection
+from app.leaderboards.keys import SessionKeys
+from app.leaderboards.scripts import scripts_for
+from app.rooms.connection import CLOSE_SUPERSEDED, Connection
 
 log = logging.getLogger(__name__)
 
 LEADERBOARD_SIZE = 10
 PODIUM_SIZE = 5
-BOARD_MOVES = {"answer_scored", "participant_joined"}
+# Notifications after which the room's board shows something new. An answer to an open question
+# (`answer_received`) moves nothing: its points stay hidden until the question closes.
+BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed"}
 
 
 def now_iso() -> str:
@@ -87,8 +91,20 @@ class RoomHub:
         if self.metrics:
             self.metrics.ws_connections.inc()
 
-    def leave(self, connection: Connection) -> None:
+    def register(self, connection: Connection, user_id: uuid.UUID, allowed: int) -> None:
+        """Count this socket among its user's in the room; the oldest beyond `allowed` are closed
+        (4409) by whichever process holds them, so a reload or a second device always gets in."""
+        keys = SessionKeys.of(connection.session_id)
+        scripts_for(self.redis).register_socket(
+            [keys.sockets(user_id), keys.room], [connection.id, int(time.time() * 1000), allowed])
+
+    def leave(self, connection: Connection, user_id: uuid.UUID | None = None) -> None:
         connection.close()
+        if user_id is not None:
+            try:
+                self.redis.zrem(SessionKeys.of(connection.session_id).sockets(user_id), connection.id)
+            except redis.RedisError:  # the entry is superseded harmlessly later
+                pass
         with self._lock:
             room = self.rooms.get(connection.session_id)
             if room is not None:
@@ -175,9 +191,12 @@ class RoomHub:
 
     def _dispatch(self, room: Room, note: dict[str, Any]) -> None:
         kind = note.get("type")
-        if kind in BOARD_MOVES:
+        self._notify(room, kind, note)
+        if kind in BOARD_MOVES:  # after the notification itself: a close's result comes before its board
             room.dirty = True
             self._board_moved.set()
+
+    def _notify(self, room: Room, kind: str | None, note: dict[str, Any]) -> None:
         if kind == "participant_joined":
             room.player_count = max(room.player_count, int(note.get("player_count") or 0))
             self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
@@ -188,6 +207,10 @@ class RoomHub:
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
+        elif kind == "socket_superseded":
+            for connection in list(room.connections):
+                if connection.id == note.get("connection_id"):
+                    connection.close_with(CLOSE_SUPERSEDED, "replaced by a newer connection of the same player")
         elif kind == "board_rebuilt":
             threading.Thread(target=self._resync, args=(room,), name="room-resync", daemon=True).start()
         elif kind == "session_ended":

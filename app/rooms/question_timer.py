@@ -17,7 +17,7 @@ def run_question_timer(live: Services, stopping: threading.Event) -> None:
     """Every web process runs one; the session row lock makes each close happen exactly once."""
     errors = RateLimitedLog(log)
     while not stopping.wait(live.config.auto_close_interval_s):
-        db = live.sessions()
+        db = live.db_sessions()
         try:
             closed = close_due_questions(db)
             if closed:

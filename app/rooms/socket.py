@@ -4,24 +4,34 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 
 from flask import Blueprint, current_app, request
+from redis import RedisError
 from simple_websocket import ConnectionClosed
 
 from app.extensions import services, sock
+from app.ratelimits import limit
+from app.rooms import tickets
 from app.rooms.connection import Connection
 from app.rooms.hub import now_iso
 from app.services import rooms as room_service
-from app.services.errors import Forbidden, NotFound
-from app.tokens import InvalidToken, read_token
+from app.services.errors import Forbidden, NotFound, TooManyRequests
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY = 4429
+CLOSE_TRY_LATER = 1013
+# Client messages are tiny JSON objects; a bigger one gets an `error`. Frames above the transport's
+# own limit (SOCK_SERVER_OPTIONS, 64 KiB) close the socket.
 MAX_CLIENT_MESSAGE = 4096
+# A client may send this many messages in a burst, refilled at this rate; more closes the socket.
+MESSAGE_BURST = 20
+MESSAGES_PER_S = 5.0
 
 
 def _refuse(ws, code: int, reason: str) -> None:
@@ -30,17 +40,25 @@ def _refuse(ws, code: int, reason: str) -> None:
 
 @sock.route("/ws/sessions/<session_id>", bp=bp)
 def room_socket(ws, session_id: str):
+    """The room of a session for its host and players, opened with a one-use ticket (POST /api/v1/ws-tickets)."""
     config = current_app.config["LIVEQUIZ"]
-    try:
-        principal = read_token(config.secret_key, request.args.get("access_token", ""), config.token_ttl_s)
-    except InvalidToken as exc:
-        return _refuse(ws, CLOSE_UNAUTHORIZED, exc.reason)
+    live = services()
+    if "access_token" in request.args:
+        return _refuse(ws, CLOSE_UNAUTHORIZED, "access tokens do not belong in URLs: open the room with a ticket")
     try:
         session = uuid.UUID(session_id)
     except ValueError:
         return _refuse(ws, CLOSE_FORBIDDEN, "no such session")
-    live = services()
-    db = live.sessions()
+    try:
+        live.rate_limits.hit(limit("sockets_per_address"))
+        principal = tickets.redeem(live.redis, request.args.get("ticket", ""), session)
+    except TooManyRequests as exc:
+        return _refuse(ws, CLOSE_TOO_MANY, exc.message)
+    except RedisError:
+        return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
+    if principal is None:
+        return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
+    db = live.db_sessions()
     try:
         member = room_service.room_member(db, session, principal.user_id)
     except (NotFound, Forbidden) as exc:
@@ -55,16 +73,18 @@ def room_socket(ws, session_id: str):
     # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
     hub.join(connection, hub.stream_tail(session))
     try:
+        hub.register(connection, principal.user_id, config.ws_max_per_participant)
         [(_, version, snapshot)] = hub.snapshots(session, [connection])
         connection.offer_snapshot(version, snapshot)
         threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
         _answer_client(ws, connection)
     finally:
-        hub.leave(connection)
+        hub.leave(connection, principal.user_id)
 
 
 def _answer_client(ws, connection: Connection) -> None:
-    """Client messages: `ping` gets `pong`; anything else gets an `error`, never a dropped socket."""
+    """Client messages: `ping` gets `pong`; anything else gets an `error`; a flood closes the socket."""
+    allowance, refilled = float(MESSAGE_BURST), time.monotonic()
     while connection.is_open:
         try:
             raw = ws.receive(timeout=30)
@@ -72,6 +92,12 @@ def _answer_client(ws, connection: Connection) -> None:
             return
         if raw is None:
             continue
+        now = time.monotonic()
+        allowance = min(MESSAGE_BURST, allowance + (now - refilled) * MESSAGES_PER_S) - 1
+        refilled = now
+        if allowance < 0:
+            connection.close_with(CLOSE_TOO_MANY, "too many messages")
+            return
         reply = _reply_to(raw)
         connection.offer(reply["type"], json.dumps(reply))
 

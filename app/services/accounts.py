@@ -1,23 +1,48 @@
-"""Registered hosts and players, and nickname-only guests."""
+"""Registered hosts and players, nickname-only guests, and the revocation of their access tokens.
+
+Passwords are hashed with scrypt (werkzeug), about half a second of CPU each: the hashing runs off
+the event loop, a couple at a time per process (`PASSWORD_HASHING`), so a burst of logins queues
+behind itself while sockets and answers go on.
+
+A logout revokes every access token the user holds: `users.tokens_valid_after` is the truth, and
+each request compares its token's issue time with a copy cached in Redis for a few minutes (read
+from PostgreSQL on a miss, or when Redis is away).
+"""
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+import redis as redis_lib
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.concurrency import Bounded
+from app.metrics import PASSWORD_HASHES
 from app.models import User
-from app.services.errors import Conflict, Unauthorized
+from app.services.errors import Conflict, Unauthorized, Unavailable
+from app.tokens import Principal
 
+# Two hashes at once per process: the two cores stay shared with everything else.
+PASSWORD_HASHING = Bounded(2, on_change=PASSWORD_HASHES.inc)
 # Checked when the user does not exist, so a login takes as long either way.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+# How long a request may trust the cached revocation instant of a user.
+_REVOCATION_CACHE_S = 300
+
+
+def _hash(password: str) -> str:
+    return PASSWORD_HASHING.run(lambda: generate_password_hash(password))
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    return PASSWORD_HASHING.run(lambda: check_password_hash(password_hash, password))
 
 
 def register(db: Session, username: str, password: str) -> User:
     user = User(id=uuid.uuid4(), username=username, nickname=username[:32],
-                password_hash=generate_password_hash(password), is_guest=False)
+                password_hash=_hash(password), is_guest=False)
     try:
         with db.begin():
             db.add(user)
@@ -30,9 +55,9 @@ def authenticate(db: Session, username: str, password: str) -> User:
     with db.begin():
         user = db.scalar(select(User).where(User.username == username, User.is_guest.is_(False)))
     if user is None or user.password_hash is None:
-        check_password_hash(_DUMMY_HASH, password)
+        _matches(_DUMMY_HASH, password)
         raise Unauthorized("invalid_credentials", "wrong username or password")
-    if not check_password_hash(user.password_hash, password):
+    if not _matches(user.password_hash, password):
         raise Unauthorized("invalid_credentials", "wrong username or password")
     return user
 
@@ -42,3 +67,46 @@ def create_guest(db: Session, nickname: str) -> User:
     with db.begin():
         db.add(user)
     return user
+
+
+def _revocation_key(user_id: uuid.UUID) -> str:
+    return f"tokens-valid-after:{user_id}"
+
+
+def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
+    """Refuse every access token of the user issued until now (a logout)."""
+    with engine.begin() as connection:
+        valid_after_ms = connection.execute(text(
+            "UPDATE users SET tokens_valid_after = clock_timestamp() WHERE id = :id "
+            "RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint"), {"id": user_id}).scalar()
+    try:
+        redis.set(_revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
+    except redis_lib.RedisError:
+        # PostgreSQL holds the revocation, but cached copies may still admit old tokens for a while.
+        raise Unavailable("unavailable", "the logout is recorded but not yet in force everywhere; "
+                          "send it again") from None
+
+
+def is_revoked(engine: Engine, redis, principal: Principal) -> bool:
+    """True when a logout after this token was issued revoked it."""
+    key = _revocation_key(principal.user_id)
+    try:
+        cached = redis.get(key)
+    except redis_lib.RedisError:
+        cached = None
+        redis = None
+    if cached is None:
+        with engine.connect() as connection:
+            valid_after_ms = connection.execute(text(
+                "SELECT coalesce((extract(epoch FROM tokens_valid_after) * 1000)::bigint, 0) FROM users "
+                "WHERE id = :id"), {"id": principal.user_id}).scalar()
+        if valid_after_ms is None:
+            return True  # the user is gone
+        if redis is not None:
+            try:
+                redis.set(key, valid_after_ms, ex=_REVOCATION_CACHE_S, nx=True)
+            except redis_lib.RedisError:
+                pass
+    else:
+        valid_after_ms = int(cached)
+    return principal.issued_at_ms < int(valid_after_ms)

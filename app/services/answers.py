@@ -2,12 +2,20 @@
 
 An answer takes a KEY SHARE lock on its session row: answers run side by side, while closing the
 question (FOR UPDATE) waits for the answers in flight and is then seen by every later one. Then one
-statement reads the session, its open question and the participant, and one writes the answers,
-the new scores and the `answer_scored` events. Scores and deadlines
-are decided with PostgreSQL's clock, so every web process agrees.
+statement reads the session, its open question, the participant and any answer they already gave,
+and one writes the answers and their `answer_scored` events. Scores and deadlines are decided with
+PostgreSQL's clock, so every web process agrees. The answer's points are not added to the
+participant yet: the close of the question adds them (sessions.py), so nobody can learn the right
+answer from the standings while the question is open.
+
+Retries are safe. The same answer sent again (same question, same choice) gets the original
+receipt (answer id, answered_ms) with `replayed` set; another choice for an answered question is
+refused with the recorded receipt in the error. A failure while committing leaves the outcome
+unknown: the answer is retried, which either records it or finds it recorded, and when even that
+cannot tell, the caller learns `outcome_unknown`, never that the answer was not recorded.
 
 Group commit: concurrent answers of a process are committed together, in one transaction with the
-same three statements over arrays (`AnswerBatcher`). Each request still gets its own answer: a 201
+same statements over arrays (`AnswerBatcher`). Each request still gets its own answer: a receipt
 only once the transaction holding it has committed. A batch that fails as a whole (a deadlock, a
 broken connection) is retried one answer per transaction, so one bad answer fails alone.
 """
@@ -25,9 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain.scoring import score_answer
 from app.domain.sessions import QUESTION_OPEN
-from app.events import AGGREGATE_TYPE, CURRENT_VERSION, AnswerScored, new_event_id, payload_for
-from app.metrics import ANSWERS_ACCEPTED, EVENTS_WRITTEN
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from app.events import AnswerScored, new_event_id, payload_for
+from app.metrics import ANSWERS_ACCEPTED
+from app.services.errors import Conflict, Forbidden, Invalid, NotFound, OutcomeUnknown, ServiceError, Unavailable
+from app.services.outbox import count_committed, outbox_insert
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +47,16 @@ _LOCK = text("SELECT id FROM quiz_sessions WHERE id = ANY(CAST(:sessions AS uuid
 _READ = text("""
     SELECT r.idx, s.status, s.current_question_id, s.question_opened_at, s.question_deadline,
            q.correct_choice, q.points, q.time_limit_s, jsonb_array_length(q.choices) AS choice_count,
-           p.id AS participant_id, p.nickname, p.streak, p.score, clock_timestamp() AS now
-    FROM unnest(CAST(:sessions AS uuid[]), CAST(:users AS uuid[])) WITH ORDINALITY AS r(session_id, user_id, idx)
+           p.id AS participant_id, p.nickname, p.streak, p.score, clock_timestamp() AS now,
+           a.id AS answer_id, a.choice AS answer_choice, a.answered_ms AS answer_ms
+    FROM unnest(CAST(:sessions AS uuid[]), CAST(:users AS uuid[]), CAST(:questions AS uuid[]))
+         WITH ORDINALITY AS r(session_id, user_id, question_id, idx)
     JOIN quiz_sessions s ON s.id = r.session_id
     LEFT JOIN questions q ON q.id = s.current_question_id
-    LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = r.user_id""")
+    LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = r.user_id
+    LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id AND a.question_id = r.question_id""")
 
-_WRITE = text("""
+_WRITE = text(f"""
     WITH input AS (
         SELECT * FROM unnest(CAST(:answer_ids AS uuid[]), CAST(:participants AS uuid[]),
                              CAST(:sessions AS uuid[]), CAST(:questions AS uuid[]), CAST(:choices AS int[]),
@@ -55,27 +67,25 @@ _WRITE = text("""
                                  answered_ms, answered_at, streak, event_id, payload, position)
     ), answer AS (
         INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id,
-                                         choice, correct, points, answered_ms, created_at)
-        SELECT answer_id, participant_id, session_id, question_id, choice, correct, points, answered_ms, answered_at
+                                         choice, correct, points, answered_ms, streak, counted, created_at)
+        SELECT answer_id, participant_id, session_id, question_id, choice, correct, points, answered_ms, streak,
+               false, answered_at
         FROM input ORDER BY position
         ON CONFLICT (quiz_session_participant_id, question_id) DO NOTHING
         RETURNING id
-    ), participant AS (
-        UPDATE quiz_session_participants p
-        SET score = p.score + i.points, streak = i.streak,
-            score_reached_at = CASE WHEN i.points > 0 THEN i.answered_at ELSE p.score_reached_at END
-        FROM input i JOIN answer a ON a.id = i.answer_id
-        WHERE p.id = i.participant_id
-        RETURNING p.id, p.score
     ), event AS (
-        INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload)
-        SELECT i.event_id, :aggregate_type, i.session_id, 'answer_scored', :version,
-               i.payload || jsonb_build_object('total', participant.score)
-        FROM input i JOIN participant ON participant.id = i.participant_id
-        ORDER BY i.position
-        RETURNING id
+        {outbox_insert("i.event_id", "i.session_id", "'answer_scored'", "i.payload",
+                       source="input i JOIN answer ON answer.id = i.answer_id ORDER BY i.position")}
     )
     SELECT id FROM answer""")
+
+# A recorded answer, read again to tell a retry the original receipt.
+_RECORDED = text("""
+    SELECT r.idx, a.id AS answer_id, a.choice AS answer_choice, a.answered_ms AS answer_ms
+    FROM unnest(CAST(:sessions AS uuid[]), CAST(:users AS uuid[]), CAST(:questions AS uuid[]))
+         WITH ORDINALITY AS r(session_id, user_id, question_id, idx)
+    JOIN quiz_session_participants p ON p.quiz_session_id = r.session_id AND p.user_id = r.user_id
+    JOIN participant_answers a ON a.quiz_session_participant_id = p.id AND a.question_id = r.question_id""")
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,12 @@ class AnswerReceipt:
     question_id: uuid.UUID
     choice: int
     answered_ms: int
+    # True when this request found its answer already recorded (a retry): the original receipt.
+    replayed: bool = False
+
+    def view(self) -> dict[str, Any]:
+        return {"answer_id": str(self.answer_id), "question_id": str(self.question_id), "choice": self.choice,
+                "answered_ms": self.answered_ms}
 
 
 @dataclass(frozen=True)
@@ -110,12 +126,30 @@ class _Decided:
     payload: str
 
 
-def _decide(request: AnswerRequest, row: Row | None) -> _Decided:
+class _CommitFailed(Exception):
+    """The COMMIT itself failed: the transaction may or may not have committed."""
+
+    def __init__(self, cause: SQLAlchemyError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _recorded(request: AnswerRequest, answer_id: uuid.UUID, choice: int, answered_ms: int) -> AnswerReceipt:
+    """The outcome for a request whose participant already answered its question."""
+    receipt = AnswerReceipt(answer_id, request.question_id, choice, answered_ms, replayed=True)
+    if choice != request.choice:
+        raise Conflict("already_answered", "you have already answered this question", answer=receipt.view())
+    return receipt
+
+
+def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt:
     """The checks, in the order the API promises, then Kahoot's scoring."""
     if row is None:
         raise NotFound("not_found", "no such session")
     if row.participant_id is None:
         raise Forbidden("not_joined", "join the session before answering")
+    if row.answer_id is not None:  # a retry: its outcome was decided when it was recorded
+        return _recorded(request, row.answer_id, row.answer_choice, row.answer_ms)
     if row.current_question_id != request.question_id:
         raise Invalid("invalid_question", "that is not the session's current question")
     if row.status != QUESTION_OPEN or row.choice_count is None or row.now > row.question_deadline:
@@ -134,10 +168,6 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided:
                     scored.streak, answered_ms, row, json.dumps(payload))
 
 
-def _already_answered() -> Conflict:
-    return Conflict("already_answered", "you have already answered this question")
-
-
 def _write_params(decided: list[_Decided]) -> dict[str, Any]:
     return {
         "answer_ids": [d.answer_id for d in decided], "participants": [d.participant_id for d in decided],
@@ -146,52 +176,91 @@ def _write_params(decided: list[_Decided]) -> dict[str, Any]:
         "points": [d.points for d in decided], "answered_ms": [d.answered_ms for d in decided],
         "nows": [d.row.now for d in decided], "streaks": [d.streak for d in decided],
         "event_ids": [d.event_id for d in decided], "payloads": [d.payload for d in decided],
-        "aggregate_type": AGGREGATE_TYPE, "version": CURRENT_VERSION["answer_scored"],
     }
 
 
+def _identity(requests: list[AnswerRequest]) -> dict[str, list[uuid.UUID]]:
+    return {"sessions": [r.session_id for r in requests], "users": [r.user_id for r in requests],
+            "questions": [r.question_id for r in requests]}
+
+
 def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[AnswerReceipt | ServiceError]:
-    """Record `requests` in one transaction; each gets its receipt or the error that refused it."""
+    """Record `requests` in one transaction; each gets its receipt or the error that refused it.
+
+    Raises _CommitFailed when the COMMIT failed (outcome unknown), SQLAlchemyError when a statement
+    failed before it (nothing was recorded).
+    """
     results: list[AnswerReceipt | ServiceError | None] = [None] * len(requests)
-    with engine.begin() as connection:
-        connection.execute(_LOCK, {"sessions": sorted({r.session_id for r in requests})})
-        rows = {row.idx - 1: row for row in connection.execute(_READ, {
-            "sessions": [r.session_id for r in requests], "users": [r.user_id for r in requests]})}
-        decided: list[tuple[int, _Decided]] = []
-        claimed: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        for i, request in enumerate(requests):
-            try:
-                answer = _decide(request, rows.get(i))
-            except ServiceError as exc:
-                results[i] = exc
-                continue
-            if (answer.participant_id, request.question_id) in claimed:
-                results[i] = _already_answered()  # the same answer twice in one batch: the first one counts
-                continue
-            claimed.add((answer.participant_id, request.question_id))
-            decided.append((i, answer))
-        # One lock order for every batch: participants' rows are written sorted by id.
-        decided.sort(key=lambda pair: pair[1].participant_id)
-        written: set[uuid.UUID] = set()
-        if decided:
-            written = set(connection.execute(_WRITE, _write_params([d for _, d in decided])).scalars())
-    # Counted once committed; the events are written by _WRITE, not record_event, so counted here too.
+    decided: list[tuple[int, _Decided]] = []
+    raced: list[int] = []
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.execute(_LOCK, {"sessions": sorted({r.session_id for r in requests})})
+            rows = {row.idx - 1: row for row in connection.execute(_READ, _identity(requests))}
+            claimed: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+            for i, request in enumerate(requests):
+                try:
+                    answer = _decide(request, rows.get(i))
+                except ServiceError as exc:
+                    results[i] = exc
+                    continue
+                if isinstance(answer, AnswerReceipt):
+                    results[i] = answer
+                    continue
+                if (answer.participant_id, request.question_id) in claimed:
+                    raced.append(i)  # the same participant twice in one batch: the first one counts
+                    continue
+                claimed[(answer.participant_id, request.question_id)] = i
+                decided.append((i, answer))
+            # One lock order for every batch: answers are written sorted by participant.
+            decided.sort(key=lambda pair: pair[1].participant_id)
+            written: set[uuid.UUID] = set()
+            if decided:
+                written = set(connection.execute(_WRITE, _write_params([d for _, d in decided])).scalars())
+            raced += [i for i, answer in decided if answer.answer_id not in written]
+            # Lost a race to a concurrent request of the same participant: read what that one recorded.
+            if raced:
+                for row in connection.execute(_RECORDED, _identity([requests[i] for i in raced])):
+                    i = raced[row.idx - 1]
+                    try:
+                        results[i] = _recorded(requests[i], row.answer_id, row.answer_choice, row.answer_ms)
+                    except ServiceError as exc:
+                        results[i] = exc
+                for i in raced:  # (a row always exists: the answer that won the race was written first)
+                    results[i] = results[i] or Conflict("already_answered", "you have already answered this question")
+        except BaseException:
+            transaction.rollback()
+            raise
+        try:
+            transaction.commit()
+        except SQLAlchemyError as exc:
+            raise _CommitFailed(exc) from exc
+    count_committed("answer_scored", len(written))
     ANSWERS_ACCEPTED.inc(len(written))
-    EVENTS_WRITTEN.labels("answer_scored").inc(len(written))
     for i, answer in decided:
-        results[i] = (AnswerReceipt(answer.answer_id, answer.request.question_id, answer.request.choice,
-                                    answer.answered_ms)
-                      if answer.answer_id in written else _already_answered())
+        if answer.answer_id in written:
+            results[i] = AnswerReceipt(answer.answer_id, answer.request.question_id, answer.request.choice,
+                                       answer.answered_ms)
     return results  # type: ignore[return-value]
 
 
+def find_recorded(engine: Engine, request: AnswerRequest) -> AnswerReceipt | None:
+    """The recorded answer of `request`'s participant to its question (a receipt or a Conflict), if any."""
+    with engine.connect() as connection:
+        row = connection.execute(_RECORDED, _identity([request])).one_or_none()
+    return None if row is None else _recorded(request, row.answer_id, row.answer_choice, row.answer_ms)
+
+
 class _Pending:
-    __slots__ = ("request", "done", "result")
+    __slots__ = ("request", "done", "result", "uncertain")
 
     def __init__(self, request: AnswerRequest):
         self.request = request
         self.done = threading.Event()
         self.result: AnswerReceipt | BaseException | None = None
+        # A COMMIT holding this answer failed: it may be recorded even though no attempt said so.
+        self.uncertain = False
 
 
 class AnswerBatcher:
@@ -217,10 +286,27 @@ class AnswerBatcher:
                                                    daemon=True)
                 self._committer.start()
         if not pending.done.wait(self.WAIT_S):
-            raise TimeoutError("the answer could not be recorded in time")
+            with self._arrived:
+                never_tried = pending in self._queue
+                if never_tried:
+                    self._queue.remove(pending)
+            if never_tried:
+                raise Unavailable("unavailable", "the answer was not recorded (the service is busy); send it again")
+            return self._settle(pending)
         if isinstance(pending.result, BaseException):
             raise pending.result
         return pending.result  # type: ignore[return-value]
+
+    def _settle(self, pending: _Pending) -> AnswerReceipt:
+        """A transaction holding this answer is still running or ended without telling: ask PostgreSQL."""
+        try:
+            receipt = find_recorded(self.engine, pending.request)
+        except SQLAlchemyError:
+            receipt = None
+        if receipt is None:
+            raise OutcomeUnknown("outcome_unknown", "the answer may or may not have been recorded; send the same "
+                                 "answer again to learn which")
+        return receipt
 
     def _commit_forever(self) -> None:
         while True:
@@ -240,19 +326,30 @@ class AnswerBatcher:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             results: list[Any] = submit_answers(self.engine, [p.request for p in batch])
-        except SQLAlchemyError as exc:
-            if len(batch) == 1:
-                results = [exc]
-            else:
+        except (SQLAlchemyError, _CommitFailed) as exc:
+            uncertain = isinstance(exc, _CommitFailed)
+            if len(batch) > 1:
                 log.warning("a batch of %d answers failed (%s); committing them one by one", len(batch),
                             type(exc).__name__)
-                results = [self._alone(p.request) for p in batch]
+            for pending in batch:
+                pending.uncertain = uncertain
+            results = [self._alone(p) for p in batch]
         for pending, result in zip(batch, results):
             pending.result = result
             pending.done.set()
 
-    def _alone(self, request: AnswerRequest) -> AnswerReceipt | BaseException:
+    def _alone(self, pending: _Pending) -> AnswerReceipt | BaseException:
+        """Retry one answer alone: a retry finds an answer recorded by a failed COMMIT, or records it."""
         try:
-            return submit_answers(self.engine, [request])[0]
+            return submit_answers(self.engine, [pending.request])[0]
+        except _CommitFailed as exc:
+            pending.uncertain = True
+            failure: SQLAlchemyError = exc.cause
         except SQLAlchemyError as exc:
+            failure = exc
+        if not pending.uncertain:
+            return failure  # nothing was ever committed: the API says "not recorded, try again"
+        try:
+            return self._settle(pending)
+        except ServiceError as exc:
             return exc

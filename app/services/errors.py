@@ -30,3 +30,19 @@ class Invalid(ServiceError):
 
 class Unauthorized(ServiceError):
     pass
+
+
+class Unavailable(ServiceError):
+    """Nothing was recorded; the same request may be sent again."""
+
+
+class OutcomeUnknown(ServiceError):
+    """A write may or may not have been recorded; sending the same request again tells which."""
+
+
+class TooManyRequests(ServiceError):
+    """A rate limit refused the request; `retry_after_s` says when to try again."""
+
+    def __init__(self, code: str, message: str, retry_after_s: int, **extra):
+        super().__init__(code, message, **extra)
+        self.retry_after_s = retry_after_s

@@ -1,4 +1,10 @@
-"""Appending to the events outbox, inside the caller's transaction, and reading its backlog."""
+"""The events outbox: the one place that writes it, inside the caller's transaction, and reads its backlog.
+
+Every state change records its event here, in the same transaction as the change (DESIGN.md,
+invariant 1). Use cases that write through the ORM session call `record_event`; the answer path,
+which writes a whole batch in one SQL statement, embeds `outbox_insert`. Both count the event in
+`events_written_total` once the transaction has committed, through `count_committed`.
+"""
 from __future__ import annotations
 
 import uuid
@@ -35,10 +41,25 @@ def record_event(db: Session, session_id: uuid.UUID, event_type: str, payload) -
     return event_id
 
 
+def outbox_insert(event_id: str, aggregate_id: str, event_type: str, payload: str, *, source: str) -> str:
+    """`INSERT INTO events ... SELECT` of one event per row of `source`, for a statement that writes a
+    batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal."""
+    version = CURRENT_VERSION[event_type.strip("'")]
+    return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
+            f"SELECT {event_id}, '{AGGREGATE_TYPE}', {aggregate_id}, {event_type}, {version}, {payload} "
+            f"FROM {source} RETURNING id")
+
+
+def count_committed(event_type: str, count: int = 1) -> None:
+    """Count events whose transaction has committed."""
+    if count:
+        EVENTS_WRITTEN.labels(event_type).inc(count)
+
+
 @event.listens_for(Session, "after_commit")
 def _count_committed_events(db: Session) -> None:
     for event_type in db.info.pop(_UNCOMMITTED, ()):
-        EVENTS_WRITTEN.labels(event_type).inc()
+        count_committed(event_type)
 
 
 @event.listens_for(Session, "after_rollback")

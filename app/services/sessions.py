@@ -52,22 +52,33 @@ def find_by_join_code(db: Session, join_code: str) -> uuid.UUID:
     return session_id
 
 
-def describe_session(db: Session, session_id: uuid.UUID) -> dict[str, Any]:
-    """The session as players see it; the correct choice only once the question has closed."""
+def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The session as a player sees it; the correct choice only once the question has closed.
+
+    With `viewer_id`, someone who is neither the host nor a player of the session sees only what
+    joining needs (no question, no host). Without it the caller has checked membership already.
+    """
     with db.begin():
         row = db.execute(text("""
-            SELECT s.id, s.quiz_id, s.host_id, s.status, s.join_code, s.question_opened_at, s.question_deadline,
+            SELECT s.id, s.host_id, s.status, s.join_code, s.question_opened_at, s.question_deadline,
                    (SELECT count(*) FROM quiz_session_participants p WHERE p.quiz_session_id = s.id) AS player_count,
                    (SELECT count(*) FROM questions qq WHERE qq.quiz_id = s.quiz_id) AS question_count,
+                   EXISTS (SELECT 1 FROM quiz_session_participants p
+                           WHERE p.quiz_session_id = s.id AND p.user_id = :viewer) AS viewer_joined,
                    q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points, q.correct_choice
             FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
-            WHERE s.id = :id"""), {"id": session_id}).one_or_none()
+            WHERE s.id = :id"""), {"id": session_id, "viewer": viewer_id}).one_or_none()
     if row is None:
         raise NotFound("not_found", "no such session")
-    return session_view(row)
+    member = viewer_id is None or row.viewer_joined or row.host_id == viewer_id
+    return session_view(row, member=member)
 
 
-def session_view(row: Row) -> dict[str, Any]:
+def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
+    view = {"id": str(row.id), "status": row.status, "join_code": row.join_code, "player_count": row.player_count,
+            "question_count": row.question_count}
+    if not member:
+        return view
     current = None
     if row.question_id is not None:
         current = {
@@ -77,11 +88,7 @@ def session_view(row: Row) -> dict[str, Any]:
         }
         if row.status != rules.QUESTION_OPEN:
             current["correct_choice"] = row.correct_choice
-    return {
-        "id": str(row.id), "quiz_id": str(row.quiz_id), "host_id": str(row.host_id), "status": row.status,
-        "join_code": row.join_code, "player_count": row.player_count, "question_count": row.question_count,
-        "current_question": current,
-    }
+    return {**view, "current_question": current}
 
 
 def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str | None) -> dict[str, Any]:
@@ -141,6 +148,17 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
             "WHERE quiz_session_id = :s AND question_id = :q GROUP BY choice"),
             {"s": session.id, "q": session.current_question_id}):
         counts[choice] = count
+    # The question's points become visible now, all at once: the answers' points and streaks are
+    # added to the participants (answers in flight have committed: they held KEY SHARE).
+    db.execute(text("""
+        WITH counted AS (
+            UPDATE participant_answers SET counted = true
+            WHERE quiz_session_id = :s AND question_id = :q AND NOT counted
+            RETURNING quiz_session_participant_id AS pid, points, streak, created_at)
+        UPDATE quiz_session_participants p
+        SET score = p.score + c.points, streak = c.streak,
+            score_reached_at = CASE WHEN c.points > 0 THEN c.created_at ELSE p.score_reached_at END
+        FROM counted c WHERE p.id = c.pid"""), {"s": session.id, "q": session.current_question_id})
     if session.points > 0:
         # No answer to a question that counts breaks the streak.
         db.execute(text("""

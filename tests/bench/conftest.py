@@ -19,7 +19,7 @@ from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
 from tests.bench import report
 from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, BenchStack, machine, raise_nofile, tmpdir
-from tests.conftest import alembic_config, recreate_database
+from tests.conftest import CLIENT_ADDRESS_LIMITS, alembic_config, recreate_database
 
 RUN = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
 
@@ -32,7 +32,8 @@ def _bench_config() -> Config:
         redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}",
         kafka_topic=f"bench.{run}.events", kafka_dlq_topic=f"bench.{run}.dlq",
         kafka_consumer_group=f"bench.{run}.cache-worker",
-        relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex, log_level="warning")
+        relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
+        log_level="warning", **CLIENT_ADDRESS_LIMITS)
 
 
 @pytest.fixture(scope="session")

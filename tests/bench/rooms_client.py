@@ -142,11 +142,11 @@ class RoomSocket:
             self.versions.append(int(match.group(1) or match.group(2)))
             self.arrivals.append(now)
 
-    async def run(self, ws_url: str, token: str, ready: asyncio.Semaphore | None = None) -> None:
+    async def run(self, ws_url: str, ticket: str, ready: asyncio.Semaphore | None = None) -> None:
         host_port = ws_url.split("//", 1)[1]
         host, _, port = host_port.partition(":")
         key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET /ws/sessions/{self.session_id}?access_token={token} HTTP/1.1\r\nHost: {host_port}\r\n"
+        request = (f"GET /ws/sessions/{self.session_id}?ticket={ticket} HTTP/1.1\r\nHost: {host_port}\r\n"
                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                    "Sec-WebSocket-Version: 13\r\n\r\n").encode()
         loop = asyncio.get_running_loop()
@@ -178,14 +178,23 @@ class RoomSocket:
         return self.arrivals[i] if i < len(self.arrivals) else None
 
 
-async def connect_all(ws_url: str, sockets_and_tokens: list[tuple[RoomSocket, str]], concurrency: int = 100,
-                      timeout_s: float = 300) -> float:
-    """Open every socket (at most `concurrency` handshakes at once); returns the seconds it took."""
+async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple[RoomSocket, uuid.UUID]],
+                      concurrency: int = 100, timeout_s: float = 300) -> float:
+    """Open every socket (at most `concurrency` handshakes at once); returns the seconds it took.
+    Each socket's ticket is written to Redis in-process just before its handshake (as POST
+    /api/v1/ws-tickets would), since a ticket lives a minute."""
+    import redis
+
+    from app.rooms.tickets import issue
+    from app.tokens import Principal
+
+    client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
     gate = asyncio.Semaphore(concurrency)
-    for sock, token in sockets_and_tokens:
+    for sock, user in sockets_and_users:
         await gate.acquire()
-        sock.task = asyncio.create_task(sock.run(ws_url, token, gate))
+        ticket = issue(client, Principal(user, True, int(time.time() * 1000)), sock.session_id)
+        sock.task = asyncio.create_task(sock.run(ws_url, ticket, gate))
         if time.monotonic() - started > timeout_s:
             break
     for _ in range(concurrency):  # every handshake finished (connected or failed)

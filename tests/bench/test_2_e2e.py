@@ -166,7 +166,8 @@ def test_end_to_end(stack, bench_engine, bench_config, bench_redis):
         for state in states:
             state.q = 0
         sockets = {r.session_id: RoomSocket(r.session_id) for r in rooms}
-        await connect_all(stack.ws_url, [(sockets[r.session_id], r.host_token) for r in rooms], concurrency=10)
+        await connect_all(stack.ws_url, bench_config.redis_url, [(sockets[r.session_id], r.host_id) for r in rooms],
+                          concurrency=10)
         await asyncio.sleep(2)
         for rate in rates:
             with CpuMeter() as cpu:

@@ -68,10 +68,10 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
     async def main() -> None:
         rss_before = stack.web_rss()
         sockets_by_room = {r.session_id: [RoomSocket(r.session_id) for _ in r.players] for r in rooms}
-        pairs = [(sock, p.token) for r in rooms for sock, p in zip(sockets_by_room[r.session_id], r.players)]
+        pairs = [(sock, p.user_id) for r in rooms for sock, p in zip(sockets_by_room[r.session_id], r.players)]
         everyone = [s for s, _ in pairs]
         with CpuMeter() as connect_cpu:
-            out["connect_seconds"] = round(await connect_all(stack.ws_url, pairs, concurrency=100), 1)
+            out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
         out["connect_cpu"] = connect_cpu.report("self")
         await asyncio.sleep(3)
         out["connected"] = sum(s.connected and s.error is None for s in everyone)

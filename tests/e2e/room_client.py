@@ -7,12 +7,28 @@ import threading
 import time
 from typing import Any, Callable
 
+import requests
 import websocket
+
+from tests.helpers import WAIT_S
+
+
+def ticket_for(ws_url: str, session_id: str, token: str) -> str:
+    """A one-use ticket for the room, from POST /api/v1/ws-tickets with the bearer token."""
+    response = requests.post(ws_url.replace("ws://", "http://", 1) + "/api/v1/ws-tickets",
+                             json={"session_id": session_id}, headers={"Authorization": f"Bearer {token}"},
+                             timeout=30)
+    assert response.status_code == 201, (response.status_code, response.text)
+    return response.json()["ticket"]
 
 
 class RoomClient:
-    def __init__(self, ws_url: str, session_id: str, token: str):
-        self.ws = websocket.create_connection(f"{ws_url}/ws/sessions/{session_id}?access_token={token}", timeout=10)
+    """Opens the room with a fresh ticket (or `query`, a raw query string, to test refusals)."""
+
+    def __init__(self, ws_url: str, session_id: str, token: str | None = None, *, query: str | None = None):
+        if query is None:
+            query = f"ticket={ticket_for(ws_url, session_id, token)}"
+        self.ws = websocket.create_connection(f"{ws_url}/ws/sessions/{session_id}?{query}", timeout=10)
         self.messages: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -47,7 +63,7 @@ class RoomClient:
         with self._arrived:
             return [m for m in self.messages if m["type"] == kind]
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 15.0) -> dict[str, Any]:
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         seen = 0
         with self._arrived:
@@ -62,10 +78,10 @@ class RoomClient:
                                          f"{[m['type'] for m in self.messages]} close={self.close_code}")
                 self._arrived.wait(min(remaining, 0.5))
 
-    def wait_type(self, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    def wait_type(self, kind: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         return self.wait_for(lambda m: m["type"] == kind, timeout_s)
 
-    def wait_closed(self, timeout_s: float = 10.0) -> int | None:
+    def wait_closed(self, timeout_s: float = WAIT_S) -> int | None:
         self._reader.join(timeout_s)
         return self.close_code
 

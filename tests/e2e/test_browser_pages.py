@@ -117,7 +117,7 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         http.post(f"/api/v1/sessions/{sid}/answers", {"question_id": opened["question_id"], "choice": 1},
                   token=rivals[0].token, expect=201)
         room.push({"type": "leaderboard", **board_from_postgres(engine, sid, next(version))})
-        # Held while the question is open, so the board does not give the answer away.
+        # Points stay hidden while the question is open, so the board gives nothing away.
         expect(tab.by("leaderboard-score")).to_have_text(["0", "0", "0"])
         tab.shot("mock-03-locked-in")
 
@@ -129,6 +129,7 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         room.push({"type": "question_closed", **closed,
                    "you": {"correct": True, "points": mine["score"], "score": mine["score"], "rank": mine["rank"],
                            "streak": 1}})
+        room.push({"type": "leaderboard", **board})  # the close moves the board, and the room pushes it
         expect(tab.by("result-verdict")).to_have_text("Correct!")
         expect(tab.by("result-points")).to_have_text(f"+{mine['score']:,} points")
         expect(tab.by("result-correct")).to_have_text("Correct answer: red")
@@ -167,7 +168,8 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
 
     def snapshot(url):
         state["sid"] = url.split("/ws/sessions/")[1].split("?")[0]
-        state["token"] = url.split("access_token=")[1]
+        assert "ticket=" in url and "access_token" not in url
+        state["token"] = tab.stored("livequiz.host")["token"]
         session = http.get(f"/api/v1/sessions/{state['sid']}", token=state["token"], expect=200).get_json()
         return {"type": "snapshot", "session": session, "server_time": now(),
                 "leaderboard": board_from_postgres(engine, state["sid"], 1)}

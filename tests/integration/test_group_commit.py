@@ -11,8 +11,8 @@ from app.services.errors import Conflict, Forbidden, Invalid
 from tests.helpers import Api
 
 
-def _open_rooms(api: Api, rooms: int, players: int):
-    host = api.host()
+def _open_rooms(api: Api, rooms: int, players: int, host=None):
+    host = host or api.host()
     opened = []
     for _ in range(rooms):
         sid = api.live_session(host)["id"]
@@ -32,25 +32,31 @@ def _rows(engine, sql: str, **params):
 
 
 def test_one_batch_mixes_accepted_and_refused_answers(api: Api, engine):
-    (sid, qid, players), = _open_rooms(api, 1, 3)
+    host = api.host()
+    (sid, qid, players), = _open_rooms(api, 1, 3, host)
     outsider = api.guest()
     requests = [
         AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 0),
         AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),
-        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),   # again: refused
+        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),   # again, another choice
+        AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),   # again, the same one
         AnswerRequest(uuid.UUID(outsider.user_id), uuid.UUID(sid), uuid.UUID(qid), 0),     # not joined
         AnswerRequest(uuid.UUID(players[2].user_id), uuid.UUID(sid), uuid.uuid4(), 0),     # wrong question
     ]
     results = submit_answers(engine, requests)
-    assert [type(r) for r in results] == [AnswerReceipt, AnswerReceipt, Conflict, Forbidden, Invalid]
-    assert results[2].code == "already_answered"
+    assert [type(r) for r in results] == [AnswerReceipt, AnswerReceipt, Conflict, AnswerReceipt, Forbidden, Invalid]
+    assert results[2].code == "already_answered" and results[2].extra["answer"] == results[0].view()
+    assert results[3] == AnswerReceipt(results[1].answer_id, results[1].question_id, 1, results[1].answered_ms,
+                                       replayed=True)
     assert _count(engine, "SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s", s=sid) == 2
     assert _count(engine, "SELECT count(*) FROM events WHERE aggregate_id = :s AND event_type = 'answer_scored'",
                   s=sid) == 2
     totals = dict(_rows(engine, "SELECT payload->>'participant_id', (payload->>'total')::int FROM events "
                                 "WHERE aggregate_id = :s AND event_type = 'answer_scored'", s=sid))
-    scores = dict(_rows(engine, "SELECT id::text, score FROM quiz_session_participants WHERE quiz_session_id = :s",
-                        s=sid))
+    scores_sql = "SELECT id::text, score FROM quiz_session_participants WHERE quiz_session_id = :s"
+    assert set(dict(_rows(engine, scores_sql, s=sid)).values()) == {0}, "points stay hidden while it is open"
+    api.close_question(sid, host)
+    scores = dict(_rows(engine, scores_sql, s=sid))
     assert totals == {pid: score for pid, score in scores.items() if pid in totals}
     assert scores[players[0].participant_id] > 0 and scores[players[1].participant_id] == 0
 
@@ -92,8 +98,10 @@ def test_concurrent_answers_across_rooms_are_each_recorded_once(api: Api, engine
     with ThreadPoolExecutor(max_workers=32) as pool:
         first = list(pool.map(submit, requests))
         again = list(pool.map(submit, requests))
-    assert all(isinstance(r, AnswerReceipt) for r in first)
-    assert all(isinstance(r, Conflict) and r.code == "already_answered" for r in again)
+    assert all(isinstance(r, AnswerReceipt) and not r.replayed for r in first)
+    # Sent again, every answer gets its original receipt.
+    assert [(r.answer_id, r.answered_ms, r.replayed) for r in again] == [
+        (r.answer_id, r.answered_ms, True) for r in first]
     for sid, _, players in rooms:
         assert _count(engine, "SELECT count(*) FROM events WHERE aggregate_id = :s "
                               "AND event_type = 'answer_scored'", s=sid) == len(players)

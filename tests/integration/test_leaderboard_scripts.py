@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis as redis_lib
 
+from app.leaderboards.apply import answer_key, closed_key, joined_key, opened_key
 from app.leaderboards.keys import SessionKeys
 from app.leaderboards.scores import MAX_SCORE, composite
 from app.leaderboards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, LeaderboardScripts
@@ -13,19 +14,28 @@ from app.leaderboards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, Leaderbo
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def _answer(scripts, client, sid, participant, points, at_ms, event_id=None, answer_id=None):
+def _answer(scripts, client, sid, participant, points, at_ms, question="q0", event_id=None, answer_id=None):
     keys = SessionKeys.of(sid)
-    return scripts.apply_answer_scored(
-        [keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent],
-        [event_id or str(uuid.uuid4()), answer_id or str(uuid.uuid4()), participant, f"nick-{participant[:4]}",
-         points, EPOCH_MS + at_ms, points, 1, str(uuid.uuid4()), 1], client=client)
+    return scripts.apply_answer_scored(keys.apply_keys, [
+        event_id or str(uuid.uuid4()), answer_key(answer_id or uuid.uuid4()), participant, f"nick-{participant[:4]}",
+        points, EPOCH_MS + at_ms, question], client=client)
 
 
 def _join(scripts, client, sid, participant, at_ms, event_id=None):
     keys = SessionKeys.of(sid)
-    return scripts.apply_participant_joined(
-        [keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent],
-        [event_id or str(uuid.uuid4()), participant, f"nick-{participant[:4]}", EPOCH_MS + at_ms, 1], client=client)
+    return scripts.apply_participant_joined(keys.apply_keys, [
+        event_id or str(uuid.uuid4()), joined_key(participant), participant, f"nick-{participant[:4]}",
+        EPOCH_MS + at_ms, 1], client=client)
+
+
+def _open(scripts, client, sid, question):
+    return scripts.apply_question_opened(SessionKeys.of(sid).apply_keys, [
+        str(uuid.uuid4()), opened_key(question), question, 0, "{}"], client=client)
+
+
+def _close(scripts, client, sid, question):
+    return scripts.apply_question_closed(SessionKeys.of(sid).apply_keys, [
+        str(uuid.uuid4()), closed_key(question), question, 0, "{}"], client=client)
 
 
 def _page(scripts, client, sid, offset=0, limit=100):
@@ -34,8 +44,12 @@ def _page(scripts, client, sid, offset=0, limit=100):
     return [(m.decode(), s) for m, s in zip(reply[2::3], reply[3::3])]
 
 
+def _version(client, sid) -> int:
+    return int(client.hget(SessionKeys.of(sid).meta, "version"))
+
+
 def exercise_scripts(client) -> None:
-    """Every script once, with its dedupe, tie and swap behaviour; runs on Redis and Redis Cluster."""
+    """Every script once, with its dedupe, tie, hiding and swap behaviour; runs on Redis and Redis Cluster."""
     scripts = LeaderboardScripts(client)
     sid = str(uuid.uuid4())
     keys = SessionKeys.of(sid)
@@ -48,26 +62,40 @@ def exercise_scripts(client) -> None:
     join_a = str(uuid.uuid4())
     assert _join(scripts, client, sid, a, 10, event_id=join_a) == APPLIED
     assert _join(scripts, client, sid, a, 10, event_id=join_a) == DUPLICATE
+    assert _join(scripts, client, sid, a, 10) == DUPLICATE  # the same join under another event id
     assert _join(scripts, client, sid, b, 20) == APPLIED
     assert _join(scripts, client, sid, c, 30) == APPLIED
     assert _page(scripts, client, sid) == [(a, 0), (b, 0), (c, 0)]  # 0 each: join order
 
     # c then b reach 1000; c's answer is delivered first but b answered earlier.
-    later, earlier = str(uuid.uuid4()), str(uuid.uuid4())
+    later, earlier, b_answer = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     assert _answer(scripts, client, sid, c, 1000, 5_000, event_id=later) == APPLIED
-    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier) == APPLIED
-    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier) == DUPLICATE
+    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier, answer_id=b_answer) == APPLIED
+    assert _answer(scripts, client, sid, b, 1000, 4_000, event_id=earlier, answer_id=b_answer) == DUPLICATE
     # The same answer under another event id (republished after its event row was pruned).
     answer_id = str(uuid.uuid4())
     assert _answer(scripts, client, sid, a, 0, 6_000, answer_id=answer_id) == APPLIED
     assert _answer(scripts, client, sid, a, 0, 6_000, answer_id=answer_id) == DUPLICATE
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)]
-    assert int(client.hget(keys.meta, "version")) == 6
+    assert _version(client, sid) == 6
     assert _page(scripts, client, sid, offset=1, limit=1) == [(c, 1000)]
 
     around = scripts.read_around([keys.board, keys.meta, keys.names], [c, 5], client=client)
     assert around[:3] == [6, 3, 1] and around[3::3] == [b.encode(), c.encode(), a.encode()]
     assert scripts.read_around([keys.board, keys.meta, keys.names], ["nobody", 5], client=client) == [0]
+
+    # An open question's answers are held: the board and its version do not move until the close,
+    # which adds them all at once, in one version.
+    assert _open(scripts, client, sid, "q1") == APPLIED
+    assert _answer(scripts, client, sid, a, 700, 8_000, question="q1") == APPLIED
+    assert _answer(scripts, client, sid, c, 0, 8_500, question="q1") == APPLIED
+    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)] and _version(client, sid) == 6
+    note = client.xrevrange(keys.room, count=1)[0][1]
+    assert note == {b"type": b"answer_received", b"question_id": b"q1", b"answered": b"2"}
+    assert _close(scripts, client, sid, "q1") == APPLIED
+    assert _close(scripts, client, sid, "q1") == DUPLICATE
+    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700)] and _version(client, sid) == 7
+    assert client.exists(keys.pending) == 0 and client.hget(keys.meta, "open_question") is None
 
     # Scores stay exact at the top of the range and out-of-range writes leave nothing behind.
     top = str(uuid.uuid4())
@@ -78,34 +106,39 @@ def exercise_scripts(client) -> None:
         _answer(scripts, client, sid, top, 1, 2)
     with pytest.raises(redis_lib.ResponseError):
         scripts.apply_answer_scored([keys.board], ["x"], client=client)  # argument counts are asserted
-    assert int(client.hget(keys.meta, "version")) == 7
+    assert _version(client, sid) == 8
+    mark = int(client.hget(keys.meta, "recent_seq"))
+    assert _open(scripts, client, sid, "q2") == APPLIED
+    assert _answer(scripts, client, sid, b, 500, 9_000, question="q2") == APPLIED
 
-    # A rebuilt board swapped in: b's answer is in the snapshot, c's and the top's are replayed.
-    rebuilt_board, rebuilt_applied = keys.rebuilding("t")
+    # A rebuilt board swapped in: its snapshot holds the joins and b's first answer; everything else
+    # the log holds after the snapshot's mark (here the mark is after the joins) is replayed, including
+    # q1's held answers and its close, the open q2 and b's answer held for it.
+    rebuilt_board, rebuilt_applied, rebuilt_pending = keys.rebuilding("t")
     client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
-    client.sadd(rebuilt_applied, "session", earlier, join_a)
+    client.sadd(rebuilt_applied, "session", earlier, join_a, answer_key(b_answer))
     swapped = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
-        [EPOCH_MS, 3, 2], client=client)
-    # Replayed after the mark (3 joins): c's and a's answers and the top's +1 (its manual ZADD is
-    # not an event, so the rebuilt board lacks it); b's answer is in the snapshot.
-    assert swapped[0] == 1 and swapped[2] == 3
-    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (top, 1), (a, 0)]
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0], client=client)
+    # Replayed: c's, a's answers; q1 opened, two held answers, q1 closed; top's +1; q2 opened, b's held.
+    assert swapped[0] == 1 and swapped[2] == 9 and mark == 11
+    assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700), (top, 1)]
+    assert client.hget(keys.meta, "open_question") == b"q2"
+    assert client.hgetall(keys.pending) == {b.encode(): f"500:{EPOCH_MS + 9_000}".encode()}
     assert client.ttl(keys.board) == -1  # the rebuilt key's TTL did not travel with the rename
-    assert client.exists(rebuilt_board, rebuilt_applied) == 0
+    assert client.exists(rebuilt_board, rebuilt_applied, rebuilt_pending) == 0
     # The room learns that notifications the snapshot covered will never come: it resyncs its sockets.
     rebuilt_note = client.xrevrange(keys.room, count=1)[0][1]
     assert rebuilt_note == {b"type": b"board_rebuilt", b"version": str(swapped[1]).encode()}
+    assert _close(scripts, client, sid, "q2") == APPLIED  # the held answer survived the swap
+    assert _page(scripts, client, sid, limit=1) == [(b, 1500)]
     stale = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
-        [EPOCH_MS, 99, 0], client=client)
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
     assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
     client.sadd(rebuilt_applied, "session")
     stale = scripts.swap_rebuilt_board(
-        [keys.board, keys.applied, keys.meta, keys.recent, rebuilt_board, rebuilt_applied, keys.room],
-        [EPOCH_MS, 99, 0], client=client)
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
     assert stale[0] == -2  # the log never reached that mark: rebuild again
-    client.delete(keys.board, keys.applied, keys.meta, keys.room, keys.names, keys.recent)
+    client.delete(*keys.apply_keys, rebuilt_applied)
 
 
 def test_scripts_on_a_single_redis(redis_client):

@@ -6,7 +6,6 @@ The relay is stood in for by publishing a session's rows and marking them publis
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from app.events import envelope_from_row
 from app.kafka import make_producer
 from app.leaderboards.keys import SessionKeys
 from app.leaderboards.scores import TIE_SPAN
+from tests.helpers import stack_env
 from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,19 +91,10 @@ def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
     return {name: after[name] - before[name] for name in before}
 
 
-def ops_env(config) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url,
-                "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers, "KAFKA_TOPIC": config.kafka_topic,
-                "KAFKA_DLQ_TOPIC": config.kafka_dlq_topic, "KAFKA_CONSUMER_GROUP": config.kafka_consumer_group,
-                "SECRET_KEY": config.secret_key, "LOG_FORMAT": "json"})
-    return env
-
-
 def flask_ops(config, *args: str) -> subprocess.CompletedProcess:
     """The real entry point, as an operator types it."""
     return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "ops", *args], cwd=ROOT,
-                          env=ops_env(config), capture_output=True, text=True, timeout=300)
+                          env=stack_env(config), capture_output=True, text=True, timeout=300)
 
 
 def test_verify_finds_a_planted_difference_and_rebuild_repairs_it(api, topics, engine, redis_client, worker, ops_app):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from app.config import Config
 from app.events import decode_envelope
 from app.kafka import broker_answers, ensure_topics, make_producer
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
-from tests.helpers import Api, free_port, sample_questions, wait_until
+from tests.helpers import Api, free_port, sample_questions, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = ROOT / ".cache" / "kafka" / "lib"
@@ -126,12 +125,8 @@ class RunningRelay:
 
 
 def relay_env(config: Config, **extra) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(DATABASE_URL=config.database_url, KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
-               KAFKA_TOPIC=config.kafka_topic, RELAY_METRICS_PORT="0", LOG_FORMAT="json", LOG_LEVEL="info",
-               PYTHONPATH=str(ROOT))
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    """The relay's environment; its info lines (leadership, the stop summary) are asserted on."""
+    return stack_env(config, LOG_LEVEL="info", **{k: str(v) for k, v in extra.items()})
 
 
 class RelayProcess:

@@ -255,11 +255,16 @@ def test_answer_statuses_in_order(api: Api, engine):
 
     receipt = api.answer(sid, player, qid, 0).get_json()
     assert set(receipt) == {"answer_id", "question_id", "choice", "answered_ms"}
-    assert error_code(api.answer(sid, player, qid, 1, expect=409)) == "already_answered"
+    # A retry of the same answer gets its original receipt; another choice is refused with it.
+    assert api.answer(sid, player, qid, 0, expect=200).get_json() == receipt
+    refused = api.answer(sid, player, qid, 1, expect=409).get_json()["error"]
+    assert refused["code"] == "already_answered" and refused["answer"] == receipt
 
     late = api.join(sid, api.guest())
     api.close_question(sid, host)
     assert error_code(api.answer(sid, late, qid, 0, expect=409)) == "question_closed"
+    # After the close, a retry of a recorded answer still learns that it counted.
+    assert api.answer(sid, player, qid, 0, expect=200).get_json() == receipt
 
 
 def test_answers_after_the_deadline_are_refused_by_the_server_clock(api: Api, engine):
@@ -274,26 +279,28 @@ def test_answers_after_the_deadline_are_refused_by_the_server_clock(api: Api, en
     assert events_of(engine, sid, "answer_scored") == []
 
 
-def test_fifty_identical_concurrent_answers_make_one(app, api: Api, engine):
+def test_fifty_identical_concurrent_answers_record_one_and_all_get_its_receipt(app, api: Api, engine):
     host = api.host()
     sid = api.live_session(host)["id"]
     player = api.join(sid, api.guest())
     qid = api.next_question(sid, host)["question_id"]
 
     def post(_):
-        return app.test_client().post(f"/api/v1/sessions/{sid}/answers", json={"question_id": qid, "choice": 0},
-                                      headers=player.headers).status_code
+        response = app.test_client().post(f"/api/v1/sessions/{sid}/answers", json={"question_id": qid, "choice": 0},
+                                          headers=player.headers)
+        return response.status_code, response.get_json()["answer_id"]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
-        statuses = list(pool.map(post, range(50)))
-    assert sorted(statuses) == [201] + [409] * 49
+        results = list(pool.map(post, range(50)))
+    assert sorted(status for status, _ in results) == [200] * 49 + [201]
+    assert len({answer_id for _, answer_id in results}) == 1, "every retry gets the one recorded answer"
     assert len(events_of(engine, sid, "answer_scored")) == 1
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s"),
                                   {"s": sid}).scalar() == 1
 
 
-def test_a_failed_event_insert_leaves_no_answer_and_no_score(api: Api, engine):
+def test_a_failed_event_insert_leaves_no_answer_and_no_score(api: Api, engine, caplog):
     host = api.host()
     sid = api.live_session(host)["id"]
     player = api.join(sid, api.guest("explode-" + uuid.uuid4().hex[:6]))
@@ -309,6 +316,9 @@ def test_a_failed_event_insert_leaves_no_answer_and_no_score(api: Api, engine):
     try:
         response = api.answer(sid, player, qid, 0, expect=500)
         assert error_code(response) == "internal_error" and "outbox" not in response.get_data(as_text=True)
+        # The failure is logged, but never the SQL parameters (the nickname travels in one).
+        logged = "\n".join(record.getMessage() + (caplog.text or "") for record in caplog.records)
+        assert "outbox unavailable" in logged and player.nickname not in logged
     finally:
         with engine.begin() as connection:
             connection.execute(text(f"DROP TRIGGER {trigger} ON events"))

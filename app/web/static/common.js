@@ -51,24 +51,53 @@ export function storedRecord(key) {
   };
 }
 
+// 4401 bad or revoked token, 4403 not in the room, 4409 replaced by a newer socket of the same player
+// (another tab or device): reconnecting would only take the room away from that one again.
+export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4409]);
+
 /**
  * The room socket, reconnecting with exponential backoff (with jitter) after any drop, except a
- * refusal (4401 bad token, 4403 not in the room), which is final. Sends a ping every 20 s.
- * onState receives "connecting" | "open" | "reconnecting" | "closed".
+ * refusal (FINAL_CLOSE_CODES), which is final. Each connection opens
+ * with a fresh one-use ticket (POST /api/v1/ws-tickets), so the access token never travels in a URL.
+ * Sends a ping every 20 s. onState receives "connecting" | "open" | "reconnecting" | "closed".
  */
 export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${scheme}://${location.host}/ws/sessions/${encodeURIComponent(sessionId)}` +
-              `?access_token=${encodeURIComponent(token)}`;
+  const base = `${scheme}://${location.host}/ws/sessions/${encodeURIComponent(sessionId)}`;
   let socket = null;
   let attempt = 0;
   let stopped = false;
   let pingTimer = null;
   let retryTimer = null;
 
-  function open() {
+  function refuse(code, reason) {
+    stopped = true;
+    onState("closed");
+    onRefused(code, reason);
+  }
+
+  function retryLater() {
+    attempt += 1;
+    const delay = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+    onState("reconnecting");
+    retryTimer = setTimeout(open, delay);
+  }
+
+  async function open() {
+    retryTimer = null;
     onState(attempt === 0 ? "connecting" : "reconnecting");
-    socket = new WebSocket(url);
+    let ticket;
+    try {
+      ({ ticket } = await api("/ws-tickets", { method: "POST", body: { session_id: sessionId }, token }));
+    } catch (err) {
+      if (stopped) return;
+      if (err.status === 401) refuse(4401, err.message);
+      else if (err.status === 403 || err.status === 404) refuse(4403, err.message);
+      else retryLater();  // offline, rate-limited or a brief outage: try again
+      return;
+    }
+    if (stopped) return;
+    socket = new WebSocket(`${base}?ticket=${encodeURIComponent(ticket)}`);
     socket.addEventListener("open", () => {
       attempt = 0;
       onState("open");
@@ -82,16 +111,11 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
     socket.addEventListener("close", (event) => {
       clearInterval(pingTimer);
       if (stopped) return;
-      if (event.code === 4401 || event.code === 4403) {
-        stopped = true;
-        onState("closed");
-        onRefused(event.code, event.reason);
+      if (FINAL_CLOSE_CODES.has(event.code)) {
+        refuse(event.code, event.reason);
         return;
       }
-      attempt += 1;
-      const delay = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
-      onState("reconnecting");
-      retryTimer = setTimeout(open, delay);
+      retryLater();
     });
   }
 

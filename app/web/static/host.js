@@ -277,6 +277,10 @@ async function enterRoom(saved) {
     onMessage: receive,
     onState: showConnection,
     onRefused: (code, reason) => {
+      if (code === 4409) {  // the room was opened in another tab or on another device
+        showEditor("This room is open in another tab or on another device. Reload this page to host it here.");
+        return;
+      }
       store.forget("session_id", ...(code === 4401 ? ["token"] : []));
       if (code === 4401) showAuth("Your sign-in expired. Sign in again.");
       else showEditor(`You are not the host of that room${reason ? ` (${reason})` : ""}.`);

@@ -113,6 +113,7 @@ function leaveRoom() {
 }
 $("play-again").addEventListener("click", leaveRoom);
 $("back-to-join").addEventListener("click", leaveRoom);
+$("play-here").addEventListener("click", () => enterRoom(store.get()));
 
 // ---- the room ------------------------------------------------------------------------------
 
@@ -145,11 +146,15 @@ async function enterRoom(saved) {
       if (connection === "reconnecting") announce("Connection lost. Reconnecting…");
     },
     onRefused: (code, reason) => {
+      const elsewhere = code === 4409;  // this player's game was opened in another tab or device
       if (code === 4401) store.forget("token");
-      store.forget("session_id", "participant_id");
-      $("refused-reason").textContent = code === 4401
-        ? "Your session expired. Join again with the PIN."
-        : `You're not a player in this game${reason ? ` (${reason})` : ""}.`;
+      if (!elsewhere) store.forget("session_id", "participant_id");
+      $("refused-reason").textContent = elsewhere
+        ? "This game is open in another tab or on another device."
+        : code === 4401
+          ? "Your session expired. Join again with the PIN."
+          : `You're not a player in this game${reason ? ` (${reason})` : ""}.`;
+      $("play-here").hidden = !elsewhere;
       showScreen("refused");
     },
   });
@@ -283,25 +288,40 @@ function lockAnswers(status) {
   $("answer-status").textContent = status;
 }
 
+// Answers are safe to send again: the server gives a recorded answer's original receipt. So when
+// the network drops or the server cannot tell whether it recorded the answer (504), the same answer
+// is sent again, a few times, while the question is open.
+const ANSWER_RETRIES = 5;
+
 async function submitAnswer(choice) {
   const q = state.question;
   if (state.status !== "question_open" || state.choice !== null || state.timeUp || !q) return;
   state.choice = choice;
   lockAnswers("Sending…");
   const { token } = store.get();
-  try {
-    await api(`/sessions/${state.sessionId}/answers`, {
-      method: "POST", body: { question_id: q.id, choice }, token,
-    });
-    store.update({ answer: { question_id: q.id, choice } });
-    if (state.question === q && state.status === "question_open") lockAnswers("Answer locked in! Waiting for the others…");
-  } catch (err) {
-    if (err.code === "already_answered") {
-      lockAnswers("Answer locked in! Waiting for the others…");
-    } else if (err.code === "question_closed") {
-      state.choice = null;
-      lockAnswers("Too late: the question has closed.");
-    } else {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await api(`/sessions/${state.sessionId}/answers`, {
+        method: "POST", body: { question_id: q.id, choice }, token,
+      });
+      answerRecorded(q, choice);
+      return;
+    } catch (err) {
+      if (err.code === "already_answered") {  // an earlier answer counts: show the one recorded
+        answerRecorded(q, err.extra.answer?.choice ?? choice);
+        return;
+      }
+      if (err.code === "question_closed") {
+        state.choice = null;
+        lockAnswers("Too late: the question has closed.");
+        return;
+      }
+      const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
+      if (uncertain && attempt < ANSWER_RETRIES && state.question === q && state.status === "question_open") {
+        $("answer-status").textContent = "Connection trouble: sending your answer again…";
+        await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
+        continue;
+      }
       state.choice = null;
       for (const button of $("answers").querySelectorAll("button")) {
         button.disabled = state.timeUp;
@@ -309,8 +329,16 @@ async function submitAnswer(choice) {
       }
       $("answer-status").textContent = `Your answer was not sent: ${err.message}`;
       $("answers").querySelectorAll("button")[choice]?.focus();
+      return;
     }
   }
+}
+
+function answerRecorded(q, choice) {
+  store.update({ answer: { question_id: q.id, choice } });
+  if (state.question !== q || state.status !== "question_open") return;
+  state.choice = choice;
+  lockAnswers("Answer locked in! Waiting for the others…");
 }
 
 document.addEventListener("keydown", (event) => {

@@ -1,0 +1,65 @@
+"""What the running web server (gunicorn, gevent workers) does under abuse: password hashing never
+stalls the event loop, and its own refusals answer in the API's JSON error shape."""
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.e2e.test_metrics import scrape, total
+from tests.helpers import Api, HttpClient, wait_until
+
+LOGINS = 24  # wrong passwords at once, several seconds of scrypt across the web workers
+
+
+def test_password_hashing_leaves_health_checks_and_answers_served(live_stack):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    sid = http.live_session(host)["id"]
+    player = http.join(sid, http.guest())
+    qid = http.next_question(sid, host)["question_id"]
+    metrics_url = f"{live_stack.base_url}/metrics"
+
+    def wrong_login(i: int) -> int:
+        return requests.post(f"{live_stack.base_url}/api/v1/auth/login", timeout=120,
+                             json={"username": f"nobody_{uuid.uuid4().hex[:8]}_{i}", "password": "guess"}).status_code
+
+    with ThreadPoolExecutor(max_workers=LOGINS) as pool:
+        logins = [pool.submit(wrong_login, i) for i in range(LOGINS)]
+        # The state asserted: while hashes run, the loop still serves a health check and an answer.
+        wait_until(lambda: total(scrape(metrics_url), "password_hashes_running") > 0, "no hash ever ran")
+        assert requests.get(f"{live_stack.base_url}/healthz", timeout=30).status_code == 200
+        http.answer(sid, player, qid, 0, expect=201)
+        still_hashing = sum(not login.done() for login in logins)
+        assert still_hashing > 0, "the logins ended before the health check and the answer were served"
+        assert [login.result() for login in logins] == [401] * LOGINS
+
+
+def _raw_request(base_url: str, request: bytes) -> tuple[int, dict, bytes]:
+    address = urlsplit(base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
+        conn.sendall(request)
+        data = b""
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except ConnectionResetError:  # the server closed with bytes of ours unread; its answer came first
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_requests_gunicorn_refuses_itself_get_the_json_error_body(live_stack):
+    long_line = b"GET /api/v1/" + b"x" * 4500 + b" HTTP/1.1\r\nHost: t\r\n\r\n"  # gunicorn allows 4094
+    status, headers, body = _raw_request(live_stack.base_url, long_line)
+    assert status == 414 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "uri_too_long"
+    malformed = b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Without Colon\r\n\r\n"
+    status, headers, body = _raw_request(live_stack.base_url, malformed)
+    assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
