@@ -6,6 +6,7 @@ threads of gevent's pool, at most a few at a time, while the loop goes on.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable, TypeVar
 
@@ -21,17 +22,30 @@ def off_the_event_loop(call: Callable[[], T]) -> T:
     return call()
 
 
+def _lowest_priority() -> None:
+    """Let the calling thread yield the CPU to anything else (nice 19, this thread only on Linux)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at the usual priority
+        pass
+
+
 class Bounded:
-    """Runs calls off the event loop, at most `slots` at a time; the rest wait their turn cooperatively."""
+    """Runs CPU-heavy calls off the event loop, at most `slots` at a time, each in a thread of the
+    lowest priority: on a busy machine the loop and its sockets come first, the heavy call waits."""
 
     def __init__(self, slots: int, on_change: Callable[[int], None] = lambda delta: None):
         self._slots = threading.BoundedSemaphore(slots)  # gevent's own semaphore once patched
         self._on_change = on_change
 
     def run(self, call: Callable[[], T]) -> T:
+        def at_lowest_priority() -> T:
+            _lowest_priority()
+            return call()
+
         with self._slots:
             self._on_change(1)
             try:
-                return off_the_event_loop(call)
+                return off_the_event_loop(at_lowest_priority)
             finally:
                 self._on_change(-1)

@@ -86,9 +86,8 @@ def main(argv: list[str]) -> int:
     host, _, rest = url.partition(":")
     port, _, db = rest.partition("/")
     print(f"redis-benchmark -h {host} -p {port} --dbnum {db or 0} -n {count} -r 1000000000 -c 50 -P 16 "
-          f"EVALSHA {sha} 6 {keys.board} {keys.applied} {keys.meta} {keys.room} {keys.names} {keys.recent} "
-          f"ev:__rand_int__ ans:__rand_int__ p:__rand_int__ bench 750 {int(now.timestamp() * 1000) + 1000} "
-          "750 1 q 1")
+          f"EVALSHA {sha} {len(keys.apply_keys)} {' '.join(keys.apply_keys)} "
+          f"ev:__rand_int__ answer:__rand_int__ p:__rand_int__ bench 750 {int(now.timestamp() * 1000) + 1000} q")
     return 0
 
 

@@ -1,6 +1,6 @@
 -- Apply one answer_scored event, at most once. While its question is open (meta.open_question) the
--- answer is held in `pending`, invisible to every read, and the room only learns that one more player
--- answered; the close adds it to the board (apply_question_closed.lua). An answer whose question is
+-- answer is held in `pending`, invisible to every read, and the room only learns who answered and how
+-- many have (nothing of the points); the close adds it to the board (apply_question_closed.lua). An answer whose question is
 -- no longer open goes straight to the board.
 -- KEYS: lb, applied, meta, room, names, recent, pending (all tagged {session})
 -- ARGV: event_id, natural_key, participant_id, nickname, points, answered_at_ms, question_id
@@ -29,7 +29,7 @@ log_recent(meta, recent, 'type', 'answer_scored', 'event_id', event_id, 'natural
 if held then
   hold_answer(pending, participant, points, at_ms)
   redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_received',
-    'question_id', question_id, 'answered', redis.call('HLEN', pending))
+    'question_id', question_id, 'participant_id', participant, 'answered', redis.call('HLEN', pending))
   return 1
 end
 redis.call('ZADD', lb, exact(composite), participant)

@@ -34,10 +34,10 @@ def create(engine, players: int = PLAYERS, questions: int = QUESTIONS) -> tuple[
                          "FROM generate_series(0, :players - 1) g"),
         ("answers", """
             INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id, choice,
-                                             correct, points, answered_ms, created_at)
+                                             correct, points, answered_ms, counted, created_at)
             SELECT gen_random_uuid(), md5('rb-p' || g)::uuid, :s, md5('rb-q' || q)::uuid, (g + q) % 4,
                    (g + q) % 4 = q % 4, CASE WHEN (g + q) % 4 = q % 4 THEN 500 + (g * 7 + q * 13) % 501 ELSE 0 END,
-                   (g * 31 + q * 17) % 20000, now() - make_interval(secs => (100 - q) * 30)
+                   (g * 31 + q * 17) % 20000, true, now() - make_interval(secs => (100 - q) * 30)
             FROM generate_series(0, :questions - 1) q, generate_series(0, :players - 1) g"""),
         ("scores", """
             UPDATE quiz_session_participants p SET score = t.total, score_reached_at = t.reached

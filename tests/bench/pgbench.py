@@ -1,8 +1,8 @@
 """pgbench running the answer path's SQL (app/services/answers.py), the database's ceiling.
 
 The same two statements in one transaction: the SELECT ... FOR KEY SHARE of the session with its open
-question and the participant, then the CTE that inserts the answer, updates the score and writes the
-outbox event. Participants and questions are random: 10,000 players across 50 open sessions and
+question and the participant, then the CTE that inserts the answer and writes the outbox event (the
+score moves when the question closes). Participants and questions are random: 10,000 players across 50 open sessions and
 1,000 questions, with ids derived from integers by md5() so pgbench can name them.
 """
 from __future__ import annotations
@@ -67,22 +67,15 @@ WHERE s.id = {s}
 FOR KEY SHARE OF s;
 WITH answer AS (
     INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id,
-                                     choice, correct, points, answered_ms, created_at)
-    VALUES (gen_random_uuid(), md5('pgb-p' || :g)::uuid, {s}, md5('pgb-q' || :q)::uuid, 1, true, 750, 1234,
-            clock_timestamp())
+                                     choice, correct, points, answered_ms, streak, counted, created_at)
+    VALUES (gen_random_uuid(), md5('pgb-p' || :g)::uuid, {s}, md5('pgb-q' || :q)::uuid, 1, true, 750, 1234, 2,
+            false, clock_timestamp())
     ON CONFLICT (quiz_session_participant_id, question_id) DO NOTHING
     RETURNING id
-), participant AS (
-    UPDATE quiz_session_participants
-    SET score = score + 750, streak = 2,
-        score_reached_at = CASE WHEN 750 > 0 THEN clock_timestamp() ELSE score_reached_at END
-    WHERE id = md5('pgb-p' || :g)::uuid AND EXISTS (SELECT 1 FROM answer)
-    RETURNING score
 ), event AS (
     INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload)
-    SELECT gen_random_uuid(), 'quiz_session', {s}, 'answer_scored', 1,
-           CAST('{_payload()}' AS jsonb) || jsonb_build_object('total', participant.score)
-    FROM participant
+    SELECT gen_random_uuid(), 'quiz_session', {s}, 'answer_scored', 1, CAST('{_payload()}' AS jsonb)
+    FROM answer
     RETURNING id
 )
 SELECT (SELECT id FROM answer) AS answer_id, (SELECT id FROM event) AS event_id;

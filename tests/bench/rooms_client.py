@@ -1,22 +1,25 @@
 """Clients of the live rooms for the e2e and fan-out benchmarks: WebSockets and a Redis stream observer.
 
-Why the room stream: the cache worker appends one entry to `room:{S}` per event it applies, carrying
-the room's new `version` (and, for answers, participant_id and question_id); the leaderboard message
-pushed to sockets carries the board's version. So "the first leaderboard message whose version
-includes the answer" is the first one with version >= the version of that answer's stream entry. The
-entry id's millisecond part is Redis' clock when the worker applied the event: the moment of the
-leaderboard change (same machine, same clock as the client's time.time()).
+Why the room stream: the cache worker appends one entry to `room:{S}` per event it applies. An answer
+to the open question is held (`answer_received`, with participant_id and question_id): its points
+stay hidden until the question closes. A change of the board (`question_closed`, a join, a rebuild)
+carries the room's new `version`; the leaderboard message pushed to sockets carries the board's
+version. So "the first leaderboard message that shows the change" is the first one with version >=
+the version of the change's stream entry. The entry id's millisecond part is Redis' clock when the
+worker applied the event (same machine, same clock as the client's time.time()).
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import bisect
+import json
 import os
 import re
 import threading
 import time
 import uuid
+from datetime import datetime
 
 import redis as redis_lib
 
@@ -25,16 +28,22 @@ from app.leaderboards.keys import SessionKeys
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 
 
+BOARD_CHANGES = {b"question_closed", b"participant_joined", b"answer_scored", b"board_rebuilt"}
+
+
 class StreamObserver(threading.Thread):
-    """Reads the rooms' notification streams: answer (participant, question) -> (version, applied_at_s)."""
+    """Reads the rooms' notification streams: when each answer was applied (held) in Redis, and each
+    board change's version and instant; for closes also the commit instant (PostgreSQL's clock)."""
 
     def __init__(self, redis_url: str, session_ids: list[uuid.UUID]):
         super().__init__(daemon=True)
         self.client = redis_lib.Redis.from_url(redis_url)
         self.streams = {SessionKeys.of(s).room: "0-0" for s in session_ids}
         self.room_of = {SessionKeys.of(s).room: s for s in session_ids}
-        self.answers: dict[tuple[str, str], tuple[int, float]] = {}
+        self.answers: dict[tuple[str, str], float] = {}  # (participant, question) -> applied at
         self.changes: dict[uuid.UUID, list[tuple[int, float]]] = {s: [] for s in session_ids}
+        # (session, question) -> (version, closed at in PostgreSQL, applied at)
+        self.closes: dict[tuple[uuid.UUID, str], tuple[int, float, float]] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -45,13 +54,17 @@ class StreamObserver(threading.Thread):
                 session = self.room_of[key]
                 for entry_id, fields in entries:
                     self.streams[key] = entry_id.decode()
-                    if fields.get(b"type") != b"answer_scored":
+                    kind = fields.get(b"type")
+                    applied_at = int(entry_id.split(b"-")[0]) / 1000.0
+                    if kind == b"answer_received":
+                        self.answers[(fields[b"participant_id"].decode(), fields[b"question_id"].decode())] = applied_at
+                    if kind not in BOARD_CHANGES:
                         continue
                     version = int(fields[b"version"])
-                    applied_at = int(entry_id.split(b"-")[0]) / 1000.0
-                    self.answers[(fields[b"participant_id"].decode(), fields[b"question_id"].decode())] = (
-                        version, applied_at)
                     self.changes[session].append((version, applied_at))
+                    if kind == b"question_closed":
+                        closed_at = datetime.fromisoformat(json.loads(fields[b"data"])["closed_at"]).timestamp()
+                        self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at, applied_at)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -3,10 +3,12 @@
 For each: open every socket (player tokens; a minimal asyncio WebSocket client that stamps frames as the
 event loop reads them, see rooms_client.py), measure the gunicorn workers'
 RSS before and after (resident memory per socket), then
- - latency: changes are made one at a time per room (an answer, spaced out); the change's instant is
-   the room stream entry's id (when the worker applied it); the time to the last socket is the
-   latest first-arrival, over the room's sockets, of a leaderboard with version >= the change's;
- - messages/s: a burst of changes in every room, counting leaderboard messages received per second.
+ - latency: changes are made one at a time per room, spaced out: a player answers, then the host
+   moves to the next question, which closes this one and puts its points on the board (the moment
+   a whole room's screens change at once). The change's instant is the room stream entry of the
+   close (when the worker applied it); the time to the last socket is the latest first-arrival,
+   over the room's sockets, of a leaderboard with version >= the close's;
+ - messages/s: a burst of such changes in every room, counting messages received per second.
 The client is one Python process; its CPU use is reported (at 10,000 sockets it can be the bound).
 """
 from __future__ import annotations
@@ -22,15 +24,20 @@ from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, conn
 from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles, profiling, start_profile
 
 
-async def _changer(pool: HttpPool, room, start: int, count: int, gap_s: float, offset_s: float) -> int:
+async def _changer(pool: HttpPool, room, first: int, count: int, gap_s: float, offset_s: float) -> int:
+    """`count` board changes: question `first + i` gets one answer, then the next question opens (and
+    closes it). The room's question `first` must be the open one."""
     await asyncio.sleep(offset_s)
     made = 0
-    body = json.dumps({"question_id": str(room.question_ids[0]), "choice": room.correct[0]}).encode()
-    for i in range(start, min(len(room.players), start + count)):
+    host = {"Authorization": f"Bearer {room.host_token}"}
+    for q in range(first, min(first + count, len(room.question_ids) - 1)):
         began = time.monotonic()
-        status, _ = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/answers", body,
-                                       {"Authorization": f"Bearer {room.players[i].token}"})
-        made += status == 201
+        player = room.players[q % len(room.players)]
+        body = json.dumps({"question_id": str(room.question_ids[q]), "choice": room.correct[q]}).encode()
+        await pool.request("POST", f"/api/v1/sessions/{room.session_id}/answers", body,
+                           {"Authorization": f"Bearer {player.token}"})
+        status, _ = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/questions/next", b"", host)
+        made += status == 200
         await asyncio.sleep(max(0.0, gap_s - (time.monotonic() - began)))
     return made
 
@@ -58,7 +65,8 @@ def _arrivals(observer: StreamObserver, sockets_by_room: dict, since: float) -> 
 
 def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, prefix: int,
               latency_changes: int, latency_gap_s: float, burst_gap_s: float, burst_s: int) -> dict:
-    rooms = make_rooms(bench_engine, bench_config, rooms_n, players, 2, prefix=prefix)
+    rooms = make_rooms(bench_engine, bench_config, rooms_n, players,
+                       latency_changes + int(burst_s / burst_gap_s) + 2, prefix=prefix)
     http = requests.Session()
     for room in rooms:
         assert open_next(http, stack.base_url, room) == 200
@@ -125,7 +133,7 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
 
 def test_fanout(stack, bench_engine, bench_config):
     one = _scenario(stack, bench_engine, bench_config, 1, env_int("BENCH_FANOUT_ONE", 2000), 3,
-                    latency_changes=20, latency_gap_s=0.5, burst_gap_s=0.1, burst_s=8)
+                    latency_changes=20, latency_gap_s=0.5, burst_gap_s=0.25, burst_s=8)
     time.sleep(3)
     per_room = env_int("BENCH_FANOUT_ALL", 10_000) // 50
     if per_room == 0:  # BENCH_FANOUT_ALL=0: the one-room scenario only

@@ -134,9 +134,9 @@ def _fill(engine, rows: int) -> dict:
                         "FROM generate_series(0, :players - 1) g"), params)
         timings["participant_answers"] = _without_indexes(db, "participant_answers", """
             INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id, choice,
-                                             correct, points, answered_ms, created_at)
+                                             correct, points, answered_ms, counted, created_at)
             SELECT gen_random_uuid(), md5('gr-p' || g)::uuid, md5('gr-s' || (g % 10))::uuid, md5('gr-q' || q)::uuid,
-                   g % 4, g % 4 = 0, CASE WHEN g % 4 = 0 THEN 750 ELSE 0 END, g % 20000,
+                   g % 4, g % 4 = 0, CASE WHEN g % 4 = 0 THEN 750 ELSE 0 END, g % 20000, true,
                    now() - interval '2 days' + make_interval(secs => q * 30)
             FROM generate_series(0, 99) q, generate_series(0, :players - 1) g""", params)
         timings["events"] = _without_indexes(db, "events", """

@@ -91,7 +91,8 @@ def exercise_scripts(client) -> None:
     assert _answer(scripts, client, sid, c, 0, 8_500, question="q1") == APPLIED
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)] and _version(client, sid) == 6
     note = client.xrevrange(keys.room, count=1)[0][1]
-    assert note == {b"type": b"answer_received", b"question_id": b"q1", b"answered": b"2"}
+    assert note == {b"type": b"answer_received", b"question_id": b"q1", b"participant_id": c.encode(),
+                    b"answered": b"2"}
     assert _close(scripts, client, sid, "q1") == APPLIED
     assert _close(scripts, client, sid, "q1") == DUPLICATE
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700)] and _version(client, sid) == 7
