@@ -32,8 +32,10 @@ test:
 test-unit:
 	scripts/venv.sh ensure >/dev/null && $(PY) -m pytest tests/unit
 
+# Measurements, not tests: bench_*.py modules with bench_* functions, never collected by `make test`.
 bench:
-	$(STACK) deps && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500
+	$(STACK) deps && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
+		-o python_files='bench_*.py' -o python_functions='bench_*'
 
 # Re-resolve requirements.lock from setup.cfg (UPGRADE=1 moves every pin to its newest version).
 lock:

@@ -33,10 +33,8 @@ def post_fork(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    from app.extensions import services
+    from app import start_background_work
     from app.logs import configure_logging
-    from app.rooms.question_timer import start_question_timer
 
     configure_logging(_config, "web")
-    with worker.app.wsgi().app_context():
-        start_question_timer(services())
+    start_background_work(worker.app.wsgi())

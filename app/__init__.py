@@ -1,6 +1,7 @@
-"""The live-quiz web application."""
+"""The live-quiz web application: `create_app` builds the web process (its one composition root)."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Flask
@@ -24,28 +25,31 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
 
-    from app.extensions import init_services, sock
-    init_services(app, config)
+    from app.extensions import RUNTIME, close_db, sock
+    from app.runtime import Runtime
+    app.extensions[RUNTIME] = Runtime(config)
+    app.teardown_appcontext(close_db)
     sock.init_app(app)
 
-    from app.api import errors, health, openapi, auth, quizzes, sessions, request_log
-    from app.api import leaderboards
+    from app.api import auth, errors, health, openapi, quizzes, request_log, session_boards, sessions
+    from app.rooms import socket as room_socket
+    from app.web import headers, pages
     errors.register(app)
     request_log.register(app)
-    from app.web import headers
     headers.register(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(quizzes.bp)
-    app.register_blueprint(sessions.bp)
-    from app.web import pages
-    app.register_blueprint(pages.bp)
-
-    from app.rooms import socket as room_socket
-    app.register_blueprint(room_socket.bp)
-    app.register_blueprint(leaderboards.bp)
+    for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, sessions.bp, session_boards.bp, pages.bp,
+                      room_socket.bp):
+        app.register_blueprint(blueprint)
 
     from app.ops import ops
     app.cli.add_command(ops)
     return app
+
+
+def start_background_work(app: Flask) -> threading.Event:
+    """What a serving web process runs beside requests (gunicorn starts it in each worker): the timers."""
+    from app.extensions import RUNTIME
+    from app.timers import start_timers
+
+    runtime = app.extensions[RUNTIME]
+    return start_timers(runtime.db_sessions, app.config["LIVEQUIZ"].auto_close_interval_s)

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 AGGREGATE_TYPE = "quiz_session"
-ENVELOPE_VERSION = 1
 
 
 class _Payload(BaseModel):

@@ -46,6 +46,31 @@ def make_consumer(config: Config, group_id: str | None = None, **extra: Any) -> 
     return Consumer(settings)
 
 
+def produce(producer: Producer, topic: str, *, key, value, headers, on_delivery=None) -> None:
+    """Produce one message, serving delivery reports while the local queue is full (never dropped)."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.05)  # local queue full: serve delivery reports to make room
+    producer.poll(0)
+
+
+class DeliveryTracker:
+    """Counts the delivery reports of a run of `produce` calls (pass it as `on_delivery`)."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failures: list[str] = []
+
+    def __call__(self, err, _msg) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failures.append(err.str())
+
+
 def make_admin(config: Config) -> AdminClient:
     return AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
 

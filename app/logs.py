@@ -63,7 +63,7 @@ def configure_logging(config: Config, process_name: str) -> None:
 
 
 class RateLimitedLog:
-    """Log a recurring failure once per interval instead of once per occurrence."""
+    """Log a recurring failure once per interval instead of once per occurrence, and its end once."""
 
     def __init__(self, logger: logging.Logger, interval_s: float = 10.0):
         self.logger = logger
@@ -80,3 +80,9 @@ class RateLimitedLog:
             self._last[key] = now
         else:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+    def recovered(self, key: str, message: str, *args: Any) -> None:
+        """Log `message` once when a failure reported under `key` has ended (nothing if none was)."""
+        if self._last.pop(key, None) is not None:
+            self._suppressed.pop(key, None)
+            self.logger.info(message, *args)

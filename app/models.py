@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.domain import sessions as session_rules
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -31,9 +33,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-SESSION_STATUSES = ("lobby", "question_open", "question_closed", "ended")
-
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -92,18 +91,18 @@ class Question(Base):
 class QuizSession(Base):
     __tablename__ = "quiz_sessions"
     __table_args__ = (
-        CheckConstraint("status IN ('lobby', 'question_open', 'question_closed', 'ended')", name="status_known"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in session_rules.STATUSES)})", name="status_known"),
         Index("uq_quiz_sessions_live_join_code", "join_code", unique=True,
-              postgresql_where=text("status <> 'ended'")),
+              postgresql_where=text(session_rules.LIVE_SQL)),
         Index("ix_quiz_sessions_open_deadline", "question_deadline",
-              postgresql_where=text("status = 'question_open'")),
+              postgresql_where=text(session_rules.OPEN_SQL)),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     quiz_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quizzes.id"), nullable=False, index=True)
     host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
     join_code: Mapped[str] = mapped_column(String(6), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="lobby")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=session_rules.LOBBY)
     current_question_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("questions.id"))
     question_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     question_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

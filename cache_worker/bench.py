@@ -19,8 +19,8 @@ from app.config import load_config
 from app.db import get_engine
 from app.events import AnswerScored, Envelope, payload_for
 from app.kafka import ensure_topics, make_consumer, make_producer
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scripts import script_source
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scripts import script_source
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000

@@ -21,12 +21,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.events import Envelope, PoisonEvent, decode_envelope
-from app.leaderboards.apply import apply_event
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.rebuild import UnknownSession, rebuild_board
-from app.leaderboards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, scripts_for
+from app.kafka import produce
+from app.logs import RateLimitedLog
+from app.processing import StreamProcessor
+from app.retry import Backoff
+from cache_worker.dead_letters import dead_letter_headers
+from app.session_boards.apply import apply_event
+from app.session_boards.keys import SessionKeys
+from app.session_boards.rebuild import UnknownSession, rebuild_board
+from app.session_boards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, scripts_for
 
 log = logging.getLogger(__name__)
+LAG_INTERVAL_S = 5.0
 
 _TRANSIENT = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.MovedError,
               redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
@@ -73,13 +79,14 @@ def _text(raw: bytes | None) -> str | None:
     return raw.decode("utf-8", "backslashreplace") if raw is not None else None
 
 
-class CacheWorker:
-    """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch."""
+class CacheWorker(StreamProcessor):
+    """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch,
+    `run()` loops it (app/processing.py) and keeps the consumer-lag gauge fresh."""
 
     def __init__(self, config, consumer, producer, redis, engine: Engine, *,
                  metrics: WorkerMetrics | None = None, poll_timeout_s: float = 0.5,
-                 max_backoff_s: float = 5.0, after_apply: Callable[[], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 max_backoff_s: float = 5.0, after_apply: Callable[[], None] | None = None) -> None:
+        super().__init__()
         self.config = config
         self.consumer = consumer
         self.producer = producer
@@ -89,9 +96,10 @@ class CacheWorker:
         self.poll_timeout_s = poll_timeout_s
         self.max_backoff_s = max_backoff_s
         self.after_apply = after_apply
-        self.should_stop = should_stop
         self.scripts = scripts_for(redis)
         self._dlq_failures: list[str] = []
+        self._next_lag = 0.0
+        self._errors = RateLimitedLog(log)
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.config.kafka_topic])
@@ -106,6 +114,12 @@ class CacheWorker:
         if first is None:
             return []
         return [first, *self.consumer.consume(num_messages=self.config.worker_batch_size - 1, timeout=0)]
+
+    def _run_once(self) -> None:
+        self.run_once()
+        if time.monotonic() >= self._next_lag:
+            self.update_lag()
+            self._next_lag = time.monotonic() + LAG_INTERVAL_S
 
     def run_once(self) -> int:
         """Consume, apply and store one batch; returns how many messages it held."""
@@ -124,7 +138,8 @@ class CacheWorker:
             return 0  # stopping while Redis was down: nothing stored, the batch is redelivered
         if self.after_apply is not None:
             self.after_apply()
-        self._flush_dead_letters()
+        if not self._flush_dead_letters():
+            return 0  # stopping while the broker was down: nothing stored, the batch is redelivered
         try:
             self.consumer.store_offsets(offsets=[
                 TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in messages])
@@ -142,10 +157,8 @@ class CacheWorker:
         return True
 
     def dead_letter(self, message: Message, reason: str) -> None:
-        headers = list(message.headers() or []) + [("dlq_reason", reason.encode())]
-        self.producer.produce(self.config.kafka_dlq_topic, key=message.key(), value=message.value(),
-                              headers=headers, on_delivery=self._dead_letter_delivered)
-        self.producer.poll(0)
+        produce(self.producer, self.config.kafka_dlq_topic, key=message.key(), value=message.value(),
+                headers=dead_letter_headers(message.headers(), reason), on_delivery=self._dead_letter_delivered)
         self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
         event_id = dict(message.headers() or []).get("event_id")
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason,
@@ -156,16 +169,21 @@ class CacheWorker:
         if err is not None:
             self._dlq_failures.append(str(err))
 
-    def _flush_dead_letters(self) -> None:
-        # The offset of a dead letter is stored only once the broker holds the copy.
+    def _flush_dead_letters(self) -> bool:
+        """Wait until the broker holds every dead letter of the batch (their offsets are stored only then);
+        False when a shutdown comes first."""
         while self.producer.flush(5.0) > 0:
-            log.warning("waiting for the dead-letter topic")
+            if self.shutting_down:
+                return False
+            self._errors.warning("dlq", "waiting for the dead-letter topic: is Kafka down?")
         if self._dlq_failures:
             failures, self._dlq_failures = self._dlq_failures, []
             raise RuntimeError(f"dead letters not delivered: {failures}")
+        return True
 
     def _apply_with_retry(self, pending: list[_Pending]) -> bool:
-        backoff = 0.1
+        """Apply the batch, retrying transient failures with backoff; False when a shutdown comes first."""
+        backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
         while True:
             try:
                 self.apply_events(pending)
@@ -174,11 +192,10 @@ class CacheWorker:
                 if not _is_transient(exc):
                     raise
                 self.metrics.retries.inc()
-                if self.should_stop():
+                delay = backoff.next_delay()
+                self._errors.warning("apply", "applying a batch failed (%s); retrying in %.1fs", exc, delay)
+                if self.wait(delay):
                     return False
-                log.warning("applying a batch failed (%s); retrying in %.1fs", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
 
     def apply_events(self, pending: list[_Pending]) -> None:
         """Apply `pending` in order; sessions without a board here are rebuilt first."""
@@ -257,7 +274,7 @@ class CacheWorker:
         return total
 
     def close(self) -> None:
-        """Commit what was stored and leave the group."""
+        """Commit what was stored, leave the group, and flush the dead letters."""
         try:
             self.consumer.commit(asynchronous=False)
         except Exception as exc:  # noqa: BLE001 - nothing stored since the last auto-commit

@@ -1,5 +1,5 @@
 -- Shared leaderboard helpers, prepended to the scripts that change or read a board
--- (app/leaderboards/scripts.py). It defines functions only and writes nothing.
+-- (app/session_boards/scripts.py). It defines functions only and writes nothing.
 --
 -- A member's sorted-set score is the composite  score * 2^34 + (2^34 - 1 - reached_ms):
 -- higher score first, and on equal scores whoever reached it first (smaller reached_ms).
@@ -67,7 +67,7 @@ end
 
 -- The apply scripts of a session share one KEYS order:
 --   lb, applied, meta, room, names, recent, pending  (all tagged {session})
--- and begin their ARGV with event_id, natural_key (built by app/leaderboards/apply.py).
+-- and begin their ARGV with event_id, natural_key (built by app/session_boards/apply.py).
 local APPLY_KEYS = 7
 
 -- Dedupe by event id and by the natural key of the fact (kept when published events are pruned).

@@ -1,16 +1,9 @@
-"""Prometheus metrics of the relay, fed by `RelayStats` observers; optional dependency."""
+"""Prometheus metrics of the relay, fed by `RelayStats` observers."""
 from __future__ import annotations
 
-try:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-except ImportError:  # pragma: no cover - prometheus_client is in install_requires
-    CollectorRegistry = None
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-
-
-def available() -> bool:
-    return CollectorRegistry is not None
 
 
 class RelayMetrics:

@@ -33,10 +33,8 @@ batch loops at once.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import zlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
@@ -47,6 +45,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.events import envelope_from_row
+from app.kafka import produce
+from app.logs import RateLimitedLog
+from app.processing import StreamProcessor
+from app.retry import Backoff
 from app.services.outbox import outbox_lag
 
 log = logging.getLogger("outbox_relay")
@@ -85,48 +87,20 @@ class Producer(Protocol):
     def flush(self, timeout: float) -> int: ...
 
 
-class Throttled:
-    """Logs a recurring condition at most once per interval, with how often it happened since."""
-
-    def __init__(self, logger: logging.Logger, every_s: float):
-        self.logger, self.every_s = logger, every_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.every_s:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        suppressed = self._suppressed.pop(key, 0)
-        self._last[key] = now
-        self.logger.warning(message + (f" ({suppressed} more since last report)" if suppressed else ""), *args)
-
-    def recovered(self, key: str, message: str, *args: Any) -> None:
-        if self._last.pop(key, None) is not None:
-            self._suppressed.pop(key, None)
-            self.logger.info(message, *args)
-
-
 @dataclass
 class RelayStats:
     """Progress of one relay, read by the metrics endpoint and tests."""
 
     published_total: int = 0
-    failed_total: int = 0
     batches_total: int = 0
-    last_batch_sizes: deque = field(default_factory=lambda: deque(maxlen=100))
     outbox_lag_s: float = 0.0
     unpublished: int = 0
     is_leader: bool = False
     observers: list[Any] = field(default_factory=list)
 
-    def record_batch(self, claimed: int, published: int, failed: int) -> None:
+    def record_batch(self, claimed: int, published: int) -> None:
         self.batches_total += 1
         self.published_total += published
-        self.failed_total += failed
-        self.last_batch_sizes.append(claimed)
         for observer in self.observers:
             observer.batch(claimed, published)
 
@@ -149,14 +123,14 @@ def libpq_url(database_url: str) -> str:
 
 
 def purge_published(engine: Engine, retention_hours: float, *, batch: int = PURGE_BATCH,
-                    max_batches: int = 20, stopping: threading.Event | None = None) -> int:
+                    max_batches: int = 20, stopping: Callable[[], bool] = lambda: False) -> int:
     """Delete published rows older than the retention, `batch` rows per short transaction."""
     deleted = 0
     for _ in range(max_batches):
         with engine.begin() as conn:
             count = conn.execute(_PURGE, {"age_s": retention_hours * 3600.0, "limit": batch}).rowcount
         deleted += count
-        if count < batch or (stopping is not None and stopping.is_set()):
+        if count < batch or stopping():
             break
     return deleted
 
@@ -178,13 +152,13 @@ class OutboxListener:
         self._conn.execute(f'LISTEN "{self.channel}"')
         return True
 
-    def wait(self, timeout_s: float, stopping: threading.Event) -> None:
-        """Return on a notification, on `stopping`, or after `timeout_s`; raises if PostgreSQL is gone."""
+    def wait(self, timeout_s: float, stopping: Callable[[], bool]) -> None:
+        """Return on a notification, once `stopping()`, or after `timeout_s`; raises if PostgreSQL is gone."""
         if self.connect():
             return
         deadline = time.monotonic() + timeout_s
-        # Short slices: a signal handler only sets `stopping`, and must be seen within a moment.
-        while not stopping.is_set():
+        # Short slices: a signal handler only sets a flag, and it must be seen within a moment.
+        while not stopping():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -208,15 +182,15 @@ class OutboxListener:
             self._conn = None
 
 
-class Relay:
+class Relay(StreamProcessor):
     """Claims, produces and marks outbox rows; `run()` is the loop of the relay process."""
 
     def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, leader_lock: bool = True,
                  listener: OutboxListener | None = None, stats: RelayStats | None = None,
-                 stopping: threading.Event | None = None,
                  before_mark: Callable[[list[Any]], None] | None = None,
                  producer_factory: Callable[[], Producer] | None = None):
+        super().__init__()
         self.engine = engine
         self.producer = producer
         # Rebuilds the producer after a fatal error (e.g. the idempotent producer lost its state).
@@ -228,12 +202,14 @@ class Relay:
         self.leader_lock = leader_lock
         self.listener = listener
         self.stats = stats or RelayStats()
-        self.stopping = stopping or threading.Event()
         self.before_mark = before_mark  # test hook, called with the delivered ids before the mark
         self._conn: Connection | None = None
         # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
         self._delivered_unmarked: list[Any] = []
-        self._throttled = Throttled(log, OUTAGE_LOG_EVERY_S)
+        self._errors = RateLimitedLog(log, OUTAGE_LOG_EVERY_S)
+        # After an outage of PostgreSQL or Kafka, and after deliveries that failed.
+        self._outage_backoff = Backoff(first_s=0.5, cap_s=10.0)
+        self._failure_backoff = Backoff(first_s=0.5, cap_s=30.0)
         self._next_purge = 0.0
         self._next_lag = 0.0
         self._producer_broken: KafkaError | None = None
@@ -271,6 +247,7 @@ class Relay:
         return acquired
 
     def close(self) -> None:
+        self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
         if self._conn is not None:
             try:
                 if self.stats.is_leader:
@@ -309,12 +286,12 @@ class Relay:
         except (DBAPIError, SQLAlchemyError):
             self._drop_connection()
             raise
-        self.stats.record_batch(len(rows), len(delivered), len(failed))
+        self.stats.record_batch(len(rows), len(delivered))
         if failed:
-            self._throttled.warning("delivery", "%d of %d events not delivered (first: %s); they stay unpublished",
-                                    len(failed), len(rows), failed[0])
+            self._errors.warning("delivery", "%d of %d events not delivered (first: %s); they stay unpublished",
+                                 len(failed), len(rows), failed[0])
         else:
-            self._throttled.recovered("delivery", "deliveries succeed again")
+            self._errors.recovered("delivery", "deliveries succeed again")
         return BatchResult(len(rows), len(delivered), len(failed))
 
     def _produce(self, rows: Iterable[Any]) -> tuple[list[Any], list[str]]:
@@ -338,17 +315,9 @@ class Relay:
             raise KafkaException(self._producer_broken)
         for row in rows:
             envelope = envelope_from_row(row)
-            while True:
-                try:
-                    self.producer.produce(
-                        self.topic, value=envelope.to_json(), key=envelope.key(),
-                        headers=envelope.headers(),
-                        on_delivery=lambda err, msg, event_id=row.id: on_delivery(err, msg, event_id))
-                    pending += 1
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)  # local queue full: serve reports to make room
-            self.producer.poll(0)
+            produce(self.producer, self.topic, key=envelope.key(), value=envelope.to_json(), headers=envelope.headers(),
+                    on_delivery=lambda err, msg, event_id=row.id: on_delivery(err, msg, event_id))
+            pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:
             # Mark what was delivered first: the caller sees the fatal error on its next produce.
@@ -361,17 +330,17 @@ class Relay:
         stop_deadline: float | None = None
         while pending() > 0:
             self.producer.poll(0.1)
-            if self.stopping.is_set():
+            if self.shutting_down:
                 stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
                 if time.monotonic() >= stop_deadline:
                     log.warning("stopping with %d deliveries unconfirmed; those events stay unpublished", pending())
                     return
             waited = time.monotonic() - started
             if waited > OUTAGE_LOG_EVERY_S:
-                self._throttled.warning("broker", "waiting %.0f s for %d deliveries: is Kafka down?",
-                                        waited, pending())
+                self._errors.warning("broker", "waiting %.0f s for %d deliveries: is Kafka down?",
+                                     waited, pending())
         if time.monotonic() - started > OUTAGE_LOG_EVERY_S:
-            self._throttled.recovered("broker", "Kafka delivers again after %.1f s", time.monotonic() - started)
+            self._errors.recovered("broker", "Kafka delivers again after %.1f s", time.monotonic() - started)
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -382,51 +351,46 @@ class Relay:
             self.stats.record_lag(*outbox_lag(self.engine))
         if self.retention_hours > 0 and (force or now >= self._next_purge):
             self._next_purge = now + PURGE_EVERY_S
-            deleted = purge_published(self.engine, self.retention_hours, stopping=self.stopping)
+            deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
             if deleted:
                 log.info("deleted %d published events older than %g h", deleted, self.retention_hours)
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Relay until `stopping` is set; outages are logged once per interval and retried with backoff."""
-        backoff = 0.0
+    def _run_once(self) -> None:
+        """One round: claim and publish a batch when leading, then wait for more unless a backlog remains.
+        Outages are logged once per interval and retried with backoff."""
         try:
-            while not self.stopping.is_set():
-                try:
-                    result = BatchResult(0, 0, 0)
-                    if self.is_leader():
-                        result = self.relay_batch()
-                        if result.claimed >= self.batch_size and not result.failed:
-                            continue  # a backlog: no waiting
-                        self.housekeeping()
-                    if result.failed:
-                        backoff = min(max(backoff * 2, 0.5), 30.0)
-                        self.stopping.wait(backoff)
-                        continue
-                    backoff = 0.0
-                    self._throttled.recovered("postgres", "PostgreSQL answers again")
-                    self._wait_for_events()
-                except KafkaException as exc:
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
-                    self._throttled.warning("producer", "producer failed (%s); retrying in %.1f s", exc, backoff)
-                    if self.producer_factory is not None:
-                        self.producer = self.producer_factory()
-                        self._producer_broken = None
-                    self.stopping.wait(backoff)
-                except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
-                    self._drop_connection()
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
-                    self._throttled.warning("postgres", "PostgreSQL unavailable (%s); retrying in %.1f s",
-                                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, backoff)
-                    self.stopping.wait(backoff)
-        finally:
-            self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
-            self.close()
+            result = BatchResult(0, 0, 0)
+            if self.is_leader():
+                result = self.relay_batch()
+                if result.claimed >= self.batch_size and not result.failed:
+                    return  # a backlog: no waiting
+                self.housekeeping()
+            if result.failed:
+                self.wait(self._failure_backoff.next_delay())
+                return
+            self._failure_backoff.reset()
+            self._outage_backoff.reset()
+            self._errors.recovered("postgres", "PostgreSQL answers again")
+            self._wait_for_events()
+        except KafkaException as exc:
+            delay = self._outage_backoff.next_delay()
+            self._errors.warning("producer", "producer failed (%s); retrying in %.1f s", exc, delay)
+            if self.producer_factory is not None:
+                self.producer = self.producer_factory()
+                self._producer_broken = None
+            self.wait(delay)
+        except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
+            self._drop_connection()
+            delay = self._outage_backoff.next_delay()
+            self._errors.warning("postgres", "PostgreSQL unavailable (%s); retrying in %.1f s",
+                                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__, delay)
+            self.wait(delay)
 
     def _wait_for_events(self) -> None:
         active = self.stats.is_leader or not self.leader_lock
         if self.listener is None or not active:
-            self.stopping.wait(self.poll_interval_s)  # standby: retry the leader lock each interval
+            self.wait(self.poll_interval_s)  # standby: retry the leader lock each interval
             return
-        self.listener.wait(self.poll_interval_s, self.stopping)
+        self.listener.wait(self.poll_interval_s, lambda: self.shutting_down)

@@ -511,29 +511,12 @@ start_kafka() {
     local dir="$STACK/kafka"
     local data="$dir/data" props="$dir/server.properties" log4j="$dir/log4j2.xml"
     mkdir -p "$dir"
-    cat >"$props" <<EOF
-# Written by scripts/stack.sh at every start; edits are overwritten.
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$data
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-log.cleaner.dedupe.buffer.size=16777216
-EOF
+    "$PYTHON" - "$ROOT/scripts/kafka-broker.properties" "$props" <<PY || die "could not write $props"
+import string, sys
+template = string.Template(open(sys.argv[1]).read())
+open(sys.argv[2], "w").write(template.substitute(node_id=1, port=$KAFKA_PORT, controller_port=$KAFKA_CONTROLLER_PORT,
+                                                 log_dirs="$data"))
+PY
     # Logs to stdout, which spawn() sends to .stack/kafka.log: WARN, plus INFO for start/stop lines.
     cat >"$log4j" <<'EOF'
 <?xml version="1.0" encoding="UTF-8"?>

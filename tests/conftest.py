@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from app import create_app
 from app.config import Config, load_config
@@ -25,7 +26,7 @@ from tests.helpers import Api
 
 # Each developer running tests beside others can pick a database of their own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE", "quiz_test")
-TEST_REDIS_DB = 15
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 
 
 # Every test client comes from 127.0.0.1: as one address, the whole suite is a school of many
@@ -100,6 +101,21 @@ def database(config: Config) -> str:
 @pytest.fixture(scope="session")
 def engine(database: str):
     return get_engine(database)
+
+
+@pytest.fixture()
+def db(engine):
+    """A database session whose every change is rolled back after the test (pypi/warehouse's pattern):
+    the services' own `with db.begin()` become savepoints inside one outer transaction."""
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
 
 
 @pytest.fixture(scope="session")

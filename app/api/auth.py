@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_uuid
 from app.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
-from app.extensions import get_db, services
+from app.extensions import get_db, runtime
 from app.ratelimits import Limit
 from app.rooms import tickets
 from app.services import accounts
@@ -34,7 +34,7 @@ def register():
           responses={200: "an access token", 401: "invalid_credentials"})
 def login():
     body = parse_body(LoginBody)
-    services().rate_limits.hit(Limit("login_per_username", body.username.lower()))
+    runtime().rate_limits.hit(Limit("login_per_username", body.username.lower()))
     user = accounts.authenticate(get_db(), body.username, body.password)
     return jsonify(token_response(user.id, is_guest=False))
 
@@ -51,7 +51,7 @@ def guest():
           responses={204: "every access token issued until now is refused from now on",
                      503: "recorded but not yet in force everywhere: send it again"})
 def logout():
-    live = services()
+    live = runtime()
     accounts.revoke_tokens(live.engine, live.redis, current_principal().user_id)
     return "", 204
 
@@ -65,5 +65,5 @@ def create_ticket():
     session_id = parse_uuid(body.session_id, "session")
     principal = current_principal()
     room_member(get_db(), session_id, principal.user_id)
-    ticket = tickets.issue(services().redis, principal, session_id)
+    ticket = tickets.issue(runtime().redis, principal, session_id)
     return jsonify(ticket=ticket, expires_in=tickets.TICKET_TTL_S), 201

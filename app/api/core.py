@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
-from app.extensions import services
+from app.extensions import runtime
 from app.ratelimits import limit
 from app.services import accounts
 from app.tokens import InvalidToken, Principal, read_token
@@ -97,7 +97,7 @@ def principal_of(token: str) -> Principal:
         principal = read_token(config.secret_key, token, config.token_ttl_s)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
-    live = services()
+    live = runtime()
     if accounts.is_revoked(live.engine, live.redis, principal):
         raise ApiError(401, "unauthorized", "token revoked (signed out)")
     return principal
@@ -140,7 +140,7 @@ def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if auth:
                 g.principal = principal_from_header()
-            services().rate_limits.hit(*(limit(rule) for rule in rules))
+            runtime().rate_limits.hit(*(limit(rule) for rule in rules))
             return view(*args, **kwargs)
 
         bp.add_url_rule(rule, view.__name__, guarded, methods=methods)

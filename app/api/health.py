@@ -5,7 +5,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from app.concurrency import off_the_event_loop
-from app.extensions import services
+from app.extensions import runtime
 from app.metrics import OutboxCollector, render_latest
 from app.services.outbox import outbox_lag
 
@@ -13,16 +13,16 @@ bp = Blueprint("health", __name__)
 
 
 def _postgres_ok() -> bool:
-    with services().engine.connect() as connection:
+    with runtime().engine.connect() as connection:
         return connection.execute(text("SELECT 1")).scalar() == 1
 
 
 def _redis_ok() -> bool:
-    return bool(services().redis.ping())
+    return bool(runtime().redis.ping())
 
 
 def _kafka_ok() -> bool:
-    admin = services().kafka_admin
+    admin = runtime().kafka_admin
     metadata = off_the_event_loop(lambda: admin.list_topics(timeout=2))
     return bool(metadata.brokers)
 
@@ -52,6 +52,6 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    engine = services().engine
+    engine = runtime().engine
     body, content_type = render_latest(OutboxCollector(lambda: outbox_lag(engine)))
     return Response(body, content_type=content_type)

@@ -7,7 +7,7 @@ from app.api.core import current_principal, endpoint, parse_body, parse_optional
 from app.ratelimits import limit
 from app.services.errors import NotFound
 from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery
-from app.extensions import get_db, services
+from app.extensions import get_db, runtime
 from app.services import answers, sessions
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
@@ -20,7 +20,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 def find_session():
     query = parse_query(JoinCodeQuery)
     misses = (limit("join_misses_per_address"), limit("join_misses_per_user"))
-    rate_limits = services().rate_limits
+    rate_limits = runtime().rate_limits
     rate_limits.check(*misses)
     db = get_db()
     try:
@@ -58,7 +58,7 @@ def join(session_id: str):
 def answer(session_id: str):
     session = parse_uuid(session_id, "session")
     body = parse_body(AnswerBody)
-    receipt = services().answer_batcher.submit(answers.AnswerRequest(
+    receipt = runtime().answer_batcher.submit(answers.AnswerRequest(
         current_principal().user_id, session, parse_uuid(body.question_id, "question"), body.choice))
     return jsonify(receipt.view()), 200 if receipt.replayed else 201
 

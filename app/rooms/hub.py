@@ -2,9 +2,12 @@
 
 The cache worker appends a notification to `room:{S}` for every event it applies. Each web process
 reads the streams of the rooms it has sockets in (one XREAD for all of them, not one per socket) and
-offers each message to every socket of the room. Leaderboard changes are coalesced: a room whose
-board moved is marked dirty, and a ticker reads its top 10 once per interval and pushes that newest
-state. Rooms never share a message: each message is built from, and sent to, a single room.
+hands each notification to its room. A room works through its notifications in order on a thread of
+its own while it has any (the close of a question reads every player's result from PostgreSQL), so
+one slow query delays that room only, never the reader or another room. Leaderboard changes are
+coalesced: a room whose board moved is marked dirty, and a ticker reads its top 10 at most once per
+interval and pushes that newest state. Rooms never share a message: each message is built from, and
+sent to, a single room.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -20,9 +24,10 @@ from typing import Any, Callable
 import redis
 
 from app.logs import RateLimitedLog
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scripts import scripts_for
+from app.retry import Backoff
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scripts import scripts_for
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +51,15 @@ class Room:
     dirty: bool = False
     player_count: int = 0
     pushed_at: float = 0.0
+    # Notifications read but not yet delivered, and whether a thread is delivering them.
+    inbox: deque = field(default_factory=deque)
+    delivering: bool = False
 
 
 @dataclass
 class RoomReads:
     """What the hub reads besides the stream; swapped for fakes in unit tests."""
 
-    stream_key: Callable[[uuid.UUID], str]
     top: Callable[[uuid.UUID, int], dict[str, Any]]
     question_results: Callable[[uuid.UUID, uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
     # (what every socket's snapshot shares: session and leaderboard, {participant id: own standing})
@@ -77,14 +84,14 @@ class RoomHub:
 
     def stream_tail(self, session_id: uuid.UUID) -> str:
         """The id of the room's newest notification; read before a snapshot so nothing falls between."""
-        newest = self.redis.xrevrange(self.reads.stream_key(session_id), count=1)
+        newest = self.redis.xrevrange(SessionKeys.of(session_id).room, count=1)
         return newest[0][0].decode() if newest else "0-0"
 
     def join(self, connection: Connection, tail: str) -> None:
         with self._lock:
             room = self.rooms.get(connection.session_id)
             if room is None:
-                room = Room(connection.session_id, self.reads.stream_key(connection.session_id), tail)
+                room = Room(connection.session_id, SessionKeys.of(connection.session_id).room, tail)
                 self.rooms[connection.session_id] = room
             room.connections.add(connection)
             self._start()
@@ -144,19 +151,10 @@ class RoomHub:
             made.append((connection, version, json.dumps(message, separators=(",", ":"))))
         return made
 
-    def _resync(self, room: Room) -> None:
-        """A board rebuilt from PostgreSQL covers events whose own notifications will never come: every
-        socket of the room gets a fresh snapshot, queued behind what it was already sent."""
-        try:
-            for connection, version, text in self.snapshots(room.session_id, list(room.connections)):
-                connection.offer_resync(version, text)
-        except Exception as exc:  # sockets keep their state; the next reconnect brings a snapshot anyway
-            self._errors.warning("resync", "cannot resync a room after its board was rebuilt: %s", exc)
-
     # --- the stream reader ----------------------------------------------------------------------
 
     def _read_streams(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
         while not self._stopping.is_set():
             with self._lock:
                 streams = {room.stream_key: room.last_id for room in self.rooms.values()}
@@ -165,22 +163,16 @@ class RoomHub:
                 continue
             try:
                 batches = self.redis.xread(streams, count=500, block=200)
-                backoff = 0.1
+                backoff.reset()
             except redis.RedisError as exc:
                 self._errors.warning("xread", "cannot read room notifications from Redis: %s", exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                time.sleep(backoff.next_delay())
                 continue
             for stream_key, entries in batches or []:
                 room = self._room_by_stream(stream_key.decode())
-                if room is None:
-                    continue
-                for entry_id, fields in entries:
-                    room.last_id = entry_id.decode()
-                    try:
-                        self._dispatch(room, _decode_fields(fields))
-                    except Exception:  # one bad notification must not stop the room
-                        log.exception("cannot deliver a room notification", extra={"session_id": room.session_id})
+                if room is not None:
+                    room.last_id = entries[-1][0].decode()
+                    self._hand_over(room, [_decode_fields(fields) for _, fields in entries])
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:
@@ -188,6 +180,27 @@ class RoomHub:
                 if room.stream_key == stream_key:
                     return room
         return None
+
+    def _hand_over(self, room: Room, notes: list[dict[str, Any]]) -> None:
+        """Queue `notes` for the room; start its delivering thread unless one is running."""
+        with self._lock:
+            room.inbox.extend(notes)
+            if room.delivering:
+                return
+            room.delivering = True
+        threading.Thread(target=self._deliver, args=(room,), name="room-deliver", daemon=True).start()
+
+    def _deliver(self, room: Room) -> None:
+        while True:
+            with self._lock:
+                if not room.inbox:
+                    room.delivering = False
+                    return
+                note = room.inbox.popleft()
+            try:
+                self._dispatch(room, note)
+            except Exception:  # one bad notification must not stop the room
+                log.exception("cannot deliver a room notification", extra={"session_id": room.session_id})
 
     def _dispatch(self, room: Room, note: dict[str, Any]) -> None:
         kind = note.get("type")
@@ -212,7 +225,7 @@ class RoomHub:
                 if connection.id == note.get("connection_id"):
                     connection.close_with(CLOSE_SUPERSEDED, "replaced by a newer connection of the same player")
         elif kind == "board_rebuilt":
-            threading.Thread(target=self._resync, args=(room,), name="room-resync", daemon=True).start()
+            self._resync(room)
         elif kind == "session_ended":
             try:
                 podium = self.reads.top(room.session_id, PODIUM_SIZE)["entries"]
@@ -239,6 +252,15 @@ class RoomHub:
             else:
                 connection.offer("question_closed", json.dumps({**message, "you": {
                     k: you[k] for k in ("correct", "points", "score", "rank", "streak")}}, separators=(",", ":")))
+
+    def _resync(self, room: Room) -> None:
+        """A board rebuilt from PostgreSQL covers events whose own notifications will never come: every
+        socket of the room gets a fresh snapshot, queued behind what it was already sent."""
+        try:
+            for connection, version, text in self.snapshots(room.session_id, list(room.connections)):
+                connection.offer_resync(version, text)
+        except Exception as exc:  # sockets keep their state; the next reconnect brings a snapshot anyway
+            self._errors.warning("resync", "cannot resync a room after its board was rebuilt: %s", exc)
 
     # --- coalesced leaderboards -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, request
 from redis import RedisError
 from simple_websocket import ConnectionClosed
 
-from app.extensions import services, sock
+from app.extensions import runtime, sock
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
@@ -42,7 +42,7 @@ def _refuse(ws, code: int, reason: str) -> None:
 def room_socket(ws, session_id: str):
     """The room of a session for its host and players, opened with a one-use ticket (POST /api/v1/ws-tickets)."""
     config = current_app.config["LIVEQUIZ"]
-    live = services()
+    live = runtime()
     if "access_token" in request.args:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "access tokens do not belong in URLs: open the room with a ticket")
     try:

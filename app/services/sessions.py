@@ -32,8 +32,8 @@ def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[
                 with db.begin_nested():
                     db.execute(text(
                         "INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
-                        "VALUES (:id, :quiz, :host, :code, 'lobby')"),
-                        {"id": session_id, "quiz": quiz_id, "host": host_id, "code": code})
+                        "VALUES (:id, :quiz, :host, :code, :lobby)"),
+                        {"id": session_id, "quiz": quiz_id, "host": host_id, "code": code, "lobby": rules.LOBBY})
                 break
             except IntegrityError:
                 continue  # the code is in use by a live session: draw another
@@ -45,7 +45,7 @@ def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[
 def find_by_join_code(db: Session, join_code: str) -> uuid.UUID:
     with db.begin():
         session_id = db.execute(text(
-            "SELECT id FROM quiz_sessions WHERE join_code = :code AND status <> 'ended'"),
+            f"SELECT id FROM quiz_sessions WHERE join_code = :code AND {rules.LIVE_SQL}"),
             {"code": join_code}).scalar()
     if session_id is None:
         raise NotFound("not_found", "no live session has that join code")
@@ -167,7 +167,8 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
                 SELECT 1 FROM participant_answers a
                 WHERE a.quiz_session_participant_id = p.id AND a.question_id = :q)"""),
             {"s": session.id, "q": session.current_question_id})
-    db.execute(text("UPDATE quiz_sessions SET status = 'question_closed' WHERE id = :id"), {"id": session.id})
+    db.execute(text("UPDATE quiz_sessions SET status = :closed WHERE id = :id"),
+               {"id": session.id, "closed": rules.QUESTION_CLOSED})
     closed = QuestionClosed(question_id=session.current_question_id, position=session.position,
                             correct_choice=session.correct_choice, choice_counts=counts,
                             closed_at=session.now, reason=reason)
@@ -193,9 +194,9 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -
         opened_at: datetime = session.now
         deadline = opened_at + timedelta(seconds=question.time_limit_s)
         db.execute(text("""
-            UPDATE quiz_sessions SET status = 'question_open', current_question_id = :q,
+            UPDATE quiz_sessions SET status = :open, current_question_id = :q,
                    question_opened_at = :opened, question_deadline = :deadline WHERE id = :id"""),
-            {"q": question.id, "opened": opened_at, "deadline": deadline, "id": session_id})
+            {"q": question.id, "opened": opened_at, "deadline": deadline, "id": session_id, "open": rules.QUESTION_OPEN})
         opened = QuestionOpened(question_id=question.id, position=question.position, text=question.text,
                                 choices=question.choices, time_limit_s=question.time_limit_s,
                                 points=question.points, opened_at=opened_at, deadline=deadline,
@@ -228,8 +229,8 @@ def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[
             raise _conflict(exc) from None
         if session.status == rules.QUESTION_OPEN:
             _close_open_question(db, session, "end")
-        db.execute(text("UPDATE quiz_sessions SET status = 'ended', ended_at = :now WHERE id = :id"),
-                   {"now": session.now, "id": session_id})
+        db.execute(text("UPDATE quiz_sessions SET status = :ended, ended_at = :now WHERE id = :id"),
+                   {"now": session.now, "id": session_id, "ended": rules.ENDED})
         record_event(db, session_id, "session_ended", SessionEnded(ended_at=session.now))
     return {"id": str(session_id), "status": rules.ENDED, "ended_at": session.now.isoformat()}
 
@@ -237,12 +238,12 @@ def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[
 def find_due_questions(db: Session) -> list[Row]:
     """Open questions past their deadline, or answered by every player: they close by themselves."""
     with db.begin():
-        return db.execute(text("""
+        return db.execute(text(f"""
             SELECT s.id, s.current_question_id,
                    CASE WHEN s.question_deadline <= clock_timestamp() THEN 'deadline' ELSE 'all_answered' END
                        AS reason
             FROM quiz_sessions s
-            WHERE s.status = 'question_open' AND (
+            WHERE s.{rules.OPEN_SQL} AND (
                 s.question_deadline <= clock_timestamp()
                 OR (SELECT count(*) FROM participant_answers a
                     WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import redis as redis_lib
 
-from app.leaderboards.keys import SessionKeys
+from app.session_boards.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from app import create_app
 from app.events import envelope_from_row
 from app.kafka import make_producer
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scores import TIE_SPAN
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scores import TIE_SPAN
 from tests.helpers import stack_env
 from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 

@@ -13,11 +13,11 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from app.events import envelope_from_row
-from app.leaderboards.reads import read_page
-from app.leaderboards.rebuild import rebuild_board
+from app.session_boards.reads import read_page
+from app.session_boards.rebuild import rebuild_board
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
-from tests.integration.test_leaderboard_scripts import exercise_scripts
+from tests.integration.test_session_board_scripts import exercise_scripts
 from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, play
 
 PORTS = (7101, 7102, 7103)

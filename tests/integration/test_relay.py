@@ -1,7 +1,6 @@
 """The outbox relay against the real PostgreSQL and Kafka: completeness, order, crashes, outages."""
 from __future__ import annotations
 
-import base64
 import logging
 import signal
 import subprocess
@@ -21,12 +20,13 @@ from sqlalchemy import text
 
 from app.config import Config
 from app.events import decode_envelope
-from app.kafka import broker_answers, ensure_topics, make_producer
-from outbox_relay.relay import OutboxListener, Relay, RelayStats
-from tests.helpers import Api, free_port, sample_questions, stack_env, wait_until
+from app.kafka import ensure_topics, make_producer
+from outbox_relay.process import build_relay
+from outbox_relay.relay import Relay
+from tests.helpers import Api, sample_questions, stack_env, wait_until
+from tests.kafka_broker import PrivateKafka
 
 ROOT = Path(__file__).resolve().parents[2]
-KAFKA_LIB = ROOT / ".cache" / "kafka" / "lib"
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 
@@ -103,11 +103,13 @@ def by_event_id(messages: list[Message]) -> dict[str, list[Message]]:
 
 
 def make_relay(config: Config, engine, *, leader_lock: bool = False, batch_size: int = 500,
-               bootstrap: str | None = None, topic: str | None = None) -> Relay:
-    producer_config = config if bootstrap is None else config.replace(kafka_bootstrap_servers=bootstrap)
-    return Relay(engine, make_producer(producer_config), topic or config.kafka_topic, batch_size=batch_size,
-                 poll_interval_s=0.5, retention_hours=24, leader_lock=leader_lock,
-                 listener=OutboxListener(config.database_url), stats=RelayStats())
+               bootstrap: str | None = None) -> Relay:
+    """A relay built the way the process builds it, on the test's database and topics."""
+    relay_config = config.replace(relay_batch_size=batch_size, relay_poll_interval_s=0.5, relay_retention_hours=24,
+                                  kafka_bootstrap_servers=bootstrap or config.kafka_bootstrap_servers)
+    relay = build_relay(relay_config, leader_lock=leader_lock, serve_metrics=False)
+    assert relay.engine.url == engine.url  # the test's own database
+    return relay
 
 
 class RunningRelay:
@@ -119,7 +121,7 @@ class RunningRelay:
         self.thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        self.relay.stopping.set()
+        self.relay.signal_shutdown()
         self.thread.join(timeout_s)
         assert not self.thread.is_alive(), "relay did not stop"
 
@@ -488,59 +490,6 @@ def test_a_bad_setting_exits_2_with_one_line(config):
 
 
 # --- broker outage ---------------------------------------------------------------------------------
-
-class PrivateKafka:
-    """A single-node KRaft broker of our own (same jars as scripts/stack.sh), so it may be stopped."""
-
-    def __init__(self, workdir: Path):
-        assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
-        self.port, self.controller_port = free_port(), free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.props = workdir / "server.properties"
-        self.log = workdir / "kafka.log"
-        self.props.write_text(f"""
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}
-listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={workdir / "data"}
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-""")
-        self.java = ["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                     "-Djava.net.preferIPv4Stack=true", f"-Dkafka.logs.dir={workdir}",
-                     "-cp", str(KAFKA_LIB / "*")]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        with self.log.open("a") as out:
-            subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                                        "-c", str(self.props)], check=True, stdout=out, stderr=out, timeout=60)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        out = self.log.open("a")
-        self.proc = subprocess.Popen(self.java + ["kafka.Kafka", str(self.props)], stdout=out, stderr=out,
-                                     start_new_session=True)
-        config = Config(kafka_bootstrap_servers=self.bootstrap)
-        wait_until(lambda: self.proc.poll() is None and broker_answers(config, timeout_s=1),
-                   f"the private broker on {self.bootstrap} did not answer (see {self.log})", every_s=0.3)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
 
 @pytest.mark.slow
 def test_a_broker_outage_under_load_loses_nothing(config, engine, caplog):

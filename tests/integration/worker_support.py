@@ -14,9 +14,10 @@ from sqlalchemy import text
 
 from app.config import Config
 from app.events import envelope_from_row
-from app.kafka import ensure_topics, make_consumer, make_producer
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scores import split
+from app.kafka import ensure_topics, make_producer
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scores import split
+from cache_worker.process import build_worker
 from cache_worker.worker import CacheWorker
 from tests.helpers import Api, Player
 
@@ -59,10 +60,9 @@ def fresh_topics(config: Config) -> Config:
 
 
 def new_worker(config: Config, engine, redis_client, group: str | None = None, **kwargs) -> CacheWorker:
-    consumer = make_consumer(config, group_id=group)
-    worker = CacheWorker(config, consumer, make_producer(config), redis_client, engine, poll_timeout_s=0.2, **kwargs)
-    worker.subscribe()
-    return worker
+    """A worker built the way the process builds it, on the test's Redis and engine."""
+    return build_worker(config, redis_client=redis_client, engine=engine, group_id=group, poll_timeout_s=0.2,
+                        **kwargs)
 
 
 def drain(worker: CacheWorker, messages: int) -> int:

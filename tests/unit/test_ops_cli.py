@@ -8,7 +8,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from app import create_app
-from app.ops import DeadLetter, Difference, SinceParam, _commit_redriven, _TopicState
+from app.ops.replay import SinceParam
+from app.session_boards.verify import Difference
+from cache_worker.dead_letters import DeadLetter, TopicState, commit_redriven
 
 
 @pytest.fixture()
@@ -73,23 +75,23 @@ def committed(consumer) -> dict[int, int]:
 
 
 def test_redrive_of_everything_commits_to_the_high_watermarks():
-    state = _TopicState([0, 1], {0: (0, 4), 1: (2, 3)}, {0: 1, 1: 2})
+    state = TopicState([0, 1], {0: (0, 4), 1: (2, 3)}, {0: 1, 1: 2})
     consumer = FakeConsumer()
     read = letters(0, 1, 2, 3) + letters(1, 2)
-    _commit_redriven(consumer, "dlq", state, read, handled=read, everything=True)
+    commit_redriven(consumer, "dlq", state, read, handled=read, everything=True)
     assert committed(consumer) == {0: 4, 1: 3}
 
 
 def test_redrive_by_id_moves_the_mark_only_over_a_contiguous_handled_prefix():
-    state = _TopicState([0, 1], {0: (0, 6), 1: (0, 3)}, {0: 2, 1: 0})
+    state = TopicState([0, 1], {0: (0, 6), 1: (0, 3)}, {0: 2, 1: 0})
     consumer = FakeConsumer()
     read = letters(0, 0, 1, 2, 3, 5) + letters(1, 0, 1, 2)  # offset 4 of partition 0 was deleted
     handled = [read[0], read[2], read[3], read[4], read[6]]  # 0:0, 0:2, 0:3, 0:5, 1:1
-    _commit_redriven(consumer, "dlq", state, read, handled=handled, everything=False)
+    commit_redriven(consumer, "dlq", state, read, handled=handled, everything=False)
     assert committed(consumer) == {0: 6}  # partition 1: its offset 0 is still pending
 
 
 def test_a_dead_letter_keeps_its_original_headers_but_the_reason():
     letter = DeadLetter(0, 7, b"sid", b"{}", [("event_id", b"e"), ("event_type", b"t"), ("dlq_reason", b"why")])
     assert letter.original_headers() == [("event_id", b"e"), ("event_type", b"t")]
-    assert (letter.event_id, letter.event_type, letter.session_id, letter.reason) == ("e", "t", "sid", "why")
+    assert (letter.event_id, letter.event_type, letter.aggregate_id, letter.reason) == ("e", "t", "sid", "why")

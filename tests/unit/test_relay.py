@@ -7,7 +7,8 @@ import threading
 from confluent_kafka import KafkaError
 from sqlalchemy import create_engine
 
-from outbox_relay.relay import OutboxListener, Relay, Throttled, libpq_url
+from app.logs import RateLimitedLog
+from outbox_relay.relay import OutboxListener, Relay, libpq_url
 from tests.helpers import wait_until
 
 
@@ -26,9 +27,9 @@ class RecordingProducer:
         return 0
 
 
-def test_throttled_logs_once_per_interval_and_counts_the_rest(caplog):
+def test_a_recurring_failure_is_logged_once_per_interval_and_its_end_once(caplog):
     caplog.set_level(logging.INFO)
-    throttled = Throttled(logging.getLogger("t"), every_s=3600)
+    throttled = RateLimitedLog(logging.getLogger("t"), interval_s=3600)
     for _ in range(50):
         throttled.warning("broker", "broker down")
     throttled.recovered("broker", "broker back")
@@ -45,9 +46,8 @@ def test_the_loop_survives_a_dead_postgres_logging_once_and_stops_on_the_flag(ca
     caplog.set_level(logging.INFO, logger="outbox_relay")
     url = "postgresql+psycopg://quiz:quiz@127.0.0.1:1/quiz"  # nothing listens on port 1
     engine = create_engine(url, connect_args={"connect_timeout": 1})
-    stopping = threading.Event()
     producer = RecordingProducer()
-    relay = Relay(engine, producer, "t", listener=OutboxListener(url), stopping=stopping, poll_interval_s=0.05)
+    relay = Relay(engine, producer, "t", listener=OutboxListener(url), poll_interval_s=0.05)
     rounds = []
     leads = relay.is_leader
 
@@ -60,7 +60,7 @@ def test_the_loop_survives_a_dead_postgres_logging_once_and_stops_on_the_flag(ca
     thread.start()
     # Three failed rounds of the loop at least (backoff 0.5, 1, 2 s).
     wait_until(lambda: len(rounds) > 3, "the relay did not retry a dead PostgreSQL three times")
-    stopping.set()
+    relay.signal_shutdown()
     thread.join(10)
     assert not thread.is_alive()
     assert sum("PostgreSQL unavailable" in r.getMessage() for r in caplog.records) == 1

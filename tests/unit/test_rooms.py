@@ -8,6 +8,7 @@ import uuid
 
 from app.rooms.connection import Connection
 from app.rooms.hub import Room, RoomHub, RoomReads
+from tests.helpers import wait_until
 
 
 def make_connection(session_id, sent, max_buffered=8, participant_id=None, dropped=None):
@@ -105,8 +106,7 @@ class FakeReads:
             shared = {"session": {"id": str(session_id), "player_count": 3}, "leaderboard": top(session_id, 10)}
             return shared, {pid: {"participant_id": str(pid), "score": 0, "rank": 1} for pid in participant_ids}
 
-        return RoomReads(stream_key=lambda s: f"room:{{{s}}}", top=top, question_results=lambda s, q, p: {},
-                         snapshot=snapshot)
+        return RoomReads(top=top, question_results=lambda s, q, p: {}, snapshot=snapshot)
 
 
 def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent():
@@ -159,3 +159,34 @@ def test_a_burst_becomes_one_leaderboard_read_per_room_per_interval_and_rooms_st
         connection.run_sender()
     assert len(sent_a) == 1 and json.loads(sent_a[0])["entries"][0]["participant_id"] == str(room_a)
     assert sent_b == []
+
+
+def test_a_slow_read_for_one_room_delays_no_other_room():
+    """The close of a question reads every player's result from PostgreSQL: while that read hangs for
+    room A, room B's notifications still go out, and A's next notification waits behind its close."""
+    release = threading.Event()
+    reads = FakeReads().reads()
+
+    def slow_results(session_id, question_id, participant_ids):
+        release.wait(10)
+        return {}
+
+    reads.question_results = slow_results
+    hub = RoomHub(redis_client=None, reads=reads, interval_s=0.05)
+    room_a, room_b = uuid.uuid4(), uuid.uuid4()
+    sent_a, sent_b = [], []
+    conn_a, conn_b = make_connection(room_a, sent_a), make_connection(room_b, sent_b)
+    hub.rooms = {room_a: Room(room_a, "a", "0-0", {conn_a}), room_b: Room(room_b, "b", "0-0", {conn_b})}
+    question = str(uuid.uuid4())
+    hub._hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
+                                      {"type": "question_opened", "question_id": str(uuid.uuid4())}])
+    hub._hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
+    threading.Thread(target=conn_b.run_sender, daemon=True).start()
+    threading.Thread(target=conn_a.run_sender, daemon=True).start()
+    wait_until(lambda: sent_b, "room B's notification waited for room A's read")
+    assert sent_a == []
+    release.set()
+    wait_until(lambda: len(sent_a) == 2, "room A's notifications did not go out after its read")
+    assert [json.loads(m)["type"] for m in sent_a] == ["question_closed", "question_opened"]
+    conn_a.close()
+    conn_b.close()

@@ -146,6 +146,20 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
   };
 }
 
+/**
+ * The room's messages, dispatched in one place: `handlers` maps a message type ("snapshot",
+ * "leaderboard", "question_opened", ...) to what the page does with it. Every message that carries
+ * the server's time teaches the clock first; an `error` the page does not handle is logged.
+ */
+export function roomMessages(handlers) {
+  return (message) => {
+    if (message.server_time) serverClock.learn(message.server_time);
+    const handle = handlers[message.type];
+    if (handle) handle(message);
+    else if (message.type === "error") console.warn("room error", message.code, message.message);
+  };
+}
+
 /** The server's clock, as far as we can tell: offset learnt from each message's server_time. */
 export const serverClock = {
   offsetMs: 0,

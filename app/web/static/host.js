@@ -1,6 +1,6 @@
 // The host's page: sign in, write a quiz, open a room, run it question by question, show the podium.
 import {
-  api, storedRecord, connectRoom, serverClock, startCountdown, h, announce, showConnection,
+  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
   CHOICE_SHAPES, formatScore, renderLeaderboard, renderPodium, showScreen,
 } from "./common.js";
 
@@ -288,36 +288,24 @@ async function enterRoom(saved) {
   });
 }
 
-function receive(message) {
-  switch (message.type) {
-    case "snapshot":
-      serverClock.learn(message.server_time);
-      applyBoard(message.leaderboard, { force: true });
-      for (const entry of message.leaderboard?.entries ?? []) addArrival(entry.nickname, { quiet: true });
-      applySession(message.session);
-      break;
-    case "leaderboard":
-      applyBoard(message);
-      break;
-    case "question_opened":
-      serverClock.learn(message.server_time);
-      state.questionCount = message.question_count ?? state.questionCount;
-      showQuestion({ ...message, id: message.question_id });
-      break;
-    case "question_closed":
-      showClosed(message);
-      break;
-    case "player_joined":
-      setPlayerCount(message.player_count);
-      addArrival(message.nickname);
-      break;
-    case "session_ended":
-      showFinal(message.podium);
-      break;
-    default:
-      break;
-  }
-}
+const receive = roomMessages({
+  snapshot(message) {
+    applyBoard(message.leaderboard, { force: true });
+    for (const entry of message.leaderboard?.entries ?? []) addArrival(entry.nickname, { quiet: true });
+    applySession(message.session);
+  },
+  leaderboard: (message) => applyBoard(message),
+  question_opened(message) {
+    state.questionCount = message.question_count ?? state.questionCount;
+    showQuestion({ ...message, id: message.question_id });
+  },
+  question_closed: (message) => showClosed(message),
+  player_joined(message) {
+    setPlayerCount(message.player_count);
+    addArrival(message.nickname);
+  },
+  session_ended: (message) => showFinal(message.podium),
+});
 
 function applySession(session) {
   state.questionCount = session.question_count;

@@ -1,6 +1,6 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
-  api, storedRecord, connectRoom, serverClock, startCountdown, h, announce, showConnection,
+  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
   CHOICE_SHAPES, ordinal, formatScore, renderLeaderboard, renderPodium, showScreen,
 } from "./common.js";
 
@@ -160,38 +160,23 @@ async function enterRoom(saved) {
   });
 }
 
-function receive(message) {
-  switch (message.type) {
-    case "snapshot":
-      serverClock.learn(message.server_time);
-      if (message.you) updateMe(message.you);
-      applyBoard(message.leaderboard, { force: true });
-      applySession(message.session);
-      break;
-    case "leaderboard":
-      applyBoard(message);
-      break;
-    case "question_opened":
-      serverClock.learn(message.server_time);
-      state.questionCount = message.question_count ?? state.questionCount;
-      openQuestion({ ...message, id: message.question_id });
-      break;
-    case "question_closed":
-      closeQuestion(message);
-      break;
-    case "player_joined":
-      $("player-count").textContent = String(message.player_count);
-      break;
-    case "session_ended":
-      finish(message.podium);
-      break;
-    case "error":
-      console.warn("room error", message.code, message.message);
-      break;
-    default:
-      break;
-  }
-}
+const receive = roomMessages({
+  snapshot(message) {
+    if (message.you) updateMe(message.you);
+    applyBoard(message.leaderboard, { force: true });
+    applySession(message.session);
+  },
+  leaderboard: (message) => applyBoard(message),
+  question_opened(message) {
+    state.questionCount = message.question_count ?? state.questionCount;
+    openQuestion({ ...message, id: message.question_id });
+  },
+  question_closed: (message) => closeQuestion(message),
+  player_joined(message) {
+    $("player-count").textContent = String(message.player_count);
+  },
+  session_ended: (message) => finish(message.podium),
+});
 
 function applySession(session) {
   state.questionCount = session.question_count;

@@ -32,7 +32,7 @@ def _probe(url: str, seconds: float, interval_s: float = 0.02) -> list[float]:
     return latencies
 
 
-def test_healthz_beside_a_burst_of_logins(stack):
+def bench_healthz_beside_a_burst_of_logins(stack):
     seconds = env_int("BENCH_LOGINS_S", 15)
     healthz = f"{stack.base_url}/healthz"
     _probe(healthz, 2)  # warm the connection

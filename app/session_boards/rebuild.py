@@ -43,11 +43,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.domain.sessions import ENDED, QUESTION_OPEN
-from app.leaderboards.apply import (ENDED_KEY, ENDED_SESSION_TTL, answer_key, closed_key, joined_key,
+from app.session_boards.apply import (ENDED_KEY, ENDED_SESSION_TTL, answer_key, closed_key, joined_key,
                                     opened_key)
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scores import composite, instant_ms, reached_ms
-from app.leaderboards.scripts import scripts_for
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scores import composite, instant_ms, reached_ms
+from app.session_boards.scripts import scripts_for
 
 _REBUILD_KEY_TTL_S = 600
 # An ended session read after its keys expired is cached again for this long, then expires again.

@@ -68,7 +68,7 @@ def _bare_producer(config, engine, count: int) -> dict:
             "mean_value_bytes": round(sum(len(m[0]) for m in messages) / len(messages)), "cpu": cpu.report("self")}
 
 
-def test_relay(stack, bench_engine, bench_config):
+def bench_relay(stack, bench_engine, bench_config):
     stack.stop("worker")
     stack.stop("relay")
     players = env_int("BENCH_BIG_PLAYERS", big_session.PLAYERS)

@@ -20,8 +20,8 @@ import time
 
 from sqlalchemy import text
 
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scores import TIE_SPAN
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scores import TIE_SPAN
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
 from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles
@@ -151,7 +151,7 @@ def _compare_pg_redis(engine, redis_client, rooms, acks) -> dict:
     return {"players_with_different_score": mismatched, "acknowledged_answers_not_applied": absent}
 
 
-def test_end_to_end(stack, bench_engine, bench_config, bench_redis):
+def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
     rates = [int(r) for r in str(os_rates()).split(",")]
     duration = env_int("BENCH_E2E_S", 20)
     rooms = make_rooms(bench_engine, bench_config, ROOMS, PLAYERS, QUESTIONS, prefix=2)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.events import AnswerScored, Envelope, ParticipantJoined, QuestionClosed, QuestionOpened, SessionEnded
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.scores import instant_ms
-from app.leaderboards.scripts import LeaderboardScripts
+from app.session_boards.keys import SessionKeys
+from app.session_boards.scores import instant_ms
+from app.session_boards.scripts import LeaderboardScripts
 
 # Kafka's default retention is 7 days: keep an ended session's keys a day longer. Expiring them is
 # safe anyway: a later delivery finds no meta and triggers a rebuild from PostgreSQL.

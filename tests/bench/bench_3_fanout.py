@@ -131,7 +131,7 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
     return out
 
 
-def test_fanout(stack, bench_engine, bench_config):
+def bench_fanout(stack, bench_engine, bench_config):
     one = _scenario(stack, bench_engine, bench_config, 1, env_int("BENCH_FANOUT_ONE", 2000), 3,
                     latency_changes=20, latency_gap_s=0.5, burst_gap_s=0.25, burst_s=8)
     time.sleep(3)

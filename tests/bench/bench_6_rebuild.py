@@ -1,21 +1,21 @@
 """6. Rebuild of the board of a session with 1,000,000 answers (10,000 players x 100 questions) from
-PostgreSQL, `app.leaderboards.rebuild.rebuild_board`, in this process. The session and its 1,000,000
+PostgreSQL, `app.session_boards.rebuild.rebuild_board`, in this process. The session and its 1,000,000
 (published) outbox events were written by the relay benchmark; the rebuild reads both."""
 from __future__ import annotations
 
 import time
 
-from app.leaderboards.rebuild import rebuild_board
+from app.session_boards.rebuild import rebuild_board
 from tests.bench import report
 from tests.bench.big_session import create
 import os
 import signal
 
 from tests.bench.support import CpuMeter, env_int, profiling, start_profile
-from tests.bench.test_4_relay import SESSION
+from tests.bench.bench_4_relay import SESSION
 
 
-def test_rebuild(stack, bench_engine, bench_redis):
+def bench_rebuild(stack, bench_engine, bench_redis):
     if "id" not in SESSION:
         session_id, _ = create(bench_engine, players=env_int("BENCH_BIG_PLAYERS", 10_000))
         SESSION["id"], SESSION["answers"] = session_id, env_int("BENCH_BIG_PLAYERS", 10_000) * 100

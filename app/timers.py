@@ -1,4 +1,6 @@
-"""Questions close by themselves at their deadline, or once every player has answered."""
+"""Background work every web process runs: questions close by themselves at their deadline, or once
+every player has answered. A session rule, run on a timer: the session row lock makes each close
+happen exactly once, however many processes run this at the same time."""
 from __future__ import annotations
 
 import logging
@@ -6,18 +8,16 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import Services
 from app.logs import RateLimitedLog
 from app.services.sessions import close_due_questions
 
 log = logging.getLogger(__name__)
 
 
-def run_question_timer(live: Services, stopping: threading.Event) -> None:
-    """Every web process runs one; the session row lock makes each close happen exactly once."""
+def run_question_timer(db_sessions, interval_s: float, stopping: threading.Event) -> None:
     errors = RateLimitedLog(log)
-    while not stopping.wait(live.config.auto_close_interval_s):
-        db = live.db_sessions()
+    while not stopping.wait(interval_s):
+        db = db_sessions()
         try:
             closed = close_due_questions(db)
             if closed:
@@ -30,7 +30,9 @@ def run_question_timer(live: Services, stopping: threading.Event) -> None:
             db.close()
 
 
-def start_question_timer(live: Services) -> threading.Event:
+def start_timers(db_sessions, interval_s: float) -> threading.Event:
+    """Start the timers on a thread of their own; setting the returned event stops them."""
     stopping = threading.Event()
-    threading.Thread(target=run_question_timer, args=(live, stopping), name="question-timer", daemon=True).start()
+    threading.Thread(target=run_question_timer, args=(db_sessions, interval_s, stopping), name="question-timer",
+                     daemon=True).start()
     return stopping

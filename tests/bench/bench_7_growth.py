@@ -160,7 +160,7 @@ def _vacuum(engine) -> None:
         db.execute(text("VACUUM (ANALYZE) events"))
 
 
-def test_growth(stack, bench_engine, bench_config):
+def bench_growth(stack, bench_engine, bench_config):
     stack.stop("relay")
     stack.stop("worker")
     rows = env_int("BENCH_GROWTH_ROWS", 10_000_000)

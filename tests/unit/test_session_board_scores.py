@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.leaderboards.scores import (MAX_REACHED_MS, MAX_SCORE, TIE_SPAN, composite, instant_ms, reached_ms,
+from app.session_boards.scores import (MAX_REACHED_MS, MAX_SCORE, TIE_SPAN, composite, instant_ms, reached_ms,
                                      split)
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.leaderboards.keys import SessionKeys
-from app.leaderboards.rebuild import rebuild_board
-from app.leaderboards.scripts import NEEDS_REBUILD, scripts_for
+from app.session_boards.keys import SessionKeys
+from app.session_boards.rebuild import rebuild_board
+from app.session_boards.scripts import NEEDS_REBUILD, scripts_for
 from app.services.errors import Forbidden, NotFound
 
 _READ_ATTEMPTS = 3

@@ -23,7 +23,7 @@ def _bench_topics(config) -> set[str]:
     return {t for t in admin.list_topics(timeout=10).topics if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
 
 
-def test_worker(stack, bench_config, bench_db):
+def bench_worker(stack, bench_config, bench_db):
     count = env_int("BENCH_WORKER_EVENTS", 1_000_000)
     before = _bench_topics(bench_config)
     with CpuMeter() as cpu:

@@ -103,7 +103,7 @@ class Controller(threading.Thread):
                         self.failed += 1
 
 
-def test_ingest(stack, bench_engine, bench_config, tmp_path):
+def bench_ingest(stack, bench_engine, bench_config, tmp_path):
     duration = env_int("BENCH_INGEST_S", 60)
     healthz_duration = env_int("BENCH_HEALTHZ_S", 30)
     questions = min(100, max(4, math.ceil(duration * 4000 / (ROOMS * PLAYERS))))

@@ -1,0 +1,62 @@
+"""`ops rebuild`: rebuild session boards from PostgreSQL, each swapped in atomically."""
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+from sqlalchemy import text
+
+from app.domain.sessions import LIVE_SQL
+from app.extensions import runtime
+from app.ops.common import one_selection, ops, progress
+from app.session_boards.rebuild import UnknownSession, rebuild_board
+from app.session_boards.verify import cached_sessions, drop_board
+
+
+def _live_postgres_sessions(engine) -> set[str]:
+    with engine.connect() as connection:
+        return {str(s) for s in connection.execute(text(f"SELECT id FROM quiz_sessions WHERE {LIVE_SQL}")).scalars()}
+
+
+@ops.command("rebuild")
+@click.option("--session", "session_ids", type=click.UUID, multiple=True,
+              help="A session to rebuild (repeatable).")
+@click.option("--all", "all_sessions", is_flag=True,
+              help="Every board Redis holds and every session not ended in PostgreSQL.")
+def rebuild_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool) -> None:
+    """Rebuild leaderboards from PostgreSQL, swapping each in atomically.
+
+    Safe while traffic flows: events applied during a rebuild are carried over by the swap, and
+    events it already counted are marked applied so their delivery is skipped. With --all, a board
+    whose session PostgreSQL does not know is removed (PostgreSQL is the truth). Ended sessions
+    that Redis no longer caches are left alone: reads rebuild them on demand.
+    """
+    one_selection(session_ids, all_sessions)
+    live = runtime()
+    engine, redis = live.engine, live.redis
+    if all_sessions:
+        sessions = sorted(cached_sessions(redis) | _live_postgres_sessions(engine))
+    else:
+        sessions = [str(s) for s in session_ids]
+    rebuilt = players = dropped = 0
+    unknown: list[str] = []
+    with progress(sessions, len(sessions), "rebuilding boards") as bar:
+        for session_id in bar:
+            try:
+                result = rebuild_board(engine, redis, session_id)
+            except UnknownSession:
+                if all_sessions:
+                    drop_board(redis, session_id)
+                    dropped += 1
+                else:
+                    unknown.append(session_id)
+                continue
+            rebuilt += 1
+            players += result.players
+    for session_id in unknown:
+        click.echo(f"unknown session {session_id}: not in PostgreSQL", err=True)
+    click.echo(f"rebuild: {rebuilt} boards rebuilt ({players} players), {dropped} boards of unknown sessions "
+               f"removed, {len(unknown)} unknown sessions")
+    if unknown:
+        sys.exit(1)

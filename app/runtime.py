@@ -1,0 +1,89 @@
+"""The composition root of the web process: its connections and shared machinery, wired once.
+
+`create_app` (app/__init__.py) attaches one Runtime to the app; each piece is opened on first use,
+so the operator CLI, which builds the same app, never connects to what it does not use. Nothing in
+the lower layers imports this module: they reach the runtime through `app.extensions.runtime()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Config
+from app.db import get_engine, session_factory
+from app.kafka import make_admin
+from app.metrics import WebMetrics
+from app.ratelimits import RateLimits
+from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
+from app.services.answers import AnswerBatcher
+from app.services.rooms import question_results, standings
+from app.services.sessions import describe_session
+from app.session_boards.reads import read_page
+
+
+@dataclass
+class Runtime:
+    """The web process's connections to PostgreSQL, Redis and Kafka, and what is built on them."""
+
+    config: Config
+
+    @cached_property
+    def engine(self) -> Engine:
+        return get_engine(self.config.database_url, pool_size=self.config.web_db_pool)
+
+    @cached_property
+    def db_sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        # Blocking pool: thousands of sockets reconnecting at once wait for a connection instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(
+            self.config.redis_url, max_connections=self.config.web_redis_pool, timeout=10,
+            socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        return redis.Redis(connection_pool=pool)
+
+    @cached_property
+    def kafka_admin(self):
+        return make_admin(self.config)
+
+    @cached_property
+    def answer_batcher(self) -> AnswerBatcher:
+        return AnswerBatcher(self.engine, max_batch=self.config.answer_batch_max)
+
+    @cached_property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(self.config, connection_pool=self.redis.connection_pool)
+
+    @cached_property
+    def metrics(self) -> WebMetrics:
+        return WebMetrics()
+
+    @cached_property
+    def room_hub(self) -> RoomHub:
+        return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
+                       metrics=self.metrics)
+
+    def _room_reads(self) -> RoomReads:
+        """The hub's reads: the leaderboard in Redis, the standings and the session in PostgreSQL."""
+
+        def with_db(read):
+            def call(*args):
+                db = self.db_sessions()
+                try:
+                    return read(db, *args)
+                finally:
+                    db.close()
+            return call
+
+        def snapshot(db, session_id, participant_ids):
+            shared = {"session": describe_session(db, session_id),
+                      "leaderboard": read_page(db, self.redis, session_id, LEADERBOARD_SIZE, 0)}
+            return shared, standings(db, session_id, participant_ids)
+
+        return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id, limit, 0)),
+                         question_results=with_db(question_results), snapshot=with_db(snapshot))

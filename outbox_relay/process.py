@@ -1,0 +1,71 @@
+"""The relay process: `build_relay` (its composition root, which tests use too) and `main`.
+
+`python -m outbox_relay` (console script `quiz-outbox-relay`) builds its clients from the
+environment and runs `Relay.run()` until SIGTERM or SIGINT. Exit codes: 0 after a clean stop,
+2 on a configuration error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from app.config import Config, load_config_or_exit
+from app.db import get_engine
+from app.kafka import make_producer
+from app.logs import configure_logging
+from app.processing import run_until_signalled
+from outbox_relay import metrics
+from outbox_relay.relay import OutboxListener, Relay, RelayStats
+
+log = logging.getLogger("outbox_relay")
+
+# Test hook only: sleep this long between delivery and the mark, so a test can SIGKILL there.
+TEST_PAUSE_ENV = "RELAY_TEST_PAUSE_BEFORE_MARK_S"
+
+
+def _pause_before_mark() -> Any:
+    pause_s = float(os.environ.get(TEST_PAUSE_ENV, "0") or 0)
+    if pause_s <= 0:
+        return None
+
+    def pause(ids: list[Any]) -> None:
+        log.warning("test hook: %d events delivered, pausing %.1f s before marking them", len(ids), pause_s)
+        time.sleep(pause_s)
+
+    return pause
+
+
+def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool = True) -> Relay:
+    """The real engine, producer and LISTEN connection from `config`, wired into a Relay."""
+    stats = RelayStats()
+    if serve_metrics and config.relay_metrics_port > 0:
+        relay_metrics = metrics.RelayMetrics()
+        relay_metrics.serve(config.relay_metrics_port)
+        stats.observers.append(relay_metrics)
+    return Relay(
+        get_engine(config.database_url, pool_size=2),
+        make_producer(config, **{"client.id": "outbox_relay"}),
+        config.kafka_topic,
+        batch_size=config.relay_batch_size,
+        poll_interval_s=config.relay_poll_interval_s,
+        retention_hours=config.relay_retention_hours,
+        leader_lock=leader_lock,
+        listener=OutboxListener(config.database_url),
+        stats=stats,
+        before_mark=_pause_before_mark(),
+        producer_factory=lambda: make_producer(config, **{"client.id": "outbox_relay"}),
+    )
+
+
+def main() -> int:
+    config = load_config_or_exit()
+    configure_logging(config, "relay")
+    relay = build_relay(config)
+    log.info("relaying %s to %s topic %s (batch %d)", config.database_url.rsplit("@", 1)[-1],
+             config.kafka_bootstrap_servers, config.kafka_topic, config.relay_batch_size)
+    run_until_signalled(relay)
+    log.info("stopped after publishing %d events in %d batches", relay.stats.published_total,
+             relay.stats.batches_total)
+    return 0

@@ -1,0 +1,57 @@
+"""Use cases called directly, each test inside one transaction that is rolled back at its end (the `db`
+fixture): the rules of the write path without HTTP, and nothing left behind."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from app.domain import sessions as rules
+from app.services import accounts, quizzes, sessions
+from app.services.errors import Conflict, Forbidden, NotFound
+from tests.helpers import sample_questions
+
+
+@pytest.fixture()
+def lobby(db):
+    host = accounts.create_guest(db, "host")
+    quiz = quizzes.create_quiz(db, host.id, "Capitals", sample_questions(2))
+    session = sessions.create_session(db, host.id, uuid.UUID(quiz["id"]))
+    return host, quiz, uuid.UUID(session["id"]), session["join_code"]
+
+
+def test_a_session_opens_in_the_lobby_with_a_live_join_code(db, lobby):
+    _, _, session_id, code = lobby
+    assert sessions.find_by_join_code(db, code) == session_id
+    assert sessions.describe_session(db, session_id)["status"] == rules.LOBBY
+
+
+def test_the_host_cannot_play_and_a_player_joins_once(db, lobby):
+    host, _, session_id, _ = lobby
+    with pytest.raises(Forbidden):
+        sessions.join_session(db, host.id, session_id, None)
+    player = accounts.create_guest(db, "Ann")
+    joined = sessions.join_session(db, player.id, session_id, None)
+    assert joined["nickname"] == "Ann"
+    with pytest.raises(Conflict) as again:
+        sessions.join_session(db, player.id, session_id, None)
+    assert again.value.extra["participant_id"] == joined["participant_id"]
+
+
+def test_an_ended_session_cannot_be_found_by_its_code_nor_joined(db, lobby):
+    host, _, session_id, code = lobby
+    sessions.end_session(db, host.id, session_id)
+    with pytest.raises(NotFound):
+        sessions.find_by_join_code(db, code)
+    with pytest.raises(Conflict):
+        sessions.join_session(db, accounts.create_guest(db, "late").id, session_id, None)
+
+
+def test_what_a_test_writes_is_visible_to_it_and_to_no_one_else(db, lobby, engine):
+    _, _, session_id, _ = lobby
+    events = "SELECT count(*) FROM events WHERE aggregate_id = :s"
+    sessions.join_session(db, accounts.create_guest(db, "Ben").id, session_id, None)
+    assert db.execute(text(events), {"s": session_id}).scalar() == 1
+    with engine.connect() as other:
+        assert other.execute(text(events), {"s": session_id}).scalar() == 0

@@ -1,0 +1,49 @@
+"""A single-node KRaft broker of a test's own, from the same jars and the same settings as the stack's
+(scripts/kafka-broker.properties), so a test may stop, kill and restart it."""
+from __future__ import annotations
+
+import base64
+import string
+import subprocess
+import uuid
+from pathlib import Path
+
+from app.config import Config
+from app.kafka import broker_answers
+from tests.helpers import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_LIB = ROOT / ".cache" / "kafka" / "lib"
+BROKER_TEMPLATE = ROOT / "scripts" / "kafka-broker.properties"
+
+
+class PrivateKafka:
+    def __init__(self, workdir: Path):
+        assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
+        self.port, self.controller_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.props = workdir / "server.properties"
+        self.log = workdir / "kafka.log"
+        self.props.write_text(string.Template(BROKER_TEMPLATE.read_text()).substitute(
+            node_id=1, port=self.port, controller_port=self.controller_port, log_dirs=workdir / "data"))
+        self.java = ["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                     "-Djava.net.preferIPv4Stack=true", f"-Dkafka.logs.dir={workdir}",
+                     "-cp", str(KAFKA_LIB / "*")]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        with self.log.open("a") as out:
+            subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                                        "-c", str(self.props)], check=True, stdout=out, stderr=out, timeout=60)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = self.log.open("a")
+        self.proc = subprocess.Popen(self.java + ["kafka.Kafka", str(self.props)], stdout=out, stderr=out,
+                                     start_new_session=True)
+        config = Config(kafka_bootstrap_servers=self.bootstrap)
+        wait_until(lambda: self.proc.poll() is None and broker_answers(config, timeout_s=1),
+                   f"the private broker on {self.bootstrap} did not answer (see {self.log})", every_s=0.3)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
