@@ -31,14 +31,15 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     sock.init_app(app)
 
-    from app.api import auth, errors, health, openapi, quizzes, request_log, session_boards, sessions
+    from app.api import (api_keys, auth, errors, health, leaderboards, openapi, quizzes, request_log, scores,
+                         session_boards, sessions)
     from app.rooms import socket as room_socket
     from app.web import headers, pages
     errors.register(app)
     request_log.register(app)
     headers.register(app)
-    for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, sessions.bp, session_boards.bp, pages.bp,
-                      room_socket.bp):
+    for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, sessions.bp, session_boards.bp, leaderboards.bp,
+                      scores.bp, api_keys.bp, pages.bp, room_socket.bp):
         app.register_blueprint(blueprint)
 
     from app.ops import ops
@@ -52,4 +53,4 @@ def start_background_work(app: Flask) -> threading.Event:
     from app.timers import start_timers
 
     runtime = app.extensions[RUNTIME]
-    return start_timers(runtime.db_sessions, app.config["LIVEQUIZ"].auto_close_interval_s)
+    return start_timers(runtime.db_sessions, runtime.engine, app.config["LIVEQUIZ"])

@@ -92,6 +92,8 @@ class Config:
     token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int, "largest request body accepted")
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
+    score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
+                                    "most score requests of a web process committed in one transaction")
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
@@ -145,9 +147,24 @@ class Config:
         "RATE_API_PER_USER", "600/minute", _rate, "API requests per signed-in user")
     rate_api_per_address: str = _setting(
         "RATE_API_PER_ADDRESS", "30000/minute", _rate, "API requests per client address")
+    rate_score_writes_per_user: str = _setting(
+        "RATE_SCORE_WRITES_PER_USER", "60000/minute", _rate,
+        "score writes per board owner, all their API keys together (a request of a batch counts once)")
+    rate_score_writes_per_address: str = _setting(
+        "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
     ws_max_per_participant: int = _setting(
         "WS_MAX_PER_PARTICIPANT", 3, _int,
         "open room sockets per player (or host); a new one closes the oldest with 4409")
+    leaderboard_final_top: int = _setting(
+        "LEADERBOARD_FINAL_TOP", 10, _int, "standings a closed period's event carries (never the whole board)")
+    leaderboard_period_ttl_s: int = _setting(
+        "LEADERBOARD_PERIOD_TTL_S", 86400, _int,
+        "how long a closed period stays in Redis (read later, it is rebuilt from PostgreSQL)")
+    score_submission_retention_hours: float = _setting(
+        "SCORE_SUBMISSION_RETENTION_HOURS", 168.0, _float,
+        "how long a submission_id is remembered (a retry within it gets the original result)")
+    score_rank_wait_ms: int = _setting(
+        "SCORE_RANK_WAIT_MS", 250, _int, "how long a score write waits for the board to show it (else rank: null)")
     log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
     log_level: str = _setting(
         "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")

@@ -1,8 +1,8 @@
 """The event envelope and payload shapes, versioned; shared by the web app, relay and worker.
 
-An event is written once to the `events` outbox, published by the relay with the session id as
-its Kafka key, and applied by the cache worker. Consumers must be able to act on a payload alone,
-without reading PostgreSQL.
+An event is written once to the `events` outbox, published by the relay with its aggregate's id (a
+quiz session's, or a board's) as its Kafka key, and applied by the cache worker. Consumers must be
+able to act on a payload alone, without reading PostgreSQL.
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-AGGREGATE_TYPE = "quiz_session"
+QUIZ_SESSION = "quiz_session"
+LEADERBOARD = "leaderboard"
+AGGREGATE_TYPES = (QUIZ_SESSION, LEADERBOARD)
 
 
 class _Payload(BaseModel):
@@ -70,6 +72,58 @@ class SessionEnded(_Payload):
     ended_at: datetime
 
 
+# --- a leaderboard's events: each carries the resulting state, never a delta --------------------
+
+class BoardConfigured(_Payload):
+    """A board's configuration as of `revision` (board_created, board_updated)."""
+    revision: int
+    name: str
+    sort_order: Literal["asc", "desc"]
+    update_mode: str
+    reset_period: str
+    max_entries: int | None
+
+
+class BoardDeleted(_Payload):
+    deleted_at: datetime
+
+
+class EntryChanged(_Payload):
+    period: str
+    player_id: str
+    score: int
+    tie_seq: int
+    version: int
+    display_name: str | None
+    reached_at: datetime
+
+
+class EntryRemoved(_Payload):
+    period: str
+    player_id: str
+    version: int
+
+
+class PeriodOpened(_Payload):
+    period: str
+    starts_at: datetime
+    ends_at: datetime | None
+
+
+class Standing(_Payload):
+    rank: int
+    player_id: str
+    display_name: str | None
+    score: int
+
+
+class PeriodClosed(_Payload):
+    period: str
+    closed_at: datetime
+    entry_count: int
+    top: list[Standing]  # the final top N, never the whole board: an event stays small
+
+
 # (event type, version) -> payload schema. A new version is a new entry; old ones stay readable.
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Payload]] = {
     ("participant_joined", 1): ParticipantJoined,
@@ -77,8 +131,21 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Payload]] = {
     ("question_closed", 1): QuestionClosed,
     ("answer_scored", 1): AnswerScored,
     ("session_ended", 1): SessionEnded,
+    ("board_created", 1): BoardConfigured,
+    ("board_updated", 1): BoardConfigured,
+    ("board_deleted", 1): BoardDeleted,
+    ("entry_changed", 1): EntryChanged,
+    ("entry_removed", 1): EntryRemoved,
+    ("period_opened", 1): PeriodOpened,
+    ("period_closed", 1): PeriodClosed,
 }
 EVENT_TYPES = sorted({event_type for event_type, _ in PAYLOAD_SCHEMAS})
+# The aggregate each event type belongs to: its id is the event's Kafka key.
+AGGREGATE_OF = {event_type: QUIZ_SESSION for event_type in (
+    "participant_joined", "question_opened", "question_closed", "answer_scored", "session_ended")} | {
+    event_type: LEADERBOARD for event_type in (
+        "board_created", "board_updated", "board_deleted", "entry_changed", "entry_removed", "period_opened",
+        "period_closed")}
 CURRENT_VERSION = {event_type: max(v for t, v in PAYLOAD_SCHEMAS if t == event_type) for event_type in EVENT_TYPES}
 
 
@@ -91,16 +158,23 @@ class Envelope:
     event_id: uuid.UUID
     event_type: str
     version: int
-    session_id: uuid.UUID
+    aggregate_type: str
+    aggregate_id: str
     occurred_at: datetime
     payload: dict[str, Any]
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        """The quiz session of a quiz event."""
+        return uuid.UUID(self.aggregate_id)
 
     def to_json(self) -> bytes:
         return json.dumps({
             "event_id": str(self.event_id),
             "event_type": self.event_type,
             "version": self.version,
-            "session_id": str(self.session_id),
+            "aggregate_type": self.aggregate_type,
+            "aggregate_id": self.aggregate_id,
             "occurred_at": self.occurred_at.isoformat(),
             "payload": self.payload,
         }, separators=(",", ":")).encode()
@@ -109,8 +183,8 @@ class Envelope:
         return [("event_id", str(self.event_id).encode()), ("event_type", self.event_type.encode())]
 
     def key(self) -> bytes:
-        """The Kafka key: the session id, so a session's events share one partition, in order."""
-        return str(self.session_id).encode()
+        """The Kafka key: the aggregate's id, so a session's or a board's events share one partition, in order."""
+        return self.aggregate_id.encode()
 
     def parsed_payload(self) -> _Payload:
         return self._parsed
@@ -122,9 +196,11 @@ class Envelope:
 
 
 def envelope_from_row(row: Any) -> Envelope:
-    """The envelope of an `events` row (id, aggregate_id, event_type, version, payload, created_at)."""
+    """The envelope of an `events` row (id, aggregate_type, aggregate_id, event_type, version, payload,
+    created_at)."""
     return Envelope(event_id=row.id, event_type=row.event_type, version=row.version,
-                    session_id=row.aggregate_id, occurred_at=row.created_at, payload=row.payload)
+                    aggregate_type=row.aggregate_type, aggregate_id=str(row.aggregate_id),
+                    occurred_at=row.created_at, payload=row.payload)
 
 
 def new_event_id() -> uuid.UUID:
@@ -155,11 +231,20 @@ def decode_envelope(raw: bytes | None) -> Envelope:
         raise PoisonEvent("empty message")
     try:
         data = json.loads(raw)
+        if "session_id" in data:  # written before boards had events of their own
+            data.update(aggregate_type=QUIZ_SESSION, aggregate_id=data["session_id"])
+        aggregate_type = str(data["aggregate_type"])
+        if aggregate_type not in AGGREGATE_TYPES:
+            raise ValueError(aggregate_type)
+        aggregate_id = str(data["aggregate_id"])
+        if aggregate_type == QUIZ_SESSION:
+            aggregate_id = str(uuid.UUID(aggregate_id))
         envelope = Envelope(
             event_id=uuid.UUID(data["event_id"]),
             event_type=str(data["event_type"]),
             version=int(data["version"]),
-            session_id=uuid.UUID(data["session_id"]),
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
             occurred_at=datetime.fromisoformat(data["occurred_at"]),
             payload=dict(data["payload"]),
         )

@@ -23,6 +23,8 @@ ANSWERS_ACCEPTED = Counter("answers_accepted_total", "Answers recorded (201)")
 EVENTS_WRITTEN = Counter("events_written_total", "Events written to the outbox", ["event_type"])
 WS_CONNECTIONS = Gauge("ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
 WS_SENT = Counter("ws_messages_sent_total", "WebSocket messages sent", ["type"])
+SCORE_WRITES = Counter("score_writes_total", "Score submissions of the leaderboard service, by outcome and source",
+                       ["outcome", "source"])
 RATE_LIMITED = Counter("rate_limited_total", "Requests refused by a rate limit", ["rule"])
 RATE_LIMIT_UNAVAILABLE = Counter("rate_limit_unavailable_total",
                                  "Requests let through unchecked because Redis could not count them")

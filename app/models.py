@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -165,7 +166,8 @@ class Event(Base):
     # Breaks ties between events of one instant; never used alone as a claim horizon.
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
     aggregate_type: Mapped[str] = mapped_column(String(32), nullable=False)
-    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    # A quiz session's id, or a board's id (a slug): the Kafka key of the event.
+    aggregate_id: Mapped[str] = mapped_column(Text, nullable=False)
     event_type: Mapped[str] = mapped_column(String(64), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
@@ -173,3 +175,107 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()"))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- the leaderboard service ----------------------------------------------------------------------
+
+class Leaderboard(Base):
+    __tablename__ = "leaderboards"
+    __table_args__ = (
+        CheckConstraint(r"id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'", name="id_slug"),
+        CheckConstraint("sort_order IN ('asc', 'desc')", name="sort_order_known"),
+        CheckConstraint("update_mode IN ('replace', 'increment', 'best')", name="update_mode_known"),
+        CheckConstraint("reset_period IN ('never', 'hourly', 'daily', 'weekly', 'monthly')", name="reset_period_known"),
+        CheckConstraint("max_entries IS NULL OR max_entries > 0", name="max_entries_positive"),
+        CheckConstraint("self_report_max IS NULL OR (self_report_max > 0 AND update_mode = 'increment')",
+                        name="self_report_increments"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)  # None: the system's
+    sort_order: Mapped[str] = mapped_column(Text, nullable=False)
+    update_mode: Mapped[str] = mapped_column(Text, nullable=False)
+    reset_period: Mapped[str] = mapped_column(Text, nullable=False)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False)
+    max_entries: Mapped[int | None] = mapped_column(Integer)
+    self_report_max: Mapped[int | None] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, nullable=False,
+                                                      server_default=text("'{}'::jsonb"))
+    # Bumped by every change of the configuration, so a late or replayed board event never reverts it.
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = _created_at()
+    # A deleted board keeps its row, so its id never names another board.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LeaderboardPeriod(Base):
+    __tablename__ = "leaderboard_periods"
+    __table_args__ = (
+        Index("uq_leaderboard_periods_open", "leaderboard_id", unique=True, postgresql_where=text("closed_at IS NULL")),
+        Index("ix_leaderboard_periods_due", "ends_at",
+              postgresql_where=text("closed_at IS NULL AND ends_at IS NOT NULL")),
+    )
+
+    leaderboard_id: Mapped[str] = mapped_column(ForeignKey("leaderboards.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    entry_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class LeaderboardEntry(Base):
+    __tablename__ = "leaderboard_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["leaderboard_id", "period"],
+                             ["leaderboard_periods.leaderboard_id", "leaderboard_periods.period"]),
+        CheckConstraint("score BETWEEN -9007199254740991 AND 9007199254740991", name="score_exact"),
+    )
+
+    leaderboard_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)
+    player_id: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+    score: Mapped[int | None] = mapped_column(BigInteger)  # None: removed (the row keeps its version)
+    previous_score: Mapped[int | None] = mapped_column(BigInteger)
+    tie_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    reached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ScoreSubmission(Base):
+    __tablename__ = "score_submissions"
+
+    leaderboard_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text, nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now(),
+                                                 index=True)
+
+
+class PlayerActivity(Base):
+    __tablename__ = "player_activity"
+    __table_args__ = (Index("ix_player_activity_player_id", "player_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    leaderboard_id: Mapped[str] = mapped_column(Text, nullable=False)
+    player_id: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    points: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ApiKey(Base):
+    """A game server's key to its owner's boards; only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -47,6 +47,8 @@ RULES = {
     "public_reads_per_address": "rate_public_reads_per_address",
     "api_per_user": "rate_api_per_user",
     "api_per_address": "rate_api_per_address",
+    "score_writes_per_user": "rate_score_writes_per_user",
+    "score_writes_per_address": "rate_score_writes_per_address",
 }
 
 

@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Config
 from app.db import get_engine, session_factory
 from app.kafka import make_admin
+from app.leaderboards.reads import BoardReader
 from app.metrics import WebMetrics
 from app.ratelimits import RateLimits
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.services.answers import AnswerBatcher
+from app.leaderboards.scores import ScoreBatcher
 from app.services.rooms import question_results, standings
 from app.services.sessions import describe_session
 from app.session_boards.reads import read_page
@@ -56,8 +58,17 @@ class Runtime:
         return AnswerBatcher(self.engine, max_batch=self.config.answer_batch_max)
 
     @cached_property
+    def score_batcher(self) -> ScoreBatcher:
+        return ScoreBatcher(self.engine, max_batch=self.config.score_batch_max,
+                            final_top=self.config.leaderboard_final_top)
+
+    @cached_property
     def rate_limits(self) -> RateLimits:
         return RateLimits(self.config, connection_pool=self.redis.connection_pool)
+
+    @cached_property
+    def board_reader(self) -> BoardReader:
+        return BoardReader(self.engine, self.redis, period_ttl_s=self.config.leaderboard_period_ttl_s)
 
     @cached_property
     def metrics(self) -> WebMetrics:

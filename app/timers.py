@@ -1,38 +1,62 @@
-"""Background work every web process runs: questions close by themselves at their deadline, or once
-every player has answered. A session rule, run on a timer: the session row lock makes each close
-happen exactly once, however many processes run this at the same time."""
+"""Background work every web process runs, on a timer: questions close by themselves at their deadline
+or once every player has answered; board periods close at their boundary even when nobody writes; old
+submission ids are forgotten after their retention. Row locks make each close happen exactly once,
+however many processes run this at the same time."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.config import Config
+from app.leaderboards.periods import close_due_periods
 from app.logs import RateLimitedLog
 from app.services.sessions import close_due_questions
 
 log = logging.getLogger(__name__)
+PURGE_EVERY_S = 60.0
+PURGE_BATCH = 5000
 
 
-def run_question_timer(db_sessions, interval_s: float, stopping: threading.Event) -> None:
+def forget_old_submissions(engine: Engine, retention_hours: float) -> int:
+    """Delete submission ids older than their retention, a batch at a time; returns how many."""
+    with engine.begin() as connection:
+        return connection.execute(text("""
+            DELETE FROM score_submissions WHERE ctid IN (
+                SELECT ctid FROM score_submissions
+                WHERE created_at < clock_timestamp() - make_interval(secs => :age) LIMIT :n)"""),
+            {"age": retention_hours * 3600, "n": PURGE_BATCH}).rowcount
+
+
+def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.Event) -> None:
     errors = RateLimitedLog(log)
-    while not stopping.wait(interval_s):
+    next_purge = 0.0
+    while not stopping.wait(config.auto_close_interval_s):
         db = db_sessions()
         try:
             closed = close_due_questions(db)
             if closed:
                 log.info("closed %d due question(s)", closed, extra={"count": closed})
+            periods = close_due_periods(engine, final_top=config.leaderboard_final_top)
+            if periods:
+                log.info("closed %d ended board period(s)", periods, extra={"count": periods})
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_EVERY_S
+                forget_old_submissions(engine, config.score_submission_retention_hours)
         except SQLAlchemyError as exc:
-            errors.warning("close", "cannot close due questions: %s", exc)
-        except Exception:  # the timer must outlive any one bad session
-            log.exception("closing due questions failed")
+            errors.warning("close", "cannot run the timers: %s", exc)
+        except Exception:  # the timers must outlive any one bad session or board
+            log.exception("the timers failed")
         finally:
             db.close()
 
 
-def start_timers(db_sessions, interval_s: float) -> threading.Event:
+def start_timers(db_sessions, engine: Engine, config: Config) -> threading.Event:
     """Start the timers on a thread of their own; setting the returned event stops them."""
     stopping = threading.Event()
-    threading.Thread(target=run_question_timer, args=(db_sessions, interval_s, stopping), name="question-timer",
+    threading.Thread(target=run_timers, args=(db_sessions, engine, config, stopping), name="timers",
                      daemon=True).start()
     return stopping

@@ -20,6 +20,7 @@ class Principal:
     user_id: uuid.UUID
     is_guest: bool
     issued_at_ms: int = 0
+    via_api_key: bool = False  # a game server writing scores to its owner's boards
 
 
 class InvalidToken(Exception):

@@ -17,10 +17,10 @@ from sqlalchemy import text
 
 from app.config import load_config
 from app.db import get_engine
-from app.events import AnswerScored, Envelope, payload_for
+from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
 from app.kafka import ensure_topics, make_consumer, make_producer
 from app.session_boards.keys import SessionKeys
-from app.session_boards.scripts import script_source
+from app.session_boards.scripts import session_script_source
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
             answer_id=uuid.uuid4(), participant_id=participant, user_id=participant, nickname="bench",
             question_id=uuid.uuid4(), choice=0, correct=True, points=random.randrange(500, 1001), streak=1,
             answered_ms=100, answered_at=now + timedelta(milliseconds=i), total=0))
-        envelope = Envelope(uuid.uuid4(), "answer_scored", 1, session_id, now, payload)
+        envelope = Envelope(uuid.uuid4(), "answer_scored", 1, QUIZ_SESSION, str(session_id), now, payload)
         producer.produce(config.kafka_topic, key=str(session_id).encode(), value=envelope.to_json(),
                          headers=envelope.headers())
         producer.poll(0)
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
 
     keys = SessionKeys.of(f"bench-{run}")
     client.hset(keys.meta, mapping={"version": 0, "epoch_ms": int(now.timestamp() * 1000), "recent_seq": 0})
-    sha = client.script_load(script_source("apply_answer_scored"))
+    sha = client.script_load(session_script_source("apply_answer_scored"))
     url = config.redis_url.split("//", 1)[1]
     host, _, rest = url.partition(":")
     port, _, db = rest.partition("/")

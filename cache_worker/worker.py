@@ -25,11 +25,9 @@ from app.kafka import produce
 from app.logs import RateLimitedLog
 from app.processing import StreamProcessor
 from app.retry import Backoff
+from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
+from cache_worker.aggregates import aggregates
 from cache_worker.dead_letters import dead_letter_headers
-from app.session_boards.apply import apply_event
-from app.session_boards.keys import SessionKeys
-from app.session_boards.rebuild import UnknownSession, rebuild_board
-from app.session_boards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, scripts_for
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -96,7 +94,7 @@ class CacheWorker(StreamProcessor):
         self.poll_timeout_s = poll_timeout_s
         self.max_backoff_s = max_backoff_s
         self.after_apply = after_apply
-        self.scripts = scripts_for(redis)
+        self.aggregates = aggregates(redis, period_ttl_s=config.leaderboard_period_ttl_s)
         self._dlq_failures: list[str] = []
         self._next_lag = 0.0
         self._errors = RateLimitedLog(log)
@@ -118,7 +116,10 @@ class CacheWorker(StreamProcessor):
     def _run_once(self) -> None:
         self.run_once()
         if time.monotonic() >= self._next_lag:
-            self.update_lag()
+            try:
+                self.update_lag()
+            except KafkaException as exc:  # a gauge never stops the worker (partitions unknown while Kafka restarts)
+                self._errors.warning("lag", "consumer lag not updated: %s", exc)
             self._next_lag = time.monotonic() + LAG_INTERVAL_S
 
     def run_once(self) -> int:
@@ -198,11 +199,11 @@ class CacheWorker(StreamProcessor):
                     return False
 
     def apply_events(self, pending: list[_Pending]) -> None:
-        """Apply `pending` in order; sessions without a board here are rebuilt first."""
+        """Apply `pending` in order; a session or a board period Redis lacks is rebuilt first."""
         for _ in range(_REBUILD_ROUNDS):
             results = self._run_scripts(pending)
             retry: list[_Pending] = []
-            to_rebuild: dict[str, None] = {}
+            to_rebuild: dict[tuple, None] = {}
             for item, result in zip(pending, results):
                 if isinstance(result, Exception) and _is_transient(result):
                     raise result
@@ -214,49 +215,57 @@ class CacheWorker(StreamProcessor):
                     self.metrics.duplicates.inc()
                 elif result == NEEDS_REBUILD:
                     retry.append(item)
-                    to_rebuild[str(item.envelope.session_id)] = None
+                    to_rebuild[self._rebuild_target(item)] = None
             if not retry:
                 return
             # Replay in order only the events that were refused; the others are applied.
             unknown = set()
-            for session_id in to_rebuild:
+            for target in to_rebuild:
+                aggregate = self.aggregates[target[0]]
                 try:
-                    rebuilt = rebuild_board(self.engine, self.redis, session_id)
+                    aggregate.rebuild(self.engine, self.redis, target[1:])
                     self.metrics.rebuilds.inc()
-                    log.info("rebuilt the board from PostgreSQL: %d players", rebuilt.players,
-                             extra={"session_id": session_id, "count": rebuilt.players})
-                except UnknownSession:
-                    unknown.add(session_id)
+                    log.info("rebuilt from PostgreSQL: %s", " ".join(target[1:]), extra={"session_id": target[1]})
+                except aggregate.unknown:
+                    unknown.add(target)
             for item in retry:
-                if str(item.envelope.session_id) in unknown:
-                    self.dead_letter(item.message, "unknown_session: not in PostgreSQL")
-            pending = [item for item in retry if str(item.envelope.session_id) not in unknown]
+                if self._rebuild_target(item) in unknown:
+                    self.dead_letter(item.message, self.aggregates[item.envelope.aggregate_type].unknown_reason)
+            pending = [item for item in retry if self._rebuild_target(item) not in unknown]
             if not pending:
                 return
         raise redis_lib.ConnectionError("boards kept vanishing while applying a batch")
 
+    def _rebuild_target(self, item: _Pending) -> tuple:
+        aggregate_type = item.envelope.aggregate_type
+        return (aggregate_type, *self.aggregates[aggregate_type].rebuild_target(item.envelope, item.payload))
+
     def _run_scripts(self, pending: list[_Pending]) -> list[Any]:
         """One pipeline per Redis node (redis-py's cluster pipeline refuses EVALSHA); results in order."""
-        groups: dict[str, tuple[Any, list[int]]] = {}
+        groups: dict[int, tuple[Any, list[int]]] = {}
         for index, item in enumerate(pending):
-            node = self._client_for(str(item.envelope.session_id))
+            aggregate = self.aggregates[item.envelope.aggregate_type]
+            node = self._client_for(aggregate.slot_key(item.envelope.aggregate_id))
             groups.setdefault(id(node), (node, []))[1].append(index)
         results: list[Any] = [None] * len(pending)
         for node, indexes in groups.values():
             pipe = node.pipeline(transaction=False)
             for index in indexes:
-                apply_event(self.scripts, pipe, pending[index].envelope, pending[index].payload)
+                item = pending[index]
+                self.aggregates[item.envelope.aggregate_type].queue(pipe, item.envelope, item.payload)
             for index, result in zip(indexes, pipe.execute(raise_on_error=False)):
-                results[index] = result
+                item = pending[index]
+                settle = self.aggregates[item.envelope.aggregate_type].settle
+                results[index] = result if isinstance(result, Exception) else settle(
+                    node, item.envelope, item.payload, result)
         if any(isinstance(r, _TRANSIENT) for r in results) and isinstance(self.redis, RedisCluster):
             self.redis.nodes_manager.initialize()  # slots moved: learn the new layout before the retry
         return results
 
-    def _client_for(self, session_id: str):
+    def _client_for(self, slot_key: str):
         if not isinstance(self.redis, RedisCluster):
             return self.redis
-        node = self.redis.get_node_from_key(SessionKeys.of(session_id).board)
-        return self.redis.get_redis_connection(node)
+        return self.redis.get_redis_connection(self.redis.get_node_from_key(slot_key))
 
     def update_lag(self) -> int:
         """Set worker_consumer_lag from the watermarks of the assigned partitions; returns the sum."""

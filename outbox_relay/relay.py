@@ -66,7 +66,7 @@ STOP_GRACE_S = 4.0
 OUTAGE_LOG_EVERY_S = 10.0
 
 _CLAIM = text("""
-    SELECT id, aggregate_id, event_type, version, payload, created_at
+    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
     FROM events
     WHERE published_at IS NULL
     ORDER BY created_at, seq

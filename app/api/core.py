@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.extensions import runtime
 from app.ratelimits import limit
+from app.leaderboards.api_keys import KEY_CHECKS, PREFIX as API_KEY_PREFIX
 from app.services import accounts
 from app.tokens import InvalidToken, Principal, read_token
 
@@ -82,12 +83,22 @@ def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
         raise ApiError(404, "not_found", f"no such {what}") from None
 
 
-def principal_from_header() -> Principal:
+def principal_from_header(*, api_keys: bool = False) -> Principal:
+    """The caller of the request; with `api_keys`, an API key of the leaderboard service is accepted
+    too (it acts for its owner, on score writes only)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <access_token>")
-    return principal_of(token.strip())
+    token = token.strip()
+    if token.startswith(API_KEY_PREFIX):
+        if not api_keys:
+            raise ApiError(401, "unauthorized", "API keys write scores; this needs a user's access token")
+        owner = KEY_CHECKS.owner_of(runtime().engine, token)
+        if owner is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        return Principal(user_id=owner, is_guest=False, via_api_key=True)
+    return principal_of(token)
 
 
 def principal_of(token: str) -> Principal:
@@ -107,6 +118,13 @@ def current_principal() -> Principal:
     return g.principal
 
 
+def require_registered(to: str) -> None:
+    """Guests (nickname only) and API keys cannot do what a registered account does."""
+    principal = current_principal()
+    if principal.is_guest or principal.via_api_key:
+        raise ApiError(403, "registered_users_only", f"register an account to {to}")
+
+
 
 
 @dataclass
@@ -119,6 +137,7 @@ class RouteDoc:
     auth: bool
     responses: dict[int, str] = field(default_factory=dict)
     limits: tuple[str, ...] = ()
+    api_keys: bool = False
 
 
 ROUTE_DOCS: list[RouteDoc] = []
@@ -126,21 +145,33 @@ ROUTE_DOCS: list[RouteDoc] = []
 
 def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-             auth: bool = True, responses: dict[int, str] | None = None, limits: tuple[str, ...] = ()) -> Callable:
+             auth: bool = True, responses: dict[int, str] | None = None, limits: tuple[str, ...] = (),
+             api_keys: bool = False) -> Callable:
     """Register a route on `bp`, with its bearer check and rate limits, and describe it for the
     OpenAPI document. Every route counts against `api_per_address`, a signed-in one against
-    `api_per_user`, a read open to anyone against `public_reads_per_address`, plus `limits`."""
+    `api_per_user`, a read open to anyone against `public_reads_per_address`, plus `limits`.
+    `api_keys`: the leaderboard service's API keys may call it (score writes, which game servers
+    send far more often than people click: they count against the `score_writes_*` budgets instead)."""
     full_rule = (bp.url_prefix or "") + rule
-    rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
-        ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
-    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules))
+    if api_keys:
+        rules = ("score_writes_per_address", "score_writes_per_user") + tuple(limits)
+    else:
+        rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
+            ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
+    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules, api_keys))
+
+    # The address budgets first: a flood of made-up tokens or keys is refused before it costs a lookup.
+    by_address = tuple(r for r in rules if r.endswith("_per_address"))
+    by_user = tuple(r for r in rules if r not in by_address)
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            budgets = runtime().rate_limits
+            budgets.hit(*(limit(rule) for rule in by_address))
             if auth:
-                g.principal = principal_from_header()
-            runtime().rate_limits.hit(*(limit(rule) for rule in rules))
+                g.principal = principal_from_header(api_keys=api_keys)
+            budgets.hit(*(limit(rule) for rule in by_user))
             return view(*args, **kwargs)
 
         bp.add_url_rule(rule, view.__name__, guarded, methods=methods)

@@ -17,13 +17,15 @@ log = logging.getLogger(__name__)
 
 _SERVICE_STATUS = {
     service_errors.Invalid: 400, service_errors.Unauthorized: 401, service_errors.Forbidden: 403,
-    service_errors.NotFound: 404, service_errors.Conflict: 409, service_errors.TooManyRequests: 429,
+    service_errors.NotFound: 404, service_errors.Conflict: 409, service_errors.Unprocessable: 422,
+    service_errors.TooManyRequests: 429,
     service_errors.Unavailable: 503, service_errors.OutcomeUnknown: 504,
 }
 
 _CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+    409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 422: "unprocessable",
+    429: "too_many_requests",
 }
 
 

@@ -31,11 +31,13 @@ CHECKS = {"postgres": _postgres_ok, "redis": _redis_ok, "kafka": _kafka_ok}
 
 
 @bp.get("/healthz")
+@bp.get("/health")  # seed 001's name
 def healthz():
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@bp.get("/ready")  # seed 001's name
 def readyz():
     components = {}
     for name, check in CHECKS.items():

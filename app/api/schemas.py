@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from app.leaderboards.domain import BOARD_ID, MAX_EXACT
+
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32,
                                             pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -113,3 +115,101 @@ class LeaderboardQuery(Query):
 
 class AroundQuery(Query):
     around: Annotated[int, Field(ge=0, le=50)] = 5
+
+
+# --- the leaderboard service ----------------------------------------------------------------------
+
+Exact = Annotated[int, Field(ge=-MAX_EXACT, le=MAX_EXACT)]
+Slug = Annotated[str, StringConstraints(pattern=BOARD_ID.pattern)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+PlayerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+SubmissionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Metadata = Annotated[dict[str, Any], Field(max_length=50)]
+MaxEntries = Annotated[int, Field(ge=1, le=10_000_000)]
+
+
+class BoardBody(Strict):
+    id: Slug
+    name: Label
+    sort_order: Literal["asc", "desc"]
+    update_mode: Literal["replace", "increment", "best"]
+    reset_period: Literal["never", "hourly", "daily", "weekly", "monthly"]
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    max_entries: MaxEntries | None = None
+    self_report_max: Annotated[int, Field(ge=1, le=MAX_EXACT)] | None = None
+    metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def self_report_increments(self) -> "BoardBody":
+        if self.self_report_max is not None and self.update_mode != "increment":
+            raise ValueError("self_report_max needs update_mode increment (players add to their score)")
+        return self
+
+
+class BoardPatch(Strict):
+    name: Label | None = None
+    max_entries: MaxEntries | None = None
+
+
+class ScoreBody(Strict):
+    leaderboard_id: Slug
+    player_id: PlayerId
+    score: Exact
+    display_name: Label | None = None
+    metadata: Metadata | None = None
+    submission_id: SubmissionId | None = None
+
+
+class ScoreBatchBody(Strict):
+    scores: Annotated[list[ScoreBody], Field(min_length=1, max_length=1000)]
+
+
+class ActionBody(Strict):
+    action: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                             pattern=r"^[^\x00-\x1f\x7f]+$")]
+    score: Exact
+    submission_id: SubmissionId | None = None
+
+
+class ApiKeyBody(Strict):
+    name: Label
+
+
+class PeriodQuery(Query):
+    period: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class TopQuery(PeriodQuery):
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class RangeQuery(PeriodQuery):
+    start: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    end: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=600)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @model_validator(mode="after")
+    def one_way_to_page(self) -> "RangeQuery":
+        if self.cursor is not None:
+            if self.start is not None or self.end is not None:
+                raise ValueError("give start and end, or a cursor, not both")
+        elif self.start is None or self.end is None:
+            raise ValueError("give start and end (ranks, 1-based, inclusive), or a cursor")
+        elif not 0 <= self.end - self.start < 100:
+            raise ValueError("end must be at least start and at most start + 99")
+        return self
+
+
+class AroundBoardQuery(PeriodQuery):
+    range: Annotated[int, Field(ge=0, le=50)] = 5
+
+
+class BoardListQuery(Query):
+    after: Annotated[str, StringConstraints(max_length=64)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class ActivityQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50

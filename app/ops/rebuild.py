@@ -9,7 +9,8 @@ from sqlalchemy import text
 
 from app.domain.sessions import LIVE_SQL
 from app.extensions import runtime
-from app.ops.common import one_selection, ops, progress
+from app.leaderboards.rebuild import UnknownBoard, rebuild_period
+from app.ops.common import board_options, one_selection, ops, progress
 from app.session_boards.rebuild import UnknownSession, rebuild_board
 from app.session_boards.verify import cached_sessions, drop_board
 
@@ -22,9 +23,11 @@ def _live_postgres_sessions(engine) -> set[str]:
 @ops.command("rebuild")
 @click.option("--session", "session_ids", type=click.UUID, multiple=True,
               help="A session to rebuild (repeatable).")
+@board_options
 @click.option("--all", "all_sessions", is_flag=True,
               help="Every board Redis holds and every session not ended in PostgreSQL.")
-def rebuild_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool) -> None:
+def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...], period: str | None,
+                    all_sessions: bool) -> None:
     """Rebuild leaderboards from PostgreSQL, swapping each in atomically.
 
     Safe while traffic flows: events applied during a rebuild are carried over by the swap, and
@@ -32,9 +35,13 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool) -> N
     whose session PostgreSQL does not know is removed (PostgreSQL is the truth). Ended sessions
     that Redis no longer caches are left alone: reads rebuild them on demand.
     """
-    one_selection(session_ids, all_sessions)
+    one_selection(session_ids, all_sessions, board_ids)
     live = runtime()
     engine, redis = live.engine, live.redis
+    if board_ids:
+        _rebuild_boards(engine, redis, board_ids, period, live.config.leaderboard_period_ttl_s)
+        if not session_ids:
+            return
     if all_sessions:
         sessions = sorted(cached_sessions(redis) | _live_postgres_sessions(engine))
     else:
@@ -58,5 +65,20 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool) -> N
         click.echo(f"unknown session {session_id}: not in PostgreSQL", err=True)
     click.echo(f"rebuild: {rebuilt} boards rebuilt ({players} players), {dropped} boards of unknown sessions "
                f"removed, {len(unknown)} unknown sessions")
+    if unknown:
+        sys.exit(1)
+
+
+def _rebuild_boards(engine, redis, board_ids: tuple[str, ...], period: str | None, period_ttl_s: int) -> None:
+    rebuilt, unknown = [], []
+    for board_id in board_ids:
+        try:
+            rebuilt.append(rebuild_period(engine, redis, board_id, period, period_ttl_s=period_ttl_s))
+        except UnknownBoard:
+            unknown.append(board_id)
+    for board_id in unknown:
+        click.echo(f"unknown board {board_id}{' period ' + period if period else ''}: not in PostgreSQL", err=True)
+    click.echo(f"rebuild: {len(rebuilt)} board periods rebuilt ({sum(r.entries for r in rebuilt)} entries), "
+               f"{len(unknown)} unknown boards")
     if unknown:
         sys.exit(1)

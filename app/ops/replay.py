@@ -36,12 +36,12 @@ class SinceParam(click.ParamType):
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _replay_filter(session_ids: tuple[uuid.UUID, ...], since: datetime | None) -> tuple[str, dict[str, Any]]:
+def _replay_filter(aggregate_ids: list[str], since: datetime | None) -> tuple[str, dict[str, Any]]:
     where = ["published_at IS NOT NULL"]
     params: dict[str, Any] = {}
-    if session_ids:
-        where.append("aggregate_id = ANY(:sessions)")
-        params["sessions"] = list(session_ids)
+    if aggregate_ids:
+        where.append("aggregate_id = ANY(:aggregates)")
+        params["aggregates"] = aggregate_ids
     if since is not None:
         where.append("created_at >= :since")
         params["since"] = since
@@ -59,24 +59,26 @@ def await_deliveries(producer, tracker: DeliveryTracker, sent: int, what: str) -
 @ops.command("replay")
 @click.option("--session", "session_ids", type=click.UUID, multiple=True,
               help="A session to replay (repeatable).")
+@click.option("--board", "board_ids", multiple=True, help="A leaderboard to replay (repeatable).")
 @click.option("--all", "all_sessions", is_flag=True, help="Every session's stored events.")
 @click.option("--since", type=SinceParam(), default=None,
               help="Only events created at or after TIME: ISO 8601 (UTC if no offset) or ago, e.g. 2h.")
-def replay_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, since: datetime | None) -> None:
+def replay_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...], all_sessions: bool,
+                   since: datetime | None) -> None:
     """Publish stored events to the main topic again, with the same event ids.
 
     For a consumer that lost its state or a new consumer. Each event is sent exactly as the relay
-    sends it (key = session id, so one partition per session; same envelope and headers), in
-    (created_at, seq) order, so a session's effect is not reordered; the worker skips events it
+    sends it (key = session or board id, so one partition each; same envelope and headers), in
+    (created_at, seq) order, so an aggregate's effect is not reordered; the worker skips events it
     applied already, so a correct board never changes.
 
     Only events the relay has published are replayed (unpublished ones are the relay's to send,
     in order). The relay deletes published events after RELAY_RETENTION_HOURS, so replay covers
     what is retained; a board needs no events to be repaired: use `ops rebuild`.
     """
-    one_selection(session_ids, all_sessions)
+    one_selection(session_ids, all_sessions, board_ids)
     settings, engine = config(), runtime().engine
-    where, params = _replay_filter(session_ids, since)
+    where, params = _replay_filter([str(s) for s in session_ids] + list(board_ids), since)
     with engine.connect() as connection:
         total = int(connection.execute(text(f"SELECT count(*) FROM events WHERE {where}"),
                                        params).scalar_one())
@@ -84,7 +86,7 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, since
     tracker = DeliveryTracker()
     sent = 0
     sessions: set[str] = set()
-    query = text(f"""SELECT id, aggregate_id, event_type, version, payload, created_at FROM events
+    query = text(f"""SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at FROM events
                      WHERE {where} ORDER BY created_at, seq""")
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=1000).execute(query, params)
@@ -94,7 +96,7 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, since
                 produce(producer, settings.kafka_topic, key=envelope.key(), value=envelope.to_json(),
                         headers=envelope.headers(), on_delivery=tracker)
                 sent += 1
-                sessions.add(str(envelope.session_id))
+                sessions.add(envelope.aggregate_id)
     await_deliveries(producer, tracker, sent, "replay")
-    click.echo(f"replay: {sent} events of {len(sessions)} sessions sent to {settings.kafka_topic}"
+    click.echo(f"replay: {sent} events of {len(sessions)} sessions or boards sent to {settings.kafka_topic}"
                + (f" (created since {since.isoformat()})" if since else ""))

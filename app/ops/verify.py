@@ -1,68 +1,80 @@
-"""`ops verify`: compare the Redis boards with PostgreSQL, and report the outbox lag and dead letters."""
+"""`ops verify`: compare the Redis boards (quiz sessions' and leaderboards') with PostgreSQL, and report
+the outbox lag and the dead letters."""
 from __future__ import annotations
 
 import sys
 import time
 import uuid
+from typing import Any, Callable
 
 import click
 from confluent_kafka import KafkaException
 
 from app.extensions import runtime
-from app.ops.common import config, ops, progress
+from app.leaderboards.verify import cached_boards, cached_periods, compare_period
+from app.ops.common import board_options, config, ops, progress
 from app.services.outbox import outbox_lag
 from app.session_boards.rebuild import UnknownSession
-from app.session_boards.verify import Difference, cached_sessions, compare_board
+from app.session_boards.verify import cached_sessions, compare_board
 from cache_worker.dead_letters import dead_letter_counts
 
 
 @ops.command("verify")
 @click.option("--session", "session_ids", type=click.UUID, multiple=True,
               help="A session to check (repeatable).")
-@click.option("--all", "all_sessions", is_flag=True, help="Every board in Redis (the default).")
+@board_options
+@click.option("--all", "all_boards", is_flag=True, help="Every board in Redis (the default).")
 @click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds before boards that differ are checked again; only differences seen twice count "
                    "(events in flight are applied meanwhile).")
-def verify_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, settle: float) -> None:
+def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...], period: str | None,
+                   all_boards: bool, settle: float) -> None:
     """Compare Redis leaderboards with the scores in PostgreSQL.
 
-    Prints one line per difference (session, participant, Redis score, PostgreSQL score; a
-    participant missing on either side counts; equal scores reached at different times rank ties
-    differently and count too), then the outbox lag and the dead-letter count.
-    A session that Redis does not cache is not a difference (it is rebuilt on first use).
-    Exits 0 only when every board agrees, 1 otherwise. Repair with `ops rebuild`.
+    Prints one line per difference (session or board, player, Redis score, PostgreSQL score; a player
+    missing on either side counts; equal scores reached at different times rank ties differently and
+    count too), then the outbox lag and the dead-letter count. A board Redis does not cache is not a
+    difference (it is rebuilt on first use). Exits 0 only when every board agrees, 1 otherwise.
+    Repair with `ops rebuild`.
     """
-    if session_ids and all_sessions:
-        raise click.UsageError("give --session ID (repeatable) or --all, not both")
+    if (session_ids or board_ids) and all_boards:
+        raise click.UsageError("give --session or --board IDs (repeatable), or --all, not both")
     live = runtime()
     engine, redis = live.engine, live.redis
-    sessions = sorted({str(s) for s in session_ids} or cached_sessions(redis))
-    found: dict[str, list[Difference]] = {}
+    everything = not (session_ids or board_ids)
+    checks: dict[str, Callable[[], Any]] = {}
+    for session_id in sorted({str(s) for s in session_ids} or (cached_sessions(redis) if everything else set())):
+        checks[f"session {session_id}"] = lambda s=session_id: compare_board(engine, redis, s)
+    for board_id in board_ids or (sorted(cached_boards(redis)) if everything else []):
+        for board_period in [period] if period else cached_periods(redis, board_id):
+            checks[f"board {board_id} {board_period}"] = (
+                lambda b=board_id, p=board_period: compare_period(engine, redis, b, p))
+    found: dict[str, list] = {}
     not_cached = 0
     unknown: list[str] = []
-    with progress(sessions, len(sessions), "verifying boards") as bar:
-        for session_id in bar:
+    with progress(list(checks.items()), len(checks), "verifying boards") as bar:
+        for name, check in bar:
             try:
-                differences = compare_board(engine, redis, session_id)
+                differences = check()
             except UnknownSession:
-                unknown.append(session_id)
+                unknown.append(name)
                 continue
             if differences is None:
                 not_cached += 1
             elif differences:
-                found[session_id] = differences
+                found[name] = differences
     if found and settle > 0:
         time.sleep(settle)
-        for session_id in list(found):
-            again = set(compare_board(engine, redis, session_id) or [])
-            found[session_id] = [d for d in found[session_id] if d in again]
-            if not found[session_id]:
-                del found[session_id]
+        for name in list(found):
+            again = set(checks[name]() or [])
+            found[name] = [d for d in found[name] if d in again]
+            if not found[name]:
+                del found[name]
     for differences in found.values():
         for difference in differences:
             click.echo(difference.line())
-    for session_id in unknown:
-        click.echo(f"unknown session {session_id}: neither in Redis nor in PostgreSQL", err=True)
+    for name in unknown:
+        click.echo(f"unknown {name}: neither in Redis nor in PostgreSQL", err=True)
     lag_s, unpublished = outbox_lag(engine)
     click.echo(f"outbox: {unpublished} unpublished, oldest {lag_s:.1f} s old")
     dlq_topic = config().kafka_dlq_topic
@@ -75,8 +87,9 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, settl
         click.echo(f"dead letters: {dead.total} in {dlq_topic}, {dead.pending} pending redrive")
     dead_text = f"dead letters {dead.total} ({dead.pending} pending)" if dead else "dead letters unknown"
     players = sum(len(d) for d in found.values())
-    click.echo(f"verify: {len(sessions)} sessions checked, {len(found)} differ ({players} participants), "
-               f"{not_cached} not cached, {len(unknown)} unknown; "
+    sessions = sum(name.startswith("session ") for name in checks)
+    click.echo(f"verify: {sessions} sessions checked, {len(found)} differ ({players} participants), "
+               f"{len(checks) - sessions} board periods checked, {not_cached} not cached, {len(unknown)} unknown; "
                f"outbox lag {lag_s:.1f} s ({unpublished} unpublished); "
                f"{dead_text}")
     if found or unknown or dead is None:

@@ -14,16 +14,12 @@ refused with the recorded receipt in the error. A failure while committing leave
 unknown: the answer is retried, which either records it or finds it recorded, and when even that
 cannot tell, the caller learns `outcome_unknown`, never that the answer was not recorded.
 
-Group commit: concurrent answers of a process are committed together, in one transaction with the
-same statements over arrays (`AnswerBatcher`). Each request still gets its own answer: a receipt
-only once the transaction holding it has committed. A batch that fails as a whole (a deadlock, a
-broken connection) is retried one answer per transaction, so one bad answer fails alone.
+Group commit (app/group_commit.py): concurrent answers of a process are committed together, in one
+transaction with the same statements over arrays (`AnswerBatcher`).
 """
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +31,9 @@ from app.domain.scoring import score_answer
 from app.domain.sessions import QUESTION_OPEN
 from app.events import AnswerScored, new_event_id, payload_for
 from app.metrics import ANSWERS_ACCEPTED
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound, OutcomeUnknown, ServiceError, Unavailable
+from app.group_commit import CommitFailed, GroupCommit
+from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from app.services.outbox import count_committed, outbox_insert
-
-log = logging.getLogger(__name__)
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
 # READ COMMITTED it sees the session, question and streaks as they are once the lock is held.
@@ -126,14 +121,6 @@ class _Decided:
     payload: str
 
 
-class _CommitFailed(Exception):
-    """The COMMIT itself failed: the transaction may or may not have committed."""
-
-    def __init__(self, cause: SQLAlchemyError):
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 def _recorded(request: AnswerRequest, answer_id: uuid.UUID, choice: int, answered_ms: int) -> AnswerReceipt:
     """The outcome for a request whose participant already answered its question."""
     receipt = AnswerReceipt(answer_id, request.question_id, choice, answered_ms, replayed=True)
@@ -187,7 +174,7 @@ def _identity(requests: list[AnswerRequest]) -> dict[str, list[uuid.UUID]]:
 def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[AnswerReceipt | ServiceError]:
     """Record `requests` in one transaction; each gets its receipt or the error that refused it.
 
-    Raises _CommitFailed when the COMMIT failed (outcome unknown), SQLAlchemyError when a statement
+    Raises CommitFailed when the COMMIT failed (outcome unknown), SQLAlchemyError when a statement
     failed before it (nothing was recorded).
     """
     results: list[AnswerReceipt | ServiceError | None] = [None] * len(requests)
@@ -235,7 +222,7 @@ def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[Answer
         try:
             transaction.commit()
         except SQLAlchemyError as exc:
-            raise _CommitFailed(exc) from exc
+            raise CommitFailed(exc) from exc
     count_committed("answer_scored", len(written))
     ANSWERS_ACCEPTED.inc(len(written))
     for i, answer in decided:
@@ -252,104 +239,13 @@ def find_recorded(engine: Engine, request: AnswerRequest) -> AnswerReceipt | Non
     return None if row is None else _recorded(request, row.answer_id, row.answer_choice, row.answer_ms)
 
 
-class _Pending:
-    __slots__ = ("request", "done", "result", "uncertain")
+class AnswerBatcher(GroupCommit[AnswerRequest, AnswerReceipt]):
+    """Group commit of answers (app/group_commit.py); a retry finds an answer by its natural key."""
 
-    def __init__(self, request: AnswerRequest):
-        self.request = request
-        self.done = threading.Event()
-        self.result: AnswerReceipt | BaseException | None = None
-        # A COMMIT holding this answer failed: it may be recorded even though no attempt said so.
-        self.uncertain = False
+    what = "answer"
 
+    def commit_many(self, requests: list[AnswerRequest]) -> list[AnswerReceipt | ServiceError]:
+        return submit_answers(self.engine, requests)
 
-class AnswerBatcher:
-    """Group commit: answers arriving while a batch is being committed go together in the next one."""
-
-    # Far above any healthy commit: a request never waits forever on a stuck database.
-    WAIT_S = 30.0
-
-    def __init__(self, engine: Engine, max_batch: int = 200):
-        self.engine = engine
-        self.max_batch = max_batch
-        self._queue: list[_Pending] = []
-        self._arrived = threading.Condition()
-        self._committer: threading.Thread | None = None
-
-    def submit(self, request: AnswerRequest) -> AnswerReceipt:
-        pending = _Pending(request)
-        with self._arrived:
-            self._queue.append(pending)
-            self._arrived.notify()
-            if self._committer is None:
-                self._committer = threading.Thread(target=self._commit_forever, name="answer-group-commit",
-                                                   daemon=True)
-                self._committer.start()
-        if not pending.done.wait(self.WAIT_S):
-            with self._arrived:
-                never_tried = pending in self._queue
-                if never_tried:
-                    self._queue.remove(pending)
-            if never_tried:
-                raise Unavailable("unavailable", "the answer was not recorded (the service is busy); send it again")
-            return self._settle(pending)
-        if isinstance(pending.result, BaseException):
-            raise pending.result
-        return pending.result  # type: ignore[return-value]
-
-    def _settle(self, pending: _Pending) -> AnswerReceipt:
-        """A transaction holding this answer is still running or ended without telling: ask PostgreSQL."""
-        try:
-            receipt = find_recorded(self.engine, pending.request)
-        except SQLAlchemyError:
-            receipt = None
-        if receipt is None:
-            raise OutcomeUnknown("outcome_unknown", "the answer may or may not have been recorded; send the same "
-                                 "answer again to learn which")
-        return receipt
-
-    def _commit_forever(self) -> None:
-        while True:
-            with self._arrived:
-                while not self._queue:
-                    self._arrived.wait()
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # never leave a request waiting, never lose the committer
-                log.exception("the answer committer failed")
-                for pending in batch:
-                    if not pending.done.is_set():
-                        pending.result = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                        pending.done.set()
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            results: list[Any] = submit_answers(self.engine, [p.request for p in batch])
-        except (SQLAlchemyError, _CommitFailed) as exc:
-            uncertain = isinstance(exc, _CommitFailed)
-            if len(batch) > 1:
-                log.warning("a batch of %d answers failed (%s); committing them one by one", len(batch),
-                            type(exc).__name__)
-            for pending in batch:
-                pending.uncertain = uncertain
-            results = [self._alone(p) for p in batch]
-        for pending, result in zip(batch, results):
-            pending.result = result
-            pending.done.set()
-
-    def _alone(self, pending: _Pending) -> AnswerReceipt | BaseException:
-        """Retry one answer alone: a retry finds an answer recorded by a failed COMMIT, or records it."""
-        try:
-            return submit_answers(self.engine, [pending.request])[0]
-        except _CommitFailed as exc:
-            pending.uncertain = True
-            failure: SQLAlchemyError = exc.cause
-        except SQLAlchemyError as exc:
-            failure = exc
-        if not pending.uncertain:
-            return failure  # nothing was ever committed: the API says "not recorded, try again"
-        try:
-            return self._settle(pending)
-        except ServiceError as exc:
-            return exc
+    def recorded(self, request: AnswerRequest) -> AnswerReceipt | None:
+        return find_recorded(self.engine, request)

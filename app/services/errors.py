@@ -32,6 +32,10 @@ class Unauthorized(ServiceError):
     pass
 
 
+class Unprocessable(ServiceError):
+    """Well-formed, but it cannot be done (an increment that would leave the exact range)."""
+
+
 class Unavailable(ServiceError):
     """Nothing was recorded; the same request may be sent again."""
 

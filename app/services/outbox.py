@@ -1,8 +1,8 @@
 """The events outbox: the one place that writes it, inside the caller's transaction, and reads its backlog.
 
 Every state change records its event here, in the same transaction as the change (DESIGN.md,
-invariant 1). Use cases that write through the ORM session call `record_event`; the answer path,
-which writes a whole batch in one SQL statement, embeds `outbox_insert`. Both count the event in
+invariant 1). Use cases call `record_event` with their ORM session or Core connection; the paths
+that write a whole batch in one SQL statement embed `outbox_insert`. Both count the event in
 `events_written_total` once the transaction has committed, through `count_committed`.
 """
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, event, insert, text
+from sqlalchemy import Connection, Engine, event, insert, text
 from sqlalchemy.orm import Session
 
-from app.events import AGGREGATE_TYPE, CURRENT_VERSION, new_event_id, payload_for
+from app.events import AGGREGATE_OF, CURRENT_VERSION, new_event_id, payload_for
 from app.metrics import EVENTS_WRITTEN
 from app.models import Event
 
@@ -27,17 +27,20 @@ _LAG = text("""
 _PUBLISHED = text("SELECT count(*) FROM events WHERE published_at IS NOT NULL")
 
 
-def record_event(db: Session, session_id: uuid.UUID, event_type: str, payload) -> uuid.UUID:
+def record_event(db: Session | Connection, aggregate_id: uuid.UUID | str, event_type: str, payload) -> uuid.UUID:
+    """Append the event of a change to the outbox, in the caller's transaction (an ORM session's or a
+    Core connection's); `aggregate_id` is the session's or the board's id (the event type says which)."""
     event_id = new_event_id()
     db.execute(insert(Event).values(
         id=event_id,
-        aggregate_type=AGGREGATE_TYPE,
-        aggregate_id=session_id,
+        aggregate_type=AGGREGATE_OF[event_type],
+        aggregate_id=str(aggregate_id),
         event_type=event_type,
         version=CURRENT_VERSION[event_type],
         payload=payload_for(event_type, payload),
     ))
-    db.info.setdefault(_UNCOMMITTED, []).append(event_type)
+    connection = db.connection() if isinstance(db, Session) else db
+    connection.info.setdefault(_UNCOMMITTED, []).append(event_type)
     return event_id
 
 
@@ -45,8 +48,9 @@ def outbox_insert(event_id: str, aggregate_id: str, event_type: str, payload: st
     """`INSERT INTO events ... SELECT` of one event per row of `source`, for a statement that writes a
     batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal."""
     version = CURRENT_VERSION[event_type.strip("'")]
+    aggregate_type = AGGREGATE_OF[event_type.strip("'")]
     return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-            f"SELECT {event_id}, '{AGGREGATE_TYPE}', {aggregate_id}, {event_type}, {version}, {payload} "
+            f"SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, {payload} "
             f"FROM {source} RETURNING id")
 
 
@@ -56,15 +60,15 @@ def count_committed(event_type: str, count: int = 1) -> None:
         EVENTS_WRITTEN.labels(event_type).inc(count)
 
 
-@event.listens_for(Session, "after_commit")
-def _count_committed_events(db: Session) -> None:
-    for event_type in db.info.pop(_UNCOMMITTED, ()):
+@event.listens_for(Engine, "commit")
+def _count_committed_events(connection: Connection) -> None:
+    for event_type in connection.info.pop(_UNCOMMITTED, ()):
         count_committed(event_type)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_events(db: Session) -> None:
-    db.info.pop(_UNCOMMITTED, None)
+@event.listens_for(Engine, "rollback")
+def _forget_rolled_back_events(connection: Connection) -> None:
+    connection.info.pop(_UNCOMMITTED, None)
 
 
 def outbox_lag(engine: Engine) -> tuple[float, int]:

@@ -121,7 +121,7 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
                 applied.append(ENDED_KEY)
                 expire_at_s = _ended_expiry_s(session.ended_at, session.now)
             event_ids = [str(e) for e in connection.execute(text(
-                "SELECT id FROM events WHERE aggregate_id = :s"), {"s": session_id}).scalars()]
+                "SELECT id FROM events WHERE aggregate_id = :s"), {"s": str(session_id)}).scalars()]
     open_question = str(session.current_question_id) if session.status == QUESTION_OPEN else ""
     return _Snapshot(epoch, players, held, open_question, applied + event_ids, len(event_ids), expire_at_s)
 

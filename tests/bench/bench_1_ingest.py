@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 import threading
 import time
@@ -22,32 +21,10 @@ from sqlalchemy import text
 from tests.bench import pgbench, report
 import os
 
-from tests.bench.support import BENCH_DIR, RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next
+from tests.bench.support import RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next, wrk
 
 ROOMS, PLAYERS = 50, 100
 CONNECTIONS = 64
-
-
-def _wrk(url: str, requests_file, duration_s: int) -> dict:
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration_s}s", "--timeout", "10s",
-               "-s", str(BENCH_DIR / "wrk_requests.lua"), url, "--", str(requests_file)]
-    with CpuMeter() as cpu:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
-    match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
-    assert match, out.stdout + out.stderr
-    data = json.loads(match.group(1))
-    statuses = re.search(r"WRK_STATUSES (\{.*\})", out.stdout)
-    seconds = data["duration_us"] / 1e6
-    errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
-    ok = data["requests"] - data["status"] - errors
-    return {"requests": data["requests"], "acknowledged": ok, "non_2xx": data["status"], "socket_errors": errors,
-            "seconds": round(seconds, 2), "per_s": round(ok / seconds, 1),
-            "latency_ms": {"mean": round(data["lat_mean"] / 1000, 2), "p50": data["lat_p50"] / 1000,
-                           "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
-                           "max": data["lat_max"] / 1000},
-            "statuses": json.loads(statuses.group(1)) if statuses else None,
-            "first_error": (re.search(r"WRK_FIRST_ERROR (.*)", out.stdout) or [None, None])[1],
-            "cpu": cpu.report("child"), "command": " ".join(command)}
 
 
 class Controller(threading.Thread):
@@ -134,7 +111,7 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
                  "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     with ProcessCpu() as by_process:
-        answers = _wrk(stack.base_url, requests_file, duration)
+        answers = wrk(stack.base_url, requests_file, duration, CONNECTIONS)
     for profiler in profilers:
         profiler.wait(60)
     web_cpu = stack.process_cpu("web") - web_cpu0
@@ -146,7 +123,7 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
 
     health_file = tmp_path / "healthz.tsv"
     health_file.write_text("/healthz\n")
-    healthz = _wrk(stack.base_url, health_file, healthz_duration)
+    healthz = wrk(stack.base_url, health_file, healthz_duration, CONNECTIONS)
 
     pgbench.prepare(bench_engine)
     pgb_clients = env_int("BENCH_PGBENCH_CLIENTS", 16)

@@ -6,6 +6,7 @@ Everything runs against a dedicated database (`quiz_bench`), Redis logical datab
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import re
@@ -409,3 +410,26 @@ def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subp
     if idle:
         command.append("--idle")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wrk(url: str, requests_file, duration_s: int, connections: int) -> dict:
+    """wrk -t1 over the requests of a file (wrk_requests.lua): totals, latency percentiles, statuses, CPU."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s",
+               "-s", str(BENCH_DIR / "wrk_requests.lua"), url, "--", str(requests_file)]
+    with CpuMeter() as cpu:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
+    match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
+    assert match, out.stdout + out.stderr
+    data = json.loads(match.group(1))
+    statuses = re.search(r"WRK_STATUSES (\{.*\})", out.stdout)
+    seconds = data["duration_us"] / 1e6
+    errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
+    ok = data["requests"] - data["status"] - errors
+    return {"requests": data["requests"], "acknowledged": ok, "non_2xx": data["status"], "socket_errors": errors,
+            "seconds": round(seconds, 2), "per_s": round(ok / seconds, 1),
+            "latency_ms": {"mean": round(data["lat_mean"] / 1000, 2), "p50": data["lat_p50"] / 1000,
+                           "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
+                           "max": data["lat_max"] / 1000},
+            "statuses": json.loads(statuses.group(1)) if statuses else None,
+            "first_error": (re.search(r"WRK_FIRST_ERROR (.*)", out.stdout) or [None, None])[1],
+            "cpu": cpu.report("child"), "command": " ".join(command)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -18,7 +19,7 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from tests.e2e.test_browser import WAIT_MS, Tab
-from tests.helpers import Api, HttpClient, sample_questions
+from tests.helpers import WAIT_S, Api, HttpClient, sample_questions
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,14 @@ class FakeRoom:
         ws.on_message(lambda message: ws.send(json.dumps({"type": "pong"})) if "ping" in str(message) else None)
         self.sockets.append(ws)
         ws.send(json.dumps(self.snapshot(ws.url)))
+
+    def connected(self, tab: Tab) -> None:
+        """Wait until the page has opened a room socket, serving Playwright's events meanwhile (the page
+        asks for a socket ticket first, so the socket may open after the page shows the room)."""
+        deadline = time.monotonic() + WAIT_S
+        while not self.sockets:
+            assert time.monotonic() < deadline, "the page never opened its room socket"
+            tab.page.wait_for_timeout(50)
 
     def push(self, message: dict) -> None:
         for ws in self.sockets:
@@ -188,6 +197,7 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         expect(tab.by("question-card").nth(1).get_by_test_id("q-correct-1")).to_be_checked()
         tab.by("create-session").click()
         expect(tab.by("join-code")).to_have_text(re.compile(r"^\d{6}$"), timeout=WAIT_MS)
+        room.connected(tab)
         assert tab.stored("livequiz.host")["session_id"] == state["sid"]
         expect(tab.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         players = []

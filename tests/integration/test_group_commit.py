@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from app.services.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, _Pending, submit_answers
+from app.group_commit import Pending
+from app.services.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, submit_answers
 from app.services.errors import Conflict, Forbidden, Invalid
 from tests.helpers import Api
 
@@ -71,7 +72,7 @@ def test_a_failing_batch_is_retried_answer_by_answer(api: Api, engine):
         connection.execute(text(f"CREATE TRIGGER {trigger} BEFORE INSERT ON events FOR EACH ROW "
                                 f"WHEN (NEW.payload->>'nickname' = '{doomed.nickname}') EXECUTE FUNCTION {trigger}()"))
     try:
-        batch = [_Pending(AnswerRequest(uuid.UUID(p.user_id), uuid.UUID(sid), uuid.UUID(qid), 0)) for p in players]
+        batch = [Pending(AnswerRequest(uuid.UUID(p.user_id), uuid.UUID(sid), uuid.UUID(qid), 0)) for p in players]
         AnswerBatcher(engine)._commit(batch)
     finally:
         with engine.begin() as connection:

@@ -18,9 +18,12 @@ from sqlalchemy import text
 from app import create_app
 from app.events import envelope_from_row
 from app.kafka import make_producer
+from app.leaderboards.keys import BoardKeys
+from app.leaderboards.verify import cached_periods, compare_period
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import TIE_SPAN
 from tests.helpers import stack_env
+from tests.integration import leaderboard_support as lb
 from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,3 +260,37 @@ def test_outbox_reports_backlog_and_published_history(api, topics, engine, ops_a
     assert float(age) > 0
     run_ops(ops_app, "outbox", "--max-lag", "0", expect=1)
     run_ops(ops_app, "outbox", "--max-lag", str(float(age) + 3600))
+
+
+def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, engine, redis_client, worker, ops_app):
+    who = lb.owner(api)
+    board_id = lb.board(api, who)["id"]
+    for n, player in enumerate(["ann", "bob", "cy", "dee"]):
+        lb.score(api, who, board_id, player, 100 + 10 * n)
+    drain(worker, publish_as_relay(topics, engine, board_id))
+    period = cached_periods(redis_client, board_id)[0]
+    assert compare_period(engine, redis_client, board_id, period) == []
+    checked = summary(run_ops(ops_app, "verify", "--board", board_id))
+    assert "0 differ" in checked and "1 board periods checked" in checked
+
+    keys = BoardKeys(board_id).period(period)
+    ranked = {member.decode()[17:]: member for member in redis_client.zrange(keys.z, 0, -1)}
+    redis_client.zadd(keys.z, {ranked["ann"]: -999}, xx=True)
+    redis_client.zrem(keys.z, ranked["bob"])
+    result = run_ops(ops_app, "verify", "--board", board_id, "--period", period, "--settle", "0", expect=1)
+    assert f"differs  board={board_id} period={period} player=ann redis=999 postgres=100" in result.output
+    assert f"differs  board={board_id} period={period} player=bob redis=missing postgres=110" in result.output
+    assert "1 differ (2 participants)" in summary(result)
+
+    assert re.search(r"rebuild: 1 board periods rebuilt \(4 entries\)",
+                     summary(run_ops(ops_app, "rebuild", "--board", board_id)))
+    assert compare_period(engine, redis_client, board_id, period) == []
+    before = redis_client.zrange(keys.z, 0, -1, withscores=True)
+
+    events = len(event_rows(engine, board_id))
+    start = counters(worker)
+    drain(worker, sent_count(run_ops(ops_app, "replay", "--board", board_id)))
+    assert delta(start, counters(worker)) == {"applied": 0, "duplicates": events, "rebuilds": 0, "dead_lettered": 0}
+    assert redis_client.zrange(keys.z, 0, -1, withscores=True) == before
+
+    assert "unknown board" in run_ops(ops_app, "rebuild", "--board", "no-such-board", expect=1).output

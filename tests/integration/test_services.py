@@ -52,6 +52,6 @@ def test_what_a_test_writes_is_visible_to_it_and_to_no_one_else(db, lobby, engin
     _, _, session_id, _ = lobby
     events = "SELECT count(*) FROM events WHERE aggregate_id = :s"
     sessions.join_session(db, accounts.create_guest(db, "Ben").id, session_id, None)
-    assert db.execute(text(events), {"s": session_id}).scalar() == 1
+    assert db.execute(text(events), {"s": str(session_id)}).scalar() == 1
     with engine.connect() as other:
-        assert other.execute(text(events), {"s": session_id}).scalar() == 0
+        assert other.execute(text(events), {"s": str(session_id)}).scalar() == 0

@@ -28,7 +28,7 @@ def event_rows(engine, session_id: str | None = None) -> list[Any]:
     where = "WHERE aggregate_id = :s" if session_id else ""
     with engine.connect() as connection:
         return connection.execute(text(
-            f"SELECT id, event_type, version, aggregate_id, created_at, payload FROM events {where} "
+            f"SELECT id, event_type, version, aggregate_type, aggregate_id, created_at, payload FROM events {where} "
             "ORDER BY created_at, seq"), {"s": session_id}).all()
 
 
@@ -37,7 +37,7 @@ def publish(config: Config, rows, producer=None) -> int:
     producer = producer or make_producer(config)
     for row in rows:
         envelope = envelope_from_row(row)
-        producer.produce(config.kafka_topic, key=str(envelope.session_id).encode(), value=envelope.to_json(),
+        producer.produce(config.kafka_topic, key=envelope.key(), value=envelope.to_json(),
                          headers=envelope.headers())
         producer.poll(0)
     assert producer.flush(30) == 0

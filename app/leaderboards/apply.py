@@ -1,0 +1,55 @@
+"""Turning one board event into the call of the Lua script that applies it to Redis.
+
+Board events carry resulting states with a version (entries), a revision (configuration) or a start
+(periods), so each script keeps the newer of what it holds and what it is given: redeliveries, replays
+and any reordering leave Redis unchanged, and no dedupe set grows without end.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.events import (BoardConfigured, BoardDeleted, EntryChanged, EntryRemoved, Envelope, PeriodClosed,
+                        PeriodOpened)
+from app.leaderboards.keys import BoardKeys
+from app.leaderboards.scripts import BoardScripts
+from app.session_boards.scores import instant_ms
+
+APPLIED = 1
+
+
+def apply_board_event(scripts: BoardScripts, client, envelope: Envelope, payload, *, period_ttl: timedelta):
+    """Run (or, with a pipeline as `client`, queue) the script of a board event; its result is APPLIED,
+    DUPLICATE or NEEDS_REBUILD (app/lua.py). A deleted board is removed by `forget_board`, not here."""
+    keys = BoardKeys(envelope.aggregate_id)
+    if isinstance(payload, EntryChanged):
+        return scripts.lb_apply_entry(keys.period(payload.period).apply_keys, [
+            payload.player_id, payload.version, payload.tie_seq, payload.score, instant_ms(payload.reached_at),
+            payload.display_name or "", payload.period], client=client)
+    if isinstance(payload, EntryRemoved):
+        return scripts.lb_apply_entry(keys.period(payload.period).apply_keys, [
+            payload.player_id, payload.version, 0, "", 0, "", payload.period], client=client)
+    if isinstance(payload, BoardConfigured):
+        return scripts.lb_apply_config([keys.cfg, keys.room], [
+            payload.revision, payload.sort_order, "" if payload.max_entries is None else payload.max_entries],
+            client=client)
+    if isinstance(payload, PeriodOpened):
+        return scripts.lb_apply_period([keys.cfg, keys.room], [payload.period, instant_ms(payload.starts_at)],
+                                       client=client)
+    if isinstance(payload, PeriodClosed):
+        period = keys.period(payload.period)
+        expire_at_s = instant_ms(payload.closed_at + period_ttl) // 1000
+        return scripts.lb_close_period([*period.all, keys.room], [payload.period, expire_at_s,
+                                                                   payload.model_dump_json()], client=client)
+    raise TypeError(f"no script applies {envelope.event_type}")
+
+
+def forget_board(redis, board_id: str) -> int:
+    """Remove every key of a deleted board (its periods are listed in one set); returns how many."""
+    keys = BoardKeys(board_id)
+    periods = [p.decode() if isinstance(p, bytes) else p for p in redis.smembers(keys.periods)]
+    names = [keys.cfg, keys.periods] + [name for period in periods for name in keys.period(period).all]
+    return redis.delete(*names)
+
+
+def is_board_deletion(payload) -> bool:
+    return isinstance(payload, BoardDeleted)

@@ -1,0 +1,210 @@
+"""Reading boards: one atomic Lua call per read (its entries, version and total belong to one
+snapshot), rebuilding from PostgreSQL a period that Redis does not hold.
+
+Which period is current is asked of Redis (the board's cached configuration) and remembered by the
+process for a second, so a read is one round trip; a board Redis does not know is looked up in
+PostgreSQL (and is 404 when it does not exist or was deleted).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from app.leaderboards.keys import BoardKeys
+from app.leaderboards.rebuild import UnknownBoard, rebuild_period
+from app.leaderboards.scripts import board_scripts
+from app.lua import NEEDS_REBUILD
+from app.services.errors import Invalid, NotFound
+
+PERCENTILES = (50, 90, 99)
+_ATTEMPTS = 3
+_PERIOD_CACHE_S = 1.0
+NOT_RANKED = -2
+
+
+class BoardReader:
+    """The reads of one process: its Redis client, its engine (for rebuilds), and the current periods
+    it has looked up in the last second."""
+
+    def __init__(self, engine: Engine, redis, *, period_ttl_s: int = 86400):
+        self.engine = engine
+        self.redis = redis
+        self.period_ttl_s = period_ttl_s
+        self._current: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    # --- which period ---------------------------------------------------------------------------
+
+    def period(self, board_id: str, asked: str | None) -> str:
+        """`asked` when given (it must exist), else the board's current period. 404 for no such board."""
+        if asked is not None:
+            return self._existing_period(board_id, asked)
+        with self._lock:
+            known = self._current.get(board_id)
+        if known and known[1] > time.monotonic():
+            return known[0]
+        cached = self.redis.hget(BoardKeys(board_id).cfg, "period")
+        period = cached.decode() if cached is not None else self._open_period_in_postgres(board_id)
+        with self._lock:
+            self._current[board_id] = (period, time.monotonic() + _PERIOD_CACHE_S)
+        return period
+
+    def _open_period_in_postgres(self, board_id: str) -> str:
+        with self.engine.connect() as connection:
+            period = connection.execute(text("""
+                SELECT p.period FROM leaderboards b JOIN leaderboard_periods p
+                  ON p.leaderboard_id = b.id AND p.closed_at IS NULL
+                WHERE b.id = :b AND b.deleted_at IS NULL"""), {"b": board_id}).scalar()
+        if period is None:
+            raise NotFound("not_found", "no such board")
+        return period
+
+    def _existing_period(self, board_id: str, period: str) -> str:
+        if self.redis.exists(BoardKeys(board_id).period(period).meta):
+            return period
+        with self.engine.connect() as connection:
+            found = connection.execute(text("""
+                SELECT count(*) FROM leaderboards b JOIN leaderboard_periods p ON p.leaderboard_id = b.id
+                WHERE b.id = :b AND b.deleted_at IS NULL AND p.period = :p"""), {"b": board_id, "p": period}).scalar()
+        if not found:
+            raise NotFound("not_found", "no such board or period")
+        return period
+
+    # --- the reads ------------------------------------------------------------------------------
+
+    def _call(self, script_name: str, board_id: str, period: str, args: list[Any]) -> list[Any]:
+        script = getattr(board_scripts(self.redis), script_name)
+        keys = BoardKeys(board_id).period(period).read_keys
+        for _ in range(_ATTEMPTS):
+            reply = script(keys, args)
+            if reply[0] != NEEDS_REBUILD:
+                return reply
+            try:
+                rebuild_period(self.engine, self.redis, board_id, period, period_ttl_s=self.period_ttl_s)
+            except UnknownBoard:
+                raise NotFound("not_found", "no such board or period") from None
+        raise RuntimeError(f"the period {period} of {board_id} vanished {_ATTEMPTS} times while being read")
+
+    def page(self, board_id: str, *, period: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""
+        period = self.period(board_id, period)
+        reply = self._call("lb_read_range", board_id, period, [offset, limit])
+        return _page(board_id, period, reply)
+
+    def page_after(self, board_id: str, cursor: str, limit: int) -> dict[str, Any]:
+        """The page after a keyset cursor: an entry that did not change between two pages is on one of them."""
+        period, score, member = decode_cursor(cursor)
+        period = self.period(board_id, period)
+        reply = self._call("lb_read_after", board_id, period, [score, member, limit])
+        return _page(board_id, period, reply)
+
+    def player(self, board_id: str, player_id: str, *, period: str | None, around: int = 0) -> dict[str, Any]:
+        """A player's rank, score and top percent; with `around`, the window of ranks around them."""
+        period = self.period(board_id, period)
+        reply = self._call("lb_read_player", board_id, period, [player_id, around])
+        version, total, rank = int(reply[0]), int(reply[1]), int(reply[2])
+        if rank == 0:
+            raise NotFound("not_found", "no such player on the board")
+        standing = {"leaderboard_id": board_id, "period": period, "version": version, "total": total,
+                    "player_id": player_id, "rank": None if rank == NOT_RANKED else rank,
+                    "score": int(reply[3]), "reached_at": _iso(reply[4]), "display_name": _text(reply[5]) or None,
+                    "top_percent": None if rank == NOT_RANKED else round(100 * rank / total, 2)}
+        if around:
+            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:])
+        return standing
+
+    def stats(self, board_id: str, *, period: str | None) -> dict[str, Any]:
+        period = self.period(board_id, period)
+        reply = self._call("lb_read_stats", board_id, period, list(PERCENTILES))
+        count = int(reply[1])
+
+        def number(value) -> int | None:
+            return int(value) if count else None
+
+        total = number(reply[4])
+        return {"leaderboard_id": board_id, "period": period, "version": int(reply[0]), "count": count,
+                "min": number(reply[2]), "max": number(reply[3]), "sum": total,
+                "mean": total / count if count else None,
+                **{f"p{p}": number(v) for p, v in zip(PERCENTILES, reply[5:])}}
+
+    def ranks_when_shown(self, results: list[Any], wait_s: float) -> dict[tuple[str, str], int | None]:
+        """{(board, player): rank} of score results, each read once the board shows the write (its entry
+        version), waiting `wait_s` at most; a result the board does not show by then has no rank."""
+        deadline = time.monotonic() + wait_s
+        pending, ranks = list(results), {}
+        while pending:
+            waiting = [r for r in pending if r.version is not None and not self._shows(r)]
+            for r in pending:
+                if r not in waiting:
+                    try:
+                        ranks[(r.leaderboard_id, r.player_id)] = self.player(
+                            r.leaderboard_id, r.player_id, period=r.period)["rank"]
+                    except NotFound:
+                        ranks[(r.leaderboard_id, r.player_id)] = None
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+            pending = waiting
+        return ranks
+
+    def _shows(self, result: Any) -> bool:
+        """Whether Redis holds the entry at the result's version or later (or not the period at all: a read
+        rebuilds it from PostgreSQL, where the write is)."""
+        keys = BoardKeys(result.leaderboard_id).period(result.period)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(keys.meta)
+        pipe.hget(keys.entries, result.player_id)
+        cached, entry = pipe.execute()
+        if not cached:
+            return True
+        return entry is not None and int(_text(entry).split("|", 1)[0]) >= result.version
+
+    def forget(self, board_id: str) -> None:
+        with self._lock:
+            self._current.pop(board_id, None)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _iso(reached_ms) -> str:
+    return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
+
+
+def _entries(flat: list[Any]) -> list[dict[str, Any]]:
+    return [{"rank": int(flat[i]), "player_id": _text(flat[i + 1])[17:], "display_name": _text(flat[i + 4]) or None,
+             "score": int(flat[i + 2]), "reached_at": _iso(flat[i + 3])} for i in range(0, len(flat), 5)]
+
+
+def _page(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
+    flat = reply[2:]
+    entries = _entries(flat)
+    cursor = None
+    if entries:
+        member, score = _text(flat[-4]), int(flat[-3])
+        cursor = encode_cursor(period, score, member)
+    return {"leaderboard_id": board_id, "period": period, "version": int(reply[0]), "total": int(reply[1]),
+            "entries": entries, "next_cursor": cursor}
+
+
+def encode_cursor(period: str, score: int, member: str) -> str:
+    raw = json.dumps({"p": period, "s": score, "m": member}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, int, str]:
+    """(period, score, member) of the last entry of a page."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        period, score, member = str(data["p"]), int(data["s"]), str(data["m"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Invalid("invalid_cursor", "the cursor is not one this service gave") from None
+    return period, score, member

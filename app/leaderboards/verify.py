@@ -1,0 +1,77 @@
+"""Comparing a board period in Redis with PostgreSQL, the truth (`ops verify --board`): every player's
+score and tie position (which orders equal scores), and the sorted set against the entries it indexes."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from app.leaderboards.keys import BoardKeys
+
+Standing = tuple[int, int]  # score, tie_seq
+_CFG_KEY = re.compile(r"^lbc:\{b:([A-Za-z0-9_.-]+)\}$")
+
+
+@dataclass(frozen=True)
+class BoardDifference:
+    board_id: str
+    period: str
+    player_id: str
+    redis: Standing | None
+    postgres: Standing | None
+
+    def line(self) -> str:
+        def shown(standing: Standing | None) -> str:
+            return "missing" if standing is None else str(standing[0])
+
+        text_ = (f"differs  board={self.board_id} period={self.period} player={self.player_id} "
+                 f"redis={shown(self.redis)} postgres={shown(self.postgres)}")
+        if self.redis and self.postgres and self.redis[0] == self.postgres[0]:
+            text_ += f" tie-break: tie_seq redis={self.redis[1]} postgres={self.postgres[1]}"
+        return text_
+
+
+def cached_boards(redis) -> set[str]:
+    """Boards with a configuration in Redis (SCAN, so it never blocks Redis)."""
+    found = set()
+    for key in redis.scan_iter(match="lbc:{b:*}", count=1000):
+        match = _CFG_KEY.match(key.decode() if isinstance(key, bytes) else key)
+        if match:
+            found.add(match.group(1))
+    return found
+
+
+def cached_periods(redis, board_id: str) -> list[str]:
+    keys = BoardKeys(board_id)
+    return sorted(p.decode() if isinstance(p, bytes) else p for p in redis.smembers(keys.periods)
+                  if redis.exists(keys.period(p.decode() if isinstance(p, bytes) else p).meta))
+
+
+def _redis_standings(redis, board_id: str, period: str) -> tuple[bool, dict[str, Standing]]:
+    keys = BoardKeys(board_id).period(period)
+    pipe = redis.pipeline(transaction=True)
+    pipe.exists(keys.meta)
+    pipe.hget(keys.board.cfg, "sort_order")
+    pipe.zrange(keys.z, 0, -1, withscores=True)
+    cached, order, ranked = pipe.execute()
+    sign = -1 if (order or b"").decode() == "desc" else 1
+    standings = {}
+    for member, zscore in ranked:
+        member = member.decode()
+        standings[member[17:]] = (sign * int(zscore), int(member[:16], 16))
+    return bool(cached), standings
+
+
+def compare_period(engine, redis, board_id: str, period: str) -> list[BoardDifference] | None:
+    """Differences between Redis and PostgreSQL for one period; None when Redis does not hold it. Redis is
+    read first: an entry applied there was committed first, so a race only ever shows PostgreSQL ahead."""
+    cached, held = _redis_standings(redis, board_id, period)
+    if not cached:
+        return None
+    with engine.connect() as connection:
+        truth = {r.player_id: (r.score, r.tie_seq) for r in connection.execute(text(
+            "SELECT player_id, score, tie_seq FROM leaderboard_entries "
+            "WHERE leaderboard_id = :b AND period = :p AND score IS NOT NULL"), {"b": board_id, "p": period})}
+    return [BoardDifference(board_id, period, player, held.get(player), truth.get(player))
+            for player in sorted(set(held) | set(truth)) if held.get(player) != truth.get(player)]

@@ -1,0 +1,171 @@
+"""9. The leaderboard service: score writes beside the answer path, the rebuild of a 1,000,000-entry
+board, and its reads beside /healthz under the same load.
+
+- Score writes: wrk (-t1 -c64, as the ingest benchmark) cycles through `POST /scores` requests of a
+  game server (an API key) to an `increment` board of 100,000 players, each with its own
+  `submission_id`. The baseline is the answer path's acknowledged rate (benchmark 1) of the same run.
+- The big board: 1,000,000 entries written with SQL into a `best` board's open period, then
+  `app.leaderboards.rebuild.rebuild_period` (timed, in this process) puts it in Redis.
+- Reads of the big board: wrk (-t1 -c16) per kind of read, one after the other: top-10, around-me
+  (range 5) of random players, a random player's standing, stats; then /healthz the same way. A
+  game server writes to the same board at about 50 scores/s throughout, so every read kind and the
+  baseline are measured under the same load.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+
+import requests
+from sqlalchemy import text
+
+from app.leaderboards.rebuild import rebuild_period
+from tests.bench import report
+from tests.bench.support import CpuMeter, env_int, wrk
+
+WRITE_CONNECTIONS = 64
+READ_CONNECTIONS = 16
+SCORE_PLAYERS = 100_000
+
+
+def _owner_key(base_url: str) -> tuple[str, str]:
+    """A registered board owner's token and an API key of theirs."""
+    http = requests.Session()
+    username = "owner_" + uuid.uuid4().hex[:10]
+    account = {"username": username, "password": "bench password"}
+    assert http.post(f"{base_url}/api/v1/auth/register", json=account, timeout=60).status_code == 201
+    token = http.post(f"{base_url}/api/v1/auth/login", json=account, timeout=60).json()["access_token"]
+    created = http.post(f"{base_url}/api/v1/api-keys", json={"name": "bench game server"},
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert created.status_code == 201, created.text
+    return token, created.json()["key"]
+
+
+def _board(base_url: str, token: str, **settings) -> dict:
+    body = {"id": "bench" + uuid.uuid4().hex[:8], "name": "Bench", "sort_order": "desc", "reset_period": "never",
+            **settings}
+    created = requests.post(f"{base_url}/api/v1/leaderboards", json=body, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def bench_score_writes(stack, tmp_path):
+    duration = env_int("BENCH_SCORES_S", 60)
+    token, key = _owner_key(stack.base_url)
+    board_id = _board(stack.base_url, token, update_mode="increment")["id"]
+    requests_file = tmp_path / "scores.tsv"
+    rng = random.Random(9)
+    with open(requests_file, "w") as out:
+        for n in range(duration * 5000):  # more than wrk sends: no request is a retry
+            body = json.dumps({"leaderboard_id": board_id, "player_id": f"p{rng.randrange(SCORE_PLAYERS)}",
+                               "score": rng.randrange(1, 100), "submission_id": f"s{n}"}, separators=(",", ":"))
+            out.write(f"/api/v1/scores\t{key}\t{body}\n")
+    web_cpu0 = stack.process_cpu("web")
+    writes = wrk(stack.base_url, requests_file, duration, WRITE_CONNECTIONS)
+    web_cpu = stack.process_cpu("web") - web_cpu0
+    answers = report.RESULTS["benchmarks"].get("ingest", {}).get("answers_per_s")
+    report.record("score_writes", {"connections": WRITE_CONNECTIONS, "duration_s": duration, "players": SCORE_PLAYERS,
+                                   "writes": writes, "writes_per_s": writes["per_s"],
+                                   "web_cpu_cores": round(web_cpu / writes["seconds"], 2),
+                                   "answers_per_s_same_run": answers})
+    report.row("leaderboards: POST /scores acknowledged/s", writes["per_s"], "/s", baseline=answers,
+               baseline_name="answers/s (bench 1)", target=">= answers/s",
+               met=None if answers is None else writes["per_s"] >= answers)
+    report.row("leaderboards: POST /scores p50 / p99", f"{writes['latency_ms']['p50']:.0f} / "
+               f"{writes['latency_ms']['p99']:.0f}", "ms", target="(info)")
+    assert writes["acknowledged"] > 0 and writes["non_2xx"] == 0, writes
+
+
+def _seed(engine, board_id: str, entries: int) -> str:
+    """`entries` players in the board's open period, written with SQL (no events: Redis gets them from the
+    rebuild). Scores are drawn from 0..999,999, so ties are common and tie positions matter."""
+    with engine.begin() as db:
+        period = db.execute(text("SELECT period FROM leaderboard_periods WHERE leaderboard_id = :b "
+                                 "AND closed_at IS NULL"), {"b": board_id}).scalar_one()
+        db.execute(text("""
+            INSERT INTO leaderboard_entries (leaderboard_id, period, player_id, score, tie_seq, version, display_name,
+                                             reached_at)
+            SELECT :b, :p, 'p' || i, (random() * 999999)::bigint, nextval('leaderboard_tie_seq'), 1, 'Player ' || i,
+                   now() - make_interval(secs => (:n - i) / 1000.0)
+            FROM generate_series(1, :n) AS i"""), {"b": board_id, "p": period, "n": entries})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(text("VACUUM ANALYZE leaderboard_entries"))
+    return period
+
+
+class _Writer(threading.Thread):
+    """A game server writing to the board at about `rate` scores/s."""
+
+    def __init__(self, base_url: str, key: str, board_id: str, players: int, rate: float):
+        super().__init__(daemon=True)
+        self.url, self.board_id, self.players, self.interval = f"{base_url}/api/v1/scores", board_id, players, 1 / rate
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+        self.stopping = threading.Event()
+        self.statuses: dict[int, int] = {}
+
+    def run(self) -> None:
+        rng = random.Random(99)
+        while not self.stopping.wait(self.interval):
+            status = self.http.post(self.url, timeout=30, json={
+                "leaderboard_id": self.board_id, "player_id": f"p{rng.randrange(1, self.players + 1)}",
+                "score": rng.randrange(1_000_000)}).status_code
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+def _read(stack, tmp_path, name: str, paths: list[str], duration: int) -> dict:
+    requests_file = tmp_path / f"{name}.tsv"
+    requests_file.write_text("".join(f"{path}\n" for path in paths))
+    result = wrk(stack.base_url, requests_file, duration, READ_CONNECTIONS)
+    assert result["acknowledged"] > 0 and result["non_2xx"] == 0, result
+    return result
+
+
+def bench_big_board(stack, bench_engine, bench_redis, bench_config, tmp_path):
+    entries = env_int("BENCH_BOARD_ENTRIES", 1_000_000)
+    duration = env_int("BENCH_BOARD_READ_S", 20)
+    token, key = _owner_key(stack.base_url)
+    board_id = _board(stack.base_url, token, update_mode="best")["id"]
+    period = _seed(bench_engine, board_id, entries)
+
+    with CpuMeter() as cpu:
+        started = time.monotonic()
+        rebuilt = rebuild_period(bench_engine, bench_redis, board_id, period,
+                                 period_ttl_s=bench_config.leaderboard_period_ttl_s)
+        rebuild_s = time.monotonic() - started
+    assert rebuilt.entries == entries
+
+    rng = random.Random(7)
+    base = f"/api/v1/leaderboards/{board_id}"
+    kinds = {
+        "top-10": [f"{base}/top?limit=10"],
+        "around-me": [f"{base}/around/p{rng.randrange(1, entries + 1)}?range=5" for _ in range(20_000)],
+        "player": [f"{base}/player/p{rng.randrange(1, entries + 1)}" for _ in range(20_000)],
+        "stats": [f"{base}/stats"],
+        "healthz": ["/healthz"],
+    }
+    writer = _Writer(stack.base_url, key, board_id, entries, rate=50)
+    writer.start()
+    try:
+        reads = {name: _read(stack, tmp_path, name, paths, duration) for name, paths in kinds.items()}
+    finally:
+        writer.stopping.set()
+        writer.join(30)
+    healthz_p99 = reads["healthz"]["latency_ms"]["p99"]
+    report.record("big_board", {"entries": entries, "rebuild_s": round(rebuild_s, 2), "rebuild_cpu": cpu.report("self"),
+                                "read_connections": READ_CONNECTIONS, "read_s": duration, "reads": reads,
+                                "writer_statuses": writer.statuses})
+    report.row(f"leaderboards: rebuild of a {entries:,}-entry board", round(rebuild_s, 2), "s", target="<= 10 s",
+               met=rebuild_s <= 10)
+    for name in ("top-10", "around-me", "player"):
+        p99 = reads[name]["latency_ms"]["p99"]
+        report.row(f"leaderboards: {name} p99 ({entries:,} entries, {reads[name]['per_s']:,.0f}/s)", p99, "ms",
+                   baseline=healthz_p99, baseline_name="/healthz p99, same load", target="<= 2 x /healthz p99",
+                   met=p99 <= 2 * healthz_p99)
+    report.row(f"leaderboards: stats p99 ({entries:,} entries)", reads["stats"]["latency_ms"]["p99"], "ms",
+               baseline=healthz_p99, baseline_name="/healthz p99, same load", target="(info)")
+    assert writer.statuses and set(writer.statuses) <= {200, 201}, writer.statuses
