@@ -6,7 +6,7 @@
 STACK := scripts/stack.sh
 PY := .venv/bin/python
 
-.PHONY: up down ps logs services test test-unit bench lock clean
+.PHONY: up down ps logs services test test-unit bench chaos lock clean
 
 up:
 	$(STACK) deps
@@ -36,6 +36,10 @@ test-unit:
 bench:
 	$(STACK) deps && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
 		-o python_files='bench_*.py' -o python_functions='bench_*'
+
+# A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
+chaos:
+	$(STACK) deps && $(STACK) services && $(PY) -m tests.chaos
 
 # Re-resolve requirements.lock from setup.cfg (UPGRADE=1 moves every pin to its newest version).
 lock:

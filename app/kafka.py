@@ -41,6 +41,10 @@ def make_consumer(config: Config, group_id: str | None = None, **extra: Any) -> 
         "auto.commit.interval.ms": 1000,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        # A consumer that dies without leaving its group keeps its partitions until its session times out:
+        # at librdkafka's default (45 s) every board it owned would stand still that long after a crash.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 3_000,
     }
     settings.update(extra)
     return Consumer(settings)

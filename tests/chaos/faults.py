@@ -1,0 +1,139 @@
+"""The faults, injected one at a time on a thread while the load runs.
+
+Each kind is a real failure of one component, followed by the restart an operator (or systemd)
+would do, the same way the component was first started:
+
+- web_master: SIGKILL the gunicorn master; its workers notice and exit; start the web again.
+- web_worker: SIGKILL one gunicorn worker; the master forks a new one.
+- relay, worker: SIGKILL the process; start it again.
+- kafka: SIGKILL the broker; start it again on the same data directory.
+- redis: SIGKILL Redis; start it again on its AOF and RDB files.
+- pg_backends (beyond the issue's list): terminate every PostgreSQL connection of the services to
+  the run's database (the shared server stays up), so commits fail mid-flight: the answer path's
+  `outcome_unknown` and retry-alone branches run, and the relay's LISTEN connection drops.
+- redis_wipe (once, in the second half): SIGKILL Redis, delete its files, start it empty; the worker
+  and the read path rebuild the boards from PostgreSQL.
+
+A component stays down for a random moment (up to DOWN_S) so that work piles up behind it. The
+plan spreads the faults evenly over the load, in an order drawn from the run's seed; a fault that
+takes long to recover delays the next one, and faults never overlap. Between faults the thread
+watches the processes: one that exits without being killed is a finding, and is restarted.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tests.chaos.apps import ChaosApps
+from tests.chaos.infra import ChaosKafka, PrivateRedis, terminate_backends
+from tests.chaos.settings import say
+
+KINDS = ("web_master", "web_worker", "relay", "worker", "kafka", "redis", "pg_backends")
+DOWN_S = 3.0
+# How often the processes are looked at between faults.
+WATCH_S = 0.5
+# Load before the first fault and after the last one: every fault hits a system under steady load.
+MARGIN = 0.1
+
+
+@dataclass
+class Injected:
+    kind: str
+    at_s: float         # since the load started
+    recovered_s: float  # from the kill until it was running again (the web: answering /healthz)
+
+
+@dataclass
+class Crash:
+    name: str
+    code: int
+    at_s: float
+
+
+@dataclass
+class Faults:
+    apps: ChaosApps
+    redis: PrivateRedis
+    kafka: ChaosKafka
+    rng: random.Random
+    log: list[Injected] = field(default_factory=list)
+    crashes: list[Crash] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def plan(self, seconds: float, per_kind: int) -> list[tuple[float, str]]:
+        kinds = [k for k in KINDS for _ in range(per_kind)]
+        self.rng.shuffle(kinds)
+        # The wipe comes in the second half: by then sessions have ended, whose boards only a read rebuilds.
+        kinds.insert(self.rng.randint((len(kinds) + 1) // 2, len(kinds)), "redis_wipe")
+        first, last = seconds * MARGIN, seconds * (1 - MARGIN)
+        step = (last - first) / max(1, len(kinds) - 1)
+        return [(first + i * step, kind) for i, kind in enumerate(kinds)]
+
+    def counts(self) -> Counter:
+        return Counter(f.kind for f in self.log)
+
+    def start(self, plan: list[tuple[float, str]], started: float, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self._run, args=(plan, started, stop), name="chaos-faults", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self, plan: list[tuple[float, str]], started: float, stop: threading.Event) -> None:
+        try:
+            for at_s, kind in plan:
+                while (left := started + at_s - time.monotonic()) > 0:
+                    if stop.wait(min(left, WATCH_S)):
+                        return
+                    self.watch(started)
+                t0 = time.monotonic()
+                self.inject(kind)
+                self.log.append(Injected(kind, t0 - started, time.monotonic() - t0))
+            while not stop.wait(WATCH_S):
+                self.watch(started)
+        except BaseException as exc:  # noqa: BLE001 - reported by the run, which then fails
+            self.error = exc
+
+    def watch(self, started: float) -> None:
+        """Restart a process that exited on its own (as Docker's `restart: unless-stopped` would) and
+        remember it: no fault asked for it, so it is a finding. Only this thread kills and restarts."""
+        exited = [(name, self.apps.exit_code(name)) for name in ("web", "relay", "worker")]
+        exited += [("redis", self.redis.proc.poll()), ("kafka", self.kafka.proc.poll())]
+        for name, code in exited:
+            if code is None:
+                continue
+            self.crashes.append(Crash(name, code, time.monotonic() - started))
+            say(f"{name} exited by itself (code {code}) at {time.monotonic() - started:.0f} s; restarting it")
+            if name == "redis":
+                self.redis.start()
+            elif name == "kafka":
+                self.kafka.start()
+            else:
+                self.apps.start(name)
+
+    def inject(self, kind: str) -> None:
+        def down() -> None:
+            time.sleep(self.rng.uniform(0, DOWN_S))
+
+        if kind == "web_worker":
+            self.apps.kill_web_worker(self.rng.choice)
+        elif kind in ("web_master", "relay", "worker"):
+            name = "web" if kind == "web_master" else kind
+            self.apps.kill(name)
+            down()
+            self.apps.start(name)
+        elif kind == "kafka":
+            self.kafka.kill()
+            down()
+            self.kafka.start()
+        elif kind == "pg_backends":
+            terminate_backends(self.apps.stack.config.database_url)
+        elif kind in ("redis", "redis_wipe"):
+            self.redis.kill()
+            if kind == "redis_wipe":
+                self.redis.wipe()
+            down()
+            self.redis.start()
+        else:
+            raise ValueError(kind)
