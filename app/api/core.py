@@ -138,6 +138,7 @@ class RouteDoc:
     responses: dict[int, str] = field(default_factory=dict)
     limits: tuple[str, ...] = ()
     api_keys: bool = False
+    body_required: bool = True
 
 
 ROUTE_DOCS: list[RouteDoc] = []
@@ -146,7 +147,7 @@ ROUTE_DOCS: list[RouteDoc] = []
 def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
              auth: bool = True, responses: dict[int, str] | None = None, limits: tuple[str, ...] = (),
-             api_keys: bool = False) -> Callable:
+             api_keys: bool = False, body_required: bool = True) -> Callable:
     """Register a route on `bp`, with its bearer check and rate limits, and describe it for the
     OpenAPI document. Every route counts against `api_per_address`, a signed-in one against
     `api_per_user`, a read open to anyone against `public_reads_per_address`, plus `limits`.
@@ -158,7 +159,8 @@ def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
     else:
         rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
             ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
-    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules, api_keys))
+    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules,
+                               api_keys, body_required))
 
     # The address budgets first: a flood of made-up tokens or keys is refused before it costs a lookup.
     by_address = tuple(r for r in rules if r.endswith("_per_address"))

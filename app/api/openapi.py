@@ -56,7 +56,7 @@ def build_document() -> dict[str, Any]:
             schema = doc.body.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[doc.body.__name__] = schema
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
+            operation["requestBody"] = {"required": doc.body_required, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{doc.body.__name__}"}}}}
         for method in doc.methods:
             paths.setdefault(path, {})[method.lower()] = operation

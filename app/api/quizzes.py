@@ -22,14 +22,16 @@ def create_quiz():
 
 
 @endpoint(bp, "/<quiz_id>", methods=["GET"], summary="Read one of your quizzes",
-          responses={200: "the quiz", 404: "no such quiz of yours"})
+          responses={200: "the quiz", 403: "registered_users_only: guests have no quizzes",
+                     404: "no such quiz of yours"})
 def get_quiz(quiz_id: str):
     require_registered("write quizzes")
     return jsonify(quizzes.get_owned_quiz(get_db(), current_principal().user_id, parse_uuid(quiz_id, "quiz")))
 
 
 @endpoint(bp, "/<quiz_id>/sessions", methods=["POST"], summary="Open a live session of your quiz",
-          responses={201: "the session in its lobby", 404: "no such quiz of yours"})
+          responses={201: "the session in its lobby", 403: "registered_users_only: guests have no quizzes",
+                     404: "no such quiz of yours"})
 def create_session(quiz_id: str):
     require_registered("write quizzes")
     session = sessions.create_session(get_db(), current_principal().user_id, parse_uuid(quiz_id, "quiz"))

@@ -4,13 +4,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
+                      model_validator)
 
 from app.leaderboards.domain import BOARD_ID, MAX_EXACT
 
+
+def _trimmed(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+# Surrounding whitespace is trimmed only once the text as sent has passed the limits and pattern
+# the OpenAPI document states, so nothing the document refuses gets in by being trimmed.
+TRIMMED = AfterValidator(_trimmed)
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
-Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32,
-                                            pattern=r"^[^\x00-\x1f\x7f]+$")]
+Nickname = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$"),
+                     TRIMMED]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200), TRIMMED]
 
 
 def _storable(value: Any) -> Any:
@@ -66,12 +78,20 @@ class GuestBody(Strict):
 
 
 class QuestionBody(Strict):
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    choices: Annotated[list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]],
+    text: Annotated[str, StringConstraints(min_length=1, max_length=500), TRIMMED]
+    choices: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200), TRIMMED]],
                        Field(min_length=2, max_length=6)]
     correct_choice: int
     time_limit_s: Annotated[int, Field(ge=5, le=240)] = 20
     points: Literal[0, 1000, 2000] = 1000
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def points_is_an_integer(cls, value: Any) -> Any:
+        # A Literal takes anything equal to one of its values: false (== 0), 1000.0 (== 1000).
+        if type(value) is not int:
+            raise ValueError("points must be the integer 0, 1000 or 2000")
+        return value
 
     @model_validator(mode="after")
     def correct_choice_is_a_choice(self) -> "QuestionBody":
@@ -81,7 +101,7 @@ class QuestionBody(Strict):
 
 
 class QuizBody(Strict):
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    title: Title
     questions: Annotated[list[QuestionBody], Field(min_length=1, max_length=100)]
 
 
@@ -121,8 +141,7 @@ class AroundQuery(Query):
 
 Exact = Annotated[int, Field(ge=-MAX_EXACT, le=MAX_EXACT)]
 Slug = Annotated[str, StringConstraints(pattern=BOARD_ID.pattern)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
 PlayerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 SubmissionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Metadata = Annotated[dict[str, Any], Field(max_length=50)]
@@ -166,8 +185,7 @@ class ScoreBatchBody(Strict):
 
 
 class ActionBody(Strict):
-    action: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                             pattern=r"^[^\x00-\x1f\x7f]+$")]
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
     score: Exact
     submission_id: SubmissionId | None = None
 

@@ -39,8 +39,9 @@ def get_session(session_id: str):
 
 
 @endpoint(bp, "/<session_id>/join", methods=["POST"], summary="Join a session as a player", body=JoinBody,
-          limits=("join_per_address", "join_per_user"), responses={201: "the participant", 404: "no such session",
-                     409: "already_joined (with participant_id) or session_ended"})
+          body_required=False, limits=("join_per_address", "join_per_user"),
+          responses={201: "the participant", 403: "host_cannot_join: the host runs the session",
+                     404: "no such session", 409: "already_joined (with participant_id) or session_ended"})
 def join(session_id: str):
     body = parse_optional_body(JoinBody)
     joined = sessions.join_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session"),
