@@ -1,8 +1,9 @@
-# One image for every process of the live quiz: web (default), relay, worker and migrations.
+# One image for every process of the live quiz: web (default), relay, worker, score ingest and migrations.
 #   docker build -t livequiz .
 #   docker run -e SECRET_KEY=... livequiz                # web (gunicorn)
 #   docker run livequiz python -m outbox_relay           # relay
 #   docker run livequiz python -m cache_worker           # worker
+#   docker run livequiz python -m score_ingest           # score ingest
 #   docker run livequiz alembic upgrade head             # migrations
 FROM python:3.11-slim
 

@@ -6,7 +6,7 @@
 STACK := scripts/stack.sh
 PY := .venv/bin/python
 
-.PHONY: up down ps logs services test test-unit bench chaos lock clean
+.PHONY: up down ps logs services test test-unit bench chaos feed lock clean
 
 up:
 	$(STACK) deps
@@ -40,6 +40,11 @@ bench:
 # A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
 chaos:
 	$(STACK) deps && $(STACK) services && $(PY) -m tests.chaos
+
+# Seed 001's feed: 1,000 players' scores through Kafka to the board `demo` (created if missing), for
+# a minute at 100 a second; watch it at http://127.0.0.1:8000/boards/demo.
+feed:
+	$(PY) -m flask --app app ops produce-scores --board demo --create --players 1000 --rate 100 --duration 60
 
 # Re-resolve requirements.lock from setup.cfg (UPGRADE=1 moves every pin to its newest version).
 lock:

@@ -33,13 +33,14 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     from app.api import (api_keys, auth, errors, health, leaderboards, openapi, quizzes, request_log, scores,
                          session_boards, sessions)
+    from app.rooms import board_socket
     from app.rooms import socket as room_socket
     from app.web import headers, pages
     errors.register(app)
     request_log.register(app)
     headers.register(app)
     for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, sessions.bp, session_boards.bp, leaderboards.bp,
-                      scores.bp, api_keys.bp, pages.bp, room_socket.bp):
+                      scores.bp, api_keys.bp, pages.bp, room_socket.bp, board_socket.bp):
         app.register_blueprint(blueprint)
 
     from app.ops import ops

@@ -83,6 +83,18 @@ class Config:
     kafka_partitions: int = _setting("KAFKA_PARTITIONS", 6, _int, "partitions of the event topics")
     kafka_consumer_group: str = _setting(
         "KAFKA_CONSUMER_GROUP", "quiz-cache-worker", doc="consumer group of the cache workers")
+    score_topic: str = _setting(
+        "SCORE_TOPIC", "leaderboard-scores", doc="topic game servers produce scores to (seed 001's messages)")
+    score_dlq_topic: str = _setting(
+        "SCORE_DLQ_TOPIC", "leaderboard-scores.dlq", doc="dead-letter topic of score messages the ingest refused")
+    score_consumer_group: str = _setting(
+        "SCORE_CONSUMER_GROUP", "leaderboard-score-ingest", doc="consumer group of the score ingest processes")
+    score_ingest_batch: int = _setting(
+        "SCORE_INGEST_BATCH", 1000, _int, "most score messages the ingest commits in one transaction")
+    change_topic: str = _setting(
+        "CHANGE_TOPIC", "change-leaderboard-topic",
+        doc="topic the worker announces a board's new top on, whenever it changed (seed 003)")
+    change_top: int = _setting("CHANGE_TOP", 10, _int, "size of the top the change topic carries")
     secret_key: str = _setting(
         "SECRET_KEY", DEVELOPMENT_SECRET_KEY,
         doc=f"signs access tokens: a random value of at least {MIN_SECRET_KEY_BYTES} bytes (`make up` makes one)")
@@ -111,6 +123,7 @@ class Config:
         "RELAY_RETENTION_HOURS", 24.0, _float, "published events older than this are deleted")
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
+    ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")

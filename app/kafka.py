@@ -89,10 +89,12 @@ def broker_answers(config: Config, timeout_s: float = 2.0) -> bool:
 
 
 def ensure_topics(config: Config, timeout_s: float = 30.0) -> list[str]:
-    """Create the event and dead-letter topics when missing; returns the names created."""
+    """Create the system's topics when missing (events, scores, changes and their dead letters); returns the
+    names created."""
     admin = make_admin(config)
     existing = admin.list_topics(timeout=timeout_s).topics
-    wanted = [config.kafka_topic, config.kafka_dlq_topic]
+    wanted = [config.kafka_topic, config.kafka_dlq_topic, config.score_topic, config.score_dlq_topic,
+              config.change_topic]
     missing = [name for name in wanted if name not in existing]
     if missing:
         futures = admin.create_topics(

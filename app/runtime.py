@@ -19,8 +19,10 @@ from app.kafka import make_admin
 from app.leaderboards.reads import BoardReader
 from app.metrics import WebMetrics
 from app.ratelimits import RateLimits
+from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.services.answers import AnswerBatcher
+from app.services.errors import NotFound
 from app.leaderboards.scores import ScoreBatcher
 from app.services.rooms import question_results, standings
 from app.services.sessions import describe_session
@@ -77,7 +79,20 @@ class Runtime:
     @cached_property
     def room_hub(self) -> RoomHub:
         return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
-                       metrics=self.metrics)
+                       metrics=self.metrics, board_reads=self._board_reads())
+
+    def _board_reads(self) -> BoardReads:
+        """The live boards' reads, through the same reader as the HTTP reads (a missing period is rebuilt)."""
+        reader = self.board_reader
+
+        def standing(board_id: str, period: str, player_id: str):
+            try:
+                return reader.player(board_id, player_id, period=period)
+            except NotFound:
+                return None
+
+        return BoardReads(top=lambda board_id, period, n: reader.page(board_id, period=period, offset=0, limit=n),
+                          standing=standing)
 
     def _room_reads(self) -> RoomReads:
         """The hub's reads: the leaderboard in Redis, the standings and the session in PostgreSQL."""

@@ -9,13 +9,11 @@ import logging
 import os
 
 import redis
-from prometheus_client import start_http_server
 
-from app.config import Config, load_config_or_exit
+from app.batch_consumer import serve
+from app.config import Config
 from app.db import get_engine
 from app.kafka import make_consumer, make_producer
-from app.logs import configure_logging
-from app.processing import run_until_signalled
 from cache_worker.worker import CacheWorker
 
 log = logging.getLogger("cache_worker")
@@ -44,12 +42,4 @@ def build_worker(config: Config, *, redis_client=None, engine=None, group_id: st
 
 
 def main() -> int:
-    config = load_config_or_exit()
-    configure_logging(config, "worker")
-    worker = build_worker(config)
-    if config.worker_metrics_port > 0:
-        start_http_server(config.worker_metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
-    log.info("consuming %s as %s", config.kafka_topic, config.kafka_consumer_group)
-    run_until_signalled(worker)
-    log.info("stopped")
-    return 0
+    return serve("worker", build_worker, lambda config: config.worker_metrics_port)

@@ -1,36 +1,33 @@
 """Applying batches of Kafka messages to Redis, at least once delivered, at most once applied.
 
 One batch: decode every message (poison ones go to the dead-letter topic), queue the script of
-every decodable event in one non-transactional pipeline, and only once Redis has answered (and
-the dead letters are flushed) store the batch's offsets. Auto-commit then commits stored offsets.
+every decodable event in one non-transactional pipeline, announce the board tops that changed
+(changes.py), and only once Redis has answered (and the dead letters and announcements are
+flushed) store the batch's offsets. Auto-commit then commits stored offsets.
 A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
 Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched.
 """
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import redis as redis_lib
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.cluster import RedisCluster
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.events import Envelope, PoisonEvent, decode_envelope
-from app.kafka import produce
-from app.logs import RateLimitedLog
-from app.processing import StreamProcessor
+from app.batch_consumer import BatchConsumer
 from app.retry import Backoff
 from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
 from cache_worker.aggregates import aggregates
-from cache_worker.dead_letters import dead_letter_headers
+from cache_worker.changes import Announced, announce_changes, remember, touched_periods
 
 log = logging.getLogger(__name__)
-LAG_INTERVAL_S = 5.0
 
 _TRANSIENT = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.MovedError,
               redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
@@ -72,14 +69,11 @@ class _Pending:
     payload: Any
 
 
-def _text(raw: bytes | None) -> str | None:
-    """A key or header for a log line; undecodable bytes are shown escaped, never raise."""
-    return raw.decode("utf-8", "backslashreplace") if raw is not None else None
-
-
-class CacheWorker(StreamProcessor):
+class CacheWorker(BatchConsumer):
     """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch,
-    `run()` loops it (app/processing.py) and keeps the consumer-lag gauge fresh."""
+    `run()` loops it (app/batch_consumer.py) and keeps the consumer-lag gauge fresh."""
+
+    log = log
 
     def __init__(self, config, consumer, producer, redis, engine: Engine, *,
                  metrics: WorkerMetrics | None = None, poll_timeout_s: float = 0.5,
@@ -88,6 +82,7 @@ class CacheWorker(StreamProcessor):
         self.config = config
         self.consumer = consumer
         self.producer = producer
+        self.topic, self.dlq_topic, self.batch_size = config.kafka_topic, config.kafka_dlq_topic, config.worker_batch_size
         self.redis = redis
         self.engine = engine
         self.metrics = metrics or WorkerMetrics()
@@ -95,37 +90,10 @@ class CacheWorker(StreamProcessor):
         self.max_backoff_s = max_backoff_s
         self.after_apply = after_apply
         self.aggregates = aggregates(redis, period_ttl_s=config.leaderboard_period_ttl_s)
-        self._dlq_failures: list[str] = []
-        self._next_lag = 0.0
-        self._errors = RateLimitedLog(log)
-
-    def subscribe(self) -> None:
-        self.consumer.subscribe([self.config.kafka_topic])
-
-    def _next_batch(self) -> list:
-        """Wait for the first message only, then take whatever else is already fetched.
-
-        `consume(n, timeout)` alone waits the whole timeout unless n messages arrive, which would add
-        up to `poll_timeout_s` to every leaderboard change at low load.
-        """
-        first = self.consumer.poll(self.poll_timeout_s)
-        if first is None:
-            return []
-        return [first, *self.consumer.consume(num_messages=self.config.worker_batch_size - 1, timeout=0)]
-
-    def _run_once(self) -> None:
-        self.run_once()
-        if time.monotonic() >= self._next_lag:
-            try:
-                self.update_lag()
-            except KafkaException as exc:  # a gauge never stops the worker (partitions unknown while Kafka restarts)
-                self._errors.warning("lag", "consumer lag not updated: %s", exc)
-            self._next_lag = time.monotonic() + LAG_INTERVAL_S
 
     def run_once(self) -> int:
         """Consume, apply and store one batch; returns how many messages it held."""
-        messages = self._next_batch()
-        messages = [m for m in messages if not self._is_error(m)]
+        messages = self.next_batch()
         if not messages:
             return 0
         pending = []
@@ -135,60 +103,27 @@ class CacheWorker(StreamProcessor):
                 pending.append(_Pending(message, envelope, envelope.parsed_payload()))
             except PoisonEvent as exc:
                 self.dead_letter(message, str(exc))
-        if not self._apply_with_retry(pending):
+        announced = self._apply_with_retry(pending)
+        if announced is None:
             return 0  # stopping while Redis was down: nothing stored, the batch is redelivered
         if self.after_apply is not None:
             self.after_apply()
-        if not self._flush_dead_letters():
+        if not self.flush_produced():
             return 0  # stopping while the broker was down: nothing stored, the batch is redelivered
-        try:
-            self.consumer.store_offsets(offsets=[
-                TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in messages])
-        except KafkaException as exc:
-            # The partitions moved to another member during a long outage: it will redeliver them.
-            log.warning("could not store offsets (%s); the batch will be redelivered", exc)
+        remember(announced)  # delivered (the flush above): the change feed need not announce them again
+        self.store_offsets(messages)
         return len(messages)
 
-    def _is_error(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", error)
-        return True
-
-    def dead_letter(self, message: Message, reason: str) -> None:
-        produce(self.producer, self.config.kafka_dlq_topic, key=message.key(), value=message.value(),
-                headers=dead_letter_headers(message.headers(), reason), on_delivery=self._dead_letter_delivered)
-        self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
-        event_id = dict(message.headers() or []).get("event_id")
-        log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason,
-                    extra={"session_id": _text(message.key()), "event_id": _text(event_id), "reason": reason,
-                           "partition": message.partition(), "offset": message.offset()})
-
-    def _dead_letter_delivered(self, err, _msg) -> None:
-        if err is not None:
-            self._dlq_failures.append(str(err))
-
-    def _flush_dead_letters(self) -> bool:
-        """Wait until the broker holds every dead letter of the batch (their offsets are stored only then);
-        False when a shutdown comes first."""
-        while self.producer.flush(5.0) > 0:
-            if self.shutting_down:
-                return False
-            self._errors.warning("dlq", "waiting for the dead-letter topic: is Kafka down?")
-        if self._dlq_failures:
-            failures, self._dlq_failures = self._dlq_failures, []
-            raise RuntimeError(f"dead letters not delivered: {failures}")
-        return True
-
-    def _apply_with_retry(self, pending: list[_Pending]) -> bool:
-        """Apply the batch, retrying transient failures with backoff; False when a shutdown comes first."""
+    def _apply_with_retry(self, pending: list[_Pending]) -> list[Announced] | None:
+        """Apply the batch and announce the tops it changed (changes.py), retrying transient failures with
+        backoff; None when a shutdown comes first."""
         backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
         while True:
             try:
                 self.apply_events(pending)
-                return True
+                return announce_changes(touched_periods(pending), client_for=self._client_for,
+                                        producer=self.producer, topic=self.config.change_topic,
+                                        top=self.config.change_top)
             except Exception as exc:
                 if not _is_transient(exc):
                     raise
@@ -196,7 +131,7 @@ class CacheWorker(StreamProcessor):
                 delay = backoff.next_delay()
                 self._errors.warning("apply", "applying a batch failed (%s); retrying in %.1fs", exc, delay)
                 if self.wait(delay):
-                    return False
+                    return None
 
     def apply_events(self, pending: list[_Pending]) -> None:
         """Apply `pending` in order; a session or a board period Redis lacks is rebuilt first."""
@@ -266,27 +201,3 @@ class CacheWorker(StreamProcessor):
         if not isinstance(self.redis, RedisCluster):
             return self.redis
         return self.redis.get_redis_connection(self.redis.get_node_from_key(slot_key))
-
-    def update_lag(self) -> int:
-        """Set worker_consumer_lag from the watermarks of the assigned partitions; returns the sum."""
-        total = 0
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return 0
-        for position in self.consumer.position(assignment):
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(position.topic, position.partition), timeout=2.0, cached=False)
-            offset = position.offset if position.offset >= 0 else low
-            lag = max(high - offset, 0)
-            self.metrics.lag.labels(partition=str(position.partition)).set(lag)
-            total += lag
-        return total
-
-    def close(self) -> None:
-        """Commit what was stored, leave the group, and flush the dead letters."""
-        try:
-            self.consumer.commit(asynchronous=False)
-        except Exception as exc:  # noqa: BLE001 - nothing stored since the last auto-commit
-            log.info("final commit: %s", exc)
-        self.consumer.close()
-        self.producer.flush(10.0)

@@ -1,12 +1,14 @@
 -- A player's standing and, with range > 0, the window of min(2 range + 1, total) ranks around it,
 -- shifted at either end so the player is always in it, all read atomically.
 -- KEYS: cfg, z, entries, meta (all tagged {b:<board>})
--- ARGV: player_id, range
--- Returns {-1} when the period is not cached here; {version, total, 0} when the player has no score;
+-- ARGV: player_id, range[, at_version]
+-- Returns {-1} when the period is not cached here; with at_version, {version, total, -3} while the
+-- player's entry is older than that version (a write not shown yet); {version, total, 0} when the
+-- player has no score;
 -- {version, total, -2, score, reached_ms, name} when the player is beyond max_entries (not ranked);
 -- else {version, total, rank, score, reached_ms, name, window entries as in lb_read_range...}.
 assert(#KEYS == 4, 'lb_read_player: expected 4 KEYS, got ' .. #KEYS)
-assert(#ARGV == 2, 'lb_read_player: expected 2 ARGV, got ' .. #ARGV)
+assert(#ARGV == 2 or #ARGV == 3, 'lb_read_player: expected 2 or 3 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)
 local player = ARGV[1]
 local range = as_int(ARGV[2], 'range')
@@ -16,6 +18,7 @@ if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', cfg) == 0 then return
 local total = ranked_count(cfg, z)
 local reply = {as_int(redis.call('HGET', meta, 'version') or '0', 'version'), total}
 local entry = entry_of(entries, player)
+if ARGV[3] and (not entry or entry[1] < as_int(ARGV[3], 'at_version')) then reply[3] = -3 return reply end
 if not entry or not entry[3] then reply[3] = 0 return reply end
 local rank0 = redis.call('ZRANK', z, member_of(entry[2], player))
 local own = {exact(entry[3]), exact(entry[4]), entry[5]}

@@ -3,7 +3,7 @@
 #
 #   scripts/stack.sh deps       install what the stack needs (apt packages, the project's .venv, Kafka jars)
 #   scripts/stack.sh services   start the infrastructure only: PostgreSQL, Redis, Kafka, topics, migrations
-#   scripts/stack.sh up         services + the app processes (web, relay, worker)
+#   scripts/stack.sh up         services + the app processes (web, relay, worker, ingest)
 #   scripts/stack.sh down       stop everything this script started (data stays in .stack/)
 #   scripts/stack.sh ps         one line per component
 #   scripts/stack.sh logs [NAME]  follow .stack/*.log (or .stack/NAME.log)
@@ -151,7 +151,7 @@ pg_home_resolve() {
 # Components, pid files, ports
 # ---------------------------------------------------------------------------------------------
 INFRA=(postgres redis kafka)
-APPS=(web relay worker)
+APPS=(web relay worker ingest)
 
 pidfile() { echo "$STACK/$1.pid"; }
 logfile() { echo "$STACK/$1.log"; }
@@ -166,6 +166,7 @@ cmdline_marker() {
         web) echo "gunicorn" ;;
         relay) echo "outbox_relay" ;;
         worker) echo "cache_worker" ;;
+        ingest) echo "score_ingest" ;;
     esac
 }
 
@@ -201,6 +202,7 @@ component_ports() {
         web) echo "$WEB_PORT:WEB_PORT" ;;
         relay) [[ "$RELAY_METRICS_PORT" != 0 ]] && echo "$RELAY_METRICS_PORT:RELAY_METRICS_PORT" || true ;;
         worker) [[ "$WORKER_METRICS_PORT" != 0 ]] && echo "$WORKER_METRICS_PORT:WORKER_METRICS_PORT" || true ;;
+        ingest) [[ "$INGEST_METRICS_PORT" != 0 ]] && echo "$INGEST_METRICS_PORT:INGEST_METRICS_PORT" || true ;;
     esac
 }
 
@@ -589,6 +591,7 @@ start_app() {
             ;;
         relay) spawn relay "$PYTHON" -m outbox_relay ;;
         worker) spawn worker "$PYTHON" -m cache_worker ;;
+        ingest) spawn ingest "$PYTHON" -m score_ingest ;;
     esac
 }
 
@@ -677,7 +680,7 @@ start_components() {
             postgres) start_postgres ;;
             redis) start_redis ;;
             kafka) start_kafka ;;
-            web | relay | worker)
+            web | relay | worker | ingest)
                 if (( ! prepared )); then prepare_data; prepared=1; fi
                 start_app "$comp"
                 ;;

@@ -51,9 +51,14 @@ def _test_config() -> Config:
         kafka_topic=f"test.{run}.quiz.events",
         kafka_dlq_topic=f"test.{run}.quiz.events.dlq",
         kafka_consumer_group=f"test.{run}.cache-worker",
+        score_topic=f"test.{run}.scores",
+        score_dlq_topic=f"test.{run}.scores.dlq",
+        score_consumer_group=f"test.{run}.score-ingest",
+        change_topic=f"test.{run}.changes",
         kafka_partitions=3,
         relay_metrics_port=0,
         worker_metrics_port=0,
+        ingest_metrics_port=0,
         secret_key="test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
         **CLIENT_ADDRESS_LIMITS,
     )
@@ -158,6 +163,10 @@ def topics(kafka_topics: Config) -> Config:
     run = uuid.uuid4().hex[:8]
     own = kafka_topics.replace(kafka_topic=f"{kafka_topics.kafka_topic}.{run}",
                                kafka_dlq_topic=f"{kafka_topics.kafka_dlq_topic}.{run}",
-                               kafka_consumer_group=f"{kafka_topics.kafka_consumer_group}.{run}")
+                               kafka_consumer_group=f"{kafka_topics.kafka_consumer_group}.{run}",
+                               score_topic=f"{kafka_topics.score_topic}.{run}",
+                               score_dlq_topic=f"{kafka_topics.score_dlq_topic}.{run}",
+                               score_consumer_group=f"{kafka_topics.score_consumer_group}.{run}",
+                               change_topic=f"{kafka_topics.change_topic}.{run}")
     ensure_topics(own)
     return own

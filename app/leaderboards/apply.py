@@ -15,6 +15,8 @@ from app.leaderboards.scripts import BoardScripts
 from app.session_boards.scores import instant_ms
 
 APPLIED = 1
+ROOM_MAXLEN = 1000  # as lua/lb_lib.lua keeps the board's stream
+ROOM_TTL_S = 86400
 
 
 def apply_board_event(scripts: BoardScripts, client, envelope: Envelope, payload, *, period_ttl: timedelta):
@@ -48,7 +50,11 @@ def forget_board(redis, board_id: str) -> int:
     keys = BoardKeys(board_id)
     periods = [p.decode() if isinstance(p, bytes) else p for p in redis.smembers(keys.periods)]
     names = [keys.cfg, keys.periods] + [name for period in periods for name in keys.period(period).all]
-    return redis.delete(*names)
+    removed = redis.delete(*names)
+    # Sockets watching it hear that it is gone; the stream itself goes a day later.
+    redis.xadd(keys.room, {"type": "board_deleted"}, maxlen=ROOM_MAXLEN, approximate=True)
+    redis.expire(keys.room, ROOM_TTL_S)
+    return removed
 
 
 def is_board_deletion(payload) -> bool:

@@ -39,6 +39,7 @@ class BoardReader:
         self.period_ttl_s = period_ttl_s
         self._current: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self._waits = RankWaits(redis)
 
     # --- which period ---------------------------------------------------------------------------
 
@@ -96,14 +97,14 @@ class BoardReader:
         """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""
         period = self.period(board_id, period)
         reply = self._call("lb_read_range", board_id, period, [offset, limit])
-        return _page(board_id, period, reply)
+        return page_of(board_id, period, reply)
 
     def page_after(self, board_id: str, cursor: str, limit: int) -> dict[str, Any]:
         """The page after a keyset cursor: an entry that did not change between two pages is on one of them."""
         period, score, member = decode_cursor(cursor)
         period = self.period(board_id, period)
         reply = self._call("lb_read_after", board_id, period, [score, member, limit])
-        return _page(board_id, period, reply)
+        return page_of(board_id, period, reply)
 
     def player(self, board_id: str, player_id: str, *, period: str | None, around: int = 0) -> dict[str, Any]:
         """A player's rank, score and top percent; with `around`, the window of ranks around them."""
@@ -136,35 +137,27 @@ class BoardReader:
 
     def ranks_when_shown(self, results: list[Any], wait_s: float) -> dict[tuple[str, str], int | None]:
         """{(board, player): rank} of score results, each read once the board shows the write (its entry
-        version), waiting `wait_s` at most; a result the board does not show by then has no rank."""
-        deadline = time.monotonic() + wait_s
-        pending, ranks = list(results), {}
-        while pending:
-            waiting = [r for r in pending if r.version is not None and not self._shows(r)]
-            for r in pending:
-                if r not in waiting:
-                    try:
-                        ranks[(r.leaderboard_id, r.player_id)] = self.player(
-                            r.leaderboard_id, r.player_id, period=r.period)["rank"]
-                    except NotFound:
-                        ranks[(r.leaderboard_id, r.player_id)] = None
-            if not waiting or time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
-            pending = waiting
+        version), waiting `wait_s` at most; a result the board does not show by then has no rank.
+
+        The waiting is shared by every request of the process (RankWaits): one pipelined read per tick
+        for all the writes not shown yet, not one poll per request."""
+        ranks: dict[tuple[str, str], int | None] = {}
+        waiting = []
+        for r in results:
+            if r.version is None:  # unchanged: the board shows its current entry
+                ranks[(r.leaderboard_id, r.player_id)] = self._rank_now(r)
+            else:
+                waiting.append(r)
+        if waiting:
+            for r, rank in zip(waiting, self._waits.wait(waiting, wait_s)):
+                ranks[(r.leaderboard_id, r.player_id)] = self._rank_now(r) if rank is _NOT_CACHED else rank
         return ranks
 
-    def _shows(self, result: Any) -> bool:
-        """Whether Redis holds the entry at the result's version or later (or not the period at all: a read
-        rebuilds it from PostgreSQL, where the write is)."""
-        keys = BoardKeys(result.leaderboard_id).period(result.period)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(keys.meta)
-        pipe.hget(keys.entries, result.player_id)
-        cached, entry = pipe.execute()
-        if not cached:
-            return True
-        return entry is not None and int(_text(entry).split("|", 1)[0]) >= result.version
+    def _rank_now(self, result: Any) -> int | None:
+        try:
+            return self.player(result.leaderboard_id, result.player_id, period=result.period)["rank"]
+        except NotFound:
+            return None
 
     def forget(self, board_id: str) -> None:
         with self._lock:
@@ -184,7 +177,8 @@ def _entries(flat: list[Any]) -> list[dict[str, Any]]:
              "score": int(flat[i + 2]), "reached_at": _iso(flat[i + 3])} for i in range(0, len(flat), 5)]
 
 
-def _page(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
+def page_of(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
+    """A page of entries from the reply of lb_read_range or lb_read_after."""
     flat = reply[2:]
     entries = _entries(flat)
     cursor = None
@@ -208,3 +202,79 @@ def decode_cursor(cursor: str) -> tuple[str, int, str]:
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise Invalid("invalid_cursor", "the cursor is not one this service gave") from None
     return period, score, member
+
+
+_NOT_CACHED = object()  # the period is not in Redis: read it the ordinary way (which rebuilds it)
+_NOT_SHOWN = -3  # lb_read_player with at_version: the entry is older than that
+
+
+class _Wait:
+    __slots__ = ("result", "rank", "done")
+
+    def __init__(self, result: Any):
+        self.result = result
+        self.rank: Any = None
+        self.done = threading.Event()
+
+
+class RankWaits:
+    """Score writes waiting for the board to show them, for the rank they answer with. One thread of the
+    process reads all of them at once each tick (a pipeline of lb_read_player with at_version), so the
+    cost is one round trip per tick, whatever the number of requests waiting."""
+
+    TICK_S = 0.01
+
+    def __init__(self, redis):
+        self.redis = redis
+        self._pending: list[_Wait] = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wait(self, results: list[Any], wait_s: float) -> list[Any]:
+        """The rank of each result once shown (None: not ranked or not shown within `wait_s`;
+        _NOT_CACHED: the period is not in Redis)."""
+        waits = [_Wait(r) for r in results]
+        with self._lock:
+            self._pending.extend(waits)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rank-waits", daemon=True)
+                self._thread.start()
+        self._arrived.set()
+        deadline = time.monotonic() + wait_s
+        for w in waits:
+            w.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._pending = [p for p in self._pending if p not in waits]
+        return [w.rank if w.done.is_set() else None for w in waits]
+
+    def _run(self) -> None:
+        scripts = board_scripts(self.redis)
+        while True:
+            self._arrived.wait()
+            self._arrived.clear()
+            while True:
+                with self._lock:
+                    pending = [w for w in self._pending if not w.done.is_set()]
+                if not pending:
+                    break
+                try:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for w in pending:
+                        r = w.result
+                        scripts.lb_read_player(BoardKeys(r.leaderboard_id).period(r.period).read_keys,
+                                               [r.player_id, 0, r.version], client=pipe)
+                    replies = pipe.execute(raise_on_error=False)
+                except Exception:  # Redis away: the requests answer without a rank when their wait ends
+                    replies = [None] * len(pending)
+                for w, reply in zip(pending, replies):
+                    if isinstance(reply, Exception) or reply is None:
+                        continue
+                    if int(reply[0]) == NEEDS_REBUILD:
+                        w.rank = _NOT_CACHED
+                    elif int(reply[2]) == _NOT_SHOWN:
+                        continue
+                    else:
+                        w.rank = int(reply[2]) if int(reply[2]) > 0 else None
+                    w.done.set()
+                time.sleep(self.TICK_S)

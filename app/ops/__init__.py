@@ -11,6 +11,6 @@ events that the worker dedupes by event id, so neither can count an event twice.
 from __future__ import annotations
 
 from app.ops.common import dlq, ops
-from app.ops import dead_letters, outbox, rebuild, replay, verify  # noqa: F401  (they register the commands)
+from app.ops import dead_letters, outbox, produce, rebuild, replay, verify  # noqa: F401  (they register the commands)
 
 __all__ = ["ops", "dlq"]

@@ -16,7 +16,7 @@ from app.ops.common import board_options, config, ops, progress
 from app.services.outbox import outbox_lag
 from app.session_boards.rebuild import UnknownSession
 from app.session_boards.verify import cached_sessions, compare_board
-from cache_worker.dead_letters import dead_letter_counts
+from app.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
 
 
 @ops.command("verify")
@@ -77,14 +77,16 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
         click.echo(f"unknown {name}: neither in Redis nor in PostgreSQL", err=True)
     lag_s, unpublished = outbox_lag(engine)
     click.echo(f"outbox: {unpublished} unpublished, oldest {lag_s:.1f} s old")
-    dlq_topic = config().kafka_dlq_topic
+    dead = None
+    queues = dead_letter_queues(config())
     try:
-        dead = dead_letter_counts(config())
+        counts = {name: dead_letter_counts(config(), queue) for name, queue in queues.items()}
     except KafkaException as exc:
-        dead = None
-        click.echo(f"dead letters: cannot read {dlq_topic}: {exc}", err=True)
+        click.echo(f"dead letters: cannot read {', '.join(q.dlq_topic for q in queues.values())}: {exc}", err=True)
     else:
-        click.echo(f"dead letters: {dead.total} in {dlq_topic}, {dead.pending} pending redrive")
+        for name, count in counts.items():
+            click.echo(f"dead letters: {count.total} in {queues[name].dlq_topic}, {count.pending} pending redrive")
+        dead = DeadLetterCounts(sum(c.total for c in counts.values()), sum(c.pending for c in counts.values()))
     dead_text = f"dead letters {dead.total} ({dead.pending} pending)" if dead else "dead letters unknown"
     players = sum(len(d) for d in found.values())
     sessions = sum(name.startswith("session ") for name in checks)

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4408
 CLOSE_SUPERSEDED = 4409
 CLOSE_TOO_MANY_MESSAGES = 4429
+LEADERBOARD = "leaderboard"  # a session room's board: the kind of message a newer one supersedes
 
 
 class _Queued:
@@ -22,16 +23,18 @@ class _Queued:
 
 
 class Connection:
-    """A socket in a room. `offer` never blocks.
+    """A socket in a room (a session's) or watching boards. `offer` never blocks.
 
-    A queued leaderboard is replaced in place by a newer one, so a slow client always gets the newest
-    board and the buffer never fills with boards. When other messages overflow the buffer the socket
-    is closed with 4408: the client reconnects and gets a fresh snapshot instead of a silent gap.
+    A queued leaderboard is replaced in place by a newer one of its kind, so a slow client always gets
+    the newest board and the buffer never fills with boards. When other messages overflow the buffer
+    the socket is closed with 4408: the client reconnects and gets a fresh snapshot instead of a
+    silent gap.
     """
 
-    def __init__(self, send: Callable[[str], Any], session_id: uuid.UUID, *, participant_id: uuid.UUID | None,
-                 max_buffered: int, on_drop: Callable[[str], None], on_sent: Callable[[str], None],
-                 close: Callable[[int, str], Any] | None = None, is_host: bool = False):
+    def __init__(self, send: Callable[[str], Any], session_id: uuid.UUID | None, *,
+                 participant_id: uuid.UUID | None, max_buffered: int, on_drop: Callable[[str], None],
+                 on_sent: Callable[[str], None], close: Callable[[int, str], Any] | None = None,
+                 is_host: bool = False):
         self._send = send
         self._close_socket = close
         self.id = uuid.uuid4().hex
@@ -46,7 +49,7 @@ class Connection:
         self._closing: tuple[int, str] | None = None
         self._on_drop = on_drop
         self._on_sent = on_sent
-        self.leaderboard_version = -1
+        self._versions: dict[str, int] = {}  # the newest version offered, per kind of superseding message
         self.dropped = 0
 
     @property
@@ -71,38 +74,47 @@ class Connection:
             self._wakeup.notify()
         return True
 
-    def offer_leaderboard(self, version: int, text: str) -> bool:
-        """Leaderboards only move forward on a connection: an older or equal version is never sent."""
+    @property
+    def leaderboard_version(self) -> int:
+        return self._versions.get(LEADERBOARD, -1)
+
+    def offer_latest(self, kind: str, version: int, text: str) -> bool:
+        """Messages of `kind` (one board's state) only move forward on a connection: an older or equal
+        version is never sent, and a newer one replaces a queued one in place."""
         with self._wakeup:
-            if not self._open or version <= self.leaderboard_version:
+            if not self._open or version <= self._versions.get(kind, -1):
                 return False
-            self.leaderboard_version = version
+            self._versions[kind] = version
             for queued in self._buffer:
-                if queued.kind == "leaderboard":
+                if queued.kind == kind:
                     queued.text, queued.version = text, version
-                    self._drop("leaderboard")  # the older board is replaced, never sent
+                    self._drop(kind)  # the older state is replaced, never sent
                     return True
-            self._buffer.append(_Queued("leaderboard", text, version))
+            self._buffer.append(_Queued(kind, text, version))
             self._wakeup.notify()
         return True
 
-    def offer_snapshot(self, version: int, text: str) -> None:
-        """The snapshot goes first; leaderboards queued before it that it already covers are dropped."""
+    def offer_leaderboard(self, version: int, text: str) -> bool:
+        """A session room's leaderboard (see offer_latest)."""
+        return self.offer_latest(LEADERBOARD, version, text)
+
+    def offer_snapshot(self, version: int, text: str, kind: str = LEADERBOARD) -> None:
+        """The snapshot goes first; states of `kind` queued before it that it already covers are dropped."""
         with self._wakeup:
-            self._buffer = deque(q for q in self._buffer if q.kind != "leaderboard" or q.version > version)
+            self._buffer = deque(q for q in self._buffer if q.kind != kind or q.version > version)
             self._buffer.appendleft(_Queued("snapshot", text))
-            self.leaderboard_version = max(self.leaderboard_version, version)
+            self._versions[kind] = max(self._versions.get(kind, -1), version)
             self._wakeup.notify()
 
-    def offer_resync(self, version: int, text: str) -> bool:
-        """A fresh snapshot after the room's state was rebuilt: sent after what is already queued (older),
-        and leaderboards it covers are never sent after it."""
+    def offer_resync(self, version: int, text: str, kind: str = LEADERBOARD) -> bool:
+        """A fresh snapshot after the state was rebuilt: sent after what is already queued (older), and
+        states of `kind` it covers are never sent after it."""
         with self._wakeup:
             if not self._open:
                 return False
-            self._buffer = deque(q for q in self._buffer if q.kind != "leaderboard" or q.version > version)
+            self._buffer = deque(q for q in self._buffer if q.kind != kind or q.version > version)
             self._buffer.append(_Queued("snapshot", text))
-            self.leaderboard_version = max(self.leaderboard_version, version)
+            self._versions[kind] = max(self._versions.get(kind, -1), version)
             self._wakeup.notify()
         return True
 

@@ -25,6 +25,8 @@ import redis
 
 from app.logs import RateLimitedLog
 from app.retry import Backoff
+from app.leaderboards.keys import BoardKeys
+from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scripts import scripts_for
@@ -68,12 +70,14 @@ class RoomReads:
 
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
-                 metrics: Any | None = None):
+                 metrics: Any | None = None, board_reads: BoardReads | None = None):
         self.redis = redis_client
         self.reads = reads
+        self.board_reads = board_reads
         self.interval_s = interval_s
         self.metrics = metrics
         self.rooms: dict[uuid.UUID, Room] = {}
+        self.boards: dict[str, BoardChannel] = {}  # live boards (boards.py) watched by this process's sockets
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
@@ -121,6 +125,36 @@ class RoomHub:
         if self.metrics:
             self.metrics.ws_connections.dec()
 
+    # --- live boards ----------------------------------------------------------------------------
+
+    def board_tail(self, board_id: str) -> str:
+        newest = self.redis.xrevrange(BoardKeys(board_id).room, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def watch(self, watch: Watch, tail: str) -> None:
+        """Start pushing the board to `watch`; read the tail first, then `show` it its first state."""
+        with self._lock:
+            channel = self.boards.get(watch.board_id)
+            if channel is None:
+                channel = BoardChannel(watch.board_id, BoardKeys(watch.board_id).room, tail)
+                self.boards[watch.board_id] = channel
+            channel.watches.add(watch)
+            self._start()
+
+    def show(self, watch: Watch) -> None:
+        """The board as it is now, at once (a socket's first state), whatever the interval."""
+        channel = self.boards.get(watch.board_id)
+        if channel is not None:
+            channel.push(self.board_reads, [watch])
+
+    def unwatch(self, watch: Watch) -> None:
+        with self._lock:
+            channel = self.boards.get(watch.board_id)
+            if channel is not None:
+                channel.watches.discard(watch)
+                if not channel.watches:
+                    del self.boards[watch.board_id]
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
@@ -158,6 +192,7 @@ class RoomHub:
         while not self._stopping.is_set():
             with self._lock:
                 streams = {room.stream_key: room.last_id for room in self.rooms.values()}
+                streams.update({board.stream_key: board.last_id for board in self.boards.values()})
             if not streams:
                 time.sleep(0.05)
                 continue
@@ -173,12 +208,27 @@ class RoomHub:
                 if room is not None:
                     room.last_id = entries[-1][0].decode()
                     self._hand_over(room, [_decode_fields(fields) for _, fields in entries])
+                board = self._board_by_stream(stream_key.decode())
+                if board is not None:
+                    board.last_id = entries[-1][0].decode()
+                    # Notes of a board only mark it dirty or forward what they carry: no read here.
+                    moved = [board.note(_decode_fields(fields)) for _, fields in entries]
+                    if any(moved):
+                        board.dirty = True
+                        self._board_moved.set()
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:
             for room in self.rooms.values():
                 if room.stream_key == stream_key:
                     return room
+        return None
+
+    def _board_by_stream(self, stream_key: str) -> BoardChannel | None:
+        with self._lock:
+            for board in self.boards.values():
+                if board.stream_key == stream_key:
+                    return board
         return None
 
     def _hand_over(self, room: Room, notes: list[dict[str, Any]]) -> None:
@@ -275,23 +325,30 @@ class RoomHub:
             now = time.monotonic()
             with self._lock:
                 dirty = [room for room in self.rooms.values() if room.dirty]
+                dirty += [board for board in self.boards.values() if board.dirty]
             for room in dirty:
                 if now - room.pushed_at < self.interval_s:
                     continue  # pushed less than an interval ago: its turn comes below
                 room.dirty = False
                 room.pushed_at = now
                 try:
-                    board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
+                    self._push(room)
                 except Exception as exc:  # Redis away: try again next tick
                     room.dirty = True
                     self._errors.warning("leaderboard", "cannot read a leaderboard: %s", exc)
-                    continue
-                text = json.dumps({"type": "leaderboard", **board}, separators=(",", ":"))
-                for connection in list(room.connections):
-                    connection.offer_leaderboard(board["version"], text)
             # Wake when the first throttled room is due, or at the next change.
             waiting = [room.pushed_at + self.interval_s - time.monotonic() for room in dirty if room.dirty]
             next_wait = max(0.001, min(waiting)) if waiting else self.interval_s
+
+
+    def _push(self, room: Room | BoardChannel) -> None:
+        if isinstance(room, BoardChannel):
+            room.push(self.board_reads)
+            return
+        board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
+        text = json.dumps({"type": "leaderboard", **board}, separators=(",", ":"))
+        for connection in list(room.connections):
+            connection.offer_leaderboard(board["version"], text)
 
 
 def _decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Callable
 
 from flask import Blueprint, current_app, request
 from redis import RedisError
@@ -77,13 +78,14 @@ def room_socket(ws, session_id: str):
         [(_, version, snapshot)] = hub.snapshots(session, [connection])
         connection.offer_snapshot(version, snapshot)
         threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
-        _answer_client(ws, connection)
+        answer_client(ws, connection)
     finally:
         hub.leave(connection, principal.user_id)
 
 
-def _answer_client(ws, connection: Connection) -> None:
-    """Client messages: `ping` gets `pong`; anything else gets an `error`; a flood closes the socket."""
+def answer_client(ws, connection: Connection, handle: Callable[[dict], dict | None] | None = None) -> None:
+    """Client messages: `ping` gets `pong`; any other JSON object goes to `handle`, whose reply (if any)
+    is sent (without a handler it gets an `error`); a flood closes the socket."""
     allowance, refilled = float(MESSAGE_BURST), time.monotonic()
     while connection.is_open:
         try:
@@ -98,17 +100,24 @@ def _answer_client(ws, connection: Connection) -> None:
         if allowance < 0:
             connection.close_with(CLOSE_TOO_MANY, "too many messages")
             return
-        reply = _reply_to(raw)
-        connection.offer(reply["type"], json.dumps(reply))
+        reply = _reply_to(raw, handle)
+        if reply is not None:
+            connection.offer(reply["type"], json.dumps(reply))
 
 
-def _reply_to(raw: str | bytes) -> dict:
+def _reply_to(raw: str | bytes, handle: Callable[[dict], dict | None] | None) -> dict | None:
     if len(raw) > MAX_CLIENT_MESSAGE:
-        return {"type": "error", "code": "message_too_large", "message": "client messages are small JSON objects"}
+        return client_error("message_too_large", "client messages are small JSON objects")
     try:
         message = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        return {"type": "error", "code": "invalid_json", "message": "send JSON objects such as {\"type\": \"ping\"}"}
-    if not isinstance(message, dict) or message.get("type") != "ping":
-        return {"type": "error", "code": "unknown_message", "message": "the only client message is ping"}
-    return {"type": "pong", "server_time": now_iso()}
+        return client_error("invalid_json", "send JSON objects such as {\"type\": \"ping\"}")
+    if isinstance(message, dict) and message.get("type") == "ping":
+        return {"type": "pong", "server_time": now_iso()}
+    if handle is None or not isinstance(message, dict):
+        return client_error("unknown_message", "the only client message is ping")
+    return handle(message)
+
+
+def client_error(code: str, message: str) -> dict:
+    return {"type": "error", "code": code, "message": message}

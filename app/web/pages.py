@@ -1,7 +1,8 @@
-"""The two web pages: the player's (`/`) and the host's (`/host`). They call the API from the browser."""
+"""The web pages: the player's (`/`), the host's (`/host`) and a live board's (`/boards/<id>`). They call the
+API from the browser."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
 bp = Blueprint("pages", __name__)
 
@@ -14,3 +15,10 @@ def player():
 @bp.get("/host")
 def host():
     return render_template("host.html")
+
+
+@bp.get("/boards/<board_id>")
+def board(board_id: str):
+    """A leaderboard, live: the page reads the board itself (an unknown one says so)."""
+    top = request.args.get("top", "25")
+    return render_template("board.html", board_id=board_id, top=top if top.isdigit() and 3 <= int(top) <= 100 else "25")

@@ -54,30 +54,35 @@ def _board(base_url: str, token: str, **settings) -> dict:
 
 
 def bench_score_writes(stack, tmp_path):
-    duration = env_int("BENCH_SCORES_S", 60)
+    duration = env_int("BENCH_SCORES_S", 40)
     token, key = _owner_key(stack.base_url)
     board_id = _board(stack.base_url, token, update_mode="increment")["id"]
     requests_file = tmp_path / "scores.tsv"
     rng = random.Random(9)
     with open(requests_file, "w") as out:
-        for n in range(duration * 5000):  # more than wrk sends: no request is a retry
+        for n in range(duration * 2 * 5000):  # more than wrk sends: no request is a retry
             body = json.dumps({"leaderboard_id": board_id, "player_id": f"p{rng.randrange(SCORE_PLAYERS)}",
                                "score": rng.randrange(1, 100), "submission_id": f"s{n}"}, separators=(",", ":"))
             out.write(f"/api/v1/scores\t{key}\t{body}\n")
-    web_cpu0 = stack.process_cpu("web")
-    writes = wrk(stack.base_url, requests_file, duration, WRITE_CONNECTIONS)
-    web_cpu = stack.process_cpu("web") - web_cpu0
+    # Each score waits (SCORE_RANK_WAIT_MS at most) until the board shows it, to answer its rank: a
+    # game server's rate is bounded by the requests it has in flight, not by the server's capacity.
+    # So: the answer path's 64 connections, and 256.
+    runs = {}
+    for connections in (WRITE_CONNECTIONS, 4 * WRITE_CONNECTIONS):
+        web_cpu0 = stack.process_cpu("web")
+        runs[connections] = wrk(stack.base_url, requests_file, duration, connections)
+        runs[connections]["web_cpu_cores"] = round((stack.process_cpu("web") - web_cpu0)
+                                                   / runs[connections]["seconds"], 2)
     answers = report.RESULTS["benchmarks"].get("ingest", {}).get("answers_per_s")
-    report.record("score_writes", {"connections": WRITE_CONNECTIONS, "duration_s": duration, "players": SCORE_PLAYERS,
-                                   "writes": writes, "writes_per_s": writes["per_s"],
-                                   "web_cpu_cores": round(web_cpu / writes["seconds"], 2),
+    report.record("score_writes", {"duration_s": duration, "players": SCORE_PLAYERS, "runs": runs,
                                    "answers_per_s_same_run": answers})
-    report.row("leaderboards: POST /scores acknowledged/s", writes["per_s"], "/s", baseline=answers,
-               baseline_name="answers/s (bench 1)", target=">= answers/s",
-               met=None if answers is None else writes["per_s"] >= answers)
-    report.row("leaderboards: POST /scores p50 / p99", f"{writes['latency_ms']['p50']:.0f} / "
-               f"{writes['latency_ms']['p99']:.0f}", "ms", target="(info)")
-    assert writes["acknowledged"] > 0 and writes["non_2xx"] == 0, writes
+    for connections, writes in runs.items():
+        report.row(f"leaderboards: POST /scores acknowledged/s, {connections} connections", writes["per_s"], "/s",
+                   baseline=answers, baseline_name="answers/s (bench 1, 64 connections)", target=">= answers/s",
+                   met=None if answers is None else writes["per_s"] >= answers)
+        report.row(f"leaderboards: POST /scores p50 / p99, {connections} connections",
+                   f"{writes['latency_ms']['p50']:.0f} / {writes['latency_ms']['p99']:.0f}", "ms", target="(info)")
+        assert writes["acknowledged"] > 0 and writes["non_2xx"] == 0, writes
 
 
 def _seed(engine, board_id: str, entries: int) -> str:

@@ -32,6 +32,9 @@ def _bench_config() -> Config:
         redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}",
         kafka_topic=f"bench.{run}.events", kafka_dlq_topic=f"bench.{run}.dlq",
         kafka_consumer_group=f"bench.{run}.cache-worker",
+        score_topic=f"bench.{run}.scores", score_dlq_topic=f"bench.{run}.scores.dlq",
+        score_consumer_group=f"bench.{run}.score-ingest", change_topic=f"bench.{run}.changes",
+        ingest_metrics_port=0,
         relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
         log_level="warning", **CLIENT_ADDRESS_LIMITS)
 

@@ -26,6 +26,7 @@ import redis as redis_lib
 from app.session_boards.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
+_BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard_update"')
 
 
 BOARD_CHANGES = {b"question_closed", b"participant_joined", b"answer_scored", b"board_rebuilt"}
@@ -148,18 +149,23 @@ class RoomSocket:
         self.connected = False
         self.error: str | None = None
 
+    PATTERN = _LEADERBOARD  # the messages whose versions are recorded
+
     def on_message(self, raw: bytes, now: float) -> None:
         self.messages += 1
-        match = _LEADERBOARD.search(raw, 0, 200) or _LEADERBOARD.search(raw)
+        match = self.PATTERN.search(raw, 0, 200) or self.PATTERN.search(raw)
         if match:
             self.versions.append(int(match.group(1) or match.group(2)))
             self.arrivals.append(now)
+
+    def path(self, ticket: str) -> str:
+        return f"/ws/sessions/{self.session_id}?ticket={ticket}"
 
     async def run(self, ws_url: str, ticket: str, ready: asyncio.Semaphore | None = None) -> None:
         host_port = ws_url.split("//", 1)[1]
         host, _, port = host_port.partition(":")
         key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET /ws/sessions/{self.session_id}?ticket={ticket} HTTP/1.1\r\nHost: {host_port}\r\n"
+        request = (f"GET {self.path(ticket)} HTTP/1.1\r\nHost: {host_port}\r\n"
                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                    "Sec-WebSocket-Version: 13\r\n\r\n").encode()
         loop = asyncio.get_running_loop()
@@ -189,6 +195,17 @@ class RoomSocket:
         """Arrival of the first leaderboard message with a version >= `version` (versions only grow)."""
         i = bisect.bisect_left(self.versions, version, lo=after_index)
         return self.arrivals[i] if i < len(self.arrivals) else None
+
+
+class BoardSocket(RoomSocket):
+    """A socket watching a live board's top 10 (`/ws/leaderboards/{id}`): the versions of its updates.
+    `session_id` holds the board id."""
+
+    __slots__ = ()
+    PATTERN = _BOARD_UPDATE
+
+    def path(self, ticket: str) -> str:
+        return f"/ws/leaderboards/{self.session_id}?top=10"
 
 
 async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple[RoomSocket, uuid.UUID]],

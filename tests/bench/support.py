@@ -112,6 +112,7 @@ class BenchStack:
             "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
             "relay": [sys.executable, "-m", "outbox_relay"],
             "worker": [sys.executable, "-m", "cache_worker"],
+            "ingest": [sys.executable, "-m", "score_ingest"],
         }
         extra: dict[str, str] = {}
         if name == "web":

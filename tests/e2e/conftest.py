@@ -60,6 +60,7 @@ def live_stack(database, kafka_topics, redis_client):
         "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
         "relay": [sys.executable, "-m", "outbox_relay"],
         "worker": [sys.executable, "-m", "cache_worker"],
+        "ingest": [sys.executable, "-m", "score_ingest"],
     }
     processes = {}
     for name, command in commands.items():

@@ -22,13 +22,11 @@ def ticket_for(ws_url: str, session_id: str, token: str) -> str:
     return response.json()["ticket"]
 
 
-class RoomClient:
-    """Opens the room with a fresh ticket (or `query`, a raw query string, to test refusals)."""
+class SocketClient:
+    """A WebSocket at `url`, its messages recorded as they arrive (each stamped `_received`)."""
 
-    def __init__(self, ws_url: str, session_id: str, token: str | None = None, *, query: str | None = None):
-        if query is None:
-            query = f"ticket={ticket_for(ws_url, session_id, token)}"
-        self.ws = websocket.create_connection(f"{ws_url}/ws/sessions/{session_id}?{query}", timeout=10)
+    def __init__(self, url: str):
+        self.ws = websocket.create_connection(url, timeout=10)
         self.messages: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -90,3 +88,12 @@ class RoomClient:
             self.ws.close()
         except Exception:
             pass
+
+
+class RoomClient(SocketClient):
+    """Opens the room with a fresh ticket (or `query`, a raw query string, to test refusals)."""
+
+    def __init__(self, ws_url: str, session_id: str, token: str | None = None, *, query: str | None = None):
+        if query is None:
+            query = f"ticket={ticket_for(ws_url, session_id, token)}"
+        super().__init__(f"{ws_url}/ws/sessions/{session_id}?{query}")

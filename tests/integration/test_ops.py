@@ -215,7 +215,7 @@ def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api
 
     listed = run_ops(ops_app, "dlq", "list")
     lines = listed.output.splitlines()
-    assert any("event=-" in line and f"session={sid}" in line and "reason=undecodable message" in line
+    assert any("event=-" in line and f"key={sid}" in line and "reason=undecodable message" in line
                and "pending" in line for line in lines)
     assert any(f"event={envelope.event_id}" in line and "type=participant_joined" in line
                and "reason=unknown_session" in line for line in lines)

@@ -10,7 +10,7 @@ from confluent_kafka import TopicPartition
 from app import create_app
 from app.ops.replay import SinceParam
 from app.session_boards.verify import Difference
-from cache_worker.dead_letters import DeadLetter, TopicState, commit_redriven
+from app.dead_letters import DeadLetter, TopicState, commit_redriven
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ def _code_map() -> str:
 def test_every_module_of_the_processes_is_in_the_code_map():
     code_map = _code_map()
     missing = []
-    for package in ("app", "outbox_relay", "cache_worker"):
+    for package in ("app", "outbox_relay", "cache_worker", "score_ingest"):
         for module in sorted((ROOT / package).rglob("*.py")):
             if module.name in ("__init__.py", "__main__.py") and module.parent.name != "app":
                 continue

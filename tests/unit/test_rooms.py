@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import Connection
 from app.rooms.hub import Room, RoomHub, RoomReads
 from tests.helpers import wait_until
@@ -190,3 +191,87 @@ def test_a_slow_read_for_one_room_delays_no_other_room():
     assert [json.loads(m)["type"] for m in sent_a] == ["question_closed", "question_opened"]
     conn_a.close()
     conn_b.close()
+
+
+class FakeBoard:
+    """A board read by the live boards: entries best first, a version bumped by every change."""
+
+    def __init__(self, scores: dict[str, int]):
+        self.scores = dict(scores)
+        self.version = 1
+        self.reads = 0
+
+    def set(self, player: str, score: int) -> None:
+        self.scores[player] = score
+        self.version += 1
+
+    def board_reads(self) -> BoardReads:
+        def top(board_id, period, n):
+            self.reads += 1
+            ranked = sorted(self.scores.items(), key=lambda item: -item[1])
+            return {"period": period or "all", "version": self.version, "total": len(ranked),
+                    "entries": [{"rank": i + 1, "player_id": p, "score": s} for i, (p, s) in enumerate(ranked[:n])]}
+
+        def standing(board_id, period, player):
+            ranked = [p for p, _ in sorted(self.scores.items(), key=lambda item: -item[1])]
+            return {"rank": ranked.index(player) + 1, "score": self.scores[player], "top_percent": 0.0} \
+                if player in self.scores else None
+
+        return BoardReads(top=top, standing=standing)
+
+
+class Offers:
+    """Records what a live board offers a socket (a queued state of a kind would be replaced in place)."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.versions: dict[str, int] = {}
+
+    def offer(self, kind, text):
+        self.messages.append(json.loads(text))
+        return True
+
+    def offer_latest(self, kind, version, text):
+        if version <= self.versions.get(kind, -1):
+            return False
+        self.versions[kind] = version
+        self.messages.append(json.loads(text))
+        return True
+
+
+def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
+    board = FakeBoard({f"p{i}": 100 * i for i in range(1, 8)})
+    top2 = Watch(Offers(), "b", top=2, player_id="p1")
+    top5 = Watch(Offers(), "b", top=5)
+    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {top2, top5})
+    channel.push(board.board_reads())
+    board.set("p3", 350)  # rank 5 moves within the top 5, below the top 2
+    channel.push(board.board_reads())
+    board.set("p1", 150)  # below both tops: only p1's standing moves
+    channel.push(board.board_reads())
+    board.set("p1", 1000)  # into both tops
+    channel.push(board.board_reads())
+    assert [m["type"] for m in top2.connection.messages] == [
+        "leaderboard_update", "standing", "standing", "leaderboard_update", "standing"]
+    updates = top5.connection.messages
+    assert [[e["player_id"] for e in u["entries"]] for u in updates] == [
+        ["p7", "p6", "p5", "p4", "p3"], ["p7", "p6", "p5", "p4", "p3"], ["p1", "p7", "p6", "p5", "p4"]]
+    assert [u["entries"][4]["score"] for u in updates[:2]] == [300, 350]
+    assert [u["version"] for u in updates] == [1, 2, 4]
+    assert board.reads == 4  # one read per push, for every watch of the board
+
+
+def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_standings():
+    board = FakeBoard({"ann": 5})
+    watch = Watch(Offers(), "b", top=3)
+    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {watch})
+    channel.push(board.board_reads())
+    assert channel.note({"type": "period_closed", "period": "all", "entry_count": 1,
+                         "top": [{"rank": 1, "player_id": "ann", "score": 5}]})
+    assert channel.note({"type": "period_opened", "period": "next"}) and channel.period == "next"
+    board.scores, board.version = {}, 1  # a new period starts its versions again
+    channel.push(board.board_reads())
+    messages = watch.connection.messages
+    assert [(m["type"], m["period"]) for m in messages] == [
+        ("leaderboard_update", "all"), ("period_closed", "all"), ("leaderboard_update", "next")]
+    assert messages[1]["entries"][0]["player_id"] == "ann" and messages[2]["entries"] == []

@@ -56,14 +56,14 @@ export function storedRecord(key) {
 export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4409]);
 
 /**
- * The room socket, reconnecting with exponential backoff (with jitter) after any drop, except a
- * refusal (FINAL_CLOSE_CODES), which is final. Each connection opens
- * with a fresh one-use ticket (POST /api/v1/ws-tickets), so the access token never travels in a URL.
- * Sends a ping every 20 s. onState receives "connecting" | "open" | "reconnecting" | "closed".
+ * A socket that reconnects with exponential backoff (with jitter) after any drop, except a refusal
+ * (a close code in `finalCodes`), which is final. `url()` gives the address of each new connection
+ * (async: it may fetch a ticket first) and throws {final: true, code, message} to refuse. `onOpen`
+ * is called with `send` at each (re)connection. Sends a ping every 20 s. onState receives
+ * "connecting" | "open" | "reconnecting" | "closed".
  */
-export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const base = `${scheme}://${location.host}/ws/sessions/${encodeURIComponent(sessionId)}`;
+export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () => {}, onMessage, onState = () => {},
+  onRefused = () => {} }) {
   let socket = null;
   let attempt = 0;
   let stopped = false;
@@ -86,22 +86,22 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
   async function open() {
     retryTimer = null;
     onState(attempt === 0 ? "connecting" : "reconnecting");
-    let ticket;
+    let address;
     try {
-      ({ ticket } = await api("/ws-tickets", { method: "POST", body: { session_id: sessionId }, token }));
+      address = await url();
     } catch (err) {
       if (stopped) return;
-      if (err.status === 401) refuse(4401, err.message);
-      else if (err.status === 403 || err.status === 404) refuse(4403, err.message);
+      if (err.final) refuse(err.code, err.message);
       else retryLater();  // offline, rate-limited or a brief outage: try again
       return;
     }
     if (stopped) return;
-    socket = new WebSocket(`${base}?ticket=${encodeURIComponent(ticket)}`);
+    socket = new WebSocket(address);
     socket.addEventListener("open", () => {
       attempt = 0;
       onState("open");
       pingTimer = setInterval(() => send({ type: "ping" }), 20000);
+      onOpen(send);
     });
     socket.addEventListener("message", (event) => {
       let message;
@@ -111,7 +111,7 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
     socket.addEventListener("close", (event) => {
       clearInterval(pingTimer);
       if (stopped) return;
-      if (FINAL_CLOSE_CODES.has(event.code)) {
+      if (finalCodes.has(event.code)) {
         refuse(event.code, event.reason);
         return;
       }
@@ -136,6 +136,7 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
 
   open();
   return {
+    send,
     close() {
       stopped = true;
       clearInterval(pingTimer);
@@ -144,6 +145,31 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
       onState("closed");
     },
   };
+}
+
+export function socketBase() {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+}
+
+/**
+ * The room socket (reconnectingSocket). Each connection opens with a fresh one-use ticket
+ * (POST /api/v1/ws-tickets), so the access token never travels in a URL.
+ */
+export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
+  const base = `${socketBase()}/ws/sessions/${encodeURIComponent(sessionId)}`;
+  return reconnectingSocket({
+    finalCodes: FINAL_CLOSE_CODES, onMessage, onState, onRefused,
+    async url() {
+      try {
+        const { ticket } = await api("/ws-tickets", { method: "POST", body: { session_id: sessionId }, token });
+        return `${base}?ticket=${encodeURIComponent(ticket)}`;
+      } catch (err) {
+        if (err.status === 401) throw { final: true, code: 4401, message: err.message };
+        if (err.status === 403 || err.status === 404) throw { final: true, code: 4403, message: err.message };
+        throw err;
+      }
+    },
+  });
 }
 
 /**

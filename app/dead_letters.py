@@ -1,5 +1,6 @@
 """Dead letters: the one owner of their shape (original key, value and headers, plus the reason in a
-header), written by the worker and read back by the operator CLI (`ops dlq`) and `ops verify`.
+header), written by the consumers (app/batch_consumer.py: the cache worker's events, the score
+ingest's scores) and read back by the operator CLI (`ops dlq`) and `ops verify`.
 
 A dead letter is a message that can never be applied as it is (undecodable, an unknown type, refused
 by Redis). It keeps its original key, value and headers, so `ops dlq redrive` can send it back to the
@@ -79,14 +80,31 @@ class ReadStalled(RuntimeError):
     """Reading the dead-letter topic made no progress for READ_STALL_S."""
 
 
-def redrive_group(config: Config) -> str:
-    """The consumer group whose committed offsets mark the dead letters `dlq redrive` has handled."""
-    return f"{config.kafka_consumer_group}.dlq-redrive"
+@dataclass(frozen=True)
+class DeadLetterQueue:
+    """A consumer's dead letters: the topic they came from, the one they are kept in, and the consumer
+    group whose committed offsets mark those `dlq redrive` has handled."""
+
+    name: str
+    topic: str
+    dlq_topic: str
+    redrive_group: str
 
 
-def redrive_consumer(config: Config):
+EVENTS, SCORES = "events", "scores"
+
+
+def dead_letter_queues(config: Config) -> dict[str, DeadLetterQueue]:
+    """The cache worker's (events) and the score ingest's (scores)."""
+    return {EVENTS: DeadLetterQueue(EVENTS, config.kafka_topic, config.kafka_dlq_topic,
+                                    f"{config.kafka_consumer_group}.dlq-redrive"),
+            SCORES: DeadLetterQueue(SCORES, config.score_topic, config.score_dlq_topic,
+                                    f"{config.score_consumer_group}.dlq-redrive")}
+
+
+def redrive_consumer(config: Config, queue: DeadLetterQueue):
     # Offsets are committed by hand, and only by `dlq redrive`; `assign` never joins the group.
-    return make_consumer(config, group_id=redrive_group(config), **{"enable.auto.commit": False})
+    return make_consumer(config, group_id=queue.redrive_group, **{"enable.auto.commit": False})
 
 
 def topic_state(consumer, topic: str) -> TopicState | None:
@@ -104,11 +122,11 @@ def topic_state(consumer, topic: str) -> TopicState | None:
     return TopicState(partitions, watermarks, committed)
 
 
-def dead_letter_counts(config: Config) -> DeadLetterCounts:
+def dead_letter_counts(config: Config, queue: DeadLetterQueue) -> DeadLetterCounts:
     """Messages in the dead-letter topic (high - low watermarks) and those `dlq redrive` has not handled."""
-    consumer = redrive_consumer(config)
+    consumer = redrive_consumer(config, queue)
     try:
-        state = topic_state(consumer, config.kafka_dlq_topic)
+        state = topic_state(consumer, queue.dlq_topic)
     finally:
         consumer.close()
     if state is None:

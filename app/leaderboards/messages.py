@@ -1,0 +1,55 @@
+"""Score messages on Kafka (seed 001's shape): read by the score ingest, written by `ops produce-scores`,
+checked again by `ops dlq redrive --queue scores`.
+
+    {"leaderboard_id": "game1", "player_id": "Phoenix1", "score": 1500, "game_id": "match123",
+     "metadata": {"level": 10}, "display_name": "Phoenix", "submission_id": "..."}
+
+keyed by board id. The fields are the API's (`POST /scores`, the same validation); `game_id`, the match
+the score comes from, is kept in the entry's metadata.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.api.schemas import ScoreBody
+from app.leaderboards.scores import Submission
+
+
+class ScoreMessage(ScoreBody):
+    game_id: str | None = None
+
+    def submission(self, derived_id: str) -> Submission:
+        """The submission, with `derived_id` when the message names no submission id of its own."""
+        metadata = self.metadata
+        if self.game_id is not None:
+            metadata = {"game_id": self.game_id, **(metadata or {})}
+        return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name, metadata,
+                          self.submission_id or derived_id)
+
+
+def decode_score(raw: bytes | None) -> ScoreMessage:
+    """The score a message value carries; ValueError, naming the reason, when it carries none."""
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("invalid_json: the message is not a JSON object") from None
+    if not isinstance(body, dict):
+        raise ValueError("invalid_json: the message is not a JSON object")
+    try:
+        return ScoreMessage.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        raise ValueError(f"invalid_message: {where}: {first['msg']}") from None
+
+
+def encode_score(**fields: Any) -> bytes:
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":")).encode()
+
+
+def derived_submission_id(topic: str, partition: int, offset: int) -> str:
+    """The submission id of a message that names none: its place in the log, the same on every redelivery."""
+    return f"kafka:{topic}:{partition}:{offset}"
