@@ -20,7 +20,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     # Client messages are tiny (a bigger one gets an `error`, app/rooms/socket.py); frames above
     # 64 KiB close the socket. Pings find sockets whose peer vanished without closing.
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024, "ping_interval": 25}
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024, "ping_interval": 25,
+                                         "subprotocols": ["graphql-transport-ws"]}  # app/graphql/ws.py
     if config.web_trusted_proxies > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
@@ -33,6 +34,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     from app.api import (api_keys, auth, errors, health, leaderboards, openapi, quizzes, request_log, scores,
                          session_boards, sessions)
+    from app.graphql import http as graphql_http
+    from app.graphql import ws as graphql_ws
     from app.rooms import board_socket
     from app.rooms import socket as room_socket
     from app.web import headers, pages
@@ -40,7 +43,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     request_log.register(app)
     headers.register(app)
     for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, sessions.bp, session_boards.bp, leaderboards.bp,
-                      scores.bp, api_keys.bp, pages.bp, room_socket.bp, board_socket.bp):
+                      scores.bp, api_keys.bp, pages.bp, room_socket.bp, board_socket.bp, graphql_http.bp,
+                      graphql_ws.bp):
         app.register_blueprint(blueprint)
 
     from app.ops import ops

@@ -165,6 +165,9 @@ class Config:
         "score writes per board owner, all their API keys together (a request of a batch counts once)")
     rate_score_writes_per_address: str = _setting(
         "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
+    graphql_init_wait_s: float = _setting(
+        "GRAPHQL_INIT_WAIT_S", 10.0, _float,
+        "seconds a GraphQL WebSocket has to send connection_init before it is closed (4408)")
     ws_max_per_participant: int = _setting(
         "WS_MAX_PER_PARTICIPANT", 3, _int,
         "open room sockets per player (or host); a new one closes the oldest with 4409")

@@ -57,7 +57,8 @@ ensure() {
 }
 
 lock() {
-    ensure >/dev/null
+    # uv comes from the venv; a venv that no longer fits setup.cfg (a dependency was just added) still has it.
+    [[ -x "$VENV/bin/uv" ]] || ensure >/dev/null
     local extras=() e
     for e in "${EXTRAS[@]}"; do extras+=(--extra "$e"); done
     local upgrade=()

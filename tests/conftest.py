@@ -59,6 +59,7 @@ def _test_config() -> Config:
         relay_metrics_port=0,
         worker_metrics_port=0,
         ingest_metrics_port=0,
+        graphql_init_wait_s=2.0,
         secret_key="test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
         **CLIENT_ADDRESS_LIMITS,
     )

@@ -21,7 +21,9 @@ _ERROR_SCHEMA = {
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 # What any route may answer besides its own statuses.
 _COMMON_ERRORS = {400: "invalid_json, invalid_body or invalid_query", 401: "unauthorized: no, expired or revoked token",
-                  404: "not_found: no such resource", 413: "body_too_large", 415: "unsupported_media_type",
+                  404: "not_found: no such resource", 413: "body_too_large",
+                  414: "uri_too_long: the request line (path and query) is longer than the server reads",
+                  415: "unsupported_media_type",
                   429: "too_many_requests: a rate limit (see Retry-After)",
                   503: "unavailable: a store is down; nothing was recorded (see Retry-After)"}
 
@@ -45,7 +47,9 @@ def build_document() -> dict[str, Any]:
         for status, text in doc.responses.items():
             if status >= 400:
                 responses[str(status)]["content"] = _ERROR_CONTENT
-        common = [400, 429, 503] + ([401] if doc.auth else []) + ([404] if names else []) + (
+        # 414: gunicorn refuses a request line over its limit before the app sees it, whatever the
+        # operation (text parameters may be as long as their schemas allow, in UTF-8, percent-encoded).
+        common = [400, 414, 429, 503] + ([401] if doc.auth else []) + ([404] if names else []) + (
             [413, 415] if doc.body is not None else [])
         for status in common:
             responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})

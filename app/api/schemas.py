@@ -1,6 +1,7 @@
 """Request bodies and query strings, validated by pydantic; unknown fields are refused."""
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,10 @@ Title = Annotated[str, StringConstraints(min_length=1, max_length=200), TRIMMED]
 
 
 def _storable(value: Any) -> Any:
-    """Refuse text PostgreSQL cannot store (NUL) or encode (lone surrogates), anywhere in the input."""
+    """Refuse text PostgreSQL cannot store (NUL) or encode (lone surrogates), and numbers JSON cannot
+    carry (NaN, Infinity: Python's parser takes them, jsonb does not), anywhere in the input."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain the NUL character")
@@ -205,7 +209,8 @@ class TopQuery(PeriodQuery):
 class RangeQuery(PeriodQuery):
     start: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     end: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    cursor: Annotated[str, StringConstraints(min_length=1, max_length=600)] | None = None
+    # The longest cursor the service gives (a 128-character player id of 4-byte characters) is under 900.
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 10
 
     @model_validator(mode="after")

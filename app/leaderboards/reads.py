@@ -190,7 +190,9 @@ def page_of(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
 
 
 def encode_cursor(period: str, score: int, member: str) -> str:
-    raw = json.dumps({"p": period, "s": score, "m": member}, separators=(",", ":")).encode()
+    # UTF-8 rather than \u escapes: a cursor of any player id stays under RangeQuery's limit.
+    raw = json.dumps({"p": period, "s": score, "m": member}, separators=(",", ":"),
+                     ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

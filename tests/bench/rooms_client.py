@@ -26,6 +26,7 @@ import redis as redis_lib
 from app.session_boards.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
+_NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')
 _BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard_update"')
 
 
@@ -129,6 +130,13 @@ class _WsProtocol(asyncio.Protocol):
             elif opcode == 0x8:
                 self.transport.close()
 
+    def send_text(self, text: str) -> None:
+        """A client text frame (masked, with a zero key: the payload goes as it is)."""
+        payload = text.encode()
+        size = len(payload)
+        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+        self.transport.write(head + b"\0\0\0\0" + payload)
+
     def connection_lost(self, exc) -> None:
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionError("closed during the handshake"))
@@ -161,13 +169,19 @@ class RoomSocket:
     def path(self, ticket: str) -> str:
         return f"/ws/sessions/{self.session_id}?ticket={ticket}"
 
+    def extra_headers(self) -> str:
+        return ""
+
+    def opened(self, protocol: "_WsProtocol") -> None:
+        """Called once the handshake is done (a protocol that starts with client messages sends them here)."""
+
     async def run(self, ws_url: str, ticket: str, ready: asyncio.Semaphore | None = None) -> None:
         host_port = ws_url.split("//", 1)[1]
         host, _, port = host_port.partition(":")
         key = base64.b64encode(os.urandom(16)).decode()
         request = (f"GET {self.path(ticket)} HTTP/1.1\r\nHost: {host_port}\r\n"
                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+                   f"Sec-WebSocket-Version: 13\r\n{self.extra_headers()}\r\n").encode()
         loop = asyncio.get_running_loop()
         handshake = loop.create_future()
         try:
@@ -175,6 +189,7 @@ class RoomSocket:
                 loop.create_connection(lambda: _WsProtocol(self, request, handshake), host, int(port)), 60)
             self._protocol = protocol
             await asyncio.wait_for(handshake, 60)
+            self.opened(protocol)
             self.connected = True
             if ready is not None:
                 ready.release()
@@ -206,6 +221,26 @@ class BoardSocket(RoomSocket):
 
     def path(self, ticket: str) -> str:
         return f"/ws/leaderboards/{self.session_id}?top=10"
+
+
+class GraphQLSocket(RoomSocket):
+    """A graphql-transport-ws socket subscribed to a board's top 10 (`boardTop`): the versions of its
+    `next` messages. `session_id` holds the board id."""
+
+    __slots__ = ()
+    PATTERN = _NEXT_VERSION
+
+    def path(self, ticket: str) -> str:
+        return "/graphql"
+
+    def extra_headers(self) -> str:
+        return "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+
+    def opened(self, protocol) -> None:
+        protocol.send_text('{"type":"connection_init"}')
+        protocol.send_text(json.dumps({"id": "top", "type": "subscribe", "payload": {
+            "query": "subscription($b: ID!) { boardTop(board_id: $b, top: 10) { version total entries "
+                     "{ rank player_id display_name score } } }", "variables": {"b": str(self.session_id)}}}))
 
 
 async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple[RoomSocket, uuid.UUID]],

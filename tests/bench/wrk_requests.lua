@@ -1,5 +1,5 @@
 -- wrk script of the ingest benchmark: cycles through pre-made requests, one per line of a file:
---   <path>\t<bearer token>\t<json body>      (POST)   or   <path>                 (GET)
+--   <path>\t<bearer token or ->\t<json body>      (POST)   or   <path>                 (GET)
 -- Usage: wrk -t1 -c64 -d60s -s wrk_requests.lua http://127.0.0.1:PORT -- requests.tsv
 -- Prints one JSON line with the totals and the latency percentiles (microseconds) at the end.
 local requests = {}
@@ -16,8 +16,9 @@ function init(args)
   for line in file:lines() do
     local path, token, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
     if path then
-      requests[#requests + 1] = wrk.format("POST", path, {
-        ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+      local headers = {["Content-Type"] = "application/json"}
+      if token ~= "-" then headers["Authorization"] = "Bearer " .. token end
+      requests[#requests + 1] = wrk.format("POST", path, headers, body)
     else
       requests[#requests + 1] = wrk.format("GET", line)
     end

@@ -25,8 +25,8 @@ def ticket_for(ws_url: str, session_id: str, token: str) -> str:
 class SocketClient:
     """A WebSocket at `url`, its messages recorded as they arrive (each stamped `_received`)."""
 
-    def __init__(self, url: str):
-        self.ws = websocket.create_connection(url, timeout=10)
+    def __init__(self, url: str, **options):
+        self.ws = websocket.create_connection(url, timeout=10, **options)
         self.messages: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
