@@ -1,0 +1,1 @@
+"""The leaderboard service over GraphQL (see schema.graphql and the README)."""
