@@ -125,6 +125,12 @@ class Config:
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
+    question_get_ready_s: float = _setting(
+        "QUESTION_GET_READY_S", 3.0, _float,
+        "seconds a question shows before its answers open (its time limit counts from then)")
+    session_retention_days: float = _setting(
+        "SESSION_RETENTION_DAYS", 30.0, _float,
+        "days an ended game (its players' nicknames and answers) is kept before it is deleted")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int, "messages buffered per WebSocket before dropping")

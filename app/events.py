@@ -39,18 +39,31 @@ class QuestionOpened(_Payload):
     choices: list[str]
     time_limit_s: int
     points: int
-    opened_at: datetime
+    opened_at: datetime  # when answers open (after the get-ready moment that starts at shown_at)
     deadline: datetime
     question_count: int
+    kind: Literal["choice", "true_false", "poll"] = "choice"
+    shown_at: datetime | None = None
+    image_url: str | None = None
 
 
 class QuestionClosed(_Payload):
     question_id: uuid.UUID
     position: int
-    correct_choice: int
+    correct_choice: int | None  # none for a poll
     choice_counts: list[int]
     closed_at: datetime
     reason: Literal["host", "deadline", "all_answered", "next", "end"]
+
+
+class ParticipantRemoved(_Payload):
+    participant_id: uuid.UUID
+    player_count: int  # the players still in the room
+    removed_at: datetime
+
+
+class SessionDeleted(_Payload):
+    deleted_at: datetime
 
 
 class AnswerScored(_Payload):
@@ -131,6 +144,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Payload]] = {
     ("question_closed", 1): QuestionClosed,
     ("answer_scored", 1): AnswerScored,
     ("session_ended", 1): SessionEnded,
+    ("participant_removed", 1): ParticipantRemoved,
+    ("session_deleted", 1): SessionDeleted,
     ("board_created", 1): BoardConfigured,
     ("board_updated", 1): BoardConfigured,
     ("board_deleted", 1): BoardDeleted,
@@ -142,7 +157,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[_Payload]] = {
 EVENT_TYPES = sorted({event_type for event_type, _ in PAYLOAD_SCHEMAS})
 # The aggregate each event type belongs to: its id is the event's Kafka key.
 AGGREGATE_OF = {event_type: QUIZ_SESSION for event_type in (
-    "participant_joined", "question_opened", "question_closed", "answer_scored", "session_ended")} | {
+    "participant_joined", "question_opened", "question_closed", "answer_scored", "session_ended",
+    "participant_removed", "session_deleted")} | {
     event_type: LEADERBOARD for event_type in (
         "board_created", "board_updated", "board_deleted", "entry_changed", "entry_removed", "period_opened",
         "period_closed")}

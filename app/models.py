@@ -15,6 +15,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -67,6 +68,22 @@ class Quiz(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+    # An edit of a played quiz makes a new one: the played one is archived and points at it.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"))
+
+
+class QuestionImage(Base):
+    __tablename__ = "question_images"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    content_type: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
 
 
 class Question(Base):
@@ -75,7 +92,9 @@ class Question(Base):
         UniqueConstraint("quiz_id", "position"),
         CheckConstraint("points IN (0, 1000, 2000)", name="points_allowed"),
         CheckConstraint("time_limit_s BETWEEN 5 AND 240", name="time_limit_range"),
-        CheckConstraint("correct_choice >= 0 AND correct_choice < jsonb_array_length(choices)",
+        CheckConstraint("kind IN ('choice', 'true_false', 'poll')", name="kind_known"),
+        CheckConstraint("(kind = 'poll' AND correct_choice IS NULL AND points = 0) OR "
+                        "(kind <> 'poll' AND correct_choice >= 0 AND correct_choice < jsonb_array_length(choices))",
                         name="correct_choice_in_choices"),
     )
 
@@ -84,9 +103,11 @@ class Question(Base):
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     choices: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
-    correct_choice: Mapped[int] = mapped_column(Integer, nullable=False)
+    correct_choice: Mapped[int | None] = mapped_column(Integer)  # none for a poll
     time_limit_s: Mapped[int] = mapped_column(Integer, nullable=False)
     points: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="choice")
+    image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("question_images.id", ondelete="SET NULL"))
 
 
 class QuizSession(Base):
@@ -107,13 +128,19 @@ class QuizSession(Base):
     current_question_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("questions.id"))
     question_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     question_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The question shows from here; its answers open at question_opened_at (a get-ready moment between).
+    question_shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = _created_at()
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Participant(Base):
     __tablename__ = "quiz_session_participants"
-    __table_args__ = (UniqueConstraint("quiz_session_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("quiz_session_id", "user_id"),
+        Index("uq_quiz_session_participants_nickname", "quiz_session_id", text("lower(nickname)"), unique=True),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     quiz_session_id: Mapped[uuid.UUID] = mapped_column(
@@ -127,6 +154,10 @@ class Participant(Base):
     # When the participant reached the current score: equal scores rank by it.
     score_reached_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now())
+    # The player's own code to take this place back from another device (shown on their screen).
+    rejoin_code: Mapped[str | None] = mapped_column(String(8))
+    # Removed by the host: off the board, and that account cannot join the session again.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ParticipantAnswer(Base):

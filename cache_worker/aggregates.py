@@ -13,7 +13,7 @@ from app.leaderboards.keys import BoardKeys
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
 from app.lua import APPLIED
-from app.session_boards.apply import apply_event
+from app.session_boards.apply import apply_event, forget_session, is_session_deletion
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import UnknownSession, rebuild_board
 from app.session_boards.scripts import scripts_for
@@ -37,6 +37,18 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
     session_scripts, boards = scripts_for(redis), board_scripts(redis)
     period_ttl = timedelta(seconds=period_ttl_s)
 
+    def queue_session(pipe, envelope, payload) -> None:
+        if is_session_deletion(payload):
+            pipe.exists(SessionKeys.of(envelope.aggregate_id).meta)  # the keys go in `settle`
+        else:
+            apply_event(session_scripts, pipe, envelope, payload)
+
+    def settle_session(client, envelope, payload, reply):
+        if is_session_deletion(payload):
+            forget_session(client, envelope.aggregate_id)
+            return APPLIED
+        return reply
+
     def queue_board(pipe, envelope, payload) -> None:
         if is_board_deletion(payload):
             pipe.exists(BoardKeys(envelope.aggregate_id).cfg)  # the keys go in `settle`
@@ -52,10 +64,11 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
     return {
         QUIZ_SESSION: Aggregate(
             slot_key=lambda aggregate_id: SessionKeys.of(aggregate_id).board,
-            queue=lambda pipe, envelope, payload: apply_event(session_scripts, pipe, envelope, payload),
+            queue=queue_session,
             rebuild_target=lambda envelope, payload: (envelope.aggregate_id,),
             rebuild=lambda engine, client, target: rebuild_board(engine, client, target[0]),
-            unknown=UnknownSession, unknown_reason="unknown_session: not in PostgreSQL"),
+            unknown=UnknownSession, unknown_reason="unknown_session: not in PostgreSQL",
+            settle=settle_session),
         LEADERBOARD: Aggregate(
             slot_key=lambda aggregate_id: BoardKeys(aggregate_id).cfg,
             queue=queue_board,

@@ -50,6 +50,9 @@ for _, entry in ipairs(entries) do
     elseif f.type == 'participant_joined' then
       local composite = after_join(rebuilt_lb, f.participant_id, reached_since(epoch, as_int(f.at_ms, 'at_ms')))
       if composite then redis.call('ZADD', rebuilt_lb, exact(composite), f.participant_id) end
+    elseif f.type == 'participant_removed' then
+      redis.call('ZREM', rebuilt_lb, f.participant_id)
+      redis.call('HDEL', rebuilt_pending, f.participant_id)
     elseif f.type == 'question_opened' then
       open_question = f.question_id
     elseif f.type == 'question_closed' and f.question_id == open_question then

@@ -46,6 +46,7 @@ class Player:
     user_id: str
     nickname: str
     participant_id: str | None = None
+    rejoin_code: str | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -71,6 +72,9 @@ class HttpClient:
     def get(self, path: str, headers: dict | None = None, query_string: dict | None = None):
         return self._wrap(self.http.get(self.base_url + path, headers=headers, params=query_string, timeout=30))
 
+    def delete(self, path: str, headers: dict | None = None):
+        return self._wrap(self.http.delete(self.base_url + path, headers=headers, timeout=30))
+
 
 class Api:
     """Wraps a Flask test client (or anything with the same get/post signature)."""
@@ -88,6 +92,13 @@ class Api:
     def get(self, path: str, token: str | None = None, expect: int | None = None, **query: Any):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = self.client.get(path, headers=headers, query_string=query or None)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.get_json())
+        return response
+
+    def delete(self, path: str, token: str | None = None, expect: int | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.delete(path, headers=headers)
         if expect is not None:
             assert response.status_code == expect, (response.status_code, response.get_json())
         return response
@@ -118,6 +129,7 @@ class Api:
     def join(self, session_id: str, player: Player) -> Player:
         body = self.post(f"/api/v1/sessions/{session_id}/join", token=player.token, expect=201).get_json()
         player.participant_id = body["participant_id"]
+        player.rejoin_code = body["rejoin_code"]
         return player
 
     def next_question(self, session_id: str, host: Player) -> dict[str, Any]:

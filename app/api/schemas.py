@@ -81,13 +81,22 @@ class GuestBody(Strict):
     nickname: Nickname
 
 
+QUESTION_KINDS = ("choice", "true_false", "poll")
+TRUE_FALSE = ["True", "False"]
+
+
 class QuestionBody(Strict):
+    """A question: `choice` (one right answer among 2 to 6), `true_false` (the choices are True and
+    False; correct_choice 0 or 1) or `poll` (no right answer and no points: the distribution is shown)."""
+
+    kind: Literal["choice", "true_false", "poll"] = "choice"
     text: Annotated[str, StringConstraints(min_length=1, max_length=500), TRIMMED]
     choices: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200), TRIMMED]],
-                       Field(min_length=2, max_length=6)]
-    correct_choice: int
+                       Field(min_length=2, max_length=6)] | None = None
+    correct_choice: int | None = None
     time_limit_s: Annotated[int, Field(ge=5, le=240)] = 20
     points: Literal[0, 1000, 2000] = 1000
+    image_id: str | None = None
 
     @field_validator("points", mode="before")
     @classmethod
@@ -97,9 +106,30 @@ class QuestionBody(Strict):
             raise ValueError("points must be the integer 0, 1000 or 2000")
         return value
 
+    @field_validator("image_id")
+    @classmethod
+    def image_id_is_uuid(cls, value: str | None) -> str | None:
+        if value is not None:
+            uuid.UUID(value)
+        return value
+
     @model_validator(mode="after")
-    def correct_choice_is_a_choice(self) -> "QuestionBody":
-        if not 0 <= self.correct_choice < len(self.choices):
+    def the_kind_decides_the_answers(self) -> "QuestionBody":
+        if self.kind == "true_false":
+            if self.choices not in (None, TRUE_FALSE):
+                raise ValueError("a true_false question's choices are True and False")
+            self.choices = list(TRUE_FALSE)
+        elif self.choices is None:
+            raise ValueError("choices: 2 to 6 answers")
+        if self.kind == "poll":
+            if self.correct_choice is not None:
+                raise ValueError("a poll has no correct_choice")
+            if "points" in self.model_fields_set and self.points != 0:
+                raise ValueError("a poll is worth no points")
+            self.points = 0
+        elif self.correct_choice is None:
+            raise ValueError("correct_choice: which answer is right (0 is the first)")
+        elif not 0 <= self.correct_choice < len(self.choices):
             raise ValueError(f"correct_choice must index one of the {len(self.choices)} choices")
         return self
 
@@ -111,6 +141,15 @@ class QuizBody(Strict):
 
 class JoinBody(Strict):
     nickname: Nickname | None = None
+
+
+class RejoinBody(Strict):
+    nickname: Nickname
+    rejoin_code: Annotated[str, StringConstraints(min_length=4, max_length=12, pattern=r"^[A-Za-z0-9 -]+$")]
+
+
+class LockBody(Strict):
+    locked: bool
 
 
 class AnswerBody(Strict):

@@ -25,6 +25,20 @@ def new_join_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
+# No 0/O, 1/I/L: a rejoin code is read off one screen and typed on another.
+REJOIN_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+REJOIN_CODE_LENGTH = 6
+
+
+def new_rejoin_code() -> str:
+    return "".join(secrets.choice(REJOIN_ALPHABET) for _ in range(REJOIN_CODE_LENGTH))
+
+
+def normal_rejoin_code(typed: str) -> str:
+    """A rejoin code as typed (any case, spaces or a dash in the middle) as it is stored."""
+    return typed.replace(" ", "").replace("-", "").upper()
+
+
 def check_can_open_next(status: str, next_position: int, question_count: int) -> None:
     if status == ENDED:
         raise TransitionError("session_ended", "the session has ended")

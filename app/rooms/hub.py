@@ -37,7 +37,9 @@ LEADERBOARD_SIZE = 10
 PODIUM_SIZE = 5
 # Notifications after which the room's board shows something new. An answer to an open question
 # (`answer_received`) moves nothing: its points stay hidden until the question closes.
-BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed"}
+BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed", "participant_removed"}
+CLOSE_REMOVED = 4403
+CLOSE_DELETED = 4404
 
 
 def now_iso() -> str:
@@ -108,6 +110,18 @@ class RoomHub:
         keys = SessionKeys.of(connection.session_id)
         scripts_for(self.redis).register_socket(
             [keys.sockets(user_id), keys.room], [connection.id, int(time.time() * 1000), allowed])
+
+    def supersede(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Close the room sockets of `user_id` (4409), in whichever process holds them: their place moved
+        to another device."""
+        keys = SessionKeys.of(session_id)
+        try:
+            for connection_id in self.redis.zrange(keys.sockets(user_id), 0, -1):
+                self.redis.xadd(keys.room, {"type": "socket_superseded", "connection_id": connection_id},
+                                maxlen=1000, approximate=True)
+            self.redis.delete(keys.sockets(user_id))
+        except redis.RedisError as exc:  # the old device learns at its next reconnect instead
+            self._errors.warning("supersede", "cannot close the sockets of a place that moved: %s", exc)
 
     def leave(self, connection: Connection, user_id: uuid.UUID | None = None) -> None:
         connection.close()
@@ -270,6 +284,24 @@ class RoomHub:
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
+        elif kind == "answer_received":
+            # The host sees how many have answered; players learn nothing of each other's answers.
+            message = json.dumps({"type": "answer_count", "question_id": note.get("question_id"),
+                                  "answered": int(note.get("answered") or 0), "player_count": room.player_count},
+                                 separators=(",", ":"))
+            for connection in list(room.connections):
+                if connection.is_host:
+                    connection.offer("answer_count", message)
+        elif kind == "participant_removed":
+            room.player_count = int(note.get("player_count") or 0)
+            for connection in list(room.connections):
+                if str(connection.participant_id) == note.get("participant_id"):
+                    connection.close_with(CLOSE_REMOVED, "the host removed you from this game")
+            self.broadcast(room, {"type": "player_removed", "participant_id": note.get("participant_id"),
+                                  "player_count": room.player_count})
+        elif kind == "session_deleted":
+            for connection in list(room.connections):
+                connection.close_with(CLOSE_DELETED, "the host deleted this game")
         elif kind == "socket_superseded":
             for connection in list(room.connections):
                 if connection.id == note.get("connection_id"):

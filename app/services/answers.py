@@ -42,7 +42,7 @@ _LOCK = text("SELECT id FROM quiz_sessions WHERE id = ANY(CAST(:sessions AS uuid
 _READ = text("""
     SELECT r.idx, s.status, s.current_question_id, s.question_opened_at, s.question_deadline,
            q.correct_choice, q.points, q.time_limit_s, jsonb_array_length(q.choices) AS choice_count,
-           p.id AS participant_id, p.nickname, p.streak, p.score, clock_timestamp() AS now,
+           p.id AS participant_id, p.nickname, p.streak, p.score, p.removed_at, clock_timestamp() AS now,
            a.id AS answer_id, a.choice AS answer_choice, a.answered_ms AS answer_ms
     FROM unnest(CAST(:sessions AS uuid[]), CAST(:users AS uuid[]), CAST(:questions AS uuid[]))
          WITH ORDINALITY AS r(session_id, user_id, question_id, idx)
@@ -135,12 +135,16 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
         raise NotFound("not_found", "no such session")
     if row.participant_id is None:
         raise Forbidden("not_joined", "join the session before answering")
+    if row.removed_at is not None:
+        raise Forbidden("removed", "the host removed you from this game")
     if row.answer_id is not None:  # a retry: its outcome was decided when it was recorded
         return _recorded(request, row.answer_id, row.answer_choice, row.answer_ms)
     if row.current_question_id != request.question_id:
         raise Invalid("invalid_question", "that is not the session's current question")
     if row.status != QUESTION_OPEN or row.choice_count is None or row.now > row.question_deadline:
         raise Conflict("question_closed", "the question is closed")
+    if row.now < row.question_opened_at:
+        raise Conflict("not_open_yet", "the answers open in a moment (get ready!)")
     if not 0 <= request.choice < row.choice_count:
         raise Invalid("invalid_choice", f"choice must be between 0 and {row.choice_count - 1}")
     answered_ms = max(0, int((row.now - row.question_opened_at).total_seconds() * 1000))

@@ -20,6 +20,10 @@ class Forbidden(ServiceError):
     pass
 
 
+class Gone(ServiceError):
+    """It existed, and is over (an ended game's PIN)."""
+
+
 class Conflict(ServiceError):
     pass
 

@@ -4,18 +4,39 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.models import Question, Quiz
-from app.services.errors import NotFound
+from app.services.errors import Invalid, NotFound
+
+
+def image_url(image_id: uuid.UUID | None) -> str | None:
+    return None if image_id is None else f"/images/{image_id}"
+
+
+def _check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any]]) -> None:
+    """Every picture a question shows must be one its owner uploaded."""
+    wanted = {uuid.UUID(q["image_id"]) for q in questions if q.get("image_id")}
+    if not wanted:
+        return
+    found = set(db.execute(text("SELECT id FROM question_images WHERE id = ANY(:ids) AND owner_id = :owner"),
+                           {"ids": list(wanted), "owner": owner_id}).scalars())
+    if wanted - found:
+        raise Invalid("invalid_image", "image_id: upload the picture first (POST /api/v1/images)")
+
+
+def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Question]:
+    return [Question(id=uuid.uuid4(), quiz_id=quiz_id, position=position,
+                     **{**q, "image_id": uuid.UUID(q["image_id"]) if q.get("image_id") else None})
+            for position, q in enumerate(questions)]
 
 
 def create_quiz(db: Session, owner_id: uuid.UUID, title: str, questions: list[dict[str, Any]]) -> dict[str, Any]:
     quiz = Quiz(id=uuid.uuid4(), owner_id=owner_id, title=title)
-    rows = [Question(id=uuid.uuid4(), quiz_id=quiz.id, position=position, **question)
-            for position, question in enumerate(questions)]
     with db.begin():
+        _check_images(db, owner_id, questions)
+        rows = question_rows(quiz.id, questions)
         db.add(quiz)
         db.flush()
         db.add_all(rows)
@@ -37,7 +58,9 @@ def quiz_view(quiz: Quiz, questions: list[Question]) -> dict[str, Any]:
         "title": quiz.title,
         "owner_id": str(quiz.owner_id),
         "questions": [{
-            "id": str(q.id), "position": q.position, "text": q.text, "choices": q.choices,
-            "correct_choice": q.correct_choice, "time_limit_s": q.time_limit_s, "points": q.points,
+            "id": str(q.id), "position": q.position, "kind": q.kind or "choice", "text": q.text,
+            "choices": q.choices, "correct_choice": q.correct_choice, "time_limit_s": q.time_limit_s,
+            "points": q.points, "image_id": str(q.image_id) if q.image_id else None,
+            "image_url": image_url(q.image_id),
         } for q in questions],
     }

@@ -24,6 +24,7 @@ def room_member(db: Session, session_id: uuid.UUID, user_id: uuid.UUID) -> RoomM
         row = db.execute(text("""
             SELECT s.host_id, p.id AS participant_id, p.nickname FROM quiz_sessions s
             LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = :user
+                                                  AND p.removed_at IS NULL
             WHERE s.id = :session"""), {"session": session_id, "user": user_id}).one_or_none()
     if row is None:
         raise NotFound("not_found", "no such session")
@@ -36,7 +37,7 @@ _STANDINGS = """
     SELECT id, nickname, score, streak, rank FROM (
         SELECT id, nickname, score, streak,
                row_number() OVER (ORDER BY score DESC, score_reached_at, joined_at, id) AS rank
-        FROM quiz_session_participants WHERE quiz_session_id = :session) ranked
+        FROM quiz_session_participants WHERE quiz_session_id = :session AND removed_at IS NULL) ranked
     WHERE id = ANY(:ids)"""
 
 

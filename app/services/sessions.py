@@ -10,8 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain import sessions as rules
-from app.events import ParticipantJoined, QuestionClosed, QuestionOpened, SessionEnded
-from app.services.errors import Conflict, Forbidden, NotFound
+from app.events import ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened, SessionEnded
+from app.services.errors import Conflict, Forbidden, Gone, NotFound
+from app.services.quizzes import image_url
 from app.services.outbox import record_event
 
 _JOIN_CODE_ATTEMPTS = 20
@@ -48,6 +49,12 @@ def find_by_join_code(db: Session, join_code: str) -> uuid.UUID:
             f"SELECT id FROM quiz_sessions WHERE join_code = :code AND {rules.LIVE_SQL}"),
             {"code": join_code}).scalar()
     if session_id is None:
+        with db.begin():
+            ended = db.execute(text(f"""
+                SELECT 1 FROM quiz_sessions WHERE join_code = :code AND status = '{rules.ENDED}'
+                  AND ended_at > clock_timestamp() - interval '1 day' LIMIT 1"""), {"code": join_code}).scalar()
+        if ended:
+            raise Gone("session_ended", "this game has ended; ask the host for the new PIN")
         raise NotFound("not_found", "no live session has that join code")
     return session_id
 
@@ -60,12 +67,20 @@ def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | 
     """
     with db.begin():
         row = db.execute(text("""
-            SELECT s.id, s.host_id, s.status, s.join_code, s.question_opened_at, s.question_deadline,
-                   (SELECT count(*) FROM quiz_session_participants p WHERE p.quiz_session_id = s.id) AS player_count,
+            SELECT s.id, s.host_id, s.status, s.join_code, s.locked, s.question_shown_at, s.question_opened_at,
+                   s.question_deadline,
+                   (SELECT count(*) FROM quiz_session_participants p
+                    WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL) AS player_count,
                    (SELECT count(*) FROM questions qq WHERE qq.quiz_id = s.quiz_id) AS question_count,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
-                           WHERE p.quiz_session_id = s.id AND p.user_id = :viewer) AS viewer_joined,
-                   q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points, q.correct_choice
+                           WHERE p.quiz_session_id = s.id AND p.user_id = :viewer AND p.removed_at IS NULL)
+                       AS viewer_joined,
+                   q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points, q.correct_choice,
+                   q.kind, q.image_id,
+                   (SELECT coalesce(jsonb_agg(jsonb_build_array(a.choice, a.n)), '[]'::jsonb) FROM (
+                        SELECT choice, count(*) AS n FROM participant_answers
+                        WHERE quiz_session_id = s.id AND question_id = s.current_question_id GROUP BY choice) a)
+                       AS answer_counts
             FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
             WHERE s.id = :id"""), {"id": session_id, "viewer": viewer_id}).one_or_none()
     if row is None:
@@ -76,26 +91,35 @@ def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | 
 
 def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
     view = {"id": str(row.id), "status": row.status, "join_code": row.join_code, "player_count": row.player_count,
-            "question_count": row.question_count}
+            "question_count": row.question_count, "locked": row.locked}
     if not member:
         return view
     current = None
     if row.question_id is not None:
+        counts = [0] * len(row.choices)
+        for choice, n in row.answer_counts:
+            counts[choice] = n
         current = {
-            "id": str(row.question_id), "position": row.position, "text": row.text, "choices": row.choices,
-            "time_limit_s": row.time_limit_s, "points": row.points,
+            "id": str(row.question_id), "position": row.position, "kind": row.kind, "text": row.text,
+            "choices": row.choices, "time_limit_s": row.time_limit_s, "points": row.points,
+            "image_url": image_url(row.image_id),
+            "shown_at": (row.question_shown_at or row.question_opened_at).isoformat(),
             "opened_at": row.question_opened_at.isoformat(), "deadline": row.question_deadline.isoformat(),
+            "answered": sum(counts),
         }
-        if row.status != rules.QUESTION_OPEN:
+        if row.status != rules.QUESTION_OPEN:  # closed: the answer, and how the room answered
             current["correct_choice"] = row.correct_choice
+            current["choice_counts"] = counts
     return {**view, "current_question": current}
 
 
 def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str | None) -> dict[str, Any]:
+    """Join as a player. A nickname is unique in a session (trimmed, case-insensitive); the player gets
+    a rejoin code of their own, to take their place back from another device."""
     with db.begin():
         # KEY SHARE: joins run side by side, but never interleave with the session ending.
         session = db.execute(text(
-            "SELECT status, host_id FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
+            "SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
             {"id": session_id}).one_or_none()
         if session is None:
             raise NotFound("not_found", "no such session")
@@ -105,26 +129,97 @@ def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nicknam
             raise _conflict(exc) from None
         if session.host_id == user_id:
             raise Forbidden("host_cannot_join", "the host runs the session and cannot play in it")
-        if nickname is None:
-            nickname = db.execute(text("SELECT nickname FROM users WHERE id = :id"), {"id": user_id}).scalar()
-        participant_id = uuid.uuid4()
-        joined = db.execute(text("""
-            INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname)
-            VALUES (:id, :session, :user, :nickname)
-            ON CONFLICT (quiz_session_id, user_id) DO NOTHING
-            RETURNING joined_at, (SELECT count(*) FROM quiz_session_participants
-                                  WHERE quiz_session_id = :session) + 1 AS player_count"""),
-            {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname}).one_or_none()
-        if joined is None:
-            existing = db.execute(text(
-                "SELECT id, nickname FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
-                {"s": session_id, "u": user_id}).one()
+        existing = db.execute(text(
+            "SELECT id, nickname, removed_at FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
+            {"s": session_id, "u": user_id}).one_or_none()
+        if existing is not None and existing.removed_at is not None:
+            raise Forbidden("removed", "the host removed you from this game")
+        if existing is not None:
             raise Conflict("already_joined", "you have already joined this session",
                            participant_id=str(existing.id), nickname=existing.nickname)
+        if session.locked:
+            raise Conflict("room_locked", "the host has locked this game: nobody new can join")
+        if nickname is None:
+            nickname = db.execute(text("SELECT nickname FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        participant_id, code = uuid.uuid4(), rules.new_rejoin_code()
+        try:
+            with db.begin_nested():
+                joined = db.execute(text("""
+                    INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname, rejoin_code)
+                    VALUES (:id, :session, :user, :nickname, :code)
+                    RETURNING joined_at, (SELECT count(*) FROM quiz_session_participants
+                                          WHERE quiz_session_id = :session AND removed_at IS NULL) + 1 AS player_count"""),
+                    {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname,
+                     "code": code}).one()
+        except IntegrityError as exc:
+            if "nickname" in str(exc.orig):
+                raise Conflict("nickname_taken", f"someone in this game is already called {nickname!r}: "
+                                                 "pick another nickname") from None
+            raise Conflict("already_joined", "you have already joined this session") from None
         record_event(db, session_id, "participant_joined", ParticipantJoined(
             participant_id=participant_id, user_id=user_id, nickname=nickname,
             player_count=joined.player_count, joined_at=joined.joined_at))
-    return {"participant_id": str(participant_id), "nickname": nickname}
+    return {"participant_id": str(participant_id), "nickname": nickname, "rejoin_code": code}
+
+
+def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str,
+                   rejoin_code: str) -> dict[str, Any]:
+    """Take a place back from another device: the player's nickname and their own rejoin code move
+    the place (score, streak, answers) to the caller's account, and give it a new code. Returns the
+    place, and the account that held it (its sockets are to be closed)."""
+    with db.begin():
+        session = db.execute(text("SELECT status, host_id FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
+                             {"id": session_id}).one_or_none()
+        if session is None:
+            raise NotFound("not_found", "no such session")
+        try:
+            rules.check_can_join(session.status)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        place = db.execute(text("""
+            SELECT id, user_id, nickname FROM quiz_session_participants
+            WHERE quiz_session_id = :s AND lower(nickname) = lower(:nickname) AND rejoin_code = :code
+              AND removed_at IS NULL FOR UPDATE"""),
+            {"s": session_id, "nickname": nickname.strip(), "code": rules.normal_rejoin_code(rejoin_code)}).one_or_none()
+        if place is None:
+            raise NotFound("no_such_player", "no player of this game has that nickname and rejoin code")
+        if place.user_id != user_id:
+            mine = db.execute(text("SELECT 1 FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
+                              {"s": session_id, "u": user_id}).scalar()
+            if mine or session.host_id == user_id:
+                raise Conflict("already_joined", "this account is already in the game: rejoin from a new one")
+        code = rules.new_rejoin_code()
+        db.execute(text("UPDATE quiz_session_participants SET user_id = :u, rejoin_code = :code WHERE id = :id"),
+                   {"u": user_id, "code": code, "id": place.id})
+    return {"participant_id": str(place.id), "nickname": place.nickname, "rejoin_code": code,
+            "previous_user_id": str(place.user_id)}
+
+
+def set_locked(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, locked: bool) -> dict[str, Any]:
+    with db.begin():
+        _lock_for_host(db, host_id, session_id)
+        db.execute(text("UPDATE quiz_sessions SET locked = :locked WHERE id = :id"),
+                   {"locked": locked, "id": session_id})
+    return {"id": str(session_id), "locked": locked}
+
+
+def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
+                       participant_id: uuid.UUID) -> dict[str, Any]:
+    """The host removes a player: off the board at once, their account cannot join this session again.
+    FOR UPDATE on the session waits for the answers in flight (they hold KEY SHARE)."""
+    with db.begin():
+        session = _lock_for_host(db, host_id, session_id)
+        removed = db.execute(text("""
+            UPDATE quiz_session_participants SET removed_at = :now
+            WHERE id = :p AND quiz_session_id = :s AND removed_at IS NULL
+            RETURNING (SELECT count(*) FROM quiz_session_participants
+                       WHERE quiz_session_id = :s AND removed_at IS NULL) - 1 AS player_count"""),
+            {"p": participant_id, "s": session_id, "now": session.now}).one_or_none()
+        if removed is None:
+            raise NotFound("not_found", "no such player in this session")
+        record_event(db, session_id, "participant_removed", ParticipantRemoved(
+            participant_id=participant_id, player_count=removed.player_count, removed_at=session.now))
+    return {"participant_id": str(participant_id), "removed": True, "player_count": removed.player_count}
 
 
 def _lock_for_host(db: Session, host_id: uuid.UUID | None, session_id: uuid.UUID) -> Row:
@@ -176,7 +271,10 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
     return closed.model_dump(mode="json")
 
 
-def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
+                       get_ready_s: float = 0.0) -> dict[str, Any]:
+    """Show the next question now; its answers open `get_ready_s` later (PostgreSQL's clock), and its
+    time limit counts from then."""
     with db.begin():
         session = _lock_for_host(db, host_id, session_id)
         next_position = 0 if session.position is None else session.position + 1
@@ -189,18 +287,21 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -
         if session.status == rules.QUESTION_OPEN:
             _close_open_question(db, session, "next")
         question = db.execute(text(
-            "SELECT id, position, text, choices, time_limit_s, points FROM questions "
+            "SELECT id, position, kind, text, choices, time_limit_s, points, image_id FROM questions "
             "WHERE quiz_id = :q AND position = :p"), {"q": session.quiz_id, "p": next_position}).one()
-        opened_at: datetime = session.now
+        shown_at: datetime = session.now
+        opened_at = shown_at + timedelta(seconds=get_ready_s)
         deadline = opened_at + timedelta(seconds=question.time_limit_s)
         db.execute(text("""
-            UPDATE quiz_sessions SET status = :open, current_question_id = :q,
+            UPDATE quiz_sessions SET status = :open, current_question_id = :q, question_shown_at = :shown,
                    question_opened_at = :opened, question_deadline = :deadline WHERE id = :id"""),
-            {"q": question.id, "opened": opened_at, "deadline": deadline, "id": session_id, "open": rules.QUESTION_OPEN})
+            {"q": question.id, "shown": shown_at, "opened": opened_at, "deadline": deadline, "id": session_id,
+             "open": rules.QUESTION_OPEN})
         opened = QuestionOpened(question_id=question.id, position=question.position, text=question.text,
                                 choices=question.choices, time_limit_s=question.time_limit_s,
                                 points=question.points, opened_at=opened_at, deadline=deadline,
-                                question_count=question_count)
+                                question_count=question_count, kind=question.kind, shown_at=shown_at,
+                                image_url=image_url(question.image_id))
         record_event(db, session_id, "question_opened", opened)
     return opened.model_dump(mode="json")
 
@@ -247,7 +348,8 @@ def find_due_questions(db: Session) -> list[Row]:
                 s.question_deadline <= clock_timestamp()
                 OR (SELECT count(*) FROM participant_answers a
                     WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)
-                   >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p WHERE p.quiz_session_id = s.id))
+                   >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p
+                                   WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL))
             )""")).all()
 
 

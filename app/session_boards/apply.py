@@ -2,7 +2,7 @@
 
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
-`closed:<question id>`, `ended`). The natural keys are what the rebuild can re-derive from the
+`closed:<question id>`, `removed:<participant id>`, `ended`). The natural keys are what the rebuild can re-derive from the
 domain tables alone, after the relay pruned the published `events` rows; this module is their one
 owner (rebuild.py builds its snapshot's keys with the same functions, and the scripts receive them).
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.events import AnswerScored, Envelope, ParticipantJoined, QuestionClosed, QuestionOpened, SessionEnded
+from app.events import (AnswerScored, Envelope, ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened,
+                        SessionDeleted, SessionEnded)
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import instant_ms
 from app.session_boards.scripts import LeaderboardScripts
@@ -37,6 +38,10 @@ def closed_key(question_id) -> str:
     return f"closed:{question_id}"
 
 
+def removed_key(participant_id) -> str:
+    return f"removed:{participant_id}"
+
+
 def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload=None):
     """Run (or, with a pipeline as `client`, queue) the script of `envelope`.
 
@@ -54,6 +59,10 @@ def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload
         return scripts.apply_participant_joined(keys, [
             event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
             instant_ms(payload.joined_at), payload.player_count], client=client)
+    if isinstance(payload, ParticipantRemoved):
+        return scripts.apply_participant_removed(keys, [
+            event_id, removed_key(payload.participant_id), str(payload.participant_id), payload.player_count],
+            client=client)
     if isinstance(payload, QuestionOpened):
         # The room shows the whole question (or its result): it travels as one JSON field.
         return scripts.apply_question_opened(keys, [
@@ -68,3 +77,17 @@ def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload
         return scripts.apply_session_ended(keys, [
             event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()], client=client)
     raise TypeError(f"no script applies {envelope.event_type}")
+
+
+def forget_session(redis, session_id: str) -> int:
+    """Remove every key of a deleted session; its room hears it (so its sockets close), and the room's
+    stream goes a day later."""
+    keys = SessionKeys.of(session_id)
+    removed = redis.delete(*[k for k in keys.apply_keys if k != keys.room])
+    redis.xadd(keys.room, {"type": "session_deleted"}, maxlen=1000, approximate=True)
+    redis.expire(keys.room, 86400)
+    return removed
+
+
+def is_session_deletion(payload) -> bool:
+    return isinstance(payload, SessionDeleted)

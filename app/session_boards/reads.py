@@ -22,9 +22,10 @@ def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
         row = db.execute(text("""
             SELECT s.host_id,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
-                           WHERE p.quiz_session_id = s.id AND p.user_id = :user) AS joined,
+                           WHERE p.quiz_session_id = s.id AND p.user_id = :user AND p.removed_at IS NULL) AS joined,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
-                           WHERE p.quiz_session_id = s.id AND p.id = :participant) AS target_exists
+                           WHERE p.quiz_session_id = s.id AND p.id = :participant AND p.removed_at IS NULL)
+                       AS target_exists
             FROM quiz_sessions s WHERE s.id = :session"""),
             {"session": session_id, "user": user_id, "participant": participant_id}).one_or_none()
     if row is None:

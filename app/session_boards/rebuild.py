@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.sessions import ENDED, QUESTION_OPEN
 from app.session_boards.apply import (ENDED_KEY, ENDED_SESSION_TTL, answer_key, closed_key, joined_key,
-                                    opened_key)
+                                    opened_key, removed_key)
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import composite, instant_ms, reached_ms
 from app.session_boards.scripts import scripts_for
@@ -97,17 +97,20 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             if session is None:
                 raise UnknownSession(str(session_id))
             epoch = session_epoch_ms(session.created_at)
+            everyone = connection.execute(text(
+                "SELECT id, nickname, score, score_reached_at, removed_at FROM quiz_session_participants "
+                "WHERE quiz_session_id = :s"), {"s": session_id}).all()
             players = [(str(p.id), p.nickname, p.score, reached_ms(epoch, instant_ms(p.score_reached_at)))
-                       for p in connection.execute(text(
-                           "SELECT id, nickname, score, score_reached_at FROM quiz_session_participants "
-                           "WHERE quiz_session_id = :s"), {"s": session_id})]
-            applied = ["session"] + [joined_key(pid) for pid, *_ in players]
+                       for p in everyone if p.removed_at is None]
+            applied = ["session"] + [joined_key(p.id) for p in everyone] + [
+                removed_key(p.id) for p in everyone if p.removed_at is not None]
+            removed = {str(p.id) for p in everyone if p.removed_at is not None}
             held: dict[str, str] = {}
             for answer in connection.execute(text(
                     "SELECT id, quiz_session_participant_id AS pid, points, counted, created_at "
                     "FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}):
                 applied.append(answer_key(answer.id))
-                if not answer.counted:  # its question is open: hidden until the close adds it
+                if not answer.counted and str(answer.pid) not in removed:  # open question: hidden until its close
                     held[str(answer.pid)] = f"{answer.points}:{instant_ms(answer.created_at)}"
             if session.current_position is not None:
                 for question_id, position in connection.execute(text(
@@ -119,7 +122,7 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             expire_at_s = 0
             if session.status == ENDED:
                 applied.append(ENDED_KEY)
-                expire_at_s = _ended_expiry_s(session.ended_at, session.now)
+                expire_at_s = _ended_expiry_s(session.ended_at or session.now, session.now)
             event_ids = [str(e) for e in connection.execute(text(
                 "SELECT id FROM events WHERE aggregate_id = :s"), {"s": str(session_id)}).scalars()]
     open_question = str(session.current_question_id) if session.status == QUESTION_OPEN else ""

@@ -10,11 +10,13 @@ class LeaderboardScripts(ScriptSet):
     """The registered scripts; call them with `client=` a pipeline to queue them."""
 
     LIBRARY = LIBRARY
-    NAMES = ("apply_answer_scored", "apply_participant_joined", "apply_question_opened", "apply_question_closed",
-             "apply_session_ended", "read_leaderboard_page", "read_around", "swap_rebuilt_board", "register_socket")
+    NAMES = ("apply_answer_scored", "apply_participant_joined", "apply_participant_removed", "apply_question_opened",
+             "apply_question_closed", "apply_session_ended", "read_leaderboard_page", "read_around",
+             "swap_rebuilt_board", "register_socket")
 
     apply_answer_scored: Script
     apply_participant_joined: Script
+    apply_participant_removed: Script
     apply_question_opened: Script
     apply_question_closed: Script
     apply_session_ended: Script

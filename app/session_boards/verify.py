@@ -71,7 +71,7 @@ def _postgres_standings(engine, session_id: str) -> dict[str, Standing] | None:
         return {str(pid): (int(score), reached_ms(epoch, instant_ms(reached_at)))
                 for pid, score, reached_at in connection.execute(text(
                     "SELECT id, score, score_reached_at FROM quiz_session_participants "
-                    "WHERE quiz_session_id = :s"),
+                    "WHERE quiz_session_id = :s AND removed_at IS NULL"),
                     {"s": session_id})}
 
 
@@ -79,8 +79,9 @@ def _postgres_held(engine, session_id: str) -> dict[str, Standing]:
     """(points, answered at ms) of the answers to the open question, which its close will add."""
     with engine.connect() as connection:
         return {str(pid): (int(points), instant_ms(at)) for pid, points, at in connection.execute(text(
-            "SELECT quiz_session_participant_id, points, created_at FROM participant_answers "
-            "WHERE quiz_session_id = :s AND NOT counted"), {"s": session_id})}
+            "SELECT a.quiz_session_participant_id, a.points, a.created_at FROM participant_answers a "
+            "JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id "
+            "WHERE a.quiz_session_id = :s AND NOT a.counted AND p.removed_at IS NULL"), {"s": session_id})}
 
 
 def _redis_held(raw: dict) -> dict[str, Standing]:

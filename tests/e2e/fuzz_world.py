@@ -85,6 +85,10 @@ class Room:
     question_ids: list[str]
     players: list[Player] = field(default_factory=list)  # joined players requests may be sent as
     participant_ids: list[str] = field(default_factory=list)  # every participant, silent ones too
+    # Places a rejoin moves to another account, and players the host may remove (lobbies only, so no
+    # open question closes early for want of them).
+    movers: list[Player] = field(default_factory=list)
+    removable: list[str] = field(default_factory=list)
     open_question: str | None = None
     opened_at: float = 0.0
 
@@ -144,6 +148,27 @@ def _integer(value: Any, low: int, high: int) -> bool:
     if isinstance(value, str) and re.fullmatch(r"[1-9][0-9]{0,15}|0", value):
         value = int(value)
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _valid_kind(rnd: random.Random, question: dict) -> None:
+    """What a question's kind needs (rules the document cannot state): a true/false has its two choices,
+    a poll no right answer and no points, a choice question its choices and a right one."""
+    kind = question.get("kind")
+    if question.get("image_id") is not None:
+        question["image_id"] = None  # the world uploads no pictures
+    if kind == "true_false":
+        question["choices"] = None
+        question["correct_choice"] = rnd.randrange(2)
+    elif kind == "poll":
+        question["correct_choice"] = None
+        question.pop("points", None)
+        if not isinstance(question.get("choices"), list):
+            question["choices"] = ["Yes", "No"]
+    else:
+        if not isinstance(question.get("choices"), list):
+            question["choices"] = ["A", "B", "C"]
+        if not isinstance(question.get("correct_choice"), int):
+            question["correct_choice"] = 0
 
 
 def _in_range(rnd: random.Random, container: dict, name: str, stop: int) -> None:
@@ -208,6 +233,13 @@ class World:
             room.participant_ids.append(player.participant_id)
             if i < players:
                 room.players.append(player)
+        if not asked:
+            for _ in range(2):
+                mover = self.api.join(room.id, self.api.guest())
+                room.movers.append(mover)
+                removable = self.api.join(room.id, self.api.guest())
+                room.removable.append(removable.participant_id)
+                room.participant_ids += [mover.participant_id, removable.participant_id]
         for _ in range(asked):
             self._ask(room)
         return room
@@ -348,17 +380,19 @@ class World:
 
     def _aim_quiz(self, path: str, path_parameters: dict, query: dict, body: dict | None,
                   rnd: random.Random) -> Callable[[], Player]:
-        def real(container: dict, name: str, value: Any, share: float = 1 - RANDOM_ID_SHARE) -> None:
-            _real(rnd, container, name, value, share)
+        def real(container: dict, name: str, value: Any, share: float = 1 - RANDOM_ID_SHARE) -> bool:
+            return _real(rnd, container, name, value, share)
 
-        if path.endswith(("/questions/next", "/questions/close")):
-            pool = self.control
+        if path.endswith(("/questions/next", "/questions/close", "/lock")):
+            pool = self.control  # a locked room refuses joins: never one that joins are aimed at
         elif path.endswith("/end"):
             pool = self.finish + self.ended
         elif path.endswith("/answers"):
             pool = self.open * 7 + self.rooms  # mostly a room with a question open
         elif path.endswith("/join"):
             pool = self.lobby + self.open + self.ended
+        elif path.endswith("/rejoin") or "participant_id" in path_parameters:
+            pool = self.lobby
         else:
             pool = self.rooms
         room = rnd.choice(pool)
@@ -371,8 +405,11 @@ class World:
             real(path_parameters, "session_id", room.id)
         if "participant_id" in path_parameters:
             elsewhere = rnd.choice(self.rooms)
-            real(path_parameters, "participant_id",
-                 rnd.choice(room.participant_ids if rnd.random() < 0.85 else elsewhere.participant_ids))
+            target = (rnd.choice(room.removable) if room.removable and rnd.random() < 0.85
+                      else rnd.choice(elsewhere.participant_ids))
+            if real(path_parameters, "participant_id", target) and target in room.removable:
+                self._effect = lambda response, room=room, target=target: (
+                    target in room.removable and room.removable.remove(target))
         if path == "/api/v1/sessions" and re.fullmatch(r"[0-9]{6}", str(query.get("join_code"))):
             live = [r for r in self.rooms if r not in self.ended]
             real(query, "join_code", rnd.choice(live if rnd.random() < 0.85 else self.ended).join_code)
@@ -385,8 +422,17 @@ class World:
                 _in_range(rnd, body, "choice", 4)
             elif path == "/api/v1/quizzes" and isinstance(body.get("questions"), list):
                 for question in body["questions"]:
+                    if isinstance(question, dict) and rnd.random() < 0.85:
+                        _valid_kind(rnd, question)
                     if isinstance(question, dict) and isinstance(question.get("choices"), list):
                         _in_range(rnd, question, "correct_choice", max(1, len(question["choices"])))
+            elif path.endswith("/rejoin") and room.movers:
+                mover = rnd.choice(room.movers)
+                named = real(body, "nickname", mover.nickname)
+                if real(body, "rejoin_code", mover.rejoin_code or "", 1) and named:
+                    def moved(response, mover=mover) -> None:
+                        mover.rejoin_code = response.json()["rejoin_code"]
+                    self._effect = moved
             elif path == "/api/v1/ws-tickets":
                 real(body, "session_id", room.id)
             elif path == "/api/v1/auth/login" and rnd.random() < 0.5:
@@ -407,6 +453,10 @@ class World:
             weights = {"new_guest": 1}  # a logout revokes its sender; join-code misses count per user
         elif path.endswith("/join"):
             weights = {"new_guest": 6, "player": 2, "host": 2}
+        elif path.endswith("/rejoin"):
+            weights = {"new_guest": 8, "player": 1, "host": 1}
+        elif path.endswith("/lock") or "participant_id" in path_parameters:
+            weights = {"host": 7, "other_host": 1, "player": 1, "outsider": 1}
         elif path.endswith("/answers"):
             weights = {"player": 8, "host": 1, "outsider": 1}
         elif path.startswith("/api/v1/quizzes") or path.endswith(("/next", "/close", "/end")):

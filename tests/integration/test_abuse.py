@@ -126,7 +126,7 @@ def test_the_public_view_of_a_session_shows_only_what_joining_needs(api: Api):
     api.next_question(session["id"], host)
     outsider = api.guest()
     public = api.get(f"/api/v1/sessions/{session['id']}", token=outsider.token, expect=200).get_json()
-    assert set(public) == {"id", "status", "join_code", "player_count", "question_count"}
+    assert set(public) == {"id", "status", "join_code", "player_count", "question_count", "locked"}
     by_code = api.get("/api/v1/sessions", token=outsider.token, expect=200, join_code=session["join_code"]).get_json()
     assert set(by_code) == set(public)
     member = api.get(f"/api/v1/sessions/{session['id']}", token=player.token, expect=200).get_json()

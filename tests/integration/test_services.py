@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app.domain import sessions as rules
 from app.services import accounts, quizzes, sessions
-from app.services.errors import Conflict, Forbidden, NotFound
+from app.services.errors import Conflict, Forbidden, Gone
 from tests.helpers import sample_questions
 
 
@@ -42,7 +42,7 @@ def test_the_host_cannot_play_and_a_player_joins_once(db, lobby):
 def test_an_ended_session_cannot_be_found_by_its_code_nor_joined(db, lobby):
     host, _, session_id, code = lobby
     sessions.end_session(db, host.id, session_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(Gone):  # a player typing that PIN learns the game is over, not that it never was
         sessions.find_by_join_code(db, code)
     with pytest.raises(Conflict):
         sessions.join_session(db, accounts.create_guest(db, "late").id, session_id, None)

@@ -187,7 +187,8 @@ def test_session_lifecycle_and_its_events(api: Api, engine):
     assert error_code(api.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=409)) == "session_ended"
     assert error_code(api.post(f"/api/v1/sessions/{sid}/join", token=api.guest().token, expect=409)
                       ) == "session_ended"
-    api.get("/api/v1/sessions", token=host.token, join_code=session["join_code"], expect=404)
+    ended = api.get("/api/v1/sessions", token=host.token, join_code=session["join_code"], expect=410)
+    assert error_code(ended) == "session_ended"
 
     kinds = [row.event_type for row in events_of(engine, sid)]
     assert kinds == ["participant_joined"] * 3 + ["question_opened", "answer_scored", "answer_scored",

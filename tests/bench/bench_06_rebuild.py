@@ -12,7 +12,7 @@ import os
 import signal
 
 from tests.bench.support import CpuMeter, env_int, profiling, start_profile
-from tests.bench.bench_4_relay import SESSION
+from tests.bench.bench_04_relay import SESSION
 
 
 def bench_rebuild(stack, bench_engine, bench_redis):
