@@ -102,7 +102,11 @@ class Config:
         "ALLOW_INSECURE_SECRET_KEY", False, _bool,
         "development only: let the web process start with the default or a short SECRET_KEY")
     token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
-    max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int, "largest request body accepted")
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int,
+                                   "largest request body accepted (but a picture's, IMAGE_MAX_BYTES)")
+    image_max_bytes: int = _setting(
+        "IMAGE_MAX_BYTES", 2 * 1024 * 1024, _int,
+        "largest picture POST /api/v1/images accepts (that route's own body limit)")
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
     score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
                                     "most score requests of a web process committed in one transaction")

@@ -114,6 +114,27 @@ def principal_of(token: str) -> Principal:
     return principal
 
 
+def hit_public_read_budgets() -> None:
+    """What a read open to anyone costs its address, as `endpoint` counts a public GET: for the
+    routes outside the API (a picture, a QR code)."""
+    runtime().rate_limits.hit(limit("api_per_address"), limit("public_reads_per_address"))
+
+
+def read_raw_body(max_bytes: int) -> bytes:
+    """The request's body, of at most `max_bytes` (this route's own limit instead of MAX_BODY_BYTES):
+    a larger one is refused with 413 without reading more than `max_bytes` + 1 bytes of it (none
+    when its Content-Length says so)."""
+    too_large = ApiError(413, "body_too_large", f"the body may be at most {max_bytes} bytes")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    # A body without a length (chunked) is cut at the request's limit: one byte more tells it is over.
+    request.max_content_length = max_bytes + 1
+    data = request.get_data(cache=False)
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
 def current_principal() -> Principal:
     return g.principal
 
@@ -139,6 +160,7 @@ class RouteDoc:
     limits: tuple[str, ...] = ()
     api_keys: bool = False
     body_required: bool = True
+    raw_body: tuple[str, ...] = ()
 
 
 ROUTE_DOCS: list[RouteDoc] = []
@@ -147,12 +169,14 @@ ROUTE_DOCS: list[RouteDoc] = []
 def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
              auth: bool = True, responses: dict[int, str] | None = None, limits: tuple[str, ...] = (),
-             api_keys: bool = False, body_required: bool = True) -> Callable:
+             api_keys: bool = False, body_required: bool = True,
+             raw_body: tuple[str, ...] = ()) -> Callable:
     """Register a route on `bp`, with its bearer check and rate limits, and describe it for the
     OpenAPI document. Every route counts against `api_per_address`, a signed-in one against
     `api_per_user`, a read open to anyone against `public_reads_per_address`, plus `limits`.
     `api_keys`: the leaderboard service's API keys may call it (score writes, which game servers
-    send far more often than people click: they count against the `score_writes_*` budgets instead)."""
+    send far more often than people click: they count against the `score_writes_*` budgets instead).
+    `raw_body`: the body is bytes of one of these media types, not JSON (`body` describes JSON ones)."""
     full_rule = (bp.url_prefix or "") + rule
     if api_keys:
         rules = ("score_writes_per_address", "score_writes_per_user") + tuple(limits)
@@ -160,7 +184,7 @@ def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
         rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
             ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
     ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules,
-                               api_keys, body_required))
+                               api_keys, body_required, tuple(raw_body)))
 
     # The address budgets first: a flood of made-up tokens or keys is refused before it costs a lookup.
     by_address = tuple(r for r in rules if r.endswith("_per_address"))

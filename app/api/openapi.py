@@ -50,7 +50,7 @@ def build_document() -> dict[str, Any]:
         # 414: gunicorn refuses a request line over its limit before the app sees it, whatever the
         # operation (text parameters may be as long as their schemas allow, in UTF-8, percent-encoded).
         common = [400, 414, 429, 503] + ([401] if doc.auth else []) + ([404] if names else []) + (
-            [413, 415] if doc.body is not None else [])
+            [413, 415] if doc.body is not None or doc.raw_body else [])
         for status in common:
             responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
         operation: dict[str, Any] = {"summary": doc.summary, "parameters": parameters, "responses": responses}
@@ -62,6 +62,9 @@ def build_document() -> dict[str, Any]:
             schemas[doc.body.__name__] = schema
             operation["requestBody"] = {"required": doc.body_required, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{doc.body.__name__}"}}}}
+        if doc.raw_body:
+            operation["requestBody"] = {"required": True, "content": {
+                media: {"schema": {"type": "string", "format": "binary"}} for media in doc.raw_body}}
         for method in doc.methods:
             paths.setdefault(path, {})[method.lower()] = operation
     return {

@@ -36,6 +36,10 @@ class Unauthorized(ServiceError):
     pass
 
 
+class UnsupportedMediaType(ServiceError):
+    """The content is of a kind the service does not take (a picture that is no PNG, JPEG, GIF or WebP)."""
+
+
 class Unprocessable(ServiceError):
     """Well-formed, but it cannot be done (an increment that would leave the exact range)."""
 

@@ -459,7 +459,8 @@ class World:
             weights = {"host": 7, "other_host": 1, "player": 1, "outsider": 1}
         elif path.endswith("/answers"):
             weights = {"player": 8, "host": 1, "outsider": 1}
-        elif path.startswith("/api/v1/quizzes") or path.endswith(("/next", "/close", "/end")):
+        elif (path.startswith(("/api/v1/quizzes", "/api/v1/images"))
+              or path.endswith(("/next", "/close", "/end"))):
             weights = {"host": 7, "other_host": 2, "player": 1, "outsider": 1}
         else:
             weights = {"host": 3, "player": 4, "other_host": 1, "outsider": 2}

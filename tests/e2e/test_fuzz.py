@@ -34,6 +34,7 @@ from schemathesis import checks
 from app.api import (  # noqa: F401 - every route
     api_keys,
     auth,
+    images,
     leaderboards,
     quizzes,
     scores,

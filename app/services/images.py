@@ -1,0 +1,80 @@
+"""Pictures of questions, stored in PostgreSQL (every web process serves them), and the QR code of a
+game's join link.
+
+A picture's type is read from its first bytes, never from its name or the Content-Type it was sent
+with: PNG, JPEG, GIF and WebP are taken; anything else (SVG among them: it may carry scripts) is not.
+A stored picture never changes, so its id names its bytes for good (`image_url`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from dataclasses import dataclass
+
+import segno
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import QuestionImage
+from app.services.errors import Invalid, UnsupportedMediaType
+from app.services.quizzes import image_url
+
+# The types taken, each recognised by its signature; a WebP file is a RIFF container whose form is WEBP.
+MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def detect_type(data: bytes) -> str | None:
+    """The media type `data` is by its signature, or None when it is none of MEDIA_TYPES."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if len(data) >= 12 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def store(db: Session, owner_id: uuid.UUID, data: bytes) -> dict[str, object]:
+    """Keep a picture `owner_id` uploaded; a question of theirs may show it from then on."""
+    if not data:
+        raise Invalid("empty_body", "send the picture's bytes as the body")
+    content_type = detect_type(data)
+    if content_type is None:
+        raise UnsupportedMediaType("unsupported_image", "send a PNG, JPEG, GIF or WebP picture")
+    image = QuestionImage(id=uuid.uuid4(), owner_id=owner_id, content_type=content_type, data=data,
+                          size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    with db.begin():
+        db.add(image)
+    return {"id": str(image.id), "url": image_url(image.id), "content_type": content_type, "size": image.size}
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    content_type: str
+    data: bytes
+    sha256: str
+
+
+def load(db: Session, image_id: uuid.UUID) -> StoredImage | None:
+    with db.begin():
+        row = db.execute(select(QuestionImage.content_type, QuestionImage.data, QuestionImage.sha256)
+                         .where(QuestionImage.id == image_id)).one_or_none()
+    return None if row is None else StoredImage(row.content_type, bytes(row.data), row.sha256)
+
+
+# A QR code some 250 px wide: readable across a classroom from a projected screen, and by a phone.
+QR_TARGET_PX = 264
+
+
+def join_qr_svg(join_url: str, join_code: str) -> bytes:
+    """The QR code of `join_url` as an SVG document (dark modules on a light background, a title
+    for screen readers, no script)."""
+    qr = segno.make(join_url, error="m", micro=False)
+    width, _ = qr.symbol_size(scale=1)  # the quiet zone included
+    out = io.BytesIO()
+    qr.save(out, kind="svg", scale=max(1, QR_TARGET_PX // width), dark="#000000", light="#ffffff",
+            title=f"QR code: join the game with PIN {join_code}", xmldecl=False, nl=False)
+    return out.getvalue()

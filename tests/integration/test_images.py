@@ -1,0 +1,279 @@
+"""Pictures of questions and the QR code of a game's join link, through the real app and PostgreSQL:
+upload (registered users, typed by content, its own body limit), serving (cached for good,
+revalidated by ETag), questions that show them, and the QR code of a live game's PIN."""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+import uuid
+import zlib
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from app.api.openapi import build_document
+from app.services.images import join_qr_svg
+from app.web.headers import CONTENT_SECURITY_POLICY
+from tests.helpers import Api, Player, sample_questions
+
+
+def tiny_png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
+    """A valid PNG of grey pixels, with `extra` bytes in an ancillary chunk (to make it as big as wanted)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + (chunk(b"teXt", b"pad\x00" + extra) if extra else b"")
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def upload(api: Api, who: Player | None, data: bytes, content_type: str = "image/png",
+           expect: int | None = 201):
+    headers = {"Authorization": f"Bearer {who.token}"} if who else {}
+    response = api.client.post("/api/v1/images", data=data, content_type=content_type, headers=headers)
+    if expect is not None:
+        assert response.status_code == expect, (response.status_code, response.get_json())
+    return response
+
+
+def error_code(response) -> str:
+    assert response.is_json, response.data[:200]
+    return response.get_json()["error"]["code"]
+
+
+def stored_images(engine, owner_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM question_images WHERE owner_id = :o"),
+                                  {"o": owner_id}).scalar()
+
+
+# --- upload and serving --------------------------------------------------------------------------
+
+def test_an_uploaded_png_is_served_back_byte_for_byte_and_cached_for_good(api: Api, client, engine):
+    host = api.host()
+    png = tiny_png()
+    body = upload(api, host, png).get_json()
+    assert set(body) == {"id", "url", "content_type", "size"}
+    assert body["url"] == f"/images/{body['id']}" and body["content_type"] == "image/png"
+    assert body["size"] == len(png)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT owner_id, data, size, sha256, content_type "
+                                      "FROM question_images WHERE id = :id"), {"id": body["id"]}).one()
+    assert (str(row.owner_id), bytes(row.data), row.size, row.content_type) == (host.user_id, png, len(png),
+                                                                                 "image/png")
+    assert row.sha256 == hashlib.sha256(png).hexdigest()
+
+    served = client.get(body["url"])  # no token: a player's <img> loads it
+    assert served.status_code == 200 and served.data == png
+    assert served.headers["Content-Type"] == "image/png"
+    assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    etag = served.headers["ETag"]
+    assert etag and etag.strip('"')
+
+    again = client.get(body["url"], headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == etag
+    assert client.get(body["url"], headers={"If-None-Match": '"something-else"'}).status_code == 200
+
+
+@pytest.mark.parametrize("data, declared, detected", [
+    (tiny_png(), "application/octet-stream", "image/png"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32, "image/png", "image/jpeg"),
+    (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif", "image/gif"),
+    (b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x00", "image/webp", "image/webp"),
+])
+def test_the_type_is_read_from_the_bytes_not_from_what_the_upload_says(api: Api, client, data, declared,
+                                                                       detected):
+    body = upload(api, api.host(), data, declared).get_json()
+    assert body["content_type"] == detected
+    assert client.get(body["url"]).headers["Content-Type"] == detected
+
+
+@pytest.mark.parametrize("data", [
+    b"just some notes, not a picture\n",  # a text file renamed picture.png
+    b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',  # SVG carries scripts
+    b"%PDF-1.7\n",
+    b"\x89PNG",  # a signature cut short
+    b"RIFF\x00\x00\x00\x00WAVEfmt ",  # RIFF, but no WebP
+])
+def test_anything_but_png_jpeg_gif_or_webp_is_refused_with_415(api: Api, engine, data):
+    host = api.host()
+    assert error_code(upload(api, host, data, "image/png", expect=415)) == "unsupported_image"
+    assert stored_images(engine, host.user_id) == 0
+
+
+def test_an_empty_upload_is_a_400(api: Api):
+    assert error_code(upload(api, api.host(), b"", expect=400)) == "empty_body"
+
+
+def test_only_registered_users_upload(api: Api, engine):
+    guest = api.guest()
+    assert error_code(upload(api, guest, tiny_png(), expect=403)) == "registered_users_only"
+    assert stored_images(engine, guest.user_id) == 0
+    assert error_code(upload(api, None, tiny_png(), expect=401)) == "unauthorized"
+
+
+def test_an_unknown_or_malformed_image_id_is_a_json_404(client):
+    for path in (f"/images/{uuid.uuid4()}", "/images/not-an-id", "/images/12345"):
+        response = client.get(path)
+        assert response.status_code == 404 and error_code(response) == "not_found", path
+
+
+# --- body limits ---------------------------------------------------------------------------------
+
+class CountingStream(io.BytesIO):
+    """A request body that counts what the server reads of it."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.served = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.served += len(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:
+        count = super().readinto(buffer)
+        self.served += count
+        return count
+
+
+def test_a_picture_over_image_max_bytes_is_a_413_and_nothing_is_stored(api: Api, client, config, engine):
+    host = api.host()
+    limit = config.image_max_bytes
+    assert limit == 2 * 1024 * 1024
+    over = tiny_png(extra=b"x" * limit)
+    assert len(over) > limit
+    body = CountingStream(over)
+    response = client.post("/api/v1/images", input_stream=body, content_type="image/png",
+                           headers=host.headers)
+    assert response.status_code == 413 and error_code(response) == "body_too_large"
+    assert body.served == 0, "its Content-Length said it was too big: nothing of it is read"
+    assert stored_images(engine, host.user_id) == 0
+
+    exact = tiny_png(extra=b"x" * (limit - len(tiny_png(extra=b"x")) + 1))
+    assert len(exact) == limit
+    upload(api, host, exact)
+    assert stored_images(engine, host.user_id) == 1
+
+
+def test_a_body_without_a_length_is_read_no_further_than_the_limit(config, database):
+    app = create_app(config.replace(image_max_bytes=4096))
+    api = Api(app.test_client())
+    host = api.host()
+
+    def chunked(data: bytes):
+        body = CountingStream(data)
+        response = api.client.post("/api/v1/images", input_stream=body, content_type="image/png",
+                                   headers={**host.headers, "Transfer-Encoding": "chunked"},
+                                   environ_overrides={"wsgi.input_terminated": True})
+        return response, body
+
+    response, body = chunked(tiny_png(extra=b"x" * 100_000))
+    assert response.status_code == 413 and error_code(response) == "body_too_large"
+    assert body.served <= 4096 + 1
+    response, _ = chunked(tiny_png(extra=b"x" * 1000))
+    assert response.status_code == 201, response.get_json()
+
+
+def test_the_upload_has_its_own_limit_and_every_other_route_keeps_the_global_one(api: Api, client, config):
+    host = api.host()
+    between = tiny_png(extra=b"x" * (config.max_body_bytes + 1000))
+    assert config.max_body_bytes < len(between) < config.image_max_bytes
+    assert upload(api, host, between).get_json()["size"] == len(between)
+
+    # A JSON route refuses the same size: the picture's limit is that one route's.
+    big_quiz = b'{"title": "' + b"a" * (config.max_body_bytes + 1000) + b'", "questions": []}'
+    for path, headers in (("/api/v1/quizzes", host.headers), ("/api/v1/auth/register", {})):
+        response = client.post(path, data=big_quiz, content_type="application/json", headers=headers)
+        assert response.status_code == 413 and error_code(response) == "body_too_large", path
+    response = client.post("/api/v1/quizzes", data=big_quiz, content_type="application/json",
+                           headers={**host.headers, "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code in (400, 413), "a body without a length is cut at the global limit"
+
+
+# --- questions that show a picture ---------------------------------------------------------------
+
+def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, client):
+    host, other = api.host(), api.host()
+    mine = upload(api, host, tiny_png()).get_json()
+    theirs = upload(api, other, tiny_png(2, 2)).get_json()
+
+    questions = sample_questions(2)
+    questions[0]["image_id"] = mine["id"]
+    session = api.live_session(host, questions)
+    quiz = session["quiz"]
+    assert [q["image_url"] for q in quiz["questions"]] == [mine["url"], None]
+    assert quiz["questions"][0]["image_id"] == mine["id"]
+    read = api.get(f"/api/v1/quizzes/{quiz['id']}", token=host.token, expect=200).get_json()
+    assert read["questions"][0]["image_url"] == mine["url"]
+    opened = api.next_question(session["id"], host)
+    assert opened["image_url"] == mine["url"]
+    assert client.get(opened["image_url"]).data == tiny_png()
+
+    questions[0]["image_id"] = theirs["id"]
+    refused = api.post("/api/v1/quizzes", {"title": "Borrowed", "questions": questions}, token=host.token,
+                       expect=400)
+    assert error_code(refused) == "invalid_image"
+    questions[0]["image_id"] = str(uuid.uuid4())
+    assert error_code(api.post("/api/v1/quizzes", {"title": "Missing", "questions": questions},
+                               token=host.token, expect=400)) == "invalid_image"
+
+
+def test_pages_may_show_the_apps_own_pictures():
+    directives = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert "'self'" in directives["img-src"].split()
+
+
+def test_the_openapi_document_describes_the_upload_as_raw_bytes():
+    operation = build_document()["paths"]["/api/v1/images"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"image/png", "image/jpeg", "image/gif", "image/webp"}
+    assert all(media["schema"] == {"type": "string", "format": "binary"} for media in content.values())
+    assert {"201", "400", "401", "403", "413", "415", "429"} <= set(operation["responses"])
+
+
+# --- the QR code of a join link ------------------------------------------------------------------
+
+def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_in(api: Api, client):
+    host = api.host()
+    session = api.live_session(host)
+    code = session["join_code"]
+    response = client.get(f"/join/{code}.svg")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/svg+xml"
+    assert response.headers["Cache-Control"] == "private, max-age=60"
+    svg = response.data
+    assert svg.lstrip().startswith(b"<svg") and b"<script" not in svg.lower()
+    assert f"<title>QR code: join the game with PIN {code}</title>".encode() in svg
+    width = int(re.search(rb'width="(\d+)"', svg).group(1))
+    assert 200 <= width <= 300
+    # What segno draws for the link a phone should open: the player page (`/`) with ?code=.
+    assert svg == join_qr_svg(f"http://localhost/?code={code}", code)
+
+    # Another game's code draws another code; a game that runs still has one; an ended one has none.
+    other = api.live_session(api.host())["join_code"]
+    assert client.get(f"/join/{other}.svg").data != svg
+    api.join(session["id"], api.guest())
+    api.next_question(session["id"], host)
+    assert client.get(f"/join/{code}.svg").status_code == 200
+    api.post(f"/api/v1/sessions/{session['id']}/end", token=host.token, expect=200)
+    ended = client.get(f"/join/{code}.svg")
+    assert ended.status_code == 404 and error_code(ended) == "not_found"
+
+
+def test_a_code_no_live_game_has_gets_no_qr_code(api: Api, client, engine):
+    with engine.connect() as connection:
+        taken = set(connection.execute(
+            text("SELECT join_code FROM quiz_sessions WHERE status <> 'ended'")).scalars())
+    unknown = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in taken)
+    for path in (f"/join/{unknown}.svg", "/join/12345.svg", "/join/abcdef.svg", "/join/1234567.svg"):
+        response = client.get(path)
+        assert response.status_code == 404 and error_code(response) == "not_found", path
