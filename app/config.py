@@ -25,6 +25,13 @@ def _float(text: str) -> float:
     return float(text.strip())
 
 
+def _positive_float(text: str) -> float:
+    value = float(text.strip())
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _str(text: str) -> str:
     if not text.strip():
         raise ValueError("empty")
@@ -133,7 +140,7 @@ class Config:
         "QUESTION_GET_READY_S", 3.0, _float,
         "seconds a question shows before its answers open (its time limit counts from then)")
     session_retention_days: float = _setting(
-        "SESSION_RETENTION_DAYS", 30.0, _float,
+        "SESSION_RETENTION_DAYS", 30.0, _positive_float,
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")

@@ -71,7 +71,7 @@ class Quiz(Base):
     updated_at: Mapped[datetime] = _created_at()
     # An edit of a played quiz makes a new one: the played one is archived and points at it.
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"))
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"), index=True)
 
 
 class QuestionImage(Base):
@@ -118,6 +118,7 @@ class QuizSession(Base):
               postgresql_where=text(session_rules.LIVE_SQL)),
         Index("ix_quiz_sessions_open_deadline", "question_deadline",
               postgresql_where=text(session_rules.OPEN_SQL)),
+        Index("ix_quiz_sessions_retained_from", text("coalesce(ended_at, question_shown_at, created_at)")),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -1,7 +1,7 @@
 """Background work every web process runs, on a timer: questions close by themselves at their deadline
 or once every player has answered; board periods close at their boundary even when nobody writes; old
-submission ids are forgotten after their retention. Row locks make each close happen exactly once,
-however many processes run this at the same time."""
+submission ids are forgotten, and ended games deleted, after their retention. Row locks make each close
+happen exactly once, however many processes run this at the same time."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import Config
 from app.leaderboards.periods import close_due_periods
 from app.logs import RateLimitedLog
+from app.services.deletion import purge_expired_sessions
 from app.services.sessions import close_due_questions
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY_S
                 forget_old_submissions(engine, config.score_submission_retention_hours)
+                purged = purge_expired_sessions(engine, config.session_retention_days)
+                if purged:
+                    log.info("deleted %d game(s) past their retention", purged, extra={"count": purged})
         except SQLAlchemyError as exc:
             errors.warning("close", "cannot run the timers: %s", exc)
         except Exception:  # the timers must outlive any one bad session or board

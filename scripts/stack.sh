@@ -324,6 +324,7 @@ deps_system() {
     # For the tests: the Compose file check and the browser test (Debian's Chromium, never a download).
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     # For `make bench`: the HTTP load generator (pgbench and redis-benchmark come with the servers).
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     if [[ ${#missing[@]} -gt 0 ]]; then
@@ -354,11 +355,21 @@ deps_kafka() {
     say "deps: kafka jars fetched in $((SECONDS - start)) s ($(ls "$KAFKA_LIB"/*.jar | wc -l) jars)"
 }
 
+deps_axe() {  # the browser tests' accessibility checker, from npm's registry by its lock file
+    local dir="$ROOT/tests/e2e/axe"
+    if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+        return 0
+    fi
+    say "deps: npm ci (axe-core for the browser tests)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+}
+
 cmd_deps() {
     mkdir -p "$STACK"
     deps_system
     use_venv
     deps_kafka
+    deps_axe
 }
 
 # ---------------------------------------------------------------------------------------------

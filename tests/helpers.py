@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -72,6 +74,9 @@ class HttpClient:
     def get(self, path: str, headers: dict | None = None, query_string: dict | None = None):
         return self._wrap(self.http.get(self.base_url + path, headers=headers, params=query_string, timeout=30))
 
+    def put(self, path: str, json: Any = None, headers: dict | None = None):
+        return self._wrap(self.http.put(self.base_url + path, json=json, headers=headers, timeout=30))
+
     def delete(self, path: str, headers: dict | None = None):
         return self._wrap(self.http.delete(self.base_url + path, headers=headers, timeout=30))
 
@@ -82,26 +87,24 @@ class Api:
     def __init__(self, client):
         self.client = client
 
-    def post(self, path: str, json: Any = None, token: str | None = None, expect: int | None = None):
+    def _send(self, method: str, path: str, token: str | None, expect: int | None, **kwargs: Any):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = self.client.post(path, json=json, headers=headers)
+        response = getattr(self.client, method)(path, headers=headers, **kwargs)
         if expect is not None:
             assert response.status_code == expect, (response.status_code, response.get_json())
         return response
+
+    def post(self, path: str, json: Any = None, token: str | None = None, expect: int | None = None):
+        return self._send("post", path, token, expect, json=json)
+
+    def put(self, path: str, json: Any = None, token: str | None = None, expect: int | None = None):
+        return self._send("put", path, token, expect, json=json)
 
     def get(self, path: str, token: str | None = None, expect: int | None = None, **query: Any):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = self.client.get(path, headers=headers, query_string=query or None)
-        if expect is not None:
-            assert response.status_code == expect, (response.status_code, response.get_json())
-        return response
+        return self._send("get", path, token, expect, query_string=query or None)
 
     def delete(self, path: str, token: str | None = None, expect: int | None = None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = self.client.delete(path, headers=headers)
-        if expect is not None:
-            assert response.status_code == expect, (response.status_code, response.get_json())
-        return response
+        return self._send("delete", path, token, expect)
 
     def host(self) -> Player:
         username = "host_" + uuid.uuid4().hex[:12]
@@ -132,6 +135,13 @@ class Api:
         player.rejoin_code = body["rejoin_code"]
         return player
 
+    def join_as(self, session_id: str, player: Player, nickname: str) -> Player:
+        body = self.post(f"/api/v1/sessions/{session_id}/join", {"nickname": nickname}, token=player.token,
+                         expect=201).get_json()
+        player.participant_id, player.rejoin_code, player.nickname = (
+            body["participant_id"], body["rejoin_code"], nickname)
+        return player
+
     def next_question(self, session_id: str, host: Player) -> dict[str, Any]:
         return self.post(f"/api/v1/sessions/{session_id}/questions/next", token=host.token, expect=200).get_json()
 
@@ -155,3 +165,14 @@ def stack_env(config, **extra: str) -> dict[str, str]:
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def tiny_png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
+    """A valid PNG of grey pixels, with `extra` bytes in an ancillary chunk (to make it as big as wanted)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + (chunk(b"teXt", b"pad\x00" + extra) if extra else b"")
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_optional_body, parse_query, parse_uuid
 from app.ratelimits import limit
 from app.services.errors import NotFound
 from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
 from app.extensions import get_db, runtime
-from app.services import answers, sessions
+from app.services import answers, deletion, reports, sessions
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 
@@ -132,3 +132,28 @@ def close_question(session_id: str):
           responses={200: "the ended session", 403: "not_host", 404: "no such session", 409: "session_ended"})
 def end(session_id: str):
     return jsonify(sessions.end_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+
+
+@endpoint(bp, "/<session_id>", methods=["DELETE"], summary="Delete a game with its players and answers (host; "
+          "in its lobby or once ended)", responses={200: "deleted", 403: "not_host", 404: "no such session",
+                                                    409: "session_live: end it first"})
+def delete(session_id: str):
+    return jsonify(deletion.delete_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+
+
+@endpoint(bp, "/<session_id>/report", methods=["GET"], summary="A game's report (host): per question the "
+          "correct rate and distribution, per player score, correct answers and average answer time",
+          responses={200: "session, questions, players", 403: "not_host", 404: "no such session"})
+def report(session_id: str):
+    return jsonify(reports.session_report(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+
+
+@endpoint(bp, "/<session_id>/report.csv", methods=["GET"], summary="The report as CSV (host); cells a "
+          "spreadsheet would run as a formula are escaped", responses={200: "text/csv", 403: "not_host",
+                                                                       404: "no such session"})
+def report_csv(session_id: str):
+    found = reports.session_report(get_db(), current_principal().user_id, parse_uuid(session_id, "session"))
+    filename = f"quiz-report-{found['session']['join_code']}-{found['session']['created_at'][:10]}.csv"
+    return Response(reports.report_csv(found), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "Cache-Control": "private, no-store"})

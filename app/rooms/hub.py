@@ -279,8 +279,9 @@ class RoomHub:
             self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
                                   "participant_id": note.get("participant_id"), "player_count": room.player_count})
         elif kind == "question_opened":
-            question = {k: note.get(k) for k in ("question_id", "position", "text", "choices", "time_limit_s",
-                                                 "points", "opened_at", "deadline", "question_count")}
+            question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices", "image_url",
+                                                 "time_limit_s", "points", "shown_at", "opened_at", "deadline",
+                                                 "question_count")}
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)

@@ -15,7 +15,7 @@ def image_url(image_id: uuid.UUID | None) -> str | None:
     return None if image_id is None else f"/images/{image_id}"
 
 
-def _check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any]]) -> None:
+def check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any]]) -> None:
     """Every picture a question shows must be one its owner uploaded."""
     wanted = {uuid.UUID(q["image_id"]) for q in questions if q.get("image_id")}
     if not wanted:
@@ -35,7 +35,7 @@ def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Q
 def create_quiz(db: Session, owner_id: uuid.UUID, title: str, questions: list[dict[str, Any]]) -> dict[str, Any]:
     quiz = Quiz(id=uuid.uuid4(), owner_id=owner_id, title=title)
     with db.begin():
-        _check_images(db, owner_id, questions)
+        check_images(db, owner_id, questions)
         rows = question_rows(quiz.id, questions)
         db.add(quiz)
         db.flush()

@@ -24,7 +24,9 @@ def _conflict(exc: rules.TransitionError) -> Conflict:
 
 def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str, Any]:
     with db.begin():
-        owner = db.execute(text("SELECT owner_id FROM quizzes WHERE id = :id"), {"id": quiz_id}).scalar()
+        # KEY SHARE: a delete of the quiz waits for the game to exist, and then deletes it too.
+        owner = db.execute(text("SELECT owner_id FROM quizzes WHERE id = :id AND archived_at IS NULL FOR KEY SHARE"),
+                           {"id": quiz_id}).scalar()
         if owner != host_id:
             raise NotFound("not_found", "no such quiz")
         for _ in range(_JOIN_CODE_ATTEMPTS):
@@ -197,7 +199,7 @@ def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickn
 
 def set_locked(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, locked: bool) -> dict[str, Any]:
     with db.begin():
-        _lock_for_host(db, host_id, session_id)
+        lock_for_host(db, host_id, session_id)
         db.execute(text("UPDATE quiz_sessions SET locked = :locked WHERE id = :id"),
                    {"locked": locked, "id": session_id})
     return {"id": str(session_id), "locked": locked}
@@ -208,7 +210,7 @@ def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
     """The host removes a player: off the board at once, their account cannot join this session again.
     FOR UPDATE on the session waits for the answers in flight (they hold KEY SHARE)."""
     with db.begin():
-        session = _lock_for_host(db, host_id, session_id)
+        session = lock_for_host(db, host_id, session_id)
         removed = db.execute(text("""
             UPDATE quiz_session_participants SET removed_at = :now
             WHERE id = :p AND quiz_session_id = :s AND removed_at IS NULL
@@ -222,12 +224,14 @@ def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
     return {"participant_id": str(participant_id), "removed": True, "player_count": removed.player_count}
 
 
-def _lock_for_host(db: Session, host_id: uuid.UUID | None, session_id: uuid.UUID) -> Row:
-    row = db.execute(text("""
+def lock_for_host(db: Session, host_id: uuid.UUID | None, session_id: uuid.UUID, *,
+                  for_update: bool = True) -> Row:
+    """The session, checked to be the host's; locked against other changes unless only read."""
+    row = db.execute(text(f"""
         SELECT s.id, s.quiz_id, s.host_id, s.status, s.current_question_id, clock_timestamp() AS now,
                q.position, q.correct_choice, q.points, q.choices
         FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
-        WHERE s.id = :id FOR UPDATE OF s"""), {"id": session_id}).one_or_none()
+        WHERE s.id = :id {"FOR UPDATE OF s" if for_update else ""}"""), {"id": session_id}).one_or_none()
     if row is None:
         raise NotFound("not_found", "no such session")
     if host_id is not None and row.host_id != host_id:
@@ -276,7 +280,7 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
     """Show the next question now; its answers open `get_ready_s` later (PostgreSQL's clock), and its
     time limit counts from then."""
     with db.begin():
-        session = _lock_for_host(db, host_id, session_id)
+        session = lock_for_host(db, host_id, session_id)
         next_position = 0 if session.position is None else session.position + 1
         question_count = db.execute(text("SELECT count(*) FROM questions WHERE quiz_id = :q"),
                                     {"q": session.quiz_id}).scalar()
@@ -310,7 +314,7 @@ def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | N
                    reason: str = "host", question_id: uuid.UUID | None = None) -> dict[str, Any] | None:
     """Close the open question. With `question_id`, only if that one is still open (else None)."""
     with db.begin():
-        session = _lock_for_host(db, host_id, session_id)
+        session = lock_for_host(db, host_id, session_id)
         if question_id is not None and (session.status != rules.QUESTION_OPEN
                                         or session.current_question_id != question_id):
             return None
@@ -323,7 +327,7 @@ def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | N
 
 def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
     with db.begin():
-        session = _lock_for_host(db, host_id, session_id)
+        session = lock_for_host(db, host_id, session_id)
         try:
             rules.check_can_end(session.status)
         except rules.TransitionError as exc:

@@ -72,9 +72,15 @@ def upgrade() -> None:
         WHERE d.id = p.id AND d.n > 1""")
     op.create_index("uq_quiz_session_participants_nickname", "quiz_session_participants",
                     ["quiz_session_id", sa.text("lower(nickname)")], unique=True)
+    # A quiz's history (replaced_by) and the retention's scan for games past their time.
+    op.create_index("ix_quizzes_replaced_by", "quizzes", ["replaced_by"])
+    op.create_index("ix_quiz_sessions_retained_from", "quiz_sessions",
+                    [sa.text("coalesce(ended_at, question_shown_at, created_at)")])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_quiz_sessions_retained_from", "quiz_sessions")
+    op.drop_index("ix_quizzes_replaced_by", "quizzes")
     op.drop_index("uq_quiz_session_participants_nickname", "quiz_session_participants")
     op.drop_column("quiz_session_participants", "removed_at")
     op.drop_column("quiz_session_participants", "rejoin_code")

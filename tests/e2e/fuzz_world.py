@@ -211,6 +211,11 @@ class World:
             api.post(f"/api/v1/sessions/{ended.id}/end", token=host.token, expect=200)
             self.ended.append(ended)
         self.rooms = self.lobby + self.open + self.control + self.finish + self.ended
+        # What edits and deletes of quizzes and games act on, so the rooms above stay as they are:
+        # a quiz with no game per host, and an ended game of it; each replaced once deleted.
+        self._spare_questions = questions[:2]
+        self.spare_quizzes: list[tuple[str, Player]] = [self._spare_quiz(host) for host in self.hosts]
+        self.spare_games: list[Room] = [self._spare_game(host) for host in self.hosts]
         self._build_leaderboards()
         # What the fuzzed requests got back: operation label -> status -> count.
         self.statuses: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -218,6 +223,14 @@ class World:
         self.sent = 0  # requests the fuzzer sent, probes with undeclared methods included
         # What the request being sent does to the world when it succeeds (see record).
         self._effect: Callable[[Any], None] | None = None
+
+    def _spare_quiz(self, host: Player) -> tuple[str, Player]:
+        return self.api.quiz(host, self._spare_questions)["id"], host
+
+    def _spare_game(self, host: Player) -> Room:
+        game = self._room(host, self.api.quiz(host, self._spare_questions), players=1)
+        self.api.post(f"/api/v1/sessions/{game.id}/end", token=host.token, expect=200)
+        return game
 
     def _account(self) -> str:
         username = "login_" + uuid.uuid4().hex[:12]
@@ -369,7 +382,7 @@ class World:
             sender = self._aim_leaderboards(case.operation.method.upper(), path, path_parameters, query, body,
                                             rnd)
         else:
-            sender = self._aim_quiz(path, path_parameters, query, body, rnd)
+            sender = self._aim_quiz(case.operation.method.upper(), path, path_parameters, query, body, rnd)
         # New containers rather than edits in place: schemathesis then re-labels the request as
         # valid or invalid by what is actually sent.
         case.path_parameters = path_parameters
@@ -378,7 +391,7 @@ class World:
             case.body = body
         return sender
 
-    def _aim_quiz(self, path: str, path_parameters: dict, query: dict, body: dict | None,
+    def _aim_quiz(self, method: str, path: str, path_parameters: dict, query: dict, body: dict | None,
                   rnd: random.Random) -> Callable[[], Player]:
         def real(container: dict, name: str, value: Any, share: float = 1 - RANDOM_ID_SHARE) -> bool:
             return _real(rnd, container, name, value, share)
@@ -393,14 +406,27 @@ class World:
             pool = self.lobby + self.open + self.ended
         elif path.endswith("/rejoin") or "participant_id" in path_parameters:
             pool = self.lobby
+        elif method == "DELETE" and path == "/api/v1/sessions/{session_id}":
+            pool = self.spare_games
         else:
             pool = self.rooms
         room = rnd.choice(pool)
+        if pool is self.spare_games:
+            def replaced(response, game=room) -> None:
+                if game in self.spare_games:
+                    self.spare_games[self.spare_games.index(game)] = self._spare_game(game.host)
+            self._effect = replaced
 
         if "quiz_id" in path_parameters:
-            quiz_id, owner = rnd.choice(self.quizzes)
+            spare = method in ("PUT", "DELETE") and path == "/api/v1/quizzes/{quiz_id}"
+            quiz_id, owner = rnd.choice(self.spare_quizzes if spare else self.quizzes)
             real(path_parameters, "quiz_id", quiz_id)
             room = next(r for r in self.rooms if r.host is owner)
+            if spare and method == "DELETE":
+                def replaced_quiz(response, quiz=(quiz_id, owner)) -> None:
+                    if quiz in self.spare_quizzes:
+                        self.spare_quizzes[self.spare_quizzes.index(quiz)] = self._spare_quiz(quiz[1])
+                self._effect = replaced_quiz
         if "session_id" in path_parameters:
             real(path_parameters, "session_id", room.id)
         if "participant_id" in path_parameters:
@@ -420,7 +446,7 @@ class World:
                 question = room.open_question if rnd.random() < 0.8 else None
                 real(body, "question_id", question or rnd.choice(room.question_ids))
                 _in_range(rnd, body, "choice", 4)
-            elif path == "/api/v1/quizzes" and isinstance(body.get("questions"), list):
+            elif path.startswith("/api/v1/quizzes") and isinstance(body.get("questions"), list):
                 for question in body["questions"]:
                     if isinstance(question, dict) and rnd.random() < 0.85:
                         _valid_kind(rnd, question)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import struct
 import uuid
-import zlib
 
 import pytest
 from sqlalchemy import text
@@ -17,18 +15,7 @@ from app import create_app
 from app.api.openapi import build_document
 from app.services.images import join_qr_svg
 from app.web.headers import CONTENT_SECURITY_POLICY
-from tests.helpers import Api, Player, sample_questions
-
-
-def tiny_png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
-    """A valid PNG of grey pixels, with `extra` bytes in an ancillary chunk (to make it as big as wanted)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + (chunk(b"teXt", b"pad\x00" + extra) if extra else b"")
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+from tests.helpers import Api, Player, sample_questions, tiny_png
 
 
 def upload(api: Api, who: Player | None, data: bytes, content_type: str = "image/png",

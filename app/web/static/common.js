@@ -53,7 +53,7 @@ export function storedRecord(key) {
 
 // 4401 bad or revoked token, 4403 not in the room, 4409 replaced by a newer socket of the same player
 // (another tab or device): reconnecting would only take the room away from that one again.
-export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4409]);
+export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 
 /**
  * A socket that reconnects with exponential backoff (with jitter) after any drop, except a refusal
@@ -201,12 +201,17 @@ export const serverClock = {
  * Run a countdown to `deadline` (ISO): writes whole seconds into `numberEl`, shrinks `barEl`,
  * calls onEnd once at zero. Returns a function that stops it.
  */
-export function startCountdown({ deadline, totalS, numberEl, barEl, onEnd = () => {} }) {
+export function startCountdown({ deadline, totalS, numberEl, barEl, onEnd = () => {}, announceAt = [] }) {
   let ended = false;
   let frame = null;
+  const toAnnounce = [...announceAt];
   function tick() {
     const left = serverClock.remainingMs(deadline);
     numberEl.textContent = String(Math.ceil(left / 1000));
+    // Screen readers hear the time running out, once per mark (the number itself is not read aloud).
+    while (toAnnounce.length && left <= toAnnounce[0] * 1000 && left > 0) {
+      announce(`${toAnnounce.shift()} seconds left`);
+    }
     if (barEl) barEl.style.transform = `scaleX(${Math.min(1, left / (totalS * 1000))})`;
     numberEl.closest("[data-urgent]")?.setAttribute("data-urgent", left <= 5000 ? "true" : "false");
     if (left <= 0) {
@@ -268,7 +273,7 @@ export function formatScore(n) {
  * Render leaderboard entries into an <ol>, reusing one <li> per participant so rank changes can
  * slide (FLIP: measure, re-order, invert with a transform, then play the transform back to zero).
  */
-export function renderLeaderboard(list, entries, { highlight = null } = {}) {
+export function renderLeaderboard(list, entries, { highlight = null, testid = "leaderboard" } = {}) {
   const reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
   const before = new Map();
   for (const li of list.children) before.set(li.dataset.participant, li.getBoundingClientRect().top);
@@ -277,18 +282,21 @@ export function renderLeaderboard(list, entries, { highlight = null } = {}) {
     let li = existing.get(entry.participant_id);
     const oldScore = li ? Number(li.dataset.score) : null;
     if (!li) {
-      li = h("li", { class: "lb-row", dataset: { testid: "leaderboard-row", participant: entry.participant_id } },
-        h("span", { class: "lb-rank", dataset: { testid: "leaderboard-rank" } }),
-        h("span", { class: "lb-name", dataset: { testid: "leaderboard-name" } }),
-        h("span", { class: "lb-score", dataset: { testid: "leaderboard-score" } }));
+      li = h("li", { class: "lb-row", dataset: { testid: `${testid}-row`, participant: entry.participant_id } },
+        h("span", { class: "lb-rank", dataset: { testid: `${testid}-rank` } }),
+        h("span", { class: "lb-name", dataset: { testid: `${testid}-name` } }),
+        h("span", { class: "lb-score", dataset: { testid: `${testid}-score` } }));
     }
+    // Nobody has earned a place on 0 points: no rank, no medal (a lobby shows everyone on 0).
+    const ranked = entry.score > 0;
     li.dataset.score = String(entry.score);
-    li.dataset.rank = String(entry.rank);
-    li.querySelector(".lb-rank").textContent = String(entry.rank);
+    li.dataset.rank = ranked ? String(entry.rank) : "";
+    li.querySelector(".lb-rank").textContent = ranked ? String(entry.rank) : "–";
     li.querySelector(".lb-name").textContent = entry.nickname;
     li.querySelector(".lb-score").textContent = formatScore(entry.score);
     li.classList.toggle("me", entry.participant_id === highlight);
-    li.setAttribute("aria-label", `${ordinal(entry.rank)}: ${entry.nickname}, ${formatScore(entry.score)} points`);
+    li.setAttribute("aria-label", ranked ? `${ordinal(entry.rank)}: ${entry.nickname}, ${formatScore(entry.score)} points`
+      : `${entry.nickname}, no points yet`);
     if (oldScore !== null && oldScore !== entry.score && !reduceMotion) {
       li.classList.remove("bumped");
       void li.offsetWidth; // restart the highlight animation
@@ -311,8 +319,15 @@ export function renderLeaderboard(list, entries, { highlight = null } = {}) {
   }
 }
 
-/** Render a podium (top entries) into `container`: the first three on blocks, then 4th and 5th. */
-export function renderPodium(container, entries, { highlight = null } = {}) {
+/** Render a podium (top entries) into `container`: the first three on blocks, then 4th and 5th. Only
+ * players who scored stand on it; with none, `empty` says so. */
+/** The podium; with `scoredOnly` (a quiz) nobody stands on it without points, and `empty` says so. */
+export function renderPodium(container, entries, { highlight = null, scoredOnly = false, empty = null } = {}) {
+  if (scoredOnly) entries = entries.filter((entry) => entry.score > 0);
+  if (!entries.length) {
+    container.replaceChildren(...(empty ? [h("p", { class: "lead muted", dataset: { testid: "podium-empty" } }, empty)] : []));
+    return;
+  }
   // In reading order 1st, 2nd, 3rd; the stylesheet lays them out as 2nd, 1st, 3rd.
   const blocks = entries.slice(0, 3).map((entry) => h("li", {
     class: `podium-place place-${entry.rank}${entry.participant_id === highlight ? " me" : ""}`,
@@ -329,6 +344,30 @@ export function renderPodium(container, entries, { highlight = null } = {}) {
   h("span", { dataset: { testid: "podium-score" } }, ` ${formatScore(entry.score)} pts`)));
   container.replaceChildren(h("ol", { class: "podium", "aria-label": "Podium" }, blocks));
   if (rest.length) container.append(h("ol", { class: "podium-others", "aria-label": "Runners-up" }, rest));
+}
+
+/** How the room answered a closed question: a bar per choice, the right one and yours marked. */
+export function renderDistribution(list, question, counts, correctChoice, picked) {
+  if (!counts || !question.choices?.length) {
+    list.replaceChildren();
+    list.hidden = true;
+    return;
+  }
+  const most = Math.max(1, ...counts);
+  list.hidden = false;
+  list.replaceChildren(...question.choices.map((text, i) => {
+    const row = h("li", {
+      class: `dist-row c${i}${i === correctChoice ? " correct" : ""}${i === picked ? " picked" : ""}`,
+      dataset: { testid: `dist-${i}` },
+      "aria-label": `${text}: ${counts[i] ?? 0}${i === correctChoice ? ", correct" : ""}${i === picked ? ", your answer" : ""}`,
+    },
+    h("span", { class: "shape", "aria-hidden": "true" }, CHOICE_SHAPES[i]),
+    h("span", { class: "dist-text" }, text),
+    h("span", { class: "dist-track", "aria-hidden": "true" }, h("span", { class: "dist-bar" })),
+    h("span", { class: "dist-count", dataset: { testid: `dist-count-${i}` } }, String(counts[i] ?? 0)));
+    row.style.setProperty("--share", String((counts[i] ?? 0) / most));  // CSSOM: allowed by the CSP
+    return row;
+  }));
 }
 
 /** Show exactly one of the page's screens (elements with [data-screen]). */

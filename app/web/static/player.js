@@ -1,7 +1,7 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
   api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
-  CHOICE_SHAPES, ordinal, formatScore, renderLeaderboard, renderPodium, showScreen,
+  CHOICE_SHAPES, ordinal, formatScore, renderDistribution, renderLeaderboard, renderPodium, showScreen, serverClock,
 } from "./common.js";
 
 // token, user_id, nickname, join_code, session_id, participant_id, answer {question_id, choice},
@@ -40,27 +40,85 @@ function showJoin(message = "") {
   ($("join-code").value ? $("join-nickname") : $("join-code")).focus();
 }
 
-async function guestToken(nickname) {
+/** A token to play with: the account typed in "sign in", else the stored one, else a new guest's. */
+async function playerToken(nickname) {
+  const username = $("player-username").value.trim();
+  const password = $("player-password").value;
   const saved = store.get();
+  if (username && password && saved.username !== username) {
+    const { access_token: token } = await api("/auth/login", { method: "POST", body: { username, password } });
+    $("player-password").value = "";
+    store.update({ token, username });
+    return token;
+  }
   if (saved.token) return saved.token;
   const guest = await api("/auth/guest", { method: "POST", body: { nickname } });
-  store.update({ token: guest.access_token, user_id: guest.user_id });
+  store.update({ token: guest.access_token, user_id: guest.user_id, username: null });
   return guest.access_token;
 }
 
 async function findAndJoin(code, nickname) {
-  const token = await guestToken(nickname);
+  const token = await playerToken(nickname);
   const session = await api(`/sessions?join_code=${code}`, { token });
   let joined;
   try {
     joined = await api(`/sessions/${session.id}/join`, { method: "POST", body: { nickname }, token });
   } catch (err) {
     if (err.code !== "already_joined") throw err;
-    joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname };
+    joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname,
+      rejoin_code: store.get().rejoin_code };
   }
   return store.update({
     session_id: session.id, participant_id: joined.participant_id, nickname: joined.nickname, join_code: code,
+    rejoin_code: joined.rejoin_code ?? null,
   });
+}
+
+async function rejoin(code, nickname, rejoinCode) {
+  const token = await playerToken(nickname);
+  const session = await api(`/sessions?join_code=${code}`, { token });
+  const place = await api(`/sessions/${session.id}/rejoin`, {
+    method: "POST", body: { nickname, rejoin_code: rejoinCode }, token });
+  return store.update({
+    session_id: session.id, participant_id: place.participant_id, nickname: place.nickname, join_code: code,
+    rejoin_code: place.rejoin_code,
+  });
+}
+
+const JOIN_MESSAGES = {
+  not_found: "No game is running with that PIN. Check the host's screen.",
+  session_ended: "That game has ended. Ask the host for the new PIN.",
+  nickname_taken: "Someone in this game already has that nickname. Pick another one.",
+  room_locked: "The host has locked this game: nobody new can join.",
+  removed: "The host removed you from this game.",
+  no_such_player: "No player of this game has that nickname and rejoin code.",
+  invalid_credentials: "Wrong username or password.",
+  invalid_body: "That nickname can't be used. Try another one.",
+};
+
+/** Run a join (or a rejoin) from the form, starting over as a new guest when the stored token expired. */
+async function joinFromForm(run, button, busyLabel) {
+  const error = $("join-error");
+  const label = button.textContent;
+  button.disabled = true;
+  button.textContent = busyLabel;
+  try {
+    let saved;
+    try {
+      saved = await run();
+    } catch (err) {
+      if (err.status !== 401 || err.code === "invalid_credentials") throw err;
+      store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
+      saved = await run();
+    }
+    store.forget("answer", "result");
+    enterRoom(saved);
+  } catch (err) {
+    error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
+  } finally {
+    button.disabled = false;
+    button.textContent = label;
+  }
 }
 
 joinForm.addEventListener("submit", async (event) => {
@@ -71,31 +129,19 @@ joinForm.addEventListener("submit", async (event) => {
   if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
   if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
   error.textContent = "";
-  const button = $("join-submit");
-  button.disabled = true;
-  button.textContent = "Joining…";
-  try {
-    let saved;
-    try {
-      saved = await findAndJoin(code, nickname);
-    } catch (err) {
-      if (err.status !== 401) throw err;
-      store.forget("token", "user_id"); // an expired token: start over as a new guest
-      saved = await findAndJoin(code, nickname);
-    }
-    store.forget("answer", "result");
-    enterRoom(saved);
-  } catch (err) {
-    const messages = {
-      not_found: "No game is running with that PIN. Check the host's screen.",
-      session_ended: "That game has already ended.",
-      invalid_body: "That nickname can't be used. Try another one.",
-    };
-    error.textContent = messages[err.code] ?? err.message;
-  } finally {
-    button.disabled = false;
-    button.textContent = "Enter";
-  }
+  await joinFromForm(() => findAndJoin(code, nickname), $("join-submit"), "Joining…");
+});
+
+$("rejoin-submit").addEventListener("click", async () => {
+  const code = $("join-code").value.replace(/\D/g, "");
+  const nickname = $("rejoin-nickname").value.trim();
+  const rejoinCode = $("rejoin-code").value.trim();
+  const error = $("join-error");
+  if (!/^\d{6}$/.test(code)) { error.textContent = "Type the game PIN (6 digits) above."; $("join-code").focus(); return; }
+  if (!nickname) { error.textContent = "Type the nickname you played with."; $("rejoin-nickname").focus(); return; }
+  if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
+  error.textContent = "";
+  await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
 });
 
 $("join-code").addEventListener("input", (event) => {
@@ -106,7 +152,7 @@ function leaveRoom() {
   state.room?.close();
   state.room = null;
   state.stopCountdown();
-  store.forget("session_id", "participant_id", "answer", "result");
+  store.forget("session_id", "participant_id", "answer", "result", "rejoin_code");
   history.replaceState(null, "", location.pathname);
   $("join-code").value = "";
   showJoin();
@@ -124,6 +170,7 @@ async function enterRoom(saved) {
   $("player-meta").hidden = false;
   $("player-nickname").textContent = saved.nickname ?? "";
   $("lobby-nickname").textContent = saved.nickname ?? "";
+  showRejoinCode(saved.rejoin_code);
   // Show the room's state over HTTP first, so the page is right even before the socket opens.
   try {
     const session = await api(`/sessions/${saved.session_id}`, { token: saved.token });
@@ -148,12 +195,16 @@ async function enterRoom(saved) {
     onRefused: (code, reason) => {
       const elsewhere = code === 4409;  // this player's game was opened in another tab or device
       if (code === 4401) store.forget("token");
-      if (!elsewhere) store.forget("session_id", "participant_id");
+      if (!elsewhere) store.forget("session_id", "participant_id", "rejoin_code");
       $("refused-reason").textContent = elsewhere
         ? "This game is open in another tab or on another device."
         : code === 4401
           ? "Your session expired. Join again with the PIN."
-          : `You're not a player in this game${reason ? ` (${reason})` : ""}.`;
+          : code === 4404
+            ? "The host deleted this game."
+            : /removed/.test(reason ?? "")
+            ? "The host removed you from this game."
+            : `You're not a player in this game${reason ? ` (${reason})` : ""}.`;
       $("play-here").hidden = !elsewhere;
       showScreen("refused");
     },
@@ -175,8 +226,19 @@ const receive = roomMessages({
   player_joined(message) {
     $("player-count").textContent = String(message.player_count);
   },
+  player_removed(message) {
+    $("player-count").textContent = String(message.player_count);
+  },
   session_ended: (message) => finish(message.podium),
 });
+
+function showRejoinCode(code) {
+  const shown = code ? `${code.slice(0, 3)}-${code.slice(3)}` : "";
+  $("rejoin-code-shown").textContent = shown;
+  $("rejoin-note").hidden = !code;
+  $("player-rejoin").textContent = shown;
+  $("player-rejoin-wrap").hidden = !code;
+}
 
 function applySession(session) {
   state.questionCount = session.question_count;
@@ -195,6 +257,7 @@ function applySession(session) {
       correct: answer === null ? null : answer === q.correct_choice, points: null, ...state.you,
     });
   } else if (session.status === "ended") {
+    if (q) state.lastPosition = q.position;
     finish(state.heldBoard?.entries ?? null);
   }
 }
@@ -202,10 +265,10 @@ function applySession(session) {
 function updateMe(you) {
   state.you = { ...state.you, ...you };
   $("player-score").textContent = formatScore(state.you.score);
-  if (state.you.rank) {
-    $("player-rank").textContent = ordinal(state.you.rank);
-    $("player-rank-wrap").hidden = false;
-  }
+  // Nobody has earned a place on 0 points.
+  const ranked = Boolean(state.you.rank) && state.you.score > 0;
+  $("player-rank").textContent = ranked ? ordinal(state.you.rank) : "–";
+  $("player-rank-wrap").hidden = !ranked;
 }
 
 function applyBoard(board, { force = false } = {}) {
@@ -231,10 +294,15 @@ function openQuestion(q) {
   const saved = store.get();
   state.choice = saved.answer?.question_id === q.id ? saved.answer.choice : null;
 
+  state.lastPosition = q.position;
   $("question-position").textContent = `Question ${q.position + 1}${state.questionCount ? ` of ${state.questionCount}` : ""}`;
-  $("question-points").textContent = q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
+  $("question-points").textContent = pointsLabel(q);
   $("question-text").textContent = q.text;
+  const image = $("question-image");
+  image.hidden = !q.image_url;
+  if (q.image_url) { image.src = q.image_url; image.alt = "Picture for this question"; }
   const answers = $("answers");
+  answers.dataset.count = String(q.choices.length);
   answers.replaceChildren(...q.choices.map((text, i) => h("button", {
     type: "button",
     class: `answer c${i}`,
@@ -245,24 +313,51 @@ function openQuestion(q) {
   h("span", { class: "answer-text" }, text),
   h("kbd", { class: "key", "aria-hidden": "true" }, String(i + 1)))));
   showScreen("question");
+  announce(`Question ${q.position + 1}: ${q.text}`);
+  state.stopCountdown();
+  // The question shows first; its answers open at opened_at (PostgreSQL's clock, learnt from messages).
+  const wait = q.opened_at ? serverClock.remainingMs(q.opened_at) : 0;
+  if (wait > 0 && state.choice === null) {
+    state.gettingReady = true;
+    answers.hidden = true;
+    $("answer-status").textContent = "";
+    $("get-ready").hidden = false;
+    state.stopCountdown = startCountdown({
+      deadline: q.opened_at, totalS: wait / 1000, numberEl: $("get-ready-count"),
+      onEnd: () => { if (state.question === q) openAnswers(q); },
+    });
+    return;
+  }
+  openAnswers(q);
+}
+
+function openAnswers(q) {
+  state.gettingReady = false;
+  $("get-ready").hidden = true;
+  const answers = $("answers");
+  answers.hidden = false;
   if (state.choice !== null) lockAnswers("Answer locked in! Waiting for the others…");
   else {
     $("answer-status").textContent = "";
     answers.querySelector("button")?.focus();
   }
-  announce(`Question ${q.position + 1}: ${q.text}`);
-
   state.stopCountdown();
   state.stopCountdown = startCountdown({
     deadline: q.deadline,
     totalS: q.time_limit_s,
     numberEl: $("countdown"),
     barEl: document.querySelector("[data-screen=question] .timebar-fill"),
+    announceAt: [10, 5],
     onEnd: () => {
       state.timeUp = true;
       if (state.choice === null) lockAnswers("Time's up!");
     },
   });
+}
+
+function pointsLabel(q) {
+  if (q.kind === "poll") return "Poll";
+  return q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
 }
 
 function lockAnswers(status) {
@@ -280,7 +375,7 @@ const ANSWER_RETRIES = 5;
 
 async function submitAnswer(choice) {
   const q = state.question;
-  if (state.status !== "question_open" || state.choice !== null || state.timeUp || !q) return;
+  if (state.status !== "question_open" || state.choice !== null || state.timeUp || state.gettingReady || !q) return;
   state.choice = choice;
   lockAnswers("Sending…");
   const { token } = store.get();
@@ -300,6 +395,10 @@ async function submitAnswer(choice) {
         state.choice = null;
         lockAnswers("Too late: the question has closed.");
         return;
+      }
+      if (err.code === "not_open_yet" && attempt < ANSWER_RETRIES) {  // this clock ran ahead of the server's
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        continue;
       }
       const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
       if (uncertain && attempt < ANSWER_RETRIES && state.question === q && state.status === "question_open") {
@@ -344,17 +443,22 @@ function closeQuestion(message) {
     store.update({ result: { question_id: message.question_id, ...you } });
   }
   showResult(q ?? { id: message.question_id, choices: [] }, message.correct_choice,
-    you ?? { correct: null, points: null, ...state.you });
+    you ?? { correct: null, points: null, ...state.you }, message.choice_counts);
 }
 
-function showResult(q, correctChoice, you) {
+function showResult(q, correctChoice, you, counts = null) {
   state.status = "question_closed";
   state.question = q;
+  if (q.position !== undefined) state.lastPosition = q.position;
   state.stopCountdown();
   if (state.heldBoard) renderBoard(state.heldBoard);
   const verdict = $("result-verdict");
   const result = $("result");
-  if (you.correct === true) {
+  const picked = store.get().answer?.question_id === q.id ? store.get().answer.choice : state.choice;
+  if (q.kind === "poll") {
+    verdict.textContent = picked === null || picked === undefined ? "Poll closed" : "Thanks for voting!";
+    result.dataset.verdict = "poll";
+  } else if (you.correct === true) {
     verdict.textContent = "Correct!";
     result.dataset.verdict = "correct";
   } else if (you.correct === false) {
@@ -365,11 +469,19 @@ function showResult(q, correctChoice, you) {
     verdict.textContent = "Question closed";
     result.dataset.verdict = "unknown";
   }
-  $("result-points").textContent = you.points === null || you.points === undefined ? "" : `+${formatScore(you.points)} points`;
-  const correctText = q.choices?.[correctChoice];
+  $("result-points").textContent = you.points === null || you.points === undefined || q.kind === "poll"
+    ? "" : `+${formatScore(you.points)} points`;
+  const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
   $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
+  const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
+  $("result-choice").textContent = pickedText === undefined ? "" : `You picked: ${pickedText}`;
+  renderDistribution($("result-distribution"), q, counts ?? q.choice_counts, correctChoice, picked);
+  const last = (q.position ?? -1) + 1 >= state.questionCount && state.questionCount > 0;
+  $("result-next").textContent = last ? "That was the last question. The host will show the podium."
+    : "Next question coming up…";
   $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
-  $("result-rank").textContent = you.rank ? ordinal(you.rank) : "–";
+  const score = you.score ?? state.you?.score ?? 0;
+  $("result-rank").textContent = you.rank && score > 0 ? ordinal(you.rank) : "–";
   const streak = you.streak ?? state.you?.streak ?? 0;
   $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
   showScreen("result");
@@ -381,8 +493,15 @@ async function finish(podium) {
   state.stopCountdown();
   if (state.heldBoard) renderBoard(state.heldBoard);
   const entries = podium ?? state.heldBoard?.entries ?? [];
-  renderPodium($("podium"), entries.slice(0, 5), { highlight: state.participantId });
+  renderPodium($("podium"), entries.slice(0, 5), { highlight: state.participantId, scoredOnly: true,
+    empty: "Nobody scored any points in this game." });
   showScreen("final");
+  if (state.lastPosition === undefined && !(state.heldBoard?.entries ?? []).some((e) => e.score > 0)) {
+    // Ended in the lobby: no question was asked, so there are no places to give.
+    $("final-place").textContent = "The game ended before it started.";
+    announce("The host ended the game before it started.");
+    return;
+  }
   const { token } = store.get();
   // My exact final place, even outside the top 10; fall back to what the room last told us.
   try {
