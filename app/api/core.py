@@ -36,7 +36,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     return f"{where}: {first['msg']}"
@@ -56,7 +56,7 @@ def parse_body(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_body", _describe(exc)) from None
+        raise ApiError(400, "invalid_body", describe_validation(exc)) from None
 
 
 def parse_optional_body(model: type[M]) -> M:
@@ -73,7 +73,7 @@ def parse_query(model: type[M]) -> M:
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise ApiError(400, "invalid_query", _describe(exc)) from None
+        raise ApiError(400, "invalid_query", describe_validation(exc)) from None
 
 
 def parse_uuid(value: str, what: str = "id") -> uuid.UUID:

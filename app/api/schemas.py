@@ -163,6 +163,13 @@ class AnswerBody(Strict):
         return value
 
 
+class SocketAnswer(AnswerBody):
+    """An answer sent over the room socket: the HTTP body, its message type, and the client's own
+    reference for the reply."""
+    type: Literal["answer"]
+    ref: Annotated[str, StringConstraints(max_length=64)] | int | None = None
+
+
 class TicketBody(Strict):
     session_id: Annotated[str, StringConstraints(max_length=64)]
 

@@ -9,8 +9,12 @@ import uuid
 from typing import Callable
 
 from flask import Blueprint, current_app, request
+from pydantic import ValidationError
 from redis import RedisError
 from simple_websocket import ConnectionClosed
+
+from app.api.core import describe_validation
+from app.api.schemas import SocketAnswer
 
 from app.extensions import runtime, sock
 from app.ratelimits import limit
@@ -18,7 +22,8 @@ from app.rooms import tickets
 from app.rooms.connection import Connection
 from app.rooms.hub import now_iso
 from app.services import rooms as room_service
-from app.services.errors import Forbidden, NotFound, TooManyRequests
+from app.services.answers import AnswerRequest
+from app.services.errors import Forbidden, NotFound, ServiceError, TooManyRequests
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
@@ -33,6 +38,9 @@ MAX_CLIENT_MESSAGE = 4096
 # A client may send this many messages in a burst, refilled at this rate; more closes the socket.
 MESSAGE_BURST = 20
 MESSAGES_PER_S = 5.0
+# A player's answer over the room socket, and its acknowledgement (sent once the answer is committed).
+ANSWER = "answer"
+ANSWER_RECORDED = "answer_recorded"
 
 
 def _refuse(ws, code: int, reason: str) -> None:
@@ -78,9 +86,33 @@ def room_socket(ws, session_id: str):
         [(_, version, snapshot)] = hub.snapshots(session, [connection])
         connection.offer_snapshot(version, snapshot)
         threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
-        answer_client(ws, connection)
+        answer_client(ws, connection, None if member.is_host else answers_over_socket(session, principal.user_id))
     finally:
         hub.leave(connection, principal.user_id)
+
+
+def answers_over_socket(session: uuid.UUID, user_id: uuid.UUID) -> Callable[[dict], dict]:
+    """`{"type": "answer", "question_id", "choice", "ref"?}` from a player: the same checks, scoring, group
+    commit and retry safety as `POST /answers`, acknowledged only after the commit. The reply is
+    `answer_recorded` (the receipt, `replayed` on a retry) or an `error` with the HTTP path's `code`
+    (and its extras, e.g. the recorded receipt of `already_answered`); `ref`, if sent, comes back."""
+    batcher = runtime().answer_batcher
+
+    def handle(message: dict) -> dict:
+        ref = message.get("ref")
+        if message.get("type") != ANSWER:
+            return client_error("unknown_message", "client messages are ping and answer")
+        try:
+            answer = SocketAnswer.model_validate(message)
+        except ValidationError as exc:
+            return {**client_error("invalid_message", describe_validation(exc)), "ref": ref}
+        try:
+            receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))
+        except ServiceError as exc:
+            return {**client_error(exc.code, exc.message), **exc.extra, "ref": answer.ref}
+        return {"type": ANSWER_RECORDED, **receipt.view(), "replayed": receipt.replayed, "ref": answer.ref}
+
+    return handle
 
 
 def answer_client(ws, connection: Connection, handle: Callable[[dict], dict | None] | None = None) -> None:
@@ -115,7 +147,7 @@ def _reply_to(raw: str | bytes, handle: Callable[[dict], dict | None] | None) ->
     if isinstance(message, dict) and message.get("type") == "ping":
         return {"type": "pong", "server_time": now_iso()}
     if handle is None or not isinstance(message, dict):
-        return client_error("unknown_message", "the only client message is ping")
+        return client_error("unknown_message", "the only client message here is ping")
     return handle(message)
 
 

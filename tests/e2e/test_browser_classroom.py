@@ -37,6 +37,12 @@ class ClassTab(Tab):
         self.page.emulate_media(reduced_motion="reduce")
         self.page.on("console", self._console)
         self.page.on("dialog", lambda dialog: dialog.accept())
+        self.http_answers = 0  # answers sent over HTTP rather than the room socket
+        self.page.on("request", self._request)
+
+    def _request(self, request) -> None:
+        if request.method == "POST" and request.url.endswith("/answers"):
+            self.http_answers += 1
 
     def _console(self, message) -> None:
         if message.type == "error" and not HTTP_STATUS_LOG.search(message.text):
@@ -258,6 +264,7 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
 
         for name, tab in tabs.items():
             assert tab.errors == [], (name, tab.errors)
+            assert tab.http_answers == 0, name  # the socket was open: every answer went over it
     finally:
         for tab in tabs.values():
             tab.context.close()

@@ -40,6 +40,7 @@ class FakeRoom:
 
     def __init__(self, tab: Tab, snapshot):
         self.sockets = []
+        self.received: list[dict] = []  # what the page sent, pings left out
         self.snapshot = snapshot
         self.refuse = None
         tab.context.route_web_socket(re.compile(r".*/ws/sessions/.*"), self.accept)
@@ -48,7 +49,13 @@ class FakeRoom:
         if self.refuse:
             ws.close(code=self.refuse[0], reason=self.refuse[1])
             return
-        ws.on_message(lambda message: ws.send(json.dumps({"type": "pong"})) if "ping" in str(message) else None)
+        def receive(message) -> None:
+            if "ping" in str(message):
+                ws.send(json.dumps({"type": "pong"}))
+            else:
+                self.received.append(json.loads(message))
+
+        ws.on_message(receive)
         self.sockets.append(ws)
         ws.send(json.dumps(self.snapshot(ws.url)))
 
@@ -123,6 +130,12 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         tab.page.keyboard.press("1")
         expect(tab.by("answer-status")).to_have_text(re.compile("locked in"), timeout=WAIT_MS)
         expect(tab.by("answer-1")).to_be_disabled()
+        # The answer went to the socket first; this room never acknowledges, so the page sent it by
+        # HTTP, and it is recorded once.
+        assert [m["choice"] for m in room.received if m.get("type") == "answer"] == [0]
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s"),
+                             {"s": sid}).scalar() == 1
         http.post(f"/api/v1/sessions/{sid}/answers", {"question_id": opened["question_id"], "choice": 1},
                   token=rivals[0].token, expect=201)
         room.push({"type": "leaderboard", **board_from_postgres(engine, sid, next(version))})

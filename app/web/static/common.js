@@ -119,8 +119,11 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     });
   }
 
+  /** Send if the socket is open; says whether it was. */
   function send(message) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
   }
 
   // Coming back online or to the tab: retry now instead of waiting out the backoff.
@@ -157,8 +160,16 @@ export function socketBase() {
  */
 export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
   const base = `${socketBase()}/ws/sessions/${encodeURIComponent(sessionId)}`;
-  return reconnectingSocket({
-    finalCodes: FINAL_CLOSE_CODES, onMessage, onState, onRefused,
+  const waiting = new Map();  // ref -> resolve, for requests whose reply carries their `ref`
+  let refs = 0;
+  const room = reconnectingSocket({
+    finalCodes: FINAL_CLOSE_CODES, onState, onRefused,
+    onMessage(message) {
+      const resolve = message.ref === undefined || message.ref === null ? undefined : waiting.get(message.ref);
+      if (!resolve) { onMessage(message); return; }
+      waiting.delete(message.ref);
+      resolve(message);
+    },
     async url() {
       try {
         const { ticket } = await api("/ws-tickets", { method: "POST", body: { session_id: sessionId }, token });
@@ -170,6 +181,19 @@ export function connectRoom({ sessionId, token, onMessage, onState = () => {}, o
       }
     },
   });
+  return {
+    ...room,
+    /** Send `message` with a reference; resolves to the reply, or null when the socket is not open or
+     * no reply came within `timeoutMs` (the caller then uses HTTP). */
+    request(message, timeoutMs) {
+      return new Promise((resolve) => {
+        const ref = `r${++refs}`;
+        if (!room.send({ ...message, ref })) { resolve(null); return; }
+        const timer = setTimeout(() => { waiting.delete(ref); resolve(null); }, timeoutMs);
+        waiting.set(ref, (reply) => { clearTimeout(timer); resolve(reply); });
+      });
+    },
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
-  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
+  ApiError, api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
   CHOICE_SHAPES, ordinal, formatScore, renderDistribution, renderLeaderboard, renderPodium, showScreen, serverClock,
 } from "./common.js";
 
@@ -372,6 +372,21 @@ function lockAnswers(status) {
 // the network drops or the server cannot tell whether it recorded the answer (504), the same answer
 // is sent again, a few times, while the question is open.
 const ANSWER_RETRIES = 5;
+// How long an answer sent over the room socket waits for its acknowledgement before going by HTTP.
+const SOCKET_ANSWER_WAIT_MS = 4000;
+
+/** Deliver an answer over the room's socket when it is open (acknowledged after the commit), else,
+ * or when the socket cannot tell, over HTTP: both are safe to repeat. Rejects like `api`. */
+async function deliverAnswer(q, choice, token) {
+  const body = { question_id: q.id, choice };
+  const reply = await state.room?.request({ type: "answer", ...body }, SOCKET_ANSWER_WAIT_MS);
+  if (reply?.type === "answer_recorded") return reply;
+  if (reply?.type === "error" && !["unavailable", "outcome_unknown", "unknown_message"].includes(reply.code)) {
+    const { type, code, message, ref, ...extra } = reply;
+    throw new ApiError(400, code, message, extra);
+  }
+  return api(`/sessions/${state.sessionId}/answers`, { method: "POST", body, token });
+}
 
 async function submitAnswer(choice) {
   const q = state.question;
@@ -381,9 +396,7 @@ async function submitAnswer(choice) {
   const { token } = store.get();
   for (let attempt = 0; ; attempt += 1) {
     try {
-      await api(`/sessions/${state.sessionId}/answers`, {
-        method: "POST", body: { question_id: q.id, choice }, token,
-      });
+      await deliverAnswer(q, choice, token);
       answerRecorded(q, choice);
       return;
     } catch (err) {
