@@ -36,7 +36,7 @@ SETUP = [
     "'9' || lpad(k::text, 5, '0'), 'question_open', md5('pgb-q0')::uuid, now(), now() + interval '1 day' "
     "FROM generate_series(0, :sessions - 1) k",
     "INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname) "
-    "SELECT md5('pgb-p' || g)::uuid, md5('pgb-s' || (g % :sessions))::uuid, md5('pgb-u' || g)::uuid, 'pgb' "
+    "SELECT md5('pgb-p' || g)::uuid, md5('pgb-s' || (g % :sessions))::uuid, md5('pgb-u' || g)::uuid, 'pgb' || g "
     "FROM generate_series(0, :players - 1) g",
 ]
 
