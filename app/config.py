@@ -59,6 +59,16 @@ def _rate(text: str) -> str:
     return value
 
 
+def _nodes(text: str) -> str:
+    """Comma-separated `host:port` seed nodes, or nothing (empty: not a cluster)."""
+    nodes = [item.strip() for item in text.split(",") if item.strip()]
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {node!r}")
+    return ",".join(nodes)
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -83,6 +93,10 @@ class Config:
     database_url: str = _setting(
         "DATABASE_URL", "postgresql+psycopg://quiz:quiz@127.0.0.1:5433/quiz", doc="SQLAlchemy URL of PostgreSQL")
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6380/0", doc="Redis URL")
+    redis_cluster_nodes: str = _setting(
+        "REDIS_CLUSTER_NODES", "", _nodes,
+        "comma-separated host:port seed nodes of a Redis Cluster; when set, every Redis client uses it, "
+        "not REDIS_URL (empty: one Redis)")
     kafka_bootstrap_servers: str = _setting(
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", doc="Kafka bootstrap servers")
     kafka_topic: str = _setting("KAFKA_TOPIC", "quiz.events", doc="topic the relay publishes events to")

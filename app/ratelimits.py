@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from flask import g, request
 from limits import RateLimitItem, parse
-from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from app.config import Config
 from app.logs import RateLimitedLog
 from app.metrics import RATE_LIMITED, RATE_LIMIT_UNAVAILABLE
+from app.redis_client import Client, rate_limit_storage
 from app.services.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ def limit(rule: str) -> Limit:
 class RateLimits:
     """`hit` consumes from a rule's budget and raises TooManyRequests when it is spent."""
 
-    def __init__(self, config: Config, connection_pool=None):
+    def __init__(self, config: Config, redis_client: Client):
         self.enabled = config.rate_limits_enabled
         self.items: dict[str, RateLimitItem] = {rule: parse(getattr(config, field)) for rule, field in RULES.items()}
-        self.storage = RedisStorage(config.redis_url, connection_pool=connection_pool, key_prefix=KEY_PREFIX)
+        self.storage = rate_limit_storage(config, redis_client, KEY_PREFIX)
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._errors = RateLimitedLog(log)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +18,7 @@ from app.kafka import make_admin
 from app.leaderboards.reads import BoardReader
 from app.metrics import WebMetrics
 from app.ratelimits import RateLimits
+from app.redis_client import Client, make_redis
 from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.services.answers import AnswerBatcher
@@ -44,12 +44,9 @@ class Runtime:
         return session_factory(self.engine)
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Client:
         # Blocking pool: thousands of sockets reconnecting at once wait for a connection instead of failing.
-        pool = redis.BlockingConnectionPool.from_url(
-            self.config.redis_url, max_connections=self.config.web_redis_pool, timeout=10,
-            socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
-        return redis.Redis(connection_pool=pool)
+        return make_redis(self.config, max_connections=self.config.web_redis_pool, blocking=True)
 
     @cached_property
     def kafka_admin(self):
@@ -66,7 +63,7 @@ class Runtime:
 
     @cached_property
     def rate_limits(self) -> RateLimits:
-        return RateLimits(self.config, connection_pool=self.redis.connection_pool)
+        return RateLimits(self.config, self.redis)
 
     @cached_property
     def board_reader(self) -> BoardReader:

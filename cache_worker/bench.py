@@ -7,6 +7,7 @@ answer_scored events for it to a fresh topic, then times a CacheWorker applying 
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import sys
 import time
@@ -19,6 +20,7 @@ from app.config import load_config
 from app.db import get_engine
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
 from app.kafka import ensure_topics, make_consumer, make_producer
+from app.redis_client import make_redis, node_of
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scripts import session_script_source
 from cache_worker.worker import CacheWorker
@@ -64,8 +66,7 @@ def main(argv: list[str]) -> int:
         producer.poll(0)
     producer.flush(60)
 
-    import redis
-    client = redis.Redis.from_url(config.redis_url)
+    client = make_redis(config, socket_timeout=None)
     worker = CacheWorker(config, make_consumer(config), make_producer(config), client, engine, poll_timeout_s=1.0)
     worker.subscribe()
     handled, started = 0, None
@@ -81,11 +82,18 @@ def main(argv: list[str]) -> int:
 
     keys = SessionKeys.of(f"bench-{run}")
     client.hset(keys.meta, mapping={"version": 0, "epoch_ms": int(now.timestamp() * 1000), "recent_seq": 0})
-    sha = client.script_load(session_script_source("apply_answer_scored"))
-    url = config.redis_url.split("//", 1)[1]
-    host, _, rest = url.partition(":")
-    port, _, db = rest.partition("/")
-    print(f"redis-benchmark -h {host} -p {port} --dbnum {db or 0} -n {count} -r 1000000000 -c 50 -P 16 "
+    source = session_script_source("apply_answer_scored")
+    client.script_load(source)  # on a cluster, on every primary
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    if node_of(client, keys.meta):  # the node that owns the session's slot
+        host, _, port = node_of(client, keys.meta).rpartition(":")
+        target = f"--cluster -h {host} -p {port}"
+    else:
+        url = config.redis_url.split("//", 1)[1]
+        host, _, rest = url.partition(":")
+        port, _, db = rest.partition("/")
+        target = f"-h {host} -p {port} --dbnum {db or 0}"
+    print(f"redis-benchmark {target} -n {count} -r 1000000000 -c 50 -P 16 "
           f"EVALSHA {sha} {len(keys.apply_keys)} {' '.join(keys.apply_keys)} "
           f"ev:__rand_int__ answer:__rand_int__ p:__rand_int__ bench 750 {int(now.timestamp() * 1000) + 1000} q")
     return 0

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import os
 
-import redis
-
 from app.batch_consumer import serve
 from app.config import Config
 from app.db import get_engine
 from app.kafka import make_consumer, make_producer
+from app.redis_client import make_redis
 from cache_worker.worker import CacheWorker
 
 log = logging.getLogger("cache_worker")
@@ -34,7 +33,7 @@ def build_worker(config: Config, *, redis_client=None, engine=None, group_id: st
     tests pass their own Redis client or engine, a consumer group or worker options."""
     worker = CacheWorker(
         config, make_consumer(config, group_id=group_id), make_producer(config),
-        redis_client or redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2),
+        redis_client or make_redis(config),
         engine or get_engine(config.database_url, pool_size=2),
         after_apply=_exit_after_apply if os.environ.get(TEST_EXIT_ENV) == "1" else None, **options)
     worker.subscribe()

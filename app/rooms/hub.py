@@ -2,7 +2,12 @@
 
 The cache worker appends a notification to `room:{S}` for every event it applies. Each web process
 reads the streams of the rooms it has sockets in (one XREAD for all of them, not one per socket) and
-hands each notification to its room. A room works through its notifications in order on a thread of
+hands each notification to its room. On a Redis Cluster each stream sits in the slot of its session
+or board, and one XREAD cannot span slots (CROSSSLOT), even on one node: the process keeps one
+reader per node (shard), which sends that node one pipeline per round, an XREAD per slot, where only
+the last XREAD blocks. So it is one round trip and at most one blocking read per shard, never a
+reader per room; a shard that owns one slot of this process's streams blocks on it as one Redis does,
+and one that owns several wakes at least every SHARD_BLOCK_MS to see the others. A room works through its notifications in order on a thread of
 its own while it has any (the close of a question reads every player's result from PostgreSQL), so
 one slow query delays that room only, never the reader or another room. Leaderboard changes are
 coalesced: a room whose board moved is marked dirty, and a ticker reads its top 10 at most once per
@@ -22,8 +27,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from app.logs import RateLimitedLog
+from app.redis_client import is_cluster, node_of
 from app.retry import Backoff
 from app.leaderboards.keys import BoardKeys
 from app.rooms.boards import BoardChannel, BoardReads, Watch
@@ -40,6 +47,10 @@ PODIUM_SIZE = 5
 BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed", "participant_removed"}
 CLOSE_REMOVED = 4403
 CLOSE_DELETED = 4404
+# The longest a cluster shard's reader blocks on one slot while its other slots wait: their latency.
+SHARD_BLOCK_MS = 50
+# What a cluster's reads raise while its slots move or a node is away (the second is no RedisError).
+_CLUSTER_ERRORS = (redis.RedisError, RedisClusterException)
 
 
 def now_iso() -> str:
@@ -172,7 +183,8 @@ class RoomHub:
     def _start(self) -> None:
         if not self._started:
             self._started = True
-            threading.Thread(target=self._read_streams, name="room-streams", daemon=True).start()
+            reader = self._read_shards if is_cluster(self.redis) else self._read_streams
+            threading.Thread(target=reader, name="room-streams", daemon=True).start()
             threading.Thread(target=self._push_leaderboards, name="room-leaderboards", daemon=True).start()
 
     def stop(self) -> None:
@@ -201,12 +213,18 @@ class RoomHub:
 
     # --- the stream reader ----------------------------------------------------------------------
 
+    def _streams(self) -> dict[str, str]:
+        """{stream key: id of the last entry read} of every room and board with a socket here."""
+        with self._lock:
+            streams = {room.stream_key: room.last_id for room in self.rooms.values()}
+            streams.update({board.stream_key: board.last_id for board in self.boards.values()})
+        return streams
+
     def _read_streams(self) -> None:
+        """One Redis: one blocking XREAD over every stream."""
         backoff = Backoff(first_s=0.1, cap_s=2.0)
         while not self._stopping.is_set():
-            with self._lock:
-                streams = {room.stream_key: room.last_id for room in self.rooms.values()}
-                streams.update({board.stream_key: board.last_id for board in self.boards.values()})
+            streams = self._streams()
             if not streams:
                 time.sleep(0.05)
                 continue
@@ -217,19 +235,74 @@ class RoomHub:
                 self._errors.warning("xread", "cannot read room notifications from Redis: %s", exc)
                 time.sleep(backoff.next_delay())
                 continue
-            for stream_key, entries in batches or []:
-                room = self._room_by_stream(stream_key.decode())
-                if room is not None:
-                    room.last_id = entries[-1][0].decode()
-                    self._hand_over(room, [_decode_fields(fields) for _, fields in entries])
-                board = self._board_by_stream(stream_key.decode())
-                if board is not None:
-                    board.last_id = entries[-1][0].decode()
-                    # Notes of a board only mark it dirty or forward what they carry: no read here.
-                    moved = [board.note(_decode_fields(fields)) for _, fields in entries]
-                    if any(moved):
-                        board.dirty = True
-                        self._board_moved.set()
+            self._take(batches)
+
+    def _read_shards(self) -> None:
+        """A Redis Cluster: start a reader for each node that owns a stream of this process, once."""
+        readers: dict[str, threading.Thread] = {}
+        while not self._stopping.is_set():
+            try:
+                owners = {node_of(self.redis, key) for key in self._streams()}
+            except _CLUSTER_ERRORS as exc:  # the cluster's layout is unknown for now
+                self._errors.warning("xread", "cannot learn which node owns a room's stream: %s", exc)
+                self._relearn_slots()
+                owners = set()
+            for name in owners - {n for n, t in readers.items() if t.is_alive()}:
+                readers[name] = threading.Thread(target=self._read_shard, args=(name,),
+                                                 name=f"room-streams-{name}", daemon=True)
+                readers[name].start()
+            time.sleep(0.05)
+
+    def _read_shard(self, name: str) -> None:
+        """One node's streams: one pipeline per round, an XREAD per slot, the last one blocking. Ends
+        when the node owns none of them (its slots moved, or their rooms emptied); `_read_shards`
+        starts it again when it is needed."""
+        backoff = Backoff(first_s=0.1, cap_s=2.0)
+        while not self._stopping.is_set():
+            try:
+                slots: dict[int, dict[str, str]] = {}
+                for key, last in self._streams().items():
+                    if node_of(self.redis, key) == name:
+                        slots.setdefault(self.redis.keyslot(key), {})[key] = last
+                node = self.redis.get_node(node_name=name)
+                if not slots or node is None:  # nothing here, or the node left the cluster
+                    return
+                pipe = self.redis.get_redis_connection(node).pipeline(transaction=False)
+                *others, blocking = slots.values()
+                for streams in others:
+                    pipe.xread(streams, count=500)
+                pipe.xread(blocking, count=500, block=SHARD_BLOCK_MS if others else 200)
+                batches = [batch for reply in pipe.execute() for batch in reply or []]
+                backoff.reset()
+            except _CLUSTER_ERRORS as exc:
+                self._errors.warning("xread", "cannot read room notifications from Redis node %s: %s", name, exc)
+                if not isinstance(exc, redis.TimeoutError):  # a slot moved or a node failed: learn the layout
+                    self._relearn_slots()
+                time.sleep(backoff.next_delay())
+                continue
+            self._take(batches)
+
+    def _relearn_slots(self) -> None:
+        try:
+            self.redis.nodes_manager.initialize()
+        except _CLUSTER_ERRORS as exc:  # retried at the next failed read
+            self._errors.warning("slots", "cannot learn the cluster's slots: %s", exc)
+
+    def _take(self, batches) -> None:
+        """Hand what one XREAD returned to its rooms and boards."""
+        for stream_key, entries in batches or []:
+            room = self._room_by_stream(stream_key.decode())
+            if room is not None:
+                room.last_id = entries[-1][0].decode()
+                self._hand_over(room, [_decode_fields(fields) for _, fields in entries])
+            board = self._board_by_stream(stream_key.decode())
+            if board is not None:
+                board.last_id = entries[-1][0].decode()
+                # Notes of a board only mark it dirty or forward what they carry: no read here.
+                moved = [board.note(_decode_fields(fields)) for _, fields in entries]
+                if any(moved):
+                    board.dirty = True
+                    self._board_moved.set()
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:

@@ -1,4 +1,6 @@
-"""The Lua scripts, the rebuild and the worker's pipeline, unchanged, on a 3-node Redis Cluster.
+"""The Lua scripts, the rebuild and the worker's pipeline, unchanged, on a 3-node Redis Cluster; the
+clients the processes build from REDIS_CLUSTER_NODES (scripts, boards, rate limits through them) and the
+hub's per-shard reads of the room streams.
 
 The cluster is started by this module on loopback ports in a temporary directory and torn down
 at the end; Debian's redis-server and redis-cli are enough.
@@ -7,16 +9,35 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
+import uuid
 
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
+from sqlalchemy.orm import Session
 
 from app.events import envelope_from_row
+from app.leaderboards.boards import create_board
+from app.leaderboards.reads import BoardReader
+from app.leaderboards.scores import Authority, Submission, submit_scores
+from app.leaderboards.verify import cached_boards, compare_period
+from app.ratelimits import Limit, RateLimits
+from app.redis_client import make_redis, node_of
+from app.rooms.connection import Connection
+from app.rooms.hub import RoomHub, RoomReads
+from app.runtime import Runtime
+from app.services.accounts import create_guest
+from app.services.errors import TooManyRequests
+from app.session_boards.keys import SessionKeys
 from app.session_boards.reads import read_page
 from app.session_boards.rebuild import rebuild_board
+from app.session_boards.verify import cached_sessions, compare_board
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
+from tests.helpers import wait_until
+from tests.integration.leaderboard_support import Applier
+from tests.integration.test_leaderboard_order import _postgres, _redis
 from tests.integration.test_session_board_scripts import exercise_scripts
 from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, play
 
@@ -81,6 +102,8 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
         page = read_page(None, cluster, sid, 100, 0)
         assert [e["participant_id"] for e in page["entries"]] == pg_ranking(engine, sid)
         assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, sid)
+        assert compare_board(engine, cluster, sid) == []  # ops verify: a transaction in the session's slot
+    assert {s["id"] for s in sessions} <= cached_sessions(cluster)  # SCAN over every node
 
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
     worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
@@ -94,3 +117,102 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
         assert read_page(None, cluster, session["id"], 100, 0)["total_players"] == 3
         page = read_page(None, cluster, session["id"], 100, 0)
         assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, session["id"])
+
+
+@pytest.fixture(scope="module")
+def cluster_config(cluster, config):
+    return config.replace(redis_cluster_nodes=",".join(f"127.0.0.1:{port}" for port in PORTS))
+
+
+def test_every_process_builds_a_cluster_client_from_the_seed_nodes(cluster_config):
+    assert isinstance(make_redis(cluster_config), RedisCluster)
+    web = Runtime(cluster_config).redis  # the web process's, with its blocking pool
+    assert isinstance(web, RedisCluster) and web.ping()  # what GET /health asks
+    exercise_scripts(make_redis(cluster_config))  # the quiz sessions' apply and read scripts
+
+
+def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster_config, engine):
+    client = make_redis(cluster_config)
+    with Session(engine, expire_on_commit=False) as db:
+        owner_id = create_guest(db, "cluster board owner").id
+    boards = []
+    for _ in range(4):  # spread over several slots
+        board_id = "c" + uuid.uuid4().hex[:14]
+        create_board(engine, owner_id, {"id": board_id, "name": "cluster", "sort_order": "desc",
+                                        "update_mode": "best", "reset_period": "never", "timezone": "UTC",
+                                        "max_entries": None, "self_report_max": None, "metadata": None})
+        submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
+                      Authority(owner_id=owner_id))
+        boards.append(board_id)
+    applier = Applier(cluster_config, engine, client)
+    for board_id in boards:
+        applier.catch_up(board_id)
+        assert _redis(client, board_id) == _postgres(engine, board_id, "desc") == [("ben", 9), ("ann", 7)]
+        assert compare_period(engine, client, board_id, "all") == []
+    assert set(boards) <= cached_boards(client)
+    reader = BoardReader(engine, client)
+    assert [e["player_id"] for e in reader.page(boards[0], period=None, offset=0, limit=10)["entries"]] == [
+        "ben", "ann"]
+
+
+def test_rate_limits_count_in_the_cluster(cluster_config):
+    limits = RateLimits(cluster_config.replace(rate_login_per_username="2/minute"), make_redis(cluster_config))
+    who = Limit("login_per_username", "cluster-" + uuid.uuid4().hex)
+    limits.hit(who)
+    limits.hit(who)
+    with pytest.raises(TooManyRequests):  # a refusal, so the count reached Redis (failing open never refuses)
+        limits.hit(who)
+    other = Limit("login_per_username", "cluster-" + uuid.uuid4().hex)
+    limits.hit(other)  # counted apart, in its own slot
+
+
+def _blocked_reads(port: int) -> int:
+    """Connections of this node blocked in an XREAD right now."""
+    clients = subprocess.run(["redis-cli", "-p", str(port), "client", "list"], capture_output=True,
+                             text=True).stdout.splitlines()
+    return sum(1 for line in clients if " cmd=xread" in line and "b" in line.split(" flags=")[1].split(" ")[0])
+
+
+def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config):
+    client = make_redis(cluster_config)
+    rooms: dict[str, list[uuid.UUID]] = {}  # node -> sessions whose room stream it owns
+    while len(rooms) < len(PORTS) or min(len(r) for r in rooms.values()) < 2:
+        session_id = uuid.uuid4()
+        rooms.setdefault(node_of(client, SessionKeys.of(session_id).room), []).append(session_id)
+    reads = RoomReads(top=lambda session_id, limit: {"version": 1, "total_players": 1, "entries": []},
+                      question_results=lambda *args: {}, snapshot=lambda *args: ({}, {}))
+    hub = RoomHub(client, reads, interval_s=0.05)
+    sent: dict[uuid.UUID, list[str]] = {}
+    connections = []
+    try:
+        for session_id in (s for sessions in rooms.values() for s in sessions):
+            sent[session_id] = []
+            connection = Connection(sent[session_id].append, session_id, participant_id=None, max_buffered=64,
+                                    on_drop=lambda kind: None, on_sent=lambda kind: None)
+            threading.Thread(target=connection.run_sender, daemon=True).start()
+            hub.join(connection, hub.stream_tail(session_id))
+            connections.append(connection)
+        def shard_readers() -> list[str]:
+            return sorted(t.name for t in threading.enumerate() if t.name.startswith("room-streams-127.0.0.1:71"))
+
+        wait_until(lambda: shard_readers() == sorted(f"room-streams-{node}" for node in rooms),
+                   "one reader for each shard")
+
+        for session_id in sent:  # written by another client, as the cache worker does
+            cluster.xadd(SessionKeys.of(session_id).room, {"type": "participant_joined", "nickname": str(session_id),
+                                                          "participant_id": str(session_id), "player_count": 1})
+        for session_id, messages in sent.items():
+            wait_until(lambda: any(str(session_id) in m and "player_joined" in m for m in messages),
+                       f"the notification of room {session_id}")
+
+        # One blocking XREAD per shard, never one per room: sample each node while the readers wait.
+        seen = {port: set() for port in PORTS}
+        for _ in range(40):
+            for port in PORTS:
+                seen[port].add(_blocked_reads(port))
+            time.sleep(0.02)
+        assert all(counts <= {0, 1} and 1 in counts for counts in seen.values()), seen
+    finally:
+        hub.stop()
+        for connection in connections:
+            connection.close()
