@@ -63,3 +63,28 @@ def test_requests_gunicorn_refuses_itself_get_the_json_error_body(live_stack):
     malformed = b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Without Colon\r\n\r\n"
     status, headers, body = _raw_request(live_stack.base_url, malformed)
     assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_a_room_socket_declines_compression(live_stack):
+    """A browser offers permessage-deflate; the room declines it, so one serialised message is written
+    to every socket as it is, with no zlib stream per socket."""
+    from tests.e2e.room_client import ticket_for
+
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    sid = http.live_session(host)["id"]
+    ticket = ticket_for(live_stack.ws_url, sid, host.token)
+    address = urlsplit(live_stack.base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as raw:
+        raw.sendall((f"GET /ws/sessions/{sid}?ticket={ticket} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = raw.recv(4096)
+            assert chunk, head
+            head += chunk
+    status, *headers = head.split(b"\r\n\r\n")[0].decode("latin1").split("\r\n")
+    assert " 101 " in status, status
+    assert not [h for h in headers if h.lower().startswith("sec-websocket-extensions")], headers
