@@ -4,19 +4,28 @@
 # Ports and URLs come from app/config.py, so e.g. `WEB_PORT=8001 make up` works.
 
 STACK := scripts/stack.sh
+CLUSTER := scripts/cluster.sh
 PY := .venv/bin/python
 
-.PHONY: up down ps logs services test test-unit bench chaos feed lock clean
+.PHONY: up up-cluster down ps logs services test test-unit bench chaos feed lock clean
 
 up:
 	$(STACK) deps
 	$(STACK) up
 
+# The clustered topology (3 Kafka nodes, a Redis Cluster of 6, 2 webs behind HAProxy, 2 of each
+# consumer) on its own ports; see scripts/cluster.sh. `make down` stops it too.
+up-cluster:
+	$(CLUSTER) deps
+	$(CLUSTER) up
+
 down:
+	$(CLUSTER) down
 	$(STACK) down
 
 ps:
 	$(STACK) ps
+	@$(CLUSTER) ps
 
 logs:
 	$(STACK) logs $(NAME)
@@ -51,4 +60,5 @@ lock:
 	scripts/venv.sh lock
 
 clean:
+	$(CLUSTER) down
 	$(STACK) clean

@@ -1,12 +1,13 @@
 """Kafka clients built the one way every process uses them."""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from app.config import Config, load_config
 
@@ -79,26 +80,34 @@ def make_admin(config: Config) -> AdminClient:
     return AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
 
 
-def broker_answers(config: Config, timeout_s: float = 2.0) -> bool:
-    """True when a metadata request to the broker succeeds."""
+def broker_answers(config: Config, timeout_s: float = 2.0, brokers: int = 1) -> bool:
+    """True when a metadata request succeeds and lists at least `brokers` brokers."""
     try:
         metadata = make_admin(config).list_topics(timeout=timeout_s)
     except KafkaException:
         return False
-    return bool(metadata.brokers)
+    return len(metadata.brokers) >= max(brokers, 1)
 
 
-def ensure_topics(config: Config, timeout_s: float = 30.0) -> list[str]:
-    """Create the system's topics when missing (events, scores, changes and their dead letters); returns the
-    names created."""
+def system_topics(config: Config) -> list[str]:
+    """Events, scores, changes and their dead letters."""
+    return [config.kafka_topic, config.kafka_dlq_topic, config.score_topic, config.score_dlq_topic,
+            config.change_topic]
+
+
+def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: int = 1,
+                  min_insync_replicas: int | None = None) -> list[str]:
+    """Create the system's topics when missing; returns the names created. A cluster passes its replication
+    factor and min.insync.replicas (a single broker: 1 and the broker's default)."""
     admin = make_admin(config)
     existing = admin.list_topics(timeout=timeout_s).topics
-    wanted = [config.kafka_topic, config.kafka_dlq_topic, config.score_topic, config.score_dlq_topic,
-              config.change_topic]
+    wanted = system_topics(config)
     missing = [name for name in wanted if name not in existing]
+    topic_config = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     if missing:
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=config.kafka_partitions, replication_factor=1) for name in missing],
+            [NewTopic(name, num_partitions=config.kafka_partitions, replication_factor=replication_factor,
+                      config=topic_config) for name in missing],
             operation_timeout=timeout_s,
         )
         for name, future in futures.items():
@@ -116,24 +125,54 @@ def ensure_topics(config: Config, timeout_s: float = 30.0) -> list[str]:
     raise RuntimeError(f"topics {wanted} did not become available")
 
 
+def describe_topics(config: Config, timeout_s: float = 10.0) -> list[str]:
+    """One line per system topic: brokers, partitions, replicas and in-sync replicas per partition (the
+    distinct counts), min.insync.replicas."""
+    admin = make_admin(config)
+    metadata = admin.list_topics(timeout=timeout_s)
+    names = [name for name in system_topics(config) if name in metadata.topics]
+    configs = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name) for name in names])
+    lines = [f"brokers: {','.join(str(b) for b in sorted(metadata.brokers.values(), key=lambda b: b.id))}"]
+    for resource, future in sorted(configs.items(), key=lambda item: item[0].name):
+        partitions = metadata.topics[resource.name].partitions.values()
+        replicas = ",".join(sorted({str(len(p.replicas)) for p in partitions}))
+        isrs = ",".join(sorted({str(len(p.isrs)) for p in partitions}))
+        min_isr = future.result(timeout=timeout_s)["min.insync.replicas"].value
+        lines.append(f"{resource.name}: partitions={len(partitions)} replicas={replicas} isr={isrs} "
+                     f"min.insync.replicas={min_isr}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
-    """`python -m app.kafka wait|topics`: used by the stack scripts."""
+    """`python -m app.kafka wait|topics|describe`: used by scripts/stack.sh and scripts/cluster.sh."""
+    parser = argparse.ArgumentParser(prog="python -m app.kafka")
+    commands = parser.add_subparsers(dest="command", required=True)
+    wait = commands.add_parser("wait", help="until a metadata request answers")
+    wait.add_argument("seconds", nargs="?", type=float, default=60)
+    wait.add_argument("--brokers", type=int, default=1, help="least number of brokers the answer lists")
+    topics = commands.add_parser("topics", help="create the system's topics when missing")
+    topics.add_argument("--replication-factor", type=int, default=1)
+    topics.add_argument("--min-insync-replicas", type=int)
+    commands.add_parser("describe", help="brokers; partitions, replicas, min.insync.replicas of the topics")
+    args = parser.parse_args(argv)
     config = load_config()
-    command = argv[0] if argv else ""
-    if command == "wait":
-        deadline = time.monotonic() + float(argv[1] if len(argv) > 1 else 60)
+    if args.command == "wait":
+        deadline = time.monotonic() + args.seconds
         while time.monotonic() < deadline:
-            if broker_answers(config):
+            if broker_answers(config, brokers=args.brokers):
                 return 0
             time.sleep(0.5)
-        print(f"kafka at {config.kafka_bootstrap_servers} did not answer a metadata request", file=sys.stderr)
+        print(f"kafka at {config.kafka_bootstrap_servers} did not answer a metadata request listing "
+              f"{args.brokers} broker(s)", file=sys.stderr)
         return 1
-    if command == "topics":
-        created = ensure_topics(config)
+    if args.command == "topics":
+        created = ensure_topics(config, replication_factor=args.replication_factor,
+                                min_insync_replicas=args.min_insync_replicas)
         print(f"topics created: {', '.join(created)}" if created else "topics already exist")
         return 0
-    print("usage: python -m app.kafka wait [SECONDS] | topics", file=sys.stderr)
-    return 2
+    for line in describe_topics(config):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@
 #
 # Everything at runtime lives in .stack/ (data, *.log, *.pid); Kafka jars are cached in .cache/kafka/lib.
 # Processes are started in their own session (setsid), so they outlive `make` and the calling shell,
-# and they listen on 127.0.0.1 only.
+# and they listen on 127.0.0.1 only. scripts/cluster.sh (make up-cluster) sources this file for the
+# clustered topology: its pid files, logs and data are in .stack/cluster/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 STACK="$ROOT/.stack"
+RUN_DIR="$STACK"  # where pid and log files go: .stack/ here, .stack/cluster/ for scripts/cluster.sh
 KAFKA_CACHE="$ROOT/.cache/kafka"
 KAFKA_LIB="$KAFKA_CACHE/lib"
 KAFKA_POM="$ROOT/scripts/kafka-pom.xml"
@@ -153,20 +155,24 @@ pg_home_resolve() {
 INFRA=(postgres redis kafka)
 APPS=(web relay worker ingest)
 
-pidfile() { echo "$STACK/$1.pid"; }
-logfile() { echo "$STACK/$1.log"; }
+pidfile() { echo "$RUN_DIR/$1.pid"; }
+logfile() { echo "$RUN_DIR/$1.log"; }
+
+# A component's kind: its name without an instance number (web-2 is a web, kafka-3 a kafka).
+kind_of() { echo "${1%-[0-9]*}"; }
 
 # The command line a live process of component $1 must contain, so a recycled pid is never taken
 # for ours.
 cmdline_marker() {
-    case "$1" in
+    case "$(kind_of "$1")" in
         postgres) echo "bin/postgres" ;;
         redis) echo "redis-server" ;;
-        kafka) echo "$STACK/kafka/server.properties" ;;
+        kafka) echo "$RUN_DIR/$1/server.properties" ;;
         web) echo "gunicorn" ;;
         relay) echo "outbox_relay" ;;
         worker) echo "cache_worker" ;;
         ingest) echo "score_ingest" ;;
+        lb) echo "haproxy" ;;
     esac
 }
 
@@ -193,8 +199,11 @@ running_pid() {
 
 is_running() { running_pid "$1" >/dev/null; }
 
-# "PORT:ENV_NAME" pairs a component listens on.
+# "PORT:ENV_NAME" pairs a component listens on: PORTS_OF[name] when set (scripts/cluster.sh fills it
+# for its instances), else the single stack's settings.
+declare -A PORTS_OF=()
 component_ports() {
+    if [[ -n "${PORTS_OF[$1]:-}" ]]; then echo "${PORTS_OF[$1]}"; return 0; fi
     case "$1" in
         postgres) echo "$POSTGRES_PORT:POSTGRES_PORT" ;;
         redis) echo "$REDIS_PORT:REDIS_PORT" ;;
@@ -481,56 +490,79 @@ stop_postgres() {
 # ---------------------------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------------------------
-start_redis() {
+start_redis() { start_redis_server redis "$REDIS_PORT" "$STACK/redis"; }
+
+# start_redis_server NAME PORT DIR [CONF_LINE...]: one redis-server with its data in DIR; the extra
+# lines (scripts/cluster.sh's `cluster-enabled yes`, ...) are appended to the configuration.
+start_redis_server() {
+    local name="$1" port="$2" dir="$3"
+    shift 3
     command -v redis-server >/dev/null 2>&1 || die "redis-server is not installed (run: scripts/stack.sh deps)"
-    mkdir -p "$STACK/redis"
-    local conf="$STACK/redis/redis.conf"
+    mkdir -p "$dir"
+    local conf="$dir/redis.conf"
     cat >"$conf" <<EOF
 # Written by scripts/stack.sh at every start; edits are overwritten.
 bind 127.0.0.1
 protected-mode yes
-port $REDIS_PORT
+port $port
 daemonize yes
-pidfile $(pidfile redis)
-logfile $(logfile redis)
+pidfile $(pidfile "$name")
+logfile $(logfile "$name")
 loglevel notice
-dir $STACK/redis
+dir $dir
 appendonly yes
 appendfsync everysec
 save 3600 1 300 100 60 10000
 EOF
-    rm -f "$(pidfile redis)"
-    printf '\n==== %s starting redis ====\n' "$(date '+%F %T')" >>"$(logfile redis)"
+    [[ $# -eq 0 ]] || printf '%s\n' "$@" >>"$conf"
+    rm -f "$(pidfile "$name")"
+    printf '\n==== %s starting %s ====\n' "$(date '+%F %T')" "$name" >>"$(logfile "$name")"
     # daemonize: redis forks into its own session and writes its pid file.
-    redis-server "$conf" || die "redis did not start (see $(logfile redis))"
+    redis-server "$conf" || die "$name did not start (see $(logfile "$name"))"
     local i
     for i in $(seq 1 100); do
-        if [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]]; then
-            for i in $(seq 1 20); do [[ -s "$(pidfile redis)" ]] && return 0; sleep 0.1; done
+        if [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" == PONG ]]; then
+            for i in $(seq 1 20); do [[ -s "$(pidfile "$name")" ]] && return 0; sleep 0.1; done
             return 0
         fi
         sleep 0.1
     done
-    tail -n 20 "$(logfile redis)" >&2
-    die "redis on 127.0.0.1:$REDIS_PORT does not answer PING"
+    tail -n 20 "$(logfile "$name")" >&2
+    die "$name on 127.0.0.1:$port does not answer PING"
 }
 
 # ---------------------------------------------------------------------------------------------
-# Kafka (single combined KRaft node from the Maven Central jars)
+# Kafka (combined KRaft nodes from the Maven Central jars: one here, three in scripts/cluster.sh)
 # ---------------------------------------------------------------------------------------------
 start_kafka() {
+    start_kafka_node kafka 1 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "127.0.0.1:$KAFKA_CONTROLLER_PORT" 1 1 \
+        "$STACK/kafka/cluster.id" --standalone
+    wait_kafka 1 kafka
+}
+
+# start_kafka_node NAME NODE_ID PORT CONTROLLER_PORT CONTROLLER_BOOTSTRAP REPLICATION MIN_ISR CLUSTER_ID_FILE
+#   FORMAT_ARG...: one combined broker+controller in $RUN_DIR/NAME, formatted on first start with the
+# cluster id of CLUSTER_ID_FILE (made when missing) and FORMAT_ARGs (--standalone for a single node,
+# --initial-controllers ... for a quorum). REPLICATION and MIN_ISR are those of Kafka's internal topics.
+start_kafka_node() {
+    local name="$1" node_id="$2" port="$3" controller_port="$4" controller_bootstrap="$5" replication="$6"
+    local min_isr="$7" cid_file="$8"
+    shift 8
     [[ -f "$KAFKA_LIB/.complete" ]] || die "Kafka jars missing (run: scripts/stack.sh deps)"
     command -v java >/dev/null 2>&1 || die "java is not installed (run: scripts/stack.sh deps)"
-    local dir="$STACK/kafka"
-    local data="$dir/data" props="$dir/server.properties" log4j="$dir/log4j2.xml"
+    local dir="$RUN_DIR/$name"
+    local data="$dir/data" props="$dir/server.properties" log4j="$dir/log4j2.xml" log
+    log="$(logfile "$name")"
     mkdir -p "$dir"
-    "$PYTHON" - "$ROOT/scripts/kafka-broker.properties" "$props" <<PY || die "could not write $props"
+    "$PYTHON" - "$ROOT/scripts/kafka-broker.properties" "$props" "$node_id" "$port" "$controller_port" \
+        "$controller_bootstrap" "$replication" "$min_isr" "$data" <<'PY' || die "could not write $props"
 import string, sys
-template = string.Template(open(sys.argv[1]).read())
-open(sys.argv[2], "w").write(template.substitute(node_id=1, port=$KAFKA_PORT, controller_port=$KAFKA_CONTROLLER_PORT,
-                                                 log_dirs="$data"))
+template, out, node_id, port, controller_port, bootstrap, replication, min_isr, data = sys.argv[1:]
+open(out, "w").write(string.Template(open(template).read()).substitute(
+    node_id=node_id, port=port, controller_port=controller_port, controller_bootstrap=bootstrap,
+    replication=replication, min_isr=min_isr, log_dirs=data))
 PY
-    # Logs to stdout, which spawn() sends to .stack/kafka.log: WARN, plus INFO for start/stop lines.
+    # Logs to stdout, which spawn() sends to NAME.log: WARN, plus INFO for start/stop lines.
     cat >"$log4j" <<'EOF'
 <?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by scripts/stack.sh. -->
@@ -549,60 +581,69 @@ PY
 </Configuration>
 EOF
     local cp="$KAFKA_LIB/*"
-    local java_log=(-Dlog4j2.configurationFile="$log4j" -Dkafka.logs.dir="$STACK")
-    # Format the storage once. --standalone records the advertised CONTROLLER endpoint as the only
-    # voter, so the controller port is fixed from then on (remember it and say so if it changes).
+    local java_log=(-Dlog4j2.configurationFile="$log4j" -Dkafka.logs.dir="$RUN_DIR")
+    # Format the storage once. The voters recorded then (the advertised CONTROLLER endpoints) are fixed
+    # from then on: remember this node's controller port and say so if it changes.
     if [[ ! -f "$data/meta.properties" ]]; then
         local cid
-        if [[ -s "$dir/cluster.id" ]]; then
-            cid="$(cat "$dir/cluster.id")"
+        if [[ -s "$cid_file" ]]; then
+            cid="$(cat "$cid_file")"
         else
-            cid="$(java "${java_log[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid 2>>"$(logfile kafka)" | tail -n 1)"
-            [[ -n "$cid" ]] || die "kafka: could not generate a cluster id (see $(logfile kafka))"
-            echo "$cid" >"$dir/cluster.id"
+            cid="$(java "${java_log[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid 2>>"$log" | tail -n 1)"
+            [[ -n "$cid" ]] || die "$name: could not generate a cluster id (see $log)"
+            mkdir -p "$(dirname "$cid_file")"
+            echo "$cid" >"$cid_file"
         fi
-        say "kafka: formatting storage (cluster id $cid)"
-        java "${java_log[@]}" -cp "$cp" kafka.tools.StorageTool format --standalone -t "$cid" -c "$props" \
-            >>"$(logfile kafka)" 2>&1 || { tail -n 20 "$(logfile kafka)" >&2; die "kafka storage format failed"; }
-        echo "$KAFKA_CONTROLLER_PORT" >"$dir/formatted.controller.port"
-    elif [[ -s "$dir/formatted.controller.port" && "$(cat "$dir/formatted.controller.port")" != "$KAFKA_CONTROLLER_PORT" ]]; then
-        die "kafka data in .stack/kafka was formatted for controller port $(cat "$dir/formatted.controller.port");" \
-            "set KAFKA_CONTROLLER_PORT back or remove .stack/kafka (make clean)"
+        say "$name: formatting storage (cluster id $cid)"
+        java "${java_log[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$props" "$@" \
+            >>"$log" 2>&1 || { tail -n 20 "$log" >&2; die "$name: storage format failed"; }
+        echo "$controller_port" >"$dir/formatted.controller.port"
+    elif [[ -s "$dir/formatted.controller.port" && "$(cat "$dir/formatted.controller.port")" != "$controller_port" ]]; then
+        die "$name: data in ${dir#$ROOT/} was formatted for controller port $(cat "$dir/formatted.controller.port");" \
+            "set the port back or remove ${dir#$ROOT/}"
     fi
-    local start=$SECONDS
-    spawn kafka java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
-        "${java_log[@]}" -cp "$cp" kafka.Kafka "$props"
-    # Wait for the listener first (librdkafka would log every refused connection), then for a real
-    # metadata request to succeed; the client's own stderr goes to the log unless the wait fails.
-    local i
-    for i in $(seq 1 900); do
-        port_owner "$KAFKA_PORT" >/dev/null && break
-        is_running kafka || break
-        sleep 0.1
+    spawn "$name" java ${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "${java_log[@]}" -cp "$cp" kafka.Kafka "$props"
+}
+
+# wait_kafka BROKERS NAME...: each node's listener first (librdkafka would log every refused
+# connection), then a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists BROKERS brokers; the
+# client's own stderr goes to the log unless the wait fails.
+wait_kafka() {
+    local brokers="$1" start=$SECONDS name port i
+    shift
+    for name in "$@"; do
+        port="$(component_ports "$name" | cut -d' ' -f1 | cut -d: -f1)"
+        for i in $(seq 1 900); do
+            port_owner "$port" >/dev/null && break
+            is_running "$name" || break
+            sleep 0.1
+        done
     done
-    if ! "$PYTHON" -m app.kafka wait 90 2>"$STACK/kafka-wait.err"; then
-        tail -n 30 "$(logfile kafka)" >&2
-        grep -v '^%[0-9]|' "$STACK/kafka-wait.err" >&2 || true
-        die "kafka did not answer within 90 s (see $(logfile kafka))"
+    local err="$RUN_DIR/kafka-wait.err"
+    if ! "$PYTHON" -m app.kafka wait 90 --brokers "$brokers" 2>"$err"; then
+        for name in "$@"; do tail -n 30 "$(logfile "$name")" >&2; done
+        grep -v '^%[0-9]|' "$err" >&2 || true
+        die "kafka ($*) did not answer with $brokers broker(s) within 90 s (see $(logfile "$1"))"
     fi
-    rm -f "$STACK/kafka-wait.err"
-    say "kafka: answering after $((SECONDS - start)) s"
+    rm -f "$err"
+    say "kafka: $brokers broker(s) answering after $((SECONDS - start)) s"
 }
 
 # ---------------------------------------------------------------------------------------------
 # App processes
 # ---------------------------------------------------------------------------------------------
-start_app() {
-    case "$1" in
+start_app() {  # NAME: web, relay, worker or ingest, or an instance of one (web-2, relay-1, ...)
+    case "$(kind_of "$1")" in
         web)
-            # gunicorn's workers share one Prometheus registry directory, emptied at each start.
-            local metrics_dir="$STACK/prometheus"
+            # gunicorn's workers share one Prometheus registry directory per master, emptied at each start.
+            local metrics_dir="$RUN_DIR/prometheus${1#web}"
             rm -rf "$metrics_dir" && mkdir -p "$metrics_dir"
-            PROMETHEUS_MULTIPROC_DIR="$metrics_dir" spawn web "$PYTHON" -m gunicorn -c gunicorn.conf.py 'app:create_app()'
+            PROMETHEUS_MULTIPROC_DIR="$metrics_dir" spawn "$1" "$PYTHON" -m gunicorn -c gunicorn.conf.py 'app:create_app()'
             ;;
-        relay) spawn relay "$PYTHON" -m outbox_relay ;;
-        worker) spawn worker "$PYTHON" -m cache_worker ;;
-        ingest) spawn ingest "$PYTHON" -m score_ingest ;;
+        relay) spawn "$1" "$PYTHON" -m outbox_relay ;;
+        worker) spawn "$1" "$PYTHON" -m cache_worker ;;
+        ingest) spawn "$1" "$PYTHON" -m score_ingest ;;
     esac
 }
 
@@ -614,18 +655,20 @@ http_ok() {
     fi
 }
 
-wait_web() {
-    local url="http://$WEB_HOST:$WEB_PORT/healthz" i
+wait_web() { wait_http web "http://$WEB_HOST:$WEB_PORT/healthz"; }
+
+wait_http() {  # NAME URL: until URL answers 2xx, while component NAME runs (60 s at most)
+    local name="$1" url="$2" i
     for i in $(seq 1 120); do
         http_ok "$url" && return 0
-        if ! is_running web; then
-            tail -n 30 "$(logfile web)" >&2
-            die "web exited during start-up (see $(logfile web))"
+        if ! is_running "$name"; then
+            tail -n 30 "$(logfile "$name")" >&2
+            die "$name exited during start-up (see $(logfile "$name"))"
         fi
         sleep 0.5
     done
-    tail -n 30 "$(logfile web)" >&2
-    die "web did not answer $url within 60 s (see $(logfile web))"
+    tail -n 30 "$(logfile "$name")" >&2
+    die "$name did not answer $url within 60 s (see $(logfile "$name"))"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -755,9 +798,13 @@ cmd_down() {
 }
 
 cmd_ps() {
-    local comp pid state ports
     printf '%-9s %-8s %-8s %s\n' NAME PID STATE PORT
-    for comp in "${INFRA[@]}" "${APPS[@]}"; do
+    ps_lines "${INFRA[@]}" "${APPS[@]}"
+}
+
+ps_lines() {  # one line per component of "$@"
+    local comp pid state ports
+    for comp in "$@"; do
         ports="$(component_ports "$comp" | tr ' ' '\n' | cut -d: -f1 | paste -sd, -)"
         if pid="$(running_pid "$comp")"; then state=running; else pid=-; state=stopped; fi
         printf '%-9s %-8s %-8s %s\n' "$comp" "$pid" "$state" "${ports:--}"
@@ -767,18 +814,22 @@ cmd_ps() {
 cmd_logs() {
     local files=()
     if [[ $# -gt 0 ]]; then
-        [[ -f "$STACK/$1.log" ]] || die "no log $STACK/$1.log"
-        files=("$STACK/$1.log")
+        [[ -f "$RUN_DIR/$1.log" ]] || die "no log $RUN_DIR/$1.log"
+        files=("$RUN_DIR/$1.log")
     else
         shopt -s nullglob
-        files=("$STACK"/*.log)
+        files=("$RUN_DIR"/*.log)
         shopt -u nullglob
-        [[ ${#files[@]} -gt 0 ]] || die "no logs in $STACK yet"
+        [[ ${#files[@]} -gt 0 ]] || die "no logs in $RUN_DIR yet"
     fi
     exec tail -n 50 -F "${files[@]}"
 }
 
 cmd_clean() {
+    # The cluster's data is in .stack/cluster: never delete it under running processes.
+    if compgen -G "$STACK/cluster/*.pid" >/dev/null; then
+        die "the cluster may be running: stop it first (scripts/cluster.sh down, or make clean)"
+    fi
     cmd_down
     # .stack/pg may be a symlink to the out-of-tree PG home (see pg_home_resolve): remove its target too.
     if [[ -L "$STACK/pg" ]]; then rm -rf "$(readlink -f "$STACK/pg")"; fi
@@ -809,4 +860,5 @@ main() {
     esac
 }
 
-main "$@"
+# scripts/cluster.sh sources this file for its functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

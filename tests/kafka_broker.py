@@ -25,7 +25,9 @@ class PrivateKafka:
         self.props = workdir / "server.properties"
         self.log = workdir / "kafka.log"
         self.props.write_text(string.Template(BROKER_TEMPLATE.read_text()).substitute(
-            node_id=1, port=self.port, controller_port=self.controller_port, log_dirs=workdir / "data"))
+            node_id=1, port=self.port, controller_port=self.controller_port,
+            controller_bootstrap=f"127.0.0.1:{self.controller_port}", replication=1, min_isr=1,
+            log_dirs=workdir / "data"))
         self.java = ["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                      "-Djava.net.preferIPv4Stack=true", f"-Dkafka.logs.dir={workdir}",
                      "-cp", str(KAFKA_LIB / "*")]
