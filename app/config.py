@@ -145,7 +145,11 @@ class Config:
     relay_poll_interval_s: float = _setting(
         "RELAY_POLL_INTERVAL_S", 1.0, _float, "relay poll when no notification arrives")
     relay_retention_hours: float = _setting(
-        "RELAY_RETENTION_HOURS", 24.0, _float, "published events older than this are deleted")
+        "RELAY_RETENTION_HOURS", 24.0, _float,
+        "a day's partition of published events is dropped once its end is this old (0: never)")
+    relay_partition_days_ahead: int = _setting(
+        "RELAY_PARTITION_DAYS_AHEAD", 2, _int,
+        "daily partitions of `events` the relay creates ahead of today (at least 1)")
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")

@@ -185,13 +185,18 @@ class ParticipantAnswer(Base):
 
 
 class Event(Base):
-    """The transactional outbox: one row per state change, published to Kafka by the relay."""
+    """The transactional outbox: one row per state change, published to Kafka by the relay.
+
+    Partitioned by day on `created_at` (migration 0005; partitions `events_pYYYYMMDD` plus
+    `events_default`, kept by outbox_relay/partitions.py), so the primary key holds `created_at` too:
+    ids are random UUIDs made by `new_event_id`, unique in practice, and the relay marks by both."""
 
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_unpublished", "created_at", "seq", postgresql_where=text("published_at IS NULL")),
         Index("ix_events_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
         Index("ix_events_aggregate", "aggregate_id", "created_at"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -205,7 +210,7 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     # clock_timestamp, not now(): the insert runs after the row locks that order a session's events.
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()"))
+        DateTime(timezone=True), primary_key=True, server_default=text("clock_timestamp()"))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -51,6 +51,7 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
         batch_size=config.relay_batch_size,
         poll_interval_s=config.relay_poll_interval_s,
         retention_hours=config.relay_retention_hours,
+        partition_days_ahead=config.relay_partition_days_ahead,
         leader_lock=leader_lock,
         listener=OutboxListener(config.database_url),
         stats=stats,

@@ -7,8 +7,9 @@ One batch (`Relay.relay_batch`):
     is simply claimed by a later batch, because it is still unpublished.
  2. Produce each row (key = session id, value = the envelope, headers event_id/event_type) and
     serve delivery reports until every message of the batch has one.
- 3. `UPDATE ... SET published_at = now() WHERE id = ANY(:ids)` for the rows whose report had no
-    error, and commit. Failed rows stay unpublished; the commit releases their locks.
+ 3. `UPDATE ... SET published_at = now()` for the rows whose report had no error, matched by their
+    primary key `(id, created_at)` (the outbox is partitioned by `created_at`), and commit. Failed
+    rows stay unpublished; the commit releases their locks.
 A crash between 2 and 3 publishes the batch again on restart: at-least-once, consumers dedupe by
 event id (the duplicate carries the same event id, key and body).
 
@@ -29,6 +30,10 @@ planned 2,500 answers/s, so leader election is the simpler correct choice.
 Wake-up: a dedicated autocommit connection LISTENs on `outbox_events` (the insert trigger
 notifies); the poll interval is the fallback for notifications lost while disconnected. A full
 batch loops at once.
+
+Housekeeping (the leader, every PURGE_EVERY_S): partitions of `events` are created ahead and old,
+fully published ones dropped whole; only the default partition is pruned row by row
+(outbox_relay/partitions.py).
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ from app.logs import RateLimitedLog
 from app.processing import StreamProcessor
 from app.retry import Backoff
 from app.services.outbox import outbox_lag
+from outbox_relay import partitions
 
 log = logging.getLogger("outbox_relay")
 
@@ -72,13 +78,11 @@ _CLAIM = text("""
     ORDER BY created_at, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED""")
-_MARK = text("UPDATE events SET published_at = now() WHERE id = ANY(:ids)")
-_PURGE = text("""
-    DELETE FROM events WHERE id IN (
-        SELECT id FROM events
-        WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => :age_s)
-        ORDER BY published_at
-        LIMIT :limit)""")
+# By the whole primary key: `id` alone is not declared unique across partitions.
+_MARK = text("""
+    UPDATE events AS e SET published_at = now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:created AS timestamptz[])) AS d(id, created_at)
+    WHERE e.id = d.id AND e.created_at = d.created_at""")
 
 
 class Producer(Protocol):
@@ -122,17 +126,18 @@ def libpq_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _mark(conn: Connection, keys: list[tuple[Any, Any]]) -> None:
+    """Mark the rows of these `(id, created_at)` keys published."""
+    conn.execute(_MARK, {"ids": [k[0] for k in keys], "created": [k[1] for k in keys]})
+
+
 def purge_published(engine: Engine, retention_hours: float, *, batch: int = PURGE_BATCH,
                     max_batches: int = 20, stopping: Callable[[], bool] = lambda: False) -> int:
-    """Delete published rows older than the retention, `batch` rows per short transaction."""
-    deleted = 0
-    for _ in range(max_batches):
-        with engine.begin() as conn:
-            count = conn.execute(_PURGE, {"age_s": retention_hours * 3600.0, "limit": batch}).rowcount
-        deleted += count
-        if count < batch or stopping():
-            break
-    return deleted
+    """Drop the partitions past the retention whose rows are all published, then delete the default
+    partition's published rows past it row by row; returns the rows deleted from the default partition."""
+    partitions.drop_expired_partitions(engine, retention_hours, stopping=stopping)
+    return partitions.purge_default_partition(engine, retention_hours, batch=batch, max_batches=max_batches,
+                                              stopping=stopping)
 
 
 class OutboxListener:
@@ -186,7 +191,8 @@ class Relay(StreamProcessor):
     """Claims, produces and marks outbox rows; `run()` is the loop of the relay process."""
 
     def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
-                 poll_interval_s: float = 1.0, retention_hours: float = 24.0, leader_lock: bool = True,
+                 poll_interval_s: float = 1.0, retention_hours: float = 24.0, partition_days_ahead: int = 2,
+                 leader_lock: bool = True,
                  listener: OutboxListener | None = None, stats: RelayStats | None = None,
                  before_mark: Callable[[list[Any]], None] | None = None,
                  producer_factory: Callable[[], Producer] | None = None):
@@ -199,13 +205,14 @@ class Relay(StreamProcessor):
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
+        self.partition_days_ahead = partition_days_ahead
         self.leader_lock = leader_lock
         self.listener = listener
         self.stats = stats or RelayStats()
         self.before_mark = before_mark  # test hook, called with the delivered ids before the mark
         self._conn: Connection | None = None
         # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
-        self._delivered_unmarked: list[Any] = []
+        self._delivered_unmarked: list[tuple[Any, Any]] = []
         self._errors = RateLimitedLog(log, OUTAGE_LOG_EVERY_S)
         # After an outage of PostgreSQL or Kafka, and after deliveries that failed.
         self._outage_backoff = Backoff(first_s=0.5, cap_s=10.0)
@@ -270,7 +277,7 @@ class Relay(StreamProcessor):
         try:
             if self._delivered_unmarked:
                 with conn.begin():
-                    conn.execute(_MARK, {"ids": self._delivered_unmarked})
+                    _mark(conn, self._delivered_unmarked)
                 self._delivered_unmarked = []
             with conn.begin():
                 rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
@@ -279,9 +286,9 @@ class Relay(StreamProcessor):
                 delivered, failed = self._produce(rows)
                 if delivered:
                     if self.before_mark is not None:
-                        self.before_mark(delivered)
+                        self.before_mark([key[0] for key in delivered])
                     self._delivered_unmarked = delivered
-                    conn.execute(_MARK, {"ids": delivered})
+                    _mark(conn, delivered)
             self._delivered_unmarked = []
         except (DBAPIError, SQLAlchemyError):
             self._drop_connection()
@@ -294,20 +301,21 @@ class Relay(StreamProcessor):
             self._errors.recovered("delivery", "deliveries succeed again")
         return BatchResult(len(rows), len(delivered), len(failed))
 
-    def _produce(self, rows: Iterable[Any]) -> tuple[list[Any], list[str]]:
-        """Produce `rows` and wait for every delivery report: (delivered ids, failure reasons)."""
-        delivered: list[Any] = []
+    def _produce(self, rows: Iterable[Any]) -> tuple[list[tuple[Any, Any]], list[str]]:
+        """Produce `rows` and wait for every delivery report: (delivered `(id, created_at)` keys, failure
+        reasons)."""
+        delivered: list[tuple[Any, Any]] = []
         failed: list[str] = []
         fatal: list[KafkaError] = []
         pending = 0
 
-        def on_delivery(err: KafkaError | None, msg: Any, event_id: Any) -> None:
+        def on_delivery(err: KafkaError | None, msg: Any, key: tuple[Any, Any]) -> None:
             nonlocal pending
             pending -= 1
             if err is None:
-                delivered.append(event_id)
+                delivered.append(key)
             else:
-                failed.append(f"{event_id}: {err.str()}")
+                failed.append(f"{key[0]}: {err.str()}")
                 if err.fatal():
                     fatal.append(err)
 
@@ -316,7 +324,7 @@ class Relay(StreamProcessor):
         for row in rows:
             envelope = envelope_from_row(row)
             produce(self.producer, self.topic, key=envelope.key(), value=envelope.to_json(), headers=envelope.headers(),
-                    on_delivery=lambda err, msg, event_id=row.id: on_delivery(err, msg, event_id))
+                    on_delivery=lambda err, msg, key=(row.id, row.created_at): on_delivery(err, msg, key))
             pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:
@@ -349,11 +357,15 @@ class Relay(StreamProcessor):
         if force or now >= self._next_lag:
             self._next_lag = now + LAG_EVERY_S
             self.stats.record_lag(*outbox_lag(self.engine))
-        if self.retention_hours > 0 and (force or now >= self._next_purge):
+        if force or now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_S
-            deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
-            if deleted:
-                log.info("deleted %d published events older than %g h", deleted, self.retention_hours)
+            # Ahead first, so inserts keep landing in daily partitions whatever the retention does.
+            partitions.ensure_partitions(self.engine, self.partition_days_ahead)
+            if self.retention_hours > 0:
+                deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
+                if deleted:
+                    log.info("deleted %d published events of the default partition older than %g h",
+                             deleted, self.retention_hours)
 
     # -- the loop ------------------------------------------------------------------------------
 

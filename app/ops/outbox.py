@@ -16,7 +16,8 @@ from app.services.outbox import outbox_status
 def outbox_command(max_lag: float | None) -> None:
     """Counts of unpublished and published events and the age of the oldest unpublished one.
 
-    Published events are kept RELAY_RETENTION_HOURS, then deleted by the relay.
+    Published events are kept RELAY_RETENTION_HOURS after the end of their day, then the relay drops
+    their day's partition.
     """
     status = outbox_status(runtime().engine)
     click.echo(f"outbox: {status.unpublished} unpublished, {status.published} published (retained), "

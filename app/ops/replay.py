@@ -73,8 +73,8 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     applied already, so a correct board never changes.
 
     Only events the relay has published are replayed (unpublished ones are the relay's to send,
-    in order). The relay deletes published events after RELAY_RETENTION_HOURS, so replay covers
-    what is retained; a board needs no events to be repaired: use `ops rebuild`.
+    in order). The relay drops a day's published events RELAY_RETENTION_HOURS after the day ended,
+    so replay covers what is retained; a board needs no events to be repaired: use `ops rebuild`.
     """
     one_selection(session_ids, all_sessions, board_ids)
     settings, engine = config(), runtime().engine
