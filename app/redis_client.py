@@ -57,6 +57,14 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def node_client(client: Client, key: str) -> redis.Redis:
+    """The plain client of the node that owns `key`'s slot (the client itself on a plain Redis): for
+    pipelines of scripts, which redis-py's cluster pipeline refuses (EVALSHA)."""
+    if not is_cluster(client):
+        return client
+    return client.get_redis_connection(client.get_node_from_key(key))
+
+
 def node_of(client: Client, key: str) -> str | None:
     """The name (host:port) of the node that owns `key`'s slot; None on a plain Redis (one node)."""
     if not is_cluster(client):

@@ -16,12 +16,12 @@ from typing import Any, Callable
 import redis as redis_lib
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.cluster import RedisCluster
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.events import Envelope, PoisonEvent, decode_envelope
 from app.batch_consumer import BatchConsumer
+from app.redis_client import is_cluster, node_client
 from app.retry import Backoff
 from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
 from cache_worker.aggregates import aggregates
@@ -180,7 +180,7 @@ class CacheWorker(BatchConsumer):
         groups: dict[int, tuple[Any, list[int]]] = {}
         for index, item in enumerate(pending):
             aggregate = self.aggregates[item.envelope.aggregate_type]
-            node = self._client_for(aggregate.slot_key(item.envelope.aggregate_id))
+            node = node_client(self.redis, aggregate.slot_key(item.envelope.aggregate_id))
             groups.setdefault(id(node), (node, []))[1].append(index)
         results: list[Any] = [None] * len(pending)
         for node, indexes in groups.values():
@@ -193,11 +193,8 @@ class CacheWorker(BatchConsumer):
                 settle = self.aggregates[item.envelope.aggregate_type].settle
                 results[index] = result if isinstance(result, Exception) else settle(
                     node, item.envelope, item.payload, result)
-        if any(isinstance(r, _TRANSIENT) for r in results) and isinstance(self.redis, RedisCluster):
+        if any(isinstance(r, _TRANSIENT) for r in results) and is_cluster(self.redis):
             self.redis.nodes_manager.initialize()  # slots moved: learn the new layout before the retry
         return results
 
-    def _client_for(self, slot_key: str):
-        if not isinstance(self.redis, RedisCluster):
-            return self.redis
-        return self.redis.get_redis_connection(self.redis.get_node_from_key(slot_key))
+

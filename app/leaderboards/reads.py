@@ -21,6 +21,7 @@ from app.leaderboards.keys import BoardKeys
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
 from app.lua import NEEDS_REBUILD
+from app.redis_client import node_client
 from app.services.errors import Invalid, NotFound
 
 PERCENTILES = (50, 90, 99)
@@ -260,15 +261,23 @@ class RankWaits:
                     pending = [w for w in self._pending if not w.done.is_set()]
                 if not pending:
                     break
-                try:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for w in pending:
-                        r = w.result
-                        scripts.lb_read_player(BoardKeys(r.leaderboard_id).period(r.period).read_keys,
-                                               [r.player_id, 0, r.version], client=pipe)
-                    replies = pipe.execute(raise_on_error=False)
+                replies: list[Any] = [None] * len(pending)
+                try:  # one pipeline per node (a cluster's own pipeline refuses scripts)
+                    by_node: dict[int, tuple[Any, list[int]]] = {}
+                    for index, w in enumerate(pending):
+                        keys = BoardKeys(w.result.leaderboard_id).period(w.result.period).read_keys
+                        node = node_client(self.redis, keys[0])
+                        by_node.setdefault(id(node), (node, []))[1].append(index)
+                    for node, indexes in by_node.values():
+                        pipe = node.pipeline(transaction=False)
+                        for index in indexes:
+                            r = pending[index].result
+                            scripts.lb_read_player(BoardKeys(r.leaderboard_id).period(r.period).read_keys,
+                                                   [r.player_id, 0, r.version], client=pipe)
+                        for index, reply in zip(indexes, pipe.execute(raise_on_error=False)):
+                            replies[index] = reply
                 except Exception:  # Redis away: the requests answer without a rank when their wait ends
-                    replies = [None] * len(pending)
+                    pass
                 for w, reply in zip(pending, replies):
                     if isinstance(reply, Exception) or reply is None:
                         continue

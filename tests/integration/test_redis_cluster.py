@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.events import envelope_from_row
 from app.leaderboards.boards import create_board
-from app.leaderboards.reads import BoardReader
+from app.leaderboards.reads import BoardReader, RankWaits
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
 from app.ratelimits import Limit, RateLimits
@@ -135,21 +135,24 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
     client = make_redis(cluster_config)
     with Session(engine, expire_on_commit=False) as db:
         owner_id = create_guest(db, "cluster board owner").id
-    boards = []
+    boards, results = [], []
     for _ in range(4):  # spread over several slots
         board_id = "c" + uuid.uuid4().hex[:14]
         create_board(engine, owner_id, {"id": board_id, "name": "cluster", "sort_order": "desc",
                                         "update_mode": "best", "reset_period": "never", "timezone": "UTC",
                                         "max_entries": None, "self_report_max": None, "metadata": None})
-        submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
-                      Authority(owner_id=owner_id))
+        written = submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
+                                Authority(owner_id=owner_id))
         boards.append(board_id)
+        results.extend(written)
     applier = Applier(cluster_config, engine, client)
     for board_id in boards:
         applier.catch_up(board_id)
         assert _redis(client, board_id) == _postgres(engine, board_id, "desc") == [("ben", 9), ("ann", 7)]
         assert compare_period(engine, client, board_id, "all") == []
     assert set(boards) <= cached_boards(client)
+    # A score write's rank, read for many writes at once: one pipeline per node.
+    assert RankWaits(client).wait(results, 30) == [2, 1, 2] * len(boards)
     reader = BoardReader(engine, client)
     assert [e["player_id"] for e in reader.page(boards[0], period=None, offset=0, limit=10)["entries"]] == [
         "ben", "ann"]
