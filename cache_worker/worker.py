@@ -121,7 +121,8 @@ class CacheWorker(BatchConsumer):
         while True:
             try:
                 self.apply_events(pending)
-                return announce_changes(touched_periods(pending), client_for=self._client_for,
+                return announce_changes(touched_periods(pending),
+                                        client_for=lambda key: node_client(self.redis, key),
                                         producer=self.producer, topic=self.config.change_topic,
                                         top=self.config.change_top)
             except Exception as exc:
