@@ -44,10 +44,11 @@ def test_snapshot_comes_first_for_host_and_player(live_stack, http: Api):
         player_room.send({"type": "ping"})
         assert player_room.wait_type("pong")
         player_room.send("not json")
-        player_room.send({"type": "answer", "choice": 1})
+        player_room.send({"type": "shout", "choice": 1})  # (an answer is a client message since the socket answers)
+        player_room.send({"type": "answer", "choice": 1})  # one without its question
         errors = [player_room.wait_for(lambda m: m["type"] == "error" and m["code"] == code)
-                  for code in ("invalid_json", "unknown_message")]
-        assert len(errors) == 2
+                  for code in ("invalid_json", "unknown_message", "invalid_message")]
+        assert len(errors) == 3
         player_room.send({"type": "ping"})  # the socket still answers after bad messages
         player_room.wait_for(lambda m: len(player_room.of_type("pong")) == 2)
     finally:
