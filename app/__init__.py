@@ -26,8 +26,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
 
+    from app import redis_keys
     from app.extensions import RUNTIME, close_db, sock
     from app.runtime import Runtime
+    redis_keys.configure(config)  # now, not at the first Redis connection: keys may be named before it
     app.extensions[RUNTIME] = Runtime(config)
     app.teardown_appcontext(close_db)
     sock.init_app(app)

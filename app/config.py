@@ -69,6 +69,16 @@ def _nodes(text: str) -> str:
     return ",".join(nodes)
 
 
+def parse_key_prefix(text: str) -> str:
+    """A Redis key prefix: no brace (it would move a key's hash tag, so its slot), no glob character
+    (the operator commands SCAN `<prefix>*`) and no blank."""
+    value = text.strip()
+    bad = sorted({c for c in value if c in "{}*?[]\\" or c.isspace()})
+    if bad:
+        raise ValueError(f"must not contain {' '.join(bad)}")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -97,6 +107,10 @@ class Config:
         "REDIS_CLUSTER_NODES", "", _nodes,
         "comma-separated host:port seed nodes of a Redis Cluster; when set, every Redis client uses it, "
         "not REDIS_URL (empty: one Redis)")
+    redis_key_prefix: str = _setting(
+        "REDIS_KEY_PREFIX", "", parse_key_prefix,
+        "prefix of every Redis key of the project, e.g. `quiz:` (separates what shares one Redis or cluster; "
+        "no braces or glob characters)")
     kafka_bootstrap_servers: str = _setting(
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", doc="Kafka bootstrap servers")
     kafka_topic: str = _setting("KAFKA_TOPIC", "quiz.events", doc="topic the relay publishes events to")

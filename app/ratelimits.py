@@ -23,6 +23,7 @@ from flask import g, request
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from app import redis_keys
 from app.config import Config
 from app.logs import RateLimitedLog
 from app.metrics import RATE_LIMITED, RATE_LIMIT_UNAVAILABLE
@@ -31,7 +32,7 @@ from app.services.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "rl"
+KEY_PREFIX = "rl"  # after REDIS_KEY_PREFIX: `<prefix>rl:...`
 
 # rule name -> the Config field holding its rate ("10/minute"); the name is also the metric label.
 RULES = {
@@ -79,7 +80,7 @@ class RateLimits:
     def __init__(self, config: Config, redis_client: Client):
         self.enabled = config.rate_limits_enabled
         self.items: dict[str, RateLimitItem] = {rule: parse(getattr(config, field)) for rule, field in RULES.items()}
-        self.storage = rate_limit_storage(config, redis_client, KEY_PREFIX)
+        self.storage = rate_limit_storage(config, redis_client, redis_keys.key(KEY_PREFIX))
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._errors = RateLimitedLog(log)
 

@@ -1,8 +1,11 @@
 """Fixtures shared by every kind of test.
 
 Integration and end-to-end tests use the real PostgreSQL, Redis and Kafka that `make up` (or
-`make test`) starts. They get a database, a Redis logical database and Kafka topics of their own,
-so a running development stack is left alone. A service that cannot be reached fails the test;
+`make test`) starts. They get a database, Kafka topics and Redis keys of their own, so a running
+development stack is left alone. Redis keys are kept apart by a prefix of this run (REDIS_KEY_PREFIX,
+`test.<run>:`), which works on a Redis Cluster too (it has only database 0); on one Redis the tests
+also use their own logical database (TEST_REDIS_DB). Cleaning up deletes this run's prefix only
+(SCAN + UNLINK), never a whole database. A service that cannot be reached fails the test;
 it never skips.
 """
 from __future__ import annotations
@@ -18,15 +21,21 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import create_app
+from app import create_app, redis_keys
 from app.config import Config, load_config
 from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
-from tests.helpers import Api
+from tests.helpers import Api, drop_prefix_keys
 
 # Each developer running tests beside others can pick a database of their own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE", "quiz_test")
-TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))  # one Redis only; a cluster has database 0 alone
+# This run's Redis keys. Set in the environment too, so every config loaded in this process and every
+# process a test starts (the e2e stack, gunicorn in test_install) uses it.
+TEST_RUN = uuid.uuid4().hex[:8]
+TEST_KEY_PREFIX = f"test.{TEST_RUN}:"
+os.environ["REDIS_KEY_PREFIX"] = TEST_KEY_PREFIX
+redis_keys.use_prefix(TEST_KEY_PREFIX)
 
 
 # Every test client comes from 127.0.0.1: as one address, the whole suite is a school of many
@@ -43,11 +52,13 @@ CLIENT_ADDRESS_LIMITS = {
 def _test_config() -> Config:
     base = load_config()
     url = base.database_url.rsplit("/", 1)[0] + "/" + TEST_DATABASE
-    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
-    run = uuid.uuid4().hex[:8]
+    redis_db = 0 if base.redis_cluster_nodes else TEST_REDIS_DB
+    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+    run = TEST_RUN
     return base.replace(
         database_url=url,
         redis_url=redis_url,
+        redis_key_prefix=TEST_KEY_PREFIX,
         kafka_topic=f"test.{run}.quiz.events",
         kafka_dlq_topic=f"test.{run}.quiz.events.dlq",
         kafka_consumer_group=f"test.{run}.cache-worker",
@@ -68,7 +79,9 @@ def _test_config() -> Config:
 
 @pytest.fixture(scope="session")
 def config() -> Config:
-    return _test_config()
+    config = _test_config()
+    redis_keys.configure(config)
+    return config
 
 
 def service_unreachable(name: str, exc: BaseException) -> None:
@@ -126,14 +139,19 @@ def db(engine):
 
 
 @pytest.fixture(scope="session")
-def redis_client(config: Config) -> redis_lib.Redis:
-    client = redis_lib.Redis.from_url(config.redis_url)
+def redis_client(config: Config):
+    """Redis (or the cluster) with none of this run's keys; they are deleted again at the end."""
+    from app.redis_client import make_redis
+
+    client = make_redis(config, socket_timeout=None) if config.redis_cluster_nodes else \
+        redis_lib.Redis.from_url(config.redis_url)
     try:
         client.ping()
     except redis_lib.RedisError as exc:
         service_unreachable("Redis", exc)
-    client.flushdb()
-    return client
+    drop_prefix_keys(client)
+    yield client
+    drop_prefix_keys(client)
 
 
 @pytest.fixture(scope="session")

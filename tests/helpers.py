@@ -154,6 +154,25 @@ class Api:
                          token=player.token, expect=expect)
 
 
+def drop_prefix_keys(client) -> int:
+    """Delete every key of this process's REDIS_KEY_PREFIX (SCAN MATCH <prefix>* + UNLINK), and no other:
+    what a test suite does instead of FLUSHDB, so others sharing the Redis or cluster are left alone."""
+    from app import redis_keys
+
+    if not redis_keys.prefix():
+        raise RuntimeError("no REDIS_KEY_PREFIX: refusing to delete every key")
+    dropped = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=redis_keys.pattern("*"), count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            dropped += client.unlink(*batch)
+            batch = []
+    if batch:
+        dropped += client.unlink(*batch)
+    return dropped
+
+
 def stack_env(config, **extra: str) -> dict[str, str]:
     """The environment of a web, relay or worker process that serves `config` (its database, topics,
     limits...), with `extra` on top."""

@@ -1,17 +1,23 @@
 """Redis key names of a board; every one carries the board id as a hash tag (Redis Cluster), so each
 script of a board runs in one slot. A board's configuration is one hash; each period has its own
-sorted set, entries, metadata and change log (lua/lb_lib.lua describes them)."""
+sorted set, entries, metadata and change log (lua/lb_lib.lua describes them). Every name starts with
+REDIS_KEY_PREFIX (app/redis_keys.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from app import redis_keys
 
 
 @dataclass(frozen=True)
 class BoardKeys:
     board_id: str
 
-    def _key(self, kind: str) -> str:
+    def _name(self, kind: str) -> str:
         return f"{kind}:{{b:{self.board_id}}}"
+
+    def _key(self, kind: str) -> str:
+        return redis_keys.key(self._name(kind))
 
     @property
     def cfg(self) -> str:
@@ -37,7 +43,7 @@ class PeriodKeys:
     period: str
 
     def _key(self, kind: str) -> str:
-        return f"{self.board._key(kind)}:{self.period}"
+        return redis_keys.key(f"{self.board._name(kind)}:{self.period}")
 
     @property
     def z(self) -> str:

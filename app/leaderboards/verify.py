@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from app import redis_keys
 from app.leaderboards.keys import BoardKeys
 
 Standing = tuple[int, int]  # score, tie_seq
@@ -33,10 +34,11 @@ class BoardDifference:
 
 
 def cached_boards(redis) -> set[str]:
-    """Boards with a configuration in Redis (SCAN, so it never blocks Redis)."""
+    """Boards with a configuration in Redis (SCAN, so it never blocks Redis), among the keys of this
+    process's REDIS_KEY_PREFIX only."""
     found = set()
-    for key in redis.scan_iter(match="lbc:{b:*}", count=1000):
-        match = _CFG_KEY.match(key.decode() if isinstance(key, bytes) else key)
+    for key in redis.scan_iter(match=redis_keys.pattern("lbc:{b:*}"), count=1000):
+        match = _CFG_KEY.match(redis_keys.unprefixed(key))
         if match:
             found.add(match.group(1))
     return found

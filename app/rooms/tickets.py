@@ -10,13 +10,14 @@ import json
 import secrets
 import uuid
 
+from app import redis_keys
 from app.tokens import Principal
 
 TICKET_TTL_S = 60
 
 
 def _key(ticket: str) -> str:
-    return f"ws-ticket:{ticket}"
+    return redis_keys.key(f"ws-ticket:{ticket}")
 
 
 def issue(redis, principal: Principal, session_id: uuid.UUID) -> str:

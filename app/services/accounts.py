@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app import redis_keys
 from app.concurrency import Bounded
 from app.metrics import PASSWORD_HASHES
 from app.models import User
@@ -70,7 +71,7 @@ def create_guest(db: Session, nickname: str) -> User:
 
 
 def _revocation_key(user_id: uuid.UUID) -> str:
-    return f"tokens-valid-after:{user_id}"
+    return redis_keys.key(f"tokens-valid-after:{user_id}")
 
 
 def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:

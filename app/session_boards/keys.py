@@ -1,8 +1,11 @@
-"""Redis key names of a session; every one carries the session id as a hash tag (Redis Cluster)."""
+"""Redis key names of a session; every one carries the session id as a hash tag (Redis Cluster) and
+starts with REDIS_KEY_PREFIX (app/redis_keys.py)."""
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
+from app import redis_keys
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,7 @@ class SessionKeys:
         return cls(str(session_id))
 
     def _key(self, kind: str) -> str:
-        return f"{kind}:{{{self.session_id}}}"
+        return redis_keys.key(f"{kind}:{{{self.session_id}}}")
 
     @property
     def board(self) -> str:
@@ -47,7 +50,7 @@ class SessionKeys:
 
     def sockets(self, user_id) -> str:
         """The open room sockets of one user in this session (connection id -> opened at)."""
-        return f"sockets:{{{self.session_id}}}:{user_id}"
+        return redis_keys.key(f"sockets:{{{self.session_id}}}:{user_id}")
 
     @property
     def apply_keys(self) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from app import redis_keys
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import UnknownSession, session_epoch_ms
 from app.session_boards.scores import instant_ms, reached_ms, split
@@ -50,11 +51,12 @@ class Difference:
 
 
 def cached_sessions(redis) -> set[str]:
-    """Sessions with a board or board metadata in Redis (SCAN, so it never blocks Redis)."""
+    """Sessions with a board or board metadata in Redis (SCAN, so it never blocks Redis), among the keys
+    of this process's REDIS_KEY_PREFIX only."""
     found: set[str] = set()
     for pattern in ("meta:{*}", "lb:{*}"):
-        for key in redis.scan_iter(match=pattern, count=1000):
-            match = _BOARD_KEY.match(key.decode() if isinstance(key, bytes) else key)
+        for key in redis.scan_iter(match=redis_keys.pattern(pattern), count=1000):
+            match = _BOARD_KEY.match(redis_keys.unprefixed(key))
             if match:  # skips the temporary keys of a rebuild in progress
                 found.add(match.group(1))
     return found

@@ -1,11 +1,13 @@
 """Fixtures of the benchmark suite (`make bench`); not collected by `make test`.
 
-The suite owns: database `quiz_bench` (dropped and recreated, `alembic upgrade head`), Redis logical
-database 14 (flushed), topics `bench.<run>.events` / `.dlq` / `.bare` (deleted at the end), and its
+The suite owns: database `quiz_bench` (dropped and recreated, `alembic upgrade head`), the Redis keys
+of prefix `bench.<run>:` (REDIS_KEY_PREFIX; on one Redis in logical database 14, on a cluster in
+database 0; only they are deleted, never a whole database), topics `bench.<run>.events` / `.dlq` / `.bare` (deleted at the end), and its
 own gunicorn, relay and worker processes on a free loopback port.
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -14,12 +16,14 @@ import redis as redis_lib
 from alembic import command
 from confluent_kafka.admin import AdminClient
 
+from app import redis_keys
 from app.config import Config, load_config
 from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
 from tests.bench import report
 from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, BenchStack, machine, raise_nofile, tmpdir
 from tests.conftest import CLIENT_ADDRESS_LIMITS, alembic_config, recreate_database
+from tests.helpers import drop_prefix_keys
 
 RUN = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
 
@@ -29,7 +33,8 @@ def _bench_config() -> Config:
     run = RUN.replace("-", "")
     return base.replace(
         database_url=base.database_url.rsplit("/", 1)[0] + "/" + BENCH_DATABASE,
-        redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}",
+        redis_url=base.redis_url.rsplit("/", 1)[0] + f"/{0 if base.redis_cluster_nodes else BENCH_REDIS_DB}",
+        redis_key_prefix=f"bench.{run}:",
         kafka_topic=f"bench.{run}.events", kafka_dlq_topic=f"bench.{run}.dlq",
         kafka_consumer_group=f"bench.{run}.cache-worker",
         score_topic=f"bench.{run}.scores", score_dlq_topic=f"bench.{run}.scores.dlq",
@@ -43,7 +48,11 @@ def _bench_config() -> Config:
 @pytest.fixture(scope="session")
 def bench_config() -> Config:
     raise_nofile()
-    return _bench_config()
+    config = _bench_config()
+    # This process's keys, and those of every process it starts (stack_env passes the config on).
+    os.environ["REDIS_KEY_PREFIX"] = config.redis_key_prefix
+    redis_keys.configure(config)
+    return config
 
 
 def _recreate(database_url: str) -> None:
@@ -85,10 +94,14 @@ def bench_engine(bench_db: str):
 
 @pytest.fixture(scope="session")
 def bench_redis(bench_config: Config):
-    client = redis_lib.Redis.from_url(bench_config.redis_url)
+    from app.redis_client import make_redis
+
+    client = make_redis(bench_config, socket_timeout=None) if bench_config.redis_cluster_nodes else \
+        redis_lib.Redis.from_url(bench_config.redis_url)
     client.ping()
-    client.flushdb()
-    return client
+    drop_prefix_keys(client)  # this run's keys only (left by nothing yet; the habit of every suite)
+    yield client
+    drop_prefix_keys(client)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Shared machinery of the benchmark suite: the bench stack, data generation, load generators, CPU use.
 
-Everything runs against a dedicated database (`quiz_bench`), Redis logical database 14 and topics
+Everything runs against a dedicated database (`quiz_bench`), Redis keys of prefix `bench.<run>:` (in logical
+database 14 of one Redis, database 0 of a cluster) and topics
 `bench.<run>.*`, on 127.0.0.1 only. Loads are bounded in count and time.
 """
 from __future__ import annotations

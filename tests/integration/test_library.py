@@ -7,7 +7,9 @@ import io
 
 from sqlalchemy import text
 
+from app import redis_keys
 from app.services.deletion import purge_expired_sessions
+from app.session_boards.keys import SessionKeys
 from app.services.reports import spreadsheet_safe
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import drain, event_rows, new_worker, publish
@@ -141,7 +143,7 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
     worker = new_worker(topics, engine, redis_client)
     try:
         drain(worker, publish(topics, event_rows(engine, sid)))
-        assert redis_client.keys(f"*{sid}*")
+        assert redis_client.keys(redis_keys.pattern(f"*{sid}*"))
         api.delete(f"/api/v1/sessions/{sid}", token=host.token, expect=200)
         assert _rows(engine, sid) == {"quiz_session_participants": 0, "participant_answers": 0, "quiz_sessions": 0}
         remaining = event_rows(engine, sid)
@@ -149,7 +151,8 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
         drain(worker, publish(topics, remaining))
     finally:
         worker.close()
-    assert [k for k in redis_client.keys(f"*{sid}*") if not k.startswith(b"room:")] == []  # the room goes later
+    room = SessionKeys.of(sid).room.encode()
+    assert [k for k in redis_client.keys(redis_keys.pattern(f"*{sid}*")) if k != room] == []  # the room goes later
     api.get(f"/api/v1/sessions/{sid}/report", token=host.token, expect=404)
 
 

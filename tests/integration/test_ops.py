@@ -22,7 +22,7 @@ from app.leaderboards.keys import BoardKeys
 from app.leaderboards.verify import cached_periods, compare_period
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import TIE_SPAN
-from tests.helpers import stack_env
+from tests.helpers import drop_prefix_keys, stack_env
 from tests.integration import leaderboard_support as lb
 from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
 
@@ -180,7 +180,7 @@ def test_after_flushing_redis_replay_alone_restores_every_board(api, topics, eng
         replayable = connection.execute(text(
             "SELECT count(*) FROM events WHERE published_at IS NOT NULL AND created_at >= :since"),
             {"since": since}).scalar_one()
-    redis_client.flushdb()  # db 15 of the tests only: never FLUSHALL, the dev stack shares the server
+    drop_prefix_keys(redis_client)  # this run's keys only: never FLUSHDB, others share the Redis
     assert not any(redis_client.exists(SessionKeys.of(sid).board, SessionKeys.of(sid).meta) for sid in sessions)
 
     start = counters(worker)

@@ -37,6 +37,7 @@ from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier
+from tests.integration.test_key_prefix import two_key_spaces
 from tests.integration.test_leaderboard_order import _postgres, _redis
 from tests.integration.test_session_board_scripts import exercise_scripts
 from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, play
@@ -219,3 +220,8 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
         hub.stop()
         for connection in connections:
             connection.close()
+
+
+def test_two_key_prefixes_keep_apart_in_the_cluster(cluster_config, engine):
+    """Database 0 is all a cluster has: what shares it is kept apart by REDIS_KEY_PREFIX alone."""
+    two_key_spaces(cluster_config, engine)
