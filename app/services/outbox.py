@@ -66,8 +66,13 @@ def _count_committed_events(connection: Connection) -> None:
         count_committed(event_type)
 
 
+@event.listens_for(Engine, "begin")
 @event.listens_for(Engine, "rollback")
 def _forget_rolled_back_events(connection: Connection) -> None:
+    """At a rollback, and at every begin (a rollback of a connection the server dropped cannot reach
+    the connection's record: what it held is forgotten when the record is next used)."""
+    if connection.invalidated:
+        return
     connection.info.pop(_UNCOMMITTED, None)
 
 
