@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import string
 import subprocess
 import uuid
@@ -20,22 +21,37 @@ BROKER_TEMPLATE = ROOT / "scripts" / "kafka-broker.properties"
 class PrivateKafka:
     def __init__(self, workdir: Path):
         assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
-        self.port, self.controller_port = free_port(), free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.workdir = workdir
         self.props = workdir / "server.properties"
         self.log = workdir / "kafka.log"
-        self.props.write_text(string.Template(BROKER_TEMPLATE.read_text()).substitute(
-            node_id=1, port=self.port, controller_port=self.controller_port,
-            controller_bootstrap=f"127.0.0.1:{self.controller_port}", replication=1, min_isr=1,
-            log_dirs=workdir / "data"))
         self.java = ["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                      "-Djava.net.preferIPv4Stack=true", f"-Dkafka.logs.dir={workdir}",
                      "-cp", str(KAFKA_LIB / "*")]
+        # Formatting once failed in a CI run with its log lost: a second try on fresh ports, and the
+        # broker's own words in the failure if that fails too.
+        for attempt in range(2):
+            if self._format():
+                break
+        else:
+            raise AssertionError(f"formatting the private broker failed twice:\n{self.log.read_text()[-4000:]}")
+        self.proc: subprocess.Popen | None = None
+
+    def _format(self) -> bool:
+        self.port = free_port()
+        self.controller_port = next(p for p in iter(free_port, None) if p != self.port)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        data = self.workdir / "data"
+        if data.exists():
+            shutil.rmtree(data)
+        self.props.write_text(string.Template(BROKER_TEMPLATE.read_text()).substitute(
+            node_id=1, port=self.port, controller_port=self.controller_port,
+            controller_bootstrap=f"127.0.0.1:{self.controller_port}", replication=1, min_isr=1,
+            log_dirs=data))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         with self.log.open("a") as out:
-            subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                                        "-c", str(self.props)], check=True, stdout=out, stderr=out, timeout=60)
-        self.proc: subprocess.Popen | None = None
+            done = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                                               "-c", str(self.props)], stdout=out, stderr=out, timeout=60)
+        return done.returncode == 0
 
     def start(self) -> None:
         out = self.log.open("a")
