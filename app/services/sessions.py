@@ -115,20 +115,25 @@ def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
     return {**view, "current_question": current}
 
 
+def _joinable(db: Session, session_id: uuid.UUID) -> Row:
+    """The session a player joins (or rejoins), if it still takes players. KEY SHARE: joins run side
+    by side, but never interleave with the session ending."""
+    session = db.execute(text("SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
+                         {"id": session_id}).one_or_none()
+    if session is None:
+        raise NotFound("not_found", "no such session")
+    try:
+        rules.check_can_join(session.status)
+    except rules.TransitionError as exc:
+        raise _conflict(exc) from None
+    return session
+
+
 def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str | None) -> dict[str, Any]:
     """Join as a player. A nickname is unique in a session (trimmed, case-insensitive); the player gets
     a rejoin code of their own, to take their place back from another device."""
     with db.begin():
-        # KEY SHARE: joins run side by side, but never interleave with the session ending.
-        session = db.execute(text(
-            "SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
-            {"id": session_id}).one_or_none()
-        if session is None:
-            raise NotFound("not_found", "no such session")
-        try:
-            rules.check_can_join(session.status)
-        except rules.TransitionError as exc:
-            raise _conflict(exc) from None
+        session = _joinable(db, session_id)
         if session.host_id == user_id:
             raise Forbidden("host_cannot_join", "the host runs the session and cannot play in it")
         existing = db.execute(text(
@@ -170,14 +175,7 @@ def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickn
     the place (score, streak, answers) to the caller's account, and give it a new code. Returns the
     place, and the account that held it (its sockets are to be closed)."""
     with db.begin():
-        session = db.execute(text("SELECT status, host_id FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
-                             {"id": session_id}).one_or_none()
-        if session is None:
-            raise NotFound("not_found", "no such session")
-        try:
-            rules.check_can_join(session.status)
-        except rules.TransitionError as exc:
-            raise _conflict(exc) from None
+        session = _joinable(db, session_id)
         place = db.execute(text("""
             SELECT id, user_id, nickname FROM quiz_session_participants
             WHERE quiz_session_id = :s AND lower(nickname) = lower(:nickname) AND rejoin_code = :code
