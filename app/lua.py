@@ -1,6 +1,6 @@
 """Loading the Lua scripts of lua/ into Redis: a set of scripts that share one library file.
 
-A script that shares a library gets it prepended; each file still begins by asserting its KEYS and
+A script that shares a library gets it prepended (after lua/common_lib.lua, which every library uses); each file still begins by asserting its KEYS and
 ARGV. redis-py's `register_script` reloads a script on NOSCRIPT, so a restarted or failed-over Redis
 needs nothing from us. Scripts are registered once per Redis client and process.
 """
@@ -15,9 +15,12 @@ LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
 APPLIED, DUPLICATE, NEEDS_REBUILD = 1, 0, -1
 
 
+COMMON_LIBRARY = "common_lib.lua"  # before every library: what they all use
+
+
 def script_source(name: str, library: str) -> str:
-    """The text sent to Redis for script `name`: its library, then the script."""
-    return (LUA_DIR / library).read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
+    """The text sent to Redis for script `name`: the common library, its library, then the script."""
+    return "\n".join((LUA_DIR / part).read_text() for part in (COMMON_LIBRARY, library, f"{name}.lua"))
 
 
 class ScriptSet:

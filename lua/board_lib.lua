@@ -7,21 +7,6 @@
 local TIE = 17179869184            -- 2^34
 local MAX_REACHED = TIE - 1
 local MAX_SCORE = 524287           -- 2^19 - 1
-local ROOM_MAXLEN = '1000'
-local RECENT_MAXLEN = '10000'
-
-local function as_int(text, what)
-  local n = tonumber(text)
-  if n == nil or n ~= math.floor(n) then
-    error('ERR ' .. what .. ' must be an integer, got ' .. tostring(text))
-  end
-  return n
-end
-
--- Exact decimal text of an integral double: tostring() keeps only 14 significant digits.
-local function exact(n)
-  return string.format('%.0f', n)
-end
 
 local function reached_since(epoch_ms, at_ms)
   local reached = at_ms - epoch_ms

@@ -10,22 +10,7 @@
 --   meta     hash: version (bumped by every change), sum, recent_seq; its absence means "not cached"
 --   recent   stream: "<seq>-0" -> player_id of every applied change (a rebuild replays those after its mark)
 -- Scores are exact integers to +-(2^53 - 1): doubles hold them exactly.
-local RECENT_MAXLEN = '10000'
-local ROOM_MAXLEN = '1000'
 local MAX_EXACT = 9007199254740991
-
-local function as_int(text, what)
-  local n = tonumber(text)
-  if n == nil or n ~= math.floor(n) then
-    error('ERR ' .. what .. ' must be an integer, got ' .. tostring(text))
-  end
-  return n
-end
-
--- Exact decimal text of an integral double: tostring() keeps only 14 significant digits.
-local function exact(n)
-  return string.format('%.0f', n)
-end
 
 local function member_of(tie_seq, player)
   return string.format('%016x', tie_seq) .. ':' .. player

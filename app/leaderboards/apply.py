@@ -15,7 +15,7 @@ from app.leaderboards.scripts import BoardScripts
 from app.session_boards.scores import instant_ms
 
 APPLIED = 1
-ROOM_MAXLEN = 1000  # as lua/lb_lib.lua keeps the board's stream
+ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams
 ROOM_TTL_S = 86400
 
 
