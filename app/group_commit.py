@@ -38,6 +38,14 @@ class CommitFailed(Exception):
         self.cause = cause
 
 
+def commit(transaction) -> None:
+    """COMMIT a batch's transaction; if the COMMIT itself fails, the outcome is unknown (CommitFailed)."""
+    try:
+        transaction.commit()
+    except SQLAlchemyError as exc:
+        raise CommitFailed(exc) from exc
+
+
 class Pending(Generic[Request, Result]):
     __slots__ = ("request", "done", "result", "uncertain")
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from app.events import EntryRemoved
-from app.group_commit import CommitFailed, GroupCommit
+from app.group_commit import CommitFailed, GroupCommit, commit
 from app.leaderboards.domain import is_exact
 from app.leaderboards.periods import lock_open_periods, roll_period
 from app.metrics import SCORE_WRITES
@@ -335,10 +335,7 @@ def submit_score_requests(engine: Engine, requests: list[ScoreRequest], *,
             except BaseException:
                 transaction.rollback()
                 raise
-            try:
-                transaction.commit()
-            except SQLAlchemyError as exc:
-                raise CommitFailed(exc) from exc
+            commit(transaction)
         if not ended:
             count_committed("entry_changed", write.changed)
             results: list[list[ScoreResult | ServiceError]] = []

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Row, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain.scoring import score_answer
 from app.domain.sessions import QUESTION_OPEN
 from app.events import AnswerScored, new_event_id, payload_for
 from app.metrics import ANSWERS_ACCEPTED
-from app.group_commit import CommitFailed, GroupCommit
+from app.group_commit import GroupCommit, commit
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from app.services.outbox import count_committed, outbox_insert
 
@@ -223,10 +222,7 @@ def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[Answer
         except BaseException:
             transaction.rollback()
             raise
-        try:
-            transaction.commit()
-        except SQLAlchemyError as exc:
-            raise CommitFailed(exc) from exc
+        commit(transaction)
     count_committed("answer_scored", len(written))
     ANSWERS_ACCEPTED.inc(len(written))
     for i, answer in decided:
