@@ -388,6 +388,60 @@ pg_sql() {  # run psql as the superuser over the Unix socket; extra args passed 
     as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$POSTGRES_PORT" -U postgres -d postgres "$@"
 }
 
+# The relay reads the outbox from the WAL (change-data capture), which needs wal_level = logical;
+# the polling relay runs on it too.
+PG_WAL_LEVEL=logical
+
+write_pg_conf() {
+    # Rewritten at every start so port changes apply. fsync and synchronous_commit stay on:
+    # an acknowledged answer must survive a crash (durability is a product promise).
+    as_pg tee "$PGDATA/livequiz.conf" >/dev/null <<EOF
+# Written by scripts/stack.sh at every start; edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $POSTGRES_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 300
+shared_buffers = 256MB
+work_mem = 8MB
+maintenance_work_mem = 128MB
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+wal_level = $PG_WAL_LEVEL
+max_replication_slots = 64
+max_wal_senders = 16
+wal_compression = on
+wal_buffers = 16MB
+min_wal_size = 256MB
+max_wal_size = 2GB
+checkpoint_timeout = 10min
+checkpoint_completion_target = 0.9
+random_page_cost = 1.1
+effective_cache_size = 1GB
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d '
+log_min_duration_statement = 1000
+log_lock_waits = on
+EOF
+}
+
+# A PostgreSQL started earlier with another wal_level (e.g. before the relay read the WAL) is
+# restarted with the configuration written afresh: wal_level only changes at a server start.
+ensure_pg_wal_level() {
+    PGBIN="$(pg_bindir)"
+    pg_home_resolve
+    local current
+    current="$(pg_sql -At -c 'SHOW wal_level' 2>/dev/null || true)"
+    [[ -n "$current" && "$current" != "$PG_WAL_LEVEL" ]] || return 0
+    say "postgres: wal_level is $current, the relay needs $PG_WAL_LEVEL: restarting PostgreSQL"
+    write_pg_conf
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 60 restart -m fast >>"$(logfile postgres)" 2>&1 \
+        || die "postgres did not restart (see $(logfile postgres))"
+    head -n 1 "$PGDATA/postmaster.pid" >"$(pidfile postgres)"
+    wait_postgres
+    wait_pg_query
+}
+
 start_postgres() {
     PGBIN="$(pg_bindir)"
     [[ -n "$PGBIN" ]] || die "PostgreSQL is not installed (run: scripts/stack.sh deps)"
@@ -406,34 +460,7 @@ start_postgres() {
             || { tail -n 20 "$log" >&2; die "initdb failed (see $log)"; }
         echo "include_if_exists = 'livequiz.conf'" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null
     fi
-    # Rewritten at every start so port changes apply. fsync and synchronous_commit stay on:
-    # an acknowledged answer must survive a crash (durability is a product promise).
-    as_pg tee "$PGDATA/livequiz.conf" >/dev/null <<EOF
-# Written by scripts/stack.sh at every start; edits are overwritten.
-listen_addresses = '127.0.0.1'
-port = $POSTGRES_PORT
-unix_socket_directories = '$PG_SOCK'
-max_connections = 300
-shared_buffers = 256MB
-work_mem = 8MB
-maintenance_work_mem = 128MB
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-wal_level = replica
-wal_compression = on
-wal_buffers = 16MB
-min_wal_size = 256MB
-max_wal_size = 2GB
-checkpoint_timeout = 10min
-checkpoint_completion_target = 0.9
-random_page_cost = 1.1
-effective_cache_size = 1GB
-logging_collector = off
-log_line_prefix = '%m [%p] %q%u@%d '
-log_min_duration_statement = 1000
-log_lock_waits = on
-EOF
+    write_pg_conf
     # No -l: the postmaster inherits this stdout/stderr, opened here by root, so the log can live in
     # .stack/ even when postgres could not write there. pg_ctl itself puts the postmaster in its own
     # session, so it survives the calling shell.
@@ -722,6 +749,7 @@ start_components() {
     for comp in "$@"; do
         if is_running "$comp"; then running+=("$comp"); else to_start+=("$comp"); fi
     done
+    if is_running postgres; then ensure_pg_wal_level; fi
     if [[ ${#to_start[@]} -eq 0 ]]; then
         say "already running: $*"
         prepare_data quiet
