@@ -28,6 +28,7 @@ from app.graphql.http import make_context
 from app.ratelimits import limit
 from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
 from app.rooms.connection import Connection
+from app.rooms.frames import frame_writer
 from app.services.errors import NotFound, ServiceError, TooManyRequests
 
 bp = Blueprint("graphql_ws", __name__)
@@ -223,7 +224,7 @@ def graphql_socket(ws):
     except RedisError:
         return ws.close(reason=1013, message="the service is briefly unavailable; reconnect")
     config = current_app.config["LIVEQUIZ"]
-    connection = Connection(ws.send, None, participant_id=None, max_buffered=config.ws_send_buffer,
+    connection = Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
                             on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
                             close=lambda code, reason: ws.close(code, reason))
     socket = _Socket(ws, connection)

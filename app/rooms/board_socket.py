@@ -20,6 +20,7 @@ from app.leaderboards.domain import BOARD_ID
 from app.ratelimits import limit
 from app.rooms.boards import MAX_TOP, Watch
 from app.rooms.connection import Connection
+from app.rooms.frames import frame_writer
 from app.rooms.socket import CLOSE_TOO_MANY, CLOSE_TRY_LATER, answer_client, client_error
 from app.services.errors import NotFound, TooManyRequests
 
@@ -75,7 +76,7 @@ def _open(ws) -> Connection | None:
         ws.close(reason=CLOSE_TRY_LATER, message="the service is briefly unavailable; reconnect")
         return None
     config = current_app.config["LIVEQUIZ"]
-    return Connection(ws.send, None, participant_id=None, max_buffered=config.ws_send_buffer,
+    return Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
                       on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
                       close=lambda code, reason: ws.close(code, reason))
 

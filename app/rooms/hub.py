@@ -341,10 +341,16 @@ class RoomHub:
 
     def _dispatch(self, room: Room, note: dict[str, Any]) -> None:
         kind = note.get("type")
+        if kind == "board_rebuilt" and self._rebuilt_again(room):
+            return  # a later rebuild is queued: its resync covers this one's
         self._notify(room, kind, note)
         if kind in BOARD_MOVES:  # after the notification itself: a close's result comes before its board
             room.dirty = True
             self._board_moved.set()
+
+    def _rebuilt_again(self, room: Room) -> bool:
+        with self._lock:
+            return any(queued.get("type") == "board_rebuilt" for queued in room.inbox)
 
     def _notify(self, room: Room, kind: str | None, note: dict[str, Any]) -> None:
         if kind == "participant_joined":
@@ -381,7 +387,7 @@ class RoomHub:
                 if connection.id == note.get("connection_id"):
                     connection.close_with(CLOSE_SUPERSEDED, "replaced by a newer connection of the same player")
         elif kind == "board_rebuilt":
-            self._resync(room)
+            self._resync(room, int(note.get("version") or 0))
         elif kind == "session_ended":
             try:
                 podium = self.reads.top(room.session_id, PODIUM_SIZE)["entries"]
@@ -401,19 +407,25 @@ class RoomHub:
             self._errors.warning("results", "cannot read the players' results: %s", exc)
             results = {}
         shared = json.dumps(message, separators=(",", ":"))
+        # A player's copy is the shared message plus its own result: only that part is encoded per socket.
+        personal = shared[:-1] + ',"you":'
         for connection in connections:
             you = results.get(connection.participant_id) if connection.is_player else None
             if you is None:
                 connection.offer("question_closed", shared)
             else:
-                connection.offer("question_closed", json.dumps({**message, "you": {
-                    k: you[k] for k in ("correct", "points", "score", "rank", "streak")}}, separators=(",", ":")))
+                own = {k: you[k] for k in ("correct", "points", "score", "rank", "streak")}
+                connection.offer("question_closed", personal + json.dumps(own, separators=(",", ":")) + "}")
 
-    def _resync(self, room: Room) -> None:
+    def _resync(self, room: Room, rebuilt_version: int) -> None:
         """A board rebuilt from PostgreSQL covers events whose own notifications will never come: every
-        socket of the room gets a fresh snapshot, queued behind what it was already sent."""
+        socket of the room gets a fresh snapshot, queued behind what it was already sent. A socket
+        whose snapshot or board is already as new as the rebuilt board has seen what it covers."""
+        stale = [c for c in room.connections if c.leaderboard_version < rebuilt_version]
+        if not stale:
+            return
         try:
-            for connection, version, text in self.snapshots(room.session_id, list(room.connections)):
+            for connection, version, text in self.snapshots(room.session_id, stale):
                 connection.offer_resync(version, text)
         except Exception as exc:  # sockets keep their state; the next reconnect brings a snapshot anyway
             self._errors.warning("resync", "cannot resync a room after its board was rebuilt: %s", exc)

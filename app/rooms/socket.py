@@ -20,6 +20,7 @@ from app.extensions import runtime, sock
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
+from app.rooms.frames import frame_writer
 from app.rooms.hub import now_iso
 from app.services import rooms as room_service
 from app.services.answers import AnswerRequest
@@ -76,9 +77,9 @@ def room_socket(ws, session_id: str):
         db.close()
 
     hub = live.room_hub
-    connection = Connection(ws.send, session, participant_id=member.participant_id, is_host=member.is_host,
-                            max_buffered=config.ws_send_buffer, on_drop=live.metrics.ws_dropped,
-                            on_sent=live.metrics.ws_sent, close=lambda code, reason: ws.close(code, reason))
+    connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,
+                            is_host=member.is_host, max_buffered=config.ws_send_buffer,
+                            on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent, close=lambda code, reason: ws.close(code, reason))
     # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
     hub.join(connection, hub.stream_tail(session))
     try:

@@ -1,7 +1,9 @@
 """Reading boards: who may, and one atomic Lua call per page, rebuilding a board Redis lacks."""
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import text
@@ -13,6 +15,11 @@ from app.session_boards.scripts import NEEDS_REBUILD, scripts_for
 from app.services.errors import Forbidden, NotFound
 
 _READ_ATTEMPTS = 3
+# One rebuild at a time per session in this process: when a board is missing, every socket of a
+# large room asks for it at once (a reconnect wave after Redis lost it). The first rebuilds; the
+# others wait and read the rebuilt board instead of each rebuilding it (and each rebuild resyncing
+# the whole room).
+_rebuilding: defaultdict[uuid.UUID, threading.Lock] = defaultdict(threading.Lock)
 
 
 def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
@@ -43,7 +50,11 @@ def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: lis
         reply = script([keys.board, keys.meta, keys.names], args)
         if reply[0] != NEEDS_REBUILD:
             return reply
-        rebuild_board(db, redis, session_id)
+        with _rebuilding[session_id]:
+            reply = script([keys.board, keys.meta, keys.names], args)
+            if reply[0] != NEEDS_REBUILD:  # rebuilt while this read waited for the lock
+                return reply
+            rebuild_board(db, redis, session_id)
     raise RuntimeError(f"the board of {session_id} vanished {_READ_ATTEMPTS} times while being read")
 
 

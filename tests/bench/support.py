@@ -407,7 +407,8 @@ def profiling() -> bool:
 
 def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subprocess.Popen:
     RESULTS_DIR.mkdir(exist_ok=True)
-    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+    # The venv's own py-spy (a bench dependency): the bench may run without the venv on PATH.
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
                "--format", "raw", "--output", str(RESULTS_DIR / f"profile-{name}.txt")]
     if idle:
         command.append("--idle")

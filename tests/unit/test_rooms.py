@@ -123,7 +123,7 @@ def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent
     room = Room(room_id, "a", "0-0", {host, player})
     hub.rooms = {room_id: room}
     player.offer("player_joined", "older")
-    hub._resync(room)
+    hub._resync(room, rebuilt_version=1)
     # A leaderboard the snapshot already covers is never sent after it; a newer one is.
     assert player.offer_leaderboard(fake.version, "stale") is False
     assert player.offer_leaderboard(fake.version + 1, "newer") is True
@@ -139,6 +139,29 @@ def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent
     player_snapshot = json.loads(sent_player[1])
     assert player_snapshot["role"] == "player" and player_snapshot["you"]["participant_id"] == str(player_id)
     assert sent_player[2:] == ["newer"]
+
+
+def test_a_resync_skips_sockets_already_as_new_as_the_rebuild_and_a_later_rebuild_covers_an_earlier():
+    """A reconnect wave after Redis lost a board: sockets that joined after the rebuild hold a snapshot
+    that covers it, and of several rebuilds queued for a room only the last resyncs it."""
+    fake = FakeReads()
+    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
+    room_id, old_id, new_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    sent_old, sent_new = [], []
+    old = make_connection(room_id, sent_old, participant_id=old_id)
+    new = make_connection(room_id, sent_new, participant_id=new_id)
+    new.offer_snapshot(5, "snapshot at 5")
+    room = Room(room_id, "a", "0-0", {old, new})
+    hub.rooms = {room_id: room}
+    room.inbox.extend([{"type": "board_rebuilt", "version": "4"}, {"type": "board_rebuilt", "version": "5"}])
+    room.delivering = True
+    hub._deliver(room)
+    assert fake.snapshot_calls == [[old_id]]
+    for connection in (old, new):
+        connection.close()
+        connection.run_sender()
+    assert [json.loads(text)["type"] for text in sent_old] == ["snapshot"]
+    assert sent_new == ["snapshot at 5"]
 
 
 def test_a_burst_becomes_one_leaderboard_read_per_room_per_interval_and_rooms_stay_apart():
@@ -275,3 +298,19 @@ def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_s
     assert [(m["type"], m["period"]) for m in messages] == [
         ("leaderboard_update", "all"), ("period_closed", "all"), ("leaderboard_update", "next")]
     assert messages[1]["entries"][0]["player_id"] == "ann" and messages[2]["entries"] == []
+
+
+def test_a_shared_frame_is_the_websocket_text_frame_of_its_message_at_every_length():
+    """What a room writes to each socket must read back as the message in a real WebSocket client."""
+    from wsproto.connection import Connection as WsConnection, ConnectionType
+    from wsproto.events import TextMessage
+
+    from app.rooms.frames import text_frame
+
+    for text in ["", "{}", "é" * 70, "x" * 125, "x" * 126, "ü" * 40_000, "x" * 70_000]:
+        client = WsConnection(ConnectionType.CLIENT)
+        client.receive_data(text_frame(text))
+        [event] = list(client.events())
+        assert isinstance(event, TextMessage) and event.data == text and event.message_finished
+    message = "{\"type\":\"leaderboard\"}"
+    assert text_frame(message) is text_frame(message)  # one frame for every socket of the room
