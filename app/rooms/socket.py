@@ -79,7 +79,8 @@ def room_socket(ws, session_id: str):
     hub = live.room_hub
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,
                             is_host=member.is_host, max_buffered=config.ws_send_buffer,
-                            on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent, close=lambda code, reason: ws.close(code, reason))
+                            on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
+                            close=lambda code, reason: ws.close(code, reason))
     # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
     hub.join(connection, hub.stream_tail(session))
     try:
