@@ -425,13 +425,15 @@ log_lock_waits = on
 EOF
 }
 
-# A PostgreSQL started earlier with another wal_level (e.g. before the relay read the WAL) is
-# restarted with the configuration written afresh: wal_level only changes at a server start.
+# A PostgreSQL started earlier gets the roles of this version of the script, and with another
+# wal_level (e.g. from before the relay read the WAL) it is restarted with the configuration written
+# afresh: wal_level only changes at a server start.
 ensure_pg_wal_level() {
     PGBIN="$(pg_bindir)"
     pg_home_resolve
     local current
     current="$(pg_sql -At -c 'SHOW wal_level' 2>/dev/null || true)"
+    [[ -n "$current" ]] && pg_roles
     [[ -n "$current" && "$current" != "$PG_WAL_LEVEL" ]] || return 0
     say "postgres: wal_level is $current, the relay needs $PG_WAL_LEVEL: restarting PostgreSQL"
     write_pg_conf
@@ -470,14 +472,22 @@ start_postgres() {
     fi
     head -n 1 "$PGDATA/postmaster.pid" >"$(pidfile postgres)"
     wait_postgres
+    pg_roles
+    wait_pg_query
+}
+
+# The app's role and database. The role may CHECKPOINT (pg_checkpoint): the growth benchmark writes
+# out its bulk load before it measures.
+pg_roles() {
     pg_sql -v user="$DB_USER" -v pw="$DB_PASSWORD" -v db="$DB_NAME" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'user', :'pw') \gexec
+SELECT format('GRANT pg_checkpoint TO %I', :'user')
+ WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
-    wait_pg_query
 }
 
 wait_postgres() {
