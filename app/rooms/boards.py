@@ -96,8 +96,12 @@ class BoardChannel:
         standings: dict[str, Any] = {}
         for player in {w.player_id for w in watches if w.player_id is not None}:
             standings[player] = reads.standing(self.board_id, board["period"], player)
+        views: dict[int, TopView] = {}  # one message per size of top watched, shared by its watchers
         for watch in watches:
-            offer_update(watch, board)
+            view = views.get(watch.top)
+            if view is None:
+                view = views[watch.top] = top_view(self.board_id, board, watch.top)
+            offer_update(watch, board["version"], view)
             if watch.player_id is not None:
                 offer_standing(watch, board, standings[watch.player_id])
 
@@ -106,15 +110,28 @@ def _kind(kind: str, board_id: str, period: str) -> str:
     return f"{kind}:{board_id}:{period}"
 
 
-def offer_update(watch: Watch, board: dict[str, Any]) -> bool:
-    entries = board["entries"][:watch.top]
+@dataclass(frozen=True)
+class TopView:
+    """A board's top N as its watchers are sent it: what it shows (to compare), its kind and its text."""
+
+    shown: tuple
+    kind: str
+    text: str
+
+
+def top_view(board_id: str, board: dict[str, Any], top: int) -> TopView:
+    entries = board["entries"][:top]
     shown = (board["period"], tuple((e["player_id"], e["score"], e.get("display_name")) for e in entries))
-    if shown == watch.sent_top:
+    return TopView(shown, _kind(UPDATE, board_id, board["period"]), _json({
+        "type": UPDATE, "leaderboard_id": board_id, "period": board["period"], "version": board["version"],
+        "entries": entries, "total_players": board["total"]}))
+
+
+def offer_update(watch: Watch, version: int, view: TopView) -> bool:
+    if view.shown == watch.sent_top:
         return False
-    if watch.connection.offer_latest(_kind(UPDATE, watch.board_id, board["period"]), board["version"], _json({
-            "type": UPDATE, "leaderboard_id": watch.board_id, "period": board["period"], "version": board["version"],
-            "entries": entries, "total_players": board["total"]})):
-        watch.sent_top = shown
+    if watch.connection.offer_latest(view.kind, version, view.text):
+        watch.sent_top = view.shown
         return True
     return False
 
