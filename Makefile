@@ -7,7 +7,7 @@ STACK := scripts/stack.sh
 CLUSTER := scripts/cluster.sh
 PY := .venv/bin/python
 
-.PHONY: up up-cluster down ps logs services test test-unit bench chaos feed lock clean
+.PHONY: up up-cluster down ps logs services test test-cluster test-unit bench chaos feed lock clean
 
 up:
 	$(STACK) deps
@@ -36,6 +36,12 @@ services:
 
 test:
 	$(STACK) deps && $(STACK) services && $(PY) -m pytest
+
+# The integration and end-to-end suites on the running cluster (`make up-cluster` first), their
+# processes two of each, then the cluster's fault tests (tests/cluster). Not part of `make test`: CI has
+# no cluster. PYTEST_ARGS narrows it (e.g. PYTEST_ARGS=tests/cluster).
+test-cluster:
+	$(CLUSTER) test $(PYTEST_ARGS)
 
 # The fast loop: pure tests, no services.
 test-unit:
