@@ -39,6 +39,12 @@ class LiveStack:
     logs: Path
     envs: dict  # each process's environment, to start it again
 
+    @property
+    def web_url(self) -> str:
+        """The first web server itself, not the balancer in front of it (on the single stack, the same)."""
+        web = next(name for name in self.envs if kind_of(name) == "web")
+        return f"http://127.0.0.1:{self.envs[web]['WEB_PORT']}"
+
     def log_of(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
@@ -68,8 +74,14 @@ PROGRAMS = {
     "worker": [sys.executable, "-m", "cache_worker"],
     "ingest": [sys.executable, "-m", "score_ingest"],
 }
-# One of each on the single stack; two of each on the cluster.
-NAMES = {kind: [f"{kind}-1", f"{kind}-2"] if CLUSTER else [kind] for kind in PROGRAMS}
+
+
+def names_of(cluster: bool) -> dict[str, list[str]]:
+    """The processes of each kind: one of each on the single stack; two of each on the cluster."""
+    return {kind: [f"{kind}-1", f"{kind}-2"] if cluster else [kind] for kind in PROGRAMS}
+
+
+NAMES = names_of(CLUSTER)
 
 
 def kind_of(name: str) -> str:
