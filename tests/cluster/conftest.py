@@ -19,7 +19,6 @@ if not CLUSTER:
                 pytrace=False)
 
 
-
 @pytest.fixture(scope="session")
 def engines() -> ClusterEngines:
     return from_environment()

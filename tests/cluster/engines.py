@@ -20,7 +20,7 @@ RESTORE_S = 300
 @dataclass(frozen=True)
 class ClusterEngines:
     """The Kafka nodes and Redis nodes of scripts/cluster.sh (its CLUSTER_* settings, exported by
-    `scripts/cluster.sh test`)."""
+    `scripts/cluster.sh test` and `scripts/cluster.sh chaos`)."""
     run_dir: Path
     kafka_port: int
     redis_port: int
@@ -48,7 +48,7 @@ class ClusterEngines:
         return f"redis-{int(address.rpartition(':')[2]) - self.redis_port + 1}"
 
     def redis(self, name: str) -> redis_lib.Redis:
-        """A plain client of one node (for CLUSTER INFO and ROLE)."""
+        """A plain client of one node (for CLUSTER INFO, SLOTS and NODES)."""
         port = self.redis_port + int(name.rpartition("-")[2]) - 1
         return redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
