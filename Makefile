@@ -7,7 +7,7 @@ STACK := scripts/stack.sh
 CLUSTER := scripts/cluster.sh
 PY := .venv/bin/python
 
-.PHONY: up up-cluster down ps logs services test test-unit bench chaos feed lock clean
+.PHONY: up up-cluster down ps logs services test test-cluster test-unit bench chaos chaos-cluster feed lock clean
 
 up:
 	$(STACK) deps
@@ -37,6 +37,12 @@ services:
 test:
 	$(STACK) deps && $(STACK) services && $(PY) -m pytest
 
+# The integration and end-to-end suites on the running cluster (`make up-cluster` first), their
+# processes two of each, then the cluster's fault tests (tests/cluster). Not part of `make test`: CI has
+# no cluster. PYTEST_ARGS narrows it (e.g. PYTEST_ARGS=tests/cluster).
+test-cluster:
+	$(CLUSTER) test $(PYTEST_ARGS)
+
 # The fast loop: pure tests, no services.
 test-unit:
 	scripts/venv.sh ensure >/dev/null && $(PY) -m pytest tests/unit
@@ -49,6 +55,11 @@ bench:
 # A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
 chaos:
 	$(STACK) deps && $(STACK) services && $(PY) -m tests.chaos
+
+# The same chaos run on the running cluster (`make up-cluster` first): two of each process of its own,
+# and the cluster's Kafka brokers and Redis masters among the faults; see tests/chaos/cluster.py.
+chaos-cluster:
+	$(CLUSTER) chaos
 
 # Seed 001's feed: 1,000 players' scores through Kafka to the board `demo` (created if missing), for
 # a minute at 100 a second; watch it at http://127.0.0.1:8000/boards/demo.

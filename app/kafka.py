@@ -95,10 +95,11 @@ def system_topics(config: Config) -> list[str]:
             config.change_topic]
 
 
-def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: int = 1,
+def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: int | None = None,
                   min_insync_replicas: int | None = None) -> list[str]:
-    """Create the system's topics when missing; returns the names created. A cluster passes its replication
-    factor and min.insync.replicas (a single broker: 1 and the broker's default)."""
+    """Create the system's topics when missing; returns the names created. The replication factor and
+    min.insync.replicas are the brokers' defaults (`default.replication.factor`, `min.insync.replicas`:
+    1 on the single stack, 3 and 2 on the cluster) unless given."""
     admin = make_admin(config)
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = system_topics(config)
@@ -106,7 +107,8 @@ def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: i
     topic_config = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     if missing:
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=config.kafka_partitions, replication_factor=replication_factor,
+            [NewTopic(name, num_partitions=config.kafka_partitions,
+                      replication_factor=-1 if replication_factor is None else replication_factor,
                       config=topic_config) for name in missing],
             operation_timeout=timeout_s,
         )
@@ -151,7 +153,7 @@ def main(argv: list[str]) -> int:
     wait.add_argument("seconds", nargs="?", type=float, default=60)
     wait.add_argument("--brokers", type=int, default=1, help="least number of brokers the answer lists")
     topics = commands.add_parser("topics", help="create the system's topics when missing")
-    topics.add_argument("--replication-factor", type=int, default=1)
+    topics.add_argument("--replication-factor", type=int, help="default: the brokers' default.replication.factor")
     topics.add_argument("--min-insync-replicas", type=int)
     commands.add_parser("describe", help="brokers; partitions, replicas, min.insync.replicas of the topics")
     args = parser.parse_args(argv)

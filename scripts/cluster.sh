@@ -7,6 +7,9 @@
 #   scripts/cluster.sh down     stop everything this script started (data stays in .stack/cluster/)
 #   scripts/cluster.sh ps       one line per component
 #   scripts/cluster.sh logs [NAME]  follow .stack/cluster/*.log (or .stack/cluster/NAME.log)
+#   scripts/cluster.sh test [ARGS]  (make test-cluster) pytest on the running cluster's engines: the
+#                               integration and end-to-end suites, then the cluster's faults (tests/cluster)
+#   scripts/cluster.sh chaos    (make chaos-cluster) the chaos run (tests/chaos) on the cluster's engines
 #
 # It runs: 3 Kafka nodes (combined broker+controller, a quorum of 3; the project's topics with
 # KAFKA_PARTITIONS partitions, replication factor 3, min.insync.replicas 2), a Redis Cluster of
@@ -295,6 +298,37 @@ cmd_cluster_down() {
     say "cluster stopped (data kept in .stack/cluster/)"
 }
 
+# The suites on the cluster's engines (TEST_CLUSTER=1; tests/helpers.py): Kafka and Redis Cluster by
+# cluster_config's KAFKA_BOOTSTRAP_SERVERS and REDIS_CLUSTER_NODES, a database of the tests' own
+# (TEST_DATABASE, quiz_test_cluster) on the same PostgreSQL. The end-to-end fixtures start two of each
+# process themselves; the fault tests find this script's components by CLUSTER_RUN_DIR's pid files and
+# start what they killed again with `scripts/cluster.sh up`.
+test_environment() {
+    local missing
+    mapfile -t missing < <(not_running "${COMPONENTS[@]}")
+    [[ ${#missing[@]} -eq 0 ]] || die "not running: ${missing[*]} (start the cluster: make up-cluster)"
+    # The cluster's webs trust their balancer; the tests' own processes decide for themselves.
+    unset WEB_TRUSTED_PROXIES
+    export CLUSTER_RUN_DIR="$RUN_DIR"
+    export CLUSTER_WEB_PORT CLUSTER_KAFKA_PORT CLUSTER_REDIS_PORT CLUSTER_METRICS_PORT CLUSTER_DATABASE
+    cd "$ROOT"
+}
+
+cmd_cluster_test() {
+    test_environment
+    export TEST_CLUSTER=1 TEST_DATABASE="${TEST_DATABASE:-quiz_test_cluster}"
+    [[ $# -gt 0 ]] || set -- tests/integration tests/e2e tests/cluster
+    exec "$PYTHON" -m pytest -p no:cacheprovider "$@"
+}
+
+# The chaos run (tests/chaos/cluster.py) with its own processes on the cluster's engines, its own
+# database (quiz_chaos) and key prefix; it kills brokers and Redis masters and starts them again.
+cmd_cluster_chaos() {
+    test_environment
+    export CHAOS_TARGET=cluster
+    exec "$PYTHON" -m tests.chaos
+}
+
 cmd_cluster_ps() {
     printf '%-9s %-8s %-8s %s\n' CLUSTER PID STATE PORT
     ps_lines "${COMPONENTS[@]}"
@@ -304,7 +338,7 @@ cluster_main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in
-        up | down | ps) use_venv; load_config; cluster_config ;;
+        up | down | ps | test | chaos) use_venv; load_config; cluster_config ;;
     esac
     case "$cmd" in
         deps)
@@ -314,6 +348,8 @@ cluster_main() {
         up) cmd_cluster_up ;;
         down) cmd_cluster_down ;;
         ps) cmd_cluster_ps ;;
+        test) cmd_cluster_test "$@" ;;
+        chaos) cmd_cluster_chaos ;;
         logs) cmd_logs "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;

@@ -25,7 +25,7 @@ from app import create_app, redis_keys
 from app.config import Config, load_config
 from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
-from tests.helpers import Api, drop_prefix_keys
+from tests.helpers import CLUSTER, Api, drop_prefix_keys
 
 # Each developer running tests beside others can pick a database of their own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE", "quiz_test")
@@ -51,6 +51,8 @@ CLIENT_ADDRESS_LIMITS = {
 
 def _test_config() -> Config:
     base = load_config()
+    if CLUSTER and not base.redis_cluster_nodes:
+        raise RuntimeError("TEST_CLUSTER=1 without REDIS_CLUSTER_NODES: run it as `make test-cluster`")
     url = base.database_url.rsplit("/", 1)[0] + "/" + TEST_DATABASE
     redis_db = 0 if base.redis_cluster_nodes else TEST_REDIS_DB
     redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
@@ -175,6 +177,15 @@ def client(app):
 @pytest.fixture()
 def api(client) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="session")
+def live_stack(database, kafka_topics: Config, redis_client):
+    """The whole system as processes on this run's database, keys and topics (tests/e2e/conftest.py);
+    one for the session, shared by the end-to-end tests and the cluster's fault tests."""
+    from tests.e2e.conftest import run_live_stack
+
+    yield from run_live_stack(kafka_topics)
 
 
 @pytest.fixture()

@@ -18,6 +18,16 @@ T = TypeVar("T")
 # machine, never a timing assertion. Tests wait on states, not on the machine's speed.
 WAIT_S = float(os.environ.get("TEST_WAIT_S", "90"))
 
+# `make test-cluster` (scripts/cluster.sh test): the suites run on the clustered engines named by the
+# environment (KAFKA_BOOTSTRAP_SERVERS, REDIS_CLUSTER_NODES), and the end-to-end stack runs two of each
+# process behind a load balancer (tests/e2e/conftest.py).
+CLUSTER = os.environ.get("TEST_CLUSTER", "") == "1"
+
+
+def single_node(reason: str):
+    """Marks a test that only means something on the single stack: skipped on the cluster, with why."""
+    return pytest.mark.skipif(CLUSTER, reason=f"single stack only: {reason}")
+
 
 def free_port() -> int:
     with socket.socket() as probe:

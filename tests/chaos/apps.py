@@ -49,6 +49,10 @@ class ChaosApps:
     def base_url(self) -> str:
         return self.stack.base_url
 
+    def names(self, kind: str | None = None) -> list[str]:
+        """The processes a fault may kill (of `kind`): one of each here, two on the cluster."""
+        return [name for name in ("web", "relay", "worker") if kind in (None, name)]
+
     def pid(self, name: str) -> int:
         return self.stack.processes[name].pid
 

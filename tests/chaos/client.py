@@ -20,6 +20,9 @@ from tests.chaos.ledger import Ledger
 REQUEST_TIMEOUT_S = 45.0
 # Worth sending again: the store restarts (503), the outcome is unknown (504), something broke (500).
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+# Statuses a load balancer sends of its own when the server it chose gave no response (HAProxy: 502 when
+# the server closed the connection or sent garbage, 504 when it timed out), with no API error body.
+BALANCER_GOT_NOTHING = frozenset({502, 504})
 
 
 class NoResponse(Exception):
@@ -59,6 +62,11 @@ class Client:
             data = json.loads(raw) if raw else None
         except ValueError:
             data = None
+        if status in BALANCER_GOT_NOTHING and error_code(data) is None:
+            # Not the API's error but the balancer's (the cluster's HAProxy): the web died or hung
+            # before it answered, which a client without a balancer sees as no response at all.
+            self.ledger.network_error(what)
+            raise NoResponse(f"{method} {path}: {status} from the balancer")
         self.ledger.response(what, status, error_code(data))
         return status, data
 

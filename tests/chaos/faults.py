@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.chaos.apps import ChaosApps
+from tests.chaos.cluster import ClusterStore
 from tests.chaos.infra import ChaosKafka, PrivateRedis, terminate_backends
 from tests.chaos.settings import say
 
@@ -56,8 +57,8 @@ class Crash:
 @dataclass
 class Faults:
     apps: ChaosApps
-    redis: PrivateRedis
-    kafka: ChaosKafka
+    redis: PrivateRedis | ClusterStore
+    kafka: ChaosKafka | ClusterStore
     rng: random.Random
     log: list[Injected] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
@@ -67,7 +68,9 @@ class Faults:
         kinds = [k for k in KINDS for _ in range(per_kind)]
         self.rng.shuffle(kinds)
         # The wipe comes in the second half: by then sessions have ended, whose boards only a read rebuilds.
-        kinds.insert(self.rng.randint((len(kinds) + 1) // 2, len(kinds)), "redis_wipe")
+        # (Never on the cluster: its nodes' files are the cluster's.)
+        if not isinstance(self.redis, ClusterStore):
+            kinds.insert(self.rng.randint((len(kinds) + 1) // 2, len(kinds)), "redis_wipe")
         first, last = seconds * MARGIN, seconds * (1 - MARGIN)
         step = (last - first) / max(1, len(kinds) - 1)
         return [(first + i * step, kind) for i, kind in enumerate(kinds)]
@@ -98,8 +101,8 @@ class Faults:
     def watch(self, started: float) -> None:
         """Restart a process that exited on its own (as Docker's `restart: unless-stopped` would) and
         remember it: no fault asked for it, so it is a finding. Only this thread kills and restarts."""
-        exited = [(name, self.apps.exit_code(name)) for name in ("web", "relay", "worker")]
-        exited += [("redis", self.redis.proc.poll()), ("kafka", self.kafka.proc.poll())]
+        exited = [(name, self.apps.exit_code(name)) for name in self.apps.names()]
+        exited += [("redis", self.redis.exit_code()), ("kafka", self.kafka.exit_code())]
         for name, code in exited:
             if code is None:
                 continue

@@ -81,6 +81,9 @@ class ChaosKafka(PrivateKafka):
     """PrivateKafka whose readiness probe's "connection refused" lines go to the broker's log, not the
     terminal (for the seconds a start takes, anything this process writes to stderr goes there too)."""
 
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
     def start(self) -> None:
         with stderr_to(self.log):
             super().start()
@@ -125,6 +128,9 @@ loglevel notice
 
         wait_until(answers, f"the private Redis on port {self.port} did not answer (see {self.log})", every_s=0.1)
         client.close()
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
 
     def kill(self) -> None:
         """SIGKILL: a crash. What it wrote is in the page cache, so the AOF keeps it."""

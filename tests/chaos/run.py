@@ -20,20 +20,23 @@ import traceback
 import uuid
 from pathlib import Path
 
-import redis as redis_lib
-
+from app.config import load_config
 from app.kafka import ensure_topics
+from app.redis_client import make_redis
 from tests.bench.support import CpuMeter, raise_nofile
 from tests.chaos import report
 from tests.chaos.apps import ChaosApps
 from tests.chaos.audit import audit
 from tests.chaos.client import Client
+from tests.chaos.cluster import ClusterApps, ClusterStore, cluster_target
 from tests.chaos.converge import State, converge, end_all_sessions
 from tests.chaos.faults import Faults
 from tests.chaos.hosts import Host, Lane, prepare_lane
 from tests.chaos.infra import ChaosKafka, PrivateRedis, audit_engine, fresh_database
 from tests.chaos.ledger import ACKED, Ledger
 from tests.chaos.settings import Settings, chaos_config, say
+from tests.cluster.engines import from_environment
+from tests.helpers import drop_prefix_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_S = 10.0
@@ -55,6 +58,9 @@ class Run:
         self.started = time.monotonic()  # the load's start, set again when it starts
 
     def start_stack(self) -> None:
+        if cluster_target():
+            self.start_on_cluster()
+            return
         say(f"run {self.id} in {self.workdir}: private Redis and Kafka, database quiz_chaos")
         (self.workdir / "redis").mkdir()
         self.redis = PrivateRedis(self.workdir / "redis")
@@ -71,6 +77,23 @@ class Run:
             self.apps.start(name)
         say(f"web on {self.apps.base_url} (2 gevent workers), relay, worker; Redis :{self.redis.port}, "
             f"Kafka {self.kafka.bootstrap}")
+
+    def start_on_cluster(self) -> None:
+        """CHAOS_TARGET=cluster: two of each process on the running cluster's engines (tests/chaos/cluster.py)."""
+        base = load_config()
+        say(f"run {self.id} in {self.workdir}: the cluster's Kafka and Redis, database quiz_chaos")
+        engines = from_environment()
+        self.redis, self.kafka = ClusterStore(engines, "redis", self.rng), ClusterStore(engines, "kafka", self.rng)
+        self.config = chaos_config(self.id, base.redis_url, base.kafka_bootstrap_servers, base.redis_cluster_nodes)
+        fresh_database(self.config.database_url)
+        ensure_topics(self.config)
+        self.engine = audit_engine(self.config.database_url)
+        self.apps = ClusterApps(self.config, self.workdir / "logs", self.rng)
+        for name in self.apps.names():
+            self.apps.start(name)
+        self.apps.stack.start_balancer()
+        say(f"balancer on {self.apps.base_url} in front of {', '.join(self.apps.names('web'))} (2 gevent workers "
+            f"each), 2 relays, 2 workers; Redis Cluster {base.redis_cluster_nodes}, Kafka {base.kafka_bootstrap_servers}")
 
     async def load(self, faults: Faults) -> tuple[list[Lane], float]:
         s = self.settings
@@ -129,7 +152,7 @@ class Run:
         """End what is still live, then wait (bounded) until the outbox, the worker and the boards caught up."""
         ended = end_all_sessions(self.engine, self.apps.base_url, lanes)
         say(f"load stopped; sessions still live, now ended: {ended}")
-        converge_s, state = converge(self.config, self.engine, redis_lib.Redis.from_url(self.config.redis_url),
+        converge_s, state = converge(self.config, self.engine, make_redis(self.config),
                                      self.apps.base_url, lanes, self.settings.converge_s,
                                      lambda: faults.watch(self.started))
         say(f"converged in {converge_s:.1f} s; auditing" if converge_s is not None
@@ -142,17 +165,25 @@ class Run:
         self.stop_faults.set()
         if self.injector is not None:
             self.injector.join(120)  # a restart in progress would start a process after the stop below
-        for stop in (self.apps and self.apps.stop_all, self.kafka and self.kafka.kill,
-                     self.redis and self.redis.kill):
+        on_cluster = isinstance(self.redis, ClusterStore)
+        stores = () if on_cluster else (self.kafka and self.kafka.kill, self.redis and self.redis.kill)
+        for stop in (self.apps and self.apps.stop_all, *stores):
             if stop:
                 try:
                     stop()
                 except Exception as exc:  # noqa: BLE001 - go on stopping the others
                     say(f"cleanup: {exc!r}")
+        if on_cluster and self.apps is not None:
+            try:
+                say(f"cleanup: {drop_prefix_keys(make_redis(self.config))} keys of the run deleted from the cluster")
+            except Exception as exc:  # noqa: BLE001 - the run's result stands
+                say(f"cleanup: {exc!r}")
         if self.settings.keep:
             say(f"kept everything in {self.workdir}")
         elif passed:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        elif on_cluster:
+            say(f"logs kept in {self.workdir}/logs")
         else:
             for data in ("redis", "kafka"):
                 shutil.rmtree(self.workdir / data / "data", ignore_errors=True)

@@ -51,13 +51,15 @@ class Settings:
         return self.faults_per_kind or max(1, round(self.seconds / 100))
 
 
-def chaos_config(run: str, redis_url: str, kafka_bootstrap: str) -> Config:
+def chaos_config(run: str, redis_url: str, kafka_bootstrap: str, redis_cluster_nodes: str = "") -> Config:
+    """The run's configuration; on the cluster (`redis_cluster_nodes`) its keys carry a prefix of the run's."""
     base = load_config()
     rates = {name: UNREACHABLE_RATE for name in Config.__dataclass_fields__
              if name.startswith("rate_") and name != "rate_limits_enabled"}
     return base.replace(
         database_url=base.database_url.rsplit("/", 1)[0] + "/" + CHAOS_DATABASE,
-        redis_url=redis_url, kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url, kafka_bootstrap_servers=kafka_bootstrap, redis_cluster_nodes=redis_cluster_nodes,
+        redis_key_prefix=f"chaos.{run}:" if redis_cluster_nodes else base.redis_key_prefix,
         kafka_topic=f"chaos.{run}.events", kafka_dlq_topic=f"chaos.{run}.dlq",
         kafka_consumer_group=f"chaos.{run}.cache-worker",
         score_topic=f"chaos.{run}.scores", score_dlq_topic=f"chaos.{run}.scores.dlq",

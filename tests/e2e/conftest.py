@@ -1,6 +1,11 @@
-"""The whole system as processes: gunicorn (two workers), the outbox relay and the cache worker.
+"""The whole system as processes: gunicorn (two workers), the outbox relay, the cache worker and the
+score ingest.
 
-They run against this test run's database, Redis database and topics, on free loopback ports.
+They run against this test run's database, Redis keys and topics, on free loopback ports. On the
+cluster (`make test-cluster`) there are two of each, as production runs them: `web-1` and `web-2`
+behind an HAProxy of the fixture's own (scripts/haproxy.cfg, the cluster's balancer), which is what
+`base_url` and `ws_url` name; `relay-1`/`relay-2` (one leads), `worker-1`/`worker-2` and
+`ingest-1`/`ingest-2` (consumer groups).
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +23,7 @@ import requests
 
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.helpers import free_port, stack_env, wait_until
+from tests.helpers import CLUSTER, free_port, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,9 +37,23 @@ class LiveStack:
     config: object
     processes: dict
     logs: Path
+    envs: dict  # each process's environment, to start it again
+
+    @property
+    def web_url(self) -> str:
+        """The first web server itself, not the balancer in front of it (on the single stack, the same)."""
+        web = next(name for name in self.envs if kind_of(name) == "web")
+        return f"http://127.0.0.1:{self.envs[web]['WEB_PORT']}"
 
     def log_of(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def restart(self, name: str) -> None:
+        """Start `name` again (after a test stopped or killed it) as the fixture first started it."""
+        stop_process(self.processes[name])
+        self.processes[name] = start_process(name, self.envs[name], self.logs)
+        if kind_of(name) == "web":
+            _wait_http(f"http://127.0.0.1:{self.envs[name]['WEB_PORT']}/healthz", self.processes[name])
 
 
 def _wait_http(url: str, process: subprocess.Popen) -> None:
@@ -48,39 +68,95 @@ def _wait_http(url: str, process: subprocess.Popen) -> None:
     wait_until(answers, f"{url} did not answer", every_s=0.1)
 
 
-@pytest.fixture(scope="session")
-def live_stack(database, kafka_topics, redis_client):
-    config = kafka_topics
-    port = free_port()
-    logs = Path(tempfile.mkdtemp(prefix="livequiz-e2e-"))
-    metrics_dir = logs / "prometheus"
-    metrics_dir.mkdir()
-    env = stack_env(config, WEB_PORT=str(port), WEB_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    commands = {
-        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-        "relay": [sys.executable, "-m", "outbox_relay"],
-        "worker": [sys.executable, "-m", "cache_worker"],
-        "ingest": [sys.executable, "-m", "score_ingest"],
-    }
-    processes = {}
-    for name, command in commands.items():
-        with open(logs / f"{name}.log", "wb") as log_file:
-            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file,
-                                               stderr=subprocess.STDOUT, start_new_session=True)
-    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs)
+PROGRAMS = {
+    "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+    "relay": [sys.executable, "-m", "outbox_relay"],
+    "worker": [sys.executable, "-m", "cache_worker"],
+    "ingest": [sys.executable, "-m", "score_ingest"],
+}
+
+
+def names_of(cluster: bool) -> dict[str, list[str]]:
+    """The processes of each kind: one of each on the single stack; two of each on the cluster."""
+    return {kind: [f"{kind}-1", f"{kind}-2"] if cluster else [kind] for kind in PROGRAMS}
+
+
+NAMES = names_of(CLUSTER)
+
+
+def kind_of(name: str) -> str:
+    return name.split("-", 1)[0]
+
+
+def start_process(name: str, env: dict, logs: Path) -> subprocess.Popen:
+    """`name`'s program (a kind of PROGRAMS, maybe numbered: `relay-2`), appending to its log."""
+    with open(logs / f"{name}.log", "ab") as log_file:
+        return subprocess.Popen(PROGRAMS[kind_of(name)], cwd=ROOT, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+def upstream_of(url: str) -> str | None:
+    """The web that answered `url` through the balancer (its X-Upstream header), or None."""
     try:
-        _wait_http(f"{stack.base_url}/healthz", processes["web"])
+        response = requests.get(url, timeout=2)
+    except requests.RequestException:
+        return None
+    return response.headers.get("X-Upstream") if response.status_code == 200 else None
+
+
+def _start_balancer(port: int, webs: dict[str, int], logs: Path) -> subprocess.Popen:
+    """HAProxy on `port` in front of web-1 and web-2, from the cluster's own configuration."""
+    addresses = {"LB_BIND": f"127.0.0.1:{port}", **{f"LB_WEB_{name[-1]}": f"127.0.0.1:{web_port}"
+                                                     for name, web_port in webs.items()}}
+    with open(logs / "lb.log", "ab") as log_file:
+        return subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "scripts" / "haproxy.cfg")],
+                                env={**os.environ, **addresses}, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def run_live_stack(config) -> Iterator[LiveStack]:
+    """The stack of `config` (its database migrated, its topics made) while the generator runs: the
+    session fixture `live_stack` (tests/conftest.py, shared by tests/e2e and tests/cluster)."""
+    logs = Path(tempfile.mkdtemp(prefix="livequiz-e2e-"))
+    web_ports = {name: free_port() for name in NAMES["web"]}
+    env = stack_env(config, WEB_WORKERS="2")
+    if CLUSTER:
+        env["WEB_TRUSTED_PROXIES"] = "1"  # behind the balancer, as on the cluster
+    envs = {}
+    for name in (n for names in NAMES.values() for n in names):
+        envs[name] = dict(env)
+        if name in web_ports:
+            metrics_dir = logs / f"prometheus-{name}"
+            metrics_dir.mkdir()
+            envs[name].update(WEB_PORT=str(web_ports[name]), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    processes = {name: start_process(name, envs[name], logs) for name in envs}
+    port = free_port() if CLUSTER else web_ports["web"]
+    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs, envs)
+    try:
+        for name, web_port in web_ports.items():
+            _wait_http(f"http://127.0.0.1:{web_port}/healthz", processes[name])
+        if CLUSTER:
+            processes["lb"] = _start_balancer(port, web_ports, logs)
+            seen: set[str] = set()
+            wait_until(lambda: seen.add(upstream_of(f"{stack.base_url}/healthz")) or set(web_ports) <= seen,
+                       f"the balancer did not reach both webs (see {logs / 'lb.log'})", every_s=0.2)
         yield stack
     finally:
         for process in processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for name, process in processes.items():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        for process in processes.values():
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ROOT
-from tests.helpers import Api, HttpClient, free_port, sample_questions, stack_env, wait_until
+from tests.helpers import Api, HttpClient, free_port, sample_questions, single_node, stack_env, wait_until
+
+pytestmark = single_node("one relay, one worker and one web are scraped for the traffic; with two of each "
+                         "the counts split between them")
 
 
 def scrape(url: str) -> dict[str, dict[tuple, float]]:

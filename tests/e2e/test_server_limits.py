@@ -56,12 +56,13 @@ def _raw_request(base_url: str, request: bytes) -> tuple[int, dict, bytes]:
 
 
 def test_requests_gunicorn_refuses_itself_get_the_json_error_body(live_stack):
+    # Sent to gunicorn itself: on the cluster, the balancer in front would refuse them first.
     long_line = b"GET /api/v1/" + b"x" * 4500 + b" HTTP/1.1\r\nHost: t\r\n\r\n"  # gunicorn allows 4094
-    status, headers, body = _raw_request(live_stack.base_url, long_line)
+    status, headers, body = _raw_request(live_stack.web_url, long_line)
     assert status == 414 and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "uri_too_long"
     malformed = b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Without Colon\r\n\r\n"
-    status, headers, body = _raw_request(live_stack.base_url, malformed)
+    status, headers, body = _raw_request(live_stack.web_url, malformed)
     assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
 
 

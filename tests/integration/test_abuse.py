@@ -93,7 +93,7 @@ def test_guessing_join_codes_runs_out_while_a_real_join_still_works(strict):
 
 
 def test_limits_fail_open_when_redis_is_down(database, config):
-    down = create_app(config.replace(redis_url="redis://127.0.0.1:1/0"))
+    down = create_app(config.replace(redis_url="redis://127.0.0.1:1/0", redis_cluster_nodes=""))
     before = RATE_LIMIT_UNAVAILABLE._value.get()
     response = down.test_client().post("/api/v1/auth/guest", json={"nickname": "offline"})
     assert response.status_code == 201

@@ -93,7 +93,7 @@ def test_readyz_follows_redis_down_and_back(database, config, kafka_topics):
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         server = _start_redis(port, workdir)
-        app = create_app(config.replace(redis_url=f"redis://127.0.0.1:{port}/0"))
+        app = create_app(config.replace(redis_url=f"redis://127.0.0.1:{port}/0", redis_cluster_nodes=""))
         client = app.test_client()
         try:
             ready = client.get("/readyz")

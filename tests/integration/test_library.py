@@ -143,7 +143,7 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
     worker = new_worker(topics, engine, redis_client)
     try:
         drain(worker, publish(topics, event_rows(engine, sid)))
-        assert redis_client.keys(redis_keys.pattern(f"*{sid}*"))
+        assert list(redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")))
         api.delete(f"/api/v1/sessions/{sid}", token=host.token, expect=200)
         assert _rows(engine, sid) == {"quiz_session_participants": 0, "participant_answers": 0, "quiz_sessions": 0}
         remaining = event_rows(engine, sid)
@@ -152,7 +152,7 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
     finally:
         worker.close()
     room = SessionKeys.of(sid).room.encode()
-    assert [k for k in redis_client.keys(redis_keys.pattern(f"*{sid}*")) if k != room] == []  # the room goes later
+    assert [k for k in redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")) if k != room] == []  # the room goes later
     api.get(f"/api/v1/sessions/{sid}/report", token=host.token, expect=404)
 
 

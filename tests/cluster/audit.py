@@ -1,0 +1,94 @@
+"""What the fault tests hold the cluster to, each as a state of PostgreSQL, Kafka and Redis.
+
+- Every acknowledged answer is in PostgreSQL, once (`recorded_once`).
+- Every event of the games' sessions is published (`wait_published`), and on the topic, with each
+  session's first copies in the order PostgreSQL wrote them (`in_kafka_in_order`); the relay publishes
+  at least once, so later copies are allowed.
+- The worker's group has caught up (`wait_caught_up`), and each session's board in Redis equals
+  PostgreSQL (`board_differences`, the check behind `flask ops verify`).
+"""
+from __future__ import annotations
+
+from confluent_kafka import Consumer
+from sqlalchemy import text
+
+from app.config import Config
+from app.session_boards.verify import compare_board
+from tests.chaos.converge import consumer_lag
+from tests.cluster.game import Game
+from tests.helpers import wait_until
+from tests.integration.test_relay import by_event_id, read_topic
+
+_EVENTS = text("""
+    SELECT id::text, aggregate_id AS session_id, created_at, published_at FROM events
+    WHERE aggregate_id = ANY(:sessions) ORDER BY created_at, seq""")
+
+_ANSWERS = text("""
+    SELECT a.quiz_session_participant_id::text, a.question_id::text, count(*) FROM participant_answers a
+    JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id
+    WHERE p.quiz_session_id = CAST(:session AS uuid) GROUP BY 1, 2""")
+
+
+def session_ids(games: list[Game]) -> list[str]:
+    return [game.session_id for game in games]
+
+
+def events_of(engine, games: list[Game]) -> list:
+    with engine.connect() as db:
+        return db.execute(_EVENTS, {"sessions": session_ids(games)}).all()
+
+
+def wait_published(engine, games: list[Game], timeout_s: float | None = None) -> list:
+    """The games' events, once every one of them is published."""
+    def published():
+        rows = events_of(engine, games)
+        return rows if rows and all(row.published_at is not None for row in rows) else None
+
+    kwargs = {} if timeout_s is None else {"timeout_s": timeout_s}
+    return wait_until(published, "the games' events were not all published", **kwargs)
+
+
+def recorded_once(engine, game: Game) -> None:
+    with engine.connect() as db:
+        counts = {(row[0], row[1]): row[2] for row in db.execute(_ANSWERS, {"session": game.session_id})}
+    assert game.acknowledged, "the game acknowledged no answer"
+    missing = game.acknowledged - counts.keys()
+    assert not missing, f"{len(missing)} acknowledged answers are not in PostgreSQL"
+    assert all(n == 1 for n in counts.values()), "a player answered a question twice"
+
+
+def in_kafka_in_order(config: Config, rows: list) -> int:
+    """Every event of `rows` is on the topic, each session's in PostgreSQL's order (first copies, by
+    offset; a session is one key, so one partition). Returns the number of extra copies."""
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    missing = [row.id for row in rows if row.id not in found]
+    assert not missing, f"{len(missing)} of {len(rows)} published events are not on {config.kafka_topic}"
+    for session in {row.session_id for row in rows}:
+        expected = [row.id for row in rows if row.session_id == session]
+        first = sorted((found[event][0] for event in expected), key=lambda m: m.offset)
+        assert len({m.partition for m in first}) == 1, f"session {session} is on several partitions"
+        assert [m.event_id for m in first] == expected, f"session {session}'s events are out of order on Kafka"
+    return sum(len(found[row.id]) - 1 for row in rows)
+
+
+def wait_caught_up(config: Config) -> None:
+    """The workers' group has committed every message of the topic."""
+    consumer = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers,
+                         "group.id": config.kafka_consumer_group, "enable.auto.commit": False})
+    try:
+        wait_until(lambda: consumer_lag(consumer, config.kafka_topic) == 0, "the workers did not catch up")
+    finally:
+        consumer.close()
+
+
+def board_differences(engine, redis, game: Game) -> list:
+    """What `ops verify` would print for the game's board (None counts: the board must be cached)."""
+    differences = compare_board(engine, redis, game.session_id)
+    assert differences is not None, f"no board of session {game.session_id} in Redis"
+    return differences
+
+
+def wait_boards_equal(engine, redis, games: list[Game]) -> None:
+    for game in games:
+        wait_until(lambda: compare_board(engine, redis, game.session_id) == [],
+                   f"the board of {game.session_id} did not come to equal PostgreSQL")
