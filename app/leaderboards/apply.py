@@ -12,7 +12,6 @@ from datetime import timedelta
 from app.events import (BoardConfigured, BoardDeleted, EntryChanged, EntryRemoved, Envelope, PeriodClosed,
                         PeriodOpened)
 from app.leaderboards.keys import BoardKeys
-from app.leaderboards.scripts import BoardScripts
 from app.lua import Call
 from app.session_boards.scores import instant_ms
 
@@ -22,9 +21,9 @@ ROOM_TTL_S = 86400
 
 
 def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
-    """The script call that applies a board event (its one-event script, KEYS and ARGV), run alone by
-    `apply_board_event` or among others by the worker's batch (app/lua.py). A deleted board is removed
-    by `forget_board`, not by a script."""
+    """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
+    runs among the board's others in one batch (app/lua.py). A deleted board is removed by `forget_board`,
+    not by a script."""
     keys = BoardKeys(envelope.aggregate_id)
     if isinstance(payload, EntryChanged):
         return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
@@ -44,13 +43,6 @@ def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> C
         return Call("lb_close_period", [*period.all, keys.room], [payload.period, expire_at_s,
                                                                    payload.model_dump_json()])
     raise TypeError(f"no script applies {envelope.event_type}")
-
-
-def apply_board_event(scripts: BoardScripts, client, envelope: Envelope, payload, *, period_ttl: timedelta):
-    """Run (or, with a pipeline as `client`, queue) the one-event script of a board event; its result is
-    APPLIED, DUPLICATE or NEEDS_REBUILD (app/lua.py)."""
-    call = board_event_call(envelope, payload, period_ttl=period_ttl)
-    return getattr(scripts, call.script)(call.keys, call.args, client=client)
 
 
 def forget_board(redis, board_id: str) -> int:
