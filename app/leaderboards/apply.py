@@ -58,4 +58,6 @@ def forget_board(redis, board_id: str) -> int:
 
 
 def is_board_deletion(payload) -> bool:
-    return isinstance(payload, BoardDeleted)
+    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
+    # an event on the worker's path, and payload classes have no subclasses.
+    return type(payload) is BoardDeleted

@@ -98,4 +98,6 @@ def forget_session(redis, session_id: str) -> int:
 
 
 def is_session_deletion(payload) -> bool:
-    return isinstance(payload, SessionDeleted)
+    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
+    # an event on the worker's path, and payload classes have no subclasses.
+    return type(payload) is SessionDeleted
