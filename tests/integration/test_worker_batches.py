@@ -10,9 +10,10 @@ from itertools import zip_longest
 
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
 from app.leaderboards.apply import forget_board
-from app.lua import BATCH_CHUNK
+from app.lua import BATCH_CHUNK, Call, pack_batch
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import MAX_SCORE
+from app.session_boards.scripts import LeaderboardScripts
 from cache_worker.worker import CacheWorker, _Pending
 from tests.integration.leaderboard_support import board, board_events, owner, score
 from tests.integration.test_leaderboard_order import _postgres, _redis
@@ -178,3 +179,15 @@ def test_an_event_redis_refuses_is_dead_lettered_and_the_rest_of_its_call_applie
     assert dead.value == refused.to_json()
     assert dead.headers["dlq_reason"].decode().startswith("rejected_by_redis:")
     assert "outside" in dead.headers["dlq_reason"].decode()
+
+
+def test_text_reaches_redis_byte_for_byte_through_a_batch(redis_client):
+    sid = str(uuid.uuid4())
+    keys = SessionKeys.of(sid)
+    redis_client.hset(keys.meta, mapping={"version": 0, "epoch_ms": 1_767_225_600_000, "recent_seq": 0})
+    nickname = 'Zoë "ü" \\ 🎉 سلام'
+    joined = Call("apply_participant_joined", keys.apply_keys,
+                  [str(uuid.uuid4()), "joined:p1", "p1", nickname, 1_767_225_600_001, 1])
+    assert LeaderboardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
+    assert redis_client.hget(keys.names, "p1").decode() == nickname
+    redis_client.delete(*keys.apply_keys)
