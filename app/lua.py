@@ -23,10 +23,10 @@ APPLIED, DUPLICATE, NEEDS_REBUILD = 1, 0, -1
 
 COMMON_LIBRARY = "common_lib.lua"  # before every library: what they all use
 
-# Most events one apply_batch call carries. A script holds Redis for its whole run: an answer costs
-# Redis 15-30 us in Lua (measured on the 2-core test machine: 50 answers in one call 1.4 ms), so 100
-# of them hold it 1.5-3 ms, well below the 100 ms a room's leaderboard push may take; the call's own
-# cost (its round trip, the script's set-up, ~0.1 ms) is then under 2 us an event.
+# Most events one apply_batch call carries. A script holds Redis for its whole run, and every other
+# client (reads, rooms, rate limits) waits behind it: an answer costs Redis 15-30 us in Lua (measured on
+# the 2-core test machine: 50 answers in one call, 1.4 ms), so 100 of them hold it 1.5-3 ms at most,
+# while the call's own cost (its round trip and set-up, ~0.1 ms) is already down to ~1 us an event.
 BATCH_CHUNK = 100
 
 
