@@ -151,8 +151,9 @@ class CacheWorker(BatchConsumer):
             transient = None
             for item, result in zip(pending, results):
                 if isinstance(result, Exception) and _is_transient(result):
-                    transient = transient or result
-                elif isinstance(result, Exception):
+                    transient = result  # the whole batch is retried: nothing after it is handled now
+                    break
+                if isinstance(result, Exception):
                     self.dead_letter(item.message, f"rejected_by_redis: {result}")
                 elif result == APPLIED:
                     applied[item.envelope.event_type] += 1
