@@ -112,9 +112,13 @@ class BatchConsumer(StreamProcessor):
         return True
 
     def store_offsets(self, messages: list[Message]) -> None:
+        # One offset per partition, its batch's last (a batch holds each partition's messages in order).
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic(), m.partition())] = m.offset()
         try:
             self.consumer.store_offsets(offsets=[
-                TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in messages])
+                TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()])
         except KafkaException as exc:
             # The partitions moved to another member during a long outage: it will redeliver them.
             self.log.warning("could not store offsets (%s); the batch will be redelivered", exc)

@@ -1,6 +1,10 @@
-"""What the worker does with each kind of aggregate: which script applies an event, which key names
+"""What the worker does with each kind of aggregate: which script call applies an event, which key names
 its Redis Cluster slot, and how a board Redis lacks is rebuilt from PostgreSQL. Quiz sessions and
-leaderboards share the loop (cache_worker/worker.py); only these answers differ."""
+leaderboards share the loop (cache_worker/worker.py); only these answers differ.
+
+An aggregate's events of one batch are applied together (`Aggregate.queue`): runs of them go to Redis as
+apply_batch calls of at most BATCH_CHUNK events (app/lua.py), which answer one reply per event, and a
+deletion, which no script applies, splits the runs and is finished once the pipeline ran (`settle`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,40 +12,69 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from app.events import LEADERBOARD, QUIZ_SESSION, Envelope
-from app.leaderboards.apply import apply_board_event, forget_board, is_board_deletion
+from app.leaderboards.apply import board_event_call, forget_board, is_board_deletion
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
-from app.lua import APPLIED
-from app.session_boards.apply import apply_event, forget_session, is_session_deletion
+from app.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
+from app.session_boards.apply import event_call, forget_session, is_session_deletion
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import UnknownSession, rebuild_board
 from app.session_boards.scripts import scripts_for
+
+# What `Aggregate.queue` returns for a deletion: no command of the pipeline answers it (see `settle`).
+NO_COMMAND = 0
 
 
 @dataclass(frozen=True)
 class Aggregate:
     slot_key: Callable[[str], str]
-    # Queue the event's script on a pipeline (its reply is APPLIED, DUPLICATE or NEEDS_REBUILD).
-    queue: Callable[[Any, Envelope, Any], None]
+    # The script calls applying one aggregate's events (aggregate id, [(envelope, payload)] in order);
+    # None for a deletion, which `settle` does.
+    calls: Callable[[str, list[tuple[Envelope, Any]]], list[Call | None]]
+    # lua/apply_batch.lua over the aggregate's library: many of its events in one call.
+    batch: Script
     # What to rebuild when the script answers NEEDS_REBUILD, and how (raises `unknown` if PostgreSQL has none).
     rebuild_target: Callable[[Envelope, Any], tuple]
     rebuild: Callable[[Any, Any, tuple], Any]
     unknown: type[Exception]
     unknown_reason: str
-    # Work to finish once the pipeline ran (a deleted board's keys), given the script's reply.
+    # Work to finish once the pipeline ran (a deleted aggregate's keys), given the event's reply.
     settle: Callable[[Any, Envelope, Any, Any], Any] = lambda redis, envelope, payload, reply: reply
+
+    def queue(self, pipe, aggregate_id: str, events: list[tuple[Envelope, Any]]) -> list[int]:
+        """Queue on `pipe` what applies `events` (this aggregate's, in order): apply_batch calls of at most
+        BATCH_CHUNK events, nothing for a deletion. Returns, per step in order, how many events the next
+        reply of the pipeline answers for (a list of one reply each), or NO_COMMAND for a deletion."""
+        steps: list[int] = []
+        run: list[Call] = []
+
+        def send_run() -> None:
+            for start in range(0, len(run), BATCH_CHUNK):
+                chunk = run[start:start + BATCH_CHUNK]
+                keys, args = pack_batch(chunk)
+                self.batch(keys, args, client=pipe)
+                steps.append(len(chunk))
+            run.clear()
+
+        for call in self.calls(aggregate_id, events):
+            if call is None:
+                send_run()
+                steps.append(NO_COMMAND)
+            else:
+                run.append(call)
+        send_run()
+        return steps
 
 
 def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
     session_scripts, boards = scripts_for(redis), board_scripts(redis)
     period_ttl = timedelta(seconds=period_ttl_s)
 
-    def queue_session(pipe, envelope, payload) -> None:
-        if is_session_deletion(payload):
-            pipe.exists(SessionKeys.of(envelope.aggregate_id).meta)  # the keys go in `settle`
-        else:
-            apply_event(session_scripts, pipe, envelope, payload)
+    def session_calls(session_id: str, events) -> list[Call | None]:
+        keys = SessionKeys.of(session_id).apply_keys  # every event of a session has the same KEYS
+        return [None if is_session_deletion(payload) else event_call(envelope, payload, keys)
+                for envelope, payload in events]
 
     def settle_session(client, envelope, payload, reply):
         if is_session_deletion(payload):
@@ -49,11 +82,9 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
             return APPLIED
         return reply
 
-    def queue_board(pipe, envelope, payload) -> None:
-        if is_board_deletion(payload):
-            pipe.exists(BoardKeys(envelope.aggregate_id).cfg)  # the keys go in `settle`
-        else:
-            apply_board_event(boards, pipe, envelope, payload, period_ttl=period_ttl)
+    def board_calls(board_id: str, events) -> list[Call | None]:
+        return [None if is_board_deletion(payload) else board_event_call(envelope, payload, period_ttl=period_ttl)
+                for envelope, payload in events]
 
     def settle_board(client, envelope, payload, reply):
         if is_board_deletion(payload):
@@ -64,14 +95,14 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
     return {
         QUIZ_SESSION: Aggregate(
             slot_key=lambda aggregate_id: SessionKeys.of(aggregate_id).board,
-            queue=queue_session,
+            calls=session_calls, batch=session_scripts.apply_batch,
             rebuild_target=lambda envelope, payload: (envelope.aggregate_id,),
             rebuild=lambda engine, client, target: rebuild_board(engine, client, target[0]),
             unknown=UnknownSession, unknown_reason="unknown_session: not in PostgreSQL",
             settle=settle_session),
         LEADERBOARD: Aggregate(
             slot_key=lambda aggregate_id: BoardKeys(aggregate_id).cfg,
-            queue=queue_board,
+            calls=board_calls, batch=boards.apply_batch,
             rebuild_target=lambda envelope, payload: (envelope.aggregate_id, payload.period),
             rebuild=lambda engine, client, target: rebuild_period(engine, client, target[0], target[1],
                                                                   period_ttl_s=period_ttl_s),

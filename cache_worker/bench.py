@@ -39,8 +39,10 @@ def _session(engine) -> tuple[uuid.UUID, list[uuid.UUID]]:
                    {"id": session_id, "q": quiz, "h": host, "c": f"{random.randrange(10**6):06d}"})
         db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, 'bench', true)"),
                    [{"id": p} for p in players])
+        # Nicknames are unique within a session (uq_quiz_session_participants_nickname).
         db.execute(text("INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname) "
-                        "VALUES (:id, :s, :id, 'bench')"), [{"id": p, "s": session_id} for p in players])
+                        "VALUES (:id, :s, :id, :n)"),
+                   [{"id": p, "s": session_id, "n": f"bench-{i}"} for i, p in enumerate(players)])
     return session_id, players
 
 

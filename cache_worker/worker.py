@@ -1,15 +1,18 @@
 """Applying batches of Kafka messages to Redis, at least once delivered, at most once applied.
 
-One batch: decode every message (poison ones go to the dead-letter topic), queue the script of
-every decodable event in one non-transactional pipeline, announce the board tops that changed
-(changes.py), and only once Redis has answered (and the dead letters and announcements are
-flushed) store the batch's offsets. Auto-commit then commits stored offsets.
+One batch: decode every message (poison ones go to the dead-letter topic), group the decodable events
+by session or board (each group in its order), queue one apply_batch script call per group (per
+BATCH_CHUNK events of it, app/lua.py) in one non-transactional pipeline per Redis node, which answers
+one reply per event, announce the board tops that changed (changes.py), and only once Redis has
+answered (and the dead letters and announcements are flushed) store the batch's offsets. Auto-commit
+then commits stored offsets.
 A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
 Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched.
 """
 from __future__ import annotations
 
 import logging
+from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,7 +27,7 @@ from app.batch_consumer import BatchConsumer
 from app.redis_client import is_cluster, node_client
 from app.retry import Backoff
 from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
-from cache_worker.aggregates import aggregates
+from cache_worker.aggregates import NO_COMMAND, aggregates
 from cache_worker.changes import Announced, announce_changes, remember, touched_periods
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,10 @@ _TRANSIENT_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOSCR
 def _is_transient(error: Exception) -> bool:
     if isinstance(error, _TRANSIENT):
         return True
-    return isinstance(error, redis_lib.ResponseError) and str(error).startswith(_TRANSIENT_REPLIES)
+    # redis-py drops a known code from the text (OOM, READONLY, ...) and keeps it as status_code.
+    code = getattr(error, "status_code", None) or ""
+    return isinstance(error, redis_lib.ResponseError) and (
+        str(error).startswith(_TRANSIENT_REPLIES) or code.startswith(_TRANSIENT_REPLIES))
 
 
 @dataclass
@@ -140,18 +146,28 @@ class CacheWorker(BatchConsumer):
             results = self._run_scripts(pending)
             retry: list[_Pending] = []
             to_rebuild: dict[tuple, None] = {}
+            applied: Tally[str] = Tally()
+            duplicates = 0
+            transient = None
             for item, result in zip(pending, results):
                 if isinstance(result, Exception) and _is_transient(result):
-                    raise result
+                    transient = result  # the whole batch is retried: nothing after it is handled now
+                    break
                 if isinstance(result, Exception):
                     self.dead_letter(item.message, f"rejected_by_redis: {result}")
                 elif result == APPLIED:
-                    self.metrics.applied.labels(event_type=item.envelope.event_type).inc()
+                    applied[item.envelope.event_type] += 1
                 elif result == DUPLICATE:
-                    self.metrics.duplicates.inc()
+                    duplicates += 1
                 elif result == NEEDS_REBUILD:
                     retry.append(item)
                     to_rebuild[self._rebuild_target(item)] = None
+            for event_type, count in applied.items():
+                self.metrics.applied.labels(event_type=event_type).inc(count)
+            if duplicates:
+                self.metrics.duplicates.inc(duplicates)
+            if transient is not None:
+                raise transient
             if not retry:
                 return
             # Replay in order only the events that were refused; the others are applied.
@@ -177,25 +193,42 @@ class CacheWorker(BatchConsumer):
         return (aggregate_type, *self.aggregates[aggregate_type].rebuild_target(item.envelope, item.payload))
 
     def _run_scripts(self, pending: list[_Pending]) -> list[Any]:
-        """One pipeline per Redis node (redis-py's cluster pipeline refuses EVALSHA); results in order."""
-        groups: dict[int, tuple[Any, list[int]]] = {}
+        """The reply of every event of `pending`, in order: each session's or board's events go in one
+        apply_batch call per BATCH_CHUNK, on one pipeline per Redis node (redis-py's cluster pipeline
+        refuses EVALSHA)."""
+        groups: dict[tuple[str, str], list[int]] = {}
         for index, item in enumerate(pending):
-            aggregate = self.aggregates[item.envelope.aggregate_type]
-            node = node_client(self.redis, aggregate.slot_key(item.envelope.aggregate_id))
-            groups.setdefault(id(node), (node, []))[1].append(index)
+            groups.setdefault((item.envelope.aggregate_type, item.envelope.aggregate_id), []).append(index)
+        nodes: dict[int, tuple[Any, list[tuple[str, str, list[int]]]]] = {}
+        for (aggregate_type, aggregate_id), indexes in groups.items():
+            node = node_client(self.redis, self.aggregates[aggregate_type].slot_key(aggregate_id))
+            nodes.setdefault(id(node), (node, []))[1].append((aggregate_type, aggregate_id, indexes))
         results: list[Any] = [None] * len(pending)
-        for node, indexes in groups.values():
+        for node, on_node in nodes.values():
             pipe = node.pipeline(transaction=False)
-            for index in indexes:
-                item = pending[index]
-                self.aggregates[item.envelope.aggregate_type].queue(pipe, item.envelope, item.payload)
-            for index, result in zip(indexes, pipe.execute(raise_on_error=False)):
-                item = pending[index]
-                settle = self.aggregates[item.envelope.aggregate_type].settle
-                results[index] = result if isinstance(result, Exception) else settle(
-                    node, item.envelope, item.payload, result)
+            steps = [self.aggregates[aggregate_type].queue(
+                pipe, aggregate_id, [(pending[i].envelope, pending[i].payload) for i in indexes])
+                for aggregate_type, aggregate_id, indexes in on_node]
+            replies = iter(pipe.execute(raise_on_error=False))
+            for (aggregate_type, _, indexes), sizes in zip(on_node, steps):
+                settle = self.aggregates[aggregate_type].settle
+                at = 0
+                for size in sizes:
+                    answers = _answers(next(replies), size) if size != NO_COMMAND else [None]
+                    for index, answer in zip(indexes[at:at + len(answers)], answers):
+                        item = pending[index]
+                        results[index] = answer if isinstance(answer, Exception) else settle(
+                            node, item.envelope, item.payload, answer)
+                    at += len(answers)
         if any(isinstance(r, _TRANSIENT) for r in results) and is_cluster(self.redis):
             self.redis.nodes_manager.initialize()  # slots moved: learn the new layout before the retry
         return results
 
 
+def _answers(reply: Any, events: int) -> list[Any]:
+    """One answer per event of an apply_batch call: its replies, or the call's own failure for each."""
+    if isinstance(reply, list) and len(reply) == events:
+        return reply
+    if not isinstance(reply, Exception):
+        reply = redis_lib.ResponseError(f"apply_batch answered {reply!r:.200} for {events} events")
+    return [reply] * events

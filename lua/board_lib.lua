@@ -94,3 +94,149 @@ local function append_entries(reply, page, names)
   end
   return reply
 end
+
+-- Applying one event of each type, at most once: APPLY.<script>(keys, argv), with the apply KEYS above
+-- and the event's ARGV (app/session_boards/apply.py builds both). Each checks its ARGV, computes
+-- anything that can fail before it writes, and returns 1 applied, 0 duplicate, or -1 the session has
+-- no board here (rebuild it from PostgreSQL first). The one-event scripts (apply_<type>.lua) and the
+-- batch (apply_batch.lua) both call these: one copy of every rule.
+local APPLY = {}
+
+-- ARGV: event_id, natural_key, participant_id, nickname, points, answered_at_ms, question_id
+function APPLY.apply_answer_scored(keys, argv)
+  assert(#argv == 7, 'apply_answer_scored: expected 7 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  local event_id, natural_key, participant, nickname = argv[1], argv[2], argv[3], argv[4]
+  local points = as_int(argv[5], 'points')
+  local at_ms = as_int(argv[6], 'answered_at_ms')
+  local question_id = argv[7]
+  if points < 0 then error('ERR points must not be negative') end
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+  local held = redis.call('HGET', meta, 'open_question') == question_id
+  local composite
+  if not held then  -- computed before any write: a score out of range changes nothing
+    composite = after_points(lb, participant, points, reached_since(meta_epoch(meta), at_ms))
+  end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  redis.call('HSET', names, participant, nickname)
+  log_recent(meta, recent, 'type', 'answer_scored', 'event_id', event_id, 'natural_key', natural_key,
+    'participant_id', participant, 'points', points, 'at_ms', exact(at_ms), 'question_id', question_id)
+  if held then
+    hold_answer(pending, participant, points, at_ms)
+    redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_received',
+      'question_id', question_id, 'participant_id', participant, 'answered', redis.call('HLEN', pending))
+    return 1
+  end
+  redis.call('ZADD', lb, exact(composite), participant)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_scored', 'version', version)
+  return 1
+end
+
+-- ARGV: event_id, natural_key, participant_id, nickname, joined_at_ms, player_count
+function APPLY.apply_participant_joined(keys, argv)
+  assert(#argv == 6, 'apply_participant_joined: expected 6 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent = unpack(keys)
+  local event_id, natural_key, participant, nickname = argv[1], argv[2], argv[3], argv[4]
+  local at_ms = as_int(argv[5], 'joined_at_ms')
+  local player_count = as_int(argv[6], 'player_count')
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+  local composite = after_join(lb, participant, reached_since(meta_epoch(meta), at_ms))
+
+  redis.call('SADD', applied, event_id, natural_key)
+  if composite then redis.call('ZADD', lb, exact(composite), participant) end
+  redis.call('HSET', names, participant, nickname)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  log_recent(meta, recent, 'type', 'participant_joined', 'event_id', event_id, 'natural_key', natural_key,
+    'participant_id', participant, 'points', 0, 'at_ms', exact(at_ms))
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_joined', 'version', version,
+    'participant_id', participant, 'nickname', nickname, 'player_count', player_count)
+  return 1
+end
+
+-- ARGV: event_id, natural_key, participant_id, player_count
+function APPLY.apply_participant_removed(keys, argv)
+  assert(#argv == 4, 'apply_participant_removed: expected 4 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  local event_id, natural_key, participant = argv[1], argv[2], argv[3]
+  local player_count = as_int(argv[4], 'player_count')
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  redis.call('ZREM', lb, participant)
+  redis.call('HDEL', pending, participant)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  log_recent(meta, recent, 'type', 'participant_removed', 'event_id', event_id, 'natural_key', natural_key,
+    'participant_id', participant)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_removed', 'version', version,
+    'participant_id', participant, 'player_count', player_count)
+  return 1
+end
+
+-- ARGV: event_id, natural_key, question_id, position, data (the question as JSON, for the room)
+function APPLY.apply_question_opened(keys, argv)
+  assert(#argv == 5, 'apply_question_opened: expected 5 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent = unpack(keys)
+  local event_id, natural_key, question_id, position, data = unpack(argv)
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  redis.call('HSET', meta, 'open_question', question_id)
+  log_recent(meta, recent, 'type', 'question_opened', 'event_id', event_id, 'natural_key', natural_key,
+    'question_id', question_id)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'question_opened',
+    'version', redis.call('HGET', meta, 'version') or '0', 'question_id', question_id, 'position', position,
+    'data', data)
+  return 1
+end
+
+-- ARGV: event_id, natural_key, question_id, position, data (the result as JSON, for the room)
+function APPLY.apply_question_closed(keys, argv)
+  assert(#argv == 5, 'apply_question_closed: expected 5 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  local event_id, natural_key, question_id, position, data = unpack(argv)
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  if redis.call('HGET', meta, 'open_question') == question_id then
+    release_answers(lb, pending, meta_epoch(meta))
+    redis.call('HDEL', meta, 'open_question')
+  end
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  log_recent(meta, recent, 'type', 'question_closed', 'event_id', event_id, 'natural_key', natural_key,
+    'question_id', question_id)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'question_closed', 'version', version,
+    'question_id', question_id, 'position', position, 'data', data)
+  return 1
+end
+
+-- ARGV: event_id, natural_key, expire_at_s, ended_at
+function APPLY.apply_session_ended(keys, argv)
+  assert(#argv == 4, 'apply_session_ended: expected 4 ARGV, got ' .. #argv)
+  local lb, applied, meta, room = keys[1], keys[2], keys[3], keys[4]
+  local event_id, natural_key = argv[1], argv[2]
+  local expire_at = as_int(argv[3], 'expire_at_s')
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'session_ended',
+    'version', redis.call('HGET', meta, 'version') or '0', 'ended_at', argv[4])
+  if expire_at > 0 then
+    redis.call('HSET', meta, 'expire_at', exact(expire_at))
+    for _, key in ipairs(keys) do redis.call('EXPIREAT', key, exact(expire_at)) end
+  end
+  return 1
+end

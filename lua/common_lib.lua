@@ -15,3 +15,33 @@ end
 local function exact(n)
   return string.format('%.0f', n)
 end
+
+-- Apply one aggregate's events in one call (lua/apply_batch.lua; app/lua.py packs ARGV): ARGV[1] is a
+-- JSON array of key sets (each a list of positions in KEYS), ARGV[2] a JSON array of events, each
+-- [script, key set, its ARGV...]. Every event runs in order through apply[script], the function its
+-- one-event script calls, with its own keys and ARGV. An event whose function fails has written nothing
+-- (each computes what can fail first) and answers its error; the events after it still run.
+-- Returns one reply per event: the function's (1 applied, 0 duplicate or stale, -1 rebuild first) or an error.
+local function apply_batch(apply, keys, argv)
+  local keysets = {}
+  for i, positions in ipairs(cjson.decode(argv[1])) do
+    local set = {}
+    for j, position in ipairs(positions) do set[j] = keys[position] end
+    keysets[i] = set
+  end
+  local replies = {}
+  for i, event in ipairs(cjson.decode(argv[2])) do
+    local run, set = apply[event[1]], keysets[event[2]]
+    if run == nil or set == nil then
+      replies[i] = redis.error_reply('ERR apply_batch: no script ' .. tostring(event[1]) .. ' or key set ' .. tostring(event[2]))
+    else
+      local ok, reply = pcall(run, set, {unpack(event, 3)})
+      if ok then
+        replies[i] = reply
+      else
+        replies[i] = redis.error_reply(type(reply) == 'table' and tostring(reply.err) or tostring(reply))
+      end
+    end
+  end
+  return replies
+end

@@ -87,3 +87,69 @@ local function append_entries(reply, page, first_rank, cfg, entries)
   end
   return reply
 end
+
+-- Applying one board event: APPLY.<script>(keys, argv), with the KEYS and ARGV of its one-event script
+-- (app/leaderboards/apply.py builds both). Each checks its ARGV, computes anything that can fail before
+-- it writes, and returns 1 applied, 0 stale or duplicate, or -1 the period is not cached here (rebuild it
+-- from PostgreSQL). The one-event scripts (lb_apply_*.lua, lb_close_period.lua) and the batch
+-- (apply_batch.lua) both call these: one copy of every rule.
+local APPLY = {}
+
+-- KEYS: cfg, z, entries, meta, recent, room; ARGV: player_id, version, tie_seq, score ('' when removed),
+-- reached_ms, display_name, period
+function APPLY.lb_apply_entry(keys, argv)
+  assert(#argv == 7, 'lb_apply_entry: expected 7 ARGV, got ' .. #argv)
+  local cfg, z, entries, meta, recent, room = unpack(keys)
+  local player = argv[1]
+  local version = as_int(argv[2], 'version')
+  local tie = as_int(argv[3], 'tie_seq')
+  local score = nil
+  if argv[4] ~= '' then score = as_int(argv[4], 'score') end
+  local reached = as_int(argv[5], 'reached_ms')
+  if score and (score > MAX_EXACT or score < -MAX_EXACT) then error('ERR score is not exact') end
+
+  if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', cfg) == 0 then return -1 end
+  if not put_entry(cfg, z, entries, meta, player, version, tie, score, reached, argv[6]) then return 0 end
+  local board_version = redis.call('HINCRBY', meta, 'version', 1)
+  log_recent(meta, recent, player)
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_changed', 'period', argv[7],
+    'version', board_version, 'player_id', player)
+  return 1
+end
+
+-- KEYS: cfg, room; ARGV: revision, sort_order, max_entries ('' when none)
+function APPLY.lb_apply_config(keys, argv)
+  assert(#argv == 3, 'lb_apply_config: expected 3 ARGV, got ' .. #argv)
+  local cfg, room = keys[1], keys[2]
+  local revision = as_int(argv[1], 'revision')
+  if argv[2] ~= 'asc' and argv[2] ~= 'desc' then error('ERR sort_order must be asc or desc') end
+
+  if revision <= as_int(redis.call('HGET', cfg, 'revision') or '0', 'revision') then return 0 end
+  redis.call('HSET', cfg, 'revision', revision, 'sort_order', argv[2])
+  if argv[3] == '' then redis.call('HDEL', cfg, 'max_entries')
+  else redis.call('HSET', cfg, 'max_entries', as_int(argv[3], 'max_entries')) end
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_configured', 'revision', revision)
+  return 1
+end
+
+-- KEYS: cfg, room; ARGV: period, starts_at_ms
+function APPLY.lb_apply_period(keys, argv)
+  assert(#argv == 2, 'lb_apply_period: expected 2 ARGV, got ' .. #argv)
+  local cfg, room = keys[1], keys[2]
+  local starts_at = as_int(argv[2], 'starts_at_ms')
+
+  if starts_at <= as_int(redis.call('HGET', cfg, 'period_start_ms') or '-1', 'period_start_ms') then return 0 end
+  redis.call('HSET', cfg, 'period', argv[1], 'period_start_ms', exact(starts_at))
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'period_opened', 'period', argv[1])
+  return 1
+end
+
+-- KEYS: z, entries, meta, recent, room; ARGV: period, expire_at_s, final (JSON of the final top N)
+function APPLY.lb_close_period(keys, argv)
+  assert(#argv == 3, 'lb_close_period: expected 3 ARGV, got ' .. #argv)
+  local expire_at = as_int(argv[2], 'expire_at_s')
+  for i = 1, 4 do redis.call('EXPIREAT', keys[i], exact(expire_at)) end
+  redis.call('XADD', keys[5], 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'period_closed', 'period', argv[1],
+    'data', argv[3])
+  return 1
+end

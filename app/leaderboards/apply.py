@@ -1,4 +1,5 @@
-"""Turning one board event into the call of the Lua script that applies it to Redis.
+"""Turning one board event into the call of the Lua script that applies it to Redis (alone, or in the
+worker's batch of the board's events, lua/apply_batch.lua, which runs the same rule per event).
 
 Board events carry resulting states with a version (entries), a revision (configuration) or a start
 (periods), so each script keeps the newer of what it holds and what it is given: redeliveries, replays
@@ -11,7 +12,7 @@ from datetime import timedelta
 from app.events import (BoardConfigured, BoardDeleted, EntryChanged, EntryRemoved, Envelope, PeriodClosed,
                         PeriodOpened)
 from app.leaderboards.keys import BoardKeys
-from app.leaderboards.scripts import BoardScripts
+from app.lua import Call
 from app.session_boards.scores import instant_ms
 
 APPLIED = 1
@@ -19,29 +20,28 @@ ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams
 ROOM_TTL_S = 86400
 
 
-def apply_board_event(scripts: BoardScripts, client, envelope: Envelope, payload, *, period_ttl: timedelta):
-    """Run (or, with a pipeline as `client`, queue) the script of a board event; its result is APPLIED,
-    DUPLICATE or NEEDS_REBUILD (app/lua.py). A deleted board is removed by `forget_board`, not here."""
+def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
+    """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
+    runs among the board's others in one batch (app/lua.py). A deleted board is removed by `forget_board`,
+    not by a script."""
     keys = BoardKeys(envelope.aggregate_id)
     if isinstance(payload, EntryChanged):
-        return scripts.lb_apply_entry(keys.period(payload.period).apply_keys, [
+        return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
             payload.player_id, payload.version, payload.tie_seq, payload.score, instant_ms(payload.reached_at),
-            payload.display_name or "", payload.period], client=client)
+            payload.display_name or "", payload.period])
     if isinstance(payload, EntryRemoved):
-        return scripts.lb_apply_entry(keys.period(payload.period).apply_keys, [
-            payload.player_id, payload.version, 0, "", 0, "", payload.period], client=client)
+        return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
+            payload.player_id, payload.version, 0, "", 0, "", payload.period])
     if isinstance(payload, BoardConfigured):
-        return scripts.lb_apply_config([keys.cfg, keys.room], [
-            payload.revision, payload.sort_order, "" if payload.max_entries is None else payload.max_entries],
-            client=client)
+        return Call("lb_apply_config", [keys.cfg, keys.room], [
+            payload.revision, payload.sort_order, "" if payload.max_entries is None else payload.max_entries])
     if isinstance(payload, PeriodOpened):
-        return scripts.lb_apply_period([keys.cfg, keys.room], [payload.period, instant_ms(payload.starts_at)],
-                                       client=client)
+        return Call("lb_apply_period", [keys.cfg, keys.room], [payload.period, instant_ms(payload.starts_at)])
     if isinstance(payload, PeriodClosed):
         period = keys.period(payload.period)
         expire_at_s = instant_ms(payload.closed_at + period_ttl) // 1000
-        return scripts.lb_close_period([*period.all, keys.room], [payload.period, expire_at_s,
-                                                                   payload.model_dump_json()], client=client)
+        return Call("lb_close_period", [*period.all, keys.room], [payload.period, expire_at_s,
+                                                                   payload.model_dump_json()])
     raise TypeError(f"no script applies {envelope.event_type}")
 
 
@@ -58,4 +58,6 @@ def forget_board(redis, board_id: str) -> int:
 
 
 def is_board_deletion(payload) -> bool:
-    return isinstance(payload, BoardDeleted)
+    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
+    # an event on the worker's path, and payload classes have no subclasses.
+    return type(payload) is BoardDeleted

@@ -6,9 +6,10 @@ from app.lua import Script, ScriptSet, registered
 
 class BoardScripts(ScriptSet):
     LIBRARY = "lb_lib.lua"
-    NAMES = ("lb_apply_entry", "lb_apply_config", "lb_apply_period", "lb_close_period", "lb_read_range",
+    NAMES = ("apply_batch", "lb_apply_entry", "lb_apply_config", "lb_apply_period", "lb_close_period", "lb_read_range",
              "lb_read_after", "lb_read_player", "lb_read_stats", "lb_swap_period")
 
+    apply_batch: Script  # a run of the board's events in one call (app/lua.py pack_batch)
     lb_apply_entry: Script
     lb_apply_config: Script
     lb_apply_period: Script

@@ -1,4 +1,5 @@
-"""Turning one event into the call of the Lua script that applies it to Redis.
+"""Turning one event into the call of the Lua script that applies it to Redis (alone, or in the worker's
+batch of the session's events, lua/apply_batch.lua, which runs the same rule per event).
 
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 from app.events import (AnswerScored, Envelope, ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened,
                         SessionDeleted, SessionEnded)
+from app.lua import Call
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import instant_ms
 from app.session_boards.scripts import LeaderboardScripts
@@ -42,41 +44,47 @@ def removed_key(participant_id) -> str:
     return f"removed:{participant_id}"
 
 
+def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) -> Call:
+    """The script call that applies `envelope` (its script, KEYS and ARGV), run alone by `apply_event` or
+    among others by the worker's batch (app/lua.py). Pass `payload` when the caller has parsed it
+    already, `keys` (the session's apply_keys) when it holds them."""
+    keys = keys or SessionKeys.of(envelope.session_id).apply_keys
+    payload = payload or envelope.parsed_payload()
+    event_id = str(envelope.event_id)
+    if isinstance(payload, AnswerScored):
+        return Call("apply_answer_scored", keys, [
+            event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname, payload.points,
+            instant_ms(payload.answered_at), str(payload.question_id)])
+    if isinstance(payload, ParticipantJoined):
+        return Call("apply_participant_joined", keys, [
+            event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
+            instant_ms(payload.joined_at), payload.player_count])
+    if isinstance(payload, ParticipantRemoved):
+        return Call("apply_participant_removed", keys, [
+            event_id, removed_key(payload.participant_id), str(payload.participant_id), payload.player_count])
+    if isinstance(payload, QuestionOpened):
+        # The room shows the whole question (or its result): it travels as one JSON field.
+        return Call("apply_question_opened", keys, [
+            event_id, opened_key(payload.question_id), str(payload.question_id), payload.position,
+            payload.model_dump_json()])
+    if isinstance(payload, QuestionClosed):
+        return Call("apply_question_closed", keys, [
+            event_id, closed_key(payload.question_id), str(payload.question_id), payload.position,
+            payload.model_dump_json()])
+    if isinstance(payload, SessionEnded):
+        expire_at_s = instant_ms(payload.ended_at + ENDED_SESSION_TTL) // 1000
+        return Call("apply_session_ended", keys, [event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()])
+    raise TypeError(f"no script applies {envelope.event_type}")
+
+
 def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload=None):
-    """Run (or, with a pipeline as `client`, queue) the script of `envelope`.
+    """Run (or, with a pipeline as `client`, queue) the one-event script of `envelope`.
 
     Its result is APPLIED, DUPLICATE or NEEDS_REBUILD (scripts.py). Pass `payload` when the
     caller has parsed it already.
     """
-    keys = SessionKeys.of(envelope.session_id).apply_keys
-    payload = payload or envelope.parsed_payload()
-    event_id = str(envelope.event_id)
-    if isinstance(payload, AnswerScored):
-        return scripts.apply_answer_scored(keys, [
-            event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname, payload.points,
-            instant_ms(payload.answered_at), str(payload.question_id)], client=client)
-    if isinstance(payload, ParticipantJoined):
-        return scripts.apply_participant_joined(keys, [
-            event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
-            instant_ms(payload.joined_at), payload.player_count], client=client)
-    if isinstance(payload, ParticipantRemoved):
-        return scripts.apply_participant_removed(keys, [
-            event_id, removed_key(payload.participant_id), str(payload.participant_id), payload.player_count],
-            client=client)
-    if isinstance(payload, QuestionOpened):
-        # The room shows the whole question (or its result): it travels as one JSON field.
-        return scripts.apply_question_opened(keys, [
-            event_id, opened_key(payload.question_id), str(payload.question_id), payload.position,
-            payload.model_dump_json()], client=client)
-    if isinstance(payload, QuestionClosed):
-        return scripts.apply_question_closed(keys, [
-            event_id, closed_key(payload.question_id), str(payload.question_id), payload.position,
-            payload.model_dump_json()], client=client)
-    if isinstance(payload, SessionEnded):
-        expire_at_s = instant_ms(payload.ended_at + ENDED_SESSION_TTL) // 1000
-        return scripts.apply_session_ended(keys, [
-            event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()], client=client)
-    raise TypeError(f"no script applies {envelope.event_type}")
+    call = event_call(envelope, payload)
+    return getattr(scripts, call.script)(call.keys, call.args, client=client)
 
 
 def forget_session(redis, session_id: str) -> int:
@@ -90,4 +98,6 @@ def forget_session(redis, session_id: str) -> int:
 
 
 def is_session_deletion(payload) -> bool:
-    return isinstance(payload, SessionDeleted)
+    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
+    # an event on the worker's path, and payload classes have no subclasses.
+    return type(payload) is SessionDeleted

@@ -10,10 +10,11 @@ class LeaderboardScripts(ScriptSet):
     """The registered scripts; call them with `client=` a pipeline to queue them."""
 
     LIBRARY = LIBRARY
-    NAMES = ("apply_answer_scored", "apply_participant_joined", "apply_participant_removed", "apply_question_opened",
+    NAMES = ("apply_batch", "apply_answer_scored", "apply_participant_joined", "apply_participant_removed", "apply_question_opened",
              "apply_question_closed", "apply_session_ended", "read_leaderboard_page", "read_around",
              "swap_rebuilt_board", "register_socket")
 
+    apply_batch: Script  # a run of the session's events in one call (app/lua.py pack_batch)
     apply_answer_scored: Script
     apply_participant_joined: Script
     apply_participant_removed: Script

@@ -2,7 +2,8 @@
 clients the processes build from REDIS_CLUSTER_NODES (scripts, boards, rate limits through them) and the
 hub's per-shard reads of the room streams.
 
-The cluster is started by this module on loopback ports in a temporary directory and torn down
+The worker's batch is one apply_batch call per session or board on the node of its slot (counted in
+the nodes' command statistics). The cluster is started by this module on loopback ports in a temporary directory and torn down
 at the end; Debian's redis-server and redis-cli are enough.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import threading
 import time
 import uuid
+from itertools import zip_longest
 
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
@@ -36,10 +38,11 @@ from app.session_boards.verify import cached_sessions, compare_board
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
 from tests.helpers import wait_until
-from tests.integration.leaderboard_support import Applier
+from tests.integration.leaderboard_support import Applier, board_events
 from tests.integration.test_key_prefix import two_key_spaces
 from tests.integration.test_leaderboard_order import _postgres, _redis
 from tests.integration.test_session_board_scripts import exercise_scripts
+from tests.integration.test_worker_batches import live_board
 from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, play
 
 PORTS = (7101, 7102, 7103)
@@ -118,6 +121,53 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
         assert read_page(None, cluster, session["id"], 100, 0)["total_players"] == 3
         page = read_page(None, cluster, session["id"], 100, 0)
         assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, session["id"])
+
+
+def _evalsha_calls() -> int:
+    """EVALSHA calls this test's cluster ran since its statistics were reset, over every node."""
+    total = 0
+    for port in PORTS:
+        stats = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True,
+                               text=True).stdout
+        total += sum(int(line.split("calls=")[1].split(",")[0]) for line in stats.splitlines()
+                     if line.startswith("cmdstat_evalsha:"))
+    return total
+
+
+def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(cluster, api, engine, config):
+    sessions = [play(api, players=2, questions=1)["id"] for _ in range(4)]  # spread over several slots
+    with Session(engine, expire_on_commit=False) as db:
+        owner_id = create_guest(db, "cluster batch owner").id
+    boards = []
+    for _ in range(3):
+        board_id = "c" + uuid.uuid4().hex[:14]
+        create_board(engine, owner_id, {"id": board_id, "name": "cluster", "sort_order": "desc",
+                                        "update_mode": "best", "reset_period": "never", "timezone": "UTC",
+                                        "max_entries": None, "self_report_max": None, "metadata": None})
+        submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
+                      Authority(owner_id=owner_id))
+        boards.append(board_id)
+    for sid in sessions:
+        live_board(cluster, engine, sid)
+    streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
+    mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
+    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in mixed]
+    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    worker.apply_events(pending)  # the boards' periods are rebuilt on the way
+    for sid in sessions:
+        page = read_page(None, cluster, sid, 100, 0)
+        assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, sid)
+        assert [e["participant_id"] for e in page["entries"]] == pg_ranking(engine, sid)
+    for board_id in boards:
+        assert _redis(cluster, board_id) == _postgres(engine, board_id, "desc") == [("ben", 9), ("ann", 7)]
+
+    # Delivered again: every aggregate's events go in one call on the node of its slot, all skipped.
+    for port in PORTS:
+        subprocess.run(["redis-cli", "-p", str(port), "config", "resetstat"], check=True, capture_output=True)
+    again = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    again.apply_events(pending)
+    assert _evalsha_calls() == len(sessions) + len(boards)
+    assert again.metrics.duplicates._value.get() == len(pending)
 
 
 @pytest.fixture(scope="module")
