@@ -471,13 +471,24 @@ start_postgres() {
     head -n 1 "$PGDATA/postmaster.pid" >"$(pidfile postgres)"
     wait_postgres
     pg_sql -v user="$DB_USER" -v pw="$DB_PASSWORD" -v db="$DB_NAME" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'user')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB REPLICATION', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'user', :'pw') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN REPLICATION PASSWORD %L', :'user', :'pw') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
     wait_pg_query
+}
+
+# The relay's role creates and reads its logical replication slot, which needs REPLICATION; a role
+# made by an older stack gets it on the next start of the stack.
+ensure_pg_replication_role() {
+    PGBIN="$(pg_bindir)"
+    pg_home_resolve
+    pg_sql -v user="$DB_USER" <<'SQL' || true
+SELECT format('ALTER ROLE %I WITH REPLICATION', :'user')
+ WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user' AND NOT rolreplication) \gexec
+SQL
 }
 
 wait_postgres() {
@@ -749,7 +760,7 @@ start_components() {
     for comp in "$@"; do
         if is_running "$comp"; then running+=("$comp"); else to_start+=("$comp"); fi
     done
-    if is_running postgres; then ensure_pg_wal_level; fi
+    if is_running postgres; then ensure_pg_wal_level; ensure_pg_replication_role; fi
     if [[ ${#to_start[@]} -eq 0 ]]; then
         say "already running: $*"
         prepare_data quiet
