@@ -6,7 +6,7 @@ import sys
 import click
 
 from app.extensions import runtime
-from app.ops.common import ops
+from app.ops.common import config, ops
 from app.services.outbox import outbox_status
 
 
@@ -19,7 +19,7 @@ def outbox_command(max_lag: float | None) -> None:
     Published events are kept RELAY_RETENTION_HOURS after the end of their day, then the relay drops
     their day's partition.
     """
-    status = outbox_status(runtime().engine)
+    status = outbox_status(runtime().engine, config().relay_mode)
     click.echo(f"outbox: {status.unpublished} unpublished, {status.published} published (retained), "
                f"oldest unpublished {status.oldest_unpublished_age_s:.1f} s old")
     if max_lag is not None and status.oldest_unpublished_age_s > max_lag:

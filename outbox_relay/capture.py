@@ -1,0 +1,261 @@
+"""The relay in wal mode (RELAY_MODE=wal, the default): change-data capture of the outbox from
+PostgreSQL's WAL through a logical replication slot, as Debezium's outbox pattern does.
+
+Writers only insert `events` rows in their transactions; nothing marks them. One batch
+(`WalRelay.relay_batch`, on the leader's connection):
+ 1. Read the WAL flush position F, the time, and the oldest running transaction (in one statement),
+    then `pg_logical_slot_peek_binary_changes(slot, NULL, batch_size, pgoutput options)`: the
+    committed inserts into `events` since the slot's confirmed position, whole transactions in commit
+    order (outbox_relay/pgoutput.py decodes them). Peek, not get: reading moves nothing.
+ 2. Produce every event of those transactions (the same envelope, key and headers as the polling
+    relay, `Relay._produce`) and serve delivery reports until each has one.
+ 3. `pg_replication_slot_advance(slot, P)`, P = the end of the last transaction all of whose events
+    were acknowledged (and nothing after a transaction with a failed delivery). When the peek
+    returned fewer rows than asked (it read the WAL to its end) and all was delivered, P = F: the WAL
+    written since by other databases of the cluster, or by transactions without events, is passed
+    too, so the slot retains little WAL and the next peek decodes little. Then, at most once a
+    second, `outbox_capture.caught_up_at` records that every event committed before that time is on
+    Kafka (the backlog the web and `ops` report, app/services/outbox.py).
+A crash between 2 and 3 leaves the slot where it was: the restarted relay reads the same
+transactions again and publishes them again with the same event ids (at-least-once; consumers
+dedupe by event id). A transaction is never split: the slot only moves past whole transactions.
+
+Why pgoutput and not test_decoding: the publication (migration 0006) filters on the server
+(inserts into `events` only, so the polling mode's UPDATEs, other tables and DDL never reach us) and
+names the root table whatever daily partition the row went to; values arrive as the columns' text,
+typed by the column names of the Relation message, with no quoting to undo.
+
+Order. Transactions arrive in commit order and the producer is idempotent, so a session's (or a
+board's) events reach its partition in commit order, a stricter order than the polling relay's.
+Only one process may read a slot at a time (a second gets "replication slot ... is active"), and
+the advisory-lock leader election of `Relay` already makes one relay the reader; standbys wait.
+
+The slot is named after the database (`app.services.outbox.capture_slot_name`: slots are
+cluster-wide and several databases share a server) and created by the leader when missing, at the
+WAL position of that moment: events committed before a slot first existed are not captured (a new
+deployment starts from an empty outbox; switching from poll mode: let the polling relay drain the
+backlog first, or after the switch replay it with `ops replay`).
+
+WAL retention. An unread slot keeps WAL from being recycled. With `max_slot_wal_keep_size` set, a
+slot too far behind is invalidated (`wal_status = lost`) and cannot be read again: the relay then logs
+an error every interval and publishes nothing, since events could have been lost from the WAL. Recover
+with `flask ops relay-slot drop` and a run of the polling relay (RELAY_MODE=poll), which publishes
+every row never marked, i.e. the retained outbox (duplicates are deduplicated by event id); then the
+relay in wal mode creates a fresh slot. The stack leaves `max_slot_wal_keep_size` unlimited: a slot
+is never invalidated, at the price of disk while the relay is down; `ops relay-slot` shows how far
+behind it is, and a stale slot of a database no longer relayed must be dropped
+(`flask ops relay-slot drop`).
+
+Retention of the outbox rows: partitions past RELAY_RETENTION_HOURS are detached, then dropped once
+the slot has passed them (outbox_relay/partitions.py, `retire_captured`).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from app.services.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
+from outbox_relay import partitions
+from outbox_relay.pgoutput import Decoder, Transaction, int_to_lsn, lsn_to_int
+from outbox_relay.relay import PURGE_BATCH, BatchResult, Relay, log
+
+PLUGIN = "pgoutput"
+# The fastest the relay records that it caught up (a row update) while events flow.
+CAUGHT_UP_EVERY_S = 1.0
+
+_HEAD = text("""
+    SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
+           pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
+_PEEK = text(f"""
+    SELECT data FROM pg_logical_slot_peek_binary_changes(
+        :slot, NULL, :limit, 'proto_version', '1', 'publication_names', '{CAPTURE_PUBLICATION}')""")
+_ADVANCE = text("""
+    SELECT pg_replication_slot_advance(slot_name, GREATEST(CAST(:lsn AS pg_lsn), confirmed_flush_lsn))
+    FROM pg_replication_slots WHERE slot_name = :slot""")
+_CAUGHT_UP = text("""
+    INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
+    ON CONFLICT (slot_name) DO UPDATE SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
+
+
+class CapturedRow(NamedTuple):
+    """An `events` row as decoded from the WAL, with the attributes `envelope_from_row` reads."""
+
+    id: uuid.UUID
+    aggregate_type: str
+    aggregate_id: str
+    event_type: str
+    version: int
+    payload: Any
+    created_at: datetime
+
+
+class CaptureUnavailable(RuntimeError):
+    """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
+
+
+def captured_row(values: dict[str, str | None]) -> CapturedRow:
+    """The row of an insert's text values (timestamps in ISO form: the decoding session's DateStyle)."""
+    return CapturedRow(id=uuid.UUID(values["id"]), aggregate_type=values["aggregate_type"],
+                       aggregate_id=values["aggregate_id"], event_type=values["event_type"],
+                       version=int(values["version"]), payload=json.loads(values["payload"]),
+                       created_at=datetime.fromisoformat(values["created_at"]))
+
+
+def check_capture_possible(conn: Connection) -> None:
+    """Raise CaptureUnavailable when this server or role cannot decode the WAL."""
+    row = conn.execute(text("""
+        SELECT current_setting('wal_level') AS wal_level,
+               (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may""")).one()
+    if row.wal_level != "logical":
+        raise CaptureUnavailable(f"wal_level is {row.wal_level}, not logical")
+    if not row.may:
+        raise CaptureUnavailable("the database role lacks the REPLICATION privilege")
+
+
+class WalRelay(Relay):
+    """Reads committed events from the slot, produces them, and advances the slot past what Kafka
+    acknowledged (see the top); everything else is `Relay`'s."""
+
+    mode = "wal"
+
+    def __init__(self, *args: Any, slot: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.slot = slot or engine_slot_name(self.engine)
+        self._slot_checked = False
+        self._confirmed = 0
+        self._last_caught_up = 0.0
+        self._fence: partitions.RetireFence | None = None
+
+    # -- the slot ------------------------------------------------------------------------------
+
+    def ensure_slot(self, conn: Connection) -> bool:
+        """Create the slot if missing (True when created); raise when it was invalidated."""
+        row = conn.execute(text("""
+            SELECT wal_status, confirmed_flush_lsn::text AS confirmed, database = current_database() AS ours
+            FROM pg_replication_slots WHERE slot_name = :slot"""), {"slot": self.slot}).one_or_none()
+        conn.commit()
+        created = False
+        if row is None:
+            check_capture_possible(conn)
+            conn.commit()
+            try:
+                conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
+                             {"slot": self.slot, "plugin": PLUGIN})
+                conn.commit()
+                created = True
+                log.info("created replication slot %s: events committed from now on are captured", self.slot)
+            except DBAPIError as exc:
+                conn.rollback()
+                if getattr(exc.orig, "sqlstate", None) != "42710":  # made meanwhile by another relay
+                    raise
+            row = conn.execute(text("SELECT wal_status, confirmed_flush_lsn::text AS confirmed, true AS ours "
+                                    "FROM pg_replication_slots WHERE slot_name = :slot"), {"slot": self.slot}).one()
+            conn.commit()
+        if not row.ours:
+            raise CaptureUnavailable(f"replication slot {self.slot} belongs to another database")
+        if row.wal_status == "lost":
+            raise SlotLost(self.slot)
+        self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
+        self._slot_checked = True
+        return created
+
+    def _drop_connection(self) -> None:
+        super()._drop_connection()
+        self._slot_checked = False
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def relay_batch(self) -> BatchResult:
+        """Peek, produce and advance one batch. Raises on PostgreSQL errors (the slot stays then)."""
+        conn = self._connection()
+        try:
+            if not self._slot_checked:
+                self.ensure_slot(conn)
+            with conn.begin():
+                head = conn.execute(_HEAD).one()
+                data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size}).scalars().all()
+            complete = len(data) < self.batch_size  # the peek read the WAL to its end
+            decoder = Decoder()
+            transactions: list[tuple[Transaction, list[CapturedRow]]] = []
+            for message in data:
+                done = decoder.feed(message)
+                if done is not None:
+                    rows = [captured_row(i.values) for i in done.inserts if i.table == "events"]
+                    transactions.append((done, rows))
+            events = [row for _, rows in transactions for row in rows]
+            delivered_ids: set[Any] = set()
+            failed: list[str] = []
+            if events:
+                delivered, failed = self._produce(events)
+                delivered_ids = {key[0] for key in delivered}
+            target = 0
+            whole = True
+            for transaction, rows in transactions:
+                if not all(row.id in delivered_ids for row in rows):
+                    whole = False
+                    break
+                target = transaction.end_lsn
+            caught_up = whole and complete
+            if caught_up:
+                target = max(target, lsn_to_int(head.lsn))
+            if target > self._confirmed:
+                if delivered_ids and self.before_mark is not None:
+                    self.before_mark(list(delivered_ids))
+                with conn.begin():
+                    conn.execute(_ADVANCE, {"slot": self.slot, "lsn": int_to_lsn(target)})
+                self._confirmed = target
+            if caught_up:
+                self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
+                now = time.monotonic()
+                if not events or now - self._last_caught_up >= CAUGHT_UP_EVERY_S:
+                    with conn.begin():
+                        conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                    self._last_caught_up = now
+        except (DBAPIError, SQLAlchemyError):
+            self._drop_connection()
+            raise
+        self.stats.record_batch(len(events), len(delivered_ids))
+        self._report_failures(failed, len(events))
+        return BatchResult(len(events), len(delivered_ids), len(failed), more=not complete)
+
+    def _run_once(self) -> None:
+        """`Relay._run_once`, and a slot that cannot be read is an error logged every interval, not a crash:
+        the standby relays and the operator's `ops relay-slot` keep working meanwhile."""
+        try:
+            super()._run_once()
+        except (SlotLost, CaptureUnavailable) as exc:
+            self._errors.warning("slot", "cannot capture the outbox: %s", exc)
+            log.error("cannot capture the outbox: %s", exc)
+            self.wait(self._outage_backoff.next_delay())
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def _record_lag(self) -> None:
+        lag_s, pending = outbox_lag(self.engine, self.mode)
+        status = capture_slot(self.engine, self.slot)
+        if status is not None and status.lost:
+            log.error("replication slot %s was invalidated (max_slot_wal_keep_size): events may be missing "
+                      "from the WAL; see outbox_relay/capture.py for the recovery", self.slot)
+        self.stats.record_lag(lag_s, pending, status.behind_bytes if status is not None else 0)
+
+    def _retire(self) -> None:
+        result = partitions.retire_captured(self.engine, self.retention_hours, self.slot, self._fence,
+                                            batch=PURGE_BATCH, max_batches=20, stopping=lambda: self.shutting_down)
+        if result.default_deleted:
+            log.info("deleted %d captured events of the default partition older than %g h",
+                     result.default_deleted, self.retention_hours)
+
+
+class SlotLost(RuntimeError):
+    """The slot was invalidated: WAL it needed is gone, so events may be missing (see the top)."""
+
+    def __init__(self, slot: str):
+        super().__init__(f"replication slot {slot} was invalidated (wal_status lost): events may be missing "
+                         "from the WAL; drop it (flask ops relay-slot drop) and let RELAY_MODE=poll publish the "
+                         "retained outbox once")
