@@ -7,8 +7,9 @@ Writers only insert `events` rows in their transactions; nothing marks them. One
     then `pg_logical_slot_peek_binary_changes(slot, NULL, batch_size, pgoutput options)`: the
     committed inserts into `events` since the slot's confirmed position, whole transactions in commit
     order (outbox_relay/pgoutput.py decodes them). Peek, not get: reading moves nothing.
- 2. Produce every event of those transactions (the same envelope, key and headers as the polling
-    relay, `Relay._produce`) and serve delivery reports until each has one.
+ 2. Produce every event of those transactions as it is read (the rows stream from the server, so a
+    transaction of a million events is never held whole; the same envelope, key and headers as the
+    polling relay, `Relay._produce`) and serve delivery reports until each has one.
  3. `pg_replication_slot_advance(slot, P)`, P = the end of the last transaction all of whose events
     were acknowledged (and nothing after a transaction with a failed delivery). When the peek
     returned fewer rows than asked (it read the WAL to its end) and all was delivered, P = F: the WAL
@@ -55,19 +56,22 @@ import json
 import time
 import uuid
 from datetime import datetime
-from typing import Any, NamedTuple
+from collections import Counter
+from typing import Any, Iterator, NamedTuple
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.services.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
 from outbox_relay import partitions
-from outbox_relay.pgoutput import Decoder, Transaction, int_to_lsn, lsn_to_int
+from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
 from outbox_relay.relay import PURGE_BATCH, BatchResult, Relay, log
 
 PLUGIN = "pgoutput"
 # The fastest the relay records that it caught up (a row update) while events flow.
 CAUGHT_UP_EVERY_S = 1.0
+# Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
+STREAM_ROWS = 2000
 
 _HEAD = text("""
     SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
@@ -84,7 +88,8 @@ _CAUGHT_UP = text("""
 
 
 class CapturedRow(NamedTuple):
-    """An `events` row as decoded from the WAL, with the attributes `envelope_from_row` reads."""
+    """An `events` row as decoded from the WAL, with the attributes `envelope_from_row` reads, and the
+    index of its transaction within the batch."""
 
     id: uuid.UUID
     aggregate_type: str
@@ -93,18 +98,19 @@ class CapturedRow(NamedTuple):
     version: int
     payload: Any
     created_at: datetime
+    transaction: int
 
 
 class CaptureUnavailable(RuntimeError):
     """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
 
 
-def captured_row(values: dict[str, str | None]) -> CapturedRow:
+def captured_row(values: dict[str, str | None], transaction: int) -> CapturedRow:
     """The row of an insert's text values (timestamps in ISO form: the decoding session's DateStyle)."""
     return CapturedRow(id=uuid.UUID(values["id"]), aggregate_type=values["aggregate_type"],
                        aggregate_id=values["aggregate_id"], event_type=values["event_type"],
                        version=int(values["version"]), payload=json.loads(values["payload"]),
-                       created_at=datetime.fromisoformat(values["created_at"]))
+                       created_at=datetime.fromisoformat(values["created_at"]), transaction=transaction)
 
 
 def check_capture_possible(conn: Connection) -> None:
@@ -174,30 +180,38 @@ class WalRelay(Relay):
     def relay_batch(self) -> BatchResult:
         """Peek, produce and advance one batch. Raises on PostgreSQL errors (the slot stays then)."""
         conn = self._connection()
+        transactions: list[Transaction] = []
+        read = 0
+        failed: list[str] = []
+        acknowledged: Counter[int] = Counter()
         try:
             if not self._slot_checked:
                 self.ensure_slot(conn)
             with conn.begin():
                 head = conn.execute(_HEAD).one()
-                data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size}).scalars().all()
-            complete = len(data) < self.batch_size  # the peek read the WAL to its end
-            decoder = Decoder()
-            transactions: list[tuple[Transaction, list[CapturedRow]]] = []
-            for message in data:
-                done = decoder.feed(message)
-                if done is not None:
-                    rows = [captured_row(i.values) for i in done.inserts if i.table == "events"]
-                    transactions.append((done, rows))
-            events = [row for _, rows in transactions for row in rows]
-            delivered_ids: set[Any] = set()
-            failed: list[str] = []
-            if events:
-                delivered, failed = self._produce(events)
-                delivered_ids = {key[0] for key in delivered}
+                data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
+                                    execution_options={"stream_results": True, "yield_per": STREAM_ROWS}).scalars()
+
+                def events() -> Iterator[CapturedRow]:
+                    """The events as they are read; the transactions they belong to are counted meanwhile."""
+                    nonlocal read
+                    decoder = Decoder()
+                    for message in data:
+                        read += 1
+                        item = decoder.feed(message)
+                        if isinstance(item, Insert):
+                            if item.table == "events":
+                                yield captured_row(item.values, len(transactions))
+                        elif item is not None:
+                            transactions.append(item)
+
+                delivered, failed = self._produce(events(), key_of=lambda row: row.transaction)
+                acknowledged.update(delivered)
+            complete = read < self.batch_size  # the peek read the WAL to its end
             target = 0
             whole = True
-            for transaction, rows in transactions:
-                if not all(row.id in delivered_ids for row in rows):
+            for index, transaction in enumerate(transactions):
+                if acknowledged[index] != transaction.inserts:
                     whole = False
                     break
                 target = transaction.end_lsn
@@ -205,24 +219,26 @@ class WalRelay(Relay):
             if caught_up:
                 target = max(target, lsn_to_int(head.lsn))
             if target > self._confirmed:
-                if delivered_ids and self.before_mark is not None:
-                    self.before_mark(list(delivered_ids))
+                if delivered and self.before_mark is not None:
+                    self.before_mark([target])
                 with conn.begin():
                     conn.execute(_ADVANCE, {"slot": self.slot, "lsn": int_to_lsn(target)})
                 self._confirmed = target
             if caught_up:
                 self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
                 now = time.monotonic()
-                if not events or now - self._last_caught_up >= CAUGHT_UP_EVERY_S:
+                if not transactions or now - self._last_caught_up >= CAUGHT_UP_EVERY_S:
                     with conn.begin():
                         conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
                     self._last_caught_up = now
         except (DBAPIError, SQLAlchemyError):
             self._drop_connection()
             raise
-        self.stats.record_batch(len(events), len(delivered_ids))
-        self._report_failures(failed, len(events))
-        return BatchResult(len(events), len(delivered_ids), len(failed), more=not complete)
+        captured = sum(t.inserts for t in transactions)
+        published = sum(acknowledged.values())
+        self.stats.record_batch(captured, published)
+        self._report_failures(failed, captured)
+        return BatchResult(captured, published, len(failed), more=not complete)
 
     def _run_once(self) -> None:
         """`Relay._run_once`, and a slot that cannot be read is an error logged every interval, not a crash:

@@ -17,7 +17,7 @@ Layouts (https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _INT64 = struct.Struct("!q")
 _INT32 = struct.Struct("!i")
@@ -41,11 +41,11 @@ class Insert:
 
 @dataclass
 class Transaction:
-    """The decoded inserts of one committed transaction; `end_lsn` is where a slot may advance to once
-    every one of them was delivered."""
+    """One committed transaction: `end_lsn` is where a slot may advance to once every insert of it was
+    delivered; `inserts` counts them (they are handed out one by one, as they are read)."""
 
     xid: int
-    inserts: list[Insert] = field(default_factory=list)
+    inserts: int = 0
     end_lsn: int = 0
 
 
@@ -84,14 +84,16 @@ class _Cursor:
 
 
 class Decoder:
-    """Turns the rows of one peek call into whole transactions, in commit order."""
+    """Reads the rows of one peek call in order: each insert as it comes, then its transaction's commit.
+    A transaction is only known whole at its Commit; the inserts stream, so a huge transaction never has
+    to be held in memory."""
 
     def __init__(self) -> None:
         self.relations: dict[int, Relation] = {}
         self._open: Transaction | None = None
 
-    def feed(self, data: bytes) -> Transaction | None:
-        """Read one message; returns the transaction its Commit ends, else None."""
+    def feed(self, data: bytes) -> Insert | Transaction | None:
+        """Read one message: an Insert, the Transaction its Commit ends, or None (anything else)."""
         kind, cursor = data[:1], _Cursor(data)
         cursor.at = 1
         if kind == b"B":
@@ -125,7 +127,8 @@ class Decoder:
                     raise ProtocolError(f"an insert's value of kind {tag!r}")
             if self._open is None:
                 raise ProtocolError("an insert outside a transaction")
-            self._open.inserts.append(Insert(relation.namespace, relation.name, values))
+            self._open.inserts += 1
+            return Insert(relation.namespace, relation.name, values)
         elif kind == b"C":
             cursor.byte()  # flags
             cursor.int64()  # commit LSN

@@ -316,21 +316,22 @@ class Relay(StreamProcessor):
         else:
             self._errors.recovered("delivery", "deliveries succeed again")
 
-    def _produce(self, rows: Iterable[Any]) -> tuple[list[tuple[Any, Any]], list[str]]:
-        """Produce `rows` and wait for every delivery report: (delivered `(id, created_at)` keys, failure
-        reasons)."""
-        delivered: list[tuple[Any, Any]] = []
+    def _produce(self, rows: Iterable[Any], key_of: Callable[[Any], Any] = lambda row: (row.id, row.created_at),
+                 ) -> tuple[list[Any], list[str]]:
+        """Produce `rows` (any iterable, consumed as it is produced) and wait for every delivery report:
+        (the `key_of(row)` of each delivered row, failure reasons)."""
+        delivered: list[Any] = []
         failed: list[str] = []
         fatal: list[KafkaError] = []
         pending = 0
 
-        def on_delivery(err: KafkaError | None, msg: Any, key: tuple[Any, Any]) -> None:
+        def on_delivery(err: KafkaError | None, msg: Any, key: Any, event_id: Any) -> None:
             nonlocal pending
             pending -= 1
             if err is None:
                 delivered.append(key)
             else:
-                failed.append(f"{key[0]}: {err.str()}")
+                failed.append(f"{event_id}: {err.str()}")
                 if err.fatal():
                     fatal.append(err)
 
@@ -339,7 +340,7 @@ class Relay(StreamProcessor):
         for row in rows:
             envelope = envelope_from_row(row)
             produce(self.producer, self.topic, key=envelope.key(), value=envelope.to_json(), headers=envelope.headers(),
-                    on_delivery=lambda err, msg, key=(row.id, row.created_at): on_delivery(err, msg, key))
+                    on_delivery=lambda err, msg, key=key_of(row), event_id=row.id: on_delivery(err, msg, key, event_id))
             pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:

@@ -35,7 +35,6 @@ _UNCOMMITTED = "livequiz.uncommitted_event_types"
 _LAG = text("""
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
     FROM events WHERE published_at IS NULL""")
-_PUBLISHED = text("SELECT count(*) FROM events WHERE published_at IS NOT NULL")
 # In wal mode every row keeps `published_at IS NULL`, so the same partial index serves the creation-time range.
 _WAL_LAG = text("""
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
@@ -171,6 +170,15 @@ def drop_slots_of_database(conn: Connection, database: str, *, only: str | None 
     return dropped
 
 
+def published_condition(engine: Engine, mode: str) -> tuple[str, dict[str, str]]:
+    """SQL condition (with its parameters) of the `events` rows the relay of `mode` has published:
+    marked ones, and in wal mode also those committed before it last caught up (see the top)."""
+    if mode != "wal":
+        return "published_at IS NOT NULL", {}
+    return ("(published_at IS NOT NULL OR created_at < COALESCE((SELECT caught_up_at FROM outbox_capture "
+            "WHERE slot_name = :capture_slot), '-infinity'))"), {"capture_slot": engine_slot_name(engine)}
+
+
 def outbox_lag(engine: Engine, mode: str) -> tuple[float, int]:
     """(age in seconds of the oldest unpublished event, number of unpublished events) as the relay of
     `mode` (RELAY_MODE) sees them; in wal mode "unpublished" means not yet captured (see the top)."""
@@ -192,9 +200,7 @@ class OutboxStatus:
 def outbox_status(engine: Engine, mode: str) -> OutboxStatus:
     """Backlog and retained history of the outbox; counting the retained rows scans them (ops only)."""
     lag_s, unpublished = outbox_lag(engine, mode)
+    condition, params = published_condition(engine, mode)
     with engine.connect() as conn:
-        if mode == "wal":
-            published = int(conn.execute(text("SELECT count(*) FROM events")).scalar_one()) - unpublished
-        else:
-            published = int(conn.execute(_PUBLISHED).scalar_one())
+        published = int(conn.execute(text(f"SELECT count(*) FROM events WHERE {condition}"), params).scalar_one())
     return OutboxStatus(unpublished=unpublished, published=published, oldest_unpublished_age_s=lag_s)

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.config import Config
 from app.events import decode_envelope
 from app.kafka import ensure_topics, make_producer
-from app.services.outbox import capture_slot, engine_slot_name
+from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name
+from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
 from outbox_relay import partitions
@@ -468,6 +470,150 @@ def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config,
         assert [m.event_id for m in sorted((found[e][0] for e in expected), key=lambda m: m.offset)] == expected
 
 
+# --- wal mode: the slot ---------------------------------------------------------------------------
+
+WAL = pytest.mark.parametrize("relay_mode", ["wal"], indirect=True)
+
+
+def wal_relay(config, engine, producer=None, **kwargs) -> WalRelay:
+    return WalRelay(engine, producer or make_producer(config), config.kafka_topic, leader_lock=False, **kwargs)
+
+
+def drain(relay) -> None:
+    while relay.relay_batch().claimed:
+        pass
+
+
+class FailingIdsProducer:
+    """A real producer that reports the messages of the given event ids as failed (a delivery timeout)."""
+
+    def __init__(self, producer, fail_ids: set[str]):
+        self.producer, self.fail_ids = producer, fail_ids
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        if dict(headers)["event_id"].decode() in self.fail_ids:
+            on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        else:
+            self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+
+    def poll(self, timeout):
+        return self.producer.poll(timeout)
+
+    def flush(self, timeout):
+        return self.producer.flush(timeout)
+
+
+@WAL
+def test_the_slot_is_created_by_the_first_relay_and_captures_from_then_on(relay_config, engine, caplog):
+    config = relay_config
+    caplog.set_level(logging.INFO, logger="outbox_relay")
+    before = insert_events(engine, 5)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+    assert capture_slot(engine) is None
+    running = RunningRelay(make_relay(config, engine, leader_lock=True))
+    try:
+        wait_until(lambda: capture_slot(engine) is not None, "the relay did not create its slot")
+        after = insert_events(engine, 5)
+        wait_published(engine, after, "wal")
+    finally:
+        running.stop()
+    assert any("created replication slot" in r.getMessage() for r in caplog.records)
+    status = capture_slot(engine)
+    assert status.name == engine_slot_name(engine) and status.wal_status in ("reserved", "extended")
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(len(found[e]) == 1 for e in after)
+    assert not any(e in found for e in before), "events committed before the slot existed are not captured"
+
+
+@WAL
+def test_a_rolled_back_transaction_or_savepoint_is_never_published(relay_config, engine):
+    config = relay_config
+    insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now()))")
+    session = str(uuid.uuid4())
+    kept, rolled_back, in_savepoint = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    with engine.connect() as conn:
+        conn.execute(insert, {"id": rolled_back, "s": session})
+        conn.rollback()
+        with conn.begin():
+            conn.execute(insert, {"id": kept, "s": session})
+            savepoint = conn.begin_nested()
+            conn.execute(insert, {"id": in_savepoint, "s": session})
+            savepoint.rollback()
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+    finally:
+        relay.close()
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert len(found[kept]) == 1
+    assert rolled_back not in found and in_savepoint not in found
+
+
+@WAL
+def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay_config, engine):
+    config = relay_config
+    first = insert_events(engine, 50)
+    first_end = wal_head(engine)
+    second = insert_events(engine, 50)
+    second_end = wal_head(engine)
+    start = slot_confirmed(engine)
+    seen_at_ack = []
+    producer = FailingIdsProducer(make_producer(config), {second[17]})
+    relay = wal_relay(config, engine, producer, before_mark=lambda ids: seen_at_ack.append(slot_confirmed(engine)))
+    try:
+        result = relay.relay_batch()
+    finally:
+        relay.close()
+    assert (result.claimed, result.published, result.failed) == (100, 99, 1)
+    # Delivered before the advance (the hook runs between the two), then advanced to the end of the
+    # first transaction only: the second one had a failed delivery.
+    assert seen_at_ack == [start]
+    confirmed = slot_confirmed(engine)
+    assert first_end >= confirmed > start and confirmed < second_end
+    with engine.connect() as conn:  # what a peek now returns: the second transaction only, whole
+        pending = conn.execute(text(
+            "SELECT count(*) FROM pg_logical_slot_peek_binary_changes(:s, NULL, NULL, 'proto_version', '1', "
+            "'publication_names', 'outbox_relay') WHERE substr(data, 1, 1) = 'I'::bytea"),
+            {"s": engine_slot_name(engine)}).scalar()
+    assert pending == 50
+    relay = wal_relay(config, engine)
+    try:
+        assert relay.relay_batch().published == 50
+        drain(relay)
+    finally:
+        relay.close()
+    assert slot_confirmed(engine) >= second_end
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(len(found[e]) == 1 for e in first)
+    assert all(e in found for e in second) and len(found[second[17]]) == 1
+    assert sum(len(found[e]) == 2 for e in second) == 49  # delivered twice: at-least-once, same event id
+
+
+def test_a_database_with_a_slot_can_be_recreated(config):
+    from tests.conftest import recreate_database
+
+    url = config.database_url + "_slot"
+    recreate_database(url)
+    scratch = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with scratch.connect() as conn:
+            conn.execute(text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"),
+                         {"s": engine_slot_name(scratch)})
+        scratch.dispose()
+        recreate_database(url)  # would fail with "database is used by an active logical replication slot"
+        assert capture_slot(scratch) is None
+    finally:
+        scratch.dispose()
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 # --- the partitioned outbox: upkeep and retention ---------------------------------------------------
 
 def events_partition_of(engine, ids: list[str]) -> set[str]:
@@ -644,6 +790,60 @@ def test_published_rows_of_the_default_partition_are_deleted_row_by_row(config, 
     assert relay.stats.unpublished >= 500 and relay.stats.outbox_lag_s > 0
     with engine.begin() as conn:  # published by no relay: not left for the other tests' relays
         conn.execute(text("DELETE FROM events WHERE id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids})
+
+
+def insert_dated(engine, count: int, at: str) -> list[str]:
+    """`count` events created at `at` (an instant long past: an old day's partition or the default one)."""
+    with engine.begin() as conn:
+        return [str(r.id) for r in conn.execute(text("""
+            INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload, created_at)
+            SELECT gen_random_uuid(), 'quiz_session', gen_random_uuid()::text, 'session_ended', 1,
+                   jsonb_build_object('ended_at', now()), CAST(:at AS timestamptz) + g * interval '1 ms'
+            FROM generate_series(1, :n) AS g RETURNING id"""), {"at": at, "n": count})]
+
+
+@WAL
+def test_wal_retention_drops_an_old_partition_only_once_the_slot_captured_it(relay_config, engine, caplog):
+    config = relay_config
+    caplog.set_level(logging.INFO, logger="outbox_relay")
+    partition = make_old_partition(engine, "2020-04-14")
+    old = insert_dated(engine, 300, "2020-04-14 12:00:00+00")
+    assert events_partition_of(engine, old) == {partition}
+    relay = wal_relay(config, engine, retention_hours=24)
+    try:
+        relay.housekeeping(force=True)
+        # Past the retention, so detached from `events` (nothing can write into it any more), but kept:
+        # the slot has not passed the inserts of its rows.
+        assert partition_exists(engine, partition) and events_partition_of(engine, old) == set()
+        assert [name for name, _ in partitions.detached_partitions(engine)] == [partition]
+        assert any(partition in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+        relay.housekeeping(force=True)
+        assert partition_exists(engine, partition)
+        drain(relay)  # captures and publishes them: the slot passes the partition's fence
+        relay.housekeeping(force=True)
+    finally:
+        relay.close()
+    assert not partition_exists(engine, partition) and partitions.detached_partitions(engine) == []
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(len(found[e]) == 1 for e in old)
+
+
+@WAL
+def test_wal_retention_deletes_old_rows_of_the_default_partition_only_once_captured(relay_config, engine):
+    config = relay_config
+    old = insert_dated(engine, 200, "2019-07-01 08:00:00+00")  # no partition that day: the default one
+    assert events_partition_of(engine, old) == {"events_default"}
+    relay = wal_relay(config, engine, retention_hours=24)
+    try:
+        relay.housekeeping(force=True)  # the relay has not read its slot yet: nothing is known captured
+        assert events_partition_of(engine, old) == {"events_default"}
+        drain(relay)
+        relay.housekeeping(force=True)
+    finally:
+        relay.close()
+    assert events_partition_of(engine, old) == set()
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(e in found for e in old)
 
 
 # --- the process: crashes and signals --------------------------------------------------------------
