@@ -32,17 +32,18 @@ Only one process may read a slot at a time (a second gets "replication slot ... 
 the advisory-lock leader election of `Relay` already makes one relay the reader; standbys wait.
 
 The slot is named after the database (`app.services.outbox.capture_slot_name`: slots are
-cluster-wide and several databases share a server) and created by the leader when missing, at the
-WAL position of that moment: events committed before a slot first existed are not captured (a new
-deployment starts from an empty outbox; switching from poll mode: let the polling relay drain the
-backlog first, or after the switch replay it with `ops replay`).
+cluster-wide and several databases share a server) and created by the leader when missing. A slot
+sees the transactions that commit after its creation only, so the relay then backfills: it publishes
+the rows never marked published the polling relay's way (claim, produce, mark; `_backfill`) before
+its first peek. That covers writers that started before the relay, a switch from poll mode, and a
+slot dropped and made again. A row committed around the creation may be published by both (same
+event id). The backfill is done once `outbox_capture` holds the slot's row, so a crash resumes it.
 
 WAL retention. An unread slot keeps WAL from being recycled. With `max_slot_wal_keep_size` set, a
 slot too far behind is invalidated (`wal_status = lost`) and cannot be read again: the relay then logs
 an error every interval and publishes nothing, since events could have been lost from the WAL. Recover
-with `flask ops relay-slot drop` and a run of the polling relay (RELAY_MODE=poll), which publishes
-every row never marked, i.e. the retained outbox (duplicates are deduplicated by event id); then the
-relay in wal mode creates a fresh slot. The stack leaves `max_slot_wal_keep_size` unlimited: a slot
+with `flask ops relay-slot drop`: the relay makes a fresh slot and backfills, i.e. publishes every row
+of the retained outbox again (in wal mode none is marked; consumers dedupe by event id). The stack leaves `max_slot_wal_keep_size` unlimited: a slot
 is never invalidated, at the price of disk while the relay is down; `ops relay-slot` shows how far
 behind it is, and a stale slot of a database no longer relayed must be dropped
 (`flask ops relay-slot drop`).
@@ -55,10 +56,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from collections import Counter
 from typing import Any, Iterator, NamedTuple
 
+from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -82,6 +84,11 @@ _PEEK = text(f"""
 _ADVANCE = text("""
     SELECT pg_replication_slot_advance(slot_name, GREATEST(CAST(:lsn AS pg_lsn), confirmed_flush_lsn))
     FROM pg_replication_slots WHERE slot_name = :slot""")
+_SLOT_ROW = text("""
+    SELECT wal_status, confirmed_flush_lsn::text AS confirmed, database = current_database() AS ours
+    FROM pg_replication_slots WHERE slot_name = :slot""")
+_CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
+_FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 _CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
     ON CONFLICT (slot_name) DO UPDATE SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
@@ -141,14 +148,14 @@ class WalRelay(Relay):
     # -- the slot ------------------------------------------------------------------------------
 
     def ensure_slot(self, conn: Connection) -> bool:
-        """Create the slot if missing (True when created); raise when it was invalidated."""
-        row = conn.execute(text("""
-            SELECT wal_status, confirmed_flush_lsn::text AS confirmed, database = current_database() AS ours
-            FROM pg_replication_slots WHERE slot_name = :slot"""), {"slot": self.slot}).one_or_none()
+        """Create the slot if missing (True when created) and finish its backfill; raise when it was
+        invalidated."""
+        row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one_or_none()
         conn.commit()
         created = False
         if row is None:
             check_capture_possible(conn)
+            conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
             conn.commit()
             try:
                 conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
@@ -160,16 +167,40 @@ class WalRelay(Relay):
                 conn.rollback()
                 if getattr(exc.orig, "sqlstate", None) != "42710":  # made meanwhile by another relay
                     raise
-            row = conn.execute(text("SELECT wal_status, confirmed_flush_lsn::text AS confirmed, true AS ours "
-                                    "FROM pg_replication_slots WHERE slot_name = :slot"), {"slot": self.slot}).one()
+            row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one()
             conn.commit()
         if not row.ours:
             raise CaptureUnavailable(f"replication slot {self.slot} belongs to another database")
         if row.wal_status == "lost":
             raise SlotLost(self.slot)
+        if conn.execute(_CAPTURE_ROW, {"slot": self.slot}).one_or_none() is None:
+            conn.commit()
+            self._backfill(conn)
+        conn.commit()
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
         return created
+
+    def _backfill(self, conn: Connection) -> None:
+        """Publish the rows committed before the slot existed, as the polling relay does (claim, produce,
+        mark): a slot made after the first events (a new deployment whose writers started first, a switch
+        from poll mode, a slot dropped after it was invalidated) would otherwise never see them. Rows
+        committed meanwhile are in both, published twice with the same id. Finished when
+        `outbox_capture` has the slot's row, so a crash resumes it."""
+        log.info("backfill of slot %s: publishing the outbox rows never marked published", self.slot)
+        total = 0
+        while True:
+            result = Relay.relay_batch(self)
+            total += result.published
+            if result.failed:
+                raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "backfill deliveries failed"))
+            if not result.claimed:
+                break
+            if self.shutting_down:
+                return
+        with conn.begin():
+            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=timezone.utc)})
+        log.info("backfill of slot %s done: %d events published", self.slot, total)
 
     def _drop_connection(self) -> None:
         super()._drop_connection()
@@ -273,5 +304,4 @@ class SlotLost(RuntimeError):
 
     def __init__(self, slot: str):
         super().__init__(f"replication slot {slot} was invalidated (wal_status lost): events may be missing "
-                         "from the WAL; drop it (flask ops relay-slot drop) and let RELAY_MODE=poll publish the "
-                         "retained outbox once")
+                         "from the WAL; drop it (flask ops relay-slot drop): a new slot backfills the retained outbox")

@@ -33,8 +33,8 @@ def relay_slot_command(action: str) -> None:
     and how much WAL it holds back; `drop` removes it (terminating a relay reading it).
 
     Drop a slot whose database is no longer relayed (it retains WAL for ever), or an invalidated one
-    (wal_status lost) before letting RELAY_MODE=poll publish the retained outbox; the relay in wal mode
-    creates a fresh slot at its next start, from that moment on.
+    (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, publishing the
+    retained outbox rows never marked published again (consumers dedupe by event id).
     """
     engine = runtime().engine
     slot = engine_slot_name(engine)

@@ -63,7 +63,7 @@ def slot_confirmed(engine) -> int:
 
 def skip_slot_to_now(engine) -> None:
     """Create the test database's slot if missing and advance it to the present (waiting while a relay
-    process of an earlier test is still reading it)."""
+    process of an earlier test is still reading it), its backfill done."""
     slot = engine_slot_name(engine)
 
     def skipped() -> bool:
@@ -75,6 +75,10 @@ def skip_slot_to_now(engine) -> None:
                     conn.execute(text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"), {"s": slot})
                     conn.commit()
                 conn.execute(text("SELECT pg_replication_slot_advance(:s, pg_current_wal_flush_lsn())"), {"s": slot})
+                conn.commit()
+                # Its backfill counts as done: what earlier tests left unmarked is not published again.
+                conn.execute(text("INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:s, now()) "
+                                  "ON CONFLICT (slot_name) DO NOTHING"), {"s": slot})
                 conn.commit()
                 return True
             except Exception as exc:  # noqa: BLE001 - "is active for PID": an earlier test's relay
@@ -401,7 +405,8 @@ class HalfFailingProducer:
         return self.producer.flush(timeout)
 
 
-def test_only_rows_whose_delivery_succeeded_are_marked(config, engine):
+def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
+    config = relay_config  # poll mode: claims and marks
     while make_relay(config, engine).relay_batch().claimed:  # earlier tests' leftovers
         pass
     ids = insert_events(engine, 100)
@@ -424,7 +429,8 @@ def test_only_rows_whose_delivery_succeeded_are_marked(config, engine):
     assert unpublished_among(engine, ids) == 0
 
 
-def test_two_relays_at_once_publish_every_event_between_them(config, engine):
+def test_two_relays_at_once_publish_every_event_between_them(relay_config, engine):
+    config = relay_config  # poll mode: claims and marks
     relays = [make_relay(config, engine, batch_size=200) for _ in range(2)]
     running = [RunningRelay(r) for r in relays]
     try:
@@ -503,27 +509,45 @@ class FailingIdsProducer:
         return self.producer.flush(timeout)
 
 
+def backfilled(engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM outbox_capture WHERE slot_name = :s"),
+                            {"s": engine_slot_name(engine)}).scalar() == 1
+
+
 @WAL
-def test_the_slot_is_created_by_the_first_relay_and_captures_from_then_on(relay_config, engine, caplog):
+def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_before(relay_config, engine, caplog):
+    """Writers may commit before the relay made its slot (a new deployment, a switch from poll mode, a
+    slot dropped): the relay publishes those rows the polling way, marking them, then reads its slot."""
     config = relay_config
     caplog.set_level(logging.INFO, logger="outbox_relay")
-    before = insert_events(engine, 5)
+    with engine.begin() as conn:  # earlier tests' rows: not this test's backfill
+        conn.execute(text("UPDATE events SET published_at = now() WHERE published_at IS NULL"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+        conn.execute(text("DELETE FROM outbox_capture"))
     assert capture_slot(engine) is None
-    running = RunningRelay(make_relay(config, engine, leader_lock=True))
+    before = insert_events(engine, 300)
+    running = RunningRelay(make_relay(config, engine, leader_lock=True, batch_size=100))
     try:
-        wait_until(lambda: capture_slot(engine) is not None, "the relay did not create its slot")
-        after = insert_events(engine, 5)
+        wait_until(lambda: capture_slot(engine) is not None and backfilled(engine), "the relay did not backfill")
+        assert unpublished_among(engine, before) == 0, "the backfill marks what it published"
+        after = insert_events(engine, 300)
         wait_published(engine, after, "wal")
+        assert unpublished_among(engine, after) == 300, "what the slot captured is not marked"
     finally:
         running.stop()
-    assert any("created replication slot" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("created replication slot" in m for m in messages)
+    assert any("backfill of slot" in m and "300 events published" in m for m in messages)
     status = capture_slot(engine)
     assert status.name == engine_slot_name(engine) and status.wal_status in ("reserved", "extended")
     found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
-    assert all(len(found[e]) == 1 for e in after)
-    assert not any(e in found for e in before), "events committed before the slot existed are not captured"
+    assert all(len(found[e]) == 1 for e in before + after)
+    on_topic = sorted((found[e][0] for e in before + after), key=lambda m: (m.partition, m.offset))
+    for partition in {m.partition for m in on_topic}:  # backfilled events come first in every partition
+        kinds = [m.event_id in set(before) for m in on_topic if m.partition == partition]
+        assert kinds == sorted(kinds, reverse=True)
 
 
 @WAL
