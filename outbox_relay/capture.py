@@ -16,7 +16,8 @@ Writers only insert `events` rows in their transactions; nothing marks them. One
     written since by other databases of the cluster, or by transactions without events, is passed
     too, so the slot retains little WAL and the next peek decodes little. Then, at most once a
     second, `outbox_capture.caught_up_at` records that every event committed before that time is on
-    Kafka (the backlog the web and `ops` report, app/services/outbox.py).
+    Kafka (the backlog the web and `ops` report, app/services/outbox.py), when anything was captured
+    since the last record.
 A crash between 2 and 3 leaves the slot where it was: the restarted relay reads the same
 transactions again and publishes them again with the same event ids (at-least-once; consumers
 dedupe by event id). A transaction is never split: the slot only moves past whole transactions.
@@ -143,6 +144,7 @@ class WalRelay(Relay):
         self._slot_checked = False
         self._confirmed = 0
         self._last_caught_up = 0.0
+        self._captured_unrecorded = True  # a new process records once
         self._fence: partitions.RetireFence | None = None
 
     # -- the slot ------------------------------------------------------------------------------
@@ -255,20 +257,26 @@ class WalRelay(Relay):
                 with conn.begin():
                     conn.execute(_ADVANCE, {"slot": self.slot, "lsn": int_to_lsn(target)})
                 self._confirmed = target
+            self._captured_unrecorded |= bool(transactions)
             if caught_up:
                 self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
                 now = time.monotonic()
-                if not transactions or now - self._last_caught_up >= CAUGHT_UP_EVERY_S:
+                # Only once something was captured since the last record (else the backlog it implies is
+                # unchanged), and while events flow at most every CAUGHT_UP_EVERY_S; idle, at once.
+                if self._captured_unrecorded and (not transactions
+                                                  or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
                     with conn.begin():
                         conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
                     self._last_caught_up = now
+                    self._captured_unrecorded = False
         except (DBAPIError, SQLAlchemyError):
             self._drop_connection()
             raise
         captured = sum(t.inserts for t in transactions)
         published = sum(acknowledged.values())
-        self.stats.record_batch(captured, published)
-        self._report_failures(failed, captured)
+        if transactions:
+            self.stats.record_batch(captured, published)
+            self._report_failures(failed, captured)
         return BatchResult(captured, published, len(failed), more=not complete)
 
     def _run_once(self) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from app.config import Config
 from app.events import decode_envelope
 from app.kafka import ensure_topics, make_producer
-from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name
+from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
 from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
@@ -613,6 +613,24 @@ def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay
     assert all(len(found[e]) == 1 for e in first)
     assert all(e in found for e in second) and len(found[second[17]]) == 1
     assert sum(len(found[e]) == 2 for e in second) == 49  # delivered twice: at-least-once, same event id
+
+
+@WAL
+def test_the_backlog_of_wal_mode_is_what_committed_since_the_relay_last_caught_up(relay_config, engine):
+    config = relay_config
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+        assert outbox_lag(engine, "wal")[1] == 0
+        insert_events(engine, 40)
+        lag_s, unpublished = outbox_lag(engine, "wal")
+        assert unpublished == 40 and lag_s > 0
+        drain(relay)
+        relay.housekeeping(force=True)
+    finally:
+        relay.close()
+    assert outbox_lag(engine, "wal") == (0.0, 0)
+    assert relay.stats.unpublished == 0 and relay.stats.wal_behind_bytes >= 0
 
 
 def test_a_database_with_a_slot_can_be_recreated(config):
