@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
-from app.kafka import producer_settings
+from app.kafka import ensure_topics, producer_settings
 from app import events as app_events
 from app.services.outbox import capture_slot
 from outbox_relay import relay as relay_module
@@ -106,6 +106,7 @@ def _drain(stack, engine, config, mode: str, first: bool) -> dict:
     env = {"RELAY_MODE": mode}
     if not first:
         env["KAFKA_TOPIC"] = f"{config.kafka_topic}.{mode}"
+        ensure_topics(config.replace(kafka_topic=env["KAFKA_TOPIC"]))
     started = time.monotonic()
     relay = stack.start("relay", **env)
     profiler = start_profile(relay.pid, f"relay-{mode}", 30, idle=True) if profiling() else None
@@ -130,8 +131,22 @@ def _drain(stack, engine, config, mode: str, first: bool) -> dict:
             "events_per_s": round(drained / elapsed, 1), "relay_cpu_cores": round(relay_cpu / elapsed, 2)}
 
 
+def _wait_for_slot(engine, timeout_s: float = 60.0) -> None:
+    """The stack's relay (wal mode) makes the slot, and backfills, at its start: the million events must
+    be written after that, or they would be the backfill's (the polling path), not the slot's."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as db:
+            if capture_slot(engine) is not None and db.execute(text("SELECT count(*) FROM outbox_capture")).scalar():
+                return
+        time.sleep(0.2)
+    raise RuntimeError("the stack's relay did not make its replication slot")
+
+
 def bench_relay(stack, bench_engine, bench_config):
     stack.stop("worker")
+    if "wal" in _modes(bench_config):
+        _wait_for_slot(bench_engine)
     stack.stop("relay")
     players = env_int("BENCH_BIG_PLAYERS", big_session.PLAYERS)
     session_id, timings = big_session.create(bench_engine, players=players)
