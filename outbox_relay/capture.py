@@ -175,20 +175,20 @@ class WalRelay(Relay):
             raise CaptureUnavailable(f"replication slot {self.slot} belongs to another database")
         if row.wal_status == "lost":
             raise SlotLost(self.slot)
-        if conn.execute(_CAPTURE_ROW, {"slot": self.slot}).one_or_none() is None:
-            conn.commit()
-            self._backfill(conn)
+        backfilled = conn.execute(_CAPTURE_ROW, {"slot": self.slot}).one_or_none() is not None
         conn.commit()
+        if not backfilled and not self._backfill(conn):
+            return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
         return created
 
-    def _backfill(self, conn: Connection) -> None:
+    def _backfill(self, conn: Connection) -> bool:
         """Publish the rows committed before the slot existed, as the polling relay does (claim, produce,
         mark): a slot made after the first events (a new deployment whose writers started first, a switch
         from poll mode, a slot dropped after it was invalidated) would otherwise never see them. Rows
         committed meanwhile are in both, published twice with the same id. Finished when
-        `outbox_capture` has the slot's row, so a crash resumes it."""
+        `outbox_capture` has the slot's row, so a crash resumes it; False when stopped before."""
         log.info("backfill of slot %s: publishing the outbox rows never marked published", self.slot)
         total = 0
         while True:
@@ -199,10 +199,11 @@ class WalRelay(Relay):
             if not result.claimed:
                 break
             if self.shutting_down:
-                return
+                return False
         with conn.begin():
             conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=timezone.utc)})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
+        return True
 
     def _drop_connection(self) -> None:
         super()._drop_connection()
@@ -220,6 +221,8 @@ class WalRelay(Relay):
         try:
             if not self._slot_checked:
                 self.ensure_slot(conn)
+                if not self._slot_checked:
+                    return BatchResult(0, 0, 0)
             with conn.begin():
                 head = conn.execute(_HEAD).one()
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},

@@ -101,10 +101,19 @@ def relay_mode(request, engine) -> str:
     return mode
 
 
+@pytest.fixture(scope="module")
+def relay_topic(kafka_topics: Config) -> str:
+    """The relay tests' own topic: their hundreds of thousands of events of made-up sessions stay out of
+    the topic the end-to-end stack's worker consumes."""
+    own = kafka_topics.replace(kafka_topic=kafka_topics.kafka_topic + ".relay")
+    ensure_topics(own)
+    return own.kafka_topic
+
+
 @pytest.fixture()
-def relay_config(config: Config, relay_mode: str) -> Config:
+def relay_config(config: Config, relay_mode: str, relay_topic: str) -> Config:
     """The test's configuration with RELAY_MODE set (tests of both modes bind it to `config`)."""
-    return config.replace(relay_mode=relay_mode)
+    return config.replace(relay_mode=relay_mode, kafka_topic=relay_topic)
 
 
 @pytest.fixture(autouse=True)
