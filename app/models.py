@@ -214,6 +214,17 @@ class Event(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class OutboxCapture(Base):
+    """How far the relay in wal mode has captured the outbox from its replication slot (migration 0006):
+    every event committed before `caught_up_at` was delivered to Kafka. Written by the relay when it has
+    read its slot to the end, read by `outbox_lag` (app/services/outbox.py)."""
+
+    __tablename__ = "outbox_capture"
+
+    slot_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    caught_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 # --- the leaderboard service ----------------------------------------------------------------------
 
 class Leaderboard(Base):

@@ -18,14 +18,18 @@ class RelayMetrics:
         self.lag_gauge = Gauge("relay_outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL)",
                          registry=self.registry)
         self.unpublished = Gauge("relay_unpublished_events", "Events not yet published", registry=self.registry)
+        self.wal_behind = Gauge("relay_wal_behind_bytes",
+                                "WAL between the server's position and the slot's confirmed one (wal mode)",
+                                registry=self.registry)
 
     def batch(self, claimed: int, published: int) -> None:
         self.batch_size.observe(claimed)
         self.published.inc(published)
 
-    def lag(self, lag_s: float, unpublished: int) -> None:
+    def lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.lag_gauge.set(lag_s)
         self.unpublished.set(unpublished)
+        self.wal_behind.set(wal_behind_bytes)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

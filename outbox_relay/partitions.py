@@ -22,6 +22,20 @@ PURGE_EVERY_S on the leader:
 
 A published row is thus kept at least RELAY_RETENTION_HOURS after its day ended (up to a day more
 than the retention), which is what `ops replay` can send again.
+
+In wal mode (outbox_relay/capture.py) no row is ever marked, and whether a row was captured is a
+matter of WAL positions, not of a column. `retire_captured` then works in two steps:
+- `detach_for_capture`: an expired partition is detached from `events` under the same two locks, and
+  the WAL position read under them is written into the detached table's comment (its fence). Every
+  insert into the partition committed before that position, and none can come after it (the table
+  is no longer reachable through `events`).
+- `drop_captured`: a detached table is dropped once the relay's slot has confirmed a position at or
+  past its fence, i.e. once every row of it was decoded and acknowledged by Kafka. Until then it is
+  kept and a warning names it. (The WAL the slot retains still holds those rows' inserts, so the
+  capture does not need the table; keeping it keeps the rows for recovery and `ops replay`.)
+- The default partition: rows past the retention whose inserting transaction had ended when the
+  relay last read its slot to the end are deleted (`xmin` older than the oldest transaction then
+  running, `RetireFence`), row by row as in poll mode.
 """
 from __future__ import annotations
 
@@ -37,6 +51,8 @@ log = logging.getLogger("outbox_relay")
 
 DEFAULT_PARTITION = "events_default"
 DROP_LOCK_TIMEOUT_MS = 1000
+# The comment of a partition detached in wal mode, followed by the WAL position of its fence.
+DETACHED_COMMENT = "outbox relay: detached at WAL "
 
 _ENSURE = text("""
     SELECT events_ensure_partitions((now() AT TIME ZONE 'UTC')::date,
@@ -69,6 +85,7 @@ class RetentionResult:
     dropped: list[str] = field(default_factory=list)
     kept_unpublished: list[str] = field(default_factory=list)  # old enough, but holding unpublished rows
     busy: list[str] = field(default_factory=list)  # the lock was not granted within DROP_LOCK_TIMEOUT_MS
+    default_deleted: int = 0  # rows deleted from the default partition (wal mode)
 
 
 def ensure_partitions(engine: Engine, days_ahead: int) -> int:
@@ -159,3 +176,102 @@ def purge_default_partition(engine: Engine, retention_hours: float, *, batch: in
         if count < batch or stopping():
             break
     return deleted
+
+
+# --- wal mode: retention by WAL position ----------------------------------------------------------
+
+_DETACHED = text("""
+    SELECT c.relname, substr(d.description, length(:prefix) + 1) AS fence
+    FROM pg_class c JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+    WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relnamespace = current_schema()::regnamespace
+      AND starts_with(d.description, :prefix)
+    ORDER BY c.relname""")
+_CAPTURED_PAST = text("""
+    SELECT confirmed_flush_lsn >= CAST(:fence AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot""")
+_PURGE_DEFAULT_CAPTURED = text(f"""
+    DELETE FROM {DEFAULT_PARTITION} WHERE (id, created_at) IN (
+        SELECT id, created_at FROM {DEFAULT_PARTITION}
+        WHERE created_at < now() - make_interval(secs => :age_s)
+          AND age(xmin) > age(CAST(CAST(CAST(:xmin AS bigint) % 4294967296 AS text) AS xid))
+        LIMIT :limit)""")
+
+
+@dataclass(frozen=True)
+class RetireFence:
+    """A moment the relay had read its slot to the end: every transaction older than `xmin` (the oldest
+    then running, an xid8) had committed before WAL position `lsn`."""
+
+    lsn: str
+    xmin: int
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def detach_for_capture(engine: Engine, name: str) -> str | None:
+    """Detach partition `name` and write its fence into its comment; returns the fence, or None when
+    its lock was not granted in time (try again later)."""
+    quoted = _quoted(name)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}"))
+            conn.execute(text("LOCK TABLE ONLY events IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text(f"ALTER TABLE events DETACH PARTITION {quoted}"))
+            fence = conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
+            conn.execute(text(f"COMMENT ON TABLE {quoted} IS '{DETACHED_COMMENT}{fence}'"))
+            return fence
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            return None
+        raise
+
+
+def detached_partitions(engine: Engine) -> list[tuple[str, str]]:
+    """(name, fence) of the partitions detached in wal mode and not dropped yet."""
+    with engine.connect() as conn:
+        return [(r.relname, r.fence) for r in conn.execute(_DETACHED, {"prefix": DETACHED_COMMENT})]
+
+
+def captured_past(engine: Engine, slot: str, lsn: str) -> bool:
+    """Whether the slot has confirmed (decoded, delivered, advanced) everything committed before `lsn`."""
+    with engine.connect() as conn:
+        return bool(conn.execute(_CAPTURED_PAST, {"slot": slot, "fence": lsn}).scalar())
+
+
+def retire_captured(engine: Engine, retention_hours: float, slot: str, fence: RetireFence | None, *,
+                    batch: int, max_batches: int, stopping: Callable[[], bool] = lambda: False) -> RetentionResult:
+    """Wal mode's retention (see the top): detach the expired partitions, drop the detached ones the slot
+    has passed, and delete captured rows of the default partition past the retention."""
+    result = RetentionResult()
+    for partition in expired_partitions(engine, retention_hours):
+        if stopping():
+            return result
+        if detach_for_capture(engine, partition.name) is None:
+            result.busy.append(partition.name)
+            log.info("partition %s is in use: detaching it next round", partition.name)
+        else:
+            log.info("detached partition %s (rows created before %s); dropped once captured",
+                     partition.name, partition.upper_bound.isoformat())
+    for name, lsn in detached_partitions(engine):
+        if stopping():
+            return result
+        if captured_past(engine, slot, lsn):
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP TABLE {_quoted(name)}"))
+            result.dropped.append(name)
+            log.info("dropped partition %s: every event of it was captured", name)
+        else:
+            result.kept_unpublished.append(name)
+            log.warning("partition %s is past the retention but the relay's slot has not captured it whole "
+                        "(up to WAL %s): kept until it has", name, lsn)
+    if fence is not None and captured_past(engine, slot, fence.lsn):
+        for _ in range(max_batches):
+            with engine.begin() as conn:
+                count = conn.execute(_PURGE_DEFAULT_CAPTURED, {"age_s": retention_hours * 3600.0, "limit": batch,
+                                                               "xmin": fence.xmin}).rowcount
+            result.default_deleted += count
+            if count < batch or stopping():
+                break
+    return result

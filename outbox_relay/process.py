@@ -1,13 +1,16 @@
 """The relay process: `build_relay` (its composition root, which tests use too) and `main`.
 
 `python -m outbox_relay` (console script `quiz-outbox-relay`) builds its clients from the
-environment and runs `Relay.run()` until SIGTERM or SIGINT. Exit codes: 0 after a clean stop,
-2 on a configuration error.
+environment and runs `Relay.run()` until SIGTERM or SIGINT. RELAY_MODE picks the relay: `wal`
+(`capture.WalRelay`, the default) or `poll` (`relay.Relay`). Exit codes: 0 after a clean stop,
+2 on a configuration error, which includes wal mode on a server that cannot decode the WAL
+(wal_level is not logical, or the role lacks REPLICATION): the line says so and names RELAY_MODE=poll.
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -16,7 +19,10 @@ from app.db import get_engine
 from app.kafka import make_producer
 from app.logs import configure_logging
 from app.processing import run_until_signalled
+from sqlalchemy.exc import DBAPIError
+
 from outbox_relay import metrics
+from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
 
 log = logging.getLogger("outbox_relay")
@@ -44,7 +50,8 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
         relay_metrics = metrics.RelayMetrics()
         relay_metrics.serve(config.relay_metrics_port)
         stats.observers.append(relay_metrics)
-    return Relay(
+    relay_class = WalRelay if config.relay_mode == "wal" else Relay
+    return relay_class(
         get_engine(config.database_url, pool_size=2),
         make_producer(config, **{"client.id": "outbox_relay"}),
         config.kafka_topic,
@@ -60,12 +67,26 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
     )
 
 
+def _exit_unless_capture_possible(relay: Relay) -> None:
+    """Wal mode on a server that cannot decode: exit 2 with one line. PostgreSQL down: the loop retries."""
+    try:
+        with relay.engine.connect() as conn:
+            check_capture_possible(conn)
+    except CaptureUnavailable as exc:
+        print(f"config error: RELAY_MODE=wal needs logical decoding: {exc}; set RELAY_MODE=poll", file=sys.stderr)
+        raise SystemExit(2) from None
+    except DBAPIError:
+        pass
+
+
 def main() -> int:
     config = load_config_or_exit()
     configure_logging(config, "relay")
     relay = build_relay(config)
-    log.info("relaying %s to %s topic %s (batch %d)", config.database_url.rsplit("@", 1)[-1],
-             config.kafka_bootstrap_servers, config.kafka_topic, config.relay_batch_size)
+    if config.relay_mode == "wal":
+        _exit_unless_capture_possible(relay)
+    log.info("relaying %s to %s topic %s (%s mode, batch %d)", config.database_url.rsplit("@", 1)[-1],
+             config.kafka_bootstrap_servers, config.kafka_topic, config.relay_mode, config.relay_batch_size)
     run_until_signalled(relay)
     log.info("stopped after publishing %d events in %d batches", relay.stats.published_total,
              relay.stats.batches_total)

@@ -34,6 +34,14 @@ batch loops at once.
 Housekeeping (the leader, every PURGE_EVERY_S): partitions of `events` are created ahead and old,
 fully published ones dropped whole; only the default partition is pruned row by row
 (outbox_relay/partitions.py).
+
+Two modes (RELAY_MODE). This class is the polling relay (`poll`): it works on any PostgreSQL, at the
+price of an UPDATE per published row and the partial index of unpublished rows. The default, `wal`,
+is `outbox_relay.capture.WalRelay`, a subclass that reads committed inserts from a logical
+replication slot instead of claiming and marking rows. Both share everything else here: leadership,
+the wake-up, producing and waiting for every delivery report (`_produce`), the outage handling of
+the loop, and the housekeeping's schedule; a mode differs in `relay_batch`, `_record_lag` and
+`_retire` only.
 """
 from __future__ import annotations
 
@@ -99,6 +107,7 @@ class RelayStats:
     batches_total: int = 0
     outbox_lag_s: float = 0.0
     unpublished: int = 0
+    wal_behind_bytes: int = 0  # wal mode: WAL between the server's position and the slot's confirmed one
     is_leader: bool = False
     observers: list[Any] = field(default_factory=list)
 
@@ -108,10 +117,10 @@ class RelayStats:
         for observer in self.observers:
             observer.batch(claimed, published)
 
-    def record_lag(self, lag_s: float, unpublished: int) -> None:
-        self.outbox_lag_s, self.unpublished = lag_s, unpublished
+    def record_lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
+        self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
         for observer in self.observers:
-            observer.lag(lag_s, unpublished)
+            observer.lag(lag_s, unpublished, wal_behind_bytes)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class BatchResult:
     claimed: int
     published: int
     failed: int
+    more: bool = False  # a backlog is left: the loop goes on at once
 
 
 def libpq_url(database_url: str) -> str:
@@ -189,6 +199,8 @@ class OutboxListener:
 
 class Relay(StreamProcessor):
     """Claims, produces and marks outbox rows; `run()` is the loop of the relay process."""
+
+    mode = "poll"
 
     def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, partition_days_ahead: int = 2,
@@ -294,28 +306,32 @@ class Relay(StreamProcessor):
             self._drop_connection()
             raise
         self.stats.record_batch(len(rows), len(delivered))
+        self._report_failures(failed, len(rows))
+        return BatchResult(len(rows), len(delivered), len(failed), more=len(rows) >= self.batch_size)
+
+    def _report_failures(self, failed: list[str], total: int) -> None:
         if failed:
             self._errors.warning("delivery", "%d of %d events not delivered (first: %s); they stay unpublished",
-                                 len(failed), len(rows), failed[0])
+                                 len(failed), total, failed[0])
         else:
             self._errors.recovered("delivery", "deliveries succeed again")
-        return BatchResult(len(rows), len(delivered), len(failed))
 
-    def _produce(self, rows: Iterable[Any]) -> tuple[list[tuple[Any, Any]], list[str]]:
-        """Produce `rows` and wait for every delivery report: (delivered `(id, created_at)` keys, failure
-        reasons)."""
-        delivered: list[tuple[Any, Any]] = []
+    def _produce(self, rows: Iterable[Any], key_of: Callable[[Any], Any] = lambda row: (row.id, row.created_at),
+                 ) -> tuple[list[Any], list[str]]:
+        """Produce `rows` (any iterable, consumed as it is produced) and wait for every delivery report:
+        (the `key_of(row)` of each delivered row, failure reasons)."""
+        delivered: list[Any] = []
         failed: list[str] = []
         fatal: list[KafkaError] = []
         pending = 0
 
-        def on_delivery(err: KafkaError | None, msg: Any, key: tuple[Any, Any]) -> None:
+        def on_delivery(err: KafkaError | None, msg: Any, key: Any, event_id: Any) -> None:
             nonlocal pending
             pending -= 1
             if err is None:
                 delivered.append(key)
             else:
-                failed.append(f"{key[0]}: {err.str()}")
+                failed.append(f"{event_id}: {err.str()}")
                 if err.fatal():
                     fatal.append(err)
 
@@ -324,7 +340,7 @@ class Relay(StreamProcessor):
         for row in rows:
             envelope = envelope_from_row(row)
             produce(self.producer, self.topic, key=envelope.key(), value=envelope.to_json(), headers=envelope.headers(),
-                    on_delivery=lambda err, msg, key=(row.id, row.created_at): on_delivery(err, msg, key))
+                    on_delivery=lambda err, msg, key=key_of(row), event_id=row.id: on_delivery(err, msg, key, event_id))
             pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:
@@ -356,16 +372,23 @@ class Relay(StreamProcessor):
         now = time.monotonic()
         if force or now >= self._next_lag:
             self._next_lag = now + LAG_EVERY_S
-            self.stats.record_lag(*outbox_lag(self.engine))
+            self._record_lag()
         if force or now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_S
             # Ahead first, so inserts keep landing in daily partitions whatever the retention does.
             partitions.ensure_partitions(self.engine, self.partition_days_ahead)
             if self.retention_hours > 0:
-                deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
-                if deleted:
-                    log.info("deleted %d published events of the default partition older than %g h",
-                             deleted, self.retention_hours)
+                self._retire()
+
+    def _record_lag(self) -> None:
+        self.stats.record_lag(*outbox_lag(self.engine, self.mode))
+
+    def _retire(self) -> None:
+        """Retention: drop what is old and published."""
+        deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
+        if deleted:
+            log.info("deleted %d published events of the default partition older than %g h",
+                     deleted, self.retention_hours)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -376,7 +399,7 @@ class Relay(StreamProcessor):
             result = BatchResult(0, 0, 0)
             if self.is_leader():
                 result = self.relay_batch()
-                if result.claimed >= self.batch_size and not result.failed:
+                if result.more and not result.failed:
                     return  # a backlog: no waiting
                 self.housekeeping()
             if result.failed:

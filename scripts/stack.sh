@@ -476,13 +476,14 @@ start_postgres() {
     wait_pg_query
 }
 
-# The app's role and database. The role may CHECKPOINT (pg_checkpoint): the growth benchmark writes
-# out its bulk load before it measures.
+# The app's role and database, also for a server started by an older version of this script. The
+# role creates and reads the relay's logical replication slot (REPLICATION) and may CHECKPOINT
+# (pg_checkpoint: the growth benchmark writes out its bulk load before it measures).
 pg_roles() {
     pg_sql -v user="$DB_USER" -v pw="$DB_PASSWORD" -v db="$DB_NAME" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'user')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB REPLICATION', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'user', :'pw') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN REPLICATION PASSWORD %L', :'user', :'pw') \gexec
 SELECT format('GRANT pg_checkpoint TO %I', :'user')
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')

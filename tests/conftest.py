@@ -25,6 +25,7 @@ from app import create_app, redis_keys
 from app.config import Config, load_config
 from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
+from app.services.outbox import drop_slots_of_database
 from tests.helpers import CLUSTER, Api, drop_prefix_keys
 
 # Each developer running tests beside others can pick a database of their own.
@@ -105,6 +106,8 @@ def recreate_database(database_url: str) -> None:
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
+            # The relay's replication slot (wal mode) would forbid the drop.
+            drop_slots_of_database(connection, url.database)
             connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{url.database}"'))
     except Exception as exc:  # noqa: BLE001 - any failure here means PostgreSQL is not usable

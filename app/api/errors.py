@@ -15,6 +15,12 @@ from app.services import errors as service_errors
 
 log = logging.getLogger(__name__)
 
+# A store that is down or overloaded: the request was not recorded and may be retried (503 `unavailable`
+# over HTTP, an `unavailable` error over a room socket).
+STORE_UNAVAILABLE = (OperationalError, SQLAlchemyTimeout, RedisError, TimeoutError)
+UNAVAILABLE_MESSAGE = "the service is briefly unavailable; try again"
+INTERNAL_MESSAGE = "something went wrong on our side"
+
 _SERVICE_STATUS = {
     service_errors.Invalid: 400, service_errors.Unauthorized: 401, service_errors.Forbidden: 403,
     service_errors.NotFound: 404, service_errors.Conflict: 409, service_errors.Gone: 410,
@@ -68,18 +74,16 @@ def register(app: Flask) -> None:
                 response.headers[name] = value
         return response, status
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(SQLAlchemyTimeout)
-    @app.errorhandler(RedisError)
-    @app.errorhandler(TimeoutError)
     def unavailable(exc: Exception):
-        # A store that is down or overloaded: the request was not recorded and may be retried.
         log.warning("a store is unavailable: %s", type(exc).__name__)
-        response = jsonify(error_body("unavailable", "the service is briefly unavailable; try again"))
+        response = jsonify(error_body("unavailable", UNAVAILABLE_MESSAGE))
         response.headers["Retry-After"] = "1"
         return response, 503
+
+    for store_error in STORE_UNAVAILABLE:
+        app.register_error_handler(store_error, unavailable)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         log.exception("unhandled error")
-        return jsonify(error_body("internal_error", "something went wrong on our side")), 500
+        return jsonify(error_body("internal_error", INTERNAL_MESSAGE)), 500

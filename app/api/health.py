@@ -1,7 +1,7 @@
 """Liveness and readiness."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from app.concurrency import off_the_event_loop
@@ -54,6 +54,6 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    engine = runtime().engine
-    body, content_type = render_latest(OutboxCollector(lambda: outbox_lag(engine)))
+    engine, mode = runtime().engine, current_app.config["LIVEQUIZ"].relay_mode
+    body, content_type = render_latest(OutboxCollector(lambda: outbox_lag(engine, mode)))
     return Response(body, content_type=content_type)

@@ -6,8 +6,8 @@ import sys
 import click
 
 from app.extensions import runtime
-from app.ops.common import ops
-from app.services.outbox import outbox_status
+from app.ops.common import config, ops
+from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
 
 
 @ops.command("outbox")
@@ -19,8 +19,36 @@ def outbox_command(max_lag: float | None) -> None:
     Published events are kept RELAY_RETENTION_HOURS after the end of their day, then the relay drops
     their day's partition.
     """
-    status = outbox_status(runtime().engine)
+    status = outbox_status(runtime().engine, config().relay_mode)
     click.echo(f"outbox: {status.unpublished} unpublished, {status.published} published (retained), "
                f"oldest unpublished {status.oldest_unpublished_age_s:.1f} s old")
     if max_lag is not None and status.oldest_unpublished_age_s > max_lag:
+        sys.exit(1)
+
+
+@ops.command("relay-slot")
+@click.argument("action", type=click.Choice(["show", "drop"]), default="show")
+def relay_slot_command(action: str) -> None:
+    """The relay's replication slot of this database (RELAY_MODE=wal): `show` (default) prints its state
+    and how much WAL it holds back; `drop` removes it (terminating a relay reading it).
+
+    Drop a slot whose database is no longer relayed (it retains WAL for ever), or an invalidated one
+    (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, publishing the
+    retained outbox rows never marked published again (consumers dedupe by event id).
+    """
+    engine = runtime().engine
+    slot = engine_slot_name(engine)
+    status = capture_slot(engine, slot)
+    if status is None:
+        click.echo(f"relay slot {slot}: none")
+        return
+    if action == "drop":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            drop_slots_of_database(conn, engine.url.database, only=slot)
+        click.echo(f"relay slot {slot}: dropped")
+        return
+    click.echo(f"relay slot {slot}: {'active (pid ' + str(status.active_pid) + ')' if status.active else 'inactive'}, "
+               f"wal_status {status.wal_status}, confirmed {status.confirmed_flush_lsn}, "
+               f"{status.behind_bytes} bytes behind")
+    if status.lost:
         sys.exit(1)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.events import envelope_from_row
 from app.extensions import runtime
+from app.services.outbox import published_condition
 from app.kafka import DeliveryTracker, make_producer, produce
 from app.ops.common import config, one_selection, ops, progress
 
@@ -37,8 +38,9 @@ class SinceParam(click.ParamType):
 
 
 def _replay_filter(aggregate_ids: list[str], since: datetime | None) -> tuple[str, dict[str, Any]]:
-    where = ["published_at IS NOT NULL"]
-    params: dict[str, Any] = {}
+    published, params = published_condition(runtime().engine, config().relay_mode)
+    where = [published]
+    params = dict(params)
     if aggregate_ids:
         where.append("aggregate_id = ANY(:aggregates)")
         params["aggregates"] = aggregate_ids

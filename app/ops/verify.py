@@ -75,7 +75,7 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
             click.echo(difference.line())
     for name in unknown:
         click.echo(f"unknown {name}: neither in Redis nor in PostgreSQL", err=True)
-    lag_s, unpublished = outbox_lag(engine)
+    lag_s, unpublished = outbox_lag(engine, config().relay_mode)
     click.echo(f"outbox: {unpublished} unpublished, oldest {lag_s:.1f} s old")
     dead = None
     queues = dead_letter_queues(config())

@@ -14,6 +14,7 @@ from redis import RedisError
 from simple_websocket import ConnectionClosed
 
 from app.api.core import describe_validation
+from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from app.api.schemas import SocketAnswer
 
 from app.extensions import runtime, sock
@@ -112,6 +113,12 @@ def answers_over_socket(session: uuid.UUID, user_id: uuid.UUID) -> Callable[[dic
             receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))
         except ServiceError as exc:
             return {**client_error(exc.code, exc.message), **exc.extra, "ref": answer.ref}
+        except STORE_UNAVAILABLE as exc:  # not recorded: the player may send it again, as after a 503
+            log.warning("an answer over the socket was not recorded, a store is unavailable: %s", type(exc).__name__)
+            return {**client_error("unavailable", UNAVAILABLE_MESSAGE), "ref": answer.ref}
+        except Exception:  # noqa: BLE001 - as a 500: the socket stays open for the next message
+            log.exception("an answer over the socket failed")
+            return {**client_error("internal_error", INTERNAL_MESSAGE), "ref": answer.ref}
         return {"type": ANSWER_RECORDED, **receipt.view(), "replayed": receipt.replayed, "ref": answer.ref}
 
     return handle

@@ -1,25 +1,36 @@
-"""4. Relay: drain 1,000,000 pre-written outbox events to Kafka, beside a bare confluent-kafka producer.
+"""4. Relay: drain 1,000,000 pre-written outbox events to Kafka in each relay mode, beside a bare
+confluent-kafka producer measured in the same run.
 
 The worker is stopped for the rest of the suite (it would otherwise consume the million events while
-the relay publishes them). The stack's relay is stopped, the events are written (with the session
-they belong to: 10,000 players x 100 questions, reused by the rebuild benchmark), and a fresh relay
-process (`python -m outbox_relay`, default batch size) is started; the clock runs from its start to
-the moment no unpublished row is left (polled every 0.5 s).
-The bare producer sends the same messages (value = the relay's envelope JSON of real rows, key =
-session id, the same headers) with the same settings (app.kafka.producer_settings) to a topic of
-this run, produce + poll(0) per message and a final flush, from this process.
+the relay publishes them). The stack's relay (wal mode, the default: it created the database's slot at
+the suite's start) is stopped, the events are written (with the session they belong to: 10,000
+players x 100 questions, reused by the rebuild benchmark; one transaction), and a fresh relay process
+(`python -m outbox_relay`, default batch size) is started for each mode of BENCH_RELAY_MODES
+(default `wal,poll`; the configured RELAY_MODE first):
+- wal: the clock runs from its start to the moment the slot's confirmed position passes the WAL
+  position taken after the events were written (polled every 0.5 s);
+- poll: from its start to the moment no unpublished row is left (the wal relay marks none, so the
+  poll relay drains the same million, plus the earlier benchmarks' events, all counted).
+The first mode publishes to the run's topic, the others to `<topic>.<mode>`, so later benchmarks see
+one copy. The bare producer sends the same messages (value = the relay's envelope JSON of real rows,
+key = session id, the same headers) with the same settings (app.kafka.producer_settings) to a topic
+of this run, produce + poll(0) per message and a final flush, from this process; each mode's rate is
+reported against it (target: at least half of it).
 """
 from __future__ import annotations
 
+import os
 import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
-from app.kafka import producer_settings
+from app.kafka import ensure_topics, producer_settings
 from app import events as app_events
+from app.services.outbox import capture_slot
 from outbox_relay import relay as relay_module
+from outbox_relay.pgoutput import lsn_to_int
 from tests.bench import big_session, report
 from tests.bench.support import CpuMeter, env_int, profiling, start_profile
 
@@ -68,40 +79,84 @@ def _bare_producer(config, engine, count: int) -> dict:
             "mean_value_bytes": round(sum(len(m[0]) for m in messages) / len(messages)), "cpu": cpu.report("self")}
 
 
-def bench_relay(stack, bench_engine, bench_config):
-    stack.stop("worker")
-    stack.stop("relay")
-    players = env_int("BENCH_BIG_PLAYERS", big_session.PLAYERS)
-    session_id, timings = big_session.create(bench_engine, players=players)
-    SESSION["id"], SESSION["answers"] = session_id, players * big_session.QUESTIONS
-    total = _unpublished(bench_engine)
+def _wal_head(engine) -> int:
+    with engine.connect() as db:
+        return lsn_to_int(db.execute(text("SELECT pg_current_wal_flush_lsn()::text")).scalar())
+
+
+def _modes(config) -> list[str]:
+    modes = [m.strip() for m in os.environ.get("BENCH_RELAY_MODES", "wal,poll").split(",") if m.strip()]
+    return sorted(modes, key=lambda m: m != config.relay_mode)
+
+
+def _drain(stack, engine, config, mode: str, first: bool) -> dict:
+    """Start a relay of `mode` and time it until it has published the whole outbox backlog."""
+    if mode == "wal":
+        target = _wal_head(engine)
+        total = SESSION["answers"]
+
+        def left() -> int:
+            status = capture_slot(engine)
+            return 0 if status and lsn_to_int(status.confirmed_flush_lsn) >= target else total
+    else:
+        total = _unpublished(engine)
+
+        def left() -> int:
+            return _unpublished(engine)
+    env = {"RELAY_MODE": mode}
+    if not first:
+        env["KAFKA_TOPIC"] = f"{config.kafka_topic}.{mode}"
+        ensure_topics(config.replace(kafka_topic=env["KAFKA_TOPIC"]))
     started = time.monotonic()
-    relay = stack.start("relay")
-    profiler = start_profile(relay.pid, "relay", 30, idle=True) if profiling() else None
+    relay = stack.start("relay", **env)
+    profiler = start_profile(relay.pid, f"relay-{mode}", 30, idle=True) if profiling() else None
     relay_cpu = 0.0
     deadline = started + env_int("BENCH_RELAY_MAX_S", 400)
-    left = total
+    remaining = total
     while time.monotonic() < deadline:
         try:
             relay_cpu = stack.process_cpu("relay")
         except Exception:  # noqa: BLE001
             pass
-        left = _unpublished(bench_engine)
-        if left == 0:
+        remaining = left()
+        if remaining == 0:
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
-    drained = total - left
     if profiler is not None:
         profiler.wait(60)
     stack.stop("relay")
-    bare = _bare_producer(bench_config, bench_engine, total)
-    rate = drained / elapsed
-    report.record("relay", {"events": total, "drained": drained, "seconds": round(elapsed, 1),
-                            "events_per_s": round(rate, 1), "relay_cpu_cores": round(relay_cpu / elapsed, 2),
-                            "batch_size": bench_config.relay_batch_size, "data_generation_s": timings,
-                            "bare_producer": bare, "bare_producer_per_s": bare["per_s"],
+    drained = total - remaining
+    return {"mode": mode, "events": total, "drained": drained, "seconds": round(elapsed, 1),
+            "events_per_s": round(drained / elapsed, 1), "relay_cpu_cores": round(relay_cpu / elapsed, 2)}
+
+
+def _wait_for_slot(engine, timeout_s: float = 60.0) -> None:
+    """The stack's relay (wal mode) makes the slot, and backfills, at its start: the million events must
+    be written after that, or they would be the backfill's (the polling path), not the slot's."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as db:
+            if capture_slot(engine) is not None and db.execute(text("SELECT count(*) FROM outbox_capture")).scalar():
+                return
+        time.sleep(0.2)
+    raise RuntimeError("the stack's relay did not make its replication slot")
+
+
+def bench_relay(stack, bench_engine, bench_config):
+    stack.stop("worker")
+    if "wal" in _modes(bench_config):
+        _wait_for_slot(bench_engine)
+    stack.stop("relay")
+    players = env_int("BENCH_BIG_PLAYERS", big_session.PLAYERS)
+    session_id, timings = big_session.create(bench_engine, players=players)
+    SESSION["id"], SESSION["answers"] = session_id, players * big_session.QUESTIONS
+    runs = [_drain(stack, bench_engine, bench_config, mode, i == 0) for i, mode in enumerate(_modes(bench_config))]
+    bare = _bare_producer(bench_config, bench_engine, SESSION["answers"])
+    report.record("relay", {"modes": runs, "batch_size": bench_config.relay_batch_size,
+                            "data_generation_s": timings, "bare_producer": bare, "bare_producer_per_s": bare["per_s"],
                             "note": "seconds include the relay process start (~1 s)"})
-    report.row("relay: events/s draining the outbox", round(rate, 1), "/s", baseline=bare["per_s"],
-               baseline_name="bare producer", target=">= 0.5 x bare producer",
-               met=drained == total and rate >= 0.5 * bare["per_s"])
+    for run in runs:
+        report.row(f"relay ({run['mode']}): events/s draining the outbox", run["events_per_s"], "/s",
+                   baseline=bare["per_s"], baseline_name="bare producer", target=">= 0.5 x bare producer",
+                   met=run["drained"] == run["events"] and run["events_per_s"] >= 0.5 * bare["per_s"])

@@ -34,7 +34,7 @@ from tests.helpers import stack_env
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = ROOT / "bench-results"
-# Another name lets two checkouts benchmark side by side on one PostgreSQL (the suite drops its database).
+# Its own database (BENCH_DATABASE): the run drops and recreates it, so two runs on one server need two names.
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "quiz_bench")
 BENCH_REDIS_DB = 14
 NOFILE = 20_000
@@ -109,20 +109,21 @@ class BenchStack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, **env: str) -> subprocess.Popen:
+        """Start a stack process; `env` adds to (or overrides) its environment, e.g. RELAY_MODE."""
         commands = {
             "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
             "relay": [sys.executable, "-m", "outbox_relay"],
             "worker": [sys.executable, "-m", "cache_worker"],
             "ingest": [sys.executable, "-m", "score_ingest"],
         }
-        extra: dict[str, str] = {}
+        extra: dict[str, str] = dict(env)
         if name == "web":
             self.port = self.port or free_port()
             metrics_dir = self.logs / "prometheus"
             metrics_dir.mkdir(exist_ok=True)
-            extra = {"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
-                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+            extra.update({"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
+                          "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
         log_file = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(commands[name], cwd=ROOT, env=stack_env(self.config, **extra), stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True,

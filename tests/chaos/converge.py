@@ -79,7 +79,7 @@ def consumer_lag(consumer: Consumer, topic: str) -> int:
 
 def measure(config: Config, engine, redis, consumer: Consumer, api: Api, hosts: dict[str, str]) -> State:
     state = State()
-    _, state.unpublished = outbox_lag(engine)
+    _, state.unpublished = outbox_lag(engine, config.relay_mode)
     state.consumer_lag = consumer_lag(consumer, config.kafka_topic)
     with engine.connect() as db:
         sessions = [(str(s), str(h)) for s, h in db.execute(text("SELECT id, host_id FROM quiz_sessions"))]

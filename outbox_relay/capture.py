@@ -1,0 +1,318 @@
+"""The relay in wal mode (RELAY_MODE=wal, the default): change-data capture of the outbox from
+PostgreSQL's WAL through a logical replication slot, as Debezium's outbox pattern does.
+
+Writers only insert `events` rows in their transactions; nothing marks them. One batch
+(`WalRelay.relay_batch`, on the leader's connection):
+ 1. Read the WAL flush position F, the time, and the oldest running transaction (in one statement),
+    then `pg_logical_slot_peek_binary_changes(slot, NULL, batch_size, pgoutput options)`: the
+    committed inserts into `events` since the slot's confirmed position, whole transactions in commit
+    order (outbox_relay/pgoutput.py decodes them). Peek, not get: reading moves nothing.
+ 2. Produce every event of those transactions as it is read (the rows stream from the server, so a
+    transaction of a million events is never held whole; the same envelope, key and headers as the
+    polling relay, `Relay._produce`) and serve delivery reports until each has one.
+ 3. `pg_replication_slot_advance(slot, P)`, P = the end of the last transaction all of whose events
+    were acknowledged (and nothing after a transaction with a failed delivery). When the peek
+    returned fewer rows than asked (it read the WAL to its end) and all was delivered, P = F: the WAL
+    written since by other databases of the cluster, or by transactions without events, is passed
+    too, so the slot retains little WAL and the next peek decodes little. Then, at most once a
+    second, `outbox_capture.caught_up_at` records that every event committed before that time is on
+    Kafka (the backlog the web and `ops` report, app/services/outbox.py), when anything was captured
+    since the last record.
+A crash between 2 and 3 leaves the slot where it was: the restarted relay reads the same
+transactions again and publishes them again with the same event ids (at-least-once; consumers
+dedupe by event id). A transaction is never split: the slot only moves past whole transactions.
+
+Why pgoutput and not test_decoding: the publication (migration 0006) filters on the server
+(inserts into `events` only, so the polling mode's UPDATEs, other tables and DDL never reach us) and
+names the root table whatever daily partition the row went to; values arrive as the columns' text,
+typed by the column names of the Relation message, with no quoting to undo.
+
+Order. Transactions arrive in commit order and the producer is idempotent, so a session's (or a
+board's) events reach its partition in commit order, a stricter order than the polling relay's.
+Only one process may read a slot at a time (a second gets "replication slot ... is active"), and
+the advisory-lock leader election of `Relay` already makes one relay the reader; standbys wait.
+
+The slot is named after the database (`app.services.outbox.capture_slot_name`: slots are
+cluster-wide and several databases share a server) and created by the leader when missing. A slot
+sees the transactions that commit after its creation only, so the relay then backfills: it publishes
+the rows never marked published the polling relay's way (claim, produce, mark; `_backfill`) before
+its first peek. That covers writers that started before the relay, a switch from poll mode, and a
+slot dropped and made again. A row committed around the creation may be published by both (same
+event id). The backfill is done once `outbox_capture` holds the slot's row, so a crash resumes it.
+
+WAL retention. An unread slot keeps WAL from being recycled. With `max_slot_wal_keep_size` set, a
+slot too far behind is invalidated (`wal_status = lost`) and cannot be read again: the relay then logs
+an error every interval and publishes nothing, since events could have been lost from the WAL. Recover
+with `flask ops relay-slot drop`: the relay makes a fresh slot and backfills, i.e. publishes every row
+of the retained outbox again (in wal mode none is marked; consumers dedupe by event id). The stack leaves `max_slot_wal_keep_size` unlimited: a slot
+is never invalidated, at the price of disk while the relay is down; `ops relay-slot` shows how far
+behind it is, and a stale slot of a database no longer relayed must be dropped
+(`flask ops relay-slot drop`).
+
+Retention of the outbox rows: partitions past RELAY_RETENTION_HOURS are detached, then dropped once
+the slot has passed them (outbox_relay/partitions.py, `retire_captured`).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from collections import Counter
+from typing import Any, Iterator, NamedTuple
+
+from confluent_kafka import KafkaError, KafkaException
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from app.services.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
+from outbox_relay import partitions
+from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
+from outbox_relay.relay import PURGE_BATCH, BatchResult, Relay, log
+
+PLUGIN = "pgoutput"
+# The fastest the relay records that it caught up (a row update) while events flow.
+CAUGHT_UP_EVERY_S = 1.0
+# Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
+STREAM_ROWS = 2000
+
+_HEAD = text("""
+    SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
+           pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
+_PEEK = text(f"""
+    SELECT data FROM pg_logical_slot_peek_binary_changes(
+        :slot, NULL, :limit, 'proto_version', '1', 'publication_names', '{CAPTURE_PUBLICATION}')""")
+_ADVANCE = text("""
+    SELECT pg_replication_slot_advance(slot_name, GREATEST(CAST(:lsn AS pg_lsn), confirmed_flush_lsn))
+    FROM pg_replication_slots WHERE slot_name = :slot""")
+_SLOT_ROW = text("""
+    SELECT wal_status, confirmed_flush_lsn::text AS confirmed, database = current_database() AS ours
+    FROM pg_replication_slots WHERE slot_name = :slot""")
+_CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
+_FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
+_CAUGHT_UP = text("""
+    INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
+    ON CONFLICT (slot_name) DO UPDATE SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
+
+
+class CapturedRow(NamedTuple):
+    """An `events` row as decoded from the WAL, with the attributes `envelope_from_row` reads, and the
+    index of its transaction within the batch."""
+
+    id: uuid.UUID
+    aggregate_type: str
+    aggregate_id: str
+    event_type: str
+    version: int
+    payload: Any
+    created_at: datetime
+    transaction: int
+
+
+class CaptureUnavailable(RuntimeError):
+    """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
+
+
+def captured_row(values: dict[str, str | None], transaction: int) -> CapturedRow:
+    """The row of an insert's text values (timestamps in ISO form: the decoding session's DateStyle)."""
+    return CapturedRow(id=uuid.UUID(values["id"]), aggregate_type=values["aggregate_type"],
+                       aggregate_id=values["aggregate_id"], event_type=values["event_type"],
+                       version=int(values["version"]), payload=json.loads(values["payload"]),
+                       created_at=datetime.fromisoformat(values["created_at"]), transaction=transaction)
+
+
+def check_capture_possible(conn: Connection) -> None:
+    """Raise CaptureUnavailable when this server or role cannot decode the WAL."""
+    row = conn.execute(text("""
+        SELECT current_setting('wal_level') AS wal_level,
+               (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may""")).one()
+    if row.wal_level != "logical":
+        raise CaptureUnavailable(f"wal_level is {row.wal_level}, not logical")
+    if not row.may:
+        raise CaptureUnavailable("the database role lacks the REPLICATION privilege")
+
+
+class WalRelay(Relay):
+    """Reads committed events from the slot, produces them, and advances the slot past what Kafka
+    acknowledged (see the top); everything else is `Relay`'s."""
+
+    mode = "wal"
+
+    def __init__(self, *args: Any, slot: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.slot = slot or engine_slot_name(self.engine)
+        self._slot_checked = False
+        self._confirmed = 0
+        self._last_caught_up = 0.0
+        self._captured_unrecorded = True  # a new process records once
+        self._fence: partitions.RetireFence | None = None
+
+    # -- the slot ------------------------------------------------------------------------------
+
+    def ensure_slot(self, conn: Connection) -> bool:
+        """Create the slot if missing (True when created) and finish its backfill; raise when it was
+        invalidated."""
+        row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        created = False
+        if row is None:
+            check_capture_possible(conn)
+            conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
+            conn.commit()
+            try:
+                conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
+                             {"slot": self.slot, "plugin": PLUGIN})
+                conn.commit()
+                created = True
+                log.info("created replication slot %s: events committed from now on are captured", self.slot)
+            except DBAPIError as exc:
+                conn.rollback()
+                if getattr(exc.orig, "sqlstate", None) != "42710":  # made meanwhile by another relay
+                    raise
+            row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one()
+            conn.commit()
+        if not row.ours:
+            raise CaptureUnavailable(f"replication slot {self.slot} belongs to another database")
+        if row.wal_status == "lost":
+            raise SlotLost(self.slot)
+        backfilled = conn.execute(_CAPTURE_ROW, {"slot": self.slot}).one_or_none() is not None
+        conn.commit()
+        if not backfilled and not self._backfill(conn):
+            return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
+        self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
+        self._slot_checked = True
+        return created
+
+    def _backfill(self, conn: Connection) -> bool:
+        """Publish the rows committed before the slot existed, as the polling relay does (claim, produce,
+        mark): a slot made after the first events (a new deployment whose writers started first, a switch
+        from poll mode, a slot dropped after it was invalidated) would otherwise never see them. Rows
+        committed meanwhile are in both, published twice with the same id. Finished when
+        `outbox_capture` has the slot's row, so a crash resumes it; False when stopped before."""
+        log.info("backfill of slot %s: publishing the outbox rows never marked published", self.slot)
+        total = 0
+        while True:
+            result = Relay.relay_batch(self)
+            total += result.published
+            if result.failed:
+                raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "backfill deliveries failed"))
+            if not result.claimed:
+                break
+            if self.shutting_down:
+                return False
+        with conn.begin():
+            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=timezone.utc)})
+        log.info("backfill of slot %s done: %d events published", self.slot, total)
+        return True
+
+    def _drop_connection(self) -> None:
+        super()._drop_connection()
+        self._slot_checked = False
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def relay_batch(self) -> BatchResult:
+        """Peek, produce and advance one batch. Raises on PostgreSQL errors (the slot stays then)."""
+        conn = self._connection()
+        transactions: list[Transaction] = []
+        read = 0
+        failed: list[str] = []
+        acknowledged: Counter[int] = Counter()
+        try:
+            if not self._slot_checked:
+                self.ensure_slot(conn)
+                if not self._slot_checked:
+                    return BatchResult(0, 0, 0)
+            with conn.begin():
+                head = conn.execute(_HEAD).one()
+                data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
+                                    execution_options={"stream_results": True, "yield_per": STREAM_ROWS}).scalars()
+
+                def events() -> Iterator[CapturedRow]:
+                    """The events as they are read; the transactions they belong to are counted meanwhile."""
+                    nonlocal read
+                    decoder = Decoder()
+                    for message in data:
+                        read += 1
+                        item = decoder.feed(message)
+                        if isinstance(item, Insert):
+                            if item.table == "events":
+                                yield captured_row(item.values, len(transactions))
+                        elif item is not None:
+                            transactions.append(item)
+
+                delivered, failed = self._produce(events(), key_of=lambda row: row.transaction)
+                acknowledged.update(delivered)
+            complete = read < self.batch_size  # the peek read the WAL to its end
+            target = 0
+            whole = True
+            for index, transaction in enumerate(transactions):
+                if acknowledged[index] != transaction.inserts:
+                    whole = False
+                    break
+                target = transaction.end_lsn
+            caught_up = whole and complete
+            if caught_up:
+                target = max(target, lsn_to_int(head.lsn))
+            if target > self._confirmed:
+                if delivered and self.before_mark is not None:
+                    self.before_mark([target])
+                with conn.begin():
+                    conn.execute(_ADVANCE, {"slot": self.slot, "lsn": int_to_lsn(target)})
+                self._confirmed = target
+            self._captured_unrecorded |= bool(transactions)
+            if caught_up:
+                self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
+                now = time.monotonic()
+                # Only once something was captured since the last record (else the backlog it implies is
+                # unchanged), and while events flow at most every CAUGHT_UP_EVERY_S; idle, at once.
+                if self._captured_unrecorded and (not transactions
+                                                  or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
+                    with conn.begin():
+                        conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                    self._last_caught_up = now
+                    self._captured_unrecorded = False
+        except (DBAPIError, SQLAlchemyError):
+            self._drop_connection()
+            raise
+        captured = sum(t.inserts for t in transactions)
+        published = sum(acknowledged.values())
+        if transactions:
+            self.stats.record_batch(captured, published)
+            self._report_failures(failed, captured)
+        return BatchResult(captured, published, len(failed), more=not complete)
+
+    def _run_once(self) -> None:
+        """`Relay._run_once`, and a slot that cannot be read is an error logged every interval, not a crash:
+        the standby relays and the operator's `ops relay-slot` keep working meanwhile."""
+        try:
+            super()._run_once()
+        except (SlotLost, CaptureUnavailable) as exc:
+            self._errors.warning("slot", "cannot capture the outbox: %s", exc)
+            log.error("cannot capture the outbox: %s", exc)
+            self.wait(self._outage_backoff.next_delay())
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def _record_lag(self) -> None:
+        lag_s, pending = outbox_lag(self.engine, self.mode)
+        status = capture_slot(self.engine, self.slot)
+        if status is not None and status.lost:
+            log.error("replication slot %s was invalidated (max_slot_wal_keep_size): events may be missing "
+                      "from the WAL; see outbox_relay/capture.py for the recovery", self.slot)
+        self.stats.record_lag(lag_s, pending, status.behind_bytes if status is not None else 0)
+
+    def _retire(self) -> None:
+        result = partitions.retire_captured(self.engine, self.retention_hours, self.slot, self._fence,
+                                            batch=PURGE_BATCH, max_batches=20, stopping=lambda: self.shutting_down)
+        if result.default_deleted:
+            log.info("deleted %d captured events of the default partition older than %g h",
+                     result.default_deleted, self.retention_hours)
+
+
+class SlotLost(RuntimeError):
+    """The slot was invalidated: WAL it needed is gone, so events may be missing (see the top)."""
+
+    def __init__(self, slot: str):
+        super().__init__(f"replication slot {slot} was invalidated (wal_status lost): events may be missing "
+                         "from the WAL; drop it (flask ops relay-slot drop): a new slot backfills the retained outbox")

@@ -1,0 +1,166 @@
+"""A reader of PostgreSQL's `pgoutput` logical decoding messages (protocol version 1), as far as the
+relay needs: Begin, Relation, Insert and Commit; every other message is skipped.
+
+The relay reads its slot through `pg_logical_slot_peek_binary_changes(..., 'proto_version', '1',
+'publication_names', ...)`: each row's `data` is one message. Each SQL call decodes afresh, so a
+Relation message precedes the first change of every relation within the call's output, and the
+column names it carries are how an Insert's values are named. Values come in their text form
+(`t`), or as SQL NULL (`n`); `u` (an unchanged TOASTed value) only occurs in updates.
+
+Layouts (https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html):
+  B  Int64 final LSN, Int64 commit time, Int32 xid
+  C  Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 commit time
+  R  Int32 oid, String namespace, String name, Int8 replica identity, Int16 ncols,
+     ncols x (Int8 flags, String name, Int32 type oid, Int32 type modifier)
+  I  Int32 oid, Byte1 'N', TupleData = Int16 ncols, ncols x (Byte1 kind [, Int32 len, bytes])
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+_INT64 = struct.Struct("!q")
+_INT32 = struct.Struct("!i")
+_INT16 = struct.Struct("!h")
+
+
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    namespace: str
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Insert:
+    namespace: str
+    table: str
+    values: dict[str, str | None]  # column -> text form, None for NULL
+
+
+@dataclass
+class Transaction:
+    """One committed transaction: `end_lsn` is where a slot may advance to once every insert of it was
+    delivered; `inserts` counts them (they are handed out one by one, as they are read)."""
+
+    xid: int
+    inserts: int = 0
+    end_lsn: int = 0
+
+
+class ProtocolError(ValueError):
+    """A message this reader cannot parse (a protocol it does not speak)."""
+
+
+class _Cursor:
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def take(self, n: int) -> bytes:
+        chunk = self.data[self.at:self.at + n]
+        if len(chunk) != n:
+            raise ProtocolError("message ends early")
+        self.at += n
+        return chunk
+
+    def int64(self) -> int:
+        return _INT64.unpack(self.take(8))[0]
+
+    def int32(self) -> int:
+        return _INT32.unpack(self.take(4))[0]
+
+    def int16(self) -> int:
+        return _INT16.unpack(self.take(2))[0]
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def string(self) -> str:
+        end = self.data.index(b"\0", self.at)
+        text = self.data[self.at:end].decode()
+        self.at = end + 1
+        return text
+
+
+class Decoder:
+    """Reads the rows of one peek call in order: each insert as it comes, then its transaction's commit.
+    A transaction is only known whole at its Commit; the inserts stream, so a huge transaction never has
+    to be held in memory."""
+
+    def __init__(self) -> None:
+        self.relations: dict[int, Relation] = {}
+        self._open: Transaction | None = None
+
+    def feed(self, data: bytes) -> Insert | Transaction | None:
+        """Read one message: an Insert, the Transaction its Commit ends, or None (anything else)."""
+        kind, cursor = data[:1], _Cursor(data)
+        cursor.at = 1
+        if kind == b"B":
+            cursor.int64()  # final LSN
+            cursor.int64()  # commit time
+            self._open = Transaction(xid=cursor.int32())
+        elif kind == b"R":
+            oid, namespace, name = cursor.int32(), cursor.string(), cursor.string()
+            cursor.byte()  # replica identity
+            columns = []
+            for _ in range(cursor.int16()):
+                cursor.byte()
+                columns.append(cursor.string())
+                cursor.int32()
+                cursor.int32()
+            self.relations[oid] = Relation(oid, namespace, name, tuple(columns))
+        elif kind == b"I":
+            return self._insert(data)
+        elif kind == b"C":
+            cursor.byte()  # flags
+            cursor.int64()  # commit LSN
+            end_lsn = cursor.int64()
+            done, self._open = self._open, None
+            if done is None:
+                raise ProtocolError("a commit without its begin")
+            done.end_lsn = end_lsn
+            return done
+        # Anything else (Type, Origin, Update, Delete, Truncate, Message) is not the relay's.
+        return None
+
+
+    def _insert(self, data: bytes) -> Insert:
+        """The hot path (one call per event), read with offsets rather than a cursor object."""
+        relation = self.relations.get(_INT32.unpack_from(data, 1)[0])
+        if relation is None:
+            raise ProtocolError("an insert into a relation not described first")
+        if data[5:6] != b"N":
+            raise ProtocolError("an insert without a new tuple")
+        if self._open is None:
+            raise ProtocolError("an insert outside a transaction")
+        count = _INT16.unpack_from(data, 6)[0]
+        at = 8
+        values: dict[str, str | None] = {}
+        unpack_len = _INT32.unpack_from
+        for column in relation.columns[:count]:
+            tag = data[at]
+            at += 1
+            if tag == 0x74:  # t: text
+                length = unpack_len(data, at)[0]
+                at += 4
+                values[column] = data[at:at + length].decode()
+                at += length
+            elif tag == 0x6E:  # n: null
+                values[column] = None
+            else:
+                raise ProtocolError(f"an insert's value of kind {chr(tag)!r}")
+        if at > len(data):
+            raise ProtocolError("message ends early")
+        self._open.inserts += 1
+        return Insert(relation.namespace, relation.name, values)
+
+
+def lsn_to_int(lsn: str) -> int:
+    """`16/B374D848` -> its 64-bit position."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def int_to_lsn(position: int) -> str:
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
