@@ -428,7 +428,7 @@ EOF
 # A PostgreSQL started earlier gets the roles of this version of the script, and with another
 # wal_level (e.g. from before the relay read the WAL) it is restarted with the configuration written
 # afresh: wal_level only changes at a server start.
-ensure_pg_wal_level() {
+refresh_running_pg() {
     PGBIN="$(pg_bindir)"
     pg_home_resolve
     local current
@@ -760,7 +760,7 @@ start_components() {
     for comp in "$@"; do
         if is_running "$comp"; then running+=("$comp"); else to_start+=("$comp"); fi
     done
-    if is_running postgres; then ensure_pg_wal_level; fi
+    if is_running postgres; then refresh_running_pg; fi
     if [[ ${#to_start[@]} -eq 0 ]]; then
         say "already running: $*"
         prepare_data quiet
