@@ -54,21 +54,20 @@ the slot has passed them (outbox_relay/partitions.py, `retire_captured`).
 """
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from datetime import datetime, timezone
 from collections import Counter
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.events import envelope_json_of_text
 from app.services.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
-from outbox_relay.relay import PURGE_BATCH, BatchResult, Relay, log
+from outbox_relay.relay import PURGE_BATCH, BatchResult, Outgoing, Relay, log
 
 PLUGIN = "pgoutput"
 # The fastest the relay records that it caught up (a row update) while events flow.
@@ -95,30 +94,18 @@ _CAUGHT_UP = text("""
     ON CONFLICT (slot_name) DO UPDATE SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
 
 
-class CapturedRow(NamedTuple):
-    """An `events` row as decoded from the WAL, with the attributes `envelope_from_row` reads, and the
-    index of its transaction within the batch."""
-
-    id: uuid.UUID
-    aggregate_type: str
-    aggregate_id: str
-    event_type: str
-    version: int
-    payload: Any
-    created_at: datetime
-    transaction: int
-
-
 class CaptureUnavailable(RuntimeError):
     """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
 
 
-def captured_row(values: dict[str, str | None], transaction: int) -> CapturedRow:
-    """The row of an insert's text values (timestamps in ISO form: the decoding session's DateStyle)."""
-    return CapturedRow(id=uuid.UUID(values["id"]), aggregate_type=values["aggregate_type"],
-                       aggregate_id=values["aggregate_id"], event_type=values["event_type"],
-                       version=int(values["version"]), payload=json.loads(values["payload"]),
-                       created_at=datetime.fromisoformat(values["created_at"]), transaction=transaction)
+def captured_event(values: dict[str, str | None], transaction: int) -> Outgoing:
+    """The message of an insert's text values, acknowledged by the index of its transaction in the batch.
+    Its envelope is built from the text as it is (`envelope_json_of_text`): the payload is not parsed."""
+    event_id, event_type = values["id"], values["event_type"]
+    return Outgoing(values["aggregate_id"].encode(),
+                    envelope_json_of_text(event_id, event_type, values["version"], values["aggregate_type"],
+                                          values["aggregate_id"], values["created_at"], values["payload"]),
+                    [("event_id", event_id.encode()), ("event_type", event_type.encode())], transaction, event_id)
 
 
 def check_capture_possible(conn: Connection) -> None:
@@ -228,7 +215,7 @@ class WalRelay(Relay):
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
                                     execution_options={"stream_results": True, "yield_per": STREAM_ROWS}).scalars()
 
-                def events() -> Iterator[CapturedRow]:
+                def events() -> Iterator[Outgoing]:
                     """The events as they are read; the transactions they belong to are counted meanwhile."""
                     nonlocal read
                     decoder = Decoder()
@@ -237,11 +224,11 @@ class WalRelay(Relay):
                         item = decoder.feed(message)
                         if isinstance(item, Insert):
                             if item.table == "events":
-                                yield captured_row(item.values, len(transactions))
+                                yield captured_event(item.values, len(transactions))
                         elif item is not None:
                             transactions.append(item)
 
-                delivered, failed = self._produce(events(), key_of=lambda row: row.transaction)
+                delivered, failed = self._produce(events())
                 acknowledged.update(delivered)
             complete = read < self.batch_size  # the peek read the WAL to its end
             target = 0

@@ -49,7 +49,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, NamedTuple, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException
@@ -121,6 +121,22 @@ class RelayStats:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
         for observer in self.observers:
             observer.lag(lag_s, unpublished, wal_behind_bytes)
+
+
+class Outgoing(NamedTuple):
+    """One event as the relay produces it, and what its delivery report acknowledges (`ack`)."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    ack: Any
+    event_id: Any
+
+
+def outgoing_of_row(row: Any) -> Outgoing:
+    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark."""
+    envelope = envelope_from_row(row)
+    return Outgoing(envelope.key(), envelope.to_json(), envelope.headers(), (row.id, row.created_at), row.id)
 
 
 @dataclass(frozen=True)
@@ -295,7 +311,7 @@ class Relay(StreamProcessor):
                 rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
                 if not rows:
                     return BatchResult(0, 0, 0)
-                delivered, failed = self._produce(rows)
+                delivered, failed = self._produce(map(outgoing_of_row, rows))
                 if delivered:
                     if self.before_mark is not None:
                         self.before_mark([key[0] for key in delivered])
@@ -316,10 +332,9 @@ class Relay(StreamProcessor):
         else:
             self._errors.recovered("delivery", "deliveries succeed again")
 
-    def _produce(self, rows: Iterable[Any], key_of: Callable[[Any], Any] = lambda row: (row.id, row.created_at),
-                 ) -> tuple[list[Any], list[str]]:
-        """Produce `rows` (any iterable, consumed as it is produced) and wait for every delivery report:
-        (the `key_of(row)` of each delivered row, failure reasons)."""
+    def _produce(self, messages: Iterable[Outgoing]) -> tuple[list[Any], list[str]]:
+        """Produce `messages` (any iterable, consumed as it is produced) and wait for every delivery
+        report: (the `ack` of each delivered message, failure reasons)."""
         delivered: list[Any] = []
         failed: list[str] = []
         fatal: list[KafkaError] = []
@@ -337,10 +352,10 @@ class Relay(StreamProcessor):
 
         if self._producer_broken is not None:
             raise KafkaException(self._producer_broken)
-        for row in rows:
-            envelope = envelope_from_row(row)
-            produce(self.producer, self.topic, key=envelope.key(), value=envelope.to_json(), headers=envelope.headers(),
-                    on_delivery=lambda err, msg, key=key_of(row), event_id=row.id: on_delivery(err, msg, key, event_id))
+        for message in messages:
+            produce(self.producer, self.topic, key=message.key, value=message.value, headers=message.headers,
+                    on_delivery=lambda err, msg, ack=message.ack, event_id=message.event_id:
+                    on_delivery(err, msg, ack, event_id))
             pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:

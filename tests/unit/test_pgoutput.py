@@ -1,12 +1,14 @@
 """The pgoutput decoder and the slot's name, on hand-made messages (the integration tests read a real slot)."""
 from __future__ import annotations
 
+import json
 import struct
+import uuid
 
 import pytest
 
 from app.services.outbox import capture_slot_name
-from outbox_relay.capture import captured_row
+from outbox_relay.capture import captured_event
 from outbox_relay.pgoutput import Decoder, Insert, ProtocolError, Transaction, int_to_lsn, lsn_to_int
 
 COLUMNS = ["id", "seq", "aggregate_type", "aggregate_id", "event_type", "version", "payload", "created_at",
@@ -51,9 +53,12 @@ def test_inserts_stream_and_the_commit_ends_the_transaction():
     assert len(inserts) == 2 and inserts[0].table == "events" and inserts[0].values["published_at"] is None
     done = items[-1]
     assert isinstance(done, Transaction) and done.xid == 42 and done.inserts == 2 and done.end_lsn == 0x1_0000_0010
-    row = captured_row(inserts[0].values, 0)
-    assert row.payload == {"ended_at": 'it\'s "now"'} and row.version == 1
-    assert row.created_at.isoformat() == "2026-12-01T03:20:00.123456+00:00"
+    message = captured_event(inserts[0].values, 0)
+    envelope = json.loads(message.value)
+    assert envelope["payload"] == {"ended_at": 'it\'s "now"'} and envelope["version"] == 1
+    assert envelope["occurred_at"] == "2026-12-01T03:20:00.123456+00:00"
+    assert (message.key, message.ack, message.event_id) == (b"s-1", 0, ROW[0])
+    assert message.headers == [("event_id", ROW[0].encode()), ("event_type", b"session_ended")]
 
 
 def test_an_insert_into_an_undescribed_relation_is_refused():
@@ -74,3 +79,21 @@ def test_slot_names_hold_the_database_and_stay_valid():
     assert odd.startswith("outbox_relay_quiz_test_2_") and odd != capture_slot_name("quiz_test_2")
     long = capture_slot_name("x" * 80)
     assert len(long) <= 63 and all(c.isalnum() or c == "_" for c in long)
+
+
+def test_an_envelope_built_from_the_columns_text_is_the_envelope_of_the_row():
+    """The wal mode's envelope (payload spliced in as PostgreSQL's jsonb text) and the poll mode's
+    (`Envelope.to_json`) carry the same JSON, including text that needs escaping."""
+    from datetime import datetime
+
+    from app.events import Envelope, envelope_json_of_text
+
+    event_id = "6f1c1d0e-3a52-4c8e-9d5e-0b7c1f2a3b4c"
+    payload = {"player_id": "ü\"q\\", "score": 12, "nested": {"a": [1, None, True]}}
+    row = Envelope(event_id=uuid.UUID(event_id), event_type="entry_changed", version=1,
+                   aggregate_type="leaderboard", aggregate_id='b"é',
+                   occurred_at=datetime.fromisoformat("2026-12-01 03:20:00.5+05:30"), payload=payload)
+    jsonb_text = json.dumps(payload, ensure_ascii=False)  # PostgreSQL's jsonb output: spaces, raw UTF-8
+    spliced = envelope_json_of_text(event_id, "entry_changed", "1", "leaderboard", 'b"é',
+                                    "2026-12-01 03:20:00.5+05:30", jsonb_text)
+    assert json.loads(spliced) == json.loads(row.to_json())
