@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from app.ids import new_id
+
 QUIZ_SESSION = "quiz_session"
 LEADERBOARD = "leaderboard"
 AGGREGATE_TYPES = (QUIZ_SESSION, LEADERBOARD)
@@ -234,7 +236,7 @@ def envelope_from_row(row: Any) -> Envelope:
 
 
 def new_event_id() -> uuid.UUID:
-    return uuid.uuid4()
+    return new_id()
 
 
 def payload_for(event_type: str, payload: _Payload) -> dict[str, Any]:

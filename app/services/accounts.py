@@ -20,6 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import redis_keys
 from app.concurrency import Bounded
+from app.ids import new_id
 from app.metrics import PASSWORD_HASHES
 from app.models import User
 from app.services.errors import Conflict, Unauthorized, Unavailable
@@ -42,7 +43,7 @@ def _matches(password_hash: str, password: str) -> bool:
 
 
 def register(db: Session, username: str, password: str) -> User:
-    user = User(id=uuid.uuid4(), username=username, nickname=username[:32],
+    user = User(id=new_id(), username=username, nickname=username[:32],
                 password_hash=_hash(password), is_guest=False)
     try:
         with db.begin():
@@ -64,7 +65,7 @@ def authenticate(db: Session, username: str, password: str) -> User:
 
 
 def create_guest(db: Session, nickname: str) -> User:
-    user = User(id=uuid.uuid4(), username=None, nickname=nickname, password_hash=None, is_guest=True)
+    user = User(id=new_id(), username=None, nickname=nickname, password_hash=None, is_guest=True)
     with db.begin():
         db.add(user)
     return user

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, Row, text
 from app.domain.scoring import score_answer
 from app.domain.sessions import QUESTION_OPEN
 from app.events import AnswerScored, new_event_id, payload_for
+from app.ids import new_id
 from app.metrics import ANSWERS_ACCEPTED
 from app.group_commit import GroupCommit, commit
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
@@ -149,7 +150,7 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
     answered_ms = max(0, int((row.now - row.question_opened_at).total_seconds() * 1000))
     scored = score_answer(correct=request.choice == row.correct_choice, points=row.points, answered_ms=answered_ms,
                           time_limit_s=row.time_limit_s, streak_before=row.streak)
-    answer_id, event_id = uuid.uuid4(), new_event_id()
+    answer_id, event_id = new_id(), new_event_id()
     payload = payload_for("answer_scored", AnswerScored(
         answer_id=answer_id, participant_id=row.participant_id, user_id=request.user_id, nickname=row.nickname,
         question_id=request.question_id, choice=request.choice, correct=scored.correct, points=scored.points,

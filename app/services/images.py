@@ -16,6 +16,7 @@ import segno
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.ids import new_id
 from app.models import QuestionImage
 from app.services.errors import Invalid, UnsupportedMediaType
 from app.services.quizzes import image_url
@@ -44,7 +45,7 @@ def store(db: Session, owner_id: uuid.UUID, data: bytes) -> dict[str, object]:
     content_type = detect_type(data)
     if content_type is None:
         raise UnsupportedMediaType("unsupported_image", "send a PNG, JPEG, GIF or WebP picture")
-    image = QuestionImage(id=uuid.uuid4(), owner_id=owner_id, content_type=content_type, data=data,
+    image = QuestionImage(id=new_id(), owner_id=owner_id, content_type=content_type, data=data,
                           size=len(data), sha256=hashlib.sha256(data).hexdigest())
     with db.begin():
         db.add(image)

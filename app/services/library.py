@@ -13,6 +13,7 @@ from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
 from app.domain import sessions as rules
+from app.ids import new_id
 from app.models import Question, Quiz
 from app.services import deletion
 from app.services.errors import Conflict, NotFound
@@ -87,7 +88,7 @@ def update_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID, title: str
             rows = question_rows(quiz_id, questions)
             db.add_all(rows)
             return {**quiz_view(quiz, rows), "replaces": None}
-        successor = Quiz(id=uuid.uuid4(), owner_id=owner_id, title=title)
+        successor = Quiz(id=new_id(), owner_id=owner_id, title=title)
         db.add(successor)
         db.flush()
         rows = question_rows(successor.id, questions)
@@ -101,10 +102,10 @@ def copy_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str,
     with db.begin():
         original = _owned_for_update(db, owner_id, quiz_id)
         questions = db.scalars(select(Question).where(Question.quiz_id == quiz_id).order_by(Question.position))
-        copy = Quiz(id=uuid.uuid4(), owner_id=owner_id, title=_copy_title(original.title))
+        copy = Quiz(id=new_id(), owner_id=owner_id, title=_copy_title(original.title))
         db.add(copy)
         db.flush()
-        rows = [Question(id=uuid.uuid4(), quiz_id=copy.id, position=q.position, text=q.text, choices=q.choices,
+        rows = [Question(id=new_id(), quiz_id=copy.id, position=q.position, text=q.text, choices=q.choices,
                          correct_choice=q.correct_choice, time_limit_s=q.time_limit_s, points=q.points,
                          kind=q.kind, image_id=q.image_id) for q in questions]
         db.add_all(rows)

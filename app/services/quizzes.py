@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from app.ids import new_id
 from app.models import Question, Quiz
 from app.services.errors import Invalid, NotFound
 
@@ -27,13 +28,13 @@ def check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any
 
 
 def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Question]:
-    return [Question(id=uuid.uuid4(), quiz_id=quiz_id, position=position,
+    return [Question(id=new_id(), quiz_id=quiz_id, position=position,
                      **{**q, "image_id": uuid.UUID(q["image_id"]) if q.get("image_id") else None})
             for position, q in enumerate(questions)]
 
 
 def create_quiz(db: Session, owner_id: uuid.UUID, title: str, questions: list[dict[str, Any]]) -> dict[str, Any]:
-    quiz = Quiz(id=uuid.uuid4(), owner_id=owner_id, title=title)
+    quiz = Quiz(id=new_id(), owner_id=owner_id, title=title)
     with db.begin():
         check_images(db, owner_id, questions)
         rows = question_rows(quiz.id, questions)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.domain import sessions as rules
 from app.events import ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened, SessionEnded
+from app.ids import new_id
 from app.services.errors import Conflict, Forbidden, Gone, NotFound
 from app.services.quizzes import image_url
 from app.services.outbox import record_event
@@ -30,7 +31,7 @@ def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[
         if owner != host_id:
             raise NotFound("not_found", "no such quiz")
         for _ in range(_JOIN_CODE_ATTEMPTS):
-            session_id, code = uuid.uuid4(), rules.new_join_code()
+            session_id, code = new_id(), rules.new_join_code()
             try:
                 with db.begin_nested():
                     db.execute(text(
@@ -148,7 +149,7 @@ def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nicknam
             raise Conflict("room_locked", "the host has locked this game: nobody new can join")
         if nickname is None:
             nickname = db.execute(text("SELECT nickname FROM users WHERE id = :id"), {"id": user_id}).scalar()
-        participant_id, code = uuid.uuid4(), rules.new_rejoin_code()
+        participant_id, code = new_id(), rules.new_rejoin_code()
         try:
             with db.begin_nested():
                 joined = db.execute(text("""

@@ -1,0 +1,26 @@
+"""Ids of new rows: UUID version 7 (RFC 9562), whose first 48 bits are the creation time in
+milliseconds and whose other 74 free bits are random.
+
+Time-ordered keys land at the right-hand edge of their B-tree indexes: a busy day's answers,
+participants, sessions and events touch a few hot index pages instead of one random page per
+insert among millions (with random version 4 ids, at 10,000,000 answers every insert read a cold
+leaf and wrote it in full to the WAL after each checkpoint). Ids stay unguessable enough for what
+they are, identifiers, never credentials; they reveal when a row was made, which every such row
+also stores in the open.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+_RAND_B_BITS = 62
+_RAND_A_BITS = 12
+
+
+def new_id() -> uuid.UUID:
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    rand_a = (rand >> _RAND_B_BITS) & ((1 << _RAND_A_BITS) - 1)
+    rand_b = rand & ((1 << _RAND_B_BITS) - 1)
+    return uuid.UUID(int=(millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
