@@ -116,11 +116,24 @@ def recreate_database(database_url: str) -> None:
         admin.dispose()
 
 
+def drop_replication_slots(database_url: str) -> None:
+    """After a run: a replication slot nobody reads any more would keep the server from recycling its WAL
+    (gigabytes a day on a developer's machine) until the next run recreated the database."""
+    url = make_url(database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            drop_slots_of_database(connection, url.database)
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database(config: Config) -> str:
+def database(config: Config):
     recreate_database(config.database_url)
     command.upgrade(alembic_config(config.database_url), "head")
-    return config.database_url
+    yield config.database_url
+    drop_replication_slots(config.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from tests.bench import pgbench, report
 import os
 
-from tests.bench.support import RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next, wrk
+from tests.bench.support import PY_SPY, RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next, wrk
 
 ROOMS, PLAYERS = 50, 100
 CONNECTIONS = 64
@@ -107,7 +107,7 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
         RESULTS_DIR.mkdir(exist_ok=True)
         for worker in stack.web_workers():
             profilers.append(subprocess.Popen(
-                ["py-spy", "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
+                [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
                  "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     with ProcessCpu() as by_process:

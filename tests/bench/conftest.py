@@ -22,7 +22,7 @@ from app.db import get_engine
 from app.kafka import broker_answers, ensure_topics
 from tests.bench import report
 from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, BenchStack, machine, raise_nofile, tmpdir
-from tests.conftest import CLIENT_ADDRESS_LIMITS, alembic_config, recreate_database
+from tests.conftest import CLIENT_ADDRESS_LIMITS, alembic_config, drop_replication_slots, recreate_database
 from tests.helpers import drop_prefix_keys
 
 RUN = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
@@ -81,10 +81,11 @@ def _recreate(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def bench_db(bench_config: Config) -> str:
+def bench_db(bench_config: Config):
     _recreate(bench_config.database_url)
     command.upgrade(alembic_config(bench_config.database_url), "head")
-    return bench_config.database_url
+    yield bench_config.database_url
+    drop_replication_slots(bench_config.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,8 @@ from tests.helpers import stack_env
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = ROOT / "bench-results"
+# The venv's own py-spy (a bench dependency): the bench may run without the venv on PATH.
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 # Its own database (BENCH_DATABASE): the run drops and recreates it, so two runs on one server need two names.
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "quiz_bench")
 BENCH_REDIS_DB = 14
@@ -409,8 +411,7 @@ def profiling() -> bool:
 
 def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subprocess.Popen:
     RESULTS_DIR.mkdir(exist_ok=True)
-    # The venv's own py-spy (a bench dependency): the bench may run without the venv on PATH.
-    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+    command = [PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
                "--format", "raw", "--output", str(RESULTS_DIR / f"profile-{name}.txt")]
     if idle:
         command.append("--idle")
