@@ -196,8 +196,8 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
     results["lost"] = _compare_pg_redis(bench_engine, bench_redis, rooms, all_acks)
     report.record("e2e", results)
     lost = results["lost"]
-    none_lost = not any(lost.values()) and all(r["answers_not_applied"] == 0 and r["closes_without_board"] == 0
-                                                for r in results["rates"].values())
+    answers_kept = not any(lost.values()) and all(r["answers_not_applied"] == 0 for r in results["rates"].values())
+    none_lost = answers_kept and all(r["closes_without_board"] == 0 for r in results["rates"].values())
     for rate, run in results["rates"].items():
         applied, shown = run["201_to_applied_in_redis_ms"], run["close_to_board_on_socket_ms"]
         target = rate == "1000"
@@ -205,11 +205,11 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
                    target="(info)")
         met = shown["p50"] is not None and shown["p50"] <= 50 and shown["p99"] <= 150 and none_lost
         report.row(f"e2e @{rate}/s: close -> board on the socket p50 / p99", shown["p50"],
-                   f"ms (p99 {shown['p99']}, {run['closes']} closes)",
+                   f"ms (p99 {shown['p99']}, {run['closes']} closes, {run['closes_without_board']} without a board)",
                    target="p50<=50, p99<=150 ms, none lost" if target else "(info)", met=met if target else None)
         report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s", baseline=int(rate),
                    baseline_name="offered", target="= offered rate", met=run["acknowledged_per_s"] >= 0.95 * int(rate))
-    report.row("e2e: answers lost (PG vs Redis)", sum(lost.values()), "", target="0", met=none_lost)
+    report.row("e2e: answers lost (PG vs Redis)", sum(lost.values()), "", target="0", met=answers_kept)
 
 
 def os_rates() -> str:
