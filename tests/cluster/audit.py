@@ -13,15 +13,16 @@ from confluent_kafka import Consumer
 from sqlalchemy import text
 
 from app.config import Config
+from app.services.outbox import published_condition
 from app.session_boards.verify import compare_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
 from tests.helpers import wait_until
 from tests.integration.test_relay import by_event_id, read_topic
 
-_EVENTS = text("""
-    SELECT id::text, aggregate_id AS session_id, created_at, published_at FROM events
-    WHERE aggregate_id = ANY(:sessions) ORDER BY created_at, seq""")
+_EVENTS = """
+    SELECT id::text, aggregate_id AS session_id, created_at, {published} AS published FROM events
+    WHERE aggregate_id = ANY(:sessions) ORDER BY created_at, seq"""
 
 _ANSWERS = text("""
     SELECT a.quiz_session_participant_id::text, a.question_id::text, count(*) FROM participant_answers a
@@ -33,16 +34,19 @@ def session_ids(games: list[Game]) -> list[str]:
     return [game.session_id for game in games]
 
 
-def events_of(engine, games: list[Game]) -> list:
+def events_of(engine, games: list[Game], mode: str) -> list:
+    """The games' events, each with whether the relay of `mode` (RELAY_MODE) has published it."""
+    condition, params = published_condition(engine, mode)
     with engine.connect() as db:
-        return db.execute(_EVENTS, {"sessions": session_ids(games)}).all()
+        return db.execute(text(_EVENTS.format(published=condition)),
+                          {"sessions": session_ids(games), **params}).all()
 
 
-def wait_published(engine, games: list[Game], timeout_s: float | None = None) -> list:
+def wait_published(engine, games: list[Game], mode: str, timeout_s: float | None = None) -> list:
     """The games' events, once every one of them is published."""
     def published():
-        rows = events_of(engine, games)
-        return rows if rows and all(row.published_at is not None for row in rows) else None
+        rows = events_of(engine, games, mode)
+        return rows if rows and all(row.published for row in rows) else None
 
     kwargs = {} if timeout_s is None else {"timeout_s": timeout_s}
     return wait_until(published, "the games' events were not all published", **kwargs)
@@ -57,9 +61,9 @@ def recorded_once(engine, game: Game) -> None:
     assert all(n == 1 for n in counts.values()), "a player answered a question twice"
 
 
-def in_kafka_in_order(config: Config, rows: list) -> int:
+def in_kafka_in_order(config: Config, rows: list) -> dict:
     """Every event of `rows` is on the topic, each session's in PostgreSQL's order (first copies, by
-    offset; a session is one key, so one partition). Returns the number of extra copies."""
+    offset; a session is one key, so one partition). Returns the copies found, by event id."""
     found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
     missing = [row.id for row in rows if row.id not in found]
     assert not missing, f"{len(missing)} of {len(rows)} published events are not on {config.kafka_topic}"
@@ -68,7 +72,7 @@ def in_kafka_in_order(config: Config, rows: list) -> int:
         first = sorted((found[event][0] for event in expected), key=lambda m: m.offset)
         assert len({m.partition for m in first}) == 1, f"session {session} is on several partitions"
         assert [m.event_id for m in first] == expected, f"session {session}'s events are out of order on Kafka"
-    return sum(len(found[row.id]) - 1 for row in rows)
+    return found
 
 
 def wait_caught_up(config: Config) -> None:

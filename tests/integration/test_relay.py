@@ -134,6 +134,7 @@ class Message:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    timestamp_ms: int = 0  # when the relay produced it (CreateTime)
 
     @property
     def event_id(self) -> str:
@@ -183,7 +184,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Mess
                 continue
             assert msg.error() is None, msg.error()
             messages.append(Message(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(),
-                                    msg.offset()))
+                                    msg.offset(), msg.timestamp()[1]))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         return messages
