@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.helpers import CLUSTER, free_port, stack_env, wait_until
+from tests.helpers import CLUSTER, WAIT_S, free_port, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -161,7 +161,10 @@ def run_live_stack(config) -> Iterator[LiveStack]:
 
 @pytest.fixture(scope="session")
 def browser() -> Browser:
-    """Debian's Chromium driven by Playwright; no browser is ever downloaded."""
+    """Debian's Chromium driven by Playwright; no browser is ever downloaded. Every assertion on a page
+    waits for its state up to TEST_WAIT_S (Playwright's own default is 5 s: a busy machine can need
+    longer to render what a test has already seen through the API)."""
+    expect.set_options(timeout=WAIT_S * 1000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
