@@ -256,3 +256,45 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         assert tab.errors == []
     finally:
         tab.context.close()
+
+
+def test_board_page_subscribes_again_when_the_service_was_briefly_away(page_server, browser: Browser):
+    """A subscribe answered `unavailable` (Redis away for a moment) watches nothing: the page asks again."""
+    http = Api(HttpClient(page_server))
+    owner = http.host()
+    board_id = "retry-" + uuid.uuid4().hex[:8]
+    board = http.post("/api/v1/leaderboards", {"id": board_id, "name": "Retry Cup", "sort_order": "desc",
+                                                "update_mode": "best", "reset_period": "never"},
+                      token=owner.token, expect=201).get_json()
+    entries = [{"rank": 1, "player_id": "ann", "display_name": "Ann", "score": 30, "reached_at": now()},
+               {"rank": 2, "player_id": "ben", "display_name": "Ben", "score": 20, "reached_at": now()}]
+    subscribes: list[dict] = []
+
+    def accept(ws) -> None:
+        def receive(message) -> None:
+            data = json.loads(message)
+            if data.get("type") == "ping":
+                ws.send(json.dumps({"type": "pong"}))
+            elif data.get("type") == "subscribe":
+                subscribes.append(data)
+                if len(subscribes) == 1:
+                    ws.send(json.dumps({"type": "error", "code": "unavailable",
+                                        "message": "the service is briefly unavailable; subscribe again"}))
+                else:
+                    ws.send(json.dumps({"type": "subscribed", "leaderboard_id": board_id}))
+                    ws.send(json.dumps({"type": "leaderboard_update", "leaderboard_id": board_id,
+                                        "period": board["current_period"], "version": 1, "entries": entries,
+                                        "total_players": 2}))
+
+        ws.on_message(receive)
+
+    tab = Tab(browser, page_server, "board-retry", {"width": 1366, "height": 900})
+    try:
+        tab.context.route_web_socket(re.compile(r".*/ws$"), accept)
+        tab.page.goto(f"/boards/{board_id}")
+        expect(tab.page.locator("[data-testid=leaderboard] [data-testid=leaderboard-name]")).to_have_text(
+            ["Ann", "Ben"])
+        assert [s["leaderboard_id"] for s in subscribes] == [board_id, board_id]
+        assert tab.errors == []
+    finally:
+        tab.context.close()

@@ -154,6 +154,9 @@ const handlers = {
     if (message.code === "not_found") {
       showScreen("missing");
       state.socket?.close();
+    } else if (message.code === "unavailable") {
+      // The service was briefly away when the page subscribed: nothing is watched until it asks again.
+      setTimeout(() => subscribe(state.socket.send), 500 + Math.random() * 1000);
     } else {
       console.warn("board socket error", message.code, message.message);
     }
