@@ -291,18 +291,32 @@ class RoomHub:
     def _take(self, batches) -> None:
         """Hand what one XREAD returned to its rooms and boards."""
         for stream_key, entries in batches or []:
-            room = self._room_by_stream(stream_key.decode())
+            key = stream_key.decode()
+            notes = self._decode(key, entries)
+            room = self._room_by_stream(key)
             if room is not None:
                 room.last_id = entries[-1][0].decode()
-                self._hand_over(room, [_decode_fields(fields) for _, fields in entries])
-            board = self._board_by_stream(stream_key.decode())
+                if notes:
+                    self._hand_over(room, notes)
+            board = self._board_by_stream(key)
             if board is not None:
                 board.last_id = entries[-1][0].decode()
                 # Notes of a board only mark it dirty or forward what they carry: no read here.
-                moved = [board.note(_decode_fields(fields)) for _, fields in entries]
+                moved = [board.note(note) for note in notes]
                 if any(moved):
                     board.dirty = True
                     self._board_moved.set()
+
+    def _decode(self, stream_key: str, entries) -> list[dict[str, Any]]:
+        """The notes of one stream; one that cannot be read is logged and skipped, so the reader, which
+        serves every room and board of the process, goes on."""
+        notes = []
+        for entry_id, fields in entries:
+            try:
+                notes.append(_decode_fields(fields))
+            except (ValueError, TypeError) as exc:
+                self._errors.warning("note", "cannot read notification %s of %s: %s", entry_id, stream_key, exc)
+        return notes
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:

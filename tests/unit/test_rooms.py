@@ -314,3 +314,17 @@ def test_a_shared_frame_is_the_websocket_text_frame_of_its_message_at_every_leng
         assert isinstance(event, TextMessage) and event.data == text and event.message_finished
     message = "{\"type\":\"leaderboard\"}"
     assert text_frame(message) is text_frame(message)  # one frame for every socket of the room
+
+
+def test_a_notification_that_cannot_be_read_is_skipped_and_the_rest_still_move_their_boards():
+    """One reader serves every room and board of a process: a bad note must not end it."""
+    fake = FakeReads()
+    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
+    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {Watch(Offers(), "b")})
+    hub.boards = {"b": channel}
+    hub._take([(b"lbroom:{b:b}", [(b"1-0", {b"type": b"board_changed", b"data": b"{not json"}),
+                                  (b"2-0", {b"type": b"board_changed", b"data": b"[1, 2]"})])])
+    assert channel.last_id == "2-0" and not channel.dirty
+    hub._take([(b"lbroom:{b:b}", [(b"3-0", {b"type": b"board_changed", b"data": b"{not json"}),
+                                  (b"4-0", {b"type": b"board_changed", b"version": b"7"})])])
+    assert channel.last_id == "4-0" and channel.dirty
