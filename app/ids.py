@@ -24,3 +24,11 @@ def new_id() -> uuid.UUID:
     rand_a = (rand >> _RAND_B_BITS) & ((1 << _RAND_A_BITS) - 1)
     rand_b = rand & ((1 << _RAND_B_BITS) - 1)
     return uuid.UUID(int=(millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
+# The same kind of id made by PostgreSQL, for statements that insert many rows at once (one per row:
+# the expression is volatile). A version 4 id whose first 48 bits become the millisecond of
+# clock_timestamp() and whose version nibble becomes 7 (bits 52 and 53 set; 4 is 0100, 7 is 0111).
+NEW_ID_SQL = ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+              "substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
+              "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.events import EntryRemoved
 from app.group_commit import CommitFailed, GroupCommit, commit
+from app.ids import NEW_ID_SQL
 from app.leaderboards.domain import is_exact
 from app.leaderboards.periods import lock_open_periods, roll_period
 from app.metrics import SCORE_WRITES
@@ -120,7 +121,7 @@ def _upsert_sql(mode: str, sort_order: str):
             RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.previous_score, e.tie_seq, e.version,
                       e.display_name, e.reached_at
         ), event AS (
-            {outbox_insert("gen_random_uuid()", "u.leaderboard_id", "'entry_changed'", payload, source="upserted u")}
+            {outbox_insert(NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", payload, source="upserted u")}
         )
         SELECT leaderboard_id, player_id, score, previous_score, version FROM upserted""")
 

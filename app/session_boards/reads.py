@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import text
@@ -18,8 +17,13 @@ _READ_ATTEMPTS = 3
 # One rebuild at a time per session in this process: when a board is missing, every socket of a
 # large room asks for it at once (a reconnect wave after Redis lost it). The first rebuilds; the
 # others wait and read the rebuilt board instead of each rebuilding it (and each rebuild resyncing
-# the whole room).
-_rebuilding: defaultdict[uuid.UUID, threading.Lock] = defaultdict(threading.Lock)
+# the whole room). A fixed set of locks, a session's chosen by its id: the memory stays bounded
+# however many sessions the process ever rebuilds, and two sessions sharing a lock only take turns.
+_REBUILD_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _rebuild_lock(session_id: uuid.UUID) -> threading.Lock:
+    return _REBUILD_LOCKS[session_id.int % len(_REBUILD_LOCKS)]
 
 
 def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
@@ -50,7 +54,7 @@ def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: lis
         reply = script([keys.board, keys.meta, keys.names], args)
         if reply[0] != NEEDS_REBUILD:
             return reply
-        with _rebuilding[session_id]:
+        with _rebuild_lock(session_id):
             reply = script([keys.board, keys.meta, keys.names], args)
             if reply[0] != NEEDS_REBUILD:  # rebuilt while this read waited for the lock
                 return reply

@@ -4,6 +4,7 @@ and no delivery order of the events changes what Redis holds."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import pytest
@@ -118,3 +119,16 @@ def test_a_removed_entry_cannot_come_back_from_a_stale_event(engine, redis_clien
     submit_scores(engine, [Submission(board_id, "ann", 3)], owner)
     applier.catch_up(board_id)
     assert _redis(redis_client, board_id) == [("ben", 5), ("ann", 3)]
+
+
+def test_score_events_get_time_ordered_ids_like_every_other_row(engine, owner_id):
+    """A batch of score writes makes its events' ids in SQL: version 7, their millisecond the write's."""
+    board_id = _new_board(engine, owner_id, "increment", "desc")
+    before = time.time_ns() // 1_000_000
+    submit_scores(engine, [Submission(board_id, f"p{i}", i + 1) for i in range(20)], Authority(owner_id=owner_id))
+    after = time.time_ns() // 1_000_000
+    ids = [row.id for row in board_events(engine, board_id) if row.event_type == "entry_changed"]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    for made in ids:
+        assert made.version == 7 and made.variant == uuid.RFC_4122
+        assert before - 1000 <= made.int >> 80 <= after + 1000  # PostgreSQL's clock, not this process's

@@ -9,6 +9,7 @@ re-read), poll mode marks what earlier wal-mode tests left unmarked.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -394,16 +396,16 @@ def test_a_transaction_committing_after_a_later_one_is_still_published(relay_con
     assert len(found[a_id]) == 1 and len(found[b_id]) == 1
 
 
-class HalfFailingProducer:
-    """A real producer that reports every other message as failed (like a delivery timeout)."""
+class FailingProducer:
+    """A real producer that reports the messages `fails(event_id)` picks as failed (a delivery timeout)."""
 
-    def __init__(self, producer):
-        self.producer, self.count, self.failed_keys = producer, 0, []
+    def __init__(self, producer, fails: Callable[[str], bool]):
+        self.producer, self.fails, self.failed_ids = producer, fails, []
 
     def produce(self, topic, value, key, headers, on_delivery):
-        self.count += 1
-        if self.count % 2:
-            self.failed_keys.append(dict(headers)["event_id"].decode())
+        event_id = dict(headers)["event_id"].decode()
+        if self.fails(event_id):
+            self.failed_ids.append(event_id)
             on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
         else:
             self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
@@ -420,7 +422,8 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     while make_relay(config, engine).relay_batch().claimed:  # earlier tests' leftovers
         pass
     ids = insert_events(engine, 100)
-    producer = HalfFailingProducer(make_producer(config))
+    every_other = itertools.cycle([True, False])
+    producer = FailingProducer(make_producer(config), lambda _: next(every_other))
     relay = Relay(engine, producer, config.kafka_topic, batch_size=1000, leader_lock=False)
     try:
         result = relay.relay_batch()
@@ -430,7 +433,7 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     with engine.connect() as conn:
         unpublished = {str(r.id) for r in conn.execute(text(
             "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
-    assert unpublished == set(producer.failed_keys)
+    assert unpublished == set(producer.failed_ids)
     relay = make_relay(config, engine)
     try:
         assert relay.relay_batch().published == 50
@@ -498,25 +501,6 @@ def wal_relay(config, engine, producer=None, **kwargs) -> WalRelay:
 def drain(relay) -> None:
     while relay.relay_batch().claimed:
         pass
-
-
-class FailingIdsProducer:
-    """A real producer that reports the messages of the given event ids as failed (a delivery timeout)."""
-
-    def __init__(self, producer, fail_ids: set[str]):
-        self.producer, self.fail_ids = producer, fail_ids
-
-    def produce(self, topic, value, key, headers, on_delivery):
-        if dict(headers)["event_id"].decode() in self.fail_ids:
-            on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
-        else:
-            self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-
-    def poll(self, timeout):
-        return self.producer.poll(timeout)
-
-    def flush(self, timeout):
-        return self.producer.flush(timeout)
 
 
 def backfilled(engine) -> bool:
@@ -594,7 +578,7 @@ def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay
     second_end = wal_head(engine)
     start = slot_confirmed(engine)
     seen_at_ack = []
-    producer = FailingIdsProducer(make_producer(config), {second[17]})
+    producer = FailingProducer(make_producer(config), {second[17]}.__contains__)
     relay = wal_relay(config, engine, producer, before_mark=lambda ids: seen_at_ack.append(slot_confirmed(engine)))
     try:
         result = relay.relay_batch()
