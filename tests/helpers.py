@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
+import subprocess
 import time
 import uuid
 import zlib
@@ -27,6 +29,17 @@ CLUSTER = os.environ.get("TEST_CLUSTER", "") == "1"
 def single_node(reason: str):
     """Marks a test that only means something on the single stack: skipped on the cluster, with why."""
     return pytest.mark.skipif(CLUSTER, reason=f"single stack only: {reason}")
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM a process started in a session of its own (its whole group), SIGKILL it after `grace_s`."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from sqlalchemy import text
 from app.config import Config
 from tests.helpers import free_port
 from app.tokens import issue_token
-from tests.helpers import stack_env
+from tests.helpers import stack_env, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -150,15 +149,8 @@ class BenchStack:
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
-        if process is None:
-            return
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        if process is not None:
+            stop_process(process, grace_s=20)
 
     def stop_all(self) -> None:
         for name in list(self.processes):

@@ -20,7 +20,8 @@ from pathlib import Path
 from app.config import Config
 from tests.chaos.apps import ChaosApps
 from tests.cluster.engines import ClusterEngines
-from tests.e2e.conftest import _start_balancer, names_of, _wait_http, start_process, stop_process, upstream_of
+from tests.e2e.conftest import _start_balancer, names_of, _wait_http, start_process, upstream_of
+from tests.helpers import stop_process
 from tests.helpers import free_port, stack_env, wait_until
 
 KINDS = ("web", "relay", "worker")

@@ -23,7 +23,7 @@ import requests
 
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.helpers import CLUSTER, WAIT_S, free_port, stack_env, wait_until
+from tests.helpers import CLUSTER, WAIT_S, free_port, stack_env, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -93,16 +93,6 @@ def start_process(name: str, env: dict, logs: Path) -> subprocess.Popen:
     with open(logs / f"{name}.log", "ab") as log_file:
         return subprocess.Popen(PROGRAMS[kind_of(name)], cwd=ROOT, env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 def upstream_of(url: str) -> str | None:
