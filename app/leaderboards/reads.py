@@ -107,10 +107,12 @@ class BoardReader:
         reply = self._call("lb_read_after", board_id, period, [score, member, limit])
         return page_of(board_id, period, reply)
 
-    def player(self, board_id: str, player_id: str, *, period: str | None, around: int = 0) -> dict[str, Any]:
-        """A player's rank, score and top percent; with `around`, the window of ranks around them."""
+    def player(self, board_id: str, player_id: str, *, period: str | None,
+               around: int | None = None) -> dict[str, Any]:
+        """A player's rank, score and top percent; with `around` (0 included), the window of
+        min(2 around + 1, total) ranks around them."""
         period = self.period(board_id, period)
-        reply = self._call("lb_read_player", board_id, period, [player_id, around])
+        reply = self._call("lb_read_player", board_id, period, [player_id, around or 0])
         version, total, rank = int(reply[0]), int(reply[1]), int(reply[2])
         if rank == 0:
             raise NotFound("not_found", "no such player on the board")
@@ -118,8 +120,9 @@ class BoardReader:
                     "player_id": player_id, "rank": None if rank == NOT_RANKED else rank,
                     "score": int(reply[3]), "reached_at": _iso(reply[4]), "display_name": _text(reply[5]) or None,
                     "top_percent": None if rank == NOT_RANKED else round(100 * rank / total, 2)}
-        if around:
-            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:])
+        if around is not None:
+            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:]) if around else [
+                {k: standing[k] for k in ENTRY_FIELDS}]  # the window of range 0 is the player alone
         return standing
 
     def stats(self, board_id: str, *, period: str | None) -> dict[str, Any]:
@@ -171,6 +174,9 @@ def _text(value: bytes | str) -> str:
 
 def _iso(reached_ms) -> str:
     return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
+
+
+ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at")
 
 
 def _entries(flat: list[Any]) -> list[dict[str, Any]]:
