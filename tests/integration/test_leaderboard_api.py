@@ -201,3 +201,14 @@ def test_around_with_range_0_is_the_player_alone_over_rest_and_graphql(api: Api,
     assert got["around"] == {"rank": 2, "entries": [top[1]]}
     # The standing read itself carries no window.
     assert "entries" not in api.get(f"/api/v1/leaderboards/{board_id}/player/ben", expect=200).get_json()
+
+
+def test_a_deleted_boards_id_is_never_used_again(api: Api):
+    host = owner(api)
+    created = board(api, host)
+    api.client.delete(f"/api/v1/leaderboards/{created['id']}", headers={"Authorization": f"Bearer {host.token}"})
+    api.get(f"/api/v1/leaderboards/{created['id']}", expect=404)
+    again = api.post("/api/v1/leaderboards", {"id": created["id"], "name": "Again", "sort_order": "desc",
+                                              "update_mode": "best", "reset_period": "never"},
+                     token=host.token, expect=409).get_json()["error"]
+    assert again["code"] == "board_exists" and "exists (or existed)" in again["message"]
