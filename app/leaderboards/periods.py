@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone as utc_zone
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as fixed_offset
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -39,8 +40,8 @@ SPAN_COLUMNS = """p.period, b.reset_period, p.starts_at, p.ends_at,
 
 def _in_zone(instant: datetime, local: datetime) -> datetime:
     """`local` (the board's wall clock at `instant`) with its UTC offset."""
-    offset = local - instant.astimezone(utc_zone.utc).replace(tzinfo=None)
-    return local.replace(tzinfo=utc_zone(offset))
+    offset = local - instant.astimezone(UTC).replace(tzinfo=None)
+    return local.replace(tzinfo=fixed_offset(offset))
 
 
 def _utc_offset(moment: datetime) -> str:

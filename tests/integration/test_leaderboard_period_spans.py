@@ -4,7 +4,7 @@ the change topic."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,6 @@ from tests.integration.test_graphql import data
 from tests.integration.test_ops import publish_as_relay
 from tests.integration.test_relay import read_topic
 from tests.integration.worker_support import drain, new_worker
-
-UTC = timezone.utc
 
 
 @pytest.fixture()
