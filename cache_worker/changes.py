@@ -3,9 +3,13 @@
 After a batch is applied, the worker reads the top N of every board period the batch touched (one
 read each) and compares it with the last top it announced, kept as a digest in the period's
 metadata. A different top is produced to `CHANGE_TOPIC`, keyed by board: {leaderboard_id, period,
-version, total, entries}. The digest is stored only once the message is delivered, so a crash in
+starts_at, ends_at, label, version, total, entries}. The digest is stored only once the message is delivered, so a crash in
 between announces that top again (consumers keep the newest version per board and period), and a
 write below the top N announces nothing.
+
+A period's close is announced too, from its event alone: {leaderboard_id, period, starts_at, ends_at,
+label, closed_at, total, entries (its final top)}, with the header type `period_closed`, at least
+once (a redelivered close is announced again, the same).
 """
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from app.events import LEADERBOARD, EntryChanged, EntryRemoved
+from app.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
 from app.kafka import produce
 from app.leaderboards.keys import BoardKeys
+from app.leaderboards.periods import PeriodSpans, with_span
 from app.leaderboards.reads import page_of
 from app.leaderboards.scripts import board_scripts
 from app.lua import NEEDS_REBUILD
+from app.services.errors import NotFound
 
 DIGEST_FIELD = "top_digest"
 
@@ -39,8 +45,8 @@ def touched_periods(pending) -> list[tuple[str, str]]:
     return list(seen)
 
 
-def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, topic: str,
-                     top: int) -> list[Announced]:
+def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, topic: str, top: int,
+                     spans: PeriodSpans) -> list[Announced]:
     """Produce the new top of each period whose top changed since the last announcement; returns what
     to remember once the producer has delivered (see `remember`)."""
     announced = []
@@ -56,11 +62,27 @@ def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, to
         held = client.hget(keys.meta, DIGEST_FIELD)
         if held is not None and held.decode() == digest:
             continue
-        produce(producer, topic, key=board_id.encode(), value=json.dumps({
+        try:
+            span = spans.of(board_id, period)
+        except NotFound:
+            continue  # the board is gone from PostgreSQL: nothing on show to announce
+        produce(producer, topic, key=board_id.encode(), value=json.dumps(with_span({
             "leaderboard_id": board_id, "period": period, "version": page["version"], "total": page["total"],
-            "entries": page["entries"]}, separators=(",", ":")).encode(), headers=[("type", b"leaderboard_top")])
+            "entries": page["entries"]}, span), separators=(",", ":")).encode(), headers=[("type", b"leaderboard_top")])
         announced.append(Announced(keys.meta, digest, client))
     return announced
+
+
+def announce_closes(pending, *, producer, topic: str) -> None:
+    """Produce the final standings of every period a batch closed."""
+    for item in pending:
+        if item.envelope.aggregate_type == LEADERBOARD and type(item.payload) is PeriodClosed:
+            closed = item.payload
+            produce(producer, topic, key=item.envelope.aggregate_id.encode(), value=json.dumps({
+                "leaderboard_id": item.envelope.aggregate_id, "period": closed.period, "starts_at": closed.starts_at,
+                "ends_at": closed.ends_at, "label": closed.label, "closed_at": closed.closed_at.isoformat(),
+                "total": closed.entry_count, "entries": [s.model_dump() for s in closed.top]},
+                separators=(",", ":")).encode(), headers=[("type", b"period_closed")])
 
 
 def remember(announced: list[Announced]) -> None:

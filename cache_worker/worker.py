@@ -26,9 +26,10 @@ from app.events import Envelope, PoisonEvent, decode_envelope
 from app.batch_consumer import BatchConsumer
 from app.redis_client import is_cluster, node_client
 from app.retry import Backoff
+from app.leaderboards.periods import PeriodSpans
 from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
 from cache_worker.aggregates import NO_COMMAND, aggregates
-from cache_worker.changes import Announced, announce_changes, remember, touched_periods
+from cache_worker.changes import Announced, announce_changes, announce_closes, remember, touched_periods
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class CacheWorker(BatchConsumer):
         self.max_backoff_s = max_backoff_s
         self.after_apply = after_apply
         self.aggregates = aggregates(redis, period_ttl_s=config.leaderboard_period_ttl_s)
+        self.spans = PeriodSpans(engine)  # the change feed's periods, shown as every read shows them
 
     def run_once(self) -> int:
         """Consume, apply and store one batch; returns how many messages it held."""
@@ -127,10 +129,12 @@ class CacheWorker(BatchConsumer):
         while True:
             try:
                 self.apply_events(pending)
-                return announce_changes(touched_periods(pending),
-                                        client_for=lambda key: node_client(self.redis, key),
-                                        producer=self.producer, topic=self.config.change_topic,
-                                        top=self.config.change_top)
+                announced = announce_changes(touched_periods(pending),
+                                             client_for=lambda key: node_client(self.redis, key),
+                                             producer=self.producer, topic=self.config.change_topic,
+                                             top=self.config.change_top, spans=self.spans)
+                announce_closes(pending, producer=self.producer, topic=self.config.change_topic)
+                return announced
             except Exception as exc:
                 if not _is_transient(exc):
                     raise

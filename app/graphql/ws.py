@@ -25,6 +25,7 @@ from app.api.core import ApiError, principal_of
 from app.extensions import runtime, sock
 from app.graphql.execution import RequestError, checked_operation, is_subscription, run
 from app.graphql.http import make_context
+from app.leaderboards.periods import SPAN_FIELDS
 from app.ratelimits import limit
 from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
 from app.rooms.connection import Connection
@@ -74,10 +75,11 @@ def _event(message: dict[str, Any]) -> dict[str, Any]:
     """A live-board message as the GraphQL type it feeds (Page or Standing)."""
     if message["type"] == UPDATE:
         return {"leaderboard_id": message["leaderboard_id"], "period": message["period"],
+                **{k: message[k] for k in SPAN_FIELDS},
                 "version": message["version"], "total": message["total_players"], "entries": message["entries"],
                 "next_cursor": None}
-    return {k: message.get(k) for k in ("leaderboard_id", "period", "version", "player_id", "rank", "score",
-                                         "top_percent")}
+    return {k: message.get(k) for k in ("leaderboard_id", "period", *SPAN_FIELDS, "version", "player_id", "rank",
+                                         "score", "top_percent")}
 
 
 class _Socket:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
-from app.leaderboards.periods import open_period, roll_period
+from app.leaderboards.periods import SPAN_COLUMNS, open_period, period_span, roll_period
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
 from app.services.outbox import record_event
 
@@ -142,9 +142,9 @@ def list_periods(engine: Engine, board_id: str) -> list[dict[str, Any]]:
                               {"id": board_id}).scalar() == 0:
             raise NotFound("not_found", "no such board")
         rows = connection.execute(text(
-            "SELECT period, starts_at, ends_at, closed_at, entry_count FROM leaderboard_periods "
-            "WHERE leaderboard_id = :id ORDER BY starts_at DESC, period DESC"), {"id": board_id}).all()
-    return [{"period": r.period, "starts_at": r.starts_at.isoformat(),
-             "ends_at": r.ends_at.isoformat() if r.ends_at else None,
+            f"SELECT {SPAN_COLUMNS}, p.closed_at, p.entry_count FROM leaderboard_periods p "
+            "JOIN leaderboards b ON b.id = p.leaderboard_id "
+            "WHERE p.leaderboard_id = :id ORDER BY p.starts_at DESC, p.period DESC"), {"id": board_id}).all()
+    return [{"period": r.period, **period_span(r),
              "closed_at": r.closed_at.isoformat() if r.closed_at else None,
              "entry_count": r.entry_count, "open": r.closed_at is None} for r in rows]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.leaderboards.periods import SPAN_FIELDS
 from app.leaderboards.reads import BoardReader
 from app.services.errors import NotFound
 
@@ -27,7 +28,7 @@ def boards_of(engine: Engine, reader: BoardReader, player_id: str) -> list[dict[
         except NotFound:  # removed since: not on that board any more
             continue
         standings.append({"leaderboard_id": row.id, "name": row.name, "period": row.period,
-                          "rank": standing["rank"], "score": standing["score"], "total": standing["total"],
+                          **{k: standing[k] for k in SPAN_FIELDS}, "rank": standing["rank"], "score": standing["score"], "total": standing["total"],
                           "top_percent": standing["top_percent"]})
     return standings
 

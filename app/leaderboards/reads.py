@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app.leaderboards.keys import BoardKeys
+from app.leaderboards.periods import PeriodSpans, with_span
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
 from app.lua import NEEDS_REBUILD
@@ -41,6 +42,7 @@ class BoardReader:
         self._current: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._waits = RankWaits(redis)
+        self.spans = PeriodSpans(engine)
 
     # --- which period ---------------------------------------------------------------------------
 
@@ -98,28 +100,32 @@ class BoardReader:
         """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""
         period = self.period(board_id, period)
         reply = self._call("lb_read_range", board_id, period, [offset, limit])
-        return page_of(board_id, period, reply)
+        return with_span(page_of(board_id, period, reply), self.spans.of(board_id, period))
 
     def page_after(self, board_id: str, cursor: str, limit: int) -> dict[str, Any]:
         """The page after a keyset cursor: an entry that did not change between two pages is on one of them."""
         period, score, member = decode_cursor(cursor)
         period = self.period(board_id, period)
         reply = self._call("lb_read_after", board_id, period, [score, member, limit])
-        return page_of(board_id, period, reply)
+        return with_span(page_of(board_id, period, reply), self.spans.of(board_id, period))
 
-    def player(self, board_id: str, player_id: str, *, period: str | None, around: int = 0) -> dict[str, Any]:
-        """A player's rank, score and top percent; with `around`, the window of ranks around them."""
+    def player(self, board_id: str, player_id: str, *, period: str | None,
+               around: int | None = None) -> dict[str, Any]:
+        """A player's rank, score and top percent; with `around` (0 included), the window of
+        min(2 around + 1, total) ranks around them."""
         period = self.period(board_id, period)
-        reply = self._call("lb_read_player", board_id, period, [player_id, around])
+        reply = self._call("lb_read_player", board_id, period, [player_id, around or 0])
         version, total, rank = int(reply[0]), int(reply[1]), int(reply[2])
         if rank == 0:
             raise NotFound("not_found", "no such player on the board")
-        standing = {"leaderboard_id": board_id, "period": period, "version": version, "total": total,
+        standing = {"leaderboard_id": board_id, "period": period, **self.spans.of(board_id, period),
+                    "version": version, "total": total,
                     "player_id": player_id, "rank": None if rank == NOT_RANKED else rank,
                     "score": int(reply[3]), "reached_at": _iso(reply[4]), "display_name": _text(reply[5]) or None,
                     "top_percent": None if rank == NOT_RANKED else round(100 * rank / total, 2)}
-        if around:
-            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:])
+        if around is not None:
+            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:]) if around else [
+                {k: standing[k] for k in ENTRY_FIELDS}]  # the window of range 0 is the player alone
         return standing
 
     def stats(self, board_id: str, *, period: str | None) -> dict[str, Any]:
@@ -131,7 +137,8 @@ class BoardReader:
             return int(value) if count else None
 
         total = number(reply[4])
-        return {"leaderboard_id": board_id, "period": period, "version": int(reply[0]), "count": count,
+        return {"leaderboard_id": board_id, "period": period, **self.spans.of(board_id, period),
+                "version": int(reply[0]), "count": count,
                 "min": number(reply[2]), "max": number(reply[3]), "sum": total,
                 "mean": total / count if count else None,
                 **{f"p{p}": number(v) for p, v in zip(PERCENTILES, reply[5:])}}
@@ -171,6 +178,9 @@ def _text(value: bytes | str) -> str:
 
 def _iso(reached_ms) -> str:
     return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
+
+
+ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at")
 
 
 def _entries(flat: list[Any]) -> list[dict[str, Any]]:

@@ -33,6 +33,19 @@ class BoardDifference:
         return text_
 
 
+@dataclass(frozen=True)
+class StrayMember:
+    """A member of a period's sorted set that is not `<tie_seq as 16 hex digits>:<player id>`: no write
+    of the service makes one, so something else wrote to the board."""
+    board_id: str
+    period: str
+    member: str
+
+    def line(self) -> str:
+        return (f"differs  board={self.board_id} period={self.period} member={self.member!r} redis=malformed "
+                f"(not <16 hex digits>:<player id>)")
+
+
 def cached_boards(redis) -> set[str]:
     """Boards with a configuration in Redis (SCAN, so it never blocks Redis), among the keys of this
     process's REDIS_KEY_PREFIX only."""
@@ -50,7 +63,11 @@ def cached_periods(redis, board_id: str) -> list[str]:
                   if redis.exists(keys.period(p.decode() if isinstance(p, bytes) else p).meta))
 
 
-def _redis_standings(redis, board_id: str, period: str) -> tuple[bool, dict[str, Standing]]:
+_MEMBER = re.compile(r"^([0-9a-f]{16}):(.+)$", re.DOTALL)
+
+
+def _redis_standings(redis, board_id: str, period: str) -> tuple[bool, dict[str, Standing], list[str]]:
+    """(whether Redis holds the period, {player: standing}, the members not in the service's format)."""
     keys = BoardKeys(board_id).period(period)
     pipe = redis.pipeline(transaction=True)
     pipe.exists(keys.meta)
@@ -58,22 +75,28 @@ def _redis_standings(redis, board_id: str, period: str) -> tuple[bool, dict[str,
     pipe.zrange(keys.z, 0, -1, withscores=True)
     cached, order, ranked = pipe.execute()
     sign = -1 if (order or b"").decode() == "desc" else 1
-    standings = {}
+    standings, stray = {}, []
     for member, zscore in ranked:
-        member = member.decode()
-        standings[member[17:]] = (sign * int(zscore), int(member[:16], 16))
-    return bool(cached), standings
+        member = member.decode(errors="backslashreplace")
+        match = _MEMBER.match(member)
+        if match is None:
+            stray.append(member)
+        else:
+            standings[match.group(2)] = (sign * int(zscore), int(match.group(1), 16))
+    return bool(cached), standings, stray
 
 
-def compare_period(engine, redis, board_id: str, period: str) -> list[BoardDifference] | None:
+def compare_period(engine, redis, board_id: str,
+                   period: str) -> list[BoardDifference | StrayMember] | None:
     """Differences between Redis and PostgreSQL for one period; None when Redis does not hold it. Redis is
     read first: an entry applied there was committed first, so a race only ever shows PostgreSQL ahead."""
-    cached, held = _redis_standings(redis, board_id, period)
+    cached, held, stray = _redis_standings(redis, board_id, period)
     if not cached:
         return None
     with engine.connect() as connection:
         truth = {r.player_id: (r.score, r.tie_seq) for r in connection.execute(text(
             "SELECT player_id, score, tie_seq FROM leaderboard_entries "
             "WHERE leaderboard_id = :b AND period = :p AND score IS NOT NULL"), {"b": board_id, "p": period})}
-    return [BoardDifference(board_id, period, player, held.get(player), truth.get(player))
-            for player in sorted(set(held) | set(truth)) if held.get(player) != truth.get(player)]
+    return [StrayMember(board_id, period, member) for member in stray] + [
+        BoardDifference(board_id, period, player, held.get(player), truth.get(player))
+        for player in sorted(set(held) | set(truth)) if held.get(player) != truth.get(player)]

@@ -1,5 +1,6 @@
 """`ops produce-scores`: a game server's scores on the score topic, at a steady rate (seed 001's
-`kafka-producer -leaderboard -players -rate`). `make feed` runs it against a demo board."""
+`kafka-producer -leaderboard -players -rate -duration -topic -brokers`). `make feed` runs it against a
+demo board."""
 from __future__ import annotations
 
 import random
@@ -53,8 +54,11 @@ def _schedule(rng: random.Random, players: int, rate: float, duration: float, in
 @click.option("--initial-only", is_flag=True, help="Only the players' first scores.")
 @click.option("--create", is_flag=True, help="Create the board (desc, increment, never reset) if it does not exist.")
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable feed.")
+@click.option("--topic", default=None, help="The topic to produce to  [default: SCORE_TOPIC]")
+@click.option("--bootstrap", "--brokers", "bootstrap", default=None,
+              help="Kafka bootstrap servers, host:port,...  [default: KAFKA_BOOTSTRAP_SERVERS]")
 def produce_scores_command(board_id: str, players: int, rate: float, duration: float, initial_only: bool,
-                           create: bool, seed: int | None) -> None:
+                           create: bool, seed: int | None, topic: str | None, bootstrap: str | None) -> None:
     """Produce score messages for a board to SCORE_TOPIC, as game servers do.
 
     Each message is seed 001's {"leaderboard_id", "player_id", "score", "game_id"}, keyed by the
@@ -62,7 +66,8 @@ def produce_scores_command(board_id: str, players: int, rate: float, duration: f
     the log, so a redelivery counts once). On an increment board a message adds 1 to 100 points,
     otherwise it is a score from 0 to 100,000. Ends with a summary of what was delivered.
     """
-    settings = config()
+    settings = config() if bootstrap is None else config().replace(kafka_bootstrap_servers=bootstrap)
+    topic = topic or settings.score_topic
     board = _board(board_id, create)
     rng = random.Random(seed)
     increments = board["update_mode"] == "increment"
@@ -73,11 +78,11 @@ def produce_scores_command(board_id: str, players: int, rate: float, duration: f
     try:
         with progress(_schedule(rng, players, rate, duration, initial_only), total, "producing scores") as schedule:
             for player, due in schedule:
-                wait = due - time.monotonic()
-                if wait > 0:
+                # Paced by the clock: poll returns early whenever it serves a delivery report.
+                while (wait := due - time.monotonic()) > 0:
                     producer.poll(wait)
                 score = rng.randint(1, 100) if increments else rng.randint(0, 100_000)
-                produce(producer, settings.score_topic, key=board_id.encode(), on_delivery=tracker, headers=None,
+                produce(producer, topic, key=board_id.encode(), on_delivery=tracker, headers=None,
                         value=encode_score(leaderboard_id=board_id, player_id=f"player{player + 1}", score=score,
                                            display_name=f"Player {player + 1}", game_id=f"match{sent // 100 + 1}"))
                 sent += 1
@@ -86,4 +91,4 @@ def produce_scores_command(board_id: str, players: int, rate: float, duration: f
     await_deliveries(producer, tracker, sent, "produce-scores")
     seconds = max(time.monotonic() - started, 1e-9)
     click.echo(f"produce-scores: {sent} messages for {board_id} ({players} players) delivered to "
-               f"{settings.score_topic} in {seconds:.1f} s ({sent / seconds:.0f}/s)")
+               f"{topic} in {seconds:.1f} s ({sent / seconds:.0f}/s)")

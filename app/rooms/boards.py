@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from app.leaderboards.periods import SPAN_FIELDS
 from app.rooms.connection import Connection
 
 UPDATE = "leaderboard_update"
@@ -47,7 +48,7 @@ class Watch:
 class BoardReads:
     """What the hub reads of a board; swapped for fakes in unit tests.
 
-    top(board, period or None, n) -> {period, version, total, entries}
+    top(board, period or None, n) -> {period, starts_at, ends_at, label, version, total, entries}
     standing(board, period, player) -> {rank, score, top_percent, ...} or None when the player is absent."""
 
     top: Callable[[str, str | None, int], dict[str, Any]]
@@ -74,6 +75,7 @@ class BoardChannel:
             return True
         if kind == "period_closed":
             message = _json({"type": PERIOD_CLOSED, "leaderboard_id": self.board_id, "period": note.get("period"),
+                             **{k: note.get(k) for k in SPAN_FIELDS},  # null in events older than them
                              "entry_count": note.get("entry_count"), "entries": note.get("top") or []})
             for watch in list(self.watches):
                 watch.connection.offer(PERIOD_CLOSED, message)
@@ -106,6 +108,11 @@ class BoardChannel:
                 offer_standing(watch, board, standings[watch.player_id])
 
 
+def span_of(board: dict[str, Any]) -> dict[str, Any]:
+    """The starts_at, ends_at and label of the period a read showed."""
+    return {k: board[k] for k in SPAN_FIELDS}
+
+
 def _kind(kind: str, board_id: str, period: str) -> str:
     return f"{kind}:{board_id}:{period}"
 
@@ -123,8 +130,8 @@ def top_view(board_id: str, board: dict[str, Any], top: int) -> TopView:
     entries = board["entries"][:top]
     shown = (board["period"], tuple((e["player_id"], e["score"], e.get("display_name")) for e in entries))
     return TopView(shown, _kind(UPDATE, board_id, board["period"]), _json({
-        "type": UPDATE, "leaderboard_id": board_id, "period": board["period"], "version": board["version"],
-        "entries": entries, "total_players": board["total"]}))
+        "type": UPDATE, "leaderboard_id": board_id, "period": board["period"], **span_of(board),
+        "version": board["version"], "entries": entries, "total_players": board["total"]}))
 
 
 def offer_update(watch: Watch, version: int, view: TopView) -> bool:
@@ -140,7 +147,7 @@ def offer_standing(watch: Watch, board: dict[str, Any], standing: dict[str, Any]
     shown = (board["period"], None if standing is None else (standing["rank"], standing["score"]))
     if shown == watch.sent_standing:
         return False
-    message = {"type": STANDING, "leaderboard_id": watch.board_id, "period": board["period"],
+    message = {"type": STANDING, "leaderboard_id": watch.board_id, "period": board["period"], **span_of(board),
                "version": board["version"], "player_id": watch.player_id,
                **({"rank": None, "score": None, "top_percent": None} if standing is None else {
                    k: standing[k] for k in ("rank", "score", "top_percent")})}

@@ -182,3 +182,33 @@ def test_players_report_their_own_actions_on_boards_that_allow_it(api: Api):
 def test_seed_001_health_names_answer(client):
     assert client.get("/health").status_code == 200
     assert client.get("/ready").status_code in (200, 503)
+
+
+def test_around_with_range_0_is_the_player_alone_over_rest_and_graphql(api: Api, client, applier):
+    from tests.integration.test_graphql import data
+
+    host = owner(api)
+    board_id = board(api, host)["id"]
+    for player, value in (("ann", 30), ("ben", 20), ("cat", 10)):
+        score(api, host, board_id, player, value, display_name=player.title())
+    applier.catch_up(board_id)
+    top = api.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["entries"]
+    for player, entry in zip(("ann", "ben", "cat"), top):
+        around = api.get(f"/api/v1/leaderboards/{board_id}/around/{player}", expect=200, range=0).get_json()
+        assert around["entries"] == [entry]  # min(2 * 0 + 1, total) = 1 entry: the player's own
+    got = data(client, 'query($b: ID!) { around(board_id: $b, player_id: "ben", range: 0) '
+                       "{ rank entries { rank player_id display_name score reached_at } } }", {"b": board_id})
+    assert got["around"] == {"rank": 2, "entries": [top[1]]}
+    # The standing read itself carries no window.
+    assert "entries" not in api.get(f"/api/v1/leaderboards/{board_id}/player/ben", expect=200).get_json()
+
+
+def test_a_deleted_boards_id_is_never_used_again(api: Api):
+    host = owner(api)
+    created = board(api, host)
+    api.client.delete(f"/api/v1/leaderboards/{created['id']}", headers={"Authorization": f"Bearer {host.token}"})
+    api.get(f"/api/v1/leaderboards/{created['id']}", expect=404)
+    again = api.post("/api/v1/leaderboards", {"id": created["id"], "name": "Again", "sort_order": "desc",
+                                              "update_mode": "best", "reset_period": "never"},
+                     token=host.token, expect=409).get_json()["error"]
+    assert again["code"] == "board_exists" and "exists (or existed)" in again["message"]

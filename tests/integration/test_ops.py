@@ -294,3 +294,19 @@ def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, eng
     assert redis_client.zrange(keys.z, 0, -1, withscores=True) == before
 
     assert "unknown board" in run_ops(ops_app, "rebuild", "--board", "no-such-board", expect=1).output
+
+
+def test_verify_reports_a_board_member_not_in_the_services_format_as_drift(api, topics, engine, redis_client,
+                                                                             worker, ops_app):
+    who = lb.owner(api)
+    board_id = lb.board(api, who)["id"]
+    lb.score(api, who, board_id, "ann", 100)
+    drain(worker, publish_as_relay(topics, engine, board_id))
+    period = cached_periods(redis_client, board_id)[0]
+    keys = BoardKeys(board_id).period(period)
+    redis_client.zadd(keys.z, {"not-a-member": -5, "zzzzzzzzzzzzzzzz:bob": -7})
+    result = run_ops(ops_app, "verify", "--board", board_id, "--settle", "0", expect=1)
+    assert f"differs  board={board_id} period={period} member='not-a-member' redis=malformed" in result.output
+    assert f"differs  board={board_id} period={period} member='zzzzzzzzzzzzzzzz:bob' redis=malformed" in result.output
+    assert "player=ann" not in result.output  # the well-formed entry still agrees
+    assert "1 differ (2 participants)" in summary(result)

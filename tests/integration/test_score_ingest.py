@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -176,3 +177,23 @@ def test_the_producer_tool_feeds_a_board(topics, engine, ingest):
     drain(ingest, 40)
     scores = entries(engine, board_id)
     assert len(scores) == 40 and all(1 <= s <= 100 for s in scores.values())  # an increment board
+
+
+def test_produce_scores_keeps_its_rate_on_the_topic_and_brokers_it_is_given(api, kafka_topics, topics):
+    who = owner(api)
+    board_id = board(api, who, update_mode="increment")["id"]
+    # The app's own settings name no usable broker and another topic: the options must be what is used.
+    app = create_app(kafka_topics.replace(kafka_bootstrap_servers="127.0.0.1:1"))
+    rate, duration = 10, 2.0
+    started = time.monotonic()
+    result = app.test_cli_runner().invoke(args=[
+        "ops", "produce-scores", "--board", board_id, "--players", "1", "--rate", str(rate),
+        "--duration", str(duration), "--seed", "1", "--topic", topics.score_topic,
+        "--bootstrap", topics.kafka_bootstrap_servers])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    messages = read_topic(topics.kafka_bootstrap_servers, topics.score_topic)
+    assert abs(len(messages) - rate * duration) <= 1  # the first score, then rate x duration updates
+    assert {json.loads(m.value)["leaderboard_id"] for m in messages} == {board_id}
+    # The last message is due (messages - 1) / rate after the first: the run cannot be shorter.
+    assert elapsed >= (len(messages) - 1) / rate - 0.05

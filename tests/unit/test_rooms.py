@@ -232,7 +232,8 @@ class FakeBoard:
         def top(board_id, period, n):
             self.reads += 1
             ranked = sorted(self.scores.items(), key=lambda item: -item[1])
-            return {"period": period or "all", "version": self.version, "total": len(ranked),
+            return {"period": period or "all", "starts_at": "2026-12-01T00:00:00+00:00", "ends_at": None,
+                    "label": "All time", "version": self.version, "total": len(ranked),
                     "entries": [{"rank": i + 1, "player_id": p, "score": s} for i, (p, s) in enumerate(ranked[:n])]}
 
         def standing(board_id, period, player):
