@@ -101,22 +101,24 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
     time.sleep(2)  # the worker's first rebuilds of the fresh rooms
     controller = Controller(bench_engine, stack.base_url, rooms)
     controller.start()
-    web_cpu0 = stack.process_cpu("web")
-    profilers = []
-    if os.environ.get("BENCH_PROFILE"):  # py-spy on each gunicorn worker while wrk runs
-        RESULTS_DIR.mkdir(exist_ok=True)
-        for worker in stack.web_workers():
-            profilers.append(subprocess.Popen(
-                [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
-                 "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    with ProcessCpu() as by_process:
-        answers = wrk(stack.base_url, requests_file, duration, CONNECTIONS)
-    for profiler in profilers:
-        profiler.wait(60)
-    web_cpu = stack.process_cpu("web") - web_cpu0
-    controller.stopping.set()
-    controller.join(5)
+    try:
+        web_cpu0 = stack.process_cpu("web")
+        profilers = []
+        if os.environ.get("BENCH_PROFILE"):  # py-spy on each gunicorn worker while wrk runs
+            RESULTS_DIR.mkdir(exist_ok=True)
+            for worker in stack.web_workers():
+                profilers.append(subprocess.Popen(
+                    [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
+                     "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with ProcessCpu() as by_process:
+            answers = wrk(stack.base_url, requests_file, duration, CONNECTIONS)
+        for profiler in profilers:
+            profiler.wait(60)
+        web_cpu = stack.process_cpu("web") - web_cpu0
+    finally:
+        controller.stopping.set()
+        controller.join(5)
     with bench_engine.connect() as db:
         stored = db.execute(text("SELECT count(*) FROM participant_answers a JOIN quiz_sessions s "
                                  "ON s.id = a.quiz_session_id WHERE s.join_code LIKE '1%'")).scalar()

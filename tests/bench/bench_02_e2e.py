@@ -170,29 +170,33 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
         for state in states:
             state.q = 0
         sockets = {r.session_id: RoomSocket(r.session_id) for r in rooms}
-        await connect_all(stack.ws_url, bench_config.redis_url, [(sockets[r.session_id], r.host_id) for r in rooms],
-                          concurrency=10)
-        await asyncio.sleep(2)
-        for rate in rates:
-            since = time.time()
-            with CpuMeter() as cpu:
-                run = await _load(stack, states, rate, duration)
-            acks = run.pop("acks")
-            all_acks.extend(acks)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if all((a[1], a[2]) in observer.answers for a in acks):
-                    break
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(1.0)  # the last close's coalesced push
-            run.update({**_latencies(acks, observer, sockets, since), "acknowledged": len(acks),
-                        "cpu": cpu.report("self")})
-            results["rates"][str(rate)] = run
-        await close_all(list(sockets.values()))
+        try:
+            await connect_all(stack.ws_url, bench_config.redis_url,
+                              [(sockets[r.session_id], r.host_id) for r in rooms], concurrency=10)
+            await asyncio.sleep(2)
+            for rate in rates:
+                since = time.time()
+                with CpuMeter() as cpu:
+                    run = await _load(stack, states, rate, duration)
+                acks = run.pop("acks")
+                all_acks.extend(acks)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if all((a[1], a[2]) in observer.answers for a in acks):
+                        break
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)  # the last close's coalesced push
+                run.update({**_latencies(acks, observer, sockets, since), "acknowledged": len(acks),
+                            "cpu": cpu.report("self")})
+                results["rates"][str(rate)] = run
+        finally:
+            await close_all(list(sockets.values()))
 
-    asyncio.run(main())
-    time.sleep(1)
-    observer.stop()
+    try:
+        asyncio.run(main())
+        time.sleep(1)
+    finally:
+        observer.stop()
     results["lost"] = _compare_pg_redis(bench_engine, bench_redis, rooms, all_acks)
     report.record("e2e", results)
     lost = results["lost"]

@@ -78,53 +78,56 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
         sockets_by_room = {r.session_id: [RoomSocket(r.session_id) for _ in r.players] for r in rooms}
         pairs = [(sock, p.user_id) for r in rooms for sock, p in zip(sockets_by_room[r.session_id], r.players)]
         everyone = [s for s, _ in pairs]
-        with CpuMeter() as connect_cpu:
-            out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
-        out["connect_cpu"] = connect_cpu.report("self")
-        await asyncio.sleep(3)
-        out["connected"] = sum(s.connected and s.error is None for s in everyone)
-        out["errors"] = sum(s.error is not None for s in everyone)
-        out["first_error"] = next((s.error for s in everyone if s.error), None)
-        rss_after = stack.web_rss()
-        out["web_rss_mb_before"] = round(rss_before / 2**20, 1)
-        out["web_rss_mb_after"] = round(rss_after / 2**20, 1)
-        out["rss_kb_per_socket"] = round((rss_after - rss_before) / 1024 / max(1, out["connected"]), 1)
-
         observer = StreamObserver(bench_config.redis_url, [r.session_id for r in rooms])
-        observer.start()
         pool = HttpPool("127.0.0.1", stack.port, 16)
-        # Latency: changes spaced out, rooms staggered.
-        profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25) for w in stack.web_workers()] \
-            if profiling() else []
-        since = time.time()
-        with CpuMeter() as cpu:
-            await asyncio.gather(*[
-                _changer(pool, r, 0, latency_changes, latency_gap_s, latency_gap_s * k / len(rooms))
-                for k, r in enumerate(rooms)])
-            await asyncio.sleep(1.5)
-        last, every, missed = _arrivals(observer, sockets_by_room, since)
-        out["latency_phase"] = {"changes_per_room": latency_changes, "gap_s": latency_gap_s,
-                                "cpu": cpu.report("self")}
-        out["last_socket_ms"] = percentiles(last)
-        out["any_socket_ms"] = percentiles(every)
-        out["socket_change_pairs_not_delivered"] = missed
-        # Burst: messages per second.
-        received0 = sum(s.messages for s in everyone)
-        with CpuMeter() as cpu:
-            started = time.monotonic()
-            await asyncio.gather(*[
-                _changer(pool, r, latency_changes, int(burst_s / burst_gap_s), burst_gap_s,
-                         burst_gap_s * k / len(rooms)) for k, r in enumerate(rooms)])
-            elapsed = time.monotonic() - started
-        received = sum(s.messages for s in everyone) - received0
-        out["burst"] = {"gap_s": burst_gap_s, "seconds": round(elapsed, 1), "messages": received,
-                        "cpu": cpu.report("self")}
-        out["messages_per_s"] = round(received / elapsed, 1)
-        for profiler in profilers:
-            profiler.wait(60)
-        observer.stop()
-        await pool.close()
-        await close_all(everyone)
+        try:
+            with CpuMeter() as connect_cpu:
+                out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
+            out["connect_cpu"] = connect_cpu.report("self")
+            await asyncio.sleep(3)
+            out["connected"] = sum(s.connected and s.error is None for s in everyone)
+            out["errors"] = sum(s.error is not None for s in everyone)
+            out["first_error"] = next((s.error for s in everyone if s.error), None)
+            rss_after = stack.web_rss()
+            out["web_rss_mb_before"] = round(rss_before / 2**20, 1)
+            out["web_rss_mb_after"] = round(rss_after / 2**20, 1)
+            out["rss_kb_per_socket"] = round((rss_after - rss_before) / 1024 / max(1, out["connected"]), 1)
+
+            observer.start()
+            # Latency: changes spaced out, rooms staggered.
+            profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25) for w in stack.web_workers()] \
+                if profiling() else []
+            since = time.time()
+            with CpuMeter() as cpu:
+                await asyncio.gather(*[
+                    _changer(pool, r, 0, latency_changes, latency_gap_s, latency_gap_s * k / len(rooms))
+                    for k, r in enumerate(rooms)])
+                await asyncio.sleep(1.5)
+            last, every, missed = _arrivals(observer, sockets_by_room, since)
+            out["latency_phase"] = {"changes_per_room": latency_changes, "gap_s": latency_gap_s,
+                                    "cpu": cpu.report("self")}
+            out["last_socket_ms"] = percentiles(last)
+            out["any_socket_ms"] = percentiles(every)
+            out["socket_change_pairs_not_delivered"] = missed
+            # Burst: messages per second.
+            received0 = sum(s.messages for s in everyone)
+            with CpuMeter() as cpu:
+                started = time.monotonic()
+                await asyncio.gather(*[
+                    _changer(pool, r, latency_changes, int(burst_s / burst_gap_s), burst_gap_s,
+                             burst_gap_s * k / len(rooms)) for k, r in enumerate(rooms)])
+                elapsed = time.monotonic() - started
+            received = sum(s.messages for s in everyone) - received0
+            out["burst"] = {"gap_s": burst_gap_s, "seconds": round(elapsed, 1), "messages": received,
+                            "cpu": cpu.report("self")}
+            out["messages_per_s"] = round(received / elapsed, 1)
+            for profiler in profilers:
+                profiler.wait(60)
+        finally:
+            observer.stopping.set()
+            await pool.close()
+            await close_all(everyone)
+        observer.join(5)
         await asyncio.sleep(2)
 
     asyncio.run(main())

@@ -23,14 +23,29 @@ def _bench_topics(config) -> set[str]:
     return {t for t in admin.list_topics(timeout=10).topics if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
 
 
+def _delete_topics(config, created: set[str]) -> None:
+    ids = {t.split(".")[1] for t in created}
+    if len(created) == 2 and len(ids) == 1:  # exactly its bench.<id>.events and bench.<id>.dlq
+        admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
+        for future in admin.delete_topics(sorted(created), operation_timeout=30).values():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001
+                pass
+
+
 def bench_worker(stack, bench_config, bench_db):
     count = env_int("BENCH_WORKER_EVENTS", 1_000_000)
     before = _bench_topics(bench_config)
-    with CpuMeter() as cpu:
-        out = subprocess.run([sys.executable, "-m", "cache_worker.bench", str(count)], cwd=ROOT,
-                             env=stack_env(bench_config), capture_output=True, text=True, timeout=900)
+    try:
+        with CpuMeter() as cpu:
+            out = subprocess.run([sys.executable, "-m", "cache_worker.bench", str(count)], cwd=ROOT,
+                                 env=stack_env(bench_config), capture_output=True, text=True, timeout=900)
+    finally:
+        # The topics cache_worker.bench made for this run (it does not print their names): ~1 GB of log.
+        created = _bench_topics(bench_config) - before
+        _delete_topics(bench_config, created)
     assert out.returncode == 0, out.stderr[-3000:]
-    created = _bench_topics(bench_config) - before
     match = re.search(r"worker: (\d+) events in ([\d.]+)s = ([\d,]+) events/s", out.stdout)
     assert match, out.stdout
     worker_rate = float(match.group(3).replace(",", ""))
@@ -41,15 +56,6 @@ def bench_worker(stack, bench_config, bench_db):
     rates = re.findall(r"([\d.]+) requests per second", rb.stdout.replace("\r", "\n"))
     assert rates, rb.stdout[-2000:] + rb.stderr[-2000:]
     rb_rate = float(rates[-1])
-    # The topics cache_worker.bench created for this run (it does not print their names): ~1 GB of log.
-    ids = {t.split(".")[1] for t in created}
-    if len(created) == 2 and len(ids) == 1:  # exactly its bench.<id>.events and bench.<id>.dlq
-        admin = AdminClient({"bootstrap.servers": bench_config.kafka_bootstrap_servers})
-        for future in admin.delete_topics(sorted(created), operation_timeout=30).values():
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001
-                pass
     report.record("worker", {"events": count, "events_per_s": worker_rate, "worker_seconds": float(match.group(2)),
                              "worker_output": out.stdout.strip(), "cache_worker_bench_cpu": cpu.report("child"),
                              "redis_benchmark_command": command.replace("redis-benchmark", "redis-benchmark -q", 1), "redis_benchmark_per_s": rb_rate,

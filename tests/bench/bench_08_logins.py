@@ -47,13 +47,16 @@ def bench_healthz_beside_a_burst_of_logins(stack):
                 "username": f"nobody_{uuid.uuid4().hex[:10]}", "password": "wrong password"}).status_code)
 
     threads = [threading.Thread(target=wrong_logins, daemon=True) for _ in range(LOGINS)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1)
-    busy = percentiles(_probe(healthz, seconds))
-    stopping.set()
-    for thread in threads:
-        thread.join(60)
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        busy = percentiles(_probe(healthz, seconds))
+    finally:
+        stopping.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(60)
     report.record("logins", {"concurrent_logins": LOGINS, "seconds": seconds, "healthz_idle_ms": idle,
                              "healthz_during_logins_ms": busy, "logins_answered": len(statuses),
                              "login_statuses": sorted(set(statuses))})

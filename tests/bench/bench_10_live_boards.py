@@ -69,6 +69,52 @@ def _visible(redis, boards: list[str], periods: dict[str, str]) -> int:
     return sum(pipe.execute())
 
 
+def _produce_to_visible(config, redis, producer, boards: list[str], periods: dict[str, str]
+                        ) -> tuple[list[float], dict, int, int]:
+    """Scores at a steady rate for BENCH_KAFKA_LATENCY_S; one in ten watched from its produce until its
+    entry is in Redis. Returns the delays (ms), the watched never seen, the seconds and the rate."""
+    latency_s = env_int("BENCH_KAFKA_LATENCY_S", 15)
+    steady = 1000
+    watched: dict[tuple[str, str], float] = {}
+    delays: list[float] = []
+    done, abandoned = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while (not done.is_set() or watched) and not abandoned.is_set():
+            pending = list(watched.items())
+            if pending:
+                pipe = redis.pipeline(transaction=False)
+                for (board_id, player), _ in pending:
+                    pipe.hexists(BoardKeys(board_id).period(periods[board_id]).entries, player)
+                now = time.monotonic()
+                for ((board_id, player), sent_at), shown in zip(pending, pipe.execute()):
+                    if shown:
+                        delays.append((now - sent_at) * 1000)
+                        del watched[(board_id, player)]
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        begin = time.monotonic()
+        for n in range(steady * latency_s):
+            due = begin + n / steady
+            while time.monotonic() < due:
+                producer.poll(max(0.0, due - time.monotonic()))
+            board_id, player = boards[n % BOARDS], f"steady{n}"
+            producer.produce(config.score_topic, key=board_id.encode(), value=json.dumps({
+                "leaderboard_id": board_id, "player_id": player, "score": n}).encode())
+            if n % 10 == 0:
+                watched[(board_id, player)] = time.monotonic()
+        producer.flush(60)
+        done.set()
+        watcher.join(120)
+    finally:
+        abandoned.set()  # what is not visible by now is reported as never visible
+        watcher.join(5)
+    return delays, watched, latency_s, steady
+
+
 def bench_scores_from_kafka(stack, bench_config, bench_redis):
     backlog = env_int("BENCH_KAFKA_SCORES", 150_000)
     token = _owner(stack.base_url)
@@ -87,54 +133,21 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
     periods = _periods(bench_redis, boards)
 
     ingest_cpu0 = 0.0
-    with CpuMeter() as cpu:
-        started = time.monotonic()
-        stack.start("ingest")
-        deadline = started + 600
-        while (seen := _visible(bench_redis, boards, periods)) < backlog and time.monotonic() < deadline:
-            time.sleep(0.2)
-        seconds = time.monotonic() - started
-    ingest_cpu = stack.process_cpu("ingest") - ingest_cpu0
-    rate = seen / seconds
-
-    # Produce -> visible, at a steady rate.
-    latency_s = env_int("BENCH_KAFKA_LATENCY_S", 15)
-    steady = 1000
-    watched: dict[tuple[str, str], float] = {}
-    delays: list[float] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set() or watched:
-            pending = list(watched.items())
-            if pending:
-                pipe = bench_redis.pipeline(transaction=False)
-                for (board_id, player), _ in pending:
-                    pipe.hexists(BoardKeys(board_id).period(periods[board_id]).entries, player)
-                now = time.monotonic()
-                for ((board_id, player), sent_at), shown in zip(pending, pipe.execute()):
-                    if shown:
-                        delays.append((now - sent_at) * 1000)
-                        del watched[(board_id, player)]
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    begin = time.monotonic()
-    for n in range(steady * latency_s):
-        due = begin + n / steady
-        while time.monotonic() < due:
-            producer.poll(max(0.0, due - time.monotonic()))
-        board_id, player = boards[n % BOARDS], f"steady{n}"
-        producer.produce(bench_config.score_topic, key=board_id.encode(), value=json.dumps({
-            "leaderboard_id": board_id, "player_id": player, "score": n}).encode())
-        if n % 10 == 0:
-            watched[(board_id, player)] = time.monotonic()
-    producer.flush(60)
-    done.set()
-    watcher.join(120)
+    try:
+        with CpuMeter() as cpu:
+            started = time.monotonic()
+            stack.start("ingest")
+            deadline = started + 600
+            while (seen := _visible(bench_redis, boards, periods)) < backlog and time.monotonic() < deadline:
+                time.sleep(0.2)
+            seconds = time.monotonic() - started
+        ingest_cpu = stack.process_cpu("ingest") - ingest_cpu0
+        rate = seen / seconds
+        delays, watched, latency_s, steady = _produce_to_visible(bench_config, bench_redis, producer, boards, periods)
+    finally:
+        stack.stop("ingest")  # not part of the standard stack
     latency = percentiles(delays)
-    relay = report.RESULTS["benchmarks"].get("relay", {}).get("events_per_s")
+    relay = next(iter(report.RESULTS["benchmarks"].get("relay", {}).get("modes", [])), {}).get("events_per_s")
     worker = report.RESULTS["benchmarks"].get("worker", {}).get("events_per_s")
     report.record("scores_from_kafka", {"backlog": backlog, "boards": BOARDS, "visible": seen,
                                         "seconds": round(seconds, 2), "per_s": round(rate, 1),
@@ -217,15 +230,17 @@ def bench_a_board_watched_live(stack, bench_config):
 
     async def watched() -> tuple[float, list[BoardSocket], _Changes, float]:
         sockets = [BoardSocket(board_id) for _ in range(sockets_n)]
-        connect_s = await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in sockets])
         changes = _Changes(bench_config.redis_url, board_id)
-        changes.start()
-        writer = _Writer(stack, token, board_id, rate)
-        with CpuMeter():
-            achieved = await writer.run(seconds)
-        await asyncio.sleep(2 * interval_ms / 1000 + 1)  # the last change's pushes
-        changes.stopping.set()
-        await close_all(sockets)
+        try:
+            connect_s = await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in sockets])
+            changes.start()
+            writer = _Writer(stack, token, board_id, rate)
+            with CpuMeter():
+                achieved = await writer.run(seconds)
+            await asyncio.sleep(2 * interval_ms / 1000 + 1)  # the last change's pushes
+        finally:
+            changes.stopping.set()
+            await close_all(sockets)
         return achieved, sockets, changes, connect_s
 
     rate_watched, sockets, changes, connect_s = asyncio.run(watched())

@@ -63,13 +63,15 @@ def bench_subscriptions_beside_live_boards(stack, bench_config):
     async def watch() -> tuple[list, list, _Changes]:
         boards = [BoardSocket(board_id) for _ in range(watchers)]
         subscribers = [GraphQLSocket(board_id) for _ in range(watchers)]
-        await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in boards + subscribers])
         changes = _Changes(bench_config.redis_url, board_id)
-        changes.start()
-        await _Writer(stack, token, board_id, 200).run(seconds)
-        await asyncio.sleep(2 * bench_config.leaderboard_interval_ms / 1000 + 1)
-        changes.stopping.set()
-        await close_all(boards + subscribers)
+        try:
+            await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in boards + subscribers])
+            changes.start()
+            await _Writer(stack, token, board_id, 200).run(seconds)
+            await asyncio.sleep(2 * bench_config.leaderboard_interval_ms / 1000 + 1)
+        finally:
+            changes.stopping.set()
+            await close_all(boards + subscribers)
         return boards, subscribers, changes
 
     boards, subscribers, changes = asyncio.run(watch())

@@ -62,23 +62,28 @@ def bench_socket_answers(stack, bench_engine, bench_config):
     async def main() -> None:
         sockets = [AnswerSocket(r.session_id, p % 4) for r in rooms for p in range(len(r.players))]
         pairs = [(s, p.user_id) for s, p in zip(sockets, (p for r in rooms for p in r.players))]
-        out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs,
-                                                         concurrency=100), 1)
-        await asyncio.sleep(2)
-        out["connected"] = sum(s.connected and s.error is None for s in sockets)
-        http = requests.Session()
-        for room in rooms:  # the first questions: every socket answers as they arrive
-            assert open_next(http, stack.base_url, room) == 200
         controller = Controller(bench_engine, stack.base_url, rooms)
-        controller.start()
-        web_cpu0 = stack.process_cpu("web")
-        with ProcessCpu() as by_process, CpuMeter() as cpu:
-            started = time.time()
-            await asyncio.sleep(duration)
-            ended = time.time()
-        controller.stopping.set()
-        controller.join(5)
-        out["web_cpu_cores"] = round((stack.process_cpu("web") - web_cpu0) / duration, 2)
+        try:
+            out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs,
+                                                             concurrency=100), 1)
+            await asyncio.sleep(2)
+            out["connected"] = sum(s.connected and s.error is None for s in sockets)
+            http = requests.Session()
+            for room in rooms:  # the first questions: every socket answers as they arrive
+                assert open_next(http, stack.base_url, room) == 200
+            controller.start()
+            web_cpu0 = stack.process_cpu("web")
+            with ProcessCpu() as by_process, CpuMeter() as cpu:
+                started = time.time()
+                await asyncio.sleep(duration)
+                ended = time.time()
+            web_cpu = stack.process_cpu("web") - web_cpu0
+        finally:
+            controller.stopping.set()
+            if controller.is_alive():
+                controller.join(5)
+            await close_all(sockets)
+        out["web_cpu_cores"] = round(web_cpu / duration, 2)
         out["cpu_by_process"] = by_process.cores
         out["client_cpu"] = cpu.report("self")
         acks = [(at, rtt) for s in sockets for at, rtt in s.acks if started <= at < ended]
@@ -91,7 +96,6 @@ def bench_socket_answers(stack, bench_engine, bench_config):
                 refused[code] = refused.get(code, 0) + n
         out["refused"] = refused
         out["questions_opened"] = controller.opened
-        await close_all(sockets)
 
     asyncio.run(main())
     with bench_engine.connect() as db:

@@ -1,4 +1,5 @@
-"""Shared machinery of the benchmark suite: the bench stack, data generation, load generators, CPU use.
+"""Shared machinery of the benchmark suite: data generation, load generators, CPU use (the bench stack's
+processes are tests/bench/stack.py's).
 
 Everything runs against a dedicated database (`quiz_bench`), Redis keys of prefix `bench.<run>:` (in logical
 database 14 of one Redis, database 0 of a cluster) and topics
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,7 @@ import requests
 from sqlalchemy import text
 
 from app.config import Config
-from tests.helpers import free_port
 from app.tokens import issue_token
-from tests.helpers import stack_env, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -84,95 +83,6 @@ class CpuMeter:
                 "generator_cpu_cores": round(gen_cpu / wall, 3),
                 "bench_process_cpu_s": round(self.self_cpu_s, 2),
                 "machine_cpu_pct": self.machine_cpu_pct}
-
-
-# --------------------------------------------------------------------------------------------------
-# The bench stack: gunicorn, relay, worker as subprocesses
-# --------------------------------------------------------------------------------------------------
-
-def _raise_child_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(NOFILE, hard), hard))
-
-
-@dataclass
-class BenchStack:
-    config: Config
-    logs: Path
-    port: int = 0
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self, name: str, **env: str) -> subprocess.Popen:
-        """Start a stack process; `env` adds to (or overrides) its environment, e.g. RELAY_MODE."""
-        commands = {
-            "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-            "relay": [sys.executable, "-m", "outbox_relay"],
-            "worker": [sys.executable, "-m", "cache_worker"],
-            "ingest": [sys.executable, "-m", "score_ingest"],
-        }
-        extra: dict[str, str] = dict(env)
-        if name == "web":
-            self.port = self.port or free_port()
-            metrics_dir = self.logs / "prometheus"
-            metrics_dir.mkdir(exist_ok=True)
-            extra.update({"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
-                          "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-        log_file = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(commands[name], cwd=ROOT, env=stack_env(self.config, **extra), stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_raise_child_nofile)
-        self.processes[name] = process
-        if name == "web":
-            self._wait_http(process)
-        return process
-
-    def _wait_http(self, process: subprocess.Popen, timeout_s: float = 40) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {process.returncode}; see {self.logs}/web.log")
-            try:
-                if requests.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /healthz")
-
-    def stop(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process is not None:
-            stop_process(process, grace_s=20)
-
-    def stop_all(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
-
-    def web_workers(self) -> list[psutil.Process]:
-        return psutil.Process(self.processes["web"].pid).children()
-
-    def web_rss(self) -> int:
-        return sum(p.memory_info().rss for p in self.web_workers())
-
-    def process_cpu(self, name: str) -> float:
-        """CPU seconds used so far by a stack process and its children."""
-        proc = psutil.Process(self.processes[name].pid)
-        total = 0.0
-        for p in [proc] + proc.children(recursive=True):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import psutil
 import requests
 
 from app.config import Config
-from tests.bench.support import BenchStack
+from tests.bench.stack import BenchStack
 from tests.helpers import wait_until
 
 _START_ATTEMPTS = 3

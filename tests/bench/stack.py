@@ -1,0 +1,252 @@
+"""The bench stack: its own gunicorn, relay and worker (and the score ingest while a benchmark needs it)
+as subprocesses, and the state every benchmark starts from.
+
+Each benchmark starts from the same stack, whatever ran or failed before it (conftest's `known_stack`):
+- `stop_leftover_load`: no load generator of an earlier benchmark still runs (a child process of the
+  suite that is not a stack process; a load thread, whose `stopping` event is set);
+- `restore`: the STANDARD processes run, each with the suite's environment (a relay a benchmark
+  started in another mode or to another topic is replaced, a process that exited is started again),
+  and no other (the score ingest is stopped);
+- `settle`: the web answers, the relay has published every event committed before the check, and the
+  worker's group has committed every message the run's topic held once the relay was done.
+A benchmark that stops a stack process does it in `with stack.stopped(...)`, which restores the stack
+on the way out, whether the benchmark passed or not.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import requests
+from sqlalchemy import Engine, text
+
+from app.config import Config
+from app.db import get_engine
+from app.dead_letters import topic_state
+from app.kafka import make_consumer
+from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
+from outbox_relay.pgoutput import lsn_to_int
+from tests.bench.support import NOFILE, ROOT
+from tests.helpers import free_port, stack_env, stop_process, wait_until
+
+# The processes every benchmark finds running, as the suite started them.
+STANDARD = ("web", "relay", "worker")
+
+
+def _raise_child_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(NOFILE, hard), hard))
+
+
+def wal_head(engine: Engine) -> int:
+    """The server's WAL flush position, as an integer."""
+    with engine.connect() as db:
+        return lsn_to_int(db.execute(text("SELECT pg_current_wal_flush_lsn()::text")).scalar())
+
+
+def drop_capture_slot(engine: Engine) -> None:
+    """Drop the relay's replication slot of the bench database (no relay may be reading it): a relay in
+    wal mode makes a fresh one at its start, from the WAL's end, and backfills the rows never marked."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        drop_slots_of_database(db, engine.url.database, only=engine_slot_name(engine))
+
+
+@dataclass
+class BenchStack:
+    config: Config
+    logs: Path
+    port: int = 0
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # What `start` added to (or overrode in) the suite's environment of each running process.
+    environments: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, name: str, **env: str) -> subprocess.Popen:
+        """Start a stack process; `env` adds to (or overrides) its environment, e.g. RELAY_MODE."""
+        commands = {
+            "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+            "relay": [sys.executable, "-m", "outbox_relay"],
+            "worker": [sys.executable, "-m", "cache_worker"],
+            "ingest": [sys.executable, "-m", "score_ingest"],
+        }
+        extra: dict[str, str] = dict(env)
+        if name == "web":
+            self.port = self.port or free_port()
+            metrics_dir = self.logs / "prometheus"
+            metrics_dir.mkdir(exist_ok=True)
+            extra.update({"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
+                          "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+        log_file = open(self.logs / f"{name}.log", "ab")
+        process = subprocess.Popen(commands[name], cwd=ROOT, env=stack_env(self.config, **extra), stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_raise_child_nofile)
+        self.processes[name] = process
+        self.environments[name] = dict(env)
+        if name == "web":
+            self._wait_http(process)
+        return process
+
+    def _wait_http(self, process: subprocess.Popen, timeout_s: float = 40) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {process.returncode}; see {self.logs}/web.log")
+            if self.answers():
+                return
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer /healthz")
+
+    def answers(self) -> bool:
+        try:
+            return requests.get(self.base_url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        self.environments.pop(name, None)
+        if process is not None:
+            stop_process(process, grace_s=20)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    @contextmanager
+    def stopped(self, *names: str) -> Iterator[None]:
+        """Stop these processes for the block; the standard stack is back after it, however it ended."""
+        for name in names:
+            self.stop(name)
+        try:
+            yield
+        finally:
+            self.restore()
+
+    def restore(self) -> list[str]:
+        """Bring the processes back to the standard stack (see the top); returns what it changed."""
+        changed = []
+        for name, process in list(self.processes.items()):
+            if name not in STANDARD:
+                why = "not part of the standard stack"
+            elif process.poll() is not None:
+                why = f"it had exited with {process.returncode}"
+            elif self.environments.get(name):
+                why = f"it ran with {self.environments[name]}"
+            else:
+                continue
+            self.stop(name)
+            changed.append(f"stopped {name}: {why}")
+        for name in STANDARD:
+            if name not in self.processes:
+                if name == "web":
+                    self.port = 0  # the old port may still be held by a dying worker
+                self.start(name)
+                changed.append(f"started {name}")
+        return changed
+
+    def settle(self, timeout_s: float) -> float:
+        """Wait until the web answers, the relay has published every event committed before this call,
+        and then the worker has applied the run's topic up to its end; returns the seconds it took."""
+        engine = get_engine(self.config.database_url)
+        started = time.monotonic()
+
+        def left() -> float:
+            return max(1.0, started + timeout_s - time.monotonic())
+
+        wait_until(self.answers, "the bench web does not answer /healthz", left(), every_s=0.2)
+        if self.config.relay_mode == "wal":
+            head = wal_head(engine)
+
+            def relayed() -> bool:
+                """The slot is past `head`, and its backfill (of a slot made since) is done."""
+                slot = capture_slot(engine)
+                if not (slot and slot.confirmed_flush_lsn and lsn_to_int(slot.confirmed_flush_lsn) >= head):
+                    return False
+                with engine.connect() as db:
+                    return db.execute(text("SELECT count(*) FROM outbox_capture WHERE slot_name = :slot"),
+                                      {"slot": slot.name}).scalar() > 0
+        else:
+            def relayed() -> bool:
+                return outbox_lag(engine, "poll")[1] == 0
+        wait_until(relayed, "the bench relay did not publish the outbox's backlog", left(), every_s=0.2)
+        topic = self.config.kafka_topic
+        consumer = make_consumer(self.config, **{"enable.auto.commit": False})
+        try:
+            end = topic_state(consumer, topic)
+            if end is not None:
+                wanted = {p: high for p, (_, high) in end.watermarks.items()}
+
+                def applied() -> bool:
+                    now = topic_state(consumer, topic)
+                    return all(now.committed[p] >= offset for p, offset in wanted.items())
+                wait_until(applied, f"the bench worker did not apply {topic} to its end", left(), every_s=0.2)
+        finally:
+            consumer.close()
+        return time.monotonic() - started
+
+    def web_workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.processes["web"].pid).children()
+
+    def web_rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.web_workers())
+
+    def process_cpu(self, name: str) -> float:
+        """CPU seconds used so far by a stack process and its children."""
+        proc = psutil.Process(self.processes[name].pid)
+        total = 0.0
+        for p in [proc] + proc.children(recursive=True):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+
+def stop_leftover_load(stack: BenchStack, grace_s: float = 10) -> list[str]:
+    """Stop the load generators an earlier benchmark left running (a failed one may skip its own
+    cleanup): child processes of the suite other than the stack's (wrk, pgbench, py-spy...), and the
+    suite's load threads (each has a `stopping` event). Returns what it stopped."""
+    stopped = []
+    ours = {process.pid for process in stack.processes.values()}
+    for child in psutil.Process().children():
+        if child.pid in ours:
+            continue
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:  # finished, only not reaped
+                child.wait(grace_s)
+                continue
+            label = " ".join(child.cmdline()[:2]) or child.name()
+            child.terminate()
+            try:
+                child.wait(grace_s)
+            except psutil.TimeoutExpired:
+                child.kill()
+                child.wait(grace_s)
+        except psutil.NoSuchProcess:
+            continue
+        stopped.append(f"stopped process {child.pid} ({label})")
+    for thread in threading.enumerate():
+        stopping = getattr(thread, "stopping", None)
+        if thread.is_alive() and isinstance(stopping, threading.Event):
+            stopping.set()
+            thread.join(grace_s)
+            stopped.append(f"stopped thread {thread.name} ({type(thread).__name__})"
+                           + ("" if not thread.is_alive() else f": still running after {grace_s:.0f} s"))
+    return stopped
