@@ -59,7 +59,7 @@ class Runtime:
     @cached_property
     def score_batcher(self) -> ScoreBatcher:
         return ScoreBatcher(self.engine, max_batch=self.config.score_batch_max,
-                            final_top=self.config.leaderboard_final_top)
+                            max_scores=self.config.score_commit_max_scores, final_top=self.config.leaderboard_final_top)
 
     @cached_property
     def rate_limits(self) -> RateLimits:
