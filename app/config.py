@@ -145,6 +145,10 @@ class Config:
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
     score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
                                     "most score requests of a web process committed in one transaction")
+    score_commit_max_scores: int = _setting(
+        "SCORE_COMMIT_MAX_SCORES", 1000, _int,
+        "most scores a web process commits in one transaction, taken from each client in turn (a larger "
+        "request is committed alone)")
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")

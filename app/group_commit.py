@@ -13,11 +13,19 @@ fails as a whole is retried one request per transaction, so one bad request fail
 whose outcome is unknown is settled by `recorded`, which reads what PostgreSQL holds for it, and the
 caller learns `outcome_unknown` only when even that cannot tell; never that a write that may have
 committed was not recorded.
+
+Each batch is bounded: at most `max_batch` requests and `max_cost` units of work (a request's `cost`;
+one request above it is committed alone). Requests wait in a fair queue by client (`client_of`): each
+client's requests take their turn beside the others', so a request waits for the batch being
+committed and about one request of each other busy client, never for a client's whole backlog.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,6 +65,51 @@ class Pending(Generic[Request, Result]):
         self.uncertain = False
 
 
+class FairQueue(Generic[Request]):
+    """Start-time fair queueing (Goyal, Vin and Cheng, 1996) of requests by client: a request's start tag
+    is the later of the queue's virtual time (the start tag of the request taken last) and its client's
+    previous request's finish tag (start + cost); requests are taken by start tag, then arrival. A
+    client that was idle starts at the virtual time, ahead of the backlog of a busy one; with one
+    client it is first come, first served."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, int, Pending]] = []  # (start tag, arrival, cost, pending)
+        self._finish: dict[Hashable, int] = {}
+        self._virtual = 0
+        self._arrivals = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def __contains__(self, pending: Pending) -> bool:
+        return any(queued is pending for *_, queued in self._heap)
+
+    def push(self, pending: Pending, client: Hashable, cost: int) -> None:
+        start = max(self._virtual, self._finish.get(client, 0))
+        self._finish[client] = start + cost
+        heapq.heappush(self._heap, (start, next(self._arrivals), cost, pending))
+
+    def take(self, max_count: int, max_cost: int | None) -> list[Pending]:
+        """The next requests in turn, up to `max_count` of them and `max_cost` in all (the first always)."""
+        taken: list[Pending] = []
+        total = 0
+        while self._heap and len(taken) < max_count:
+            start, _, cost, pending = self._heap[0]
+            if taken and max_cost is not None and total + cost > max_cost:
+                break
+            heapq.heappop(self._heap)
+            self._virtual = start
+            taken.append(pending)
+            total += cost
+        if len(self._finish) > 2 * len(self._heap) + 64:  # forget the idle clients: they start at the virtual time
+            self._finish = {c: f for c, f in self._finish.items() if f > self._virtual}
+        return taken
+
+    def remove(self, pending: Pending) -> None:
+        self._heap = [entry for entry in self._heap if entry[3] is not pending]
+        heapq.heapify(self._heap)
+
+
 class GroupCommit(Generic[Request, Result]):
     """Requests arriving while a batch is being committed go together in the next one.
 
@@ -66,10 +119,11 @@ class GroupCommit(Generic[Request, Result]):
     # Far above any healthy commit: a request never waits forever on a stuck database.
     WAIT_S = 30.0
 
-    def __init__(self, engine, max_batch: int = 200):
+    def __init__(self, engine, max_batch: int = 200, max_cost: int | None = None):
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: list[Pending] = []
+        self.max_cost = max_cost
+        self._queue: FairQueue[Request] = FairQueue()
         self._arrived = threading.Condition()
         self._committer: threading.Thread | None = None
 
@@ -84,10 +138,24 @@ class GroupCommit(Generic[Request, Result]):
         """Whether writing the request again after a COMMIT that may have succeeded records it at most once."""
         return True
 
+    def client_of(self, request: Request) -> Hashable:
+        """Whose turn the request takes in the queue (one client by default: first come, first served)."""
+        return None
+
+    def cost(self, request: Request) -> int:
+        """The request's work, counted against `max_cost`."""
+        return 1
+
+    def waiting(self) -> int:
+        """How many requests wait for a batch (not counting those being committed)."""
+        with self._arrived:
+            return len(self._queue)
+
     def submit(self, request: Request) -> Result:
         pending: Pending = Pending(request)
+        client, cost = self.client_of(request), self.cost(request)
         with self._arrived:
-            self._queue.append(pending)
+            self._queue.push(pending, client, cost)
             self._arrived.notify()
             if self._committer is None:
                 self._committer = threading.Thread(target=self._commit_forever, name=f"{self.what}-group-commit",
@@ -122,7 +190,7 @@ class GroupCommit(Generic[Request, Result]):
             with self._arrived:
                 while not self._queue:
                     self._arrived.wait()
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                batch = self._queue.take(self.max_batch, self.max_cost)
             try:
                 self._commit(batch)
             except BaseException as exc:  # never leave a request waiting, never lose the committer

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Config
 from app.db import get_engine, session_factory
 from app.kafka import make_admin
+from app.leaderboards.batcher import ScoreBatcher
 from app.leaderboards.reads import BoardReader
 from app.metrics import WebMetrics
 from app.ratelimits import RateLimits
@@ -23,7 +24,6 @@ from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.services.answers import AnswerBatcher
 from app.services.errors import NotFound
-from app.leaderboards.scores import ScoreBatcher
 from app.services.rooms import question_results, standings
 from app.services.sessions import describe_session
 from app.session_boards.reads import read_page
@@ -59,7 +59,7 @@ class Runtime:
     @cached_property
     def score_batcher(self) -> ScoreBatcher:
         return ScoreBatcher(self.engine, max_batch=self.config.score_batch_max,
-                            final_top=self.config.leaderboard_final_top)
+                            max_scores=self.config.score_commit_max_scores, final_top=self.config.leaderboard_final_top)
 
     @cached_property
     def rate_limits(self) -> RateLimits:

@@ -1,11 +1,14 @@
 """The rules of a leaderboard, without I/O: what its settings may be, and what a score does to an entry.
 
-The write path decides in SQL (app/leaderboards/scores.py); `apply_score` states the same rule in
-Python, for the property tests and anyone reading it.
+The write path (app/leaderboards/scores.py) locks the entries a write names, then runs `EntryFold`
+over each entry's submissions in order: however many submissions name one entry, it is written once,
+with the state applying them one at a time would leave.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 MAX_EXACT = 2 ** 53 - 1  # Redis scores are doubles: integers beyond this are not exact
 SORT_ORDERS = ("asc", "desc")
@@ -41,3 +44,51 @@ def ranking_sql(sort_order: str) -> str:
     if sort_order not in SORT_ORDERS:
         raise ValueError(sort_order)
     return f"score {sort_order.upper()}, tie_seq"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one submission did to its entry: its score after, the score before, and the entry's version
+    once changed (None: unchanged)."""
+
+    changed: bool
+    score: int
+    previous_score: int | None
+    version: int | None
+
+
+@dataclass
+class EntryFold:
+    """One entry's submissions applied in order, from the state the write found it in (score None: no
+    score yet, or removed). What the entry is written with: the last score, the score before the last
+    change, one version per change, the tie position of the last change (the index `last_change`), and
+    the last display name and metadata a change brought (None: the entry keeps its own)."""
+
+    mode: str
+    sort_order: str
+    score: int | None
+    version: int
+    previous_score: int | None = None
+    last_change: int | None = None
+    display_name: str | None = None
+    metadata: Any = None
+
+    def apply(self, index: int, submitted: int, display_name: str | None = None,
+              metadata: Any = None) -> Step | None:
+        """Apply the submission at `index` of the write; None when it would leave the exact range (it
+        then changes nothing, as if it had not been sent)."""
+        changed, new = apply_score(self.mode, self.sort_order, self.score, submitted)
+        if not changed:
+            return Step(False, self.score, self.score, None)  # type: ignore[arg-type] - a score is held
+        if not is_exact(new):  # type: ignore[arg-type]
+            return None
+        self.previous_score, self.score = self.score, new
+        self.version += 1
+        self.last_change = index
+        self.display_name = display_name if display_name is not None else self.display_name
+        self.metadata = metadata if metadata is not None else self.metadata
+        return Step(True, new, self.previous_score, self.version)  # type: ignore[arg-type]
+
+    @property
+    def changed(self) -> bool:
+        return self.last_change is not None

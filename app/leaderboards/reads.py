@@ -148,12 +148,18 @@ class BoardReader:
         version), waiting `wait_s` at most; a result the board does not show by then has no rank.
 
         The waiting is shared by every request of the process (RankWaits): one pipelined read per tick
-        for all the writes not shown yet, not one poll per request."""
+        for all the writes not shown yet, not one poll per request. A player named by many results is
+        read once, at the newest of their versions."""
+        latest: dict[tuple[str, str], Any] = {}
+        for r in results:
+            held = latest.get((r.leaderboard_id, r.player_id))
+            if held is None or (r.version or 0) > (held.version or 0):
+                latest[(r.leaderboard_id, r.player_id)] = r
         ranks: dict[tuple[str, str], int | None] = {}
         waiting = []
-        for r in results:
+        for key, r in latest.items():
             if r.version is None:  # unchanged: the board shows its current entry
-                ranks[(r.leaderboard_id, r.player_id)] = self._rank_now(r)
+                ranks[key] = self._rank_now(r)
             else:
                 waiting.append(r)
         if waiting:
@@ -257,8 +263,9 @@ class RankWaits:
         deadline = time.monotonic() + wait_s
         for w in waits:
             w.done.wait(max(0.0, deadline - time.monotonic()))
+        mine = {id(w) for w in waits}
         with self._lock:
-            self._pending = [p for p in self._pending if p not in waits]
+            self._pending = [p for p in self._pending if id(p) not in mine]
         return [w.rank if w.done.is_set() else None for w in waits]
 
     def _run(self) -> None:

@@ -3,35 +3,36 @@ transaction per call, one result (or error) per submission, in order.
 
 In the transaction: each board's open period is locked FOR KEY SHARE (periods.py), then the
 submissions' ids are claimed (a retry with the same id and payload gets the original result, another
-payload 409 submission_conflict), then the entries are upserted with the mode's math in SQL, one
-statement per (mode, sort order) over arrays, each changed entry writing its `entry_changed` event
-(its resulting state: score, tie position, version) in the same statement. An entry changes only when
-its score does (best: strictly better; replace: different; increment: a non-zero amount), and only
-then takes a new tie position from a sequence: who reached a score first ranks first, everywhere.
-A submission that changes nothing writes no event, so nothing downstream moves.
+payload 409 submission_conflict), then the entries the submissions name are locked, in one order, and
+read. Each entry's submissions are folded in order by the board's mode (domain.EntryFold): every
+submission gets the result applying them one at a time would give, and the entry is written once,
+with its resulting state and one `entry_changed` event (score, tie position, version), by one
+statement for the whole write. An entry changes only when its score does (best: strictly better;
+replace: different; increment: a non-zero amount), and then takes a new tie position from a
+sequence, in the order of the entries' last changes: who reached a score first ranks first,
+everywhere. A submission that changes nothing writes no event, so nothing downstream moves. A batch
+naming one player 1,000 times is one row written, not 1,000.
 
-Concurrent requests of a web process are committed together (`ScoreBatcher`, app/group_commit.py):
-one transaction, one flush, each request still answered with its own results.
+Concurrent requests of a web process are committed together (`ScoreBatcher`, batcher.py): one
+transaction, one flush, each request still answered with its own results.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
 
 from app.events import EntryRemoved
-from app.group_commit import CommitFailed, GroupCommit, commit
+from app.group_commit import commit
 from app.ids import NEW_ID_SQL
-from app.leaderboards.domain import is_exact
+from app.leaderboards.domain import EntryFold, is_exact
 from app.leaderboards.periods import lock_open_periods, roll_period
 from app.metrics import SCORE_WRITES
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unprocessable
+from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable, Unprocessable
 from app.services.outbox import count_committed, outbox_insert, record_event
 
 # Rolling an ended period and writing again: a write never waits on more than this many boundaries.
@@ -92,51 +93,52 @@ class ScoreResult:
                 "outcome": self.outcome, "score": self.score, "previous_score": self.previous_score}
 
 
-def _upsert_sql(mode: str, sort_order: str):
-    """The upsert of one (mode, sort order): the mode's math, and each changed entry's event."""
-    new_score = {"increment": "e.score + EXCLUDED.score", "replace": "EXCLUDED.score", "best": "EXCLUDED.score"}[mode]
-    better = ">" if sort_order == "desc" else "<"
-    changed = {"increment": "EXCLUDED.score <> 0", "replace": "EXCLUDED.score <> e.score",
-               "best": f"EXCLUDED.score {better} e.score"}[mode]
-    payload = ("jsonb_build_object('period', u.period, 'player_id', u.player_id, 'score', u.score, 'tie_seq', "
-               "u.tie_seq, 'version', u.version, 'display_name', u.display_name, 'reached_at', u.reached_at)")
-    return text(f"""
-        WITH input AS (
-            SELECT * FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[]),
-                                 CAST(:scores AS bigint[]), CAST(:names AS text[]), CAST(:metas AS jsonb[]))
-                AS t(leaderboard_id, period, player_id, score, display_name, metadata)
-        ), upserted AS (
-            INSERT INTO leaderboard_entries AS e (leaderboard_id, period, player_id, score, previous_score, tie_seq,
-                                                  version, display_name, metadata, reached_at)
-            SELECT leaderboard_id, period, player_id, score, NULL, nextval('leaderboard_tie_seq'), 1, display_name,
-                   metadata, clock_timestamp()
-            FROM input ORDER BY leaderboard_id, player_id
-            ON CONFLICT (leaderboard_id, period, player_id) DO UPDATE SET
-                previous_score = e.score,
-                score = CASE WHEN e.score IS NULL THEN EXCLUDED.score ELSE {new_score} END,
-                tie_seq = EXCLUDED.tie_seq, version = e.version + 1, reached_at = EXCLUDED.reached_at,
-                display_name = coalesce(EXCLUDED.display_name, e.display_name),
-                metadata = coalesce(EXCLUDED.metadata, e.metadata)
-            WHERE e.score IS NULL OR {changed}
-            RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.previous_score, e.tie_seq, e.version,
-                      e.display_name, e.reached_at
-        ), event AS (
-            {outbox_insert(NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", payload, source="upserted u")}
-        )
-        SELECT leaderboard_id, player_id, score, previous_score, version FROM upserted""")
+# Each entry a write names, locked in one order. DO UPDATE ... WHERE false locks an entry that exists
+# without writing it; one that does not is inserted without a score (version 0: no entry has it), which
+# this write fills, or deletes when no submission of the write was applied to it.
+_LOCK_ENTRIES = text("""
+    INSERT INTO leaderboard_entries AS e (leaderboard_id, period, player_id, score, tie_seq, version, reached_at)
+    SELECT b, p, pl, NULL, 0, 0, clock_timestamp()
+    FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[])) AS t(b, p, pl)
+    ORDER BY b, pl
+    ON CONFLICT (leaderboard_id, period, player_id) DO UPDATE SET version = e.version WHERE false""")
 
+_READ_ENTRIES = text("""
+    SELECT e.leaderboard_id, e.player_id, e.score, e.version FROM leaderboard_entries e
+    JOIN unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[])) AS t(b, p, pl)
+      ON e.leaderboard_id = t.b AND e.period = t.p AND e.player_id = t.pl""")
 
-def _passes(indexes: list[int], submissions: list[Submission]) -> list[list[int]]:
-    """Split the writes so that no statement touches one entry twice (the k-th write of each entry in pass k)."""
-    seen: dict[tuple[str, str], int] = defaultdict(int)
-    passes: list[list[int]] = []
-    for i in indexes:
-        key = (submissions[i].leaderboard_id, submissions[i].player_id)
-        if seen[key] == len(passes):
-            passes.append([])
-        passes[seen[key]].append(i)
-        seen[key] += 1
-    return passes
+_DROP_UNFILLED = text("""
+    DELETE FROM leaderboard_entries e
+    USING unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[])) AS t(b, p, pl)
+    WHERE e.leaderboard_id = t.b AND e.period = t.p AND e.player_id = t.pl AND e.version = 0""")
+
+# Each changed entry's resulting state, and its event. The tie positions are taken in the order of the
+# entries' last changes (nextval runs after the ORDER BY): who reached a score first ranks first.
+_PAYLOAD = ("jsonb_build_object('period', u.period, 'player_id', u.player_id, 'score', u.score, 'tie_seq', "
+            "u.tie_seq, 'version', u.version, 'display_name', u.display_name, 'reached_at', u.reached_at)")
+_WRITE_ENTRIES = text(f"""
+    WITH input AS (
+        SELECT t.*, nextval('leaderboard_tie_seq') AS tie_seq
+        FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[]),
+                    CAST(:scores AS bigint[]), CAST(:previous AS bigint[]), CAST(:versions AS bigint[]),
+                    CAST(:names AS text[]), CAST(:metas AS jsonb[]), CAST(:positions AS integer[]))
+            AS t(leaderboard_id, period, player_id, score, previous_score, version, display_name, metadata, position)
+        ORDER BY position
+    ), written AS (
+        UPDATE leaderboard_entries e SET score = i.score, previous_score = i.previous_score, tie_seq = i.tie_seq,
+            version = i.version, display_name = coalesce(i.display_name, e.display_name),
+            metadata = coalesce(i.metadata, e.metadata), reached_at = clock_timestamp()
+        FROM input i
+        WHERE e.leaderboard_id = i.leaderboard_id AND e.period = i.period AND e.player_id = i.player_id
+        RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.tie_seq, e.version, e.display_name,
+                  e.reached_at
+    ), event AS (
+        {outbox_insert(NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", _PAYLOAD, source="written u")}
+    )
+    SELECT count(*) FROM written""")
+
+_OVERFLOW = "the increment would leave the exact range of scores (±(2^53 - 1))"
 
 
 class _Write:
@@ -150,26 +152,32 @@ class _Write:
         self.boards = boards
         self.results: list[ScoreResult | ServiceError | None] = [None] * len(submissions)
         self.changed = 0
-        self.claimed: list[int] = []  # the submissions whose id this write claimed
+        self.claimed: set[tuple[str, str]] = set()  # the submission ids this write claimed
+        self.holders: dict[tuple[str, str], int] = {}  # of those, the submission that holds each
+
+    def _id_of(self, i: int) -> tuple[str, str] | None:
+        submission = self.submissions[i]
+        return (submission.leaderboard_id, submission.submission_id) if submission.submission_id else None
 
     def claim_submission_ids(self, indexes: list[int]) -> list[int]:
-        """Claim each submission id; those taken already get their original result or a conflict.
-        Returns the indexes still to write."""
-        claiming = [i for i in indexes if self.submissions[i].submission_id]
-        if not claiming:
-            return indexes
+        """Claim each submission id; those taken before this write get their original result or a
+        conflict. Returns the indexes still to apply (an id this write claimed goes to the first of them
+        that is applied: `fold` decides)."""
         first: dict[tuple[str, str], int] = {}
-        for i in claiming:
-            first.setdefault((self.submissions[i].leaderboard_id, self.submissions[i].submission_id), i)
-        keys = list(first)
-        claimed = {(r.leaderboard_id, r.submission_id) for r in self.connection.execute(text("""
+        for i in indexes:
+            if (key := self._id_of(i)) is not None:
+                first.setdefault(key, i)
+        if not first:
+            return indexes
+        keys = sorted(first)  # one order of claims in every transaction
+        self.claimed = {(r.leaderboard_id, r.submission_id) for r in self.connection.execute(text("""
             INSERT INTO score_submissions (leaderboard_id, submission_id, fingerprint, result)
             SELECT * FROM unnest(CAST(:boards AS text[]), CAST(:ids AS text[]), CAST(:prints AS text[]),
-                                 CAST(:results AS jsonb[]))
+                                 CAST(:results AS jsonb[])) ORDER BY 1, 2
             ON CONFLICT DO NOTHING RETURNING leaderboard_id, submission_id"""), {
             "boards": [k[0] for k in keys], "ids": [k[1] for k in keys],
             "prints": [self.submissions[first[k]].fingerprint() for k in keys], "results": ["{}"] * len(keys)})}
-        taken = [k for k in keys if k not in claimed]
+        taken = [k for k in keys if k not in self.claimed]
         stored = {}
         if taken:
             stored = {(r.leaderboard_id, r.submission_id): r for r in self.connection.execute(text("""
@@ -177,122 +185,114 @@ class _Write:
                 JOIN unnest(CAST(:boards AS text[]), CAST(:ids AS text[])) AS t(b, i)
                   ON s.leaderboard_id = t.b AND s.submission_id = t.i"""),
                 {"boards": [k[0] for k in taken], "ids": [k[1] for k in taken]})}
-        writing = []
+        applying = []
         for i in indexes:
-            submission = self.submissions[i]
-            key = (submission.leaderboard_id, submission.submission_id)
-            if not submission.submission_id:
-                writing.append(i)
-            elif key in claimed and first[key] == i:
-                writing.append(i)
-                self.claimed.append(i)
+            key = self._id_of(i)
+            if key is None or key in self.claimed:
+                applying.append(i)
             elif key in stored:
-                self.results[i] = self._replay(submission, stored[key].fingerprint, stored[key].result)
-            else:  # the same id earlier in this batch: its result, once written
-                self.results[i] = ("same_as", first[key])  # type: ignore[assignment]
-        return writing
+                self.results[i] = self._replay(self.submissions[i], stored[key].fingerprint, stored[key].result)
+            else:  # its claim vanished between the two statements (the retention, or a failed write)
+                self.results[i] = Unavailable("unavailable", "the submission was not recorded; send it again")
+        return applying
 
     def _replay(self, submission: Submission, fingerprint: str, result: dict[str, Any]) -> ScoreResult | ServiceError:
         if fingerprint != submission.fingerprint():
             return Conflict("submission_conflict", "this submission_id was used for another submission")
         return ScoreResult(**result, replayed=True)
 
-    def upsert(self, indexes: list[int]) -> None:
-        for batch in _passes(indexes, self.submissions):
-            groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-            for i in batch:
-                board = self.boards[self.submissions[i].leaderboard_id]
-                groups[(board.update_mode, board.sort_order)].append(i)
-            for (mode, order), group in groups.items():
-                try:
-                    with self.connection.begin_nested():
-                        self._upsert(mode, order, group)
-                except IntegrityError:  # an increment left the exact range: find which, alone
-                    for i in group:
-                        try:
-                            with self.connection.begin_nested():
-                                self._upsert(mode, order, [i])
-                        except IntegrityError:
-                            self.results[i] = Unprocessable("score_overflow", "the increment would leave the exact "
-                                                            "range of scores (±(2^53 - 1))")
+    def _entry_params(self, keys: list[tuple[str, str]]) -> dict[str, list]:
+        return {"boards": [b for b, _ in keys], "periods": [self.boards[b].period for b, _ in keys],
+                "players": [p for _, p in keys]}
 
-    def _upsert(self, mode: str, order: str, group: list[int]) -> None:
-        subs = [self.submissions[i] for i in group]
-        rows = self.connection.execute(_upsert_sql(mode, order), {
-            "boards": [s.leaderboard_id for s in subs],
-            "periods": [self.boards[s.leaderboard_id].period for s in subs],
-            "players": [s.player_id for s in subs], "scores": [s.score for s in subs],
-            "names": [s.display_name for s in subs],
-            "metas": [json.dumps(s.metadata) if s.metadata is not None else None for s in subs]}).all()
-        written = {(r.leaderboard_id, r.player_id): r for r in rows}
-        self.changed += len(rows)
-        unchanged = []
-        for i, s in zip(group, subs):
-            row = written.get((s.leaderboard_id, s.player_id))
-            if row is None:
-                unchanged.append(i)
-            else:
-                self.results[i] = ScoreResult(s.leaderboard_id, self.boards[s.leaderboard_id].period, s.player_id,
-                                              "changed", row.score, row.previous_score, row.version)
-        if unchanged:
-            self._read_unchanged(unchanged)
+    def apply(self, indexes: list[int]) -> None:
+        """Lock the entries, fold each one's submissions in order, write each changed entry once."""
+        keys = sorted({(self.submissions[i].leaderboard_id, self.submissions[i].player_id) for i in indexes})
+        if not keys:
+            return
+        self.connection.execute(_LOCK_ENTRIES, self._entry_params(keys))
+        found = {(r.leaderboard_id, r.player_id): (r.score, r.version)
+                 for r in self.connection.execute(_READ_ENTRIES, self._entry_params(keys))}
+        entries = self.fold(indexes, found)
+        changed = sorted((e.last_change, key) for key, e in entries.items() if e.changed)
+        unfilled = [key for key in keys if found[key][1] == 0 and not (key in entries and entries[key].changed)]
+        if unfilled:
+            self.connection.execute(_DROP_UNFILLED, self._entry_params(unfilled))
+        if changed:
+            folds = [entries[key] for _, key in changed]
+            self.changed = self.connection.execute(_WRITE_ENTRIES, {
+                **self._entry_params([key for _, key in changed]), "scores": [e.score for e in folds],
+                "previous": [e.previous_score for e in folds], "versions": [e.version for e in folds],
+                "names": [e.display_name for e in folds],
+                "metas": [json.dumps(e.metadata) if e.metadata is not None else None for e in folds],
+                "positions": [position for position, _ in changed]}).scalar_one()
 
-    def _read_unchanged(self, indexes: list[int]) -> None:
-        subs = [self.submissions[i] for i in indexes]
-        current = {(r.leaderboard_id, r.player_id): r.score for r in self.connection.execute(text("""
-            SELECT e.leaderboard_id, e.player_id, e.score FROM leaderboard_entries e
-            JOIN unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[])) AS t(b, p, pl)
-              ON e.leaderboard_id = t.b AND e.period = t.p AND e.player_id = t.pl"""), {
-            "boards": [s.leaderboard_id for s in subs], "periods": [self.boards[s.leaderboard_id].period for s in subs],
-            "players": [s.player_id for s in subs]})}
-        for i, s in zip(indexes, subs):
-            score = current[(s.leaderboard_id, s.player_id)]
-            self.results[i] = ScoreResult(s.leaderboard_id, self.boards[s.leaderboard_id].period, s.player_id,
-                                          "unchanged", score, score)
+    def fold(self, indexes: list[int], found: dict[tuple[str, str], tuple[int | None, int]]
+             ) -> dict[tuple[str, str], EntryFold]:
+        """Each submission applied in order to its entry's state (domain.EntryFold), as if one at a time: a
+        submission id applied earlier in this write answers its later uses with its result (or a
+        conflict), and one whose use left the exact range is free for the next."""
+        entries: dict[tuple[str, str], EntryFold] = {}
+        for i in indexes:
+            submission = self.submissions[i]
+            key = self._id_of(i)
+            if key in self.holders:
+                self.results[i] = self._copy_of(self.holders[key], i)  # type: ignore[index]
+                continue
+            board = self.boards[submission.leaderboard_id]
+            entry_key = (submission.leaderboard_id, submission.player_id)
+            if (entry := entries.get(entry_key)) is None:
+                entry = entries[entry_key] = EntryFold(board.update_mode, board.sort_order, *found[entry_key])
+            step = entry.apply(i, submission.score, submission.display_name, submission.metadata)
+            if step is None:
+                self.results[i] = Unprocessable("score_overflow", _OVERFLOW)
+                continue
+            self.results[i] = ScoreResult(submission.leaderboard_id, board.period, submission.player_id,
+                                          "changed" if step.changed else "unchanged", step.score,
+                                          step.previous_score, step.version)
+            if key is not None:
+                self.holders[key] = i
+        return entries
 
-    def record_activity(self, indexes: list[int]) -> None:
-        acted = [i for i in indexes if self.submissions[i].action and isinstance(self.results[i], ScoreResult)]
+    def _copy_of(self, holder: int, i: int) -> ScoreResult | ServiceError:
+        if self.submissions[i].fingerprint() != self.submissions[holder].fingerprint():
+            return Conflict("submission_conflict", "this submission_id was used for another submission")
+        return ScoreResult(**self.results[holder].view(), replayed=True)  # type: ignore[union-attr]
+
+    def record_activity(self) -> None:
+        """Keep each action applied (changed or not); a retry's action is kept once, by its first use."""
+        acted = [i for i, result in enumerate(self.results) if self.submissions[i].action
+                 and isinstance(result, ScoreResult) and not result.replayed]
         if acted:
             self.connection.execute(text("""
                 INSERT INTO player_activity (leaderboard_id, player_id, action, points)
-                SELECT * FROM unnest(CAST(:boards AS text[]), CAST(:players AS text[]), CAST(:actions AS text[]),
-                                     CAST(:points AS bigint[]))"""), {
+                SELECT b, p, a, pts FROM unnest(CAST(:boards AS text[]), CAST(:players AS text[]),
+                                                CAST(:actions AS text[]), CAST(:points AS bigint[]))
+                    WITH ORDINALITY AS t(b, p, a, pts, n) ORDER BY n"""), {
                 "boards": [self.submissions[i].leaderboard_id for i in acted],
                 "players": [self.submissions[i].player_id for i in acted],
                 "actions": [self.submissions[i].action for i in acted],
                 "points": [self.submissions[i].score for i in acted]})
 
     def store_results(self) -> None:
-        """Keep the result of each submission id this write claimed, for its retries; an id whose write
-        failed is freed."""
-        for i, result in enumerate(self.results):
-            if isinstance(result, tuple):  # the same id earlier in this batch
-                self.results[i] = self._copy_of(self.results[result[1]], self.submissions[i],
-                                                self.submissions[result[1]])
-        kept = self.claimed
-        ok = [i for i in kept if isinstance(self.results[i], ScoreResult)]
-        if ok:
+        """Keep, for its retries, the submission that holds each id this write claimed (its fingerprint and
+        result); an id no submission could use is freed."""
+        held = sorted(key for key in self.claimed if key in self.holders)
+        if held:
             self.connection.execute(text("""
-                UPDATE score_submissions s SET result = CAST(t.result AS jsonb)
-                FROM unnest(CAST(:boards AS text[]), CAST(:ids AS text[]), CAST(:results AS text[])) AS t(b, i, result)
+                UPDATE score_submissions s SET fingerprint = t.print, result = CAST(t.result AS jsonb)
+                FROM unnest(CAST(:boards AS text[]), CAST(:ids AS text[]), CAST(:prints AS text[]),
+                            CAST(:results AS text[])) AS t(b, i, print, result)
                 WHERE s.leaderboard_id = t.b AND s.submission_id = t.i"""), {
-                "boards": [self.submissions[i].leaderboard_id for i in ok],
-                "ids": [self.submissions[i].submission_id for i in ok],
-                "results": [json.dumps(self.results[i].view()) for i in ok]})
-        failed = [i for i in kept if not isinstance(self.results[i], ScoreResult)]
-        if failed:
+                "boards": [k[0] for k in held], "ids": [k[1] for k in held],
+                "prints": [self.submissions[self.holders[k]].fingerprint() for k in held],
+                "results": [json.dumps(self.results[self.holders[k]].view()) for k in held]})  # type: ignore[union-attr]
+        freed = sorted(key for key in self.claimed if key not in self.holders)
+        if freed:
             self.connection.execute(text("""
                 DELETE FROM score_submissions s USING unnest(CAST(:boards AS text[]), CAST(:ids AS text[])) AS t(b, i)
                 WHERE s.leaderboard_id = t.b AND s.submission_id = t.i"""), {
-                "boards": [self.submissions[i].leaderboard_id for i in failed],
-                "ids": [self.submissions[i].submission_id for i in failed]})
-
-    def _copy_of(self, original: Any, submission: Submission, first: Submission) -> ScoreResult | ServiceError:
-        if not isinstance(original, ScoreResult):
-            return original
-        if submission.fingerprint() != first.fingerprint():
-            return Conflict("submission_conflict", "this submission_id was used for another submission")
-        return ScoreResult(**original.view(), replayed=True)
+                "boards": [k[0] for k in freed], "ids": [k[1] for k in freed]})
 
 
 @dataclass(frozen=True)
@@ -329,9 +329,8 @@ def submit_score_requests(engine: Engine, requests: list[ScoreRequest], *,
                 ended = [board.id for board in boards.values() if board.ended]
                 if not ended:
                     write = _Write(connection, submissions, authorities, boards)
-                    indexes = write.claim_submission_ids(write_indexes(write))
-                    write.upsert(indexes)
-                    write.record_activity(range(len(submissions)))
+                    write.apply(write.claim_submission_ids(write_indexes(write)))
+                    write.record_activity()
                     write.store_results()
             except BaseException:
                 transaction.rollback()
@@ -351,32 +350,6 @@ def submit_score_requests(engine: Engine, requests: list[ScoreRequest], *,
         for board_id in ended:  # the period ended before this write: count it in the next one
             roll_period(engine, board_id, final_top=final_top)
     raise Conflict("period_busy", "the board's period kept ending during the write; send it again")
-
-
-class ScoreBatcher(GroupCommit[ScoreRequest, list]):
-    """Group commit of score requests (app/group_commit.py). A request whose every submission has a
-    submission_id can be written again safely; one without cannot tell, after a failed COMMIT, whether
-    an increment counted, so its outcome is unknown."""
-
-    what = "score"
-
-    def __init__(self, engine: Engine, max_batch: int = 200, final_top: int = 10):
-        super().__init__(engine, max_batch)
-        self.final_top = final_top
-
-    def commit_many(self, requests: list[ScoreRequest]) -> list[list[ScoreResult | ServiceError]]:
-        return submit_score_requests(self.engine, requests, final_top=self.final_top)
-
-    def retry_is_safe(self, request: ScoreRequest) -> bool:
-        return all(s.submission_id for s in request.submissions)
-
-    def recorded(self, request: ScoreRequest) -> list[ScoreResult | ServiceError] | None:
-        if not self.retry_is_safe(request):
-            return None
-        try:
-            return self.commit_many([request])[0]  # the stored results of its submission ids, or written now
-        except CommitFailed:
-            return None
 
 
 def _outcome(result: ScoreResult | ServiceError) -> str:

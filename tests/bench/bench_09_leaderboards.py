@@ -10,6 +10,9 @@ board, and its reads beside /healthz under the same load.
   (range 5) of random players, a random player's standing, stats; then /healthz the same way. A
   game server writes to the same board at about 50 scores/s throughout, so every read kind and the
   baseline are measured under the same load.
+- One owner's floods beside another's scores: a game server of one owner sends single `POST
+  /scores` one after the other (its latency p50/p99), first alone, then while 4 clients of another
+  owner send `POST /scores/batch` of 1,000 scores naming one player each, back to back.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from sqlalchemy import text
 
 from app.leaderboards.rebuild import rebuild_period
 from tests.bench import report
-from tests.bench.support import CpuMeter, env_int, wrk
+from tests.bench.support import CpuMeter, env_int, percentiles, wrk
 
 WRITE_CONNECTIONS = 64
 READ_CONNECTIONS = 16
@@ -174,3 +177,88 @@ def bench_big_board(stack, bench_engine, bench_redis, bench_config, tmp_path):
     report.row(f"leaderboards: stats p99 ({entries:,} entries)", reads["stats"]["latency_ms"]["p99"], "ms",
                baseline=healthz_p99, baseline_name="/healthz p99, same load", target="(info)")
     assert writer.statuses and set(writer.statuses) <= {200, 201}, writer.statuses
+
+
+FLOOD_CLIENTS = 4
+FLOOD_BATCH = 1000
+
+
+class _Flood(threading.Thread):
+    """A client sending batches of FLOOD_BATCH scores, all naming one player, back to back."""
+
+    def __init__(self, base_url: str, key: str, board_id: str, player_id: str):
+        super().__init__(daemon=True)
+        self.url = f"{base_url}/api/v1/scores/batch"
+        self.body = json.dumps({"scores": [{"leaderboard_id": board_id, "player_id": player_id, "score": 1}]
+                                * FLOOD_BATCH}).encode()  # encoded once: the load generator stays light
+        self.http = requests.Session()
+        self.http.headers.update({"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        self.stopping = threading.Event()
+        self.statuses: dict[int, int] = {}
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            status = self.http.post(self.url, data=self.body, timeout=120).status_code
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+def _single_scores(base_url: str, key: str, board_id: str, duration_s: float) -> tuple[list[float], dict[int, int]]:
+    """POST /scores one after the other for `duration_s`: each one's latency (ms), and the statuses."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    latencies, statuses, n = [], {}, 0
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        n += 1
+        started = time.perf_counter()
+        status = http.post(f"{base_url}/api/v1/scores", timeout=120, json={
+            "leaderboard_id": board_id, "player_id": f"p{n % 1000}", "score": n}).status_code
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses[status] = statuses.get(status, 0) + 1
+    return latencies, statuses
+
+
+def bench_scores_beside_another_owners_floods(stack):
+    duration = env_int("BENCH_FLOOD_S", 20)
+    token, key = _owner_key(stack.base_url)
+    board_id = _board(stack.base_url, token, update_mode="best")["id"]
+    flood_token, flood_key = _owner_key(stack.base_url)
+    flood_board = _board(stack.base_url, flood_token, update_mode="increment")["id"]
+
+    quiet, quiet_statuses = _single_scores(stack.base_url, key, board_id, duration)
+    floods = [_Flood(stack.base_url, flood_key, flood_board, f"flood{n}") for n in range(FLOOD_CLIENTS)]
+    for flood in floods:
+        flood.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not all(flood.statuses for flood in floods) and time.monotonic() < deadline:
+            time.sleep(0.1)  # every flood has had a batch answered: the load is on
+        started = time.monotonic()
+        batches0 = sum(sum(f.statuses.values()) for f in floods)
+        loaded, loaded_statuses = _single_scores(stack.base_url, key, board_id, duration)
+        batches = sum(sum(f.statuses.values()) for f in floods) - batches0
+        flood_s = time.monotonic() - started
+    finally:
+        for flood in floods:
+            flood.stopping.set()
+        for flood in floods:
+            flood.join(150)
+    flood_statuses: dict[int, int] = {}
+    for flood in floods:
+        for status, count in flood.statuses.items():
+            flood_statuses[status] = flood_statuses.get(status, 0) + count
+    alone, beside = percentiles(quiet), percentiles(loaded)
+    report.record("scores_beside_floods", {
+        "duration_s": duration, "flood_clients": FLOOD_CLIENTS, "flood_batch": FLOOD_BATCH,
+        "quiet_ms": alone, "beside_floods_ms": beside, "flood_batches_per_s": round(batches / flood_s, 1),
+        "statuses": {"quiet": quiet_statuses, "beside": loaded_statuses, "floods": flood_statuses}})
+    report.row("leaderboards: another owner's POST /scores p50 / p99, no floods",
+               f"{alone['p50']:.0f} / {alone['p99']:.0f}", "ms", target="(info)")
+    report.row(f"leaderboards: another owner's POST /scores p50 / p99 beside {FLOOD_CLIENTS} clients' "
+               f"{FLOOD_BATCH:,}-score one-player batches ({batches / flood_s:.1f} batches/s)",
+               f"{beside['p50']:.0f} / {beside['p99']:.0f}", "ms", target="(info)")
+    report.row("leaderboards: another owner's POST /scores p99 beside the floods", beside["p99"], "ms",
+               baseline=alone["p99"], baseline_name="p99 with no floods, same run", target="<= 4 x no floods",
+               met=beside["p99"] <= 4 * alone["p99"])
+    assert set(quiet_statuses) == set(loaded_statuses) == {201}, (quiet_statuses, loaded_statuses)
+    assert set(flood_statuses) == {200} and batches > 0, flood_statuses

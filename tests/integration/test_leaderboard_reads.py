@@ -148,3 +148,26 @@ def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, r
     top = reader.page(board_id, period=None, offset=0, limit=10)
     assert [(e["player_id"], e["score"]) for e in top["entries"]] == [("b", 7), ("a", 5)]
     wait_until(lambda: redis_client.exists(keys.cfg), "the board's configuration was not rebuilt")
+
+
+class _CountingReader(BoardReader):
+    """The web process's reader, counting the standings it reads for ranks."""
+
+    def __init__(self, engine, redis_client):
+        super().__init__(engine, redis_client)
+        self.standings_read = 0
+
+    def player(self, board_id, player_id, **kwargs):
+        self.standings_read += 1
+        return super().player(board_id, player_id, **kwargs)
+
+
+def test_a_batch_naming_one_player_a_thousand_times_reads_their_rank_once(engine, config, redis_client, owner_id):
+    board_id = _board(engine, owner_id)
+    _fill(engine, config, redis_client, owner_id, board_id, {"ann": 50, "ben": 40})
+    results = submit_scores(engine, [Submission(board_id, "ben", n % 30) for n in range(1000)],
+                            Authority(owner_id=owner_id))
+    assert {r.outcome for r in results} == {"unchanged"}
+    reader = _CountingReader(engine, redis_client)
+    assert reader.ranks_when_shown(results, 0.0) == {(board_id, "ben"): 2}
+    assert reader.standings_read == 1
