@@ -5,47 +5,68 @@ Offsets are stored by hand (`enable.auto.offset.store` off) and committed by aut
 anywhere before `store_offsets` redelivers the batch: each consumer makes its work idempotent. A
 message that can never be handled goes to the consumer's dead-letter topic with its key, value and
 headers and the reason in a header (app/dead_letters.py owns that shape), and the partition
-goes on; its offset is stored only once the broker holds the dead letter.
+goes on; its offset is stored only once the broker holds the dead letter. Which failures are a
+message's and which a store's is app/poison.py's one rule: `refuse` and `retry_or_isolate` apply it.
 """
 from __future__ import annotations
 
 import logging
+import operator
 import time
-from typing import Callable
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-
 from prometheus_client import start_http_server
 
 from app.config import Config, load_config_or_exit
+from app.dead_letters import Outgoing, dead_letter_headers
 from app.kafka import produce
 from app.logs import RateLimitedLog, configure_logging
+from app.poison import PoisonMessage, dead_letter_reason, store_unavailable
 from app.processing import StreamProcessor, run_until_signalled
-from app.dead_letters import dead_letter_headers
+from app.retry import Backoff
 
 LAG_INTERVAL_S = 5.0
+LOGGED_BYTES = 200  # of a key or header in a log line
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+# confluent-kafka returns a value yet leaves an exception set when a header name is not UTF-8. A call
+# site CPython 3.11 has specialised does not check for that, and the exception would go off at some later,
+# unrelated call; a call through methodcaller always checks, and raises SystemError there and then.
+_read_headers = operator.methodcaller("headers")
 
 
 def _text(raw: bytes | None) -> str | None:
     """A key or header for a log line; undecodable bytes are shown escaped, never raise."""
-    return raw.decode("utf-8", "backslashreplace") if raw is not None else None
+    return raw[:LOGGED_BYTES].decode("utf-8", "backslashreplace") if raw is not None else None
+
+
+def _too_large(error: KafkaError) -> bool:
+    return error.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 class BatchConsumer(StreamProcessor):
     """`run_once` (the subclass's) handles one batch; `run()` loops it and keeps the lag gauge fresh.
 
-    Subclasses set `consumer`, `producer`, `topic`, `dlq_topic`, `batch_size`, `poll_timeout_s`, `log`
-    and `metrics` (with `dead_lettered` labelled by reason and `lag` labelled by partition)."""
+    Subclasses set `consumer`, `producer`, `topic`, `dlq_topic`, `batch_size`, `poll_timeout_s`,
+    `max_backoff_s`, `log` and `metrics` (with `dead_lettered` labelled by reason, `retries`, and `lag`
+    labelled by partition)."""
 
     consumer = producer = metrics = None
     topic = dlq_topic = ""
     batch_size = 500
     poll_timeout_s = 0.5
+    max_backoff_s = 5.0
     log = logging.getLogger(__name__)
 
     def __init__(self) -> None:
         super().__init__()
-        self._dlq_failures: list[str] = []
+        self._undelivered: list[tuple[Outgoing, KafkaError]] = []
         self._next_lag = 0.0
         self._errors = RateLimitedLog(self.log)
 
@@ -85,31 +106,94 @@ class BatchConsumer(StreamProcessor):
             self.log.warning("consumer error: %s", error)
         return True
 
-    def dead_letter(self, message: Message, reason: str) -> None:
-        produce(self.producer, self.dlq_topic, key=message.key(), value=message.value(),
-                headers=dead_letter_headers(message.headers(), reason), on_delivery=self._dead_letter_delivered)
-        self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
-        event_id = dict(message.headers() or []).get("event_id")
-        self.log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
-                         reason, extra={"session_id": _text(message.key()), "event_id": _text(event_id),
-                                        "reason": reason, "partition": message.partition(),
-                                        "offset": message.offset()})
+    def refuse(self, message: Message, exc: Exception) -> None:
+        """`message` raised `exc`: dead-letter it, unless a store is down (app/poison.py), which is raised
+        for the caller to retry."""
+        if store_unavailable(exc):
+            raise exc
+        self.dead_letter(message, dead_letter_reason(exc), unexpected=not isinstance(exc, PoisonMessage))
 
-    def _dead_letter_delivered(self, err, _msg) -> None:
+    def retry_or_isolate(self, what: str, items: list[Item], attempt: Callable[[list[Item]], list[Result]],
+                         message_of: Callable[[Item], Message]) -> list[Result] | None:
+        """`attempt(items)`, retried with backoff while a store is down (None when a shutdown comes first).
+        When it raises anything else, one of the items is at fault: the items are halved and each half is
+        attempted again, down to the one message it is about, which is dead-lettered and adds no result.
+        Each attempt must be safe to repeat (the consumers' work is idempotent); the results of the
+        halves are concatenated in order."""
+        backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
+        while True:
+            try:
+                return attempt(items) if items else []
+            except Exception as exc:  # noqa: BLE001 - the rule of app/poison.py sorts it
+                if not store_unavailable(exc):
+                    return self._isolate(what, items, attempt, message_of, exc)
+                self.metrics.retries.inc()
+                delay = backoff.next_delay()
+                self._errors.warning(what, "%s failed (%s); retrying in %.1fs", what, exc, delay)
+                if self.wait(delay):
+                    return None
+
+    def _isolate(self, what, items, attempt, message_of, exc: Exception):
+        if len(items) == 1:
+            self.refuse(message_of(items[0]), exc)
+            return []
+        results = []
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            part_results = self.retry_or_isolate(what, part, attempt, message_of)
+            if part_results is None:
+                return None
+            results += part_results
+        return results
+
+    def dead_letter(self, message: Message, reason: str, *, unexpected: bool = False) -> None:
+        try:
+            headers = _read_headers(message) or []
+        except SystemError:  # a header name that is not UTF-8: the client cannot read it
+            headers, reason = [], f"{reason} (headers left out: a header name is not UTF-8)"
+        self._send(Outgoing(message.key(), message.value(), headers, reason))
+        self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
+        event_id = dict(headers).get("event_id")
+        # An exception nobody expected is a bug to fix: its traceback goes with it.
+        self.log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
+                         reason, exc_info=unexpected,
+                         extra={"session_id": _text(message.key()), "event_id": _text(event_id),
+                                "reason": reason, "partition": message.partition(), "offset": message.offset()})
+
+    def _send(self, letter: Outgoing) -> None:
+        try:
+            produce(self.producer, self.dlq_topic, key=letter.key, value=letter.value,
+                    headers=dead_letter_headers(letter.headers, letter.reason),
+                    on_delivery=partial(self._dead_letter_delivered, letter))
+        except KafkaException as exc:  # refused before it left: too large for the producer, or no such topic
+            self._undelivered.append((letter, exc.args[0]))
+
+    def _dead_letter_delivered(self, letter: Outgoing, err: KafkaError | None, _msg) -> None:
         if err is not None:
-            self._dlq_failures.append(str(err))
+            self._undelivered.append((letter, err))
 
     def flush_produced(self) -> bool:
         """Wait until the broker holds every message this batch produced (dead letters and any other);
-        their batch's offsets are stored only then. False when a shutdown comes first."""
-        while self.producer.flush(5.0) > 0:
-            if self.shutting_down:
-                return False
-            self._errors.warning("dlq", "waiting for the dead-letter topic: is Kafka down?")
-        if self._dlq_failures:
-            failures, self._dlq_failures = self._dlq_failures, []
-            raise RuntimeError(f"dead letters not delivered: {failures}")
-        return True
+        their batch's offsets are stored only then. A dead letter too large for the dead-letter topic is
+        cut to fit (app/dead_letters.py); one the broker refuses otherwise is sent again with backoff, as
+        Kafka being down is. False when a shutdown comes first."""
+        backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
+        while True:
+            while self.producer.flush(5.0) > 0:
+                if self.shutting_down:
+                    return False
+                self._errors.warning("dlq", "waiting for the dead-letter topic: is Kafka down?")
+            if not self._undelivered:
+                return True
+            undelivered, self._undelivered = self._undelivered, []
+            if any(not (_too_large(error) and not letter.cut) for letter, error in undelivered):
+                delay = backoff.next_delay()
+                self._errors.warning("dlq", "dead letters not delivered (%s); sending them again in %.1fs",
+                                     "; ".join(sorted({error.str() for _, error in undelivered})), delay)
+                if self.wait(delay):
+                    return False
+            for letter, error in undelivered:
+                self._send(letter.cut_to_fit() if _too_large(error) and not letter.cut else letter)
 
     def store_offsets(self, messages: list[Message]) -> None:
         # One offset per partition, its batch's last (a batch holds each partition's messages in order).

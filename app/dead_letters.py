@@ -3,9 +3,12 @@ header), written by the consumers (app/batch_consumer.py: the cache worker's eve
 ingest's scores) and read back by the operator CLI (`ops dlq`) and `ops verify`.
 
 A dead letter is a message that can never be applied as it is (undecodable, an unknown type, refused
-by Redis). It keeps its original key, value and headers, so `ops dlq redrive` can send it back to the
-main topic unchanged once its cause is fixed; which entries were redriven is recorded as the committed
-offsets of a consumer group of its own, so a redrive never sends one twice.
+by Redis; app/poison.py says which failures are a message's). It keeps its original key, value and
+headers, so `ops dlq redrive` can send it back to the main topic unchanged once its cause is fixed;
+which entries were redriven is recorded as the committed offsets of a consumer group of its own, so a
+redrive never sends one twice. Two exceptions: headers the Kafka client cannot read (a name that is not
+UTF-8) are left out, and a message too large for the dead-letter topic keeps only the first CUT_BYTES of
+its key and value and none of its headers; the reason says so, and such a copy never decodes again.
 """
 from __future__ import annotations
 
@@ -23,9 +26,35 @@ KAFKA_TIMEOUT_S = 10.0
 READ_STALL_S = 30.0
 
 
+# What a dead letter the broker refuses as too large keeps of its key and of its value.
+CUT_BYTES = 1024
+
+
 def dead_letter_headers(headers: list[tuple[str, bytes]] | None, reason: str) -> list[tuple[str, bytes]]:
-    """The headers of the dead-letter copy of a message: its own, and why it could not be applied."""
-    return list(headers or []) + [(REASON_HEADER, reason.encode())]
+    """The headers of the dead-letter copy of a message: its own, and why it could not be applied (one
+    reason: a `dlq_reason` the message came with is not kept)."""
+    return [(name, raw) for name, raw in headers or [] if name != REASON_HEADER] + [
+        (REASON_HEADER, reason.encode("utf-8", "backslashreplace"))]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """The dead-letter copy of a message, on its way to the dead-letter topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    reason: str
+    cut: bool = False
+
+    def cut_to_fit(self) -> Outgoing:
+        """The copy a broker takes whatever the size of the original: the first CUT_BYTES of its key and
+        value, none of its headers, and a reason that says what was cut."""
+        sizes = f"key {len(self.key or b'')} B, value {len(self.value or b'')} B"
+        return Outgoing(self.key[:CUT_BYTES] if self.key else self.key,
+                        self.value[:CUT_BYTES] if self.value else self.value, [],
+                        f"{self.reason} (too large for the dead-letter topic: {sizes}, cut to {CUT_BYTES} B each,"
+                        " headers left out)", cut=True)
 
 
 @dataclass(frozen=True)

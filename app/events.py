@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.ids import new_id
+from app.json_input import JsonInputError, decode_json
+from app.poison import PoisonMessage
 
 QUIZ_SESSION = "quiz_session"
 LEADERBOARD = "leaderboard"
@@ -172,8 +174,8 @@ AGGREGATE_OF = {event_type: QUIZ_SESSION for event_type in (
 CURRENT_VERSION = {event_type: max(v for t, v in PAYLOAD_SCHEMAS if t == event_type) for event_type in EVENT_TYPES}
 
 
-class PoisonEvent(ValueError):
-    """A message that can never be applied: undecodable, of an unknown type or version."""
+class PoisonEvent(PoisonMessage):
+    """A message that can never be applied: undecodable, of an unknown type or version, of the wrong shape."""
 
 
 @dataclass(frozen=True)
@@ -264,10 +266,13 @@ def parse_payload(event_type: str, version: int, payload: dict[str, Any]) -> _Pa
 
 def decode_envelope(raw: bytes | None) -> Envelope:
     """Parse and validate a Kafka message value; raises PoisonEvent when it cannot be applied."""
-    if raw is None:
-        raise PoisonEvent("empty message")
     try:
-        data = json.loads(raw)
+        data = decode_json(raw)
+    except JsonInputError as exc:
+        raise PoisonEvent(f"undecodable message: {exc}") from None
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(type(data).__name__)
         if "session_id" in data:  # written before boards had events of their own
             data.update(aggregate_type=QUIZ_SESSION, aggregate_id=data["session_id"])
         aggregate_type = str(data["aggregate_type"])
@@ -279,7 +284,7 @@ def decode_envelope(raw: bytes | None) -> Envelope:
         envelope = Envelope(
             event_id=uuid.UUID(data["event_id"]),
             event_type=str(data["event_type"]),
-            version=int(data["version"]),
+            version=_version(data["version"]),
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             occurred_at=datetime.fromisoformat(data["occurred_at"]),
@@ -287,5 +292,16 @@ def decode_envelope(raw: bytes | None) -> Envelope:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PoisonEvent(f"undecodable message: {type(exc).__name__}") from None
+    owner = AGGREGATE_OF.get(envelope.event_type, aggregate_type)  # an unknown type is refused just below
+    if owner != aggregate_type:
+        raise PoisonEvent(f"wrong aggregate: {envelope.event_type} is an event of a {owner}, not a {aggregate_type}")
     envelope.parsed_payload()
     return envelope
+
+
+def _version(value: Any) -> int:
+    """An envelope's version: an integer, or its digits; never a float or a bool that int() would
+    truncate into one (`true` is no version 1, nor is 1.5, and 1e400 overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"version is a {type(value).__name__}")
+    return int(value)

@@ -7,7 +7,9 @@ one reply per event, announce the board tops that changed (changes.py), and only
 answered (and the dead letters and announcements are flushed) store the batch's offsets. Auto-commit
 then commits stored offsets.
 A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
-Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched.
+Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched. Any other
+failure of the batch is one message's (app/poison.py): the batch is halved until that message is
+found and dead-lettered, and the others are applied (the scripts skip what an attempt applied).
 """
 from __future__ import annotations
 
@@ -20,34 +22,19 @@ import redis as redis_lib
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
-from app.events import Envelope, PoisonEvent, decode_envelope
 from app.batch_consumer import BatchConsumer
-from app.redis_client import is_cluster, node_client
-from app.retry import Backoff
+from app.events import Envelope, decode_envelope
 from app.leaderboards.periods import PeriodSpans
 from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
+from app.poison import store_unavailable
+from app.redis_client import is_cluster, node_client
 from cache_worker.aggregates import NO_COMMAND, aggregates
 from cache_worker.changes import Announced, announce_changes, announce_closes, remember, touched_periods
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.MovedError,
-              redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
-              redis_lib.exceptions.ClusterDownError, OperationalError)
 _REBUILD_ROUNDS = 3
-# Redis refusing for a while (memory, failover, loading, a busy script): retry, never dead-letter.
-_TRANSIENT_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOSCRIPT", "CLUSTERDOWN", "TRYAGAIN")
-
-
-def _is_transient(error: Exception) -> bool:
-    if isinstance(error, _TRANSIENT):
-        return True
-    # redis-py drops a known code from the text (OOM, READONLY, ...) and keeps it as status_code.
-    code = getattr(error, "status_code", None) or ""
-    return isinstance(error, redis_lib.ResponseError) and (
-        str(error).startswith(_TRANSIENT_REPLIES) or code.startswith(_TRANSIENT_REPLIES))
 
 
 @dataclass
@@ -109,43 +96,42 @@ class CacheWorker(BatchConsumer):
             try:
                 envelope = decode_envelope(message.value())
                 pending.append(_Pending(message, envelope, envelope.parsed_payload()))
-            except PoisonEvent as exc:
-                self.dead_letter(message, str(exc))
-        announced = self._apply_with_retry(pending)
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/poison.py)
+                self.refuse(message, exc)
+        announced = self.retry_or_isolate("applying events", pending, self._apply,
+                                          message_of=lambda item: item.message)
         if announced is None:
             return 0  # stopping while Redis was down: nothing stored, the batch is redelivered
         if self.after_apply is not None:
             self.after_apply()
         if not self.flush_produced():
             return 0  # stopping while the broker was down: nothing stored, the batch is redelivered
-        remember(announced)  # delivered (the flush above): the change feed need not announce them again
+        try:
+            remember(announced)  # delivered (the flush above): the change feed need not announce them again
+        except Exception as exc:  # not remembered, a top is only announced once more
+            if not store_unavailable(exc):
+                raise
+            self._errors.warning("remember", "announced tops not remembered (%s)", exc)
         self.store_offsets(messages)
         return len(messages)
 
-    def _apply_with_retry(self, pending: list[_Pending]) -> list[Announced] | None:
-        """Apply the batch and announce the tops it changed (changes.py), retrying transient failures with
-        backoff; None when a shutdown comes first."""
-        backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
-        while True:
-            try:
-                self.apply_events(pending)
-                announced = announce_changes(touched_periods(pending),
-                                             client_for=lambda key: node_client(self.redis, key),
-                                             producer=self.producer, topic=self.config.change_topic,
-                                             top=self.config.change_top, spans=self.spans)
-                announce_closes(pending, producer=self.producer, topic=self.config.change_topic)
-                return announced
-            except Exception as exc:
-                if not _is_transient(exc):
-                    raise
-                self.metrics.retries.inc()
-                delay = backoff.next_delay()
-                self._errors.warning("apply", "applying a batch failed (%s); retrying in %.1fs", exc, delay)
-                if self.wait(delay):
-                    return None
+    def _apply(self, pending: list[_Pending]) -> list[Announced]:
+        """Apply the batch, announce the tops it changed (changes.py), and only then dead-letter the events
+        Redis or PostgreSQL refused: an attempt that fails leaves no dead letter behind to be sent twice."""
+        refused = self.apply_events(pending)
+        announced = announce_changes(touched_periods(pending), client_for=lambda key: node_client(self.redis, key),
+                                     producer=self.producer, topic=self.config.change_topic,
+                                     top=self.config.change_top, spans=self.spans)
+        announce_closes(pending, producer=self.producer, topic=self.config.change_topic)
+        for item, reason in refused:
+            self.dead_letter(item.message, reason)
+        return announced
 
-    def apply_events(self, pending: list[_Pending]) -> None:
-        """Apply `pending` in order; a session or a board period Redis lacks is rebuilt first."""
+    def apply_events(self, pending: list[_Pending]) -> list[tuple[_Pending, str]]:
+        """Apply `pending` in order; a session or a board period Redis lacks is rebuilt first. Returns the
+        events that can never be applied (refused by the script, or of a session or board PostgreSQL lacks),
+        each with its reason."""
+        refused: list[tuple[_Pending, str]] = []
         for _ in range(_REBUILD_ROUNDS):
             results = self._run_scripts(pending)
             retry: list[_Pending] = []
@@ -154,11 +140,11 @@ class CacheWorker(BatchConsumer):
             duplicates = 0
             transient = None
             for item, result in zip(pending, results):
-                if isinstance(result, Exception) and _is_transient(result):
+                if isinstance(result, Exception) and store_unavailable(result):
                     transient = result  # the whole batch is retried: nothing after it is handled now
                     break
                 if isinstance(result, Exception):
-                    self.dead_letter(item.message, f"rejected_by_redis: {result}")
+                    refused.append((item, f"rejected_by_redis: {result}"))
                 elif result == APPLIED:
                     applied[item.envelope.event_type] += 1
                 elif result == DUPLICATE:
@@ -173,7 +159,7 @@ class CacheWorker(BatchConsumer):
             if transient is not None:
                 raise transient
             if not retry:
-                return
+                return refused
             # Replay in order only the events that were refused; the others are applied.
             unknown = set()
             for target in to_rebuild:
@@ -186,10 +172,10 @@ class CacheWorker(BatchConsumer):
                     unknown.add(target)
             for item in retry:
                 if self._rebuild_target(item) in unknown:
-                    self.dead_letter(item.message, self.aggregates[item.envelope.aggregate_type].unknown_reason)
+                    refused.append((item, self.aggregates[item.envelope.aggregate_type].unknown_reason))
             pending = [item for item in retry if self._rebuild_target(item) not in unknown]
             if not pending:
-                return
+                return refused
         raise redis_lib.ConnectionError("boards kept vanishing while applying a batch")
 
     def _rebuild_target(self, item: _Pending) -> tuple:
@@ -224,7 +210,7 @@ class CacheWorker(BatchConsumer):
                         results[index] = answer if isinstance(answer, Exception) else settle(
                             node, item.envelope, item.payload, answer)
                     at += len(answers)
-        if any(isinstance(r, _TRANSIENT) for r in results) and is_cluster(self.redis):
+        if any(isinstance(r, Exception) and store_unavailable(r) for r in results) and is_cluster(self.redis):
             self.redis.nodes_manager.initialize()  # slots moved: learn the new layout before the retry
         return results
 

@@ -12,25 +12,25 @@ A message without a `submission_id` gets one from its place in the log (`kafka:<
 <offset>`), so every message has one: a crash between the commit and the offset store redelivers
 the batch, and each redelivered message gets its original result instead of counting twice.
 PostgreSQL unreachable, or a COMMIT whose outcome is unknown: the same batch is written again with
-backoff (it is safe: every message has a submission id), offsets untouched.
+backoff (it is safe: every message has a submission id), offsets untouched. Any other failure of the
+write is one message's (app/poison.py): the batch is halved until that message is found and
+dead-lettered, and the others are committed.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.batch_consumer import BatchConsumer
-from app.group_commit import CommitFailed
 from app.leaderboards.messages import decode_score, derived_submission_id
 from app.leaderboards.scores import Authority, ScoreResult, Submission, submit_scores
-from app.retry import Backoff
-from app.services.errors import Conflict, ServiceError
+from app.poison import dead_letter_reason
+from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ SOURCE = "kafka"  # score_writes_total{source}
 
 
 def decode(message: Message) -> Submission:
-    """The submission a message carries; ValueError (with the reason) when it carries none."""
+    """The submission a message carries; PoisonMessage (with the reason) when it carries none."""
     return decode_score(message.value()).submission(
         derived_submission_id(message.topic(), message.partition(), message.offset()))
 
@@ -91,42 +91,28 @@ class ScoreIngest(BatchConsumer):
         for message in messages:
             try:
                 decoded.append((message, decode(message)))
-            except ValueError as exc:
-                self.dead_letter(message, str(exc))
-        results = self._commit_with_retry([submission for _, submission in decoded])
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/poison.py)
+                self.refuse(message, exc)
+        results = self.retry_or_isolate("committing scores", decoded, self._commit, message_of=lambda item: item[0])
         if results is None:
             return 0  # stopping while PostgreSQL was down: nothing stored, the batch is redelivered
         if self.after_commit is not None:
             self.after_commit()
-        for (message, _), result in zip(decoded, results):
+        for message, result in results:
             self._count(message, result)
         if not self.flush_produced():
             return 0  # stopping while the broker was down: nothing stored, the batch is redelivered
         self.store_offsets(messages)
         return len(messages)
 
-    def _commit_with_retry(self, submissions: list[Submission]) -> list[Any] | None:
-        if not submissions:
-            return []
-        backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
-        while True:
-            try:
-                return submit_scores(self.engine, submissions, Authority(), final_top=self.config.leaderboard_final_top,
-                                     source=SOURCE)
-            except (SQLAlchemyError, CommitFailed) as exc:
-                cause = exc
-            except Conflict as exc:  # the board's period kept ending during the write
-                cause = exc
-            self.metrics.retries.inc()
-            delay = backoff.next_delay()
-            self._errors.warning("commit", "committing a batch of scores failed (%s); retrying in %.1fs",
-                                 cause, delay)
-            if self.wait(delay):
-                return None
+    def _commit(self, decoded: list[tuple[Message, Submission]]) -> list[tuple[Message, ScoreResult | ServiceError]]:
+        results = submit_scores(self.engine, [submission for _, submission in decoded], Authority(),
+                                final_top=self.config.leaderboard_final_top, source=SOURCE)
+        return [(message, result) for (message, _), result in zip(decoded, results)]
 
     def _count(self, message: Message, result: ScoreResult | ServiceError) -> None:
         if isinstance(result, ServiceError):
-            self.dead_letter(message, f"{result.code}: {result.message}")
+            self.dead_letter(message, dead_letter_reason(result))
         elif result.replayed:
             self.metrics.duplicates.inc()
         else:

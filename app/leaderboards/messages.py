@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.api.schemas import ScoreBody
+from app.json_input import JsonInputError, decode_json
 from app.leaderboards.scores import Submission
+from app.poison import PoisonMessage
 
 
 class ScoreMessage(ScoreBody):
@@ -31,19 +33,20 @@ class ScoreMessage(ScoreBody):
 
 
 def decode_score(raw: bytes | None) -> ScoreMessage:
-    """The score a message value carries; ValueError, naming the reason, when it carries none."""
+    """The score a message value carries; PoisonMessage (a ValueError), naming the reason, when it carries
+    none."""
     try:
-        body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("invalid_json: the message is not a JSON object") from None
+        body = decode_json(raw)
+    except JsonInputError as exc:
+        raise PoisonMessage(f"invalid_json: {exc}") from None
     if not isinstance(body, dict):
-        raise ValueError("invalid_json: the message is not a JSON object")
+        raise PoisonMessage("invalid_json: the message is not a JSON object")
     try:
         return ScoreMessage.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "message"
-        raise ValueError(f"invalid_message: {where}: {first['msg']}") from None
+        first = exc.errors(include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"])[:100] or "message"
+        raise PoisonMessage(f"invalid_message: {where}: {first['msg']}") from None
 
 
 def encode_score(**fields: Any) -> bytes:
