@@ -18,6 +18,7 @@ from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESS
 from app.api.schemas import SocketAnswer
 
 from app.extensions import runtime, sock
+from app.json_input import JsonInputError, decode_json
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
@@ -150,9 +151,9 @@ def _reply_to(raw: str | bytes, handle: Callable[[dict], dict | None] | None) ->
     if len(raw) > MAX_CLIENT_MESSAGE:
         return client_error("message_too_large", "client messages are small JSON objects")
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return client_error("invalid_json", "send JSON objects such as {\"type\": \"ping\"}")
+        message = decode_json(raw)
+    except JsonInputError as exc:  # malformed or nested too deep: the socket stays open
+        return client_error("invalid_json", f"{exc}; send JSON objects such as {{\"type\": \"ping\"}}")
     if isinstance(message, dict) and message.get("type") == "ping":
         return {"type": "pong", "server_time": now_iso()}
     if handle is None or not isinstance(message, dict):
