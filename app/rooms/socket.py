@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from typing import Callable
@@ -89,9 +88,10 @@ def room_socket(ws, session_id: str):
         hub.register(connection, principal.user_id, config.ws_max_per_participant)
         [(_, version, snapshot)] = hub.snapshots(session, [connection])
         connection.offer_snapshot(version, snapshot)
-        threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
+        connection.start_sender()
         answer_client(ws, connection, None if member.is_host else answers_over_socket(session, principal.user_id))
     finally:
+        connection.finish()
         hub.leave(connection, principal.user_id)
 
 
