@@ -26,6 +26,7 @@ from app.rooms.hub import now_iso
 from app.services import rooms as room_service
 from app.services.answers import AnswerRequest
 from app.services.errors import Forbidden, NotFound, ServiceError, TooManyRequests
+from app.tokens import Principal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
@@ -69,6 +70,16 @@ def room_socket(ws, session_id: str):
         return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
     if principal is None:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
+    with live.socket_slots.user(principal.user_id) as taken:
+        if not taken:
+            return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
+                                               f"{config.ws_max_per_user}); close one or try again later")
+        _serve_room(ws, session, principal)
+
+
+def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
+    config = current_app.config["LIVEQUIZ"]
+    live = runtime()
     db = live.db_sessions()
     try:
         member = room_service.room_member(db, session, principal.user_id)
