@@ -27,7 +27,7 @@ from app.logs import RateLimitedLog
 from app.leaderboards.keys import BoardKeys
 from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
-from app.rooms.streams import StreamReader, decode_fields
+from app.rooms.streams import StreamReader, decode_notes
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scripts import scripts_for
 
@@ -170,6 +170,12 @@ class RoomHub:
                 if not channel.watches:
                     del self.boards[watch.board_id]
 
+    def follow(self, stream_key: str, deliver: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Read `stream_key` with the rooms' streams for as long as the process lives (streams.py, Feed)."""
+        self._reader.follow(stream_key, deliver)
+        with self._lock:
+            self._start()
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
@@ -213,7 +219,7 @@ class RoomHub:
         """Hand what one XREAD returned to its rooms and boards."""
         for stream_key, entries in batches or []:
             key = stream_key.decode()
-            notes = self._decode(key, entries)
+            notes = decode_notes(key, entries, self._errors)
             room = self._room_by_stream(key)
             if room is not None:
                 room.last_id = entries[-1][0].decode()
@@ -227,17 +233,6 @@ class RoomHub:
                 if any(moved):
                     board.dirty = True
                     self._board_moved.set()
-
-    def _decode(self, stream_key: str, entries) -> list[dict[str, Any]]:
-        """The notes of one stream; one that cannot be read is logged and skipped, so the reader, which
-        serves every room and board of the process, goes on."""
-        notes = []
-        for entry_id, fields in entries:
-            try:
-                notes.append(decode_fields(fields))
-            except (ValueError, TypeError) as exc:
-                self._errors.warning("note", "cannot read notification %s of %s: %s", entry_id, stream_key, exc)
-        return notes
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:
@@ -392,7 +387,6 @@ class RoomHub:
             # Wake when the first throttled room is due, or at the next change.
             waiting = [room.pushed_at + self.interval_s - time.monotonic() for room in dirty if room.dirty]
             next_wait = max(0.001, min(waiting)) if waiting else self.interval_s
-
 
     def _push(self, room: Room | BoardChannel) -> None:
         if isinstance(room, BoardChannel):

@@ -11,8 +11,10 @@ several wakes at least every SHARD_BLOCK_MS to see the others.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import redis
@@ -22,24 +24,67 @@ from app.logs import RateLimitedLog
 from app.redis_client import is_cluster, node_of
 from app.retry import Backoff
 
+log = logging.getLogger(__name__)
+
 # The longest a cluster shard's reader blocks on one slot while its other slots wait: their latency.
 SHARD_BLOCK_MS = 50
 # What a cluster's reads raise while its slots move or a node is away (the second is no RedisError).
 _CLUSTER_ERRORS = (redis.RedisError, RedisClusterException)
 
 
+@dataclass
+class Feed:
+    """A stream the process reads for as long as it lives, whatever sockets it holds (the token
+    revocations), from its first entry on: what it holds stays true."""
+
+    stream_key: str
+    deliver: Callable[[list[dict[str, Any]]], None]  # runs on the reader's thread: must not block
+    last_id: str = "0-0"
+
+
 class StreamReader:
     def __init__(self, redis_client, positions: Callable[[], dict[str, str]], take: Callable[[Any], None],
                  stopping: threading.Event, errors: RateLimitedLog):
         self.redis = redis_client
-        self.positions = positions  # {stream key: id of the last entry read}
-        self.take = take  # what one XREAD returned: [(stream key, [(entry id, fields)])]
+        self.rooms_positions = positions  # {stream key: id of the last entry read} of the rooms and boards
+        self.take_rooms = take  # what one XREAD returned of them: [(stream key, [(entry id, fields)])]
         self.stopping = stopping
         self.errors = errors
+        self.feeds: dict[str, Feed] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         reader = self._read_shards if is_cluster(self.redis) else self._read_streams
         threading.Thread(target=reader, name="room-streams", daemon=True).start()
+
+    def follow(self, stream_key: str, deliver: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Read `stream_key` too, from its first entry on, for as long as the process lives."""
+        with self._lock:
+            self.feeds.setdefault(stream_key, Feed(stream_key, deliver))
+
+    def positions(self) -> dict[str, str]:
+        streams = self.rooms_positions()
+        with self._lock:
+            streams.update({feed.stream_key: feed.last_id for feed in self.feeds.values()})
+        return streams
+
+    def take(self, batches) -> None:
+        """Deliver the feeds' notes here; hand the rooms' and boards' to the hub."""
+        rooms = []
+        for batch in batches or []:
+            key = batch[0].decode()
+            with self._lock:
+                feed = self.feeds.get(key)
+            if feed is None:
+                rooms.append(batch)
+                continue
+            feed.last_id = batch[1][-1][0].decode()
+            try:
+                feed.deliver(decode_notes(key, batch[1], self.errors))
+            except Exception:  # noqa: BLE001 - one bad note must not stop the reader of every room
+                log.exception("cannot deliver the notes of %s", key)
+        if rooms:
+            self.take_rooms(rooms)
 
     def _read_streams(self) -> None:
         """One Redis: one blocking XREAD over every stream."""
@@ -108,6 +153,18 @@ class StreamReader:
             self.redis.nodes_manager.initialize()
         except _CLUSTER_ERRORS as exc:  # retried at the next failed read
             self.errors.warning("slots", "cannot learn the cluster's slots: %s", exc)
+
+
+def decode_notes(stream_key: str, entries, errors: RateLimitedLog) -> list[dict[str, Any]]:
+    """The notes of one stream; one that cannot be read is logged and skipped, so the reader, which
+    serves every room and board of the process, goes on."""
+    notes = []
+    for entry_id, fields in entries:
+        try:
+            notes.append(decode_fields(fields))
+        except (ValueError, TypeError) as exc:
+            errors.warning("note", "cannot read notification %s of %s: %s", entry_id, stream_key, exc)
+    return notes
 
 
 def decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ behind an HAProxy of the fixture's own (scripts/haproxy.cfg, the cluster's balan
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -180,6 +181,15 @@ class WebPair:
 def as_address(address: str) -> dict[str, str]:
     """The header that makes a WebPair process take `address` for the client's."""
     return {"X-Forwarded-For": address}
+
+
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address no other test uses (for a WebPair process, in X-Forwarded-For)."""
+    n = next(_addresses)
+    return f"198.51.{n // 250}.{n % 250 + 1}"
 
 
 # Small limits, so a test reaches them with a handful of sockets, and a short lease, so a killed

@@ -3,19 +3,9 @@ process that is killed stops counting once its lease ends (the WebPair runs with
 2 per user, and a lease of 1 s)."""
 from __future__ import annotations
 
-import itertools
-
-from tests.e2e.conftest import WebPair, as_address
+from tests.e2e.conftest import WebPair, as_address, new_address
 from tests.e2e.room_client import SocketClient, ticket_for
 from tests.helpers import Api, HttpClient, wait_until
-
-_addresses = itertools.count(1)
-
-
-def new_address() -> str:
-    """A client address of this test alone (the WebPair trusts X-Forwarded-For)."""
-    n = next(_addresses)
-    return f"198.51.{n // 250}.{n % 250 + 1}"
 
 
 def board_socket(pair: WebPair, index: int, address: str) -> SocketClient:
