@@ -20,6 +20,14 @@ def _room(pair: WebPair, index: int, session_id: str, ticket: str) -> SocketClie
                         header=as_address(new_address()))
 
 
+def _graphql(pair: WebPair, index: int, token: str) -> SocketClient:
+    socket = SocketClient(f"{pair.ws_url(index)}/graphql", header=as_address(new_address()),
+                          subprotocols=["graphql-transport-ws"])
+    socket.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+    socket.wait_type("connection_ack")
+    return socket
+
+
 def test_a_revoked_api_key_is_refused_by_every_web_process_at_once(web_pair: WebPair):
     first, second = Api(HttpClient(web_pair.url(0))), Api(HttpClient(web_pair.url(1)))
     owner = first.host()
@@ -43,13 +51,15 @@ def test_logout_closes_that_tokens_sockets_everywhere_and_voids_its_tickets(web_
     unused_ticket = ticket_for(web_pair.ws_url(0), session_id, player.token)
     room = _room(web_pair, 1, session_id, ticket_for(web_pair.ws_url(0), session_id, player.token))
     host_room = _room(web_pair, 1, session_id, ticket_for(web_pair.ws_url(0), session_id, host.token))
-    sockets = [room, host_room]
+    graphql = _graphql(web_pair, 1, player.token)
+    sockets = [room, host_room, graphql]
     try:
         room.wait_type("snapshot")
         host_room.wait_type("snapshot")
 
         http.post("/api/v1/auth/logout", token=player.token, expect=204)  # through the other process
         assert room.wait_closed() == 4401 and "revoked" in room.close_reason
+        assert graphql.wait_closed() == 4401
         voided = _room(web_pair, 1, session_id, unused_ticket)
         sockets.append(voided)
         assert voided.wait_closed() == 4401 and "revoked" in voided.close_reason
