@@ -21,6 +21,13 @@ def _int(text: str) -> int:
     return int(text.strip())
 
 
+def _positive_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 def _float(text: str) -> float:
     return float(text.strip())
 
@@ -228,6 +235,17 @@ class Config:
     ws_max_per_participant: int = _setting(
         "WS_MAX_PER_PARTICIPANT", 3, _int,
         "open room sockets per player (or host); a new one closes the oldest with 4409")
+    ws_max_per_address: int = _setting(
+        "WS_MAX_PER_ADDRESS", 1000, _positive_int,
+        "open WebSockets per client address, all web processes together (a school of a few hundred phones "
+        "behind one NAT address, with room for reloads); one more is closed at once with 4429")
+    ws_max_per_user: int = _setting(
+        "WS_MAX_PER_USER", 20, _positive_int,
+        "open WebSockets per signed-in user, all web processes together (else 4429)")
+    ws_slot_lease_s: float = _setting(
+        "WS_SLOT_LEASE_S", 30.0, _positive_float,
+        "how long the open sockets a web process counts in Redis stay counted without its heartbeat (a killed "
+        "process's sockets stop counting after this)")
     leaderboard_final_top: int = _setting(
         "LEADERBOARD_FINAL_TOP", 10, _int, "standings a closed period's event carries (never the whole board)")
     leaderboard_period_ttl_s: int = _setting(

@@ -2,6 +2,7 @@
 in `create_app`), the process's runtime and the request's database session."""
 from __future__ import annotations
 
+from functools import wraps
 from typing import TYPE_CHECKING
 
 import simple_websocket.ws
@@ -13,7 +14,36 @@ from wsproto.extensions import PerMessageDeflate
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-sock = Sock()
+# Every socket's address is over its WS_MAX_PER_ADDRESS: closed at once (app/rooms/slots.py counts them).
+CLOSE_TOO_MANY_SOCKETS = 4429
+
+
+class CountedSock(Sock):
+    """flask-sock whose every socket route first takes a slot of the client's address, across every web
+    process: beyond WS_MAX_PER_ADDRESS open at once, a new socket is closed with 4429 before its
+    handler runs (the slot is given back when the handler returns)."""
+
+    def route(self, path, bp=None, **kwargs):
+        register = super().route(path, bp, **kwargs)
+
+        def decorator(handler):
+            @wraps(handler)
+            def counted(ws, *args, **kw):
+                from app.ratelimits import client_address
+
+                with runtime().socket_slots.address(client_address()) as taken:
+                    if not taken:
+                        limit = current_app.config["LIVEQUIZ"].ws_max_per_address
+                        return ws.close(reason=CLOSE_TOO_MANY_SOCKETS, message=(
+                            f"too many open sockets from your address (at most {limit}); close one or try again later"))
+                    return handler(ws, *args, **kw)
+
+            return register(counted)
+
+        return decorator
+
+
+sock = CountedSock()
 
 
 class _DeclinedDeflate(PerMessageDeflate):

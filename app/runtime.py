@@ -22,6 +22,8 @@ from app.ratelimits import RateLimits
 from app.redis_client import Client, make_redis
 from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
+from app.rooms.signed_in import SignedInSockets
+from app.rooms.slots import SocketSlots
 from app.services.answers import AnswerBatcher
 from app.services.errors import NotFound
 from app.services.rooms import question_results, standings
@@ -72,6 +74,15 @@ class Runtime:
     @cached_property
     def metrics(self) -> WebMetrics:
         return WebMetrics()
+
+    @cached_property
+    def socket_slots(self) -> SocketSlots:
+        return SocketSlots(self.redis, per_address=self.config.ws_max_per_address,
+                           per_user=self.config.ws_max_per_user, lease_s=self.config.ws_slot_lease_s)
+
+    @cached_property
+    def signed_in(self) -> SignedInSockets:
+        return SignedInSockets(self.room_hub, self.engine, self.redis)
 
     @cached_property
     def room_hub(self) -> RoomHub:

@@ -27,8 +27,10 @@ def list_keys():
 
 
 @endpoint(bp, "/<key_id>", methods=["DELETE"], summary="Revoke one of your API keys",
-          responses={204: "revoked", 403: "registered_users_only", 404: "no such API key"})
+          responses={204: "revoked: refused by every web process from now on", 403: "registered_users_only",
+                     404: "no such API key", 503: "recorded but not yet in force everywhere: send it again"})
 def revoke_key(key_id: str):
     require_registered("have API keys")
-    api_keys.revoke_key(runtime().engine, current_principal().user_id, parse_uuid(key_id, "API key"))
+    live = runtime()
+    api_keys.revoke_key(live.engine, live.redis, current_principal().user_id, parse_uuid(key_id, "API key"))
     return "", 204

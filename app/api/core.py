@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.extensions import runtime
 from app.ratelimits import limit
-from app.leaderboards.api_keys import KEY_CHECKS, PREFIX as API_KEY_PREFIX
+from app.leaderboards import api_keys as keys
 from app.services import accounts
 from app.tokens import InvalidToken, Principal, read_token
 
@@ -91,10 +91,11 @@ def principal_from_header(*, api_keys: bool = False) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <access_token>")
     token = token.strip()
-    if token.startswith(API_KEY_PREFIX):
+    if token.startswith(keys.PREFIX):
         if not api_keys:
             raise ApiError(401, "unauthorized", "API keys write scores; this needs a user's access token")
-        owner = KEY_CHECKS.owner_of(runtime().engine, token)
+        live = runtime()
+        owner = keys.owner_of(live.engine, live.redis, token)
         if owner is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         return Principal(user_id=owner, is_guest=False, via_api_key=True)

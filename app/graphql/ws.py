@@ -134,7 +134,11 @@ class _Socket:
             try:
                 if scheme.lower() != "bearer" or not token.strip():
                     raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token>")
-                self.principal = principal_of(token.strip())
+                principal = principal_of(token.strip())
+                # From here on a logout closes the socket (4401), in whichever process holds it.
+                if not runtime().signed_in.admit(self.connection, principal):
+                    raise ApiError(401, "unauthorized", "token revoked (signed out)")
+                self.principal = principal
             except ApiError:
                 self.close(CLOSE_FORBIDDEN, "Forbidden: invalid or revoked access token")
                 return False
@@ -250,4 +254,6 @@ def graphql_socket(ws):
     finally:
         socket.stop_all()
         connection.close()
+        if socket.principal is not None:
+            live.signed_in.release(connection, socket.principal)
         live.metrics.ws_connections.dec()

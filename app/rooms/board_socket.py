@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 from flask import Blueprint, current_app, request
 from redis import RedisError
@@ -85,10 +84,10 @@ def _serve(ws, connection: Connection, watches: dict[str, Watch], handle=None) -
     live = runtime()
     live.metrics.ws_connections.inc()
     try:
-        threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
+        connection.start_sender()
         answer_client(ws, connection, handle)
     finally:
-        connection.close()
+        connection.finish()
         for watch in list(watches.values()):
             live.room_hub.unwatch(watch)
         live.metrics.ws_connections.dec()

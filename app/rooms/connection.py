@@ -12,6 +12,9 @@ log = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4408
 CLOSE_SUPERSEDED = 4409
 CLOSE_TOO_MANY_MESSAGES = 4429
+# How long a handler that is done waits for its sender to send the close code: the WebSocket library
+# closes with 1000 as soon as the handler returns.
+SENDER_FINISH_S = 5.0
 LEADERBOARD = "leaderboard"  # a session room's board: the kind of message a newer one supersedes
 
 
@@ -50,6 +53,7 @@ class Connection:
         self._on_drop = on_drop
         self._on_sent = on_sent
         self._versions: dict[str, int] = {}  # the newest version offered, per kind of superseding message
+        self._sender: threading.Thread | None = None
         self.dropped = 0
 
     @property
@@ -133,6 +137,17 @@ class Connection:
             self._closing = self._closing or (code, reason)
             self._open = False
             self._wakeup.notify()
+
+    def start_sender(self) -> None:
+        self._sender = threading.Thread(target=self.run_sender, name="ws-sender", daemon=True)
+        self._sender.start()
+
+    def finish(self) -> None:
+        """Stop sending and wait (a bounded while) until the sender stopped, having sent the close
+        code the server chose (4408, 4429...) if any: the handler returns after this."""
+        self.close()
+        if self._sender is not None:
+            self._sender.join(SENDER_FINISH_S)
 
     def run_sender(self) -> None:
         """Send buffered messages until the connection closes; a slow client only delays itself."""

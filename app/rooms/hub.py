@@ -1,15 +1,10 @@
 """The per-process fan-out: one reader of the rooms' Redis streams for all of this process's sockets.
 
 The cache worker appends a notification to `room:{S}` for every event it applies. Each web process
-reads the streams of the rooms it has sockets in (one XREAD for all of them, not one per socket) and
-hands each notification to its room. On a Redis Cluster each stream sits in the slot of its session
-or board, and one XREAD cannot span slots (CROSSSLOT), even on one node: the process keeps one
-reader per node (shard), which sends that node one pipeline per round, an XREAD per slot, where only
-the last XREAD blocks. So it is one round trip and at most one blocking read per shard, never a
-reader per room; a shard that owns one slot of this process's streams blocks on it as one Redis does,
-and one that owns several wakes at least every SHARD_BLOCK_MS to see the others. A room works through its notifications in order on a thread of
-its own while it has any (the close of a question reads every player's result from PostgreSQL), so
-one slow query delays that room only, never the reader or another room. Leaderboard changes are
+reads the streams of the rooms it has sockets in (one XREAD for all of them, not one per socket:
+streams.py) and hands each notification to its room. A room works through its notifications in order
+on a thread of its own while it has any (the close of a question reads every player's result from
+PostgreSQL), so one slow query delays that room only, never the reader or another room. Leaderboard changes are
 coalesced: a room whose board moved is marked dirty, and a ticker reads its top 10 at most once per
 interval and pushes that newest state. Rooms never share a message: each message is built from, and
 sent to, a single room.
@@ -27,14 +22,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import redis
-from redis.exceptions import RedisClusterException
 
 from app.logs import RateLimitedLog
-from app.redis_client import is_cluster, node_of
-from app.retry import Backoff
 from app.leaderboards.keys import BoardKeys
 from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
+from app.rooms.streams import StreamReader, decode_notes
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scripts import scripts_for
 
@@ -47,10 +40,6 @@ PODIUM_SIZE = 5
 BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed", "participant_removed"}
 CLOSE_REMOVED = 4403
 CLOSE_DELETED = 4404
-# The longest a cluster shard's reader blocks on one slot while its other slots wait: their latency.
-SHARD_BLOCK_MS = 50
-# What a cluster's reads raise while its slots move or a node is away (the second is no RedisError).
-_CLUSTER_ERRORS = (redis.RedisError, RedisClusterException)
 
 
 def now_iso() -> str:
@@ -96,6 +85,7 @@ class RoomHub:
         self._stopping = threading.Event()
         self._errors = RateLimitedLog(log)
         self._board_moved = threading.Event()
+        self._reader = StreamReader(redis_client, self._streams, self._take, self._stopping, self._errors)
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -180,11 +170,16 @@ class RoomHub:
                 if not channel.watches:
                     del self.boards[watch.board_id]
 
+    def follow(self, stream_key: str, deliver: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Read `stream_key` with the rooms' streams for as long as the process lives (streams.py, Feed)."""
+        self._reader.follow(stream_key, deliver)
+        with self._lock:
+            self._start()
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
-            reader = self._read_shards if is_cluster(self.redis) else self._read_streams
-            threading.Thread(target=reader, name="room-streams", daemon=True).start()
+            self._reader.start()
             threading.Thread(target=self._push_leaderboards, name="room-leaderboards", daemon=True).start()
 
     def stop(self) -> None:
@@ -220,79 +215,11 @@ class RoomHub:
             streams.update({board.stream_key: board.last_id for board in self.boards.values()})
         return streams
 
-    def _read_streams(self) -> None:
-        """One Redis: one blocking XREAD over every stream."""
-        backoff = Backoff(first_s=0.1, cap_s=2.0)
-        while not self._stopping.is_set():
-            streams = self._streams()
-            if not streams:
-                time.sleep(0.05)
-                continue
-            try:
-                batches = self.redis.xread(streams, count=500, block=200)
-                backoff.reset()
-            except redis.RedisError as exc:
-                self._errors.warning("xread", "cannot read room notifications from Redis: %s", exc)
-                time.sleep(backoff.next_delay())
-                continue
-            self._take(batches)
-
-    def _read_shards(self) -> None:
-        """A Redis Cluster: start a reader for each node that owns a stream of this process, once."""
-        readers: dict[str, threading.Thread] = {}
-        while not self._stopping.is_set():
-            try:
-                owners = {node_of(self.redis, key) for key in self._streams()}
-            except _CLUSTER_ERRORS as exc:  # the cluster's layout is unknown for now
-                self._errors.warning("xread", "cannot learn which node owns a room's stream: %s", exc)
-                self._relearn_slots()
-                owners = set()
-            for name in owners - {n for n, t in readers.items() if t.is_alive()}:
-                readers[name] = threading.Thread(target=self._read_shard, args=(name,),
-                                                 name=f"room-streams-{name}", daemon=True)
-                readers[name].start()
-            time.sleep(0.05)
-
-    def _read_shard(self, name: str) -> None:
-        """One node's streams: one pipeline per round, an XREAD per slot, the last one blocking. Ends
-        when the node owns none of them (its slots moved, or their rooms emptied); `_read_shards`
-        starts it again when it is needed."""
-        backoff = Backoff(first_s=0.1, cap_s=2.0)
-        while not self._stopping.is_set():
-            try:
-                slots: dict[int, dict[str, str]] = {}
-                for key, last in self._streams().items():
-                    if node_of(self.redis, key) == name:
-                        slots.setdefault(self.redis.keyslot(key), {})[key] = last
-                node = self.redis.get_node(node_name=name)
-                if not slots or node is None:  # nothing here, or the node left the cluster
-                    return
-                pipe = self.redis.get_redis_connection(node).pipeline(transaction=False)
-                *others, blocking = slots.values()
-                for streams in others:
-                    pipe.xread(streams, count=500)
-                pipe.xread(blocking, count=500, block=SHARD_BLOCK_MS if others else 200)
-                batches = [batch for reply in pipe.execute() for batch in reply or []]
-                backoff.reset()
-            except _CLUSTER_ERRORS as exc:
-                self._errors.warning("xread", "cannot read room notifications from Redis node %s: %s", name, exc)
-                if not isinstance(exc, redis.TimeoutError):  # a slot moved or a node failed: learn the layout
-                    self._relearn_slots()
-                time.sleep(backoff.next_delay())
-                continue
-            self._take(batches)
-
-    def _relearn_slots(self) -> None:
-        try:
-            self.redis.nodes_manager.initialize()
-        except _CLUSTER_ERRORS as exc:  # retried at the next failed read
-            self._errors.warning("slots", "cannot learn the cluster's slots: %s", exc)
-
     def _take(self, batches) -> None:
         """Hand what one XREAD returned to its rooms and boards."""
         for stream_key, entries in batches or []:
             key = stream_key.decode()
-            notes = self._decode(key, entries)
+            notes = decode_notes(key, entries, self._errors)
             room = self._room_by_stream(key)
             if room is not None:
                 room.last_id = entries[-1][0].decode()
@@ -306,17 +233,6 @@ class RoomHub:
                 if any(moved):
                     board.dirty = True
                     self._board_moved.set()
-
-    def _decode(self, stream_key: str, entries) -> list[dict[str, Any]]:
-        """The notes of one stream; one that cannot be read is logged and skipped, so the reader, which
-        serves every room and board of the process, goes on."""
-        notes = []
-        for entry_id, fields in entries:
-            try:
-                notes.append(_decode_fields(fields))
-            except (ValueError, TypeError) as exc:
-                self._errors.warning("note", "cannot read notification %s of %s: %s", entry_id, stream_key, exc)
-        return notes
 
     def _room_by_stream(self, stream_key: str) -> Room | None:
         with self._lock:
@@ -472,7 +388,6 @@ class RoomHub:
             waiting = [room.pushed_at + self.interval_s - time.monotonic() for room in dirty if room.dirty]
             next_wait = max(0.001, min(waiting)) if waiting else self.interval_s
 
-
     def _push(self, room: Room | BoardChannel) -> None:
         if isinstance(room, BoardChannel):
             room.push(self.board_reads)
@@ -482,11 +397,3 @@ class RoomHub:
         for connection in list(room.connections):
             connection.offer_leaderboard(board["version"], text)
 
-
-def _decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """A stream entry: `type` plus either one JSON `data` field or plain fields."""
-    note = {key.decode(): value.decode() for key, value in fields.items()}
-    data = note.pop("data", None)
-    if data:
-        note.update(json.loads(data))
-    return note

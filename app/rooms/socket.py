@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from typing import Callable
@@ -18,14 +17,17 @@ from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESS
 from app.api.schemas import SocketAnswer
 
 from app.extensions import runtime, sock
+from app.json_input import JsonInputError, decode_json
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.hub import now_iso
-from app.services import rooms as room_service
+from app.rooms.signed_in import SIGNED_OUT
+from app.services import accounts, rooms as room_service
 from app.services.answers import AnswerRequest
 from app.services.errors import Forbidden, NotFound, ServiceError, TooManyRequests
+from app.tokens import Principal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
@@ -69,6 +71,16 @@ def room_socket(ws, session_id: str):
         return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
     if principal is None:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
+    with live.socket_slots.user(principal.user_id) as taken:
+        if not taken:
+            return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
+                                               f"{config.ws_max_per_user}); close one or try again later")
+        _serve_room(ws, session, principal)
+
+
+def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
+    config = current_app.config["LIVEQUIZ"]
+    live = runtime()
     db = live.db_sessions()
     try:
         member = room_service.room_member(db, session, principal.user_id)
@@ -82,24 +94,33 @@ def room_socket(ws, session_id: str):
                             is_host=member.is_host, max_buffered=config.ws_send_buffer,
                             on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
                             close=lambda code, reason: ws.close(code, reason))
-    # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
-    hub.join(connection, hub.stream_tail(session))
+    if not live.signed_in.admit(connection, principal):  # the ticket's token was revoked
+        return _refuse(ws, CLOSE_UNAUTHORIZED, SIGNED_OUT)
     try:
-        hub.register(connection, principal.user_id, config.ws_max_per_participant)
-        [(_, version, snapshot)] = hub.snapshots(session, [connection])
-        connection.offer_snapshot(version, snapshot)
-        threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
-        answer_client(ws, connection, None if member.is_host else answers_over_socket(session, principal.user_id))
+        # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
+        hub.join(connection, hub.stream_tail(session))
+        try:
+            hub.register(connection, principal.user_id, config.ws_max_per_participant)
+            [(_, version, snapshot)] = hub.snapshots(session, [connection])
+            connection.offer_snapshot(version, snapshot)
+            connection.start_sender()
+            answers = None if member.is_host else answers_over_socket(session, principal, connection)
+            answer_client(ws, connection, answers)
+        finally:
+            connection.finish()
+            hub.leave(connection, principal.user_id)
     finally:
-        hub.leave(connection, principal.user_id)
+        live.signed_in.release(connection, principal)
 
 
-def answers_over_socket(session: uuid.UUID, user_id: uuid.UUID) -> Callable[[dict], dict]:
+def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Connection) -> Callable[[dict], dict]:
     """`{"type": "answer", "question_id", "choice", "ref"?}` from a player: the same checks, scoring, group
     commit and retry safety as `POST /answers`, acknowledged only after the commit. The reply is
     `answer_recorded` (the receipt, `replayed` on a retry) or an `error` with the HTTP path's `code`
-    (and its extras, e.g. the recorded receipt of `already_answered`); `ref`, if sent, comes back."""
-    batcher = runtime().answer_batcher
+    (and its extras, e.g. the recorded receipt of `already_answered`); `ref`, if sent, comes back. An
+    answer after the socket's token was revoked is not recorded: the socket closes with 4401."""
+    live = runtime()
+    batcher, user_id = live.answer_batcher, principal.user_id
 
     def handle(message: dict) -> dict:
         ref = message.get("ref")
@@ -110,6 +131,9 @@ def answers_over_socket(session: uuid.UUID, user_id: uuid.UUID) -> Callable[[dic
         except ValidationError as exc:
             return {**client_error("invalid_message", describe_validation(exc)), "ref": ref}
         try:
+            if accounts.is_revoked(live.engine, live.redis, principal):  # before the logout reached this process
+                connection.close_with(CLOSE_UNAUTHORIZED, SIGNED_OUT)
+                return {**client_error("unauthorized", SIGNED_OUT), "ref": answer.ref}
             receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))
         except ServiceError as exc:
             return {**client_error(exc.code, exc.message), **exc.extra, "ref": answer.ref}
@@ -150,9 +174,9 @@ def _reply_to(raw: str | bytes, handle: Callable[[dict], dict | None] | None) ->
     if len(raw) > MAX_CLIENT_MESSAGE:
         return client_error("message_too_large", "client messages are small JSON objects")
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return client_error("invalid_json", "send JSON objects such as {\"type\": \"ping\"}")
+        message = decode_json(raw)
+    except JsonInputError as exc:  # malformed or nested too deep: the socket stays open
+        return client_error("invalid_json", f"{exc}; send JSON objects such as {{\"type\": \"ping\"}}")
     if isinstance(message, dict) and message.get("type") == "ping":
         return {"type": "pong", "server_time": now_iso()}
     if handle is None or not isinstance(message, dict):

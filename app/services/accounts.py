@@ -6,7 +6,9 @@ behind itself while sockets and answers go on.
 
 A logout revokes every access token the user holds: `users.tokens_valid_after` is the truth, and
 each request compares its token's issue time with a copy cached in Redis for a few minutes (read
-from PostgreSQL on a miss, or when Redis is away).
+from PostgreSQL on a miss, or when Redis is away). The logout is also appended to the stream
+`token-revocations`, which every web process reads, so the sockets opened with those tokens are
+closed wherever they are (app/rooms/signed_in.py).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ PASSWORD_HASHING = Bounded(2, on_change=PASSWORD_HASHES.inc)
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 # How long a request may trust the cached revocation instant of a user.
 _REVOCATION_CACHE_S = 300
+# Logouts the stream keeps: a web process that starts reads them all (its sockets are new; the ticket
+# or token check refuses what they revoked), one that lost Redis for a while catches up from them.
+_REVOCATIONS_KEPT = 10_000
 
 
 def _hash(password: str) -> str:
@@ -75,14 +80,21 @@ def _revocation_key(user_id: uuid.UUID) -> str:
     return redis_keys.key(f"tokens-valid-after:{user_id}")
 
 
+def revocations_stream() -> str:
+    """The stream of logouts: `user_id`, and `valid_after_ms`, the instant before which its tokens are refused."""
+    return redis_keys.key("token-revocations")
+
+
 def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
-    """Refuse every access token of the user issued until now (a logout)."""
+    """Refuse every access token of the user issued until now (a logout), and close its sockets."""
     with engine.begin() as connection:
         valid_after_ms = connection.execute(text(
             "UPDATE users SET tokens_valid_after = clock_timestamp() WHERE id = :id "
             "RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint"), {"id": user_id}).scalar()
     try:
         redis.set(_revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
+        redis.xadd(revocations_stream(), {"user_id": str(user_id), "valid_after_ms": valid_after_ms or 0},
+                   maxlen=_REVOCATIONS_KEPT, approximate=True)
     except redis_lib.RedisError:
         # PostgreSQL holds the revocation, but cached copies may still admit old tokens for a while.
         raise Unavailable("unavailable", "the logout is recorded but not yet in force everywhere; "

@@ -16,6 +16,7 @@ CHAOS_DATABASE = "quiz_chaos"
 # Every client of the run is 127.0.0.1 and each player sends hundreds of requests a minute: budgets
 # no load generator reaches, so a 429 would be a finding, not the load's own doing.
 UNREACHABLE_RATE = "100000000/minute"
+UNREACHABLE_SOCKETS = 1_000_000  # open sockets of the one address, all players together
 
 
 def say(line: str) -> None:
@@ -68,4 +69,4 @@ def chaos_config(run: str, redis_url: str, kafka_bootstrap: str, redis_cluster_n
         question_get_ready_s=0.0,  # players answer the moment a question opens
         relay_metrics_port=0, worker_metrics_port=0, secret_key=secrets.token_urlsafe(48),
         # The audit compares the events table with the topic: nothing may be pruned meanwhile.
-        relay_retention_hours=100_000.0, rate_limits_enabled=True, **rates)
+        relay_retention_hours=100_000.0, rate_limits_enabled=True, ws_max_per_address=UNREACHABLE_SOCKETS, **rates)

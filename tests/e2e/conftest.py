@@ -9,6 +9,7 @@ behind an HAProxy of the fixture's own (scripts/haproxy.cfg, the cluster's balan
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -146,6 +147,74 @@ def run_live_stack(config) -> Iterator[LiveStack]:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes.values():
+            stop_process(process)
+
+
+@dataclass
+class WebPair:
+    """Two more web processes beside the stack's (one gunicorn worker each, on its database, Redis keys
+    and topics), each on a port of its own, so a test knows which process serves each request. They
+    trust one proxy: a test names its client's address in X-Forwarded-For (`as_address`), so what it
+    counts per address is its own."""
+
+    envs: list[dict]
+    processes: list[subprocess.Popen]
+    logs: Path
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.envs[index]['WEB_PORT']}"
+
+    def ws_url(self, index: int) -> str:
+        return f"ws://127.0.0.1:{self.envs[index]['WEB_PORT']}"
+
+    def kill(self, index: int) -> None:
+        """SIGKILL the process (its gunicorn master and worker): nothing of it runs a `finally`."""
+        os.killpg(self.processes[index].pid, signal.SIGKILL)
+        self.processes[index].wait(WAIT_S)
+
+    def restart(self, index: int) -> None:
+        stop_process(self.processes[index])
+        self.processes[index] = start_process(f"web-pair-{index}", self.envs[index], self.logs)
+        _wait_http(f"{self.url(index)}/healthz", self.processes[index])
+
+
+def as_address(address: str) -> dict[str, str]:
+    """The header that makes a WebPair process take `address` for the client's."""
+    return {"X-Forwarded-For": address}
+
+
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address no other test uses (for a WebPair process, in X-Forwarded-For)."""
+    n = next(_addresses)
+    return f"198.51.{n // 250}.{n % 250 + 1}"
+
+
+# Small limits, so a test reaches them with a handful of sockets, and a short lease, so a killed
+# process's sockets stop counting soon.
+WEB_PAIR_SETTINGS = {"WS_MAX_PER_ADDRESS": "3", "WS_MAX_PER_USER": "2", "WS_SLOT_LEASE_S": "1",
+                     "WEB_TRUSTED_PROXIES": "1", "WEB_WORKERS": "1"}
+
+
+@pytest.fixture(scope="session")
+def web_pair(live_stack) -> Iterator[WebPair]:
+    web = next(name for name in live_stack.envs if kind_of(name) == "web")
+    envs = []
+    for index in range(2):
+        metrics_dir = live_stack.logs / f"prometheus-web-pair-{index}"
+        metrics_dir.mkdir()
+        envs.append({**live_stack.envs[web], **WEB_PAIR_SETTINGS, "WEB_PORT": str(free_port()),
+                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    pair = WebPair(envs, [start_process(f"web-pair-{i}", env, live_stack.logs) for i, env in enumerate(envs)],
+                   live_stack.logs)
+    try:
+        for index, process in enumerate(pair.processes):
+            _wait_http(f"{pair.url(index)}/healthz", process)
+        yield pair
+    finally:
+        for process in pair.processes:
             stop_process(process)
 
 

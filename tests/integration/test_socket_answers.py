@@ -5,12 +5,24 @@ socket lives on), and a resend after the fault records the answer once. The e2e 
 socket itself (tests/e2e/test_socket_answers.py)."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy import text
 
+from app.rooms.connection import Connection
 from app.rooms.socket import answers_over_socket
+from app.tokens import Principal
 from tests.helpers import Api
+
+
+def _handler(sid: str, user_id: str):
+    """The handler of a socket opened with a ticket of the user's current token."""
+    session = uuid.UUID(sid)
+    connection = Connection(lambda text: None, session, participant_id=None, max_buffered=8,
+                            on_drop=lambda kind: None, on_sent=lambda kind: None)
+    return answers_over_socket(session, Principal(uuid.UUID(user_id), is_guest=True,
+                                                  issued_at_ms=time.time_ns() // 1_000_000), connection)
 
 
 def _answers(engine, sid: str) -> int:
@@ -31,13 +43,13 @@ def test_bad_messages_get_the_http_paths_codes_and_record_nothing(app, api: Api,
     _, sid, player, question = _open(api)
     outsider = api.guest()
     with app.app_context():
-        handle = answers_over_socket(uuid.UUID(sid), uuid.UUID(player.user_id))
+        handle = _handler(sid, player.user_id)
         assert handle({"type": "shout"})["code"] == "unknown_message"
         missing = handle({"type": "answer", "choice": 1, "ref": 7})
         assert (missing["type"], missing["code"], missing["ref"]) == ("error", "invalid_message", 7)
         assert handle({"type": "answer", "question_id": question, "choice": "two"})["code"] == "invalid_message"
         assert handle({"type": "answer", "question_id": str(uuid.uuid4()), "choice": 1})["type"] == "error"
-        stranger = answers_over_socket(uuid.UUID(sid), uuid.UUID(outsider.user_id))
+        stranger = _handler(sid, outsider.user_id)
         assert stranger({"type": "answer", "question_id": question, "choice": 1})["code"] == "not_joined"
     assert _answers(engine, sid) == 0
 
@@ -52,7 +64,7 @@ def test_a_failed_write_is_an_error_reply_and_a_resend_records_the_answer_once(a
                           f"WHEN (NEW.payload->>'nickname' = '{player.nickname}') EXECUTE FUNCTION {trigger}()"))
     message = {"type": "answer", "question_id": question, "choice": 2, "ref": "a1"}
     with app.app_context():
-        handle = answers_over_socket(uuid.UUID(sid), uuid.UUID(player.user_id))
+        handle = _handler(sid, player.user_id)
         try:
             failed = handle(message)
         finally:
