@@ -5,7 +5,8 @@ codes and never a stack trace.
 Parsing and validating costs several times the execution of a top-10 query, so the checked document
 of each distinct query text is kept (LRU, `DOCUMENT_CACHE` texts), including the errors of an
 invalid one. A text is bounded before it is validated: `MAX_QUERY_CHARS` characters, `MAX_TOKENS`
-tokens (the parser stops there), `MAX_FIELDS` fields and `MAX_ALIASES` aliases as written. Then each
+tokens (the parser stops there), `MAX_FIELDS` fields and fragment spreads, `MAX_ALIASES` aliases and
+`MAX_FRAGMENTS` fragments as written. Then each
 operation is measured in one pass over the document, each fragment once whatever the number of its
 spreads (a chain of fragments that each spread the next twice costs its length, not 2^length):
 depth counts nested selections (fragments included); cost counts each field once, times the entries
@@ -37,12 +38,14 @@ log = logging.getLogger(__name__)
 DOCUMENT_CACHE = 512
 MAX_QUERY_CHARS = 20_000
 MAX_TOKENS = 5_000
-MAX_FIELDS = 300  # as written; the standard introspection query has 72
+MAX_FIELDS = 300  # fields and fragment spreads as written; the standard introspection query has 72
 MAX_ALIASES = 30
+MAX_FRAGMENTS = 50  # graphql-core's check that fields merge compares fragments pairwise: 400 cost 0.4 s
 MAX_DEPTH = 15  # the standard introspection query is 13 deep; the schema itself, 4
 MAX_COST = 20_000
 # Fields whose entries a list argument sizes (limit, top, range, start..end), and their defaults.
 _LIST_DEFAULT = 10
+_SIZING = ("start", "end", "range", "limit", "top")
 _LIST_DEFAULTS = {"top": 10, "leaderboard": 10, "pageAfter": 10, "boardTop": 10, "boards": 50, "around": 11}
 
 
@@ -77,15 +80,7 @@ class Documents:
                 self.hits += 1
                 return known
         self.misses += 1
-        try:
-            document = parse(text, no_location=False, max_tokens=MAX_TOKENS)
-        except GraphQLError as exc:
-            known = Checked(None, [error_view(exc, "graphql_parse_failed")])
-        else:
-            too_big = _too_big(document)
-            problems = [] if too_big else validate(SCHEMA, document)
-            known = Checked(None if too_big or problems else document,
-                            too_big or [error_view(e, "graphql_validation_failed") for e in problems])
+        known = _check(text)
         with self._lock:
             self._known[text] = known
             while len(self._known) > self.size:
@@ -96,27 +91,53 @@ class Documents:
 DOCUMENTS = Documents()
 
 
+def _check(text: str) -> Checked:
+    """A text parsed and validated, or its errors. Validating costs ten times what parsing and
+    measuring do (30 ms at the most within the limits), so what is too big is refused before."""
+    try:
+        document = parse(text, no_location=False, max_tokens=MAX_TOKENS)
+    except GraphQLError as exc:
+        return Checked(None, [error_view(exc, "graphql_parse_failed")])
+    too_big = _too_big(document)
+    for operation in (d for d in document.definitions if isinstance(d, OperationDefinitionNode)):
+        # Whatever its variables, it is too deep or too costly: refused before it costs a validation.
+        too_big = too_big or _too_deep_or_costly(measure(document, operation, None))
+    problems = [] if too_big else validate(SCHEMA, document)
+    return Checked(None if too_big or problems else document,
+                   too_big or [error_view(e, "graphql_validation_failed") for e in problems])
+
+
 class _Written(Visitor):
-    """Counts the fields and aliases a document writes (graphql-core's visitor walks without recursion)."""
+    """Counts what a document writes (graphql-core's visitor walks without recursion)."""
 
     def __init__(self):
         super().__init__()
-        self.fields = self.aliases = 0
+        self.fields = self.aliases = self.fragments = 0
 
     def enter_field(self, node: FieldNode, *_: Any) -> None:
         self.fields += 1
         self.aliases += node.alias is not None
 
+    def enter_fragment_spread(self, *_: Any) -> None:
+        self.fields += 1
+
+    def enter_fragment_definition(self, *_: Any) -> None:
+        self.fragments += 1
+
 
 def _too_big(document: DocumentNode) -> list[dict[str, Any]]:
-    """The refusal of a document with more fields or aliases than any client needs, before validation
-    (whose cost grows with them); none for the others."""
+    """The refusal of a document that writes more than any client needs, before validation (whose
+    cost grows with it, faster than linearly); none for the others."""
     written = _Written()
     visit(document, written)
     if written.fields > MAX_FIELDS:
-        return [refusal("too_many_fields", f"the document has {written.fields} fields; at most {MAX_FIELDS}")]
+        return [refusal("too_many_fields", f"the document selects {written.fields} fields and fragments; "
+                                           f"at most {MAX_FIELDS}")]
     if written.aliases > MAX_ALIASES:
         return [refusal("too_many_aliases", f"the document has {written.aliases} aliases; at most {MAX_ALIASES}")]
+    if written.fragments > MAX_FRAGMENTS:
+        return [refusal("too_many_fragments", f"the document defines {written.fragments} fragments; "
+                                              f"at most {MAX_FRAGMENTS}")]
     return []
 
 
@@ -167,14 +188,20 @@ def checked_operation(text: Any, operation_name: Any, variables: Any, *,
     if operation is None:
         raise RequestError([refusal("bad_request", "name the operation to run (operationName)")])
     size = measure(found.document, operation, variables or {})
-    if size.depth > MAX_DEPTH:
-        raise RequestError([refusal("query_too_deep", f"the operation is {size.depth} levels deep; at most {MAX_DEPTH}")])
-    if size.cost > MAX_COST:
-        raise RequestError([refusal("query_too_costly", f"the operation would cost {size.cost}; at most {MAX_COST}")])
+    if _too_deep_or_costly(size):
+        raise RequestError(_too_deep_or_costly(size))
     if operation.operation == OperationType.MUTATION and size.root_fields > max_mutations:
         raise RequestError([refusal("too_many_mutations", f"the operation runs {size.root_fields} mutations; "
                                                           f"at most {max_mutations}")])
     return found.document, operation
+
+
+def _too_deep_or_costly(size: Size) -> list[dict[str, Any]]:
+    if size.depth > MAX_DEPTH:
+        return [refusal("query_too_deep", f"the operation is {size.depth} levels deep; at most {MAX_DEPTH}")]
+    if size.cost > MAX_COST:
+        return [refusal("query_too_costly", f"the operation would cost {size.cost}; at most {MAX_COST}")]
+    return []
 
 
 @dataclass(frozen=True)
@@ -184,9 +211,10 @@ class Size:
     root_fields: int  # what the operation runs at its root (distinct response keys)
 
 
-def measure(document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any]) -> Size:
+def measure(document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> Size:
     """The operation's size, in one pass over what it uses of the document: each fragment is measured
-    once (in an order where what it spreads comes first) and every spread of it reuses that."""
+    once (in an order where what it spreads comes first) and every spread of it reuses that. Without
+    `variables` (not known yet), a list a variable sizes counts one entry: the least the cost can be."""
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
 
     def size(field: FieldNode) -> int:
@@ -195,6 +223,9 @@ def measure(document: DocumentNode, operation: OperationDefinitionNode, variable
         for name, node in arguments.items():
             if isinstance(node, IntValueNode):
                 values[name] = int(node.value)
+            elif isinstance(node, VariableNode) and variables is None:
+                if name in _SIZING:
+                    return 1  # not known yet: the least it can be
             elif isinstance(node, VariableNode) and isinstance(variables.get(node.name.value), int):
                 values[name] = variables[node.name.value]
         if "start" in values and "end" in values:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.graphql.execution import MAX_ALIASES, MAX_FIELDS
+from app.graphql.execution import MAX_ALIASES, MAX_FIELDS, MAX_FRAGMENTS
 from app.metrics import GRAPHQL_FRAGMENTS_MEASURED
 from tests.e2e.room_client import SocketClient
 from tests.helpers import WAIT_S, Api, fragment_bomb
@@ -43,6 +43,16 @@ def test_a_fragment_bomb_is_refused_with_each_fragment_measured_once(client, n):
     assert GRAPHQL_FRAGMENTS_MEASURED._value.get() - measured == n + 1
 
 
+def test_a_cost_its_variables_decide_is_judged_with_them(client):
+    """A text is measured once before validation with its variables unknown (each list they size
+    counts one entry, the least it can be), then each request with its own."""
+    pages = " ".join(f'p{i}: range(board_id: "default", start: 1, end: $end) {{ entries {{ rank score }} }}'
+                     for i in range(20))
+    query = f"query Pages($end: Int!) {{ {pages} }}"
+    assert "errors" not in post(client, query, 200, variables={"end": 5})
+    assert code_of(post(client, query, 400, variables={"end": 1000})) == "query_too_costly"
+
+
 def test_a_mutation_inside_a_fragment_bomb_never_runs(client, engine):
     bombed, later = "bomb " + uuid.uuid4().hex[:8], "later " + uuid.uuid4().hex[:8]
     def write(name: str) -> str:
@@ -61,6 +71,12 @@ def test_fields_aliases_and_mutations_per_document_are_bounded(client, config, e
     assert "errors" not in post(client, "query { " + " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES)) + " }", 200)
     wide = "query { top(board_id: \"default\") { " + " ".join(["total"] * MAX_FIELDS) + " } }"
     assert code_of(post(client, wide, 400)) == "too_many_fields"
+    spreads = "query { " + " ".join(["...F"] * MAX_FIELDS) + " } fragment F on Query { __typename }"
+    assert code_of(post(client, spreads, 400)) == "too_many_fields"
+    many = range(MAX_FRAGMENTS + 1)
+    fragments = " ".join(f"...G{i}" for i in many) + " } " + " ".join(f"fragment G{i} on Query {{ __typename }}"
+                                                                      for i in many)
+    assert code_of(post(client, "query { " + fragments, 400)) == "too_many_fragments"
 
     name = "many " + uuid.uuid4().hex[:8]
     writes = " ".join(f'w{i}: createUser(user_name: "{name}", score: {i}) {{ user_id }}'
