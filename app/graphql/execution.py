@@ -6,12 +6,14 @@ Parsing and validating costs several times the execution of a top-10 query, so t
 of each distinct query text is kept (LRU, `DOCUMENT_CACHE` texts), including the errors of an
 invalid one. A text is bounded before it is validated: `MAX_QUERY_CHARS` characters, `MAX_TOKENS`
 tokens (the parser stops there), `MAX_FIELDS` fields and fragment spreads, `MAX_ALIASES` aliases and
-`MAX_FRAGMENTS` fragments as written. Then each
-operation is measured in one pass over the document, each fragment once whatever the number of its
-spreads (a chain of fragments that each spread the next twice costs its length, not 2^length):
+`MAX_FRAGMENTS` fragments as written, and the depth and least cost of its operations.
+
+An operation is measured in one pass over the document, each fragment once whatever the number of
+its spreads (a chain of fragments that each spread the next twice costs its length, not 2^length):
 depth counts nested selections (fragments included); cost counts each field once, times the entries
 a list of entries may hold (its `limit`, `top` or `end - start + 1`, or its default), a fragment
-counted as often as it is spread; a mutation runs at most GRAPHQL_MAX_MUTATIONS root fields.
+counted as often as it is spread. Each request measures its operation again with its variables. A
+mutation runs at most GRAPHQL_MAX_MUTATIONS root fields.
 """
 from __future__ import annotations
 
@@ -188,8 +190,8 @@ def checked_operation(text: Any, operation_name: Any, variables: Any, *,
     if operation is None:
         raise RequestError([refusal("bad_request", "name the operation to run (operationName)")])
     size = measure(found.document, operation, variables or {})
-    if _too_deep_or_costly(size):
-        raise RequestError(_too_deep_or_costly(size))
+    if too_big := _too_deep_or_costly(size):
+        raise RequestError(too_big)
     if operation.operation == OperationType.MUTATION and size.root_fields > max_mutations:
         raise RequestError([refusal("too_many_mutations", f"the operation runs {size.root_fields} mutations; "
                                                           f"at most {max_mutations}")])
@@ -238,7 +240,7 @@ def measure(document: DocumentNode, operation: OperationDefinitionNode, variable
         return _LIST_DEFAULTS.get(field.name.value, 1)
 
     # (height, cost, response keys at its root) of each fragment; one not measured yet is part of a
-    # cycle or unknown, which validation has refused already.
+    # cycle or unknown, which validation refuses.
     measured: dict[str, tuple[int, int, frozenset[str]]] = {}
 
     def walk(selection_set: SelectionSetNode | None) -> tuple[int, int, frozenset[str]]:
