@@ -232,6 +232,9 @@ class Config:
     graphql_init_wait_s: float = _setting(
         "GRAPHQL_INIT_WAIT_S", 10.0, _float,
         "seconds a GraphQL WebSocket has to send connection_init before it is closed (4408)")
+    graphql_max_mutations: int = _setting(
+        "GRAPHQL_MAX_MUTATIONS", 10, _int,
+        "most mutation fields one GraphQL operation runs (each is charged as its REST twin; submitScores batches)")
     ws_max_per_participant: int = _setting(
         "WS_MAX_PER_PARTICIPANT", 3, _int,
         "open room sockets per player (or host); a new one closes the oldest with 4409")

@@ -30,6 +30,8 @@ RATE_LIMIT_UNAVAILABLE = Counter("rate_limit_unavailable_total",
                                  "Requests let through unchecked because Redis could not count them")
 PASSWORD_HASHES = Gauge("password_hashes_running", "Password hashes being computed off the event loop",
                         multiprocess_mode="livesum")
+GRAPHQL_FRAGMENTS_MEASURED = Counter("graphql_fragments_measured_total",
+                                     "GraphQL fragments measured for depth and cost (each once per operation)")
 WS_DROPPED = Counter("ws_messages_dropped_total", "WebSocket messages dropped: the client's buffer was full",
                      ["type"])
 

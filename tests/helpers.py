@@ -177,6 +177,13 @@ class Api:
                          token=player.token, expect=expect)
 
 
+def fragment_bomb(n: int, selection: str = "__typename", on: str = "Query", operation: str = "query") -> str:
+    """A GraphQL document of n fragments that each spread the next twice (about 40 bytes a fragment):
+    2^n copies of `selection` once expanded."""
+    chain = [f"fragment F{i} on {on} {{ ...F{i + 1} ...F{i + 1} }}" for i in range(n)]
+    return f"{operation} Q {{ ...F0 }} " + " ".join(chain + [f"fragment F{n} on {on} {{ {selection} }}"])
+
+
 def drop_prefix_keys(client) -> int:
     """Delete every key of this process's REDIS_KEY_PREFIX (SCAN MATCH <prefix>* + UNLINK), and no other:
     what a test suite does instead of FLUSHDB, so others sharing the Redis or cluster are left alone."""

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from app.extensions import runtime
-from app.ratelimits import limit
 from app.leaderboards import api_keys as keys
+from app.ratelimits import Limit, client_address, limit
 from app.services import accounts
 from app.tokens import InvalidToken, Principal, read_token
 
@@ -83,23 +84,41 @@ def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
         raise ApiError(404, "not_found", f"no such {what}") from None
 
 
-def principal_from_header(*, api_keys: bool = False) -> Principal:
-    """The caller of the request; with `api_keys`, an API key of the leaderboard service is accepted
-    too (it acts for its owner, on score writes only)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+CREDENTIAL_NOT_ALLOWED = "credential_not_allowed"
+
+
+def credential_not_allowed() -> ApiError:
+    """The one answer, over REST and GraphQL alike, to a valid credential of a kind that may not do
+    what was asked: an API key anywhere but a score write (403: the key is known, its kind refused)."""
+    return ApiError(403, CREDENTIAL_NOT_ALLOWED, "API keys only write scores; this needs a user's access token")
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; 401 without one."""
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <access_token>")
-    token = token.strip()
+    return token.strip()
+
+
+def principal_from_token(token: str, *, api_keys: bool = False) -> Principal:
+    """Who a bearer token is: an access token's user, or (API keys of the leaderboard service) the
+    key's owner. A key is accepted only with `api_keys` (score writes, for its owner); elsewhere a
+    valid key gets `credential_not_allowed`, an unknown or revoked one 401."""
     if token.startswith(keys.PREFIX):
-        if not api_keys:
-            raise ApiError(401, "unauthorized", "API keys write scores; this needs a user's access token")
         live = runtime()
         owner = keys.owner_of(live.engine, live.redis, token)
         if owner is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        if not api_keys:
+            raise credential_not_allowed()
         return Principal(user_id=owner, is_guest=False, via_api_key=True)
     return principal_of(token)
+
+
+def principal_from_header(*, api_keys: bool = False) -> Principal:
+    """The caller of the request (see principal_from_token)."""
+    return principal_from_token(bearer_token(request.headers.get("Authorization")), api_keys=api_keys)
 
 
 def principal_of(token: str) -> Principal:
@@ -140,13 +159,11 @@ def current_principal() -> Principal:
     return g.principal
 
 
-def require_registered(to: str) -> None:
+def require_registered(to: str, principal: Principal | None = None) -> None:
     """Guests (nickname only) and API keys cannot do what a registered account does."""
-    principal = current_principal()
+    principal = principal or current_principal()
     if principal.is_guest or principal.via_api_key:
         raise ApiError(403, "registered_users_only", f"register an account to {to}")
-
-
 
 
 @dataclass
@@ -163,8 +180,28 @@ class RouteDoc:
     body_required: bool = True
     raw_body: tuple[str, ...] = ()
 
+    def admit(self, address: str, token: Callable[[], str]) -> Principal | None:
+        """What a call of this route is checked for before it runs (and a GraphQL field that is its
+        twin, app/graphql/guards.py): the address budgets first, so a flood of made-up tokens or keys
+        is refused before it costs a lookup; then the credential `token()` gives, if the route needs
+        one; then the user's budgets. The caller, or None for a route open to anyone."""
+        budgets = runtime().rate_limits
+        budgets.hit(*(Limit(rule, address) for rule in self.limits if rule.endswith("_per_address")))
+        if not self.auth:
+            return None
+        principal = principal_from_token(token(), api_keys=self.api_keys)
+        budgets.hit(*(Limit(rule, str(principal.user_id)) for rule in self.limits
+                      if not rule.endswith("_per_address")))
+        return principal
+
 
 ROUTE_DOCS: list[RouteDoc] = []
+
+
+def route_doc(method: str, rule: str) -> RouteDoc:
+    """The registration of the route `method rule` (e.g. `POST /api/v1/scores`); its blueprint's
+    module must be imported."""
+    return next(doc for doc in ROUTE_DOCS if doc.rule == rule and method in doc.methods)
 
 
 def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
@@ -184,21 +221,16 @@ def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
     else:
         rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
             ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
-    ROUTE_DOCS.append(RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules,
-                               api_keys, body_required, tuple(raw_body)))
-
-    # The address budgets first: a flood of made-up tokens or keys is refused before it costs a lookup.
-    by_address = tuple(r for r in rules if r.endswith("_per_address"))
-    by_user = tuple(r for r in rules if r not in by_address)
+    doc = RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules, api_keys, body_required,
+                   tuple(raw_body))
+    ROUTE_DOCS.append(doc)
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            budgets = runtime().rate_limits
-            budgets.hit(*(limit(rule) for rule in by_address))
-            if auth:
-                g.principal = principal_from_header(api_keys=api_keys)
-            budgets.hit(*(limit(rule) for rule in by_user))
+            principal = doc.admit(client_address(), lambda: bearer_token(request.headers.get("Authorization")))
+            if principal is not None:
+                g.principal = principal
             return view(*args, **kwargs)
 
         bp.add_url_rule(rule, view.__name__, guarded, methods=methods)

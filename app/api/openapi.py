@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from app.api.core import ROUTE_DOCS
+from app.api.core import CREDENTIAL_NOT_ALLOWED, ROUTE_DOCS
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -26,6 +26,9 @@ _COMMON_ERRORS = {400: "invalid_json, invalid_body or invalid_query", 401: "unau
                   415: "unsupported_media_type",
                   429: "too_many_requests: a rate limit (see Retry-After)",
                   503: "unavailable: a store is down; nothing was recorded (see Retry-After)"}
+
+
+_API_KEY_REFUSED = f"{CREDENTIAL_NOT_ALLOWED}: an API key, which only writes scores"
 
 
 def _path(rule: str) -> tuple[str, list[str]]:
@@ -53,6 +56,9 @@ def build_document() -> dict[str, Any]:
             [413, 415] if doc.body is not None or doc.raw_body else [])
         for status in common:
             responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
+        if doc.auth and not doc.api_keys:  # an API key is refused here (app/api/core.py credential_not_allowed)
+            refused = responses.setdefault("403", {"description": "", "content": _ERROR_CONTENT})
+            refused["description"] = "; ".join(filter(None, (refused["description"], _API_KEY_REFUSED)))
         operation: dict[str, Any] = {"summary": doc.summary, "parameters": parameters, "responses": responses}
         if doc.auth:
             operation["security"] = [{"bearer": []}]

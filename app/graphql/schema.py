@@ -1,13 +1,13 @@
 """The executable GraphQL schema: schema.graphql bound (ariadne) to resolvers that call the same service
 functions as the REST API, with the same checks.
 
-Resolvers get `info.context`, a `Context`: who is asking (or nobody), the request's reader and the
-process's score writes. A ServiceError raised by a service becomes a GraphQL error whose
-`extensions.code` is the REST error code (execution.py formats it).
+Resolvers get `info.context`, a `Context`: who is asking (their address and credential), the
+request's reader and the process's score writes. Each mutation is admitted as its REST twin
+(guards.py: the same credential rule and budgets). A ServiceError or ApiError raised on the way
+becomes a GraphQL error whose `extensions.code` is the REST error code (execution.py formats it).
 """
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +17,23 @@ from ariadne import MutationType, QueryType, ScalarType, SubscriptionType, make_
 from graphql import GraphQLError, GraphQLSchema, IntValueNode, StringValueNode, ValueNode
 from pydantic import BaseModel, ValidationError
 
+from app.api.core import require_registered
 from app.api.schemas import (AroundBoardQuery, BoardBody, BoardListQuery, Nickname, PeriodQuery, RangeQuery,
                              ScoreBody, TopQuery)
+from app.graphql.guards import Caller, twin
+from app.json_input import decode_json
 from app.leaderboards.domain import DEFAULT_BOARD, is_exact
 from app.leaderboards.scores import Authority, Submission
-from app.services.errors import Forbidden, Invalid, ServiceError
+from app.services.errors import Invalid, ServiceError
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 SDL = SDL_PATH.read_text()
 SEED_000_SOURCE = "graphql_seed_000"  # score_writes_total{source} of createUser
 
 
-class Unauthenticated(ServiceError):
-    """A field that needs a token, asked without one (REST answers 401)."""
-
-
 @dataclass
 class Context:
-    principal: Any | None  # app.tokens.Principal, or None without a token
+    caller: Caller  # the client's address and Authorization, checked by the fields that need it
     reader: Any  # BoardReader
     write_scores: Callable[[list, Any, str], list]  # (submissions, authority, source) -> results
     ranks: Callable[[list, bool], dict]  # (results, wait) -> {(board, player): rank}
@@ -42,15 +41,6 @@ class Context:
     engine: Any
     final_top: int
     players: Any  # app.leaderboards.players
-
-
-def _signed_in(info, *, registered: bool = False) -> Any:
-    principal = info.context.principal
-    if principal is None:
-        raise Unauthenticated("unauthorized", "send Authorization: Bearer <access_token or API key>")
-    if registered and (principal.is_guest or principal.via_api_key):
-        raise Forbidden("registered_users_only", "register an account to do this")
-    return principal
 
 
 def _valid(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
@@ -100,7 +90,10 @@ def _parse_json(value: Any) -> Any:
 @json_scalar.literal_parser
 def _parse_json_literal(node: ValueNode, variables: dict | None = None) -> Any:
     if isinstance(node, StringValueNode):
-        return _parse_json(json.loads(node.value))
+        try:
+            return _parse_json(decode_json(node.value))
+        except ValueError as exc:
+            raise GraphQLError(f"a JSON object: {exc}") from None
     raise GraphQLError("give a JSON object as a variable")
 
 
@@ -198,7 +191,8 @@ class _SeedUser(BaseModel):
 
 
 @mutation.field("createUser")
-def _create_user(_, info, user_name: str, score: int) -> dict[str, Any]:
+@twin("createUser", "POST", "/api/v1/auth/guest")
+def _create_user(_, info, _principal, user_name: str, score: int) -> dict[str, Any]:
     """Seed 000's operation, with no token: a new player (a fresh id) on `default` only."""
     name = _valid(_SeedUser, {"user_name": user_name}).user_name
     player_id = str(uuid.uuid4())
@@ -209,15 +203,16 @@ def _create_user(_, info, user_name: str, score: int) -> dict[str, Any]:
 
 
 @mutation.field("createBoard")
-def _create_board(_, info, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
-    principal = _signed_in(info, registered=True)
+@twin("createBoard", "POST", "/api/v1/leaderboards")
+def _create_board(_, info, principal, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
+    require_registered("create boards", principal)
     body = _valid(BoardBody, input)
     return info.context.boards.create_board(info.context.engine, principal.user_id, body.model_dump())
 
 
 @mutation.field("resetBoard")
-def _reset_board(_, info, board_id: str) -> dict[str, Any]:
-    principal = _signed_in(info)
+@twin("resetBoard", "POST", "/api/v1/leaderboards/<board_id>/reset")
+def _reset_board(_, info, principal, board_id: str) -> dict[str, Any]:
     board = info.context.boards.reset_board(info.context.engine, principal.user_id, board_id,
                                             final_top=info.context.final_top)
     info.context.reader.forget(board_id)
@@ -241,15 +236,15 @@ def _result_view(result: Any, rank: int | None) -> dict[str, Any]:
 
 
 @mutation.field("submitScore")
-def _submit_score(_, info, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
-    principal = _signed_in(info)
+@twin("submitScore", "POST", "/api/v1/scores")
+def _submit_score(_, info, principal, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
     result = _one(info.context.write_scores(_submissions([input]), Authority(owner_id=principal.user_id), "graphql"))
     return _result_view(result, info.context.ranks([result], True).get((result.leaderboard_id, result.player_id)))
 
 
 @mutation.field("submitScores")
-def _submit_scores(_, info, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    principal = _signed_in(info)
+@twin("submitScores", "POST", "/api/v1/scores/batch")
+def _submit_scores(_, info, principal, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not 1 <= len(scores) <= 1000:
         raise Invalid("invalid_request", "scores: 1 to 1,000 of them")
     results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id), "graphql")

@@ -3,16 +3,21 @@ PROTOCOL.md), subscriptions fed by the same hub as the live boards.
 
 The client offers the subprotocol `graphql-transport-ws` (else 4406), sends `connection_init` within
 GRAPHQL_INIT_WAIT_S (else 4408; twice: 4429), optionally with `{"Authorization": "Bearer ..."}` in
-its payload for mutations, and gets `connection_ack`. Then `subscribe` {id, payload: {query,
-variables, operationName}}: a subscription (`boardTop`, `playerStanding`) gets `next` with its first
-state, then a `next` whenever what it selects changed (app/rooms/boards.py decides when), until the
-client sends `complete`; a query or a mutation gets one `next` then `complete`; an operation that
-cannot run gets `error`. `ping` gets `pong`. A `subscribe` before the ack closes with 4401, an id in
-use with 4409, anything unreadable with 4400.
+its payload (any credential POST /graphql takes; a bad one closes with 4403) for mutations, and gets
+`connection_ack`. Then `subscribe` {id, payload: {query, variables, operationName}}: a subscription
+(`boardTop`, `playerStanding`) gets `next` with its first state, then a `next` whenever what it
+selects changed (app/rooms/boards.py decides when), until the client sends `complete`; a query or a
+mutation gets one `next` then `complete`; an operation that cannot run, or that a rate limit refused,
+gets `error`. Each `subscribe` is checked and charged as a `POST /graphql` of the same operation
+(guards.py). `ping` gets `pong`. A `subscribe` before the ack closes with 4401, an id in use with
+4409, anything unreadable (not JSON, nested too deeply, over 64 KiB) with 4400, more messages than the
+room sockets allow (a burst of MESSAGE_BURST, then MESSAGES_PER_S a second) with 4429, and a failure
+of ours with 1011.
 """
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -21,24 +26,30 @@ from flask import Blueprint, current_app
 from redis import RedisError
 from simple_websocket import ConnectionClosed
 
-from app.api.core import ApiError, principal_of
+from app.api.core import ApiError, bearer_token, principal_from_token
 from app.extensions import runtime, sock
-from app.graphql.execution import RequestError, checked_operation, is_subscription, run
+from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
+from app.graphql.guards import Caller, charge_document, charge_operation
 from app.graphql.http import make_context
+from app.json_input import JsonInputError, decode_json
 from app.leaderboards.periods import SPAN_FIELDS
-from app.ratelimits import limit
+from app.ratelimits import client_address, limit
 from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
+from app.rooms.socket import MESSAGE_BURST, MESSAGES_PER_S
 from app.services.errors import NotFound, ServiceError, TooManyRequests
 
+log = logging.getLogger(__name__)
 bp = Blueprint("graphql_ws", __name__)
 
 PROTOCOL = "graphql-transport-ws"
 MAX_SUBSCRIPTIONS = 20
 MAX_MESSAGE_CHARS = 64 * 1024
 CLOSE_BAD_MESSAGE, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN = 4400, 4401, 4403
-CLOSE_SUBPROTOCOL, CLOSE_INIT_TIMEOUT, CLOSE_DUPLICATE, CLOSE_TOO_MANY_INITS = 4406, 4408, 4409, 4429
+CLOSE_SUBPROTOCOL, CLOSE_INIT_TIMEOUT, CLOSE_DUPLICATE, CLOSE_TOO_MANY = 4406, 4408, 4409, 4429
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_LINGER_S = 2.0
 # Which live-board message feeds which subscription field, and the field's board argument.
 _FEEDS = {"boardTop": UPDATE, "playerStanding": STANDING}
 
@@ -83,29 +94,44 @@ def _event(message: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Socket:
-    def __init__(self, ws, connection: Connection):
+    def __init__(self, ws, connection: Connection, address: str):
         self.ws, self.connection = ws, connection
         self.acknowledged = False
-        self.principal = None
+        self.caller = Caller(address, None)
         self.subscriptions: dict[str, Subscription] = {}
+        self._allowance, self._refilled = float(MESSAGE_BURST), time.monotonic()
 
     def send(self, message: dict[str, Any]) -> None:
         self.connection.offer(message["type"], _dumps(message))
 
     def close(self, code: int, reason: str) -> None:
-        """Close now with the protocol's code (what is queued is not sent)."""
+        """Close now with the protocol's code (what is queued is not sent). The socket's reader goes on,
+        discarding, until the client answers the close (at most CLOSE_LINGER_S): the connection closed
+        with messages of the client's still unread (a flood) is reset, and a reset client may never read
+        the close frame and its code."""
         self.connection.close()
         try:
             self.ws.close(reason=code, message=reason)
         except Exception:  # noqa: BLE001 - the peer is gone already
-            pass
+            return
+        self.ws.thread.join(CLOSE_LINGER_S)
 
     def handle(self, raw: Any) -> bool:
         """One client message; False once the socket is to close."""
+        now = time.monotonic()
+        self._allowance = min(MESSAGE_BURST, self._allowance + (now - self._refilled) * MESSAGES_PER_S) - 1
+        self._refilled = now
+        if self._allowance < 0:
+            self.close(CLOSE_TOO_MANY, "Too many messages")
+            return False
+        if not isinstance(raw, (str, bytes)) or len(raw) > MAX_MESSAGE_CHARS:
+            self.close(CLOSE_BAD_MESSAGE, "Invalid message received: over 64 KiB")
+            return False
         try:
-            message = json.loads(raw) if isinstance(raw, (str, bytes)) and len(raw) <= MAX_MESSAGE_CHARS else None
-        except (ValueError, UnicodeDecodeError):
-            message = None
+            message = decode_json(raw)
+        except JsonInputError as exc:
+            self.close(CLOSE_BAD_MESSAGE, f"Invalid message received: {exc}"[:120])
+            return False
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             self.close(CLOSE_BAD_MESSAGE, "Invalid message received")
             return False
@@ -127,21 +153,22 @@ class _Socket:
 
     def _init(self, payload: Any) -> bool:
         if self.acknowledged:
-            self.close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests")
+            self.close(CLOSE_TOO_MANY, "Too many initialisation requests")
             return False
         if isinstance(payload, dict) and payload.get("Authorization"):
-            scheme, _, token = str(payload["Authorization"]).partition(" ")
+            authorization = str(payload["Authorization"])
             try:
-                if scheme.lower() != "bearer" or not token.strip():
-                    raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token>")
-                principal = principal_of(token.strip())
-                # From here on a logout closes the socket (4401), in whichever process holds it.
-                if not runtime().signed_in.admit(self.connection, principal):
-                    raise ApiError(401, "unauthorized", "token revoked (signed out)")
-                self.principal = principal
+                principal = principal_from_token(bearer_token(authorization), api_keys=True)
+                # From here on a logout closes the socket (4401), in whichever process holds it; an API
+                # key is checked again by every mutation sent with it.
+                if not principal.via_api_key:
+                    if not runtime().signed_in.admit(self.connection, principal):
+                        raise ApiError(401, "unauthorized", "token revoked (signed out)")
+                    self.principal = principal
             except ApiError:
                 self.close(CLOSE_FORBIDDEN, "Forbidden: invalid or revoked access token")
                 return False
+            self.caller = Caller(self.caller.address, authorization)
         self.acknowledged = True
         self.send({"type": "connection_ack"})
         return True
@@ -159,19 +186,25 @@ class _Socket:
             return False
         variables = payload.get("variables")
         try:
-            document, operation = checked_operation(payload.get("query"), payload.get("operationName"), variables)
+            charge_document(self.caller)
+            document, operation = checked_operation(payload.get("query"), payload.get("operationName"), variables,
+                                                    max_mutations=current_app.config["LIVEQUIZ"].graphql_max_mutations)
+            charge_operation(self.caller, operation)
         except RequestError as exc:
             self.send({"id": sub_id, "type": "error", "payload": exc.errors})
             return True
-        context = make_context(self.principal)
+        except TooManyRequests as exc:
+            self.send({"id": sub_id, "type": "error", "payload": [
+                refusal(exc.code, exc.message, retry_after_s=exc.retry_after_s)]})
+            return True
+        context = make_context(self.caller)
         if not is_subscription(operation):
             self.send({"id": sub_id, "type": "next", "payload": run(document, operation, variables, context)})
             self.send({"id": sub_id, "type": "complete"})
             return True
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-            self.send({"id": sub_id, "type": "error", "payload": [{
-                "message": f"at most {MAX_SUBSCRIPTIONS} subscriptions per socket",
-                "extensions": {"code": "too_many_subscriptions"}}]})
+            self.send({"id": sub_id, "type": "error", "payload": [
+                refusal("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} subscriptions per socket")]})
             return True
         self._start(sub_id, document, operation, variables or {}, context)
         return True
@@ -226,14 +259,14 @@ def graphql_socket(ws):
     try:
         live.rate_limits.hit(limit("sockets_per_address"))
     except TooManyRequests as exc:
-        return ws.close(reason=CLOSE_TOO_MANY_INITS, message=exc.message)
+        return ws.close(reason=CLOSE_TOO_MANY, message=exc.message)
     except RedisError:
         return ws.close(reason=1013, message="the service is briefly unavailable; reconnect")
     config = current_app.config["LIVEQUIZ"]
     connection = Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
                             on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
                             close=lambda code, reason: ws.close(code, reason))
-    socket = _Socket(ws, connection)
+    socket = _Socket(ws, connection, client_address())
     live.metrics.ws_connections.inc()
     threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
     opened = time.monotonic()
@@ -249,7 +282,12 @@ def graphql_socket(ws):
                     socket.close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")
                     return
                 continue
-            if not socket.handle(raw):
+            try:
+                if not socket.handle(raw):
+                    return
+            except Exception:  # as a 500: logged, and the socket closes with the protocol's code
+                log.exception("a GraphQL socket message failed")
+                socket.close(CLOSE_INTERNAL_ERROR, "Internal error")
                 return
     finally:
         socket.stop_all()

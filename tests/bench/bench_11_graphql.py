@@ -1,23 +1,33 @@
 """11. GraphQL beside REST: a top-10 read over POST /graphql against GET .../top under the same load (two
-wrk at once, -t1 -c8 each, same board); and `boardTop` subscriptions (graphql-transport-ws)
-against the live-board sockets, both watching one board at once while writes change its top 10: each
-kind's delay from a change applied in Redis to each socket's first message showing it."""
+wrk at once, -t1 -c8 each, same board); `boardTop` subscriptions (graphql-transport-ws) against the
+live-board sockets, both watching one board at once while writes change its top 10: each kind's delay
+from a change applied in Redis to each socket's first message showing it; and fragment bombs (1.6 KB
+documents whose 40 fragments each spread the next twice, 2^40 fields once expanded), two in flight
+at all times: how long each takes to be refused, and /healthz p99 meanwhile, each beside the same
+with two ordinary top-10 queries in flight."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from tests.bench import report
+from tests.bench.bench_08_logins import _probe
 from tests.bench.bench_10_live_boards import _boards, _Changes, _owner, _Writer
 from tests.bench.rooms_client import BoardSocket, GraphQLSocket, close_all, connect_all
 from tests.bench.support import env_int, percentiles, wrk
+from tests.helpers import fragment_bomb
 
 READ_CONNECTIONS = 16
 ENTRIES = 5000
+BOMBS_IN_FLIGHT = 2
+BOMB_FRAGMENTS = 40
 
 
 def _fill(base_url: str, token: str, board_id: str, entries: int) -> None:
@@ -101,3 +111,56 @@ def bench_subscriptions_beside_live_boards(stack, bench_config):
                met=None if board_delay["p99"] is None or graphql_delay["p99"] is None
                else graphql_delay["p99"] <= board_delay["p99"] + 20)
     assert changes.changes and all(s.connected for s in boards + subscribers)
+
+
+def _two_in_flight(stack, query_of, seconds: int) -> tuple[dict, dict, set[str]]:
+    """BOMBS_IN_FLIGHT clients posting `query_of(n)` back to back for `seconds` (plus a second to start):
+    their latencies (ms), /healthz's meanwhile, and the answers (status and error code)."""
+    stopping = threading.Event()
+    latencies: list[float] = []
+    answers: set[str] = set()
+    texts = itertools.count()
+
+    def send() -> None:
+        session = requests.Session()
+        while not stopping.is_set():
+            query = query_of(next(texts))
+            began = time.perf_counter()
+            response = session.post(f"{stack.base_url}/graphql", json={"query": query}, timeout=120)
+            latencies.append((time.perf_counter() - began) * 1000)
+            errors = response.json().get("errors")
+            answers.add(f"{response.status_code} {errors[0]['extensions']['code'] if errors else 'ok'}")
+
+    senders = [threading.Thread(target=send, daemon=True) for _ in range(BOMBS_IN_FLIGHT)]
+    for sender in senders:
+        sender.start()
+    time.sleep(1)
+    healthz = percentiles(_probe(f"{stack.base_url}/healthz", seconds))
+    stopping.set()
+    for sender in senders:
+        sender.join(120)
+    return percentiles(latencies), healthz, answers
+
+
+def bench_fragment_bombs_beside_healthz(stack):
+    """Each text is new (its operation is named after its number): parsed and validated anew, as an
+    attacker's would be. The baseline: the same with two ordinary top-10 queries in flight."""
+    seconds = env_int("BENCH_GRAPHQL_BOMB_S", 10)
+    _probe(f"{stack.base_url}/healthz", 2)  # warm the connection
+    bomb = fragment_bomb(BOMB_FRAGMENTS)
+    read, healthz_reads, read_answers = _two_in_flight(
+        stack, lambda n: f'query Q{n} {{ top(board_id: "default", limit: 10) {{ total entries {{ rank score }} }} }}',
+        seconds)
+    refused, healthz_bombs, bomb_answers = _two_in_flight(
+        stack, lambda n: bomb.replace("query Q", f"query Q{n}", 1), seconds)
+    report.record("graphql_fragment_bombs", {
+        "fragments": BOMB_FRAGMENTS, "bytes": len(bomb), "in_flight": BOMBS_IN_FLIGHT, "seconds": seconds,
+        "refused_ms": refused, "answers": sorted(bomb_answers), "healthz_during_bombs_ms": healthz_bombs,
+        "top10_ms": read, "top10_answers": sorted(read_answers), "healthz_during_top10_ms": healthz_reads})
+    assert bomb_answers == {"400 query_too_costly"} and read_answers == {"200 ok"}, (bomb_answers, read_answers)
+    report.row(f"graphql: fragment bomb (n = {BOMB_FRAGMENTS}) refused, p99 ({BOMBS_IN_FLIGHT} in flight)",
+               refused["p99"], "ms", baseline=read["p99"], baseline_name="a new top-10 query answered, p99",
+               target="<= 2 x a top-10 query", met=refused["p99"] <= 2 * read["p99"])
+    report.row(f"/healthz p99 while {BOMBS_IN_FLIGHT} fragment bombs are in flight", healthz_bombs["p99"], "ms",
+               baseline=healthz_reads["p99"], baseline_name=f"while {BOMBS_IN_FLIGHT} top-10 queries are",
+               target="<= 2 x beside top-10 queries", met=healthz_bombs["p99"] <= 2 * healthz_reads["p99"])

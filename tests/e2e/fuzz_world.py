@@ -623,7 +623,7 @@ class World:
             senders["gamer"] = lambda: next((g for g in self.gamers if g.user_id == gamer_id),
                                             rnd.choice(self.gamers))
             weights = {"gamer": 4, "owner": 3, "outsider": 1, "owner_key": 0.5}
-        else:  # owners mostly; others (403 not_owner), guests (403 registered_users_only), keys (401)
+        else:  # owners mostly; others (403 not_owner), guests (403 registered_users_only), keys (403)
             weights = {"owner": 7, "other_host": 2, "outsider": 1, "owner_key": 0.3}
         return senders[rnd.choices(list(weights), list(weights.values()))[0]]
 

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gql import Client, GraphQLRequest, gql
 from gql.transport.websockets import WebsocketsTransport
+from websocket import WebSocketException
 
 from tests.e2e.room_client import SocketClient
-from tests.helpers import WAIT_S, Api, HttpClient, wait_until
+from tests.helpers import WAIT_S, Api, HttpClient, fragment_bomb, wait_until
 
 PROTOCOL = "graphql-transport-ws"
 BOARD_TOP = gql("""subscription($b: ID!) { boardTop(board_id: $b, top: 3) {
@@ -124,3 +125,52 @@ def test_the_protocols_messages_and_refusals(live_stack):
     garbled = _socket(live_stack, subprotocols=[PROTOCOL])
     garbled.send("{not json")
     assert garbled.wait_closed() == 4400
+
+
+def _acknowledged(live_stack) -> SocketClient:
+    client = _socket(live_stack, subprotocols=[PROTOCOL])
+    client.send({"type": "connection_init"})
+    client.wait_type("connection_ack")
+    return client
+
+
+def test_the_socket_refuses_a_fragment_bomb_and_too_many_mutations_and_lives_on(live_stack):
+    client = _acknowledged(live_stack)
+    for n in (25, 40):
+        bomb_id = f"bomb{n}"
+        client.send({"id": bomb_id, "type": "subscribe", "payload": {"query": fragment_bomb(n)}})
+        refused = client.wait_for(lambda m, bomb_id=bomb_id: m.get("id") == bomb_id)
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "query_too_costly"
+    subscription = fragment_bomb(25, 'boardTop(board_id: "default") { version }', on="Subscription",
+                                 operation="subscription")
+    client.send({"id": "sub", "type": "subscribe", "payload": {"query": subscription}})
+    refused = client.wait_for(lambda m: m.get("id") == "sub")
+    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "query_too_costly"
+    writes = " ".join(f'w{i}: createUser(user_name: "many", score: {i}) {{ user_id }}' for i in range(11))
+    client.send({"id": "many", "type": "subscribe", "payload": {"query": f"mutation {{ {writes} }}"}})
+    refused = client.wait_for(lambda m: m.get("id") == "many")
+    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "too_many_mutations"
+    client.send({"type": "ping", "payload": {"after": "refusals"}})
+    assert client.wait_type("pong")["payload"] == {"after": "refusals"}
+
+
+def test_a_nested_message_closes_the_socket_with_4400_and_a_flood_with_4429(live_stack):
+    deep = '{"type": "subscribe", "id": "x", "payload": {"query": "{ leaderboard { score } }", "variables": {"a": ' \
+        + "[" * 20_000 + "]" * 20_000 + "}}}"
+    nested = _acknowledged(live_stack)
+    nested.send(deep)
+    assert nested.wait_closed() == 4400 and "too_deep" in nested.close_reason
+    bare = _socket(live_stack, subprotocols=[PROTOCOL])
+    bare.send("[" * 30_000 + "]" * 30_000)
+    assert bare.wait_closed() == 4400
+
+    flood = _acknowledged(live_stack)
+    for n in range(200):
+        try:
+            flood.send({"type": "ping", "payload": {"n": n}})
+        except (WebSocketException, OSError):  # closed under our feet: what the test waits for
+            break
+    assert flood.wait_closed() == 4429
+    assert len(flood.of_type("pong")) < 200
+    # Other sockets of the process go on.
+    assert _acknowledged(live_stack).close_code is None

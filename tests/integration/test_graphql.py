@@ -122,7 +122,7 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
                    "reset_period": "never"}
     create = "mutation($i: BoardInput!) { createBoard(input: $i) { id owner_id current_period } }"
     assert error_code(gql(client, create, {"i": board_input}, token=guest.token)) == "registered_users_only"
-    assert error_code(gql(client, create, {"i": board_input}, token=key)) == "registered_users_only"
+    assert error_code(gql(client, create, {"i": board_input}, token=key)) == "credential_not_allowed"
     created = data(client, create, {"i": board_input}, token=who.token)["createBoard"]
     assert created["owner_id"] == who.user_id
     assert error_code(gql(client, create, {"i": board_input}, token=who.token)) == "board_exists"
@@ -174,7 +174,7 @@ def test_documents_are_checked_once_and_bounded(client):
     assert error_code(gql(client, "query {", expect=400)) == "graphql_parse_failed"
     assert error_code(gql(client, "query { nope }", expect=400)) == "graphql_validation_failed"
     response = client.post("/graphql", data="not json", content_type="application/json")
-    assert response.status_code == 400 and response.get_json()["errors"][0]["extensions"]["code"] == "bad_request"
+    assert response.status_code == 400 and response.get_json()["errors"][0]["extensions"]["code"] == "invalid_json"
     subscription = gql(client, 'subscription { boardTop(board_id: "default") { version } }', expect=400)
     assert "WebSocket" in subscription["errors"][0]["message"]
 

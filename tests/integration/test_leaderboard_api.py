@@ -85,7 +85,8 @@ def test_api_keys_write_to_their_owners_boards_only(api: Api):
     body = {"leaderboard_id": mine["id"], "player_id": "p", "score": 5}
     api.post("/api/v1/scores", body, token=key["key"], expect=201)
     api.post("/api/v1/scores", {**body, "leaderboard_id": theirs["id"]}, token=key["key"], expect=403)
-    api.post("/api/v1/quizzes", {"title": "t", "questions": []}, token=key["key"], expect=401)
+    refused = api.post("/api/v1/quizzes", {"title": "t", "questions": []}, token=key["key"], expect=403)
+    assert refused.get_json()["error"]["code"] == "credential_not_allowed"  # a known key, of the wrong kind
     assert api.client.delete(f"/api/v1/api-keys/{key['id']}",
                              headers={"Authorization": f"Bearer {host.token}"}).status_code == 204
     api.post("/api/v1/scores", body, token=key["key"], expect=401)
