@@ -142,6 +142,9 @@ class Config:
     image_max_bytes: int = _setting(
         "IMAGE_MAX_BYTES", 2 * 1024 * 1024, _int,
         "largest picture POST /api/v1/images accepts (that route's own body limit)")
+    image_quota_bytes: int = _setting(
+        "IMAGE_QUOTA_BYTES", 50 * 1024 * 1024, _int,
+        "bytes of pictures one account may keep (counted in PostgreSQL; over it an upload gets 413)")
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
     score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
                                     "most score requests of a web process committed in one transaction")
@@ -216,6 +219,8 @@ class Config:
     rate_score_writes_per_user: str = _setting(
         "RATE_SCORE_WRITES_PER_USER", "60000/minute", _rate,
         "score writes per board owner, all their API keys together (a request of a batch counts once)")
+    rate_image_uploads_per_user: str = _setting(
+        "RATE_IMAGE_UPLOADS_PER_USER", "30/minute", _rate, "picture uploads per account")
     rate_score_writes_per_address: str = _setting(
         "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
     graphql_init_wait_s: float = _setting(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
@@ -186,6 +188,59 @@ def test_the_upload_has_its_own_limit_and_every_other_route_keeps_the_global_one
     assert response.status_code in (400, 413), "a body without a length is cut at the global limit"
 
 
+# --- an account's quota and upload rate -----------------------------------------------------------
+
+def stored_bytes(engine, owner_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT coalesce(sum(size), 0) FROM question_images WHERE owner_id = :o"),
+                                  {"o": owner_id}).scalar()
+
+
+def test_an_accounts_pictures_stay_within_its_quota(config, database, engine):
+    api = Api(create_app(config.replace(image_quota_bytes=10_000)).test_client())
+    host, other = api.host(), api.host()
+    first = upload(api, host, tiny_png(extra=b"x" * 6_000)).get_json()
+    refused = upload(api, host, tiny_png(extra=b"y" * 6_000), expect=413)
+    assert error_code(refused) == "image_quota_exceeded"
+    assert refused.get_json()["error"]["quota_bytes"] == 10_000
+    assert refused.get_json()["error"]["used_bytes"] == first["size"]
+    assert stored_bytes(engine, host.user_id) == first["size"]
+    # What is left still fits, and the quota is each account's own.
+    upload(api, host, tiny_png(extra=b"z" * (10_000 - first["size"] - len(tiny_png(extra=b"z")) + 1)))
+    assert stored_bytes(engine, host.user_id) == 10_000
+    upload(api, other, tiny_png(extra=b"x" * 6_000))
+
+
+def test_concurrent_uploads_of_one_account_never_pass_its_quota_together(config, database, engine):
+    """Eight uploads at once, each fitting alone, only one fitting at all: exactly one is kept."""
+    app = create_app(config.replace(image_quota_bytes=10_000))
+    host = Api(app.test_client()).host()
+    picture = tiny_png(extra=b"x" * 6_000)
+    start = threading.Barrier(8)
+
+    def send(_: int) -> int:
+        client = app.test_client()
+        start.wait()
+        return client.post("/api/v1/images", data=picture, content_type="image/png",
+                           headers=host.headers).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(send, range(8)))
+    assert statuses == [201] + [413] * 7
+    assert stored_bytes(engine, host.user_id) == len(picture)
+
+
+def test_uploads_past_the_accounts_rate_get_429(config, database, engine):
+    api = Api(create_app(config.replace(rate_image_uploads_per_user="3/minute")).test_client())
+    host = api.host()
+    for _ in range(3):
+        upload(api, host, tiny_png())
+    refused = upload(api, host, tiny_png(), expect=429)
+    assert error_code(refused) == "too_many_requests" and int(refused.headers["Retry-After"]) >= 1
+    assert stored_images(engine, host.user_id) == 3
+    upload(api, api.host(), tiny_png())  # another account's budget is its own
+
+
 # --- questions that show a picture ---------------------------------------------------------------
 
 def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, client):
@@ -225,6 +280,7 @@ def test_the_openapi_document_describes_the_upload_as_raw_bytes():
     assert set(content) == {"image/png", "image/jpeg", "image/gif", "image/webp"}
     assert all(media["schema"] == {"type": "string", "format": "binary"} for media in content.values())
     assert {"201", "400", "401", "403", "413", "415", "429"} <= set(operation["responses"])
+    assert "image_quota_exceeded" in operation["responses"]["413"]["description"]
 
 
 # --- the QR code of a join link ------------------------------------------------------------------
