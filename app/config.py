@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,19 @@ def parse_key_prefix(text: str) -> str:
     bad = sorted({c for c in value if c in "{}*?[]\\" or c.isspace()})
     if bad:
         raise ValueError(f"must not contain {' '.join(bad)}")
+    return value
+
+
+def _public_url(text: str) -> str:
+    """An http(s) address players open, e.g. `https://quiz.example.org` (no query or fragment), or
+    nothing (empty: the address the web server binds)."""
+    value = text.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ValueError("expected http(s)://host[:port][/path], e.g. https://quiz.example.org")
     return value
 
 
@@ -150,6 +164,10 @@ class Config:
                                     "most score requests of a web process committed in one transaction")
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
+    public_url: str = _setting(
+        "PUBLIC_URL", "", _public_url,
+        "the address players open (e.g. https://quiz.example.org), which the join QR code and the host's "
+        "screen show; never taken from a request's Host header (empty: http://WEB_HOST:WEB_PORT, for local use)")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
     web_db_pool: int = _setting("WEB_DB_POOL", 20, _int, "PostgreSQL connections per web worker (and as many overflow)")
     web_redis_pool: int = _setting("WEB_REDIS_POOL", 64, _int, "Redis connections per web worker")
@@ -245,6 +263,13 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+    def public_base_url(self) -> str:
+        """PUBLIC_URL, or the bind address's (a wildcard bind is reached locally at 127.0.0.1)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -75,6 +75,8 @@ cluster_config() {
     # The single stack's server and role, the cluster's own database (DATABASE_URL has no query part).
     export DATABASE_URL="${DATABASE_URL%/*}/$CLUSTER_DATABASE"
     export WEB_HOST=127.0.0.1
+    # Players open the balancer, not one web: the join link and its QR code name it.
+    export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$CLUSTER_WEB_PORT}"
     # HAProxy adds X-Forwarded-For: the webs trust one proxy for the client address (rate limits).
     export WEB_TRUSTED_PROXIES=1
     export SECRET_KEY

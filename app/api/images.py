@@ -69,7 +69,10 @@ def join_qr(join_code: str):
     except (NotFound, Gone):  # an ended game has no QR code either
         budgets.hit(misses)
         raise ApiError(404, "not_found", "no live session has that join code") from None
-    svg = images.join_qr_svg(f"{request.host_url}?code={join_code}", join_code)
+    # The configured address, never the request's Host header: a forged Host would make a QR code of
+    # another site.
+    public_url = current_app.config["LIVEQUIZ"].public_base_url()
+    svg = images.join_qr_svg(f"{public_url}/?code={join_code}", join_code)
     response = Response(svg, content_type="image/svg+xml")
     response.headers["Cache-Control"] = QR_CACHE
     return response

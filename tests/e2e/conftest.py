@@ -119,7 +119,9 @@ def run_live_stack(config) -> Iterator[LiveStack]:
     session fixture `live_stack` (tests/conftest.py, shared by tests/e2e and tests/cluster)."""
     logs = Path(tempfile.mkdtemp(prefix="livequiz-e2e-"))
     web_ports = {name: free_port() for name in NAMES["web"]}
-    env = stack_env(config, WEB_WORKERS="2")
+    port = free_port() if CLUSTER else web_ports["web"]
+    # The address players open: the balancer's on the cluster (what the host's screen and QR code show).
+    env = stack_env(config, WEB_WORKERS="2", PUBLIC_URL=f"http://127.0.0.1:{port}")
     if CLUSTER:
         env["WEB_TRUSTED_PROXIES"] = "1"  # behind the balancer, as on the cluster
     envs = {}
@@ -130,7 +132,6 @@ def run_live_stack(config) -> Iterator[LiveStack]:
             metrics_dir.mkdir()
             envs[name].update(WEB_PORT=str(web_ports[name]), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     processes = {name: start_process(name, envs[name], logs) for name in envs}
-    port = free_port() if CLUSTER else web_ports["web"]
     stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs, envs)
     try:
         for name, web_port in web_ports.items():

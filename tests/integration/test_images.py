@@ -298,8 +298,9 @@ def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_i
     assert f"<title>QR code: join the game with PIN {code}</title>".encode() in svg
     width = int(re.search(rb'width="(\d+)"', svg).group(1))
     assert 200 <= width <= 300
-    # What segno draws for the link a phone should open: the player page (`/`) with ?code=.
-    assert svg == join_qr_svg(f"http://localhost/?code={code}", code)
+    # What segno draws for the link a phone should open: the player page (`/`) with ?code=, at the
+    # configured public address (by default the one the web server binds).
+    assert svg == join_qr_svg(f"http://127.0.0.1:{client.application.config['LIVEQUIZ'].web_port}/?code={code}", code)
 
     # Another game's code draws another code; a game that runs still has one; an ended one has none.
     other = api.live_session(api.host())["join_code"]
@@ -310,6 +311,19 @@ def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_i
     api.post(f"/api/v1/sessions/{session['id']}/end", token=host.token, expect=200)
     ended = client.get(f"/join/{code}.svg")
     assert ended.status_code == 404 and error_code(ended) == "not_found"
+
+
+def test_the_qr_code_draws_the_configured_public_address_whatever_host_the_request_names(config, database):
+    app = create_app(config.replace(public_url="https://quiz.example.org/"))
+    api = Api(app.test_client())
+    code = api.live_session(api.host())["join_code"]
+    wanted = join_qr_svg(f"https://quiz.example.org/?code={code}", code)
+    for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
+        svg = api.client.get(f"/join/{code}.svg", headers=headers).data
+        assert svg == wanted, headers
+    # The host's screen writes the same address beside the code.
+    page = api.client.get("/host", headers={"Host": "evil.example"}).get_data(as_text=True)
+    assert 'data-public-url="https://quiz.example.org"' in page and "evil.example" not in page
 
 
 def test_a_code_no_live_game_has_gets_no_qr_code(api: Api, client, engine):
