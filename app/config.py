@@ -192,6 +192,10 @@ class Config:
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")
+    web_metrics_port: int = _setting(
+        "WEB_METRICS_PORT", 9104, _int,
+        "web /metrics port on 127.0.0.1, served by the gunicorn master for all its workers (0: off); the public "
+        "port has no /metrics")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,

@@ -39,6 +39,10 @@ class LiveStack:
     logs: Path
     envs: dict  # each process's environment, to start it again
 
+    def metrics_url(self, web: str) -> str:
+        """The /metrics of web `web`'s gunicorn master (its own port on 127.0.0.1)."""
+        return f"http://127.0.0.1:{self.envs[web]['WEB_METRICS_PORT']}/metrics"
+
     @property
     def web_url(self) -> str:
         """The first web server itself, not the balancer in front of it (on the single stack, the same)."""
@@ -130,7 +134,8 @@ def run_live_stack(config) -> Iterator[LiveStack]:
         if name in web_ports:
             metrics_dir = logs / f"prometheus-{name}"
             metrics_dir.mkdir()
-            envs[name].update(WEB_PORT=str(web_ports[name]), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+            envs[name].update(WEB_PORT=str(web_ports[name]), WEB_METRICS_PORT=str(free_port()),
+                              PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     processes = {name: start_process(name, envs[name], logs) for name in envs}
     stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs, envs)
     try:
