@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from app.extensions import runtime
+from app.ids import parse_id
 from app.ratelimits import limit
 from app.leaderboards.api_keys import KEY_CHECKS, PREFIX as API_KEY_PREFIX
 from app.services import accounts
@@ -77,8 +78,9 @@ def parse_query(model: type[M]) -> M:
 
 
 def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
+    """The id a path or body names (as the API writes ids: 8-4-4-4-12); 404 for anything else."""
     try:
-        return uuid.UUID(value)
+        return parse_id(value)
     except ValueError:
         raise ApiError(404, "not_found", f"no such {what}") from None
 

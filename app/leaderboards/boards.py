@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
 from app.leaderboards.periods import open_period, roll_period
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound
+from app.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.services.outbox import record_event
 
 _BOARD_COLUMNS = """b.id, b.name, b.owner_id, b.sort_order, b.update_mode, b.reset_period, b.timezone,
@@ -61,7 +61,8 @@ def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) 
     try:
         with engine.begin() as connection:
             if not _valid_timezone(connection, settings["timezone"]):
-                raise Invalid("invalid_timezone", f"unknown time zone {settings['timezone']!r} (an IANA name)")
+                # PostgreSQL's time zone database decides, not the request's shape: 422.
+                raise Unprocessable("invalid_timezone", f"unknown time zone {settings['timezone']!r} (an IANA name)")
             row = connection.execute(text(f"""
                 INSERT INTO leaderboards AS b (id, name, owner_id, sort_order, update_mode, reset_period, timezone,
                                                max_entries, self_report_max, metadata)

@@ -262,11 +262,11 @@ def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, cli
 
     questions[0]["image_id"] = theirs["id"]
     refused = api.post("/api/v1/quizzes", {"title": "Borrowed", "questions": questions}, token=host.token,
-                       expect=400)
+                       expect=422)
     assert error_code(refused) == "invalid_image"
     questions[0]["image_id"] = str(uuid.uuid4())
     assert error_code(api.post("/api/v1/quizzes", {"title": "Missing", "questions": questions},
-                               token=host.token, expect=400)) == "invalid_image"
+                               token=host.token, expect=422)) == "invalid_image"
 
 
 def test_pages_may_show_the_apps_own_pictures():
