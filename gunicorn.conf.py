@@ -4,11 +4,26 @@ gevent workers: a WebSocket holds its connection for the whole quiz, so a thread
 (gthread) caps a room at the thread count, while a greenlet per socket holds thousands per worker.
 psycopg 3 and redis-py cooperate with gevent once the standard library is patched, which the
 gevent worker does before the app is imported.
+
+Metrics: every worker writes its own to files in PROMETHEUS_MULTIPROC_DIR (made here when not set),
+and the master serves their sum on 127.0.0.1:WEB_METRICS_PORT, so the endpoint is one whatever the
+number of workers and lives through any worker's restart; the public port has no /metrics.
 """
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from app.config import check_secret_key, load_config_or_exit
 
 # The web process signs tokens: it refuses to start with a public or short SECRET_KEY.
 _config = load_config_or_exit(check_secret_key)
+
+# Set before any worker imports prometheus_client, which reads it once.
+_MADE_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _MADE_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="livequiz-prometheus-")
+_metrics_server = None  # the master's, once started
 
 bind = f"{_config.web_host}:{_config.web_port}"
 workers = _config.web_workers
@@ -24,7 +39,44 @@ errorlog = "-"
 loglevel = "warning"
 
 
+def on_starting(server) -> None:
+    # A new master counts from zero: an earlier run's files would add to its counters.
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def when_ready(server) -> None:
+    """The master's metrics port (a thread of its own), before it forks the first worker. The master
+    imports nothing of the app: what it imports, every worker inherits before gevent patches the
+    standard library (psycopg imported here would wait on PostgreSQL without yielding, in every worker)."""
+    if not _config.web_metrics_port:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    global _metrics_server
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(registry)  # reads the workers' files at each scrape
+    try:
+        _metrics_server, _ = start_http_server(_config.web_metrics_port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:
+        server.halt(f"WEB_METRICS_PORT={_config.web_metrics_port} cannot be served on 127.0.0.1: {exc}", 2)
+
+
+def child_exit(server, worker) -> None:
+    # A dead worker's counters stay in the sum; its live gauges (open sockets) leave it.
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _MADE_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
 def post_fork(server, worker) -> None:
+    # The metrics port is the master's: a worker outliving it must not keep the port bound.
+    if _metrics_server is not None:
+        _metrics_server.socket.close()
     # gunicorn answers what it refuses itself (e.g. an over-long request line) in the API's JSON shape.
     from gunicorn import util
 

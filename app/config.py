@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,19 @@ def parse_key_prefix(text: str) -> str:
     return value
 
 
+def _public_url(text: str) -> str:
+    """An http(s) address players open, e.g. `https://quiz.example.org` (no query or fragment), or
+    nothing (empty: the address the web server binds)."""
+    value = text.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ValueError("expected http(s)://host[:port][/path], e.g. https://quiz.example.org")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -149,6 +163,9 @@ class Config:
     image_max_bytes: int = _setting(
         "IMAGE_MAX_BYTES", 2 * 1024 * 1024, _int,
         "largest picture POST /api/v1/images accepts (that route's own body limit)")
+    image_quota_bytes: int = _setting(
+        "IMAGE_QUOTA_BYTES", 50 * 1024 * 1024, _int,
+        "bytes of pictures one account may keep (counted in PostgreSQL; over it an upload gets 413)")
     answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
     score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
                                     "most score requests of a web process committed in one transaction")
@@ -158,6 +175,10 @@ class Config:
         "request is committed alone)")
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
+    public_url: str = _setting(
+        "PUBLIC_URL", "", _public_url,
+        "the address players open (e.g. https://quiz.example.org), which the join QR code and the host's "
+        "screen show; never taken from a request's Host header (empty: http://WEB_HOST:WEB_PORT, for local use)")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
     web_db_pool: int = _setting("WEB_DB_POOL", 20, _int, "PostgreSQL connections per web worker (and as many overflow)")
     web_redis_pool: int = _setting("WEB_REDIS_POOL", 64, _int, "Redis connections per web worker")
@@ -182,6 +203,10 @@ class Config:
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")
+    web_metrics_port: int = _setting(
+        "WEB_METRICS_PORT", 9104, _int,
+        "web /metrics port on 127.0.0.1, served by the gunicorn master for all its workers (0: off); the public "
+        "port has no /metrics")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,
@@ -227,6 +252,8 @@ class Config:
     rate_score_writes_per_user: str = _setting(
         "RATE_SCORE_WRITES_PER_USER", "60000/minute", _rate,
         "score writes per board owner, all their API keys together (a request of a batch counts once)")
+    rate_image_uploads_per_user: str = _setting(
+        "RATE_IMAGE_UPLOADS_PER_USER", "30/minute", _rate, "picture uploads per account")
     rate_score_writes_per_address: str = _setting(
         "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
     graphql_init_wait_s: float = _setting(
@@ -265,6 +292,13 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+    def public_base_url(self) -> str:
+        """PUBLIC_URL, or the bind address's (a wildcard bind is reached locally at 127.0.0.1)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

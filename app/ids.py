@@ -11,6 +11,7 @@ also stores in the open.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
@@ -32,3 +33,15 @@ def new_id() -> uuid.UUID:
 NEW_ID_SQL = ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
               "substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
               "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid")
+
+
+# How the API writes an id, and the only spelling it reads (OpenAPI's `uuid` format): uuid.UUID would
+# also take braces, a urn:uuid: prefix or no dashes.
+_ID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def parse_id(text: str) -> uuid.UUID:
+    """The id `text` spells (8-4-4-4-12 hexadecimal digits); ValueError for anything else."""
+    if not isinstance(text, str) or not _ID_TEXT.fullmatch(text):
+        raise ValueError("an id is 36 characters: 8-4-4-4-12 hexadecimal digits")
+    return uuid.UUID(text)

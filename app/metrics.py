@@ -1,20 +1,13 @@
 """Prometheus metrics of the web process.
 
-Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (the stack scripts do) so that
-`/metrics` adds up every worker; without it, the one process's own registry is served.
+They are not served on the public port. Each gunicorn worker writes its metrics to files in
+PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py makes one when it is not set), and the gunicorn master
+serves their sum on 127.0.0.1:WEB_METRICS_PORT: one endpoint whatever the number of workers, which
+outlives any worker's restart.
 """
 from __future__ import annotations
 
-import logging
-import os
-from typing import Callable
-
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, REGISTRY,
-                               generate_latest)
-from prometheus_client import multiprocess
-from prometheus_client.core import GaugeMetricFamily
-
-log = logging.getLogger(__name__)
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
@@ -32,6 +25,11 @@ PASSWORD_HASHES = Gauge("password_hashes_running", "Password hashes being comput
                         multiprocess_mode="livesum")
 GRAPHQL_FRAGMENTS_MEASURED = Counter("graphql_fragments_measured_total",
                                      "GraphQL fragments measured for depth and cost (each once per operation)")
+# Database-wide, refreshed by every worker's timers (app/timers.py); the highest of the live workers.
+OUTBOX_LAG = Gauge("outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL, every few seconds)",
+                   multiprocess_mode="livemax")
+OUTBOX_UNPUBLISHED = Gauge("outbox_unpublished_events", "Events not yet published (from PostgreSQL, every few seconds)",
+                           multiprocess_mode="livemax")
 WS_DROPPED = Counter("ws_messages_dropped_total", "WebSocket messages dropped: the client's buffer was full",
                      ["type"])
 
@@ -48,42 +46,3 @@ class WebMetrics:
     @staticmethod
     def ws_dropped(kind: str) -> None:
         WS_DROPPED.labels(kind.partition(":")[0]).inc()
-
-
-class OutboxCollector:
-    """Outbox lag and backlog, computed from PostgreSQL at scrape time (one indexed query).
-
-    Every web process reports the same database-wide values; nothing is kept between scrapes,
-    so a failed query only leaves the two gauges out of that one scrape.
-    """
-
-    def __init__(self, outbox_lag: Callable[[], tuple[float, int]]):
-        self.outbox_lag = outbox_lag
-
-    def collect(self):
-        try:
-            lag_s, unpublished = self.outbox_lag()
-        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because PostgreSQL did
-            log.warning("outbox gauges left out of this scrape: %s", type(exc).__name__)
-            return
-        yield GaugeMetricFamily("outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL)",
-                                value=lag_s)
-        yield GaugeMetricFamily("outbox_unpublished_events", "Events not yet published (from PostgreSQL)",
-                                value=unpublished)
-
-
-def render_latest(*computed) -> tuple[bytes, str]:
-    """The process's (or, multiprocess, every worker's) metrics plus `computed` collectors."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest(REGISTRY)
-    if computed:
-        # A registry per scrape: computed collectors hold no state between scrapes.
-        extra = CollectorRegistry(auto_describe=False)
-        for collector in computed:
-            extra.register(collector)
-        body += generate_latest(extra)
-    return body, CONTENT_TYPE_LATEST

@@ -231,6 +231,8 @@ class Leaderboard(Base):
     __tablename__ = "leaderboards"
     __table_args__ = (
         CheckConstraint(r"id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'", name="id_slug"),
+        # Ids differ by more than case: nobody makes `Default` beside `default`, or `foo` beside `Foo`.
+        Index("uq_leaderboards_lower_id", text("lower(id)"), unique=True),
         CheckConstraint("sort_order IN ('asc', 'desc')", name="sort_order_known"),
         CheckConstraint("update_mode IN ('replace', 'increment', 'best')", name="update_mode_known"),
         CheckConstraint("reset_period IN ('never', 'hourly', 'daily', 'weekly', 'monthly')", name="reset_period_known"),

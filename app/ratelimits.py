@@ -49,6 +49,7 @@ RULES = {
     "api_per_user": "rate_api_per_user",
     "api_per_address": "rate_api_per_address",
     "score_writes_per_user": "rate_score_writes_per_user",
+    "image_uploads_per_user": "rate_image_uploads_per_user",
     "score_writes_per_address": "rate_score_writes_per_address",
 }
 

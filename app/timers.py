@@ -1,7 +1,8 @@
 """Background work every web process runs, on a timer: questions close by themselves at their deadline
 or once every player has answered; board periods close at their boundary even when nobody writes; old
-submission ids are forgotten, and ended games deleted, after their retention. Row locks make each close
-happen exactly once, however many processes run this at the same time."""
+submission ids are forgotten, and ended games deleted, after their retention; the outbox gauges of the
+web's metrics are refreshed. Row locks make each close happen exactly once, however many processes run
+this at the same time."""
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import Config
 from app.leaderboards.periods import close_due_periods
 from app.logs import RateLimitedLog
+from app.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from app.services.deletion import purge_expired_sessions
+from app.services.outbox import outbox_lag
 from app.services.sessions import close_due_questions
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 60.0
+OUTBOX_GAUGES_EVERY_S = 15.0  # a common scrape interval: one count of the backlog per worker, whoever scrapes
 PURGE_BATCH = 5000
 
 
@@ -34,7 +38,7 @@ def forget_old_submissions(engine: Engine, retention_hours: float) -> int:
 
 def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.Event) -> None:
     errors = RateLimitedLog(log)
-    next_purge = 0.0
+    next_purge = next_gauges = 0.0
     while not stopping.wait(config.auto_close_interval_s):
         db = db_sessions()
         try:
@@ -44,6 +48,11 @@ def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.
             periods = close_due_periods(engine, final_top=config.leaderboard_final_top)
             if periods:
                 log.info("closed %d ended board period(s)", periods, extra={"count": periods})
+            if time.monotonic() >= next_gauges:
+                next_gauges = time.monotonic() + OUTBOX_GAUGES_EVERY_S
+                lag_s, unpublished = outbox_lag(engine, config.relay_mode)
+                OUTBOX_LAG.set(lag_s)
+                OUTBOX_UNPUBLISHED.set(unpublished)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY_S
                 forget_old_submissions(engine, config.score_submission_retention_hours)

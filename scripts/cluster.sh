@@ -21,7 +21,8 @@
 #   CLUSTER_WEB_PORT=18000       HAProxy; the webs on the next ports (18001, 18002)
 #   CLUSTER_KAFKA_PORT=19092     node N: broker 19092+2(N-1), controller the port after it
 #   CLUSTER_REDIS_PORT=17000     nodes on 17000-17005
-#   CLUSTER_METRICS_PORT=19101   /metrics of relay-1, relay-2, worker-1, worker-2, ingest-1, ingest-2 (19101-19106)
+#   CLUSTER_METRICS_PORT=19101   /metrics of relay-1, relay-2, worker-1, worker-2, ingest-1, ingest-2 (19101-19106),
+#                                web-1, web-2 (19107, 19108)
 # Pid files and logs are in .stack/cluster/, with each node's data.
 set -euo pipefail
 
@@ -45,6 +46,7 @@ index_of() { echo "${1##*-}"; }  # kafka-3 -> 3
 kafka_port() { echo $((CLUSTER_KAFKA_PORT + 2 * ($1 - 1))); }
 redis_port() { echo $((CLUSTER_REDIS_PORT + $1 - 1)); }
 web_port() { echo $((CLUSTER_WEB_PORT + $1)); }
+web_metrics_port() { echo $((CLUSTER_METRICS_PORT + ${#CONSUMERS[@]} + $1 - 1)); }  # after the consumers'
 
 # The settings every cluster process gets, exported for spawn(); the per-process ones (WEB_PORT and
 # the *_METRICS_PORT) are set where each process starts.
@@ -54,7 +56,7 @@ cluster_config() {
         kafka+=("127.0.0.1:$(kafka_port "$i")")
         quorum+=("127.0.0.1:$(($(kafka_port "$i") + 1))")
         PORTS_OF[kafka-$i]="$(kafka_port "$i"):CLUSTER_KAFKA_PORT $(($(kafka_port "$i") + 1)):CLUSTER_KAFKA_PORT"
-        PORTS_OF[web-$i]="$(web_port "$i"):CLUSTER_WEB_PORT"
+        PORTS_OF[web-$i]="$(web_port "$i"):CLUSTER_WEB_PORT $(web_metrics_port "$i"):CLUSTER_METRICS_PORT"
     done
     for i in 1 2 3 4 5 6; do
         redis+=("127.0.0.1:$(redis_port "$i")")
@@ -75,6 +77,8 @@ cluster_config() {
     # The single stack's server and role, the cluster's own database (DATABASE_URL has no query part).
     export DATABASE_URL="${DATABASE_URL%/*}/$CLUSTER_DATABASE"
     export WEB_HOST=127.0.0.1
+    # Players open the balancer, not one web: the join link and its QR code name it.
+    export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$CLUSTER_WEB_PORT}"
     # HAProxy adds X-Forwarded-For: the webs trust one proxy for the client address (rate limits).
     export WEB_TRUSTED_PROXIES=1
     export SECRET_KEY
@@ -211,7 +215,8 @@ wait_lb() {
 start_cluster_app() {
     local name="$1"
     case "$(kind_of "$name")" in
-        web) WEB_PORT="$(web_port "$(index_of "$name")")" start_app "$name" ;;
+        web) WEB_PORT="$(web_port "$(index_of "$name")")" WEB_METRICS_PORT="$(web_metrics_port "$(index_of "$name")")" \
+            start_app "$name" ;;
         relay) RELAY_METRICS_PORT="$(metrics_port_of "$name")" start_app "$name" ;;
         worker) WORKER_METRICS_PORT="$(metrics_port_of "$name")" start_app "$name" ;;
         ingest) INGEST_METRICS_PORT="$(metrics_port_of "$name")" start_app "$name" ;;

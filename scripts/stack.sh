@@ -208,7 +208,7 @@ component_ports() {
         postgres) echo "$POSTGRES_PORT:POSTGRES_PORT" ;;
         redis) echo "$REDIS_PORT:REDIS_PORT" ;;
         kafka) echo "$KAFKA_PORT:KAFKA_PORT $KAFKA_CONTROLLER_PORT:KAFKA_CONTROLLER_PORT" ;;
-        web) echo "$WEB_PORT:WEB_PORT" ;;
+        web) echo "$WEB_PORT:WEB_PORT$([[ "$WEB_METRICS_PORT" != 0 ]] && echo " $WEB_METRICS_PORT:WEB_METRICS_PORT")" ;;
         relay) [[ "$RELAY_METRICS_PORT" != 0 ]] && echo "$RELAY_METRICS_PORT:RELAY_METRICS_PORT" || true ;;
         worker) [[ "$WORKER_METRICS_PORT" != 0 ]] && echo "$WORKER_METRICS_PORT:WORKER_METRICS_PORT" || true ;;
         ingest) [[ "$INGEST_METRICS_PORT" != 0 ]] && echo "$INGEST_METRICS_PORT:INGEST_METRICS_PORT" || true ;;

@@ -74,6 +74,7 @@ def _test_config() -> Config:
         relay_metrics_port=0,
         worker_metrics_port=0,
         ingest_metrics_port=0,
+        web_metrics_port=0,
         graphql_init_wait_s=2.0,
         question_get_ready_s=0.0,  # tests answer at once; the get-ready moment has a test of its own
         secret_key="test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from app.extensions import runtime
+from app.ids import parse_id
 from app.leaderboards import api_keys as keys
 from app.ratelimits import Limit, client_address, limit
 from app.services import accounts
@@ -78,8 +79,9 @@ def parse_query(model: type[M]) -> M:
 
 
 def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
+    """The id a path or body names (as the API writes ids: 8-4-4-4-12); 404 for anything else."""
     try:
-        return uuid.UUID(value)
+        return parse_id(value)
     except ValueError:
         raise ApiError(404, "not_found", f"no such {what}") from None
 

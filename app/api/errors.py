@@ -24,7 +24,7 @@ INTERNAL_MESSAGE = "something went wrong on our side"
 _SERVICE_STATUS = {
     service_errors.Invalid: 400, service_errors.Unauthorized: 401, service_errors.Forbidden: 403,
     service_errors.NotFound: 404, service_errors.Conflict: 409, service_errors.Gone: 410,
-    service_errors.UnsupportedMediaType: 415, service_errors.Unprocessable: 422,
+    service_errors.TooLarge: 413, service_errors.UnsupportedMediaType: 415, service_errors.Unprocessable: 422,
     service_errors.TooManyRequests: 429,
     service_errors.Unavailable: 503, service_errors.OutcomeUnknown: 504,
 }

@@ -1,13 +1,11 @@
-"""Liveness and readiness."""
+"""Liveness and readiness. (Metrics are not served here: see app/metrics.py.)"""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from app.concurrency import off_the_event_loop
 from app.extensions import runtime
-from app.metrics import OutboxCollector, render_latest
-from app.services.outbox import outbox_lag
 
 bp = Blueprint("health", __name__)
 
@@ -50,10 +48,3 @@ def readyz():
         return jsonify(status="unavailable", components=components,
                        error={"code": "not_ready", "message": f"down: {', '.join(down)}"}), 503
     return jsonify(status="ready", components=components)
-
-
-@bp.get("/metrics")
-def metrics():
-    engine, mode = runtime().engine, current_app.config["LIVEQUIZ"].relay_mode
-    body, content_type = render_latest(OutboxCollector(lambda: outbox_lag(engine, mode)))
-    return Response(body, content_type=content_type)

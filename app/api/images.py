@@ -24,18 +24,21 @@ _JOIN_CODE = re.compile(r"[0-9]{6}")
 
 
 @endpoint(bp, "/api/v1/images", methods=["POST"], summary="Upload a picture for a question",
-          raw_body=images.MEDIA_TYPES,
+          raw_body=images.MEDIA_TYPES, limits=("image_uploads_per_user",),
           responses={201: "the picture: id, url (what a question's image_url shows), content_type (read from "
                           "its bytes), size",
                      400: "empty_body: no bytes were sent",
                      403: "registered_users_only: guests cannot upload pictures",
-                     413: "body_too_large: over IMAGE_MAX_BYTES",
+                     413: "body_too_large: over IMAGE_MAX_BYTES; image_quota_exceeded: the account's pictures "
+                          "would take more than IMAGE_QUOTA_BYTES (quota_bytes, used_bytes)",
+                     429: "too_many_requests: over RATE_IMAGE_UPLOADS_PER_USER (see Retry-After)",
                      415: "unsupported_image: the bytes are no PNG, JPEG, GIF or WebP picture (whatever the "
                           "Content-Type says)"})
 def upload_image():
     require_registered("upload pictures")
-    data = read_raw_body(current_app.config["LIVEQUIZ"].image_max_bytes)
-    return jsonify(images.store(get_db(), current_principal().user_id, data)), 201
+    config = current_app.config["LIVEQUIZ"]
+    data = read_raw_body(config.image_max_bytes)
+    return jsonify(images.store(get_db(), current_principal().user_id, data, config.image_quota_bytes)), 201
 
 
 @bp.get("/images/<image_id>")
@@ -66,7 +69,10 @@ def join_qr(join_code: str):
     except (NotFound, Gone):  # an ended game has no QR code either
         budgets.hit(misses)
         raise ApiError(404, "not_found", "no live session has that join code") from None
-    svg = images.join_qr_svg(f"{request.host_url}?code={join_code}", join_code)
+    # The configured address, never the request's Host header: a forged Host would make a QR code of
+    # another site.
+    public_url = current_app.config["LIVEQUIZ"].public_base_url()
+    svg = images.join_qr_svg(f"{public_url}/?code={join_code}", join_code)
     response = Response(svg, content_type="image/svg+xml")
     response.headers["Cache-Control"] = QR_CACHE
     return response

@@ -23,7 +23,8 @@ def _final_top() -> int:
 
 @endpoint(bp, "", methods=["POST"], summary="Create a board (registered users; you own it)", body=BoardBody,
           responses={201: "the board with its current period, prev_reset and next_reset",
-                     403: "registered_users_only", 409: "board_exists"})
+                     403: "registered_users_only", 409: "board_exists (ids are case-insensitive)",
+                     422: "invalid_timezone: a time zone this server's PostgreSQL does not know"})
 def create_board():
     require_registered("create boards")
     body = parse_body(BoardBody)
@@ -86,7 +87,8 @@ def top(board_id: str):
 
 @endpoint(bp, "/<board_id>/range", methods=["GET"], summary="Ranks start..end (1-based, inclusive), or the page "
           "after a cursor", query=RangeQuery, auth=False,
-          responses={200: "version, total, the entries, and next_cursor for the page after", **_BOARD})
+          responses={200: "version, total, the entries, and next_cursor for the page after", **_BOARD,
+                     422: "invalid_cursor: a cursor this service did not give"})
 def rank_range(board_id: str):
     query = parse_query(RangeQuery)
     reader = runtime().board_reader

@@ -12,7 +12,8 @@ bp = Blueprint("quizzes", __name__, url_prefix="/api/v1/quizzes")
 
 
 @endpoint(bp, "", methods=["POST"], summary="Write a quiz", body=QuizBody,
-          responses={201: "the quiz with question ids and positions", 403: "guests cannot write quizzes"})
+          responses={201: "the quiz with question ids and positions", 403: "guests cannot write quizzes",
+                     422: "invalid_image: an image_id that is not a picture of yours"})
 def create_quiz():
     require_registered("write quizzes")
     body = parse_body(QuizBody)
@@ -33,7 +34,8 @@ def list_quizzes():
           "as a new version (the played one is archived, its games' reports keep their questions)", body=QuizBody,
           responses={200: "the quiz; `replaces` names the version it archived, if any",
                      403: "registered_users_only", 404: "no such quiz of yours",
-                     409: "quiz_in_use: a game of it is running"})
+                     409: "quiz_in_use: a game of it is running",
+                     422: "invalid_image: an image_id that is not a picture of yours"})
 def update_quiz(quiz_id: str):
     require_registered("write quizzes")
     body = parse_body(QuizBody)

@@ -45,7 +45,7 @@ def _submission(body: ScoreBody) -> Submission:
 @endpoint(bp, "/scores", methods=["POST"], summary="Submit a score (an API key or the board owner's token)",
           body=ScoreBody, api_keys=True,
           responses={201: _RESULT, 200: "a retry of this submission_id: the original result",
-                     400: "invalid_score", 403: "not_owner", 404: "no such board",
+                     403: "not_owner", 404: "no such board",
                      409: "submission_conflict: the submission_id was used for another submission",
                      422: "score_overflow: an increment would leave ±(2^53 - 1)"})
 def submit_score():
@@ -66,9 +66,8 @@ def submit_batch():
 @endpoint(bp, "/games/<board_id>/scores", methods=["POST"], summary="Report an action of your own (a player's "
           "token; increment boards with self_report_max)", body=ActionBody,
           responses={201: _RESULT, 200: "a retry of this submission_id: the original result",
-                     400: "invalid_score: below 0 or above the board's self_report_max",
                      403: "self_report_not_allowed", 404: "no such board", 409: "submission_conflict",
-                     422: "score_overflow"})
+                     422: "invalid_score: above the board's self_report_max; score_overflow"})
 def report_action(board_id: str):
     body = parse_body(ActionBody)
     principal = current_principal()  # never an API key: the route does not take them (credential_not_allowed)

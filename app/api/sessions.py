@@ -57,8 +57,9 @@ def join(session_id: str):
           responses={201: "the answer was recorded (the receipt reveals nothing about its points)",
                      200: "the same answer was already recorded: the original receipt (a safe retry)",
                      403: "not_joined or removed", 404: "no such session",
-                     409: "question_closed, not_open_yet (get ready), or already_answered with another choice "
-                          "(the recorded receipt in error.answer)",
+                     409: "question_closed, not_open_yet (get ready), invalid_question (not the open one), or "
+                          "already_answered with another choice (the recorded receipt in error.answer)",
+                     422: "invalid_choice: not one of the question's choices",
                      503: "not recorded; send it again", 504: "outcome_unknown: send the same answer again"})
 def answer(session_id: str):
     session = parse_uuid(session_id, "session")

@@ -1,6 +1,11 @@
 """Boards: created and owned by registered users, configured once (name and max_entries may change),
 deleted by their owner. `default` is the system's own board and cannot be deleted.
 
+Ids are unique and reserved whatever their case (`Foo` cannot be made beside `foo`, nor `DEFAULT`;
+PostgreSQL's unique index on lower(id) holds it), and are looked up exactly as they were created:
+an id names the board's Redis keys, Kafka key and events, so one board has one spelling everywhere,
+and a miss in another case can never reach someone else's board.
+
 Every change writes its event in the same transaction: board_created / board_updated carry the whole
 configuration with its revision, so a late or replayed event never reverts a newer one.
 """
@@ -16,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
 from app.leaderboards.periods import SPAN_COLUMNS, open_period, period_span, roll_period
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound
+from app.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.services.outbox import record_event
 
 _BOARD_COLUMNS = """b.id, b.name, b.owner_id, b.sort_order, b.update_mode, b.reset_period, b.timezone,
@@ -50,13 +55,14 @@ def _valid_timezone(connection: Connection, timezone: str) -> bool:
 
 
 def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) -> dict[str, Any]:
-    """Create a board and open its first period; 409 board_exists when the id was ever used."""
-    if settings["id"] == DEFAULT_BOARD:
-        raise Conflict("board_exists", "the board id `default` is reserved")
+    """Create a board and open its first period; 409 board_exists when the id, in any case, was ever used."""
+    if settings["id"].lower() == DEFAULT_BOARD:
+        raise Conflict("board_exists", "the board id `default` is reserved (ids are case-insensitive)")
     try:
         with engine.begin() as connection:
             if not _valid_timezone(connection, settings["timezone"]):
-                raise Invalid("invalid_timezone", f"unknown time zone {settings['timezone']!r} (an IANA name)")
+                # PostgreSQL's time zone database decides, not the request's shape: 422.
+                raise Unprocessable("invalid_timezone", f"unknown time zone {settings['timezone']!r} (an IANA name)")
             row = connection.execute(text(f"""
                 INSERT INTO leaderboards AS b (id, name, owner_id, sort_order, update_mode, reset_period, timezone,
                                                max_entries, self_report_max, metadata)
@@ -67,7 +73,8 @@ def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) 
             record_event(connection, row.id, "board_created", _configured(row))
             open_period(connection, row.id, row.reset_period, row.timezone)
     except IntegrityError:
-        raise Conflict("board_exists", f"a board {settings['id']!r} exists (or existed)") from None
+        raise Conflict("board_exists", f"a board {settings['id']!r} exists or existed (ids are case-insensitive)"
+                       ) from None
     return get_board(engine, settings["id"])
 
 

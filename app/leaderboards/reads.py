@@ -23,7 +23,7 @@ from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
 from app.lua import NEEDS_REBUILD
 from app.redis_client import node_client
-from app.services.errors import Invalid, NotFound
+from app.services.errors import NotFound, Unprocessable
 
 PERCENTILES = (50, 90, 99)
 _ATTEMPTS = 3
@@ -219,7 +219,7 @@ def decode_cursor(cursor: str) -> tuple[str, int, str]:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         period, score, member = str(data["p"]), int(data["s"]), str(data["m"])
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise Invalid("invalid_cursor", "the cursor is not one this service gave") from None
+        raise Unprocessable("invalid_cursor", "the cursor is not one this service gave") from None
     return period, score, member
 
 

@@ -72,7 +72,7 @@ class Authority:
             if board.self_report_max is None:
                 raise Forbidden("self_report_not_allowed", "players may not report scores on this board")
             if not 0 <= submission.score <= board.self_report_max:
-                raise Invalid("invalid_score", f"an action adds 0 to {board.self_report_max} points")
+                raise Unprocessable("invalid_score", f"an action adds 0 to {board.self_report_max} points")
         elif self.owner_id is not None and board.owner_id != self.owner_id:
             raise Forbidden("not_owner", "only the board's owner (or its API keys) can write scores to it")
 

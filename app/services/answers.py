@@ -32,7 +32,7 @@ from app.events import AnswerScored, new_event_id, payload_for
 from app.ids import new_id
 from app.metrics import ANSWERS_ACCEPTED
 from app.group_commit import GroupCommit, commit
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from app.services.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
 from app.services.outbox import count_committed, outbox_insert
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
@@ -140,13 +140,13 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
     if row.answer_id is not None:  # a retry: its outcome was decided when it was recorded
         return _recorded(request, row.answer_id, row.answer_choice, row.answer_ms)
     if row.current_question_id != request.question_id:
-        raise Invalid("invalid_question", "that is not the session's current question")
+        raise Conflict("invalid_question", "that is not the session's current question")
     if row.status != QUESTION_OPEN or row.choice_count is None or row.now > row.question_deadline:
         raise Conflict("question_closed", "the question is closed")
     if row.now < row.question_opened_at:
         raise Conflict("not_open_yet", "the answers open in a moment (get ready!)")
     if not 0 <= request.choice < row.choice_count:
-        raise Invalid("invalid_choice", f"choice must be between 0 and {row.choice_count - 1}")
+        raise Unprocessable("invalid_choice", f"choice must be between 0 and {row.choice_count - 1}")
     answered_ms = max(0, int((row.now - row.question_opened_at).total_seconds() * 1000))
     scored = score_answer(correct=request.choice == row.correct_choice, points=row.points, answered_ms=answered_ms,
                           time_limit_s=row.time_limit_s, streak_before=row.streak)

@@ -40,6 +40,10 @@ class UnsupportedMediaType(ServiceError):
     """The content is of a kind the service does not take (a picture that is no PNG, JPEG, GIF or WebP)."""
 
 
+class TooLarge(ServiceError):
+    """It would take more room than the caller has (an account's picture quota)."""
+
+
 class Unprocessable(ServiceError):
     """Well-formed, but it cannot be done (an increment that would leave the exact range)."""
 

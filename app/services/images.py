@@ -3,7 +3,8 @@ game's join link.
 
 A picture's type is read from its first bytes, never from its name or the Content-Type it was sent
 with: PNG, JPEG, GIF and WebP are taken; anything else (SVG among them: it may carry scripts) is not.
-A stored picture never changes, so its id names its bytes for good (`image_url`).
+A stored picture never changes, so its id names its bytes for good (`image_url`). An account keeps
+at most its quota of picture bytes, counted from the rows themselves.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import uuid
 from dataclasses import dataclass
 
 import segno
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
-from app.models import QuestionImage
-from app.services.errors import Invalid, UnsupportedMediaType
+from app.models import QuestionImage, User
+from app.services.errors import Invalid, TooLarge, UnsupportedMediaType
 from app.services.quizzes import image_url
 
 # The types taken, each recognised by its signature; a WebP file is a RIFF container whose form is WEBP.
@@ -38,8 +39,9 @@ def detect_type(data: bytes) -> str | None:
     return None
 
 
-def store(db: Session, owner_id: uuid.UUID, data: bytes) -> dict[str, object]:
-    """Keep a picture `owner_id` uploaded; a question of theirs may show it from then on."""
+def store(db: Session, owner_id: uuid.UUID, data: bytes, quota_bytes: int) -> dict[str, object]:
+    """Keep a picture `owner_id` uploaded, if their pictures stay within `quota_bytes`; a question of
+    theirs may show it from then on."""
     if not data:
         raise Invalid("empty_body", "send the picture's bytes as the body")
     content_type = detect_type(data)
@@ -48,6 +50,16 @@ def store(db: Session, owner_id: uuid.UUID, data: bytes) -> dict[str, object]:
     image = QuestionImage(id=new_id(), owner_id=owner_id, content_type=content_type, data=data,
                           size=len(data), sha256=hashlib.sha256(data).hexdigest())
     with db.begin():
+        # One upload of an account at a time, so two cannot both take the quota's last bytes; NO KEY
+        # UPDATE leaves the account's other writes (their foreign keys take KEY SHARE) free.
+        db.execute(select(User.id).where(User.id == owner_id).with_for_update(key_share=True))
+        used = db.execute(select(func.coalesce(func.sum(QuestionImage.size), 0))
+                          .where(QuestionImage.owner_id == owner_id)).scalar_one()
+        if used + image.size > quota_bytes:
+            raise TooLarge("image_quota_exceeded",
+                           f"your pictures may take {quota_bytes} bytes; {used} are taken and this one has "
+                           f"{image.size} (pictures no question shows are deleted after a week)",
+                           quota_bytes=quota_bytes, used_bytes=used)
         db.add(image)
     return {"id": str(image.id), "url": image_url(image.id), "content_type": content_type, "size": image.size}
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.ids import new_id
 from app.models import Question, Quiz
-from app.services.errors import Invalid, NotFound
+from app.services.errors import NotFound, Unprocessable
 
 
 def image_url(image_id: uuid.UUID | None) -> str | None:
@@ -24,7 +24,7 @@ def check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any
     found = set(db.execute(text("SELECT id FROM question_images WHERE id = ANY(:ids) AND owner_id = :owner"),
                            {"ids": list(wanted), "owner": owner_id}).scalars())
     if wanted - found:
-        raise Invalid("invalid_image", "image_id: upload the picture first (POST /api/v1/images)")
+        raise Unprocessable("invalid_image", "image_id: upload the picture first (POST /api/v1/images)")
 
 
 def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Question]:

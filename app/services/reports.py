@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from typing import Any
 
@@ -14,6 +15,13 @@ from app.services.sessions import lock_for_host
 
 # A spreadsheet runs a cell starting with one of these as a formula; nicknames are players' own text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Where a spreadsheet may start a new cell or row when it reads the file with another list separator
+# (`;` or a tab in many locales) and takes our quotes as plain text.
+CELL_SEPARATORS = (",", ";", "\t", "\r", "\n")
+# A formula start (after optional spaces) at the start of the text or after any separator.
+_SEPARATOR_CLASS = re.escape("".join(CELL_SEPARATORS))
+_FORMULA_CLASS = re.escape("".join(FORMULA_STARTS))
+_FORMULA_AT_A_CELL_START = re.compile(f"(?:^|(?<=[{_SEPARATOR_CLASS}]))(?= *[{_FORMULA_CLASS}])")
 
 _QUESTIONS = text("""
     SELECT q.position, q.kind, q.text, q.choices, q.correct_choice, q.points,
@@ -74,23 +82,26 @@ def _ranked(rows) -> list[dict[str, Any]]:
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula, made plain text (OWASP's CSV injection advice)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    """Text a spreadsheet could run as a formula, made plain text (OWASP's CSV injection advice): a `'`
+    before every formula start that begins the text or follows a separator, since a reader splitting on
+    `;` or a tab would start a cell there. Numbers stay numbers."""
+    if isinstance(value, str):
+        return _FORMULA_AT_A_CELL_START.sub("'", value)
     return value
 
 
 def report_csv(report: dict[str, Any]) -> str:
     """Players first (what a teacher looks for), then the questions, as one sheet."""
     out = io.StringIO()
-    sheet = csv.writer(out, lineterminator="\r\n")
+    # Every text cell quoted, numbers bare so a spreadsheet keeps them numeric.
+    sheet = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
 
     def row(*cells: Any) -> None:
         sheet.writerow([spreadsheet_safe("" if c is None else c) for c in cells])
 
     row("rank", "nickname", "score", "correct answers", "questions answered", "average answer time (s)", "removed")
     for p in report["players"]:
-        average = None if p["average_answer_ms"] is None else f"{p['average_answer_ms'] / 1000:.2f}"
+        average = None if p["average_answer_ms"] is None else round(p["average_answer_ms"] / 1000, 2)
         row(p["rank"], p["nickname"], p["score"], p["correct"], p["answered"], average, "yes" if p["removed"] else "")
     row()
     choices = max((len(q["choices"]) for q in report["questions"]), default=0)

@@ -2,7 +2,7 @@
 API from the browser."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
 bp = Blueprint("pages", __name__)
 
@@ -14,7 +14,8 @@ def player():
 
 @bp.get("/host")
 def host():
-    return render_template("host.html")
+    """The join link the room shows is the configured public address, the one its QR code draws."""
+    return render_template("host.html", public_url=current_app.config["LIVEQUIZ"].public_base_url())
 
 
 @bp.get("/boards/<board_id>")

@@ -40,6 +40,10 @@ class LiveStack:
     logs: Path
     envs: dict  # each process's environment, to start it again
 
+    def metrics_url(self, web: str) -> str:
+        """The /metrics of web `web`'s gunicorn master (its own port on 127.0.0.1)."""
+        return f"http://127.0.0.1:{self.envs[web]['WEB_METRICS_PORT']}/metrics"
+
     @property
     def web_url(self) -> str:
         """The first web server itself, not the balancer in front of it (on the single stack, the same)."""
@@ -120,7 +124,9 @@ def run_live_stack(config) -> Iterator[LiveStack]:
     session fixture `live_stack` (tests/conftest.py, shared by tests/e2e and tests/cluster)."""
     logs = Path(tempfile.mkdtemp(prefix="livequiz-e2e-"))
     web_ports = {name: free_port() for name in NAMES["web"]}
-    env = stack_env(config, WEB_WORKERS="2")
+    port = free_port() if CLUSTER else web_ports["web"]
+    # The address players open: the balancer's on the cluster (what the host's screen and QR code show).
+    env = stack_env(config, WEB_WORKERS="2", PUBLIC_URL=f"http://127.0.0.1:{port}")
     if CLUSTER:
         env["WEB_TRUSTED_PROXIES"] = "1"  # behind the balancer, as on the cluster
     envs = {}
@@ -129,9 +135,9 @@ def run_live_stack(config) -> Iterator[LiveStack]:
         if name in web_ports:
             metrics_dir = logs / f"prometheus-{name}"
             metrics_dir.mkdir()
-            envs[name].update(WEB_PORT=str(web_ports[name]), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+            envs[name].update(WEB_PORT=str(web_ports[name]), WEB_METRICS_PORT=str(free_port()),
+                              PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     processes = {name: start_process(name, envs[name], logs) for name in envs}
-    port = free_port() if CLUSTER else web_ports["web"]
     stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, processes, logs, envs)
     try:
         for name, web_port in web_ports.items():

@@ -3,7 +3,8 @@
 The live stack runs its relay and worker without metrics ports; this module swaps them for the
 same commands with RELAY_METRICS_PORT and WORKER_METRICS_PORT set (one relay and one worker at a
 time: the relay elects a leader, and the worker's group splits partitions) and leaves them
-running for the rest of the session, so the stack behaves as before.
+running for the rest of the session, so the stack behaves as before. The web serves its metrics on
+a port of its own (WEB_METRICS_PORT, from the gunicorn master), never on the public one.
 """
 from __future__ import annotations
 
@@ -13,12 +14,21 @@ import subprocess
 import sys
 from collections import defaultdict
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ROOT
-from tests.helpers import Api, HttpClient, free_port, sample_questions, single_node, stack_env, wait_until
+from tests.helpers import (
+    Api,
+    HttpClient,
+    free_port,
+    sample_questions,
+    single_node,
+    stack_env,
+    wait_until,
+)
 
 pytestmark = single_node("one relay, one worker and one web are scraped for the traffic; with two of each "
                          "the counts split between them")
@@ -67,7 +77,7 @@ def metered_stack(live_stack):
     for name, url in urls.items():
         wait_until(lambda: live_stack.processes[name].poll() is None and answers_http(url),
                    f"the {name} did not serve {url}")
-    urls["web"] = f"{live_stack.base_url}/metrics"
+    urls["web"] = live_stack.metrics_url("web")
     return live_stack, urls
 
 
@@ -139,3 +149,45 @@ def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
                              game.session_id], cwd=ROOT, env=stack_env(stack.config), capture_output=True,
                             text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_the_public_port_has_no_metrics_and_the_metrics_port_is_loopback_only(live_stack):
+    public = requests.get(f"{live_stack.base_url}/metrics", timeout=10)
+    assert public.status_code == 404 and public.json()["error"]["code"] == "not_found"
+    port = int(live_stack.envs["web"]["WEB_METRICS_PORT"])
+    master = psutil.Process(live_stack.processes["web"].pid)
+    listening = [c.laddr for c in master.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert [address.ip for address in listening if address.port == port] == ["127.0.0.1"]
+    # The workers hold the public port only: the metrics port is the master's.
+    for worker in master.children():
+        assert port not in {c.laddr.port for c in worker.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert "http_requests_total" in scrape(live_stack.metrics_url("web"))
+
+
+def test_the_web_metrics_add_up_every_worker_and_outlive_a_worker_restart(live_stack):
+    """Requests land on either worker; the master's sum counts each one, and a worker killed and
+    replaced neither takes its counts with it nor stops the endpoint."""
+    url, route = live_stack.metrics_url("web"), "/healthz"
+    master = psutil.Process(live_stack.processes["web"].pid)
+
+    def served() -> float:
+        return total(scrape(url), "http_requests_total", route=route, status="200")
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            assert requests.get(f"{live_stack.base_url}{route}", timeout=30).status_code == 200
+
+    before = served()
+    send(20)
+    assert served() - before == 20
+    workers = master.children()
+    victim = workers[0]
+    victim.kill()
+
+    def replaced() -> bool:
+        alive = [p for p in master.children() if p.status() != psutil.STATUS_ZOMBIE]
+        return len(alive) >= len(workers) and victim.pid not in {p.pid for p in alive}
+
+    wait_until(replaced, "the gunicorn master did not replace the killed worker", every_s=0.1)
+    send(20)
+    assert served() - before == 40

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from app import create_app
 from app.kafka import ensure_topics, make_consumer, make_producer
@@ -38,6 +39,29 @@ def test_migrations_upgrade_and_downgrade(config):
         assert not TABLES & set(inspect(engine).get_table_names())
         command.upgrade(cfg, "head")
         assert TABLES <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_board_ids_that_differ_only_in_case_stop_the_migration_that_forbids_them(config):
+    url = config.database_url + "_board_case"  # this run's own scratch database
+    recreate_database(url)
+    cfg = alembic_config(url)
+    engine = create_engine(url)
+    board = ("INSERT INTO leaderboards (id, name, sort_order, update_mode, reset_period, timezone) "
+             "VALUES (:id, 'x', 'desc', 'best', 'never', 'UTC')")
+    try:
+        command.upgrade(cfg, "0006")
+        with engine.begin() as connection:
+            for board_id in ("Foo", "foo"):
+                connection.execute(text(board), {"id": board_id})
+        with pytest.raises(RuntimeError, match="differ only in case: Foo, foo"):
+            command.upgrade(cfg, "head")
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM leaderboards WHERE id = 'foo'"))
+        command.upgrade(cfg, "head")
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(text(board), {"id": "FOO"})
     finally:
         engine.dispose()
 

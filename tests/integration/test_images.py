@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
@@ -186,6 +188,59 @@ def test_the_upload_has_its_own_limit_and_every_other_route_keeps_the_global_one
     assert response.status_code in (400, 413), "a body without a length is cut at the global limit"
 
 
+# --- an account's quota and upload rate -----------------------------------------------------------
+
+def stored_bytes(engine, owner_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT coalesce(sum(size), 0) FROM question_images WHERE owner_id = :o"),
+                                  {"o": owner_id}).scalar()
+
+
+def test_an_accounts_pictures_stay_within_its_quota(config, database, engine):
+    api = Api(create_app(config.replace(image_quota_bytes=10_000)).test_client())
+    host, other = api.host(), api.host()
+    first = upload(api, host, tiny_png(extra=b"x" * 6_000)).get_json()
+    refused = upload(api, host, tiny_png(extra=b"y" * 6_000), expect=413)
+    assert error_code(refused) == "image_quota_exceeded"
+    assert refused.get_json()["error"]["quota_bytes"] == 10_000
+    assert refused.get_json()["error"]["used_bytes"] == first["size"]
+    assert stored_bytes(engine, host.user_id) == first["size"]
+    # What is left still fits, and the quota is each account's own.
+    upload(api, host, tiny_png(extra=b"z" * (10_000 - first["size"] - len(tiny_png(extra=b"z")) + 1)))
+    assert stored_bytes(engine, host.user_id) == 10_000
+    upload(api, other, tiny_png(extra=b"x" * 6_000))
+
+
+def test_concurrent_uploads_of_one_account_never_pass_its_quota_together(config, database, engine):
+    """Eight uploads at once, each fitting alone, only one fitting at all: exactly one is kept."""
+    app = create_app(config.replace(image_quota_bytes=10_000))
+    host = Api(app.test_client()).host()
+    picture = tiny_png(extra=b"x" * 6_000)
+    start = threading.Barrier(8)
+
+    def send(_: int) -> int:
+        client = app.test_client()
+        start.wait()
+        return client.post("/api/v1/images", data=picture, content_type="image/png",
+                           headers=host.headers).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(send, range(8)))
+    assert statuses == [201] + [413] * 7
+    assert stored_bytes(engine, host.user_id) == len(picture)
+
+
+def test_uploads_past_the_accounts_rate_get_429(config, database, engine):
+    api = Api(create_app(config.replace(rate_image_uploads_per_user="3/minute")).test_client())
+    host = api.host()
+    for _ in range(3):
+        upload(api, host, tiny_png())
+    refused = upload(api, host, tiny_png(), expect=429)
+    assert error_code(refused) == "too_many_requests" and int(refused.headers["Retry-After"]) >= 1
+    assert stored_images(engine, host.user_id) == 3
+    upload(api, api.host(), tiny_png())  # another account's budget is its own
+
+
 # --- questions that show a picture ---------------------------------------------------------------
 
 def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, client):
@@ -207,11 +262,11 @@ def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, cli
 
     questions[0]["image_id"] = theirs["id"]
     refused = api.post("/api/v1/quizzes", {"title": "Borrowed", "questions": questions}, token=host.token,
-                       expect=400)
+                       expect=422)
     assert error_code(refused) == "invalid_image"
     questions[0]["image_id"] = str(uuid.uuid4())
     assert error_code(api.post("/api/v1/quizzes", {"title": "Missing", "questions": questions},
-                               token=host.token, expect=400)) == "invalid_image"
+                               token=host.token, expect=422)) == "invalid_image"
 
 
 def test_pages_may_show_the_apps_own_pictures():
@@ -225,6 +280,7 @@ def test_the_openapi_document_describes_the_upload_as_raw_bytes():
     assert set(content) == {"image/png", "image/jpeg", "image/gif", "image/webp"}
     assert all(media["schema"] == {"type": "string", "format": "binary"} for media in content.values())
     assert {"201", "400", "401", "403", "413", "415", "429"} <= set(operation["responses"])
+    assert "image_quota_exceeded" in operation["responses"]["413"]["description"]
 
 
 # --- the QR code of a join link ------------------------------------------------------------------
@@ -242,8 +298,9 @@ def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_i
     assert f"<title>QR code: join the game with PIN {code}</title>".encode() in svg
     width = int(re.search(rb'width="(\d+)"', svg).group(1))
     assert 200 <= width <= 300
-    # What segno draws for the link a phone should open: the player page (`/`) with ?code=.
-    assert svg == join_qr_svg(f"http://localhost/?code={code}", code)
+    # What segno draws for the link a phone should open: the player page (`/`) with ?code=, at the
+    # configured public address (by default the one the web server binds).
+    assert svg == join_qr_svg(f"http://127.0.0.1:{client.application.config['LIVEQUIZ'].web_port}/?code={code}", code)
 
     # Another game's code draws another code; a game that runs still has one; an ended one has none.
     other = api.live_session(api.host())["join_code"]
@@ -254,6 +311,19 @@ def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_i
     api.post(f"/api/v1/sessions/{session['id']}/end", token=host.token, expect=200)
     ended = client.get(f"/join/{code}.svg")
     assert ended.status_code == 404 and error_code(ended) == "not_found"
+
+
+def test_the_qr_code_draws_the_configured_public_address_whatever_host_the_request_names(config, database):
+    app = create_app(config.replace(public_url="https://quiz.example.org/"))
+    api = Api(app.test_client())
+    code = api.live_session(api.host())["join_code"]
+    wanted = join_qr_svg(f"https://quiz.example.org/?code={code}", code)
+    for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
+        svg = api.client.get(f"/join/{code}.svg", headers=headers).data
+        assert svg == wanted, headers
+    # The host's screen writes the same address beside the code.
+    page = api.client.get("/host", headers={"Host": "evil.example"}).get_data(as_text=True)
+    assert 'data-public-url="https://quiz.example.org"' in page and "evil.example" not in page
 
 
 def test_a_code_no_live_game_has_gets_no_qr_code(api: Api, client, engine):

@@ -75,6 +75,35 @@ def test_only_registered_owners_create_and_change_boards(api: Api):
     api.get("/api/v1/leaderboards/default", expect=200)
 
 
+def test_board_ids_are_unique_and_reserved_whatever_their_case(api: Api, engine):
+    """`DEFAULT` is the system's `default`; `foo` is `Foo` (of another user, or deleted). Lookups match the
+    id as it was created, so a board has one spelling in its keys and events."""
+    settings = {"name": "x", "sort_order": "desc", "update_mode": "best", "reset_period": "never"}
+    host, other = owner(api), owner(api)
+    for reserved in ("DEFAULT", "Default", "dEfAuLt"):
+        refused = api.post("/api/v1/leaderboards", {"id": reserved, **settings}, token=host.token, expect=409)
+        assert refused.get_json()["error"]["code"] == "board_exists", reserved
+    mixed = f"Foo-{host.user_id[:8]}"
+    api.post("/api/v1/leaderboards", {"id": mixed, **settings}, token=host.token, expect=201)
+    for clash in (mixed.lower(), mixed.upper()):
+        refused = api.post("/api/v1/leaderboards", {"id": clash, **settings}, token=other.token, expect=409)
+        assert refused.get_json()["error"]["code"] == "board_exists", clash
+    api.get(f"/api/v1/leaderboards/{mixed}", expect=200)
+    api.get(f"/api/v1/leaderboards/{mixed.lower()}", expect=404)
+    # A deleted board's id stays taken in every case.
+    api.client.delete(f"/api/v1/leaderboards/{mixed}", headers={"Authorization": f"Bearer {host.token}"})
+    api.post("/api/v1/leaderboards", {"id": mixed.lower(), **settings}, token=other.token, expect=409)
+    # Two creations at once that differ only in case: PostgreSQL lets one through.
+    racing = [f"race-{other.user_id[:8]}", f"RACE-{other.user_id[:8]}"]
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda i: api.client.application.test_client().post(
+            "/api/v1/leaderboards", json={"id": i, **settings}, headers=other.headers).status_code, racing))
+    assert statuses == [201, 409]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM leaderboards WHERE lower(id) = lower(:id)"),
+                                  {"id": racing[0]}).scalar() == 1
+
+
 def test_api_keys_write_to_their_owners_boards_only(api: Api):
     host, other = owner(api), owner(api)
     mine, theirs = board(api, host), board(api, other)
@@ -172,7 +201,8 @@ def test_players_report_their_own_actions_on_boards_that_allow_it(api: Api):
     reported = api.post(f"/api/v1/games/{game['id']}/scores", {"action": "headshot", "score": 15},
                         token=player.token, expect=201).get_json()
     assert (reported["player_id"], reported["score"]) == (player.user_id, 15)
-    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": 51}, token=player.token, expect=400)
+    # Over the board's own cap: well-formed (the document's bound is 2^53 - 1), refused by its setting.
+    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": 51}, token=player.token, expect=422)
     api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": -1}, token=player.token, expect=400)
     api.post(f"/api/v1/games/{closed['id']}/scores", {"action": "x", "score": 1}, token=player.token, expect=403)
     activity = api.get(f"/api/v1/players/{player.user_id}/activity", token=player.token, expect=200).get_json()

@@ -119,8 +119,28 @@ def test_the_csv_report_escapes_what_a_spreadsheet_would_run(api: Api):
     api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=api.host().token, expect=403)
 
 
+def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_it_with(api: Api):
+    """A spreadsheet set to `;` or a tab takes our quotes as text: a cell would start after the separator."""
+    host = api.host()
+    questions = sample_questions(1)
+    questions[0]["text"] = "Which?\t=HYPERLINK(1)"
+    questions[0]["choices"][1] = "b,@SUM(1)"
+    nicknames = ("x;=cmd|'/C calc'!A0;", "y,+1", "z; -2", 'q"uote')
+    session, _ = _play(api, host, nicknames=nicknames, questions=questions)
+    body = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token, expect=200).get_data(as_text=True)
+    for separator in (",", ";", "\t"):
+        cells = [cell for row in csv.reader(io.StringIO(body), delimiter=separator) for cell in row]
+        assert not [c for c in cells if c.lstrip(" ").startswith(("=", "+", "-", "@"))], separator
+    rows = list(csv.reader(io.StringIO(body)))
+    assert {row[1] for row in rows[1:5]} == {"x;'=cmd|'/C calc'!A0;", "y,'+1", "z;' -2", 'q"uote'}
+    # Text is quoted; numbers stay bare so a spreadsheet keeps them numbers.
+    first_player = body.split("\r\n")[1].split(",")
+    assert first_player[0].isdigit() and first_player[1].startswith('"') and first_player[2].isdigit()
+
+
 def test_spreadsheet_safe_leaves_numbers_and_plain_text():
     assert spreadsheet_safe(-3) == -3 and spreadsheet_safe("Ada") == "Ada" and spreadsheet_safe("\tx") == "'\tx"
+    assert spreadsheet_safe("Mary-Jane, 3+4") == "Mary-Jane, 3+4"
 
 
 def _rows(engine, sid: str) -> dict[str, int]:

@@ -250,9 +250,12 @@ def test_answer_statuses_in_order(api: Api, engine):
 
     assert error_code(api.answer(str(uuid.uuid4()), player, qid, 0, expect=404)) == "not_found"
     assert error_code(api.answer(sid, outsider, qid, 0, expect=403)) == "not_joined"
-    assert error_code(api.answer(sid, player, str(uuid.uuid4()), 0, expect=400)) == "invalid_question"
-    assert error_code(api.answer(sid, player, qid, 4, expect=400)) == "invalid_choice"
+    # Well-formed, but not this question, or not one of its choices: the state says no (409, 422), not 400.
+    assert error_code(api.answer(sid, player, str(uuid.uuid4()), 0, expect=409)) == "invalid_question"
+    assert error_code(api.answer(sid, player, qid, 4, expect=422)) == "invalid_choice"
     api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "nope", "choice": 0}, token=player.token, expect=400)
+    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "{" + qid + "}", "choice": 0}, token=player.token,
+             expect=400)  # an id is written 8-4-4-4-12 only
     api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": qid, "choice": "0"}, token=player.token, expect=400)
 
     receipt = api.answer(sid, player, qid, 0).get_json()

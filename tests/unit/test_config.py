@@ -52,3 +52,16 @@ def test_the_web_refuses_a_public_or_short_secret_key(key):
 def test_a_long_random_key_or_development_mode_passes_the_key_check():
     check_secret_key(load_config({"SECRET_KEY": "k" * 32}))
     check_secret_key(load_config({"SECRET_KEY": DEVELOPMENT_SECRET_KEY, "ALLOW_INSECURE_SECRET_KEY": "1"}))
+
+
+def test_the_public_url_is_configured_or_the_bind_address():
+    assert load_config({}).public_base_url() == "http://127.0.0.1:8000"
+    assert load_config({"WEB_HOST": "0.0.0.0", "WEB_PORT": "8001"}).public_base_url() == "http://127.0.0.1:8001"
+    assert load_config({"WEB_HOST": "::1"}).public_base_url() == "http://[::1]:8000"
+    configured = load_config({"PUBLIC_URL": " https://quiz.example.org/live/ ", "WEB_HOST": "0.0.0.0"})
+    assert configured.public_base_url() == "https://quiz.example.org/live"
+    for value in ("quiz.example.org", "ftp://quiz.example.org", "https://quiz.example.org/?a=1",
+                  "https://user:pw@quiz.example.org", "https://"):
+        with pytest.raises(ConfigError) as error:
+            load_config({"PUBLIC_URL": value})
+        assert str(error.value).startswith("PUBLIC_URL="), value

@@ -594,10 +594,11 @@ function applySession(session) {
   setPlayerCount(session.player_count);
   setLocked(Boolean(session.locked));
   const code = session.join_code;
-  const link = `${location.origin}/?code=${code}`;
+  const base = $("join-banner").dataset.publicUrl;  // PUBLIC_URL: what the QR code draws too
+  const link = `${base}/?code=${code}`;
   $("join-code").textContent = code;
   $("small-code").querySelector("strong").textContent = code;
-  $("join-url").textContent = `${location.host}`;
+  $("join-url").textContent = base.replace(/^https?:\/\//, "");
   $("join-link").textContent = link.replace(/^https?:\/\//, "");
   $("join-qr").src = `/join/${code}.svg`;
   $("join-banner").title = link;
