@@ -212,7 +212,7 @@ def web_pair(live_stack) -> Iterator[WebPair]:
         metrics_dir = live_stack.logs / f"prometheus-web-pair-{index}"
         metrics_dir.mkdir()
         envs.append({**live_stack.envs[web], **WEB_PAIR_SETTINGS, "WEB_PORT": str(free_port()),
-                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+                     "WEB_METRICS_PORT": str(free_port()), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
     pair = WebPair(envs, [start_process(f"web-pair-{i}", env, live_stack.logs) for i, env in enumerate(envs)],
                    live_stack.logs)
     try:
