@@ -9,7 +9,9 @@ from sqlalchemy import text
 
 from app.domain.sessions import LIVE_SQL
 from app.extensions import runtime
+from app.leaderboards.apply import forget_board
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
+from app.leaderboards.verify import cached_boards, cached_periods
 from app.ops.common import board_options, one_selection, ops, progress
 from app.session_boards.rebuild import UnknownSession, rebuild_board
 from app.session_boards.verify import cached_sessions, drop_board
@@ -25,7 +27,7 @@ def _live_postgres_sessions(engine) -> set[str]:
               help="A session to rebuild (repeatable).")
 @board_options
 @click.option("--all", "all_sessions", is_flag=True,
-              help="Every board Redis holds and every session not ended in PostgreSQL.")
+              help="Every board and period Redis holds and every session not ended in PostgreSQL.")
 def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...], period: str | None,
                     all_sessions: bool) -> None:
     """Rebuild leaderboards from PostgreSQL, swapping each in atomically.
@@ -43,6 +45,7 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ..
         if not session_ids:
             return
     if all_sessions:
+        _rebuild_cached_boards(engine, redis, live.config.leaderboard_period_ttl_s)
         sessions = sorted(cached_sessions(redis) | _live_postgres_sessions(engine))
     else:
         sessions = [str(s) for s in session_ids]
@@ -67,6 +70,21 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ..
                f"removed, {len(unknown)} unknown sessions")
     if unknown:
         sys.exit(1)
+
+
+def _rebuild_cached_boards(engine, redis, period_ttl_s: int) -> None:
+    """Every period Redis holds of every board it holds; a board PostgreSQL does not know is removed."""
+    rebuilt = entries = removed = 0
+    for board_id in sorted(cached_boards(redis)):
+        try:
+            for board_period in cached_periods(redis, board_id) or [None]:
+                entries += rebuild_period(engine, redis, board_id, board_period, period_ttl_s=period_ttl_s).entries
+                rebuilt += 1
+        except UnknownBoard:
+            forget_board(redis, board_id)
+            removed += 1
+    click.echo(f"rebuild: {rebuilt} board periods rebuilt ({entries} entries), {removed} boards unknown to "
+               "PostgreSQL removed")
 
 
 def _rebuild_boards(engine, redis, board_ids: tuple[str, ...], period: str | None, period_ttl_s: int) -> None:
