@@ -6,9 +6,11 @@ psycopg 3 and redis-py cooperate with gevent once the standard library is patche
 gevent worker does before the app is imported.
 """
 from app.config import check_secret_key, load_config_or_exit
+from app.tokens import check_token_keys
 
-# The web process signs tokens: it refuses to start with a public or short SECRET_KEY.
-_config = load_config_or_exit(check_secret_key)
+# The web process signs tokens: it refuses to start with a public or short SECRET_KEY, or an unfit
+# JWT_PRIVATE_KEY_FILE.
+_config = load_config_or_exit(check_secret_key, check_token_keys)
 
 bind = f"{_config.web_host}:{_config.web_port}"
 workers = _config.web_workers
