@@ -15,9 +15,11 @@ import tempfile
 from pathlib import Path
 
 from app.config import check_secret_key, load_config_or_exit
+from app.tokens import check_token_keys
 
-# The web process signs tokens: it refuses to start with a public or short SECRET_KEY.
-_config = load_config_or_exit(check_secret_key)
+# The web process signs tokens: it refuses to start with a public or short SECRET_KEY, or an unfit
+# JWT_PRIVATE_KEY_FILE.
+_config = load_config_or_exit(check_secret_key, check_token_keys)
 
 # Set before any worker imports prometheus_client, which reads it once.
 _MADE_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")

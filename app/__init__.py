@@ -34,8 +34,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     sock.init_app(app)
 
-    from app.api import (api_keys, auth, errors, health, images, leaderboards, openapi, quizzes, request_log,
-                         scores, session_boards, sessions)
+    from app.api import (api_keys, auth, errors, health, images, jwks, leaderboards, openapi, quizzes,
+                         request_log, scores, session_boards, sessions)
     from app.graphql import http as graphql_http
     from app.graphql import ws as graphql_ws
     from app.rooms import board_socket
@@ -44,7 +44,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     request_log.register(app)
     headers.register(app)
-    for blueprint in (health.bp, openapi.bp, auth.bp, quizzes.bp, images.bp, sessions.bp, session_boards.bp,
+    for blueprint in (health.bp, openapi.bp, auth.bp, jwks.bp, quizzes.bp, images.bp, sessions.bp, session_boards.bp,
                       leaderboards.bp, scores.bp, api_keys.bp, pages.bp, room_socket.bp, board_socket.bp,
                       graphql_http.bp, graphql_ws.bp):
         app.register_blueprint(blueprint)

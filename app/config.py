@@ -110,6 +110,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _jwt_algorithm(text: str) -> str:
+    value = text.strip().upper()
+    if value not in ("HS256", "ES256"):
+        raise ValueError("expected HS256 or ES256")
+    return value
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = _str, doc: str = "") -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -153,11 +160,21 @@ class Config:
     change_top: int = _setting("CHANGE_TOP", 10, _int, "size of the top the change topic carries")
     secret_key: str = _setting(
         "SECRET_KEY", DEVELOPMENT_SECRET_KEY,
-        doc=f"signs access tokens: a random value of at least {MIN_SECRET_KEY_BYTES} bytes (`make up` makes one)")
+        doc=f"the access tokens' keys are derived from it: a random value of at least {MIN_SECRET_KEY_BYTES} bytes "
+            "(`make up` makes one)")
     allow_insecure_secret_key: bool = _setting(
         "ALLOW_INSECURE_SECRET_KEY", False, _bool,
         "development only: let the web process start with the default or a short SECRET_KEY")
     token_ttl_s: int = _setting("TOKEN_TTL_S", 12 * 3600, _int, "lifetime of an access token in seconds")
+    jwt_algorithm: str = _setting(
+        "JWT_ALGORITHM", "HS256", _jwt_algorithm,
+        "how access tokens (JWTs) are signed: HS256, with a key derived from SECRET_KEY that a gateway must "
+        "share, or ES256, whose public key /.well-known/jwks.json serves (docs/gateways.md)")
+    jwt_private_key_file: str = _setting(
+        "JWT_PRIVATE_KEY_FILE", "", str.strip,
+        "ES256: a PEM file of the P-256 private key, the same for every web process (empty: derived from SECRET_KEY)")
+    jwt_issuer: str = _setting("JWT_ISSUER", "livequiz", doc="the `iss` claim of access tokens (Kong finds its key by it)")
+    jwt_audience: str = _setting("JWT_AUDIENCE", "livequiz-api", doc="the `aud` claim of access tokens")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int,
                                    "largest request body accepted (but a picture's, IMAGE_MAX_BYTES)")
     image_max_bytes: int = _setting(

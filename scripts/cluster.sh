@@ -185,6 +185,12 @@ start_lb() {
     command -v haproxy >/dev/null 2>&1 || die "haproxy is not installed (run: scripts/cluster.sh deps)"
     local cfg="$ROOT/scripts/haproxy.cfg"
     local addresses=(LB_BIND="127.0.0.1:$CLUSTER_WEB_PORT" LB_WEB_1="127.0.0.1:$(web_port 1)" LB_WEB_2="127.0.0.1:$(web_port 2)")
+    # The edge check's key and public routes, written from the webs' own configuration (app/edge.py).
+    # Exported, not passed as arguments: with HS256 they hold the shared secret.
+    local line
+    "$PYTHON" -m app.edge "$RUN_DIR/edge" >>"$(logfile lb)" 2>&1 \
+        || { tail -n 20 "$(logfile lb)" >&2; die "writing the edge's files failed (see $(logfile lb))"; }
+    while IFS= read -r line; do [[ -z "$line" ]] || export "$line"; done <"$RUN_DIR/edge/haproxy.env"
     env "${addresses[@]}" haproxy -c -q -f "$cfg" >>"$(logfile lb)" 2>&1 \
         || { tail -n 20 "$(logfile lb)" >&2; die "haproxy: invalid $cfg (see $(logfile lb))"; }
     # -db: in the foreground (spawn detaches it), logging to stdout. HAProxy resets its stdout's flags

@@ -17,7 +17,7 @@ bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
 def token_response(user_id, is_guest: bool) -> dict:
     config = current_app.config["LIVEQUIZ"]
-    return {"access_token": issue_token(config.secret_key, user_id, is_guest), "token_type": "Bearer",
+    return {"access_token": issue_token(config, user_id, is_guest), "token_type": "Bearer",
             "expires_in": config.token_ttl_s}
 
 
@@ -54,6 +54,14 @@ def logout():
     live = runtime()
     accounts.revoke_tokens(live.engine, live.redis, current_principal().user_id)
     return "", 204
+
+
+@endpoint(bp, "/auth/me", methods=["GET"], summary="Who the bearer is: a gateway's check of an access token",
+          responses={200: "{user_id, kind}: the bearer's account, kind `user` or `guest`"})
+def me():
+    # Only what the token proves, and the logout check every request makes: no query of its own.
+    principal = current_principal()
+    return jsonify(user_id=str(principal.user_id), kind=principal.kind)
 
 
 @endpoint(bp, "/ws-tickets", methods=["POST"], summary="A one-use ticket that opens a room socket",

@@ -127,7 +127,7 @@ def principal_of(token: str) -> Principal:
     """The signed-in user of an access token that is neither expired nor revoked by a logout."""
     config = current_app.config["LIVEQUIZ"]
     try:
-        principal = read_token(config.secret_key, token, config.token_ttl_s)
+        principal = read_token(config, token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
     live = runtime()

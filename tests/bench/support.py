@@ -135,8 +135,8 @@ def make_rooms(engine, config: Config, rooms: int, players: int, questions: int,
             user, participant = uuid.uuid4(), uuid.uuid4()
             users.append({"id": user, "nickname": f"p{p}"})
             participants.append({"id": participant, "s": session, "u": user, "nick": f"p{p}"})
-            room_players.append(Player(user, participant, issue_token(config.secret_key, user, True)))
-        made.append(Room(session, host, issue_token(config.secret_key, host, True), room_players, qids, correct))
+            room_players.append(Player(user, participant, issue_token(config, user, True)))
+        made.append(Room(session, host, issue_token(config, host, True), room_players, qids, correct))
     with engine.begin() as db:
         db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, :nickname, true)"), users)
         db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :owner, 'bench')"), quizzes)

@@ -58,7 +58,7 @@ class ClusterStack:
         return process
 
     def start_balancer(self) -> None:
-        self.balancer = _start_balancer(self.port, self.web_ports, self.logs)
+        self.balancer = _start_balancer(self.port, self.web_ports, self.logs, self.config)
         seen: set[str | None] = set()
         wait_until(lambda: seen.add(upstream_of(f"{self.base_url}/healthz")) or set(self.web_ports) <= seen,
                    "the run's balancer did not reach both webs", every_s=0.2)

@@ -24,6 +24,9 @@ import requests
 
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from app import create_app
+from app.config import Config
+from app.edge import write_edge_files
 from tests.helpers import CLUSTER, WAIT_S, free_port, stack_env, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,13 +112,17 @@ def upstream_of(url: str) -> str | None:
     return response.headers.get("X-Upstream") if response.status_code == 200 else None
 
 
-def _start_balancer(port: int, webs: dict[str, int], logs: Path) -> subprocess.Popen:
-    """HAProxy on `port` in front of web-1 and web-2, from the cluster's own configuration."""
-    addresses = {"LB_BIND": f"127.0.0.1:{port}", **{f"LB_WEB_{name[-1]}": f"127.0.0.1:{web_port}"
-                                                     for name, web_port in webs.items()}}
-    with open(logs / "lb.log", "ab") as log_file:
+def _start_balancer(port: int, webs: dict[str, int], logs: Path, config: Config,
+                    name: str = "lb") -> subprocess.Popen:
+    """HAProxy on `port` in front of web-1 and web-2 (one web named twice: in front of it alone), from
+    the cluster's own configuration, its edge check keyed as `config`'s webs sign (app/edge.py)."""
+    servers = list(webs.values())
+    addresses = {"LB_BIND": f"127.0.0.1:{port}", "LB_WEB_1": f"127.0.0.1:{servers[0]}",
+                 "LB_WEB_2": f"127.0.0.1:{servers[-1]}"}
+    edge = write_edge_files(config, create_app(config), logs / f"{name}-edge")
+    with open(logs / f"{name}.log", "ab") as log_file:
         return subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "scripts" / "haproxy.cfg")],
-                                env={**os.environ, **addresses}, stdout=log_file, stderr=subprocess.STDOUT,
+                                env={**os.environ, **addresses, **edge}, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 
@@ -143,7 +150,7 @@ def run_live_stack(config) -> Iterator[LiveStack]:
         for name, web_port in web_ports.items():
             _wait_http(f"http://127.0.0.1:{web_port}/healthz", processes[name])
         if CLUSTER:
-            processes["lb"] = _start_balancer(port, web_ports, logs)
+            processes["lb"] = _start_balancer(port, web_ports, logs, config)
             seen: set[str] = set()
             wait_until(lambda: seen.add(upstream_of(f"{stack.base_url}/healthz")) or set(web_ports) <= seen,
                        f"the balancer did not reach both webs (see {logs / 'lb.log'})", every_s=0.2)

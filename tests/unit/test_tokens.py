@@ -1,0 +1,57 @@
+"""The keys of access tokens (app/tokens.py), without any service: derived, loaded, refused."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from app.config import ConfigError, load_config
+from app.tokens import (
+    check_token_keys,
+    issue_token,
+    read_token,
+    shared_secret,
+    token_keys,
+)
+
+
+def _config(**settings: str):
+    return load_config({"SECRET_KEY": "s" * 40, **settings})
+
+
+def test_the_hs256_key_is_derived_from_the_secret_key_and_is_not_it():
+    secret = shared_secret("s" * 40)
+    assert len(secret) == 43 and secret != "s" * 40 and secret != shared_secret("t" * 40)
+    assert token_keys(_config()).signing == secret.encode()
+
+
+def test_the_derived_es256_key_is_the_same_in_every_process_of_one_secret_key():
+    first, again = token_keys(_config(JWT_ALGORITHM="ES256")), token_keys(_config(JWT_ALGORITHM="es256"))
+    other = token_keys(load_config({"SECRET_KEY": "t" * 40, "JWT_ALGORITHM": "ES256"}))
+    assert first.public_pem() == again.public_pem() != other.public_pem()
+    assert first.jwks()["keys"][0]["kid"] == first.key_id != other.key_id
+
+
+def test_an_es256_key_file_signs_and_an_unfit_one_stops_the_web_at_its_start(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    good = tmp_path / "p256.pem"
+    good.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    config = _config(JWT_ALGORITHM="ES256", JWT_PRIVATE_KEY_FILE=str(good))
+    user = uuid.uuid4()
+    assert read_token(config, issue_token(config, user, False)).user_id == user
+    assert token_keys(config).public_pem() == key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    unfit = tmp_path / "ed25519.pem"
+    unfit.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    for path in (unfit, tmp_path / "missing.pem"):
+        with pytest.raises(ConfigError, match="JWT_PRIVATE_KEY_FILE"):
+            check_token_keys(_config(JWT_ALGORITHM="ES256", JWT_PRIVATE_KEY_FILE=str(path)))
+
+
+def test_only_hs256_and_es256_are_settings():
+    with pytest.raises(ConfigError, match="JWT_ALGORITHM"):
+        load_config({"JWT_ALGORITHM": "none"})
