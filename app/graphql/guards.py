@@ -10,8 +10,9 @@ user's budgets), so neither API is a way around the other's rules.
 | `submitScore`  | `POST /api/v1/scores`                      |
 | `submitScores` | `POST /api/v1/scores/batch`                |
 
-As on REST, a credential is read only by the fields that need one: a read, or `createUser`, runs
-whatever the Authorization carries. Besides its mutations, an operation counts once against the
+An access token the operation carries must be valid (`check_credential`, as the gateway in front
+judges `POST /graphql`); beyond that, as on REST, a credential is used only by the fields that need
+one: a read, or `createUser`, runs for anyone. Besides its mutations, an operation counts once against the
 address's API budget (what reading its document costs) before it is parsed, and a query or a
 subscription once more as a public read: the same for `POST /graphql` and for each `subscribe`
 over the socket.
@@ -26,8 +27,9 @@ from typing import Any
 from graphql import OperationDefinitionNode, OperationType
 
 from app.api import auth, leaderboards, scores  # noqa: F401 - the twins' registrations (ROUTE_DOCS)
-from app.api.core import RouteDoc, bearer_token, route_doc
+from app.api.core import RouteDoc, bearer_token, principal_from_token, route_doc
 from app.extensions import runtime
+from app.leaderboards.api_keys import PREFIX as API_KEY_PREFIX
 from app.ratelimits import Limit
 
 
@@ -59,6 +61,17 @@ def twin(field: str, method: str, rule: str) -> Callable[[Callable], Callable]:
         return admitted
 
     return decorate
+
+
+def check_credential(caller: Caller) -> None:
+    """An access token the operation carries is judged once, before it runs, as the gateway in front of
+    the service judges it (docs/gateways.md): a forged, expired or revoked one is 401 even for an
+    operation that needs none. An API key is judged by the fields that use it (score writes)."""
+    if caller.authorization is None:
+        return
+    token = bearer_token(caller.authorization)
+    if not token.startswith(API_KEY_PREFIX):
+        principal_from_token(token)
 
 
 def charge_document(caller: Caller) -> None:

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, jsonify, request
 from app.api.core import ApiError, read_raw_body
 from app.extensions import runtime
 from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
-from app.graphql.guards import Caller, charge_document, charge_operation
+from app.graphql.guards import Caller, charge_document, charge_operation, check_credential
 from app.graphql.schema import Context
 from app.json_input import JsonInputError, decode_json
 from app.leaderboards import boards, players
@@ -63,6 +63,7 @@ def graphql_http():
     caller = Caller(client_address(), request.headers.get("Authorization"))
     try:
         charge_document(caller)
+        check_credential(caller)
         body = _body()
         if not isinstance(body, dict):
             raise ApiError(400, "bad_request", 'send a JSON object: {"query": ..., "variables": ..., "operationName": ...}')

@@ -73,7 +73,7 @@ def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) 
             record_event(connection, row.id, "board_created", _configured(row))
             open_period(connection, row.id, row.reset_period, row.timezone)
     except IntegrityError:
-        raise Conflict("board_exists", f"a board {settings['id']!r} exists (or existed; ids are case-insensitive)"
+        raise Conflict("board_exists", f"a board {settings['id']!r} exists (or existed); ids are case-insensitive"
                        ) from None
     return get_board(engine, settings["id"])
 

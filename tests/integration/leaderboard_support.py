@@ -2,7 +2,10 @@
 API, and a board's events applied to Redis the way the worker applies them (in-process, in order)."""
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import text
@@ -50,6 +53,23 @@ class Applier:
             pending.append(_Pending(None, envelope, envelope.parsed_payload()))
         if pending:
             self.worker.apply_events(pending)
+
+    @contextmanager
+    def running(self, board_id: str) -> Iterator[None]:
+        """While the block runs, the board's events are applied as they are written, as the worker would."""
+        stopping = threading.Event()
+
+        def apply_until_stopped() -> None:
+            while not stopping.wait(0.02):
+                self.catch_up(board_id)
+
+        thread = threading.Thread(target=apply_until_stopped, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            thread.join()
 
     def catch_up(self, board_id: str) -> None:
         """Apply the board's events written since the last call, in order."""

@@ -120,4 +120,5 @@ def test_an_api_key_is_not_a_users_token_for_auth_me(api: Api):
     host = api.host()
     key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token, expect=201).get_json()["key"]
     assert key.startswith("lbk_")  # the prefix the edge passes through (scripts/haproxy.cfg)
-    assert api.get("/api/v1/auth/me", token=key, expect=401).get_json()["error"]["code"] == "unauthorized"
+    # A key is a valid credential of a kind that may not do this (the same answer as every other route).
+    assert api.get("/api/v1/auth/me", token=key, expect=403).get_json()["error"]["code"] == "credential_not_allowed"
