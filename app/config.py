@@ -302,7 +302,8 @@ class Config:
         "SCORE_SUBMISSION_RETENTION_HOURS", 168.0, _float,
         "how long a submission_id is remembered (a retry within it gets the original result)")
     score_rank_wait_ms: int = _setting(
-        "SCORE_RANK_WAIT_MS", 250, _int, "how long a score write waits for the board to show it (else rank: null)")
+        "SCORE_RANK_WAIT_MS", 250, _int,
+        "how long a score write (a batch: all its items together) waits for the board to show it (else rank: null)")
     log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
     log_level: str = _setting(
         "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")
