@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
-from app.leaderboards.periods import DEPRECATED_ENTRY_COUNT, SPAN_COLUMNS, open_period, period_span, roll_period
+from app.leaderboards.periods import (DEPRECATED_ENTRY_COUNT, SPAN_COLUMNS, open_period, period_span,
+                                      roll_period)
 from app.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.services.outbox import record_event
 

@@ -127,3 +127,20 @@ def test_refusals_close_with_a_reason(live_stack):
     assert missing.wait_closed() == 4404
     bad = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/default?top=1000")
     assert bad.wait_closed() == 4400 and "top" in bad.close_reason
+
+
+def test_a_sockets_entries_carry_their_metadata(live_stack):
+    http = Api(HttpClient(live_stack.base_url))
+    owner = http.host()
+    board_id = _board(http, owner)
+    http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "ann", "score": 5,
+                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token, expect=201)
+    _scores(http, owner, board_id, {"ben": 3})
+    _shown(http, board_id, 2)
+    watcher = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/{board_id}")
+    try:
+        first = watcher.wait_type("leaderboard_update")
+        assert [(e["player_id"], e["metadata"]) for e in first["entries"]] == [
+            ("ann", {"game_id": "match123", "level": 10}), ("ben", None)]
+    finally:
+        watcher.close()

@@ -81,7 +81,7 @@ def test_the_same_board_reads_the_same_as_over_rest(api: Api, client, applier):
     for n, player in enumerate(["ann", "bob", "cy", "dee", "eve", "fay"]):
         score(api, who, board_id, player, 100 + 10 * (n % 4), display_name=player.title())
     applier.catch_up(board_id)
-    entries = "entries { rank player_id display_name score reached_at }"
+    entries = "entries { rank player_id display_name score reached_at metadata }"
     got = data(client, f"""query($b: ID!) {{
         top(board_id: $b, limit: 4) {{ leaderboard_id period version total {entries} next_cursor }}
         range(board_id: $b, start: 2, end: 5) {{ version total {entries} }}
