@@ -273,6 +273,9 @@ class Config:
         "RATE_IMAGE_UPLOADS_PER_USER", "30/minute", _rate, "picture uploads per account")
     rate_score_writes_per_address: str = _setting(
         "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
+    graphql_playground: bool = _setting(
+        "GRAPHQL_PLAYGROUND", True, _bool,
+        "serve GraphiQL at GET /graphql to browsers (Accept: text/html); off: GET /graphql answers 405, as to any client")
     graphql_init_wait_s: float = _setting(
         "GRAPHQL_INIT_WAIT_S", 10.0, _float,
         "seconds a GraphQL WebSocket has to send connection_init before it is closed (4408)")
