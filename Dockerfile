@@ -5,6 +5,13 @@
 #   docker run livequiz python -m cache_worker           # worker
 #   docker run livequiz python -m score_ingest           # score ingest
 #   docker run livequiz alembic upgrade head             # migrations
+# GraphiQL and React, which the web process serves at GET /graphql (app/web/playground.py), from npm's
+# registry by the lock, as `scripts/stack.sh deps` installs them; only the files it serves go on.
+FROM node:20-bookworm-slim AS web-assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,6 +29,10 @@ COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 
 COPY . .
+COPY --from=web-assets /assets/node_modules/react ./node_modules/react
+COPY --from=web-assets /assets/node_modules/react-dom ./node_modules/react-dom
+COPY --from=web-assets /assets/node_modules/graphiql/package.json /assets/node_modules/graphiql/graphiql.min.js \
+     /assets/node_modules/graphiql/graphiql.min.css ./node_modules/graphiql/
 RUN pip install --no-deps --no-build-isolation . \
     && pip check \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin quiz

@@ -40,13 +40,13 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from app.graphql import ws as graphql_ws
     from app.rooms import board_socket
     from app.rooms import socket as room_socket
-    from app.web import headers, pages
+    from app.web import headers, pages, playground
     errors.register(app)
     request_log.register(app)
     headers.register(app)
     for blueprint in (health.bp, openapi.bp, auth.bp, jwks.bp, quizzes.bp, images.bp, sessions.bp, session_boards.bp,
                       leaderboards.bp, scores.bp, api_keys.bp, pages.bp, room_socket.bp, board_socket.bp,
-                      graphql_http.bp, graphql_ws.bp):
+                      graphql_http.bp, graphql_ws.bp, playground.bp):
         app.register_blueprint(blueprint)
 
     from app.ops import ops

@@ -273,6 +273,9 @@ class Config:
         "RATE_IMAGE_UPLOADS_PER_USER", "30/minute", _rate, "picture uploads per account")
     rate_score_writes_per_address: str = _setting(
         "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
+    graphql_playground: bool = _setting(
+        "GRAPHQL_PLAYGROUND", True, _bool,
+        "serve GraphiQL at GET /graphql to browsers (Accept: text/html); off: GET /graphql answers 405, as to any client")
     graphql_init_wait_s: float = _setting(
         "GRAPHQL_INIT_WAIT_S", 10.0, _float,
         "seconds a GraphQL WebSocket has to send connection_init before it is closed (4408)")
@@ -302,7 +305,8 @@ class Config:
         "SCORE_SUBMISSION_RETENTION_HOURS", 168.0, _float,
         "how long a submission_id is remembered (a retry within it gets the original result)")
     score_rank_wait_ms: int = _setting(
-        "SCORE_RANK_WAIT_MS", 250, _int, "how long a score write waits for the board to show it (else rank: null)")
+        "SCORE_RANK_WAIT_MS", 250, _int,
+        "how long a score write (a batch: all its items together) waits for the board to show it (else rank: null)")
     log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
     log_level: str = _setting(
         "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")

@@ -113,6 +113,7 @@ class EntryChanged(_Payload):
     version: int
     display_name: str | None
     reached_at: datetime
+    metadata: dict[str, Any] | None = None  # the entry's (absent from events written before it was carried)
 
 
 class EntryRemoved(_Payload):

@@ -1,7 +1,7 @@
 -- Apply one participant_removed event (the host removed a player): the player leaves the board and
 -- their held answer goes; the room hears it, so the player's own sockets close.
 -- KEYS: lb, applied, meta, room, names, recent, pending (all tagged {session})
--- ARGV: event_id, natural_key, participant_id, player_count
+-- ARGV: event_id, natural_key, participant_id
 -- Returns 1 applied, 0 duplicate, -1 the session has no board here (rebuild it from PostgreSQL first).
 -- The rule itself is APPLY.apply_participant_removed (board_lib.lua), which the batch (apply_batch.lua) runs too.
 assert(#KEYS == APPLY_KEYS, 'apply_participant_removed: expected 7 KEYS, got ' .. #KEYS)

@@ -127,7 +127,8 @@ function APPLY.apply_answer_scored(keys, argv)
   if held then
     hold_answer(pending, participant, points, at_ms)
     redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_received',
-      'question_id', question_id, 'participant_id', participant, 'answered', redis.call('HLEN', pending))
+      'question_id', question_id, 'participant_id', participant, 'answered', redis.call('HLEN', pending),
+      'player_count', redis.call('ZCARD', lb))
     return 1
   end
   redis.call('ZADD', lb, exact(composite), participant)
@@ -136,13 +137,13 @@ function APPLY.apply_answer_scored(keys, argv)
   return 1
 end
 
--- ARGV: event_id, natural_key, participant_id, nickname, joined_at_ms, player_count
+-- ARGV: event_id, natural_key, participant_id, nickname, joined_at_ms
+-- The room hears how many players the board holds (who is on it, not who one web process saw join).
 function APPLY.apply_participant_joined(keys, argv)
-  assert(#argv == 6, 'apply_participant_joined: expected 6 ARGV, got ' .. #argv)
+  assert(#argv == 5, 'apply_participant_joined: expected 5 ARGV, got ' .. #argv)
   local lb, applied, meta, room, names, recent = unpack(keys)
   local event_id, natural_key, participant, nickname = argv[1], argv[2], argv[3], argv[4]
   local at_ms = as_int(argv[5], 'joined_at_ms')
-  local player_count = as_int(argv[6], 'player_count')
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
   if already_applied(applied, event_id, natural_key) then return 0 end
@@ -155,16 +156,15 @@ function APPLY.apply_participant_joined(keys, argv)
   log_recent(meta, recent, 'type', 'participant_joined', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant, 'points', 0, 'at_ms', exact(at_ms))
   redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_joined', 'version', version,
-    'participant_id', participant, 'nickname', nickname, 'player_count', player_count)
+    'participant_id', participant, 'nickname', nickname, 'player_count', redis.call('ZCARD', lb))
   return 1
 end
 
--- ARGV: event_id, natural_key, participant_id, player_count
+-- ARGV: event_id, natural_key, participant_id
 function APPLY.apply_participant_removed(keys, argv)
-  assert(#argv == 4, 'apply_participant_removed: expected 4 ARGV, got ' .. #argv)
+  assert(#argv == 3, 'apply_participant_removed: expected 3 ARGV, got ' .. #argv)
   local lb, applied, meta, room, names, recent, pending = unpack(keys)
   local event_id, natural_key, participant = argv[1], argv[2], argv[3]
-  local player_count = as_int(argv[4], 'player_count')
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
   if already_applied(applied, event_id, natural_key) then return 0 end
@@ -176,7 +176,7 @@ function APPLY.apply_participant_removed(keys, argv)
   log_recent(meta, recent, 'type', 'participant_removed', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant)
   redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_removed', 'version', version,
-    'participant_id', participant, 'player_count', player_count)
+    'participant_id', participant, 'player_count', redis.call('ZCARD', lb))
   return 1
 end
 

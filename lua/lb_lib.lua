@@ -6,7 +6,10 @@
 --   z        sorted set: one member per ranked player, "<tie_seq as 16 hex digits>:<player_id>"; its
 --            score is the player's score, negated on a desc board, so ZRANGE from 0 is best first and
 --            equal scores rank by who reached them first (the smaller tie_seq): PostgreSQL's order
---   entries  hash: player_id -> "version|tie_seq|score|reached_ms|display_name" (score empty: removed)
+--   entries  hash: player_id -> "version|tie_seq|score|reached_ms|display_name" (score empty: removed),
+--            and "\31<player_id>" -> the entry's metadata as compact JSON, when it has some (a player id
+--            never holds a control character). Ranking and applying never read the metadata; a read
+--            HGETs it only for the entries its reply returns.
 --   meta     hash: version (bumped by every change), sum, recent_seq; its absence means "not cached"
 --   recent   stream: "<seq>-0" -> player_id of every applied change (a rebuild replays those after its mark)
 -- Scores are exact integers to +-(2^53 - 1): doubles hold them exactly.
@@ -39,14 +42,22 @@ local function entry_of(entries, player)
   return {tonumber(version), tonumber(tie), tonumber(score), tonumber(reached), name}
 end
 
+local function metadata_field(player)
+  return '\31' .. player
+end
+
+local function metadata_of(entries, player)
+  return redis.call('HGET', entries, metadata_field(player)) or ''
+end
+
 local function pack_entry(version, tie, score, reached, name)
   local shown = score and exact(score) or ''
   return exact(version) .. '|' .. exact(tie) .. '|' .. shown .. '|' .. exact(reached) .. '|' .. name
 end
 
--- Store a player's entry state (score nil: removed) if `version` is newer than the one held.
--- Returns true when it changed anything.
-local function put_entry(cfg, z, entries, meta, player, version, tie, score, reached, name)
+-- Store a player's entry state (score nil: removed) and metadata ('' for none) if `version` is newer
+-- than the one held. Returns true when it changed anything.
+local function put_entry(cfg, z, entries, meta, player, version, tie, score, reached, name, metadata)
   local current = entry_of(entries, player)
   if current and current[1] >= version then return false end
   local old_score = current and current[3]
@@ -56,6 +67,8 @@ local function put_entry(cfg, z, entries, meta, player, version, tie, score, rea
   if old_score then redis.call('ZREM', z, member_of(current[2], player)) end
   if score then redis.call('ZADD', z, exact(zscore_of(cfg, score)), member_of(tie, player)) end
   redis.call('HSET', entries, player, pack_entry(version, tie, score, reached, name))
+  if score and metadata ~= '' then redis.call('HSET', entries, metadata_field(player), metadata)
+  else redis.call('HDEL', entries, metadata_field(player)) end
   return true
 end
 
@@ -72,7 +85,7 @@ local function ranked_count(cfg, z)
   return count
 end
 
--- Append rank, member, score, reached_ms, display_name of the members of `page` (ZRANGE ...
+-- Append rank, member, score, reached_ms, display_name, metadata of the members of `page` (ZRANGE ...
 -- WITHSCORES), ranked from `first_rank`, to `reply`. The member is "<tie_seq hex>:<player_id>": the
 -- player and, with the score, a keyset cursor.
 local function append_entries(reply, page, first_rank, cfg, entries)
@@ -84,6 +97,7 @@ local function append_entries(reply, page, first_rank, cfg, entries)
     reply[#reply + 1] = exact(score_of(cfg, page[i + 1]))
     reply[#reply + 1] = entry and exact(entry[4]) or '0'
     reply[#reply + 1] = entry and entry[5] or ''
+    reply[#reply + 1] = metadata_of(entries, player)
   end
   return reply
 end
@@ -96,9 +110,9 @@ end
 local APPLY = {}
 
 -- KEYS: cfg, z, entries, meta, recent, room; ARGV: player_id, version, tie_seq, score ('' when removed),
--- reached_ms, display_name, period
+-- reached_ms, display_name, period, metadata (compact JSON, '' for none)
 function APPLY.lb_apply_entry(keys, argv)
-  assert(#argv == 7, 'lb_apply_entry: expected 7 ARGV, got ' .. #argv)
+  assert(#argv == 8, 'lb_apply_entry: expected 8 ARGV, got ' .. #argv)
   local cfg, z, entries, meta, recent, room = unpack(keys)
   local player = argv[1]
   local version = as_int(argv[2], 'version')
@@ -109,7 +123,7 @@ function APPLY.lb_apply_entry(keys, argv)
   if score and (score > MAX_EXACT or score < -MAX_EXACT) then error('ERR score is not exact') end
 
   if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', cfg) == 0 then return -1 end
-  if not put_entry(cfg, z, entries, meta, player, version, tie, score, reached, argv[6]) then return 0 end
+  if not put_entry(cfg, z, entries, meta, player, version, tie, score, reached, argv[6], argv[8]) then return 0 end
   local board_version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, player)
   redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_changed', 'period', argv[7],

@@ -5,8 +5,8 @@
 -- Returns {-1} when the period is not cached here; with at_version, {version, total, -3} while the
 -- player's entry is older than that version (a write not shown yet); {version, total, 0} when the
 -- player has no score;
--- {version, total, -2, score, reached_ms, name} when the player is beyond max_entries (not ranked);
--- else {version, total, rank, score, reached_ms, name, window entries as in lb_read_range...}.
+-- {version, total, -2, score, reached_ms, name, metadata} when the player is beyond max_entries (not ranked);
+-- else {version, total, rank, score, reached_ms, name, metadata, window entries as in lb_read_range...}.
 assert(#KEYS == 4, 'lb_read_player: expected 4 KEYS, got ' .. #KEYS)
 assert(#ARGV == 2 or #ARGV == 3, 'lb_read_player: expected 2 or 3 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)
@@ -21,7 +21,7 @@ local entry = entry_of(entries, player)
 if ARGV[3] and (not entry or entry[1] < as_int(ARGV[3], 'at_version')) then reply[3] = -3 return reply end
 if not entry or not entry[3] then reply[3] = 0 return reply end
 local rank0 = redis.call('ZRANK', z, member_of(entry[2], player))
-local own = {exact(entry[3]), exact(entry[4]), entry[5]}
+local own = {exact(entry[3]), exact(entry[4]), entry[5], metadata_of(entries, player)}
 if rank0 >= total then
   reply[3] = -2
   for _, v in ipairs(own) do reply[#reply + 1] = v end

@@ -3,7 +3,7 @@
 -- KEYS: cfg, z, entries, meta (all tagged {b:<board>})
 -- ARGV: offset (0-based rank), count
 -- Returns {-1} when the period is not cached here, else
--- {version, total, rank_1, member_1, score_1, reached_ms_1, name_1, rank_2, ...}.
+-- {version, total, rank_1, member_1, score_1, reached_ms_1, name_1, metadata_1 ('' for none), rank_2, ...}.
 assert(#KEYS == 4, 'lb_read_range: expected 4 KEYS, got ' .. #KEYS)
 assert(#ARGV == 2, 'lb_read_range: expected 2 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)

@@ -28,7 +28,7 @@ for _, change in ipairs(changed) do
   local player = change[2][2]
   local live = entry_of(entries, player)
   if live and put_entry(cfg, rebuilt_z, rebuilt_entries, rebuilt_meta, player, live[1], live[2], live[3], live[4],
-      live[5]) then
+      live[5], metadata_of(entries, player)) then
     merged = merged + 1
   end
 end

@@ -364,13 +364,20 @@ deps_kafka() {
     say "deps: kafka jars fetched in $((SECONDS - start)) s ($(ls "$KAFKA_LIB"/*.jar | wc -l) jars)"
 }
 
-deps_axe() {  # the browser tests' accessibility checker, from npm's registry by its lock file
-    local dir="$ROOT/tests/e2e/axe"
+# npm_ci DIR WHAT: DIR's node_modules from npm's registry by DIR/package-lock.json (exact versions and
+# their hashes), unless they were installed from this lock already.
+npm_ci() {
+    local dir="$1" what="$2"
     if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
         return 0
     fi
-    say "deps: npm ci (axe-core for the browser tests)"
+    say "deps: npm ci ($what)"
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+}
+
+deps_npm() {
+    npm_ci "$ROOT" "GraphiQL and React, which the web process serves at GET /graphql"
+    npm_ci "$ROOT/tests/e2e/axe" "axe-core for the browser tests"
 }
 
 cmd_deps() {
@@ -378,7 +385,7 @@ cmd_deps() {
     deps_system
     use_venv
     deps_kafka
-    deps_axe
+    deps_npm
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import core_schema
 
 from app.ids import parse_id
-from app.leaderboards.domain import BOARD_ID, MAX_EXACT
+from app.leaderboards.domain import BOARD_ID, MAX_EXACT, METADATA_MAX_BYTES, check_metadata
 
 # What str.strip() takes off: the characters str.isspace() calls whitespace.
 WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -274,7 +274,11 @@ Slug = Annotated[str, StringConstraints(pattern=BOARD_ID.pattern)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
 PlayerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 SubmissionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Metadata = Annotated[dict[str, Any], Field(max_length=50)]
+# JSON Schema has no keyword for the size of a value's encoding: the document states check_metadata's
+# bound in words and in an extension keyword.
+Metadata = Annotated[dict[str, Any], Field(
+    max_length=50, description=f"at most {METADATA_MAX_BYTES} bytes as compact UTF-8 JSON",
+    json_schema_extra={"x-max-json-bytes": METADATA_MAX_BYTES}), AfterValidator(check_metadata)]
 MaxEntries = Annotated[int, Field(ge=1, le=10_000_000), WHOLE]
 
 

@@ -14,7 +14,7 @@ from app.services.errors import ServiceError
 bp = Blueprint("scores", __name__, url_prefix="/api/v1")
 
 _RESULT = ("{leaderboard_id, period, player_id, outcome: changed|unchanged, score, previous_score, rank (null "
-           "until the board shows it)}")
+           "when the board has not shown it within SCORE_RANK_WAIT_MS)}")
 
 
 def _submit(submissions: list[Submission], authority: Authority, source: str) -> list[ScoreResult | ServiceError]:
@@ -22,10 +22,10 @@ def _submit(submissions: list[Submission], authority: Authority, source: str) ->
     return runtime().score_batcher.submit(ScoreRequest(tuple(submissions), authority, source))
 
 
-def _with_ranks(results: list[ScoreResult | ServiceError], *, wait: bool) -> list[dict]:
-    """Each result's view, with its rank: once the board shows the write (a short wait at most for a
-    single score; a batch takes what the board shows at once)."""
-    wait_s = current_app.config["LIVEQUIZ"].score_rank_wait_ms / 1000 if wait else 0.0
+def _with_ranks(results: list[ScoreResult | ServiceError]) -> list[dict]:
+    """Each result's view, with its rank once the board shows the write: SCORE_RANK_WAIT_MS at most, one
+    deadline for every item of a batch (the waits of the whole process are read together: reads.py)."""
+    wait_s = current_app.config["LIVEQUIZ"].score_rank_wait_ms / 1000
     ranks = runtime().board_reader.ranks_when_shown([r for r in results if isinstance(r, ScoreResult)], wait_s)
     return [{**r.view(), "rank": ranks.get((r.leaderboard_id, r.player_id))} if isinstance(r, ScoreResult)
             else {"error": {"code": r.code, "message": r.message, **r.extra}} for r in results]
@@ -34,7 +34,7 @@ def _with_ranks(results: list[ScoreResult | ServiceError], *, wait: bool) -> lis
 def _one(result: ScoreResult | ServiceError):
     if isinstance(result, ServiceError):
         raise result
-    return jsonify(_with_ranks([result], wait=True)[0]), 200 if result.replayed else 201
+    return jsonify(_with_ranks([result])[0]), 200 if result.replayed else 201
 
 
 def _submission(body: ScoreBody) -> Submission:
@@ -60,7 +60,7 @@ def submit_batch():
     body = parse_body(ScoreBatchBody)
     results = _submit([_submission(s) for s in body.scores], Authority(owner_id=current_principal().user_id),
                       "batch")
-    return jsonify(results=_with_ranks(results, wait=False))
+    return jsonify(results=_with_ranks(results))
 
 
 @endpoint(bp, "/games/<board_id>/scores", methods=["POST"], summary="Report an action of your own (a player's "

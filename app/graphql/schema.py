@@ -249,7 +249,7 @@ def _submit_scores(_, info, principal, scores: list[dict[str, Any]]) -> list[dic
         raise Invalid("invalid_request", "scores: 1 to 1,000 of them")
     results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id), "graphql")
     written = [r for r in results if not isinstance(r, ServiceError)]
-    ranks = info.context.ranks(written, False)
+    ranks = info.context.ranks(written, True)  # one deadline for the batch, as POST /scores/batch
     return [{"error": {"code": r.code, "message": r.message}} if isinstance(r, ServiceError)
             else {"result": _result_view(r, ranks.get((r.leaderboard_id, r.player_id)))} for r in results]
 

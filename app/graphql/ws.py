@@ -87,7 +87,7 @@ def _event(message: dict[str, Any]) -> dict[str, Any]:
     if message["type"] == UPDATE:
         return {"leaderboard_id": message["leaderboard_id"], "period": message["period"],
                 **{k: message[k] for k in SPAN_FIELDS},
-                "version": message["version"], "total": message["total_players"], "entries": message["entries"],
+                "version": message["version"], "total": message["total"], "entries": message["entries"],
                 "next_cursor": None}
     return {k: message.get(k) for k in ("leaderboard_id", "period", *SPAN_FIELDS, "version", "player_id", "rank",
                                          "score", "top_percent")}

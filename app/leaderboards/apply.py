@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from app.events import (BoardConfigured, BoardDeleted, EntryChanged, EntryRemoved, Envelope, PeriodClosed,
                         PeriodOpened)
+from app.leaderboards.domain import metadata_json
 from app.leaderboards.keys import BoardKeys
 from app.lua import Call
 from app.session_boards.scores import instant_ms
@@ -28,10 +29,10 @@ def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> C
     if isinstance(payload, EntryChanged):
         return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
             payload.player_id, payload.version, payload.tie_seq, payload.score, instant_ms(payload.reached_at),
-            payload.display_name or "", payload.period])
+            payload.display_name or "", payload.period, metadata_json(payload.metadata)])
     if isinstance(payload, EntryRemoved):
         return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
-            payload.player_id, payload.version, 0, "", 0, "", payload.period])
+            payload.player_id, payload.version, 0, "", 0, "", payload.period, ""])
     if isinstance(payload, BoardConfigured):
         return Call("lb_apply_config", [keys.cfg, keys.room], [
             payload.revision, payload.sort_order, "" if payload.max_entries is None else payload.max_entries])

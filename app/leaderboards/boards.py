@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
-from app.leaderboards.periods import SPAN_COLUMNS, open_period, period_span, roll_period
+from app.leaderboards.periods import (DEPRECATED_ENTRY_COUNT, SPAN_COLUMNS, open_period, period_span,
+                                      roll_period)
 from app.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.services.outbox import record_event
 
@@ -154,4 +155,5 @@ def list_periods(engine: Engine, board_id: str) -> list[dict[str, Any]]:
             "WHERE p.leaderboard_id = :id ORDER BY p.starts_at DESC, p.period DESC"), {"id": board_id}).all()
     return [{"period": r.period, **period_span(r),
              "closed_at": r.closed_at.isoformat() if r.closed_at else None,
-             "entry_count": r.entry_count, "open": r.closed_at is None} for r in rows]
+             "total": r.entry_count, "open": r.closed_at is None, DEPRECATED_ENTRY_COUNT: r.entry_count}
+            for r in rows]

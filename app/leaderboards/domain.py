@@ -6,6 +6,7 @@ with the state applying them one at a time would leave.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,29 @@ DEFAULT_BOARD = "default"  # system-owned: desc, best, never reset; it cannot be
 BOARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+# Metadata (a score's, or a board's) is kept as given and returned with every read of its entry: at most
+# this many bytes of compact UTF-8 JSON, so a page of 100 entries carries at most 100 KiB of it.
+METADATA_MAX_BYTES = 1024
+
+
 def is_exact(score: int) -> bool:
     return -MAX_EXACT <= score <= MAX_EXACT
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    """Metadata as Redis keeps it and reads return it: compact JSON, or '' for none. Metadata stored
+    before METADATA_MAX_BYTES bounded writes, and beyond it, is not shown (''): no read outgrows the bound."""
+    if not metadata:
+        return ""
+    encoded = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+    return encoded if len(encoded.encode()) <= METADATA_MAX_BYTES else ""
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`metadata` if it fits METADATA_MAX_BYTES (ValueError otherwise): the bound of every write path."""
+    if metadata and not metadata_json(metadata):
+        raise ValueError(f"at most {METADATA_MAX_BYTES} bytes of JSON")
+    return metadata
 
 
 def apply_score(mode: str, sort_order: str, current: int | None, submitted: int) -> tuple[bool, int | None]:

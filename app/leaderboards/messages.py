@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from app.api.schemas import ScoreBody
 from app.json_input import JsonInputError, decode_json
+from app.leaderboards.domain import check_metadata
 from app.leaderboards.scores import Submission
 from app.poison import PoisonMessage
 
@@ -23,12 +24,23 @@ from app.poison import PoisonMessage
 class ScoreMessage(ScoreBody):
     game_id: str | None = None
 
+    @model_validator(mode="after")
+    def _metadata_fits(self) -> ScoreMessage:
+        try:
+            check_metadata(self.entry_metadata())
+        except ValueError as exc:
+            raise ValueError(f"metadata with game_id: {exc}") from None
+        return self
+
+    def entry_metadata(self) -> dict[str, Any] | None:
+        """The metadata kept with the entry: the message's, with its game_id."""
+        if self.game_id is None:
+            return self.metadata
+        return {"game_id": self.game_id, **(self.metadata or {})}
+
     def submission(self, derived_id: str) -> Submission:
         """The submission, with `derived_id` when the message names no submission id of its own."""
-        metadata = self.metadata
-        if self.game_id is not None:
-            metadata = {"game_id": self.game_id, **(metadata or {})}
-        return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name, metadata,
+        return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name, self.entry_metadata(),
                           self.submission_id or derived_id)
 
 

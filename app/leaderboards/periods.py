@@ -32,6 +32,9 @@ from app.services.errors import NotFound
 from app.services.outbox import record_event
 
 SPAN_FIELDS = ("starts_at", "ends_at", "label")
+# A closed period's `total` went by this name in GET .../periods and the board sockets' period_closed:
+# still sent beside it until the release after next (README, Live boards).
+DEPRECATED_ENTRY_COUNT = "entry_count"
 # What period_span reads of a period `p` of a board `b`: the zone's arithmetic stays PostgreSQL's (it
 # decided the period), so its local times come from the same time zone database.
 SPAN_COLUMNS = """p.period, b.reset_period, p.starts_at, p.ends_at,

@@ -29,7 +29,7 @@ def boards_of(engine: Engine, reader: BoardReader, player_id: str) -> list[dict[
             continue
         standings.append({"leaderboard_id": row.id, "name": row.name, "period": row.period,
                           **{k: standing[k] for k in SPAN_FIELDS}, "rank": standing["rank"], "score": standing["score"], "total": standing["total"],
-                          "top_percent": standing["top_percent"]})
+                          "top_percent": standing["top_percent"], "metadata": standing["metadata"]})
     return standings
 
 

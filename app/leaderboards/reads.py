@@ -122,9 +122,10 @@ class BoardReader:
                     "version": version, "total": total,
                     "player_id": player_id, "rank": None if rank == NOT_RANKED else rank,
                     "score": int(reply[3]), "reached_at": _iso(reply[4]), "display_name": _text(reply[5]) or None,
+                    "metadata": _metadata(reply[6]),
                     "top_percent": None if rank == NOT_RANKED else round(100 * rank / total, 2)}
         if around is not None:
-            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[6:]) if around else [
+            standing["entries"] = [] if rank == NOT_RANKED else _entries(reply[7:]) if around else [
                 {k: standing[k] for k in ENTRY_FIELDS}]  # the window of range 0 is the player alone
         return standing
 
@@ -186,12 +187,19 @@ def _iso(reached_ms) -> str:
     return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
 
 
-ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at")
+ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at", "metadata")
+_STRIDE = 6  # rank, member, score, reached_ms, display name, metadata of each entry (lua/lb_lib.lua)
+
+
+def _metadata(raw: bytes | str) -> dict[str, Any] | None:
+    """An entry's metadata as Redis holds it: compact JSON of at most METADATA_MAX_BYTES, or '' for none."""
+    return json.loads(raw) if raw else None
 
 
 def _entries(flat: list[Any]) -> list[dict[str, Any]]:
     return [{"rank": int(flat[i]), "player_id": _text(flat[i + 1])[17:], "display_name": _text(flat[i + 4]) or None,
-             "score": int(flat[i + 2]), "reached_at": _iso(flat[i + 3])} for i in range(0, len(flat), 5)]
+             "score": int(flat[i + 2]), "reached_at": _iso(flat[i + 3]), "metadata": _metadata(flat[i + 5])}
+            for i in range(0, len(flat), _STRIDE)]
 
 
 def page_of(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
@@ -200,7 +208,7 @@ def page_of(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
     entries = _entries(flat)
     cursor = None
     if entries:
-        member, score = _text(flat[-4]), int(flat[-3])
+        member, score = _text(flat[-_STRIDE + 1]), int(flat[-_STRIDE + 2])
         cursor = encode_cursor(period, score, member)
     return {"leaderboard_id": board_id, "period": period, "version": int(reply[0]), "total": int(reply[1]),
             "entries": entries, "next_cursor": cursor}

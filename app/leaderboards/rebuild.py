@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from app.leaderboards.domain import ranking_sql
+from app.leaderboards.domain import metadata_json, ranking_sql
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.scripts import board_scripts
 from app.session_boards.scores import instant_ms
@@ -47,14 +47,17 @@ class RebuiltPeriod:
 # Each entry as the worker's scripts keep it (lua/lb_lib.lua): its state "version|tie_seq|score|reached_ms|name"
 # in the entries hash, and its member "<tie_seq as 16 hex digits>:<player>" in the sorted set. PostgreSQL
 # formats them and sends them in the board's order, so Redis inserts each member next to the previous one.
+# The metadata (of an entry with a score) goes into the entries hash too, as the scripts keep it.
 _ENTRIES = """
     SELECT player_id,
            version || '|' || tie_seq || '|' || coalesce(score::text, '') || '|'
                || floor(extract(epoch FROM reached_at) * 1000)::bigint || '|' || coalesce(display_name, ''),
            lpad(to_hex(tie_seq), 16, '0') || ':' || player_id,
-           score
+           score,
+           CASE WHEN score IS NOT NULL THEN metadata END
     FROM leaderboard_entries WHERE leaderboard_id = %s AND period = %s
     ORDER BY {ranking}"""
+METADATA_FIELD = "\x1f"  # before a player id, the field of its entry's metadata (lua/lb_lib.lua)
 
 
 def _snapshot(engine: Engine, board_id: str, period: str | None):
@@ -103,8 +106,12 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
         pipe.hset(rebuilt_entries, "~", "")
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start:start + _CHUNK]
-            pipe.hset(rebuilt_entries, mapping={player: state for player, state, _, _ in chunk})
-            ranked = {member: sign * score for _, _, member, score in chunk if score is not None}
+            pipe.hset(rebuilt_entries, mapping={player: state for player, state, _, _, _ in chunk})
+            shown = {METADATA_FIELD + player: metadata_json(metadata) for player, _, _, _, metadata in chunk if metadata}
+            shown = {field: value for field, value in shown.items() if value}
+            if shown:
+                pipe.hset(rebuilt_entries, mapping=shown)
+            ranked = {member: sign * score for _, _, member, score, _ in chunk if score is not None}
             if ranked:
                 pipe.zadd(rebuilt_z, ranked)
                 total += sum(ranked.values())

@@ -116,7 +116,8 @@ _DROP_UNFILLED = text("""
 # Each changed entry's resulting state, and its event. The tie positions are taken in the order of the
 # entries' last changes (nextval runs after the ORDER BY): who reached a score first ranks first.
 _PAYLOAD = ("jsonb_build_object('period', u.period, 'player_id', u.player_id, 'score', u.score, 'tie_seq', "
-            "u.tie_seq, 'version', u.version, 'display_name', u.display_name, 'reached_at', u.reached_at)")
+            "u.tie_seq, 'version', u.version, 'display_name', u.display_name, 'reached_at', u.reached_at, "
+            "'metadata', u.metadata)")
 _WRITE_ENTRIES = text(f"""
     WITH input AS (
         SELECT t.*, nextval('leaderboard_tie_seq') AS tie_seq
@@ -132,7 +133,7 @@ _WRITE_ENTRIES = text(f"""
         FROM input i
         WHERE e.leaderboard_id = i.leaderboard_id AND e.period = i.period AND e.player_id = i.player_id
         RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.tie_seq, e.version, e.display_name,
-                  e.reached_at
+                  e.reached_at, e.metadata
     ), event AS (
         {outbox_insert(NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", _PAYLOAD, source="written u")}
     )

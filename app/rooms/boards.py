@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.leaderboards.periods import SPAN_FIELDS
+from app.leaderboards.periods import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
 from app.rooms.connection import Connection
 
 UPDATE = "leaderboard_update"
@@ -26,6 +26,9 @@ STANDING = "standing"
 PERIOD_CLOSED = "period_closed"
 BOARD_DELETED = "leaderboard_deleted"
 MAX_TOP = 100
+# leaderboard_update's `total` went by this name: still sent beside it until the release after next
+# (README, Live boards).
+DEPRECATED_TOTAL_PLAYERS = "total_players"
 
 
 def _json(message: dict[str, Any]) -> str:
@@ -76,7 +79,8 @@ class BoardChannel:
         if kind == "period_closed":
             message = _json({"type": PERIOD_CLOSED, "leaderboard_id": self.board_id, "period": note.get("period"),
                              **{k: note.get(k) for k in SPAN_FIELDS},  # null in events older than them
-                             "entry_count": note.get("entry_count"), "entries": note.get("top") or []})
+                             "total": note.get("entry_count"), "entries": note.get("top") or [],
+                             DEPRECATED_ENTRY_COUNT: note.get("entry_count")})
             for watch in list(self.watches):
                 watch.connection.offer(PERIOD_CLOSED, message)
             return True
@@ -131,7 +135,8 @@ def top_view(board_id: str, board: dict[str, Any], top: int) -> TopView:
     shown = (board["period"], tuple((e["player_id"], e["score"], e.get("display_name")) for e in entries))
     return TopView(shown, _kind(UPDATE, board_id, board["period"]), _json({
         "type": UPDATE, "leaderboard_id": board_id, "period": board["period"], **span_of(board),
-        "version": board["version"], "entries": entries, "total_players": board["total"]}))
+        "version": board["version"], "entries": entries, "total": board["total"],
+        DEPRECATED_TOTAL_PLAYERS: board["total"]}))
 
 
 def offer_update(watch: Watch, version: int, view: TopView) -> bool:

@@ -53,7 +53,6 @@ class Room:
     last_id: str
     connections: set[Connection] = field(default_factory=set)
     dirty: bool = False
-    player_count: int = 0
     pushed_at: float = 0.0
     # Notifications read but not yet delivered, and whether a thread is delivering them.
     inbox: deque = field(default_factory=deque)
@@ -283,10 +282,11 @@ class RoomHub:
             return any(queued.get("type") == "board_rebuilt" for queued in room.inbox)
 
     def _notify(self, room: Room, kind: str | None, note: dict[str, Any]) -> None:
+        # Each player_count is the board's when the worker applied the note: the same in every process.
         if kind == "participant_joined":
-            room.player_count = max(room.player_count, int(note.get("player_count") or 0))
             self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
-                                  "participant_id": note.get("participant_id"), "player_count": room.player_count})
+                                  "participant_id": note.get("participant_id"),
+                                  "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_opened":
             question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices", "image_url",
                                                  "time_limit_s", "points", "shown_at", "opened_at", "deadline",
@@ -297,18 +297,18 @@ class RoomHub:
         elif kind == "answer_received":
             # The host sees how many have answered; players learn nothing of each other's answers.
             message = json.dumps({"type": "answer_count", "question_id": note.get("question_id"),
-                                  "answered": int(note.get("answered") or 0), "player_count": room.player_count},
+                                  "answered": int(note.get("answered") or 0),
+                                  "player_count": int(note.get("player_count") or 0)},
                                  separators=(",", ":"))
             for connection in list(room.connections):
                 if connection.is_host:
                     connection.offer("answer_count", message)
         elif kind == "participant_removed":
-            room.player_count = int(note.get("player_count") or 0)
             for connection in list(room.connections):
                 if str(connection.participant_id) == note.get("participant_id"):
                     connection.close_with(CLOSE_REMOVED, "the host removed you from this game")
             self.broadcast(room, {"type": "player_removed", "participant_id": note.get("participant_id"),
-                                  "player_count": room.player_count})
+                                  "player_count": int(note.get("player_count") or 0)})
         elif kind == "session_deleted":
             for connection in list(room.connections):
                 connection.close_with(CLOSE_DELETED, "the host deleted this game")

@@ -58,10 +58,10 @@ def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) 
     if isinstance(payload, ParticipantJoined):
         return Call("apply_participant_joined", keys, [
             event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
-            instant_ms(payload.joined_at), payload.player_count])
+            instant_ms(payload.joined_at)])
     if isinstance(payload, ParticipantRemoved):
         return Call("apply_participant_removed", keys, [
-            event_id, removed_key(payload.participant_id), str(payload.participant_id), payload.player_count])
+            event_id, removed_key(payload.participant_id), str(payload.participant_id)])
     if isinstance(payload, QuestionOpened):
         # The room shows the whole question (or its result): it travels as one JSON field.
         return Call("apply_question_opened", keys, [

@@ -107,7 +107,9 @@ class _Aim(graphql.Visitor):
             aimed = graphql.IntValueNode(value=str(self.draw(AIMED_SIZES)))
         else:
             return None
-        return dataclasses.replace(node, value=aimed) if self.draw(st.integers(0, 3)) else None
+        # Aimed unless the draw is 3: Hypothesis leans to the smallest value, which must not mean "left
+        # as drawn", or a change of the schema (another field to select) can leave a field never aimed.
+        return dataclasses.replace(node, value=aimed) if self.draw(st.integers(0, 3)) != 3 else None
 
 
 def _server_faults(body: dict) -> list[dict]:

@@ -41,7 +41,8 @@ def test_a_socket_gets_its_top_first_then_only_its_changes(live_stack):
     watcher = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/{board_id}?top=3&player=p1")
     try:
         first = watcher.wait_type("leaderboard_update")
-        assert _players(first) == [("p5", 500), ("p4", 400), ("p3", 300)] and first["total_players"] == 5
+        assert _players(first) == [("p5", 500), ("p4", 400), ("p3", 300)] and first["total"] == 5
+        assert first["total_players"] == 5  # the deprecated alias of total, for one release
         assert (watcher.wait_type("standing")["rank"], first["leaderboard_id"]) == (5, board_id)
 
         # Below the top 3: the player's standing moves, the top does not, so no update is pushed.
@@ -77,7 +78,7 @@ def test_seed_001_subscribe_protocol_on_one_socket(live_stack):
             assert client.wait_for(lambda m, b=board_id: m["type"] == "subscribed" and m["leaderboard_id"] == b)
             update = client.wait_for(lambda m, b=board_id: m["type"] == "leaderboard_update"
                                      and m["leaderboard_id"] == b)
-            assert update["total_players"] == 1
+            assert update["total"] == update["total_players"] == 1
         client.send({"type": "subscribe", "leaderboard_id": "no-such-board"})
         assert client.wait_type("error")["code"] == "not_found"
         client.send({"type": "subscribe", "leaderboard_id": first, "top": 0})
@@ -108,10 +109,11 @@ def test_a_closing_period_sends_its_final_standings_and_moves_the_socket_on(live
             connection.execute(text("UPDATE leaderboard_periods SET ends_at = clock_timestamp() "
                                     "WHERE leaderboard_id = :b AND closed_at IS NULL"), {"b": board_id})
         closed = watcher.wait_type("period_closed")
-        assert (closed["period"], closed["entry_count"]) == (period, 2)
+        assert (closed["period"], closed["total"]) == (period, 2)
+        assert closed["entry_count"] == 2  # the deprecated alias of total, for one release
         assert [(e["player_id"], e["score"]) for e in closed["entries"]] == [("ann", 30), ("bob", 20)]
         moved = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] != period)
-        assert moved["entries"] == [] and moved["total_players"] == 0
+        assert moved["entries"] == [] and moved["total"] == 0
         _scores(http, owner, board_id, {"cy": 5})
         fresh = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] == moved["period"]
                                  and m["entries"])
@@ -125,3 +127,20 @@ def test_refusals_close_with_a_reason(live_stack):
     assert missing.wait_closed() == 4404
     bad = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/default?top=1000")
     assert bad.wait_closed() == 4400 and "top" in bad.close_reason
+
+
+def test_a_sockets_entries_carry_their_metadata(live_stack):
+    http = Api(HttpClient(live_stack.base_url))
+    owner = http.host()
+    board_id = _board(http, owner)
+    http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "ann", "score": 5,
+                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token, expect=201)
+    _scores(http, owner, board_id, {"ben": 3})
+    _shown(http, board_id, 2)
+    watcher = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/{board_id}")
+    try:
+        first = watcher.wait_type("leaderboard_update")
+        assert [(e["player_id"], e["metadata"]) for e in first["entries"]] == [
+            ("ann", {"game_id": "match123", "level": 10}), ("ben", None)]
+    finally:
+        watcher.close()

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.room_client import RoomClient, ticket_for
+from tests.e2e.conftest import WebPair, as_address, new_address
+from tests.e2e.room_client import RoomClient, SocketClient, ticket_for
 from tests.helpers import Api, HttpClient, sample_questions
 
 
@@ -274,3 +275,39 @@ def test_a_session_plays_to_the_podium(live_stack, http: Api, engine):
     assert [e["score"] for e in ended["podium"]] == [score for _, score in expected]
     assert [e["rank"] for e in ended["podium"]] == [1, 2, 3, 4, 5]
     watch.close()
+
+
+def _host_socket(pair: WebPair, index: int, session_id: str, host) -> SocketClient:
+    ticket = ticket_for(pair.ws_url(index), session_id, host.token)
+    return SocketClient(f"{pair.ws_url(index)}/ws/sessions/{session_id}?ticket={ticket}",
+                        header=as_address(new_address()))
+
+
+def test_the_hosts_answer_count_counts_every_player_whichever_process_serves_it(live_stack, http: Api,
+                                                                                web_pair: WebPair):
+    """"N of M answered" counts the players on the board, not the joins one web process happened to see:
+    players who joined before any socket of the room opened count, on each of two processes serving the
+    host's sockets (the second opened after every join), and a removed player stops counting."""
+    host = http.host()
+    sid = http.live_session(host, sample_questions(1, time_limit_s=60))["id"]
+    early = [http.join(sid, http.guest()) for _ in range(2)]  # before any socket of the room opened
+    first = _host_socket(web_pair, 0, sid, host)
+    first.wait_type("snapshot")
+    late = http.join(sid, http.guest())
+    first.wait_for(lambda m: m["type"] == "player_joined" and m["participant_id"] == late.participant_id)
+    second = _host_socket(web_pair, 1, sid, host)  # its process saw no join at all
+    try:
+        second.wait_type("snapshot")
+        question = http.next_question(sid, host)["question_id"]
+        http.answer(sid, early[0], question, 0)
+        for socket in (first, second):
+            count = socket.wait_type("answer_count")
+            assert (count["question_id"], count["answered"], count["player_count"]) == (question, 1, 3)
+        http.delete(f"/api/v1/sessions/{sid}/participants/{early[1].participant_id}", token=host.token, expect=200)
+        http.answer(sid, late, question, 1)
+        for socket in (first, second):
+            count = socket.wait_for(lambda m: m["type"] == "answer_count" and m["answered"] == 2)
+            assert count["player_count"] == 2
+    finally:
+        first.close()
+        second.close()

@@ -81,7 +81,7 @@ def test_the_same_board_reads_the_same_as_over_rest(api: Api, client, applier):
     for n, player in enumerate(["ann", "bob", "cy", "dee", "eve", "fay"]):
         score(api, who, board_id, player, 100 + 10 * (n % 4), display_name=player.title())
     applier.catch_up(board_id)
-    entries = "entries { rank player_id display_name score reached_at }"
+    entries = "entries { rank player_id display_name score reached_at metadata }"
     got = data(client, f"""query($b: ID!) {{
         top(board_id: $b, limit: 4) {{ leaderboard_id period version total {entries} next_cursor }}
         range(board_id: $b, start: 2, end: 5) {{ version total {entries} }}
@@ -89,7 +89,7 @@ def test_the_same_board_reads_the_same_as_over_rest(api: Api, client, applier):
         player(board_id: $b, player_id: "cy") {{ rank score top_percent total display_name reached_at }}
         stats(board_id: $b) {{ count min max sum mean p50 p90 p99 }}
         board(id: $b) {{ id name sort_order update_mode current_period next_reset }}
-        periods(board_id: $b) {{ period closed_at entry_count }}
+        periods(board_id: $b) {{ period closed_at total }}
         playerBoards(player_id: "ann") {{ leaderboard_id rank score total }}
     }}""", {"b": board_id})
     base = f"/api/v1/leaderboards/{board_id}"
@@ -110,7 +110,7 @@ def test_the_same_board_reads_the_same_as_over_rest(api: Api, client, applier):
     rest_board = api.get(base, expect=200).get_json()
     assert got["board"] == {k: rest_board[k] for k in got["board"]}
     rest_periods = api.get(f"{base}/periods", expect=200).get_json()["periods"]
-    assert got["periods"] == [{k: p[k] for k in ("period", "closed_at", "entry_count")} for p in rest_periods]
+    assert got["periods"] == [{k: p[k] for k in ("period", "closed_at", "total")} for p in rest_periods]
     rest_players = api.get("/api/v1/players/ann/boards", expect=200).get_json()["boards"]
     mine = [b for b in got["playerBoards"] if b["leaderboard_id"] == board_id]
     assert mine == [{k: b[k] for k in ("leaderboard_id", "rank", "score", "total")}

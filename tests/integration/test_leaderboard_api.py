@@ -229,7 +229,7 @@ def test_around_with_range_0_is_the_player_alone_over_rest_and_graphql(api: Api,
         around = api.get(f"/api/v1/leaderboards/{board_id}/around/{player}", expect=200, range=0).get_json()
         assert around["entries"] == [entry]  # min(2 * 0 + 1, total) = 1 entry: the player's own
     got = data(client, 'query($b: ID!) { around(board_id: $b, player_id: "ben", range: 0) '
-                       "{ rank entries { rank player_id display_name score reached_at } } }", {"b": board_id})
+                       "{ rank entries { rank player_id display_name score reached_at metadata } } }", {"b": board_id})
     assert got["around"] == {"rank": 2, "entries": [top[1]]}
     # The standing read itself carries no window.
     assert "entries" not in api.get(f"/api/v1/leaderboards/{board_id}/player/ben", expect=200).get_json()

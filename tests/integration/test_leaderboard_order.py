@@ -16,6 +16,7 @@ from app.events import envelope_from_row
 from app.leaderboards.boards import create_board
 from app.leaderboards.domain import SORT_ORDERS, UPDATE_MODES, apply_score, ranking_sql
 from app.leaderboards.keys import BoardKeys
+from app.leaderboards.reads import page_of
 from app.leaderboards.scores import Authority, Submission, remove_player, submit_scores
 from app.leaderboards.scripts import board_scripts
 from app.services.accounts import create_guest
@@ -63,8 +64,7 @@ def _postgres(engine, board_id: str, order: str) -> list[tuple[str, int]]:
 def _redis(redis_client, board_id: str) -> list[tuple[str, int]]:
     keys = BoardKeys(board_id).period("all")
     reply = board_scripts(redis_client).lb_read_range(keys.read_keys, [0, 100])
-    flat = reply[2:]
-    return [(flat[i + 1].decode()[17:], int(flat[i + 2])) for i in range(0, len(flat), 5)]
+    return [(e["player_id"], e["score"]) for e in page_of(board_id, "all", reply)["entries"]]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

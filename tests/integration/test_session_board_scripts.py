@@ -25,7 +25,7 @@ def _join(scripts, client, sid, participant, at_ms, event_id=None):
     keys = SessionKeys.of(sid)
     return scripts.apply_participant_joined(keys.apply_keys, [
         event_id or str(uuid.uuid4()), joined_key(participant), participant, f"nick-{participant[:4]}",
-        EPOCH_MS + at_ms, 1], client=client)
+        EPOCH_MS + at_ms], client=client)
 
 
 def _open(scripts, client, sid, question):
@@ -92,7 +92,7 @@ def exercise_scripts(client) -> None:
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)] and _version(client, sid) == 6
     note = client.xrevrange(keys.room, count=1)[0][1]
     assert note == {b"type": b"answer_received", b"question_id": b"q1", b"participant_id": c.encode(),
-                    b"answered": b"2"}
+                    b"answered": b"2", b"player_count": b"3"}  # how many the board holds
     assert _close(scripts, client, sid, "q1") == APPLIED
     assert _close(scripts, client, sid, "q1") == DUPLICATE
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700)] and _version(client, sid) == 7

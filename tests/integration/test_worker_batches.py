@@ -187,7 +187,7 @@ def test_text_reaches_redis_byte_for_byte_through_a_batch(redis_client):
     redis_client.hset(keys.meta, mapping={"version": 0, "epoch_ms": 1_767_225_600_000, "recent_seq": 0})
     nickname = 'Zoë "ü" \\ 🎉 سلام'
     joined = Call("apply_participant_joined", keys.apply_keys,
-                  [str(uuid.uuid4()), "joined:p1", "p1", nickname, 1_767_225_600_001, 1])
+                  [str(uuid.uuid4()), "joined:p1", "p1", nickname, 1_767_225_600_001])
     assert LeaderboardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
     assert redis_client.hget(keys.names, "p1").decode() == nickname
     redis_client.delete(*keys.apply_keys)

@@ -39,7 +39,7 @@ function render(entries, total, label) {
 
 function renderLive() {
   if (state.viewing !== null || !state.live) return;
-  render(state.live.entries, state.live.total_players, `Live · ${state.live.period}`);
+  render(state.live.entries, state.live.total, `Live · ${state.live.period}`);
 }
 
 function showPeriod(period) {
@@ -79,7 +79,7 @@ async function loadPeriods() {
   const picker = $("period-picker");
   const chosen = state.viewing;
   picker.replaceChildren(...periods.map((p) => h("option", { value: p.closed_at ? p.period : "" },
-    p.closed_at ? `${p.period} (final, ${formatScore(p.entry_count ?? 0)} players)` : `${p.period} (live)`)));
+    p.closed_at ? `${p.period} (final, ${formatScore(p.total ?? 0)} players)` : `${p.period} (live)`)));
   picker.value = chosen ?? "";
 }
 
