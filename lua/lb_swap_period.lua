@@ -5,7 +5,8 @@
 -- KEYS: cfg, z, entries, meta, recent, periods, room, rebuilt_z, rebuilt_entries, rebuilt_meta
 --       (all tagged {b:<board>})
 -- ARGV: period, mark, expire_at_s (0: never)
--- rebuilt_entries always holds the field '~', so its absence means the rebuilt keys were lost.
+-- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/rebuild.py: a control
+-- character, which no player id holds), so its absence means the rebuilt keys were lost.
 -- Returns {1, version, merged} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'lb_swap_period: expected 10 KEYS, got ' .. #KEYS)
 assert(#ARGV == 3, 'lb_swap_period: expected 3 ARGV, got ' .. #ARGV)
@@ -15,7 +16,7 @@ local period = ARGV[1]
 local mark = as_int(ARGV[2], 'mark')
 local expire_at = as_int(ARGV[3], 'expire_at_s')
 
-if redis.call('HEXISTS', rebuilt_entries, '~') == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
+if redis.call('HEXISTS', rebuilt_entries, '\30') == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
 local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
 if current < mark then return {-2, 'recent log was reset during the rebuild'} end
 local changed = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
@@ -33,7 +34,7 @@ for _, change in ipairs(changed) do
   end
 end
 
-redis.call('HDEL', rebuilt_entries, '~')
+redis.call('HDEL', rebuilt_entries, '\30')
 for _, pair in ipairs({{rebuilt_z, z}, {rebuilt_entries, entries}}) do
   if redis.call('EXISTS', pair[1]) == 1 then redis.call('RENAME', pair[1], pair[2]) else redis.call('DEL', pair[2]) end
 end

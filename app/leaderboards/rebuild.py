@@ -58,6 +58,9 @@ _ENTRIES = """
     FROM leaderboard_entries WHERE leaderboard_id = %s AND period = %s
     ORDER BY {ranking}"""
 METADATA_FIELD = "\x1f"  # before a player id, the field of its entry's metadata (lua/lb_lib.lua)
+# The field that marks rebuilt keys as whole (lua/lb_swap_period.lua): a control character, which no
+# player id holds.
+REBUILT_MARK = "\x1e"
 
 
 def _snapshot(engine: Engine, board_id: str, period: str | None):
@@ -103,7 +106,7 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
         sign = -1 if board.sort_order == "desc" else 1
         total = 0
         pipe = redis.pipeline(transaction=False)
-        pipe.hset(rebuilt_entries, "~", "")
+        pipe.hset(rebuilt_entries, REBUILT_MARK, "")
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start:start + _CHUNK]
             pipe.hset(rebuilt_entries, mapping={player: state for player, state, _, _, _ in chunk})

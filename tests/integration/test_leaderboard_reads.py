@@ -171,3 +171,14 @@ def test_a_batch_naming_one_player_a_thousand_times_reads_their_rank_once(engine
     reader = _CountingReader(engine, redis_client)
     assert reader.ranks_when_shown(results, 0.0) == {(board_id, "ben"): 2}
     assert reader.standings_read == 1
+
+
+def test_a_rebuild_keeps_every_player_whatever_their_id(engine, config, redis_client, owner_id, reader):
+    # Player ids are any printable text: none may be taken for the rebuild's own bookkeeping.
+    board_id = _board(engine, owner_id)
+    scores = {"~": 9, "~~": 8, "\u00e9": 7, "-": 6}
+    _fill(engine, config, redis_client, owner_id, board_id, scores)
+    rebuild_period(engine, redis_client, board_id)
+    top = reader.page(board_id, period=None, offset=0, limit=10)
+    assert [(e["player_id"], e["score"]) for e in top["entries"]] == list(scores.items())
+    assert [reader.player(board_id, p, period=None)["score"] for p in scores] == list(scores.values())
