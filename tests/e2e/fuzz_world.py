@@ -433,7 +433,10 @@ class World:
             elsewhere = rnd.choice(self.rooms)
             target = (rnd.choice(room.removable) if room.removable and rnd.random() < 0.85
                       else rnd.choice(elsewhere.participant_ids))
-            if real(path_parameters, "participant_id", target) and target in room.removable:
+            # Only a removal uses a player up: a read of the player's place (GET .../leaderboard/{id})
+            # answers 200 and leaves them in the room, still there to remove.
+            aimed = real(path_parameters, "participant_id", target)
+            if aimed and method == "DELETE" and target in room.removable:
                 self._effect = lambda response, room=room, target=target: (
                     target in room.removable and room.removable.remove(target))
         if path == "/api/v1/sessions" and re.fullmatch(r"[0-9]{6}", str(query.get("join_code"))):

@@ -26,7 +26,9 @@ pytest 9 (the operation shows in each failure's title and in its reproduction).
 """
 from __future__ import annotations
 
+import collections
 import os
+import uuid
 
 import pytest
 import requests
@@ -44,8 +46,8 @@ from app.api import (  # noqa: F401 - every route
     sessions,
 )
 from app.api.openapi import build_document
-from tests.e2e.fuzz_world import PLACEHOLDER, World
-from tests.helpers import Api, HttpClient
+from tests.e2e.fuzz_world import PLACEHOLDER, Room, World
+from tests.helpers import Api, HttpClient, Player
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
@@ -168,3 +170,41 @@ def test_the_fuzzer_got_past_the_guards(world: World):
     assert not unreached, f"never a 2xx for {unreached}; statuses:\n{table}"
     assert not throttled, f"over 10% of 429 for {throttled}; statuses:\n{table}"
     print(f"{world.sent} requests; statuses by operation (undeclared methods left out):\n{table}")
+
+
+def _lobby_world() -> tuple[World, Room]:
+    """A world of one lobby and nothing else, built without the stack: what aiming and recording need."""
+    host = Player("host-token", str(uuid.uuid4()), "host")
+    removable = [str(uuid.uuid4()) for _ in range(2)]
+    room = Room(str(uuid.uuid4()), "123456", host, [str(uuid.uuid4())], participant_ids=list(removable),
+                removable=list(removable))
+    world = World.__new__(World)
+    world.api = Api(None)  # nothing here is sent: the cases carry no token placeholder to fill
+    world.seed, world.hosts, world.outsider = FUZZ_SEED, [host], host
+    world.lobby = world.rooms = [room]
+    world.open, world.control, world.finish, world.ended, world.spare_games = [], [], [], [], []
+    world.statuses, world.failed, world.sent = collections.defaultdict(collections.Counter), set(), 0
+    return world, room
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_only_a_removal_uses_up_a_removable_player(method: str):
+    """A request aimed at a player kept for removal moves them out of the pool when it succeeds only if
+    it removed them: a read of their place (GET .../leaderboard/{id}, 200) leaves them to be removed."""
+    path = {"GET": "/api/v1/sessions/{session_id}/leaderboard/{participant_id}",
+            "DELETE": "/api/v1/sessions/{session_id}/participants/{participant_id}"}[method]
+    success = requests.Response()
+    success.status_code = 200
+    aimed = 0
+    for generated in range(20):  # generated ids: the aim replaces most with a player kept for removal
+        world, room = _lobby_world()
+        case = schema[path][method].Case(path_parameters={"session_id": "s", "participant_id": f"p{generated}"})
+        world.prepare(case)
+        target = case.path_parameters["participant_id"]
+        if target not in room.removable:
+            continue
+        aimed += 1
+        world.record(case, success)
+        left = [p for p in room.participant_ids if p != target] if method == "DELETE" else room.participant_ids
+        assert room.removable == left, f"{method} {path} -> 200 left {room.removable}"
+    assert aimed, f"no {method} was aimed at a player kept for removal"
