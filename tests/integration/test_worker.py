@@ -56,7 +56,7 @@ def test_room_stream_gets_every_event_type(api, engine, redis_client, topics):
     # An answer to the open question only tells the room how many have answered: nothing of its points.
     assert types == [{"answer_scored": "answer_received"}.get(row.event_type, row.event_type) for row in rows]
     answer = next(f for _, f in redis_client.xrange(keys.room) if f[b"type"] == b"answer_received")
-    assert set(answer) == {b"type", b"question_id", b"participant_id", b"answered"}
+    assert set(answer) == {b"type", b"question_id", b"participant_id", b"answered", b"player_count"}
     assert redis_client.ttl(keys.board) > 0  # session_ended set the retention of the session's keys
 
 
