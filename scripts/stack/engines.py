@@ -87,9 +87,14 @@ def form_redis_cluster(supervisor: Supervisor, nodes: dict[str, int]) -> None:
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode:
             raise StackError(f"redis --cluster create failed (see {log})")
-    what = f"cluster_state:ok on {len(nodes)} Redis nodes (one that lost its nodes.conf: remove its directory)"
-    ok = lambda: all(info(port, "cluster_state") == "ok" for port in nodes.values())  # noqa: E731
-    wait_for(ok, what, supervisor, list(nodes), 60, every_s=0.5)
+    wait_for(
+        lambda: all(info(port, "cluster_state") == "ok" for port in nodes.values()),
+        f"cluster_state:ok on {len(nodes)} Redis nodes (one that lost its nodes.conf: remove its directory)",
+        supervisor,
+        list(nodes),
+        60,
+        every_s=0.5,
+    )
 
 
 LOG4J = """<?xml version="1.0" encoding="UTF-8"?>

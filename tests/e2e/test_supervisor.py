@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.kafka import ensure_topics
 from scripts.stack.programs import APPS, AppStack
 from scripts.stack.supervisor import APP
-from tests.conftest import TEST_DATABASE, alembic_config, recreate_database
+from tests.conftest import TEST_DATABASE, alembic_config, drop_replication_slots, recreate_database
 from tests.helpers import Api, HttpClient, free_port, stack_env, wait_until
 
 
@@ -70,6 +70,7 @@ def supervised(kafka_topics, redis_client, tmp_path_factory):
         yield stack, ports
     finally:
         stack.close()
+        drop_replication_slots(config.database_url)  # the relay's: it would keep the server's WAL
 
 
 def consuming(name: str, ports: dict[str, int]) -> bool:
