@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the local stacks need on this machine: Debian packages, the project's virtualenv, the Kafka
-# broker's jars, the npm packages (GraphiQL the web serves, axe-core for the browser tests). Bash does what it is good at here; the stacks
-# themselves are started by scripts/stack (python -m scripts.stack, `make up`).
+# broker's jars, the npm packages (GraphiQL that the web serves, axe-core for the browser tests). Bash
+# does what it is good at here; the stacks themselves are run by scripts/stack (`make up`).
 #
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Chromium, wrk...), .venv (scripts/venv.sh),
 #                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files
