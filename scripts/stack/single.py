@@ -24,7 +24,7 @@ from app.config import load_config
 from scripts.stack import legacy
 from scripts.stack.engines import KafkaNode, kafka_ready, redis, redis_ready
 from scripts.stack.postgres import Postgres
-from scripts.stack.programs import APPS, StackError, app, wait_http
+from scripts.stack.programs import APPS, PRIORITY, StackError, app, kind_of, wait_http
 from scripts.stack.supervisor import APP, ENGINE, LIVE, ROOT, Program, Supervisor
 
 STACK_DIR = ROOT / ".stack"
@@ -95,10 +95,10 @@ def ps_lines(supervisor: Supervisor, components: dict[str, dict[int, str]]) -> l
     for name, ports in components.items():
         info = infos.get(name)
         state = info["statename"] if info else "STOPPED"
-        running = state == "RUNNING"
+        pid = info["pid"] if info else 0
         lines.append(
-            f"{name:<9} {info['pid'] if running else '-':<8} {state:<8} "
-            f"{uptime(info['now'] - info['start']) if running else '-':<8} {exits.get(name, 0):<8} "
+            f"{name:<9} {pid or '-':<8} {state:<8} "
+            f"{uptime(info['now'] - info['start']) if pid else '-':<8} {exits.get(name, 0):<8} "
             f"{','.join(map(str, ports)) or '-'}"
         )
     return lines
@@ -265,9 +265,9 @@ class Single:
         if not self.supervisor.answers():
             say("stopped (data kept in .stack/)" if stopped_legacy else "nothing is running")
             return
-        live = [
-            f"{name} (pid {info['pid']})" for name, info in self.supervisor.infos().items() if info["pid"]
-        ]
+        infos = self.supervisor.infos()  # listed in the order they stop: the webs first, the engines last
+        order = sorted(infos, key=lambda name: -PRIORITY[kind_of(name)])
+        live = [f"{name} (pid {infos[name]['pid']})" for name in order if infos[name]["pid"]]
         if live:
             say(f"stopping {', '.join(live)}")
         self.supervisor.shutdown()
