@@ -6,7 +6,7 @@
 #   docker run livequiz python -m score_ingest           # score ingest
 #   docker run livequiz alembic upgrade head             # migrations
 # GraphiQL and React, which the web process serves at GET /graphql (app/web/playground.py), from npm's
-# registry by the lock, as `scripts/stack.sh deps` installs them; only the files it serves go on.
+# registry by the lock, as `scripts/deps.sh` installs them; only the files it serves go on.
 FROM node:20-bookworm-slim AS web-assets
 WORKDIR /assets
 COPY package.json package-lock.json ./

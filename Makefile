@@ -1,47 +1,49 @@
-# Local stack and tests. Everything runs without Docker; see scripts/stack.sh.
+# Local stack and tests. Everything runs without Docker: scripts/deps.sh installs what the stacks need,
+# scripts/stack (`python -m scripts.stack`) runs them under a supervisor (supervisord, in .stack/).
 # Every Python program runs from the project's virtualenv (.venv), built from requirements.lock by
 # scripts/venv.sh when it is missing or the lock changed; nothing is installed into the system Python.
 # Ports and URLs come from app/config.py, so e.g. `WEB_PORT=8001 make up` works.
 
-STACK := scripts/stack.sh
-CLUSTER := scripts/cluster.sh
+DEPS := scripts/deps.sh
 PY := .venv/bin/python
+STACK := $(PY) -m scripts.stack
 
 .PHONY: up up-cluster down ps logs services test test-cluster test-unit bench chaos chaos-cluster feed lock clean
 
 up:
-	$(STACK) deps
+	$(DEPS)
 	$(STACK) up
 
 # The clustered topology (3 Kafka nodes, a Redis Cluster of 6, 2 webs behind HAProxy, 2 of each
-# consumer) on its own ports; see scripts/cluster.sh. `make down` stops it too.
+# consumer) on its own ports; see scripts/stack/cluster.py. `make down` stops it too.
 up-cluster:
-	$(CLUSTER) deps
-	$(CLUSTER) up
+	$(DEPS) cluster
+	$(STACK) cluster up
 
 down:
-	$(CLUSTER) down
+	$(STACK) cluster down
 	$(STACK) down
 
+# One line per process: pid, state, uptime, restarts (exits on its own, each restarted by the supervisor).
 ps:
 	$(STACK) ps
-	@$(CLUSTER) ps
+	@$(STACK) cluster ps
 
 logs:
 	$(STACK) logs $(NAME)
 
 services:
-	$(STACK) deps
+	$(DEPS)
 	$(STACK) services
 
 test:
-	$(STACK) deps && $(STACK) services && $(PY) -m pytest
+	$(DEPS) && $(STACK) services && $(PY) -m pytest
 
 # The integration and end-to-end suites on the running cluster (`make up-cluster` first), their
 # processes two of each, then the cluster's fault tests (tests/cluster). Not part of `make test`: CI has
 # no cluster. PYTEST_ARGS narrows it (e.g. PYTEST_ARGS=tests/cluster).
 test-cluster:
-	$(CLUSTER) test $(PYTEST_ARGS)
+	$(STACK) cluster test $(PYTEST_ARGS)
 
 # The fast loop: pure tests, no services.
 test-unit:
@@ -49,17 +51,17 @@ test-unit:
 
 # Measurements, not tests: bench_*.py modules with bench_* functions, never collected by `make test`.
 bench:
-	$(STACK) deps && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
+	$(DEPS) && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
 		-o python_files='bench_*.py' -o python_functions='bench_*'
 
 # A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
 chaos:
-	$(STACK) deps && $(STACK) services && $(PY) -m tests.chaos
+	$(DEPS) && $(STACK) services && $(PY) -m tests.chaos
 
 # The same chaos run on the running cluster (`make up-cluster` first): two of each process of its own,
 # and the cluster's Kafka brokers and Redis masters among the faults; see tests/chaos/cluster.py.
 chaos-cluster:
-	$(CLUSTER) chaos
+	$(STACK) cluster chaos
 
 # Seed 001's feed: 1,000 players' scores through Kafka to the board `demo` (created if missing), for
 # a minute at 100 a second; watch it at http://127.0.0.1:8000/boards/demo.
@@ -71,5 +73,5 @@ lock:
 	scripts/venv.sh lock
 
 clean:
-	$(CLUSTER) down
+	$(STACK) cluster down
 	$(STACK) clean

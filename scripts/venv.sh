@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
 LOCK="$ROOT/requirements.lock"
 BASE_PYTHON="${BASE_PYTHON:-python3}"
-EXTRAS=(test bench tools)
+EXTRAS=(test bench stack tools)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { printf 'venv: %s\n' "$*" >&2; exit 1; }

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
-import subprocess
 import time
 import uuid
 import zlib
@@ -20,7 +18,7 @@ T = TypeVar("T")
 # machine, never a timing assertion. Tests wait on states, not on the machine's speed.
 WAIT_S = float(os.environ.get("TEST_WAIT_S", "90"))
 
-# `make test-cluster` (scripts/cluster.sh test): the suites run on the clustered engines named by the
+# `make test-cluster` (scripts/stack/cluster.py): the suites run on the clustered engines named by the
 # environment (KAFKA_BOOTSTRAP_SERVERS, REDIS_CLUSTER_NODES), and the end-to-end stack runs two of each
 # process behind a load balancer (tests/e2e/conftest.py).
 CLUSTER = os.environ.get("TEST_CLUSTER", "") == "1"
@@ -29,17 +27,6 @@ CLUSTER = os.environ.get("TEST_CLUSTER", "") == "1"
 def single_node(reason: str):
     """Marks a test that only means something on the single stack: skipped on the cluster, with why."""
     return pytest.mark.skipif(CLUSTER, reason=f"single stack only: {reason}")
-
-
-def stop_process(process: subprocess.Popen, grace_s: float = 15) -> None:
-    """SIGTERM a process started in a session of its own (its whole group), SIGKILL it after `grace_s`."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ BROKER_TEMPLATE = ROOT / "scripts" / "kafka-broker.properties"
 
 class PrivateKafka:
     def __init__(self, workdir: Path):
-        assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/stack.sh deps"
+        assert (KAFKA_LIB / ".complete").exists(), "Kafka jars missing: run scripts/deps.sh"
         self.workdir = workdir
         self.props = workdir / "server.properties"
         self.log = workdir / "kafka.log"

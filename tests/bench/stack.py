@@ -1,5 +1,5 @@
 """The bench stack: its own gunicorn, relay and worker (and the score ingest while a benchmark needs it)
-as subprocesses, and the state every benchmark starts from.
+under a supervisor of its own (scripts/stack), and the state every benchmark starts from.
 
 Each benchmark starts from the same stack, whatever ran or failed before it (conftest's `known_stack`):
 - `stop_leftover_load`: no load generator of an earlier benchmark still runs (a child process of the
@@ -15,9 +15,6 @@ on the way out, whether the benchmark passed or not.
 from __future__ import annotations
 
 import os
-import resource
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -35,16 +32,12 @@ from app.dead_letters import topic_state
 from app.kafka import make_consumer
 from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
 from outbox_relay.pgoutput import lsn_to_int
-from tests.bench.support import NOFILE, ROOT
-from tests.helpers import free_port, stack_env, stop_process, wait_until
+from scripts.stack.programs import AppStack
+from scripts.stack.supervisor import MANUAL, Policy, Process
+from tests.helpers import free_port, stack_env, wait_until
 
 # The processes every benchmark finds running, as the suite started them.
 STANDARD = ("web", "relay", "worker")
-
-
-def _raise_child_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(NOFILE, hard), hard))
 
 
 def wal_head(engine: Engine) -> int:
@@ -62,12 +55,19 @@ def drop_capture_slot(engine: Engine) -> None:
 
 @dataclass
 class BenchStack:
+    """The suite's processes under a supervisor of their own (scripts/stack), Policy MANUAL by default:
+    a process that exits stays down, and `restore` says so before the next benchmark (a benchmark's
+    figures never silently include a restart). The chaos run passes APP: the supervisor restarts."""
     config: Config
     logs: Path
+    policy: Policy = MANUAL
     port: int = 0
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
     # What `start` added to (or overrode in) the suite's environment of each running process.
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.apps = AppStack(self.logs, stack_env(self.config), self.policy)
 
     @property
     def base_url(self) -> str:
@@ -77,40 +77,17 @@ class BenchStack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, name: str, **env: str) -> subprocess.Popen:
-        """Start a stack process; `env` adds to (or overrides) its environment, e.g. RELAY_MODE."""
-        commands = {
-            "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-            "relay": [sys.executable, "-m", "outbox_relay"],
-            "worker": [sys.executable, "-m", "cache_worker"],
-            "ingest": [sys.executable, "-m", "score_ingest"],
-        }
+    def start(self, name: str, **env: str) -> Process:
+        """Start a stack process; `env` adds to (or overrides) its environment, e.g. RELAY_MODE. A web
+        returns once it answers /healthz; the others as soon as they are spawned."""
         extra: dict[str, str] = dict(env)
         if name == "web":
             self.port = self.port or free_port()
-            metrics_dir = self.logs / "prometheus"
-            metrics_dir.mkdir(exist_ok=True)
-            extra.update({"WEB_PORT": str(self.port), "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", "2"),
-                          "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-        log_file = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(commands[name], cwd=ROOT, env=stack_env(self.config, **extra), stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_raise_child_nofile)
+            extra.update(WEB_PORT=str(self.port), WEB_WORKERS=os.environ.get("BENCH_WEB_WORKERS", "2"))
+        process = self.apps.start(name, extra, wait=name == "web")
         self.processes[name] = process
         self.environments[name] = dict(env)
-        if name == "web":
-            self._wait_http(process)
         return process
-
-    def _wait_http(self, process: subprocess.Popen, timeout_s: float = 40) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {process.returncode}; see {self.logs}/web.log")
-            if self.answers():
-                return
-            time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /healthz")
 
     def answers(self) -> bool:
         try:
@@ -122,11 +99,13 @@ class BenchStack:
         process = self.processes.pop(name, None)
         self.environments.pop(name, None)
         if process is not None:
-            stop_process(process, grace_s=20)
+            process.stop()
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
+        """Every process, then the supervisor."""
+        self.processes.clear()
+        self.environments.clear()
+        self.apps.close()
 
     @contextmanager
     def stopped(self, *names: str) -> Iterator[None]:
@@ -144,8 +123,8 @@ class BenchStack:
         for name, process in list(self.processes.items()):
             if name not in STANDARD:
                 why = "not part of the standard stack"
-            elif process.poll() is not None:
-                why = f"it had exited with {process.returncode}"
+            elif (code := process.poll()) is not None:
+                why = f"it had exited with {code}"
             elif self.environments.get(name):
                 why = f"it ran with {self.environments[name]}"
             else:
@@ -224,7 +203,7 @@ def stop_leftover_load(stack: BenchStack, grace_s: float = 10) -> list[str]:
     cleanup): child processes of the suite other than the stack's (wrk, pgbench, py-spy...), and the
     suite's load threads (each has a `stopping` event). Returns what it stopped."""
     stopped = []
-    ours = {process.pid for process in stack.processes.values()}
+    ours = {stack.apps.daemon.pid}  # the supervisor, whose children the stack's processes are
     for child in psutil.Process().children():
         if child.pid in ours:
             continue

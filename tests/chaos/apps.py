@@ -1,40 +1,27 @@
-"""The run's web, relay and worker processes, started as the stack starts them, and killed for real.
+"""The run's web, relay and worker processes, under a supervisor that restarts them, and killed for real.
 
-Starting is tests/bench's BenchStack (the commands of scripts/stack.sh start_app, an environment
-from tests.helpers.stack_env, each process in a session of its own). This module adds what a
-chaos run needs on top: SIGKILL of one process (never a graceful stop), the restart that follows,
-and a record of every process group ever started, because a SIGKILLed gunicorn master leaves its
-workers behind to exit on their own and the final cleanup must reach them too.
+Starting is tests/bench's BenchStack with Policy APP (scripts/stack: the policy of `make up`), so the
+run relies on the supervisor as production relies on its own: a fault SIGKILLs a process (never a
+graceful stop) and waits until the supervisor has it running again. The supervisor counts every exit
+of a running process; one the run did not cause is a finding (`unasked_exits`). A SIGKILLed gunicorn
+master leaves its workers behind to exit on their own, in the master's process group: the final
+cleanup reaches them too.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
 import requests
 
 from app.config import Config
+from scripts.stack.supervisor import APP
 from tests.bench.stack import BenchStack
 from tests.helpers import wait_until
-
-_START_ATTEMPTS = 3
-
-
-def _port_free(port: int) -> bool:
-    """True when a server could bind the port now (gunicorn binds with SO_REUSEADDR too)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class ChaosApps:
@@ -42,63 +29,60 @@ class ChaosApps:
 
     def __init__(self, config: Config, logs: Path):
         logs.mkdir(parents=True, exist_ok=True)
-        self.stack = BenchStack(config, logs)
-        self.groups: set[int] = set()  # every process group started; a killed master's workers stay in it
+        self.stack = BenchStack(config, logs, policy=APP)
+        self.killed: Counter[str] = Counter()  # exits the run caused, by process
+        self.groups: set[int] = set()  # process groups of killed gunicorn masters, whose workers may linger
 
     @property
     def base_url(self) -> str:
         return self.stack.base_url
+
+    @property
+    def supervisor(self):
+        return self.stack.apps.supervisor
 
     def names(self, kind: str | None = None) -> list[str]:
         """The processes a fault may kill (of `kind`): one of each here, two on the cluster."""
         return [name for name in ("web", "relay", "worker") if kind in (None, name)]
 
     def pid(self, name: str) -> int:
-        return self.stack.processes[name].pid
+        return self.supervisor.pid(name)
 
     def start(self, name: str) -> None:
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            if name == "web":
-                self._prepare_web()
-            try:
-                process = self.stack.start(name)
-            except RuntimeError:
-                # gunicorn exited (its port was still held) or is slow to answer on a busy machine.
-                process = self.stack.processes[name]
-                self.groups.add(process.pid)
-                if process.poll() is None:
-                    wait_until(lambda: self.healthy(), "the restarted web did not answer /healthz")
-                    return
-                if attempt == _START_ATTEMPTS:
-                    raise
-                continue
-            self.groups.add(process.pid)
-            return
+        self.stack.start(name)
 
-    def _prepare_web(self) -> None:
-        # As stack.sh does at each start: the workers' Prometheus files go to an emptied directory.
-        metrics_dir = self.stack.logs / "prometheus"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir()
-        if self.stack.port:
-            wait_until(lambda: _port_free(self.stack.port), f"port {self.stack.port} stayed taken", every_s=0.1)
+    def web_url(self, name: str) -> str:
+        """The address of web `name` itself."""
+        return self.base_url
 
-    def exit_code(self, name: str) -> int | None:
-        """The exit code of a process that is not running any more, None while it runs."""
-        process = self.stack.processes.get(name)
-        return None if process is None else process.poll()
-
-    def healthy(self) -> bool:
+    def healthy(self, url: str | None = None) -> bool:
         try:
-            return requests.get(self.base_url + "/healthz", timeout=2).status_code == 200
+            return requests.get((url or self.base_url) + "/healthz", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
     def kill(self, name: str) -> None:
-        """SIGKILL the process itself (for web: the gunicorn master), and reap it."""
-        process = self.stack.processes.pop(name)
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
+        """SIGKILL the process itself (for web: the gunicorn master), then wait until the supervisor has
+        started it again (a web: answering /healthz)."""
+        pid = self.supervisor.kill(name)
+        self.killed[name] += 1
+        if name.startswith("web"):
+            self.groups.add(pid)
+        self.wait_back(name, pid)
+
+    def wait_back(self, name: str, old_pid: int) -> None:
+        def back() -> bool:
+            info = self.supervisor.info(name)
+            running = info["statename"] == "RUNNING" and info["pid"] not in (0, old_pid)
+            return running and (not name.startswith("web") or self.healthy(self.web_url(name)))
+
+        wait_until(back, f"the supervisor did not bring {name} back after a SIGKILL", every_s=0.1)
+
+    def unasked_exits(self) -> Counter[str]:
+        """Exits of a running process that no fault caused (the supervisor restarted each one)."""
+        exits = Counter(self.supervisor.exits())
+        return Counter({name: exits[name] - self.killed[name] for name in self.names()
+                        if exits[name] > self.killed[name]})
 
     def web_workers(self) -> list[psutil.Process]:
         try:
@@ -121,29 +105,20 @@ class ChaosApps:
         return victim.pid
 
     def stop_all(self) -> None:
-        """SIGTERM every process of the groups ever started, then SIGKILL what is left after a grace period."""
+        """The supervisor stops what it runs; then SIGTERM, and after a grace period SIGKILL, what is left
+        of the killed masters' process groups."""
+        self.stack.stop_all()
         for process in _members(self.groups):
             _signal(process, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and _members(self.groups):
-            for process in self.stack.processes.values():
-                process.poll()  # reap our direct children, so they stop counting as members
             time.sleep(0.2)
         for process in _members(self.groups):
             _signal(process, signal.SIGKILL)
-        for process in self.stack.processes.values():
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.stack.processes.clear()
-
-
-_OURS = ("gunicorn", "outbox_relay", "cache_worker")
 
 
 def _members(groups: set[int]) -> list[psutil.Process]:
-    """Live processes of `groups` that run one of our programs (a recycled group id is never ours)."""
+    """Live gunicorn processes of `groups` (a recycled group id is never ours)."""
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         try:
@@ -151,7 +126,7 @@ def _members(groups: set[int]) -> list[psutil.Process]:
                 continue
         except (ProcessLookupError, psutil.Error):
             continue
-        if any(mark in " ".join(process.info["cmdline"] or []) for mark in _OURS):
+        if "gunicorn" in " ".join(process.info["cmdline"] or []):
             found.append(process)
     return found
 

@@ -1,28 +1,30 @@
-"""CHAOS_TARGET=cluster (`make chaos-cluster`, i.e. `scripts/cluster.sh chaos`): the same run on the
-clustered topology that `make up-cluster` started.
+"""CHAOS_TARGET=cluster (`make chaos-cluster`): the same run on the clustered topology that `make
+up-cluster` started.
 
-The run's processes are two of each, as the cluster runs them (tests/e2e/conftest.py starts them the
-same way): `web-1` and `web-2` behind an HAProxy of the run's own, two relays (one leads) and two
-workers, on the run's own database, topics (replicated as the brokers replicate: 3 times, min ISR 2)
-and Redis key prefix. The stores are the cluster's: a `kafka` fault SIGKILLs one of its three brokers,
-a `redis` fault one of its Redis masters (its replica takes over); `scripts/cluster.sh up` starts the
-node again (tests/cluster/conftest.py's ClusterEngines). A process fault kills one instance of two.
-Redis's data is never deleted on the cluster (no `redis_wipe`): the cluster is shared by the run with
-nobody, but its nodes' files are the cluster's.
+The run's processes are two of each, as the cluster runs them (tests/live_stack.py starts them the
+same way; here under a supervisor that restarts them, Policy APP): `web-1` and `web-2` behind an
+HAProxy of the run's own, two relays (one leads) and two workers, on the run's own database, topics
+(replicated as the brokers replicate: 3 times, min ISR 2) and Redis key prefix. The stores are the
+cluster's: a `kafka` fault SIGKILLs one of its three brokers, a `redis` fault one of its Redis masters
+(its replica takes over); `python -m scripts.stack cluster up` starts the node again
+(tests/cluster/engines.py's ClusterEngines). A process fault kills one instance of two. Redis's data
+is never deleted on the cluster (no `redis_wipe`): the cluster is shared by the run with nobody, but
+its nodes' files are the cluster's.
 """
 from __future__ import annotations
 
 import os
 import random
-import subprocess
+from collections import Counter
 from pathlib import Path
 
 from app.config import Config
+from scripts.stack.programs import AppStack
+from scripts.stack.supervisor import APP
 from tests.chaos.apps import ChaosApps
 from tests.cluster.engines import ClusterEngines
-from tests.e2e.conftest import _start_balancer, names_of, _wait_http, start_process, upstream_of
-from tests.helpers import stop_process
-from tests.helpers import free_port, stack_env, wait_until
+from tests.helpers import free_port, stack_env
+from tests.live_stack import names_of, reaches_both, start_balancer
 
 KINDS = ("web", "relay", "worker")
 NAMES = names_of(cluster=True)
@@ -33,39 +35,29 @@ def cluster_target() -> bool:
 
 
 class ClusterStack:
-    """BenchStack's interface (processes, start, stop, base_url) for two of each process behind a balancer."""
+    """BenchStack's interface (apps, start, stop_all, base_url) for two of each process behind a balancer,
+    under a supervisor that restarts them (Policy APP)."""
 
     def __init__(self, config: Config, logs: Path):
         self.config, self.logs = config, logs
-        self.processes: dict[str, subprocess.Popen] = {}
         self.web_ports = {name: free_port() for name in NAMES["web"]}
         self.port = free_port()
-        self.balancer: subprocess.Popen | None = None
+        self.apps = AppStack(logs, stack_env(config, WEB_TRUSTED_PROXIES="1"), APP)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, name: str) -> subprocess.Popen:
-        extra = {"WEB_TRUSTED_PROXIES": "1"}
-        if name in self.web_ports:
-            metrics_dir = self.logs / f"prometheus-{name}"
-            metrics_dir.mkdir(exist_ok=True)
-            extra.update(WEB_PORT=str(self.web_ports[name]), WEB_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-        process = self.processes[name] = start_process(name, stack_env(self.config, **extra), self.logs)
-        if name in self.web_ports:
-            _wait_http(f"http://127.0.0.1:{self.web_ports[name]}/healthz", process)
-        return process
+    def start(self, name: str) -> None:
+        env = {"WEB_PORT": str(self.web_ports[name]), "WEB_WORKERS": "2"} if name in self.web_ports else {}
+        self.apps.start(name, env)
 
     def start_balancer(self) -> None:
-        self.balancer = _start_balancer(self.port, self.web_ports, self.logs, self.config)
-        seen: set[str | None] = set()
-        wait_until(lambda: seen.add(upstream_of(f"{self.base_url}/healthz")) or set(self.web_ports) <= seen,
-                   "the run's balancer did not reach both webs", every_s=0.2)
+        start_balancer(self.apps, self.port, self.web_ports, self.config)
+        reaches_both(self.base_url, set(self.web_ports))
 
-    def stop_balancer(self) -> None:
-        if self.balancer is not None:
-            stop_process(self.balancer)
+    def stop_all(self) -> None:
+        self.apps.close()
 
 
 class ClusterApps(ChaosApps):
@@ -74,28 +66,23 @@ class ClusterApps(ChaosApps):
     def __init__(self, config: Config, logs: Path, rng: random.Random):
         logs.mkdir(parents=True, exist_ok=True)
         self.stack = ClusterStack(config, logs)
+        self.killed = Counter()
         self.groups = set()
         self.rng = rng
 
     def names(self, kind: str | None = None) -> list[str]:
         return [name for k in KINDS if kind in (None, k) for name in NAMES[k]]
 
-    def start(self, name: str) -> None:
-        if name in KINDS:  # a kind: one instance of it that is not running
-            name = next(n for n in NAMES[name] if self.exit_code(n) is not None or n not in self.stack.processes)
-        self.groups.add(self.stack.start(name).pid)
-
     def kill(self, name: str) -> None:
         super().kill(self.rng.choice(NAMES[name]) if name in KINDS else name)
 
-    def pid(self, name: str) -> int:
-        if name == "web":  # the gunicorn master of the first web that runs (the same one each call)
-            name = next(n for n in NAMES["web"] if n in self.stack.processes and self.exit_code(n) is None)
-        return self.stack.processes[name].pid
+    def web_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.stack.web_ports[name]}"
 
-    def stop_all(self) -> None:
-        self.stack.stop_balancer()
-        super().stop_all()
+    def pid(self, name: str) -> int:
+        if name == "web":  # the gunicorn master of the first web that runs
+            return next(pid for n in NAMES["web"] if (pid := self.supervisor.pid(n)))
+        return self.supervisor.pid(name)
 
 
 class ClusterStore:

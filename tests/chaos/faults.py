@@ -1,11 +1,12 @@
 """The faults, injected one at a time on a thread while the load runs.
 
-Each kind is a real failure of one component, followed by the restart an operator (or systemd)
-would do, the same way the component was first started:
+Each kind is a real failure of one component, followed by what brings it back: for the app
+processes their supervisor (scripts/stack, Policy APP as under `make up`), for the private stores the
+restart an operator would do, the same way the store was first started:
 
-- web_master: SIGKILL the gunicorn master; its workers notice and exit; start the web again.
+- web_master: SIGKILL the gunicorn master; its workers notice and exit; the supervisor starts the web again.
 - web_worker: SIGKILL one gunicorn worker; the master forks a new one.
-- relay, worker: SIGKILL the process; start it again.
+- relay, worker: SIGKILL the process; the supervisor starts it again.
 - kafka: SIGKILL the broker; start it again on the same data directory.
 - redis: SIGKILL Redis; start it again on its AOF and RDB files.
 - pg_backends (beyond the issue's list): terminate every PostgreSQL connection of the services to
@@ -14,10 +15,11 @@ would do, the same way the component was first started:
 - redis_wipe (once, in the second half): SIGKILL Redis, delete its files, start it empty; the worker
   and the read path rebuild the boards from PostgreSQL.
 
-A component stays down for a random moment (up to DOWN_S) so that work piles up behind it. The
-plan spreads the faults evenly over the load, in an order drawn from the run's seed; a fault that
-takes long to recover delays the next one, and faults never overlap. Between faults the thread
-watches the processes: one that exits without being killed is a finding, and is restarted.
+A store stays down for a random moment (up to DOWN_S) so that work piles up behind it; an app process
+is down as long as its restart takes. The plan spreads the faults evenly over the load, in an order
+drawn from the run's seed; a fault that takes long to recover delays the next one, and faults never
+overlap. Between faults the thread watches the processes: one that exits without being killed is a
+finding (an app process: an exit the supervisor counted beyond the run's kills; a store: restarted).
 """
 from __future__ import annotations
 
@@ -99,21 +101,22 @@ class Faults:
             self.error = exc
 
     def watch(self, started: float) -> None:
-        """Restart a process that exited on its own (as Docker's `restart: unless-stopped` would) and
-        remember it: no fault asked for it, so it is a finding. Only this thread kills and restarts."""
-        exited = [(name, self.apps.exit_code(name)) for name in self.apps.names()]
-        exited += [("redis", self.redis.exit_code()), ("kafka", self.kafka.exit_code())]
-        for name, code in exited:
+        """Remember every exit no fault asked for: it is a finding. An app process was restarted by its
+        supervisor (which counts its exits); a store is restarted here, as Docker's `restart:
+        unless-stopped` would. Only this thread kills and restarts."""
+        at_s = time.monotonic() - started
+        for name, exits in self.apps.unasked_exits().items():
+            for _ in range(exits - sum(1 for crash in self.crashes if crash.name == name)):
+                code = (self.apps.supervisor.info(name) or {}).get("exitstatus", -1)
+                self.crashes.append(Crash(name, code, at_s))
+                say(f"{name} exited by itself (code {code}) at {at_s:.0f} s; its supervisor restarted it")
+        for name, store in (("redis", self.redis), ("kafka", self.kafka)):
+            code = store.exit_code()
             if code is None:
                 continue
-            self.crashes.append(Crash(name, code, time.monotonic() - started))
-            say(f"{name} exited by itself (code {code}) at {time.monotonic() - started:.0f} s; restarting it")
-            if name == "redis":
-                self.redis.start()
-            elif name == "kafka":
-                self.kafka.start()
-            else:
-                self.apps.start(name)
+            self.crashes.append(Crash(name, code, at_s))
+            say(f"{name} exited by itself (code {code}) at {at_s:.0f} s; restarting it")
+            store.start()
 
     def inject(self, kind: str) -> None:
         def down() -> None:
@@ -122,10 +125,8 @@ class Faults:
         if kind == "web_worker":
             self.apps.kill_web_worker(self.rng.choice)
         elif kind in ("web_master", "relay", "worker"):
-            name = "web" if kind == "web_master" else kind
-            self.apps.kill(name)
-            down()
-            self.apps.start(name)
+            # Returns once the supervisor has started it again.
+            self.apps.kill("web" if kind == "web_master" else kind)
         elif kind == "kafka":
             self.kafka.kill()
             down()

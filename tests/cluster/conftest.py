@@ -4,8 +4,8 @@ The tests' own processes (the session's `live_stack`: two webs behind their bala
 workers, two ingesters, on this run's database, keys and topics) run on the engines of the cluster that
 `make up-cluster` started. A test kills one thing with SIGKILL, a crash: one of the stack's processes
 (started again as the fixture started it), or a Kafka broker or a Redis master of the cluster, found
-by scripts/cluster.sh's pid files and started again by `scripts/cluster.sh up`, which starts what is
-not running and waits until the cluster is whole. So each test leaves the cluster as it found it.
+through the cluster's supervisor and started again by `python -m scripts.stack cluster up`, which starts
+what is not running and waits until the cluster is whole. So each test leaves the cluster as it found it.
 """
 from __future__ import annotations
 

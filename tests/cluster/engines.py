@@ -1,47 +1,55 @@
-"""The engines of the cluster that scripts/cluster.sh runs: its Kafka nodes and Redis nodes, found by their
-pid files, crashed by SIGKILL and started again by `scripts/cluster.sh up`. Used by the fault tests
+"""The engines of the cluster that `make up-cluster` runs (scripts/stack/cluster.py): its Kafka nodes and
+Redis nodes, found through the cluster's supervisor (their Policy MANUAL: a crashed node stays down),
+crashed by SIGKILL and started again by `python -m scripts.stack cluster up`. Used by the fault tests
 (tests/cluster) and the chaos run on the cluster (tests/chaos/cluster.py)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis as redis_lib
 
+from scripts.stack.supervisor import Supervisor
+
 ROOT = Path(__file__).resolve().parents[2]
 
-# `scripts/cluster.sh up` after a kill: a Kafka node's start and the Redis Cluster's wait included.
+# `python -m scripts.stack cluster up` after a kill: a Kafka node's start and the Redis Cluster's wait
+# included.
 RESTORE_S = 300
 
 
 @dataclass(frozen=True)
 class ClusterEngines:
-    """The Kafka nodes and Redis nodes of scripts/cluster.sh (its CLUSTER_* settings, exported by
-    `scripts/cluster.sh test` and `scripts/cluster.sh chaos`)."""
+    """The Kafka nodes and Redis nodes of the cluster (its CLUSTER_* settings, exported by `make
+    test-cluster` and `make chaos-cluster`)."""
     run_dir: Path
     kafka_port: int
     redis_port: int
 
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.run_dir)
+
     def pid(self, name: str) -> int:
-        return int((self.run_dir / f"{name}.pid").read_text().strip())
+        return self.supervisor.pid(name)
 
     def crash(self, name: str) -> None:
-        """SIGKILL `name` (e.g. `kafka-2`, `redis-4`): spawned with setsid, it leads its process group."""
-        os.killpg(self.pid(name), signal.SIGKILL)
+        """SIGKILL `name` (e.g. `kafka-2`, `redis-4`): the supervisor made it a process group's leader."""
+        self.supervisor.kill(name, group=True)
 
     def restore(self) -> None:
-        """`scripts/cluster.sh up`: starts what is not running and waits until the cluster is whole. With
-        the cluster's own environment: this run's key prefix and test settings are the tests' only."""
+        """`python -m scripts.stack cluster up`: starts what is not running and waits until the cluster is
+        whole. With the cluster's own environment: this run's key prefix and test settings are the tests'."""
         env = {k: v for k, v in os.environ.items() if k != "REDIS_KEY_PREFIX" and not k.startswith("TEST_")}
-        done = subprocess.run([str(ROOT / "scripts" / "cluster.sh"), "up"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=RESTORE_S, check=False)
+        done = subprocess.run([sys.executable, "-m", "scripts.stack", "cluster", "up"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=RESTORE_S, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
 
     def kafka_node(self, broker_id: int) -> str:
-        return f"kafka-{broker_id}"  # node.id N is kafka-N (scripts/cluster.sh)
+        return f"kafka-{broker_id}"  # node.id N is kafka-N (scripts/stack/cluster.py)
 
     def redis_node(self, address: str) -> str:
         """`127.0.0.1:17001` -> `redis-2`."""
@@ -53,11 +61,7 @@ class ClusterEngines:
         return redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
     def running(self, name: str) -> bool:
-        try:
-            os.kill(self.pid(name), 0)
-        except (OSError, ValueError):
-            return False
-        return True
+        return self.pid(name) != 0
 
     def redis_masters(self) -> list[str]:
         """The Redis nodes that are masters now, as a running node sees the cluster."""
@@ -70,6 +74,7 @@ class ClusterEngines:
 
 
 def from_environment() -> ClusterEngines:
-    """The engines named by what `scripts/cluster.sh test` and `scripts/cluster.sh chaos` export."""
+    """The engines named by what `make test-cluster` and `make chaos-cluster` export
+    (scripts/stack/cluster.py)."""
     return ClusterEngines(Path(os.environ["CLUSTER_RUN_DIR"]), int(os.environ["CLUSTER_KAFKA_PORT"]),
                           int(os.environ["CLUSTER_REDIS_PORT"]))

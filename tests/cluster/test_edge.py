@@ -3,7 +3,7 @@ forged, broken or expired token, or none, on a route that needs one is refused w
 401 before any web sees the request; API keys, public routes, pages, sockets and valid tokens pass.
 
 Each algorithm gets a web of its own (one gunicorn worker, logging every request) behind a balancer of
-its own, keyed by `python -m app.edge`'s files as scripts/cluster.sh keys the cluster's.
+its own, keyed by `python -m app.edge`'s files as `make up-cluster` keys the cluster's.
 """
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ import requests
 from itsdangerous import URLSafeTimedSerializer
 
 from app.config import Config
-from tests.e2e.conftest import _start_balancer, _wait_http, start_process
+from scripts.stack.programs import AppStack
+from scripts.stack.supervisor import MANUAL
 from tests.helpers import (
     Api,
     HttpClient,
     free_port,
     stack_env,
-    stop_process,
     wait_until,
 )
+from tests.live_stack import start_balancer
 from tests.token_attacks import NO_TOKEN, attacks
 
 QUERY = {"query": "query { leaderboard { score user_id user_name } }"}  # seed 000, anonymous
@@ -53,22 +54,16 @@ def edge(request, database, kafka_topics, redis_client, tmp_path_factory):
     config = kafka_topics.replace(jwt_algorithm=request.param)
     logs = tmp_path_factory.mktemp(f"edge-{request.param}")
     web_port, lb_port = free_port(), free_port()
-    metrics = logs / "prometheus"
-    metrics.mkdir()
-    env = stack_env(config, WEB_PORT=str(web_port), WEB_WORKERS="1", WEB_TRUSTED_PROXIES="1", LOG_LEVEL="info",
-                    PROMETHEUS_MULTIPROC_DIR=str(metrics))
-    web = start_process("web", env, logs)
-    balancer = None
+    env = stack_env(config, WEB_PORT=str(web_port), WEB_WORKERS="1", WEB_TRUSTED_PROXIES="1", LOG_LEVEL="info")
+    apps = AppStack(logs, env, MANUAL)
     try:
-        _wait_http(f"http://127.0.0.1:{web_port}/healthz", web)
-        balancer = _start_balancer(lb_port, {"web": web_port}, logs, config)
+        apps.start("web")
+        start_balancer(apps, lb_port, {"web": web_port}, config)
         wait_until(lambda: _upstream(f"http://127.0.0.1:{lb_port}/healthz"), "the balancer did not reach the web",
                    every_s=0.2)
         yield Edge(config, f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{web_port}", logs / "web.log")
     finally:
-        for process in (balancer, web):
-            if process is not None:
-                stop_process(process)
+        apps.close()
 
 
 def _upstream(url: str) -> str | None:

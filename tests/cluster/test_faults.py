@@ -20,9 +20,9 @@ from outbox_relay.relay import LEADER_LOCK_KEY
 from tests.cluster.audit import (board_differences, in_kafka_in_order, recorded_once, wait_boards_equal,
                                  wait_caught_up, wait_published)
 from tests.cluster.game import Game, playing
-from tests.e2e.conftest import upstream_of
 from tests.e2e.room_client import RoomClient
 from tests.helpers import Api, HttpClient, wait_until
+from tests.live_stack import upstream_of
 
 # A standby relay retries the leader lock every RELAY_POLL_INTERVAL_S; PostgreSQL frees a dead leader's
 # lock when its connection breaks. Generous for a loaded machine, still far below the hang bound.
@@ -32,7 +32,7 @@ GROUP_MOVE_S = 10 + 30
 # librdkafka's request.timeout.ms (the relay's producer keeps the default, 30 s): no event waits longer
 # than that to be published while a broker is down.
 CLIENT_TIMEOUT_S = 30
-# Redis Cluster's cluster-node-timeout (scripts/cluster.sh, 5 s) and the replica's election.
+# Redis Cluster's cluster-node-timeout (scripts/stack/cluster.py, 5 s) and the replica's election.
 FAILOVER_S = 5 + 30
 # HAProxy marks a web down after `fall 2` checks `inter 2s` (scripts/haproxy.cfg).
 BALANCER_S = 2 * 2 + 30

@@ -1,5 +1,5 @@
 """An offline accessibility check for the browser tests: axe-core, installed from npm's registry by
-`scripts/stack.sh deps` (tests/e2e/axe/package-lock.json), served to the page by the test on the
+`scripts/deps.sh` (tests/e2e/axe/package-lock.json), served to the page by the test on the
 page's own origin (so the page's CSP allows it, and nothing is fetched from a CDN)."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _RUN = """async () => {
 
 def serve_axe(context: BrowserContext) -> None:
     """Answer the checker's URL from the installed file, in every page of the context."""
-    source = AXE.read_bytes()  # missing: run `scripts/stack.sh deps` (a failure, never a skip)
+    source = AXE.read_bytes()  # missing: run `scripts/deps.sh` (a failure, never a skip)
     context.route(f"**{AXE_PATH}", lambda route: route.fulfill(body=source, content_type="text/javascript"))
 
 

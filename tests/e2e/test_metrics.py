@@ -8,8 +8,6 @@ a port of its own (WEB_METRICS_PORT, from the gunicorn master), never on the pub
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -61,18 +59,9 @@ def answers_http(url: str) -> bool:
 def metered_stack(live_stack):
     """The live stack with its relay and worker serving metrics on free ports."""
     ports = {"relay": free_port(), "worker": free_port()}
-    env = stack_env(live_stack.config, RELAY_METRICS_PORT=str(ports["relay"]),
-                    WORKER_METRICS_PORT=str(ports["worker"]))
-    for name, module in (("relay", "outbox_relay"), ("worker", "cache_worker")):
-        old = live_stack.processes[name]
-        if old.poll() is None:
-            os.killpg(old.pid, signal.SIGTERM)
-            old.wait(30)
-        with open(live_stack.logs / f"{name}.log", "ab") as log_file:
-            # Replaced in the stack's own table, so its teardown stops the new process.
-            live_stack.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True)
+    for name in ports:
+        live_stack.restart(name, RELAY_METRICS_PORT=str(ports["relay"]),
+                           WORKER_METRICS_PORT=str(ports["worker"]))
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
     for name, url in urls.items():
         wait_until(lambda: live_stack.processes[name].poll() is None and answers_http(url),

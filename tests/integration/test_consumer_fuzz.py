@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from app.events import LEADERBOARD, envelope_from_row
-from tests.e2e.conftest import start_process
-from tests.helpers import stack_env, stop_process, wait_until
+from scripts.stack.programs import AppStack
+from scripts.stack.supervisor import MANUAL
+from tests.helpers import stack_env, wait_until
 from tests.integration.leaderboard_support import board, owner
 from tests.integration.poison_support import (
     SEED,
@@ -35,10 +36,22 @@ EVENT_REASONS = re.compile(r"^(undecodable message|unknown event type or version
                            r"wrong aggregate|unknown_session|unknown_board): ")
 
 
+_stacks: list[AppStack] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stacks():
+    yield
+    while _stacks:
+        _stacks.pop().close()
+
+
 def _running(name: str, config, logs: Path):
     """`name` (ingest or worker) as its own process, its output in `logs`; returns it and a check that
     fails the test, with the log's end, once it has exited."""
-    process = start_process(name, stack_env(config), logs)
+    stack = AppStack(logs, stack_env(config), MANUAL)
+    _stacks.append(stack)
+    process = stack.start(name)
 
     def alive() -> bool:
         if process.poll() is not None:
@@ -78,7 +91,7 @@ def test_the_score_ingest_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
         produce_all(topics, topics.score_topic, [Raw("valid", _score(board_id, "late", 7), key=key)])
         wait_until(lambda: alive() and entries(engine, board_id).get("late") == 7, "the ingest stopped consuming")
     finally:
-        stop_process(process)
+        process.stop()
     assert process.returncode == 0
 
 
@@ -132,5 +145,5 @@ def test_the_cache_worker_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
         wait_until(lambda: alive() and redis_scores(redis_client, later["id"]) == pg_scores(engine, later["id"]),
                    "the worker stopped consuming")
     finally:
-        stop_process(process)
+        process.stop()
     assert process.returncode == 0

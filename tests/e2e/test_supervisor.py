@@ -1,0 +1,113 @@
+"""Under `make up`, a process that dies comes back without anyone running anything: its supervisor
+(scripts/stack, Policy APP) starts it again.
+
+The four app processes run here as `make up` runs them (scripts/stack's programs and Policy APP), on a
+supervisor of this module's own, with a database, topics and metrics ports of its own: the session's
+live stack and `make test`'s services are untouched. Each test SIGKILLs one process (the web: its
+gunicorn master) and waits for the state that says it is back: a new pid answering /healthz, or
+consuming (the relay publishing the outbox, the worker and the ingest reporting their partitions' lag).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+import requests
+from alembic import command
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.kafka import ensure_topics
+from scripts.stack.programs import APPS, AppStack
+from scripts.stack.supervisor import APP
+from tests.conftest import TEST_DATABASE, alembic_config, drop_replication_slots, recreate_database
+from tests.helpers import Api, HttpClient, free_port, stack_env, wait_until
+
+
+def metrics(port: int) -> dict[str, float]:
+    """{sample name: sum of its values} of one scrape; empty while nothing answers."""
+    try:
+        response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    except requests.RequestException:
+        return {}
+    samples: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name] += sample.value
+    return samples
+
+
+@pytest.fixture(scope="module")
+def supervised(kafka_topics, redis_client, tmp_path_factory):
+    own = f"{kafka_topics.kafka_topic}.sup"
+    config = kafka_topics.replace(
+        database_url=kafka_topics.database_url.rsplit("/", 1)[0] + f"/{TEST_DATABASE}_sup",
+        kafka_topic=own,
+        kafka_dlq_topic=f"{own}.dlq",
+        kafka_consumer_group=f"{own}.cache-worker",
+        score_topic=f"{own}.scores",
+        score_dlq_topic=f"{own}.scores.dlq",
+        score_consumer_group=f"{own}.score-ingest",
+        change_topic=f"{own}.changes",
+    )
+    recreate_database(config.database_url)  # its relay leads on a database of its own
+    command.upgrade(alembic_config(config.database_url), "head")
+    ensure_topics(config)
+    ports = {name: free_port() for name in ("web", "web_metrics", "relay", "worker", "ingest")}
+    env = stack_env(
+        config,
+        WEB_PORT=str(ports["web"]),
+        WEB_WORKERS="1",
+        WEB_METRICS_PORT=str(ports["web_metrics"]),
+        RELAY_METRICS_PORT=str(ports["relay"]),
+        WORKER_METRICS_PORT=str(ports["worker"]),
+        INGEST_METRICS_PORT=str(ports["ingest"]),
+    )
+    stack = AppStack(tmp_path_factory.mktemp("supervised"), env, APP)
+    try:
+        for name in APPS:
+            stack.start(name)
+        yield stack, ports
+    finally:
+        stack.close()
+        drop_replication_slots(config.database_url)  # the relay's: it would keep the server's WAL
+
+
+def consuming(name: str, ports: dict[str, int]) -> bool:
+    """The process of `name` does its job: the web answers, the consumers report their partitions' lag,
+    the relay has published the outbox's events (one is written first)."""
+    if name == "web":
+        try:
+            return requests.get(f"http://127.0.0.1:{ports['web']}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+    if name == "relay":
+        return metrics(ports["relay"]).get("relay_events_published_total", 0) > 0
+    return f"{name}_consumer_lag" in metrics(ports[name])
+
+
+def an_event(ports: dict[str, int]) -> None:
+    """Events in the outbox (a player joins), for the relay to publish."""
+    api = Api(HttpClient(f"http://127.0.0.1:{ports['web']}"))
+    api.join(api.live_session(api.host())["id"], api.guest())
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_a_killed_process_is_started_again_by_its_supervisor(supervised, name):
+    stack, ports = supervised
+    if name == "relay":
+        an_event(ports)
+    wait_until(lambda: consuming(name, ports), f"{name} did not get to work before the kill")
+    exits = stack.supervisor.exits().get(name, 0)
+
+    killed = stack.kill(name)  # SIGKILL of the process itself (the web: its gunicorn master)
+
+    # Back: a new pid that its supervisor counts as started (up for Policy APP's start_s), at work.
+    wait_until(
+        lambda: stack.supervisor.state(name) == "RUNNING" and stack.process(name).pid not in (0, killed),
+        f"{name} was not started again after a SIGKILL",
+    )
+    if name == "relay":  # the new relay has published nothing yet
+        an_event(ports)
+    wait_until(lambda: consuming(name, ports), f"{name} did not get back to work after its restart")
+    assert stack.supervisor.exits()[name] == exits + 1  # what `make ps` shows under RESTARTS
