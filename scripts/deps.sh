@@ -68,6 +68,8 @@ deps_system() {
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # The alert rules' unit tests (promtool comes with Debian's Prometheus).
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     # For `make bench`: the HTTP load generator (pgbench and redis-benchmark come with the servers).
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     if [[ ${#missing[@]} -gt 0 ]]; then
