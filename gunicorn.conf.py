@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.config import check_secret_key, load_config_or_exit
+from app.core.config import check_secret_key, load_config_or_exit
 from app.tokens import check_token_keys
 
 # The web process signs tokens: it refuses to start with a public or short SECRET_KEY, or an unfit
@@ -88,7 +88,7 @@ def post_fork(server, worker) -> None:
 
 def post_worker_init(worker) -> None:
     from app import start_background_work
-    from app.logs import configure_logging
+    from app.core.logs import configure_logging
 
     configure_logging(_config, "web")
     start_background_work(worker.app.wsgi())

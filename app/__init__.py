@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.config import Config, load_config
+from app.core.config import Config, load_config
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -26,7 +26,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
 
-    from app import redis_keys
+    from app.core import redis_keys
     from app.extensions import RUNTIME, close_db, sock
     from app.runtime import Runtime
     redis_keys.configure(config)  # now, not at the first Redis connection: keys may be named before it
@@ -34,8 +34,21 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     sock.init_app(app)
 
-    from app.api import (api_keys, auth, errors, health, images, jwks, leaderboards, openapi, quizzes,
-                         request_log, scores, session_boards, sessions)
+    from app.api import (
+        api_keys,
+        auth,
+        errors,
+        health,
+        images,
+        jwks,
+        leaderboards,
+        openapi,
+        quizzes,
+        request_log,
+        scores,
+        session_boards,
+        sessions,
+    )
     from app.graphql import http as graphql_http
     from app.graphql import ws as graphql_ws
     from app.rooms import board_socket

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app.config import Config, load_config_or_exit
+from app.core.config import Config, load_config_or_exit
 from app.leaderboards.api_keys import PREFIX as API_KEY_PREFIX
 from app.tokens import MAX_TOKEN_BYTES, shared_secret, token_keys
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.ids import new_id
-from app.json_input import JsonInputError, decode_json
-from app.poison import PoisonMessage
+from app.core.ids import new_id
+from app.core.json_input import JsonInputError, decode_json
+from app.core.poison import PoisonMessage
 
 QUIZ_SESSION = "quiz_session"
 LEADERBOARD = "leaderboard"

@@ -217,7 +217,7 @@ class Event(Base):
 class OutboxCapture(Base):
     """How far the relay in wal mode has captured the outbox from its replication slot (migration 0006):
     every event committed before `caught_up_at` was delivered to Kafka. Written by the relay when it has
-    read its slot to the end, read by `outbox_lag` (app/services/outbox.py)."""
+    read its slot to the end, read by `outbox_lag` (app/core/outbox.py)."""
 
     __tablename__ = "outbox_capture"
 

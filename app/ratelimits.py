@@ -2,7 +2,7 @@
 
 The `limits` library keeps a sliding-window counter per rule and identifier (one Lua call per hit),
 so every gunicorn worker and every web server behind a balancer counts against the same budget.
-Each rule is a configuration variable (app/config.py, `RATE_*`); its defaults leave room for a
+Each rule is a configuration variable (app/core/config.py, `RATE_*`); its defaults leave room for a
 real classroom: 2,000 players behind one school NAT address create 2,000 guests, look the PIN up and
 join within a minute (about 6,000 requests from one address), far below the per-address ceilings.
 What a guesser needs is different: join-code lookups that miss are counted on their own, with a
@@ -23,12 +23,12 @@ from flask import g, request
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from app import redis_keys
-from app.config import Config
-from app.logs import RateLimitedLog
-from app.metrics import RATE_LIMITED, RATE_LIMIT_UNAVAILABLE
-from app.redis_client import Client, rate_limit_storage
-from app.services.errors import TooManyRequests
+from app.core import redis_keys
+from app.core.config import Config
+from app.core.errors import TooManyRequests
+from app.core.logs import RateLimitedLog
+from app.core.metrics import RATE_LIMIT_UNAVAILABLE, RATE_LIMITED
+from app.core.redis_client import Client, rate_limit_storage
 
 log = logging.getLogger(__name__)
 

@@ -12,20 +12,20 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Config
-from app.db import get_engine, session_factory
-from app.kafka import make_admin
+from app.core.config import Config
+from app.core.db import get_engine, session_factory
+from app.core.errors import NotFound
+from app.core.kafka import make_admin
+from app.core.metrics import WebMetrics
+from app.core.redis_client import Client, make_redis
 from app.leaderboards.batcher import ScoreBatcher
 from app.leaderboards.reads import BoardReader
-from app.metrics import WebMetrics
 from app.ratelimits import RateLimits
-from app.redis_client import Client, make_redis
 from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.rooms.signed_in import SignedInSockets
 from app.rooms.slots import SocketSlots
 from app.services.answers import AnswerBatcher
-from app.services.errors import NotFound
 from app.services.rooms import question_results, standings
 from app.services.sessions import describe_session
 from app.session_boards.reads import read_page

@@ -12,12 +12,12 @@ import time
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Config
+from app.core.config import Config
+from app.core.logs import RateLimitedLog
+from app.core.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
+from app.core.outbox import outbox_lag
 from app.leaderboards.periods import close_due_periods
-from app.logs import RateLimitedLog
-from app.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from app.services.deletion import purge_expired_sessions
-from app.services.outbox import outbox_lag
 from app.services.sessions import close_due_questions
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ served as a JWKS at /.well-known/jwks.json: a gateway holding it can check token
 ES256 rather than EdDSA: HAProxy 2.6's `jwt_verify` (and many gateways) verify ES256, not EdDSA.
 
 Claims: `sub` (the user's id), `kind` (`user` or `guest`), `iat`, `exp`, `jti`, `iss` and `aud`
-(JWT_ISSUER, JWT_AUDIENCE). The `jti` is a UUIDv7 (app/ids.py), so it carries the millisecond the
+(JWT_ISSUER, JWT_AUDIENCE). The `jti` is a UUIDv7 (app/core/ids.py), so it carries the millisecond the
 token was issued: a logout refuses every token of the user whose `jti` is older than it
 (`users.tokens_valid_after`, cached in Redis: app/services/accounts.py). A gateway cannot know of a
 logout; the service checks it on every request.
@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from app.config import Config, ConfigError
-from app.ids import new_id
+from app.core.config import Config, ConfigError
+from app.core.ids import new_id
 
 ALGORITHMS = ("HS256", "ES256")
 KINDS = ("user", "guest")

@@ -3,7 +3,7 @@ its Redis Cluster slot, and how a board Redis lacks is rebuilt from PostgreSQL. 
 leaderboards share the loop (cache_worker/worker.py); only these answers differ.
 
 An aggregate's events of one batch are applied together (`Aggregate.queue`): runs of them go to Redis as
-apply_batch calls of at most BATCH_CHUNK events (app/lua.py), which answer one reply per event, and a
+apply_batch calls of at most BATCH_CHUNK events (app/core/lua.py), which answer one reply per event, and a
 deletion, which no script applies, splits the runs and is finished once the pipeline ran (`settle`)."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
+from app.core.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
 from app.events import LEADERBOARD, QUIZ_SESSION, Envelope
 from app.leaderboards.apply import board_event_call, forget_board, is_board_deletion
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
-from app.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
 from app.session_boards.apply import event_call, forget_session, is_session_deletion
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import UnknownSession, rebuild_board

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 
-from app.config import load_config
-from app.db import get_engine
+from app.core.config import load_config
+from app.core.db import get_engine
+from app.core.kafka import ensure_topics, make_consumer, make_producer
+from app.core.redis_client import make_redis, node_of
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
-from app.kafka import ensure_topics, make_consumer, make_producer
-from app.redis_client import make_redis, node_of
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scripts import session_script_source
 from cache_worker.worker import CacheWorker

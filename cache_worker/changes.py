@@ -17,14 +17,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from app.core.errors import NotFound
+from app.core.kafka import produce
+from app.core.lua import NEEDS_REBUILD
 from app.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
-from app.kafka import produce
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.periods import PeriodSpans, with_span
 from app.leaderboards.reads import page_of
 from app.leaderboards.scripts import board_scripts
-from app.lua import NEEDS_REBUILD
-from app.services.errors import NotFound
 
 DIGEST_FIELD = "top_digest"
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import os
 
-from app.batch_consumer import serve
-from app.config import Config
-from app.db import get_engine
-from app.kafka import make_consumer, make_producer
-from app.redis_client import make_redis
+from app.core.batch_consumer import serve
+from app.core.config import Config
+from app.core.db import get_engine
+from app.core.kafka import make_consumer, make_producer
+from app.core.redis_client import make_redis
 from cache_worker.worker import CacheWorker
 
 log = logging.getLogger("cache_worker")

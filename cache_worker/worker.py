@@ -2,13 +2,13 @@
 
 One batch: decode every message (poison ones go to the dead-letter topic), group the decodable events
 by session or board (each group in its order), queue one apply_batch script call per group (per
-BATCH_CHUNK events of it, app/lua.py) in one non-transactional pipeline per Redis node, which answers
+BATCH_CHUNK events of it, app/core/lua.py) in one non-transactional pipeline per Redis node, which answers
 one reply per event, announce the board tops that changed (changes.py), and only once Redis has
 answered (and the dead letters and announcements are flushed) store the batch's offsets. Auto-commit
 then commits stored offsets.
 A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
 Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched. Any other
-failure of the batch is one message's (app/poison.py): the batch is halved until that message is
+failure of the batch is one message's (app/core/poison.py): the batch is halved until that message is
 found and dead-lettered, and the others are applied (the scripts skip what an attempt applied).
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 
-from app.batch_consumer import BatchConsumer
+from app.core.batch_consumer import BatchConsumer
+from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
+from app.core.poison import store_unavailable
+from app.core.redis_client import is_cluster, node_client
 from app.events import Envelope, decode_envelope
 from app.leaderboards.periods import PeriodSpans
-from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
-from app.poison import store_unavailable
-from app.redis_client import is_cluster, node_client
 from cache_worker.aggregates import NO_COMMAND, aggregates
 from cache_worker.changes import Announced, announce_changes, announce_closes, remember, touched_periods
 
@@ -65,7 +65,7 @@ class _Pending:
 
 class CacheWorker(BatchConsumer):
     """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch,
-    `run()` loops it (app/batch_consumer.py) and keeps the consumer-lag gauge fresh."""
+    `run()` loops it (app/core/batch_consumer.py) and keeps the consumer-lag gauge fresh."""
 
     log = log
 
@@ -96,7 +96,7 @@ class CacheWorker(BatchConsumer):
             try:
                 envelope = decode_envelope(message.value())
                 pending.append(_Pending(message, envelope, envelope.parsed_payload()))
-            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/poison.py)
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
         announced = self.retry_or_isolate("applying events", pending, self._apply,
                                           message_of=lambda item: item.message)

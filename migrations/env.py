@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, text
 
-from app.config import load_config
+from app.core.config import load_config
 from app.models import Base
 
 config = context.config

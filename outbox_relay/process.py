@@ -14,13 +14,13 @@ import sys
 import time
 from typing import Any
 
-from app.config import Config, load_config_or_exit
-from app.db import get_engine
-from app.kafka import make_producer
-from app.logs import configure_logging
-from app.processing import run_until_signalled
 from sqlalchemy.exc import DBAPIError
 
+from app.core.config import Config, load_config_or_exit
+from app.core.db import get_engine
+from app.core.kafka import make_producer
+from app.core.logs import configure_logging
+from app.core.processing import run_until_signalled
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
 from outbox_relay.relay import OutboxListener, Relay, RelayStats

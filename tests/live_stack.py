@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from app import create_app
-from app.config import Config
+from app.core.config import Config
 from app.edge import write_edge_files
 from scripts.stack.programs import APPS, AppStack, kind_of
 from scripts.stack.supervisor import MANUAL, Process

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from app.core.ids import parse_id
 from app.extensions import runtime
-from app.ids import parse_id
 from app.leaderboards import api_keys as keys
 from app.ratelimits import Limit, client_address, limit
 from app.services import accounts

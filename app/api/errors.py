@@ -11,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.api.core import ApiError, error_body
-from app.services import errors as service_errors
+from app.core import errors as service_errors
 
 log = logging.getLogger(__name__)
 

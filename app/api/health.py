@@ -1,10 +1,10 @@
-"""Liveness and readiness. (Metrics are not served here: see app/metrics.py.)"""
+"""Liveness and readiness. (Metrics are not served here: see app/core/metrics.py.)"""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from app.concurrency import off_the_event_loop
+from app.core.concurrency import off_the_event_loop
 from app.extensions import runtime
 
 bp = Blueprint("health", __name__)

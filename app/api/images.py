@@ -7,12 +7,19 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app.api.core import (ApiError, current_principal, endpoint, hit_public_read_budgets, parse_uuid,
-                          read_raw_body, require_registered)
+from app.api.core import (
+    ApiError,
+    current_principal,
+    endpoint,
+    hit_public_read_budgets,
+    parse_uuid,
+    read_raw_body,
+    require_registered,
+)
+from app.core.errors import Gone, NotFound
 from app.extensions import get_db, runtime
 from app.ratelimits import limit
 from app.services import images, sessions
-from app.services.errors import Gone, NotFound
 
 bp = Blueprint("images", __name__)
 

@@ -8,7 +8,7 @@ import uuid
 
 from flask import Flask, g, request
 
-from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("livequiz.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

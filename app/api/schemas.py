@@ -11,11 +11,20 @@ import copy
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      WithJsonSchema, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import core_schema
 
-from app.ids import parse_id
+from app.core.ids import parse_id
 from app.leaderboards.domain import BOARD_ID, MAX_EXACT, METADATA_MAX_BYTES, check_metadata
 
 # What str.strip() takes off: the characters str.isspace() calls whitespace.

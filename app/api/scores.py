@@ -6,10 +6,10 @@ from flask import Blueprint, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_query
 from app.api.schemas import ActionBody, ActivityQuery, ScoreBatchBody, ScoreBody
+from app.core.errors import ServiceError
 from app.extensions import runtime
 from app.leaderboards.players import activity_of, boards_of
 from app.leaderboards.scores import Authority, ScoreRequest, ScoreResult, Submission
-from app.services.errors import ServiceError
 
 bp = Blueprint("scores", __name__, url_prefix="/api/v1")
 

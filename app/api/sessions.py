@@ -6,10 +6,10 @@ import uuid
 from flask import Blueprint, Response, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_optional_body, parse_query, parse_uuid
-from app.ratelimits import limit
-from app.services.errors import NotFound
 from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
+from app.core.errors import NotFound
 from app.extensions import get_db, runtime
+from app.ratelimits import limit
 from app.services import answers, deletion, reports, sessions
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")

@@ -23,17 +23,31 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import (DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-                     InlineFragmentNode, OperationDefinitionNode, OperationType, SelectionSetNode, Visitor, execute,
-                     get_operation_ast, parse, validate, visit)
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    Visitor,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+    visit,
+)
 from graphql.language import IntValueNode, VariableNode
 from redis import RedisError
 from sqlalchemy.exc import OperationalError
 
 from app.api.core import ApiError
+from app.core.errors import ServiceError, TooManyRequests
+from app.core.metrics import GRAPHQL_FRAGMENTS_MEASURED
 from app.graphql.schema import SCHEMA
-from app.metrics import GRAPHQL_FRAGMENTS_MEASURED
-from app.services.errors import ServiceError, TooManyRequests
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.api.core import ApiError, read_raw_body
+from app.core.errors import TooManyRequests
+from app.core.json_input import JsonInputError, decode_json
 from app.extensions import runtime
 from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
 from app.graphql.guards import Caller, charge_document, charge_operation, check_credential
 from app.graphql.schema import Context
-from app.json_input import JsonInputError, decode_json
 from app.leaderboards import boards, players
 from app.leaderboards.scores import ScoreRequest
 from app.ratelimits import client_address
-from app.services.errors import TooManyRequests
 
 bp = Blueprint("graphql", __name__)
 

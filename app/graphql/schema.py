@@ -18,13 +18,21 @@ from graphql import GraphQLError, GraphQLSchema, IntValueNode, StringValueNode, 
 from pydantic import BaseModel, ValidationError
 
 from app.api.core import require_registered
-from app.api.schemas import (AroundBoardQuery, BoardBody, BoardListQuery, Nickname, PeriodQuery, RangeQuery,
-                             ScoreBody, TopQuery)
+from app.api.schemas import (
+    AroundBoardQuery,
+    BoardBody,
+    BoardListQuery,
+    Nickname,
+    PeriodQuery,
+    RangeQuery,
+    ScoreBody,
+    TopQuery,
+)
+from app.core.errors import Invalid, ServiceError
+from app.core.json_input import decode_json
 from app.graphql.guards import Caller, twin
-from app.json_input import decode_json
 from app.leaderboards.domain import DEFAULT_BOARD, is_exact
 from app.leaderboards.scores import Authority, Submission
-from app.services.errors import Invalid, ServiceError
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 SDL = SDL_PATH.read_text()

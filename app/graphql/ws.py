@@ -27,18 +27,18 @@ from redis import RedisError
 from simple_websocket import ConnectionClosed
 
 from app.api.core import ApiError, bearer_token, principal_from_token
+from app.core.errors import NotFound, ServiceError, TooManyRequests
+from app.core.json_input import JsonInputError, decode_json
 from app.extensions import runtime, sock
 from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
 from app.graphql.guards import Caller, charge_document, charge_operation
 from app.graphql.http import make_context
-from app.json_input import JsonInputError, decode_json
 from app.leaderboards.periods import SPAN_FIELDS
 from app.ratelimits import client_address, limit
 from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.socket import MESSAGE_BURST, MESSAGES_PER_S
-from app.services.errors import NotFound, ServiceError, TooManyRequests
 
 log = logging.getLogger(__name__)
 bp = Blueprint("graphql_ws", __name__)

@@ -18,8 +18,8 @@ from typing import Any
 import redis as redis_lib
 from sqlalchemy import Engine, text
 
-from app import redis_keys
-from app.services.errors import NotFound, Unavailable
+from app.core import redis_keys
+from app.core.errors import NotFound, Unavailable
 
 PREFIX = "lbk_"
 # How long Redis keeps a live key's check, and the mark of a revoked one (much longer: a check read

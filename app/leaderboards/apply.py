@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.events import (BoardConfigured, BoardDeleted, EntryChanged, EntryRemoved, Envelope, PeriodClosed,
-                        PeriodOpened)
+from app.core.lua import Call
+from app.events import (
+    BoardConfigured,
+    BoardDeleted,
+    EntryChanged,
+    EntryRemoved,
+    Envelope,
+    PeriodClosed,
+    PeriodOpened,
+)
 from app.leaderboards.domain import metadata_json
 from app.leaderboards.keys import BoardKeys
-from app.lua import Call
 from app.session_boards.scores import instant_ms
 
 APPLIED = 1
@@ -23,7 +30,7 @@ ROOM_TTL_S = 86400
 
 def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
     """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
-    runs among the board's others in one batch (app/lua.py). A deleted board is removed by `forget_board`,
+    runs among the board's others in one batch (app/core/lua.py). A deleted board is removed by `forget_board`,
     not by a script."""
     keys = BoardKeys(envelope.aggregate_id)
     if isinstance(payload, EntryChanged):

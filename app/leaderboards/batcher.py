@@ -1,4 +1,4 @@
-"""Group commit of the web process's score requests (app/group_commit.py), each client in its turn.
+"""Group commit of the web process's score requests (app/core/group_commit.py), each client in its turn.
 
 A client is whoever writes: a board's owner (with their token or any of their API keys), a player
 reporting their own actions, or the anonymous clients of seed 000 together. A request costs its
@@ -12,9 +12,9 @@ from collections.abc import Hashable
 
 from sqlalchemy import Engine
 
-from app.group_commit import CommitFailed, GroupCommit
+from app.core.errors import ServiceError
+from app.core.group_commit import CommitFailed, GroupCommit
 from app.leaderboards.scores import ScoreRequest, ScoreResult, submit_score_requests
-from app.services.errors import ServiceError
 
 
 class ScoreBatcher(GroupCommit[ScoreRequest, list]):

@@ -1,12 +1,12 @@
 """Redis key names of a board; every one carries the board id as a hash tag (Redis Cluster), so each
 script of a board runs in one slot. A board's configuration is one hash; each period has its own
 sorted set, entries, metadata and change log (lua/lb_lib.lua describes them). Every name starts with
-REDIS_KEY_PREFIX (app/redis_keys.py)."""
+REDIS_KEY_PREFIX (app/core/redis_keys.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app import redis_keys
+from app.core import redis_keys
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from app.core.errors import NotFound
+from app.core.outbox import record_event
 from app.events import PeriodClosed, PeriodOpened, Standing
 from app.leaderboards.domain import ranking_sql
-from app.services.errors import NotFound
-from app.services.outbox import record_event
 
 SPAN_FIELDS = ("starts_at", "ends_at", "label")
 # A closed period's `total` went by this name in GET .../periods and the board sockets' period_closed:

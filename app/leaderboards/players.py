@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.core.errors import NotFound
 from app.leaderboards.periods import SPAN_FIELDS
 from app.leaderboards.reads import BoardReader
-from app.services.errors import NotFound
 
 
 def boards_of(engine: Engine, reader: BoardReader, player_id: str) -> list[dict[str, Any]]:

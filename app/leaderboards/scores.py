@@ -26,14 +26,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from app.core.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable, Unprocessable
+from app.core.group_commit import commit
+from app.core.ids import NEW_ID_SQL
+from app.core.metrics import SCORE_WRITES
+from app.core.outbox import count_committed, outbox_insert, record_event
 from app.events import EntryRemoved
-from app.group_commit import commit
-from app.ids import NEW_ID_SQL
 from app.leaderboards.domain import EntryFold, is_exact
 from app.leaderboards.periods import lock_open_periods, roll_period
-from app.metrics import SCORE_WRITES
-from app.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable, Unprocessable
-from app.services.outbox import count_committed, outbox_insert, record_event
 
 # Rolling an ended period and writing again: a write never waits on more than this many boundaries.
 _ATTEMPTS = 3

@@ -1,7 +1,7 @@
 """The Lua scripts of the leaderboard service (lua/lb_*.lua), sharing lua/lb_lib.lua."""
 from __future__ import annotations
 
-from app.lua import Script, ScriptSet, registered
+from app.core.lua import Script, ScriptSet, registered
 
 
 class BoardScripts(ScriptSet):
@@ -9,7 +9,7 @@ class BoardScripts(ScriptSet):
     NAMES = ("apply_batch", "lb_apply_entry", "lb_apply_config", "lb_apply_period", "lb_close_period", "lb_read_range",
              "lb_read_after", "lb_read_player", "lb_read_stats", "lb_swap_period")
 
-    apply_batch: Script  # a run of the board's events in one call (app/lua.py pack_batch)
+    apply_batch: Script  # a run of the board's events in one call (app/core/lua.py pack_batch)
     lb_apply_entry: Script
     lb_apply_config: Script
     lb_apply_period: Script

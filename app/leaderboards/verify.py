@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from app import redis_keys
+from app.core import redis_keys
 from app.leaderboards.keys import BoardKeys
 
 Standing = tuple[int, int]  # score, tie_seq

@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.config import Config
+from app.core.config import Config
 
 ops = AppGroup("ops", help="Inspect and repair the leaderboards, the outbox and the dead letters.")
 dlq = AppGroup("dlq", help="Dead-lettered events: list them, send them back to the main topic.")

@@ -1,5 +1,5 @@
 """`ops dlq list` and `ops dlq redrive`: the dead letters of the cache worker (`--queue events`, the
-default) and of the score ingest (`--queue scores`), app/dead_letters.py."""
+default) and of the score ingest (`--queue scores`), app/core/dead_letters.py."""
 from __future__ import annotations
 
 import sys
@@ -7,13 +7,23 @@ import uuid
 
 import click
 
+from app.core.dead_letters import (
+    EVENTS,
+    SCORES,
+    DeadLetter,
+    DeadLetterQueue,
+    ReadStalled,
+    commit_redriven,
+    dead_letter_queues,
+    read_dead_letters,
+    redrive_consumer,
+    topic_state,
+)
+from app.core.kafka import DeliveryTracker, make_producer, produce
 from app.events import PoisonEvent, decode_envelope
 from app.leaderboards.messages import decode_score
-from app.kafka import DeliveryTracker, make_producer, produce
 from app.ops.common import config, dlq
 from app.ops.replay import await_deliveries
-from app.dead_letters import (EVENTS, SCORES, DeadLetter, DeadLetterQueue, ReadStalled, commit_redriven,
-                              dead_letter_queues, read_dead_letters, redrive_consumer, topic_state)
 
 
 def _read(consumer, topic: str, start: dict[int, int], end: dict[int, int]) -> list[DeadLetter]:

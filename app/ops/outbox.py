@@ -5,9 +5,9 @@ import sys
 
 import click
 
+from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
 from app.extensions import runtime
 from app.ops.common import config, ops
-from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
 
 
 @ops.command("outbox")

@@ -9,10 +9,10 @@ from typing import Any
 import click
 from sqlalchemy import text
 
+from app.core.kafka import DeliveryTracker, make_producer, produce
+from app.core.outbox import published_condition
 from app.events import envelope_from_row
 from app.extensions import runtime
-from app.services.outbox import published_condition
-from app.kafka import DeliveryTracker, make_producer, produce
 from app.ops.common import config, one_selection, ops, progress
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

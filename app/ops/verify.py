@@ -10,13 +10,13 @@ from typing import Any, Callable
 import click
 from confluent_kafka import KafkaException
 
+from app.core.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
+from app.core.outbox import outbox_lag
 from app.extensions import runtime
 from app.leaderboards.verify import cached_boards, cached_periods, compare_period
 from app.ops.common import board_options, config, ops, progress
-from app.services.outbox import outbox_lag
 from app.session_boards.rebuild import UnknownSession
 from app.session_boards.verify import cached_sessions, compare_board
-from app.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
 
 
 @ops.command("verify")

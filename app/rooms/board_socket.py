@@ -14,6 +14,7 @@ import re
 from flask import Blueprint, current_app, request
 from redis import RedisError
 
+from app.core.errors import NotFound, TooManyRequests
 from app.extensions import runtime, sock
 from app.leaderboards.domain import BOARD_ID
 from app.ratelimits import limit
@@ -21,7 +22,6 @@ from app.rooms.boards import MAX_TOP, Watch
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.socket import CLOSE_TOO_MANY, CLOSE_TRY_LATER, answer_client, client_error
-from app.services.errors import NotFound, TooManyRequests
 
 bp = Blueprint("board_sockets", __name__)
 

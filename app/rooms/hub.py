@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import redis
 
-from app.logs import RateLimitedLog
+from app.core.logs import RateLimitedLog
 from app.leaderboards.keys import BoardKeys
 from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection

@@ -19,11 +19,11 @@ from typing import Iterator
 import redis as redis_lib
 from redis.exceptions import RedisClusterException
 
-from app import redis_keys
-from app.lua import Script, ScriptSet, registered
-from app.logs import RateLimitedLog
-from app.metrics import RATE_LIMITED
-from app.redis_client import node_client
+from app.core import redis_keys
+from app.core.logs import RateLimitedLog
+from app.core.lua import Script, ScriptSet, registered
+from app.core.metrics import RATE_LIMITED
+from app.core.redis_client import node_client
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,18 @@ from simple_websocket import ConnectionClosed
 from app.api.core import describe_validation
 from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from app.api.schemas import SocketAnswer
-
+from app.core.errors import Forbidden, NotFound, ServiceError, TooManyRequests
+from app.core.json_input import JsonInputError, decode_json
 from app.extensions import runtime, sock
-from app.json_input import JsonInputError, decode_json
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.hub import now_iso
 from app.rooms.signed_in import SIGNED_OUT
-from app.services import accounts, rooms as room_service
+from app.services import accounts
+from app.services import rooms as room_service
 from app.services.answers import AnswerRequest
-from app.services.errors import Forbidden, NotFound, ServiceError, TooManyRequests
 from app.tokens import Principal
 
 log = logging.getLogger(__name__)

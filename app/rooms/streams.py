@@ -20,9 +20,9 @@ from typing import Any, Callable
 import redis
 from redis.exceptions import RedisClusterException
 
-from app.logs import RateLimitedLog
-from app.redis_client import is_cluster, node_of
-from app.retry import Backoff
+from app.core.logs import RateLimitedLog
+from app.core.redis_client import is_cluster, node_of
+from app.core.retry import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import json
 import secrets
 import uuid
 
-from app import redis_keys
+from app.core import redis_keys
 from app.tokens import Principal
 
 TICKET_TTL_S = 60

@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import redis_keys
-from app.concurrency import Bounded
-from app.ids import new_id
-from app.metrics import PASSWORD_HASHES
+from app.core import redis_keys
+from app.core.concurrency import Bounded
+from app.core.errors import Conflict, Unauthorized, Unavailable
+from app.core.ids import new_id
+from app.core.metrics import PASSWORD_HASHES
 from app.models import User
-from app.services.errors import Conflict, Unauthorized, Unavailable
 from app.tokens import Principal
 
 # Two hashes at once per process: the two cores stay shared with everything else.

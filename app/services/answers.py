@@ -14,7 +14,7 @@ refused with the recorded receipt in the error. A failure while committing leave
 unknown: the answer is retried, which either records it or finds it recorded, and when even that
 cannot tell, the caller learns `outcome_unknown`, never that the answer was not recorded.
 
-Group commit (app/group_commit.py): concurrent answers of a process are committed together, in one
+Group commit (app/core/group_commit.py): concurrent answers of a process are committed together, in one
 transaction with the same statements over arrays (`AnswerBatcher`).
 """
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, text
 
+from app.core.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
+from app.core.group_commit import GroupCommit, commit
+from app.core.ids import new_id
+from app.core.metrics import ANSWERS_ACCEPTED
+from app.core.outbox import count_committed, outbox_insert
 from app.domain.scoring import score_answer
 from app.domain.sessions import QUESTION_OPEN
 from app.events import AnswerScored, new_event_id, payload_for
-from app.ids import new_id
-from app.metrics import ANSWERS_ACCEPTED
-from app.group_commit import GroupCommit, commit
-from app.services.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
-from app.services.outbox import count_committed, outbox_insert
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
 # READ COMMITTED it sees the session, question and streaks as they are once the lock is held.
@@ -241,7 +241,7 @@ def find_recorded(engine: Engine, request: AnswerRequest) -> AnswerReceipt | Non
 
 
 class AnswerBatcher(GroupCommit[AnswerRequest, AnswerReceipt]):
-    """Group commit of answers (app/group_commit.py); a retry finds an answer by its natural key."""
+    """Group commit of answers (app/core/group_commit.py); a retry finds an answer by its natural key."""
 
     what = "answer"
 

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
+from app.core.errors import Conflict
+from app.core.outbox import record_event
 from app.domain import sessions as rules
 from app.events import QUIZ_SESSION, SessionDeleted
-from app.services.errors import Conflict
-from app.services.outbox import record_event
 from app.services.sessions import lock_for_host
 
 PURGE_BATCH = 100

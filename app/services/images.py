@@ -17,9 +17,9 @@ import segno
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.ids import new_id
+from app.core.errors import Invalid, TooLarge, UnsupportedMediaType
+from app.core.ids import new_id
 from app.models import QuestionImage, User
-from app.services.errors import Invalid, TooLarge, UnsupportedMediaType
 from app.services.quizzes import image_url
 
 # The types taken, each recognised by its signature; a WebP file is a RIFF container whose form is WEBP.

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
+from app.core.errors import Conflict, NotFound
+from app.core.ids import new_id
 from app.domain import sessions as rules
-from app.ids import new_id
 from app.models import Question, Quiz
 from app.services import deletion
-from app.services.errors import Conflict, NotFound
 from app.services.quizzes import check_images, question_rows, quiz_view
 
 LIST_LIMIT = 500

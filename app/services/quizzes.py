@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.ids import new_id
+from app.core.errors import NotFound, Unprocessable
+from app.core.ids import new_id
 from app.models import Question, Quiz
-from app.services.errors import NotFound, Unprocessable
 
 
 def image_url(image_id: uuid.UUID | None) -> str | None:

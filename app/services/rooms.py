@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.services.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, NotFound
 
 
 @dataclass(frozen=True)

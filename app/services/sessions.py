@@ -9,12 +9,12 @@ from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.errors import Conflict, Forbidden, Gone, NotFound
+from app.core.ids import new_id
+from app.core.outbox import record_event
 from app.domain import sessions as rules
 from app.events import ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened, SessionEnded
-from app.ids import new_id
-from app.services.errors import Conflict, Forbidden, Gone, NotFound
 from app.services.quizzes import image_url
-from app.services.outbox import record_event
 
 _JOIN_CODE_ATTEMPTS = 20
 

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.events import (AnswerScored, Envelope, ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened,
-                        SessionDeleted, SessionEnded)
-from app.lua import Call
+from app.core.lua import Call
+from app.events import (
+    AnswerScored,
+    Envelope,
+    ParticipantJoined,
+    ParticipantRemoved,
+    QuestionClosed,
+    QuestionOpened,
+    SessionDeleted,
+    SessionEnded,
+)
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import instant_ms
 from app.session_boards.scripts import LeaderboardScripts
@@ -46,7 +54,7 @@ def removed_key(participant_id) -> str:
 
 def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) -> Call:
     """The script call that applies `envelope` (its script, KEYS and ARGV), run alone by `apply_event` or
-    among others by the worker's batch (app/lua.py). Pass `payload` when the caller has parsed it
+    among others by the worker's batch (app/core/lua.py). Pass `payload` when the caller has parsed it
     already, `keys` (the session's apply_keys) when it holds them."""
     keys = keys or SessionKeys.of(envelope.session_id).apply_keys
     payload = payload or envelope.parsed_payload()

@@ -1,11 +1,11 @@
 """Redis key names of a session; every one carries the session id as a hash tag (Redis Cluster) and
-starts with REDIS_KEY_PREFIX (app/redis_keys.py)."""
+starts with REDIS_KEY_PREFIX (app/core/redis_keys.py)."""
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from app import redis_keys
+from app.core import redis_keys
 
 
 @dataclass(frozen=True)

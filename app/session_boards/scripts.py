@@ -1,7 +1,7 @@
 """The Lua scripts of a quiz session's board (lua/), sharing lua/board_lib.lua."""
 from __future__ import annotations
 
-from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD, Script, ScriptSet, registered, script_source
+from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD, Script, ScriptSet, registered, script_source
 
 LIBRARY = "board_lib.lua"
 
@@ -14,7 +14,7 @@ class LeaderboardScripts(ScriptSet):
              "apply_question_closed", "apply_session_ended", "read_leaderboard_page", "read_around",
              "swap_rebuilt_board", "register_socket")
 
-    apply_batch: Script  # a run of the session's events in one call (app/lua.py pack_batch)
+    apply_batch: Script  # a run of the session's events in one call (app/core/lua.py pack_batch)
     apply_answer_scored: Script
     apply_participant_joined: Script
     apply_participant_removed: Script

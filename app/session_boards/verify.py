@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from app import redis_keys
+from app.core import redis_keys
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import UnknownSession, session_epoch_ms
 from app.session_boards.scores import instant_ms, reached_ms, split

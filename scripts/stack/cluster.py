@@ -161,7 +161,7 @@ class Cluster:
                 [
                     sys.executable,
                     "-m",
-                    "app.kafka",
+                    "app.core.kafka",
                     "topics",
                     "--replication-factor",
                     "3",

@@ -26,7 +26,7 @@ import psutil
 import requests
 from sqlalchemy import text
 
-from app.config import Config
+from app.core.config import Config
 from app.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,10 +17,10 @@ import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sqlalchemy import text
 
-from app.config import Config
+from app.core.config import Config
+from app.core.outbox import outbox_lag
 from app.session_boards.rebuild import UnknownSession
 from app.session_boards.verify import compare_board
-from app.services.outbox import outbox_lag
 from tests.chaos.hosts import Lane
 from tests.chaos.settings import say
 from tests.helpers import Api, HttpClient, wait_until

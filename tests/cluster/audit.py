@@ -12,8 +12,8 @@ from __future__ import annotations
 from confluent_kafka import Consumer
 from sqlalchemy import text
 
-from app.config import Config
-from app.services.outbox import published_condition
+from app.core.config import Config
+from app.core.outbox import published_condition
 from app.session_boards.verify import compare_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game

@@ -16,7 +16,7 @@ import pytest
 import requests
 from itsdangerous import URLSafeTimedSerializer
 
-from app.config import Config
+from app.core.config import Config
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import MANUAL
 from tests.helpers import (

@@ -13,12 +13,18 @@ import psutil
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
-from app.redis_client import node_of
+from app.core.redis_client import node_of
 from app.session_boards.keys import SessionKeys
 from app.session_boards.rebuild import rebuild_board
 from outbox_relay.relay import LEADER_LOCK_KEY
-from tests.cluster.audit import (board_differences, in_kafka_in_order, recorded_once, wait_boards_equal,
-                                 wait_caught_up, wait_published)
+from tests.cluster.audit import (
+    board_differences,
+    in_kafka_in_order,
+    recorded_once,
+    wait_boards_equal,
+    wait_caught_up,
+    wait_published,
+)
 from tests.cluster.game import Game, playing
 from tests.e2e.room_client import RoomClient
 from tests.helpers import Api, HttpClient, wait_until
@@ -27,7 +33,7 @@ from tests.live_stack import upstream_of
 # A standby relay retries the leader lock every RELAY_POLL_INTERVAL_S; PostgreSQL frees a dead leader's
 # lock when its connection breaks. Generous for a loaded machine, still far below the hang bound.
 TAKEOVER_POLLS = 30
-# The workers' consumer session (app/kafka.py make_consumer: session.timeout.ms) and a rebalance.
+# The workers' consumer session (app/core/kafka.py make_consumer: session.timeout.ms) and a rebalance.
 GROUP_MOVE_S = 10 + 30
 # librdkafka's request.timeout.ms (the relay's producer keeps the default, 30 s): no event waits longer
 # than that to be published while a broker is down.

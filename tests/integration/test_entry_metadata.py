@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from app.core.poison import PoisonMessage
 from app.leaderboards.domain import METADATA_MAX_BYTES
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.messages import decode_score
-from app.poison import PoisonMessage
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
 from tests.integration.test_graphql import data

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import create_app
-from app.kafka import ensure_topics, make_consumer, make_producer
+from app.core.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port
 

@@ -190,8 +190,8 @@ def test_the_schema_file_is_the_schema_served(client):
 
 
 def test_a_spent_budget_answers_429_in_graphqls_format(app, client, monkeypatch):
+    from app.core.errors import TooManyRequests
     from app.extensions import runtime
-    from app.services.errors import TooManyRequests
 
     with app.app_context():
         limits = runtime().rate_limits

@@ -9,16 +9,16 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
-from app import redis_keys
+from app.core import redis_keys
+from app.core.errors import TooManyRequests
+from app.core.redis_client import make_redis
 from app.leaderboards.boards import create_board
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
 from app.ratelimits import Limit, RateLimits
-from app.redis_client import make_redis
 from app.rooms import tickets
 from app.services.accounts import create_guest, is_revoked, revoke_tokens
-from app.services.errors import TooManyRequests
 from app.session_boards.keys import SessionKeys
 from app.session_boards.verify import cached_sessions
 from app.tokens import Principal

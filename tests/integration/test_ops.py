@@ -16,15 +16,26 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
+from app.core.kafka import make_producer
 from app.events import envelope_from_row
-from app.kafka import make_producer
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.verify import cached_periods, compare_period
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import TIE_SPAN
 from tests.helpers import drop_prefix_keys, stack_env
 from tests.integration import leaderboard_support as lb
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish,
+    publish_raw,
+    redis_ranking,
+    redis_scores,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

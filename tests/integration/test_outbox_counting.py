@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.core.metrics import EVENTS_WRITTEN
+from app.core.outbox import record_event
 from app.events import SessionEnded
-from app.metrics import EVENTS_WRITTEN
-from app.services.outbox import record_event
 
 
 def _written() -> float:

@@ -19,18 +19,18 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy.orm import Session
 
+from app.core.errors import TooManyRequests
+from app.core.redis_client import make_redis, node_of
 from app.events import envelope_from_row
 from app.leaderboards.boards import create_board
 from app.leaderboards.reads import BoardReader, RankWaits
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
 from app.ratelimits import Limit, RateLimits
-from app.redis_client import make_redis, node_of
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub, RoomReads
 from app.runtime import Runtime
 from app.services.accounts import create_guest
-from app.services.errors import TooManyRequests
 from app.session_boards.keys import SessionKeys
 from app.session_boards.reads import read_page
 from app.session_boards.rebuild import rebuild_board

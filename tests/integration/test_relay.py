@@ -30,14 +30,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.config import Config
+from app.core.config import Config
+from app.core.kafka import ensure_topics, make_producer
+from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
 from app.events import decode_envelope
-from app.kafka import ensure_topics, make_producer
-from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
+from outbox_relay import partitions
 from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
-from outbox_relay import partitions
 from outbox_relay.relay import Relay
 from tests.helpers import Api, sample_questions, stack_env, wait_until
 from tests.kafka_broker import PrivateKafka

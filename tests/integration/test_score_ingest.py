@@ -15,7 +15,7 @@ from confluent_kafka import TopicPartition
 from sqlalchemy import text
 
 from app import create_app
-from app.kafka import make_consumer, make_producer
+from app.core.kafka import make_consumer, make_producer
 from score_ingest.process import build_ingest
 from tests.helpers import stack_env, wait_until
 from tests.integration.leaderboard_support import board, owner

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from app.core.errors import Conflict, Forbidden, Gone
 from app.domain import sessions as rules
 from app.services import accounts, quizzes, sessions
-from app.services.errors import Conflict, Forbidden, Gone
 from tests.helpers import sample_questions
 
 

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app import redis_keys
+from app.core import redis_keys
 from app.events import AnswerScored, envelope_from_row
 from app.session_boards.apply import apply_event
 from app.session_boards.rebuild import rebuild_board
 from app.session_boards.scripts import APPLIED, DUPLICATE, scripts_for
-from tests.integration.worker_support import (event_rows, pg_ranking, pg_scores, play,
-                                                   redis_ranking, redis_scores)
+from tests.integration.worker_support import (
+    event_rows,
+    pg_ranking,
+    pg_scores,
+    play,
+    redis_ranking,
+    redis_scores,
+)
 
 
 def _apply_rows(redis_client, rows) -> list[int]:

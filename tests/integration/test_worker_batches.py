@@ -8,19 +8,28 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import zip_longest
 
+from app.core.lua import BATCH_CHUNK, Call, pack_batch
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
 from app.leaderboards.apply import forget_board
-from app.lua import BATCH_CHUNK, Call, pack_batch
 from app.session_boards.keys import SessionKeys
 from app.session_boards.scores import MAX_SCORE
 from app.session_boards.scripts import LeaderboardScripts
 from cache_worker.worker import CacheWorker, _Pending
 from tests.integration.leaderboard_support import board, board_events, owner, score
 from tests.integration.test_leaderboard_order import _postgres, _redis
-from tests.integration.test_worker import _epoch
 from tests.integration.test_relay import read_topic
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish_raw,
-                                             redis_ranking, redis_scores)
+from tests.integration.test_worker import _epoch
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish_raw,
+    redis_ranking,
+    redis_scores,
+)
 
 
 def _pending(envelopes) -> list[_Pending]:

@@ -8,7 +8,7 @@ import pytest
 
 from app import create_app
 from app.api.core import ROUTE_DOCS
-from app.config import load_config
+from app.core.config import load_config
 from app.edge import public_routes, write_edge_files
 from app.tokens import shared_secret, token_keys
 

@@ -1,9 +1,9 @@
-"""The wire format of the worker's batch call (app/lua.py pack_batch, read by lua/common_lib.lua apply_batch)."""
+"""The wire format of the worker's batch call (app/core/lua.py pack_batch, read by lua/common_lib.lua apply_batch)."""
 from __future__ import annotations
 
 import json
 
-from app.lua import LUA_DIR, Call, pack_batch
+from app.core.lua import LUA_DIR, Call, pack_batch
 
 
 def test_every_key_goes_once_and_each_event_names_its_key_set():

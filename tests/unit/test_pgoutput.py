@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.services.outbox import capture_slot_name
+from app.core.outbox import capture_slot_name
 from outbox_relay.capture import captured_event
 from outbox_relay.pgoutput import Decoder, Insert, ProtocolError, Transaction, int_to_lsn, lsn_to_int
 

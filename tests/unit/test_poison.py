@@ -1,4 +1,4 @@
-"""The consumers' one rule (app/poison.py): which failures are a store's (retried) and which a
+"""The consumers' one rule (app/core/poison.py): which failures are a store's (retried) and which a
 message's (dead-lettered); and the decoders, which refuse whatever a producer sends with a
 PoisonMessage naming the reason, never with anything else."""
 from __future__ import annotations
@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 
-from app.dead_letters import dead_letter_headers
+from app.core.dead_letters import dead_letter_headers
+from app.core.errors import Conflict, NotFound, OutcomeUnknown, Unavailable
+from app.core.group_commit import CommitFailed
+from app.core.poison import MAX_REASON_CHARS, PoisonMessage, dead_letter_reason, store_unavailable
 from app.events import decode_envelope
-from app.group_commit import CommitFailed
 from app.leaderboards.messages import decode_score
-from app.poison import MAX_REASON_CHARS, PoisonMessage, dead_letter_reason, store_unavailable
-from app.services.errors import Conflict, NotFound, OutcomeUnknown, Unavailable
 
 
 def _sql(kind, orig: Exception) -> sa_exc.DBAPIError:

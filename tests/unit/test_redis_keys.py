@@ -1,4 +1,4 @@
-"""REDIS_KEY_PREFIX: its one owner (app/redis_keys.py), what the setting accepts, and the key names."""
+"""REDIS_KEY_PREFIX: its one owner (app/core/redis_keys.py), what the setting accepts, and the key names."""
 from __future__ import annotations
 
 import uuid
@@ -6,8 +6,8 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
-from app import redis_keys
-from app.config import ConfigError, load_config
+from app.core import redis_keys
+from app.core.config import ConfigError, load_config
 from app.leaderboards.keys import BoardKeys
 from app.ratelimits import KEY_PREFIX
 from app.rooms import tickets

@@ -7,7 +7,7 @@ import threading
 from confluent_kafka import KafkaError
 from sqlalchemy import create_engine
 
-from app.logs import RateLimitedLog
+from app.core.logs import RateLimitedLog
 from outbox_relay.relay import OutboxListener, Relay, libpq_url
 from tests.helpers import wait_until
 

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from app.config import ConfigError, load_config
+from app.core.config import ConfigError, load_config
 from app.tokens import (
     check_token_keys,
     issue_token,

@@ -16,8 +16,8 @@ import redis as redis_lib
 from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import exc as sa_exc
 
-from app.group_commit import CommitFailed
-from app.services.errors import Conflict, OutcomeUnknown, ServiceError, Unavailable
+from app.core.errors import Conflict, OutcomeUnknown, ServiceError, Unavailable
+from app.core.group_commit import CommitFailed
 
 
 class PoisonMessage(ValueError):

@@ -15,8 +15,8 @@ import redis
 from limits.storage import RedisClusterStorage, RedisStorage
 from redis.cluster import ClusterNode, RedisCluster
 
-from app import redis_keys
-from app.config import Config
+from app.core import redis_keys
+from app.core.config import Config
 
 Client = redis.Redis | RedisCluster
 
@@ -35,7 +35,7 @@ def make_redis(config: Config, *, max_connections: int | None = None, blocking: 
                socket_timeout: float | None = 5, socket_connect_timeout: float | None = 2) -> Client:
     """The process's Redis client. `max_connections` bounds the pool (per node on a cluster);
     `blocking` makes a caller wait for a free connection, up to 10 s, instead of failing. It also makes
-    `config`'s REDIS_KEY_PREFIX the prefix of every key this process builds (app/redis_keys.py)."""
+    `config`'s REDIS_KEY_PREFIX the prefix of every key this process builds (app/core/redis_keys.py)."""
     redis_keys.configure(config)
     pool_options: dict[str, Any] = {}
     if max_connections is not None:

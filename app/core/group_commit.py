@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.services.errors import OutcomeUnknown, ServiceError, Unavailable
+from app.core.errors import OutcomeUnknown, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 

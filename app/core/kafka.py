@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from app.config import Config, load_config
+from app.core.config import Config, load_config
 
 
 def producer_settings(config: Config, **extra: Any) -> dict[str, Any]:
@@ -146,8 +146,8 @@ def describe_topics(config: Config, timeout_s: float = 10.0) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m app.kafka wait|topics|describe`: used by scripts/stack.sh and scripts/cluster.sh."""
-    parser = argparse.ArgumentParser(prog="python -m app.kafka")
+    """`python -m app.core.kafka wait|topics|describe`: used by scripts/stack.sh and scripts/cluster.sh."""
+    parser = argparse.ArgumentParser(prog="python -m app.core.kafka")
     commands = parser.add_subparsers(dest="command", required=True)
     wait = commands.add_parser("wait", help="until a metadata request answers")
     wait.add_argument("seconds", nargs="?", type=float, default=60)

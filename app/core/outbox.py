@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, event, insert, text
 from sqlalchemy.orm import Session
 
+from app.core.metrics import EVENTS_WRITTEN
 from app.events import AGGREGATE_OF, CURRENT_VERSION, new_event_id, payload_for
-from app.metrics import EVENTS_WRITTEN
 from app.models import Event
 
 # Event types recorded in the session's open transaction; counted only once it commits.

@@ -4,9 +4,9 @@ letters, offsets stored only once a batch is done, and a consumer-lag gauge.
 Offsets are stored by hand (`enable.auto.offset.store` off) and committed by auto-commit, so a crash
 anywhere before `store_offsets` redelivers the batch: each consumer makes its work idempotent. A
 message that can never be handled goes to the consumer's dead-letter topic with its key, value and
-headers and the reason in a header (app/dead_letters.py owns that shape), and the partition
+headers and the reason in a header (app/core/dead_letters.py owns that shape), and the partition
 goes on; its offset is stored only once the broker holds the dead letter. Which failures are a
-message's and which a store's is app/poison.py's one rule: `refuse` and `retry_or_isolate` apply it.
+message's and which a store's is app/core/poison.py's one rule: `refuse` and `retry_or_isolate` apply it.
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from typing import TypeVar
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import start_http_server
 
-from app.config import Config, load_config_or_exit
-from app.dead_letters import Outgoing, dead_letter_headers
-from app.kafka import produce
-from app.logs import RateLimitedLog, configure_logging
-from app.poison import PoisonMessage, dead_letter_reason, store_unavailable
-from app.processing import StreamProcessor, run_until_signalled
-from app.retry import Backoff
+from app.core.config import Config, load_config_or_exit
+from app.core.dead_letters import Outgoing, dead_letter_headers
+from app.core.kafka import produce
+from app.core.logs import RateLimitedLog, configure_logging
+from app.core.poison import PoisonMessage, dead_letter_reason, store_unavailable
+from app.core.processing import StreamProcessor, run_until_signalled
+from app.core.retry import Backoff
 
 LAG_INTERVAL_S = 5.0
 LOGGED_BYTES = 200  # of a key or header in a log line
@@ -107,7 +107,7 @@ class BatchConsumer(StreamProcessor):
         return True
 
     def refuse(self, message: Message, exc: Exception) -> None:
-        """`message` raised `exc`: dead-letter it, unless a store is down (app/poison.py), which is raised
+        """`message` raised `exc`: dead-letter it, unless a store is down (app/core/poison.py), which is raised
         for the caller to retry."""
         if store_unavailable(exc):
             raise exc
@@ -124,7 +124,7 @@ class BatchConsumer(StreamProcessor):
         while True:
             try:
                 return attempt(items) if items else []
-            except Exception as exc:  # noqa: BLE001 - the rule of app/poison.py sorts it
+            except Exception as exc:  # noqa: BLE001 - the rule of app/core/poison.py sorts it
                 if not store_unavailable(exc):
                     return self._isolate(what, items, attempt, message_of, exc)
                 self.metrics.retries.inc()
@@ -175,7 +175,7 @@ class BatchConsumer(StreamProcessor):
     def flush_produced(self) -> bool:
         """Wait until the broker holds every message this batch produced (dead letters and any other);
         their batch's offsets are stored only then. A dead letter too large for the dead-letter topic is
-        cut to fit (app/dead_letters.py); one the broker refuses otherwise is sent again with backoff, as
+        cut to fit (app/core/dead_letters.py); one the broker refuses otherwise is sent again with backoff, as
         Kafka being down is. False when a shutdown comes first."""
         backoff = Backoff(first_s=0.1, cap_s=self.max_backoff_s)
         while True:

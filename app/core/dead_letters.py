@@ -1,9 +1,9 @@
 """Dead letters: the one owner of their shape (original key, value and headers, plus the reason in a
-header), written by the consumers (app/batch_consumer.py: the cache worker's events, the score
+header), written by the consumers (app/core/batch_consumer.py: the cache worker's events, the score
 ingest's scores) and read back by the operator CLI (`ops dlq`) and `ops verify`.
 
 A dead letter is a message that can never be applied as it is (undecodable, an unknown type, refused
-by Redis; app/poison.py says which failures are a message's). It keeps its original key, value and
+by Redis; app/core/poison.py says which failures are a message's). It keeps its original key, value and
 headers, so `ops dlq redrive` can send it back to the main topic unchanged once its cause is fixed;
 which entries were redriven is recorded as the committed offsets of a consumer group of its own, so a
 redrive never sends one twice. Two exceptions: headers the Kafka client cannot read (a name that is not
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from app.config import Config
-from app.kafka import make_consumer
+from app.core.config import Config
+from app.core.kafka import make_consumer
 
 REASON_HEADER = "dlq_reason"
 KAFKA_TIMEOUT_S = 10.0

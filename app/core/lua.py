@@ -17,7 +17,7 @@ from pathlib import Path
 
 from redis.commands.core import Script
 
-LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
+LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 APPLIED, DUPLICATE, NEEDS_REBUILD = 1, 0, -1
 
 

@@ -1,7 +1,7 @@
 """Configuration for every process, read from the environment when asked for.
 
 `load_config()` is the only place that reads environment variables. Defaults match what
-`make up` starts, so a developer needs to set nothing. `python -m app.config` prints the
+`make up` starts, so a developer needs to set nothing. `python -m app.core.config` prints the
 resolved values as shell assignments for the stack scripts.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from app.config import Config
+from app.core.config import Config
 
 CONTEXT_FIELDS = ("request_id", "session_id", "event_id", "method", "route", "status", "duration_ms",
                   "count", "reason", "partition", "offset")

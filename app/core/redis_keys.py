@@ -6,7 +6,7 @@ the whole name, so a key's hash tag stays intact and keeps its slot: `t1:room:{S
 `room:{S}` does. The Lua scripts never build a key name: each key they touch comes in KEYS, built here.
 
 The prefix belongs to the process, like its one Redis: `configure(config)` sets it; `make_redis`
-(app/redis_client.py), the builder of every process's client, and `create_app` call it, so a process
+(app/core/redis_client.py), the builder of every process's client, and `create_app` call it, so a process
 that can reach Redis uses its configuration's prefix. `key` and `pattern` read it when a name is built.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from app.config import Config, parse_key_prefix
+from app.core.config import Config, parse_key_prefix
 
 _prefix = ""
 
