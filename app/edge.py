@@ -17,9 +17,9 @@ from pathlib import Path
 
 from flask import Flask
 
+from app.accounts.api_keys import PREFIX as API_KEY_PREFIX
+from app.accounts.tokens import MAX_TOKEN_BYTES, shared_secret, token_keys
 from app.core.config import Config, load_config_or_exit
-from app.leaderboards.api_keys import PREFIX as API_KEY_PREFIX
-from app.tokens import MAX_TOKEN_BYTES, shared_secret, token_keys
 
 _CONVERTER = re.compile(r"<(?:([^:>]+):)?[^>]+>")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from app.accounts import api_keys
 from app.api.core import current_principal, endpoint, parse_body, parse_uuid, require_registered
 from app.api.schemas import ApiKeyBody
 from app.extensions import runtime
-from app.leaderboards import api_keys
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys")
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from app.accounts import users
+from app.accounts.tokens import issue_token
 from app.api.core import current_principal, endpoint, parse_body, parse_uuid
 from app.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
 from app.extensions import get_db, runtime
 from app.ratelimits import Limit
 from app.rooms import tickets
-from app.services import accounts
 from app.services.rooms import room_member
-from app.tokens import issue_token
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -25,7 +25,7 @@ def token_response(user_id, is_guest: bool) -> dict:
           auth=False, limits=("signup_per_address",), responses={201: "the new user", 409: "username_taken"})
 def register():
     body = parse_body(RegisterBody)
-    user = accounts.register(get_db(), body.username, body.password)
+    user = users.register(get_db(), body.username, body.password)
     return jsonify(user_id=str(user.id), username=user.username), 201
 
 
@@ -35,7 +35,7 @@ def register():
 def login():
     body = parse_body(LoginBody)
     runtime().rate_limits.hit(Limit("login_per_username", body.username.lower()))
-    user = accounts.authenticate(get_db(), body.username, body.password)
+    user = users.authenticate(get_db(), body.username, body.password)
     return jsonify(token_response(user.id, is_guest=False))
 
 
@@ -43,7 +43,7 @@ def login():
           limits=("signup_per_address",), responses={201: "an access token for a new guest"})
 def guest():
     body = parse_body(GuestBody)
-    user = accounts.create_guest(get_db(), body.nickname)
+    user = users.create_guest(get_db(), body.nickname)
     return jsonify(**token_response(user.id, is_guest=True), user_id=str(user.id)), 201
 
 
@@ -52,7 +52,7 @@ def guest():
                      503: "recorded but not yet in force everywhere: send it again"})
 def logout():
     live = runtime()
-    accounts.revoke_tokens(live.engine, live.redis, current_principal().user_id)
+    users.revoke_tokens(live.engine, live.redis, current_principal().user_id)
     return "", 204
 
 

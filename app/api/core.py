@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from app.accounts import api_keys as keys
+from app.accounts import users
+from app.accounts.tokens import InvalidToken, Principal, read_token
 from app.core.ids import parse_id
 from app.extensions import runtime
-from app.leaderboards import api_keys as keys
 from app.ratelimits import Limit, client_address, limit
-from app.services import accounts
-from app.tokens import InvalidToken, Principal, read_token
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -131,7 +131,7 @@ def principal_of(token: str) -> Principal:
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
     live = runtime()
-    if accounts.is_revoked(live.engine, live.redis, principal):
+    if users.is_revoked(live.engine, live.redis, principal):
         raise ApiError(401, "unauthorized", "token revoked (signed out)")
     return principal
 

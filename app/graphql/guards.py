@@ -26,10 +26,10 @@ from typing import Any
 
 from graphql import OperationDefinitionNode, OperationType
 
+from app.accounts.api_keys import PREFIX as API_KEY_PREFIX
 from app.api import auth, leaderboards, scores  # noqa: F401 - the twins' registrations (ROUTE_DOCS)
 from app.api.core import RouteDoc, bearer_token, principal_from_token, route_doc
 from app.extensions import runtime
-from app.leaderboards.api_keys import PREFIX as API_KEY_PREFIX
 from app.ratelimits import Limit
 
 

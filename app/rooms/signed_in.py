@@ -1,6 +1,6 @@
 """Sockets opened with a user's access token: a logout closes them (4401) in whichever process holds them.
 
-A logout (app/services/accounts.py) appends the user, and the instant before which their tokens are
+A logout (app/accounts/users.py) appends the user, and the instant before which their tokens are
 refused, to the stream `token-revocations`; the hub of every web process reads it with its rooms'
 streams, and this registry closes each socket it holds whose token was issued before that instant.
 `admit` holds a socket before it checks its token, so a logout is either refused by the check or seen
@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app.accounts.tokens import Principal
+from app.accounts.users import is_revoked, revocations_stream
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub
-from app.services.accounts import is_revoked, revocations_stream
-from app.tokens import Principal
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from redis import RedisError
 from simple_websocket import ConnectionClosed
 
+from app.accounts import users
+from app.accounts.tokens import Principal
 from app.api.core import describe_validation
 from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from app.api.schemas import SocketAnswer
@@ -24,10 +26,8 @@ from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.hub import now_iso
 from app.rooms.signed_in import SIGNED_OUT
-from app.services import accounts
 from app.services import rooms as room_service
 from app.services.answers import AnswerRequest
-from app.tokens import Principal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
@@ -131,7 +131,7 @@ def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Co
         except ValidationError as exc:
             return {**client_error("invalid_message", describe_validation(exc)), "ref": ref}
         try:
-            if accounts.is_revoked(live.engine, live.redis, principal):  # before the logout reached this process
+            if users.is_revoked(live.engine, live.redis, principal):  # before the logout reached this process
                 connection.close_with(CLOSE_UNAUTHORIZED, SIGNED_OUT)
                 return {**client_error("unauthorized", SIGNED_OUT), "ref": answer.ref}
             receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))

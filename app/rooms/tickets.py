@@ -10,8 +10,8 @@ import json
 import secrets
 import uuid
 
+from app.accounts.tokens import Principal
 from app.core import redis_keys
-from app.tokens import Principal
 
 TICKET_TTL_S = 60
 

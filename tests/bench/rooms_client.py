@@ -250,8 +250,8 @@ async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple
     /api/v1/ws-tickets would), since a ticket lives a minute."""
     import redis
 
+    from app.accounts.tokens import Principal
     from app.rooms.tickets import issue
-    from app.tokens import Principal
 
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()

@@ -9,6 +9,8 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
+from app.accounts.tokens import Principal
+from app.accounts.users import create_guest, is_revoked, revoke_tokens
 from app.core import redis_keys
 from app.core.errors import TooManyRequests
 from app.core.redis_client import make_redis
@@ -18,10 +20,8 @@ from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
 from app.ratelimits import Limit, RateLimits
 from app.rooms import tickets
-from app.services.accounts import create_guest, is_revoked, revoke_tokens
 from app.session_boards.keys import SessionKeys
 from app.session_boards.verify import cached_sessions
-from app.tokens import Principal
 from tests.integration.leaderboard_support import Applier
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from app.accounts.users import create_guest
 from app.events import envelope_from_row
 from app.leaderboards.boards import create_board
 from app.leaderboards.domain import SORT_ORDERS, UPDATE_MODES, apply_score, ranking_sql
@@ -19,7 +20,6 @@ from app.leaderboards.keys import BoardKeys
 from app.leaderboards.reads import page_of
 from app.leaderboards.scores import Authority, Submission, remove_player, submit_scores
 from app.leaderboards.scripts import board_scripts
-from app.services.accounts import create_guest
 from tests.integration.leaderboard_support import Applier, board_events
 
 PLAYERS = ["ann", "ben", "cat", "dan", "eve"]

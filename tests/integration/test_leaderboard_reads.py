@@ -9,13 +9,13 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from app.accounts.users import create_guest
 from app.leaderboards.boards import create_board, update_board
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.reads import BoardReader
 from app.leaderboards.rebuild import rebuild_period
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import compare_period
-from app.services.accounts import create_guest
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier
 

@@ -19,6 +19,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy.orm import Session
 
+from app.accounts.users import create_guest
 from app.core.errors import TooManyRequests
 from app.core.redis_client import make_redis, node_of
 from app.events import envelope_from_row
@@ -30,7 +31,6 @@ from app.ratelimits import Limit, RateLimits
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub, RoomReads
 from app.runtime import Runtime
-from app.services.accounts import create_guest
 from app.session_boards.keys import SessionKeys
 from app.session_boards.reads import read_page
 from app.session_boards.rebuild import rebuild_board

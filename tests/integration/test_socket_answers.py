@@ -10,9 +10,9 @@ import uuid
 
 from sqlalchemy import text
 
+from app.accounts.tokens import Principal
 from app.rooms.connection import Connection
 from app.rooms.socket import answers_over_socket
-from app.tokens import Principal
 from tests.helpers import Api
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.accounts.tokens import shared_secret, token_keys
 from app.api.core import ROUTE_DOCS
 from app.core.config import load_config
 from app.edge import public_routes, write_edge_files
-from app.tokens import shared_secret, token_keys
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ ES256 rather than EdDSA: HAProxy 2.6's `jwt_verify` (and many gateways) verify E
 Claims: `sub` (the user's id), `kind` (`user` or `guest`), `iat`, `exp`, `jti`, `iss` and `aud`
 (JWT_ISSUER, JWT_AUDIENCE). The `jti` is a UUIDv7 (app/core/ids.py), so it carries the millisecond the
 token was issued: a logout refuses every token of the user whose `jti` is older than it
-(`users.tokens_valid_after`, cached in Redis: app/services/accounts.py). A gateway cannot know of a
+(`users.tokens_valid_after`, cached in Redis: app/accounts/users.py). A gateway cannot know of a
 logout; the service checks it on every request.
 
 Tokens of the format before JWTs (itsdangerous, signed with SECRET_KEY) are accepted until they
@@ -153,7 +153,7 @@ def issue_token(config: Config, user_id: uuid.UUID, is_guest: bool) -> str:
 
 def read_token(config: Config, token: str) -> Principal:
     """The holder of a token this service issued and that has not expired (a logout is checked apart:
-    app/services/accounts.py). Refusals say `token expired` or `token invalid`, nothing more."""
+    app/accounts/users.py). Refusals say `token expired` or `token invalid`, nothing more."""
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken(TOKEN_INVALID)
     if not _names_an_algorithm(token):
