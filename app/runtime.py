@@ -20,15 +20,15 @@ from app.core.metrics import WebMetrics
 from app.core.redis_client import Client, make_redis
 from app.leaderboards.batcher import ScoreBatcher
 from app.leaderboards.reads import BoardReader
+from app.quiz.board.reads import read_page
+from app.quiz.service.answers import AnswerBatcher
+from app.quiz.service.rooms import question_results, standings
+from app.quiz.service.sessions import describe_session
 from app.ratelimits import RateLimits
 from app.rooms.boards import BoardReads
 from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
 from app.rooms.signed_in import SignedInSockets
 from app.rooms.slots import SocketSlots
-from app.services.answers import AnswerBatcher
-from app.services.rooms import question_results, standings
-from app.services.sessions import describe_session
-from app.session_boards.reads import read_page
 
 
 @dataclass

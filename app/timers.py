@@ -17,8 +17,8 @@ from app.core.logs import RateLimitedLog
 from app.core.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from app.core.outbox import outbox_lag
 from app.leaderboards.periods import close_due_periods
-from app.services.deletion import purge_expired_sessions
-from app.services.sessions import close_due_questions
+from app.quiz.service.deletion import purge_expired_sessions
+from app.quiz.service.sessions import close_due_questions
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 60.0

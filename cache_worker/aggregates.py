@@ -17,10 +17,10 @@ from app.leaderboards.apply import board_event_call, forget_board, is_board_dele
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.scripts import board_scripts
-from app.session_boards.apply import event_call, forget_session, is_session_deletion
-from app.session_boards.keys import SessionKeys
-from app.session_boards.rebuild import UnknownSession, rebuild_board
-from app.session_boards.scripts import scripts_for
+from app.quiz.board.apply import event_call, forget_session, is_session_deletion
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.rebuild import UnknownSession, rebuild_board
+from app.quiz.board.scripts import scripts_for
 
 # What `Aggregate.queue` returns for a deletion: no command of the pipeline answers it (see `settle`).
 NO_COMMAND = 0

@@ -21,8 +21,8 @@ from app.core.db import get_engine
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from app.core.redis_client import make_redis, node_of
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scripts import session_script_source
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scripts import session_script_source
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000

@@ -1,5 +1,5 @@
 -- Shared leaderboard helpers, prepended to the scripts that change or read a board
--- (app/session_boards/scripts.py). It defines functions only and writes nothing.
+-- (app/quiz/board/scripts.py). It defines functions only and writes nothing.
 --
 -- A member's sorted-set score is the composite  score * 2^34 + (2^34 - 1 - reached_ms):
 -- higher score first, and on equal scores whoever reached it first (smaller reached_ms).
@@ -52,7 +52,7 @@ end
 
 -- The apply scripts of a session share one KEYS order:
 --   lb, applied, meta, room, names, recent, pending  (all tagged {session})
--- and begin their ARGV with event_id, natural_key (built by app/session_boards/apply.py).
+-- and begin their ARGV with event_id, natural_key (built by app/quiz/board/apply.py).
 local APPLY_KEYS = 7
 
 -- Dedupe by event id and by the natural key of the fact (kept when published events are pruned).
@@ -96,7 +96,7 @@ local function append_entries(reply, page, names)
 end
 
 -- Applying one event of each type, at most once: APPLY.<script>(keys, argv), with the apply KEYS above
--- and the event's ARGV (app/session_boards/apply.py builds both). Each checks its ARGV, computes
+-- and the event's ARGV (app/quiz/board/apply.py builds both). Each checks its ARGV, computes
 -- anything that can fail before it writes, and returns 1 applied, 0 duplicate, or -1 the session has
 -- no board here (rebuild it from PostgreSQL first). The one-event scripts (apply_<type>.lua) and the
 -- batch (apply_batch.lua) both call these: one copy of every rule.

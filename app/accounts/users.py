@@ -20,13 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts.models import User
 from app.accounts.tokens import Principal
 from app.core import redis_keys
 from app.core.concurrency import Bounded
 from app.core.errors import Conflict, Unauthorized, Unavailable
 from app.core.ids import new_id
 from app.core.metrics import PASSWORD_HASHES
-from app.models import User
 
 # Two hashes at once per process: the two cores stay shared with everything else.
 PASSWORD_HASHING = Bounded(2, on_change=PASSWORD_HASHES.inc)

@@ -8,9 +8,9 @@ from app.accounts.tokens import issue_token
 from app.api.core import current_principal, endpoint, parse_body, parse_uuid
 from app.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
 from app.extensions import get_db, runtime
+from app.quiz.service.rooms import room_member
 from app.ratelimits import Limit
 from app.rooms import tickets
-from app.services.rooms import room_member
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 

@@ -18,8 +18,8 @@ from app.api.core import (
 )
 from app.core.errors import Gone, NotFound
 from app.extensions import get_db, runtime
+from app.quiz.service import images, sessions
 from app.ratelimits import limit
-from app.services import images, sessions
 
 bp = Blueprint("images", __name__)
 

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from app.api.core import current_principal, endpoint, parse_body, parse_uuid, require_registered
 from app.api.schemas import QuizBody
 from app.extensions import get_db
-from app.services import library, quizzes, sessions
+from app.quiz.service import library, quizzes, sessions
 
 bp = Blueprint("quizzes", __name__, url_prefix="/api/v1/quizzes")
 

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from app.api.core import current_principal, endpoint, parse_query, parse_uuid
 from app.api.schemas import AroundQuery, LeaderboardQuery
 from app.extensions import get_db, runtime
-from app.session_boards import reads
+from app.quiz.board import reads
 
 bp = Blueprint("session_boards", __name__, url_prefix="/api/v1/sessions")
 

@@ -9,8 +9,8 @@ from app.api.core import current_principal, endpoint, parse_body, parse_optional
 from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
 from app.core.errors import NotFound
 from app.extensions import get_db, runtime
+from app.quiz.service import answers, deletion, reports, sessions
 from app.ratelimits import limit
-from app.services import answers, deletion, reports, sessions
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 

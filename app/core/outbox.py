@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Engine, event, insert, text
 from sqlalchemy.orm import Session
 
 from app.core.metrics import EVENTS_WRITTEN
+from app.core.models import Event
 from app.events import AGGREGATE_OF, CURRENT_VERSION, new_event_id, payload_for
-from app.models import Event
 
 # Event types recorded in the session's open transaction; counted only once it commits.
 _UNCOMMITTED = "livequiz.uncommitted_event_types"

@@ -21,7 +21,7 @@ from app.events import (
 )
 from app.leaderboards.domain import metadata_json
 from app.leaderboards.keys import BoardKeys
-from app.session_boards.scores import instant_ms
+from app.quiz.board.scores import instant_ms
 
 APPLIED = 1
 ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams

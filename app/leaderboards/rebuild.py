@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from app.leaderboards.domain import metadata_json, ranking_sql
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.scripts import board_scripts
-from app.session_boards.scores import instant_ms
+from app.quiz.board.scores import instant_ms
 
 _CHUNK = 5000
 _PIPELINE = 40  # commands sent before their replies are read

@@ -7,14 +7,14 @@ import uuid
 import click
 from sqlalchemy import text
 
-from app.domain.sessions import LIVE_SQL
 from app.extensions import runtime
 from app.leaderboards.apply import forget_board
 from app.leaderboards.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.verify import cached_boards, cached_periods
 from app.ops.common import board_options, one_selection, ops, progress
-from app.session_boards.rebuild import UnknownSession, rebuild_board
-from app.session_boards.verify import cached_sessions, drop_board
+from app.quiz.board.rebuild import UnknownSession, rebuild_board
+from app.quiz.board.verify import cached_sessions, drop_board
+from app.quiz.domain.sessions import LIVE_SQL
 
 
 def _live_postgres_sessions(engine) -> set[str]:

@@ -15,8 +15,8 @@ from app.core.outbox import outbox_lag
 from app.extensions import runtime
 from app.leaderboards.verify import cached_boards, cached_periods, compare_period
 from app.ops.common import board_options, config, ops, progress
-from app.session_boards.rebuild import UnknownSession
-from app.session_boards.verify import cached_sessions, compare_board
+from app.quiz.board.rebuild import UnknownSession
+from app.quiz.board.verify import cached_sessions, compare_board
 
 
 @ops.command("verify")

@@ -25,11 +25,11 @@ import redis
 
 from app.core.logs import RateLimitedLog
 from app.leaderboards.keys import BoardKeys
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scripts import scripts_for
 from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
 from app.rooms.streams import StreamReader, decode_notes
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scripts import scripts_for
 
 log = logging.getLogger(__name__)
 

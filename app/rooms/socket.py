@@ -20,14 +20,14 @@ from app.api.schemas import SocketAnswer
 from app.core.errors import Forbidden, NotFound, ServiceError, TooManyRequests
 from app.core.json_input import JsonInputError, decode_json
 from app.extensions import runtime, sock
+from app.quiz.service import rooms as room_service
+from app.quiz.service.answers import AnswerRequest
 from app.ratelimits import limit
 from app.rooms import tickets
 from app.rooms.connection import Connection
 from app.rooms.frames import frame_writer
 from app.rooms.hub import now_iso
 from app.rooms.signed_in import SIGNED_OUT
-from app.services import rooms as room_service
-from app.services.answers import AnswerRequest
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)

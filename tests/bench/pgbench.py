@@ -1,4 +1,4 @@
-"""pgbench running the answer path's SQL (app/services/answers.py), the database's ceiling.
+"""pgbench running the answer path's SQL (app/quiz/service/answers.py), the database's ceiling.
 
 The same two statements in one transaction: the SELECT ... FOR KEY SHARE of the session with its open
 question and the participant, then the CTE that inserts the answer and writes the outbox event (the

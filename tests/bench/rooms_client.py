@@ -23,7 +23,7 @@ from datetime import datetime
 
 import redis as redis_lib
 
-from app.session_boards.keys import SessionKeys
+from app.quiz.board.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 _NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')

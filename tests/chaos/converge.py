@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from app.core.config import Config
 from app.core.outbox import outbox_lag
-from app.session_boards.rebuild import UnknownSession
-from app.session_boards.verify import compare_board
+from app.quiz.board.rebuild import UnknownSession
+from app.quiz.board.verify import compare_board
 from tests.chaos.hosts import Lane
 from tests.chaos.settings import say
 from tests.helpers import Api, HttpClient, wait_until

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from app.core.config import Config
 from app.core.outbox import published_condition
-from app.session_boards.verify import compare_board
+from app.quiz.board.verify import compare_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
 from tests.helpers import wait_until

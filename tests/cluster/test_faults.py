@@ -14,8 +14,8 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
 from app.core.redis_client import node_of
-from app.session_boards.keys import SessionKeys
-from app.session_boards.rebuild import rebuild_board
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.rebuild import rebuild_board
 from outbox_relay.relay import LEADER_LOCK_KEY
 from tests.cluster.audit import (
     board_differences,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from app import create_app
 from app.api.openapi import build_document
 from app.core.metrics import RATE_LIMIT_UNAVAILABLE
-from app.session_boards.keys import SessionKeys
+from app.quiz.board.keys import SessionKeys
 from app.web.headers import HEADERS
 from tests.helpers import Api, sample_questions, wait_until
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import text
 
-from app.services import sessions as session_service
+from app.quiz.service import sessions as session_service
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import drain, event_rows, new_worker, publish, redis_scores
 

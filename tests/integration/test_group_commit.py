@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from app.core.errors import Conflict, Forbidden
 from app.core.group_commit import Pending
-from app.services.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, submit_answers
+from app.quiz.service.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, submit_answers
 from tests.helpers import Api
 
 

@@ -18,10 +18,10 @@ from app.leaderboards.boards import create_board
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.verify import cached_sessions
 from app.ratelimits import Limit, RateLimits
 from app.rooms import tickets
-from app.session_boards.keys import SessionKeys
-from app.session_boards.verify import cached_sessions
 from tests.integration.leaderboard_support import Applier
 
 

@@ -20,8 +20,8 @@ from app.core.kafka import make_producer
 from app.events import envelope_from_row
 from app.leaderboards.keys import BoardKeys
 from app.leaderboards.verify import cached_periods, compare_period
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import TIE_SPAN
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import TIE_SPAN
 from tests.helpers import drop_prefix_keys, stack_env
 from tests.integration import leaderboard_support as lb
 from tests.integration.worker_support import (

@@ -27,14 +27,14 @@ from app.leaderboards.boards import create_board
 from app.leaderboards.reads import BoardReader, RankWaits
 from app.leaderboards.scores import Authority, Submission, submit_scores
 from app.leaderboards.verify import cached_boards, compare_period
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.reads import read_page
+from app.quiz.board.rebuild import rebuild_board
+from app.quiz.board.verify import cached_sessions, compare_board
 from app.ratelimits import Limit, RateLimits
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub, RoomReads
 from app.runtime import Runtime
-from app.session_boards.keys import SessionKeys
-from app.session_boards.reads import read_page
-from app.session_boards.rebuild import rebuild_board
-from app.session_boards.verify import cached_sessions, compare_board
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
 from tests.helpers import wait_until

@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from app.accounts import users
 from app.core.errors import Conflict, Forbidden, Gone
-from app.domain import sessions as rules
-from app.services import quizzes, sessions
+from app.quiz.domain import sessions as rules
+from app.quiz.service import quizzes, sessions
 from tests.helpers import sample_questions
 
 

@@ -5,9 +5,9 @@ from sqlalchemy import text
 
 from app.core import redis_keys
 from app.events import AnswerScored, envelope_from_row
-from app.session_boards.apply import apply_event
-from app.session_boards.rebuild import rebuild_board
-from app.session_boards.scripts import APPLIED, DUPLICATE, scripts_for
+from app.quiz.board.apply import apply_event
+from app.quiz.board.rebuild import rebuild_board
+from app.quiz.board.scripts import APPLIED, DUPLICATE, scripts_for
 from tests.integration.worker_support import (
     event_rows,
     pg_ranking,

@@ -6,10 +6,10 @@ import uuid
 import pytest
 import redis as redis_lib
 
-from app.session_boards.apply import answer_key, closed_key, joined_key, opened_key
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import MAX_SCORE, composite
-from app.session_boards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, LeaderboardScripts
+from app.quiz.board.apply import answer_key, closed_key, joined_key, opened_key
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import MAX_SCORE, composite
+from app.quiz.board.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, LeaderboardScripts
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

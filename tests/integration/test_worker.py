@@ -13,7 +13,7 @@ from confluent_kafka import TopicPartition
 
 from app.core.kafka import make_consumer
 from app.events import envelope_from_row
-from app.session_boards.keys import SessionKeys
+from app.quiz.board.keys import SessionKeys
 from tests.helpers import stack_env
 from tests.integration.worker_support import (
     drain,
@@ -75,7 +75,7 @@ def test_room_stream_gets_every_event_type(api, engine, redis_client, topics):
 def _epoch(engine, session_id: str) -> int:
     from sqlalchemy import text
 
-    from app.session_boards.rebuild import session_epoch_ms
+    from app.quiz.board.rebuild import session_epoch_ms
     with engine.connect() as connection:
         created = connection.execute(text("SELECT created_at FROM quiz_sessions WHERE id = :s"),
                                      {"s": session_id}).scalar_one()

@@ -11,9 +11,9 @@ from itertools import zip_longest
 from app.core.lua import BATCH_CHUNK, Call, pack_batch
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
 from app.leaderboards.apply import forget_board
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import MAX_SCORE
-from app.session_boards.scripts import LeaderboardScripts
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import MAX_SCORE
+from app.quiz.board.scripts import LeaderboardScripts
 from cache_worker.worker import CacheWorker, _Pending
 from tests.integration.leaderboard_support import board, board_events, owner, score
 from tests.integration.test_leaderboard_order import _postgres, _redis

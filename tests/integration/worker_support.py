@@ -15,8 +15,8 @@ from sqlalchemy import text
 from app.core.config import Config
 from app.core.kafka import ensure_topics, make_producer
 from app.events import envelope_from_row
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import split
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import split
 from cache_worker.process import build_worker
 from cache_worker.worker import CacheWorker
 from tests.helpers import Api, Player

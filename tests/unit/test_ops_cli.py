@@ -10,7 +10,7 @@ from confluent_kafka import TopicPartition
 from app import create_app
 from app.core.dead_letters import DeadLetter, TopicState, commit_redriven
 from app.ops.replay import SinceParam
-from app.session_boards.verify import Difference
+from app.quiz.board.verify import Difference
 
 
 @pytest.fixture()

@@ -10,9 +10,9 @@ from app.accounts import users
 from app.core import redis_keys
 from app.core.config import ConfigError, load_config
 from app.leaderboards.keys import BoardKeys
+from app.quiz.board.keys import SessionKeys
 from app.ratelimits import KEY_PREFIX
 from app.rooms import tickets
-from app.session_boards.keys import SessionKeys
 
 
 def test_the_prefix_is_empty_by_default_and_refuses_braces_and_glob_characters():

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, Forbidden, Gone, NotFound
 from app.core.ids import new_id
 from app.core.outbox import record_event
-from app.domain import sessions as rules
 from app.events import ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened, SessionEnded
-from app.services.quizzes import image_url
+from app.quiz.domain import sessions as rules
+from app.quiz.service.quizzes import image_url
 
 _JOIN_CODE_ATTEMPTS = 20
 

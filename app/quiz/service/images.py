@@ -17,10 +17,11 @@ import segno
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
 from app.core.errors import Invalid, TooLarge, UnsupportedMediaType
 from app.core.ids import new_id
-from app.models import QuestionImage, User
-from app.services.quizzes import image_url
+from app.quiz.models import QuestionImage
+from app.quiz.service.quizzes import image_url
 
 # The types taken, each recognised by its signature; a WebP file is a RIFF container whose form is WEBP.
 MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict
 from app.core.outbox import record_event
-from app.domain import sessions as rules
 from app.events import QUIZ_SESSION, SessionDeleted
-from app.services.sessions import lock_for_host
+from app.quiz.domain import sessions as rules
+from app.quiz.service.sessions import lock_for_host
 
 PURGE_BATCH = 100
 

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, NotFound
 from app.core.ids import new_id
-from app.domain import sessions as rules
-from app.models import Question, Quiz
-from app.services import deletion
-from app.services.quizzes import check_images, question_rows, quiz_view
+from app.quiz.models import Question, Quiz
+from app.quiz.domain import sessions as rules
+from app.quiz.service import deletion
+from app.quiz.service.quizzes import check_images, question_rows, quiz_view
 
 LIST_LIMIT = 500
 

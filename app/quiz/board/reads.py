@@ -9,9 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.errors import Forbidden, NotFound
-from app.session_boards.keys import SessionKeys
-from app.session_boards.rebuild import rebuild_board
-from app.session_boards.scripts import NEEDS_REBUILD, scripts_for
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.rebuild import rebuild_board
+from app.quiz.board.scripts import NEEDS_REBUILD, scripts_for
 
 _READ_ATTEMPTS = 3
 # One rebuild at a time per session in this process: when a board is missing, every socket of a

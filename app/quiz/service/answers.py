@@ -31,9 +31,9 @@ from app.core.group_commit import GroupCommit, commit
 from app.core.ids import new_id
 from app.core.metrics import ANSWERS_ACCEPTED
 from app.core.outbox import count_committed, outbox_insert
-from app.domain.scoring import score_answer
-from app.domain.sessions import QUESTION_OPEN
 from app.events import AnswerScored, new_event_id, payload_for
+from app.quiz.domain.scoring import score_answer
+from app.quiz.domain.sessions import QUESTION_OPEN
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
 # READ COMMITTED it sees the session, question and streaks as they are once the lock is held.

@@ -22,9 +22,9 @@ from app.events import (
     SessionDeleted,
     SessionEnded,
 )
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import instant_ms
-from app.session_boards.scripts import LeaderboardScripts
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import instant_ms
+from app.quiz.board.scripts import LeaderboardScripts
 
 # Kafka's default retention is 7 days: keep an ended session's keys a day longer. Expiring them is
 # safe anyway: a later delivery finds no meta and triggers a rebuild from PostgreSQL.

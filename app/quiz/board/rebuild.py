@@ -42,12 +42,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.domain.sessions import ENDED, QUESTION_OPEN
-from app.session_boards.apply import (ENDED_KEY, ENDED_SESSION_TTL, answer_key, closed_key, joined_key,
-                                    opened_key, removed_key)
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import composite, instant_ms, reached_ms
-from app.session_boards.scripts import scripts_for
+from app.quiz.board.apply import (
+    ENDED_KEY,
+    ENDED_SESSION_TTL,
+    answer_key,
+    closed_key,
+    joined_key,
+    opened_key,
+    removed_key,
+)
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import composite, instant_ms, reached_ms
+from app.quiz.board.scripts import scripts_for
+from app.quiz.domain.sessions import ENDED, QUESTION_OPEN
 
 _REBUILD_KEY_TTL_S = 600
 # An ended session read after its keys expired is cached again for this long, then expires again.

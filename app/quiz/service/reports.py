@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.services.sessions import lock_for_host
+from app.quiz.service.sessions import lock_for_host
 
 # A spreadsheet runs a cell starting with one of these as a formula; nicknames are players' own text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

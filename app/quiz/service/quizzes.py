@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound, Unprocessable
 from app.core.ids import new_id
-from app.models import Question, Quiz
+from app.quiz.models import Question, Quiz
 
 
 def image_url(image_id: uuid.UUID | None) -> str | None:

@@ -8,7 +8,7 @@ QUESTION_OPEN = "question_open"
 QUESTION_CLOSED = "question_closed"
 ENDED = "ended"
 STATUSES = (LOBBY, QUESTION_OPEN, QUESTION_CLOSED, ENDED)
-# The same predicates as the partial indexes on quiz_sessions (app/models.py), written out as SQL so
+# The same predicates as the partial indexes on quiz_sessions (app/quiz/models.py), written out as SQL so
 # the planner can match them (a bound parameter would hide the value from a generic plan).
 LIVE_SQL = f"status <> '{ENDED}'"
 OPEN_SQL = f"status = '{QUESTION_OPEN}'"
