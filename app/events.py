@@ -141,7 +141,7 @@ class PeriodClosed(_Payload):
     entry_count: int
     top: list[Standing]  # the final top N, never the whole board: an event stays small
     # The period's bounds in the board's zone and its label, as every read shows them
-    # (app/leaderboards/periods.py `period_span`); absent from events written before they were added.
+    # (app/leaderboards/spans.py `period_span`); absent from events written before they were added.
     starts_at: str | None = None
     ends_at: str | None = None
     label: str | None = None

@@ -18,8 +18,8 @@ from app.core.errors import NotFound
 from app.core.kafka import make_admin
 from app.core.metrics import WebMetrics
 from app.core.redis_client import Client, make_redis
-from app.leaderboards.batcher import ScoreBatcher
-from app.leaderboards.reads import BoardReader
+from app.leaderboards.board.reads import BoardReader
+from app.leaderboards.service.batcher import ScoreBatcher
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
 from app.quiz.service.rooms import question_results, standings

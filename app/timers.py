@@ -16,7 +16,7 @@ from app.core.config import Config
 from app.core.logs import RateLimitedLog
 from app.core.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from app.core.outbox import outbox_lag
-from app.leaderboards.periods import close_due_periods
+from app.leaderboards.service.periods import close_due_periods
 from app.quiz.service.deletion import purge_expired_sessions
 from app.quiz.service.sessions import close_due_questions
 

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from app.core.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
 from app.events import LEADERBOARD, QUIZ_SESSION, Envelope
-from app.leaderboards.apply import board_event_call, forget_board, is_board_deletion
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.scripts import board_scripts
+from app.leaderboards.board.apply import board_event_call, forget_board, is_board_deletion
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
+from app.leaderboards.board.scripts import board_scripts
 from app.quiz.board.apply import event_call, forget_session, is_session_deletion
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import UnknownSession, rebuild_board

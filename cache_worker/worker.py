@@ -28,9 +28,15 @@ from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
 from app.core.poison import store_unavailable
 from app.core.redis_client import is_cluster, node_client
 from app.events import Envelope, decode_envelope
-from app.leaderboards.periods import PeriodSpans
+from app.leaderboards.board.changes import (
+    Announced,
+    announce_changes,
+    announce_closes,
+    remember,
+    touched_periods,
+)
+from app.leaderboards.spans import PeriodSpans
 from cache_worker.aggregates import NO_COMMAND, aggregates
-from cache_worker.changes import Announced, announce_changes, announce_closes, remember, touched_periods
 
 log = logging.getLogger(__name__)
 

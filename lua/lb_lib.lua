@@ -1,4 +1,4 @@
--- Shared helpers of the leaderboard service's scripts (app/leaderboards/scripts.py prepends this file).
+-- Shared helpers of the leaderboard service's scripts (app/leaderboards/board/scripts.py prepends this file).
 -- It defines functions only and writes nothing.
 --
 -- One board period in Redis, all keys tagged {b:<board>} so a board's scripts run in one Cluster slot:
@@ -103,7 +103,7 @@ local function append_entries(reply, page, first_rank, cfg, entries)
 end
 
 -- Applying one board event: APPLY.<script>(keys, argv), with the KEYS and ARGV of its one-event script
--- (app/leaderboards/apply.py builds both). Each checks its ARGV, computes anything that can fail before
+-- (app/leaderboards/board/apply.py builds both). Each checks its ARGV, computes anything that can fail before
 -- it writes, and returns 1 applied, 0 stale or duplicate, or -1 the period is not cached here (rebuild it
 -- from PostgreSQL). The one-event scripts (lb_apply_*.lua, lb_close_period.lua) and the batch
 -- (apply_batch.lua) both call these: one copy of every rule.

@@ -5,7 +5,7 @@
 -- KEYS: cfg, z, entries, meta, recent, periods, room, rebuilt_z, rebuilt_entries, rebuilt_meta
 --       (all tagged {b:<board>})
 -- ARGV: period, mark, expire_at_s (0: never)
--- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/rebuild.py: a control
+-- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/board/rebuild.py: a control
 -- character, which no player id holds), so its absence means the rebuilt keys were lost.
 -- Returns {1, version, merged} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'lb_swap_period: expected 10 KEYS, got ' .. #KEYS)

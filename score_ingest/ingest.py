@@ -30,7 +30,8 @@ from app.core.batch_consumer import BatchConsumer
 from app.core.errors import ServiceError
 from app.core.poison import dead_letter_reason
 from app.leaderboards.messages import decode_score, derived_submission_id
-from app.leaderboards.scores import Authority, ScoreResult, Submission, submit_scores
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, ScoreResult, Submission
 
 log = logging.getLogger(__name__)
 

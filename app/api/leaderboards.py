@@ -5,11 +5,18 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_query, require_registered
-from app.api.schemas import (AroundBoardQuery, BoardBody, BoardListQuery, BoardPatch, PeriodQuery, RangeQuery,
-                             TopQuery)
+from app.api.schemas import (
+    AroundBoardQuery,
+    BoardBody,
+    BoardListQuery,
+    BoardPatch,
+    PeriodQuery,
+    RangeQuery,
+    TopQuery,
+)
 from app.extensions import runtime
-from app.leaderboards import boards
-from app.leaderboards.scores import remove_player
+from app.leaderboards.service import boards
+from app.leaderboards.service.scores import remove_player
 
 bp = Blueprint("leaderboards", __name__, url_prefix="/api/v1/leaderboards")
 

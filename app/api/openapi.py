@@ -3,7 +3,7 @@
 It says what the server enforces, so that a request the document calls valid is refused only for
 the state of things (404, 409, 422...), never as malformed: the schemas are pydantic's (JSON Schema
 2020-12, which OpenAPI 3.1 uses), with the rules their types cannot say stated beside their
-validators (app/api/schemas.py); text anywhere leaves out NUL (`state_storable`); ids are `uuid`.
+validators (app/api/schemas.py, app/core/validation.py); text anywhere leaves out NUL (`state_storable`); ids are `uuid`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
 from app.api.core import CREDENTIAL_NOT_ALLOWED, ROUTE_DOCS
-from app.api.schemas import STORABLE_JSON, state_storable, storable_json_schema
+from app.core.validation import STORABLE_JSON, state_storable, storable_json_schema
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 

@@ -1,155 +1,24 @@
-"""Request bodies and query strings, validated by pydantic; unknown fields are refused.
+"""Request bodies and query strings of the HTTP API, validated by pydantic; unknown fields are refused.
 
-Each rule is stated once more in JSON Schema beside the code that enforces it, for the OpenAPI
-document (app/api/openapi.py): what a field's type cannot say (a rule across fields, text that is not
-blank) is a `json_schema_extra` or a `WithJsonSchema` next to its validator, and the NUL ban next to
-`_storable`. tests/unit/test_openapi.py holds each statement to its validator.
+What every input shares (strict bodies, storable and trimmed text, whole numbers, ids) is in
+app/core/validation.py, with how the OpenAPI document states it; a score's fields are the leaderboard
+service's (app/leaderboards/submissions.py), shared with the score messages on Kafka.
 """
 from __future__ import annotations
 
 import copy
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import core_schema
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from app.core.ids import parse_id
-from app.leaderboards.domain import BOARD_ID, MAX_EXACT, METADATA_MAX_BYTES, check_metadata
+from app.core.validation import TRIMMED, WHOLE, Id, Integer, Query, Strict, whole
+from app.leaderboards.domain import MAX_EXACT
+from app.leaderboards.submissions import Label, Metadata, ScoreBody, Slug, SubmissionId
 
-# What str.strip() takes off: the characters str.isspace() calls whitespace.
-WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# The document's statement of "not blank": one character that is not whitespace, somewhere.
-NOT_BLANK = f"[^{WHITESPACE}]"
-
-
-def _trimmed(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value.strip()
-
-
-class _Trimmed:
-    """Surrounding whitespace is trimmed only once the text as sent has passed the limits and pattern
-    the OpenAPI document states, so nothing the document refuses gets in by being trimmed; text that
-    is all whitespace is refused, which the document states as a second pattern."""
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
-        return core_schema.no_info_after_validator_function(_trimmed, handler(source))
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        return {**handler(schema), "allOf": [{"pattern": NOT_BLANK}]}
-
-
-TRIMMED = _Trimmed()
-
-
-def _whole(value: Any) -> Any:
-    """JSON has numbers, not integers and floats: 5.0 is the integer 5 (so says JSON Schema 2020-12,
-    which the document uses); a fraction, true or false stays refused."""
-    return int(value) if type(value) is float and value.is_integer() else value
-
-
-# An integer in a body is strict, but JSON may write it either way. (Last in its Annotated, after
-# the bounds, so that the document states the bounds.)
-WHOLE = BeforeValidator(_whole)
-Integer = Annotated[int, WHOLE]
-
-
-def _an_id(value: str) -> str:
-    parse_id(value)
-    return value
-
-
-# An id in a body: text as the API writes ids (the document's `uuid` format).
-Id = Annotated[str, AfterValidator(_an_id), WithJsonSchema({"type": "string", "format": "uuid"})]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Nickname = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$"),
                      TRIMMED]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200), TRIMMED]
-
-
-def _storable(value: Any) -> Any:
-    """Refuse text PostgreSQL cannot store (NUL) or encode (lone surrogates), and numbers JSON cannot
-    carry (NaN, Infinity: Python's parser takes them, jsonb does not), anywhere in the input."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain the NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item)
-    return value
-
-
-# The document's statement of _storable (NaN, Infinity and lone surrogates are no JSON text of
-# Unicode, so only the NUL needs saying): every text without a pattern of its own gets one that
-# leaves NUL out (its lengths inside, so a generator draws from it directly), and free-form JSON
-# (metadata) is JSON whose keys and texts leave it out too.
-STORABLE_JSON = "StorableJson"
-_STORABLE_REF = {"$ref": f"#/components/schemas/{STORABLE_JSON}"}
-_NUL_FREE_KEYS = {"pattern": "^[^\\x00]*$"}
-
-
-def storable_json_schema() -> dict[str, Any]:
-    """Any JSON value whose object keys and texts hold no NUL (free-form metadata)."""
-    return {"anyOf": [{"type": "string", **_NUL_FREE_KEYS}, {"type": "number"}, {"type": "boolean"},
-                      {"type": "null"}, {"type": "array", "items": _STORABLE_REF},
-                      {"type": "object", "propertyNames": _NUL_FREE_KEYS, "additionalProperties": _STORABLE_REF}]}
-
-
-def state_storable(schema: Any) -> Any:
-    """`schema` (a JSON Schema, changed in place) with _storable stated wherever it applies."""
-    if isinstance(schema, list):
-        for item in schema:
-            state_storable(item)
-    elif isinstance(schema, dict):
-        for value in schema.values():
-            state_storable(value)
-        if schema.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(schema):
-            least, most = schema.get("minLength", 0), schema.get("maxLength", "")
-            schema["pattern"] = f"^[^\\x00]{{{least},{most}}}$"
-        if schema.get("type") == "object" and schema.get("additionalProperties") is True:
-            schema.update(propertyNames=_NUL_FREE_KEYS, additionalProperties=_STORABLE_REF)
-    return schema
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def text_is_storable(cls, data: Any) -> Any:
-        return _storable(data)
-
-
-class Query(BaseModel):
-    """Query strings arrive as text, so numbers are parsed (not strict)."""
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def text_is_storable(cls, data: Any) -> Any:
-        return _storable(data)
 
 
 class RegisterBody(Strict):
@@ -203,7 +72,7 @@ class QuestionBody(Strict):
     @classmethod
     def points_is_an_integer(cls, value: Any) -> Any:
         # A Literal takes anything equal to one of its values, false (== 0) too.
-        value = _whole(value)
+        value = whole(value)
         if type(value) is not int:
             raise ValueError("points must be the integer 0, 1000 or 2000")
         return value
@@ -278,16 +147,6 @@ class AroundQuery(Query):
 
 # --- the leaderboard service ----------------------------------------------------------------------
 
-Exact = Annotated[int, Field(ge=-MAX_EXACT, le=MAX_EXACT), WHOLE]
-Slug = Annotated[str, StringConstraints(pattern=BOARD_ID.pattern)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
-PlayerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-SubmissionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-# JSON Schema has no keyword for the size of a value's encoding: the document states check_metadata's
-# bound in words and in an extension keyword.
-Metadata = Annotated[dict[str, Any], Field(
-    max_length=50, description=f"at most {METADATA_MAX_BYTES} bytes as compact UTF-8 JSON",
-    json_schema_extra={"x-max-json-bytes": METADATA_MAX_BYTES}), AfterValidator(check_metadata)]
 MaxEntries = Annotated[int, Field(ge=1, le=10_000_000), WHOLE]
 
 
@@ -315,15 +174,6 @@ class BoardBody(Strict):
 class BoardPatch(Strict):
     name: Label | None = None
     max_entries: MaxEntries | None = None
-
-
-class ScoreBody(Strict):
-    leaderboard_id: Slug
-    player_id: PlayerId
-    score: Exact
-    display_name: Label | None = None
-    metadata: Metadata | None = None
-    submission_id: SubmissionId | None = None
 
 
 class ScoreBatchBody(Strict):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.api.core import current_principal, endpoint, parse_body, parse_query
-from app.api.schemas import ActionBody, ActivityQuery, ScoreBatchBody, ScoreBody
+from app.api.schemas import ActionBody, ActivityQuery, ScoreBatchBody
 from app.core.errors import ServiceError
 from app.extensions import runtime
-from app.leaderboards.players import activity_of, boards_of
-from app.leaderboards.scores import Authority, ScoreRequest, ScoreResult, Submission
+from app.leaderboards.service.players import activity_of, boards_of
+from app.leaderboards.submissions import Authority, ScoreBody, ScoreRequest, ScoreResult, Submission
 
 bp = Blueprint("scores", __name__, url_prefix="/api/v1")
 

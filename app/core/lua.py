@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Iterable, NamedTuple
 from pathlib import Path
+from typing import Any, Iterable, NamedTuple
 
 from redis.commands.core import Script
 

@@ -20,8 +20,8 @@ from app.extensions import runtime
 from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
 from app.graphql.guards import Caller, charge_document, charge_operation, check_credential
 from app.graphql.schema import Context
-from app.leaderboards import boards, players
-from app.leaderboards.scores import ScoreRequest
+from app.leaderboards.service import boards, players
+from app.leaderboards.submissions import ScoreRequest
 from app.ratelimits import client_address
 
 bp = Blueprint("graphql", __name__)

@@ -25,14 +25,13 @@ from app.api.schemas import (
     Nickname,
     PeriodQuery,
     RangeQuery,
-    ScoreBody,
     TopQuery,
 )
 from app.core.errors import Invalid, ServiceError
 from app.core.json_input import decode_json
 from app.graphql.guards import Caller, twin
 from app.leaderboards.domain import DEFAULT_BOARD, is_exact
-from app.leaderboards.scores import Authority, Submission
+from app.leaderboards.submissions import Authority, ScoreBody, Submission
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 SDL = SDL_PATH.read_text()
@@ -45,10 +44,10 @@ class Context:
     reader: Any  # BoardReader
     write_scores: Callable[[list, Any, str], list]  # (submissions, authority, source) -> results
     ranks: Callable[[list, bool], dict]  # (results, wait) -> {(board, player): rank}
-    boards: Any  # app.leaderboards.boards
+    boards: Any  # app.leaderboards.service.boards
     engine: Any
     final_top: int
-    players: Any  # app.leaderboards.players
+    players: Any  # app.leaderboards.service.players
 
 
 def _valid(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:

@@ -33,7 +33,7 @@ from app.extensions import runtime, sock
 from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
 from app.graphql.guards import Caller, charge_document, charge_operation
 from app.graphql.http import make_context
-from app.leaderboards.periods import SPAN_FIELDS
+from app.leaderboards.spans import SPAN_FIELDS
 from app.ratelimits import client_address, limit
 from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
 from app.rooms.connection import Connection

@@ -1,6 +1,6 @@
 """The rules of a leaderboard, without I/O: what its settings may be, and what a score does to an entry.
 
-The write path (app/leaderboards/scores.py) locks the entries a write names, then runs `EntryFold`
+The write path (app/leaderboards/service/scores.py) locks the entries a write names, then runs `EntryFold`
 over each entry's submissions in order: however many submissions name one entry, it is written once,
 with the state applying them one at a time would leave.
 """

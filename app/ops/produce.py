@@ -11,8 +11,8 @@ import click
 from app.core.errors import NotFound
 from app.core.kafka import DeliveryTracker, make_producer, produce
 from app.extensions import runtime
-from app.leaderboards.boards import create_board, get_board
 from app.leaderboards.messages import encode_score
+from app.leaderboards.service.boards import create_board, get_board
 from app.ops.common import config, ops, progress
 from app.ops.replay import await_deliveries
 

@@ -8,9 +8,9 @@ import click
 from sqlalchemy import text
 
 from app.extensions import runtime
-from app.leaderboards.apply import forget_board
-from app.leaderboards.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.verify import cached_boards, cached_periods
+from app.leaderboards.board.apply import forget_board
+from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
+from app.leaderboards.board.verify import cached_boards, cached_periods
 from app.ops.common import board_options, one_selection, ops, progress
 from app.quiz.board.rebuild import UnknownSession, rebuild_board
 from app.quiz.board.verify import cached_sessions, drop_board

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 from app.core.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
 from app.core.outbox import outbox_lag
 from app.extensions import runtime
-from app.leaderboards.verify import cached_boards, cached_periods, compare_period
+from app.leaderboards.board.verify import cached_boards, cached_periods, compare_period
 from app.ops.common import board_options, config, ops, progress
 from app.quiz.board.rebuild import UnknownSession
 from app.quiz.board.verify import cached_sessions, compare_board

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.leaderboards.periods import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
+from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
 from app.rooms.connection import Connection
 
 UPDATE = "leaderboard_update"

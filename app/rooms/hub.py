@@ -24,7 +24,7 @@ from typing import Any, Callable
 import redis
 
 from app.core.logs import RateLimitedLog
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import BoardKeys
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import scripts_for
 from app.rooms.boards import BoardChannel, BoardReads, Watch

@@ -25,7 +25,7 @@ import redis as redis_lib
 import requests
 from confluent_kafka import Producer
 
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import BoardKeys
 from tests.bench import report
 from tests.bench.rooms_client import BoardSocket, close_all, connect_all
 from tests.bench.support import CpuMeter, HttpPool, env_int, percentiles

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import BoardKeys
 from tests.helpers import Api, HttpClient, wait_until
 
 

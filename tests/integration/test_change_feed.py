@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cache_worker.changes import DIGEST_FIELD
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.changes import DIGEST_FIELD
+from app.leaderboards.board.keys import BoardKeys
 from tests.integration.leaderboard_support import board, owner, score
 from tests.integration.test_ops import publish_as_relay
 from tests.integration.test_relay import read_topic

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from app.core.poison import PoisonMessage
+from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.domain import METADATA_MAX_BYTES
-from app.leaderboards.keys import BoardKeys
 from app.leaderboards.messages import decode_score
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score

@@ -14,10 +14,11 @@ from app.accounts.users import create_guest, is_revoked, revoke_tokens
 from app.core import redis_keys
 from app.core.errors import TooManyRequests
 from app.core.redis_client import make_redis
-from app.leaderboards.boards import create_board
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import cached_boards, compare_period
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.verify import cached_boards, compare_period
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.verify import cached_sessions
 from app.ratelimits import Limit, RateLimits

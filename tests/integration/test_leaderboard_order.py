@@ -14,12 +14,13 @@ from sqlalchemy import text
 
 from app.accounts.users import create_guest
 from app.events import envelope_from_row
-from app.leaderboards.boards import create_board
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.reads import page_of
+from app.leaderboards.board.scripts import board_scripts
 from app.leaderboards.domain import SORT_ORDERS, UPDATE_MODES, apply_score, ranking_sql
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.reads import page_of
-from app.leaderboards.scores import Authority, Submission, remove_player, submit_scores
-from app.leaderboards.scripts import board_scripts
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import remove_player, submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from tests.integration.leaderboard_support import Applier, board_events
 
 PLAYERS = ["ann", "ben", "cat", "dan", "eve"]

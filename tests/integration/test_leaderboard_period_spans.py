@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from app.leaderboards.periods import SPAN_FIELDS, period_span
+from app.leaderboards.spans import SPAN_FIELDS, period_span
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
 from tests.integration.test_graphql import data

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import text
 
 from app.accounts.users import create_guest
-from app.leaderboards.boards import create_board, update_board
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.reads import BoardReader
-from app.leaderboards.rebuild import rebuild_period
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import compare_period
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.reads import BoardReader
+from app.leaderboards.board.rebuild import rebuild_period
+from app.leaderboards.board.verify import compare_period
+from app.leaderboards.service.boards import create_board, update_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier
 

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from app import create_app
 from app.core.kafka import make_producer
 from app.events import envelope_from_row
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.verify import cached_periods, compare_period
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.verify import cached_periods, compare_period
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import TIE_SPAN
 from tests.helpers import drop_prefix_keys, stack_env

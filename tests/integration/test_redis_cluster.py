@@ -23,10 +23,11 @@ from app.accounts.users import create_guest
 from app.core.errors import TooManyRequests
 from app.core.redis_client import make_redis, node_of
 from app.events import envelope_from_row
-from app.leaderboards.boards import create_board
-from app.leaderboards.reads import BoardReader, RankWaits
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import cached_boards, compare_period
+from app.leaderboards.board.reads import BoardReader, RankWaits
+from app.leaderboards.board.verify import cached_boards, compare_period
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.reads import read_page
 from app.quiz.board.rebuild import rebuild_board

@@ -8,8 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.accounts.users import create_guest
-from app.leaderboards.batcher import ScoreBatcher
-from app.leaderboards.scores import Authority, ScoreRequest, ScoreResult, Submission
+from app.leaderboards.service.batcher import ScoreBatcher
+from app.leaderboards.submissions import Authority, ScoreRequest, ScoreResult, Submission
 from tests.helpers import WAIT_S, wait_until
 from tests.integration.test_leaderboard_order import _new_board
 

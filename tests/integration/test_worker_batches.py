@@ -10,7 +10,7 @@ from itertools import zip_longest
 
 from app.core.lua import BATCH_CHUNK, Call, pack_batch
 from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
-from app.leaderboards.apply import forget_board
+from app.leaderboards.board.apply import forget_board
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import MAX_SCORE
 from app.quiz.board.scripts import LeaderboardScripts

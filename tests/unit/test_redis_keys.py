@@ -9,7 +9,7 @@ from redis.crc import key_slot
 from app.accounts import users
 from app.core import redis_keys
 from app.core.config import ConfigError, load_config
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import BoardKeys
 from app.quiz.board.keys import SessionKeys
 from app.ratelimits import KEY_PREFIX
 from app.rooms import tickets

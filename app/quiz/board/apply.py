@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.core.clock import instant_ms
 from app.core.lua import Call
 from app.events import (
     AnswerScored,
@@ -23,7 +24,6 @@ from app.events import (
     SessionEnded,
 )
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scores import instant_ms
 from app.quiz.board.scripts import LeaderboardScripts
 
 # Kafka's default retention is 7 days: keep an ended session's keys a day longer. Expiring them is

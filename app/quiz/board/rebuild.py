@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.core.clock import instant_ms
 from app.quiz.board.apply import (
     ENDED_KEY,
     ENDED_SESSION_TTL,
@@ -52,7 +53,7 @@ from app.quiz.board.apply import (
     removed_key,
 )
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scores import composite, instant_ms, reached_ms
+from app.quiz.board.scores import composite, reached_ms
 from app.quiz.board.scripts import scripts_for
 from app.quiz.domain.sessions import ENDED, QUESTION_OPEN
 

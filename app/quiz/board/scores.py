@@ -14,20 +14,9 @@ disagree on it.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 TIE_SPAN = 2 ** 34
 MAX_REACHED_MS = TIE_SPAN - 1
 MAX_SCORE = 2 ** 19 - 1
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
-
-
-def instant_ms(moment: datetime) -> int:
-    """Whole milliseconds since 1970 (floor), computed exactly on timedelta integers."""
-    if moment.tzinfo is None:
-        raise ValueError("a timezone-aware datetime is needed")
-    return (moment - _UNIX_EPOCH) // _MS
 
 
 def reached_ms(epoch_ms: int, at_ms: int) -> int:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from app.core import redis_keys
+from app.core.clock import instant_ms
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import UnknownSession, session_epoch_ms
-from app.quiz.board.scores import instant_ms, reached_ms, split
+from app.quiz.board.scores import reached_ms, split
 
 Standing = tuple[int, int]  # score, reached_ms: the two halves of the composite (scores.py)
 _BOARD_KEY = re.compile(r"^(?:lb|meta):\{([0-9a-f-]{36})\}$")

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, NotFound
 from app.core.ids import new_id
-from app.quiz.models import Question, Quiz
 from app.quiz.domain import sessions as rules
+from app.quiz.models import Question, Quiz
 from app.quiz.service import deletion
 from app.quiz.service.quizzes import check_images, question_rows, quiz_view
 

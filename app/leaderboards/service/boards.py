@@ -22,13 +22,8 @@ from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.outbox import record_event
 from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
-from app.leaderboards.periods import (
-    DEPRECATED_ENTRY_COUNT,
-    SPAN_COLUMNS,
-    open_period,
-    period_span,
-    roll_period,
-)
+from app.leaderboards.service.periods import open_period, roll_period
+from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_COLUMNS, period_span
 
 _BOARD_COLUMNS = """b.id, b.name, b.owner_id, b.sort_order, b.update_mode, b.reset_period, b.timezone,
     b.max_entries, b.self_report_max, b.metadata, b.revision, b.created_at"""

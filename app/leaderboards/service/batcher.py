@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 
 from app.core.errors import ServiceError
 from app.core.group_commit import CommitFailed, GroupCommit
-from app.leaderboards.scores import ScoreRequest, ScoreResult, submit_score_requests
+from app.leaderboards.service.scores import submit_score_requests
+from app.leaderboards.submissions import ScoreRequest, ScoreResult
 
 
 class ScoreBatcher(GroupCommit[ScoreRequest, list]):

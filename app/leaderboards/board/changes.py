@@ -21,10 +21,10 @@ from app.core.errors import NotFound
 from app.core.kafka import produce
 from app.core.lua import NEEDS_REBUILD
 from app.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.periods import PeriodSpans, with_span
-from app.leaderboards.reads import page_of
-from app.leaderboards.scripts import board_scripts
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.reads import page_of
+from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.spans import PeriodSpans, with_span
 
 DIGEST_FIELD = "top_digest"
 

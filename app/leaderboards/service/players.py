@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app.core.errors import NotFound
-from app.leaderboards.periods import SPAN_FIELDS
-from app.leaderboards.reads import BoardReader
+from app.leaderboards.board.reads import BoardReader
+from app.leaderboards.spans import SPAN_FIELDS
 
 
 def boards_of(engine: Engine, reader: BoardReader, player_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.core.clock import instant_ms
 from app.core.lua import Call
 from app.events import (
     BoardConfigured,
@@ -19,9 +20,8 @@ from app.events import (
     PeriodClosed,
     PeriodOpened,
 )
+from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.domain import metadata_json
-from app.leaderboards.keys import BoardKeys
-from app.quiz.board.scores import instant_ms
 
 APPLIED = 1
 ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams

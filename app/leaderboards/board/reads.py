@@ -20,10 +20,10 @@ from sqlalchemy import Engine, text
 from app.core.errors import NotFound, Unprocessable
 from app.core.lua import NEEDS_REBUILD
 from app.core.redis_client import node_client
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.periods import PeriodSpans, with_span
-from app.leaderboards.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.scripts import board_scripts
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
+from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.spans import PeriodSpans, with_span
 
 PERCENTILES = (50, 90, 99)
 _ATTEMPTS = 3

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from app.core.clock import instant_ms
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.scripts import board_scripts
 from app.leaderboards.domain import metadata_json, ranking_sql
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.scripts import board_scripts
-from app.quiz.board.scores import instant_ms
 
 _CHUNK = 5000
 _PIPELINE = 40  # commands sent before their replies are read

@@ -1,97 +1,18 @@
-"""Score writes: one function for every path (HTTP single and batch, Kafka ingestion, GraphQL), one
-transaction per call, one result (or error) per submission, in order.
-
-In the transaction: each board's open period is locked FOR KEY SHARE (periods.py), then the
-submissions' ids are claimed (a retry with the same id and payload gets the original result, another
-payload 409 submission_conflict), then the entries the submissions name are locked, in one order, and
-read. Each entry's submissions are folded in order by the board's mode (domain.EntryFold): every
-submission gets the result applying them one at a time would give, and the entry is written once,
-with its resulting state and one `entry_changed` event (score, tie position, version), by one
-statement for the whole write. An entry changes only when its score does (best: strictly better;
-replace: different; increment: a non-zero amount), and then takes a new tie position from a
-sequence, in the order of the entries' last changes: who reached a score first ranks first,
-everywhere. A submission that changes nothing writes no event, so nothing downstream moves. A batch
-naming one player 1,000 times is one row written, not 1,000.
-
-Concurrent requests of a web process are committed together (`ScoreBatcher`, batcher.py): one
-transaction, one flush, each request still answered with its own results.
-"""
+"""One attempt of a score write, inside its transaction (`ScoreWrite`, run by scores.py): the submissions
+checked, their ids claimed, the entries they name locked and read, each entry's submissions folded in
+order by the board's mode (domain.EntryFold), and each changed entry written once with its event."""
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
-from app.core.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable, Unprocessable
-from app.core.group_commit import commit
+from app.core.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, Unprocessable
 from app.core.ids import NEW_ID_SQL
-from app.core.metrics import SCORE_WRITES
-from app.core.outbox import count_committed, outbox_insert, record_event
-from app.events import EntryRemoved
+from app.core.outbox import outbox_insert
 from app.leaderboards.domain import EntryFold, is_exact
-from app.leaderboards.periods import lock_open_periods, roll_period
-
-# Rolling an ended period and writing again: a write never waits on more than this many boundaries.
-_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Submission:
-    leaderboard_id: str
-    player_id: str
-    score: int
-    display_name: str | None = None
-    metadata: dict[str, Any] | None = None
-    submission_id: str | None = None
-    action: str | None = None  # a player's own action (kept in player_activity)
-
-    def fingerprint(self) -> str:
-        """What makes two submissions under one submission id the same submission."""
-        canonical = json.dumps([self.leaderboard_id, self.player_id, self.score, self.display_name, self.metadata,
-                                self.action], sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Authority:
-    """Who writes: a board's owner (or one of their API keys), a player reporting their own action on
-    a board that allows it, or the anonymous clients of seed 000, on `boards` only."""
-
-    owner_id: uuid.UUID | None = None
-    self_report: bool = False
-    boards: frozenset[str] | None = None
-
-    def check(self, board: Any, submission: Submission) -> None:
-        if self.boards is not None and board.id not in self.boards:
-            raise Forbidden("forbidden", "this client may only write to " + ", ".join(sorted(self.boards)))
-        if self.self_report:
-            if board.self_report_max is None:
-                raise Forbidden("self_report_not_allowed", "players may not report scores on this board")
-            if not 0 <= submission.score <= board.self_report_max:
-                raise Unprocessable("invalid_score", f"an action adds 0 to {board.self_report_max} points")
-        elif self.owner_id is not None and board.owner_id != self.owner_id:
-            raise Forbidden("not_owner", "only the board's owner (or its API keys) can write scores to it")
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    leaderboard_id: str
-    period: str
-    player_id: str
-    outcome: str  # "changed" or "unchanged"
-    score: int
-    previous_score: int | None
-    version: int | None = None  # the entry's version once changed: the board shows it from then on
-    replayed: bool = False  # a retry: the original result of this submission id
-
-    def view(self) -> dict[str, Any]:
-        return {"leaderboard_id": self.leaderboard_id, "period": self.period, "player_id": self.player_id,
-                "outcome": self.outcome, "score": self.score, "previous_score": self.previous_score}
-
+from app.leaderboards.submissions import Authority, ScoreResult, Submission
 
 # Each entry a write names, locked in one order. DO UPDATE ... WHERE false locks an entry that exists
 # without writing it; one that does not is inserted without a score (version 0: no entry has it), which
@@ -142,7 +63,7 @@ _WRITE_ENTRIES = text(f"""
 _OVERFLOW = "the increment would leave the exact range of scores (±(2^53 - 1))"
 
 
-class _Write:
+class ScoreWrite:
     """One attempt of `submit_scores`, inside its transaction."""
 
     def __init__(self, connection: Connection, submissions: list[Submission], authorities: list[Authority],
@@ -296,70 +217,7 @@ class _Write:
                 "boards": [k[0] for k in freed], "ids": [k[1] for k in freed]})
 
 
-@dataclass(frozen=True)
-class ScoreRequest:
-    """The submissions of one request (all in one transaction), who sends them and from where."""
-
-    submissions: tuple[Submission, ...]
-    authority: Authority
-    source: str = "http"  # for score_writes_total: http, batch, self_report, kafka...
-
-
-def submit_scores(engine: Engine, submissions: list[Submission], authority: Authority, *,
-                  final_top: int = 10, source: str = "http") -> list[ScoreResult | ServiceError]:
-    """Commit `submissions` in one transaction; each gets its result or the error that refused it."""
-    return submit_score_requests(engine, [ScoreRequest(tuple(submissions), authority, source)],
-                                 final_top=final_top)[0]
-
-
-def submit_score_requests(engine: Engine, requests: list[ScoreRequest], *,
-                          final_top: int = 10) -> list[list[ScoreResult | ServiceError]]:
-    """Commit the submissions of every request in one transaction; each request gets one result (or the
-    error that refused it) per submission, in order. `final_top`: the standings carried by the event of a
-    period this write finds ended and closes.
-
-    Raises CommitFailed when the COMMIT failed (outcome unknown), SQLAlchemyError when a statement
-    failed before it (nothing was recorded)."""
-    submissions = [s for r in requests for s in r.submissions]
-    authorities = [r.authority for r in requests for _ in r.submissions]
-    for _ in range(_ATTEMPTS):
-        with engine.connect() as connection:
-            transaction = connection.begin()
-            try:
-                boards = lock_open_periods(connection, [s.leaderboard_id for s in submissions])
-                ended = [board.id for board in boards.values() if board.ended]
-                if not ended:
-                    write = _Write(connection, submissions, authorities, boards)
-                    write.apply(write.claim_submission_ids(write_indexes(write)))
-                    write.record_activity()
-                    write.store_results()
-            except BaseException:
-                transaction.rollback()
-                raise
-            commit(transaction)
-        if not ended:
-            count_committed("entry_changed", write.changed)
-            results: list[list[ScoreResult | ServiceError]] = []
-            position = 0
-            for request in requests:
-                mine = write.results[position:position + len(request.submissions)]
-                position += len(request.submissions)
-                for result in mine:
-                    SCORE_WRITES.labels(_outcome(result), request.source).inc()
-                results.append(mine)  # type: ignore[arg-type]
-            return results
-        for board_id in ended:  # the period ended before this write: count it in the next one
-            roll_period(engine, board_id, final_top=final_top)
-    raise Conflict("period_busy", "the board's period kept ending during the write; send it again")
-
-
-def _outcome(result: ScoreResult | ServiceError) -> str:
-    if isinstance(result, ServiceError):
-        return "refused"
-    return "replayed" if result.replayed else result.outcome
-
-
-def write_indexes(write: _Write) -> list[int]:
+def write_indexes(write: ScoreWrite) -> list[int]:
     """Check each submission (its board, who writes, its score); the refused get their error."""
     indexes = []
     for i, submission in enumerate(write.submissions):
@@ -375,22 +233,3 @@ def write_indexes(write: _Write) -> list[int]:
             continue
         indexes.append(i)
     return indexes
-
-
-def remove_player(engine: Engine, owner_id: uuid.UUID, board_id: str, player_id: str) -> None:
-    """Take a player off the board's current period; the entry keeps its version, so no stale event
-    can bring it back, and a later score starts from nothing."""
-    with engine.begin() as connection:
-        board = lock_open_periods(connection, [board_id]).get(board_id)
-        if board is None:
-            raise NotFound("not_found", "no such board")
-        if board.owner_id != owner_id:
-            raise Forbidden("not_owner", "only the board's owner can remove a player")
-        row = connection.execute(text("""
-            UPDATE leaderboard_entries SET previous_score = score, score = NULL, version = version + 1
-            WHERE leaderboard_id = :b AND period = :p AND player_id = :player AND score IS NOT NULL
-            RETURNING version"""), {"b": board_id, "p": board.period, "player": player_id}).one_or_none()
-        if row is None:
-            raise NotFound("not_found", "no such player on the board")
-        record_event(connection, board_id, "entry_removed",
-                     EntryRemoved(period=board.period, player_id=player_id, version=row.version))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from app.core import redis_keys
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import BoardKeys
 
 Standing = tuple[int, int]  # score, tie_seq
 _CFG_KEY = re.compile(r"^lbc:\{b:([A-Za-z0-9_.-]+)\}$")
