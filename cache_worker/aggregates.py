@@ -11,16 +11,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
+from app.core.events import Envelope, EventCatalog
 from app.core.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
-from app.events import LEADERBOARD, QUIZ_SESSION, Envelope
 from app.leaderboards.board.apply import board_event_call, forget_board, is_board_deletion
 from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.events import LEADERBOARD, LEADERBOARD_EVENTS
 from app.quiz.board.apply import event_call, forget_session, is_session_deletion
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import UnknownSession, rebuild_board
 from app.quiz.board.scripts import scripts_for
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS
+
+# The events the worker reads: a session's and a board's.
+EVENT_TYPES = EventCatalog(SESSION_EVENTS, LEADERBOARD_EVENTS)
 
 # What `Aggregate.queue` returns for a deletion: no command of the pipeline answers it (see `settle`).
 NO_COMMAND = 0

@@ -18,11 +18,12 @@ from sqlalchemy import text
 
 from app.core.config import load_config
 from app.core.db import get_engine
+from app.core.events import Envelope
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from app.core.redis_client import make_redis, node_of
-from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_script_source
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
     now = datetime.now(timezone.utc)
     for i in range(count):
         participant = random.choice(players)
-        payload = payload_for("answer_scored", AnswerScored(
+        payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
             answer_id=uuid.uuid4(), participant_id=participant, user_id=participant, nickname="bench",
             question_id=uuid.uuid4(), choice=0, correct=True, points=random.randrange(500, 1001), streak=1,
             answered_ms=100, answered_at=now + timedelta(milliseconds=i), total=0))

@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 
 from app.core.batch_consumer import BatchConsumer
+from app.core.events import Envelope
 from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
 from app.core.poison import store_unavailable
 from app.core.redis_client import is_cluster, node_client
-from app.events import Envelope, decode_envelope
 from app.leaderboards.board.changes import (
     Announced,
     announce_changes,
@@ -36,7 +36,7 @@ from app.leaderboards.board.changes import (
     touched_periods,
 )
 from app.leaderboards.spans import PeriodSpans
-from cache_worker.aggregates import NO_COMMAND, aggregates
+from cache_worker.aggregates import EVENT_TYPES, NO_COMMAND, aggregates
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ class CacheWorker(BatchConsumer):
         pending = []
         for message in messages:
             try:
-                envelope = decode_envelope(message.value())
-                pending.append(_Pending(message, envelope, envelope.parsed_payload()))
+                envelope = EVENT_TYPES.decode(message.value())
+                pending.append(_Pending(message, envelope, EVENT_TYPES.parse(envelope)))
             except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
         announced = self.retry_or_isolate("applying events", pending, self._apply,

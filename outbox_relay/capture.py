@@ -63,8 +63,8 @@ from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.core.events import envelope_json_of_text
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
-from app.events import envelope_json_of_text
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
 from outbox_relay.relay import PURGE_BATCH, BatchResult, Outgoing, Relay, log

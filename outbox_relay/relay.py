@@ -57,12 +57,12 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.core.events import envelope_from_row
 from app.core.kafka import produce
 from app.core.logs import RateLimitedLog
 from app.core.outbox import outbox_lag
 from app.core.processing import StreamProcessor
 from app.core.retry import Backoff
-from app.events import envelope_from_row
 from outbox_relay import partitions
 
 log = logging.getLogger("outbox_relay")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, event, insert, text
 from sqlalchemy.orm import Session
 
+from app.core.events import EventTypes, new_event_id
 from app.core.metrics import EVENTS_WRITTEN
 from app.core.models import Event
-from app.events import AGGREGATE_OF, CURRENT_VERSION, new_event_id, payload_for
 
 # Event types recorded in the session's open transaction; counted only once it commits.
 _UNCOMMITTED = "livequiz.uncommitted_event_types"
@@ -53,28 +53,30 @@ CAPTURE_SLOT_PREFIX = "outbox_relay_"
 _SLOT_NAME_MAX = 63  # NAMEDATALEN - 1
 
 
-def record_event(db: Session | Connection, aggregate_id: uuid.UUID | str, event_type: str, payload) -> uuid.UUID:
+def record_event(db: Session | Connection, events: EventTypes, aggregate_id: uuid.UUID | str, event_type: str,
+                 payload) -> uuid.UUID:
     """Append the event of a change to the outbox, in the caller's transaction (an ORM session's or a
-    Core connection's); `aggregate_id` is the session's or the board's id (the event type says which)."""
+    Core connection's); `events` are its aggregate's (app/quiz/events.py, app/leaderboards/events.py),
+    `aggregate_id` the session's or the board's id."""
     event_id = new_event_id()
     db.execute(insert(Event).values(
         id=event_id,
-        aggregate_type=AGGREGATE_OF[event_type],
+        aggregate_type=events.aggregate_type,
         aggregate_id=str(aggregate_id),
         event_type=event_type,
-        version=CURRENT_VERSION[event_type],
-        payload=payload_for(event_type, payload),
+        version=events.current_version[event_type],
+        payload=events.payload_for(event_type, payload),
     ))
     connection = db.connection() if isinstance(db, Session) else db
     connection.info.setdefault(_UNCOMMITTED, []).append(event_type)
     return event_id
 
 
-def outbox_insert(event_id: str, aggregate_id: str, event_type: str, payload: str, *, source: str) -> str:
+def outbox_insert(events: EventTypes, event_id: str, aggregate_id: str, event_type: str, payload: str, *,
+                  source: str) -> str:
     """`INSERT INTO events ... SELECT` of one event per row of `source`, for a statement that writes a
     batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal."""
-    version = CURRENT_VERSION[event_type.strip("'")]
-    aggregate_type = AGGREGATE_OF[event_type.strip("'")]
+    version, aggregate_type = events.current_version[event_type.strip("'")], events.aggregate_type
     return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
             f"SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, {payload} "
             f"FROM {source} RETURNING id")

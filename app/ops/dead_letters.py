@@ -19,11 +19,16 @@ from app.core.dead_letters import (
     redrive_consumer,
     topic_state,
 )
+from app.core.events import EventCatalog, PoisonEvent
 from app.core.kafka import DeliveryTracker, make_producer, produce
-from app.events import PoisonEvent, decode_envelope
+from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.leaderboards.messages import decode_score
 from app.ops.common import config, dlq
 from app.ops.replay import await_deliveries
+from app.quiz.events import SESSION_EVENTS
+
+# What the worker decodes: a dead letter of the events queue that still fails it is not sent back.
+_EVENT_TYPES = EventCatalog(SESSION_EVENTS, LEADERBOARD_EVENTS)
 
 
 def _read(consumer, topic: str, start: dict[int, int], end: dict[int, int]) -> list[DeadLetter]:
@@ -44,7 +49,7 @@ def _still_poison(queue: DeadLetterQueue, letter: DeadLetter) -> str | None:
         if queue.name == SCORES:
             decode_score(letter.value)
         else:
-            decode_envelope(letter.value)
+            _EVENT_TYPES.decode(letter.value)
     except (PoisonEvent, ValueError) as exc:
         return str(exc)
     return None

@@ -9,9 +9,9 @@ from typing import Any
 import click
 from sqlalchemy import text
 
+from app.core.events import envelope_from_row
 from app.core.kafka import DeliveryTracker, make_producer, produce
 from app.core.outbox import published_condition
-from app.events import envelope_from_row
 from app.extensions import runtime
 from app.ops.common import config, one_selection, ops, progress
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.events import envelope_from_row
+from app.core.events import envelope_from_row
 from cache_worker.worker import CacheWorker, _Pending
+from tests.events import EVENTS
 from tests.helpers import Api, Player
 
 
@@ -50,7 +51,7 @@ class Applier:
         pending = []
         for row in rows:
             envelope = envelope_from_row(row)
-            pending.append(_Pending(None, envelope, envelope.parsed_payload()))
+            pending.append(_Pending(None, envelope, EVENTS.parse(envelope)))
         if pending:
             self.worker.apply_events(pending)
 

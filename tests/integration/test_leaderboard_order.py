@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app.accounts.users import create_guest
-from app.events import envelope_from_row
+from app.core.events import envelope_from_row
 from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.board.reads import page_of
 from app.leaderboards.board.scripts import board_scripts

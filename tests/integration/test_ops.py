@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
+from app.core.events import envelope_from_row
 from app.core.kafka import make_producer
-from app.events import envelope_from_row
 from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.board.verify import cached_periods, compare_period
 from app.quiz.board.keys import SessionKeys

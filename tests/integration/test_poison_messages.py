@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 from confluent_kafka.admin import NewTopic
 
+from app.core.events import Envelope, envelope_from_row
 from app.core.kafka import make_admin
-from app.events import LEADERBOARD, QUIZ_SESSION, Envelope, envelope_from_row
+from app.leaderboards.events import LEADERBOARD
+from app.quiz.events import QUIZ_SESSION
 from score_ingest.ingest import ScoreIngest
 from score_ingest.process import build_ingest
 from tests.integration.leaderboard_support import board, owner

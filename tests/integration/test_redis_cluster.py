@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from app.accounts.users import create_guest
 from app.core.errors import TooManyRequests
+from app.core.events import envelope_from_row
 from app.core.redis_client import make_redis, node_of
-from app.events import envelope_from_row
 from app.leaderboards.board.reads import BoardReader, RankWaits
 from app.leaderboards.board.verify import cached_boards, compare_period
 from app.leaderboards.service.boards import create_board
@@ -38,6 +38,7 @@ from app.rooms.hub import RoomHub, RoomReads
 from app.runtime import Runtime
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
+from tests.events import EVENTS
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier, board_events
 from tests.integration.test_key_prefix import two_key_spaces
@@ -113,7 +114,7 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
     worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
     rows = [row for s in sessions for row in event_rows(engine, s["id"])]
-    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in rows]
+    pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in rows]
     worker.apply_events(pending)
     assert worker.metrics.duplicates._value.get() == len(rows)
     cluster.flushall()  # this test's own cluster
@@ -152,7 +153,7 @@ def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(c
         live_board(cluster, engine, sid)
     streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
-    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in mixed]
+    pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in mixed]
     worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
     worker.apply_events(pending)  # the boards' periods are rebuilt on the way
     for sid in sessions:

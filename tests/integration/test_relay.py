@@ -33,12 +33,12 @@ from sqlalchemy.engine import make_url
 from app.core.config import Config
 from app.core.kafka import ensure_topics, make_producer
 from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
-from app.events import decode_envelope
 from outbox_relay import partitions
 from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
 from outbox_relay.relay import Relay
+from tests.events import EVENTS
 from tests.helpers import Api, sample_questions, stack_env, wait_until
 from tests.kafka_broker import PrivateKafka
 
@@ -302,7 +302,7 @@ def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(a
         copies = found[str(row.id)]
         assert len(copies) == 1, f"{row.id} published {len(copies)} times"
         message = copies[0]
-        envelope = decode_envelope(message.value)
+        envelope = EVENTS.decode(message.value)
         assert message.key == row.aggregate_id.encode() and envelope.aggregate_id == row.aggregate_id
         assert message.headers["event_type"].decode() == envelope.event_type == row.event_type
         assert str(envelope.event_id) == str(row.id)
@@ -947,7 +947,7 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
     for event_id in duplicated:
         copies = found[event_id]
         assert len({(m.key, m.value, m.headers["event_id"], m.partition) for m in copies}) == 1
-        assert decode_envelope(copies[0].value).event_id == uuid.UUID(event_id)
+        assert EVENTS.decode(copies[0].value).event_id == uuid.UUID(event_id)
 
 
 @BOTH_MODES

@@ -4,10 +4,12 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.core import redis_keys
-from app.events import AnswerScored, envelope_from_row
+from app.core.events import envelope_from_row
 from app.quiz.board.apply import apply_event
 from app.quiz.board.rebuild import rebuild_board
 from app.quiz.board.scripts import APPLIED, DUPLICATE, scripts_for
+from app.quiz.events import AnswerScored
+from tests.events import EVENTS
 from tests.integration.worker_support import (
     event_rows,
     pg_ranking,
@@ -51,8 +53,8 @@ def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(a
     # The snapshot's events, delivered late, and the replayed ones, delivered again, are duplicates.
     assert _apply_rows(redis_client, before_snapshot + during) == [DUPLICATE] * 4
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
-    assert any(envelope_from_row(r).parsed_payload().points > 0 for r in before_snapshot + during
-               if isinstance(envelope_from_row(r).parsed_payload(), AnswerScored))
+    assert any(EVENTS.parse(envelope_from_row(r)).points > 0 for r in before_snapshot + during
+               if isinstance(EVENTS.parse(envelope_from_row(r)), AnswerScored))
 
 
 def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):

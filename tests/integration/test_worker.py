@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
 
+from app.core.events import envelope_from_row
 from app.core.kafka import make_consumer
-from app.events import envelope_from_row
 from app.quiz.board.keys import SessionKeys
 from tests.helpers import stack_env
 from tests.integration.worker_support import (

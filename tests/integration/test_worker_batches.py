@@ -8,13 +8,15 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import zip_longest
 
+from app.core.events import Envelope, envelope_from_row
 from app.core.lua import BATCH_CHUNK, Call, pack_batch
-from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
 from app.leaderboards.board.apply import forget_board
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import MAX_SCORE
 from app.quiz.board.scripts import LeaderboardScripts
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored, SessionEnded
 from cache_worker.worker import CacheWorker, _Pending
+from tests.events import EVENTS
 from tests.integration.leaderboard_support import board, board_events, owner, score
 from tests.integration.test_leaderboard_order import _postgres, _redis
 from tests.integration.test_relay import read_topic
@@ -33,7 +35,7 @@ from tests.integration.worker_support import (
 
 
 def _pending(envelopes) -> list[_Pending]:
-    return [_Pending(None, envelope, envelope.parsed_payload()) for envelope in envelopes]
+    return [_Pending(None, envelope, EVENTS.parse(envelope)) for envelope in envelopes]
 
 
 def _from_rows(rows) -> list[Envelope]:
@@ -58,7 +60,7 @@ def _expected_room_types(rows) -> list[str]:
 
 def _answer(sid: str, participant_id: str, points: int, at: datetime) -> Envelope:
     participant = uuid.UUID(participant_id)
-    return Envelope(uuid.uuid4(), "answer_scored", 1, QUIZ_SESSION, sid, at, payload_for(
+    return Envelope(uuid.uuid4(), "answer_scored", 1, QUIZ_SESSION, sid, at, SESSION_EVENTS.payload_for(
         "answer_scored", AnswerScored(answer_id=uuid.uuid4(), participant_id=participant, user_id=participant,
                                       nickname="batch", question_id=uuid.uuid4(), choice=0, correct=True,
                                       points=points, streak=1, answered_ms=100, answered_at=at, total=0)))
@@ -122,7 +124,7 @@ def test_a_rebuild_in_the_middle_of_a_sessions_run(api, engine, redis_client, co
     half = len(rows) // 2
     long_ago = datetime.now(timezone.utc) - timedelta(days=30)
     ended = Envelope(uuid.uuid4(), "session_ended", 1, QUIZ_SESSION, sid, long_ago,
-                     payload_for("session_ended", SessionEnded(ended_at=long_ago)))
+                     SESSION_EVENTS.payload_for("session_ended", SessionEnded(ended_at=long_ago)))
     run = _from_rows(rows[:half]) + [ended] + _from_rows(rows[half:])
 
     worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from app.core.config import Config
+from app.core.events import envelope_from_row
 from app.core.kafka import ensure_topics, make_producer
-from app.events import envelope_from_row
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import split
 from cache_worker.process import build_worker

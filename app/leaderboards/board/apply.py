@@ -10,18 +10,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.core.clock import instant_ms
+from app.core.events import Envelope
 from app.core.lua import Call
-from app.events import (
+from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.domain import metadata_json
+from app.leaderboards.events import (
     BoardConfigured,
     BoardDeleted,
     EntryChanged,
     EntryRemoved,
-    Envelope,
     PeriodClosed,
     PeriodOpened,
 )
-from app.leaderboards.board.keys import BoardKeys
-from app.leaderboards.domain import metadata_json
 
 APPLIED = 1
 ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams

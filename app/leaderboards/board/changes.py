@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from app.core.errors import NotFound
 from app.core.kafka import produce
 from app.core.lua import NEEDS_REBUILD
-from app.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
 from app.leaderboards.board.keys import BoardKeys
 from app.leaderboards.board.reads import page_of
 from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
 from app.leaderboards.spans import PeriodSpans, with_span
 
 DIGEST_FIELD = "top_digest"

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.outbox import record_event
-from app.events import BoardConfigured, BoardDeleted
 from app.leaderboards.domain import DEFAULT_BOARD
+from app.leaderboards.events import LEADERBOARD_EVENTS, BoardConfigured, BoardDeleted
 from app.leaderboards.service.periods import open_period, roll_period
 from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_COLUMNS, period_span
 
@@ -71,7 +71,7 @@ def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) 
                         :self_report_max, CAST(:metadata AS jsonb))
                 RETURNING {_BOARD_COLUMNS}"""), {**settings, "owner": owner_id,
                                                  "metadata": json.dumps(settings.get("metadata") or {})}).one()
-            record_event(connection, row.id, "board_created", _configured(row))
+            record_event(connection, LEADERBOARD_EVENTS, row.id, "board_created", _configured(row))
             open_period(connection, row.id, row.reset_period, row.timezone)
     except IntegrityError:
         raise Conflict("board_exists", f"a board {settings['id']!r} exists (or existed); ids are case-insensitive"
@@ -118,7 +118,7 @@ def update_board(engine: Engine, owner_id: uuid.UUID, board_id: str, changes: di
             WHERE b.id = :id RETURNING {_BOARD_COLUMNS}"""),
             {"id": board_id, "name": changes.get("name"), "set_max": "max_entries" in changes,
              "max_entries": changes.get("max_entries")}).one()
-        record_event(connection, board_id, "board_updated", _configured(row))
+        record_event(connection, LEADERBOARD_EVENTS, board_id, "board_updated", _configured(row))
     return get_board(engine, board_id)
 
 
@@ -133,7 +133,8 @@ def delete_board(engine: Engine, owner_id: uuid.UUID, board_id: str) -> None:
             {"id": board_id}).scalar()
         for table in ("leaderboard_entries", "score_submissions", "player_activity"):
             connection.execute(text(f"DELETE FROM {table} WHERE leaderboard_id = :id"), {"id": board_id})
-        record_event(connection, board_id, "board_deleted", BoardDeleted(deleted_at=deleted_at))
+        record_event(connection, LEADERBOARD_EVENTS, board_id, "board_deleted",
+                     BoardDeleted(deleted_at=deleted_at))
 
 
 def reset_board(engine: Engine, owner_id: uuid.UUID, board_id: str, *, final_top: int) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from app.core.outbox import record_event
-from app.events import PeriodClosed, PeriodOpened, Standing
 from app.leaderboards.domain import ranking_sql
+from app.leaderboards.events import LEADERBOARD_EVENTS, PeriodClosed, PeriodOpened, Standing
 from app.leaderboards.spans import SPAN_COLUMNS, period_span
 
 # The open period of each board, locked for writing: the write is counted in it unless it has ended.
@@ -67,7 +67,7 @@ def open_period(connection: Connection, board_id: str, reset_period: str, timezo
     connection.execute(text(
         "INSERT INTO leaderboard_periods (leaderboard_id, period, starts_at, ends_at) VALUES (:b, :p, :s, :e)"),
         {"b": board_id, "p": period, "s": starts_at, "e": row.ends_at})
-    record_event(connection, board_id, "period_opened",
+    record_event(connection, LEADERBOARD_EVENTS, board_id, "period_opened",
                      PeriodOpened(period=period, starts_at=starts_at, ends_at=row.ends_at))
     return {"period": period, "starts_at": starts_at, "ends_at": row.ends_at}
 
@@ -110,7 +110,7 @@ def roll_period(engine: Engine, board_id: str, *, final_top: int, manual: bool =
         connection.execute(text(
             "UPDATE leaderboard_periods SET closed_at = :at, entry_count = :n WHERE leaderboard_id = :b AND period = :p"),
             {"at": closed_at, "n": count, "b": board_id, "p": board.period})
-        record_event(connection, board_id, "period_closed",
+        record_event(connection, LEADERBOARD_EVENTS, board_id, "period_closed",
                      PeriodClosed(period=board.period, closed_at=closed_at, entry_count=count, top=top,
                                   **period_span(board)))
         return open_period(connection, board_id, board.reset_period, board.timezone)

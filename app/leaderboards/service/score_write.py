@@ -12,6 +12,7 @@ from app.core.errors import Conflict, Invalid, NotFound, ServiceError, Unavailab
 from app.core.ids import NEW_ID_SQL
 from app.core.outbox import outbox_insert
 from app.leaderboards.domain import EntryFold, is_exact
+from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.leaderboards.submissions import Authority, ScoreResult, Submission
 
 # Each entry a write names, locked in one order. DO UPDATE ... WHERE false locks an entry that exists
@@ -56,7 +57,8 @@ _WRITE_ENTRIES = text(f"""
         RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.tie_seq, e.version, e.display_name,
                   e.reached_at, e.metadata
     ), event AS (
-        {outbox_insert(NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", _PAYLOAD, source="written u")}
+        {outbox_insert(LEADERBOARD_EVENTS, NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", _PAYLOAD,
+                       source="written u")}
     )
     SELECT count(*) FROM written""")
 

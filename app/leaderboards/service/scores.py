@@ -26,7 +26,7 @@ from app.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from app.core.group_commit import commit
 from app.core.metrics import SCORE_WRITES
 from app.core.outbox import count_committed, record_event
-from app.events import EntryRemoved
+from app.leaderboards.events import LEADERBOARD_EVENTS, EntryRemoved
 from app.leaderboards.service.periods import lock_open_periods, roll_period
 from app.leaderboards.service.score_write import ScoreWrite, write_indexes
 from app.leaderboards.submissions import Authority, ScoreRequest, ScoreResult, Submission
@@ -104,5 +104,5 @@ def remove_player(engine: Engine, owner_id: uuid.UUID, board_id: str, player_id:
             RETURNING version"""), {"b": board_id, "p": board.period, "player": player_id}).one_or_none()
         if row is None:
             raise NotFound("not_found", "no such player on the board")
-        record_event(connection, board_id, "entry_removed",
+        record_event(connection, LEADERBOARD_EVENTS, board_id, "entry_removed",
                      EntryRemoved(period=board.period, player_id=player_id, version=row.version))

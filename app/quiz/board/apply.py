@@ -12,10 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.core.clock import instant_ms
+from app.core.events import Envelope
 from app.core.lua import Call
-from app.events import (
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scripts import LeaderboardScripts
+from app.quiz.events import (
+    SESSION_EVENTS,
     AnswerScored,
-    Envelope,
     ParticipantJoined,
     ParticipantRemoved,
     QuestionClosed,
@@ -23,8 +26,6 @@ from app.events import (
     SessionDeleted,
     SessionEnded,
 )
-from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scripts import LeaderboardScripts
 
 # Kafka's default retention is 7 days: keep an ended session's keys a day longer. Expiring them is
 # safe anyway: a later delivery finds no meta and triggers a rebuild from PostgreSQL.
@@ -56,8 +57,8 @@ def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) 
     """The script call that applies `envelope` (its script, KEYS and ARGV), run alone by `apply_event` or
     among others by the worker's batch (app/core/lua.py). Pass `payload` when the caller has parsed it
     already, `keys` (the session's apply_keys) when it holds them."""
-    keys = keys or SessionKeys.of(envelope.session_id).apply_keys
-    payload = payload or envelope.parsed_payload()
+    keys = keys or SessionKeys.of(envelope.aggregate_id).apply_keys
+    payload = payload or SESSION_EVENTS.payload_of(envelope)
     event_id = str(envelope.event_id)
     if isinstance(payload, AnswerScored):
         return Call("apply_answer_scored", keys, [

@@ -27,13 +27,14 @@ from typing import Any
 from sqlalchemy import Engine, Row, text
 
 from app.core.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
+from app.core.events import new_event_id
 from app.core.group_commit import GroupCommit, commit
 from app.core.ids import new_id
 from app.core.metrics import ANSWERS_ACCEPTED
 from app.core.outbox import count_committed, outbox_insert
-from app.events import AnswerScored, new_event_id, payload_for
 from app.quiz.domain.scoring import score_answer
 from app.quiz.domain.sessions import QUESTION_OPEN
+from app.quiz.events import SESSION_EVENTS, AnswerScored
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
 # READ COMMITTED it sees the session, question and streaks as they are once the lock is held.
@@ -69,7 +70,7 @@ _WRITE = text(f"""
         ON CONFLICT (quiz_session_participant_id, question_id) DO NOTHING
         RETURNING id
     ), event AS (
-        {outbox_insert("i.event_id", "i.session_id", "'answer_scored'", "i.payload",
+        {outbox_insert(SESSION_EVENTS, "i.event_id", "i.session_id", "'answer_scored'", "i.payload",
                        source="input i JOIN answer ON answer.id = i.answer_id ORDER BY i.position")}
     )
     SELECT id FROM answer""")
@@ -151,7 +152,7 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
     scored = score_answer(correct=request.choice == row.correct_choice, points=row.points, answered_ms=answered_ms,
                           time_limit_s=row.time_limit_s, streak_before=row.streak)
     answer_id, event_id = new_id(), new_event_id()
-    payload = payload_for("answer_scored", AnswerScored(
+    payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
         answer_id=answer_id, participant_id=row.participant_id, user_id=request.user_id, nickname=row.nickname,
         question_id=request.question_id, choice=request.choice, correct=scored.correct, points=scored.points,
         streak=scored.streak, answered_ms=answered_ms, answered_at=row.now, total=row.score + scored.points))

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict
 from app.core.outbox import record_event
-from app.events import QUIZ_SESSION, SessionDeleted
 from app.quiz.domain import sessions as rules
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, SessionDeleted
 from app.quiz.service.sessions import lock_for_host
 
 PURGE_BATCH = 100
@@ -37,7 +37,7 @@ def delete_sessions(db: Session | Connection, session_ids: Sequence[uuid.UUID]) 
     deleted = db.execute(text("DELETE FROM quiz_sessions WHERE id = ANY(:ids) RETURNING id, clock_timestamp()"),
                          ids).all()  # its participants go by ON DELETE CASCADE
     for session_id, now in deleted:
-        record_event(db, session_id, "session_deleted", SessionDeleted(deleted_at=now))
+        record_event(db, SESSION_EVENTS, session_id, "session_deleted", SessionDeleted(deleted_at=now))
     return len(deleted)
 
 

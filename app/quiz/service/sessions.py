@@ -12,8 +12,15 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, Forbidden, Gone, NotFound
 from app.core.ids import new_id
 from app.core.outbox import record_event
-from app.events import ParticipantJoined, ParticipantRemoved, QuestionClosed, QuestionOpened, SessionEnded
 from app.quiz.domain import sessions as rules
+from app.quiz.events import (
+    SESSION_EVENTS,
+    ParticipantJoined,
+    ParticipantRemoved,
+    QuestionClosed,
+    QuestionOpened,
+    SessionEnded,
+)
 from app.quiz.service.quizzes import image_url
 
 _JOIN_CODE_ATTEMPTS = 20
@@ -164,7 +171,7 @@ def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nicknam
                 raise Conflict("nickname_taken", f"someone in this game is already called {nickname!r}: "
                                                  "pick another nickname") from None
             raise Conflict("already_joined", "you have already joined this session") from None
-        record_event(db, session_id, "participant_joined", ParticipantJoined(
+        record_event(db, SESSION_EVENTS, session_id, "participant_joined", ParticipantJoined(
             participant_id=participant_id, user_id=user_id, nickname=nickname,
             player_count=joined.player_count, joined_at=joined.joined_at))
     return {"participant_id": str(participant_id), "nickname": nickname, "rejoin_code": code}
@@ -218,7 +225,7 @@ def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
             {"p": participant_id, "s": session_id, "now": session.now}).one_or_none()
         if removed is None:
             raise NotFound("not_found", "no such player in this session")
-        record_event(db, session_id, "participant_removed", ParticipantRemoved(
+        record_event(db, SESSION_EVENTS, session_id, "participant_removed", ParticipantRemoved(
             participant_id=participant_id, player_count=removed.player_count, removed_at=session.now))
     return {"participant_id": str(participant_id), "removed": True, "player_count": removed.player_count}
 
@@ -270,7 +277,7 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
     closed = QuestionClosed(question_id=session.current_question_id, position=session.position,
                             correct_choice=session.correct_choice, choice_counts=counts,
                             closed_at=session.now, reason=reason)
-    record_event(db, session.id, "question_closed", closed)
+    record_event(db, SESSION_EVENTS, session.id, "question_closed", closed)
     return closed.model_dump(mode="json")
 
 
@@ -305,7 +312,7 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
                                 points=question.points, opened_at=opened_at, deadline=deadline,
                                 question_count=question_count, kind=question.kind, shown_at=shown_at,
                                 image_url=image_url(question.image_id))
-        record_event(db, session_id, "question_opened", opened)
+        record_event(db, SESSION_EVENTS, session_id, "question_opened", opened)
     return opened.model_dump(mode="json")
 
 
@@ -335,7 +342,7 @@ def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[
             _close_open_question(db, session, "end")
         db.execute(text("UPDATE quiz_sessions SET status = :ended, ended_at = :now WHERE id = :id"),
                    {"now": session.now, "id": session_id, "ended": rules.ENDED})
-        record_event(db, session_id, "session_ended", SessionEnded(ended_at=session.now))
+        record_event(db, SESSION_EVENTS, session_id, "session_ended", SessionEnded(ended_at=session.now))
     return {"id": str(session_id), "status": rules.ENDED, "ended_at": session.now.isoformat()}
 
 
