@@ -18,7 +18,7 @@ from app.core.errors import NotFound
 from app.core.kafka import make_admin
 from app.core.metrics import WebMetrics
 from app.core.redis_client import Client, make_redis
-from app.leaderboards.board.reads import BoardReader
+from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.service.batcher import ScoreBatcher
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
@@ -68,8 +68,8 @@ class Runtime:
         return RateLimits(self.config, self.redis)
 
     @cached_property
-    def board_reader(self) -> BoardReader:
-        return BoardReader(self.engine, self.redis, period_ttl_s=self.config.leaderboard_period_ttl_s)
+    def board_reader(self) -> LeaderboardReader:
+        return LeaderboardReader(self.engine, self.redis, period_ttl_s=self.config.leaderboard_period_ttl_s)
 
     @cached_property
     def metrics(self) -> WebMetrics:

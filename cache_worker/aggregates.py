@@ -13,15 +13,15 @@ from typing import Any, Callable
 
 from app.core.events import Envelope, EventCatalog
 from app.core.lua import APPLIED, BATCH_CHUNK, Call, Script, pack_batch
-from app.leaderboards.board.apply import board_event_call, forget_board, is_board_deletion
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.apply import forget_board, is_board_deletion, leaderboard_event_call
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.events import LEADERBOARD, LEADERBOARD_EVENTS
-from app.quiz.board.apply import event_call, forget_session, is_session_deletion
+from app.quiz.board.apply import forget_session, is_session_deletion, session_event_call
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.rebuild import UnknownSession, rebuild_board
-from app.quiz.board.scripts import scripts_for
+from app.quiz.board.rebuild import UnknownSession, rebuild_session_board
+from app.quiz.board.scripts import session_board_scripts
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS
 
 # The events the worker reads: a session's and a board's.
@@ -73,12 +73,12 @@ class Aggregate:
 
 
 def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
-    session_scripts, boards = scripts_for(redis), board_scripts(redis)
+    session_scripts, boards = session_board_scripts(redis), leaderboard_scripts(redis)
     period_ttl = timedelta(seconds=period_ttl_s)
 
     def session_calls(session_id: str, events) -> list[Call | None]:
         keys = SessionKeys.of(session_id).apply_keys  # every event of a session has the same KEYS
-        return [None if is_session_deletion(payload) else event_call(envelope, payload, keys)
+        return [None if is_session_deletion(payload) else session_event_call(envelope, payload, keys)
                 for envelope, payload in events]
 
     def settle_session(client, envelope, payload, reply):
@@ -88,8 +88,8 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
         return reply
 
     def board_calls(board_id: str, events) -> list[Call | None]:
-        return [None if is_board_deletion(payload) else board_event_call(envelope, payload, period_ttl=period_ttl)
-                for envelope, payload in events]
+        return [None if is_board_deletion(payload)
+                else leaderboard_event_call(envelope, payload, period_ttl=period_ttl) for envelope, payload in events]
 
     def settle_board(client, envelope, payload, reply):
         if is_board_deletion(payload):
@@ -102,11 +102,11 @@ def aggregates(redis, *, period_ttl_s: int) -> dict[str, Aggregate]:
             slot_key=lambda aggregate_id: SessionKeys.of(aggregate_id).board,
             calls=session_calls, batch=session_scripts.apply_batch,
             rebuild_target=lambda envelope, payload: (envelope.aggregate_id,),
-            rebuild=lambda engine, client, target: rebuild_board(engine, client, target[0]),
+            rebuild=lambda engine, client, target: rebuild_session_board(engine, client, target[0]),
             unknown=UnknownSession, unknown_reason="unknown_session: not in PostgreSQL",
             settle=settle_session),
         LEADERBOARD: Aggregate(
-            slot_key=lambda aggregate_id: BoardKeys(aggregate_id).cfg,
+            slot_key=lambda aggregate_id: LeaderboardKeys(aggregate_id).cfg,
             calls=board_calls, batch=boards.apply_batch,
             rebuild_target=lambda envelope, payload: (envelope.aggregate_id, payload.period),
             rebuild=lambda engine, client, target: rebuild_period(engine, client, target[0], target[1],

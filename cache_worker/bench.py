@@ -22,7 +22,7 @@ from app.core.events import Envelope
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from app.core.redis_client import make_redis, node_of
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scripts import session_script_source
+from app.quiz.board.scripts import session_board_script_source
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored
 from cache_worker.worker import CacheWorker
 
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
 
     keys = SessionKeys.of(f"bench-{run}")
     client.hset(keys.meta, mapping={"version": 0, "epoch_ms": int(now.timestamp() * 1000), "recent_seq": 0})
-    source = session_script_source("apply_answer_scored")
+    source = session_board_script_source("apply_answer_scored")
     client.script_load(source)  # on a cluster, on every primary
     sha = hashlib.sha1(source.encode()).hexdigest()
     if node_of(client, keys.meta):  # the node that owns the session's slot

@@ -41,7 +41,7 @@ SEED_000_SOURCE = "graphql_seed_000"  # score_writes_total{source} of createUser
 @dataclass
 class Context:
     caller: Caller  # the client's address and Authorization, checked by the fields that need it
-    reader: Any  # BoardReader
+    reader: Any  # LeaderboardReader
     write_scores: Callable[[list, Any, str], list]  # (submissions, authority, source) -> results
     ranks: Callable[[list, bool], dict]  # (results, wait) -> {(board, player): rank}
     boards: Any  # app.leaderboards.service.boards

@@ -12,8 +12,8 @@ from app.leaderboards.board.apply import forget_board
 from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
 from app.leaderboards.board.verify import cached_boards, cached_periods
 from app.ops.common import board_options, one_selection, ops, progress
-from app.quiz.board.rebuild import UnknownSession, rebuild_board
-from app.quiz.board.verify import cached_sessions, drop_board
+from app.quiz.board.rebuild import UnknownSession, rebuild_session_board
+from app.quiz.board.verify import cached_sessions, drop_session_board
 from app.quiz.domain.sessions import LIVE_SQL
 
 
@@ -54,10 +54,10 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ..
     with progress(sessions, len(sessions), "rebuilding boards") as bar:
         for session_id in bar:
             try:
-                result = rebuild_board(engine, redis, session_id)
+                result = rebuild_session_board(engine, redis, session_id)
             except UnknownSession:
                 if all_sessions:
-                    drop_board(redis, session_id)
+                    drop_session_board(redis, session_id)
                     dropped += 1
                 else:
                     unknown.append(session_id)

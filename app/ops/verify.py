@@ -16,7 +16,7 @@ from app.extensions import runtime
 from app.leaderboards.board.verify import cached_boards, cached_periods, compare_period
 from app.ops.common import board_options, config, ops, progress
 from app.quiz.board.rebuild import UnknownSession
-from app.quiz.board.verify import cached_sessions, compare_board
+from app.quiz.board.verify import cached_sessions, compare_session_board
 
 
 @ops.command("verify")
@@ -44,7 +44,7 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     everything = not (session_ids or board_ids)
     checks: dict[str, Callable[[], Any]] = {}
     for session_id in sorted({str(s) for s in session_ids} or (cached_sessions(redis) if everything else set())):
-        checks[f"session {session_id}"] = lambda s=session_id: compare_board(engine, redis, s)
+        checks[f"session {session_id}"] = lambda s=session_id: compare_session_board(engine, redis, s)
     for board_id in board_ids or (sorted(cached_boards(redis)) if everything else []):
         for board_period in [period] if period else cached_periods(redis, board_id):
             checks[f"board {board_id} {board_period}"] = (

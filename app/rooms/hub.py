@@ -24,9 +24,9 @@ from typing import Any, Callable
 import redis
 
 from app.core.logs import RateLimitedLog
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scripts import scripts_for
+from app.quiz.board.scripts import session_board_scripts
 from app.rooms.boards import BoardChannel, BoardReads, Watch
 from app.rooms.connection import CLOSE_SUPERSEDED, Connection
 from app.rooms.streams import StreamReader, decode_notes
@@ -108,7 +108,7 @@ class RoomHub:
         """Count this socket among its user's in the room; the oldest beyond `allowed` are closed
         (4409) by whichever process holds them, so a reload or a second device always gets in."""
         keys = SessionKeys.of(connection.session_id)
-        scripts_for(self.redis).register_socket(
+        session_board_scripts(self.redis).register_room_socket(
             [keys.sockets(user_id), keys.room], [connection.id, int(time.time() * 1000), allowed])
 
     def supersede(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -142,7 +142,7 @@ class RoomHub:
     # --- live boards ----------------------------------------------------------------------------
 
     def board_tail(self, board_id: str) -> str:
-        newest = self.redis.xrevrange(BoardKeys(board_id).room, count=1)
+        newest = self.redis.xrevrange(LeaderboardKeys(board_id).room, count=1)
         return newest[0][0].decode() if newest else "0-0"
 
     def watch(self, watch: Watch, tail: str) -> None:
@@ -150,7 +150,7 @@ class RoomHub:
         with self._lock:
             channel = self.boards.get(watch.board_id)
             if channel is None:
-                channel = BoardChannel(watch.board_id, BoardKeys(watch.board_id).room, tail)
+                channel = BoardChannel(watch.board_id, LeaderboardKeys(watch.board_id).room, tail)
                 self.boards[watch.board_id] = channel
             channel.watches.add(watch)
             self._start()

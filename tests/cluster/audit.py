@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from app.core.config import Config
 from app.core.outbox import published_condition
-from app.quiz.board.verify import compare_board
+from app.quiz.board.verify import compare_session_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
 from tests.helpers import wait_until
@@ -87,12 +87,12 @@ def wait_caught_up(config: Config) -> None:
 
 def board_differences(engine, redis, game: Game) -> list:
     """What `ops verify` would print for the game's board (None counts: the board must be cached)."""
-    differences = compare_board(engine, redis, game.session_id)
+    differences = compare_session_board(engine, redis, game.session_id)
     assert differences is not None, f"no board of session {game.session_id} in Redis"
     return differences
 
 
 def wait_boards_equal(engine, redis, games: list[Game]) -> None:
     for game in games:
-        wait_until(lambda: compare_board(engine, redis, game.session_id) == [],
+        wait_until(lambda: compare_session_board(engine, redis, game.session_id) == [],
                    f"the board of {game.session_id} did not come to equal PostgreSQL")

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from app.core.redis_client import node_of
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.rebuild import rebuild_board
+from app.quiz.board.rebuild import rebuild_session_board
 from outbox_relay.relay import LEADER_LOCK_KEY
 from tests.cluster.audit import (
     board_differences,
@@ -184,7 +184,7 @@ def test_a_redis_master_dies_its_replica_takes_over_and_boards_equal_postgresql(
         # A write the old master acknowledged but never passed on is lost with it: the board is rebuilt
         # from PostgreSQL, as an operator does after `ops verify` reports it.
         if board_differences(engine, redis_client, game):
-            rebuild_board(engine, redis_client, game.session_id)
+            rebuild_session_board(engine, redis_client, game.session_id)
             rebuilt.append(game.session_id)
         assert board_differences(engine, redis_client, game) == []
     print(f"boards rebuilt after the failover: {len(rebuilt)} of {len(games)}")

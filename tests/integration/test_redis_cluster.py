@@ -23,15 +23,15 @@ from app.accounts.users import create_guest
 from app.core.errors import TooManyRequests
 from app.core.events import envelope_from_row
 from app.core.redis_client import make_redis, node_of
-from app.leaderboards.board.reads import BoardReader, RankWaits
+from app.leaderboards.board.reads import LeaderboardReader, RankWaits
 from app.leaderboards.board.verify import cached_boards, compare_period
 from app.leaderboards.service.boards import create_board
 from app.leaderboards.service.scores import submit_scores
 from app.leaderboards.submissions import Authority, Submission
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.reads import read_page
-from app.quiz.board.rebuild import rebuild_board
-from app.quiz.board.verify import cached_sessions, compare_board
+from app.quiz.board.rebuild import rebuild_session_board
+from app.quiz.board.verify import cached_sessions, compare_session_board
 from app.ratelimits import Limit, RateLimits
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub, RoomReads
@@ -104,11 +104,12 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
     sessions = [play(api, players=3, questions=2) for _ in range(3)]  # spread over several slots
     for session in sessions:
         sid = session["id"]
-        rebuild_board(engine, cluster, sid)
+        rebuild_session_board(engine, cluster, sid)
         page = read_page(None, cluster, sid, 100, 0)
         assert [e["participant_id"] for e in page["entries"]] == pg_ranking(engine, sid)
         assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, sid)
-        assert compare_board(engine, cluster, sid) == []  # ops verify: a transaction in the session's slot
+        # ops verify: a transaction in the session's slot
+        assert compare_session_board(engine, cluster, sid) == []
     assert {s["id"] for s in sessions} <= cached_sessions(cluster)  # SCAN over every node
 
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
@@ -206,7 +207,7 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
     assert set(boards) <= cached_boards(client)
     # A score write's rank, read for many writes at once: one pipeline per node.
     assert RankWaits(client).wait(results, 30) == [2, 1, 2] * len(boards)
-    reader = BoardReader(engine, client)
+    reader = LeaderboardReader(engine, client)
     assert [e["player_id"] for e in reader.page(boards[0], period=None, offset=0, limit=10)["entries"]] == [
         "ben", "ann"]
 

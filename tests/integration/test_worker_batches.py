@@ -13,7 +13,7 @@ from app.core.lua import BATCH_CHUNK, Call, pack_batch
 from app.leaderboards.board.apply import forget_board
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import MAX_SCORE
-from app.quiz.board.scripts import LeaderboardScripts
+from app.quiz.board.scripts import SessionBoardScripts
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored, SessionEnded
 from cache_worker.worker import CacheWorker, _Pending
 from tests.events import EVENTS
@@ -199,6 +199,6 @@ def test_text_reaches_redis_byte_for_byte_through_a_batch(redis_client):
     nickname = 'Zoë "ü" \\ 🎉 سلام'
     joined = Call("apply_participant_joined", keys.apply_keys,
                   [str(uuid.uuid4()), "joined:p1", "p1", nickname, 1_767_225_600_001])
-    assert LeaderboardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
+    assert SessionBoardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
     assert redis_client.hget(keys.names, "p1").decode() == nickname
     redis_client.delete(*keys.apply_keys)

@@ -9,7 +9,7 @@ from redis.crc import key_slot
 from app.accounts import users
 from app.core import redis_keys
 from app.core.config import ConfigError, load_config
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.quiz.board.keys import SessionKeys
 from app.ratelimits import KEY_PREFIX
 from app.rooms import tickets
@@ -37,7 +37,7 @@ def test_prefixed_sets_the_process_prefix_for_a_while_and_restores_it():
 def test_every_key_builder_starts_with_the_prefix_and_keeps_the_hash_tag_slot():
     session_id, board_id = str(uuid.uuid4()), "b" + uuid.uuid4().hex[:8]
     with redis_keys.prefixed("t123:"):
-        session, board = SessionKeys.of(session_id), BoardKeys(board_id)
+        session, board = SessionKeys.of(session_id), LeaderboardKeys(board_id)
         period = board.period("all")
         named = [*session.apply_keys, session.sockets("u"), *session.rebuilding("x"), board.cfg, board.periods,
                  board.room, *period.apply_keys, *period.all, *period.rebuilding("x")]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from app.core.clock import instant_ms
 from app.core.events import Envelope
 from app.core.lua import Call
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.domain import metadata_json
 from app.leaderboards.events import (
     BoardConfigured,
@@ -28,34 +28,35 @@ ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams
 ROOM_TTL_S = 86400
 
 
-def board_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
+def leaderboard_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
     """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
     runs among the board's others in one batch (app/core/lua.py). A deleted board is removed by `forget_board`,
     not by a script."""
-    keys = BoardKeys(envelope.aggregate_id)
+    keys = LeaderboardKeys(envelope.aggregate_id)
     if isinstance(payload, EntryChanged):
-        return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
+        return Call("leaderboard_apply_entry", keys.period(payload.period).apply_keys, [
             payload.player_id, payload.version, payload.tie_seq, payload.score, instant_ms(payload.reached_at),
             payload.display_name or "", payload.period, metadata_json(payload.metadata)])
     if isinstance(payload, EntryRemoved):
-        return Call("lb_apply_entry", keys.period(payload.period).apply_keys, [
+        return Call("leaderboard_apply_entry", keys.period(payload.period).apply_keys, [
             payload.player_id, payload.version, 0, "", 0, "", payload.period, ""])
     if isinstance(payload, BoardConfigured):
-        return Call("lb_apply_config", [keys.cfg, keys.room], [
+        return Call("leaderboard_apply_config", [keys.cfg, keys.room], [
             payload.revision, payload.sort_order, "" if payload.max_entries is None else payload.max_entries])
     if isinstance(payload, PeriodOpened):
-        return Call("lb_apply_period", [keys.cfg, keys.room], [payload.period, instant_ms(payload.starts_at)])
+        return Call("leaderboard_apply_period", [keys.cfg, keys.room],
+                    [payload.period, instant_ms(payload.starts_at)])
     if isinstance(payload, PeriodClosed):
         period = keys.period(payload.period)
         expire_at_s = instant_ms(payload.closed_at + period_ttl) // 1000
-        return Call("lb_close_period", [*period.all, keys.room], [payload.period, expire_at_s,
+        return Call("leaderboard_close_period", [*period.all, keys.room], [payload.period, expire_at_s,
                                                                    payload.model_dump_json()])
     raise TypeError(f"no script applies {envelope.event_type}")
 
 
 def forget_board(redis, board_id: str) -> int:
     """Remove every key of a deleted board (its periods are listed in one set); returns how many."""
-    keys = BoardKeys(board_id)
+    keys = LeaderboardKeys(board_id)
     periods = [p.decode() if isinstance(p, bytes) else p for p in redis.smembers(keys.periods)]
     names = [keys.cfg, keys.periods] + [name for period in periods for name in keys.period(period).all]
     removed = redis.delete(*names)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from app.core.errors import NotFound
 from app.core.kafka import produce
 from app.core.lua import NEEDS_REBUILD
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.reads import page_of
-from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
 from app.leaderboards.spans import PeriodSpans, with_span
 
@@ -51,9 +51,9 @@ def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, to
     to remember once the producer has delivered (see `remember`)."""
     announced = []
     for board_id, period in periods:
-        keys = BoardKeys(board_id).period(period)
+        keys = LeaderboardKeys(board_id).period(period)
         client = client_for(keys.board.cfg)
-        reply = board_scripts(client).lb_read_range(keys.read_keys, [0, top])
+        reply = leaderboard_scripts(client).leaderboard_read_range(keys.read_keys, [0, top])
         if reply[0] == NEEDS_REBUILD:
             continue  # not cached (deleted or expired meanwhile): nothing on show has changed
         page = page_of(board_id, period, reply)

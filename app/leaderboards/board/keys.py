@@ -1,6 +1,6 @@
 """Redis key names of a board; every one carries the board id as a hash tag (Redis Cluster), so each
 script of a board runs in one slot. A board's configuration is one hash; each period has its own
-sorted set, entries, metadata and change log (lua/lb_lib.lua describes them). Every name starts with
+sorted set, entries, metadata and change log (lua/leaderboard_lib.lua describes them). Every name starts with
 REDIS_KEY_PREFIX (app/core/redis_keys.py)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from app.core import redis_keys
 
 
 @dataclass(frozen=True)
-class BoardKeys:
+class LeaderboardKeys:
     board_id: str
 
     def _name(self, kind: str) -> str:
@@ -39,7 +39,7 @@ class BoardKeys:
 
 @dataclass(frozen=True)
 class PeriodKeys:
-    board: BoardKeys
+    board: LeaderboardKeys
     period: str
 
     def _key(self, kind: str) -> str:

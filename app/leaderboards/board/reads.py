@@ -20,9 +20,9 @@ from sqlalchemy import Engine, text
 from app.core.errors import NotFound, Unprocessable
 from app.core.lua import NEEDS_REBUILD
 from app.core.redis_client import node_client
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.spans import PeriodSpans, with_span
 
 PERCENTILES = (50, 90, 99)
@@ -31,7 +31,7 @@ _PERIOD_CACHE_S = 1.0
 NOT_RANKED = -2
 
 
-class BoardReader:
+class LeaderboardReader:
     """The reads of one process: its Redis client, its engine (for rebuilds), and the current periods
     it has looked up in the last second."""
 
@@ -54,7 +54,7 @@ class BoardReader:
             known = self._current.get(board_id)
         if known and known[1] > time.monotonic():
             return known[0]
-        cached = self.redis.hget(BoardKeys(board_id).cfg, "period")
+        cached = self.redis.hget(LeaderboardKeys(board_id).cfg, "period")
         period = cached.decode() if cached is not None else self._open_period_in_postgres(board_id)
         with self._lock:
             self._current[board_id] = (period, time.monotonic() + _PERIOD_CACHE_S)
@@ -71,7 +71,7 @@ class BoardReader:
         return period
 
     def _existing_period(self, board_id: str, period: str) -> str:
-        if self.redis.exists(BoardKeys(board_id).period(period).meta):
+        if self.redis.exists(LeaderboardKeys(board_id).period(period).meta):
             return period
         with self.engine.connect() as connection:
             found = connection.execute(text("""
@@ -84,8 +84,8 @@ class BoardReader:
     # --- the reads ------------------------------------------------------------------------------
 
     def _call(self, script_name: str, board_id: str, period: str, args: list[Any]) -> list[Any]:
-        script = getattr(board_scripts(self.redis), script_name)
-        keys = BoardKeys(board_id).period(period).read_keys
+        script = getattr(leaderboard_scripts(self.redis), script_name)
+        keys = LeaderboardKeys(board_id).period(period).read_keys
         for _ in range(_ATTEMPTS):
             reply = script(keys, args)
             if reply[0] != NEEDS_REBUILD:
@@ -99,14 +99,14 @@ class BoardReader:
     def page(self, board_id: str, *, period: str | None, offset: int, limit: int) -> dict[str, Any]:
         """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""
         period = self.period(board_id, period)
-        reply = self._call("lb_read_range", board_id, period, [offset, limit])
+        reply = self._call("leaderboard_read_range", board_id, period, [offset, limit])
         return with_span(page_of(board_id, period, reply), self.spans.of(board_id, period))
 
     def page_after(self, board_id: str, cursor: str, limit: int) -> dict[str, Any]:
         """The page after a keyset cursor: an entry that did not change between two pages is on one of them."""
         period, score, member = decode_cursor(cursor)
         period = self.period(board_id, period)
-        reply = self._call("lb_read_after", board_id, period, [score, member, limit])
+        reply = self._call("leaderboard_read_after", board_id, period, [score, member, limit])
         return with_span(page_of(board_id, period, reply), self.spans.of(board_id, period))
 
     def player(self, board_id: str, player_id: str, *, period: str | None,
@@ -114,7 +114,7 @@ class BoardReader:
         """A player's rank, score and top percent; with `around` (0 included), the window of
         min(2 around + 1, total) ranks around them."""
         period = self.period(board_id, period)
-        reply = self._call("lb_read_player", board_id, period, [player_id, around or 0])
+        reply = self._call("leaderboard_read_player", board_id, period, [player_id, around or 0])
         version, total, rank = int(reply[0]), int(reply[1]), int(reply[2])
         if rank == 0:
             raise NotFound("not_found", "no such player on the board")
@@ -131,7 +131,7 @@ class BoardReader:
 
     def stats(self, board_id: str, *, period: str | None) -> dict[str, Any]:
         period = self.period(board_id, period)
-        reply = self._call("lb_read_stats", board_id, period, list(PERCENTILES))
+        reply = self._call("leaderboard_read_stats", board_id, period, list(PERCENTILES))
         count = int(reply[1])
 
         def number(value) -> int | None:
@@ -188,7 +188,7 @@ def _iso(reached_ms) -> str:
 
 
 ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at", "metadata")
-_STRIDE = 6  # rank, member, score, reached_ms, display name, metadata of each entry (lua/lb_lib.lua)
+_STRIDE = 6  # rank, member, score, reached_ms, display name, metadata of each entry (lua/leaderboard_lib.lua)
 
 
 def _metadata(raw: bytes | str) -> dict[str, Any] | None:
@@ -203,7 +203,7 @@ def _entries(flat: list[Any]) -> list[dict[str, Any]]:
 
 
 def page_of(board_id: str, period: str, reply: list[Any]) -> dict[str, Any]:
-    """A page of entries from the reply of lb_read_range or lb_read_after."""
+    """A page of entries from the reply of leaderboard_read_range or leaderboard_read_after."""
     flat = reply[2:]
     entries = _entries(flat)
     cursor = None
@@ -232,7 +232,7 @@ def decode_cursor(cursor: str) -> tuple[str, int, str]:
 
 
 _NOT_CACHED = object()  # the period is not in Redis: read it the ordinary way (which rebuilds it)
-_NOT_SHOWN = -3  # lb_read_player with at_version: the entry is older than that
+_NOT_SHOWN = -3  # leaderboard_read_player with at_version: the entry is older than that
 
 
 class _Wait:
@@ -246,8 +246,8 @@ class _Wait:
 
 class RankWaits:
     """Score writes waiting for the board to show them, for the rank they answer with. One thread of the
-    process reads all of them at once each tick (a pipeline of lb_read_player with at_version), so the
-    cost is one round trip per tick, whatever the number of requests waiting."""
+    process reads all of them at once each tick (a pipeline of leaderboard_read_player with at_version), so
+    the cost is one round trip per tick, whatever the number of requests waiting."""
 
     TICK_S = 0.01
 
@@ -277,7 +277,7 @@ class RankWaits:
         return [w.rank if w.done.is_set() else None for w in waits]
 
     def _run(self) -> None:
-        scripts = board_scripts(self.redis)
+        scripts = leaderboard_scripts(self.redis)
         while True:
             self._arrived.wait()
             self._arrived.clear()
@@ -290,15 +290,15 @@ class RankWaits:
                 try:  # one pipeline per node (a cluster's own pipeline refuses scripts)
                     by_node: dict[int, tuple[Any, list[int]]] = {}
                     for index, w in enumerate(pending):
-                        keys = BoardKeys(w.result.leaderboard_id).period(w.result.period).read_keys
+                        keys = LeaderboardKeys(w.result.leaderboard_id).period(w.result.period).read_keys
                         node = node_client(self.redis, keys[0])
                         by_node.setdefault(id(node), (node, []))[1].append(index)
                     for node, indexes in by_node.values():
                         pipe = node.pipeline(transaction=False)
                         for index in indexes:
                             r = pending[index].result
-                            scripts.lb_read_player(BoardKeys(r.leaderboard_id).period(r.period).read_keys,
-                                                   [r.player_id, 0, r.version], client=pipe)
+                            keys = LeaderboardKeys(r.leaderboard_id).period(r.period)
+                            scripts.leaderboard_read_player(keys.read_keys, [r.player_id, 0, r.version], client=pipe)
                         for index, reply in zip(indexes, pipe.execute(raise_on_error=False)):
                             replies[index] = reply
                 except Exception:  # Redis away: the requests answer without a rank when their wait ends

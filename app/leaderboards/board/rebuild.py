@@ -6,7 +6,7 @@
    (open or closed) and its entries, removed ones included (they keep their versions).
 3. Write the configuration (if it is not older than the cached one), and the entries into temporary
    keys (which expire if we die).
-4. `lb_swap_period.lua`: for each player changed after the mark, keep the newer of the live and the
+4. `leaderboard_swap_period.lua`: for each player changed after the mark, keep the newer of the live and the
    rebuilt entry (entries are versioned states), then RENAME the rebuilt keys in.
 
 An entry applied live before the mark was committed before the snapshot, so it is in it; one applied
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from app.core.clock import instant_ms
-from app.leaderboards.board.keys import BoardKeys
-from app.leaderboards.board.scripts import board_scripts
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.domain import metadata_json, ranking_sql
 
 _CHUNK = 5000
@@ -44,8 +44,8 @@ class RebuiltPeriod:
     version: int
 
 
-# Each entry as the worker's scripts keep it (lua/lb_lib.lua): its state "version|tie_seq|score|reached_ms|name"
-# in the entries hash, and its member "<tie_seq as 16 hex digits>:<player>" in the sorted set. PostgreSQL
+# Each entry as the worker's scripts keep it (lua/leaderboard_lib.lua): its state
+# "version|tie_seq|score|reached_ms|name" in the entries hash, and its member "<tie_seq as 16 hex digits>:<player>" in the sorted set. PostgreSQL
 # formats them and sends them in the board's order, so Redis inserts each member next to the previous one.
 # The metadata (of an entry with a score) goes into the entries hash too, as the scripts keep it.
 _ENTRIES = """
@@ -57,8 +57,8 @@ _ENTRIES = """
            CASE WHEN score IS NOT NULL THEN metadata END
     FROM leaderboard_entries WHERE leaderboard_id = %s AND period = %s
     ORDER BY {ranking}"""
-METADATA_FIELD = "\x1f"  # before a player id, the field of its entry's metadata (lua/lb_lib.lua)
-# The field that marks rebuilt keys as whole (lua/lb_swap_period.lua): a control character, which no
+METADATA_FIELD = "\x1f"  # before a player id, the field of its entry's metadata (lua/leaderboard_lib.lua)
+# The field that marks rebuilt keys as whole (lua/leaderboard_swap_period.lua): a control character, which no
 # player id holds.
 REBUILT_MARK = "\x1e"
 
@@ -90,8 +90,8 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
                    period_ttl_s: int = 86400, before_swap=None) -> RebuiltPeriod:
     """Rebuild `period` of the board (its open period when None) from PostgreSQL and swap it in.
     Raises UnknownBoard when PostgreSQL has no such board or period. `before_swap` is a test hook."""
-    keys = BoardKeys(board_id)
-    scripts = board_scripts(redis)
+    keys = LeaderboardKeys(board_id)
+    scripts = leaderboard_scripts(redis)
     for _ in range(_ATTEMPTS):
         known_period = period or _cached_period(redis, keys)
         mark = int(redis.hget(keys.period(known_period).meta, "recent_seq") or 0) if known_period else 0
@@ -129,7 +129,7 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
         expire_at_s = 0
         if board.closed_at is not None:  # read after it closed: it expires again, a while from now
             expire_at_s = int(max(board.closed_at.timestamp() + period_ttl_s, time.time() + 3600))
-        outcome = scripts.lb_swap_period(
+        outcome = scripts.leaderboard_swap_period(
             [keys.cfg, target.z, target.entries, target.meta, target.recent, keys.periods, keys.room,
              rebuilt_z, rebuilt_entries, rebuilt_meta], [board.period, mark, expire_at_s])
         if outcome[0] == 1:
@@ -138,15 +138,15 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
     raise RuntimeError(f"rebuild of {board_id} did not settle after {_ATTEMPTS} attempts")
 
 
-def _cached_period(redis, keys: BoardKeys) -> str | None:
+def _cached_period(redis, keys: LeaderboardKeys) -> str | None:
     period = redis.hget(keys.cfg, "period")
     return period.decode() if isinstance(period, bytes) else period
 
 
-def _write_config(redis, keys: BoardKeys, board) -> None:
+def _write_config(redis, keys: LeaderboardKeys, board) -> None:
     """The board's configuration from PostgreSQL, unless Redis holds a newer revision (a later event)."""
-    scripts = board_scripts(redis)
-    scripts.lb_apply_config([keys.cfg, keys.room], [board.revision, board.sort_order,
+    scripts = leaderboard_scripts(redis)
+    scripts.leaderboard_apply_config([keys.cfg, keys.room], [board.revision, board.sort_order,
                                                     "" if board.max_entries is None else board.max_entries])
     if board.open_period == board.period:
-        scripts.lb_apply_period([keys.cfg, keys.room], [board.period, instant_ms(board.starts_at)])
+        scripts.leaderboard_apply_period([keys.cfg, keys.room], [board.period, instant_ms(board.starts_at)])

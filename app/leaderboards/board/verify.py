@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from app.core import redis_keys
-from app.leaderboards.board.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 
 Standing = tuple[int, int]  # score, tie_seq
 _CFG_KEY = re.compile(r"^lbc:\{b:([A-Za-z0-9_.-]+)\}$")
@@ -58,7 +58,7 @@ def cached_boards(redis) -> set[str]:
 
 
 def cached_periods(redis, board_id: str) -> list[str]:
-    keys = BoardKeys(board_id)
+    keys = LeaderboardKeys(board_id)
     return sorted(p.decode() if isinstance(p, bytes) else p for p in redis.smembers(keys.periods)
                   if redis.exists(keys.period(p.decode() if isinstance(p, bytes) else p).meta))
 
@@ -68,7 +68,7 @@ _MEMBER = re.compile(r"^([0-9a-f]{16}):(.+)$", re.DOTALL)
 
 def _redis_standings(redis, board_id: str, period: str) -> tuple[bool, dict[str, Standing], list[str]]:
     """(whether Redis holds the period, {player: standing}, the members not in the service's format)."""
-    keys = BoardKeys(board_id).period(period)
+    keys = LeaderboardKeys(board_id).period(period)
     pipe = redis.pipeline(transaction=True)
     pipe.exists(keys.meta)
     pipe.hget(keys.board.cfg, "sort_order")

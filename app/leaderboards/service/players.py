@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app.core.errors import NotFound
-from app.leaderboards.board.reads import BoardReader
+from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.spans import SPAN_FIELDS
 
 
-def boards_of(engine: Engine, reader: BoardReader, player_id: str) -> list[dict[str, Any]]:
+def boards_of(engine: Engine, reader: LeaderboardReader, player_id: str) -> list[dict[str, Any]]:
     """Every board whose current period has the player, with their rank and score there."""
     with engine.connect() as connection:
         rows = connection.execute(text("""

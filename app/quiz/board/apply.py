@@ -15,7 +15,7 @@ from app.core.clock import instant_ms
 from app.core.events import Envelope
 from app.core.lua import Call
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.scripts import LeaderboardScripts
+from app.quiz.board.scripts import SessionBoardScripts
 from app.quiz.events import (
     SESSION_EVENTS,
     AnswerScored,
@@ -53,7 +53,7 @@ def removed_key(participant_id) -> str:
     return f"removed:{participant_id}"
 
 
-def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) -> Call:
+def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) -> Call:
     """The script call that applies `envelope` (its script, KEYS and ARGV), run alone by `apply_event` or
     among others by the worker's batch (app/core/lua.py). Pass `payload` when the caller has parsed it
     already, `keys` (the session's apply_keys) when it holds them."""
@@ -86,13 +86,13 @@ def event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) 
     raise TypeError(f"no script applies {envelope.event_type}")
 
 
-def apply_event(scripts: LeaderboardScripts, client, envelope: Envelope, payload=None):
+def apply_event(scripts: SessionBoardScripts, client, envelope: Envelope, payload=None):
     """Run (or, with a pipeline as `client`, queue) the one-event script of `envelope`.
 
     Its result is APPLIED, DUPLICATE or NEEDS_REBUILD (scripts.py). Pass `payload` when the
     caller has parsed it already.
     """
-    call = event_call(envelope, payload)
+    call = session_event_call(envelope, payload)
     return getattr(scripts, call.script)(call.keys, call.args, client=client)
 
 

@@ -54,7 +54,7 @@ class SessionKeys:
 
     @property
     def apply_keys(self) -> list[str]:
-        """The KEYS of every apply script, in the one order they all assert (lua/board_lib.lua)."""
+        """The KEYS of every apply script, in the one order they all assert (lua/session_board_lib.lua)."""
         return [self.board, self.applied, self.meta, self.room, self.names, self.recent, self.pending]
 
     def rebuilding(self, token: str) -> tuple[str, str, str]:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Forbidden, NotFound
 from app.quiz.board.keys import SessionKeys
-from app.quiz.board.rebuild import rebuild_board
-from app.quiz.board.scripts import NEEDS_REBUILD, scripts_for
+from app.quiz.board.rebuild import rebuild_session_board
+from app.quiz.board.scripts import NEEDS_REBUILD, session_board_scripts
 
 _READ_ATTEMPTS = 3
 # One rebuild at a time per session in this process: when a board is missing, every socket of a
@@ -49,7 +49,7 @@ def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
 
 def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: list[Any]) -> list[Any]:
     keys = SessionKeys.of(session_id)
-    script = getattr(scripts_for(redis), script_name)
+    script = getattr(session_board_scripts(redis), script_name)
     for _ in range(_READ_ATTEMPTS):
         reply = script([keys.board, keys.meta, keys.names], args)
         if reply[0] != NEEDS_REBUILD:
@@ -58,7 +58,7 @@ def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: lis
             reply = script([keys.board, keys.meta, keys.names], args)
             if reply[0] != NEEDS_REBUILD:  # rebuilt while this read waited for the lock
                 return reply
-            rebuild_board(db, redis, session_id)
+            rebuild_session_board(db, redis, session_id)
     raise RuntimeError(f"the board of {session_id} vanished {_READ_ATTEMPTS} times while being read")
 
 
@@ -72,14 +72,14 @@ def _text(value: bytes | str) -> str:
 
 
 def read_page(db: Session, redis, session_id: uuid.UUID, limit: int, offset: int) -> dict[str, Any]:
-    reply = _read(db, redis, session_id, "read_leaderboard_page", [offset, limit])
+    reply = _read(db, redis, session_id, "read_session_board_page", [offset, limit])
     return {"session_id": str(session_id), "version": int(reply[0]), "total_players": int(reply[1]),
             "entries": _entries(reply[2:], offset + 1)}
 
 
 def read_around(db: Session, redis, session_id: uuid.UUID, participant_id: uuid.UUID,
                 around: int) -> dict[str, Any]:
-    reply = _read(db, redis, session_id, "read_around", [str(participant_id), around])
+    reply = _read(db, redis, session_id, "read_session_board_around", [str(participant_id), around])
     if reply[0] == 0:
         # In PostgreSQL (checked by check_reader) but its join is not applied yet.
         return {"session_id": str(session_id), "version": None, "rank": None, "score": 0, "entries": []}

@@ -1,6 +1,6 @@
 """Rebuild one session's board from PostgreSQL and swap it in atomically, while events flow.
 
-Steps of `rebuild_board`:
+Steps of `rebuild_session_board`:
 
 1. Read `mark = meta:{S}.recent_seq` (0 when absent). Every change the worker applies bumps it
    and appends the change to the stream `recent:{S}` with id `<seq>-0`.
@@ -13,7 +13,7 @@ Steps of `rebuild_board`:
    `pending:{S}:rebuild:<token>` and the snapshot's dedupe members (event ids and natural keys)
    into `applied:{S}:rebuild:<token>` (all expire if we die), and the nicknames into `names:{S}`
    (idempotent).
-4. `swap_rebuilt_board.lua`, in one atomic call: for every `recent:{S}` entry after the mark whose
+4. `swap_rebuilt_session_board.lua`, in one atomic call: for every `recent:{S}` entry after the mark whose
    natural key is not in the snapshot set, replay it onto the rebuilt keys; RENAME them over
    `lb:{S}` and `pending:{S}`; union the snapshot set into `applied:{S}`; set the epoch, the open
    question and the expiry of an ended session, bump the version and tell the room.
@@ -54,7 +54,7 @@ from app.quiz.board.apply import (
 )
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import composite, reached_ms
-from app.quiz.board.scripts import scripts_for
+from app.quiz.board.scripts import session_board_scripts
 from app.quiz.domain.sessions import ENDED, QUESTION_OPEN
 
 _REBUILD_KEY_TTL_S = 600
@@ -142,7 +142,7 @@ def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
     return instant_ms(max(ended_at + ENDED_SESSION_TTL, now + REREAD_ENDED_TTL)) // 1000
 
 
-def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID | str,
+def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID | str,
                   before_swap=None) -> Rebuilt:
     """Rebuild the board of `session_id` from PostgreSQL and swap it in; see the module docstring.
 
@@ -152,7 +152,7 @@ def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID |
     bind = engine_or_db.get_bind() if isinstance(engine_or_db, Session) else engine_or_db
     session_id = uuid.UUID(str(session_id))
     keys = SessionKeys.of(session_id)
-    scripts = scripts_for(redis)
+    scripts = session_board_scripts(redis)
     for _ in range(_ATTEMPTS):
         mark = int(redis.hget(keys.meta, "recent_seq") or 0)
         snapshot = _read_snapshot(bind, session_id)
@@ -172,7 +172,7 @@ def rebuild_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID |
         pipe.execute()
         if before_swap is not None:
             before_swap()
-        outcome = scripts.swap_rebuilt_board(
+        outcome = scripts.swap_rebuilt_session_board(
             [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending],
             [snapshot.epoch_ms, mark, snapshot.event_count, snapshot.open_question, snapshot.expire_at_s])
         if outcome[0] == 1:

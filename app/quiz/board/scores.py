@@ -8,7 +8,7 @@ the player reached the score: the `answered_at` of their latest answer that earn
 member order). Scores are below 2^19 = 524,288 (100 questions of 2,000 points plus a 500 streak
 bonus is 250,000), so every composite is below 2^53 and stored exactly by Redis' doubles.
 
-The same arithmetic lives in lua/board_lib.lua; the worker passes absolute millisecond instants
+The same arithmetic lives in lua/session_board_lib.lua; the worker passes absolute millisecond instants
 and the scripts subtract the epoch stored in `meta:{S}`, so the worker and the rebuild cannot
 disagree on it.
 """

@@ -95,7 +95,7 @@ def _redis_held(raw: dict) -> dict[str, Standing]:
     return held
 
 
-def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
+def compare_session_board(engine, redis, session_id: str) -> list[Difference] | None:
     """Differences between the Redis board and PostgreSQL (score and reach time of every player, and
     the answers held for the open question); None when Redis holds no board at all.
 
@@ -127,7 +127,7 @@ def compare_board(engine, redis, session_id: str) -> list[Difference] | None:
         for pid in sorted(set(held) | set(postgres_held)) if held.get(pid) != postgres_held.get(pid)]
 
 
-def drop_board(redis, session_id: str) -> None:
+def drop_session_board(redis, session_id: str) -> None:
     """Remove the cached state of a session PostgreSQL does not know (the room stream stays)."""
     keys = SessionKeys.of(session_id)
     redis.delete(keys.board, keys.applied, keys.meta, keys.names, keys.recent, keys.pending)

@@ -4,9 +4,9 @@
 -- length of the call (atomic: nobody sees the probe).
 -- KEYS: cfg, z, entries, meta (all tagged {b:<board>})
 -- ARGV: score, member, count
--- Returns {-1} when the period is not cached here, else the reply of lb_read_range.
-assert(#KEYS == 4, 'lb_read_after: expected 4 KEYS, got ' .. #KEYS)
-assert(#ARGV == 3, 'lb_read_after: expected 3 ARGV, got ' .. #ARGV)
+-- Returns {-1} when the period is not cached here, else the reply of leaderboard_read_range.
+assert(#KEYS == 4, 'leaderboard_read_after: expected 4 KEYS, got ' .. #KEYS)
+assert(#ARGV == 3, 'leaderboard_read_after: expected 3 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)
 local member = ARGV[2]
 local count = as_int(ARGV[3], 'count')

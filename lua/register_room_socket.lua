@@ -5,8 +5,8 @@
 -- KEYS: sockets (the user's in this session), room (both tagged {session})
 -- ARGV: connection_id, opened_at_ms, allowed
 -- Returns the ids superseded.
-assert(#KEYS == 2, 'register_socket: expected 2 KEYS, got ' .. #KEYS)
-assert(#ARGV == 3, 'register_socket: expected 3 ARGV, got ' .. #ARGV)
+assert(#KEYS == 2, 'register_room_socket: expected 2 KEYS, got ' .. #KEYS)
+assert(#ARGV == 3, 'register_room_socket: expected 3 ARGV, got ' .. #ARGV)
 local sockets, room = KEYS[1], KEYS[2]
 local connection_id = ARGV[1]
 local opened_at = as_int(ARGV[2], 'opened_at_ms')

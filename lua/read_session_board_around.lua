@@ -3,8 +3,8 @@
 -- ARGV: participant_id, around
 -- Returns {-1} when the session has no board here, {0} when the participant is not on it, else
 -- {version, total_players, first_rank (1-based), participant_1, score_1, nickname_1, ...}.
-assert(#KEYS == 3, 'read_around: expected 3 KEYS, got ' .. #KEYS)
-assert(#ARGV == 2, 'read_around: expected 2 ARGV, got ' .. #ARGV)
+assert(#KEYS == 3, 'read_session_board_around: expected 3 KEYS, got ' .. #KEYS)
+assert(#ARGV == 2, 'read_session_board_around: expected 2 ARGV, got ' .. #ARGV)
 local lb, meta, names = KEYS[1], KEYS[2], KEYS[3]
 local participant = ARGV[1]
 local around = as_int(ARGV[2], 'around')

@@ -3,6 +3,6 @@
 -- KEYS: z, entries, meta, recent, room (all tagged {b:<board>})
 -- ARGV: period, expire_at_s, final (JSON of the final top N, for the room)
 -- Returns 1.
--- The rule itself is APPLY.lb_close_period (lb_lib.lua), which the batch (apply_batch.lua) runs too.
-assert(#KEYS == 5, 'lb_close_period: expected 5 KEYS, got ' .. #KEYS)
-return APPLY.lb_close_period(KEYS, ARGV)
+-- The rule itself is APPLY.leaderboard_close_period (leaderboard_lib.lua), which the batch (apply_batch.lua) runs too.
+assert(#KEYS == 5, 'leaderboard_close_period: expected 5 KEYS, got ' .. #KEYS)
+return APPLY.leaderboard_close_period(KEYS, ARGV)

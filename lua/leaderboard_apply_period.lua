@@ -4,6 +4,6 @@
 -- KEYS: cfg, room (tagged {b:<board>})
 -- ARGV: period, starts_at_ms
 -- Returns 1 applied, 0 stale or duplicate.
--- The rule itself is APPLY.lb_apply_period (lb_lib.lua), which the batch (apply_batch.lua) runs too.
-assert(#KEYS == 2, 'lb_apply_period: expected 2 KEYS, got ' .. #KEYS)
-return APPLY.lb_apply_period(KEYS, ARGV)
+-- The rule itself is APPLY.leaderboard_apply_period (leaderboard_lib.lua), which the batch (apply_batch.lua) runs too.
+assert(#KEYS == 2, 'leaderboard_apply_period: expected 2 KEYS, got ' .. #KEYS)
+return APPLY.leaderboard_apply_period(KEYS, ARGV)

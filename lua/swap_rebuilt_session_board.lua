@@ -11,8 +11,8 @@
 -- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never)
 -- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
 -- Returns {1, version, replayed} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
-assert(#KEYS == 10, 'swap_rebuilt_board: expected 10 KEYS, got ' .. #KEYS)
-assert(#ARGV == 5, 'swap_rebuilt_board: expected 5 ARGV, got ' .. #ARGV)
+assert(#KEYS == 10, 'swap_rebuilt_session_board: expected 10 KEYS, got ' .. #KEYS)
+assert(#ARGV == 5, 'swap_rebuilt_session_board: expected 5 ARGV, got ' .. #ARGV)
 local lb, applied, meta, room, names, recent, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rebuilt_lb, rebuilt_applied, rebuilt_pending = KEYS[8], KEYS[9], KEYS[10]
 local epoch = as_int(ARGV[1], 'epoch_ms')

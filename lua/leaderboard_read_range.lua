@@ -4,8 +4,8 @@
 -- ARGV: offset (0-based rank), count
 -- Returns {-1} when the period is not cached here, else
 -- {version, total, rank_1, member_1, score_1, reached_ms_1, name_1, metadata_1 ('' for none), rank_2, ...}.
-assert(#KEYS == 4, 'lb_read_range: expected 4 KEYS, got ' .. #KEYS)
-assert(#ARGV == 2, 'lb_read_range: expected 2 ARGV, got ' .. #ARGV)
+assert(#KEYS == 4, 'leaderboard_read_range: expected 4 KEYS, got ' .. #KEYS)
+assert(#ARGV == 2, 'leaderboard_read_range: expected 2 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)
 local offset = as_int(ARGV[1], 'offset')
 local count = as_int(ARGV[2], 'count')

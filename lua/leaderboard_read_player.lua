@@ -6,9 +6,9 @@
 -- player's entry is older than that version (a write not shown yet); {version, total, 0} when the
 -- player has no score;
 -- {version, total, -2, score, reached_ms, name, metadata} when the player is beyond max_entries (not ranked);
--- else {version, total, rank, score, reached_ms, name, metadata, window entries as in lb_read_range...}.
-assert(#KEYS == 4, 'lb_read_player: expected 4 KEYS, got ' .. #KEYS)
-assert(#ARGV == 2 or #ARGV == 3, 'lb_read_player: expected 2 or 3 ARGV, got ' .. #ARGV)
+-- else {version, total, rank, score, reached_ms, name, metadata, window entries as in leaderboard_read_range...}.
+assert(#KEYS == 4, 'leaderboard_read_player: expected 4 KEYS, got ' .. #KEYS)
+assert(#ARGV == 2 or #ARGV == 3, 'leaderboard_read_player: expected 2 or 3 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta = unpack(KEYS)
 local player = ARGV[1]
 local range = as_int(ARGV[2], 'range')

@@ -105,14 +105,14 @@ end
 -- Applying one board event: APPLY.<script>(keys, argv), with the KEYS and ARGV of its one-event script
 -- (app/leaderboards/board/apply.py builds both). Each checks its ARGV, computes anything that can fail before
 -- it writes, and returns 1 applied, 0 stale or duplicate, or -1 the period is not cached here (rebuild it
--- from PostgreSQL). The one-event scripts (lb_apply_*.lua, lb_close_period.lua) and the batch
+-- from PostgreSQL). The one-event scripts (leaderboard_apply_*.lua, leaderboard_close_period.lua) and the batch
 -- (apply_batch.lua) both call these: one copy of every rule.
 local APPLY = {}
 
 -- KEYS: cfg, z, entries, meta, recent, room; ARGV: player_id, version, tie_seq, score ('' when removed),
 -- reached_ms, display_name, period, metadata (compact JSON, '' for none)
-function APPLY.lb_apply_entry(keys, argv)
-  assert(#argv == 8, 'lb_apply_entry: expected 8 ARGV, got ' .. #argv)
+function APPLY.leaderboard_apply_entry(keys, argv)
+  assert(#argv == 8, 'leaderboard_apply_entry: expected 8 ARGV, got ' .. #argv)
   local cfg, z, entries, meta, recent, room = unpack(keys)
   local player = argv[1]
   local version = as_int(argv[2], 'version')
@@ -132,8 +132,8 @@ function APPLY.lb_apply_entry(keys, argv)
 end
 
 -- KEYS: cfg, room; ARGV: revision, sort_order, max_entries ('' when none)
-function APPLY.lb_apply_config(keys, argv)
-  assert(#argv == 3, 'lb_apply_config: expected 3 ARGV, got ' .. #argv)
+function APPLY.leaderboard_apply_config(keys, argv)
+  assert(#argv == 3, 'leaderboard_apply_config: expected 3 ARGV, got ' .. #argv)
   local cfg, room = keys[1], keys[2]
   local revision = as_int(argv[1], 'revision')
   if argv[2] ~= 'asc' and argv[2] ~= 'desc' then error('ERR sort_order must be asc or desc') end
@@ -147,8 +147,8 @@ function APPLY.lb_apply_config(keys, argv)
 end
 
 -- KEYS: cfg, room; ARGV: period, starts_at_ms
-function APPLY.lb_apply_period(keys, argv)
-  assert(#argv == 2, 'lb_apply_period: expected 2 ARGV, got ' .. #argv)
+function APPLY.leaderboard_apply_period(keys, argv)
+  assert(#argv == 2, 'leaderboard_apply_period: expected 2 ARGV, got ' .. #argv)
   local cfg, room = keys[1], keys[2]
   local starts_at = as_int(argv[2], 'starts_at_ms')
 
@@ -159,8 +159,8 @@ function APPLY.lb_apply_period(keys, argv)
 end
 
 -- KEYS: z, entries, meta, recent, room; ARGV: period, expire_at_s, final (JSON of the final top N)
-function APPLY.lb_close_period(keys, argv)
-  assert(#argv == 3, 'lb_close_period: expected 3 ARGV, got ' .. #argv)
+function APPLY.leaderboard_close_period(keys, argv)
+  assert(#argv == 3, 'leaderboard_close_period: expected 3 ARGV, got ' .. #argv)
   local expire_at = as_int(argv[2], 'expire_at_s')
   for i = 1, 4 do redis.call('EXPIREAT', keys[i], exact(expire_at)) end
   redis.call('XADD', keys[5], 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'period_closed', 'period', argv[1],

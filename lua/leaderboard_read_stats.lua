@@ -4,7 +4,7 @@
 -- ARGV: percent_1, percent_2, ... (integers 1..100)
 -- Returns {-1} when the period is not cached here, else {version, count, min, max, sum, p_1, p_2, ...}
 -- (min, max, sum and percentiles are '' when there are no entries).
-assert(#KEYS == 4, 'lb_read_stats: expected 4 KEYS, got ' .. #KEYS)
+assert(#KEYS == 4, 'leaderboard_read_stats: expected 4 KEYS, got ' .. #KEYS)
 local cfg, z, entries, meta = unpack(KEYS)
 
 if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', cfg) == 0 then return {-1} end

@@ -5,6 +5,6 @@
 -- ARGV: player_id, version, tie_seq, score ('' when removed), reached_ms, display_name, period, metadata
 --       (compact JSON, '' for none)
 -- Returns 1 applied, 0 stale or duplicate, -1 the period is not cached here (rebuild it from PostgreSQL).
--- The rule itself is APPLY.lb_apply_entry (lb_lib.lua), which the batch (apply_batch.lua) runs too.
-assert(#KEYS == 6, 'lb_apply_entry: expected 6 KEYS, got ' .. #KEYS)
-return APPLY.lb_apply_entry(KEYS, ARGV)
+-- The rule itself is APPLY.leaderboard_apply_entry (leaderboard_lib.lua), which the batch (apply_batch.lua) runs too.
+assert(#KEYS == 6, 'leaderboard_apply_entry: expected 6 KEYS, got ' .. #KEYS)
+return APPLY.leaderboard_apply_entry(KEYS, ARGV)

@@ -3,8 +3,8 @@
 -- ARGV: offset, limit
 -- Returns {-1} when the session has no board here, else
 -- {version, total_players, participant_1, score_1, nickname_1, participant_2, ...} in rank order.
-assert(#KEYS == 3, 'read_leaderboard_page: expected 3 KEYS, got ' .. #KEYS)
-assert(#ARGV == 2, 'read_leaderboard_page: expected 2 ARGV, got ' .. #ARGV)
+assert(#KEYS == 3, 'read_session_board_page: expected 3 KEYS, got ' .. #KEYS)
+assert(#ARGV == 2, 'read_session_board_page: expected 2 ARGV, got ' .. #ARGV)
 local lb, meta, names = KEYS[1], KEYS[2], KEYS[3]
 local offset = as_int(ARGV[1], 'offset')
 local limit = as_int(ARGV[2], 'limit')

@@ -8,8 +8,8 @@
 -- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/board/rebuild.py: a control
 -- character, which no player id holds), so its absence means the rebuilt keys were lost.
 -- Returns {1, version, merged} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
-assert(#KEYS == 10, 'lb_swap_period: expected 10 KEYS, got ' .. #KEYS)
-assert(#ARGV == 3, 'lb_swap_period: expected 3 ARGV, got ' .. #ARGV)
+assert(#KEYS == 10, 'leaderboard_swap_period: expected 10 KEYS, got ' .. #KEYS)
+assert(#ARGV == 3, 'leaderboard_swap_period: expected 3 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta, recent, periods, room = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rebuilt_z, rebuilt_entries, rebuilt_meta = KEYS[8], KEYS[9], KEYS[10]
 local period = ARGV[1]
