@@ -24,6 +24,7 @@ from app.core.redis_client import make_redis, node_of
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_script_source
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000
@@ -70,7 +71,8 @@ def main(argv: list[str]) -> int:
     producer.flush(60)
 
     client = make_redis(config, socket_timeout=None)
-    worker = CacheWorker(config, make_consumer(config), make_producer(config), client, engine, poll_timeout_s=1.0)
+    worker = CacheWorker(config, make_consumer(config), make_producer(config), client,
+                         projections(config, client, engine), poll_timeout_s=1.0)
     worker.subscribe()
     handled, started = 0, None
     while handled < count:

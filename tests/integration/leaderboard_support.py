@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.core.events import envelope_from_row
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.events import EVENTS
 from tests.helpers import Api, Player
@@ -43,7 +44,8 @@ class Applier:
     """Applies events with the worker's own code path (its pipeline, scripts and rebuilds), in-process."""
 
     def __init__(self, config, engine, redis_client):
-        self.worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+        self.worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                                  projections=projections(config, redis_client, engine))
         self.engine = engine
         self.seen: dict[str, int] = {}
 

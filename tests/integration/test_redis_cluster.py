@@ -36,6 +36,7 @@ from app.ratelimits import Limit, RateLimits
 from app.rooms.connection import Connection
 from app.rooms.hub import RoomHub, RoomReads
 from app.runtime import Runtime
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
 from tests.events import EVENTS
@@ -113,7 +114,8 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
     assert {s["id"] for s in sessions} <= cached_sessions(cluster)  # SCAN over every node
 
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
-    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                         projections=projections(config, cluster, engine))
     rows = [row for s in sessions for row in event_rows(engine, s["id"])]
     pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in rows]
     worker.apply_events(pending)
@@ -155,7 +157,8 @@ def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(c
     streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
     pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in mixed]
-    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                         projections=projections(config, cluster, engine))
     worker.apply_events(pending)  # the boards' periods are rebuilt on the way
     for sid in sessions:
         page = read_page(None, cluster, sid, 100, 0)
@@ -167,7 +170,8 @@ def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(c
     # Delivered again: every aggregate's events go in one call on the node of its slot, all skipped.
     for port in PORTS:
         subprocess.run(["redis-cli", "-p", str(port), "config", "resetstat"], check=True, capture_output=True)
-    again = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    again = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                        projections=projections(config, cluster, engine))
     again.apply_events(pending)
     assert _evalsha_calls() == len(sessions) + len(boards)
     assert again.metrics.duplicates._value.get() == len(pending)

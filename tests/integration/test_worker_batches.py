@@ -15,6 +15,7 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import MAX_SCORE
 from app.quiz.board.scripts import SessionBoardScripts
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored, SessionEnded
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.events import EVENTS
 from tests.integration.leaderboard_support import board, board_events, owner, score
@@ -85,7 +86,8 @@ def test_a_batch_mixing_sessions_and_boards_applies_each_in_its_order(api, engin
     # One batch, each aggregate's events in order but interleaved with every other's.
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(_from_rows(mixed)))
 
     for sid, rows in zip(sessions, streams):
@@ -104,7 +106,8 @@ def test_duplicates_within_one_batch_are_applied_once(api, engine, redis_client,
     rows = event_rows(engine, sid)
     twice = [row for row in rows for _ in range(2)] + rows  # each event again at once, then all again
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(_from_rows(twice)))
 
     assert _applied(worker) == len(rows)
@@ -127,7 +130,8 @@ def test_a_rebuild_in_the_middle_of_a_sessions_run(api, engine, redis_client, co
                      SESSION_EVENTS.payload_for("session_ended", SessionEnded(ended_at=long_ago)))
     run = _from_rows(rows[:half]) + [ended] + _from_rows(rows[half:])
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(run))
 
     assert worker.metrics.rebuilds._value.get() == 1
@@ -155,7 +159,8 @@ def test_a_run_longer_than_a_chunk(api, engine, redis_client, config):
     run = _from_rows(rows) + answers + answers[:1]  # the first answer delivered again in the last call
     assert len(run) > 2 * BATCH_CHUNK
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(run))  # no board yet: rebuilt first, then every refused event replayed
 
     expected = {pid: points + added.get(pid, 0) for pid, points in pg_scores(engine, sid).items()}

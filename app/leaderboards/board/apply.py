@@ -16,19 +16,17 @@ from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.domain import metadata_json
 from app.leaderboards.events import (
     BoardConfigured,
-    BoardDeleted,
     EntryChanged,
     EntryRemoved,
     PeriodClosed,
     PeriodOpened,
 )
 
-APPLIED = 1
 ROOM_MAXLEN = 1000  # as lua/common_lib.lua bounds the streams
 ROOM_TTL_S = 86400
 
 
-def leaderboard_event_call(envelope: Envelope, payload, *, period_ttl: timedelta) -> Call:
+def leaderboard_event_call(envelope: Envelope, payload, period_ttl: timedelta) -> Call:
     """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
     runs among the board's others in one batch (app/core/lua.py). A deleted board is removed by `forget_board`,
     not by a script."""
@@ -64,9 +62,3 @@ def forget_board(redis, board_id: str) -> int:
     redis.xadd(keys.room, {"type": "board_deleted"}, maxlen=ROOM_MAXLEN, approximate=True)
     redis.expire(keys.room, ROOM_TTL_S)
     return removed
-
-
-def is_board_deletion(payload) -> bool:
-    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
-    # an event on the worker's path, and payload classes have no subclasses.
-    return type(payload) is BoardDeleted

@@ -1,11 +1,12 @@
 """The change feed (seed 003): when a board period's top N changed, one message on the change topic.
 
-After a batch is applied, the worker reads the top N of every board period the batch touched (one
-read each) and compares it with the last top it announced, kept as a digest in the period's
-metadata. A different top is produced to `CHANGE_TOPIC`, keyed by board: {leaderboard_id, period,
-starts_at, ends_at, label, version, total, entries}. The digest is stored only once the message is delivered, so a crash in
-between announces that top again (consumers keep the newest version per board and period), and a
-write below the top N announces nothing.
+After a batch is applied, the worker (through the leaderboards' projection, projection.py) reads the
+top N of every board period the batch touched (one read each) and compares it with the last top it
+announced, kept as a digest in the period's metadata. A different top is produced to `CHANGE_TOPIC`,
+keyed by board: {leaderboard_id, period, starts_at, ends_at, label, version, total, entries}. The
+digest is stored only once the message is delivered, so a crash in between announces that top again
+(consumers keep the newest version per board and period), and a write below the top N announces
+nothing.
 
 A period's close is announced too, from its event alone: {leaderboard_id, period, starts_at, ends_at,
 label, closed_at, total, entries (its final top)}, with the header type `period_closed`, at least
@@ -23,7 +24,7 @@ from app.core.lua import NEEDS_REBUILD
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.reads import page_of
 from app.leaderboards.board.scripts import leaderboard_scripts
-from app.leaderboards.events import LEADERBOARD, EntryChanged, EntryRemoved, PeriodClosed
+from app.leaderboards.events import EntryChanged, EntryRemoved, PeriodClosed
 from app.leaderboards.spans import PeriodSpans, with_span
 
 DIGEST_FIELD = "top_digest"
@@ -31,17 +32,22 @@ DIGEST_FIELD = "top_digest"
 
 @dataclass(frozen=True)
 class Announced:
+    """A top produced to the change topic: its digest is kept once the producer delivered it."""
+
     meta_key: str
     digest: str
     client: object
 
+    def remember(self) -> None:
+        self.client.hset(self.meta_key, DIGEST_FIELD, self.digest)
 
-def touched_periods(pending) -> list[tuple[str, str]]:
+
+def touched_periods(events) -> list[tuple[str, str]]:
     """(board, period) of every entry event of a batch, applied or not (a redelivery may owe an announcement)."""
     seen: dict[tuple[str, str], None] = {}
-    for item in pending:
-        if item.envelope.aggregate_type == LEADERBOARD and isinstance(item.payload, (EntryChanged, EntryRemoved)):
-            seen[(item.envelope.aggregate_id, item.payload.period)] = None
+    for envelope, payload in events:
+        if isinstance(payload, (EntryChanged, EntryRemoved)):
+            seen[(envelope.aggregate_id, payload.period)] = None
     return list(seen)
 
 
@@ -73,18 +79,13 @@ def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, to
     return announced
 
 
-def announce_closes(pending, *, producer, topic: str) -> None:
+def announce_closes(events, *, producer, topic: str) -> None:
     """Produce the final standings of every period a batch closed."""
-    for item in pending:
-        if item.envelope.aggregate_type == LEADERBOARD and type(item.payload) is PeriodClosed:
-            closed = item.payload
-            produce(producer, topic, key=item.envelope.aggregate_id.encode(), value=json.dumps({
-                "leaderboard_id": item.envelope.aggregate_id, "period": closed.period, "starts_at": closed.starts_at,
+    for envelope, closed in events:
+        if type(closed) is PeriodClosed:
+            produce(producer, topic, key=envelope.aggregate_id.encode(), value=json.dumps({
+                "leaderboard_id": envelope.aggregate_id, "period": closed.period, "starts_at": closed.starts_at,
                 "ends_at": closed.ends_at, "label": closed.label, "closed_at": closed.closed_at.isoformat(),
                 "total": closed.entry_count, "entries": [s.model_dump() for s in closed.top]},
                 separators=(",", ":")).encode(), headers=[("type", b"period_closed")])
 
-
-def remember(announced: list[Announced]) -> None:
-    for item in announced:
-        item.client.hset(item.meta_key, DIGEST_FIELD, item.digest)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.core.board import READ_ATTEMPTS
 from app.core.errors import NotFound, Unprocessable
 from app.core.lua import NEEDS_REBUILD
 from app.core.redis_client import node_client
@@ -26,7 +27,6 @@ from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.spans import PeriodSpans, with_span
 
 PERCENTILES = (50, 90, 99)
-_ATTEMPTS = 3
 _PERIOD_CACHE_S = 1.0
 NOT_RANKED = -2
 
@@ -86,7 +86,7 @@ class LeaderboardReader:
     def _call(self, script_name: str, board_id: str, period: str, args: list[Any]) -> list[Any]:
         script = getattr(leaderboard_scripts(self.redis), script_name)
         keys = LeaderboardKeys(board_id).period(period).read_keys
-        for _ in range(_ATTEMPTS):
+        for _ in range(READ_ATTEMPTS):
             reply = script(keys, args)
             if reply[0] != NEEDS_REBUILD:
                 return reply
@@ -94,7 +94,7 @@ class LeaderboardReader:
                 rebuild_period(self.engine, self.redis, board_id, period, period_ttl_s=self.period_ttl_s)
             except UnknownBoard:
                 raise NotFound("not_found", "no such board or period") from None
-        raise RuntimeError(f"the period {period} of {board_id} vanished {_ATTEMPTS} times while being read")
+        raise RuntimeError(f"the period {period} of {board_id} vanished {READ_ATTEMPTS} times while being read")
 
     def page(self, board_id: str, *, period: str | None, offset: int, limit: int) -> dict[str, Any]:
         """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""

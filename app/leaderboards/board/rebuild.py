@@ -15,23 +15,22 @@ after is merged by version. A closed period's keys get the period's expiry again
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from app.core.board import REBUILD_KEY_TTL_S, Swap, rebuild_until_swapped
 from app.core.clock import instant_ms
+from app.core.projection import UnknownAggregate
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.domain import metadata_json, ranking_sql
 
 _CHUNK = 5000
 _PIPELINE = 40  # commands sent before their replies are read
-_ATTEMPTS = 5
-_REBUILD_KEY_TTL_S = 600
 
 
-class UnknownBoard(LookupError):
+class UnknownBoard(UnknownAggregate):
     """The board or its period does not exist in PostgreSQL (or the board was deleted)."""
 
 
@@ -92,7 +91,8 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
     Raises UnknownBoard when PostgreSQL has no such board or period. `before_swap` is a test hook."""
     keys = LeaderboardKeys(board_id)
     scripts = leaderboard_scripts(redis)
-    for _ in range(_ATTEMPTS):
+
+    def attempt(token: str) -> Swap[RebuiltPeriod]:
         known_period = period or _cached_period(redis, keys)
         mark = int(redis.hget(keys.period(known_period).meta, "recent_seq") or 0) if known_period else 0
         board, entries = _snapshot(engine, board_id, period)
@@ -101,8 +101,7 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
             board, entries = _snapshot(engine, board_id, board.period)
         target = keys.period(board.period)
         _write_config(redis, keys, board)
-        token = uuid.uuid4().hex
-        rebuilt_z, rebuilt_entries, rebuilt_meta = target.rebuilding(token)
+        rebuilt_z, rebuilt_entries, rebuilt_meta = temporary = target.rebuilding(token)
         sign = -1 if board.sort_order == "desc" else 1
         total = 0
         pipe = redis.pipeline(transaction=False)
@@ -121,8 +120,8 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
             if len(pipe) >= _PIPELINE:
                 pipe.execute()
         pipe.hset(rebuilt_meta, "sum", sign * total)
-        for key in (rebuilt_z, rebuilt_entries, rebuilt_meta):
-            pipe.expire(key, _REBUILD_KEY_TTL_S)
+        for key in temporary:
+            pipe.expire(key, REBUILD_KEY_TTL_S)
         pipe.execute()
         if before_swap is not None:
             before_swap()
@@ -132,10 +131,12 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
         outcome = scripts.leaderboard_swap_period(
             [keys.cfg, target.z, target.entries, target.meta, target.recent, keys.periods, keys.room,
              rebuilt_z, rebuilt_entries, rebuilt_meta], [board.period, mark, expire_at_s])
-        if outcome[0] == 1:
-            return RebuiltPeriod(board_id, board.period, len(entries), int(outcome[2]), int(outcome[1]))
-        redis.delete(rebuilt_z, rebuilt_entries, rebuilt_meta)
-    raise RuntimeError(f"rebuild of {board_id} did not settle after {_ATTEMPTS} attempts")
+        if outcome[0] != 1:
+            return Swap(None, temporary)
+        rebuilt = RebuiltPeriod(board_id, board.period, len(entries), int(outcome[2]), int(outcome[1]))
+        return Swap(rebuilt, temporary)
+
+    return rebuild_until_swapped(board_id, redis, attempt)
 
 
 def _cached_period(redis, keys: LeaderboardKeys) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from app.core import redis_keys
+from app.core.board import cached_ids
 from app.leaderboards.board.keys import LeaderboardKeys
 
 Standing = tuple[int, int]  # score, tie_seq
@@ -49,12 +49,7 @@ class StrayMember:
 def cached_boards(redis) -> set[str]:
     """Boards with a configuration in Redis (SCAN, so it never blocks Redis), among the keys of this
     process's REDIS_KEY_PREFIX only."""
-    found = set()
-    for key in redis.scan_iter(match=redis_keys.pattern("lbc:{b:*}"), count=1000):
-        match = _CFG_KEY.match(redis_keys.unprefixed(key))
-        if match:
-            found.add(match.group(1))
-    return found
+    return cached_ids(redis, ["lbc:{b:*}"], _CFG_KEY)
 
 
 def cached_periods(redis, board_id: str) -> list[str]:

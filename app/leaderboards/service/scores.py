@@ -32,7 +32,7 @@ from app.leaderboards.service.score_write import ScoreWrite, write_indexes
 from app.leaderboards.submissions import Authority, ScoreRequest, ScoreResult, Submission
 
 # Rolling an ended period and writing again: a write never waits on more than this many boundaries.
-_ATTEMPTS = 3
+_BOUNDARIES = 3
 
 
 def submit_scores(engine: Engine, submissions: list[Submission], authority: Authority, *,
@@ -52,7 +52,7 @@ def submit_score_requests(engine: Engine, requests: list[ScoreRequest], *,
     failed before it (nothing was recorded)."""
     submissions = [s for r in requests for s in r.submissions]
     authorities = [r.authority for r in requests for _ in r.submissions]
-    for _ in range(_ATTEMPTS):
+    for _ in range(_BOUNDARIES):
         with engine.connect() as connection:
             transaction = connection.begin()
             try:

@@ -23,7 +23,6 @@ from app.quiz.events import (
     ParticipantRemoved,
     QuestionClosed,
     QuestionOpened,
-    SessionDeleted,
     SessionEnded,
 )
 
@@ -104,9 +103,3 @@ def forget_session(redis, session_id: str) -> int:
     redis.xadd(keys.room, {"type": "session_deleted"}, maxlen=1000, approximate=True)
     redis.expire(keys.room, 86400)
     return removed
-
-
-def is_session_deletion(payload) -> bool:
-    # The exact type, not isinstance: a payload models' negative isinstance goes through ABCMeta, microseconds
-    # an event on the worker's path, and payload classes have no subclasses.
-    return type(payload) is SessionDeleted

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.core.board import READ_ATTEMPTS
 from app.core.errors import Forbidden, NotFound
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.scripts import NEEDS_REBUILD, session_board_scripts
 
-_READ_ATTEMPTS = 3
 # One rebuild at a time per session in this process: when a board is missing, every socket of a
 # large room asks for it at once (a reconnect wave after Redis lost it). The first rebuilds; the
 # others wait and read the rebuilt board instead of each rebuilding it (and each rebuild resyncing
@@ -50,7 +50,7 @@ def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
 def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: list[Any]) -> list[Any]:
     keys = SessionKeys.of(session_id)
     script = getattr(session_board_scripts(redis), script_name)
-    for _ in range(_READ_ATTEMPTS):
+    for _ in range(READ_ATTEMPTS):
         reply = script([keys.board, keys.meta, keys.names], args)
         if reply[0] != NEEDS_REBUILD:
             return reply
@@ -59,7 +59,7 @@ def _read(db: Session, redis, session_id: uuid.UUID, script_name: str, args: lis
             if reply[0] != NEEDS_REBUILD:  # rebuilt while this read waited for the lock
                 return reply
             rebuild_session_board(db, redis, session_id)
-    raise RuntimeError(f"the board of {session_id} vanished {_READ_ATTEMPTS} times while being read")
+    raise RuntimeError(f"the board of {session_id} vanished {READ_ATTEMPTS} times while being read")
 
 
 def _entries(flat: list[Any], first_rank: int) -> list[dict[str, Any]]:

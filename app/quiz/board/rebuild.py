@@ -42,7 +42,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.core.board import REBUILD_KEY_TTL_S, Swap, rebuild_until_swapped
 from app.core.clock import instant_ms
+from app.core.projection import UnknownAggregate
 from app.quiz.board.apply import (
     ENDED_KEY,
     ENDED_SESSION_TTL,
@@ -57,14 +59,12 @@ from app.quiz.board.scores import composite, reached_ms
 from app.quiz.board.scripts import session_board_scripts
 from app.quiz.domain.sessions import ENDED, QUESTION_OPEN
 
-_REBUILD_KEY_TTL_S = 600
 # An ended session read after its keys expired is cached again for this long, then expires again.
 REREAD_ENDED_TTL = timedelta(hours=1)
 _CHUNK = 2000
-_ATTEMPTS = 5
 
 
-class UnknownSession(LookupError):
+class UnknownSession(UnknownAggregate):
     """The session does not exist in PostgreSQL."""
 
 
@@ -143,7 +143,7 @@ def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
 
 
 def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uuid.UUID | str,
-                  before_swap=None) -> Rebuilt:
+                          before_swap=None) -> Rebuilt:
     """Rebuild the board of `session_id` from PostgreSQL and swap it in; see the module docstring.
 
     `before_swap` is a test hook, called between the snapshot and the swap.
@@ -153,11 +153,11 @@ def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uui
     session_id = uuid.UUID(str(session_id))
     keys = SessionKeys.of(session_id)
     scripts = session_board_scripts(redis)
-    for _ in range(_ATTEMPTS):
+
+    def attempt(token: str) -> Swap[Rebuilt]:
         mark = int(redis.hget(keys.meta, "recent_seq") or 0)
         snapshot = _read_snapshot(bind, session_id)
-        token = uuid.uuid4().hex
-        rebuilt_board, rebuilt_applied, rebuilt_pending = keys.rebuilding(token)
+        rebuilt_board, rebuilt_applied, rebuilt_pending = temporary = keys.rebuilding(token)
         pipe = redis.pipeline(transaction=False)
         for start in range(0, len(snapshot.players), _CHUNK):
             chunk = snapshot.players[start:start + _CHUNK]
@@ -167,16 +167,17 @@ def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uui
             pipe.sadd(rebuilt_applied, *snapshot.applied[start:start + _CHUNK])
         if snapshot.held:
             pipe.hset(rebuilt_pending, mapping=snapshot.held)
-        for key in (rebuilt_board, rebuilt_applied, rebuilt_pending):
-            pipe.expire(key, _REBUILD_KEY_TTL_S)
+        for key in temporary:
+            pipe.expire(key, REBUILD_KEY_TTL_S)
         pipe.execute()
         if before_swap is not None:
             before_swap()
         outcome = scripts.swap_rebuilt_session_board(
             [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending],
             [snapshot.epoch_ms, mark, snapshot.event_count, snapshot.open_question, snapshot.expire_at_s])
-        if outcome[0] == 1:
-            return Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),
-                           replayed=int(outcome[2]), version=int(outcome[1]))
-        redis.delete(rebuilt_board, rebuilt_applied, rebuilt_pending)
-    raise RuntimeError(f"rebuild of {session_id} did not settle after {_ATTEMPTS} attempts")
+        if outcome[0] != 1:
+            return Swap(None, temporary)
+        return Swap(Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),
+                            replayed=int(outcome[2]), version=int(outcome[1])), temporary)
+
+    return rebuild_until_swapped(str(session_id), redis, attempt)

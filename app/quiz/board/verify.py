@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from app.core import redis_keys
+from app.core.board import cached_ids
 from app.core.clock import instant_ms
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import UnknownSession, session_epoch_ms
@@ -54,13 +54,7 @@ class Difference:
 def cached_sessions(redis) -> set[str]:
     """Sessions with a board or board metadata in Redis (SCAN, so it never blocks Redis), among the keys
     of this process's REDIS_KEY_PREFIX only."""
-    found: set[str] = set()
-    for pattern in ("meta:{*}", "lb:{*}"):
-        for key in redis.scan_iter(match=redis_keys.pattern(pattern), count=1000):
-            match = _BOARD_KEY.match(redis_keys.unprefixed(key))
-            if match:  # skips the temporary keys of a rebuild in progress
-                found.add(match.group(1))
-    return found
+    return cached_ids(redis, ["meta:{*}", "lb:{*}"], _BOARD_KEY)  # not a rebuild's temporary keys
 
 
 def _postgres_standings(engine, session_id: str) -> dict[str, Standing] | None:
