@@ -82,12 +82,12 @@ def post_fork(server, worker) -> None:
     # gunicorn answers what it refuses itself (e.g. an over-long request line) in the API's JSON shape.
     from gunicorn import util
 
-    from app.api.errors import write_server_error
+    from app.web.api.errors import write_server_error
     util.write_error = write_server_error
 
 
 def post_worker_init(worker) -> None:
-    from app import start_background_work
+    from app.web import start_background_work
     from app.core.logs import configure_logging
 
     configure_logging(_config, "web")

@@ -8,7 +8,7 @@ A logout revokes every access token the user holds: `users.tokens_valid_after` i
 each request compares its token's issue time with a copy cached in Redis for a few minutes (read
 from PostgreSQL on a miss, or when Redis is away). The logout is also appended to the stream
 `token-revocations`, which every web process reads, so the sockets opened with those tokens are
-closed wherever they are (app/rooms/signed_in.py).
+closed wherever they are (app/web/rooms/signed_in.py).
 """
 from __future__ import annotations
 

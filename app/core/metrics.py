@@ -25,7 +25,7 @@ PASSWORD_HASHES = Gauge("password_hashes_running", "Password hashes being comput
                         multiprocess_mode="livesum")
 GRAPHQL_FRAGMENTS_MEASURED = Counter("graphql_fragments_measured_total",
                                      "GraphQL fragments measured for depth and cost (each once per operation)")
-# Database-wide, refreshed by every worker's timers (app/timers.py); the highest of the live workers.
+# Database-wide, refreshed by every worker's timers (app/web/timers.py); the highest of the live workers.
 OUTBOX_LAG = Gauge("outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL, every few seconds)",
                    multiprocess_mode="livemax")
 OUTBOX_UNPUBLISHED = Gauge("outbox_unpublished_events", "Events not yet published (from PostgreSQL, every few seconds)",

@@ -3,7 +3,7 @@ Kafka), by pydantic: strict bodies that refuse unknown fields, text PostgreSQL c
 JSON's whole numbers, ids.
 
 Each rule is stated once more in JSON Schema beside the code that enforces it, for the OpenAPI
-document (app/api/openapi.py): what a field's type cannot say (a rule across fields, text that is not
+document (app/web/api/openapi.py): what a field's type cannot say (a rule across fields, text that is not
 blank) is a `json_schema_extra` or a `WithJsonSchema` next to its validator, and the NUL ban next to
 `_storable`. tests/unit/test_openapi.py holds each statement to its validator.
 """
@@ -12,7 +12,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import core_schema
 
 from app.core.ids import parse_id
@@ -137,3 +145,10 @@ class Query(BaseModel):
     @classmethod
     def text_is_storable(cls, data: Any) -> Any:
         return _storable(data)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """Where an input first failed its validation, and why: what a 400 (or a socket's error) says."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"

@@ -10,10 +10,9 @@ import click
 
 from app.core.errors import NotFound
 from app.core.kafka import DeliveryTracker, make_producer, produce
-from app.extensions import runtime
 from app.leaderboards.messages import encode_score
 from app.leaderboards.service.boards import create_board, get_board
-from app.ops.common import config, ops, progress
+from app.ops.common import config, database, ops, progress
 from app.ops.replay import await_deliveries
 
 DEMO_BOARD = {"name": "Demo", "sort_order": "desc", "update_mode": "increment", "reset_period": "never",
@@ -21,7 +20,7 @@ DEMO_BOARD = {"name": "Demo", "sort_order": "desc", "update_mode": "increment", 
 
 
 def _board(board_id: str, create: bool) -> dict:
-    engine = runtime().engine
+    engine = database()
     try:
         return get_board(engine, board_id)
     except NotFound:

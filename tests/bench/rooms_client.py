@@ -251,7 +251,7 @@ async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple
     import redis
 
     from app.accounts.tokens import Principal
-    from app.rooms.tickets import issue
+    from app.web.tickets import issue
 
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()

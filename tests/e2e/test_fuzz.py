@@ -35,7 +35,7 @@ import requests
 import schemathesis
 from schemathesis import checks
 
-from app.api import (  # noqa: F401 - every route
+from app.web.api import (  # noqa: F401 - every route
     api_keys,
     auth,
     images,
@@ -45,7 +45,7 @@ from app.api import (  # noqa: F401 - every route
     session_boards,
     sessions,
 )
-from app.api.openapi import build_document
+from app.web.api.openapi import build_document
 from tests.e2e.fuzz_world import PLACEHOLDER, Room, World
 from tests.helpers import Api, HttpClient, Player
 

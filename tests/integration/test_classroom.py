@@ -108,7 +108,7 @@ def test_a_question_shows_before_its_answers_open(api: Api, app):
     host, sid, _ = _lobby(api, sample_questions(1, time_limit_s=30))
     player = api.join(sid, api.guest())
     with app.app_context():
-        from app.extensions import get_db
+        from app.web.extensions import get_db
 
         opened = session_service.open_next_question(get_db(), uuid.UUID(host.user_id), uuid.UUID(sid),
                                                     get_ready_s=60)

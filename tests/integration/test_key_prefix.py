@@ -21,8 +21,8 @@ from app.leaderboards.service.scores import submit_scores
 from app.leaderboards.submissions import Authority, Submission
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.verify import cached_sessions
-from app.ratelimits import Limit, RateLimits
-from app.rooms import tickets
+from app.web import tickets
+from app.web.ratelimits import Limit, RateLimits
 from tests.integration.leaderboard_support import Applier
 
 

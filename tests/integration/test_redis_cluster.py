@@ -32,10 +32,10 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.reads import read_page
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.verify import cached_sessions, compare_session_board
-from app.ratelimits import Limit, RateLimits
-from app.rooms.connection import Connection
-from app.rooms.hub import RoomHub, RoomReads
-from app.runtime import Runtime
+from app.web.ratelimits import Limit, RateLimits
+from app.web.rooms.connection import Connection
+from app.web.rooms.hub import RoomHub, RoomReads
+from app.web.runtime import Runtime
 from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable

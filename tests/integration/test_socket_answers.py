@@ -11,8 +11,8 @@ import uuid
 from sqlalchemy import text
 
 from app.accounts.tokens import Principal
-from app.rooms.connection import Connection
-from app.rooms.socket import answers_over_socket
+from app.web.rooms.connection import Connection
+from app.web.rooms.socket import answers_over_socket
 from tests.helpers import Api
 
 

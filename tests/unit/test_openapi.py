@@ -8,9 +8,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from app import create_app
-from app.api import schemas
-from app.api.openapi import build_document
 from app.core import validation
+from app.web.api import schemas
+from app.web.api.openapi import build_document
 
 
 def test_every_api_route_is_documented():

@@ -11,8 +11,8 @@ from app.core import redis_keys
 from app.core.config import ConfigError, load_config
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.quiz.board.keys import SessionKeys
-from app.ratelimits import KEY_PREFIX
-from app.rooms import tickets
+from app.web import tickets
+from app.web.ratelimits import KEY_PREFIX
 
 
 def test_the_prefix_is_empty_by_default_and_refuses_braces_and_glob_characters():

@@ -6,9 +6,9 @@ import threading
 import time
 import uuid
 
-from app.rooms.boards import BoardChannel, BoardReads, Watch
-from app.rooms.connection import Connection
-from app.rooms.hub import Room, RoomHub, RoomReads
+from app.web.rooms.connection import Connection
+from app.web.rooms.hub import Room, RoomHub, RoomReads
+from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from tests.helpers import wait_until
 
 
@@ -228,7 +228,7 @@ class FakeBoard:
         self.scores[player] = score
         self.version += 1
 
-    def board_reads(self) -> BoardReads:
+    def board_reads(self) -> LeaderboardReads:
         def top(board_id, period, n):
             self.reads += 1
             ranked = sorted(self.scores.items(), key=lambda item: -item[1])
@@ -241,7 +241,7 @@ class FakeBoard:
             return {"rank": ranked.index(player) + 1, "score": self.scores[player], "top_percent": 0.0} \
                 if player in self.scores else None
 
-        return BoardReads(top=top, standing=standing)
+        return LeaderboardReads(top=top, standing=standing)
 
 
 class Offers:
@@ -267,7 +267,7 @@ def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
     board = FakeBoard({f"p{i}": 100 * i for i in range(1, 8)})
     top2 = Watch(Offers(), "b", top=2, player_id="p1")
     top5 = Watch(Offers(), "b", top=5)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {top2, top5})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {top2, top5})
     channel.push(board.board_reads())
     board.set("p3", 350)  # rank 5 moves within the top 5, below the top 2
     channel.push(board.board_reads())
@@ -288,7 +288,7 @@ def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
 def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_standings():
     board = FakeBoard({"ann": 5})
     watch = Watch(Offers(), "b", top=3)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {watch})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {watch})
     channel.push(board.board_reads())
     assert channel.note({"type": "period_closed", "period": "all", "entry_count": 1,
                          "top": [{"rank": 1, "player_id": "ann", "score": 5}]})
@@ -303,10 +303,11 @@ def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_s
 
 def test_a_shared_frame_is_the_websocket_text_frame_of_its_message_at_every_length():
     """What a room writes to each socket must read back as the message in a real WebSocket client."""
-    from wsproto.connection import Connection as WsConnection, ConnectionType
+    from wsproto.connection import Connection as WsConnection
+    from wsproto.connection import ConnectionType
     from wsproto.events import TextMessage
 
-    from app.rooms.frames import text_frame
+    from app.web.rooms.frames import text_frame
 
     for text in ["", "{}", "é" * 70, "x" * 125, "x" * 126, "ü" * 40_000, "x" * 70_000]:
         client = WsConnection(ConnectionType.CLIENT)
@@ -321,7 +322,7 @@ def test_a_notification_that_cannot_be_read_is_skipped_and_the_rest_still_move_t
     """One reader serves every room and board of a process: a bad note must not end it."""
     fake = FakeReads()
     hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {Watch(Offers(), "b")})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {Watch(Offers(), "b")})
     hub.boards = {"b": channel}
     hub._take([(b"lbroom:{b:b}", [(b"1-0", {b"type": b"board_changed", b"data": b"{not json"}),
                                   (b"2-0", {b"type": b"board_changed", b"data": b"[1, 2]"})])])

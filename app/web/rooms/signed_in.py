@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from app.accounts.tokens import Principal
 from app.accounts.users import is_revoked, revocations_stream
-from app.rooms.connection import Connection
-from app.rooms.hub import RoomHub
+from app.web.rooms.connection import Connection
+from app.web.rooms.hub import RoomHub
 
 log = logging.getLogger(__name__)
 

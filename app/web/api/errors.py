@@ -5,21 +5,14 @@ import json
 import logging
 
 from flask import Flask, jsonify
-from redis import RedisError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
-from app.api.core import ApiError, error_body
 from app.core import errors as service_errors
+from app.web.api.core import ApiError, error_body
+from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 
 log = logging.getLogger(__name__)
 
-# A store that is down or overloaded: the request was not recorded and may be retried (503 `unavailable`
-# over HTTP, an `unavailable` error over a room socket).
-STORE_UNAVAILABLE = (OperationalError, SQLAlchemyTimeout, RedisError, TimeoutError)
-UNAVAILABLE_MESSAGE = "the service is briefly unavailable; try again"
-INTERNAL_MESSAGE = "something went wrong on our side"
 
 _SERVICE_STATUS = {
     service_errors.Invalid: 400, service_errors.Unauthorized: 401, service_errors.Forbidden: 403,

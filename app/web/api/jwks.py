@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.accounts.tokens import token_keys
-from app.api.core import hit_public_read_budgets
+from app.web.api.core import hit_public_read_budgets
 
 bp = Blueprint("jwks", __name__)
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app.api.core import current_principal, endpoint, parse_query, parse_uuid
-from app.api.schemas import AroundQuery, LeaderboardQuery
-from app.extensions import get_db, runtime
 from app.quiz.board import reads
+from app.web.api.core import current_principal, endpoint, parse_query, parse_uuid
+from app.web.api.schemas import AroundQuery, LeaderboardQuery
+from app.web.extensions import get_db, redis_client
 
 bp = Blueprint("session_boards", __name__, url_prefix="/api/v1/sessions")
 
@@ -20,7 +20,7 @@ def leaderboard(session_id: str):
     session = parse_uuid(session_id, "session")
     db = get_db()
     reads.check_reader(db, session, current_principal().user_id)
-    return jsonify(reads.read_page(db, runtime().redis, session, query.limit, query.offset))
+    return jsonify(reads.read_page(db, redis_client(), session, query.limit, query.offset))
 
 
 @endpoint(bp, "/<session_id>/leaderboard/<participant_id>", methods=["GET"],
@@ -33,4 +33,4 @@ def leaderboard_around(session_id: str, participant_id: str):
     participant = parse_uuid(participant_id, "participant")
     db = get_db()
     reads.check_reader(db, session, current_principal().user_id, participant)
-    return jsonify(reads.read_around(db, runtime().redis, session, participant, query.around))
+    return jsonify(reads.read_around(db, redis_client(), session, participant, query.around))

@@ -6,7 +6,7 @@ GRAPHQL_INIT_WAIT_S (else 4408; twice: 4429), optionally with `{"Authorization":
 its payload (any credential POST /graphql takes; a bad one closes with 4403) for mutations, and gets
 `connection_ack`. Then `subscribe` {id, payload: {query, variables, operationName}}: a subscription
 (`boardTop`, `playerStanding`) gets `next` with its first state, then a `next` whenever what it
-selects changed (app/rooms/boards.py decides when), until the client sends `complete`; a query or a
+selects changed (app/web/rooms/leaderboards.py decides when), until the client sends `complete`; a query or a
 mutation gets one `next` then `complete`; an operation that cannot run, or that a rate limit refused,
 gets `error`. Each `subscribe` is checked and charged as a `POST /graphql` of the same operation
 (guards.py). `ping` gets `pong`. A `subscribe` before the ack closes with 4401, an id in use with
@@ -26,19 +26,19 @@ from flask import Blueprint, current_app
 from redis import RedisError
 from simple_websocket import ConnectionClosed
 
-from app.api.core import ApiError, bearer_token, principal_from_token
 from app.core.errors import NotFound, ServiceError, TooManyRequests
 from app.core.json_input import JsonInputError, decode_json
-from app.extensions import runtime, sock
-from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
-from app.graphql.guards import Caller, charge_document, charge_operation
-from app.graphql.http import make_context
 from app.leaderboards.spans import SPAN_FIELDS
-from app.ratelimits import client_address, limit
-from app.rooms.boards import BOARD_DELETED, STANDING, UPDATE, Watch
-from app.rooms.connection import Connection
-from app.rooms.frames import frame_writer
-from app.rooms.socket import MESSAGE_BURST, MESSAGES_PER_S
+from app.web.api.core import ApiError, bearer_token, principal_from_token
+from app.web.extensions import rate_limits, room_hub, signed_in, sock, web_metrics
+from app.web.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
+from app.web.graphql.guards import Caller, charge_document, charge_operation
+from app.web.graphql.http import make_context
+from app.web.ratelimits import client_address, limit
+from app.web.rooms.connection import Connection
+from app.web.rooms.frames import frame_writer
+from app.web.rooms.leaderboards import BOARD_DELETED, STANDING, UPDATE, Watch
+from app.web.rooms.socket import MESSAGE_BURST, MESSAGES_PER_S
 
 log = logging.getLogger(__name__)
 bp = Blueprint("graphql_ws", __name__)
@@ -162,7 +162,7 @@ class _Socket:
                 # From here on a logout closes the socket (4401), in whichever process holds it; an API
                 # key is checked again by every mutation sent with it.
                 if not principal.via_api_key:
-                    if not runtime().signed_in.admit(self.connection, principal):
+                    if not signed_in().admit(self.connection, principal):
                         raise ApiError(401, "unauthorized", "token revoked (signed out)")
                     self.principal = principal
             except ApiError:
@@ -222,7 +222,7 @@ class _Socket:
                 {"message": "top: an integer from 1 to 100", "extensions": {"code": "invalid_request"}}]})
             return
         subscription.watch = Watch(subscription, str(board_id), top, None if player_id is None else str(player_id))
-        hub = runtime().room_hub
+        hub = room_hub()
         self.subscriptions[sub_id] = subscription
         try:
             hub.watch(subscription.watch, hub.board_tail(subscription.watch.board_id))
@@ -237,7 +237,7 @@ class _Socket:
     def _stop(self, sub_id: Any) -> None:
         subscription = self.subscriptions.pop(sub_id, None) if isinstance(sub_id, str) else None
         if subscription is not None and subscription.watch is not None:
-            runtime().room_hub.unwatch(subscription.watch)
+            room_hub().unwatch(subscription.watch)
 
     def stop_all(self) -> None:
         for sub_id in list(self.subscriptions):
@@ -255,19 +255,19 @@ def graphql_socket(ws):
     """GraphQL subscriptions (and queries and mutations) over graphql-transport-ws."""
     if ws.subprotocol != PROTOCOL:
         return ws.close(reason=CLOSE_SUBPROTOCOL, message="Subprotocol not acceptable")
-    live = runtime()
+    metrics, signed_in_sockets = web_metrics(), signed_in()  # taken now: `finally` may run without the app
     try:
-        live.rate_limits.hit(limit("sockets_per_address"))
+        rate_limits().hit(limit("sockets_per_address"))
     except TooManyRequests as exc:
         return ws.close(reason=CLOSE_TOO_MANY, message=exc.message)
     except RedisError:
         return ws.close(reason=1013, message="the service is briefly unavailable; reconnect")
     config = current_app.config["LIVEQUIZ"]
     connection = Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
-                            on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
+                            on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
                             close=lambda code, reason: ws.close(code, reason))
     socket = _Socket(ws, connection, client_address())
-    live.metrics.ws_connections.inc()
+    metrics.ws_connections.inc()
     threading.Thread(target=connection.run_sender, name="ws-sender", daemon=True).start()
     opened = time.monotonic()
     try:
@@ -293,5 +293,5 @@ def graphql_socket(ws):
         socket.stop_all()
         connection.close()
         if socket.principal is not None:
-            live.signed_in.release(connection, socket.principal)
-        live.metrics.ws_connections.dec()
+            signed_in_sockets.release(connection, socket.principal)
+        metrics.ws_connections.dec()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
-from app.rooms.connection import Connection
+from app.web.rooms.connection import Connection
 
 UPDATE = "leaderboard_update"
 STANDING = "standing"
@@ -48,7 +48,7 @@ class Watch:
 
 
 @dataclass
-class BoardReads:
+class LeaderboardReads:
     """What the hub reads of a board; swapped for fakes in unit tests.
 
     top(board, period or None, n) -> {period, starts_at, ends_at, label, version, total, entries}
@@ -59,7 +59,7 @@ class BoardReads:
 
 
 @dataclass(eq=False)
-class BoardChannel:
+class LeaderboardChannel:
     board_id: str
     stream_key: str
     last_id: str
@@ -91,7 +91,7 @@ class BoardChannel:
             return False
         return kind in ("board_changed", "board_rebuilt", "board_configured")
 
-    def push(self, reads: BoardReads, watches: list[Watch] | None = None) -> None:
+    def push(self, reads: LeaderboardReads, watches: list[Watch] | None = None) -> None:
         """Read the board once and offer each watch (all of them, or `watches`) what changed for it."""
         watches = list(self.watches) if watches is None else watches
         if not watches:

@@ -14,20 +14,31 @@ from simple_websocket import ConnectionClosed
 
 from app.accounts import users
 from app.accounts.tokens import Principal
-from app.api.core import describe_validation
-from app.api.errors import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
-from app.api.schemas import SocketAnswer
 from app.core.errors import Forbidden, NotFound, ServiceError, TooManyRequests
 from app.core.json_input import JsonInputError, decode_json
-from app.extensions import runtime, sock
+from app.core.validation import describe_validation
 from app.quiz.service import rooms as room_service
 from app.quiz.service.answers import AnswerRequest
-from app.ratelimits import limit
-from app.rooms import tickets
-from app.rooms.connection import Connection
-from app.rooms.frames import frame_writer
-from app.rooms.hub import now_iso
-from app.rooms.signed_in import SIGNED_OUT
+from app.web import tickets
+from app.web.api.schemas import SocketAnswer
+from app.web.extensions import (
+    answer_batcher,
+    engine,
+    new_db_session,
+    rate_limits,
+    redis_client,
+    room_hub,
+    signed_in,
+    sock,
+    socket_slots,
+    web_metrics,
+)
+from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
+from app.web.ratelimits import limit
+from app.web.rooms.connection import Connection
+from app.web.rooms.frames import frame_writer
+from app.web.rooms.hub import now_iso
+from app.web.rooms.signed_in import SIGNED_OUT
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rooms", __name__)
@@ -55,7 +66,6 @@ def _refuse(ws, code: int, reason: str) -> None:
 def room_socket(ws, session_id: str):
     """The room of a session for its host and players, opened with a one-use ticket (POST /api/v1/ws-tickets)."""
     config = current_app.config["LIVEQUIZ"]
-    live = runtime()
     if "access_token" in request.args:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "access tokens do not belong in URLs: open the room with a ticket")
     try:
@@ -63,15 +73,15 @@ def room_socket(ws, session_id: str):
     except ValueError:
         return _refuse(ws, CLOSE_FORBIDDEN, "no such session")
     try:
-        live.rate_limits.hit(limit("sockets_per_address"))
-        principal = tickets.redeem(live.redis, request.args.get("ticket", ""), session)
+        rate_limits().hit(limit("sockets_per_address"))
+        principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)
     except TooManyRequests as exc:
         return _refuse(ws, CLOSE_TOO_MANY, exc.message)
     except RedisError:
         return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
     if principal is None:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
-    with live.socket_slots.user(principal.user_id) as taken:
+    with socket_slots().user(principal.user_id) as taken:
         if not taken:
             return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
                                                f"{config.ws_max_per_user}); close one or try again later")
@@ -80,8 +90,7 @@ def room_socket(ws, session_id: str):
 
 def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
     config = current_app.config["LIVEQUIZ"]
-    live = runtime()
-    db = live.db_sessions()
+    db = new_db_session()
     try:
         member = room_service.room_member(db, session, principal.user_id)
     except (NotFound, Forbidden) as exc:
@@ -89,12 +98,12 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
     finally:
         db.close()
 
-    hub = live.room_hub
+    hub, metrics, signed_in_sockets = room_hub(), web_metrics(), signed_in()
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,
                             is_host=member.is_host, max_buffered=config.ws_send_buffer,
-                            on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
+                            on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
                             close=lambda code, reason: ws.close(code, reason))
-    if not live.signed_in.admit(connection, principal):  # the ticket's token was revoked
+    if not signed_in_sockets.admit(connection, principal):  # the ticket's token was revoked
         return _refuse(ws, CLOSE_UNAUTHORIZED, SIGNED_OUT)
     try:
         # Join first, then read the snapshot: what happens in between is queued behind the snapshot, not lost.
@@ -110,7 +119,7 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
             connection.finish()
             hub.leave(connection, principal.user_id)
     finally:
-        live.signed_in.release(connection, principal)
+        signed_in_sockets.release(connection, principal)
 
 
 def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Connection) -> Callable[[dict], dict]:
@@ -119,8 +128,8 @@ def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Co
     `answer_recorded` (the receipt, `replayed` on a retry) or an `error` with the HTTP path's `code`
     (and its extras, e.g. the recorded receipt of `already_answered`); `ref`, if sent, comes back. An
     answer after the socket's token was revoked is not recorded: the socket closes with 4401."""
-    live = runtime()
-    batcher, user_id = live.answer_batcher, principal.user_id
+    batcher, user_id = answer_batcher(), principal.user_id
+    store, cache = engine(), redis_client()  # taken now: an answer is handled outside the app's context
 
     def handle(message: dict) -> dict:
         ref = message.get("ref")
@@ -131,7 +140,7 @@ def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Co
         except ValidationError as exc:
             return {**client_error("invalid_message", describe_validation(exc)), "ref": ref}
         try:
-            if users.is_revoked(live.engine, live.redis, principal):  # before the logout reached this process
+            if users.is_revoked(store, cache, principal):  # before the logout reached this process
                 connection.close_with(CLOSE_UNAUTHORIZED, SIGNED_OUT)
                 return {**client_error("unauthorized", SIGNED_OUT), "ref": answer.ref}
             receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))

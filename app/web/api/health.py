@@ -5,22 +5,22 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from app.core.concurrency import off_the_event_loop
-from app.extensions import runtime
+from app.web.extensions import engine, kafka_admin, redis_client
 
 bp = Blueprint("health", __name__)
 
 
 def _postgres_ok() -> bool:
-    with runtime().engine.connect() as connection:
+    with engine().connect() as connection:
         return connection.execute(text("SELECT 1")).scalar() == 1
 
 
 def _redis_ok() -> bool:
-    return bool(runtime().redis.ping())
+    return bool(redis_client().ping())
 
 
 def _kafka_ok() -> bool:
-    admin = runtime().kafka_admin
+    admin = kafka_admin()
     metadata = off_the_event_loop(lambda: admin.list_topics(timeout=2))
     return bool(metadata.brokers)
 

@@ -3,7 +3,7 @@
 It says what the server enforces, so that a request the document calls valid is refused only for
 the state of things (404, 409, 422...), never as malformed: the schemas are pydantic's (JSON Schema
 2020-12, which OpenAPI 3.1 uses), with the rules their types cannot say stated beside their
-validators (app/api/schemas.py, app/core/validation.py); text anywhere leaves out NUL (`state_storable`); ids are `uuid`.
+validators (app/web/api/schemas.py, app/core/validation.py); text anywhere leaves out NUL (`state_storable`); ids are `uuid`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
-from app.api.core import CREDENTIAL_NOT_ALLOWED, ROUTE_DOCS
 from app.core.validation import STORABLE_JSON, state_storable, storable_json_schema
+from app.web.api.core import CREDENTIAL_NOT_ALLOWED, ROUTE_DOCS
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -106,7 +106,7 @@ def build_document() -> dict[str, Any]:
             [413, 415] if doc.body is not None or doc.raw_body else [])
         for status in common:
             responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
-        if doc.auth and not doc.api_keys:  # an API key is refused here (app/api/core.py credential_not_allowed)
+        if doc.auth and not doc.api_keys:  # an API key is refused here (app/web/api/core.py credential_not_allowed)
             refused = responses.setdefault("403", {"description": "", "content": _ERROR_CONTENT})
             refused["description"] = "; ".join(filter(None, (refused["description"], _API_KEY_REFUSED)))
         operation: dict[str, Any] = {"summary": doc.summary, "parameters": parameters, "responses": responses}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from app.api.core import current_principal, endpoint, parse_body, parse_query
-from app.api.schemas import ActionBody, ActivityQuery, ScoreBatchBody
 from app.core.errors import ServiceError
-from app.extensions import runtime
 from app.leaderboards.service.players import activity_of, boards_of
 from app.leaderboards.submissions import Authority, ScoreBody, ScoreRequest, ScoreResult, Submission
+from app.web.api.core import current_principal, endpoint, parse_body, parse_query
+from app.web.api.schemas import ActionBody, ActivityQuery, ScoreBatchBody
+from app.web.extensions import board_reader, engine, score_batcher
 
 bp = Blueprint("scores", __name__, url_prefix="/api/v1")
 
@@ -19,14 +19,14 @@ _RESULT = ("{leaderboard_id, period, player_id, outcome: changed|unchanged, scor
 
 def _submit(submissions: list[Submission], authority: Authority, source: str) -> list[ScoreResult | ServiceError]:
     """One transaction for the request's submissions, shared with the requests that arrive beside it."""
-    return runtime().score_batcher.submit(ScoreRequest(tuple(submissions), authority, source))
+    return score_batcher().submit(ScoreRequest(tuple(submissions), authority, source))
 
 
 def _with_ranks(results: list[ScoreResult | ServiceError]) -> list[dict]:
     """Each result's view, with its rank once the board shows the write: SCORE_RANK_WAIT_MS at most, one
     deadline for every item of a batch (the waits of the whole process are read together: reads.py)."""
     wait_s = current_app.config["LIVEQUIZ"].score_rank_wait_ms / 1000
-    ranks = runtime().board_reader.ranks_when_shown([r for r in results if isinstance(r, ScoreResult)], wait_s)
+    ranks = board_reader().ranks_when_shown([r for r in results if isinstance(r, ScoreResult)], wait_s)
     return [{**r.view(), "rank": ranks.get((r.leaderboard_id, r.player_id))} if isinstance(r, ScoreResult)
             else {"error": {"code": r.code, "message": r.message, **r.extra}} for r in results]
 
@@ -79,8 +79,7 @@ def report_action(board_id: str):
 @endpoint(bp, "/players/<player_id>/boards", methods=["GET"], summary="Every board a player is on, with rank and "
           "score", auth=False, responses={200: "boards: the player's standings"})
 def player_boards(player_id: str):
-    live = runtime()
-    return jsonify(player_id=player_id, boards=boards_of(live.engine, live.board_reader, player_id))
+    return jsonify(player_id=player_id, boards=boards_of(engine(), board_reader(), player_id))
 
 
 @endpoint(bp, "/players/<player_id>/activity", methods=["GET"], summary="A player's reported actions, newest first "
@@ -88,5 +87,5 @@ def player_boards(player_id: str):
           responses={200: "activity: board, action, points, at"})
 def player_activity(player_id: str):
     query = parse_query(ActivityQuery)
-    return jsonify(player_id=player_id, activity=activity_of(runtime().engine, player_id,
+    return jsonify(player_id=player_id, activity=activity_of(engine(), player_id,
                                                              current_principal().user_id, query.limit))

@@ -1,8 +1,7 @@
 """The composition root of the web process: its connections and shared machinery, wired once.
 
-`create_app` (app/__init__.py) attaches one Runtime to the app; each piece is opened on first use,
-so the operator CLI, which builds the same app, never connects to what it does not use. Nothing in
-the lower layers imports this module: they reach the runtime through `app.extensions.runtime()`.
+`create_app` (app/web/__init__.py) attaches one Runtime to the app; each piece is opened on first use.
+Nothing else imports this module: handlers reach each piece through its accessor in extensions.py.
 """
 from __future__ import annotations
 
@@ -24,11 +23,11 @@ from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
 from app.quiz.service.rooms import question_results, standings
 from app.quiz.service.sessions import describe_session
-from app.ratelimits import RateLimits
-from app.rooms.boards import BoardReads
-from app.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
-from app.rooms.signed_in import SignedInSockets
-from app.rooms.slots import SocketSlots
+from app.web.ratelimits import RateLimits
+from app.web.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
+from app.web.rooms.leaderboards import LeaderboardReads
+from app.web.rooms.signed_in import SignedInSockets
+from app.web.rooms.slots import SocketSlots
 
 
 @dataclass
@@ -89,7 +88,7 @@ class Runtime:
         return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
                        metrics=self.metrics, board_reads=self._board_reads())
 
-    def _board_reads(self) -> BoardReads:
+    def _board_reads(self) -> LeaderboardReads:
         """The live boards' reads, through the same reader as the HTTP reads (a missing period is rebuilt)."""
         reader = self.board_reader
 
@@ -99,7 +98,7 @@ class Runtime:
             except NotFound:
                 return None
 
-        return BoardReads(top=lambda board_id, period, n: reader.page(board_id, period=period, offset=0, limit=n),
+        return LeaderboardReads(top=lambda board_id, period, n: reader.page(board_id, period=period, offset=0, limit=n),
                           standing=standing)
 
     def _room_reads(self) -> RoomReads:

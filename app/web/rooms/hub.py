@@ -27,9 +27,9 @@ from app.core.logs import RateLimitedLog
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
-from app.rooms.boards import BoardChannel, BoardReads, Watch
-from app.rooms.connection import CLOSE_SUPERSEDED, Connection
-from app.rooms.streams import StreamReader, decode_notes
+from app.web.rooms.connection import CLOSE_SUPERSEDED, Connection
+from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
+from app.web.rooms.streams import StreamReader, decode_notes
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ class RoomReads:
 
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
-                 metrics: Any | None = None, board_reads: BoardReads | None = None):
+                 metrics: Any | None = None, board_reads: LeaderboardReads | None = None):
         self.redis = redis_client
         self.reads = reads
         self.board_reads = board_reads
         self.interval_s = interval_s
         self.metrics = metrics
         self.rooms: dict[uuid.UUID, Room] = {}
-        self.boards: dict[str, BoardChannel] = {}  # live boards (boards.py) watched by this process's sockets
+        self.boards: dict[str, LeaderboardChannel] = {}  # live boards (boards.py) watched by this process's sockets
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
@@ -150,7 +150,7 @@ class RoomHub:
         with self._lock:
             channel = self.boards.get(watch.board_id)
             if channel is None:
-                channel = BoardChannel(watch.board_id, LeaderboardKeys(watch.board_id).room, tail)
+                channel = LeaderboardChannel(watch.board_id, LeaderboardKeys(watch.board_id).room, tail)
                 self.boards[watch.board_id] = channel
             channel.watches.add(watch)
             self._start()
@@ -240,7 +240,7 @@ class RoomHub:
                     return room
         return None
 
-    def _board_by_stream(self, stream_key: str) -> BoardChannel | None:
+    def _board_by_stream(self, stream_key: str) -> LeaderboardChannel | None:
         with self._lock:
             for board in self.boards.values():
                 if board.stream_key == stream_key:
@@ -388,8 +388,8 @@ class RoomHub:
             waiting = [room.pushed_at + self.interval_s - time.monotonic() for room in dirty if room.dirty]
             next_wait = max(0.001, min(waiting)) if waiting else self.interval_s
 
-    def _push(self, room: Room | BoardChannel) -> None:
-        if isinstance(room, BoardChannel):
+    def _push(self, room: Room | LeaderboardChannel) -> None:
+        if isinstance(room, LeaderboardChannel):
             room.push(self.board_reads)
             return
         board = self.reads.top(room.session_id, LEADERBOARD_SIZE)

@@ -5,12 +5,12 @@ from flask import Blueprint, current_app, jsonify
 
 from app.accounts import users
 from app.accounts.tokens import issue_token
-from app.api.core import current_principal, endpoint, parse_body, parse_uuid
-from app.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
-from app.extensions import get_db, runtime
 from app.quiz.service.rooms import room_member
-from app.ratelimits import Limit
-from app.rooms import tickets
+from app.web import tickets
+from app.web.api.core import current_principal, endpoint, parse_body, parse_uuid
+from app.web.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
+from app.web.extensions import engine, get_db, rate_limits, redis_client
+from app.web.ratelimits import Limit
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -34,7 +34,7 @@ def register():
           responses={200: "an access token", 401: "invalid_credentials"})
 def login():
     body = parse_body(LoginBody)
-    runtime().rate_limits.hit(Limit("login_per_username", body.username.lower()))
+    rate_limits().hit(Limit("login_per_username", body.username.lower()))
     user = users.authenticate(get_db(), body.username, body.password)
     return jsonify(token_response(user.id, is_guest=False))
 
@@ -51,8 +51,7 @@ def guest():
           responses={204: "every access token issued until now is refused from now on",
                      503: "recorded but not yet in force everywhere: send it again"})
 def logout():
-    live = runtime()
-    users.revoke_tokens(live.engine, live.redis, current_principal().user_id)
+    users.revoke_tokens(engine(), redis_client(), current_principal().user_id)
     return "", 204
 
 
@@ -73,5 +72,5 @@ def create_ticket():
     session_id = parse_uuid(body.session_id, "session")
     principal = current_principal()
     room_member(get_db(), session_id, principal.user_id)
-    ticket = tickets.issue(runtime().redis, principal, session_id)
+    ticket = tickets.issue(redis_client(), principal, session_id)
     return jsonify(ticket=ticket, expires_in=tickets.TICKET_TTL_S), 201

@@ -17,8 +17,12 @@ from ariadne import MutationType, QueryType, ScalarType, SubscriptionType, make_
 from graphql import GraphQLError, GraphQLSchema, IntValueNode, StringValueNode, ValueNode
 from pydantic import BaseModel, ValidationError
 
-from app.api.core import require_registered
-from app.api.schemas import (
+from app.core.errors import Invalid, ServiceError
+from app.core.json_input import decode_json
+from app.leaderboards.domain import DEFAULT_BOARD, is_exact
+from app.leaderboards.submissions import Authority, ScoreBody, Submission
+from app.web.api.core import require_registered
+from app.web.api.schemas import (
     AroundBoardQuery,
     BoardBody,
     BoardListQuery,
@@ -27,11 +31,7 @@ from app.api.schemas import (
     RangeQuery,
     TopQuery,
 )
-from app.core.errors import Invalid, ServiceError
-from app.core.json_input import decode_json
-from app.graphql.guards import Caller, twin
-from app.leaderboards.domain import DEFAULT_BOARD, is_exact
-from app.leaderboards.submissions import Authority, ScoreBody, Submission
+from app.web.graphql.guards import Caller, twin
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 SDL = SDL_PATH.read_text()

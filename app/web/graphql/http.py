@@ -13,31 +13,30 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.api.core import ApiError, read_raw_body
 from app.core.errors import TooManyRequests
 from app.core.json_input import JsonInputError, decode_json
-from app.extensions import runtime
-from app.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
-from app.graphql.guards import Caller, charge_document, charge_operation, check_credential
-from app.graphql.schema import Context
 from app.leaderboards.service import boards, players
 from app.leaderboards.submissions import ScoreRequest
-from app.ratelimits import client_address
+from app.web.api.core import ApiError, read_raw_body
+from app.web.extensions import board_reader, engine, score_batcher
+from app.web.graphql.execution import RequestError, checked_operation, is_subscription, refusal, run
+from app.web.graphql.guards import Caller, charge_document, charge_operation, check_credential
+from app.web.graphql.schema import Context
+from app.web.ratelimits import client_address
 
 bp = Blueprint("graphql", __name__)
 
 
 def make_context(caller: Caller) -> Context:
     """What resolvers reach: the same reader, score writes (group commit) and services as the REST API."""
-    live = runtime()
+    reader, batcher = board_reader(), score_batcher()  # taken now: a subscription resolves on its own thread
     config = current_app.config["LIVEQUIZ"]
     wait_s = config.score_rank_wait_ms / 1000
     return Context(
-        caller=caller, reader=live.board_reader,
-        write_scores=lambda subs, authority, source: live.score_batcher.submit(
-            ScoreRequest(tuple(subs), authority, source)),
-        ranks=lambda results, wait: live.board_reader.ranks_when_shown(results, wait_s if wait else 0.0),
-        boards=boards, engine=live.engine, final_top=config.leaderboard_final_top, players=players)
+        caller=caller, reader=reader,
+        write_scores=lambda subs, authority, source: batcher.submit(ScoreRequest(tuple(subs), authority, source)),
+        ranks=lambda results, wait: reader.ranks_when_shown(results, wait_s if wait else 0.0),
+        boards=boards, engine=engine(), final_top=config.leaderboard_final_top, players=players)
 
 
 def _errors(status: int, code: str, message: str, headers: dict[str, str] | None = None):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app.api.core import current_principal, endpoint, parse_body, parse_uuid, require_registered
-from app.api.schemas import QuizBody
-from app.extensions import get_db
 from app.quiz.service import library, quizzes, sessions
+from app.web.api.core import current_principal, endpoint, parse_body, parse_uuid, require_registered
+from app.web.api.schemas import QuizBody
+from app.web.extensions import get_db
 
 bp = Blueprint("quizzes", __name__, url_prefix="/api/v1/quizzes")
 

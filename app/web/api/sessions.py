@@ -5,12 +5,19 @@ import uuid
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.api.core import current_principal, endpoint, parse_body, parse_optional_body, parse_query, parse_uuid
-from app.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
 from app.core.errors import NotFound
-from app.extensions import get_db, runtime
 from app.quiz.service import answers, deletion, reports, sessions
-from app.ratelimits import limit
+from app.web.api.core import (
+    current_principal,
+    endpoint,
+    parse_body,
+    parse_optional_body,
+    parse_query,
+    parse_uuid,
+)
+from app.web.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
+from app.web.extensions import answer_batcher, get_db, rate_limits, room_hub
+from app.web.ratelimits import limit
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 
@@ -22,13 +29,13 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 def find_session():
     query = parse_query(JoinCodeQuery)
     misses = (limit("join_misses_per_address"), limit("join_misses_per_user"))
-    rate_limits = runtime().rate_limits
-    rate_limits.check(*misses)
+    budgets = rate_limits()
+    budgets.check(*misses)
     db = get_db()
     try:
         session_id = sessions.find_by_join_code(db, query.join_code)
     except NotFound:
-        rate_limits.hit(*misses)
+        budgets.hit(*misses)
         raise
     return jsonify(sessions.describe_session(db, session_id, current_principal().user_id))
 
@@ -64,7 +71,7 @@ def join(session_id: str):
 def answer(session_id: str):
     session = parse_uuid(session_id, "session")
     body = parse_body(AnswerBody)
-    receipt = runtime().answer_batcher.submit(answers.AnswerRequest(
+    receipt = answer_batcher().submit(answers.AnswerRequest(
         current_principal().user_id, session, parse_uuid(body.question_id, "question"), body.choice))
     return jsonify(receipt.view()), 200 if receipt.replayed else 201
 
@@ -78,16 +85,16 @@ def answer(session_id: str):
 def rejoin(session_id: str):
     body = parse_body(RejoinBody)
     misses = (limit("join_misses_per_address"), limit("join_misses_per_user"))
-    rate_limits = runtime().rate_limits
-    rate_limits.check(*misses)
+    budgets = rate_limits()
+    budgets.check(*misses)
     session = parse_uuid(session_id, "session")
     try:
         place = sessions.rejoin_session(get_db(), current_principal().user_id, session, body.nickname,
                                         body.rejoin_code)
     except NotFound:
-        rate_limits.hit(*misses)  # a guess of someone's code counts like a join-code miss
+        budgets.hit(*misses)  # a guess of someone's code counts like a join-code miss
         raise
-    runtime().room_hub.supersede(session, uuid.UUID(place.pop("previous_user_id")))
+    room_hub().supersede(session, uuid.UUID(place.pop("previous_user_id")))
     return jsonify(place)
 
 

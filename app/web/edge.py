@@ -1,6 +1,6 @@
 """What a gateway in front of the webs needs to refuse bad access tokens itself (docs/gateways.md).
 
-`python -m app.edge DIR` writes, from the environment's configuration and the app's own routes:
+`python -m app.web.edge DIR` writes, from the environment's configuration and the app's own routes:
 - `DIR/public-routes.txt`: one regex a line matching `METHOD /path` of every API route that needs no
   token (the reads open to anyone, sign-up and sign-in, the OpenAPI document). Every other request under
   /api/ must carry a valid access token at the edge: a route added later is guarded until it is listed.
@@ -38,7 +38,7 @@ def _path_regex(rule: str) -> str:
 def public_routes(app: Flask) -> list[str]:
     """`^(METHODS) /path$` of each API route that needs no token: every method of every rule under
     /api/ except those an `endpoint(auth=True)` guards (HEAD with its GET)."""
-    from app.api.core import ROUTE_DOCS
+    from app.web.api.core import ROUTE_DOCS
 
     guarded: dict[str, set[str]] = {}
     for doc in ROUTE_DOCS:
@@ -62,7 +62,7 @@ def write_edge_files(config: Config, app: Flask, directory: Path) -> dict[str, s
     """Write the edge's files into `directory`; the environment scripts/haproxy.cfg reads."""
     directory.mkdir(parents=True, exist_ok=True)
     routes = directory / "public-routes.txt"
-    routes.write_text("# Written by `python -m app.edge` from the app's routes: the API routes open to anyone.\n"
+    routes.write_text("# Written by `python -m app.web.edge` from the app's routes: the API routes open to anyone.\n"
                       + "".join(line + "\n" for line in public_routes(app)))
     keys = token_keys(config)
     if keys.algorithm == "ES256":
@@ -83,9 +83,9 @@ def write_edge_files(config: Config, app: Flask, directory: Path) -> dict[str, s
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m app.edge DIR", file=sys.stderr)
+        print("usage: python -m app.web.edge DIR", file=sys.stderr)
         return 2
-    from app import create_app
+    from app.web import create_app
 
     config = load_config_or_exit()
     write_edge_files(config, create_app(config), Path(argv[0]))

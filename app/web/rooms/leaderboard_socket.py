@@ -15,13 +15,13 @@ from flask import Blueprint, current_app, request
 from redis import RedisError
 
 from app.core.errors import NotFound, TooManyRequests
-from app.extensions import runtime, sock
 from app.leaderboards.domain import BOARD_ID
-from app.ratelimits import limit
-from app.rooms.boards import MAX_TOP, Watch
-from app.rooms.connection import Connection
-from app.rooms.frames import frame_writer
-from app.rooms.socket import CLOSE_TOO_MANY, CLOSE_TRY_LATER, answer_client, client_error
+from app.web.extensions import board_reader, rate_limits, room_hub, sock, web_metrics
+from app.web.ratelimits import limit
+from app.web.rooms.connection import Connection
+from app.web.rooms.frames import frame_writer
+from app.web.rooms.leaderboards import MAX_TOP, Watch
+from app.web.rooms.socket import CLOSE_TOO_MANY, CLOSE_TRY_LATER, answer_client, client_error
 
 bp = Blueprint("board_sockets", __name__)
 
@@ -54,7 +54,7 @@ def _watch(connection: Connection, board_id, top, player_id) -> Watch:
 
 def _start(watch: Watch) -> None:
     """Watch the board and send its state now; NotFound (and nothing watched) when there is no board."""
-    hub = runtime().room_hub
+    hub = room_hub()
     hub.watch(watch, hub.board_tail(watch.board_id))
     try:
         hub.show(watch)
@@ -65,32 +65,31 @@ def _start(watch: Watch) -> None:
 
 def _open(ws) -> Connection | None:
     """A connection for a board socket, or None when the socket was refused (rate limit, Redis away)."""
-    live = runtime()
     try:
-        live.rate_limits.hit(limit("sockets_per_address"))
+        rate_limits().hit(limit("sockets_per_address"))
     except TooManyRequests as exc:
         ws.close(reason=CLOSE_TOO_MANY, message=exc.message)
         return None
     except RedisError:
         ws.close(reason=CLOSE_TRY_LATER, message="the service is briefly unavailable; reconnect")
         return None
-    config = current_app.config["LIVEQUIZ"]
+    config, metrics = current_app.config["LIVEQUIZ"], web_metrics()
     return Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
-                      on_drop=live.metrics.ws_dropped, on_sent=live.metrics.ws_sent,
+                      on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
                       close=lambda code, reason: ws.close(code, reason))
 
 
 def _serve(ws, connection: Connection, watches: dict[str, Watch], handle=None) -> None:
-    live = runtime()
-    live.metrics.ws_connections.inc()
+    hub, metrics = room_hub(), web_metrics()  # taken now: `finally` may run without the app
+    metrics.ws_connections.inc()
     try:
         connection.start_sender()
         answer_client(ws, connection, handle)
     finally:
         connection.finish()
         for watch in list(watches.values()):
-            live.room_hub.unwatch(watch)
-        live.metrics.ws_connections.dec()
+            hub.unwatch(watch)
+        metrics.ws_connections.dec()
 
 
 @sock.route("/ws/leaderboards/<board_id>", bp=bp)
@@ -118,7 +117,7 @@ def subscriptions(ws):
     if connection is None:
         return
     watches: dict[str, Watch] = {}
-    hub = runtime().room_hub
+    hub = room_hub()
 
     def handle(message: dict) -> dict | None:
         kind, board_id = message.get("type"), message.get("leaderboard_id")
@@ -136,7 +135,7 @@ def subscriptions(ws):
         except BadWatch as exc:
             return client_error("invalid_subscription", str(exc))
         try:
-            runtime().board_reader.period(board_id, None)  # 404 before anything is sent
+            board_reader().period(board_id, None)  # 404 before anything is sent
             if board_id in watches:  # a new top or player for a board already watched
                 hub.unwatch(watches.pop(board_id))
             connection.offer("subscribed", json.dumps({"type": "subscribed", "leaderboard_id": board_id}))

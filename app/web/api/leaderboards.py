@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from app.api.core import current_principal, endpoint, parse_body, parse_query, require_registered
-from app.api.schemas import (
+from app.leaderboards.service import boards
+from app.leaderboards.service.scores import remove_player
+from app.web.api.core import current_principal, endpoint, parse_body, parse_query, require_registered
+from app.web.api.schemas import (
     AroundBoardQuery,
     BoardBody,
     BoardListQuery,
@@ -14,9 +16,7 @@ from app.api.schemas import (
     RangeQuery,
     TopQuery,
 )
-from app.extensions import runtime
-from app.leaderboards.service import boards
-from app.leaderboards.service.scores import remove_player
+from app.web.extensions import board_reader, engine
 
 bp = Blueprint("leaderboards", __name__, url_prefix="/api/v1/leaderboards")
 
@@ -35,7 +35,7 @@ def _final_top() -> int:
 def create_board():
     require_registered("create boards")
     body = parse_body(BoardBody)
-    board = boards.create_board(runtime().engine, current_principal().user_id, body.model_dump())
+    board = boards.create_board(engine(), current_principal().user_id, body.model_dump())
     return jsonify(board), 201
 
 
@@ -43,13 +43,13 @@ def create_board():
           responses={200: "boards, and `next`: the `after` of the following page"})
 def list_boards():
     query = parse_query(BoardListQuery)
-    return jsonify(boards.list_boards(runtime().engine, after=query.after, limit=query.limit))
+    return jsonify(boards.list_boards(engine(), after=query.after, limit=query.limit))
 
 
 @endpoint(bp, "/<board_id>", methods=["GET"], summary="A board, its current period and its resets", auth=False,
           responses={200: "the board", **_BOARD})
 def get_board(board_id: str):
-    return jsonify(boards.get_board(runtime().engine, board_id))
+    return jsonify(boards.get_board(engine(), board_id))
 
 
 @endpoint(bp, "/<board_id>", methods=["PATCH"], summary="Rename a board or change its max_entries (owner)",
@@ -57,8 +57,8 @@ def get_board(board_id: str):
 def update_board(board_id: str):
     body = parse_body(BoardPatch)
     changes = body.model_dump(exclude_unset=True)
-    board = boards.update_board(runtime().engine, current_principal().user_id, board_id, changes)
-    runtime().board_reader.forget(board_id)
+    board = boards.update_board(engine(), current_principal().user_id, board_id, changes)
+    board_reader().forget(board_id)
     return jsonify(board)
 
 
@@ -66,30 +66,30 @@ def update_board(board_id: str):
           responses={204: "deleted; its id is never used again", 403: "not_owner or board_reserved",
                      404: "no such board"})
 def delete_board(board_id: str):
-    boards.delete_board(runtime().engine, current_principal().user_id, board_id)
-    runtime().board_reader.forget(board_id)
+    boards.delete_board(engine(), current_principal().user_id, board_id)
+    board_reader().forget(board_id)
     return "", 204
 
 
 @endpoint(bp, "/<board_id>/reset", methods=["POST"], summary="Close the current period now and open a new one "
           "(owner)", responses={200: "the board with its new current period", **_OWNER})
 def reset_board(board_id: str):
-    board = boards.reset_board(runtime().engine, current_principal().user_id, board_id, final_top=_final_top())
-    runtime().board_reader.forget(board_id)
+    board = boards.reset_board(engine(), current_principal().user_id, board_id, final_top=_final_top())
+    board_reader().forget(board_id)
     return jsonify(board)
 
 
 @endpoint(bp, "/<board_id>/periods", methods=["GET"], summary="A board's periods, newest first", auth=False,
           responses={200: "the periods; past ones stay readable with ?period=", **_BOARD})
 def list_periods(board_id: str):
-    return jsonify(periods=boards.list_periods(runtime().engine, board_id))
+    return jsonify(periods=boards.list_periods(engine(), board_id))
 
 
 @endpoint(bp, "/<board_id>/top", methods=["GET"], summary="The top of a board", query=TopQuery, auth=False,
           responses={200: "version, total and the entries by rank", **_BOARD})
 def top(board_id: str):
     query = parse_query(TopQuery)
-    return jsonify(runtime().board_reader.page(board_id, period=query.period, offset=0, limit=query.limit))
+    return jsonify(board_reader().page(board_id, period=query.period, offset=0, limit=query.limit))
 
 
 @endpoint(bp, "/<board_id>/range", methods=["GET"], summary="Ranks start..end (1-based, inclusive), or the page "
@@ -98,7 +98,7 @@ def top(board_id: str):
                      422: "invalid_cursor: a cursor this service did not give"})
 def rank_range(board_id: str):
     query = parse_query(RangeQuery)
-    reader = runtime().board_reader
+    reader = board_reader()
     if query.cursor is not None:
         return jsonify(reader.page_after(board_id, query.cursor, query.limit))
     return jsonify(reader.page(board_id, period=query.period, offset=query.start - 1,
@@ -111,7 +111,7 @@ def rank_range(board_id: str):
                      404: "no such board, or the player has no score on it"})
 def around(board_id: str, player_id: str):
     query = parse_query(AroundBoardQuery)
-    return jsonify(runtime().board_reader.player(board_id, player_id, period=query.period, around=query.range))
+    return jsonify(board_reader().player(board_id, player_id, period=query.period, around=query.range))
 
 
 @endpoint(bp, "/<board_id>/player/<player_id>", methods=["GET"], summary="A player's rank, score and top percent",
@@ -120,13 +120,13 @@ def around(board_id: str, player_id: str):
                      404: "no such board, or the player has no score on it"})
 def player(board_id: str, player_id: str):
     query = parse_query(PeriodQuery)
-    return jsonify(runtime().board_reader.player(board_id, player_id, period=query.period))
+    return jsonify(board_reader().player(board_id, player_id, period=query.period))
 
 
 @endpoint(bp, "/<board_id>/player/<player_id>", methods=["DELETE"], summary="Take a player off the board (owner)",
           responses={204: "removed", 403: "not_owner", 404: "no such board, or the player has no score on it"})
 def delete_player(board_id: str, player_id: str):
-    remove_player(runtime().engine, current_principal().user_id, board_id, player_id)
+    remove_player(engine(), current_principal().user_id, board_id, player_id)
     return "", 204
 
 
@@ -136,4 +136,4 @@ def delete_player(board_id: str, player_id: str):
                      **_BOARD})
 def stats(board_id: str):
     query = parse_query(PeriodQuery)
-    return jsonify(runtime().board_reader.stats(board_id, period=query.period))
+    return jsonify(board_reader().stats(board_id, period=query.period))

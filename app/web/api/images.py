@@ -7,7 +7,9 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app.api.core import (
+from app.core.errors import Gone, NotFound
+from app.quiz.service import images, sessions
+from app.web.api.core import (
     ApiError,
     current_principal,
     endpoint,
@@ -16,10 +18,8 @@ from app.api.core import (
     read_raw_body,
     require_registered,
 )
-from app.core.errors import Gone, NotFound
-from app.extensions import get_db, runtime
-from app.quiz.service import images, sessions
-from app.ratelimits import limit
+from app.web.extensions import get_db, rate_limits
+from app.web.ratelimits import limit
 
 bp = Blueprint("images", __name__)
 
@@ -67,7 +67,7 @@ def join_qr(join_code: str):
     """The QR code of the player page with the PIN filled in, while a game with that PIN is live.
     A miss counts like a join-code lookup that finds nothing: the codes cannot be guessed here either."""
     hit_public_read_budgets()
-    budgets, misses = runtime().rate_limits, limit("join_misses_per_address")
+    budgets, misses = rate_limits(), limit("join_misses_per_address")
     budgets.check(misses)
     try:
         if not _JOIN_CODE.fullmatch(join_code):

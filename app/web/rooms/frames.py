@@ -1,7 +1,7 @@
 """WebSocket text frames built once per message and written to every socket as they are.
 
 A server's frames are never masked (RFC 6455, section 5.1) and these sockets never compress
-(app/extensions.py declines permessage-deflate), so a message broadcast to a room is the same bytes
+(app/web/extensions.py declines permessage-deflate), so a message broadcast to a room is the same bytes
 on every socket. The room hands the same `str` to each of its sockets; `text_frame` encodes and frames
 it on the first socket's send and every other socket finds the frame by that string (its hash is
 cached in the object), so a socket's sender only writes. Sending through simple-websocket instead would

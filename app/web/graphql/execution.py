@@ -44,10 +44,10 @@ from graphql.language import IntValueNode, VariableNode
 from redis import RedisError
 from sqlalchemy.exc import OperationalError
 
-from app.api.core import ApiError
 from app.core.errors import ServiceError, TooManyRequests
 from app.core.metrics import GRAPHQL_FRAGMENTS_MEASURED
-from app.graphql.schema import SCHEMA
+from app.web.api.core import ApiError
+from app.web.graphql.schema import SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from app.accounts import api_keys as keys
 from app.accounts import users
 from app.accounts.tokens import InvalidToken, Principal, read_token
 from app.core.ids import parse_id
-from app.extensions import runtime
-from app.ratelimits import Limit, client_address, limit
+from app.core.validation import describe_validation
+from app.web.extensions import engine, rate_limits, redis_client
+from app.web.ratelimits import Limit, client_address, limit
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,12 +37,6 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
-
-
-def describe_validation(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
 
 
 def parse_body(model: type[M]) -> M:
@@ -108,8 +103,7 @@ def principal_from_token(token: str, *, api_keys: bool = False) -> Principal:
     key's owner. A key is accepted only with `api_keys` (score writes, for its owner); elsewhere a
     valid key gets `credential_not_allowed`, an unknown or revoked one 401."""
     if token.startswith(keys.PREFIX):
-        live = runtime()
-        owner = keys.owner_of(live.engine, live.redis, token)
+        owner = keys.owner_of(engine(), redis_client(), token)
         if owner is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         if not api_keys:
@@ -130,8 +124,7 @@ def principal_of(token: str) -> Principal:
         principal = read_token(config, token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
-    live = runtime()
-    if users.is_revoked(live.engine, live.redis, principal):
+    if users.is_revoked(engine(), redis_client(), principal):
         raise ApiError(401, "unauthorized", "token revoked (signed out)")
     return principal
 
@@ -139,7 +132,7 @@ def principal_of(token: str) -> Principal:
 def hit_public_read_budgets() -> None:
     """What a read open to anyone costs its address, as `endpoint` counts a public GET: for the
     routes outside the API (a picture, a QR code)."""
-    runtime().rate_limits.hit(limit("api_per_address"), limit("public_reads_per_address"))
+    rate_limits().hit(limit("api_per_address"), limit("public_reads_per_address"))
 
 
 def read_raw_body(max_bytes: int) -> bytes:
@@ -184,10 +177,10 @@ class RouteDoc:
 
     def admit(self, address: str, token: Callable[[], str]) -> Principal | None:
         """What a call of this route is checked for before it runs (and a GraphQL field that is its
-        twin, app/graphql/guards.py): the address budgets first, so a flood of made-up tokens or keys
+        twin, app/web/graphql/guards.py): the address budgets first, so a flood of made-up tokens or keys
         is refused before it costs a lookup; then the credential `token()` gives, if the route needs
         one; then the user's budgets. The caller, or None for a route open to anyone."""
-        budgets = runtime().rate_limits
+        budgets = rate_limits()
         budgets.hit(*(Limit(rule, address) for rule in self.limits if rule.endswith("_per_address")))
         if not self.auth:
             return None

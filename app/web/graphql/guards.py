@@ -1,5 +1,5 @@
 """Who may run each GraphQL mutation, and what it costs: exactly what its REST twin checks and
-charges (app/api/core.py `RouteDoc.admit`: the twin's address budgets, its credential rule, its
+charges (app/web/api/core.py `RouteDoc.admit`: the twin's address budgets, its credential rule, its
 user's budgets), so neither API is a way around the other's rules.
 
 | mutation       | REST twin                                  |
@@ -27,10 +27,10 @@ from typing import Any
 from graphql import OperationDefinitionNode, OperationType
 
 from app.accounts.api_keys import PREFIX as API_KEY_PREFIX
-from app.api import auth, leaderboards, scores  # noqa: F401 - the twins' registrations (ROUTE_DOCS)
-from app.api.core import RouteDoc, bearer_token, principal_from_token, route_doc
-from app.extensions import runtime
-from app.ratelimits import Limit
+from app.web.api import auth, leaderboards, scores  # noqa: F401 - the twins' registrations (ROUTE_DOCS)
+from app.web.api.core import RouteDoc, bearer_token, principal_from_token, route_doc
+from app.web.extensions import rate_limits
+from app.web.ratelimits import Limit
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ def check_credential(caller: Caller) -> None:
 
 def charge_document(caller: Caller) -> None:
     """What an operation's text costs before it is read: one API request of the address."""
-    runtime().rate_limits.hit(Limit("api_per_address", caller.address))
+    rate_limits().hit(Limit("api_per_address", caller.address))
 
 
 def charge_operation(caller: Caller, operation: OperationDefinitionNode) -> None:
     """A query or a subscription is one public read of the address; a mutation's fields are charged
     one by one, as their twins (`twin`)."""
     if operation.operation != OperationType.MUTATION:
-        runtime().rate_limits.hit(Limit("public_reads_per_address", caller.address))
+        rate_limits().hit(Limit("public_reads_per_address", caller.address))
