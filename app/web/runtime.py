@@ -24,8 +24,9 @@ from app.quiz.service.answers import AnswerBatcher
 from app.quiz.service.rooms import question_results, standings
 from app.quiz.service.sessions import describe_session
 from app.web.ratelimits import RateLimits
-from app.web.rooms.hub import LEADERBOARD_SIZE, RoomHub, RoomReads
+from app.web.rooms.hub import RoomHub
 from app.web.rooms.leaderboards import LeaderboardReads
+from app.web.rooms.room import LEADERBOARD_SIZE, RoomReads
 from app.web.rooms.signed_in import SignedInSockets
 from app.web.rooms.slots import SocketSlots
 

@@ -34,7 +34,8 @@ from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.verify import cached_sessions, compare_session_board
 from app.web.ratelimits import Limit, RateLimits
 from app.web.rooms.connection import Connection
-from app.web.rooms.hub import RoomHub, RoomReads
+from app.web.rooms.hub import RoomHub
+from app.web.rooms.room import RoomReads
 from app.web.runtime import Runtime
 from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending

@@ -7,8 +7,9 @@ import time
 import uuid
 
 from app.web.rooms.connection import Connection
-from app.web.rooms.hub import Room, RoomHub, RoomReads
+from app.web.rooms.hub import RoomHub
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
+from app.web.rooms.room import Room, RoomReads
 from tests.helpers import wait_until
 
 
@@ -123,7 +124,7 @@ def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent
     room = Room(room_id, "a", "0-0", {host, player})
     hub.rooms = {room_id: room}
     player.offer("player_joined", "older")
-    hub._resync(room, rebuilt_version=1)
+    hub.delivery.resync(room, rebuilt_version=1)
     # A leaderboard the snapshot already covers is never sent after it; a newer one is.
     assert player.offer_leaderboard(fake.version, "stale") is False
     assert player.offer_leaderboard(fake.version + 1, "newer") is True
@@ -155,7 +156,7 @@ def test_a_resync_skips_sockets_already_as_new_as_the_rebuild_and_a_later_rebuil
     hub.rooms = {room_id: room}
     room.inbox.extend([{"type": "board_rebuilt", "version": "4"}, {"type": "board_rebuilt", "version": "5"}])
     room.delivering = True
-    hub._deliver(room)
+    hub.delivery.deliver(room)
     assert fake.snapshot_calls == [[old_id]]
     for connection in (old, new):
         connection.close()
@@ -165,19 +166,28 @@ def test_a_resync_skips_sockets_already_as_new_as_the_rebuild_and_a_later_rebuil
 
 
 def test_a_burst_becomes_one_leaderboard_read_per_room_per_interval_and_rooms_stay_apart():
+    """The ticker's rounds on a clock of the test's: what they read follows from what moved and when, not
+    from how fast the machine runs a thread."""
     fake = FakeReads()
-    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=0.05)
+    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
+    now = [1000.0]
+    hub.ticker.clock = lambda: now[0]
     room_a, room_b = uuid.uuid4(), uuid.uuid4()
     sent_a, sent_b = [], []
     conn_a, conn_b = make_connection(room_a, sent_a), make_connection(room_b, sent_b)
     hub.rooms = {room_a: Room(room_a, "a", "0-0", {conn_a}), room_b: Room(room_b, "b", "0-0", {conn_b})}
     for _ in range(2000):
-        hub._dispatch(hub.rooms[room_a], {"type": "answer_scored"})
-    threading.Thread(target=hub._push_leaderboards, daemon=True).start()
-    time.sleep(0.2)
-    hub.stop()
-    assert fake.top_calls and set(fake.top_calls) == {room_a}
-    assert len(fake.top_calls) == 1, "a burst is read once, not once per answer"
+        hub.delivery.dispatch(hub.rooms[room_a], {"type": "answer_scored"})
+    assert hub.ticker.tick() == 60  # nothing left to push: the next round waits a whole interval
+    now[0] += 10
+    hub.ticker.tick()
+    assert fake.top_calls == [room_a], "a burst is read once, not once per answer"
+    hub.delivery.dispatch(hub.rooms[room_a], {"type": "answer_scored"})
+    assert hub.ticker.tick() == 50  # pushed 10 s ago: due when the interval is up
+    assert fake.top_calls == [room_a]
+    now[0] += 50
+    hub.ticker.tick()
+    assert fake.top_calls == [room_a, room_a], "one read per interval per room"
     for connection in (conn_a, conn_b):
         connection.close()
         connection.run_sender()
@@ -202,9 +212,9 @@ def test_a_slow_read_for_one_room_delays_no_other_room():
     conn_a, conn_b = make_connection(room_a, sent_a), make_connection(room_b, sent_b)
     hub.rooms = {room_a: Room(room_a, "a", "0-0", {conn_a}), room_b: Room(room_b, "b", "0-0", {conn_b})}
     question = str(uuid.uuid4())
-    hub._hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
-                                      {"type": "question_opened", "question_id": str(uuid.uuid4())}])
-    hub._hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
+    hub.delivery.hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
+                                               {"type": "question_opened", "question_id": str(uuid.uuid4())}])
+    hub.delivery.hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
     threading.Thread(target=conn_b.run_sender, daemon=True).start()
     threading.Thread(target=conn_a.run_sender, daemon=True).start()
     wait_until(lambda: sent_b, "room B's notification waited for room A's read")

@@ -37,7 +37,7 @@ from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_ME
 from app.web.ratelimits import limit
 from app.web.rooms.connection import Connection
 from app.web.rooms.frames import frame_writer
-from app.web.rooms.hub import now_iso
+from app.web.rooms.room import now_iso
 from app.web.rooms.signed_in import SIGNED_OUT
 
 log = logging.getLogger(__name__)
