@@ -63,11 +63,13 @@ from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.core.db import PURGE_BATCH
 from app.core.events import envelope_json_of_text
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
-from outbox_relay.relay import PURGE_BATCH, BatchResult, Outgoing, Relay, log
+from outbox_relay.poll import PollRelay
+from outbox_relay.relay import BatchResult, Outgoing, log
 
 PLUGIN = "pgoutput"
 # The fastest the relay records that it caught up (a row update) while events flow.
@@ -119,9 +121,9 @@ def check_capture_possible(conn: Connection) -> None:
         raise CaptureUnavailable("the database role lacks the REPLICATION privilege")
 
 
-class WalRelay(Relay):
+class WalRelay(PollRelay):
     """Reads committed events from the slot, produces them, and advances the slot past what Kafka
-    acknowledged (see the top); everything else is `Relay`'s."""
+    acknowledged (see the top); everything else is `Relay`'s, and its backfill is poll mode's batch."""
 
     mode = "wal"
 
@@ -179,7 +181,7 @@ class WalRelay(Relay):
         log.info("backfill of slot %s: publishing the outbox rows never marked published", self.slot)
         total = 0
         while True:
-            result = Relay.relay_batch(self)
+            result = super().relay_batch()  # poll mode's claim, produce and mark
             total += result.published
             if result.failed:
                 raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "backfill deliveries failed"))

@@ -6,6 +6,10 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# Rows a retention purge deletes in one statement (the outbox's default partition, old submission ids):
+# short transactions, few locks held at a time.
+PURGE_BATCH = 5000
+
 
 @lru_cache(maxsize=8)
 def get_engine(database_url: str, pool_size: int = 20) -> Engine:

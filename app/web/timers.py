@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import Config
+from app.core.db import PURGE_BATCH
 from app.core.logs import RateLimitedLog
 from app.core.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from app.core.outbox import outbox_lag
@@ -23,7 +24,6 @@ from app.quiz.service.sessions import close_due_questions
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 60.0
 OUTBOX_GAUGES_EVERY_S = 15.0  # a common scrape interval: one count of the backlog per worker, whoever scrapes
-PURGE_BATCH = 5000
 
 
 def forget_old_submissions(engine: Engine, retention_hours: float) -> int:

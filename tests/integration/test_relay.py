@@ -37,6 +37,7 @@ from outbox_relay import partitions
 from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
+from outbox_relay.poll import PollRelay
 from outbox_relay.relay import Relay
 from tests.events import EVENTS
 from tests.helpers import Api, sample_questions, stack_env, wait_until
@@ -424,7 +425,7 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     ids = insert_events(engine, 100)
     every_other = itertools.cycle([True, False])
     producer = FailingProducer(make_producer(config), lambda _: next(every_other))
-    relay = Relay(engine, producer, config.kafka_topic, batch_size=1000, leader_lock=False)
+    relay = PollRelay(engine, producer, config.kafka_topic, batch_size=1000, leader_lock=False)
     try:
         result = relay.relay_batch()
     finally:
@@ -682,7 +683,7 @@ def move_to_day(engine, ids: list[str], day: str, *, published: bool) -> None:
 
 
 def retention_relay(config, engine, retention_hours: float = 24) -> Relay:
-    return Relay(engine, make_producer(config), config.kafka_topic, retention_hours=retention_hours,
+    return PollRelay(engine, make_producer(config), config.kafka_topic, retention_hours=retention_hours,
                  leader_lock=False)
 
 
@@ -692,7 +693,7 @@ def test_the_migration_and_the_relay_create_daily_partitions_ahead(config, engin
     days = [today + timedelta(days=n) for n in range(5)]
     names = [f"events_p{d:%Y%m%d}" for d in days]
     assert all(partition_exists(engine, n) for n in names[:3]), "the migration makes today + 2"
-    relay = Relay(engine, make_producer(config), config.kafka_topic, retention_hours=0, partition_days_ahead=4,
+    relay = PollRelay(engine, make_producer(config), config.kafka_topic, retention_hours=0, partition_days_ahead=4,
                   leader_lock=False)
     try:
         relay.housekeeping(force=True)  # retention 0: no retention, but partitions all the same

@@ -20,7 +20,7 @@ from app.quiz.domain import sessions as rules
 from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, SessionDeleted
 from app.quiz.service.sessions import lock_for_host
 
-PURGE_BATCH = 100
+SESSIONS_PER_PURGE = 100
 
 
 def delete_sessions(db: Session | Connection, session_ids: Sequence[uuid.UUID]) -> int:
@@ -64,7 +64,7 @@ def purge_expired_sessions(engine: Engine, retention_days: float) -> int:
             SELECT id FROM quiz_sessions
             WHERE {RETAINED_FROM} < clock_timestamp() - make_interval(secs => :age)
             ORDER BY {RETAINED_FROM} LIMIT :n FOR UPDATE SKIP LOCKED"""),
-            {"age": retention_days * 86400, "n": PURGE_BATCH}).scalars().all()
+            {"age": retention_days * 86400, "n": SESSIONS_PER_PURGE}).scalars().all()
         deleted = delete_sessions(connection, expired)
         delete_unused_images(connection, older_than_s=UNUSED_IMAGE_GRACE_S)
     return deleted
