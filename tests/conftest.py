@@ -146,17 +146,11 @@ def engine(database: str):
 
 @pytest.fixture()
 def db(engine):
-    """A database session whose every change is rolled back after the test (pypi/warehouse's pattern):
-    the services' own `with db.begin()` become savepoints inside one outer transaction."""
-    connection = engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    """A database session for a test that calls the use cases directly. They commit as in production:
+    each test's rows are its own by their new ids in this run's database, as every other test's are
+    (the relay and the worker must see what a test commits, so no test's work is rolled back)."""
+    with Session(engine, expire_on_commit=False) as session:
         yield session
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
 
 
 @pytest.fixture(scope="session")
