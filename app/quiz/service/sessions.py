@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, Forbidden, Gone, NotFound
 from app.core.ids import new_id
 from app.core.outbox import record_event
+from app.quiz.domain import scoring
 from app.quiz.domain import sessions as rules
 from app.quiz.events import (
     SESSION_EVENTS,
@@ -253,25 +254,11 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
             "WHERE quiz_session_id = :s AND question_id = :q GROUP BY choice"),
             {"s": session.id, "q": session.current_question_id}):
         counts[choice] = count
-    # The question's points become visible now, all at once: the answers' points and streaks are
-    # added to the participants (answers in flight have committed: they held KEY SHARE).
-    db.execute(text("""
-        WITH counted AS (
-            UPDATE participant_answers SET counted = true
-            WHERE quiz_session_id = :s AND question_id = :q AND NOT counted
-            RETURNING quiz_session_participant_id AS pid, points, streak, created_at)
-        UPDATE quiz_session_participants p
-        SET score = p.score + c.points, streak = c.streak,
-            score_reached_at = CASE WHEN c.points > 0 THEN c.created_at ELSE p.score_reached_at END
-        FROM counted c WHERE p.id = c.pid"""), {"s": session.id, "q": session.current_question_id})
-    if session.points > 0:
-        # No answer to a question that counts breaks the streak.
-        db.execute(text("""
-            UPDATE quiz_session_participants p SET streak = 0
-            WHERE p.quiz_session_id = :s AND p.streak <> 0 AND NOT EXISTS (
-                SELECT 1 FROM participant_answers a
-                WHERE a.quiz_session_participant_id = p.id AND a.question_id = :q)"""),
-            {"s": session.id, "q": session.current_question_id})
+    # The question's points become visible now, all at once (scoring.after_close, in SQL); answers in
+    # flight have committed: they held KEY SHARE.
+    params = scoring.close_params(session.id, session.current_question_id, session.points)
+    for statement, statement_params in zip(scoring.CLOSE_SQL, params):
+        db.execute(text(statement), statement_params)
     db.execute(text("UPDATE quiz_sessions SET status = :closed WHERE id = :id"),
                {"id": session.id, "closed": rules.QUESTION_CLOSED})
     closed = QuestionClosed(question_id=session.current_question_id, position=session.position,
