@@ -18,7 +18,7 @@ from app.quiz.board.verify import compare_session_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
 from tests.helpers import wait_until
-from tests.integration.test_relay import by_event_id, read_topic
+from tests.integration.relay.support import by_event_id, read_topic
 
 _EVENTS = """
     SELECT id::text, aggregate_id AS session_id, created_at, {published} AS published FROM events

@@ -19,7 +19,7 @@ from confluent_kafka import TopicPartition
 
 from app.core.kafka import make_consumer, make_producer
 from tests.helpers import wait_until
-from tests.integration.test_relay import read_topic
+from tests.integration.relay.support import read_topic
 
 SEED = int(os.environ.get("POISON_SEED", "20251"))
 # Nested far past Python's recursion limit: what stopped the score ingest for good.

@@ -9,8 +9,8 @@ import pytest
 from app.leaderboards.board.changes import DIGEST_FIELD
 from app.leaderboards.board.keys import LeaderboardKeys
 from tests.integration.leaderboard_support import board, owner, score
+from tests.integration.relay.support import read_topic
 from tests.integration.test_ops import publish_as_relay
-from tests.integration.test_relay import read_topic
 from tests.integration.worker_support import drain, new_worker
 
 

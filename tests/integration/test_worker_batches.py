@@ -19,8 +19,8 @@ from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.events import EVENTS
 from tests.integration.leaderboard_support import board, board_events, owner, score
+from tests.integration.relay.support import read_topic
 from tests.integration.test_leaderboard_order import _postgres, _redis
-from tests.integration.test_relay import read_topic
 from tests.integration.test_worker import _epoch
 from tests.integration.worker_support import (
     drain,
