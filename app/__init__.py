@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
-    """The web app (app/web/__init__.py), imported on call: a process that needs only app.core loads no web."""
+    """The web app (app/web/__init__.py), imported on call: a process using only the core loads no web."""
     from app.web import create_app as create_web_app
 
     return create_web_app(config)

@@ -168,7 +168,8 @@ class CacheWorker(BatchConsumer):
                 try:
                     self.projections[target[0]].rebuild(target[1:])
                     self.metrics.rebuilds.inc()
-                    log.info("rebuilt from PostgreSQL: %s", " ".join(target[1:]), extra={"session_id": target[1]})
+                    log.info("rebuilt from PostgreSQL: %s", " ".join(target[1:]),
+                             extra={"session_id": target[1]})
                 except UnknownAggregate:
                     unknown.add(target)
             for item in retry:

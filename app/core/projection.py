@@ -63,7 +63,7 @@ class Projection(ABC):
 
     @abstractmethod
     def rebuild(self, target: tuple[str, ...]) -> Any:
-        """Rebuild `target` from PostgreSQL and swap it in; raises UnknownAggregate when PostgreSQL has none."""
+        """Rebuild `target` from PostgreSQL and swap it in; UnknownAggregate when PostgreSQL has none."""
 
     @abstractmethod
     def verify(self, target: tuple[str, ...]) -> list[Any] | None:

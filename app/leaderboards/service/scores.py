@@ -1,20 +1,20 @@
 """Score writes: one function for every path (HTTP single and batch, Kafka ingestion, GraphQL), one
 transaction per call, one result (or error) per submission, in order.
 
-In the transaction: each board's open period is locked FOR KEY SHARE (periods.py), then the
-submissions' ids are claimed (score_write.py; a retry with the same id and payload gets the original result, another
-payload 409 submission_conflict), then the entries the submissions name are locked, in one order, and
-read. Each entry's submissions are folded in order by the board's mode (domain.EntryFold): every
-submission gets the result applying them one at a time would give, and the entry is written once,
-with its resulting state and one `entry_changed` event (score, tie position, version), by one
-statement for the whole write. An entry changes only when its score does (best: strictly better;
-replace: different; increment: a non-zero amount), and then takes a new tie position from a
-sequence, in the order of the entries' last changes: who reached a score first ranks first,
-everywhere. A submission that changes nothing writes no event, so nothing downstream moves. A batch
-naming one player 1,000 times is one row written, not 1,000.
+In the transaction (one attempt: score_write.py): each board's open period is locked FOR KEY SHARE
+(periods.py), then the submissions' ids are claimed (a retry with the same id and payload gets the
+original result, another payload 409 submission_conflict), then the entries the submissions name are
+locked, in one order, and read. Each entry's submissions are folded in order by the board's mode
+(domain.EntryFold): every submission gets the result applying them one at a time would give, and the entry
+is written once, with its resulting state and one `entry_changed` event (score, tie position, version), by
+one statement for the whole write. An entry changes only when its score does (best: strictly better;
+replace: different; increment: a non-zero amount), and then takes a new tie position from a sequence, in
+the order of the entries' last changes: who reached a score first ranks first, everywhere. A submission
+that changes nothing writes no event, so nothing downstream moves. A batch naming one player 1,000 times
+is one row written, not 1,000.
 
-Concurrent requests of a web process are committed together (`ScoreBatcher`, batcher.py): one
-transaction, one flush, each request still answered with its own results.
+Concurrent requests of a web process are committed together (`ScoreBatcher`, batcher.py): one transaction,
+one flush, each request still answered with its own results.
 """
 from __future__ import annotations
 
