@@ -2,7 +2,7 @@
 # scripts/stack (`python -m scripts.stack`) runs them under a supervisor (supervisord, in .stack/).
 # Every Python program runs from the project's virtualenv (.venv), built from requirements.lock by
 # scripts/venv.sh when it is missing or the lock changed; nothing is installed into the system Python.
-# Ports and URLs come from app/config.py, so e.g. `WEB_PORT=8001 make up` works.
+# Ports and URLs come from app/core/config.py, so e.g. `WEB_PORT=8001 make up` works.
 
 DEPS := scripts/deps.sh
 PY := .venv/bin/python

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.config import check_secret_key, load_config_or_exit
-from app.tokens import check_token_keys
+from app.accounts.tokens import check_token_keys
+from app.core.config import check_secret_key, load_config_or_exit
 
 # The web process signs tokens: it refuses to start with a public or short SECRET_KEY, or an unfit
 # JWT_PRIVATE_KEY_FILE.
@@ -82,13 +82,13 @@ def post_fork(server, worker) -> None:
     # gunicorn answers what it refuses itself (e.g. an over-long request line) in the API's JSON shape.
     from gunicorn import util
 
-    from app.api.errors import write_server_error
+    from app.web.api.errors import write_server_error
     util.write_error = write_server_error
 
 
 def post_worker_init(worker) -> None:
-    from app import start_background_work
-    from app.logs import configure_logging
+    from app.web import start_background_work
+    from app.core.logs import configure_logging
 
     configure_logging(_config, "web")
     start_background_work(worker.app.wsgi())

@@ -16,13 +16,15 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 
-from app.config import load_config
-from app.db import get_engine
-from app.events import QUIZ_SESSION, AnswerScored, Envelope, payload_for
-from app.kafka import ensure_topics, make_consumer, make_producer
-from app.redis_client import make_redis, node_of
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scripts import session_script_source
+from app.core.config import load_config
+from app.core.db import get_engine
+from app.core.events import Envelope
+from app.core.kafka import ensure_topics, make_consumer, make_producer
+from app.core.redis_client import make_redis, node_of
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scripts import session_board_script_source
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker
 
 PLAYERS = 2000
@@ -58,7 +60,7 @@ def main(argv: list[str]) -> int:
     now = datetime.now(timezone.utc)
     for i in range(count):
         participant = random.choice(players)
-        payload = payload_for("answer_scored", AnswerScored(
+        payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
             answer_id=uuid.uuid4(), participant_id=participant, user_id=participant, nickname="bench",
             question_id=uuid.uuid4(), choice=0, correct=True, points=random.randrange(500, 1001), streak=1,
             answered_ms=100, answered_at=now + timedelta(milliseconds=i), total=0))
@@ -69,7 +71,8 @@ def main(argv: list[str]) -> int:
     producer.flush(60)
 
     client = make_redis(config, socket_timeout=None)
-    worker = CacheWorker(config, make_consumer(config), make_producer(config), client, engine, poll_timeout_s=1.0)
+    worker = CacheWorker(config, make_consumer(config), make_producer(config), client,
+                         projections(config, client, engine), poll_timeout_s=1.0)
     worker.subscribe()
     handled, started = 0, None
     while handled < count:
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
 
     keys = SessionKeys.of(f"bench-{run}")
     client.hset(keys.meta, mapping={"version": 0, "epoch_ms": int(now.timestamp() * 1000), "recent_seq": 0})
-    source = session_script_source("apply_answer_scored")
+    source = session_board_script_source("apply_answer_scored")
     client.script_load(source)  # on a cluster, on every primary
     sha = hashlib.sha1(source.encode()).hexdigest()
     if node_of(client, keys.meta):  # the node that owns the session's slot

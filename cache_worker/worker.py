@@ -1,14 +1,16 @@
 """Applying batches of Kafka messages to Redis, at least once delivered, at most once applied.
 
-One batch: decode every message (poison ones go to the dead-letter topic), group the decodable events
-by session or board (each group in its order), queue one apply_batch script call per group (per
-BATCH_CHUNK events of it, app/lua.py) in one non-transactional pipeline per Redis node, which answers
-one reply per event, announce the board tops that changed (changes.py), and only once Redis has
-answered (and the dead letters and announcements are flushed) store the batch's offsets. Auto-commit
-then commits stored offsets.
+The worker knows the aggregates only as the projections it is given (app/core/projection.py: a quiz
+session's board, a leaderboard), whose event types decode its messages. One batch: decode every
+message (poison ones go to the dead-letter topic), group the decodable events by aggregate (each group
+in its order), queue each group's apply_batch script calls (per BATCH_CHUNK events of it,
+app/core/lua.py) on one non-transactional pipeline per Redis node, which answers one reply per event,
+let each projection announce what its events owe other consumers (a leaderboard's change feed), and
+only once Redis has answered (and the dead letters and announcements are flushed) store the batch's
+offsets. Auto-commit then commits stored offsets.
 A crash anywhere before the store redelivers the batch, and the scripts skip what was applied.
 Redis or PostgreSQL unreachable: the same batch is retried with backoff, offsets untouched. Any other
-failure of the batch is one message's (app/poison.py): the batch is halved until that message is
+failure of the batch is one message's (app/core/poison.py): the batch is halved until that message is
 found and dead-lettered, and the others are applied (the scripts skip what an attempt applied).
 """
 from __future__ import annotations
@@ -21,16 +23,13 @@ from typing import Any, Callable
 import redis as redis_lib
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Engine
 
-from app.batch_consumer import BatchConsumer
-from app.events import Envelope, decode_envelope
-from app.leaderboards.periods import PeriodSpans
-from app.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
-from app.poison import store_unavailable
-from app.redis_client import is_cluster, node_client
-from cache_worker.aggregates import NO_COMMAND, aggregates
-from cache_worker.changes import Announced, announce_changes, announce_closes, remember, touched_periods
+from app.core.batch_consumer import BatchConsumer
+from app.core.events import Envelope, EventCatalog
+from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
+from app.core.poison import store_unavailable
+from app.core.projection import NO_COMMAND, Announcement, Projection, UnknownAggregate
+from app.core.redis_client import is_cluster, node_client
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,11 @@ class _Pending:
 
 class CacheWorker(BatchConsumer):
     """Consumes `config.kafka_topic` and applies each event once; `run_once` handles one batch,
-    `run()` loops it (app/batch_consumer.py) and keeps the consumer-lag gauge fresh."""
+    `run()` loops it (app/core/batch_consumer.py) and keeps the consumer-lag gauge fresh."""
 
     log = log
 
-    def __init__(self, config, consumer, producer, redis, engine: Engine, *,
+    def __init__(self, config, consumer, producer, redis, projections: list[Projection], *,
                  metrics: WorkerMetrics | None = None, poll_timeout_s: float = 0.5,
                  max_backoff_s: float = 5.0, after_apply: Callable[[], None] | None = None) -> None:
         super().__init__()
@@ -78,13 +77,12 @@ class CacheWorker(BatchConsumer):
         self.producer = producer
         self.topic, self.dlq_topic, self.batch_size = config.kafka_topic, config.kafka_dlq_topic, config.worker_batch_size
         self.redis = redis
-        self.engine = engine
+        self.projections = {projection.events.aggregate_type: projection for projection in projections}
+        self.event_types = EventCatalog(*(projection.events for projection in projections))
         self.metrics = metrics or WorkerMetrics()
         self.poll_timeout_s = poll_timeout_s
         self.max_backoff_s = max_backoff_s
         self.after_apply = after_apply
-        self.aggregates = aggregates(redis, period_ttl_s=config.leaderboard_period_ttl_s)
-        self.spans = PeriodSpans(engine)  # the change feed's periods, shown as every read shows them
 
     def run_once(self) -> int:
         """Consume, apply and store one batch; returns how many messages it held."""
@@ -94,9 +92,9 @@ class CacheWorker(BatchConsumer):
         pending = []
         for message in messages:
             try:
-                envelope = decode_envelope(message.value())
-                pending.append(_Pending(message, envelope, envelope.parsed_payload()))
-            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/poison.py)
+                envelope = self.event_types.decode(message.value())
+                pending.append(_Pending(message, envelope, self.event_types.parse(envelope)))
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
         announced = self.retry_or_isolate("applying events", pending, self._apply,
                                           message_of=lambda item: item.message)
@@ -107,7 +105,8 @@ class CacheWorker(BatchConsumer):
         if not self.flush_produced():
             return 0  # stopping while the broker was down: nothing stored, the batch is redelivered
         try:
-            remember(announced)  # delivered (the flush above): the change feed need not announce them again
+            for announcement in announced:  # delivered (the flush above): not to be announced again
+                announcement.remember()
         except Exception as exc:  # not remembered, a top is only announced once more
             if not store_unavailable(exc):
                 raise
@@ -115,14 +114,17 @@ class CacheWorker(BatchConsumer):
         self.store_offsets(messages)
         return len(messages)
 
-    def _apply(self, pending: list[_Pending]) -> list[Announced]:
-        """Apply the batch, announce the tops it changed (changes.py), and only then dead-letter the events
-        Redis or PostgreSQL refused: an attempt that fails leaves no dead letter behind to be sent twice."""
+    def _apply(self, pending: list[_Pending]) -> list[Announcement]:
+        """Apply the batch, let each projection announce what its events owe other consumers, and only then
+        dead-letter the events Redis or PostgreSQL refused: an attempt that fails leaves no dead letter
+        behind to be sent twice."""
         refused = self.apply_events(pending)
-        announced = announce_changes(touched_periods(pending), client_for=lambda key: node_client(self.redis, key),
-                                     producer=self.producer, topic=self.config.change_topic,
-                                     top=self.config.change_top, spans=self.spans)
-        announce_closes(pending, producer=self.producer, topic=self.config.change_topic)
+        announced: list[Announcement] = []
+        for aggregate_type, projection in self.projections.items():
+            events = [(item.envelope, item.payload) for item in pending
+                      if item.envelope.aggregate_type == aggregate_type]
+            if events:
+                announced += projection.announce(events, self.producer)
         for item, reason in refused:
             self.dead_letter(item.message, reason)
         return announced
@@ -163,16 +165,16 @@ class CacheWorker(BatchConsumer):
             # Replay in order only the events that were refused; the others are applied.
             unknown = set()
             for target in to_rebuild:
-                aggregate = self.aggregates[target[0]]
                 try:
-                    aggregate.rebuild(self.engine, self.redis, target[1:])
+                    self.projections[target[0]].rebuild(target[1:])
                     self.metrics.rebuilds.inc()
-                    log.info("rebuilt from PostgreSQL: %s", " ".join(target[1:]), extra={"session_id": target[1]})
-                except aggregate.unknown:
+                    log.info("rebuilt from PostgreSQL: %s", " ".join(target[1:]),
+                             extra={"session_id": target[1]})
+                except UnknownAggregate:
                     unknown.add(target)
             for item in retry:
                 if self._rebuild_target(item) in unknown:
-                    refused.append((item, self.aggregates[item.envelope.aggregate_type].unknown_reason))
+                    refused.append((item, self.projections[item.envelope.aggregate_type].unknown_reason))
             pending = [item for item in retry if self._rebuild_target(item) not in unknown]
             if not pending:
                 return refused
@@ -180,7 +182,7 @@ class CacheWorker(BatchConsumer):
 
     def _rebuild_target(self, item: _Pending) -> tuple:
         aggregate_type = item.envelope.aggregate_type
-        return (aggregate_type, *self.aggregates[aggregate_type].rebuild_target(item.envelope, item.payload))
+        return (aggregate_type, *self.projections[aggregate_type].rebuild_target(item.envelope, item.payload))
 
     def _run_scripts(self, pending: list[_Pending]) -> list[Any]:
         """The reply of every event of `pending`, in order: each session's or board's events go in one
@@ -191,17 +193,17 @@ class CacheWorker(BatchConsumer):
             groups.setdefault((item.envelope.aggregate_type, item.envelope.aggregate_id), []).append(index)
         nodes: dict[int, tuple[Any, list[tuple[str, str, list[int]]]]] = {}
         for (aggregate_type, aggregate_id), indexes in groups.items():
-            node = node_client(self.redis, self.aggregates[aggregate_type].slot_key(aggregate_id))
+            node = node_client(self.redis, self.projections[aggregate_type].slot_key(aggregate_id))
             nodes.setdefault(id(node), (node, []))[1].append((aggregate_type, aggregate_id, indexes))
         results: list[Any] = [None] * len(pending)
         for node, on_node in nodes.values():
             pipe = node.pipeline(transaction=False)
-            steps = [self.aggregates[aggregate_type].queue(
+            steps = [self.projections[aggregate_type].queue(
                 pipe, aggregate_id, [(pending[i].envelope, pending[i].payload) for i in indexes])
                 for aggregate_type, aggregate_id, indexes in on_node]
             replies = iter(pipe.execute(raise_on_error=False))
             for (aggregate_type, _, indexes), sizes in zip(on_node, steps):
-                settle = self.aggregates[aggregate_type].settle
+                settle = self.projections[aggregate_type].settle
                 at = 0
                 for size in sizes:
                     answers = _answers(next(replies), size) if size != NO_COMMAND else [None]

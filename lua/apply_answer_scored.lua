@@ -5,6 +5,6 @@
 -- KEYS: lb, applied, meta, room, names, recent, pending (all tagged {session})
 -- ARGV: event_id, natural_key, participant_id, nickname, points, answered_at_ms, question_id
 -- Returns 1 applied, 0 duplicate, -1 the session has no board here (rebuild it from PostgreSQL first).
--- The rule itself is APPLY.apply_answer_scored (board_lib.lua), which the batch (apply_batch.lua) runs too.
+-- The rule itself is APPLY.apply_answer_scored (session_board_lib.lua), which the batch (apply_batch.lua) runs too.
 assert(#KEYS == APPLY_KEYS, 'apply_answer_scored: expected 7 KEYS, got ' .. #KEYS)
 return APPLY.apply_answer_scored(KEYS, ARGV)

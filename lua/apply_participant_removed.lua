@@ -3,6 +3,6 @@
 -- KEYS: lb, applied, meta, room, names, recent, pending (all tagged {session})
 -- ARGV: event_id, natural_key, participant_id
 -- Returns 1 applied, 0 duplicate, -1 the session has no board here (rebuild it from PostgreSQL first).
--- The rule itself is APPLY.apply_participant_removed (board_lib.lua), which the batch (apply_batch.lua) runs too.
+-- The rule itself is APPLY.apply_participant_removed (session_board_lib.lua), which the batch (apply_batch.lua) runs too.
 assert(#KEYS == APPLY_KEYS, 'apply_participant_removed: expected 7 KEYS, got ' .. #KEYS)
 return APPLY.apply_participant_removed(KEYS, ARGV)

@@ -4,6 +4,6 @@
 -- KEYS: lb, applied, meta, room, names, recent, pending (all tagged {session})
 -- ARGV: event_id, natural_key, expire_at_s, ended_at
 -- Returns 1 applied, 0 duplicate, -1 the session has no board here (rebuild it from PostgreSQL first).
--- The rule itself is APPLY.apply_session_ended (board_lib.lua), which the batch (apply_batch.lua) runs too.
+-- The rule itself is APPLY.apply_session_ended (session_board_lib.lua), which the batch (apply_batch.lua) runs too.
 assert(#KEYS == APPLY_KEYS, 'apply_session_ended: expected 7 KEYS, got ' .. #KEYS)
 return APPLY.apply_session_ended(KEYS, ARGV)

@@ -1,4 +1,4 @@
--- What every library of lua/ shares, prepended before it (app/lua.py script_source): stream bounds
+-- What every library of lua/ shares, prepended before it (app/core/lua.py script_source): stream bounds
 -- and exact integers. It defines values and functions only and writes nothing.
 local ROOM_MAXLEN = '1000'
 local RECENT_MAXLEN = '10000'
@@ -16,7 +16,7 @@ local function exact(n)
   return string.format('%.0f', n)
 end
 
--- Apply one aggregate's events in one call (lua/apply_batch.lua; app/lua.py packs ARGV): ARGV[1] is a
+-- Apply one aggregate's events in one call (lua/apply_batch.lua; app/core/lua.py packs ARGV): ARGV[1] is a
 -- JSON array of key sets (each a list of positions in KEYS), ARGV[2] a JSON array of events, each
 -- [script, key set, its ARGV...]. Every event runs in order through apply[script], the function its
 -- one-event script calls, with its own keys and ARGV. An event whose function fails has written nothing

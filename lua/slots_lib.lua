@@ -1,4 +1,4 @@
--- Open sockets counted per client address or per user across web processes (app/rooms/slots.py).
+-- Open sockets counted per client address or per user across web processes (app/web/rooms/slots.py).
 -- It defines functions only and writes nothing.
 --
 -- One hash per address or user: field <process> holds that web process's open sockets there, field

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the app's config, the metadata from its models."""
+"""Alembic environment: the URL comes from the app's config, the metadata from its models (each package's)."""
 from __future__ import annotations
 
 from logging.config import fileConfig
@@ -6,8 +6,11 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, text
 
-from app.config import load_config
-from app.models import Base
+from app.accounts import models as accounts_models  # noqa: F401 - every package's tables join Base.metadata
+from app.core.config import load_config
+from app.core.models import Base
+from app.leaderboards import models as leaderboards_models  # noqa: F401
+from app.quiz import models as quiz_models  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

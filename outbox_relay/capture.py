@@ -16,7 +16,7 @@ Writers only insert `events` rows in their transactions; nothing marks them. One
     written since by other databases of the cluster, or by transactions without events, is passed
     too, so the slot retains little WAL and the next peek decodes little. Then, at most once a
     second, `outbox_capture.caught_up_at` records that every event committed before that time is on
-    Kafka (the backlog the web and `ops` report, app/services/outbox.py), when anything was captured
+    Kafka (the backlog the web and `ops` report, app/core/outbox.py), when anything was captured
     since the last record.
 A crash between 2 and 3 leaves the slot where it was: the restarted relay reads the same
 transactions again and publishes them again with the same event ids (at-least-once; consumers
@@ -32,7 +32,7 @@ board's) events reach its partition in commit order, a stricter order than the p
 Only one process may read a slot at a time (a second gets "replication slot ... is active"), and
 the advisory-lock leader election of `Relay` already makes one relay the reader; standbys wait.
 
-The slot is named after the database (`app.services.outbox.capture_slot_name`: slots are
+The slot is named after the database (`app.core.outbox.capture_slot_name`: slots are
 cluster-wide and several databases share a server) and created by the leader when missing. A slot
 sees the transactions that commit after its creation only, so the relay then backfills: it publishes
 the rows never marked published the polling relay's way (claim, produce, mark; `_backfill`) before
@@ -55,19 +55,21 @@ the slot has passed them (outbox_relay/partitions.py, `retire_captured`).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.events import envelope_json_of_text
-from app.services.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
+from app.core.db import PURGE_BATCH
+from app.core.events import envelope_json_of_text
+from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
-from outbox_relay.relay import PURGE_BATCH, BatchResult, Outgoing, Relay, log
+from outbox_relay.poll import PollRelay
+from outbox_relay.relay import BatchResult, Outgoing, log
 
 PLUGIN = "pgoutput"
 # The fastest the relay records that it caught up (a row update) while events flow.
@@ -119,9 +121,9 @@ def check_capture_possible(conn: Connection) -> None:
         raise CaptureUnavailable("the database role lacks the REPLICATION privilege")
 
 
-class WalRelay(Relay):
+class WalRelay(PollRelay):
     """Reads committed events from the slot, produces them, and advances the slot past what Kafka
-    acknowledged (see the top); everything else is `Relay`'s."""
+    acknowledged (see the top); everything else is `Relay`'s, and its backfill is poll mode's batch."""
 
     mode = "wal"
 
@@ -179,7 +181,7 @@ class WalRelay(Relay):
         log.info("backfill of slot %s: publishing the outbox rows never marked published", self.slot)
         total = 0
         while True:
-            result = Relay.relay_batch(self)
+            result = super().relay_batch()  # poll mode's claim, produce and mark
             total += result.published
             if result.failed:
                 raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "backfill deliveries failed"))

@@ -40,9 +40,9 @@ matter of WAL positions, not of a column. `retire_captured` then works in two st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError

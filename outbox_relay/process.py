@@ -2,7 +2,7 @@
 
 `python -m outbox_relay` (console script `quiz-outbox-relay`) builds its clients from the
 environment and runs `Relay.run()` until SIGTERM or SIGINT. RELAY_MODE picks the relay: `wal`
-(`capture.WalRelay`, the default) or `poll` (`relay.Relay`). Exit codes: 0 after a clean stop,
+(`capture.WalRelay`, the default) or `poll` (`poll.PollRelay`). Exit codes: 0 after a clean stop,
 2 on a configuration error, which includes wal mode on a server that cannot decode the WAL
 (wal_level is not logical, or the role lacks REPLICATION): the line says so and names RELAY_MODE=poll.
 """
@@ -14,15 +14,16 @@ import sys
 import time
 from typing import Any
 
-from app.config import Config, load_config_or_exit
-from app.db import get_engine
-from app.kafka import make_producer
-from app.logs import configure_logging
-from app.processing import run_until_signalled
 from sqlalchemy.exc import DBAPIError
 
+from app.core.config import Config, load_config_or_exit
+from app.core.db import get_engine
+from app.core.kafka import make_producer
+from app.core.logs import configure_logging
+from app.core.processing import run_until_signalled
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
+from outbox_relay.poll import PollRelay
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
 
 log = logging.getLogger("outbox_relay")
@@ -50,7 +51,7 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
         relay_metrics = metrics.RelayMetrics()
         relay_metrics.serve(config.relay_metrics_port)
         stats.observers.append(relay_metrics)
-    relay_class = WalRelay if config.relay_mode == "wal" else Relay
+    relay_class = WalRelay if config.relay_mode == "wal" else PollRelay
     return relay_class(
         get_engine(config.database_url, pool_size=2),
         make_producer(config, **{"client.id": "outbox_relay"}),

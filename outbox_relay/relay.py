@@ -1,17 +1,5 @@
-"""Moves committed `events` rows (the outbox) to Kafka, keyed by session, losing none.
-
-One batch (`Relay.relay_batch`):
- 1. In one transaction, claim the oldest unpublished rows:
-    `WHERE published_at IS NULL ORDER BY created_at, seq LIMIT n FOR UPDATE SKIP LOCKED`.
-    The claim never uses `seq > last_seen`: a row whose transaction commits late (a sequence gap)
-    is simply claimed by a later batch, because it is still unpublished.
- 2. Produce each row (key = session id, value = the envelope, headers event_id/event_type) and
-    serve delivery reports until every message of the batch has one.
- 3. `UPDATE ... SET published_at = now()` for the rows whose report had no error, matched by their
-    primary key `(id, created_at)` (the outbox is partitioned by `created_at`), and commit. Failed
-    rows stay unpublished; the commit releases their locks.
-A crash between 2 and 3 publishes the batch again on restart: at-least-once, consumers dedupe by
-event id (the duplicate carries the same event id, key and body).
+"""Moves committed `events` rows (the outbox) to Kafka, keyed by aggregate, losing none: what both relay
+modes share.
 
 Ordering. With one active relay a session's events reach Kafka in the order they became visible,
 which for events whose transactions conflict (and so are causally ordered) is their commit order;
@@ -35,13 +23,12 @@ Housekeeping (the leader, every PURGE_EVERY_S): partitions of `events` are creat
 fully published ones dropped whole; only the default partition is pruned row by row
 (outbox_relay/partitions.py).
 
-Two modes (RELAY_MODE). This class is the polling relay (`poll`): it works on any PostgreSQL, at the
-price of an UPDATE per published row and the partial index of unpublished rows. The default, `wal`,
-is `outbox_relay.capture.WalRelay`, a subclass that reads committed inserts from a logical
-replication slot instead of claiming and marking rows. Both share everything else here: leadership,
-the wake-up, producing and waiting for every delivery report (`_produce`), the outage handling of
-the loop, and the housekeeping's schedule; a mode differs in `relay_batch`, `_record_lag` and
-`_retire` only.
+Two modes (RELAY_MODE) share this base class: leadership, the wake-up, producing and waiting for every
+delivery report (`_produce`), the outage handling of the loop, and the housekeeping's schedule. A mode
+is a subclass that says how a batch is read and acknowledged (`relay_batch`), how its backlog is
+measured (`_record_lag`) and how its retention runs (`_retire`): `poll` (outbox_relay/poll.py,
+`PollRelay`: claim and mark rows; any PostgreSQL) and `wal` (outbox_relay/capture.py, `WalRelay`, the
+default: read committed inserts from a logical replication slot).
 """
 from __future__ import annotations
 
@@ -57,12 +44,10 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.events import envelope_from_row
-from app.kafka import produce
-from app.logs import RateLimitedLog
-from app.processing import StreamProcessor
-from app.retry import Backoff
-from app.services.outbox import outbox_lag
+from app.core.kafka import produce
+from app.core.logs import RateLimitedLog
+from app.core.processing import StreamProcessor
+from app.core.retry import Backoff
 from outbox_relay import partitions
 
 log = logging.getLogger("outbox_relay")
@@ -71,27 +56,12 @@ NOTIFY_CHANNEL = "outbox_events"
 # One leader per database: any constant shared by every relay works.
 LEADER_LOCK_KEY = zlib.crc32(b"livequiz.outbox_relay")
 PURGE_EVERY_S = 30.0
-PURGE_BATCH = 5000
 LAG_EVERY_S = 5.0
 # How long a stopping relay waits for in-flight deliveries before giving up on them.
 STOP_GRACE_S = 4.0
 # A producer whose broker is unreachable keeps messages queued for delivery.timeout.ms; the relay
 # keeps the claim open and waits, logging this often.
 OUTAGE_LOG_EVERY_S = 10.0
-
-_CLAIM = text("""
-    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
-    FROM events
-    WHERE published_at IS NULL
-    ORDER BY created_at, seq
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED""")
-# By the whole primary key: `id` alone is not declared unique across partitions.
-_MARK = text("""
-    UPDATE events AS e SET published_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:created AS timestamptz[])) AS d(id, created_at)
-    WHERE e.id = d.id AND e.created_at = d.created_at""")
-
 
 class Producer(Protocol):
     def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Callable) -> None: ...
@@ -133,12 +103,6 @@ class Outgoing(NamedTuple):
     event_id: Any
 
 
-def outgoing_of_row(row: Any) -> Outgoing:
-    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark."""
-    envelope = envelope_from_row(row)
-    return Outgoing(envelope.key(), envelope.to_json(), envelope.headers(), (row.id, row.created_at), row.id)
-
-
 @dataclass(frozen=True)
 class BatchResult:
     claimed: int
@@ -150,20 +114,6 @@ class BatchResult:
 def libpq_url(database_url: str) -> str:
     """The SQLAlchemy URL as a plain libpq URI, for the LISTEN connection."""
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _mark(conn: Connection, keys: list[tuple[Any, Any]]) -> None:
-    """Mark the rows of these `(id, created_at)` keys published."""
-    conn.execute(_MARK, {"ids": [k[0] for k in keys], "created": [k[1] for k in keys]})
-
-
-def purge_published(engine: Engine, retention_hours: float, *, batch: int = PURGE_BATCH,
-                    max_batches: int = 20, stopping: Callable[[], bool] = lambda: False) -> int:
-    """Drop the partitions past the retention whose rows are all published, then delete the default
-    partition's published rows past it row by row; returns the rows deleted from the default partition."""
-    partitions.drop_expired_partitions(engine, retention_hours, stopping=stopping)
-    return partitions.purge_default_partition(engine, retention_hours, batch=batch, max_batches=max_batches,
-                                              stopping=stopping)
 
 
 class OutboxListener:
@@ -214,9 +164,10 @@ class OutboxListener:
 
 
 class Relay(StreamProcessor):
-    """Claims, produces and marks outbox rows; `run()` is the loop of the relay process."""
+    """The loop of the relay process (`run()`), leadership and producing; a mode (a subclass) reads and
+    acknowledges its batches."""
 
-    mode = "poll"
+    mode = ""
 
     def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, partition_days_ahead: int = 2,
@@ -239,8 +190,6 @@ class Relay(StreamProcessor):
         self.stats = stats or RelayStats()
         self.before_mark = before_mark  # test hook, called with the delivered ids before the mark
         self._conn: Connection | None = None
-        # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
-        self._delivered_unmarked: list[tuple[Any, Any]] = []
         self._errors = RateLimitedLog(log, OUTAGE_LOG_EVERY_S)
         # After an outage of PostgreSQL or Kafka, and after deliveries that failed.
         self._outage_backoff = Backoff(first_s=0.5, cap_s=10.0)
@@ -300,30 +249,8 @@ class Relay(StreamProcessor):
     # -- one batch -----------------------------------------------------------------------------
 
     def relay_batch(self) -> BatchResult:
-        """Claim, produce and mark one batch. Raises on PostgreSQL errors (nothing is marked then)."""
-        conn = self._connection()
-        try:
-            if self._delivered_unmarked:
-                with conn.begin():
-                    _mark(conn, self._delivered_unmarked)
-                self._delivered_unmarked = []
-            with conn.begin():
-                rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
-                if not rows:
-                    return BatchResult(0, 0, 0)
-                delivered, failed = self._produce(map(outgoing_of_row, rows))
-                if delivered:
-                    if self.before_mark is not None:
-                        self.before_mark([key[0] for key in delivered])
-                    self._delivered_unmarked = delivered
-                    _mark(conn, delivered)
-            self._delivered_unmarked = []
-        except (DBAPIError, SQLAlchemyError):
-            self._drop_connection()
-            raise
-        self.stats.record_batch(len(rows), len(delivered))
-        self._report_failures(failed, len(rows))
-        return BatchResult(len(rows), len(delivered), len(failed), more=len(rows) >= self.batch_size)
+        """Read, produce and acknowledge one batch. Raises on PostgreSQL errors (nothing acknowledged then)."""
+        raise NotImplementedError
 
     def _report_failures(self, failed: list[str], total: int) -> None:
         if failed:
@@ -396,14 +323,12 @@ class Relay(StreamProcessor):
                 self._retire()
 
     def _record_lag(self) -> None:
-        self.stats.record_lag(*outbox_lag(self.engine, self.mode))
+        """Measure the backlog (stats.record_lag)."""
+        raise NotImplementedError
 
     def _retire(self) -> None:
-        """Retention: drop what is old and published."""
-        deleted = purge_published(self.engine, self.retention_hours, stopping=lambda: self.shutting_down)
-        if deleted:
-            log.info("deleted %d published events of the default partition older than %g h",
-                     deleted, self.retention_hours)
+        """Retention: drop what is old and relayed."""
+        raise NotImplementedError
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ A message without a `submission_id` gets one from its place in the log (`kafka:<
 the batch, and each redelivered message gets its original result instead of counting twice.
 PostgreSQL unreachable, or a COMMIT whose outcome is unknown: the same batch is written again with
 backoff (it is safe: every message has a submission id), offsets untouched. Any other failure of the
-write is one message's (app/poison.py): the batch is halved until that message is found and
+write is one message's (app/core/poison.py): the batch is halved until that message is found and
 dead-lettered, and the others are committed.
 """
 from __future__ import annotations
@@ -26,11 +26,12 @@ from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
-from app.batch_consumer import BatchConsumer
+from app.core.batch_consumer import BatchConsumer
+from app.core.errors import ServiceError
+from app.core.poison import dead_letter_reason
 from app.leaderboards.messages import decode_score, derived_submission_id
-from app.leaderboards.scores import Authority, ScoreResult, Submission, submit_scores
-from app.poison import dead_letter_reason
-from app.services.errors import ServiceError
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, ScoreResult, Submission
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class ScoreIngest(BatchConsumer):
         for message in messages:
             try:
                 decoded.append((message, decode(message)))
-            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/poison.py)
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
         results = self.retry_or_isolate("committing scores", decoded, self._commit, message_of=lambda item: item[0])
         if results is None:

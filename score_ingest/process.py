@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import os
 
-from app.batch_consumer import serve
-from app.config import Config
-from app.db import get_engine
-from app.kafka import make_consumer, make_producer
+from app.core.batch_consumer import serve
+from app.core.config import Config
+from app.core.db import get_engine
+from app.core.kafka import make_consumer, make_producer
 from score_ingest.ingest import ScoreIngest
 
 log = logging.getLogger("score_ingest")

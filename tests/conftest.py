@@ -21,11 +21,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import create_app, redis_keys
-from app.config import Config, load_config
-from app.db import get_engine
-from app.kafka import broker_answers, ensure_topics
-from app.services.outbox import drop_slots_of_database
+from app import create_app
+from app.core import redis_keys
+from app.core.config import Config, load_config
+from app.core.db import get_engine
+from app.core.kafka import broker_answers, ensure_topics
+from app.core.outbox import drop_slots_of_database
 from tests.helpers import CLUSTER, Api, drop_prefix_keys
 
 # Each developer running tests beside others can pick a database of their own.
@@ -145,23 +146,17 @@ def engine(database: str):
 
 @pytest.fixture()
 def db(engine):
-    """A database session whose every change is rolled back after the test (pypi/warehouse's pattern):
-    the services' own `with db.begin()` become savepoints inside one outer transaction."""
-    connection = engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    """A database session for a test that calls the use cases directly. They commit as in production:
+    each test's rows are its own by their new ids in this run's database, as every other test's are
+    (the relay and the worker must see what a test commits, so no test's work is rolled back)."""
+    with Session(engine, expire_on_commit=False) as session:
         yield session
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
 
 
 @pytest.fixture(scope="session")
 def redis_client(config: Config):
     """Redis (or the cluster) with none of this run's keys; they are deleted again at the end."""
-    from app.redis_client import make_redis
+    from app.core.redis_client import make_redis
 
     client = make_redis(config, socket_timeout=None) if config.redis_cluster_nodes else \
         redis_lib.Redis.from_url(config.redis_url)

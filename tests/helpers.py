@@ -174,7 +174,7 @@ def fragment_bomb(n: int, selection: str = "__typename", on: str = "Query", oper
 def drop_prefix_keys(client) -> int:
     """Delete every key of this process's REDIS_KEY_PREFIX (SCAN MATCH <prefix>* + UNLINK), and no other:
     what a test suite does instead of FLUSHDB, so others sharing the Redis or cluster are left alone."""
-    from app import redis_keys
+    from app.core import redis_keys
 
     if not redis_keys.prefix():
         raise RuntimeError("no REDIS_KEY_PREFIX: refusing to delete every key")
@@ -193,7 +193,7 @@ def drop_prefix_keys(client) -> int:
 def stack_env(config, **extra: str) -> dict[str, str]:
     """The environment of a web, relay or worker process that serves `config` (its database, topics,
     limits...), with `extra` on top."""
-    from app.config import config_environ
+    from app.core.config import config_environ
 
     env = dict(os.environ)
     env.update(config_environ(config))

@@ -9,8 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from app.config import Config
-from app.kafka import broker_answers
+from app.core.config import Config
+from app.core.kafka import broker_answers
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ from pathlib import Path
 import requests
 
 from app import create_app
-from app.config import Config
-from app.edge import write_edge_files
+from app.core.config import Config
+from app.web.edge import write_edge_files
 from scripts.stack.programs import APPS, AppStack, kind_of
 from scripts.stack.supervisor import MANUAL, Process
 from tests.helpers import CLUSTER, free_port, stack_env, wait_until
@@ -86,7 +86,7 @@ def start_balancer(
     stack: AppStack, port: int, webs: dict[str, int], config: Config, name: str = "lb"
 ) -> None:
     """HAProxy on `port` in front of web-1 and web-2 (one web named twice: in front of it alone), from the
-    cluster's own configuration, its edge check keyed as `config`'s webs sign (app/edge.py)."""
+    cluster's own configuration, its edge check keyed as `config`'s webs sign (app/web/edge.py)."""
     edge = write_edge_files(config, create_app(config), stack.run_dir / f"{name}-edge")
     stack.start_balancer(name, port, list(webs.values()), edge)
 

@@ -12,9 +12,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.config import Config
-from app.ids import new_id
-from app.tokens import MAX_TOKEN_BYTES, TOKEN_EXPIRED, TOKEN_INVALID, token_keys
+from app.accounts.tokens import MAX_TOKEN_BYTES, TOKEN_EXPIRED, TOKEN_INVALID, token_keys
+from app.core.config import Config
+from app.core.ids import new_id
 
 NO_TOKEN = "send Authorization: Bearer <access_token>"
 

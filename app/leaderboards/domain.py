@@ -1,8 +1,10 @@
 """The rules of a leaderboard, without I/O: what its settings may be, and what a score does to an entry.
 
-The write path (app/leaderboards/scores.py) locks the entries a write names, then runs `EntryFold`
-over each entry's submissions in order: however many submissions name one entry, it is written once,
-with the state applying them one at a time would leave.
+The write path (app/leaderboards/service/score_write.py) locks the entries a write names, then runs
+`EntryFold` over each entry's submissions in order: however many submissions name one entry, it is
+written once, with the state applying them one at a time would leave. The mode rule runs here, in
+Python, on every path; the board's order runs in SQL too (`ranking_sql`, beside its twin), and
+tests/integration/test_leaderboard_order.py holds PostgreSQL, Redis and the rule to each other.
 """
 from __future__ import annotations
 

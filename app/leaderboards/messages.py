@@ -14,11 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError, model_validator
 
-from app.api.schemas import ScoreBody
-from app.json_input import JsonInputError, decode_json
+from app.core.json_input import JsonInputError, decode_json
+from app.core.poison import PoisonMessage
 from app.leaderboards.domain import check_metadata
-from app.leaderboards.scores import Submission
-from app.poison import PoisonMessage
+from app.leaderboards.submissions import ScoreBody, Submission
 
 
 class ScoreMessage(ScoreBody):

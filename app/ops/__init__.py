@@ -5,12 +5,12 @@ last, and exits 0 on success, 1 on a failure or a finding (verify: a board diffe
 error. Progress bars are drawn only when stdout is a terminal.
 
 PostgreSQL is the truth (DESIGN.md, invariant 4): verify compares Redis with it, rebuild copies it
-into Redis with the atomic swap of app/session_boards/rebuild.py, and replay and redrive resend
+into Redis with the atomic swap of app/quiz/board/rebuild.py, and replay and redrive resend
 events that the worker dedupes by event id, so neither can count an event twice.
 """
 from __future__ import annotations
 
-from app.ops.common import dlq, ops
 from app.ops import dead_letters, outbox, produce, rebuild, replay, verify  # noqa: F401  (they register the commands)
+from app.ops.common import dlq, ops
 
 __all__ = ["ops", "dlq"]

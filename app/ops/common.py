@@ -1,4 +1,6 @@
-"""What the operator commands share: their groups, the configuration, progress bars, selections."""
+"""What the operator commands share: their groups, the configuration and the stores it names, progress
+bars, selections. A command runs in a process of its own (the flask CLI) and opens its own connections,
+never the web process's runtime."""
 from __future__ import annotations
 
 import sys
@@ -9,8 +11,11 @@ from typing import Any, Iterable, Iterator
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import Engine
 
-from app.config import Config
+from app.core.config import Config
+from app.core.db import get_engine
+from app.core.redis_client import Client, make_redis
 
 ops = AppGroup("ops", help="Inspect and repair the leaderboards, the outbox and the dead letters.")
 dlq = AppGroup("dlq", help="Dead-lettered events: list them, send them back to the main topic.")
@@ -19,6 +24,16 @@ ops.add_command(dlq)
 
 def config() -> Config:
     return current_app.config["LIVEQUIZ"]
+
+
+def database() -> Engine:
+    """PostgreSQL, the truth: one engine per URL and process."""
+    return get_engine(config().database_url)
+
+
+def redis_store() -> Client:
+    """Redis (or the Redis Cluster) of the configuration, with its key prefix."""
+    return make_redis(config())
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """`ops dlq list` and `ops dlq redrive`: the dead letters of the cache worker (`--queue events`, the
-default) and of the score ingest (`--queue scores`), app/dead_letters.py."""
+default) and of the score ingest (`--queue scores`), app/core/dead_letters.py."""
 from __future__ import annotations
 
 import sys
@@ -7,13 +7,28 @@ import uuid
 
 import click
 
-from app.events import PoisonEvent, decode_envelope
+from app.core.dead_letters import (
+    EVENTS,
+    SCORES,
+    DeadLetter,
+    DeadLetterQueue,
+    ReadStalled,
+    commit_redriven,
+    dead_letter_queues,
+    read_dead_letters,
+    redrive_consumer,
+    topic_state,
+)
+from app.core.events import EventCatalog, PoisonEvent
+from app.core.kafka import DeliveryTracker, make_producer, produce
+from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.leaderboards.messages import decode_score
-from app.kafka import DeliveryTracker, make_producer, produce
 from app.ops.common import config, dlq
 from app.ops.replay import await_deliveries
-from app.dead_letters import (EVENTS, SCORES, DeadLetter, DeadLetterQueue, ReadStalled, commit_redriven,
-                              dead_letter_queues, read_dead_letters, redrive_consumer, topic_state)
+from app.quiz.events import SESSION_EVENTS
+
+# What the worker decodes: a dead letter of the events queue that still fails it is not sent back.
+_EVENT_TYPES = EventCatalog(SESSION_EVENTS, LEADERBOARD_EVENTS)
 
 
 def _read(consumer, topic: str, start: dict[int, int], end: dict[int, int]) -> list[DeadLetter]:
@@ -34,7 +49,7 @@ def _still_poison(queue: DeadLetterQueue, letter: DeadLetter) -> str | None:
         if queue.name == SCORES:
             decode_score(letter.value)
         else:
-            decode_envelope(letter.value)
+            _EVENT_TYPES.decode(letter.value)
     except (PoisonEvent, ValueError) as exc:
         return str(exc)
     return None

@@ -5,9 +5,8 @@ import sys
 
 import click
 
-from app.extensions import runtime
-from app.ops.common import config, ops
-from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
+from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
+from app.ops.common import config, database, ops
 
 
 @ops.command("outbox")
@@ -19,7 +18,7 @@ def outbox_command(max_lag: float | None) -> None:
     Published events are kept RELAY_RETENTION_HOURS after the end of their day, then the relay drops
     their day's partition.
     """
-    status = outbox_status(runtime().engine, config().relay_mode)
+    status = outbox_status(database(), config().relay_mode)
     click.echo(f"outbox: {status.unpublished} unpublished, {status.published} published (retained), "
                f"oldest unpublished {status.oldest_unpublished_age_s:.1f} s old")
     if max_lag is not None and status.oldest_unpublished_age_s > max_lag:
@@ -36,7 +35,7 @@ def relay_slot_command(action: str) -> None:
     (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, publishing the
     retained outbox rows never marked published again (consumers dedupe by event id).
     """
-    engine = runtime().engine
+    engine = database()
     slot = engine_slot_name(engine)
     status = capture_slot(engine, slot)
     if status is None:

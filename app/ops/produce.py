@@ -8,20 +8,19 @@ import time
 
 import click
 
-from app.extensions import runtime
-from app.kafka import DeliveryTracker, make_producer, produce
-from app.leaderboards.boards import create_board, get_board
+from app.core.errors import NotFound
+from app.core.kafka import DeliveryTracker, make_producer, produce
 from app.leaderboards.messages import encode_score
-from app.ops.common import config, ops, progress
+from app.leaderboards.service.boards import create_board, get_board
+from app.ops.common import config, database, ops, progress
 from app.ops.replay import await_deliveries
-from app.services.errors import NotFound
 
 DEMO_BOARD = {"name": "Demo", "sort_order": "desc", "update_mode": "increment", "reset_period": "never",
               "timezone": "UTC", "max_entries": None, "self_report_max": None, "metadata": None}
 
 
 def _board(board_id: str, create: bool) -> dict:
-    engine = runtime().engine
+    engine = database()
     try:
         return get_board(engine, board_id)
     except NotFound:

@@ -7,14 +7,13 @@ import uuid
 import click
 from sqlalchemy import text
 
-from app.domain.sessions import LIVE_SQL
-from app.extensions import runtime
-from app.leaderboards.apply import forget_board
-from app.leaderboards.rebuild import UnknownBoard, rebuild_period
-from app.leaderboards.verify import cached_boards, cached_periods
-from app.ops.common import board_options, one_selection, ops, progress
-from app.session_boards.rebuild import UnknownSession, rebuild_board
-from app.session_boards.verify import cached_sessions, drop_board
+from app.core.projection import UnknownAggregate
+from app.leaderboards.board.projection import LeaderboardProjection
+from app.leaderboards.board.verify import cached_boards, cached_periods
+from app.ops.common import board_options, config, database, one_selection, ops, progress, redis_store
+from app.quiz.board.projection import SessionBoardProjection
+from app.quiz.board.verify import cached_sessions, drop_session_board
+from app.quiz.domain.sessions import LIVE_SQL
 
 
 def _live_postgres_sessions(engine) -> set[str]:
@@ -38,26 +37,27 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ..
     that Redis no longer caches are left alone: reads rebuild them on demand.
     """
     one_selection(session_ids, all_sessions, board_ids)
-    live = runtime()
-    engine, redis = live.engine, live.redis
+    engine, redis = database(), redis_store()
+    boards = LeaderboardProjection(redis, engine, config())
     if board_ids:
-        _rebuild_boards(engine, redis, board_ids, period, live.config.leaderboard_period_ttl_s)
+        _rebuild_boards(boards, board_ids, period)
         if not session_ids:
             return
     if all_sessions:
-        _rebuild_cached_boards(engine, redis, live.config.leaderboard_period_ttl_s)
+        _rebuild_cached_boards(boards)
         sessions = sorted(cached_sessions(redis) | _live_postgres_sessions(engine))
     else:
         sessions = [str(s) for s in session_ids]
+    session_boards = SessionBoardProjection(redis, engine)
     rebuilt = players = dropped = 0
     unknown: list[str] = []
     with progress(sessions, len(sessions), "rebuilding boards") as bar:
         for session_id in bar:
             try:
-                result = rebuild_board(engine, redis, session_id)
-            except UnknownSession:
+                result = session_boards.rebuild((session_id,))
+            except UnknownAggregate:
                 if all_sessions:
-                    drop_board(redis, session_id)
+                    drop_session_board(redis, session_id)
                     dropped += 1
                 else:
                     unknown.append(session_id)
@@ -72,27 +72,27 @@ def rebuild_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ..
         sys.exit(1)
 
 
-def _rebuild_cached_boards(engine, redis, period_ttl_s: int) -> None:
+def _rebuild_cached_boards(boards: LeaderboardProjection) -> None:
     """Every period Redis holds of every board it holds; a board PostgreSQL does not know is removed."""
     rebuilt = entries = removed = 0
-    for board_id in sorted(cached_boards(redis)):
+    for board_id in sorted(cached_boards(boards.redis)):
         try:
-            for board_period in cached_periods(redis, board_id) or [None]:
-                entries += rebuild_period(engine, redis, board_id, board_period, period_ttl_s=period_ttl_s).entries
+            for board_period in cached_periods(boards.redis, board_id) or [None]:
+                entries += boards.rebuild((board_id, board_period)).entries
                 rebuilt += 1
-        except UnknownBoard:
-            forget_board(redis, board_id)
+        except UnknownAggregate:
+            boards.forget(boards.redis, board_id)
             removed += 1
     click.echo(f"rebuild: {rebuilt} board periods rebuilt ({entries} entries), {removed} boards unknown to "
                "PostgreSQL removed")
 
 
-def _rebuild_boards(engine, redis, board_ids: tuple[str, ...], period: str | None, period_ttl_s: int) -> None:
+def _rebuild_boards(boards: LeaderboardProjection, board_ids: tuple[str, ...], period: str | None) -> None:
     rebuilt, unknown = [], []
     for board_id in board_ids:
         try:
-            rebuilt.append(rebuild_period(engine, redis, board_id, period, period_ttl_s=period_ttl_s))
-        except UnknownBoard:
+            rebuilt.append(boards.rebuild((board_id, period)))
+        except UnknownAggregate:
             unknown.append(board_id)
     for board_id in unknown:
         click.echo(f"unknown board {board_id}{' period ' + period if period else ''}: not in PostgreSQL", err=True)

@@ -9,11 +9,10 @@ from typing import Any
 import click
 from sqlalchemy import text
 
-from app.events import envelope_from_row
-from app.extensions import runtime
-from app.services.outbox import published_condition
-from app.kafka import DeliveryTracker, make_producer, produce
-from app.ops.common import config, one_selection, ops, progress
+from app.core.events import envelope_from_row
+from app.core.kafka import DeliveryTracker, make_producer, produce
+from app.core.outbox import published_condition
+from app.ops.common import config, database, one_selection, ops, progress
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGO_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -38,7 +37,7 @@ class SinceParam(click.ParamType):
 
 
 def _replay_filter(aggregate_ids: list[str], since: datetime | None) -> tuple[str, dict[str, Any]]:
-    published, params = published_condition(runtime().engine, config().relay_mode)
+    published, params = published_condition(database(), config().relay_mode)
     where = [published]
     params = dict(params)
     if aggregate_ids:
@@ -79,7 +78,7 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     so replay covers what is retained; a board needs no events to be repaired: use `ops rebuild`.
     """
     one_selection(session_ids, all_sessions, board_ids)
-    settings, engine = config(), runtime().engine
+    settings, engine = config(), database()
     where, params = _replay_filter([str(s) for s in session_ids] + list(board_ids), since)
     with engine.connect() as connection:
         total = int(connection.execute(text(f"SELECT count(*) FROM events WHERE {where}"),

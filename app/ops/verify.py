@@ -10,13 +10,14 @@ from typing import Any, Callable
 import click
 from confluent_kafka import KafkaException
 
-from app.extensions import runtime
-from app.leaderboards.verify import cached_boards, cached_periods, compare_period
-from app.ops.common import board_options, config, ops, progress
-from app.services.outbox import outbox_lag
-from app.session_boards.rebuild import UnknownSession
-from app.session_boards.verify import cached_sessions, compare_board
-from app.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
+from app.core.dead_letters import DeadLetterCounts, dead_letter_counts, dead_letter_queues
+from app.core.outbox import outbox_lag
+from app.core.projection import UnknownAggregate
+from app.leaderboards.board.projection import LeaderboardProjection
+from app.leaderboards.board.verify import cached_boards, cached_periods
+from app.ops.common import board_options, config, database, ops, progress, redis_store
+from app.quiz.board.projection import SessionBoardProjection
+from app.quiz.board.verify import cached_sessions
 
 
 @ops.command("verify")
@@ -39,16 +40,17 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     """
     if (session_ids or board_ids) and all_boards:
         raise click.UsageError("give --session or --board IDs (repeatable), or --all, not both")
-    live = runtime()
-    engine, redis = live.engine, live.redis
+    engine, redis = database(), redis_store()
+    session_boards = SessionBoardProjection(redis, engine)
+    boards = LeaderboardProjection(redis, engine, config())
     everything = not (session_ids or board_ids)
     checks: dict[str, Callable[[], Any]] = {}
     for session_id in sorted({str(s) for s in session_ids} or (cached_sessions(redis) if everything else set())):
-        checks[f"session {session_id}"] = lambda s=session_id: compare_board(engine, redis, s)
+        checks[f"session {session_id}"] = lambda s=session_id: session_boards.verify((s,))
     for board_id in board_ids or (sorted(cached_boards(redis)) if everything else []):
         for board_period in [period] if period else cached_periods(redis, board_id):
             checks[f"board {board_id} {board_period}"] = (
-                lambda b=board_id, p=board_period: compare_period(engine, redis, b, p))
+                lambda b=board_id, p=board_period: boards.verify((b, p)))
     found: dict[str, list] = {}
     not_cached = 0
     unknown: list[str] = []
@@ -56,7 +58,7 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
         for name, check in bar:
             try:
                 differences = check()
-            except UnknownSession:
+            except UnknownAggregate:
                 unknown.append(name)
                 continue
             if differences is None:

@@ -22,7 +22,7 @@ from flask import (
 )
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from app.services.errors import Unavailable
+from app.core.errors import Unavailable
 from app.web.headers import PLAYGROUND_CSP
 
 NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"

@@ -1,6 +1,6 @@
 """The relay reads the outbox from the WAL: a publication of `events` inserts and `outbox_capture`.
 
-- Publication `outbox_relay` (the name is `app.services.outbox.CAPTURE_PUBLICATION`): inserts into
+- Publication `outbox_relay` (the name is `app.core.outbox.CAPTURE_PUBLICATION`): inserts into
   `events` only (`publish = 'insert'`: the polling relay's `published_at` updates, deletes and
   truncates are not decoded), named by the root table (`publish_via_partition_root`), so a change
   decoded from `events_p20261201` or `events_default` reads as one into `events`. A publication costs
@@ -14,8 +14,8 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"

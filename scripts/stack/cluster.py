@@ -161,7 +161,7 @@ class Cluster:
                 [
                     sys.executable,
                     "-m",
-                    "app.kafka",
+                    "app.core.kafka",
                     "topics",
                     "--replication-factor",
                     "3",
@@ -184,10 +184,10 @@ class Cluster:
                 )
 
     def balancer(self):
-        """HAProxy with the edge check's files written from the webs' own configuration (app/edge.py)."""
+        """HAProxy with the edge check's files written from the webs' own configuration (app/web/edge.py)."""
         edge_dir = CLUSTER_DIR / "edge"
         done = subprocess.run(
-            [sys.executable, "-m", "app.edge", str(edge_dir)],
+            [sys.executable, "-m", "app.web.edge", str(edge_dir)],
             cwd=ROOT,
             env=self.environ(),
             capture_output=True,

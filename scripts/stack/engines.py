@@ -236,7 +236,7 @@ def kafka_ready(
     supervisor: Supervisor, nodes: dict[str, int], brokers: int, env: dict[str, str] | None = None
 ) -> None:
     """Each node's listener (name -> broker port) first (librdkafka would log every refused connection), then
-    a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers (python -m app.kafka wait)."""
+    a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers (python -m app.core.kafka wait)."""
     import psutil
 
     names = list(nodes)
@@ -251,7 +251,7 @@ def kafka_ready(
             90,
         )
     done = subprocess.run(
-        [sys.executable, "-m", "app.kafka", "wait", "90", "--brokers", str(brokers)],
+        [sys.executable, "-m", "app.core.kafka", "wait", "90", "--brokers", str(brokers)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -85,7 +85,7 @@ def balancer(
     setting: str = "CLUSTER_WEB_PORT",
 ) -> Program:
     """HAProxy on `port` in front of two webs (one named twice: in front of it alone), from the cluster's
-    configuration (scripts/haproxy.cfg), its edge check keyed by `edge` (app/edge.py's haproxy.env)."""
+    configuration (scripts/haproxy.cfg), its edge check keyed by `edge` (app/web/edge.py's haproxy.env)."""
     env = {
         "LB_BIND": f"127.0.0.1:{port}",
         "LB_WEB_1": f"127.0.0.1:{webs[0]}",

@@ -1,7 +1,7 @@
 """The single stack of `make up`: PostgreSQL, Redis, Kafka and the four app processes under one
 supervisord, everything in .stack/ (data, NAME.log, supervisord's socket, configuration and log).
 
-Ports and URLs come from app/config.py, so the usual overrides apply (`WEB_PORT=8001 make up`).
+Ports and URLs come from app/core/config.py, so the usual overrides apply (`WEB_PORT=8001 make up`).
 Tokens are signed with SECRET_KEY: unless one is given, each checkout gets its own random key
 (.stack/secret_key). Every process runs with Policy ENGINE or APP (scripts/stack/supervisor.py): one
 that dies is started again by the supervisor, without anyone running `make up`.
@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import psutil
 
-from app.config import load_config
+from app.core.config import load_config
 from scripts.stack import legacy
 from scripts.stack.engines import KafkaNode, kafka_ready, redis, redis_ready
 from scripts.stack.postgres import Postgres
@@ -236,7 +236,7 @@ class Single:
         stack started before a new migration still ends at head)."""
         steps, earlier = [], legacy.running(STACK_DIR)
         if self.running("kafka") or "kafka" in earlier:
-            steps.append(("creating the Kafka topics", [sys.executable, "-m", "app.kafka", "topics"]))
+            steps.append(("creating the Kafka topics", [sys.executable, "-m", "app.core.kafka", "topics"]))
         if self.running("postgres") or "postgres" in earlier:
             steps.append(("migrations", [sys.executable, "-m", "alembic", "upgrade", "head"]))
         for what, command in steps:

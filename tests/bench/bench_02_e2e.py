@@ -20,8 +20,8 @@ import time
 
 from sqlalchemy import text
 
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import TIE_SPAN
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import TIE_SPAN
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
 from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles

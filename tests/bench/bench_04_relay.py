@@ -15,7 +15,7 @@ so the stack's worker (left running, idle) has no backlog of them to apply after
 the stack's relay is passed over the million whatever modes ran (its slot moved to the WAL's end in wal
 mode, the rows marked published in poll mode) and started again: the next benchmark finds no backlog.
 The bare producer sends the same messages (value = the relay's envelope JSON of real rows,
-key = session id, the same headers) with the same settings (app.kafka.producer_settings) to a topic
+key = session id, the same headers) with the same settings (app.core.kafka.producer_settings) to a topic
 of this run, produce + poll(0) per message and a final flush, from this process; each mode's rate is
 reported against it (target: at least half of it).
 """
@@ -28,9 +28,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
-from app.kafka import ensure_topics, producer_settings
 from app import events as app_events
-from app.services.outbox import capture_slot, engine_slot_name
+from app.core.kafka import ensure_topics, producer_settings
+from app.core.outbox import capture_slot, engine_slot_name
 from outbox_relay import relay as relay_module
 from outbox_relay.pgoutput import lsn_to_int
 from tests.bench import big_session, report

@@ -1,18 +1,17 @@
 """6. Rebuild of the board of a session with 1,000,000 answers (10,000 players x 100 questions) from
-PostgreSQL, `app.session_boards.rebuild.rebuild_board`, in this process. The session and its 1,000,000
+PostgreSQL, `app.quiz.board.rebuild.rebuild_session_board`, in this process. The session and its 1,000,000
 (published) outbox events were written by the relay benchmark; the rebuild reads both."""
 from __future__ import annotations
 
-import time
-
-from app.session_boards.rebuild import rebuild_board
-from tests.bench import report
-from tests.bench.big_session import create
 import os
 import signal
+import time
 
-from tests.bench.support import CpuMeter, env_int, profiling, start_profile
+from app.quiz.board.rebuild import rebuild_session_board
+from tests.bench import report
 from tests.bench.bench_04_relay import SESSION
+from tests.bench.big_session import create
+from tests.bench.support import CpuMeter, env_int, profiling, start_profile
 
 
 def bench_rebuild(stack, bench_engine, bench_redis):
@@ -24,7 +23,7 @@ def bench_rebuild(stack, bench_engine, bench_redis):
         time.sleep(1)
     with CpuMeter() as cpu:
         started = time.monotonic()
-        rebuilt = rebuild_board(bench_engine, bench_redis, SESSION["id"])
+        rebuilt = rebuild_session_board(bench_engine, bench_redis, SESSION["id"])
         seconds = time.monotonic() - started
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C

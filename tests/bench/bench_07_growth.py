@@ -24,14 +24,13 @@ import json
 import statistics
 import time
 
+import requests
 from sqlalchemy import text
 
-from outbox_relay.relay import _CLAIM
+from outbox_relay.poll import _CLAIM
 from tests.bench import report
 from tests.bench.stack import drop_capture_slot
 from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles
-
-import requests
 
 RATE, SECONDS, ROOMS = 200, 18, 40
 TARGETS = {"p50": 1.10, "p99": 1.50}  # answer latency at 10,000,000 rows vs empty tables

@@ -2,7 +2,7 @@
 once, beside its latency with nothing else running, measured the same way in the same run.
 
 scrypt costs about half a second of CPU per login; the web process runs it off the event loop, two at
-a time per process, at the lowest CPU priority (app/concurrency.py), so the loop that serves health
+a time per process, at the lowest CPU priority (app/core/concurrency.py), so the loop that serves health
 checks, answers and sockets is not the one waiting.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ board, and its reads beside /healthz under the same load.
   game server (an API key) to an `increment` board of 100,000 players, each with its own
   `submission_id`. The baseline is the answer path's acknowledged rate (benchmark 1) of the same run.
 - The big board: 1,000,000 entries written with SQL into a `best` board's open period, then
-  `app.leaderboards.rebuild.rebuild_period` (timed, in this process) puts it in Redis.
+  `app.leaderboards.board.rebuild.rebuild_period` (timed, in this process) puts it in Redis.
 - Reads of the big board: wrk (-t1 -c16) per kind of read, one after the other: top-10, around-me
   (range 5) of random players, a random player's standing, stats; then /healthz the same way. A
   game server writes to the same board at about 50 scores/s throughout, so every read kind and the
@@ -25,7 +25,7 @@ import uuid
 import requests
 from sqlalchemy import text
 
-from app.leaderboards.rebuild import rebuild_period
+from app.leaderboards.board.rebuild import rebuild_period
 from tests.bench import report
 from tests.bench.support import CpuMeter, env_int, percentiles, wrk
 

@@ -25,7 +25,7 @@ import redis as redis_lib
 import requests
 from confluent_kafka import Producer
 
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from tests.bench import report
 from tests.bench.rooms_client import BoardSocket, close_all, connect_all
 from tests.bench.support import CpuMeter, HttpPool, env_int, percentiles
@@ -59,13 +59,13 @@ def _producer(config) -> Producer:
 
 
 def _periods(redis, boards: list[str]) -> dict[str, str]:
-    return {b: redis.hget(BoardKeys(b).cfg, "period").decode() for b in boards}
+    return {b: redis.hget(LeaderboardKeys(b).cfg, "period").decode() for b in boards}
 
 
 def _visible(redis, boards: list[str], periods: dict[str, str]) -> int:
     pipe = redis.pipeline(transaction=False)
     for board_id in boards:
-        pipe.zcard(BoardKeys(board_id).period(periods[board_id]).z)
+        pipe.zcard(LeaderboardKeys(board_id).period(periods[board_id]).z)
     return sum(pipe.execute())
 
 
@@ -85,7 +85,7 @@ def _produce_to_visible(config, redis, producer, boards: list[str], periods: dic
             if pending:
                 pipe = redis.pipeline(transaction=False)
                 for (board_id, player), _ in pending:
-                    pipe.hexists(BoardKeys(board_id).period(periods[board_id]).entries, player)
+                    pipe.hexists(LeaderboardKeys(board_id).period(periods[board_id]).entries, player)
                 now = time.monotonic()
                 for ((board_id, player), sent_at), shown in zip(pending, pipe.execute()):
                     if shown:
@@ -203,7 +203,7 @@ class _Changes(threading.Thread):
     def __init__(self, redis_url: str, board_id: str):
         super().__init__(daemon=True)
         self.client = redis_lib.Redis.from_url(redis_url)
-        self.key = BoardKeys(board_id).room
+        self.key = LeaderboardKeys(board_id).room
         self.last = "$"
         self.changes: list[tuple[int, float]] = []
         self.stopping = threading.Event()

@@ -17,10 +17,10 @@ import redis as redis_lib
 from alembic import command
 from confluent_kafka.admin import AdminClient
 
-from app import redis_keys
-from app.config import Config, load_config
-from app.db import get_engine
-from app.kafka import broker_answers, ensure_topics
+from app.core import redis_keys
+from app.core.config import Config, load_config
+from app.core.db import get_engine
+from app.core.kafka import broker_answers, ensure_topics
 from tests.bench import report
 from tests.bench.stack import STANDARD, BenchStack, stop_leftover_load
 from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, env_int, machine, raise_nofile, tmpdir
@@ -105,7 +105,7 @@ def bench_engine(bench_db: str):
 
 @pytest.fixture(scope="session")
 def bench_redis(bench_config: Config):
-    from app.redis_client import make_redis
+    from app.core.redis_client import make_redis
 
     client = make_redis(bench_config, socket_timeout=None) if bench_config.redis_cluster_nodes else \
         redis_lib.Redis.from_url(bench_config.redis_url)

@@ -1,4 +1,4 @@
-"""pgbench running the answer path's SQL (app/services/answers.py), the database's ceiling.
+"""pgbench running the answer path's SQL (app/quiz/service/answers.py), the database's ceiling.
 
 The same two statements in one transaction: the SELECT ... FOR KEY SHARE of the session with its open
 question and the participant, then the CTE that inserts the answer and writes the outbox event (the
@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app.events import AnswerScored, payload_for
+from app.quiz.events import SESSION_EVENTS, AnswerScored
 
 PLAYERS = 10_000
 SESSIONS = 50
@@ -45,7 +45,7 @@ def _payload() -> str:
     """A payload of the same shape and size as the app's answer_scored payload."""
     now = datetime.now(timezone.utc)
     participant = uuid.uuid4()
-    body = payload_for("answer_scored", AnswerScored(
+    body = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
         answer_id=uuid.uuid4(), participant_id=participant, user_id=uuid.uuid4(), nickname="p42",
         question_id=uuid.uuid4(), choice=1, correct=True, points=750, streak=2, answered_ms=1234,
         answered_at=now, total=1500))

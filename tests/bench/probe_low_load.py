@@ -11,7 +11,7 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from app.config import load_config
+from app.core.config import load_config
 from tests.helpers import Api, HttpClient, sample_questions
 
 

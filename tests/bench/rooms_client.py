@@ -23,7 +23,7 @@ from datetime import datetime
 
 import redis as redis_lib
 
-from app.session_boards.keys import SessionKeys
+from app.quiz.board.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 _NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')
@@ -250,8 +250,8 @@ async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple
     /api/v1/ws-tickets would), since a ticket lives a minute."""
     import redis
 
-    from app.rooms.tickets import issue
-    from app.tokens import Principal
+    from app.accounts.tokens import Principal
+    from app.web.tickets import issue
 
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()

@@ -26,11 +26,11 @@ import psutil
 import requests
 from sqlalchemy import Engine, text
 
-from app.config import Config
-from app.db import get_engine
-from app.dead_letters import topic_state
-from app.kafka import make_consumer
-from app.services.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
+from app.core.config import Config
+from app.core.db import get_engine
+from app.core.dead_letters import topic_state
+from app.core.kafka import make_consumer
+from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_lag
 from outbox_relay.pgoutput import lsn_to_int
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import MANUAL, Policy, Process

@@ -26,8 +26,8 @@ import psutil
 import requests
 from sqlalchemy import text
 
-from app.config import Config
-from app.tokens import issue_token
+from app.accounts.tokens import issue_token
+from app.core.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent

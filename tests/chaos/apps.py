@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from app.config import Config
+from app.core.config import Config
 from scripts.stack.supervisor import APP
 from tests.bench.stack import BenchStack
 from tests.helpers import wait_until

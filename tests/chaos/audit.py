@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from app.config import Config
+from app.core.config import Config
 from tests.chaos.ledger import ACKED, CONFLICT, GAVE_UP, REFUSED, Ledger
 from tests.helpers import stack_env
-from tests.integration.test_relay import ROOT, read_topic
+from tests.integration.relay.support import ROOT, read_topic
 
 KAFKA_READ_S = 600.0
 

@@ -18,7 +18,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from app.config import Config
+from app.core.config import Config
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import APP
 from tests.chaos.apps import ChaosApps

@@ -17,10 +17,10 @@ import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sqlalchemy import text
 
-from app.config import Config
-from app.session_boards.rebuild import UnknownSession
-from app.session_boards.verify import compare_board
-from app.services.outbox import outbox_lag
+from app.core.config import Config
+from app.core.outbox import outbox_lag
+from app.quiz.board.rebuild import UnknownSession
+from app.quiz.board.verify import compare_session_board
 from tests.chaos.hosts import Lane
 from tests.chaos.settings import say
 from tests.helpers import Api, HttpClient, wait_until
@@ -86,13 +86,13 @@ def measure(config: Config, engine, redis, consumer: Consumer, api: Api, hosts: 
     state.sessions = len(sessions)
     for session_id, host_id in sessions:
         try:
-            differences = compare_board(engine, redis, session_id)
+            differences = compare_session_board(engine, redis, session_id)
         except UnknownSession:
             differences = ["unknown"]
         if differences is None:  # not cached: the read path rebuilds it
             _status(api.get, f"/api/v1/sessions/{session_id}/leaderboard", hosts[host_id])
             state.read_to_rebuild.add(session_id)
-            differences = compare_board(engine, redis, session_id)
+            differences = compare_session_board(engine, redis, session_id)
             if differences is None:
                 differences = ["not cached, even after a read"]
         if differences:

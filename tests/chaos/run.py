@@ -20,9 +20,9 @@ import traceback
 import uuid
 from pathlib import Path
 
-from app.config import load_config
-from app.kafka import ensure_topics
-from app.redis_client import make_redis
+from app.core.config import load_config
+from app.core.kafka import ensure_topics
+from app.core.redis_client import make_redis
 from tests.bench.support import CpuMeter, raise_nofile
 from tests.chaos import report
 from tests.chaos.apps import ChaosApps

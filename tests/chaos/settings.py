@@ -10,7 +10,7 @@ import random
 import secrets
 from dataclasses import dataclass, field
 
-from app.config import Config, load_config
+from app.core.config import Config, load_config
 
 CHAOS_DATABASE = "quiz_chaos"
 # Every client of the run is 127.0.0.1 and each player sends hundreds of requests a minute: budgets

@@ -12,13 +12,13 @@ from __future__ import annotations
 from confluent_kafka import Consumer
 from sqlalchemy import text
 
-from app.config import Config
-from app.services.outbox import published_condition
-from app.session_boards.verify import compare_board
+from app.core.config import Config
+from app.core.outbox import published_condition
+from app.quiz.board.verify import compare_session_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
 from tests.helpers import wait_until
-from tests.integration.test_relay import by_event_id, read_topic
+from tests.integration.relay.support import by_event_id, read_topic
 
 _EVENTS = """
     SELECT id::text, aggregate_id AS session_id, created_at, {published} AS published FROM events
@@ -87,12 +87,12 @@ def wait_caught_up(config: Config) -> None:
 
 def board_differences(engine, redis, game: Game) -> list:
     """What `ops verify` would print for the game's board (None counts: the board must be cached)."""
-    differences = compare_board(engine, redis, game.session_id)
+    differences = compare_session_board(engine, redis, game.session_id)
     assert differences is not None, f"no board of session {game.session_id} in Redis"
     return differences
 
 
 def wait_boards_equal(engine, redis, games: list[Game]) -> None:
     for game in games:
-        wait_until(lambda: compare_board(engine, redis, game.session_id) == [],
+        wait_until(lambda: compare_session_board(engine, redis, game.session_id) == [],
                    f"the board of {game.session_id} did not come to equal PostgreSQL")

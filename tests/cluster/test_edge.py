@@ -3,7 +3,7 @@ forged, broken or expired token, or none, on a route that needs one is refused w
 401 before any web sees the request; API keys, public routes, pages, sockets and valid tokens pass.
 
 Each algorithm gets a web of its own (one gunicorn worker, logging every request) behind a balancer of
-its own, keyed by `python -m app.edge`'s files as `make up-cluster` keys the cluster's.
+its own, keyed by `python -m app.web.edge`'s files as `make up-cluster` keys the cluster's.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import requests
 from itsdangerous import URLSafeTimedSerializer
 
-from app.config import Config
+from app.core.config import Config
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import MANUAL
 from tests.helpers import (

@@ -13,12 +13,18 @@ import psutil
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
-from app.redis_client import node_of
-from app.session_boards.keys import SessionKeys
-from app.session_boards.rebuild import rebuild_board
+from app.core.redis_client import node_of
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.rebuild import rebuild_session_board
 from outbox_relay.relay import LEADER_LOCK_KEY
-from tests.cluster.audit import (board_differences, in_kafka_in_order, recorded_once, wait_boards_equal,
-                                 wait_caught_up, wait_published)
+from tests.cluster.audit import (
+    board_differences,
+    in_kafka_in_order,
+    recorded_once,
+    wait_boards_equal,
+    wait_caught_up,
+    wait_published,
+)
 from tests.cluster.game import Game, playing
 from tests.e2e.room_client import RoomClient
 from tests.helpers import Api, HttpClient, wait_until
@@ -27,7 +33,7 @@ from tests.live_stack import upstream_of
 # A standby relay retries the leader lock every RELAY_POLL_INTERVAL_S; PostgreSQL frees a dead leader's
 # lock when its connection breaks. Generous for a loaded machine, still far below the hang bound.
 TAKEOVER_POLLS = 30
-# The workers' consumer session (app/kafka.py make_consumer: session.timeout.ms) and a rebalance.
+# The workers' consumer session (app/core/kafka.py make_consumer: session.timeout.ms) and a rebalance.
 GROUP_MOVE_S = 10 + 30
 # librdkafka's request.timeout.ms (the relay's producer keeps the default, 30 s): no event waits longer
 # than that to be published while a broker is down.
@@ -178,7 +184,7 @@ def test_a_redis_master_dies_its_replica_takes_over_and_boards_equal_postgresql(
         # A write the old master acknowledged but never passed on is lost with it: the board is rebuilt
         # from PostgreSQL, as an operator does after `ops verify` reports it.
         if board_differences(engine, redis_client, game):
-            rebuild_board(engine, redis_client, game.session_id)
+            rebuild_session_board(engine, redis_client, game.session_id)
             rebuilt.append(game.session_id)
         assert board_differences(engine, redis_client, game) == []
     print(f"boards rebuilt after the failover: {len(rebuilt)} of {len(games)}")

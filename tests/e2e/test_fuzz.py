@@ -13,7 +13,8 @@ sessions, quizzes and players; the leaderboard service's boards (every kind, `de
 ones), the players on them, their periods and keyset cursors, and its API keys. Score writes are
 sent by the board's owner or one of its API keys, and now and then by someone else; players report
 their own actions on boards that allow it. So most requests get past 401, 403 and 404, and every
-operation answers some of them with success (test_the_fuzzer_got_past_the_guards).
+operation answers some of them with success (`the_fuzzer_got_past_the_guards`, checked once the
+cases ran).
 
 Sizes: FUZZ_EXAMPLES fuzzing examples per operation (default 20: about 1,930 requests over the 38
 operations, the coverage phase's ~1,150 included, some 40 s; register and login, which cost half a
@@ -29,13 +30,14 @@ from __future__ import annotations
 import collections
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
 import schemathesis
 from schemathesis import checks
 
-from app.api import (  # noqa: F401 - every route
+from app.web.api import (  # noqa: F401 - every route
     api_keys,
     auth,
     images,
@@ -45,7 +47,7 @@ from app.api import (  # noqa: F401 - every route
     session_boards,
     sessions,
 )
-from app.api.openapi import build_document
+from app.web.api.openapi import build_document
 from tests.e2e.fuzz_world import PLACEHOLDER, Room, World
 from tests.helpers import Api, HttpClient, Player
 
@@ -133,10 +135,14 @@ class Bearer:
 
 
 @pytest.fixture(scope="module")
-def world(live_stack) -> World:
+def world(live_stack) -> Iterator[World]:
+    """The fuzzed world. Once every case of the module ran, the run itself is checked
+    (`the_fuzzer_got_past_the_guards`): with the cases that made it, whichever of them were selected."""
     served = requests.get(f"{live_stack.base_url}/api/v1/openapi.json", timeout=30)
     assert served.status_code == 200 and served.json() == DOCUMENT, "the server serves another document"
-    return World(Api(HttpClient(live_stack.base_url)), FUZZ_SEED, FUZZ_EXAMPLES)
+    world = World(Api(HttpClient(live_stack.base_url)), FUZZ_SEED, FUZZ_EXAMPLES)
+    yield world
+    the_fuzzer_got_past_the_guards(world)
 
 
 @pytest.fixture(scope="module")
@@ -158,10 +164,10 @@ def test_every_answer_is_documented(case, world: World, http: requests.Session, 
         raise
 
 
-def test_the_fuzzer_got_past_the_guards(world: World):
-    """Runs after the fuzzing above: each operation answered some request with success (real
-    tokens and ids got through), and rate limits refused few (the fuzzer learns nothing from 429)."""
-    assert world.statuses, "no fuzzing ran: run this test with test_every_answer_is_documented"
+def the_fuzzer_got_past_the_guards(world: World) -> None:
+    """Each operation the run fuzzed answered some request with success (real tokens and ids got
+    through), and rate limits refused few (the fuzzer learns nothing from 429)."""
+    assert world.statuses, "the fuzzed cases sent no request"
     statuses = sorted(world.statuses.items())
     table = "\n".join(f"  {label}: {dict(sorted(counts.items()))}" for label, counts in statuses)
     unreached = [label for label, counts in statuses

@@ -1,7 +1,7 @@
 """Property-based fuzzing of `POST /graphql` from the schema file, against the running stack, beside
 the REST API's (test_fuzz.py).
 
-hypothesis-graphql builds operations from app/graphql/schema.graphql, for every root field of Query
+hypothesis-graphql builds operations from app/web/graphql/schema.graphql, for every root field of Query
 and Mutation: valid ones (every argument of its type, a random selection of the result) and invalid
 ones (one schema violation each: a wrong type, a missing argument, an unknown field). Three times in
 four the ids name a real board, its players and period, and each request carries one kind of credential (none,
@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
 
-from app.graphql.schema import SDL
+from app.web.graphql.schema import SDL
 from tests.helpers import Api, HttpClient, wait_until
 
 FUZZ_GRAPHQL_EXAMPLES = int(os.environ.get("FUZZ_GRAPHQL_EXAMPLES", "50"))

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.keys import LeaderboardKeys
 from tests.helpers import Api, HttpClient, wait_until
 
 
@@ -53,7 +53,7 @@ def test_a_period_closes_at_its_boundary_and_stays_readable(live_stack, engine, 
     assert closed["closed_at"] and closed["total"] == closed["entry_count"] == 1  # entry_count: deprecated
     past = _top(http, board_id, period=first)
     assert [(e["player_id"], e["score"]) for e in past["entries"]] == [("speedy", 61)]
-    wait_until(lambda: redis_client.ttl(BoardKeys(board_id).period(first).z) > 0,
+    wait_until(lambda: redis_client.ttl(LeaderboardKeys(board_id).period(first).z) > 0,
                "the closed period's keys were never given an expiry")
     with engine.connect() as connection:
         closes = connection.execute(text("SELECT payload FROM events WHERE aggregate_id = :b "
@@ -73,6 +73,6 @@ def test_a_flushed_redis_is_rebuilt_from_postgresql_on_read(live_stack, redis_cl
                   expect=201)
     wait_until(lambda: [e["score"] for e in _top(http, board_id)["entries"]] == [21],
                "the increments never reached the board")
-    keys = BoardKeys(board_id)
+    keys = LeaderboardKeys(board_id)
     redis_client.delete(keys.cfg, keys.periods, *keys.period("all").all)
     assert [e["score"] for e in _top(http, board_id)["entries"]] == [21]

@@ -164,7 +164,12 @@ def test_rooms_are_isolated(live_stack, http: Api):
     for player in players_a:
         http.answer(sid_a, player, question["question_id"], 0)
     watch_a.wait_type("question_closed")  # every player answered: it closes by itself
-    time.sleep(0.5)  # let any stray message arrive before looking for it
+    # A's last message is the board with the close's points; a join in B after it is B's last. Whatever
+    # of A reached B's sockets by mistake would have come before it.
+    watch_a.wait_for(lambda m: m["type"] == "leaderboard" and any(e["score"] > 0 for e in m["entries"]))
+    last_of_b = http.join(sid_b, http.guest())
+    players_b.append(last_of_b)
+    watch_b.wait_for(lambda m: m["type"] == "player_joined" and m["participant_id"] == last_of_b.participant_id)
     a_ids = {p.participant_id for p in players_a} | {sid_a, question["question_id"]}
     for message in watch_b.messages:
         assert not any(value in str(message) for value in a_ids), message
@@ -245,7 +250,11 @@ def test_question_closes_when_everyone_answered_exactly_once(live_stack, http: A
     assert closes[0]["choice_counts"] == [3, 1, 0, 0]
     assert [c["you"]["correct"] for c in closes[:4]] == [True, True, True, False]
     assert "you" not in closes[4]
-    time.sleep(1.0)  # both web workers' timers have run several times since
+    # Once the game has ended, no close can come (the end and a close take the same row lock), and in
+    # each room the end comes after every close.
+    http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
+    for watcher in watchers:
+        watcher.wait_type("session_ended")
     with engine.connect() as connection:
         assert connection.execute(text(
             "SELECT count(*) FROM events WHERE aggregate_id = :s AND event_type = 'question_closed'"),

@@ -17,7 +17,7 @@ import requests
 from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.kafka import ensure_topics
+from app.core.kafka import ensure_topics
 from scripts.stack.programs import APPS, AppStack
 from scripts.stack.supervisor import APP
 from tests.conftest import TEST_DATABASE, alembic_config, drop_replication_slots, recreate_database

@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.events import envelope_from_row
+from app.core.events import envelope_from_row
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
+from tests.events import EVENTS
 from tests.helpers import Api, Player
 
 
@@ -42,7 +44,8 @@ class Applier:
     """Applies events with the worker's own code path (its pipeline, scripts and rebuilds), in-process."""
 
     def __init__(self, config, engine, redis_client):
-        self.worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+        self.worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                                  projections=projections(config, redis_client, engine))
         self.engine = engine
         self.seen: dict[str, int] = {}
 
@@ -50,7 +53,7 @@ class Applier:
         pending = []
         for row in rows:
             envelope = envelope_from_row(row)
-            pending.append(_Pending(None, envelope, envelope.parsed_payload()))
+            pending.append(_Pending(None, envelope, EVENTS.parse(envelope)))
         if pending:
             self.worker.apply_events(pending)
 

@@ -17,9 +17,9 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
-from app.kafka import make_consumer, make_producer
+from app.core.kafka import make_consumer, make_producer
 from tests.helpers import wait_until
-from tests.integration.test_relay import read_topic
+from tests.integration.relay.support import read_topic
 
 SEED = int(os.environ.get("POISON_SEED", "20251"))
 # Nested far past Python's recursion limit: what stopped the score ingest for good.
@@ -218,6 +218,6 @@ def assert_each_dead_lettered(letters: list, sent: list[Raw]) -> list[str]:
 def _copies(sent: Raw, letter, *, cut: bool) -> bool:
     if not cut:
         return (sent.key, sent.value) == (letter.key, letter.value)
-    from app.dead_letters import CUT_BYTES
+    from app.core.dead_letters import CUT_BYTES
 
     return ((sent.key or b"")[:CUT_BYTES], (sent.value or b"")[:CUT_BYTES]) == (letter.key or b"", letter.value or b"")

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.api.openapi import build_document
-from app.session_boards.keys import SessionKeys
-from app.metrics import RATE_LIMIT_UNAVAILABLE
+from app.core.metrics import RATE_LIMIT_UNAVAILABLE
+from app.quiz.board.keys import SessionKeys
+from app.web.api.openapi import build_document
 from app.web.headers import HEADERS
 from tests.helpers import Api, sample_questions, wait_until
 

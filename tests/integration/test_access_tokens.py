@@ -1,4 +1,4 @@
-"""Access tokens are JWTs (app/tokens.py): what they carry, who may verify them, and every forgery the
+"""Access tokens are JWTs (app/accounts/tokens.py): what they carry, who may verify them, and every forgery the
 service refuses with the same 401 the edge gives (tests/cluster/test_edge.py), with HS256 and ES256."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet, OctKey
 
 from app import create_app
-from app.tokens import shared_secret, token_keys
+from app.accounts.tokens import shared_secret, token_keys
 from tests.helpers import Api
 from tests.token_attacks import NO_TOKEN, attacks
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from cache_worker.changes import DIGEST_FIELD
-from app.leaderboards.keys import BoardKeys
+from app.leaderboards.board.changes import DIGEST_FIELD
+from app.leaderboards.board.keys import LeaderboardKeys
 from tests.integration.leaderboard_support import board, owner, score
+from tests.integration.relay.support import read_topic
 from tests.integration.test_ops import publish_as_relay
-from tests.integration.test_relay import read_topic
 from tests.integration.worker_support import drain, new_worker
 
 
@@ -52,7 +52,7 @@ def test_the_top_is_announced_when_it_changes_and_only_then(api, feed, engine, r
 
         # A crash after the announcement was produced but before it was remembered: the redelivered
         # batch announces that top again (consumers keep the newest version), and nothing else.
-        redis_client.hdel(BoardKeys(board_id).period(change["period"]).meta, DIGEST_FIELD)
+        redis_client.hdel(LeaderboardKeys(board_id).period(change["period"]).meta, DIGEST_FIELD)
         drain(worker, publish_as_relay(feed, engine, board_id))  # every event again, all duplicates
         again = _announced(feed, board_id)
         assert len(again) == len(latest) + 1 and again[-1]["entries"] == change["entries"]

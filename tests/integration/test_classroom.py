@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import text
 
-from app.services import sessions as session_service
+from app.quiz.service import sessions as session_service
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import drain, event_rows, new_worker, publish, redis_scores
 
@@ -108,7 +108,7 @@ def test_a_question_shows_before_its_answers_open(api: Api, app):
     host, sid, _ = _lobby(api, sample_questions(1, time_limit_s=30))
     player = api.join(sid, api.guest())
     with app.app_context():
-        from app.extensions import get_db
+        from app.web.extensions import get_db
 
         opened = session_service.open_next_question(get_db(), uuid.UUID(host.user_id), uuid.UUID(sid),
                                                     get_ready_s=60)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.events import LEADERBOARD, envelope_from_row
+from app.core.events import envelope_from_row
+from app.leaderboards.events import LEADERBOARD
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import MANUAL
 from tests.helpers import stack_env, wait_until

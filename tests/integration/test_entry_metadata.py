@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from app.core.poison import PoisonMessage
+from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.domain import METADATA_MAX_BYTES
-from app.leaderboards.keys import BoardKeys
 from app.leaderboards.messages import decode_score
-from app.poison import PoisonMessage
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
 from tests.integration.test_graphql import data
@@ -54,7 +54,7 @@ def test_every_entry_read_returns_the_entrys_metadata(api: Api, client, applier,
     assert _metadata_by_player(got["top"]["entries"]) == expected and got["player"]["metadata"] == expected["ann"]
 
     # Redis lost the board: the rebuild from PostgreSQL brings the metadata back with the entries.
-    keys = BoardKeys(board_id)
+    keys = LeaderboardKeys(board_id)
     redis_client.delete(keys.cfg, keys.periods, *keys.period("all").all)
     assert rest_reads() == wanted
 

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import create_app
-from app.kafka import ensure_topics, make_consumer, make_producer
+from app.core.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port
 
@@ -162,5 +162,5 @@ def test_topics_have_the_configured_partition_count(kafka_topics):
 
 
 def test_the_models_and_the_migrations_agree(database):
-    """`alembic check`: autogenerate finds nothing to add, so app/models.py and migrations/ cannot drift."""
+    """`alembic check`: autogenerate finds nothing to add, so the models (app/*/models.py) and migrations/ cannot drift."""
     command.check(alembic_config(database))

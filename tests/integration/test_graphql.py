@@ -9,9 +9,9 @@ import pytest
 from graphql import build_client_schema, build_schema, get_introspection_query, print_schema
 
 from app import create_app
-from app.graphql.execution import DOCUMENTS, MAX_DEPTH
-from app.graphql.schema import SDL
 from app.leaderboards.domain import MAX_EXACT
+from app.web.graphql.execution import DOCUMENTS, MAX_DEPTH
+from app.web.graphql.schema import SDL
 from tests.helpers import WAIT_S, Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
 
@@ -190,11 +190,11 @@ def test_the_schema_file_is_the_schema_served(client):
 
 
 def test_a_spent_budget_answers_429_in_graphqls_format(app, client, monkeypatch):
-    from app.extensions import runtime
-    from app.services.errors import TooManyRequests
+    from app.core.errors import TooManyRequests
+    from app.web.extensions import rate_limits
 
     with app.app_context():
-        limits = runtime().rate_limits
+        limits = rate_limits()
 
     def refuse(*limits_):
         raise TooManyRequests("too_many_requests", "too many requests (public reads per address)", retry_after_s=7)

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.graphql.execution import MAX_ALIASES, MAX_FIELDS, MAX_FRAGMENTS
-from app.metrics import GRAPHQL_FRAGMENTS_MEASURED
+from app.core.metrics import GRAPHQL_FRAGMENTS_MEASURED
+from app.web.graphql.execution import MAX_ALIASES, MAX_FIELDS, MAX_FRAGMENTS
 from tests.e2e.room_client import SocketClient
 from tests.helpers import WAIT_S, Api, fragment_bomb
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType
 
-from app.graphql.guards import TWINS
-from app.graphql.schema import SCHEMA
+from app.web.graphql.guards import TWINS
+from app.web.graphql.schema import SCHEMA
 from tests.helpers import Api
 
 KINDS = ("none", "guest", "owner", "other", "key", "revoked")

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from app.group_commit import Pending
-from app.services.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, submit_answers
-from app.services.errors import Conflict, Forbidden
+from app.core.errors import Conflict, Forbidden
+from app.core.group_commit import Pending
+from app.quiz.service.answers import AnswerBatcher, AnswerReceipt, AnswerRequest, submit_answers
 from tests.helpers import Api
 
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.api.openapi import build_document
-from app.services.images import join_qr_svg
+from app.quiz.service.images import join_qr_svg
+from app.web.api.openapi import build_document
 from app.web.headers import CONTENT_SECURITY_POLICY
 from tests.helpers import Api, Player, sample_questions, tiny_png
 

@@ -9,19 +9,20 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
-from app import redis_keys
-from app.leaderboards.boards import create_board
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import cached_boards, compare_period
-from app.ratelimits import Limit, RateLimits
-from app.redis_client import make_redis
-from app.rooms import tickets
-from app.services.accounts import create_guest, is_revoked, revoke_tokens
-from app.services.errors import TooManyRequests
-from app.session_boards.keys import SessionKeys
-from app.session_boards.verify import cached_sessions
-from app.tokens import Principal
+from app.accounts.tokens import Principal
+from app.accounts.users import create_guest, is_revoked, revoke_tokens
+from app.core import redis_keys
+from app.core.errors import TooManyRequests
+from app.core.redis_client import make_redis
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.board.verify import cached_boards, compare_period
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.verify import cached_sessions
+from app.web import tickets
+from app.web.ratelimits import Limit, RateLimits
 from tests.integration.leaderboard_support import Applier
 
 
@@ -57,8 +58,8 @@ def two_key_spaces(config, engine) -> None:
         revoke_tokens(engine, client, owner.id)  # caches the logout under a's prefix
         a_keys = {k.decode() for k in client.scan_iter(match=redis_keys.pattern("*"), count=1000)}
         assert a_keys and all(k.startswith(a.redis_key_prefix) for k in a_keys)
-        assert {BoardKeys(board_id).cfg, SessionKeys.of(session_id).meta,
-                BoardKeys(board_id).period("all").z} <= a_keys
+        assert {LeaderboardKeys(board_id).cfg, SessionKeys.of(session_id).meta,
+                LeaderboardKeys(board_id).period("all").z} <= a_keys
         assert any(k.startswith(f"{a.redis_key_prefix}rl:") for k in a_keys)  # the rate limits' counters
         assert f"{a.redis_key_prefix}tokens-valid-after:{owner.id}" in a_keys  # the logout's cache
         assert f"{a.redis_key_prefix}ws-ticket:{ticket}" in a_keys
@@ -66,7 +67,7 @@ def two_key_spaces(config, engine) -> None:
 
     with redis_keys.prefixed(b.redis_key_prefix):
         client = make_redis(b)
-        assert not client.exists(BoardKeys(board_id).cfg, SessionKeys.of(session_id).meta)
+        assert not client.exists(LeaderboardKeys(board_id).cfg, SessionKeys.of(session_id).meta)
         assert compare_period(engine, client, board_id, "all") is None  # not cached under b
         assert board_id not in cached_boards(client) and session_id not in cached_sessions(client)
         assert tickets.redeem(client, ticket, uuid.UUID(session_id)) is None  # a's ticket is not b's

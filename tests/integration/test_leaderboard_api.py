@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from app.leaderboards.batcher import ScoreBatcher
-from app.leaderboards.scores import Authority, ScoreRequest, ScoreResult, Submission
-from app.services.errors import ServiceError
+from app.core.errors import ServiceError
+from app.leaderboards.service.batcher import ScoreBatcher
+from app.leaderboards.submissions import Authority, ScoreRequest, ScoreResult, Submission
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
 

@@ -12,14 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from app.events import envelope_from_row
-from app.leaderboards.boards import create_board
+from app.accounts.users import create_guest
+from app.core.events import envelope_from_row
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.board.reads import page_of
+from app.leaderboards.board.scripts import leaderboard_scripts
 from app.leaderboards.domain import SORT_ORDERS, UPDATE_MODES, apply_score, ranking_sql
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.reads import page_of
-from app.leaderboards.scores import Authority, Submission, remove_player, submit_scores
-from app.leaderboards.scripts import board_scripts
-from app.services.accounts import create_guest
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import remove_player, submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from tests.integration.leaderboard_support import Applier, board_events
 
 PLAYERS = ["ann", "ben", "cat", "dan", "eve"]
@@ -62,8 +63,8 @@ def _postgres(engine, board_id: str, order: str) -> list[tuple[str, int]]:
 
 
 def _redis(redis_client, board_id: str) -> list[tuple[str, int]]:
-    keys = BoardKeys(board_id).period("all")
-    reply = board_scripts(redis_client).lb_read_range(keys.read_keys, [0, 100])
+    keys = LeaderboardKeys(board_id).period("all")
+    reply = leaderboard_scripts(redis_client).leaderboard_read_range(keys.read_keys, [0, 100])
     return [(e["player_id"], e["score"]) for e in page_of(board_id, "all", reply)["entries"]]
 
 

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from app.leaderboards.periods import SPAN_FIELDS, period_span
+from app.leaderboards.spans import SPAN_FIELDS, period_span
 from tests.helpers import Api
 from tests.integration.leaderboard_support import Applier, board, owner, score
+from tests.integration.relay.support import read_topic
 from tests.integration.test_graphql import data
 from tests.integration.test_ops import publish_as_relay
-from tests.integration.test_relay import read_topic
 from tests.integration.worker_support import drain, new_worker
 
 

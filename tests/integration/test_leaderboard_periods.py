@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from app.leaderboards.boards import create_board, reset_board
-from app.leaderboards.periods import close_due_periods
-from app.leaderboards.scores import Authority, ScoreResult, Submission, submit_scores
-from app.services.accounts import create_guest
+from app.accounts.users import create_guest
+from app.leaderboards.service.boards import create_board, reset_board
+from app.leaderboards.service.periods import close_due_periods
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, ScoreResult, Submission
 from tests.helpers import wait_until
 
 UTC = timezone.utc

@@ -9,13 +9,14 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from app.leaderboards.boards import create_board, update_board
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.reads import BoardReader
-from app.leaderboards.rebuild import rebuild_period
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import compare_period
-from app.services.accounts import create_guest
+from app.accounts.users import create_guest
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.board.reads import LeaderboardReader
+from app.leaderboards.board.rebuild import rebuild_period
+from app.leaderboards.board.verify import compare_period
+from app.leaderboards.service.boards import create_board, update_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier
 
@@ -30,7 +31,7 @@ def owner_id(engine):
 
 @pytest.fixture()
 def reader(engine, redis_client):
-    return BoardReader(engine, redis_client)
+    return LeaderboardReader(engine, redis_client)
 
 
 def _board(engine, owner_id, *, order="desc", mode="best", max_entries=None) -> str:
@@ -142,7 +143,7 @@ def test_a_rebuild_while_writes_flow_loses_none_of_them(engine, config, redis_cl
 def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, redis_client, owner_id, reader):
     board_id = _board(engine, owner_id)
     _fill(engine, config, redis_client, owner_id, board_id, {"a": 5, "b": 7})
-    keys = BoardKeys(board_id)
+    keys = LeaderboardKeys(board_id)
     redis_client.delete(keys.cfg, *keys.period("all").all)
     reader.forget(board_id)
     top = reader.page(board_id, period=None, offset=0, limit=10)
@@ -150,7 +151,7 @@ def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, r
     wait_until(lambda: redis_client.exists(keys.cfg), "the board's configuration was not rebuilt")
 
 
-class _CountingReader(BoardReader):
+class _CountingReader(LeaderboardReader):
     """The web process's reader, counting the standings it reads for ranks."""
 
     def __init__(self, engine, redis_client):

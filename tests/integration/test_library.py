@@ -7,10 +7,10 @@ import io
 
 from sqlalchemy import text
 
-from app import redis_keys
-from app.services.deletion import purge_expired_sessions
-from app.session_boards.keys import SessionKeys
-from app.services.reports import spreadsheet_safe
+from app.core import redis_keys
+from app.quiz.board.keys import SessionKeys
+from app.quiz.service.deletion import purge_expired_sessions
+from app.quiz.service.reports import spreadsheet_safe
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import drain, event_rows, new_worker, publish
 

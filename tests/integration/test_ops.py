@@ -16,15 +16,26 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.events import envelope_from_row
-from app.kafka import make_producer
-from app.leaderboards.keys import BoardKeys
-from app.leaderboards.verify import cached_periods, compare_period
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import TIE_SPAN
+from app.core.events import envelope_from_row
+from app.core.kafka import make_producer
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.board.verify import cached_periods, compare_period
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import TIE_SPAN
 from tests.helpers import drop_prefix_keys, stack_env
 from tests.integration import leaderboard_support as lb
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish,
+    publish_raw,
+    redis_ranking,
+    redis_scores,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,7 +284,7 @@ def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, eng
     checked = summary(run_ops(ops_app, "verify", "--board", board_id))
     assert "0 differ" in checked and "1 board periods checked" in checked
 
-    keys = BoardKeys(board_id).period(period)
+    keys = LeaderboardKeys(board_id).period(period)
     ranked = {member.decode()[17:]: member for member in redis_client.zrange(keys.z, 0, -1)}
     redis_client.zadd(keys.z, {ranked["ann"]: -999}, xx=True)
     redis_client.zrem(keys.z, ranked["bob"])
@@ -303,7 +314,7 @@ def test_verify_reports_a_board_member_not_in_the_services_format_as_drift(api, 
     lb.score(api, who, board_id, "ann", 100)
     drain(worker, publish_as_relay(topics, engine, board_id))
     period = cached_periods(redis_client, board_id)[0]
-    keys = BoardKeys(board_id).period(period)
+    keys = LeaderboardKeys(board_id).period(period)
     redis_client.zadd(keys.z, {"not-a-member": -5, "zzzzzzzzzzzzzzzz:bob": -7})
     result = run_ops(ops_app, "verify", "--board", board_id, "--settle", "0", expect=1)
     assert f"differs  board={board_id} period={period} member='not-a-member' redis=malformed" in result.output

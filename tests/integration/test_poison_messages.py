@@ -1,6 +1,6 @@
 """One message never stops a consumer: whatever a message makes the score ingest or the cache worker
 raise, in decoding or in applying it, sends that message to the dead-letter topic with its reason, and
-the messages after it are handled (app/poison.py). The consumers here are built as their processes
+the messages after it are handled (app/core/poison.py). The consumers here are built as their processes
 build them; test_consumer_fuzz.py runs the processes themselves."""
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 from confluent_kafka.admin import NewTopic
 
-from app.events import LEADERBOARD, QUIZ_SESSION, Envelope, envelope_from_row
-from app.kafka import make_admin
+from app.core.events import Envelope, envelope_from_row
+from app.core.kafka import make_admin
+from app.leaderboards.events import LEADERBOARD
+from app.quiz.events import QUIZ_SESSION
 from score_ingest.ingest import ScoreIngest
 from score_ingest.process import build_ingest
 from tests.integration.leaderboard_support import board, owner
@@ -28,7 +30,15 @@ from tests.integration.poison_support import (
     produce_all,
 )
 from tests.integration.test_score_ingest import entries
-from tests.integration.worker_support import drain, event_rows, new_worker, pg_scores, play, publish, redis_scores
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_scores,
+    play,
+    publish,
+    redis_scores,
+)
 
 
 def _score(board_id: str, player: str, points: int) -> bytes:

@@ -19,24 +19,28 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy.orm import Session
 
-from app.events import envelope_from_row
-from app.leaderboards.boards import create_board
-from app.leaderboards.reads import BoardReader, RankWaits
-from app.leaderboards.scores import Authority, Submission, submit_scores
-from app.leaderboards.verify import cached_boards, compare_period
-from app.ratelimits import Limit, RateLimits
-from app.redis_client import make_redis, node_of
-from app.rooms.connection import Connection
-from app.rooms.hub import RoomHub, RoomReads
-from app.runtime import Runtime
-from app.services.accounts import create_guest
-from app.services.errors import TooManyRequests
-from app.session_boards.keys import SessionKeys
-from app.session_boards.reads import read_page
-from app.session_boards.rebuild import rebuild_board
-from app.session_boards.verify import cached_sessions, compare_board
+from app.accounts.users import create_guest
+from app.core.errors import TooManyRequests
+from app.core.events import envelope_from_row
+from app.core.redis_client import make_redis, node_of
+from app.leaderboards.board.reads import LeaderboardReader, RankWaits
+from app.leaderboards.board.verify import cached_boards, compare_period
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, Submission
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.reads import read_page
+from app.quiz.board.rebuild import rebuild_session_board
+from app.quiz.board.verify import cached_sessions, compare_session_board
+from app.web.ratelimits import Limit, RateLimits
+from app.web.rooms.connection import Connection
+from app.web.rooms.hub import RoomHub
+from app.web.rooms.room import RoomReads
+from app.web.runtime import Runtime
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
 from tests.conftest import service_unreachable
+from tests.events import EVENTS
 from tests.helpers import wait_until
 from tests.integration.leaderboard_support import Applier, board_events
 from tests.integration.test_key_prefix import two_key_spaces
@@ -102,17 +106,19 @@ def test_rebuild_read_and_pipelined_apply_on_a_cluster(cluster, api, engine, con
     sessions = [play(api, players=3, questions=2) for _ in range(3)]  # spread over several slots
     for session in sessions:
         sid = session["id"]
-        rebuild_board(engine, cluster, sid)
+        rebuild_session_board(engine, cluster, sid)
         page = read_page(None, cluster, sid, 100, 0)
         assert [e["participant_id"] for e in page["entries"]] == pg_ranking(engine, sid)
         assert {e["participant_id"]: e["score"] for e in page["entries"]} == pg_scores(engine, sid)
-        assert compare_board(engine, cluster, sid) == []  # ops verify: a transaction in the session's slot
+        # ops verify: a transaction in the session's slot
+        assert compare_session_board(engine, cluster, sid) == []
     assert {s["id"] for s in sessions} <= cached_sessions(cluster)  # SCAN over every node
 
     # The worker's pipelined batch across sessions, all duplicates of the rebuilt snapshots.
-    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                         projections=projections(config, cluster, engine))
     rows = [row for s in sessions for row in event_rows(engine, s["id"])]
-    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in rows]
+    pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in rows]
     worker.apply_events(pending)
     assert worker.metrics.duplicates._value.get() == len(rows)
     cluster.flushall()  # this test's own cluster
@@ -151,8 +157,9 @@ def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(c
         live_board(cluster, engine, sid)
     streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
-    pending = [_Pending(None, envelope_from_row(r), envelope_from_row(r).parsed_payload()) for r in mixed]
-    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    pending = [_Pending(None, envelope_from_row(r), EVENTS.parse(envelope_from_row(r))) for r in mixed]
+    worker = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                         projections=projections(config, cluster, engine))
     worker.apply_events(pending)  # the boards' periods are rebuilt on the way
     for sid in sessions:
         page = read_page(None, cluster, sid, 100, 0)
@@ -164,7 +171,8 @@ def test_a_batch_of_sessions_and_boards_is_one_call_per_aggregate_on_a_cluster(c
     # Delivered again: every aggregate's events go in one call on the node of its slot, all skipped.
     for port in PORTS:
         subprocess.run(["redis-cli", "-p", str(port), "config", "resetstat"], check=True, capture_output=True)
-    again = CacheWorker(config, consumer=None, producer=None, redis=cluster, engine=engine)
+    again = CacheWorker(config, consumer=None, producer=None, redis=cluster,
+                        projections=projections(config, cluster, engine))
     again.apply_events(pending)
     assert _evalsha_calls() == len(sessions) + len(boards)
     assert again.metrics.duplicates._value.get() == len(pending)
@@ -204,7 +212,7 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
     assert set(boards) <= cached_boards(client)
     # A score write's rank, read for many writes at once: one pipeline per node.
     assert RankWaits(client).wait(results, 30) == [2, 1, 2] * len(boards)
-    reader = BoardReader(engine, client)
+    reader = LeaderboardReader(engine, client)
     assert [e["player_id"] for e in reader.page(boards[0], period=None, offset=0, limit=10)["entries"]] == [
         "ben", "ann"]
 

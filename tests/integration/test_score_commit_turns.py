@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.leaderboards.batcher import ScoreBatcher
-from app.leaderboards.scores import Authority, ScoreRequest, ScoreResult, Submission
-from app.services.accounts import create_guest
+from app.accounts.users import create_guest
+from app.leaderboards.service.batcher import ScoreBatcher
+from app.leaderboards.submissions import Authority, ScoreRequest, ScoreResult, Submission
 from tests.helpers import WAIT_S, wait_until
 from tests.integration.test_leaderboard_order import _new_board
 

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.leaderboards.boards import create_board
+from app.accounts.users import create_guest
 from app.leaderboards.domain import MAX_EXACT, SORT_ORDERS, UPDATE_MODES, ranking_sql
-from app.leaderboards.scores import Authority, ScoreResult, Submission, submit_scores
-from app.services.accounts import create_guest
+from app.leaderboards.service.boards import create_board
+from app.leaderboards.service.scores import submit_scores
+from app.leaderboards.submissions import Authority, ScoreResult, Submission
 from tests.integration.leaderboard_support import Applier, board_events
 from tests.integration.test_leaderboard_order import _new_board, _postgres, _redis
 

@@ -15,11 +15,11 @@ from confluent_kafka import TopicPartition
 from sqlalchemy import text
 
 from app import create_app
-from app.kafka import make_consumer, make_producer
+from app.core.kafka import make_consumer, make_producer
 from score_ingest.process import build_ingest
 from tests.helpers import stack_env, wait_until
 from tests.integration.leaderboard_support import board, owner
-from tests.integration.test_relay import read_topic
+from tests.integration.relay.support import read_topic
 from tests.integration.worker_support import drain
 
 

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app import redis_keys
-from app.events import AnswerScored, envelope_from_row
-from app.session_boards.apply import apply_event
-from app.session_boards.rebuild import rebuild_board
-from app.session_boards.scripts import APPLIED, DUPLICATE, scripts_for
-from tests.integration.worker_support import (event_rows, pg_ranking, pg_scores, play,
-                                                   redis_ranking, redis_scores)
+from app.core import redis_keys
+from app.core.events import envelope_from_row
+from app.quiz.board.apply import apply_event
+from app.quiz.board.rebuild import rebuild_session_board
+from app.quiz.board.scripts import APPLIED, DUPLICATE, session_board_scripts
+from app.quiz.events import AnswerScored
+from tests.events import EVENTS
+from tests.integration.worker_support import (
+    event_rows,
+    pg_ranking,
+    pg_scores,
+    play,
+    redis_ranking,
+    redis_scores,
+)
 
 
 def _apply_rows(redis_client, rows) -> list[int]:
-    scripts = scripts_for(redis_client)
+    scripts = session_board_scripts(redis_client)
     return [apply_event(scripts, redis_client, envelope_from_row(row)) for row in rows]
 
 
@@ -21,7 +29,7 @@ def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(a
     # The live board is up to date; the open question's answers have not been applied yet.
     fresh = _session_with_open_question(api)
     sid, players, question = fresh["id"], fresh["players"], fresh["question"]
-    rebuild_board(engine, redis_client, sid)
+    rebuild_session_board(engine, redis_client, sid)
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
     seen = {row.id for row in event_rows(engine, sid)}
     # Players 0 and 1 answer before the rebuild's snapshot; the worker has not applied them yet.
@@ -38,15 +46,15 @@ def test_events_committed_during_a_rebuild_are_neither_lost_nor_double_counted(a
         during.extend(r for r in event_rows(engine, sid) if r.id not in seen)
         assert _apply_rows(redis_client, during) == [APPLIED, APPLIED]
 
-    rebuilt = rebuild_board(engine, redis_client, sid, before_swap=between_snapshot_and_swap)
+    rebuilt = rebuild_session_board(engine, redis_client, sid, before_swap=between_snapshot_and_swap)
     assert rebuilt.replayed == 2
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
     assert redis_ranking(redis_client, sid) == pg_ranking(engine, sid)
     # The snapshot's events, delivered late, and the replayed ones, delivered again, are duplicates.
     assert _apply_rows(redis_client, before_snapshot + during) == [DUPLICATE] * 4
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
-    assert any(envelope_from_row(r).parsed_payload().points > 0 for r in before_snapshot + during
-               if isinstance(envelope_from_row(r).parsed_payload(), AnswerScored))
+    assert any(EVENTS.parse(envelope_from_row(r)).points > 0 for r in before_snapshot + during
+               if isinstance(EVENTS.parse(envelope_from_row(r)), AnswerScored))
 
 
 def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):
@@ -54,11 +62,11 @@ def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):
     session = play(api, players=3, questions=2)
     sid = session["id"]
     rows = event_rows(engine, sid)
-    rebuild_board(engine, redis_client, sid)
+    rebuild_session_board(engine, redis_client, sid)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM events WHERE aggregate_id = :s"), {"s": sid})
     redis_client.delete(*redis_client.scan_iter(match=redis_keys.pattern(f"*{{{sid}}}*")))  # its keys expired, or Redis was flushed
-    rebuild_board(engine, redis_client, sid)
+    rebuild_session_board(engine, redis_client, sid)
     assert set(_apply_rows(redis_client, rows)) == {DUPLICATE}
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
 

@@ -6,10 +6,10 @@ import uuid
 import pytest
 import redis as redis_lib
 
-from app.session_boards.apply import answer_key, closed_key, joined_key, opened_key
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import MAX_SCORE, composite
-from app.session_boards.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, LeaderboardScripts
+from app.quiz.board.apply import answer_key, closed_key, joined_key, opened_key
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import MAX_SCORE, composite
+from app.quiz.board.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, SessionBoardScripts
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -40,7 +40,8 @@ def _close(scripts, client, sid, question):
 
 def _page(scripts, client, sid, offset=0, limit=100):
     keys = SessionKeys.of(sid)
-    reply = scripts.read_leaderboard_page([keys.board, keys.meta, keys.names], [offset, limit], client=client)
+    reply = scripts.read_session_board_page([keys.board, keys.meta, keys.names], [offset, limit],
+                                            client=client)
     return [(m.decode(), s) for m, s in zip(reply[2::3], reply[3::3])]
 
 
@@ -50,7 +51,7 @@ def _version(client, sid) -> int:
 
 def exercise_scripts(client) -> None:
     """Every script once, with its dedupe, tie, hiding and swap behaviour; runs on Redis and Redis Cluster."""
-    scripts = LeaderboardScripts(client)
+    scripts = SessionBoardScripts(client)
     sid = str(uuid.uuid4())
     keys = SessionKeys.of(sid)
     a, b, c = (f"{i}{uuid.uuid4().hex[1:8]}-0000-4000-8000-000000000000" for i in "abc")
@@ -80,9 +81,10 @@ def exercise_scripts(client) -> None:
     assert _version(client, sid) == 6
     assert _page(scripts, client, sid, offset=1, limit=1) == [(c, 1000)]
 
-    around = scripts.read_around([keys.board, keys.meta, keys.names], [c, 5], client=client)
+    around = scripts.read_session_board_around([keys.board, keys.meta, keys.names], [c, 5], client=client)
     assert around[:3] == [6, 3, 1] and around[3::3] == [b.encode(), c.encode(), a.encode()]
-    assert scripts.read_around([keys.board, keys.meta, keys.names], ["nobody", 5], client=client) == [0]
+    nobody = scripts.read_session_board_around([keys.board, keys.meta, keys.names], ["nobody", 5], client=client)
+    assert nobody == [0]
 
     # An open question's answers are held: the board and its version do not move until the close,
     # which adds them all at once, in one version.
@@ -118,7 +120,7 @@ def exercise_scripts(client) -> None:
     rebuilt_board, rebuilt_applied, rebuilt_pending = keys.rebuilding("t")
     client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
     client.sadd(rebuilt_applied, "session", earlier, join_a, answer_key(b_answer))
-    swapped = scripts.swap_rebuilt_board(
+    swapped = scripts.swap_rebuilt_session_board(
         [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0], client=client)
     # Replayed: c's, a's answers; q1 opened, two held answers, q1 closed; top's +1; q2 opened, b's held.
     assert swapped[0] == 1 and swapped[2] == 9 and mark == 11
@@ -132,11 +134,11 @@ def exercise_scripts(client) -> None:
     assert rebuilt_note == {b"type": b"board_rebuilt", b"version": str(swapped[1]).encode()}
     assert _close(scripts, client, sid, "q2") == APPLIED  # the held answer survived the swap
     assert _page(scripts, client, sid, limit=1) == [(b, 1500)]
-    stale = scripts.swap_rebuilt_board(
+    stale = scripts.swap_rebuilt_session_board(
         [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
     assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
     client.sadd(rebuilt_applied, "session")
-    stale = scripts.swap_rebuilt_board(
+    stale = scripts.swap_rebuilt_session_board(
         [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
     assert stale[0] == -2  # the log never reached that mark: rebuild again
     client.delete(*keys.apply_keys, rebuilt_applied)

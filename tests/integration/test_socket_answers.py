@@ -10,9 +10,9 @@ import uuid
 
 from sqlalchemy import text
 
-from app.rooms.connection import Connection
-from app.rooms.socket import answers_over_socket
-from app.tokens import Principal
+from app.accounts.tokens import Principal
+from app.web.rooms.connection import Connection
+from app.web.rooms.socket import answers_over_socket
 from tests.helpers import Api
 
 

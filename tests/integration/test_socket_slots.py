@@ -1,11 +1,11 @@
-"""Open sockets counted in Redis across web processes (app/rooms/slots.py, lua/slot_*.lua): each
+"""Open sockets counted in Redis across web processes (app/web/rooms/slots.py, lua/slot_*.lua): each
 process's count lives under a lease it renews, so a live process's sockets keep counting and a process
 that stopped renewing (it was killed) stops counting one lease later."""
 from __future__ import annotations
 
 import uuid
 
-from app.rooms.slots import SocketSlots
+from app.web.rooms.slots import SocketSlots
 from tests.helpers import wait_until
 
 LEASE_S = 2.0

@@ -1,4 +1,4 @@
-"""Both sides of the consumers' one rule (app/poison.py), in one batch: while a store is down, a real
+"""Both sides of the consumers' one rule (app/core/poison.py), in one batch: while a store is down, a real
 message is retried with backoff and never dead-lettered, and the consumer resumes by itself once the
 store is back; a poison message beside it is dead-lettered at once. The stores go down for real: a
 Redis server of the test's own is stopped and started again, and PostgreSQL is reached through a TCP
@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from app.db import get_engine
+from app.core.db import get_engine
 from score_ingest.process import build_ingest
 from tests.helpers import free_port, wait_until
 from tests.integration.leaderboard_support import board, owner

@@ -11,11 +11,23 @@ from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
 
-from app.events import envelope_from_row
-from app.kafka import make_consumer
-from app.session_boards.keys import SessionKeys
+from app.core.events import envelope_from_row
+from app.core.kafka import make_consumer
+from app.quiz.board.keys import SessionKeys
 from tests.helpers import stack_env
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish, publish_raw, redis_ranking, redis_scores)
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish,
+    publish_raw,
+    redis_ranking,
+    redis_scores,
+)
+
 
 def test_events_applied_once_match_postgres_and_replay_changes_nothing(api, engine, redis_client, topics):
     session = play(api)
@@ -63,7 +75,7 @@ def test_room_stream_gets_every_event_type(api, engine, redis_client, topics):
 def _epoch(engine, session_id: str) -> int:
     from sqlalchemy import text
 
-    from app.session_boards.rebuild import session_epoch_ms
+    from app.quiz.board.rebuild import session_epoch_ms
     with engine.connect() as connection:
         created = connection.execute(text("SELECT created_at FROM quiz_sessions WHERE id = :s"),
                                      {"s": session_id}).scalar_one()

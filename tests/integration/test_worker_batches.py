@@ -8,23 +8,35 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import zip_longest
 
-from app.events import QUIZ_SESSION, AnswerScored, Envelope, SessionEnded, envelope_from_row, payload_for
-from app.leaderboards.apply import forget_board
-from app.lua import BATCH_CHUNK, Call, pack_batch
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import MAX_SCORE
-from app.session_boards.scripts import LeaderboardScripts
+from app.core.events import Envelope, envelope_from_row
+from app.core.lua import BATCH_CHUNK, Call, pack_batch
+from app.leaderboards.board.apply import forget_board
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import MAX_SCORE
+from app.quiz.board.scripts import SessionBoardScripts
+from app.quiz.events import QUIZ_SESSION, SESSION_EVENTS, AnswerScored, SessionEnded
+from cache_worker.process import projections
 from cache_worker.worker import CacheWorker, _Pending
+from tests.events import EVENTS
 from tests.integration.leaderboard_support import board, board_events, owner, score
+from tests.integration.relay.support import read_topic
 from tests.integration.test_leaderboard_order import _postgres, _redis
 from tests.integration.test_worker import _epoch
-from tests.integration.test_relay import read_topic
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish_raw,
-                                             redis_ranking, redis_scores)
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish_raw,
+    redis_ranking,
+    redis_scores,
+)
 
 
 def _pending(envelopes) -> list[_Pending]:
-    return [_Pending(None, envelope, envelope.parsed_payload()) for envelope in envelopes]
+    return [_Pending(None, envelope, EVENTS.parse(envelope)) for envelope in envelopes]
 
 
 def _from_rows(rows) -> list[Envelope]:
@@ -49,7 +61,7 @@ def _expected_room_types(rows) -> list[str]:
 
 def _answer(sid: str, participant_id: str, points: int, at: datetime) -> Envelope:
     participant = uuid.UUID(participant_id)
-    return Envelope(uuid.uuid4(), "answer_scored", 1, QUIZ_SESSION, sid, at, payload_for(
+    return Envelope(uuid.uuid4(), "answer_scored", 1, QUIZ_SESSION, sid, at, SESSION_EVENTS.payload_for(
         "answer_scored", AnswerScored(answer_id=uuid.uuid4(), participant_id=participant, user_id=participant,
                                       nickname="batch", question_id=uuid.uuid4(), choice=0, correct=True,
                                       points=points, streak=1, answered_ms=100, answered_at=at, total=0)))
@@ -74,7 +86,8 @@ def test_a_batch_mixing_sessions_and_boards_applies_each_in_its_order(api, engin
     # One batch, each aggregate's events in order but interleaved with every other's.
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(_from_rows(mixed)))
 
     for sid, rows in zip(sessions, streams):
@@ -93,7 +106,8 @@ def test_duplicates_within_one_batch_are_applied_once(api, engine, redis_client,
     rows = event_rows(engine, sid)
     twice = [row for row in rows for _ in range(2)] + rows  # each event again at once, then all again
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(_from_rows(twice)))
 
     assert _applied(worker) == len(rows)
@@ -113,10 +127,11 @@ def test_a_rebuild_in_the_middle_of_a_sessions_run(api, engine, redis_client, co
     half = len(rows) // 2
     long_ago = datetime.now(timezone.utc) - timedelta(days=30)
     ended = Envelope(uuid.uuid4(), "session_ended", 1, QUIZ_SESSION, sid, long_ago,
-                     payload_for("session_ended", SessionEnded(ended_at=long_ago)))
+                     SESSION_EVENTS.payload_for("session_ended", SessionEnded(ended_at=long_ago)))
     run = _from_rows(rows[:half]) + [ended] + _from_rows(rows[half:])
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(run))
 
     assert worker.metrics.rebuilds._value.get() == 1
@@ -144,7 +159,8 @@ def test_a_run_longer_than_a_chunk(api, engine, redis_client, config):
     run = _from_rows(rows) + answers + answers[:1]  # the first answer delivered again in the last call
     assert len(run) > 2 * BATCH_CHUNK
 
-    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client, engine=engine)
+    worker = CacheWorker(config, consumer=None, producer=None, redis=redis_client,
+                         projections=projections(config, redis_client, engine))
     worker.apply_events(_pending(run))  # no board yet: rebuilt first, then every refused event replayed
 
     expected = {pid: points + added.get(pid, 0) for pid, points in pg_scores(engine, sid).items()}
@@ -188,6 +204,6 @@ def test_text_reaches_redis_byte_for_byte_through_a_batch(redis_client):
     nickname = 'Zoë "ü" \\ 🎉 سلام'
     joined = Call("apply_participant_joined", keys.apply_keys,
                   [str(uuid.uuid4()), "joined:p1", "p1", nickname, 1_767_225_600_001])
-    assert LeaderboardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
+    assert SessionBoardScripts(redis_client).apply_batch(*pack_batch([joined])) == [1]
     assert redis_client.hget(keys.names, "p1").decode() == nickname
     redis_client.delete(*keys.apply_keys)

@@ -9,7 +9,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import text
 
-from app.domain.scoring import base_points
+from app.quiz.domain.scoring import base_points
 from tests.helpers import Api, sample_questions
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.config import Config
-from app.events import envelope_from_row
-from app.kafka import ensure_topics, make_producer
-from app.session_boards.keys import SessionKeys
-from app.session_boards.scores import split
+from app.core.config import Config
+from app.core.events import envelope_from_row
+from app.core.kafka import ensure_topics, make_producer
+from app.quiz.board.keys import SessionKeys
+from app.quiz.board.scores import split
 from cache_worker.process import build_worker
 from cache_worker.worker import CacheWorker
 from tests.helpers import Api, Player

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from app import create_app
-from app import metrics as web_metrics
+from app.core import metrics as web_metrics
 from cache_worker.worker import WorkerMetrics
 from outbox_relay.metrics import RelayMetrics
 from score_ingest.ingest import IngestMetrics

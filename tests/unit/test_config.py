@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_key, describe, load_config
+from app.core.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_key, describe, load_config
 
 
 def test_defaults_match_the_local_stack():

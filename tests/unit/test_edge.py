@@ -1,4 +1,4 @@
-"""The edge's files (app/edge.py): the API routes open to anyone, and the key the edge checks with."""
+"""The edge's files (app/web/edge.py): the API routes open to anyone, and the key the edge checks with."""
 from __future__ import annotations
 
 import re
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from app.api.core import ROUTE_DOCS
-from app.config import load_config
-from app.edge import public_routes, write_edge_files
-from app.tokens import shared_secret, token_keys
+from app.accounts.tokens import shared_secret, token_keys
+from app.core.config import load_config
+from app.web.api.core import ROUTE_DOCS
+from app.web.edge import public_routes, write_edge_files
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The group commit's queue: first come, first served for one client; each client in turn for many."""
 from __future__ import annotations
 
-from app.group_commit import FairQueue, Pending
+from app.core.group_commit import FairQueue, Pending
 
 
 def _push(queue: FairQueue, client: str, cost: int, name: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from app.ids import new_id
+from app.core.ids import new_id
 
 
 def test_ids_are_version_7_variant_rfc_and_carry_their_millisecond():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from app.json_input import MAX_DEPTH, JsonInputError, decode_json, nesting_depth
+from app.core.json_input import MAX_DEPTH, JsonInputError, decode_json, nesting_depth
 
 
 def test_decodes_documents_within_the_bound():

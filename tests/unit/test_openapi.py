@@ -8,8 +8,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from app import create_app
-from app.api import schemas
-from app.api.openapi import build_document
+from app.core import validation
+from app.web.api import schemas
+from app.web.api.openapi import build_document
 
 
 def test_every_api_route_is_documented():
@@ -44,7 +45,7 @@ def _document() -> dict:
 
 def _stated(document: dict, model: type[BaseModel]) -> jsonschema_rs.Validator:
     """The document's schema of `model` (a body, or a query's parameters as one object)."""
-    if issubclass(model, schemas.Query):
+    if issubclass(model, validation.Query):
         parameters = next(op["parameters"] for ops in document["paths"].values() for op in ops.values()
                           if any(p["in"] == "query" and p["name"] in (model.__name__, *model.model_fields)
                                  for p in op["parameters"]) and _query_of(op) == set(model.model_fields))
@@ -134,7 +135,7 @@ def test_the_document_accepts_what_the_server_accepts(model, value):
 
 def test_blank_is_every_character_python_strips():
     whitespace = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()]
-    blank = jsonschema_rs.Draft202012Validator({"pattern": schemas.NOT_BLANK})
+    blank = jsonschema_rs.Draft202012Validator({"pattern": validation.NOT_BLANK})
     assert [c for c in whitespace if blank.is_valid(c)] == []
     assert all(blank.is_valid(chr(i)) for i in range(0x3100) if not chr(i).isspace())
 

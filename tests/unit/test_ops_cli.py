@@ -8,9 +8,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from app import create_app
+from app.core.dead_letters import DeadLetter, TopicState, commit_redriven
 from app.ops.replay import SinceParam
-from app.session_boards.verify import Difference
-from app.dead_letters import DeadLetter, TopicState, commit_redriven
+from app.quiz.board.verify import Difference
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import json
 import logging
 
 from app import create_app
-from app.config import load_config
-from app.logs import JsonFormatter, configure_logging
+from app.core.config import load_config
+from app.core.logs import JsonFormatter, configure_logging
 
 
 def test_a_json_log_line_parses_and_carries_the_context_fields():

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.services.outbox import capture_slot_name
+from app.core.outbox import capture_slot_name
 from outbox_relay.capture import captured_event
 from outbox_relay.pgoutput import Decoder, Insert, ProtocolError, Transaction, int_to_lsn, lsn_to_int
 
@@ -86,7 +86,7 @@ def test_an_envelope_built_from_the_columns_text_is_the_envelope_of_the_row():
     (`Envelope.to_json`) carry the same JSON, including text that needs escaping."""
     from datetime import datetime
 
-    from app.events import Envelope, envelope_json_of_text
+    from app.core.events import Envelope, envelope_json_of_text
 
     event_id = "6f1c1d0e-3a52-4c8e-9d5e-0b7c1f2a3b4c"
     payload = {"player_id": "ü\"q\\", "score": 12, "nested": {"a": [1, None, True]}}

@@ -1,4 +1,4 @@
-"""The consumers' one rule (app/poison.py): which failures are a store's (retried) and which a
+"""The consumers' one rule (app/core/poison.py): which failures are a store's (retried) and which a
 message's (dead-lettered); and the decoders, which refuse whatever a producer sends with a
 PoisonMessage naming the reason, never with anything else."""
 from __future__ import annotations
@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 
-from app.dead_letters import dead_letter_headers
-from app.events import decode_envelope
-from app.group_commit import CommitFailed
+from app.core.dead_letters import dead_letter_headers
+from app.core.errors import Conflict, NotFound, OutcomeUnknown, Unavailable
+from app.core.group_commit import CommitFailed
+from app.core.poison import MAX_REASON_CHARS, PoisonMessage, dead_letter_reason, store_unavailable
 from app.leaderboards.messages import decode_score
-from app.poison import MAX_REASON_CHARS, PoisonMessage, dead_letter_reason, store_unavailable
-from app.services.errors import Conflict, NotFound, OutcomeUnknown, Unavailable
+from tests.events import EVENTS
 
 
 def _sql(kind, orig: Exception) -> sa_exc.DBAPIError:
@@ -80,7 +80,7 @@ def test_a_dead_letter_has_one_reason_ours():
         ("trace", None), ("event_id", b"e1"), ("dlq_reason", b"invalid_json: \\udcff")]
 
 
-@pytest.mark.parametrize("decode", [decode_score, decode_envelope])
+@pytest.mark.parametrize("decode", [decode_score, EVENTS.decode])
 @pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000, b"[" * 100_000])
 def test_nesting_past_the_recursion_limit_is_refused_with_its_reason(decode, raw):
     with pytest.raises(PoisonMessage, match="too_deep"):
@@ -114,4 +114,4 @@ def _refused_or_decoded(decode, raw) -> None:
 @given(raw=st.binary(max_size=300) | (JSON | OBJECTS | MUTATED).map(lambda value: json.dumps(value).encode()))
 def test_the_decoders_refuse_anything_with_a_poison_message(raw):
     _refused_or_decoded(decode_score, raw)
-    _refused_or_decoded(decode_envelope, raw)
+    _refused_or_decoded(EVENTS.decode, raw)

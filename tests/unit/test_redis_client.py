@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from app.config import load_config
-from app.redis_client import cluster_nodes, is_cluster, make_redis, node_of, rate_limit_storage
+from app.core.config import load_config
+from app.core.redis_client import cluster_nodes, is_cluster, make_redis, node_of, rate_limit_storage
 
 
 def test_the_seed_nodes_are_read_as_host_port_pairs():

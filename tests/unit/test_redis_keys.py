@@ -1,4 +1,4 @@
-"""REDIS_KEY_PREFIX: its one owner (app/redis_keys.py), what the setting accepts, and the key names."""
+"""REDIS_KEY_PREFIX: its one owner (app/core/redis_keys.py), what the setting accepts, and the key names."""
 from __future__ import annotations
 
 import uuid
@@ -6,13 +6,13 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
-from app import redis_keys
-from app.config import ConfigError, load_config
-from app.leaderboards.keys import BoardKeys
-from app.ratelimits import KEY_PREFIX
-from app.rooms import tickets
-from app.services import accounts
-from app.session_boards.keys import SessionKeys
+from app.accounts import users
+from app.core import redis_keys
+from app.core.config import ConfigError, load_config
+from app.leaderboards.board.keys import LeaderboardKeys
+from app.quiz.board.keys import SessionKeys
+from app.web import tickets
+from app.web.ratelimits import KEY_PREFIX
 
 
 def test_the_prefix_is_empty_by_default_and_refuses_braces_and_glob_characters():
@@ -37,7 +37,7 @@ def test_prefixed_sets_the_process_prefix_for_a_while_and_restores_it():
 def test_every_key_builder_starts_with_the_prefix_and_keeps_the_hash_tag_slot():
     session_id, board_id = str(uuid.uuid4()), "b" + uuid.uuid4().hex[:8]
     with redis_keys.prefixed("t123:"):
-        session, board = SessionKeys.of(session_id), BoardKeys(board_id)
+        session, board = SessionKeys.of(session_id), LeaderboardKeys(board_id)
         period = board.period("all")
         named = [*session.apply_keys, session.sockets("u"), *session.rebuilding("x"), board.cfg, board.periods,
                  board.room, *period.apply_keys, *period.all, *period.rebuilding("x")]
@@ -47,5 +47,5 @@ def test_every_key_builder_starts_with_the_prefix_and_keeps_the_hash_tag_slot():
         assert {key_slot(name.encode()) for name in named[len(session.apply_keys) + 4:]} == {
             key_slot(f"lbc:{{b:{board_id}}}".encode())}
         assert tickets._key("T") == "t123:ws-ticket:T"
-        assert accounts._revocation_key(uuid.UUID(int=1)).startswith("t123:tokens-valid-after:")
+        assert users._revocation_key(uuid.UUID(int=1)).startswith("t123:tokens-valid-after:")
         assert redis_keys.key(KEY_PREFIX) == "t123:rl"  # the rate limits' storage prefix

@@ -7,8 +7,9 @@ import threading
 from confluent_kafka import KafkaError
 from sqlalchemy import create_engine
 
-from app.logs import RateLimitedLog
-from outbox_relay.relay import OutboxListener, Relay, libpq_url
+from app.core.logs import RateLimitedLog
+from outbox_relay.poll import PollRelay
+from outbox_relay.relay import OutboxListener, libpq_url
 from tests.helpers import wait_until
 
 
@@ -47,7 +48,7 @@ def test_the_loop_survives_a_dead_postgres_logging_once_and_stops_on_the_flag(ca
     url = "postgresql+psycopg://quiz:quiz@127.0.0.1:1/quiz"  # nothing listens on port 1
     engine = create_engine(url, connect_args={"connect_timeout": 1})
     producer = RecordingProducer()
-    relay = Relay(engine, producer, "t", listener=OutboxListener(url), poll_interval_s=0.05)
+    relay = PollRelay(engine, producer, "t", listener=OutboxListener(url), poll_interval_s=0.05)
     rounds = []
     leads = relay.is_leader
 

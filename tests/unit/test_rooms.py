@@ -6,9 +6,10 @@ import threading
 import time
 import uuid
 
-from app.rooms.boards import BoardChannel, BoardReads, Watch
-from app.rooms.connection import Connection
-from app.rooms.hub import Room, RoomHub, RoomReads
+from app.web.rooms.connection import Connection
+from app.web.rooms.hub import RoomHub
+from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
+from app.web.rooms.room import Room, RoomReads
 from tests.helpers import wait_until
 
 
@@ -123,7 +124,7 @@ def test_a_rebuilt_board_resyncs_every_socket_of_its_room_after_what_it_was_sent
     room = Room(room_id, "a", "0-0", {host, player})
     hub.rooms = {room_id: room}
     player.offer("player_joined", "older")
-    hub._resync(room, rebuilt_version=1)
+    hub.delivery.resync(room, rebuilt_version=1)
     # A leaderboard the snapshot already covers is never sent after it; a newer one is.
     assert player.offer_leaderboard(fake.version, "stale") is False
     assert player.offer_leaderboard(fake.version + 1, "newer") is True
@@ -155,7 +156,7 @@ def test_a_resync_skips_sockets_already_as_new_as_the_rebuild_and_a_later_rebuil
     hub.rooms = {room_id: room}
     room.inbox.extend([{"type": "board_rebuilt", "version": "4"}, {"type": "board_rebuilt", "version": "5"}])
     room.delivering = True
-    hub._deliver(room)
+    hub.delivery.deliver(room)
     assert fake.snapshot_calls == [[old_id]]
     for connection in (old, new):
         connection.close()
@@ -165,19 +166,28 @@ def test_a_resync_skips_sockets_already_as_new_as_the_rebuild_and_a_later_rebuil
 
 
 def test_a_burst_becomes_one_leaderboard_read_per_room_per_interval_and_rooms_stay_apart():
+    """The ticker's rounds on a clock of the test's: what they read follows from what moved and when, not
+    from how fast the machine runs a thread."""
     fake = FakeReads()
-    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=0.05)
+    hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
+    now = [1000.0]
+    hub.ticker.clock = lambda: now[0]
     room_a, room_b = uuid.uuid4(), uuid.uuid4()
     sent_a, sent_b = [], []
     conn_a, conn_b = make_connection(room_a, sent_a), make_connection(room_b, sent_b)
     hub.rooms = {room_a: Room(room_a, "a", "0-0", {conn_a}), room_b: Room(room_b, "b", "0-0", {conn_b})}
     for _ in range(2000):
-        hub._dispatch(hub.rooms[room_a], {"type": "answer_scored"})
-    threading.Thread(target=hub._push_leaderboards, daemon=True).start()
-    time.sleep(0.2)
-    hub.stop()
-    assert fake.top_calls and set(fake.top_calls) == {room_a}
-    assert len(fake.top_calls) == 1, "a burst is read once, not once per answer"
+        hub.delivery.dispatch(hub.rooms[room_a], {"type": "answer_scored"})
+    assert hub.ticker.tick() == 60  # nothing left to push: the next round waits a whole interval
+    now[0] += 10
+    hub.ticker.tick()
+    assert fake.top_calls == [room_a], "a burst is read once, not once per answer"
+    hub.delivery.dispatch(hub.rooms[room_a], {"type": "answer_scored"})
+    assert hub.ticker.tick() == 50  # pushed 10 s ago: due when the interval is up
+    assert fake.top_calls == [room_a]
+    now[0] += 50
+    hub.ticker.tick()
+    assert fake.top_calls == [room_a, room_a], "one read per interval per room"
     for connection in (conn_a, conn_b):
         connection.close()
         connection.run_sender()
@@ -202,9 +212,9 @@ def test_a_slow_read_for_one_room_delays_no_other_room():
     conn_a, conn_b = make_connection(room_a, sent_a), make_connection(room_b, sent_b)
     hub.rooms = {room_a: Room(room_a, "a", "0-0", {conn_a}), room_b: Room(room_b, "b", "0-0", {conn_b})}
     question = str(uuid.uuid4())
-    hub._hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
-                                      {"type": "question_opened", "question_id": str(uuid.uuid4())}])
-    hub._hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
+    hub.delivery.hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
+                                               {"type": "question_opened", "question_id": str(uuid.uuid4())}])
+    hub.delivery.hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
     threading.Thread(target=conn_b.run_sender, daemon=True).start()
     threading.Thread(target=conn_a.run_sender, daemon=True).start()
     wait_until(lambda: sent_b, "room B's notification waited for room A's read")
@@ -228,7 +238,7 @@ class FakeBoard:
         self.scores[player] = score
         self.version += 1
 
-    def board_reads(self) -> BoardReads:
+    def board_reads(self) -> LeaderboardReads:
         def top(board_id, period, n):
             self.reads += 1
             ranked = sorted(self.scores.items(), key=lambda item: -item[1])
@@ -241,7 +251,7 @@ class FakeBoard:
             return {"rank": ranked.index(player) + 1, "score": self.scores[player], "top_percent": 0.0} \
                 if player in self.scores else None
 
-        return BoardReads(top=top, standing=standing)
+        return LeaderboardReads(top=top, standing=standing)
 
 
 class Offers:
@@ -267,7 +277,7 @@ def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
     board = FakeBoard({f"p{i}": 100 * i for i in range(1, 8)})
     top2 = Watch(Offers(), "b", top=2, player_id="p1")
     top5 = Watch(Offers(), "b", top=5)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {top2, top5})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {top2, top5})
     channel.push(board.board_reads())
     board.set("p3", 350)  # rank 5 moves within the top 5, below the top 2
     channel.push(board.board_reads())
@@ -288,7 +298,7 @@ def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
 def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_standings():
     board = FakeBoard({"ann": 5})
     watch = Watch(Offers(), "b", top=3)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {watch})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {watch})
     channel.push(board.board_reads())
     assert channel.note({"type": "period_closed", "period": "all", "entry_count": 1,
                          "top": [{"rank": 1, "player_id": "ann", "score": 5}]})
@@ -303,10 +313,11 @@ def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_s
 
 def test_a_shared_frame_is_the_websocket_text_frame_of_its_message_at_every_length():
     """What a room writes to each socket must read back as the message in a real WebSocket client."""
-    from wsproto.connection import Connection as WsConnection, ConnectionType
+    from wsproto.connection import Connection as WsConnection
+    from wsproto.connection import ConnectionType
     from wsproto.events import TextMessage
 
-    from app.rooms.frames import text_frame
+    from app.web.rooms.frames import text_frame
 
     for text in ["", "{}", "é" * 70, "x" * 125, "x" * 126, "ü" * 40_000, "x" * 70_000]:
         client = WsConnection(ConnectionType.CLIENT)
@@ -321,7 +332,7 @@ def test_a_notification_that_cannot_be_read_is_skipped_and_the_rest_still_move_t
     """One reader serves every room and board of a process: a bad note must not end it."""
     fake = FakeReads()
     hub = RoomHub(redis_client=None, reads=fake.reads(), interval_s=60)
-    channel = BoardChannel("b", "lbroom:{b:b}", "0-0", {Watch(Offers(), "b")})
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {Watch(Offers(), "b")})
     hub.boards = {"b": channel}
     hub._take([(b"lbroom:{b:b}", [(b"1-0", {b"type": b"board_changed", b"data": b"{not json"}),
                                   (b"2-0", {b"type": b"board_changed", b"data": b"[1, 2]"})])])

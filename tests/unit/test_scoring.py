@@ -1,6 +1,6 @@
 import pytest
 
-from app.domain.scoring import base_points, score_answer, streak_bonus
+from app.quiz.domain.scoring import base_points, score_answer, streak_bonus
 
 
 @pytest.mark.parametrize("answered_ms, expected", [

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.session_boards.scores import (MAX_REACHED_MS, MAX_SCORE, TIE_SPAN, composite, instant_ms, reached_ms,
-                                     split)
+from app.core.clock import instant_ms
+from app.quiz.board.scores import MAX_REACHED_MS, MAX_SCORE, TIE_SPAN, composite, reached_ms, split
 
 
 def test_higher_score_ranks_higher_whatever_the_reach_time():

@@ -1,4 +1,4 @@
-"""The keys of access tokens (app/tokens.py), without any service: derived, loaded, refused."""
+"""The keys of access tokens (app/accounts/tokens.py), without any service: derived, loaded, refused."""
 from __future__ import annotations
 
 import uuid
@@ -7,14 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from app.config import ConfigError, load_config
-from app.tokens import (
-    check_token_keys,
-    issue_token,
-    read_token,
-    shared_secret,
-    token_keys,
-)
+from app.accounts.tokens import check_token_keys, issue_token, read_token, shared_secret, token_keys
+from app.core.config import ConfigError, load_config
 
 
 def _config(**settings: str):

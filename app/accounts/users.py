@@ -1,0 +1,126 @@
+"""Registered hosts and players, nickname-only guests, and the revocation of their access tokens.
+
+Passwords are hashed with scrypt (werkzeug), about half a second of CPU each: the hashing runs off
+the event loop, a couple at a time per process (`PASSWORD_HASHING`), so a burst of logins queues
+behind itself while sockets and answers go on.
+
+A logout revokes every access token the user holds: `users.tokens_valid_after` is the truth, and
+each request compares its token's issue time with a copy cached in Redis for a few minutes (read
+from PostgreSQL on a miss, or when Redis is away). The logout is also appended to the stream
+`token-revocations`, which every web process reads, so the sockets opened with those tokens are
+closed wherever they are (app/web/rooms/signed_in.py).
+"""
+from __future__ import annotations
+
+import uuid
+
+import redis as redis_lib
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.accounts.models import User
+from app.accounts.tokens import Principal
+from app.core import redis_keys
+from app.core.concurrency import Bounded
+from app.core.errors import Conflict, Unauthorized, Unavailable
+from app.core.ids import new_id
+from app.core.metrics import PASSWORD_HASHES
+
+# Two hashes at once per process: the two cores stay shared with everything else.
+PASSWORD_HASHING = Bounded(2, on_change=PASSWORD_HASHES.inc)
+# Checked when the user does not exist, so a login takes as long either way.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+# How long a request may trust the cached revocation instant of a user.
+_REVOCATION_CACHE_S = 300
+# Logouts the stream keeps: a web process that starts reads them all (its sockets are new; the ticket
+# or token check refuses what they revoked), one that lost Redis for a while catches up from them.
+_REVOCATIONS_KEPT = 10_000
+
+
+def _hash(password: str) -> str:
+    return PASSWORD_HASHING.run(lambda: generate_password_hash(password))
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    return PASSWORD_HASHING.run(lambda: check_password_hash(password_hash, password))
+
+
+def register(db: Session, username: str, password: str) -> User:
+    user = User(id=new_id(), username=username, nickname=username[:32],
+                password_hash=_hash(password), is_guest=False)
+    try:
+        with db.begin():
+            db.add(user)
+    except IntegrityError:
+        raise Conflict("username_taken", "that username is taken") from None
+    return user
+
+
+def authenticate(db: Session, username: str, password: str) -> User:
+    with db.begin():
+        user = db.scalar(select(User).where(User.username == username, User.is_guest.is_(False)))
+    if user is None or user.password_hash is None:
+        _matches(_DUMMY_HASH, password)
+        raise Unauthorized("invalid_credentials", "wrong username or password")
+    if not _matches(user.password_hash, password):
+        raise Unauthorized("invalid_credentials", "wrong username or password")
+    return user
+
+
+def create_guest(db: Session, nickname: str) -> User:
+    user = User(id=new_id(), username=None, nickname=nickname, password_hash=None, is_guest=True)
+    with db.begin():
+        db.add(user)
+    return user
+
+
+def _revocation_key(user_id: uuid.UUID) -> str:
+    return redis_keys.key(f"tokens-valid-after:{user_id}")
+
+
+def revocations_stream() -> str:
+    """The stream of logouts: `user_id`, and `valid_after_ms`, the instant before which its tokens are refused."""
+    return redis_keys.key("token-revocations")
+
+
+def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
+    """Refuse every access token of the user issued until now (a logout), and close its sockets."""
+    with engine.begin() as connection:
+        valid_after_ms = connection.execute(text(
+            "UPDATE users SET tokens_valid_after = clock_timestamp() WHERE id = :id "
+            "RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint"), {"id": user_id}).scalar()
+    try:
+        redis.set(_revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
+        redis.xadd(revocations_stream(), {"user_id": str(user_id), "valid_after_ms": valid_after_ms or 0},
+                   maxlen=_REVOCATIONS_KEPT, approximate=True)
+    except redis_lib.RedisError:
+        # PostgreSQL holds the revocation, but cached copies may still admit old tokens for a while.
+        raise Unavailable("unavailable", "the logout is recorded but not yet in force everywhere; "
+                          "send it again") from None
+
+
+def is_revoked(engine: Engine, redis, principal: Principal) -> bool:
+    """True when a logout after this token was issued revoked it."""
+    key = _revocation_key(principal.user_id)
+    try:
+        cached = redis.get(key)
+    except redis_lib.RedisError:
+        cached = None
+        redis = None
+    if cached is None:
+        with engine.connect() as connection:
+            valid_after_ms = connection.execute(text(
+                "SELECT coalesce((extract(epoch FROM tokens_valid_after) * 1000)::bigint, 0) FROM users "
+                "WHERE id = :id"), {"id": principal.user_id}).scalar()
+        if valid_after_ms is None:
+            return True  # the user is gone
+        if redis is not None:
+            try:
+                redis.set(key, valid_after_ms, ex=_REVOCATION_CACHE_S, nx=True)
+            except redis_lib.RedisError:
+                pass
+    else:
+        valid_after_ms = int(cached)
+    return principal.issued_at_ms < int(valid_after_ms)

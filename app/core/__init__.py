@@ -1,0 +1,1 @@
+"""What every process shares: settings, connections, logs, metrics, the outbox and the consumers' loop."""

@@ -1,0 +1,115 @@
+"""A game's report for its host: per question, how the room answered; per player, how they did.
+As JSON for the page, and as CSV for a spreadsheet."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.quiz.service.sessions import lock_for_host
+
+# A spreadsheet runs a cell starting with one of these as a formula; nicknames are players' own text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Where a spreadsheet may start a new cell or row when it reads the file with another list separator
+# (`;` or a tab in many locales) and takes our quotes as plain text.
+CELL_SEPARATORS = (",", ";", "\t", "\r", "\n")
+# A formula start (after optional spaces) at the start of the text or after any separator.
+_SEPARATOR_CLASS = re.escape("".join(CELL_SEPARATORS))
+_FORMULA_CLASS = re.escape("".join(FORMULA_STARTS))
+_FORMULA_AT_A_CELL_START = re.compile(f"(?:^|(?<=[{_SEPARATOR_CLASS}]))(?= *[{_FORMULA_CLASS}])")
+
+_QUESTIONS = text("""
+    SELECT q.position, q.kind, q.text, q.choices, q.correct_choice, q.points,
+           q.position <= coalesce(cur.position, -1) AS shown,
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(a.choice, a.n)), '[]'::jsonb) FROM (
+                SELECT a.choice, count(*) AS n FROM participant_answers a
+                JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
+                WHERE a.quiz_session_id = s.id AND a.question_id = q.id GROUP BY a.choice) a) AS answer_counts
+    FROM quiz_sessions s JOIN questions q ON q.quiz_id = s.quiz_id
+    LEFT JOIN questions cur ON cur.id = s.current_question_id
+    WHERE s.id = :s ORDER BY q.position""")
+
+_PLAYERS = text("""
+    SELECT p.nickname, p.score, p.removed_at IS NOT NULL AS removed,
+           count(a.id) AS answered, count(a.id) FILTER (WHERE a.correct) AS correct,
+           round(avg(a.answered_ms))::int AS average_answer_ms
+    FROM quiz_session_participants p
+    LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id
+    WHERE p.quiz_session_id = :s
+    GROUP BY p.id ORDER BY p.removed_at IS NOT NULL, p.score DESC, p.score_reached_at, lower(p.nickname)""")
+
+
+def session_report(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+    with db.begin():
+        session = lock_for_host(db, host_id, session_id, for_update=False)
+        meta = db.execute(text("""
+            SELECT s.join_code, s.status, s.created_at, s.ended_at, z.title FROM quiz_sessions s
+            JOIN quizzes z ON z.id = s.quiz_id WHERE s.id = :s"""), {"s": session.id}).one()
+        questions = db.execute(_QUESTIONS, {"s": session.id}).all()
+        players = db.execute(_PLAYERS, {"s": session.id}).all()
+    return {
+        "session": {"id": str(session.id), "title": meta.title, "join_code": meta.join_code, "status": meta.status,
+                    "created_at": meta.created_at.isoformat(),
+                    "ended_at": meta.ended_at.isoformat() if meta.ended_at else None},
+        "questions": [_question(q) for q in questions],
+        "players": _ranked(players),
+    }
+
+
+def _question(row) -> dict[str, Any]:
+    counts = [0] * len(row.choices)
+    for choice, n in row.answer_counts:
+        counts[choice] = n
+    answered = sum(counts)
+    correct = None if row.correct_choice is None else counts[row.correct_choice]
+    return {"position": row.position, "kind": row.kind, "text": row.text, "choices": row.choices,
+            "correct_choice": row.correct_choice, "shown": row.shown, "answered": answered, "correct": correct,
+            "correct_rate": round(correct / answered, 4) if correct is not None and answered else None,
+            "choice_counts": counts}
+
+
+def _ranked(rows) -> list[dict[str, Any]]:
+    """Ranked as the board ranks them (score, then who got there first); nobody ranks before scoring."""
+    return [{"rank": position if not row.removed and row.score > 0 else None, "nickname": row.nickname,
+             "score": row.score, "correct": row.correct, "answered": row.answered,
+             "average_answer_ms": row.average_answer_ms, "removed": row.removed}
+            for position, row in enumerate(rows, start=1)]
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet could run as a formula, made plain text (OWASP's CSV injection advice): a `'`
+    before every formula start that begins the text or follows a separator, since a reader splitting on
+    `;` or a tab would start a cell there. Numbers stay numbers."""
+    if isinstance(value, str):
+        return _FORMULA_AT_A_CELL_START.sub("'", value)
+    return value
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """Players first (what a teacher looks for), then the questions, as one sheet."""
+    out = io.StringIO()
+    # Every text cell quoted, numbers bare so a spreadsheet keeps them numeric.
+    sheet = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
+
+    def row(*cells: Any) -> None:
+        sheet.writerow([spreadsheet_safe("" if c is None else c) for c in cells])
+
+    row("rank", "nickname", "score", "correct answers", "questions answered", "average answer time (s)", "removed")
+    for p in report["players"]:
+        average = None if p["average_answer_ms"] is None else round(p["average_answer_ms"] / 1000, 2)
+        row(p["rank"], p["nickname"], p["score"], p["correct"], p["answered"], average, "yes" if p["removed"] else "")
+    row()
+    choices = max((len(q["choices"]) for q in report["questions"]), default=0)
+    row("question", "kind", "text", "correct answer", "answered", "correct", "correct rate",
+        *(f"choice {i + 1}" for i in range(choices)))
+    for q in report["questions"]:
+        correct = "" if q["correct_choice"] is None else q["choices"][q["correct_choice"]]
+        rate = "" if q["correct_rate"] is None else f"{q['correct_rate']:.0%}"
+        row(q["position"] + 1, q["kind"], q["text"], correct, q["answered"], q["correct"], rate,
+            *(f"{text} ({n})" for text, n in zip(q["choices"], q["choice_counts"])))
+    return out.getvalue()

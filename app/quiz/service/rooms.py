@@ -1,0 +1,71 @@
+"""What a live room reads from PostgreSQL: who may enter, and each player's standing."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.core.errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True)
+class RoomMember:
+    session_id: uuid.UUID
+    is_host: bool
+    participant_id: uuid.UUID | None
+    nickname: str | None
+
+
+def room_member(db: Session, session_id: uuid.UUID, user_id: uuid.UUID) -> RoomMember:
+    with db.begin():
+        row = db.execute(text("""
+            SELECT s.host_id, p.id AS participant_id, p.nickname FROM quiz_sessions s
+            LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = :user
+                                                  AND p.removed_at IS NULL
+            WHERE s.id = :session"""), {"session": session_id, "user": user_id}).one_or_none()
+    if row is None:
+        raise NotFound("not_found", "no such session")
+    if row.host_id != user_id and row.participant_id is None:
+        raise Forbidden("not_in_session", "only the host and the session's players may enter")
+    return RoomMember(session_id, row.host_id == user_id, row.participant_id, row.nickname)
+
+
+_STANDINGS = """
+    SELECT id, nickname, score, streak, rank FROM (
+        SELECT id, nickname, score, streak,
+               row_number() OVER (ORDER BY score DESC, score_reached_at, joined_at, id) AS rank
+        FROM quiz_session_participants WHERE quiz_session_id = :session AND removed_at IS NULL) ranked
+    WHERE id = ANY(:ids)"""
+
+
+def standings(db: Session, session_id: uuid.UUID, participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """Score, streak and rank of the given players; ranks order equal scores by who got there first."""
+    if not participant_ids:
+        return {}
+    with db.begin():
+        rows = db.execute(text(_STANDINGS), {"session": session_id, "ids": participant_ids}).all()
+    return {row.id: {"participant_id": str(row.id), "nickname": row.nickname, "score": row.score,
+                     "streak": row.streak, "rank": row.rank} for row in rows}
+
+
+def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
+                     participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """For each given player: whether they were right, the points earned, and their standing after."""
+    if not participant_ids:
+        return {}
+    results = standings(db, session_id, participant_ids)
+    with db.begin():
+        answers = {row.pid: row for row in db.execute(text("""
+            SELECT quiz_session_participant_id AS pid, correct, points FROM participant_answers
+            WHERE quiz_session_id = :session AND question_id = :question
+              AND quiz_session_participant_id = ANY(:ids)"""),
+            {"session": session_id, "question": question_id, "ids": participant_ids})}
+    for participant_id, standing in results.items():
+        answer = answers.get(participant_id)
+        standing["answered"] = answer is not None
+        standing["correct"] = bool(answer and answer.correct)
+        standing["points"] = answer.points if answer else 0
+    return results

@@ -1,1 +1,0 @@
-"""Use cases, one transaction each; the only code that writes the outbox."""

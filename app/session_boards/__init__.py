@@ -1,5 +1,0 @@
-"""Live leaderboards in Redis: applying events, reading pages, rebuilding from PostgreSQL.
-
-PostgreSQL is the truth; a session's board, dedupe set and room stream in Redis are derived
-from it and can be rebuilt at any time (`rebuild.rebuild_board`).
-"""

@@ -1,0 +1,36 @@
+"""A request id, a log line and metrics for every request (the route, never the query string)."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+
+from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("livequiz.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def finish_request(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        duration_s = time.perf_counter() - g.get("request_started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, response.status_code).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(duration_s)
+        duration_ms = round(duration_s * 1000, 2)
+        log.info("%s %s %s", request.method, route, response.status_code, extra={
+            "request_id": g.get("request_id"), "method": request.method, "route": route,
+            "status": response.status_code, "duration_ms": duration_ms,
+            "session_id": (request.view_args or {}).get("session_id")})
+        return response

@@ -1,0 +1,47 @@
+"""WebSocket text frames built once per message and written to every socket as they are.
+
+A server's frames are never masked (RFC 6455, section 5.1) and these sockets never compress
+(app/web/extensions.py declines permessage-deflate), so a message broadcast to a room is the same bytes
+on every socket. The room hands the same `str` to each of its sockets; `text_frame` encodes and frames
+it on the first socket's send and every other socket finds the frame by that string (its hash is
+cached in the object), so a socket's sender only writes. Sending through simple-websocket instead would
+UTF-8 encode and frame the message again on each of 2,000 sockets, and its `sock.send` may write a
+frame partly under backpressure; this writes it whole.
+"""
+from __future__ import annotations
+
+import struct
+from functools import lru_cache
+from typing import Any, Callable
+
+from simple_websocket import ConnectionClosed
+
+_FIN_TEXT = 0x81
+# Enough for the messages in flight at once in a process (a broadcast, a board push, a close's result).
+_FRAMES_CACHED = 256
+
+
+@lru_cache(maxsize=_FRAMES_CACHED)
+def text_frame(text: str) -> bytes:
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", _FIN_TEXT, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+    return header + payload
+
+
+def frame_writer(ws: Any) -> Callable[[str], None]:
+    """A Connection's `send` for the simple-websocket `ws`: writes the message's shared frame."""
+    def send(text: str) -> None:
+        if not ws.connected:
+            raise ConnectionClosed(ws.close_reason, ws.close_message)
+        frame = text_frame(text)
+        # One write, as a rule (gevent's sendall asks the socket for its buffer size first).
+        written = ws.sock.send(frame)
+        if written < len(frame):
+            ws.sock.sendall(memoryview(frame)[written:])
+    return send

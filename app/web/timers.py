@@ -1,0 +1,75 @@
+"""Background work every web process runs, on a timer: questions close by themselves at their deadline
+or once every player has answered; board periods close at their boundary even when nobody writes; old
+submission ids are forgotten, and ended games deleted, after their retention; the outbox gauges of the
+web's metrics are refreshed. Row locks make each close happen exactly once, however many processes run
+this at the same time."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.config import Config
+from app.core.db import PURGE_BATCH
+from app.core.logs import RateLimitedLog
+from app.core.metrics import OUTBOX_LAG, OUTBOX_UNPUBLISHED
+from app.core.outbox import outbox_lag
+from app.leaderboards.service.periods import close_due_periods
+from app.quiz.service.deletion import purge_expired_sessions
+from app.quiz.service.sessions import close_due_questions
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_S = 60.0
+OUTBOX_GAUGES_EVERY_S = 15.0  # a common scrape interval: one count of the backlog per worker, whoever scrapes
+
+
+def forget_old_submissions(engine: Engine, retention_hours: float) -> int:
+    """Delete submission ids older than their retention, a batch at a time; returns how many."""
+    with engine.begin() as connection:
+        return connection.execute(text("""
+            DELETE FROM score_submissions WHERE ctid IN (
+                SELECT ctid FROM score_submissions
+                WHERE created_at < clock_timestamp() - make_interval(secs => :age) LIMIT :n)"""),
+            {"age": retention_hours * 3600, "n": PURGE_BATCH}).rowcount
+
+
+def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.Event) -> None:
+    errors = RateLimitedLog(log)
+    next_purge = next_gauges = 0.0
+    while not stopping.wait(config.auto_close_interval_s):
+        db = db_sessions()
+        try:
+            closed = close_due_questions(db)
+            if closed:
+                log.info("closed %d due question(s)", closed, extra={"count": closed})
+            periods = close_due_periods(engine, final_top=config.leaderboard_final_top)
+            if periods:
+                log.info("closed %d ended board period(s)", periods, extra={"count": periods})
+            if time.monotonic() >= next_gauges:
+                next_gauges = time.monotonic() + OUTBOX_GAUGES_EVERY_S
+                lag_s, unpublished = outbox_lag(engine, config.relay_mode)
+                OUTBOX_LAG.set(lag_s)
+                OUTBOX_UNPUBLISHED.set(unpublished)
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_EVERY_S
+                forget_old_submissions(engine, config.score_submission_retention_hours)
+                purged = purge_expired_sessions(engine, config.session_retention_days)
+                if purged:
+                    log.info("deleted %d game(s) past their retention", purged, extra={"count": purged})
+        except SQLAlchemyError as exc:
+            errors.warning("close", "cannot run the timers: %s", exc)
+        except Exception:  # the timers must outlive any one bad session or board
+            log.exception("the timers failed")
+        finally:
+            db.close()
+
+
+def start_timers(db_sessions, engine: Engine, config: Config) -> threading.Event:
+    """Start the timers on a thread of their own; setting the returned event stops them."""
+    stopping = threading.Event()
+    threading.Thread(target=run_timers, args=(db_sessions, engine, config, stopping), name="timers",
+                     daemon=True).start()
+    return stopping

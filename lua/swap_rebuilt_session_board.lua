@@ -1,0 +1,83 @@
+-- Swap a board rebuilt from a PostgreSQL snapshot in for the live one, atomically.
+-- The rebuild read `mark` = meta.recent_seq before taking its snapshot, so every change applied
+-- live up to the mark is in the snapshot. Changes applied live after the mark and absent from the
+-- snapshot (committed after it) are replayed from `recent` onto the rebuilt keys, in order: answers
+-- held while their question is open, joins, questions opened and closed (a close releases the held
+-- answers). The snapshot's facts are marked applied, so later deliveries of them are skipped.
+-- The room is told (a `board_rebuilt` notification): events the snapshot covered are duplicates
+-- from now on, so their own notifications will never be sent, and its sockets need a fresh snapshot.
+-- KEYS: lb, applied, meta, room, names, recent, pending, rebuilt_lb, rebuilt_applied, rebuilt_pending
+--       (all tagged {session})
+-- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never)
+-- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
+-- Returns {1, version, replayed} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
+assert(#KEYS == 10, 'swap_rebuilt_session_board: expected 10 KEYS, got ' .. #KEYS)
+assert(#ARGV == 5, 'swap_rebuilt_session_board: expected 5 ARGV, got ' .. #ARGV)
+local lb, applied, meta, room, names, recent, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local rebuilt_lb, rebuilt_applied, rebuilt_pending = KEYS[8], KEYS[9], KEYS[10]
+local epoch = as_int(ARGV[1], 'epoch_ms')
+local mark = as_int(ARGV[2], 'mark')
+local snapshot_version = as_int(ARGV[3], 'snapshot_version')
+local open_question = ARGV[4]
+local expire_at = as_int(ARGV[5], 'expire_at_s')
+
+if redis.call('EXISTS', rebuilt_applied) == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
+local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
+if current < mark then return {-2, 'recent log was reset during the rebuild'} end
+local entries = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
+if current > mark and (#entries == 0 or entries[1][1] ~= (mark + 1) .. '-0') then
+  return {-2, 'recent log was trimmed past the mark'}
+end
+local known_epoch = redis.call('HGET', meta, 'epoch_ms')
+if known_epoch and as_int(known_epoch, 'meta epoch_ms') ~= epoch then
+  error('ERR epoch_ms ' .. exact(epoch) .. ' differs from the board\'s ' .. known_epoch)
+end
+
+-- Replays change only the rebuilt (temporary) keys until the renames below.
+local replayed = 0
+for _, entry in ipairs(entries) do
+  local f = {}
+  for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+  if redis.call('SISMEMBER', rebuilt_applied, f.natural_key or f.event_id) == 0 then
+    if f.type == 'answer_scored' then
+      local points, at_ms = as_int(f.points, 'points'), as_int(f.at_ms, 'at_ms')
+      if f.question_id == open_question then
+        hold_answer(rebuilt_pending, f.participant_id, points, at_ms)
+      else
+        local composite = after_points(rebuilt_lb, f.participant_id, points, reached_since(epoch, at_ms))
+        redis.call('ZADD', rebuilt_lb, exact(composite), f.participant_id)
+      end
+    elseif f.type == 'participant_joined' then
+      local composite = after_join(rebuilt_lb, f.participant_id, reached_since(epoch, as_int(f.at_ms, 'at_ms')))
+      if composite then redis.call('ZADD', rebuilt_lb, exact(composite), f.participant_id) end
+    elseif f.type == 'participant_removed' then
+      redis.call('ZREM', rebuilt_lb, f.participant_id)
+      redis.call('HDEL', rebuilt_pending, f.participant_id)
+    elseif f.type == 'question_opened' then
+      open_question = f.question_id
+    elseif f.type == 'question_closed' and f.question_id == open_question then
+      release_answers(rebuilt_lb, rebuilt_pending, epoch)
+      open_question = ''
+    end
+    replayed = replayed + 1
+  end
+end
+
+for _, pair in ipairs({{rebuilt_lb, lb}, {rebuilt_pending, pending}}) do
+  if redis.call('EXISTS', pair[1]) == 1 then redis.call('RENAME', pair[1], pair[2]) else redis.call('DEL', pair[2]) end
+end
+redis.call('SUNIONSTORE', applied, applied, rebuilt_applied)
+redis.call('DEL', rebuilt_applied)
+local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version')
+if snapshot_version > version then version = snapshot_version end
+version = version + 1
+redis.call('HSET', meta, 'version', version, 'epoch_ms', exact(epoch), 'recent_seq', current)
+if open_question ~= '' then redis.call('HSET', meta, 'open_question', open_question)
+else redis.call('HDEL', meta, 'open_question') end
+redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_rebuilt', 'version', version)
+-- An ended session's keys keep their expiry (RENAME carried the temporary keys' own TTL).
+if expire_at > 0 then redis.call('HSET', meta, 'expire_at', exact(expire_at)) end
+for _, key in ipairs({lb, applied, meta, room, names, recent, pending}) do
+  if expire_at > 0 then redis.call('EXPIREAT', key, exact(expire_at)) else redis.call('PERSIST', key) end
+end
+return {1, version, replayed}
