@@ -27,7 +27,8 @@ def test_the_tests_run_from_the_projects_virtualenv():
 
 def _web_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOW_INSECURE_SECRET_KEY")}
-    env.update({"WEB_WORKERS": "1", "PYTHONUNBUFFERED": "1"}, **extra)
+    # Ports of its own: a running `make up` holds the defaults.
+    env.update({"WEB_WORKERS": "1", "PYTHONUNBUFFERED": "1", "WEB_METRICS_PORT": str(free_port())}, **extra)
     return env
 
 
