@@ -8,7 +8,7 @@ DEPS := scripts/deps.sh
 PY := .venv/bin/python
 STACK := $(PY) -m scripts.stack
 
-.PHONY: up up-cluster down ps logs services test test-cluster test-unit bench chaos chaos-cluster feed lock clean
+.PHONY: up up-cluster down ps logs services lint test test-cluster test-unit bench chaos chaos-cluster feed lock clean
 
 up:
 	$(DEPS)
@@ -36,8 +36,12 @@ services:
 	$(DEPS)
 	$(STACK) services
 
-test:
-	$(DEPS) && $(STACK) services && $(PY) -m pytest
+# ruff over the whole tree (rules in pyproject.toml): a finding fails `make test` before any test runs.
+lint:
+	$(DEPS) && $(PY) -m ruff check .
+
+test: lint
+	$(STACK) services && $(PY) -m pytest
 
 # The integration and end-to-end suites on the running cluster (`make up-cluster` first), their
 # processes two of each, then the cluster's fault tests (tests/cluster). Not part of `make test`: CI has

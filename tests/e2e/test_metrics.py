@@ -18,6 +18,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ROOT
+from tests.e2e.room_client import SocketClient
 from tests.helpers import (
     Api,
     HttpClient,
@@ -180,3 +181,18 @@ def test_the_web_metrics_add_up_every_worker_and_outlive_a_worker_restart(live_s
     wait_until(replaced, "the gunicorn master did not replace the killed worker", every_s=0.1)
     send(20)
     assert served() - before == 40
+
+
+def test_graphql_sockets_are_counted_while_open_and_not_after(live_stack):
+    """An anonymous graphql-transport-ws socket, acknowledged and closed by its client, leaves the
+    open-sockets gauge where it found it (its close once raised before the count went down)."""
+    url = live_stack.metrics_url("web")
+    before = total(scrape(url), "ws_connections")
+    sockets = [SocketClient(f"{live_stack.ws_url}/graphql", subprotocols=["graphql-transport-ws"]) for _ in range(3)]
+    for socket in sockets:
+        socket.send({"type": "connection_init"})
+        socket.wait_type("connection_ack")
+    wait_until(lambda: total(scrape(url), "ws_connections") >= before + 3, "three open sockets were never counted")
+    for socket in sockets:
+        socket.close()
+    wait_until(lambda: total(scrape(url), "ws_connections") <= before, "closed GraphQL sockets are still counted")

@@ -98,6 +98,7 @@ class _Socket:
         self.ws, self.connection = ws, connection
         self.acknowledged = False
         self.caller = Caller(address, None)
+        self.principal = None  # a signed-in user's, once connection_init carried their token
         self.subscriptions: dict[str, Subscription] = {}
         self._allowance, self._refilled = float(MESSAGE_BURST), time.monotonic()
 

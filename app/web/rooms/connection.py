@@ -7,6 +7,8 @@ import uuid
 from collections import deque
 from typing import Any, Callable
 
+from simple_websocket import ConnectionClosed
+
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4408
@@ -160,7 +162,11 @@ class Connection:
                 queued = self._buffer.popleft()
             try:
                 self._send(queued.text)
-            except Exception:  # the peer went away: stop sending, the handler cleans up
+            except (ConnectionClosed, OSError):  # the peer went away: stop sending, the handler cleans up
+                self.close()
+                return
+            except Exception:  # noqa: BLE001 - never a silent socket: say why it stopped sending
+                log.exception("a socket's sender stopped on a %s message", queued.kind)
                 self.close()
                 return
             self._on_sent(queued.kind)
