@@ -146,7 +146,7 @@ def describe_topics(config: Config, timeout_s: float = 10.0) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m app.core.kafka wait|topics|describe`: used by scripts/stack.sh and scripts/cluster.sh."""
+    """`python -m app.core.kafka wait|topics|describe`: what scripts/stack runs."""
     parser = argparse.ArgumentParser(prog="python -m app.core.kafka")
     commands = parser.add_subparsers(dest="command", required=True)
     wait = commands.add_parser("wait", help="until a metadata request answers")

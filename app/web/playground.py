@@ -2,7 +2,7 @@
 text/html before JSON), on the same origin as the API it explores, under the project's CSP.
 
 GraphiQL and the React it runs on come from npm by the lock (package.json, package-lock.json at the
-root; `scripts/stack.sh deps` runs `npm ci`), and only the four files named in VENDORED are served,
+root; `scripts/deps.sh` runs `npm ci`), and only the four files named in VENDORED are served,
 from node_modules, never from a CDN. GRAPHQL_PLAYGROUND=0 turns the page and its files off: GET /graphql
 then answers 405 as it does to any client that is not a browser (POST a query instead).
 """

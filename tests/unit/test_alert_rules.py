@@ -5,7 +5,7 @@ say so: the series the unit tests feed the rules are held to what the processes'
 exporters expose (names, `_total` suffixes, labels, routes), and every metric a rule reads is fed by a
 case where it fires.
 
-promtool comes with Debian's `prometheus` package (`scripts/stack.sh deps`); without it these tests fail,
+promtool comes with Debian's `prometheus` package (`scripts/deps.sh`); without it these tests fail,
 never skip."""
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _promtool() -> str:
     promtool = shutil.which("promtool")
     if promtool is None:
         ci = os.environ.get("CI", "").lower() == "true"
-        pytest.fail("promtool is not installed: `scripts/stack.sh deps` installs it (Debian package "
+        pytest.fail("promtool is not installed: `scripts/deps.sh` installs it (Debian package "
                     "`prometheus`)" + (" [CI]" if ci else ""), pytrace=False)
     return promtool
 

@@ -1,6 +1,6 @@
-"""The README's leaderboard walk-through as someone new to the service pastes it into a shell: every
-```sh block of README.md, in order, in one bash, against the running processes. So the README and the
-service cannot drift apart."""
+"""The leaderboard walk-through as someone new to the service pastes it into a shell: every ```sh block
+of docs/leaderboards.md (the walk-through, then its GraphQL sequel), in order, in one bash, against the
+running processes. So the page and the service cannot drift apart."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,10 @@ from pathlib import Path
 from tests.helpers import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[2]
-README_URL = "http://127.0.0.1:8000"
-README_BOARD = "game1"
-README_USER = "alice"
+PAGE = ROOT / "docs" / "leaderboards.md"
+PAGE_URL = "http://127.0.0.1:8000"
+PAGE_BOARD = "game1"
+PAGE_USER = "alice"
 
 # What the test adds to the shell: curl fails on an HTTP error (showing the answer) and ends each answer
 # with a newline, so every answer printed is a line of JSON. A read that finds nothing yet (404) reads
@@ -40,8 +41,8 @@ curl() {
 
 
 def walk_through() -> list[str]:
-    """The README's ```sh blocks, in order."""
-    return re.findall(r"^```sh\n(.*?)^```$", (ROOT / "README.md").read_text(), re.DOTALL | re.MULTILINE)
+    """The page's ```sh blocks, in order."""
+    return re.findall(r"^```sh\n(.*?)^```$", PAGE.read_text(), re.DOTALL | re.MULTILINE)
 
 
 def test_the_walk_through_quotes_every_url_with_a_query():
@@ -50,14 +51,14 @@ def test_the_walk_through_quotes_every_url_with_a_query():
     assert walk_through() and unquoted == []
 
 
-def test_the_readmes_leaderboard_walk_through_works_pasted_into_a_shell(live_stack):
+def test_the_leaderboard_walk_through_works_pasted_into_a_shell(live_stack):
     run = uuid.uuid4().hex[:8]
-    board_id, username = f"{README_BOARD}-{run}", f"{README_USER}-{run}"
+    board_id, username = f"{PAGE_BOARD}-{run}", f"{PAGE_USER}-{run}"
     script = "\n".join(walk_through())
-    assert README_URL in script and f'"{README_BOARD}"' in script and f'"{README_USER}"' in script
+    assert PAGE_URL in script and f'"{PAGE_BOARD}"' in script and f'"{PAGE_USER}"' in script
     # Names of this run, so the walk-through meets a new service as a new user does.
-    script = re.sub(rf"\b{README_BOARD}\b", board_id, script.replace(README_URL, live_stack.base_url))
-    script = script.replace(f'"{README_USER}"', f'"{username}"')
+    script = re.sub(rf"\b{PAGE_BOARD}\b", board_id, script.replace(PAGE_URL, live_stack.base_url))
+    script = script.replace(f'"{PAGE_USER}"', f'"{username}"')
     done = subprocess.run(["bash", "-c", PRELUDE + script], check=False, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "WAIT_S": str(int(WAIT_S))}, timeout=4 * WAIT_S)
     assert (done.returncode, done.stderr) == (0, ""), done.stdout
