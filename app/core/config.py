@@ -357,7 +357,7 @@ def config_environ(config: Config) -> dict[str, str]:
 
 
 def describe() -> list[tuple[str, Any, str]]:
-    """(variable, default, meaning) for every setting, for the README and `--help`."""
+    """(variable, default, meaning) for every setting, for docs/configuration.md (app/core/config_doc.py) and `--help`."""
     return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Config)]
 
 

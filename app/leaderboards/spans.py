@@ -15,7 +15,7 @@ from app.core.errors import NotFound
 
 SPAN_FIELDS = ("starts_at", "ends_at", "label")
 # A closed period's `total` went by this name in GET .../periods and the board sockets' period_closed:
-# still sent beside it until the release after next (README, Live boards).
+# still sent beside it until the release after next (docs/leaderboards.md, Live boards).
 DEPRECATED_ENTRY_COUNT = "entry_count"
 # What period_span reads of a period `p` of a board `b`: the zone's arithmetic stays PostgreSQL's (it
 # decided the period), so its local times come from the same time zone database.

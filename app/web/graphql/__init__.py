@@ -1,1 +1,1 @@
-"""The leaderboard service over GraphQL (see schema.graphql and the README)."""
+"""The leaderboard service over GraphQL (see schema.graphql and docs/leaderboards.md, GraphQL)."""

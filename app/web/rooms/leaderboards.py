@@ -27,7 +27,7 @@ PERIOD_CLOSED = "period_closed"
 BOARD_DELETED = "leaderboard_deleted"
 MAX_TOP = 100
 # leaderboard_update's `total` went by this name: still sent beside it until the release after next
-# (README, Live boards).
+# (docs/leaderboards.md, Live boards).
 DEPRECATED_TOTAL_PLAYERS = "total_players"
 
 
