@@ -12,7 +12,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     engine = get_engine(config.database_url)
     session_id, players = _session(engine)
     producer = make_producer(config)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(count):
         participant = random.choice(players)
         payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import redis as redis_lib
 from confluent_kafka import Message

@@ -56,8 +56,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
@@ -190,7 +191,7 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=timezone.utc)})
+            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 

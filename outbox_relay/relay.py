@@ -35,8 +35,9 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException

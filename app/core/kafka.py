@@ -112,7 +112,7 @@ def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: i
                       config=topic_config) for name in missing],
             operation_timeout=timeout_s,
         )
-        for name, future in futures.items():
+        for future in futures.values():
             try:
                 future.result()
             except KafkaException as exc:

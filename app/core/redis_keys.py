@@ -11,8 +11,8 @@ that can reach Redis uses its configuration's prefix. `key` and `pattern` read i
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from app.core.config import Config, parse_key_prefix
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import click
 from flask import current_app

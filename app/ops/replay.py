@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -28,12 +28,12 @@ class SinceParam(click.ParamType):
             return value
         ago = _AGO.match(value.strip())
         if ago:
-            return datetime.now(timezone.utc) - timedelta(**{_AGO_UNITS[ago.group(2)]: float(ago.group(1))})
+            return datetime.now(UTC) - timedelta(**{_AGO_UNITS[ago.group(2)]: float(ago.group(1))})
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             self.fail(f"{value!r} is neither an ISO 8601 time nor a duration like 30m, 2h, 1d", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _replay_filter(aggregate_ids: list[str], since: datetime | None) -> tuple[str, dict[str, Any]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 from confluent_kafka import KafkaException

@@ -12,7 +12,7 @@ import binascii
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -184,7 +184,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _iso(reached_ms) -> str:
-    return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(reached_ms) / 1000, tz=UTC).isoformat()
 
 
 ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at", "metadata")

@@ -9,7 +9,8 @@ forgets the game's keys in Redis and its room's sockets close. Its earlier outbo
 from __future__ import annotations
 
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session

@@ -97,7 +97,7 @@ def build_document() -> dict[str, Any]:
         if doc.query is not None:
             parameters += _query_parameters(doc.query)
         responses = {str(status): {"description": text} for status, text in doc.responses.items()}
-        for status, text in doc.responses.items():
+        for status in doc.responses:
             if status >= 400:
                 responses[str(status)]["content"] = _ERROR_CONTENT
         # 414: gunicorn refuses a request line over its limit before the app sees it, whatever the

@@ -78,7 +78,7 @@ class QuestionBody(Strict):
         return value
 
     @model_validator(mode="after")
-    def the_kind_decides_the_answers(self) -> "QuestionBody":
+    def the_kind_decides_the_answers(self) -> QuestionBody:
         if self.kind == "true_false":
             if self.choices not in (None, TRUE_FALSE):
                 raise ValueError("a true_false question's choices are True and False")
@@ -165,7 +165,7 @@ class BoardBody(Strict):
         {"properties": {"update_mode": {"const": "increment"}}}, {"properties": {"self_report_max": {"type": "null"}}}]})
 
     @model_validator(mode="after")
-    def self_report_increments(self) -> "BoardBody":
+    def self_report_increments(self) -> BoardBody:
         if self.self_report_max is not None and self.update_mode != "increment":
             raise ValueError("self_report_max needs update_mode increment (players add to their score)")
         return self
@@ -213,7 +213,7 @@ class RangeQuery(PeriodQuery):
                   {"required": ["cursor"], "not": {"anyOf": [{"required": ["start"]}, {"required": ["end"]}]}}]})
 
     @model_validator(mode="after")
-    def one_way_to_page(self) -> "RangeQuery":
+    def one_way_to_page(self) -> RangeQuery:
         if self.cursor is not None:
             if self.start is not None or self.end is not None:
                 raise ValueError("give start and end, or a cursor, not both")

@@ -9,9 +9,10 @@ becomes a GraphQL error whose `extensions.code` is the REST error code (executio
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ariadne import MutationType, QueryType, ScalarType, SubscriptionType, make_executable_schema
 from graphql import GraphQLError, GraphQLSchema, IntValueNode, StringValueNode, ValueNode

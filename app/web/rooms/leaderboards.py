@@ -15,8 +15,9 @@ the socket to the next period.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
 from app.web.rooms.connection import Connection

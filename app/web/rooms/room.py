@@ -13,9 +13,10 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from app.core.logs import RateLimitedLog
 from app.web.rooms.connection import CLOSE_SUPERSEDED, Connection
@@ -32,7 +33,7 @@ CLOSE_DELETED = 4404
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass

@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import redis as redis_lib
 from redis.exceptions import RedisClusterException

@@ -5,7 +5,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, current_app, request
 from pydantic import ValidationError
