@@ -87,8 +87,8 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     tracker = DeliveryTracker()
     sent = 0
     sessions: set[str] = set()
-    query = text(f"""SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at FROM events
-                     WHERE {where} ORDER BY created_at, seq""")
+    query = text(f"""SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
+                     FROM events WHERE {where} ORDER BY created_at, seq""")
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=1000).execute(query, params)
         with progress(rows, total, "replaying events") as bar:

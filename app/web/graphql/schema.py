@@ -115,7 +115,8 @@ query = QueryType()
 
 @query.field("leaderboard")
 def _seed_000_leaderboard(_, info, limit: int = 10) -> list[dict[str, Any]]:
-    page = info.context.reader.page(DEFAULT_BOARD, period=None, offset=0, limit=_valid(TopQuery, {"limit": limit}).limit)
+    page = info.context.reader.page(DEFAULT_BOARD, period=None, offset=0,
+                                    limit=_valid(TopQuery, {"limit": limit}).limit)
     return [_user(entry) for entry in page["entries"]]
 
 
@@ -246,8 +247,10 @@ def _result_view(result: Any, rank: int | None) -> dict[str, Any]:
 @mutation.field("submitScore")
 @twin("submitScore", "POST", "/api/v1/scores")
 def _submit_score(_, info, principal, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
-    result = _one(info.context.write_scores(_submissions([input]), Authority(owner_id=principal.user_id), "graphql"))
-    return _result_view(result, info.context.ranks([result], True).get((result.leaderboard_id, result.player_id)))
+    result = _one(info.context.write_scores(_submissions([input]), Authority(owner_id=principal.user_id),
+                                            "graphql"))
+    rank = info.context.ranks([result], True).get((result.leaderboard_id, result.player_id))
+    return _result_view(result, rank)
 
 
 @mutation.field("submitScores")
@@ -255,7 +258,8 @@ def _submit_score(_, info, principal, input: dict[str, Any]) -> dict[str, Any]: 
 def _submit_scores(_, info, principal, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not 1 <= len(scores) <= 1000:
         raise Invalid("invalid_request", "scores: 1 to 1,000 of them")
-    results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id), "graphql")
+    results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id),
+                                        "graphql")
     written = [r for r in results if not isinstance(r, ServiceError)]
     ranks = info.context.ranks(written, True)  # one deadline for the batch, as POST /scores/batch
     return [{"error": {"code": r.code, "message": r.message}} if isinstance(r, ServiceError)
@@ -277,4 +281,5 @@ def _player_standing(event, info, board_id: str, player_id: str) -> dict[str, An
     return event
 
 
-SCHEMA: GraphQLSchema = make_executable_schema(SDL, query, mutation, subscription, score, json_scalar, date_time)
+SCHEMA: GraphQLSchema = make_executable_schema(SDL, query, mutation, subscription, score, json_scalar,
+                                               date_time)
