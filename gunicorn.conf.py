@@ -87,8 +87,8 @@ def post_fork(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    from app.web import start_background_work
     from app.core.logs import configure_logging
+    from app.web import start_background_work
 
     configure_logging(_config, "web")
     start_background_work(worker.app.wsgi())

@@ -12,7 +12,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
@@ -34,8 +34,10 @@ def _session(engine) -> tuple[uuid.UUID, list[uuid.UUID]]:
     session_id, host, quiz = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     players = [uuid.uuid4() for _ in range(PLAYERS)]
     with engine.begin() as db:
-        db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, 'bench-host', true)"), {"id": host})
-        db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :o, 'bench')"), {"id": quiz, "o": host})
+        db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, 'bench-host', true)"),
+                   {"id": host})
+        db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :o, 'bench')"),
+                   {"id": quiz, "o": host})
         db.execute(text("INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
                         "VALUES (:id, :q, :h, :c, 'ended')"),
                    {"id": session_id, "q": quiz, "h": host, "c": f"{random.randrange(10**6):06d}"})
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> int:
     engine = get_engine(config.database_url)
     session_id, players = _session(engine)
     producer = make_producer(config)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(count):
         participant = random.choice(players)
         payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
@@ -100,7 +102,8 @@ def main(argv: list[str]) -> int:
         target = f"-h {host} -p {port} --dbnum {db or 0}"
     print(f"redis-benchmark {target} -n {count} -r 1000000000 -c 50 -P 16 "
           f"EVALSHA {sha} {len(keys.apply_keys)} {' '.join(keys.apply_keys)} "
-          f"ev:__rand_int__ answer:__rand_int__ p:__rand_int__ bench 750 {int(now.timestamp() * 1000) + 1000} q")
+          f"ev:__rand_int__ answer:__rand_int__ p:__rand_int__ bench 750 "
+          f"{int(now.timestamp() * 1000) + 1000} q")
     return 0
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import redis as redis_lib
 from confluent_kafka import Message
@@ -75,7 +76,8 @@ class CacheWorker(BatchConsumer):
         self.config = config
         self.consumer = consumer
         self.producer = producer
-        self.topic, self.dlq_topic, self.batch_size = config.kafka_topic, config.kafka_dlq_topic, config.worker_batch_size
+        self.topic, self.dlq_topic = config.kafka_topic, config.kafka_dlq_topic
+        self.batch_size = config.worker_batch_size
         self.redis = redis
         self.projections = {projection.events.aggregate_type: projection for projection in projections}
         self.event_types = EventCatalog(*(projection.events for projection in projections))

@@ -44,10 +44,10 @@ WAL retention. An unread slot keeps WAL from being recycled. With `max_slot_wal_
 slot too far behind is invalidated (`wal_status = lost`) and cannot be read again: the relay then logs
 an error every interval and publishes nothing, since events could have been lost from the WAL. Recover
 with `flask ops relay-slot drop`: the relay makes a fresh slot and backfills, i.e. publishes every row
-of the retained outbox again (in wal mode none is marked; consumers dedupe by event id). The stack leaves `max_slot_wal_keep_size` unlimited: a slot
-is never invalidated, at the price of disk while the relay is down; `ops relay-slot` shows how far
-behind it is, and a stale slot of a database no longer relayed must be dropped
-(`flask ops relay-slot drop`).
+of the retained outbox again (in wal mode none is marked; consumers dedupe by event id). The stack
+leaves `max_slot_wal_keep_size` unlimited: a slot is never invalidated, at the price of disk while the
+relay is down; `ops relay-slot` shows how far behind it is, and a stale slot of a database no longer
+relayed must be dropped (`flask ops relay-slot drop`).
 
 Retention of the outbox rows: partitions past RELAY_RETENTION_HOURS are detached, then dropped once
 the slot has passed them (outbox_relay/partitions.py, `retire_captured`).
@@ -56,8 +56,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import Connection, text
@@ -93,7 +94,8 @@ _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 _CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
-    ON CONFLICT (slot_name) DO UPDATE SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
+    ON CONFLICT (slot_name) DO UPDATE
+    SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
 
 
 class CaptureUnavailable(RuntimeError):
@@ -107,14 +109,16 @@ def captured_event(values: dict[str, str | None], transaction: int) -> Outgoing:
     return Outgoing(values["aggregate_id"].encode(),
                     envelope_json_of_text(event_id, event_type, values["version"], values["aggregate_type"],
                                           values["aggregate_id"], values["created_at"], values["payload"]),
-                    [("event_id", event_id.encode()), ("event_type", event_type.encode())], transaction, event_id)
+                    [("event_id", event_id.encode()), ("event_type", event_type.encode())], transaction,
+                    event_id)
 
 
 def check_capture_possible(conn: Connection) -> None:
     """Raise CaptureUnavailable when this server or role cannot decode the WAL."""
     row = conn.execute(text("""
         SELECT current_setting('wal_level') AS wal_level,
-               (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may""")).one()
+               (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may"""
+    )).one()
     if row.wal_level != "logical":
         raise CaptureUnavailable(f"wal_level is {row.wal_level}, not logical")
     if not row.may:
@@ -190,7 +194,7 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=timezone.utc)})
+            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 
@@ -215,7 +219,8 @@ class WalRelay(PollRelay):
             with conn.begin():
                 head = conn.execute(_HEAD).one()
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
-                                    execution_options={"stream_results": True, "yield_per": STREAM_ROWS}).scalars()
+                                    execution_options={"stream_results": True,
+                                                       "yield_per": STREAM_ROWS}).scalars()
 
                 def events() -> Iterator[Outgoing]:
                     """The events as they are read; the transactions they belong to are counted meanwhile."""
@@ -293,7 +298,8 @@ class WalRelay(PollRelay):
 
     def _retire(self) -> None:
         result = partitions.retire_captured(self.engine, self.retention_hours, self.slot, self._fence,
-                                            batch=PURGE_BATCH, max_batches=20, stopping=lambda: self.shutting_down)
+                                            batch=PURGE_BATCH, max_batches=20,
+                                            stopping=lambda: self.shutting_down)
         if result.default_deleted:
             log.info("deleted %d captured events of the default partition older than %g h",
                      result.default_deleted, self.retention_hours)
@@ -304,4 +310,5 @@ class SlotLost(RuntimeError):
 
     def __init__(self, slot: str):
         super().__init__(f"replication slot {slot} was invalidated (wal_status lost): events may be missing "
-                         "from the WAL; drop it (flask ops relay-slot drop): a new slot backfills the retained outbox")
+                         "from the WAL; drop it (flask ops relay-slot drop): a new slot backfills the "
+                         "retained outbox")

@@ -15,9 +15,11 @@ class RelayMetrics:
                                  registry=self.registry)
         self.batch_size = Histogram("relay_batch_size", "Events claimed per batch", buckets=BATCH_BUCKETS,
                                     registry=self.registry)
-        self.lag_gauge = Gauge("relay_outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL)",
-                         registry=self.registry)
-        self.unpublished = Gauge("relay_unpublished_events", "Events not yet published", registry=self.registry)
+        self.lag_gauge = Gauge("relay_outbox_lag_seconds",
+                               "Age of the oldest unpublished event (from PostgreSQL)",
+                               registry=self.registry)
+        self.unpublished = Gauge("relay_unpublished_events", "Events not yet published",
+                                 registry=self.registry)
         self.wal_behind = Gauge("relay_wal_behind_bytes",
                                 "WAL between the server's position and the slot's confirmed one (wal mode)",
                                 registry=self.registry)

@@ -61,7 +61,8 @@ _ENSURE = text("""
 _PARTITIONS = text("""
     SELECT relname, upper_bound FROM (
         SELECT c.relname,
-               substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)')::timestamptz AS upper_bound
+               substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)')::timestamptz
+                   AS upper_bound
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'events'::regclass) p
     WHERE upper_bound IS NOT NULL
@@ -182,7 +183,8 @@ def purge_default_partition(engine: Engine, retention_hours: float, *, batch: in
 
 _DETACHED = text("""
     SELECT c.relname, substr(d.description, length(:prefix) + 1) AS fence
-    FROM pg_class c JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+    FROM pg_class c
+    JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
     WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relnamespace = current_schema()::regnamespace
       AND starts_with(d.description, :prefix)
     ORDER BY c.relname""")
@@ -241,7 +243,8 @@ def captured_past(engine: Engine, slot: str, lsn: str) -> bool:
 
 
 def retire_captured(engine: Engine, retention_hours: float, slot: str, fence: RetireFence | None, *,
-                    batch: int, max_batches: int, stopping: Callable[[], bool] = lambda: False) -> RetentionResult:
+                    batch: int, max_batches: int,
+                    stopping: Callable[[], bool] = lambda: False) -> RetentionResult:
     """Wal mode's retention (see the top): detach the expired partitions, drop the detached ones the slot
     has passed, and delete captured rows of the default partition past the retention."""
     result = RetentionResult()
@@ -269,8 +272,8 @@ def retire_captured(engine: Engine, retention_hours: float, slot: str, fence: Re
     if fence is not None and captured_past(engine, slot, fence.lsn):
         for _ in range(max_batches):
             with engine.begin() as conn:
-                count = conn.execute(_PURGE_DEFAULT_CAPTURED, {"age_s": retention_hours * 3600.0, "limit": batch,
-                                                               "xmin": fence.xmin}).rowcount
+                count = conn.execute(_PURGE_DEFAULT_CAPTURED, {"age_s": retention_hours * 3600.0,
+                                                               "limit": batch, "xmin": fence.xmin}).rowcount
             result.default_deleted += count
             if count < batch or stopping():
                 break

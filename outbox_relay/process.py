@@ -74,7 +74,8 @@ def _exit_unless_capture_possible(relay: Relay) -> None:
         with relay.engine.connect() as conn:
             check_capture_possible(conn)
     except CaptureUnavailable as exc:
-        print(f"config error: RELAY_MODE=wal needs logical decoding: {exc}; set RELAY_MODE=poll", file=sys.stderr)
+        print(f"config error: RELAY_MODE=wal needs logical decoding: {exc}; set RELAY_MODE=poll",
+              file=sys.stderr)
         raise SystemExit(2) from None
     except DBAPIError:
         pass

@@ -35,8 +35,9 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException
@@ -223,7 +224,8 @@ class Relay(StreamProcessor):
         if self.stats.is_leader:
             return True
         conn = self._connection()
-        acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}).scalar())
+        acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                     {"key": LEADER_LOCK_KEY}).scalar())
         conn.commit()
         if acquired:
             log.info("relay is the leader: claiming events")
@@ -249,12 +251,14 @@ class Relay(StreamProcessor):
     # -- one batch -----------------------------------------------------------------------------
 
     def relay_batch(self) -> BatchResult:
-        """Read, produce and acknowledge one batch. Raises on PostgreSQL errors (nothing acknowledged then)."""
+        """Read, produce and acknowledge one batch. Raises on PostgreSQL errors (nothing acknowledged
+        then)."""
         raise NotImplementedError
 
     def _report_failures(self, failed: list[str], total: int) -> None:
         if failed:
-            self._errors.warning("delivery", "%d of %d events not delivered (first: %s); they stay unpublished",
+            self._errors.warning("delivery",
+                                 "%d of %d events not delivered (first: %s); they stay unpublished",
                                  len(failed), total, failed[0])
         else:
             self._errors.recovered("delivery", "deliveries succeed again")
@@ -299,7 +303,8 @@ class Relay(StreamProcessor):
             if self.shutting_down:
                 stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
                 if time.monotonic() >= stop_deadline:
-                    log.warning("stopping with %d deliveries unconfirmed; those events stay unpublished", pending())
+                    log.warning("stopping with %d deliveries unconfirmed; those events stay unpublished",
+                                pending())
                     return
             waited = time.monotonic() - started
             if waited > OUTAGE_LOG_EVERY_S:

@@ -19,8 +19,8 @@ dead-lettered, and the others are committed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -51,12 +51,14 @@ class IngestMetrics:
     def __post_init__(self) -> None:
         self.consumed = Counter("ingest_messages_consumed", "score messages read from the topic",
                                 registry=self.registry)
-        self.committed = Counter("ingest_scores_committed", "scores committed, by outcome (changed, unchanged)",
+        self.committed = Counter("ingest_scores_committed",
+                                 "scores committed, by outcome (changed, unchanged)",
                                  ["outcome"], registry=self.registry)
-        self.duplicates = Counter("ingest_duplicates", "redelivered messages answered with their original result",
+        self.duplicates = Counter("ingest_duplicates",
+                                  "redelivered messages answered with their original result",
                                   registry=self.registry)
-        self.dead_lettered = Counter("ingest_dead_lettered", "messages sent to the dead-letter topic", ["reason"],
-                                     registry=self.registry)
+        self.dead_lettered = Counter("ingest_dead_lettered", "messages sent to the dead-letter topic",
+                                     ["reason"], registry=self.registry)
         self.batch_size = Histogram("ingest_batch_size", "messages per batch", registry=self.registry,
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
         self.retries = Counter("ingest_batch_retries", "batches written again after PostgreSQL failed",
@@ -94,7 +96,8 @@ class ScoreIngest(BatchConsumer):
                 decoded.append((message, decode(message)))
             except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
-        results = self.retry_or_isolate("committing scores", decoded, self._commit, message_of=lambda item: item[0])
+        results = self.retry_or_isolate("committing scores", decoded, self._commit,
+                                        message_of=lambda item: item[0])
         if results is None:
             return 0  # stopping while PostgreSQL was down: nothing stored, the batch is redelivered
         if self.after_commit is not None:
@@ -106,7 +109,8 @@ class ScoreIngest(BatchConsumer):
         self.store_offsets(messages)
         return len(messages)
 
-    def _commit(self, decoded: list[tuple[Message, Submission]]) -> list[tuple[Message, ScoreResult | ServiceError]]:
+    def _commit(self, decoded: list[tuple[Message, Submission]]
+                ) -> list[tuple[Message, ScoreResult | ServiceError]]:
         results = submit_scores(self.engine, [submission for _, submission in decoded], Authority(),
                                 final_top=self.config.leaderboard_final_top, source=SOURCE)
         return [(message, result) for (message, _), result in zip(decoded, results)]

@@ -31,7 +31,8 @@ def build_ingest(config: Config, *, engine=None, group_id: str | None = None, **
     if os.environ.get(TEST_EXIT_ENV) == "1":
         options.setdefault("after_commit", _exit_after_commit)
     ingest = ScoreIngest(config, make_consumer(config, group_id=group_id or config.score_consumer_group),
-                         make_producer(config), engine or get_engine(config.database_url, pool_size=2), **options)
+                         make_producer(config), engine or get_engine(config.database_url, pool_size=2),
+                         **options)
     ingest.subscribe()
     return ingest
 

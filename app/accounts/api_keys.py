@@ -38,7 +38,8 @@ def create_key(engine: Engine, owner_id: uuid.UUID, name: str) -> dict[str, Any]
     with engine.begin() as connection:
         created_at = connection.execute(text(
             "INSERT INTO api_keys (id, owner_id, name, secret_hash) VALUES (:id, :owner, :name, :hash) "
-            "RETURNING created_at"), {"id": key_id, "owner": owner_id, "name": name, "hash": _hash(secret)}).scalar()
+            "RETURNING created_at"),
+            {"id": key_id, "owner": owner_id, "name": name, "hash": _hash(secret)}).scalar()
     return {"id": str(key_id), "name": name, "key": f"{PREFIX}{key_id.hex}_{secret}",
             "created_at": created_at.isoformat()}
 
@@ -95,7 +96,8 @@ def owner_of(engine: Engine, redis, key: str) -> uuid.UUID | None:
     else:
         with engine.connect() as connection:
             row = connection.execute(text(
-                "SELECT secret_hash, owner_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = :id"),
+                "SELECT secret_hash, owner_id, revoked_at IS NOT NULL AS revoked "
+                "FROM api_keys WHERE id = :id"),
                 {"id": key_id}).one_or_none()
         if row is None:
             return None
@@ -103,7 +105,8 @@ def owner_of(engine: Engine, redis, key: str) -> uuid.UUID | None:
         if redis is not None:
             check = _REVOKED if row.revoked else f"{secret_hash} {owner_id}"
             try:  # never over a revocation's mark: only where nothing is kept
-                redis.set(_check_key(key_id), check, ex=_REVOKED_TTL_S if row.revoked else _CHECK_TTL_S, nx=True)
+                redis.set(_check_key(key_id), check, ex=_REVOKED_TTL_S if row.revoked else _CHECK_TTL_S,
+                          nx=True)
             except redis_lib.RedisError:
                 pass
         if row.revoked:

@@ -88,7 +88,8 @@ class TokenKeys:
         if self.algorithm != "ES256":
             return None
         members = {k: v for k, v in self.public_jwk().items() if k in ("crv", "kty", "x", "y")}
-        return _b64url(hashlib.sha256(json.dumps(members, sort_keys=True, separators=(",", ":")).encode()).digest())
+        canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+        return _b64url(hashlib.sha256(canonical).digest())
 
     def public_jwk(self) -> dict[str, str]:
         numbers = self.verifying.public_numbers()
@@ -102,7 +103,8 @@ class TokenKeys:
         return {"keys": [{**self.public_jwk(), "use": "sig", "alg": "ES256", "kid": self.key_id}]}
 
     def public_pem(self) -> bytes:
-        return self.verifying.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self.verifying.public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _es256_key(config: Config) -> ec.EllipticCurvePrivateKey:
@@ -115,9 +117,11 @@ def _es256_key(config: Config) -> ec.EllipticCurvePrivateKey:
         with open(config.jwt_private_key_file, "rb") as pem:
             key = serialization.load_pem_private_key(pem.read(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"JWT_PRIVATE_KEY_FILE={config.jwt_private_key_file!r} is not valid: {exc}") from None
+        raise ConfigError(f"JWT_PRIVATE_KEY_FILE={config.jwt_private_key_file!r} is not valid: {exc}"
+                          ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise ConfigError(f"JWT_PRIVATE_KEY_FILE={config.jwt_private_key_file!r} is not valid: ES256 needs a P-256 key")
+        raise ConfigError(f"JWT_PRIVATE_KEY_FILE={config.jwt_private_key_file!r} is not valid: "
+                          "ES256 needs a P-256 key")
     return key
 
 
@@ -163,7 +167,8 @@ def read_token(config: Config, token: str) -> Principal:
         # One algorithm, the configured one: `none`, or HS256 keyed with the ES256 public key, is refused.
         # `iat` is only required: a token issued by a web whose clock runs a little ahead is still ours.
         claims = jwt.decode(token, keys.verifying, algorithms=[keys.algorithm], issuer=keys.issuer,
-                            audience=keys.audience, options={"require": _REQUIRED_CLAIMS, "verify_iat": False})
+                            audience=keys.audience,
+                            options={"require": _REQUIRED_CLAIMS, "verify_iat": False})
     except jwt.ExpiredSignatureError:
         raise InvalidToken(TOKEN_EXPIRED) from None
     except jwt.PyJWTError:
@@ -197,8 +202,10 @@ _SALT_BEFORE_JWT = "livequiz.access-token"
 
 def _read_before_jwt(config: Config, token: str) -> Principal:
     try:
-        data = URLSafeTimedSerializer(config.secret_key, salt=_SALT_BEFORE_JWT).loads(token, max_age=config.token_ttl_s)
-        return Principal(user_id=uuid.UUID(data["u"]), is_guest=bool(data["g"]), issued_at_ms=int(data.get("i", 0)))
+        data = URLSafeTimedSerializer(config.secret_key, salt=_SALT_BEFORE_JWT).loads(
+            token, max_age=config.token_ttl_s)
+        return Principal(user_id=uuid.UUID(data["u"]), is_guest=bool(data["g"]),
+                         issued_at_ms=int(data.get("i", 0)))
     except SignatureExpired:
         raise InvalidToken(TOKEN_EXPIRED) from None
     except (BadSignature, KeyError, TypeError, ValueError, AttributeError):

@@ -81,7 +81,8 @@ def _revocation_key(user_id: uuid.UUID) -> str:
 
 
 def revocations_stream() -> str:
-    """The stream of logouts: `user_id`, and `valid_after_ms`, the instant before which its tokens are refused."""
+    """The stream of logouts: `user_id`, and `valid_after_ms`, the instant before which its tokens are
+    refused."""
     return redis_keys.key("token-revocations")
 
 

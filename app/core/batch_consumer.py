@@ -81,7 +81,8 @@ class BatchConsumer(StreamProcessor):
         if time.monotonic() >= self._next_lag:
             try:
                 self.update_lag()
-            except KafkaException as exc:  # a gauge never stops a consumer (partitions unknown while Kafka restarts)
+            except KafkaException as exc:
+                # A gauge never stops a consumer (partitions unknown while Kafka restarts).
                 self._errors.warning("lag", "consumer lag not updated: %s", exc)
             self._next_lag = time.monotonic() + LAG_INTERVAL_S
 
@@ -107,8 +108,8 @@ class BatchConsumer(StreamProcessor):
         return True
 
     def refuse(self, message: Message, exc: Exception) -> None:
-        """`message` raised `exc`: dead-letter it, unless a store is down (app/core/poison.py), which is raised
-        for the caller to retry."""
+        """`message` raised `exc`: dead-letter it, unless a store is down (app/core/poison.py), which is
+        raised for the caller to retry."""
         if store_unavailable(exc):
             raise exc
         self.dead_letter(message, dead_letter_reason(exc), unexpected=not isinstance(exc, PoisonMessage))
@@ -155,10 +156,11 @@ class BatchConsumer(StreamProcessor):
         self.metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
         event_id = dict(headers).get("event_id")
         # An exception nobody expected is a bug to fix: its traceback goes with it.
-        self.log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
-                         reason, exc_info=unexpected,
+        self.log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
+                         message.offset(), reason, exc_info=unexpected,
                          extra={"session_id": _text(message.key()), "event_id": _text(event_id),
-                                "reason": reason, "partition": message.partition(), "offset": message.offset()})
+                                "reason": reason, "partition": message.partition(),
+                                "offset": message.offset()})
 
     def _send(self, letter: Outgoing) -> None:
         try:
@@ -232,7 +234,8 @@ class BatchConsumer(StreamProcessor):
         self.producer.flush(10.0)
 
 
-def serve(process_name: str, build: Callable[[Config], BatchConsumer], metrics_port: Callable[[Config], int]) -> int:
+def serve(process_name: str, build: Callable[[Config], BatchConsumer],
+          metrics_port: Callable[[Config], int]) -> int:
     """The body of a consumer process's main(): configuration, logs, its /metrics, then run until
     SIGTERM or SIGINT."""
     config = load_config_or_exit()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -128,8 +129,8 @@ MIN_SECRET_KEY_BYTES = 32
 
 @dataclass(frozen=True)
 class Config:
-    database_url: str = _setting(
-        "DATABASE_URL", "postgresql+psycopg://quiz:quiz@127.0.0.1:5433/quiz", doc="SQLAlchemy URL of PostgreSQL")
+    database_url: str = _setting("DATABASE_URL", "postgresql+psycopg://quiz:quiz@127.0.0.1:5433/quiz",
+                                 doc="SQLAlchemy URL of PostgreSQL")
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6380/0", doc="Redis URL")
     redis_cluster_nodes: str = _setting(
         "REDIS_CLUSTER_NODES", "", _nodes,
@@ -148,10 +149,10 @@ class Config:
         "KAFKA_CONSUMER_GROUP", "quiz-cache-worker", doc="consumer group of the cache workers")
     score_topic: str = _setting(
         "SCORE_TOPIC", "leaderboard-scores", doc="topic game servers produce scores to (seed 001's messages)")
-    score_dlq_topic: str = _setting(
-        "SCORE_DLQ_TOPIC", "leaderboard-scores.dlq", doc="dead-letter topic of score messages the ingest refused")
-    score_consumer_group: str = _setting(
-        "SCORE_CONSUMER_GROUP", "leaderboard-score-ingest", doc="consumer group of the score ingest processes")
+    score_dlq_topic: str = _setting("SCORE_DLQ_TOPIC", "leaderboard-scores.dlq",
+                                    doc="dead-letter topic of score messages the ingest refused")
+    score_consumer_group: str = _setting("SCORE_CONSUMER_GROUP", "leaderboard-score-ingest",
+                                         doc="consumer group of the score ingest processes")
     score_ingest_batch: int = _setting(
         "SCORE_INGEST_BATCH", 1000, _int, "most score messages the ingest commits in one transaction")
     change_topic: str = _setting(
@@ -160,8 +161,8 @@ class Config:
     change_top: int = _setting("CHANGE_TOP", 10, _int, "size of the top the change topic carries")
     secret_key: str = _setting(
         "SECRET_KEY", DEVELOPMENT_SECRET_KEY,
-        doc=f"the access tokens' keys are derived from it: a random value of at least {MIN_SECRET_KEY_BYTES} bytes "
-            "(`make up` makes one)")
+        doc=f"the access tokens' keys are derived from it: a random value of at least {MIN_SECRET_KEY_BYTES} "
+            "bytes (`make up` makes one)")
     allow_insecure_secret_key: bool = _setting(
         "ALLOW_INSECURE_SECRET_KEY", False, _bool,
         "development only: let the web process start with the default or a short SECRET_KEY")
@@ -171,9 +172,10 @@ class Config:
         "how access tokens (JWTs) are signed: HS256, with a key derived from SECRET_KEY that a gateway must "
         "share, or ES256, whose public key /.well-known/jwks.json serves (docs/gateways.md)")
     jwt_private_key_file: str = _setting(
-        "JWT_PRIVATE_KEY_FILE", "", str.strip,
-        "ES256: a PEM file of the P-256 private key, the same for every web process (empty: derived from SECRET_KEY)")
-    jwt_issuer: str = _setting("JWT_ISSUER", "livequiz", doc="the `iss` claim of access tokens (Kong finds its key by it)")
+        "JWT_PRIVATE_KEY_FILE", "", str.strip, "ES256: a PEM file of the P-256 private key, "
+        "the same for every web process (empty: derived from SECRET_KEY)")
+    jwt_issuer: str = _setting("JWT_ISSUER", "livequiz",
+                               doc="the `iss` claim of access tokens (Kong finds its key by it)")
     jwt_audience: str = _setting("JWT_AUDIENCE", "livequiz-api", doc="the `aud` claim of access tokens")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, _int,
                                    "largest request body accepted (but a picture's, IMAGE_MAX_BYTES)")
@@ -183,7 +185,8 @@ class Config:
     image_quota_bytes: int = _setting(
         "IMAGE_QUOTA_BYTES", 50 * 1024 * 1024, _int,
         "bytes of pictures one account may keep (counted in PostgreSQL; over it an upload gets 413)")
-    answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int, "most answers committed in one transaction")
+    answer_batch_max: int = _setting("ANSWER_BATCH_MAX", 200, _int,
+                                     "most answers committed in one transaction")
     score_batch_max: int = _setting("SCORE_BATCH_MAX", 100, _int,
                                     "most score requests of a web process committed in one transaction")
     score_commit_max_scores: int = _setting(
@@ -195,9 +198,11 @@ class Config:
     public_url: str = _setting(
         "PUBLIC_URL", "", _public_url,
         "the address players open (e.g. https://quiz.example.org), which the join QR code and the host's "
-        "screen show; never taken from a request's Host header (empty: http://WEB_HOST:WEB_PORT, for local use)")
+        "screen show; never taken from a request's Host header "
+        "(empty: http://WEB_HOST:WEB_PORT, for local use)")
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
-    web_db_pool: int = _setting("WEB_DB_POOL", 20, _int, "PostgreSQL connections per web worker (and as many overflow)")
+    web_db_pool: int = _setting("WEB_DB_POOL", 20, _int,
+                                "PostgreSQL connections per web worker (and as many overflow)")
     web_redis_pool: int = _setting("WEB_REDIS_POOL", 64, _int, "Redis connections per web worker")
     postgres_port: int = _setting("POSTGRES_PORT", 5433, _int, "port of the PostgreSQL that `make up` starts")
     redis_port: int = _setting("REDIS_PORT", 6380, _int, "port of the Redis that `make up` starts")
@@ -206,8 +211,8 @@ class Config:
         "KAFKA_CONTROLLER_PORT", 9093, _int, "controller port of the Kafka that `make up` starts")
     relay_mode: str = _setting(
         "RELAY_MODE", "wal", _choice("wal", "poll"),
-        "wal: the relay reads committed events from a logical replication slot (needs wal_level=logical and a "
-        "role with REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL)")
+        "wal: the relay reads committed events from a logical replication slot (needs wal_level=logical and "
+        "a role with REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL)")
     relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 1000, _int, "events claimed per relay batch")
     relay_poll_interval_s: float = _setting(
         "RELAY_POLL_INTERVAL_S", 1.0, _float, "relay poll when no notification arrives")
@@ -219,11 +224,12 @@ class Config:
         "daily partitions of `events` the relay creates ahead of today (at least 1)")
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
-    ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int, "score ingest /metrics port (0: off)")
+    ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int,
+                                        "score ingest /metrics port (0: off)")
     web_metrics_port: int = _setting(
         "WEB_METRICS_PORT", 9104, _int,
-        "web /metrics port on 127.0.0.1, served by the gunicorn master for all its workers (0: off); the public "
-        "port has no /metrics")
+        "web /metrics port on 127.0.0.1, served by the gunicorn master for all its workers (0: off); the "
+        "public port has no /metrics")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,
@@ -233,14 +239,15 @@ class Config:
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
-    ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int, "messages buffered per WebSocket before dropping")
+    ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int,
+                                   "messages buffered per WebSocket before dropping")
     auto_close_interval_s: float = _setting(
         "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
     web_trusted_proxies: int = _setting(
         "WEB_TRUSTED_PROXIES", 0, _int,
         "proxies in front of the web server whose X-Forwarded-For is trusted for the client address")
-    rate_limits_enabled: bool = _setting(
-        "RATE_LIMITS_ENABLED", True, _bool, "enforce the RATE_* limits (shared by every web process, in Redis)")
+    rate_limits_enabled: bool = _setting("RATE_LIMITS_ENABLED", True, _bool,
+                                         "enforce the RATE_* limits (shared by every web process, in Redis)")
     rate_login_per_username: str = _setting(
         "RATE_LOGIN_PER_USERNAME", "10/minute", _rate, "login attempts per username")
     rate_login_per_address: str = _setting(
@@ -252,8 +259,8 @@ class Config:
         "RATE_JOIN_PER_ADDRESS", "6000/minute", _rate, "join-code lookups and joins per client address")
     rate_join_per_user: str = _setting(
         "RATE_JOIN_PER_USER", "30/minute", _rate, "join-code lookups and joins per signed-in user")
-    rate_join_misses_per_address: str = _setting(
-        "RATE_JOIN_MISSES_PER_ADDRESS", "300/minute", _rate, "join-code lookups that find no game, per address")
+    rate_join_misses_per_address: str = _setting("RATE_JOIN_MISSES_PER_ADDRESS", "300/minute", _rate,
+                                                 "join-code lookups that find no game, per address")
     rate_join_misses_per_user: str = _setting(
         "RATE_JOIN_MISSES_PER_USER", "10/minute", _rate, "join-code lookups that find no game, per user")
     rate_sockets_per_user: str = _setting(
@@ -271,17 +278,17 @@ class Config:
         "score writes per board owner, all their API keys together (a request of a batch counts once)")
     rate_image_uploads_per_user: str = _setting(
         "RATE_IMAGE_UPLOADS_PER_USER", "30/minute", _rate, "picture uploads per account")
-    rate_score_writes_per_address: str = _setting(
-        "RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate, "score writes per client address (game servers)")
+    rate_score_writes_per_address: str = _setting("RATE_SCORE_WRITES_PER_ADDRESS", "120000/minute", _rate,
+                                                  "score writes per client address (game servers)")
     graphql_playground: bool = _setting(
-        "GRAPHQL_PLAYGROUND", True, _bool,
-        "serve GraphiQL at GET /graphql to browsers (Accept: text/html); off: GET /graphql answers 405, as to any client")
+        "GRAPHQL_PLAYGROUND", True, _bool, "serve GraphiQL at GET /graphql to browsers (Accept: text/html); "
+        "off: GET /graphql answers 405, as to any client")
     graphql_init_wait_s: float = _setting(
         "GRAPHQL_INIT_WAIT_S", 10.0, _float,
         "seconds a GraphQL WebSocket has to send connection_init before it is closed (4408)")
     graphql_max_mutations: int = _setting(
-        "GRAPHQL_MAX_MUTATIONS", 10, _int,
-        "most mutation fields one GraphQL operation runs (each is charged as its REST twin; submitScores batches)")
+        "GRAPHQL_MAX_MUTATIONS", 10, _int, "most mutation fields one GraphQL operation runs "
+        "(each is charged as its REST twin; submitScores batches)")
     ws_max_per_participant: int = _setting(
         "WS_MAX_PER_PARTICIPANT", 3, _int,
         "open room sockets per player (or host); a new one closes the oldest with 4409")
@@ -294,10 +301,10 @@ class Config:
         "open WebSockets per signed-in user, all web processes together (else 4429)")
     ws_slot_lease_s: float = _setting(
         "WS_SLOT_LEASE_S", 30.0, _positive_float,
-        "how long the open sockets a web process counts in Redis stay counted without its heartbeat (a killed "
-        "process's sockets stop counting after this)")
-    leaderboard_final_top: int = _setting(
-        "LEADERBOARD_FINAL_TOP", 10, _int, "standings a closed period's event carries (never the whole board)")
+        "how long the open sockets a web process counts in Redis stay counted without its heartbeat "
+        "(a killed process's sockets stop counting after this)")
+    leaderboard_final_top: int = _setting("LEADERBOARD_FINAL_TOP", 10, _int,
+                                          "standings a closed period's event carries (never the whole board)")
     leaderboard_period_ttl_s: int = _setting(
         "LEADERBOARD_PERIOD_TTL_S", 86400, _int,
         "how long a closed period stays in Redis (read later, it is rebuilt from PostgreSQL)")
@@ -305,13 +312,14 @@ class Config:
         "SCORE_SUBMISSION_RETENTION_HOURS", 168.0, _float,
         "how long a submission_id is remembered (a retry within it gets the original result)")
     score_rank_wait_ms: int = _setting(
-        "SCORE_RANK_WAIT_MS", 250, _int,
-        "how long a score write (a batch: all its items together) waits for the board to show it (else rank: null)")
-    log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"), "text for a terminal, json for machines")
+        "SCORE_RANK_WAIT_MS", 250, _int, "how long a score write (a batch: all its items together) waits for "
+        "the board to show it (else rank: null)")
+    log_format: str = _setting("LOG_FORMAT", "text", _choice("text", "json"),
+                               "text for a terminal, json for machines")
     log_level: str = _setting(
         "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "least level logged")
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     def public_base_url(self) -> str:
@@ -347,8 +355,8 @@ def check_secret_key(config: Config) -> None:
         raise ConfigError("SECRET_KEY is the documented development default; set a random value of at least "
                           f"{MIN_SECRET_KEY_BYTES} bytes (or ALLOW_INSECURE_SECRET_KEY=1 in development)")
     if len(config.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
-        raise ConfigError(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes; set a longer random value "
-                          "(or ALLOW_INSECURE_SECRET_KEY=1 in development)")
+        raise ConfigError(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes; set a longer random "
+                          "value (or ALLOW_INSECURE_SECRET_KEY=1 in development)")
 
 
 def config_environ(config: Config) -> dict[str, str]:

@@ -53,8 +53,8 @@ class Outgoing:
         sizes = f"key {len(self.key or b'')} B, value {len(self.value or b'')} B"
         return Outgoing(self.key[:CUT_BYTES] if self.key else self.key,
                         self.value[:CUT_BYTES] if self.value else self.value, [],
-                        f"{self.reason} (too large for the dead-letter topic: {sizes}, cut to {CUT_BYTES} B each,"
-                        " headers left out)", cut=True)
+                        f"{self.reason} (too large for the dead-letter topic: {sizes}, "
+                        f"cut to {CUT_BYTES} B each, headers left out)", cut=True)
 
 
 @dataclass(frozen=True)

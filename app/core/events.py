@@ -159,8 +159,8 @@ class EventCatalog:
         return replace(envelope, parsed=parsed)
 
 
-def envelope_json_of_text(event_id: str, event_type: str, version: str, aggregate_type: str, aggregate_id: str,
-                          occurred_at: str, payload: str) -> bytes:
+def envelope_json_of_text(event_id: str, event_type: str, version: str, aggregate_type: str,
+                          aggregate_id: str, occurred_at: str, payload: str) -> bytes:
     """`Envelope.to_json()` of an `events` row given as PostgreSQL's text of its columns (what the relay
     captures from the WAL), built without parsing the payload: its jsonb text goes in as it is, valid
     JSON already. `EventCatalog.decode` reads both into the same Envelope; the relay spends no time taking

@@ -101,7 +101,8 @@ class FairQueue(Generic[Request]):
             self._virtual = start
             taken.append(pending)
             total += cost
-        if len(self._finish) > 2 * len(self._heap) + 64:  # forget the idle clients: they start at the virtual time
+        # Forget the idle clients: they start at the virtual time.
+        if len(self._finish) > 2 * len(self._heap) + 64:
             self._finish = {c: f for c, f in self._finish.items() if f > self._virtual}
         return taken
 
@@ -135,7 +136,8 @@ class GroupCommit(Generic[Request, Result]):
         raise NotImplementedError
 
     def retry_is_safe(self, request: Request) -> bool:
-        """Whether writing the request again after a COMMIT that may have succeeded records it at most once."""
+        """Whether writing the request again after a COMMIT that may have succeeded records it at most
+        once."""
         return True
 
     def client_of(self, request: Request) -> Hashable:
@@ -158,8 +160,8 @@ class GroupCommit(Generic[Request, Result]):
             self._queue.push(pending, client, cost)
             self._arrived.notify()
             if self._committer is None:
-                self._committer = threading.Thread(target=self._commit_forever, name=f"{self.what}-group-commit",
-                                                   daemon=True)
+                self._committer = threading.Thread(target=self._commit_forever,
+                                                   name=f"{self.what}-group-commit", daemon=True)
                 self._committer.start()
         if not pending.done.wait(self.WAIT_S):
             with self._arrived:
@@ -181,8 +183,8 @@ class GroupCommit(Generic[Request, Result]):
         except SQLAlchemyError:
             result = None
         if result is None:
-            raise OutcomeUnknown("outcome_unknown", f"the {self.what} may or may not have been recorded; send the "
-                                 f"same {self.what} again to learn which")
+            raise OutcomeUnknown("outcome_unknown", f"the {self.what} may or may not have been recorded; "
+                                 f"send the same {self.what} again to learn which")
         return result
 
     def _commit_forever(self) -> None:
@@ -206,8 +208,8 @@ class GroupCommit(Generic[Request, Result]):
         except (SQLAlchemyError, CommitFailed) as exc:
             uncertain = isinstance(exc, CommitFailed)
             if len(batch) > 1:
-                log.warning("a batch of %d %ss failed (%s); committing them one by one", len(batch), self.what,
-                            type(exc).__name__)
+                log.warning("a batch of %d %ss failed (%s); committing them one by one", len(batch),
+                            self.what, type(exc).__name__)
             for pending in batch:
                 pending.uncertain = uncertain
             results = [self._alone(p) for p in batch]

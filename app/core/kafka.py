@@ -112,7 +112,7 @@ def ensure_topics(config: Config, timeout_s: float = 30.0, replication_factor: i
                       config=topic_config) for name in missing],
             operation_timeout=timeout_s,
         )
-        for name, future in futures.items():
+        for future in futures.values():
             try:
                 future.result()
             except KafkaException as exc:
@@ -153,7 +153,8 @@ def main(argv: list[str]) -> int:
     wait.add_argument("seconds", nargs="?", type=float, default=60)
     wait.add_argument("--brokers", type=int, default=1, help="least number of brokers the answer lists")
     topics = commands.add_parser("topics", help="create the system's topics when missing")
-    topics.add_argument("--replication-factor", type=int, help="default: the brokers' default.replication.factor")
+    topics.add_argument("--replication-factor", type=int,
+                        help="default: the brokers' default.replication.factor")
     topics.add_argument("--min-insync-replicas", type=int)
     commands.add_parser("describe", help="brokers; partitions, replicas, min.insync.replicas of the topics")
     args = parser.parse_args(argv)

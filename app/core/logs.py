@@ -25,7 +25,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                   + f".{int(record.msecs):03d}Z"),
             "level": record.levelname.lower(),
             "process": self.process_name,
             "logger": record.name,

@@ -1,8 +1,9 @@
 """Loading the Lua scripts of lua/ into Redis: a set of scripts that share one library file.
 
-A script that shares a library gets it prepended (after lua/common_lib.lua, which every library uses); each file still begins by asserting its KEYS and
-ARGV. redis-py's `register_script` reloads a script on NOSCRIPT, so a restarted or failed-over Redis
-needs nothing from us. Scripts are registered once per Redis client and process.
+A script that shares a library gets it prepended (after lua/common_lib.lua, which every library uses);
+each file still begins by asserting its KEYS and ARGV. redis-py's `register_script` reloads a script
+on NOSCRIPT, so a restarted or failed-over Redis needs nothing from us. Scripts are registered once per
+Redis client and process.
 
 A library's apply rules are Lua functions (APPLY.<script>) that both the one-event scripts and
 lua/apply_batch.lua call: the batch applies one aggregate's events in one call, packed by `pack_batch`
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from redis.commands.core import Script
 
@@ -94,5 +96,5 @@ def registered(kind: type[ScriptSet], client):
         return known[1]
 
 
-__all__ = ["APPLIED", "BATCH_CHUNK", "DUPLICATE", "NEEDS_REBUILD", "Call", "Script", "ScriptSet", "pack_batch",
-           "registered", "script_source"]
+__all__ = ["APPLIED", "BATCH_CHUNK", "DUPLICATE", "NEEDS_REBUILD", "Call", "Script", "ScriptSet",
+           "pack_batch", "registered", "script_source"]

@@ -10,13 +10,15 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
-HTTP_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
+HTTP_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request",
+                         ["method", "route"],
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 ANSWERS_ACCEPTED = Counter("answers_accepted_total", "Answers recorded (201)")
 EVENTS_WRITTEN = Counter("events_written_total", "Events written to the outbox", ["event_type"])
 WS_CONNECTIONS = Gauge("ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
 WS_SENT = Counter("ws_messages_sent_total", "WebSocket messages sent", ["type"])
-SCORE_WRITES = Counter("score_writes_total", "Score submissions of the leaderboard service, by outcome and source",
+SCORE_WRITES = Counter("score_writes_total",
+                       "Score submissions of the leaderboard service, by outcome and source",
                        ["outcome", "source"])
 RATE_LIMITED = Counter("rate_limited_total", "Requests refused by a rate limit", ["rule"])
 RATE_LIMIT_UNAVAILABLE = Counter("rate_limit_unavailable_total",
@@ -24,11 +26,15 @@ RATE_LIMIT_UNAVAILABLE = Counter("rate_limit_unavailable_total",
 PASSWORD_HASHES = Gauge("password_hashes_running", "Password hashes being computed off the event loop",
                         multiprocess_mode="livesum")
 GRAPHQL_FRAGMENTS_MEASURED = Counter("graphql_fragments_measured_total",
-                                     "GraphQL fragments measured for depth and cost (each once per operation)")
-# Database-wide, refreshed by every worker's timers (app/web/timers.py); the highest of the live workers.
-OUTBOX_LAG = Gauge("outbox_lag_seconds", "Age of the oldest unpublished event (from PostgreSQL, every few seconds)",
+                                     "GraphQL fragments measured for depth and cost "
+                                     "(each once per operation)")
+# Database-wide, refreshed by every worker's timers (app/web/timers.py); the highest of the live
+# workers.
+OUTBOX_LAG = Gauge("outbox_lag_seconds",
+                   "Age of the oldest unpublished event (from PostgreSQL, every few seconds)",
                    multiprocess_mode="livemax")
-OUTBOX_UNPUBLISHED = Gauge("outbox_unpublished_events", "Events not yet published (from PostgreSQL, every few seconds)",
+OUTBOX_UNPUBLISHED = Gauge("outbox_unpublished_events",
+                           "Events not yet published (from PostgreSQL, every few seconds)",
                            multiprocess_mode="livemax")
 WS_DROPPED = Counter("ws_messages_dropped_total", "WebSocket messages dropped: the client's buffer was full",
                      ["type"])

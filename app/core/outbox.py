@@ -35,14 +35,17 @@ _UNCOMMITTED = "livequiz.uncommitted_event_types"
 _LAG = text("""
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
     FROM events WHERE published_at IS NULL""")
-# In wal mode every row keeps `published_at IS NULL`, so the same partial index serves the creation-time range.
+# In wal mode every row keeps `published_at IS NULL`, so the same partial index serves the creation-time
+# range.
 _WAL_LAG = text("""
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS lag_s, count(*) AS unpublished
     FROM events
     WHERE published_at IS NULL
-      AND created_at > COALESCE((SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot), '-infinity')""")
+      AND created_at > COALESCE((SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot),
+                                '-infinity')""")
 _SLOT = text("""
-    SELECT slot_name, plugin, active, active_pid, wal_status, confirmed_flush_lsn::text AS confirmed_flush_lsn,
+    SELECT slot_name, plugin, active, active_pid, wal_status,
+           confirmed_flush_lsn::text AS confirmed_flush_lsn,
            pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS behind_bytes
     FROM pg_replication_slots WHERE slot_name = :slot""")
 
@@ -141,8 +144,8 @@ def capture_slot(engine: Engine, slot: str | None = None) -> SlotStatus | None:
         row = conn.execute(_SLOT, {"slot": slot}).one_or_none()
     if row is None:
         return None
-    return SlotStatus(row.slot_name, bool(row.active), row.active_pid, row.wal_status, row.confirmed_flush_lsn,
-                      int(row.behind_bytes or 0))
+    return SlotStatus(row.slot_name, bool(row.active), row.active_pid, row.wal_status,
+                      row.confirmed_flush_lsn, int(row.behind_bytes or 0))
 
 
 def drop_slots_of_database(conn: Connection, database: str, *, only: str | None = None,
@@ -204,5 +207,6 @@ def outbox_status(engine: Engine, mode: str) -> OutboxStatus:
     lag_s, unpublished = outbox_lag(engine, mode)
     condition, params = published_condition(engine, mode)
     with engine.connect() as conn:
-        published = int(conn.execute(text(f"SELECT count(*) FROM events WHERE {condition}"), params).scalar_one())
+        published = int(conn.execute(text(f"SELECT count(*) FROM events WHERE {condition}"),
+                                     params).scalar_one())
     return OutboxStatus(unpublished=unpublished, published=published, oldest_unpublished_age_s=lag_s)

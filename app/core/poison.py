@@ -32,9 +32,11 @@ class PoisonMessage(ValueError):
 _PG_OUTAGES = ("08", "40", "53", "55P03", "57", "58")
 # Redis replies of a server refusing for a while (memory, failover, loading, a busy script).
 # redis-py drops a known code from the text (OOM, READONLY, ...) and keeps it as status_code.
-_REDIS_OUTAGE_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOSCRIPT", "CLUSTERDOWN", "TRYAGAIN")
+_REDIS_OUTAGE_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOSCRIPT", "CLUSTERDOWN",
+                         "TRYAGAIN")
 _REDIS_OUTAGES = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.ClusterError,
-                  redis_lib.exceptions.MovedError, redis_lib.exceptions.AskError, redis_lib.exceptions.TryAgainError,
+                  redis_lib.exceptions.MovedError, redis_lib.exceptions.AskError,
+                  redis_lib.exceptions.TryAgainError,
                   redis_lib.exceptions.ClusterDownError, redis_lib.exceptions.ReadOnlyError,
                   redis_lib.exceptions.OutOfMemoryError, redis_lib.exceptions.NoScriptError,
                   redis_lib.exceptions.MaxConnectionsError)

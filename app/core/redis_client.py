@@ -46,7 +46,8 @@ def make_redis(config: Config, *, max_connections: int | None = None, blocking: 
     if nodes:
         # Through a URL (the first seed), so each node's pool is built by `connection_pool_class`.
         (host, port), *others = nodes
-        return RedisCluster(url=f"redis://{host}:{port}", startup_nodes=[ClusterNode(h, p) for h, p in others],
+        return RedisCluster(url=f"redis://{host}:{port}",
+                            startup_nodes=[ClusterNode(h, p) for h, p in others],
                             socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
                             **pool_options)
     pool_class = pool_options.pop("connection_pool_class", redis.ConnectionPool)

@@ -11,8 +11,8 @@ that can reach Redis uses its configuration's prefix. `key` and `pattern` read i
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from app.core.config import Config, parse_key_prefix
 
@@ -25,7 +25,8 @@ def configure(config: Config) -> None:
 
 
 def use_prefix(prefix: str) -> None:
-    if parse_key_prefix(prefix) != prefix:  # REDIS_KEY_PREFIX's own rule (raises on a brace or glob character)
+    # REDIS_KEY_PREFIX's own rule (raises on a brace or glob character)
+    if parse_key_prefix(prefix) != prefix:
         raise ValueError(f"REDIS_KEY_PREFIX {prefix!r} has blanks around it")
     global _prefix
     _prefix = prefix

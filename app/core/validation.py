@@ -109,7 +109,8 @@ def storable_json_schema() -> dict[str, Any]:
     """Any JSON value whose object keys and texts hold no NUL (free-form metadata)."""
     return {"anyOf": [{"type": "string", **_NUL_FREE_KEYS}, {"type": "number"}, {"type": "boolean"},
                       {"type": "null"}, {"type": "array", "items": _STORABLE_REF},
-                      {"type": "object", "propertyNames": _NUL_FREE_KEYS, "additionalProperties": _STORABLE_REF}]}
+                      {"type": "object", "propertyNames": _NUL_FREE_KEYS,
+                       "additionalProperties": _STORABLE_REF}]}
 
 
 def state_storable(schema: Any) -> Any:

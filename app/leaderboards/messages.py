@@ -39,8 +39,8 @@ class ScoreMessage(ScoreBody):
 
     def submission(self, derived_id: str) -> Submission:
         """The submission, with `derived_id` when the message names no submission id of its own."""
-        return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name, self.entry_metadata(),
-                          self.submission_id or derived_id)
+        return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name,
+                          self.entry_metadata(), self.submission_id or derived_id)
 
 
 def decode_score(raw: bytes | None) -> ScoreMessage:

@@ -34,7 +34,8 @@ class Leaderboard(Base):
         Index("uq_leaderboards_lower_id", text("lower(id)"), unique=True),
         CheckConstraint("sort_order IN ('asc', 'desc')", name="sort_order_known"),
         CheckConstraint("update_mode IN ('replace', 'increment', 'best')", name="update_mode_known"),
-        CheckConstraint("reset_period IN ('never', 'hourly', 'daily', 'weekly', 'monthly')", name="reset_period_known"),
+        CheckConstraint("reset_period IN ('never', 'hourly', 'daily', 'weekly', 'monthly')",
+                        name="reset_period_known"),
         CheckConstraint("max_entries IS NULL OR max_entries > 0", name="max_entries_positive"),
         CheckConstraint("self_report_max IS NULL OR (self_report_max > 0 AND update_mode = 'increment')",
                         name="self_report_increments"),
@@ -61,7 +62,8 @@ class Leaderboard(Base):
 class LeaderboardPeriod(Base):
     __tablename__ = "leaderboard_periods"
     __table_args__ = (
-        Index("uq_leaderboard_periods_open", "leaderboard_id", unique=True, postgresql_where=text("closed_at IS NULL")),
+        Index("uq_leaderboard_periods_open", "leaderboard_id", unique=True,
+              postgresql_where=text("closed_at IS NULL")),
         Index("ix_leaderboard_periods_due", "ends_at",
               postgresql_where=text("closed_at IS NULL AND ends_at IS NOT NULL")),
     )
@@ -101,8 +103,8 @@ class ScoreSubmission(Base):
     submission_id: Mapped[str] = mapped_column(Text, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(Text, nullable=False)
     result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now(),
-                                                 index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now(), index=True)
 
 
 class PlayerActivity(Base):

@@ -64,7 +64,8 @@ def period_span(row: Any) -> dict[str, Any]:
         label = "All time"
     if "~" in row.period and row.reset_period != "hourly":  # opened by a reset, not at the unit's start
         label += f", from {start.day} {start:%b %H:%M} {_utc_offset(start)}"
-    return {"starts_at": start.isoformat(), "ends_at": None if end is None else end.isoformat(), "label": label}
+    return {"starts_at": start.isoformat(), "ends_at": None if end is None else end.isoformat(),
+            "label": label}
 
 
 def with_span(view: dict[str, Any], span: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +96,8 @@ class PeriodSpans:
                 return span
         with self.engine.connect() as connection:
             row = connection.execute(text(
-                f"SELECT {SPAN_COLUMNS} FROM leaderboard_periods p JOIN leaderboards b ON b.id = p.leaderboard_id "
+                f"SELECT {SPAN_COLUMNS} FROM leaderboard_periods p "
+                "JOIN leaderboards b ON b.id = p.leaderboard_id "
                 "WHERE p.leaderboard_id = :b AND p.period = :p"), {"b": board_id, "p": period}).one_or_none()
         if row is None:
             raise NotFound("not_found", "no such board or period")

@@ -17,7 +17,8 @@ from app.leaderboards.domain import BOARD_ID, MAX_EXACT, METADATA_MAX_BYTES, che
 
 Exact = Annotated[int, Field(ge=-MAX_EXACT, le=MAX_EXACT), WHOLE]
 Slug = Annotated[str, StringConstraints(pattern=BOARD_ID.pattern)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+                  TRIMMED]
 PlayerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 SubmissionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # JSON Schema has no keyword for the size of a value's encoding: the document states check_metadata's
@@ -48,8 +49,8 @@ class Submission:
 
     def fingerprint(self) -> str:
         """What makes two submissions under one submission id the same submission."""
-        canonical = json.dumps([self.leaderboard_id, self.player_id, self.score, self.display_name, self.metadata,
-                                self.action], sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps([self.leaderboard_id, self.player_id, self.score, self.display_name,
+                                self.metadata, self.action], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import click
 from flask import current_app
@@ -46,13 +47,15 @@ def progress(items: Iterable[Any], length: int, label: str) -> Iterator[Iterable
         yield items
 
 
-def one_selection(session_ids: tuple[uuid.UUID, ...], all_sessions: bool, board_ids: tuple[str, ...] = ()) -> None:
+def one_selection(session_ids: tuple[uuid.UUID, ...], all_sessions: bool,
+                  board_ids: tuple[str, ...] = ()) -> None:
     if bool(session_ids or board_ids) == all_sessions:
         raise click.UsageError("give --session ID or --board ID (repeatable), or --all")
 
 
 def board_options(command):
     """--board ID (repeatable) and --period P, as the quiz commands take --session."""
-    command = click.option("--period", default=None, help="With --board: this period (default: every one Redis "
-                           "holds, or the current one).")(command)
-    return click.option("--board", "board_ids", multiple=True, help="A leaderboard to act on (repeatable).")(command)
+    command = click.option("--period", default=None, help="With --board: this period (default: every one "
+                           "Redis holds, or the current one).")(command)
+    return click.option("--board", "board_ids", multiple=True,
+                        help="A leaderboard to act on (repeatable).")(command)

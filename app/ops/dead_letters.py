@@ -40,7 +40,8 @@ def _read(consumer, topic: str, start: dict[int, int], end: dict[int, int]) -> l
 
 def queue_option(command):
     return click.option("--queue", "queue_name", type=click.Choice([EVENTS, SCORES]), default=EVENTS,
-                        show_default=True, help="events: the cache worker's; scores: the score ingest's.")(command)
+                        show_default=True,
+                        help="events: the cache worker's; scores: the score ingest's.")(command)
 
 
 def _still_poison(queue: DeadLetterQueue, letter: DeadLetter) -> str | None:
@@ -124,7 +125,8 @@ def dlq_redrive_command(queue_name: str, event_ids: tuple[uuid.UUID, ...]) -> No
             why = _still_poison(queue, letter)
             if why is not None:
                 still_poison.append(letter)
-                click.echo(f"not sent {letter.partition}:{letter.offset}: still undecodable ({why})", err=True)
+                click.echo(f"not sent {letter.partition}:{letter.offset}: still undecodable ({why})",
+                           err=True)
                 continue
             produce(producer, queue.topic, key=letter.key, value=letter.value,
                     headers=letter.original_headers(), on_delivery=tracker)

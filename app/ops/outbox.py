@@ -46,7 +46,8 @@ def relay_slot_command(action: str) -> None:
             drop_slots_of_database(conn, engine.url.database, only=slot)
         click.echo(f"relay slot {slot}: dropped")
         return
-    click.echo(f"relay slot {slot}: {'active (pid ' + str(status.active_pid) + ')' if status.active else 'inactive'}, "
+    activity = f"active (pid {status.active_pid})" if status.active else "inactive"
+    click.echo(f"relay slot {slot}: {activity}, "
                f"wal_status {status.wal_status}, confirmed {status.confirmed_flush_lsn}, "
                f"{status.behind_bytes} bytes behind")
     if status.lost:

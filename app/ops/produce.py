@@ -47,11 +47,13 @@ def _schedule(rng: random.Random, players: int, rate: float, duration: float, in
 @click.option("--board", "board_id", default="game1", show_default=True, help="The board the scores go to.")
 @click.option("--players", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Players: each gets a first score, then random ones update.")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Messages a second.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True,
+              help="Messages a second.")
 @click.option("--duration", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Seconds of updates after the first scores (0: until interrupted).")
 @click.option("--initial-only", is_flag=True, help="Only the players' first scores.")
-@click.option("--create", is_flag=True, help="Create the board (desc, increment, never reset) if it does not exist.")
+@click.option("--create", is_flag=True,
+              help="Create the board (desc, increment, never reset) if it does not exist.")
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable feed.")
 @click.option("--topic", default=None, help="The topic to produce to  [default: SCORE_TOPIC]")
 @click.option("--bootstrap", "--brokers", "bootstrap", default=None,
@@ -75,15 +77,17 @@ def produce_scores_command(board_id: str, players: int, rate: float, duration: f
     total = players if initial_only else (0 if duration <= 0 else players + int(rate * duration))
     sent, started = 0, time.monotonic()
     try:
-        with progress(_schedule(rng, players, rate, duration, initial_only), total, "producing scores") as schedule:
+        with progress(_schedule(rng, players, rate, duration, initial_only), total,
+                      "producing scores") as schedule:
             for player, due in schedule:
                 # Paced by the clock: poll returns early whenever it serves a delivery report.
                 while (wait := due - time.monotonic()) > 0:
                     producer.poll(wait)
                 score = rng.randint(1, 100) if increments else rng.randint(0, 100_000)
                 produce(producer, topic, key=board_id.encode(), on_delivery=tracker, headers=None,
-                        value=encode_score(leaderboard_id=board_id, player_id=f"player{player + 1}", score=score,
-                                           display_name=f"Player {player + 1}", game_id=f"match{sent // 100 + 1}"))
+                        value=encode_score(leaderboard_id=board_id, player_id=f"player{player + 1}",
+                                           score=score, display_name=f"Player {player + 1}",
+                                           game_id=f"match{sent // 100 + 1}"))
                 sent += 1
     except KeyboardInterrupt:
         click.echo("interrupted: delivering what was produced", err=True)

@@ -18,7 +18,8 @@ from app.quiz.domain.sessions import LIVE_SQL
 
 def _live_postgres_sessions(engine) -> set[str]:
     with engine.connect() as connection:
-        return {str(s) for s in connection.execute(text(f"SELECT id FROM quiz_sessions WHERE {LIVE_SQL}")).scalars()}
+        live = connection.execute(text(f"SELECT id FROM quiz_sessions WHERE {LIVE_SQL}")).scalars()
+        return {str(s) for s in live}
 
 
 @ops.command("rebuild")
@@ -95,7 +96,8 @@ def _rebuild_boards(boards: LeaderboardProjection, board_ids: tuple[str, ...], p
         except UnknownAggregate:
             unknown.append(board_id)
     for board_id in unknown:
-        click.echo(f"unknown board {board_id}{' period ' + period if period else ''}: not in PostgreSQL", err=True)
+        click.echo(f"unknown board {board_id}{' period ' + period if period else ''}: not in PostgreSQL",
+                   err=True)
     click.echo(f"rebuild: {len(rebuilt)} board periods rebuilt ({sum(r.entries for r in rebuilt)} entries), "
                f"{len(unknown)} unknown boards")
     if unknown:

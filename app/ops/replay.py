@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -28,12 +28,12 @@ class SinceParam(click.ParamType):
             return value
         ago = _AGO.match(value.strip())
         if ago:
-            return datetime.now(timezone.utc) - timedelta(**{_AGO_UNITS[ago.group(2)]: float(ago.group(1))})
+            return datetime.now(UTC) - timedelta(**{_AGO_UNITS[ago.group(2)]: float(ago.group(1))})
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             self.fail(f"{value!r} is neither an ISO 8601 time nor a duration like 30m, 2h, 1d", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _replay_filter(aggregate_ids: list[str], since: datetime | None) -> tuple[str, dict[str, Any]]:
@@ -87,8 +87,8 @@ def replay_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     tracker = DeliveryTracker()
     sent = 0
     sessions: set[str] = set()
-    query = text(f"""SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at FROM events
-                     WHERE {where} ORDER BY created_at, seq""")
+    query = text(f"""SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
+                     FROM events WHERE {where} ORDER BY created_at, seq""")
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=1000).execute(query, params)
         with progress(rows, total, "replaying events") as bar:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 from confluent_kafka import KafkaException
@@ -45,7 +46,8 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     boards = LeaderboardProjection(redis, engine, config())
     everything = not (session_ids or board_ids)
     checks: dict[str, Callable[[], Any]] = {}
-    for session_id in sorted({str(s) for s in session_ids} or (cached_sessions(redis) if everything else set())):
+    chosen = {str(s) for s in session_ids} or (cached_sessions(redis) if everything else set())
+    for session_id in sorted(chosen):
         checks[f"session {session_id}"] = lambda s=session_id: session_boards.verify((s,))
     for board_id in board_ids or (sorted(cached_boards(redis)) if everything else []):
         for board_period in [period] if period else cached_periods(redis, board_id):
@@ -84,16 +86,20 @@ def verify_command(session_ids: tuple[uuid.UUID, ...], board_ids: tuple[str, ...
     try:
         counts = {name: dead_letter_counts(config(), queue) for name, queue in queues.items()}
     except KafkaException as exc:
-        click.echo(f"dead letters: cannot read {', '.join(q.dlq_topic for q in queues.values())}: {exc}", err=True)
+        click.echo(f"dead letters: cannot read {', '.join(q.dlq_topic for q in queues.values())}: {exc}",
+                   err=True)
     else:
         for name, count in counts.items():
-            click.echo(f"dead letters: {count.total} in {queues[name].dlq_topic}, {count.pending} pending redrive")
-        dead = DeadLetterCounts(sum(c.total for c in counts.values()), sum(c.pending for c in counts.values()))
+            click.echo(f"dead letters: {count.total} in {queues[name].dlq_topic}, "
+                       f"{count.pending} pending redrive")
+        dead = DeadLetterCounts(sum(c.total for c in counts.values()),
+                                sum(c.pending for c in counts.values()))
     dead_text = f"dead letters {dead.total} ({dead.pending} pending)" if dead else "dead letters unknown"
     players = sum(len(d) for d in found.values())
     sessions = sum(name.startswith("session ") for name in checks)
     click.echo(f"verify: {sessions} sessions checked, {len(found)} differ ({players} participants), "
-               f"{len(checks) - sessions} board periods checked, {not_cached} not cached, {len(unknown)} unknown; "
+               f"{len(checks) - sessions} board periods checked, {not_cached} not cached, "
+               f"{len(unknown)} unknown; "
                f"outbox lag {lag_s:.1f} s ({unpublished} unpublished); "
                f"{dead_text}")
     if found or unknown or dead is None:

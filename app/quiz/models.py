@@ -37,14 +37,16 @@ class Quiz(Base):
     updated_at: Mapped[datetime] = created_now()
     # An edit of a played quiz makes a new one: the played one is archived and points at it.
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"), index=True)
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"),
+                                                          index=True)
 
 
 class QuestionImage(Base):
     __tablename__ = "question_images"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"), nullable=False, index=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"), nullable=False,
+                                                index=True)
     content_type: Mapped[str] = mapped_column(Text, nullable=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -60,7 +62,8 @@ class Question(Base):
         CheckConstraint("time_limit_s BETWEEN 5 AND 240", name="time_limit_range"),
         CheckConstraint("kind IN ('choice', 'true_false', 'poll')", name="kind_known"),
         CheckConstraint("(kind = 'poll' AND correct_choice IS NULL AND points = 0) OR "
-                        "(kind <> 'poll' AND correct_choice >= 0 AND correct_choice < jsonb_array_length(choices))",
+                        "(kind <> 'poll' AND correct_choice >= 0 "
+                        "AND correct_choice < jsonb_array_length(choices))",
                         name="correct_choice_in_choices"),
     )
 
@@ -79,7 +82,8 @@ class Question(Base):
 class QuizSession(Base):
     __tablename__ = "quiz_sessions"
     __table_args__ = (
-        CheckConstraint(f"status IN ({', '.join(repr(s) for s in session_rules.STATUSES)})", name="status_known"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in session_rules.STATUSES)})",
+                        name="status_known"),
         Index("uq_quiz_sessions_live_join_code", "join_code", unique=True,
               postgresql_where=text(session_rules.LIVE_SQL)),
         Index("ix_quiz_sessions_open_deadline", "question_deadline",
@@ -106,7 +110,8 @@ class Participant(Base):
     __tablename__ = "quiz_session_participants"
     __table_args__ = (
         UniqueConstraint("quiz_session_id", "user_id"),
-        Index("uq_quiz_session_participants_nickname", "quiz_session_id", text("lower(nickname)"), unique=True),
+        Index("uq_quiz_session_participants_nickname", "quiz_session_id", text("lower(nickname)"),
+              unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -117,7 +122,8 @@ class Participant(Base):
     # As of the last closed question (answers are added when their question closes).
     score: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     streak: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                server_default=func.now())
     # When the participant reached the current score: equal scores rank by it.
     score_reached_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now())

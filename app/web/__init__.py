@@ -26,7 +26,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
                                          "subprotocols": ["graphql-transport-ws"]}  # app/web/graphql/ws.py
     if config.web_trusted_proxies > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies, x_proto=config.web_trusted_proxies)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web_trusted_proxies,
+                                x_proto=config.web_trusted_proxies)
 
     from app.core import redis_keys
     from app.web.extensions import RUNTIME, close_db, sock

@@ -62,7 +62,8 @@ def write_edge_files(config: Config, app: Flask, directory: Path) -> dict[str, s
     """Write the edge's files into `directory`; the environment scripts/haproxy.cfg reads."""
     directory.mkdir(parents=True, exist_ok=True)
     routes = directory / "public-routes.txt"
-    routes.write_text("# Written by `python -m app.web.edge` from the app's routes: the API routes open to anyone.\n"
+    routes.write_text("# Written by `python -m app.web.edge` from the app's routes: "
+                      "the API routes open to anyone.\n"
                       + "".join(line + "\n" for line in public_routes(app)))
     keys = token_keys(config)
     if keys.algorithm == "ES256":

@@ -52,7 +52,8 @@ class CountedSock(Sock):
                     if not taken:
                         limit = current_app.config["LIVEQUIZ"].ws_max_per_address
                         return ws.close(reason=CLOSE_TOO_MANY_SOCKETS, message=(
-                            f"too many open sockets from your address (at most {limit}); close one or try again later"))
+                            f"too many open sockets from your address (at most {limit}); "
+                            "close one or try again later"))
                     return handler(ws, *args, **kw)
 
             return register(counted)

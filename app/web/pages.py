@@ -22,4 +22,5 @@ def host():
 def board(board_id: str):
     """A leaderboard, live: the page reads the board itself (an unknown one says so)."""
     top = request.args.get("top", "25")
-    return render_template("board.html", board_id=board_id, top=top if top.isdigit() and 3 <= int(top) <= 100 else "25")
+    return render_template("board.html", board_id=board_id,
+                           top=top if top.isdigit() and 3 <= int(top) <= 100 else "25")

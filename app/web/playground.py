@@ -75,7 +75,8 @@ def graphiql():
     if not _enabled() or not wants_page:
         raise MethodNotAllowed(valid_methods=["POST"], description="POST a GraphQL query to /graphql")
     versions = _installed_versions()
-    assets = {name: f"/graphql/assets/{name}?v={versions[package]}" for name, (package, _) in VENDORED.items()}
+    assets = {name: f"/graphql/assets/{name}?v={versions[package]}"
+              for name, (package, _) in VENDORED.items()}
     response = make_response(render_template("graphiql.html", assets=assets, default_query=DEFAULT_QUERY))
     response.headers["Content-Security-Policy"] = PLAYGROUND_CSP
     response.headers["Cache-Control"] = "no-cache"

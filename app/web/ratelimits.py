@@ -80,7 +80,8 @@ class RateLimits:
 
     def __init__(self, config: Config, redis_client: Client):
         self.enabled = config.rate_limits_enabled
-        self.items: dict[str, RateLimitItem] = {rule: parse(getattr(config, field)) for rule, field in RULES.items()}
+        self.items: dict[str, RateLimitItem] = {rule: parse(getattr(config, field))
+                                                for rule, field in RULES.items()}
         self.storage = rate_limit_storage(config, redis_client, redis_keys.key(KEY_PREFIX))
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._errors = RateLimitedLog(log)
@@ -110,7 +111,8 @@ class RateLimits:
     def _refuse(self, limit: Limit) -> None:
         RATE_LIMITED.labels(limit.rule).inc()
         try:
-            reset_at = self.strategy.get_window_stats(self.items[limit.rule], limit.rule, limit.identifier).reset_time
+            reset_at = self.strategy.get_window_stats(self.items[limit.rule], limit.rule,
+                                                      limit.identifier).reset_time
             retry_after = max(1, math.ceil(reset_at - time.time()))
         except Exception:  # noqa: BLE001 - the refusal stands; the client just gets a coarser hint
             retry_after = int(self.items[limit.rule].get_expiry())

@@ -61,7 +61,8 @@ class Runtime:
     @cached_property
     def score_batcher(self) -> ScoreBatcher:
         return ScoreBatcher(self.engine, max_batch=self.config.score_batch_max,
-                            max_scores=self.config.score_commit_max_scores, final_top=self.config.leaderboard_final_top)
+                            max_scores=self.config.score_commit_max_scores,
+                            final_top=self.config.leaderboard_final_top)
 
     @cached_property
     def rate_limits(self) -> RateLimits:
@@ -99,8 +100,10 @@ class Runtime:
             except NotFound:
                 return None
 
-        return LeaderboardReads(top=lambda board_id, period, n: reader.page(board_id, period=period, offset=0, limit=n),
-                          standing=standing)
+        def top(board_id: str, period: str | None, n: int):
+            return reader.page(board_id, period=period, offset=0, limit=n)
+
+        return LeaderboardReads(top=top, standing=standing)
 
     def _room_reads(self) -> RoomReads:
         """The hub's reads: the leaderboard in Redis, the standings and the session in PostgreSQL."""
@@ -119,5 +122,6 @@ class Runtime:
                       "leaderboard": read_page(db, self.redis, session_id, LEADERBOARD_SIZE, 0)}
             return shared, standings(db, session_id, participant_ids)
 
-        return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id, limit, 0)),
+        return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id,
+                                                                             limit, 0)),
                          question_results=with_db(question_results), snapshot=with_db(snapshot))

@@ -38,7 +38,8 @@ def upgrade() -> None:
     op.create_table(
         "questions",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("quiz_id", UUID(as_uuid=True), sa.ForeignKey("quizzes.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("quiz_id", UUID(as_uuid=True), sa.ForeignKey("quizzes.id", ondelete="CASCADE"),
+                  nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("choices", JSONB, nullable=False),

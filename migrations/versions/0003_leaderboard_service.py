@@ -37,7 +37,8 @@ LANGUAGE sql STABLE AS $$
            END
     FROM (SELECT unit, CASE WHEN unit IS NULL THEN at ELSE date_trunc(unit, at, tz) END AS s
           FROM (SELECT CASE reset_period WHEN 'hourly' THEN 'hour' WHEN 'daily' THEN 'day'
-                                         WHEN 'weekly' THEN 'week' WHEN 'monthly' THEN 'month' END AS unit) u) t
+                                         WHEN 'weekly' THEN 'week' WHEN 'monthly' THEN 'month'
+                       END AS unit) u) t
 $$
 """
 
@@ -150,8 +151,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION leaderboard_period(text, text, timestamptz)")
-    for table in ("api_keys", "player_activity", "score_submissions", "leaderboard_entries", "leaderboard_periods",
-                  "leaderboards"):
+    for table in ("api_keys", "player_activity", "score_submissions", "leaderboard_entries",
+                  "leaderboard_periods", "leaderboards"):
         op.drop_table(table)
     op.execute("DROP SEQUENCE leaderboard_tie_seq")
     op.execute("DELETE FROM events WHERE aggregate_type <> 'quiz_session'")

@@ -38,7 +38,8 @@ def upgrade() -> None:
     op.create_table(
         "question_images",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("owner_id", UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("owner_id", UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="CASCADE"),
+                  nullable=False),
         sa.Column("content_type", sa.Text, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
@@ -67,7 +68,8 @@ def upgrade() -> None:
     # Sessions that already hold the same nickname twice keep both players: the later ones get a suffix.
     op.execute("""
         UPDATE quiz_session_participants p SET nickname = left(p.nickname, 26) || ' (' || d.n || ')'
-        FROM (SELECT id, row_number() OVER (PARTITION BY quiz_session_id, lower(nickname) ORDER BY joined_at, id) AS n
+        FROM (SELECT id, row_number() OVER (PARTITION BY quiz_session_id, lower(nickname)
+                                            ORDER BY joined_at, id) AS n
               FROM quiz_session_participants) d
         WHERE d.id = p.id AND d.n > 1""")
     op.create_index("uq_quiz_session_participants_nickname", "quiz_session_participants",

@@ -235,8 +235,9 @@ class KafkaNode:
 def kafka_ready(
     supervisor: Supervisor, nodes: dict[str, int], brokers: int, env: dict[str, str] | None = None
 ) -> None:
-    """Each node's listener (name -> broker port) first (librdkafka would log every refused connection), then
-    a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers (python -m app.core.kafka wait)."""
+    """Each node's listener (name -> broker port) first (librdkafka would log every refused connection),
+    then a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers
+    (python -m app.core.kafka wait)."""
     import psutil
 
     names = list(nodes)

@@ -290,7 +290,7 @@ class Supervisor:
             running[name] = kind == "success"
         return counts
 
-    def process(self, name: str) -> "Process":
+    def process(self, name: str) -> Process:
         return Process(self, name)
 
     @staticmethod

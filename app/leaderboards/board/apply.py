@@ -28,13 +28,14 @@ ROOM_TTL_S = 86400
 
 def leaderboard_event_call(envelope: Envelope, payload, period_ttl: timedelta) -> Call:
     """The script call that applies a board event (its one-event script, KEYS and ARGV), which the worker
-    runs among the board's others in one batch (app/core/lua.py). A deleted board is removed by `forget_board`,
-    not by a script."""
+    runs among the board's others in one batch (app/core/lua.py). A deleted board is removed by
+    `forget_board`, not by a script."""
     keys = LeaderboardKeys(envelope.aggregate_id)
     if isinstance(payload, EntryChanged):
         return Call("leaderboard_apply_entry", keys.period(payload.period).apply_keys, [
-            payload.player_id, payload.version, payload.tie_seq, payload.score, instant_ms(payload.reached_at),
-            payload.display_name or "", payload.period, metadata_json(payload.metadata)])
+            payload.player_id, payload.version, payload.tie_seq, payload.score,
+            instant_ms(payload.reached_at), payload.display_name or "", payload.period,
+            metadata_json(payload.metadata)])
     if isinstance(payload, EntryRemoved):
         return Call("leaderboard_apply_entry", keys.period(payload.period).apply_keys, [
             payload.player_id, payload.version, 0, "", 0, "", payload.period, ""])

@@ -43,7 +43,8 @@ class Announced:
 
 
 def touched_periods(events) -> list[tuple[str, str]]:
-    """(board, period) of every entry event of a batch, applied or not (a redelivery may owe an announcement)."""
+    """(board, period) of every entry event of a batch, applied or not (a redelivery may owe an
+    announcement)."""
     seen: dict[tuple[str, str], None] = {}
     for envelope, payload in events:
         if isinstance(payload, (EntryChanged, EntryRemoved)):
@@ -74,7 +75,8 @@ def announce_changes(periods: list[tuple[str, str]], *, client_for, producer, to
             continue  # the board is gone from PostgreSQL: nothing on show to announce
         produce(producer, topic, key=board_id.encode(), value=json.dumps(with_span({
             "leaderboard_id": board_id, "period": period, "version": page["version"], "total": page["total"],
-            "entries": page["entries"]}, span), separators=(",", ":")).encode(), headers=[("type", b"leaderboard_top")])
+            "entries": page["entries"]}, span), separators=(",", ":")).encode(),
+            headers=[("type", b"leaderboard_top")])
         announced.append(Announced(keys.meta, digest, client))
     return announced
 
@@ -84,7 +86,8 @@ def announce_closes(events, *, producer, topic: str) -> None:
     for envelope, closed in events:
         if type(closed) is PeriodClosed:
             produce(producer, topic, key=envelope.aggregate_id.encode(), value=json.dumps({
-                "leaderboard_id": envelope.aggregate_id, "period": closed.period, "starts_at": closed.starts_at,
+                "leaderboard_id": envelope.aggregate_id, "period": closed.period,
+                "starts_at": closed.starts_at,
                 "ends_at": closed.ends_at, "label": closed.label, "closed_at": closed.closed_at.isoformat(),
                 "total": closed.entry_count, "entries": [s.model_dump() for s in closed.top]},
                 separators=(",", ":")).encode(), headers=[("type", b"period_closed")])

@@ -33,7 +33,7 @@ class LeaderboardKeys:
         """The board's notification stream, read by the web processes' hubs."""
         return self._key("lbroom")
 
-    def period(self, period: str) -> "PeriodKeys":
+    def period(self, period: str) -> PeriodKeys:
         return PeriodKeys(self, period)
 
 

@@ -12,7 +12,7 @@ import binascii
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -76,7 +76,8 @@ class LeaderboardReader:
         with self.engine.connect() as connection:
             found = connection.execute(text("""
                 SELECT count(*) FROM leaderboards b JOIN leaderboard_periods p ON p.leaderboard_id = b.id
-                WHERE b.id = :b AND b.deleted_at IS NULL AND p.period = :p"""), {"b": board_id, "p": period}).scalar()
+                WHERE b.id = :b AND b.deleted_at IS NULL AND p.period = :p"""),
+                {"b": board_id, "p": period}).scalar()
         if not found:
             raise NotFound("not_found", "no such board or period")
         return period
@@ -94,7 +95,8 @@ class LeaderboardReader:
                 rebuild_period(self.engine, self.redis, board_id, period, period_ttl_s=self.period_ttl_s)
             except UnknownBoard:
                 raise NotFound("not_found", "no such board or period") from None
-        raise RuntimeError(f"the period {period} of {board_id} vanished {READ_ATTEMPTS} times while being read")
+        raise RuntimeError(f"the period {period} of {board_id} vanished {READ_ATTEMPTS} times "
+                           "while being read")
 
     def page(self, board_id: str, *, period: str | None, offset: int, limit: int) -> dict[str, Any]:
         """Ranks offset + 1 .. offset + limit, with a cursor for the page after."""
@@ -103,7 +105,8 @@ class LeaderboardReader:
         return with_span(page_of(board_id, period, reply), self.spans.of(board_id, period))
 
     def page_after(self, board_id: str, cursor: str, limit: int) -> dict[str, Any]:
-        """The page after a keyset cursor: an entry that did not change between two pages is on one of them."""
+        """The page after a keyset cursor: an entry that did not change between two pages is on one of
+        them."""
         period, score, member = decode_cursor(cursor)
         period = self.period(board_id, period)
         reply = self._call("leaderboard_read_after", board_id, period, [score, member, limit])
@@ -121,7 +124,8 @@ class LeaderboardReader:
         standing = {"leaderboard_id": board_id, "period": period, **self.spans.of(board_id, period),
                     "version": version, "total": total,
                     "player_id": player_id, "rank": None if rank == NOT_RANKED else rank,
-                    "score": int(reply[3]), "reached_at": _iso(reply[4]), "display_name": _text(reply[5]) or None,
+                    "score": int(reply[3]), "reached_at": _iso(reply[4]),
+                    "display_name": _text(reply[5]) or None,
                     "metadata": _metadata(reply[6]),
                     "top_percent": None if rank == NOT_RANKED else round(100 * rank / total, 2)}
         if around is not None:
@@ -184,7 +188,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _iso(reached_ms) -> str:
-    return datetime.fromtimestamp(int(reached_ms) / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(reached_ms) / 1000, tz=UTC).isoformat()
 
 
 ENTRY_FIELDS = ("rank", "player_id", "display_name", "score", "reached_at", "metadata")
@@ -197,7 +201,8 @@ def _metadata(raw: bytes | str) -> dict[str, Any] | None:
 
 
 def _entries(flat: list[Any]) -> list[dict[str, Any]]:
-    return [{"rank": int(flat[i]), "player_id": _text(flat[i + 1])[17:], "display_name": _text(flat[i + 4]) or None,
+    return [{"rank": int(flat[i]), "player_id": _text(flat[i + 1])[17:],
+             "display_name": _text(flat[i + 4]) or None,
              "score": int(flat[i + 2]), "reached_at": _iso(flat[i + 3]), "metadata": _metadata(flat[i + 5])}
             for i in range(0, len(flat), _STRIDE)]
 
@@ -298,7 +303,8 @@ class RankWaits:
                         for index in indexes:
                             r = pending[index].result
                             keys = LeaderboardKeys(r.leaderboard_id).period(r.period)
-                            scripts.leaderboard_read_player(keys.read_keys, [r.player_id, 0, r.version], client=pipe)
+                            scripts.leaderboard_read_player(keys.read_keys, [r.player_id, 0, r.version],
+                                                            client=pipe)
                         for index, reply in zip(indexes, pipe.execute(raise_on_error=False)):
                             replies[index] = reply
                 except Exception:  # Redis away: the requests answer without a rank when their wait ends

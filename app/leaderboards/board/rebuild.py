@@ -44,8 +44,9 @@ class RebuiltPeriod:
 
 
 # Each entry as the worker's scripts keep it (lua/leaderboard_lib.lua): its state
-# "version|tie_seq|score|reached_ms|name" in the entries hash, and its member "<tie_seq as 16 hex digits>:<player>" in the sorted set. PostgreSQL
-# formats them and sends them in the board's order, so Redis inserts each member next to the previous one.
+# "version|tie_seq|score|reached_ms|name" in the entries hash, and its member
+# "<tie_seq as 16 hex digits>:<player>" in the sorted set. PostgreSQL formats them and sends them in the
+# board's order, so Redis inserts each member next to the previous one.
 # The metadata (of an entry with a score) goes into the entries hash too, as the scripts keep it.
 _ENTRIES = """
     SELECT player_id,
@@ -69,8 +70,8 @@ def _snapshot(engine: Engine, board_id: str, period: str | None):
             connection.execute(text("SET LOCAL work_mem = '256MB'"))  # the board's order sorted in memory
             board = connection.execute(text("""
                 SELECT b.id, b.sort_order, b.max_entries, b.revision, p.period, p.starts_at, p.closed_at,
-                       (SELECT period FROM leaderboard_periods o WHERE o.leaderboard_id = b.id AND o.closed_at IS NULL)
-                           AS open_period
+                       (SELECT period FROM leaderboard_periods o
+                        WHERE o.leaderboard_id = b.id AND o.closed_at IS NULL) AS open_period
                 FROM leaderboards b JOIN leaderboard_periods p ON p.leaderboard_id = b.id
                 WHERE b.id = :b AND b.deleted_at IS NULL
                   AND p.period = coalesce(:p, (SELECT period FROM leaderboard_periods o
@@ -109,7 +110,8 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start:start + _CHUNK]
             pipe.hset(rebuilt_entries, mapping={player: state for player, state, _, _, _ in chunk})
-            shown = {METADATA_FIELD + player: metadata_json(metadata) for player, _, _, _, metadata in chunk if metadata}
+            shown = {METADATA_FIELD + player: metadata_json(metadata)
+                     for player, _, _, _, metadata in chunk if metadata}
             shown = {field: value for field, value in shown.items() if value}
             if shown:
                 pipe.hset(rebuilt_entries, mapping=shown)

@@ -1,2 +1,2 @@
-"""The leaderboard service's use cases, one transaction each: boards, their periods, score writes (every path),
-their group commit, a player's boards and actions."""
+"""The leaderboard service's use cases, one transaction each: boards, their periods, score writes
+(every path), their group commit, a player's boards and actions."""

@@ -24,7 +24,8 @@ class ScoreBatcher(GroupCommit[ScoreRequest, list]):
 
     what = "score"
 
-    def __init__(self, engine: Engine, max_batch: int = 200, max_scores: int | None = None, final_top: int = 10):
+    def __init__(self, engine: Engine, max_batch: int = 200, max_scores: int | None = None,
+                 final_top: int = 10):
         super().__init__(engine, max_batch, max_cost=max_scores)
         self.final_top = final_top
 

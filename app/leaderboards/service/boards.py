@@ -47,7 +47,8 @@ def board_view(row: Any) -> dict[str, Any]:
 
 def _configured(row: Any) -> BoardConfigured:
     return BoardConfigured(revision=row.revision, name=row.name, sort_order=row.sort_order,
-                           update_mode=row.update_mode, reset_period=row.reset_period, max_entries=row.max_entries)
+                           update_mode=row.update_mode, reset_period=row.reset_period,
+                           max_entries=row.max_entries)
 
 
 def _valid_timezone(connection: Connection, timezone: str) -> bool:
@@ -63,19 +64,20 @@ def create_board(engine: Engine, owner_id: uuid.UUID, settings: dict[str, Any]) 
         with engine.begin() as connection:
             if not _valid_timezone(connection, settings["timezone"]):
                 # PostgreSQL's time zone database decides, not the request's shape: 422.
-                raise Unprocessable("invalid_timezone", f"unknown time zone {settings['timezone']!r} (an IANA name)")
+                raise Unprocessable("invalid_timezone",
+                                    f"unknown time zone {settings['timezone']!r} (an IANA name)")
             row = connection.execute(text(f"""
-                INSERT INTO leaderboards AS b (id, name, owner_id, sort_order, update_mode, reset_period, timezone,
-                                               max_entries, self_report_max, metadata)
+                INSERT INTO leaderboards AS b (id, name, owner_id, sort_order, update_mode, reset_period,
+                                               timezone, max_entries, self_report_max, metadata)
                 VALUES (:id, :name, :owner, :sort_order, :update_mode, :reset_period, :timezone, :max_entries,
                         :self_report_max, CAST(:metadata AS jsonb))
-                RETURNING {_BOARD_COLUMNS}"""), {**settings, "owner": owner_id,
-                                                 "metadata": json.dumps(settings.get("metadata") or {})}).one()
+                RETURNING {_BOARD_COLUMNS}"""),
+                {**settings, "owner": owner_id, "metadata": json.dumps(settings.get("metadata") or {})}).one()
             record_event(connection, LEADERBOARD_EVENTS, row.id, "board_created", _configured(row))
             open_period(connection, row.id, row.reset_period, row.timezone)
     except IntegrityError:
-        raise Conflict("board_exists", f"a board {settings['id']!r} exists (or existed); ids are case-insensitive"
-                       ) from None
+        raise Conflict("board_exists",
+                       f"a board {settings['id']!r} exists (or existed); ids are case-insensitive") from None
     return get_board(engine, settings["id"])
 
 
@@ -107,7 +109,8 @@ def _owned(connection: Connection, board_id: str, owner_id: uuid.UUID, *, lock: 
     return row
 
 
-def update_board(engine: Engine, owner_id: uuid.UUID, board_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+def update_board(engine: Engine, owner_id: uuid.UUID, board_id: str,
+                 changes: dict[str, Any]) -> dict[str, Any]:
     """Rename or resize a board (the rest of its configuration is fixed); a new revision and its event."""
     with engine.begin() as connection:
         _owned(connection, board_id, owner_id)

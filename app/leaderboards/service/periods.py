@@ -57,15 +57,18 @@ def open_period(connection: Connection, board_id: str, reset_period: str, timezo
     """Open the board's period for `at` (now by default), named by the calendar (`2026-11-30`,
     `2026-W49`...) and, when that name was used already (a manual reset), suffixed `~2`, `~3`..."""
     row = connection.execute(text(
-        "SELECT period, starts_at, ends_at FROM leaderboard_period(:reset, :tz, coalesce(:at, clock_timestamp()))"),
+        "SELECT period, starts_at, ends_at "
+        "FROM leaderboard_period(:reset, :tz, coalesce(:at, clock_timestamp()))"),
         {"reset": reset_period, "tz": timezone, "at": at}).one()
     used = connection.execute(text(
-        "SELECT count(*) FROM leaderboard_periods WHERE leaderboard_id = :b AND (period = :p OR period LIKE :like)"),
+        "SELECT count(*) FROM leaderboard_periods "
+        "WHERE leaderboard_id = :b AND (period = :p OR period LIKE :like)"),
         {"b": board_id, "p": row.period, "like": row.period + "~%"}).scalar()
     period = row.period if used == 0 else f"{row.period}~{used + 1}"
     starts_at = connection.execute(text("SELECT clock_timestamp()")).scalar() if used else row.starts_at
     connection.execute(text(
-        "INSERT INTO leaderboard_periods (leaderboard_id, period, starts_at, ends_at) VALUES (:b, :p, :s, :e)"),
+        "INSERT INTO leaderboard_periods (leaderboard_id, period, starts_at, ends_at) "
+        "VALUES (:b, :p, :s, :e)"),
         {"b": board_id, "p": period, "s": starts_at, "e": row.ends_at})
     record_event(connection, LEADERBOARD_EVENTS, board_id, "period_opened",
                      PeriodOpened(period=period, starts_at=starts_at, ends_at=row.ends_at))
@@ -75,19 +78,22 @@ def open_period(connection: Connection, board_id: str, reset_period: str, timezo
 def final_standings(connection: Connection, board: Any, period: str, top: int) -> tuple[int, list[Standing]]:
     """(ranked entry count, the top `top`) of a board period, in the board's order."""
     count = connection.execute(text(
-        "SELECT count(*) FROM leaderboard_entries WHERE leaderboard_id = :b AND period = :p AND score IS NOT NULL"),
+        "SELECT count(*) FROM leaderboard_entries "
+        "WHERE leaderboard_id = :b AND period = :p AND score IS NOT NULL"),
         {"b": board.id, "p": period}).scalar()
     if board.max_entries is not None:
         count = min(count, board.max_entries)
     rows = connection.execute(text(f"""
         SELECT player_id, display_name, score FROM leaderboard_entries
         WHERE leaderboard_id = :b AND period = :p AND score IS NOT NULL
-        ORDER BY {ranking_sql(board.sort_order)} LIMIT :n"""), {"b": board.id, "p": period, "n": min(top, count)})
+        ORDER BY {ranking_sql(board.sort_order)} LIMIT :n"""),
+        {"b": board.id, "p": period, "n": min(top, count)})
     return count, [Standing(rank=i + 1, player_id=r.player_id, display_name=r.display_name, score=r.score)
                    for i, r in enumerate(rows)]
 
 
-def roll_period(engine: Engine, board_id: str, *, final_top: int, manual: bool = False) -> dict[str, Any] | None:
+def roll_period(engine: Engine, board_id: str, *, final_top: int,
+                manual: bool = False) -> dict[str, Any] | None:
     """Close the board's open period and open the next: when it has ended, or at once (`manual`, a reset).
 
     Returns the new period, or None when there was nothing to do (another process rolled it first, or
@@ -108,7 +114,8 @@ def roll_period(engine: Engine, board_id: str, *, final_top: int, manual: bool =
         closed_at = board.ends_at if ended and not manual else board.now
         count, top = final_standings(connection, board, board.period, final_top)
         connection.execute(text(
-            "UPDATE leaderboard_periods SET closed_at = :at, entry_count = :n WHERE leaderboard_id = :b AND period = :p"),
+            "UPDATE leaderboard_periods SET closed_at = :at, entry_count = :n "
+            "WHERE leaderboard_id = :b AND period = :p"),
             {"at": closed_at, "n": count, "b": board_id, "p": board.period})
         record_event(connection, LEADERBOARD_EVENTS, board_id, "period_closed",
                      PeriodClosed(period=board.period, closed_at=closed_at, entry_count=count, top=top,
@@ -121,5 +128,6 @@ def close_due_periods(engine: Engine, *, final_top: int) -> int:
     with engine.connect() as connection:
         due = connection.execute(text(
             "SELECT leaderboard_id FROM leaderboard_periods "
-            "WHERE closed_at IS NULL AND ends_at IS NOT NULL AND ends_at <= clock_timestamp()")).scalars().all()
+            "WHERE closed_at IS NULL AND ends_at IS NOT NULL AND ends_at <= clock_timestamp()"
+        )).scalars().all()
     return sum(roll_period(engine, board_id, final_top=final_top) is not None for board_id in due)

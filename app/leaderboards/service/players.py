@@ -20,7 +20,8 @@ def boards_of(engine: Engine, reader: LeaderboardReader, player_id: str) -> list
             JOIN leaderboard_periods p ON p.leaderboard_id = e.leaderboard_id AND p.period = e.period
                                       AND p.closed_at IS NULL
             JOIN leaderboards b ON b.id = e.leaderboard_id AND b.deleted_at IS NULL
-            WHERE e.player_id = :player AND e.score IS NOT NULL ORDER BY b.id"""), {"player": player_id}).all()
+            WHERE e.player_id = :player AND e.score IS NOT NULL ORDER BY b.id"""),
+            {"player": player_id}).all()
     standings = []
     for row in rows:
         try:
@@ -28,7 +29,8 @@ def boards_of(engine: Engine, reader: LeaderboardReader, player_id: str) -> list
         except NotFound:  # removed since: not on that board any more
             continue
         standings.append({"leaderboard_id": row.id, "name": row.name, "period": row.period,
-                          **{k: standing[k] for k in SPAN_FIELDS}, "rank": standing["rank"], "score": standing["score"], "total": standing["total"],
+                          **{k: standing[k] for k in SPAN_FIELDS}, "rank": standing["rank"],
+                          "score": standing["score"], "total": standing["total"],
                           "top_percent": standing["top_percent"], "metadata": standing["metadata"]})
     return standings
 

@@ -19,7 +19,8 @@ from app.leaderboards.submissions import Authority, ScoreResult, Submission
 # without writing it; one that does not is inserted without a score (version 0: no entry has it), which
 # this write fills, or deletes when no submission of the write was applied to it.
 _LOCK_ENTRIES = text("""
-    INSERT INTO leaderboard_entries AS e (leaderboard_id, period, player_id, score, tie_seq, version, reached_at)
+    INSERT INTO leaderboard_entries AS e (leaderboard_id, period, player_id, score, tie_seq, version,
+                                          reached_at)
     SELECT b, p, pl, NULL, 0, 0, clock_timestamp()
     FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[])) AS t(b, p, pl)
     ORDER BY b, pl
@@ -46,11 +47,12 @@ _WRITE_ENTRIES = text(f"""
         FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[]),
                     CAST(:scores AS bigint[]), CAST(:previous AS bigint[]), CAST(:versions AS bigint[]),
                     CAST(:names AS text[]), CAST(:metas AS jsonb[]), CAST(:positions AS integer[]))
-            AS t(leaderboard_id, period, player_id, score, previous_score, version, display_name, metadata, position)
+            AS t(leaderboard_id, period, player_id, score, previous_score, version, display_name, metadata,
+                 position)
         ORDER BY position
     ), written AS (
-        UPDATE leaderboard_entries e SET score = i.score, previous_score = i.previous_score, tie_seq = i.tie_seq,
-            version = i.version, display_name = coalesce(i.display_name, e.display_name),
+        UPDATE leaderboard_entries e SET score = i.score, previous_score = i.previous_score,
+            tie_seq = i.tie_seq, version = i.version, display_name = coalesce(i.display_name, e.display_name),
             metadata = coalesce(i.metadata, e.metadata), reached_at = clock_timestamp()
         FROM input i
         WHERE e.leaderboard_id = i.leaderboard_id AND e.period = i.period AND e.player_id = i.player_id
@@ -100,7 +102,8 @@ class ScoreWrite:
                                  CAST(:results AS jsonb[])) ORDER BY 1, 2
             ON CONFLICT DO NOTHING RETURNING leaderboard_id, submission_id"""), {
             "boards": [k[0] for k in keys], "ids": [k[1] for k in keys],
-            "prints": [self.submissions[first[k]].fingerprint() for k in keys], "results": ["{}"] * len(keys)})}
+            "prints": [self.submissions[first[k]].fingerprint() for k in keys],
+            "results": ["{}"] * len(keys)})}
         taken = [k for k in keys if k not in self.claimed]
         stored = {}
         if taken:
@@ -115,12 +118,14 @@ class ScoreWrite:
             if key is None or key in self.claimed:
                 applying.append(i)
             elif key in stored:
-                self.results[i] = self._replay(self.submissions[i], stored[key].fingerprint, stored[key].result)
+                self.results[i] = self._replay(self.submissions[i], stored[key].fingerprint,
+                                               stored[key].result)
             else:  # its claim vanished between the two statements (the retention, or a failed write)
                 self.results[i] = Unavailable("unavailable", "the submission was not recorded; send it again")
         return applying
 
-    def _replay(self, submission: Submission, fingerprint: str, result: dict[str, Any]) -> ScoreResult | ServiceError:
+    def _replay(self, submission: Submission, fingerprint: str,
+                result: dict[str, Any]) -> ScoreResult | ServiceError:
         if fingerprint != submission.fingerprint():
             return Conflict("submission_conflict", "this submission_id was used for another submission")
         return ScoreResult(**result, replayed=True)
@@ -139,7 +144,8 @@ class ScoreWrite:
                  for r in self.connection.execute(_READ_ENTRIES, self._entry_params(keys))}
         entries = self.fold(indexes, found)
         changed = sorted((e.last_change, key) for key, e in entries.items() if e.changed)
-        unfilled = [key for key in keys if found[key][1] == 0 and not (key in entries and entries[key].changed)]
+        unfilled = [key for key in keys
+                    if found[key][1] == 0 and not (key in entries and entries[key].changed)]
         if unfilled:
             self.connection.execute(_DROP_UNFILLED, self._entry_params(unfilled))
         if changed:
@@ -214,7 +220,8 @@ class ScoreWrite:
         freed = sorted(key for key in self.claimed if key not in self.holders)
         if freed:
             self.connection.execute(text("""
-                DELETE FROM score_submissions s USING unnest(CAST(:boards AS text[]), CAST(:ids AS text[])) AS t(b, i)
+                DELETE FROM score_submissions s
+                USING unnest(CAST(:boards AS text[]), CAST(:ids AS text[])) AS t(b, i)
                 WHERE s.leaderboard_id = t.b AND s.submission_id = t.i"""), {
                 "boards": [k[0] for k in freed], "ids": [k[1] for k in freed]})
 

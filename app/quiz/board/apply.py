@@ -3,9 +3,10 @@ batch of the session's events, lua/apply_batch.lua, which runs the same rule per
 
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
-`closed:<question id>`, `removed:<participant id>`, `ended`). The natural keys are what the rebuild can re-derive from the
-domain tables alone, after the relay pruned the published `events` rows; this module is their one
-owner (rebuild.py builds its snapshot's keys with the same functions, and the scripts receive them).
+`closed:<question id>`, `removed:<participant id>`, `ended`). The natural keys are what the rebuild
+can re-derive from the domain tables alone, after the relay pruned the published `events` rows; this
+module is their one owner (rebuild.py builds its snapshot's keys with the same functions, and the
+scripts receive them).
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None 
     event_id = str(envelope.event_id)
     if isinstance(payload, AnswerScored):
         return Call("apply_answer_scored", keys, [
-            event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname, payload.points,
-            instant_ms(payload.answered_at), str(payload.question_id)])
+            event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname,
+            payload.points, instant_ms(payload.answered_at), str(payload.question_id)])
     if isinstance(payload, ParticipantJoined):
         return Call("apply_participant_joined", keys, [
             event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,
@@ -81,7 +82,8 @@ def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None 
             payload.model_dump_json()])
     if isinstance(payload, SessionEnded):
         expire_at_s = instant_ms(payload.ended_at + ENDED_SESSION_TTL) // 1000
-        return Call("apply_session_ended", keys, [event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()])
+        return Call("apply_session_ended", keys,
+                    [event_id, ENDED_KEY, expire_at_s, payload.ended_at.isoformat()])
     raise TypeError(f"no script applies {envelope.event_type}")
 
 

@@ -13,7 +13,7 @@ class SessionKeys:
     session_id: str
 
     @classmethod
-    def of(cls, session_id: uuid.UUID | str) -> "SessionKeys":
+    def of(cls, session_id: uuid.UUID | str) -> SessionKeys:
         return cls(str(session_id))
 
     def _key(self, kind: str) -> str:

@@ -33,7 +33,8 @@ def check_reader(db: Session, session_id: uuid.UUID, user_id: uuid.UUID,
         row = db.execute(text("""
             SELECT s.host_id,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
-                           WHERE p.quiz_session_id = s.id AND p.user_id = :user AND p.removed_at IS NULL) AS joined,
+                           WHERE p.quiz_session_id = s.id AND p.user_id = :user AND p.removed_at IS NULL)
+                       AS joined,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
                            WHERE p.quiz_session_id = s.id AND p.id = :participant AND p.removed_at IS NULL)
                        AS target_exists

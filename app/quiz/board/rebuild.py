@@ -118,7 +118,8 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
                     "SELECT id, quiz_session_participant_id AS pid, points, counted, created_at "
                     "FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}):
                 applied.append(answer_key(answer.id))
-                if not answer.counted and str(answer.pid) not in removed:  # open question: hidden until its close
+                # An open question's answer is hidden until its close.
+                if not answer.counted and str(answer.pid) not in removed:
                     held[str(answer.pid)] = f"{answer.points}:{instant_ms(answer.created_at)}"
             if session.current_position is not None:
                 for question_id, position in connection.execute(text(
@@ -138,7 +139,8 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
 
 
 def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
-    """An ended session's keys expire ENDED_SESSION_TTL after its end; read later, they live a while longer."""
+    """An ended session's keys expire ENDED_SESSION_TTL after its end; read later, they live a while
+    longer."""
     return instant_ms(max(ended_at + ENDED_SESSION_TTL, now + REREAD_ENDED_TTL)) // 1000
 
 

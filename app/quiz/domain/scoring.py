@@ -32,7 +32,8 @@ def streak_bonus(streak: int) -> int:
     return min(STREAK_STEP * (streak - 1), STREAK_CAP) if streak >= 2 else 0
 
 
-def score_answer(*, correct: bool, points: int, answered_ms: int, time_limit_s: int, streak_before: int) -> Scored:
+def score_answer(*, correct: bool, points: int, answered_ms: int, time_limit_s: int,
+                 streak_before: int) -> Scored:
     if points == 0:
         # A question worth nothing neither scores nor touches the streak.
         return Scored(correct=correct, points=0, streak=streak_before)

@@ -38,7 +38,8 @@ from app.quiz.events import SESSION_EVENTS, AnswerScored
 
 # KEY SHARE on the sessions first, in one order; the read that follows is a new statement, so in
 # READ COMMITTED it sees the session, question and streaks as they are once the lock is held.
-_LOCK = text("SELECT id FROM quiz_sessions WHERE id = ANY(CAST(:sessions AS uuid[])) ORDER BY id FOR KEY SHARE")
+_LOCK = text("SELECT id FROM quiz_sessions WHERE id = ANY(CAST(:sessions AS uuid[])) "
+             "ORDER BY id FOR KEY SHARE")
 
 _READ = text("""
     SELECT r.idx, s.status, s.current_question_id, s.question_opened_at, s.question_deadline,
@@ -50,22 +51,23 @@ _READ = text("""
     JOIN quiz_sessions s ON s.id = r.session_id
     LEFT JOIN questions q ON q.id = s.current_question_id
     LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = r.user_id
-    LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id AND a.question_id = r.question_id""")
+    LEFT JOIN participant_answers a
+      ON a.quiz_session_participant_id = p.id AND a.question_id = r.question_id""")
 
 _WRITE = text(f"""
     WITH input AS (
         SELECT * FROM unnest(CAST(:answer_ids AS uuid[]), CAST(:participants AS uuid[]),
                              CAST(:sessions AS uuid[]), CAST(:questions AS uuid[]), CAST(:choices AS int[]),
                              CAST(:corrects AS bool[]), CAST(:points AS int[]), CAST(:answered_ms AS int[]),
-                             CAST(:nows AS timestamptz[]), CAST(:streaks AS int[]), CAST(:event_ids AS uuid[]),
-                             CAST(:payloads AS jsonb[]))
+                             CAST(:nows AS timestamptz[]), CAST(:streaks AS int[]),
+                             CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[]))
             WITH ORDINALITY AS t(answer_id, participant_id, session_id, question_id, choice, correct, points,
                                  answered_ms, answered_at, streak, event_id, payload, position)
     ), answer AS (
         INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id,
                                          choice, correct, points, answered_ms, streak, counted, created_at)
-        SELECT answer_id, participant_id, session_id, question_id, choice, correct, points, answered_ms, streak,
-               false, answered_at
+        SELECT answer_id, participant_id, session_id, question_id, choice, correct, points, answered_ms,
+               streak, false, answered_at
         FROM input ORDER BY position
         ON CONFLICT (quiz_session_participant_id, question_id) DO NOTHING
         RETURNING id
@@ -149,13 +151,14 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
     if not 0 <= request.choice < row.choice_count:
         raise Unprocessable("invalid_choice", f"choice must be between 0 and {row.choice_count - 1}")
     answered_ms = max(0, int((row.now - row.question_opened_at).total_seconds() * 1000))
-    scored = score_answer(correct=request.choice == row.correct_choice, points=row.points, answered_ms=answered_ms,
-                          time_limit_s=row.time_limit_s, streak_before=row.streak)
+    scored = score_answer(correct=request.choice == row.correct_choice, points=row.points,
+                          answered_ms=answered_ms, time_limit_s=row.time_limit_s, streak_before=row.streak)
     answer_id, event_id = new_id(), new_event_id()
     payload = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
-        answer_id=answer_id, participant_id=row.participant_id, user_id=request.user_id, nickname=row.nickname,
-        question_id=request.question_id, choice=request.choice, correct=scored.correct, points=scored.points,
-        streak=scored.streak, answered_ms=answered_ms, answered_at=row.now, total=row.score + scored.points))
+        answer_id=answer_id, participant_id=row.participant_id, user_id=request.user_id,
+        nickname=row.nickname, question_id=request.question_id, choice=request.choice,
+        correct=scored.correct, points=scored.points, streak=scored.streak, answered_ms=answered_ms,
+        answered_at=row.now, total=row.score + scored.points))
     return _Decided(request, row.participant_id, answer_id, event_id, scored.correct, scored.points,
                     scored.streak, answered_ms, row, json.dumps(payload))
 
@@ -163,7 +166,8 @@ def _decide(request: AnswerRequest, row: Row | None) -> _Decided | AnswerReceipt
 def _write_params(decided: list[_Decided]) -> dict[str, Any]:
     return {
         "answer_ids": [d.answer_id for d in decided], "participants": [d.participant_id for d in decided],
-        "sessions": [d.request.session_id for d in decided], "questions": [d.request.question_id for d in decided],
+        "sessions": [d.request.session_id for d in decided],
+        "questions": [d.request.question_id for d in decided],
         "choices": [d.request.choice for d in decided], "corrects": [d.correct for d in decided],
         "points": [d.points for d in decided], "answered_ms": [d.answered_ms for d in decided],
         "nows": [d.row.now for d in decided], "streaks": [d.streak for d in decided],
@@ -220,7 +224,8 @@ def submit_answers(engine: Engine, requests: list[AnswerRequest]) -> list[Answer
                     except ServiceError as exc:
                         results[i] = exc
                 for i in raced:  # (a row always exists: the answer that won the race was written first)
-                    results[i] = results[i] or Conflict("already_answered", "you have already answered this question")
+                    results[i] = results[i] or Conflict("already_answered",
+                                                        "you have already answered this question")
         except BaseException:
             transaction.rollback()
             raise

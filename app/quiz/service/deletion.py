@@ -9,7 +9,8 @@ forgets the game's keys in Redis and its room's sockets close. Its earlier outbo
 from __future__ import annotations
 
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
@@ -34,8 +35,9 @@ def delete_sessions(db: Session | Connection, session_ids: Sequence[uuid.UUID]) 
     db.execute(text("DELETE FROM participant_answers WHERE quiz_session_id = ANY(:ids)"), ids)
     db.execute(text("DELETE FROM events WHERE aggregate_type = :type AND aggregate_id = ANY(:keys)"),
                {"type": QUIZ_SESSION, "keys": [str(i) for i in session_ids]})
-    deleted = db.execute(text("DELETE FROM quiz_sessions WHERE id = ANY(:ids) RETURNING id, clock_timestamp()"),
-                         ids).all()  # its participants go by ON DELETE CASCADE
+    # Its participants go by ON DELETE CASCADE.
+    deleted = db.execute(text("DELETE FROM quiz_sessions WHERE id = ANY(:ids) "
+                              "RETURNING id, clock_timestamp()"), ids).all()
     for session_id, now in deleted:
         record_event(db, SESSION_EVENTS, session_id, "session_deleted", SessionDeleted(deleted_at=now))
     return len(deleted)

@@ -59,7 +59,8 @@ def _owned_for_update(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID) -> Q
 
 def _sessions_of(db: Session, quiz_id: uuid.UUID) -> list[Row]:
     return db.execute(text(f"""{_HISTORY}
-        SELECT s.id, s.quiz_id, s.status, s.join_code, s.created_at, s.ended_at, s.current_question_id IS NOT NULL AS played,
+        SELECT s.id, s.quiz_id, s.status, s.join_code, s.created_at, s.ended_at,
+               s.current_question_id IS NOT NULL AS played,
                (SELECT count(*) FROM quiz_session_participants p
                 WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL) AS player_count
         FROM quiz_sessions s JOIN history h ON s.quiz_id = h.id
@@ -93,7 +94,8 @@ def update_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID, title: str
         db.flush()
         rows = question_rows(successor.id, questions)
         db.add_all(rows)
-        db.execute(text("UPDATE quizzes SET archived_at = clock_timestamp(), replaced_by = :new WHERE id = :old"),
+        db.execute(text("UPDATE quizzes SET archived_at = clock_timestamp(), replaced_by = :new "
+                        "WHERE id = :old"),
                    {"new": successor.id, "old": quiz_id})
     return {**quiz_view(successor, rows), "replaces": str(quiz_id)}
 
@@ -101,7 +103,8 @@ def update_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID, title: str
 def copy_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str, Any]:
     with db.begin():
         original = _owned_for_update(db, owner_id, quiz_id)
-        questions = db.scalars(select(Question).where(Question.quiz_id == quiz_id).order_by(Question.position))
+        questions = db.scalars(select(Question).where(Question.quiz_id == quiz_id)
+                               .order_by(Question.position))
         copy = Quiz(id=new_id(), owner_id=owner_id, title=_copy_title(original.title))
         db.add(copy)
         db.flush()

@@ -33,7 +33,8 @@ def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Q
             for position, q in enumerate(questions)]
 
 
-def create_quiz(db: Session, owner_id: uuid.UUID, title: str, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def create_quiz(db: Session, owner_id: uuid.UUID, title: str,
+                questions: list[dict[str, Any]]) -> dict[str, Any]:
     quiz = Quiz(id=new_id(), owner_id=owner_id, title=title)
     with db.begin():
         check_images(db, owner_id, questions)
@@ -49,7 +50,8 @@ def get_owned_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID) -> dict
         quiz = db.scalar(select(Quiz).where(Quiz.id == quiz_id, Quiz.owner_id == owner_id))
         if quiz is None:
             raise NotFound("not_found", "no such quiz")
-        rows = db.scalars(select(Question).where(Question.quiz_id == quiz_id).order_by(Question.position)).all()
+        rows = db.scalars(select(Question).where(Question.quiz_id == quiz_id)
+                          .order_by(Question.position)).all()
     return quiz_view(quiz, list(rows))
 
 

@@ -28,7 +28,8 @@ _QUESTIONS = text("""
            q.position <= coalesce(cur.position, -1) AS shown,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(a.choice, a.n)), '[]'::jsonb) FROM (
                 SELECT a.choice, count(*) AS n FROM participant_answers a
-                JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
+                JOIN quiz_session_participants p
+                  ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
                 WHERE a.quiz_session_id = s.id AND a.question_id = q.id GROUP BY a.choice) a) AS answer_counts
     FROM quiz_sessions s JOIN questions q ON q.quiz_id = s.quiz_id
     LEFT JOIN questions cur ON cur.id = s.current_question_id
@@ -53,8 +54,8 @@ def session_report(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> di
         questions = db.execute(_QUESTIONS, {"s": session.id}).all()
         players = db.execute(_PLAYERS, {"s": session.id}).all()
     return {
-        "session": {"id": str(session.id), "title": meta.title, "join_code": meta.join_code, "status": meta.status,
-                    "created_at": meta.created_at.isoformat(),
+        "session": {"id": str(session.id), "title": meta.title, "join_code": meta.join_code,
+                    "status": meta.status, "created_at": meta.created_at.isoformat(),
                     "ended_at": meta.ended_at.isoformat() if meta.ended_at else None},
         "questions": [_question(q) for q in questions],
         "players": _ranked(players),
@@ -68,7 +69,8 @@ def _question(row) -> dict[str, Any]:
     answered = sum(counts)
     correct = None if row.correct_choice is None else counts[row.correct_choice]
     return {"position": row.position, "kind": row.kind, "text": row.text, "choices": row.choices,
-            "correct_choice": row.correct_choice, "shown": row.shown, "answered": answered, "correct": correct,
+            "correct_choice": row.correct_choice, "shown": row.shown, "answered": answered,
+            "correct": correct,
             "correct_rate": round(correct / answered, 4) if correct is not None and answered else None,
             "choice_counts": counts}
 
@@ -99,10 +101,12 @@ def report_csv(report: dict[str, Any]) -> str:
     def row(*cells: Any) -> None:
         sheet.writerow([spreadsheet_safe("" if c is None else c) for c in cells])
 
-    row("rank", "nickname", "score", "correct answers", "questions answered", "average answer time (s)", "removed")
+    row("rank", "nickname", "score", "correct answers", "questions answered", "average answer time (s)",
+        "removed")
     for p in report["players"]:
         average = None if p["average_answer_ms"] is None else round(p["average_answer_ms"] / 1000, 2)
-        row(p["rank"], p["nickname"], p["score"], p["correct"], p["answered"], average, "yes" if p["removed"] else "")
+        row(p["rank"], p["nickname"], p["score"], p["correct"], p["answered"], average,
+            "yes" if p["removed"] else "")
     row()
     choices = max((len(q["choices"]) for q in report["questions"]), default=0)
     row("question", "kind", "text", "correct answer", "answered", "correct", "correct rate",

@@ -41,7 +41,8 @@ _STANDINGS = """
     WHERE id = ANY(:ids)"""
 
 
-def standings(db: Session, session_id: uuid.UUID, participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+def standings(db: Session, session_id: uuid.UUID,
+              participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     """Score, streak and rank of the given players; ranks order equal scores by who got there first."""
     if not participant_ids:
         return {}

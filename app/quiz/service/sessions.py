@@ -34,8 +34,8 @@ def _conflict(exc: rules.TransitionError) -> Conflict:
 def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str, Any]:
     with db.begin():
         # KEY SHARE: a delete of the quiz waits for the game to exist, and then deletes it too.
-        owner = db.execute(text("SELECT owner_id FROM quizzes WHERE id = :id AND archived_at IS NULL FOR KEY SHARE"),
-                           {"id": quiz_id}).scalar()
+        owner = db.execute(text("SELECT owner_id FROM quizzes WHERE id = :id AND archived_at IS NULL "
+                                "FOR KEY SHARE"), {"id": quiz_id}).scalar()
         if owner != host_id:
             raise NotFound("not_found", "no such quiz")
         for _ in range(_JOIN_CODE_ATTEMPTS):
@@ -45,7 +45,8 @@ def create_session(db: Session, host_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[
                     db.execute(text(
                         "INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
                         "VALUES (:id, :quiz, :host, :code, :lobby)"),
-                        {"id": session_id, "quiz": quiz_id, "host": host_id, "code": code, "lobby": rules.LOBBY})
+                        {"id": session_id, "quiz": quiz_id, "host": host_id, "code": code,
+                         "lobby": rules.LOBBY})
                 break
             except IntegrityError:
                 continue  # the code is in use by a live session: draw another
@@ -63,14 +64,16 @@ def find_by_join_code(db: Session, join_code: str) -> uuid.UUID:
         with db.begin():
             ended = db.execute(text(f"""
                 SELECT 1 FROM quiz_sessions WHERE join_code = :code AND status = '{rules.ENDED}'
-                  AND ended_at > clock_timestamp() - interval '1 day' LIMIT 1"""), {"code": join_code}).scalar()
+                  AND ended_at > clock_timestamp() - interval '1 day' LIMIT 1"""),
+                {"code": join_code}).scalar()
         if ended:
             raise Gone("session_ended", "this game has ended; ask the host for the new PIN")
         raise NotFound("not_found", "no live session has that join code")
     return session_id
 
 
-def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | None = None) -> dict[str, Any]:
+def describe_session(db: Session, session_id: uuid.UUID,
+                     viewer_id: uuid.UUID | None = None) -> dict[str, Any]:
     """The session as a player sees it; the correct choice only once the question has closed.
 
     With `viewer_id`, someone who is neither the host nor a player of the session sees only what
@@ -78,20 +81,20 @@ def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | 
     """
     with db.begin():
         row = db.execute(text("""
-            SELECT s.id, s.host_id, s.status, s.join_code, s.locked, s.question_shown_at, s.question_opened_at,
-                   s.question_deadline,
+            SELECT s.id, s.host_id, s.status, s.join_code, s.locked, s.question_shown_at,
+                   s.question_opened_at, s.question_deadline,
                    (SELECT count(*) FROM quiz_session_participants p
                     WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL) AS player_count,
                    (SELECT count(*) FROM questions qq WHERE qq.quiz_id = s.quiz_id) AS question_count,
                    EXISTS (SELECT 1 FROM quiz_session_participants p
                            WHERE p.quiz_session_id = s.id AND p.user_id = :viewer AND p.removed_at IS NULL)
                        AS viewer_joined,
-                   q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points, q.correct_choice,
-                   q.kind, q.image_id,
+                   q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points,
+                   q.correct_choice, q.kind, q.image_id,
                    (SELECT coalesce(jsonb_agg(jsonb_build_array(a.choice, a.n)), '[]'::jsonb) FROM (
                         SELECT choice, count(*) AS n FROM participant_answers
-                        WHERE quiz_session_id = s.id AND question_id = s.current_question_id GROUP BY choice) a)
-                       AS answer_counts
+                        WHERE quiz_session_id = s.id AND question_id = s.current_question_id
+                        GROUP BY choice) a) AS answer_counts
             FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
             WHERE s.id = :id"""), {"id": session_id, "viewer": viewer_id}).one_or_none()
     if row is None:
@@ -101,8 +104,8 @@ def describe_session(db: Session, session_id: uuid.UUID, viewer_id: uuid.UUID | 
 
 
 def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
-    view = {"id": str(row.id), "status": row.status, "join_code": row.join_code, "player_count": row.player_count,
-            "question_count": row.question_count, "locked": row.locked}
+    view = {"id": str(row.id), "status": row.status, "join_code": row.join_code,
+            "player_count": row.player_count, "question_count": row.question_count, "locked": row.locked}
     if not member:
         return view
     current = None
@@ -127,8 +130,8 @@ def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
 def _joinable(db: Session, session_id: uuid.UUID) -> Row:
     """The session a player joins (or rejoins), if it still takes players. KEY SHARE: joins run side
     by side, but never interleave with the session ending."""
-    session = db.execute(text("SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id FOR KEY SHARE"),
-                         {"id": session_id}).one_or_none()
+    session = db.execute(text("SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id "
+                              "FOR KEY SHARE"), {"id": session_id}).one_or_none()
     if session is None:
         raise NotFound("not_found", "no such session")
     try:
@@ -138,7 +141,8 @@ def _joinable(db: Session, session_id: uuid.UUID) -> Row:
     return session
 
 
-def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str | None) -> dict[str, Any]:
+def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID,
+                 nickname: str | None) -> dict[str, Any]:
     """Join as a player. A nickname is unique in a session (trimmed, case-insensitive); the player gets
     a rejoin code of their own, to take their place back from another device."""
     with db.begin():
@@ -146,7 +150,8 @@ def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nicknam
         if session.host_id == user_id:
             raise Forbidden("host_cannot_join", "the host runs the session and cannot play in it")
         existing = db.execute(text(
-            "SELECT id, nickname, removed_at FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
+            "SELECT id, nickname, removed_at FROM quiz_session_participants "
+            "WHERE quiz_session_id = :s AND user_id = :u"),
             {"s": session_id, "u": user_id}).one_or_none()
         if existing is not None and existing.removed_at is not None:
             raise Forbidden("removed", "the host removed you from this game")
@@ -161,10 +166,13 @@ def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nicknam
         try:
             with db.begin_nested():
                 joined = db.execute(text("""
-                    INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname, rejoin_code)
+                    INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname,
+                                                           rejoin_code)
                     VALUES (:id, :session, :user, :nickname, :code)
-                    RETURNING joined_at, (SELECT count(*) FROM quiz_session_participants
-                                          WHERE quiz_session_id = :session AND removed_at IS NULL) + 1 AS player_count"""),
+                    RETURNING joined_at,
+                              (SELECT count(*) FROM quiz_session_participants
+                               WHERE quiz_session_id = :session AND removed_at IS NULL) + 1
+                                  AS player_count"""),
                     {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname,
                      "code": code}).one()
         except IntegrityError as exc:
@@ -189,16 +197,19 @@ def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickn
             SELECT id, user_id, nickname FROM quiz_session_participants
             WHERE quiz_session_id = :s AND lower(nickname) = lower(:nickname) AND rejoin_code = :code
               AND removed_at IS NULL FOR UPDATE"""),
-            {"s": session_id, "nickname": nickname.strip(), "code": rules.normal_rejoin_code(rejoin_code)}).one_or_none()
+            {"s": session_id, "nickname": nickname.strip(),
+             "code": rules.normal_rejoin_code(rejoin_code)}).one_or_none()
         if place is None:
             raise NotFound("no_such_player", "no player of this game has that nickname and rejoin code")
         if place.user_id != user_id:
-            mine = db.execute(text("SELECT 1 FROM quiz_session_participants WHERE quiz_session_id = :s AND user_id = :u"),
+            mine = db.execute(text("SELECT 1 FROM quiz_session_participants "
+                                   "WHERE quiz_session_id = :s AND user_id = :u"),
                               {"s": session_id, "u": user_id}).scalar()
             if mine or session.host_id == user_id:
                 raise Conflict("already_joined", "this account is already in the game: rejoin from a new one")
         code = rules.new_rejoin_code()
-        db.execute(text("UPDATE quiz_session_participants SET user_id = :u, rejoin_code = :code WHERE id = :id"),
+        db.execute(text("UPDATE quiz_session_participants SET user_id = :u, rejoin_code = :code "
+                        "WHERE id = :id"),
                    {"u": user_id, "code": code, "id": place.id})
     return {"participant_id": str(place.id), "nickname": place.nickname, "rejoin_code": code,
             "previous_user_id": str(place.user_id)}

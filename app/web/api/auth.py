@@ -21,8 +21,9 @@ def token_response(user_id, is_guest: bool) -> dict:
             "expires_in": config.token_ttl_s}
 
 
-@endpoint(bp, "/auth/register", methods=["POST"], summary="Register a host or player account", body=RegisterBody,
-          auth=False, limits=("signup_per_address",), responses={201: "the new user", 409: "username_taken"})
+@endpoint(bp, "/auth/register", methods=["POST"], summary="Register a host or player account",
+          body=RegisterBody, auth=False, limits=("signup_per_address",),
+          responses={201: "the new user", 409: "username_taken"})
 def register():
     body = parse_body(RegisterBody)
     user = users.register(get_db(), body.username, body.password)
@@ -39,15 +40,16 @@ def login():
     return jsonify(token_response(user.id, is_guest=False))
 
 
-@endpoint(bp, "/auth/guest", methods=["POST"], summary="Play with a nickname only", body=GuestBody, auth=False,
-          limits=("signup_per_address",), responses={201: "an access token for a new guest"})
+@endpoint(bp, "/auth/guest", methods=["POST"], summary="Play with a nickname only", body=GuestBody,
+          auth=False, limits=("signup_per_address",), responses={201: "an access token for a new guest"})
 def guest():
     body = parse_body(GuestBody)
     user = users.create_guest(get_db(), body.nickname)
     return jsonify(**token_response(user.id, is_guest=True), user_id=str(user.id)), 201
 
 
-@endpoint(bp, "/auth/logout", methods=["POST"], summary="Sign out everywhere: revoke every access token you hold",
+@endpoint(bp, "/auth/logout", methods=["POST"],
+          summary="Sign out everywhere: revoke every access token you hold",
           responses={204: "every access token issued until now is refused from now on",
                      503: "recorded but not yet in force everywhere: send it again"})
 def logout():

@@ -87,7 +87,8 @@ CREDENTIAL_NOT_ALLOWED = "credential_not_allowed"
 def credential_not_allowed() -> ApiError:
     """The one answer, over REST and GraphQL alike, to a valid credential of a kind that may not do
     what was asked: an API key anywhere but a score write (403: the key is known, its kind refused)."""
-    return ApiError(403, CREDENTIAL_NOT_ALLOWED, "API keys only write scores; this needs a user's access token")
+    return ApiError(403, CREDENTIAL_NOT_ALLOWED,
+                    "API keys only write scores; this needs a user's access token")
 
 
 def bearer_token(header: str | None) -> str:
@@ -216,14 +217,15 @@ def endpoint(bp: Blueprint, rule: str, *, methods: list[str], summary: str,
     else:
         rules = ("api_per_address",) + (("api_per_user",) if auth else ()) + (
             ("public_reads_per_address",) if not auth and methods == ["GET"] else ()) + tuple(limits)
-    doc = RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules, api_keys, body_required,
-                   tuple(raw_body))
+    doc = RouteDoc(full_rule, methods, summary, body, query, auth, responses or {}, rules, api_keys,
+                   body_required, tuple(raw_body))
     ROUTE_DOCS.append(doc)
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            principal = doc.admit(client_address(), lambda: bearer_token(request.headers.get("Authorization")))
+            principal = doc.admit(client_address(),
+                                  lambda: bearer_token(request.headers.get("Authorization")))
             if principal is not None:
                 g.principal = principal
             return view(*args, **kwargs)

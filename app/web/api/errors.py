@@ -35,7 +35,8 @@ def write_server_error(sock, status_int: int, reason: str, _detail: str) -> None
     The detail is left out: it echoes what the client sent."""
     from gunicorn import util
 
-    code = _CODES.get(status_int, {414: "uri_too_long", 431: "headers_too_large"}.get(status_int, "bad_request"))
+    code = _CODES.get(status_int,
+                      {414: "uri_too_long", 431: "headers_too_large"}.get(status_int, "bad_request"))
     body = json.dumps(error_body(code, reason.lower())).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin1")

@@ -36,8 +36,8 @@ _JOIN_CODE = re.compile(r"[0-9]{6}")
                           "its bytes), size",
                      400: "empty_body: no bytes were sent",
                      403: "registered_users_only: guests cannot upload pictures",
-                     413: "body_too_large: over IMAGE_MAX_BYTES; image_quota_exceeded: the account's pictures "
-                          "would take more than IMAGE_QUOTA_BYTES (quota_bytes, used_bytes)",
+                     413: "body_too_large: over IMAGE_MAX_BYTES; image_quota_exceeded: the account's "
+                          "pictures would take more than IMAGE_QUOTA_BYTES (quota_bytes, used_bytes)",
                      429: "too_many_requests: over RATE_IMAGE_UPLOADS_PER_USER (see Retry-After)",
                      415: "unsupported_image: the bytes are no PNG, JPEG, GIF or WebP picture (whatever the "
                           "Content-Type says)"})

@@ -46,8 +46,8 @@ def list_boards():
     return jsonify(boards.list_boards(engine(), after=query.after, limit=query.limit))
 
 
-@endpoint(bp, "/<board_id>", methods=["GET"], summary="A board, its current period and its resets", auth=False,
-          responses={200: "the board", **_BOARD})
+@endpoint(bp, "/<board_id>", methods=["GET"], summary="A board, its current period and its resets",
+          auth=False, responses={200: "the board", **_BOARD})
 def get_board(board_id: str):
     return jsonify(boards.get_board(engine(), board_id))
 
@@ -71,8 +71,8 @@ def delete_board(board_id: str):
     return "", 204
 
 
-@endpoint(bp, "/<board_id>/reset", methods=["POST"], summary="Close the current period now and open a new one "
-          "(owner)", responses={200: "the board with its new current period", **_OWNER})
+@endpoint(bp, "/<board_id>/reset", methods=["POST"], summary="Close the current period now and open a "
+          "new one (owner)", responses={200: "the board with its new current period", **_OWNER})
 def reset_board(board_id: str):
     board = boards.reset_board(engine(), current_principal().user_id, board_id, final_top=_final_top())
     board_reader().forget(board_id)
@@ -92,8 +92,8 @@ def top(board_id: str):
     return jsonify(board_reader().page(board_id, period=query.period, offset=0, limit=query.limit))
 
 
-@endpoint(bp, "/<board_id>/range", methods=["GET"], summary="Ranks start..end (1-based, inclusive), or the page "
-          "after a cursor", query=RangeQuery, auth=False,
+@endpoint(bp, "/<board_id>/range", methods=["GET"], summary="Ranks start..end (1-based, inclusive), or the "
+          "page after a cursor", query=RangeQuery, auth=False,
           responses={200: "version, total, the entries, and next_cursor for the page after", **_BOARD,
                      422: "invalid_cursor: a cursor this service did not give"})
 def rank_range(board_id: str):
@@ -114,8 +114,8 @@ def around(board_id: str, player_id: str):
     return jsonify(board_reader().player(board_id, player_id, period=query.period, around=query.range))
 
 
-@endpoint(bp, "/<board_id>/player/<player_id>", methods=["GET"], summary="A player's rank, score and top percent",
-          query=PeriodQuery, auth=False,
+@endpoint(bp, "/<board_id>/player/<player_id>", methods=["GET"],
+          summary="A player's rank, score and top percent", query=PeriodQuery, auth=False,
           responses={200: "the standing (rank null beyond max_entries)",
                      404: "no such board, or the player has no score on it"})
 def player(board_id: str, player_id: str):
@@ -123,15 +123,17 @@ def player(board_id: str, player_id: str):
     return jsonify(board_reader().player(board_id, player_id, period=query.period))
 
 
-@endpoint(bp, "/<board_id>/player/<player_id>", methods=["DELETE"], summary="Take a player off the board (owner)",
-          responses={204: "removed", 403: "not_owner", 404: "no such board, or the player has no score on it"})
+@endpoint(bp, "/<board_id>/player/<player_id>", methods=["DELETE"],
+          summary="Take a player off the board (owner)",
+          responses={204: "removed", 403: "not_owner",
+                     404: "no such board, or the player has no score on it"})
 def delete_player(board_id: str, player_id: str):
     remove_player(engine(), current_principal().user_id, board_id, player_id)
     return "", 204
 
 
-@endpoint(bp, "/<board_id>/stats", methods=["GET"], summary="Count, min, max, sum, mean and percentiles of a board",
-          query=PeriodQuery, auth=False,
+@endpoint(bp, "/<board_id>/stats", methods=["GET"],
+          summary="Count, min, max, sum, mean and percentiles of a board", query=PeriodQuery, auth=False,
           responses={200: "the statistics of the ranked entries (p50/p90/p99: PostgreSQL's percentile_disc)",
                      **_BOARD})
 def stats(board_id: str):

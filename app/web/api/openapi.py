@@ -3,7 +3,8 @@
 It says what the server enforces, so that a request the document calls valid is refused only for
 the state of things (404, 409, 422...), never as malformed: the schemas are pydantic's (JSON Schema
 2020-12, which OpenAPI 3.1 uses), with the rules their types cannot say stated beside their
-validators (app/web/api/schemas.py, app/core/validation.py); text anywhere leaves out NUL (`state_storable`); ids are `uuid`.
+validators (app/web/api/schemas.py, app/core/validation.py); text anywhere leaves out NUL
+(`state_storable`); ids are `uuid`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ _ERROR_SCHEMA = {
 
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 # What any route may answer besides its own statuses.
-_COMMON_ERRORS = {400: "invalid_json, invalid_body or invalid_query", 401: "unauthorized: no, expired or revoked token",
+_COMMON_ERRORS = {400: "invalid_json, invalid_body or invalid_query",
+                  401: "unauthorized: no, expired or revoked token",
                   404: "not_found: no such resource", 413: "body_too_large",
                   414: "uri_too_long: the request line (path and query) is longer than the server reads",
                   415: "unsupported_media_type",
@@ -85,7 +87,8 @@ def _named(rule: Any) -> set[str]:
     if not isinstance(rule, dict):
         return set()
     names = set(rule.get("required", [])) | set(rule.get("properties", {}))
-    return names.union(*(_named(value) for key, value in rule.items() if key not in ("required", "properties")))
+    return names.union(*(_named(value) for key, value in rule.items()
+                         if key not in ("required", "properties")))
 
 
 def build_document() -> dict[str, Any]:
@@ -97,7 +100,7 @@ def build_document() -> dict[str, Any]:
         if doc.query is not None:
             parameters += _query_parameters(doc.query)
         responses = {str(status): {"description": text} for status, text in doc.responses.items()}
-        for status, text in doc.responses.items():
+        for status in doc.responses:
             if status >= 400:
                 responses[str(status)]["content"] = _ERROR_CONTENT
         # 414: gunicorn refuses a request line over its limit before the app sees it, whatever the
@@ -105,8 +108,10 @@ def build_document() -> dict[str, Any]:
         common = [400, 414, 429, 503] + ([401] if doc.auth else []) + ([404] if names else []) + (
             [413, 415] if doc.body is not None or doc.raw_body else [])
         for status in common:
-            responses.setdefault(str(status), {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
-        if doc.auth and not doc.api_keys:  # an API key is refused here (app/web/api/core.py credential_not_allowed)
+            responses.setdefault(str(status),
+                                 {"description": _COMMON_ERRORS[status], "content": _ERROR_CONTENT})
+        # An API key is refused here (app/web/api/core.py credential_not_allowed).
+        if doc.auth and not doc.api_keys:
             refused = responses.setdefault("403", {"description": "", "content": _ERROR_CONTENT})
             refused["description"] = "; ".join(filter(None, (refused["description"], _API_KEY_REFUSED)))
         operation: dict[str, Any] = {"summary": doc.summary, "parameters": parameters, "responses": responses}

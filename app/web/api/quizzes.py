@@ -23,7 +23,8 @@ def create_quiz():
 
 
 @endpoint(bp, "", methods=["GET"], summary="Your quiz library: your quizzes, the last changed first",
-          responses={200: "quizzes: id, title, question_count, games_played, live_session, created_at, updated_at",
+          responses={200: "quizzes: id, title, question_count, games_played, live_session, created_at, "
+                          "updated_at",
                      403: "registered_users_only: guests have no quizzes"})
 def list_quizzes():
     require_registered("write quizzes")
@@ -31,7 +32,8 @@ def list_quizzes():
 
 
 @endpoint(bp, "/<quiz_id>", methods=["PUT"], summary="Change a quiz: in place if it was never played, else "
-          "as a new version (the played one is archived, its games' reports keep their questions)", body=QuizBody,
+          "as a new version (the played one is archived, its games' reports keep their questions)",
+          body=QuizBody,
           responses={200: "the quiz; `replaces` names the version it archived, if any",
                      403: "registered_users_only", 404: "no such quiz of yours",
                      409: "quiz_in_use: a game of it is running",

@@ -42,11 +42,12 @@ TRUE_FALSE = ["True", "False"]
 # The document's statement of the_kind_decides_the_answers, a branch per kind (and, for `choice`,
 # per number of answers, so that correct_choice indexes one of them).
 _KIND_RULES = [
-    {"properties": {"kind": {"const": "true_false"}, "choices": {"anyOf": [{"type": "null"}, {"const": TRUE_FALSE}]},
+    {"properties": {"kind": {"const": "true_false"},
+                    "choices": {"anyOf": [{"type": "null"}, {"const": TRUE_FALSE}]},
                     "correct_choice": {"type": "integer", "minimum": 0, "maximum": 1}},
      "required": ["kind", "correct_choice"]},
-    {"properties": {"kind": {"const": "poll"}, "choices": {"type": "array"}, "correct_choice": {"type": "null"},
-                    "points": {"const": 0}},
+    {"properties": {"kind": {"const": "poll"}, "choices": {"type": "array"},
+                    "correct_choice": {"type": "null"}, "points": {"const": 0}},
      "required": ["kind", "choices"]},
     *({"properties": {"kind": {"const": "choice"}, "choices": {"type": "array", "minItems": n, "maxItems": n},
                       "correct_choice": {"type": "integer", "minimum": 0, "maximum": n - 1}},
@@ -66,7 +67,8 @@ class QuestionBody(Strict):
     time_limit_s: Annotated[int, Field(ge=5, le=240), WHOLE] = 20
     points: Literal[0, 1000, 2000] = 1000
     image_id: Id | None = None
-    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(anyOf=copy.deepcopy(_KIND_RULES)))
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(anyOf=copy.deepcopy(_KIND_RULES)))
 
     @field_validator("points", mode="before")
     @classmethod
@@ -78,7 +80,7 @@ class QuestionBody(Strict):
         return value
 
     @model_validator(mode="after")
-    def the_kind_decides_the_answers(self) -> "QuestionBody":
+    def the_kind_decides_the_answers(self) -> QuestionBody:
         if self.kind == "true_false":
             if self.choices not in (None, TRUE_FALSE):
                 raise ValueError("a true_false question's choices are True and False")
@@ -162,10 +164,11 @@ class BoardBody(Strict):
     metadata: Metadata | None = None
     # The document's statement of self_report_increments.
     model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"update_mode": {"const": "increment"}}}, {"properties": {"self_report_max": {"type": "null"}}}]})
+        {"properties": {"update_mode": {"const": "increment"}}},
+        {"properties": {"self_report_max": {"type": "null"}}}]})
 
     @model_validator(mode="after")
-    def self_report_increments(self) -> "BoardBody":
+    def self_report_increments(self) -> BoardBody:
         if self.self_report_max is not None and self.update_mode != "increment":
             raise ValueError("self_report_max needs update_mode increment (players add to their score)")
         return self
@@ -181,8 +184,10 @@ class ScoreBatchBody(Strict):
 
 
 class ActionBody(Strict):
-    action: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"), TRIMMED]
-    score: Annotated[int, Field(ge=0, le=MAX_EXACT), WHOLE]  # an action adds; the board caps it (self_report_max)
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"),
+                      TRIMMED]
+    # An action adds; the board caps it (self_report_max).
+    score: Annotated[int, Field(ge=0, le=MAX_EXACT), WHOLE]
     submission_id: SubmissionId | None = None
 
 
@@ -207,13 +212,14 @@ class RangeQuery(PeriodQuery):
     # The document's statement of one_way_to_page, but for how far end may be from start, which JSON
     # Schema cannot relate: it says it in words.
     model_config = ConfigDict(json_schema_extra={
-        "description": "start and end (ranks, 1-based, inclusive; end at least start and at most start + 99), "
-                       "or a cursor alone",
+        "description": "start and end (ranks, 1-based, inclusive; end at least start and at most "
+                       "start + 99), or a cursor alone",
         "anyOf": [{"required": ["start", "end"], "not": {"required": ["cursor"]}},
-                  {"required": ["cursor"], "not": {"anyOf": [{"required": ["start"]}, {"required": ["end"]}]}}]})
+                  {"required": ["cursor"],
+                   "not": {"anyOf": [{"required": ["start"]}, {"required": ["end"]}]}}]})
 
     @model_validator(mode="after")
-    def one_way_to_page(self) -> "RangeQuery":
+    def one_way_to_page(self) -> RangeQuery:
         if self.cursor is not None:
             if self.start is not None or self.end is not None:
                 raise ValueError("give start and end, or a cursor, not both")

@@ -13,11 +13,12 @@ from app.web.extensions import board_reader, engine, score_batcher
 
 bp = Blueprint("scores", __name__, url_prefix="/api/v1")
 
-_RESULT = ("{leaderboard_id, period, player_id, outcome: changed|unchanged, score, previous_score, rank (null "
-           "when the board has not shown it within SCORE_RANK_WAIT_MS)}")
+_RESULT = ("{leaderboard_id, period, player_id, outcome: changed|unchanged, score, previous_score, rank "
+           "(null when the board has not shown it within SCORE_RANK_WAIT_MS)}")
 
 
-def _submit(submissions: list[Submission], authority: Authority, source: str) -> list[ScoreResult | ServiceError]:
+def _submit(submissions: list[Submission], authority: Authority,
+            source: str) -> list[ScoreResult | ServiceError]:
     """One transaction for the request's submissions, shared with the requests that arrive beside it."""
     return score_batcher().submit(ScoreRequest(tuple(submissions), authority, source))
 
@@ -63,8 +64,8 @@ def submit_batch():
     return jsonify(results=_with_ranks(results))
 
 
-@endpoint(bp, "/games/<board_id>/scores", methods=["POST"], summary="Report an action of your own (a player's "
-          "token; increment boards with self_report_max)", body=ActionBody,
+@endpoint(bp, "/games/<board_id>/scores", methods=["POST"], summary="Report an action of your own "
+          "(a player's token; increment boards with self_report_max)", body=ActionBody,
           responses={201: _RESULT, 200: "a retry of this submission_id: the original result",
                      403: "self_report_not_allowed", 404: "no such board", 409: "submission_conflict",
                      422: "invalid_score: above the board's self_report_max; score_overflow"})
@@ -76,14 +77,14 @@ def report_action(board_id: str):
     return _one(_submit([submission], Authority(self_report=True), "self_report")[0])
 
 
-@endpoint(bp, "/players/<player_id>/boards", methods=["GET"], summary="Every board a player is on, with rank and "
-          "score", auth=False, responses={200: "boards: the player's standings"})
+@endpoint(bp, "/players/<player_id>/boards", methods=["GET"], summary="Every board a player is on, with "
+          "rank and score", auth=False, responses={200: "boards: the player's standings"})
 def player_boards(player_id: str):
     return jsonify(player_id=player_id, boards=boards_of(engine(), board_reader(), player_id))
 
 
-@endpoint(bp, "/players/<player_id>/activity", methods=["GET"], summary="A player's reported actions, newest first "
-          "(the player, or the owner of the boards)", query=ActivityQuery,
+@endpoint(bp, "/players/<player_id>/activity", methods=["GET"], summary="A player's reported actions, "
+          "newest first (the player, or the owner of the boards)", query=ActivityQuery,
           responses={200: "activity: board, action, points, at"})
 def player_activity(player_id: str):
     query = parse_query(ActivityQuery)

@@ -52,7 +52,8 @@ def get_session(session_id: str):
           responses={201: "the participant, with the rejoin code their screen shows",
                      403: "host_cannot_join (the host runs the session) or removed (by the host)",
                      404: "no such session",
-                     409: "already_joined (with participant_id), nickname_taken, room_locked or session_ended"})
+                     409: "already_joined (with participant_id), nickname_taken, room_locked or "
+                          "session_ended"})
 def join(session_id: str):
     body = parse_optional_body(JoinBody)
     joined = sessions.join_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session"),
@@ -64,8 +65,8 @@ def join(session_id: str):
           responses={201: "the answer was recorded (the receipt reveals nothing about its points)",
                      200: "the same answer was already recorded: the original receipt (a safe retry)",
                      403: "not_joined or removed", 404: "no such session",
-                     409: "question_closed, not_open_yet (get ready), invalid_question (not the open one), or "
-                          "already_answered with another choice (the recorded receipt in error.answer)",
+                     409: "question_closed, not_open_yet (get ready), invalid_question (not the open one), "
+                          "or already_answered with another choice (the recorded receipt in error.answer)",
                      422: "invalid_choice: not one of the question's choices",
                      503: "not recorded; send it again", 504: "outcome_unknown: send the same answer again"})
 def answer(session_id: str):
@@ -103,8 +104,8 @@ def rejoin(session_id: str):
                                     404: "no such session"})
 def lock(session_id: str):
     body = parse_body(LockBody)
-    return jsonify(sessions.set_locked(get_db(), current_principal().user_id, parse_uuid(session_id, "session"),
-                                       body.locked))
+    return jsonify(sessions.set_locked(get_db(), current_principal().user_id,
+                                       parse_uuid(session_id, "session"), body.locked))
 
 
 @endpoint(bp, "/<session_id>/participants/<participant_id>", methods=["DELETE"],
@@ -122,14 +123,16 @@ def remove_participant(session_id: str, participant_id: str):
               200: "the question: shown_at, opened_at (answers open) and deadline", 403: "not_host",
               404: "no such session", 409: "no_more_questions or session_ended"})
 def next_question(session_id: str):
-    opened = sessions.open_next_question(get_db(), current_principal().user_id, parse_uuid(session_id, "session"),
+    opened = sessions.open_next_question(get_db(), current_principal().user_id,
+                                         parse_uuid(session_id, "session"),
                                          get_ready_s=current_app.config["LIVEQUIZ"].question_get_ready_s)
     return jsonify(opened)
 
 
-@endpoint(bp, "/<session_id>/questions/close", methods=["POST"], summary="Close the open question early (host)",
-          responses={200: "the closed question with its answer counts", 403: "not_host", 404: "no such session",
-                     409: "no_open_question"})
+@endpoint(bp, "/<session_id>/questions/close", methods=["POST"],
+          summary="Close the open question early (host)",
+          responses={200: "the closed question with its answer counts", 403: "not_host",
+                     404: "no such session", 409: "no_open_question"})
 def close_question(session_id: str):
     closed = sessions.close_question(get_db(), parse_uuid(session_id, "session"),
                                      host_id=current_principal().user_id)
@@ -139,21 +142,25 @@ def close_question(session_id: str):
 @endpoint(bp, "/<session_id>/end", methods=["POST"], summary="End the session (host)",
           responses={200: "the ended session", 403: "not_host", 404: "no such session", 409: "session_ended"})
 def end(session_id: str):
-    return jsonify(sessions.end_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+    return jsonify(sessions.end_session(get_db(), current_principal().user_id,
+                                        parse_uuid(session_id, "session")))
 
 
-@endpoint(bp, "/<session_id>", methods=["DELETE"], summary="Delete a game with its players and answers (host; "
-          "in its lobby or once ended)", responses={200: "deleted", 403: "not_host", 404: "no such session",
-                                                    409: "session_live: end it first"})
+@endpoint(bp, "/<session_id>", methods=["DELETE"], summary="Delete a game with its players and answers "
+          "(host; in its lobby or once ended)",
+          responses={200: "deleted", 403: "not_host", 404: "no such session",
+                     409: "session_live: end it first"})
 def delete(session_id: str):
-    return jsonify(deletion.delete_session(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+    return jsonify(deletion.delete_session(get_db(), current_principal().user_id,
+                                           parse_uuid(session_id, "session")))
 
 
 @endpoint(bp, "/<session_id>/report", methods=["GET"], summary="A game's report (host): per question the "
           "correct rate and distribution, per player score, correct answers and average answer time",
           responses={200: "session, questions, players", 403: "not_host", 404: "no such session"})
 def report(session_id: str):
-    return jsonify(reports.session_report(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+    return jsonify(reports.session_report(get_db(), current_principal().user_id,
+                                          parse_uuid(session_id, "session")))
 
 
 @endpoint(bp, "/<session_id>/report.csv", methods=["GET"], summary="The report as CSV (host); cells a "

@@ -150,7 +150,8 @@ def _too_big(document: DocumentNode) -> list[dict[str, Any]]:
         return [refusal("too_many_fields", f"the document selects {written.fields} fields and fragments; "
                                            f"at most {MAX_FIELDS}")]
     if written.aliases > MAX_ALIASES:
-        return [refusal("too_many_aliases", f"the document has {written.aliases} aliases; at most {MAX_ALIASES}")]
+        return [refusal("too_many_aliases",
+                        f"the document has {written.aliases} aliases; at most {MAX_ALIASES}")]
     if written.fragments > MAX_FRAGMENTS:
         return [refusal("too_many_fragments", f"the document defines {written.fragments} fragments; "
                                               f"at most {MAX_FRAGMENTS}")]
@@ -192,7 +193,8 @@ def checked_operation(text: Any, operation_name: Any, variables: Any, *,
     if not isinstance(text, str) or not text.strip():
         raise RequestError([refusal("bad_request", "send the operation as `query`")])
     if len(text) > MAX_QUERY_CHARS:
-        raise RequestError([refusal("query_too_large", f"the query is longer than {MAX_QUERY_CHARS} characters")])
+        raise RequestError([refusal("query_too_large",
+                                    f"the query is longer than {MAX_QUERY_CHARS} characters")])
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError([refusal("bad_request", "operationName is a string")])
     if variables is not None and not isinstance(variables, dict):
@@ -227,7 +229,8 @@ class Size:
     root_fields: int  # what the operation runs at its root (distinct response keys)
 
 
-def measure(document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> Size:
+def measure(document: DocumentNode, operation: OperationDefinitionNode,
+            variables: dict[str, Any] | None) -> Size:
     """The operation's size, in one pass over what it uses of the document: each fragment is measured
     once (in an order where what it spreads comes first) and every spread of it reuses that. Without
     `variables` (not known yet), a list a variable sizes counts one entry: the least the cost can be."""

@@ -4,7 +4,7 @@ user's budgets), so neither API is a way around the other's rules.
 
 | mutation       | REST twin                                  |
 | -------------- | ------------------------------------------ |
-| `createUser`   | `POST /api/v1/auth/guest` (anyone: a new player from a name, an account of the address's budget) |
+| `createUser`   | `POST /api/v1/auth/guest` (a new player from a name, an account of the address's budget) |
 | `createBoard`  | `POST /api/v1/leaderboards`                |
 | `resetBoard`   | `POST /api/v1/leaderboards/<board_id>/reset` |
 | `submitScore`  | `POST /api/v1/scores`                      |

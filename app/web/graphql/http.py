@@ -34,7 +34,8 @@ def make_context(caller: Caller) -> Context:
     wait_s = config.score_rank_wait_ms / 1000
     return Context(
         caller=caller, reader=reader,
-        write_scores=lambda subs, authority, source: batcher.submit(ScoreRequest(tuple(subs), authority, source)),
+        write_scores=lambda subs, authority, source: batcher.submit(
+            ScoreRequest(tuple(subs), authority, source)),
         ranks=lambda results, wait: reader.ranks_when_shown(results, wait_s if wait else 0.0),
         boards=boards, engine=engine(), final_top=config.leaderboard_final_top, players=players)
 
@@ -47,14 +48,16 @@ def _errors(status: int, code: str, message: str, headers: dict[str, str] | None
 
 
 def _body() -> Any:
-    """The request's JSON body; ApiError (413, 415, 400) for one that is too big, not JSON, or nested too deeply."""
+    """The request's JSON body; ApiError (413, 415, 400) for one that is too big, not JSON, or nested
+    too deeply."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     raw = read_raw_body(current_app.config["LIVEQUIZ"].max_body_bytes)
     try:
         return decode_json(raw)
     except JsonInputError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not a JSON document this service accepts ({exc})") from None
+        raise ApiError(400, "invalid_json",
+                       f"the body is not a JSON document this service accepts ({exc})") from None
 
 
 @bp.post("/graphql")
@@ -65,8 +68,10 @@ def graphql_http():
         check_credential(caller)
         body = _body()
         if not isinstance(body, dict):
-            raise ApiError(400, "bad_request", 'send a JSON object: {"query": ..., "variables": ..., "operationName": ...}')
-        document, operation = checked_operation(body.get("query"), body.get("operationName"), body.get("variables"),
+            raise ApiError(400, "bad_request",
+                           'send a JSON object: {"query": ..., "variables": ..., "operationName": ...}')
+        document, operation = checked_operation(body.get("query"), body.get("operationName"),
+                                                body.get("variables"),
                                                 max_mutations=current_app.config["LIVEQUIZ"].graphql_max_mutations)
         charge_operation(caller, operation)
     except TooManyRequests as exc:
@@ -76,5 +81,6 @@ def graphql_http():
     except RequestError as exc:
         return jsonify({"errors": exc.errors}), 400
     if is_subscription(operation):
-        return _errors(400, "bad_request", "subscriptions run over a WebSocket on /graphql (graphql-transport-ws)")
+        return _errors(400, "bad_request",
+                       "subscriptions run over a WebSocket on /graphql (graphql-transport-ws)")
     return jsonify(run(document, operation, body.get("variables"), make_context(caller)))

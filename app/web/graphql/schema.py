@@ -9,9 +9,10 @@ becomes a GraphQL error whose `extensions.code` is the REST error code (executio
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ariadne import MutationType, QueryType, ScalarType, SubscriptionType, make_executable_schema
 from graphql import GraphQLError, GraphQLSchema, IntValueNode, StringValueNode, ValueNode
@@ -114,7 +115,8 @@ query = QueryType()
 
 @query.field("leaderboard")
 def _seed_000_leaderboard(_, info, limit: int = 10) -> list[dict[str, Any]]:
-    page = info.context.reader.page(DEFAULT_BOARD, period=None, offset=0, limit=_valid(TopQuery, {"limit": limit}).limit)
+    page = info.context.reader.page(DEFAULT_BOARD, period=None, offset=0,
+                                    limit=_valid(TopQuery, {"limit": limit}).limit)
     return [_user(entry) for entry in page["entries"]]
 
 
@@ -245,8 +247,10 @@ def _result_view(result: Any, rank: int | None) -> dict[str, Any]:
 @mutation.field("submitScore")
 @twin("submitScore", "POST", "/api/v1/scores")
 def _submit_score(_, info, principal, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the schema's name
-    result = _one(info.context.write_scores(_submissions([input]), Authority(owner_id=principal.user_id), "graphql"))
-    return _result_view(result, info.context.ranks([result], True).get((result.leaderboard_id, result.player_id)))
+    result = _one(info.context.write_scores(_submissions([input]), Authority(owner_id=principal.user_id),
+                                            "graphql"))
+    rank = info.context.ranks([result], True).get((result.leaderboard_id, result.player_id))
+    return _result_view(result, rank)
 
 
 @mutation.field("submitScores")
@@ -254,7 +258,8 @@ def _submit_score(_, info, principal, input: dict[str, Any]) -> dict[str, Any]: 
 def _submit_scores(_, info, principal, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not 1 <= len(scores) <= 1000:
         raise Invalid("invalid_request", "scores: 1 to 1,000 of them")
-    results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id), "graphql")
+    results = info.context.write_scores(_submissions(scores), Authority(owner_id=principal.user_id),
+                                        "graphql")
     written = [r for r in results if not isinstance(r, ServiceError)]
     ranks = info.context.ranks(written, True)  # one deadline for the batch, as POST /scores/batch
     return [{"error": {"code": r.code, "message": r.message}} if isinstance(r, ServiceError)
@@ -276,4 +281,5 @@ def _player_standing(event, info, board_id: str, player_id: str) -> dict[str, An
     return event
 
 
-SCHEMA: GraphQLSchema = make_executable_schema(SDL, query, mutation, subscription, score, json_scalar, date_time)
+SCHEMA: GraphQLSchema = make_executable_schema(SDL, query, mutation, subscription, score, json_scalar,
+                                               date_time)

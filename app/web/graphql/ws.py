@@ -62,7 +62,8 @@ class Subscription:
     """One subscription of a socket: it stands where boards.py expects a connection, and turns each
     state it is offered into the subscription's `next` (its selection executed on that state)."""
 
-    def __init__(self, sub_id: str, connection: Connection, document, operation, variables, context, feed: str):
+    def __init__(self, sub_id: str, connection: Connection, document, operation, variables, context,
+                 feed: str):
         self.id, self.connection, self.feed = sub_id, connection, feed
         self.document, self.operation, self.variables, self.context = document, operation, variables, context
         self.watch: Watch | None = None
@@ -89,8 +90,8 @@ def _event(message: dict[str, Any]) -> dict[str, Any]:
                 **{k: message[k] for k in SPAN_FIELDS},
                 "version": message["version"], "total": message["total"], "entries": message["entries"],
                 "next_cursor": None}
-    return {k: message.get(k) for k in ("leaderboard_id", "period", *SPAN_FIELDS, "version", "player_id", "rank",
-                                         "score", "top_percent")}
+    return {k: message.get(k) for k in ("leaderboard_id", "period", *SPAN_FIELDS, "version", "player_id",
+                                         "rank", "score", "top_percent")}
 
 
 class _Socket:
@@ -188,7 +189,8 @@ class _Socket:
         variables = payload.get("variables")
         try:
             charge_document(self.caller)
-            document, operation = checked_operation(payload.get("query"), payload.get("operationName"), variables,
+            document, operation = checked_operation(payload.get("query"), payload.get("operationName"),
+                                                    variables,
                                                     max_mutations=current_app.config["LIVEQUIZ"].graphql_max_mutations)
             charge_operation(self.caller, operation)
         except RequestError as exc:
@@ -222,7 +224,8 @@ class _Socket:
             self.send({"id": sub_id, "type": "error", "payload": [
                 {"message": "top: an integer from 1 to 100", "extensions": {"code": "invalid_request"}}]})
             return
-        subscription.watch = Watch(subscription, str(board_id), top, None if player_id is None else str(player_id))
+        subscription.watch = Watch(subscription, str(board_id), top,
+                                   None if player_id is None else str(player_id))
         hub = room_hub()
         self.subscriptions[sub_id] = subscription
         try:
@@ -233,7 +236,8 @@ class _Socket:
             del self.subscriptions[sub_id]
             code = exc.code if isinstance(exc, ServiceError) else "unavailable"
             message = exc.message if isinstance(exc, ServiceError) else "the service is briefly unavailable"
-            self.send({"id": sub_id, "type": "error", "payload": [{"message": message, "extensions": {"code": code}}]})
+            self.send({"id": sub_id, "type": "error",
+                       "payload": [{"message": message, "extensions": {"code": code}}]})
 
     def _stop(self, sub_id: Any) -> None:
         subscription = self.subscriptions.pop(sub_id, None) if isinstance(sub_id, str) else None
@@ -273,7 +277,8 @@ def graphql_socket(ws):
     opened = time.monotonic()
     try:
         while connection.is_open:
-            wait = None if socket.acknowledged else max(0.0, config.graphql_init_wait_s - (time.monotonic() - opened))
+            wait = (None if socket.acknowledged
+                    else max(0.0, config.graphql_init_wait_s - (time.monotonic() - opened)))
             try:
                 raw = ws.receive(timeout=30 if wait is None else wait)
             except ConnectionClosed:

@@ -5,7 +5,8 @@ import logging
 import threading
 import uuid
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from simple_websocket import ConnectionClosed
 

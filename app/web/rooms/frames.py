@@ -11,8 +11,9 @@ frame partly under backpressure; this writes it whole.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from simple_websocket import ConnectionClosed
 

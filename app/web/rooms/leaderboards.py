@@ -15,8 +15,9 @@ the socket to the next period.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from app.leaderboards.spans import DEPRECATED_ENTRY_COUNT, SPAN_FIELDS
 from app.web.rooms.connection import Connection
@@ -77,7 +78,8 @@ class LeaderboardChannel:
                 watch.sent_top = watch.sent_standing = None  # the new period's first state is always news
             return True
         if kind == "period_closed":
-            message = _json({"type": PERIOD_CLOSED, "leaderboard_id": self.board_id, "period": note.get("period"),
+            message = _json({"type": PERIOD_CLOSED, "leaderboard_id": self.board_id,
+                             "period": note.get("period"),
                              **{k: note.get(k) for k in SPAN_FIELDS},  # null in events older than them
                              "total": note.get("entry_count"), "entries": note.get("top") or [],
                              DEPRECATED_ENTRY_COUNT: note.get("entry_count")})
@@ -152,8 +154,8 @@ def offer_standing(watch: Watch, board: dict[str, Any], standing: dict[str, Any]
     shown = (board["period"], None if standing is None else (standing["rank"], standing["score"]))
     if shown == watch.sent_standing:
         return False
-    message = {"type": STANDING, "leaderboard_id": watch.board_id, "period": board["period"], **span_of(board),
-               "version": board["version"], "player_id": watch.player_id,
+    message = {"type": STANDING, "leaderboard_id": watch.board_id, "period": board["period"],
+               **span_of(board), "version": board["version"], "player_id": watch.player_id,
                **({"rank": None, "score": None, "top_percent": None} if standing is None else {
                    k: standing[k] for k in ("rank", "score", "top_percent")})}
     if watch.connection.offer_latest(_kind(STANDING, watch.board_id, board["period"]), board["version"],

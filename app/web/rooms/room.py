@@ -13,9 +13,10 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from app.core.logs import RateLimitedLog
 from app.web.rooms.connection import CLOSE_SUPERSEDED, Connection
@@ -32,7 +33,7 @@ CLOSE_DELETED = 4404
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass
@@ -109,9 +110,9 @@ class RoomDelivery:
                                   "participant_id": note.get("participant_id"),
                                   "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_opened":
-            question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices", "image_url",
-                                                 "time_limit_s", "points", "shown_at", "opened_at", "deadline",
-                                                 "question_count")}
+            question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices",
+                                                 "image_url", "time_limit_s", "points", "shown_at",
+                                                 "opened_at", "deadline", "question_count")}
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
@@ -136,7 +137,8 @@ class RoomDelivery:
         elif kind == "socket_superseded":
             for connection in list(room.connections):
                 if connection.id == note.get("connection_id"):
-                    connection.close_with(CLOSE_SUPERSEDED, "replaced by a newer connection of the same player")
+                    connection.close_with(CLOSE_SUPERSEDED,
+                                          "replaced by a newer connection of the same player")
         elif kind == "board_rebuilt":
             self.resync(room, int(note.get("version") or 0))
         elif kind == "session_ended":
@@ -153,7 +155,8 @@ class RoomDelivery:
         connections = list(room.connections)
         players = [c.participant_id for c in connections if c.participant_id is not None]
         try:
-            results = self.reads.question_results(room.session_id, uuid.UUID(str(note["question_id"])), players)
+            results = self.reads.question_results(room.session_id, uuid.UUID(str(note["question_id"])),
+                                                  players)
         except Exception as exc:  # everyone still learns the question closed; their own result comes later
             self._errors.warning("results", "cannot read the players' results: %s", exc)
             results = {}
@@ -186,7 +189,8 @@ class RoomDelivery:
         for connection in list(room.connections):
             connection.offer(message["type"], text)
 
-    def snapshots(self, session_id: uuid.UUID, connections: list[Connection]) -> list[tuple[Connection, int, str]]:
+    def snapshots(self, session_id: uuid.UUID,
+                  connections: list[Connection]) -> list[tuple[Connection, int, str]]:
         """(connection, board version, snapshot text) for each of `connections`, from one read of the room."""
         players = [c.participant_id for c in connections if c.participant_id is not None]
         shared, standings = self.reads.snapshot(session_id, players)

@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import redis as redis_lib
 from redis.exceptions import RedisClusterException
@@ -55,7 +55,8 @@ class SocketSlots:
     @contextmanager
     def address(self, address: str) -> Iterator[bool]:
         """True while a slot of `address` is held; False when WS_MAX_PER_ADDRESS are open already."""
-        with self._slot(redis_keys.key(f"ws-slots:a:{address}"), self.per_address, "ws_max_per_address") as taken:
+        with self._slot(redis_keys.key(f"ws-slots:a:{address}"), self.per_address,
+                        "ws_max_per_address") as taken:
             yield taken
 
     @contextmanager

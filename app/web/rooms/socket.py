@@ -5,7 +5,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, current_app, request
 from pydantic import ValidationError
@@ -64,10 +64,12 @@ def _refuse(ws, code: int, reason: str) -> None:
 
 @sock.route("/ws/sessions/<session_id>", bp=bp)
 def room_socket(ws, session_id: str):
-    """The room of a session for its host and players, opened with a one-use ticket (POST /api/v1/ws-tickets)."""
+    """The room of a session for its host and players, opened with a one-use ticket
+    (POST /api/v1/ws-tickets)."""
     config = current_app.config["LIVEQUIZ"]
     if "access_token" in request.args:
-        return _refuse(ws, CLOSE_UNAUTHORIZED, "access tokens do not belong in URLs: open the room with a ticket")
+        return _refuse(ws, CLOSE_UNAUTHORIZED,
+                       "access tokens do not belong in URLs: open the room with a ticket")
     try:
         session = uuid.UUID(session_id)
     except ValueError:
@@ -122,7 +124,8 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
         signed_in_sockets.release(connection, principal)
 
 
-def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Connection) -> Callable[[dict], dict]:
+def answers_over_socket(session: uuid.UUID, principal: Principal,
+                        connection: Connection) -> Callable[[dict], dict]:
     """`{"type": "answer", "question_id", "choice", "ref"?}` from a player: the same checks, scoring, group
     commit and retry safety as `POST /answers`, acknowledged only after the commit. The reply is
     `answer_recorded` (the receipt, `replayed` on a retry) or an `error` with the HTTP path's `code`
@@ -143,11 +146,13 @@ def answers_over_socket(session: uuid.UUID, principal: Principal, connection: Co
             if users.is_revoked(store, cache, principal):  # before the logout reached this process
                 connection.close_with(CLOSE_UNAUTHORIZED, SIGNED_OUT)
                 return {**client_error("unauthorized", SIGNED_OUT), "ref": answer.ref}
-            receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id), answer.choice))
+            receipt = batcher.submit(AnswerRequest(user_id, session, uuid.UUID(answer.question_id),
+                                                   answer.choice))
         except ServiceError as exc:
             return {**client_error(exc.code, exc.message), **exc.extra, "ref": answer.ref}
         except STORE_UNAVAILABLE as exc:  # not recorded: the player may send it again, as after a 503
-            log.warning("an answer over the socket was not recorded, a store is unavailable: %s", type(exc).__name__)
+            log.warning("an answer over the socket was not recorded, a store is unavailable: %s",
+                        type(exc).__name__)
             return {**client_error("unavailable", UNAVAILABLE_MESSAGE), "ref": answer.ref}
         except Exception:  # noqa: BLE001 - as a 500: the socket stays open for the next message
             log.exception("an answer over the socket failed")

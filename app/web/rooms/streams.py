@@ -14,8 +14,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from redis.exceptions import RedisClusterException
@@ -141,7 +142,8 @@ class StreamReader:
                 batches = [batch for reply in pipe.execute() for batch in reply or []]
                 backoff.reset()
             except _CLUSTER_ERRORS as exc:
-                self.errors.warning("xread", "cannot read room notifications from Redis node %s: %s", name, exc)
+                self.errors.warning("xread", "cannot read room notifications from Redis node %s: %s",
+                                    name, exc)
                 if not isinstance(exc, redis.TimeoutError):  # a slot moved or a node failed: learn the layout
                     self._relearn_slots()
                 time.sleep(backoff.next_delay())

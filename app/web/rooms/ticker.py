@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from app.core.logs import RateLimitedLog
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads
