@@ -365,7 +365,7 @@ def config_environ(config: Config) -> dict[str, str]:
 
 
 def describe() -> list[tuple[str, Any, str]]:
-    """(variable, default, meaning) for every setting: docs/configuration.md (app/core/config_doc.py), `--help`."""
+    """(variable, default, meaning) of every setting, for docs/configuration.md and `--help`."""
     return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(Config)]
 
 
