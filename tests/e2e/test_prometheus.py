@@ -1,0 +1,189 @@
+"""The stack's Prometheus, as `make up` and the cluster run it (scripts/stack/monitoring.py), on the live
+stack: it scrapes every process (each web's gunicorn master, each relay, worker and ingest) and both
+exporters (every Redis node, PostgreSQL) and finds each one up, with the alert rules loaded; and the
+operators' dashboard at /ops shows what the system really did, in Chromium (a screenshot lands in
+tests/artifacts/browser/ops-dashboard.png, git-ignored).
+
+The live stack runs its consumers without metrics ports: this module gives each one a port of its own
+(and each web the dashboard's password and this Prometheus), which they keep for the rest of the session.
+Prometheus scrapes every second here, so the test waits for seconds, not minutes.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from playwright.sync_api import Browser
+
+from scripts.stack.monitoring import (
+    APP_JOBS,
+    MONITORING,
+    monitoring_programs,
+    prometheus_ready,
+)
+from scripts.stack.programs import kind_of
+from scripts.stack.supervisor import MANUAL
+from tests.e2e.test_browser import ARTIFACTS, WAIT_MS
+from tests.e2e.test_metrics import Round
+from tests.helpers import Api, HttpClient, free_port, wait_until
+
+PASSWORD = "ops-" + uuid.uuid4().hex
+
+
+@dataclass
+class Watched:
+    stack: object
+    prometheus: str  # its base URL
+    expected: dict[str, int]  # job -> how many targets
+
+    def query(self, promql: str) -> list[dict]:
+        body = requests.get(f"{self.prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def panel(self, name: str) -> dict:
+        response = requests.get(f"{self.stack.base_url}/ops/api/panels/{name}", params={"minutes": 15},
+                                auth=("ops", PASSWORD), timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def redis_nodes(config) -> list[str]:
+    if config.redis_cluster_nodes:
+        return [node.strip() for node in config.redis_cluster_nodes.split(",") if node.strip()]
+    url = urlsplit(config.redis_url)
+    return [f"{url.hostname}:{url.port or 6379}"]
+
+
+@pytest.fixture(scope="module")
+def watched(live_stack):
+    config, supervisor = live_stack.config, live_stack.stack.supervisor
+    ports = {name: {free_port(): name} for name in MONITORING}  # component -> {port: setting}, as a stack's
+    prometheus = f"http://127.0.0.1:{next(iter(ports['prometheus']))}"
+    for name, env in live_stack.envs.items():
+        kind = kind_of(name)
+        if kind == "web":
+            live_stack.restart(name, OPS_PASSWORD=PASSWORD, PROMETHEUS_URL=prometheus,
+                               PROMETHEUS_SCRAPE_INTERVAL_S="1")
+            ports[name] = {int(env["WEB_METRICS_PORT"]): "WEB_METRICS_PORT"}
+            continue
+        setting = f"{kind.upper()}_METRICS_PORT"
+        if env.get(setting, "0") == "0":
+            live_stack.restart(name, **{setting: str(free_port())})
+        ports[name] = {int(live_stack.envs[name][setting]): setting}
+    nodes = redis_nodes(config)
+    programs = monitoring_programs(live_stack.logs, MANUAL, ports, interval_s=1, redis_nodes=nodes,
+                                   database_url=config.database_url)
+    supervisor.define(*programs)
+    try:
+        for program in programs:
+            supervisor.start(program.name, wait=False)
+        prometheus_ready(supervisor, next(iter(ports["prometheus"])))
+        expected = {job: sum(kind_of(name) == job for name in live_stack.envs) for job in APP_JOBS}
+        expected |= {"redis": len(nodes), "postgres": 1}
+        yield Watched(live_stack, prometheus, expected)
+    finally:
+        for name in MONITORING:
+            supervisor.stop(name)
+
+
+def wait_all_up(watched: Watched) -> None:
+    def all_up() -> bool:
+        found = requests.get(f"{watched.prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        by_job = {job: sum(1 for t in found if t["labels"]["job"] == job) for job in watched.expected}
+        return by_job == watched.expected and len(found) == sum(watched.expected.values()) \
+            and all(t["health"] == "up" for t in found)
+
+    wait_until(all_up, f"not every target of {watched.expected} came up ({watched.prometheus}/targets)", every_s=0.5)
+
+
+def test_prometheus_scrapes_every_process_and_both_exporters_and_finds_them_up(watched):
+    wait_all_up(watched)
+    # Up as a scrape, and connected: each exporter reached its server.
+    assert [r["value"][1] for r in watched.query("redis_up")] == ["1"] * watched.expected["redis"]
+    assert [r["value"][1] for r in watched.query("pg_up")] == ["1"]
+    # The consumers' own lag gauges are what consumer lag is made of (Debian has no Kafka exporter).
+    wait_until(lambda: watched.query("worker_consumer_lag"), "no worker_consumer_lag scraped", every_s=0.5)
+    groups = requests.get(f"{watched.prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+    assert {"OutboxNotDraining", "ConsumerLagGrowing", "ProcessDown", "RedisMemoryNearLimit"} <= alerts
+    assert all(group["rules"] and all(rule["health"] != "err" for rule in group["rules"]) for group in groups)
+
+
+def latest(panel: dict, series: str) -> float | None:
+    for entry in panel["series"]:
+        if entry["name"] == series:
+            values = [value for value in entry["values"] if value is not None]
+            return values[-1] if values else None
+    return None
+
+
+def peak(panel: dict, series: str | None = None) -> float:
+    """The highest value of `series` (of any series: None) in the panel."""
+    return max((value for entry in panel["series"] if series in (None, entry["name"])
+                for value in entry["values"] if value is not None), default=0.0)
+
+
+def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
+    stack = watched.stack
+    wait_all_up(watched)
+    game = Round(stack.base_url, players=6)  # answers among the busiest routes
+    game.play_question(0)
+    http = Api(HttpClient(stack.base_url))
+    owner = http.host()
+    board_id = "ops-" + uuid.uuid4().hex[:10]
+    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Ops", "sort_order": "desc", "update_mode": "best",
+                                       "reset_period": "never"}, token=owner.token, expect=201)
+
+    def write_score(player: str) -> None:
+        http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
+                  token=owner.token, expect=201)
+
+    # A labelled series starts at its first request's count, which no rate can see: once Prometheus has
+    # the score writes' and the answers' route, the second round moves them.
+    write_score("p1")
+    answers = 'http_request_duration_seconds_count{route="/api/v1/sessions/<session_id>/answers"}'
+    wait_until(lambda: watched.query("score_writes_total") and watched.query(answers),
+               "the first score write and answers were never scraped", every_s=0.5)
+    write_score("p2")
+    game.play_question(1)
+
+    # The web's answers went through Prometheus to the panel: rates above zero, at some step.
+    wait_until(lambda: peak(watched.panel("throughput"), "answers") > 0, "the answers never showed on the panel",
+               every_s=0.5)
+    wait_until(lambda: peak(watched.panel("throughput"), "score writes") > 0,
+               "the score write never showed on the panel", every_s=0.5)
+    wait_until(lambda: peak(watched.panel("relay")) > 0, "no relay rate on the panel", every_s=0.5)
+    wait_until(lambda: latest(watched.panel("consumer_lag"), "worker") is not None, "no worker lag on the panel",
+               every_s=0.5)
+    latency = watched.panel("latency")
+    assert peak(latency, "p99 /api/v1/sessions/<session_id>/answers") > 0, [s["name"] for s in latency["series"]]
+    assert latest(watched.panel("outbox"), "oldest unpublished") is not None
+
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1400, "height": 900},
+                                  http_credentials={"username": "ops", "password": PASSWORD})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.goto("/ops?minutes=15")
+        assert page.locator("#range").input_value() == "15"
+        targets = sum(watched.expected.values())
+        page.wait_for_function(f"document.getElementById('targets').dataset.up === '{targets}'", timeout=WAIT_MS)
+        assert page.get_by_test_id("targets").get_attribute("data-down") == "0"
+        for name in ("throughput", "latency", "outbox", "relay", "consumer_lag", "applied", "sockets"):
+            page.wait_for_function(f"Number(document.querySelector('[data-panel={name}]').dataset.samples) > 0",
+                                   timeout=WAIT_MS)
+            assert page.locator(f"[data-panel={name}] canvas").count() == 1, name
+        assert "answers" in page.locator("[data-status-of=throughput]").inner_text()
+        page.wait_for_function("document.getElementById('updated').textContent.startsWith('updated')",
+                               timeout=WAIT_MS)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True, animations="disabled")
+        assert errors == [], errors  # script errors and CSP violations alike
+    finally:
+        context.close()
