@@ -236,7 +236,7 @@ class Config:
     metrics_host: str = _setting(
         "METRICS_HOST", "127.0.0.1", _str,
         "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless the Prometheus "
-        "that scrapes them runs on another host (Compose: 0.0.0.0, on its private network)")
+        "that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private network only)")
     prometheus_port: int = _setting(
         "PROMETHEUS_PORT", 9190, _int,
         "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")

@@ -4,8 +4,9 @@ NAME.log, supervisord's socket, configuration and log).
 
 Ports and URLs come from app/core/config.py, so the usual overrides apply (`WEB_PORT=8001 make up`).
 Tokens are signed with SECRET_KEY, and the /ops dashboard asks for OPS_PASSWORD: unless one is given,
-each checkout gets its own random one (.stack/secret_key, .stack/ops_password). Every process runs with Policy ENGINE or APP (scripts/stack/supervisor.py): one
-that dies is started again by the supervisor, without anyone running `make up`.
+each checkout gets its own random one (.stack/secret_key, .stack/ops_password). Every process runs
+with Policy ENGINE or APP (scripts/stack/supervisor.py): one that dies is started again by the
+supervisor, without anyone running `make up`.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Single:
     def __init__(self) -> None:
         self.supervisor = Supervisor(STACK_DIR)
         os.environ["SECRET_KEY"] = secret_key(STACK_DIR)
+        self.own_ops_password = not os.environ.get("OPS_PASSWORD")
         os.environ["OPS_PASSWORD"] = secret_key(STACK_DIR, "OPS_PASSWORD")
         self.config = c = load_config()
         url = urlsplit(c.database_url)
@@ -287,9 +289,10 @@ class Single:
             wait_http(self.supervisor, "web", f"http://{c.web_host}:{c.web_port}/healthz")
         prometheus_ready(self.supervisor, c.prometheus_port)
         say(f"Live quiz is up: http://{c.web_host}:{c.web_port}/ (host screen: /host; make ps, make logs)")
+        password = ".stack/ops_password" if self.own_ops_password else "OPS_PASSWORD"
         say(
             f"Prometheus: http://127.0.0.1:{c.prometheus_port}/ (alerts: /alerts); dashboard: "
-            f"http://{c.web_host}:{c.web_port}/ops (user ops, the password in .stack/ops_password)"
+            f"http://{c.web_host}:{c.web_port}/ops (user ops, password: {password})"
         )
 
     def down(self) -> None:
