@@ -44,6 +44,7 @@ REDIS_NODES = tuple(f"redis-{i}" for i in range(1, 7))
 WEBS = ("web-1", "web-2")
 CONSUMERS = tuple(f"{kind}-{i}" for kind in APPS if kind != "web" for i in (1, 2))
 COMPONENTS = KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS + MONITORING
+MONITORING_OFFSET = len(CONSUMERS) + len(WEBS)  # Prometheus's port in the metrics block, its exporters' after
 
 
 def _index(name: str) -> int:
@@ -86,7 +87,7 @@ class Cluster:
                 self.metrics_port + len(CONSUMERS) + _index(name) - 1: "CLUSTER_METRICS_PORT",
             }
         ports["lb"] = {self.web_port: "CLUSTER_WEB_PORT"}
-        for offset, name in enumerate(MONITORING, start=len(CONSUMERS) + len(WEBS)):
+        for offset, name in enumerate(MONITORING, start=MONITORING_OFFSET):
             ports[name] = {self.metrics_port + offset: "CLUSTER_METRICS_PORT"}
         return {name: ports[name] for name in COMPONENTS}
 
@@ -106,6 +107,8 @@ class Cluster:
             "PUBLIC_URL": os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{self.web_port}",
             # HAProxy adds X-Forwarded-For: the webs trust one proxy for the client address.
             "WEB_TRUSTED_PROXIES": "1",
+            # The dashboard of the cluster's webs reads the cluster's Prometheus.
+            "PROMETHEUS_URL": f"http://127.0.0.1:{self.metrics_port + MONITORING_OFFSET}",
         }
 
     def running(self) -> list[str]:
@@ -190,14 +193,10 @@ class Cluster:
 
     def monitoring(self) -> list:
         """Prometheus scraping every instance of the cluster, and its exporters."""
-        return monitoring_programs(
-            CLUSTER_DIR,
-            APP,
-            self.ports(),
-            interval_s=self.single.config.prometheus_scrape_interval_s,
-            redis_nodes=[f"127.0.0.1:{self.port_of(name)}" for name in REDIS_NODES],
-            database_url=self.environ()["DATABASE_URL"],
-        )
+        nodes = [f"127.0.0.1:{self.port_of(name)}" for name in REDIS_NODES]
+        return monitoring_programs(CLUSTER_DIR, APP, self.ports(), redis_nodes=nodes,
+                                   interval_s=self.single.config.prometheus_scrape_interval_s,
+                                   database_url=self.environ()["DATABASE_URL"])
 
     def balancer(self):
         """HAProxy with the edge check's files written from the webs' own configuration (app/web/edge.py)."""

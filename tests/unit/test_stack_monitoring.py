@@ -70,6 +70,7 @@ def test_the_cluster_scrapes_every_instance(stack_dir):
     assert programs["exporter-postgres"].env["DATA_SOURCE_NAME"].startswith(
         "postgresql://quiz:quiz@127.0.0.1:5433/quiz_cluster?")
     check_ports(cluster.ports(), [])  # no port twice in the whole block
+    assert cluster.environ()["PROMETHEUS_URL"] == "http://127.0.0.1:19109"  # the webs' dashboard reads it
 
 
 def test_a_sqlalchemy_url_becomes_a_libpq_one():
