@@ -106,6 +106,12 @@ def test_prometheus_scrapes_every_process_and_both_exporters_and_finds_them_up(w
     # Up as a scrape, and connected: each exporter reached its server.
     assert [r["value"][1] for r in watched.query("redis_up")] == ["1"] * watched.expected["redis"]
     assert [r["value"][1] for r in watched.query("pg_up")] == ["1"]
+    # What the alert rules read of the exporters is scraped (the live relay reads a slot in wal mode).
+    for series in ("redis_memory_used_bytes", "redis_memory_max_bytes"):
+        assert len(watched.query(series)) == watched.expected["redis"], series
+    if watched.stack.config.relay_mode == "wal":
+        slots = watched.query("pg_replication_slots_pg_wal_lsn_diff")
+        assert any(r["metric"]["database"] == urlsplit(watched.stack.config.database_url).path[1:] for r in slots)
     # The consumers' own lag gauges are what consumer lag is made of (Debian has no Kafka exporter).
     wait_until(lambda: watched.query("worker_consumer_lag"), "no worker_consumer_lag scraped", every_s=0.5)
     groups = requests.get(f"{watched.prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
