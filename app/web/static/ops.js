@@ -3,6 +3,7 @@
 "use strict";
 
 const REFRESH_MS = 15000;
+const STATUS_MAX = 5;  // series named in a panel's "now:" line
 const COLOURS = ["#4a2bb8", "#c8102e", "#1660c4", "#946200", "#1e7b0a", "#0b7474", "#6f3bb0", "#5b5675"];
 const charts = new Map();  // panel name -> {plot, key}
 
@@ -42,9 +43,11 @@ function draw(element, data) {
   const key = data.series.map((s) => s.name).join("\n");
   const columns = [data.times, ...data.series.map((s) => s.values)];
   status.classList.remove("bad");
-  status.textContent = data.series.length
-    ? "now: " + data.series.map((s) => `${s.name} ${formatValue(latest(s.values))}`).join(" · ")
-    : "no samples in this range yet";
+  // The highest values now first, a few of them: the slowest routes, the longest lags.
+  const now = data.series.map((s) => [s.name, latest(s.values)]).sort((a, b) => (b[1] ?? -1) - (a[1] ?? -1));
+  const shown = now.slice(0, STATUS_MAX).map(([label, value]) => `${label} ${formatValue(value)}`);
+  if (now.length > STATUS_MAX) shown.push(`${now.length - STATUS_MAX} more`);
+  status.textContent = data.series.length ? "now: " + shown.join(" · ") : "no samples in this range yet";
   element.dataset.series = String(data.series.length);
   element.dataset.samples = String(data.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0));
   const existing = charts.get(name);
