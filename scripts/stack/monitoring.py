@@ -66,11 +66,12 @@ def scrape_config(
 def prometheus(
     run_dir: Path, port: int, config: dict, policy: Policy, setting: str = "PROMETHEUS_PORT"
 ) -> Program:
-    """Prometheus on 127.0.0.1:`port` with `config` (scrape_config), its data in run_dir/prometheus/data;
-    the configuration is checked by promtool first, so a bad one stops the start with its reason."""
+    """Prometheus on 127.0.0.1:`port` with `config` (scrape_config), its data in run_dir/monitoring/data
+    (not run_dir/prometheus*, the webs' metrics files, now and in older stacks); the configuration is
+    checked by promtool first, so a bad one stops the start with its reason."""
     if not shutil.which("prometheus"):
         raise StackError("prometheus is not installed (run: scripts/deps.sh)")
-    home = run_dir / "prometheus"
+    home = run_dir / "monitoring"
     (home / "data").mkdir(parents=True, exist_ok=True)
     path = home / "prometheus.yml"
     path.write_text("# Written by scripts/stack at every start; edits are overwritten.\n" + yaml.safe_dump(config))

@@ -42,7 +42,7 @@ def test_make_up_scrapes_each_process_and_both_exporters_on_their_settings(stack
     assert "-web.listen-address=127.0.0.1:9105" in programs["exporter-redis"].command
     assert programs["exporter-postgres"].env["DATA_SOURCE_NAME"] == \
         "postgresql://quiz:quiz@127.0.0.1:5433/quiz?sslmode=disable"
-    found = targets(stack_dir / "prometheus" / "prometheus.yml")
+    found = targets(stack_dir / "monitoring" / "prometheus.yml")
     assert set(found) == JOBS
     assert found == {"web": ["127.0.0.1:9104"], "relay": ["127.0.0.1:9101"], "worker": ["127.0.0.1:9102"],
                      "ingest": [], "redis": ["redis://127.0.0.1:6380"], "postgres": ["127.0.0.1:9106"]}
@@ -61,7 +61,7 @@ def test_a_port_given_twice_is_named_by_its_setting(stack_dir, monkeypatch):
 def test_the_cluster_scrapes_every_instance(stack_dir):
     cluster = cluster_module.Cluster()
     programs = {program.name: program for program in cluster.monitoring()}
-    found = targets(stack_dir / "cluster" / "prometheus" / "prometheus.yml")
+    found = targets(stack_dir / "cluster" / "monitoring" / "prometheus.yml")
     assert set(found) == JOBS
     assert found["web"] == ["127.0.0.1:19107", "127.0.0.1:19108"]
     assert {job: len(found[job]) for job in ("relay", "worker", "ingest", "redis", "postgres")} == \
