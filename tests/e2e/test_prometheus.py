@@ -2,7 +2,8 @@
 stack: it scrapes every process (each web's gunicorn master, each relay, worker and ingest) and both
 exporters (every Redis node, PostgreSQL) and finds each one up, with the alert rules loaded; and the
 operators' dashboard at /ops shows what the system really did, in Chromium (a screenshot lands in
-tests/artifacts/browser/ops-dashboard.png, git-ignored).
+tests/artifacts/browser/ops-dashboard.png, git-ignored). `make up`'s own start of them (scripts/stack/
+single.py) runs here too, in a directory and on ports of its own, never on the shared stack's.
 
 The live stack runs its consumers without metrics ports: this module gives each one a port of its own
 (and each web the dashboard's password and this Prometheus), which they keep for the rest of the session.
@@ -19,6 +20,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, expect
 
+from scripts.stack import single as single_module
 from scripts.stack.monitoring import (
     APP_JOBS,
     MONITORING,
@@ -29,7 +31,7 @@ from scripts.stack.programs import kind_of
 from scripts.stack.supervisor import MANUAL
 from tests.e2e.test_browser import ARTIFACTS, WAIT_MS
 from tests.e2e.test_metrics import Round
-from tests.helpers import Api, HttpClient, free_port, wait_until
+from tests.helpers import Api, HttpClient, free_port, single_node, wait_until
 
 PASSWORD = "ops-" + uuid.uuid4().hex
 
@@ -39,6 +41,7 @@ class Watched:
     stack: object
     prometheus: str  # its base URL
     expected: dict[str, int]  # job -> how many targets
+    ports: dict[str, dict[int, str]]  # component -> {port: setting}, as a stack's
 
     def query(self, promql: str) -> list[dict]:
         body = requests.get(f"{self.prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
@@ -85,7 +88,7 @@ def watched(live_stack):
         prometheus_ready(supervisor, next(iter(ports["prometheus"])))
         expected = {job: sum(kind_of(name) == job for name in live_stack.envs) for job in APP_JOBS}
         expected |= {"redis": len(nodes), "postgres": 1}
-        yield Watched(live_stack, prometheus, expected)
+        yield Watched(live_stack, prometheus, expected, ports)
     finally:
         for name in MONITORING:
             supervisor.stop(name)
@@ -194,3 +197,33 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
         assert errors == [], errors  # script errors and CSP violations alike
     finally:
         context.close()
+
+
+@single_node("`make up` runs one of each process")
+def test_make_up_starts_this_prometheus_and_make_ps_lists_it(watched, tmp_path, monkeypatch, capsys):
+    """scripts/stack/single.py's own start of Prometheus and its exporters, as `make up` runs it, in a run
+    directory of the test's own, on ports of its own, with the live stack's processes in `make up`'s
+    settings: every target up, and `make ps` lists the three."""
+    config, envs = watched.stack.config, watched.stack.envs
+    monkeypatch.setattr(single_module, "STACK_DIR", tmp_path)
+    settings = {"SECRET_KEY": "k" * 40, "OPS_PASSWORD": PASSWORD, "DATABASE_URL": config.database_url,
+                "REDIS_URL": config.redis_url, "REDIS_PORT": str(urlsplit(config.redis_url).port),
+                "PROMETHEUS_SCRAPE_INTERVAL_S": "1", "WEB_METRICS_PORT": envs["web"]["WEB_METRICS_PORT"],
+                "PROMETHEUS_PORT": str(free_port()), "REDIS_EXPORTER_PORT": str(free_port()),
+                "POSTGRES_EXPORTER_PORT": str(free_port())}
+    for kind in ("relay", "worker", "ingest"):
+        setting = f"{kind.upper()}_METRICS_PORT"
+        settings[setting] = envs[kind][setting]
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    single = single_module.Single()
+    try:
+        single.start(MONITORING)
+        prometheus_ready(single.supervisor, int(settings["PROMETHEUS_PORT"]))
+        wait_all_up(Watched(watched.stack, f"http://127.0.0.1:{settings['PROMETHEUS_PORT']}", watched.expected, {}))
+        capsys.readouterr()
+        single.ps()
+        listed = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]}
+        assert {name: listed[name] for name in MONITORING} == dict.fromkeys(MONITORING, "RUNNING")
+    finally:
+        single.supervisor.shutdown()
