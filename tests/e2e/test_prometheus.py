@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 from playwright.sync_api import Browser, expect
@@ -227,3 +228,29 @@ def test_make_up_starts_this_prometheus_and_make_ps_lists_it(watched, tmp_path, 
         assert {name: listed[name] for name in MONITORING} == dict.fromkeys(MONITORING, "RUNNING")
     finally:
         single.supervisor.shutdown()
+
+
+def listening(pid: int, port: int) -> list[str]:
+    """The addresses process `pid` listens on at `port`."""
+    return [c.laddr.ip for c in psutil.Process(pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+
+
+@single_node("one process of each kind is moved and moved back")
+def test_metrics_host_moves_every_metrics_port_and_loopback_is_the_default(watched):
+    """METRICS_HOST is where a Prometheus on another host reaches the metrics ports (the web master's, the
+    relay's, the consumers'): 127.0.0.2 stands for that address here."""
+    stack = watched.stack
+    settings = {"web": "WEB_METRICS_PORT", "relay": "RELAY_METRICS_PORT", "worker": "WORKER_METRICS_PORT"}
+    try:
+        for name, setting in settings.items():
+            port = int(stack.envs[name][setting])
+            assert listening(stack.processes[name].pid, port) == ["127.0.0.1"], name
+            stack.restart(name, METRICS_HOST="127.0.0.2")
+            wait_until(lambda name=name, port=port: listening(stack.processes[name].pid, port) == ["127.0.0.2"],
+                       f"{name} did not serve its metrics on 127.0.0.2", every_s=0.2)
+            assert requests.get(f"http://127.0.0.2:{port}/metrics", timeout=10).status_code == 200
+    finally:
+        for name in settings:
+            if stack.envs[name].get("METRICS_HOST") != "127.0.0.1":
+                stack.restart(name, METRICS_HOST="127.0.0.1")
