@@ -30,6 +30,7 @@ from scripts.stack.monitoring import (
 )
 from scripts.stack.programs import kind_of
 from scripts.stack.supervisor import MANUAL
+from tests.e2e.accessibility import assert_accessible, serve_axe
 from tests.e2e.test_browser import ARTIFACTS, WAIT_MS
 from tests.e2e.test_metrics import Round
 from tests.helpers import Api, HttpClient, free_port, single_node, wait_until
@@ -178,6 +179,7 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
                                   http_credentials={"username": "ops", "password": PASSWORD})
     errors: list[str] = []
     try:
+        serve_axe(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -193,6 +195,7 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
             expect(panel.locator("canvas")).to_have_count(1)
         expect(page.locator("[data-status-of=throughput]")).to_contain_text("answers")
         expect(page.get_by_test_id("updated")).to_contain_text("updated", timeout=WAIT_MS)
+        assert_accessible(page, "/ops")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True, animations="disabled")
         assert errors == [], errors  # script errors and CSP violations alike
