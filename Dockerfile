@@ -5,8 +5,9 @@
 #   docker run livequiz python -m cache_worker           # worker
 #   docker run livequiz python -m score_ingest           # score ingest
 #   docker run livequiz alembic upgrade head             # migrations
-# GraphiQL and React, which the web process serves at GET /graphql (app/web/playground.py), from npm's
-# registry by the lock, as `scripts/deps.sh` installs them; only the files it serves go on.
+# GraphiQL and React, which the web process serves at GET /graphql (app/web/playground.py), and uPlot,
+# the charts of its /ops dashboard (app/web/ops_dashboard.py), from npm's registry by the lock, as
+# `scripts/deps.sh` installs them; only the files they serve go on.
 FROM node:20-bookworm-slim AS web-assets
 WORKDIR /assets
 COPY package.json package-lock.json ./
@@ -33,6 +34,9 @@ COPY --from=web-assets /assets/node_modules/react ./node_modules/react
 COPY --from=web-assets /assets/node_modules/react-dom ./node_modules/react-dom
 COPY --from=web-assets /assets/node_modules/graphiql/package.json /assets/node_modules/graphiql/graphiql.min.js \
      /assets/node_modules/graphiql/graphiql.min.css ./node_modules/graphiql/
+COPY --from=web-assets /assets/node_modules/uplot/package.json ./node_modules/uplot/
+COPY --from=web-assets /assets/node_modules/uplot/dist/uPlot.iife.min.js /assets/node_modules/uplot/dist/uPlot.min.css \
+     ./node_modules/uplot/dist/
 RUN pip install --no-deps --no-build-isolation . \
     && pip check \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin quiz

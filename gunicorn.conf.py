@@ -6,8 +6,9 @@ psycopg 3 and redis-py cooperate with gevent once the standard library is patche
 gevent worker does before the app is imported.
 
 Metrics: every worker writes its own to files in PROMETHEUS_MULTIPROC_DIR (made here when not set),
-and the master serves their sum on 127.0.0.1:WEB_METRICS_PORT, so the endpoint is one whatever the
-number of workers and lives through any worker's restart; the public port has no /metrics.
+and the master serves their sum on METRICS_HOST:WEB_METRICS_PORT (loopback by default), so the
+endpoint is one whatever the number of workers and lives through any worker's restart; the public
+port has no /metrics.
 """
 import os
 import shutil
@@ -59,9 +60,10 @@ def when_ready(server) -> None:
     registry = CollectorRegistry(auto_describe=False)
     multiprocess.MultiProcessCollector(registry)  # reads the workers' files at each scrape
     try:
-        _metrics_server, _ = start_http_server(_config.web_metrics_port, addr="127.0.0.1", registry=registry)
+        _metrics_server, _ = start_http_server(_config.web_metrics_port, addr=_config.metrics_host, registry=registry)
     except OSError as exc:
-        server.halt(f"WEB_METRICS_PORT={_config.web_metrics_port} cannot be served on 127.0.0.1: {exc}", 2)
+        server.halt(f"WEB_METRICS_PORT={_config.web_metrics_port} cannot be served on {_config.metrics_host}: {exc}",
+                    2)
 
 
 def child_exit(server, worker) -> None:

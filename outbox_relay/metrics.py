@@ -33,5 +33,5 @@ class RelayMetrics:
         self.unpublished.set(unpublished)
         self.wal_behind.set(wal_behind_bytes)
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+    def serve(self, port: int, addr: str) -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -49,7 +49,7 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
     stats = RelayStats()
     if serve_metrics and config.relay_metrics_port > 0:
         relay_metrics = metrics.RelayMetrics()
-        relay_metrics.serve(config.relay_metrics_port)
+        relay_metrics.serve(config.relay_metrics_port, config.metrics_host)
         stats.observers.append(relay_metrics)
     relay_class = WalRelay if config.relay_mode == "wal" else PollRelay
     return relay_class(

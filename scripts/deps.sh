@@ -3,7 +3,7 @@
 # broker's jars, the npm packages (GraphiQL that the web serves, axe-core for the browser tests). Bash
 # does what it is good at here; the stacks themselves are run by scripts/stack (`make up`).
 #
-#   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Chromium, wrk...), .venv (scripts/venv.sh),
+#   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
 #                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files
 #   scripts/deps.sh cluster   the same, plus HAProxy (`make up-cluster`)
 set -euo pipefail
@@ -36,7 +36,7 @@ apt_install() {
     fi
     command -v apt-get >/dev/null 2>&1 || die "no apt-get; install these yourself: $*"
     say "deps: apt-get install $*"
-    # Debian's postinst would start the system's own postgresql/redis services; a policy-rc.d that
+    # Debian's postinst would start the system's own postgresql/redis/prometheus services; a policy-rc.d that
     # exits 101 tells invoke-rc.d not to (the stack runs its own instances on other ports).
     local policy_added=0
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -68,8 +68,11 @@ deps_system() {
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
-    # The alert rules' unit tests (promtool comes with Debian's Prometheus).
+    # `make up`'s Prometheus (which brings promtool, for the alert rules' unit tests) and the exporters
+    # of Redis and PostgreSQL it scrapes.
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
+    command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
     # For `make bench`: the HTTP load generator (pgbench and redis-benchmark come with the servers).
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     if [[ ${#missing[@]} -gt 0 ]]; then

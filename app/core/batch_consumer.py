@@ -243,7 +243,7 @@ def serve(process_name: str, build: Callable[[Config], BatchConsumer],
     consumer = build(config)
     port = metrics_port(config)
     if port > 0:
-        start_http_server(port, addr="127.0.0.1", registry=consumer.metrics.registry)
+        start_http_server(port, addr=config.metrics_host, registry=consumer.metrics.registry)
     consumer.log.info("consuming %s", consumer.topic)
     run_until_signalled(consumer)
     consumer.log.info("stopped")

@@ -88,9 +88,9 @@ def parse_key_prefix(text: str) -> str:
     return value
 
 
-def _public_url(text: str) -> str:
-    """An http(s) address players open, e.g. `https://quiz.example.org` (no query or fragment), or
-    nothing (empty: the address the web server binds)."""
+def _http_url(text: str) -> str:
+    """An http(s) base address, e.g. `https://quiz.example.org` (no query, fragment or credentials), or
+    nothing (empty: the setting's local default)."""
     value = text.strip().rstrip("/")
     if not value:
         return ""
@@ -99,6 +99,14 @@ def _public_url(text: str) -> str:
             or parts.username or parts.password:
         raise ValueError("expected http(s)://host[:port][/path], e.g. https://quiz.example.org")
     return value
+
+
+def _ops_password(text: str) -> str:
+    """Empty (the dashboard is off), or at least OPS_PASSWORD_MIN_CHARS characters: the password is the
+    only thing between the internet and the dashboard, which HTTP Basic lets anyone try."""
+    if text and len(text) < OPS_PASSWORD_MIN_CHARS:
+        raise ValueError(f"expected at least {OPS_PASSWORD_MIN_CHARS} characters (or nothing: no dashboard)")
+    return text
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -125,6 +133,7 @@ def _setting(env: str, default: Any, parse: Callable[[str], Any] = _str, doc: st
 # The documented default: anyone can read it, so it never signs tokens in production.
 DEVELOPMENT_SECRET_KEY = "dev-only-secret-change-me"
 MIN_SECRET_KEY_BYTES = 32
+OPS_PASSWORD_MIN_CHARS = 16  # the /ops dashboard's password: 16 random characters are beyond guessing
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,7 @@ class Config:
     web_host: str = _setting("WEB_HOST", "127.0.0.1", doc="address the web server binds")
     web_port: int = _setting("WEB_PORT", 8000, _int, "port of the web server")
     public_url: str = _setting(
-        "PUBLIC_URL", "", _public_url,
+        "PUBLIC_URL", "", _http_url,
         "the address players open (e.g. https://quiz.example.org), which the join QR code and the host's "
         "screen show; never taken from a request's Host header "
         "(empty: http://WEB_HOST:WEB_PORT, for local use)")
@@ -230,6 +239,35 @@ class Config:
         "WEB_METRICS_PORT", 9104, _int,
         "web /metrics port on 127.0.0.1, served by the gunicorn master for all its workers (0: off); the "
         "public port has no /metrics")
+    metrics_host: str = _setting(
+        "METRICS_HOST", "127.0.0.1", _str,
+        "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless the "
+        "Prometheus that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private network "
+        "only)")
+    prometheus_port: int = _setting(
+        "PROMETHEUS_PORT", 9190, _int,
+        "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")
+    redis_exporter_port: int = _setting(
+        "REDIS_EXPORTER_PORT", 9105, _int, "port of the prometheus-redis-exporter that `make up` starts")
+    postgres_exporter_port: int = _setting(
+        "POSTGRES_EXPORTER_PORT", 9106, _int, "port of the prometheus-postgres-exporter that `make up` starts")
+    prometheus_scrape_interval_s: int = _setting(
+        "PROMETHEUS_SCRAPE_INTERVAL_S", 15, _positive_int,
+        "seconds between two scrapes of each process by `make up`'s Prometheus; the /ops dashboard's rates "
+        "span four of them (or a chart's step and one, when that is longer)")
+    prometheus_url: str = _setting(
+        "PROMETHEUS_URL", "", _http_url,
+        "Prometheus whose HTTP API the /ops dashboard queries, from the web process (empty: "
+        "http://127.0.0.1:PROMETHEUS_PORT)")
+    ops_password: str = _setting(
+        "OPS_PASSWORD", "", _ops_password,
+        f"password of the operators' dashboard /ops (HTTP Basic, user `ops`), a random value of at least "
+        f"{OPS_PASSWORD_MIN_CHARS} characters (`make up` makes one, in .stack/ops_password); empty: /ops is off "
+        "(404)")
+    prometheus_timeout_s: float = _setting(
+        "PROMETHEUS_TIMEOUT_S", 5.0, _positive_float,
+        "longest the web waits for one dashboard query to Prometheus; then that chart says Prometheus is "
+        "unavailable (nothing else of the service asks Prometheus anything)")
     worker_batch_size: int = _setting("WORKER_BATCH_SIZE", 500, _int, "messages the worker takes per poll")
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,
@@ -328,6 +366,10 @@ class Config:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
+
+    def prometheus_base_url(self) -> str:
+        """PROMETHEUS_URL, or the local stack's Prometheus."""
+        return (self.prometheus_url or f"http://127.0.0.1:{self.prometheus_port}").rstrip("/")
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

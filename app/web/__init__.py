@@ -37,7 +37,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     sock.init_app(app)
 
-    from app.web import headers, pages, playground
+    from app.web import headers, ops_dashboard, pages, playground
     from app.web.api import (
         api_keys,
         auth,
@@ -62,7 +62,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     headers.register(app)
     for blueprint in (health.bp, openapi.bp, auth.bp, jwks.bp, quizzes.bp, images.bp, sessions.bp,
                       session_boards.bp, leaderboards.bp, scores.bp, api_keys.bp, pages.bp, room_socket.bp,
-                      leaderboard_socket.bp, graphql_http.bp, graphql_ws.bp, playground.bp):
+                      leaderboard_socket.bp, graphql_http.bp, graphql_ws.bp, playground.bp, ops_dashboard.bp):
         app.register_blueprint(blueprint)
 
     from app.ops import ops

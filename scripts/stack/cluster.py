@@ -13,7 +13,9 @@ Ports (each a block starting at a variable, so one variable moves the block):
   CLUSTER_KAFKA_PORT=19092     node N: broker 19092+2(N-1), controller the port after it
   CLUSTER_REDIS_PORT=17000     nodes on 17000-17005
   CLUSTER_METRICS_PORT=19101   /metrics of relay-1, relay-2, worker-1, worker-2, ingest-1, ingest-2
-                               (19101-19106), web-1, web-2 (19107, 19108)
+                               (19101-19106), web-1, web-2 (19107, 19108); then Prometheus (19109),
+                               its Redis exporter (19110) and PostgreSQL exporter (19111), which
+                               scrape every instance (scripts/stack/monitoring.py)
 
 Restart policy: the webs, consumers and HAProxy are APP (restarted by the supervisor); the Kafka and
 Redis nodes are MANUAL: the cluster exists to show the other nodes carrying on when one dies (its fault
@@ -31,6 +33,7 @@ import time
 import urllib.request
 
 from scripts.stack.engines import KafkaNode, form_redis_cluster, kafka_ready, redis, redis_ready
+from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
 from scripts.stack.programs import APPS, StackError, app, balancer, wait_for, wait_http
 from scripts.stack.single import STACK_DIR, Single, check_ports, logs, port_owner, ps_lines, say
 from scripts.stack.supervisor import APP, LIVE, MANUAL, ROOT, Supervisor
@@ -40,7 +43,8 @@ KAFKA_NODES = tuple(f"kafka-{i}" for i in (1, 2, 3))
 REDIS_NODES = tuple(f"redis-{i}" for i in range(1, 7))
 WEBS = ("web-1", "web-2")
 CONSUMERS = tuple(f"{kind}-{i}" for kind in APPS if kind != "web" for i in (1, 2))
-COMPONENTS = KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS
+COMPONENTS = KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS + MONITORING
+MONITORING_OFFSET = len(CONSUMERS) + len(WEBS)  # Prometheus's port in the metrics block, its exporters' after
 
 
 def _index(name: str) -> int:
@@ -83,6 +87,8 @@ class Cluster:
                 self.metrics_port + len(CONSUMERS) + _index(name) - 1: "CLUSTER_METRICS_PORT",
             }
         ports["lb"] = {self.web_port: "CLUSTER_WEB_PORT"}
+        for offset, name in enumerate(MONITORING, start=MONITORING_OFFSET):
+            ports[name] = {self.metrics_port + offset: "CLUSTER_METRICS_PORT"}
         return {name: ports[name] for name in COMPONENTS}
 
     def environ(self) -> dict[str, str]:
@@ -101,6 +107,8 @@ class Cluster:
             "PUBLIC_URL": os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{self.web_port}",
             # HAProxy adds X-Forwarded-For: the webs trust one proxy for the client address.
             "WEB_TRUSTED_PROXIES": "1",
+            # The dashboard of the cluster's webs reads the cluster's Prometheus.
+            "PROMETHEUS_URL": f"http://127.0.0.1:{self.metrics_port + MONITORING_OFFSET}",
         }
 
     def running(self) -> list[str]:
@@ -182,6 +190,13 @@ class Cluster:
                     if what == "kafka"
                     else f"migrations: {self.database} at head"
                 )
+
+    def monitoring(self) -> list:
+        """Prometheus scraping every instance of the cluster, and its exporters."""
+        nodes = [f"127.0.0.1:{self.port_of(name)}" for name in REDIS_NODES]
+        return monitoring_programs(CLUSTER_DIR, APP, self.ports(), redis_nodes=nodes,
+                                   interval_s=self.single.config.prometheus_scrape_interval_s,
+                                   database_url=self.environ()["DATABASE_URL"])
 
     def balancer(self):
         """HAProxy with the edge check's files written from the webs' own configuration (app/web/edge.py)."""
@@ -290,15 +305,17 @@ class Cluster:
         ]
         if "lb" in starting:
             programs.append(self.balancer())
+        programs += [program for program in self.monitoring() if program.name in starting]
         if programs:
             self.supervisor.define(*programs)
-        for name in apps:
+        for name in apps + [name for name in MONITORING if name in starting]:
             self.supervisor.start(name, wait=False)
         for name in WEBS:
             wait_http(self.supervisor, name, f"http://127.0.0.1:{self.port_of(name)}/healthz")
         if "lb" in starting:
             self.supervisor.start("lb", wait=False)
         self.wait_balancer()
+        prometheus_ready(self.supervisor, self.ports()["prometheus"].popitem()[0])
         say(f"Live quiz cluster is up: http://127.0.0.1:{self.web_port}/ (make ps; logs in .stack/cluster/)")
 
     @staticmethod
@@ -328,7 +345,7 @@ class Cluster:
         say("cluster stopped (data kept in .stack/cluster/)")
 
     def ps(self) -> None:
-        say(f"{'CLUSTER':<9} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
+        say(f"{'CLUSTER':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
         for line in ps_lines(self.supervisor, self.ports()):
             say(line)
 

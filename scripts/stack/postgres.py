@@ -56,6 +56,8 @@ SELECT format('ALTER ROLE %I WITH LOGIN REPLICATION PASSWORD %L', :'user', :'pw'
 SELECT format('GRANT pg_checkpoint TO %I', :'user')
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint')
    AND NOT pg_has_role(:'user', 'pg_checkpoint', 'MEMBER') \gexec
+SELECT format('GRANT pg_monitor TO %I', :'user')
+ WHERE NOT pg_has_role(:'user', 'pg_monitor', 'MEMBER') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 """

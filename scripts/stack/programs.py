@@ -24,16 +24,19 @@ COMMANDS = {
     "ingest": ["-m", "score_ingest"],
 }
 APPS = tuple(COMMANDS)
-# Engines first, then the consumers, then the webs, then the balancer; stopped the other way round.
+# Engines (and their exporters) first, then the consumers, then the webs, the balancer and Prometheus;
+# stopped the other way round.
 PRIORITY = {
     "postgres": 100,
     "redis": 110,
     "kafka": 120,
+    "exporter": 130,
     "relay": 200,
     "worker": 200,
     "ingest": 200,
     "web": 300,
     "lb": 400,
+    "prometheus": 450,
 }
 HAPROXY_CFG = ROOT / "scripts" / "haproxy.cfg"
 

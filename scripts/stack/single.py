@@ -1,10 +1,12 @@
-"""The single stack of `make up`: PostgreSQL, Redis, Kafka and the four app processes under one
-supervisord, everything in .stack/ (data, NAME.log, supervisord's socket, configuration and log).
+"""The single stack of `make up`: PostgreSQL, Redis, Kafka, the four app processes and Prometheus with
+its two exporters (scripts/stack/monitoring.py) under one supervisord, everything in .stack/ (data,
+NAME.log, supervisord's socket, configuration and log).
 
 Ports and URLs come from app/core/config.py, so the usual overrides apply (`WEB_PORT=8001 make up`).
-Tokens are signed with SECRET_KEY: unless one is given, each checkout gets its own random key
-(.stack/secret_key). Every process runs with Policy ENGINE or APP (scripts/stack/supervisor.py): one
-that dies is started again by the supervisor, without anyone running `make up`.
+Tokens are signed with SECRET_KEY, and the /ops dashboard asks for OPS_PASSWORD: unless one is given,
+each checkout gets its own random one (.stack/secret_key, .stack/ops_password). Every process runs
+with Policy ENGINE or APP (scripts/stack/supervisor.py): one that dies is started again by the
+supervisor, without anyone running `make up`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import psutil
 from app.core.config import load_config
 from scripts.stack import legacy
 from scripts.stack.engines import KafkaNode, kafka_ready, redis, redis_ready
+from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
 from scripts.stack.postgres import Postgres
 from scripts.stack.programs import APPS, PRIORITY, StackError, app, kind_of, wait_http
 from scripts.stack.supervisor import APP, ENGINE, LIVE, ROOT, Program, Supervisor
@@ -35,12 +38,13 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def secret_key(stack_dir: Path) -> str:
-    """SECRET_KEY when given, else this checkout's own random key (made once, mode 0600)."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
+def secret_key(stack_dir: Path, variable: str = "SECRET_KEY") -> str:
+    """`variable` when given, else this checkout's own random value of it (made once, in a file of
+    .stack/ named after it, mode 0600)."""
+    if os.environ.get(variable):
+        return os.environ[variable]
     stack_dir.mkdir(parents=True, exist_ok=True)
-    path = stack_dir / "secret_key"
+    path = stack_dir / variable.lower()
     if not path.exists() or not path.read_text().strip():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -97,7 +101,7 @@ def ps_lines(supervisor: Supervisor, components: dict[str, dict[int, str]]) -> l
         state = info["statename"] if info else "STOPPED"
         pid = info["pid"] if info else 0
         lines.append(
-            f"{name:<9} {pid or '-':<8} {state:<8} "
+            f"{name:<17} {pid or '-':<8} {state:<8} "
             f"{uptime(info['now'] - info['start']) if pid else '-':<8} {exits.get(name, 0):<8} "
             f"{','.join(map(str, ports)) or '-'}"
         )
@@ -108,6 +112,8 @@ class Single:
     def __init__(self) -> None:
         self.supervisor = Supervisor(STACK_DIR)
         os.environ["SECRET_KEY"] = secret_key(STACK_DIR)
+        self.own_ops_password = not os.environ.get("OPS_PASSWORD")
+        os.environ["OPS_PASSWORD"] = secret_key(STACK_DIR, "OPS_PASSWORD")
         self.config = c = load_config()
         url = urlsplit(c.database_url)
         self.postgres = Postgres(
@@ -134,11 +140,27 @@ class Single:
             "relay": {},
             "worker": {},
             "ingest": {},
+            "exporter-redis": {c.redis_exporter_port: "REDIS_EXPORTER_PORT"},
+            "exporter-postgres": {c.postgres_exporter_port: "POSTGRES_EXPORTER_PORT"},
+            "prometheus": {c.prometheus_port: "PROMETHEUS_PORT"},
         }
         for name, (port, setting) in metrics.items():
             if port:
                 ports[name][port] = setting
         return ports
+
+    def monitoring(self) -> dict[str, Program]:
+        """Prometheus scraping this stack's processes and engines, and its exporters, by name."""
+        c = self.config
+        programs = monitoring_programs(
+            STACK_DIR,
+            APP,
+            self.ports(),
+            interval_s=c.prometheus_scrape_interval_s,
+            redis_nodes=[f"127.0.0.1:{c.redis_port}"],
+            database_url=c.database_url,
+        )
+        return {program.name: program for program in programs}
 
     def program(self, name: str) -> Program:
         """Component `name`'s program (an engine's files written, and formatted the first time)."""
@@ -157,6 +179,8 @@ class Single:
                 f"127.0.0.1:{c.kafka_controller_port}",
             )
             return node.program(ENGINE, STACK_DIR / "kafka" / "cluster.id", "--standalone")
+        if name in MONITORING:
+            return self.monitoring()[name]
         return app(name, STACK_DIR, APP, ports=ports)
 
     def running(self, name: str) -> bool:
@@ -230,6 +254,11 @@ class Single:
             self.supervisor.define(*(self.program(name) for name in apps))
             for name in apps:
                 self.supervisor.start(name, wait=False)
+        watching = [name for name in starting if name in MONITORING]
+        if watching:
+            self.supervisor.define(*(self.program(name) for name in watching))
+            for name in watching:
+                self.supervisor.start(name, wait=False)
 
     def prepare_data(self, quiet: bool) -> None:
         """Topics and migrations: idempotent and cheap, so on every start, also when everything ran (a
@@ -255,10 +284,16 @@ class Single:
     def up(self) -> None:
         c = self.config
         web_was_running = self.running("web")
-        self.start(ENGINES + APPS)
+        self.start(ENGINES + APPS + MONITORING)
         if not web_was_running:
             wait_http(self.supervisor, "web", f"http://{c.web_host}:{c.web_port}/healthz")
+        prometheus_ready(self.supervisor, c.prometheus_port)
         say(f"Live quiz is up: http://{c.web_host}:{c.web_port}/ (host screen: /host; make ps, make logs)")
+        password = ".stack/ops_password" if self.own_ops_password else "OPS_PASSWORD"
+        say(
+            f"Prometheus: http://127.0.0.1:{c.prometheus_port}/ (alerts: /alerts); dashboard: "
+            f"http://{c.web_host}:{c.web_port}/ops (user ops, password: {password})"
+        )
 
     def down(self) -> None:
         stopped_legacy = legacy.stop(STACK_DIR)
@@ -274,7 +309,7 @@ class Single:
         say("stopped (data kept in .stack/)")
 
     def ps(self) -> None:
-        say(f"{'NAME':<9} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
+        say(f"{'NAME':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
         for line in ps_lines(self.supervisor, self.ports()):
             say(line)
 

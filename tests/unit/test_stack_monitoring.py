@@ -1,0 +1,77 @@
+"""What `make up` and `make up-cluster` give Prometheus to scrape (scripts/stack/monitoring.py), from their
+settings, written and checked by `promtool check config` as a start does, in a directory of the test's
+own (nothing starts). That this Prometheus really finds every target up: tests/e2e/test_prometheus.py."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from scripts.stack import cluster as cluster_module
+from scripts.stack import single as single_module
+from scripts.stack.monitoring import ALERT_RULES, postgres_dsn
+from scripts.stack.programs import StackError
+from scripts.stack.single import check_ports
+
+JOBS = {"web", "relay", "worker", "ingest", "redis", "postgres"}  # the jobs the alert rules name
+
+
+@pytest.fixture()
+def stack_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(single_module, "STACK_DIR", tmp_path)
+    monkeypatch.setattr(cluster_module, "CLUSTER_DIR", tmp_path / "cluster")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("OPS_PASSWORD", "p" * 20)
+    for name in ("PROMETHEUS_PORT", "REDIS_EXPORTER_PORT", "POSTGRES_EXPORTER_PORT", "INGEST_METRICS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def targets(config_path) -> dict[str, list[str]]:
+    config = yaml.safe_load(config_path.read_text())
+    assert config["rule_files"] == [str(ALERT_RULES)]
+    return {job["job_name"]: [t for group in job["static_configs"] for t in group["targets"]]
+            for job in config["scrape_configs"]}
+
+
+def test_make_up_scrapes_each_process_and_both_exporters_on_their_settings(stack_dir, monkeypatch):
+    monkeypatch.setenv("INGEST_METRICS_PORT", "0")  # a process without metrics is not a target
+    single = single_module.Single()
+    programs = single.monitoring()
+    assert sorted(programs) == sorted(single_module.MONITORING)
+    assert "--web.listen-address=127.0.0.1:9190" in programs["prometheus"].command
+    assert "-web.listen-address=127.0.0.1:9105" in programs["exporter-redis"].command
+    assert programs["exporter-postgres"].env["DATA_SOURCE_NAME"] == \
+        "postgresql://quiz:quiz@127.0.0.1:5433/quiz?sslmode=disable"
+    found = targets(stack_dir / "monitoring" / "prometheus.yml")
+    assert set(found) == JOBS
+    assert found == {"web": ["127.0.0.1:9104"], "relay": ["127.0.0.1:9101"], "worker": ["127.0.0.1:9102"],
+                     "ingest": [], "redis": ["redis://127.0.0.1:6380"], "postgres": ["127.0.0.1:9106"]}
+    ports = single.ports()
+    assert ports["prometheus"] == {9190: "PROMETHEUS_PORT"}
+    assert ports["exporter-redis"] == {9105: "REDIS_EXPORTER_PORT"}
+    assert ports["exporter-postgres"] == {9106: "POSTGRES_EXPORTER_PORT"}
+
+
+def test_a_port_given_twice_is_named_by_its_setting(stack_dir, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_PORT", "9104")  # the web's metrics port
+    with pytest.raises(StackError, match=r"port 9104 is configured twice \(PROMETHEUS_PORT\)"):
+        check_ports(single_module.Single().ports(), [])
+
+
+def test_the_cluster_scrapes_every_instance(stack_dir):
+    cluster = cluster_module.Cluster()
+    programs = {program.name: program for program in cluster.monitoring()}
+    found = targets(stack_dir / "cluster" / "monitoring" / "prometheus.yml")
+    assert set(found) == JOBS
+    assert found["web"] == ["127.0.0.1:19107", "127.0.0.1:19108"]
+    assert {job: len(found[job]) for job in ("relay", "worker", "ingest", "redis", "postgres")} == \
+        {"relay": 2, "worker": 2, "ingest": 2, "redis": 6, "postgres": 1}
+    assert "--web.listen-address=127.0.0.1:19109" in programs["prometheus"].command
+    assert programs["exporter-postgres"].env["DATA_SOURCE_NAME"].startswith(
+        "postgresql://quiz:quiz@127.0.0.1:5433/quiz_cluster?")
+    check_ports(cluster.ports(), [])  # no port twice in the whole block
+    assert cluster.environ()["PROMETHEUS_URL"] == "http://127.0.0.1:19109"  # the webs' dashboard reads it
+
+
+def test_a_sqlalchemy_url_becomes_a_libpq_one():
+    assert postgres_dsn("postgresql+psycopg://a:b%40c@h:1/d?x=1") == "postgresql://a:b%40c@h:1/d?x=1"
