@@ -60,10 +60,11 @@ def when_ready(server) -> None:
     registry = CollectorRegistry(auto_describe=False)
     multiprocess.MultiProcessCollector(registry)  # reads the workers' files at each scrape
     try:
-        _metrics_server, _ = start_http_server(_config.web_metrics_port, addr=_config.metrics_host, registry=registry)
+        _metrics_server, _ = start_http_server(_config.web_metrics_port, addr=_config.metrics_host,
+                                               registry=registry)
     except OSError as exc:
-        server.halt(f"WEB_METRICS_PORT={_config.web_metrics_port} cannot be served on {_config.metrics_host}: {exc}",
-                    2)
+        server.halt(f"WEB_METRICS_PORT={_config.web_metrics_port} cannot be served on "
+                    f"{_config.metrics_host}: {exc}", 2)
 
 
 def child_exit(server, worker) -> None:

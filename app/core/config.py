@@ -10,130 +10,31 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-
-class ConfigError(ValueError):
-    """A variable is missing or malformed; the message names it in one line."""
-
-
-def _int(text: str) -> int:
-    return int(text.strip())
-
-
-def _positive_int(text: str) -> int:
-    value = int(text.strip())
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _float(text: str) -> float:
-    return float(text.strip())
-
-
-def _positive_float(text: str) -> float:
-    value = float(text.strip())
-    if not value > 0:
-        raise ValueError("must be more than 0")
-    return value
-
-
-def _str(text: str) -> str:
-    if not text.strip():
-        raise ValueError("empty")
-    return text.strip()
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
-
-
-def _rate(text: str) -> str:
-    """A rate such as `10/minute` or `3000 per minute` (the `limits` library's notation)."""
-    from limits import parse
-
-    value = text.strip()
-    try:
-        parse(value)
-    except ValueError:
-        raise ValueError("expected a rate such as 10/minute") from None
-    return value
-
-
-def _nodes(text: str) -> str:
-    """Comma-separated `host:port` seed nodes, or nothing (empty: not a cluster)."""
-    nodes = [item.strip() for item in text.split(",") if item.strip()]
-    for node in nodes:
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port, got {node!r}")
-    return ",".join(nodes)
-
-
-def parse_key_prefix(text: str) -> str:
-    """A Redis key prefix: no brace (it would move a key's hash tag, so its slot), no glob character
-    (the operator commands SCAN `<prefix>*`) and no blank."""
-    value = text.strip()
-    bad = sorted({c for c in value if c in "{}*?[]\\" or c.isspace()})
-    if bad:
-        raise ValueError(f"must not contain {' '.join(bad)}")
-    return value
-
-
-def _http_url(text: str) -> str:
-    """An http(s) base address, e.g. `https://quiz.example.org` (no query, fragment or credentials), or
-    nothing (empty: the setting's local default)."""
-    value = text.strip().rstrip("/")
-    if not value:
-        return ""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password:
-        raise ValueError("expected http(s)://host[:port][/path], e.g. https://quiz.example.org")
-    return value
-
-
-def _ops_password(text: str) -> str:
-    """Empty (the dashboard is off), or at least OPS_PASSWORD_MIN_CHARS characters: the password is the
-    only thing between the internet and the dashboard, which HTTP Basic lets anyone try."""
-    if text and len(text) < OPS_PASSWORD_MIN_CHARS:
-        raise ValueError(f"expected at least {OPS_PASSWORD_MIN_CHARS} characters (or nothing: no dashboard)")
-    return text
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return value
-
-    return parse
-
-
-def _jwt_algorithm(text: str) -> str:
-    value = text.strip().upper()
-    if value not in ("HS256", "ES256"):
-        raise ValueError("expected HS256 or ES256")
-    return value
-
-
-def _setting(env: str, default: Any, parse: Callable[[str], Any] = _str, doc: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
-
+from app.core.setting_values import (
+    OPS_PASSWORD_MIN_CHARS,
+    ConfigError,
+    _bool,
+    _choice,
+    _float,
+    _http_url,
+    _int,
+    _jwt_algorithm,
+    _nodes,
+    _ops_password,
+    _positive_float,
+    _positive_int,
+    _rate,
+    _setting,
+    _str,
+    parse_key_prefix,
+)
 
 # The documented default: anyone can read it, so it never signs tokens in production.
 DEVELOPMENT_SECRET_KEY = "dev-only-secret-change-me"
 MIN_SECRET_KEY_BYTES = 32
-OPS_PASSWORD_MIN_CHARS = 16  # the /ops dashboard's password: 16 random characters are beyond guessing
 
 
 @dataclass(frozen=True)
@@ -241,16 +142,17 @@ class Config:
         "public port has no /metrics")
     metrics_host: str = _setting(
         "METRICS_HOST", "127.0.0.1", _str,
-        "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless the "
-        "Prometheus that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private network "
-        "only)")
+        "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless "
+        "the Prometheus that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private "
+        "network only)")
     prometheus_port: int = _setting(
         "PROMETHEUS_PORT", 9190, _int,
         "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")
     redis_exporter_port: int = _setting(
         "REDIS_EXPORTER_PORT", 9105, _int, "port of the prometheus-redis-exporter that `make up` starts")
     postgres_exporter_port: int = _setting(
-        "POSTGRES_EXPORTER_PORT", 9106, _int, "port of the prometheus-postgres-exporter that `make up` starts")
+        "POSTGRES_EXPORTER_PORT", 9106, _int,
+        "port of the prometheus-postgres-exporter that `make up` starts")
     prometheus_scrape_interval_s: int = _setting(
         "PROMETHEUS_SCRAPE_INTERVAL_S", 15, _positive_int,
         "seconds between two scrapes of each process by `make up`'s Prometheus; the /ops dashboard's rates "
@@ -262,8 +164,8 @@ class Config:
     ops_password: str = _setting(
         "OPS_PASSWORD", "", _ops_password,
         f"password of the operators' dashboard /ops (HTTP Basic, user `ops`), a random value of at least "
-        f"{OPS_PASSWORD_MIN_CHARS} characters (`make up` makes one, in .stack/ops_password); empty: /ops is off "
-        "(404)")
+        f"{OPS_PASSWORD_MIN_CHARS} characters (`make up` makes one, in .stack/ops_password); empty: /ops is "
+        "off (404)")
     prometheus_timeout_s: float = _setting(
         "PROMETHEUS_TIMEOUT_S", 5.0, _positive_float,
         "longest the web waits for one dashboard query to Prometheus; then that chart says Prometheus is "

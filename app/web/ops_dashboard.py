@@ -65,7 +65,8 @@ class Panel:
 
 BUSIEST_ROUTES = 8  # the latency panel's routes: those of most requests at each step
 _BY_BUSY_ROUTE = ("sum by (le, route) (rate(http_request_duration_seconds_bucket[{w}])) and on (route) "
-                  f"topk({BUSIEST_ROUTES}, sum by (route) (rate(http_request_duration_seconds_count[{{w}}])))")
+                  f"topk({BUSIEST_ROUTES}, "
+                  "sum by (route) (rate(http_request_duration_seconds_count[{w}])))")
 
 # What an on-call engineer reads first. The job names are those of the scrape configuration
 # (scripts/stack/monitoring.py), the metrics those the processes export (README, "Metrics").
@@ -127,7 +128,8 @@ def operators_only():
     if not ok:
         if given is not None:
             rate_limits().hit(address)
-        response = jsonify(error_body("unauthorized", "the operators' dashboard needs the ops user's password"))
+        response = jsonify(error_body("unauthorized",
+                                      "the operators' dashboard needs the ops user's password"))
         response.headers["WWW-Authenticate"] = 'Basic realm="LiveQuiz operations", charset="UTF-8"'
         response.headers["Cache-Control"] = "no-store"
         return response, 401
@@ -204,12 +206,14 @@ def panel_series(name: str):
     end = math.floor(time.time() / step) * step
     start = end - minutes * 60
     times = list(range(start, end + 1, step))
-    # Grafana's $__rate_interval: four scrapes, or a step and one scrape, so every increase shows at some step.
+    # Grafana's $__rate_interval: four scrapes, or a step and one scrape, so every increase shows at some
+    # step.
     window = f"{max(4 * config.prometheus_scrape_interval_s, step + config.prometheus_scrape_interval_s)}s"
     series = []
     for query in panel.queries:
-        data = ask_prometheus("/api/v1/query_range", {"query": query.promql.replace("{w}", window),
-                                                      "start": str(start), "end": str(end), "step": str(step)})
+        data = ask_prometheus("/api/v1/query_range", {
+            "query": query.promql.replace("{w}", window),
+            "start": str(start), "end": str(end), "step": str(step)})
         found = []
         for result in data.get("result", []):
             by_time = {int(float(t)): float(v) for t, v in result.get("values", [])}
@@ -232,7 +236,8 @@ def targets():
         "targets": sorted(({"job": r["metric"].get("job", ""), "instance": r["metric"].get("instance", ""),
                             "up": r["value"][1] == "1"} for r in up.get("result", [])),
                           key=lambda t: (t["job"], t["instance"])),
-        "alerts": sorted(({"alert": r["metric"].get("alertname", ""), "severity": r["metric"].get("severity", ""),
+        "alerts": sorted(({"alert": r["metric"].get("alertname", ""),
+                           "severity": r["metric"].get("severity", ""),
                            "job": r["metric"].get("job", ""), "instance": r["metric"].get("instance", "")}
                           for r in alerts.get("result", [])), key=lambda a: (a["alert"], a["instance"])),
     })

@@ -32,9 +32,8 @@ APP_JOBS = ("web", "relay", "worker", "ingest")
 MONITORING = ("prometheus", "exporter-redis", "exporter-postgres")
 
 
-def scrape_config(
-    interval_s: int, apps: dict[str, list[int]], redis_nodes: list[str], redis_exporter: int, postgres_exporter: int
-) -> dict:
+def scrape_config(interval_s: int, apps: dict[str, list[int]], redis_nodes: list[str], redis_exporter: int,
+                  postgres_exporter: int) -> dict:
     """Prometheus's configuration: each app job's metrics ports on 127.0.0.1 (`apps`: job -> ports, a 0
     is a process without metrics and left out), the Redis nodes (`host:port`) through the exporter on
     `redis_exporter`, PostgreSQL through the exporter on `postgres_exporter`, and the alert rules."""
@@ -47,7 +46,8 @@ def scrape_config(
             "job_name": "redis",
             "metrics_path": "/scrape",
             "static_configs": [{"targets": [f"redis://{node}" for node in redis_nodes]}],
-            # The node is the target the exporter is asked about, and the instance; the exporter is the address.
+            # The node is the target the exporter is asked about, and the instance; the exporter is the
+            # address.
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
                 {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -74,8 +74,10 @@ def prometheus(
     home = run_dir / "monitoring"
     (home / "data").mkdir(parents=True, exist_ok=True)
     path = home / "prometheus.yml"
-    path.write_text("# Written by scripts/stack at every start; edits are overwritten.\n" + yaml.safe_dump(config))
-    check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, check=False)
+    path.write_text("# Written by scripts/stack at every start; edits are overwritten.\n"
+                    + yaml.safe_dump(config))
+    check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True,
+                           check=False)
     if check.returncode:
         raise StackError(f"promtool check config {path} failed: {check.stdout}{check.stderr}")
     return Program(
