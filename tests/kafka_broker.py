@@ -49,7 +49,8 @@ class PrivateKafka:
             log_dirs=data))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         with self.log.open("a") as out:
-            done = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+            done = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t",
+                                               cluster_id,
                                                "-c", str(self.props)], stdout=out, stderr=out, timeout=60)
         return done.returncode == 0
 

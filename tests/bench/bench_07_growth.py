@@ -41,7 +41,8 @@ async def _answers(stack, rooms, rate: int, seconds: int) -> tuple[list[float], 
     pool = HttpPool("127.0.0.1", stack.port, 32)
     latencies: list[float] = []
     statuses: dict = {}
-    work = [(room, player) for i in range(len(rooms[0].players)) for room in rooms for player in [room.players[i]]]
+    work = [(room, player) for i in range(len(rooms[0].players)) for room in rooms
+            for player in [room.players[i]]]
     work = work[: rate * seconds]
 
     async def one(room, player, due: float) -> None:
@@ -97,7 +98,8 @@ def _without_indexes(db, table: str, insert: str, params: dict) -> dict:
     """Drop the table's constraints and indexes, run `insert`, re-create them as they were."""
     timings = {}
     cons = db.execute(text("SELECT conname, pg_get_constraintdef(oid) AS definition, contype FROM pg_constraint "
-                           "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u', 'f')"), {"t": table}).all()
+                           "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u', 'f')"),
+                      {"t": table}).all()
     names = {c.conname for c in cons}
     indexes = [i for i in db.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
                                      {"t": table}).all() if i.indexname not in names]
@@ -198,8 +200,8 @@ def bench_growth(stack, bench_engine, bench_config):
             with bench_engine.begin() as db:
                 db.execute(text("TRUNCATE participant_answers, events"))
             drop_capture_slot(bench_engine)
-    report.record("growth", {"rows_added_per_table": rows, "rate_per_s": RATE, "seconds": SECONDS, "runs": runs,
-                             "empty": empty, "grown": grown, "fill": fill})
+    report.record("growth", {"rows_added_per_table": rows, "rate_per_s": RATE, "seconds": SECONDS,
+                             "runs": runs, "empty": empty, "grown": grown, "fill": fill})
     for q, limit in TARGETS.items():
         a, b = empty["answer_latency_ms"][q], grown["answer_latency_ms"][q]
         report.row(f"growth: answer latency {q} at {rows:,} rows (median of {runs})", b, "ms",

@@ -23,8 +23,10 @@ def create(engine, players: int = PLAYERS, questions: int = QUESTIONS) -> tuple[
     steps = [
         ("users", "INSERT INTO users (id, nickname, is_guest) SELECT md5(:tag || 'rb-u' || g)::uuid, 'p' || g, true "
                   "FROM generate_series(0, :players - 1) g"),
-        ("host", "INSERT INTO users (id, nickname, is_guest) VALUES (md5(:tag || 'rb-host')::uuid, 'host', true)"),
-        ("quiz", "INSERT INTO quizzes (id, owner_id, title) VALUES (md5(:tag || 'rb-quiz')::uuid, md5(:tag || 'rb-host')::uuid, 'rb')"),
+        ("host",
+         "INSERT INTO users (id, nickname, is_guest) VALUES (md5(:tag || 'rb-host')::uuid, 'host', true)"),
+        ("quiz",
+         "INSERT INTO quizzes (id, owner_id, title) VALUES (md5(:tag || 'rb-quiz')::uuid, md5(:tag || 'rb-host')::uuid, 'rb')"),
         ("questions", "INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, "
                       "points) SELECT md5(:tag || 'rb-q' || g)::uuid, md5(:tag || 'rb-quiz')::uuid, g, 'Q?', "
                       "'[\"a\",\"b\",\"c\",\"d\"]', g % 4, 20, 1000 FROM generate_series(0, :questions - 1) g"),

@@ -51,7 +51,8 @@ def _bench_config() -> Config:
         score_consumer_group=f"bench.{run}.score-ingest", change_topic=f"bench.{run}.changes",
         ingest_metrics_port=0,
         question_get_ready_s=0.0,  # players answer the moment a question opens
-        relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
+        relay_metrics_port=0, worker_metrics_port=0,
+        secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
         log_level="warning", **BENCH_ADDRESS_LIMITS)
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -43,7 +43,7 @@ SETUP = [
 
 def _payload() -> str:
     """A payload of the same shape and size as the app's answer_scored payload."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     participant = uuid.uuid4()
     body = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
         answer_id=uuid.uuid4(), participant_id=participant, user_id=uuid.uuid4(), nickname="p42",

@@ -59,14 +59,16 @@ class StreamObserver(threading.Thread):
                     kind = fields.get(b"type")
                     applied_at = int(entry_id.split(b"-")[0]) / 1000.0
                     if kind == b"answer_received":
-                        self.answers[(fields[b"participant_id"].decode(), fields[b"question_id"].decode())] = applied_at
+                        self.answers[(fields[b"participant_id"].decode(),
+                                      fields[b"question_id"].decode())] = applied_at
                     if kind not in BOARD_CHANGES:
                         continue
                     version = int(fields[b"version"])
                     self.changes[session].append((version, applied_at))
                     if kind == b"question_closed":
                         closed_at = datetime.fromisoformat(json.loads(fields[b"data"])["closed_at"]).timestamp()
-                        self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at, applied_at)
+                        self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at,
+                                                                                   applied_at)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -80,7 +82,7 @@ class _WsProtocol(asyncio.Protocol):
     frame, so that a burst of 2,000 pushes is stamped close to when it arrived (a full client library
     spends ~10x more per message, which would be measured as fan-out latency)."""
 
-    def __init__(self, owner: "RoomSocket", request: bytes, handshake: asyncio.Future):
+    def __init__(self, owner: RoomSocket, request: bytes, handshake: asyncio.Future):
         self.owner, self.request, self.handshake = owner, request, handshake
         self.buffer = bytearray()
         self.upgraded = False
@@ -172,7 +174,7 @@ class RoomSocket:
     def extra_headers(self) -> str:
         return ""
 
-    def opened(self, protocol: "_WsProtocol") -> None:
+    def opened(self, protocol: _WsProtocol) -> None:
         """Called once the handshake is done (a protocol that starts with client messages sends them here)."""
 
     async def run(self, ws_url: str, ticket: str, ready: asyncio.Semaphore | None = None) -> None:
@@ -195,7 +197,7 @@ class RoomSocket:
                 ready.release()
                 ready = None
             await protocol.closed
-        except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ConnectionError) as exc:
             self.error = repr(exc)
         except asyncio.CancelledError:
             protocol = getattr(self, "_protocol", None)

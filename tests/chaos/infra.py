@@ -114,8 +114,8 @@ loglevel notice
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(["redis-server", str(self.conf)], stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(["redis-server", str(self.conf)], stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         client = redis_lib.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
 
         def answers() -> bool:
@@ -126,7 +126,8 @@ loglevel notice
             except redis_lib.RedisError:  # refused, or LOADING its AOF
                 return False
 
-        wait_until(answers, f"the private Redis on port {self.port} did not answer (see {self.log})", every_s=0.1)
+        wait_until(answers, f"the private Redis on port {self.port} did not answer (see {self.log})",
+                   every_s=0.1)
         client.close()
 
     def exit_code(self) -> int | None:

@@ -100,7 +100,8 @@ def group_members(config) -> dict[str, set[int]]:
             for m in group.members}
 
 
-def test_a_dead_workers_partitions_move_to_the_other_and_nothing_is_lost_or_doubled(stack, engine, redis_client):
+def test_a_dead_workers_partitions_move_to_the_other_and_nothing_is_lost_or_doubled(stack, engine,
+                                                                                    redis_client):
     config = stack.config
     everything = set(range(config.kafka_partitions))
     wait_until(lambda: len(group_members(config)) == 2, "the two workers did not both join their group")
@@ -128,7 +129,8 @@ def partition_leaders(config) -> dict[int, int]:
     return {p.id: p.leader for p in topic.partitions.values()}
 
 
-def test_a_broker_dies_under_load_and_no_acknowledged_event_is_lost_or_kept_waiting(stack, engine, redis_client,
+def test_a_broker_dies_under_load_and_no_acknowledged_event_is_lost_or_kept_waiting(stack, engine,
+                                                                                    redis_client,
                                                                                    engines):
     config = stack.config
     games = [Game(stack.base_url) for _ in range(3)]

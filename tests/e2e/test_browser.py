@@ -54,7 +54,8 @@ class Tab:
 
     def shot(self, stage: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{stage}-{self.name}.png"), full_page=True, animations="disabled")
+        self.page.screenshot(path=str(ARTIFACTS / f"{stage}-{self.name}.png"), full_page=True,
+                             animations="disabled")
 
 
 def write_quiz(host: Tab) -> None:
@@ -82,7 +83,8 @@ def scores_in_postgres(engine, session_id: str) -> dict[str, int]:
             "SELECT id, score FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id})}
 
 
-def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_id: str, token: str) -> list[dict]:
+def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_id: str,
+                 token: str) -> list[dict]:
     """Every page shows the scores that the leaderboard API and PostgreSQL hold."""
     truth = scores_in_postgres(engine, session_id)
     expected: list[dict] = []

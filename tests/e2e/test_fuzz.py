@@ -204,7 +204,8 @@ def test_only_a_removal_uses_up_a_removable_player(method: str):
     aimed = 0
     for generated in range(20):  # generated ids: the aim replaces most with a player kept for removal
         world, room = _lobby_world()
-        case = schema[path][method].Case(path_parameters={"session_id": "s", "participant_id": f"p{generated}"})
+        case = schema[path][method].Case(path_parameters={"session_id": "s",
+                                                          "participant_id": f"p{generated}"})
         world.prepare(case)
         target = case.path_parameters["participant_id"]
         if target not in room.removable:

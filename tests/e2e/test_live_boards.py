@@ -13,7 +13,8 @@ from tests.helpers import Api, HttpClient, wait_until
 
 def _board(http: Api, owner, **settings) -> str:
     board_id = "live-" + uuid.uuid4().hex[:10]
-    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc", "update_mode": "best",
+    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
+                                       "update_mode": "best",
                                        "reset_period": "never", **settings}, token=owner.token, expect=201)
     return board_id
 
@@ -24,7 +25,8 @@ def _scores(http: Api, owner, board_id: str, scores: dict[str, int]) -> None:
 
 
 def _shown(http: Api, board_id: str, total: int) -> None:
-    wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == total,
+    wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top",
+                                expect=200).get_json()["total"] == total,
                "the scores never reached the board")
 
 
@@ -134,7 +136,8 @@ def test_a_sockets_entries_carry_their_metadata(live_stack):
     owner = http.host()
     board_id = _board(http, owner)
     http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "ann", "score": 5,
-                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token, expect=201)
+                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token,
+              expect=201)
     _scores(http, owner, board_id, {"ben": 3})
     _shown(http, board_id, 2)
     watcher = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/{board_id}")

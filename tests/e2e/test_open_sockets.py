@@ -53,7 +53,8 @@ def test_open_sockets_of_an_address_are_counted_across_web_processes(web_pair: W
         sockets.append(held(web_pair, 0, new_address()))  # another address has slots of its own
 
         sockets[0].close()  # its slot comes back once the server has seen the close
-        wait_until(lambda: gets_in(web_pair, 1, address, sockets), "the slot of a closed socket never came back")
+        wait_until(lambda: gets_in(web_pair, 1, address, sockets),
+                   "the slot of a closed socket never came back")
     finally:
         for socket in sockets:
             socket.close()
@@ -65,7 +66,8 @@ def test_the_sockets_of_a_killed_web_process_stop_counting(web_pair: WebPair):
     assert board_socket(web_pair, 0, address).wait_closed() == 4429
     web_pair.kill(1)  # no `finally` of its handlers gives a slot back
     try:
-        wait_until(lambda: gets_in(web_pair, 0, address, sockets), "the sockets of a killed web process kept counting")
+        wait_until(lambda: gets_in(web_pair, 0, address, sockets),
+                   "the sockets of a killed web process kept counting")
     finally:
         for socket in sockets:
             socket.close()

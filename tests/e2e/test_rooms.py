@@ -80,7 +80,8 @@ def test_a_ticket_opens_one_socket_of_its_own_session_once(live_stack, http: Api
     assert first.wait_type("snapshot")["session"]["id"] == sid
     again = RoomClient(live_stack.ws_url, sid, query=f"ticket={ticket}")
     assert again.wait_closed() == 4401
-    elsewhere = RoomClient(live_stack.ws_url, other, query=f"ticket={ticket_for(live_stack.ws_url, sid, host.token)}")
+    elsewhere = RoomClient(live_stack.ws_url, other,
+                           query=f"ticket={ticket_for(live_stack.ws_url, sid, host.token)}")
     assert elsewhere.wait_closed() == 4401
     first.close()
 
@@ -312,7 +313,8 @@ def test_the_hosts_answer_count_counts_every_player_whichever_process_serves_it(
         for socket in (first, second):
             count = socket.wait_type("answer_count")
             assert (count["question_id"], count["answered"], count["player_count"]) == (question, 1, 3)
-        http.delete(f"/api/v1/sessions/{sid}/participants/{early[1].participant_id}", token=host.token, expect=200)
+        http.delete(f"/api/v1/sessions/{sid}/participants/{early[1].participant_id}", token=host.token,
+                    expect=200)
         http.answer(sid, late, question, 1)
         for socket in (first, second):
             count = socket.wait_for(lambda m: m["type"] == "answer_count" and m["answered"] == 2)

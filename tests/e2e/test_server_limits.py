@@ -30,7 +30,8 @@ def test_password_hashing_leaves_health_checks_and_answers_served(live_stack):
 
     def wrong_login(i: int) -> int:
         return requests.post(f"{live_stack.base_url}/api/v1/auth/login", timeout=300,
-                             json={"username": f"nobody_{uuid.uuid4().hex[:8]}_{i}", "password": "guess"}).status_code
+                             json={"username": f"nobody_{uuid.uuid4().hex[:8]}_{i}",
+                                   "password": "guess"}).status_code
 
     logins = LOGINS
     for _ in range(ROUNDS):

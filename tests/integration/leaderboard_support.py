@@ -27,8 +27,10 @@ def board(api: Api, who: Player, **settings: Any) -> dict[str, Any]:
     return api.post("/api/v1/leaderboards", body, token=who.token, expect=201).get_json()
 
 
-def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expect: int | None = 201, **extra):
-    return api.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player_id, "score": value, **extra},
+def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expect: int | None = 201,
+          **extra):
+    return api.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player_id, "score": value,
+                                       **extra},
                     token=who.token, expect=expect)
 
 

@@ -318,7 +318,8 @@ def test_the_qr_code_draws_the_configured_public_address_whatever_host_the_reque
     api = Api(app.test_client())
     code = api.live_session(api.host())["join_code"]
     wanted = join_qr_svg(f"https://quiz.example.org/?code={code}", code)
-    for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
+    for headers in ({}, {"Host": "evil.example"},
+                    {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
         svg = api.client.get(f"/join/{code}.svg", headers=headers).data
         assert svg == wanted, headers
     # The host's screen writes the same address beside the code.

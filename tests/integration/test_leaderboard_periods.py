@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -17,8 +17,6 @@ from app.leaderboards.service.periods import close_due_periods
 from app.leaderboards.service.scores import submit_scores
 from app.leaderboards.submissions import Authority, ScoreResult, Submission
 from tests.helpers import wait_until
-
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,8 @@ def owner_id(engine):
 
 def _board(engine, owner_id, reset_period: str, tz: str = "UTC", mode: str = "increment") -> str:
     board_id = "t" + uuid.uuid4().hex[:14]
-    create_board(engine, owner_id, {"id": board_id, "name": "periods", "sort_order": "desc", "update_mode": mode,
+    create_board(engine, owner_id, {"id": board_id, "name": "periods", "sort_order": "desc",
+                                    "update_mode": mode,
                                     "reset_period": reset_period, "timezone": tz, "max_entries": None,
                                     "self_report_max": None, "metadata": None})
     return board_id
@@ -51,7 +50,8 @@ def _period_at(engine, reset_period: str, tz: str, at: datetime):
 ])
 def test_a_day_is_the_board_time_zones_day_dst_included(engine, at, period, starts, hours):
     row = _period_at(engine, "daily", "America/New_York", at)
-    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (period, starts, timedelta(hours=hours))
+    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (period, starts,
+                                                                        timedelta(hours=hours))
 
 
 def test_weeks_months_and_hours_follow_the_calendar(engine):
@@ -76,7 +76,8 @@ def _end_period_soon(engine, board_id: str, seconds: float) -> None:
             "WHERE leaderboard_id = :b AND closed_at IS NULL"), {"s": seconds, "b": board_id})
 
 
-def _writers(engine, owner_id, board_id: str, keep_going: threading.Event, results: list) -> list[threading.Thread]:
+def _writers(engine, owner_id, board_id: str, keep_going: threading.Event,
+             results: list) -> list[threading.Thread]:
     def write(player: str) -> None:
         while keep_going.is_set():
             [result] = submit_scores(engine, [Submission(board_id, player, 1)], Authority(owner_id=owner_id))

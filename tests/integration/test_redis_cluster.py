@@ -72,15 +72,16 @@ def cluster(tmp_path_factory):
             directory.mkdir()
             servers.append(subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--appendonly", "no",
-                 "--save", "", "--dir", str(directory)],
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--appendonly",
+                 "no", "--save", "", "--dir", str(directory)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         for port in PORTS:
             _wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                                             text=True).stdout.strip() == "PONG", f"port {port} did not answer")
+                                             text=True).stdout.strip() == "PONG",
+                      f"port {port} did not answer")
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in PORTS), "--cluster-replicas", "0",
-             "--cluster-yes"], capture_output=True, text=True, timeout=60)
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in PORTS), "--cluster-replicas",
+             "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stdout + created.stderr
         _wait_for(lambda: "cluster_state:ok" in subprocess.run(
             ["redis-cli", "-p", str(PORTS[0]), "cluster", "info"], capture_output=True, text=True).stdout,
@@ -200,7 +201,8 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
         create_board(engine, owner_id, {"id": board_id, "name": "cluster", "sort_order": "desc",
                                         "update_mode": "best", "reset_period": "never", "timezone": "UTC",
                                         "max_entries": None, "self_report_max": None, "metadata": None})
-        written = submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
+        written = submit_scores(engine, [Submission(board_id, p, v)
+                                         for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
                                 Authority(owner_id=owner_id))
         boards.append(board_id)
         results.extend(written)
@@ -218,7 +220,8 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
 
 
 def test_rate_limits_count_in_the_cluster(cluster_config):
-    limits = RateLimits(cluster_config.replace(rate_login_per_username="2/minute"), make_redis(cluster_config))
+    limits = RateLimits(cluster_config.replace(rate_login_per_username="2/minute"),
+                        make_redis(cluster_config))
     who = Limit("login_per_username", "cluster-" + uuid.uuid4().hex)
     limits.hit(who)
     limits.hit(who)
@@ -261,8 +264,10 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
                    "one reader for each shard")
 
         for session_id in sent:  # written by another client, as the cache worker does
-            cluster.xadd(SessionKeys.of(session_id).room, {"type": "participant_joined", "nickname": str(session_id),
-                                                          "participant_id": str(session_id), "player_count": 1})
+            cluster.xadd(SessionKeys.of(session_id).room,
+                         {"type": "participant_joined", "nickname": str(session_id),
+                                                          "participant_id": str(session_id),
+                                                           "player_count": 1})
         for session_id, messages in sent.items():
             wait_until(lambda: any(str(session_id) in m and "player_joined" in m for m in messages),
                        f"the notification of room {session_id}")

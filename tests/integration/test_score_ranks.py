@@ -56,7 +56,8 @@ def test_a_batch_answers_the_rank_of_each_item_once_the_board_shows_it(patient_c
     assert results[4]["error"]["code"] == "not_found"
 
 
-def test_graphql_submit_scores_answers_ranks_as_the_rest_batch_does(patient_client, config, engine, redis_client):
+def test_graphql_submit_scores_answers_ranks_as_the_rest_batch_does(patient_client, config, engine,
+                                                                    redis_client):
     api = Api(patient_client)
     host = owner(api)
     board_id = board(api, host)["id"]

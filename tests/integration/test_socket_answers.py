@@ -47,7 +47,8 @@ def test_bad_messages_get_the_http_paths_codes_and_record_nothing(app, api: Api,
         assert handle({"type": "shout"})["code"] == "unknown_message"
         missing = handle({"type": "answer", "choice": 1, "ref": 7})
         assert (missing["type"], missing["code"], missing["ref"]) == ("error", "invalid_message", 7)
-        assert handle({"type": "answer", "question_id": question, "choice": "two"})["code"] == "invalid_message"
+        assert handle({"type": "answer", "question_id": question,
+                       "choice": "two"})["code"] == "invalid_message"
         assert handle({"type": "answer", "question_id": str(uuid.uuid4()), "choice": 1})["type"] == "error"
         stranger = _handler(sid, outsider.user_id)
         assert stranger({"type": "answer", "question_id": question, "choice": 1})["code"] == "not_joined"

@@ -11,7 +11,8 @@ from app.core.logs import JsonFormatter, configure_logging
 
 
 def test_a_json_log_line_parses_and_carries_the_context_fields():
-    record = logging.LogRecord("cache_worker.worker", logging.WARNING, __file__, 1, "dead-lettered %s", ("x",), None)
+    record = logging.LogRecord("cache_worker.worker", logging.WARNING, __file__, 1, "dead-lettered %s",
+                               ("x",), None)
     for name, value in {"session_id": "6d1f3a52-2b4f-4e0c-9a57-3e2f0f7c1c11", "event_id": "e1",
                         "request_id": "r1", "reason": "undecodable", "partition": 2, "offset": 40}.items():
         setattr(record, name, value)

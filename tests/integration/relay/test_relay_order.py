@@ -28,7 +28,8 @@ from tests.integration.relay.support import (
 
 
 @BOTH_MODES
-def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relay_config, engine):
+def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relay_config,
+                                                                               engine):
     config = relay_config
     host = api.host()
     sessions = [api.live_session(host, sample_questions(2)) for _ in range(3)]
@@ -171,7 +172,8 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     assert (result.claimed, result.published, result.failed) == (100, 50, 50)
     with engine.connect() as conn:
         unpublished = {str(r.id) for r in conn.execute(text(
-            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
+            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
+                                                       {"ids": ids})}
     assert unpublished == set(producer.failed_ids)
     relay = make_relay(config, engine)
     try:
@@ -203,7 +205,8 @@ def test_two_relays_at_once_publish_every_event_between_them(relay_config, engin
 @BOTH_MODES
 def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config, engine):
     config = relay_config
-    leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine, leader_lock=True)
+    leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine,
+                                                                               leader_lock=True)
     running_leader = RunningRelay(leader)
     wait_until(lambda: leader.stats.is_leader, "the first relay did not lead")
     running_standby = RunningRelay(standby)
@@ -225,4 +228,5 @@ def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config,
                                  "ORDER BY created_at, seq"), {"s": [str(s) for s in sessions]}).all()
     for session in sessions:
         expected = [str(r.id) for r in rows if r.aggregate_id == str(session)]
-        assert [m.event_id for m in sorted((found[e][0] for e in expected), key=lambda m: m.offset)] == expected
+        assert [m.event_id for m in sorted((found[e][0] for e in expected),
+                                           key=lambda m: m.offset)] == expected
