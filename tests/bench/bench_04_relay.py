@@ -140,7 +140,8 @@ def _pass_over(engine, config, session_id) -> None:
         with engine.begin() as db:
             db.execute(text("UPDATE events SET published_at = now() "
                             "WHERE aggregate_id = :s AND published_at IS NULL"), {"s": str(session_id)})
-        drop_capture_slot(engine)  # the wal mode's relay made it; nobody reads it, and it would retain the WAL
+        # the wal mode's relay made it; nobody reads it, and it would retain the WAL
+        drop_capture_slot(engine)
 
 
 def bench_relay(stack, bench_engine, bench_config):

@@ -99,7 +99,8 @@ class PrivateRedis:
         self.conf = workdir / "redis.conf"
         self.log = workdir / "redis.log"
         self.data.mkdir(parents=True, exist_ok=True)
-        # The same persistence as `make up`'s Redis (scripts/stack/engines.py): what a restart keeps is what production keeps.
+        # The same persistence as `make up`'s Redis (scripts/stack/engines.py): what a restart keeps is what
+        # production keeps.
         self.conf.write_text(f"""bind 127.0.0.1
 protected-mode yes
 port {self.port}

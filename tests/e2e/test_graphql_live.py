@@ -65,7 +65,8 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
             standing_task = asyncio.create_task(standing_feed())
             while not tops or not standings:
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(write, "p1", 150)  # below the top 3: p1's standing moves, the top does not
+            # below the top 3: p1's standing moves, the top does not
+            await asyncio.to_thread(write, "p1", 150)
             await asyncio.wait_for(standing_task, WAIT_S)
             await asyncio.to_thread(write, "p1", 600)  # into the top 3
             await asyncio.wait_for(tops_task, WAIT_S)

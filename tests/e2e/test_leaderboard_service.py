@@ -46,7 +46,8 @@ def test_a_period_closes_at_its_boundary_and_stays_readable(live_stack, engine, 
               token=host.token, expect=201)
     first = http.get(f"/api/v1/leaderboards/{board_id}", expect=200).get_json()["current_period"]
     wait_until(lambda: _top(http, board_id)["total"] == 1, "the score never reached the board")
-    with engine.begin() as connection:  # as if the day ended now: the timer must close it, with nobody writing
+    # as if the day ended now: the timer must close it, with nobody writing
+    with engine.begin() as connection:
         connection.execute(text("UPDATE leaderboard_periods SET ends_at = clock_timestamp() "
                                 "WHERE leaderboard_id = :b AND closed_at IS NULL"), {"b": board_id})
     wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}",

@@ -37,7 +37,8 @@ def test_a_revoked_api_key_is_refused_by_every_web_process_at_once(web_pair: Web
                expect=201)
     key = first.post("/api/v1/api-keys", {"name": "game server"}, token=owner.token, expect=201).get_json()
     score = {"leaderboard_id": board_id, "player_id": "p1", "score": 1}
-    second.post("/api/v1/scores", score, token=key["key"], expect=201)  # the second process has checked the key
+    # the second process has checked the key
+    second.post("/api/v1/scores", score, token=key["key"], expect=201)
     first.delete(f"/api/v1/api-keys/{key['id']}", token=owner.token, expect=204)
     refused = second.post("/api/v1/scores", {**score, "score": 2}, token=key["key"], expect=401).get_json()
     assert "revoked" in refused["error"]["message"]

@@ -39,8 +39,10 @@ def test_one_batch_mixes_accepted_and_refused_answers(api: Api, engine):
     requests = [
         AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 0),
         AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),
-        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),   # again, another choice
-        AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),   # again, the same one
+        # again, another choice
+        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),
+        # again, the same one
+        AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),
         AnswerRequest(uuid.UUID(outsider.user_id), uuid.UUID(sid), uuid.UUID(qid), 0),     # not joined
         AnswerRequest(uuid.UUID(players[2].user_id), uuid.UUID(sid), uuid.uuid4(), 0),     # wrong question
     ]

@@ -79,7 +79,8 @@ def two_key_spaces(config, engine) -> None:
         assert b_keys and all(k.startswith(b.redis_key_prefix) for k in b_keys)  # b's SCAN: b's keys only
         assert client.exists(*a_keys) == len(a_keys)  # a's keys are all still there, beside b's
 
-    with redis_keys.prefixed(a.redis_key_prefix):  # (the run's cleanup takes both: they start with its prefix)
+    # (the run's cleanup takes both: they start with its prefix)
+    with redis_keys.prefixed(a.redis_key_prefix):
         client = make_redis(a)
         redeemed = tickets.redeem(client, ticket, uuid.UUID(session_id))  # still there: b did not spend it
         assert redeemed is not None and redeemed.user_id == owner.id

@@ -38,7 +38,8 @@ def test_seed_001_walk_through(api: Api, applier):
     applier.catch_up(board_id)
     top = api.get(f"/api/v1/leaderboards/{board_id}/top", expect=200, limit=10).get_json()
     assert [(e["player_id"], e["score"]) for e in top["entries"]] == [
-        ("player2", 2000), ("player123", 1500), ("player3", 1500), ("player1", 1000)]  # 1500: who reached it first
+        # 1500: who reached it first
+        ("player2", 2000), ("player123", 1500), ("player3", 1500), ("player1", 1000)]
     assert top["total"] == 4 and top["version"] >= 4
     me = api.get(f"/api/v1/leaderboards/{board_id}/player/player123", expect=200).get_json()
     assert (me["rank"], me["score"], me["top_percent"]) == (2, 1500, 50.0)

@@ -59,7 +59,8 @@ def test_weeks_months_and_hours_follow_the_calendar(engine):
     assert (week.period, week.starts_at, week.ends_at) == (
         "2026-W53", datetime(2026, 12, 28, tzinfo=UTC), datetime(2027, 1, 4, tzinfo=UTC))  # ISO week 53
     month = _period_at(engine, "monthly", "Asia/Tokyo", datetime(2026, 12, 31, 16, tzinfo=UTC))
-    assert (month.period, month.ends_at) == ("2027-01", datetime(2027, 1, 31, 15, tzinfo=UTC))  # Tokyo: already 2027
+    # Tokyo: already 2027
+    assert (month.period, month.ends_at) == ("2027-01", datetime(2027, 1, 31, 15, tzinfo=UTC))
     year_end = _period_at(engine, "monthly", "UTC", datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
     assert (year_end.period, year_end.ends_at) == ("2026-12", datetime(2027, 1, 1, tzinfo=UTC))
     # The hour New York repeats when it leaves DST is two periods, named in UTC.

@@ -176,7 +176,8 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
     finally:
         worker.close()
     room = SessionKeys.of(sid).room.encode()
-    assert [k for k in redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")) if k != room] == []  # the room goes later
+    # the room goes later
+    assert [k for k in redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")) if k != room] == []
     api.get(f"/api/v1/sessions/{sid}/report", token=host.token, expect=404)
 
 

@@ -122,7 +122,8 @@ def test_verify_finds_a_planted_difference_and_rebuild_repairs_it(api, topics, e
     composite = int(redis_client.zscore(board, raised))
     redis_client.zadd(board, {raised: composite + 7 * TIE_SPAN}, xx=True)
     redis_client.zrem(board, removed)
-    redis_client.zadd(board, {later: int(redis_client.zscore(board, later)) - 5}, xx=True)  # reached 5 ms later
+    # reached 5 ms later
+    redis_client.zadd(board, {later: int(redis_client.zscore(board, later)) - 5}, xx=True)
 
     result = run_ops(ops_app, "verify", "--session", sid, "--settle", "0", expect=1)
     assert f"differs  session={sid} participant={raised} redis={scores[raised] + 7} postgres={scores[raised]}" \

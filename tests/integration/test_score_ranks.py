@@ -47,7 +47,8 @@ def test_a_batch_answers_the_rank_of_each_item_once_the_board_shows_it(patient_c
         {"leaderboard_id": board_id, "player_id": "ann", "score": 10},
         {"leaderboard_id": board_id, "player_id": "ben", "score": 30},
         {"leaderboard_id": board_id, "player_id": "cat", "score": 20},
-        {"leaderboard_id": board_id, "player_id": "ann", "score": 5},  # unchanged (best): ann's rank all the same
+        # unchanged (best): ann's rank all the same
+        {"leaderboard_id": board_id, "player_id": "ann", "score": 5},
         {"leaderboard_id": "no-such-board", "player_id": "ann", "score": 1}]},
         token=host.token, expect=200).get_json()["results"]
     shown.join(WAIT_S)

@@ -81,7 +81,8 @@ def test_a_batch_mixing_sessions_and_boards_applies_each_in_its_order(api, engin
     for sid in sessions:
         live_board(redis_client, engine, sid)
     for board_id in boards:
-        forget_board(redis_client, board_id)  # the service's boards are missing: rebuilt in the middle of the batch
+        # the service's boards are missing: rebuilt in the middle of the batch
+        forget_board(redis_client, board_id)
     streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
     # One batch, each aggregate's events in order but interleaved with every other's.
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
