@@ -33,7 +33,8 @@ class PrivateKafka:
             if self._format():
                 break
         else:
-            raise AssertionError(f"formatting the private broker failed twice:\n{self.log.read_text()[-4000:]}")
+            raise AssertionError("formatting the private broker failed twice:\n"
+                                 f"{self.log.read_text()[-4000:]}")
         self.proc: subprocess.Popen | None = None
 
     def _format(self) -> bool:

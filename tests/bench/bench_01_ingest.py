@@ -56,7 +56,8 @@ class Controller(threading.Thread):
                 with self.engine.connect() as db:
                     rows = db.execute(text("""
                         SELECT s.id, (SELECT count(*) FROM participant_answers a
-                                      WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id) AS n
+                                      WHERE a.quiz_session_id = s.id
+                                        AND a.question_id = s.current_question_id) AS n
                         FROM quiz_sessions s WHERE s.id = ANY(:ids)"""), {"ids": ids}).all()
                 now = time.monotonic()
                 due = []

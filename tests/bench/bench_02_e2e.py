@@ -212,7 +212,8 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
                    f"ms (p99 {applied['p99']})", target="(info)")
         met = shown["p50"] is not None and shown["p50"] <= 50 and shown["p99"] <= 150 and none_lost
         report.row(f"e2e @{rate}/s: close -> board on the socket p50 / p99", shown["p50"],
-                   f"ms (p99 {shown['p99']}, {run['closes']} closes, {run['closes_without_board']} without a board)",
+                   f"ms (p99 {shown['p99']}, {run['closes']} closes, "
+                   f"{run['closes_without_board']} without a board)",
                    target="p50<=50, p99<=150 ms, none lost" if target else "(info)",
                    met=met if target else None)
         report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s",

@@ -52,8 +52,8 @@ def _bare_producer(config, engine, count: int) -> dict:
                                                 replication_factor=1)]).values():
         future.result()
     with engine.connect() as db:
-        rows = db.execute(text("SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at FROM events "
-                               "ORDER BY created_at, seq LIMIT 20000")).all()
+        rows = db.execute(text("SELECT id, aggregate_type, aggregate_id, event_type, version, payload, "
+                               "created_at FROM events ORDER BY created_at, seq LIMIT 20000")).all()
     envelope_of = getattr(app_events, "envelope_from_row", None) or relay_module.envelope_of
     messages = []
     for row in rows:

@@ -20,7 +20,8 @@ from tests.helpers import stack_env
 
 def _bench_topics(config) -> set[str]:
     admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
-    return {t for t in admin.list_topics(timeout=10).topics if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
+    return {t for t in admin.list_topics(timeout=10).topics
+            if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
 
 
 def _delete_topics(config, created: set[str]) -> None:

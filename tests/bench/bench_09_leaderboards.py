@@ -98,10 +98,10 @@ def _seed(engine, board_id: str, entries: int) -> str:
         period = db.execute(text("SELECT period FROM leaderboard_periods WHERE leaderboard_id = :b "
                                  "AND closed_at IS NULL"), {"b": board_id}).scalar_one()
         db.execute(text("""
-            INSERT INTO leaderboard_entries (leaderboard_id, period, player_id, score, tie_seq, version, display_name,
-                                             reached_at)
-            SELECT :b, :p, 'p' || i, (random() * 999999)::bigint, nextval('leaderboard_tie_seq'), 1, 'Player ' || i,
-                   now() - make_interval(secs => (:n - i) / 1000.0)
+            INSERT INTO leaderboard_entries (leaderboard_id, period, player_id, score, tie_seq, version,
+                                             display_name, reached_at)
+            SELECT :b, :p, 'p' || i, (random() * 999999)::bigint, nextval('leaderboard_tie_seq'), 1,
+                   'Player ' || i, now() - make_interval(secs => (:n - i) / 1000.0)
             FROM generate_series(1, :n) AS i"""), {"b": board_id, "p": period, "n": entries})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
         db.execute(text("VACUUM ANALYZE leaderboard_entries"))
@@ -113,7 +113,8 @@ class _Writer(threading.Thread):
 
     def __init__(self, base_url: str, key: str, board_id: str, players: int, rate: float):
         super().__init__(daemon=True)
-        self.url, self.board_id, self.players, self.interval = f"{base_url}/api/v1/scores", board_id, players, 1 / rate
+        self.url, self.board_id, self.players, self.interval = (f"{base_url}/api/v1/scores", board_id,
+                                                                players, 1 / rate)
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
         self.stopping = threading.Event()

@@ -124,7 +124,8 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
     for n in range(backlog):
         board_id = boards[n % BOARDS]
         producer.produce(bench_config.score_topic, key=board_id.encode(), value=json.dumps({
-            "leaderboard_id": board_id, "player_id": f"p{n}", "score": n % 100_000, "game_id": "bench"}).encode())
+            "leaderboard_id": board_id, "player_id": f"p{n}", "score": n % 100_000,
+            "game_id": "bench"}).encode())
         if n % 10_000 == 0:
             producer.poll(0)
     assert producer.flush(120) == 0
@@ -215,7 +216,8 @@ class _Changes(threading.Thread):
             for _, entries in self.client.xread({self.key: self.last}, count=1000, block=300) or []:
                 for entry_id, fields in entries:
                     self.last = entry_id.decode()
-                    if fields.get(b"type") == b"board_changed" and fields.get(b"player_id", b"").startswith(b"star"):
+                    if (fields.get(b"type") == b"board_changed"
+                            and fields.get(b"player_id", b"").startswith(b"star")):
                         self.changes.append((int(fields[b"version"]), int(entry_id.split(b"-")[0]) / 1000.0))
 
 

@@ -152,9 +152,8 @@ def bench_fragment_bombs_beside_healthz(stack):
     _probe(f"{stack.base_url}/healthz", 2)  # warm the connection
     bomb = fragment_bomb(BOMB_FRAGMENTS)
     read, healthz_reads, read_answers = _two_in_flight(
-        stack,
-        lambda n: f'query Q{n} {{ top(board_id: "default", limit: 10) {{ total entries {{ rank score }} }} }}',
-        seconds)
+        stack, lambda n: (f'query Q{n} {{ top(board_id: "default", limit: 10) '
+                          f'{{ total entries {{ rank score }} }} }}'), seconds)
     refused, healthz_bombs, bomb_answers = _two_in_flight(
         stack, lambda n: bomb.replace("query Q", f"query Q{n}", 1), seconds)
     report.record("graphql_fragment_bombs", {

@@ -2,9 +2,10 @@
 
 The suite owns: database `quiz_bench` (dropped and recreated, `alembic upgrade head`), the Redis keys
 of prefix `bench.<run>:` (REDIS_KEY_PREFIX; on one Redis in logical database 14, on a cluster in
-database 0; only they are deleted, never a whole database), topics `bench.<run>.events` / `.dlq` / `.bare` (deleted at the end), and its
-own gunicorn, relay and worker processes on a free loopback port. Each benchmark starts from that stack
-running and caught up, whatever ran before it (`known_stack`, tests/bench/stack.py).
+database 0; only they are deleted, never a whole database), topics `bench.<run>.events` / `.dlq` /
+`.bare` (deleted at the end), and its own gunicorn, relay and worker processes on a free loopback port.
+Each benchmark starts from that stack running and caught up, whatever ran before it (`known_stack`,
+tests/bench/stack.py).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Low-load latency against a running stack (`make up`): `.venv/bin/python -m tests.bench.probe_low_load [N]`.
 
-Answers one question with N players, one at a time (plus one warm-up answer), and times, from each 201, the answer's event appearing on Kafka
-and the leaderboard endpoint showing the new score.
+Answers one question with N players, one at a time (plus one warm-up answer), and times, from each 201,
+the answer's event appearing on Kafka and the leaderboard endpoint showing the new score.
 """
 from __future__ import annotations
 

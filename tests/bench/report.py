@@ -171,8 +171,9 @@ def finish() -> None:
     path.write_text(json.dumps(RESULTS, indent=2, default=str))
     m = RESULTS.get("machine", {})
     print("\n\n== livequiz benchmark", stamp, "==")
-    print(f"machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('memory_gb')} GB, kernel {m.get('kernel')}, "
-          f"Python {m.get('python')}, PostgreSQL {m.get('postgresql')}, Redis {m.get('redis')}, Kafka {m.get('kafka')}")
+    print(f"machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('memory_gb')} GB, "
+          f"kernel {m.get('kernel')}, Python {m.get('python')}, PostgreSQL {m.get('postgresql')}, "
+          f"Redis {m.get('redis')}, Kafka {m.get('kafka')}")
     print(table_text())
     print(f"results: {path}")
     for chart in RESULTS["charts"]:

@@ -27,7 +27,8 @@ from app.quiz.board.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 _NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')
-_BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard_update"')
+_BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)'
+                           rb'|"version":(\d+).*?"type":"leaderboard_update"')
 
 
 BOARD_CHANGES = {b"question_closed", b"participant_joined", b"answer_scored", b"board_rebuilt"}
@@ -66,7 +67,8 @@ class StreamObserver(threading.Thread):
                     version = int(fields[b"version"])
                     self.changes[session].append((version, applied_at))
                     if kind == b"question_closed":
-                        closed_at = datetime.fromisoformat(json.loads(fields[b"data"])["closed_at"]).timestamp()
+                        closed_at = datetime.fromisoformat(
+                            json.loads(fields[b"data"])["closed_at"]).timestamp()
                         self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at,
                                                                                    applied_at)
 
@@ -136,7 +138,8 @@ class _WsProtocol(asyncio.Protocol):
         """A client text frame (masked, with a zero key: the payload goes as it is)."""
         payload = text.encode()
         size = len(payload)
-        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126
+                                else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
         self.transport.write(head + b"\0\0\0\0" + payload)
 
     def connection_lost(self, exc) -> None:

@@ -140,9 +140,9 @@ def make_rooms(engine, config: Config, rooms: int, players: int, questions: int,
     with engine.begin() as db:
         db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, :nickname, true)"), users)
         db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :owner, 'bench')"), quizzes)
-        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, "
-                        "points) VALUES (:id, :quiz, :pos, :text, '[\"a\",\"b\",\"c\",\"d\"]', :correct, :limit, "
-                        "1000)"), questions_rows)
+        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, "
+                        "time_limit_s, points) VALUES (:id, :quiz, :pos, :text, '[\"a\",\"b\",\"c\",\"d\"]', "
+                        ":correct, :limit, 1000)"), questions_rows)
         db.execute(text("INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
                         "VALUES (:id, :quiz, :host, :code, 'lobby')"), sessions)
         if participants:

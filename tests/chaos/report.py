@@ -59,8 +59,8 @@ class Summary:
     def rows(self) -> list[tuple[str, str]]:
         f, s, errors, ledger = self.findings, self.state, self._errors(), self.ledger
         rate = f.acknowledged / max(self.load_s, 1e-9)
-        acknowledged = (f"{f.acknowledged:,} ({f.acknowledged - f.replayed:,} / {f.replayed:,}) in {self.load_s:.0f} s:"
-                        f" {rate:,.0f}/s, peak {self.peak_rate:,.0f}/s over 10 s")
+        acknowledged = (f"{f.acknowledged:,} ({f.acknowledged - f.replayed:,} / {f.replayed:,}) "
+                        f"in {self.load_s:.0f} s: {rate:,.0f}/s, peak {self.peak_rate:,.0f}/s over 10 s")
         boards = (f"{s.equal} of {s.sessions} ({len(s.read_to_rebuild)} rebuilt by a read); "
                   f"ops verify exit {f.verify_exit}")
         kafka = (f"{f.events - f.missing_from_kafka:,} of {f.events:,} "

@@ -53,7 +53,8 @@ class Settings:
 
 
 def chaos_config(run: str, redis_url: str, kafka_bootstrap: str, redis_cluster_nodes: str = "") -> Config:
-    """The run's configuration; on the cluster (`redis_cluster_nodes`) its keys carry a prefix of the run's."""
+    """The run's configuration; on the cluster (`redis_cluster_nodes`) its keys carry a prefix of the
+    run's."""
     base = load_config()
     rates = {name: UNREACHABLE_RATE for name in Config.__dataclass_fields__
              if name.startswith("rate_") and name != "rate_limits_enabled"}

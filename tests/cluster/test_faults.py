@@ -45,8 +45,8 @@ BALANCER_S = 2 * 2 + 30
 
 _LEADER = text("""
     SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = :key AND l.objsubid = 1
-      AND a.datname = current_database()""")
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = :key
+      AND l.objsubid = 1 AND a.datname = current_database()""")
 
 
 def kill(stack, name: str) -> None:
@@ -95,8 +95,10 @@ def test_the_standby_relay_takes_over_from_a_dead_leader_and_keeps_each_sessions
 def group_members(config) -> dict[str, set[int]]:
     """The workers' group: each member's client id and the partitions of the topic assigned to it."""
     admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
-    group = admin.describe_consumer_groups([config.kafka_consumer_group])[config.kafka_consumer_group].result(10)
-    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == config.kafka_topic}
+    group_id = config.kafka_consumer_group
+    group = admin.describe_consumer_groups([group_id])[group_id].result(10)
+    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions
+                          if tp.topic == config.kafka_topic}
             for m in group.members}
 
 

@@ -47,8 +47,8 @@ def _stats_sum(http: Api, board_id: str) -> int:
 
 def _sum_in_postgres(engine, board_id: str) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT sum(score) FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                  {"b": board_id}).scalar()
+        return connection.execute(text("SELECT sum(score) FROM leaderboard_entries "
+                                       "WHERE leaderboard_id = :b"), {"b": board_id}).scalar()
 
 
 def _submissions_in_postgres(engine, board_id: str) -> int:

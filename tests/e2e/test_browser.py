@@ -100,7 +100,8 @@ def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_
         expect(tab.by("leaderboard-name")).to_have_text(names, timeout=WAIT_MS)
         expect(tab.by("leaderboard-score")).to_have_text(scores, timeout=WAIT_MS)
     for tab in players.values():
-        mine = next(e for e in expected if e["participant_id"] == tab.stored("livequiz.player")["participant_id"])
+        mine = next(e for e in expected
+                    if e["participant_id"] == tab.stored("livequiz.player")["participant_id"])
         expect(tab.by("player-score")).to_have_text(points(mine["score"]), timeout=WAIT_MS)
         if mine["score"] > 0:  # nobody has a place on 0 points
             expect(tab.by("player-rank")).to_have_text(ordinal(mine["rank"]), timeout=WAIT_MS)

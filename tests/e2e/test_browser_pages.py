@@ -1,4 +1,5 @@
-"""The pages against the real HTTP API, with the room socket played by the test (Playwright's WebSocket routing).
+"""The pages against the real HTTP API, with the room socket played by the test (Playwright's WebSocket
+routing).
 
 Needs only PostgreSQL: the app is served in a thread, and every room message is one the protocol
 defines, built from the API's own answers. This pins the pages' handling of each message (countdown,
@@ -171,7 +172,8 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
         room.push({"type": "session_ended", "podium": board["entries"][:5]})
         # Only players with points stand on the podium: nobody earns a medal with none.
-        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3] if e["score"] > 0])
+        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3]
+                                                    if e["score"] > 0])
         expect(tab.by("final-place")).to_have_text(re.compile(r"You finished 1st of 3 with [\d,]+ points\."))
         tab.shot("mock-06-podium")
 
@@ -250,8 +252,8 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         expect(tab.by("end-session")).to_have_text("Show the podium", timeout=WAIT_MS)
         tab.by("end-session").click()
         room.push({"type": "session_ended", "podium": board["entries"][:5]})
-        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3] if e["score"] > 0],
-                                                   timeout=WAIT_MS)
+        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3]
+                                                    if e["score"] > 0], timeout=WAIT_MS)
         tab.shot("mock-04-podium")
         assert tab.errors == []
     finally:

@@ -212,6 +212,7 @@ def test_only_a_removal_uses_up_a_removable_player(method: str):
             continue
         aimed += 1
         world.record(case, success)
-        left = [p for p in room.participant_ids if p != target] if method == "DELETE" else room.participant_ids
+        left = ([p for p in room.participant_ids if p != target] if method == "DELETE"
+                else room.participant_ids)
         assert room.removable == left, f"{method} {path} -> 200 left {room.removable}"
     assert aimed, f"no {method} was aimed at a player kept for removal"

@@ -151,6 +151,7 @@ def test_no_graphql_answer_is_a_server_error(world: World, http: requests.Sessio
                  body["errors"][0].get("extensions", {}).get("code", "?")] += 1
 
     send()
-    print(f"{field} ({mode.name.lower()}): {sum(outcomes.values())} requests, {dict(sorted(outcomes.items()))}")
+    print(f"{field} ({mode.name.lower()}): {sum(outcomes.values())} requests, "
+          f"{dict(sorted(outcomes.items()))}")
     if mode is Mode.POSITIVE and field in REACHABLE and FUZZ_GRAPHQL_EXAMPLES >= GUARDS_PASSED_WITHIN:
         assert outcomes["ok"] > 0, f"{field}: never got past the guards: {dict(outcomes)}"

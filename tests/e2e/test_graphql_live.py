@@ -16,7 +16,8 @@ from tests.helpers import WAIT_S, Api, HttpClient, fragment_bomb, wait_until
 PROTOCOL = "graphql-transport-ws"
 BOARD_TOP = gql("""subscription($b: ID!) { boardTop(board_id: $b, top: 3) {
     leaderboard_id period version total entries { rank player_id score } } }""")
-STANDING = gql("subscription($b: ID!, $p: ID!) { playerStanding(board_id: $b, player_id: $p) { rank score } }")
+STANDING = gql("subscription($b: ID!, $p: ID!) "
+               "{ playerStanding(board_id: $b, player_id: $p) { rank score } }")
 
 
 def _board_with_players(http: Api) -> tuple[str, object]:
@@ -151,7 +152,8 @@ def test_the_socket_refuses_a_fragment_bomb_and_too_many_mutations_and_lives_on(
         bomb_id = f"bomb{n}"
         client.send({"id": bomb_id, "type": "subscribe", "payload": {"query": fragment_bomb(n)}})
         refused = client.wait_for(lambda m, bomb_id=bomb_id: m.get("id") == bomb_id)
-        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "query_too_costly"
+        assert (refused["type"] == "error"
+                and refused["payload"][0]["extensions"]["code"] == "query_too_costly")
     subscription = fragment_bomb(25, 'boardTop(board_id: "default") { version }', on="Subscription",
                                  operation="subscription")
     client.send({"id": "sub", "type": "subscribe", "payload": {"query": subscription}})
@@ -166,8 +168,8 @@ def test_the_socket_refuses_a_fragment_bomb_and_too_many_mutations_and_lives_on(
 
 
 def test_a_nested_message_closes_the_socket_with_4400_and_a_flood_with_4429(live_stack):
-    deep = '{"type": "subscribe", "id": "x", "payload": {"query": "{ leaderboard { score } }", "variables": {"a": ' \
-        + "[" * 20_000 + "]" * 20_000 + "}}}"
+    deep = ('{"type": "subscribe", "id": "x", "payload": {"query": "{ leaderboard { score } }", '
+            '"variables": {"a": ' + "[" * 20_000 + "]" * 20_000 + "}}}")
     nested = _acknowledged(live_stack)
     nested.send(deep)
     assert nested.wait_closed() == 4400 and "too_deep" in nested.close_reason

@@ -55,7 +55,8 @@ def test_a_socket_gets_its_top_first_then_only_its_changes(live_stack):
 
         # Into the top 3: one update with the new order, and the player's new standing.
         _scores(http, owner, board_id, {"p1": 600})
-        update = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["entries"][0]["player_id"] == "p1")
+        update = watcher.wait_for(lambda m: m["type"] == "leaderboard_update"
+                                  and m["entries"][0]["player_id"] == "p1")
         assert _players(update) == [("p1", 600), ("p5", 500), ("p4", 400)]
         assert update["version"] > first["version"]
         assert watcher.wait_for(lambda m: m["type"] == "standing" and m["score"] == 600)["rank"] == 1
@@ -77,7 +78,8 @@ def test_seed_001_subscribe_protocol_on_one_socket(live_stack):
     try:
         for board_id in (first, second):
             client.send({"type": "subscribe", "leaderboard_id": board_id})
-            assert client.wait_for(lambda m, b=board_id: m["type"] == "subscribed" and m["leaderboard_id"] == b)
+            assert client.wait_for(lambda m, b=board_id: m["type"] == "subscribed"
+                                   and m["leaderboard_id"] == b)
             update = client.wait_for(lambda m, b=board_id: m["type"] == "leaderboard_update"
                                      and m["leaderboard_id"] == b)
             assert update["total"] == update["total_players"] == 1
@@ -93,7 +95,8 @@ def test_seed_001_subscribe_protocol_on_one_socket(live_stack):
         client.wait_for(lambda m: m["type"] == "leaderboard_update" and m["leaderboard_id"] == second
                         and m["entries"][0]["score"] == 21)
         after = client.messages[[m["type"] for m in client.messages].index("unsubscribed"):]
-        assert not [m for m in after if m.get("leaderboard_id") == first and m["type"] == "leaderboard_update"]
+        assert not [m for m in after
+                    if m.get("leaderboard_id") == first and m["type"] == "leaderboard_update"]
     finally:
         client.close()
 
@@ -117,8 +120,8 @@ def test_a_closing_period_sends_its_final_standings_and_moves_the_socket_on(live
         moved = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] != period)
         assert moved["entries"] == [] and moved["total"] == 0
         _scores(http, owner, board_id, {"cy": 5})
-        fresh = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] == moved["period"]
-                                 and m["entries"])
+        fresh = watcher.wait_for(lambda m: m["type"] == "leaderboard_update"
+                                 and m["period"] == moved["period"] and m["entries"])
         assert _players(fresh) == [("cy", 5)]
     finally:
         watcher.close()

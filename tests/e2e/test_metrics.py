@@ -89,7 +89,8 @@ class Round:
         # Every player answered, so the server's timer may have closed it already: one close either way.
         closed = self.api.post(f"/api/v1/sessions/{self.session_id}/questions/close", token=self.host.token,
                                expect=None)
-        assert closed.status_code == 200 or closed.get_json()["error"]["code"] == "no_open_question", closed.get_json()
+        assert closed.status_code == 200 or closed.get_json()["error"]["code"] == "no_open_question", \
+            closed.get_json()
 
 
 def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
@@ -153,7 +154,8 @@ def test_the_public_port_has_no_metrics_and_the_metrics_port_is_loopback_only(li
     assert [address.ip for address in listening if address.port == port] == ["127.0.0.1"]
     # The workers hold the public port only: the metrics port is the master's.
     for worker in master.children():
-        assert port not in {c.laddr.port for c in worker.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert port not in {c.laddr.port for c in worker.net_connections("tcp")
+                            if c.status == psutil.CONN_LISTEN}
     assert "http_requests_total" in scrape(live_stack.metrics_url("web"))
 
 

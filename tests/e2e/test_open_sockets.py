@@ -83,8 +83,8 @@ def test_open_sockets_of_a_user_are_capped_across_web_processes(web_pair: WebPai
         for index in range(3):
             session_id = http.live_session(host)["id"]
             ticket = ticket_for(web_pair.ws_url(0), session_id, host.token)
-            rooms.append(SocketClient(f"{web_pair.ws_url(index % 2)}/ws/sessions/{session_id}?ticket={ticket}",
-                                      header=as_address(address)))
+            url = f"{web_pair.ws_url(index % 2)}/ws/sessions/{session_id}?ticket={ticket}"
+            rooms.append(SocketClient(url, header=as_address(address)))
             if index < 2:
                 rooms[-1].wait_type("snapshot")
         assert rooms[2].wait_closed() == 4429

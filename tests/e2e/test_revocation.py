@@ -81,7 +81,8 @@ def test_logout_closes_that_tokens_sockets_everywhere_and_voids_its_tickets(web_
 
 def _answers_of(engine, participant_id: str) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT count(*) FROM participant_answers WHERE quiz_session_participant_id = :p"),
+        return connection.execute(text("SELECT count(*) FROM participant_answers "
+                                       "WHERE quiz_session_participant_id = :p"),
                                   {"p": participant_id}).scalar()
 
 

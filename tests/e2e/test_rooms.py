@@ -170,7 +170,8 @@ def test_rooms_are_isolated(live_stack, http: Api):
     watch_a.wait_for(lambda m: m["type"] == "leaderboard" and any(e["score"] > 0 for e in m["entries"]))
     last_of_b = http.join(sid_b, http.guest())
     players_b.append(last_of_b)
-    watch_b.wait_for(lambda m: m["type"] == "player_joined" and m["participant_id"] == last_of_b.participant_id)
+    watch_b.wait_for(lambda m: m["type"] == "player_joined"
+                     and m["participant_id"] == last_of_b.participant_id)
     a_ids = {p.participant_id for p in players_a} | {sid_a, question["question_id"]}
     for message in watch_b.messages:
         assert not any(value in str(message) for value in a_ids), message
@@ -278,7 +279,8 @@ def test_a_session_plays_to_the_podium(live_stack, http: Api, engine):
         assert "correct_choice" not in opened and opened["choices"] == ["red", "green", "blue", "gold"]
         for i, player in enumerate(players):
             http.answer(sid, player, question["question_id"], question["position"] % 4 if i % 2 == 0 else 3)
-        watch.wait_for(lambda m: m["type"] == "question_closed" and m["question_id"] == question["question_id"])
+        watch.wait_for(lambda m: m["type"] == "question_closed"
+                       and m["question_id"] == question["question_id"])
     http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
     ended = watch.wait_type("session_ended")
     expected = sorted(scores_in_postgres(engine, sid).items(), key=lambda kv: -kv[1])[:5]

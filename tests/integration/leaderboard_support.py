@@ -37,8 +37,8 @@ def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expe
 def board_events(engine, board_id: str, since_seq: int = 0) -> list[Any]:
     with engine.connect() as connection:
         return connection.execute(text(
-            "SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, seq FROM events "
-            "WHERE aggregate_id = :b AND seq > :since ORDER BY created_at, seq"),
+            "SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, seq "
+            "FROM events WHERE aggregate_id = :b AND seq > :since ORDER BY created_at, seq"),
             {"b": board_id, "since": since_seq}).all()
 
 

@@ -158,7 +158,8 @@ class RawProducer:
                                           ctypes.c_int(self._END)) == 0, "librdkafka refused the message"
 
     def flush(self) -> None:
-        assert self.lib.rd_kafka_flush(self.handle, 30_000) == 0 and self.lib.rd_kafka_outq_len(self.handle) == 0
+        assert (self.lib.rd_kafka_flush(self.handle, 30_000) == 0
+                and self.lib.rd_kafka_outq_len(self.handle) == 0)
 
     def close(self) -> None:
         self.lib.rd_kafka_destroy(self.handle)

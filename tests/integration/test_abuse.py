@@ -216,7 +216,8 @@ def test_a_failing_commit_is_outcome_unknown_never_not_recorded(api: Api, engine
             BEGIN RAISE EXCEPTION 'the commit failed'; END $$"""))
         # A deferred constraint trigger raises at COMMIT, after every statement succeeded.
         connection.execute(text(f"""
-            CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON participant_answers DEFERRABLE INITIALLY DEFERRED
+            CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON participant_answers
+            DEFERRABLE INITIALLY DEFERRED
             FOR EACH ROW WHEN (NEW.quiz_session_id = '{sid}') EXECUTE FUNCTION {trigger}()"""))
     try:
         response = api.answer(sid, player, qid, 0, expect=504)

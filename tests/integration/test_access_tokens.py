@@ -1,5 +1,6 @@
-"""Access tokens are JWTs (app/accounts/tokens.py): what they carry, who may verify them, and every forgery the
-service refuses with the same 401 the edge gives (tests/cluster/test_edge.py), with HS256 and ES256."""
+"""Access tokens are JWTs (app/accounts/tokens.py): what they carry, who may verify them, and every
+forgery the service refuses with the same 401 the edge gives (tests/cluster/test_edge.py), with HS256
+and ES256."""
 from __future__ import annotations
 
 import time

@@ -154,8 +154,8 @@ def test_true_false_and_polls(api: Api, engine):
     closed = api.close_question(sid, host)
     assert (closed["correct_choice"], closed["choice_counts"]) == (None, [0, 2, 0, 1])
     with engine.connect() as connection:
-        points = connection.execute(text("SELECT sum(points) FROM participant_answers WHERE question_id = :q"),
-                                    {"q": second["id"]}).scalar()
+        points = connection.execute(text("SELECT sum(points) FROM participant_answers "
+                                         "WHERE question_id = :q"), {"q": second["id"]}).scalar()
         streak = connection.execute(text("SELECT streak FROM quiz_session_participants WHERE id = :p"),
                                     {"p": players[0].participant_id}).scalar()
     assert points == 0 and streak == 1  # a poll neither scores nor breaks a streak

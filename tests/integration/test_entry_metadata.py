@@ -54,7 +54,8 @@ def test_every_entry_read_returns_the_entrys_metadata(api: Api, client, applier,
     assert rest_reads() == wanted
     got = data(client, 'query($b: ID!) { top(board_id: $b) { entries { player_id metadata } } '
                        'player(board_id: $b, player_id: "ann") { metadata } }', {"b": board_id})
-    assert _metadata_by_player(got["top"]["entries"]) == expected and got["player"]["metadata"] == expected["ann"]
+    assert (_metadata_by_player(got["top"]["entries"]) == expected
+            and got["player"]["metadata"] == expected["ann"])
 
     # Redis lost the board: the rebuild from PostgreSQL brings the metadata back with the entries.
     keys = LeaderboardKeys(board_id)

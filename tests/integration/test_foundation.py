@@ -154,7 +154,8 @@ def test_compose_file_is_valid():
                            capture_output=True,
                            text=True, cwd=ROOT, timeout=60,
                            env={k: v for k, v in env.items() if k != "SECRET_KEY"})
-    assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, "the stack must not start with a default key"
+    assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, \
+        "the stack must not start with a default key"
     assert {"postgres", "redis", "kafka", "migrate", "web", "relay", "worker"} <= set(services)
 
 
@@ -165,5 +166,6 @@ def test_topics_have_the_configured_partition_count(kafka_topics):
 
 
 def test_the_models_and_the_migrations_agree(database):
-    """`alembic check`: autogenerate finds nothing to add, so the models (app/*/models.py) and migrations/ cannot drift."""
+    """`alembic check`: autogenerate finds nothing to add, so the models (app/*/models.py) and
+    migrations/ cannot drift."""
     command.check(alembic_config(database))

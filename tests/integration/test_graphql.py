@@ -71,8 +71,8 @@ def test_seed_000_operations_work_verbatim_without_a_token(config, applier):
     assert {"score": 7, "user_id": created["user_id"], "user_name": name} in board
     assert [u["score"] for u in board] == sorted((u["score"] for u in board), reverse=True)
     # Without a token, only `default`: the other mutations need the REST API's credentials.
-    refused = gql(client, 'mutation { submitScore(input: {leaderboard_id: "default", player_id: "x", score: 1}) '
-                          "{ rank } }")
+    refused = gql(client, 'mutation { submitScore(input: {leaderboard_id: "default", player_id: "x", '
+                          'score: 1}) { rank } }')
     assert error_code(refused) == "unauthorized"
 
 
@@ -136,7 +136,8 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
     assert error_code(gql(client, create, {"i": {**board_input, "sort_order": "up"}}, token=who.token)) \
         == "invalid_request"
 
-    submit = ("mutation($s: ScoreInput!) { submitScore(input: $s) { outcome score previous_score replayed } }")
+    submit = ("mutation($s: ScoreInput!) { submitScore(input: $s) "
+              "{ outcome score previous_score replayed } }")
     one = {"leaderboard_id": created["id"], "player_id": "p1", "score": MAX_EXACT - 1, "submission_id": "s1"}
     first = data(client, submit, {"s": one}, token=key)["submitScore"]
     again = data(client, submit, {"s": one}, token=key)["submitScore"]
@@ -172,19 +173,22 @@ def test_documents_are_checked_once_and_bounded(client):
     assert "errors" not in gql(client, nested)
     deep = "fragment F on Page { entries { rank } } query { top(board_id: \"default\") { ...F } }"
     assert "errors" not in gql(client, deep)
-    costly = gql(client, 'query { a: top(board_id: "default", limit: 100) { entries { rank player_id score '
-                         'display_name reached_at } } b: top(board_id: "default", limit: 100) { entries { rank '
-                         'player_id score display_name reached_at } } c: boards(limit: 100) { boards { id name '
-                         'sort_order update_mode reset_period timezone } } d: range(board_id: "default", start: 1, '
-                         'end: 5000) { entries { rank player_id score display_name reached_at } } }',
+    costly = gql(client, 'query { a: top(board_id: "default", limit: 100) { entries { rank player_id '
+                         'score display_name reached_at } } b: top(board_id: "default", limit: 100) '
+                         '{ entries { rank player_id score display_name reached_at } } c: boards(limit: 100) '
+                         '{ boards { id name sort_order update_mode reset_period timezone } } '
+                         'd: range(board_id: "default", start: 1, end: 5000) '
+                         '{ entries { rank player_id score display_name reached_at } } }',
                  expect=400)
     assert error_code(costly) == "query_too_costly"
-    too_deep = "query { __schema { types { fields { type " + "{ ofType " * MAX_DEPTH + "{ name }" + " }" * (MAX_DEPTH + 4)
+    too_deep = ("query { __schema { types { fields { type " + "{ ofType " * MAX_DEPTH + "{ name }"
+                + " }" * (MAX_DEPTH + 4))
     assert error_code(gql(client, too_deep, expect=400)) == "query_too_deep"
     assert error_code(gql(client, "query {", expect=400)) == "graphql_parse_failed"
     assert error_code(gql(client, "query { nope }", expect=400)) == "graphql_validation_failed"
     response = client.post("/graphql", data="not json", content_type="application/json")
-    assert response.status_code == 400 and response.get_json()["errors"][0]["extensions"]["code"] == "invalid_json"
+    assert (response.status_code == 400
+            and response.get_json()["errors"][0]["extensions"]["code"] == "invalid_json")
     subscription = gql(client, 'subscription { boardTop(board_id: "default") { version } }', expect=400)
     assert "WebSocket" in subscription["errors"][0]["message"]
 

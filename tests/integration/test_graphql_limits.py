@@ -78,8 +78,8 @@ def test_fields_aliases_and_mutations_per_document_are_bounded(client, config, e
     spreads = "query { " + " ".join(["...F"] * MAX_FIELDS) + " } fragment F on Query { __typename }"
     assert code_of(post(client, spreads, 400)) == "too_many_fields"
     many = range(MAX_FRAGMENTS + 1)
-    fragments = " ".join(f"...G{i}" for i in many) + " } " + " ".join(f"fragment G{i} on Query {{ __typename }}"
-                                                                      for i in many)
+    fragments = (" ".join(f"...G{i}" for i in many) + " } "
+                 + " ".join(f"fragment G{i} on Query {{ __typename }}" for i in many))
     assert code_of(post(client, "query { " + fragments, 400)) == "too_many_fragments"
 
     name = "many " + uuid.uuid4().hex[:8]

@@ -75,7 +75,8 @@ def test_a_failing_batch_is_retried_answer_by_answer(api: Api, engine):
         connection.execute(text(f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ "
                                 f"BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$"))
         connection.execute(text(f"CREATE TRIGGER {trigger} BEFORE INSERT ON events FOR EACH ROW "
-                                f"WHEN (NEW.payload->>'nickname' = '{doomed.nickname}') EXECUTE FUNCTION {trigger}()"))
+                                f"WHEN (NEW.payload->>'nickname' = '{doomed.nickname}') "
+                                f"EXECUTE FUNCTION {trigger}()"))
     try:
         batch = [Pending(AnswerRequest(uuid.UUID(p.user_id), uuid.UUID(sid), uuid.UUID(qid), 0))
                  for p in players]

@@ -29,8 +29,9 @@ from tests.integration.leaderboard_support import Applier
 def two_key_spaces(config, engine) -> None:
     """Boards, tickets, rate limits and revocations written under one prefix are absent under the other,
     on the Redis (or cluster) of `config`; each SCAN finds its own prefix's boards only."""
-    spaces = {name: config.replace(redis_key_prefix=f"{config.redis_key_prefix}{name}.{uuid.uuid4().hex[:6]}:",
-                                   rate_login_per_username="2/minute") for name in ("a", "b")}
+    spaces = {name: config.replace(
+        redis_key_prefix=f"{config.redis_key_prefix}{name}.{uuid.uuid4().hex[:6]}:",
+        rate_login_per_username="2/minute") for name in ("a", "b")}
     a, b = spaces["a"], spaces["b"]
     with Session(engine, expire_on_commit=False) as db:
         owner = create_guest(db, "prefix owner")

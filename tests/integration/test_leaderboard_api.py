@@ -34,7 +34,8 @@ def test_seed_001_walk_through(api: Api, applier):
         {"player_id": "player3", "leaderboard_id": board_id, "score": 1500},
         {"player_id": "player4", "leaderboard_id": "no-such-board", "score": 1}]}, token=host.token,
         expect=200).get_json()["results"]
-    assert [r.get("outcome") for r in batch[:3]] == ["changed"] * 3 and batch[3]["error"]["code"] == "not_found"
+    assert [r.get("outcome") for r in batch[:3]] == ["changed"] * 3 \
+        and batch[3]["error"]["code"] == "not_found"
     applier.catch_up(board_id)
     top = api.get(f"/api/v1/leaderboards/{board_id}/top", expect=200, limit=10).get_json()
     assert [(e["player_id"], e["score"]) for e in top["entries"]] == [

@@ -59,8 +59,9 @@ def _model(mode: str, order: str, sequence) -> list[tuple[str, int]]:
 def _postgres(engine, board_id: str, order: str) -> list[tuple[str, int]]:
     with engine.connect() as connection:
         return [tuple(r) for r in connection.execute(text(
-            f"SELECT player_id, score FROM leaderboard_entries WHERE leaderboard_id = :b AND score IS NOT NULL "
-            f"ORDER BY {ranking_sql(order)}"), {"b": board_id})]
+            f"SELECT player_id, score FROM leaderboard_entries "
+            f"WHERE leaderboard_id = :b AND score IS NOT NULL ORDER BY {ranking_sql(order)}"),
+            {"b": board_id})]
 
 
 def _redis(redis_client, board_id: str) -> list[tuple[str, int]]:

@@ -99,8 +99,8 @@ def _audit(engine, board_id: str, results: list) -> dict[str, int]:
             "SELECT payload->>'period' AS period, (payload->>'entry_count')::int AS n FROM events "
             "WHERE aggregate_id = :b AND event_type = 'period_closed'"), {"b": board_id}).all()
         counts = dict(connection.execute(text(
-            "SELECT period, count(*) FROM leaderboard_entries WHERE leaderboard_id = :b AND score IS NOT NULL "
-            "GROUP BY period"), {"b": board_id}).all())
+            "SELECT period, count(*) FROM leaderboard_entries "
+            "WHERE leaderboard_id = :b AND score IS NOT NULL GROUP BY period"), {"b": board_id}).all())
     assert {p: int(s) for p, s in sums.items()} == dict(per_period)  # increments of 1: one point per write
     assert len({c.period for c in closes}) == len(closes), "a period closed twice"
     for close in closes:

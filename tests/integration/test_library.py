@@ -140,7 +140,8 @@ def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_i
 
 
 def test_spreadsheet_safe_leaves_numbers_and_plain_text():
-    assert spreadsheet_safe(-3) == -3 and spreadsheet_safe("Ada") == "Ada" and spreadsheet_safe("\tx") == "'\tx"
+    assert (spreadsheet_safe(-3) == -3 and spreadsheet_safe("Ada") == "Ada"
+            and spreadsheet_safe("\tx") == "'\tx")
     assert spreadsheet_safe("Mary-Jane, 3+4") == "Mary-Jane, 3+4"
 
 
@@ -202,7 +203,8 @@ def test_ended_games_past_their_retention_are_deleted(api: Api, engine):
                   {"s": old["id"]})
     while purge_expired_sessions(engine, retention_days=30):
         pass
-    assert _rows(engine, old["id"])["quiz_sessions"] == 0 and _rows(engine, old["id"])["participant_answers"] == 0
+    assert (_rows(engine, old["id"])["quiz_sessions"] == 0
+            and _rows(engine, old["id"])["participant_answers"] == 0)
     assert _rows(engine, recent["id"])["quiz_sessions"] == 1
 
 

@@ -3,8 +3,8 @@ clients the processes build from REDIS_CLUSTER_NODES (scripts, boards, rate limi
 hub's per-shard reads of the room streams.
 
 The worker's batch is one apply_batch call per session or board on the node of its slot (counted in
-the nodes' command statistics). The cluster is started by this module on loopback ports in a temporary directory and torn down
-at the end; Debian's redis-server and redis-cli are enough.
+the nodes' command statistics). The cluster is started by this module on loopback ports in a temporary
+directory and torn down at the end; Debian's redis-server and redis-cli are enough.
 """
 from __future__ import annotations
 
@@ -235,7 +235,8 @@ def _blocked_reads(port: int) -> int:
     """Connections of this node blocked in an XREAD right now."""
     clients = subprocess.run(["redis-cli", "-p", str(port), "client", "list"], capture_output=True,
                              text=True).stdout.splitlines()
-    return sum(1 for line in clients if " cmd=xread" in line and "b" in line.split(" flags=")[1].split(" ")[0])
+    return sum(1 for line in clients
+               if " cmd=xread" in line and "b" in line.split(" flags=")[1].split(" ")[0])
 
 
 def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config):
@@ -258,7 +259,8 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
             hub.join(connection, hub.stream_tail(session_id))
             connections.append(connection)
         def shard_readers() -> list[str]:
-            return sorted(t.name for t in threading.enumerate() if t.name.startswith("room-streams-127.0.0.1:71"))
+            return sorted(t.name for t in threading.enumerate()
+                          if t.name.startswith("room-streams-127.0.0.1:71"))
 
         wait_until(lambda: shard_readers() == sorted(f"room-streams-{node}" for node in rooms),
                    "one reader for each shard")

@@ -41,8 +41,9 @@ def test_another_owners_score_is_committed_in_the_next_transaction_not_after_the
         # The flooding owner's first batch waits for its board's period, which this test holds locked,
         # while the rest of its batches and the other owner's score queue up behind it.
         with holder.begin():
-            holder.execute(text("SELECT 1 FROM leaderboard_periods WHERE leaderboard_id = :b AND closed_at IS NULL "
-                                "FOR UPDATE"), {"b": flooded_board})
+            holder.execute(text("SELECT 1 FROM leaderboard_periods "
+                                "WHERE leaderboard_id = :b AND closed_at IS NULL FOR UPDATE"),
+                           {"b": flooded_board})
             written = [pool.submit(batcher.submit, floods[0])]
             wait_until(lambda: len(batcher.transactions) == 1, "the first batch is being committed")
             written += [pool.submit(batcher.submit, request) for request in floods[1:]]

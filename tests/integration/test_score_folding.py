@@ -63,8 +63,9 @@ def _state(engine, board_id: str, order: str, sent: list[Item]) -> dict[str, Any
     each), the activity."""
     with engine.connect() as connection:
         entries = [tuple(r) for r in connection.execute(text(
-            f"SELECT player_id, score, previous_score, version, display_name, metadata FROM leaderboard_entries "
-            f"WHERE leaderboard_id = :b ORDER BY {ranking_sql(order)}, player_id"), {"b": board_id})]
+            f"SELECT player_id, score, previous_score, version, display_name, metadata "
+            f"FROM leaderboard_entries WHERE leaderboard_id = :b ORDER BY {ranking_sql(order)}, player_id"),
+            {"b": board_id})]
         kept = connection.execute(text(
             "SELECT submission_id, fingerprint, result FROM score_submissions WHERE leaderboard_id = :b"),
             {"b": board_id}).all()
@@ -125,8 +126,9 @@ def test_a_batch_naming_one_player_a_thousand_times_writes_one_entry_once(engine
     events = [r for r in board_events(engine, board_id) if r.event_type == "entry_changed"]
     assert [(e.payload["score"], e.payload["version"]) for e in events] == [(1000, 1000)]
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT score, previous_score, version, metadata FROM leaderboard_entries "
-                                      "WHERE leaderboard_id = :b"), {"b": board_id}).one()
+        row = connection.execute(text("SELECT score, previous_score, version, metadata "
+                                      "FROM leaderboard_entries WHERE leaderboard_id = :b"),
+                                 {"b": board_id}).one()
     assert tuple(row) == (1000, 999, 1000, {"n": 999})
 
 

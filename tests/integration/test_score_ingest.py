@@ -72,8 +72,8 @@ def test_a_batch_commits_what_it_can_and_dead_letters_the_rest(api, topics, engi
     drain(ingest, sent)
     assert entries(engine, board_id) == {"ann": 15}
     with engine.connect() as connection:
-        metadata = connection.execute(text("SELECT metadata FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                      {"b": board_id}).scalar()
+        metadata = connection.execute(text("SELECT metadata FROM leaderboard_entries "
+                                           "WHERE leaderboard_id = :b"), {"b": board_id}).scalar()
     assert metadata == {"game_id": "match1"}  # seed 001's game id is kept with the entry
     dead = read_topic(topics.kafka_bootstrap_servers, topics.score_dlq_topic)
     reasons = sorted(m.headers["dlq_reason"].decode().split(":")[0] for m in dead)

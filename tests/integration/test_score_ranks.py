@@ -24,8 +24,9 @@ def _apply_once_committed(engine, applier: Applier, board_id: str, players: int)
     (the request is answering meanwhile)."""
     def committed() -> bool:
         with engine.connect() as connection:
-            return connection.execute(text("SELECT count(*) FROM leaderboard_entries WHERE leaderboard_id = :b "
-                                           "AND score IS NOT NULL"), {"b": board_id}).scalar() == players
+            return connection.execute(text("SELECT count(*) FROM leaderboard_entries "
+                                           "WHERE leaderboard_id = :b AND score IS NOT NULL"),
+                                      {"b": board_id}).scalar() == players
 
     def run() -> None:
         wait_until(committed, "the batch was never committed", every_s=0.01)

@@ -62,7 +62,8 @@ def test_a_failed_write_is_an_error_reply_and_a_resend_records_the_answer_once(a
         conn.execute(text(f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ "
                           f"BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$"))
         conn.execute(text(f"CREATE TRIGGER {trigger} BEFORE INSERT ON events FOR EACH ROW "
-                          f"WHEN (NEW.payload->>'nickname' = '{player.nickname}') EXECUTE FUNCTION {trigger}()"))
+                          f"WHEN (NEW.payload->>'nickname' = '{player.nickname}') "
+                          f"EXECUTE FUNCTION {trigger}()"))
     message = {"type": "answer", "question_id": question, "choice": 2, "ref": "a1"}
     with app.app_context():
         handle = _handler(sid, player.user_id)

@@ -235,7 +235,8 @@ def test_join_statuses(api: Api):
     first = api.post(f"/api/v1/sessions/{sid}/join", token=player.token, expect=201).get_json()
     assert first["nickname"] == "Kim"
     again = api.post(f"/api/v1/sessions/{sid}/join", token=player.token, expect=409).get_json()
-    assert again["error"]["code"] == "already_joined" and again["error"]["participant_id"] == first["participant_id"]
+    assert (again["error"]["code"] == "already_joined"
+            and again["error"]["participant_id"] == first["participant_id"])
     api.post(f"/api/v1/sessions/{uuid.uuid4()}/join", token=player.token, expect=404)
     api.post("/api/v1/sessions/xyz/join", token=player.token, expect=404)
     assert error_code(api.post(f"/api/v1/sessions/{sid}/join", token=host.token,
@@ -292,8 +293,9 @@ def test_answers_after_the_deadline_are_refused_by_the_server_clock(api: Api, en
     player = api.join(sid, api.guest())
     qid = api.next_question(sid, host)["question_id"]
     with engine.begin() as connection:
-        connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() - interval '1 ms' "
-                                "WHERE id = :s"), {"s": sid})
+        connection.execute(text("UPDATE quiz_sessions "
+                                "SET question_deadline = clock_timestamp() - interval '1 ms' WHERE id = :s"),
+                           {"s": sid})
     assert error_code(api.answer(sid, player, qid, 0, expect=409)) == "question_closed"
     assert events_of(engine, sid, "answer_scored") == []
 
@@ -361,7 +363,8 @@ def _answer_after(api: Api, engine, sid, player, qid, choice, elapsed_ms):
     started = time.monotonic()
     with engine.begin() as connection:
         connection.execute(text("""
-            UPDATE quiz_sessions SET question_opened_at = clock_timestamp() - make_interval(secs => :ms / 1000.0),
+            UPDATE quiz_sessions
+               SET question_opened_at = clock_timestamp() - make_interval(secs => :ms / 1000.0),
                    question_deadline = clock_timestamp() - make_interval(secs => :ms / 1000.0)
                                        + make_interval(secs => 20)
             WHERE id = :s"""), {"ms": elapsed_ms, "s": sid})
@@ -438,7 +441,8 @@ def test_two_thousand_players_join_one_session_concurrently(app, api: Api, engin
     assert statuses.count(201) == 2000
     with engine.connect() as connection:
         participants = connection.execute(text(
-            "SELECT count(*), count(DISTINCT user_id) FROM quiz_session_participants WHERE quiz_session_id = :s"),
+            "SELECT count(*), count(DISTINCT user_id) FROM quiz_session_participants "
+            "WHERE quiz_session_id = :s"),
             {"s": sid}).one()
     assert participants == (2000, 2000)
     assert len(events_of(engine, sid, "participant_joined")) == 2000

@@ -28,8 +28,8 @@ def event_rows(engine, session_id: str | None = None) -> list[Any]:
     where = "WHERE aggregate_id = :s" if session_id else ""
     with engine.connect() as connection:
         return connection.execute(text(
-            f"SELECT id, event_type, version, aggregate_type, aggregate_id, created_at, payload FROM events {where} "
-            "ORDER BY created_at, seq"), {"s": session_id}).all()
+            f"SELECT id, event_type, version, aggregate_type, aggregate_id, created_at, payload "
+            f"FROM events {where} ORDER BY created_at, seq"), {"s": session_id}).all()
 
 
 def publish(config: Config, rows, producer=None) -> int:

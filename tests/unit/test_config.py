@@ -24,7 +24,8 @@ def test_a_malformed_value_names_its_variable(name, value):
 
 def test_redis_cluster_nodes_are_host_port_pairs_and_empty_means_one_redis():
     assert load_config({}).redis_cluster_nodes == ""
-    assert load_config({"REDIS_CLUSTER_NODES": " a:7000, 10.0.0.2:7001 ,"}).redis_cluster_nodes == "a:7000,10.0.0.2:7001"
+    assert load_config({"REDIS_CLUSTER_NODES": " a:7000, 10.0.0.2:7001 ,"}).redis_cluster_nodes \
+        == "a:7000,10.0.0.2:7001"
     for value in ("a", "a:port", ":7000", "a:70000"):
         with pytest.raises(ConfigError) as error:
             load_config({"REDIS_CLUSTER_NODES": value})

@@ -1,4 +1,5 @@
-"""The wire format of the worker's batch call (app/core/lua.py pack_batch, read by lua/common_lib.lua apply_batch)."""
+"""The wire format of the worker's batch call (app/core/lua.py pack_batch, read by lua/common_lib.lua
+apply_batch)."""
 from __future__ import annotations
 
 import json

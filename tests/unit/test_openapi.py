@@ -67,7 +67,8 @@ def _stated(document: dict, model: type[BaseModel]) -> jsonschema_rs.Validator:
 def _query_of(operation: dict) -> set[str]:
     names = set()
     for parameter in (p for p in operation["parameters"] if p["in"] == "query"):
-        names |= set(parameter["schema"].get("properties", {})) if parameter.get("explode") else {parameter["name"]}
+        names |= (set(parameter["schema"].get("properties", {})) if parameter.get("explode")
+                  else {parameter["name"]})
     return names
 
 

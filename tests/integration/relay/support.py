@@ -98,7 +98,8 @@ def insert_events(engine, count: int, sessions: list[uuid.UUID] | None = None) -
     with engine.begin() as conn:
         rows = conn.execute(text("""
             INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload)
-            SELECT gen_random_uuid(), 'quiz_session', (CAST(:sessions AS uuid[]))[1 + g % cardinality(CAST(:sessions AS uuid[]))],
+            SELECT gen_random_uuid(), 'quiz_session',
+                   (CAST(:sessions AS uuid[]))[1 + g % cardinality(CAST(:sessions AS uuid[]))],
                    'session_ended', 1, jsonb_build_object('ended_at', clock_timestamp())
             FROM generate_series(1, :n) AS g
             RETURNING id"""), {"sessions": [str(s) for s in sessions], "n": count}).all()

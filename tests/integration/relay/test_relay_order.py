@@ -50,8 +50,9 @@ def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(a
                 for s in sessions:
                     api.close_question(s["id"], host)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events WHERE aggregate_id = ANY(:s) "
-                                     "ORDER BY created_at, seq"), {"s": [s["id"] for s in sessions]}).all()
+            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events "
+                                     "WHERE aggregate_id = ANY(:s) ORDER BY created_at, seq"),
+                                {"s": [s["id"] for s in sessions]}).all()
         ids = [str(r.id) for r in rows]
         assert sum(r.event_type == "answer_scored" for r in rows) == 3 * 30 * 2
         wait_published(engine, ids, config.relay_mode)
@@ -132,8 +133,8 @@ def test_a_transaction_committing_after_a_later_one_is_still_published(relay_con
     session = uuid.uuid4()
     relay = make_relay(config, engine)
     insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now())) "
-                  "RETURNING seq")
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, "
+                  "jsonb_build_object('ended_at', now())) RETURNING seq")
     a_id, b_id = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         with engine.connect() as tx_a:

@@ -74,7 +74,8 @@ def test_the_migration_and_the_relay_create_daily_partitions_ahead(config, engin
     with engine.connect() as conn:
         bound = conn.execute(text("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = :n"),
                              {"n": names[4]}).scalar()
-    assert bound == f"FOR VALUES FROM ('{days[4]} 00:00:00+00') TO ('{days[4] + timedelta(days=1)} 00:00:00+00')"
+    assert bound == (f"FOR VALUES FROM ('{days[4]} 00:00:00+00') "
+                     f"TO ('{days[4] + timedelta(days=1)} 00:00:00+00')")
 
 
 def test_inserts_at_a_partition_boundary_and_on_days_without_a_partition_land_somewhere(engine):
@@ -100,7 +101,8 @@ def test_inserts_at_a_partition_boundary_and_on_days_without_a_partition_land_so
         "events_default"}
     # A day whose rows are in the default partition cannot get its own: skipped, its rows stay put.
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT events_ensure_partitions(DATE '2091-03-04', DATE '2091-03-04')")).scalar() == 0
+        assert conn.execute(text("SELECT events_ensure_partitions(DATE '2091-03-04', "
+                                 "DATE '2091-03-04')")).scalar() == 0
     assert not partition_exists(engine, "events_p20910304")
     with engine.begin() as conn:  # dated in the future or the past: not left for other tests to replay
         conn.execute(text("DELETE FROM events WHERE id = ANY(CAST(:ids AS uuid[]))"),

@@ -75,7 +75,8 @@ def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_befo
 def test_a_rolled_back_transaction_or_savepoint_is_never_published(relay_config, engine):
     config = relay_config
     insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now()))")
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, "
+                  "jsonb_build_object('ended_at', now()))")
     session = str(uuid.uuid4())
     kept, rolled_back, in_savepoint = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     with engine.connect() as conn:
