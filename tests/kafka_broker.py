@@ -29,7 +29,7 @@ class PrivateKafka:
                      "-cp", str(KAFKA_LIB / "*")]
         # Formatting once failed in a CI run with its log lost: a second try on fresh ports, and the
         # broker's own words in the failure if that fails too.
-        for attempt in range(2):
+        for _ in range(2):
             if self._format():
                 break
         else:

@@ -45,8 +45,9 @@ def bench_graphql_top_beside_rest(stack, tmp_path):
     token = _owner(stack.base_url)
     [board_id] = _boards(stack.base_url, token, 1, "best")
     _fill(stack.base_url, token, board_id, ENTRIES)
-    query = json.dumps({"query": '{ top(board_id: "%s", limit: 10) { version total entries { rank player_id '
-                                 'display_name score reached_at } } }' % board_id}, separators=(",", ":"))
+    query = json.dumps({"query": f'{{ top(board_id: "{board_id}", limit: 10) {{ version total entries '
+                                 f'{{ rank player_id display_name score reached_at }} }} }}'},
+                       separators=(",", ":"))
     rest_file, graphql_file = tmp_path / "rest.tsv", tmp_path / "graphql.tsv"
     rest_file.write_text(f"/api/v1/leaderboards/{board_id}/top?limit=10\n")
     graphql_file.write_text(f"/graphql\t-\t{query}\n")

@@ -116,7 +116,7 @@ def make_rooms(engine, config: Config, rooms: int, players: int, questions: int,
     `prefix` (1..8) is the first digit of the join codes, so room sets never collide."""
     made: list[Room] = []
     users, quizzes, questions_rows, sessions, participants = [], [], [], [], []
-    for r in range(rooms):
+    for _ in range(rooms):
         host, quiz, session = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         users.append({"id": host, "nickname": "bench-host"})
         quizzes.append({"id": quiz, "owner": host})

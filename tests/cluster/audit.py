@@ -95,5 +95,5 @@ def board_differences(engine, redis, game: Game) -> list:
 
 def wait_boards_equal(engine, redis, games: list[Game]) -> None:
     for game in games:
-        wait_until(lambda: compare_session_board(engine, redis, game.session_id) == [],
+        wait_until(lambda game=game: compare_session_board(engine, redis, game.session_id) == [],
                    f"the board of {game.session_id} did not come to equal PostgreSQL")

@@ -110,8 +110,7 @@ def test_the_protocols_messages_and_refusals(live_stack):
     client.send({"type": "ping", "payload": {"n": 1}})
     assert client.wait_type("pong")["payload"] == {"n": 1}
     client.send({"id": "q", "type": "subscribe",
-                 "payload": {"query": "query { stats(board_id: \"%s\") { count } }"
-                                                            % board_id}})
+                 "payload": {"query": f'query {{ stats(board_id: "{board_id}") {{ count }} }}'}})
     assert client.wait_for(lambda m: m.get("id") == "q" and m["type"] == "next")["payload"] == {
         "data": {"stats": {"count": 5}}}
     client.wait_for(lambda m: m.get("id") == "q" and m["type"] == "complete")

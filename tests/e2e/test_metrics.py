@@ -65,7 +65,7 @@ def metered_stack(live_stack):
                            WORKER_METRICS_PORT=str(ports["worker"]))
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
     for name, url in urls.items():
-        wait_until(lambda: live_stack.processes[name].poll() is None and answers_http(url),
+        wait_until(lambda name=name, url=url: live_stack.processes[name].poll() is None and answers_http(url),
                    f"the {name} did not serve {url}")
     urls["web"] = live_stack.metrics_url("web")
     return live_stack, urls

@@ -47,7 +47,7 @@ def test_snapshot_comes_first_for_host_and_player(live_stack, http: Api):
         player_room.send("not json")
         player_room.send({"type": "answer", "choice": 1})  # no question
         player_room.send({"type": "dance"})
-        errors = [player_room.wait_for(lambda m: m["type"] == "error" and m["code"] == code)
+        errors = [player_room.wait_for(lambda m, code=code: m["type"] == "error" and m["code"] == code)
                   for code in ("invalid_json", "invalid_message", "unknown_message")]
         assert len(errors) == 3
         player_room.send({"type": "ping"})  # the socket still answers after bad messages
@@ -274,12 +274,12 @@ def test_a_session_plays_to_the_podium(live_stack, http: Api, engine):
     watch.wait_type("snapshot")
     for _ in range(2):
         question = http.next_question(sid, host)
-        opened = watch.wait_for(lambda m: m["type"] == "question_opened"
+        opened = watch.wait_for(lambda m, question=question: m["type"] == "question_opened"
                                 and m["question_id"] == question["question_id"])
         assert "correct_choice" not in opened and opened["choices"] == ["red", "green", "blue", "gold"]
         for i, player in enumerate(players):
             http.answer(sid, player, question["question_id"], question["position"] % 4 if i % 2 == 0 else 3)
-        watch.wait_for(lambda m: m["type"] == "question_closed"
+        watch.wait_for(lambda m, question=question: m["type"] == "question_closed"
                        and m["question_id"] == question["question_id"])
     http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
     ended = watch.wait_type("session_ended")

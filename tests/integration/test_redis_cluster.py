@@ -76,8 +76,9 @@ def cluster(tmp_path_factory):
                  "no", "--save", "", "--dir", str(directory)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         for port in PORTS:
-            _wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                                             text=True).stdout.strip() == "PONG",
+            _wait_for(lambda port=port:
+                      subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                     text=True).stdout.strip() == "PONG",
                       f"port {port} did not answer")
         created = subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in PORTS), "--cluster-replicas",
@@ -271,7 +272,8 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
                                                           "participant_id": str(session_id),
                                                            "player_count": 1})
         for session_id, messages in sent.items():
-            wait_until(lambda: any(str(session_id) in m and "player_joined" in m for m in messages),
+            wait_until(lambda session_id=session_id, messages=messages:
+                       any(str(session_id) in m and "player_joined" in m for m in messages),
                        f"the notification of room {session_id}")
 
         # One blocking XREAD per shard, never one per room: sample each node while the readers wait.

@@ -55,7 +55,8 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
             procs.append(proc)
             # A real SIGKILL as soon as the topic holds more of this run's messages than rows were marked
             # (wal: as soon as it holds any: the transaction cannot be confirmed before all are acknowledged).
-            wait_until(lambda: topic_size(watcher, config.kafka_topic) - on_topic
+            wait_until(lambda on_topic=on_topic, marked=marked:
+                       topic_size(watcher, config.kafka_topic) - on_topic
                        > (published_count(engine) - marked if mode == "poll" else 0),
                        "no delivered, unmarked batch was seen", every_s=0.002)
             proc.signal(signal.SIGKILL)
@@ -132,7 +133,7 @@ def test_an_idle_relay_stops_on_sigterm_and_on_sigint(relay_config):
     for signum in (signal.SIGTERM, signal.SIGINT):
         proc = RelayProcess(relay_env(config))
         try:
-            wait_until(lambda: proc.logged("relay is the leader") or proc.proc.poll() is not None,
+            wait_until(lambda proc=proc: proc.logged("relay is the leader") or proc.proc.poll() is not None,
                        "the relay did not lead")
             proc.signal(signum)
             assert proc.wait(10) == 0, proc.lines[-5:]
