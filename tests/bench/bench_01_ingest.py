@@ -109,9 +109,8 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
             for worker in stack.web_workers():
                 profilers.append(subprocess.Popen(
                     [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)),
-                     "--rate", "50",
-                     "--format", "raw", "--output",
-                     str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
+                     "--rate", "50", "--format", "raw",
+                     "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with ProcessCpu() as by_process:
             answers = wrk(stack.base_url, requests_file, duration, CONNECTIONS)

@@ -217,8 +217,7 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
                    target="p50<=50, p99<=150 ms, none lost" if target else "(info)",
                    met=met if target else None)
         report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s",
-                   baseline=int(rate),
-                   baseline_name="offered", target="= offered rate",
+                   baseline=int(rate), baseline_name="offered", target="= offered rate",
                    met=run["acknowledged_per_s"] >= 0.95 * int(rate))
     report.row("e2e: answers lost (PG vs Redis)", sum(lost.values()), "", target="0", met=answers_kept)
 

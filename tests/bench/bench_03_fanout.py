@@ -94,8 +94,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
         pool = HttpPool("127.0.0.1", stack.port, 16)
         try:
             with CpuMeter() as connect_cpu:
-                out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs,
-                                                                 concurrency=100), 1)
+                out["connect_seconds"] = round(
+                    await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
             out["connect_cpu"] = connect_cpu.report("self")
             await asyncio.sleep(3)
             out["connected"] = sum(s.connected and s.error is None for s in everyone)

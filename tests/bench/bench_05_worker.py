@@ -61,8 +61,8 @@ def bench_worker(stack, bench_config, bench_db):
                              "worker_seconds": float(match.group(2)),
                              "worker_output": out.stdout.strip(),
                              "cache_worker_bench_cpu": cpu.report("child"),
-                             "redis_benchmark_command": command.replace("redis-benchmark",
-                                                                        "redis-benchmark -q", 1),
+                             "redis_benchmark_command":
+                                 command.replace("redis-benchmark", "redis-benchmark -q", 1),
                              "redis_benchmark_per_s": rb_rate, "redis_benchmark_cpu": rb_cpu.report("child"),
                              "topics_deleted": sorted(created)})
     report.row("worker: events/s applied from Kafka", worker_rate, "/s", baseline=rb_rate,

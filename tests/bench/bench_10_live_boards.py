@@ -160,8 +160,8 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
                                         "produce_to_visible_ms": latency, "never_visible": len(watched)})
     report.row(f"kafka scores: committed and visible/s ({backlog:,} backlog)", round(rate, 1), "/s",
                target=">= 2,500/s", met=seen == backlog and rate >= 2500)
-    report.row("kafka scores: relay / worker solo rates (benches 4, 5)", f"{relay or '-'} / {worker or '-'}",
-               "/s", target="(info)")
+    report.row("kafka scores: relay / worker solo rates (benches 4, 5)",
+               f"{relay or '-'} / {worker or '-'}", "/s", target="(info)")
     report.row(f"kafka scores: produce -> visible p50 / p99 @ {steady}/s",
                f"{latency['p50']} / {latency['p99']}", "ms", target="(info)")
     assert seen == backlog, f"{backlog - seen} scores never became visible"
@@ -265,9 +265,8 @@ def bench_a_board_watched_live(stack, bench_config):
                                     "connect_s": round(connect_s, 1),
                                     "writes_per_s_target": rate, "writes_per_s_alone": round(rate_alone, 1),
                                     "writes_per_s_watched": round(rate_watched, 1),
-                                    "top_changes": len(changes.changes),
-                                    "change_to_socket_ms": delay, "missed": missed,
-                                    "interval_ms": interval_ms,
+                                    "top_changes": len(changes.changes), "change_to_socket_ms": delay,
+                                    "missed": missed, "interval_ms": interval_ms,
                                     "updates_received": sum(len(s.versions) for s in connected)})
     report.row(f"live board, {len(connected):,} sockets: top-10 change -> socket p99", delay["p99"], "ms",
                baseline=interval_ms + 100, baseline_name="LEADERBOARD_INTERVAL_MS + 100",

@@ -109,8 +109,8 @@ def bench_subscriptions_beside_live_boards(stack, bench_config):
                                             "connected": [sum(s.connected for s in boards),
                                                           sum(s.connected for s in subscribers)]})
     report.row(f"graphql: subscription change -> socket p99 ({watchers} + {watchers} sockets)",
-               graphql_delay["p99"],
-               "ms", baseline=board_delay["p99"], baseline_name="live-board sockets p99, same changes",
+               graphql_delay["p99"], "ms", baseline=board_delay["p99"],
+               baseline_name="live-board sockets p99, same changes",
                target="<= live boards + 20 ms",
                met=None if board_delay["p99"] is None or graphql_delay["p99"] is None
                else graphql_delay["p99"] <= board_delay["p99"] + 20)
@@ -161,12 +161,12 @@ def bench_fragment_bombs_beside_healthz(stack):
         "fragments": BOMB_FRAGMENTS, "bytes": len(bomb), "in_flight": BOMBS_IN_FLIGHT, "seconds": seconds,
         "refused_ms": refused, "answers": sorted(bomb_answers), "healthz_during_bombs_ms": healthz_bombs,
         "top10_ms": read, "top10_answers": sorted(read_answers), "healthz_during_top10_ms": healthz_reads})
-    assert bomb_answers == {"400 query_too_costly"} and read_answers == {"200 ok"}, (bomb_answers,
-                                                                                     read_answers)
+    assert bomb_answers == {"400 query_too_costly"} and read_answers == {"200 ok"}, \
+        (bomb_answers, read_answers)
     report.row(f"graphql: fragment bomb (n = {BOMB_FRAGMENTS}) refused, p99 ({BOMBS_IN_FLIGHT} in flight)",
                refused["p99"], "ms", baseline=read["p99"], baseline_name="a new top-10 query answered, p99",
                target="<= 2 x a top-10 query", met=refused["p99"] <= 2 * read["p99"])
-    report.row(f"/healthz p99 while {BOMBS_IN_FLIGHT} fragment bombs are in flight", healthz_bombs["p99"],
-               "ms",
-               baseline=healthz_reads["p99"], baseline_name=f"while {BOMBS_IN_FLIGHT} top-10 queries are",
+    report.row(f"/healthz p99 while {BOMBS_IN_FLIGHT} fragment bombs are in flight",
+               healthz_bombs["p99"], "ms", baseline=healthz_reads["p99"],
+               baseline_name=f"while {BOMBS_IN_FLIGHT} top-10 queries are",
                target="<= 2 x beside top-10 queries", met=healthz_bombs["p99"] <= 2 * healthz_reads["p99"])

@@ -84,8 +84,8 @@ class Run:
         base = load_config()
         say(f"run {self.id} in {self.workdir}: the cluster's Kafka and Redis, database quiz_chaos")
         engines = from_environment()
-        self.redis, self.kafka = ClusterStore(engines, "redis", self.rng), ClusterStore(engines, "kafka",
-                                                                                        self.rng)
+        self.redis = ClusterStore(engines, "redis", self.rng)
+        self.kafka = ClusterStore(engines, "kafka", self.rng)
         self.config = chaos_config(self.id, base.redis_url, base.kafka_bootstrap_servers,
                                    base.redis_cluster_nodes)
         fresh_database(self.config.database_url)

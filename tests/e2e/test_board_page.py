@@ -91,8 +91,8 @@ def test_the_board_page_follows_scores_fed_through_kafka(live_stack, browser: Br
                              "the board never showed the second feed")
         for tab in (desktop, phone):
             expect(table(tab, "leaderboard-name")).to_have_text(_names(settled), timeout=WAIT_MS)
-            expect(table(tab,
-                         "leaderboard-score")).to_have_text([f"{e['score']:,}" for e in settled["entries"]])
+            expect(table(tab, "leaderboard-score")).to_have_text([f"{e['score']:,}"
+                                                                  for e in settled["entries"]])
         assert settled["entries"] != first["entries"]
 
         # Find a player: their window and standing, highlighted; a write to them shows up live.

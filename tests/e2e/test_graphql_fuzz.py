@@ -48,9 +48,9 @@ EXACT = 2**53 - 1
 SCALARS = {
     "Score": st.one_of(st.integers(-EXACT, EXACT), st.sampled_from([EXACT, -EXACT, EXACT + 1, 2**63, 0])).map(
         nodes.Int),
-    "JSON": st.one_of(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8),
-                                      max_size=3).map(
-        json.dumps), st.sampled_from(['"x"', "[1]", "{", "[" * 60 + "]" * 60])).map(nodes.String),
+    "JSON": st.one_of(
+        st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3).map(json.dumps),
+        st.sampled_from(['"x"', "[1]", "{", "[" * 60 + "]" * 60])).map(nodes.String),
 }
 # Arguments and input fields that name a board, a player or a period, or size a page: given a real
 # board's (or a size in range) three times in four, so that valid operations reach the board.

@@ -26,9 +26,9 @@ def _board_with_players(http: Api) -> tuple[str, object]:
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
                                        "update_mode": "best",
                                        "reset_period": "never"}, token=owner.token, expect=201)
-    http.post("/api/v1/scores/batch", {"scores": [{"leaderboard_id": board_id, "player_id": f"p{i}",
-                                                   "score": 100 * i}
-                                                  for i in range(1, 6)]}, token=owner.token, expect=200)
+    http.post("/api/v1/scores/batch",
+              {"scores": [{"leaderboard_id": board_id, "player_id": f"p{i}", "score": 100 * i}
+                          for i in range(1, 6)]}, token=owner.token, expect=200)
     wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == 5,
                "the scores never reached the board")
     return board_id, owner
@@ -48,16 +48,15 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
         standings: list[dict] = []
         async with Client(transport=transport) as session:
             async def top_feed():
-                async for result in session.subscribe(GraphQLRequest(BOARD_TOP,
-                                                                     variable_values={"b": board_id})):
+                async for result in session.subscribe(
+                        GraphQLRequest(BOARD_TOP, variable_values={"b": board_id})):
                     tops.append(result["boardTop"])
                     if any(e["score"] == 600 for e in result["boardTop"]["entries"]):
                         return
 
             async def standing_feed():
-                async for result in session.subscribe(GraphQLRequest(STANDING,
-                                                                     variable_values={"b": board_id,
-                                                                                      "p": "p1"})):
+                async for result in session.subscribe(
+                        GraphQLRequest(STANDING, variable_values={"b": board_id, "p": "p1"})):
                     standings.append(result["playerStanding"])
                     if result["playerStanding"]["score"] == 150:
                         return
@@ -76,11 +75,11 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
     # A thread of its own: the browser tests' Playwright keeps an event loop running in this one.
     with ThreadPoolExecutor(1) as pool:
         tops, standings = pool.submit(asyncio.run, follow()).result()
-    assert [(e["player_id"], e["score"]) for e in tops[0]["entries"]] == [("p5", 500), ("p4", 400),
-                                                                          ("p3", 300)]
+    assert [(e["player_id"], e["score"]) for e in tops[0]["entries"]] == [
+        ("p5", 500), ("p4", 400), ("p3", 300)]
     assert tops[0]["total"] == 5 and tops[0]["leaderboard_id"] == board_id
-    assert [(e["player_id"], e["score"]) for e in tops[-1]["entries"]] == [("p1", 600), ("p5", 500),
-                                                                           ("p4", 400)]
+    assert [(e["player_id"], e["score"]) for e in tops[-1]["entries"]] == [
+        ("p1", 600), ("p5", 500), ("p4", 400)]
     # Every `next` showed a different top: the write below it sent nothing.
     assert all(a["entries"] != b["entries"] for a, b in zip(tops, tops[1:]))
     assert [tops[i]["version"] < tops[i + 1]["version"]

@@ -122,8 +122,8 @@ def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
         now = scrape(urls[name])
         return now if count(now) - count(since) >= at_least else None
 
-    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"), events,
-                                     before["relay"]),
+    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"),
+                                     events, before["relay"]),
                        "the relay did not report the round's events published")
     assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
     assert "relay_outbox_lag_seconds" in relay and "relay_unpublished_events" in relay

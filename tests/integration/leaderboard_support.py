@@ -29,8 +29,8 @@ def board(api: Api, who: Player, **settings: Any) -> dict[str, Any]:
 
 def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expect: int | None = 201,
           **extra):
-    return api.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player_id, "score": value,
-                                       **extra},
+    return api.post("/api/v1/scores",
+                    {"leaderboard_id": board_id, "player_id": player_id, "score": value, **extra},
                     token=who.token, expect=expect)
 
 

@@ -227,5 +227,5 @@ def _copies(sent: Raw, letter, *, cut: bool) -> bool:
         return (sent.key, sent.value) == (letter.key, letter.value)
     from app.core.dead_letters import CUT_BYTES
 
-    return ((sent.key or b"")[:CUT_BYTES], (sent.value or b"")[:CUT_BYTES]) == (letter.key or b"",
-                                                                                letter.value or b"")
+    return ((sent.key or b"")[:CUT_BYTES], (sent.value or b"")[:CUT_BYTES]) == (
+        letter.key or b"", letter.value or b"")

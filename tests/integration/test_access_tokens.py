@@ -104,8 +104,8 @@ def test_a_token_of_the_format_before_jwts_is_accepted_until_it_expires(api: Api
     host = api.host()
     before = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token").dumps(
         {"u": host.user_id, "g": False, "i": time.time_ns() // 1_000_000})
-    assert api.get("/api/v1/auth/me", token=before, expect=200).get_json() == {"user_id": host.user_id,
-                                                                               "kind": "user"}
+    assert api.get("/api/v1/auth/me", token=before, expect=200).get_json() == {
+        "user_id": host.user_id, "kind": "user"}
 
     class PastSigner(TimestampSigner):
         def get_timestamp(self) -> int:

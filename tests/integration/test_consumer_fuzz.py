@@ -87,8 +87,8 @@ def test_the_score_ingest_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
     try:
         wait_until(lambda: alive() and entries(engine, board_id) == dict.fromkeys(players, 1),
                    "the scores after the malformed ones never landed")
-        reasons = assert_each_dead_lettered(dead_letters(topics, topics.score_dlq_topic, len(malformed),
-                                                         alive), malformed)
+        reasons = assert_each_dead_lettered(
+            dead_letters(topics, topics.score_dlq_topic, len(malformed), alive), malformed)
         assert [r for r in reasons if not SCORE_REASONS.match(r)] == []
         assert alive()
         # Still consuming: a score produced now lands too.
@@ -139,8 +139,8 @@ def test_the_cache_worker_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
     try:
         wait_until(lambda: alive() and redis_scores(redis_client, sid) == pg_scores(engine, sid),
                    "the events after the malformed ones never reached Redis")
-        reasons = assert_each_dead_lettered(dead_letters(topics, topics.kafka_dlq_topic, len(malformed),
-                                                         alive), malformed)
+        reasons = assert_each_dead_lettered(
+            dead_letters(topics, topics.kafka_dlq_topic, len(malformed), alive), malformed)
         unexpected = sorted(r for r in reasons if r.startswith("unexpected: "))
         assert [r for r in reasons if not EVENT_REASONS.match(r) and r not in unexpected] == []
         assert len(unexpected) == 2 and "OverflowError" in unexpected[1] and "DataError" in unexpected[0]

@@ -54,9 +54,8 @@ def test_one_batch_mixes_accepted_and_refused_answers(api: Api, engine):
     assert results[3] == AnswerReceipt(results[1].answer_id, results[1].question_id, 1,
                                        results[1].answered_ms, replayed=True)
     assert _count(engine, "SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s", s=sid) == 2
-    assert _count(engine,
-                  "SELECT count(*) FROM events WHERE aggregate_id = :s AND event_type = 'answer_scored'",
-                  s=sid) == 2
+    assert _count(engine, "SELECT count(*) FROM events "
+                          "WHERE aggregate_id = :s AND event_type = 'answer_scored'", s=sid) == 2
     totals = dict(_rows(engine, "SELECT payload->>'participant_id', (payload->>'total')::int FROM events "
                                 "WHERE aggregate_id = :s AND event_type = 'answer_scored'", s=sid))
     scores_sql = "SELECT id::text, score FROM quiz_session_participants WHERE quiz_session_id = :s"

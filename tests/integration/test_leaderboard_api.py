@@ -49,8 +49,8 @@ def test_seed_001_walk_through(api: Api, applier):
     window = api.get(f"/api/v1/leaderboards/{board_id}/range", expect=200, start=2, end=3).get_json()
     assert [e["player_id"] for e in window["entries"]] == ["player123", "player3"]
     stats = api.get(f"/api/v1/leaderboards/{board_id}/stats", expect=200).get_json()
-    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"]) == (4, 1000, 2000, 6000,
-                                                                                        1500)
+    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"]) == (
+        4, 1000, 2000, 6000, 1500)
     api.get(f"/api/v1/leaderboards/{board_id}/player/nobody", expect=404)
 
 

@@ -50,8 +50,8 @@ def _period_at(engine, reset_period: str, tz: str, at: datetime):
 ])
 def test_a_day_is_the_board_time_zones_day_dst_included(engine, at, period, starts, hours):
     row = _period_at(engine, "daily", "America/New_York", at)
-    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (period, starts,
-                                                                        timedelta(hours=hours))
+    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (
+        period, starts, timedelta(hours=hours))
 
 
 def test_weeks_months_and_hours_follow_the_calendar(engine):

@@ -40,5 +40,5 @@ def test_graphql_playground_0_turns_the_page_and_its_files_off(config):
     off = create_app(config.replace(graphql_playground=False)).test_client()
     assert off.get("/graphql", headers=BROWSER).status_code == 405
     assert off.get("/graphql/assets/graphiql.js").status_code == 404
-    assert off.post("/graphql",
-                    json={"query": "{ __typename }"}).get_json() == {"data": {"__typename": "Query"}}
+    assert off.post("/graphql", json={"query": "{ __typename }"}).get_json() \
+        == {"data": {"__typename": "Query"}}

@@ -269,8 +269,7 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
         for session_id in sent:  # written by another client, as the cache worker does
             cluster.xadd(SessionKeys.of(session_id).room,
                          {"type": "participant_joined", "nickname": str(session_id),
-                                                          "participant_id": str(session_id),
-                                                           "player_count": 1})
+                          "participant_id": str(session_id), "player_count": 1})
         for session_id, messages in sent.items():
             wait_until(lambda session_id=session_id, messages=messages:
                        any(str(session_id) in m and "player_joined" in m for m in messages),

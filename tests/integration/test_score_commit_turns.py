@@ -31,8 +31,8 @@ class _NotingBatcher(ScoreBatcher):
 def test_another_owners_score_is_committed_in_the_next_transaction_not_after_the_flood(engine):
     with Session(engine, expire_on_commit=False) as db:
         flooding, other = create_guest(db, "flooding owner").id, create_guest(db, "other owner").id
-    flooded_board, other_board = _new_board(engine, flooding, "increment", "desc"), _new_board(engine, other,
-                                                                                               "best", "desc")
+    flooded_board = _new_board(engine, flooding, "increment", "desc")
+    other_board = _new_board(engine, other, "best", "desc")
     floods = [ScoreRequest(tuple(Submission(flooded_board, f"p{n}", 1) for _ in range(1000)),
                            Authority(owner_id=flooding), "batch") for n in range(5)]
     single = ScoreRequest((Submission(other_board, "ann", 7),), Authority(owner_id=other))

@@ -81,7 +81,7 @@ def _versions(engine, board_id: str) -> dict[str, int]:
     with engine.connect() as connection:
         return dict(connection.execute(text(
             "SELECT player_id, version FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                       {"b": board_id}).all())
+            {"b": board_id}).all())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -38,7 +38,7 @@ def entries(engine, board_id: str) -> dict[str, int]:
     with engine.connect() as connection:
         return dict(connection.execute(text(
             "SELECT player_id, score FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                       {"b": board_id}).all())
+            {"b": board_id}).all())
 
 
 def committed(config) -> int:

@@ -420,7 +420,7 @@ def test_streaks_across_wrong_and_missed_questions(api: Api, engine):
     with engine.connect() as connection:
         score, streak = connection.execute(text(
             "SELECT score, streak FROM quiz_session_participants WHERE id = :p"),
-                                           {"p": player.participant_id}).one()
+            {"p": player.participant_id}).one()
     assert (score, streak) == (3100, 0)
     assert sixth["total"] == 3100
 

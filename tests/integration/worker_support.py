@@ -88,7 +88,7 @@ def pg_ranking(engine, session_id: str) -> list[str]:
         return [str(pid) for pid in connection.execute(text(
             "SELECT id FROM quiz_session_participants WHERE quiz_session_id = :s "
             "ORDER BY score DESC, date_trunc('milliseconds', score_reached_at), id DESC"),
-                                                       {"s": session_id}).scalars()]
+            {"s": session_id}).scalars()]
 
 
 def redis_scores(redis_client, session_id: str) -> dict[str, int]:

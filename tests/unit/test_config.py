@@ -6,8 +6,8 @@ from app.core.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_ke
 def test_defaults_match_the_local_stack():
     config = load_config({})
     assert config.database_url.endswith("@127.0.0.1:5433/quiz")
-    assert (config.kafka_bootstrap_servers, config.kafka_topic, config.web_port) == ("127.0.0.1:9092",
-                                                                                     "quiz.events", 8000)
+    assert (config.kafka_bootstrap_servers, config.kafka_topic, config.web_port) == (
+        "127.0.0.1:9092", "quiz.events", 8000)
 
 
 def test_environment_overrides_and_types():

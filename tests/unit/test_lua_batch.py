@@ -18,8 +18,8 @@ def test_every_key_goes_once_and_each_event_names_its_key_set():
     ])
     assert keys == ["cfg", "z:a", "e:a", "m:a", "r:a", "room", "z:b", "e:b", "m:b", "r:b"]
     positions = json.loads(sets)  # Lua counts from 1
-    assert [[keys[p - 1] for p in positions[n - 1]] for n in (1, 2, 3)] == [period_a, ["cfg", "room"],
-                                                                            period_b]
+    assert [[keys[p - 1] for p in positions[n - 1]] for n in (1, 2, 3)] == [
+        period_a, ["cfg", "room"], period_b]
     assert json.loads(events) == [
         ["leaderboard_apply_entry", 1, "ann", 2, 1, 30, 5, "Ann", "a"],
         ["leaderboard_apply_config", 2, 3, "desc", ""],

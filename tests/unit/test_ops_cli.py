@@ -93,8 +93,8 @@ def test_redrive_by_id_moves_the_mark_only_over_a_contiguous_handled_prefix():
 
 
 def test_a_dead_letter_keeps_its_original_headers_but_the_reason():
-    letter = DeadLetter(0, 7, b"sid", b"{}", [("event_id", b"e"), ("event_type", b"t"),
-                                              ("dlq_reason", b"why")])
+    letter = DeadLetter(0, 7, b"sid", b"{}",
+                        [("event_id", b"e"), ("event_type", b"t"), ("dlq_reason", b"why")])
     assert letter.original_headers() == [("event_id", b"e"), ("event_type", b"t")]
     assert (letter.event_id, letter.event_type, letter.aggregate_id,
             letter.reason) == ("e", "t", "sid", "why")

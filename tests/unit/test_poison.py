@@ -90,8 +90,8 @@ def test_nesting_past_the_recursion_limit_is_refused_with_its_reason(decode, raw
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                max_size=4),
+                    lambda inner: (st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                     max_leaves=30)
 FIELDS = st.sampled_from(["leaderboard_id", "player_id", "score", "metadata", "display_name", "submission_id",
                           "game_id", "event_id", "event_type", "version", "aggregate_type", "aggregate_id",

@@ -58,8 +58,8 @@ def test_the_snapshot_goes_first_and_leaderboards_it_covers_are_dropped():
 def test_leaderboard_versions_only_move_forward_on_a_connection():
     sent = []
     connection = make_connection(uuid.uuid4(), sent)
-    assert [connection.offer_leaderboard(v, str(v)) for v in (3, 2, 3, 5, 4)] == [True, False, False, True,
-                                                                                  False]
+    assert [connection.offer_leaderboard(v, str(v)) for v in (3, 2, 3, 5, 4)] == [
+        True, False, False, True, False]
     connection.close()
     connection.run_sender()
     assert sent == ["5"]  # 5 replaced the queued 3 before the sender ran

@@ -174,7 +174,7 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     with engine.connect() as conn:
         unpublished = {str(r.id) for r in conn.execute(text(
             "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
-                                                       {"ids": ids})}
+            {"ids": ids})}
     assert unpublished == set(producer.failed_ids)
     relay = make_relay(config, engine)
     try:
@@ -206,8 +206,8 @@ def test_two_relays_at_once_publish_every_event_between_them(relay_config, engin
 @BOTH_MODES
 def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config, engine):
     config = relay_config
-    leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine,
-                                                                               leader_lock=True)
+    leader = make_relay(config, engine, leader_lock=True)
+    standby = make_relay(config, engine, leader_lock=True)
     running_leader = RunningRelay(leader)
     wait_until(lambda: leader.stats.is_leader, "the first relay did not lead")
     running_standby = RunningRelay(standby)
