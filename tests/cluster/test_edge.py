@@ -112,8 +112,8 @@ def test_the_edge_passes_api_keys_public_routes_pages_sockets_and_valid_tokens(e
     host = api.host()  # sign-up and sign-in are public; the token passes the edge
     board_id = "edge-" + uuid.uuid4().hex[:10]
     api.post("/api/v1/leaderboards", {"id": board_id, "name": "Edge", "sort_order": "desc",
-                                      "update_mode": "best",
-                                      "reset_period": "never"}, token=host.token, expect=201)
+                                      "update_mode": "best", "reset_period": "never"},
+             token=host.token, expect=201)
     key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token,
                    expect=201).get_json()["key"]
     passed = {

@@ -24,8 +24,8 @@ def _board_with_players(http: Api) -> tuple[str, object]:
     owner = http.host()
     board_id = "gql-" + uuid.uuid4().hex[:10]
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
-                                       "update_mode": "best",
-                                       "reset_period": "never"}, token=owner.token, expect=201)
+                                       "update_mode": "best", "reset_period": "never"},
+              token=owner.token, expect=201)
     http.post("/api/v1/scores/batch",
               {"scores": [{"leaderboard_id": board_id, "player_id": f"p{i}", "score": 100 * i}
                           for i in range(1, 6)]}, token=owner.token, expect=200)

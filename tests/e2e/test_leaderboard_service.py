@@ -19,8 +19,8 @@ def test_a_game_servers_scores_reach_the_board(live_stack):
     host = http.host()
     board_id = "e2e-" + uuid.uuid4().hex[:10]
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Arena", "sort_order": "desc",
-                                       "update_mode": "best",
-                                       "reset_period": "never"}, token=host.token, expect=201)
+                                       "update_mode": "best", "reset_period": "never"},
+              token=host.token, expect=201)
     key = http.post("/api/v1/api-keys", {"name": "server"}, token=host.token, expect=201).get_json()["key"]
     for player, value in (("ann", 30), ("ben", 50), ("cat", 40), ("ann", 20)):
         http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": value},
@@ -39,9 +39,8 @@ def test_a_period_closes_at_its_boundary_and_stays_readable(live_stack, engine, 
     host = http.host()
     board_id = "e2e-" + uuid.uuid4().hex[:10]
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Daily", "sort_order": "asc",
-                                       "update_mode": "replace",
-                                       "reset_period": "daily", "timezone": "Europe/Paris"}, token=host.token,
-              expect=201)
+                                       "update_mode": "replace", "reset_period": "daily",
+                                       "timezone": "Europe/Paris"}, token=host.token, expect=201)
     http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "speedy", "score": 61},
               token=host.token, expect=201)
     first = http.get(f"/api/v1/leaderboards/{board_id}", expect=200).get_json()["current_period"]

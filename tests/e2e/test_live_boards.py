@@ -14,8 +14,8 @@ from tests.helpers import Api, HttpClient, wait_until
 def _board(http: Api, owner, **settings) -> str:
     board_id = "live-" + uuid.uuid4().hex[:10]
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
-                                       "update_mode": "best",
-                                       "reset_period": "never", **settings}, token=owner.token, expect=201)
+                                       "update_mode": "best", "reset_period": "never", **settings},
+              token=owner.token, expect=201)
     return board_id
 
 

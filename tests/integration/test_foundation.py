@@ -151,8 +151,7 @@ def test_compose_file_is_valid():
     services = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
                               capture_output=True, text=True, cwd=ROOT, timeout=60, env=env).stdout.split()
     unset = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                           capture_output=True,
-                           text=True, cwd=ROOT, timeout=60,
+                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                            env={k: v for k, v in env.items() if k != "SECRET_KEY"})
     assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, \
         "the stack must not start with a default key"

@@ -125,8 +125,8 @@ def test_a_signed_in_mutation_is_charged_to_its_users_budget(strict, api: Api):
     owner = api.host()  # through the usual app: the strict one's budgets are for this test's requests only
     board_id = "b" + uuid.uuid4().hex[:12]
     api.post("/api/v1/leaderboards", {"id": board_id, "name": "B", "sort_order": "desc",
-                                      "update_mode": "best",
-                                      "reset_period": "never"}, token=owner.token, expect=201)
+                                      "update_mode": "best", "reset_period": "never"},
+             token=owner.token, expect=201)
     resets = " ".join(f'r{i}: resetBoard(board_id: "{board_id}") {{ current_period }}' for i in range(5))
     body = strict.test_client().post("/graphql", json={"query": f"mutation {{ {resets} }}"},
                                      environ_base=an_address(),

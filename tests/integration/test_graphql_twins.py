@@ -48,8 +48,8 @@ def world(api: Api) -> World:
     api.delete(f"/api/v1/api-keys/{revoked['id']}", token=owner.token, expect=204)
     board_id = "t" + uuid.uuid4().hex[:12]
     api.post("/api/v1/leaderboards", {"id": board_id, "name": "Twins", "sort_order": "desc",
-                                      "update_mode": "best",
-                                      "reset_period": "daily"}, token=owner.token, expect=201)
+                                      "update_mode": "best", "reset_period": "daily"},
+             token=owner.token, expect=201)
     tokens = {"none": None, "guest": guest.token, "owner": owner.token, "other": other.token, "key": key,
               "revoked": revoked["key"]}
     return World(api, tokens, board_id)

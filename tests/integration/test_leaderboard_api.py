@@ -65,8 +65,8 @@ def test_only_registered_owners_create_and_change_boards(api: Api):
                      token=host.token, expect=409)
     assert again.get_json()["error"]["code"] == "board_exists"
     assert api.post("/api/v1/leaderboards", {"id": "default", "name": "x", "sort_order": "asc",
-                                             "update_mode": "best",
-                                             "reset_period": "daily"}, token=host.token, expect=409)
+                                             "update_mode": "best", "reset_period": "daily"},
+                    token=host.token, expect=409)
     assert api.client.patch(f"/api/v1/leaderboards/{created['id']}", json={"name": "Renamed"},
                             headers={"Authorization": f"Bearer {other.token}"}).status_code == 403
     patched = api.client.patch(f"/api/v1/leaderboards/{created['id']}",

@@ -38,9 +38,8 @@ def owner_id(engine):
 def _new_board(engine, owner_id, mode: str, order: str) -> str:
     board_id = "p" + uuid.uuid4().hex[:14]
     create_board(engine, owner_id, {"id": board_id, "name": "property", "sort_order": order,
-                                    "update_mode": mode,
-                                    "reset_period": "never", "timezone": "UTC", "max_entries": None,
-                                    "self_report_max": None, "metadata": None})
+                                    "update_mode": mode, "reset_period": "never", "timezone": "UTC",
+                                    "max_entries": None, "self_report_max": None, "metadata": None})
     return board_id
 
 

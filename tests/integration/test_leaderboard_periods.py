@@ -30,9 +30,8 @@ def owner_id(engine):
 def _board(engine, owner_id, reset_period: str, tz: str = "UTC", mode: str = "increment") -> str:
     board_id = "t" + uuid.uuid4().hex[:14]
     create_board(engine, owner_id, {"id": board_id, "name": "periods", "sort_order": "desc",
-                                    "update_mode": mode,
-                                    "reset_period": reset_period, "timezone": tz, "max_entries": None,
-                                    "self_report_max": None, "metadata": None})
+                                    "update_mode": mode, "reset_period": reset_period, "timezone": tz,
+                                    "max_entries": None, "self_report_max": None, "metadata": None})
     return board_id
 
 

@@ -161,8 +161,8 @@ def test_refused_scores_are_redriven_once_their_board_exists(api, topics, engine
     assert listed.exit_code == 0 and "2 dead letters" in listed.output and "reason=not_found" in listed.output
 
     api.post("/api/v1/leaderboards", {"id": board_id, "name": "Later", "sort_order": "desc",
-                                      "update_mode": "increment",
-                                      "reset_period": "never"}, token=owner(api).token, expect=201)
+                                      "update_mode": "increment", "reset_period": "never"},
+             token=owner(api).token, expect=201)
     redriven = app.test_cli_runner().invoke(args=["ops", "dlq", "redrive", "--queue", "scores"])
     assert redriven.exit_code == 0, redriven.output
     assert "1 dead letters sent" in redriven.output and "1 still undecodable" in redriven.output
