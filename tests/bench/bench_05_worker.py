@@ -58,8 +58,7 @@ def bench_worker(stack, bench_config, bench_db):
     assert rates, rb.stdout[-2000:] + rb.stderr[-2000:]
     rb_rate = float(rates[-1])
     report.record("worker", {"events": count, "events_per_s": worker_rate,
-                             "worker_seconds": float(match.group(2)),
-                             "worker_output": out.stdout.strip(),
+                             "worker_seconds": float(match.group(2)), "worker_output": out.stdout.strip(),
                              "cache_worker_bench_cpu": cpu.report("child"),
                              "redis_benchmark_command":
                                  command.replace("redis-benchmark", "redis-benchmark -q", 1),

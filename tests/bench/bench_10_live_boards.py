@@ -273,7 +273,6 @@ def bench_a_board_watched_live(stack, bench_config):
                target="<= interval + 100 ms",
                met=delay["p99"] is not None and delay["p99"] <= interval_ms + 100)
     report.row(f"live board: writes/s with {len(connected):,} watchers", round(rate_watched, 1), "/s",
-               baseline=round(rate_alone, 1),
-               baseline_name="same writer, no sockets", target=">= 0.9 x",
+               baseline=round(rate_alone, 1), baseline_name="same writer, no sockets", target=">= 0.9 x",
                met=ratio is not None and ratio >= 0.9)
     assert len(connected) == sockets_n and changes.changes

@@ -442,7 +442,6 @@ def test_two_thousand_players_join_one_session_concurrently(app, api: Api, engin
     with engine.connect() as connection:
         participants = connection.execute(text(
             "SELECT count(*), count(DISTINCT user_id) FROM quiz_session_participants "
-            "WHERE quiz_session_id = :s"),
-            {"s": sid}).one()
+            "WHERE quiz_session_id = :s"), {"s": sid}).one()
     assert participants == (2000, 2000)
     assert len(events_of(engine, sid, "participant_joined")) == 2000

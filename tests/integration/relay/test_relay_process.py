@@ -68,8 +68,7 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
                 with engine.connect() as conn:
                     unmarked = {str(r.id) for r in conn.execute(text(
                         "SELECT id FROM events "
-                        "WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
-                        {"ids": ids})}
+                        "WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
             if any(e in found for e in unmarked):
                 killed_mid_batch = True
                 break
