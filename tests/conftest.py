@@ -195,7 +195,8 @@ def api(client) -> Api:
 @pytest.fixture(scope="session")
 def live_stack(database, kafka_topics: Config, redis_client):
     """The whole system as processes on this run's database, keys and topics;
-    one for the session, shared by the end-to-end tests and the cluster's fault tests (tests/live_stack.py)."""
+    one for the session, shared by the end-to-end tests and the cluster's fault tests
+    (tests/live_stack.py)."""
     from tests.live_stack import run_live_stack
 
     yield from run_live_stack(kafka_topics)

@@ -7,8 +7,9 @@ import struct
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -48,8 +49,8 @@ def wait_until(check: Callable[[], T], what: str, timeout_s: float = WAIT_S, eve
 
 
 def sample_questions(count: int = 2, *, points: int = 1000, time_limit_s: int = 20) -> list[dict[str, Any]]:
-    return [{"text": f"Question {i + 1}?", "choices": ["red", "green", "blue", "gold"], "correct_choice": i % 4,
-             "time_limit_s": time_limit_s, "points": points} for i in range(count)]
+    return [{"text": f"Question {i + 1}?", "choices": ["red", "green", "blue", "gold"],
+             "correct_choice": i % 4, "time_limit_s": time_limit_s, "points": points} for i in range(count)]
 
 
 @dataclass
@@ -82,7 +83,8 @@ class HttpClient:
         return self._wrap(self.http.post(self.base_url + path, json=json, headers=headers, timeout=30))
 
     def get(self, path: str, headers: dict | None = None, query_string: dict | None = None):
-        return self._wrap(self.http.get(self.base_url + path, headers=headers, params=query_string, timeout=30))
+        return self._wrap(self.http.get(self.base_url + path, headers=headers, params=query_string,
+                                        timeout=30))
 
     def put(self, path: str, json: Any = None, headers: dict | None = None):
         return self._wrap(self.http.put(self.base_url + path, json=json, headers=headers, timeout=30))
@@ -130,7 +132,8 @@ class Api:
         return Player(token=body["access_token"], user_id=body["user_id"], nickname=nickname)
 
     def quiz(self, host: Player, questions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return self.post("/api/v1/quizzes", {"title": "Capitals", "questions": questions or sample_questions()},
+        return self.post("/api/v1/quizzes", {"title": "Capitals",
+                                             "questions": questions or sample_questions()},
                          token=host.token, expect=201).get_json()
 
     def live_session(self, host: Player, questions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -153,15 +156,17 @@ class Api:
         return player
 
     def next_question(self, session_id: str, host: Player) -> dict[str, Any]:
-        return self.post(f"/api/v1/sessions/{session_id}/questions/next", token=host.token, expect=200).get_json()
+        return self.post(f"/api/v1/sessions/{session_id}/questions/next", token=host.token,
+                         expect=200).get_json()
 
     def close_question(self, session_id: str, host: Player) -> dict[str, Any]:
         return self.post(f"/api/v1/sessions/{session_id}/questions/close", token=host.token,
                          expect=200).get_json()
 
-    def answer(self, session_id: str, player: Player, question_id: str, choice: int, expect: int | None = 201):
-        return self.post(f"/api/v1/sessions/{session_id}/answers", {"question_id": question_id, "choice": choice},
-                         token=player.token, expect=expect)
+    def answer(self, session_id: str, player: Player, question_id: str, choice: int,
+               expect: int | None = 201):
+        return self.post(f"/api/v1/sessions/{session_id}/answers",
+                         {"question_id": question_id, "choice": choice}, token=player.token, expect=expect)
 
 
 def fragment_bomb(n: int, selection: str = "__typename", on: str = "Query", operation: str = "query") -> str:

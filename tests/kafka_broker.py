@@ -29,11 +29,12 @@ class PrivateKafka:
                      "-cp", str(KAFKA_LIB / "*")]
         # Formatting once failed in a CI run with its log lost: a second try on fresh ports, and the
         # broker's own words in the failure if that fails too.
-        for attempt in range(2):
+        for _ in range(2):
             if self._format():
                 break
         else:
-            raise AssertionError(f"formatting the private broker failed twice:\n{self.log.read_text()[-4000:]}")
+            raise AssertionError("formatting the private broker failed twice:\n"
+                                 f"{self.log.read_text()[-4000:]}")
         self.proc: subprocess.Popen | None = None
 
     def _format(self) -> bool:
@@ -49,7 +50,8 @@ class PrivateKafka:
             log_dirs=data))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         with self.log.open("a") as out:
-            done = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+            done = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "--standalone", "-t",
+                                               cluster_id,
                                                "-c", str(self.props)], stdout=out, stderr=out, timeout=60)
         return done.returncode == 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import threading
 import time
@@ -19,8 +20,6 @@ import requests
 from sqlalchemy import text
 
 from tests.bench import pgbench, report
-import os
-
 from tests.bench.support import PY_SPY, RESULTS_DIR, CpuMeter, ProcessCpu, env_int, make_rooms, open_next, wrk
 
 ROOMS, PLAYERS = 50, 100
@@ -57,7 +56,8 @@ class Controller(threading.Thread):
                 with self.engine.connect() as db:
                     rows = db.execute(text("""
                         SELECT s.id, (SELECT count(*) FROM participant_answers a
-                                      WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id) AS n
+                                      WHERE a.quiz_session_id = s.id
+                                        AND a.question_id = s.current_question_id) AS n
                         FROM quiz_sessions s WHERE s.id = ANY(:ids)"""), {"ids": ids}).all()
                 now = time.monotonic()
                 due = []
@@ -108,8 +108,9 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
             RESULTS_DIR.mkdir(exist_ok=True)
             for worker in stack.web_workers():
                 profilers.append(subprocess.Popen(
-                    [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)), "--rate", "50",
-                     "--format", "raw", "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
+                    [PY_SPY, "record", "--pid", str(worker.pid), "--duration", str(min(duration, 30)),
+                     "--rate", "50", "--format", "raw",
+                     "--output", str(RESULTS_DIR / f"profile-ingest-web-{worker.pid}.txt")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with ProcessCpu() as by_process:
             answers = wrk(stack.base_url, requests_file, duration, CONNECTIONS)
@@ -146,7 +147,7 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
     })
     report.row("ingest: acknowledged answers/s", rate, "/s", baseline=ceiling, baseline_name="/healthz",
                target=">= 0.75 x /healthz", met=rate >= 0.75 * ceiling)
-    report.row("ingest: answers/s absolute", rate, "/s", baseline=pgb["tps"], baseline_name="pgbench same SQL",
-               target=">= 2,500/s", met=rate >= 2500)
+    report.row("ingest: answers/s absolute", rate, "/s", baseline=pgb["tps"],
+               baseline_name="pgbench same SQL", target=">= 2,500/s", met=rate >= 2500)
     report.row("ingest: wrk CPU (answers)", answers["cpu"]["generator_cpu_cores"], "cores", target="(info)")
     assert answers["acknowledged"] > 0

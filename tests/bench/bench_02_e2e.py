@@ -132,7 +132,8 @@ def _latencies(acks, observer: StreamObserver, sockets: dict, since: float) -> d
         to_socket.append(max(0.0, (arrival - closed_at) * 1000))
         to_redis.append(max(0.0, (applied_at - closed_at) * 1000))
     return {"201_to_applied_in_redis_ms": percentiles(to_applied), "answers_not_applied": missing,
-            "close_to_board_on_socket_ms": percentiles(to_socket), "close_to_applied_in_redis_ms": percentiles(to_redis),
+            "close_to_board_on_socket_ms": percentiles(to_socket),
+            "close_to_applied_in_redis_ms": percentiles(to_redis),
             "closes": len(to_socket), "closes_without_board": without_board}
 
 
@@ -143,7 +144,8 @@ def _compare_pg_redis(engine, redis_client, rooms, acks) -> dict:
         with engine.connect() as db:
             scores = dict(db.execute(text("SELECT id::text, score FROM quiz_session_participants "
                                           "WHERE quiz_session_id = :s"), {"s": room.session_id}).all())
-        board = {m.decode(): int(s) // TIE_SPAN for m, s in redis_client.zrange(keys.board, 0, -1, withscores=True)}
+        board = {m.decode(): int(s) // TIE_SPAN
+                 for m, s in redis_client.zrange(keys.board, 0, -1, withscores=True)}
         mismatched += sum(1 for pid, score in scores.items() if board.get(pid) != score)
         mine = [f"answer:{a[3]}" for a in acks if a[0] == room.session_id]
         if mine:
@@ -200,19 +202,23 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
     results["lost"] = _compare_pg_redis(bench_engine, bench_redis, rooms, all_acks)
     report.record("e2e", results)
     lost = results["lost"]
-    answers_kept = not any(lost.values()) and all(r["answers_not_applied"] == 0 for r in results["rates"].values())
+    answers_kept = not any(lost.values()) and all(r["answers_not_applied"] == 0
+                                                  for r in results["rates"].values())
     none_lost = answers_kept and all(r["closes_without_board"] == 0 for r in results["rates"].values())
     for rate, run in results["rates"].items():
         applied, shown = run["201_to_applied_in_redis_ms"], run["close_to_board_on_socket_ms"]
         target = rate == "1000"
-        report.row(f"e2e @{rate}/s: 201 -> applied in Redis p50 / p99", applied["p50"], f"ms (p99 {applied['p99']})",
-                   target="(info)")
+        report.row(f"e2e @{rate}/s: 201 -> applied in Redis p50 / p99", applied["p50"],
+                   f"ms (p99 {applied['p99']})", target="(info)")
         met = shown["p50"] is not None and shown["p50"] <= 50 and shown["p99"] <= 150 and none_lost
         report.row(f"e2e @{rate}/s: close -> board on the socket p50 / p99", shown["p50"],
-                   f"ms (p99 {shown['p99']}, {run['closes']} closes, {run['closes_without_board']} without a board)",
-                   target="p50<=50, p99<=150 ms, none lost" if target else "(info)", met=met if target else None)
-        report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s", baseline=int(rate),
-                   baseline_name="offered", target="= offered rate", met=run["acknowledged_per_s"] >= 0.95 * int(rate))
+                   f"ms (p99 {shown['p99']}, {run['closes']} closes, "
+                   f"{run['closes_without_board']} without a board)",
+                   target="p50<=50, p99<=150 ms, none lost" if target else "(info)",
+                   met=met if target else None)
+        report.row(f"e2e @{rate}/s: acknowledged answers/s", run["acknowledged_per_s"], "/s",
+                   baseline=int(rate), baseline_name="offered", target="= offered rate",
+                   met=run["acknowledged_per_s"] >= 0.95 * int(rate))
     report.row("e2e: answers lost (PG vs Redis)", sum(lost.values()), "", target="0", met=answers_kept)
 
 

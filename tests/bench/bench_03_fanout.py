@@ -21,7 +21,16 @@ import requests
 
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
-from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, open_next, percentiles, profiling, start_profile
+from tests.bench.support import (
+    CpuMeter,
+    HttpPool,
+    env_int,
+    make_rooms,
+    open_next,
+    percentiles,
+    profiling,
+    start_profile,
+)
 
 
 async def _changer(pool: HttpPool, room, first: int, count: int, gap_s: float, offset_s: float) -> int:
@@ -36,13 +45,15 @@ async def _changer(pool: HttpPool, room, first: int, count: int, gap_s: float, o
         body = json.dumps({"question_id": str(room.question_ids[q]), "choice": room.correct[q]}).encode()
         await pool.request("POST", f"/api/v1/sessions/{room.session_id}/answers", body,
                            {"Authorization": f"Bearer {player.token}"})
-        status, _ = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/questions/next", b"", host)
+        status, _ = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/questions/next", b"",
+                                       host)
         made += status == 200
         await asyncio.sleep(max(0.0, gap_s - (time.monotonic() - began)))
     return made
 
 
-def _arrivals(observer: StreamObserver, sockets_by_room: dict, since: float) -> tuple[list[float], list[float], int]:
+def _arrivals(observer: StreamObserver, sockets_by_room: dict,
+              since: float) -> tuple[list[float], list[float], int]:
     last, every, missed = [], [], 0
     for session_id, changes in observer.changes.items():
         sockets = sockets_by_room[session_id]
@@ -76,13 +87,15 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
     async def main() -> None:
         rss_before = stack.web_rss()
         sockets_by_room = {r.session_id: [RoomSocket(r.session_id) for _ in r.players] for r in rooms}
-        pairs = [(sock, p.user_id) for r in rooms for sock, p in zip(sockets_by_room[r.session_id], r.players)]
+        pairs = [(sock, p.user_id) for r in rooms
+                 for sock, p in zip(sockets_by_room[r.session_id], r.players)]
         everyone = [s for s, _ in pairs]
         observer = StreamObserver(bench_config.redis_url, [r.session_id for r in rooms])
         pool = HttpPool("127.0.0.1", stack.port, 16)
         try:
             with CpuMeter() as connect_cpu:
-                out["connect_seconds"] = round(await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
+                out["connect_seconds"] = round(
+                    await connect_all(stack.ws_url, bench_config.redis_url, pairs, concurrency=100), 1)
             out["connect_cpu"] = connect_cpu.report("self")
             await asyncio.sleep(3)
             out["connected"] = sum(s.connected and s.error is None for s in everyone)
@@ -95,7 +108,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
 
             observer.start()
             # Latency: changes spaced out, rooms staggered.
-            profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25) for w in stack.web_workers()] \
+            profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25)
+                         for w in stack.web_workers()] \
                 if profiling() else []
             since = time.time()
             with CpuMeter() as cpu:

@@ -52,9 +52,9 @@ def _bare_producer(config, engine, count: int) -> dict:
                                                 replication_factor=1)]).values():
         future.result()
     with engine.connect() as db:
-        rows = db.execute(text("SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at FROM events "
-                               "ORDER BY created_at, seq LIMIT 20000")).all()
-    envelope_of = getattr(app_events, "envelope_from_row", None) or getattr(relay_module, "envelope_of")
+        rows = db.execute(text("SELECT id, aggregate_type, aggregate_id, event_type, version, payload, "
+                               "created_at FROM events ORDER BY created_at, seq LIMIT 20000")).all()
+    envelope_of = getattr(app_events, "envelope_from_row", None) or relay_module.envelope_of
     messages = []
     for row in rows:
         envelope = envelope_of(row)
@@ -79,7 +79,8 @@ def _bare_producer(config, engine, count: int) -> dict:
         producer.flush(120)
     return {"messages": count, "delivered": delivered[0], "seconds": round(cpu.wall, 2),
             "per_s": round(delivered[0] / cpu.wall, 1), "distinct_values": len(messages),
-            "mean_value_bytes": round(sum(len(m[0]) for m in messages) / len(messages)), "cpu": cpu.report("self")}
+            "mean_value_bytes": round(sum(len(m[0]) for m in messages) / len(messages)),
+            "cpu": cpu.report("self")}
 
 
 def _modes(config) -> list[str]:
@@ -139,7 +140,8 @@ def _pass_over(engine, config, session_id) -> None:
         with engine.begin() as db:
             db.execute(text("UPDATE events SET published_at = now() "
                             "WHERE aggregate_id = :s AND published_at IS NULL"), {"s": str(session_id)})
-        drop_capture_slot(engine)  # the wal mode's relay made it; nobody reads it, and it would retain the WAL
+        # the wal mode's relay made it; nobody reads it, and it would retain the WAL
+        drop_capture_slot(engine)
 
 
 def bench_relay(stack, bench_engine, bench_config):
@@ -156,7 +158,8 @@ def bench_relay(stack, bench_engine, bench_config):
             _pass_over(bench_engine, bench_config, session_id)
         bare = _bare_producer(bench_config, bench_engine, SESSION["answers"])
     report.record("relay", {"modes": runs, "batch_size": bench_config.relay_batch_size,
-                            "data_generation_s": timings, "bare_producer": bare, "bare_producer_per_s": bare["per_s"],
+                            "data_generation_s": timings, "bare_producer": bare,
+                            "bare_producer_per_s": bare["per_s"],
                             "note": "seconds include the relay process start (~1 s)"})
     for run in runs:
         report.row(f"relay ({run['mode']}): events/s draining the outbox", run["events_per_s"], "/s",

@@ -20,7 +20,8 @@ from tests.helpers import stack_env
 
 def _bench_topics(config) -> set[str]:
     admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
-    return {t for t in admin.list_topics(timeout=10).topics if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
+    return {t for t in admin.list_topics(timeout=10).topics
+            if re.fullmatch(r"bench\.[0-9a-f]{8}\.(events|dlq)", t)}
 
 
 def _delete_topics(config, created: set[str]) -> None:
@@ -56,10 +57,13 @@ def bench_worker(stack, bench_config, bench_db):
     rates = re.findall(r"([\d.]+) requests per second", rb.stdout.replace("\r", "\n"))
     assert rates, rb.stdout[-2000:] + rb.stderr[-2000:]
     rb_rate = float(rates[-1])
-    report.record("worker", {"events": count, "events_per_s": worker_rate, "worker_seconds": float(match.group(2)),
-                             "worker_output": out.stdout.strip(), "cache_worker_bench_cpu": cpu.report("child"),
-                             "redis_benchmark_command": command.replace("redis-benchmark", "redis-benchmark -q", 1), "redis_benchmark_per_s": rb_rate,
-                             "redis_benchmark_cpu": rb_cpu.report("child"), "topics_deleted": sorted(created)})
+    report.record("worker", {"events": count, "events_per_s": worker_rate,
+                             "worker_seconds": float(match.group(2)), "worker_output": out.stdout.strip(),
+                             "cache_worker_bench_cpu": cpu.report("child"),
+                             "redis_benchmark_command":
+                                 command.replace("redis-benchmark", "redis-benchmark -q", 1),
+                             "redis_benchmark_per_s": rb_rate, "redis_benchmark_cpu": rb_cpu.report("child"),
+                             "topics_deleted": sorted(created)})
     report.row("worker: events/s applied from Kafka", worker_rate, "/s", baseline=rb_rate,
                baseline_name="redis-benchmark EVALSHA", target=">= 0.5 x redis-benchmark",
                met=worker_rate >= 0.5 * rb_rate)

@@ -41,7 +41,8 @@ async def _answers(stack, rooms, rate: int, seconds: int) -> tuple[list[float], 
     pool = HttpPool("127.0.0.1", stack.port, 32)
     latencies: list[float] = []
     statuses: dict = {}
-    work = [(room, player) for i in range(len(rooms[0].players)) for room in rooms for player in [room.players[i]]]
+    work = [(room, player) for i in range(len(rooms[0].players)) for room in rooms
+            for player in [room.players[i]]]
     work = work[: rate * seconds]
 
     async def one(room, player, due: float) -> None:
@@ -96,8 +97,10 @@ def _measure(stack, engine, config, prefix: int) -> dict:
 def _without_indexes(db, table: str, insert: str, params: dict) -> dict:
     """Drop the table's constraints and indexes, run `insert`, re-create them as they were."""
     timings = {}
-    cons = db.execute(text("SELECT conname, pg_get_constraintdef(oid) AS definition, contype FROM pg_constraint "
-                           "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u', 'f')"), {"t": table}).all()
+    cons = db.execute(text("SELECT conname, pg_get_constraintdef(oid) AS definition, contype "
+                           "FROM pg_constraint "
+                           "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u', 'f')"),
+                      {"t": table}).all()
     names = {c.conname for c in cons}
     indexes = [i for i in db.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
                                      {"t": table}).all() if i.indexname not in names]
@@ -125,11 +128,12 @@ def _fill(engine, rows: int) -> dict:
     with engine.begin() as db:
         db.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
         db.execute(text("SET LOCAL synchronous_commit = off"))
-        db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (md5('gr-host')::uuid, 'h', true)"))
+        db.execute(text("INSERT INTO users (id, nickname, is_guest) "
+                        "VALUES (md5('gr-host')::uuid, 'h', true)"))
         db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (md5('gr-quiz')::uuid, "
                         "md5('gr-host')::uuid, 'growth')"))
-        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, "
-                        "points) SELECT md5('gr-q' || g)::uuid, md5('gr-quiz')::uuid, g, 'Q?', "
+        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, "
+                        "time_limit_s, points) SELECT md5('gr-q' || g)::uuid, md5('gr-quiz')::uuid, g, 'Q?', "
                         "'[\"a\",\"b\",\"c\",\"d\"]', 0, 20, 1000 FROM generate_series(0, 99) g"))
         db.execute(text("INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status, ended_at) "
                         "SELECT md5('gr-s' || k)::uuid, md5('gr-quiz')::uuid, md5('gr-host')::uuid, "
@@ -137,20 +141,22 @@ def _fill(engine, rows: int) -> dict:
         db.execute(text("INSERT INTO users (id, nickname, is_guest) SELECT md5('gr-u' || g)::uuid, 'p', true "
                         "FROM generate_series(0, :players - 1) g"), params)
         db.execute(text("INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname) "
-                        "SELECT md5('gr-p' || g)::uuid, md5('gr-s' || (g % 10))::uuid, md5('gr-u' || g)::uuid, 'p' || g "
-                        "FROM generate_series(0, :players - 1) g"), params)
+                        "SELECT md5('gr-p' || g)::uuid, md5('gr-s' || (g % 10))::uuid, "
+                        "md5('gr-u' || g)::uuid, 'p' || g FROM generate_series(0, :players - 1) g"), params)
         timings["participant_answers"] = _without_indexes(db, "participant_answers", """
-            INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id, choice,
-                                             correct, points, answered_ms, counted, created_at)
-            SELECT gen_random_uuid(), md5('gr-p' || g)::uuid, md5('gr-s' || (g % 10))::uuid, md5('gr-q' || q)::uuid,
-                   g % 4, g % 4 = 0, CASE WHEN g % 4 = 0 THEN 750 ELSE 0 END, g % 20000, true,
+            INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id,
+                                             choice, correct, points, answered_ms, counted, created_at)
+            SELECT gen_random_uuid(), md5('gr-p' || g)::uuid, md5('gr-s' || (g % 10))::uuid,
+                   md5('gr-q' || q)::uuid, g % 4, g % 4 = 0, CASE WHEN g % 4 = 0 THEN 750 ELSE 0 END,
+                   g % 20000, true,
                    now() - interval '2 days' + make_interval(secs => q * 30)
             FROM generate_series(0, 99) q, generate_series(0, :players - 1) g""", params)
         timings["events"] = _without_indexes(db, "events", """
             INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload, created_at,
                                 published_at)
             SELECT gen_random_uuid(), 'quiz_session', md5('gr-s' || (n % 10))::uuid, 'answer_scored', 1,
-                   jsonb_build_object('answer_id', md5('gr-a' || n)::uuid, 'points', n % 1000, 'total', n % 100000),
+                   jsonb_build_object('answer_id', md5('gr-a' || n)::uuid, 'points', n % 1000,
+                                      'total', n % 100000),
                    now() - interval '2 days' + make_interval(secs => n / 1000.0),
                    now() - interval '2 days' + make_interval(secs => n / 1000.0 + 0.05)
             FROM generate_series(1, :rows) n""", params)
@@ -198,8 +204,8 @@ def bench_growth(stack, bench_engine, bench_config):
             with bench_engine.begin() as db:
                 db.execute(text("TRUNCATE participant_answers, events"))
             drop_capture_slot(bench_engine)
-    report.record("growth", {"rows_added_per_table": rows, "rate_per_s": RATE, "seconds": SECONDS, "runs": runs,
-                             "empty": empty, "grown": grown, "fill": fill})
+    report.record("growth", {"rows_added_per_table": rows, "rate_per_s": RATE, "seconds": SECONDS,
+                             "runs": runs, "empty": empty, "grown": grown, "fill": fill})
     for q, limit in TARGETS.items():
         a, b = empty["answer_latency_ms"][q], grown["answer_latency_ms"][q]
         report.row(f"growth: answer latency {q} at {rows:,} rows (median of {runs})", b, "ms",

@@ -48,8 +48,8 @@ def _owner_key(base_url: str) -> tuple[str, str]:
 
 
 def _board(base_url: str, token: str, **settings) -> dict:
-    body = {"id": "bench" + uuid.uuid4().hex[:8], "name": "Bench", "sort_order": "desc", "reset_period": "never",
-            **settings}
+    body = {"id": "bench" + uuid.uuid4().hex[:8], "name": "Bench", "sort_order": "desc",
+            "reset_period": "never", **settings}
     created = requests.post(f"{base_url}/api/v1/leaderboards", json=body, timeout=30,
                             headers={"Authorization": f"Bearer {token}"})
     assert created.status_code == 201, created.text
@@ -65,7 +65,8 @@ def bench_score_writes(stack, tmp_path):
     with open(requests_file, "w") as out:
         for n in range(duration * 2 * 5000):  # more than wrk sends: no request is a retry
             body = json.dumps({"leaderboard_id": board_id, "player_id": f"p{rng.randrange(SCORE_PLAYERS)}",
-                               "score": rng.randrange(1, 100), "submission_id": f"s{n}"}, separators=(",", ":"))
+                               "score": rng.randrange(1, 100), "submission_id": f"s{n}"},
+                              separators=(",", ":"))
             out.write(f"/api/v1/scores\t{key}\t{body}\n")
     # Each score waits (SCORE_RANK_WAIT_MS at most) until the board shows it, to answer its rank: a
     # game server's rate is bounded by the requests it has in flight, not by the server's capacity.
@@ -80,11 +81,13 @@ def bench_score_writes(stack, tmp_path):
     report.record("score_writes", {"duration_s": duration, "players": SCORE_PLAYERS, "runs": runs,
                                    "answers_per_s_same_run": answers})
     for connections, writes in runs.items():
-        report.row(f"leaderboards: POST /scores acknowledged/s, {connections} connections", writes["per_s"], "/s",
-                   baseline=answers, baseline_name="answers/s (bench 1, 64 connections)", target=">= answers/s",
+        report.row(f"leaderboards: POST /scores acknowledged/s, {connections} connections",
+                   writes["per_s"], "/s", baseline=answers,
+                   baseline_name="answers/s (bench 1, 64 connections)", target=">= answers/s",
                    met=None if answers is None else writes["per_s"] >= answers)
         report.row(f"leaderboards: POST /scores p50 / p99, {connections} connections",
-                   f"{writes['latency_ms']['p50']:.0f} / {writes['latency_ms']['p99']:.0f}", "ms", target="(info)")
+                   f"{writes['latency_ms']['p50']:.0f} / {writes['latency_ms']['p99']:.0f}", "ms",
+                   target="(info)")
         assert writes["acknowledged"] > 0 and writes["non_2xx"] == 0, writes
 
 
@@ -95,10 +98,10 @@ def _seed(engine, board_id: str, entries: int) -> str:
         period = db.execute(text("SELECT period FROM leaderboard_periods WHERE leaderboard_id = :b "
                                  "AND closed_at IS NULL"), {"b": board_id}).scalar_one()
         db.execute(text("""
-            INSERT INTO leaderboard_entries (leaderboard_id, period, player_id, score, tie_seq, version, display_name,
-                                             reached_at)
-            SELECT :b, :p, 'p' || i, (random() * 999999)::bigint, nextval('leaderboard_tie_seq'), 1, 'Player ' || i,
-                   now() - make_interval(secs => (:n - i) / 1000.0)
+            INSERT INTO leaderboard_entries (leaderboard_id, period, player_id, score, tie_seq, version,
+                                             display_name, reached_at)
+            SELECT :b, :p, 'p' || i, (random() * 999999)::bigint, nextval('leaderboard_tie_seq'), 1,
+                   'Player ' || i, now() - make_interval(secs => (:n - i) / 1000.0)
             FROM generate_series(1, :n) AS i"""), {"b": board_id, "p": period, "n": entries})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
         db.execute(text("VACUUM ANALYZE leaderboard_entries"))
@@ -110,7 +113,8 @@ class _Writer(threading.Thread):
 
     def __init__(self, base_url: str, key: str, board_id: str, players: int, rate: float):
         super().__init__(daemon=True)
-        self.url, self.board_id, self.players, self.interval = f"{base_url}/api/v1/scores", board_id, players, 1 / rate
+        self.url, self.board_id, self.players, self.interval = (f"{base_url}/api/v1/scores", board_id,
+                                                                players, 1 / rate)
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
         self.stopping = threading.Event()
@@ -164,16 +168,17 @@ def bench_big_board(stack, bench_engine, bench_redis, bench_config, tmp_path):
         writer.stopping.set()
         writer.join(30)
     healthz_p99 = reads["healthz"]["latency_ms"]["p99"]
-    report.record("big_board", {"entries": entries, "rebuild_s": round(rebuild_s, 2), "rebuild_cpu": cpu.report("self"),
+    report.record("big_board", {"entries": entries, "rebuild_s": round(rebuild_s, 2),
+                                "rebuild_cpu": cpu.report("self"),
                                 "read_connections": READ_CONNECTIONS, "read_s": duration, "reads": reads,
                                 "writer_statuses": writer.statuses})
-    report.row(f"leaderboards: rebuild of a {entries:,}-entry board", round(rebuild_s, 2), "s", target="<= 10 s",
-               met=rebuild_s <= 10)
+    report.row(f"leaderboards: rebuild of a {entries:,}-entry board", round(rebuild_s, 2), "s",
+               target="<= 10 s", met=rebuild_s <= 10)
     for name in ("top-10", "around-me", "player"):
         p99 = reads[name]["latency_ms"]["p99"]
-        report.row(f"leaderboards: {name} p99 ({entries:,} entries, {reads[name]['per_s']:,.0f}/s)", p99, "ms",
-                   baseline=healthz_p99, baseline_name="/healthz p99, same load", target="<= 2 x /healthz p99",
-                   met=p99 <= 2 * healthz_p99)
+        report.row(f"leaderboards: {name} p99 ({entries:,} entries, {reads[name]['per_s']:,.0f}/s)",
+                   p99, "ms", baseline=healthz_p99, baseline_name="/healthz p99, same load",
+                   target="<= 2 x /healthz p99", met=p99 <= 2 * healthz_p99)
     report.row(f"leaderboards: stats p99 ({entries:,} entries)", reads["stats"]["latency_ms"]["p99"], "ms",
                baseline=healthz_p99, baseline_name="/healthz p99, same load", target="(info)")
     assert writer.statuses and set(writer.statuses) <= {200, 201}, writer.statuses
@@ -202,7 +207,8 @@ class _Flood(threading.Thread):
             self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-def _single_scores(base_url: str, key: str, board_id: str, duration_s: float) -> tuple[list[float], dict[int, int]]:
+def _single_scores(base_url: str, key: str, board_id: str,
+                   duration_s: float) -> tuple[list[float], dict[int, int]]:
     """POST /scores one after the other for `duration_s`: each one's latency (ms), and the statuses."""
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {key}"

@@ -124,7 +124,8 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
     for n in range(backlog):
         board_id = boards[n % BOARDS]
         producer.produce(bench_config.score_topic, key=board_id.encode(), value=json.dumps({
-            "leaderboard_id": board_id, "player_id": f"p{n}", "score": n % 100_000, "game_id": "bench"}).encode())
+            "leaderboard_id": board_id, "player_id": f"p{n}", "score": n % 100_000,
+            "game_id": "bench"}).encode())
         if n % 10_000 == 0:
             producer.poll(0)
     assert producer.flush(120) == 0
@@ -143,7 +144,8 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
             seconds = time.monotonic() - started
         ingest_cpu = stack.process_cpu("ingest") - ingest_cpu0
         rate = seen / seconds
-        delays, watched, latency_s, steady = _produce_to_visible(bench_config, bench_redis, producer, boards, periods)
+        delays, watched, latency_s, steady = _produce_to_visible(bench_config, bench_redis, producer, boards,
+                                                                 periods)
     finally:
         stack.stop("ingest")  # not part of the standard stack
     latency = percentiles(delays)
@@ -151,16 +153,17 @@ def bench_scores_from_kafka(stack, bench_config, bench_redis):
     worker = report.RESULTS["benchmarks"].get("worker", {}).get("events_per_s")
     report.record("scores_from_kafka", {"backlog": backlog, "boards": BOARDS, "visible": seen,
                                         "seconds": round(seconds, 2), "per_s": round(rate, 1),
-                                        "ingest_cpu_cores": round(ingest_cpu / seconds, 2), "machine_cpu": cpu.report("self"),
+                                        "ingest_cpu_cores": round(ingest_cpu / seconds, 2),
+                                        "machine_cpu": cpu.report("self"),
                                         "relay_solo_per_s": relay, "worker_solo_per_s": worker,
-                                        "steady_rate": steady, "steady_s": latency_s, "produce_to_visible_ms": latency,
-                                        "never_visible": len(watched)})
+                                        "steady_rate": steady, "steady_s": latency_s,
+                                        "produce_to_visible_ms": latency, "never_visible": len(watched)})
     report.row(f"kafka scores: committed and visible/s ({backlog:,} backlog)", round(rate, 1), "/s",
                target=">= 2,500/s", met=seen == backlog and rate >= 2500)
-    report.row("kafka scores: relay / worker solo rates (benches 4, 5)", f"{relay or '-'} / {worker or '-'}", "/s",
-               target="(info)")
-    report.row(f"kafka scores: produce -> visible p50 / p99 @ {steady}/s", f"{latency['p50']} / {latency['p99']}",
-               "ms", target="(info)")
+    report.row("kafka scores: relay / worker solo rates (benches 4, 5)",
+               f"{relay or '-'} / {worker or '-'}", "/s", target="(info)")
+    report.row(f"kafka scores: produce -> visible p50 / p99 @ {steady}/s",
+               f"{latency['p50']} / {latency['p99']}", "ms", target="(info)")
     assert seen == backlog, f"{backlog - seen} scores never became visible"
 
 
@@ -213,7 +216,8 @@ class _Changes(threading.Thread):
             for _, entries in self.client.xread({self.key: self.last}, count=1000, block=300) or []:
                 for entry_id, fields in entries:
                     self.last = entry_id.decode()
-                    if fields.get(b"type") == b"board_changed" and fields.get(b"player_id", b"").startswith(b"star"):
+                    if (fields.get(b"type") == b"board_changed"
+                            and fields.get(b"player_id", b"").startswith(b"star")):
                         self.changes.append((int(fields[b"version"]), int(entry_id.split(b"-")[0]) / 1000.0))
 
 
@@ -232,7 +236,8 @@ def bench_a_board_watched_live(stack, bench_config):
         sockets = [BoardSocket(board_id) for _ in range(sockets_n)]
         changes = _Changes(bench_config.redis_url, board_id)
         try:
-            connect_s = await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in sockets])
+            connect_s = await connect_all(stack.ws_url, bench_config.redis_url,
+                                          [(s, uuid.uuid4()) for s in sockets])
             changes.start()
             writer = _Writer(stack, token, board_id, rate)
             with CpuMeter():
@@ -256,14 +261,18 @@ def bench_a_board_watched_live(stack, bench_config):
                 delays.append(max(0.0, (arrival - applied_at) * 1000))
     delay = percentiles(delays)
     ratio = rate_watched / rate_alone if rate_alone else None
-    report.record("board_watched", {"sockets": sockets_n, "connected": len(connected), "connect_s": round(connect_s, 1),
+    report.record("board_watched", {"sockets": sockets_n, "connected": len(connected),
+                                    "connect_s": round(connect_s, 1),
                                     "writes_per_s_target": rate, "writes_per_s_alone": round(rate_alone, 1),
-                                    "writes_per_s_watched": round(rate_watched, 1), "top_changes": len(changes.changes),
-                                    "change_to_socket_ms": delay, "missed": missed, "interval_ms": interval_ms,
+                                    "writes_per_s_watched": round(rate_watched, 1),
+                                    "top_changes": len(changes.changes), "change_to_socket_ms": delay,
+                                    "missed": missed, "interval_ms": interval_ms,
                                     "updates_received": sum(len(s.versions) for s in connected)})
     report.row(f"live board, {len(connected):,} sockets: top-10 change -> socket p99", delay["p99"], "ms",
                baseline=interval_ms + 100, baseline_name="LEADERBOARD_INTERVAL_MS + 100",
-               target="<= interval + 100 ms", met=delay["p99"] is not None and delay["p99"] <= interval_ms + 100)
-    report.row(f"live board: writes/s with {len(connected):,} watchers", round(rate_watched, 1), "/s", baseline=round(rate_alone, 1),
-               baseline_name="same writer, no sockets", target=">= 0.9 x", met=ratio is not None and ratio >= 0.9)
+               target="<= interval + 100 ms",
+               met=delay["p99"] is not None and delay["p99"] <= interval_ms + 100)
+    report.row(f"live board: writes/s with {len(connected):,} watchers", round(rate_watched, 1), "/s",
+               baseline=round(rate_alone, 1), baseline_name="same writer, no sockets", target=">= 0.9 x",
+               met=ratio is not None and ratio >= 0.9)
     assert len(connected) == sockets_n and changes.changes

@@ -33,7 +33,8 @@ BOMB_FRAGMENTS = 40
 def _fill(base_url: str, token: str, board_id: str, entries: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     for start in range(0, entries, 1000):
-        scores = [{"leaderboard_id": board_id, "player_id": f"p{n}", "score": n, "display_name": f"Player {n}"}
+        scores = [{"leaderboard_id": board_id, "player_id": f"p{n}", "score": n,
+                   "display_name": f"Player {n}"}
                   for n in range(start, min(entries, start + 1000))]
         assert requests.post(f"{base_url}/api/v1/scores/batch", json={"scores": scores}, headers=headers,
                              timeout=120).status_code == 200
@@ -44,8 +45,9 @@ def bench_graphql_top_beside_rest(stack, tmp_path):
     token = _owner(stack.base_url)
     [board_id] = _boards(stack.base_url, token, 1, "best")
     _fill(stack.base_url, token, board_id, ENTRIES)
-    query = json.dumps({"query": '{ top(board_id: "%s", limit: 10) { version total entries { rank player_id '
-                                 'display_name score reached_at } } }' % board_id}, separators=(",", ":"))
+    query = json.dumps({"query": f'{{ top(board_id: "{board_id}", limit: 10) {{ version total entries '
+                                 f'{{ rank player_id display_name score reached_at }} }} }}'},
+                       separators=(",", ":"))
     rest_file, graphql_file = tmp_path / "rest.tsv", tmp_path / "graphql.tsv"
     rest_file.write_text(f"/api/v1/leaderboards/{board_id}/top?limit=10\n")
     graphql_file.write_text(f"/graphql\t-\t{query}\n")
@@ -75,7 +77,8 @@ def bench_subscriptions_beside_live_boards(stack, bench_config):
         subscribers = [GraphQLSocket(board_id) for _ in range(watchers)]
         changes = _Changes(bench_config.redis_url, board_id)
         try:
-            await connect_all(stack.ws_url, bench_config.redis_url, [(s, uuid.uuid4()) for s in boards + subscribers])
+            await connect_all(stack.ws_url, bench_config.redis_url,
+                              [(s, uuid.uuid4()) for s in boards + subscribers])
             changes.start()
             await _Writer(stack, token, board_id, 200).run(seconds)
             await asyncio.sleep(2 * bench_config.leaderboard_interval_ms / 1000 + 1)
@@ -105,9 +108,9 @@ def bench_subscriptions_beside_live_boards(stack, bench_config):
                                             "graphql_ms": graphql_delay, "graphql_missed": graphql_missed,
                                             "connected": [sum(s.connected for s in boards),
                                                           sum(s.connected for s in subscribers)]})
-    report.row(f"graphql: subscription change -> socket p99 ({watchers} + {watchers} sockets)", graphql_delay["p99"],
-               "ms", baseline=board_delay["p99"], baseline_name="live-board sockets p99, same changes",
-               target="<= live boards + 20 ms",
+    report.row(f"graphql: subscription change -> socket p99 ({watchers} + {watchers} sockets)",
+               graphql_delay["p99"], "ms", baseline=board_delay["p99"],
+               baseline_name="live-board sockets p99, same changes", target="<= live boards + 20 ms",
                met=None if board_delay["p99"] is None or graphql_delay["p99"] is None
                else graphql_delay["p99"] <= board_delay["p99"] + 20)
     assert changes.changes and all(s.connected for s in boards + subscribers)
@@ -149,18 +152,20 @@ def bench_fragment_bombs_beside_healthz(stack):
     _probe(f"{stack.base_url}/healthz", 2)  # warm the connection
     bomb = fragment_bomb(BOMB_FRAGMENTS)
     read, healthz_reads, read_answers = _two_in_flight(
-        stack, lambda n: f'query Q{n} {{ top(board_id: "default", limit: 10) {{ total entries {{ rank score }} }} }}',
-        seconds)
+        stack, lambda n: (f'query Q{n} {{ top(board_id: "default", limit: 10) '
+                          f'{{ total entries {{ rank score }} }} }}'), seconds)
     refused, healthz_bombs, bomb_answers = _two_in_flight(
         stack, lambda n: bomb.replace("query Q", f"query Q{n}", 1), seconds)
     report.record("graphql_fragment_bombs", {
         "fragments": BOMB_FRAGMENTS, "bytes": len(bomb), "in_flight": BOMBS_IN_FLIGHT, "seconds": seconds,
         "refused_ms": refused, "answers": sorted(bomb_answers), "healthz_during_bombs_ms": healthz_bombs,
         "top10_ms": read, "top10_answers": sorted(read_answers), "healthz_during_top10_ms": healthz_reads})
-    assert bomb_answers == {"400 query_too_costly"} and read_answers == {"200 ok"}, (bomb_answers, read_answers)
+    assert bomb_answers == {"400 query_too_costly"} and read_answers == {"200 ok"}, \
+        (bomb_answers, read_answers)
     report.row(f"graphql: fragment bomb (n = {BOMB_FRAGMENTS}) refused, p99 ({BOMBS_IN_FLIGHT} in flight)",
                refused["p99"], "ms", baseline=read["p99"], baseline_name="a new top-10 query answered, p99",
                target="<= 2 x a top-10 query", met=refused["p99"] <= 2 * read["p99"])
-    report.row(f"/healthz p99 while {BOMBS_IN_FLIGHT} fragment bombs are in flight", healthz_bombs["p99"], "ms",
-               baseline=healthz_reads["p99"], baseline_name=f"while {BOMBS_IN_FLIGHT} top-10 queries are",
+    report.row(f"/healthz p99 while {BOMBS_IN_FLIGHT} fragment bombs are in flight",
+               healthz_bombs["p99"], "ms", baseline=healthz_reads["p99"],
+               baseline_name=f"while {BOMBS_IN_FLIGHT} top-10 queries are",
                target="<= 2 x beside top-10 queries", met=healthz_bombs["p99"] <= 2 * healthz_reads["p99"])

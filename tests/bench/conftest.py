@@ -2,9 +2,10 @@
 
 The suite owns: database `quiz_bench` (dropped and recreated, `alembic upgrade head`), the Redis keys
 of prefix `bench.<run>:` (REDIS_KEY_PREFIX; on one Redis in logical database 14, on a cluster in
-database 0; only they are deleted, never a whole database), topics `bench.<run>.events` / `.dlq` / `.bare` (deleted at the end), and its
-own gunicorn, relay and worker processes on a free loopback port. Each benchmark starts from that stack
-running and caught up, whatever ran before it (`known_stack`, tests/bench/stack.py).
+database 0; only they are deleted, never a whole database), topics `bench.<run>.events` / `.dlq` /
+`.bare` (deleted at the end), and its own gunicorn, relay and worker processes on a free loopback port.
+Each benchmark starts from that stack running and caught up, whatever ran before it (`known_stack`,
+tests/bench/stack.py).
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def _bench_config() -> Config:
         score_consumer_group=f"bench.{run}.score-ingest", change_topic=f"bench.{run}.changes",
         ingest_metrics_port=0,
         question_get_ready_s=0.0,  # players answer the moment a question opens
-        relay_metrics_port=0, worker_metrics_port=0, secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
+        relay_metrics_port=0, worker_metrics_port=0,
+        secret_key="bench-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
         log_level="warning", **BENCH_ADDRESS_LIMITS)
 
 

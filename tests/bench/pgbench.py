@@ -2,8 +2,8 @@
 
 The same two statements in one transaction: the SELECT ... FOR KEY SHARE of the session with its open
 question and the participant, then the CTE that inserts the answer and writes the outbox event (the
-score moves when the question closes). Participants and questions are random: 10,000 players across 50 open sessions and
-1,000 questions, with ids derived from integers by md5() so pgbench can name them.
+score moves when the question closes). Participants and questions are random: 10,000 players across 50
+open sessions and 1,000 questions, with ids derived from integers by md5() so pgbench can name them.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 import re
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -27,23 +27,25 @@ SETUP = [
     "INSERT INTO users (id, nickname, is_guest) SELECT md5('pgb-u' || g)::uuid, 'pgb', true "
     "FROM generate_series(0, :players - 1) g",
     "INSERT INTO users (id, nickname, is_guest) VALUES (md5('pgb-host')::uuid, 'pgb-host', true)",
-    "INSERT INTO quizzes (id, owner_id, title) VALUES (md5('pgb-quiz')::uuid, md5('pgb-host')::uuid, 'pgbench')",
+    "INSERT INTO quizzes (id, owner_id, title) "
+    "VALUES (md5('pgb-quiz')::uuid, md5('pgb-host')::uuid, 'pgbench')",
     "INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, points) "
-    "SELECT md5('pgb-q' || g)::uuid, md5('pgb-quiz')::uuid, g, 'Q?', '[\"a\",\"b\",\"c\",\"d\"]', 0, 240, 1000 "
-    "FROM generate_series(0, :questions - 1) g",
-    "INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status, current_question_id, question_opened_at, "
-    "question_deadline) SELECT md5('pgb-s' || k)::uuid, md5('pgb-quiz')::uuid, md5('pgb-host')::uuid, "
+    "SELECT md5('pgb-q' || g)::uuid, md5('pgb-quiz')::uuid, g, 'Q?', '[\"a\",\"b\",\"c\",\"d\"]', 0, 240, "
+    "1000 FROM generate_series(0, :questions - 1) g",
+    "INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status, current_question_id, "
+    "question_opened_at, question_deadline) "
+    "SELECT md5('pgb-s' || k)::uuid, md5('pgb-quiz')::uuid, md5('pgb-host')::uuid, "
     "'9' || lpad(k::text, 5, '0'), 'question_open', md5('pgb-q0')::uuid, now(), now() + interval '1 day' "
     "FROM generate_series(0, :sessions - 1) k",
     "INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname) "
-    "SELECT md5('pgb-p' || g)::uuid, md5('pgb-s' || (g % :sessions))::uuid, md5('pgb-u' || g)::uuid, 'pgb' || g "
-    "FROM generate_series(0, :players - 1) g",
+    "SELECT md5('pgb-p' || g)::uuid, md5('pgb-s' || (g % :sessions))::uuid, md5('pgb-u' || g)::uuid, "
+    "'pgb' || g FROM generate_series(0, :players - 1) g",
 ]
 
 
 def _payload() -> str:
     """A payload of the same shape and size as the app's answer_scored payload."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     participant = uuid.uuid4()
     body = SESSION_EVENTS.payload_for("answer_scored", AnswerScored(
         answer_id=uuid.uuid4(), participant_id=participant, user_id=uuid.uuid4(), nickname="p42",

@@ -1,7 +1,7 @@
 """Low-load latency against a running stack (`make up`): `.venv/bin/python -m tests.bench.probe_low_load [N]`.
 
-Answers one question with N players, one at a time (plus one warm-up answer), and times, from each 201, the answer's event appearing on Kafka
-and the leaderboard endpoint showing the new score.
+Answers one question with N players, one at a time (plus one warm-up answer), and times, from each 201,
+the answer's event appearing on Kafka and the leaderboard endpoint showing the new score.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def main(answers: int = 30) -> None:
     session_id = api.live_session(host, sample_questions(1, time_limit_s=240))["id"]
     players = [api.join(session_id, api.guest()) for _ in range(answers + 1)]
     question = api.next_question(session_id, host)
-    consumer = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": f"probe-{uuid.uuid4()}",
-                         "auto.offset.reset": "latest"})
+    consumer = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers,
+                         "group.id": f"probe-{uuid.uuid4()}", "auto.offset.reset": "latest"})
     consumer.subscribe([config.kafka_topic])
     while not consumer.assignment():
         consumer.poll(0.2)
@@ -43,7 +43,8 @@ def main(answers: int = 30) -> None:
                 on_kafka.append((time.perf_counter() - acknowledged) * 1000)
                 break
         while time.perf_counter() < deadline:
-            board = api.get(f"/api/v1/sessions/{session_id}/leaderboard", token=host.token, limit=100).get_json()
+            board = api.get(f"/api/v1/sessions/{session_id}/leaderboard", token=host.token,
+                            limit=100).get_json()
             if any(e["participant_id"] == player.participant_id and e["score"] > 0 for e in board["entries"]):
                 on_board.append((time.perf_counter() - acknowledged) * 1000)
                 break

@@ -26,7 +26,8 @@ def _code_state() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip()
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -40,11 +41,13 @@ def record(name: str, data: dict[str, Any]) -> None:
 
 
 def row(figure: str, value: float | None, unit: str, *, baseline: float | None = None,
-        baseline_name: str = "", target: str = "", met: bool | None = None, ratio: float | None = None) -> None:
+        baseline_name: str = "", target: str = "", met: bool | None = None,
+        ratio: float | None = None) -> None:
     if ratio is None and baseline and value is not None:
         ratio = value / baseline
     RESULTS["table"].append({"figure": figure, "value": value, "unit": unit, "baseline": baseline,
-                             "baseline_name": baseline_name, "ratio": None if ratio is None else round(ratio, 3),
+                             "baseline_name": baseline_name,
+                             "ratio": None if ratio is None else round(ratio, 3),
                              "target": target, "met": met})
 
 
@@ -67,7 +70,8 @@ def table_text() -> str:
         baseline = "-" if r["baseline"] is None else f"{_fmt(r['baseline'])} ({r['baseline_name']})"
         lines.append((r["figure"], f"{_fmt(r['value'])} {r['unit']}", baseline, _fmt(r["ratio"]), r["target"],
                       _fmt(r["met"])))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)] if lines else [len(h) for h in header]
+    widths = [max(len(str(x)) for x in col)
+              for col in zip(header, *lines)] if lines else [len(h) for h in header]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
@@ -85,7 +89,8 @@ def _charts(stamp: str) -> list[str]:
     groups = []
     if "ingest" in b:
         i = b["ingest"]
-        groups.append(("answer ingest (req/s)", [("answers", i.get("answers_per_s")), ("/healthz", i.get("healthz_per_s")),
+        groups.append(("answer ingest (req/s)",
+                       [("answers", i.get("answers_per_s")), ("/healthz", i.get("healthz_per_s")),
                                                   ("pgbench", i.get("pgbench_tps"))]))
     if "relay" in b:
         groups.append(("relay (events/s)", [("relay", b["relay"].get("events_per_s")),
@@ -166,8 +171,9 @@ def finish() -> None:
     path.write_text(json.dumps(RESULTS, indent=2, default=str))
     m = RESULTS.get("machine", {})
     print("\n\n== livequiz benchmark", stamp, "==")
-    print(f"machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('memory_gb')} GB, kernel {m.get('kernel')}, "
-          f"Python {m.get('python')}, PostgreSQL {m.get('postgresql')}, Redis {m.get('redis')}, Kafka {m.get('kafka')}")
+    print(f"machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('memory_gb')} GB, "
+          f"kernel {m.get('kernel')}, Python {m.get('python')}, PostgreSQL {m.get('postgresql')}, "
+          f"Redis {m.get('redis')}, Kafka {m.get('kafka')}")
     print(table_text())
     print(f"results: {path}")
     for chart in RESULTS["charts"]:

@@ -27,7 +27,8 @@ from app.quiz.board.keys import SessionKeys
 
 _LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
 _NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')
-_BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard_update"')
+_BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)'
+                           rb'|"version":(\d+).*?"type":"leaderboard_update"')
 
 
 BOARD_CHANGES = {b"question_closed", b"participant_joined", b"answer_scored", b"board_rebuilt"}
@@ -59,14 +60,17 @@ class StreamObserver(threading.Thread):
                     kind = fields.get(b"type")
                     applied_at = int(entry_id.split(b"-")[0]) / 1000.0
                     if kind == b"answer_received":
-                        self.answers[(fields[b"participant_id"].decode(), fields[b"question_id"].decode())] = applied_at
+                        self.answers[(fields[b"participant_id"].decode(),
+                                      fields[b"question_id"].decode())] = applied_at
                     if kind not in BOARD_CHANGES:
                         continue
                     version = int(fields[b"version"])
                     self.changes[session].append((version, applied_at))
                     if kind == b"question_closed":
-                        closed_at = datetime.fromisoformat(json.loads(fields[b"data"])["closed_at"]).timestamp()
-                        self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at, applied_at)
+                        closed_at = datetime.fromisoformat(
+                            json.loads(fields[b"data"])["closed_at"]).timestamp()
+                        self.closes[(session, fields[b"question_id"].decode())] = (version, closed_at,
+                                                                                   applied_at)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -80,7 +84,7 @@ class _WsProtocol(asyncio.Protocol):
     frame, so that a burst of 2,000 pushes is stamped close to when it arrived (a full client library
     spends ~10x more per message, which would be measured as fan-out latency)."""
 
-    def __init__(self, owner: "RoomSocket", request: bytes, handshake: asyncio.Future):
+    def __init__(self, owner: RoomSocket, request: bytes, handshake: asyncio.Future):
         self.owner, self.request, self.handshake = owner, request, handshake
         self.buffer = bytearray()
         self.upgraded = False
@@ -134,7 +138,8 @@ class _WsProtocol(asyncio.Protocol):
         """A client text frame (masked, with a zero key: the payload goes as it is)."""
         payload = text.encode()
         size = len(payload)
-        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126
+                                else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
         self.transport.write(head + b"\0\0\0\0" + payload)
 
     def connection_lost(self, exc) -> None:
@@ -172,7 +177,7 @@ class RoomSocket:
     def extra_headers(self) -> str:
         return ""
 
-    def opened(self, protocol: "_WsProtocol") -> None:
+    def opened(self, protocol: _WsProtocol) -> None:
         """Called once the handshake is done (a protocol that starts with client messages sends them here)."""
 
     async def run(self, ws_url: str, ticket: str, ready: asyncio.Semaphore | None = None) -> None:
@@ -195,7 +200,7 @@ class RoomSocket:
                 ready.release()
                 ready = None
             await protocol.closed
-        except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ConnectionError) as exc:
             self.error = repr(exc)
         except asyncio.CancelledError:
             protocol = getattr(self, "_protocol", None)

@@ -60,7 +60,7 @@ class CpuMeter:
     """CPU seconds of this process (all threads, incl. librdkafka's) and of reaped children (wrk,
     pgbench, redis-benchmark) over a window, plus the machine's CPU use in the same window."""
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self.wall0 = time.monotonic()
         self.self0 = resource.getrusage(resource.RUSAGE_SELF)
         self.child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -116,7 +116,7 @@ def make_rooms(engine, config: Config, rooms: int, players: int, questions: int,
     `prefix` (1..8) is the first digit of the join codes, so room sets never collide."""
     made: list[Room] = []
     users, quizzes, questions_rows, sessions, participants = [], [], [], [], []
-    for r in range(rooms):
+    for _ in range(rooms):
         host, quiz, session = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         users.append({"id": host, "nickname": "bench-host"})
         quizzes.append({"id": quiz, "owner": host})
@@ -140,9 +140,9 @@ def make_rooms(engine, config: Config, rooms: int, players: int, questions: int,
     with engine.begin() as db:
         db.execute(text("INSERT INTO users (id, nickname, is_guest) VALUES (:id, :nickname, true)"), users)
         db.execute(text("INSERT INTO quizzes (id, owner_id, title) VALUES (:id, :owner, 'bench')"), quizzes)
-        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, time_limit_s, "
-                        "points) VALUES (:id, :quiz, :pos, :text, '[\"a\",\"b\",\"c\",\"d\"]', :correct, :limit, "
-                        "1000)"), questions_rows)
+        db.execute(text("INSERT INTO questions (id, quiz_id, position, text, choices, correct_choice, "
+                        "time_limit_s, points) VALUES (:id, :quiz, :pos, :text, '[\"a\",\"b\",\"c\",\"d\"]', "
+                        ":correct, :limit, 1000)"), questions_rows)
         db.execute(text("INSERT INTO quiz_sessions (id, quiz_id, host_id, join_code, status) "
                         "VALUES (:id, :quiz, :host, :code, 'lobby')"), sessions)
         if participants:
@@ -178,8 +178,8 @@ class HttpPool:
                 reader, writer = self._idle.pop()
             else:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
-            head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}",
-                    "Content-Type: application/json"]
+            head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                    f"Content-Length: {len(body)}", "Content-Type: application/json"]
             head += [f"{k}: {v}" for k, v in (headers or {}).items()]
             try:
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
@@ -247,7 +247,8 @@ def machine(engine, redis_client) -> dict[str, Any]:
         kafka = re.sub(r"^kafka-clients-(.*)\.jar$", r"\1", jars[-1].name)
     import confluent_kafka
     return {
-        "cpu_model": model, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": model, "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(), "os": platform.platform(), "python": platform.python_version(),
         "postgresql": pg, "postgresql_shared_buffers": shared_buffers,
         "redis": redis_client.info("server").get("redis_version"), "kafka": kafka,
@@ -268,7 +269,8 @@ def _label(p: psutil.Process) -> str:
     if not cmd:
         return p.name()
     text_ = " ".join(cmd)
-    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "kafka", "redis-server", "wrk", "pgbench"):
+    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "kafka", "redis-server", "wrk",
+                "pgbench"):
         if key in text_:
             return key
     if p.name() == "postgres" or "postgres" in cmd[0]:
@@ -279,7 +281,7 @@ def _label(p: psutil.Process) -> str:
 class ProcessCpu:
     """CPU seconds per kind of process on the whole machine over a window (who used the 2 cores)."""
 
-    def __enter__(self) -> "ProcessCpu":
+    def __enter__(self) -> ProcessCpu:
         self.before = self._snapshot()
         self.t0 = time.monotonic()
         return self
@@ -333,8 +335,8 @@ def wrk(url: str, requests_file, duration_s: int, connections: int) -> dict:
     seconds = data["duration_us"] / 1e6
     errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
     ok = data["requests"] - data["status"] - errors
-    return {"requests": data["requests"], "acknowledged": ok, "non_2xx": data["status"], "socket_errors": errors,
-            "seconds": round(seconds, 2), "per_s": round(ok / seconds, 1),
+    return {"requests": data["requests"], "acknowledged": ok, "non_2xx": data["status"],
+            "socket_errors": errors, "seconds": round(seconds, 2), "per_s": round(ok / seconds, 1),
             "latency_ms": {"mean": round(data["lat_mean"] / 1000, 2), "p50": data["lat_p50"] / 1000,
                            "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
                            "max": data["lat_max"] / 1000},

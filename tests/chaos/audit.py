@@ -44,7 +44,8 @@ _DOUBLE_EVENTS = text("""
 
 _ANSWERS_WITHOUT_EVENT = text("""
     SELECT count(*) FROM participant_answers a
-    LEFT JOIN (SELECT DISTINCT payload->>'answer_id' AS answer_id FROM events WHERE event_type = 'answer_scored') e
+    LEFT JOIN (SELECT DISTINCT payload->>'answer_id' AS answer_id FROM events
+               WHERE event_type = 'answer_scored') e
            ON e.answer_id = a.id::text
     WHERE e.answer_id IS NULL""")
 

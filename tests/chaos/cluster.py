@@ -105,7 +105,8 @@ class ClusterStore:
 
     def exit_code(self) -> int | None:
         """-9 while a node of this kind is down without the run having killed it, else None."""
-        names = ["kafka-1", "kafka-2", "kafka-3"] if self.kind == "kafka" else [f"redis-{i}" for i in range(1, 7)]
+        names = ["kafka-1", "kafka-2",
+                 "kafka-3"] if self.kind == "kafka" else [f"redis-{i}" for i in range(1, 7)]
         return -9 if any(not self.engines.running(name) for name in names if name != self.killed) else None
 
     def wipe(self) -> None:

@@ -81,7 +81,8 @@ class Faults:
         return Counter(f.kind for f in self.log)
 
     def start(self, plan: list[tuple[float, str]], started: float, stop: threading.Event) -> threading.Thread:
-        thread = threading.Thread(target=self._run, args=(plan, started, stop), name="chaos-faults", daemon=True)
+        thread = threading.Thread(target=self._run, args=(plan, started, stop), name="chaos-faults",
+                                  daemon=True)
         thread.start()
         return thread
 

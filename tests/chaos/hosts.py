@@ -65,7 +65,8 @@ async def prepare_lane(client: Client, player_count: int) -> Lane:
     questions = [{"text": f"Question {i + 1}?", "choices": CHOICES, "correct_choice": i % len(CHOICES),
                   "time_limit_s": TIME_LIMIT_S, "points": 1000 if i % 10 else 2000} for i in range(QUESTIONS)]
     quiz = {"title": "Chaos", "questions": questions}
-    quiz = _expect(*await client.definitive("setup", "POST", "/api/v1/quizzes", quiz, login["access_token"]), 201)
+    quiz = _expect(*await client.definitive("setup", "POST", "/api/v1/quizzes", quiz, login["access_token"]),
+                   201)
 
     async def guest(i: int) -> Player:
         body = {"nickname": f"p{i}"}

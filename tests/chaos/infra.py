@@ -99,7 +99,8 @@ class PrivateRedis:
         self.conf = workdir / "redis.conf"
         self.log = workdir / "redis.log"
         self.data.mkdir(parents=True, exist_ok=True)
-        # The same persistence as `make up`'s Redis (scripts/stack/engines.py): what a restart keeps is what production keeps.
+        # The same persistence as `make up`'s Redis (scripts/stack/engines.py): what a restart keeps is what
+        # production keeps.
         self.conf.write_text(f"""bind 127.0.0.1
 protected-mode yes
 port {self.port}
@@ -114,8 +115,8 @@ loglevel notice
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(["redis-server", str(self.conf)], stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(["redis-server", str(self.conf)], stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         client = redis_lib.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
 
         def answers() -> bool:
@@ -126,7 +127,8 @@ loglevel notice
             except redis_lib.RedisError:  # refused, or LOADING its AOF
                 return False
 
-        wait_until(answers, f"the private Redis on port {self.port} did not answer (see {self.log})", every_s=0.1)
+        wait_until(answers, f"the private Redis on port {self.port} did not answer (see {self.log})",
+                   every_s=0.1)
         client.close()
 
     def exit_code(self) -> int | None:

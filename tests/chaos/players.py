@@ -22,8 +22,8 @@ class Player:
     token: str
 
 
-async def answer(client: Client, ledger: Ledger, player: Player, session_id: str, question_id: str, choice: int,
-                 patience_s: float) -> AnswerRecord:
+async def answer(client: Client, ledger: Ledger, player: Player, session_id: str, question_id: str,
+                 choice: int, patience_s: float) -> AnswerRecord:
     record = AnswerRecord(session_id, player.user_id, question_id, choice)
     ledger.answers.append(record)
     loop = asyncio.get_running_loop()

@@ -33,8 +33,8 @@ class Summary:
             "lost answers": len(f.lost), "doubled answers": f.doubled, "uncounted answers": f.uncounted,
             "answers without their event": f.answers_without_event,
             "boards unequal": self.state.sessions - self.state.equal,
-            "events missing from Kafka": f.missing_from_kafka, "events on Kafka not in PostgreSQL": f.not_in_table,
-            "dead letters": f.dead_letters,
+            "events missing from Kafka": f.missing_from_kafka,
+            "events on Kafka not in PostgreSQL": f.not_in_table, "dead letters": f.dead_letters,
             "refused answers recorded": f.refused_but_recorded,
             "already_answered with the choice sent": f.conflicts, "500s": errors["500"],
             "5xx other than 503 and outcome_unknown": errors["other"],
@@ -59,8 +59,8 @@ class Summary:
     def rows(self) -> list[tuple[str, str]]:
         f, s, errors, ledger = self.findings, self.state, self._errors(), self.ledger
         rate = f.acknowledged / max(self.load_s, 1e-9)
-        acknowledged = (f"{f.acknowledged:,} ({f.acknowledged - f.replayed:,} / {f.replayed:,}) in {self.load_s:.0f} s:"
-                        f" {rate:,.0f}/s, peak {self.peak_rate:,.0f}/s over 10 s")
+        acknowledged = (f"{f.acknowledged:,} ({f.acknowledged - f.replayed:,} / {f.replayed:,}) "
+                        f"in {self.load_s:.0f} s: {rate:,.0f}/s, peak {self.peak_rate:,.0f}/s over 10 s")
         boards = (f"{s.equal} of {s.sessions} ({len(s.read_to_rebuild)} rebuilt by a read); "
                   f"ops verify exit {f.verify_exit}")
         kafka = (f"{f.events - f.missing_from_kafka:,} of {f.events:,} "
@@ -88,7 +88,8 @@ class Summary:
             ("refused (definitive 4xx) / gave up / conflict", f"{refused} / {f.gave_up} / {f.conflicts}"),
             ("faults injected", f"{sum(self.faults.values())}: {faults}"),
             ("processes that exited by themselves (restarted)", crashes),
-            ("time to converge", f"{self.converge_s:.1f} s" if self.converge_s is not None else "did not converge"),
+            ("time to converge",
+             f"{self.converge_s:.1f} s" if self.converge_s is not None else "did not converge"),
             ("verdict", "FAIL: " + "; ".join(failures) if failures else "PASS"),
         ]
 

@@ -79,12 +79,15 @@ class Run:
             f"Kafka {self.kafka.bootstrap}")
 
     def start_on_cluster(self) -> None:
-        """CHAOS_TARGET=cluster: two of each process on the running cluster's engines (tests/chaos/cluster.py)."""
+        """CHAOS_TARGET=cluster: two of each process on the running cluster's engines
+        (tests/chaos/cluster.py)."""
         base = load_config()
         say(f"run {self.id} in {self.workdir}: the cluster's Kafka and Redis, database quiz_chaos")
         engines = from_environment()
-        self.redis, self.kafka = ClusterStore(engines, "redis", self.rng), ClusterStore(engines, "kafka", self.rng)
-        self.config = chaos_config(self.id, base.redis_url, base.kafka_bootstrap_servers, base.redis_cluster_nodes)
+        self.redis = ClusterStore(engines, "redis", self.rng)
+        self.kafka = ClusterStore(engines, "kafka", self.rng)
+        self.config = chaos_config(self.id, base.redis_url, base.kafka_bootstrap_servers,
+                                   base.redis_cluster_nodes)
         fresh_database(self.config.database_url)
         ensure_topics(self.config)
         self.engine = audit_engine(self.config.database_url)
@@ -92,8 +95,9 @@ class Run:
         for name in self.apps.names():
             self.apps.start(name)
         self.apps.stack.start_balancer()
-        say(f"balancer on {self.apps.base_url} in front of {', '.join(self.apps.names('web'))} (2 gevent workers "
-            f"each), 2 relays, 2 workers; Redis Cluster {base.redis_cluster_nodes}, Kafka {base.kafka_bootstrap_servers}")
+        say(f"balancer on {self.apps.base_url} in front of {', '.join(self.apps.names('web'))} "
+            f"(2 gevent workers each), 2 relays, 2 workers; Redis Cluster {base.redis_cluster_nodes}, "
+            f"Kafka {base.kafka_bootstrap_servers}")
 
     async def load(self, faults: Faults) -> tuple[list[Lane], float]:
         s = self.settings
@@ -129,7 +133,8 @@ class Run:
             self.peak_rate, before = max(self.peak_rate, rate), acked
             last = faults.log[-1] if faults.log else None
             say(f"{time.monotonic() - started:5.0f} s  {acked:,} acknowledged, {rate:,.0f}/s; faults "
-                f"{len(faults.log)}" + (f" (last: {last.kind}, back in {last.recovered_s:.1f} s)" if last else ""))
+                f"{len(faults.log)}"
+                + (f" (last: {last.kind}, back in {last.recovered_s:.1f} s)" if last else ""))
 
     def execute(self) -> bool:
         self.start_stack()
@@ -149,7 +154,8 @@ class Run:
         return not summary.failures()
 
     def settle(self, lanes: list[Lane], faults: Faults) -> tuple[float | None, State]:
-        """End what is still live, then wait (bounded) until the outbox, the worker and the boards caught up."""
+        """End what is still live, then wait (bounded) until the outbox, the worker and the boards
+        caught up."""
         ended = end_all_sessions(self.engine, self.apps.base_url, lanes)
         say(f"load stopped; sessions still live, now ended: {ended}")
         converge_s, state = converge(self.config, self.engine, make_redis(self.config),
@@ -175,7 +181,8 @@ class Run:
                     say(f"cleanup: {exc!r}")
         if on_cluster and self.apps is not None:
             try:
-                say(f"cleanup: {drop_prefix_keys(make_redis(self.config))} keys of the run deleted from the cluster")
+                dropped = drop_prefix_keys(make_redis(self.config))
+                say(f"cleanup: {dropped} keys of the run deleted from the cluster")
             except Exception as exc:  # noqa: BLE001 - the run's result stands
                 say(f"cleanup: {exc!r}")
         if self.settings.keep:

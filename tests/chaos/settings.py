@@ -53,7 +53,8 @@ class Settings:
 
 
 def chaos_config(run: str, redis_url: str, kafka_bootstrap: str, redis_cluster_nodes: str = "") -> Config:
-    """The run's configuration; on the cluster (`redis_cluster_nodes`) its keys carry a prefix of the run's."""
+    """The run's configuration; on the cluster (`redis_cluster_nodes`) its keys carry a prefix of the
+    run's."""
     base = load_config()
     rates = {name: UNREACHABLE_RATE for name in Config.__dataclass_fields__
              if name.startswith("rate_") and name != "rate_limits_enabled"}
@@ -69,4 +70,5 @@ def chaos_config(run: str, redis_url: str, kafka_bootstrap: str, redis_cluster_n
         question_get_ready_s=0.0,  # players answer the moment a question opens
         relay_metrics_port=0, worker_metrics_port=0, secret_key=secrets.token_urlsafe(48),
         # The audit compares the events table with the topic: nothing may be pruned meanwhile.
-        relay_retention_hours=100_000.0, rate_limits_enabled=True, ws_max_per_address=UNREACHABLE_SOCKETS, **rates)
+        relay_retention_hours=100_000.0, rate_limits_enabled=True, ws_max_per_address=UNREACHABLE_SOCKETS,
+        **rates)

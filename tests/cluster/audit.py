@@ -71,7 +71,8 @@ def in_kafka_in_order(config: Config, rows: list) -> dict:
         expected = [row.id for row in rows if row.session_id == session]
         first = sorted((found[event][0] for event in expected), key=lambda m: m.offset)
         assert len({m.partition for m in first}) == 1, f"session {session} is on several partitions"
-        assert [m.event_id for m in first] == expected, f"session {session}'s events are out of order on Kafka"
+        assert [m.event_id for m in first] == expected, \
+            f"session {session}'s events are out of order on Kafka"
     return found
 
 
@@ -94,5 +95,5 @@ def board_differences(engine, redis, game: Game) -> list:
 
 def wait_boards_equal(engine, redis, games: list[Game]) -> None:
     for game in games:
-        wait_until(lambda: compare_session_board(engine, redis, game.session_id) == [],
+        wait_until(lambda game=game: compare_session_board(engine, redis, game.session_id) == [],
                    f"the board of {game.session_id} did not come to equal PostgreSQL")

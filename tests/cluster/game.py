@@ -68,12 +68,14 @@ class Game:
                 opened = self._decided(f"/api/v1/sessions/{self.session_id}/questions/next", self.host.token)
                 assert opened.status_code == 200, (opened.status_code, opened.get_json())
                 for index, player in enumerate(self.players):
+                    right = question["correct_choice"]
                     self._answer(player, opened.get_json()["question_id"],
-                                 question["correct_choice"] if index % 2 == 0 else (question["correct_choice"] + 1) % 4)
+                                 right if index % 2 == 0 else (right + 1) % 4)
                 # Every player answered, so the server may have closed it already: one close either way.
                 closed = self._decided(f"/api/v1/sessions/{self.session_id}/questions/close", self.host.token)
                 assert closed.status_code == 200 or \
-                    (closed.get_json().get("error") or {}).get("code") == "no_open_question", closed.get_json()
+                    (closed.get_json().get("error") or {}).get("code") == "no_open_question", \
+                    closed.get_json()
                 self.played = position + 1
         except BaseException as exc:  # noqa: BLE001 - raised again by `playing`
             self.error = exc

@@ -54,13 +54,14 @@ def edge(request, database, kafka_topics, redis_client, tmp_path_factory):
     config = kafka_topics.replace(jwt_algorithm=request.param)
     logs = tmp_path_factory.mktemp(f"edge-{request.param}")
     web_port, lb_port = free_port(), free_port()
-    env = stack_env(config, WEB_PORT=str(web_port), WEB_WORKERS="1", WEB_TRUSTED_PROXIES="1", LOG_LEVEL="info")
+    env = stack_env(config, WEB_PORT=str(web_port), WEB_WORKERS="1", WEB_TRUSTED_PROXIES="1",
+                    LOG_LEVEL="info")
     apps = AppStack(logs, env, MANUAL)
     try:
         apps.start("web")
         start_balancer(apps, lb_port, {"web": web_port}, config)
-        wait_until(lambda: _upstream(f"http://127.0.0.1:{lb_port}/healthz"), "the balancer did not reach the web",
-                   every_s=0.2)
+        wait_until(lambda: _upstream(f"http://127.0.0.1:{lb_port}/healthz"),
+                   "the balancer did not reach the web", every_s=0.2)
         yield Edge(config, f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{web_port}", logs / "web.log")
     finally:
         apps.close()
@@ -83,8 +84,8 @@ def test_the_edge_refuses_every_bad_token_with_the_services_own_401_before_the_w
     cases["missing"] = None
     refused_ids = []
     for name, token in cases.items():
-        for method, path, body in (("GET", "/api/v1/auth/me", None), ("POST", "/api/v1/quizzes", {"title": "t"}),
-                                   ("POST", "/graphql", QUERY)):
+        for method, path, body in (("GET", "/api/v1/auth/me", None),
+                                   ("POST", "/api/v1/quizzes", {"title": "t"}), ("POST", "/graphql", QUERY)):
             if path == "/graphql" and token is None:
                 continue  # anonymous GraphQL is public (seed 000's operations)
             at_edge_id, direct_id = f"edge-{uuid.uuid4().hex}", f"direct-{uuid.uuid4().hex}"
@@ -94,7 +95,8 @@ def test_the_edge_refuses_every_bad_token_with_the_services_own_401_before_the_w
             assert direct.status_code == 401 and not _seen_by_a_web(at_edge), (name, path)
             assert at_edge.headers["Content-Type"] == "application/json"
             refused_ids.append(at_edge_id)
-    assert edge.send(edge.url, "GET", "/api/v1/auth/me", None, "no-token").json()["error"]["message"] == NO_TOKEN
+    assert edge.send(edge.url, "GET", "/api/v1/auth/me", None,
+                     "no-token").json()["error"]["message"] == NO_TOKEN
 
     # A request the edge passes after all of them: once the web has logged it, it has logged whatever
     # came before it, and none of the refused ones is there.
@@ -109,9 +111,11 @@ def test_the_edge_passes_api_keys_public_routes_pages_sockets_and_valid_tokens(e
     api = Api(HttpClient(edge.url))
     host = api.host()  # sign-up and sign-in are public; the token passes the edge
     board_id = "edge-" + uuid.uuid4().hex[:10]
-    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Edge", "sort_order": "desc", "update_mode": "best",
-                                      "reset_period": "never"}, token=host.token, expect=201)
-    key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token, expect=201).get_json()["key"]
+    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Edge", "sort_order": "desc",
+                                      "update_mode": "best", "reset_period": "never"},
+             token=host.token, expect=201)
+    key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token,
+                   expect=201).get_json()["key"]
     passed = {
         "api key": edge.send(edge.url, "POST", "/api/v1/scores", key, "k",
                              json={"leaderboard_id": board_id, "player_id": "p1", "score": 5}),
@@ -122,7 +126,8 @@ def test_the_edge_passes_api_keys_public_routes_pages_sockets_and_valid_tokens(e
         "jwks": edge.send(edge.url, "GET", "/.well-known/jwks.json", None, "j"),
         "socket": edge.send(edge.url, "GET", f"/ws/sessions/{uuid.uuid4()}?ticket=nope", None, "s"),
     }
-    assert {name: _seen_by_a_web(response) for name, response in passed.items()} == dict.fromkeys(passed, True)
+    assert {name: _seen_by_a_web(response)
+            for name, response in passed.items()} == dict.fromkeys(passed, True)
     assert passed["api key"].status_code == 201 and passed["public read"].status_code == 200
     assert passed["unknown api key"].json()["error"]["message"] == "unknown or revoked API key"
     assert passed["anonymous graphql"].status_code == 200 and passed["page"].status_code == 200

@@ -45,8 +45,8 @@ BALANCER_S = 2 * 2 + 30
 
 _LEADER = text("""
     SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = :key AND l.objsubid = 1
-      AND a.datname = current_database()""")
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = :key
+      AND l.objsubid = 1 AND a.datname = current_database()""")
 
 
 def kill(stack, name: str) -> None:
@@ -95,12 +95,15 @@ def test_the_standby_relay_takes_over_from_a_dead_leader_and_keeps_each_sessions
 def group_members(config) -> dict[str, set[int]]:
     """The workers' group: each member's client id and the partitions of the topic assigned to it."""
     admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
-    group = admin.describe_consumer_groups([config.kafka_consumer_group])[config.kafka_consumer_group].result(10)
-    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == config.kafka_topic}
+    group_id = config.kafka_consumer_group
+    group = admin.describe_consumer_groups([group_id])[group_id].result(10)
+    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions
+                          if tp.topic == config.kafka_topic}
             for m in group.members}
 
 
-def test_a_dead_workers_partitions_move_to_the_other_and_nothing_is_lost_or_doubled(stack, engine, redis_client):
+def test_a_dead_workers_partitions_move_to_the_other_and_nothing_is_lost_or_doubled(stack, engine,
+                                                                                    redis_client):
     config = stack.config
     everything = set(range(config.kafka_partitions))
     wait_until(lambda: len(group_members(config)) == 2, "the two workers did not both join their group")
@@ -128,7 +131,8 @@ def partition_leaders(config) -> dict[int, int]:
     return {p.id: p.leader for p in topic.partitions.values()}
 
 
-def test_a_broker_dies_under_load_and_no_acknowledged_event_is_lost_or_kept_waiting(stack, engine, redis_client,
+def test_a_broker_dies_under_load_and_no_acknowledged_event_is_lost_or_kept_waiting(stack, engine,
+                                                                                    redis_client,
                                                                                    engines):
     config = stack.config
     games = [Game(stack.base_url) for _ in range(3)]

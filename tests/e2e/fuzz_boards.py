@@ -337,7 +337,8 @@ class BoardsWorld:
 
 
 def _fits(metadata: dict) -> bool:
-    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass")) \
+    return len(json.dumps(metadata, separators=(",", ":"),
+                          ensure_ascii=False).encode(errors="surrogatepass")) \
         <= METADATA_MAX_BYTES
 
 

@@ -5,7 +5,8 @@ import json
 import struct
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 import websocket
@@ -61,7 +62,8 @@ class SocketClient:
         with self._arrived:
             return [m for m in self.messages if m["type"] == kind]
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S) -> dict[str, Any]:
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool],
+                 timeout_s: float = WAIT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         seen = 0
         with self._arrived:

@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _feed(live_stack, board_id: str, players: int, seed: int) -> None:
     """Seed 001's `kafka-producer -leaderboard -players -rate`, as an operator runs it."""
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "ops", "produce-scores", "--board", board_id,
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "ops", "produce-scores", "--board",
+                           board_id,
                            "--players", str(players), "--rate", "500", "--initial-only", "--seed", str(seed)],
-                          cwd=ROOT, env=stack_env(live_stack.config), capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=stack_env(live_stack.config), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -45,8 +47,8 @@ def _stats_sum(http: Api, board_id: str) -> int:
 
 def _sum_in_postgres(engine, board_id: str) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT sum(score) FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                  {"b": board_id}).scalar()
+        return connection.execute(text("SELECT sum(score) FROM leaderboard_entries "
+                                       "WHERE leaderboard_id = :b"), {"b": board_id}).scalar()
 
 
 def _submissions_in_postgres(engine, board_id: str) -> int:
@@ -63,7 +65,8 @@ def test_the_board_page_follows_scores_fed_through_kafka(live_stack, browser: Br
                                        "update_mode": "increment", "reset_period": "never"},
               token=owner.token, expect=201)
     _feed(live_stack, board_id, players=30, seed=1)
-    first = wait_until(lambda: (b := _top(http, board_id))["total"] == 30 and b, "the fed scores never landed")
+    first = wait_until(lambda: (b := _top(http, board_id))["total"] == 30 and b,
+                       "the fed scores never landed")
 
     desktop = Tab(browser, live_stack.base_url, "board-desktop", {"width": 1366, "height": 900})
     phone = Tab(browser, live_stack.base_url, "board-phone", {"width": 390, "height": 844})
@@ -81,13 +84,15 @@ def test_the_board_page_follows_scores_fed_through_kafka(live_stack, browser: Br
         # More of the same feed: increments move players around; the page shows what the API shows.
         _feed(live_stack, board_id, players=30, seed=2)
         # Both feeds in PostgreSQL: each message's (derived) submission id is kept with its board.
-        wait_until(lambda: _submissions_in_postgres(engine, board_id) == 60, "the ingest never took the second feed")
+        wait_until(lambda: _submissions_in_postgres(engine, board_id) == 60,
+                   "the ingest never took the second feed")
         settled = wait_until(lambda: (b := _top(http, board_id))["total"] == 30
                              and _stats_sum(http, board_id) == _sum_in_postgres(engine, board_id) and b,
                              "the board never showed the second feed")
         for tab in (desktop, phone):
             expect(table(tab, "leaderboard-name")).to_have_text(_names(settled), timeout=WAIT_MS)
-            expect(table(tab, "leaderboard-score")).to_have_text([f"{e['score']:,}" for e in settled["entries"]])
+            expect(table(tab, "leaderboard-score")).to_have_text([f"{e['score']:,}"
+                                                                  for e in settled["entries"]])
         assert settled["entries"] != first["entries"]
 
         # Find a player: their window and standing, highlighted; a write to them shows up live.

@@ -54,7 +54,8 @@ class Tab:
 
     def shot(self, stage: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{stage}-{self.name}.png"), full_page=True, animations="disabled")
+        self.page.screenshot(path=str(ARTIFACTS / f"{stage}-{self.name}.png"), full_page=True,
+                             animations="disabled")
 
 
 def write_quiz(host: Tab) -> None:
@@ -82,7 +83,8 @@ def scores_in_postgres(engine, session_id: str) -> dict[str, int]:
             "SELECT id, score FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id})}
 
 
-def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_id: str, token: str) -> list[dict]:
+def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_id: str,
+                 token: str) -> list[dict]:
     """Every page shows the scores that the leaderboard API and PostgreSQL hold."""
     truth = scores_in_postgres(engine, session_id)
     expected: list[dict] = []
@@ -98,7 +100,8 @@ def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_
         expect(tab.by("leaderboard-name")).to_have_text(names, timeout=WAIT_MS)
         expect(tab.by("leaderboard-score")).to_have_text(scores, timeout=WAIT_MS)
     for tab in players.values():
-        mine = next(e for e in expected if e["participant_id"] == tab.stored("livequiz.player")["participant_id"])
+        mine = next(e for e in expected
+                    if e["participant_id"] == tab.stored("livequiz.player")["participant_id"])
         expect(tab.by("player-score")).to_have_text(points(mine["score"]), timeout=WAIT_MS)
         if mine["score"] > 0:  # nobody has a place on 0 points
             expect(tab.by("player-rank")).to_have_text(ordinal(mine["rank"]), timeout=WAIT_MS)

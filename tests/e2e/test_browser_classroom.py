@@ -105,8 +105,8 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
 
     host = ClassTab(browser, live_stack.base_url, "classroom-host", DESKTOP)
     tabs = {"host": host}
-    for name, viewport in (("ann", PHONE), ("ben", DESKTOP), ("cat", PHONE), ("dan", PHONE), ("cat2", DESKTOP),
-                           ("copycat", PHONE)):
+    for name, viewport in (("ann", PHONE), ("ben", DESKTOP), ("cat", PHONE), ("dan", PHONE),
+                           ("cat2", DESKTOP), ("copycat", PHONE)):
         tabs[name] = ClassTab(browser, live_stack.base_url, f"classroom-{name}", viewport)
     ann, ben, cat, dan, cat2, copycat = (tabs[n] for n in ("ann", "ben", "cat", "dan", "cat2", "copycat"))
     try:
@@ -125,7 +125,8 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
 
         # Duplicate, then delete the copy: the library keeps one quiz.
         host.by("quiz-copy").click()
-        expect(host.by("quiz-item-title")).to_have_text(["Science class (copy)", "Science class"], timeout=WAIT_MS)
+        expect(host.by("quiz-item-title")).to_have_text(["Science class (copy)", "Science class"],
+                                                        timeout=WAIT_MS)
         host.check("c03-library")
         host.by("quiz-item").filter(has_text="(copy)").get_by_test_id("quiz-delete").click()
         expect(host.by("quiz-item-title")).to_have_text(["Science class"], timeout=WAIT_MS)
@@ -162,7 +163,8 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
             expect(tab.by("lobby")).to_be_visible(timeout=WAIT_MS)
         # A second "ann" is refused, and told why.
         join(copycat, link, " ann ")
-        expect(copycat.by("join-error")).to_have_text(re.compile("already has that nickname"), timeout=WAIT_MS)
+        expect(copycat.by("join-error")).to_have_text(re.compile("already has that nickname"),
+                                                      timeout=WAIT_MS)
         copycat.check("c06-nickname-taken")
 
         # The host removes Dan; Dan's screen says so, and Dan cannot come back.
@@ -359,7 +361,8 @@ def test_the_rough_edges_a_classroom_hit_first(live_stack, browser: Browser):
         join(phone, f"/?code={game['join_code']}", "Phoebe")
         expect(phone.by("lobby")).to_be_visible(timeout=WAIT_MS)
         others = [http.join_as(game["id"], http.guest(), name) for name in ("Ann", "Ben", "Cy", "Dee")]
-        question = http.post(f"/api/v1/sessions/{game['id']}/questions/next", token=token, expect=200).get_json()
+        question = http.post(f"/api/v1/sessions/{game['id']}/questions/next", token=token,
+                             expect=200).get_json()
         expect(phone.by("answer-3")).to_be_visible(timeout=WAIT_MS)
         height = PHONE["height"]
         for testid in ("answer-3", "countdown"):

@@ -18,7 +18,8 @@ def test_graphiql_runs_a_query_a_person_types(live_stack, browser: Browser):
     owner = http.host()
     board_id = "gq-" + uuid.uuid4().hex[:10]
     http.post("/api/v1/leaderboards", {"id": board_id, "name": "Playground", "sort_order": "desc",
-                                       "update_mode": "best", "reset_period": "never"}, token=owner.token, expect=201)
+                                       "update_mode": "best", "reset_period": "never"}, token=owner.token,
+              expect=201)
     http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "Phoenix1", "score": 1500,
                                  "metadata": {"game_id": "match123"}}, token=owner.token, expect=201)
     wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == 1,

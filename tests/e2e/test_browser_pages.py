@@ -1,4 +1,5 @@
-"""The pages against the real HTTP API, with the room socket played by the test (Playwright's WebSocket routing).
+"""The pages against the real HTTP API, with the room socket played by the test (Playwright's WebSocket
+routing).
 
 Needs only PostgreSQL: the app is served in a thread, and every room message is one the protocol
 defines, built from the API's own answers. This pins the pages' handling of each message (countdown,
@@ -11,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -32,7 +33,7 @@ def page_server(app):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class FakeRoom:
@@ -149,8 +150,8 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         mine = next(e for e in board["entries"] if e["participant_id"] == me)
         assert mine["score"] > 0
         room.push({"type": "question_closed", **closed,
-                   "you": {"correct": True, "points": mine["score"], "score": mine["score"], "rank": mine["rank"],
-                           "streak": 1}})
+                   "you": {"correct": True, "points": mine["score"], "score": mine["score"],
+                           "rank": mine["rank"], "streak": 1}})
         room.push({"type": "leaderboard", **board})  # the close moves the board, and the room pushes it
         expect(tab.by("result-verdict")).to_have_text("Correct!")
         expect(tab.by("result-points")).to_have_text(f"+{mine['score']:,} points")
@@ -171,7 +172,8 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
         room.push({"type": "session_ended", "podium": board["entries"][:5]})
         # Only players with points stand on the podium: nobody earns a medal with none.
-        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3] if e["score"] > 0])
+        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3]
+                                                    if e["score"] > 0])
         expect(tab.by("final-place")).to_have_text(re.compile(r"You finished 1st of 3 with [\d,]+ points\."))
         tab.shot("mock-06-podium")
 
@@ -218,8 +220,8 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         players = []
         for i, name in enumerate(("Ann", "Ben", "Cat")):
             players.append(http.join(state["sid"], http.guest(name)))
-            room.push({"type": "player_joined", "nickname": name, "participant_id": players[-1].participant_id,
-                       "player_count": i + 1})
+            room.push({"type": "player_joined", "nickname": name,
+                       "participant_id": players[-1].participant_id, "player_count": i + 1})
         expect(tab.by("arrival")).to_have_text(["Ann", "Ben", "Cat"])
         expect(tab.by("player-count")).to_have_text("3")
         room.push({"type": "leaderboard", **board_from_postgres(engine, state["sid"], 2)})
@@ -232,8 +234,8 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
             "current_question"]["id"]
         # Cat does not answer, so the question stays open until the host closes it.
         for player, choice in zip(players, (0, 2)):
-            http.post(f"/api/v1/sessions/{state['sid']}/answers", {"question_id": question_id, "choice": choice},
-                      token=player.token, expect=201)
+            http.post(f"/api/v1/sessions/{state['sid']}/answers",
+                      {"question_id": question_id, "choice": choice}, token=player.token, expect=201)
         tab.shot("mock-02-question")
         tab.by("close-question").click()
         expect(tab.by("choice-count-0")).to_have_text("1", timeout=WAIT_MS)
@@ -250,8 +252,8 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         expect(tab.by("end-session")).to_have_text("Show the podium", timeout=WAIT_MS)
         tab.by("end-session").click()
         room.push({"type": "session_ended", "podium": board["entries"][:5]})
-        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3] if e["score"] > 0],
-                                                   timeout=WAIT_MS)
+        expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3]
+                                                    if e["score"] > 0], timeout=WAIT_MS)
         tab.shot("mock-04-podium")
         assert tab.errors == []
     finally:

@@ -204,13 +204,15 @@ def test_only_a_removal_uses_up_a_removable_player(method: str):
     aimed = 0
     for generated in range(20):  # generated ids: the aim replaces most with a player kept for removal
         world, room = _lobby_world()
-        case = schema[path][method].Case(path_parameters={"session_id": "s", "participant_id": f"p{generated}"})
+        case = schema[path][method].Case(path_parameters={"session_id": "s",
+                                                          "participant_id": f"p{generated}"})
         world.prepare(case)
         target = case.path_parameters["participant_id"]
         if target not in room.removable:
             continue
         aimed += 1
         world.record(case, success)
-        left = [p for p in room.participant_ids if p != target] if method == "DELETE" else room.participant_ids
+        left = ([p for p in room.participant_ids if p != target] if method == "DELETE"
+                else room.participant_ids)
         assert room.removable == left, f"{method} {path} -> 200 left {room.removable}"
     assert aimed, f"no {method} was aimed at a player kept for removal"

@@ -48,8 +48,9 @@ EXACT = 2**53 - 1
 SCALARS = {
     "Score": st.one_of(st.integers(-EXACT, EXACT), st.sampled_from([EXACT, -EXACT, EXACT + 1, 2**63, 0])).map(
         nodes.Int),
-    "JSON": st.one_of(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3).map(
-        json.dumps), st.sampled_from(['"x"', "[1]", "{", "[" * 60 + "]" * 60])).map(nodes.String),
+    "JSON": st.one_of(
+        st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3).map(json.dumps),
+        st.sampled_from(['"x"', "[1]", "{", "[" * 60 + "]" * 60])).map(nodes.String),
 }
 # Arguments and input fields that name a board, a player or a period, or size a page: given a real
 # board's (or a size in range) three times in four, so that valid operations reach the board.
@@ -79,7 +80,8 @@ def world(live_stack) -> World:
                       token=owner.token, expect=201).get_json()["current_period"]
     players = [f"p{n}" for n in range(5)]
     api.post("/api/v1/scores/batch", {"scores": [{"leaderboard_id": board_id, "player_id": p, "score": 10 * n}
-                                                 for n, p in enumerate(players)]}, token=owner.token, expect=200)
+                                                 for n, p in enumerate(players)]}, token=owner.token,
+             expect=200)
     wait_until(lambda: api.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == 5,
                "the fuzz board's scores never reached it")
     tokens = {"none": None, "owner": owner.token, "key": key, "guest": guest.token, "other": other.token}
@@ -125,9 +127,11 @@ def http():
 
 @pytest.mark.parametrize("mode", [Mode.POSITIVE, Mode.NEGATIVE], ids=["valid", "invalid"])
 @pytest.mark.parametrize(("kind", "field"), FIELDS, ids=[name for _, name in FIELDS])
-def test_no_graphql_answer_is_a_server_error(world: World, http: requests.Session, live_stack, kind, field, mode):
+def test_no_graphql_answer_is_a_server_error(world: World, http: requests.Session, live_stack, kind, field,
+                                             mode):
     build = queries if kind == "query" else mutations
-    documents = build(SCHEMA, fields=[field], custom_scalars=SCALARS, mode=mode, print_ast=lambda document: document)
+    documents = build(SCHEMA, fields=[field], custom_scalars=SCALARS, mode=mode,
+                      print_ast=lambda document: document)
     outcomes: Counter[str] = Counter()
 
     @settings(max_examples=FUZZ_GRAPHQL_EXAMPLES, derandomize=True, database=None, deadline=None,
@@ -147,6 +151,7 @@ def test_no_graphql_answer_is_a_server_error(world: World, http: requests.Sessio
                  body["errors"][0].get("extensions", {}).get("code", "?")] += 1
 
     send()
-    print(f"{field} ({mode.name.lower()}): {sum(outcomes.values())} requests, {dict(sorted(outcomes.items()))}")
+    print(f"{field} ({mode.name.lower()}): {sum(outcomes.values())} requests, "
+          f"{dict(sorted(outcomes.items()))}")
     if mode is Mode.POSITIVE and field in REACHABLE and FUZZ_GRAPHQL_EXAMPLES >= GUARDS_PASSED_WITHIN:
         assert outcomes["ok"] > 0, f"{field}: never got past the guards: {dict(outcomes)}"

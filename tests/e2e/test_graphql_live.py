@@ -16,16 +16,19 @@ from tests.helpers import WAIT_S, Api, HttpClient, fragment_bomb, wait_until
 PROTOCOL = "graphql-transport-ws"
 BOARD_TOP = gql("""subscription($b: ID!) { boardTop(board_id: $b, top: 3) {
     leaderboard_id period version total entries { rank player_id score } } }""")
-STANDING = gql("subscription($b: ID!, $p: ID!) { playerStanding(board_id: $b, player_id: $p) { rank score } }")
+STANDING = gql("subscription($b: ID!, $p: ID!) "
+               "{ playerStanding(board_id: $b, player_id: $p) { rank score } }")
 
 
 def _board_with_players(http: Api) -> tuple[str, object]:
     owner = http.host()
     board_id = "gql-" + uuid.uuid4().hex[:10]
-    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc", "update_mode": "best",
-                                       "reset_period": "never"}, token=owner.token, expect=201)
-    http.post("/api/v1/scores/batch", {"scores": [{"leaderboard_id": board_id, "player_id": f"p{i}", "score": 100 * i}
-                                                  for i in range(1, 6)]}, token=owner.token, expect=200)
+    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
+                                       "update_mode": "best", "reset_period": "never"},
+              token=owner.token, expect=201)
+    http.post("/api/v1/scores/batch",
+              {"scores": [{"leaderboard_id": board_id, "player_id": f"p{i}", "score": 100 * i}
+                          for i in range(1, 6)]}, token=owner.token, expect=200)
     wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == 5,
                "the scores never reached the board")
     return board_id, owner
@@ -45,13 +48,15 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
         standings: list[dict] = []
         async with Client(transport=transport) as session:
             async def top_feed():
-                async for result in session.subscribe(GraphQLRequest(BOARD_TOP, variable_values={"b": board_id})):
+                async for result in session.subscribe(
+                        GraphQLRequest(BOARD_TOP, variable_values={"b": board_id})):
                     tops.append(result["boardTop"])
                     if any(e["score"] == 600 for e in result["boardTop"]["entries"]):
                         return
 
             async def standing_feed():
-                async for result in session.subscribe(GraphQLRequest(STANDING, variable_values={"b": board_id, "p": "p1"})):
+                async for result in session.subscribe(
+                        GraphQLRequest(STANDING, variable_values={"b": board_id, "p": "p1"})):
                     standings.append(result["playerStanding"])
                     if result["playerStanding"]["score"] == 150:
                         return
@@ -60,7 +65,8 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
             standing_task = asyncio.create_task(standing_feed())
             while not tops or not standings:
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(write, "p1", 150)  # below the top 3: p1's standing moves, the top does not
+            # below the top 3: p1's standing moves, the top does not
+            await asyncio.to_thread(write, "p1", 150)
             await asyncio.wait_for(standing_task, WAIT_S)
             await asyncio.to_thread(write, "p1", 600)  # into the top 3
             await asyncio.wait_for(tops_task, WAIT_S)
@@ -69,12 +75,15 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
     # A thread of its own: the browser tests' Playwright keeps an event loop running in this one.
     with ThreadPoolExecutor(1) as pool:
         tops, standings = pool.submit(asyncio.run, follow()).result()
-    assert [(e["player_id"], e["score"]) for e in tops[0]["entries"]] == [("p5", 500), ("p4", 400), ("p3", 300)]
+    assert [(e["player_id"], e["score"]) for e in tops[0]["entries"]] == [
+        ("p5", 500), ("p4", 400), ("p3", 300)]
     assert tops[0]["total"] == 5 and tops[0]["leaderboard_id"] == board_id
-    assert [(e["player_id"], e["score"]) for e in tops[-1]["entries"]] == [("p1", 600), ("p5", 500), ("p4", 400)]
+    assert [(e["player_id"], e["score"]) for e in tops[-1]["entries"]] == [
+        ("p1", 600), ("p5", 500), ("p4", 400)]
     # Every `next` showed a different top: the write below it sent nothing.
     assert all(a["entries"] != b["entries"] for a, b in zip(tops, tops[1:]))
-    assert [tops[i]["version"] < tops[i + 1]["version"] for i in range(len(tops) - 1)] == [True] * (len(tops) - 1)
+    assert [tops[i]["version"] < tops[i + 1]["version"]
+            for i in range(len(tops) - 1)] == [True] * (len(tops) - 1)
     assert (standings[0]["rank"], standings[-1]) == (5, {"rank": 5, "score": 150})
 
 
@@ -99,8 +108,8 @@ def test_the_protocols_messages_and_refusals(live_stack):
     client.wait_type("connection_ack")
     client.send({"type": "ping", "payload": {"n": 1}})
     assert client.wait_type("pong")["payload"] == {"n": 1}
-    client.send({"id": "q", "type": "subscribe", "payload": {"query": "query { stats(board_id: \"%s\") { count } }"
-                                                            % board_id}})
+    client.send({"id": "q", "type": "subscribe",
+                 "payload": {"query": f'query {{ stats(board_id: "{board_id}") {{ count }} }}'}})
     assert client.wait_for(lambda m: m.get("id") == "q" and m["type"] == "next")["payload"] == {
         "data": {"stats": {"count": 5}}}
     client.wait_for(lambda m: m.get("id") == "q" and m["type"] == "complete")
@@ -110,7 +119,8 @@ def test_the_protocols_messages_and_refusals(live_stack):
     client.send({"id": "none", "type": "subscribe", "payload": {
         "query": 'subscription { boardTop(board_id: "no-such-board") { version } }'}})
     assert client.wait_for(lambda m: m.get("id") == "none")["payload"][0]["extensions"]["code"] == "not_found"
-    watch = {"query": "subscription($b: ID!) { boardTop(board_id: $b) { total } }", "variables": {"b": board_id}}
+    watch = {"query": "subscription($b: ID!) { boardTop(board_id: $b) { total } }",
+             "variables": {"b": board_id}}
     client.send({"id": "w", "type": "subscribe", "payload": watch})
     assert client.wait_for(lambda m: m.get("id") == "w")["payload"] == {"data": {"boardTop": {"total": 5}}}
     client.send({"id": "w", "type": "subscribe", "payload": watch})
@@ -140,7 +150,8 @@ def test_the_socket_refuses_a_fragment_bomb_and_too_many_mutations_and_lives_on(
         bomb_id = f"bomb{n}"
         client.send({"id": bomb_id, "type": "subscribe", "payload": {"query": fragment_bomb(n)}})
         refused = client.wait_for(lambda m, bomb_id=bomb_id: m.get("id") == bomb_id)
-        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "query_too_costly"
+        assert (refused["type"] == "error"
+                and refused["payload"][0]["extensions"]["code"] == "query_too_costly")
     subscription = fragment_bomb(25, 'boardTop(board_id: "default") { version }', on="Subscription",
                                  operation="subscription")
     client.send({"id": "sub", "type": "subscribe", "payload": {"query": subscription}})
@@ -155,8 +166,8 @@ def test_the_socket_refuses_a_fragment_bomb_and_too_many_mutations_and_lives_on(
 
 
 def test_a_nested_message_closes_the_socket_with_4400_and_a_flood_with_4429(live_stack):
-    deep = '{"type": "subscribe", "id": "x", "payload": {"query": "{ leaderboard { score } }", "variables": {"a": ' \
-        + "[" * 20_000 + "]" * 20_000 + "}}}"
+    deep = ('{"type": "subscribe", "id": "x", "payload": {"query": "{ leaderboard { score } }", '
+            '"variables": {"a": ' + "[" * 20_000 + "]" * 20_000 + "}}}")
     nested = _acknowledged(live_stack)
     nested.send(deep)
     assert nested.wait_closed() == 4400 and "too_deep" in nested.close_reason

@@ -82,4 +82,5 @@ def test_the_leaderboard_walk_through_works_pasted_into_a_shell(live_stack):
     graphql = [a for a in answers if "data" in a or "errors" in a]
     assert graphql and [a for a in graphql if "errors" in a] == []
     submitted = answer(lambda a: "submitScore" in a.get("data", {}))["data"]["submitScore"]
-    assert (submitted["outcome"], submitted["score"], submitted["replayed"]) == ("changed", 9007199254740991, False)
+    assert (submitted["outcome"], submitted["score"], submitted["replayed"]) == (
+        "changed", 9007199254740991, False)

@@ -13,8 +13,9 @@ from tests.helpers import Api, HttpClient, wait_until
 
 def _board(http: Api, owner, **settings) -> str:
     board_id = "live-" + uuid.uuid4().hex[:10]
-    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc", "update_mode": "best",
-                                       "reset_period": "never", **settings}, token=owner.token, expect=201)
+    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Live", "sort_order": "desc",
+                                       "update_mode": "best", "reset_period": "never", **settings},
+              token=owner.token, expect=201)
     return board_id
 
 
@@ -24,7 +25,8 @@ def _scores(http: Api, owner, board_id: str, scores: dict[str, int]) -> None:
 
 
 def _shown(http: Api, board_id: str, total: int) -> None:
-    wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top", expect=200).get_json()["total"] == total,
+    wait_until(lambda: http.get(f"/api/v1/leaderboards/{board_id}/top",
+                                expect=200).get_json()["total"] == total,
                "the scores never reached the board")
 
 
@@ -53,7 +55,8 @@ def test_a_socket_gets_its_top_first_then_only_its_changes(live_stack):
 
         # Into the top 3: one update with the new order, and the player's new standing.
         _scores(http, owner, board_id, {"p1": 600})
-        update = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["entries"][0]["player_id"] == "p1")
+        update = watcher.wait_for(lambda m: m["type"] == "leaderboard_update"
+                                  and m["entries"][0]["player_id"] == "p1")
         assert _players(update) == [("p1", 600), ("p5", 500), ("p4", 400)]
         assert update["version"] > first["version"]
         assert watcher.wait_for(lambda m: m["type"] == "standing" and m["score"] == 600)["rank"] == 1
@@ -75,7 +78,8 @@ def test_seed_001_subscribe_protocol_on_one_socket(live_stack):
     try:
         for board_id in (first, second):
             client.send({"type": "subscribe", "leaderboard_id": board_id})
-            assert client.wait_for(lambda m, b=board_id: m["type"] == "subscribed" and m["leaderboard_id"] == b)
+            assert client.wait_for(lambda m, b=board_id: m["type"] == "subscribed"
+                                   and m["leaderboard_id"] == b)
             update = client.wait_for(lambda m, b=board_id: m["type"] == "leaderboard_update"
                                      and m["leaderboard_id"] == b)
             assert update["total"] == update["total_players"] == 1
@@ -91,7 +95,8 @@ def test_seed_001_subscribe_protocol_on_one_socket(live_stack):
         client.wait_for(lambda m: m["type"] == "leaderboard_update" and m["leaderboard_id"] == second
                         and m["entries"][0]["score"] == 21)
         after = client.messages[[m["type"] for m in client.messages].index("unsubscribed"):]
-        assert not [m for m in after if m.get("leaderboard_id") == first and m["type"] == "leaderboard_update"]
+        assert not [m for m in after
+                    if m.get("leaderboard_id") == first and m["type"] == "leaderboard_update"]
     finally:
         client.close()
 
@@ -115,8 +120,8 @@ def test_a_closing_period_sends_its_final_standings_and_moves_the_socket_on(live
         moved = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] != period)
         assert moved["entries"] == [] and moved["total"] == 0
         _scores(http, owner, board_id, {"cy": 5})
-        fresh = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] == moved["period"]
-                                 and m["entries"])
+        fresh = watcher.wait_for(lambda m: m["type"] == "leaderboard_update"
+                                 and m["period"] == moved["period"] and m["entries"])
         assert _players(fresh) == [("cy", 5)]
     finally:
         watcher.close()
@@ -134,7 +139,8 @@ def test_a_sockets_entries_carry_their_metadata(live_stack):
     owner = http.host()
     board_id = _board(http, owner)
     http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "ann", "score": 5,
-                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token, expect=201)
+                                 "metadata": {"game_id": "match123", "level": 10}}, token=owner.token,
+              expect=201)
     _scores(http, owner, board_id, {"ben": 3})
     _shown(http, board_id, 2)
     watcher = SocketClient(f"{live_stack.ws_url}/ws/leaderboards/{board_id}")

@@ -65,7 +65,7 @@ def metered_stack(live_stack):
                            WORKER_METRICS_PORT=str(ports["worker"]))
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
     for name, url in urls.items():
-        wait_until(lambda: live_stack.processes[name].poll() is None and answers_http(url),
+        wait_until(lambda name=name, url=url: live_stack.processes[name].poll() is None and answers_http(url),
                    f"the {name} did not serve {url}")
     urls["web"] = live_stack.metrics_url("web")
     return live_stack, urls
@@ -84,11 +84,13 @@ class Round:
     def play_question(self, position: int) -> None:
         question = self.api.next_question(self.session_id, self.host)
         for player in self.players:
-            self.api.answer(self.session_id, player, question["question_id"], self.questions[position]["correct_choice"])
+            self.api.answer(self.session_id, player, question["question_id"],
+                            self.questions[position]["correct_choice"])
         # Every player answered, so the server's timer may have closed it already: one close either way.
         closed = self.api.post(f"/api/v1/sessions/{self.session_id}/questions/close", token=self.host.token,
                                expect=None)
-        assert closed.status_code == 200 or closed.get_json()["error"]["code"] == "no_open_question", closed.get_json()
+        assert closed.status_code == 200 or closed.get_json()["error"]["code"] == "no_open_question", \
+            closed.get_json()
 
 
 def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
@@ -113,14 +115,16 @@ def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
     assert "ws_connections" in web
 
     def handled(samples) -> float:
-        return total(samples, "worker_events_applied_total") + total(samples, "worker_duplicates_skipped_total")
+        return total(samples, "worker_events_applied_total") + total(samples,
+                                                                     "worker_duplicates_skipped_total")
 
     def moved(name: str, count, at_least: float, since):
         now = scrape(urls[name])
         return now if count(now) - count(since) >= at_least else None
 
-    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"), events,
-                                     before["relay"]), "the relay did not report the round's events published")
+    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"),
+                                     events, before["relay"]),
+                       "the relay did not report the round's events published")
     assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
     assert "relay_outbox_lag_seconds" in relay and "relay_unpublished_events" in relay
     # Each event is handled once: applied, or a duplicate of what a board rebuilt from PostgreSQL
@@ -150,7 +154,8 @@ def test_the_public_port_has_no_metrics_and_the_metrics_port_is_loopback_only(li
     assert [address.ip for address in listening if address.port == port] == ["127.0.0.1"]
     # The workers hold the public port only: the metrics port is the master's.
     for worker in master.children():
-        assert port not in {c.laddr.port for c in worker.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert port not in {c.laddr.port for c in worker.net_connections("tcp")
+                            if c.status == psutil.CONN_LISTEN}
     assert "http_requests_total" in scrape(live_stack.metrics_url("web"))
 
 
@@ -188,11 +193,14 @@ def test_graphql_sockets_are_counted_while_open_and_not_after(live_stack):
     open-sockets gauge where it found it (its close once raised before the count went down)."""
     url = live_stack.metrics_url("web")
     before = total(scrape(url), "ws_connections")
-    sockets = [SocketClient(f"{live_stack.ws_url}/graphql", subprotocols=["graphql-transport-ws"]) for _ in range(3)]
+    sockets = [SocketClient(f"{live_stack.ws_url}/graphql", subprotocols=["graphql-transport-ws"])
+               for _ in range(3)]
     for socket in sockets:
         socket.send({"type": "connection_init"})
         socket.wait_type("connection_ack")
-    wait_until(lambda: total(scrape(url), "ws_connections") >= before + 3, "three open sockets were never counted")
+    wait_until(lambda: total(scrape(url), "ws_connections") >= before + 3,
+               "three open sockets were never counted")
     for socket in sockets:
         socket.close()
-    wait_until(lambda: total(scrape(url), "ws_connections") <= before, "closed GraphQL sockets are still counted")
+    wait_until(lambda: total(scrape(url), "ws_connections") <= before,
+               "closed GraphQL sockets are still counted")

@@ -53,7 +53,8 @@ def test_open_sockets_of_an_address_are_counted_across_web_processes(web_pair: W
         sockets.append(held(web_pair, 0, new_address()))  # another address has slots of its own
 
         sockets[0].close()  # its slot comes back once the server has seen the close
-        wait_until(lambda: gets_in(web_pair, 1, address, sockets), "the slot of a closed socket never came back")
+        wait_until(lambda: gets_in(web_pair, 1, address, sockets),
+                   "the slot of a closed socket never came back")
     finally:
         for socket in sockets:
             socket.close()
@@ -65,7 +66,8 @@ def test_the_sockets_of_a_killed_web_process_stop_counting(web_pair: WebPair):
     assert board_socket(web_pair, 0, address).wait_closed() == 4429
     web_pair.kill(1)  # no `finally` of its handlers gives a slot back
     try:
-        wait_until(lambda: gets_in(web_pair, 0, address, sockets), "the sockets of a killed web process kept counting")
+        wait_until(lambda: gets_in(web_pair, 0, address, sockets),
+                   "the sockets of a killed web process kept counting")
     finally:
         for socket in sockets:
             socket.close()
@@ -81,8 +83,8 @@ def test_open_sockets_of_a_user_are_capped_across_web_processes(web_pair: WebPai
         for index in range(3):
             session_id = http.live_session(host)["id"]
             ticket = ticket_for(web_pair.ws_url(0), session_id, host.token)
-            rooms.append(SocketClient(f"{web_pair.ws_url(index % 2)}/ws/sessions/{session_id}?ticket={ticket}",
-                                      header=as_address(address)))
+            url = f"{web_pair.ws_url(index % 2)}/ws/sessions/{session_id}?ticket={ticket}"
+            rooms.append(SocketClient(url, header=as_address(address)))
             if index < 2:
                 rooms[-1].wait_type("snapshot")
         assert rooms[2].wait_closed() == 4429

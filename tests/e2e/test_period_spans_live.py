@@ -49,7 +49,8 @@ def test_sockets_and_subscriptions_show_each_periods_span(live_stack):
         assert (closed["period"], _span(closed)) == (first["period"], _span(first))
         fresh = http.get(f"{base}/periods", expect=200).get_json()["periods"][0]
         assert fresh["period"] == f"{first['period']}~2" and ", from " in fresh["label"]
-        moved = watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["period"] == fresh["period"])
+        moved = watcher.wait_for(lambda m: m["type"] == "leaderboard_update"
+                                 and m["period"] == fresh["period"])
         assert _span(moved) == _span(fresh)
     finally:
         watcher.close()

@@ -33,10 +33,12 @@ def test_a_revoked_api_key_is_refused_by_every_web_process_at_once(web_pair: Web
     owner = first.host()
     board_id = "rk-" + uuid.uuid4().hex[:10]
     first.post("/api/v1/leaderboards", {"id": board_id, "name": "Revoked", "sort_order": "desc",
-                                        "update_mode": "best", "reset_period": "never"}, token=owner.token, expect=201)
+                                        "update_mode": "best", "reset_period": "never"}, token=owner.token,
+               expect=201)
     key = first.post("/api/v1/api-keys", {"name": "game server"}, token=owner.token, expect=201).get_json()
     score = {"leaderboard_id": board_id, "player_id": "p1", "score": 1}
-    second.post("/api/v1/scores", score, token=key["key"], expect=201)  # the second process has checked the key
+    # the second process has checked the key
+    second.post("/api/v1/scores", score, token=key["key"], expect=201)
     first.delete(f"/api/v1/api-keys/{key['id']}", token=owner.token, expect=204)
     refused = second.post("/api/v1/scores", {**score, "score": 2}, token=key["key"], expect=401).get_json()
     assert "revoked" in refused["error"]["message"]
@@ -79,7 +81,8 @@ def test_logout_closes_that_tokens_sockets_everywhere_and_voids_its_tickets(web_
 
 def _answers_of(engine, participant_id: str) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT count(*) FROM participant_answers WHERE quiz_session_participant_id = :p"),
+        return connection.execute(text("SELECT count(*) FROM participant_answers "
+                                       "WHERE quiz_session_participant_id = :p"),
                                   {"p": participant_id}).scalar()
 
 

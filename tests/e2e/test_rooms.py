@@ -47,7 +47,7 @@ def test_snapshot_comes_first_for_host_and_player(live_stack, http: Api):
         player_room.send("not json")
         player_room.send({"type": "answer", "choice": 1})  # no question
         player_room.send({"type": "dance"})
-        errors = [player_room.wait_for(lambda m: m["type"] == "error" and m["code"] == code)
+        errors = [player_room.wait_for(lambda m, code=code: m["type"] == "error" and m["code"] == code)
                   for code in ("invalid_json", "invalid_message", "unknown_message")]
         assert len(errors) == 3
         player_room.send({"type": "ping"})  # the socket still answers after bad messages
@@ -80,7 +80,8 @@ def test_a_ticket_opens_one_socket_of_its_own_session_once(live_stack, http: Api
     assert first.wait_type("snapshot")["session"]["id"] == sid
     again = RoomClient(live_stack.ws_url, sid, query=f"ticket={ticket}")
     assert again.wait_closed() == 4401
-    elsewhere = RoomClient(live_stack.ws_url, other, query=f"ticket={ticket_for(live_stack.ws_url, sid, host.token)}")
+    elsewhere = RoomClient(live_stack.ws_url, other,
+                           query=f"ticket={ticket_for(live_stack.ws_url, sid, host.token)}")
     assert elsewhere.wait_closed() == 4401
     first.close()
 
@@ -169,7 +170,8 @@ def test_rooms_are_isolated(live_stack, http: Api):
     watch_a.wait_for(lambda m: m["type"] == "leaderboard" and any(e["score"] > 0 for e in m["entries"]))
     last_of_b = http.join(sid_b, http.guest())
     players_b.append(last_of_b)
-    watch_b.wait_for(lambda m: m["type"] == "player_joined" and m["participant_id"] == last_of_b.participant_id)
+    watch_b.wait_for(lambda m: m["type"] == "player_joined"
+                     and m["participant_id"] == last_of_b.participant_id)
     a_ids = {p.participant_id for p in players_a} | {sid_a, question["question_id"]}
     for message in watch_b.messages:
         assert not any(value in str(message) for value in a_ids), message
@@ -272,12 +274,13 @@ def test_a_session_plays_to_the_podium(live_stack, http: Api, engine):
     watch.wait_type("snapshot")
     for _ in range(2):
         question = http.next_question(sid, host)
-        opened = watch.wait_for(lambda m: m["type"] == "question_opened"
+        opened = watch.wait_for(lambda m, question=question: m["type"] == "question_opened"
                                 and m["question_id"] == question["question_id"])
         assert "correct_choice" not in opened and opened["choices"] == ["red", "green", "blue", "gold"]
         for i, player in enumerate(players):
             http.answer(sid, player, question["question_id"], question["position"] % 4 if i % 2 == 0 else 3)
-        watch.wait_for(lambda m: m["type"] == "question_closed" and m["question_id"] == question["question_id"])
+        watch.wait_for(lambda m, question=question: m["type"] == "question_closed"
+                       and m["question_id"] == question["question_id"])
     http.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
     ended = watch.wait_type("session_ended")
     expected = sorted(scores_in_postgres(engine, sid).items(), key=lambda kv: -kv[1])[:5]
@@ -312,7 +315,8 @@ def test_the_hosts_answer_count_counts_every_player_whichever_process_serves_it(
         for socket in (first, second):
             count = socket.wait_type("answer_count")
             assert (count["question_id"], count["answered"], count["player_count"]) == (question, 1, 3)
-        http.delete(f"/api/v1/sessions/{sid}/participants/{early[1].participant_id}", token=host.token, expect=200)
+        http.delete(f"/api/v1/sessions/{sid}/participants/{early[1].participant_id}", token=host.token,
+                    expect=200)
         http.answer(sid, late, question, 1)
         for socket in (first, second):
             count = socket.wait_for(lambda m: m["type"] == "answer_count" and m["answered"] == 2)

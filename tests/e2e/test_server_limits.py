@@ -30,7 +30,8 @@ def test_password_hashing_leaves_health_checks_and_answers_served(live_stack):
 
     def wrong_login(i: int) -> int:
         return requests.post(f"{live_stack.base_url}/api/v1/auth/login", timeout=300,
-                             json={"username": f"nobody_{uuid.uuid4().hex[:8]}_{i}", "password": "guess"}).status_code
+                             json={"username": f"nobody_{uuid.uuid4().hex[:8]}_{i}",
+                                   "password": "guess"}).status_code
 
     logins = LOGINS
     for _ in range(ROUNDS):
@@ -49,8 +50,8 @@ def test_password_hashing_leaves_health_checks_and_answers_served(live_stack):
         if still_hashing:
             return
         logins *= 2
-    raise AssertionError(f"in {ROUNDS} rounds of up to {logins // 2} wrong logins, the health check and the answer "
-                         "were never served before the logins sent ahead of them had all ended")
+    raise AssertionError(f"in {ROUNDS} rounds of up to {logins // 2} wrong logins, the health check and the "
+                         "answer were never served before the logins sent ahead of them had all ended")
 
 
 def _raw_request(base_url: str, request: bytes) -> tuple[int, dict, bytes]:
@@ -92,7 +93,8 @@ def test_a_room_socket_declines_compression(live_stack):
     address = urlsplit(live_stack.base_url)
     with socket.create_connection((address.hostname, address.port), timeout=30) as raw:
         raw.sendall((f"GET /ws/sessions/{sid}?ticket={ticket} HTTP/1.1\r\nHost: {address.netloc}\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
         head = b""

@@ -27,16 +27,18 @@ def board(api: Api, who: Player, **settings: Any) -> dict[str, Any]:
     return api.post("/api/v1/leaderboards", body, token=who.token, expect=201).get_json()
 
 
-def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expect: int | None = 201, **extra):
-    return api.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player_id, "score": value, **extra},
+def score(api: Api, who: Player, board_id: str, player_id: str, value: int, expect: int | None = 201,
+          **extra):
+    return api.post("/api/v1/scores",
+                    {"leaderboard_id": board_id, "player_id": player_id, "score": value, **extra},
                     token=who.token, expect=expect)
 
 
 def board_events(engine, board_id: str, since_seq: int = 0) -> list[Any]:
     with engine.connect() as connection:
         return connection.execute(text(
-            "SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, seq FROM events "
-            "WHERE aggregate_id = :b AND seq > :since ORDER BY created_at, seq"),
+            "SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, seq "
+            "FROM events WHERE aggregate_id = :b AND seq > :since ORDER BY created_at, seq"),
             {"b": board_id, "since": since_seq}).all()
 
 

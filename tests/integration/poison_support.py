@@ -84,7 +84,8 @@ def malformed_values(rng: random.Random, valid: dict[str, Any], fields: list[str
         ("NUL in text", dumps({**valid, fields[0]: "a\x00b"})),
         ("lone surrogate", dumps({**valid, fields[0]: "\ud800"})),
         ("bad UTF-8 in a string", dumps({**valid, fields[0]: "@"}).replace(b"@", b"\xff\xfe")),
-        ("not an object", dumps([valid])), ("a string", dumps("text")), ("a number", b"42"), ("true", b"true"),
+        ("not an object", dumps([valid])), ("a string", dumps("text")), ("a number", b"42"),
+        ("true", b"true"),
         ("null", b"null"), ("truncated", dumps(valid)[:-3]), ("trailing garbage", dumps(valid) + b"}{"),
     ]
     for name in fields:
@@ -127,15 +128,16 @@ class RawProducer:
         lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.rd_kafka_headers_new.restype = ctypes.c_void_p
         lib.rd_kafka_headers_new.argtypes = [ctypes.c_size_t]
-        lib.rd_kafka_header_add.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_char_p,
-                                            ctypes.c_ssize_t]
+        lib.rd_kafka_header_add.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ssize_t,
+                                            ctypes.c_char_p, ctypes.c_ssize_t]
         lib.rd_kafka_flush.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.rd_kafka_outq_len.argtypes = [ctypes.c_void_p]
         lib.rd_kafka_destroy.argtypes = [ctypes.c_void_p]
         self.lib = lib
         conf = lib.rd_kafka_conf_new()
         error = ctypes.create_string_buffer(512)
-        assert lib.rd_kafka_conf_set(conf, b"bootstrap.servers", bootstrap.encode(), error, 512) == 0, error.value
+        assert lib.rd_kafka_conf_set(conf, b"bootstrap.servers", bootstrap.encode(), error,
+                                     512) == 0, error.value
         self.handle = lib.rd_kafka_new(0, conf, error, 512)
         assert self.handle, error.value
 
@@ -143,17 +145,21 @@ class RawProducer:
         headers = self.lib.rd_kafka_headers_new(len(message.headers))
         for name, value in message.headers:
             assert self.lib.rd_kafka_header_add(headers, name, len(name), value, len(value or b"")) == 0
-        args: list[Any] = [ctypes.c_void_p(self.handle), ctypes.c_int(self._TOPIC), ctypes.c_char_p(topic.encode()),
+        args: list[Any] = [ctypes.c_void_p(self.handle), ctypes.c_int(self._TOPIC),
+                           ctypes.c_char_p(topic.encode()),
                            ctypes.c_int(self._MSGFLAGS), ctypes.c_int(self._F_COPY),
                            ctypes.c_int(self._HEADERS), ctypes.c_void_p(headers)]
         if message.value is not None:
-            args += [ctypes.c_int(self._VALUE), ctypes.c_char_p(message.value), ctypes.c_size_t(len(message.value))]
+            args += [ctypes.c_int(self._VALUE), ctypes.c_char_p(message.value),
+                     ctypes.c_size_t(len(message.value))]
         if message.key is not None:
             args += [ctypes.c_int(self._KEY), ctypes.c_char_p(message.key), ctypes.c_size_t(len(message.key))]
-        assert self.lib.rd_kafka_producev(*args, ctypes.c_int(self._END)) == 0, "librdkafka refused the message"
+        assert self.lib.rd_kafka_producev(*args,
+                                          ctypes.c_int(self._END)) == 0, "librdkafka refused the message"
 
     def flush(self) -> None:
-        assert self.lib.rd_kafka_flush(self.handle, 30_000) == 0 and self.lib.rd_kafka_outq_len(self.handle) == 0
+        assert (self.lib.rd_kafka_flush(self.handle, 30_000) == 0
+                and self.lib.rd_kafka_outq_len(self.handle) == 0)
 
     def close(self) -> None:
         self.lib.rd_kafka_destroy(self.handle)
@@ -195,8 +201,8 @@ def topic_size(config, topic: str) -> int:
 def dead_letters(config, topic: str, count: int, alive=lambda: True) -> list:
     """The dead letters on `topic` once there are `count` of them (read_topic's messages); `alive` fails
     the wait early when the consumer has died."""
-    wait_until(lambda: alive() and topic_size(config, topic) >= count, f"fewer than {count} dead letters on {topic}",
-               every_s=0.5)
+    wait_until(lambda: alive() and topic_size(config, topic) >= count,
+               f"fewer than {count} dead letters on {topic}", every_s=0.5)
     return read_topic(config.kafka_bootstrap_servers, topic)
 
 
@@ -208,7 +214,8 @@ def assert_each_dead_lettered(letters: list, sent: list[Raw]) -> list[str]:
     for letter in letters:
         reason = letter.headers["dlq_reason"].decode()
         assert ": " in reason, reason
-        match = next((m for m in unmatched if _copies(m, letter, cut="too large for the dead-letter topic" in reason)),
+        match = next((m for m in unmatched if _copies(m, letter,
+                                                      cut="too large for the dead-letter topic" in reason)),
                      None)
         assert match is not None, f"a dead letter of no message sent: {reason}"
         unmatched.remove(match)
@@ -220,4 +227,5 @@ def _copies(sent: Raw, letter, *, cut: bool) -> bool:
         return (sent.key, sent.value) == (letter.key, letter.value)
     from app.core.dead_letters import CUT_BYTES
 
-    return ((sent.key or b"")[:CUT_BYTES], (sent.value or b"")[:CUT_BYTES]) == (letter.key or b"", letter.value or b"")
+    return ((sent.key or b"")[:CUT_BYTES], (sent.value or b"")[:CUT_BYTES]) == (
+        letter.key or b"", letter.value or b"")

@@ -43,7 +43,8 @@ def test_text_postgresql_cannot_store_is_a_400_not_a_500(api: Api, text_):
     for body in ({"title": text_, "questions": questions},
                  {"title": "t", "questions": [{**questions[0], "text": text_}]},
                  {"title": "t", "questions": [{**questions[0], "choices": ["a", text_]}]}):
-        assert error_of(api.post("/api/v1/quizzes", body, token=host.token, expect=400))["code"] == "invalid_body"
+        assert error_of(api.post("/api/v1/quizzes", body, token=host.token,
+                                 expect=400))["code"] == "invalid_body"
     assert api.get("/api/v1/sessions", token=host.token, expect=400, join_code="12\u00004")
 
 
@@ -60,7 +61,8 @@ def test_a_repeated_query_parameter_is_refused(api: Api):
 def test_wrong_logins_for_one_username_are_limited_with_retry_after(strict):
     client = strict.test_client()
     username = "victim_" + uuid.uuid4().hex[:8]
-    statuses = [client.post("/api/v1/auth/login", json={"username": username, "password": "guess"}).status_code
+    statuses = [client.post("/api/v1/auth/login",
+                            json={"username": username, "password": "guess"}).status_code
                 for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
     refused = client.post("/api/v1/auth/login", json={"username": username.upper(), "password": "guess"})
@@ -88,7 +90,8 @@ def test_guessing_join_codes_runs_out_while_a_real_join_still_works(strict):
     assert misses[:3] == [404, 404, 404] and misses[3] == 429
     # Finding a real game is not a miss: a player who typed the code right is never refused for it.
     player = api.guest()
-    found = api.get("/api/v1/sessions", token=player.token, expect=200, join_code=session["join_code"]).get_json()
+    found = api.get("/api/v1/sessions", token=player.token, expect=200,
+                    join_code=session["join_code"]).get_json()
     assert found["id"] == session["id"]
 
 
@@ -127,7 +130,8 @@ def test_the_public_view_of_a_session_shows_only_what_joining_needs(api: Api):
     outsider = api.guest()
     public = api.get(f"/api/v1/sessions/{session['id']}", token=outsider.token, expect=200).get_json()
     assert set(public) == {"id", "status", "join_code", "player_count", "question_count", "locked"}
-    by_code = api.get("/api/v1/sessions", token=outsider.token, expect=200, join_code=session["join_code"]).get_json()
+    by_code = api.get("/api/v1/sessions", token=outsider.token, expect=200,
+                      join_code=session["join_code"]).get_json()
     assert set(by_code) == set(public)
     member = api.get(f"/api/v1/sessions/{session['id']}", token=player.token, expect=200).get_json()
     assert "host_id" not in member and member["current_question"]["text"]
@@ -178,8 +182,8 @@ def test_an_answer_stuck_in_a_transaction_is_outcome_unknown_then_its_retry_lear
     results = {}
 
     def answer(name, who):
-        results[name] = api.client.post(f"/api/v1/sessions/{sid}/answers", json={"question_id": qid, "choice": 0},
-                                        headers=who.headers)
+        results[name] = api.client.post(f"/api/v1/sessions/{sid}/answers",
+                                        json={"question_id": qid, "choice": 0}, headers=who.headers)
 
     with engine.connect() as blocker:
         # Holding the session row FOR UPDATE (as a close does) stalls the answers' KEY SHARE lock.
@@ -212,7 +216,8 @@ def test_a_failing_commit_is_outcome_unknown_never_not_recorded(api: Api, engine
             BEGIN RAISE EXCEPTION 'the commit failed'; END $$"""))
         # A deferred constraint trigger raises at COMMIT, after every statement succeeded.
         connection.execute(text(f"""
-            CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON participant_answers DEFERRABLE INITIALLY DEFERRED
+            CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON participant_answers
+            DEFERRABLE INITIALLY DEFERRED
             FOR EACH ROW WHEN (NEW.quiz_session_id = '{sid}') EXECUTE FUNCTION {trigger}()"""))
     try:
         response = api.answer(sid, player, qid, 0, expect=504)

@@ -1,5 +1,6 @@
-"""Access tokens are JWTs (app/accounts/tokens.py): what they carry, who may verify them, and every forgery the
-service refuses with the same 401 the edge gives (tests/cluster/test_edge.py), with HS256 and ES256."""
+"""Access tokens are JWTs (app/accounts/tokens.py): what they carry, who may verify them, and every
+forgery the service refuses with the same 401 the edge gives (tests/cluster/test_edge.py), with HS256
+and ES256."""
 from __future__ import annotations
 
 import time
@@ -55,7 +56,8 @@ def test_every_forged_broken_or_expired_token_is_refused_with_its_401(signed_as,
     for name, (token, message) in attacks(config, host.user_id).items():
         headers = {"Authorization": f"Bearer {token}"}
         if route == "/graphql":
-            response = client.post(route, json={"query": "query { leaderboard { score user_id user_name } }"}, headers=headers)
+            response = client.post(route, json={"query": "query { leaderboard { score user_id user_name } }"},
+                                   headers=headers)
             expected = {"errors": [{"message": message, "extensions": {"code": "unauthorized"}}]}
         else:
             response = client.get(route, headers=headers)
@@ -102,13 +104,15 @@ def test_a_token_of_the_format_before_jwts_is_accepted_until_it_expires(api: Api
     host = api.host()
     before = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token").dumps(
         {"u": host.user_id, "g": False, "i": time.time_ns() // 1_000_000})
-    assert api.get("/api/v1/auth/me", token=before, expect=200).get_json() == {"user_id": host.user_id, "kind": "user"}
+    assert api.get("/api/v1/auth/me", token=before, expect=200).get_json() == {
+        "user_id": host.user_id, "kind": "user"}
 
     class PastSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return super().get_timestamp() - config.token_ttl_s - 60
 
-    expired = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token", signer=PastSigner).dumps(
+    expired = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token",
+                                     signer=PastSigner).dumps(
         {"u": host.user_id, "g": False, "i": 0})
     assert api.get("/api/v1/auth/me", token=expired, expect=401).get_json() == _refusal("token expired")
     # And a logout revokes it like any other.
@@ -118,7 +122,9 @@ def test_a_token_of_the_format_before_jwts_is_accepted_until_it_expires(api: Api
 
 def test_an_api_key_is_not_a_users_token_for_auth_me(api: Api):
     host = api.host()
-    key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token, expect=201).get_json()["key"]
+    key = api.post("/api/v1/api-keys", {"name": "game server"}, token=host.token,
+                   expect=201).get_json()["key"]
     assert key.startswith("lbk_")  # the prefix the edge passes through (scripts/haproxy.cfg)
     # A key is a valid credential of a kind that may not do this (the same answer as every other route).
-    assert api.get("/api/v1/auth/me", token=key, expect=403).get_json()["error"]["code"] == "credential_not_allowed"
+    assert api.get("/api/v1/auth/me", token=key,
+                   expect=403).get_json()["error"]["code"] == "credential_not_allowed"

@@ -37,7 +37,8 @@ def test_the_top_is_announced_when_it_changes_and_only_then(api, feed, engine, r
         board_id = board(api, who)["id"]
         _write_and_apply(api, who, feed, engine, worker, board_id, {"ann": 30, "bob": 20, "cy": 10})
         first = _announced(feed, board_id)
-        assert [[(e["player_id"], e["score"]) for e in m["entries"]] for m in first][-1] == [("ann", 30), ("bob", 20)]
+        assert [[(e["player_id"], e["score"]) for e in m["entries"]] for m in first][-1] == [
+            ("ann", 30), ("bob", 20)]
 
         _write_and_apply(api, who, feed, engine, worker, board_id, {"cy": 15})  # below the top 2
         assert len(_announced(feed, board_id)) == len(first)

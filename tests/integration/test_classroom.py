@@ -27,10 +27,12 @@ def test_a_nickname_is_unique_in_a_game_whatever_its_case_and_spaces(api: Api):
     _, sid, _ = _lobby(api)
     api.post(f"/api/v1/sessions/{sid}/join", {"nickname": "Ada"}, token=api.guest().token, expect=201)
     for taken in ("Ada", "ada", "  ADA "):
-        refused = api.post(f"/api/v1/sessions/{sid}/join", {"nickname": taken}, token=api.guest().token, expect=409)
+        refused = api.post(f"/api/v1/sessions/{sid}/join", {"nickname": taken}, token=api.guest().token,
+                           expect=409)
         assert _error(refused) == "nickname_taken"
     api.post(f"/api/v1/sessions/{sid}/join", {"nickname": "Ada L"}, token=api.guest().token, expect=201)
-    assert api.get(f"/api/v1/sessions/{sid}", token=api.guest().token, expect=200).get_json()["player_count"] == 2
+    assert api.get(f"/api/v1/sessions/{sid}", token=api.guest().token,
+                   expect=200).get_json()["player_count"] == 2
 
 
 def test_a_player_takes_their_place_back_on_another_device_and_nobody_else_can(api: Api, engine):
@@ -58,8 +60,8 @@ def test_a_player_takes_their_place_back_on_another_device_and_nobody_else_can(a
     assert again["choice"] == 0
     assert _error(api.answer(sid, first_device, question["question_id"], 0, expect=403)) == "not_joined"
     # The old code no longer works.
-    api.post(f"/api/v1/sessions/{sid}/rejoin", {"nickname": "Ben", "rejoin_code": code}, token=api.guest().token,
-             expect=404)
+    api.post(f"/api/v1/sessions/{sid}/rejoin", {"nickname": "Ben", "rejoin_code": code},
+             token=api.guest().token, expect=404)
 
 
 def test_a_locked_room_takes_nobody_new_until_it_opens_again(api: Api):
@@ -116,8 +118,10 @@ def test_a_question_shows_before_its_answers_open(api: Api, app):
     assert instant(opened["shown_at"]) < instant(opened["opened_at"]) < instant(opened["deadline"])
     early = api.answer(sid, player, opened["question_id"], 0, expect=409)
     assert _error(early) == "not_open_yet"
-    current = api.get(f"/api/v1/sessions/{sid}", token=player.token, expect=200).get_json()["current_question"]
-    assert [instant(current[k]) for k in ("shown_at", "opened_at")] == [instant(opened[k]) for k in ("shown_at",
+    current = api.get(f"/api/v1/sessions/{sid}", token=player.token,
+                      expect=200).get_json()["current_question"]
+    assert [instant(current[k]) for k in ("shown_at",
+                                          "opened_at")] == [instant(opened[k]) for k in ("shown_at",
                                                                                                  "opened_at")]
 
 
@@ -150,8 +154,8 @@ def test_true_false_and_polls(api: Api, engine):
     closed = api.close_question(sid, host)
     assert (closed["correct_choice"], closed["choice_counts"]) == (None, [0, 2, 0, 1])
     with engine.connect() as connection:
-        points = connection.execute(text("SELECT sum(points) FROM participant_answers WHERE question_id = :q"),
-                                    {"q": second["id"]}).scalar()
+        points = connection.execute(text("SELECT sum(points) FROM participant_answers "
+                                         "WHERE question_id = :q"), {"q": second["id"]}).scalar()
         streak = connection.execute(text("SELECT streak FROM quiz_session_participants WHERE id = :p"),
                                     {"p": players[0].participant_id}).scalar()
     assert points == 0 and streak == 1  # a poll neither scores nor breaks a streak

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app.quiz.domain.scoring import CLOSE_SQL, HeldAnswer, Standing, after_close, close_params
 
-START = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 seconds = st.integers(0, 3600).map(lambda s: START + timedelta(seconds=s))
 answers = st.none() | st.builds(HeldAnswer, points=st.sampled_from([0, 500, 1000, 1333, 2000, 2500]),
                                 streak=st.integers(0, 7), answered_at=seconds)

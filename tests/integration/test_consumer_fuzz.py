@@ -77,20 +77,24 @@ def test_the_score_ingest_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
     malformed += with_bad_keys_and_headers(rng, b"{not json", key)
     malformed += [Raw("unknown board", _score("no-such-board", "ann"), key=key),
                   Raw("unknown field", json.dumps({**valid, "bonus": 1}).encode(), key=key),
-                  Raw("score past the exact range", json.dumps({**valid, "score": 2 ** 53}).encode(), key=key)]
+                  Raw("score past the exact range", json.dumps({**valid, "score": 2 ** 53}).encode(),
+                      key=key)]
     players = [f"p{i}" for i in range(20)]
-    produce_all(topics, topics.score_topic, malformed + [Raw("valid", _score(board_id, p), key=key) for p in players])
+    produce_all(topics, topics.score_topic, malformed + [Raw("valid", _score(board_id, p), key=key)
+                                                         for p in players])
 
     process, alive = _running("ingest", topics, tmp_path)
     try:
         wait_until(lambda: alive() and entries(engine, board_id) == dict.fromkeys(players, 1),
                    "the scores after the malformed ones never landed")
-        reasons = assert_each_dead_lettered(dead_letters(topics, topics.score_dlq_topic, len(malformed), alive), malformed)
+        reasons = assert_each_dead_lettered(
+            dead_letters(topics, topics.score_dlq_topic, len(malformed), alive), malformed)
         assert [r for r in reasons if not SCORE_REASONS.match(r)] == []
         assert alive()
         # Still consuming: a score produced now lands too.
         produce_all(topics, topics.score_topic, [Raw("valid", _score(board_id, "late", 7), key=key)])
-        wait_until(lambda: alive() and entries(engine, board_id).get("late") == 7, "the ingest stopped consuming")
+        wait_until(lambda: alive() and entries(engine, board_id).get("late") == 7,
+                   "the ingest stopped consuming")
     finally:
         process.stop()
     assert process.returncode == 0
@@ -112,8 +116,8 @@ def test_the_cache_worker_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
     malformed = [Raw(kind, value, key=key) for kind, value in malformed_values(
         rng, {**joined, "event_id": str(uuid.uuid4())}, fields, near_limit_field="aggregate_id")]
     malformed += with_bad_keys_and_headers(rng, b"{not json", key)
-    entry = {"period": "all", "player_id": "ann", "score": 1, "tie_seq": 1, "version": 1, "display_name": None,
-             "reached_at": "2026-01-01T00:00:00+00:00"}
+    entry = {"period": "all", "player_id": "ann", "score": 1, "tie_seq": 1, "version": 1,
+             "display_name": None, "reached_at": "2026-01-01T00:00:00+00:00"}
     malformed += [
         Raw("payload of another type", _event(joined, event_type="question_closed"), key=key),
         Raw("empty payload", _event(joined, payload={}), key=key),
@@ -135,7 +139,8 @@ def test_the_cache_worker_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
     try:
         wait_until(lambda: alive() and redis_scores(redis_client, sid) == pg_scores(engine, sid),
                    "the events after the malformed ones never reached Redis")
-        reasons = assert_each_dead_lettered(dead_letters(topics, topics.kafka_dlq_topic, len(malformed), alive), malformed)
+        reasons = assert_each_dead_lettered(
+            dead_letters(topics, topics.kafka_dlq_topic, len(malformed), alive), malformed)
         unexpected = sorted(r for r in reasons if r.startswith("unexpected: "))
         assert [r for r in reasons if not EVENT_REASONS.match(r) and r not in unexpected] == []
         assert len(unexpected) == 2 and "OverflowError" in unexpected[1] and "DataError" in unexpected[0]
@@ -143,7 +148,8 @@ def test_the_cache_worker_process_dead_letters_a_fuzzed_batch_and_goes_on(api, t
         # Still consuming: another session's events reach Redis too.
         later = play(api, players=2, questions=1)
         publish(topics, event_rows(engine, later["id"]))
-        wait_until(lambda: alive() and redis_scores(redis_client, later["id"]) == pg_scores(engine, later["id"]),
+        wait_until(lambda: alive() and redis_scores(redis_client,
+                                                    later["id"]) == pg_scores(engine, later["id"]),
                    "the worker stopped consuming")
     finally:
         process.stop()

@@ -43,15 +43,19 @@ def test_every_entry_read_returns_the_entrys_metadata(api: Api, client, applier,
         alone = api.get(f"{base}/around/ann", expect=200, range=0).get_json()
         player = api.get(f"{base}/player/cat", expect=200).get_json()
         boards = api.get("/api/v1/players/ann/boards", expect=200).get_json()["boards"]
-        return [_metadata_by_player(top["entries"] + after["entries"]), _metadata_by_player(ranged["entries"]),
+        return [_metadata_by_player(top["entries"] + after["entries"]),
+                _metadata_by_player(ranged["entries"]),
                 _metadata_by_player(around["entries"]), _metadata_by_player(alone["entries"]),
-                {"cat": player["metadata"]}, {"ann": next(b["metadata"] for b in boards if b["leaderboard_id"] == board_id)}]
+                {"cat": player["metadata"]},
+                {"ann": next(b["metadata"] for b in boards if b["leaderboard_id"] == board_id)}]
 
-    wanted = [expected, expected, expected, {"ann": expected["ann"]}, {"cat": expected["cat"]}, {"ann": expected["ann"]}]
+    wanted = [expected, expected, expected, {"ann": expected["ann"]}, {"cat": expected["cat"]},
+              {"ann": expected["ann"]}]
     assert rest_reads() == wanted
     got = data(client, 'query($b: ID!) { top(board_id: $b) { entries { player_id metadata } } '
                        'player(board_id: $b, player_id: "ann") { metadata } }', {"b": board_id})
-    assert _metadata_by_player(got["top"]["entries"]) == expected and got["player"]["metadata"] == expected["ann"]
+    assert (_metadata_by_player(got["top"]["entries"]) == expected
+            and got["player"]["metadata"] == expected["ann"])
 
     # Redis lost the board: the rebuild from PostgreSQL brings the metadata back with the entries.
     keys = LeaderboardKeys(board_id)
@@ -74,7 +78,8 @@ def test_metadata_is_bounded_on_every_write_path(api: Api, client):
                                                   "metadata": too_big}]}, token=host.token, expect=400)
     refused = client.post("/graphql", json={
         "query": "mutation($s: ScoreInput!) { submitScore(input: $s) { outcome } }",
-        "variables": {"s": {"leaderboard_id": board_id, "player_id": "cat", "score": 1, "metadata": too_big}}},
+        "variables": {"s": {"leaderboard_id": board_id, "player_id": "cat", "score": 1,
+                            "metadata": too_big}}},
         headers={"Authorization": f"Bearer {host.token}"}).get_json()
     assert refused["errors"][0]["extensions"]["code"] == "invalid_request"
     # On Kafka, seed 001's game_id joins the metadata: the two together must fit.

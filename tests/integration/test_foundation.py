@@ -21,8 +21,8 @@ from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"users", "quizzes", "questions", "quiz_sessions", "quiz_session_participants", "participant_answers",
-          "events"}
+TABLES = {"users", "quizzes", "questions", "quiz_sessions", "quiz_session_participants",
+          "participant_answers", "events"}
 
 
 def test_migrations_upgrade_and_downgrade(config):
@@ -81,7 +81,8 @@ def test_a_message_goes_through_the_real_broker(kafka_topics):
     key, value = uuid.uuid4().hex.encode(), b'{"hello": "broker"}'
     producer = make_producer(config)
     delivered = []
-    producer.produce(config.kafka_topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append(err))
+    producer.produce(config.kafka_topic, key=key, value=value,
+                     on_delivery=lambda err, msg: delivered.append(err))
     assert producer.flush(30) == 0 and delivered == [None]
 
     consumer = make_consumer(config, group_id="test-roundtrip-" + uuid.uuid4().hex)
@@ -149,9 +150,11 @@ def test_compose_file_is_valid():
     assert result.returncode == 0, result.stderr
     services = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
                               capture_output=True, text=True, cwd=ROOT, timeout=60, env=env).stdout.split()
-    unset = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True,
-                           text=True, cwd=ROOT, timeout=60, env={k: v for k, v in env.items() if k != "SECRET_KEY"})
-    assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, "the stack must not start with a default key"
+    unset = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60,
+                           env={k: v for k, v in env.items() if k != "SECRET_KEY"})
+    assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, \
+        "the stack must not start with a default key"
     assert {"postgres", "redis", "kafka", "migrate", "web", "relay", "worker"} <= set(services)
 
 
@@ -162,5 +165,6 @@ def test_topics_have_the_configured_partition_count(kafka_topics):
 
 
 def test_the_models_and_the_migrations_agree(database):
-    """`alembic check`: autogenerate finds nothing to add, so the models (app/*/models.py) and migrations/ cannot drift."""
+    """`alembic check`: autogenerate finds nothing to add, so the models (app/*/models.py) and
+    migrations/ cannot drift."""
     command.check(alembic_config(database))

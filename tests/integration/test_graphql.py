@@ -32,7 +32,8 @@ SEED_000_QUERY = """query {
 }"""
 
 
-def gql(client, query: str, variables: dict | None = None, token: str | None = None, expect: int = 200) -> dict:
+def gql(client, query: str, variables: dict | None = None, token: str | None = None,
+        expect: int = 200) -> dict:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
     assert response.status_code == expect, (response.status_code, response.get_json())
@@ -70,8 +71,8 @@ def test_seed_000_operations_work_verbatim_without_a_token(config, applier):
     assert {"score": 7, "user_id": created["user_id"], "user_name": name} in board
     assert [u["score"] for u in board] == sorted((u["score"] for u in board), reverse=True)
     # Without a token, only `default`: the other mutations need the REST API's credentials.
-    refused = gql(client, 'mutation { submitScore(input: {leaderboard_id: "default", player_id: "x", score: 1}) '
-                          "{ rank } }")
+    refused = gql(client, 'mutation { submitScore(input: {leaderboard_id: "default", player_id: "x", '
+                          'score: 1}) { rank } }')
     assert error_code(refused) == "unauthorized"
 
 
@@ -98,7 +99,8 @@ def test_the_same_board_reads_the_same_as_over_rest(api: Api, client, applier):
     paged = data(client, "query($b: ID!, $c: String!) { pageAfter(board_id: $b, cursor: $c, limit: 2) "
                          "{ entries { player_id score } } }", {"b": board_id, "c": rest_top["next_cursor"]})
     rest_after = api.get(f"{base}/range", expect=200, cursor=rest_top["next_cursor"], limit=2).get_json()
-    assert paged["pageAfter"]["entries"] == [{k: e[k] for k in ("player_id", "score")} for e in rest_after["entries"]]
+    assert paged["pageAfter"]["entries"] == [{k: e[k] for k in ("player_id", "score")}
+                                             for e in rest_after["entries"]]
     rest_range = api.get(f"{base}/range", expect=200, start=2, end=5).get_json()
     assert got["range"] == {k: rest_range[k] for k in got["range"]}
     rest_around = api.get(f"{base}/around/bob", expect=200, range=1).get_json()
@@ -123,8 +125,8 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
     who = owner(api)
     guest = api.guest()
     key = api.post("/api/v1/api-keys", {"name": "server"}, token=who.token, expect=201).get_json()["key"]
-    board_input = {"id": "g" + uuid.uuid4().hex[:10], "name": "Arena", "sort_order": "desc", "update_mode": "increment",
-                   "reset_period": "never"}
+    board_input = {"id": "g" + uuid.uuid4().hex[:10], "name": "Arena", "sort_order": "desc",
+                   "update_mode": "increment", "reset_period": "never"}
     create = "mutation($i: BoardInput!) { createBoard(input: $i) { id owner_id current_period } }"
     assert error_code(gql(client, create, {"i": board_input}, token=guest.token)) == "registered_users_only"
     assert error_code(gql(client, create, {"i": board_input}, token=key)) == "credential_not_allowed"
@@ -134,7 +136,8 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
     assert error_code(gql(client, create, {"i": {**board_input, "sort_order": "up"}}, token=who.token)) \
         == "invalid_request"
 
-    submit = ("mutation($s: ScoreInput!) { submitScore(input: $s) { outcome score previous_score replayed } }")
+    submit = ("mutation($s: ScoreInput!) { submitScore(input: $s) "
+              "{ outcome score previous_score replayed } }")
     one = {"leaderboard_id": created["id"], "player_id": "p1", "score": MAX_EXACT - 1, "submission_id": "s1"}
     first = data(client, submit, {"s": one}, token=key)["submitScore"]
     again = data(client, submit, {"s": one}, token=key)["submitScore"]
@@ -145,7 +148,8 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
     assert error_code(gql(client, submit, {"s": {**one, "score": MAX_EXACT + 1}}, token=key, expect=200)) \
         == "bad_request"  # not a Score: refused before it runs
     other = owner(api)
-    assert error_code(gql(client, submit, {"s": {**one, "submission_id": "s3"}}, token=other.token)) == "not_owner"
+    assert error_code(gql(client, submit, {"s": {**one, "submission_id": "s3"}},
+                          token=other.token)) == "not_owner"
 
     batch = data(client, """mutation($s: [ScoreInput!]!) { submitScores(scores: $s) {
         result { player_id score } error { code } } }""", {"s": [
@@ -154,7 +158,8 @@ def test_writes_need_the_rest_apis_credentials(api: Api, client, applier):
     assert batch == [{"result": {"player_id": "p2", "score": 3}, "error": None},
                      {"result": None, "error": {"code": "not_found"}}]
     applier.catch_up(created["id"])
-    assert api.get(f"/api/v1/leaderboards/{created['id']}/player/p1", expect=200).get_json()["score"] == MAX_EXACT - 1
+    assert api.get(f"/api/v1/leaderboards/{created['id']}/player/p1",
+                   expect=200).get_json()["score"] == MAX_EXACT - 1
 
 
 def test_documents_are_checked_once_and_bounded(client):
@@ -168,18 +173,22 @@ def test_documents_are_checked_once_and_bounded(client):
     assert "errors" not in gql(client, nested)
     deep = "fragment F on Page { entries { rank } } query { top(board_id: \"default\") { ...F } }"
     assert "errors" not in gql(client, deep)
-    costly = gql(client, 'query { a: top(board_id: "default", limit: 100) { entries { rank player_id score '
-                         'display_name reached_at } } b: top(board_id: "default", limit: 100) { entries { rank '
-                         'player_id score display_name reached_at } } c: boards(limit: 100) { boards { id name '
-                         'sort_order update_mode reset_period timezone } } d: range(board_id: "default", start: 1, '
-                         'end: 5000) { entries { rank player_id score display_name reached_at } } }', expect=400)
+    costly = gql(client, 'query { a: top(board_id: "default", limit: 100) { entries { rank player_id '
+                         'score display_name reached_at } } b: top(board_id: "default", limit: 100) '
+                         '{ entries { rank player_id score display_name reached_at } } c: boards(limit: 100) '
+                         '{ boards { id name sort_order update_mode reset_period timezone } } '
+                         'd: range(board_id: "default", start: 1, end: 5000) '
+                         '{ entries { rank player_id score display_name reached_at } } }',
+                 expect=400)
     assert error_code(costly) == "query_too_costly"
-    too_deep = "query { __schema { types { fields { type " + "{ ofType " * MAX_DEPTH + "{ name }" + " }" * (MAX_DEPTH + 4)
+    too_deep = ("query { __schema { types { fields { type " + "{ ofType " * MAX_DEPTH + "{ name }"
+                + " }" * (MAX_DEPTH + 4))
     assert error_code(gql(client, too_deep, expect=400)) == "query_too_deep"
     assert error_code(gql(client, "query {", expect=400)) == "graphql_parse_failed"
     assert error_code(gql(client, "query { nope }", expect=400)) == "graphql_validation_failed"
     response = client.post("/graphql", data="not json", content_type="application/json")
-    assert response.status_code == 400 and response.get_json()["errors"][0]["extensions"]["code"] == "invalid_json"
+    assert (response.status_code == 400
+            and response.get_json()["errors"][0]["extensions"]["code"] == "invalid_json")
     subscription = gql(client, 'subscription { boardTop(board_id: "default") { version } }', expect=400)
     assert "WebSocket" in subscription["errors"][0]["message"]
 
@@ -197,7 +206,8 @@ def test_a_spent_budget_answers_429_in_graphqls_format(app, client, monkeypatch)
         limits = rate_limits()
 
     def refuse(*limits_):
-        raise TooManyRequests("too_many_requests", "too many requests (public reads per address)", retry_after_s=7)
+        raise TooManyRequests("too_many_requests", "too many requests (public reads per address)",
+                              retry_after_s=7)
 
     monkeypatch.setattr(limits, "hit", refuse)
     response = client.post("/graphql", json={"query": SEED_000_QUERY})

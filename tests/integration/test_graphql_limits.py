@@ -31,7 +31,8 @@ def code_of(body: dict) -> str:
 
 def players_named(engine, name: str) -> int:
     with engine.connect() as db:
-        return db.execute(text("SELECT count(*) FROM leaderboard_entries WHERE display_name = :n"), {"n": name}).scalar()
+        return db.execute(text("SELECT count(*) FROM leaderboard_entries WHERE display_name = :n"),
+                          {"n": name}).scalar()
 
 
 @pytest.mark.parametrize("n", [25, 40])
@@ -69,14 +70,16 @@ def test_a_mutation_inside_a_fragment_bomb_never_runs(client, engine):
 def test_fields_aliases_and_mutations_per_document_are_bounded(client, config, engine):
     aliased = "query { " + " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES + 1)) + " }"
     assert code_of(post(client, aliased, 400)) == "too_many_aliases"
-    assert "errors" not in post(client, "query { " + " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES)) + " }", 200)
+    assert "errors" not in post(client,
+                                "query { " + " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES)) + " }",
+                                200)
     wide = "query { top(board_id: \"default\") { " + " ".join(["total"] * MAX_FIELDS) + " } }"
     assert code_of(post(client, wide, 400)) == "too_many_fields"
     spreads = "query { " + " ".join(["...F"] * MAX_FIELDS) + " } fragment F on Query { __typename }"
     assert code_of(post(client, spreads, 400)) == "too_many_fields"
     many = range(MAX_FRAGMENTS + 1)
-    fragments = " ".join(f"...G{i}" for i in many) + " } " + " ".join(f"fragment G{i} on Query {{ __typename }}"
-                                                                      for i in many)
+    fragments = (" ".join(f"...G{i}" for i in many) + " } "
+                 + " ".join(f"fragment G{i} on Query {{ __typename }}" for i in many))
     assert code_of(post(client, "query { " + fragments, 400)) == "too_many_fragments"
 
     name = "many " + uuid.uuid4().hex[:8]
@@ -121,10 +124,12 @@ def test_each_mutation_field_is_charged_to_its_rest_twins_budget(strict, engine)
 def test_a_signed_in_mutation_is_charged_to_its_users_budget(strict, api: Api):
     owner = api.host()  # through the usual app: the strict one's budgets are for this test's requests only
     board_id = "b" + uuid.uuid4().hex[:12]
-    api.post("/api/v1/leaderboards", {"id": board_id, "name": "B", "sort_order": "desc", "update_mode": "best",
-                                      "reset_period": "never"}, token=owner.token, expect=201)
+    api.post("/api/v1/leaderboards", {"id": board_id, "name": "B", "sort_order": "desc",
+                                      "update_mode": "best", "reset_period": "never"},
+             token=owner.token, expect=201)
     resets = " ".join(f'r{i}: resetBoard(board_id: "{board_id}") {{ current_period }}' for i in range(5))
-    body = strict.test_client().post("/graphql", json={"query": f"mutation {{ {resets} }}"}, environ_base=an_address(),
+    body = strict.test_client().post("/graphql", json={"query": f"mutation {{ {resets} }}"},
+                                     environ_base=an_address(),
                                      headers={"Authorization": f"Bearer {owner.token}"}).get_json()
     # The user's 4 API requests a minute: the 5th reset is refused, as a 5th POST .../reset would be.
     assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [(["r4"], "too_many_requests")]
@@ -152,8 +157,8 @@ def strict_socket_url(database, config):
     so that each socket names an address of its own (X-Forwarded-For)."""
     from werkzeug.serving import make_server
 
-    app = create_app(config.replace(rate_public_reads_per_address="3/minute", rate_signup_per_address="2/minute",
-                                    web_trusted_proxies=1))
+    app = create_app(config.replace(rate_public_reads_per_address="3/minute",
+                                    rate_signup_per_address="2/minute", web_trusted_proxies=1))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="strict-server", daemon=True)
     thread.start()
@@ -175,7 +180,8 @@ def test_each_message_on_the_socket_is_charged_like_a_request(strict_socket_url)
         return errors[0]["extensions"]["code"] if errors else "ok"
 
     reads = [outcome(f"q{i}", "{ leaderboard { score } }") for i in range(4)]
-    writes = [outcome(f"m{i}", 'mutation { createUser(user_name: "kid", score: 1) { user_id } }') for i in range(3)]
+    writes = [outcome(f"m{i}", 'mutation { createUser(user_name: "kid", score: 1) { user_id } }')
+              for i in range(3)]
     assert (reads, writes) == (["ok"] * 3 + ["too_many_requests"], ["ok"] * 2 + ["too_many_requests"])
     client.send({"type": "ping"})
     client.wait_type("pong")  # refused operations leave the socket open

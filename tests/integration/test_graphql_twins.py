@@ -47,8 +47,9 @@ def world(api: Api) -> World:
     revoked = api.post("/api/v1/api-keys", {"name": "old"}, token=owner.token, expect=201).get_json()
     api.delete(f"/api/v1/api-keys/{revoked['id']}", token=owner.token, expect=204)
     board_id = "t" + uuid.uuid4().hex[:12]
-    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Twins", "sort_order": "desc", "update_mode": "best",
-                                      "reset_period": "daily"}, token=owner.token, expect=201)
+    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Twins", "sort_order": "desc",
+                                      "update_mode": "best", "reset_period": "daily"},
+             token=owner.token, expect=201)
     tokens = {"none": None, "guest": guest.token, "owner": owner.token, "other": other.token, "key": key,
               "revoked": revoked["key"]}
     return World(api, tokens, board_id)
@@ -68,11 +69,13 @@ CALLS: dict[str, Callable[[str], tuple[tuple[str, dict | None], tuple[str, dict]
     "createUser": lambda b: (("/api/v1/auth/guest", {"nickname": "Twin"}),
                              ("mutation { createUser(user_name: \"Twin\", score: 3) { user_id } }", {})),
     "createBoard": lambda b: (("/api/v1/leaderboards", _new_board()),
-                              ("mutation($i: BoardInput!) { createBoard(input: $i) { id } }", {"i": _new_board()})),
+                              ("mutation($i: BoardInput!) { createBoard(input: $i) { id } }",
+                               {"i": _new_board()})),
     "resetBoard": lambda b: ((f"/api/v1/leaderboards/{b}/reset", None),
                              ("mutation($b: ID!) { resetBoard(board_id: $b) { current_period } }", {"b": b})),
     "submitScore": lambda b: (("/api/v1/scores", _score(b)),
-                              ("mutation($s: ScoreInput!) { submitScore(input: $s) { outcome } }", {"s": _score(b)})),
+                              ("mutation($s: ScoreInput!) { submitScore(input: $s) { outcome } }",
+                               {"s": _score(b)})),
     "submitScores": lambda b: (("/api/v1/scores/batch", {"scores": [_score(b)]}), (
         "mutation($s: [ScoreInput!]!) { submitScores(scores: $s) { result { outcome } error { code } } }",
         {"s": [_score(b)]})),

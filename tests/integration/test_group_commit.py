@@ -39,20 +39,23 @@ def test_one_batch_mixes_accepted_and_refused_answers(api: Api, engine):
     requests = [
         AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 0),
         AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),
-        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),   # again, another choice
-        AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),   # again, the same one
+        # again, another choice
+        AnswerRequest(uuid.UUID(players[0].user_id), uuid.UUID(sid), uuid.UUID(qid), 2),
+        # again, the same one
+        AnswerRequest(uuid.UUID(players[1].user_id), uuid.UUID(sid), uuid.UUID(qid), 1),
         AnswerRequest(uuid.UUID(outsider.user_id), uuid.UUID(sid), uuid.UUID(qid), 0),     # not joined
         AnswerRequest(uuid.UUID(players[2].user_id), uuid.UUID(sid), uuid.uuid4(), 0),     # wrong question
     ]
     results = submit_answers(engine, requests)
-    assert [type(r) for r in results] == [AnswerReceipt, AnswerReceipt, Conflict, AnswerReceipt, Forbidden, Conflict]
+    assert [type(r) for r in results] == [AnswerReceipt, AnswerReceipt, Conflict, AnswerReceipt, Forbidden,
+                                          Conflict]
     assert results[5].code == "invalid_question"
     assert results[2].code == "already_answered" and results[2].extra["answer"] == results[0].view()
-    assert results[3] == AnswerReceipt(results[1].answer_id, results[1].question_id, 1, results[1].answered_ms,
-                                       replayed=True)
+    assert results[3] == AnswerReceipt(results[1].answer_id, results[1].question_id, 1,
+                                       results[1].answered_ms, replayed=True)
     assert _count(engine, "SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s", s=sid) == 2
-    assert _count(engine, "SELECT count(*) FROM events WHERE aggregate_id = :s AND event_type = 'answer_scored'",
-                  s=sid) == 2
+    assert _count(engine, "SELECT count(*) FROM events "
+                          "WHERE aggregate_id = :s AND event_type = 'answer_scored'", s=sid) == 2
     totals = dict(_rows(engine, "SELECT payload->>'participant_id', (payload->>'total')::int FROM events "
                                 "WHERE aggregate_id = :s AND event_type = 'answer_scored'", s=sid))
     scores_sql = "SELECT id::text, score FROM quiz_session_participants WHERE quiz_session_id = :s"
@@ -71,9 +74,11 @@ def test_a_failing_batch_is_retried_answer_by_answer(api: Api, engine):
         connection.execute(text(f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ "
                                 f"BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$"))
         connection.execute(text(f"CREATE TRIGGER {trigger} BEFORE INSERT ON events FOR EACH ROW "
-                                f"WHEN (NEW.payload->>'nickname' = '{doomed.nickname}') EXECUTE FUNCTION {trigger}()"))
+                                f"WHEN (NEW.payload->>'nickname' = '{doomed.nickname}') "
+                                f"EXECUTE FUNCTION {trigger}()"))
     try:
-        batch = [Pending(AnswerRequest(uuid.UUID(p.user_id), uuid.UUID(sid), uuid.UUID(qid), 0)) for p in players]
+        batch = [Pending(AnswerRequest(uuid.UUID(p.user_id), uuid.UUID(sid), uuid.UUID(qid), 0))
+                 for p in players]
         AnswerBatcher(engine)._commit(batch)
     finally:
         with engine.begin() as connection:
@@ -82,7 +87,8 @@ def test_a_failing_batch_is_retried_answer_by_answer(api: Api, engine):
     assert all(isinstance(p.result, AnswerReceipt) for p in batch[:3])
     assert isinstance(batch[3].result, Exception) and not isinstance(batch[3].result, AnswerReceipt)
     assert _count(engine, "SELECT count(*) FROM participant_answers WHERE quiz_session_id = :s", s=sid) == 3
-    assert _count(engine, "SELECT score FROM quiz_session_participants WHERE id = :p", p=doomed.participant_id) == 0
+    assert _count(engine, "SELECT score FROM quiz_session_participants WHERE id = :p",
+                  p=doomed.participant_id) == 0
 
 
 def test_concurrent_answers_across_rooms_are_each_recorded_once(api: Api, engine):

@@ -192,8 +192,8 @@ def test_the_upload_has_its_own_limit_and_every_other_route_keeps_the_global_one
 
 def stored_bytes(engine, owner_id: str) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT coalesce(sum(size), 0) FROM question_images WHERE owner_id = :o"),
-                                  {"o": owner_id}).scalar()
+        return connection.execute(text("SELECT coalesce(sum(size), 0) FROM question_images "
+                                       "WHERE owner_id = :o"), {"o": owner_id}).scalar()
 
 
 def test_an_accounts_pictures_stay_within_its_quota(config, database, engine):
@@ -300,7 +300,8 @@ def test_a_live_games_pin_has_a_qr_code_of_the_player_page_with_the_pin_filled_i
     assert 200 <= width <= 300
     # What segno draws for the link a phone should open: the player page (`/`) with ?code=, at the
     # configured public address (by default the one the web server binds).
-    assert svg == join_qr_svg(f"http://127.0.0.1:{client.application.config['LIVEQUIZ'].web_port}/?code={code}", code)
+    assert svg == join_qr_svg(
+        f"http://127.0.0.1:{client.application.config['LIVEQUIZ'].web_port}/?code={code}", code)
 
     # Another game's code draws another code; a game that runs still has one; an ended one has none.
     other = api.live_session(api.host())["join_code"]
@@ -318,7 +319,8 @@ def test_the_qr_code_draws_the_configured_public_address_whatever_host_the_reque
     api = Api(app.test_client())
     code = api.live_session(api.host())["join_code"]
     wanted = join_qr_svg(f"https://quiz.example.org/?code={code}", code)
-    for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
+    for headers in ({}, {"Host": "evil.example"},
+                    {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}):
         svg = api.client.get(f"/join/{code}.svg", headers=headers).data
         assert svg == wanted, headers
     # The host's screen writes the same address beside the code.

@@ -38,7 +38,8 @@ def test_gunicorn_serves_with_the_configured_worker_class_from_the_venv(tmp_path
     env = _web_env(WEB_PORT=str(port), SECRET_KEY="k" * 48)
     with open(log, "wb") as out:
         # --log-level info makes gunicorn name the worker class it booted (the config file says warning).
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--log-level", "info",
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--log-level",
+                                "info",
                                 "app:create_app()"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
@@ -60,7 +61,8 @@ def test_gunicorn_serves_with_the_configured_worker_class_from_the_venv(tmp_path
 
 def test_the_web_process_refuses_the_public_development_key():
     done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-                          cwd=ROOT, env=_web_env(WEB_PORT=str(free_port()), SECRET_KEY=DEVELOPMENT_SECRET_KEY),
+                          cwd=ROOT, env=_web_env(WEB_PORT=str(free_port()),
+                                                 SECRET_KEY=DEVELOPMENT_SECRET_KEY),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

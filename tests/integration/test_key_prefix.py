@@ -29,8 +29,9 @@ from tests.integration.leaderboard_support import Applier
 def two_key_spaces(config, engine) -> None:
     """Boards, tickets, rate limits and revocations written under one prefix are absent under the other,
     on the Redis (or cluster) of `config`; each SCAN finds its own prefix's boards only."""
-    spaces = {name: config.replace(redis_key_prefix=f"{config.redis_key_prefix}{name}.{uuid.uuid4().hex[:6]}:",
-                                   rate_login_per_username="2/minute") for name in ("a", "b")}
+    spaces = {name: config.replace(
+        redis_key_prefix=f"{config.redis_key_prefix}{name}.{uuid.uuid4().hex[:6]}:",
+        rate_login_per_username="2/minute") for name in ("a", "b")}
     a, b = spaces["a"], spaces["b"]
     with Session(engine, expire_on_commit=False) as db:
         owner = create_guest(db, "prefix owner")
@@ -79,7 +80,8 @@ def two_key_spaces(config, engine) -> None:
         assert b_keys and all(k.startswith(b.redis_key_prefix) for k in b_keys)  # b's SCAN: b's keys only
         assert client.exists(*a_keys) == len(a_keys)  # a's keys are all still there, beside b's
 
-    with redis_keys.prefixed(a.redis_key_prefix):  # (the run's cleanup takes both: they start with its prefix)
+    # (the run's cleanup takes both: they start with its prefix)
+    with redis_keys.prefixed(a.redis_key_prefix):
         client = make_redis(a)
         redeemed = tickets.redeem(client, ticket, uuid.UUID(session_id))  # still there: b did not spend it
         assert redeemed is not None and redeemed.user_id == owner.id

@@ -24,7 +24,8 @@ def test_seed_001_walk_through(api: Api, applier):
     host = owner(api)
     created = board(api, host, id=f"game1-{host.user_id[:8]}", max_entries=10000)
     board_id = created["id"]
-    assert (created["current_period"], created["prev_reset"] is not None, created["next_reset"]) == ("all", True, None)
+    assert (created["current_period"], created["prev_reset"] is not None,
+            created["next_reset"]) == ("all", True, None)
     first = score(api, host, board_id, "player123", 1500, metadata={"level": 10}).get_json()
     assert (first["outcome"], first["score"], first["previous_score"]) == ("changed", 1500, None)
     batch = api.post("/api/v1/scores/batch", {"scores": [
@@ -33,11 +34,13 @@ def test_seed_001_walk_through(api: Api, applier):
         {"player_id": "player3", "leaderboard_id": board_id, "score": 1500},
         {"player_id": "player4", "leaderboard_id": "no-such-board", "score": 1}]}, token=host.token,
         expect=200).get_json()["results"]
-    assert [r.get("outcome") for r in batch[:3]] == ["changed"] * 3 and batch[3]["error"]["code"] == "not_found"
+    assert [r.get("outcome") for r in batch[:3]] == ["changed"] * 3 \
+        and batch[3]["error"]["code"] == "not_found"
     applier.catch_up(board_id)
     top = api.get(f"/api/v1/leaderboards/{board_id}/top", expect=200, limit=10).get_json()
     assert [(e["player_id"], e["score"]) for e in top["entries"]] == [
-        ("player2", 2000), ("player123", 1500), ("player3", 1500), ("player1", 1000)]  # 1500: who reached it first
+        # 1500: who reached it first
+        ("player2", 2000), ("player123", 1500), ("player3", 1500), ("player1", 1000)]
     assert top["total"] == 4 and top["version"] >= 4
     me = api.get(f"/api/v1/leaderboards/{board_id}/player/player123", expect=200).get_json()
     assert (me["rank"], me["score"], me["top_percent"]) == (2, 1500, 50.0)
@@ -46,24 +49,28 @@ def test_seed_001_walk_through(api: Api, applier):
     window = api.get(f"/api/v1/leaderboards/{board_id}/range", expect=200, start=2, end=3).get_json()
     assert [e["player_id"] for e in window["entries"]] == ["player123", "player3"]
     stats = api.get(f"/api/v1/leaderboards/{board_id}/stats", expect=200).get_json()
-    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"]) == (4, 1000, 2000, 6000, 1500)
+    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"]) == (
+        4, 1000, 2000, 6000, 1500)
     api.get(f"/api/v1/leaderboards/{board_id}/player/nobody", expect=404)
 
 
 def test_only_registered_owners_create_and_change_boards(api: Api):
     host, guest, other = owner(api), api.guest(), owner(api)
     api.post("/api/v1/leaderboards", {"id": "g" + host.user_id[:8], "name": "x", "sort_order": "desc",
-                                      "update_mode": "best", "reset_period": "never"}, token=guest.token, expect=403)
+                                      "update_mode": "best", "reset_period": "never"}, token=guest.token,
+             expect=403)
     created = board(api, host)
     again = api.post("/api/v1/leaderboards", {"id": created["id"], "name": "x", "sort_order": "asc",
-                                              "update_mode": "best", "reset_period": "daily"}, token=host.token,
-                     expect=409)
+                                              "update_mode": "best", "reset_period": "daily"},
+                     token=host.token, expect=409)
     assert again.get_json()["error"]["code"] == "board_exists"
-    assert api.post("/api/v1/leaderboards", {"id": "default", "name": "x", "sort_order": "asc", "update_mode": "best",
-                                             "reset_period": "daily"}, token=host.token, expect=409)
+    assert api.post("/api/v1/leaderboards", {"id": "default", "name": "x", "sort_order": "asc",
+                                             "update_mode": "best", "reset_period": "daily"},
+                    token=host.token, expect=409)
     assert api.client.patch(f"/api/v1/leaderboards/{created['id']}", json={"name": "Renamed"},
                             headers={"Authorization": f"Bearer {other.token}"}).status_code == 403
-    patched = api.client.patch(f"/api/v1/leaderboards/{created['id']}", json={"name": "Renamed", "max_entries": 5},
+    patched = api.client.patch(f"/api/v1/leaderboards/{created['id']}",
+                               json={"name": "Renamed", "max_entries": 5},
                                headers={"Authorization": f"Bearer {host.token}"})
     assert patched.status_code == 200 and (patched.get_json()["name"], patched.get_json()["max_entries"]) == (
         "Renamed", 5)
@@ -132,8 +139,8 @@ def test_retries_with_one_submission_id_count_once(api: Api, applier):
     assert conflict["error"]["code"] == "submission_conflict"
     # Inside one batch and across requests: one id, counted once.
     results = api.post("/api/v1/scores/batch", {"scores": [
-        {**body, "submission_id": "s-2"}, {**body, "submission_id": "s-2"}, body, {**body, "submission_id": "s-3"}]},
-        token=host.token, expect=200).get_json()["results"]
+        {**body, "submission_id": "s-2"}, {**body, "submission_id": "s-2"}, body,
+        {**body, "submission_id": "s-3"}]}, token=host.token, expect=200).get_json()["results"]
     assert [r["score"] for r in results] == [20, 20, 10, 30]
     applier.catch_up(board_id)
     assert api.get(f"/api/v1/leaderboards/{board_id}/player/p1", expect=200).get_json()["score"] == 30
@@ -180,8 +187,8 @@ def test_a_failing_commit_is_outcome_unknown_and_a_retry_with_its_id_counts_once
     body = {"leaderboard_id": board_id, "player_id": "p1", "score": 5, "submission_id": "once"}
     try:
         for sent in (body, {**body, "submission_id": None}):
-            failed = api.post("/api/v1/scores", {k: v for k, v in sent.items() if v is not None}, token=host.token,
-                              expect=504).get_json()
+            failed = api.post("/api/v1/scores", {k: v for k, v in sent.items() if v is not None},
+                              token=host.token, expect=504).get_json()
             assert failed["error"]["code"] == "outcome_unknown"
     finally:
         with engine.begin() as connection:
@@ -202,10 +209,14 @@ def test_players_report_their_own_actions_on_boards_that_allow_it(api: Api):
                         token=player.token, expect=201).get_json()
     assert (reported["player_id"], reported["score"]) == (player.user_id, 15)
     # Over the board's own cap: well-formed (the document's bound is 2^53 - 1), refused by its setting.
-    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": 51}, token=player.token, expect=422)
-    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": -1}, token=player.token, expect=400)
-    api.post(f"/api/v1/games/{closed['id']}/scores", {"action": "x", "score": 1}, token=player.token, expect=403)
-    activity = api.get(f"/api/v1/players/{player.user_id}/activity", token=player.token, expect=200).get_json()
+    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": 51}, token=player.token,
+             expect=422)
+    api.post(f"/api/v1/games/{game['id']}/scores", {"action": "cheat", "score": -1}, token=player.token,
+             expect=400)
+    api.post(f"/api/v1/games/{closed['id']}/scores", {"action": "x", "score": 1}, token=player.token,
+             expect=403)
+    activity = api.get(f"/api/v1/players/{player.user_id}/activity", token=player.token,
+                       expect=200).get_json()
     assert [(a["action"], a["points"]) for a in activity["activity"]] == [("headshot", 15)]
     boards = api.get(f"/api/v1/players/{player.user_id}/boards", expect=200).get_json()["boards"]
     assert [(b["leaderboard_id"], b["score"], b["rank"]) for b in boards] == [(game["id"], 15, 1)]
@@ -229,7 +240,8 @@ def test_around_with_range_0_is_the_player_alone_over_rest_and_graphql(api: Api,
         around = api.get(f"/api/v1/leaderboards/{board_id}/around/{player}", expect=200, range=0).get_json()
         assert around["entries"] == [entry]  # min(2 * 0 + 1, total) = 1 entry: the player's own
     got = data(client, 'query($b: ID!) { around(board_id: $b, player_id: "ben", range: 0) '
-                       "{ rank entries { rank player_id display_name score reached_at metadata } } }", {"b": board_id})
+                       "{ rank entries { rank player_id display_name score reached_at metadata } } }",
+               {"b": board_id})
     assert got["around"] == {"rank": 2, "entries": [top[1]]}
     # The standing read itself carries no window.
     assert "entries" not in api.get(f"/api/v1/leaderboards/{board_id}/player/ben", expect=200).get_json()
@@ -238,7 +250,8 @@ def test_around_with_range_0_is_the_player_alone_over_rest_and_graphql(api: Api,
 def test_a_deleted_boards_id_is_never_used_again(api: Api):
     host = owner(api)
     created = board(api, host)
-    api.client.delete(f"/api/v1/leaderboards/{created['id']}", headers={"Authorization": f"Bearer {host.token}"})
+    api.client.delete(f"/api/v1/leaderboards/{created['id']}",
+                      headers={"Authorization": f"Bearer {host.token}"})
     api.get(f"/api/v1/leaderboards/{created['id']}", expect=404)
     again = api.post("/api/v1/leaderboards", {"id": created["id"], "name": "Again", "sort_order": "desc",
                                               "update_mode": "best", "reset_period": "never"},

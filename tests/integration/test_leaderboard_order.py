@@ -37,9 +37,9 @@ def owner_id(engine):
 
 def _new_board(engine, owner_id, mode: str, order: str) -> str:
     board_id = "p" + uuid.uuid4().hex[:14]
-    create_board(engine, owner_id, {"id": board_id, "name": "property", "sort_order": order, "update_mode": mode,
-                                    "reset_period": "never", "timezone": "UTC", "max_entries": None,
-                                    "self_report_max": None, "metadata": None})
+    create_board(engine, owner_id, {"id": board_id, "name": "property", "sort_order": order,
+                                    "update_mode": mode, "reset_period": "never", "timezone": "UTC",
+                                    "max_entries": None, "self_report_max": None, "metadata": None})
     return board_id
 
 
@@ -58,8 +58,9 @@ def _model(mode: str, order: str, sequence) -> list[tuple[str, int]]:
 def _postgres(engine, board_id: str, order: str) -> list[tuple[str, int]]:
     with engine.connect() as connection:
         return [tuple(r) for r in connection.execute(text(
-            f"SELECT player_id, score FROM leaderboard_entries WHERE leaderboard_id = :b AND score IS NOT NULL "
-            f"ORDER BY {ranking_sql(order)}"), {"b": board_id})]
+            f"SELECT player_id, score FROM leaderboard_entries "
+            f"WHERE leaderboard_id = :b AND score IS NOT NULL ORDER BY {ranking_sql(order)}"),
+            {"b": board_id})]
 
 
 def _redis(redis_client, board_id: str) -> list[tuple[str, int]]:
@@ -85,7 +86,8 @@ def test_postgres_redis_and_the_model_agree(engine, redis_client, config, owner_
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mode=st.sampled_from(UPDATE_MODES), order=st.sampled_from(SORT_ORDERS), sequence=writes,
        seed=st.integers(0, 2 ** 32))
-def test_any_delivery_order_and_any_redelivery_leave_redis_the_same(engine, redis_client, config, owner_id, mode,
+def test_any_delivery_order_and_any_redelivery_leave_redis_the_same(engine, redis_client, config, owner_id,
+                                                                    mode,
                                                                      order, sequence, seed):
     board_id = _new_board(engine, owner_id, mode, order)
     owner = Authority(owner_id=owner_id)
@@ -126,7 +128,8 @@ def test_score_events_get_time_ordered_ids_like_every_other_row(engine, owner_id
     """A batch of score writes makes its events' ids in SQL: version 7, their millisecond the write's."""
     board_id = _new_board(engine, owner_id, "increment", "desc")
     before = time.time_ns() // 1_000_000
-    submit_scores(engine, [Submission(board_id, f"p{i}", i + 1) for i in range(20)], Authority(owner_id=owner_id))
+    submit_scores(engine, [Submission(board_id, f"p{i}", i + 1) for i in range(20)],
+                  Authority(owner_id=owner_id))
     after = time.time_ns() // 1_000_000
     ids = [row.id for row in board_events(engine, board_id) if row.event_type == "entry_changed"]
     assert len(ids) == 20 and len(set(ids)) == 20

@@ -41,14 +41,16 @@ def _period_row(engine, reset_period: str, tz: str, at: datetime):
      "2026-12-06T19:00:00+05:45", "2026-12-06T20:00:00+05:45", "Sun 6 Dec 2026, 19:00–20:00 UTC+05:45"),
     # Paris leaves summer time on 2026-10-25 at 03:00 local: the hour from 02:00 runs into 02:00 again.
     ("hourly", "Europe/Paris", datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "2026-10-25T00Z",
-     "2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00", "Sun 25 Oct 2026, 02:00 UTC+02:00 – 02:00 UTC+01:00"),
+     "2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00",
+     "Sun 25 Oct 2026, 02:00 UTC+02:00 – 02:00 UTC+01:00"),
     ("daily", "Europe/Paris", datetime(2026, 10, 25, 12, tzinfo=UTC), "2026-10-25",
      "2026-10-25T00:00:00+02:00", "2026-10-26T00:00:00+01:00", "Sun 25 Oct 2026"),
     ("weekly", "Asia/Kathmandu", datetime(2026, 12, 6, 20, 30, tzinfo=UTC), "2026-W50",
      "2026-12-07T00:00:00+05:45", "2026-12-14T00:00:00+05:45", "Week 50 of 2026, 7 Dec – 13 Dec"),
     ("monthly", "America/New_York", datetime(2026, 12, 15, 12, tzinfo=UTC), "2026-12",
      "2026-12-01T00:00:00-05:00", "2027-01-01T00:00:00-05:00", "December 2026"),
-    ("never", "UTC", datetime(2026, 12, 6, 8, tzinfo=UTC), "all", "2026-12-06T08:00:00+00:00", None, "All time"),
+    ("never", "UTC", datetime(2026, 12, 6, 8, tzinfo=UTC), "all", "2026-12-06T08:00:00+00:00", None,
+     "All time"),
 ])
 def test_a_periods_span_is_its_bounds_in_the_boards_zone_and_its_label(engine, reset_period, tz, at, period,
                                                                        starts_at, ends_at, label):
@@ -88,7 +90,8 @@ def test_every_read_of_a_period_shows_its_span_over_rest_and_graphql(api: Api, c
         "past period": api.get(f"{base}/top", expect=200, period=stored.period).get_json(),
         "stats": api.get(f"{base}/stats", expect=200).get_json(),
         "periods": api.get(f"{base}/periods", expect=200).get_json()["periods"][0],
-        "player's boards": next(b for b in api.get("/api/v1/players/ann/boards", expect=200).get_json()["boards"]
+        "player's boards": next(b for b in api.get("/api/v1/players/ann/boards",
+                                                   expect=200).get_json()["boards"]
                                 if b["leaderboard_id"] == board_id),
     }
     assert {name: _span(view) for name, view in reads.items()} == {name: span for name in reads}

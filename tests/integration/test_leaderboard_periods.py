@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -17,8 +17,6 @@ from app.leaderboards.service.periods import close_due_periods
 from app.leaderboards.service.scores import submit_scores
 from app.leaderboards.submissions import Authority, ScoreResult, Submission
 from tests.helpers import wait_until
-
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +29,9 @@ def owner_id(engine):
 
 def _board(engine, owner_id, reset_period: str, tz: str = "UTC", mode: str = "increment") -> str:
     board_id = "t" + uuid.uuid4().hex[:14]
-    create_board(engine, owner_id, {"id": board_id, "name": "periods", "sort_order": "desc", "update_mode": mode,
-                                    "reset_period": reset_period, "timezone": tz, "max_entries": None,
-                                    "self_report_max": None, "metadata": None})
+    create_board(engine, owner_id, {"id": board_id, "name": "periods", "sort_order": "desc",
+                                    "update_mode": mode, "reset_period": reset_period, "timezone": tz,
+                                    "max_entries": None, "self_report_max": None, "metadata": None})
     return board_id
 
 
@@ -51,7 +49,8 @@ def _period_at(engine, reset_period: str, tz: str, at: datetime):
 ])
 def test_a_day_is_the_board_time_zones_day_dst_included(engine, at, period, starts, hours):
     row = _period_at(engine, "daily", "America/New_York", at)
-    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (period, starts, timedelta(hours=hours))
+    assert (row.period, row.starts_at, row.ends_at - row.starts_at) == (
+        period, starts, timedelta(hours=hours))
 
 
 def test_weeks_months_and_hours_follow_the_calendar(engine):
@@ -59,7 +58,8 @@ def test_weeks_months_and_hours_follow_the_calendar(engine):
     assert (week.period, week.starts_at, week.ends_at) == (
         "2026-W53", datetime(2026, 12, 28, tzinfo=UTC), datetime(2027, 1, 4, tzinfo=UTC))  # ISO week 53
     month = _period_at(engine, "monthly", "Asia/Tokyo", datetime(2026, 12, 31, 16, tzinfo=UTC))
-    assert (month.period, month.ends_at) == ("2027-01", datetime(2027, 1, 31, 15, tzinfo=UTC))  # Tokyo: already 2027
+    # Tokyo: already 2027
+    assert (month.period, month.ends_at) == ("2027-01", datetime(2027, 1, 31, 15, tzinfo=UTC))
     year_end = _period_at(engine, "monthly", "UTC", datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
     assert (year_end.period, year_end.ends_at) == ("2026-12", datetime(2027, 1, 1, tzinfo=UTC))
     # The hour New York repeats when it leaves DST is two periods, named in UTC.
@@ -76,7 +76,8 @@ def _end_period_soon(engine, board_id: str, seconds: float) -> None:
             "WHERE leaderboard_id = :b AND closed_at IS NULL"), {"s": seconds, "b": board_id})
 
 
-def _writers(engine, owner_id, board_id: str, keep_going: threading.Event, results: list) -> list[threading.Thread]:
+def _writers(engine, owner_id, board_id: str, keep_going: threading.Event,
+             results: list) -> list[threading.Thread]:
     def write(player: str) -> None:
         while keep_going.is_set():
             [result] = submit_scores(engine, [Submission(board_id, player, 1)], Authority(owner_id=owner_id))
@@ -97,8 +98,8 @@ def _audit(engine, board_id: str, results: list) -> dict[str, int]:
             "SELECT payload->>'period' AS period, (payload->>'entry_count')::int AS n FROM events "
             "WHERE aggregate_id = :b AND event_type = 'period_closed'"), {"b": board_id}).all()
         counts = dict(connection.execute(text(
-            "SELECT period, count(*) FROM leaderboard_entries WHERE leaderboard_id = :b AND score IS NOT NULL "
-            "GROUP BY period"), {"b": board_id}).all())
+            "SELECT period, count(*) FROM leaderboard_entries "
+            "WHERE leaderboard_id = :b AND score IS NOT NULL GROUP BY period"), {"b": board_id}).all())
     assert {p: int(s) for p, s in sums.items()} == dict(per_period)  # increments of 1: one point per write
     assert len({c.period for c in closes}) == len(closes), "a period closed twice"
     for close in closes:

@@ -43,7 +43,8 @@ def _board(engine, owner_id, *, order="desc", mode="best", max_entries=None) -> 
 
 
 def _fill(engine, config, redis_client, owner_id, board_id, scores: dict[str, int]) -> Applier:
-    submit_scores(engine, [Submission(board_id, p, s) for p, s in scores.items()], Authority(owner_id=owner_id))
+    submit_scores(engine, [Submission(board_id, p, s) for p, s in scores.items()],
+                  Authority(owner_id=owner_id))
     applier = Applier(config, engine, redis_client)
     applier.catch_up(board_id)
     return applier
@@ -80,13 +81,16 @@ def test_stats_equal_postgresql_percentile_disc(engine, config, redis_client, ow
                    percentile_disc(0.9) WITHIN GROUP (ORDER BY score) AS p90,
                    percentile_disc(0.99) WITHIN GROUP (ORDER BY score) AS p99
             FROM leaderboard_entries WHERE leaderboard_id = :b"""), {"b": board_id}).one()
-    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"], stats["p90"], stats["p99"]) == (
+    assert (stats["count"], stats["min"], stats["max"], stats["sum"], stats["p50"], stats["p90"],
+            stats["p99"]) == (
         truth[0], truth[1], truth[2], int(truth[3]), truth.p50, truth.p90, truth.p99)
 
 
-def test_a_cursor_never_shows_an_unchanged_entry_twice_or_skips_it(engine, config, redis_client, owner_id, reader):
+def test_a_cursor_never_shows_an_unchanged_entry_twice_or_skips_it(engine, config, redis_client, owner_id,
+                                                                   reader):
     board_id = _board(engine, owner_id, mode="replace")
-    applier = _fill(engine, config, redis_client, owner_id, board_id, {f"p{i:02}": 1000 - i for i in range(60)})
+    applier = _fill(engine, config, redis_client, owner_id, board_id,
+                    {f"p{i:02}": 1000 - i for i in range(60)})
     moving = {f"p{i:02}" for i in range(0, 60, 3)}
     seen: list[str] = []
     page = reader.page(board_id, period=None, offset=0, limit=7)
@@ -103,7 +107,8 @@ def test_a_cursor_never_shows_an_unchanged_entry_twice_or_skips_it(engine, confi
     assert len(steady) == len(set(steady))
 
 
-def test_max_entries_ranks_only_the_top_and_raising_it_brings_the_rest_back(engine, config, redis_client, owner_id,
+def test_max_entries_ranks_only_the_top_and_raising_it_brings_the_rest_back(engine, config, redis_client,
+                                                                            owner_id,
                                                                          reader):
     board_id = _board(engine, owner_id, max_entries=3)
     applier = _fill(engine, config, redis_client, owner_id, board_id, {f"p{i}": 10 - i for i in range(5)})
@@ -127,7 +132,8 @@ def test_a_rebuild_while_writes_flow_loses_none_of_them(engine, config, redis_cl
     def write() -> None:
         rng = random.Random()
         while keep_going.is_set():
-            submit_scores(engine, [Submission(board_id, f"p{rng.randrange(60)}", 1)], Authority(owner_id=owner_id))
+            submit_scores(engine, [Submission(board_id, f"p{rng.randrange(60)}", 1)],
+                          Authority(owner_id=owner_id))
             applier.catch_up(board_id)
 
     writer = threading.Thread(target=write, daemon=True)
@@ -140,7 +146,8 @@ def test_a_rebuild_while_writes_flow_loses_none_of_them(engine, config, redis_cl
     assert compare_period(engine, redis_client, board_id, "all") == []
 
 
-def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, redis_client, owner_id, reader):
+def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, redis_client, owner_id,
+                                                               reader):
     board_id = _board(engine, owner_id)
     _fill(engine, config, redis_client, owner_id, board_id, {"a": 5, "b": 7})
     keys = LeaderboardKeys(board_id)
@@ -163,7 +170,8 @@ class _CountingReader(LeaderboardReader):
         return super().player(board_id, player_id, **kwargs)
 
 
-def test_a_batch_naming_one_player_a_thousand_times_reads_their_rank_once(engine, config, redis_client, owner_id):
+def test_a_batch_naming_one_player_a_thousand_times_reads_their_rank_once(engine, config, redis_client,
+                                                                          owner_id):
     board_id = _board(engine, owner_id)
     _fill(engine, config, redis_client, owner_id, board_id, {"ann": 50, "ben": 40})
     results = submit_scores(engine, [Submission(board_id, "ben", n % 30) for n in range(1000)],

@@ -127,7 +127,8 @@ def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_i
     questions[0]["choices"][1] = "b,@SUM(1)"
     nicknames = ("x;=cmd|'/C calc'!A0;", "y,+1", "z; -2", 'q"uote')
     session, _ = _play(api, host, nicknames=nicknames, questions=questions)
-    body = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token, expect=200).get_data(as_text=True)
+    body = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token,
+                   expect=200).get_data(as_text=True)
     for separator in (",", ";", "\t"):
         cells = [cell for row in csv.reader(io.StringIO(body), delimiter=separator) for cell in row]
         assert not [c for c in cells if c.lstrip(" ").startswith(("=", "+", "-", "@"))], separator
@@ -139,13 +140,15 @@ def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_i
 
 
 def test_spreadsheet_safe_leaves_numbers_and_plain_text():
-    assert spreadsheet_safe(-3) == -3 and spreadsheet_safe("Ada") == "Ada" and spreadsheet_safe("\tx") == "'\tx"
+    assert (spreadsheet_safe(-3) == -3 and spreadsheet_safe("Ada") == "Ada"
+            and spreadsheet_safe("\tx") == "'\tx")
     assert spreadsheet_safe("Mary-Jane, 3+4") == "Mary-Jane, 3+4"
 
 
 def _rows(engine, sid: str) -> dict[str, int]:
     with engine.connect() as c:
-        return {table: c.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = :s"), {"s": sid}).scalar()
+        return {table: c.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = :s"),
+                                 {"s": sid}).scalar()
                 for table, column in (("quiz_session_participants", "quiz_session_id"),
                                       ("participant_answers", "quiz_session_id"),
                                       ("quiz_sessions", "id"))}
@@ -158,21 +161,24 @@ def test_a_host_deletes_a_game_with_its_players_answers_and_cache(api: Api, engi
     live = api.live_session(host)
     api.join(live["id"], api.guest())
     api.next_question(live["id"], host)
-    assert _error(api.delete(f"/api/v1/sessions/{live['id']}", token=host.token, expect=409)) == "session_live"
+    assert _error(api.delete(f"/api/v1/sessions/{live['id']}", token=host.token,
+                             expect=409)) == "session_live"
     assert _error(api.delete(f"/api/v1/sessions/{sid}", token=players[0].token, expect=403)) == "not_host"
     worker = new_worker(topics, engine, redis_client)
     try:
         drain(worker, publish(topics, event_rows(engine, sid)))
         assert list(redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")))
         api.delete(f"/api/v1/sessions/{sid}", token=host.token, expect=200)
-        assert _rows(engine, sid) == {"quiz_session_participants": 0, "participant_answers": 0, "quiz_sessions": 0}
+        assert _rows(engine, sid) == {"quiz_session_participants": 0, "participant_answers": 0,
+                                      "quiz_sessions": 0}
         remaining = event_rows(engine, sid)
         assert [r.event_type for r in remaining] == ["session_deleted"]  # the others named its players
         drain(worker, publish(topics, remaining))
     finally:
         worker.close()
     room = SessionKeys.of(sid).room.encode()
-    assert [k for k in redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")) if k != room] == []  # the room goes later
+    # the room goes later
+    assert [k for k in redis_client.scan_iter(match=redis_keys.pattern(f"*{sid}*")) if k != room] == []
     api.get(f"/api/v1/sessions/{sid}/report", token=host.token, expect=404)
 
 
@@ -197,7 +203,8 @@ def test_ended_games_past_their_retention_are_deleted(api: Api, engine):
                   {"s": old["id"]})
     while purge_expired_sessions(engine, retention_days=30):
         pass
-    assert _rows(engine, old["id"])["quiz_sessions"] == 0 and _rows(engine, old["id"])["participant_answers"] == 0
+    assert (_rows(engine, old["id"])["quiz_sessions"] == 0
+            and _rows(engine, old["id"])["participant_answers"] == 0)
     assert _rows(engine, recent["id"])["quiz_sessions"] == 1
 
 

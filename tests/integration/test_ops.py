@@ -111,7 +111,8 @@ def flask_ops(config, *args: str) -> subprocess.CompletedProcess:
                           env=stack_env(config), capture_output=True, text=True, timeout=300)
 
 
-def test_verify_finds_a_planted_difference_and_rebuild_repairs_it(api, topics, engine, redis_client, worker, ops_app):
+def test_verify_finds_a_planted_difference_and_rebuild_repairs_it(api, topics, engine, redis_client, worker,
+                                                                  ops_app):
     sid = applied_played_session(api, topics, engine, worker)
     assert "verify: 1 sessions checked, 0 differ" in summary(run_ops(ops_app, "verify", "--session", sid))
 
@@ -121,15 +122,18 @@ def test_verify_finds_a_planted_difference_and_rebuild_repairs_it(api, topics, e
     composite = int(redis_client.zscore(board, raised))
     redis_client.zadd(board, {raised: composite + 7 * TIE_SPAN}, xx=True)
     redis_client.zrem(board, removed)
-    redis_client.zadd(board, {later: int(redis_client.zscore(board, later)) - 5}, xx=True)  # reached 5 ms later
+    # reached 5 ms later
+    redis_client.zadd(board, {later: int(redis_client.zscore(board, later)) - 5}, xx=True)
 
     result = run_ops(ops_app, "verify", "--session", sid, "--settle", "0", expect=1)
-    assert f"differs  session={sid} participant={raised} redis={scores[raised] + 7} postgres={scores[raised]}" \
+    assert (f"differs  session={sid} participant={raised} redis={scores[raised] + 7} "
+            f"postgres={scores[raised]}") in result.output
+    assert f"differs  session={sid} participant={removed} redis=missing postgres={scores[removed]}" \
         in result.output
-    assert f"differs  session={sid} participant={removed} redis=missing postgres={scores[removed]}" in result.output
     assert f"participant={later} redis={scores[later]} postgres={scores[later]} tie-break" in result.output
     assert "1 differ (3 participants)" in summary(result)
-    assert re.search(r"outbox lag [\d.]+ s \(\d+ unpublished\); dead letters 0 \(0 pending\)", summary(result))
+    assert re.search(r"outbox lag [\d.]+ s \(\d+ unpublished\); dead letters 0 \(0 pending\)",
+                     summary(result))
 
     run_ops(ops_app, "rebuild", "--session", sid)
     run_ops(ops_app, "verify", "--session", sid)
@@ -153,7 +157,8 @@ def test_verify_fails_for_a_session_nobody_knows(ops_app):
     assert "1 unknown" in summary(result)
 
 
-def test_replaying_a_session_twice_leaves_its_board_unchanged(api, topics, engine, redis_client, worker, ops_app):
+def test_replaying_a_session_twice_leaves_its_board_unchanged(api, topics, engine, redis_client, worker,
+                                                              ops_app):
     sid = applied_played_session(api, topics, engine, worker)
     events = len(event_rows(engine, sid))
     before = board_state(redis_client, sid)
@@ -167,8 +172,8 @@ def test_replaying_a_session_twice_leaves_its_board_unchanged(api, topics, engin
         assert board_state(redis_client, sid) == before
 
 
-def test_replay_applies_every_event_to_a_consumer_that_lost_its_state(api, topics, engine, redis_client, worker,
-                                                                      ops_app):
+def test_replay_applies_every_event_to_a_consumer_that_lost_its_state(api, topics, engine, redis_client,
+                                                                      worker, ops_app):
     # The board and dedupe set are gone but the session's metadata is not, so the scripts apply
     # what arrives instead of rebuilding from PostgreSQL: the board comes from the replay alone.
     sid = applied_played_session(api, topics, engine, worker, players=5, questions=3)
@@ -177,13 +182,15 @@ def test_replay_applies_every_event_to_a_consumer_that_lost_its_state(api, topic
     events = len(event_rows(engine, sid))
     start = counters(worker)
     drain(worker, sent_count(run_ops(ops_app, "replay", "--session", sid)))
-    assert delta(start, counters(worker)) == {"applied": events, "duplicates": 0, "rebuilds": 0, "dead_lettered": 0}
+    assert delta(start, counters(worker)) == {"applied": events, "duplicates": 0, "rebuilds": 0,
+                                              "dead_lettered": 0}
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
     assert redis_ranking(redis_client, sid) == pg_ranking(engine, sid)
     run_ops(ops_app, "verify", "--session", sid)
 
 
-def test_after_flushing_redis_replay_alone_restores_every_board(api, topics, engine, redis_client, worker, ops_app):
+def test_after_flushing_redis_replay_alone_restores_every_board(api, topics, engine, redis_client, worker,
+                                                                ops_app):
     with engine.connect() as connection:
         since = connection.execute(text("SELECT now()")).scalar_one()
     sessions = [applied_played_session(api, topics, engine, worker) for _ in range(2)]
@@ -192,7 +199,8 @@ def test_after_flushing_redis_replay_alone_restores_every_board(api, topics, eng
             "SELECT count(*) FROM events WHERE published_at IS NOT NULL AND created_at >= :since"),
             {"since": since}).scalar_one()
     drop_prefix_keys(redis_client)  # this run's keys only: never FLUSHDB, others share the Redis
-    assert not any(redis_client.exists(SessionKeys.of(sid).board, SessionKeys.of(sid).meta) for sid in sessions)
+    assert not any(redis_client.exists(SessionKeys.of(sid).board, SessionKeys.of(sid).meta)
+                   for sid in sessions)
 
     start = counters(worker)
     sent = sent_count(run_ops(ops_app, "replay", "--all", "--since", since.isoformat()))
@@ -209,8 +217,8 @@ def test_after_flushing_redis_replay_alone_restores_every_board(api, topics, eng
     run_ops(ops_app, "verify", *[arg for sid in sessions for arg in ("--session", sid)])
 
 
-def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api, topics, engine, redis_client,
-                                                                             worker, ops_app):
+def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api, topics, engine,
+                                                                             redis_client, worker, ops_app):
     sid = applied_played_session(api, topics, engine, worker)
     # Dead-lettered while valid (as for a session unknown at the time): a join the board lacks.
     late = api.join(sid, api.guest())
@@ -237,8 +245,8 @@ def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api
 
     start = counters(worker)
     redriven = run_ops(ops_app, "dlq", "redrive")
-    assert summary(redriven) == (f"redrive: 1 dead letters sent to {topics.kafka_topic}, 1 still undecodable, "
-                                 "0 not found")
+    assert summary(redriven) == (f"redrive: 1 dead letters sent to {topics.kafka_topic}, "
+                                 "1 still undecodable, 0 not found")
     drain(worker, 1)
     assert delta(start, counters(worker))["applied"] == 1
     assert "dead letters 2 (0 pending)" in summary(run_ops(ops_app, "verify", "--session", sid))
@@ -249,7 +257,8 @@ def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api
     again = run_ops(ops_app, "dlq", "redrive", "--id", str(envelope.event_id))
     assert sent_count(again) == 1
     drain(worker, 1)
-    assert delta(start, counters(worker)) == {"applied": 1, "duplicates": 1, "rebuilds": 0, "dead_lettered": 0}
+    assert delta(start, counters(worker)) == {"applied": 1, "duplicates": 1, "rebuilds": 0,
+                                              "dead_lettered": 0}
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
     assert "0 pending" in summary(run_ops(ops_app, "dlq", "list"))
 
@@ -261,19 +270,20 @@ def test_outbox_reports_backlog_and_published_history(api, topics, engine, ops_a
     session = api.live_session(api.host())
     api.join(session["id"], api.guest())  # an unpublished event: no relay runs here
     result = run_ops(ops_app, "outbox")
-    match = re.fullmatch(r"outbox: (\d+) unpublished, (\d+) published \(retained\), oldest unpublished ([\d.]+) s old",
-                         summary(result))
+    match = re.fullmatch(r"outbox: (\d+) unpublished, (\d+) published \(retained\), "
+                         r"oldest unpublished ([\d.]+) s old", summary(result))
     assert match and int(match.group(1)) >= 1
     with engine.connect() as connection:
         age = connection.execute(text(
-            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) FROM events WHERE published_at IS NULL"
-        )).scalar_one()
+            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) FROM events "
+            "WHERE published_at IS NULL")).scalar_one()
     assert float(age) > 0
     run_ops(ops_app, "outbox", "--max-lag", "0", expect=1)
     run_ops(ops_app, "outbox", "--max-lag", str(float(age) + 3600))
 
 
-def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, engine, redis_client, worker, ops_app):
+def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, engine, redis_client, worker,
+                                                                ops_app):
     who = lb.owner(api)
     board_id = lb.board(api, who)["id"]
     for n, player in enumerate(["ann", "bob", "cy", "dee"]):
@@ -301,7 +311,8 @@ def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, eng
     events = len(event_rows(engine, board_id))
     start = counters(worker)
     drain(worker, sent_count(run_ops(ops_app, "replay", "--board", board_id)))
-    assert delta(start, counters(worker)) == {"applied": 0, "duplicates": events, "rebuilds": 0, "dead_lettered": 0}
+    assert delta(start, counters(worker)) == {"applied": 0, "duplicates": events, "rebuilds": 0,
+                                              "dead_lettered": 0}
     assert redis_client.zrange(keys.z, 0, -1, withscores=True) == before
 
     assert "unknown board" in run_ops(ops_app, "rebuild", "--board", "no-such-board", expect=1).output
@@ -318,6 +329,7 @@ def test_verify_reports_a_board_member_not_in_the_services_format_as_drift(api, 
     redis_client.zadd(keys.z, {"not-a-member": -5, "zzzzzzzzzzzzzzzz:bob": -7})
     result = run_ops(ops_app, "verify", "--board", board_id, "--settle", "0", expect=1)
     assert f"differs  board={board_id} period={period} member='not-a-member' redis=malformed" in result.output
-    assert f"differs  board={board_id} period={period} member='zzzzzzzzzzzzzzzz:bob' redis=malformed" in result.output
+    assert f"differs  board={board_id} period={period} member='zzzzzzzzzzzzzzzz:bob' redis=malformed" \
+        in result.output
     assert "player=ann" not in result.output  # the well-formed entry still agrees
     assert "1 differ (2 participants)" in summary(result)

@@ -19,9 +19,11 @@ def test_a_browser_gets_graphiql_under_the_csp_and_other_clients_get_405(client)
     assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
     html = page.get_data(as_text=True)
     assets = [part.split('"')[0] for part in html.split('="/graphql/assets/')[1:]]
-    assert sorted(a.split("?")[0] for a in assets) == ["graphiql.css", "graphiql.js", "react-dom.js", "react.js"]
+    assert sorted(a.split("?")[0] for a in assets) == ["graphiql.css", "graphiql.js", "react-dom.js",
+                                                       "react.js"]
     assert "<script>" not in html  # no inline script
-    assert all(url.startswith(("/", "data:")) for url in re.findall(r'(?:src|href)="([^"]*)"', html))  # no CDN
+    # no CDN
+    assert all(url.startswith(("/", "data:")) for url in re.findall(r'(?:src|href)="([^"]*)"', html))
     for asset in assets:
         served = client.get(f"/graphql/assets/{asset}")
         assert served.status_code == 200 and len(served.data) > 1000, asset
@@ -38,4 +40,5 @@ def test_graphql_playground_0_turns_the_page_and_its_files_off(config):
     off = create_app(config.replace(graphql_playground=False)).test_client()
     assert off.get("/graphql", headers=BROWSER).status_code == 405
     assert off.get("/graphql/assets/graphiql.js").status_code == 404
-    assert off.post("/graphql", json={"query": "{ __typename }"}).get_json() == {"data": {"__typename": "Query"}}
+    assert off.post("/graphql", json={"query": "{ __typename }"}).get_json() \
+        == {"data": {"__typename": "Query"}}

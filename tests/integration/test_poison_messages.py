@@ -60,7 +60,8 @@ def test_a_score_nested_100000_deep_is_dead_lettered_and_the_scores_after_it_lan
     key = board_id.encode()
     poison = Raw("very deep", nested(VERY_DEEP), key=key)
     sent = produce_all(topics, topics.score_topic, [
-        Raw("valid", _score(board_id, "ann", 10), key=key), poison, Raw("valid", _score(board_id, "ann", 5), key=key)])
+        Raw("valid", _score(board_id, "ann", 10), key=key), poison,
+        Raw("valid", _score(board_id, "ann", 5), key=key)])
     ingest = _ingest_all(topics, engine, sent)
     assert entries(engine, board_id) == {"ann": 15}
     [reason] = assert_each_dead_lettered(dead_letters(topics, topics.score_dlq_topic, 1), [poison])
@@ -94,13 +95,16 @@ def test_a_dead_letter_too_large_for_its_topic_is_cut_to_fit(api, topics, engine
     key = board_id.encode()
     poisons = [Raw("near the size limit", near_limit({"leaderboard_id": "?"}, "player_id"), key=key),
                # Random text: compression must not bring it under the topic's limit.
-               Raw("over the topic's limit", json.dumps({"leaderboard_id": _noise(100_000)}).encode(), key=key)]
+               Raw("over the topic's limit", json.dumps({"leaderboard_id": _noise(100_000)}).encode(),
+                   key=key)]
     assert len(poisons[0].value) == NEAR_LIMIT
-    sent = produce_all(small, small.score_topic, [*poisons, Raw("valid", _score(board_id, "ann", 1), key=key)])
+    sent = produce_all(small, small.score_topic,
+                       [*poisons, Raw("valid", _score(board_id, "ann", 1), key=key)])
     _ingest_all(small, engine, sent)
     assert entries(engine, board_id) == {"ann": 1}
     reasons = assert_each_dead_lettered(dead_letters(small, small.score_dlq_topic, 2), poisons)
-    assert all(r.startswith("invalid_message: ") and "too large for the dead-letter topic" in r for r in reasons)
+    assert all(r.startswith("invalid_message: ") and "too large for the dead-letter topic" in r
+               for r in reasons)
 
 
 def _noise(length: int) -> str:
@@ -148,12 +152,14 @@ def test_events_that_cannot_be_decoded_are_dead_lettered_and_the_events_after_th
             Raw("version 1e400", _envelope(joined).replace(b'"version": 1', b'"version": 1e400'), key=key),
             # Valid JSON of the wrong shape: for its event type, or for its aggregate.
             Raw("payload of another type", _envelope(joined, event_type="answer_scored"), key=key),
-            Raw("event of another aggregate", _envelope(joined, event_type="entry_changed", payload=ENTRY), key=key),
+            Raw("event of another aggregate", _envelope(joined, event_type="entry_changed", payload=ENTRY),
+                key=key),
         ]
 
     reasons = _run_worker_around(poisons, api, engine, redis_client, topics)
     assert sorted(reason.split(":")[0] for reason in reasons) == [
-        "invalid answer_scored v1 payload", "undecodable message", "undecodable message", "wrong aggregate"], reasons
+        "invalid answer_scored v1 payload", "undecodable message", "undecodable message",
+        "wrong aggregate"], reasons
     assert any("too_deep" in r for r in reasons)
     assert QUIZ_SESSION in next(r for r in reasons if r.startswith("wrong aggregate"))
 
@@ -167,7 +173,8 @@ def test_events_whose_apply_raises_are_dead_lettered_and_the_events_around_them_
     def poisons(joined: Envelope) -> list[Raw]:
         key = joined.key()
         return [
-            Raw("ended in year 9999", _envelope(joined, event_type="session_ended", payload={"ended_at": far_future}),
+            Raw("ended in year 9999", _envelope(joined, event_type="session_ended",
+                                                payload={"ended_at": far_future}),
                 key=key),
             Raw("board id with NUL", _envelope(joined, event_type="entry_changed", aggregate_type=LEADERBOARD,
                                                aggregate_id="b\x00x", payload=ENTRY), key=key),

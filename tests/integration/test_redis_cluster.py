@@ -3,8 +3,8 @@ clients the processes build from REDIS_CLUSTER_NODES (scripts, boards, rate limi
 hub's per-shard reads of the room streams.
 
 The worker's batch is one apply_batch call per session or board on the node of its slot (counted in
-the nodes' command statistics). The cluster is started by this module on loopback ports in a temporary directory and torn down
-at the end; Debian's redis-server and redis-cli are enough.
+the nodes' command statistics). The cluster is started by this module on loopback ports in a temporary
+directory and torn down at the end; Debian's redis-server and redis-cli are enough.
 """
 from __future__ import annotations
 
@@ -72,15 +72,17 @@ def cluster(tmp_path_factory):
             directory.mkdir()
             servers.append(subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--appendonly", "no",
-                 "--save", "", "--dir", str(directory)],
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--appendonly",
+                 "no", "--save", "", "--dir", str(directory)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         for port in PORTS:
-            _wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                                             text=True).stdout.strip() == "PONG", f"port {port} did not answer")
+            _wait_for(lambda port=port:
+                      subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                     text=True).stdout.strip() == "PONG",
+                      f"port {port} did not answer")
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in PORTS), "--cluster-replicas", "0",
-             "--cluster-yes"], capture_output=True, text=True, timeout=60)
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in PORTS), "--cluster-replicas",
+             "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stdout + created.stderr
         _wait_for(lambda: "cluster_state:ok" in subprocess.run(
             ["redis-cli", "-p", str(PORTS[0]), "cluster", "info"], capture_output=True, text=True).stdout,
@@ -200,7 +202,8 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
         create_board(engine, owner_id, {"id": board_id, "name": "cluster", "sort_order": "desc",
                                         "update_mode": "best", "reset_period": "never", "timezone": "UTC",
                                         "max_entries": None, "self_report_max": None, "metadata": None})
-        written = submit_scores(engine, [Submission(board_id, p, v) for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
+        written = submit_scores(engine, [Submission(board_id, p, v)
+                                         for p, v in (("ann", 5), ("ben", 9), ("ann", 7))],
                                 Authority(owner_id=owner_id))
         boards.append(board_id)
         results.extend(written)
@@ -218,7 +221,8 @@ def test_leaderboard_scripts_reads_and_verify_through_the_cluster_client(cluster
 
 
 def test_rate_limits_count_in_the_cluster(cluster_config):
-    limits = RateLimits(cluster_config.replace(rate_login_per_username="2/minute"), make_redis(cluster_config))
+    limits = RateLimits(cluster_config.replace(rate_login_per_username="2/minute"),
+                        make_redis(cluster_config))
     who = Limit("login_per_username", "cluster-" + uuid.uuid4().hex)
     limits.hit(who)
     limits.hit(who)
@@ -232,7 +236,8 @@ def _blocked_reads(port: int) -> int:
     """Connections of this node blocked in an XREAD right now."""
     clients = subprocess.run(["redis-cli", "-p", str(port), "client", "list"], capture_output=True,
                              text=True).stdout.splitlines()
-    return sum(1 for line in clients if " cmd=xread" in line and "b" in line.split(" flags=")[1].split(" ")[0])
+    return sum(1 for line in clients
+               if " cmd=xread" in line and "b" in line.split(" flags=")[1].split(" ")[0])
 
 
 def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config):
@@ -255,16 +260,19 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
             hub.join(connection, hub.stream_tail(session_id))
             connections.append(connection)
         def shard_readers() -> list[str]:
-            return sorted(t.name for t in threading.enumerate() if t.name.startswith("room-streams-127.0.0.1:71"))
+            return sorted(t.name for t in threading.enumerate()
+                          if t.name.startswith("room-streams-127.0.0.1:71"))
 
         wait_until(lambda: shard_readers() == sorted(f"room-streams-{node}" for node in rooms),
                    "one reader for each shard")
 
         for session_id in sent:  # written by another client, as the cache worker does
-            cluster.xadd(SessionKeys.of(session_id).room, {"type": "participant_joined", "nickname": str(session_id),
-                                                          "participant_id": str(session_id), "player_count": 1})
+            cluster.xadd(SessionKeys.of(session_id).room,
+                         {"type": "participant_joined", "nickname": str(session_id),
+                          "participant_id": str(session_id), "player_count": 1})
         for session_id, messages in sent.items():
-            wait_until(lambda: any(str(session_id) in m and "player_joined" in m for m in messages),
+            wait_until(lambda session_id=session_id, messages=messages:
+                       any(str(session_id) in m and "player_joined" in m for m in messages),
                        f"the notification of room {session_id}")
 
         # One blocking XREAD per shard, never one per room: sample each node while the readers wait.

@@ -31,8 +31,8 @@ class _NotingBatcher(ScoreBatcher):
 def test_another_owners_score_is_committed_in_the_next_transaction_not_after_the_flood(engine):
     with Session(engine, expire_on_commit=False) as db:
         flooding, other = create_guest(db, "flooding owner").id, create_guest(db, "other owner").id
-    flooded_board, other_board = _new_board(engine, flooding, "increment", "desc"), _new_board(engine, other, "best",
-                                                                                               "desc")
+    flooded_board = _new_board(engine, flooding, "increment", "desc")
+    other_board = _new_board(engine, other, "best", "desc")
     floods = [ScoreRequest(tuple(Submission(flooded_board, f"p{n}", 1) for _ in range(1000)),
                            Authority(owner_id=flooding), "batch") for n in range(5)]
     single = ScoreRequest((Submission(other_board, "ann", 7),), Authority(owner_id=other))
@@ -41,8 +41,9 @@ def test_another_owners_score_is_committed_in_the_next_transaction_not_after_the
         # The flooding owner's first batch waits for its board's period, which this test holds locked,
         # while the rest of its batches and the other owner's score queue up behind it.
         with holder.begin():
-            holder.execute(text("SELECT 1 FROM leaderboard_periods WHERE leaderboard_id = :b AND closed_at IS NULL "
-                                "FOR UPDATE"), {"b": flooded_board})
+            holder.execute(text("SELECT 1 FROM leaderboard_periods "
+                                "WHERE leaderboard_id = :b AND closed_at IS NULL FOR UPDATE"),
+                           {"b": flooded_board})
             written = [pool.submit(batcher.submit, floods[0])]
             wait_until(lambda: len(batcher.transactions) == 1, "the first batch is being committed")
             written += [pool.submit(batcher.submit, request) for request in floods[1:]]
@@ -58,4 +59,5 @@ def test_another_owners_score_is_committed_in_the_next_transaction_not_after_the
     assert single in batcher.transactions[1]
     assert sum(len(request.submissions) for request in batcher.transactions[1]) <= MAX_SCORES
     # Nothing was left behind: every batch of the flood was committed after it, each once.
-    assert sorted(floods.index(r) for t in batcher.transactions[1:] for r in t if r is not single) == [1, 2, 3, 4]
+    assert sorted(floods.index(r) for t in batcher.transactions[1:]
+                  for r in t if r is not single) == [1, 2, 3, 4]

@@ -32,8 +32,8 @@ class Item:
     action: str | None
 
     def on(self, board_id: str) -> Submission:
-        return Submission(board_id, self.player, self.score, self.display_name, self.metadata, self.submission_id,
-                          self.action)
+        return Submission(board_id, self.player, self.score, self.display_name, self.metadata,
+                          self.submission_id, self.action)
 
 
 # Small values tie often; the edges of the exact range make increments overflow (and a later one fit).
@@ -63,8 +63,9 @@ def _state(engine, board_id: str, order: str, sent: list[Item]) -> dict[str, Any
     each), the activity."""
     with engine.connect() as connection:
         entries = [tuple(r) for r in connection.execute(text(
-            f"SELECT player_id, score, previous_score, version, display_name, metadata FROM leaderboard_entries "
-            f"WHERE leaderboard_id = :b ORDER BY {ranking_sql(order)}, player_id"), {"b": board_id})]
+            f"SELECT player_id, score, previous_score, version, display_name, metadata "
+            f"FROM leaderboard_entries WHERE leaderboard_id = :b ORDER BY {ranking_sql(order)}, player_id"),
+            {"b": board_id})]
         kept = connection.execute(text(
             "SELECT submission_id, fingerprint, result FROM score_submissions WHERE leaderboard_id = :b"),
             {"b": board_id}).all()
@@ -79,7 +80,8 @@ def _state(engine, board_id: str, order: str, sent: list[Item]) -> dict[str, Any
 def _versions(engine, board_id: str) -> dict[str, int]:
     with engine.connect() as connection:
         return dict(connection.execute(text(
-            "SELECT player_id, version FROM leaderboard_entries WHERE leaderboard_id = :b"), {"b": board_id}).all())
+            "SELECT player_id, version FROM leaderboard_entries WHERE leaderboard_id = :b"),
+            {"b": board_id}).all())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -90,7 +92,8 @@ def _versions(engine, board_id: str) -> dict[str, int]:
     Item("ann", -6, None, None, None, None),
     Item("ann", 6, "s1", None, None, None),  # ...so the same submission, sent again, counts now
     Item("ben", 1, "s2", None, None, None), Item("ben", 6, "s2", None, None, None)])  # s2 taken: a conflict
-def test_a_batch_leaves_what_its_submissions_one_at_a_time_leave(engine, redis_client, config, owner_id, mode, order,
+def test_a_batch_leaves_what_its_submissions_one_at_a_time_leave(engine, redis_client, config, owner_id, mode,
+                                                                 order,
                                                                   before, batch):
     owner = Authority(owner_id=owner_id)
     folded, one_by_one = _new_board(engine, owner_id, mode, order), _new_board(engine, owner_id, mode, order)
@@ -123,8 +126,9 @@ def test_a_batch_naming_one_player_a_thousand_times_writes_one_entry_once(engine
     events = [r for r in board_events(engine, board_id) if r.event_type == "entry_changed"]
     assert [(e.payload["score"], e.payload["version"]) for e in events] == [(1000, 1000)]
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT score, previous_score, version, metadata FROM leaderboard_entries "
-                                      "WHERE leaderboard_id = :b"), {"b": board_id}).one()
+        row = connection.execute(text("SELECT score, previous_score, version, metadata "
+                                      "FROM leaderboard_entries WHERE leaderboard_id = :b"),
+                                 {"b": board_id}).one()
     assert tuple(row) == (1000, 999, 1000, {"n": 999})
 
 
@@ -136,7 +140,8 @@ def test_a_retried_action_is_kept_once(engine, owner_id):
     player = Authority(self_report=True)
     jump = Submission(board_id, "ann", 3, submission_id="a1", action="jump")
     first = submit_scores(engine, [jump], player, source="self_report")
-    again = submit_scores(engine, [jump, jump, Submission(board_id, "ann", 2, submission_id="a2", action="run")],
+    again = submit_scores(engine, [jump, jump,
+                                   Submission(board_id, "ann", 2, submission_id="a2", action="run")],
                           player, source="self_report")
     assert [(r.score, r.replayed) for r in first + again] == [(3, False), (3, True), (3, True), (5, False)]
     with engine.connect() as connection:

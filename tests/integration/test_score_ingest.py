@@ -37,13 +37,15 @@ def produce_scores(config, messages: list[tuple[str, bytes | dict]]) -> int:
 def entries(engine, board_id: str) -> dict[str, int]:
     with engine.connect() as connection:
         return dict(connection.execute(text(
-            "SELECT player_id, score FROM leaderboard_entries WHERE leaderboard_id = :b"), {"b": board_id}).all())
+            "SELECT player_id, score FROM leaderboard_entries WHERE leaderboard_id = :b"),
+            {"b": board_id}).all())
 
 
 def committed(config) -> int:
     consumer = make_consumer(config, group_id=config.score_consumer_group)
     try:
-        offsets = consumer.committed([TopicPartition(config.score_topic, p) for p in range(config.kafka_partitions)],
+        offsets = consumer.committed([TopicPartition(config.score_topic, p)
+                                      for p in range(config.kafka_partitions)],
                                      timeout=10)
         return sum(max(tp.offset, 0) for tp in offsets)
     finally:
@@ -70,8 +72,8 @@ def test_a_batch_commits_what_it_can_and_dead_letters_the_rest(api, topics, engi
     drain(ingest, sent)
     assert entries(engine, board_id) == {"ann": 15}
     with engine.connect() as connection:
-        metadata = connection.execute(text("SELECT metadata FROM leaderboard_entries WHERE leaderboard_id = :b"),
-                                      {"b": board_id}).scalar()
+        metadata = connection.execute(text("SELECT metadata FROM leaderboard_entries "
+                                           "WHERE leaderboard_id = :b"), {"b": board_id}).scalar()
     assert metadata == {"game_id": "match1"}  # seed 001's game id is kept with the entry
     dead = read_topic(topics.kafka_bootstrap_servers, topics.score_dlq_topic)
     reasons = sorted(m.headers["dlq_reason"].decode().split(":")[0] for m in dead)
@@ -83,7 +85,8 @@ def test_a_batch_commits_what_it_can_and_dead_letters_the_rest(api, topics, engi
 def test_a_redelivered_batch_counts_once(api, topics, engine, ingest):
     who = owner(api)
     board_id = board(api, who, update_mode="increment")["id"]
-    sent = produce_scores(topics, [(board_id, {"leaderboard_id": board_id, "player_id": f"p{i % 3}", "score": 1})
+    sent = produce_scores(topics, [(board_id,
+                                    {"leaderboard_id": board_id, "player_id": f"p{i % 3}", "score": 1})
                                    for i in range(30)])
     ingest.store_offsets = lambda messages: None  # as if the process died after the commit
     drain(ingest, sent)
@@ -100,7 +103,8 @@ def test_a_redelivered_batch_counts_once(api, topics, engine, ingest):
 
 
 def _ingest_process(config, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "score_ingest"], env=stack_env(config, SCORE_INGEST_BATCH="200",
+    return subprocess.Popen([sys.executable, "-m", "score_ingest"],
+                            env=stack_env(config, SCORE_INGEST_BATCH="200",
                                                                                    **env),
                             cwd=os.getcwd(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -156,8 +160,9 @@ def test_refused_scores_are_redriven_once_their_board_exists(api, topics, engine
     listed = app.test_cli_runner().invoke(args=["ops", "dlq", "list", "--queue", "scores"])
     assert listed.exit_code == 0 and "2 dead letters" in listed.output and "reason=not_found" in listed.output
 
-    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Later", "sort_order": "desc", "update_mode": "increment",
-                                      "reset_period": "never"}, token=owner(api).token, expect=201)
+    api.post("/api/v1/leaderboards", {"id": board_id, "name": "Later", "sort_order": "desc",
+                                      "update_mode": "increment", "reset_period": "never"},
+             token=owner(api).token, expect=201)
     redriven = app.test_cli_runner().invoke(args=["ops", "dlq", "redrive", "--queue", "scores"])
     assert redriven.exit_code == 0, redriven.output
     assert "1 dead letters sent" in redriven.output and "1 still undecodable" in redriven.output
@@ -171,7 +176,8 @@ def test_the_producer_tool_feeds_a_board(topics, engine, ingest):
     app = create_app(topics)
     board_id = "feed-" + os.urandom(4).hex()
     result = app.test_cli_runner().invoke(args=["ops", "produce-scores", "--board", board_id, "--create",
-                                                "--players", "40", "--rate", "2000", "--initial-only", "--seed", "1"])
+                                                "--players", "40", "--rate", "2000", "--initial-only",
+                                                "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert f"produce-scores: 40 messages for {board_id} (40 players) delivered" in result.output
     drain(ingest, 40)

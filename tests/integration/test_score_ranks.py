@@ -24,8 +24,9 @@ def _apply_once_committed(engine, applier: Applier, board_id: str, players: int)
     (the request is answering meanwhile)."""
     def committed() -> bool:
         with engine.connect() as connection:
-            return connection.execute(text("SELECT count(*) FROM leaderboard_entries WHERE leaderboard_id = :b "
-                                           "AND score IS NOT NULL"), {"b": board_id}).scalar() == players
+            return connection.execute(text("SELECT count(*) FROM leaderboard_entries "
+                                           "WHERE leaderboard_id = :b AND score IS NOT NULL"),
+                                      {"b": board_id}).scalar() == players
 
     def run() -> None:
         wait_until(committed, "the batch was never committed", every_s=0.01)
@@ -47,7 +48,8 @@ def test_a_batch_answers_the_rank_of_each_item_once_the_board_shows_it(patient_c
         {"leaderboard_id": board_id, "player_id": "ann", "score": 10},
         {"leaderboard_id": board_id, "player_id": "ben", "score": 30},
         {"leaderboard_id": board_id, "player_id": "cat", "score": 20},
-        {"leaderboard_id": board_id, "player_id": "ann", "score": 5},  # unchanged (best): ann's rank all the same
+        # unchanged (best): ann's rank all the same
+        {"leaderboard_id": board_id, "player_id": "ann", "score": 5},
         {"leaderboard_id": "no-such-board", "player_id": "ann", "score": 1}]},
         token=host.token, expect=200).get_json()["results"]
     shown.join(WAIT_S)
@@ -56,7 +58,8 @@ def test_a_batch_answers_the_rank_of_each_item_once_the_board_shows_it(patient_c
     assert results[4]["error"]["code"] == "not_found"
 
 
-def test_graphql_submit_scores_answers_ranks_as_the_rest_batch_does(patient_client, config, engine, redis_client):
+def test_graphql_submit_scores_answers_ranks_as_the_rest_batch_does(patient_client, config, engine,
+                                                                    redis_client):
     api = Api(patient_client)
     host = owner(api)
     board_id = board(api, host)["id"]

@@ -4,7 +4,16 @@ from __future__ import annotations
 import uuid
 
 from tests.helpers import drop_prefix_keys
-from tests.integration.worker_support import (drain, event_rows, new_worker, pg_ranking, pg_scores, play, publish)
+from tests.integration.worker_support import (
+    drain,
+    event_rows,
+    new_worker,
+    pg_ranking,
+    pg_scores,
+    play,
+    publish,
+)
+
 
 def _board(api, sid, token, **query):
     return api.get(f"/api/v1/sessions/{sid}/leaderboard", token=token, expect=200, **query).get_json()
@@ -35,8 +44,8 @@ def test_pages_follow_postgres_and_survive_a_flushed_redis(api, engine, redis_cl
     assert (around["rank"], around["score"]) == (own["rank"], own["score"])
     first = max(own["rank"] - 1, 1)
     assert around["entries"] == full["entries"][first - 1:own["rank"] + 1]
-    top = api.get(f"/api/v1/sessions/{sid}/leaderboard/{full['entries'][0]['participant_id']}", token=host.token,
-                  expect=200, around=2).get_json()
+    top = api.get(f"/api/v1/sessions/{sid}/leaderboard/{full['entries'][0]['participant_id']}",
+                  token=host.token, expect=200, around=2).get_json()
     assert top["rank"] == 1 and top["entries"] == full["entries"][:3]
 
     drop_prefix_keys(redis_client)  # this run's keys only; other tests' boards rebuild the same way
@@ -75,7 +84,8 @@ def test_read_statuses(api):
     api.get(f"{base}/{uuid.uuid4()}", token=host.token, expect=404)
     api.get(f"{base}/not-a-uuid", token=host.token, expect=404)
     for bad in ({"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"offset": -1}, {"extra": 1}):
-        assert api.get(base, token=host.token, expect=400, **bad).get_json()["error"]["code"] == "invalid_query"
+        assert api.get(base, token=host.token, expect=400,
+                       **bad).get_json()["error"]["code"] == "invalid_query"
     api.get(f"{base}/{player.participant_id}", token=host.token, expect=400, around=51)
     api.get(base, token=host.token, expect=200, limit=100)
     api.get(base, token=host.token, expect=200, limit=1)

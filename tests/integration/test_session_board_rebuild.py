@@ -65,7 +65,8 @@ def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):
     rebuild_session_board(engine, redis_client, sid)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM events WHERE aggregate_id = :s"), {"s": sid})
-    redis_client.delete(*redis_client.scan_iter(match=redis_keys.pattern(f"*{{{sid}}}*")))  # its keys expired, or Redis was flushed
+    # its keys expired, or Redis was flushed
+    redis_client.delete(*redis_client.scan_iter(match=redis_keys.pattern(f"*{{{sid}}}*")))
     rebuild_session_board(engine, redis_client, sid)
     assert set(_apply_rows(redis_client, rows)) == {DUPLICATE}
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)

@@ -17,8 +17,8 @@ EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 def _answer(scripts, client, sid, participant, points, at_ms, question="q0", event_id=None, answer_id=None):
     keys = SessionKeys.of(sid)
     return scripts.apply_answer_scored(keys.apply_keys, [
-        event_id or str(uuid.uuid4()), answer_key(answer_id or uuid.uuid4()), participant, f"nick-{participant[:4]}",
-        points, EPOCH_MS + at_ms, question], client=client)
+        event_id or str(uuid.uuid4()), answer_key(answer_id or uuid.uuid4()), participant,
+        f"nick-{participant[:4]}", points, EPOCH_MS + at_ms, question], client=client)
 
 
 def _join(scripts, client, sid, participant, at_ms, event_id=None):
@@ -83,7 +83,8 @@ def exercise_scripts(client) -> None:
 
     around = scripts.read_session_board_around([keys.board, keys.meta, keys.names], [c, 5], client=client)
     assert around[:3] == [6, 3, 1] and around[3::3] == [b.encode(), c.encode(), a.encode()]
-    nobody = scripts.read_session_board_around([keys.board, keys.meta, keys.names], ["nobody", 5], client=client)
+    nobody = scripts.read_session_board_around([keys.board, keys.meta, keys.names], ["nobody", 5],
+                                               client=client)
     assert nobody == [0]
 
     # An open question's answers are held: the board and its version do not move until the close,
@@ -121,7 +122,8 @@ def exercise_scripts(client) -> None:
     client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
     client.sadd(rebuilt_applied, "session", earlier, join_a, answer_key(b_answer))
     swapped = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0], client=client)
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0],
+        client=client)
     # Replayed: c's, a's answers; q1 opened, two held answers, q1 closed; top's +1; q2 opened, b's held.
     assert swapped[0] == 1 and swapped[2] == 9 and mark == 11
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700), (top, 1)]
@@ -135,11 +137,13 @@ def exercise_scripts(client) -> None:
     assert _close(scripts, client, sid, "q2") == APPLIED  # the held answer survived the swap
     assert _page(scripts, client, sid, limit=1) == [(b, 1500)]
     stale = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0],
+        client=client)
     assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
     client.sadd(rebuilt_applied, "session")
     stale = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0], client=client)
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0],
+        client=client)
     assert stale[0] == -2  # the log never reached that mark: rebuild again
     client.delete(*keys.apply_keys, rebuilt_applied)
 

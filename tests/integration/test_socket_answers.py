@@ -47,7 +47,8 @@ def test_bad_messages_get_the_http_paths_codes_and_record_nothing(app, api: Api,
         assert handle({"type": "shout"})["code"] == "unknown_message"
         missing = handle({"type": "answer", "choice": 1, "ref": 7})
         assert (missing["type"], missing["code"], missing["ref"]) == ("error", "invalid_message", 7)
-        assert handle({"type": "answer", "question_id": question, "choice": "two"})["code"] == "invalid_message"
+        assert handle({"type": "answer", "question_id": question,
+                       "choice": "two"})["code"] == "invalid_message"
         assert handle({"type": "answer", "question_id": str(uuid.uuid4()), "choice": 1})["type"] == "error"
         stranger = _handler(sid, outsider.user_id)
         assert stranger({"type": "answer", "question_id": question, "choice": 1})["code"] == "not_joined"
@@ -61,7 +62,8 @@ def test_a_failed_write_is_an_error_reply_and_a_resend_records_the_answer_once(a
         conn.execute(text(f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ "
                           f"BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$"))
         conn.execute(text(f"CREATE TRIGGER {trigger} BEFORE INSERT ON events FOR EACH ROW "
-                          f"WHEN (NEW.payload->>'nickname' = '{player.nickname}') EXECUTE FUNCTION {trigger}()"))
+                          f"WHEN (NEW.payload->>'nickname' = '{player.nickname}') "
+                          f"EXECUTE FUNCTION {trigger}()"))
     message = {"type": "answer", "question_id": question, "choice": 2, "ref": "a1"}
     with app.app_context():
         handle = _handler(sid, player.user_id)

@@ -112,8 +112,9 @@ def test_the_ingest_retries_while_postgresql_is_down_and_dead_letters_only_the_p
     key = board_id.encode()
     url = make_url(topics.database_url)
     gate = Gate((url.host, url.port))
-    ingest = build_ingest(topics, engine=get_engine(url.set(port=gate.port).render_as_string(hide_password=False),
-                                                    pool_size=2), poll_timeout_s=0.2, max_backoff_s=0.5)
+    ingest = build_ingest(topics,
+                          engine=get_engine(url.set(port=gate.port).render_as_string(hide_password=False),
+                                            pool_size=2), poll_timeout_s=0.2, max_backoff_s=0.5)
     poison = Raw("very deep", nested(VERY_DEEP), key=key)
     produce_all(topics, topics.score_topic, [Raw("valid", _score(board_id, "ann", 10), key=key), poison,
                                              Raw("valid", _score(board_id, "ann", 5), key=key)])
@@ -129,7 +130,8 @@ def test_the_ingest_retries_while_postgresql_is_down_and_dead_letters_only_the_p
         gate.close()
 
 
-def test_the_worker_retries_while_redis_is_down_and_dead_letters_only_the_poison(api, engine, topics, tmp_path):
+def test_the_worker_retries_while_redis_is_down_and_dead_letters_only_the_poison(api, engine, topics,
+                                                                                 tmp_path):
     session = play(api, players=3, questions=2)
     sid = session["id"]
     rows = event_rows(engine, sid)

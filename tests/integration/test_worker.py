@@ -61,7 +61,8 @@ def test_room_stream_gets_every_event_type(api, engine, redis_client, topics):
     # The first event triggers a rebuild that already holds every event: apply from a board whose
     # state predates them instead, so each event reaches the stream through its own script.
     keys = SessionKeys.of(session["id"])
-    worker.redis.hset(keys.meta, mapping={"version": 0, "epoch_ms": _epoch(engine, session["id"]), "recent_seq": 0})
+    worker.redis.hset(keys.meta, mapping={"version": 0, "epoch_ms": _epoch(engine, session["id"]),
+                                          "recent_seq": 0})
     drain(worker, publish(topics, rows))
     worker.close()
     types = [fields[b"type"].decode() for _, fields in redis_client.xrange(keys.room)]
@@ -88,7 +89,8 @@ def test_poison_message_is_dead_lettered_and_later_events_applied(api, engine, r
     rows = event_rows(engine, sid)
     # Same key, so same partition: the poison sits in the middle of the session's events.
     publish(topics, rows[:3])
-    publish_raw(topics, sid.encode(), b"{not json", headers=[("event_id", b"x"), ("event_type", b"answer_scored")])
+    publish_raw(topics, sid.encode(), b"{not json",
+                headers=[("event_id", b"x"), ("event_type", b"answer_scored")])
     unknown_version = SimpleNamespace(**(rows[3]._asdict() | {"version": 99}))
     publish_raw(topics, sid.encode(), envelope_from_row(unknown_version).to_json())
     publish(topics, rows[3:])
@@ -124,7 +126,8 @@ def _worker_process(config, extra_env: dict[str, str]) -> subprocess.Popen:
 def _committed(config, partitions: int) -> int:
     consumer = make_consumer(config)
     try:
-        offsets = consumer.committed([TopicPartition(config.kafka_topic, p) for p in range(partitions)], timeout=10)
+        offsets = consumer.committed([TopicPartition(config.kafka_topic, p) for p in range(partitions)],
+                                     timeout=10)
         return sum(max(tp.offset, 0) for tp in offsets)
     finally:
         consumer.close()

@@ -5,7 +5,7 @@ Cluster: tests/integration/test_redis_cluster.py.)"""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 
 from app.core.events import Envelope, envelope_from_row
@@ -81,7 +81,8 @@ def test_a_batch_mixing_sessions_and_boards_applies_each_in_its_order(api, engin
     for sid in sessions:
         live_board(redis_client, engine, sid)
     for board_id in boards:
-        forget_board(redis_client, board_id)  # the service's boards are missing: rebuilt in the middle of the batch
+        # the service's boards are missing: rebuilt in the middle of the batch
+        forget_board(redis_client, board_id)
     streams = [event_rows(engine, sid) for sid in sessions] + [board_events(engine, b) for b in boards]
     # One batch, each aggregate's events in order but interleaved with every other's.
     mixed = [row for rows in zip_longest(*streams) for row in rows if row is not None]
@@ -125,7 +126,7 @@ def test_a_rebuild_in_the_middle_of_a_sessions_run(api, engine, redis_client, co
     live_board(redis_client, engine, sid)
     rows = event_rows(engine, sid)
     half = len(rows) // 2
-    long_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    long_ago = datetime.now(UTC) - timedelta(days=30)
     ended = Envelope(uuid.uuid4(), "session_ended", 1, QUIZ_SESSION, sid, long_ago,
                      SESSION_EVENTS.payload_for("session_ended", SessionEnded(ended_at=long_ago)))
     run = _from_rows(rows[:half]) + [ended] + _from_rows(rows[half:])
@@ -149,7 +150,7 @@ def test_a_run_longer_than_a_chunk(api, engine, redis_client, config):
     session = play(api, players=3, questions=1)
     sid, players = session["id"], session["players"]
     rows = event_rows(engine, sid)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     answers, added = [], {p.participant_id: 0 for p in players}
     for i in range(2 * BATCH_CHUNK + 50):
         player = players[i % len(players)].participant_id
@@ -170,13 +171,14 @@ def test_a_run_longer_than_a_chunk(api, engine, redis_client, config):
     assert worker.metrics.duplicates._value.get() == len(rows) + 1
 
 
-def test_an_event_redis_refuses_is_dead_lettered_and_the_rest_of_its_call_applied(api, engine, redis_client, topics):
+def test_an_event_redis_refuses_is_dead_lettered_and_the_rest_of_its_call_applied(api, engine, redis_client,
+                                                                                  topics):
     """One answer the script refuses (a score beyond its range) in the middle of a session's call: it
     alone goes to the dead-letter topic, having changed nothing; the events around it are applied."""
     session = play(api, players=2, questions=1)
     sid, first, second = session["id"], *(p.participant_id for p in session["players"])
     rows = event_rows(engine, sid)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     refused = _answer(sid, first, MAX_SCORE + 1, now)
     after = _answer(sid, second, 40, now + timedelta(seconds=1))
     for envelope in [*_from_rows(rows), refused, after]:

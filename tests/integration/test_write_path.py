@@ -36,7 +36,8 @@ def test_register_login_and_guest(api: Api):
     assert created.get_json()["username"] == name
     assert error_code(api.post("/api/v1/auth/register", {"username": name, "password": "longenough"},
                                expect=409)) == "username_taken"
-    login = api.post("/api/v1/auth/login", {"username": name, "password": "longenough"}, expect=200).get_json()
+    login = api.post("/api/v1/auth/login", {"username": name, "password": "longenough"},
+                     expect=200).get_json()
     assert login["token_type"] == "Bearer" and login["expires_in"] > 0 and login["access_token"]
     guest = api.post("/api/v1/auth/guest", {"nickname": "Zoë"}, expect=201).get_json()
     assert guest["user_id"] and guest["access_token"] and guest["token_type"] == "Bearer"
@@ -46,7 +47,8 @@ def test_bad_credentials_look_the_same_whether_or_not_the_user_exists(api: Api):
     name = "bob_" + uuid.uuid4().hex[:6]
     api.post("/api/v1/auth/register", {"username": name, "password": "longenough"}, expect=201)
     wrong_password = api.post("/api/v1/auth/login", {"username": name, "password": "wrong-one"}, expect=401)
-    no_such_user = api.post("/api/v1/auth/login", {"username": name + "x", "password": "wrong-one"}, expect=401)
+    no_such_user = api.post("/api/v1/auth/login", {"username": name + "x", "password": "wrong-one"},
+                            expect=401)
     assert wrong_password.get_json() == no_such_user.get_json()
 
 
@@ -92,13 +94,15 @@ def test_bearer_token_is_required_and_checked(api: Api, client, config):
                        ).status_code == 401
     other_secret = URLSafeTimedSerializer("another-secret", salt="livequiz.access-token").dumps(
         {"u": host.user_id, "g": False})
-    assert client.post(path, json=body, headers={"Authorization": "Bearer " + other_secret}).status_code == 401
+    assert client.post(path, json=body,
+                       headers={"Authorization": "Bearer " + other_secret}).status_code == 401
 
     class PastSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return super().get_timestamp() - config.token_ttl_s - 60
 
-    expired = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token", signer=PastSigner).dumps(
+    expired = URLSafeTimedSerializer(config.secret_key, salt="livequiz.access-token",
+                                     signer=PastSigner).dumps(
         {"u": host.user_id, "g": False})
     response = client.post(path, json=body, headers={"Authorization": "Bearer " + expired})
     assert response.status_code == 401 and "expired" in response.get_json()["error"]["message"]
@@ -118,14 +122,15 @@ def test_quiz_is_created_with_positions_and_defaults(api: Api):
     assert (quiz["questions"][0]["time_limit_s"], quiz["questions"][0]["points"]) == (20, 1000)
     assert all(uuid.UUID(q["id"]) for q in quiz["questions"])
     assert api.get(f"/api/v1/quizzes/{quiz['id']}", token=host.token, expect=200).get_json() == quiz
-    assert error_code(api.get(f"/api/v1/quizzes/{quiz['id']}", token=api.host().token, expect=404)) == "not_found"
+    assert error_code(api.get(f"/api/v1/quizzes/{quiz['id']}", token=api.host().token,
+                              expect=404)) == "not_found"
     assert api.get("/api/v1/quizzes/not-a-uuid", token=host.token).status_code == 404
 
 
 def test_guests_cannot_write_quizzes(api: Api):
     guest = api.guest()
-    response = api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(1)}, token=guest.token,
-                        expect=403)
+    response = api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(1)},
+                        token=guest.token, expect=403)
     assert error_code(response) == "registered_users_only"
 
 
@@ -148,8 +153,10 @@ def test_quiz_validation(api: Api, question_change):
 def test_quiz_needs_one_to_a_hundred_questions(api: Api):
     host = api.host()
     api.post("/api/v1/quizzes", {"title": "t", "questions": []}, token=host.token, expect=400)
-    api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(101)}, token=host.token, expect=400)
-    api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(100)}, token=host.token, expect=201)
+    api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(101)}, token=host.token,
+             expect=400)
+    api.post("/api/v1/quizzes", {"title": "t", "questions": sample_questions(100)}, token=host.token,
+             expect=201)
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -159,7 +166,8 @@ def test_session_lifecycle_and_its_events(api: Api, engine):
     session = api.live_session(host)
     sid = session["id"]
     assert session["status"] == "lobby" and len(session["join_code"]) == 6 and session["join_code"].isdigit()
-    found = api.get("/api/v1/sessions", token=host.token, join_code=session["join_code"], expect=200).get_json()
+    found = api.get("/api/v1/sessions", token=host.token, join_code=session["join_code"],
+                    expect=200).get_json()
     assert found["id"] == sid and found["player_count"] == 0 and found["current_question"] is None
 
     players = [api.join(sid, api.guest()) for _ in range(3)]
@@ -174,7 +182,8 @@ def test_session_lifecycle_and_its_events(api: Api, engine):
     api.answer(sid, players[1], opened["question_id"], 1)
     closed = api.close_question(sid, host)
     assert closed["correct_choice"] == 0 and closed["choice_counts"] == [1, 1, 0, 0]
-    assert api.get(f"/api/v1/sessions/{sid}", token=host.token).get_json()["current_question"]["correct_choice"] == 0
+    assert api.get(f"/api/v1/sessions/{sid}",
+                   token=host.token).get_json()["current_question"]["correct_choice"] == 0
     assert error_code(api.post(f"/api/v1/sessions/{sid}/questions/close", token=host.token, expect=409)
                       ) == "no_open_question"
 
@@ -185,7 +194,8 @@ def test_session_lifecycle_and_its_events(api: Api, engine):
                       ) == "no_more_questions"
     api.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=200)
     assert api.get(f"/api/v1/sessions/{sid}", token=host.token).get_json()["status"] == "ended"
-    assert error_code(api.post(f"/api/v1/sessions/{sid}/end", token=host.token, expect=409)) == "session_ended"
+    assert error_code(api.post(f"/api/v1/sessions/{sid}/end", token=host.token,
+                               expect=409)) == "session_ended"
     assert error_code(api.post(f"/api/v1/sessions/{sid}/join", token=api.guest().token, expect=409)
                       ) == "session_ended"
     ended = api.get("/api/v1/sessions", token=host.token, join_code=session["join_code"], expect=410)
@@ -212,7 +222,8 @@ def test_only_the_host_controls_the_session(api: Api):
     sid = api.live_session(host)["id"]
     player = api.join(sid, api.guest())
     for action in ("questions/next", "questions/close", "end"):
-        assert error_code(api.post(f"/api/v1/sessions/{sid}/{action}", token=player.token, expect=403)) == "not_host"
+        assert error_code(api.post(f"/api/v1/sessions/{sid}/{action}", token=player.token,
+                                   expect=403)) == "not_host"
     other_host = api.host()
     api.post(f"/api/v1/quizzes/{api.quiz(host)['id']}/sessions", token=other_host.token, expect=404)
 
@@ -224,10 +235,12 @@ def test_join_statuses(api: Api):
     first = api.post(f"/api/v1/sessions/{sid}/join", token=player.token, expect=201).get_json()
     assert first["nickname"] == "Kim"
     again = api.post(f"/api/v1/sessions/{sid}/join", token=player.token, expect=409).get_json()
-    assert again["error"]["code"] == "already_joined" and again["error"]["participant_id"] == first["participant_id"]
+    assert (again["error"]["code"] == "already_joined"
+            and again["error"]["participant_id"] == first["participant_id"])
     api.post(f"/api/v1/sessions/{uuid.uuid4()}/join", token=player.token, expect=404)
     api.post("/api/v1/sessions/xyz/join", token=player.token, expect=404)
-    assert error_code(api.post(f"/api/v1/sessions/{sid}/join", token=host.token, expect=403)) == "host_cannot_join"
+    assert error_code(api.post(f"/api/v1/sessions/{sid}/join", token=host.token,
+                               expect=403)) == "host_cannot_join"
     api.get("/api/v1/sessions", token=host.token, join_code="12ab56", expect=400)
 
 
@@ -253,10 +266,12 @@ def test_answer_statuses_in_order(api: Api, engine):
     # Well-formed, but not this question, or not one of its choices: the state says no (409, 422), not 400.
     assert error_code(api.answer(sid, player, str(uuid.uuid4()), 0, expect=409)) == "invalid_question"
     assert error_code(api.answer(sid, player, qid, 4, expect=422)) == "invalid_choice"
-    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "nope", "choice": 0}, token=player.token, expect=400)
-    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "{" + qid + "}", "choice": 0}, token=player.token,
-             expect=400)  # an id is written 8-4-4-4-12 only
-    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": qid, "choice": "0"}, token=player.token, expect=400)
+    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "nope", "choice": 0}, token=player.token,
+             expect=400)
+    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": "{" + qid + "}", "choice": 0},
+             token=player.token, expect=400)  # an id is written 8-4-4-4-12 only
+    api.post(f"/api/v1/sessions/{sid}/answers", {"question_id": qid, "choice": "0"}, token=player.token,
+             expect=400)
 
     receipt = api.answer(sid, player, qid, 0).get_json()
     assert set(receipt) == {"answer_id", "question_id", "choice", "answered_ms"}
@@ -278,8 +293,9 @@ def test_answers_after_the_deadline_are_refused_by_the_server_clock(api: Api, en
     player = api.join(sid, api.guest())
     qid = api.next_question(sid, host)["question_id"]
     with engine.begin() as connection:
-        connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() - interval '1 ms' "
-                                "WHERE id = :s"), {"s": sid})
+        connection.execute(text("UPDATE quiz_sessions "
+                                "SET question_deadline = clock_timestamp() - interval '1 ms' WHERE id = :s"),
+                           {"s": sid})
     assert error_code(api.answer(sid, player, qid, 0, expect=409)) == "question_closed"
     assert events_of(engine, sid, "answer_scored") == []
 
@@ -291,8 +307,8 @@ def test_fifty_identical_concurrent_answers_record_one_and_all_get_its_receipt(a
     qid = api.next_question(sid, host)["question_id"]
 
     def post(_):
-        response = app.test_client().post(f"/api/v1/sessions/{sid}/answers", json={"question_id": qid, "choice": 0},
-                                          headers=player.headers)
+        response = app.test_client().post(f"/api/v1/sessions/{sid}/answers",
+                                          json={"question_id": qid, "choice": 0}, headers=player.headers)
         return response.status_code, response.get_json()["answer_id"]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -347,7 +363,8 @@ def _answer_after(api: Api, engine, sid, player, qid, choice, elapsed_ms):
     started = time.monotonic()
     with engine.begin() as connection:
         connection.execute(text("""
-            UPDATE quiz_sessions SET question_opened_at = clock_timestamp() - make_interval(secs => :ms / 1000.0),
+            UPDATE quiz_sessions
+               SET question_opened_at = clock_timestamp() - make_interval(secs => :ms / 1000.0),
                    question_deadline = clock_timestamp() - make_interval(secs => :ms / 1000.0)
                                        + make_interval(secs => 20)
             WHERE id = :s"""), {"ms": elapsed_ms, "s": sid})
@@ -402,7 +419,8 @@ def test_streaks_across_wrong_and_missed_questions(api: Api, engine):
     assert (sixth["points"], sixth["streak"], sixth["correct"]) == (0, 0, True)
     with engine.connect() as connection:
         score, streak = connection.execute(text(
-            "SELECT score, streak FROM quiz_session_participants WHERE id = :p"), {"p": player.participant_id}).one()
+            "SELECT score, streak FROM quiz_session_participants WHERE id = :p"),
+            {"p": player.participant_id}).one()
     assert (score, streak) == (3100, 0)
     assert sixth["total"] == 3100
 
@@ -423,7 +441,7 @@ def test_two_thousand_players_join_one_session_concurrently(app, api: Api, engin
     assert statuses.count(201) == 2000
     with engine.connect() as connection:
         participants = connection.execute(text(
-            "SELECT count(*), count(DISTINCT user_id) FROM quiz_session_participants WHERE quiz_session_id = :s"),
-            {"s": sid}).one()
+            "SELECT count(*), count(DISTINCT user_id) FROM quiz_session_participants "
+            "WHERE quiz_session_id = :s"), {"s": sid}).one()
     assert participants == (2000, 2000)
     assert len(events_of(engine, sid, "participant_joined")) == 2000

@@ -28,8 +28,8 @@ def event_rows(engine, session_id: str | None = None) -> list[Any]:
     where = "WHERE aggregate_id = :s" if session_id else ""
     with engine.connect() as connection:
         return connection.execute(text(
-            f"SELECT id, event_type, version, aggregate_type, aggregate_id, created_at, payload FROM events {where} "
-            "ORDER BY created_at, seq"), {"s": session_id}).all()
+            f"SELECT id, event_type, version, aggregate_type, aggregate_id, created_at, payload "
+            f"FROM events {where} ORDER BY created_at, seq"), {"s": session_id}).all()
 
 
 def publish(config: Config, rows, producer=None) -> int:
@@ -53,7 +53,8 @@ def publish_raw(config: Config, key: bytes, value: bytes, headers=None) -> None:
 def fresh_topics(config: Config) -> Config:
     """Topics and a consumer group of one test."""
     run = uuid.uuid4().hex[:8]
-    own = config.replace(kafka_topic=f"{config.kafka_topic}.{run}", kafka_dlq_topic=f"{config.kafka_dlq_topic}.{run}",
+    own = config.replace(kafka_topic=f"{config.kafka_topic}.{run}",
+                         kafka_dlq_topic=f"{config.kafka_dlq_topic}.{run}",
                          kafka_consumer_group=f"{config.kafka_consumer_group}.{run}")
     ensure_topics(own)
     return own
@@ -86,7 +87,8 @@ def pg_ranking(engine, session_id: str) -> list[str]:
     with engine.connect() as connection:
         return [str(pid) for pid in connection.execute(text(
             "SELECT id FROM quiz_session_participants WHERE quiz_session_id = :s "
-            "ORDER BY score DESC, date_trunc('milliseconds', score_reached_at), id DESC"), {"s": session_id}).scalars()]
+            "ORDER BY score DESC, date_trunc('milliseconds', score_reached_at), id DESC"),
+            {"s": session_id}).scalars()]
 
 
 def redis_scores(redis_client, session_id: str) -> dict[str, int]:

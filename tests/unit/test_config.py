@@ -6,7 +6,8 @@ from app.core.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_ke
 def test_defaults_match_the_local_stack():
     config = load_config({})
     assert config.database_url.endswith("@127.0.0.1:5433/quiz")
-    assert (config.kafka_bootstrap_servers, config.kafka_topic, config.web_port) == ("127.0.0.1:9092", "quiz.events", 8000)
+    assert (config.kafka_bootstrap_servers, config.kafka_topic, config.web_port) == (
+        "127.0.0.1:9092", "quiz.events", 8000)
 
 
 def test_environment_overrides_and_types():
@@ -23,7 +24,8 @@ def test_a_malformed_value_names_its_variable(name, value):
 
 def test_redis_cluster_nodes_are_host_port_pairs_and_empty_means_one_redis():
     assert load_config({}).redis_cluster_nodes == ""
-    assert load_config({"REDIS_CLUSTER_NODES": " a:7000, 10.0.0.2:7001 ,"}).redis_cluster_nodes == "a:7000,10.0.0.2:7001"
+    assert load_config({"REDIS_CLUSTER_NODES": " a:7000, 10.0.0.2:7001 ,"}).redis_cluster_nodes \
+        == "a:7000,10.0.0.2:7001"
     for value in ("a", "a:port", ":7000", "a:70000"):
         with pytest.raises(ConfigError) as error:
             load_config({"REDIS_CLUSTER_NODES": value})
@@ -56,7 +58,8 @@ def test_a_long_random_key_or_development_mode_passes_the_key_check():
 
 def test_the_public_url_is_configured_or_the_bind_address():
     assert load_config({}).public_base_url() == "http://127.0.0.1:8000"
-    assert load_config({"WEB_HOST": "0.0.0.0", "WEB_PORT": "8001"}).public_base_url() == "http://127.0.0.1:8001"
+    assert load_config({"WEB_HOST": "0.0.0.0",
+                        "WEB_PORT": "8001"}).public_base_url() == "http://127.0.0.1:8001"
     assert load_config({"WEB_HOST": "::1"}).public_base_url() == "http://[::1]:8000"
     configured = load_config({"PUBLIC_URL": " https://quiz.example.org/live/ ", "WEB_HOST": "0.0.0.0"})
     assert configured.public_base_url() == "https://quiz.example.org/live"

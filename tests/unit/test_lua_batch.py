@@ -1,4 +1,5 @@
-"""The wire format of the worker's batch call (app/core/lua.py pack_batch, read by lua/common_lib.lua apply_batch)."""
+"""The wire format of the worker's batch call (app/core/lua.py pack_batch, read by lua/common_lib.lua
+apply_batch)."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ def test_every_key_goes_once_and_each_event_names_its_key_set():
     ])
     assert keys == ["cfg", "z:a", "e:a", "m:a", "r:a", "room", "z:b", "e:b", "m:b", "r:b"]
     positions = json.loads(sets)  # Lua counts from 1
-    assert [[keys[p - 1] for p in positions[n - 1]] for n in (1, 2, 3)] == [period_a, ["cfg", "room"], period_b]
+    assert [[keys[p - 1] for p in positions[n - 1]] for n in (1, 2, 3)] == [
+        period_a, ["cfg", "room"], period_b]
     assert json.loads(events) == [
         ["leaderboard_apply_entry", 1, "ann", 2, 1, 30, 5, "Ann", "a"],
         ["leaderboard_apply_config", 2, 3, "desc", ""],
@@ -26,7 +28,8 @@ def test_every_key_goes_once_and_each_event_names_its_key_set():
 
 
 def test_text_travels_as_it_is():
-    _, (_, events) = pack_batch([Call("apply_participant_joined", ["k"], ["e", "joined:p", "p", 'Zoë "ü" 🎉', 1])])
+    _, (_, events) = pack_batch([Call("apply_participant_joined", ["k"],
+                                      ["e", "joined:p", "p", 'Zoë "ü" 🎉', 1])])
     assert '"Zoë \\"ü\\" 🎉"' in events  # UTF-8 as such (no \\u escapes); JSON's own escapes only
     assert json.loads(events)[0][5] == 'Zoë "ü" 🎉'
 

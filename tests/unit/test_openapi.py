@@ -56,7 +56,8 @@ def _stated(document: dict, model: type[BaseModel]) -> jsonschema_rs.Validator:
                 rules += parameter["schema"]["anyOf"]
             else:
                 properties[parameter["name"]] = parameter["schema"]
-        schema = {"type": "object", "properties": properties, "additionalProperties": False, "anyOf": rules or [{}]}
+        schema = {"type": "object", "properties": properties, "additionalProperties": False,
+                  "anyOf": rules or [{}]}
     else:
         schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]},
@@ -66,7 +67,8 @@ def _stated(document: dict, model: type[BaseModel]) -> jsonschema_rs.Validator:
 def _query_of(operation: dict) -> set[str]:
     names = set()
     for parameter in (p for p in operation["parameters"] if p["in"] == "query"):
-        names |= set(parameter["schema"].get("properties", {})) if parameter.get("explode") else {parameter["name"]}
+        names |= (set(parameter["schema"].get("properties", {})) if parameter.get("explode")
+                  else {parameter["name"]})
     return names
 
 
@@ -83,14 +85,16 @@ CASES = [
     (schemas.GuestBody, {"nickname": " Ann "}), (schemas.GuestBody, {"nickname": " "}),
     (schemas.GuestBody, {"nickname": "\u3000\u00a0"}), (schemas.GuestBody, {"nickname": "\ufeff"}),
     (schemas.ApiKeyBody, {"name": "\u2028x"}), (schemas.ApiKeyBody, {"name": "\u205f"}),
-    (schemas.QuizBody, {"title": "\x1c\x1f", "questions": [Q]}), (schemas.QuizBody, {"title": "T\x00", "questions": [Q]}),
+    (schemas.QuizBody, {"title": "\x1c\x1f", "questions": [Q]}),
+    (schemas.QuizBody, {"title": "T\x00", "questions": [Q]}),
     (schemas.QuizBody, {"title": "T", "questions": [{**Q, "text": "a\x00"}]}),
     (schemas.RegisterBody, {"username": "ann", "password": "12345678\x00"}),
     (schemas.ScoreBody, {**SCORE, "metadata": {"a": [1, {"b": "c"}], "d": None}}),
     (schemas.ScoreBody, {**SCORE, "metadata": {"a": [1, {"b": "c\x00"}]}}),
     (schemas.ScoreBody, {**SCORE, "metadata": {"a\x00": 1}}),
     # ids: 8-4-4-4-12 only
-    (schemas.AnswerBody, {"question_id": ID, "choice": 0}), (schemas.AnswerBody, {"question_id": ID.upper(), "choice": 0}),
+    (schemas.AnswerBody, {"question_id": ID, "choice": 0}),
+    (schemas.AnswerBody, {"question_id": ID.upper(), "choice": 0}),
     (schemas.AnswerBody, {"question_id": "{" + ID + "}", "choice": 0}),
     (schemas.AnswerBody, {"question_id": "urn:uuid:" + ID, "choice": 0}),
     (schemas.AnswerBody, {"question_id": ID.replace("-", ""), "choice": 0}),
@@ -100,8 +104,8 @@ CASES = [
     # a question's kind decides its answers
     *((schemas.QuizBody, {"title": "T", "questions": [{**Q, **change}]}) for change in (
         {}, {"choices": None}, {"correct_choice": 3}, {"correct_choice": None}, {"correct_choice": -1},
-        {"choices": ["a", "b", "c", "d", "e", "f"], "correct_choice": 5}, {"kind": "choice", "correct_choice": 0},
-        {"kind": "true_false", "choices": None, "correct_choice": 1},
+        {"choices": ["a", "b", "c", "d", "e", "f"], "correct_choice": 5},
+        {"kind": "choice", "correct_choice": 0}, {"kind": "true_false", "choices": None, "correct_choice": 1},
         {"kind": "true_false", "choices": ["True", "False"], "correct_choice": 0},
         {"kind": "true_false", "choices": ["False", "True"], "correct_choice": 0},
         {"kind": "true_false", "choices": None, "correct_choice": 2},
@@ -119,11 +123,12 @@ CASES = [
     (schemas.QuizBody, {"title": "T", "questions": [{**Q, "points": False}]}),
     (schemas.AnswerBody, {"question_id": ID, "choice": True}), (schemas.ScoreBody, {**SCORE, "score": 7.0}),
     # an action adds
-    (schemas.ActionBody, {"action": "jump", "score": 0}), (schemas.ActionBody, {"action": "jump", "score": -1}),
-    # a range is start and end, or a cursor
+    (schemas.ActionBody, {"action": "jump", "score": 0}),
+    (schemas.ActionBody, {"action": "jump", "score": -1}), # a range is start and end, or a cursor
     (schemas.RangeQuery, {"start": 1, "end": 2}), (schemas.RangeQuery, {"cursor": "c", "limit": 5}),
     (schemas.RangeQuery, {"start": 1}), (schemas.RangeQuery, {"end": 2}), (schemas.RangeQuery, {}),
-    (schemas.RangeQuery, {"cursor": "c", "start": 1}), (schemas.RangeQuery, {"cursor": "c", "start": 1, "end": 2}),
+    (schemas.RangeQuery, {"cursor": "c", "start": 1}),
+    (schemas.RangeQuery, {"cursor": "c", "start": 1, "end": 2}),
 ]
 
 

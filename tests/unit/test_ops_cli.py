@@ -1,7 +1,7 @@
 """The operator CLI's argument handling and bookkeeping, without any service."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 import pytest
@@ -32,8 +32,8 @@ def test_a_usage_error_exits_2_before_touching_anything(runner, args):
     assert result.exit_code == 2, result.output
 
 
-@pytest.mark.parametrize("command", [[], ["verify"], ["rebuild"], ["replay"], ["outbox"], ["dlq"], ["dlq", "list"],
-                                     ["dlq", "redrive"]])
+@pytest.mark.parametrize("command", [[], ["verify"], ["rebuild"], ["replay"], ["outbox"], ["dlq"],
+                                     ["dlq", "list"], ["dlq", "redrive"]])
 def test_every_command_has_help(runner, command):
     result = runner.invoke(args=["ops", *command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -45,16 +45,17 @@ def test_replay_help_says_it_covers_what_the_relay_retains(runner):
 
 def test_since_takes_an_iso_time_or_a_duration_ago():
     since = SinceParam()
-    assert since.convert("2024-05-01T10:00:00", None, None) == datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
-    assert since.convert("2024-05-01T10:00:00+02:00", None, None) == datetime(2024, 5, 1, 8, tzinfo=timezone.utc)
-    two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    assert since.convert("2024-05-01T10:00:00", None, None) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert since.convert("2024-05-01T10:00:00+02:00", None, None) == datetime(2024, 5, 1, 8, tzinfo=UTC)
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     assert abs(since.convert("2h", None, None) - two_hours_ago) < timedelta(minutes=1)
     with pytest.raises(click.BadParameter):
         since.convert("soon", None, None)
 
 
 def test_a_difference_line_names_both_sides():
-    assert Difference("s", "p", None, (10, 5)).line() == "differs  session=s participant=p redis=missing postgres=10"
+    assert Difference("s", "p", None,
+                      (10, 5)).line() == "differs  session=s participant=p redis=missing postgres=10"
     assert Difference("s", "p", (10, 5), (10, 9)).line().endswith("tie-break: reached_ms redis=5 postgres=9")
 
 
@@ -92,6 +93,8 @@ def test_redrive_by_id_moves_the_mark_only_over_a_contiguous_handled_prefix():
 
 
 def test_a_dead_letter_keeps_its_original_headers_but_the_reason():
-    letter = DeadLetter(0, 7, b"sid", b"{}", [("event_id", b"e"), ("event_type", b"t"), ("dlq_reason", b"why")])
+    letter = DeadLetter(0, 7, b"sid", b"{}",
+                        [("event_id", b"e"), ("event_type", b"t"), ("dlq_reason", b"why")])
     assert letter.original_headers() == [("event_id", b"e"), ("event_type", b"t")]
-    assert (letter.event_id, letter.event_type, letter.aggregate_id, letter.reason) == ("e", "t", "sid", "why")
+    assert (letter.event_id, letter.event_type, letter.aggregate_id,
+            letter.reason) == ("e", "t", "sid", "why")

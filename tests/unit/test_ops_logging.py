@@ -11,14 +11,16 @@ from app.core.logs import JsonFormatter, configure_logging
 
 
 def test_a_json_log_line_parses_and_carries_the_context_fields():
-    record = logging.LogRecord("cache_worker.worker", logging.WARNING, __file__, 1, "dead-lettered %s", ("x",), None)
+    record = logging.LogRecord("cache_worker.worker", logging.WARNING, __file__, 1, "dead-lettered %s",
+                               ("x",), None)
     for name, value in {"session_id": "6d1f3a52-2b4f-4e0c-9a57-3e2f0f7c1c11", "event_id": "e1",
                         "request_id": "r1", "reason": "undecodable", "partition": 2, "offset": 40}.items():
         setattr(record, name, value)
     line = JsonFormatter("worker").format(record)
     assert "\n" not in line
     parsed = json.loads(line)
-    assert parsed["message"] == "dead-lettered x" and parsed["process"] == "worker" and parsed["level"] == "warning"
+    assert (parsed["message"] == "dead-lettered x" and parsed["process"] == "worker"
+            and parsed["level"] == "warning")
     assert parsed["session_id"] == "6d1f3a52-2b4f-4e0c-9a57-3e2f0f7c1c11" and parsed["event_id"] == "e1"
     assert parsed["request_id"] == "r1" and parsed["partition"] == 2 and parsed["offset"] == 40
 

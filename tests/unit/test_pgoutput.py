@@ -1,4 +1,5 @@
-"""The pgoutput decoder and the slot's name, on hand-made messages (the integration tests read a real slot)."""
+"""The pgoutput decoder and the slot's name, on hand-made messages (the integration tests read a real
+slot)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ def begin(xid: int) -> bytes:
 
 
 def relation(oid: int, name: str = "events") -> bytes:
-    body = b"R" + struct.pack("!i", oid) + b"public\0" + name.encode() + b"\0" + b"d" + struct.pack("!h", len(COLUMNS))
+    body = (b"R" + struct.pack("!i", oid) + b"public\0" + name.encode() + b"\0" + b"d"
+            + struct.pack("!h", len(COLUMNS)))
     for column in COLUMNS:
         body += b"\0" + column.encode() + b"\0" + struct.pack("!ii", 25, -1)
     return body
@@ -52,7 +54,8 @@ def test_inserts_stream_and_the_commit_ends_the_transaction():
     inserts = [i for i in items if isinstance(i, Insert)]
     assert len(inserts) == 2 and inserts[0].table == "events" and inserts[0].values["published_at"] is None
     done = items[-1]
-    assert isinstance(done, Transaction) and done.xid == 42 and done.inserts == 2 and done.end_lsn == 0x1_0000_0010
+    assert (isinstance(done, Transaction) and done.xid == 42 and done.inserts == 2
+            and done.end_lsn == 0x1_0000_0010)
     message = captured_event(inserts[0].values, 0)
     envelope = json.loads(message.value)
     assert envelope["payload"] == {"ended_at": 'it\'s "now"'} and envelope["version"] == 1

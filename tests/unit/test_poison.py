@@ -38,9 +38,11 @@ STORE_DOWN = [
     redis.ConnectionError("Connection refused"), redis.TimeoutError("Timeout reading"),
     redis.exceptions.BusyLoadingError("loading"), redis.exceptions.ReadOnlyError("read only replica"),
     redis.exceptions.ClusterDownError("down"), redis.exceptions.MovedError("3999 127.0.0.1:6381"),
-    redis.ResponseError("BUSY Redis is busy running a script"), redis.ResponseError("OOM command not allowed"),
+    redis.ResponseError("BUSY Redis is busy running a script"),
+    redis.ResponseError("OOM command not allowed"),
     KafkaException(KafkaError(KafkaError._TRANSPORT)), KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)),
-    BufferError("Local: Queue full"), Unavailable("busy", "try again"), OutcomeUnknown("unknown", "ask again"),
+    BufferError("Local: Queue full"), Unavailable("busy", "try again"),
+    OutcomeUnknown("unknown", "ask again"),
     Conflict("period_busy", "the board's period kept ending during the write"),
 ]
 ABOUT_THE_MESSAGE = [
@@ -88,19 +90,23 @@ def test_nesting_past_the_recursion_limit_is_refused_with_its_reason(decode, raw
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    lambda inner: (st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                     max_leaves=30)
 FIELDS = st.sampled_from(["leaderboard_id", "player_id", "score", "metadata", "display_name", "submission_id",
                           "game_id", "event_id", "event_type", "version", "aggregate_type", "aggregate_id",
                           "occurred_at", "payload", "session_id"])
 OBJECTS = st.dictionaries(FIELDS, JSON, max_size=8)
 VALID_SCORE = {"leaderboard_id": "b1", "player_id": "ann", "score": 10}
-VALID_EVENT = {"event_id": "0190c1e2-0000-7000-8000-000000000001", "event_type": "session_ended", "version": 1,
+VALID_EVENT = {"event_id": "0190c1e2-0000-7000-8000-000000000001", "event_type": "session_ended",
+               "version": 1,
                "aggregate_type": "quiz_session", "aggregate_id": "0190c1e2-0000-7000-8000-000000000002",
-               "occurred_at": "2026-01-01T00:00:00+00:00", "payload": {"ended_at": "2026-01-01T00:00:00+00:00"}}
+               "occurred_at": "2026-01-01T00:00:00+00:00",
+               "payload": {"ended_at": "2026-01-01T00:00:00+00:00"}}
 # A message a consumer takes, with a few of its fields (or ones it does not know) replaced by anything.
 MUTATED = st.sampled_from([VALID_SCORE, VALID_EVENT]).flatmap(
-    lambda valid: st.dictionaries(FIELDS, JSON, min_size=1, max_size=3).map(lambda changes: {**valid, **changes}))
+    lambda valid: st.dictionaries(FIELDS, JSON, min_size=1,
+                                  max_size=3).map(lambda changes: {**valid, **changes}))
 
 
 def _refused_or_decoded(decode, raw) -> None:

@@ -39,8 +39,8 @@ def test_every_key_builder_starts_with_the_prefix_and_keeps_the_hash_tag_slot():
     with redis_keys.prefixed("t123:"):
         session, board = SessionKeys.of(session_id), LeaderboardKeys(board_id)
         period = board.period("all")
-        named = [*session.apply_keys, session.sockets("u"), *session.rebuilding("x"), board.cfg, board.periods,
-                 board.room, *period.apply_keys, *period.all, *period.rebuilding("x")]
+        named = [*session.apply_keys, session.sockets("u"), *session.rebuilding("x"), board.cfg,
+                 board.periods, board.room, *period.apply_keys, *period.all, *period.rebuilding("x")]
         assert all(name.startswith("t123:") for name in named)
         assert {key_slot(name.encode()) for name in named[:len(session.apply_keys) + 4]} == {
             key_slot(f"room:{{{session_id}}}".encode())}

@@ -58,7 +58,8 @@ def test_the_snapshot_goes_first_and_leaderboards_it_covers_are_dropped():
 def test_leaderboard_versions_only_move_forward_on_a_connection():
     sent = []
     connection = make_connection(uuid.uuid4(), sent)
-    assert [connection.offer_leaderboard(v, str(v)) for v in (3, 2, 3, 5, 4)] == [True, False, False, True, False]
+    assert [connection.offer_leaderboard(v, str(v)) for v in (3, 2, 3, 5, 4)] == [
+        True, False, False, True, False]
     connection.close()
     connection.run_sender()
     assert sent == ["5"]  # 5 replaced the queued 3 before the sender ran
@@ -105,8 +106,10 @@ class FakeReads:
                     "entries": [{"rank": 1, "participant_id": str(session_id), "nickname": "n", "score": 1}]}
         def snapshot(session_id, participant_ids):
             self.snapshot_calls.append(list(participant_ids))
-            shared = {"session": {"id": str(session_id), "player_count": 3}, "leaderboard": top(session_id, 10)}
-            return shared, {pid: {"participant_id": str(pid), "score": 0, "rank": 1} for pid in participant_ids}
+            shared = {"session": {"id": str(session_id), "player_count": 3},
+                      "leaderboard": top(session_id, 10)}
+            return shared, {pid: {"participant_id": str(pid), "score": 0, "rank": 1}
+                            for pid in participant_ids}
 
         return RoomReads(top=top, question_results=lambda s, q, p: {}, snapshot=snapshot)
 
@@ -214,7 +217,8 @@ def test_a_slow_read_for_one_room_delays_no_other_room():
     question = str(uuid.uuid4())
     hub.delivery.hand_over(hub.rooms[room_a], [{"type": "question_closed", "question_id": question},
                                                {"type": "question_opened", "question_id": str(uuid.uuid4())}])
-    hub.delivery.hand_over(hub.rooms[room_b], [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
+    hub.delivery.hand_over(hub.rooms[room_b],
+                           [{"type": "participant_joined", "nickname": "b", "player_count": 1}])
     threading.Thread(target=conn_b.run_sender, daemon=True).start()
     threading.Thread(target=conn_a.run_sender, daemon=True).start()
     wait_until(lambda: sent_b, "room B's notification waited for room A's read")
@@ -244,7 +248,8 @@ class FakeBoard:
             ranked = sorted(self.scores.items(), key=lambda item: -item[1])
             return {"period": period or "all", "starts_at": "2026-12-01T00:00:00+00:00", "ends_at": None,
                     "label": "All time", "version": self.version, "total": len(ranked),
-                    "entries": [{"rank": i + 1, "player_id": p, "score": s} for i, (p, s) in enumerate(ranked[:n])]}
+                    "entries": [{"rank": i + 1, "player_id": p, "score": s}
+                                for i, (p, s) in enumerate(ranked[:n])]}
 
         def standing(board_id, period, player):
             ranked = [p for p, _ in sorted(self.scores.items(), key=lambda item: -item[1])]

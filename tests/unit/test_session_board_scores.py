@@ -1,7 +1,7 @@
 """The composite sorted-set score: exact, ordered by score then by who reached it first."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,8 +47,8 @@ def test_reached_is_clamped_to_its_field():
 
 
 def test_instant_ms_floors_microseconds_exactly():
-    moment = datetime(2026, 3, 1, 12, 0, 0, 999_999, tzinfo=timezone.utc)
+    moment = datetime(2026, 3, 1, 12, 0, 0, 999_999, tzinfo=UTC)
     assert instant_ms(moment) == instant_ms(moment.replace(microsecond=0)) + 999
-    assert instant_ms(datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=1999)) == 1
+    assert instant_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=1999)) == 1
     with pytest.raises(ValueError):
         instant_ms(datetime(2026, 1, 1))

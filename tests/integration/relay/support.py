@@ -8,9 +8,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -52,9 +52,11 @@ def skip_slot_to_now(engine) -> None:
                 if conn.execute(text("SELECT count(*) FROM pg_replication_slots WHERE slot_name = :s"),
                                 {"s": slot}).scalar() == 0:
                     conn.commit()
-                    conn.execute(text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"), {"s": slot})
+                    conn.execute(text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"),
+                                 {"s": slot})
                     conn.commit()
-                conn.execute(text("SELECT pg_replication_slot_advance(:s, pg_current_wal_flush_lsn())"), {"s": slot})
+                conn.execute(text("SELECT pg_replication_slot_advance(:s, pg_current_wal_flush_lsn())"),
+                             {"s": slot})
                 conn.commit()
                 # Its backfill counts as done: what earlier tests left unmarked is not published again.
                 conn.execute(text("INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:s, now()) "
@@ -96,7 +98,8 @@ def insert_events(engine, count: int, sessions: list[uuid.UUID] | None = None) -
     with engine.begin() as conn:
         rows = conn.execute(text("""
             INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload)
-            SELECT gen_random_uuid(), 'quiz_session', (CAST(:sessions AS uuid[]))[1 + g % cardinality(CAST(:sessions AS uuid[]))],
+            SELECT gen_random_uuid(), 'quiz_session',
+                   (CAST(:sessions AS uuid[]))[1 + g % cardinality(CAST(:sessions AS uuid[]))],
                    'session_ended', 1, jsonb_build_object('ended_at', clock_timestamp())
             FROM generate_series(1, :n) AS g
             RETURNING id"""), {"sessions": [str(s) for s in sessions], "n": count}).all()
@@ -121,7 +124,8 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Mess
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         done = {p for p, end in ends.items() if end == 0}
         messages: list[Message] = []
@@ -151,7 +155,8 @@ def by_event_id(messages: list[Message]) -> dict[str, list[Message]]:
 def make_relay(config: Config, engine, *, leader_lock: bool = False, batch_size: int = 500,
                bootstrap: str | None = None) -> Relay:
     """A relay built the way the process builds it, on the test's database and topics."""
-    relay_config = config.replace(relay_batch_size=batch_size, relay_poll_interval_s=0.5, relay_retention_hours=24,
+    relay_config = config.replace(relay_batch_size=batch_size, relay_poll_interval_s=0.5,
+                                  relay_retention_hours=24,
                                   kafka_bootstrap_servers=bootstrap or config.kafka_bootstrap_servers)
     relay = build_relay(relay_config, leader_lock=leader_lock, serve_metrics=False)
     assert relay.mode == config.relay_mode
@@ -237,7 +242,8 @@ WAL = pytest.mark.parametrize("relay_mode", ["wal"], indirect=True)
 
 
 def wal_relay(config, engine, producer=None, **kwargs) -> WalRelay:
-    return WalRelay(engine, producer or make_producer(config), config.kafka_topic, leader_lock=False, **kwargs)
+    return WalRelay(engine, producer or make_producer(config), config.kafka_topic, leader_lock=False,
+                    **kwargs)
 
 
 def drain(relay) -> None:

@@ -28,7 +28,8 @@ from tests.integration.relay.support import (
 
 
 @BOTH_MODES
-def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relay_config, engine):
+def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relay_config,
+                                                                               engine):
     config = relay_config
     host = api.host()
     sessions = [api.live_session(host, sample_questions(2)) for _ in range(3)]
@@ -49,8 +50,9 @@ def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(a
                 for s in sessions:
                     api.close_question(s["id"], host)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events WHERE aggregate_id = ANY(:s) "
-                                     "ORDER BY created_at, seq"), {"s": [s["id"] for s in sessions]}).all()
+            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events "
+                                     "WHERE aggregate_id = ANY(:s) ORDER BY created_at, seq"),
+                                {"s": [s["id"] for s in sessions]}).all()
         ids = [str(r.id) for r in rows]
         assert sum(r.event_type == "answer_scored" for r in rows) == 3 * 30 * 2
         wait_published(engine, ids, config.relay_mode)
@@ -131,8 +133,8 @@ def test_a_transaction_committing_after_a_later_one_is_still_published(relay_con
     session = uuid.uuid4()
     relay = make_relay(config, engine)
     insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now())) "
-                  "RETURNING seq")
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, "
+                  "jsonb_build_object('ended_at', now())) RETURNING seq")
     a_id, b_id = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         with engine.connect() as tx_a:
@@ -171,7 +173,8 @@ def test_only_rows_whose_delivery_succeeded_are_marked(relay_config, engine):
     assert (result.claimed, result.published, result.failed) == (100, 50, 50)
     with engine.connect() as conn:
         unpublished = {str(r.id) for r in conn.execute(text(
-            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
+            "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
+            {"ids": ids})}
     assert unpublished == set(producer.failed_ids)
     relay = make_relay(config, engine)
     try:
@@ -203,7 +206,8 @@ def test_two_relays_at_once_publish_every_event_between_them(relay_config, engin
 @BOTH_MODES
 def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config, engine):
     config = relay_config
-    leader, standby = make_relay(config, engine, leader_lock=True), make_relay(config, engine, leader_lock=True)
+    leader = make_relay(config, engine, leader_lock=True)
+    standby = make_relay(config, engine, leader_lock=True)
     running_leader = RunningRelay(leader)
     wait_until(lambda: leader.stats.is_leader, "the first relay did not lead")
     running_standby = RunningRelay(standby)
@@ -225,4 +229,5 @@ def test_with_leader_election_a_standby_takes_over_and_order_holds(relay_config,
                                  "ORDER BY created_at, seq"), {"s": [str(s) for s in sessions]}).all()
     for session in sessions:
         expected = [str(r.id) for r in rows if r.aggregate_id == str(session)]
-        assert [m.event_id for m in sorted((found[e][0] for e in expected), key=lambda m: m.offset)] == expected
+        assert [m.event_id for m in sorted((found[e][0] for e in expected),
+                                           key=lambda m: m.offset)] == expected

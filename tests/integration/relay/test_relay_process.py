@@ -55,7 +55,8 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
             procs.append(proc)
             # A real SIGKILL as soon as the topic holds more of this run's messages than rows were marked
             # (wal: as soon as it holds any: the transaction cannot be confirmed before all are acknowledged).
-            wait_until(lambda: topic_size(watcher, config.kafka_topic) - on_topic
+            wait_until(lambda on_topic=on_topic, marked=marked:
+                       topic_size(watcher, config.kafka_topic) - on_topic
                        > (published_count(engine) - marked if mode == "poll" else 0),
                        "no delivered, unmarked batch was seen", every_s=0.002)
             proc.signal(signal.SIGKILL)
@@ -66,8 +67,8 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
             else:
                 with engine.connect() as conn:
                     unmarked = {str(r.id) for r in conn.execute(text(
-                        "SELECT id FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
-                        {"ids": ids})}
+                        "SELECT id FROM events "
+                        "WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"), {"ids": ids})}
             if any(e in found for e in unmarked):
                 killed_mid_batch = True
                 break
@@ -103,8 +104,8 @@ def test_sigterm_mid_backlog_marks_what_was_delivered_and_exits_0(relay_config, 
         chunks.append((chunk, wal_head(engine)))
     proc = RelayProcess(relay_env(config, RELAY_BATCH_SIZE=1000))
     try:
-        wait_until(lambda: topic_size(watcher, config.kafka_topic) > before, "the relay did not start publishing",
-                   every_s=0.01)
+        wait_until(lambda: topic_size(watcher, config.kafka_topic) > before,
+                   "the relay did not start publishing", every_s=0.01)
         proc.signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -131,7 +132,7 @@ def test_an_idle_relay_stops_on_sigterm_and_on_sigint(relay_config):
     for signum in (signal.SIGTERM, signal.SIGINT):
         proc = RelayProcess(relay_env(config))
         try:
-            wait_until(lambda: proc.logged("relay is the leader") or proc.proc.poll() is not None,
+            wait_until(lambda proc=proc: proc.logged("relay is the leader") or proc.proc.poll() is not None,
                        "the relay did not lead")
             proc.signal(signum)
             assert proc.wait(10) == 0, proc.lines[-5:]

@@ -48,7 +48,8 @@ def move_to_day(engine, ids: list[str], day: str, *, published: bool) -> None:
         conn.execute(text(
             "UPDATE events SET created_at = CAST(:d AS timestamptz) + (seq % 86400) * interval '1 second', "
             "published_at = CASE WHEN :published THEN now() - interval '1 hour' END "
-            "WHERE id = ANY(CAST(:ids AS uuid[]))"), {"d": day + " 00:00:00+00", "ids": ids, "published": published})
+            "WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                     {"d": day + " 00:00:00+00", "ids": ids, "published": published})
 
 
 def retention_relay(config, engine, retention_hours: float = 24) -> Relay:
@@ -62,7 +63,8 @@ def test_the_migration_and_the_relay_create_daily_partitions_ahead(config, engin
     days = [today + timedelta(days=n) for n in range(5)]
     names = [f"events_p{d:%Y%m%d}" for d in days]
     assert all(partition_exists(engine, n) for n in names[:3]), "the migration makes today + 2"
-    relay = PollRelay(engine, make_producer(config), config.kafka_topic, retention_hours=0, partition_days_ahead=4,
+    relay = PollRelay(engine, make_producer(config), config.kafka_topic, retention_hours=0,
+                      partition_days_ahead=4,
                   leader_lock=False)
     try:
         relay.housekeeping(force=True)  # retention 0: no retention, but partitions all the same
@@ -72,7 +74,8 @@ def test_the_migration_and_the_relay_create_daily_partitions_ahead(config, engin
     with engine.connect() as conn:
         bound = conn.execute(text("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = :n"),
                              {"n": names[4]}).scalar()
-    assert bound == f"FOR VALUES FROM ('{days[4]} 00:00:00+00') TO ('{days[4] + timedelta(days=1)} 00:00:00+00')"
+    assert bound == (f"FOR VALUES FROM ('{days[4]} 00:00:00+00') "
+                     f"TO ('{days[4] + timedelta(days=1)} 00:00:00+00')")
 
 
 def test_inserts_at_a_partition_boundary_and_on_days_without_a_partition_land_somewhere(engine):
@@ -93,11 +96,13 @@ def test_inserts_at_a_partition_boundary_and_on_days_without_a_partition_land_so
     assert events_partition_of(engine, placed[f"{tomorrow} 00:00:00+00"]) == {f"events_p{tomorrow:%Y%m%d}"}
     assert events_partition_of(engine, placed[f"{today} 23:59:59.999999+00"]) == {f"events_p{today:%Y%m%d}"}
     # No partition for those days: the default partition takes them, the insert never fails.
-    assert events_partition_of(engine, placed["2091-03-04 12:00:00+00"] + placed["1999-01-01 00:00:00+00"]) == {
+    assert events_partition_of(engine,
+                               placed["2091-03-04 12:00:00+00"] + placed["1999-01-01 00:00:00+00"]) == {
         "events_default"}
     # A day whose rows are in the default partition cannot get its own: skipped, its rows stay put.
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT events_ensure_partitions(DATE '2091-03-04', DATE '2091-03-04')")).scalar() == 0
+        assert conn.execute(text("SELECT events_ensure_partitions(DATE '2091-03-04', "
+                                 "DATE '2091-03-04')")).scalar() == 0
     assert not partition_exists(engine, "events_p20910304")
     with engine.begin() as conn:  # dated in the future or the past: not left for other tests to replay
         conn.execute(text("DELETE FROM events WHERE id = ANY(CAST(:ids AS uuid[]))"),

@@ -35,7 +35,8 @@ def backfilled(engine) -> bool:
 
 
 @WAL
-def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_before(relay_config, engine, caplog):
+def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_before(relay_config, engine,
+                                                                                   caplog):
     """Writers may commit before the relay made its slot (a new deployment, a switch from poll mode, a
     slot dropped): the relay publishes those rows the polling way, marking them, then reads its slot."""
     config = relay_config
@@ -49,7 +50,8 @@ def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_befo
     before = insert_events(engine, 300)
     running = RunningRelay(make_relay(config, engine, leader_lock=True, batch_size=100))
     try:
-        wait_until(lambda: capture_slot(engine) is not None and backfilled(engine), "the relay did not backfill")
+        wait_until(lambda: capture_slot(engine) is not None and backfilled(engine),
+                   "the relay did not backfill")
         assert unpublished_among(engine, before) == 0, "the backfill marks what it published"
         after = insert_events(engine, 300)
         wait_published(engine, after, "wal")
@@ -73,7 +75,8 @@ def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_befo
 def test_a_rolled_back_transaction_or_savepoint_is_never_published(relay_config, engine):
     config = relay_config
     insert = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, jsonb_build_object('ended_at', now()))")
+                  "VALUES (:id, 'quiz_session', :s, 'session_ended', 1, "
+                  "jsonb_build_object('ended_at', now()))")
     session = str(uuid.uuid4())
     kept, rolled_back, in_savepoint = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     with engine.connect() as conn:
@@ -104,7 +107,8 @@ def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay
     start = slot_confirmed(engine)
     seen_at_ack = []
     producer = FailingProducer(make_producer(config), {second[17]}.__contains__)
-    relay = wal_relay(config, engine, producer, before_mark=lambda ids: seen_at_ack.append(slot_confirmed(engine)))
+    relay = wal_relay(config, engine, producer,
+                      before_mark=lambda ids: seen_at_ack.append(slot_confirmed(engine)))
     try:
         result = relay.relay_batch()
     finally:
