@@ -98,12 +98,14 @@ def watched(live_stack):
 
 def wait_all_up(watched: Watched) -> None:
     def all_up() -> bool:
-        found = requests.get(f"{watched.prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        targets = requests.get(f"{watched.prometheus}/api/v1/targets", timeout=10).json()
+        found = targets["data"]["activeTargets"]
         by_job = {job: sum(1 for t in found if t["labels"]["job"] == job) for job in watched.expected}
         return by_job == watched.expected and len(found) == sum(watched.expected.values()) \
             and all(t["health"] == "up" for t in found)
 
-    wait_until(all_up, f"not every target of {watched.expected} came up ({watched.prometheus}/targets)", every_s=0.5)
+    wait_until(all_up, f"not every target of {watched.expected} came up ({watched.prometheus}/targets)",
+               every_s=0.5)
 
 
 def test_prometheus_scrapes_every_process_and_both_exporters_and_finds_them_up(watched):
@@ -116,7 +118,8 @@ def test_prometheus_scrapes_every_process_and_both_exporters_and_finds_them_up(w
         assert len(watched.query(series)) == watched.expected["redis"], series
     if watched.stack.config.relay_mode == "wal":
         slots = watched.query("pg_replication_slots_pg_wal_lsn_diff")
-        assert any(r["metric"]["database"] == urlsplit(watched.stack.config.database_url).path[1:] for r in slots)
+        database = urlsplit(watched.stack.config.database_url).path[1:]
+        assert any(r["metric"]["database"] == database for r in slots)
     # The consumers' own lag gauges are what consumer lag is made of (Debian has no Kafka exporter).
     wait_until(lambda: watched.query("worker_consumer_lag"), "no worker_consumer_lag scraped", every_s=0.5)
     groups = requests.get(f"{watched.prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
@@ -147,8 +150,9 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
     http = Api(HttpClient(stack.base_url))
     owner = http.host()
     board_id = "ops-" + uuid.uuid4().hex[:10]
-    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Ops", "sort_order": "desc", "update_mode": "best",
-                                       "reset_period": "never"}, token=owner.token, expect=201)
+    http.post("/api/v1/leaderboards", {"id": board_id, "name": "Ops", "sort_order": "desc",
+                                       "update_mode": "best", "reset_period": "never"},
+              token=owner.token, expect=201)
 
     def write_score(player: str) -> None:
         http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
@@ -164,15 +168,16 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
     game.play_question(1)
 
     # The web's answers went through Prometheus to the panel: rates above zero, at some step.
-    wait_until(lambda: peak(watched.panel("throughput"), "answers") > 0, "the answers never showed on the panel",
-               every_s=0.5)
+    wait_until(lambda: peak(watched.panel("throughput"), "answers") > 0,
+               "the answers never showed on the panel", every_s=0.5)
     wait_until(lambda: peak(watched.panel("throughput"), "score writes") > 0,
                "the score write never showed on the panel", every_s=0.5)
     wait_until(lambda: peak(watched.panel("relay")) > 0, "no relay rate on the panel", every_s=0.5)
-    wait_until(lambda: latest(watched.panel("consumer_lag"), "worker") is not None, "no worker lag on the panel",
-               every_s=0.5)
+    wait_until(lambda: latest(watched.panel("consumer_lag"), "worker") is not None,
+               "no worker lag on the panel", every_s=0.5)
     latency = watched.panel("latency")
-    assert peak(latency, "p99 /api/v1/sessions/<session_id>/answers") > 0, [s["name"] for s in latency["series"]]
+    assert peak(latency, "p99 /api/v1/sessions/<session_id>/answers") > 0, [
+        s["name"] for s in latency["series"]]
     assert latest(watched.panel("outbox"), "oldest unpublished") is not None
 
     context = browser.new_context(base_url=stack.base_url, viewport={"width": 1400, "height": 900},
@@ -224,7 +229,8 @@ def test_make_up_starts_this_prometheus_and_make_ps_lists_it(watched, tmp_path, 
     try:
         single.start(MONITORING)
         prometheus_ready(single.supervisor, int(settings["PROMETHEUS_PORT"]))
-        wait_all_up(Watched(watched.stack, f"http://127.0.0.1:{settings['PROMETHEUS_PORT']}", watched.expected, {}))
+        wait_all_up(Watched(watched.stack, f"http://127.0.0.1:{settings['PROMETHEUS_PORT']}",
+                            watched.expected, {}))
         capsys.readouterr()
         single.ps()
         listed = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]}
@@ -250,7 +256,8 @@ def test_metrics_host_moves_every_metrics_port_and_loopback_is_the_default(watch
             port = int(stack.envs[name][setting])
             assert listening(stack.processes[name].pid, port) == ["127.0.0.1"], name
             stack.restart(name, METRICS_HOST="127.0.0.2")
-            wait_until(lambda name=name, port=port: listening(stack.processes[name].pid, port) == ["127.0.0.2"],
+            wait_until(lambda name=name, port=port:
+                       listening(stack.processes[name].pid, port) == ["127.0.0.2"],
                        f"{name} did not serve its metrics on 127.0.0.2", every_s=0.2)
             assert requests.get(f"http://127.0.0.2:{port}/metrics", timeout=10).status_code == 200
     finally:

@@ -33,7 +33,8 @@ def test_the_dashboard_asks_for_the_ops_password_and_charges_wrong_ones_to_the_a
     asked = client.get("/ops", **address)
     assert asked.status_code == 401 and asked.get_json()["error"]["code"] == "unauthorized"
     assert asked.headers["WWW-Authenticate"].startswith('Basic realm="LiveQuiz operations"')
-    for wrong in (basic("ops", PASSWORD + "!"), basic("admin", PASSWORD), {"Authorization": "Bearer " + PASSWORD}):
+    for wrong in (basic("ops", PASSWORD + "!"), basic("admin", PASSWORD),
+                  {"Authorization": "Bearer " + PASSWORD}):
         refused = client.get("/ops/api/targets", headers=wrong, **address)
         assert refused.status_code == 401, wrong
     # The address's budget is spent: even the right password waits now, so guessing is as slow as sign-in.
@@ -72,6 +73,7 @@ def test_bad_panel_requests_get_a_4xx_and_a_silent_prometheus_a_503(config, data
     for url in ("/ops/api/panels/throughput?minutes=15", "/ops/api/targets"):
         down = client.get(url, headers=OPS)
         assert down.status_code == 503, url
-        assert down.get_json()["error"]["code"] == "unavailable" and "Prometheus" in down.get_json()["error"]["message"]
+        error = down.get_json()["error"]
+        assert error["code"] == "unavailable" and "Prometheus" in error["message"]
     # The rest of the service does not notice.
     assert client.get("/healthz").status_code == 200
