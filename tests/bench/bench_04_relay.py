@@ -28,10 +28,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import text
 
-from app import events as app_events
+from app.core.events import envelope_from_row
 from app.core.kafka import ensure_topics, producer_settings
 from app.core.outbox import capture_slot, engine_slot_name
-from outbox_relay import relay as relay_module
 from outbox_relay.pgoutput import lsn_to_int
 from tests.bench import big_session, report
 from tests.bench.stack import drop_capture_slot, wal_head
@@ -54,10 +53,9 @@ def _bare_producer(config, engine, count: int) -> dict:
     with engine.connect() as db:
         rows = db.execute(text("SELECT id, aggregate_type, aggregate_id, event_type, version, payload, "
                                "created_at FROM events ORDER BY created_at, seq LIMIT 20000")).all()
-    envelope_of = getattr(app_events, "envelope_from_row", None) or relay_module.envelope_of
     messages = []
     for row in rows:
-        envelope = envelope_of(row)
+        envelope = envelope_from_row(row)
         messages.append((envelope.to_json(), str(row.aggregate_id).encode(), envelope.headers()))
     producer = Producer(producer_settings(config, **{"client.id": "bench-bare"}))
     delivered = [0]
