@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from app.core.config import describe
 from scripts.stack import cluster as cluster_module
 from scripts.stack import single as single_module
 from scripts.stack.monitoring import ALERT_RULES, postgres_dsn
@@ -19,10 +20,10 @@ JOBS = {"web", "relay", "worker", "ingest", "redis", "postgres"}  # the jobs the
 def stack_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(single_module, "STACK_DIR", tmp_path)
     monkeypatch.setattr(cluster_module, "CLUSTER_DIR", tmp_path / "cluster")
+    for name, _default, _meaning in describe():  # every setting at its default, whatever this shell sets
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
     monkeypatch.setenv("OPS_PASSWORD", "p" * 20)
-    for name in ("PROMETHEUS_PORT", "REDIS_EXPORTER_PORT", "POSTGRES_EXPORTER_PORT", "INGEST_METRICS_PORT"):
-        monkeypatch.delenv(name, raising=False)
     return tmp_path
 
 
