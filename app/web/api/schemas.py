@@ -66,6 +66,8 @@ class QuestionBody(Strict):
     time_limit_s: Annotated[int, Field(ge=5, le=240), WHOLE] = 20
     points: Literal[0, 1000, 2000] = 1000
     image_id: Id | None = None
+    # What a screen reader says for the picture (players who cannot see it still learn what it shows).
+    image_alt: Annotated[str, StringConstraints(max_length=250), TRIMMED] | None = None
     model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(anyOf=copy.deepcopy(_KIND_RULES)))
 
     @field_validator("points", mode="before")
@@ -101,6 +103,8 @@ class QuestionBody(Strict):
 class QuizBody(Strict):
     title: Title
     questions: Annotated[list[QuestionBody], Field(min_length=1, max_length=100)]
+    # Seconds each question shows before its answers open; absent: the service's QUESTION_GET_READY_S.
+    get_ready_s: Annotated[int, Field(ge=0, le=5), WHOLE] | None = None
 
 
 class JoinBody(Strict):
@@ -114,6 +118,12 @@ class RejoinBody(Strict):
 
 class LockBody(Strict):
     locked: bool
+
+
+class ExtendBody(Strict):
+    """More time for the open question (host): the deadline moves later by `seconds`."""
+
+    seconds: Annotated[int, Field(ge=1, le=60), WHOLE] = 10
 
 
 class AnswerBody(Strict):
