@@ -347,7 +347,8 @@ def find_due_questions(db: Session) -> list[Row]:
             FROM quiz_sessions s
             WHERE s.{rules.OPEN_SQL} AND (
                 s.question_deadline <= clock_timestamp()
-                OR (SELECT count(*) FROM participant_answers a
+                OR (SELECT count(*) FROM participant_answers a  -- a removed player's answer waits for nobody
+                    JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
                     WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)
                    >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p
                                    WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL))
