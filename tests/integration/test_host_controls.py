@@ -11,6 +11,7 @@ from app.core.events import envelope_from_row
 from app.quiz.board.apply import apply_event
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.scripts import APPLIED, DUPLICATE, session_board_scripts
+from app.quiz.service import sessions as session_service
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import (
     drain,
@@ -207,3 +208,19 @@ def test_a_quiz_sets_how_long_its_questions_get_ready(api: Api):
     unset = api.post("/api/v1/quizzes", {"title": "Pace", "questions": sample_questions(1)}, token=host.token,
                      expect=201).get_json()
     assert unset["get_ready_s"] is None
+
+
+def test_a_removed_players_answer_does_not_close_the_question_for_the_others(api: Api, app):
+    host = api.host()
+    sid = api.live_session(host, sample_questions(1, time_limit_s=240))["id"]
+    ada, bo, cy = (api.join(sid, api.guest()) for _ in range(3))
+    question = api.next_question(sid, host)
+    for player in (ada, cy):
+        api.answer(sid, player, question["question_id"], 0)
+    api.delete(f"/api/v1/sessions/{sid}/participants/{cy.participant_id}", token=host.token, expect=200)
+    with app.app_context():
+        from app.web.extensions import get_db
+
+        assert sid not in {str(due.id) for due in session_service.find_due_questions(get_db())}  # Bo has not answered
+        api.answer(sid, bo, question["question_id"], 0)
+        assert sid in {str(due.id) for due in session_service.find_due_questions(get_db())}
