@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta
 
 from playwright.sync_api import Browser, expect
+from sqlalchemy import text
 
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab, _register_host
@@ -109,6 +110,45 @@ def test_the_host_skips_a_question_adds_time_and_removes_a_player_mid_game(live_
 
         tab.page.set_viewport_size(PHONE)
         tab.check("p04-scoreboard-phone")
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.context.close()
+
+
+def test_the_hosts_screen_says_get_ready_until_the_answers_open(live_stack, browser: Browser, engine):
+    http = Api(HttpClient(live_stack.base_url))
+    tab = ClassTab(browser, live_stack.base_url, "get-ready-host", PHONE)
+    try:
+        _register_host(tab)
+        token = tab.stored("livequiz.host")["token"]
+        quiz = http.post("/api/v1/quizzes", {"title": "Ready", "get_ready_s": 5, "questions": [
+            {"text": "2 + 2?", "choices": ["4", "5"], "correct_choice": 0, "time_limit_s": 60}]},
+            token=token, expect=201).get_json()
+        tab.page.reload()
+        tab.by("quiz-host").click()
+        expect(tab.by("join-code")).to_have_text(re.compile(r"^\d{6}$"), timeout=WAIT_MS)
+        sid = tab.stored("livequiz.host")["session_id"]
+        http.join(sid, http.guest())
+        tab.by("next-question").click()
+        expect(tab.by("get-ready")).to_be_visible(timeout=WAIT_MS)
+        # The answers open a while later: a state that holds however long the page takes to look.
+        with engine.begin() as connection:
+            connection.execute(text("""UPDATE quiz_sessions SET question_opened_at = question_opened_at + interval '1 hour',
+                                       question_deadline = question_deadline + interval '1 hour' WHERE id = :s"""),
+                               {"s": sid})
+        tab.page.reload()
+        expect(tab.by("get-ready")).to_be_visible(timeout=WAIT_MS)
+        expect(tab.by("question-status")).to_have_text("Get ready")
+        expect(tab.by("countdown")).to_be_hidden()
+        tab.check("p05-get-ready-phone")
+        with engine.begin() as connection:
+            connection.execute(text("""UPDATE quiz_sessions SET question_opened_at = clock_timestamp(),
+                                       question_deadline = clock_timestamp() + interval '60 seconds' WHERE id = :s"""),
+                               {"s": sid})
+        tab.page.reload()
+        expect(tab.by("question-status")).to_have_text("Open", timeout=WAIT_MS)
+        expect(tab.by("countdown")).to_be_visible()
+        expect(tab.by("get-ready")).to_be_hidden()
         assert tab.errors == [], tab.errors
     finally:
         tab.context.close()

@@ -747,6 +747,7 @@ function showQuestion(q, { closed = false } = {}) {
     : q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
   $("question-status").textContent = closed ? "Closed" : "Open";
   $("host-question").dataset.closed = String(closed);
+  $("host-question").dataset.waiting = "false";
   $("question-text").textContent = q.text;
   const image = $("question-image");
   image.hidden = !q.image_url;
@@ -766,6 +767,9 @@ function showQuestion(q, { closed = false } = {}) {
     announce(`Question ${q.position + 1}: ${q.text}`);
     const wait = q.opened_at ? serverClock.remainingMs(q.opened_at) : 0;
     if (wait > 0) {
+      // Answers are not open yet: no "Open" badge, and no timer bubble until its time runs.
+      $("question-status").textContent = "Get ready";
+      $("host-question").dataset.waiting = "true";
       $("get-ready").hidden = false;
       state.stopCountdown = startCountdown({ deadline: q.opened_at, totalS: wait / 1000,
         numberEl: $("get-ready-count"), onEnd: () => { if (state.question === q) startTimer(q); } });
@@ -779,6 +783,7 @@ function showQuestion(q, { closed = false } = {}) {
 /** The open question's countdown, to its deadline (which "+10 s" moves). */
 function startTimer(q) {
   $("get-ready").hidden = true;
+  $("host-question").dataset.waiting = "false";
   state.stopCountdown();
   $("question-status").textContent = "Open";
   state.stopCountdown = startCountdown({
@@ -807,6 +812,7 @@ function showClosed(message) {
   state.status = "question_closed";
   $("question-status").textContent = "Closed";
   $("host-question").dataset.closed = "true";
+  $("host-question").dataset.waiting = "false";
   $("get-ready").hidden = true;
   $("answered").hidden = true;
   const bar = document.querySelector("[data-testid=host-question] .timebar-fill");
