@@ -9,8 +9,10 @@ from sqlalchemy import text
 from app.core import redis_keys
 from app.core.events import envelope_from_row
 from app.quiz.board.apply import apply_event
+from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.scripts import APPLIED, DUPLICATE, session_board_scripts
+from app.quiz.board.verify import compare_session_board
 from app.quiz.service import sessions as session_service
 from tests.helpers import Api, sample_questions
 from tests.integration.worker_support import (
@@ -224,3 +226,30 @@ def test_a_removed_players_answer_does_not_close_the_question_for_the_others(api
         assert sid not in {str(due.id) for due in session_service.find_due_questions(get_db())}  # Bo has not answered
         api.answer(sid, bo, question["question_id"], 0)
         assert sid in {str(due.id) for due in session_service.find_due_questions(get_db())}
+
+
+def test_a_player_put_back_mid_question_leaves_redis_as_postgres_has_it(api: Api, engine, redis_client):
+    host = api.host()
+    questions = sample_questions(1, time_limit_s=240)
+    sid = api.live_session(host, questions)["id"]
+    rebuild_session_board(engine, redis_client, sid)
+    ada, bo = api.join(sid, api.guest()), api.join(sid, api.guest())
+    api.join(sid, api.guest())  # has not answered: the question stays open
+    question = api.next_question(sid, host)
+    for player in (ada, bo):
+        api.answer(sid, player, question["question_id"], questions[0]["correct_choice"])
+    place = f"/api/v1/sessions/{sid}/participants/{bo.participant_id}"
+    api.delete(place, token=host.token, expect=200)
+    api.post(f"{place}/restore", token=host.token, expect=200)
+    seen: set = set()
+    assert set(_apply_rows(redis_client, _new_rows(engine, sid, seen))) == {APPLIED}
+    assert compare_session_board(engine, redis_client, sid) == []
+    pending = SessionKeys.of(sid).pending
+    applied_pending = redis_client.hgetall(pending)
+    assert set(applied_pending) == {ada.participant_id.encode()}  # Bo's answer counts for nothing
+    rebuild_session_board(engine, redis_client, sid)
+    assert redis_client.hgetall(pending) == applied_pending
+    api.close_question(sid, host)
+    _apply_rows(redis_client, _new_rows(engine, sid, seen))
+    assert compare_session_board(engine, redis_client, sid) == []
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid) and pg_scores(engine, sid)[bo.participant_id] == 0

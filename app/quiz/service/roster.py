@@ -56,20 +56,21 @@ def list_players(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict
 def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
                        participant_id: uuid.UUID) -> dict[str, Any]:
     """The host removes a player: off the board at once, their account cannot join or answer until put
-    back, and their answer to the open question scores nothing. FOR UPDATE on the session waits for the
+    back, their answer to the open question scores nothing, and their streak ends. FOR UPDATE on the session waits for the
     answers in flight (they hold KEY SHARE)."""
     with db.begin():
         session = lock_for_host(db, host_id, session_id)
         removed = db.execute(text(f"""
-            UPDATE quiz_session_participants SET removed_at = :now, removals = removals + 1
+            UPDATE quiz_session_participants SET removed_at = :now, removals = removals + 1, streak = 0
             WHERE id = :p AND quiz_session_id = :s AND removed_at IS NULL
             RETURNING removals, {_PLAYERS_LEFT} - 1 AS player_count"""),
             {"p": participant_id, "s": session_id, "now": session.now}).one_or_none()
         if removed is None:
             raise NotFound("not_found", "no such player in this session")
-        # The open question's answer, not yet counted, now counts for nothing (the board drops it too).
+        # The open question's answer counts for nothing, and is done with: its close adds nothing to a
+        # player who may be back by then (the board drops the held answer too, so both agree).
         db.execute(text("""
-            UPDATE participant_answers SET points = 0, streak = 0
+            UPDATE participant_answers SET points = 0, streak = 0, counted = true
             WHERE quiz_session_participant_id = :p AND NOT counted"""), {"p": participant_id})
         record_event(db, SESSION_EVENTS, session_id, "participant_removed", ParticipantRemoved(
             participant_id=participant_id, player_count=removed.player_count, removed_at=session.now,
