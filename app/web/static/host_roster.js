@@ -1,5 +1,6 @@
 // The host's list of players during a game: who answered the open question, each player's rejoin code
-// (for a student whose phone died), and Remove / Undo at any time.
+// (for a student whose phone died; hidden until asked for, since the host's screen is often projected),
+// and Remove / Undo at any time.
 import { h, announce } from "./common.js";
 
 const REFRESH_AFTER_MS = 400;  // a burst of arrivals or answers reads the list once
@@ -12,13 +13,15 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
   let timer = null;
   let reading = false;
   let again = false;
+  let players = [];
+  const codesShown = new Set();  // participant ids whose rejoin code the host chose to show
 
   async function read() {
     if (!sessionId) return;
     if (reading) { again = true; return; }
     reading = true;
     try {
-      const { players } = await call(`/sessions/${sessionId}/participants`);
+      ({ players } = await call(`/sessions/${sessionId}/participants`));
       render(players);
       onAnswered(players.filter((p) => p.answered && !p.removed).length);
     } catch (err) {
@@ -34,6 +37,14 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
     timer = setTimeout(read, REFRESH_AFTER_MS);
   }
 
+  function toggleCode(player) {
+    if (codesShown.has(player.participant_id)) codesShown.delete(player.participant_id);
+    else codesShown.add(player.participant_id);
+    render(players);
+    listEl.querySelector(`[data-participant="${CSS.escape(player.participant_id)}"] [data-testid=roster-show-code]`)
+      ?.focus();
+  }
+
   function render(players) {
     emptyEl.hidden = players.length > 0;
     listEl.replaceChildren(...players.map((p) => h("li", {
@@ -42,9 +53,14 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
     h("span", { class: "roster-name", dataset: { testid: "roster-name" } }, p.nickname),
     h("span", { class: "roster-state muted small", dataset: { testid: "roster-state" } },
       p.removed ? "removed" : p.answered ? "answered" : ""),
-    p.rejoin_code && !p.removed ? h("span", { class: "roster-code muted small", title: "Rejoin code",
-      "aria-label": `rejoin code ${p.rejoin_code.split("").join(" ")}` },
+    p.rejoin_code && !p.removed && codesShown.has(p.participant_id) ? h("span", {
+      class: "roster-code muted small", dataset: { testid: "roster-code" } },
     `${p.rejoin_code.slice(0, 3)}-${p.rejoin_code.slice(3)}`) : null,
+    p.rejoin_code && !p.removed && !ended ? h("button", {
+      type: "button", class: "btn btn-ghost btn-small", dataset: { testid: "roster-show-code" },
+      "aria-expanded": String(codesShown.has(p.participant_id)),
+      "aria-label": `Code: ${codesShown.has(p.participant_id) ? "hide" : "show"} ${p.nickname}'s rejoin code`,
+      onclick: () => toggleCode(p) }, "Code") : null,
     ended ? null : p.removed
       ? h("button", { type: "button", class: "btn btn-ghost btn-small", dataset: { testid: "roster-restore" },
         "aria-label": `Undo: put ${p.nickname} back in the game`, onclick: () => restore(p) }, "Undo")
@@ -82,6 +98,8 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
     follow(id, { isEnded = false } = {}) {
       sessionId = id;
       ended = isEnded;
+      players = [];
+      codesShown.clear();
       listEl.replaceChildren();
       if (id) read();
     },
