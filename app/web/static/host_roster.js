@@ -50,12 +50,13 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
     listEl.replaceChildren(...players.map((p) => h("li", {
       class: `roster-item${p.removed ? " removed" : ""}`, dataset: { testid: "roster-player", participant: p.participant_id },
     },
-    h("span", { class: "roster-name", dataset: { testid: "roster-name" } }, p.nickname),
-    h("span", { class: "roster-state muted small", dataset: { testid: "roster-state" } },
-      p.removed ? "removed" : p.answered ? "answered" : ""),
-    p.rejoin_code && !p.removed && codesShown.has(p.participant_id) ? h("span", {
-      class: "roster-code muted small", dataset: { testid: "roster-code" } },
-    `${p.rejoin_code.slice(0, 3)}-${p.rejoin_code.slice(3)}`) : null,
+    h("div", { class: "roster-who" },
+      h("span", { class: "roster-name", dataset: { testid: "roster-name" } }, p.nickname),
+      h("span", { class: "roster-meta muted small" },
+        h("span", { dataset: { testid: "roster-state" } }, p.removed ? "removed" : p.answered ? "answered" : ""),
+        p.rejoin_code && !p.removed && codesShown.has(p.participant_id) ? h("span", {
+          class: "roster-code", dataset: { testid: "roster-code" } },
+        `${p.rejoin_code.slice(0, 3)}-${p.rejoin_code.slice(3)}`) : null)),
     p.rejoin_code && !p.removed && !ended ? h("button", {
       type: "button", class: "btn btn-ghost btn-small", dataset: { testid: "roster-show-code" },
       "aria-expanded": String(codesShown.has(p.participant_id)),
