@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from tests.e2e.room_client import RoomClient
-from tests.helpers import Api, HttpClient, sample_questions
+from tests.helpers import Api, HttpClient, sample_questions, wait_until
 
 
 @pytest.fixture()
@@ -28,9 +28,10 @@ def test_every_screen_hears_more_time_and_a_player_put_back(live_stack, http: Ap
     try:
         hosting.wait_type("snapshot")
         watching.wait_type("snapshot")
-        earned = hosting.wait_for(lambda m: m["type"] == "leaderboard" and any(
-            e["participant_id"] == removed.participant_id and e["score"] > 0 for e in m["entries"]))
-        score = next(e["score"] for e in earned["entries"] if e["participant_id"] == removed.participant_id)
+        # Both answered: the question closes by itself, and the board shows the points.
+        score = wait_until(lambda: next((e["score"] for e in http.get(
+            f"/api/v1/sessions/{sid}/leaderboard", token=host.token, expect=200).get_json()["entries"]
+            if e["participant_id"] == removed.participant_id and e["score"] > 0), None), "the points on the board")
 
         second = http.next_question(sid, host)
         extended = http.post(f"/api/v1/sessions/{sid}/questions/extend", {"seconds": 10}, token=host.token,

@@ -171,8 +171,16 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
     instant = datetime.fromisoformat
     assert instant(extended["deadline"]) - instant(opened["deadline"]) == timedelta(seconds=10)
     assert (extended["added_s"], extended["extra_s"]) == (10, 10)
+    # A retry sent with the deadline its sender saw extends nothing more, and says so.
+    retried = api.post(extend, {"seconds": 10, "deadline": opened["deadline"]}, token=host.token,
+                       expect=200).get_json()
+    assert retried["replayed"] is True and retried["extra_s"] == 10
+    assert instant(retried["deadline"]) == instant(extended["deadline"])
+    api.post(extend, {"seconds": 10, "deadline": "yesterday"}, token=host.token, expect=400)
+    again = api.post(extend, {"seconds": 5, "deadline": extended["deadline"]}, token=host.token, expect=200).get_json()
+    assert (again["replayed"], again["extra_s"]) == (False, 15)
     current = api.get(f"/api/v1/sessions/{sid}", token=player.token, expect=200).get_json()["current_question"]
-    assert instant(current["deadline"]) == instant(extended["deadline"])
+    assert instant(current["deadline"]) == instant(again["deadline"])
     # The question's own time has passed; the extra seconds keep it open.
     with engine.begin() as connection:
         connection.execute(text("""
@@ -182,7 +190,7 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
             WHERE id = :s"""), {"s": sid})
     api.answer(sid, player, opened["question_id"], questions[0]["correct_choice"], expect=201)
     api.post(extend, {"seconds": 60}, token=host.token, expect=200)
-    refused = api.post(extend, {"seconds": 60}, token=host.token, expect=409)
+    refused = api.post(extend, {"seconds": 50}, token=host.token, expect=409)
     assert _error(refused) == "too_much_time" and refused.get_json()["error"]["max_extra_s"] == 120
     with engine.begin() as connection:
         connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() - interval '1 second' "

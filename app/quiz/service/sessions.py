@@ -294,10 +294,14 @@ def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | N
         return _close_open_question(db, session, reason)
 
 
-def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seconds: int) -> dict[str, Any]:
+def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seconds: int,
+                    seen_deadline: datetime | None = None) -> dict[str, Any]:
     """More time for the open question: its deadline moves `seconds` later, up to rules.MAX_EXTRA_S beyond
     its time limit in all. The timers close by the deadline in PostgreSQL, and the answers are judged
-    by it, so the new deadline holds everywhere at once; the rooms hear it from the event."""
+    by it, so the new deadline holds everywhere at once; the rooms hear it from the event.
+
+    With `seen_deadline` (the deadline the host saw), a question whose deadline is another one now was
+    extended already: a retry gets the question as it is (`replayed`), not one more extension."""
     with db.begin():
         session = lock_for_host(db, host_id, session_id)
         try:
@@ -309,6 +313,11 @@ def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seco
             JOIN questions q ON q.id = s.current_question_id WHERE s.id = :s"""), {"s": session_id}).one()
         if row.question_deadline <= session.now:
             raise Conflict("question_closed", "the question's time is up: it is closing")
+        if seen_deadline is not None and seen_deadline != row.question_deadline:
+            return {"question_id": str(session.current_question_id), "position": session.position,
+                    "deadline": row.question_deadline.isoformat().replace("+00:00", "Z"), "added_s": 0,
+                    "extra_s": round((row.question_deadline - row.question_opened_at).total_seconds())
+                    - row.time_limit_s, "replayed": True}
         deadline = row.question_deadline + timedelta(seconds=seconds)
         extra_s = round((deadline - row.question_opened_at).total_seconds()) - row.time_limit_s
         if extra_s > rules.MAX_EXTRA_S:
@@ -319,7 +328,7 @@ def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seco
         extended = QuestionExtended(question_id=session.current_question_id, position=session.position,
                                     deadline=deadline, added_s=seconds, extra_s=extra_s, extended_at=session.now)
         record_event(db, SESSION_EVENTS, session_id, "question_extended", extended)
-    return extended.model_dump(mode="json")
+    return {**extended.model_dump(mode="json"), "replayed": False}
 
 
 def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.core.validation import TRIMMED, WHOLE, Id, Integer, Query, Strict, whole
 from app.leaderboards.domain import MAX_EXACT
@@ -121,9 +121,19 @@ class LockBody(Strict):
 
 
 class ExtendBody(Strict):
-    """More time for the open question (host): the deadline moves later by `seconds`."""
+    """More time for the open question (host): the deadline moves later by `seconds`. With `deadline`,
+    the one the host's screen shows, a retry is safe: a question whose deadline moved since is not
+    extended again."""
 
     seconds: Annotated[int, Field(ge=1, le=60), WHOLE] = 10
+    deadline: Annotated[AwareDatetime, Field(strict=False)] | None = None
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def deadline_is_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):  # a number would pass as a Unix time
+            raise ValueError("an ISO 8601 date and time with its offset, as the question's deadline reads")
+        return value
 
 
 class AnswerBody(Strict):

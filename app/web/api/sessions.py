@@ -156,12 +156,13 @@ def close_question(session_id: str):
 
 @endpoint(bp, "/<session_id>/questions/extend", methods=["POST"], summary="More time for the open question "
           "(host): its deadline moves `seconds` later", body=ExtendBody, body_required=False, responses={
-              200: "the new deadline (question_extended)", 403: "not_host", 404: "no such session",
+              200: "the new deadline (question_extended); replayed: the deadline had moved from the one sent, "
+                   "so nothing changed (a retry)", 403: "not_host", 404: "no such session",
               409: "no_open_question, question_closed (its time is up) or too_much_time (max_extra_s)"})
 def extend_question(session_id: str):
     body = parse_optional_body(ExtendBody)
     return jsonify(sessions.extend_question(get_db(), current_principal().user_id,
-                                            parse_uuid(session_id, "session"), body.seconds))
+                                            parse_uuid(session_id, "session"), body.seconds, body.deadline))
 
 
 @endpoint(bp, "/<session_id>/end", methods=["POST"], summary="End the session (host)",

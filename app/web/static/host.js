@@ -877,12 +877,12 @@ function updateControls() {
   end.classList.toggle("btn-danger", !(state.status === "question_closed" && !more));
 }
 
-async function hostAction(path, apply) {
+async function hostAction(path, apply, body = undefined) {
   state.busy = true;
   updateControls();
   $("control-error").textContent = "";
   try {
-    apply(await call(`/sessions/${state.sessionId}${path}`, { method: "POST" }));
+    apply(await call(`/sessions/${state.sessionId}${path}`, { method: "POST", body }));
   } catch (err) {
     if (err.status === 401) return;
     $("control-error").textContent = err.message;
@@ -901,7 +901,9 @@ $("next-question").addEventListener("click", () => hostAction("/questions/next",
   showQuestion({ ...opened, id: opened.question_id, answered: 0 });
 }));
 $("close-question").addEventListener("click", () => hostAction("/questions/close", showClosed));
-$("add-time").addEventListener("click", () => hostAction("/questions/extend", extendQuestion));
+// The deadline on screen makes a retry safe: the server extends a question only from that deadline.
+$("add-time").addEventListener("click", () => hostAction("/questions/extend", extendQuestion,
+  { seconds: 10, deadline: state.question?.deadline }));
 $("end-session").addEventListener("click", () => {
   const last = state.status === "question_closed" && (state.question?.position ?? -1) + 1 >= state.questionCount;
   if (!last && !window.confirm("End the game now for everyone?")) return;
