@@ -180,8 +180,8 @@ class World(BoardsWorld):
                 room.removable.append(removable.participant_id)
                 room.participant_ids += [mover.participant_id, removable.participant_id]
             gone = self.api.join(room.id, self.api.guest())  # removed already: for the host to put back
-            self.api.delete(f"/api/v1/sessions/{room.id}/participants/{gone.participant_id}", token=host.token,
-                            expect=200)
+            self.api.delete(f"/api/v1/sessions/{room.id}/participants/{gone.participant_id}",
+                            token=host.token, expect=200)
             room.removed.append(gone.participant_id)
             room.participant_ids.append(gone.participant_id)
         for _ in range(asked):
@@ -284,9 +284,11 @@ class World(BoardsWorld):
             # answers 200 and leaves them in the room, still there to remove.
             aimed = real(path_parameters, "participant_id", target)
             if aimed and method == "DELETE" and target in room.removable:
-                self._effect = lambda response, room=room, target=target: _move(target, room.removable, room.removed)
+                self._effect = lambda response, room=room, target=target: _move(
+                    target, room.removable, room.removed)
             elif aimed and restoring and target in room.removed:
-                self._effect = lambda response, room=room, target=target: _move(target, room.removed, room.removable)
+                self._effect = lambda response, room=room, target=target: _move(
+                    target, room.removed, room.removable)
         if path == "/api/v1/sessions" and re.fullmatch(r"[0-9]{6}", str(query.get("join_code"))):
             live = [r for r in self.rooms if r not in self.ended]
             real(query, "join_code", rnd.choice(live if rnd.random() < 0.85 else self.ended).join_code)

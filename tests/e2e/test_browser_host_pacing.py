@@ -22,12 +22,13 @@ def _write_quiz(host: ClassTab) -> None:
     expect(host.by("quiz-form")).to_be_visible(timeout=WAIT_MS)
     host.by("quiz-title").fill("Paced quiz")
     host.by("quiz-get-ready").select_option("0")
-    for index, (text, choices) in enumerate((("2 + 2?", ("4", "5")), ("Capital of France?", ("Paris", "Rome")),
-                                             ("Largest ocean?", ("Pacific", "Arctic")))):
+    questions = (("2 + 2?", ("4", "5")), ("Capital of France?", ("Paris", "Rome")),
+                 ("Largest ocean?", ("Pacific", "Arctic")))
+    for index, (asked, choices) in enumerate(questions):
         if index:
             host.by("add-question").click()
         card = host.by("question-card").nth(index)
-        card.get_by_test_id("q-text").fill(text)
+        card.get_by_test_id("q-text").fill(asked)
         for i, label in enumerate(choices):
             card.get_by_test_id(f"q-choice-{i}").fill(label)
         for extra in (3, 2):
@@ -124,7 +125,7 @@ def test_the_hosts_screen_says_get_ready_until_the_answers_open(live_stack, brow
     try:
         _register_host(tab)
         token = tab.stored("livequiz.host")["token"]
-        quiz = http.post("/api/v1/quizzes", {"title": "Ready", "get_ready_s": 5, "questions": [
+        http.post("/api/v1/quizzes", {"title": "Ready", "get_ready_s": 5, "questions": [
             {"text": "2 + 2?", "choices": ["4", "5"], "correct_choice": 0, "time_limit_s": 60}]},
             token=token, expect=201).get_json()
         tab.page.reload()
@@ -136,8 +137,10 @@ def test_the_hosts_screen_says_get_ready_until_the_answers_open(live_stack, brow
         expect(tab.by("get-ready")).to_be_visible(timeout=WAIT_MS)
         # The answers open a while later: a state that holds however long the page takes to look.
         with engine.begin() as connection:
-            connection.execute(text("""UPDATE quiz_sessions SET question_opened_at = question_opened_at + interval '1 hour',
-                                       question_deadline = question_deadline + interval '1 hour' WHERE id = :s"""),
+            connection.execute(text("""
+                UPDATE quiz_sessions SET question_opened_at = question_opened_at + interval '1 hour',
+                                         question_deadline = question_deadline + interval '1 hour'
+                WHERE id = :s"""),
                                {"s": sid})
         tab.page.reload()
         expect(tab.by("get-ready")).to_be_visible(timeout=WAIT_MS)
@@ -145,8 +148,10 @@ def test_the_hosts_screen_says_get_ready_until_the_answers_open(live_stack, brow
         expect(tab.by("countdown")).to_be_hidden()
         tab.check("p05-get-ready-phone")
         with engine.begin() as connection:
-            connection.execute(text("""UPDATE quiz_sessions SET question_opened_at = clock_timestamp(),
-                                       question_deadline = clock_timestamp() + interval '60 seconds' WHERE id = :s"""),
+            connection.execute(text("""
+                UPDATE quiz_sessions SET question_opened_at = clock_timestamp(),
+                                         question_deadline = clock_timestamp() + interval '60 seconds'
+                WHERE id = :s"""),
                                {"s": sid})
         tab.page.reload()
         expect(tab.by("question-status")).to_have_text("Open", timeout=WAIT_MS)

@@ -29,9 +29,11 @@ def test_every_screen_hears_more_time_and_a_player_put_back(live_stack, http: Ap
         hosting.wait_type("snapshot")
         watching.wait_type("snapshot")
         # Both answered: the question closes by itself, and the board shows the points.
-        score = wait_until(lambda: next((e["score"] for e in http.get(
-            f"/api/v1/sessions/{sid}/leaderboard", token=host.token, expect=200).get_json()["entries"]
-            if e["participant_id"] == removed.participant_id and e["score"] > 0), None), "the points on the board")
+        board = f"/api/v1/sessions/{sid}/leaderboard"
+        score = wait_until(lambda: next((
+            e["score"] for e in http.get(board, token=host.token, expect=200).get_json()["entries"]
+            if e["participant_id"] == removed.participant_id and e["score"] > 0), None),
+            "the points on the board")
 
         second = http.next_question(sid, host)
         extended = http.post(f"/api/v1/sessions/{sid}/questions/extend", {"seconds": 10}, token=host.token,

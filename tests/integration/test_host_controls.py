@@ -50,7 +50,8 @@ def _new_rows(engine, sid, seen: set) -> list:
     return rows
 
 
-def test_a_player_removed_mid_game_comes_back_with_the_points_they_had(api: Api, topics, engine, redis_client):
+def test_a_player_removed_mid_game_comes_back_with_the_points_they_had(api: Api, topics, engine,
+                                                                         redis_client):
     host = api.host()
     questions = sample_questions(3, time_limit_s=240)
     sid = api.live_session(host, questions)["id"]
@@ -69,7 +70,8 @@ def test_a_player_removed_mid_game_comes_back_with_the_points_they_had(api: Api,
     assert api.post(f"{place}/restore", token=host.token, expect=200).get_json()["player_count"] == 2
     assert _error(api.post(f"{place}/restore", token=host.token, expect=404)) == "not_found"
     # Back in the game: the same place, and the answer given before the removal counts for nothing.
-    assert _error(api.post(f"/api/v1/sessions/{sid}/join", token=removed.token, expect=409)) == "already_joined"
+    rejoined = api.post(f"/api/v1/sessions/{sid}/join", token=removed.token, expect=409)
+    assert _error(rejoined) == "already_joined"
     api.close_question(sid, host)
     assert pg_scores(engine, sid)[removed.participant_id] == earned
     third = api.next_question(sid, host)
@@ -79,7 +81,8 @@ def test_a_player_removed_mid_game_comes_back_with_the_points_they_had(api: Api,
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
     board = api.get(f"/api/v1/sessions/{sid}/leaderboard", token=host.token, expect=200).get_json()
     assert {e["participant_id"] for e in board["entries"]} == {kept.participant_id, removed.participant_id}
-    players = api.get(f"/api/v1/sessions/{sid}/participants", token=host.token, expect=200).get_json()["players"]
+    listed = api.get(f"/api/v1/sessions/{sid}/participants", token=host.token, expect=200).get_json()
+    players = listed["players"]
     mine = next(p for p in players if p["participant_id"] == removed.participant_id)
     assert (mine["removed"], mine["answered"], mine["rejoin_code"]) == (False, True, removed.rejoin_code)
     api.get(f"/api/v1/sessions/{sid}/participants", token=kept.token, expect=403)
@@ -110,7 +113,8 @@ def test_a_second_removal_and_its_undo_are_facts_of_their_own(api: Api, engine, 
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
 
 
-def test_a_rebuild_during_removals_restores_and_extensions_equals_the_applied_board(api: Api, engine, redis_client):
+def test_a_rebuild_during_removals_restores_and_extensions_equals_the_applied_board(api: Api, engine,
+                                                                                      redis_client):
     host = api.host()
     questions = sample_questions(2, time_limit_s=240)
     sid = api.live_session(host, questions)["id"]
@@ -120,7 +124,8 @@ def test_a_rebuild_during_removals_restores_and_extensions_equals_the_applied_bo
     for player in players:
         api.answer(sid, player, first["question_id"], questions[0]["correct_choice"])
     api.close_question(sid, host)
-    api.delete(f"/api/v1/sessions/{sid}/participants/{players[1].participant_id}", token=host.token, expect=200)
+    participants = f"/api/v1/sessions/{sid}/participants"
+    api.delete(f"{participants}/{players[1].participant_id}", token=host.token, expect=200)
     second = api.next_question(sid, host)
     seen: set = set()
     assert set(_apply_rows(redis_client, _new_rows(engine, sid, seen))) == {APPLIED}
@@ -128,9 +133,8 @@ def test_a_rebuild_during_removals_restores_and_extensions_equals_the_applied_bo
 
     def between_snapshot_and_swap() -> None:
         # Committed after the snapshot, applied live: the swap replays them onto the rebuilt board.
-        api.post(f"/api/v1/sessions/{sid}/participants/{players[1].participant_id}/restore", token=host.token,
-                 expect=200)
-        api.delete(f"/api/v1/sessions/{sid}/participants/{players[2].participant_id}", token=host.token, expect=200)
+        api.post(f"{participants}/{players[1].participant_id}/restore", token=host.token, expect=200)
+        api.delete(f"{participants}/{players[2].participant_id}", token=host.token, expect=200)
         api.post(f"/api/v1/sessions/{sid}/questions/extend", {"seconds": 10}, token=host.token, expect=200)
         applied_live.extend(_new_rows(engine, sid, seen))
         assert _apply_rows(redis_client, applied_live) == [APPLIED] * 3
@@ -177,9 +181,11 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
     assert retried["replayed"] is True and retried["extra_s"] == 10
     assert instant(retried["deadline"]) == instant(extended["deadline"])
     api.post(extend, {"seconds": 10, "deadline": "yesterday"}, token=host.token, expect=400)
-    again = api.post(extend, {"seconds": 5, "deadline": extended["deadline"]}, token=host.token, expect=200).get_json()
+    again = api.post(extend, {"seconds": 5, "deadline": extended["deadline"]}, token=host.token,
+                     expect=200).get_json()
     assert (again["replayed"], again["extra_s"]) == (False, 15)
-    current = api.get(f"/api/v1/sessions/{sid}", token=player.token, expect=200).get_json()["current_question"]
+    seen = api.get(f"/api/v1/sessions/{sid}", token=player.token, expect=200).get_json()
+    current = seen["current_question"]
     assert instant(current["deadline"]) == instant(again["deadline"])
     # The question's own time has passed; the extra seconds keep it open.
     with engine.begin() as connection:
@@ -193,20 +199,21 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
     refused = api.post(extend, {"seconds": 50}, token=host.token, expect=409)
     assert _error(refused) == "too_much_time" and refused.get_json()["error"]["max_extra_s"] == 120
     with engine.begin() as connection:
-        connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() - interval '1 second' "
-                                "WHERE id = :s"), {"s": sid})
+        connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() "
+                                "- interval '1 second' WHERE id = :s"), {"s": sid})
     assert _error(api.post(extend, {"seconds": 10}, token=host.token, expect=409)) == "question_closed"
 
 
 def test_a_quiz_sets_how_long_its_questions_get_ready(api: Api):
     host = api.host()
     for get_ready_s in (0, 5):
-        quiz = api.post("/api/v1/quizzes", {"title": "Pace", "questions": sample_questions(1),
-                                            "get_ready_s": get_ready_s}, token=host.token, expect=201).get_json()
+        body = {"title": "Pace", "questions": sample_questions(1), "get_ready_s": get_ready_s}
+        quiz = api.post("/api/v1/quizzes", body, token=host.token, expect=201).get_json()
         assert quiz["get_ready_s"] == get_ready_s
-        assert api.get(f"/api/v1/quizzes/{quiz['id']}", token=host.token, expect=200).get_json()["get_ready_s"] == \
-            get_ready_s
-        sid = api.post(f"/api/v1/quizzes/{quiz['id']}/sessions", token=host.token, expect=201).get_json()["id"]
+        read = api.get(f"/api/v1/quizzes/{quiz['id']}", token=host.token, expect=200).get_json()
+        assert read["get_ready_s"] == get_ready_s
+        game = api.post(f"/api/v1/quizzes/{quiz['id']}/sessions", token=host.token, expect=201).get_json()
+        sid = game["id"]
         opened = api.next_question(sid, host)
         waited = datetime.fromisoformat(opened["opened_at"]) - datetime.fromisoformat(opened["shown_at"])
         assert waited == timedelta(seconds=get_ready_s)
@@ -231,7 +238,8 @@ def test_a_removed_players_answer_does_not_close_the_question_for_the_others(api
     with app.app_context():
         from app.web.extensions import get_db
 
-        assert sid not in {str(due.id) for due in session_service.find_due_questions(get_db())}  # Bo has not answered
+        due = {str(question.id) for question in session_service.find_due_questions(get_db())}
+        assert sid not in due  # Bo has not answered
         api.answer(sid, bo, question["question_id"], 0)
         assert sid in {str(due.id) for due in session_service.find_due_questions(get_db())}
 
@@ -260,4 +268,5 @@ def test_a_player_put_back_mid_question_leaves_redis_as_postgres_has_it(api: Api
     api.close_question(sid, host)
     _apply_rows(redis_client, _new_rows(engine, sid, seen))
     assert compare_session_board(engine, redis_client, sid) == []
-    assert redis_scores(redis_client, sid) == pg_scores(engine, sid) and pg_scores(engine, sid)[bo.participant_id] == 0
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    assert pg_scores(engine, sid)[bo.participant_id] == 0

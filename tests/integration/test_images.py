@@ -276,7 +276,8 @@ def test_a_picture_says_what_it_shows_to_a_screen_reader(api: Api):
     questions[0].update(image_id=picture["id"], image_alt="  A map of Europe with Paris circled ")
     questions[1]["image_alt"] = "no picture: nothing to describe"
     session = api.live_session(host, questions)
-    assert [q["image_alt"] for q in session["quiz"]["questions"]] == ["A map of Europe with Paris circled", None]
+    described = [q["image_alt"] for q in session["quiz"]["questions"]]
+    assert described == ["A map of Europe with Paris circled", None]
     player = api.join(session["id"], api.guest())
     assert api.next_question(session["id"], host)["image_alt"] == "A map of Europe with Paris circled"
     current = api.get(f"/api/v1/sessions/{session['id']}", token=player.token, expect=200).get_json()

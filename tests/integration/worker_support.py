@@ -79,8 +79,8 @@ def pg_scores(engine, session_id: str) -> dict[str, int]:
     """The board's players (the removed ones are off it) and their scores, from PostgreSQL."""
     with engine.connect() as connection:
         return {str(pid): score for pid, score in connection.execute(text(
-            "SELECT id, score FROM quiz_session_participants WHERE quiz_session_id = :s AND removed_at IS NULL"),
-            {"s": session_id})}
+            "SELECT id, score FROM quiz_session_participants "
+            "WHERE quiz_session_id = :s AND removed_at IS NULL"), {"s": session_id})}
 
 
 def pg_ranking(engine, session_id: str) -> list[str]:

@@ -4,9 +4,10 @@ batch of the session's events, lua/apply_batch.lua, which runs the same rule per
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
 `closed:<question id>`, `removed:<participant id>[:<n>]`, `restored:<participant id>:<n>` (the player's
-n-th removal and its undo), `extended:<question id>:<extra s>`, `ended`). The natural keys are what the rebuild can re-derive from the
-domain tables alone, after the relay pruned the published `events` rows; this module is their one
-owner (rebuild.py builds its snapshot's keys with the same functions, and the scripts receive them).
+n-th removal and its undo), `extended:<question id>:<extra s>`, `ended`). The natural keys are what the
+rebuild can re-derive from the domain tables alone, after the relay pruned the published `events` rows;
+this module is their one owner (rebuild.py builds its snapshot's keys with the same functions, and the
+scripts receive them).
 """
 from __future__ import annotations
 

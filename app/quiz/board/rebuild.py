@@ -110,8 +110,8 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
                 raise UnknownSession(str(session_id))
             epoch = session_epoch_ms(session.created_at)
             everyone = connection.execute(text(
-                "SELECT id, nickname, score, score_reached_at, removed_at, removals FROM quiz_session_participants "
-                "WHERE quiz_session_id = :s"), {"s": session_id}).all()
+                "SELECT id, nickname, score, score_reached_at, removed_at, removals "
+                "FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id}).all()
             players = [(str(p.id), p.nickname, p.score, reached_ms(epoch, instant_ms(p.score_reached_at)))
                        for p in everyone if p.removed_at is None]
             applied = ["session"] + [joined_key(p.id) for p in everyone]

@@ -56,8 +56,8 @@ def list_players(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict
 def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
                        participant_id: uuid.UUID) -> dict[str, Any]:
     """The host removes a player: off the board at once, their account cannot join or answer until put
-    back, their answer to the open question scores nothing, and their streak ends. FOR UPDATE on the session waits for the
-    answers in flight (they hold KEY SHARE)."""
+    back, their answer to the open question scores nothing, and their streak ends. FOR UPDATE on the
+    session waits for the answers in flight (they hold KEY SHARE)."""
     with db.begin():
         session = lock_for_host(db, host_id, session_id)
         removed = db.execute(text(f"""

@@ -249,7 +249,8 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
         session = lock_for_host(db, host_id, session_id)
         next_position = 0 if session.position is None else session.position + 1
         question_count, quiz_get_ready_s = db.execute(text(
-            "SELECT (SELECT count(*) FROM questions WHERE quiz_id = :q), get_ready_s FROM quizzes WHERE id = :q"),
+            "SELECT (SELECT count(*) FROM questions WHERE quiz_id = :q), get_ready_s "
+            "FROM quizzes WHERE id = :q"),
             {"q": session.quiz_id}).one()
         if quiz_get_ready_s is not None:
             get_ready_s = quiz_get_ready_s
@@ -260,8 +261,9 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
         if session.status == rules.QUESTION_OPEN:
             _close_open_question(db, session, "next")
         question = db.execute(text(
-            "SELECT id, position, kind, text, choices, time_limit_s, points, image_id, image_alt FROM questions "
-            "WHERE quiz_id = :q AND position = :p"), {"q": session.quiz_id, "p": next_position}).one()
+            "SELECT id, position, kind, text, choices, time_limit_s, points, image_id, image_alt "
+            "FROM questions WHERE quiz_id = :q AND position = :p"),
+            {"q": session.quiz_id, "p": next_position}).one()
         shown_at: datetime = session.now
         opened_at = shown_at + timedelta(seconds=get_ready_s)
         deadline = opened_at + timedelta(seconds=question.time_limit_s)
@@ -326,7 +328,8 @@ def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seco
         db.execute(text("UPDATE quiz_sessions SET question_deadline = :deadline WHERE id = :s"),
                    {"deadline": deadline, "s": session_id})
         extended = QuestionExtended(question_id=session.current_question_id, position=session.position,
-                                    deadline=deadline, added_s=seconds, extra_s=extra_s, extended_at=session.now)
+                                    deadline=deadline, added_s=seconds, extra_s=extra_s,
+                                    extended_at=session.now)
         record_event(db, SESSION_EVENTS, session_id, "question_extended", extended)
     return {**extended.model_dump(mode="json"), "replayed": False}
 
@@ -357,7 +360,8 @@ def find_due_questions(db: Session) -> list[Row]:
             WHERE s.{rules.OPEN_SQL} AND (
                 s.question_deadline <= clock_timestamp()
                 OR (SELECT count(*) FROM participant_answers a  -- a removed player's answer waits for nobody
-                    JOIN quiz_session_participants p ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
+                    JOIN quiz_session_participants p
+                      ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
                     WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)
                    >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p
                                    WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL))

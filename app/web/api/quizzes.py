@@ -40,7 +40,8 @@ def update_quiz(quiz_id: str):
     require_registered("write quizzes")
     body = parse_body(QuizBody)
     return jsonify(library.update_quiz(get_db(), current_principal().user_id, parse_uuid(quiz_id, "quiz"),
-                                       body.title, [q.model_dump() for q in body.questions], body.get_ready_s))
+                                       body.title, [q.model_dump() for q in body.questions],
+                                       body.get_ready_s))
 
 
 @endpoint(bp, "/<quiz_id>", methods=["DELETE"], summary="Delete a quiz with every game of it, their players "

@@ -112,12 +112,13 @@ def lock(session_id: str):
               200: "players (by nickname, at most 500) and whether there are more", 403: "not_host",
               404: "no such session"})
 def list_players(session_id: str):
-    return jsonify(roster.list_players(get_db(), current_principal().user_id, parse_uuid(session_id, "session")))
+    return jsonify(roster.list_players(get_db(), current_principal().user_id,
+                                       parse_uuid(session_id, "session")))
 
 
 @endpoint(bp, "/<session_id>/participants/<participant_id>", methods=["DELETE"],
-          summary="Remove a player (host), at any time: off the board, their answers stop counting, and their "
-          "account cannot join or answer until put back", responses={
+          summary="Remove a player (host), at any time: off the board, their answers stop counting, and "
+          "their account cannot join or answer until put back", responses={
               200: "removed, with the players left", 403: "not_host", 404: "no such session or player"})
 def remove_participant(session_id: str, participant_id: str):
     return jsonify(roster.remove_participant(get_db(), current_principal().user_id,
@@ -156,8 +157,8 @@ def close_question(session_id: str):
 
 @endpoint(bp, "/<session_id>/questions/extend", methods=["POST"], summary="More time for the open question "
           "(host): its deadline moves `seconds` later", body=ExtendBody, body_required=False, responses={
-              200: "the new deadline (question_extended); replayed: the deadline had moved from the one sent, "
-                   "so nothing changed (a retry)", 403: "not_host", 404: "no such session",
+              200: "the new deadline (question_extended); replayed: the deadline had moved from the one "
+                   "sent, so nothing changed (a retry)", 403: "not_host", 404: "no such session",
               409: "no_open_question, question_closed (its time is up) or too_much_time (max_extra_s)"})
 def extend_question(session_id: str):
     body = parse_optional_body(ExtendBody)

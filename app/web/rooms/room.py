@@ -110,9 +110,9 @@ class RoomDelivery:
                                   "participant_id": note.get("participant_id"),
                                   "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_opened":
-            question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices", "image_url", "image_alt",
-                                                 "time_limit_s", "points", "shown_at", "opened_at", "deadline",
-                                                 "question_count")}
+            question = {k: note.get(k) for k in (
+                "question_id", "position", "kind", "text", "choices", "image_url", "image_alt", "time_limit_s",
+                "points", "shown_at", "opened_at", "deadline", "question_count")}
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
