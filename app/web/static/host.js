@@ -4,6 +4,7 @@ import {
   api, ApiError, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
   CHOICE_SHAPES, formatScore, renderLeaderboard, renderPodium, showScreen, serverClock,
 } from "./common.js";
+import { hostRoster } from "./host_roster.js";
 
 // token, username, session_id, draft (the quiz being written, with the id it edits): a reload resumes.
 const store = storedRecord("livequiz.host");
@@ -32,6 +33,10 @@ const state = {
 };
 
 const token = () => store.get().token;
+const roster = hostRoster({ listEl: $("roster"), emptyEl: $("roster-empty"), errorEl: $("control-error"), call,
+  onCount: (count) => setPlayerCount(count),
+  // The room's count of answers includes a removed player's; the list knows who is still in the game.
+  onAnswered: (answered) => { if (state.status === "question_open") showAnswered(answered); } });
 
 /** An API call of the signed-in host; an expired sign-in goes back to the sign-in form. */
 async function call(path, options = {}) {
@@ -104,6 +109,7 @@ $("sign-out").addEventListener("click", () => {
 // ---- the library ---------------------------------------------------------------------------
 
 function leaveRoom() {
+  roster.follow(null);
   state.room?.close();
   state.room = null;
   state.stopCountdown();
@@ -285,7 +291,10 @@ function questionCard(q, index, total) {
       }, `#${id}-choice-${Math.max(0, i - 1)}`),
     }, "×")));
   const image = q.image_url ? h("div", { class: "q-image" },
-    h("img", { src: q.image_url, alt: "The question's picture", dataset: { testid: "q-image-preview" } }),
+    h("img", { src: q.image_url, alt: q.image_alt || "The question's picture", dataset: { testid: "q-image-preview" } }),
+    h("label", { for: `${id}-image-alt` }, "What the picture shows (read to players who cannot see it)"),
+    h("input", { id: `${id}-image-alt`, type: "text", maxlength: "250", value: q.image_alt ?? "",
+      dataset: { testid: "q-image-alt" }, placeholder: "e.g. A map of Europe with Paris circled" }),
     h("button", { type: "button", class: "btn btn-ghost btn-small", dataset: { testid: "q-image-remove" },
       onclick: () => edit((quiz) => { Object.assign(quiz.questions[index], { image_id: null, image_url: null }); }) },
     "Remove picture")) : null;
@@ -366,13 +375,16 @@ async function uploadPicture(index, input) {
 
 function renderEditor(quiz) {
   $("quiz-title").value = quiz.title ?? "";
+  $("quiz-get-ready").value = quiz.get_ready_s === null || quiz.get_ready_s === undefined ? "" : String(quiz.get_ready_s);
   const questions = quiz.questions?.length ? quiz.questions : [blankQuestion()];
   list.replaceChildren(...questions.map((q, i) => questionCard(q, i, questions.length)));
 }
 
 function collectQuiz() {
+  const getReady = $("quiz-get-ready").value;
   return {
     title: $("quiz-title").value.trim(),
+    get_ready_s: getReady === "" ? null : Number(getReady),
     questions: [...list.children].map((card) => {
       const kind = $("q-kind", card).value;
       const checked = card.querySelector("input[type=radio]:checked");
@@ -385,6 +397,7 @@ function collectQuiz() {
         points: kind === "poll" ? 0 : Number($("q-points", card).value),
         image_id: card.dataset.imageId || null,
         image_url: card.dataset.imageUrl || null,
+        image_alt: card.querySelector("[data-testid=q-image-alt]")?.value.trim() || null,
       };
     }),
   };
@@ -394,8 +407,10 @@ function collectQuiz() {
 function quizBody(quiz) {
   return {
     title: quiz.title,
+    get_ready_s: quiz.get_ready_s ?? null,
     questions: quiz.questions.map((q) => ({
       kind: q.kind, text: q.text, time_limit_s: q.time_limit_s, image_id: q.image_id ?? null,
+      image_alt: q.image_id ? q.image_alt ?? null : null,
       ...(q.kind === "true_false" ? {} : { choices: q.choices }),
       ...(q.kind === "poll" ? {} : { correct_choice: q.correct_choice, points: q.points }),
     })),
@@ -537,6 +552,7 @@ async function enterRoom(saved) {
   $("leaderboard").replaceChildren();
   $("leaderboard-empty").hidden = false;
   $("total-players").textContent = "";
+  roster.follow(saved.session_id);
   showScreen("room");
   try {
     applySession(await call(`/sessions/${saved.session_id}`));
@@ -574,18 +590,30 @@ const receive = roomMessages({
     state.questionCount = message.question_count ?? state.questionCount;
     showQuestion({ ...message, id: message.question_id, answered: 0 });
   },
-  question_closed: (message) => showClosed(message),
+  question_closed(message) {
+    showClosed(message);
+    roster.refresh();
+  },
   player_joined(message) {
     setPlayerCount(message.player_count);
     addArrival(message.participant_id, message.nickname);
+    roster.refresh();
   },
   player_removed(message) {
     setPlayerCount(message.player_count);
     removeArrival(message.participant_id);
+    roster.refresh();
+  },
+  player_restored(message) {
+    setPlayerCount(message.player_count);
+    if (state.status === "lobby") addArrival(message.participant_id, message.nickname, { quiet: true });
+    roster.refresh();
   },
   answer_count(message) {
     if (message.question_id === state.question?.id) showAnswered(message.answered);
+    roster.refresh();
   },
+  question_extended: (message) => extendQuestion(message),
   session_ended: (message) => showFinal(message.podium),
 });
 
@@ -719,10 +747,11 @@ function showQuestion(q, { closed = false } = {}) {
     : q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
   $("question-status").textContent = closed ? "Closed" : "Open";
   $("host-question").dataset.closed = String(closed);
+  $("host-question").dataset.waiting = "false";
   $("question-text").textContent = q.text;
   const image = $("question-image");
   image.hidden = !q.image_url;
-  if (q.image_url) { image.src = q.image_url; image.alt = "Picture for this question"; }
+  if (q.image_url) { image.src = q.image_url; image.alt = q.image_alt || "Picture for this question"; }
   $("choice-results").replaceChildren(...q.choices.map((text, i) => h("li", {
     class: `choice-result c${i}`, dataset: { testid: `choice-${i}` },
   },
@@ -736,27 +765,46 @@ function showQuestion(q, { closed = false } = {}) {
   if (!closed) {
     showAnswered(q.answered ?? 0);
     announce(`Question ${q.position + 1}: ${q.text}`);
-    const startTimer = () => {
-      $("get-ready").hidden = true;
-      state.stopCountdown = startCountdown({
-        deadline: q.deadline,
-        totalS: q.time_limit_s,
-        numberEl: $("countdown"),
-        barEl: document.querySelector("[data-testid=host-question] .timebar-fill"),
-        announceAt: [10],
-        onEnd: () => { $("question-status").textContent = "Time's up"; },
-      });
-    };
     const wait = q.opened_at ? serverClock.remainingMs(q.opened_at) : 0;
     if (wait > 0) {
+      // Answers are not open yet: no "Open" badge, and no timer bubble until its time runs.
+      $("question-status").textContent = "Get ready";
+      $("host-question").dataset.waiting = "true";
       $("get-ready").hidden = false;
       state.stopCountdown = startCountdown({ deadline: q.opened_at, totalS: wait / 1000,
-        numberEl: $("get-ready-count"), onEnd: () => { if (state.question === q) startTimer(); } });
+        numberEl: $("get-ready-count"), onEnd: () => { if (state.question === q) startTimer(q); } });
     } else {
-      startTimer();
+      startTimer(q);
     }
   }
   updateControls();
+}
+
+/** The open question's countdown, to its deadline (which "+10 s" moves). */
+function startTimer(q) {
+  $("get-ready").hidden = true;
+  $("host-question").dataset.waiting = "false";
+  state.stopCountdown();
+  $("question-status").textContent = "Open";
+  state.stopCountdown = startCountdown({
+    deadline: q.deadline,
+    // The bar spans the question's whole time, any extension included.
+    totalS: q.opened_at ? (Date.parse(q.deadline) - Date.parse(q.opened_at)) / 1000 : q.time_limit_s,
+    numberEl: $("countdown"),
+    barEl: document.querySelector("[data-testid=host-question] .timebar-fill"),
+    announceAt: [10],
+    onEnd: () => { $("question-status").textContent = "Time's up"; },
+  });
+}
+
+/** The open question got more time (here, or from another tab of the host): its timer runs to the new deadline. */
+function extendQuestion(message) {
+  const q = state.question;
+  if (state.status !== "question_open" || !q || message.question_id !== q.id
+      || Date.parse(message.deadline) <= Date.parse(q.deadline)) return;  // seen already
+  q.deadline = message.deadline;
+  if (!q.opened_at || serverClock.remainingMs(q.opened_at) <= 0) startTimer(q);
+  announce(`${message.added_s} more seconds.`);
 }
 
 function showClosed(message) {
@@ -764,6 +812,7 @@ function showClosed(message) {
   state.status = "question_closed";
   $("question-status").textContent = "Closed";
   $("host-question").dataset.closed = "true";
+  $("host-question").dataset.waiting = "false";
   $("get-ready").hidden = true;
   $("answered").hidden = true;
   const bar = document.querySelector("[data-testid=host-question] .timebar-fill");
@@ -789,6 +838,7 @@ function showClosed(message) {
 
 async function showFinal(podium) {
   state.status = "ended";
+  roster.ended();
   state.stopCountdown();
   $("host-question").hidden = true;
   $("join-banner").hidden = true;
@@ -814,6 +864,7 @@ function updateControls() {
   const next = $("next-question");
   const close = $("close-question");
   const end = $("end-session");
+  $("add-time").disabled = state.busy || state.status !== "question_open";
   const position = state.question?.position ?? -1;
   const more = position + 1 < state.questionCount;
   next.closest(".controls").hidden = state.status === "ended";
@@ -826,12 +877,12 @@ function updateControls() {
   end.classList.toggle("btn-danger", !(state.status === "question_closed" && !more));
 }
 
-async function hostAction(path, apply) {
+async function hostAction(path, apply, body = undefined) {
   state.busy = true;
   updateControls();
   $("control-error").textContent = "";
   try {
-    apply(await call(`/sessions/${state.sessionId}${path}`, { method: "POST" }));
+    apply(await call(`/sessions/${state.sessionId}${path}`, { method: "POST", body }));
   } catch (err) {
     if (err.status === 401) return;
     $("control-error").textContent = err.message;
@@ -850,6 +901,9 @@ $("next-question").addEventListener("click", () => hostAction("/questions/next",
   showQuestion({ ...opened, id: opened.question_id, answered: 0 });
 }));
 $("close-question").addEventListener("click", () => hostAction("/questions/close", showClosed));
+// The deadline on screen makes a retry safe: the server extends a question only from that deadline.
+$("add-time").addEventListener("click", () => hostAction("/questions/extend", extendQuestion,
+  { seconds: 10, deadline: state.question?.deadline }));
 $("end-session").addEventListener("click", () => {
   const last = state.status === "question_closed" && (state.question?.position ?? -1) + 1 >= state.questionCount;
   if (!last && !window.confirm("End the game now for everyone?")) return;
