@@ -21,7 +21,7 @@ from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.service.batcher import ScoreBatcher
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
-from app.quiz.service.rooms import question_results, standings
+from app.quiz.service.rooms import own_answers, question_results, standings
 from app.quiz.service.sessions import describe_session
 from app.web.ratelimits import RateLimits
 from app.web.rooms.hub import RoomHub
@@ -119,7 +119,10 @@ class Runtime:
         def snapshot(db, session_id, participant_ids):
             shared = {"session": describe_session(db, session_id),
                       "leaderboard": read_page(db, self.redis, session_id, LEADERBOARD_SIZE, 0)}
-            return shared, standings(db, session_id, participant_ids)
+            mine = standings(db, session_id, participant_ids)
+            for participant_id, answer in own_answers(db, session_id, list(mine)).items():
+                mine[participant_id]["answer"] = answer
+            return shared, mine
 
         return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id, limit, 0)),
                          question_results=with_db(question_results), snapshot=with_db(snapshot))

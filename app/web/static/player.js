@@ -16,6 +16,7 @@ const state = {
   question: null,
   questionCount: 0,
   choice: null, // what this player answered to the open question
+  attempt: null, // {question_id, choice}: an answer tapped whose recording the server has not confirmed
   timeUp: false,
   boardVersion: -1,
   heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
@@ -213,9 +214,14 @@ async function enterRoom(saved) {
 
 const receive = roomMessages({
   snapshot(message) {
-    if (message.you) updateMe(message.you);
-    applyBoard(message.leaderboard, { force: true });
-    applySession(message.session);
+    // A snapshot is the room as it is now: after a reconnect, a reload or on a second device.
+    if (message.you) {
+      updateMe(message.you);
+      if (message.you.answer) store.update({ answer: message.you.answer });
+    }
+    // Its board never holds the points of an open question, so it shows at once (the one of the last close).
+    applyBoard(message.leaderboard, { force: true, show: true });
+    applySession(message.session, message.you);
   },
   leaderboard: (message) => applyBoard(message),
   question_opened(message) {
@@ -240,7 +246,14 @@ function showRejoinCode(code) {
   $("player-rejoin-wrap").hidden = !code;
 }
 
-function applySession(session) {
+/** The answer the server recorded for question `id` (from its receipt or a snapshot), or null. */
+function recordedAnswer(id) {
+  const answer = store.get().answer;
+  return answer?.question_id === id ? answer : null;
+}
+
+/** Show the session; `you` (a snapshot's) says what the server holds of this player's answer. */
+function applySession(session, you = null) {
   state.questionCount = session.question_count;
   $("player-count").textContent = String(session.player_count);
   const q = session.current_question;
@@ -252,9 +265,12 @@ function applySession(session) {
   } else if (session.status === "question_closed" && q) {
     const saved = store.get();
     const result = saved.result?.question_id === q.id ? saved.result : null;
-    const answer = saved.answer?.question_id === q.id ? saved.answer.choice : null;
-    showResult(q, q.correct_choice, result ?? {
-      correct: answer === null ? null : answer === q.correct_choice, points: null, ...state.you,
+    const answer = recordedAnswer(q.id);
+    const known = you && "answer" in you;  // the server's word: answered (with the points) or not
+    const mine = known ? { ...state.you, correct: answer ? answer.choice === q.correct_choice : false,
+      points: answer?.points ?? 0 } : null;
+    showResult(q, q.correct_choice, mine ?? result ?? {
+      ...state.you, correct: answer === null ? null : answer.choice === q.correct_choice, points: null,
     });
   } else if (session.status === "ended") {
     if (q) state.lastPosition = q.position;
@@ -271,11 +287,11 @@ function updateMe(you) {
   $("player-rank-wrap").hidden = !ranked;
 }
 
-function applyBoard(board, { force = false } = {}) {
+function applyBoard(board, { force = false, show = false } = {}) {
   if (!board || (!force && board.version <= state.boardVersion)) return;
   state.boardVersion = board.version;
   state.heldBoard = board;
-  if (state.status !== "question_open") renderBoard(board);
+  if (show || state.status !== "question_open") renderBoard(board);
 }
 
 function renderBoard(board) {
@@ -287,12 +303,18 @@ function renderBoard(board) {
 }
 
 function openQuestion(q) {
-  if (state.status === "question_open" && state.question?.id === q.id) return; // already showing it
+  if (state.status === "question_open" && state.question?.id === q.id) {  // already showing it
+    const answer = recordedAnswer(q.id);  // answered on another device, as a snapshot tells
+    if (answer && state.choice === null && !state.gettingReady) {
+      state.choice = answer.choice;
+      lockAnswers("Answer locked in! Waiting for the others…");
+    }
+    return;
+  }
   state.status = "question_open";
   state.question = q;
   state.timeUp = false;
-  const saved = store.get();
-  state.choice = saved.answer?.question_id === q.id ? saved.answer.choice : null;
+  state.choice = recordedAnswer(q.id)?.choice ?? null;
 
   state.lastPosition = q.position;
   $("question-position").textContent = `Question ${q.position + 1}${state.questionCount ? ` of ${state.questionCount}` : ""}`;
@@ -351,6 +373,7 @@ function openAnswers(q) {
     onEnd: () => {
       state.timeUp = true;
       if (state.choice === null) lockAnswers("Time's up!");
+      else if (state.attempt?.question_id === q.id) lockAnswers("Time's up! Checking whether your answer arrived…");
     },
   });
 }
@@ -360,12 +383,15 @@ function pointsLabel(q) {
   return q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
 }
 
-function lockAnswers(status) {
-  for (const button of $("answers").querySelectorAll("button")) {
+function lockAnswers(status, shown = state.choice) {
+  const answers = $("answers");
+  const hadFocus = answers.contains(document.activeElement);
+  for (const button of answers.querySelectorAll("button")) {
     button.disabled = true;
-    button.classList.toggle("chosen", Number(button.dataset.choice) === state.choice);
+    button.classList.toggle("chosen", Number(button.dataset.choice) === shown);
   }
   $("answer-status").textContent = status;
+  if (hadFocus) $("answer-status").focus();  // a disabled button drops the focus to the page's start
 }
 
 // Answers are safe to send again: the server gives a recorded answer's original receipt. So when
@@ -392,8 +418,10 @@ async function submitAnswer(choice) {
   const q = state.question;
   if (state.status !== "question_open" || state.choice !== null || state.timeUp || state.gettingReady || !q) return;
   state.choice = choice;
+  state.attempt = { question_id: q.id, choice };
   lockAnswers("Sending…");
   const { token } = store.get();
+  const showing = () => state.question === q && state.status === "question_open";
   for (let attempt = 0; ; attempt += 1) {
     try {
       await deliverAnswer(q, choice, token);
@@ -404,9 +432,9 @@ async function submitAnswer(choice) {
         answerRecorded(q, err.extra.answer?.choice ?? choice);
         return;
       }
-      if (err.code === "question_closed") {
-        state.choice = null;
-        lockAnswers("Too late: the question has closed.");
+      // Closed, or the game moved on while the answer was on its way: it was not counted.
+      if (err.code === "question_closed" || (err.code === "invalid_question" && !showing())) {
+        answerTooLate(q, choice);
         return;
       }
       if (err.code === "not_open_yet" && attempt < ANSWER_RETRIES) {  // this clock ran ahead of the server's
@@ -414,11 +442,12 @@ async function submitAnswer(choice) {
         continue;
       }
       const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
-      if (uncertain && attempt < ANSWER_RETRIES && state.question === q && state.status === "question_open") {
-        $("answer-status").textContent = "Connection trouble: sending your answer again…";
+      if (uncertain && attempt < ANSWER_RETRIES && showing()) {
+        if (!state.timeUp) $("answer-status").textContent = "Connection trouble: sending your answer again…";
         await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
         continue;
       }
+      if (!showing()) return;  // the page shows another screen by now: the close's result tells
       state.choice = null;
       for (const button of $("answers").querySelectorAll("button")) {
         button.disabled = state.timeUp;
@@ -433,9 +462,24 @@ async function submitAnswer(choice) {
 
 function answerRecorded(q, choice) {
   store.update({ answer: { question_id: q.id, choice } });
+  if (state.attempt?.question_id === q.id) state.attempt = null;
+  if (state.status === "question_closed" && state.question?.id === q.id) {
+    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
+  }
   if (state.question !== q || state.status !== "question_open") return;
   state.choice = choice;
   lockAnswers("Answer locked in! Waiting for the others…");
+}
+
+/** The answer reached the server after its question had closed: not counted, and said so. */
+function answerTooLate(q, choice) {
+  state.attempt = { question_id: q.id, choice };
+  if (state.question === q && state.status === "question_open") {
+    state.choice = null;
+    lockAnswers("Too late: the question has closed.", choice);
+  } else if (state.status === "question_closed" && state.question?.id === q.id) {
+    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
+  }
 }
 
 document.addEventListener("keydown", (event) => {
@@ -465,25 +509,31 @@ function showResult(q, correctChoice, you, counts = null) {
   if (q.position !== undefined) state.lastPosition = q.position;
   state.stopCountdown();
   if (state.heldBoard) renderBoard(state.heldBoard);
+  state.closedWith = { correctChoice, you, counts };
   const verdict = $("result-verdict");
   const result = $("result");
-  const picked = store.get().answer?.question_id === q.id ? store.get().answer.choice : state.choice;
+  const recorded = recordedAnswer(q.id);
+  // Tapped, but never recorded: the answer arrived after the close (or not at all). Never "Wrong".
+  const late = !recorded && you.correct !== true && state.attempt?.question_id === q.id ? state.attempt : null;
+  const picked = recorded?.choice ?? late?.choice ?? null;
   if (q.kind === "poll") {
-    verdict.textContent = picked === null || picked === undefined ? "Poll closed" : "Thanks for voting!";
-    result.dataset.verdict = "poll";
+    verdict.textContent = late ? "Too late" : picked === null ? "Poll closed" : "Thanks for voting!";
+    result.dataset.verdict = late ? "late" : "poll";
   } else if (you.correct === true) {
     verdict.textContent = "Correct!";
     result.dataset.verdict = "correct";
+  } else if (late) {
+    verdict.textContent = "Too late";
+    result.dataset.verdict = "late";
   } else if (you.correct === false) {
-    const answered = store.get().answer?.question_id === q.id || state.choice !== null;
-    verdict.textContent = answered ? "Wrong" : "No answer";
+    verdict.textContent = recorded ? "Wrong" : "No answer";
     result.dataset.verdict = "wrong";
   } else {
     verdict.textContent = "Question closed";
     result.dataset.verdict = "unknown";
   }
-  $("result-points").textContent = you.points === null || you.points === undefined || q.kind === "poll"
-    ? "" : `+${formatScore(you.points)} points`;
+  $("result-points").textContent = late ? "Your answer arrived after the question closed: it did not count."
+    : you.points === null || you.points === undefined || q.kind === "poll" ? "" : `+${formatScore(you.points)} points`;
   const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
   $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
   const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
@@ -494,11 +544,14 @@ function showResult(q, correctChoice, you, counts = null) {
     : "Next question coming up…";
   $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
   const score = you.score ?? state.you?.score ?? 0;
-  $("result-rank").textContent = you.rank && score > 0 ? ordinal(you.rank) : "–";
+  const ranked = Boolean(you.rank) && score > 0;
+  $("result-rank").textContent = ranked ? ordinal(you.rank) : "–";
   const streak = you.streak ?? state.you?.streak ?? 0;
   $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
   showScreen("result");
-  announce(`${verdict.textContent} ${$("result-points").textContent}. You are ${$("result-rank").textContent}.`);
+  const points = $("result-points").textContent;
+  announce([verdict.textContent, points && !points.endsWith(".") ? `${points}.` : points,
+    ranked ? `You are ${ordinal(you.rank)}.` : ""].filter(Boolean).join(" "));
 }
 
 async function finish(podium) {
@@ -523,7 +576,7 @@ async function finish(podium) {
   } catch { /* keep the last known rank */ }
   const you = state.you ?? {};
   const total = state.heldBoard?.total_players;
-  $("final-place").textContent = you.rank
+  $("final-place").textContent = you.rank && you.score > 0  // nobody has a place on 0 points
     ? `You finished ${ordinal(you.rank)}${total ? ` of ${total}` : ""} with ${formatScore(you.score)} points.`
     : `You scored ${formatScore(you.score)} points.`;
   announce(`Game over. ${$("final-place").textContent}`);
