@@ -223,3 +223,31 @@ def test_the_top_10_and_places_read_right_after_a_reload_mid_game(live_stack, br
     finally:
         ada.context.close()
         bob.context.close()
+
+
+def test_a_student_creates_an_account_on_the_player_page_and_plays_as_it(live_stack, browser: Browser):
+    game = Game(live_stack.base_url)
+    tab = ClassTab(browser, live_stack.base_url, "player-sign-up", PHONE)
+    account = {"username": "zoe_" + game.id[:8], "password": "correct horse battery"}
+    try:
+        tab.page.goto(game.link)
+        tab.by("join-nickname").fill("Zoë")
+        tab.by("signin-box").locator("summary").click()
+        tab.by("player-username").fill(account["username"])
+        tab.by("player-password").fill("short")
+        tab.by("player-create").check()
+        tab.by("join-submit").click()
+        expect(tab.by("join-error")).to_contain_text("at least 8 characters")
+        tab.by("player-password").fill(account["password"])
+        tab.check("f06-sign-up")
+        tab.by("join-submit").click()
+        expect(tab.by("lobby")).to_be_visible(timeout=WAIT_MS)
+        expect(tab.by("lobby-nickname")).to_have_text("Zoë")
+        # The account exists and is the one in the game: signing in with it finds its place taken.
+        token = game.http.post("/api/v1/auth/login", account, expect=200).get_json()["access_token"]
+        refused = game.http.post(f"/api/v1/sessions/{game.id}/join", {"nickname": "Zoe again"}, token=token,
+                                 expect=409).get_json()
+        assert refused["error"]["code"] == "already_joined"
+        assert page_errors(tab) == []
+    finally:
+        tab.context.close()

@@ -46,7 +46,12 @@ async function playerToken(nickname) {
   const username = $("player-username").value.trim();
   const password = $("player-password").value;
   const saved = store.get();
-  if (username && password && saved.username !== username) {
+  const creating = $("player-create").checked;
+  if (username && password && (creating || saved.username !== username)) {
+    if (creating) {
+      await api("/auth/register", { method: "POST", body: { username, password } });
+      $("player-create").checked = false;  // created: from now on these are sign-in details
+    }
     const { access_token: token } = await api("/auth/login", { method: "POST", body: { username, password } });
     $("player-password").value = "";
     store.update({ token, username });
@@ -94,6 +99,7 @@ const JOIN_MESSAGES = {
   removed: "The host removed you from this game.",
   no_such_player: "No player of this game has that nickname and rejoin code.",
   invalid_credentials: "Wrong username or password.",
+  username_taken: "That username is taken. Sign in with it, or pick another.",
   invalid_body: "That nickname can't be used. Try another one.",
 };
 
@@ -129,6 +135,11 @@ joinForm.addEventListener("submit", async (event) => {
   const error = $("join-error");
   if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
   if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
+  if ($("player-create").checked && !($("player-username").value.trim() && $("player-password").value.length >= 8)) {
+    error.textContent = "To create an account, pick a username and a password of at least 8 characters.";
+    $("player-username").focus();
+    return;
+  }
   error.textContent = "";
   await joinFromForm(() => findAndJoin(code, nickname), $("join-submit"), "Joining…");
 });
@@ -143,6 +154,10 @@ $("rejoin-submit").addEventListener("click", async () => {
   if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
   error.textContent = "";
   await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
+});
+
+$("player-create").addEventListener("change", (event) => {
+  $("player-password").autocomplete = event.target.checked ? "new-password" : "current-password";
 });
 
 $("join-code").addEventListener("input", (event) => {
