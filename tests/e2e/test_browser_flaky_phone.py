@@ -251,3 +251,43 @@ def test_a_student_creates_an_account_on_the_player_page_and_plays_as_it(live_st
         assert page_errors(tab) == []
     finally:
         tab.context.close()
+
+
+def test_a_player_who_moves_up_sees_by_how_much_and_whom_they_trail(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    # Double points on the last two: Bob overtakes Ada on the second, Ada takes the lead back on the third.
+    questions = [{"text": f"Question {i + 1}?", "choices": ["red", "green", "blue", "gold"], "correct_choice": 0,
+                  "time_limit_s": TIME_LIMIT_S, "points": points} for i, points in enumerate((1000, 2000, 2000))]
+    session = http.live_session(host, questions)
+    bob = http.join(session["id"], http.guest("Bob"))
+    ada = ClassTab(browser, live_stack.base_url, "feedback-moved-up", PHONE)
+    try:
+        ada.page.goto(f"/?code={session['join_code']}")
+        ada.by("join-nickname").fill("Ada")
+        ada.by("join-submit").click()
+        expect(ada.by("lobby")).to_be_visible(timeout=WAIT_MS)
+
+        def play(ada_choice: int, bob_choice: int) -> dict:
+            question = http.next_question(session["id"], host)
+            answers_open(ada, {"text": question["text"]})
+            http.answer(session["id"], bob, question["question_id"], bob_choice)
+            ada.by(f"answer-{ada_choice}").click()  # the last answer: the question closes
+            expect(ada.by("result")).to_be_visible(timeout=WAIT_MS)
+            return {e["nickname"]: e for e in http.get(f"/api/v1/sessions/{session['id']}/leaderboard",
+                                                       token=host.token, expect=200).get_json()["entries"]}
+
+        play(0, 1)  # Ada right, Bob wrong: Ada 1st
+        board = play(1, 0)  # Bob right on double points: Ada drops to 2nd, behind Bob
+        assert board["Ada"]["rank"] == 2
+        behind = board["Bob"]["score"] - board["Ada"]["score"]
+        expect(ada.by("result-behind")).to_have_text(f"{behind:,} points behind Bob", timeout=WAIT_MS)
+        expect(ada.by("result-moved")).to_be_hidden()
+        board = play(0, 1)  # Ada right on double points: back to 1st
+        assert board["Ada"]["rank"] == 1
+        expect(ada.by("result-moved")).to_have_text("You moved up 1 place!", timeout=WAIT_MS)
+        expect(ada.by("result-behind")).to_be_hidden()
+        ada.check("f07-moved-up")
+        assert page_errors(ada) == []
+    finally:
+        ada.context.close()

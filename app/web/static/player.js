@@ -15,6 +15,7 @@ const state = {
   status: null,
   question: null,
   questionCount: 0,
+  trailFrom: Infinity, // boards newer than this version come after the shown result's close
   choice: null, // what this player answered to the open question
   attempt: null, // {question_id, choice}: an answer tapped whose recording the server has not confirmed
   timeUp: false,
@@ -235,6 +236,10 @@ const receive = roomMessages({
       if (message.you.answer) store.update({ answer: message.you.answer });
     }
     // Its board never holds the points of an open question, so it shows at once (the one of the last close).
+    if (message.session.status === "question_closed") {
+      state.trailFrom = -1;
+      $("result-moved").textContent = "";
+    }
     applyBoard(message.leaderboard, { force: true, show: true });
     applySession(message.session, message.you);
   },
@@ -307,6 +312,15 @@ function applyBoard(board, { force = false, show = false } = {}) {
   state.boardVersion = board.version;
   state.heldBoard = board;
   if (show || state.status !== "question_open") renderBoard(board);
+  if (state.status === "question_closed" && board.version > state.trailFrom) showTrailing(board);
+}
+
+/** On the result: how far behind the player just above this one is (when both are on the board). */
+function showTrailing(board) {
+  const mine = board.entries.find((e) => e.participant_id === state.participantId);
+  const ahead = mine && mine.score > 0 ? board.entries.find((e) => e.rank === mine.rank - 1) : null;
+  $("result-behind").textContent = ahead
+    ? `${formatScore(ahead.score - mine.score)} points behind ${ahead.nickname}` : "";
 }
 
 function renderBoard(board) {
@@ -510,6 +524,13 @@ document.addEventListener("keydown", (event) => {
 function closeQuestion(message) {
   const q = state.question?.id === message.question_id ? state.question : null;
   const you = message.you ?? null;
+  // The board that comes after this close tells whom the player trails (boards until then are older).
+  state.trailFrom = state.boardVersion;
+  $("result-behind").textContent = "";
+  const before = state.you;
+  const ranked = (standing) => Boolean(standing?.rank) && standing.score > 0;
+  const moved = you && ranked(before) && ranked(you) ? before.rank - you.rank : 0;
+  $("result-moved").textContent = moved > 0 ? `You moved up ${moved} place${moved > 1 ? "s" : ""}!` : "";
   if (you) {
     updateMe({ score: you.score, rank: you.rank, streak: you.streak });
     store.update({ result: { question_id: message.question_id, ...you } });
@@ -566,7 +587,7 @@ function showResult(q, correctChoice, you, counts = null) {
   showScreen("result");
   const points = $("result-points").textContent;
   announce([verdict.textContent, points && !points.endsWith(".") ? `${points}.` : points,
-    ranked ? `You are ${ordinal(you.rank)}.` : ""].filter(Boolean).join(" "));
+    ranked ? `You are ${ordinal(you.rank)}.` : "", $("result-moved").textContent].filter(Boolean).join(" "));
 }
 
 async function finish(podium) {
