@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Browser, expect
+
+from scripts.stack.programs import kind_of
 
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab
-from tests.helpers import Api, HttpClient, Player, sample_questions
+from tests.helpers import Api, HttpClient, Player, free_port, sample_questions
 
 # What a browser logs while it is offline (refused requests and sockets); anything else fails the test.
 OFFLINE_LOG = re.compile(r"ERR_INTERNET_DISCONNECTED|WebSocket connection to .* failed|ERR_NAME_NOT_RESOLVED")
@@ -291,3 +294,49 @@ def test_a_player_who_moves_up_sees_by_how_much_and_whom_they_trail(live_stack, 
         assert page_errors(ada) == []
     finally:
         ada.context.close()
+
+
+@pytest.fixture(scope="module")
+def web_with_get_ready(live_stack):
+    """One more web process of the stack whose questions show 3 s before their answers open (the test
+    stack opens them at once)."""
+    web = next(name for name in live_stack.envs if kind_of(name) == "web")
+    env = {**live_stack.envs[web], "QUESTION_GET_READY_S": "3", "WEB_WORKERS": "1",
+           "WEB_PORT": str(free_port()), "WEB_METRICS_PORT": str(free_port())}
+    live_stack.stack.start("web-get-ready", env)
+    try:
+        yield f"http://127.0.0.1:{env['WEB_PORT']}"
+    finally:
+        live_stack.stack.stop("web-get-ready")
+
+
+def test_while_getting_ready_the_timer_shows_the_whole_time_calmly(web_with_get_ready, browser: Browser):
+    game = Game(web_with_get_ready, questions=2)
+    game.http.join(game.id, game.http.guest())  # someone who never answers: the host closes each question
+    tab = ClassTab(browser, web_with_get_ready, "get-ready", PHONE)
+    try:
+        join(tab, game, "Gus")
+        # Every moment of "Get ready…" is recorded: the timer beside it must never count or alarm.
+        tab.page.evaluate("""() => {
+          window.readyTimers = [];
+          const seen = () => {
+            if (!document.querySelector('[data-testid=get-ready]').hidden) {
+              window.readyTimers.push([document.querySelector('[data-testid=countdown]').textContent,
+                                       document.querySelector('.timer').dataset.urgent]);
+            }
+          };
+          new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, attributes: true,
+                                                              characterData: true });
+        }""")
+        for position in range(2):
+            game.next()
+            expect(tab.by("get-ready")).to_be_visible(timeout=WAIT_MS)
+            tab.check(f"f08-get-ready-{position + 1}")
+            answers_open(tab, game.questions[position])
+            game.close()
+            expect(tab.by("result")).to_be_visible(timeout=WAIT_MS)
+        seen = tab.page.evaluate("window.readyTimers")
+        assert seen and set(map(tuple, seen)) == {(str(TIME_LIMIT_S), "false")}, sorted(set(map(tuple, seen)))
+        assert page_errors(tab) == []
+    finally:
+        tab.context.close()

@@ -373,6 +373,10 @@ function openQuestion(q) {
     answers.hidden = true;
     $("answer-status").textContent = "";
     $("get-ready").hidden = false;
+    // The answering time has not started: the timer shows all of it, calm, and the bar is full.
+    $("countdown").textContent = String(q.time_limit_s);
+    $("countdown").closest("[data-urgent]").dataset.urgent = "false";
+    document.querySelector("[data-screen=question] .timebar-fill").style.transform = "scaleX(1)";
     state.stopCountdown = startCountdown({
       deadline: q.opened_at, totalS: wait / 1000, numberEl: $("get-ready-count"),
       onEnd: () => { if (state.question === q) openAnswers(q); },
