@@ -21,7 +21,7 @@ from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.service.batcher import ScoreBatcher
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
-from app.quiz.service.rooms import own_answers, question_results, standings
+from app.quiz.service.rooms import own_answers, previous_results, question_results, standings
 from app.quiz.service.sessions import describe_session
 from app.web.ratelimits import RateLimits
 from app.web.rooms.hub import RoomHub
@@ -122,6 +122,8 @@ class Runtime:
             mine = standings(db, session_id, participant_ids)
             for participant_id, answer in own_answers(db, session_id, list(mine)).items():
                 mine[participant_id]["answer"] = answer
+            for participant_id, previous in previous_results(db, session_id, list(mine)).items():
+                mine[participant_id]["previous"] = previous
             return shared, mine
 
         return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id, limit, 0)),

@@ -135,6 +135,8 @@ def test_the_pill_tells_a_lost_network_and_the_page_resyncs_to_the_room_on_its_r
         expect(board.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         expect(tab.by("answer-status")).to_have_text("")
         expect(tab.by("get-ready")).to_be_hidden()
+        # And how the question it missed went: the answer tapped offline never arrived in time.
+        expect(tab.by("missed-result")).to_have_text("Question 1: Too late: your answer arrived after it closed.")
         assert 0 < int(tab.by("countdown").text_content()) <= TIME_LIMIT_S
         tab.check("f03-back-online")
         # The question goes on as for anyone: an answer counts.

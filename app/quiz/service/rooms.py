@@ -98,3 +98,23 @@ def own_answers(db: Session, session_id: uuid.UUID,
             answer.update(correct=row.correct, points=row.points)
         answers[row.pid] = answer
     return answers
+
+
+def previous_results(db: Session, session_id: uuid.UUID,
+                     participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each given player's result on the question before the current one (closed by then), so a device
+    that was away while it closed still learns how it went: answered or not, right or not, the points."""
+    if not participant_ids:
+        return {}
+    with db.begin():
+        rows = db.execute(text("""
+            SELECT p.id AS pid, pq.id AS question_id, pq.position, a.choice, a.correct, a.points
+            FROM quiz_sessions s
+            JOIN questions cq ON cq.id = s.current_question_id
+            JOIN questions pq ON pq.quiz_id = cq.quiz_id AND pq.position = cq.position - 1
+            JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.id = ANY(:ids)
+            LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id AND a.question_id = pq.id
+            WHERE s.id = :session"""), {"session": session_id, "ids": participant_ids}).all()
+    return {row.pid: {"question_id": str(row.question_id), "position": row.position,
+                      "answered": row.choice is not None, "choice": row.choice,
+                      "correct": bool(row.correct), "points": row.points or 0} for row in rows}

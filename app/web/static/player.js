@@ -241,7 +241,12 @@ const receive = roomMessages({
       $("result-moved").textContent = "";
     }
     applyBoard(message.leaderboard, { force: true, show: true });
+    // Still on a question the room closed meanwhile (the network was away): its result comes first.
+    const previous = message.you?.previous;
+    const missed = previous && state.status === "question_open" && state.question?.id === previous.question_id
+      ? state.question : null;
     applySession(message.session, message.you);
+    if (missed && state.status === "question_open") showMissedResult(missed, previous);
   },
   leaderboard: (message) => applyBoard(message),
   question_opened(message) {
@@ -298,6 +303,17 @@ function applySession(session, you = null) {
   }
 }
 
+/** A line on the question screen: how the question that closed while this device was away went. */
+function showMissedResult(q, previous) {
+  const late = !previous.answered && state.attempt?.question_id === q.id;
+  const verdict = late ? "Too late: your answer arrived after it closed."
+    : q.kind === "poll" ? (previous.answered ? "Thanks for voting!" : "No vote.")
+      : !previous.answered ? "No answer."
+        : previous.correct ? `Correct! +${formatScore(previous.points)} points.` : "Wrong.";
+  $("missed-result").textContent = `Question ${previous.position + 1}: ${verdict}`;
+  $("missed-result").hidden = false;
+}
+
 function updateMe(you) {
   state.you = { ...state.you, ...you };
   $("player-score").textContent = formatScore(state.you.score);
@@ -342,6 +358,7 @@ function openQuestion(q) {
   }
   state.status = "question_open";
   state.question = q;
+  $("missed-result").hidden = true;
   state.timeUp = false;
   state.choice = recordedAnswer(q.id)?.choice ?? null;
 
