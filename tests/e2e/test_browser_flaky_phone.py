@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from scripts.stack.programs import kind_of
-
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab
 from tests.helpers import Api, HttpClient, Player, free_port, sample_questions

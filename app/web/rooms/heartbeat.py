@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from app.core.logs import RateLimitedLog
 from app.web.rooms.connection import CLOSE_TOO_SLOW, Connection
