@@ -243,6 +243,14 @@ class Config:
         "WS_SLOT_LEASE_S", 30.0, _positive_float,
         "how long the open sockets a web process counts in Redis stay counted without its heartbeat "
         "(a killed process's sockets stop counting after this)")
+    ws_ping_interval_s: float = _setting(
+        "WS_PING_INTERVAL_S", 5.0, _positive_float,
+        "seconds between the protocol pings one thread per web process sends every WebSocket (browsers "
+        "and WebSocket libraries answer them by themselves)")
+    ws_silent_close_s: float = _setting(
+        "WS_SILENT_CLOSE_S", 15.0, _positive_float,
+        "seconds a WebSocket may stay silent (no pong, no message) before it is closed (4408); a player "
+        "silent this long has left their place, which a new device may then take back")
     leaderboard_final_top: int = _setting("LEADERBOARD_FINAL_TOP", 10, _int,
                                           "standings a closed period's event carries (never the whole board)")
     leaderboard_period_ttl_s: int = _setting(

@@ -150,7 +150,7 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
         ann.check("c05-lobby")
         ben.page.goto(link)
         expect(ben.by("join-code")).to_have_value(code)
-        ben.page.get_by_text("Have an account? Sign in").click()
+        ben.page.get_by_text("Play with an account: sign in").click()
         ben.by("player-username").fill(ben_account["username"])
         ben.by("player-password").fill(ben_account["password"])
         ben.by("join-nickname").fill("Ben")

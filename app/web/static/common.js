@@ -55,11 +55,18 @@ export function storedRecord(key) {
 // (another tab or device): reconnecting would only take the room away from that one again.
 export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 
+// The page's own heartbeat: a ping every PING_EVERY_MS, and a connection that has sent nothing back
+// within PONG_WITHIN_MS is taken for dead. A browser cannot see protocol pings, and a phone that lost
+// its network keeps its socket looking open (its frames are held, not refused), so only this tells.
+export const PING_EVERY_MS = 5000;
+export const PONG_WITHIN_MS = 3000;
+
 /**
  * A socket that reconnects with exponential backoff (with jitter) after any drop, except a refusal
  * (a close code in `finalCodes`), which is final. `url()` gives the address of each new connection
  * (async: it may fetch a ticket first) and throws {final: true, code, message} to refuse. `onOpen`
- * is called with `send` at each (re)connection. Sends a ping every 20 s. onState receives
+ * is called with `send` at each (re)connection. Pings the server (PING_EVERY_MS): a connection that
+ * does not answer in time is dropped and replaced, whatever the browser says of it. onState receives
  * "connecting" | "open" | "reconnecting" | "closed".
  */
 export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () => {}, onMessage, onState = () => {},
@@ -68,6 +75,7 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
   let attempt = 0;
   let stopped = false;
   let pingTimer = null;
+  let silenceTimer = null;
   let retryTimer = null;
 
   function refuse(code, reason) {
@@ -83,6 +91,26 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     retryTimer = setTimeout(open, delay);
   }
 
+  function stopPinging() {
+    clearInterval(pingTimer);
+    clearTimeout(silenceTimer);
+    pingTimer = silenceTimer = null;
+  }
+
+  /** The connection went quiet: leave it (whatever it still delivers is ignored) and open another. */
+  function abandon(dead) {
+    if (socket !== dead || stopped) return;
+    stopPinging();
+    socket = null;
+    dead.close(4000, "no answer to pings");
+    retryLater();
+  }
+
+  function ping(current) {
+    if (!send({ type: "ping" }) || silenceTimer !== null) return;
+    silenceTimer = setTimeout(() => abandon(current), PONG_WITHIN_MS);
+  }
+
   async function open() {
     retryTimer = null;
     onState(attempt === 0 ? "connecting" : "reconnecting");
@@ -96,20 +124,27 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
       return;
     }
     if (stopped) return;
-    socket = new WebSocket(address);
-    socket.addEventListener("open", () => {
+    const current = new WebSocket(address);
+    socket = current;
+    current.addEventListener("open", () => {
+      if (socket !== current) return;
       attempt = 0;
       onState("open");
-      pingTimer = setInterval(() => send({ type: "ping" }), 20000);
+      pingTimer = setInterval(() => ping(current), PING_EVERY_MS);
       onOpen(send);
     });
-    socket.addEventListener("message", (event) => {
+    current.addEventListener("message", (event) => {
+      if (socket !== current) return;  // a connection already given up on
+      clearTimeout(silenceTimer);  // anything from the server shows the connection works
+      silenceTimer = null;
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message && typeof message.type === "string" && message.type !== "pong") onMessage(message);
+      if (message && typeof message.type === "string") onMessage(message);
     });
-    socket.addEventListener("close", (event) => {
-      clearInterval(pingTimer);
+    current.addEventListener("close", (event) => {
+      if (socket !== current) return;
+      stopPinging();
+      socket = null;
       if (stopped) return;
       if (finalCodes.has(event.code)) {
         refuse(event.code, event.reason);
@@ -128,7 +163,7 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
 
   // Coming back online or to the tab: retry now instead of waiting out the backoff.
   function retryNow() {
-    if (!stopped && retryTimer !== null && (!socket || socket.readyState === WebSocket.CLOSED)) {
+    if (!stopped && retryTimer !== null && !socket) {
       clearTimeout(retryTimer);
       retryTimer = null;
       open();
@@ -142,9 +177,10 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     send,
     close() {
       stopped = true;
-      clearInterval(pingTimer);
+      stopPinging();
       clearTimeout(retryTimer);
       socket?.close(1000, "leaving");
+      socket = null;
       onState("closed");
     },
   };
@@ -210,12 +246,17 @@ export function roomMessages(handlers) {
   };
 }
 
-/** The server's clock, as far as we can tell: offset learnt from each message's server_time. */
+/** The server's clock, as far as we can tell. Each message's server_time, taken on arrival, is behind
+ * the server's clock by the message's delay (a message held by a failing network: seconds), so the
+ * least delayed of the last few samples is the best guess: their largest offset. */
 export const serverClock = {
   offsetMs: 0,
+  samples: [],
   learn(serverTime) {
     const t = Date.parse(serverTime);
-    if (!Number.isNaN(t)) this.offsetMs = t - Date.now();
+    if (Number.isNaN(t)) return;
+    this.samples = [...this.samples.slice(-4), t - Date.now()];
+    this.offsetMs = Math.max(...this.samples);
   },
   now() { return Date.now() + this.offsetMs; },
   remainingMs(deadline) { return Math.max(0, Date.parse(deadline) - this.now()); },

@@ -3,6 +3,7 @@ import {
   ApiError, api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
   CHOICE_SHAPES, ordinal, formatScore, renderDistribution, renderLeaderboard, renderPodium, showScreen, serverClock,
 } from "./common.js";
+import { joinScreen } from "./player_join.js";
 
 // token, user_id, nickname, join_code, session_id, participant_id, answer {question_id, choice},
 // result {question_id, correct, points, ...}: enough to resume after a reload or a dropped network.
@@ -15,7 +16,9 @@ const state = {
   status: null,
   question: null,
   questionCount: 0,
+  trailFrom: Infinity, // boards newer than this version come after the shown result's close
   choice: null, // what this player answered to the open question
+  attempt: null, // {question_id, choice}: an answer tapped whose recording the server has not confirmed
   timeUp: false,
   boardVersion: -1,
   heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
@@ -24,129 +27,9 @@ const state = {
   stopCountdown: () => {},
 };
 
-// ---- joining -------------------------------------------------------------------------------
+// ---- joining (player_join.js) ---------------------------------------------------------------
 
-const joinForm = $("join-form");
-
-function showJoin(message = "") {
-  showScreen("join");
-  $("player-meta").hidden = true;
-  showConnection("closed");
-  const saved = store.get();
-  const fromLink = new URLSearchParams(location.search).get("code");
-  if (fromLink && /^\d{6}$/.test(fromLink)) $("join-code").value = fromLink;
-  if (!$("join-nickname").value && saved.nickname) $("join-nickname").value = saved.nickname;
-  $("join-error").textContent = message;
-  ($("join-code").value ? $("join-nickname") : $("join-code")).focus();
-}
-
-/** A token to play with: the account typed in "sign in", else the stored one, else a new guest's. */
-async function playerToken(nickname) {
-  const username = $("player-username").value.trim();
-  const password = $("player-password").value;
-  const saved = store.get();
-  if (username && password && saved.username !== username) {
-    const { access_token: token } = await api("/auth/login", { method: "POST", body: { username, password } });
-    $("player-password").value = "";
-    store.update({ token, username });
-    return token;
-  }
-  if (saved.token) return saved.token;
-  const guest = await api("/auth/guest", { method: "POST", body: { nickname } });
-  store.update({ token: guest.access_token, user_id: guest.user_id, username: null });
-  return guest.access_token;
-}
-
-async function findAndJoin(code, nickname) {
-  const token = await playerToken(nickname);
-  const session = await api(`/sessions?join_code=${code}`, { token });
-  let joined;
-  try {
-    joined = await api(`/sessions/${session.id}/join`, { method: "POST", body: { nickname }, token });
-  } catch (err) {
-    if (err.code !== "already_joined") throw err;
-    joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname,
-      rejoin_code: store.get().rejoin_code };
-  }
-  return store.update({
-    session_id: session.id, participant_id: joined.participant_id, nickname: joined.nickname, join_code: code,
-    rejoin_code: joined.rejoin_code ?? null,
-  });
-}
-
-async function rejoin(code, nickname, rejoinCode) {
-  const token = await playerToken(nickname);
-  const session = await api(`/sessions?join_code=${code}`, { token });
-  const place = await api(`/sessions/${session.id}/rejoin`, {
-    method: "POST", body: { nickname, rejoin_code: rejoinCode }, token });
-  return store.update({
-    session_id: session.id, participant_id: place.participant_id, nickname: place.nickname, join_code: code,
-    rejoin_code: place.rejoin_code,
-  });
-}
-
-const JOIN_MESSAGES = {
-  not_found: "No game is running with that PIN. Check the host's screen.",
-  session_ended: "That game has ended. Ask the host for the new PIN.",
-  nickname_taken: "Someone in this game already has that nickname. Pick another one.",
-  room_locked: "The host has locked this game: nobody new can join.",
-  removed: "The host removed you from this game.",
-  no_such_player: "No player of this game has that nickname and rejoin code.",
-  invalid_credentials: "Wrong username or password.",
-  invalid_body: "That nickname can't be used. Try another one.",
-};
-
-/** Run a join (or a rejoin) from the form, starting over as a new guest when the stored token expired. */
-async function joinFromForm(run, button, busyLabel) {
-  const error = $("join-error");
-  const label = button.textContent;
-  button.disabled = true;
-  button.textContent = busyLabel;
-  try {
-    let saved;
-    try {
-      saved = await run();
-    } catch (err) {
-      if (err.status !== 401 || err.code === "invalid_credentials") throw err;
-      store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
-      saved = await run();
-    }
-    store.forget("answer", "result");
-    enterRoom(saved);
-  } catch (err) {
-    error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
-  } finally {
-    button.disabled = false;
-    button.textContent = label;
-  }
-}
-
-joinForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const code = $("join-code").value.replace(/\D/g, "");
-  const nickname = $("join-nickname").value.trim();
-  const error = $("join-error");
-  if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
-  if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
-  error.textContent = "";
-  await joinFromForm(() => findAndJoin(code, nickname), $("join-submit"), "Joining…");
-});
-
-$("rejoin-submit").addEventListener("click", async () => {
-  const code = $("join-code").value.replace(/\D/g, "");
-  const nickname = $("rejoin-nickname").value.trim();
-  const rejoinCode = $("rejoin-code").value.trim();
-  const error = $("join-error");
-  if (!/^\d{6}$/.test(code)) { error.textContent = "Type the game PIN (6 digits) above."; $("join-code").focus(); return; }
-  if (!nickname) { error.textContent = "Type the nickname you played with."; $("rejoin-nickname").focus(); return; }
-  if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
-  error.textContent = "";
-  await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
-});
-
-$("join-code").addEventListener("input", (event) => {
-  event.target.value = event.target.value.replace(/\D/g, "").slice(0, 6);
-});
+const showJoin = joinScreen({ store, $, onJoined: (saved) => enterRoom(saved) });
 
 function leaveRoom() {
   state.room?.close();
@@ -213,9 +96,23 @@ async function enterRoom(saved) {
 
 const receive = roomMessages({
   snapshot(message) {
-    if (message.you) updateMe(message.you);
-    applyBoard(message.leaderboard, { force: true });
-    applySession(message.session);
+    // A snapshot is the room as it is now: after a reconnect, a reload or on a second device.
+    if (message.you) {
+      updateMe(message.you);
+      if (message.you.answer) store.update({ answer: message.you.answer });
+    }
+    // Its board never holds the points of an open question, so it shows at once (the one of the last close).
+    if (message.session.status === "question_closed") {
+      state.trailFrom = -1;
+      $("result-moved").textContent = "";
+    }
+    applyBoard(message.leaderboard, { force: true, show: true });
+    // Still on a question the room closed meanwhile (the network was away): its result comes first.
+    const previous = message.you?.previous;
+    const missed = previous && state.status === "question_open" && state.question?.id === previous.question_id
+      ? state.question : null;
+    applySession(message.session, message.you);
+    if (missed && state.status === "question_open") showMissedResult(missed, previous);
   },
   leaderboard: (message) => applyBoard(message),
   question_opened(message) {
@@ -240,7 +137,14 @@ function showRejoinCode(code) {
   $("player-rejoin-wrap").hidden = !code;
 }
 
-function applySession(session) {
+/** The answer the server recorded for question `id` (from its receipt or a snapshot), or null. */
+function recordedAnswer(id) {
+  const answer = store.get().answer;
+  return answer?.question_id === id ? answer : null;
+}
+
+/** Show the session; `you` (a snapshot's) says what the server holds of this player's answer. */
+function applySession(session, you = null) {
   state.questionCount = session.question_count;
   $("player-count").textContent = String(session.player_count);
   const q = session.current_question;
@@ -252,14 +156,28 @@ function applySession(session) {
   } else if (session.status === "question_closed" && q) {
     const saved = store.get();
     const result = saved.result?.question_id === q.id ? saved.result : null;
-    const answer = saved.answer?.question_id === q.id ? saved.answer.choice : null;
-    showResult(q, q.correct_choice, result ?? {
-      correct: answer === null ? null : answer === q.correct_choice, points: null, ...state.you,
+    const answer = recordedAnswer(q.id);
+    const known = you && "answer" in you;  // the server's word: answered (with the points) or not
+    const mine = known ? { ...state.you, correct: answer ? answer.choice === q.correct_choice : false,
+      points: answer?.points ?? 0 } : null;
+    showResult(q, q.correct_choice, mine ?? result ?? {
+      ...state.you, correct: answer === null ? null : answer.choice === q.correct_choice, points: null,
     });
   } else if (session.status === "ended") {
     if (q) state.lastPosition = q.position;
     finish(state.heldBoard?.entries ?? null);
   }
+}
+
+/** A line on the question screen: how the question that closed while this device was away went. */
+function showMissedResult(q, previous) {
+  const late = !previous.answered && state.attempt?.question_id === q.id;
+  const verdict = late ? "Too late: your answer arrived after it closed."
+    : q.kind === "poll" ? (previous.answered ? "Thanks for voting!" : "No vote.")
+      : !previous.answered ? "No answer."
+        : previous.correct ? `Correct! +${formatScore(previous.points)} points.` : "Wrong.";
+  $("missed-result").textContent = `Question ${previous.position + 1}: ${verdict}`;
+  $("missed-result").hidden = false;
 }
 
 function updateMe(you) {
@@ -271,11 +189,20 @@ function updateMe(you) {
   $("player-rank-wrap").hidden = !ranked;
 }
 
-function applyBoard(board, { force = false } = {}) {
+function applyBoard(board, { force = false, show = false } = {}) {
   if (!board || (!force && board.version <= state.boardVersion)) return;
   state.boardVersion = board.version;
   state.heldBoard = board;
-  if (state.status !== "question_open") renderBoard(board);
+  if (show || state.status !== "question_open") renderBoard(board);
+  if (state.status === "question_closed" && board.version > state.trailFrom) showTrailing(board);
+}
+
+/** On the result: how far behind the player just above this one is (when both are on the board). */
+function showTrailing(board) {
+  const mine = board.entries.find((e) => e.participant_id === state.participantId);
+  const ahead = mine && mine.score > 0 ? board.entries.find((e) => e.rank === mine.rank - 1) : null;
+  $("result-behind").textContent = ahead
+    ? `${formatScore(ahead.score - mine.score)} points behind ${ahead.nickname}` : "";
 }
 
 function renderBoard(board) {
@@ -287,12 +214,19 @@ function renderBoard(board) {
 }
 
 function openQuestion(q) {
-  if (state.status === "question_open" && state.question?.id === q.id) return; // already showing it
+  if (state.status === "question_open" && state.question?.id === q.id) {  // already showing it
+    const answer = recordedAnswer(q.id);  // answered on another device, as a snapshot tells
+    if (answer && state.choice === null && !state.gettingReady) {
+      state.choice = answer.choice;
+      lockAnswers("Answer locked in! Waiting for the others…");
+    }
+    return;
+  }
   state.status = "question_open";
   state.question = q;
+  $("missed-result").hidden = true;
   state.timeUp = false;
-  const saved = store.get();
-  state.choice = saved.answer?.question_id === q.id ? saved.answer.choice : null;
+  state.choice = recordedAnswer(q.id)?.choice ?? null;
 
   state.lastPosition = q.position;
   $("question-position").textContent = `Question ${q.position + 1}${state.questionCount ? ` of ${state.questionCount}` : ""}`;
@@ -322,6 +256,10 @@ function openQuestion(q) {
     answers.hidden = true;
     $("answer-status").textContent = "";
     $("get-ready").hidden = false;
+    // The answering time has not started: the timer shows all of it, calm, and the bar is full.
+    $("countdown").textContent = String(q.time_limit_s);
+    $("countdown").closest("[data-urgent]").dataset.urgent = "false";
+    document.querySelector("[data-screen=question] .timebar-fill").style.transform = "scaleX(1)";
     state.stopCountdown = startCountdown({
       deadline: q.opened_at, totalS: wait / 1000, numberEl: $("get-ready-count"),
       onEnd: () => { if (state.question === q) openAnswers(q); },
@@ -351,6 +289,7 @@ function openAnswers(q) {
     onEnd: () => {
       state.timeUp = true;
       if (state.choice === null) lockAnswers("Time's up!");
+      else if (state.attempt?.question_id === q.id) lockAnswers("Time's up! Checking whether your answer arrived…");
     },
   });
 }
@@ -360,12 +299,15 @@ function pointsLabel(q) {
   return q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
 }
 
-function lockAnswers(status) {
-  for (const button of $("answers").querySelectorAll("button")) {
+function lockAnswers(status, shown = state.choice) {
+  const answers = $("answers");
+  const hadFocus = answers.contains(document.activeElement);
+  for (const button of answers.querySelectorAll("button")) {
     button.disabled = true;
-    button.classList.toggle("chosen", Number(button.dataset.choice) === state.choice);
+    button.classList.toggle("chosen", Number(button.dataset.choice) === shown);
   }
   $("answer-status").textContent = status;
+  if (hadFocus) $("answer-status").focus();  // a disabled button drops the focus to the page's start
 }
 
 // Answers are safe to send again: the server gives a recorded answer's original receipt. So when
@@ -392,8 +334,10 @@ async function submitAnswer(choice) {
   const q = state.question;
   if (state.status !== "question_open" || state.choice !== null || state.timeUp || state.gettingReady || !q) return;
   state.choice = choice;
+  state.attempt = { question_id: q.id, choice };
   lockAnswers("Sending…");
   const { token } = store.get();
+  const showing = () => state.question === q && state.status === "question_open";
   for (let attempt = 0; ; attempt += 1) {
     try {
       await deliverAnswer(q, choice, token);
@@ -404,9 +348,9 @@ async function submitAnswer(choice) {
         answerRecorded(q, err.extra.answer?.choice ?? choice);
         return;
       }
-      if (err.code === "question_closed") {
-        state.choice = null;
-        lockAnswers("Too late: the question has closed.");
+      // Closed, or the game moved on while the answer was on its way: it was not counted.
+      if (err.code === "question_closed" || (err.code === "invalid_question" && !showing())) {
+        answerTooLate(q, choice);
         return;
       }
       if (err.code === "not_open_yet" && attempt < ANSWER_RETRIES) {  // this clock ran ahead of the server's
@@ -414,11 +358,12 @@ async function submitAnswer(choice) {
         continue;
       }
       const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
-      if (uncertain && attempt < ANSWER_RETRIES && state.question === q && state.status === "question_open") {
-        $("answer-status").textContent = "Connection trouble: sending your answer again…";
+      if (uncertain && attempt < ANSWER_RETRIES && showing()) {
+        if (!state.timeUp) $("answer-status").textContent = "Connection trouble: sending your answer again…";
         await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
         continue;
       }
+      if (!showing()) return;  // the page shows another screen by now: the close's result tells
       state.choice = null;
       for (const button of $("answers").querySelectorAll("button")) {
         button.disabled = state.timeUp;
@@ -433,9 +378,24 @@ async function submitAnswer(choice) {
 
 function answerRecorded(q, choice) {
   store.update({ answer: { question_id: q.id, choice } });
+  if (state.attempt?.question_id === q.id) state.attempt = null;
+  if (state.status === "question_closed" && state.question?.id === q.id) {
+    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
+  }
   if (state.question !== q || state.status !== "question_open") return;
   state.choice = choice;
   lockAnswers("Answer locked in! Waiting for the others…");
+}
+
+/** The answer reached the server after its question had closed: not counted, and said so. */
+function answerTooLate(q, choice) {
+  state.attempt = { question_id: q.id, choice };
+  if (state.question === q && state.status === "question_open") {
+    state.choice = null;
+    lockAnswers("Too late: the question has closed.", choice);
+  } else if (state.status === "question_closed" && state.question?.id === q.id) {
+    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
+  }
 }
 
 document.addEventListener("keydown", (event) => {
@@ -451,6 +411,13 @@ document.addEventListener("keydown", (event) => {
 function closeQuestion(message) {
   const q = state.question?.id === message.question_id ? state.question : null;
   const you = message.you ?? null;
+  // The board that comes after this close tells whom the player trails (boards until then are older).
+  state.trailFrom = state.boardVersion;
+  $("result-behind").textContent = "";
+  const before = state.you;
+  const ranked = (standing) => Boolean(standing?.rank) && standing.score > 0;
+  const moved = you && ranked(before) && ranked(you) ? before.rank - you.rank : 0;
+  $("result-moved").textContent = moved > 0 ? `You moved up ${moved} place${moved > 1 ? "s" : ""}!` : "";
   if (you) {
     updateMe({ score: you.score, rank: you.rank, streak: you.streak });
     store.update({ result: { question_id: message.question_id, ...you } });
@@ -465,25 +432,31 @@ function showResult(q, correctChoice, you, counts = null) {
   if (q.position !== undefined) state.lastPosition = q.position;
   state.stopCountdown();
   if (state.heldBoard) renderBoard(state.heldBoard);
+  state.closedWith = { correctChoice, you, counts };
   const verdict = $("result-verdict");
   const result = $("result");
-  const picked = store.get().answer?.question_id === q.id ? store.get().answer.choice : state.choice;
+  const recorded = recordedAnswer(q.id);
+  // Tapped, but never recorded: the answer arrived after the close (or not at all). Never "Wrong".
+  const late = !recorded && you.correct !== true && state.attempt?.question_id === q.id ? state.attempt : null;
+  const picked = recorded?.choice ?? late?.choice ?? null;
   if (q.kind === "poll") {
-    verdict.textContent = picked === null || picked === undefined ? "Poll closed" : "Thanks for voting!";
-    result.dataset.verdict = "poll";
+    verdict.textContent = late ? "Too late" : picked === null ? "Poll closed" : "Thanks for voting!";
+    result.dataset.verdict = late ? "late" : "poll";
   } else if (you.correct === true) {
     verdict.textContent = "Correct!";
     result.dataset.verdict = "correct";
+  } else if (late) {
+    verdict.textContent = "Too late";
+    result.dataset.verdict = "late";
   } else if (you.correct === false) {
-    const answered = store.get().answer?.question_id === q.id || state.choice !== null;
-    verdict.textContent = answered ? "Wrong" : "No answer";
+    verdict.textContent = recorded ? "Wrong" : "No answer";
     result.dataset.verdict = "wrong";
   } else {
     verdict.textContent = "Question closed";
     result.dataset.verdict = "unknown";
   }
-  $("result-points").textContent = you.points === null || you.points === undefined || q.kind === "poll"
-    ? "" : `+${formatScore(you.points)} points`;
+  $("result-points").textContent = late ? "Your answer arrived after the question closed: it did not count."
+    : you.points === null || you.points === undefined || q.kind === "poll" ? "" : `+${formatScore(you.points)} points`;
   const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
   $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
   const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
@@ -494,11 +467,14 @@ function showResult(q, correctChoice, you, counts = null) {
     : "Next question coming up…";
   $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
   const score = you.score ?? state.you?.score ?? 0;
-  $("result-rank").textContent = you.rank && score > 0 ? ordinal(you.rank) : "–";
+  const ranked = Boolean(you.rank) && score > 0;
+  $("result-rank").textContent = ranked ? ordinal(you.rank) : "–";
   const streak = you.streak ?? state.you?.streak ?? 0;
   $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
   showScreen("result");
-  announce(`${verdict.textContent} ${$("result-points").textContent}. You are ${$("result-rank").textContent}.`);
+  const points = $("result-points").textContent;
+  announce([verdict.textContent, points && !points.endsWith(".") ? `${points}.` : points,
+    ranked ? `You are ${ordinal(you.rank)}.` : "", $("result-moved").textContent].filter(Boolean).join(" "));
 }
 
 async function finish(podium) {
@@ -523,7 +499,7 @@ async function finish(podium) {
   } catch { /* keep the last known rank */ }
   const you = state.you ?? {};
   const total = state.heldBoard?.total_players;
-  $("final-place").textContent = you.rank
+  $("final-place").textContent = you.rank && you.score > 0  // nobody has a place on 0 points
     ? `You finished ${ordinal(you.rank)}${total ? ` of ${total}` : ""} with ${formatScore(you.score)} points.`
     : `You scored ${formatScore(you.score)} points.`;
   announce(`Game over. ${$("final-place").textContent}`);
