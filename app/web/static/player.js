@@ -120,6 +120,10 @@ const receive = roomMessages({
     openQuestion({ ...message, id: message.question_id });
   },
   question_closed: (message) => closeQuestion(message),
+  question_extended(message) {
+    if (state.status !== "question_open" || state.question?.id !== message.question_id) return;
+    if (followDeadline(message.deadline)) announce(`${message.added_s} more seconds.`);
+  },
   player_joined(message) {
     $("player-count").textContent = String(message.player_count);
   },
@@ -215,6 +219,7 @@ function renderBoard(board) {
 
 function openQuestion(q) {
   if (state.status === "question_open" && state.question?.id === q.id) {  // already showing it
+    followDeadline(q.deadline);  // the host gave it more time while this device was away
     const answer = recordedAnswer(q.id);  // answered on another device, as a snapshot tells
     if (answer && state.choice === null && !state.gettingReady) {
       state.choice = answer.choice;
@@ -234,7 +239,7 @@ function openQuestion(q) {
   $("question-text").textContent = q.text;
   const image = $("question-image");
   image.hidden = !q.image_url;
-  if (q.image_url) { image.src = q.image_url; image.alt = "Picture for this question"; }
+  if (q.image_url) { image.src = q.image_url; image.alt = q.image_alt || "Picture for this question"; }
   const answers = $("answers");
   answers.dataset.count = String(q.choices.length);
   answers.replaceChildren(...q.choices.map((text, i) => h("button", {
@@ -279,10 +284,33 @@ function openAnswers(q) {
     $("answer-status").textContent = "";
     answers.querySelector("button")?.focus();
   }
+  startAnswerTimer(q);
+}
+
+/** The open question's deadline moved later (the host added time): the timer follows it, and answers
+ * the timer had closed open again. Returns whether it moved. */
+function followDeadline(deadline) {
+  const q = state.question;
+  if (!deadline || !q || Date.parse(deadline) <= Date.parse(q.deadline)) return false;  // seen already
+  q.deadline = deadline;
+  if (state.gettingReady) return true;  // the answers open on the new deadline's timer
+  if (state.timeUp && serverClock.remainingMs(deadline) > 0) {
+    state.timeUp = false;
+    if (state.choice === null) {
+      for (const button of $("answers").querySelectorAll("button")) button.disabled = false;
+      $("answer-status").textContent = "";
+    }
+  }
+  startAnswerTimer(q);
+  return true;
+}
+
+function startAnswerTimer(q) {
   state.stopCountdown();
   state.stopCountdown = startCountdown({
     deadline: q.deadline,
-    totalS: q.time_limit_s,
+    // The whole answering time, more time included, fills the bar.
+    totalS: Math.max(q.time_limit_s, (Date.parse(q.deadline) - Date.parse(q.opened_at ?? q.deadline)) / 1000),
     numberEl: $("countdown"),
     barEl: document.querySelector("[data-screen=question] .timebar-fill"),
     announceAt: [10, 5],

