@@ -13,7 +13,7 @@ import requests
 from playwright.sync_api import Browser, expect
 
 from tests.e2e.test_browser import WAIT_MS
-from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab
+from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab, _register_host
 from tests.helpers import Api, HttpClient, tiny_png
 
 TIME_LIMIT_S = 60
@@ -82,3 +82,35 @@ def test_the_player_page_says_what_the_picture_shows(live_stack, browser: Browse
         assert tab.errors == [], tab.errors
     finally:
         tab.context.close()
+
+
+def test_the_hosts_list_says_who_is_connected(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = ClassTab(browser, live_stack.base_url, "presence-host", DESKTOP)
+    players = [ClassTab(browser, live_stack.base_url, f"presence-{name}", PHONE) for name in ("ana", "ben")]
+    try:
+        _register_host(host)
+        http.post("/api/v1/quizzes", {"title": "Who is here", "questions": [
+            {"text": "2 + 2?", "choices": ["4", "5"], "correct_choice": 0, "time_limit_s": TIME_LIMIT_S}]},
+            token=host.stored("livequiz.host")["token"], expect=201)
+        host.page.reload()
+        host.by("quiz-host").click()
+        expect(host.by("join-code")).to_have_text(re.compile(r"^\d{6}$"), timeout=WAIT_MS)
+        join_code = host.by("join-code").text_content()
+        for tab, nickname in zip(players, ("Ana", "Ben")):
+            _join(tab, join_code, nickname)
+        expect(host.by("roster-name")).to_have_text(["Ana", "Ben"], timeout=WAIT_MS)
+        expect(host.by("roster-presence")).to_have_text(["connected", "connected"], timeout=WAIT_MS)
+        host.by("next-question").click()
+        expect(host.by("question-status")).to_have_text("Open", timeout=WAIT_MS)
+        players[1].context.close()  # Ben's phone is gone
+        ben = host.by("roster-player").filter(has_text="Ben")
+        expect(ben.get_by_test_id("roster-presence")).to_have_text("away", timeout=WAIT_MS)
+        expect(host.by("roster-player").filter(has_text="Ana").get_by_test_id("roster-presence")).to_have_text(
+            "connected")
+        host.check("h03-who-is-connected")
+        assert host.errors == [], host.errors
+    finally:
+        host.context.close()
+        for tab in players:
+            tab.context.close()

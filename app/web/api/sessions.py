@@ -109,12 +109,17 @@ def lock(session_id: str):
 
 
 @endpoint(bp, "/<session_id>/participants", methods=["GET"], summary="The players (host), removed ones too: "
-          "score, whether they answered the open question, rejoin code", responses={
-              200: "players (by nickname, at most 500) and whether there are more", 403: "not_host",
-              404: "no such session"})
+          "score, whether they answered the open question, whether a device of theirs is connected, "
+          "rejoin code", responses={
+              200: "players (by nickname, at most 500) and whether there are more; connected is null "
+                   "when it cannot be told now", 403: "not_host", 404: "no such session"})
 def list_players(session_id: str):
-    return jsonify(roster.list_players(get_db(), current_principal().user_id,
-                                       parse_uuid(session_id, "session")))
+    sid = parse_uuid(session_id, "session")
+    listed = roster.list_players(get_db(), current_principal().user_id, sid)
+    here = room_hub().present(sid)  # heard on a room socket within WS_SILENT_CLOSE_S, by any process
+    for player in listed["players"]:
+        player["connected"] = None if here is None else player["participant_id"] in here
+    return jsonify(listed)
 
 
 @endpoint(bp, "/<session_id>/participants/<participant_id>", methods=["DELETE"],

@@ -100,6 +100,17 @@ class RoomHub:
         except redis.RedisError as exc:  # a seat looks free a little early at worst
             self._errors.warning("presence", "cannot note who is connected: %s", exc)
 
+    def present(self, session_id: uuid.UUID) -> set[str] | None:
+        """The players of the session heard on a room socket within WS_SILENT_CLOSE_S, in any process
+        (participant ids); None when Redis cannot tell now."""
+        since_ms = int((time.time() - self.heartbeat.silent_close_s) * 1000)
+        try:
+            heard = self.redis.zrangebyscore(SessionKeys.of(session_id).presence, since_ms, "+inf")
+        except redis.RedisError as exc:
+            self._errors.warning("presence", "cannot read who is connected: %s", exc)
+            return None
+        return {p.decode() if isinstance(p, bytes) else p for p in heard}
+
     def supersede(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Close the room sockets of `user_id` (4409), in whichever process holds them: their place moved
         to another device."""

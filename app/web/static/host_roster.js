@@ -1,9 +1,11 @@
-// The host's list of players during a game: who answered the open question, each player's rejoin code
-// (for a student whose phone died; hidden until asked for, since the host's screen is often projected),
-// and Remove / Undo at any time.
+// The host's list of players during a game: who is connected and who answered the open question, each
+// player's rejoin code (for a student whose phone died; hidden until asked for, since the host's screen
+// is often projected), and Remove / Undo at any time.
 import { h, announce } from "./common.js";
 
 const REFRESH_AFTER_MS = 400;  // a burst of arrivals or answers reads the list once
+// Who is connected changes with no message to the room (a phone dies in silence): read it this often.
+const PRESENCE_EVERY_MS = 5000;
 
 /** The list in `listEl`; `call(path, options)` is the host's API call, `onCount(n)` gets the player count,
  * `onAnswered(n)` how many players in the game answered the open question. */
@@ -11,6 +13,7 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
   let sessionId = null;
   let ended = false;
   let timer = null;
+  let presence = null;
   let reading = false;
   let again = false;
   let players = [];
@@ -53,6 +56,9 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
     h("div", { class: "roster-who" },
       h("span", { class: "roster-name", dataset: { testid: "roster-name" } }, p.nickname),
       h("span", { class: "roster-meta muted small" },
+        p.removed || p.connected === null || p.connected === undefined ? null : h("span", {
+          class: "roster-presence", dataset: { testid: "roster-presence", connected: String(p.connected) },
+        }, p.connected ? "connected" : "away"),
         h("span", { dataset: { testid: "roster-state" } }, p.removed ? "removed" : p.answered ? "answered" : ""),
         p.rejoin_code && !p.removed && codesShown.has(p.participant_id) ? h("span", {
           class: "roster-code", dataset: { testid: "roster-code" } },
@@ -102,9 +108,11 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
       players = [];
       codesShown.clear();
       listEl.replaceChildren();
+      clearInterval(presence);
       if (id) read();
+      if (id && !isEnded) presence = setInterval(refresh, PRESENCE_EVERY_MS);
     },
-    ended() { ended = true; read(); },
+    ended() { ended = true; clearInterval(presence); read(); },
     refresh,
   };
 }
