@@ -250,7 +250,7 @@ class Config:
     ws_silent_close_s: float = _setting(
         "WS_SILENT_CLOSE_S", 15.0, _positive_float,
         "seconds a WebSocket may stay silent (no pong, no message) before it is closed (4408); a player "
-        "silent this long has left their place, which a new device may then take back")
+        "silent this long shows as away on the host's list of players")
     leaderboard_final_top: int = _setting("LEADERBOARD_FINAL_TOP", 10, _int,
                                           "standings a closed period's event carries (never the whole board)")
     leaderboard_period_ttl_s: int = _setting(

@@ -114,3 +114,48 @@ def test_the_hosts_list_says_who_is_connected(live_stack, browser: Browser):
         host.context.close()
         for tab in players:
             tab.context.close()
+
+
+def test_a_nickname_in_the_game_leads_to_the_rejoin_code_and_the_place_moves(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    session = http.live_session(host, [{"text": f"Question {i + 1}?", "choices": ["4", "5"],
+                                        "correct_choice": 0, "time_limit_s": TIME_LIMIT_S} for i in range(2)])
+    http.join(session["id"], http.guest())  # someone who never answers: the host closes each question
+    old = ClassTab(browser, live_stack.base_url, "rejoin-old-device", DESKTOP)
+    new = ClassTab(browser, live_stack.base_url, "rejoin-new-device", PHONE)
+    try:
+        _join(old, session["join_code"], "Pia")
+        code = old.by("rejoin-code-shown").text_content()
+        http.next_question(session["id"], host)
+        _answers_open(old, "Question 1?")
+        old.by("answer-0").click()
+        expect(old.by("answer-status")).to_have_text(re.compile("locked in"), timeout=WAIT_MS)
+        http.close_question(session["id"], host)
+        expect(old.by("result-verdict")).to_have_text("Correct!", timeout=WAIT_MS)
+        score = old.by("player-score").text_content()
+        assert score != "0"
+
+        # A new device, the PIN and the same nickname: the page asks for the rejoin code.
+        typed = "pia"  # nicknames are the same whatever the case
+        new.page.goto(f"/?code={session['join_code']}")
+        new.by("join-nickname").fill(typed)
+        new.by("join-submit").click()
+        expect(new.by("join-error")).to_contain_text("type your rejoin code", timeout=WAIT_MS)
+        expect(new.by("rejoin-code")).to_be_focused()
+        expect(new.by("rejoin-nickname")).to_have_value(typed)
+        new.check("h04-nickname-taken")
+        new.by("rejoin-code").fill(code)
+        new.by("rejoin-submit").click()
+        # The place moves at once with its code: the score comes along, the old device is told.
+        expect(new.by("player-score")).to_have_text(score, timeout=WAIT_MS)
+        expect(new.by("player-nickname")).to_have_text("Pia")
+        expect(old.by("refused-reason")).to_have_text(re.compile("another device"), timeout=WAIT_MS)
+        http.next_question(session["id"], host)
+        _answers_open(new, "Question 2?")
+        assert new.by("player-rejoin").text_content() != code  # a code works once
+        new.check("h04-rejoined")
+        assert new.errors == [], new.errors
+    finally:
+        old.context.close()
+        new.context.close()

@@ -71,7 +71,8 @@ export function joinScreen({ store, $, onJoined }) {
   const JOIN_MESSAGES = {
     not_found: "No game is running with that PIN. Check the host's screen.",
     session_ended: "That game has ended. Ask the host for the new PIN.",
-    nickname_taken: "Someone in this game already has that nickname. Pick another one.",
+    nickname_taken: "Someone in this game already has that nickname. If it's you, type your rejoin code "
+      + "below to get your place back; if not, pick another nickname.",
     room_locked: "The host has locked this game: nobody new can join.",
     removed: "The host removed you from this game.",
     no_such_player: "No player of this game has that nickname and rejoin code.",
@@ -99,10 +100,18 @@ export function joinScreen({ store, $, onJoined }) {
       onJoined(saved);
     } catch (err) {
       error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
+      if (err.code === "nickname_taken") offerRejoin();
     } finally {
       button.disabled = false;
       button.textContent = label;
     }
+  }
+
+  /** The nickname is someone's place: perhaps this player's, from a device that is gone. */
+  function offerRejoin() {
+    $("rejoin-box").open = true;
+    $("rejoin-nickname").value = $("join-nickname").value.trim();
+    $("rejoin-code").focus();
   }
 
   joinForm.addEventListener("submit", async (event) => {
