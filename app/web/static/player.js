@@ -1,9 +1,11 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
-  ApiError, api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
-  CHOICE_SHAPES, ordinal, formatScore, renderDistribution, renderLeaderboard, renderPodium, showScreen, serverClock,
+  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
+  CHOICE_SHAPES, ordinal, formatScore, renderLeaderboard, showScreen, serverClock,
 } from "./common.js";
+import { answering } from "./player_answer.js";
 import { joinScreen } from "./player_join.js";
+import { resultScreens } from "./player_result.js";
 
 // token, user_id, nickname, join_code, session_id, participant_id, answer {question_id, choice},
 // result {question_id, correct, points, ...}: enough to resume after a reload or a dropped network.
@@ -43,6 +45,12 @@ function leaveRoom() {
 $("play-again").addEventListener("click", leaveRoom);
 $("back-to-join").addEventListener("click", leaveRoom);
 $("play-here").addEventListener("click", () => enterRoom(store.get()));
+
+// ---- results (player_result.js) and answering (player_answer.js) -----------------------------
+
+const { showMissedResult, showTrailing, closeQuestion, showResult, finish } = resultScreens({
+  state, store, $, recordedAnswer, renderBoard, updateMe });
+const { submitAnswer } = answering({ state, store, $, lockAnswers, showResult });
 
 // ---- the room ------------------------------------------------------------------------------
 
@@ -173,17 +181,6 @@ function applySession(session, you = null) {
   }
 }
 
-/** A line on the question screen: how the question that closed while this device was away went. */
-function showMissedResult(q, previous) {
-  const late = !previous.answered && state.attempt?.question_id === q.id;
-  const verdict = late ? "Too late: your answer arrived after it closed."
-    : q.kind === "poll" ? (previous.answered ? "Thanks for voting!" : "No vote.")
-      : !previous.answered ? "No answer."
-        : previous.correct ? `Correct! +${formatScore(previous.points)} points.` : "Wrong.";
-  $("missed-result").textContent = `Question ${previous.position + 1}: ${verdict}`;
-  $("missed-result").hidden = false;
-}
-
 function updateMe(you) {
   state.you = { ...state.you, ...you };
   $("player-score").textContent = formatScore(state.you.score);
@@ -199,14 +196,6 @@ function applyBoard(board, { force = false, show = false } = {}) {
   state.heldBoard = board;
   if (show || state.status !== "question_open") renderBoard(board);
   if (state.status === "question_closed" && board.version > state.trailFrom) showTrailing(board);
-}
-
-/** On the result: how far behind the player just above this one is (when both are on the board). */
-function showTrailing(board) {
-  const mine = board.entries.find((e) => e.participant_id === state.participantId);
-  const ahead = mine && mine.score > 0 ? board.entries.find((e) => e.rank === mine.rank - 1) : null;
-  $("result-behind").textContent = ahead
-    ? `${formatScore(ahead.score - mine.score)} points behind ${ahead.nickname}` : "";
 }
 
 function renderBoard(board) {
@@ -338,94 +327,6 @@ function lockAnswers(status, shown = state.choice) {
   if (hadFocus) $("answer-status").focus();  // a disabled button drops the focus to the page's start
 }
 
-// Answers are safe to send again: the server gives a recorded answer's original receipt. So when
-// the network drops or the server cannot tell whether it recorded the answer (504), the same answer
-// is sent again, a few times, while the question is open.
-const ANSWER_RETRIES = 5;
-// How long an answer sent over the room socket waits for its acknowledgement before going by HTTP.
-const SOCKET_ANSWER_WAIT_MS = 4000;
-
-/** Deliver an answer over the room's socket when it is open (acknowledged after the commit), else,
- * or when the socket cannot tell, over HTTP: both are safe to repeat. Rejects like `api`. */
-async function deliverAnswer(q, choice, token) {
-  const body = { question_id: q.id, choice };
-  const reply = await state.room?.request({ type: "answer", ...body }, SOCKET_ANSWER_WAIT_MS);
-  if (reply?.type === "answer_recorded") return reply;
-  if (reply?.type === "error" && !["unavailable", "outcome_unknown", "unknown_message"].includes(reply.code)) {
-    const { type, code, message, ref, ...extra } = reply;
-    throw new ApiError(400, code, message, extra);
-  }
-  return api(`/sessions/${state.sessionId}/answers`, { method: "POST", body, token });
-}
-
-async function submitAnswer(choice) {
-  const q = state.question;
-  if (state.status !== "question_open" || state.choice !== null || state.timeUp || state.gettingReady || !q) return;
-  state.choice = choice;
-  state.attempt = { question_id: q.id, choice };
-  lockAnswers("Sending…");
-  const { token } = store.get();
-  const showing = () => state.question === q && state.status === "question_open";
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      await deliverAnswer(q, choice, token);
-      answerRecorded(q, choice);
-      return;
-    } catch (err) {
-      if (err.code === "already_answered") {  // an earlier answer counts: show the one recorded
-        answerRecorded(q, err.extra.answer?.choice ?? choice);
-        return;
-      }
-      // Closed, or the game moved on while the answer was on its way: it was not counted.
-      if (err.code === "question_closed" || (err.code === "invalid_question" && !showing())) {
-        answerTooLate(q, choice);
-        return;
-      }
-      if (err.code === "not_open_yet" && attempt < ANSWER_RETRIES) {  // this clock ran ahead of the server's
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        continue;
-      }
-      const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
-      if (uncertain && attempt < ANSWER_RETRIES && showing()) {
-        if (!state.timeUp) $("answer-status").textContent = "Connection trouble: sending your answer again…";
-        await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
-        continue;
-      }
-      if (!showing()) return;  // the page shows another screen by now: the close's result tells
-      state.choice = null;
-      for (const button of $("answers").querySelectorAll("button")) {
-        button.disabled = state.timeUp;
-        button.classList.remove("chosen");
-      }
-      $("answer-status").textContent = `Your answer was not sent: ${err.message}`;
-      $("answers").querySelectorAll("button")[choice]?.focus();
-      return;
-    }
-  }
-}
-
-function answerRecorded(q, choice) {
-  store.update({ answer: { question_id: q.id, choice } });
-  if (state.attempt?.question_id === q.id) state.attempt = null;
-  if (state.status === "question_closed" && state.question?.id === q.id) {
-    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
-  }
-  if (state.question !== q || state.status !== "question_open") return;
-  state.choice = choice;
-  lockAnswers("Answer locked in! Waiting for the others…");
-}
-
-/** The answer reached the server after its question had closed: not counted, and said so. */
-function answerTooLate(q, choice) {
-  state.attempt = { question_id: q.id, choice };
-  if (state.question === q && state.status === "question_open") {
-    state.choice = null;
-    lockAnswers("Too late: the question has closed.", choice);
-  } else if (state.status === "question_closed" && state.question?.id === q.id) {
-    showResult(state.question, state.closedWith.correctChoice, state.closedWith.you, state.closedWith.counts);
-  }
-}
-
 document.addEventListener("keydown", (event) => {
   if (state.status !== "question_open" || event.altKey || event.ctrlKey || event.metaKey) return;
   if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
@@ -435,103 +336,6 @@ document.addEventListener("keydown", (event) => {
     submitAnswer(n - 1);
   }
 });
-
-function closeQuestion(message) {
-  const q = state.question?.id === message.question_id ? state.question : null;
-  const you = message.you ?? null;
-  // The board that comes after this close tells whom the player trails (boards until then are older).
-  state.trailFrom = state.boardVersion;
-  $("result-behind").textContent = "";
-  const before = state.you;
-  const ranked = (standing) => Boolean(standing?.rank) && standing.score > 0;
-  const moved = you && ranked(before) && ranked(you) ? before.rank - you.rank : 0;
-  $("result-moved").textContent = moved > 0 ? `You moved up ${moved} place${moved > 1 ? "s" : ""}!` : "";
-  if (you) {
-    updateMe({ score: you.score, rank: you.rank, streak: you.streak });
-    store.update({ result: { question_id: message.question_id, ...you } });
-  }
-  showResult(q ?? { id: message.question_id, choices: [] }, message.correct_choice,
-    you ?? { correct: null, points: null, ...state.you }, message.choice_counts);
-}
-
-function showResult(q, correctChoice, you, counts = null) {
-  state.status = "question_closed";
-  state.question = q;
-  if (q.position !== undefined) state.lastPosition = q.position;
-  state.stopCountdown();
-  if (state.heldBoard) renderBoard(state.heldBoard);
-  state.closedWith = { correctChoice, you, counts };
-  const verdict = $("result-verdict");
-  const result = $("result");
-  const recorded = recordedAnswer(q.id);
-  // Tapped, but never recorded: the answer arrived after the close (or not at all). Never "Wrong".
-  const late = !recorded && you.correct !== true && state.attempt?.question_id === q.id ? state.attempt : null;
-  const picked = recorded?.choice ?? late?.choice ?? null;
-  if (q.kind === "poll") {
-    verdict.textContent = late ? "Too late" : picked === null ? "Poll closed" : "Thanks for voting!";
-    result.dataset.verdict = late ? "late" : "poll";
-  } else if (you.correct === true) {
-    verdict.textContent = "Correct!";
-    result.dataset.verdict = "correct";
-  } else if (late) {
-    verdict.textContent = "Too late";
-    result.dataset.verdict = "late";
-  } else if (you.correct === false) {
-    verdict.textContent = recorded ? "Wrong" : "No answer";
-    result.dataset.verdict = "wrong";
-  } else {
-    verdict.textContent = "Question closed";
-    result.dataset.verdict = "unknown";
-  }
-  $("result-points").textContent = late ? "Your answer arrived after the question closed: it did not count."
-    : you.points === null || you.points === undefined || q.kind === "poll" ? "" : `+${formatScore(you.points)} points`;
-  const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
-  $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
-  const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
-  $("result-choice").textContent = pickedText === undefined ? "" : `You picked: ${pickedText}`;
-  renderDistribution($("result-distribution"), q, counts ?? q.choice_counts, correctChoice, picked);
-  const last = (q.position ?? -1) + 1 >= state.questionCount && state.questionCount > 0;
-  $("result-next").textContent = last ? "That was the last question. The host will show the podium."
-    : "Next question coming up…";
-  $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
-  const score = you.score ?? state.you?.score ?? 0;
-  const ranked = Boolean(you.rank) && score > 0;
-  $("result-rank").textContent = ranked ? ordinal(you.rank) : "–";
-  const streak = you.streak ?? state.you?.streak ?? 0;
-  $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
-  showScreen("result");
-  const points = $("result-points").textContent;
-  announce([verdict.textContent, points && !points.endsWith(".") ? `${points}.` : points,
-    ranked ? `You are ${ordinal(you.rank)}.` : "", $("result-moved").textContent].filter(Boolean).join(" "));
-}
-
-async function finish(podium) {
-  state.status = "ended";
-  state.stopCountdown();
-  if (state.heldBoard) renderBoard(state.heldBoard);
-  const entries = podium ?? state.heldBoard?.entries ?? [];
-  renderPodium($("podium"), entries.slice(0, 5), { highlight: state.participantId, scoredOnly: true,
-    empty: "Nobody scored any points in this game." });
-  showScreen("final");
-  if (state.lastPosition === undefined && !(state.heldBoard?.entries ?? []).some((e) => e.score > 0)) {
-    // Ended in the lobby: no question was asked, so there are no places to give.
-    $("final-place").textContent = "The game ended before it started.";
-    announce("The host ended the game before it started.");
-    return;
-  }
-  const { token } = store.get();
-  // My exact final place, even outside the top 10; fall back to what the room last told us.
-  try {
-    const mine = await api(`/sessions/${state.sessionId}/leaderboard/${state.participantId}?around=0`, { token });
-    updateMe({ rank: mine.rank, score: mine.score });
-  } catch { /* keep the last known rank */ }
-  const you = state.you ?? {};
-  const total = state.heldBoard?.total_players;
-  $("final-place").textContent = you.rank && you.score > 0  // nobody has a place on 0 points
-    ? `You finished ${ordinal(you.rank)}${total ? ` of ${total}` : ""} with ${formatScore(you.score)} points.`
-    : `You scored ${formatScore(you.score)} points.`;
-  announce(`Game over. ${$("final-place").textContent}`);
-}
 
 // ---- start ---------------------------------------------------------------------------------
 
