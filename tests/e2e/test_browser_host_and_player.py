@@ -159,3 +159,32 @@ def test_a_nickname_in_the_game_leads_to_the_rejoin_code_and_the_place_moves(liv
     finally:
         old.context.close()
         new.context.close()
+
+
+def test_the_result_shows_the_streak_bonus_apart(live_stack, browser: Browser):
+    http = Api(HttpClient(live_stack.base_url))
+    host = http.host()
+    session = http.live_session(host, [{"text": f"Question {i + 1}?", "choices": ["4", "5"],
+                                        "correct_choice": 0, "time_limit_s": TIME_LIMIT_S} for i in range(2)])
+    http.join(session["id"], http.guest())  # someone who never answers: the host closes each question
+    tab = ClassTab(browser, live_stack.base_url, "streak-bonus", PHONE)
+    try:
+        _join(tab, session["join_code"], "Sam")
+        scores = []
+        for position in range(2):
+            http.next_question(session["id"], host)
+            _answers_open(tab, f"Question {position + 1}?")
+            tab.by("answer-0").click()
+            expect(tab.by("answer-status")).to_have_text(re.compile("locked in"), timeout=WAIT_MS)
+            http.close_question(session["id"], host)
+            expect(tab.by("result-verdict")).to_have_text("Correct!", timeout=WAIT_MS)
+            board = http.get(f"/api/v1/sessions/{session['id']}/leaderboard", token=host.token,
+                             expect=200).get_json()
+            scores.append(next(e["score"] for e in board["entries"] if e["nickname"] == "Sam"))
+        # The second right answer in a row earns 100 more: shown apart from the answer's own points.
+        earned = scores[1] - scores[0]
+        expect(tab.by("result-points")).to_have_text(f"+{earned - 100:,} + 100 streak bonus", timeout=WAIT_MS)
+        tab.check("h05-streak-bonus")
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.context.close()

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.errors import Forbidden, NotFound
+from app.quiz.domain import scoring
 from app.quiz.domain.sessions import QUESTION_OPEN
 
 
@@ -61,7 +62,7 @@ def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
     results = standings(db, session_id, participant_ids)
     with db.begin():
         answers = {row.pid: row for row in db.execute(text("""
-            SELECT quiz_session_participant_id AS pid, correct, points FROM participant_answers
+            SELECT quiz_session_participant_id AS pid, correct, points, streak FROM participant_answers
             WHERE quiz_session_id = :session AND question_id = :question
               AND quiz_session_participant_id = ANY(:ids)"""),
             {"session": session_id, "question": question_id, "ids": participant_ids})}
@@ -70,6 +71,8 @@ def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
         standing["answered"] = answer is not None
         standing["correct"] = bool(answer and answer.correct)
         standing["points"] = answer.points if answer else 0
+        # The part of the points its streak earned, so the player sees why a fast answer scored more.
+        standing["streak_bonus"] = scoring.streak_bonus(answer.streak) if answer and answer.points else 0
     return results
 
 

@@ -179,6 +179,7 @@ class RoomDelivery:
                 connection.offer("question_closed", shared)
             else:
                 own = {k: you[k] for k in ("correct", "points", "score", "rank", "streak")}
+                own["streak_bonus"] = you.get("streak_bonus", 0)  # part of the points
                 connection.offer("question_closed", personal + json.dumps(own, separators=(",", ":")) + "}")
 
     def resync(self, room: Room, rebuilt_version: int) -> None:

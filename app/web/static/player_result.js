@@ -1,6 +1,6 @@
 // The player's result screens: a question's verdict (never "Wrong" for an answer that arrived after the
-// close), how a question missed while away went, whom the player trails, and the final place. player.js
-// shows them.
+// close), the streak bonus apart, how a question missed while away went, whom the player trails, and
+// the final place. player.js shows them.
 import { api, announce, formatScore, ordinal, renderDistribution, renderPodium, showScreen } from "./common.js";
 
 /** The result screens over the page's `state`; `renderBoard` and `updateMe` are player.js's. */
@@ -71,8 +71,11 @@ export function resultScreens({ state, store, $, recordedAnswer, renderBoard, up
       verdict.textContent = "Question closed";
       result.dataset.verdict = "unknown";
     }
+    const bonus = you.streak_bonus ?? 0;  // part of the points, earned by the right answers in a row
     $("result-points").textContent = late ? "Your answer arrived after the question closed: it did not count."
-      : you.points === null || you.points === undefined || q.kind === "poll" ? "" : `+${formatScore(you.points)} points`;
+      : you.points === null || you.points === undefined || q.kind === "poll" ? ""
+        : bonus > 0 ? `+${formatScore(you.points - bonus)} + ${formatScore(bonus)} streak bonus`
+          : `+${formatScore(you.points)} points`;
     const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
     $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
     const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
