@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab, _register_host
-from tests.helpers import Api, HttpClient, tiny_png
+from tests.helpers import Api, HttpClient, tiny_png, wait_until
 
 TIME_LIMIT_S = 60
 
@@ -178,9 +178,15 @@ def test_the_result_shows_the_streak_bonus_apart(live_stack, browser: Browser):
             expect(tab.by("answer-status")).to_have_text(re.compile("locked in"), timeout=WAIT_MS)
             http.close_question(session["id"], host)
             expect(tab.by("result-verdict")).to_have_text("Correct!", timeout=WAIT_MS)
-            board = http.get(f"/api/v1/sessions/{session['id']}/leaderboard", token=host.token,
-                             expect=200).get_json()
-            scores.append(next(e["score"] for e in board["entries"] if e["nickname"] == "Sam"))
+            before = scores[-1] if scores else 0
+
+            def scored(before=before) -> int:  # the board moves once the worker applied the close
+                board = http.get(f"/api/v1/sessions/{session['id']}/leaderboard", token=host.token,
+                                 expect=200).get_json()
+                score = next(e["score"] for e in board["entries"] if e["nickname"] == "Sam")
+                return score if score > before else 0
+
+            scores.append(wait_until(scored, "Sam's points on the board"))
         # The second right answer in a row earns 100 more: shown apart from the answer's own points.
         earned = scores[1] - scores[0]
         expect(tab.by("result-points")).to_have_text(f"+{earned - 100:,} + 100 streak bonus", timeout=WAIT_MS)
