@@ -166,6 +166,7 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
     questions = sample_questions(1, time_limit_s=20)
     sid = api.live_session(host, questions)["id"]
     player = api.join(sid, api.guest())
+    api.join(sid, api.guest())  # never answers: the question stays open after the first player's answer
     extend = f"/api/v1/sessions/{sid}/questions/extend"
     assert _error(api.post(extend, {"seconds": 10}, token=host.token, expect=409)) == "no_open_question"
     opened = api.next_question(sid, host)
