@@ -2,9 +2,10 @@
 // top or the player count changes, a player's place found (by name or id) and followed, past periods
 // by their names, when the board last moved, the time to the next reset.
 import {
-  ApiError, announce, api, formatScore, h, ordinal, reconnectingSocket, renderLeaderboard, renderPodium,
-  showConnection, showScreen, socketBase,
+  ApiError, announce, api, formatScore, h, ordinal, reconnectingSocket, showConnection, showScreen,
+  socketBase,
 } from "./common.js";
+import { renderLeaderboard, renderPodium } from "./standings.js";
 
 const root = document.querySelector("[data-board-id]");
 const boardId = root.dataset.boardId;

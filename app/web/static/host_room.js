@@ -1,9 +1,10 @@
 // The host running a room, question by question: the join link and QR code, lock, players arriving and
 // removed, answers coming in, get ready, more time, closing, the scoreboard and the podium.
 import {
-  CHOICE_SHAPES, announce, connectRoom, formatScore, h, renderLeaderboard, renderPodium, roomMessages,
-  serverClock, showConnection, showScreen, startCountdown,
+  CHOICE_SHAPES, announce, connectRoom, formatScore, h, roomMessages, serverClock, showConnection,
+  showScreen, startCountdown,
 } from "./common.js";
+import { renderLeaderboard, renderPodium } from "./standings.js";
 import { hostLobby } from "./host_lobby.js";
 import { hostRoster } from "./host_roster.js";
 
