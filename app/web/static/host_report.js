@@ -1,10 +1,18 @@
-// A game's report for its host: per player and per question, and the CSV.
+// A game's report for its host: per player and per question, a table a phone reads as cards, and the CSV.
 import { formatScore, h, showScreen } from "./common.js";
 
 /** Wire the report screen. Returns `showReport(sessionId)`. */
 export function reportScreen({ $, call, token, leaveRoom, showLibrary }) {
   function seconds(ms) { return ms === null || ms === undefined ? "–" : `${(ms / 1000).toFixed(1)} s`; }
   function percent(rate) { return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`; }
+
+  // Each cell names its column, which a phone shows beside it when a row stands as a card (style.css).
+  function labelCells(table) {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+    for (const row of table.querySelectorAll("tbody tr")) {
+      [...row.children].forEach((cell, i) => { cell.dataset.label = heads[i] ?? ""; });
+    }
+  }
 
   async function showReport(sessionId) {
     leaveRoom();
@@ -28,6 +36,8 @@ export function reportScreen({ $, call, token, leaveRoom, showLibrary }) {
       h("td", {}, String(q.position + 1)), h("td", {}, q.text), h("td", {}, String(q.answered)),
       h("td", {}, q.kind === "poll" ? "poll" : percent(q.correct_rate)),
       h("td", {}, q.choices.map((choice, i) => `${choice}: ${q.choice_counts[i] ?? 0}`).join(" · ")))));
+    labelCells($("report-players"));
+    labelCells($("report-questions"));
     $("report-csv").focus();
   }
 
