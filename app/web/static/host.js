@@ -84,10 +84,12 @@ $("sign-out").addEventListener("click", () => {
 
 // ---- the library ---------------------------------------------------------------------------
 
-async function showLibrary(message = "") {
+/** The library, with an error (`message`) or good news (`notice`: "Quiz saved.") above it. */
+async function showLibrary(message = "", notice = "") {
   leaveRoom();
   showScreen("library");
   $("library-error").textContent = message;
+  $("library-status").textContent = notice;
   let quizzes;
   try {
     ({ quizzes } = await call("/quizzes"));

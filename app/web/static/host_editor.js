@@ -13,6 +13,7 @@ const blankQuestion = () => ({ kind: "choice", text: "", choices: ["", "", "", "
 export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, hostQuiz }) {
   const list = $("question-list");
   let cardIds = 0;
+  let unsaved = false;  // changes since the quiz was opened or saved (Back asks before dropping them)
 
   function questionCard(q, index, total) {
     const id = `q${++cardIds}`;
@@ -174,7 +175,23 @@ export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, host
     if (focusSelector) list.querySelector(focusSelector)?.focus();
   }
 
-  function saveDraft() { store.update({ draft: { ...collectQuiz(), editing: store.get().draft?.editing ?? null } }); }
+  function saveDraft() {
+    unsaved = true;
+    store.update({ draft: { ...collectQuiz(), editing: store.get().draft?.editing ?? null } });
+  }
+
+  /** The question without the choices left empty (the form starts with four), while two remain. */
+  function withoutEmptyChoices(q) {
+    if (q.kind === "true_false") return q;
+    const kept = [];
+    let correct = null;
+    q.choices.forEach((choice, i) => {
+      if (!choice) return;
+      if (i === q.correct_choice) correct = kept.length;
+      kept.push(choice);
+    });
+    return kept.length < MIN_CHOICES ? q : { ...q, choices: kept, correct_choice: correct };
+  }
 
   $("quiz-form").addEventListener("input", saveDraft);
   $("add-question").addEventListener("click", () => {
@@ -236,7 +253,8 @@ export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, host
 
   /** Save the quiz being written (a new one, or the one it edits); returns its id, or null. */
   async function saveQuiz() {
-    const quiz = collectQuiz();
+    const written = collectQuiz();
+    const quiz = { ...written, questions: written.questions.map(withoutEmptyChoices) };
     const error = $("quiz-error");
     const problem = findProblem(quiz);
     if (problem) {
@@ -251,6 +269,7 @@ export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, host
         ? await call(`/quizzes/${editing}`, { method: "PUT", body: quizBody(quiz) })
         : await call("/quizzes", { method: "POST", body: quizBody(quiz) });
       store.forget("draft");
+      unsaved = false;
       return saved.id;
     } catch (err) {
       if (err.status !== 401) error.textContent = err.code === "quiz_in_use"
@@ -272,9 +291,11 @@ export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, host
   });
   $("save-quiz").addEventListener("click", async () => {
     const quizId = await saveQuiz();
-    if (quizId) showLibrary("Quiz saved.");
+    if (quizId) showLibrary("", "Quiz saved.");
   });
   $("editor-cancel").addEventListener("click", () => {
+    if (unsaved && !window.confirm("This quiz is not saved. Leave it and lose your changes?")) return;
+    unsaved = false;
     store.forget("draft");
     showLibrary();
   });
@@ -282,6 +303,7 @@ export function quizEditor({ store, $, call, token, leaveRoom, showLibrary, host
   function showEditor(quiz = null, message = "") {
     leaveRoom();
     const draft = quiz ?? store.get().draft ?? { title: "", questions: [blankQuestion()] };
+    unsaved = quiz === null && Boolean(store.get().draft);  // a draft taken back after a reload was never saved
     store.update({ draft: { ...draft, editing: draft.editing ?? null } });
     renderEditor(draft);
     $("editor-heading").textContent = draft.editing ? "Edit the quiz" : "Write a quiz";
