@@ -54,6 +54,7 @@ def test_a_player_is_found_by_their_name_in_any_case(live_stack, browser: Browse
         tab.by("find-player").fill("Nobody Here")
         tab.by("find-submit").click()
         expect(tab.by("find-error")).to_have_text("Nobody Here is not on this board.", timeout=WAIT_MS)
+        expect(tab.page.locator("[data-testid=leaderboard] .lb-row.me")).to_have_count(0)  # nobody followed
         tab.shot("board-04-found-by-name")
         assert tab.errors == []
     finally:
