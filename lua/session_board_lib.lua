@@ -180,6 +180,51 @@ function APPLY.apply_participant_removed(keys, argv)
   return 1
 end
 
+-- ARGV: event_id, natural_key, participant_id, nickname, score, reached_at_ms (when they reached it)
+-- The host put a removed player back: on the board with the score they had. A player on the board
+-- already (a stale or repeated restore) stays as they are.
+function APPLY.apply_participant_restored(keys, argv)
+  assert(#argv == 6, 'apply_participant_restored: expected 6 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent = unpack(keys)
+  local event_id, natural_key, participant, nickname = argv[1], argv[2], argv[3], argv[4]
+  local score = as_int(argv[5], 'score')
+  local at_ms = as_int(argv[6], 'reached_at_ms')
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+  -- before any write: a score out of range changes nothing
+  local composite = compose(score, reached_since(meta_epoch(meta), at_ms))
+
+  redis.call('SADD', applied, event_id, natural_key)
+  if not redis.call('ZSCORE', lb, participant) then redis.call('ZADD', lb, exact(composite), participant) end
+  redis.call('HSET', names, participant, nickname)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  log_recent(meta, recent, 'type', 'participant_restored', 'event_id', event_id, 'natural_key', natural_key,
+    'participant_id', participant, 'points', score, 'at_ms', exact(at_ms))
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_restored', 'version', version,
+    'participant_id', participant, 'nickname', nickname, 'player_count', redis.call('ZCARD', lb))
+  return 1
+end
+
+-- ARGV: event_id, natural_key, question_id, deadline (ISO 8601), added_s
+-- The host gave the open question more time: the room hears its new deadline; the board does not
+-- move. An extension of a question closed since (a late delivery) is only marked applied.
+function APPLY.apply_question_extended(keys, argv)
+  assert(#argv == 5, 'apply_question_extended: expected 5 ARGV, got ' .. #argv)
+  local lb, applied, meta, room = unpack(keys)
+  local event_id, natural_key, question_id, deadline, added_s = unpack(argv)
+
+  if redis.call('EXISTS', meta) == 0 then return -1 end
+  if already_applied(applied, event_id, natural_key) then return 0 end
+
+  redis.call('SADD', applied, event_id, natural_key)
+  if redis.call('HGET', meta, 'open_question') ~= question_id then return 1 end
+  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'question_extended',
+    'version', redis.call('HGET', meta, 'version') or '0', 'question_id', question_id, 'deadline', deadline,
+    'added_s', added_s)
+  return 1
+end
+
 -- ARGV: event_id, natural_key, question_id, position, data (the question as JSON, for the room)
 function APPLY.apply_question_opened(keys, argv)
   assert(#argv == 5, 'apply_question_opened: expected 5 ARGV, got ' .. #argv)

@@ -3,7 +3,8 @@
 -- live up to the mark is in the snapshot. Changes applied live after the mark and absent from the
 -- snapshot (committed after it) are replayed from `recent` onto the rebuilt keys, in order: answers
 -- held while their question is open, joins, questions opened and closed (a close releases the held
--- answers). The snapshot's facts are marked applied, so later deliveries of them are skipped.
+-- answers), players removed and put back (with the score they had). The snapshot's facts are
+-- marked applied, so later deliveries of them are skipped.
 -- The room is told (a `board_rebuilt` notification): events the snapshot covered are duplicates
 -- from now on, so their own notifications will never be sent, and its sockets need a fresh snapshot.
 -- KEYS: lb, applied, meta, room, names, recent, pending, rebuilt_lb, rebuilt_applied, rebuilt_pending
@@ -53,6 +54,11 @@ for _, entry in ipairs(entries) do
     elseif f.type == 'participant_removed' then
       redis.call('ZREM', rebuilt_lb, f.participant_id)
       redis.call('HDEL', rebuilt_pending, f.participant_id)
+    elseif f.type == 'participant_restored' then
+      if not redis.call('ZSCORE', rebuilt_lb, f.participant_id) then
+        local composite = compose(as_int(f.points, 'points'), reached_since(epoch, as_int(f.at_ms, 'at_ms')))
+        redis.call('ZADD', rebuilt_lb, exact(composite), f.participant_id)
+      end
     elseif f.type == 'question_opened' then
       open_question = f.question_id
     elseif f.type == 'question_closed' and f.question_id == open_question then

@@ -174,6 +174,10 @@ class Config:
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,
         "seconds a question shows before its answers open (its time limit counts from then)")
+    question_max_extra_s: int = _setting(
+        "QUESTION_MAX_EXTRA_S", 120, _positive_int,
+        "seconds the host may add to an open question beyond its time limit, all Add time presses together "
+        "(more is refused with 409 too_much_time)")
     session_retention_days: float = _setting(
         "SESSION_RETENTION_DAYS", 30.0, _positive_float,
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")
@@ -243,6 +247,14 @@ class Config:
         "WS_SLOT_LEASE_S", 30.0, _positive_float,
         "how long the open sockets a web process counts in Redis stay counted without its heartbeat "
         "(a killed process's sockets stop counting after this)")
+    ws_ping_interval_s: float = _setting(
+        "WS_PING_INTERVAL_S", 5.0, _positive_float,
+        "seconds between the protocol pings one thread per web process sends every WebSocket (browsers "
+        "and WebSocket libraries answer them by themselves)")
+    ws_silent_close_s: float = _setting(
+        "WS_SILENT_CLOSE_S", 15.0, _positive_float,
+        "seconds a WebSocket may stay silent (no pong, no message) before it is closed (4408); a player "
+        "silent this long shows as away on the host's list of players")
     leaderboard_final_top: int = _setting("LEADERBOARD_FINAL_TOP", 10, _int,
                                           "standings a closed period's event carries (never the whole board)")
     leaderboard_period_ttl_s: int = _setting(

@@ -34,6 +34,7 @@ class QuestionOpened(Payload):
     kind: Literal["choice", "true_false", "poll"] = "choice"
     shown_at: datetime | None = None
     image_url: str | None = None
+    image_alt: str | None = None  # what a screen reader says for the picture
 
 
 class QuestionClosed(Payload):
@@ -49,6 +50,30 @@ class ParticipantRemoved(Payload):
     participant_id: uuid.UUID
     player_count: int  # the players still in the room
     removed_at: datetime
+    removal: int = 1  # the player's n-th removal (the host may put them back, and remove them again)
+
+
+class ParticipantRestored(Payload):
+    """The host put a removed player back: on the board again with the standing they had."""
+
+    participant_id: uuid.UUID
+    nickname: str
+    score: int
+    score_reached_at: datetime
+    player_count: int  # the players in the room, them included
+    restored_at: datetime
+    removal: int  # the removal it undoes (ParticipantRemoved.removal)
+
+
+class QuestionExtended(Payload):
+    """The host gave the open question more time: its new deadline (answers are judged by it)."""
+
+    question_id: uuid.UUID
+    position: int
+    deadline: datetime
+    added_s: int
+    extra_s: int  # the seconds it now has beyond its time limit, all extensions together
+    extended_at: datetime
 
 
 class SessionDeleted(Payload):
@@ -86,5 +111,7 @@ SESSION_EVENTS = EventTypes(QUIZ_SESSION, {
     ("answer_scored", 1): AnswerScored,
     ("session_ended", 1): SessionEnded,
     ("participant_removed", 1): ParticipantRemoved,
+    ("participant_restored", 1): ParticipantRestored,
+    ("question_extended", 1): QuestionExtended,
     ("session_deleted", 1): SessionDeleted,
 }, normal_id=_session_id, legacy_id_field="session_id")

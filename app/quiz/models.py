@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -29,6 +30,7 @@ from app.quiz.domain import sessions as session_rules
 
 class Quiz(Base):
     __tablename__ = "quizzes"
+    __table_args__ = (CheckConstraint("get_ready_s BETWEEN 0 AND 5", name="get_ready_range"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id), nullable=False, index=True)
@@ -39,6 +41,8 @@ class Quiz(Base):
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quizzes.id", ondelete="CASCADE"),
                                                           index=True)
+    # Seconds each question shows before its answers open; None: the service's QUESTION_GET_READY_S.
+    get_ready_s: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class QuestionImage(Base):
@@ -61,6 +65,7 @@ class Question(Base):
         CheckConstraint("points IN (0, 1000, 2000)", name="points_allowed"),
         CheckConstraint("time_limit_s BETWEEN 5 AND 240", name="time_limit_range"),
         CheckConstraint("kind IN ('choice', 'true_false', 'poll')", name="kind_known"),
+        CheckConstraint("char_length(image_alt) <= 250", name="image_alt_length"),
         CheckConstraint("(kind = 'poll' AND correct_choice IS NULL AND points = 0) OR "
                         "(kind <> 'poll' AND correct_choice >= 0 "
                         "AND correct_choice < jsonb_array_length(choices))",
@@ -77,6 +82,7 @@ class Question(Base):
     points: Mapped[int] = mapped_column(Integer, nullable=False)
     kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="choice")
     image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("question_images.id", ondelete="SET NULL"))
+    image_alt: Mapped[str | None] = mapped_column(Text)  # what a screen reader says for the picture
 
 
 class QuizSession(Base):
@@ -129,8 +135,10 @@ class Participant(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now())
     # The player's own code to take this place back from another device (shown on their screen).
     rejoin_code: Mapped[str | None] = mapped_column(String(8))
-    # Removed by the host: off the board, and that account cannot join the session again.
+    # Removed by the host: off the board, and that account cannot join or answer until put back.
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How many times the host removed this player: names each removal and each undo (the board's dedupe).
+    removals: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class ParticipantAnswer(Base):

@@ -21,7 +21,7 @@ from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.service.batcher import ScoreBatcher
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
-from app.quiz.service.rooms import question_results, standings
+from app.quiz.service.rooms import own_answers, previous_results, question_results, standings
 from app.quiz.service.sessions import describe_session
 from app.web.ratelimits import RateLimits
 from app.web.rooms.hub import RoomHub
@@ -88,7 +88,9 @@ class Runtime:
     @cached_property
     def room_hub(self) -> RoomHub:
         return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
-                       metrics=self.metrics, board_reads=self._board_reads())
+                       metrics=self.metrics, board_reads=self._board_reads(),
+                       ping_interval_s=self.config.ws_ping_interval_s,
+                       silent_close_s=self.config.ws_silent_close_s)
 
     def _board_reads(self) -> LeaderboardReads:
         """The live boards' reads, through the same reader as the HTTP reads (a missing period is rebuilt)."""
@@ -120,7 +122,12 @@ class Runtime:
         def snapshot(db, session_id, participant_ids):
             shared = {"session": describe_session(db, session_id),
                       "leaderboard": read_page(db, self.redis, session_id, LEADERBOARD_SIZE, 0)}
-            return shared, standings(db, session_id, participant_ids)
+            mine = standings(db, session_id, participant_ids)
+            for participant_id, answer in own_answers(db, session_id, list(mine)).items():
+                mine[participant_id]["answer"] = answer
+            for participant_id, previous in previous_results(db, session_id, list(mine)).items():
+                mine[participant_id]["previous"] = previous
+            return shared, mine
 
         return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id,
                                                                              limit, 0)),

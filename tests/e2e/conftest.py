@@ -59,9 +59,10 @@ def new_address() -> str:
     return f"198.51.{n // 250}.{n % 250 + 1}"
 
 
-# Small limits, so a test reaches them with a handful of sockets, and a short lease, so a killed
-# process's sockets stop counting soon.
+# Small limits, so a test reaches them with a handful of sockets, a short lease, so a killed process's
+# sockets stop counting soon, and a quick heartbeat, so a silent socket is closed soon.
 WEB_PAIR_SETTINGS = {"WS_MAX_PER_ADDRESS": "3", "WS_MAX_PER_USER": "2", "WS_SLOT_LEASE_S": "1",
+                     "WS_PING_INTERVAL_S": "0.3", "WS_SILENT_CLOSE_S": "2",
                      "WEB_TRUSTED_PROXIES": "1", "WEB_WORKERS": "1"}
 
 

@@ -64,8 +64,16 @@ class Room:
     # open question closes early for want of them).
     movers: list[Player] = field(default_factory=list)
     removable: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # removed by the fuzzer: the host may put them back
     open_question: str | None = None
     opened_at: float = 0.0
+
+
+def _move(target: str, source: list[str], to: list[str]) -> None:
+    """A player removed (or put back) moves between a room's pools, once."""
+    if target in source:
+        source.remove(target)
+        to.append(target)
 
 
 def _valid_kind(rnd: random.Random, question: dict) -> None:
@@ -171,6 +179,11 @@ class World(BoardsWorld):
                 removable = self.api.join(room.id, self.api.guest())
                 room.removable.append(removable.participant_id)
                 room.participant_ids += [mover.participant_id, removable.participant_id]
+            gone = self.api.join(room.id, self.api.guest())  # removed already: for the host to put back
+            self.api.delete(f"/api/v1/sessions/{room.id}/participants/{gone.participant_id}",
+                            token=host.token, expect=200)
+            room.removed.append(gone.participant_id)
+            room.participant_ids.append(gone.participant_id)
         for _ in range(asked):
             self._ask(room)
         return room
@@ -263,14 +276,19 @@ class World(BoardsWorld):
             real(path_parameters, "session_id", room.id)
         if "participant_id" in path_parameters:
             elsewhere = rnd.choice(self.rooms)
-            target = (rnd.choice(room.removable) if room.removable and rnd.random() < 0.85
+            restoring = path.endswith("/restore")
+            pool = room.removed if restoring else room.removable
+            target = (rnd.choice(pool) if pool and rnd.random() < 0.85
                       else rnd.choice(elsewhere.participant_ids))
             # Only a removal uses a player up: a read of the player's place (GET .../leaderboard/{id})
             # answers 200 and leaves them in the room, still there to remove.
             aimed = real(path_parameters, "participant_id", target)
             if aimed and method == "DELETE" and target in room.removable:
-                self._effect = lambda response, room=room, target=target: (
-                    target in room.removable and room.removable.remove(target))
+                self._effect = lambda response, room=room, target=target: _move(
+                    target, room.removable, room.removed)
+            elif aimed and restoring and target in room.removed:
+                self._effect = lambda response, room=room, target=target: _move(
+                    target, room.removed, room.removable)
         if path == "/api/v1/sessions" and re.fullmatch(r"[0-9]{6}", str(query.get("join_code"))):
             live = [r for r in self.rooms if r not in self.ended]
             real(query, "join_code", rnd.choice(live if rnd.random() < 0.85 else self.ended).join_code)

@@ -54,11 +54,14 @@ class ClassTab(Tab):
 
 
 def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
+    """Three questions that each stay open for the longest time a quiz allows: the game closes them when
+    everyone answered, so no step depends on how fast the machine runs its checks."""
     host.by("new-quiz-button").click()
     expect(host.by("quiz-form")).to_be_visible(timeout=WAIT_MS)
     host.by("quiz-title").fill("Science class")
     card = host.by("question-card").nth(0)
     card.get_by_test_id("q-text").fill("Which planet is this?")
+    card.get_by_test_id("q-time").fill("240")
     for i, label in enumerate(("Mars", "Venus", "Earth", "Mercury")):
         card.get_by_test_id(f"q-choice-{i}").fill(label)
     card.get_by_test_id("q-correct-0").check()
@@ -70,6 +73,7 @@ def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
     card.get_by_test_id("q-kind").select_option("true_false")
     card = host.by("question-card").nth(1)
     card.get_by_test_id("q-text").fill("The Sun is a star.")
+    card.get_by_test_id("q-time").fill("240")
     card.get_by_test_id("q-correct-0").check()
 
     host.by("add-question").click()
@@ -77,6 +81,7 @@ def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
     card.get_by_test_id("q-kind").select_option("poll")
     card = host.by("question-card").nth(2)
     card.get_by_test_id("q-text").fill("Which topic next week?")
+    card.get_by_test_id("q-time").fill("240")
     for i, label in enumerate(("Volcanoes", "Oceans", "Space")):
         card.get_by_test_id(f"q-choice-{i}").fill(label)
     card.get_by_test_id("q-remove-choice-3").click()
@@ -150,7 +155,7 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
         ann.check("c05-lobby")
         ben.page.goto(link)
         expect(ben.by("join-code")).to_have_value(code)
-        ben.page.get_by_text("Have an account? Sign in").click()
+        ben.page.get_by_text("Play with an account: sign in").click()
         ben.by("player-username").fill(ben_account["username"])
         ben.by("player-password").fill(ben_account["password"])
         ben.by("join-nickname").fill("Ben")
@@ -259,7 +264,9 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
         host.check("c15-report")
         with host.page.expect_download() as download_info:
             host.by("report-csv").click()
-        rows = list(csv.reader(io.StringIO(Path(download_info.value.path()).read_text())))
+        raw = Path(download_info.value.path()).read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # the byte order mark that tells Excel it is UTF-8
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
         assert rows[0][:3] == ["rank", "nickname", "score"]
         assert rows[1][:2] == ["1", "Ann"] and {r[1] for r in rows[2:4]} == {"Ben", "Cat"}
         assert rows[4][1] == "Dan" and rows[4][0] == "" and rows[4][6] == "yes"  # removed: no rank

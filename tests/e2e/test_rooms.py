@@ -233,7 +233,8 @@ def test_question_closes_by_itself_at_the_deadline(live_stack, http: Api, engine
     opened = http.next_question(sid, host)
     closed = watch.wait_type("question_closed")
     assert closed["reason"] == "deadline" and closed["question_id"] == opened["question_id"]
-    assert closed["you"] == {"correct": False, "points": 0, "score": 0, "rank": 1, "streak": 0}
+    assert closed["you"] == {"correct": False, "points": 0, "score": 0, "rank": 1, "streak": 0,
+                             "streak_bonus": 0}
     watch.close()
 
 

@@ -269,6 +269,23 @@ def test_a_question_shows_its_picture_and_only_its_owners_pictures(api: Api, cli
                                token=host.token, expect=422)) == "invalid_image"
 
 
+def test_a_picture_says_what_it_shows_to_a_screen_reader(api: Api):
+    host = api.host()
+    picture = upload(api, host, tiny_png()).get_json()
+    questions = sample_questions(2)
+    questions[0].update(image_id=picture["id"], image_alt="  A map of Europe with Paris circled ")
+    questions[1]["image_alt"] = "no picture: nothing to describe"
+    session = api.live_session(host, questions)
+    described = [q["image_alt"] for q in session["quiz"]["questions"]]
+    assert described == ["A map of Europe with Paris circled", None]
+    player = api.join(session["id"], api.guest())
+    assert api.next_question(session["id"], host)["image_alt"] == "A map of Europe with Paris circled"
+    current = api.get(f"/api/v1/sessions/{session['id']}", token=player.token, expect=200).get_json()
+    assert current["current_question"]["image_alt"] == "A map of Europe with Paris circled"
+    questions[0]["image_alt"] = "x" * 251
+    api.post("/api/v1/quizzes", {"title": "Long", "questions": questions}, token=host.token, expect=400)
+
+
 def test_pages_may_show_the_apps_own_pictures():
     directives = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
     assert "'self'" in directives["img-src"].split()

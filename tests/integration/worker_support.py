@@ -77,16 +77,18 @@ def drain(worker: CacheWorker, messages: int) -> int:
 
 
 def pg_scores(engine, session_id: str) -> dict[str, int]:
+    """The board's players (the removed ones are off it) and their scores, from PostgreSQL."""
     with engine.connect() as connection:
         return {str(pid): score for pid, score in connection.execute(text(
-            "SELECT id, score FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id})}
+            "SELECT id, score FROM quiz_session_participants "
+            "WHERE quiz_session_id = :s AND removed_at IS NULL"), {"s": session_id})}
 
 
 def pg_ranking(engine, session_id: str) -> list[str]:
     """Participant ids in leaderboard order, computed from PostgreSQL."""
     with engine.connect() as connection:
         return [str(pid) for pid in connection.execute(text(
-            "SELECT id FROM quiz_session_participants WHERE quiz_session_id = :s "
+            "SELECT id FROM quiz_session_participants WHERE quiz_session_id = :s AND removed_at IS NULL "
             "ORDER BY score DESC, date_trunc('milliseconds', score_reached_at), id DESC"),
             {"s": session_id}).scalars()]
 

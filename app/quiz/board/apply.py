@@ -3,10 +3,11 @@ batch of the session's events, lua/apply_batch.lua, which runs the same rule per
 
 Every event dedupes on two members of `applied:{S}`: its event id, and a natural key that names
 the fact it records (`answer:<answer id>`, `joined:<participant id>`, `opened:<question id>`,
-`closed:<question id>`, `removed:<participant id>`, `ended`). The natural keys are what the rebuild
-can re-derive from the domain tables alone, after the relay pruned the published `events` rows; this
-module is their one owner (rebuild.py builds its snapshot's keys with the same functions, and the
-scripts receive them).
+`closed:<question id>`, `removed:<participant id>[:<n>]`, `restored:<participant id>:<n>` (the
+player's n-th removal and its undo), `extended:<question id>:<extra s>`, `ended`). The natural keys are
+what the rebuild can re-derive from the domain tables alone, after the relay pruned the published
+`events` rows; this module is their one owner (rebuild.py builds its snapshot's keys with the same
+functions, and the scripts receive them).
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from app.quiz.events import (
     AnswerScored,
     ParticipantJoined,
     ParticipantRemoved,
+    ParticipantRestored,
     QuestionClosed,
+    QuestionExtended,
     QuestionOpened,
     SessionEnded,
 )
@@ -49,8 +52,18 @@ def closed_key(question_id) -> str:
     return f"closed:{question_id}"
 
 
-def removed_key(participant_id) -> str:
-    return f"removed:{participant_id}"
+def removed_key(participant_id, removal: int = 1) -> str:
+    # A player put back may be removed again, a new fact: its count names it (the first keeps the old key).
+    return f"removed:{participant_id}" if removal == 1 else f"removed:{participant_id}:{removal}"
+
+
+def restored_key(participant_id, removal: int) -> str:
+    return f"restored:{participant_id}:{removal}"
+
+
+def extended_key(question_id, extra_s: int) -> str:
+    """An extension is named by the time the question then has beyond its limit, which only grows."""
+    return f"extended:{question_id}:{extra_s}"
 
 
 def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None = None) -> Call:
@@ -70,7 +83,17 @@ def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None 
             instant_ms(payload.joined_at)])
     if isinstance(payload, ParticipantRemoved):
         return Call("apply_participant_removed", keys, [
-            event_id, removed_key(payload.participant_id), str(payload.participant_id)])
+            event_id, removed_key(payload.participant_id, payload.removal), str(payload.participant_id)])
+    if isinstance(payload, ParticipantRestored):
+        # The reach time counts from the session's epoch, which only the board knows: the script is given
+        # the instant, and applies the rebuild's rule (scores.reached_ms) by reached_since.
+        return Call("apply_participant_restored", keys, [
+            event_id, restored_key(payload.participant_id, payload.removal), str(payload.participant_id),
+            payload.nickname, payload.score, instant_ms(payload.score_reached_at)])
+    if isinstance(payload, QuestionExtended):
+        return Call("apply_question_extended", keys, [
+            event_id, extended_key(payload.question_id, payload.extra_s), str(payload.question_id),
+            payload.deadline.isoformat(), payload.added_s])
     if isinstance(payload, QuestionOpened):
         # The room shows the whole question (or its result): it travels as one JSON field.
         return Call("apply_question_opened", keys, [

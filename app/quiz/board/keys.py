@@ -48,6 +48,11 @@ class SessionKeys:
         """Answers to the open question, held until it closes (participant -> "points:at_ms")."""
         return self._key("pending")
 
+    @property
+    def presence(self) -> str:
+        """When each player was last heard on a room socket (participant -> Unix ms; heartbeat.py)."""
+        return self._key("presence")
+
     def sockets(self, user_id) -> str:
         """The open room sockets of one user in this session (connection id -> opened at)."""
         return redis_keys.key(f"sockets:{{{self.session_id}}}:{user_id}")

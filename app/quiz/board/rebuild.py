@@ -50,9 +50,11 @@ from app.quiz.board.apply import (
     ENDED_SESSION_TTL,
     answer_key,
     closed_key,
+    extended_key,
     joined_key,
     opened_key,
     removed_key,
+    restored_key,
 )
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import composite, reached_ms
@@ -99,19 +101,23 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             connection.execute(text("SET TRANSACTION READ ONLY"))
             session = connection.execute(text("""
                 SELECT s.created_at, s.status, s.quiz_id, s.ended_at, s.current_question_id,
-                       q.position AS current_position, clock_timestamp() AS now
+                       q.position AS current_position, clock_timestamp() AS now,
+                       coalesce(round(extract(epoch FROM s.question_deadline - s.question_opened_at))::int
+                                - q.time_limit_s, 0) AS extra_s
                 FROM quiz_sessions s LEFT JOIN questions q ON q.id = s.current_question_id
                 WHERE s.id = :s"""), {"s": session_id}).one_or_none()
             if session is None:
                 raise UnknownSession(str(session_id))
             epoch = session_epoch_ms(session.created_at)
             everyone = connection.execute(text(
-                "SELECT id, nickname, score, score_reached_at, removed_at FROM quiz_session_participants "
-                "WHERE quiz_session_id = :s"), {"s": session_id}).all()
+                "SELECT id, nickname, score, score_reached_at, removed_at, removals "
+                "FROM quiz_session_participants WHERE quiz_session_id = :s"), {"s": session_id}).all()
             players = [(str(p.id), p.nickname, p.score, reached_ms(epoch, instant_ms(p.score_reached_at)))
                        for p in everyone if p.removed_at is None]
-            applied = ["session"] + [joined_key(p.id) for p in everyone] + [
-                removed_key(p.id) for p in everyone if p.removed_at is not None]
+            applied = ["session"] + [joined_key(p.id) for p in everyone]
+            for p in everyone:  # every removal so far, and every undo of one (all but the last, if removed)
+                applied += [removed_key(p.id, n) for n in range(1, p.removals + 1)]
+                applied += [restored_key(p.id, n) for n in range(1, p.removals + (p.removed_at is None))]
             removed = {str(p.id) for p in everyone if p.removed_at is not None}
             held: dict[str, str] = {}
             for answer in connection.execute(text(
@@ -121,6 +127,9 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
                 # An open question's answer is hidden until its close.
                 if not answer.counted and str(answer.pid) not in removed:
                     held[str(answer.pid)] = f"{answer.points}:{instant_ms(answer.created_at)}"
+            if session.status == QUESTION_OPEN:  # its extensions so far (those of closed ones change nothing)
+                applied += [extended_key(session.current_question_id, n)
+                            for n in range(1, session.extra_s + 1)]
             if session.current_position is not None:
                 for question_id, position in connection.execute(text(
                         "SELECT id, position FROM questions WHERE quiz_id = :q AND position <= :p"),

@@ -11,7 +11,8 @@ class SessionBoardScripts(ScriptSet):
 
     LIBRARY = LIBRARY
     NAMES = ("apply_batch", "apply_answer_scored", "apply_participant_joined", "apply_participant_removed",
-             "apply_question_opened", "apply_question_closed", "apply_session_ended",
+             "apply_participant_restored", "apply_question_extended", "apply_question_opened",
+             "apply_question_closed", "apply_session_ended",
              "read_session_board_page", "read_session_board_around", "swap_rebuilt_session_board",
              "register_room_socket")
 
@@ -19,6 +20,8 @@ class SessionBoardScripts(ScriptSet):
     apply_answer_scored: Script
     apply_participant_joined: Script
     apply_participant_removed: Script
+    apply_participant_restored: Script
+    apply_question_extended: Script
     apply_question_opened: Script
     apply_question_closed: Script
     apply_session_ended: Script

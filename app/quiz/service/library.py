@@ -75,7 +75,7 @@ def _refuse_if_live(games: list[Row], doing: str) -> None:
 
 
 def update_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID, title: str,
-                questions: list[dict[str, Any]]) -> dict[str, Any]:
+                questions: list[dict[str, Any]], get_ready_s: int | None = None) -> dict[str, Any]:
     with db.begin():
         quiz = _owned_for_update(db, owner_id, quiz_id)
         games = _sessions_of(db, quiz_id)
@@ -83,13 +83,13 @@ def update_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID, title: str
         check_images(db, owner_id, questions)
         if not any(g.played and g.quiz_id == quiz_id for g in games):  # nothing points at its questions
             db.execute(text("DELETE FROM questions WHERE quiz_id = :q"), {"q": quiz_id})
-            db.execute(text("UPDATE quizzes SET title = :t, updated_at = clock_timestamp() WHERE id = :q"),
-                       {"t": title, "q": quiz_id})
+            db.execute(text("UPDATE quizzes SET title = :t, get_ready_s = :g, updated_at = clock_timestamp() "
+                            "WHERE id = :q"), {"t": title, "g": get_ready_s, "q": quiz_id})
             db.refresh(quiz)
             rows = question_rows(quiz_id, questions)
             db.add_all(rows)
             return {**quiz_view(quiz, rows), "replaces": None}
-        successor = Quiz(id=new_id(), owner_id=owner_id, title=title)
+        successor = Quiz(id=new_id(), owner_id=owner_id, title=title, get_ready_s=get_ready_s)
         db.add(successor)
         db.flush()
         rows = question_rows(successor.id, questions)
@@ -105,12 +105,13 @@ def copy_quiz(db: Session, owner_id: uuid.UUID, quiz_id: uuid.UUID) -> dict[str,
         original = _owned_for_update(db, owner_id, quiz_id)
         questions = db.scalars(select(Question).where(Question.quiz_id == quiz_id)
                                .order_by(Question.position))
-        copy = Quiz(id=new_id(), owner_id=owner_id, title=_copy_title(original.title))
+        copy = Quiz(id=new_id(), owner_id=owner_id, title=_copy_title(original.title),
+                    get_ready_s=original.get_ready_s)
         db.add(copy)
         db.flush()
         rows = [Question(id=new_id(), quiz_id=copy.id, position=q.position, text=q.text, choices=q.choices,
                          correct_choice=q.correct_choice, time_limit_s=q.time_limit_s, points=q.points,
-                         kind=q.kind, image_id=q.image_id) for q in questions]
+                         kind=q.kind, image_id=q.image_id, image_alt=q.image_alt) for q in questions]
         db.add_all(rows)
     return quiz_view(copy, rows)
 

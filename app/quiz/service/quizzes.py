@@ -29,13 +29,14 @@ def check_images(db: Session, owner_id: uuid.UUID, questions: list[dict[str, Any
 
 def question_rows(quiz_id: uuid.UUID, questions: list[dict[str, Any]]) -> list[Question]:
     return [Question(id=new_id(), quiz_id=quiz_id, position=position,
-                     **{**q, "image_id": uuid.UUID(q["image_id"]) if q.get("image_id") else None})
+                     **{**q, "image_id": uuid.UUID(q["image_id"]) if q.get("image_id") else None,
+                        "image_alt": (q.get("image_alt") or None) if q.get("image_id") else None})
             for position, q in enumerate(questions)]
 
 
-def create_quiz(db: Session, owner_id: uuid.UUID, title: str,
-                questions: list[dict[str, Any]]) -> dict[str, Any]:
-    quiz = Quiz(id=new_id(), owner_id=owner_id, title=title)
+def create_quiz(db: Session, owner_id: uuid.UUID, title: str, questions: list[dict[str, Any]],
+                get_ready_s: int | None = None) -> dict[str, Any]:
+    quiz = Quiz(id=new_id(), owner_id=owner_id, title=title, get_ready_s=get_ready_s)
     with db.begin():
         check_images(db, owner_id, questions)
         rows = question_rows(quiz.id, questions)
@@ -60,10 +61,11 @@ def quiz_view(quiz: Quiz, questions: list[Question]) -> dict[str, Any]:
         "id": str(quiz.id),
         "title": quiz.title,
         "owner_id": str(quiz.owner_id),
+        "get_ready_s": quiz.get_ready_s,
         "questions": [{
             "id": str(q.id), "position": q.position, "kind": q.kind or "choice", "text": q.text,
             "choices": q.choices, "correct_choice": q.correct_choice, "time_limit_s": q.time_limit_s,
             "points": q.points, "image_id": str(q.image_id) if q.image_id else None,
-            "image_url": image_url(q.image_id),
+            "image_url": image_url(q.image_id), "image_alt": q.image_alt,
         } for q in questions],
     }

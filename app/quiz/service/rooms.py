@@ -9,6 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.errors import Forbidden, NotFound
+from app.quiz.domain import scoring
+from app.quiz.domain.sessions import QUESTION_OPEN
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
     results = standings(db, session_id, participant_ids)
     with db.begin():
         answers = {row.pid: row for row in db.execute(text("""
-            SELECT quiz_session_participant_id AS pid, correct, points FROM participant_answers
+            SELECT quiz_session_participant_id AS pid, correct, points, streak FROM participant_answers
             WHERE quiz_session_id = :session AND question_id = :question
               AND quiz_session_participant_id = ANY(:ids)"""),
             {"session": session_id, "question": question_id, "ids": participant_ids})}
@@ -69,4 +71,54 @@ def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
         standing["answered"] = answer is not None
         standing["correct"] = bool(answer and answer.correct)
         standing["points"] = answer.points if answer else 0
+        # The part of the points its streak earned, so the player sees why a fast answer scored more.
+        standing["streak_bonus"] = scoring.streak_bonus(answer.streak) if answer and answer.points else 0
     return results
+
+
+def own_answers(db: Session, session_id: uuid.UUID,
+                participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any] | None]:
+    """Each given player's answer to the session's current question (None: not answered), so a reload or a
+    second device shows what they picked. Whether it was right, and its points, only once the question
+    has closed: while it is open they would give the answer away."""
+    if not participant_ids:
+        return {}
+    with db.begin():
+        rows = db.execute(text("""
+            SELECT p.id AS pid, s.current_question_id AS question_id, s.status, a.choice, a.correct, a.points
+            FROM quiz_sessions s
+            JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.id = ANY(:ids)
+            LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id
+                                           AND a.question_id = s.current_question_id
+            WHERE s.id = :session AND s.current_question_id IS NOT NULL"""),
+            {"session": session_id, "ids": participant_ids}).all()
+    answers: dict[uuid.UUID, dict[str, Any] | None] = {}
+    for row in rows:
+        if row.choice is None:
+            answers[row.pid] = None
+            continue
+        answer = {"question_id": str(row.question_id), "choice": row.choice}
+        if row.status != QUESTION_OPEN:
+            answer.update(correct=row.correct, points=row.points)
+        answers[row.pid] = answer
+    return answers
+
+
+def previous_results(db: Session, session_id: uuid.UUID,
+                     participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each given player's result on the question before the current one (closed by then), so a device
+    that was away while it closed still learns how it went: answered or not, right or not, the points."""
+    if not participant_ids:
+        return {}
+    with db.begin():
+        rows = db.execute(text("""
+            SELECT p.id AS pid, pq.id AS question_id, pq.position, a.choice, a.correct, a.points
+            FROM quiz_sessions s
+            JOIN questions cq ON cq.id = s.current_question_id
+            JOIN questions pq ON pq.quiz_id = cq.quiz_id AND pq.position = cq.position - 1
+            JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.id = ANY(:ids)
+            LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id AND a.question_id = pq.id
+            WHERE s.id = :session"""), {"session": session_id, "ids": participant_ids}).all()
+    return {row.pid: {"question_id": str(row.question_id), "position": row.position,
+                      "answered": row.choice is not None, "choice": row.choice,
+                      "correct": bool(row.correct), "points": row.points or 0} for row in rows}

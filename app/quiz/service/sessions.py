@@ -17,8 +17,8 @@ from app.quiz.domain import sessions as rules
 from app.quiz.events import (
     SESSION_EVENTS,
     ParticipantJoined,
-    ParticipantRemoved,
     QuestionClosed,
+    QuestionExtended,
     QuestionOpened,
     SessionEnded,
 )
@@ -90,7 +90,7 @@ def describe_session(db: Session, session_id: uuid.UUID,
                            WHERE p.quiz_session_id = s.id AND p.user_id = :viewer AND p.removed_at IS NULL)
                        AS viewer_joined,
                    q.id AS question_id, q.position, q.text, q.choices, q.time_limit_s, q.points,
-                   q.correct_choice, q.kind, q.image_id,
+                   q.correct_choice, q.kind, q.image_id, q.image_alt,
                    (SELECT coalesce(jsonb_agg(jsonb_build_array(a.choice, a.n)), '[]'::jsonb) FROM (
                         SELECT choice, count(*) AS n FROM participant_answers
                         WHERE quiz_session_id = s.id AND question_id = s.current_question_id
@@ -116,7 +116,7 @@ def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
         current = {
             "id": str(row.question_id), "position": row.position, "kind": row.kind, "text": row.text,
             "choices": row.choices, "time_limit_s": row.time_limit_s, "points": row.points,
-            "image_url": image_url(row.image_id),
+            "image_url": image_url(row.image_id), "image_alt": row.image_alt,
             "shown_at": (row.question_shown_at or row.question_opened_at).isoformat(),
             "opened_at": row.question_opened_at.isoformat(), "deadline": row.question_deadline.isoformat(),
             "answered": sum(counts),
@@ -215,33 +215,6 @@ def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickn
             "previous_user_id": str(place.user_id)}
 
 
-def set_locked(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, locked: bool) -> dict[str, Any]:
-    with db.begin():
-        lock_for_host(db, host_id, session_id)
-        db.execute(text("UPDATE quiz_sessions SET locked = :locked WHERE id = :id"),
-                   {"locked": locked, "id": session_id})
-    return {"id": str(session_id), "locked": locked}
-
-
-def remove_participant(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
-                       participant_id: uuid.UUID) -> dict[str, Any]:
-    """The host removes a player: off the board at once, their account cannot join this session again.
-    FOR UPDATE on the session waits for the answers in flight (they hold KEY SHARE)."""
-    with db.begin():
-        session = lock_for_host(db, host_id, session_id)
-        removed = db.execute(text("""
-            UPDATE quiz_session_participants SET removed_at = :now
-            WHERE id = :p AND quiz_session_id = :s AND removed_at IS NULL
-            RETURNING (SELECT count(*) FROM quiz_session_participants
-                       WHERE quiz_session_id = :s AND removed_at IS NULL) - 1 AS player_count"""),
-            {"p": participant_id, "s": session_id, "now": session.now}).one_or_none()
-        if removed is None:
-            raise NotFound("not_found", "no such player in this session")
-        record_event(db, SESSION_EVENTS, session_id, "participant_removed", ParticipantRemoved(
-            participant_id=participant_id, player_count=removed.player_count, removed_at=session.now))
-    return {"participant_id": str(participant_id), "removed": True, "player_count": removed.player_count}
-
-
 def lock_for_host(db: Session, host_id: uuid.UUID | None, session_id: uuid.UUID, *,
                   for_update: bool = True) -> Row:
     """The session, checked to be the host's; locked against other changes unless only read."""
@@ -281,13 +254,17 @@ def _close_open_question(db: Session, session: Row, reason: str) -> dict[str, An
 
 def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
                        get_ready_s: float = 0.0) -> dict[str, Any]:
-    """Show the next question now; its answers open `get_ready_s` later (PostgreSQL's clock), and its
-    time limit counts from then."""
+    """Show the next question now; its answers open after the quiz's get-ready length (`get_ready_s`
+    when the quiz has none) on PostgreSQL's clock, and its time limit counts from then."""
     with db.begin():
         session = lock_for_host(db, host_id, session_id)
         next_position = 0 if session.position is None else session.position + 1
-        question_count = db.execute(text("SELECT count(*) FROM questions WHERE quiz_id = :q"),
-                                    {"q": session.quiz_id}).scalar()
+        question_count, quiz_get_ready_s = db.execute(text(
+            "SELECT (SELECT count(*) FROM questions WHERE quiz_id = :q), get_ready_s "
+            "FROM quizzes WHERE id = :q"),
+            {"q": session.quiz_id}).one()
+        if quiz_get_ready_s is not None:
+            get_ready_s = quiz_get_ready_s
         try:
             rules.check_can_open_next(session.status, next_position, question_count)
         except rules.TransitionError as exc:
@@ -295,8 +272,9 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
         if session.status == rules.QUESTION_OPEN:
             _close_open_question(db, session, "next")
         question = db.execute(text(
-            "SELECT id, position, kind, text, choices, time_limit_s, points, image_id FROM questions "
-            "WHERE quiz_id = :q AND position = :p"), {"q": session.quiz_id, "p": next_position}).one()
+            "SELECT id, position, kind, text, choices, time_limit_s, points, image_id, image_alt "
+            "FROM questions WHERE quiz_id = :q AND position = :p"),
+            {"q": session.quiz_id, "p": next_position}).one()
         shown_at: datetime = session.now
         opened_at = shown_at + timedelta(seconds=get_ready_s)
         deadline = opened_at + timedelta(seconds=question.time_limit_s)
@@ -309,7 +287,7 @@ def open_next_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID,
                                 choices=question.choices, time_limit_s=question.time_limit_s,
                                 points=question.points, opened_at=opened_at, deadline=deadline,
                                 question_count=question_count, kind=question.kind, shown_at=shown_at,
-                                image_url=image_url(question.image_id))
+                                image_url=image_url(question.image_id), image_alt=question.image_alt)
         record_event(db, SESSION_EVENTS, session_id, "question_opened", opened)
     return opened.model_dump(mode="json")
 
@@ -327,6 +305,45 @@ def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | N
         except rules.TransitionError as exc:
             raise _conflict(exc) from None
         return _close_open_question(db, session, reason)
+
+
+def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seconds: int,
+                    seen_deadline: datetime | None = None, *, max_extra_s: int) -> dict[str, Any]:
+    """More time for the open question: its deadline moves `seconds` later, up to `max_extra_s`
+    (QUESTION_MAX_EXTRA_S) beyond its time limit in all. The timers close by the deadline in PostgreSQL,
+    and the answers are judged by it, so the new deadline holds everywhere at once; the rooms hear it
+    from the event.
+
+    With `seen_deadline` (the deadline the host saw), a question whose deadline is another one now was
+    extended already: a retry gets the question as it is (`replayed`), not one more extension."""
+    with db.begin():
+        session = lock_for_host(db, host_id, session_id)
+        try:
+            rules.check_can_close(session.status)
+        except rules.TransitionError as exc:
+            raise _conflict(exc) from None
+        row = db.execute(text("""
+            SELECT s.question_opened_at, s.question_deadline, q.time_limit_s FROM quiz_sessions s
+            JOIN questions q ON q.id = s.current_question_id WHERE s.id = :s"""), {"s": session_id}).one()
+        if row.question_deadline <= session.now:
+            raise Conflict("question_closed", "the question's time is up: it is closing")
+        if seen_deadline is not None and seen_deadline != row.question_deadline:
+            return {"question_id": str(session.current_question_id), "position": session.position,
+                    "deadline": row.question_deadline.isoformat().replace("+00:00", "Z"), "added_s": 0,
+                    "extra_s": round((row.question_deadline - row.question_opened_at).total_seconds())
+                    - row.time_limit_s, "replayed": True}
+        deadline = row.question_deadline + timedelta(seconds=seconds)
+        extra_s = round((deadline - row.question_opened_at).total_seconds()) - row.time_limit_s
+        if extra_s > max_extra_s:
+            raise Conflict("too_much_time", f"a question gets at most {max_extra_s} s more than its "
+                           "time limit", max_extra_s=max_extra_s)
+        db.execute(text("UPDATE quiz_sessions SET question_deadline = :deadline WHERE id = :s"),
+                   {"deadline": deadline, "s": session_id})
+        extended = QuestionExtended(question_id=session.current_question_id, position=session.position,
+                                    deadline=deadline, added_s=seconds, extra_s=extra_s,
+                                    extended_at=session.now)
+        record_event(db, SESSION_EVENTS, session_id, "question_extended", extended)
+    return {**extended.model_dump(mode="json"), "replayed": False}
 
 
 def end_session(db: Session, host_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
@@ -354,7 +371,9 @@ def find_due_questions(db: Session) -> list[Row]:
             FROM quiz_sessions s
             WHERE s.{rules.OPEN_SQL} AND (
                 s.question_deadline <= clock_timestamp()
-                OR (SELECT count(*) FROM participant_answers a
+                OR (SELECT count(*) FROM participant_answers a  -- a removed player's answer waits for nobody
+                    JOIN quiz_session_participants p
+                      ON p.id = a.quiz_session_participant_id AND p.removed_at IS NULL
                     WHERE a.quiz_session_id = s.id AND a.question_id = s.current_question_id)
                    >= GREATEST(1, (SELECT count(*) FROM quiz_session_participants p
                                    WHERE p.quiz_session_id = s.id AND p.removed_at IS NULL))

@@ -18,7 +18,7 @@ def create_quiz():
     require_registered("write quizzes")
     body = parse_body(QuizBody)
     quiz = quizzes.create_quiz(get_db(), current_principal().user_id, body.title,
-                               [q.model_dump() for q in body.questions])
+                               [q.model_dump() for q in body.questions], body.get_ready_s)
     return jsonify(quiz), 201
 
 
@@ -42,7 +42,8 @@ def update_quiz(quiz_id: str):
     require_registered("write quizzes")
     body = parse_body(QuizBody)
     return jsonify(library.update_quiz(get_db(), current_principal().user_id, parse_uuid(quiz_id, "quiz"),
-                                       body.title, [q.model_dump() for q in body.questions]))
+                                       body.title, [q.model_dump() for q in body.questions],
+                                       body.get_ready_s))
 
 
 @endpoint(bp, "/<quiz_id>", methods=["DELETE"], summary="Delete a quiz with every game of it, their players "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.core.validation import TRIMMED, WHOLE, Id, Integer, Query, Strict, whole
 from app.leaderboards.domain import MAX_EXACT
@@ -67,6 +67,8 @@ class QuestionBody(Strict):
     time_limit_s: Annotated[int, Field(ge=5, le=240), WHOLE] = 20
     points: Literal[0, 1000, 2000] = 1000
     image_id: Id | None = None
+    # What a screen reader says for the picture (players who cannot see it still learn what it shows).
+    image_alt: Annotated[str, StringConstraints(max_length=250), TRIMMED] | None = None
     model_config = ConfigDict(
         json_schema_extra=lambda schema: schema.update(anyOf=copy.deepcopy(_KIND_RULES)))
 
@@ -103,6 +105,8 @@ class QuestionBody(Strict):
 class QuizBody(Strict):
     title: Title
     questions: Annotated[list[QuestionBody], Field(min_length=1, max_length=100)]
+    # Seconds each question shows before its answers open; absent: the service's QUESTION_GET_READY_S.
+    get_ready_s: Annotated[int, Field(ge=0, le=5), WHOLE] | None = None
 
 
 class JoinBody(Strict):
@@ -116,6 +120,22 @@ class RejoinBody(Strict):
 
 class LockBody(Strict):
     locked: bool
+
+
+class ExtendBody(Strict):
+    """More time for the open question (host): the deadline moves later by `seconds`. With `deadline`,
+    the one the host's screen shows, a retry is safe: a question whose deadline moved since is not
+    extended again."""
+
+    seconds: Annotated[int, Field(ge=1, le=60), WHOLE] = 10
+    deadline: Annotated[AwareDatetime, Field(strict=False)] | None = None
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def deadline_is_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):  # a number would pass as a Unix time
+            raise ValueError("an ISO 8601 date and time with its offset, as the question's deadline reads")
+        return value
 
 
 class AnswerBody(Strict):
@@ -232,6 +252,10 @@ class RangeQuery(PeriodQuery):
 
 class AroundBoardQuery(PeriodQuery):
     range: Annotated[int, Field(ge=0, le=50)] = 5
+
+
+class PlayerNameQuery(PeriodQuery):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128), TRIMMED]
 
 
 class BoardListQuery(Query):

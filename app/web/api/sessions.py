@@ -6,7 +6,7 @@ import uuid
 from flask import Blueprint, Response, current_app, jsonify
 
 from app.core.errors import NotFound
-from app.quiz.service import answers, deletion, reports, sessions
+from app.quiz.service import answers, deletion, reports, roster, sessions
 from app.web.api.core import (
     current_principal,
     endpoint,
@@ -15,7 +15,7 @@ from app.web.api.core import (
     parse_query,
     parse_uuid,
 )
-from app.web.api.schemas import AnswerBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
+from app.web.api.schemas import AnswerBody, ExtendBody, JoinBody, JoinCodeQuery, LockBody, RejoinBody
 from app.web.extensions import answer_batcher, get_db, rate_limits, room_hub
 from app.web.ratelimits import limit
 
@@ -104,22 +104,46 @@ def rejoin(session_id: str):
                                     404: "no such session"})
 def lock(session_id: str):
     body = parse_body(LockBody)
-    return jsonify(sessions.set_locked(get_db(), current_principal().user_id,
-                                       parse_uuid(session_id, "session"), body.locked))
+    return jsonify(roster.set_locked(get_db(), current_principal().user_id,
+                                     parse_uuid(session_id, "session"), body.locked))
+
+
+@endpoint(bp, "/<session_id>/participants", methods=["GET"], summary="The players (host), removed ones too: "
+          "score, whether they answered the open question, whether a device of theirs is connected, "
+          "rejoin code", responses={
+              200: "players (by nickname, at most 500) and whether there are more; connected is null "
+                   "when it cannot be told now", 403: "not_host", 404: "no such session"})
+def list_players(session_id: str):
+    sid = parse_uuid(session_id, "session")
+    listed = roster.list_players(get_db(), current_principal().user_id, sid)
+    here = room_hub().present(sid)  # heard on a room socket within WS_SILENT_CLOSE_S, by any process
+    for player in listed["players"]:
+        player["connected"] = None if here is None else player["participant_id"] in here
+    return jsonify(listed)
 
 
 @endpoint(bp, "/<session_id>/participants/<participant_id>", methods=["DELETE"],
-          summary="Remove a player (host): off the board, and their account cannot join this game again",
-          responses={200: "removed, with the players left", 403: "not_host",
-                     404: "no such session or player"})
+          summary="Remove a player (host), at any time: off the board, their answers stop counting, and "
+          "their account cannot join or answer until put back", responses={
+              200: "removed, with the players left", 403: "not_host", 404: "no such session or player"})
 def remove_participant(session_id: str, participant_id: str):
-    return jsonify(sessions.remove_participant(get_db(), current_principal().user_id,
-                                               parse_uuid(session_id, "session"),
-                                               parse_uuid(participant_id, "participant")))
+    return jsonify(roster.remove_participant(get_db(), current_principal().user_id,
+                                             parse_uuid(session_id, "session"),
+                                             parse_uuid(participant_id, "participant")))
+
+
+@endpoint(bp, "/<session_id>/participants/<participant_id>/restore", methods=["POST"],
+          summary="Put a removed player back (host) while the game runs, with the points they had",
+          responses={200: "restored, with the players now in", 403: "not_host",
+                     404: "no such session, or no removed player with that id", 409: "session_ended"})
+def restore_participant(session_id: str, participant_id: str):
+    return jsonify(roster.restore_participant(get_db(), current_principal().user_id,
+                                              parse_uuid(session_id, "session"),
+                                              parse_uuid(participant_id, "participant")))
 
 
 @endpoint(bp, "/<session_id>/questions/next", methods=["POST"], summary="Show the next question (host); its "
-          "answers open after QUESTION_GET_READY_S", responses={
+          "answers open after the quiz's get_ready_s (QUESTION_GET_READY_S when it has none)", responses={
               200: "the question: shown_at, opened_at (answers open) and deadline", 403: "not_host",
               404: "no such session", 409: "no_more_questions or session_ended"})
 def next_question(session_id: str):
@@ -137,6 +161,18 @@ def close_question(session_id: str):
     closed = sessions.close_question(get_db(), parse_uuid(session_id, "session"),
                                      host_id=current_principal().user_id)
     return jsonify(closed)
+
+
+@endpoint(bp, "/<session_id>/questions/extend", methods=["POST"], summary="More time for the open question "
+          "(host): its deadline moves `seconds` later", body=ExtendBody, body_required=False, responses={
+              200: "the new deadline (question_extended); replayed: the deadline had moved from the one "
+                   "sent, so nothing changed (a retry)", 403: "not_host", 404: "no such session",
+              409: "no_open_question, question_closed (its time is up) or too_much_time (max_extra_s)"})
+def extend_question(session_id: str):
+    body = parse_optional_body(ExtendBody)
+    return jsonify(sessions.extend_question(
+        get_db(), current_principal().user_id, parse_uuid(session_id, "session"), body.seconds, body.deadline,
+        max_extra_s=current_app.config["LIVEQUIZ"].question_max_extra_s))
 
 
 @endpoint(bp, "/<session_id>/end", methods=["POST"], summary="End the session (host)",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +25,7 @@ LEADERBOARD = "leaderboard"  # a session room's board: the kind of message a new
 class _Queued:
     __slots__ = ("kind", "text", "version")
 
-    def __init__(self, kind: str, text: str, version: int | None = None):
+    def __init__(self, kind: str, text: str | bytes, version: int | None = None):
         self.kind, self.text, self.version = kind, text, version
 
 
@@ -37,7 +38,7 @@ class Connection:
     silent gap.
     """
 
-    def __init__(self, send: Callable[[str], Any], session_id: uuid.UUID | None, *,
+    def __init__(self, send: Callable[[str | bytes], Any], session_id: uuid.UUID | None, *,
                  participant_id: uuid.UUID | None, max_buffered: int, on_drop: Callable[[str], None],
                  on_sent: Callable[[str], None], close: Callable[[int, str], Any] | None = None,
                  is_host: bool = False):
@@ -58,6 +59,7 @@ class Connection:
         self._versions: dict[str, int] = {}  # the newest version offered, per kind of superseding message
         self._sender: threading.Thread | None = None
         self.dropped = 0
+        self.heard_at = time.monotonic()  # the last pong or message from the client (heartbeat.py)
 
     @property
     def is_player(self) -> bool:
@@ -122,6 +124,18 @@ class Connection:
             self._buffer = deque(q for q in self._buffer if q.kind != kind or q.version > version)
             self._buffer.append(_Queued("snapshot", text))
             self._versions[kind] = max(self._versions.get(kind, -1), version)
+            self._wakeup.notify()
+        return True
+
+    def heard(self, at: float | None = None) -> None:
+        self.heard_at = time.monotonic() if at is None else at
+
+    def offer_ping(self, frame: bytes) -> bool:
+        """A protocol ping, unless the buffer is full (a client that reads nothing is closed by then)."""
+        with self._wakeup:
+            if not self._open or len(self._buffer) >= self.max_buffered:
+                return False
+            self._buffer.append(_Queued("ping", frame))
             self._wakeup.notify()
         return True
 

@@ -18,6 +18,8 @@ from typing import Any
 from simple_websocket import ConnectionClosed
 
 _FIN_TEXT = 0x81
+# A protocol ping with no payload (FIN, opcode 9): browsers and WebSocket libraries answer it by themselves.
+PING_FRAME = b"\x89\x00"
 # Enough for the messages in flight at once in a process (a broadcast, a board push, a close's result).
 _FRAMES_CACHED = 256
 
@@ -35,14 +37,32 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-def frame_writer(ws: Any) -> Callable[[str], None]:
-    """A Connection's `send` for the simple-websocket `ws`: writes the message's shared frame."""
-    def send(text: str) -> None:
+def frame_writer(ws: Any) -> Callable[[str | bytes], None]:
+    """A Connection's `send` for the simple-websocket `ws`: writes the message's shared frame (bytes are
+    a frame already: a ping)."""
+    def send(text: str | bytes) -> None:
         if not ws.connected:
             raise ConnectionClosed(ws.close_reason, ws.close_message)
-        frame = text_frame(text)
+        frame = text if isinstance(text, bytes) else text_frame(text)
         # One write, as a rule (gevent's sendall asks the socket for its buffer size first).
         written = ws.sock.send(frame)
         if written < len(frame):
             ws.sock.sendall(memoryview(frame)[written:])
     return send
+
+
+def socket_closer(ws: Any) -> Callable[[int, str], None]:
+    """A Connection's `close` for `ws`: sends the close code, then wakes the handler waiting in
+    `ws.receive`, which returns at once instead of at its timeout (so the socket leaves its room now)."""
+    def close(code: int, reason: str) -> None:
+        ws.close(code, reason)
+        ws.event.set()
+    return close
+
+
+def pong_check(ws: Any) -> Callable[[], bool]:
+    """Whether `ws` received a pong since the last call (simple-websocket notes it in `pong_received`)."""
+    def took_pong() -> bool:
+        heard, ws.pong_received = ws.pong_received, False
+        return bool(heard)
+    return took_pong

@@ -23,6 +23,7 @@ from app.leaderboards.board.keys import LeaderboardKeys
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
 from app.web.rooms.connection import Connection
+from app.web.rooms.heartbeat import Heard, Heartbeat
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomDelivery, RoomReads
 from app.web.rooms.streams import StreamReader, decode_notes
@@ -30,10 +31,14 @@ from app.web.rooms.ticker import LeaderboardTicker
 
 log = logging.getLogger(__name__)
 
+# A session's presence set outlives its last write by this long (then the game is long over).
+PRESENCE_TTL_S = 86400
+
 
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
-                 metrics: Any | None = None, board_reads: LeaderboardReads | None = None):
+                 metrics: Any | None = None, board_reads: LeaderboardReads | None = None,
+                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0):
         self.redis = redis_client
         self.reads = reads
         self.board_reads = board_reads
@@ -51,6 +56,8 @@ class RoomHub:
         self.delivery = RoomDelivery(reads, self._lock, self._board_moved, self._errors)
         self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
                                         moved=self._board_moved, stopping=self._stopping, errors=self._errors)
+        self.heartbeat = Heartbeat(interval_s=ping_interval_s, silent_close_s=silent_close_s,
+                                   stopping=self._stopping, errors=self._errors, present=self.mark_present)
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -76,6 +83,33 @@ class RoomHub:
         keys = SessionKeys.of(connection.session_id)
         session_board_scripts(self.redis).register_room_socket(
             [keys.sockets(user_id), keys.room], [connection.id, int(time.time() * 1000), allowed])
+        if connection.participant_id is not None:
+            self.mark_present({connection.session_id: {connection.participant_id: int(time.time() * 1000)}})
+
+    # --- presence: is a player's seat in use? ----------------------------------------------------
+
+    def mark_present(self, heard: Heard) -> None:
+        """Note when each player was last heard (one write per room); every process reads it."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for session_id, players in heard.items():
+                    key = SessionKeys.of(session_id).presence
+                    pipe.zadd(key, {str(p): at for p, at in players.items()}, gt=True)
+                    pipe.expire(key, PRESENCE_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:  # a seat looks free a little early at worst
+            self._errors.warning("presence", "cannot note who is connected: %s", exc)
+
+    def present(self, session_id: uuid.UUID) -> set[str] | None:
+        """The players of the session heard on a room socket within WS_SILENT_CLOSE_S, in any process
+        (participant ids); None when Redis cannot tell now."""
+        since_ms = int((time.time() - self.heartbeat.silent_close_s) * 1000)
+        try:
+            heard = self.redis.zrangebyscore(SessionKeys.of(session_id).presence, since_ms, "+inf")
+        except redis.RedisError as exc:
+            self._errors.warning("presence", "cannot read who is connected: %s", exc)
+            return None
+        return {p.decode() if isinstance(p, bytes) else p for p in heard}
 
     def supersede(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Close the room sockets of `user_id` (4409), in whichever process holds them: their place moved
@@ -92,8 +126,11 @@ class RoomHub:
     def leave(self, connection: Connection, user_id: uuid.UUID | None = None) -> None:
         connection.close()
         if user_id is not None:
+            keys = SessionKeys.of(connection.session_id)
             try:
-                self.redis.zrem(SessionKeys.of(connection.session_id).sockets(user_id), connection.id)
+                self.redis.zrem(keys.sockets(user_id), connection.id)
+                if connection.participant_id is not None and not self.redis.zcard(keys.sockets(user_id)):
+                    self.redis.zrem(keys.presence, str(connection.participant_id))  # closed: the seat is free
             except redis.RedisError:  # the entry is superseded harmlessly later
                 pass
         with self._lock:
@@ -146,6 +183,7 @@ class RoomHub:
             self._started = True
             self._reader.start()
             threading.Thread(target=self.ticker.run, name="room-leaderboards", daemon=True).start()
+            threading.Thread(target=self.heartbeat.run, name="socket-heartbeat", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -27,7 +27,8 @@ LEADERBOARD_SIZE = 10
 PODIUM_SIZE = 5
 # Notifications after which the room's board shows something new. An answer to an open question
 # (`answer_received`) moves nothing: its points stay hidden until the question closes.
-BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed", "participant_removed"}
+BOARD_MOVES = {"answer_scored", "participant_joined", "question_closed", "participant_removed",
+               "participant_restored"}
 CLOSE_REMOVED = 4403
 CLOSE_DELETED = 4404
 
@@ -111,8 +112,8 @@ class RoomDelivery:
                                   "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_opened":
             question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices",
-                                                 "image_url", "time_limit_s", "points", "shown_at",
-                                                 "opened_at", "deadline", "question_count")}
+                                                 "image_url", "image_alt", "time_limit_s", "points",
+                                                 "shown_at", "opened_at", "deadline", "question_count")}
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
         elif kind == "question_closed":
             self._send_question_closed(room, note)
@@ -131,6 +132,15 @@ class RoomDelivery:
                     connection.close_with(CLOSE_REMOVED, "the host removed you from this game")
             self.broadcast(room, {"type": "player_removed", "participant_id": note.get("participant_id"),
                                   "player_count": int(note.get("player_count") or 0)})
+        elif kind == "participant_restored":
+            self.broadcast(room, {"type": "player_restored", "participant_id": note.get("participant_id"),
+                                  "nickname": note.get("nickname"),
+                                  "player_count": int(note.get("player_count") or 0)})
+        elif kind == "question_extended":
+            # Everyone's timer moves: the deadline is the one PostgreSQL judges answers by.
+            self.broadcast(room, {"type": "question_extended", "question_id": note.get("question_id"),
+                                  "deadline": note.get("deadline"), "added_s": int(note.get("added_s") or 0),
+                                  "server_time": now_iso()})
         elif kind == "session_deleted":
             for connection in list(room.connections):
                 connection.close_with(CLOSE_DELETED, "the host deleted this game")
@@ -169,6 +179,7 @@ class RoomDelivery:
                 connection.offer("question_closed", shared)
             else:
                 own = {k: you[k] for k in ("correct", "points", "score", "rank", "streak")}
+                own["streak_bonus"] = you.get("streak_bonus", 0)  # part of the points
                 connection.offer("question_closed", personal + json.dumps(own, separators=(",", ":")) + "}")
 
     def resync(self, room: Room, rebuilt_version: int) -> None:

@@ -36,7 +36,7 @@ from app.web.extensions import (
 from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from app.web.ratelimits import limit
 from app.web.rooms.connection import Connection
-from app.web.rooms.frames import frame_writer
+from app.web.rooms.frames import frame_writer, pong_check, socket_closer
 from app.web.rooms.room import now_iso
 from app.web.rooms.signed_in import SIGNED_OUT
 
@@ -104,7 +104,7 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,
                             is_host=member.is_host, max_buffered=config.ws_send_buffer,
                             on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
-                            close=lambda code, reason: ws.close(code, reason))
+                            close=socket_closer(ws))
     if not signed_in_sockets.admit(connection, principal):  # the ticket's token was revoked
         return _refuse(ws, CLOSE_UNAUTHORIZED, SIGNED_OUT)
     try:
@@ -164,7 +164,17 @@ def answers_over_socket(session: uuid.UUID, principal: Principal,
 
 def answer_client(ws, connection: Connection, handle: Callable[[dict], dict | None] | None = None) -> None:
     """Client messages: `ping` gets `pong`; any other JSON object goes to `handle`, whose reply (if any)
-    is sent (without a handler it gets an `error`); a flood closes the socket."""
+    is sent (without a handler it gets an `error`); a flood closes the socket. The process's heartbeat
+    pings the socket meanwhile, and closes it once the client stays silent too long."""
+    heartbeat = room_hub().heartbeat
+    heartbeat.watch(connection, pong_check(ws))
+    try:
+        _receive_messages(ws, connection, handle)
+    finally:
+        heartbeat.forget(connection)
+
+
+def _receive_messages(ws, connection: Connection, handle: Callable[[dict], dict | None] | None) -> None:
     allowance, refilled = float(MESSAGE_BURST), time.monotonic()
     while connection.is_open:
         try:
@@ -174,6 +184,7 @@ def answer_client(ws, connection: Connection, handle: Callable[[dict], dict | No
         if raw is None:
             continue
         now = time.monotonic()
+        connection.heard(now)
         allowance = min(MESSAGE_BURST, allowance + (now - refilled) * MESSAGES_PER_S) - 1
         refilled = now
         if allowance < 0:

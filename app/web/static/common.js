@@ -1,4 +1,4 @@
-// Shared by player.js and host.js: the API wrapper, stored state, the room socket, clock, rendering helpers.
+// Shared by the pages: the API wrapper, stored state, the sockets, the clock, small rendering helpers.
 
 export class ApiError extends Error {
   constructor(status, code, message, extra = {}) {
@@ -55,11 +55,18 @@ export function storedRecord(key) {
 // (another tab or device): reconnecting would only take the room away from that one again.
 export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 
+// The page's own heartbeat: a ping every PING_EVERY_MS, and a connection that has sent nothing back
+// within PONG_WITHIN_MS is taken for dead. A browser cannot see protocol pings, and a phone that lost
+// its network keeps its socket looking open (its frames are held, not refused), so only this tells.
+export const PING_EVERY_MS = 5000;
+export const PONG_WITHIN_MS = 3000;
+
 /**
  * A socket that reconnects with exponential backoff (with jitter) after any drop, except a refusal
  * (a close code in `finalCodes`), which is final. `url()` gives the address of each new connection
  * (async: it may fetch a ticket first) and throws {final: true, code, message} to refuse. `onOpen`
- * is called with `send` at each (re)connection. Sends a ping every 20 s. onState receives
+ * is called with `send` at each (re)connection. Pings the server (PING_EVERY_MS): a connection that
+ * does not answer in time is dropped and replaced, whatever the browser says of it. onState receives
  * "connecting" | "open" | "reconnecting" | "closed".
  */
 export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () => {}, onMessage, onState = () => {},
@@ -68,6 +75,7 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
   let attempt = 0;
   let stopped = false;
   let pingTimer = null;
+  let silenceTimer = null;
   let retryTimer = null;
 
   function refuse(code, reason) {
@@ -83,6 +91,26 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     retryTimer = setTimeout(open, delay);
   }
 
+  function stopPinging() {
+    clearInterval(pingTimer);
+    clearTimeout(silenceTimer);
+    pingTimer = silenceTimer = null;
+  }
+
+  /** The connection went quiet: leave it (whatever it still delivers is ignored) and open another. */
+  function abandon(dead) {
+    if (socket !== dead || stopped) return;
+    stopPinging();
+    socket = null;
+    dead.close(4000, "no answer to pings");
+    retryLater();
+  }
+
+  function ping(current) {
+    if (!send({ type: "ping" }) || silenceTimer !== null) return;
+    silenceTimer = setTimeout(() => abandon(current), PONG_WITHIN_MS);
+  }
+
   async function open() {
     retryTimer = null;
     onState(attempt === 0 ? "connecting" : "reconnecting");
@@ -96,20 +124,27 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
       return;
     }
     if (stopped) return;
-    socket = new WebSocket(address);
-    socket.addEventListener("open", () => {
+    const current = new WebSocket(address);
+    socket = current;
+    current.addEventListener("open", () => {
+      if (socket !== current) return;
       attempt = 0;
       onState("open");
-      pingTimer = setInterval(() => send({ type: "ping" }), 20000);
+      pingTimer = setInterval(() => ping(current), PING_EVERY_MS);
       onOpen(send);
     });
-    socket.addEventListener("message", (event) => {
+    current.addEventListener("message", (event) => {
+      if (socket !== current) return;  // a connection already given up on
+      clearTimeout(silenceTimer);  // anything from the server shows the connection works
+      silenceTimer = null;
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message && typeof message.type === "string" && message.type !== "pong") onMessage(message);
+      if (message && typeof message.type === "string") onMessage(message);
     });
-    socket.addEventListener("close", (event) => {
-      clearInterval(pingTimer);
+    current.addEventListener("close", (event) => {
+      if (socket !== current) return;
+      stopPinging();
+      socket = null;
       if (stopped) return;
       if (finalCodes.has(event.code)) {
         refuse(event.code, event.reason);
@@ -128,7 +163,7 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
 
   // Coming back online or to the tab: retry now instead of waiting out the backoff.
   function retryNow() {
-    if (!stopped && retryTimer !== null && (!socket || socket.readyState === WebSocket.CLOSED)) {
+    if (!stopped && retryTimer !== null && !socket) {
       clearTimeout(retryTimer);
       retryTimer = null;
       open();
@@ -142,9 +177,10 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     send,
     close() {
       stopped = true;
-      clearInterval(pingTimer);
+      stopPinging();
       clearTimeout(retryTimer);
       socket?.close(1000, "leaving");
+      socket = null;
       onState("closed");
     },
   };
@@ -210,12 +246,17 @@ export function roomMessages(handlers) {
   };
 }
 
-/** The server's clock, as far as we can tell: offset learnt from each message's server_time. */
+/** The server's clock, as far as we can tell. Each message's server_time, taken on arrival, is behind
+ * the server's clock by the message's delay (a message held by a failing network: seconds), so the
+ * least delayed of the last few samples is the best guess: their largest offset. */
 export const serverClock = {
   offsetMs: 0,
+  samples: [],
   learn(serverTime) {
     const t = Date.parse(serverTime);
-    if (!Number.isNaN(t)) this.offsetMs = t - Date.now();
+    if (Number.isNaN(t)) return;
+    this.samples = [...this.samples.slice(-4), t - Date.now()];
+    this.offsetMs = Math.max(...this.samples);
   },
   now() { return Date.now() + this.offsetMs; },
   remainingMs(deadline) { return Math.max(0, Date.parse(deadline) - this.now()); },
@@ -291,107 +332,6 @@ export function ordinal(n) {
 
 export function formatScore(n) {
   return Number(n ?? 0).toLocaleString("en-US");
-}
-
-/**
- * Render leaderboard entries into an <ol>, reusing one <li> per participant so rank changes can
- * slide (FLIP: measure, re-order, invert with a transform, then play the transform back to zero).
- */
-export function renderLeaderboard(list, entries, { highlight = null, testid = "leaderboard" } = {}) {
-  const reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-  const before = new Map();
-  for (const li of list.children) before.set(li.dataset.participant, li.getBoundingClientRect().top);
-  const existing = new Map([...list.children].map((li) => [li.dataset.participant, li]));
-  const rows = entries.map((entry) => {
-    let li = existing.get(entry.participant_id);
-    const oldScore = li ? Number(li.dataset.score) : null;
-    if (!li) {
-      li = h("li", { class: "lb-row", dataset: { testid: `${testid}-row`, participant: entry.participant_id } },
-        h("span", { class: "lb-rank", dataset: { testid: `${testid}-rank` } }),
-        h("span", { class: "lb-name", dataset: { testid: `${testid}-name` } }),
-        h("span", { class: "lb-score", dataset: { testid: `${testid}-score` } }));
-    }
-    // Nobody has earned a place on 0 points: no rank, no medal (a lobby shows everyone on 0).
-    const ranked = entry.score > 0;
-    li.dataset.score = String(entry.score);
-    li.dataset.rank = ranked ? String(entry.rank) : "";
-    li.querySelector(".lb-rank").textContent = ranked ? String(entry.rank) : "–";
-    li.querySelector(".lb-name").textContent = entry.nickname;
-    li.querySelector(".lb-score").textContent = formatScore(entry.score);
-    li.classList.toggle("me", entry.participant_id === highlight);
-    li.setAttribute("aria-label", ranked ? `${ordinal(entry.rank)}: ${entry.nickname}, ${formatScore(entry.score)} points`
-      : `${entry.nickname}, no points yet`);
-    if (oldScore !== null && oldScore !== entry.score && !reduceMotion) {
-      li.classList.remove("bumped");
-      void li.offsetWidth; // restart the highlight animation
-      li.classList.add("bumped");
-    }
-    return li;
-  });
-  list.replaceChildren(...rows);
-  if (reduceMotion) return;
-  for (const li of rows) {
-    const top = before.get(li.dataset.participant);
-    const delta = top === undefined ? 0 : top - li.getBoundingClientRect().top;
-    if (top === undefined) {
-      li.animate([{ opacity: 0, transform: "translateY(8px)" }, { opacity: 1, transform: "none" }],
-        { duration: 300, easing: "ease-out" });
-    } else if (delta) {
-      li.animate([{ transform: `translateY(${delta}px)` }, { transform: "none" }],
-        { duration: 500, easing: "cubic-bezier(.2,.8,.2,1)" });
-    }
-  }
-}
-
-/** Render a podium (top entries) into `container`: the first three on blocks, then 4th and 5th. Only
- * players who scored stand on it; with none, `empty` says so. */
-/** The podium; with `scoredOnly` (a quiz) nobody stands on it without points, and `empty` says so. */
-export function renderPodium(container, entries, { highlight = null, scoredOnly = false, empty = null } = {}) {
-  if (scoredOnly) entries = entries.filter((entry) => entry.score > 0);
-  if (!entries.length) {
-    container.replaceChildren(...(empty ? [h("p", { class: "lead muted", dataset: { testid: "podium-empty" } }, empty)] : []));
-    return;
-  }
-  // In reading order 1st, 2nd, 3rd; the stylesheet lays them out as 2nd, 1st, 3rd.
-  const blocks = entries.slice(0, 3).map((entry) => h("li", {
-    class: `podium-place place-${entry.rank}${entry.participant_id === highlight ? " me" : ""}`,
-    dataset: { testid: "podium-entry", rank: String(entry.rank) },
-  },
-  h("span", { class: "podium-name", dataset: { testid: "podium-name" } }, entry.nickname),
-  h("span", { class: "podium-score", dataset: { testid: "podium-score" } }, `${formatScore(entry.score)} pts`),
-  h("span", { class: "podium-block", "aria-hidden": "true" }, String(entry.rank)),
-  h("span", { class: "visually-hidden" }, `${ordinal(entry.rank)} place`)));
-  const rest = entries.slice(3, 5).map((entry) => h("li", {
-    class: `podium-rest${entry.participant_id === highlight ? " me" : ""}`,
-    dataset: { testid: "podium-entry", rank: String(entry.rank) },
-  }, `${ordinal(entry.rank)} `, h("strong", { dataset: { testid: "podium-name" } }, entry.nickname),
-  h("span", { dataset: { testid: "podium-score" } }, ` ${formatScore(entry.score)} pts`)));
-  container.replaceChildren(h("ol", { class: "podium", "aria-label": "Podium" }, blocks));
-  if (rest.length) container.append(h("ol", { class: "podium-others", "aria-label": "Runners-up" }, rest));
-}
-
-/** How the room answered a closed question: a bar per choice, the right one and yours marked. */
-export function renderDistribution(list, question, counts, correctChoice, picked) {
-  if (!counts || !question.choices?.length) {
-    list.replaceChildren();
-    list.hidden = true;
-    return;
-  }
-  const most = Math.max(1, ...counts);
-  list.hidden = false;
-  list.replaceChildren(...question.choices.map((text, i) => {
-    const row = h("li", {
-      class: `dist-row c${i}${i === correctChoice ? " correct" : ""}${i === picked ? " picked" : ""}`,
-      dataset: { testid: `dist-${i}` },
-      "aria-label": `${text}: ${counts[i] ?? 0}${i === correctChoice ? ", correct" : ""}${i === picked ? ", your answer" : ""}`,
-    },
-    h("span", { class: "shape", "aria-hidden": "true" }, CHOICE_SHAPES[i]),
-    h("span", { class: "dist-text" }, text),
-    h("span", { class: "dist-track", "aria-hidden": "true" }, h("span", { class: "dist-bar" })),
-    h("span", { class: "dist-count", dataset: { testid: `dist-count-${i}` } }, String(counts[i] ?? 0)));
-    row.style.setProperty("--share", String((counts[i] ?? 0) / most));  // CSSOM: allowed by the CSP
-    return row;
-  }));
 }
 
 /** Show exactly one of the page's screens (elements with [data-screen]). */

@@ -1,8 +1,12 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
-  ApiError, api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
-  CHOICE_SHAPES, ordinal, formatScore, renderDistribution, renderLeaderboard, renderPodium, showScreen, serverClock,
+  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection, CHOICE_SHAPES,
+  ordinal, formatScore, showScreen, serverClock,
 } from "./common.js";
+import { renderLeaderboard } from "./standings.js";
+import { answering } from "./player_answer.js";
+import { joinScreen } from "./player_join.js";
+import { resultScreens } from "./player_result.js";
 
 // token, user_id, nickname, join_code, session_id, participant_id, answer {question_id, choice},
 // result {question_id, correct, points, ...}: enough to resume after a reload or a dropped network.
@@ -15,7 +19,9 @@ const state = {
   status: null,
   question: null,
   questionCount: 0,
+  trailFrom: Infinity, // boards newer than this version come after the shown result's close
   choice: null, // what this player answered to the open question
+  attempt: null, // {question_id, choice}: an answer tapped whose recording the server has not confirmed
   timeUp: false,
   boardVersion: -1,
   heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
@@ -24,129 +30,9 @@ const state = {
   stopCountdown: () => {},
 };
 
-// ---- joining -------------------------------------------------------------------------------
+// ---- joining (player_join.js) ---------------------------------------------------------------
 
-const joinForm = $("join-form");
-
-function showJoin(message = "") {
-  showScreen("join");
-  $("player-meta").hidden = true;
-  showConnection("closed");
-  const saved = store.get();
-  const fromLink = new URLSearchParams(location.search).get("code");
-  if (fromLink && /^\d{6}$/.test(fromLink)) $("join-code").value = fromLink;
-  if (!$("join-nickname").value && saved.nickname) $("join-nickname").value = saved.nickname;
-  $("join-error").textContent = message;
-  ($("join-code").value ? $("join-nickname") : $("join-code")).focus();
-}
-
-/** A token to play with: the account typed in "sign in", else the stored one, else a new guest's. */
-async function playerToken(nickname) {
-  const username = $("player-username").value.trim();
-  const password = $("player-password").value;
-  const saved = store.get();
-  if (username && password && saved.username !== username) {
-    const { access_token: token } = await api("/auth/login", { method: "POST", body: { username, password } });
-    $("player-password").value = "";
-    store.update({ token, username });
-    return token;
-  }
-  if (saved.token) return saved.token;
-  const guest = await api("/auth/guest", { method: "POST", body: { nickname } });
-  store.update({ token: guest.access_token, user_id: guest.user_id, username: null });
-  return guest.access_token;
-}
-
-async function findAndJoin(code, nickname) {
-  const token = await playerToken(nickname);
-  const session = await api(`/sessions?join_code=${code}`, { token });
-  let joined;
-  try {
-    joined = await api(`/sessions/${session.id}/join`, { method: "POST", body: { nickname }, token });
-  } catch (err) {
-    if (err.code !== "already_joined") throw err;
-    joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname,
-      rejoin_code: store.get().rejoin_code };
-  }
-  return store.update({
-    session_id: session.id, participant_id: joined.participant_id, nickname: joined.nickname, join_code: code,
-    rejoin_code: joined.rejoin_code ?? null,
-  });
-}
-
-async function rejoin(code, nickname, rejoinCode) {
-  const token = await playerToken(nickname);
-  const session = await api(`/sessions?join_code=${code}`, { token });
-  const place = await api(`/sessions/${session.id}/rejoin`, {
-    method: "POST", body: { nickname, rejoin_code: rejoinCode }, token });
-  return store.update({
-    session_id: session.id, participant_id: place.participant_id, nickname: place.nickname, join_code: code,
-    rejoin_code: place.rejoin_code,
-  });
-}
-
-const JOIN_MESSAGES = {
-  not_found: "No game is running with that PIN. Check the host's screen.",
-  session_ended: "That game has ended. Ask the host for the new PIN.",
-  nickname_taken: "Someone in this game already has that nickname. Pick another one.",
-  room_locked: "The host has locked this game: nobody new can join.",
-  removed: "The host removed you from this game.",
-  no_such_player: "No player of this game has that nickname and rejoin code.",
-  invalid_credentials: "Wrong username or password.",
-  invalid_body: "That nickname can't be used. Try another one.",
-};
-
-/** Run a join (or a rejoin) from the form, starting over as a new guest when the stored token expired. */
-async function joinFromForm(run, button, busyLabel) {
-  const error = $("join-error");
-  const label = button.textContent;
-  button.disabled = true;
-  button.textContent = busyLabel;
-  try {
-    let saved;
-    try {
-      saved = await run();
-    } catch (err) {
-      if (err.status !== 401 || err.code === "invalid_credentials") throw err;
-      store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
-      saved = await run();
-    }
-    store.forget("answer", "result");
-    enterRoom(saved);
-  } catch (err) {
-    error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
-  } finally {
-    button.disabled = false;
-    button.textContent = label;
-  }
-}
-
-joinForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const code = $("join-code").value.replace(/\D/g, "");
-  const nickname = $("join-nickname").value.trim();
-  const error = $("join-error");
-  if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
-  if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
-  error.textContent = "";
-  await joinFromForm(() => findAndJoin(code, nickname), $("join-submit"), "Joining…");
-});
-
-$("rejoin-submit").addEventListener("click", async () => {
-  const code = $("join-code").value.replace(/\D/g, "");
-  const nickname = $("rejoin-nickname").value.trim();
-  const rejoinCode = $("rejoin-code").value.trim();
-  const error = $("join-error");
-  if (!/^\d{6}$/.test(code)) { error.textContent = "Type the game PIN (6 digits) above."; $("join-code").focus(); return; }
-  if (!nickname) { error.textContent = "Type the nickname you played with."; $("rejoin-nickname").focus(); return; }
-  if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
-  error.textContent = "";
-  await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
-});
-
-$("join-code").addEventListener("input", (event) => {
-  event.target.value = event.target.value.replace(/\D/g, "").slice(0, 6);
-});
+const showJoin = joinScreen({ store, $, onJoined: (saved) => enterRoom(saved) });
 
 function leaveRoom() {
   state.room?.close();
@@ -160,6 +46,12 @@ function leaveRoom() {
 $("play-again").addEventListener("click", leaveRoom);
 $("back-to-join").addEventListener("click", leaveRoom);
 $("play-here").addEventListener("click", () => enterRoom(store.get()));
+
+// ---- results (player_result.js) and answering (player_answer.js) -----------------------------
+
+const { showMissedResult, showTrailing, closeQuestion, showResult, finish } = resultScreens({
+  state, store, $, recordedAnswer, renderBoard, updateMe });
+const { submitAnswer } = answering({ state, store, $, lockAnswers, showResult });
 
 // ---- the room ------------------------------------------------------------------------------
 
@@ -213,9 +105,23 @@ async function enterRoom(saved) {
 
 const receive = roomMessages({
   snapshot(message) {
-    if (message.you) updateMe(message.you);
-    applyBoard(message.leaderboard, { force: true });
-    applySession(message.session);
+    // A snapshot is the room as it is now: after a reconnect, a reload or on a second device.
+    if (message.you) {
+      updateMe(message.you);
+      if (message.you.answer) store.update({ answer: message.you.answer });
+    }
+    // Its board never holds the points of an open question, so it shows at once (the one of the last close).
+    if (message.session.status === "question_closed") {
+      state.trailFrom = -1;
+      $("result-moved").textContent = "";
+    }
+    applyBoard(message.leaderboard, { force: true, show: true });
+    // Still on a question the room closed meanwhile (the network was away): its result comes first.
+    const previous = message.you?.previous;
+    const missed = previous && state.status === "question_open" && state.question?.id === previous.question_id
+      ? state.question : null;
+    applySession(message.session, message.you);
+    if (missed && state.status === "question_open") showMissedResult(missed, previous);
   },
   leaderboard: (message) => applyBoard(message),
   question_opened(message) {
@@ -223,6 +129,10 @@ const receive = roomMessages({
     openQuestion({ ...message, id: message.question_id });
   },
   question_closed: (message) => closeQuestion(message),
+  question_extended(message) {
+    if (state.status !== "question_open" || state.question?.id !== message.question_id) return;
+    if (followDeadline(message.deadline)) announce(`${message.added_s} more seconds.`);
+  },
   player_joined(message) {
     $("player-count").textContent = String(message.player_count);
   },
@@ -240,7 +150,14 @@ function showRejoinCode(code) {
   $("player-rejoin-wrap").hidden = !code;
 }
 
-function applySession(session) {
+/** The answer the server recorded for question `id` (from its receipt or a snapshot), or null. */
+function recordedAnswer(id) {
+  const answer = store.get().answer;
+  return answer?.question_id === id ? answer : null;
+}
+
+/** Show the session; `you` (a snapshot's) says what the server holds of this player's answer. */
+function applySession(session, you = null) {
   state.questionCount = session.question_count;
   $("player-count").textContent = String(session.player_count);
   const q = session.current_question;
@@ -252,9 +169,12 @@ function applySession(session) {
   } else if (session.status === "question_closed" && q) {
     const saved = store.get();
     const result = saved.result?.question_id === q.id ? saved.result : null;
-    const answer = saved.answer?.question_id === q.id ? saved.answer.choice : null;
-    showResult(q, q.correct_choice, result ?? {
-      correct: answer === null ? null : answer === q.correct_choice, points: null, ...state.you,
+    const answer = recordedAnswer(q.id);
+    const known = you && "answer" in you;  // the server's word: answered (with the points) or not
+    const mine = known ? { ...state.you, correct: answer ? answer.choice === q.correct_choice : false,
+      points: answer?.points ?? 0 } : null;
+    showResult(q, q.correct_choice, mine ?? result ?? {
+      ...state.you, correct: answer === null ? null : answer.choice === q.correct_choice, points: null,
     });
   } else if (session.status === "ended") {
     if (q) state.lastPosition = q.position;
@@ -271,11 +191,12 @@ function updateMe(you) {
   $("player-rank-wrap").hidden = !ranked;
 }
 
-function applyBoard(board, { force = false } = {}) {
+function applyBoard(board, { force = false, show = false } = {}) {
   if (!board || (!force && board.version <= state.boardVersion)) return;
   state.boardVersion = board.version;
   state.heldBoard = board;
-  if (state.status !== "question_open") renderBoard(board);
+  if (show || state.status !== "question_open") renderBoard(board);
+  if (state.status === "question_closed" && board.version > state.trailFrom) showTrailing(board);
 }
 
 function renderBoard(board) {
@@ -287,12 +208,20 @@ function renderBoard(board) {
 }
 
 function openQuestion(q) {
-  if (state.status === "question_open" && state.question?.id === q.id) return; // already showing it
+  if (state.status === "question_open" && state.question?.id === q.id) {  // already showing it
+    followDeadline(q.deadline);  // the host gave it more time while this device was away
+    const answer = recordedAnswer(q.id);  // answered on another device, as a snapshot tells
+    if (answer && state.choice === null && !state.gettingReady) {
+      state.choice = answer.choice;
+      lockAnswers("Answer locked in! Waiting for the others…");
+    }
+    return;
+  }
   state.status = "question_open";
   state.question = q;
+  $("missed-result").hidden = true;
   state.timeUp = false;
-  const saved = store.get();
-  state.choice = saved.answer?.question_id === q.id ? saved.answer.choice : null;
+  state.choice = recordedAnswer(q.id)?.choice ?? null;
 
   state.lastPosition = q.position;
   $("question-position").textContent = `Question ${q.position + 1}${state.questionCount ? ` of ${state.questionCount}` : ""}`;
@@ -300,7 +229,7 @@ function openQuestion(q) {
   $("question-text").textContent = q.text;
   const image = $("question-image");
   image.hidden = !q.image_url;
-  if (q.image_url) { image.src = q.image_url; image.alt = "Picture for this question"; }
+  if (q.image_url) { image.src = q.image_url; image.alt = q.image_alt || "Picture for this question"; }
   const answers = $("answers");
   answers.dataset.count = String(q.choices.length);
   answers.replaceChildren(...q.choices.map((text, i) => h("button", {
@@ -322,6 +251,10 @@ function openQuestion(q) {
     answers.hidden = true;
     $("answer-status").textContent = "";
     $("get-ready").hidden = false;
+    // The answering time has not started: the timer shows all of it, calm, and the bar is full.
+    $("countdown").textContent = String(q.time_limit_s);
+    $("countdown").closest("[data-urgent]").dataset.urgent = "false";
+    document.querySelector("[data-screen=question] .timebar-fill").style.transform = "scaleX(1)";
     state.stopCountdown = startCountdown({
       deadline: q.opened_at, totalS: wait / 1000, numberEl: $("get-ready-count"),
       onEnd: () => { if (state.question === q) openAnswers(q); },
@@ -341,16 +274,40 @@ function openAnswers(q) {
     $("answer-status").textContent = "";
     answers.querySelector("button")?.focus();
   }
+  startAnswerTimer(q);
+}
+
+/** The open question's deadline moved later (the host added time): the timer follows it, and answers
+ * the timer had closed open again. Returns whether it moved. */
+function followDeadline(deadline) {
+  const q = state.question;
+  if (!deadline || !q || Date.parse(deadline) <= Date.parse(q.deadline)) return false;  // seen already
+  q.deadline = deadline;
+  if (state.gettingReady) return true;  // the answers open on the new deadline's timer
+  if (state.timeUp && serverClock.remainingMs(deadline) > 0) {
+    state.timeUp = false;
+    if (state.choice === null) {
+      for (const button of $("answers").querySelectorAll("button")) button.disabled = false;
+      $("answer-status").textContent = "";
+    }
+  }
+  startAnswerTimer(q);
+  return true;
+}
+
+function startAnswerTimer(q) {
   state.stopCountdown();
   state.stopCountdown = startCountdown({
     deadline: q.deadline,
-    totalS: q.time_limit_s,
+    // The whole answering time, more time included, fills the bar.
+    totalS: Math.max(q.time_limit_s, (Date.parse(q.deadline) - Date.parse(q.opened_at ?? q.deadline)) / 1000),
     numberEl: $("countdown"),
     barEl: document.querySelector("[data-screen=question] .timebar-fill"),
     announceAt: [10, 5],
     onEnd: () => {
       state.timeUp = true;
       if (state.choice === null) lockAnswers("Time's up!");
+      else if (state.attempt?.question_id === q.id) lockAnswers("Time's up! Checking whether your answer arrived…");
     },
   });
 }
@@ -360,82 +317,15 @@ function pointsLabel(q) {
   return q.points === 0 ? "No points" : q.points === 2000 ? "Double points" : `${formatScore(q.points)} pts`;
 }
 
-function lockAnswers(status) {
-  for (const button of $("answers").querySelectorAll("button")) {
+function lockAnswers(status, shown = state.choice) {
+  const answers = $("answers");
+  const hadFocus = answers.contains(document.activeElement);
+  for (const button of answers.querySelectorAll("button")) {
     button.disabled = true;
-    button.classList.toggle("chosen", Number(button.dataset.choice) === state.choice);
+    button.classList.toggle("chosen", Number(button.dataset.choice) === shown);
   }
   $("answer-status").textContent = status;
-}
-
-// Answers are safe to send again: the server gives a recorded answer's original receipt. So when
-// the network drops or the server cannot tell whether it recorded the answer (504), the same answer
-// is sent again, a few times, while the question is open.
-const ANSWER_RETRIES = 5;
-// How long an answer sent over the room socket waits for its acknowledgement before going by HTTP.
-const SOCKET_ANSWER_WAIT_MS = 4000;
-
-/** Deliver an answer over the room's socket when it is open (acknowledged after the commit), else,
- * or when the socket cannot tell, over HTTP: both are safe to repeat. Rejects like `api`. */
-async function deliverAnswer(q, choice, token) {
-  const body = { question_id: q.id, choice };
-  const reply = await state.room?.request({ type: "answer", ...body }, SOCKET_ANSWER_WAIT_MS);
-  if (reply?.type === "answer_recorded") return reply;
-  if (reply?.type === "error" && !["unavailable", "outcome_unknown", "unknown_message"].includes(reply.code)) {
-    const { type, code, message, ref, ...extra } = reply;
-    throw new ApiError(400, code, message, extra);
-  }
-  return api(`/sessions/${state.sessionId}/answers`, { method: "POST", body, token });
-}
-
-async function submitAnswer(choice) {
-  const q = state.question;
-  if (state.status !== "question_open" || state.choice !== null || state.timeUp || state.gettingReady || !q) return;
-  state.choice = choice;
-  lockAnswers("Sending…");
-  const { token } = store.get();
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      await deliverAnswer(q, choice, token);
-      answerRecorded(q, choice);
-      return;
-    } catch (err) {
-      if (err.code === "already_answered") {  // an earlier answer counts: show the one recorded
-        answerRecorded(q, err.extra.answer?.choice ?? choice);
-        return;
-      }
-      if (err.code === "question_closed") {
-        state.choice = null;
-        lockAnswers("Too late: the question has closed.");
-        return;
-      }
-      if (err.code === "not_open_yet" && attempt < ANSWER_RETRIES) {  // this clock ran ahead of the server's
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        continue;
-      }
-      const uncertain = err.status === 0 || err.status === 429 || err.status >= 500;
-      if (uncertain && attempt < ANSWER_RETRIES && state.question === q && state.status === "question_open") {
-        $("answer-status").textContent = "Connection trouble: sending your answer again…";
-        await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
-        continue;
-      }
-      state.choice = null;
-      for (const button of $("answers").querySelectorAll("button")) {
-        button.disabled = state.timeUp;
-        button.classList.remove("chosen");
-      }
-      $("answer-status").textContent = `Your answer was not sent: ${err.message}`;
-      $("answers").querySelectorAll("button")[choice]?.focus();
-      return;
-    }
-  }
-}
-
-function answerRecorded(q, choice) {
-  store.update({ answer: { question_id: q.id, choice } });
-  if (state.question !== q || state.status !== "question_open") return;
-  state.choice = choice;
-  lockAnswers("Answer locked in! Waiting for the others…");
+  if (hadFocus) $("answer-status").focus();  // a disabled button drops the focus to the page's start
 }
 
 document.addEventListener("keydown", (event) => {
@@ -447,87 +337,6 @@ document.addEventListener("keydown", (event) => {
     submitAnswer(n - 1);
   }
 });
-
-function closeQuestion(message) {
-  const q = state.question?.id === message.question_id ? state.question : null;
-  const you = message.you ?? null;
-  if (you) {
-    updateMe({ score: you.score, rank: you.rank, streak: you.streak });
-    store.update({ result: { question_id: message.question_id, ...you } });
-  }
-  showResult(q ?? { id: message.question_id, choices: [] }, message.correct_choice,
-    you ?? { correct: null, points: null, ...state.you }, message.choice_counts);
-}
-
-function showResult(q, correctChoice, you, counts = null) {
-  state.status = "question_closed";
-  state.question = q;
-  if (q.position !== undefined) state.lastPosition = q.position;
-  state.stopCountdown();
-  if (state.heldBoard) renderBoard(state.heldBoard);
-  const verdict = $("result-verdict");
-  const result = $("result");
-  const picked = store.get().answer?.question_id === q.id ? store.get().answer.choice : state.choice;
-  if (q.kind === "poll") {
-    verdict.textContent = picked === null || picked === undefined ? "Poll closed" : "Thanks for voting!";
-    result.dataset.verdict = "poll";
-  } else if (you.correct === true) {
-    verdict.textContent = "Correct!";
-    result.dataset.verdict = "correct";
-  } else if (you.correct === false) {
-    const answered = store.get().answer?.question_id === q.id || state.choice !== null;
-    verdict.textContent = answered ? "Wrong" : "No answer";
-    result.dataset.verdict = "wrong";
-  } else {
-    verdict.textContent = "Question closed";
-    result.dataset.verdict = "unknown";
-  }
-  $("result-points").textContent = you.points === null || you.points === undefined || q.kind === "poll"
-    ? "" : `+${formatScore(you.points)} points`;
-  const correctText = correctChoice === null || correctChoice === undefined ? undefined : q.choices?.[correctChoice];
-  $("result-correct").textContent = correctText === undefined ? "" : `Correct answer: ${correctText}`;
-  const pickedText = picked === null || picked === undefined ? undefined : q.choices?.[picked];
-  $("result-choice").textContent = pickedText === undefined ? "" : `You picked: ${pickedText}`;
-  renderDistribution($("result-distribution"), q, counts ?? q.choice_counts, correctChoice, picked);
-  const last = (q.position ?? -1) + 1 >= state.questionCount && state.questionCount > 0;
-  $("result-next").textContent = last ? "That was the last question. The host will show the podium."
-    : "Next question coming up…";
-  $("result-score").textContent = formatScore(you.score ?? state.you?.score ?? 0);
-  const score = you.score ?? state.you?.score ?? 0;
-  $("result-rank").textContent = you.rank && score > 0 ? ordinal(you.rank) : "–";
-  const streak = you.streak ?? state.you?.streak ?? 0;
-  $("result-streak").textContent = streak > 1 ? `${streak} 🔥` : String(streak);
-  showScreen("result");
-  announce(`${verdict.textContent} ${$("result-points").textContent}. You are ${$("result-rank").textContent}.`);
-}
-
-async function finish(podium) {
-  state.status = "ended";
-  state.stopCountdown();
-  if (state.heldBoard) renderBoard(state.heldBoard);
-  const entries = podium ?? state.heldBoard?.entries ?? [];
-  renderPodium($("podium"), entries.slice(0, 5), { highlight: state.participantId, scoredOnly: true,
-    empty: "Nobody scored any points in this game." });
-  showScreen("final");
-  if (state.lastPosition === undefined && !(state.heldBoard?.entries ?? []).some((e) => e.score > 0)) {
-    // Ended in the lobby: no question was asked, so there are no places to give.
-    $("final-place").textContent = "The game ended before it started.";
-    announce("The host ended the game before it started.");
-    return;
-  }
-  const { token } = store.get();
-  // My exact final place, even outside the top 10; fall back to what the room last told us.
-  try {
-    const mine = await api(`/sessions/${state.sessionId}/leaderboard/${state.participantId}?around=0`, { token });
-    updateMe({ rank: mine.rank, score: mine.score });
-  } catch { /* keep the last known rank */ }
-  const you = state.you ?? {};
-  const total = state.heldBoard?.total_players;
-  $("final-place").textContent = you.rank
-    ? `You finished ${ordinal(you.rank)}${total ? ` of ${total}` : ""} with ${formatScore(you.score)} points.`
-    : `You scored ${formatScore(you.score)} points.`;
-  announce(`Game over. ${$("final-place").textContent}`);
-}
 
 // ---- start ---------------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+// The player's join screen: a game PIN and a nickname, as a guest or with an account (a new one too),
+// or a place taken back with a rejoin code. player.js enters the room once joined.
+import { api, showConnection, showScreen } from "./common.js";
+
+/** Wire the join form; `onJoined(saved)` enters the room. Returns `showJoin(message)`. */
+export function joinScreen({ store, $, onJoined }) {
+  const joinForm = $("join-form");
+  const ACCOUNT_NEEDED = "To create an account, pick a username and a password of at least 8 characters.";
+  const accountReady = () => Boolean($("player-username").value.trim()) && $("player-password").value.length >= 8;
+
+  function showJoin(message = "") {
+    showScreen("join");
+    $("player-meta").hidden = true;
+    showConnection("closed");
+    const saved = store.get();
+    const fromLink = new URLSearchParams(location.search).get("code");
+    if (fromLink && /^\d{6}$/.test(fromLink)) $("join-code").value = fromLink;
+    if (!$("join-nickname").value && saved.nickname) $("join-nickname").value = saved.nickname;
+    $("join-error").textContent = message;
+    ($("join-code").value ? $("join-nickname") : $("join-code")).focus();
+  }
+
+  /** A token to play with: the account typed in "sign in", else the stored one, else a new guest's. */
+  async function playerToken(nickname) {
+    const username = $("player-username").value.trim();
+    const password = $("player-password").value;
+    const saved = store.get();
+    const creating = $("player-create").checked;
+    if (username && password && (creating || saved.username !== username)) {
+      if (creating) {
+        await api("/auth/register", { method: "POST", body: { username, password } });
+        $("player-create").checked = false;  // created: from now on these are sign-in details
+      }
+      const { access_token: token } = await api("/auth/login", { method: "POST", body: { username, password } });
+      $("player-password").value = "";
+      store.update({ token, username });
+      return token;
+    }
+    if (saved.token) return saved.token;
+    const guest = await api("/auth/guest", { method: "POST", body: { nickname } });
+    store.update({ token: guest.access_token, user_id: guest.user_id, username: null });
+    return guest.access_token;
+  }
+
+  async function findAndJoin(code, nickname) {
+    const token = await playerToken(nickname);
+    const session = await api(`/sessions?join_code=${code}`, { token });
+    let joined;
+    try {
+      joined = await api(`/sessions/${session.id}/join`, { method: "POST", body: { nickname }, token });
+    } catch (err) {
+      if (err.code !== "already_joined") throw err;
+      joined = { participant_id: err.extra.participant_id, nickname: err.extra.nickname ?? nickname,
+        rejoin_code: store.get().rejoin_code };
+    }
+    return store.update({
+      session_id: session.id, participant_id: joined.participant_id, nickname: joined.nickname, join_code: code,
+      rejoin_code: joined.rejoin_code ?? null,
+    });
+  }
+
+  async function rejoin(code, nickname, rejoinCode) {
+    const token = await playerToken(nickname);
+    const session = await api(`/sessions?join_code=${code}`, { token });
+    const place = await api(`/sessions/${session.id}/rejoin`, {
+      method: "POST", body: { nickname, rejoin_code: rejoinCode }, token });
+    return store.update({
+      session_id: session.id, participant_id: place.participant_id, nickname: place.nickname, join_code: code,
+      rejoin_code: place.rejoin_code,
+    });
+  }
+
+  const JOIN_MESSAGES = {
+    not_found: "No game is running with that PIN. Check the host's screen.",
+    session_ended: "That game has ended. Ask the host for the new PIN.",
+    nickname_taken: "Someone in this game already has that nickname. If it's you, type your rejoin code "
+      + "below to get your place back; if not, pick another nickname.",
+    room_locked: "The host has locked this game: nobody new can join.",
+    removed: "The host removed you from this game.",
+    no_such_player: "No player of this game has that nickname and rejoin code.",
+    invalid_credentials: "Wrong username or password.",
+    username_taken: "That username is taken. Sign in with it, or pick another.",
+    invalid_body: "That nickname can't be used. Try another one.",
+  };
+
+  /** Run a join (or a rejoin) from the form, starting over as a new guest when the stored token expired. */
+  async function joinFromForm(run, button, busyLabel) {
+    const error = $("join-error");
+    const label = button.textContent;
+    button.disabled = true;
+    button.textContent = busyLabel;
+    try {
+      let saved;
+      try {
+        saved = await run();
+      } catch (err) {
+        if (err.status !== 401 || err.code === "invalid_credentials") throw err;
+        store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
+        saved = await run();
+      }
+      store.forget("answer", "result");
+      onJoined(saved);
+    } catch (err) {
+      error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
+      if (err.code === "nickname_taken") offerRejoin();
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+
+  /** The nickname is someone's place: perhaps this player's, from a device that is gone. */
+  function offerRejoin() {
+    $("rejoin-box").open = true;
+    $("rejoin-nickname").value = $("join-nickname").value.trim();
+    $("rejoin-code").focus();
+  }
+
+  joinForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const code = $("join-code").value.replace(/\D/g, "");
+    const nickname = $("join-nickname").value.trim();
+    const error = $("join-error");
+    if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
+    if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
+    if ($("player-create").checked && !accountReady()) {
+      error.textContent = ACCOUNT_NEEDED;
+      $("player-username").focus();
+      return;
+    }
+    error.textContent = "";
+    await joinFromForm(() => findAndJoin(code, nickname), $("join-submit"), "Joining…");
+  });
+
+  $("rejoin-submit").addEventListener("click", async () => {
+    const code = $("join-code").value.replace(/\D/g, "");
+    const nickname = $("rejoin-nickname").value.trim();
+    const rejoinCode = $("rejoin-code").value.trim();
+    const error = $("join-error");
+    if (!/^\d{6}$/.test(code)) { error.textContent = "Type the game PIN (6 digits) above."; $("join-code").focus(); return; }
+    if (!nickname) { error.textContent = "Type the nickname you played with."; $("rejoin-nickname").focus(); return; }
+    if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
+    error.textContent = "";
+    await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
+  });
+
+  // The account's error goes once the fields it asks for are right (it stayed beside a good password).
+  for (const field of ["player-username", "player-password", "player-create"]) {
+    $(field).addEventListener("input", () => {
+      const error = $("join-error");
+      if (error.textContent === ACCOUNT_NEEDED && (accountReady() || !$("player-create").checked)) error.textContent = "";
+    });
+  }
+
+  $("player-create").addEventListener("change", (event) => {
+    $("player-password").autocomplete = event.target.checked ? "new-password" : "current-password";
+  });
+
+  $("join-code").addEventListener("input", (event) => {
+    event.target.value = event.target.value.replace(/\D/g, "").slice(0, 6);
+  });
+
+  return showJoin;
+}
