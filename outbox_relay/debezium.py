@@ -66,6 +66,9 @@ CONNECTOR_FILE = Path(__file__).with_name("debezium_connector.json")
 OFFSET_FLUSH_MS = 1000
 UNROUTED_REASON = "unknown aggregate type: the outbox router has no topic for it"
 REST_TIMEOUT_S = 10.0
+# A new connector's configuration is validated (PostgreSQL connected to, the slot checked) before the PUT
+# answers: on a busy machine that takes tens of seconds.
+APPLY_TIMEOUT_S = 90.0
 
 
 def connector_name(config: Config) -> str:
@@ -114,12 +117,13 @@ def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mod
 
 # -- Connect's REST API ----------------------------------------------------------------------------
 
-def _rest(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _rest(config: Config, method: str, path: str, body: dict[str, Any] | None = None,
+          timeout_s: float = REST_TIMEOUT_S) -> Any:
     request = urllib.request.Request(connect_url(config) + path, method=method,
                                      data=None if body is None else json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json",
                                               "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=REST_TIMEOUT_S) as response:
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -135,7 +139,8 @@ def connect_answers(config: Config) -> bool:
 def apply_connector(config: Config, connector: dict[str, str]) -> None:
     """Create the connector, or change its configuration to `connector` (PUT is both)."""
     try:
-        _rest(config, "PUT", f"/connectors/{connector_name(config)}/config", connector)
+        _rest(config, "PUT", f"/connectors/{connector_name(config)}/config", connector,
+              timeout_s=APPLY_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"Kafka Connect refused the connector: {exc.code} "
                            f"{exc.read().decode(errors='replace')[:2000]}") from None

@@ -4,8 +4,8 @@
 # does what it is good at here; the stacks themselves are run by scripts/stack (`make up`).
 #
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
-#                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files;
-#                             with RELAY_MODE=debezium also Kafka Connect and Debezium into .cache/connect/lib
+#                             the Kafka jars into .cache/kafka/lib and Kafka Connect's with Debezium into
+#                             .cache/connect/lib (Maven Central), npm ci of both lock files
 #   scripts/deps.sh cluster   the same, plus HAProxy (`make up-cluster`)
 #   scripts/deps.sh connect   only the Kafka Connect and Debezium jars (`make test-debezium`)
 # Every jar's version is pinned in scripts/jars-versions-pom.xml.
@@ -140,7 +140,7 @@ main() {
     deps_system
     "$ROOT/scripts/venv.sh" ensure >/dev/null
     deps_kafka
-    if [[ "${RELAY_MODE:-}" == debezium ]]; then deps_connect; fi
+    deps_connect  # RELAY_MODE=debezium, and `make test`'s one test through Debezium
     deps_npm
     if [[ "${1:-}" == cluster ]] && ! command -v haproxy >/dev/null 2>&1; then apt_install haproxy; fi
 }

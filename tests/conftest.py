@@ -204,6 +204,17 @@ def live_stack(database, kafka_topics: Config, redis_client):
     yield from run_live_stack(kafka_topics)
 
 
+@pytest.fixture(scope="session")
+def debezium_connect(database, kafka_topics: Config):
+    """One Kafka Connect worker with Debezium's outbox connector for the session (tests/debezium_connect.py),
+    started by the first test that asks for it."""
+    from tests.debezium_connect import DebeziumConnect
+
+    connect = DebeziumConnect(kafka_topics)
+    yield connect
+    connect.close()
+
+
 @pytest.fixture()
 def topics(kafka_topics: Config) -> Config:
     """Topics and a consumer group of this one test, for tests that read a topic whole."""
