@@ -22,8 +22,11 @@ def test_a_sessions_events_reach_the_worker_through_debezium(api: Api, debezium_
         assert len(expected) == 3 and sorted(expected.values())[-1] > 0
         worker = new_worker(config, engine, redis_client)
         try:
-            wait_until(lambda: worker.run_once() >= 0 and redis_scores(redis_client, session["id"]) == expected,
-                       "the session's board never matched PostgreSQL through Debezium")
+            def board_built() -> bool:
+                worker.run_once()
+                return redis_scores(redis_client, session["id"]) == expected
+
+            wait_until(board_built, "the session's board never matched PostgreSQL through Debezium")
         finally:
             worker.close()
     finally:
