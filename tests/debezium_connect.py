@@ -30,8 +30,16 @@ class DebeziumConnect:
         self.stack = AppStack(self.run_dir, stack_env(self.config), MANUAL)
         self.start_worker()
 
-    def start_worker(self) -> None:
-        self.stack.supervisor.define(connect_program(NAME, self.run_dir, MANUAL, self.config))
+    def start_worker(self, connector_of: Config | None = None) -> None:
+        """Start the worker; with `connector_of`, running the outbox connector of that configuration from
+        the start, as the stack's does (its connector file)."""
+        connector = None
+        if connector_of is not None:
+            from cache_worker.process import aggregate_types
+
+            connector = debezium.connector_config(connector_of, aggregate_types(), snapshot_mode="no_data",
+                                                  topic_prefix=f"{connector_of.kafka_topic}.debezium")
+        self.stack.supervisor.define(connect_program(NAME, self.run_dir, MANUAL, self.config, connector))
         self.stack.supervisor.start(NAME)
 
     def kill_worker(self) -> int:

@@ -4,7 +4,10 @@ connector through Connect's REST API once the worker answers.
 
 Standalone: the source offsets live in a file of the worker's directory (`connect.offsets`); Debezium's
 position is also its replication slot's, so a worker started on an empty file resumes from the slot. The
-worker writes to no topic of its own (no config, offset or status topics), only the connector's.
+worker writes to no topic of its own (no config, offset or status topics), only the connector's. A
+standalone worker keeps no connector across a restart, so the stack's also gets the connector as a file
+on its command line (`connector.properties`): one the supervisor starts again relays again by itself; the
+REST call of `make up` then finds it applied (and updates it when the configuration changed).
 """
 
 from __future__ import annotations
@@ -59,8 +62,16 @@ def worker_properties(config: Config, home: Path) -> str:
     )
 
 
-def connect_program(name: str, run_dir: Path, policy: Policy, config: Config) -> Program:
-    """A standalone Connect worker in `run_dir`/NAME on CONNECT_PORT, against KAFKA_BOOTSTRAP_SERVERS."""
+def properties(values: dict[str, str]) -> str:
+    """`values` as a Java properties file (a backslash is an escape there: regexes keep theirs)."""
+    return "".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n" for key, value in values.items())
+
+
+def connect_program(
+    name: str, run_dir: Path, policy: Policy, config: Config, connector: dict[str, str] | None = None
+) -> Program:
+    """A standalone Connect worker in `run_dir`/NAME on CONNECT_PORT, against KAFKA_BOOTSTRAP_SERVERS; with
+    `connector` (outbox_relay.debezium.connector_config) it runs that connector from its start."""
     if not (CONNECT_LIB / ".complete").exists():
         raise StackError("Kafka Connect jars missing (run: scripts/deps.sh connect)")
     if not shutil.which("java"):
@@ -70,6 +81,12 @@ def connect_program(name: str, run_dir: Path, policy: Policy, config: Config) ->
     props, log4j = home / "worker.properties", home / "log4j2.xml"
     props.write_text(worker_properties(config, home))
     log4j.write_text(LOG4J)
+    files = [str(props)]
+    if connector is not None:
+        connector_file = home / "connector.properties"
+        connector_file.write_text(properties({"name": debezium.connector_name(config), **connector}))
+        connector_file.chmod(0o600)  # the database's password
+        files.append(str(connector_file))
     heap = os.environ.get("CONNECT_HEAP_OPTS", "-Xms256m -Xmx768m").split()
     command = [
         "java",
@@ -81,7 +98,7 @@ def connect_program(name: str, run_dir: Path, policy: Policy, config: Config) ->
         "-cp",
         str(CONNECT_LIB / "*"),
         "org.apache.kafka.connect.cli.ConnectStandalone",
-        str(props),
+        *files,
     ]
     return Program(
         name, command, policy, stop_wait_s=30, priority=PRIORITY["connect"],

@@ -186,7 +186,10 @@ class Single:
         if name in MONITORING:
             return self.monitoring()[name]
         if name == CONNECT:
-            return connect_program(CONNECT, STACK_DIR, ENGINE, c)
+            from cache_worker.process import aggregate_types
+            from outbox_relay.debezium import connector_config
+
+            return connect_program(CONNECT, STACK_DIR, ENGINE, c, connector_config(c, aggregate_types()))
         return app(name, STACK_DIR, APP, ports=ports)
 
     @property
