@@ -19,6 +19,7 @@ from sqlalchemy import text
 from app.core.config import Config
 from app.core.dead_letters import REASON_HEADER
 from app.core.kafka import make_producer
+from app.core.outbox import engine_slot_name, published_condition
 from outbox_relay import debezium, partitions
 from outbox_relay.capture import WalRelay
 from outbox_relay.debezium import DebeziumHousekeeper
@@ -290,3 +291,33 @@ def test_the_relay_process_under_debezium_creates_partitions_ahead_and_publishes
     finally:
         relay.close()
     assert partition_exists(engine, ahead)
+
+
+def test_ops_shows_debeziums_slot_and_the_backlog_it_has_delivered(relayed, engine):
+    from app import create_app
+
+    config = relayed.replace(relay_mode="debezium")
+    runner = create_app(config).test_cli_runner()
+    shown = runner.invoke(args=["ops", "relay-slot"])
+    assert shown.exit_code == 0, shown.output
+    assert f"relay slot {engine_slot_name(engine, 'debezium')}: active (pid " in shown.output
+    housekeeper = DebeziumHousekeeper(engine, leader_lock=False)
+    try:
+        first = insert_one(engine)
+        on_topic(config, [first])
+        housekeeper.advance_fence()  # the head now: everything committed before it is to be delivered
+
+        def delivered() -> bool:
+            insert_one(engine)  # Debezium confirms a transaction once it processed the next one
+            return housekeeper.advance_fence()
+
+        wait_until(delivered, "Debezium's slot never passed the head", every_s=0.5)
+    finally:
+        housekeeper.close()
+    backlog = runner.invoke(args=["ops", "outbox"])
+    assert backlog.exit_code == 0, backlog.output
+    # What committed before the head the slot passed counts as published (nothing is marked under Debezium).
+    published, params = published_condition(engine, "debezium")
+    with engine.connect() as conn:
+        assert conn.execute(text(f"SELECT count(*) FROM events WHERE id = :id AND {published}"),
+                            {"id": first, **params}).scalar() == 1
