@@ -298,6 +298,7 @@ def test_ops_shows_debeziums_slot_and_the_backlog_it_has_delivered(relayed, engi
 
     config = relayed.replace(relay_mode="debezium")
     runner = create_app(config).test_cli_runner()
+    on_topic(config, [insert_one(engine)])  # the connector streams from its slot
     shown = runner.invoke(args=["ops", "relay-slot"])
     assert shown.exit_code == 0, shown.output
     assert f"relay slot {engine_slot_name(engine, 'debezium')}: active (pid " in shown.output
