@@ -15,7 +15,7 @@ from app.core.events import Envelope, EventCatalog, envelope_from_row
 from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.quiz.events import SESSION_EVENTS
 from cache_worker.process import aggregate_types
-from outbox_relay.debezium import UNROUTED_REASON, connector_config
+from outbox_relay.debezium import UNROUTED_REASON, connector_config, connector_state
 
 CONFIG = Config().replace(database_url="postgresql+psycopg://quiz:secret@127.0.0.1:5433/quiz_x",
                           kafka_topic="test.ab.quiz.events", kafka_dlq_topic="test.ab.quiz.events.dlq")
@@ -102,3 +102,42 @@ def test_the_connector_captures_every_partition_through_the_relay_publication():
     assert config["table.include.list"] == "public.events"
     assert config["slot.name"] == "debezium_outbox_quiz_x"
     assert (config["database.dbname"], config["database.password"]) == ("quiz_x", "secret")
+
+
+def test_make_ps_says_in_one_word_how_the_connector_is():
+    """`connector_state` reads Connect's status (here a server answering as Connect does)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    answers: dict[str, tuple[int, dict]] = {}
+
+    class Connect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            code, body = answers["status"]
+            raw = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Connect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = CONFIG.replace(connect_port=server.server_address[1])
+    running = {"state": "RUNNING"}
+    try:
+        answers["status"] = (200, {"connector": running, "tasks": [running]})
+        assert connector_state(config) == "RUNNING"
+        answers["status"] = (200, {"connector": running, "tasks": [{"state": "FAILED", "trace": "..."}]})
+        assert connector_state(config) == "FAILED"
+        answers["status"] = (200, {"connector": running, "tasks": []})
+        assert connector_state(config) == "NO-TASK"
+        answers["status"] = (404, {"error_code": 404})
+        assert connector_state(config) == "MISSING"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert connector_state(config) == "DOWN"
