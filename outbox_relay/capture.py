@@ -78,7 +78,7 @@ CAUGHT_UP_EVERY_S = 1.0
 # Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
 STREAM_ROWS = 2000
 
-_HEAD = text("""
+HEAD = text("""
     SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
            pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
 _PEEK = text(f"""
@@ -92,7 +92,7 @@ _SLOT_ROW = text("""
     FROM pg_replication_slots WHERE slot_name = :slot""")
 _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
-_CAUGHT_UP = text("""
+CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
     ON CONFLICT (slot_name) DO UPDATE
     SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
@@ -194,7 +194,7 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
+            conn.execute(CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 
@@ -217,7 +217,7 @@ class WalRelay(PollRelay):
                 if not self._slot_checked:
                     return BatchResult(0, 0, 0)
             with conn.begin():
-                head = conn.execute(_HEAD).one()
+                head = conn.execute(HEAD).one()
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
                                     execution_options={"stream_results": True,
                                                        "yield_per": STREAM_ROWS}).scalars()
@@ -263,7 +263,7 @@ class WalRelay(PollRelay):
                 if self._captured_unrecorded and (not transactions
                                                   or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
                     with conn.begin():
-                        conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                        conn.execute(CAUGHT_UP, {"slot": self.slot, "at": head.at})
                     self._last_caught_up = now
                     self._captured_unrecorded = False
         except (DBAPIError, SQLAlchemyError):

@@ -170,7 +170,7 @@ class Relay(StreamProcessor):
 
     mode = ""
 
-    def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
+    def __init__(self, engine: Engine, producer: Producer | None, topic: str, *, batch_size: int = 1000,
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, partition_days_ahead: int = 2,
                  leader_lock: bool = True,
                  listener: OutboxListener | None = None, stats: RelayStats | None = None,
@@ -233,7 +233,8 @@ class Relay(StreamProcessor):
         return acquired
 
     def close(self) -> None:
-        self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
+        if self.producer is not None:  # None: Kafka Connect relays, this process keeps the outbox
+            self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
         if self._conn is not None:
             try:
                 if self.stats.is_leader:

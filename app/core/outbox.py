@@ -12,7 +12,9 @@ The backlog depends on the relay's mode (RELAY_MODE, outbox_relay/capture.py):
   to the end and every event was acknowledged) is captured; the backlog is the rows created after
   that instant (by creation time, so a transaction that committed long after it began may be counted
   as captured a moment early). The slot itself (`capture_slot`) tells how many WAL bytes it is behind.
-The slot's name is derived here, from the database's name, for the relay, `ops` and the tests.
+- `debezium`: the same, with Debezium's slot (Kafka Connect reads it); `caught_up_at` is written by the
+  relay process, which under Debezium only keeps the outbox (outbox_relay/debezium.py).
+The slots' names are derived here, from the database's name, for the relays, `ops` and the tests.
 """
 from __future__ import annotations
 
@@ -53,6 +55,10 @@ _SLOT = text("""
 # the root table rather than the day's partition).
 CAPTURE_PUBLICATION = "outbox_relay"
 CAPTURE_SLOT_PREFIX = "outbox_relay_"
+# Debezium's slot of a database (RELAY_MODE=debezium): a slot of its own, never read by our relay.
+DEBEZIUM_SLOT_PREFIX = "debezium_outbox_"
+# The modes that read the outbox from a slot and mark no row.
+SLOT_MODES = ("wal", "debezium")
 _SLOT_NAME_MAX = 63  # NAMEDATALEN - 1
 
 
@@ -107,20 +113,21 @@ def _forget_rolled_back_events(connection: Connection) -> None:
     connection.info.pop(_UNCOMMITTED, None)
 
 
-def capture_slot_name(database: str) -> str:
-    """The relay's replication slot of `database`. Slots are cluster-wide and several databases share a
-    server (each worktree's tests, the bench's, the chaos run's), so the name holds the database's:
-    lower case letters, digits and `_` only, with a checksum when it had to be changed or shortened."""
+def capture_slot_name(database: str, mode: str = "wal") -> str:
+    """The replication slot of `database` that the relay of `mode` reads (wal: ours; debezium:
+    Debezium's). Slots are cluster-wide and several databases share a server (each worktree's tests,
+    the bench's, the chaos run's), so the name holds the database's: lower case letters, digits and `_`
+    only, with a checksum when it had to be changed or shortened."""
     cleaned = re.sub(r"[^a-z0-9_]", "_", database.lower())
-    name = CAPTURE_SLOT_PREFIX + cleaned
+    name = (DEBEZIUM_SLOT_PREFIX if mode == "debezium" else CAPTURE_SLOT_PREFIX) + cleaned
     if cleaned != database or len(name) > _SLOT_NAME_MAX:
         suffix = f"_{zlib.crc32(database.encode()):08x}"
         name = name[:_SLOT_NAME_MAX - len(suffix)] + suffix
     return name
 
 
-def engine_slot_name(engine: Engine) -> str:
-    return capture_slot_name(engine.url.database or "")
+def engine_slot_name(engine: Engine, mode: str = "wal") -> str:
+    return capture_slot_name(engine.url.database or "", mode)
 
 
 @dataclass(frozen=True)
@@ -178,18 +185,19 @@ def drop_slots_of_database(conn: Connection, database: str, *, only: str | None 
 def published_condition(engine: Engine, mode: str) -> tuple[str, dict[str, str]]:
     """SQL condition (with its parameters) of the `events` rows the relay of `mode` has published:
     marked ones, and in wal mode also those committed before it last caught up (see the top)."""
-    if mode != "wal":
+    if mode not in SLOT_MODES:
         return "published_at IS NOT NULL", {}
     return ("(published_at IS NOT NULL OR created_at < COALESCE((SELECT caught_up_at FROM outbox_capture "
-            "WHERE slot_name = :capture_slot), '-infinity'))"), {"capture_slot": engine_slot_name(engine)}
+            "WHERE slot_name = :capture_slot), '-infinity'))"), {
+                "capture_slot": engine_slot_name(engine, mode)}
 
 
 def outbox_lag(engine: Engine, mode: str) -> tuple[float, int]:
     """(age in seconds of the oldest unpublished event, number of unpublished events) as the relay of
     `mode` (RELAY_MODE) sees them; in wal mode "unpublished" means not yet captured (see the top)."""
     with engine.connect() as conn:
-        if mode == "wal":
-            row = conn.execute(_WAL_LAG, {"slot": engine_slot_name(engine)}).one()
+        if mode in SLOT_MODES:
+            row = conn.execute(_WAL_LAG, {"slot": engine_slot_name(engine, mode)}).one()
         else:
             row = conn.execute(_LAG).one()
     return (float(row.lag_s) if row.lag_s is not None else 0.0), int(row.unpublished)
