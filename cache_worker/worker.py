@@ -151,11 +151,15 @@ class CacheWorker(BatchConsumer):
     def _record_applied(self, pending: list[_Pending]) -> None:
         """The produced → applied hop of each event of the batch, by aggregate."""
         now_ms = time.time() * 1000
+        hops = {}
         for item in pending:
-            kind, produced_ms = item.message.timestamp()
+            produced_ms = item.message.timestamp()[1]
             if produced_ms > 0:
-                self.metrics.produced_to_applied.labels(item.envelope.aggregate_type).observe(
-                    max(now_ms - produced_ms, 0.0) / 1000)
+                aggregate_type = item.envelope.aggregate_type
+                child = hops.get(aggregate_type)
+                if child is None:
+                    child = hops[aggregate_type] = self.metrics.produced_to_applied.labels(aggregate_type)
+                child.observe(max(now_ms - produced_ms, 0.0) / 1000)
 
     def _apply(self, pending: list[_Pending]) -> list[Announcement]:
         """Apply the batch, let each projection announce what its events owe other consumers, and only then

@@ -27,6 +27,7 @@ class RelayMetrics:
             "From an event's commit (wal mode: its transaction's commit time; poll mode: its row's "
             "created_at, or its commit time with track_commit_timestamp on) to its Kafka message's timestamp",
             ["aggregate"], buckets=HOP_BUCKETS, registry=self.registry)
+        self._hops: dict[str, Histogram] = {}
         self.wal_behind = Gauge("relay_wal_behind_bytes",
                                 "WAL between the server's position and the slot's confirmed one (wal mode)",
                                 registry=self.registry)
@@ -36,7 +37,11 @@ class RelayMetrics:
         self.published.inc(published)
 
     def produced(self, aggregate_type: str, seconds: float) -> None:
-        self.commit_to_produced.labels(aggregate_type).observe(seconds)
+        # Once per event: the labelled child is looked up once per aggregate type.
+        child = self._hops.get(aggregate_type)
+        if child is None:
+            child = self._hops[aggregate_type] = self.commit_to_produced.labels(aggregate_type)
+        child.observe(seconds)
 
     def lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.lag_gauge.set(lag_s)
