@@ -67,6 +67,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.core.db import PURGE_BATCH
 from app.core.events import envelope_json_of_text
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
+from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
 from outbox_relay.poll import PollRelay
@@ -102,15 +103,17 @@ class CaptureUnavailable(RuntimeError):
     """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
 
 
-def captured_event(values: dict[str, str | None], transaction: int) -> Outgoing:
-    """The message of an insert's text values, acknowledged by the index of its transaction in the batch.
-    Its envelope is built from the text as it is (`envelope_json_of_text`): the payload is not parsed."""
+def captured_event(values: dict[str, str | None], transaction: int, commit_s: float = 0.0) -> Outgoing:
+    """The message of an insert's text values, acknowledged by the index of its transaction in the batch;
+    `commit_s` is the transaction's commit time (pgoutput's). Its envelope is built from the text as it is
+    (`envelope_json_of_text`): the payload is not parsed."""
     event_id, event_type = values["id"], values["event_type"]
     return Outgoing(values["aggregate_id"].encode(),
                     envelope_json_of_text(event_id, event_type, values["version"], values["aggregate_type"],
                                           values["aggregate_id"], values["created_at"], values["payload"]),
                     [("event_id", event_id.encode()), ("event_type", event_type.encode())], transaction,
-                    event_id)
+                    event_id, values["aggregate_type"], commit_s,
+                    normal_traceparent(values.get("traceparent")))
 
 
 def check_capture_possible(conn: Connection) -> None:
@@ -231,7 +234,7 @@ class WalRelay(PollRelay):
                         item = decoder.feed(message)
                         if isinstance(item, Insert):
                             if item.table == "events":
-                                yield captured_event(item.values, len(transactions))
+                                yield captured_event(item.values, len(transactions), decoder.commit_s)
                         elif item is not None:
                             transactions.append(item)
 

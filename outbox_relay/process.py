@@ -22,6 +22,7 @@ from app.core.db import get_engine
 from app.core.kafka import make_producer
 from app.core.logs import configure_logging
 from app.core.processing import run_until_signalled
+from app.core.tracing import configure_tracing, flush_tracing
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
 from outbox_relay.debezium import DebeziumHousekeeper
@@ -95,6 +96,7 @@ def _exit_unless_capture_possible(relay: Relay) -> None:
 def main() -> int:
     config = load_config_or_exit()
     configure_logging(config, "relay")
+    configure_tracing(config, "relay")
     relay = build_relay(config)
     if config.relay_mode == "wal":
         _exit_unless_capture_possible(relay)
@@ -103,4 +105,5 @@ def main() -> int:
     run_until_signalled(relay)
     log.info("stopped after publishing %d events in %d batches", relay.stats.published_total,
              relay.stats.batches_total)
+    flush_tracing()
     return 0

@@ -150,6 +150,11 @@ class Config:
         "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless "
         "the Prometheus that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private "
         "network only)")
+    otel_exporter_otlp_endpoint: str = _setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "", _http_url,
+        "base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318): each process exports its traces "
+        "to <URL>/v1/traces (empty: no tracing, nothing recorded; a request's or a score message's "
+        "`traceparent` still passes on to its events)")
     prometheus_port: int = _setting(
         "PROMETHEUS_PORT", 9190, _int,
         "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")

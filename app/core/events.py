@@ -180,7 +180,7 @@ _json_string = json.encoder.encode_basestring_ascii  # what json.dumps does with
 ENVELOPE_COLUMNS = {"event_id": "id", "event_type": "event_type", "version": "version",
                     "aggregate_type": "aggregate_type", "aggregate_id": "aggregate_id",
                     "occurred_at": "created_at"}
-HEADER_COLUMNS = {"event_id": "id", "event_type": "event_type"}
+HEADER_COLUMNS = {"event_id": "id", "event_type": "event_type", "traceparent": "traceparent"}
 
 
 def envelope_from_row(row: Any) -> Envelope:

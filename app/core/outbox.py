@@ -3,7 +3,10 @@
 Every state change records its event here, in the same transaction as the change (DESIGN.md,
 invariant 1). Use cases call `record_event` with their ORM session or Core connection; the paths
 that write a whole batch in one SQL statement embed `outbox_insert`. Both count the event in
-`events_written_total` once the transaction has committed, through `count_committed`.
+`events_written_total` once the transaction has committed, through `count_committed`. Both write the
+event's `traceparent` (app/core/tracing.py): `record_event` the span context current in the caller (a
+request's), `outbox_insert` the one each row of the batch carries (captured where its request or message
+was read, `normal_traceparent`).
 
 The backlog depends on the relay's mode (RELAY_MODE, outbox_relay/capture.py):
 - `poll`: the unpublished rows (`published_at IS NULL`, the partial index), as marked by the relay.
@@ -29,6 +32,7 @@ from sqlalchemy.orm import Session
 from app.core.events import EventTypes, new_event_id
 from app.core.metrics import EVENTS_WRITTEN
 from app.core.models import Event
+from app.core.tracing import current_traceparent
 
 # Event types recorded in the session's open transaction; counted only once it commits.
 _UNCOMMITTED = "livequiz.uncommitted_event_types"
@@ -75,6 +79,7 @@ def record_event(db: Session | Connection, events: EventTypes, aggregate_id: uui
         event_type=event_type,
         version=events.current_version[event_type],
         payload=events.payload_for(event_type, payload),
+        traceparent=current_traceparent(),
     ))
     connection = db.connection() if isinstance(db, Session) else db
     connection.info.setdefault(_UNCOMMITTED, []).append(event_type)
@@ -82,13 +87,14 @@ def record_event(db: Session | Connection, events: EventTypes, aggregate_id: uui
 
 
 def outbox_insert(events: EventTypes, event_id: str, aggregate_id: str, event_type: str, payload: str, *,
-                  source: str) -> str:
+                  traceparent: str, source: str) -> str:
     """`INSERT INTO events ... SELECT` of one event per row of `source`, for a statement that writes a
-    batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal."""
+    batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal,
+    `traceparent` each row's (well formed or NULL: `normal_traceparent`)."""
     version, aggregate_type = events.current_version[event_type.strip("'")], events.aggregate_type
-    return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-            f"SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, {payload} "
-            f"FROM {source} RETURNING id")
+    return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload, "
+            f"traceparent) SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, "
+            f"{payload}, {traceparent} FROM {source} RETURNING id")
 
 
 def count_committed(event_type: str, count: int = 1) -> None:

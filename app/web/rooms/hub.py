@@ -20,10 +20,12 @@ import redis
 
 from app.core.logs import RateLimitedLog
 from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.events import LEADERBOARD
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
 from app.web.rooms.connection import Connection
 from app.web.rooms.heartbeat import Heard, Heartbeat
+from app.web.rooms.journey import record_push
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomDelivery, RoomReads
 from app.web.rooms.streams import StreamReader, decode_notes
@@ -217,6 +219,9 @@ class RoomHub:
                 board.last_id = entries[-1][0].decode()
                 # Notes of a board only mark it dirty or forward what they carry: no read here.
                 moved = [board.note(note) for note in notes]
+                if board.watches:
+                    for note in notes:
+                        record_push(note, LEADERBOARD)
                 if any(moved):
                     board.dirty = True
                     self._board_moved.set()

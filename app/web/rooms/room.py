@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.core.logs import RateLimitedLog
+from app.quiz.events import QUIZ_SESSION
 from app.web.rooms.connection import CLOSE_SUPERSEDED, Connection
+from app.web.rooms.journey import record_push
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class RoomDelivery:
         if kind == "board_rebuilt" and self._rebuilt_again(room):
             return  # a later rebuild is queued: its resync covers this one's
         self._notify(room, kind, note)
+        if room.connections:
+            record_push(note, QUIZ_SESSION)
         if kind in BOARD_MOVES:  # after the notification itself: a close's result comes before its board
             room.dirty = True
             self.board_moved.set()
