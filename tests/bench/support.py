@@ -322,10 +322,13 @@ def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subp
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wrk(url: str, requests_file, duration_s: int, connections: int) -> dict:
-    """wrk -t1 over the requests of a file (wrk_requests.lua): totals, latency percentiles, statuses, CPU."""
+def wrk(url: str, requests_file, duration_s: int, connections: int, stop_after: int | None = None) -> dict:
+    """wrk -t1 over the requests of a file (wrk_requests.lua): totals, latency percentiles, statuses, CPU.
+    `stop_after`: end once that many responses came back (within `duration_s`)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s",
                "-s", str(BENCH_DIR / "wrk_requests.lua"), url, "--", str(requests_file)]
+    if stop_after is not None:
+        command.append(str(stop_after))
     with CpuMeter() as cpu:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
     match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
