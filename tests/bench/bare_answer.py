@@ -3,7 +3,7 @@ answer with the same SQL and the same group commit (`AnswerBatcher`), and nothin
 bearer is the user's id), no rate limit, no schema, no request log, no headers. Served by gunicorn
 with the web's worker class and worker count, on a port of its own:
 
-    python -m gunicorn -c /dev/null -k gevent -w 2 -b 127.0.0.1:PORT \
+    python -m gunicorn -c empty.conf.py -k gevent -w 2 -b 127.0.0.1:PORT \
         'tests.bench.bare_answer:create_bare_app()'
 """
 from __future__ import annotations
