@@ -76,7 +76,8 @@ def create_guest(db: Session, nickname: str) -> User:
     return user
 
 
-def _revocation_key(user_id: uuid.UUID) -> str:
+def revocation_key(user_id: uuid.UUID) -> str:
+    """The Redis key caching a user's revocation instant (ms)."""
     return redis_keys.key(f"tokens-valid-after:{user_id}")
 
 
@@ -93,7 +94,7 @@ def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
             "UPDATE users SET tokens_valid_after = clock_timestamp() WHERE id = :id "
             "RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint"), {"id": user_id}).scalar()
     try:
-        redis.set(_revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
+        redis.set(revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
         redis.xadd(revocations_stream(), {"user_id": str(user_id), "valid_after_ms": valid_after_ms or 0},
                    maxlen=_REVOCATIONS_KEPT, approximate=True)
     except redis_lib.RedisError:
@@ -104,7 +105,7 @@ def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
 
 def is_revoked(engine: Engine, redis, principal: Principal) -> bool:
     """True when a logout after this token was issued revoked it."""
-    key = _revocation_key(principal.user_id)
+    key = revocation_key(principal.user_id)
     try:
         cached = redis.get(key)
     except redis_lib.RedisError:
