@@ -2,9 +2,10 @@
 
 The web's timers forget the submission ids past SCORE_SUBMISSION_RETENTION_HOURS once every
 PURGE_EVERY_S. At 2,000 writes/s each round finds PURGE_EVERY_S x 2,000 rows past the retention (120,000
-a minute); one round must clear them, or the table grows without end. The backlog is written with SQL
-(aged past the retention), beside as many rows still within it, and one round of the purge runs, timed,
-in this process.
+a minute); the rounds of one minute must clear them, or the table grows without end. A round stops
+at its time budget (PURGE_BUDGET_S) and the timers go on at their next tick: the backlog is written with
+SQL (aged past the retention), beside as many rows still within it, and rounds run one after the other,
+timed, in this process, until one says it is done.
 """
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def bench_submission_purge(stack, bench_engine, bench_config):
         db.execute(text("VACUUM ANALYZE score_submissions"))
     with CpuMeter() as cpu:
         started = time.monotonic()
-        deleted = forget_old_submissions(bench_engine, bench_config.score_submission_retention_hours)
+        deleted, rounds, done = 0, 0, False
+        while not done:
+            purged = forget_old_submissions(bench_engine, bench_config.score_submission_retention_hours)
+            deleted, rounds, done = deleted + purged.deleted, rounds + 1, purged.done
         seconds = time.monotonic() - started
     left, kept = _count(bench_engine, "bench-purge-old"), _count(bench_engine, "bench-purge-kept")
     with bench_engine.begin() as db:
@@ -47,13 +51,13 @@ def bench_submission_purge(stack, bench_engine, bench_config):
     rate = deleted / max(seconds, 1e-9)
     report.record("submission_purge", {
         "backlog_rows": backlog, "writes_per_s_covered": WRITES_PER_S, "purge_every_s": PURGE_EVERY_S,
-        "deleted_in_one_round": deleted, "left_after_one_round": left, "kept_within_retention": kept,
+        "deleted": deleted, "rounds": rounds, "left": left, "kept_within_retention": kept,
         "seconds": round(seconds, 2), "rows_per_s": round(rate), "cpu": cpu.report("self")})
-    report.row(f"purge of score_submissions: one round of a {backlog:,}-row backlog "
+    report.row(f"purge of score_submissions: a minute's {backlog:,}-row backlog, {rounds} round(s) "
                f"({WRITES_PER_S:,} writes/s x {PURGE_EVERY_S:.0f} s)",
                deleted, "rows", baseline=backlog, baseline_name="backlog",
                target=f"all, in < {PURGE_EVERY_S:.0f} s", met=left == 0 and seconds < PURGE_EVERY_S)
-    report.row("purge of score_submissions: rows deleted/s in a round", round(rate), "/s",
+    report.row("purge of score_submissions: rows deleted/s", round(rate), "/s",
                baseline=WRITES_PER_S, baseline_name="writes/s", target=f">= {WRITES_PER_S:,}/s",
                met=rate >= WRITES_PER_S)
     assert kept == backlog, "a submission id within its retention was forgotten"
