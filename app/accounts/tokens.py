@@ -40,6 +40,10 @@ KINDS = ("user", "guest")
 # Ours are about 400 bytes; a longer one is refused before it is decoded (at the edge too).
 MAX_TOKEN_BYTES = 1024
 _REQUIRED_CLAIMS = ["sub", "kind", "iat", "exp", "jti", "iss", "aud"]
+# Tokens whose signature and claims a process has verified, kept with their expiry: a player's next
+# request skips the decode (a logout is checked apart on every request, never cached here). 16,384
+# players' tokens are a few MB a process; beyond it the least recently used is verified again.
+VERIFIED_TOKENS_KEPT = 16_384
 # The wording of each refusal, the same in the service and at the edge (scripts/haproxy.cfg).
 TOKEN_EXPIRED = "token expired"
 TOKEN_INVALID = "token invalid"
@@ -157,11 +161,23 @@ def issue_token(config: Config, user_id: uuid.UUID, is_guest: bool) -> str:
 
 def read_token(config: Config, token: str) -> Principal:
     """The holder of a token this service issued and that has not expired (a logout is checked apart:
-    app/accounts/users.py). Refusals say `token expired` or `token invalid`, nothing more."""
+    app/accounts/users.py). Refusals say `token expired` or `token invalid`, nothing more.
+
+    A JWT verified once is remembered with its expiry (`VERIFIED_TOKENS_KEPT` per process): the same
+    token again costs a lookup and a clock read, not a signature check."""
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken(TOKEN_INVALID)
     if not _names_an_algorithm(token):
         return _read_before_jwt(config, token)
+    principal, expires_at = _verified_jwt(config, token)
+    if time.time() >= expires_at:  # as PyJWT decides it: valid while now < exp
+        raise InvalidToken(TOKEN_EXPIRED)
+    return principal
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified_jwt(config: Config, token: str) -> tuple[Principal, float]:
+    """A JWT's holder and expiry, once its signature and claims check out (a refusal is not kept)."""
     keys = token_keys(config)
     try:
         # One algorithm, the configured one: `none`, or HS256 keyed with the ES256 public key, is refused.
@@ -180,7 +196,7 @@ def read_token(config: Config, token: str) -> Principal:
         if token_id.version != 7:
             raise ValueError("jti")
         return Principal(user_id=uuid.UUID(claims["sub"]), is_guest=claims["kind"] == "guest",
-                         issued_at_ms=token_id.int >> 80)
+                         issued_at_ms=token_id.int >> 80), float(claims["exp"])
     except (TypeError, ValueError, AttributeError):
         raise InvalidToken(TOKEN_INVALID) from None
 

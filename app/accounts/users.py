@@ -77,7 +77,8 @@ def create_guest(db: Session, nickname: str) -> User:
 
 
 def revocation_key(user_id: uuid.UUID) -> str:
-    """The Redis key caching a user's revocation instant (ms)."""
+    """The Redis key caching a user's revocation instant (ms): a request may read it in a round trip it
+    makes anyway (app/web/ratelimits.py `admit`) and hand it to `is_revoked`."""
     return redis_keys.key(f"tokens-valid-after:{user_id}")
 
 
@@ -103,14 +104,20 @@ def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
                           "send it again") from None
 
 
-def is_revoked(engine: Engine, redis, principal: Principal) -> bool:
-    """True when a logout after this token was issued revoked it."""
+# `is_revoked`'s `cached` when the caller has not read the cache.
+UNREAD = object()
+
+
+def is_revoked(engine: Engine, redis, principal: Principal, cached=UNREAD) -> bool:
+    """True when a logout after this token was issued revoked it. `cached`: the value at
+    `revocation_key` already read from Redis (None when absent); unread, it is read here."""
     key = revocation_key(principal.user_id)
-    try:
-        cached = redis.get(key)
-    except redis_lib.RedisError:
-        cached = None
-        redis = None
+    if cached is UNREAD:
+        try:
+            cached = redis.get(key)
+        except redis_lib.RedisError:
+            cached = None
+            redis = None
     if cached is None:
         with engine.connect() as connection:
             valid_after_ms = connection.execute(text(
