@@ -76,9 +76,11 @@ def _derive(secret_key: str, purpose: str, length: int) -> bytes:
                 info=f"livequiz access tokens {purpose}".encode()).derive(secret_key.encode())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenKeys:
-    """The keys of one configuration: `signing` makes tokens, `verifying` checks them."""
+    """The keys of one configuration: `signing` makes tokens, `verifying` checks them. Compared and
+    hashed by identity (an ES256 key has no hash): one object per configuration (`token_keys`), the key
+    of the tokens it verified (`_verified_jwt`)."""
 
     algorithm: str
     signing: Any  # HS256: the shared secret (bytes); ES256: the private key
@@ -167,18 +169,25 @@ def read_token(config: Config, token: str) -> Principal:
     token again costs a lookup and a clock read, not a signature check."""
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken(TOKEN_INVALID)
-    if not _names_an_algorithm(token):
+    try:
+        principal, expires_at = _verified_jwt(token_keys(config), token)
+    except _NotAJwt:
         return _read_before_jwt(config, token)
-    principal, expires_at = _verified_jwt(config, token)
     if time.time() >= expires_at:  # as PyJWT decides it: valid while now < exp
         raise InvalidToken(TOKEN_EXPIRED)
     return principal
 
 
+class _NotAJwt(Exception):
+    """A token of the format before JWTs."""
+
+
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
-def _verified_jwt(config: Config, token: str) -> tuple[Principal, float]:
-    """A JWT's holder and expiry, once its signature and claims check out (a refusal is not kept)."""
-    keys = token_keys(config)
+def _verified_jwt(keys: TokenKeys, token: str) -> tuple[Principal, float]:
+    """A JWT's holder and expiry, once its signature and claims check out under `keys` (a refusal is
+    not kept)."""
+    if not _names_an_algorithm(token):
+        raise _NotAJwt
     try:
         # One algorithm, the configured one: `none`, or HS256 keyed with the ES256 public key, is refused.
         # `iat` is only required: a token issued by a web whose clock runs a little ahead is still ours.
