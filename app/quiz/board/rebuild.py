@@ -113,13 +113,15 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             applied = ["session"] + [joined_key(p.id) for p in everyone] + [
                 removed_key(p.id) for p in everyone if p.removed_at is not None]
             removed = {str(p.id) for p in everyone if p.removed_at is not None}
+            # A million answers and events: their ids as text straight from COPY, never a row object.
+            applied += map(answer_key, _copied_ids(connection, "participant_answers", "quiz_session_id",
+                                                   session_id))
             held: dict[str, str] = {}
             for answer in connection.execute(text(
-                    "SELECT id, quiz_session_participant_id AS pid, points, counted, created_at "
-                    "FROM participant_answers WHERE quiz_session_id = :s"), {"s": session_id}):
-                applied.append(answer_key(answer.id))
+                    "SELECT quiz_session_participant_id AS pid, points, created_at FROM participant_answers "
+                    "WHERE quiz_session_id = :s AND NOT counted"), {"s": session_id}):
                 # An open question's answer is hidden until its close.
-                if not answer.counted and str(answer.pid) not in removed:
+                if str(answer.pid) not in removed:
                     held[str(answer.pid)] = f"{answer.points}:{instant_ms(answer.created_at)}"
             if session.current_position is not None:
                 for question_id, position in connection.execute(text(
@@ -132,10 +134,18 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             if session.status == ENDED:
                 applied.append(ENDED_KEY)
                 expire_at_s = _ended_expiry_s(session.ended_at or session.now, session.now)
-            event_ids = [str(e) for e in connection.execute(text(
-                "SELECT id FROM events WHERE aggregate_id = :s"), {"s": str(session_id)}).scalars()]
+            event_ids = _copied_ids(connection, "events", "aggregate_id", str(session_id))
     open_question = str(session.current_question_id) if session.status == QUESTION_OPEN else ""
     return _Snapshot(epoch, players, held, open_question, applied + event_ids, len(event_ids), expire_at_s)
+
+
+def _copied_ids(connection, table: str, column: str, value) -> list[str]:
+    """The ids (as text) of `table`'s rows whose `column` is `value`, read with COPY in the connection's
+    transaction: a million of them in a fraction of the time rows take."""
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY (SELECT id FROM {table} WHERE {column} = %s) TO STDOUT", (value,)) as copy:
+        data = b"".join(copy).decode()
+    return data.split("\n")[:-1] if data else []
 
 
 def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
