@@ -113,9 +113,9 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             applied = ["session"] + [joined_key(p.id) for p in everyone] + [
                 removed_key(p.id) for p in everyone if p.removed_at is not None]
             removed = {str(p.id) for p in everyone if p.removed_at is not None}
-            # A million answers and events: their ids as text straight from COPY, never a row object.
-            applied += map(answer_key, _copied_ids(connection, "participant_answers", "quiz_session_id",
-                                                   session_id))
+            # A million answers and events: their ids as one text each, never a row object per id.
+            applied += map(answer_key, _ids_of(connection, "participant_answers", "quiz_session_id",
+                                               session_id))
             held: dict[str, str] = {}
             for answer in connection.execute(text(
                     "SELECT quiz_session_participant_id AS pid, points, created_at FROM participant_answers "
@@ -134,18 +134,17 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
             if session.status == ENDED:
                 applied.append(ENDED_KEY)
                 expire_at_s = _ended_expiry_s(session.ended_at or session.now, session.now)
-            event_ids = _copied_ids(connection, "events", "aggregate_id", str(session_id))
+            event_ids = _ids_of(connection, "events", "aggregate_id", str(session_id))
     open_question = str(session.current_question_id) if session.status == QUESTION_OPEN else ""
     return _Snapshot(epoch, players, held, open_question, applied + event_ids, len(event_ids), expire_at_s)
 
 
-def _copied_ids(connection, table: str, column: str, value) -> list[str]:
-    """The ids (as text) of `table`'s rows whose `column` is `value`, read with COPY in the connection's
-    transaction: a million of them in a fraction of the time rows take."""
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY (SELECT id FROM {table} WHERE {column} = %s) TO STDOUT", (value,)) as copy:
-        data = b"".join(copy).decode()
-    return data.split("\n")[:-1] if data else []
+def _ids_of(connection, table: str, column: str, value) -> list[str]:
+    """The ids (as text) of `table`'s rows whose `column` is `value`: one aggregated text value, so a
+    million ids cost one row and a split, not a row (and a UUID) each."""
+    joined = connection.execute(text(f"SELECT string_agg(id::text, ',') FROM {table} WHERE {column} = :v"),
+                                {"v": value}).scalar()
+    return joined.split(",") if joined else []
 
 
 def _ended_expiry_s(ended_at: datetime, now: datetime) -> int:
