@@ -141,7 +141,8 @@ def _read_snapshot(bind: Engine, session_id: uuid.UUID) -> _Snapshot:
 
 def _ids_of(connection, table: str, column: str, value) -> list[str]:
     """The ids (as text) of `table`'s rows whose `column` is `value`: one aggregated text value, so a
-    million ids cost one row and a split, not a row (and a UUID) each."""
+    million ids cost one row and a split, not a row (and a UUID) each. (A text value holds up to 1 GB:
+    27 million ids, 27 times a session of 10,000 players and 100 questions.)"""
     joined = connection.execute(text(f"SELECT string_agg(id::text, ',') FROM {table} WHERE {column} = :v"),
                                 {"v": value}).scalar()
     return joined.split(",") if joined else []
