@@ -1,4 +1,4 @@
-"""13. Tracing's cost: acknowledged answers/s with tracing on against off, as bench 1 measures them.
+"""15. Tracing's cost: acknowledged answers/s with tracing on against off, as bench 1 measures them.
 
 "On" is every process of the stack (web, relay, worker) with OTEL_EXPORTER_OTLP_ENDPOINT naming a loopback
 port where no collector listens, so each records and tries to export every span (the worst case: the
