@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from app.core.config import Config
 from app.core.dead_letters import REASON_HEADER
 from app.core.events import Envelope, EventCatalog, envelope_from_row
+from app.core.tracing import TRACEPARENT
 from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.quiz.events import SESSION_EVENTS
 from cache_worker.process import aggregate_types
@@ -65,10 +66,13 @@ def test_the_key_and_headers_are_the_ones_our_relays_write():
     assert config["transforms.outbox.table.field.event.key"] == "aggregate_id"
     assert config["key.converter"].endswith("StringConverter")
     row = SimpleNamespace(id=uuid.uuid4(), aggregate_type="quiz_session", aggregate_id=str(uuid.uuid4()),
-                          event_type="session_ended", version=1, payload={}, created_at=datetime.now(UTC))
+                          event_type="session_ended", version=1, payload={}, created_at=datetime.now(UTC),
+                          traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     envelope = envelope_from_row(row)
     headers = {alias: getattr(row, column) for column, where, alias in placements() if where == "header"}
-    assert [(name, str(value).encode()) for name, value in headers.items()] == envelope.headers()
+    # Our relays write the envelope's headers and, for a row that has one, the traceparent beside them.
+    assert [(name, str(value).encode()) for name, value in headers.items()] == [
+        *envelope.headers(), (TRACEPARENT, row.traceparent.encode())]
     assert envelope.key() == row.aggregate_id.encode()
 
 
