@@ -174,6 +174,10 @@ class Config:
     question_get_ready_s: float = _setting(
         "QUESTION_GET_READY_S", 3.0, _float,
         "seconds a question shows before its answers open (its time limit counts from then)")
+    question_max_extra_s: int = _setting(
+        "QUESTION_MAX_EXTRA_S", 120, _positive_int,
+        "seconds the host may add to an open question beyond its time limit, all Add time presses together "
+        "(more is refused with 409 too_much_time)")
     session_retention_days: float = _setting(
         "SESSION_RETENTION_DAYS", 30.0, _positive_float,
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
+from app import create_app
 from app.core import redis_keys
 from app.core.events import envelope_from_row
 from app.quiz.board.apply import apply_event
@@ -166,6 +167,7 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
     questions = sample_questions(1, time_limit_s=20)
     sid = api.live_session(host, questions)["id"]
     player = api.join(sid, api.guest())
+    api.join(sid, api.guest())  # never answers: the question stays open after the first player's answer
     extend = f"/api/v1/sessions/{sid}/questions/extend"
     assert _error(api.post(extend, {"seconds": 10}, token=host.token, expect=409)) == "no_open_question"
     opened = api.next_question(sid, host)
@@ -202,6 +204,18 @@ def test_more_time_moves_the_deadline_that_answers_are_judged_by(api: Api, engin
         connection.execute(text("UPDATE quiz_sessions SET question_deadline = clock_timestamp() "
                                 "- interval '1 second' WHERE id = :s"), {"s": sid})
     assert _error(api.post(extend, {"seconds": 10}, token=host.token, expect=409)) == "question_closed"
+
+
+def test_the_time_a_host_may_add_is_a_setting(config, database):
+    api = Api(create_app(config.replace(question_max_extra_s=15)).test_client())
+    host = api.host()
+    sid = api.live_session(host, sample_questions(1, time_limit_s=20))["id"]
+    api.next_question(sid, host)
+    extend = f"/api/v1/sessions/{sid}/questions/extend"
+    api.post(extend, {"seconds": 10}, token=host.token, expect=200)
+    refused = api.post(extend, {"seconds": 10}, token=host.token, expect=409)
+    assert _error(refused) == "too_much_time" and refused.get_json()["error"]["max_extra_s"] == 15
+    assert api.post(extend, {"seconds": 5}, token=host.token, expect=200).get_json()["extra_s"] == 15
 
 
 def test_a_quiz_sets_how_long_its_questions_get_ready(api: Api):

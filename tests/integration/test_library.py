@@ -111,12 +111,24 @@ def test_the_csv_report_escapes_what_a_spreadsheet_would_run(api: Api):
     session, _ = _play(api, host, nicknames=("=HYPERLINK(1)", "+1", "@Cy", "-x", "Dee"))
     response = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token, expect=200)
     assert response.mimetype == "text/csv" and "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    rows = list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig"))))
     assert rows[0][:3] == ["rank", "nickname", "score"]
     nicknames = {row[1] for row in rows[1:6]}
     assert nicknames == {"'=HYPERLINK(1)", "'+1", "'@Cy", "'-x", "Dee"}
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row if cell)
     api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=api.host().token, expect=403)
+
+
+def test_the_csv_report_starts_with_a_byte_order_mark_so_a_spreadsheet_reads_accents(api: Api):
+    """Excel takes a CSV without a BOM for the machine's code page: "Zoë" would read "ZoÃ«"."""
+    host = api.host()
+    session, _ = _play(api, host, nicknames=("Zoë", "Ada", "Bo"))
+    response = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token, expect=200)
+    raw = response.get_data()
+    assert raw.startswith(b"\xef\xbb\xbf") and not raw[3:].startswith(b"\xef\xbb\xbf")
+    assert response.mimetype == "text/csv" and response.mimetype_params.get("charset") == "utf-8"
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert rows[0][0] == "rank" and "Zoë" in {row[1] for row in rows[1:4]}
 
 
 def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_it_with(api: Api):
@@ -128,7 +140,7 @@ def test_the_csv_report_runs_no_formula_whatever_separator_a_spreadsheet_reads_i
     nicknames = ("x;=cmd|'/C calc'!A0;", "y,+1", "z; -2", 'q"uote')
     session, _ = _play(api, host, nicknames=nicknames, questions=questions)
     body = api.get(f"/api/v1/sessions/{session['id']}/report.csv", token=host.token,
-                   expect=200).get_data(as_text=True)
+                   expect=200).get_data().decode("utf-8-sig")
     for separator in (",", ";", "\t"):
         cells = [cell for row in csv.reader(io.StringIO(body), delimiter=separator) for cell in row]
         assert not [c for c in cells if c.lstrip(" ").startswith(("=", "+", "-", "@"))], separator

@@ -12,8 +12,6 @@ STATUSES = (LOBBY, QUESTION_OPEN, QUESTION_CLOSED, ENDED)
 # the planner can match them (a bound parameter would hide the value from a generic plan).
 LIVE_SQL = f"status <> '{ENDED}'"
 OPEN_SQL = f"status = '{QUESTION_OPEN}'"
-# The host may give an open question this much time beyond its limit, all extensions together.
-MAX_EXTRA_S = 120
 
 
 class TransitionError(Exception):

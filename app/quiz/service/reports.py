@@ -93,8 +93,10 @@ def spreadsheet_safe(value: Any) -> Any:
 
 
 def report_csv(report: dict[str, Any]) -> str:
-    """Players first (what a teacher looks for), then the questions, as one sheet."""
+    """Players first (what a teacher looks for), then the questions, as one sheet. It begins with a
+    UTF-8 byte order mark: without one, Excel reads the file in the machine's code page ("ZoÃ«")."""
     out = io.StringIO()
+    out.write("\ufeff")
     # Every text cell quoted, numbers bare so a spreadsheet keeps them numeric.
     sheet = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
 

@@ -308,10 +308,11 @@ def close_question(db: Session, session_id: uuid.UUID, *, host_id: uuid.UUID | N
 
 
 def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seconds: int,
-                    seen_deadline: datetime | None = None) -> dict[str, Any]:
-    """More time for the open question: its deadline moves `seconds` later, up to rules.MAX_EXTRA_S beyond
-    its time limit in all. The timers close by the deadline in PostgreSQL, and the answers are judged
-    by it, so the new deadline holds everywhere at once; the rooms hear it from the event.
+                    seen_deadline: datetime | None = None, *, max_extra_s: int) -> dict[str, Any]:
+    """More time for the open question: its deadline moves `seconds` later, up to `max_extra_s`
+    (QUESTION_MAX_EXTRA_S) beyond its time limit in all. The timers close by the deadline in PostgreSQL,
+    and the answers are judged by it, so the new deadline holds everywhere at once; the rooms hear it
+    from the event.
 
     With `seen_deadline` (the deadline the host saw), a question whose deadline is another one now was
     extended already: a retry gets the question as it is (`replayed`), not one more extension."""
@@ -333,9 +334,9 @@ def extend_question(db: Session, host_id: uuid.UUID, session_id: uuid.UUID, seco
                     - row.time_limit_s, "replayed": True}
         deadline = row.question_deadline + timedelta(seconds=seconds)
         extra_s = round((deadline - row.question_opened_at).total_seconds()) - row.time_limit_s
-        if extra_s > rules.MAX_EXTRA_S:
-            raise Conflict("too_much_time", f"a question gets at most {rules.MAX_EXTRA_S} s more than its "
-                           "time limit", max_extra_s=rules.MAX_EXTRA_S)
+        if extra_s > max_extra_s:
+            raise Conflict("too_much_time", f"a question gets at most {max_extra_s} s more than its "
+                           "time limit", max_extra_s=max_extra_s)
         db.execute(text("UPDATE quiz_sessions SET question_deadline = :deadline WHERE id = :s"),
                    {"deadline": deadline, "s": session_id})
         extended = QuestionExtended(question_id=session.current_question_id, position=session.position,

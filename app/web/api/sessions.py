@@ -170,8 +170,9 @@ def close_question(session_id: str):
               409: "no_open_question, question_closed (its time is up) or too_much_time (max_extra_s)"})
 def extend_question(session_id: str):
     body = parse_optional_body(ExtendBody)
-    return jsonify(sessions.extend_question(get_db(), current_principal().user_id,
-                                            parse_uuid(session_id, "session"), body.seconds, body.deadline))
+    return jsonify(sessions.extend_question(
+        get_db(), current_principal().user_id, parse_uuid(session_id, "session"), body.seconds, body.deadline,
+        max_extra_s=current_app.config["LIVEQUIZ"].question_max_extra_s))
 
 
 @endpoint(bp, "/<session_id>/end", methods=["POST"], summary="End the session (host)",
