@@ -592,6 +592,7 @@ const receive = roomMessages({
   },
   question_closed(message) {
     showClosed(message);
+    applyBoard(message.leaderboard);  // the board after the close comes in the same frame
     roster.refresh();
   },
   player_joined(message) {
