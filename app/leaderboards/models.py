@@ -82,6 +82,7 @@ class LeaderboardEntry(Base):
         ForeignKeyConstraint(["leaderboard_id", "period"],
                              ["leaderboard_periods.leaderboard_id", "leaderboard_periods.period"]),
         CheckConstraint("score BETWEEN -9007199254740991 AND 9007199254740991", name="score_exact"),
+        Index("ix_leaderboard_entries_name", "leaderboard_id", "period", text("lower(display_name)")),
     )
 
     leaderboard_id: Mapped[str] = mapped_column(Text, primary_key=True)

@@ -110,7 +110,9 @@ def test_the_board_page_follows_scores_fed_through_kafka(live_stack, browser: Br
         # A reset closes the period: the picker offers it, with its final standings.
         final = _top(http, board_id)
         closed = http.post(f"/api/v1/leaderboards/{board_id}/reset", token=owner.token, expect=200).get_json()
-        expect(desktop.by("board-period")).to_have_text(closed["current_period"], timeout=WAIT_MS)
+        periods = http.get(f"/api/v1/leaderboards/{board_id}/periods", expect=200).get_json()["periods"]
+        opened = next(p for p in periods if p["period"] == closed["current_period"])
+        expect(desktop.by("board-period")).to_have_text(opened["label"], timeout=WAIT_MS)
         expect(desktop.by("podium-empty")).to_be_visible(timeout=WAIT_MS)
         desktop.by("period-picker").select_option(final["period"])
         expect(table(desktop, "leaderboard-name")).to_have_text(_names(final), timeout=WAIT_MS)

@@ -259,7 +259,9 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
         host.check("c15-report")
         with host.page.expect_download() as download_info:
             host.by("report-csv").click()
-        rows = list(csv.reader(io.StringIO(Path(download_info.value.path()).read_text(encoding="utf-8-sig"))))
+        raw = Path(download_info.value.path()).read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # the byte order mark that tells Excel it is UTF-8
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
         assert rows[0][:3] == ["rank", "nickname", "score"]
         assert rows[1][:2] == ["1", "Ann"] and {r[1] for r in rows[2:4]} == {"Ben", "Cat"}
         assert rows[4][1] == "Dan" and rows[4][0] == "" and rows[4][6] == "yes"  # removed: no rank

@@ -307,6 +307,18 @@ def test_each_watch_of_a_board_gets_only_the_changes_of_its_own_top():
     assert board.reads == 4  # one read per push, for every watch of the board
 
 
+def test_a_new_player_below_the_top_updates_the_player_count():
+    board = FakeBoard({"p1": 300, "p2": 200})
+    watch = Watch(Offers(), "b", top=2)
+    channel = LeaderboardChannel("b", "lbroom:{b:b}", "0-0", {watch})
+    channel.push(board.board_reads())
+    board.set("late", 10)  # third: the top 2 stays as it was
+    channel.push(board.board_reads())
+    updates = watch.connection.messages
+    assert [(u["total"], [e["player_id"] for e in u["entries"]]) for u in updates] == [
+        (2, ["p1", "p2"]), (3, ["p1", "p2"])]
+
+
 def test_a_period_change_resets_what_was_sent_and_the_close_forwards_the_final_standings():
     board = FakeBoard({"ann": 5})
     watch = Watch(Offers(), "b", top=3)

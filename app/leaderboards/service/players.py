@@ -47,3 +47,17 @@ def activity_of(engine: Engine, player_id: str, viewer_id: uuid.UUID, limit: int
             {"player": player_id, "viewer": viewer_id, "n": limit}).all()
     return [{"leaderboard_id": r.leaderboard_id, "action": r.action, "points": r.points,
              "at": r.created_at.isoformat()} for r in rows]
+
+
+def find_by_name(engine: Engine, board_id: str, period: str, name: str, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` players of a board period whose display name is `name` in any case, or whose id is
+    `name` (ids are exact), by id: what a person types to find someone on a board. Both are index reads
+    (the entries' key, and ix_leaderboard_entries_name), whatever the size of the board."""
+    with engine.connect() as connection:
+        rows = connection.execute(text("""
+            SELECT player_id, display_name FROM leaderboard_entries
+            WHERE leaderboard_id = :board AND period = :period AND score IS NOT NULL
+              AND (player_id = :name OR lower(display_name) = lower(:name))
+            ORDER BY player_id LIMIT :n"""),
+            {"board": board_id, "period": period, "name": name, "n": limit}).all()
+    return [{"player_id": r.player_id, "display_name": r.display_name} for r in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.leaderboards.service import boards
+from app.leaderboards.service.players import find_by_name
 from app.leaderboards.service.scores import remove_player
 from app.web.api.core import current_principal, endpoint, parse_body, parse_query, require_registered
 from app.web.api.schemas import (
@@ -13,6 +14,7 @@ from app.web.api.schemas import (
     BoardListQuery,
     BoardPatch,
     PeriodQuery,
+    PlayerNameQuery,
     RangeQuery,
     TopQuery,
 )
@@ -112,6 +114,16 @@ def rank_range(board_id: str):
 def around(board_id: str, player_id: str):
     query = parse_query(AroundBoardQuery)
     return jsonify(board_reader().player(board_id, player_id, period=query.period, around=query.range))
+
+
+@endpoint(bp, "/<board_id>/players", methods=["GET"], summary="Players found by the name they show",
+          query=PlayerNameQuery, auth=False,
+          responses={200: "players: up to 10 {player_id, display_name} whose display name is `name` in any "
+                          "case, or whose id is `name`, by id", **_BOARD})
+def players_named(board_id: str):
+    query = parse_query(PlayerNameQuery)
+    period = board_reader().period(board_id, query.period)
+    return jsonify(players=find_by_name(engine(), board_id, period, query.name, limit=10))
 
 
 @endpoint(bp, "/<board_id>/player/<player_id>", methods=["GET"],

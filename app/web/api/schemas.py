@@ -254,6 +254,10 @@ class AroundBoardQuery(PeriodQuery):
     range: Annotated[int, Field(ge=0, le=50)] = 5
 
 
+class PlayerNameQuery(PeriodQuery):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128), TRIMMED]
+
+
 class BoardListQuery(Query):
     after: Annotated[str, StringConstraints(max_length=64)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50

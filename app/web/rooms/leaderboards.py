@@ -4,8 +4,9 @@ A socket watches a board's top N (and, optionally, one player's standing). The c
 notification to the board's stream `lbroom:{b:ID}` for every change it applies; the hub (hub.py) reads
 it with the rooms' streams, in the same XREAD, and marks the board dirty. At most once per interval
 (leading edge, as rooms), the hub reads the board once, at the largest N its sockets watch, and each
-socket gets a `leaderboard_update` only if its own top N differs from the one it was last sent: a
-write below the top N moves nothing on it. A watched player's `standing` is pushed the same way.
+socket gets a `leaderboard_update` only if its own top N, or the board's player count, differs from
+the one it was last sent: a write below the top N that brings no new player moves nothing on it. A
+watched player's `standing` is pushed the same way.
 
 Versions never go back on a socket: each board period is its own kind of message on a connection
 (connection.py, `offer_latest`), so a newer state replaces a queued older one and an older one is
@@ -44,7 +45,7 @@ class Watch:
     board_id: str
     top: int = 10
     player_id: str | None = None
-    sent_top: tuple | None = None  # (period, entries) last sent
+    sent_top: tuple | None = None  # (period, total, entries) last sent
     sent_standing: tuple | None = None
 
 
@@ -134,7 +135,8 @@ class TopView:
 
 def top_view(board_id: str, board: dict[str, Any], top: int) -> TopView:
     entries = board["entries"][:top]
-    shown = (board["period"], tuple((e["player_id"], e["score"], e.get("display_name")) for e in entries))
+    shown = (board["period"], board["total"],
+             tuple((e["player_id"], e["score"], e.get("display_name")) for e in entries))
     return TopView(shown, _kind(UPDATE, board_id, board["period"]), _json({
         "type": UPDATE, "leaderboard_id": board_id, "period": board["period"], **span_of(board),
         "version": board["version"], "entries": entries, "total": board["total"],

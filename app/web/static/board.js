@@ -1,9 +1,11 @@
 // A leaderboard, live: podium and table pushed over /ws (seed 001's subscribe protocol) whenever the
-// top changes, a player's place found and followed, past periods, the time to the next reset.
+// top or the player count changes, a player's place found (by name or id) and followed, past periods
+// by their names, when the board last moved, the time to the next reset.
 import {
-  ApiError, announce, api, formatScore, h, ordinal, reconnectingSocket, renderLeaderboard, renderPodium,
-  showConnection, showScreen, socketBase,
+  ApiError, announce, api, formatScore, h, ordinal, reconnectingSocket, showConnection, showScreen,
+  socketBase,
 } from "./common.js";
+import { renderLeaderboard, renderPodium } from "./standings.js";
 
 const root = document.querySelector("[data-board-id]");
 const boardId = root.dataset.boardId;
@@ -18,7 +20,11 @@ const state = {
   player: null,         // the player found, followed on the socket
   socket: null,
   resetTimer: null,
+  labels: new Map(),     // period id -> how a person names it (the service's `label`)
+  updatedAt: null,       // when this page last saw the live board move
 };
+
+const UPDATED_TICK_MS = 30_000;
 
 // Entries of the leaderboard service, in the shape the shared renderers draw.
 function rows(entries) {
@@ -26,6 +32,8 @@ function rows(entries) {
     participant_id: e.player_id, nickname: e.display_name || e.player_id, score: e.score, rank: e.rank,
   }));
 }
+
+const nameOf = (period) => state.labels.get(period) || period;
 
 function render(entries, total, label) {
   const shown = rows(entries);
@@ -39,11 +47,21 @@ function render(entries, total, label) {
 
 function renderLive() {
   if (state.viewing !== null || !state.live) return;
-  render(state.live.entries, state.live.total, `Live · ${state.live.period}`);
+  render(state.live.entries, state.live.total, `Live · ${nameOf(state.live.period)}`);
 }
 
 function showPeriod(period) {
-  $("board-period").textContent = period;
+  $("board-period").textContent = nameOf(period);
+}
+
+function describeUpdated() {
+  const el = $("last-updated");
+  el.hidden = state.viewing !== null || state.updatedAt === null;
+  if (state.updatedAt === null) return;
+  const minutes = Math.floor((Date.now() - state.updatedAt) / 60_000);
+  el.textContent = minutes < 1 ? "Updated just now"
+    : minutes < 60 ? `Updated ${minutes} min ago` : `Updated at ${new Date(state.updatedAt).toLocaleTimeString()}`;
+  el.title = new Date(state.updatedAt).toLocaleString();
 }
 
 function describeReset() {
@@ -69,22 +87,26 @@ async function loadBoard() {
   state.board = await api(path);
   $("board-name").textContent = state.board.name;
   document.title = `${state.board.name} · LiveQuiz`;
-  showPeriod(state.board.current_period);
+  $("order-hint").hidden = state.board.sort_order !== "asc";
   describeReset();
   await loadPeriods();
+  showPeriod(state.board.current_period);
 }
 
 async function loadPeriods() {
   const { periods } = await api(`${path}/periods`);
+  for (const p of periods) state.labels.set(p.period, p.label);
   const picker = $("period-picker");
   const chosen = state.viewing;
+  const players = (n) => `${formatScore(n)} player${n === 1 ? "" : "s"}`;
   picker.replaceChildren(...periods.map((p) => h("option", { value: p.closed_at ? p.period : "" },
-    p.closed_at ? `${p.period} (final, ${formatScore(p.total ?? 0)} players)` : `${p.period} (live)`)));
+    p.closed_at ? `${p.label} (final, ${players(p.total ?? 0)})` : `${p.label} (live)`)));
   picker.value = chosen ?? "";
 }
 
 async function viewPeriod(period) {
   state.viewing = period || null;
+  describeUpdated();
   if (state.viewing === null) {
     renderLive();
     await refreshAround();
@@ -92,7 +114,7 @@ async function viewPeriod(period) {
   }
   try {
     const board = await api(`${path}/top?limit=${top}&period=${encodeURIComponent(period)}`);
-    render(board.entries, board.total, `Final standings · ${period}`);
+    render(board.entries, board.total, `Final standings · ${nameOf(period)}`);
     await refreshAround();
   } catch (err) {
     $("find-error").textContent = err.message;
@@ -131,6 +153,10 @@ const handlers = {
     const moved = state.live && state.live.period !== message.period;
     if (state.live && state.live.period === message.period && message.version <= state.live.version) return;
     state.live = message;
+    if (message.label) state.labels.set(message.period, message.label);
+    state.updatedAt = Date.now();
+    $("last-updated").dataset.version = `${message.period}/${message.version}`;
+    describeUpdated();
     showPeriod(message.period);
     renderLive();
     if (moved) {
@@ -143,7 +169,7 @@ const handlers = {
     refreshAround();
   },
   period_closed(message) {
-    announce(`The period ${message.period} has ended.`);
+    announce(`The period ${message.label || nameOf(message.period)} has ended.`);
     loadPeriods().catch(() => {});
   },
   leaderboard_deleted() {
@@ -177,17 +203,43 @@ $("back-live").addEventListener("click", () => {
   $("period-picker").value = "";
   viewPeriod("");
 });
+// The players a name (any case) or an id finds; the first is followed, the others offered.
+async function findPlayers(wanted) {
+  const period = state.viewing ? `&period=${encodeURIComponent(state.viewing)}` : "";
+  const { players } = await api(`${path}/players?name=${encodeURIComponent(wanted)}${period}`);
+  $("find-choices").replaceChildren(...(players.length > 1 ? players : []).map((p) => h("li", {},
+    h("button", { type: "button", class: "btn btn-secondary btn-small", onclick: () => follow(p.player_id) },
+      `${p.display_name || p.player_id} (${p.player_id})`))));
+  return players;
+}
+
+async function follow(playerId) {
+  state.player = playerId;
+  await refreshAround();
+  subscribe(state.socket.send);  // follow the player's standing live
+  if (state.viewing === null) renderLive();
+}
+
 $("find-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const wanted = $("find-player").value.trim();
   if (!wanted) {
-    $("find-error").textContent = "Type a player id.";
+    $("find-error").textContent = "Type a name or a player id.";
     return;
   }
-  state.player = wanted;
-  await refreshAround();
-  subscribe(state.socket.send);  // follow the player's standing live
-  if (state.viewing === null) renderLive();
+  let players;
+  try {
+    players = await findPlayers(wanted);
+  } catch (err) {
+    $("find-error").textContent = err.message;
+    return;
+  }
+  if (players.length === 0) {
+    $("standing").hidden = true;
+    $("find-error").textContent = `${wanted} is not on this board${state.viewing ? " in that period" : ""}.`;
+    return;
+  }
+  await follow(players[0].player_id);
 });
 
 (async function start() {
@@ -202,4 +254,5 @@ $("find-form").addEventListener("submit", async (event) => {
   }
   showScreen("board");
   connect();
+  setInterval(describeUpdated, UPDATED_TICK_MS);
 })();

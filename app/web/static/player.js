@@ -1,8 +1,9 @@
 // The player's page: join with a PIN and a nickname, then play in the room until the podium.
 import {
-  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection,
-  CHOICE_SHAPES, ordinal, formatScore, renderLeaderboard, showScreen, serverClock,
+  api, storedRecord, connectRoom, roomMessages, startCountdown, h, announce, showConnection, CHOICE_SHAPES,
+  ordinal, formatScore, showScreen, serverClock,
 } from "./common.js";
+import { renderLeaderboard } from "./standings.js";
 import { answering } from "./player_answer.js";
 import { joinScreen } from "./player_join.js";
 import { resultScreens } from "./player_result.js";

@@ -1,7 +1,8 @@
 // The player's result screens: a question's verdict (never "Wrong" for an answer that arrived after the
 // close), the streak bonus apart, how a question missed while away went, whom the player trails, and
 // the final place. player.js shows them.
-import { api, announce, formatScore, ordinal, renderDistribution, renderPodium, showScreen } from "./common.js";
+import { api, announce, formatScore, ordinal, showScreen } from "./common.js";
+import { renderDistribution, renderPodium } from "./standings.js";
 
 /** The result screens over the page's `state`; `renderBoard` and `updateMe` are player.js's. */
 export function resultScreens({ state, store, $, recordedAnswer, renderBoard, updateMe }) {
