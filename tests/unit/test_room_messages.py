@@ -68,22 +68,34 @@ def test_a_close_is_one_frame_per_socket_with_the_players_own_result_and_the_boa
         "participant_id": str(right), "score": 900, "rank": 1, "streak": 1, "answered": True,
         "choice": 2, "correct": True, "points": 900, "streak_bonus": 0}}
 
+    now = [1000.0]
+    hub.ticker.clock = lambda: now[0]
     hub.delivery.dispatch(room, {"type": "question_closed", "question_id": question, "position": 0,
                                  "correct_choice": 2, "choice_counts": [0, 0, 1, 0], "reason": "host"})
     # The board went out with the close: the ticker has nothing to push, nor would a socket take it again.
     assert hub._dirty() == []
     assert not any(s.connection.offer_leaderboard(7, "{}") for s in (host, *players))
+    # It counts as the room's push of this interval: a board moved right after waits for the next one.
+    board.version = 8
+    hub.delivery.dispatch(room, {"type": "participant_restored", "participant_id": "p", "player_count": 5})
+    hub.ticker.tick()
+    assert board.reads_of_top == 1
+    now[0] += INTERVAL_S
+    hub.ticker.tick()
+    assert board.reads_of_top == 2
 
-    [mine] = players[0].messages()
+    [mine, newer] = players[0].messages()
+    assert (newer["type"], newer["version"]) == ("leaderboard", 8)
     assert mine["type"] == "question_closed" and mine["leaderboard"]["version"] == 7
     assert mine["leaderboard"]["player_count"] == board.players
     assert mine["you"] == {"correct": True, "points": 900, "score": 900, "rank": 1, "streak": 1,
                            "streak_bonus": 0, "answered": True,
                            "answer": {"question_id": question, "choice": 2, "correct": True, "points": 900}}
-    [shared] = host.messages()
+    shared, restored, _ = host.messages()  # the host also hears who came back
+    assert restored["type"] == "player_restored"
     assert "you" not in shared and {k: v for k, v in mine.items() if k != "you"} == shared
     for other in players[1:]:
-        assert other.messages() == [shared]  # no result read for them: the room's shared frame
+        assert other.messages() == [shared, newer]  # no result read for them: the room's shared frame
 
 
 def test_a_join_storm_gives_the_host_every_name_and_players_the_count_once_per_interval():

@@ -88,6 +88,7 @@ class RoomDelivery:
         self._lock = lock  # the hub's: it guards the rooms and their inboxes
         self.board_moved = board_moved  # wakes the ticker
         self._errors = errors
+        self.clock: Callable[[], float] = time.monotonic  # the ticker's (hub.py): when a board went out
 
     def hand_over(self, room: Room, notes: list[dict[str, Any]]) -> None:
         """Queue `notes` for the room; start its delivering thread unless one is running."""
@@ -210,7 +211,7 @@ class RoomDelivery:
             else:
                 connection.offer_with_state("question_closed", frame, LEADERBOARD, board["version"])
         if board is not None:
-            room.pushed_at = time.monotonic()  # the board just went out: the ticker's interval starts now
+            room.pushed_at = self.clock()  # the board just went out: the ticker's interval starts now
         return board is not None
 
     def resync(self, room: Room, rebuilt_version: int) -> None:
