@@ -52,19 +52,22 @@ def _guests(engine, config, n: int) -> list[tuple[uuid.UUID, str]]:
 
 async def _storm(stack, room, guests, seconds: float, pool: HttpPool, tickets, joined: dict,
                  sockets: list[tuple[RoomSocket, float]]) -> None:
-    """The room's players join one after another, evenly over `seconds`; each opens its socket once in."""
-    gap = seconds / len(guests)
-    started = time.monotonic()
-    for i, (user, token) in enumerate(guests):
-        await asyncio.sleep(max(0.0, started + i * gap - time.monotonic()))
+    """The room's players join at evenly spaced instants over `seconds`, whether the joins before them
+    were answered or not (open loop; the pool bounds the requests in flight); each opens its socket once
+    in."""
+    async def join(user: uuid.UUID, token: str, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
         status, body = await pool.request("POST", f"/api/v1/sessions/{room.session_id}/join", b"",
                                           {"Authorization": f"Bearer {token}"})
         if status != 201:
-            continue
+            return
         joined[json.loads(body)["participant_id"]] = time.time()
         sock = RoomSocket(room.session_id)
         sock.task = asyncio.create_task(sock.run(stack.ws_url, tickets(user, room.session_id)))
         sockets.append((sock, time.monotonic()))
+
+    started, gap = time.monotonic(), seconds / len(guests)
+    await asyncio.gather(*[join(user, token, started + i * gap) for i, (user, token) in enumerate(guests)])
 
 
 def _scenario(stack, bench_engine, bench_config, rooms_n: int, per_room: int, seconds: float,
