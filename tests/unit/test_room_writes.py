@@ -74,3 +74,30 @@ def test_frames_are_written_by_the_broadcast_itself_and_a_slow_socket_delays_nob
     for peer, connection in connections.items():
         connection.close()
         peer.client.close()  # the slow socket's sender, stuck writing, stops
+
+
+def test_a_socket_whose_write_fails_unexpectedly_closes_and_the_broadcast_goes_on_to_the_others():
+    session_id = uuid.uuid4()
+    room = Room(session_id, "room", "0-0")
+    sent: list[bytes] = []
+
+    def broken(frame: bytes) -> int:
+        raise ValueError("a bug of the transport")
+
+    def taking(frame: bytes) -> int:
+        sent.append(frame)
+        return len(frame)
+
+    connections = [Connection(lambda text: None, session_id, participant_id=None, max_buffered=4,
+                              on_drop=lambda kind: None, on_sent=lambda kind: None, try_send=try_send)
+                   for try_send in (broken, taking, broken, taking)]
+    for connection in connections:
+        connection.start_sender()
+        room.connections.add(connection)
+    delivery = RoomDelivery(RoomReads(top=None, question_results=None, snapshot=None), threading.Lock(),
+                            threading.Event(), errors=None)
+    delivery.broadcast(room, {"type": "question_extended", "seq": 1})
+    assert len(sent) == 2
+    assert [c.is_open for c in connections] == [False, True, False, True]
+    for connection in connections:
+        connection.finish()

@@ -120,6 +120,11 @@ class Connection:
             self._open = False
             self._wakeup.notify()
             return
+        except Exception:  # noqa: BLE001 - one socket must not stop the room's loop over the others
+            log.exception("a socket's write failed on a %s message", queued.kind)
+            self._open = False
+            self._wakeup.notify()
+            return
         if written >= len(frame):
             self._on_sent(queued.kind)
             return
