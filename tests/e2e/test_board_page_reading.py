@@ -7,7 +7,8 @@ import uuid
 
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.test_browser import WAIT_MS, Tab
+from tests.e2e.test_browser import WAIT_MS
+from tests.e2e.test_browser_classroom import ClassTab
 from tests.helpers import Api, HttpClient
 
 PHONE = {"width": 390, "height": 844}
@@ -27,8 +28,10 @@ def _score(http: Api, owner, board_id: str, player: str, score: int, name: str |
                                  **({"display_name": name} if name else {})}, token=owner.token, expect=201)
 
 
-def _open(browser: Browser, live_stack, board_id: str, name: str, viewport: dict, query: str = "") -> Tab:
-    tab = Tab(browser, live_stack.base_url, name, viewport)
+def _open(browser: Browser, live_stack, board_id: str, name: str, viewport: dict,
+          query: str = "") -> ClassTab:
+    """The board page in a tab that checks each screen it shows with axe-core (`check`)."""
+    tab = ClassTab(browser, live_stack.base_url, name, viewport)
     tab.page.goto(f"/boards/{board_id}{query}")
     expect(tab.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
     return tab
@@ -54,7 +57,8 @@ def test_a_player_is_found_by_their_name_in_any_case(live_stack, browser: Browse
         tab.by("find-player").fill("Nobody Here")
         tab.by("find-submit").click()
         expect(tab.by("find-error")).to_have_text("Nobody Here is not on this board.", timeout=WAIT_MS)
-        tab.shot("board-04-found-by-name")
+        expect(tab.page.locator("[data-testid=leaderboard] .lb-row.me")).to_have_count(0)  # nobody followed
+        tab.check("board-04-found-by-name")
         assert tab.errors == []
     finally:
         tab.context.close()
@@ -94,7 +98,7 @@ def test_periods_are_shown_by_their_names(live_stack, browser: Browser):
                                       f"{past['label']} (final, 1 player)"])
         tab.by("period-picker").select_option(past["period"])
         expect(tab.by("view-label")).to_have_text(f"Final standings · {past['label']}", timeout=WAIT_MS)
-        tab.shot("board-05-named-periods")
+        tab.check("board-05-named-periods")
         assert tab.errors == []
     finally:
         tab.context.close()
@@ -133,7 +137,7 @@ def test_an_ascending_board_says_lower_is_better(live_stack, browser: Browser):
         expect(asc.by("order-hint")).to_be_visible()
         expect(desc.by("board-name")).to_have_text("Most points", timeout=WAIT_MS)
         expect(desc.by("order-hint")).to_be_hidden()
-        asc.shot("board-06-lower-is-better")
+        asc.check("board-06-lower-is-better")
         assert asc.errors == [] and desc.errors == []
     finally:
         asc.context.close()
@@ -155,7 +159,7 @@ def test_a_phone_shows_the_whole_header(live_stack, browser: Browser):
             clipped = tab.by(testid).evaluate("e => e.scrollWidth > e.clientWidth")
             assert not clipped, f"{testid} is cut"
         assert tab.page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        tab.shot("board-07-header")
+        tab.check("board-07-header")
         assert tab.errors == []
     finally:
         tab.context.close()

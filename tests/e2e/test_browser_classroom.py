@@ -54,11 +54,14 @@ class ClassTab(Tab):
 
 
 def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
+    """Three questions that each stay open for the longest time a quiz allows: the game closes them when
+    everyone answered, so no step depends on how fast the machine runs its checks."""
     host.by("new-quiz-button").click()
     expect(host.by("quiz-form")).to_be_visible(timeout=WAIT_MS)
     host.by("quiz-title").fill("Science class")
     card = host.by("question-card").nth(0)
     card.get_by_test_id("q-text").fill("Which planet is this?")
+    card.get_by_test_id("q-time").fill("240")
     for i, label in enumerate(("Mars", "Venus", "Earth", "Mercury")):
         card.get_by_test_id(f"q-choice-{i}").fill(label)
     card.get_by_test_id("q-correct-0").check()
@@ -70,6 +73,7 @@ def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
     card.get_by_test_id("q-kind").select_option("true_false")
     card = host.by("question-card").nth(1)
     card.get_by_test_id("q-text").fill("The Sun is a star.")
+    card.get_by_test_id("q-time").fill("240")
     card.get_by_test_id("q-correct-0").check()
 
     host.by("add-question").click()
@@ -77,6 +81,7 @@ def write_classroom_quiz(host: ClassTab, picture: Path) -> None:
     card.get_by_test_id("q-kind").select_option("poll")
     card = host.by("question-card").nth(2)
     card.get_by_test_id("q-text").fill("Which topic next week?")
+    card.get_by_test_id("q-time").fill("240")
     for i, label in enumerate(("Volcanoes", "Oceans", "Space")):
         card.get_by_test_id(f"q-choice-{i}").fill(label)
     card.get_by_test_id("q-remove-choice-3").click()

@@ -247,6 +247,7 @@ def test_a_student_creates_an_account_on_the_player_page_and_plays_as_it(live_st
         tab.by("join-submit").click()
         expect(tab.by("join-error")).to_contain_text("at least 8 characters")
         tab.by("player-password").fill(account["password"])
+        expect(tab.by("join-error")).to_have_text("")  # the error goes once the password is right
         tab.check("f06-sign-up")
         tab.by("join-submit").click()
         expect(tab.by("lobby")).to_be_visible(timeout=WAIT_MS)

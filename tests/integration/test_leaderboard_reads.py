@@ -1,5 +1,6 @@
-"""Reads of a board: around-me at the edges, stats equal to PostgreSQL's, keyset cursors over a board
-that moves, max_entries, and rebuilds (while writes flow, and after Redis lost everything)."""
+"""Reads of a board: players found by the name they show, around-me at the edges, stats equal to
+PostgreSQL's, keyset cursors over a board that moves, max_entries, and rebuilds (while writes flow, and
+after Redis lost everything)."""
 from __future__ import annotations
 
 import random
@@ -18,7 +19,7 @@ from app.leaderboards.service.boards import create_board, update_board
 from app.leaderboards.service.scores import submit_scores
 from app.leaderboards.submissions import Authority, Submission
 from tests.helpers import wait_until
-from tests.integration.leaderboard_support import Applier
+from tests.integration.leaderboard_support import Applier, board, owner, score
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +192,29 @@ def test_a_rebuild_keeps_every_player_whatever_their_id(engine, config, redis_cl
     top = reader.page(board_id, period=None, offset=0, limit=10)
     assert [(e["player_id"], e["score"]) for e in top["entries"]] == list(scores.items())
     assert [reader.player(board_id, p, period=None)["score"] for p in scores] == list(scores.values())
+
+
+def test_players_are_found_by_the_name_they_show_in_any_case(api, engine):
+    who = owner(api)
+    board_id = board(api, who)["id"]
+    score(api, who, board_id, "p-17", 40, display_name="Lowly Worm")
+    score(api, who, board_id, "p-18", 50, display_name="lowly worm")
+    score(api, who, board_id, "Lowly", 10)
+    found = f"/api/v1/leaderboards/{board_id}/players"
+    named = api.get(found, expect=200, name="  LOWLY WORM ").get_json()["players"]
+    assert named == [{"player_id": "p-17", "display_name": "Lowly Worm"},
+                     {"player_id": "p-18", "display_name": "lowly worm"}]
+    # An id is exact; a display name is any case.
+    assert api.get(found, expect=200, name="Lowly").get_json()["players"] == [
+        {"player_id": "Lowly", "display_name": None}]
+    assert api.get(found, expect=200, name="lowly").get_json()["players"] == []
+    for bad in ("", "   ", "x" * 129):
+        assert api.get(found, expect=400, name=bad).get_json()["error"]["code"]
+    api.get(found, expect=400)
+    api.get("/api/v1/leaderboards/no-such-board/players", expect=404, name="Ann")
+    with engine.begin() as connection:  # an index serves the search: no scan of the whole board
+        connection.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = connection.execute(text(
+            "EXPLAIN SELECT player_id FROM leaderboard_entries WHERE leaderboard_id = 'b' AND period = 'p' "
+            "AND lower(display_name) = lower('x')")).scalars().all()
+    assert any("ix_leaderboard_entries_name" in line for line in plan), plan

@@ -237,6 +237,12 @@ $("find-form").addEventListener("submit", async (event) => {
   if (players.length === 0) {
     $("standing").hidden = true;
     $("find-error").textContent = `${wanted} is not on this board${state.viewing ? " in that period" : ""}.`;
+    if (state.player !== null) {  // nobody followed any more: no highlight left on the one before
+      state.player = null;
+      subscribe(state.socket.send);
+      if (state.viewing === null) renderLive();
+      else viewPeriod(state.viewing);
+    }
     return;
   }
   await follow(players[0].player_id);

@@ -5,6 +5,8 @@ import { api, showConnection, showScreen } from "./common.js";
 /** Wire the join form; `onJoined(saved)` enters the room. Returns `showJoin(message)`. */
 export function joinScreen({ store, $, onJoined }) {
   const joinForm = $("join-form");
+  const ACCOUNT_NEEDED = "To create an account, pick a username and a password of at least 8 characters.";
+  const accountReady = () => Boolean($("player-username").value.trim()) && $("player-password").value.length >= 8;
 
   function showJoin(message = "") {
     showScreen("join");
@@ -121,8 +123,8 @@ export function joinScreen({ store, $, onJoined }) {
     const error = $("join-error");
     if (!/^\d{6}$/.test(code)) { error.textContent = "The game PIN has 6 digits."; $("join-code").focus(); return; }
     if (!nickname) { error.textContent = "Pick a nickname."; $("join-nickname").focus(); return; }
-    if ($("player-create").checked && !($("player-username").value.trim() && $("player-password").value.length >= 8)) {
-      error.textContent = "To create an account, pick a username and a password of at least 8 characters.";
+    if ($("player-create").checked && !accountReady()) {
+      error.textContent = ACCOUNT_NEEDED;
       $("player-username").focus();
       return;
     }
@@ -141,6 +143,14 @@ export function joinScreen({ store, $, onJoined }) {
     error.textContent = "";
     await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
   });
+
+  // The account's error goes once the fields it asks for are right (it stayed beside a good password).
+  for (const field of ["player-username", "player-password", "player-create"]) {
+    $(field).addEventListener("input", () => {
+      const error = $("join-error");
+      if (error.textContent === ACCOUNT_NEEDED && (accountReady() || !$("player-create").checked)) error.textContent = "";
+    });
+  }
 
   $("player-create").addEventListener("change", (event) => {
     $("player-password").autocomplete = event.target.checked ? "new-password" : "current-password";
