@@ -7,7 +7,7 @@ RSS before and after (resident memory per socket), then
    moves to the next question, which closes this one and puts its points on the board (the moment
    a whole room's screens change at once). The change's instant is the room stream entry of the
    close (when the worker applied it); the time to the last socket is the latest first-arrival,
-   over the room's sockets, of a leaderboard with version >= the close's;
+   over the room's sockets, of a board with version >= the close's (the close's own frame carries it);
  - messages/s: a burst of such changes in every room, counting messages received per second.
 The client is one Python process; its CPU use is reported (at 10,000 sockets it can be the bound).
 """

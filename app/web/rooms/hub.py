@@ -58,6 +58,7 @@ class RoomHub:
         self.delivery = RoomDelivery(reads, self._lock, self._board_moved, self._errors)
         self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
                                         moved=self._board_moved, stopping=self._stopping, errors=self._errors)
+        self.delivery.clock = lambda: self.ticker.clock()  # one clock for the interval of a room's pushes
         self.heartbeat = Heartbeat(interval_s=ping_interval_s, silent_close_s=silent_close_s,
                                    stopping=self._stopping, errors=self._errors, present=self.mark_present)
 
