@@ -8,7 +8,7 @@ DEPS := scripts/deps.sh
 PY := .venv/bin/python
 STACK := $(PY) -m scripts.stack
 
-.PHONY: up up-cluster down ps logs services lint test test-cluster test-unit bench chaos chaos-cluster feed lock clean
+.PHONY: up up-cluster down ps logs services lint test test-cluster test-debezium test-unit bench chaos chaos-cluster feed lock clean
 
 up:
 	$(DEPS)
@@ -48,6 +48,12 @@ test: lint
 # no cluster. PYTEST_ARGS narrows it (e.g. PYTEST_ARGS=tests/cluster).
 test-cluster:
 	$(STACK) cluster test $(PYTEST_ARGS)
+
+# The relay's contract against Debezium (RELAY_MODE=debezium): Kafka Connect with the outbox connector as
+# the relay, on the stack's PostgreSQL and Kafka (tests/debezium; make test runs one smoke test of it).
+test-debezium:
+	$(DEPS) && $(STACK) services && $(PY) -m pytest tests/unit/test_debezium_connector.py \
+		tests/integration/relay/test_relay_debezium.py tests/debezium $(PYTEST_ARGS)
 
 # The fast loop: pure tests, no services.
 test-unit:

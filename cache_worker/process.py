@@ -33,6 +33,11 @@ def _exit_after_apply() -> None:
     os._exit(137)
 
 
+def aggregate_types() -> list[str]:
+    """The aggregate types whose events the worker applies (what a relay routes to its topic)."""
+    return [kind.events.aggregate_type for kind in (SessionBoardProjection, LeaderboardProjection)]
+
+
 def projections(config: Config, redis_client, engine) -> list[Projection]:
     """What the worker applies events to: a quiz session's board and a leaderboard, in Redis."""
     return [SessionBoardProjection(redis_client, engine), LeaderboardProjection(redis_client, engine, config)]

@@ -16,6 +16,7 @@ found and dead-lettered, and the others are applied (the scripts skip what an at
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,14 @@ from typing import Any
 
 import redis as redis_lib
 from confluent_kafka import Message
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from app.core.batch_consumer import BatchConsumer
+from app.core import tracing
+from app.core.batch_consumer import BatchConsumer, message_traceparent
 from app.core.events import Envelope, EventCatalog
 from app.core.lua import APPLIED, DUPLICATE, NEEDS_REBUILD
+from app.core.metrics import HOP_BUCKETS
 from app.core.poison import store_unavailable
 from app.core.projection import NO_COMMAND, Announcement, Projection, UnknownAggregate
 from app.core.redis_client import is_cluster, node_client
@@ -54,6 +58,10 @@ class WorkerMetrics:
                                registry=self.registry)
         self.lag = Gauge("worker_consumer_lag", "messages behind the high watermark", ["partition"],
                          registry=self.registry)
+        self.produced_to_applied = Histogram(
+            "worker_produced_to_applied_seconds",
+            "From an event's Kafka message timestamp (the relay produced it) to Redis answering its batch",
+            ["aggregate"], buckets=HOP_BUCKETS, registry=self.registry)
 
 
 @dataclass
@@ -61,6 +69,24 @@ class _Pending:
     message: Message
     envelope: Envelope
     payload: Any
+    note: list[str] = field(default_factory=list)  # what its room notes end with: its journey (_journey)
+    span: Any = None  # its apply span, while tracing is on
+
+
+def _journey(message: Message, envelope: Envelope, traced: bool) -> tuple[list[str], Any]:
+    """The fields the event's room notes end with (the click's time, its id and the trace it continues) and
+    its apply span (tracing on): the web's applied → pushed and click → socket hops read them."""
+    traceparent, span = message_traceparent(message), None
+    if traced:
+        span = tracing.start_span(f"apply {envelope.event_type}", traceparent, kind=SpanKind.CONSUMER,
+                                  attributes={"event.id": str(envelope.event_id),
+                                              "aggregate.type": envelope.aggregate_type})
+        traceparent = tracing.span_traceparent(span, None)
+    note = ["clicked_ms", str(int(envelope.occurred_at.timestamp() * 1000)),
+            "event_id", str(envelope.event_id)]
+    if traceparent is not None:
+        note += [tracing.TRACEPARENT, traceparent]
+    return note, span
 
 
 class CacheWorker(BatchConsumer):
@@ -92,16 +118,22 @@ class CacheWorker(BatchConsumer):
         if not messages:
             return 0
         pending = []
+        traced = tracing.enabled()
         for message in messages:
             try:
                 envelope = self.event_types.decode(message.value())
-                pending.append(_Pending(message, envelope, self.event_types.parse(envelope)))
+                pending.append(_Pending(message, envelope, self.event_types.parse(envelope),
+                                        *_journey(message, envelope, traced)))
             except Exception as exc:  # noqa: BLE001 - whatever one message raises is about it (app/core/poison.py)
                 self.refuse(message, exc)
         announced = self.retry_or_isolate("applying events", pending, self._apply,
                                           message_of=lambda item: item.message)
+        if traced:
+            for item in pending:
+                item.span.end()
         if announced is None:
             return 0  # stopping while Redis was down: nothing stored, the batch is redelivered
+        self._record_applied(pending)
         if self.after_apply is not None:
             self.after_apply()
         if not self.flush_produced():
@@ -115,6 +147,19 @@ class CacheWorker(BatchConsumer):
             self._errors.warning("remember", "announced tops not remembered (%s)", exc)
         self.store_offsets(messages)
         return len(messages)
+
+    def _record_applied(self, pending: list[_Pending]) -> None:
+        """The produced → applied hop of each event of the batch, by aggregate."""
+        now_ms = time.time() * 1000
+        hops = {}
+        for item in pending:
+            produced_ms = item.message.timestamp()[1]
+            if produced_ms > 0:
+                aggregate_type = item.envelope.aggregate_type
+                child = hops.get(aggregate_type)
+                if child is None:
+                    child = hops[aggregate_type] = self.metrics.produced_to_applied.labels(aggregate_type)
+                child.observe(max(now_ms - produced_ms, 0.0) / 1000)
 
     def _apply(self, pending: list[_Pending]) -> list[Announcement]:
         """Apply the batch, let each projection announce what its events owe other consumers, and only then
@@ -201,7 +246,8 @@ class CacheWorker(BatchConsumer):
         for node, on_node in nodes.values():
             pipe = node.pipeline(transaction=False)
             steps = [self.projections[aggregate_type].queue(
-                pipe, aggregate_id, [(pending[i].envelope, pending[i].payload) for i in indexes])
+                pipe, aggregate_id, [(pending[i].envelope, pending[i].payload) for i in indexes],
+                [pending[i].note for i in indexes])
                 for aggregate_type, aggregate_id, indexes in on_node]
             replies = iter(pipe.execute(raise_on_error=False))
             for (aggregate_type, _, indexes), sizes in zip(on_node, steps):

@@ -16,9 +16,21 @@ local function exact(n)
   return string.format('%.0f', n)
 end
 
+-- The fields every room note of the event being applied ends with (its journey: clicked_ms, event_id and,
+-- when traced, traceparent; apply_batch sets them from ARGV[3]); the libraries write room notes through
+-- `notify`. Empty for the one-event scripts.
+local NOTE_TRACE = {}
+
+local function notify(room, ...)
+  local fields = {...}
+  for _, value in ipairs(NOTE_TRACE) do fields[#fields + 1] = value end
+  return redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', unpack(fields))
+end
+
 -- Apply one aggregate's events in one call (lua/apply_batch.lua; app/core/lua.py packs ARGV): ARGV[1] is a
 -- JSON array of key sets (each a list of positions in KEYS), ARGV[2] a JSON array of events, each
--- [script, key set, its ARGV...]. Every event runs in order through apply[script], the function its
+-- [script, key set, its ARGV...], and an optional ARGV[3] a JSON array of each event's room note fields
+-- (NOTE_TRACE). Every event runs in order through apply[script], the function its
 -- one-event script calls, with its own keys and ARGV. An event whose function fails has written nothing
 -- (each computes what can fail first) and answers its error; the events after it still run.
 -- Returns one reply per event: the function's (1 applied, 0 duplicate or stale, -1 rebuild first) or an error.
@@ -30,7 +42,9 @@ local function apply_batch(apply, keys, argv)
     keysets[i] = set
   end
   local replies = {}
+  local notes = argv[3] and cjson.decode(argv[3]) or {}
   for i, event in ipairs(cjson.decode(argv[2])) do
+    NOTE_TRACE = notes[i] or {}
     local run, set = apply[event[1]], keysets[event[2]]
     if run == nil or set == nil then
       replies[i] = redis.error_reply('ERR apply_batch: no script ' .. tostring(event[1]) .. ' or key set ' .. tostring(event[2]))
@@ -43,5 +57,6 @@ local function apply_batch(apply, keys, argv)
       end
     end
   end
+  NOTE_TRACE = {}
   return replies
 end

@@ -126,7 +126,7 @@ function APPLY.leaderboard_apply_entry(keys, argv)
   if not put_entry(cfg, z, entries, meta, player, version, tie, score, reached, argv[6], argv[8]) then return 0 end
   local board_version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, player)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_changed', 'period', argv[7],
+  notify(room, 'type', 'board_changed', 'period', argv[7],
     'version', board_version, 'player_id', player)
   return 1
 end
@@ -142,7 +142,7 @@ function APPLY.leaderboard_apply_config(keys, argv)
   redis.call('HSET', cfg, 'revision', revision, 'sort_order', argv[2])
   if argv[3] == '' then redis.call('HDEL', cfg, 'max_entries')
   else redis.call('HSET', cfg, 'max_entries', as_int(argv[3], 'max_entries')) end
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_configured', 'revision', revision)
+  notify(room, 'type', 'board_configured', 'revision', revision)
   return 1
 end
 
@@ -154,7 +154,7 @@ function APPLY.leaderboard_apply_period(keys, argv)
 
   if starts_at <= as_int(redis.call('HGET', cfg, 'period_start_ms') or '-1', 'period_start_ms') then return 0 end
   redis.call('HSET', cfg, 'period', argv[1], 'period_start_ms', exact(starts_at))
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'period_opened', 'period', argv[1])
+  notify(room, 'type', 'period_opened', 'period', argv[1])
   return 1
 end
 
@@ -163,7 +163,7 @@ function APPLY.leaderboard_close_period(keys, argv)
   assert(#argv == 3, 'leaderboard_close_period: expected 3 ARGV, got ' .. #argv)
   local expire_at = as_int(argv[2], 'expire_at_s')
   for i = 1, 4 do redis.call('EXPIREAT', keys[i], exact(expire_at)) end
-  redis.call('XADD', keys[5], 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'period_closed', 'period', argv[1],
+  notify(keys[5], 'type', 'period_closed', 'period', argv[1],
     'data', argv[3])
   return 1
 end

@@ -126,14 +126,14 @@ function APPLY.apply_answer_scored(keys, argv)
     'participant_id', participant, 'points', points, 'at_ms', exact(at_ms), 'question_id', question_id)
   if held then
     hold_answer(pending, participant, points, at_ms)
-    redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_received',
+    notify(room, 'type', 'answer_received',
       'question_id', question_id, 'participant_id', participant, 'answered', redis.call('HLEN', pending),
       'player_count', redis.call('ZCARD', lb))
     return 1
   end
   redis.call('ZADD', lb, exact(composite), participant)
   local version = redis.call('HINCRBY', meta, 'version', 1)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'answer_scored', 'version', version)
+  notify(room, 'type', 'answer_scored', 'version', version)
   return 1
 end
 
@@ -155,7 +155,7 @@ function APPLY.apply_participant_joined(keys, argv)
   local version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, 'type', 'participant_joined', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant, 'points', 0, 'at_ms', exact(at_ms))
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_joined', 'version', version,
+  notify(room, 'type', 'participant_joined', 'version', version,
     'participant_id', participant, 'nickname', nickname, 'player_count', redis.call('ZCARD', lb))
   return 1
 end
@@ -175,7 +175,7 @@ function APPLY.apply_participant_removed(keys, argv)
   local version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, 'type', 'participant_removed', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'participant_removed', 'version', version,
+  notify(room, 'type', 'participant_removed', 'version', version,
     'participant_id', participant, 'player_count', redis.call('ZCARD', lb))
   return 1
 end
@@ -238,7 +238,7 @@ function APPLY.apply_question_opened(keys, argv)
   redis.call('HSET', meta, 'open_question', question_id)
   log_recent(meta, recent, 'type', 'question_opened', 'event_id', event_id, 'natural_key', natural_key,
     'question_id', question_id)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'question_opened',
+  notify(room, 'type', 'question_opened',
     'version', redis.call('HGET', meta, 'version') or '0', 'question_id', question_id, 'position', position,
     'data', data)
   return 1
@@ -261,7 +261,7 @@ function APPLY.apply_question_closed(keys, argv)
   local version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, 'type', 'question_closed', 'event_id', event_id, 'natural_key', natural_key,
     'question_id', question_id)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'question_closed', 'version', version,
+  notify(room, 'type', 'question_closed', 'version', version,
     'question_id', question_id, 'position', position, 'data', data)
   return 1
 end
@@ -277,7 +277,7 @@ function APPLY.apply_session_ended(keys, argv)
   if already_applied(applied, event_id, natural_key) then return 0 end
 
   redis.call('SADD', applied, event_id, natural_key)
-  redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'session_ended',
+  notify(room, 'type', 'session_ended',
     'version', redis.call('HGET', meta, 'version') or '0', 'ended_at', argv[4])
   if expire_at > 0 then
     redis.call('HSET', meta, 'expire_at', exact(expire_at))

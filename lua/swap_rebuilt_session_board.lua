@@ -72,8 +72,24 @@ end
 for _, pair in ipairs({{rebuilt_lb, lb}, {rebuilt_pending, pending}}) do
   if redis.call('EXISTS', pair[1]) == 1 then redis.call('RENAME', pair[1], pair[2]) else redis.call('DEL', pair[2]) end
 end
-redis.call('SUNIONSTORE', applied, applied, rebuilt_applied)
-redis.call('DEL', rebuilt_applied)
+-- The snapshot's members join the live ones: the smaller set is added to the larger, which becomes
+-- `applied` (no copy of a million members that are there already; the set let go is freed lazily).
+local function add_members(from, into)
+  local cursor = '0'
+  repeat
+    local page = redis.call('SSCAN', from, cursor, 'COUNT', 1000)
+    cursor = page[1]
+    if #page[2] > 0 then redis.call('SADD', into, unpack(page[2])) end
+  until cursor == '0'
+end
+if redis.call('SCARD', applied) >= redis.call('SCARD', rebuilt_applied) then
+  add_members(rebuilt_applied, applied)
+  redis.call('UNLINK', rebuilt_applied)
+else
+  add_members(applied, rebuilt_applied)
+  redis.call('UNLINK', applied)
+  redis.call('RENAME', rebuilt_applied, applied)
+end
 local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version')
 if snapshot_version > version then version = snapshot_version end
 version = version + 1

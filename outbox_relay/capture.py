@@ -67,6 +67,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.core.db import PURGE_BATCH
 from app.core.events import envelope_json_of_text
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
+from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
 from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
 from outbox_relay.poll import PollRelay
@@ -78,7 +79,7 @@ CAUGHT_UP_EVERY_S = 1.0
 # Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
 STREAM_ROWS = 2000
 
-_HEAD = text("""
+HEAD = text("""
     SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
            pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
 _PEEK = text(f"""
@@ -92,7 +93,7 @@ _SLOT_ROW = text("""
     FROM pg_replication_slots WHERE slot_name = :slot""")
 _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
-_CAUGHT_UP = text("""
+CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
     ON CONFLICT (slot_name) DO UPDATE
     SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
@@ -102,15 +103,17 @@ class CaptureUnavailable(RuntimeError):
     """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
 
 
-def captured_event(values: dict[str, str | None], transaction: int) -> Outgoing:
-    """The message of an insert's text values, acknowledged by the index of its transaction in the batch.
-    Its envelope is built from the text as it is (`envelope_json_of_text`): the payload is not parsed."""
+def captured_event(values: dict[str, str | None], transaction: int, commit_s: float = 0.0) -> Outgoing:
+    """The message of an insert's text values, acknowledged by the index of its transaction in the batch;
+    `commit_s` is the transaction's commit time (pgoutput's). Its envelope is built from the text as it is
+    (`envelope_json_of_text`): the payload is not parsed."""
     event_id, event_type = values["id"], values["event_type"]
     return Outgoing(values["aggregate_id"].encode(),
                     envelope_json_of_text(event_id, event_type, values["version"], values["aggregate_type"],
                                           values["aggregate_id"], values["created_at"], values["payload"]),
                     [("event_id", event_id.encode()), ("event_type", event_type.encode())], transaction,
-                    event_id)
+                    event_id, values["aggregate_type"], commit_s,
+                    normal_traceparent(values.get("traceparent")))
 
 
 def check_capture_possible(conn: Connection) -> None:
@@ -194,7 +197,7 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
+            conn.execute(CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 
@@ -217,7 +220,7 @@ class WalRelay(PollRelay):
                 if not self._slot_checked:
                     return BatchResult(0, 0, 0)
             with conn.begin():
-                head = conn.execute(_HEAD).one()
+                head = conn.execute(HEAD).one()
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
                                     execution_options={"stream_results": True,
                                                        "yield_per": STREAM_ROWS}).scalars()
@@ -231,7 +234,7 @@ class WalRelay(PollRelay):
                         item = decoder.feed(message)
                         if isinstance(item, Insert):
                             if item.table == "events":
-                                yield captured_event(item.values, len(transactions))
+                                yield captured_event(item.values, len(transactions), decoder.commit_s)
                         elif item is not None:
                             transactions.append(item)
 
@@ -263,7 +266,7 @@ class WalRelay(PollRelay):
                 if self._captured_unrecorded and (not transactions
                                                   or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
                     with conn.begin():
-                        conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                        conn.execute(CAUGHT_UP, {"slot": self.slot, "at": head.at})
                     self._last_caught_up = now
                     self._captured_unrecorded = False
         except (DBAPIError, SQLAlchemyError):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from app.core.metrics import HOP_BUCKETS
+
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
@@ -20,6 +22,12 @@ class RelayMetrics:
                                registry=self.registry)
         self.unpublished = Gauge("relay_unpublished_events", "Events not yet published",
                                  registry=self.registry)
+        self.commit_to_produced = Histogram(
+            "relay_commit_to_produced_seconds",
+            "From an event's commit (wal mode: its transaction's commit time; poll mode: its row's "
+            "created_at, or its commit time with track_commit_timestamp on) to its Kafka message's timestamp",
+            ["aggregate"], buckets=HOP_BUCKETS, registry=self.registry)
+        self._hops: dict[str, Histogram] = {}
         self.wal_behind = Gauge("relay_wal_behind_bytes",
                                 "WAL between the server's position and the slot's confirmed one (wal mode)",
                                 registry=self.registry)
@@ -27,6 +35,13 @@ class RelayMetrics:
     def batch(self, claimed: int, published: int) -> None:
         self.batch_size.observe(claimed)
         self.published.inc(published)
+
+    def produced(self, aggregate_type: str, seconds: float) -> None:
+        # Once per event: the labelled child is looked up once per aggregate type.
+        child = self._hops.get(aggregate_type)
+        if child is None:
+            child = self._hops[aggregate_type] = self.commit_to_produced.labels(aggregate_type)
+        child.observe(seconds)
 
     def lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.lag_gauge.set(lag_s)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 _INT64 = struct.Struct("!q")
 _INT32 = struct.Struct("!i")
 _INT16 = struct.Struct("!h")
+POSTGRES_EPOCH_S = 946684800.0  # 2000-01-01 UTC, PostgreSQL's epoch, in Unix seconds
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Transaction:
     xid: int
     inserts: int = 0
     end_lsn: int = 0
+    commit_s: float = 0.0  # its commit time (seconds since the Unix epoch), from its Begin message
 
 
 class ProtocolError(ValueError):
@@ -92,14 +94,19 @@ class Decoder:
         self.relations: dict[int, Relation] = {}
         self._open: Transaction | None = None
 
+    @property
+    def commit_s(self) -> float:
+        """The commit time of the transaction being read (0.0 outside one)."""
+        return self._open.commit_s if self._open is not None else 0.0
+
     def feed(self, data: bytes) -> Insert | Transaction | None:
         """Read one message: an Insert, the Transaction its Commit ends, or None (anything else)."""
         kind, cursor = data[:1], _Cursor(data)
         cursor.at = 1
         if kind == b"B":
             cursor.int64()  # final LSN
-            cursor.int64()  # commit time
-            self._open = Transaction(xid=cursor.int32())
+            committed_us = cursor.int64()  # microseconds since 2000-01-01 UTC
+            self._open = Transaction(xid=cursor.int32(), commit_s=committed_us / 1e6 + POSTGRES_EPOCH_S)
         elif kind == b"R":
             oid, namespace, name = cursor.int32(), cursor.string(), cursor.string()
             cursor.byte()  # replica identity

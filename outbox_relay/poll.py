@@ -25,11 +25,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.core.db import PURGE_BATCH
 from app.core.events import envelope_from_row
 from app.core.outbox import outbox_lag
+from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
 from outbox_relay.relay import BatchResult, Outgoing, Relay, log
 
+# The commit time is known only with track_commit_timestamp on; else created_at stands for it.
 _CLAIM = text("""
-    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
+    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, traceparent,
+           CASE WHEN current_setting('track_commit_timestamp')::bool
+                THEN pg_xact_commit_timestamp(xmin) END AS committed_at
     FROM events
     WHERE published_at IS NULL
     ORDER BY created_at, seq
@@ -43,9 +47,13 @@ _MARK = text("""
 
 
 def outgoing_of_row(row: Any) -> Outgoing:
-    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark."""
+    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark. Its commit is its
+    commit time with track_commit_timestamp on, else its `created_at` (the insert, a moment before)."""
     envelope = envelope_from_row(row)
-    return Outgoing(envelope.key(), envelope.to_json(), envelope.headers(), (row.id, row.created_at), row.id)
+    committed = getattr(row, "committed_at", None) or row.created_at
+    return Outgoing(envelope.key(), envelope.to_json(), envelope.headers(), (row.id, row.created_at), row.id,
+                    row.aggregate_type, committed.timestamp(),
+                    normal_traceparent(getattr(row, "traceparent", None)))
 
 
 def _mark(conn: Connection, keys: list[tuple[Any, Any]]) -> None:

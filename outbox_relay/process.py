@@ -2,8 +2,9 @@
 
 `python -m outbox_relay` (console script `quiz-outbox-relay`) builds its clients from the
 environment and runs `Relay.run()` until SIGTERM or SIGINT. RELAY_MODE picks the relay: `wal`
-(`capture.WalRelay`, the default) or `poll` (`poll.PollRelay`). Exit codes: 0 after a clean stop,
-2 on a configuration error, which includes wal mode on a server that cannot decode the WAL
+(`capture.WalRelay`, the default) or `poll` (`poll.PollRelay`); under `debezium` Kafka Connect relays
+and this process only keeps the outbox's partitions (`debezium.DebeziumHousekeeper`). Exit codes: 0
+after a clean stop, 2 on a configuration error, which includes wal mode on a server that cannot decode the WAL
 (wal_level is not logical, or the role lacks REPLICATION): the line says so and names RELAY_MODE=poll.
 """
 from __future__ import annotations
@@ -21,8 +22,10 @@ from app.core.db import get_engine
 from app.core.kafka import make_producer
 from app.core.logs import configure_logging
 from app.core.processing import run_until_signalled
+from app.core.tracing import configure_tracing, flush_tracing
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
+from outbox_relay.debezium import DebeziumHousekeeper
 from outbox_relay.poll import PollRelay
 from outbox_relay.relay import OutboxListener, Relay, RelayStats
 
@@ -51,6 +54,15 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
         relay_metrics = metrics.RelayMetrics()
         relay_metrics.serve(config.relay_metrics_port, config.metrics_host)
         stats.observers.append(relay_metrics)
+    if config.relay_mode == "debezium":
+        return DebeziumHousekeeper(
+            get_engine(config.database_url, pool_size=2),
+            poll_interval_s=config.relay_poll_interval_s,
+            retention_hours=config.relay_retention_hours,
+            partition_days_ahead=config.relay_partition_days_ahead,
+            leader_lock=leader_lock,
+            stats=stats,
+        )
     relay_class = WalRelay if config.relay_mode == "wal" else PollRelay
     return relay_class(
         get_engine(config.database_url, pool_size=2),
@@ -84,6 +96,7 @@ def _exit_unless_capture_possible(relay: Relay) -> None:
 def main() -> int:
     config = load_config_or_exit()
     configure_logging(config, "relay")
+    configure_tracing(config, "relay")
     relay = build_relay(config)
     if config.relay_mode == "wal":
         _exit_unless_capture_possible(relay)
@@ -92,4 +105,5 @@ def main() -> int:
     run_until_signalled(relay)
     log.info("stopped after publishing %d events in %d batches", relay.stats.published_total,
              relay.stats.batches_total)
+    flush_tracing()
     return 0

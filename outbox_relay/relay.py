@@ -41,10 +41,12 @@ from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.core import tracing
 from app.core.kafka import produce
 from app.core.logs import RateLimitedLog
 from app.core.processing import StreamProcessor
@@ -88,6 +90,10 @@ class RelayStats:
         for observer in self.observers:
             observer.batch(claimed, published)
 
+    def record_produced(self, aggregate_type: str, commit_to_produced_s: float) -> None:
+        for observer in self.observers:
+            observer.produced(aggregate_type, commit_to_produced_s)
+
     def record_lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
         for observer in self.observers:
@@ -95,13 +101,18 @@ class RelayStats:
 
 
 class Outgoing(NamedTuple):
-    """One event as the relay produces it, and what its delivery report acknowledges (`ack`)."""
+    """One event as the relay produces it, and what its delivery report acknowledges (`ack`); its
+    aggregate type, commit time (seconds since the epoch: see the mode) and `traceparent` (or None) are
+    for the commit → produced histogram and the trace."""
 
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
     ack: Any
     event_id: Any
+    aggregate_type: str = ""
+    committed_s: float = 0.0
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,7 @@ class Relay(StreamProcessor):
 
     mode = ""
 
-    def __init__(self, engine: Engine, producer: Producer, topic: str, *, batch_size: int = 1000,
+    def __init__(self, engine: Engine, producer: Producer | None, topic: str, *, batch_size: int = 1000,
                  poll_interval_s: float = 1.0, retention_hours: float = 24.0, partition_days_ahead: int = 2,
                  leader_lock: bool = True,
                  listener: OutboxListener | None = None, stats: RelayStats | None = None,
@@ -233,7 +244,8 @@ class Relay(StreamProcessor):
         return acquired
 
     def close(self) -> None:
-        self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
+        if self.producer is not None:  # None: Kafka Connect relays, this process keeps the outbox
+            self.producer.flush(1.0)  # in-flight batches were awaited already; the rest stays unpublished
         if self._conn is not None:
             try:
                 if self.stats.is_leader:
@@ -271,11 +283,20 @@ class Relay(StreamProcessor):
         fatal: list[KafkaError] = []
         pending = 0
 
-        def on_delivery(err: KafkaError | None, msg: Any, key: Any, event_id: Any) -> None:
+        def on_delivery(err: KafkaError | None, msg: Any, key: Any, event_id: Any, message: Outgoing,
+                        span: Any) -> None:
             nonlocal pending
             pending -= 1
+            if span is not None:
+                span.end()
             if err is None:
                 delivered.append(key)
+                # "Produced" is the message's timestamp (CreateTime, this process's clock), which the
+                # worker's produced → applied hop starts from.
+                produced_ms = msg.timestamp()[1] if msg is not None else -1
+                if message.committed_s and produced_ms > 0:
+                    self.stats.record_produced(message.aggregate_type,
+                                               max(produced_ms / 1000 - message.committed_s, 0.0))
             else:
                 failed.append(f"{event_id}: {err.str()}")
                 if err.fatal():
@@ -283,10 +304,20 @@ class Relay(StreamProcessor):
 
         if self._producer_broken is not None:
             raise KafkaException(self._producer_broken)
+        traced = tracing.enabled()
         for message in messages:
-            produce(self.producer, self.topic, key=message.key, value=message.value, headers=message.headers,
-                    on_delivery=lambda err, msg, ack=message.ack, event_id=message.event_id:
-                    on_delivery(err, msg, ack, event_id))
+            headers, span = message.headers, None
+            if traced:
+                span = tracing.start_span(
+                    f"publish {self.topic}", message.traceparent, kind=SpanKind.PRODUCER,
+                    attributes={"messaging.system": "kafka", "event.id": str(message.event_id),
+                                "messaging.destination.name": self.topic})
+                headers = [*headers, (tracing.TRACEPARENT, tracing.span_traceparent(span, None).encode())]
+            elif message.traceparent is not None:
+                headers = [*headers, (tracing.TRACEPARENT, message.traceparent.encode())]
+            produce(self.producer, self.topic, key=message.key, value=message.value, headers=headers,
+                    on_delivery=lambda err, msg, ack=message.ack, event_id=message.event_id, message=message,
+                    span=span: on_delivery(err, msg, ack, event_id, message, span))
             pending += 1
         self._await_deliveries(lambda: pending)
         if fatal:

@@ -26,7 +26,7 @@ from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
-from app.core.batch_consumer import BatchConsumer
+from app.core.batch_consumer import BatchConsumer, message_traceparent
 from app.core.errors import ServiceError
 from app.core.poison import dead_letter_reason
 from app.leaderboards.messages import decode_score, derived_submission_id
@@ -39,9 +39,11 @@ SOURCE = "kafka"  # score_writes_total{source}
 
 
 def decode(message: Message) -> Submission:
-    """The submission a message carries; PoisonMessage (with the reason) when it carries none."""
+    """The submission a message carries, with its producer's `traceparent` header (if any) for its event;
+    PoisonMessage (with the reason) when it carries none."""
     return decode_score(message.value()).submission(
-        derived_submission_id(message.topic(), message.partition(), message.offset()))
+        derived_submission_id(message.topic(), message.partition(), message.offset()),
+        message_traceparent(message))
 
 
 @dataclass

@@ -4,14 +4,19 @@
 # does what it is good at here; the stacks themselves are run by scripts/stack (`make up`).
 #
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
-#                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files
+#                             the Kafka jars into .cache/kafka/lib and Kafka Connect's with Debezium into
+#                             .cache/connect/lib (Maven Central), npm ci of both lock files
 #   scripts/deps.sh cluster   the same, plus HAProxy (`make up-cluster`)
+#   scripts/deps.sh connect   only the Kafka Connect and Debezium jars (`make test-debezium`)
+# Every jar's version is pinned in scripts/jars-versions-pom.xml.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 KAFKA_CACHE="$ROOT/.cache/kafka"
 KAFKA_LIB="$KAFKA_CACHE/lib"
 KAFKA_POM="$ROOT/scripts/kafka-pom.xml"
+CONNECT_LIB="$ROOT/.cache/connect/lib"
+CONNECT_POM="$ROOT/scripts/connect-pom.xml"
 
 cd "$ROOT"
 
@@ -80,23 +85,38 @@ deps_system() {
     fi
 }
 
-deps_kafka() {
-    if [[ -f "$KAFKA_LIB/.complete" ]]; then
-        say "deps: kafka jars cached in ${KAFKA_LIB#$ROOT/}"
+# fetch_jars WHAT POM LIB MARKER: the runtime dependencies of POM into LIB (resolved by Maven, cached:
+# fetched again only when LIB has no .complete, or POM or the versions changed since), MARKER a jar
+# pattern that must be among them.
+fetch_jars() {
+    local what="$1" pom="$2" lib="$3" marker="$4"
+    local stamp
+    stamp="$(cat "$pom" "$ROOT/scripts/jars-versions-pom.xml" | cksum | cut -d' ' -f1)"
+    if [[ -f "$lib/.complete" ]] && [[ "$(cat "$lib/.complete")" == "$stamp" || ! -s "$lib/.complete" ]]; then
+        say "deps: $what jars cached in ${lib#$ROOT/}"
         return 0
     fi
-    command -v mvn >/dev/null 2>&1 || die "mvn is needed to fetch the Kafka jars (apt-get install maven)"
-    say "deps: fetching the Kafka broker jars from Maven Central into ${KAFKA_LIB#$ROOT/}"
-    local tmp="$KAFKA_CACHE/lib.tmp.$$" start=$SECONDS
+    command -v mvn >/dev/null 2>&1 || die "mvn is needed to fetch the $what jars (apt-get install maven)"
+    say "deps: fetching the $what jars from Maven Central into ${lib#$ROOT/}"
+    local tmp="$lib.tmp.$$" start=$SECONDS
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    mvn -q -B -Dstyle.color=never -f "$pom" org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
-    ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "maven did not produce kafka_2.13 jar in $tmp"
-    touch "$tmp/.complete"
-    rm -rf "$KAFKA_LIB"
-    mv "$tmp" "$KAFKA_LIB"
-    say "deps: kafka jars fetched in $((SECONDS - start)) s ($(ls "$KAFKA_LIB"/*.jar | wc -l) jars)"
+    ls "$tmp"/$marker >/dev/null 2>&1 || die "maven did not produce $marker in $tmp"
+    echo "$stamp" > "$tmp/.complete"
+    rm -rf "$lib"
+    mv "$tmp" "$lib"
+    say "deps: $what jars fetched in $((SECONDS - start)) s ($(ls "$lib"/*.jar | wc -l) jars)"
+}
+
+deps_kafka() {
+    fetch_jars "Kafka broker" "$KAFKA_POM" "$KAFKA_LIB" "kafka_2.13-*.jar"
+}
+
+# Kafka Connect (the broker's version) and Debezium's PostgreSQL connector, one classpath (RELAY_MODE=debezium).
+deps_connect() {
+    fetch_jars "Kafka Connect and Debezium" "$CONNECT_POM" "$CONNECT_LIB" "debezium-connector-postgres-*.jar"
 }
 
 # npm_ci DIR WHAT: DIR's node_modules from npm's registry by DIR/package-lock.json (exact versions and
@@ -120,8 +140,13 @@ main() {
     deps_system
     "$ROOT/scripts/venv.sh" ensure >/dev/null
     deps_kafka
+    deps_connect  # RELAY_MODE=debezium, and `make test`'s one test through Debezium
     deps_npm
     if [[ "${1:-}" == cluster ]] && ! command -v haproxy >/dev/null 2>&1; then apt_install haproxy; fi
 }
 
+if [[ "${1:-}" == connect ]]; then
+    deps_connect
+    exit 0
+fi
 main "$@"

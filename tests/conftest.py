@@ -204,6 +204,37 @@ def live_stack(database, kafka_topics: Config, redis_client):
     yield from run_live_stack(kafka_topics)
 
 
+# The Connect worker of the run, started as soon as a collected test needs it (its JVM boots for tens of
+# seconds while the tests before it run), and stopped at the end of the run whatever happened.
+_EARLY_CONNECT: dict = {}
+
+
+def pytest_collection_finish(session) -> None:
+    if any("debezium_connect" in getattr(item, "fixturenames", ()) for item in session.items):
+        from tests.debezium_connect import DebeziumConnect
+
+        _EARLY_CONNECT["connect"] = DebeziumConnect(_test_config())
+
+
+def pytest_sessionfinish(session) -> None:
+    connect = _EARLY_CONNECT.pop("connect", None)
+    if connect is not None:
+        connect.close()
+
+
+@pytest.fixture(scope="session")
+def debezium_connect(database, kafka_topics: Config):
+    """One Kafka Connect worker with Debezium's outbox connector for the run (tests/debezium_connect.py),
+    started when the tests were collected."""
+    from tests.debezium_connect import DebeziumConnect
+
+    if "connect" not in _EARLY_CONNECT:
+        _EARLY_CONNECT["connect"] = DebeziumConnect(kafka_topics)
+    yield _EARLY_CONNECT["connect"]
+    # Before the database's teardown drops the slots: a connector still reading would make its slot again.
+    _EARLY_CONNECT.pop("connect").close()
+
+
 @pytest.fixture()
 def topics(kafka_topics: Config) -> Config:
     """Topics and a consumer group of this one test, for tests that read a topic whole."""

@@ -6,7 +6,9 @@ fixture `live_stack` (tests/conftest.py), shared by the end-to-end tests and the
 On the cluster (`make test-cluster`) there are two of each, as production runs them: `web-1` and
 `web-2` behind an HAProxy of the fixture's own (scripts/haproxy.cfg, the cluster's balancer), which is
 what `base_url` and `ws_url` name; `relay-1`/`relay-2` (one leads), `worker-1`/`worker-2` and
-`ingest-1`/`ingest-2` (consumer groups).
+`ingest-1`/`ingest-2` (consumer groups). With RELAY_MODE=debezium a Kafka Connect worker relays the
+outbox too (`connect`, scripts/stack/connect.py, its connector applied as `make up` applies it), and
+the relay processes only keep the outbox's partitions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import requests
 from app import create_app
 from app.core.config import Config
 from app.web.edge import write_edge_files
+from scripts.stack.connect import apply_outbox_connector, connect_program
 from scripts.stack.programs import APPS, AppStack, kind_of
 from scripts.stack.supervisor import MANUAL, Process
 from tests.helpers import CLUSTER, free_port, stack_env, wait_until
@@ -101,6 +104,17 @@ def reaches_both(url: str, webs: set[str]) -> None:
     )
 
 
+def start_connect(apps: AppStack, config: Config) -> None:
+    """Kafka Connect relaying this run's outbox, as `make up` runs it under RELAY_MODE=debezium."""
+    from cache_worker.process import aggregate_types
+    from outbox_relay.debezium import connector_config
+
+    apps.supervisor.define(connect_program("connect", apps.run_dir, MANUAL, config,
+                                           connector_config(config, aggregate_types())))
+    apps.supervisor.start("connect", wait=False)
+    apply_outbox_connector(apps.supervisor, "connect", config)
+
+
 def run_live_stack(config) -> Iterator[LiveStack]:
     """The stack of `config` (its database migrated, its topics made) while the generator runs: the
     session fixture `live_stack` (tests/conftest.py, shared by tests/e2e and tests/cluster)."""
@@ -123,6 +137,8 @@ def run_live_stack(config) -> Iterator[LiveStack]:
             apps.start(name, envs[name], wait=False)
         for name in envs:  # each counted started; the webs answering /healthz
             apps.start(name, envs[name])
+        if config.relay_mode == "debezium":
+            start_connect(apps, config.replace(connect_port=free_port()))
         if CLUSTER:
             start_balancer(apps, port, web_ports, config)
             reaches_both(stack.base_url, set(web_ports))

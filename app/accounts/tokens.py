@@ -40,6 +40,11 @@ KINDS = ("user", "guest")
 # Ours are about 400 bytes; a longer one is refused before it is decoded (at the edge too).
 MAX_TOKEN_BYTES = 1024
 _REQUIRED_CLAIMS = ["sub", "kind", "iat", "exp", "jti", "iss", "aud"]
+# Tokens whose signature and claims a process has verified, kept with their expiry: a player's next
+# request skips the decode (a logout is checked apart on every request, never cached here). 16,384
+# players' tokens are about 14 MB a process (~850 bytes each, measured); beyond it the least recently
+# used is verified again.
+VERIFIED_TOKENS_KEPT = 16_384
 # The wording of each refusal, the same in the service and at the edge (scripts/haproxy.cfg).
 TOKEN_EXPIRED = "token expired"
 TOKEN_INVALID = "token invalid"
@@ -72,9 +77,11 @@ def _derive(secret_key: str, purpose: str, length: int) -> bytes:
                 info=f"livequiz access tokens {purpose}".encode()).derive(secret_key.encode())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenKeys:
-    """The keys of one configuration: `signing` makes tokens, `verifying` checks them."""
+    """The keys of one configuration: `signing` makes tokens, `verifying` checks them. Compared and
+    hashed by identity (an ES256 key has no hash): one object per configuration (`token_keys`), the key
+    of the tokens it verified (`_verified_jwt`)."""
 
     algorithm: str
     signing: Any  # HS256: the shared secret (bytes); ES256: the private key
@@ -157,12 +164,31 @@ def issue_token(config: Config, user_id: uuid.UUID, is_guest: bool) -> str:
 
 def read_token(config: Config, token: str) -> Principal:
     """The holder of a token this service issued and that has not expired (a logout is checked apart:
-    app/accounts/users.py). Refusals say `token expired` or `token invalid`, nothing more."""
+    app/accounts/users.py). Refusals say `token expired` or `token invalid`, nothing more.
+
+    A JWT verified once is remembered with its expiry (`VERIFIED_TOKENS_KEPT` per process): the same
+    token again costs a lookup and a clock read, not a signature check."""
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken(TOKEN_INVALID)
-    if not _names_an_algorithm(token):
+    try:
+        principal, expires_at = _verified_jwt(token_keys(config), token)
+    except _NotAJwt:
         return _read_before_jwt(config, token)
-    keys = token_keys(config)
+    if time.time() >= expires_at:  # as PyJWT decides it: valid while now < exp
+        raise InvalidToken(TOKEN_EXPIRED)
+    return principal
+
+
+class _NotAJwt(Exception):
+    """A token of the format before JWTs."""
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified_jwt(keys: TokenKeys, token: str) -> tuple[Principal, float]:
+    """A JWT's holder and expiry, once its signature and claims check out under `keys` (a refusal is
+    not kept)."""
+    if not _names_an_algorithm(token):
+        raise _NotAJwt
     try:
         # One algorithm, the configured one: `none`, or HS256 keyed with the ES256 public key, is refused.
         # `iat` is only required: a token issued by a web whose clock runs a little ahead is still ours.
@@ -180,7 +206,7 @@ def read_token(config: Config, token: str) -> Principal:
         if token_id.version != 7:
             raise ValueError("jti")
         return Principal(user_id=uuid.UUID(claims["sub"]), is_guest=claims["kind"] == "guest",
-                         issued_at_ms=token_id.int >> 80)
+                         issued_at_ms=token_id.int >> 80), float(claims["exp"])
     except (TypeError, ValueError, AttributeError):
         raise InvalidToken(TOKEN_INVALID) from None
 

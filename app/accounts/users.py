@@ -76,7 +76,9 @@ def create_guest(db: Session, nickname: str) -> User:
     return user
 
 
-def _revocation_key(user_id: uuid.UUID) -> str:
+def revocation_key(user_id: uuid.UUID) -> str:
+    """The Redis key caching a user's revocation instant (ms): a request may read it in a round trip it
+    makes anyway (app/web/ratelimits.py `admit`) and hand it to `is_revoked`."""
     return redis_keys.key(f"tokens-valid-after:{user_id}")
 
 
@@ -93,7 +95,7 @@ def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
             "UPDATE users SET tokens_valid_after = clock_timestamp() WHERE id = :id "
             "RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint"), {"id": user_id}).scalar()
     try:
-        redis.set(_revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
+        redis.set(revocation_key(user_id), valid_after_ms or 0, ex=_REVOCATION_CACHE_S)
         redis.xadd(revocations_stream(), {"user_id": str(user_id), "valid_after_ms": valid_after_ms or 0},
                    maxlen=_REVOCATIONS_KEPT, approximate=True)
     except redis_lib.RedisError:
@@ -102,14 +104,20 @@ def revoke_tokens(engine: Engine, redis, user_id: uuid.UUID) -> None:
                           "send it again") from None
 
 
-def is_revoked(engine: Engine, redis, principal: Principal) -> bool:
-    """True when a logout after this token was issued revoked it."""
-    key = _revocation_key(principal.user_id)
-    try:
-        cached = redis.get(key)
-    except redis_lib.RedisError:
-        cached = None
-        redis = None
+# `is_revoked`'s `cached` when the caller has not read the cache.
+UNREAD = object()
+
+
+def is_revoked(engine: Engine, redis, principal: Principal, cached=UNREAD) -> bool:
+    """True when a logout after this token was issued revoked it. `cached`: the value at
+    `revocation_key` already read from Redis (None when absent); unread, it is read here."""
+    key = revocation_key(principal.user_id)
+    if cached is UNREAD:
+        try:
+            cached = redis.get(key)
+        except redis_lib.RedisError:
+            cached = None
+            redis = None
     if cached is None:
         with engine.connect() as connection:
             valid_after_ms = connection.execute(text(

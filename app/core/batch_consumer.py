@@ -27,6 +27,7 @@ from app.core.logs import RateLimitedLog, configure_logging
 from app.core.poison import PoisonMessage, dead_letter_reason, store_unavailable
 from app.core.processing import StreamProcessor, run_until_signalled
 from app.core.retry import Backoff
+from app.core.tracing import TRACEPARENT, configure_tracing, flush_tracing, normal_traceparent
 
 LAG_INTERVAL_S = 5.0
 LOGGED_BYTES = 200  # of a key or header in a log line
@@ -39,6 +40,19 @@ Result = TypeVar("Result")
 # site CPython 3.11 has specialised does not check for that, and the exception would go off at some later,
 # unrelated call; a call through methodcaller always checks, and raises SystemError there and then.
 _read_headers = operator.methodcaller("headers")
+
+
+def message_traceparent(message: Message) -> str | None:
+    """The well-formed `traceparent` header of `message` (its producer's span context), else None: a
+    missing, malformed or unreadable header is no trace, never a failure of the message."""
+    try:
+        headers = _read_headers(message)
+    except SystemError:  # a header name that is not UTF-8: the client cannot read it
+        return None
+    for name, value in headers or ():
+        if name == TRACEPARENT:
+            return normal_traceparent(value)
+    return None
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -240,11 +254,13 @@ def serve(process_name: str, build: Callable[[Config], BatchConsumer],
     SIGTERM or SIGINT."""
     config = load_config_or_exit()
     configure_logging(config, process_name)
+    configure_tracing(config, process_name)
     consumer = build(config)
     port = metrics_port(config)
     if port > 0:
         start_http_server(port, addr=config.metrics_host, registry=consumer.metrics.registry)
     consumer.log.info("consuming %s", consumer.topic)
     run_until_signalled(consumer)
+    flush_tracing()
     consumer.log.info("stopped")
     return 0

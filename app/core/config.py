@@ -120,9 +120,11 @@ class Config:
     kafka_controller_port: int = _setting(
         "KAFKA_CONTROLLER_PORT", 9093, _int, "controller port of the Kafka that `make up` starts")
     relay_mode: str = _setting(
-        "RELAY_MODE", "wal", _choice("wal", "poll"),
+        "RELAY_MODE", "wal", _choice("wal", "poll", "debezium"),
         "wal: the relay reads committed events from a logical replication slot (needs wal_level=logical and "
-        "a role with REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL)")
+        "a role with REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL); "
+        "debezium: Kafka Connect with Debezium's PostgreSQL connector and Outbox Event Router relays them "
+        "(the stack runs it, needs what wal does), and the relay process only keeps the outbox's partitions")
     relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 1000, _int, "events claimed per relay batch")
     relay_poll_interval_s: float = _setting(
         "RELAY_POLL_INTERVAL_S", 1.0, _float, "relay poll when no notification arrives")
@@ -133,6 +135,9 @@ class Config:
         "RELAY_PARTITION_DAYS_AHEAD", 2, _int,
         "daily partitions of `events` the relay creates ahead of today (at least 1)")
     relay_metrics_port: int = _setting("RELAY_METRICS_PORT", 9101, _int, "relay /metrics port (0: off)")
+    connect_port: int = _setting(
+        "CONNECT_PORT", 8083, _int,
+        "REST port of the Kafka Connect worker (standalone) that the stack runs with RELAY_MODE=debezium")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int,
                                         "score ingest /metrics port (0: off)")
@@ -145,6 +150,11 @@ class Config:
         "address the metrics ports of the relay, worker, ingest and web master bind: loopback, unless "
         "the Prometheus that scrapes them runs on another host (e.g. 0.0.0.0 in a container, on a private "
         "network only)")
+    otel_exporter_otlp_endpoint: str = _setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "", _http_url,
+        "base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318): each process exports its traces "
+        "to <URL>/v1/traces (empty: no tracing, nothing recorded; a request's or a score message's "
+        "`traceparent` still passes on to its events)")
     prometheus_port: int = _setting(
         "PROMETHEUS_PORT", 9190, _int,
         "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")

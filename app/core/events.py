@@ -146,8 +146,10 @@ class EventCatalog:
                 aggregate_type=aggregate_type,
                 aggregate_id=self.types[aggregate_type].normal_id(str(data["aggregate_id"])),
                 occurred_at=datetime.fromisoformat(data["occurred_at"]),
-                payload=dict(data["payload"]),
+                payload=_payload(data["payload"]),
             )
+        except JsonInputError as exc:
+            raise PoisonEvent(f"undecodable payload: {exc}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PoisonEvent(f"undecodable message: {type(exc).__name__}") from None
         owner = self.owner.get(envelope.event_type, aggregate_type)  # an unknown type is refused just below
@@ -173,6 +175,14 @@ def envelope_json_of_text(event_id: str, event_type: str, version: str, aggregat
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps does with a str
 
 
+# The `events` column each envelope field and each header is written from, for a relay that is told
+# rather than coded (Debezium's Outbox Event Router, outbox_relay/debezium.py); the payload is `payload`.
+ENVELOPE_COLUMNS = {"event_id": "id", "event_type": "event_type", "version": "version",
+                    "aggregate_type": "aggregate_type", "aggregate_id": "aggregate_id",
+                    "occurred_at": "created_at"}
+HEADER_COLUMNS = {"event_id": "id", "event_type": "event_type", "traceparent": "traceparent"}
+
+
 def envelope_from_row(row: Any) -> Envelope:
     """The envelope of an `events` row (id, aggregate_type, aggregate_id, event_type, version, payload,
     created_at)."""
@@ -183,6 +193,17 @@ def envelope_from_row(row: Any) -> Envelope:
 
 def new_event_id() -> uuid.UUID:
     return new_id()
+
+
+def _payload(value: Any) -> dict[str, Any]:
+    """An envelope's payload: a JSON object, or the text of one. Our relays put the object in; Debezium's
+    Outbox Event Router (RELAY_MODE=debezium, outbox_relay/debezium.py) puts the `payload` column's jsonb
+    text in as a string, since its JSON expansion drops nulls and empty arrays. Both decode alike."""
+    if isinstance(value, str):
+        value = decode_json(value)
+    if not isinstance(value, dict):
+        raise TypeError(f"payload is a {type(value).__name__}")
+    return dict(value)
 
 
 def _version(value: Any) -> int:

@@ -41,10 +41,11 @@ class Call(NamedTuple):
     args: list[Any]
 
 
-def pack_batch(calls: Iterable[Call]) -> tuple[list[str], list[str]]:
+def pack_batch(calls: Iterable[Call], notes: list[list[str]] | None = None) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of one apply_batch call applying `calls` (one aggregate's, in order): every key once,
     the key sets the events use as positions in KEYS (Lua counts from 1), then the events as
-    [script, key set, ARGV...] (lua/common_lib.lua apply_batch reads them)."""
+    [script, key set, ARGV...] (lua/common_lib.lua apply_batch reads them), then, when `notes` is given,
+    the fields each event's room notes end with (one list per call: its journey, app/core/tracing.py)."""
     keys: list[str] = []
     positions: dict[str, int] = {}
     keysets: dict[tuple[str, ...], int] = {}
@@ -61,8 +62,11 @@ def pack_batch(calls: Iterable[Call]) -> tuple[list[str], list[str]]:
             sets.append([positions[name] for name in wanted])
             number = keysets[wanted] = len(sets)
         events.append([script, number, *args])
-    return keys, [json.dumps(sets, separators=(",", ":")),
-                  json.dumps(events, separators=(",", ":"), ensure_ascii=False)]
+    argv = [json.dumps(sets, separators=(",", ":")),
+            json.dumps(events, separators=(",", ":"), ensure_ascii=False)]
+    if notes:
+        argv.append(json.dumps(notes, separators=(",", ":")))
+    return keys, argv
 
 
 def script_source(name: str, library: str) -> str:

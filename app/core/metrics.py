@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# The per-hop histograms of an event's journey share these: commit → produced (the relay's), produced →
+# applied (the worker's), applied → pushed and click → socket (the web's, below).
+HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request",
                          ["method", "route"],
@@ -38,6 +42,14 @@ OUTBOX_UNPUBLISHED = Gauge("outbox_unpublished_events",
                            multiprocess_mode="livemax")
 WS_DROPPED = Counter("ws_messages_dropped_total", "WebSocket messages dropped: the client's buffer was full",
                      ["type"])
+# The last hops of an event's journey, where a web process pushes its room note to sockets
+# (app/web/rooms/journey.py), by aggregate.
+APPLIED_TO_PUSHED = Histogram("push_applied_to_pushed_seconds",
+                              "From the worker's room note (its stream entry's time) to its push to sockets",
+                              ["aggregate"], buckets=HOP_BUCKETS)
+CLICK_TO_SOCKET = Histogram("push_click_to_socket_seconds",
+                            "From the event's row (created_at, in the request's transaction) to its push to "
+                            "sockets: the whole journey", ["aggregate"], buckets=HOP_BUCKETS)
 
 
 class WebMetrics:

@@ -60,6 +60,9 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), primary_key=True, server_default=text("clock_timestamp()"))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The W3C trace context of the request or message that caused the event (app/core/tracing.py);
+    # the relay sends it as the Kafka header `traceparent`. NULL: nothing traced.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class OutboxCapture(Base):

@@ -3,7 +3,10 @@
 Every state change records its event here, in the same transaction as the change (DESIGN.md,
 invariant 1). Use cases call `record_event` with their ORM session or Core connection; the paths
 that write a whole batch in one SQL statement embed `outbox_insert`. Both count the event in
-`events_written_total` once the transaction has committed, through `count_committed`.
+`events_written_total` once the transaction has committed, through `count_committed`. Both write the
+event's `traceparent` (app/core/tracing.py): `record_event` the span context current in the caller (a
+request's), `outbox_insert` the one each row of the batch carries (captured where its request or message
+was read, `normal_traceparent`).
 
 The backlog depends on the relay's mode (RELAY_MODE, outbox_relay/capture.py):
 - `poll`: the unpublished rows (`published_at IS NULL`, the partial index), as marked by the relay.
@@ -12,7 +15,9 @@ The backlog depends on the relay's mode (RELAY_MODE, outbox_relay/capture.py):
   to the end and every event was acknowledged) is captured; the backlog is the rows created after
   that instant (by creation time, so a transaction that committed long after it began may be counted
   as captured a moment early). The slot itself (`capture_slot`) tells how many WAL bytes it is behind.
-The slot's name is derived here, from the database's name, for the relay, `ops` and the tests.
+- `debezium`: the same, with Debezium's slot (Kafka Connect reads it); `caught_up_at` is written by the
+  relay process, which under Debezium only keeps the outbox (outbox_relay/debezium.py).
+The slots' names are derived here, from the database's name, for the relays, `ops` and the tests.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from sqlalchemy.orm import Session
 from app.core.events import EventTypes, new_event_id
 from app.core.metrics import EVENTS_WRITTEN
 from app.core.models import Event
+from app.core.tracing import current_traceparent
 
 # Event types recorded in the session's open transaction; counted only once it commits.
 _UNCOMMITTED = "livequiz.uncommitted_event_types"
@@ -53,6 +59,10 @@ _SLOT = text("""
 # the root table rather than the day's partition).
 CAPTURE_PUBLICATION = "outbox_relay"
 CAPTURE_SLOT_PREFIX = "outbox_relay_"
+# Debezium's slot of a database (RELAY_MODE=debezium): a slot of its own, never read by our relay.
+DEBEZIUM_SLOT_PREFIX = "debezium_outbox_"
+# The modes that read the outbox from a slot and mark no row.
+SLOT_MODES = ("wal", "debezium")
 _SLOT_NAME_MAX = 63  # NAMEDATALEN - 1
 
 
@@ -69,6 +79,7 @@ def record_event(db: Session | Connection, events: EventTypes, aggregate_id: uui
         event_type=event_type,
         version=events.current_version[event_type],
         payload=events.payload_for(event_type, payload),
+        traceparent=current_traceparent(),
     ))
     connection = db.connection() if isinstance(db, Session) else db
     connection.info.setdefault(_UNCOMMITTED, []).append(event_type)
@@ -76,13 +87,14 @@ def record_event(db: Session | Connection, events: EventTypes, aggregate_id: uui
 
 
 def outbox_insert(events: EventTypes, event_id: str, aggregate_id: str, event_type: str, payload: str, *,
-                  source: str) -> str:
+                  traceparent: str, source: str) -> str:
     """`INSERT INTO events ... SELECT` of one event per row of `source`, for a statement that writes a
-    batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal."""
+    batch at once; the arguments are SQL expressions over `source`, `event_type` a quoted literal,
+    `traceparent` each row's (well formed or NULL: `normal_traceparent`)."""
     version, aggregate_type = events.current_version[event_type.strip("'")], events.aggregate_type
-    return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
-            f"SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, {payload} "
-            f"FROM {source} RETURNING id")
+    return (f"INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload, "
+            f"traceparent) SELECT {event_id}, '{aggregate_type}', {aggregate_id}, {event_type}, {version}, "
+            f"{payload}, {traceparent} FROM {source} RETURNING id")
 
 
 def count_committed(event_type: str, count: int = 1) -> None:
@@ -107,20 +119,21 @@ def _forget_rolled_back_events(connection: Connection) -> None:
     connection.info.pop(_UNCOMMITTED, None)
 
 
-def capture_slot_name(database: str) -> str:
-    """The relay's replication slot of `database`. Slots are cluster-wide and several databases share a
-    server (each worktree's tests, the bench's, the chaos run's), so the name holds the database's:
-    lower case letters, digits and `_` only, with a checksum when it had to be changed or shortened."""
+def capture_slot_name(database: str, mode: str = "wal") -> str:
+    """The replication slot of `database` that the relay of `mode` reads (wal: ours; debezium:
+    Debezium's). Slots are cluster-wide and several databases share a server (each worktree's tests,
+    the bench's, the chaos run's), so the name holds the database's: lower case letters, digits and `_`
+    only, with a checksum when it had to be changed or shortened."""
     cleaned = re.sub(r"[^a-z0-9_]", "_", database.lower())
-    name = CAPTURE_SLOT_PREFIX + cleaned
+    name = (DEBEZIUM_SLOT_PREFIX if mode == "debezium" else CAPTURE_SLOT_PREFIX) + cleaned
     if cleaned != database or len(name) > _SLOT_NAME_MAX:
         suffix = f"_{zlib.crc32(database.encode()):08x}"
         name = name[:_SLOT_NAME_MAX - len(suffix)] + suffix
     return name
 
 
-def engine_slot_name(engine: Engine) -> str:
-    return capture_slot_name(engine.url.database or "")
+def engine_slot_name(engine: Engine, mode: str = "wal") -> str:
+    return capture_slot_name(engine.url.database or "", mode)
 
 
 @dataclass(frozen=True)
@@ -178,18 +191,19 @@ def drop_slots_of_database(conn: Connection, database: str, *, only: str | None 
 def published_condition(engine: Engine, mode: str) -> tuple[str, dict[str, str]]:
     """SQL condition (with its parameters) of the `events` rows the relay of `mode` has published:
     marked ones, and in wal mode also those committed before it last caught up (see the top)."""
-    if mode != "wal":
+    if mode not in SLOT_MODES:
         return "published_at IS NOT NULL", {}
     return ("(published_at IS NOT NULL OR created_at < COALESCE((SELECT caught_up_at FROM outbox_capture "
-            "WHERE slot_name = :capture_slot), '-infinity'))"), {"capture_slot": engine_slot_name(engine)}
+            "WHERE slot_name = :capture_slot), '-infinity'))"), {
+                "capture_slot": engine_slot_name(engine, mode)}
 
 
 def outbox_lag(engine: Engine, mode: str) -> tuple[float, int]:
     """(age in seconds of the oldest unpublished event, number of unpublished events) as the relay of
     `mode` (RELAY_MODE) sees them; in wal mode "unpublished" means not yet captured (see the top)."""
     with engine.connect() as conn:
-        if mode == "wal":
-            row = conn.execute(_WAL_LAG, {"slot": engine_slot_name(engine)}).one()
+        if mode in SLOT_MODES:
+            row = conn.execute(_WAL_LAG, {"slot": engine_slot_name(engine, mode)}).one()
         else:
             row = conn.execute(_LAG).one()
     return (float(row.lag_s) if row.lag_s is not None else 0.0), int(row.unpublished)

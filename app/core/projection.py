@@ -74,27 +74,33 @@ class Projection(ABC):
         remember once the producer delivered it. Nothing, unless a projection says otherwise."""
         return []
 
-    def queue(self, pipe, aggregate_id: str, events: list[tuple[Envelope, Any]]) -> list[int]:
+    def queue(self, pipe, aggregate_id: str, events: list[tuple[Envelope, Any]],
+              notes: list[list[str]] | None = None) -> list[int]:
         """Queue on `pipe` what applies `events` (this aggregate's, in order): apply_batch calls of at most
-        BATCH_CHUNK events, nothing for a deletion. Returns, per step in order, how many events the next
-        reply of the pipeline answers for (a list of one reply each), or NO_COMMAND for a deletion."""
+        BATCH_CHUNK events, nothing for a deletion; `notes` are the fields each event's room notes end
+        with (its journey). Returns, per step in order, how many events the next reply of the pipeline
+        answers for (a list of one reply each), or NO_COMMAND for a deletion."""
         steps: list[int] = []
         run: list[Call] = []
+        run_notes: list[list[str]] = []
 
         def send_run() -> None:
             for start in range(0, len(run), BATCH_CHUNK):
                 chunk = run[start:start + BATCH_CHUNK]
-                keys, args = pack_batch(chunk)
+                keys, args = pack_batch(chunk, run_notes[start:start + BATCH_CHUNK] if notes else None)
                 self.batch(keys, args, client=pipe)
                 steps.append(len(chunk))
             run.clear()
+            run_notes.clear()
 
-        for call in self.calls(aggregate_id, events):
+        for index, call in enumerate(self.calls(aggregate_id, events)):
             if call is None:
                 send_run()
                 steps.append(NO_COMMAND)
             else:
                 run.append(call)
+                if notes:
+                    run_notes.append(notes[index])
         send_run()
         return steps
 

@@ -37,10 +37,11 @@ class ScoreMessage(ScoreBody):
             return self.metadata
         return {"game_id": self.game_id, **(self.metadata or {})}
 
-    def submission(self, derived_id: str) -> Submission:
-        """The submission, with `derived_id` when the message names no submission id of its own."""
+    def submission(self, derived_id: str, traceparent: str | None = None) -> Submission:
+        """The submission, with `derived_id` when the message names no submission id of its own, and the
+        message's `traceparent` header (for its event)."""
         return Submission(self.leaderboard_id, self.player_id, self.score, self.display_name,
-                          self.entry_metadata(), self.submission_id or derived_id)
+                          self.entry_metadata(), self.submission_id or derived_id, traceparent=traceparent)
 
 
 def decode_score(raw: bytes | None) -> ScoreMessage:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
 from app.core.errors import Forbidden, Unprocessable
+from app.core.tracing import current_traceparent
 from app.core.validation import TRIMMED, WHOLE, Strict
 from app.leaderboards.domain import BOARD_ID, MAX_EXACT, METADATA_MAX_BYTES, check_metadata
 
@@ -46,6 +47,9 @@ class Submission:
     metadata: dict[str, Any] | None = None
     submission_id: str | None = None
     action: str | None = None  # a player's own action (kept in player_activity)
+    # The span context of the request or message that sent it (taken where it is made): its event's
+    # traceparent. Not part of what the submission is (`fingerprint`).
+    traceparent: str | None = field(default_factory=current_traceparent, compare=False)
 
     def fingerprint(self) -> str:
         """What makes two submissions under one submission id the same submission."""

@@ -10,7 +10,15 @@ events that the worker dedupes by event id, so neither can count an event twice.
 """
 from __future__ import annotations
 
-from app.ops import dead_letters, outbox, produce, rebuild, replay, verify  # noqa: F401  (they register the commands)
+from app.ops import (  # noqa: F401  (they register the commands)
+    dead_letters,
+    outbox,
+    produce,
+    rebuild,
+    replay,
+    trace,
+    verify,
+)
 from app.ops.common import dlq, ops
 
 __all__ = ["ops", "dlq"]

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from app.core.outbox import capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
+from app.core.outbox import SLOT_MODES, capture_slot, drop_slots_of_database, engine_slot_name, outbox_status
 from app.ops.common import config, database, ops
 
 
@@ -28,15 +28,18 @@ def outbox_command(max_lag: float | None) -> None:
 @ops.command("relay-slot")
 @click.argument("action", type=click.Choice(["show", "drop"]), default="show")
 def relay_slot_command(action: str) -> None:
-    """The relay's replication slot of this database (RELAY_MODE=wal): `show` (default) prints its state
-    and how much WAL it holds back; `drop` removes it (terminating a relay reading it).
+    """The relay's replication slot of this database (RELAY_MODE=wal: ours; debezium: Debezium's, which
+    Kafka Connect reads): `show` (default) prints its state and how much WAL it holds back; `drop` removes
+    it (terminating the relay or connector reading it).
 
     Drop a slot whose database is no longer relayed (it retains WAL for ever), or an invalidated one
-    (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, publishing the
+    (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, and Debezium's
+    connector a fresh slot whose snapshot does the same (once its offsets are reset), publishing the
     retained outbox rows never marked published again (consumers dedupe by event id).
     """
     engine = database()
-    slot = engine_slot_name(engine)
+    mode = config().relay_mode
+    slot = engine_slot_name(engine, mode if mode in SLOT_MODES else "wal")
     status = capture_slot(engine, slot)
     if status is None:
         click.echo(f"relay slot {slot}: none")

@@ -72,8 +72,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
 def start_background_work(app: Flask) -> threading.Event:
     """What a serving web process runs beside requests (gunicorn starts it in each worker): the timers."""
+    from app.core.tracing import configure_tracing
     from app.web.extensions import RUNTIME
     from app.web.timers import start_timers
 
+    configure_tracing(app.config["LIVEQUIZ"], "web")  # after the fork: the exporter's thread is the worker's
     runtime = app.extensions[RUNTIME]
     return start_timers(runtime.db_sessions, runtime.engine, app.config["LIVEQUIZ"])

@@ -68,6 +68,10 @@ _BY_BUSY_ROUTE = ("sum by (le, route) (rate(http_request_duration_seconds_bucket
                   f"topk({BUSIEST_ROUTES}, "
                   "sum by (route) (rate(http_request_duration_seconds_count[{w}])))")
 
+def _hop_p99(histogram: str) -> str:
+    return f"histogram_quantile(0.99, sum by (le, aggregate) (rate({histogram}_bucket[{{w}}])))"
+
+
 # What an on-call engineer reads first. The job names are those of the scrape configuration
 # (scripts/stack/monitoring.py), the metrics those the processes export (README, "Metrics").
 PANELS = {
@@ -102,6 +106,17 @@ PANELS = {
     "rate_limits": Panel("Rate-limit refusals, and checks let through with Redis away", "per s", (
         Query("sum by (rule) (rate(rate_limited_total[{w}]))", "refused: {rule}"),
         Query("sum(rate(rate_limit_unavailable_total[{w}]))", "failing open"),
+    )),
+    # An event's journey, hop by hop (docs/operations.md, "An event's journey"): which hop was slow.
+    "hops": Panel("An event's hops, p99 per aggregate", "s", (
+        Query(_hop_p99("relay_commit_to_produced_seconds"), "commit → produced {aggregate}"),
+        Query(_hop_p99("worker_produced_to_applied_seconds"), "produced → applied {aggregate}"),
+        Query(_hop_p99("push_applied_to_pushed_seconds"), "applied → pushed {aggregate}"),
+    )),
+    "click_to_socket": Panel("Click to socket, p50 and p99 per aggregate", "s", (
+        Query("histogram_quantile(0.5, sum by (le, aggregate) "
+              "(rate(push_click_to_socket_seconds_bucket[{w}])))", "p50 {aggregate}"),
+        Query(_hop_p99("push_click_to_socket_seconds"), "p99 {aggregate}"),
     )),
 }
 assert all(len(panel.queries) <= PANEL_QUERIES_MAX for panel in PANELS.values())

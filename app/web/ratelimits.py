@@ -8,6 +8,11 @@ join within a minute (about 6,000 requests from one address), far below the per-
 What a guesser needs is different: join-code lookups that miss are counted on their own, with a
 budget per token and per address that no typing player reaches.
 
+A signed-in request is admitted in one round trip (`admit`, lua/rate_limits_admit.lua): its address's
+budgets, the user's cached revocation instant (app/accounts/users.py), then the user's budgets, in the
+order and with the counts of the library's own calls one at a time (those run on a Redis Cluster,
+whose keys of one request lie in different slots).
+
 A refused request gets 429 `too_many_requests` with Retry-After. When Redis cannot be reached the
 limits fail open, so a Redis restart never turns into errors; each such pass is counted in
 `rate_limit_unavailable_total`.
@@ -17,18 +22,23 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flask import g, request
 from limits import RateLimitItem, parse
+from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from app.accounts.users import UNREAD
 from app.core import redis_keys
 from app.core.config import Config
 from app.core.errors import TooManyRequests
 from app.core.logs import RateLimitedLog
+from app.core.lua import Script, ScriptSet, registered
 from app.core.metrics import RATE_LIMIT_UNAVAILABLE, RATE_LIMITED
-from app.core.redis_client import Client, rate_limit_storage
+from app.core.redis_client import Client, is_cluster, rate_limit_storage
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,22 @@ def limit(rule: str) -> Limit:
     raise ValueError(f"{rule} names neither an address nor a user limit")
 
 
+class RateLimitScripts(ScriptSet):
+    LIBRARY = "rate_limits_lib.lua"
+    NAMES = ("rate_limits_admit",)
+    rate_limits_admit: Script
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What `admit` leaves to its caller. `stopped`: the user's budgets are not spent yet (the revocation
+    instant revokes the token, is not cached, or was not read), `instant`: the cached revocation
+    instant read on the way (None when not cached; `UNREAD` when not read)."""
+
+    stopped: bool
+    instant: Any
+
+
 class RateLimits:
     """`hit` consumes from a rule's budget and raises TooManyRequests when it is spent."""
 
@@ -85,6 +111,38 @@ class RateLimits:
         self.storage = rate_limit_storage(config, redis_client, redis_keys.key(KEY_PREFIX))
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._errors = RateLimitedLog(log)
+        # One script call per request needs every key of it on one server: not on a cluster.
+        self._scripts = None if is_cluster(redis_client) or not isinstance(self.storage, RedisStorage) \
+            else registered(RateLimitScripts, redis_client)
+
+    def admit(self, first: Sequence[Limit], revocation_key: str, issued_at_ms: int,
+              then: Sequence[Limit]) -> Admitted:
+        """Hit `first` (refusing as `hit` does), read the revocation instant at `revocation_key`, and
+        unless a token issued at `issued_at_ms` is revoked by it, or it is not cached, hit `then`: in one
+        round trip. What is left to the caller (the revocation decided from the store, then `then`) is
+        in the returned `Admitted`."""
+        if self._scripts is None or not self.enabled:
+            self.hit(*first)
+            return Admitted(True, UNREAD)
+        limits = [*first, *then]
+        keys: list[str] = []
+        args: list[Any] = [len(first), issued_at_ms]
+        for limit in limits:
+            item = self.items[limit.rule]
+            key = item.key_for(limit.rule, limit.identifier)
+            # The library's keys of a sliding window (RedisStorage.acquire_sliding_window_entry).
+            keys += [self.storage.prefixed_key(self.storage._previous_window_key(key)),
+                     self.storage.prefixed_key(self.storage._current_window_key(key))]
+            args += [item.amount, item.get_expiry()]
+        try:
+            status, value = self._scripts.rate_limits_admit(keys=[*keys, revocation_key], args=args)
+        except Exception as exc:  # noqa: BLE001 - Redis away: fail open, never fail the request
+            RATE_LIMIT_UNAVAILABLE.inc()
+            self._errors.warning("storage", "rate limits are not enforced, Redis is unavailable: %s", exc)
+            return Admitted(True, UNREAD)
+        if status == 1:
+            self._refuse(limits[value - 1])
+        return Admitted(status == 2, value)
 
     def hit(self, *limits: Limit) -> None:
         """Count one request against every limit given; refuse it if any budget is spent."""

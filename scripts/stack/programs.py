@@ -31,6 +31,7 @@ PRIORITY = {
     "redis": 110,
     "kafka": 120,
     "exporter": 130,
+    "connect": 150,
     "relay": 200,
     "worker": 200,
     "ingest": 200,

@@ -1,6 +1,7 @@
 """The single stack of `make up`: PostgreSQL, Redis, Kafka, the four app processes and Prometheus with
 its two exporters (scripts/stack/monitoring.py) under one supervisord, everything in .stack/ (data,
-NAME.log, supervisord's socket, configuration and log).
+NAME.log, supervisord's socket, configuration and log). With RELAY_MODE=debezium, Kafka Connect too
+(scripts/stack/connect.py): it relays the outbox, and the relay process only keeps its partitions.
 
 Ports and URLs come from app/core/config.py, so the usual overrides apply (`WEB_PORT=8001 make up`).
 Tokens are signed with SECRET_KEY, and the /ops dashboard asks for OPS_PASSWORD: unless one is given,
@@ -24,6 +25,7 @@ import psutil
 
 from app.core.config import load_config
 from scripts.stack import legacy
+from scripts.stack.connect import apply_outbox_connector, connect_program
 from scripts.stack.engines import KafkaNode, kafka_ready, redis, redis_ready
 from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
 from scripts.stack.postgres import Postgres
@@ -32,6 +34,7 @@ from scripts.stack.supervisor import APP, ENGINE, LIVE, ROOT, Program, Superviso
 
 STACK_DIR = ROOT / ".stack"
 ENGINES = ("postgres", "redis", "kafka")
+CONNECT = "connect"
 
 
 def say(line: str) -> None:
@@ -140,6 +143,7 @@ class Single:
             "relay": {},
             "worker": {},
             "ingest": {},
+            **({CONNECT: {c.connect_port: "CONNECT_PORT"}} if self.debezium else {}),
             "exporter-redis": {c.redis_exporter_port: "REDIS_EXPORTER_PORT"},
             "exporter-postgres": {c.postgres_exporter_port: "POSTGRES_EXPORTER_PORT"},
             "prometheus": {c.prometheus_port: "PROMETHEUS_PORT"},
@@ -181,7 +185,16 @@ class Single:
             return node.program(ENGINE, STACK_DIR / "kafka" / "cluster.id", "--standalone")
         if name in MONITORING:
             return self.monitoring()[name]
+        if name == CONNECT:
+            from cache_worker.process import aggregate_types
+            from outbox_relay.debezium import connector_config
+
+            return connect_program(CONNECT, STACK_DIR, ENGINE, c, connector_config(c, aggregate_types()))
         return app(name, STACK_DIR, APP, ports=ports)
+
+    @property
+    def debezium(self) -> bool:
+        return self.config.relay_mode == "debezium"
 
     def running(self, name: str) -> bool:
         return self.supervisor.state(name) in LIVE
@@ -249,6 +262,9 @@ class Single:
                 kafka_ready(self.supervisor, {"kafka": self.config.kafka_port}, 1)
                 say(f"kafka: 1 broker(s) answering after {time.monotonic() - started:.0f} s")
         self.prepare_data(quiet=False)
+        if CONNECT in starting:
+            self.supervisor.define(self.program(CONNECT))
+            self.supervisor.start(CONNECT, wait=False)
         apps = [name for name in starting if name in APPS]
         if apps:
             self.supervisor.define(*(self.program(name) for name in apps))
@@ -284,7 +300,11 @@ class Single:
     def up(self) -> None:
         c = self.config
         web_was_running = self.running("web")
-        self.start(ENGINES + APPS + MONITORING)
+        self.start(ENGINES + ((CONNECT,) if self.debezium else ()) + APPS + MONITORING)
+        if self.debezium:
+            started = time.monotonic()
+            apply_outbox_connector(self.supervisor, CONNECT, c)
+            say(f"connect: the outbox connector runs ({time.monotonic() - started:.0f} s)")
         if not web_was_running:
             wait_http(self.supervisor, "web", f"http://{c.web_host}:{c.web_port}/healthz")
         prometheus_ready(self.supervisor, c.prometheus_port)
@@ -312,6 +332,11 @@ class Single:
         say(f"{'NAME':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
         for line in ps_lines(self.supervisor, self.ports()):
             say(line)
+        if self.debezium or self.running(CONNECT):
+            from outbox_relay.debezium import connector_name, connector_state
+
+            say(f"{'connector':<17} {'-':<8} {connector_state(self.config):<8} {'-':<8} {'-':<8} "
+                f"{connector_name(self.config)}")
 
     def clean(self) -> None:
         if Supervisor(STACK_DIR / "cluster").answers():

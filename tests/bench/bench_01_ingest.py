@@ -80,6 +80,21 @@ class Controller(threading.Thread):
                         self.failed += 1
 
 
+def write_answer_requests(path, rooms, questions: int):
+    """wrk's requests (wrk_requests.lua): every player's answer, question by question, the rooms in two
+    halves that take turns (see the top)."""
+    halves = (rooms[: len(rooms) // 2], rooms[len(rooms) // 2:])
+    with open(path, "w") as out:
+        for q in range(questions):
+            for half in halves:
+                for p in range(len(rooms[0].players)):
+                    for room in half:
+                        body = json.dumps({"question_id": str(room.question_ids[q]), "choice": (p + q) % 4},
+                                          separators=(",", ":"))
+                        out.write(f"/api/v1/sessions/{room.session_id}/answers\t{room.players[p].token}\t{body}\n")
+    return path
+
+
 def bench_ingest(stack, bench_engine, bench_config, tmp_path):
     duration = env_int("BENCH_INGEST_S", 60)
     healthz_duration = env_int("BENCH_HEALTHZ_S", 30)
@@ -88,16 +103,7 @@ def bench_ingest(stack, bench_engine, bench_config, tmp_path):
     http = requests.Session()
     for room in rooms:
         assert open_next(http, stack.base_url, room) == 200
-    halves = (rooms[: ROOMS // 2], rooms[ROOMS // 2:])
-    requests_file = tmp_path / "answers.tsv"
-    with open(requests_file, "w") as out:
-        for q in range(questions):
-            for half in halves:
-                for p in range(PLAYERS):
-                    for room in half:
-                        body = json.dumps({"question_id": str(room.question_ids[q]), "choice": (p + q) % 4},
-                                          separators=(",", ":"))
-                        out.write(f"/api/v1/sessions/{room.session_id}/answers\t{room.players[p].token}\t{body}\n")
+    requests_file = write_answer_requests(tmp_path / "answers.tsv", rooms, questions)
     time.sleep(2)  # the worker's first rebuilds of the fresh rooms
     controller = Controller(bench_engine, stack.base_url, rooms)
     controller.start()

@@ -7,7 +7,7 @@ RSS before and after (resident memory per socket), then
    moves to the next question, which closes this one and puts its points on the board (the moment
    a whole room's screens change at once). The change's instant is the room stream entry of the
    close (when the worker applied it); the time to the last socket is the latest first-arrival,
-   over the room's sockets, of a leaderboard with version >= the close's;
+   over the room's sockets, of a board with version >= the close's (the close's own frame carries it);
  - messages/s: a burst of such changes in every room, counting messages received per second.
 The client is one Python process; its CPU use is reported (at 10,000 sockets it can be the bound).
 """
@@ -159,14 +159,16 @@ def bench_fanout(stack, bench_engine, bench_config):
     fifty = _scenario(stack, bench_engine, bench_config, 50, per_room, 4,
                       latency_changes=5, latency_gap_s=2.0, burst_gap_s=0.25, burst_s=8)
     report.record("fanout", {"one_room": one, "fifty_rooms": fifty})
-    for key, label, wanted in (("one_room", "fan-out 1 room", one["rooms"] * one["sockets_per_room"]),
-                               ("fifty_rooms", "fan-out 50 rooms", 50 * per_room)):
+    for key, label, wanted, target_ms in (
+            ("one_room", "fan-out 1 room", one["rooms"] * one["sockets_per_room"], 100),
+            ("fifty_rooms", "fan-out 50 rooms", 50 * per_room, 250)):
         r = {"one_room": one, "fifty_rooms": fifty}[key]
         held = r["connected"] >= wanted
         lat = r["last_socket_ms"]
         report.row(f"{label}: sockets held", r["connected"], f"of {wanted:,}", target="all held", met=held)
         report.row(f"{label}: change -> last socket p50 / p99", lat["p50"], f"ms (p99 {lat['p99']})",
-                   target="p99 <= 100 ms", met=bool(held and lat["p99"] is not None and lat["p99"] <= 100))
+                   target=f"p99 <= {target_ms} ms",
+                   met=bool(held and lat["p99"] is not None and lat["p99"] <= target_ms))
         report.row(f"{label}: leaderboard messages/s received", r["messages_per_s"], "/s",
                    target=f"(info; client CPU {r['burst']['cpu']['generator_cpu_cores']} cores)")
         report.row(f"{label}: RSS per socket", r["rss_kb_per_socket"], "KB", target="(info)")

@@ -25,7 +25,9 @@ import redis as redis_lib
 
 from app.quiz.board.keys import SessionKeys
 
-_LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"')
+# A room's board: its own message, or the board a close's frame (or a snapshot) carries.
+_LEADERBOARD = re.compile(rb'"type":"leaderboard".*?"version":(\d+)|"version":(\d+).*?"type":"leaderboard"'
+                          rb'|"leaderboard":\{"session_id":"[^"]*","version":(\d+)')
 _NEXT_VERSION = re.compile(rb'"type":"next".*?"version":(\d+)|"version":(\d+).*?"type":"next"')
 _BOARD_UPDATE = re.compile(rb'"type":"leaderboard_update".*?"version":(\d+)'
                            rb'|"version":(\d+).*?"type":"leaderboard_update"')
@@ -150,7 +152,8 @@ class _WsProtocol(asyncio.Protocol):
 
 
 class RoomSocket:
-    """One WebSocket in a room, recording (version, arrival wall time) of every leaderboard message."""
+    """One WebSocket in a room, recording (version, arrival wall time) of every board it is sent (a
+    leaderboard message, a close's frame, a snapshot)."""
 
     __slots__ = ("session_id", "versions", "arrivals", "messages", "task", "connected", "error", "_protocol")
 
@@ -168,7 +171,7 @@ class RoomSocket:
         self.messages += 1
         match = self.PATTERN.search(raw, 0, 200) or self.PATTERN.search(raw)
         if match:
-            self.versions.append(int(match.group(1) or match.group(2)))
+            self.versions.append(int(next(group for group in match.groups() if group)))
             self.arrivals.append(now)
 
     def path(self, ticket: str) -> str:

@@ -13,9 +13,11 @@ import os
 import platform
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -322,16 +324,41 @@ def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subp
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wrk(url: str, requests_file, duration_s: int, connections: int) -> dict:
-    """wrk -t1 over the requests of a file (wrk_requests.lua): totals, latency percentiles, statuses, CPU."""
+def _wrk_until_stopped(command: list[str], timeout_s: float) -> tuple[str, str]:
+    """Run wrk until its script says it stopped (WRK_STOPPED), then interrupt it: it prints its totals."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout_s, process.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("WRK_STOPPED"):
+                process.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = process.communicate()
+    finally:
+        timer.cancel()
+    return "".join(lines) + stdout, stderr
+
+
+def wrk(url: str, requests_file, duration_s: int, connections: int, stop_after: int | None = None) -> dict:
+    """wrk -t1 over the requests of a file (wrk_requests.lua): totals, latency percentiles, statuses, CPU.
+    `stop_after`: end once that many responses came back (within `duration_s`)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s",
                "-s", str(BENCH_DIR / "wrk_requests.lua"), url, "--", str(requests_file)]
+    if stop_after is not None:
+        command.append(str(stop_after))
     with CpuMeter() as cpu:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
-    match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
-    assert match, out.stdout + out.stderr
+        if stop_after is None:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
+            stdout, stderr = out.stdout, out.stderr
+        else:
+            stdout, stderr = _wrk_until_stopped(command, duration_s + 120)
+    match = re.search(r"WRK_JSON (\{.*\})", stdout)
+    assert match, stdout + stderr
     data = json.loads(match.group(1))
-    statuses = re.search(r"WRK_STATUSES (\{.*\})", out.stdout)
+    statuses = re.search(r"WRK_STATUSES (\{.*\})", stdout)
     seconds = data["duration_us"] / 1e6
     errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
     ok = data["requests"] - data["status"] - errors
@@ -341,5 +368,5 @@ def wrk(url: str, requests_file, duration_s: int, connections: int) -> dict:
                            "p95": data["lat_p95"] / 1000, "p99": data["lat_p99"] / 1000,
                            "max": data["lat_max"] / 1000},
             "statuses": json.loads(statuses.group(1)) if statuses else None,
-            "first_error": (re.search(r"WRK_FIRST_ERROR (.*)", out.stdout) or [None, None])[1],
+            "first_error": (re.search(r"WRK_FIRST_ERROR (.*)", stdout) or [None, None])[1],
             "cpu": cpu.report("child"), "command": " ".join(command)}

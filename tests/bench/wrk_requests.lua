@@ -1,10 +1,14 @@
 -- wrk script of the ingest benchmark: cycles through pre-made requests, one per line of a file:
 --   <path>\t<bearer token or ->\t<json body>      (POST)   or   <path>                 (GET)
--- Usage: wrk -t1 -c64 -d60s -s wrk_requests.lua http://127.0.0.1:PORT -- requests.tsv
+-- Usage: wrk -t1 -c64 -d60s -s wrk_requests.lua http://127.0.0.1:PORT -- requests.tsv [stop_after]
+-- With stop_after, the thread stops once that many responses came back and prints WRK_STOPPED: wrk
+-- itself runs on until -d, so the caller interrupts it then (SIGINT: wrk prints its totals).
 -- Prints one JSON line with the totals and the latency percentiles (microseconds) at the end.
 local requests = {}
 local index = 0
 local threads = {}
+local stop_after = nil
+local responses = 0
 statuses = {}
 
 function setup(thread)
@@ -12,6 +16,7 @@ function setup(thread)
 end
 
 function init(args)
+  stop_after = tonumber(args[2])
   local file = assert(io.open(args[1], "r"))
   for line in file:lines() do
     local path, token, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
@@ -36,6 +41,12 @@ sample = ""
 
 function response(status, _, body)
   statuses[status] = (statuses[status] or 0) + 1
+  responses = responses + 1
+  if stop_after and responses == stop_after then
+    io.write("WRK_STOPPED\n")
+    io.flush()
+    wrk.thread:stop()
+  end
   if status >= 300 and sample == "" then sample = string.format("%d %s", status, body:sub(1, 300)) end
 end
 

@@ -117,7 +117,10 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         expect(tab.by("lobby")).to_be_visible(timeout=WAIT_MS)
         expect(tab.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         expect(tab.by("player-count")).to_have_text("3")
-        room.push({"type": "player_joined", "nickname": "Xia", "player_count": 4})
+        # A player joins: players learn it from the board's count (names go to the host only).
+        rivals.append(http.join(sid, http.guest("Xia")))
+        lobby_board = board_from_postgres(engine, sid, next(version))
+        room.push({"type": "leaderboard", **lobby_board, "player_count": lobby_board["total_players"]})
         expect(tab.by("player-count")).to_have_text("4")
         tab.shot("mock-01-lobby")
 
@@ -141,7 +144,7 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
                   token=rivals[0].token, expect=201)
         room.push({"type": "leaderboard", **board_from_postgres(engine, sid, next(version))})
         # Points stay hidden while the question is open, so the board gives nothing away.
-        expect(tab.by("leaderboard-score")).to_have_text(["0", "0", "0"])
+        expect(tab.by("leaderboard-score")).to_have_text(["0", "0", "0", "0"])
         tab.shot("mock-03-locked-in")
 
         closed = http.close_question(sid, host)
@@ -149,10 +152,13 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         me = tab.stored("livequiz.player")["participant_id"]
         mine = next(e for e in board["entries"] if e["participant_id"] == me)
         assert mine["score"] > 0
+        # One frame: the close, this player's own result and the board after it.
         room.push({"type": "question_closed", **closed,
                    "you": {"correct": True, "points": mine["score"], "score": mine["score"],
-                           "rank": mine["rank"], "streak": 1}})
-        room.push({"type": "leaderboard", **board})  # the close moves the board, and the room pushes it
+                           "rank": mine["rank"], "streak": 1, "streak_bonus": 0, "answered": True,
+                           "answer": {"question_id": opened["question_id"], "choice": 0, "correct": True,
+                                      "points": mine["score"]}},
+                   "leaderboard": {**board, "player_count": board["total_players"]}})
         expect(tab.by("result-verdict")).to_have_text("Correct!")
         expect(tab.by("result-points")).to_have_text(f"+{mine['score']:,} points")
         expect(tab.by("result-correct")).to_have_text("Correct answer: red")
@@ -174,7 +180,7 @@ def test_player_page_follows_the_room(page_server, browser: Browser, engine):
         # Only players with points stand on the podium: nobody earns a medal with none.
         expect(tab.by("podium-name")).to_have_text([e["nickname"] for e in board["entries"][:3]
                                                     if e["score"] > 0])
-        expect(tab.by("final-place")).to_have_text(re.compile(r"You finished 1st of 3 with [\d,]+ points\."))
+        expect(tab.by("final-place")).to_have_text(re.compile(r"You finished 1st of 4 with [\d,]+ points\."))
         tab.shot("mock-06-podium")
 
         # A token the room refuses sends the player back to joining, never into a reconnect loop.
@@ -241,7 +247,10 @@ def test_host_page_runs_a_room(page_server, browser: Browser, engine):
         expect(tab.by("choice-count-0")).to_have_text("1", timeout=WAIT_MS)
         expect(tab.by("choice-count-2")).to_have_text("1")
         board = board_from_postgres(engine, state["sid"], 3)
-        room.push({"type": "leaderboard", **board})
+        # The room's close: one frame with the board after it.
+        room.push({"type": "question_closed", "question_id": question_id, "position": 0, "correct_choice": 0,
+                   "choice_counts": [1, 0, 1, 0], "reason": "host",
+                   "leaderboard": {**board, "player_count": board["total_players"]}})
         expect(tab.by("leaderboard-name")).to_have_text([e["nickname"] for e in board["entries"]])
         expect(tab.by("leaderboard-name").last).to_have_text("Cat")
         tab.shot("mock-03-closed")

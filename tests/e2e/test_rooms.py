@@ -143,7 +143,7 @@ def test_the_open_questions_points_stay_hidden_until_it_closes(live_stack, http:
     http.close_question(sid, host)
     closed = spying.wait_type("question_closed")
     assert closed["choice_counts"][:3] == [2, 0, 1]
-    board = spying.wait_for(lambda m: m["type"] == "leaderboard" and any(e["score"] for e in m["entries"]))
+    board = closed["leaderboard"]  # the close's one frame carries the board after it
     # The first board with any points has all of them: they arrived in one version, not one by one.
     scores = {e["participant_id"]: e["score"] for e in board["entries"]}
     assert scores[right.participant_id] > 0 and scores[other_right.participant_id] > 0
@@ -164,10 +164,11 @@ def test_rooms_are_isolated(live_stack, http: Api):
     question = http.next_question(sid_a, host_a)
     for player in players_a:
         http.answer(sid_a, player, question["question_id"], 0)
-    watch_a.wait_type("question_closed")  # every player answered: it closes by itself
-    # A's last message is the board with the close's points; a join in B after it is B's last. Whatever
-    # of A reached B's sockets by mistake would have come before it.
-    watch_a.wait_for(lambda m: m["type"] == "leaderboard" and any(e["score"] > 0 for e in m["entries"]))
+    # Every player answered: it closes by itself. A's last message is the close, which carries the board
+    # with its points; a join in B after it is B's last. Whatever of A reached B's sockets by mistake
+    # would have come before it.
+    closed = watch_a.wait_type("question_closed")
+    assert any(e["score"] > 0 for e in closed["leaderboard"]["entries"])
     last_of_b = http.join(sid_b, http.guest())
     players_b.append(last_of_b)
     watch_b.wait_for(lambda m: m["type"] == "player_joined"
@@ -234,7 +235,7 @@ def test_question_closes_by_itself_at_the_deadline(live_stack, http: Api, engine
     closed = watch.wait_type("question_closed")
     assert closed["reason"] == "deadline" and closed["question_id"] == opened["question_id"]
     assert closed["you"] == {"correct": False, "points": 0, "score": 0, "rank": 1, "streak": 0,
-                             "streak_bonus": 0}
+                             "streak_bonus": 0, "answered": False, "answer": None}
     watch.close()
 
 

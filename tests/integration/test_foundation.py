@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
@@ -156,6 +157,24 @@ def test_compose_file_is_valid():
     assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr, \
         "the stack must not start with a default key"
     assert {"postgres", "redis", "kafka", "migrate", "web", "relay", "worker"} <= set(services)
+
+
+def test_compose_monitoring_profile_runs_prometheus_grafana_and_jaeger_on_files_that_exist():
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose (Debian package) is needed to validate docker-compose.yml"
+    env = {**os.environ, "SECRET_KEY": "a-long-random-value-for-the-compose-check"}
+    result = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "--profile", "monitoring",
+                             "config"], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"prometheus", "grafana", "jaeger"} <= set(services)
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:  # docker-compose 1.x prints them short: source:target:mode
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if source.startswith("/"):
+                assert Path(source).exists(), (name, source)
+    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert services["web"]["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
 
 
 def test_topics_have_the_configured_partition_count(kafka_topics):

@@ -60,6 +60,7 @@ def test_the_page_loads_only_its_own_files(config, database):
     for other in ("package.json", "..%2Fpackage.json", "uPlot.esm.js"):
         assert client.get(f"/ops/assets/{other}", headers=OPS).status_code == 404
     assert 'data-panel="throughput"' in html and 'data-panel="consumer_lag"' in html
+    assert 'data-panel="hops"' in html and 'data-panel="click_to_socket"' in html  # an event's journey
 
 
 def test_bad_panel_requests_get_a_4xx_and_a_silent_prometheus_a_503(config, database):

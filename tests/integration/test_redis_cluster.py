@@ -255,7 +255,7 @@ def test_the_hub_reads_each_shard_with_one_blocking_read(cluster, cluster_config
         for session_id in (s for sessions in rooms.values() for s in sessions):
             sent[session_id] = []
             connection = Connection(sent[session_id].append, session_id, participant_id=None, max_buffered=64,
-                                    on_drop=lambda kind: None, on_sent=lambda kind: None)
+                                    on_drop=lambda kind: None, on_sent=lambda kind: None, is_host=True)
             threading.Thread(target=connection.run_sender, daemon=True).start()
             hub.join(connection, hub.stream_tail(session_id))
             connections.append(connection)

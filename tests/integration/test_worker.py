@@ -69,7 +69,9 @@ def test_room_stream_gets_every_event_type(api, engine, redis_client, topics):
     # An answer to the open question only tells the room how many have answered: nothing of its points.
     assert types == [{"answer_scored": "answer_received"}.get(row.event_type, row.event_type) for row in rows]
     answer = next(f for _, f in redis_client.xrange(keys.room) if f[b"type"] == b"answer_received")
-    assert set(answer) == {b"type", b"question_id", b"participant_id", b"answered", b"player_count"}
+    # Its journey (app/core/tracing.py) names the event and when it was clicked: nothing of its points either.
+    assert set(answer) == {b"type", b"question_id", b"participant_id", b"answered", b"player_count",
+                           b"clicked_ms", b"event_id"}
     assert redis_client.ttl(keys.board) > 0  # session_ended set the retention of the session's keys
 
 

@@ -47,5 +47,5 @@ def test_every_key_builder_starts_with_the_prefix_and_keeps_the_hash_tag_slot():
         assert {key_slot(name.encode()) for name in named[len(session.apply_keys) + 4:]} == {
             key_slot(f"lbc:{{b:{board_id}}}".encode())}
         assert tickets._key("T") == "t123:ws-ticket:T"
-        assert users._revocation_key(uuid.UUID(int=1)).startswith("t123:tokens-valid-after:")
+        assert users.revocation_key(uuid.UUID(int=1)).startswith("t123:tokens-valid-after:")
         assert redis_keys.key(KEY_PREFIX) == "t123:rl"  # the rate limits' storage prefix

@@ -49,3 +49,32 @@ def test_an_es256_key_file_signs_and_an_unfit_one_stops_the_web_at_its_start(tmp
 def test_only_hs256_and_es256_are_settings():
     with pytest.raises(ConfigError, match="JWT_ALGORITHM"):
         load_config({"JWT_ALGORITHM": "none"})
+
+
+def test_a_token_read_again_is_not_verified_again_and_still_expires_at_its_exp(monkeypatch):
+    from app.accounts import tokens
+
+    config = _config(TOKEN_TTL_S="60")
+    user = uuid.uuid4()
+    token = issue_token(config, user, True)
+    decodes = []
+    decode = tokens.jwt.decode
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: decodes.append(1) or decode(*a, **k))
+    assert read_token(config, token).user_id == read_token(config, token).user_id == user
+    assert len(decodes) == 1
+    issued = tokens.time.time()
+    monkeypatch.setattr(tokens.time, "time", lambda: issued + 61)
+    with pytest.raises(tokens.InvalidToken, match="token expired"):
+        read_token(config, token)
+
+
+def test_a_refused_token_is_not_remembered():
+    from app.accounts import tokens
+
+    config = _config()
+    forged = issue_token(_config(SECRET_KEY="f" * 40), uuid.uuid4(), True)
+    kept = tokens._verified_jwt.cache_info().currsize
+    for _ in range(2):
+        with pytest.raises(tokens.InvalidToken, match="token invalid"):
+            read_token(config, forged)
+    assert tokens._verified_jwt.cache_info().currsize == kept

@@ -46,9 +46,10 @@ _WRITE_ENTRIES = text(f"""
         SELECT t.*, nextval('leaderboard_tie_seq') AS tie_seq
         FROM unnest(CAST(:boards AS text[]), CAST(:periods AS text[]), CAST(:players AS text[]),
                     CAST(:scores AS bigint[]), CAST(:previous AS bigint[]), CAST(:versions AS bigint[]),
-                    CAST(:names AS text[]), CAST(:metas AS jsonb[]), CAST(:positions AS integer[]))
+                    CAST(:names AS text[]), CAST(:metas AS jsonb[]), CAST(:positions AS integer[]),
+                    CAST(:traceparents AS text[]))
             AS t(leaderboard_id, period, player_id, score, previous_score, version, display_name, metadata,
-                 position)
+                 position, traceparent)
         ORDER BY position
     ), written AS (
         UPDATE leaderboard_entries e SET score = i.score, previous_score = i.previous_score,
@@ -57,10 +58,10 @@ _WRITE_ENTRIES = text(f"""
         FROM input i
         WHERE e.leaderboard_id = i.leaderboard_id AND e.period = i.period AND e.player_id = i.player_id
         RETURNING e.leaderboard_id, e.period, e.player_id, e.score, e.tie_seq, e.version, e.display_name,
-                  e.reached_at, e.metadata
+                  e.reached_at, e.metadata, i.traceparent
     ), event AS (
         {outbox_insert(LEADERBOARD_EVENTS, NEW_ID_SQL, "u.leaderboard_id", "'entry_changed'", _PAYLOAD,
-                       source="written u")}
+                       traceparent="u.traceparent", source="written u")}
     )
     SELECT count(*) FROM written""")
 
@@ -155,7 +156,9 @@ class ScoreWrite:
                 "previous": [e.previous_score for e in folds], "versions": [e.version for e in folds],
                 "names": [e.display_name for e in folds],
                 "metas": [json.dumps(e.metadata) if e.metadata is not None else None for e in folds],
-                "positions": [position for position, _ in changed]}).scalar_one()
+                "positions": [position for position, _ in changed],
+                # An entry's event is its last change's: that submission's trace.
+                "traceparents": [self.submissions[i].traceparent for i, _ in changed]}).scalar_one()
 
     def fold(self, indexes: list[int], found: dict[tuple[str, str], tuple[int | None, int]]
              ) -> dict[tuple[str, str], EntryFold]:

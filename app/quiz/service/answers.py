@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, Row, text
@@ -32,6 +32,7 @@ from app.core.group_commit import GroupCommit, commit
 from app.core.ids import new_id
 from app.core.metrics import ANSWERS_ACCEPTED
 from app.core.outbox import count_committed, outbox_insert
+from app.core.tracing import current_traceparent
 from app.quiz.domain.scoring import score_answer
 from app.quiz.domain.sessions import QUESTION_OPEN
 from app.quiz.events import SESSION_EVENTS, AnswerScored
@@ -60,9 +61,10 @@ _WRITE = text(f"""
                              CAST(:sessions AS uuid[]), CAST(:questions AS uuid[]), CAST(:choices AS int[]),
                              CAST(:corrects AS bool[]), CAST(:points AS int[]), CAST(:answered_ms AS int[]),
                              CAST(:nows AS timestamptz[]), CAST(:streaks AS int[]),
-                             CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[]))
+                             CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[]),
+                             CAST(:traceparents AS text[]))
             WITH ORDINALITY AS t(answer_id, participant_id, session_id, question_id, choice, correct, points,
-                                 answered_ms, answered_at, streak, event_id, payload, position)
+                                 answered_ms, answered_at, streak, event_id, payload, traceparent, position)
     ), answer AS (
         INSERT INTO participant_answers (id, quiz_session_participant_id, quiz_session_id, question_id,
                                          choice, correct, points, answered_ms, streak, counted, created_at)
@@ -73,6 +75,7 @@ _WRITE = text(f"""
         RETURNING id
     ), event AS (
         {outbox_insert(SESSION_EVENTS, "i.event_id", "i.session_id", "'answer_scored'", "i.payload",
+                       traceparent="i.traceparent",
                        source="input i JOIN answer ON answer.id = i.answer_id ORDER BY i.position")}
     )
     SELECT id FROM answer""")
@@ -92,6 +95,9 @@ class AnswerRequest:
     session_id: uuid.UUID
     question_id: uuid.UUID
     choice: int
+    # The span context of the request that sent it, taken where it is made (the group commit writes it on
+    # another thread): its event's traceparent.
+    traceparent: str | None = field(default_factory=current_traceparent, compare=False)
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ def _write_params(decided: list[_Decided]) -> dict[str, Any]:
         "points": [d.points for d in decided], "answered_ms": [d.answered_ms for d in decided],
         "nows": [d.row.now for d in decided], "streaks": [d.streak for d in decided],
         "event_ids": [d.event_id for d in decided], "payloads": [d.payload for d in decided],
+        "traceparents": [d.request.traceparent for d in decided],
     }
 
 

@@ -62,13 +62,15 @@ def question_results(db: Session, session_id: uuid.UUID, question_id: uuid.UUID,
     results = standings(db, session_id, participant_ids)
     with db.begin():
         answers = {row.pid: row for row in db.execute(text("""
-            SELECT quiz_session_participant_id AS pid, correct, points, streak FROM participant_answers
+            SELECT quiz_session_participant_id AS pid, choice, correct, points, streak
+            FROM participant_answers
             WHERE quiz_session_id = :session AND question_id = :question
               AND quiz_session_participant_id = ANY(:ids)"""),
             {"session": session_id, "question": question_id, "ids": participant_ids})}
     for participant_id, standing in results.items():
         answer = answers.get(participant_id)
         standing["answered"] = answer is not None
+        standing["choice"] = answer.choice if answer else None
         standing["correct"] = bool(answer and answer.correct)
         standing["points"] = answer.points if answer else 0
         # The part of the points its streak earned, so the player sees why a fast answer scored more.

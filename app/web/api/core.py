@@ -120,12 +120,22 @@ def principal_from_header(*, api_keys: bool = False) -> Principal:
 
 def principal_of(token: str) -> Principal:
     """The signed-in user of an access token that is neither expired nor revoked by a logout."""
-    config = current_app.config["LIVEQUIZ"]
+    return not_revoked(signed_principal(token))
+
+
+def signed_principal(token: str) -> Principal:
+    """The holder of an access token that is ours and not expired; whether a logout revoked it is
+    `not_revoked`'s to say."""
     try:
-        principal = read_token(config, token)
+        return read_token(current_app.config["LIVEQUIZ"], token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", exc.reason) from None
-    if users.is_revoked(engine(), redis_client(), principal):
+
+
+def not_revoked(principal: Principal, cached: Any = users.UNREAD) -> Principal:
+    """`principal`, unless a logout revoked its token (401); `cached`: its revocation instant as read
+    from Redis already (users.is_revoked)."""
+    if users.is_revoked(engine(), redis_client(), principal, cached=cached):
         raise ApiError(401, "unauthorized", "token revoked (signed out)")
     return principal
 
@@ -182,13 +192,35 @@ class RouteDoc:
         is refused before it costs a lookup; then the credential `token()` gives, if the route needs
         one; then the user's budgets. The caller, or None for a route open to anyone."""
         budgets = rate_limits()
-        budgets.hit(*(Limit(rule, address) for rule in self.limits if rule.endswith("_per_address")))
-        if not self.auth:
-            return None
-        principal = principal_from_token(token(), api_keys=self.api_keys)
-        budgets.hit(*(Limit(rule, str(principal.user_id)) for rule in self.limits
-                      if not rule.endswith("_per_address")))
+        first = [Limit(rule, address) for rule in self.limits if rule.endswith("_per_address")]
+        credential, principal, refusal = "", None, None
+        if self.auth:
+            try:
+                credential = token()
+                if not credential.startswith(keys.PREFIX):  # an access token (a key is looked up later)
+                    principal = signed_principal(credential)  # its signature and expiry, cached
+            except ApiError as exc:
+                refusal = exc  # answered once the address budgets are spent, as they say
+        if principal is None:
+            budgets.hit(*first)
+            if refusal is not None:
+                raise refusal
+            if not self.auth:
+                return None
+            principal = principal_from_token(credential, api_keys=self.api_keys)
+            budgets.hit(*self._user_limits(principal))
+            return principal
+        # The address budgets, the token's revocation and the user's budgets in one round trip, in that order.
+        then = self._user_limits(principal)
+        admitted = budgets.admit(first, users.revocation_key(principal.user_id), principal.issued_at_ms, then)
+        if admitted.stopped:
+            not_revoked(principal, cached=admitted.instant)
+            budgets.hit(*then)
         return principal
+
+    def _user_limits(self, principal: Principal) -> list[Limit]:
+        user = str(principal.user_id)
+        return [Limit(rule, user) for rule in self.limits if not rule.endswith("_per_address")]
 
 
 ROUTE_DOCS: list[RouteDoc] = []

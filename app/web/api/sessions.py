@@ -192,11 +192,21 @@ def delete(session_id: str):
 
 
 @endpoint(bp, "/<session_id>/report", methods=["GET"], summary="A game's report (host): per question the "
-          "correct rate and distribution, per player score, correct answers and average answer time",
-          responses={200: "session, questions, players", 403: "not_host", 404: "no such session"})
+          "correct rate, distribution and average time, the hardest first; per player score, correct "
+          "answers, average answer time and their answer to each asked question",
+          responses={200: "session, questions, hardest_first, players", 403: "not_host",
+                     404: "no such session"})
 def report(session_id: str):
     return jsonify(reports.session_report(get_db(), current_principal().user_id,
                                           parse_uuid(session_id, "session")))
+
+
+@endpoint(bp, "/<session_id>/report.json", methods=["GET"], summary="The report as a JSON file to keep "
+          "(host), named after the quiz and the day", responses={200: "the report, as an attachment",
+                                                                 403: "not_host", 404: "no such session"})
+def report_json(session_id: str):
+    found = reports.session_report(get_db(), current_principal().user_id, parse_uuid(session_id, "session"))
+    return _download(jsonify(found), reports.report_filename(found, "json"))
 
 
 @endpoint(bp, "/<session_id>/report.csv", methods=["GET"], summary="The report as CSV (host); cells a "
@@ -204,7 +214,12 @@ def report(session_id: str):
                                                                        404: "no such session"})
 def report_csv(session_id: str):
     found = reports.session_report(get_db(), current_principal().user_id, parse_uuid(session_id, "session"))
-    filename = f"quiz-report-{found['session']['join_code']}-{found['session']['created_at'][:10]}.csv"
-    return Response(reports.report_csv(found), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "private, no-store"})
+    return _download(Response(reports.report_csv(found), mimetype="text/csv"),
+                     reports.report_filename(found, "csv"))
+
+
+def _download(response: Response, filename: str) -> Response:
+    """A report saved as a file: the browser downloads it, and no cache keeps a copy of players' answers."""
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

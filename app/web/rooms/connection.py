@@ -1,4 +1,11 @@
-"""One WebSocket connection with a bounded send buffer, drained by its own sender."""
+"""One WebSocket connection: written at once when its socket can take a frame, else through a bounded
+send buffer drained by its own sender.
+
+A room's broadcast is one loop over its sockets (room.py, ticker.py) that writes each frame with a
+non-blocking send: no sender is woken, and a socket costs one write syscall per frame. Only a socket
+whose kernel buffer is full (a slow client) gets its frames queued; its sender writes them as the
+client reads, so it delays nobody else, and past `max_buffered` it is closed (4408).
+"""
 from __future__ import annotations
 
 import logging
@@ -10,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from simple_websocket import ConnectionClosed
+
+from app.web.rooms.frames import frame_of
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +32,16 @@ LEADERBOARD = "leaderboard"  # a session room's board: the kind of message a new
 
 
 class _Queued:
-    __slots__ = ("kind", "text", "version")
+    __slots__ = ("kind", "text", "version", "partial")
 
-    def __init__(self, kind: str, text: str | bytes, version: int | None = None):
+    def __init__(self, kind: str, text: str | bytes, version: int | None = None, partial: bool = False):
         self.kind, self.text, self.version = kind, text, version
+        # The rest of a frame already partly written: it goes next, whole, and nothing replaces it.
+        self.partial = partial
+
+    def covered_by(self, kind: str, version: int) -> bool:
+        """A queued state of `kind` that a snapshot (or a frame) at `version` makes stale."""
+        return not self.partial and self.kind == kind and self.version is not None and self.version <= version
 
 
 class Connection:
@@ -41,8 +56,13 @@ class Connection:
     def __init__(self, send: Callable[[str | bytes], Any], session_id: uuid.UUID | None, *,
                  participant_id: uuid.UUID | None, max_buffered: int, on_drop: Callable[[str], None],
                  on_sent: Callable[[str], None], close: Callable[[int, str], Any] | None = None,
-                 is_host: bool = False):
+                 is_host: bool = False, try_send: Callable[[str | bytes], int] | None = None):
         self._send = send
+        # Writes what the socket takes now without waiting and says how many bytes of the frame it wrote
+        # (frames.py); None: every message goes through the sender.
+        self._try_send = try_send
+        self._sending = False  # the sender holds a message it is writing: nothing may overtake it
+        self._started = False  # before the sender starts, the snapshot waits at the head of the buffer
         self._close_socket = close
         self.id = uuid.uuid4().hex
         self.session_id = session_id
@@ -71,17 +91,47 @@ class Connection:
 
     def offer(self, kind: str, text: str) -> bool:
         with self._wakeup:
-            if not self._open:
+            if not self._open or self._overflows(kind):
                 return False
-            if len(self._buffer) >= self.max_buffered:
-                self._drop(kind)
-                self._closing = (CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
-                self._open = False
-                self._wakeup.notify()
-                return False
-            self._buffer.append(_Queued(kind, text))
-            self._wakeup.notify()
+            self._write_or_queue(_Queued(kind, text))
         return True
+
+    def _overflows(self, kind: str) -> bool:
+        """A message of `kind` finds the buffer full: it is dropped and the socket closes (4408)."""
+        if len(self._buffer) < self.max_buffered:
+            return False
+        self._drop(kind)
+        self._closing = (CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
+        self._open = False
+        self._wakeup.notify()
+        return True
+
+    def _write_or_queue(self, queued: _Queued) -> None:
+        """Write `queued` now if nothing is ahead of it and the socket takes it; else queue it (what a
+        partial write left goes next, whole). The caller holds the lock: a non-blocking write never waits."""
+        if self._try_send is None or not self._started or self._sending or self._buffer:
+            self._buffer.append(queued)
+            self._wakeup.notify()
+            return
+        frame = frame_of(queued.text)
+        try:
+            written = self._try_send(frame)
+        except (ConnectionClosed, OSError):  # the peer went away: the handler cleans up
+            self._open = False
+            self._wakeup.notify()
+            return
+        except Exception:  # noqa: BLE001 - one socket must not stop the room's loop over the others
+            log.exception("a socket's write failed on a %s message", queued.kind)
+            self._open = False
+            self._wakeup.notify()
+            return
+        if written >= len(frame):
+            self._on_sent(queued.kind)
+            return
+        if written:
+            queued = _Queued(queued.kind, frame[written:], partial=True)
+        self._buffer.append(queued)
+        self._wakeup.notify()
 
     @property
     def leaderboard_version(self) -> int:
@@ -95,12 +145,23 @@ class Connection:
                 return False
             self._versions[kind] = version
             for queued in self._buffer:
-                if queued.kind == kind:
+                if queued.kind == kind and not queued.partial:
                     queued.text, queued.version = text, version
                     self._drop(kind)  # the older state is replaced, never sent
                     return True
-            self._buffer.append(_Queued(kind, text, version))
-            self._wakeup.notify()
+            self._write_or_queue(_Queued(kind, text, version))
+        return True
+
+    def offer_with_state(self, kind: str, frame: str | bytes, state_kind: str, version: int) -> bool:
+        """A message of `kind` that also carries the state of `state_kind` at `version` (a close's frame
+        carries the board): queued states it covers are never sent, nor older ones later."""
+        with self._wakeup:
+            if not self._open or self._overflows(kind):
+                return False
+            if any(q.covered_by(state_kind, version) for q in self._buffer):
+                self._buffer = deque(q for q in self._buffer if not q.covered_by(state_kind, version))
+            self._versions[state_kind] = max(self._versions.get(state_kind, -1), version)
+            self._write_or_queue(_Queued(kind, frame))
         return True
 
     def offer_leaderboard(self, version: int, text: str) -> bool:
@@ -110,7 +171,7 @@ class Connection:
     def offer_snapshot(self, version: int, text: str, kind: str = LEADERBOARD) -> None:
         """The snapshot goes first; states of `kind` queued before it that it already covers are dropped."""
         with self._wakeup:
-            self._buffer = deque(q for q in self._buffer if q.kind != kind or q.version > version)
+            self._buffer = deque(q for q in self._buffer if not q.covered_by(kind, version))
             self._buffer.appendleft(_Queued("snapshot", text))
             self._versions[kind] = max(self._versions.get(kind, -1), version)
             self._wakeup.notify()
@@ -121,8 +182,8 @@ class Connection:
         with self._wakeup:
             if not self._open:
                 return False
-            self._buffer = deque(q for q in self._buffer if q.kind != kind or q.version > version)
-            self._buffer.append(_Queued("snapshot", text))
+            self._buffer = deque(q for q in self._buffer if not q.covered_by(kind, version))
+            self._write_or_queue(_Queued("snapshot", text))
             self._versions[kind] = max(self._versions.get(kind, -1), version)
             self._wakeup.notify()
         return True
@@ -135,8 +196,7 @@ class Connection:
         with self._wakeup:
             if not self._open or len(self._buffer) >= self.max_buffered:
                 return False
-            self._buffer.append(_Queued("ping", frame))
-            self._wakeup.notify()
+            self._write_or_queue(_Queued("ping", frame))
         return True
 
     def _drop(self, kind: str) -> None:
@@ -156,6 +216,8 @@ class Connection:
             self._wakeup.notify()
 
     def start_sender(self) -> None:
+        with self._wakeup:
+            self._started = True
         self._sender = threading.Thread(target=self.run_sender, name="ws-sender", daemon=True)
         self._sender.start()
 
@@ -170,11 +232,13 @@ class Connection:
         """Send buffered messages until the connection closes; a slow client only delays itself."""
         while True:
             with self._wakeup:
+                self._sending = False
                 while self._open and not self._buffer:
                     self._wakeup.wait()
                 if self._closing or not self._buffer:
                     break
                 queued = self._buffer.popleft()
+                self._sending = True
             try:
                 self._send(queued.text)
             except (ConnectionClosed, OSError):  # the peer went away: stop sending, the handler cleans up

@@ -10,6 +10,7 @@ frame partly under backpressure; this writes it whole.
 """
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Callable
 from functools import lru_cache
@@ -26,7 +27,11 @@ _FRAMES_CACHED = 256
 
 @lru_cache(maxsize=_FRAMES_CACHED)
 def text_frame(text: str) -> bytes:
-    payload = text.encode()
+    return payload_frame(text.encode())
+
+
+def payload_frame(payload: bytes) -> bytes:
+    """The text frame of a UTF-8 `payload` (a player's own copy of a close: framed once, never cached)."""
     size = len(payload)
     if size < 126:
         header = struct.pack("!BB", _FIN_TEXT, size)
@@ -37,18 +42,39 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
+def frame_of(text: str | bytes) -> bytes:
+    """The frame of a message: a text's shared frame; bytes are a frame already (a ping, a player's copy)."""
+    return text if isinstance(text, bytes) else text_frame(text)
+
+
 def frame_writer(ws: Any) -> Callable[[str | bytes], None]:
-    """A Connection's `send` for the simple-websocket `ws`: writes the message's shared frame (bytes are
-    a frame already: a ping)."""
+    """A Connection's `send` for the simple-websocket `ws`: writes the message's frame whole, waiting for
+    the socket to take it (the sender of a slow client)."""
     def send(text: str | bytes) -> None:
         if not ws.connected:
             raise ConnectionClosed(ws.close_reason, ws.close_message)
-        frame = text if isinstance(text, bytes) else text_frame(text)
+        frame = frame_of(text)
         # One write, as a rule (gevent's sendall asks the socket for its buffer size first).
         written = ws.sock.send(frame)
         if written < len(frame):
             ws.sock.sendall(memoryview(frame)[written:])
     return send
+
+
+def frame_trier(ws: Any) -> Callable[[bytes], int]:
+    """A Connection's `try_send` for `ws`: writes what the socket's kernel buffer takes of `frame` now,
+    never waiting, and returns how many bytes that was (0: the buffer is full). Under gevent `ws.sock`
+    wraps a non-blocking OS socket whose own `send` would wait for room; the OS socket never does."""
+    os_socket = getattr(ws.sock, "_sock", ws.sock)
+
+    def try_send(frame: bytes) -> int:
+        if not ws.connected:
+            raise ConnectionClosed(ws.close_reason, ws.close_message)
+        try:
+            return os_socket.send(frame, socket.MSG_DONTWAIT)
+        except (BlockingIOError, TimeoutError):  # TimeoutError: a socket with a timeout set
+            return 0
+    return try_send
 
 
 def socket_closer(ws: Any) -> Callable[[int, str], None]:

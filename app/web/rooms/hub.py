@@ -20,10 +20,12 @@ import redis
 
 from app.core.logs import RateLimitedLog
 from app.leaderboards.board.keys import LeaderboardKeys
+from app.leaderboards.events import LEADERBOARD
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
 from app.web.rooms.connection import Connection
 from app.web.rooms.heartbeat import Heard, Heartbeat
+from app.web.rooms.journey import record_push
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomDelivery, RoomReads
 from app.web.rooms.streams import StreamReader, decode_notes
@@ -56,6 +58,7 @@ class RoomHub:
         self.delivery = RoomDelivery(reads, self._lock, self._board_moved, self._errors)
         self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
                                         moved=self._board_moved, stopping=self._stopping, errors=self._errors)
+        self.delivery.clock = lambda: self.ticker.clock()  # one clock for the interval of a room's pushes
         self.heartbeat = Heartbeat(interval_s=ping_interval_s, silent_close_s=silent_close_s,
                                    stopping=self._stopping, errors=self._errors, present=self.mark_present)
 
@@ -217,6 +220,9 @@ class RoomHub:
                 board.last_id = entries[-1][0].decode()
                 # Notes of a board only mark it dirty or forward what they carry: no read here.
                 moved = [board.note(note) for note in notes]
+                if board.watches:
+                    for note in notes:
+                        record_push(note, LEADERBOARD)
                 if any(moved):
                     board.dirty = True
                     self._board_moved.set()

@@ -19,7 +19,7 @@ from app.leaderboards.domain import BOARD_ID
 from app.web.extensions import board_reader, rate_limits, room_hub, sock, web_metrics
 from app.web.ratelimits import limit
 from app.web.rooms.connection import Connection
-from app.web.rooms.frames import frame_writer, socket_closer
+from app.web.rooms.frames import frame_trier, frame_writer, socket_closer
 from app.web.rooms.leaderboards import MAX_TOP, Watch
 from app.web.rooms.socket import CLOSE_TOO_MANY, CLOSE_TRY_LATER, answer_client, client_error
 
@@ -76,7 +76,7 @@ def _open(ws) -> Connection | None:
     config, metrics = current_app.config["LIVEQUIZ"], web_metrics()
     return Connection(frame_writer(ws), None, participant_id=None, max_buffered=config.ws_send_buffer,
                       on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
-                      close=socket_closer(ws))
+                      close=socket_closer(ws), try_send=frame_trier(ws))
 
 
 def _serve(ws, connection: Connection, watches: dict[str, Watch], handle=None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.core.logs import RateLimitedLog
-from app.web.rooms.connection import CLOSE_SUPERSEDED, Connection
+from app.quiz.events import QUIZ_SESSION
+from app.web.rooms.connection import CLOSE_SUPERSEDED, LEADERBOARD, Connection
+from app.web.rooms.frames import payload_frame
+from app.web.rooms.journey import record_push
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,23 @@ CLOSE_DELETED = 4404
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+# How every close frame begins; a player's copy puts its own `you` right after it.
+CLOSE_HEAD = b'{"type":"question_closed",'
+
+
+def own_result(you: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+    """A player's part of a close: how it went and where it leaves them (the points include the streak
+    bonus), and the answer as a snapshot shows it, so a page holds the same state either way."""
+    own = {k: you[k] for k in ("correct", "points", "score", "rank", "streak")}
+    own["streak_bonus"] = you.get("streak_bonus", 0)
+    own["answered"] = you.get("answered", False)
+    choice = you.get("choice")
+    own["answer"] = None if choice is None else {
+        "question_id": note.get("question_id"), "choice": choice, "correct": you["correct"],
+        "points": you["points"]}
+    return own
 
 
 @dataclass
@@ -69,6 +90,7 @@ class RoomDelivery:
         self._lock = lock  # the hub's: it guards the rooms and their inboxes
         self.board_moved = board_moved  # wakes the ticker
         self._errors = errors
+        self.clock: Callable[[], float] = time.monotonic  # the ticker's (hub.py): when a board went out
 
     def hand_over(self, room: Room, notes: list[dict[str, Any]]) -> None:
         """Queue `notes` for the room; start its delivering thread unless one is running."""
@@ -95,10 +117,20 @@ class RoomDelivery:
         kind = note.get("type")
         if kind == "board_rebuilt" and self._rebuilt_again(room):
             return  # a later rebuild is queued: its resync covers this one's
+        if kind == "question_closed" and self._send_question_closed(room, note):
+            self._pushed(room, note)
+            return  # its frame carried the board as it is after the close
         self._notify(room, kind, note)
-        if kind in BOARD_MOVES:  # after the notification itself: a close's result comes before its board
+        self._pushed(room, note)
+        if kind in BOARD_MOVES:  # after the notification itself
             room.dirty = True
             self.board_moved.set()
+
+    @staticmethod
+    def _pushed(room: Room, note: dict[str, Any]) -> None:
+        """The note's last hop (applied → pushed) timed, when it reached a socket of this process."""
+        if room.connections:
+            record_push(note, QUIZ_SESSION)
 
     def _rebuilt_again(self, room: Room) -> bool:
         with self._lock:
@@ -106,36 +138,33 @@ class RoomDelivery:
 
     def _notify(self, room: Room, kind: str | None, note: dict[str, Any]) -> None:
         # Each player_count is the board's when the worker applied the note: the same in every process.
+        # Who joined, left or came back goes to the host only: players see the count on the room's board
+        # (`player_count`), pushed at most once per interval (ticker.py), so a join costs one message,
+        # not one per player (a lobby filling up would be O(players²)).
         if kind == "participant_joined":
-            self.broadcast(room, {"type": "player_joined", "nickname": note.get("nickname"),
-                                  "participant_id": note.get("participant_id"),
-                                  "player_count": int(note.get("player_count") or 0)})
+            self.to_hosts(room, {"type": "player_joined", "nickname": note.get("nickname"),
+                                 "participant_id": note.get("participant_id"),
+                                 "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_opened":
             question = {k: note.get(k) for k in ("question_id", "position", "kind", "text", "choices",
                                                  "image_url", "image_alt", "time_limit_s", "points",
                                                  "shown_at", "opened_at", "deadline", "question_count")}
             self.broadcast(room, {"type": "question_opened", **question, "server_time": now_iso()})
-        elif kind == "question_closed":
-            self._send_question_closed(room, note)
         elif kind == "answer_received":
             # The host sees how many have answered; players learn nothing of each other's answers.
-            message = json.dumps({"type": "answer_count", "question_id": note.get("question_id"),
-                                  "answered": int(note.get("answered") or 0),
-                                  "player_count": int(note.get("player_count") or 0)},
-                                 separators=(",", ":"))
-            for connection in list(room.connections):
-                if connection.is_host:
-                    connection.offer("answer_count", message)
+            self.to_hosts(room, {"type": "answer_count", "question_id": note.get("question_id"),
+                                 "answered": int(note.get("answered") or 0),
+                                 "player_count": int(note.get("player_count") or 0)})
         elif kind == "participant_removed":
             for connection in list(room.connections):
                 if str(connection.participant_id) == note.get("participant_id"):
                     connection.close_with(CLOSE_REMOVED, "the host removed you from this game")
-            self.broadcast(room, {"type": "player_removed", "participant_id": note.get("participant_id"),
-                                  "player_count": int(note.get("player_count") or 0)})
+            self.to_hosts(room, {"type": "player_removed", "participant_id": note.get("participant_id"),
+                                 "player_count": int(note.get("player_count") or 0)})
         elif kind == "participant_restored":
-            self.broadcast(room, {"type": "player_restored", "participant_id": note.get("participant_id"),
-                                  "nickname": note.get("nickname"),
-                                  "player_count": int(note.get("player_count") or 0)})
+            self.to_hosts(room, {"type": "player_restored", "participant_id": note.get("participant_id"),
+                                 "nickname": note.get("nickname"),
+                                 "player_count": int(note.get("player_count") or 0)})
         elif kind == "question_extended":
             # Everyone's timer moves: the deadline is the one PostgreSQL judges answers by.
             self.broadcast(room, {"type": "question_extended", "question_id": note.get("question_id"),
@@ -159,8 +188,11 @@ class RoomDelivery:
                 podium = None
             self.broadcast(room, {"type": "session_ended", "podium": podium})
 
-    def _send_question_closed(self, room: Room, note: dict[str, Any]) -> None:
-        message = {"type": "question_closed", **{k: note.get(k) for k in (
+    def _send_question_closed(self, room: Room, note: dict[str, Any]) -> bool:
+        """One frame per socket for the close: the question's outcome and the board after it (encoded once
+        for the room), and for a player its own result (the only part encoded per socket). Returns whether
+        the board went with it; if it could not be read, the ticker pushes it after."""
+        message: dict[str, Any] = {"type": "question_closed", **{k: note.get(k) for k in (
             "question_id", "position", "correct_choice", "choice_counts", "reason")}}
         connections = list(room.connections)
         players = [c.participant_id for c in connections if c.participant_id is not None]
@@ -170,17 +202,27 @@ class RoomDelivery:
         except Exception as exc:  # everyone still learns the question closed; their own result comes later
             self._errors.warning("results", "cannot read the players' results: %s", exc)
             results = {}
-        shared = json.dumps(message, separators=(",", ":"))
-        # A player's copy is the shared message plus its own result: only that part is encoded per socket.
-        personal = shared[:-1] + ',"you":'
+        try:
+            board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
+            message["leaderboard"] = {**board, "player_count": board["total_players"]}
+        except Exception as exc:  # the close still goes out; the board follows from the ticker
+            self._errors.warning("leaderboard", "cannot read the board of a close: %s", exc)
+            board = None
+        shared = json.dumps(message, separators=(",", ":")).encode()
+        shared_frame = payload_frame(shared)
+        rest = shared[len(CLOSE_HEAD) - 1:]  # `,"question_id":...}`: what follows a player's own part
         for connection in connections:
             you = results.get(connection.participant_id) if connection.is_player else None
-            if you is None:
-                connection.offer("question_closed", shared)
+            frame = shared_frame if you is None else payload_frame(
+                CLOSE_HEAD + b'"you":' + json.dumps(own_result(you, note), separators=(",", ":")).encode()
+                + rest)
+            if board is None:
+                connection.offer("question_closed", frame)
             else:
-                own = {k: you[k] for k in ("correct", "points", "score", "rank", "streak")}
-                own["streak_bonus"] = you.get("streak_bonus", 0)  # part of the points
-                connection.offer("question_closed", personal + json.dumps(own, separators=(",", ":")) + "}")
+                connection.offer_with_state("question_closed", frame, LEADERBOARD, board["version"])
+        if board is not None:
+            room.pushed_at = self.clock()  # the board just went out: the ticker's interval starts now
+        return board is not None
 
     def resync(self, room: Room, rebuilt_version: int) -> None:
         """A board rebuilt from PostgreSQL covers events whose own notifications will never come: every
@@ -199,6 +241,12 @@ class RoomDelivery:
         text = json.dumps(message, separators=(",", ":"))
         for connection in list(room.connections):
             connection.offer(message["type"], text)
+
+    def to_hosts(self, room: Room, message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        for connection in list(room.connections):
+            if connection.is_host:
+                connection.offer(message["type"], text)
 
     def snapshots(self, session_id: uuid.UUID,
                   connections: list[Connection]) -> list[tuple[Connection, int, str]]:

@@ -36,7 +36,7 @@ from app.web.extensions import (
 from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from app.web.ratelimits import limit
 from app.web.rooms.connection import Connection
-from app.web.rooms.frames import frame_writer, pong_check, socket_closer
+from app.web.rooms.frames import frame_trier, frame_writer, pong_check, socket_closer
 from app.web.rooms.room import now_iso
 from app.web.rooms.signed_in import SIGNED_OUT
 
@@ -104,7 +104,7 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,
                             is_host=member.is_host, max_buffered=config.ws_send_buffer,
                             on_drop=metrics.ws_dropped, on_sent=metrics.ws_sent,
-                            close=socket_closer(ws))
+                            close=socket_closer(ws), try_send=frame_trier(ws))
     if not signed_in_sockets.admit(connection, principal):  # the ticket's token was revoked
         return _refuse(ws, CLOSE_UNAUTHORIZED, SIGNED_OUT)
     try:

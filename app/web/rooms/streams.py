@@ -163,7 +163,10 @@ def decode_notes(stream_key: str, entries, errors: RateLimitedLog) -> list[dict[
     notes = []
     for entry_id, fields in entries:
         try:
-            notes.append(decode_fields(fields))
+            note = decode_fields(fields)
+            if "clicked_ms" in note:  # an event's note: when it was applied is its entry's time
+                note["applied_ms"] = entry_id.split(b"-", 1)[0].decode()
+            notes.append(note)
         except (ValueError, TypeError) as exc:
             errors.warning("note", "cannot read notification %s of %s: %s", entry_id, stream_key, exc)
     return notes

@@ -59,6 +59,8 @@ class LeaderboardTicker:
             room.push(self.board_reads)
             return
         board = self.reads.top(room.session_id, LEADERBOARD_SIZE)
-        text = json.dumps({"type": "leaderboard", **board}, separators=(",", ":"))
+        # `player_count` is how players of the room learn who joined: once per interval, not once per join.
+        text = json.dumps({"type": "leaderboard", **board, "player_count": board["total_players"]},
+                          separators=(",", ":"))
         for connection in list(room.connections):
             connection.offer_leaderboard(board["version"], text)

@@ -44,7 +44,7 @@ export function hostLobby({ $, call, sessionId, onCount }) {
   }
 
   async function removePlayer(participantId, nickname) {
-    if (!window.confirm(`Remove ${nickname} from this game? They cannot join it again.`)) return;
+    if (!window.confirm(`Remove ${nickname} from this game? You can undo this in the list of players.`)) return;
     try {
       const result = await call(`/sessions/${sessionId()}/participants/${participantId}`, { method: "DELETE" });
       onCount(result.player_count);

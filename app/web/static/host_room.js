@@ -92,6 +92,7 @@ export function hostRoom({ store, $, call, showLibrary, showAuth, showReport }) 
     },
     question_closed(message) {
       showClosed(message);
+      applyBoard(message.leaderboard);  // the board after the close comes in the same frame
       roster.refresh();
     },
     player_joined(message) {

@@ -128,16 +128,16 @@ const receive = roomMessages({
     state.questionCount = message.question_count ?? state.questionCount;
     openQuestion({ ...message, id: message.question_id });
   },
-  question_closed: (message) => closeQuestion(message),
+  question_closed(message) {
+    // One frame: this player's result (with the answer the server recorded, as a snapshot says) and the
+    // board after the close, which then tells whom the player trails.
+    if (message.you?.answer) store.update({ answer: message.you.answer });
+    closeQuestion(message);
+    applyBoard(message.leaderboard);
+  },
   question_extended(message) {
     if (state.status !== "question_open" || state.question?.id !== message.question_id) return;
     if (followDeadline(message.deadline)) announce(`${message.added_s} more seconds.`);
-  },
-  player_joined(message) {
-    $("player-count").textContent = String(message.player_count);
-  },
-  player_removed(message) {
-    $("player-count").textContent = String(message.player_count);
   },
   session_ended: (message) => finish(message.podium),
 });
@@ -194,6 +194,8 @@ function updateMe(you) {
 function applyBoard(board, { force = false, show = false } = {}) {
   if (!board || (!force && board.version <= state.boardVersion)) return;
   state.boardVersion = board.version;
+  // Who joined reaches players as the board's count, at most once per interval (names go to the host).
+  $("player-count").textContent = String(board.player_count ?? board.total_players);
   state.heldBoard = board;
   if (show || state.status !== "question_open") renderBoard(board);
   if (state.status === "question_closed" && board.version > state.trailFrom) showTrailing(board);

@@ -1,0 +1,238 @@
+"""RELAY_MODE=debezium: Kafka Connect with Debezium's PostgreSQL connector and its Outbox Event Router moves
+the outbox to Kafka instead of our relay. This module owns the connector's configuration, its REST calls,
+and what the relay process still does then (`DebeziumHousekeeper`).
+
+The connector (outbox_relay/debezium_connector.json, its placeholders filled by `connector_config`) reads
+its own slot (`app.core.outbox.capture_slot_name(db, "debezium")`) through the publication of migration
+0006, which names the root table `events` whatever daily partition a row went to
+(publish_via_partition_root), so every partition, today's and those made later, is captured. What it
+produces on KAFKA_TOPIC is what our relays produce, as the worker decodes it:
+- key: the aggregate id (the session's or the board's), as a string: same partition as ours (murmur2);
+- headers `event_id` and `event_type` (the router's `table.fields.additional.placement`, from
+  `app.core.events.HEADER_COLUMNS`), and Debezium's own `id` (the event id again);
+- value: the envelope as JSON (JsonConverter without schemas), its fields placed by the router from the
+  columns of `app.core.events.ENVELOPE_COLUMNS`. Two things differ from our relays' bytes, not from the
+  decoded Envelope: `payload` is the jsonb column's text as a JSON string (the router's JSON expansion
+  would drop nulls and empty arrays; `EventCatalog.decode` reads either), and `occurred_at` ends in `Z`.
+Rows whose aggregate type the worker does not know (`route.topic.regex` names those it does) are left by
+the router on a topic named after the type; the predicate `unrouted` (any topic but KAFKA_TOPIC) then
+adds the dead-letter reason header and routes them to KAFKA_DLQ_TOPIC, and the connector goes on.
+
+Guarantees, compared with ours: order per key holds (one task reads the slot in commit order, the
+producer keeps a partition's order). Delivery is at least once: Debezium confirms a position to its slot
+only after Connect committed the offsets of what Kafka acknowledged (every OFFSET_FLUSH_MS), so a Connect
+worker killed in between republishes up to that window's events, with their event ids; the worker
+dedupes. Our wal relay republishes at most one batch; Connect's window is time-based. A rolled-back
+transaction is never decoded. The snapshot of a new slot publishes the rows never marked published (as
+our wal relay's backfill does), so a switch from poll mode loses nothing.
+
+The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
+nothing: it creates the daily partitions ahead and retires old ones by Debezium's slot, exactly as wal
+mode retires by ours (outbox_relay/partitions.py, `retire_captured`): a partition is detached with the
+WAL position of the moment as its fence, and dropped only once Debezium's slot confirmed a position past
+it. It also records `outbox_capture.caught_up_at` for Debezium's slot (the backlog `ops outbox` and the
+web report): each round takes the WAL head and its time, and once the slot has passed that head,
+everything committed before that time was delivered.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import string
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from app.core.config import Config
+from app.core.db import PURGE_BATCH
+from app.core.dead_letters import REASON_HEADER
+from app.core.events import ENVELOPE_COLUMNS, HEADER_COLUMNS
+from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, capture_slot_name, engine_slot_name, outbox_lag
+from outbox_relay import partitions
+from outbox_relay.capture import CAUGHT_UP, HEAD
+from outbox_relay.relay import BatchResult, Relay
+
+log = logging.getLogger("outbox_relay")
+
+CONNECTOR_FILE = Path(__file__).with_name("debezium_connector.json")
+# Connect commits source offsets (and Debezium then confirms its slot's position) this often: the window
+# of events a killed Connect worker publishes again.
+OFFSET_FLUSH_MS = 1000
+UNROUTED_REASON = "unknown aggregate type: the outbox router has no topic for it"
+REST_TIMEOUT_S = 10.0
+# A new connector's configuration is validated (PostgreSQL connected to, the slot checked) before the PUT
+# answers: on a busy machine that takes tens of seconds.
+APPLY_TIMEOUT_S = 90.0
+
+
+def connector_name(config: Config) -> str:
+    """One connector per database, so the tests' private Connect and the stack's never share a name."""
+    return "outbox-" + (make_url(config.database_url).database or "")
+
+
+def connect_url(config: Config) -> str:
+    return f"http://127.0.0.1:{config.connect_port}"
+
+
+def placement() -> str:
+    """The router's `table.fields.additional.placement`: the headers, then the envelope's fields."""
+    return ",".join([f"{column}:header:{name}" for name, column in HEADER_COLUMNS.items()]
+                    + [f"{column}:envelope:{name}" for name, column in ENVELOPE_COLUMNS.items()])
+
+
+def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mode: str = "initial",
+                     topic_prefix: str | None = None) -> dict[str, str]:
+    """The connector of CONNECTOR_FILE for `config`'s database and topics; `aggregate_types` are those the
+    worker applies (cache_worker.process.aggregate_types), any other is dead-lettered. `snapshot_mode`
+    `initial` publishes the rows never marked published when the slot is new; tests that start at the
+    present pass `no_data`."""
+    url = make_url(config.database_url)
+    values = {
+        "db_host": url.host or "127.0.0.1",
+        "db_port": str(url.port or 5432),
+        "db_user": url.username or "",
+        "db_password": url.password or "",
+        "db_name": url.database or "",
+        "slot": capture_slot_name(url.database or "", "debezium"),
+        "publication": CAPTURE_PUBLICATION,
+        "topic_prefix": topic_prefix or f"{config.kafka_topic}.debezium",
+        "snapshot_mode": snapshot_mode,
+        "placement": placement(),
+        "routed": "(?<routedByValue>" + "|".join(re.escape(kind) for kind in aggregate_types) + ")",
+        "topic": config.kafka_topic,
+        "reason_header": REASON_HEADER,
+        "unrouted_reason": UNROUTED_REASON,
+        "dlq_topic": config.kafka_dlq_topic,
+        "unrouted_pattern": f"(?!{re.escape(config.kafka_topic)}$).*",
+    }
+    template = json.loads(CONNECTOR_FILE.read_text())
+    return {key: string.Template(value).substitute(values) for key, value in template.items()}
+
+
+# -- Connect's REST API ----------------------------------------------------------------------------
+
+def _rest(config: Config, method: str, path: str, body: dict[str, Any] | None = None,
+          timeout_s: float = REST_TIMEOUT_S) -> Any:
+    request = urllib.request.Request(connect_url(config) + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def connect_answers(config: Config) -> bool:
+    try:
+        _rest(config, "GET", "/")
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def apply_connector(config: Config, connector: dict[str, str]) -> None:
+    """Create the connector, or change its configuration to `connector` (PUT is both)."""
+    try:
+        _rest(config, "PUT", f"/connectors/{connector_name(config)}/config", connector,
+              timeout_s=APPLY_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"Kafka Connect refused the connector: {exc.code} "
+                           f"{exc.read().decode(errors='replace')[:2000]}") from None
+
+
+def connector_status(config: Config) -> dict[str, Any] | None:
+    """Connect's status of the connector (its state and its tasks'), None when Connect has no such one."""
+    try:
+        return _rest(config, "GET", f"/connectors/{connector_name(config)}/status")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def connector_state(config: Config) -> str:
+    """One word for `make ps`: RUNNING when the connector and its task run, else what is not (or DOWN)."""
+    try:
+        status = connector_status(config)
+    except (OSError, ValueError):
+        return "DOWN"
+    if status is None:
+        return "MISSING"
+    states = [status["connector"]["state"]] + [task["state"] for task in status.get("tasks", [])]
+    if not status.get("tasks"):
+        states.append("NO-TASK")
+    bad = [state for state in states if state != "RUNNING"]
+    return bad[0] if bad else "RUNNING"
+
+
+def wait_running(config: Config, timeout_s: float = 90.0) -> None:
+    """Until the connector and its task run; RuntimeError with the task's trace when one failed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status = connector_status(config)
+        except (OSError, ValueError):
+            status = None
+        if status is not None:
+            for task in status.get("tasks", []):
+                if task["state"] == "FAILED":
+                    raise RuntimeError(f"the connector's task failed: {task.get('trace', '')[:3000]}")
+            if connector_state(config) == "RUNNING":
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"connector {connector_name(config)} not running within {timeout_s:.0f} s: "
+                               f"{status}")
+        time.sleep(0.2)
+
+
+# -- the relay process under Debezium --------------------------------------------------------------
+
+class DebeziumHousekeeper(Relay):
+    """The relay process when Kafka Connect relays (see the top): no producer, no batches; the outbox's
+    partitions ahead, their retirement by Debezium's slot, and the backlog measured by it."""
+
+    mode = "debezium"
+
+    def __init__(self, engine: Engine, **kwargs: Any):
+        super().__init__(engine, None, "", **kwargs)
+        self.slot = engine_slot_name(engine, "debezium")
+        self._pending: Any = None  # the WAL head (lsn, at, xmin) the slot is to pass next
+        self._passed: partitions.RetireFence | None = None
+
+    def relay_batch(self) -> BatchResult:
+        return BatchResult(0, 0, 0)
+
+    def advance_fence(self) -> bool:
+        """When Debezium's slot has passed the head taken earlier, record that everything committed before
+        it was delivered (and use it as the default partition's fence); then take a new head. True when
+        the slot passed one."""
+        passed = False
+        if self._pending is not None and partitions.captured_past(self.engine, self.slot, self._pending.lsn):
+            self._passed = partitions.RetireFence(self._pending.lsn, int(self._pending.xmin))
+            with self.engine.begin() as conn:
+                conn.execute(CAUGHT_UP, {"slot": self.slot, "at": self._pending.at})
+            self._pending, passed = None, True
+        if self._pending is None:
+            with self.engine.connect() as conn:
+                self._pending = conn.execute(HEAD).one()
+        return passed
+
+    def _record_lag(self) -> None:
+        self.advance_fence()
+        lag_s, pending = outbox_lag(self.engine, self.mode)
+        status = capture_slot(self.engine, self.slot)
+        self.stats.record_lag(lag_s, pending, status.behind_bytes if status is not None else 0)
+
+    def _retire(self) -> None:
+        result = partitions.retire_captured(self.engine, self.retention_hours, self.slot, self._passed,
+                                            batch=PURGE_BATCH, max_batches=20,
+                                            stopping=lambda: self.shutting_down)
+        if result.default_deleted:
+            log.info("deleted %d captured events of the default partition older than %g h",
+                     result.default_deleted, self.retention_hours)

@@ -1,0 +1,123 @@
+"""Kafka Connect as a supervised program (RELAY_MODE=debezium): one standalone worker running Debezium's
+PostgreSQL connector with its Outbox Event Router (outbox_relay/debezium.py), and the step that applies the
+connector through Connect's REST API once the worker answers.
+
+Standalone: the source offsets live in a file of the worker's directory (`connect.offsets`); Debezium's
+position is also its replication slot's, so a worker started on an empty file resumes from the slot. The
+worker writes to no topic of its own (no config, offset or status topics), only the connector's. A
+standalone worker keeps no connector across a restart, so the stack's also gets the connector as a file
+on its command line (`connector.properties`): one the supervisor starts again relays again by itself; the
+REST call of `make up` then finds it applied (and updates it when the configuration changed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from app.core.config import Config
+from outbox_relay import debezium
+from scripts.stack.programs import PRIORITY, StackError, wait_for
+from scripts.stack.supervisor import ROOT, Policy, Program, Supervisor
+
+CONNECT_LIB = ROOT / ".cache" / "connect" / "lib"
+
+LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by scripts/stack. WARN, plus INFO for the worker's start and the connector's task. -->
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d{ISO8601}] %p %m (%c{1})%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="WARN"><AppenderRef ref="stdout"/></Root>
+    <Logger name="org.apache.kafka.connect.cli" level="INFO"/>
+    <Logger name="org.apache.kafka.connect.runtime.Connect" level="INFO"/>
+    <Logger name="io.debezium.connector.postgresql.PostgresConnectorTask" level="INFO"/>
+    <Logger name="io.debezium.connector.postgresql.PostgresStreamingChangeEventSource" level="INFO"/>
+  </Loggers>
+</Configuration>
+"""
+
+
+def worker_properties(config: Config, home: Path) -> str:
+    return (
+        "# Written by scripts/stack at every start; edits are overwritten.\n"
+        f"bootstrap.servers={config.kafka_bootstrap_servers}\n"
+        f"listeners=http://127.0.0.1:{config.connect_port}\n"
+        f"offset.storage.file.filename={home / 'connect.offsets'}\n"
+        f"offset.flush.interval.ms={debezium.OFFSET_FLUSH_MS}\n"
+        # Every plugin is on the classpath and has ServiceLoader manifests: no 20 s reflective scan.
+        "plugin.discovery=service_load\n"
+        "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
+        "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+        "value.converter.schemas.enable=false\n"
+        # The producer of every source task: acknowledged by every in-sync replica, in order per partition.
+        "producer.acks=all\n"
+        "producer.enable.idempotence=true\n"
+        "producer.compression.type=lz4\n"
+        "producer.linger.ms=2\n"
+    )
+
+
+def properties(values: dict[str, str]) -> str:
+    """`values` as a Java properties file (a backslash is an escape there: regexes keep theirs)."""
+    return "".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n" for key, value in values.items())
+
+
+def connect_program(
+    name: str, run_dir: Path, policy: Policy, config: Config, connector: dict[str, str] | None = None
+) -> Program:
+    """A standalone Connect worker in `run_dir`/NAME on CONNECT_PORT, against KAFKA_BOOTSTRAP_SERVERS; with
+    `connector` (outbox_relay.debezium.connector_config) it runs that connector from its start."""
+    if not (CONNECT_LIB / ".complete").exists():
+        raise StackError("Kafka Connect jars missing (run: scripts/deps.sh connect)")
+    if not shutil.which("java"):
+        raise StackError("java is not installed (run: scripts/deps.sh)")
+    home = run_dir / name
+    home.mkdir(parents=True, exist_ok=True)
+    props, log4j = home / "worker.properties", home / "log4j2.xml"
+    props.write_text(worker_properties(config, home))
+    log4j.write_text(LOG4J)
+    files = [str(props)]
+    if connector is not None:
+        connector_file = home / "connector.properties"
+        connector_file.write_text(properties({"name": debezium.connector_name(config), **connector}))
+        connector_file.chmod(0o600)  # the database's password
+        files.append(str(connector_file))
+    heap = os.environ.get("CONNECT_HEAP_OPTS", "-Xms256m -Xmx768m").split()
+    command = [
+        "java",
+        *heap,
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        "-Djava.net.preferIPv4Stack=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        str(CONNECT_LIB / "*"),
+        "org.apache.kafka.connect.cli.ConnectStandalone",
+        *files,
+    ]
+    return Program(
+        name, command, policy, stop_wait_s=30, priority=PRIORITY["connect"],
+        ports={config.connect_port: "CONNECT_PORT"},
+    )
+
+
+def apply_outbox_connector(
+    supervisor: Supervisor, name: str, config: Config, timeout_s: float = 120, **options: str
+) -> None:
+    """Once the worker `name` answers, create (or update) the outbox connector for `config` and wait until
+    it and its task run; `options` go to `debezium.connector_config`."""
+    from cache_worker.process import aggregate_types
+
+    wait_for(lambda: debezium.connect_answers(config), f"Kafka Connect on port {config.connect_port}",
+             supervisor, [name], timeout_s)
+    debezium.apply_connector(config, debezium.connector_config(config, aggregate_types(), **options))
+    try:
+        debezium.wait_running(config, timeout_s)
+    except RuntimeError as exc:
+        raise StackError(f"{exc}; {supervisor.run_dir / name}.log ends:\n"
+                         f"{supervisor.tail(supervisor.run_dir / f'{name}.log')}") from None

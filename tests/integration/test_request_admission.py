@@ -1,0 +1,89 @@
+"""Admitting a signed-in request (app/web/api/core.py `RouteDoc.admit`, lua/rate_limits_admit.lua): the
+address's budgets, the token's revocation and the user's budgets are one Redis round trip, and count
+what the `limits` library's calls one at a time counted: in that order, each spent only by a request
+that got past the ones before it, on the library's own keys."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from app import create_app
+from app.accounts.users import revoke_tokens
+from app.web.extensions import RUNTIME
+from tests.helpers import Api
+
+
+@pytest.fixture()
+def small(database, config):
+    """Budgets small enough to reach; each test counts against addresses and users of its own."""
+    return create_app(config.replace(rate_api_per_user="4/minute", rate_api_per_address="3/minute"))
+
+
+def _address() -> dict[str, str]:
+    return {"REMOTE_ADDR": f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.9"}
+
+
+def _get(app, path: str, token: str, address: dict[str, str]) -> int:
+    return app.test_client().get(path, headers={"Authorization": f"Bearer {token}"},
+                                 environ_base=address).status_code
+
+
+def _setup(app) -> tuple[str, str, str]:
+    """A player's token, their id and a session to read, made through `app` (the suite's budgets)."""
+    api = Api(app.test_client())
+    session = api.live_session(api.host())["id"]
+    player = api.guest()
+    return player.token, player.user_id, f"/api/v1/sessions/{session}"
+
+
+def test_a_signed_in_request_is_admitted_in_one_redis_round_trip(app, api: Api, monkeypatch):
+    host, player = api.host(), api.guest()
+    path = f"/api/v1/sessions/{api.live_session(host)['id']}"
+    api.get(path, token=player.token, expect=200)  # its token verified, its revocation instant cached
+    pool = app.extensions[RUNTIME].redis.connection_pool
+    taken, caller, get_connection = [], threading.get_ident(), pool.get_connection
+
+    def counted(*args, **kwargs):
+        if threading.get_ident() == caller:  # not a thread of the app's own
+            taken.append(args)
+        return get_connection(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", counted)
+    api.get(path, token=player.token, expect=200)
+    assert len(taken) == 1
+
+
+def test_a_users_budget_is_the_one_the_librarys_own_reads_see(app, small):
+    token, user, path = _setup(app)
+    budgets = small.extensions[RUNTIME].rate_limits
+    assert budgets.strategy.test(budgets.items["api_per_user"], "api_per_user", user)
+    assert [_get(small, path, token, _address()) for _ in range(5)] == [200, 200, 200, 200, 429]
+    assert not budgets.strategy.test(budgets.items["api_per_user"], "api_per_user", user)
+
+
+def test_a_request_its_address_refuses_spends_none_of_the_users_budget(app, small):
+    token, _, path = _setup(app)
+    crowded = _address()
+    assert [_get(small, path, token, crowded) for _ in range(4)] == [200, 200, 200, 429]
+    # The user spent 3 of 4 (the refused one counted against the address only): one more gets in.
+    assert [_get(small, path, token, _address()) for _ in range(2)] == [200, 429]
+
+
+def test_a_revoked_token_is_refused_at_once_and_spends_none_of_the_users_budget(app, small, engine,
+                                                                               redis_client):
+    token, user, path = _setup(app)
+    assert _get(small, path, token, _address()) == 200  # verified and cached; 1 of 4 spent
+    revoke_tokens(engine, redis_client, uuid.UUID(user))
+    assert [_get(small, path, token, _address()) for _ in range(3)] == [401, 401, 401]
+    budgets = small.extensions[RUNTIME].rate_limits
+    assert budgets.strategy.get_window_stats(budgets.items["api_per_user"], "api_per_user",
+                                             user).remaining == 3
+
+
+def test_a_bad_token_is_refused_after_its_address_budget_is_spent(app, small):
+    token, _, path = _setup(app)
+    address = _address()
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert [_get(small, path, forged, address) for _ in range(4)] == [401, 401, 401, 429]
