@@ -5,7 +5,8 @@
 #
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
 #                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files
-#   scripts/deps.sh cluster   the same, plus HAProxy (`make up-cluster`)
+#   scripts/deps.sh cluster   the same, plus HAProxy, Patroni and etcd (`make up-cluster`: its PostgreSQL
+#                             nodes under Patroni, etcd as Patroni's consensus store)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -115,13 +116,23 @@ deps_npm() {
     npm_ci "$ROOT/tests/e2e/axe" "axe-core for the browser tests"
 }
 
+deps_cluster() {
+    local missing=()
+    command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+    command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+    fi
+}
 
 main() {
     deps_system
     "$ROOT/scripts/venv.sh" ensure >/dev/null
     deps_kafka
     deps_npm
-    if [[ "${1:-}" == cluster ]] && ! command -v haproxy >/dev/null 2>&1; then apt_install haproxy; fi
+    if [[ "${1:-}" == cluster ]]; then deps_cluster; fi
 }
 
 main "$@"
