@@ -14,8 +14,8 @@ up:
 	$(DEPS)
 	$(STACK) up
 
-# The clustered topology (3 Kafka nodes, a Redis Cluster of 6, 2 webs behind HAProxy, 2 of each
-# consumer) on its own ports; see scripts/stack/cluster.py. `make down` stops it too.
+# The clustered topology (3 PostgreSQL nodes under Patroni with etcd, 3 Kafka nodes, a Redis Cluster
+# of 6, 2 webs behind HAProxy, 2 of each consumer) on its own ports; see scripts/stack/cluster.py. `make down` stops it too.
 up-cluster:
 	$(DEPS) cluster
 	$(STACK) cluster up
