@@ -363,6 +363,8 @@ class Cluster:
             CLUSTER_WEB_PORT=str(self.web_port),
             CLUSTER_KAFKA_PORT=str(self.kafka_port),
             CLUSTER_REDIS_PORT=str(self.redis_port),
+            CLUSTER_PG_PORT=str(self.layout.pg_port),
+            CLUSTER_ETCD_PORT=str(self.layout.etcd_port),
             CLUSTER_METRICS_PORT=str(self.metrics_port),
             CLUSTER_DATABASE=self.database,
         )

@@ -1,12 +1,16 @@
-"""The engines of the cluster that `make up-cluster` runs (scripts/stack/cluster.py): its Kafka nodes and
-Redis nodes, found through the cluster's supervisor (their Policy MANUAL: a crashed node stays down),
-crashed by SIGKILL and started again by `python -m scripts.stack cluster up`. Used by the fault tests
-(tests/cluster) and the chaos run on the cluster (tests/chaos/cluster.py)."""
+"""The engines of the cluster that `make up-cluster` runs (scripts/stack/cluster.py): its Kafka nodes,
+Redis nodes and PostgreSQL nodes under Patroni, found through the cluster's supervisor (their Policy
+MANUAL: a crashed node stays down), crashed by SIGKILL and started again by `python -m scripts.stack
+cluster up`. Used by the fault tests (tests/cluster) and the chaos run on the cluster
+(tests/chaos/cluster.py)."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,7 @@ class ClusterEngines:
     run_dir: Path
     kafka_port: int
     redis_port: int
+    pg_port: int
 
     @property
     def supervisor(self) -> Supervisor:
@@ -73,8 +78,34 @@ class ClusterEngines:
         raise RuntimeError("no Redis node of the cluster is running")
 
 
+    def postgres_members(self) -> dict[str, dict]:
+        """Patroni's members (name -> its /cluster entry: role, state, timeline) as the first node that
+        answers sees them; {} when none answers."""
+        for i in (1, 2, 3):
+            url = f"http://127.0.0.1:{self.pg_port + 2 * i}/cluster"  # node N's REST API: PG_PORT + 2N
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return {m["name"]: m for m in json.load(response).get("members", [])}
+            except (OSError, ValueError):
+                continue
+        return {}
+
+    def postgres_leader(self) -> str | None:
+        """The running leader Patroni names (pg-N), None while there is none."""
+        return next((name for name, m in self.postgres_members().items()
+                     if m["role"] == "leader" and m["state"] == "running"), None)
+
+    def crash_postgres(self, name: str) -> None:
+        """SIGKILL node `name`'s Patroni and its PostgreSQL together (the postmaster runs in a session of
+        its own; killed alone, Patroni would restart it in place). Its backends exit on their
+        postmaster's death."""
+        postmaster = int((self.run_dir / name / "data" / "postmaster.pid").read_text().split()[0])
+        self.supervisor.kill(name, group=True)
+        os.kill(postmaster, signal.SIGKILL)
+
+
 def from_environment() -> ClusterEngines:
     """The engines named by what `make test-cluster` and `make chaos-cluster` export
     (scripts/stack/cluster.py)."""
     return ClusterEngines(Path(os.environ["CLUSTER_RUN_DIR"]), int(os.environ["CLUSTER_KAFKA_PORT"]),
-                          int(os.environ["CLUSTER_REDIS_PORT"]))
+                          int(os.environ["CLUSTER_REDIS_PORT"]), int(os.environ["CLUSTER_PG_PORT"]))
