@@ -90,6 +90,10 @@ class ClusterEngines:
                 continue
         return {}
 
+    def postgres_port(self, name: str) -> int:
+        """Node pg-N's PostgreSQL port: PG_PORT + 2N - 1 (scripts/stack/patroni.py Layout)."""
+        return self.pg_port + 2 * int(name.rpartition("-")[2]) - 1
+
     def postgres_leader(self) -> str | None:
         """The running leader Patroni names (pg-N), None while there is none."""
         return next((name for name, m in self.postgres_members().items()

@@ -24,11 +24,11 @@ FAILOVER_S = 30 + 10 + 2 + 60
 
 class Prober:
     """Writes a row a time through pg-lb on a connection of its own (reconnecting after any error) and
-    keeps each acknowledged row's id and the moment it was acknowledged."""
+    keeps each acknowledged row's id, the moment it was acknowledged and the port of the node that did."""
 
     def __init__(self, conninfo: str, table: str) -> None:
         self.conninfo, self.table = conninfo, table
-        self.acknowledged: list[tuple[float, str]] = []
+        self.acknowledged: list[tuple[float, str, int]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -38,14 +38,16 @@ class Prober:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2) as conn:
                     while not self.stop.is_set():
                         row = str(uuid.uuid4())
-                        conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (row,))
-                        self.acknowledged.append((time.monotonic(), row))
+                        port = conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s) "
+                                            "RETURNING inet_server_port()", (row,)).fetchone()[0]
+                        self.acknowledged.append((time.monotonic(), row, port))
                         time.sleep(0.02)
             except psycopg.Error:
                 time.sleep(0.1)
 
-    def acknowledged_after(self, moment: float) -> float | None:
-        return next((at for at, _ in self.acknowledged if at > moment), None)
+    def acknowledged_by(self, port: int) -> float | None:
+        """When the first write acknowledged by the node on `port` was."""
+        return next((at for at, _, by in self.acknowledged if by == port), None)
 
 
 def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing_acknowledged_is_lost(
@@ -64,13 +66,13 @@ def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing
     try:
         with playing(games):
             wait_until(lambda: all(g.played >= 2 for g in games), "the games did not play 2 questions")
-            killed_at = time.monotonic()
             engines.crash_postgres(leader)
+            killed_at = time.monotonic()
             # Only the synchronous standby holds every acknowledged commit: it is the one promoted.
             wait_until(lambda: engines.postgres_leader() == standby,
                        f"{standby} did not take over from {leader}", timeout_s=FAILOVER_S)
-            first = wait_until(lambda: prober.acknowledged_after(killed_at),
-                               "no write acknowledged through pg-lb after the kill", timeout_s=FAILOVER_S)
+            first = wait_until(lambda: prober.acknowledged_by(engines.postgres_port(standby)),
+                               f"no write acknowledged by {standby} through pg-lb", timeout_s=FAILOVER_S)
             played = [g.played for g in games]
             wait_until(lambda: all(g.played >= p + 2 for g, p in zip(games, played)),
                        "the games did not play 2 more questions after the failover")
@@ -84,7 +86,7 @@ def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing
     with psycopg.connect(conninfo, autocommit=True) as conn:
         stored = {str(row[0]) for row in conn.execute(f"SELECT id FROM {table}")}
         conn.execute(f"DROP TABLE {table}")
-    acknowledged = {row for _, row in prober.acknowledged}
+    acknowledged = {row for _, row, _ in prober.acknowledged}
     assert acknowledged and acknowledged - stored == set()
     wait_published(engine, games, stack.config.relay_mode)
     wait_caught_up(stack.config)
