@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from scripts.stack.engines import KafkaNode, form_redis_cluster, kafka_ready, redis, redis_ready
 from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
-from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, PatroniTier
+from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, PatroniTier, patroni_config
 from scripts.stack.programs import APPS, StackError, app, balancer, wait_for, wait_http
 from scripts.stack.single import STACK_DIR, Single, check_ports, logs, ps_lines, say, secret_key
 from scripts.stack.supervisor import APP, LIVE, MANUAL, ROOT, Supervisor
@@ -149,6 +149,7 @@ class Cluster:
             self.supervisor.start(program.name, wait=False)
         leader, standby = tier.wait_leader(self.supervisor)
         say(f"patroni: {leader} leads, {standby} is its synchronous standby")
+        tier.apply_dynamic(patroni_config(self.layout, "pg-1", CLUSTER_DIR / "pg-1", tier.secrets))
         pg = self.single.postgres
         tier.roles(pg.user, pg.password, self.database)
 

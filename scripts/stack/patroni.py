@@ -48,6 +48,10 @@ PG_PARAMETERS = {
     "hot_standby": "on",
     "synchronous_commit": "on",
 }
+# Patroni drops every replication slot it does not manage (on the leader too, whenever it re-reads
+# them: after a start, a promotion); the relay's logical slots (outbox_relay_<database>, made by the
+# relay, read by SQL between which they are inactive) are the relay's own: Patroni leaves them alone.
+IGNORE_SLOTS = [{"type": "logical", "plugin": "pgoutput"}]
 # Per node (each of 3 nodes on one machine: smaller buffers than the single stack's server).
 PG_LOCAL = {
     "shared_buffers": "128MB",
@@ -139,6 +143,7 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
                 "synchronous_mode_strict": False,
                 "synchronous_node_count": 1,
                 "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": PG_PARAMETERS},
+                "ignore_slots": IGNORE_SLOTS,
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}],
         },
@@ -254,6 +259,20 @@ class PatroniTier:
                  every_s=0.5)
         found = roles()
         return found["leader"], found["sync_standby"]
+
+    def apply_dynamic(self, config: dict) -> None:
+        """The cluster-wide part of `config` (bootstrap.dcs: written to etcd only when the cluster is
+        made) on the running cluster, so a change of it reaches a cluster made before (PATCH /config)."""
+        body = json.dumps(config["bootstrap"]["dcs"]).encode()
+        for name in PG_NODES:
+            request = urllib.request.Request(f"http://127.0.0.1:{self.layout.api(name)}/config", data=body,
+                                             method="PATCH", headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5):
+                    return
+            except OSError:
+                continue
+        raise StackError("no Patroni node took the cluster's configuration (PATCH /config)")
 
     def psql_leader(self, sql: str, **variables: str) -> subprocess.CompletedProcess:
         """`sql` as the superuser through pg-lb (the leader)."""

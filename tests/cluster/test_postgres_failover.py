@@ -13,6 +13,7 @@ import uuid
 
 import psycopg
 
+from app.core.outbox import engine_slot_name
 from tests.cluster.audit import recorded_once, wait_boards_equal, wait_caught_up, wait_published
 from tests.cluster.game import Game, playing
 from tests.helpers import wait_until
@@ -50,6 +51,12 @@ class Prober:
         return next((at for at, _, by in self.acknowledged if by == port), None)
 
 
+def slots_dropped(engines, slot: str) -> int:
+    """How many times the cluster's Patroni nodes dropped replication slot `slot` (their logs)."""
+    line = f"Dropped unknown replication slot '{slot}'"
+    return sum(path.read_text(errors="replace").count(line) for path in engines.run_dir.glob("pg-*.log"))
+
+
 def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing_acknowledged_is_lost(
         stack, engine, redis_client, engines):
     leader = engines.postgres_leader()
@@ -61,6 +68,8 @@ def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY)")
     prober = Prober(conninfo, table)
+    slot = engine_slot_name(engine)
+    dropped = slots_dropped(engines, slot)
     games = [Game(stack.base_url) for _ in range(2)]
     prober.thread.start()
     try:
@@ -93,3 +102,5 @@ def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing
     for game in games:
         recorded_once(engine, game)
     wait_boards_equal(engine, redis_client, games)
+    # The relay's slot is its own: Patroni (which drops the slots it does not manage) left it alone.
+    assert slots_dropped(engines, slot) == dropped

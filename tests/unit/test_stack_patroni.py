@@ -48,6 +48,8 @@ def test_each_node_is_a_synchronous_member_of_one_cluster_on_the_three_etcd_memb
         assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]  # Patroni's own rule
         assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"  # the relay's slot
         assert dcs["postgresql"]["parameters"]["synchronous_commit"] == "on"
+        # Patroni would drop the relay's slots (it drops every slot it does not manage, on the leader too).
+        assert {"type": "logical", "plugin": "pgoutput"} in dcs["ignore_slots"]
         pg = config["postgresql"]
         assert not [line for line in pg["pg_hba"] if line.endswith("trust")]
         assert pg["authentication"]["replication"] == {"username": "replicator", "password": "r" * 20}
