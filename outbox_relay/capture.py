@@ -78,9 +78,12 @@ CAUGHT_UP_EVERY_S = 1.0
 # Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
 STREAM_ROWS = 2000
 
-_HEAD = text("""
-    SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
-           pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
+# The oldest transaction still running, read before the WAL position (_HEAD): a transaction below it
+# had ended before that position was read, and its commit record is at or before it (a commit is
+# flushed before the transaction leaves the process array). The pair is the relay's fence: the
+# partitions' retirement and, recorded in outbox_capture, the republish after a failover.
+_OLDEST_RUNNING = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+_HEAD = text("SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at")
 _PEEK = text(f"""
     SELECT data FROM pg_logical_slot_peek_binary_changes(
         :slot, NULL, :limit, 'proto_version', '1', 'publication_names', '{CAPTURE_PUBLICATION}')""")
@@ -93,9 +96,10 @@ _SLOT_ROW = text("""
 _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 _CAUGHT_UP = text("""
-    INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
+    INSERT INTO outbox_capture (slot_name, caught_up_at, caught_up_xmin) VALUES (:slot, :at, :xmin)
     ON CONFLICT (slot_name) DO UPDATE
-    SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
+    SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at),
+        caught_up_xmin = GREATEST(outbox_capture.caught_up_xmin, EXCLUDED.caught_up_xmin)""")
 
 
 class CaptureUnavailable(RuntimeError):
@@ -194,7 +198,8 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
+            conn.execute(_CAUGHT_UP,
+                         {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC), "xmin": None})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 
@@ -217,6 +222,7 @@ class WalRelay(PollRelay):
                 if not self._slot_checked:
                     return BatchResult(0, 0, 0)
             with conn.begin():
+                oldest_running = int(conn.execute(_OLDEST_RUNNING).scalar_one())
                 head = conn.execute(_HEAD).one()
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
                                     execution_options={"stream_results": True,
@@ -256,14 +262,15 @@ class WalRelay(PollRelay):
                 self._confirmed = target
             self._captured_unrecorded |= bool(transactions)
             if caught_up:
-                self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
+                self._fence = partitions.RetireFence(head.lsn, oldest_running)
                 now = time.monotonic()
                 # Only once something was captured since the last record (else the backlog it implies is
                 # unchanged), and while events flow at most every CAUGHT_UP_EVERY_S; idle, at once.
                 if self._captured_unrecorded and (not transactions
                                                   or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
                     with conn.begin():
-                        conn.execute(_CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                        conn.execute(_CAUGHT_UP,
+                                     {"slot": self.slot, "at": head.at, "xmin": oldest_running})
                     self._last_caught_up = now
                     self._captured_unrecorded = False
         except (DBAPIError, SQLAlchemyError):

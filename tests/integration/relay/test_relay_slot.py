@@ -139,6 +139,26 @@ def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay
 
 
 @WAL
+def test_the_caught_up_record_keeps_a_transaction_open_meanwhile_at_or_above_its_fence(relay_config, engine):
+    """The fence a promoted standby's relay republishes from (outbox_capture.caught_up_xmin, replicated):
+    a transaction still running when the relay caught up is never below it, however long it runs."""
+    relay = wal_relay(relay_config, engine)
+    try:
+        drain(relay)
+        with engine.connect() as open_transaction:
+            running = int(open_transaction.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
+            insert_events(engine, 10)
+            drain(relay)
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT caught_up_xmin FROM outbox_capture WHERE slot_name = :s"),
+                                   {"s": engine_slot_name(engine)}).one()
+            open_transaction.rollback()
+    finally:
+        relay.close()
+    assert row.caught_up_xmin is not None and row.caught_up_xmin <= running
+
+
+@WAL
 def test_the_backlog_of_wal_mode_is_what_committed_since_the_relay_last_caught_up(relay_config, engine):
     config = relay_config
     relay = wal_relay(config, engine)

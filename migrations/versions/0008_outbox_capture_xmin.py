@@ -1,0 +1,27 @@
+"""The relay's caught-up record gains its transaction fence: `outbox_capture.caught_up_xmin`.
+
+The oldest transaction id (xid8) still running when the relay had read its slot to the end: every
+transaction below it had ended by then, so its events are in Kafka. The row is replicated like any
+other, so a promoted standby knows which rows a new slot cannot prove were published (those inserted by
+a transaction at or above the fence) without a bound on transactions' length (docs/architecture.md,
+"The relay across a PostgreSQL failover"). NULL until the relay first records it.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-06
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("outbox_capture", sa.Column("caught_up_xmin", sa.BigInteger(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("outbox_capture", "caught_up_xmin")
