@@ -95,6 +95,13 @@ _SLOT_ROW = text("""
     FROM pg_replication_slots WHERE slot_name = :slot""")
 _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
+# No slot but a capture row (replicated; the slot is not): a promoted standby. Its fence is kept as the
+# republish's, until the republish is done.
+_FENCE_TO_REPUBLISH = text("""
+    UPDATE outbox_capture SET republish_from = COALESCE(republish_from, caught_up_xmin)
+    WHERE slot_name = :slot AND caught_up_xmin IS NOT NULL RETURNING republish_from""")
+_REPUBLISHED = text("UPDATE outbox_capture SET republish_from = NULL WHERE slot_name = :slot")
+_REPUBLISH_FROM = text("SELECT republish_from FROM outbox_capture WHERE slot_name = :slot")
 _CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at, caught_up_xmin) VALUES (:slot, :at, :xmin)
     ON CONFLICT (slot_name) DO UPDATE
@@ -154,7 +161,12 @@ class WalRelay(PollRelay):
         created = False
         if row is None:
             check_capture_possible(conn)
-            conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
+            fence = conn.execute(_FENCE_TO_REPUBLISH, {"slot": self.slot}).scalar_one_or_none()
+            if fence is None:
+                conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
+            else:
+                log.warning("no replication slot %s but its capture row (a new PostgreSQL leader): "
+                            "republishing the events from transaction %s on", self.slot, fence)
             conn.commit()
             try:
                 conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
@@ -176,6 +188,10 @@ class WalRelay(PollRelay):
         conn.commit()
         if not backfilled and not self._backfill(conn):
             return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
+        fence = conn.execute(_REPUBLISH_FROM, {"slot": self.slot}).scalar_one_or_none()
+        conn.commit()
+        if fence is not None and not self._republish(conn, fence):
+            return created
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
         return created
@@ -201,6 +217,31 @@ class WalRelay(PollRelay):
             conn.execute(_CAUGHT_UP,
                          {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC), "xmin": None})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
+        return True
+
+    def _republish(self, conn: Connection, fence: int) -> bool:
+        """After a failover: publish the rows inserted by a transaction at or above `fence` (the last
+        caught-up record's oldest running one), the polling way, marking them, and count them
+        (`relay_failover_republished_total`); rows the new slot decodes too go out twice, same id.
+        False when stopped before the end (the next start resumes from the same fence)."""
+        total = 0
+        self.claim_fence = fence
+        try:
+            while True:
+                result = super().relay_batch()
+                total += result.published
+                if result.failed:
+                    raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "republish deliveries failed"))
+                if not result.claimed:
+                    break
+                if self.shutting_down:
+                    return False
+        finally:
+            self.claim_fence = None
+            self.stats.record_failover_republished(total)
+        with conn.begin():
+            conn.execute(_REPUBLISHED, {"slot": self.slot})
+        log.warning("republished %d events of slot %s from transaction %s on", total, self.slot, fence)
         return True
 
     def _drop_connection(self) -> None:

@@ -23,6 +23,12 @@ class RelayMetrics:
         self.wal_behind = Gauge("relay_wal_behind_bytes",
                                 "WAL between the server's position and the slot's confirmed one (wal mode)",
                                 registry=self.registry)
+        self.republished = Counter("relay_failover_republished",
+                                   "Events republished on a PostgreSQL leader that had no slot (wal mode)",
+                                   registry=self.registry)
+
+    def failover_republished(self, count: int) -> None:
+        self.republished.inc(count)
 
     def batch(self, claimed: int, published: int) -> None:
         self.batch_size.observe(claimed)

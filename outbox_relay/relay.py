@@ -80,6 +80,7 @@ class RelayStats:
     unpublished: int = 0
     wal_behind_bytes: int = 0  # wal mode: WAL between the server's position and the slot's confirmed one
     is_leader: bool = False
+    failover_republished_total: int = 0  # wal mode: events republished on a new leader without the slot
     observers: list[Any] = field(default_factory=list)
 
     def record_batch(self, claimed: int, published: int) -> None:
@@ -87,6 +88,11 @@ class RelayStats:
         self.published_total += published
         for observer in self.observers:
             observer.batch(claimed, published)
+
+    def record_failover_republished(self, count: int) -> None:
+        self.failover_republished_total += count
+        for observer in self.observers:
+            observer.failover_republished(count)
 
     def record_lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes

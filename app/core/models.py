@@ -74,3 +74,5 @@ class OutboxCapture(Base):
     caught_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     # The oldest transaction (xid8) running at that instant: every one below it had ended (migration 0008).
     caught_up_xmin: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # That fence, copied by a relay that found no slot (a failover) until it has republished from it.
+    republish_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -1,10 +1,13 @@
-"""The relay's caught-up record gains its transaction fence: `outbox_capture.caught_up_xmin`.
+"""The relay's caught-up record gains its transaction fence: `outbox_capture.caught_up_xmin`, and
+`republish_from`, the fence of a republish after a failover still to finish.
 
 The oldest transaction id (xid8) still running when the relay had read its slot to the end: every
 transaction below it had ended by then, so its events are in Kafka. The row is replicated like any
 other, so a promoted standby knows which rows a new slot cannot prove were published (those inserted by
 a transaction at or above the fence) without a bound on transactions' length (docs/architecture.md,
-"The relay across a PostgreSQL failover"). NULL until the relay first records it.
+"The relay across a PostgreSQL failover"). NULL until the relay first records it. A relay that finds
+the capture row but no slot (a promoted standby) copies the fence into `republish_from` before it makes
+the slot, and clears it once the rows from the fence on are republished: a crash resumes it.
 
 Revision ID: 0008
 Revises: 0007
@@ -21,7 +24,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("outbox_capture", sa.Column("caught_up_xmin", sa.BigInteger(), nullable=True))
+    op.add_column("outbox_capture", sa.Column("republish_from", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("outbox_capture", "republish_from")
     op.drop_column("outbox_capture", "caught_up_xmin")

@@ -159,6 +159,42 @@ def test_the_caught_up_record_keeps_a_transaction_open_meanwhile_at_or_above_its
 
 
 @WAL
+def test_a_leader_without_the_slot_republishes_only_from_the_replicated_fence(relay_config, engine):
+    """A promoted standby has the capture row (replicated) but not the slot (PostgreSQL 15): the relay
+    makes the slot and republishes the rows inserted from the last caught-up record's fence on, not
+    every retained row, and counts them."""
+    config = relay_config
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+        before = insert_events(engine, 50)
+        drain(relay)  # caught up: its record and fence are past these
+        after = insert_events(engine, 30)  # committed after the last caught-up record
+    finally:
+        relay.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+        fence = conn.execute(text("SELECT caught_up_xmin FROM outbox_capture WHERE slot_name = :s"),
+                             {"s": engine_slot_name(engine)}).scalar_one()
+        window = set(map(str, conn.execute(text(
+            "SELECT id FROM events WHERE published_at IS NULL AND "
+            "age(xmin) <= age(CAST(CAST(CAST(:f AS bigint) % 4294967296 AS text) AS xid))"),
+            {"f": fence}).scalars()))
+    # The rows from the fence on: those committed after the caught-up record (and those of any transaction
+    # that was still running then, on this server: none when nothing else writes).
+    assert set(after) <= window
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+    finally:
+        relay.close()
+    assert relay.stats.failover_republished_total == len(window)
+    assert capture_slot(engine) is not None
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(len(found[e]) >= 1 for e in before + after)
+
+
+@WAL
 def test_the_backlog_of_wal_mode_is_what_committed_since_the_relay_last_caught_up(relay_config, engine):
     config = relay_config
     relay = wal_relay(config, engine)
