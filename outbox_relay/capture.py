@@ -100,8 +100,15 @@ _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 _FENCE_TO_REPUBLISH = text("""
     UPDATE outbox_capture SET republish_from = COALESCE(republish_from, caught_up_xmin)
     WHERE slot_name = :slot AND caught_up_xmin IS NOT NULL RETURNING republish_from""")
-_REPUBLISHED = text("UPDATE outbox_capture SET republish_from = NULL WHERE slot_name = :slot")
-_REPUBLISH_FROM = text("SELECT republish_from FROM outbox_capture WHERE slot_name = :slot")
+_REPUBLISHED = text(
+    "UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL WHERE slot_name = :slot")
+# Once the slot exists: the first transaction id not given out yet. A transaction from it on commits after
+# the slot's consistent point, so the slot decodes it; the republish stops below it.
+_REPUBLISH_WINDOW = text("""
+    UPDATE outbox_capture
+    SET republish_until = COALESCE(republish_until, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+    WHERE slot_name = :slot AND republish_from IS NOT NULL
+    RETURNING republish_from, republish_until""")
 _CAUGHT_UP = text("""
     INSERT INTO outbox_capture (slot_name, caught_up_at, caught_up_xmin) VALUES (:slot, :at, :xmin)
     ON CONFLICT (slot_name) DO UPDATE
@@ -188,9 +195,9 @@ class WalRelay(PollRelay):
         conn.commit()
         if not backfilled and not self._backfill(conn):
             return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
-        fence = conn.execute(_REPUBLISH_FROM, {"slot": self.slot}).scalar_one_or_none()
+        window = conn.execute(_REPUBLISH_WINDOW, {"slot": self.slot}).one_or_none()
         conn.commit()
-        if fence is not None and not self._republish(conn, fence):
+        if window is not None and not self._republish(conn, window.republish_from, window.republish_until):
             return created
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
@@ -219,13 +226,14 @@ class WalRelay(PollRelay):
         log.info("backfill of slot %s done: %d events published", self.slot, total)
         return True
 
-    def _republish(self, conn: Connection, fence: int) -> bool:
+    def _republish(self, conn: Connection, fence: int, until: int) -> bool:
         """After a failover: publish the rows inserted by a transaction at or above `fence` (the last
-        caught-up record's oldest running one), the polling way, marking them, and count them
+        caught-up record's oldest running one) and below `until` (the slot decodes those from it on),
+        the polling way, marking them, and count them
         (`relay_failover_republished_total`); rows the new slot decodes too go out twice, same id.
         False when stopped before the end (the next start resumes from the same fence)."""
         total = 0
-        self.claim_fence = fence
+        self.claim_fence = (fence, until)
         try:
             while True:
                 result = super().relay_batch()

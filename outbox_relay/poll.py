@@ -42,6 +42,7 @@ _CLAIM_FROM_FENCE = text("""
     FROM events
     WHERE published_at IS NULL
       AND age(xmin) <= age(CAST(CAST(CAST(:fence AS bigint) % 4294967296 AS text) AS xid))
+      AND age(xmin) > age(CAST(CAST(CAST(:until AS bigint) % 4294967296 AS text) AS xid))
     ORDER BY created_at, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED""")
@@ -81,7 +82,8 @@ class PollRelay(Relay):
         super().__init__(*args, **kwargs)
         # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
         self._delivered_unmarked: list[tuple[Any, Any]] = []
-        self.claim_fence: int | None = None  # set: claim only the rows from this fence on (capture.py)
+        # Set: claim only the rows of the transactions from the first id up to the second (capture.py).
+        self.claim_fence: tuple[int, int] | None = None
 
     def relay_batch(self) -> BatchResult:
         """Claim, produce and mark one batch. Raises on PostgreSQL errors (nothing is marked then)."""
@@ -95,8 +97,9 @@ class PollRelay(Relay):
                 if self.claim_fence is None:
                     rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
                 else:
+                    fence, until = self.claim_fence
                     rows = conn.execute(_CLAIM_FROM_FENCE,
-                                        {"limit": self.batch_size, "fence": self.claim_fence}).all()
+                                        {"limit": self.batch_size, "fence": fence, "until": until}).all()
                 if not rows:
                     return BatchResult(0, 0, 0)
                 delivered, failed = self._produce(map(outgoing_of_row, rows))

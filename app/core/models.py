@@ -76,3 +76,5 @@ class OutboxCapture(Base):
     caught_up_xmin: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # That fence, copied by a relay that found no slot (a failover) until it has republished from it.
     republish_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The first transaction id not given out once the new slot existed: the slot decodes those from it on.
+    republish_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -7,7 +7,9 @@ other, so a promoted standby knows which rows a new slot cannot prove were publi
 a transaction at or above the fence) without a bound on transactions' length (docs/architecture.md,
 "The relay across a PostgreSQL failover"). NULL until the relay first records it. A relay that finds
 the capture row but no slot (a promoted standby) copies the fence into `republish_from` before it makes
-the slot, and clears it once the rows from the fence on are republished: a crash resumes it.
+the slot, then `republish_until`, the first transaction id not yet given out once the slot exists (a
+transaction from it on commits after the slot's consistent point: the slot decodes it), and clears both
+once the rows between are republished: a crash resumes it.
 
 Revision ID: 0008
 Revises: 0007
@@ -25,8 +27,10 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("outbox_capture", sa.Column("caught_up_xmin", sa.BigInteger(), nullable=True))
     op.add_column("outbox_capture", sa.Column("republish_from", sa.BigInteger(), nullable=True))
+    op.add_column("outbox_capture", sa.Column("republish_until", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("outbox_capture", "republish_until")
     op.drop_column("outbox_capture", "republish_from")
     op.drop_column("outbox_capture", "caught_up_xmin")
