@@ -27,7 +27,7 @@ from app.core.config import Config, load_config
 from app.core.db import get_engine
 from app.core.kafka import broker_answers, ensure_topics
 from app.core.outbox import drop_slots_of_database
-from tests.helpers import CLUSTER, Api, drop_prefix_keys
+from tests.helpers import CLUSTER, Api, drop_prefix_keys, drop_run_topics
 
 # Each developer running tests beside others can pick a database of their own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE", "quiz_test")
@@ -170,11 +170,13 @@ def redis_client(config: Config):
 
 
 @pytest.fixture(scope="session")
-def kafka_topics(config: Config) -> Config:
+def kafka_topics(config: Config):
+    """This run's topics (test.<run>.*), deleted with any other of the run's at its end."""
     if not broker_answers(config, timeout_s=10):
         service_unreachable("Kafka", RuntimeError(config.kafka_bootstrap_servers))
     ensure_topics(config)
-    return config
+    yield config
+    drop_run_topics(config, f"test.{TEST_RUN}.")
 
 
 @pytest.fixture(scope="session")

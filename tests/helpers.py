@@ -176,6 +176,27 @@ def fragment_bomb(n: int, selection: str = "__typename", on: str = "Query", oper
     return f"{operation} Q {{ ...F0 }} " + " ".join(chain + [f"fragment F{n} on {on} {{ {selection} }}"])
 
 
+def drop_run_topics(config, prefix: str) -> list[str]:
+    """Delete the Kafka topics whose names start with `prefix` (a test run's `test.<run>.`), and no
+    other: a broker that every run leaves its topics on keeps each partition's files open, and a
+    developer's `make up` broker runs out of file descriptors after a few hundred runs."""
+    from confluent_kafka import KafkaException
+
+    from app.core.kafka import make_admin
+
+    if not prefix.startswith("test."):
+        raise RuntimeError(f"refusing to delete topics outside a test run: {prefix!r}")
+    admin = make_admin(config)
+    names = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result()
+            except KafkaException:  # deleted meanwhile, or the broker is going: nothing more to do
+                pass
+    return names
+
+
 def drop_prefix_keys(client) -> int:
     """Delete every key of this process's REDIS_KEY_PREFIX (SCAN MATCH <prefix>* + UNLINK), and no other:
     what a test suite does instead of FLUSHDB, so others sharing the Redis or cluster are left alone."""
