@@ -27,6 +27,13 @@ class RelayMetrics:
                                    "Events republished on a PostgreSQL leader that had no slot (wal mode)",
                                    registry=self.registry)
 
+        self.leader_unavailable = Gauge("relay_leader_unavailable",
+                                        "1 while the relay reaches no PostgreSQL leader (it backs off and "
+                                        "retries), 0 once one answers", registry=self.registry)
+
+    def leader(self, unavailable: bool) -> None:
+        self.leader_unavailable.set(int(unavailable))
+
     def failover_republished(self, count: int) -> None:
         self.republished.inc(count)
 
