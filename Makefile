@@ -8,7 +8,7 @@ DEPS := scripts/deps.sh
 PY := .venv/bin/python
 STACK := $(PY) -m scripts.stack
 
-.PHONY: up up-cluster down ps logs services lint test test-cluster test-unit bench chaos chaos-cluster feed lock clean
+.PHONY: up up-cluster down down-cluster ps logs services lint test test-cluster test-unit bench chaos chaos-cluster feed lock clean
 
 up:
 	$(DEPS)
@@ -19,6 +19,10 @@ up:
 up-cluster:
 	$(DEPS) cluster
 	$(STACK) cluster up
+
+# The cluster alone (the single stack keeps running).
+down-cluster:
+	$(STACK) cluster down
 
 down:
 	$(STACK) cluster down

@@ -5,7 +5,7 @@
 #
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
 #                             the Kafka jars into .cache/kafka/lib (Maven Central), npm ci of both lock files
-#   scripts/deps.sh cluster   the same, plus HAProxy, Patroni and etcd (`make up-cluster`: its PostgreSQL
+#   scripts/deps.sh cluster   the same, plus HAProxy, Patroni, etcd and nftables (`make up-cluster`: its PostgreSQL
 #                             nodes under Patroni, etcd as Patroni's consensus store)
 set -euo pipefail
 
@@ -122,6 +122,8 @@ deps_cluster() {
     command -v patroni >/dev/null 2>&1 || missing+=(patroni)
     command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
     command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+    # The partition test cuts a PostgreSQL node's loopback address off with a firewall rule.
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt_install "${missing[@]}"
     fi

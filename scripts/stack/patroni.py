@@ -18,6 +18,12 @@ defaults ttl 30, loop_wait 10, retry_timeout 10 (loop_wait + 2 * retry_timeout <
 cannot reach etcd for 10 s keeps its role, and a dead leader is replaced within ttl + loop_wait (~40 s
 at worst).
 
+Addresses: each node listens on a loopback address of its own, 127.0.1.N (Linux routes all of 127/8
+to lo, so nothing is configured for it), and reaches etcd there too (every etcd member also listens on
+each node's address), so all of a node's traffic, in and out, carries its address and one firewall
+rule on it cuts the node off from etcd, its replicas, pg-lb and the clients (the partition test,
+tests/cluster/partition.py). The other programs stay on 127.0.0.1.
+
 Written by scripts/stack at every start; the configuration files are JSON, which YAML reads as is.
 """
 
@@ -70,6 +76,11 @@ def _index(name: str) -> int:
     return int(name.rsplit("-", 1)[1])
 
 
+def node_host(name: str) -> str:
+    """Node pg-N's loopback address of its own: 127.0.1.N."""
+    return f"127.0.1.{_index(name)}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """The tier's ports. CLUSTER_PG_PORT: HAProxy, then node N's PostgreSQL at PG_PORT + 2N - 1 and its
@@ -100,17 +111,20 @@ class Layout:
         ports["pg-lb"] = {self.pg_port: "CLUSTER_PG_PORT"}
         return ports
 
-    def etcd_hosts(self) -> str:
-        return ",".join(f"127.0.0.1:{self.etcd_client(name)}" for name in ETCD_NODES)
+    def etcd_hosts(self, host: str = "127.0.0.1") -> str:
+        """The etcd members' client endpoints on `host` (a node's own address: each member listens there)."""
+        return ",".join(f"{host}:{self.etcd_client(name)}" for name in ETCD_NODES)
 
 
 def etcd_command(layout: Layout, name: str, data: Path) -> list[str]:
     """etcd member `name` of the 3-member cluster, its data in `data`."""
     peers = ",".join(f"{n}=http://127.0.0.1:{layout.etcd_peer(n)}" for n in ETCD_NODES)
     client, peer = f"http://127.0.0.1:{layout.etcd_client(name)}", f"http://127.0.0.1:{layout.etcd_peer(name)}"
+    # Also on each node's address: a node reaches etcd from its own (its cut cuts that too).
+    listen = ",".join([client] + [f"http://{node_host(n)}:{layout.etcd_client(name)}" for n in PG_NODES])
     return [
         "etcd", "--name", name, "--data-dir", str(data),
-        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-client-urls", listen, "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", peers, "--initial-cluster-token", f"{SCOPE}-etcd",
         "--initial-cluster-state", "new",
@@ -123,16 +137,17 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
     """Patroni's configuration of node `name` (files under `home`); `secrets`: the passwords of the
     `postgres` superuser and the `replicator` role."""
     auth = "scram-sha-256"
+    host = node_host(name)
     return {
         "scope": SCOPE,
         "namespace": "/service/",
         "name": name,
         "log": {"level": "INFO"},
         "restapi": {
-            "listen": f"127.0.0.1:{layout.api(name)}",
-            "connect_address": f"127.0.0.1:{layout.api(name)}",
+            "listen": f"{host}:{layout.api(name)}",
+            "connect_address": f"{host}:{layout.api(name)}",
         },
-        "etcd3": {"hosts": layout.etcd_hosts(), "protocol": "http"},
+        "etcd3": {"hosts": layout.etcd_hosts(host), "protocol": "http"},
         "bootstrap": {
             "dcs": {
                 "ttl": 30,
@@ -148,8 +163,10 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}],
         },
         "postgresql": {
-            "listen": f"127.0.0.1:{layout.pg(name)}",
-            "connect_address": f"127.0.0.1:{layout.pg(name)}",
+            "listen": f"{host}:{layout.pg(name)}",
+            "connect_address": f"{host}:{layout.pg(name)}",
+            # Patroni talks to its own PostgreSQL over the socket: a cut node still knows its state.
+            "use_unix_socket": True,
             "data_dir": str(home / "data"),
             "bin_dir": str(pg_bindir()),
             "pgpass": str(home / "pgpass"),
@@ -160,8 +177,8 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
             },
             "pg_hba": [
                 "local all all peer",
-                f"host replication replicator 127.0.0.1/32 {auth}",
-                f"host all all 127.0.0.1/32 {auth}",
+                f"host replication replicator 127.0.0.0/8 {auth}",
+                f"host all all 127.0.0.0/8 {auth}",
             ],
             "parameters": {**PG_LOCAL, "unix_socket_directories": str(home / "sock")},
         },
@@ -172,7 +189,8 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
 def haproxy_config(layout: Layout) -> str:
     """HAProxy in front of the leader: TCP to the node whose Patroni answers `GET /primary` with 200."""
     servers = "".join(
-        f"    server {name} 127.0.0.1:{layout.pg(name)} check port {layout.api(name)}\n" for name in PG_NODES
+        f"    server {name} {node_host(name)}:{layout.pg(name)} check port {layout.api(name)}\n"
+        for name in PG_NODES
     )
     return (
         "# Written by scripts/stack (scripts/stack/patroni.py) at every start; edits are overwritten.\n"
@@ -240,7 +258,7 @@ class PatroniTier:
         """Patroni's members as the first node that answers sees them ([] when none answers)."""
         for name in PG_NODES:
             try:
-                url = f"http://127.0.0.1:{self.layout.api(name)}/cluster"
+                url = f"http://{node_host(name)}:{self.layout.api(name)}/cluster"
                 with urllib.request.urlopen(url, timeout=2) as response:
                     return json.load(response).get("members", [])
             except (OSError, ValueError):
@@ -265,8 +283,9 @@ class PatroniTier:
         made) on the running cluster, so a change of it reaches a cluster made before (PATCH /config)."""
         body = json.dumps(config["bootstrap"]["dcs"]).encode()
         for name in PG_NODES:
-            request = urllib.request.Request(f"http://127.0.0.1:{self.layout.api(name)}/config", data=body,
-                                             method="PATCH", headers={"Content-Type": "application/json"})
+            url = f"http://{node_host(name)}:{self.layout.api(name)}/config"
+            request = urllib.request.Request(url, data=body, method="PATCH",
+                                             headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=5):
                     return
@@ -289,8 +308,17 @@ class PatroniTier:
         if done.returncode:
             raise StackError(f"creating the role {user} and database {database} failed: {done.stderr}")
 
+    def ctl_config(self) -> Path:
+        """patronictl's configuration: the cluster in etcd, reached on 127.0.0.1, not on a node's address
+        (a node may be cut off)."""
+        path = self.run_dir / "patronictl.yml"
+        if self.run_dir.exists():
+            path.write_text(json.dumps({"scope": SCOPE, "namespace": "/service/",
+                                        "etcd3": {"hosts": self.layout.etcd_hosts(), "protocol": "http"}}))
+        return path
+
     def table(self) -> str:
         """`patronictl list`: the members, their roles, timelines and lag."""
-        done = subprocess.run(["patronictl", "-c", str(self.home("pg-1") / "patroni.yml"), "list"],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(["patronictl", "-c", str(self.ctl_config()), "list"], capture_output=True,
+                              text=True, check=False)
         return done.stdout.rstrip() or done.stderr.strip()

@@ -14,7 +14,7 @@ import yaml
 from app.core.config import describe
 from scripts.stack import cluster as cluster_module
 from scripts.stack import single as single_module
-from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, haproxy_config, patroni_config
+from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, etcd_command, haproxy_config, patroni_config
 from scripts.stack.programs import StackError
 from scripts.stack.single import check_ports
 
@@ -40,8 +40,10 @@ def test_each_node_is_a_synchronous_member_of_one_cluster_on_the_three_etcd_memb
     configs = [yaml.safe_load(json.dumps(patroni_config(layout, name, tmp_path / name, SECRETS)))
                for name in PG_NODES]
     assert {c["scope"] for c in configs} == {"livequiz"} and [c["name"] for c in configs] == list(PG_NODES)
-    for config in configs:
-        assert config["etcd3"]["hosts"] == "127.0.0.1:22379,127.0.0.1:22381,127.0.0.1:22383"
+    for n, config in enumerate(configs, start=1):
+        # Each node reaches etcd from its own address (cutting the address cuts it off etcd).
+        assert config["etcd3"]["hosts"] == f"127.0.1.{n}:22379,127.0.1.{n}:22381,127.0.1.{n}:22383"
+        assert config["postgresql"]["use_unix_socket"] is True
         dcs = config["bootstrap"]["dcs"]
         # An acknowledged commit is on a standby too; only a synchronous standby may be promoted.
         assert dcs["synchronous_mode"] is True and dcs["synchronous_node_count"] == 1
@@ -53,8 +55,11 @@ def test_each_node_is_a_synchronous_member_of_one_cluster_on_the_three_etcd_memb
         pg = config["postgresql"]
         assert not [line for line in pg["pg_hba"] if line.endswith("trust")]
         assert pg["authentication"]["replication"] == {"username": "replicator", "password": "r" * 20}
+    etcd = etcd_command(layout, "etcd-2", tmp_path)
+    assert etcd[etcd.index("--listen-client-urls") + 1].split(",") == [
+        "http://127.0.0.1:22381", "http://127.0.1.1:22381", "http://127.0.1.2:22381", "http://127.0.1.3:22381"]
     listens = [c["postgresql"]["listen"] for c in configs] + [c["restapi"]["listen"] for c in configs]
-    assert sorted(listens) == [f"127.0.0.1:{port}" for port in range(25433, 25439)]
+    assert sorted(listens) == sorted([f"127.0.1.{n}:{25431 + 2 * n + k}" for n in (1, 2, 3) for k in (0, 1)])
 
 
 def test_haproxy_sends_connections_to_the_node_whose_patroni_answers_primary():
@@ -63,8 +68,9 @@ def test_haproxy_sends_connections_to_the_node_whose_patroni_answers_primary():
     assert "option httpchk GET /primary\n" in cfg and "http-check expect status 200\n" in cfg
     # A node marked down has its open connections closed: clients reconnect to the new leader.
     assert "on-marked-down shutdown-sessions" in cfg
-    servers = re.findall(r"server (pg-\d) 127\.0\.0\.1:(\d+) check port (\d+)", cfg)
-    assert servers == [("pg-1", "25433", "25434"), ("pg-2", "25435", "25436"), ("pg-3", "25437", "25438")]
+    servers = re.findall(r"server (pg-\d) 127\.0\.1\.(\d):(\d+) check port (\d+)", cfg)
+    assert servers == [("pg-1", "1", "25433", "25434"), ("pg-2", "2", "25435", "25436"),
+                       ("pg-3", "3", "25437", "25438")]
 
 
 def test_the_cluster_processes_use_pg_lb_and_its_ports_follow_their_settings(cluster, monkeypatch):
