@@ -147,7 +147,9 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
             "listen": f"{host}:{layout.api(name)}",
             "connect_address": f"{host}:{layout.api(name)}",
         },
-        "etcd3": {"hosts": layout.etcd_hosts(host), "protocol": "http"},
+        # use_proxies: keep to these endpoints; otherwise Patroni swaps them for the members' advertised
+        # ones (127.0.0.1) and a node cut off by its own address would still reach etcd.
+        "etcd3": {"hosts": layout.etcd_hosts(host), "protocol": "http", "use_proxies": True},
         "bootstrap": {
             "dcs": {
                 "ttl": 30,

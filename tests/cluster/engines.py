@@ -16,7 +16,10 @@ from pathlib import Path
 
 import redis as redis_lib
 
+from scripts.stack.patroni import PG_NODES, node_host
+from scripts.stack.postgres import pg_bindir
 from scripts.stack.supervisor import Supervisor
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,8 +84,9 @@ class ClusterEngines:
     def postgres_members(self) -> dict[str, dict]:
         """Patroni's members (name -> its /cluster entry: role, state, timeline) as the first node that
         answers sees them; {} when none answers."""
-        for i in (1, 2, 3):
-            url = f"http://127.0.0.1:{self.pg_port + 2 * i}/cluster"  # node N's REST API: PG_PORT + 2N
+        for name in PG_NODES:
+            # Its REST API: the port after its PostgreSQL's.
+            url = f"http://{node_host(name)}:{self.postgres_port(name) + 1}/cluster"
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     return {m["name"]: m for m in json.load(response).get("members", [])}
@@ -98,6 +102,42 @@ class ClusterEngines:
         """The running leader Patroni names (pg-N), None while there is none."""
         return next((name for name, m in self.postgres_members().items()
                      if m["role"] == "leader" and m["state"] == "running"), None)
+
+    def patronictl(self, *args: str) -> str:
+        """`patronictl` on the cluster, through etcd's loopback addresses (not a node's: a node may be cut
+        off); its output, or AssertionError with it."""
+        config = self.run_dir / "patronictl.yml"  # scripts/stack/patroni.py's ctl_config
+        done = subprocess.run(["patronictl", "-c", str(config), *args], capture_output=True, text=True,
+                              timeout=RESTORE_S, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def switchover(self, leader: str, candidate: str) -> None:
+        """`patronictl switchover --force`: `leader` hands over to `candidate` (Patroni waits until the
+        candidate has replayed everything, shuts the leader down cleanly, promotes the candidate)."""
+        self.patronictl("switchover", "--leader", leader, "--candidate", candidate, "--force")
+
+    def log_of(self, name: str) -> str:
+        return (self.run_dir / f"{name}.log").read_text(errors="replace")
+
+    def in_recovery(self, name: str) -> bool:
+        """Whether node `name`'s PostgreSQL runs as a standby, asked over its own socket (which no cut of
+        its address reaches), as the OS user that runs it."""
+        sql = [str(pg_bindir() / "psql"), "-X", "-At", "-h", str(self.run_dir / name / "sock"),
+               "-p", str(self.postgres_port(name)), "-U", "postgres", "-d", "postgres",
+               "-c", "SELECT pg_is_in_recovery()"]
+        command = ["runuser", "-u", "postgres", "--", *sql] if os.geteuid() == 0 else sql
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        return done.returncode == 0 and done.stdout.strip() == "t"
+
+    def wait_replica(self, name: str, timeline: int) -> None:
+        """Until node `name` runs as a replica on the leader's `timeline` (it rejoined the cluster)."""
+        def replica() -> bool:
+            member = self.postgres_members().get(name, {})
+            return (member.get("role") in ("replica", "sync_standby") and member.get("state") == "running"
+                    and member.get("timeline") == timeline)
+
+        wait_until(replica, f"{name} did not rejoin as a replica on timeline {timeline}", timeout_s=RESTORE_S)
 
     def crash_postgres(self, name: str) -> None:
         """SIGKILL node `name`'s Patroni and its PostgreSQL together (the postmaster runs in a session of

@@ -43,6 +43,7 @@ def test_each_node_is_a_synchronous_member_of_one_cluster_on_the_three_etcd_memb
     for n, config in enumerate(configs, start=1):
         # Each node reaches etcd from its own address (cutting the address cuts it off etcd).
         assert config["etcd3"]["hosts"] == f"127.0.1.{n}:22379,127.0.1.{n}:22381,127.0.1.{n}:22383"
+        assert config["etcd3"]["use_proxies"] is True  # not swapped for the members' advertised 127.0.0.1
         assert config["postgresql"]["use_unix_socket"] is True
         dcs = config["bootstrap"]["dcs"]
         # An acknowledged commit is on a standby too; only a synchronous standby may be promoted.
