@@ -100,6 +100,15 @@ _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 _FENCE_TO_REPUBLISH = text("""
     UPDATE outbox_capture SET republish_from = COALESCE(republish_from, caught_up_xmin)
     WHERE slot_name = :slot AND caught_up_xmin IS NOT NULL RETURNING republish_from""")
+# The timeline this server writes (a promotion starts a new one), from the name of its current WAL file.
+_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+_SLOT_TIMELINE = text(f"SELECT slot_timeline, {_TIMELINE} AS now FROM outbox_capture WHERE slot_name = :slot")
+# Set when the slot is made (`force`), else only where not known yet (a capture row of an older relay).
+_RECORD_TIMELINE = text(f"""
+    UPDATE outbox_capture SET slot_timeline = CASE WHEN :force THEN {_TIMELINE}
+                                                   ELSE COALESCE(slot_timeline, {_TIMELINE}) END
+    WHERE slot_name = :slot""")
+_DROP_SLOT = text("SELECT pg_drop_replication_slot(:slot)")
 _REPUBLISHED = text(
     "UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL WHERE slot_name = :slot")
 # Once the slot exists: the first transaction id not given out yet. A transaction from it on commits after
@@ -165,6 +174,8 @@ class WalRelay(PollRelay):
         invalidated."""
         row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one_or_none()
         conn.commit()
+        if row is not None and row.ours and self._drop_if_of_another_timeline(conn):
+            row = None
         created = False
         if row is None:
             check_capture_possible(conn)
@@ -178,6 +189,8 @@ class WalRelay(PollRelay):
             try:
                 conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
                              {"slot": self.slot, "plugin": PLUGIN})
+                conn.commit()
+                conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": True})
                 conn.commit()
                 created = True
                 log.info("created replication slot %s: events committed from now on are captured", self.slot)
@@ -199,9 +212,24 @@ class WalRelay(PollRelay):
         conn.commit()
         if window is not None and not self._republish(conn, window.republish_from, window.republish_until):
             return created
+        conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": False})  # a new deployment's first slot
+        conn.commit()
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
         return created
+
+    def _drop_if_of_another_timeline(self, conn: Connection) -> bool:
+        """Drop the slot (True) when the capture row (replicated) says it was made on another timeline: a
+        former leader promoted again offers its old slot (see migration 0009); it is made again below."""
+        recorded = conn.execute(_SLOT_TIMELINE, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        if recorded is None or recorded.slot_timeline is None or recorded.slot_timeline == recorded.now:
+            return False
+        log.warning("replication slot %s was made on timeline %s, this leader writes timeline %s (a former "
+                    "leader promoted again): dropping it", self.slot, recorded.slot_timeline, recorded.now)
+        conn.execute(_DROP_SLOT, {"slot": self.slot})
+        conn.commit()
+        return True
 
     def _backfill(self, conn: Connection) -> bool:
         """Publish the rows committed before the slot existed, as the polling relay does (claim, produce,

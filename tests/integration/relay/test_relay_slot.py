@@ -195,6 +195,46 @@ def test_a_leader_without_the_slot_republishes_only_from_the_replicated_fence(re
 
 
 @WAL
+def test_a_slot_made_on_another_timeline_is_made_again_and_the_relay_republishes_from_the_fence(
+        relay_config, engine, caplog):
+    """A former leader promoted again still has the slot it made then (Patroni leaves it alone): the
+    capture row (replicated) names the timeline the relay's slot was made on, and a relay on a leader of
+    another timeline drops the slot it finds, makes it again and republishes from the fence, as on a
+    leader without a slot, instead of reading a slot whose WAL diverged."""
+    caplog.set_level(logging.WARNING, logger="outbox_relay")
+    config = relay_config
+    slot = engine_slot_name(engine)
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+        drain(relay)  # caught up: its record and fence are past what came before
+        after = insert_events(engine, 20)
+    finally:
+        relay.close()
+    with engine.begin() as conn:
+        now, recorded = conn.execute(text(
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, "
+            "slot_timeline FROM outbox_capture WHERE slot_name = :s"), {"s": slot}).one()
+        assert recorded == now  # the relay recorded the timeline its slot is on
+        # As the row reads on a leader promoted since: the slot was made on the timeline before.
+        conn.execute(text("UPDATE outbox_capture SET slot_timeline = slot_timeline - 1 WHERE slot_name = :s"),
+                     {"s": slot})
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+    finally:
+        relay.close()
+    assert any("was made on timeline" in r.getMessage() for r in caplog.records)
+    assert relay.stats.failover_republished_total >= len(after)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT slot_timeline FROM outbox_capture WHERE slot_name = :s"),
+                            {"s": slot}).scalar_one() == now
+    assert capture_slot(engine) is not None
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(found[e] for e in after)
+
+
+@WAL
 def test_the_backlog_of_wal_mode_is_what_committed_since_the_relay_last_caught_up(relay_config, engine):
     config = relay_config
     relay = wal_relay(config, engine)
