@@ -246,6 +246,7 @@ def republished_within_bound(stack, conninfo: str, before: int, marked: int, ret
         marks, before_fault = conn.execute(
             "SELECT count(published_at), count(*) FILTER (WHERE published_at IS NOT NULL AND "
             "created_at < %s) FROM events", (fault_wall,)).fetchone()
+    before_fault -= marked  # every row marked at the fault was written before it: the new marks are these
     REPORT.append(f"  {count} events republished: {before_fault} written before the fault (of {retained} "
                   "retained then), the rest on the new leader before the relay had made its slot")
     print(REPORT[-1])
