@@ -8,7 +8,7 @@ DEPS := scripts/deps.sh
 PY := .venv/bin/python
 STACK := $(PY) -m scripts.stack
 
-.PHONY: up up-cluster down down-cluster ps logs services lint test test-cluster test-unit bench chaos chaos-cluster feed lock clean
+.PHONY: up up-cluster down down-cluster ps logs services lint test test-cluster test-unit bench bench-cluster chaos chaos-cluster feed lock clean
 
 up:
 	$(DEPS)
@@ -61,6 +61,11 @@ test-unit:
 bench:
 	$(DEPS) && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
 		-o python_files='bench_*.py' -o python_functions='bench_*'
+
+# POST /answers and POST /scores on the running cluster with and without synchronous_mode, in one run;
+# see tests/bench/cluster_writes.py.
+bench-cluster:
+	$(STACK) cluster bench
 
 # A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
 chaos:

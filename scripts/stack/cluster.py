@@ -389,6 +389,13 @@ class Cluster:
         failed |= subprocess.run(pytest + [POLL_FAILOVER], env=poll, check=False).returncode
         sys.exit(1 if failed else 0)
 
+    def bench(self) -> None:
+        """The writes' benchmark with and without synchronous_mode (tests/bench/cluster_writes.py), with its
+        own processes on the cluster's engines."""
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "tests.bench.cluster_writes"],
+                  self.test_environment())
+
     def chaos(self) -> None:
         """The chaos run (tests/chaos/cluster.py) with its own processes on the cluster's engines."""
         os.chdir(ROOT)
