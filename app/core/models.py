@@ -78,3 +78,5 @@ class OutboxCapture(Base):
     republish_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The first transaction id not given out once the new slot existed: the slot decodes those from it on.
     republish_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The timeline the slot was made on: a slot found on a leader of another is remade (migration 0009).
+    slot_timeline: Mapped[int | None] = mapped_column(Integer, nullable=True)
