@@ -165,9 +165,13 @@ Fault = Callable[[str, str], AbstractContextManager]
 def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> Failover:
     """`fault(leader, standby)` (a context: entered, the leader fails; left, the fault ends) under load,
     then every check of the top. The synchronous standby must take over."""
-    members = engines.postgres_members()
+    def sync_standby() -> str | None:
+        return next((n for n, m in engines.postgres_members().items() if m["role"] == "sync_standby"), None)
+
+    # After an earlier fault Patroni names the next synchronous standby at its next loop.
+    standby = wait_until(sync_standby, "no synchronous standby", timeout_s=FAILOVER_S)
     leader = engines.postgres_leader()
-    standby = next((name for name, m in members.items() if m["role"] == "sync_standby"), None)
+    members = engines.postgres_members()
     assert leader and standby, members
     timeline = members[leader]["timeline"]
     conninfo = engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
@@ -205,6 +209,7 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
             writer.thread.join(WAIT_S)
     if scorer.error is not None:
         raise scorer.error
+    engine.dispose()  # the pool's connections to the old leader are dead: the audits open new ones
     result = Failover(leader, standby, first - at, None)
     assert engines.postgres_members()[standby]["timeline"] > timeline
     with psycopg.connect(conninfo, autocommit=True) as conn:
