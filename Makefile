@@ -8,17 +8,21 @@ DEPS := scripts/deps.sh
 PY := .venv/bin/python
 STACK := $(PY) -m scripts.stack
 
-.PHONY: up up-cluster down ps logs services lint test test-cluster test-debezium test-unit bench chaos chaos-cluster feed lock clean
+.PHONY: up up-cluster down down-cluster ps logs services lint test test-cluster test-debezium test-unit bench bench-cluster chaos chaos-cluster feed lock clean
 
 up:
 	$(DEPS)
 	$(STACK) up
 
-# The clustered topology (3 Kafka nodes, a Redis Cluster of 6, 2 webs behind HAProxy, 2 of each
-# consumer) on its own ports; see scripts/stack/cluster.py. `make down` stops it too.
+# The clustered topology (3 PostgreSQL nodes under Patroni with etcd, 3 Kafka nodes, a Redis Cluster
+# of 6, 2 webs behind HAProxy, 2 of each consumer) on its own ports; see scripts/stack/cluster.py. `make down` stops it too.
 up-cluster:
 	$(DEPS) cluster
 	$(STACK) cluster up
+
+# The cluster alone (the single stack keeps running).
+down-cluster:
+	$(STACK) cluster down
 
 down:
 	$(STACK) cluster down
@@ -63,6 +67,11 @@ test-unit:
 bench:
 	$(DEPS) && $(STACK) services && $(PY) -m pytest tests/bench -p no:cacheprovider -s -o timeout=1500 \
 		-o python_files='bench_*.py' -o python_functions='bench_*'
+
+# POST /answers and POST /scores on the running cluster with and without synchronous_mode, in one run;
+# see tests/bench/cluster_writes.py.
+bench-cluster:
+	$(STACK) cluster bench
 
 # A bounded chaos run (CHAOS_SECONDS, default 300) with a private Redis and Kafka; see tests/chaos/.
 chaos:

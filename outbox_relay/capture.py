@@ -79,6 +79,11 @@ CAUGHT_UP_EVERY_S = 1.0
 # Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
 STREAM_ROWS = 2000
 
+# The WAL head and the oldest transaction still running, in one statement: the snapshot it reads xmin from
+# is taken when the statement starts, before the WAL position is read, so a transaction below xmin had
+# ended before that position, and its commit record is at or before it (a commit is flushed before the
+# transaction leaves the process array). The pair is the relay's fence: the partitions' retirement and,
+# recorded in outbox_capture, the republish after a failover.
 HEAD = text("""
     SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
            pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
@@ -93,10 +98,34 @@ _SLOT_ROW = text("""
     FROM pg_replication_slots WHERE slot_name = :slot""")
 _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
+# No slot but a capture row (replicated; the slot is not): a promoted standby. Its fence is kept as the
+# republish's, until the republish is done.
+_FENCE_TO_REPUBLISH = text("""
+    UPDATE outbox_capture SET republish_from = COALESCE(republish_from, caught_up_xmin)
+    WHERE slot_name = :slot AND caught_up_xmin IS NOT NULL RETURNING republish_from""")
+# The timeline this server writes (a promotion starts a new one), from the name of its current WAL file.
+_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+_SLOT_TIMELINE = text(f"SELECT slot_timeline, {_TIMELINE} AS now FROM outbox_capture WHERE slot_name = :slot")
+# Set when the slot is made (`force`), else only where not known yet (a capture row of an older relay).
+_RECORD_TIMELINE = text(f"""
+    UPDATE outbox_capture SET slot_timeline = CASE WHEN :force THEN {_TIMELINE}
+                                                   ELSE COALESCE(slot_timeline, {_TIMELINE}) END
+    WHERE slot_name = :slot""")
+_DROP_SLOT = text("SELECT pg_drop_replication_slot(:slot)")
+_REPUBLISHED = text(
+    "UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL WHERE slot_name = :slot")
+# Once the slot exists: the first transaction id not given out yet. A transaction from it on commits after
+# the slot's consistent point, so the slot decodes it; the republish stops below it.
+_REPUBLISH_WINDOW = text("""
+    UPDATE outbox_capture
+    SET republish_until = COALESCE(republish_until, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+    WHERE slot_name = :slot AND republish_from IS NOT NULL
+    RETURNING republish_from, republish_until""")
 CAUGHT_UP = text("""
-    INSERT INTO outbox_capture (slot_name, caught_up_at) VALUES (:slot, :at)
+    INSERT INTO outbox_capture (slot_name, caught_up_at, caught_up_xmin) VALUES (:slot, :at, :xmin)
     ON CONFLICT (slot_name) DO UPDATE
-    SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at)""")
+    SET caught_up_at = GREATEST(outbox_capture.caught_up_at, EXCLUDED.caught_up_at),
+        caught_up_xmin = GREATEST(outbox_capture.caught_up_xmin, EXCLUDED.caught_up_xmin)""")
 
 
 class CaptureUnavailable(RuntimeError):
@@ -150,14 +179,23 @@ class WalRelay(PollRelay):
         invalidated."""
         row = conn.execute(_SLOT_ROW, {"slot": self.slot}).one_or_none()
         conn.commit()
+        if row is not None and row.ours and self._drop_if_of_another_timeline(conn):
+            row = None
         created = False
         if row is None:
             check_capture_possible(conn)
-            conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
+            fence = conn.execute(_FENCE_TO_REPUBLISH, {"slot": self.slot}).scalar_one_or_none()
+            if fence is None:
+                conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
+            else:
+                log.warning("no replication slot %s but its capture row (a new PostgreSQL leader): "
+                            "republishing the events from transaction %s on", self.slot, fence)
             conn.commit()
             try:
                 conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
                              {"slot": self.slot, "plugin": PLUGIN})
+                conn.commit()
+                conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": True})
                 conn.commit()
                 created = True
                 log.info("created replication slot %s: events committed from now on are captured", self.slot)
@@ -175,9 +213,28 @@ class WalRelay(PollRelay):
         conn.commit()
         if not backfilled and not self._backfill(conn):
             return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
+        window = conn.execute(_REPUBLISH_WINDOW, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        if window is not None and not self._republish(conn, window.republish_from, window.republish_until):
+            return created
+        conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": False})  # a new deployment's first slot
+        conn.commit()
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
         return created
+
+    def _drop_if_of_another_timeline(self, conn: Connection) -> bool:
+        """Drop the slot (True) when the capture row (replicated) says it was made on another timeline: a
+        former leader promoted again offers its old slot (see migration 0012); it is made again below."""
+        recorded = conn.execute(_SLOT_TIMELINE, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        if recorded is None or recorded.slot_timeline is None or recorded.slot_timeline == recorded.now:
+            return False
+        log.warning("replication slot %s was made on timeline %s, this leader writes timeline %s (a former "
+                    "leader promoted again): dropping it", self.slot, recorded.slot_timeline, recorded.now)
+        conn.execute(_DROP_SLOT, {"slot": self.slot})
+        conn.commit()
+        return True
 
     def _backfill(self, conn: Connection) -> bool:
         """Publish the rows committed before the slot existed, as the polling relay does (claim, produce,
@@ -197,8 +254,35 @@ class WalRelay(PollRelay):
             if self.shutting_down:
                 return False
         with conn.begin():
-            conn.execute(CAUGHT_UP, {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC)})
+            conn.execute(CAUGHT_UP,
+                         {"slot": self.slot, "at": datetime.min.replace(tzinfo=UTC), "xmin": None})
         log.info("backfill of slot %s done: %d events published", self.slot, total)
+        return True
+
+    def _republish(self, conn: Connection, fence: int, until: int) -> bool:
+        """After a failover: publish the rows inserted by a transaction at or above `fence` (the last
+        caught-up record's oldest running one) and below `until` (the slot decodes those from it on),
+        the polling way, marking them, and count them
+        (`relay_failover_republished_total`); rows the new slot decodes too go out twice, same id.
+        False when stopped before the end (the next start resumes from the same fence)."""
+        total = 0
+        self.claim_fence = (fence, until)
+        try:
+            while True:
+                result = super().relay_batch()
+                total += result.published
+                if result.failed:
+                    raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "republish deliveries failed"))
+                if not result.claimed:
+                    break
+                if self.shutting_down:
+                    return False
+        finally:
+            self.claim_fence = None
+            self.stats.record_failover_republished(total)
+        with conn.begin():
+            conn.execute(_REPUBLISHED, {"slot": self.slot})
+        log.warning("republished %d events of slot %s from transaction %s on", total, self.slot, fence)
         return True
 
     def _drop_connection(self) -> None:
@@ -221,6 +305,7 @@ class WalRelay(PollRelay):
                     return BatchResult(0, 0, 0)
             with conn.begin():
                 head = conn.execute(HEAD).one()
+                oldest_running = int(head.xmin)
                 data = conn.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size},
                                     execution_options={"stream_results": True,
                                                        "yield_per": STREAM_ROWS}).scalars()
@@ -259,14 +344,15 @@ class WalRelay(PollRelay):
                 self._confirmed = target
             self._captured_unrecorded |= bool(transactions)
             if caught_up:
-                self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
+                self._fence = partitions.RetireFence(head.lsn, oldest_running)
                 now = time.monotonic()
                 # Only once something was captured since the last record (else the backlog it implies is
                 # unchanged), and while events flow at most every CAUGHT_UP_EVERY_S; idle, at once.
                 if self._captured_unrecorded and (not transactions
                                                   or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
                     with conn.begin():
-                        conn.execute(CAUGHT_UP, {"slot": self.slot, "at": head.at})
+                        conn.execute(CAUGHT_UP,
+                                     {"slot": self.slot, "at": head.at, "xmin": oldest_running})
                     self._last_caught_up = now
                     self._captured_unrecorded = False
         except (DBAPIError, SQLAlchemyError):

@@ -216,7 +216,8 @@ class DebeziumHousekeeper(Relay):
         if self._pending is not None and partitions.captured_past(self.engine, self.slot, self._pending.lsn):
             self._passed = partitions.RetireFence(self._pending.lsn, int(self._pending.xmin))
             with self.engine.begin() as conn:
-                conn.execute(CAUGHT_UP, {"slot": self.slot, "at": self._pending.at})
+                conn.execute(CAUGHT_UP, {"slot": self.slot, "at": self._pending.at,
+                                         "xmin": int(self._pending.xmin)})
             self._pending, passed = None, True
         if self._pending is None:
             with self.engine.connect() as conn:

@@ -31,6 +31,19 @@ class RelayMetrics:
         self.wal_behind = Gauge("relay_wal_behind_bytes",
                                 "WAL between the server's position and the slot's confirmed one (wal mode)",
                                 registry=self.registry)
+        self.republished = Counter("relay_failover_republished",
+                                   "Events republished on a PostgreSQL leader that had no slot (wal mode)",
+                                   registry=self.registry)
+
+        self.leader_unavailable = Gauge("relay_leader_unavailable",
+                                        "1 while the relay reaches no PostgreSQL leader (it backs off and "
+                                        "retries), 0 once one answers", registry=self.registry)
+
+    def leader(self, unavailable: bool) -> None:
+        self.leader_unavailable.set(int(unavailable))
+
+    def failover_republished(self, count: int) -> None:
+        self.republished.inc(count)
 
     def batch(self, claimed: int, published: int) -> None:
         self.batch_size.observe(claimed)

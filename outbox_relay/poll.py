@@ -39,6 +39,17 @@ _CLAIM = text("""
     ORDER BY created_at, seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED""")
+# The rows a promoted standby's new slot cannot prove published: inserted by a transaction at or
+# above the fence (`age` compares 32-bit ids within the wraparound horizon; the retirement's test).
+_CLAIM_FROM_FENCE = text("""
+    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
+    FROM events
+    WHERE published_at IS NULL
+      AND age(xmin) <= age(CAST(CAST(CAST(:fence AS bigint) % 4294967296 AS text) AS xid))
+      AND age(xmin) > age(CAST(CAST(CAST(:until AS bigint) % 4294967296 AS text) AS xid))
+    ORDER BY created_at, seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED""")
 # By the whole primary key: `id` alone is not declared unique across partitions.
 _MARK = text("""
     UPDATE events AS e SET published_at = now()
@@ -79,6 +90,8 @@ class PollRelay(Relay):
         super().__init__(*args, **kwargs)
         # Delivered, but the mark failed with the connection: marked first thing after reconnecting.
         self._delivered_unmarked: list[tuple[Any, Any]] = []
+        # Set: claim only the rows of the transactions from the first id up to the second (capture.py).
+        self.claim_fence: tuple[int, int] | None = None
 
     def relay_batch(self) -> BatchResult:
         """Claim, produce and mark one batch. Raises on PostgreSQL errors (nothing is marked then)."""
@@ -89,7 +102,12 @@ class PollRelay(Relay):
                     _mark(conn, self._delivered_unmarked)
                 self._delivered_unmarked = []
             with conn.begin():
-                rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
+                if self.claim_fence is None:
+                    rows = conn.execute(_CLAIM, {"limit": self.batch_size}).all()
+                else:
+                    fence, until = self.claim_fence
+                    rows = conn.execute(_CLAIM_FROM_FENCE,
+                                        {"limit": self.batch_size, "fence": fence, "until": until}).all()
                 if not rows:
                     return BatchResult(0, 0, 0)
                 delivered, failed = self._produce(map(outgoing_of_row, rows))

@@ -82,6 +82,8 @@ class RelayStats:
     unpublished: int = 0
     wal_behind_bytes: int = 0  # wal mode: WAL between the server's position and the slot's confirmed one
     is_leader: bool = False
+    failover_republished_total: int = 0  # wal mode: events republished on a new leader without the slot
+    leader_unavailable: bool = False  # the last attempt reached no PostgreSQL leader (until one answers)
     observers: list[Any] = field(default_factory=list)
 
     def record_batch(self, claimed: int, published: int) -> None:
@@ -93,6 +95,16 @@ class RelayStats:
     def record_produced(self, aggregate_type: str, commit_to_produced_s: float) -> None:
         for observer in self.observers:
             observer.produced(aggregate_type, commit_to_produced_s)
+
+    def record_failover_republished(self, count: int) -> None:
+        self.failover_republished_total += count
+        for observer in self.observers:
+            observer.failover_republished(count)
+
+    def record_leader(self, unavailable: bool) -> None:
+        self.leader_unavailable = unavailable
+        for observer in self.observers:
+            observer.leader(unavailable)
 
     def record_lag(self, lag_s: float, unpublished: int, wal_behind_bytes: int = 0) -> None:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
@@ -384,6 +396,7 @@ class Relay(StreamProcessor):
             self._failure_backoff.reset()
             self._outage_backoff.reset()
             self._errors.recovered("postgres", "PostgreSQL answers again")
+            self.stats.record_leader(unavailable=False)
             self._wait_for_events()
         except KafkaException as exc:
             delay = self._outage_backoff.next_delay()
@@ -393,9 +406,12 @@ class Relay(StreamProcessor):
                 self._producer_broken = None
             self.wait(delay)
         except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
+            # No leader behind pg-lb (a failover), a connection cut, or the server down: the same wait.
             self._drop_connection()
+            self.stats.record_leader(unavailable=True)
             delay = self._outage_backoff.next_delay()
-            self._errors.warning("postgres", "PostgreSQL unavailable (%s); retrying in %.1f s",
+            self._errors.warning("postgres", "PostgreSQL unavailable: no leader reachable (%s); retrying in "
+                                 "%.1f s (relay_leader_unavailable)",
                                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__, delay)
             self.wait(delay)
 

@@ -6,7 +6,8 @@
 #   scripts/deps.sh           apt packages (PostgreSQL, Redis, Java, Prometheus, Chromium, wrk...), .venv (scripts/venv.sh),
 #                             the Kafka jars into .cache/kafka/lib and Kafka Connect's with Debezium into
 #                             .cache/connect/lib (Maven Central), npm ci of both lock files
-#   scripts/deps.sh cluster   the same, plus HAProxy (`make up-cluster`)
+#   scripts/deps.sh cluster   the same, plus HAProxy, Patroni, etcd and nftables (`make up-cluster`: its PostgreSQL
+#                             nodes under Patroni, etcd as Patroni's consensus store)
 #   scripts/deps.sh connect   only the Kafka Connect and Debezium jars (`make test-debezium`)
 # Every jar's version is pinned in scripts/jars-versions-pom.xml.
 set -euo pipefail
@@ -135,6 +136,18 @@ deps_npm() {
     npm_ci "$ROOT/tests/e2e/axe" "axe-core for the browser tests"
 }
 
+deps_cluster() {
+    local missing=()
+    command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+    command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+    # The partition test cuts a PostgreSQL node's loopback address off with a firewall rule.
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+    fi
+}
 
 main() {
     deps_system
@@ -142,7 +155,7 @@ main() {
     deps_kafka
     deps_connect  # RELAY_MODE=debezium, and `make test`'s one test through Debezium
     deps_npm
-    if [[ "${1:-}" == cluster ]] && ! command -v haproxy >/dev/null 2>&1; then apt_install haproxy; fi
+    if [[ "${1:-}" == cluster ]]; then deps_cluster; fi
 }
 
 if [[ "${1:-}" == connect ]]; then

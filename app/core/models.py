@@ -68,9 +68,18 @@ class Event(Base):
 class OutboxCapture(Base):
     """How far the relay in wal mode has captured the outbox from its replication slot (migration 0006):
     every event committed before `caught_up_at` was delivered to Kafka. Written by the relay when it has
-    read its slot to the end, read by `outbox_lag` (app/core/outbox.py)."""
+    read its slot to the end, read by `outbox_lag` (app/core/outbox.py); `caught_up_xmin` is the fence
+    a promoted standby's relay republishes from (docs/architecture.md)."""
 
     __tablename__ = "outbox_capture"
 
     slot_name: Mapped[str] = mapped_column(Text, primary_key=True)
     caught_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # The oldest transaction (xid8) running at that instant: every one below it had ended (migration 0011).
+    caught_up_xmin: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # That fence, copied by a relay that found no slot (a failover) until it has republished from it.
+    republish_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The first transaction id not given out once the new slot existed: the slot decodes those from it on.
+    republish_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The timeline the slot was made on: a slot found on a leader of another is remade (migration 0012).
+    slot_timeline: Mapped[int | None] = mapped_column(Integer, nullable=True)

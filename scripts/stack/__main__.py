@@ -1,7 +1,7 @@
 """`python -m scripts.stack COMMAND`: what the Makefile's stack targets run (see scripts/stack/__init__.py).
 
 up | services | down | ps | logs [NAME] | clean              the single stack (.stack/)
-cluster up | down | ps | logs [NAME] | test [ARGS] | chaos     the clustered topology (.stack/cluster/)
+cluster up | down | ps | logs [NAME] | test [ARGS] | chaos | bench   the clustered topology (.stack/cluster/)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
                 "logs": lambda: cluster.logs(args[0] if args else None),
                 "test": lambda: cluster.test(args),
                 "chaos": cluster.chaos,
+                "bench": cluster.bench,
             }
         else:
             from scripts.stack.single import STACK_DIR, Single, logs

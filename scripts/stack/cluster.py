@@ -5,22 +5,25 @@ times.
 It runs 3 Kafka nodes (combined broker+controller, a quorum of 3; the project's topics with
 KAFKA_PARTITIONS partitions, replication factor 3, min.insync.replicas 2), a Redis Cluster of 3
 masters with a replica each, 2 webs behind HAProxy, and 2 each of the relay, the cache worker and the
-score ingest. PostgreSQL is the single stack's (POSTGRES_PORT; started by the single stack when nothing
-listens there) with a database of its own, CLUSTER_DATABASE.
+score ingest. PostgreSQL is 3 nodes under Patroni with etcd (3 members) as its store and HAProxy (pg-lb)
+in front of the leader (scripts/stack/patroni.py); the app's database there is CLUSTER_DATABASE.
 
 Ports (each a block starting at a variable, so one variable moves the block):
   CLUSTER_WEB_PORT=18000       HAProxy; the webs on the next ports (18001, 18002)
   CLUSTER_KAFKA_PORT=19092     node N: broker 19092+2(N-1), controller the port after it
   CLUSTER_REDIS_PORT=17000     nodes on 17000-17005
+  CLUSTER_PG_PORT=15432        pg-lb (HAProxy to the leader); node N: PostgreSQL 15432+2N-1, Patroni's
+                               REST API the port after it (15433/15434, 15435/15436, 15437/15438)
+  CLUSTER_ETCD_PORT=12379      member N: client 12379+2(N-1), peer the port after it
   CLUSTER_METRICS_PORT=19101   /metrics of relay-1, relay-2, worker-1, worker-2, ingest-1, ingest-2
                                (19101-19106), web-1, web-2 (19107, 19108); then Prometheus (19109),
                                its Redis exporter (19110) and PostgreSQL exporter (19111), which
                                scrape every instance (scripts/stack/monitoring.py)
 
-Restart policy: the webs, consumers and HAProxy are APP (restarted by the supervisor); the Kafka and
-Redis nodes are MANUAL: the cluster exists to show the other nodes carrying on when one dies (its fault
-tests and chaos run crash nodes and wait for a failover, which a restart within Redis's node timeout
-would prevent); `make up-cluster` starts whatever is down.
+Restart policy: the webs, consumers and both HAProxys are APP (restarted by the supervisor); the
+Kafka, Redis, etcd and Patroni nodes are MANUAL: the cluster exists to show the other nodes carrying on
+when one dies (its fault tests and chaos run crash nodes and wait for a failover, which a restart within
+Redis's node timeout or Patroni's ttl would prevent); `make up-cluster` starts whatever is down.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 
 from scripts.stack.engines import KafkaNode, form_redis_cluster, kafka_ready, redis, redis_ready
 from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
+from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, PatroniTier, patroni_config
 from scripts.stack.programs import APPS, StackError, app, balancer, wait_for, wait_http
-from scripts.stack.single import STACK_DIR, Single, check_ports, logs, port_owner, ps_lines, say
+from scripts.stack.single import STACK_DIR, Single, check_ports, logs, ps_lines, say, secret_key
 from scripts.stack.supervisor import APP, LIVE, MANUAL, ROOT, Supervisor
 
 CLUSTER_DIR = STACK_DIR / "cluster"
@@ -43,8 +48,12 @@ KAFKA_NODES = tuple(f"kafka-{i}" for i in (1, 2, 3))
 REDIS_NODES = tuple(f"redis-{i}" for i in range(1, 7))
 WEBS = ("web-1", "web-2")
 CONSUMERS = tuple(f"{kind}-{i}" for kind in APPS if kind != "web" for i in (1, 2))
-COMPONENTS = KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS + MONITORING
+COMPONENTS = (ETCD_NODES + PG_NODES + ("pg-lb",) + KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS
+              + MONITORING)
 MONITORING_OFFSET = len(CONSUMERS) + len(WEBS)  # Prometheus's port in the metrics block, its exporters' after
+# The failover test `make test-cluster` runs a second time with the relay in poll mode.
+POLL_FAILOVER = ("tests/cluster/test_postgres_failover.py::test_the_postgres_leader_dies_the_synchronous_"
+                 "standby_takes_over_and_nothing_acknowledged_is_lost")
 
 
 def _index(name: str) -> int:
@@ -53,13 +62,19 @@ def _index(name: str) -> int:
 
 class Cluster:
     def __init__(self) -> None:
-        self.single = Single()  # the configuration, the checkout's secret key, the PostgreSQL
+        self.single = Single()  # the configuration, the checkout's secret key, the app's role
         self.supervisor = Supervisor(CLUSTER_DIR)
         self.web_port = int(os.environ.get("CLUSTER_WEB_PORT", 18000))
         self.kafka_port = int(os.environ.get("CLUSTER_KAFKA_PORT", 19092))
         self.redis_port = int(os.environ.get("CLUSTER_REDIS_PORT", 17000))
         self.metrics_port = int(os.environ.get("CLUSTER_METRICS_PORT", 19101))
         self.database = os.environ.get("CLUSTER_DATABASE", "quiz_cluster")
+        self.layout = Layout(int(os.environ.get("CLUSTER_PG_PORT", 15432)),
+                             int(os.environ.get("CLUSTER_ETCD_PORT", 12379)))
+        self.patroni = PatroniTier(CLUSTER_DIR, self.layout, {
+            "superuser": secret_key(CLUSTER_DIR, "CLUSTER_PG_SUPERUSER_PASSWORD"),
+            "replication": secret_key(CLUSTER_DIR, "CLUSTER_PG_REPLICATION_PASSWORD"),
+        })
 
     def port_of(self, name: str) -> int:
         kind, i = name.split("-", 1)[0], _index(name) if "-" in name else 0
@@ -71,7 +86,7 @@ class Cluster:
         }[kind]()
 
     def ports(self) -> dict[str, dict[int, str]]:
-        ports: dict[str, dict[int, str]] = {}
+        ports: dict[str, dict[int, str]] = self.layout.ports()
         for name in KAFKA_NODES:
             ports[name] = {
                 self.port_of(name): "CLUSTER_KAFKA_PORT",
@@ -100,8 +115,8 @@ class Cluster:
             # Every Redis client is a RedisCluster when REDIS_CLUSTER_NODES is set; REDIS_URL names one node.
             "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{self.port_of(name)}" for name in REDIS_NODES),
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            # The single stack's server and role, the cluster's own database.
-            "DATABASE_URL": self.single.config.database_url.rsplit("/", 1)[0] + "/" + self.database,
+            # The single stack's role, on the cluster's leader through pg-lb, the cluster's own database.
+            "DATABASE_URL": self.database_url(),
             "WEB_HOST": "127.0.0.1",
             # Players open the balancer, not one web: the join link and its QR code name it.
             "PUBLIC_URL": os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{self.web_port}",
@@ -117,21 +132,29 @@ class Cluster:
     # ------------------------------------------------------------------------------------------
     # Pieces
     # ------------------------------------------------------------------------------------------
-    def postgres(self) -> None:
-        """The single stack's PostgreSQL (any server on POSTGRES_PORT will do), and the cluster's database."""
-        single, pg = self.single, self.single.postgres
-        if not single.running("postgres"):
-            if port_owner(pg.port):
-                say(f"postgres: using the server already listening on 127.0.0.1:{pg.port}")
-            else:
-                single.start(("postgres",))
-        create = (
-            "SELECT format('CREATE DATABASE %I', :'db') WHERE NOT EXISTS "
-            "(SELECT 1 FROM pg_database WHERE datname = :'db') \\gexec\n"
-        )
-        done = pg.psql("-v", f"db={self.database}", sql=create)
-        if done.returncode:
-            raise StackError(f"could not create database {self.database}: {done.stderr.strip()}")
+    def database_url(self) -> str:
+        url = urlsplit(self.single.config.database_url)
+        login = url.netloc.rsplit("@", 1)[0]
+        netloc = f"{login}@127.0.0.1:{self.layout.pg_port}"
+        return urlunsplit(url._replace(netloc=netloc, path=f"/{self.database}"))
+
+    def postgres(self, starting: list[str]) -> None:
+        """etcd, the Patroni nodes and pg-lb (those of them in `starting`); then the leader, its synchronous
+        standby, and the app's role and database on it."""
+        tier = self.patroni
+        programs = [tier.etcd_program(n, MANUAL) for n in ETCD_NODES if n in starting]
+        programs += [tier.node_program(n, MANUAL) for n in PG_NODES if n in starting]
+        if "pg-lb" in starting:
+            programs.append(tier.balancer_program(APP))
+        if programs:
+            self.supervisor.define(*programs)
+        for program in programs:  # the etcd members together: a quorum needs two before it answers
+            self.supervisor.start(program.name, wait=False)
+        leader, standby = tier.wait_leader(self.supervisor)
+        say(f"patroni: {leader} leads, {standby} is its synchronous standby")
+        tier.apply_dynamic(patroni_config(self.layout, "pg-1", CLUSTER_DIR / "pg-1", tier.secrets))
+        pg = self.single.postgres
+        tier.roles(pg.user, pg.password, self.database)
 
     def kafka_programs(self, names: list[str]):
         voters_file = CLUSTER_DIR / "kafka-initial-controllers"
@@ -163,33 +186,16 @@ class Cluster:
 
     def prepare_data(self, quiet: bool) -> None:
         """The topics (replication 3, min ISR 2) and the migrations of the cluster's database."""
-        for what, command in (
-            (
-                "kafka",
-                [
-                    sys.executable,
-                    "-m",
-                    "app.core.kafka",
-                    "topics",
-                    "--replication-factor",
-                    "3",
-                    "--min-insync-replicas",
-                    "2",
-                ],
-            ),
-            ("migrations", [sys.executable, "-m", "alembic", "upgrade", "head"]),
-        ):
-            done = subprocess.run(
-                command, cwd=ROOT, env=self.environ(), capture_output=True, text=True, check=False
-            )
+        topics = ["-m", "app.core.kafka", "topics", "--replication-factor", "3", "--min-insync-replicas", "2"]
+        for what, command in (("kafka", [sys.executable, *topics]),
+                              ("migrations", [sys.executable, "-m", "alembic", "upgrade", "head"])):
+            done = subprocess.run(command, cwd=ROOT, env=self.environ(), capture_output=True, text=True,
+                                  check=False)
             if done.returncode:
                 raise StackError(f"{what} failed: {done.stdout}{done.stderr}")
             if not quiet:
-                say(
-                    f"kafka: {done.stdout.strip()}"
-                    if what == "kafka"
-                    else f"migrations: {self.database} at head"
-                )
+                said = done.stdout.strip() if what == "kafka" else f"{self.database} at head"
+                say(f"{what}: {said}")
 
     def monitoring(self) -> list:
         """Prometheus scraping every instance of the cluster, and its exporters."""
@@ -259,7 +265,7 @@ class Cluster:
         starting = [name for name in COMPONENTS if name not in running]
         if not starting:
             say(f"already running: all {len(COMPONENTS)} cluster components (make ps)")
-            self.postgres()
+            self.postgres([])
             self.prepare_data(quiet=True)
             say(f"Live quiz cluster is up: http://127.0.0.1:{self.web_port}/")
             return
@@ -268,21 +274,13 @@ class Cluster:
         check_ports(self.ports(), starting)
         if not shutil.which("haproxy"):
             raise StackError("haproxy is not installed (run: scripts/deps.sh cluster)")
-        self.postgres()
         if not self.supervisor.answers():
             self.supervisor.start_daemon(self.environ())
+        self.postgres(starting)
         # The nodes of each cluster start together: a Kafka quorum needs two voters before it answers.
         engines = self.kafka_programs([n for n in KAFKA_NODES if n in starting]) + [
-            redis(
-                name,
-                self.port_of(name),
-                CLUSTER_DIR / name,
-                MANUAL,
-                "cluster-enabled yes",
-                "cluster-config-file nodes.conf",
-                "cluster-node-timeout 5000",
-                setting="CLUSTER_REDIS_PORT",
-            )
+            redis(name, self.port_of(name), CLUSTER_DIR / name, MANUAL, "cluster-enabled yes",
+                  "cluster-config-file nodes.conf", "cluster-node-timeout 5000", setting="CLUSTER_REDIS_PORT")
             for name in REDIS_NODES
             if name in starting
         ]
@@ -341,6 +339,8 @@ class Cluster:
         self.supervisor.stop_together(["lb"])
         self.supervisor.stop_together(list(WEBS + CONSUMERS))
         self.supervisor.stop_together(list(KAFKA_NODES))
+        self.supervisor.stop_together(["pg-lb"])
+        self.supervisor.stop_together(list(PG_NODES))  # each Patroni stops its PostgreSQL, then etcd
         self.supervisor.shutdown()
         say("cluster stopped (data kept in .stack/cluster/)")
 
@@ -348,6 +348,8 @@ class Cluster:
         say(f"{'CLUSTER':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
         for line in ps_lines(self.supervisor, self.ports()):
             say(line)
+        if self.running():
+            say(self.patroni.table())
 
     def logs(self, name: str | None) -> None:
         logs(CLUSTER_DIR, name)
@@ -365,27 +367,34 @@ class Cluster:
             CLUSTER_WEB_PORT=str(self.web_port),
             CLUSTER_KAFKA_PORT=str(self.kafka_port),
             CLUSTER_REDIS_PORT=str(self.redis_port),
+            CLUSTER_PG_PORT=str(self.layout.pg_port),
+            CLUSTER_ETCD_PORT=str(self.layout.etcd_port),
             CLUSTER_METRICS_PORT=str(self.metrics_port),
             CLUSTER_DATABASE=self.database,
         )
         return env
 
     def test(self, args: list[str]) -> None:
+        """The suites on the cluster (or `args`); with no `args`, then the leader's crash again with the relay
+        in poll mode (RELAY_MODE=poll: its own stack and database; the suites run in wal mode)."""
         env = {**self.test_environment(), "TEST_CLUSTER": "1"}
         env.setdefault("TEST_DATABASE", "quiz_test_cluster")
         os.chdir(ROOT)
-        os.execve(
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                *(args or ["tests/integration", "tests/e2e", "tests/cluster"]),
-            ],
-            env,
-        )
+        pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+        if args:
+            os.execve(sys.executable, pytest + args, env)
+        failed = subprocess.run(pytest + ["tests/integration", "tests/e2e", "tests/cluster"], env=env,
+                                check=False).returncode
+        poll = {**env, "RELAY_MODE": "poll", "TEST_DATABASE": env["TEST_DATABASE"] + "_poll"}
+        failed |= subprocess.run(pytest + [POLL_FAILOVER], env=poll, check=False).returncode
+        sys.exit(1 if failed else 0)
+
+    def bench(self) -> None:
+        """The writes' benchmark with and without synchronous_mode (tests/bench/cluster_writes.py), with its
+        own processes on the cluster's engines."""
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "tests.bench.cluster_writes"],
+                  self.test_environment())
 
     def chaos(self) -> None:
         """The chaos run (tests/chaos/cluster.py) with its own processes on the cluster's engines."""

@@ -7,7 +7,11 @@ HAProxy of the run's own, two relays (one leads) and two workers, on the run's o
 (replicated as the brokers replicate: 3 times, min ISR 2) and Redis key prefix. The stores are the
 cluster's: a `kafka` fault SIGKILLs one of its three brokers, a `redis` fault one of its Redis masters
 (its replica takes over); `python -m scripts.stack cluster up` starts the node again
-(tests/cluster/engines.py's ClusterEngines). A process fault kills one instance of two. Redis's data
+(tests/cluster/engines.py's ClusterEngines). A `postgres` fault SIGKILLs the PostgreSQL leader node (its
+Patroni and its PostgreSQL): the synchronous standby takes over, the fault waits for the first write
+the new leader acknowledges through pg-lb, then starts the old node again (it rejoins as a replica);
+each failover's figures are in the run's table (`PostgresFailover`). A process fault kills one instance
+of two. Redis's data
 is never deleted on the cluster (no `redis_wipe`): the cluster is shared by the run with nobody, but
 its nodes' files are the cluster's.
 """
@@ -15,15 +19,22 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
 
 from app.core.config import Config
 from scripts.stack.programs import AppStack
 from scripts.stack.supervisor import APP
 from tests.chaos.apps import ChaosApps
+from tests.chaos.settings import say
 from tests.cluster.engines import ClusterEngines
-from tests.helpers import free_port, stack_env
+from tests.cluster.failover import FAILOVER_S
+from tests.helpers import WAIT_S, free_port, stack_env, wait_until
 from tests.live_stack import names_of, reaches_both, start_balancer
 
 KINDS = ("web", "relay", "worker")
@@ -113,4 +124,101 @@ class ClusterStore:
         raise RuntimeError("the cluster's Redis files are never deleted")
 
 
-__all__ = ["ClusterApps", "ClusterStore", "cluster_target"]
+@dataclass
+class PostgresFailover:
+    """One `postgres` fault: the leader `old` killed at `at_s` (since the load started), `new` leading,
+    the first write through pg-lb `first_write_s` after the kill; in wal mode the events the relays
+    republished from their fence, of them those written before the kill, the events retained then (what a
+    relay without its fence republishes) and the rows marked meanwhile (a republish marks what it sends)."""
+    at_s: float
+    old: str
+    new: str
+    first_write_s: float
+    retained: int
+    republished: int | None = None
+    before_kill: int | None = None
+    marked: int | None = None
+
+    def within_bound(self) -> bool:
+        return self.republished is None or (
+            self.republished == self.marked and self.before_kill < self.retained)
+
+    def row(self) -> str:
+        line = f"at {self.at_s:.0f} s {self.old} -> {self.new}: first write {self.first_write_s:.1f} s"
+        if self.republished is None:
+            return line + "; nothing republished (poll mode)"
+        return (line + f"; republished {self.republished} ({self.before_kill} written before the kill; "
+                f"{self.retained} retained then)")
+
+
+class ClusterPostgres:
+    """The `postgres` fault: the cluster's PostgreSQL leader killed under the run's load."""
+
+    PROBE = "chaos_failover_probe"
+
+    def __init__(self, engines: ClusterEngines, config: Config, logs: Path):
+        self.engines, self.logs, self.mode = engines, logs, config.relay_mode
+        self.conninfo = config.database_url.replace("postgresql+psycopg", "postgresql")
+        self.failovers: list[PostgresFailover] = []
+
+    def republishes(self) -> list[int]:
+        """The events each republish of the run's relays sent so far (their logs: a line a republish)."""
+        return [int(n) for path in sorted(self.logs.glob("relay-*.log"))
+                for n in re.findall(r"republished (\d+) events of slot", path.read_text(errors="replace"))]
+
+    def _count(self, conn, since=None) -> tuple[int, int]:
+        """(events, marked events); with `since`: marked events written before it."""
+        if since is None:
+            return conn.execute("SELECT count(*), count(published_at) FROM events").fetchone()
+        return conn.execute("SELECT count(*) FILTER (WHERE published_at IS NOT NULL AND created_at < %s), "
+                            "count(published_at) FROM events", (since,)).fetchone()
+
+    def _first_write(self, port: int) -> float:
+        """When a write through pg-lb is first acknowledged by the node on `port`."""
+        deadline = time.monotonic() + FAILOVER_S
+        while time.monotonic() < deadline:
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2) as conn:
+                    while time.monotonic() < deadline:
+                        by = conn.execute(f"INSERT INTO {self.PROBE} DEFAULT VALUES "
+                                          "RETURNING inet_server_port()").fetchone()[0]
+                        if by == port:
+                            return time.monotonic()
+                        time.sleep(0.05)
+            except psycopg.Error:
+                time.sleep(0.1)
+        raise AssertionError(f"no write acknowledged by the node on port {port} within {FAILOVER_S} s")
+
+    def fail_over(self, at_s: float) -> None:
+        members = self.engines.postgres_members()
+        old = self.engines.postgres_leader()
+        new = next((name for name, m in members.items() if m["role"] == "sync_standby"), None)
+        assert old and new, members
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.PROBE} "
+                         "(at timestamptz DEFAULT clock_timestamp())")
+            retained, marked = self._count(conn)
+            killed_wall = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        before = len(self.republishes())
+        self.engines.crash_postgres(old)
+        killed = time.monotonic()
+        try:
+            wait_until(lambda: self.engines.postgres_leader() == new, f"{new} did not take over from {old}",
+                       timeout_s=FAILOVER_S)
+            first = self._first_write(self.engines.postgres_port(new))
+            failover = PostgresFailover(at_s, old, new, first - killed, retained)
+            if self.mode == "wal":
+                done = wait_until(lambda: self.republishes()[before:], "no relay republished from its fence",
+                                  timeout_s=WAIT_S)
+                failover.republished = sum(done)
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    before_kill, now_marked = self._count(conn, killed_wall)
+                # Every row marked at the kill was written before it: the new marks are this failover's.
+                failover.before_kill, failover.marked = before_kill - marked, now_marked - marked
+        finally:
+            self.engines.restore()  # the old leader starts again and rejoins as a replica
+        self.failovers.append(failover)
+        say(f"postgres failover {failover.row()}")
+
+
+__all__ = ["ClusterApps", "ClusterPostgres", "ClusterStore", "PostgresFailover", "cluster_target"]

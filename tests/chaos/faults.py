@@ -14,6 +14,10 @@ restart an operator would do, the same way the store was first started:
   `outcome_unknown` and retry-alone branches run, and the relay's LISTEN connection drops.
 - redis_wipe (once, in the second half): SIGKILL Redis, delete its files, start it empty; the worker
   and the read path rebuild the boards from PostgreSQL.
+- postgres (the cluster only): SIGKILL the PostgreSQL leader node; Patroni promotes the synchronous
+  standby; the fault lasts until the first write through pg-lb is acknowledged by the new leader and the
+  old node has rejoined (tests/chaos/cluster.py's ClusterPostgres). Spread evenly over the plan, so a
+  fault running long cannot push them all past the end of the load.
 
 A store stays down for a random moment (up to DOWN_S) so that work piles up behind it; an app process
 is down as long as its restart takes. The plan spreads the faults evenly over the load, in an order
@@ -30,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.chaos.apps import ChaosApps
-from tests.chaos.cluster import ClusterStore
+from tests.chaos.cluster import ClusterPostgres, ClusterStore
 from tests.chaos.infra import ChaosKafka, PrivateRedis, terminate_backends
 from tests.chaos.settings import say
 
@@ -62,6 +66,7 @@ class Faults:
     redis: PrivateRedis | ClusterStore
     kafka: ChaosKafka | ClusterStore
     rng: random.Random
+    postgres: ClusterPostgres | None = None  # the cluster's PostgreSQL leader among the faults
     log: list[Injected] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
     error: BaseException | None = None
@@ -73,6 +78,10 @@ class Faults:
         # (Never on the cluster: its nodes' files are the cluster's.)
         if not isinstance(self.redis, ClusterStore):
             kinds.insert(self.rng.randint((len(kinds) + 1) // 2, len(kinds)), "redis_wipe")
+        if self.postgres is not None:
+            every = (len(kinds) + per_kind) // per_kind
+            for i in range(per_kind):
+                kinds.insert(i * every, "postgres")
         first, last = seconds * MARGIN, seconds * (1 - MARGIN)
         step = (last - first) / max(1, len(kinds) - 1)
         return [(first + i * step, kind) for i, kind in enumerate(kinds)]
@@ -94,7 +103,7 @@ class Faults:
                         return
                     self.watch(started)
                 t0 = time.monotonic()
-                self.inject(kind)
+                self.inject(kind, t0 - started)
                 self.log.append(Injected(kind, t0 - started, time.monotonic() - t0))
             while not stop.wait(WATCH_S):
                 self.watch(started)
@@ -119,7 +128,7 @@ class Faults:
             say(f"{name} exited by itself (code {code}) at {at_s:.0f} s; restarting it")
             store.start()
 
-    def inject(self, kind: str) -> None:
+    def inject(self, kind: str, at_s: float = 0.0) -> None:
         def down() -> None:
             time.sleep(self.rng.uniform(0, DOWN_S))
 
@@ -132,6 +141,8 @@ class Faults:
             self.kafka.kill()
             down()
             self.kafka.start()
+        elif kind == "postgres" and self.postgres is not None:
+            self.postgres.fail_over(at_s)
         elif kind == "pg_backends":
             terminate_backends(self.apps.stack.config.database_url)
         elif kind in ("redis", "redis_wipe"):

@@ -8,7 +8,7 @@ failed; so is `outcome_unknown`, whose answers the audit follows into PostgreSQL
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.chaos.audit import Findings
 from tests.chaos.converge import State
@@ -26,6 +26,7 @@ class Summary:
     state: State
     findings: Findings
     ledger: Ledger
+    failovers: list = field(default_factory=list)  # the cluster's PostgresFailover, one per `postgres` fault
 
     def failures(self) -> list[str]:
         f, errors = self.findings, self._errors()
@@ -40,6 +41,7 @@ class Summary:
             "5xx other than 503 and outcome_unknown": errors["other"],
             "processes that exited by themselves": len(self.crashes),
             "ops verify non-zero": int(f.verify_exit != 0), "not converged": int(self.converge_s is None),
+            "failovers republishing beyond their bound": sum(not x.within_bound() for x in self.failovers),
         }
         return [f"{name}: {n}" for name, n in checks.items() if n]
 
@@ -67,7 +69,8 @@ class Summary:
                  f"({f.missing_from_kafka} / {f.not_in_table} / {f.published_twice:,})")
         unknown = f"{f.unknown_answers:,} ({f.unknown_recorded:,}); {errors['504u']:,} responses"
         refused = ", ".join(f"{code} {n:,}" for code, n in f.refused.most_common()) or "0"
-        faults = ", ".join(f"{k} {self.faults[k]}" for k in (*KINDS, "redis_wipe"))
+        kinds = (*KINDS, "redis_wipe", *(("postgres",) if self.failovers else ()))
+        faults = ", ".join(f"{k} {self.faults[k]}" for k in kinds)
         crashes = ", ".join(f"{c.name} at {c.at_s:.0f} s (exit {c.code})" for c in self.crashes) or "0"
         failures = self.failures()
         return [
@@ -88,6 +91,7 @@ class Summary:
             ("refused (definitive 4xx) / gave up / conflict", f"{refused} / {f.gave_up} / {f.conflicts}"),
             ("faults injected", f"{sum(self.faults.values())}: {faults}"),
             ("processes that exited by themselves (restarted)", crashes),
+            *((f"PostgreSQL failover {i}", x.row()) for i, x in enumerate(self.failovers, start=1)),
             ("time to converge",
              f"{self.converge_s:.1f} s" if self.converge_s is not None else "did not converge"),
             ("verdict", "FAIL: " + "; ".join(failures) if failures else "PASS"),

@@ -28,7 +28,7 @@ from tests.chaos import report
 from tests.chaos.apps import ChaosApps
 from tests.chaos.audit import audit
 from tests.chaos.client import Client
-from tests.chaos.cluster import ClusterApps, ClusterStore, cluster_target
+from tests.chaos.cluster import ClusterApps, ClusterPostgres, ClusterStore, cluster_target
 from tests.chaos.converge import State, converge, end_all_sessions
 from tests.chaos.faults import Faults
 from tests.chaos.hosts import Host, Lane, prepare_lane
@@ -51,6 +51,7 @@ class Run:
         self.ledger = Ledger()
         self.redis: PrivateRedis | None = None
         self.kafka: ChaosKafka | None = None
+        self.postgres: ClusterPostgres | None = None
         self.apps: ChaosApps | None = None
         self.stop_faults = threading.Event()
         self.injector: threading.Thread | None = None
@@ -92,6 +93,7 @@ class Run:
         ensure_topics(self.config)
         self.engine = audit_engine(self.config.database_url)
         self.apps = ClusterApps(self.config, self.workdir / "logs", self.rng)
+        self.postgres = ClusterPostgres(engines, self.config, self.workdir / "logs")
         for name in self.apps.names():
             self.apps.start(name)
         self.apps.stack.start_balancer()
@@ -138,7 +140,7 @@ class Run:
 
     def execute(self) -> bool:
         self.start_stack()
-        faults = Faults(self.apps, self.redis, self.kafka, self.rng)
+        faults = Faults(self.apps, self.redis, self.kafka, self.rng, self.postgres)
         with CpuMeter() as cpu:
             lanes, load_s = asyncio.run(self.load(faults))
         say(f"machine CPU during the load {cpu.machine_cpu_pct:.0f}% of {os.cpu_count()} cores; "
@@ -149,7 +151,7 @@ class Run:
         findings = audit(self.config, self.engine, self.ledger)
         say(f"ops verify (exit {findings.verify_exit}): {findings.verify_summary}")
         summary = report.Summary(load_s, self.peak_rate, faults.counts(), faults.crashes, converge_s, state,
-                                 findings, self.ledger)
+                                 findings, self.ledger, self.postgres.failovers if self.postgres else [])
         print(report.table(summary.rows()), flush=True)
         return not summary.failures()
 

@@ -34,18 +34,20 @@ def session_ids(games: list[Game]) -> list[str]:
     return [game.session_id for game in games]
 
 
-def events_of(engine, games: list[Game], mode: str) -> list:
-    """The games' events, each with whether the relay of `mode` (RELAY_MODE) has published it."""
+def events_of(engine, games: list[Game], mode: str, boards: tuple[str, ...] = ()) -> list:
+    """The games' events (and those of the leaderboards `boards`), each with whether the relay of `mode`
+    (RELAY_MODE) has published it."""
     condition, params = published_condition(engine, mode)
     with engine.connect() as db:
         return db.execute(text(_EVENTS.format(published=condition)),
-                          {"sessions": session_ids(games), **params}).all()
+                          {"sessions": session_ids(games) + list(boards), **params}).all()
 
 
-def wait_published(engine, games: list[Game], mode: str, timeout_s: float | None = None) -> list:
-    """The games' events, once every one of them is published."""
+def wait_published(engine, games: list[Game], mode: str, timeout_s: float | None = None,
+                   boards: tuple[str, ...] = ()) -> list:
+    """The games' events (and the leaderboards `boards`'), once every one of them is published."""
     def published():
-        rows = events_of(engine, games, mode)
+        rows = events_of(engine, games, mode, boards)
         return rows if rows and all(row.published for row in rows) else None
 
     kwargs = {} if timeout_s is None else {"timeout_s": timeout_s}

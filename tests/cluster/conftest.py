@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.engines import ClusterEngines, from_environment
+from tests.cluster.failover import REPORT
 from tests.helpers import CLUSTER
 
 if not CLUSTER:
@@ -32,3 +33,11 @@ def stack(live_stack):
         if process.poll() is not None and name != "lb":
             live_stack.restart(name)
 
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The PostgreSQL failovers' figures (tests/cluster/failover.py), whatever pytest captured."""
+    if REPORT:
+        terminalreporter.section("PostgreSQL failovers")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -1,18 +1,25 @@
-"""The engines of the cluster that `make up-cluster` runs (scripts/stack/cluster.py): its Kafka nodes and
-Redis nodes, found through the cluster's supervisor (their Policy MANUAL: a crashed node stays down),
-crashed by SIGKILL and started again by `python -m scripts.stack cluster up`. Used by the fault tests
-(tests/cluster) and the chaos run on the cluster (tests/chaos/cluster.py)."""
+"""The engines of the cluster that `make up-cluster` runs (scripts/stack/cluster.py): its Kafka nodes,
+Redis nodes and PostgreSQL nodes under Patroni, found through the cluster's supervisor (their Policy
+MANUAL: a crashed node stays down), crashed by SIGKILL and started again by `python -m scripts.stack
+cluster up`. Used by the fault tests (tests/cluster) and the chaos run on the cluster
+(tests/chaos/cluster.py)."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis as redis_lib
 
+from scripts.stack.patroni import PG_NODES, node_host
+from scripts.stack.postgres import pg_bindir
 from scripts.stack.supervisor import Supervisor
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +35,7 @@ class ClusterEngines:
     run_dir: Path
     kafka_port: int
     redis_port: int
+    pg_port: int
 
     @property
     def supervisor(self) -> Supervisor:
@@ -73,8 +81,75 @@ class ClusterEngines:
         raise RuntimeError("no Redis node of the cluster is running")
 
 
+    def postgres_members(self) -> dict[str, dict]:
+        """Patroni's members (name -> its /cluster entry: role, state, timeline) as the first node that
+        answers sees them; {} when none answers."""
+        for name in PG_NODES:
+            # Its REST API: the port after its PostgreSQL's.
+            url = f"http://{node_host(name)}:{self.postgres_port(name) + 1}/cluster"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return {m["name"]: m for m in json.load(response).get("members", [])}
+            except (OSError, ValueError):
+                continue
+        return {}
+
+    def postgres_port(self, name: str) -> int:
+        """Node pg-N's PostgreSQL port: PG_PORT + 2N - 1 (scripts/stack/patroni.py Layout)."""
+        return self.pg_port + 2 * int(name.rpartition("-")[2]) - 1
+
+    def postgres_leader(self) -> str | None:
+        """The running leader Patroni names (pg-N), None while there is none."""
+        return next((name for name, m in self.postgres_members().items()
+                     if m["role"] == "leader" and m["state"] == "running"), None)
+
+    def patronictl(self, *args: str) -> str:
+        """`patronictl` on the cluster, through etcd's loopback addresses (not a node's: a node may be cut
+        off); its output, or AssertionError with it."""
+        config = self.run_dir / "patronictl.yml"  # scripts/stack/patroni.py's ctl_config
+        done = subprocess.run(["patronictl", "-c", str(config), *args], capture_output=True, text=True,
+                              timeout=RESTORE_S, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def switchover(self, leader: str, candidate: str) -> None:
+        """`patronictl switchover --force`: `leader` hands over to `candidate` (Patroni waits until the
+        candidate has replayed everything, shuts the leader down cleanly, promotes the candidate)."""
+        self.patronictl("switchover", "--leader", leader, "--candidate", candidate, "--force")
+
+    def log_of(self, name: str) -> str:
+        return (self.run_dir / f"{name}.log").read_text(errors="replace")
+
+    def in_recovery(self, name: str) -> bool:
+        """Whether node `name`'s PostgreSQL runs as a standby, asked over its own socket (which no cut of
+        its address reaches), as the OS user that runs it."""
+        sql = [str(pg_bindir() / "psql"), "-X", "-At", "-h", str(self.run_dir / name / "sock"),
+               "-p", str(self.postgres_port(name)), "-U", "postgres", "-d", "postgres",
+               "-c", "SELECT pg_is_in_recovery()"]
+        command = ["runuser", "-u", "postgres", "--", *sql] if os.geteuid() == 0 else sql
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        return done.returncode == 0 and done.stdout.strip() == "t"
+
+    def wait_replica(self, name: str, timeline: int) -> None:
+        """Until node `name` runs as a replica on the leader's `timeline` (it rejoined the cluster)."""
+        def replica() -> bool:
+            member = self.postgres_members().get(name, {})
+            return (member.get("role") in ("replica", "sync_standby") and member.get("state") == "running"
+                    and member.get("timeline") == timeline)
+
+        wait_until(replica, f"{name} did not rejoin as a replica on timeline {timeline}", timeout_s=RESTORE_S)
+
+    def crash_postgres(self, name: str) -> None:
+        """SIGKILL node `name`'s Patroni and its PostgreSQL together (the postmaster runs in a session of
+        its own; killed alone, Patroni would restart it in place). Its backends exit on their
+        postmaster's death."""
+        postmaster = int((self.run_dir / name / "data" / "postmaster.pid").read_text().split()[0])
+        self.supervisor.kill(name, group=True)
+        os.kill(postmaster, signal.SIGKILL)
+
+
 def from_environment() -> ClusterEngines:
     """The engines named by what `make test-cluster` and `make chaos-cluster` export
     (scripts/stack/cluster.py)."""
     return ClusterEngines(Path(os.environ["CLUSTER_RUN_DIR"]), int(os.environ["CLUSTER_KAFKA_PORT"]),
-                          int(os.environ["CLUSTER_REDIS_PORT"]))
+                          int(os.environ["CLUSTER_REDIS_PORT"]), int(os.environ["CLUSTER_PG_PORT"]))

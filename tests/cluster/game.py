@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,6 +36,7 @@ class Game:
         self.players = [self.api.join(self.session_id, self.api.guest()) for _ in range(players)]
         self.acknowledged: set[tuple[str, str]] = set()  # (participant, question) of each acknowledged answer
         self.played = 0  # questions closed
+        self.statuses: Counter = Counter()  # every response's status, retried ones included
         self.error: BaseException | None = None
 
     def _decided(self, path: str, token: str, body: dict | None = None):
@@ -43,6 +45,7 @@ class Game:
         while True:
             try:
                 response = self.api.post(path, body, token=token)
+                self.statuses[response.status_code] += 1
                 if response.status_code not in RETRYABLE:
                     return response
             except requests.RequestException:

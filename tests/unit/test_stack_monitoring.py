@@ -69,7 +69,7 @@ def test_the_cluster_scrapes_every_instance(stack_dir):
         {"relay": 2, "worker": 2, "ingest": 2, "redis": 6, "postgres": 1}
     assert "--web.listen-address=127.0.0.1:19109" in programs["prometheus"].command
     assert programs["exporter-postgres"].env["DATA_SOURCE_NAME"].startswith(
-        "postgresql://quiz:quiz@127.0.0.1:5433/quiz_cluster?")
+        "postgresql://quiz:quiz@127.0.0.1:15432/quiz_cluster?")  # the leader, through pg-lb
     check_ports(cluster.ports(), [])  # no port twice in the whole block
     assert cluster.environ()["PROMETHEUS_URL"] == "http://127.0.0.1:19109"  # the webs' dashboard reads it
 

@@ -139,6 +139,102 @@ def test_the_slot_advances_only_past_transactions_kafka_acknowledged_whole(relay
 
 
 @WAL
+def test_the_caught_up_record_keeps_a_transaction_open_meanwhile_at_or_above_its_fence(relay_config, engine):
+    """The fence a promoted standby's relay republishes from (outbox_capture.caught_up_xmin, replicated):
+    a transaction still running when the relay caught up is never below it, however long it runs."""
+    relay = wal_relay(relay_config, engine)
+    try:
+        drain(relay)
+        with engine.connect() as open_transaction:
+            running = int(open_transaction.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
+            insert_events(engine, 10)
+            drain(relay)
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT caught_up_xmin FROM outbox_capture WHERE slot_name = :s"),
+                                   {"s": engine_slot_name(engine)}).one()
+            open_transaction.rollback()
+    finally:
+        relay.close()
+    assert row.caught_up_xmin is not None and row.caught_up_xmin <= running
+
+
+@WAL
+def test_a_leader_without_the_slot_republishes_only_from_the_replicated_fence(relay_config, engine):
+    """A promoted standby has the capture row (replicated) but not the slot (PostgreSQL 15): the relay
+    makes the slot and republishes the rows inserted from the last caught-up record's fence on, not
+    every retained row, and counts them."""
+    config = relay_config
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+        before = insert_events(engine, 50)
+        drain(relay)  # caught up: its record and fence are past these
+        after = insert_events(engine, 30)  # committed after the last caught-up record
+    finally:
+        relay.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+        fence = conn.execute(text("SELECT caught_up_xmin FROM outbox_capture WHERE slot_name = :s"),
+                             {"s": engine_slot_name(engine)}).scalar_one()
+        window = set(map(str, conn.execute(text(
+            "SELECT id FROM events WHERE published_at IS NULL AND "
+            "age(xmin) <= age(CAST(CAST(CAST(:f AS bigint) % 4294967296 AS text) AS xid))"),
+            {"f": fence}).scalars()))
+    # The rows from the fence on: those committed after the caught-up record (and those of any transaction
+    # that was still running then, on this server: none when nothing else writes).
+    assert set(after) <= window
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+    finally:
+        relay.close()
+    assert relay.stats.failover_republished_total == len(window)
+    assert capture_slot(engine) is not None
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(len(found[e]) >= 1 for e in before + after)
+
+
+@WAL
+def test_a_slot_made_on_another_timeline_is_made_again_and_the_relay_republishes_from_the_fence(
+        relay_config, engine, caplog):
+    """A former leader promoted again still has the slot it made then (Patroni leaves it alone): the
+    capture row (replicated) names the timeline the relay's slot was made on, and a relay on a leader of
+    another timeline drops the slot it finds, makes it again and republishes from the fence, as on a
+    leader without a slot, instead of reading a slot whose WAL diverged."""
+    caplog.set_level(logging.WARNING, logger="outbox_relay")
+    config = relay_config
+    slot = engine_slot_name(engine)
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+        drain(relay)  # caught up: its record and fence are past what came before
+        after = insert_events(engine, 20)
+    finally:
+        relay.close()
+    with engine.begin() as conn:
+        now, recorded = conn.execute(text(
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, "
+            "slot_timeline FROM outbox_capture WHERE slot_name = :s"), {"s": slot}).one()
+        assert recorded == now  # the relay recorded the timeline its slot is on
+        # As the row reads on a leader promoted since: the slot was made on the timeline before.
+        conn.execute(text("UPDATE outbox_capture SET slot_timeline = slot_timeline - 1 WHERE slot_name = :s"),
+                     {"s": slot})
+    relay = wal_relay(config, engine)
+    try:
+        drain(relay)
+    finally:
+        relay.close()
+    assert any("was made on timeline" in r.getMessage() for r in caplog.records)
+    assert relay.stats.failover_republished_total >= len(after)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT slot_timeline FROM outbox_capture WHERE slot_name = :s"),
+                            {"s": slot}).scalar_one() == now
+    assert capture_slot(engine) is not None
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    assert all(found[e] for e in after)
+
+
+@WAL
 def test_the_backlog_of_wal_mode_is_what_committed_since_the_relay_last_caught_up(relay_config, engine):
     config = relay_config
     relay = wal_relay(config, engine)

@@ -1,0 +1,42 @@
+"""The PostgreSQL leader of the cluster goes away under load (tests/cluster/failover.py holds the cluster to
+the same checks after each): it dies (its Patroni and its PostgreSQL, SIGKILL), or hands over on purpose
+(`patronictl switchover`). Patroni promotes the synchronous standby, pg-lb sends every connection to it,
+the writes resume, and no acknowledged write is lost or doubled.
+
+`make test-cluster` runs this module in wal mode with the suites, then the crash again with RELAY_MODE=poll
+on a stack and database of its own (scripts/stack/cluster.py): the poll relay only reconnects.
+
+Bounds come from the configuration the tier runs with (scripts/stack/patroni.py); a wait that runs out
+fails the test. The time from the fault to the first write acknowledged through pg-lb is reported.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from tests.cluster.failover import fail_over
+
+
+def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing_acknowledged_is_lost(
+        stack, engine, redis_client, engines):
+    @contextmanager
+    def crashed(leader: str, _standby: str):
+        engines.crash_postgres(leader)
+        try:
+            yield
+        finally:
+            engines.restore()  # the old leader starts again, as a replica of the new one (pg_rewind)
+
+    fail_over(stack, engine, redis_client, engines, crashed, "leader crash")
+
+
+def test_a_switchover_to_the_synchronous_standby_under_load_loses_and_doubles_nothing(
+        stack, engine, redis_client, engines):
+    @contextmanager
+    def switched(leader: str, standby: str):
+        engines.switchover(leader, standby)
+        yield
+
+    result = fail_over(stack, engine, redis_client, engines, switched, "switchover")
+    # The old leader follows the new one (a clean shutdown: no rewind needed).
+    new = engines.postgres_members()[result.new]["timeline"]
+    engines.wait_replica(result.old, new)
