@@ -44,7 +44,8 @@ def test_a_new_slot_is_created_by_the_relay_which_first_backfills_what_came_befo
     with engine.begin() as conn:  # earlier tests' rows: not this test's backfill
         conn.execute(text("UPDATE events SET published_at = now() WHERE published_at IS NULL"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+        # Ours, beside any slot another relay mode's test left (Debezium's keeps its own until the run ends)
+        assert engine_slot_name(engine) in drop_slots_of_database(conn, engine.url.database)
         conn.execute(text("DELETE FROM outbox_capture"))
     assert capture_slot(engine) is None
     before = insert_events(engine, 300)
@@ -173,7 +174,8 @@ def test_a_leader_without_the_slot_republishes_only_from_the_replicated_fence(re
     finally:
         relay.close()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        assert drop_slots_of_database(conn, engine.url.database) == [engine_slot_name(engine)]
+        # Ours, beside any slot another relay mode's test left (Debezium's keeps its own until the run ends)
+        assert engine_slot_name(engine) in drop_slots_of_database(conn, engine.url.database)
         fence = conn.execute(text("SELECT caught_up_xmin FROM outbox_capture WHERE slot_name = :s"),
                              {"s": engine_slot_name(engine)}).scalar_one()
         window = set(map(str, conn.execute(text(
