@@ -74,19 +74,15 @@ from outbox_relay.poll import PollRelay
 from outbox_relay.relay import BatchResult, Outgoing, log
 
 PLUGIN = "pgoutput"
-# The fastest the relay records that it caught up (a row update) while events flow.
-CAUGHT_UP_EVERY_S = 1.0
+CAUGHT_UP_EVERY_S = 1.0  # the fastest the relay records that it caught up (a row update) while events flow
 # Rows of a peek fetched at a time: a transaction of a million events streams through the producer.
 STREAM_ROWS = 2000
 
-# The WAL head and the oldest transaction still running, in one statement: the snapshot it reads xmin from
-# is taken when the statement starts, before the WAL position is read, so a transaction below xmin had
-# ended before that position, and its commit record is at or before it (a commit is flushed before the
-# transaction leaves the process array). The pair is the relay's fence: the partitions' retirement and,
-# recorded in outbox_capture, the republish after a failover.
-HEAD = text("""
-    SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at,
-           pg_snapshot_xmin(pg_current_snapshot())::text AS xmin""")
+# The WAL head and the oldest running transaction: xmin's snapshot is taken as the statement starts, so a
+# transaction below it had ended, its commit flushed, before the position is read. The pair is the relay's
+# fence (the partitions' retirement; in outbox_capture, the republish after a failover).
+HEAD = text("SELECT pg_current_wal_flush_lsn()::text AS lsn, clock_timestamp() AS at, "
+            "pg_snapshot_xmin(pg_current_snapshot())::text AS xmin")
 _PEEK = text(f"""
     SELECT data FROM pg_logical_slot_peek_binary_changes(
         :slot, NULL, :limit, 'proto_version', '1', 'publication_names', '{CAPTURE_PUBLICATION}')""")
@@ -112,8 +108,8 @@ _RECORD_TIMELINE = text(f"""
                                                    ELSE COALESCE(slot_timeline, {_TIMELINE}) END
     WHERE slot_name = :slot""")
 _DROP_SLOT = text("SELECT pg_drop_replication_slot(:slot)")
-_REPUBLISHED = text(
-    "UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL WHERE slot_name = :slot")
+_REPUBLISHED = text("UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL "
+                    "WHERE slot_name = :slot")
 # Once the slot exists: the first transaction id not given out yet. A transaction from it on commits after
 # the slot's consistent point, so the slot decodes it; the republish stops below it.
 _REPUBLISH_WINDOW = text("""

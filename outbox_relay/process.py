@@ -26,8 +26,9 @@ from app.core.tracing import configure_tracing, flush_tracing
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
 from outbox_relay.debezium import DebeziumHousekeeper
+from outbox_relay.listener import OutboxListener
 from outbox_relay.poll import PollRelay
-from outbox_relay.relay import OutboxListener, Relay, RelayStats
+from outbox_relay.relay import Relay, RelayStats
 
 log = logging.getLogger("outbox_relay")
 

@@ -329,11 +329,7 @@ class Cluster:
 
         stopped_legacy = legacy.stop(CLUSTER_DIR)
         if not self.supervisor.answers():
-            say(
-                "cluster stopped (data kept in .stack/cluster/)"
-                if stopped_legacy
-                else "cluster: nothing is running"
-            )
+            say("cluster stopped (data kept in .stack/cluster/)" if stopped_legacy else "cluster: idle")
             return
         # Clients first (the relays flush to Kafka), then all Kafka nodes at once, then the rest.
         self.supervisor.stop_together(["lb"])
@@ -399,8 +395,5 @@ class Cluster:
     def chaos(self) -> None:
         """The chaos run (tests/chaos/cluster.py) with its own processes on the cluster's engines."""
         os.chdir(ROOT)
-        os.execve(
-            sys.executable,
-            [sys.executable, "-m", "tests.chaos"],
-            {**self.test_environment(), "CHAOS_TARGET": "cluster"},
-        )
+        os.execve(sys.executable, [sys.executable, "-m", "tests.chaos"],
+                  {**self.test_environment(), "CHAOS_TARGET": "cluster"})

@@ -8,8 +8,8 @@ from confluent_kafka import KafkaError
 from sqlalchemy import create_engine
 
 from app.core.logs import RateLimitedLog
+from outbox_relay.listener import OutboxListener, libpq_url
 from outbox_relay.poll import PollRelay
-from outbox_relay.relay import OutboxListener, libpq_url
 from tests.helpers import wait_until
 
 
