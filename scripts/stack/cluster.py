@@ -329,7 +329,7 @@ class Cluster:
 
         stopped_legacy = legacy.stop(CLUSTER_DIR)
         if not self.supervisor.answers():
-            say("cluster stopped (data kept in .stack/cluster/)" if stopped_legacy else "cluster: not running")
+            say("cluster stopped (data kept in .stack/cluster/)" if stopped_legacy else "cluster: down")
             return
         # Clients first (the relays flush to Kafka), then all Kafka nodes at once, then the rest.
         self.supervisor.stop_together(["lb"])
