@@ -29,6 +29,7 @@ import requests
 from app.accounts.users import revocation_key
 from tests.bench import report
 from tests.bench.bare_answer import PATH as BARE_PATH
+from tests.bench.stack import tree_cpu_s
 from tests.bench.support import ROOT, env_int, make_rooms, open_next, profiling, start_profile, wrk
 from tests.helpers import free_port, stack_env, wait_until
 
@@ -36,19 +37,6 @@ PLAYERS = 500
 CONNECTIONS = 64
 TARGET_MS = 0.5
 ROUTE = "/api/v1/sessions/<session_id>/answers"
-
-
-def gunicorn_cpu_s(master_pid: int) -> float:
-    """CPU seconds (user + system) used so far by a gunicorn master and its workers."""
-    master = psutil.Process(master_pid)
-    total = 0.0
-    for process in [master] + master.children(recursive=True):
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def _answers_file(path, rooms, route: str, bearer) -> int:
@@ -70,9 +58,9 @@ def _round(base_url: str, master_pid: int, requests_file, count: int, profile: s
     spy = None
     if profile and profiling():
         spy = start_profile(psutil.Process(master_pid).children()[0].pid, profile, 900)
-    cpu0 = gunicorn_cpu_s(master_pid)
+    cpu0 = tree_cpu_s(master_pid)
     result = wrk(base_url, requests_file, 600, CONNECTIONS, stop_after=count)
-    cpu_s = gunicorn_cpu_s(master_pid) - cpu0
+    cpu_s = tree_cpu_s(master_pid) - cpu0
     if spy is not None:  # the whole round: py-spy writes its profile when interrupted
         spy.send_signal(signal.SIGINT)
         spy.wait(60)

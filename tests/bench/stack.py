@@ -187,15 +187,7 @@ class BenchStack:
 
     def process_cpu(self, name: str) -> float:
         """CPU seconds used so far by a stack process and its children."""
-        proc = psutil.Process(self.processes[name].pid)
-        total = 0.0
-        for p in [proc] + proc.children(recursive=True):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        return tree_cpu_s(self.processes[name].pid)
 
 
 def stop_leftover_load(stack: BenchStack, grace_s: float = 10) -> list[str]:
@@ -229,3 +221,17 @@ def stop_leftover_load(stack: BenchStack, grace_s: float = 10) -> list[str]:
             stopped.append(f"stopped thread {thread.name} ({type(thread).__name__})"
                            + ("" if not thread.is_alive() else f": still running after {grace_s:.0f} s"))
     return stopped
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (a gunicorn master and its
+    workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root] + root.children(recursive=True):
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
