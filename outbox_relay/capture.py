@@ -56,10 +56,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -68,13 +66,12 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.core.db import PURGE_BATCH
-from app.core.events import envelope_json_of_text
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
-from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
-from outbox_relay.pgoutput import Decoder, Insert, Relation, Transaction, int_to_lsn, lsn_to_int
+from outbox_relay.messages import Outgoing, captured_event, event_columns
+from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
 from outbox_relay.poll import PollRelay
-from outbox_relay.relay import BatchResult, Outgoing, log
+from outbox_relay.relay import BatchResult, log
 
 PLUGIN = "pgoutput"
 CAUGHT_UP_EVERY_S = 1.0  # the fastest the relay records that it caught up (a row update) while events flow
@@ -131,39 +128,6 @@ CAUGHT_UP = text("""
 
 class CaptureUnavailable(RuntimeError):
     """This database cannot be read by logical decoding (wal_level, privilege): use RELAY_MODE=poll."""
-
-
-# The columns an event's message is made of, in the order `captured_event` takes them.
-EVENT_COLUMNS = ("id", "event_type", "version", "aggregate_type", "aggregate_id", "created_at", "payload",
-                 "traceparent")
-
-
-def event_columns(relation: Relation) -> Callable[[tuple], tuple]:
-    """Picks EVENT_COLUMNS out of an insert's values into `relation` (a relation without `traceparent`,
-    from before migration 0031, gives None for it)."""
-    index = {column: at for at, column in enumerate(relation.columns)}
-    if "traceparent" in index:
-        return itemgetter(*(index[column] for column in EVENT_COLUMNS))
-    pick = itemgetter(*(index[column] for column in EVENT_COLUMNS[:-1]))
-    return lambda values: (*pick(values), None)
-
-
-def captured_event(columns: tuple, transaction: int, commit_s: float = 0.0) -> Outgoing:
-    """The message of an insert's EVENT_COLUMNS (PostgreSQL's text, UTF-8), acknowledged by the index of its
-    transaction in the batch; `commit_s` is the transaction's commit time (pgoutput's). Its envelope is
-    spliced from the text as it is (`envelope_json_of_text`): the payload is not parsed."""
-    event_id, event_type, version, aggregate_type, aggregate_id, created_at, payload, traceparent = columns
-    return Outgoing(aggregate_id,
-                    envelope_json_of_text(event_id, event_type, version, aggregate_type, aggregate_id,
-                                          created_at, payload),
-                    [("event_id", event_id), ("event_type", event_type)], transaction,
-                    event_id, _aggregate_type(aggregate_type), commit_s,
-                    None if traceparent is None else normal_traceparent(traceparent))
-
-
-@lru_cache(maxsize=64)
-def _aggregate_type(raw: bytes) -> str:
-    return raw.decode()
 
 
 def check_capture_possible(conn: Connection) -> None:

@@ -23,11 +23,10 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.core.db import PURGE_BATCH
-from app.core.events import envelope_json_of_text
 from app.core.outbox import outbox_lag
-from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
-from outbox_relay.relay import BatchResult, Outgoing, Relay, log
+from outbox_relay.messages import outgoing_of_row
+from outbox_relay.relay import BatchResult, Relay, log
 
 # The columns a message is spliced from, as PostgreSQL's text (the wal mode reads the same from the WAL):
 # the payload is never parsed into Python objects and dumped again.
@@ -58,18 +57,6 @@ _MARK = text("""
     UPDATE events AS e SET published_at = now()
     FROM unnest(CAST(:ids AS uuid[]), CAST(:created AS timestamptz[])) AS d(id, created_at)
     WHERE e.id = d.id AND e.created_at = d.created_at""")
-
-
-def outgoing_of_row(row: Any) -> Outgoing:
-    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark. Its commit is its
-    commit time with track_commit_timestamp on, else its `created_at` (the insert, a moment before)."""
-    committed = getattr(row, "committed_at", None) or row.created_at
-    event_id, event_type, key = row.id_text.encode(), row.event_type.encode(), row.aggregate_id.encode()
-    value = envelope_json_of_text(event_id, event_type, b"%d" % row.version, row.aggregate_type.encode(), key,
-                                  row.created_text.encode(), row.payload_text.encode())
-    return Outgoing(key, value, [("event_id", event_id), ("event_type", event_type)],
-                    (row.id, row.created_at), row.id, row.aggregate_type, committed.timestamp(),
-                    normal_traceparent(getattr(row, "traceparent", None)))
 
 
 def _mark(conn: Connection, keys: list[tuple[Any, Any]]) -> None:

@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException
@@ -53,6 +53,7 @@ from app.core.processing import StreamProcessor
 from app.core.retry import Backoff
 from outbox_relay import partitions
 from outbox_relay.listener import OutboxListener
+from outbox_relay.messages import Outgoing
 
 log = logging.getLogger("outbox_relay")
 
@@ -124,21 +125,6 @@ class RelayStats:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
         for observer in self.observers:
             observer.lag(lag_s, unpublished, wal_behind_bytes)
-
-
-class Outgoing(NamedTuple):
-    """One event as the relay produces it, and what its delivery report acknowledges (`ack`); its
-    aggregate type, commit time (seconds since the epoch: see the mode) and `traceparent` (or None) are
-    for the commit → produced histogram and the trace."""
-
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    ack: Any
-    event_id: Any
-    aggregate_type: str = ""
-    committed_s: float = 0.0
-    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from app.core.outbox import capture_slot_name
-from outbox_relay.capture import captured_event, event_columns
+from outbox_relay.messages import captured_event, event_columns
 from outbox_relay.pgoutput import Decoder, Insert, ProtocolError, Transaction, int_to_lsn, lsn_to_int
 
 COLUMNS = ["id", "seq", "aggregate_type", "aggregate_id", "event_type", "version", "payload", "created_at",
