@@ -5,7 +5,9 @@ The relay reads its slot through `pg_logical_slot_peek_binary_changes(..., 'prot
 'publication_names', ...)`: each row's `data` is one message. Each SQL call decodes afresh, so a
 Relation message precedes the first change of every relation within the call's output, and the
 column names it carries are how an Insert's values are named. Values come in their text form
-(`t`), or as SQL NULL (`n`); `u` (an unchanged TOASTed value) only occurs in updates.
+(`t`), or as SQL NULL (`n`); `u` (an unchanged TOASTed value) only occurs in updates. An Insert hands
+its values on as that text's UTF-8 bytes, in the Relation's column order, undecoded: the relay splices
+them into its messages as they are (one event is one call of `_insert`, the relay's hot path).
 
 Layouts (https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html):
   B  Int64 final LSN, Int64 commit time, Int32 xid
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _INT64 = struct.Struct("!q")
 _INT32 = struct.Struct("!i")
@@ -33,11 +36,18 @@ class Relation:
     columns: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Insert:
-    namespace: str
-    table: str
-    values: dict[str, str | None]  # column -> text form, None for NULL
+class Insert(NamedTuple):
+    relation: Relation
+    values: tuple[bytes | None, ...]  # each column's text (UTF-8), None for NULL, in relation.columns' order
+
+    @property
+    def table(self) -> str:
+        return self.relation.name
+
+    def text(self) -> dict[str, str | None]:
+        """Column -> text form, decoded (for readers off the hot path)."""
+        return {column: None if value is None else value.decode()
+                for column, value in zip(self.relation.columns, self.values)}
 
 
 @dataclass
@@ -101,6 +111,8 @@ class Decoder:
 
     def feed(self, data: bytes) -> Insert | Transaction | None:
         """Read one message: an Insert, the Transaction its Commit ends, or None (anything else)."""
+        if data[0] == 0x49:  # I: one per event, the hot path
+            return self._insert(data)
         kind, cursor = data[:1], _Cursor(data)
         cursor.at = 1
         if kind == b"B":
@@ -117,8 +129,6 @@ class Decoder:
                 cursor.int32()
                 cursor.int32()
             self.relations[oid] = Relation(oid, namespace, name, tuple(columns))
-        elif kind == b"I":
-            return self._insert(data)
         elif kind == b"C":
             cursor.byte()  # flags
             cursor.int64()  # commit LSN
@@ -142,25 +152,27 @@ class Decoder:
         if self._open is None:
             raise ProtocolError("an insert outside a transaction")
         count = _INT16.unpack_from(data, 6)[0]
+        if count != len(relation.columns):
+            raise ProtocolError("an insert's columns differ from its relation's")
         at = 8
-        values: dict[str, str | None] = {}
+        values: list[bytes | None] = []
+        append = values.append
         unpack_len = _INT32.unpack_from
-        for column in relation.columns[:count]:
+        for _ in range(count):
             tag = data[at]
-            at += 1
             if tag == 0x74:  # t: text
-                length = unpack_len(data, at)[0]
-                at += 4
-                values[column] = data[at:at + length].decode()
-                at += length
+                length = unpack_len(data, at + 1)[0]
+                at += 5 + length
+                append(data[at - length:at])
             elif tag == 0x6E:  # n: null
-                values[column] = None
+                at += 1
+                append(None)
             else:
                 raise ProtocolError(f"an insert's value of kind {chr(tag)!r}")
         if at > len(data):
             raise ProtocolError("message ends early")
         self._open.inserts += 1
-        return Insert(relation.namespace, relation.name, values)
+        return Insert(relation, tuple(values))
 
 
 def lsn_to_int(lsn: str) -> int:

@@ -23,15 +23,17 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.core.db import PURGE_BATCH
-from app.core.events import envelope_from_row
 from app.core.outbox import outbox_lag
-from app.core.tracing import normal_traceparent
 from outbox_relay import partitions
-from outbox_relay.relay import BatchResult, Outgoing, Relay, log
+from outbox_relay.messages import outgoing_of_row
+from outbox_relay.relay import BatchResult, Relay, log
 
+# The columns a message is spliced from, as PostgreSQL's text (the wal mode reads the same from the WAL):
+# the payload is never parsed into Python objects and dumped again.
+TEXT_COLUMNS = "id::text AS id_text, payload::text AS payload_text, created_at::text AS created_text"
 # The commit time is known only with track_commit_timestamp on; else created_at stands for it.
-_CLAIM = text("""
-    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at, traceparent,
+_CLAIM = text(f"""
+    SELECT id, aggregate_type, aggregate_id, event_type, version, created_at, traceparent, {TEXT_COLUMNS},
            CASE WHEN current_setting('track_commit_timestamp')::bool
                 THEN pg_xact_commit_timestamp(xmin) END AS committed_at
     FROM events
@@ -41,8 +43,8 @@ _CLAIM = text("""
     FOR UPDATE SKIP LOCKED""")
 # The rows a promoted standby's new slot cannot prove published: inserted by a transaction at or
 # above the fence (`age` compares 32-bit ids within the wraparound horizon; the retirement's test).
-_CLAIM_FROM_FENCE = text("""
-    SELECT id, aggregate_type, aggregate_id, event_type, version, payload, created_at
+_CLAIM_FROM_FENCE = text(f"""
+    SELECT id, aggregate_type, aggregate_id, event_type, version, created_at, {TEXT_COLUMNS}
     FROM events
     WHERE published_at IS NULL
       AND age(xmin) <= age(CAST(CAST(CAST(:fence AS bigint) % 4294967296 AS text) AS xid))
@@ -55,16 +57,6 @@ _MARK = text("""
     UPDATE events AS e SET published_at = now()
     FROM unnest(CAST(:ids AS uuid[]), CAST(:created AS timestamptz[])) AS d(id, created_at)
     WHERE e.id = d.id AND e.created_at = d.created_at""")
-
-
-def outgoing_of_row(row: Any) -> Outgoing:
-    """A claimed `events` row (poll mode), acknowledged by its primary key for the mark. Its commit is its
-    commit time with track_commit_timestamp on, else its `created_at` (the insert, a moment before)."""
-    envelope = envelope_from_row(row)
-    committed = getattr(row, "committed_at", None) or row.created_at
-    return Outgoing(envelope.key(), envelope.to_json(), envelope.headers(), (row.id, row.created_at), row.id,
-                    row.aggregate_type, committed.timestamp(),
-                    normal_traceparent(getattr(row, "traceparent", None)))
 
 
 def _mark(conn: Connection, keys: list[tuple[Any, Any]]) -> None:

@@ -37,7 +37,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from functools import partial
+from typing import Any, Protocol
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException
@@ -52,6 +53,7 @@ from app.core.processing import StreamProcessor
 from app.core.retry import Backoff
 from outbox_relay import partitions
 from outbox_relay.listener import OutboxListener
+from outbox_relay.messages import Outgoing
 
 log = logging.getLogger("outbox_relay")
 
@@ -64,6 +66,20 @@ STOP_GRACE_S = 4.0
 # A producer whose broker is unreachable keeps messages queued for delivery.timeout.ms; the relay
 # keeps the claim open and waits, logging this often.
 OUTAGE_LOG_EVERY_S = 10.0
+
+# Delivery reports are served once per this many messages produced (and when the local queue is full).
+POLL_EVERY = 500
+_NONE = object()
+
+
+def _text(headers: Any, event_id: Any) -> str:
+    """An event id for a log line or a span: the message's `event_id` header when a delivery report
+    carries it, else the id the relay read (text or UTF-8)."""
+    for name, value in headers or ():
+        if name == "event_id":
+            event_id = value
+    return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
 
 class Producer(Protocol):
     def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Callable) -> None: ...
@@ -109,21 +125,6 @@ class RelayStats:
         self.outbox_lag_s, self.unpublished, self.wal_behind_bytes = lag_s, unpublished, wal_behind_bytes
         for observer in self.observers:
             observer.lag(lag_s, unpublished, wal_behind_bytes)
-
-
-class Outgoing(NamedTuple):
-    """One event as the relay produces it, and what its delivery report acknowledges (`ack`); its
-    aggregate type, commit time (seconds since the epoch: see the mode) and `traceparent` (or None) are
-    for the commit → produced histogram and the trace."""
-
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    ack: Any
-    event_id: Any
-    aggregate_type: str = ""
-    committed_s: float = 0.0
-    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,48 +237,64 @@ class Relay(StreamProcessor):
 
     def _produce(self, messages: Iterable[Outgoing]) -> tuple[list[Any], list[str]]:
         """Produce `messages` (any iterable, consumed as it is produced) and wait for every delivery
-        report: (the `ack` of each delivered message, failure reasons)."""
+        report: (the `ack` of each delivered message, failure reasons).
+
+        Per event, only the produce call: the delivery report's callback is shared by the consecutive
+        messages of one ack and aggregate type (a wal-mode transaction's), and reports are served every
+        POLL_EVERY messages (and whenever the local queue is full), not after each."""
         delivered: list[Any] = []
         failed: list[str] = []
         fatal: list[KafkaError] = []
-        pending = 0
+        pending = produced = 0
+        observed = bool(self.stats.observers)
 
-        def on_delivery(err: KafkaError | None, msg: Any, key: Any, event_id: Any, message: Outgoing,
-                        span: Any) -> None:
+        def on_delivery(message: Outgoing, span: Any, err: KafkaError | None, msg: Any) -> None:
             nonlocal pending
             pending -= 1
             if span is not None:
                 span.end()
             if err is None:
-                delivered.append(key)
+                delivered.append(message.ack)
                 # "Produced" is the message's timestamp (CreateTime, this process's clock), which the
                 # worker's produced → applied hop starts from.
-                produced_ms = msg.timestamp()[1] if msg is not None else -1
-                if message.committed_s and produced_ms > 0:
-                    self.stats.record_produced(message.aggregate_type,
-                                               max(produced_ms / 1000 - message.committed_s, 0.0))
+                if observed and message.committed_s and msg is not None:
+                    produced_ms = msg.timestamp()[1]
+                    if produced_ms > 0:
+                        self.stats.record_produced(message.aggregate_type,
+                                                   max(produced_ms / 1000 - message.committed_s, 0.0))
             else:
-                failed.append(f"{event_id}: {err.str()}")
+                headers = None if msg is None else msg.headers()
+                failed.append(f"{_text(headers, message.event_id)}: {err.str()}")
                 if err.fatal():
                     fatal.append(err)
 
         if self._producer_broken is not None:
             raise KafkaException(self._producer_broken)
         traced = tracing.enabled()
+        topic, send = self.topic, self.producer.produce
+        callback, ack, aggregate_type = None, _NONE, None
         for message in messages:
             headers, span = message.headers, None
             if traced:
                 span = tracing.start_span(
                     f"publish {self.topic}", message.traceparent, kind=SpanKind.PRODUCER,
-                    attributes={"messaging.system": "kafka", "event.id": str(message.event_id),
+                    attributes={"messaging.system": "kafka", "event.id": _text(None, message.event_id),
                                 "messaging.destination.name": self.topic})
                 headers = [*headers, (tracing.TRACEPARENT, tracing.span_traceparent(span, None).encode())]
             elif message.traceparent is not None:
                 headers = [*headers, (tracing.TRACEPARENT, message.traceparent.encode())]
-            produce(self.producer, self.topic, key=message.key, value=message.value, headers=headers,
-                    on_delivery=lambda err, msg, ack=message.ack, event_id=message.event_id, message=message,
-                    span=span: on_delivery(err, msg, ack, event_id, message, span))
+            if span is not None or message.ack != ack or message.aggregate_type != aggregate_type:
+                callback = partial(on_delivery, message, span)
+                ack, aggregate_type = message.ack, message.aggregate_type
+            try:
+                send(topic, value=message.value, key=message.key, headers=headers, on_delivery=callback)
+            except BufferError:  # the local queue is full: the shared helper serves reports until it is not
+                produce(self.producer, topic, key=message.key, value=message.value, headers=headers,
+                        on_delivery=callback)
             pending += 1
+            produced += 1
+            if produced % POLL_EVERY == 0:
+                self.producer.poll(0)
         self._await_deliveries(lambda: pending)
         if fatal:
             # Mark what was delivered first: the caller sees the fatal error on its next produce.

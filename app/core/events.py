@@ -10,11 +10,12 @@ a process that reads events decodes them with the catalogue of the aggregates it
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -161,18 +162,51 @@ class EventCatalog:
         return replace(envelope, parsed=parsed)
 
 
-def envelope_json_of_text(event_id: str, event_type: str, version: str, aggregate_type: str,
-                          aggregate_id: str, occurred_at: str, payload: str) -> bytes:
-    """`Envelope.to_json()` of an `events` row given as PostgreSQL's text of its columns (what the relay
-    captures from the WAL), built without parsing the payload: its jsonb text goes in as it is, valid
-    JSON already. `EventCatalog.decode` reads both into the same Envelope; the relay spends no time taking
-    apart and putting together again what it only forwards."""
-    return (f'{{"event_id":"{event_id}","event_type":{_json_string(event_type)},"version":{int(version)},'
-            f'"aggregate_type":{_json_string(aggregate_type)},"aggregate_id":{_json_string(aggregate_id)},'
-            f'"occurred_at":"{datetime.fromisoformat(occurred_at).isoformat()}","payload":{payload}}}').encode()
+def envelope_json_of_text(event_id: bytes, event_type: bytes, version: bytes, aggregate_type: bytes,
+                          aggregate_id: bytes, occurred_at: bytes, payload: bytes) -> bytes:
+    """`Envelope.to_json()` of an `events` row given as PostgreSQL's text of its columns, UTF-8 (what the
+    relay reads), spliced together without parsing: the uuid, the integer and the jsonb text are valid JSON
+    already, strings are quoted (escaped only when they need it) and the timestamp is rewritten in
+    Python's isoformat. `EventCatalog.decode` reads both into the same Envelope; the relay spends no time
+    taking apart and putting together again what it only forwards."""
+    return b'{"event_id":"%s","event_type":%s,"version":%s,"aggregate_type":%s,"aggregate_id":%s,' \
+           b'"occurred_at":"%s","payload":%s}' % (
+               event_id, _json_name(event_type), b"%d" % int(version), _json_name(aggregate_type),
+               _json_bytes(aggregate_id), iso_timestamp(occurred_at), payload)
 
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps does with a str
+# Bytes json.dumps writes as they are: printable ASCII but `"` and `\`.
+_NEEDS_ESCAPE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+# PostgreSQL's ISO text of a timestamptz: date, time, optional fraction (no trailing zeros), hour offset
+# and optional minutes.
+_PG_TIMESTAMP = re.compile(rb"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?([+-]\d\d)(?::(\d\d))?")
+
+
+def _json_bytes(text_: bytes) -> bytes:
+    """json.dumps of a string given as UTF-8 bytes."""
+    if _NEEDS_ESCAPE.search(text_) is None:
+        return b'"' + text_ + b'"'
+    return _json_string(text_.decode()).encode()
+
+
+@lru_cache(maxsize=256)
+def _json_name(name: bytes) -> bytes:
+    """`_json_bytes` of an event or aggregate type: a few names, each quoted once."""
+    return _json_bytes(name)
+
+
+def iso_timestamp(pg_text: bytes) -> bytes:
+    """`datetime.isoformat()` of a timestamptz given as PostgreSQL's text (DateStyle ISO); rewritten as text
+    in the usual shape, through datetime otherwise (a years-BC or seconds-offset stamp)."""
+    if len(pg_text) == 29 and pg_text[10] == 0x20 and pg_text[19] == 0x2E and pg_text[26] in b"+-":
+        return b"%sT%s:00" % (pg_text[:10], pg_text[11:])  # microseconds and a whole-hour offset, mostly
+    match = _PG_TIMESTAMP.fullmatch(pg_text)
+    if match is None:
+        return datetime.fromisoformat(pg_text.decode()).isoformat().encode()
+    day, clock, fraction, hours, minutes = match.groups()
+    return b"%sT%s%s%s:%s" % (day, clock, b"." + fraction.ljust(6, b"0") if fraction else b"", hours,
+                              minutes or b"00")
 
 
 # The `events` column each envelope field and each header is written from, for a relay that is told

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from app.core.outbox import capture_slot_name
-from outbox_relay.capture import captured_event
+from outbox_relay.messages import captured_event, event_columns
 from outbox_relay.pgoutput import Decoder, Insert, ProtocolError, Transaction, int_to_lsn, lsn_to_int
 
 COLUMNS = ["id", "seq", "aggregate_type", "aggregate_id", "event_type", "version", "payload", "created_at",
@@ -52,15 +52,15 @@ def test_inserts_stream_and_the_commit_ends_the_transaction():
     items = [decoder.feed(m) for m in (begin(42), relation(16400), insert(16400, ROW), insert(16400, ROW),
                                        b"Y" + b"ignored", commit(0x1_0000_0010))]
     inserts = [i for i in items if isinstance(i, Insert)]
-    assert len(inserts) == 2 and inserts[0].table == "events" and inserts[0].values["published_at"] is None
+    assert len(inserts) == 2 and inserts[0].table == "events" and inserts[0].text()["published_at"] is None
     done = items[-1]
     assert (isinstance(done, Transaction) and done.xid == 42 and done.inserts == 2
             and done.end_lsn == 0x1_0000_0010)
-    message = captured_event(inserts[0].values, 0)
+    message = captured_event(event_columns(inserts[0].relation)(inserts[0].values), 0)
     envelope = json.loads(message.value)
     assert envelope["payload"] == {"ended_at": 'it\'s "now"'} and envelope["version"] == 1
     assert envelope["occurred_at"] == "2026-12-01T03:20:00.123456+00:00"
-    assert (message.key, message.ack, message.event_id) == (b"s-1", 0, ROW[0])
+    assert (message.key, message.ack, message.event_id) == (b"s-1", 0, ROW[0].encode())
     assert message.headers == [("event_id", ROW[0].encode()), ("event_type", b"session_ended")]
 
 
@@ -97,6 +97,30 @@ def test_an_envelope_built_from_the_columns_text_is_the_envelope_of_the_row():
                    aggregate_type="leaderboard", aggregate_id='b"é',
                    occurred_at=datetime.fromisoformat("2026-12-01 03:20:00.5+05:30"), payload=payload)
     jsonb_text = json.dumps(payload, ensure_ascii=False)  # PostgreSQL's jsonb output: spaces, raw UTF-8
-    spliced = envelope_json_of_text(event_id, "entry_changed", "1", "leaderboard", 'b"é',
-                                    "2026-12-01 03:20:00.5+05:30", jsonb_text)
+    spliced = envelope_json_of_text(event_id.encode(), b"entry_changed", b"1", b"leaderboard", 'b"é'.encode(),
+                                    b"2026-12-01 03:20:00.5+05:30", jsonb_text.encode())
     assert json.loads(spliced) == json.loads(row.to_json())
+
+
+@pytest.mark.parametrize("pg_text", ["2026-12-01 03:20:00+00", "2026-12-01 03:20:00.1+00",
+                                     "2026-12-01 03:20:00.123456+00", "2026-12-01 03:20:00.05+05:30",
+                                     "1999-01-31 23:59:59.999-03",
+                                     "2026-12-01 03:20:00+05:30:15"])
+def test_a_timestamps_text_is_rewritten_as_pythons_isoformat(pg_text):
+    from datetime import datetime
+
+    from app.core.events import iso_timestamp
+
+    assert iso_timestamp(pg_text.encode()) == datetime.fromisoformat(pg_text).isoformat().encode()
+
+
+@pytest.mark.parametrize("value", ["quiz_session", "b\"é", "tab\there", "back\\slash", "日本", "", "\x7f"])
+def test_strings_are_spliced_as_json_dumps_writes_them(value):
+    from app.core.events import envelope_json_of_text
+
+    spliced = envelope_json_of_text(b"e", value.encode(), b"1", value.encode(), value.encode(),
+                                    b"2026-12-01 03:20:00+00", b"{}")
+    dumped = json.dumps(value)
+    assert spliced == (f'{{"event_id":"e","event_type":{dumped},"version":1,"aggregate_type":{dumped},'
+                       f'"aggregate_id":{dumped},"occurred_at":"2026-12-01T03:20:00+00:00","payload":{{}}}}'
+                       ).encode()
