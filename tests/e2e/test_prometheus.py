@@ -154,17 +154,27 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
                                        "update_mode": "best", "reset_period": "never"},
               token=owner.token, expect=201)
 
-    def write_score(player: str) -> None:
-        http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
-                  token=owner.token, expect=201)
+    # Each web directly, not through the balancer (which spreads requests): every web's series of score
+    # writes starts at its own first write.
+    webs = [Api(HttpClient(f"http://127.0.0.1:{env['WEB_PORT']}"))
+            for name, env in stack.envs.items() if kind_of(name) == "web"]
+
+    def write_scores(player: str) -> None:
+        for web in webs:
+            web.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
+                     token=owner.token, expect=201)
 
     # A labelled series starts at its first request's count, which no rate can see: once Prometheus has
-    # the score writes' and the answers' route, the second round moves them.
-    write_score("p1")
+    # every web's score writes and the answers' route, the second round moves them.
+    write_scores("p1")
     answers = 'http_request_duration_seconds_count{route="/api/v1/sessions/<session_id>/answers"}'
-    wait_until(lambda: watched.query("score_writes_total") and watched.query(answers),
-               "the first score write and answers were never scraped", every_s=0.5)
-    write_score("p2")
+
+    def scraped() -> bool:
+        writers = {series["metric"]["instance"] for series in watched.query("score_writes_total")}
+        return len(writers) == len(webs) and bool(watched.query(answers))
+
+    wait_until(scraped, "the first score writes and answers were never scraped", every_s=0.5)
+    write_scores("p2")
     game.play_question(1)
 
     # The web's answers went through Prometheus to the panel: rates above zero, at some step.
