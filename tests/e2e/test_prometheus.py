@@ -5,8 +5,8 @@ operators' dashboard at /ops shows what the system really did, in Chromium (a sc
 tests/artifacts/browser/ops-dashboard.png, git-ignored). `make up`'s own start of them (scripts/stack/
 single.py) runs here too, in a directory and on ports of its own, never on the shared stack's.
 
-The live stack runs its consumers without metrics ports: this module gives each one a port of its own
-(and each web the dashboard's password and this Prometheus), which they keep for the rest of the session.
+The live stack runs each process with a metrics port of its own (tests/live_stack.py): this module
+gives each web the dashboard's password and this Prometheus, which they keep for the rest of the session.
 Prometheus scrapes every second here, so the test waits for seconds, not minutes.
 """
 from __future__ import annotations
