@@ -130,6 +130,8 @@ def run_live_stack(config) -> Iterator[LiveStack]:
         envs[name] = dict(env)
         if name in web_ports:
             envs[name].update(WEB_PORT=str(web_ports[name]), WEB_METRICS_PORT=str(free_port()))
+        else:  # its /metrics from the start, as the stacks run them: the monitoring tests restart none
+            envs[name][f"{kind_of(name).upper()}_METRICS_PORT"] = str(free_port())
     apps = AppStack(logs, env, MANUAL)
     stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config, apps, logs, envs)
     try:

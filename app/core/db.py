@@ -1,9 +1,10 @@
 """Engine and session factory shared by every process."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 # Rows a retention purge deletes in one statement (the outbox's default partition, old submission ids):
@@ -19,14 +20,27 @@ def get_engine(database_url: str, pool_size: int = 20) -> Engine:
     with the whole pool, and the next checkout opens a fresh one. SQL parameters never appear in
     error messages (they hold what users typed), so no log line can carry them.
     """
-    return create_engine(
+    engine = create_engine(
         database_url,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5, "application_name": "livequiz"},
+        connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "do_connect", _name_connection)
+    return engine
+
+
+def application_name(pid: int) -> str:
+    return f"livequiz pid {pid}"
+
+
+def _name_connection(_dialect, _record, _args, params: dict) -> None:
+    """Each connection names the process that opened it (at connect time: gunicorn's workers are forks).
+    Behind a balancer (the cluster's pg-lb) every connection comes from the balancer's address and port,
+    so pg_stat_activity's application_name is what tells which process holds a lock or a transaction."""
+    params["application_name"] = application_name(os.getpid())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -148,8 +148,16 @@ class Cluster:
             programs.append(tier.balancer_program(APP))
         if programs:
             self.supervisor.define(*programs)
-        for program in programs:  # the etcd members together: a quorum needs two before it answers
+        # The etcd members together (a quorum needs two before it answers), then the Patroni nodes once
+        # etcd has decided its cluster version.
+        etcd = [program for program in programs if program.name in ETCD_NODES]
+        for program in etcd:
             self.supervisor.start(program.name, wait=False)
+        if len(etcd) < len(programs):
+            tier.wait_etcd(self.supervisor)
+        for program in programs:
+            if program not in etcd:
+                self.supervisor.start(program.name, wait=False)
         leader, standby = tier.wait_leader(self.supervisor)
         say(f"patroni: {leader} leads, {standby} is its synchronous standby")
         tier.apply_dynamic(patroni_config(self.layout, "pg-1", CLUSTER_DIR / "pg-1", tier.secrets))
@@ -356,8 +364,15 @@ class Cluster:
         missing = [name for name in COMPONENTS if name not in self.running()]
         if missing:
             raise StackError(f"not running: {' '.join(missing)} (start the cluster: make up-cluster)")
+        return self.tests_environ()
+
+    def tests_environ(self) -> dict[str, str]:
+        """test_environment's variables: the cluster's engines, without what the cluster's own webs are
+        given (their balancer to trust, its address as the public one, the dashboard's password): the
+        tests', the chaos run's and the benchmark's processes have their own, or the defaults."""
         env = self.environ()
-        env.pop("WEB_TRUSTED_PROXIES")  # the cluster's webs trust their balancer; the tests' own decide
+        for name in ("WEB_TRUSTED_PROXIES", "PUBLIC_URL", "OPS_PASSWORD"):
+            env.pop(name, None)
         env.update(
             CLUSTER_RUN_DIR=str(CLUSTER_DIR),
             CLUSTER_WEB_PORT=str(self.web_port),

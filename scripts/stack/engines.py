@@ -8,10 +8,12 @@ stack's run directory, and listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import string
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +112,8 @@ LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
     <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
     <Logger name="org.apache.kafka.controller.QuorumController" level="INFO"/>
     <Logger name="kafka.tools.StorageTool" level="INFO"/>
+    <Logger name="kafka.server.BrokerLifecycleManager" level="INFO"/>
+    <Logger name="kafka.log.LogManager" level="INFO"/>
   </Loggers>
 </Configuration>
 """
@@ -232,27 +236,48 @@ class KafkaNode:
             raise StackError(f"{self.name}: storage format failed; {log} ends:\n{Supervisor.tail(log)}")
 
 
+# A Kafka node's start, from its JVM's to its broker serving (listening and unfenced): a node killed by
+# SIGKILL first recovers its logs and catches up with the metadata quorum, and only then opens the broker's
+# port. On two cores at a load of 45 (a chaos run on the cluster) that took more than 90 s; the bound is
+# for such a machine, and a node that exits meanwhile fails the wait at once.
+KAFKA_START_S = 300
+_LIFECYCLE = re.compile(r"Transitioning from (\w+) to (\w+)|Loaded (\d+) logs")
+
+
+def broker_state(log: Path) -> str:
+    """What a node's log last said of its start (kafka.server.BrokerLifecycleManager, LogManager)."""
+    said = [m.group(0) for m in _LIFECYCLE.finditer(Supervisor.tail(log, 200))]
+    return said[-1] if said else "no start reported yet"
+
+
 def kafka_ready(
     supervisor: Supervisor, nodes: dict[str, int], brokers: int, env: dict[str, str] | None = None
 ) -> None:
     """Each node's listener (name -> broker port) first (librdkafka would log every refused connection),
-    then a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers
-    (python -m app.core.kafka wait)."""
+    then a metadata request to KAFKA_BOOTSTRAP_SERVERS that lists `brokers` brokers (python -m
+    app.core.kafka wait; a fenced broker is not listed): within KAFKA_START_S in all."""
     import psutil
 
+    deadline = time.monotonic() + KAFKA_START_S
     names = list(nodes)
     for name, port in nodes.items():
-        wait_for(
-            lambda port=port: any(
-                c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp")
-            ),
-            f"{name} listening on {port}",
-            supervisor,
-            [name],
-            90,
-        )
+        log = supervisor.run_dir / f"{name}.log"
+        try:
+            wait_for(
+                lambda port=port: any(
+                    c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                    for c in psutil.net_connections("tcp")
+                ),
+                f"{name} listening on {port}",
+                supervisor,
+                [name],
+                max(deadline - time.monotonic(), 1),
+            )
+        except StackError as error:
+            raise StackError(f"{error}\n{name}'s start: {broker_state(log)}") from None
+    left = max(round(deadline - time.monotonic()), 10)
     done = subprocess.run(
-        [sys.executable, "-m", "app.core.kafka", "wait", "90", "--brokers", str(brokers)],
+        [sys.executable, "-m", "app.core.kafka", "wait", str(left), "--brokers", str(brokers)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -263,6 +288,6 @@ def kafka_ready(
         tails = "\n".join(supervisor.tail(supervisor.run_dir / f"{name}.log", 20) for name in names)
         errors = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("%"))
         raise StackError(
-            f"kafka ({', '.join(names)}) did not answer with {brokers} broker(s) within 90 s:\n"
+            f"kafka ({', '.join(names)}) did not answer with {brokers} broker(s) within {KAFKA_START_S} s:\n"
             f"{tails}\n{errors}"
         )

@@ -267,6 +267,24 @@ class PatroniTier:
                 continue
         return []
 
+    def etcd_decided(self) -> bool:
+        """Whether an etcd member answers with the cluster's version decided: until its members have agreed
+        on one, /version says "not_decided" and Patroni, reading it at its start, exits."""
+        for name in ETCD_NODES:
+            try:
+                url = f"http://127.0.0.1:{self.layout.etcd_client(name)}/version"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    version = json.load(response).get("etcdcluster", "")
+            except (OSError, ValueError):
+                continue
+            if version and version != "not_decided":
+                return True
+        return False
+
+    def wait_etcd(self, supervisor: Supervisor, timeout_s: float = 120) -> None:
+        wait_for(self.etcd_decided, "etcd's members agreeing on a cluster version", supervisor,
+                 list(ETCD_NODES), timeout_s, every_s=0.25)
+
     def wait_leader(self, supervisor: Supervisor, timeout_s: float = 180) -> tuple[str, str]:
         """Until a running leader and a running synchronous standby; their names."""
 

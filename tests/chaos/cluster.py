@@ -161,10 +161,16 @@ class ClusterPostgres:
         self.conninfo = config.database_url.replace("postgresql+psycopg", "postgresql")
         self.failovers: list[PostgresFailover] = []
 
-    def republishes(self) -> list[int]:
-        """The events each republish of the run's relays sent so far (their logs: a line a republish)."""
-        return [int(n) for path in sorted(self.logs.glob("relay-*.log"))
-                for n in re.findall(r"republished (\d+) events of slot", path.read_text(errors="replace"))]
+    def republishes(self) -> dict[str, list[int]]:
+        """Relay -> the events each of its republishes sent so far (its log: a line a republish)."""
+        return {path.stem: [int(n) for n in re.findall(r"republished (\d+) events of slot",
+                                                       path.read_text(errors="replace"))]
+                for path in sorted(self.logs.glob("relay-*.log"))}
+
+    def republished_since(self, before: dict[str, list[int]]) -> list[int]:
+        """The republishes logged since `before` (an earlier `republishes()`), whichever relay made them."""
+        return [count for relay, counts in self.republishes().items()
+                for count in counts[len(before.get(relay, [])):]]
 
     def _count(self, conn, since=None) -> tuple[int, int]:
         """(events, marked events); with `since`: marked events written before it."""
@@ -199,7 +205,7 @@ class ClusterPostgres:
                          "(at timestamptz DEFAULT clock_timestamp())")
             retained, marked = self._count(conn)
             killed_wall = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        before = len(self.republishes())
+        before = self.republishes()
         self.engines.crash_postgres(old)
         killed = time.monotonic()
         try:
@@ -208,8 +214,8 @@ class ClusterPostgres:
             first = self._first_write(self.engines.postgres_port(new))
             failover = PostgresFailover(at_s, old, new, first - killed, retained)
             if self.mode == "wal":
-                done = wait_until(lambda: self.republishes()[before:], "no relay republished from its fence",
-                                  timeout_s=WAIT_S)
+                done = wait_until(lambda: self.republished_since(before),
+                                  "no relay republished from its fence", timeout_s=WAIT_S)
                 failover.republished = sum(done)
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
                     before_kill, now_marked = self._count(conn, killed_wall)

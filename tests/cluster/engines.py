@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
+from scripts.stack.engines import KAFKA_START_S
 from scripts.stack.patroni import PG_NODES, node_host
 from scripts.stack.postgres import pg_bindir
 from scripts.stack.supervisor import Supervisor
@@ -23,9 +24,9 @@ from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# `python -m scripts.stack cluster up` after a kill: a Kafka node's start and the Redis Cluster's wait
-# included.
-RESTORE_S = 300
+# `python -m scripts.stack cluster up` after a kill: a Kafka node's start (its own bound) and the Redis
+# Cluster's and Patroni's waits after it.
+RESTORE_S = KAFKA_START_S + 300
 
 
 @dataclass(frozen=True)

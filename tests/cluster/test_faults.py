@@ -13,6 +13,7 @@ import psutil
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
+from app.core.db import application_name
 from app.core.redis_client import node_of
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import rebuild_session_board
@@ -44,7 +45,7 @@ FAILOVER_S = 5 + 30
 BALANCER_S = 2 * 2 + 30
 
 _LEADER = text("""
-    SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = :key
       AND l.objsubid = 1 AND a.datname = current_database()""")
 
@@ -55,16 +56,19 @@ def kill(stack, name: str) -> None:
 
 
 def leading_relay(stack, engine) -> str | None:
-    """The relay whose PostgreSQL connection holds the leader lock (matched by its client port)."""
+    """The relay whose PostgreSQL connection holds the leader lock, matched by the process its
+    application_name names (through pg-lb, the connection's client port is HAProxy's)."""
     with engine.connect() as db:
-        port = db.execute(_LEADER, {"key": LEADER_LOCK_KEY}).scalar()
-    if port is None:
+        holder = db.execute(_LEADER, {"key": LEADER_LOCK_KEY}).scalar()
+    if holder is None:
         return None
     for name in ("relay-1", "relay-2"):
         process = stack.processes[name]
-        if process.poll() is None and any(c.laddr and c.laddr.port == port
-                                          for c in psutil.Process(process.pid).net_connections("tcp")):
-            return name
+        if process.poll() is None:
+            children = psutil.Process(process.pid).children(recursive=True)
+            tree = [process.pid] + [child.pid for child in children]
+            if holder in {application_name(pid) for pid in tree}:
+                return name
     return None
 
 

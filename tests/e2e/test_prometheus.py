@@ -5,8 +5,8 @@ operators' dashboard at /ops shows what the system really did, in Chromium (a sc
 tests/artifacts/browser/ops-dashboard.png, git-ignored). `make up`'s own start of them (scripts/stack/
 single.py) runs here too, in a directory and on ports of its own, never on the shared stack's.
 
-The live stack runs its consumers without metrics ports: this module gives each one a port of its own
-(and each web the dashboard's password and this Prometheus), which they keep for the rest of the session.
+The live stack runs each process with a metrics port of its own (tests/live_stack.py): this module
+gives each web the dashboard's password and this Prometheus, which they keep for the rest of the session.
 Prometheus scrapes every second here, so the test waits for seconds, not minutes.
 """
 from __future__ import annotations
@@ -154,17 +154,27 @@ def test_the_dashboard_shows_what_the_system_did(watched, browser: Browser):
                                        "update_mode": "best", "reset_period": "never"},
               token=owner.token, expect=201)
 
-    def write_score(player: str) -> None:
-        http.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
-                  token=owner.token, expect=201)
+    # Each web directly, not through the balancer (which spreads requests): every web's series of score
+    # writes starts at its own first write.
+    webs = [Api(HttpClient(f"http://127.0.0.1:{env['WEB_PORT']}"))
+            for name, env in stack.envs.items() if kind_of(name) == "web"]
+
+    def write_scores(player: str) -> None:
+        for web in webs:
+            web.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": player, "score": 10},
+                     token=owner.token, expect=201)
 
     # A labelled series starts at its first request's count, which no rate can see: once Prometheus has
-    # the score writes' and the answers' route, the second round moves them.
-    write_score("p1")
+    # every web's score writes and the answers' route, the second round moves them.
+    write_scores("p1")
     answers = 'http_request_duration_seconds_count{route="/api/v1/sessions/<session_id>/answers"}'
-    wait_until(lambda: watched.query("score_writes_total") and watched.query(answers),
-               "the first score write and answers were never scraped", every_s=0.5)
-    write_score("p2")
+
+    def scraped() -> bool:
+        writers = {series["metric"]["instance"] for series in watched.query("score_writes_total")}
+        return len(writers) == len(webs) and bool(watched.query(answers))
+
+    wait_until(scraped, "the first score writes and answers were never scraped", every_s=0.5)
+    write_scores("p2")
     game.play_question(1)
 
     # The web's answers went through Prometheus to the panel: rates above zero, at some step.

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import create_app
+from app.core.db import application_name
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port
@@ -65,6 +66,14 @@ def test_board_ids_that_differ_only_in_case_stop_the_migration_that_forbids_them
             connection.execute(text(board), {"id": "FOO"})
     finally:
         engine.dispose()
+
+
+def test_each_connection_names_its_process_as_pg_stat_activity_shows_it(engine):
+    """Through a balancer the client address and port are the balancer's: the name is what is left."""
+    with engine.connect() as connection:
+        named = connection.execute(text(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")).scalar()
+    assert named == application_name(os.getpid()) == f"livequiz pid {os.getpid()}"
 
 
 def test_unpublished_events_have_a_partial_index(engine):

@@ -94,3 +94,15 @@ def test_a_pg_port_block_overlapping_etcd_is_refused_naming_the_setting(cluster,
     c = cluster()
     with pytest.raises(StackError, match=r"port 2543\d is configured twice \(CLUSTER_(PG|ETCD)_PORT\)"):
         check_ports(c.ports(), [])
+
+
+def test_the_tests_processes_get_the_clusters_engines_but_not_its_webs_own_settings(cluster, monkeypatch):
+    monkeypatch.setenv("CLUSTER_WEB_PORT", "28000")
+    c = cluster()
+    webs = c.environ()
+    assert webs["PUBLIC_URL"] == "http://127.0.0.1:28000" and webs["OPS_PASSWORD"]
+    env = c.tests_environ()
+    # A join QR code of the tests' own webs names their address; their /ops is off unless a test sets it.
+    assert not {"PUBLIC_URL", "OPS_PASSWORD", "WEB_TRUSTED_PROXIES"} & set(env)
+    assert env["DATABASE_URL"] == webs["DATABASE_URL"] and env["CLUSTER_WEB_PORT"] == "28000"
+    assert env["REDIS_CLUSTER_NODES"] == webs["REDIS_CLUSTER_NODES"]
