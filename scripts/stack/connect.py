@@ -8,6 +8,10 @@ worker writes to no topic of its own (no config, offset or status topics), only 
 standalone worker keeps no connector across a restart, so the stack's also gets the connector as a file
 on its command line (`connector.properties`): one the supervisor starts again relays again by itself; the
 REST call of `make up` then finds it applied (and updates it when the configuration changed).
+
+With CONNECT_METRICS_PORT the worker runs Prometheus's JMX exporter as a java agent: /metrics on that port
+serves what scripts/prometheus/connect-jmx.yml keeps of Connect's and Debezium's JMX metrics
+(`CONNECT_METRICS`), which the stack's Prometheus scrapes as the job `connect`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,22 @@ from scripts.stack.programs import PRIORITY, StackError, wait_for
 from scripts.stack.supervisor import ROOT, Policy, Program, Supervisor
 
 CONNECT_LIB = ROOT / ".cache" / "connect" / "lib"
+JMX_AGENT = "jmx_prometheus_javaagent-*.jar"
+JMX_RULES = ROOT / "scripts" / "prometheus" / "connect-jmx.yml"
+# What JMX_RULES keeps, as Prometheus scrapes it: series -> its labels (besides job and instance). The
+# alert rules read these (tests/unit/test_alert_rules.py), and a live worker serves them (tests/debezium).
+CONNECT_METRICS = {
+    "debezium_streaming_connected": {"server"},
+    "debezium_streaming_milliseconds_behind_source": {"server"},
+    "debezium_streaming_milliseconds_since_last_event": {"server"},
+    "debezium_streaming_events_seen_total": {"server"},
+    "kafka_connect_connector_running_task_count": {"connector"},
+    "kafka_connect_connector_failed_task_count": {"connector"},
+    "kafka_connect_connector_total_task_count": {"connector"},
+    "kafka_connect_source_record_write_total": {"connector", "task"},
+    "kafka_connect_task_record_errors_total": {"connector", "task"},
+    "kafka_connect_task_record_failures_total": {"connector", "task"},
+}
 
 LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by scripts/stack. WARN, plus INFO for the worker's start and the connector's task. -->
@@ -95,15 +115,33 @@ def connect_program(
         "-Djava.awt.headless=true",
         "-Djava.net.preferIPv4Stack=true",
         f"-Dlog4j2.configurationFile={log4j}",
+        *metrics_agent(config),
         "-cp",
-        str(CONNECT_LIB / "*"),
+        classpath(),
         "org.apache.kafka.connect.cli.ConnectStandalone",
         *files,
     ]
-    return Program(
-        name, command, policy, stop_wait_s=30, priority=PRIORITY["connect"],
-        ports={config.connect_port: "CONNECT_PORT"},
-    )
+    ports = {config.connect_port: "CONNECT_PORT"}
+    if config.connect_metrics_port:
+        ports[config.connect_metrics_port] = "CONNECT_METRICS_PORT"
+    return Program(name, command, policy, stop_wait_s=30, priority=PRIORITY["connect"], ports=ports)
+
+
+def classpath() -> str:
+    """Every jar of CONNECT_LIB but the JMX exporter's agent (a java agent, loaded as one)."""
+    agents = set(CONNECT_LIB.glob(JMX_AGENT))
+    return ":".join(str(jar) for jar in sorted(CONNECT_LIB.glob("*.jar")) if jar not in agents)
+
+
+def metrics_agent(config: Config) -> list[str]:
+    """The java option that serves the worker's metrics on CONNECT_METRICS_PORT (none when it is 0)."""
+    if not config.connect_metrics_port:
+        return []
+    agents = sorted(CONNECT_LIB.glob(JMX_AGENT))
+    if not agents:
+        raise StackError("the JMX exporter agent is not among the Kafka Connect jars "
+                         "(run: scripts/deps.sh connect)")
+    return [f"-javaagent:{agents[-1]}={config.metrics_host}:{config.connect_metrics_port}:{JMX_RULES}"]
 
 
 def apply_outbox_connector(

@@ -148,6 +148,8 @@ class Single:
             "exporter-postgres": {c.postgres_exporter_port: "POSTGRES_EXPORTER_PORT"},
             "prometheus": {c.prometheus_port: "PROMETHEUS_PORT"},
         }
+        if self.debezium:
+            metrics[CONNECT] = (c.connect_metrics_port, "CONNECT_METRICS_PORT")
         for name, (port, setting) in metrics.items():
             if port:
                 ports[name][port] = setting

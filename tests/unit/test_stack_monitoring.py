@@ -9,6 +9,7 @@ import yaml
 from app.core.config import describe
 from scripts.stack import cluster as cluster_module
 from scripts.stack import single as single_module
+from scripts.stack.connect import JMX_RULES
 from scripts.stack.monitoring import ALERT_RULES, postgres_dsn
 from scripts.stack.programs import StackError
 from scripts.stack.single import check_ports
@@ -51,6 +52,19 @@ def test_make_up_scrapes_each_process_and_both_exporters_on_their_settings(stack
     assert ports["prometheus"] == {9190: "PROMETHEUS_PORT"}
     assert ports["exporter-redis"] == {9105: "REDIS_EXPORTER_PORT"}
     assert ports["exporter-postgres"] == {9106: "POSTGRES_EXPORTER_PORT"}
+
+
+def test_with_debezium_prometheus_scrapes_the_connect_workers_jmx_exporter(stack_dir, monkeypatch):
+    monkeypatch.setenv("RELAY_MODE", "debezium")
+    monkeypatch.setenv("CONNECT_METRICS_PORT", "9117")
+    single = single_module.Single()
+    single.monitoring()
+    assert targets(stack_dir / "monitoring" / "prometheus.yml")["connect"] == ["127.0.0.1:9117"]
+    assert single.ports()["connect"] == {8083: "CONNECT_PORT", 9117: "CONNECT_METRICS_PORT"}
+    command = single.program("connect").command
+    [agent] = [arg for arg in command if arg.startswith("-javaagent:")]
+    assert agent.endswith(f"=127.0.0.1:9117:{JMX_RULES}") and "jmx_prometheus_javaagent" in agent
+    assert "jmx_prometheus_javaagent" not in command[command.index("-cp") + 1]  # an agent, not a library
 
 
 def test_a_port_given_twice_is_named_by_its_setting(stack_dir, monkeypatch):
