@@ -23,7 +23,12 @@ producer keeps a partition's order). Delivery is at least once: Debezium confirm
 only after Connect committed the offsets of what Kafka acknowledged (every OFFSET_FLUSH_MS), so a Connect
 worker killed in between republishes up to that window's events, with their event ids; the worker
 dedupes. Our wal relay republishes at most one batch; Connect's window is time-based. A rolled-back
-transaction is never decoded. The snapshot of a new slot publishes the rows never marked published (as
+transaction is never decoded. An idle outbox still lets its slot advance: with `lsn.flush.mode`
+`connector_and_driver` the JDBC driver confirms the server's keepalive position once everything Debezium
+received was confirmed, so WAL written by the server's other databases (or by tables nobody publishes)
+is not retained by this slot (Debezium's heartbeats alone do not do it: they carry the last event's
+position). `heartbeat.action.query` is not needed then, and no heartbeat topic is made. The snapshot of
+a new slot publishes the rows never marked published (as
 our wal relay's backfill does), so a switch from poll mode loses nothing.
 
 The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
