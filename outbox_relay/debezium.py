@@ -23,7 +23,14 @@ producer keeps a partition's order). Delivery is at least once: Debezium confirm
 only after Connect committed the offsets of what Kafka acknowledged (every OFFSET_FLUSH_MS), so a Connect
 worker killed in between republishes up to that window's events, with their event ids; the worker
 dedupes. Our wal relay republishes at most one batch; Connect's window is time-based. A rolled-back
-transaction is never decoded. The snapshot of a new slot publishes the rows never marked published (as
+transaction is never decoded. An idle outbox still lets its slot advance: with `lsn.flush.mode`
+`connector_and_driver` the JDBC driver confirms the server's keepalive position once everything Debezium
+received was confirmed, so WAL written by the server's other databases (or by tables nobody publishes)
+is not retained by this slot, and Debezium's heartbeats (every HEARTBEAT_MS) carry the position it
+reached into Connect's offsets. A heartbeat is a record of its own topic; the `heartbeats` filter drops
+it before Kafka (Connect still commits its offset), so no heartbeat topic is made and none reaches the
+dead-letter route. `heartbeat.action.query` is not needed. The snapshot of
+a new slot publishes the rows never marked published (as
 our wal relay's backfill does), so a switch from poll mode loses nothing.
 
 The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
@@ -64,6 +71,9 @@ CONNECTOR_FILE = Path(__file__).with_name("debezium_connector.json")
 # Connect commits source offsets (and Debezium then confirms its slot's position) this often: the window
 # of events a killed Connect worker publishes again.
 OFFSET_FLUSH_MS = 1000
+# Debezium's heartbeat records (dropped before Kafka, see the top), when it has nothing else to send.
+HEARTBEAT_MS = 5000
+HEARTBEAT_PREFIX = "__debezium-heartbeat"
 UNROUTED_REASON = "unknown aggregate type: the outbox router has no topic for it"
 REST_TIMEOUT_S = 10.0
 # A new connector's configuration is validated (PostgreSQL connected to, the slot checked) before the PUT
@@ -93,6 +103,7 @@ def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mod
     `initial` publishes the rows never marked published when the slot is new; tests that start at the
     present pass `no_data`."""
     url = make_url(config.database_url)
+    topic_prefix = topic_prefix or f"{config.kafka_topic}.debezium"
     values = {
         "db_host": url.host or "127.0.0.1",
         "db_port": str(url.port or 5432),
@@ -101,8 +112,11 @@ def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mod
         "db_name": url.database or "",
         "slot": capture_slot_name(url.database or "", "debezium"),
         "publication": CAPTURE_PUBLICATION,
-        "topic_prefix": topic_prefix or f"{config.kafka_topic}.debezium",
+        "topic_prefix": topic_prefix,
         "snapshot_mode": snapshot_mode,
+        "heartbeat_ms": str(HEARTBEAT_MS),
+        "heartbeat_prefix": HEARTBEAT_PREFIX,
+        "heartbeat_pattern": re.escape(f"{HEARTBEAT_PREFIX}.{topic_prefix}"),
         "placement": placement(),
         "routed": "(?<routedByValue>" + "|".join(re.escape(kind) for kind in aggregate_types) + ")",
         "topic": config.kafka_topic,
@@ -137,13 +151,30 @@ def connect_answers(config: Config) -> bool:
 
 
 def apply_connector(config: Config, connector: dict[str, str]) -> None:
-    """Create the connector, or change its configuration to `connector` (PUT is both)."""
+    """Create the connector, or change its configuration to `connector` (PUT is both). A distributed
+    worker answers 409 while its group is forming or rebalancing: sent again until APPLY_TIMEOUT_S."""
+    deadline = time.monotonic() + APPLY_TIMEOUT_S
+    while True:
+        try:
+            _rest(config, "PUT", f"/connectors/{connector_name(config)}/config", connector,
+                  timeout_s=APPLY_TIMEOUT_S)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 409 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            raise RuntimeError(f"Kafka Connect refused the connector: {exc.code} "
+                               f"{exc.read().decode(errors='replace')[:2000]}") from None
+
+
+def applied_config(config: Config) -> dict[str, str] | None:
+    """The configuration Connect runs the connector with, None when it has no such connector."""
     try:
-        _rest(config, "PUT", f"/connectors/{connector_name(config)}/config", connector,
-              timeout_s=APPLY_TIMEOUT_S)
+        return _rest(config, "GET", f"/connectors/{connector_name(config)}/config")
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"Kafka Connect refused the connector: {exc.code} "
-                           f"{exc.read().decode(errors='replace')[:2000]}") from None
+        if exc.code == 404:
+            return None
+        raise
 
 
 def connector_status(config: Config) -> dict[str, Any] | None:

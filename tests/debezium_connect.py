@@ -26,7 +26,7 @@ NAME = "connect"
 class DebeziumConnect:
     def __init__(self, config: Config):
         self.run_dir = Path(tempfile.mkdtemp(prefix="livequiz-connect-"))
-        self.config = config.replace(connect_port=free_port())
+        self.config = config.replace(connect_port=free_port(), connect_metrics_port=free_port())
         self.stack = AppStack(self.run_dir, stack_env(self.config), MANUAL)
         self.start_worker()
 

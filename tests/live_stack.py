@@ -6,16 +6,18 @@ fixture `live_stack` (tests/conftest.py), shared by the end-to-end tests and the
 On the cluster (`make test-cluster`) there are two of each, as production runs them: `web-1` and
 `web-2` behind an HAProxy of the fixture's own (scripts/haproxy.cfg, the cluster's balancer), which is
 what `base_url` and `ws_url` name; `relay-1`/`relay-2` (one leads), `worker-1`/`worker-2` and
-`ingest-1`/`ingest-2` (consumer groups). With RELAY_MODE=debezium a Kafka Connect worker relays the
-outbox too (`connect`, scripts/stack/connect.py, its connector applied as `make up` applies it), and
-the relay processes only keep the outbox's partitions.
+`ingest-1`/`ingest-2` (consumer groups). With RELAY_MODE=debezium Kafka Connect relays the outbox
+(scripts/stack/connect.py, its connector applied through the REST API as `make up` applies it), and the
+relay processes only keep the outbox's partitions: one standalone worker `connect`, or on the cluster two
+distributed workers `connect-1` and `connect-2` of a group of the run's own (its three topics
+`test.<run>.quiz.events.connect.*`, replication 3), as `make up-cluster` runs them.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -23,7 +25,7 @@ import requests
 from app import create_app
 from app.core.config import Config
 from app.web.edge import write_edge_files
-from scripts.stack.connect import apply_outbox_connector, connect_program
+from scripts.stack.connect import ConnectGroup, apply_outbox_connector, connect_program
 from scripts.stack.programs import APPS, AppStack, kind_of
 from scripts.stack.supervisor import MANUAL, Process
 from tests.helpers import CLUSTER, free_port, stack_env, wait_until
@@ -40,6 +42,7 @@ class LiveStack:
     stack: AppStack
     logs: Path
     envs: dict  # each process's environment, to start it again
+    connect: dict[str, Config] = field(default_factory=dict)  # RELAY_MODE=debezium: each worker's config
 
     @property
     def processes(self) -> dict[str, Process]:
@@ -104,15 +107,22 @@ def reaches_both(url: str, webs: set[str]) -> None:
     )
 
 
-def start_connect(apps: AppStack, config: Config) -> None:
-    """Kafka Connect relaying this run's outbox, as `make up` runs it under RELAY_MODE=debezium."""
+def start_connect(apps: AppStack, config: Config, cluster: bool) -> dict[str, Config]:
+    """Kafka Connect relaying this run's outbox, as `make up` (one standalone worker) or `make up-cluster`
+    (two distributed ones, `cluster`) run it under RELAY_MODE=debezium: each worker's configuration."""
     from cache_worker.process import aggregate_types
     from outbox_relay.debezium import connector_config
 
-    apps.supervisor.define(connect_program("connect", apps.run_dir, MANUAL, config,
-                                           connector_config(config, aggregate_types())))
-    apps.supervisor.start("connect", wait=False)
-    apply_outbox_connector(apps.supervisor, "connect", config)
+    group = ConnectGroup(f"{config.kafka_topic}.connect") if cluster else None
+    workers = {name: config.replace(connect_port=free_port(), connect_metrics_port=free_port())
+               for name in (["connect-1", "connect-2"] if cluster else ["connect"])}
+    for name, own in workers.items():
+        apps.supervisor.define(connect_program(name, apps.run_dir, MANUAL, own,
+                                               connector_config(own, aggregate_types()), group))
+        apps.supervisor.start(name, wait=False)
+    first = next(iter(workers))
+    apply_outbox_connector(apps.supervisor, first, workers[first], from_file=not cluster)
+    return workers
 
 
 def run_live_stack(config) -> Iterator[LiveStack]:
@@ -140,7 +150,7 @@ def run_live_stack(config) -> Iterator[LiveStack]:
         for name in envs:  # each counted started; the webs answering /healthz
             apps.start(name, envs[name])
         if config.relay_mode == "debezium":
-            start_connect(apps, config.replace(connect_port=free_port()))
+            stack.connect = start_connect(apps, config, CLUSTER)
         if CLUSTER:
             start_balancer(apps, port, web_ports, config)
             reaches_both(stack.base_url, set(web_ports))

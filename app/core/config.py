@@ -138,6 +138,10 @@ class Config:
     connect_port: int = _setting(
         "CONNECT_PORT", 8083, _int,
         "REST port of the Kafka Connect worker (standalone) that the stack runs with RELAY_MODE=debezium")
+    connect_metrics_port: int = _setting(
+        "CONNECT_METRICS_PORT", 9107, _int,
+        "/metrics port of that Kafka Connect worker (Prometheus's JMX exporter agent: Debezium's streaming "
+        "metrics and Connect's task states and errors, scripts/prometheus/connect-jmx.yml; 0: off)")
     worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 9102, _int, "worker /metrics port (0: off)")
     ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", 9103, _int,
                                         "score ingest /metrics port (0: off)")

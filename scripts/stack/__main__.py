@@ -17,6 +17,7 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     try:
         if argv[0] == "cluster":
+            from scripts.stack import cluster_runs
             from scripts.stack.cluster import Cluster
 
             command, args = (argv[1] if len(argv) > 1 else ""), argv[2:]
@@ -26,9 +27,9 @@ def main(argv: list[str]) -> int:
                 "down": cluster.down,
                 "ps": cluster.ps,
                 "logs": lambda: cluster.logs(args[0] if args else None),
-                "test": lambda: cluster.test(args),
-                "chaos": cluster.chaos,
-                "bench": cluster.bench,
+                "test": lambda: cluster_runs.test(cluster, args),
+                "chaos": lambda: cluster_runs.chaos(cluster),
+                "bench": lambda: cluster_runs.bench(cluster),
             }
         else:
             from scripts.stack.single import STACK_DIR, Single, logs

@@ -18,7 +18,10 @@ Ports (each a block starting at a variable, so one variable moves the block):
   CLUSTER_METRICS_PORT=19101   /metrics of relay-1, relay-2, worker-1, worker-2, ingest-1, ingest-2
                                (19101-19106), web-1, web-2 (19107, 19108); then Prometheus (19109),
                                its Redis exporter (19110) and PostgreSQL exporter (19111), which
-                               scrape every instance (scripts/stack/monitoring.py)
+                               scrape every instance (scripts/stack/monitoring.py); with
+                               RELAY_MODE=debezium connect-1, connect-2's JMX exporters (19112, 19113)
+  CLUSTER_CONNECT_PORT=18083   RELAY_MODE=debezium: Kafka Connect's REST API, connect-1 and connect-2
+                               (18083, 18084): two distributed workers, the relay (scripts/stack/connect.py)
 
 Restart policy: the webs, consumers and both HAProxys are APP (restarted by the supervisor); the
 Kafka, Redis, etcd and Patroni nodes are MANUAL: the cluster exists to show the other nodes carrying on
@@ -36,6 +39,7 @@ import time
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
+from scripts.stack.connect import ConnectGroup, apply_outbox_connector, connect_program
 from scripts.stack.engines import KafkaNode, form_redis_cluster, kafka_ready, redis, redis_ready
 from scripts.stack.monitoring import MONITORING, monitoring_programs, prometheus_ready
 from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, PatroniTier, patroni_config
@@ -51,9 +55,10 @@ CONSUMERS = tuple(f"{kind}-{i}" for kind in APPS if kind != "web" for i in (1, 2
 COMPONENTS = (ETCD_NODES + PG_NODES + ("pg-lb",) + KAFKA_NODES + REDIS_NODES + WEBS + ("lb",) + CONSUMERS
               + MONITORING)
 MONITORING_OFFSET = len(CONSUMERS) + len(WEBS)  # Prometheus's port in the metrics block, its exporters' after
-# The failover test `make test-cluster` runs a second time with the relay in poll mode.
-POLL_FAILOVER = ("tests/cluster/test_postgres_failover.py::test_the_postgres_leader_dies_the_synchronous_"
-                 "standby_takes_over_and_nothing_acknowledged_is_lost")
+# RELAY_MODE=debezium: the distributed Kafka Connect workers (their metrics after the exporters'), and the
+# group whose three topics keep the connector, its offsets and its tasks' states.
+CONNECT_NODES = ("connect-1", "connect-2")
+CONNECT_GROUP = ConnectGroup("livequiz.connect")
 
 
 def _index(name: str) -> int:
@@ -68,6 +73,7 @@ class Cluster:
         self.kafka_port = int(os.environ.get("CLUSTER_KAFKA_PORT", 19092))
         self.redis_port = int(os.environ.get("CLUSTER_REDIS_PORT", 17000))
         self.metrics_port = int(os.environ.get("CLUSTER_METRICS_PORT", 19101))
+        self.connect_port = int(os.environ.get("CLUSTER_CONNECT_PORT", 18083))
         self.database = os.environ.get("CLUSTER_DATABASE", "quiz_cluster")
         self.layout = Layout(int(os.environ.get("CLUSTER_PG_PORT", 15432)),
                              int(os.environ.get("CLUSTER_ETCD_PORT", 12379)))
@@ -83,7 +89,12 @@ class Cluster:
             "redis": lambda: self.redis_port + i - 1,
             "web": lambda: self.web_port + i,
             "lb": lambda: self.web_port,
+            "connect": lambda: self.connect_port + i - 1,
         }[kind]()
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + (CONNECT_NODES if self.single.debezium else ())
 
     def ports(self) -> dict[str, dict[int, str]]:
         ports: dict[str, dict[int, str]] = self.layout.ports()
@@ -102,9 +113,11 @@ class Cluster:
                 self.metrics_port + len(CONSUMERS) + _index(name) - 1: "CLUSTER_METRICS_PORT",
             }
         ports["lb"] = {self.web_port: "CLUSTER_WEB_PORT"}
-        for offset, name in enumerate(MONITORING, start=MONITORING_OFFSET):
+        for offset, name in enumerate(MONITORING + CONNECT_NODES, start=MONITORING_OFFSET):
             ports[name] = {self.metrics_port + offset: "CLUSTER_METRICS_PORT"}
-        return {name: ports[name] for name in COMPONENTS}
+        for name in CONNECT_NODES:
+            ports[name] = {self.port_of(name): "CLUSTER_CONNECT_PORT", **ports[name]}
+        return {name: ports[name] for name in self.components}
 
     def environ(self) -> dict[str, str]:
         """What every cluster process runs with; the per-process ports are set in each program's own."""
@@ -270,9 +283,9 @@ class Cluster:
     def up(self) -> None:
         CLUSTER_DIR.mkdir(parents=True, exist_ok=True)
         running = self.running()
-        starting = [name for name in COMPONENTS if name not in running]
+        starting = [name for name in self.components if name not in running]
         if not starting:
-            say(f"already running: all {len(COMPONENTS)} cluster components (make ps)")
+            say(f"already running: all {len(self.components)} cluster components (make ps)")
             self.postgres([])
             self.prepare_data(quiet=True)
             say(f"Live quiz cluster is up: http://127.0.0.1:{self.web_port}/")
@@ -322,7 +335,29 @@ class Cluster:
             self.supervisor.start("lb", wait=False)
         self.wait_balancer()
         prometheus_ready(self.supervisor, self.ports()["prometheus"].popitem()[0])
+        if self.single.debezium:
+            self.connect([name for name in CONNECT_NODES if name in starting])
         say(f"Live quiz cluster is up: http://127.0.0.1:{self.web_port}/ (make ps; logs in .stack/cluster/)")
+
+    def connect_config(self, name: str):
+        """Connect worker `name`'s configuration: the cluster's brokers and database, its own ports."""
+        env = self.environ()
+        rest, metrics = self.ports()[name]
+        return self.single.config.replace(
+            kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], database_url=env["DATABASE_URL"],
+            connect_port=rest, connect_metrics_port=metrics)
+
+    def connect(self, starting: list[str]) -> None:
+        """The distributed Connect workers of `starting`, then the outbox connector applied once through
+        connect-1's REST API (a PUT: the same configuration again changes nothing) and running."""
+        programs = [connect_program(name, CLUSTER_DIR, APP, self.connect_config(name), None, CONNECT_GROUP)
+                    for name in starting]
+        if programs:
+            self.supervisor.define(*programs)
+        for program in programs:
+            self.supervisor.start(program.name, wait=False)
+        apply_outbox_connector(self.supervisor, CONNECT_NODES[0], self.connect_config(CONNECT_NODES[0]))
+        say(f"connect: the outbox connector runs ({', '.join(CONNECT_NODES)}; group {CONNECT_GROUP.group})")
 
     @staticmethod
     def app_env(name: str, ports: dict[int, str]) -> dict[str, str]:
@@ -341,7 +376,7 @@ class Cluster:
             return
         # Clients first (the relays flush to Kafka), then all Kafka nodes at once, then the rest.
         self.supervisor.stop_together(["lb"])
-        self.supervisor.stop_together(list(WEBS + CONSUMERS))
+        self.supervisor.stop_together(list(WEBS + CONSUMERS + CONNECT_NODES))
         self.supervisor.stop_together(list(KAFKA_NODES))
         self.supervisor.stop_together(["pg-lb"])
         self.supervisor.stop_together(list(PG_NODES))  # each Patroni stops its PostgreSQL, then etcd
@@ -352,63 +387,14 @@ class Cluster:
         say(f"{'CLUSTER':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
         for line in ps_lines(self.supervisor, self.ports()):
             say(line)
+        if self.single.debezium:
+            from outbox_relay.debezium import connector_name, connector_state
+
+            config = self.connect_config(CONNECT_NODES[0])
+            say(f"{'connector':<17} {'-':<8} {connector_state(config):<8} {'-':<8} {'-':<8} "
+                f"{connector_name(config)}")
         if self.running():
             say(self.patroni.table())
 
     def logs(self, name: str | None) -> None:
         logs(CLUSTER_DIR, name)
-
-    def test_environment(self) -> dict[str, str]:
-        """The suites on the cluster's engines (TEST_CLUSTER=1; tests/helpers.py). The end-to-end fixtures
-        start two of each process themselves; the fault tests find the cluster's nodes by CLUSTER_RUN_DIR."""
-        missing = [name for name in COMPONENTS if name not in self.running()]
-        if missing:
-            raise StackError(f"not running: {' '.join(missing)} (start the cluster: make up-cluster)")
-        return self.tests_environ()
-
-    def tests_environ(self) -> dict[str, str]:
-        """test_environment's variables: the cluster's engines, without what the cluster's own webs are
-        given (their balancer to trust, its address as the public one, the dashboard's password): the
-        tests', the chaos run's and the benchmark's processes have their own, or the defaults."""
-        env = self.environ()
-        for name in ("WEB_TRUSTED_PROXIES", "PUBLIC_URL", "OPS_PASSWORD"):
-            env.pop(name, None)
-        env.update(
-            CLUSTER_RUN_DIR=str(CLUSTER_DIR),
-            CLUSTER_WEB_PORT=str(self.web_port),
-            CLUSTER_KAFKA_PORT=str(self.kafka_port),
-            CLUSTER_REDIS_PORT=str(self.redis_port),
-            CLUSTER_PG_PORT=str(self.layout.pg_port),
-            CLUSTER_ETCD_PORT=str(self.layout.etcd_port),
-            CLUSTER_METRICS_PORT=str(self.metrics_port),
-            CLUSTER_DATABASE=self.database,
-        )
-        return env
-
-    def test(self, args: list[str]) -> None:
-        """The suites on the cluster (or `args`); with no `args`, then the leader's crash again with the relay
-        in poll mode (RELAY_MODE=poll: its own stack and database; the suites run in wal mode)."""
-        env = {**self.test_environment(), "TEST_CLUSTER": "1"}
-        env.setdefault("TEST_DATABASE", "quiz_test_cluster")
-        os.chdir(ROOT)
-        pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-        if args:
-            os.execve(sys.executable, pytest + args, env)
-        failed = subprocess.run(pytest + ["tests/integration", "tests/e2e", "tests/cluster"], env=env,
-                                check=False).returncode
-        poll = {**env, "RELAY_MODE": "poll", "TEST_DATABASE": env["TEST_DATABASE"] + "_poll"}
-        failed |= subprocess.run(pytest + [POLL_FAILOVER], env=poll, check=False).returncode
-        sys.exit(1 if failed else 0)
-
-    def bench(self) -> None:
-        """The writes' benchmark with and without synchronous_mode (tests/bench/cluster_writes.py), with its
-        own processes on the cluster's engines."""
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "tests.bench.cluster_writes"],
-                  self.test_environment())
-
-    def chaos(self) -> None:
-        """The chaos run (tests/chaos/cluster.py) with its own processes on the cluster's engines."""
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "tests.chaos"],
-                  {**self.test_environment(), "CHAOS_TARGET": "cluster"})

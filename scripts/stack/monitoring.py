@@ -1,7 +1,8 @@
 """Prometheus and Debian's two exporters as supervised programs: `make up`'s and the cluster's.
 
 Prometheus (Debian's `prometheus`) scrapes every process's metrics port by job (`web`: each gunicorn
-master, which serves all its workers' metrics; `relay`, `worker`, `ingest`), `redis` through
+master, which serves all its workers' metrics; `relay`, `worker`, `ingest`; `connect`, each Kafka Connect
+worker's JMX exporter agent, when RELAY_MODE=debezium runs one), `redis` through
 prometheus-redis-exporter and `postgres` through prometheus-postgres-exporter, and evaluates the alert
 rules of scripts/prometheus/alerts.yml (docs/operations.md). The job names are the ones the rules
 name. Kafka's consumer lag is the consumers' own gauges (`worker_consumer_lag`, `ingest_consumer_lag`):
@@ -28,6 +29,8 @@ from scripts.stack.supervisor import ROOT, Policy, Program, Supervisor
 ALERT_RULES = ROOT / "scripts" / "prometheus" / "alerts.yml"
 # The jobs of the app processes, in the order `make ps` lists them.
 APP_JOBS = ("web", "relay", "worker", "ingest")
+# Kafka Connect's workers (RELAY_MODE=debezium), scraped only where a stack runs them.
+CONNECT_JOB = "connect"
 # The programs of this module, as a stack names them (its metrics ports' block, in this order).
 MONITORING = ("prometheus", "exporter-redis", "exporter-postgres")
 
@@ -150,8 +153,10 @@ def monitoring_programs(
     apps = {
         job: [port for name, own in ports.items() if kind_of(name) == job
               for port, setting in own.items() if setting.endswith("METRICS_PORT")]
-        for job in APP_JOBS
+        for job in (*APP_JOBS, CONNECT_JOB)
     }
+    if not apps[CONNECT_JOB]:
+        del apps[CONNECT_JOB]
     [(prometheus_port, setting)] = ports["prometheus"].items()
     [(redis_port, redis_setting)] = ports["exporter-redis"].items()
     [(postgres_port, postgres_setting)] = ports["exporter-postgres"].items()

@@ -148,6 +148,8 @@ class Single:
             "exporter-postgres": {c.postgres_exporter_port: "POSTGRES_EXPORTER_PORT"},
             "prometheus": {c.prometheus_port: "PROMETHEUS_PORT"},
         }
+        if self.debezium:
+            metrics[CONNECT] = (c.connect_metrics_port, "CONNECT_METRICS_PORT")
         for name, (port, setting) in metrics.items():
             if port:
                 ports[name][port] = setting
@@ -303,7 +305,7 @@ class Single:
         self.start(ENGINES + ((CONNECT,) if self.debezium else ()) + APPS + MONITORING)
         if self.debezium:
             started = time.monotonic()
-            apply_outbox_connector(self.supervisor, CONNECT, c)
+            apply_outbox_connector(self.supervisor, CONNECT, c, from_file=True)
             say(f"connect: the outbox connector runs ({time.monotonic() - started:.0f} s)")
         if not web_was_running:
             wait_http(self.supervisor, "web", f"http://{c.web_host}:{c.web_port}/healthz")

@@ -13,7 +13,6 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from sqlalchemy import text
 
 from app.core.config import Config
@@ -39,14 +38,6 @@ from tests.integration.worker_support import fresh_topics, new_worker, pg_scores
 INSERT = text("INSERT INTO events (id, aggregate_type, aggregate_id, event_type, version, payload) "
               "VALUES (:id, :kind, :s, 'session_ended', 1, jsonb_build_object('ended_at', now())) "
               "RETURNING seq")
-
-
-@pytest.fixture()
-def relayed(debezium_connect, engine, kafka_topics) -> Config:
-    """Topics of the test's own, with the outbox connector relaying to them from the present on."""
-    config = debezium_connect.start(fresh_topics(kafka_topics), engine)
-    yield config
-    debezium_connect.stop(config, engine)
 
 
 def on_topic(config: Config, ids: list[str], topic: str | None = None) -> dict:

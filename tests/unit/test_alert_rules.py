@@ -24,6 +24,7 @@ from app.core import metrics as web_metrics
 from cache_worker.worker import WorkerMetrics
 from outbox_relay.metrics import RelayMetrics
 from score_ingest.ingest import IngestMetrics
+from scripts.stack.connect import CONNECT_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "scripts" / "prometheus" / "alerts.yml"
@@ -33,8 +34,10 @@ RUNBOOKS = ROOT / "docs" / "operations.md"
 # The exporters' metrics the rules read, with their labels (besides job and instance): Debian 12's
 # prometheus-redis-exporter 1.45 (exporter/exporter.go: INFO's used_memory and maxmemory, and `up`)
 # and prometheus-postgres-exporter 0.11 (its default pg_replication_slots query, with the `server`
-# label it puts on every default metric; pg_up).
+# label it puts on every default metric; pg_up), and what Kafka Connect's JMX exporter agent keeps
+# (scripts/prometheus/connect-jmx.yml; tests/debezium scrapes a live worker for them).
 EXPORTERS = {
+    "connect": CONNECT_METRICS,
     "redis": {"redis_up": set(), "redis_memory_used_bytes": set(), "redis_memory_max_bytes": set()},
     "postgres": {"pg_up": set(), "pg_replication_slots_pg_wal_lsn_diff": {"slot_name", "database", "server"}},
 }

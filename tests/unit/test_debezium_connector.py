@@ -53,12 +53,24 @@ def test_what_the_router_leaves_unrouted_goes_to_the_dead_letter_topic_with_a_re
     assert not unrouted.fullmatch(CONFIG.kafka_topic)
     assert all(unrouted.fullmatch(topic)
                for topic in ("bogus", CONFIG.kafka_topic + "x", "test.abxquiz.events"))
-    assert config["transforms"].split(",") == ["outbox", "unroutedReason", "unrouted"]
+    assert config["transforms"].split(",") == ["heartbeats", "outbox", "unroutedReason", "unrouted"]
     assert config["transforms.unroutedReason.predicate"] == "unrouted"
     assert config["transforms.unrouted.predicate"] == "unrouted"
     assert config["transforms.unroutedReason.header"] == REASON_HEADER
     assert config["transforms.unroutedReason.value.literal"] == UNROUTED_REASON
     assert config["transforms.unrouted.replacement"] == CONFIG.kafka_dlq_topic
+
+
+def test_heartbeats_are_dropped_before_the_router_and_the_dead_letter_route():
+    config = connector()
+    topic = f"{config['topic.heartbeat.prefix']}.{config['topic.prefix']}"  # Debezium's heartbeat topic
+    heartbeat = java_regex(config["predicates.heartbeat.pattern"])
+    assert heartbeat.fullmatch(topic)
+    assert not any(heartbeat.fullmatch(other) for other in (CONFIG.kafka_topic, CONFIG.kafka_dlq_topic, "x"))
+    assert config["transforms"].split(",")[0] == "heartbeats"
+    assert config["transforms.heartbeats.type"] == "org.apache.kafka.connect.transforms.Filter"
+    assert config["transforms.heartbeats.predicate"] == "heartbeat"
+    assert int(config["heartbeat.interval.ms"]) > 0 and config["lsn.flush.mode"] == "connector_and_driver"
 
 
 def test_the_key_and_headers_are_the_ones_our_relays_write():

@@ -9,9 +9,11 @@ import yaml
 from app.core.config import describe
 from scripts.stack import cluster as cluster_module
 from scripts.stack import single as single_module
+from scripts.stack.connect import JMX_RULES, connect_program
 from scripts.stack.monitoring import ALERT_RULES, postgres_dsn
 from scripts.stack.programs import StackError
 from scripts.stack.single import check_ports
+from scripts.stack.supervisor import MANUAL
 
 JOBS = {"web", "relay", "worker", "ingest", "redis", "postgres"}  # the jobs the alert rules name
 
@@ -53,6 +55,19 @@ def test_make_up_scrapes_each_process_and_both_exporters_on_their_settings(stack
     assert ports["exporter-postgres"] == {9106: "POSTGRES_EXPORTER_PORT"}
 
 
+def test_with_debezium_prometheus_scrapes_the_connect_workers_jmx_exporter(stack_dir, monkeypatch):
+    monkeypatch.setenv("RELAY_MODE", "debezium")
+    monkeypatch.setenv("CONNECT_METRICS_PORT", "9117")
+    single = single_module.Single()
+    single.monitoring()
+    assert targets(stack_dir / "monitoring" / "prometheus.yml")["connect"] == ["127.0.0.1:9117"]
+    assert single.ports()["connect"] == {8083: "CONNECT_PORT", 9117: "CONNECT_METRICS_PORT"}
+    command = single.program("connect").command
+    [agent] = [arg for arg in command if arg.startswith("-javaagent:")]
+    assert agent.endswith(f"=127.0.0.1:9117:{JMX_RULES}") and "jmx_prometheus_javaagent" in agent
+    assert "jmx_prometheus_javaagent" not in command[command.index("-cp") + 1]  # an agent, not a library
+
+
 def test_a_port_given_twice_is_named_by_its_setting(stack_dir, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_PORT", "9104")  # the web's metrics port
     with pytest.raises(StackError, match=r"port 9104 is configured twice \(PROMETHEUS_PORT\)"):
@@ -72,6 +87,28 @@ def test_the_cluster_scrapes_every_instance(stack_dir):
         "postgresql://quiz:quiz@127.0.0.1:15432/quiz_cluster?")  # the leader, through pg-lb
     check_ports(cluster.ports(), [])  # no port twice in the whole block
     assert cluster.environ()["PROMETHEUS_URL"] == "http://127.0.0.1:19109"  # the webs' dashboard reads it
+
+
+def test_the_debezium_cluster_runs_two_distributed_connect_workers_scraped_by_its_prometheus(stack_dir,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("RELAY_MODE", "debezium")
+    cluster = cluster_module.Cluster()
+    cluster.monitoring()
+    assert targets(stack_dir / "cluster" / "monitoring" / "prometheus.yml")["connect"] == \
+        ["127.0.0.1:19112", "127.0.0.1:19113"]
+    ports = cluster.ports()
+    assert ports["connect-1"] == {18083: "CLUSTER_CONNECT_PORT", 19112: "CLUSTER_METRICS_PORT"}
+    check_ports(ports, [])
+    (stack_dir / "cluster").mkdir(exist_ok=True)
+    program = connect_program("connect-2", stack_dir / "cluster", MANUAL, cluster.connect_config("connect-2"),
+                              None, cluster_module.CONNECT_GROUP)
+    assert program.command[-2:] == ["org.apache.kafka.connect.cli.ConnectDistributed",
+                                    str(stack_dir / "cluster" / "connect-2" / "worker.properties")]
+    worker = (stack_dir / "cluster" / "connect-2" / "worker.properties").read_text()
+    for line in ("group.id=livequiz.connect", "offset.storage.topic=livequiz.connect.offsets",
+                 "config.storage.replication.factor=3", "listeners=http://127.0.0.1:18084",
+                 "bootstrap.servers=127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"):
+        assert line in worker.splitlines()
 
 
 def test_a_sqlalchemy_url_becomes_a_libpq_one():
