@@ -79,8 +79,8 @@ def _journey(message: Message, envelope: Envelope, traced: bool) -> tuple[list[s
     traceparent, span = message_traceparent(message), None
     if traced:
         span = tracing.start_span(f"apply {envelope.event_type}", traceparent, kind=SpanKind.CONSUMER,
-                                  attributes={"event.id": str(envelope.event_id),
-                                              "aggregate.type": envelope.aggregate_type})
+                                  attributes=lambda: {"event.id": str(envelope.event_id),
+                                                      "aggregate.type": envelope.aggregate_type})
         traceparent = tracing.span_traceparent(span, None)
     note = ["clicked_ms", str(int(envelope.occurred_at.timestamp() * 1000)),
             "event_id", str(envelope.event_id)]

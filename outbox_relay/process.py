@@ -22,7 +22,8 @@ from app.core.db import get_engine
 from app.core.kafka import make_producer
 from app.core.logs import configure_logging
 from app.core.processing import run_until_signalled
-from app.core.tracing import configure_tracing, flush_tracing
+from app.core.tracing import configure_tracing, flush_tracing, register_tracing_metrics
+from app.core.tracing import enabled as tracing_enabled
 from outbox_relay import metrics
 from outbox_relay.capture import CaptureUnavailable, WalRelay, check_capture_possible
 from outbox_relay.debezium import DebeziumHousekeeper
@@ -53,6 +54,8 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
     stats = RelayStats()
     if serve_metrics and config.relay_metrics_port > 0:
         relay_metrics = metrics.RelayMetrics()
+        if tracing_enabled():
+            register_tracing_metrics(relay_metrics.registry)
         relay_metrics.serve(config.relay_metrics_port, config.metrics_host)
         stats.observers.append(relay_metrics)
     if config.relay_mode == "debezium":

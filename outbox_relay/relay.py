@@ -278,8 +278,9 @@ class Relay(StreamProcessor):
             if traced:
                 span = tracing.start_span(
                     f"publish {self.topic}", message.traceparent, kind=SpanKind.PRODUCER,
-                    attributes={"messaging.system": "kafka", "event.id": _text(None, message.event_id),
-                                "messaging.destination.name": self.topic})
+                    attributes=lambda message=message: {
+                        "messaging.system": "kafka", "event.id": _text(None, message.event_id),
+                        "messaging.destination.name": self.topic})
                 headers = [*headers, (tracing.TRACEPARENT, tracing.span_traceparent(span, None).encode())]
             elif message.traceparent is not None:
                 headers = [*headers, (tracing.TRACEPARENT, message.traceparent.encode())]

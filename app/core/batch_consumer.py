@@ -27,7 +27,13 @@ from app.core.logs import RateLimitedLog, configure_logging
 from app.core.poison import PoisonMessage, dead_letter_reason, store_unavailable
 from app.core.processing import StreamProcessor, run_until_signalled
 from app.core.retry import Backoff
-from app.core.tracing import TRACEPARENT, configure_tracing, flush_tracing, normal_traceparent
+from app.core.tracing import (
+    TRACEPARENT,
+    configure_tracing,
+    flush_tracing,
+    normal_traceparent,
+    register_tracing_metrics,
+)
 
 LAG_INTERVAL_S = 5.0
 LOGGED_BYTES = 200  # of a key or header in a log line
@@ -254,8 +260,10 @@ def serve(process_name: str, build: Callable[[Config], BatchConsumer],
     SIGTERM or SIGINT."""
     config = load_config_or_exit()
     configure_logging(config, process_name)
-    configure_tracing(config, process_name)
+    traced = configure_tracing(config, process_name)
     consumer = build(config)
+    if traced:
+        register_tracing_metrics(consumer.metrics.registry)
     port = metrics_port(config)
     if port > 0:
         start_http_server(port, addr=config.metrics_host, registry=consumer.metrics.registry)

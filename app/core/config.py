@@ -19,6 +19,7 @@ from app.core.setting_values import (
     _bool,
     _choice,
     _float,
+    _fraction,
     _http_url,
     _int,
     _jwt_algorithm,
@@ -159,6 +160,26 @@ class Config:
         "base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318): each process exports its traces "
         "to <URL>/v1/traces (empty: no tracing, nothing recorded; a request's or a score message's "
         "`traceparent` still passes on to its events)")
+    otel_traces_sampler: str = _setting(
+        "OTEL_TRACES_SAMPLER", "parentbased_traceidratio",
+        _choice("parentbased_traceidratio", "parentbased_always_on", "parentbased_always_off",
+                "traceidratio", "always_on", "always_off"),
+        "which traces are recorded while tracing is on (OpenTelemetry's names): by default a trace a "
+        "request or score message starts is recorded at the ratio OTEL_TRACES_SAMPLER_ARG, and one that "
+        "continues a caller's `traceparent` follows that caller's sampled flag, through every hop")
+    otel_traces_sampler_arg: float = _setting(
+        "OTEL_TRACES_SAMPLER_ARG", 0.01, _fraction,
+        "the ratio of new traces recorded by the *traceidratio samplers (0 to 1): 1 % keeps tracing's "
+        "cost within bench 15's 5 % and still records several traces a second at peak load")
+    otel_bsp_max_queue_size: int = _setting(
+        "OTEL_BSP_MAX_QUEUE_SIZE", 2048, _positive_int,
+        "recorded spans a process holds for export at most; past it a span is dropped and counted "
+        "(tracing_spans_dropped_total{reason=\"queue_full\"}), never waited for")
+    otel_exporter_otlp_timeout_ms: int = _setting(
+        "OTEL_EXPORTER_OTLP_TIMEOUT", 1000, _positive_int,
+        "milliseconds an export to the collector may take, connection attempts included; after a failed "
+        "one the spans of the next seconds are dropped and counted (reason \"collector_down\"), "
+        "not retried")
     prometheus_port: int = _setting(
         "PROMETHEUS_PORT", 9190, _int,
         "port of the Prometheus that `make up` starts (not 9090, where Debian's own may run)")

@@ -36,6 +36,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text.strip())
+    if not 0 <= value <= 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
 def _str(text: str) -> str:
     if not text.strip():
         raise ValueError("empty")

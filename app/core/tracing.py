@@ -6,7 +6,12 @@ worker continues the trace when it applies the event and hands it on in the even
 (`clicked_ms`, `event_id`, `traceparent`), and the web continues it when the room push leaves.
 
 Spans are recorded and exported (OTLP over HTTP) only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-(`configure_tracing`, once per process). Without it no SDK is imported or installed: the API is the
+(`configure_tracing`, once per process), and then only for the traces the sampler picks
+(OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG; by default 1 % of new traces, and every trace whose
+caller's `traceparent` is sampled). An unsampled span records nothing (its attributes are not even
+built: `start_span`'s `attributes` is a callable) but has a context of its own, flag 00, which passes on
+like a sampled one; recorded spans leave through a bounded queue (app/core/span_export.py).
+Without OTEL_EXPORTER_OTLP_ENDPOINT no SDK is imported or installed: the API is the
 no-op one, `enabled()` is False and the callers skip their spans; a `traceparent` that came in (a request
 header, a score message's header) still passes on to the events it caused. A missing or malformed
 `traceparent` is no trace (`parent_of` answers None): it never fails a request or an event.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +36,7 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 TRACEPARENT_MAX = 55
 
 _enabled = False
+_tracer: trace.Tracer | None = None
 
 
 def enabled() -> bool:
@@ -41,24 +47,48 @@ def enabled() -> bool:
 def configure_tracing(config: Any, service: str) -> bool:
     """Install the SDK's tracer provider exporting to OTEL_EXPORTER_OTLP_ENDPOINT, when it is set (in the
     process that serves: after gunicorn's fork, for the web). Returns whether tracing is on."""
-    global _enabled
+    global _enabled, _tracer
     endpoint = config.otel_exporter_otlp_endpoint
     if not endpoint or _enabled:
         return _enabled
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": f"livequiz-{service}"}))
-    # An unreachable collector costs the exporter's thread its timeouts, never the caller: the batch
-    # processor drops spans when its queue is full.
-    provider.add_span_processor(BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=5)))
+    from app.core.span_export import SpanQueue
+
+    provider = TracerProvider(resource=Resource.create({"service.name": f"livequiz-{service}"}),
+                              sampler=sampler(config))
+    # An unreachable collector costs the export thread one short timeout, then a pause; never the caller.
+    provider.add_span_processor(SpanQueue(
+        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces",
+                         timeout=config.otel_exporter_otlp_timeout_ms / 1000),
+        config.otel_bsp_max_queue_size))
     trace.set_tracer_provider(provider)
+    _tracer = provider.get_tracer("livequiz")  # once: the SDK's get_tracer is costly per call
     _enabled = True
-    log.info("tracing: exporting spans to %s", endpoint)
+    log.info("tracing: exporting spans to %s (%s, %s)", endpoint, config.otel_traces_sampler,
+             config.otel_traces_sampler_arg)
     return True
+
+
+def sampler(config: Any) -> Any:
+    """The sampler OTEL_TRACES_SAMPLER names (OpenTelemetry's names and meanings), from the config."""
+    from opentelemetry.sdk.trace import sampling
+
+    ratio = config.otel_traces_sampler_arg
+    return {"always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF,
+            "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
+            "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
+            "traceidratio": sampling.TraceIdRatioBased(ratio),
+            "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio(ratio)}[config.otel_traces_sampler]
+
+
+def register_tracing_metrics(registry: Any) -> None:
+    """Add the span export's counters to a process's own registry (the relay's, a consumer's)."""
+    from app.core.span_export import register_metrics
+
+    register_metrics(registry)
 
 
 def flush_tracing(timeout_s: float = 5.0) -> None:
@@ -71,7 +101,7 @@ def flush_tracing(timeout_s: float = 5.0) -> None:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("livequiz")
+    return _tracer if _tracer is not None else trace.get_tracer("livequiz")
 
 
 def parent_of(traceparent: str | bytes | None) -> SpanContext | None:
@@ -125,13 +155,16 @@ def detach(token: object | None) -> None:
 
 
 def start_span(name: str, parent: str | bytes | None, *, kind: SpanKind = SpanKind.INTERNAL,
-               attributes: dict[str, Any] | None = None, start_time_ns: int | None = None) -> trace.Span:
-    """A span (to `end()`) continuing the trace `parent` names, or a new trace when it names none. Only
-    called while `enabled()`."""
+               attributes: Callable[[], dict[str, Any]] | None = None,
+               start_time_ns: int | None = None) -> trace.Span:
+    """A span (to `end()`) continuing the trace `parent` names, or a new trace when it names none; its
+    `attributes` are asked for only when the sampler records it. Only called while `enabled()`."""
     remote = parent_of(parent)
     context = trace.set_span_in_context(NonRecordingSpan(remote)) if remote is not None else None
-    return tracer().start_span(name, context=context, kind=kind, attributes=attributes,
-                               start_time=start_time_ns)
+    started = tracer().start_span(name, context=context, kind=kind, start_time=start_time_ns)
+    if attributes is not None and started.is_recording():
+        started.set_attributes(attributes())
+    return started
 
 
 @contextmanager

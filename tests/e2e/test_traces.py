@@ -2,7 +2,11 @@
 spans to an OTLP receiver the test runs on loopback (tests/e2e/otlp_receiver.py). A quiz answer and a score
 write each make one trace, joined by trace id, that spans the request in the web, the relay's publish, the
 worker's apply and the web's push of the room note to the sockets, each span the child of the one before;
-and the per-hop histograms of each process (scraped from its metrics port) count both aggregates."""
+and the per-hop histograms of each process (scraped from its metrics port) count both aggregates.
+
+The stack samples as it does by default (OTEL_TRACES_SAMPLER parentbased_traceidratio, 1 % of new traces):
+the requests send a `traceparent` whose sampled flag is set, and every hop across Kafka honors it; an
+answer sent with the flag unset (just before) records no span in any process."""
 from __future__ import annotations
 
 import pytest
@@ -16,6 +20,8 @@ pytestmark = single_node("one relay, one worker and one web export and are scrap
                          "counts split between them")
 
 PROCESSES = ("web", "relay", "worker", "ingest")
+SAMPLED = "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-01"
+UNSAMPLED = "00-6bf92f3577b34da6a3ce929d0e0e4736-20f067aa0ba902b7-00"
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +84,25 @@ def test_an_answer_and_a_score_are_each_one_trace_from_the_request_to_the_socket
     host = api.host()
     questions = sample_questions(1, time_limit_s=240)
     session = api.live_session(host, questions)
-    player = api.join(session["id"], api.guest())
+    player, unsampled = api.join(session["id"], api.guest()), api.join(session["id"], api.guest())
     room = RoomClient(stack.ws_url, session["id"], host.token)  # the host hears each answer: a push
     try:
         room.wait_type("snapshot")
         question = api.next_question(session["id"], host)
         room.wait_type("question_opened")
-        api.answer(session["id"], player, question["question_id"], questions[0]["correct_choice"])
+        for who, traceparent in ((unsampled, UNSAMPLED), (player, SAMPLED)):
+            api.client.http.headers["traceparent"] = traceparent
+            api.answer(session["id"], who, question["question_id"], questions[0]["correct_choice"])
+        del api.client.http.headers["traceparent"]
         room.wait_type("answer_count")
         answer = traced_journey(receiver, "POST /api/v1/sessions/<session_id>/answers",
                                 "push answer_received")
     finally:
         room.close()
     assert answer[2].attributes["event.id"] == answer[3].attributes["event.id"]  # the applied event is pushed
+    assert answer[0].trace_id == SAMPLED.split("-")[1] and answer[0].parent_span_id == SAMPLED.split("-")[2]
+    # Each process exports its spans in the order they ended: the unsampled answer's would have come first.
+    assert not [span for span in receiver.spans if span.trace_id == UNSAMPLED.split("-")[1]]
 
     board_id = api.post("/api/v1/leaderboards", {"id": "traced-" + session["id"][:8], "name": "Traced",
                                                  "sort_order": "desc", "update_mode": "best",
@@ -99,8 +111,10 @@ def test_an_answer_and_a_score_are_each_one_trace_from_the_request_to_the_socket
     watcher = SocketClient(f"{stack.ws_url}/ws/leaderboards/{board_id}")
     try:
         watcher.wait_type("leaderboard_update")
+        api.client.http.headers["traceparent"] = SAMPLED.replace("-10f0", "-30f0")
         api.post("/api/v1/scores", {"leaderboard_id": board_id, "player_id": "ann", "score": 7},
                  token=host.token, expect=201)
+        del api.client.http.headers["traceparent"]
         watcher.wait_for(lambda m: m["type"] == "leaderboard_update" and m["entries"])
         traced_journey(receiver, "POST /api/v1/scores", "push board_changed")
     finally:

@@ -30,7 +30,7 @@ def register(app: Flask) -> None:
         traceparent = request.headers.get(tracing.TRACEPARENT)
         if tracing.enabled():
             span = tracing.start_span(f"{request.method} {request.path}", traceparent, kind=SpanKind.SERVER,
-                                      attributes={"http.request.method": request.method})
+                                      attributes=lambda: {"http.request.method": request.method})
             g.trace_span = span
             g.trace_token = otel_context.attach(trace.set_span_in_context(span))
         elif traceparent:
@@ -42,7 +42,7 @@ def register(app: Flask) -> None:
         duration_s = time.perf_counter() - g.get("request_started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule else "unmatched"
         span = g.get("trace_span")
-        if span is not None:
+        if span is not None and span.is_recording():
             span.update_name(f"{request.method} {route}")
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", response.status_code)

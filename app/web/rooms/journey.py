@@ -30,5 +30,5 @@ def record_push(note: dict[str, Any], aggregate_type: str) -> None:
     CLICK_TO_SOCKET.labels(aggregate_type).observe(max(now_ms - clicked_ms, 0.0) / 1000)
     if tracing.enabled():
         tracing.start_span(f"push {note.get('type')}", note.get(tracing.TRACEPARENT), kind=SpanKind.PRODUCER,
-                           attributes={"event.id": str(note.get("event_id")),
-                                       "aggregate.type": aggregate_type}).end()
+                           attributes=lambda: {"event.id": str(note.get("event_id")),
+                                               "aggregate.type": aggregate_type}).end()
