@@ -13,8 +13,8 @@ import yaml
 
 from app.core.config import describe
 from scripts.stack import cluster as cluster_module
+from scripts.stack import cluster_runs
 from scripts.stack import single as single_module
-from scripts.stack.cluster_runs import tests_environ
 from scripts.stack.patroni import ETCD_NODES, PG_NODES, Layout, etcd_command, haproxy_config, patroni_config
 from scripts.stack.programs import StackError
 from scripts.stack.single import check_ports
@@ -102,7 +102,7 @@ def test_the_tests_processes_get_the_clusters_engines_but_not_its_webs_own_setti
     c = cluster()
     webs = c.environ()
     assert webs["PUBLIC_URL"] == "http://127.0.0.1:28000" and webs["OPS_PASSWORD"]
-    env = tests_environ(c)
+    env = cluster_runs.tests_environ(c)
     # A join QR code of the tests' own webs names their address; their /ops is off unless a test sets it.
     assert not {"PUBLIC_URL", "OPS_PASSWORD", "WEB_TRUSTED_PROXIES"} & set(env)
     assert env["DATABASE_URL"] == webs["DATABASE_URL"] and env["CLUSTER_WEB_PORT"] == "28000"
