@@ -178,10 +178,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 hash of a key (the Java client's, and librdkafka's `murmur2_random` partitioner's)."""
     length, m = len(data), 0x5BD1E995
@@ -205,3 +201,7 @@ def murmur2(data: bytes) -> int:
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition the producers (`producer_settings`) send `key` to, of a topic of `partitions`."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
