@@ -169,8 +169,8 @@ class Config:
         "continues a caller's `traceparent` follows that caller's sampled flag, through every hop")
     otel_traces_sampler_arg: float = _setting(
         "OTEL_TRACES_SAMPLER_ARG", 0.01, _fraction,
-        "the ratio of new traces recorded by the *traceidratio samplers (0 to 1): 1 % keeps tracing's "
-        "cost within bench 15's 5 % and still records several traces a second at peak load")
+        "the ratio of new traces recorded by the *traceidratio samplers (0 to 1): at 1 % an answer's spans "
+        "cost a sixth of recording them all, and peak load still records several traces a second")
     otel_bsp_max_queue_size: int = _setting(
         "OTEL_BSP_MAX_QUEUE_SIZE", 2048, _positive_int,
         "recorded spans a process holds for export at most; past it a span is dropped and counted "
