@@ -161,16 +161,7 @@ class Cluster:
             programs.append(tier.balancer_program(APP))
         if programs:
             self.supervisor.define(*programs)
-        # The etcd members together (a quorum needs two before it answers), then the Patroni nodes once
-        # etcd has decided its cluster version.
-        etcd = [program for program in programs if program.name in ETCD_NODES]
-        for program in etcd:
-            self.supervisor.start(program.name, wait=False)
-        if len(etcd) < len(programs):
-            tier.wait_etcd(self.supervisor)
-        for program in programs:
-            if program not in etcd:
-                self.supervisor.start(program.name, wait=False)
+        tier.start(self.supervisor, programs)
         leader, standby = tier.wait_leader(self.supervisor)
         say(f"patroni: {leader} leads, {standby} is its synchronous standby")
         tier.apply_dynamic(patroni_config(self.layout, "pg-1", CLUSTER_DIR / "pg-1", tier.secrets))
@@ -267,14 +258,8 @@ class Cluster:
                 pass
             return set(WEBS) <= seen
 
-        wait_for(
-            both,
-            "/healthz through the balancer answered by web-1 and web-2",
-            self.supervisor,
-            ["lb"],
-            60,
-            every_s=0.25,
-        )
+        wait_for(both, "/healthz through the balancer answered by web-1 and web-2", self.supervisor, ["lb"],
+                 60, every_s=0.25)
         say(f"lb: http://127.0.0.1:{self.web_port}/healthz answered by web-1 and web-2")
 
     # ------------------------------------------------------------------------------------------

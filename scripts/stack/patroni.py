@@ -267,6 +267,19 @@ class PatroniTier:
                 continue
         return []
 
+    def start(self, supervisor: Supervisor, programs: list[Program]) -> None:
+        """The etcd members of `programs` together (a quorum needs two before it answers), then the rest
+        once etcd has decided its cluster version; and patronictl's file (the fault tests' switchover)."""
+        etcd = [program for program in programs if program.name in ETCD_NODES]
+        for program in etcd:
+            supervisor.start(program.name, wait=False)
+        if len(etcd) < len(programs):
+            self.wait_etcd(supervisor)
+        for program in programs:
+            if program not in etcd:
+                supervisor.start(program.name, wait=False)
+        self.ctl_config()
+
     def etcd_decided(self) -> bool:
         """Whether an etcd member answers with the cluster's version decided: until its members have agreed
         on one, /version says "not_decided" and Patroni, reading it at its start, exits."""

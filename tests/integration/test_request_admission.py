@@ -12,7 +12,7 @@ import pytest
 from app import create_app
 from app.accounts.users import revoke_tokens
 from app.web.extensions import RUNTIME
-from tests.helpers import Api
+from tests.helpers import Api, single_node
 
 
 @pytest.fixture()
@@ -38,6 +38,7 @@ def _setup(app) -> tuple[str, str, str]:
     return player.token, player.user_id, f"/api/v1/sessions/{session}"
 
 
+@single_node("counts the checkouts of the Redis client's one pool; a RedisCluster keeps a pool per node")
 def test_a_signed_in_request_is_admitted_in_one_redis_round_trip(app, api: Api, monkeypatch):
     host, player = api.host(), api.guest()
     path = f"/api/v1/sessions/{api.live_session(host)['id']}"
