@@ -138,6 +138,22 @@ def scores_recorded_once(engine, scorer: Scorer) -> None:
     assert total == len(stored), f"the board counts {total} points for {len(stored)} submissions"
 
 
+def nothing_lost_or_doubled(stack, engine, redis_client, games: list[Game], scorer: Scorer, mode: str):
+    """The fault tests' audit: every event of the games and the scorer's board published (by the relay of
+    `mode`) and on Kafka in order, the worker caught up, every acknowledged answer and score recorded once,
+    and every board in Redis equal to PostgreSQL. Returns the events and their copies on Kafka."""
+    rows = wait_published(engine, games, mode, boards=(scorer.board_id,))
+    found = in_kafka_in_order(stack.config, rows)
+    wait_caught_up(stack.config)
+    for game in games:
+        recorded_once(engine, game)
+    scores_recorded_once(engine, scorer)
+    wait_boards_equal(engine, redis_client, games)
+    wait_until(lambda: compare_period(engine, redis_client, scorer.board_id, "all") == [],
+               f"the board {scorer.board_id} did not come to equal PostgreSQL")
+    return rows, found
+
+
 def republished(stack) -> list[int]:
     """The counts of events the stack's relays republished on a new leader without their slot (their
     logs: one line a republish)."""
@@ -219,15 +235,7 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
     assert acknowledged and acknowledged - stored == set(), "acknowledged probe rows are lost"
     statuses = sum((g.statuses for g in games), scorer.statuses)
     assert statuses[500] == 0, f"writes during the failover got a 500: {dict(statuses)}"
-    rows = wait_published(engine, games, stack.config.relay_mode, boards=(scorer.board_id,))
-    in_kafka_in_order(stack.config, rows)
-    wait_caught_up(stack.config)
-    for game in games:
-        recorded_once(engine, game)
-    scores_recorded_once(engine, scorer)
-    wait_boards_equal(engine, redis_client, games)
-    wait_until(lambda: compare_period(engine, redis_client, scorer.board_id, "all") == [],
-               f"the board {scorer.board_id} did not come to equal PostgreSQL")
+    nothing_lost_or_doubled(stack, engine, redis_client, games, scorer, stack.config.relay_mode)
     REPORT.append(f"PostgreSQL {what} ({leader} -> {standby}, RELAY_MODE={stack.config.relay_mode}): first "
                   f"write through pg-lb {result.first_write_s:.1f} s after the fault; the writes' statuses "
                   f"{dict(sorted(statuses.items()))}")

@@ -17,17 +17,9 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import load_config
-from app.leaderboards.board.verify import compare_period
 from outbox_relay import debezium
 from scripts.stack.connect import REBALANCE_DELAY_MS
-from tests.cluster.audit import (
-    in_kafka_in_order,
-    recorded_once,
-    wait_boards_equal,
-    wait_caught_up,
-    wait_published,
-)
-from tests.cluster.failover import REPORT, Scorer, scores_recorded_once
+from tests.cluster.failover import REPORT, Scorer, nothing_lost_or_doubled
 from tests.cluster.game import Game, playing
 from tests.helpers import WAIT_S, wait_until
 
@@ -84,15 +76,7 @@ def test_a_killed_connect_workers_task_moves_to_the_other_and_nothing_is_lost_or
     if scorer.error is not None:
         raise scorer.error
     games += later
-    rows = wait_published(engine, games, "debezium", boards=(scorer.board_id,))
-    found = in_kafka_in_order(stack.config, rows)
-    wait_caught_up(stack.config)
-    for game in games:
-        recorded_once(engine, game)
-    scores_recorded_once(engine, scorer)
-    wait_boards_equal(engine, redis_client, games)
-    wait_until(lambda: compare_period(engine, redis_client, scorer.board_id, "all") == [],
-               f"the board {scorer.board_id} did not come to equal PostgreSQL")
+    rows, found = nothing_lost_or_doubled(stack, engine, redis_client, games, scorer, "debezium")
     copies = sum(len(found[row.id]) - 1 for row in rows)
     REPORT.append(f"Connect worker {victim} killed, its task moved to {survivor}: {len(rows)} events, "
                   f"{copies} published again (at least once), none lost; "
