@@ -4,19 +4,30 @@
 -- versions is kept (entries are versioned states, so this merge is exact whatever the order).
 -- KEYS: cfg, z, entries, meta, recent, periods, room, rebuilt_z, rebuilt_entries, rebuilt_meta
 --       (all tagged {b:<board>})
--- ARGV: period, mark, expire_at_s (0: never)
+-- ARGV: period, mark, expire_at_s (0: never), rebuilds (meta.rebuilds, read with the mark)
 -- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/board/rebuild.py: a control
 -- character, which no player id holds), so its absence means the rebuilt keys were lost.
--- Returns {1, version, merged} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
+-- Every swap bumps meta.rebuilds. A rebuild that finds it moved since its mark was overtaken by another
+-- one: that swap's period, with what was applied since, already holds all this snapshot has, and this
+-- older snapshot must not replace it (entries only in the newer one would vanish). Its keys are dropped.
+-- Returns {1, version, merged} swapped, {0, version, 0} overtaken by another rebuild's swap,
+-- {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'leaderboard_swap_period: expected 10 KEYS, got ' .. #KEYS)
-assert(#ARGV == 3, 'leaderboard_swap_period: expected 3 ARGV, got ' .. #ARGV)
+assert(#ARGV == 4, 'leaderboard_swap_period: expected 4 ARGV, got ' .. #ARGV)
 local cfg, z, entries, meta, recent, periods, room = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rebuilt_z, rebuilt_entries, rebuilt_meta = KEYS[8], KEYS[9], KEYS[10]
 local period = ARGV[1]
 local mark = as_int(ARGV[2], 'mark')
 local expire_at = as_int(ARGV[3], 'expire_at_s')
+local rebuilds = as_int(ARGV[4], 'rebuilds')
 
 if redis.call('HEXISTS', rebuilt_entries, '\30') == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
+local swapped = as_int(redis.call('HGET', meta, 'rebuilds') or '0', 'rebuilds')
+if swapped < rebuilds then return {-2, 'the period was reset during the rebuild'} end
+if swapped > rebuilds then
+  redis.call('UNLINK', rebuilt_z, rebuilt_entries, rebuilt_meta)
+  return {0, as_int(redis.call('HGET', meta, 'version') or '0', 'version'), 0}
+end
 local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
 if current < mark then return {-2, 'recent log was reset during the rebuild'} end
 local changed = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
@@ -40,7 +51,7 @@ for _, pair in ipairs({{rebuilt_z, z}, {rebuilt_entries, entries}}) do
 end
 local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version') + 1
 redis.call('HSET', meta, 'version', version, 'sum', redis.call('HGET', rebuilt_meta, 'sum') or '0',
-  'recent_seq', current)
+  'recent_seq', current, 'rebuilds', rebuilds + 1)
 redis.call('DEL', rebuilt_meta)
 redis.call('SADD', periods, period)
 for _, key in ipairs({z, entries, meta, recent}) do

@@ -9,11 +9,17 @@
 -- from now on, so their own notifications will never be sent, and its sockets need a fresh snapshot.
 -- KEYS: lb, applied, meta, room, names, recent, pending, rebuilt_lb, rebuilt_applied, rebuilt_pending
 --       (all tagged {session})
--- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never)
+-- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never),
+--       rebuilds (meta.rebuilds, read with the mark)
 -- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
--- Returns {1, version, replayed} swapped, {-2, reason} the log no longer covers the mark (rebuild again).
+-- Every swap bumps meta.rebuilds. A rebuild that finds it moved since its mark was overtaken by another
+-- one (the web's read and the worker's apply can both find a board missing): that swap's board, with
+-- what was applied live since, already holds all this snapshot has, and this older snapshot must not
+-- replace it (players only in the newer one would vanish). Its keys are dropped, nothing is swapped.
+-- Returns {1, version, replayed} swapped, {0, version, 0} overtaken by another rebuild's swap,
+-- {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'swap_rebuilt_session_board: expected 10 KEYS, got ' .. #KEYS)
-assert(#ARGV == 5, 'swap_rebuilt_session_board: expected 5 ARGV, got ' .. #ARGV)
+assert(#ARGV == 6, 'swap_rebuilt_session_board: expected 6 ARGV, got ' .. #ARGV)
 local lb, applied, meta, room, names, recent, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rebuilt_lb, rebuilt_applied, rebuilt_pending = KEYS[8], KEYS[9], KEYS[10]
 local epoch = as_int(ARGV[1], 'epoch_ms')
@@ -21,8 +27,15 @@ local mark = as_int(ARGV[2], 'mark')
 local snapshot_version = as_int(ARGV[3], 'snapshot_version')
 local open_question = ARGV[4]
 local expire_at = as_int(ARGV[5], 'expire_at_s')
+local rebuilds = as_int(ARGV[6], 'rebuilds')
 
 if redis.call('EXISTS', rebuilt_applied) == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
+local swapped = as_int(redis.call('HGET', meta, 'rebuilds') or '0', 'rebuilds')
+if swapped < rebuilds then return {-2, 'the board was reset during the rebuild'} end
+if swapped > rebuilds then
+  redis.call('UNLINK', rebuilt_lb, rebuilt_applied, rebuilt_pending)
+  return {0, as_int(redis.call('HGET', meta, 'version') or '0', 'version'), 0}
+end
 local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
 if current < mark then return {-2, 'recent log was reset during the rebuild'} end
 local entries = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
@@ -93,7 +106,8 @@ end
 local version = as_int(redis.call('HGET', meta, 'version') or '0', 'version')
 if snapshot_version > version then version = snapshot_version end
 version = version + 1
-redis.call('HSET', meta, 'version', version, 'epoch_ms', exact(epoch), 'recent_seq', current)
+redis.call('HSET', meta, 'version', version, 'epoch_ms', exact(epoch), 'recent_seq', current,
+  'rebuilds', rebuilds + 1)
 if open_question ~= '' then redis.call('HSET', meta, 'open_question', open_question)
 else redis.call('HDEL', meta, 'open_question') end
 redis.call('XADD', room, 'MAXLEN', '~', ROOM_MAXLEN, '*', 'type', 'board_rebuilt', 'version', version)

@@ -18,8 +18,26 @@ REBUILD_ATTEMPTS = 5
 REBUILD_KEY_TTL_S = 600
 # A read that finds its board missing rebuilds it and reads again, this many times at most.
 READ_ATTEMPTS = 3
+# What a rebuild's swap script answers first: swapped in, or overtaken by another rebuild's swap (see Mark).
+SWAPPED, OVERTAKEN = 1, 0
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a board stood when a rebuild began, read from its `meta` hash before the snapshot: the
+    sequence of its `recent` log (what was applied after it is replayed or merged at the swap) and how
+    many rebuilds had swapped in (a swap that finds this moved was overtaken by another rebuild's, whose
+    board already holds all this one's older snapshot has: it drops its keys and swaps nothing)."""
+
+    recent_seq: int = 0
+    rebuilds: int = 0
+
+    @classmethod
+    def read(cls, redis, meta: str) -> Mark:
+        recent_seq, rebuilds = redis.hmget(meta, "recent_seq", "rebuilds")
+        return cls(int(recent_seq or 0), int(rebuilds or 0))
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,25 @@ def test_a_rebuild_while_writes_flow_loses_none_of_them(engine, config, redis_cl
     assert compare_period(engine, redis_client, board_id, "all") == []
 
 
+def test_a_rebuild_overtaken_by_another_never_swaps_its_older_snapshot_in(engine, config, redis_client,
+                                                                          owner_id):
+    # Two readers find the period missing and rebuild it; a score lands between their snapshots and its
+    # delivery finds the newer board already holding it. The older snapshot must not replace that board.
+    board_id = _board(engine, owner_id)
+    applier = _fill(engine, config, redis_client, owner_id, board_id, {"a": 5, "b": 7})
+    keys = LeaderboardKeys(board_id)
+    redis_client.delete(*keys.period("all").all)
+
+    def the_other_rebuild_swaps_first() -> None:
+        submit_scores(engine, [Submission(board_id, "c", 9)], Authority(owner_id=owner_id))
+        rebuild_period(engine, redis_client, board_id)
+        applier.catch_up(board_id)
+
+    rebuild_period(engine, redis_client, board_id, before_swap=the_other_rebuild_swaps_first)
+    assert compare_period(engine, redis_client, board_id, "all") == []
+    assert redis_client.zcard(keys.period("all").z) == 3
+
+
 def test_after_redis_lost_everything_a_read_rebuilds_the_board(engine, config, redis_client, owner_id,
                                                                reader):
     board_id = _board(engine, owner_id)

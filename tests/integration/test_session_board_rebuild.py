@@ -72,6 +72,30 @@ def test_dedupe_survives_pruned_event_rows(api, engine, redis_client):
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
 
 
+def test_a_rebuild_overtaken_by_another_never_swaps_its_older_snapshot_in(api, engine, redis_client):
+    """The host's socket and the worker both find a board missing and both rebuild it: the rebuild whose
+    snapshot is older must not replace the newer one's board (a player who joined in between vanished
+    from the board and from the host's lobby, their join counted as applied by the newer swap)."""
+    session = play(api, players=3, questions=1)
+    sid = session["id"]
+    for key in redis_client.scan_iter(match=redis_keys.pattern(f"*{{{sid}}}*")):
+        redis_client.delete(key)  # the board is missing (expired, flushed, or never built)
+    seen = {row.id for row in event_rows(engine, sid)}
+    late: list = []
+
+    def the_other_rebuild_swaps_first() -> None:
+        api.join(sid, api.guest())
+        late.extend(r for r in event_rows(engine, sid) if r.id not in seen)
+        rebuild_session_board(engine, redis_client, sid)
+
+    rebuild_session_board(engine, redis_client, sid, before_swap=the_other_rebuild_swaps_first)
+    assert len(pg_scores(engine, sid)) == 4
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    assert _apply_rows(redis_client, late) == [DUPLICATE]  # the newer snapshot's join stays applied once
+    assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
+    assert not list(redis_client.scan_iter(match=redis_keys.pattern(f"*{{{sid}}}*rebuild*")))
+
+
 def _session_with_open_question(api):
     from tests.helpers import sample_questions
 

@@ -122,7 +122,7 @@ def exercise_scripts(client) -> None:
     client.zadd(rebuilt_board, {a: composite(0, 10), b: composite(1000, 4_000), c: composite(0, 30)})
     client.sadd(rebuilt_applied, "session", earlier, join_a, answer_key(b_answer))
     swapped = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0],
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 3, 2, "", 0, 0],
         client=client)
     # Replayed: c's, a's answers; q1 opened, two held answers, q1 closed; top's +1; q2 opened, b's held.
     assert swapped[0] == 1 and swapped[2] == 9 and mark == 11
@@ -137,12 +137,12 @@ def exercise_scripts(client) -> None:
     assert _close(scripts, client, sid, "q2") == APPLIED  # the held answer survived the swap
     assert _page(scripts, client, sid, limit=1) == [(b, 1500)]
     stale = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0],
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0, 1],
         client=client)
     assert stale[0] == -2  # the rebuilt keys are gone (consumed above): rebuild again
     client.sadd(rebuilt_applied, "session")
     stale = scripts.swap_rebuilt_session_board(
-        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0],
+        [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0, 1],
         client=client)
     assert stale[0] == -2  # the log never reached that mark: rebuild again
     client.delete(*keys.apply_keys, rebuilt_applied)

@@ -7,7 +7,9 @@
 3. Write the configuration (if it is not older than the cached one), and the entries into temporary
    keys (which expire if we die).
 4. `leaderboard_swap_period.lua`: for each player changed after the mark, keep the newer of the live and the
-   rebuilt entry (entries are versioned states), then RENAME the rebuilt keys in.
+   rebuilt entry (entries are versioned states), then RENAME the rebuilt keys in; unless another rebuild
+   swapped in after the mark (meta.rebuilds moved, app/core/board.py Mark): its period already holds what
+   this older snapshot has, so this one drops its keys.
 
 An entry applied live before the mark was committed before the snapshot, so it is in it; one applied
 after is merged by version. A closed period's keys get the period's expiry again.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from app.core.board import REBUILD_KEY_TTL_S, Swap, rebuild_until_swapped
+from app.core.board import OVERTAKEN, REBUILD_KEY_TTL_S, SWAPPED, Mark, Swap, rebuild_until_swapped
 from app.core.clock import instant_ms
 from app.core.projection import UnknownAggregate
 from app.leaderboards.board.keys import LeaderboardKeys
@@ -95,10 +97,10 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
 
     def attempt(token: str) -> Swap[RebuiltPeriod]:
         known_period = period or _cached_period(redis, keys)
-        mark = int(redis.hget(keys.period(known_period).meta, "recent_seq") or 0) if known_period else 0
+        mark = Mark.read(redis, keys.period(known_period).meta) if known_period else Mark()
         board, entries = _snapshot(engine, board_id, period)
         if period is None and known_period != board.period:
-            mark = int(redis.hget(keys.period(board.period).meta, "recent_seq") or 0)
+            mark = Mark.read(redis, keys.period(board.period).meta)
             board, entries = _snapshot(engine, board_id, board.period)
         target = keys.period(board.period)
         _write_config(redis, keys, board)
@@ -132,8 +134,9 @@ def rebuild_period(engine: Engine, redis, board_id: str, period: str | None = No
             expire_at_s = int(max(board.closed_at.timestamp() + period_ttl_s, time.time() + 3600))
         outcome = scripts.leaderboard_swap_period(
             [keys.cfg, target.z, target.entries, target.meta, target.recent, keys.periods, keys.room,
-             rebuilt_z, rebuilt_entries, rebuilt_meta], [board.period, mark, expire_at_s])
-        if outcome[0] != 1:
+             rebuilt_z, rebuilt_entries, rebuilt_meta],
+            [board.period, mark.recent_seq, expire_at_s, mark.rebuilds])
+        if outcome[0] not in (SWAPPED, OVERTAKEN):
             return Swap(None, temporary)
         rebuilt = RebuiltPeriod(board_id, board.period, len(entries), int(outcome[2]), int(outcome[1]))
         return Swap(rebuilt, temporary)

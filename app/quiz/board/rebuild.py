@@ -2,8 +2,9 @@
 
 Steps of `rebuild_session_board`:
 
-1. Read `mark = meta:{S}.recent_seq` (0 when absent). Every change the worker applies bumps it
-   and appends the change to the stream `recent:{S}` with id `<seq>-0`.
+1. Read `mark = meta:{S}.recent_seq` (0 when absent), and `meta:{S}.rebuilds` with it (app/core/board.py,
+   Mark). Every change the worker applies bumps the first and appends the change to the stream
+   `recent:{S}` with id `<seq>-0`; every swap bumps the second.
 2. Open a REPEATABLE READ, READ ONLY transaction. Its snapshot is taken by the first query,
    after the mark was read. From that one snapshot read the participants (score as of the last
    closed question, score_reached_at, nickname), the answers (ids; those of an open question, not
@@ -26,6 +27,9 @@ Why this is exact:
   delivery is a duplicate. An event in neither is applied normally after the swap.
 - If `recent:{S}` was trimmed past the mark or reset (flushed) meanwhile, the swap refuses and
   the rebuild starts over.
+- If another rebuild swapped in after the mark (a read and the worker can both find the board missing),
+  its board, with the live changes since, already holds everything this snapshot does: this swap drops
+  its keys and changes nothing (an older snapshot renamed over a newer one would lose its players).
 - Dedupe survives the relay pruning published `events` rows: the natural keys (apply.py) are
   derived from the domain tables, which keep them forever, and the scripts check them as well as
   the event id.
@@ -42,7 +46,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.core.board import REBUILD_KEY_TTL_S, Swap, rebuild_until_swapped
+from app.core.board import OVERTAKEN, REBUILD_KEY_TTL_S, SWAPPED, Mark, Swap, rebuild_until_swapped
 from app.core.clock import instant_ms
 from app.core.projection import UnknownAggregate
 from app.quiz.board.apply import (
@@ -176,7 +180,7 @@ def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uui
     scripts = session_board_scripts(redis)
 
     def attempt(token: str) -> Swap[Rebuilt]:
-        mark = int(redis.hget(keys.meta, "recent_seq") or 0)
+        mark = Mark.read(redis, keys.meta)
         snapshot = _read_snapshot(bind, session_id)
         rebuilt_board, rebuilt_applied, rebuilt_pending = temporary = keys.rebuilding(token)
         pipe = redis.pipeline(transaction=False)
@@ -195,8 +199,9 @@ def rebuild_session_board(engine_or_db: Engine | Session, redis, session_id: uui
             before_swap()
         outcome = scripts.swap_rebuilt_session_board(
             [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending],
-            [snapshot.epoch_ms, mark, snapshot.event_count, snapshot.open_question, snapshot.expire_at_s])
-        if outcome[0] != 1:
+            [snapshot.epoch_ms, mark.recent_seq, snapshot.event_count, snapshot.open_question,
+             snapshot.expire_at_s, mark.rebuilds])
+        if outcome[0] not in (SWAPPED, OVERTAKEN):
             return Swap(None, temporary)
         return Swap(Rebuilt(str(session_id), len(snapshot.players), len(snapshot.applied),
                             replayed=int(outcome[2]), version=int(outcome[1])), temporary)
