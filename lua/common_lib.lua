@@ -60,3 +60,26 @@ local function apply_batch(apply, keys, argv)
   NOTE_TRACE = {}
   return replies
 end
+
+-- Whether a rebuild may swap its keys in, given what it read from `meta` before its snapshot
+-- (app/core/board.py, Mark): `mark` (recent_seq) and `rebuilds`. Returns the reply to give instead, or
+-- nil, the log's present sequence and its entries after the mark (what the swap replays or merges).
+-- {0, version, 0}: another rebuild swapped in since; its board, with what was applied after it, already
+-- holds all this older snapshot has, so `temporaries` are dropped and nothing is swapped (an older
+-- snapshot renamed over a newer one would lose what only the newer one holds).
+-- {-2, reason}: the board or its log was reset or trimmed meanwhile: rebuild again.
+local function swap_refusal(meta, recent, mark, rebuilds, temporaries)
+  local swapped = as_int(redis.call('HGET', meta, 'rebuilds') or '0', 'rebuilds')
+  if swapped < rebuilds then return {-2, 'the board was reset during the rebuild'} end
+  if swapped > rebuilds then
+    redis.call('UNLINK', unpack(temporaries))
+    return {0, as_int(redis.call('HGET', meta, 'version') or '0', 'version'), 0}
+  end
+  local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
+  if current < mark then return {-2, 'recent log was reset during the rebuild'} end
+  local entries = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
+  if current > mark and (#entries == 0 or entries[1][1] ~= (mark + 1) .. '-0') then
+    return {-2, 'recent log was trimmed past the mark'}
+  end
+  return nil, current, entries
+end

@@ -7,9 +7,8 @@
 -- ARGV: period, mark, expire_at_s (0: never), rebuilds (meta.rebuilds, read with the mark)
 -- rebuilt_entries always holds the field '\30' (REBUILT_MARK, app/leaderboards/board/rebuild.py: a control
 -- character, which no player id holds), so its absence means the rebuilt keys were lost.
--- Every swap bumps meta.rebuilds. A rebuild that finds it moved since its mark was overtaken by another
--- one: that swap's period, with what was applied since, already holds all this snapshot has, and this
--- older snapshot must not replace it (entries only in the newer one would vanish). Its keys are dropped.
+-- Every swap bumps meta.rebuilds: one overtaken by another's swap drops its keys and swaps nothing
+-- (common_lib.lua swap_refusal).
 -- Returns {1, version, merged} swapped, {0, version, 0} overtaken by another rebuild's swap,
 -- {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'leaderboard_swap_period: expected 10 KEYS, got ' .. #KEYS)
@@ -22,18 +21,9 @@ local expire_at = as_int(ARGV[3], 'expire_at_s')
 local rebuilds = as_int(ARGV[4], 'rebuilds')
 
 if redis.call('HEXISTS', rebuilt_entries, '\30') == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
-local swapped = as_int(redis.call('HGET', meta, 'rebuilds') or '0', 'rebuilds')
-if swapped < rebuilds then return {-2, 'the period was reset during the rebuild'} end
-if swapped > rebuilds then
-  redis.call('UNLINK', rebuilt_z, rebuilt_entries, rebuilt_meta)
-  return {0, as_int(redis.call('HGET', meta, 'version') or '0', 'version'), 0}
-end
-local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
-if current < mark then return {-2, 'recent log was reset during the rebuild'} end
-local changed = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
-if current > mark and (#changed == 0 or changed[1][1] ~= (mark + 1) .. '-0') then
-  return {-2, 'recent log was trimmed past the mark'}
-end
+local refusal, current, changed = swap_refusal(meta, recent, mark, rebuilds,
+  {rebuilt_z, rebuilt_entries, rebuilt_meta})
+if refusal then return refusal end
 
 local merged = 0
 for _, change in ipairs(changed) do

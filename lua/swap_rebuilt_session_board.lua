@@ -12,10 +12,8 @@
 -- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never),
 --       rebuilds (meta.rebuilds, read with the mark)
 -- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
--- Every swap bumps meta.rebuilds. A rebuild that finds it moved since its mark was overtaken by another
--- one (the web's read and the worker's apply can both find a board missing): that swap's board, with
--- what was applied live since, already holds all this snapshot has, and this older snapshot must not
--- replace it (players only in the newer one would vanish). Its keys are dropped, nothing is swapped.
+-- Every swap bumps meta.rebuilds: one overtaken by another's swap (the web's read and the worker's apply
+-- can both find a board missing) drops its keys and swaps nothing (common_lib.lua swap_refusal).
 -- Returns {1, version, replayed} swapped, {0, version, 0} overtaken by another rebuild's swap,
 -- {-2, reason} the log no longer covers the mark (rebuild again).
 assert(#KEYS == 10, 'swap_rebuilt_session_board: expected 10 KEYS, got ' .. #KEYS)
@@ -30,18 +28,9 @@ local expire_at = as_int(ARGV[5], 'expire_at_s')
 local rebuilds = as_int(ARGV[6], 'rebuilds')
 
 if redis.call('EXISTS', rebuilt_applied) == 0 then return {-2, 'the rebuilt keys vanished (flushed?)'} end
-local swapped = as_int(redis.call('HGET', meta, 'rebuilds') or '0', 'rebuilds')
-if swapped < rebuilds then return {-2, 'the board was reset during the rebuild'} end
-if swapped > rebuilds then
-  redis.call('UNLINK', rebuilt_lb, rebuilt_applied, rebuilt_pending)
-  return {0, as_int(redis.call('HGET', meta, 'version') or '0', 'version'), 0}
-end
-local current = as_int(redis.call('HGET', meta, 'recent_seq') or '0', 'recent_seq')
-if current < mark then return {-2, 'recent log was reset during the rebuild'} end
-local entries = redis.call('XRANGE', recent, (mark + 1) .. '-0', '+')
-if current > mark and (#entries == 0 or entries[1][1] ~= (mark + 1) .. '-0') then
-  return {-2, 'recent log was trimmed past the mark'}
-end
+local refusal, current, entries = swap_refusal(meta, recent, mark, rebuilds,
+  {rebuilt_lb, rebuilt_applied, rebuilt_pending})
+if refusal then return refusal end
 local known_epoch = redis.call('HGET', meta, 'epoch_ms')
 if known_epoch and as_int(known_epoch, 'meta epoch_ms') ~= epoch then
   error('ERR epoch_ms ' .. exact(epoch) .. ' differs from the board\'s ' .. known_epoch)
