@@ -98,23 +98,23 @@ _CAPTURE_ROW = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :
 _FORGET_CAPTURE = text("DELETE FROM outbox_capture WHERE slot_name = :slot")
 # No slot but a capture row (replicated; the slot is not): a promoted standby. Its fence is kept as the
 # republish's, until the republish is done.
-_FENCE_TO_REPUBLISH = text("""
+FENCE_TO_REPUBLISH = text("""
     UPDATE outbox_capture SET republish_from = COALESCE(republish_from, caught_up_xmin)
     WHERE slot_name = :slot AND caught_up_xmin IS NOT NULL RETURNING republish_from""")
 # The timeline this server writes (a promotion starts a new one), from the name of its current WAL file.
 _TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-_SLOT_TIMELINE = text(f"SELECT slot_timeline, {_TIMELINE} AS now FROM outbox_capture WHERE slot_name = :slot")
+SLOT_TIMELINE = text(f"SELECT slot_timeline, {_TIMELINE} AS now FROM outbox_capture WHERE slot_name = :slot")
 # Set when the slot is made (`force`), else only where not known yet (a capture row of an older relay).
-_RECORD_TIMELINE = text(f"""
+RECORD_TIMELINE = text(f"""
     UPDATE outbox_capture SET slot_timeline = CASE WHEN :force THEN {_TIMELINE}
                                                    ELSE COALESCE(slot_timeline, {_TIMELINE}) END
     WHERE slot_name = :slot""")
 _DROP_SLOT = text("SELECT pg_drop_replication_slot(:slot)")
-_REPUBLISHED = text("UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL "
+REPUBLISHED = text("UPDATE outbox_capture SET republish_from = NULL, republish_until = NULL "
                     "WHERE slot_name = :slot")
 # Once the slot exists: the first transaction id not given out yet. A transaction from it on commits after
 # the slot's consistent point, so the slot decodes it; the republish stops below it.
-_REPUBLISH_WINDOW = text("""
+REPUBLISH_WINDOW = text("""
     UPDATE outbox_capture
     SET republish_until = COALESCE(republish_until, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
     WHERE slot_name = :slot AND republish_from IS NOT NULL
@@ -169,7 +169,7 @@ class WalRelay(PollRelay):
         created = False
         if row is None:
             check_capture_possible(conn)
-            fence = conn.execute(_FENCE_TO_REPUBLISH, {"slot": self.slot}).scalar_one_or_none()
+            fence = conn.execute(FENCE_TO_REPUBLISH, {"slot": self.slot}).scalar_one_or_none()
             if fence is None:
                 conn.execute(_FORGET_CAPTURE, {"slot": self.slot})  # a new slot: its backfill is to do
             else:
@@ -180,7 +180,7 @@ class WalRelay(PollRelay):
                 conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, :plugin)"),
                              {"slot": self.slot, "plugin": PLUGIN})
                 conn.commit()
-                conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": True})
+                conn.execute(RECORD_TIMELINE, {"slot": self.slot, "force": True})
                 conn.commit()
                 created = True
                 log.info("created replication slot %s: events committed from now on are captured", self.slot)
@@ -198,11 +198,11 @@ class WalRelay(PollRelay):
         conn.commit()
         if not backfilled and not self._backfill(conn):
             return created  # stopping mid-backfill: the next start resumes it, the slot is not read before
-        window = conn.execute(_REPUBLISH_WINDOW, {"slot": self.slot}).one_or_none()
+        window = conn.execute(REPUBLISH_WINDOW, {"slot": self.slot}).one_or_none()
         conn.commit()
         if window is not None and not self._republish(conn, window.republish_from, window.republish_until):
             return created
-        conn.execute(_RECORD_TIMELINE, {"slot": self.slot, "force": False})  # a new deployment's first slot
+        conn.execute(RECORD_TIMELINE, {"slot": self.slot, "force": False})  # a new deployment's first slot
         conn.commit()
         self._confirmed = lsn_to_int(row.confirmed) if row.confirmed else 0
         self._slot_checked = True
@@ -211,7 +211,7 @@ class WalRelay(PollRelay):
     def _drop_if_of_another_timeline(self, conn: Connection) -> bool:
         """Drop the slot (True) when the capture row (replicated) says it was made on another timeline: a
         former leader promoted again offers its old slot (see migration 0012); it is made again below."""
-        recorded = conn.execute(_SLOT_TIMELINE, {"slot": self.slot}).one_or_none()
+        recorded = conn.execute(SLOT_TIMELINE, {"slot": self.slot}).one_or_none()
         conn.commit()
         if recorded is None or recorded.slot_timeline is None or recorded.slot_timeline == recorded.now:
             return False
@@ -266,7 +266,7 @@ class WalRelay(PollRelay):
             self.claim_fence = None
             self.stats.record_failover_republished(total)
         with conn.begin():
-            conn.execute(_REPUBLISHED, {"slot": self.slot})
+            conn.execute(REPUBLISHED, {"slot": self.slot})
         log.warning("republished %d events of slot %s from transaction %s on", total, self.slot, fence)
         return True
 

@@ -34,12 +34,13 @@ a new slot publishes the rows never marked published (as
 our wal relay's backfill does), so a switch from poll mode loses nothing.
 
 The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
-nothing: it creates the daily partitions ahead and retires old ones by Debezium's slot, exactly as wal
-mode retires by ours (outbox_relay/partitions.py, `retire_captured`): a partition is detached with the
-WAL position of the moment as its fence, and dropped only once Debezium's slot confirmed a position past
-it. It also records `outbox_capture.caught_up_at` for Debezium's slot (the backlog `ops outbox` and the
-web report): each round takes the WAL head and its time, and once the slot has passed that head,
-everything committed before that time was delivered.
+nothing, except what a PostgreSQL failover left out (`DebeziumHousekeeper.republish_after_failover`). It
+creates the daily partitions ahead and retires old ones by Debezium's slot, exactly as wal mode retires
+by ours (outbox_relay/partitions.py, `retire_captured`): a partition is detached with the WAL position of
+the moment as its fence, and dropped only once Debezium's slot confirmed a position past it. It also
+records `outbox_capture.caught_up_at` for Debezium's slot (the backlog `ops outbox` and the web report):
+each round takes the WAL head and its time, and once the slot has passed that head, everything committed
+before that time was delivered.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from app.core.config import Config
@@ -62,7 +63,15 @@ from app.core.dead_letters import REASON_HEADER
 from app.core.events import ENVELOPE_COLUMNS, HEADER_COLUMNS
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, capture_slot_name, engine_slot_name, outbox_lag
 from outbox_relay import partitions
-from outbox_relay.capture import CAUGHT_UP, HEAD
+from outbox_relay.capture import (
+    CAUGHT_UP,
+    FENCE_TO_REPUBLISH,
+    HEAD,
+    RECORD_TIMELINE,
+    REPUBLISH_WINDOW,
+    REPUBLISHED,
+    SLOT_TIMELINE,
+)
 from outbox_relay.relay import BatchResult, Relay
 
 log = logging.getLogger("outbox_relay")
@@ -96,12 +105,14 @@ def placement() -> str:
                     + [f"{column}:envelope:{name}" for name, column in ENVELOPE_COLUMNS.items()])
 
 
-def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mode: str = "initial",
+def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mode: str = "when_needed",
                      topic_prefix: str | None = None) -> dict[str, str]:
     """The connector of CONNECTOR_FILE for `config`'s database and topics; `aggregate_types` are those the
     worker applies (cache_worker.process.aggregate_types), any other is dead-lettered. `snapshot_mode`
-    `initial` publishes the rows never marked published when the slot is new; tests that start at the
-    present pass `no_data`."""
+    `when_needed` snapshots when the connector has no stored position (a new slot: the rows never marked
+    published) and when its position is gone (a new PostgreSQL leader: those rows from the replicated
+    fence on, DebeziumHousekeeper.keep_fence_across_failover); tests that start at the present pass
+    `no_data`."""
     url = make_url(config.database_url)
     topic_prefix = topic_prefix or f"{config.kafka_topic}.debezium"
     values = {
@@ -224,9 +235,22 @@ def wait_running(config: Config, timeout_s: float = 90.0) -> None:
 
 # -- the relay process under Debezium --------------------------------------------------------------
 
+_SLOT_EXISTS = text("SELECT count(*) > 0 FROM pg_replication_slots WHERE slot_name = :slot")
+# The rows a new slot's snapshot selects after a failover (the connector's snapshot select, from the fence
+# on; `until` is the first transaction id not given out once the slot existed): counted, an upper bound.
+_KEPT_FENCE = text("SELECT republish_from FROM outbox_capture WHERE slot_name = :slot")
+MISSING, KEPT = "missing", "kept"  # DebeziumHousekeeper.keep_fence_across_failover
+_REPUBLISH_COUNT = text("""
+    SELECT count(*) FROM events
+    WHERE published_at IS NULL
+      AND age(xmin) <= age(CAST(CAST(CAST(:fence AS bigint) % 4294967296 AS text) AS xid))
+      AND age(xmin) > age(CAST(CAST(CAST(:until AS bigint) % 4294967296 AS text) AS xid))""")
+
+
 class DebeziumHousekeeper(Relay):
     """The relay process when Kafka Connect relays (see the top): no producer, no batches; the outbox's
-    partitions ahead, their retirement by Debezium's slot, and the backlog measured by it."""
+    partitions ahead, their retirement by Debezium's slot, the backlog measured by it, and the fence a new
+    leader's snapshot starts from."""
 
     mode = "debezium"
 
@@ -239,14 +263,57 @@ class DebeziumHousekeeper(Relay):
     def relay_batch(self) -> BatchResult:
         return BatchResult(0, 0, 0)
 
+    def keep_fence_across_failover(self, conn: Connection) -> str | None:
+        """PostgreSQL 15 does not carry a logical slot to a promoted standby. On the new leader Debezium's
+        stored position is gone, and the connector (`snapshot.mode` when_needed) makes its slot again and
+        snapshots the outbox with the select of CONNECTOR_FILE: the rows never marked published from the
+        fence of the last caught-up record on (`outbox_capture`, replicated; the wal relay's bound), not
+        every retained row. That fence must not move before the snapshot ran: once the slot is seen
+        missing, or made on another timeline than the one recorded (Debezium made it again before this
+        process looked), it is kept as `republish_from` and the head taken on the former leader is void;
+        the caught-up record then waits for the new slot to pass a head taken after the slot existed
+        (`advance_fence`), which it does only once its snapshot is done and streaming is under way.
+        Returns MISSING (no slot yet), KEPT (the slot exists, the fence is kept) or None."""
+        slot_exists = bool(conn.execute(_SLOT_EXISTS, {"slot": self.slot}).scalar())
+        recorded = conn.execute(SLOT_TIMELINE, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        moved = recorded is not None and recorded.slot_timeline not in (None, recorded.now)
+        if not slot_exists or moved:
+            kept_before = conn.execute(_KEPT_FENCE, {"slot": self.slot}).scalar_one_or_none()
+            fence = conn.execute(FENCE_TO_REPUBLISH, {"slot": self.slot}).scalar_one_or_none()
+            conn.commit()
+            if fence is not None and kept_before is None:
+                self._pending = None  # taken on the former leader: void on the new one
+                log.warning("Debezium's slot %s is %s (a new PostgreSQL leader): its snapshot republishes "
+                            "the events from transaction %s on", self.slot,
+                            "made on another timeline" if slot_exists else "missing", fence)
+        if not slot_exists:
+            return MISSING
+        conn.execute(RECORD_TIMELINE, {"slot": self.slot, "force": moved})
+        window = conn.execute(REPUBLISH_WINDOW, {"slot": self.slot}).one_or_none()
+        conn.commit()
+        return KEPT if window is not None else None
+
     def advance_fence(self) -> bool:
         """When Debezium's slot has passed the head taken earlier, record that everything committed before
         it was delivered (and use it as the default partition's fence); then take a new head. True when
-        the slot passed one."""
+        the slot passed one. After a failover, no head is taken before the new slot exists, and the first
+        one passed also ends the fence kept for the snapshot and counts the rows the snapshot selected (an
+        upper bound: `relay_failover_republished_total`)."""
+        with self.engine.connect() as conn:
+            failover = self.keep_fence_across_failover(conn)
+        if failover == MISSING:
+            self._pending = None
+            return False
         passed = False
         if self._pending is not None and partitions.captured_past(self.engine, self.slot, self._pending.lsn):
             self._passed = partitions.RetireFence(self._pending.lsn, int(self._pending.xmin))
             with self.engine.begin() as conn:
+                if failover == KEPT:
+                    window = conn.execute(REPUBLISH_WINDOW, {"slot": self.slot}).one()
+                    self.stats.record_failover_republished(int(conn.execute(_REPUBLISH_COUNT, {
+                        "fence": window.republish_from, "until": window.republish_until}).scalar_one()))
+                    conn.execute(REPUBLISHED, {"slot": self.slot})
                 conn.execute(CAUGHT_UP, {"slot": self.slot, "at": self._pending.at,
                                          "xmin": int(self._pending.xmin)})
             self._pending, passed = None, True

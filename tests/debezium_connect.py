@@ -46,14 +46,15 @@ class DebeziumConnect:
         """SIGKILL the Connect worker: no offset commit, no slot confirmation runs."""
         return self.stack.kill(NAME)
 
-    def start(self, config: Config, engine, *, from_now: bool = True) -> Config:
+    def start(self, config: Config, engine, *, from_now: bool = True,
+              snapshot_mode: str = "no_data") -> Config:
         """The connector relaying this database's outbox to `config`'s topics, running; with `from_now` its
         slot first skips to the present (what earlier tests wrote is not published again). Returns
-        `config` with this worker's port."""
+        `config` with this worker's port. `snapshot_mode` when_needed is the stack's."""
         own = config.replace(connect_port=self.config.connect_port)
         if from_now:
             skip_slot_to_now(engine)
-        apply_outbox_connector(self.stack.supervisor, NAME, own, snapshot_mode="no_data",
+        apply_outbox_connector(self.stack.supervisor, NAME, own, snapshot_mode=snapshot_mode,
                                topic_prefix=f"{own.kafka_topic}.debezium")
         return own
 
