@@ -15,7 +15,8 @@ produces on KAFKA_TOPIC is what our relays produce, as the worker decodes it:
   decoded Envelope: `payload` is the jsonb column's text as a JSON string (the router's JSON expansion
   would drop nulls and empty arrays; `EventCatalog.decode` reads either), and `occurred_at` ends in `Z`.
 Rows whose aggregate type the worker does not know (`route.topic.regex` names those it does) are left by
-the router on a topic named after the type; the predicate `unrouted` (any topic but KAFKA_TOPIC) then
+the router on a topic named after the type; the predicate `unrouted` (any topic but KAFKA_TOPIC and the
+heartbeats') then
 adds the dead-letter reason header and routes them to KAFKA_DLQ_TOPIC, and the connector goes on.
 
 Guarantees, compared with ours: order per key holds (one task reads the slot in commit order, the
@@ -23,21 +24,26 @@ producer keeps a partition's order). Delivery is at least once: Debezium confirm
 only after Connect committed the offsets of what Kafka acknowledged (every OFFSET_FLUSH_MS), so a Connect
 worker killed in between republishes up to that window's events, with their event ids; the worker
 dedupes. Our wal relay republishes at most one batch; Connect's window is time-based. A rolled-back
-transaction is never decoded. An idle outbox still lets its slot advance: with `lsn.flush.mode`
-`connector_and_driver` the JDBC driver confirms the server's keepalive position once everything Debezium
-received was confirmed, so WAL written by the server's other databases (or by tables nobody publishes)
-is not retained by this slot, and Debezium's heartbeats (every HEARTBEAT_MS) carry the position it
-reached into Connect's offsets. A heartbeat is a record of its own topic; the `heartbeats` filter drops
-it before Kafka (Connect still commits its offset), so no heartbeat topic is made and none reaches the
-dead-letter route. `heartbeat.action.query` is not needed. The snapshot of
-a new slot publishes the rows never marked published (as
-our wal relay's backfill does), so a switch from poll mode loses nothing.
+transaction is never decoded. An outbox gone idle still has its slot
+advance, past its last transaction too. Debezium confirms to its slot only the position Connect stored as
+its offsets (it reads them back at each commit), and Connect stores the offset of a record once Kafka
+acknowledged it, never of one a transform dropped. An event's offset names the start of its own
+transaction, so the end of the last one is confirmed by the next record Kafka acknowledges: Debezium's
+heartbeat (every HEARTBEAT_MS), which the `heartbeats` transform routes to a topic of its own
+(`heartbeat_topic`; Connect makes it, one partition kept HEARTBEAT_RETENTION_MS, the only topic it makes:
+the others exist before the connector runs). From that end on, `lsn.flush.mode` `connector_and_driver`
+lets the JDBC driver confirm the server's keepalive position, so WAL written by the server's other
+databases (or by tables nobody publishes) is not retained by this slot either. Heartbeats dropped before
+Kafka left the slot, and the backlog `ops outbox` reports, at the last event's start until the next
+event came. `heartbeat.action.query` is not needed. The snapshot of a new slot (`snapshot.mode`
+`when_needed`) publishes the rows never marked published (as our wal relay's backfill does), so a switch
+from poll mode loses nothing; after a failover, only those from the replicated fence on.
 
 The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
-nothing, except what a PostgreSQL failover left out (`DebeziumHousekeeper.republish_after_failover`). It
-creates the daily partitions ahead and retires old ones by Debezium's slot, exactly as wal mode retires
-by ours (outbox_relay/partitions.py, `retire_captured`): a partition is detached with the WAL position of
-the moment as its fence, and dropped only once Debezium's slot confirmed a position past it. It also
+nothing. It keeps the fence a new PostgreSQL leader's snapshot starts from
+(`DebeziumHousekeeper.keep_fence_across_failover`), creates the daily partitions ahead and retires old
+ones by Debezium's slot, exactly as wal mode retires by ours (outbox_relay/partitions.py,
+`retire_captured`): a partition is detached with the WAL position of the moment as its fence, and dropped only once Debezium's slot confirmed a position past it. It also
 records `outbox_capture.caught_up_at` for Debezium's slot (the backlog `ops outbox` and the web report):
 each round takes the WAL head and its time, and once the slot has passed that head, everything committed
 before that time was delivered.
@@ -80,9 +86,11 @@ CONNECTOR_FILE = Path(__file__).with_name("debezium_connector.json")
 # Connect commits source offsets (and Debezium then confirms its slot's position) this often: the window
 # of events a killed Connect worker publishes again.
 OFFSET_FLUSH_MS = 1000
-# Debezium's heartbeat records (dropped before Kafka, see the top), when it has nothing else to send.
+# Debezium's heartbeat records, when it has nothing else to send: on a topic of their own (see the top),
+# whose records nobody reads and which keeps them this long.
 HEARTBEAT_MS = 5000
 HEARTBEAT_PREFIX = "__debezium-heartbeat"
+HEARTBEAT_RETENTION_MS = 3_600_000
 UNROUTED_REASON = "unknown aggregate type: the outbox router has no topic for it"
 REST_TIMEOUT_S = 10.0
 # A new connector's configuration is validated (PostgreSQL connected to, the slot checked) before the PUT
@@ -93,6 +101,11 @@ APPLY_TIMEOUT_S = 90.0
 def connector_name(config: Config) -> str:
     """One connector per database, so the tests' private Connect and the stack's never share a name."""
     return "outbox-" + (make_url(config.database_url).database or "")
+
+
+def heartbeat_topic(topic_prefix: str) -> str:
+    """The topic of Debezium's heartbeats, beside the connector's own (its prefix: the run's, in tests)."""
+    return f"{topic_prefix}.heartbeats"
 
 
 def connect_url(config: Config) -> str:
@@ -115,6 +128,7 @@ def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mod
     `no_data`."""
     url = make_url(config.database_url)
     topic_prefix = topic_prefix or f"{config.kafka_topic}.debezium"
+    heartbeat_pattern = re.escape(heartbeat_topic(topic_prefix))
     values = {
         "db_host": url.host or "127.0.0.1",
         "db_port": str(url.port or 5432),
@@ -128,13 +142,17 @@ def connector_config(config: Config, aggregate_types: list[str], *, snapshot_mod
         "heartbeat_ms": str(HEARTBEAT_MS),
         "heartbeat_prefix": HEARTBEAT_PREFIX,
         "heartbeat_pattern": re.escape(f"{HEARTBEAT_PREFIX}.{topic_prefix}"),
+        "heartbeat_topic": heartbeat_topic(topic_prefix),
+        "heartbeat_topic_pattern": heartbeat_pattern,
+        "heartbeat_retention_ms": str(HEARTBEAT_RETENTION_MS),
+        "partitions": str(config.kafka_partitions),
         "placement": placement(),
         "routed": "(?<routedByValue>" + "|".join(re.escape(kind) for kind in aggregate_types) + ")",
         "topic": config.kafka_topic,
         "reason_header": REASON_HEADER,
         "unrouted_reason": UNROUTED_REASON,
         "dlq_topic": config.kafka_dlq_topic,
-        "unrouted_pattern": f"(?!{re.escape(config.kafka_topic)}$).*",
+        "unrouted_pattern": f"(?!(?:{re.escape(config.kafka_topic)}|{heartbeat_pattern})$).*",
     }
     template = json.loads(CONNECTOR_FILE.read_text())
     return {key: string.Template(value).substitute(values) for key, value in template.items()}

@@ -224,7 +224,7 @@ def stack_env(config, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(config_environ(config))
     env.update({"RELAY_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0", "WEB_METRICS_PORT": "0",
-                "LOG_FORMAT": "json", "LOG_LEVEL": "warning",
+                "LOG_FORMAT": "json", "LOG_LEVEL": os.environ.get("TEST_STACK_LOG_LEVEL", "warning"),
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env

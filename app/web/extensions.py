@@ -8,14 +8,18 @@ handler reaches into the runtime as a whole. A piece a thread outside the reques
 while the request is served (the app context is gone on that thread)."""
 from __future__ import annotations
 
+import time
 from functools import wraps
 from typing import TYPE_CHECKING
 
 import simple_websocket.ws
 from flask import current_app, g
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 from sqlalchemy.orm import Session
+from wsproto.connection import ConnectionState
 from wsproto.extensions import PerMessageDeflate
+from wsproto.utilities import LocalProtocolError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,12 +37,15 @@ if TYPE_CHECKING:
 
 # Every socket's address is over its WS_MAX_PER_ADDRESS: closed at once (app/web/rooms/slots.py counts them).
 CLOSE_TOO_MANY_SOCKETS = 4429
+# How long a socket the server closed stays open for the client's close frame (`finish_closing`).
+CLOSE_HANDSHAKE_S = 2.0
 
 
 class CountedSock(Sock):
     """flask-sock whose every socket route first takes a slot of the client's address, across every web
     process: beyond WS_MAX_PER_ADDRESS open at once, a new socket is closed with 4429 before its
-    handler runs (the slot is given back when the handler returns)."""
+    handler runs (the slot is given back when the handler returns). Every socket ends with the closing
+    handshake (`finish_closing`), so the close code reaches the client."""
 
     def route(self, path, bp=None, **kwargs):
         register = super().route(path, bp, **kwargs)
@@ -48,13 +55,16 @@ class CountedSock(Sock):
             def counted(ws, *args, **kw):
                 from app.web.ratelimits import client_address
 
-                with socket_slots().address(client_address()) as taken:
-                    if not taken:
-                        limit = current_app.config["LIVEQUIZ"].ws_max_per_address
-                        return ws.close(reason=CLOSE_TOO_MANY_SOCKETS, message=(
-                            f"too many open sockets from your address (at most {limit}); "
-                            "close one or try again later"))
-                    return handler(ws, *args, **kw)
+                try:
+                    with socket_slots().address(client_address()) as taken:
+                        if not taken:
+                            limit = current_app.config["LIVEQUIZ"].ws_max_per_address
+                            return ws.close(reason=CLOSE_TOO_MANY_SOCKETS, message=(
+                                f"too many open sockets from your address (at most {limit}); "
+                                "close one or try again later"))
+                        return handler(ws, *args, **kw)
+                finally:
+                    finish_closing(ws)
 
             return register(counted)
 
@@ -62,6 +72,25 @@ class CountedSock(Sock):
 
 
 sock = CountedSock()
+
+
+def finish_closing(ws, timeout_s: float = CLOSE_HANDSHAKE_S) -> None:
+    """The end of every socket handler: close `ws` (1000 when the handler left it open), then wait at most
+    `timeout_s` for the client's close frame (RFC 6455, 7.1.1), dropping what the client still sends.
+    Closing the TCP connection at once, with the client's messages unread (a flood goes on arriving after
+    its 4429), makes the kernel answer with a reset, which can destroy the close frame on its way: the client,
+    or the balancer in between, then sees a connection dropped without its code."""
+    if ws.ws.state is ConnectionState.OPEN:
+        try:
+            ws.close()
+        except (ConnectionClosed, LocalProtocolError, OSError):
+            return
+    if ws.ws.state is not ConnectionState.LOCAL_CLOSING:
+        return  # the client closed first (answered already), or the connection is gone
+    deadline = time.monotonic() + timeout_s
+    while ws.thread.is_alive() and time.monotonic() < deadline:
+        ws.input_buffer.clear()  # read by simple-websocket's thread, answered by nobody any more
+        ws.thread.join(0.05)
 
 
 class _DeclinedDeflate(PerMessageDeflate):

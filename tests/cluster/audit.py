@@ -9,11 +9,12 @@
 """
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import Consumer
 from sqlalchemy import text
 
 from app.core.config import Config
-from app.core.outbox import published_condition
+from app.core.outbox import SLOT_MODES, engine_slot_name, published_condition
 from app.quiz.board.verify import compare_session_board
 from tests.chaos.converge import consumer_lag
 from tests.cluster.game import Game
@@ -23,6 +24,11 @@ from tests.integration.relay.support import by_event_id, read_topic
 _EVENTS = """
     SELECT id::text, aggregate_id AS session_id, created_at, {published} AS published FROM events
     WHERE aggregate_id = ANY(:sessions) ORDER BY created_at, seq"""
+
+_CAUGHT_UP = text("SELECT caught_up_at FROM outbox_capture WHERE slot_name = :slot")
+_SLOT_STATE = text("""
+    SELECT confirmed_flush_lsn::text AS confirmed, pg_current_wal_lsn()::text AS head, active
+    FROM pg_replication_slots WHERE slot_name = :slot""")
 
 _ANSWERS = text("""
     SELECT a.quiz_session_participant_id::text, a.question_id::text, count(*) FROM participant_answers a
@@ -51,7 +57,29 @@ def wait_published(engine, games: list[Game], mode: str, timeout_s: float | None
         return rows if rows and all(row.published for row in rows) else None
 
     kwargs = {} if timeout_s is None else {"timeout_s": timeout_s}
-    return wait_until(published, "the games' events were not all published", **kwargs)
+    try:
+        return wait_until(published, "the games' events were not all published", **kwargs)
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc.msg}: {unpublished_state(engine, games, mode, boards)}", pytrace=False)
+
+
+def unpublished_state(engine, games: list[Game], mode: str, boards: tuple[str, ...] = ()) -> str:
+    """What a failed `wait_published` says: how many events are not published yet, and in a slot mode
+    the relay's capture record and its slot against the WAL head (a slot behind it: nothing confirmed the
+    last transactions; a slot at it: the capture record is what lags)."""
+    rows = events_of(engine, games, mode, boards)
+    waiting = [row for row in rows if not row.published]
+    said = f"{len(waiting)} of {len(rows)} unpublished" + (
+        f", the oldest created {waiting[0].created_at.isoformat()}" if waiting else "")
+    if mode in SLOT_MODES:
+        slot = engine_slot_name(engine, mode)
+        with engine.connect() as db:
+            caught_up = db.execute(_CAUGHT_UP, {"slot": slot}).scalar()
+            state = db.execute(_SLOT_STATE, {"slot": slot}).one_or_none()
+        said += f"; {slot}: caught up at {caught_up.isoformat() if caught_up else None}, " + (
+            f"confirmed {state.confirmed} of the WAL head {state.head} (active: {state.active})"
+            if state else "no such slot")
+    return said
 
 
 def recorded_once(engine, game: Game) -> None:

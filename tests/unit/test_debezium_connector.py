@@ -16,7 +16,7 @@ from app.core.tracing import TRACEPARENT
 from app.leaderboards.events import LEADERBOARD_EVENTS
 from app.quiz.events import SESSION_EVENTS
 from cache_worker.process import aggregate_types
-from outbox_relay.debezium import UNROUTED_REASON, connector_config, connector_state
+from outbox_relay.debezium import UNROUTED_REASON, connector_config, connector_state, heartbeat_topic
 
 CONFIG = Config().replace(database_url="postgresql+psycopg://quiz:secret@127.0.0.1:5433/quiz_x",
                           kafka_topic="test.ab.quiz.events", kafka_dlq_topic="test.ab.quiz.events.dlq")
@@ -61,15 +61,29 @@ def test_what_the_router_leaves_unrouted_goes_to_the_dead_letter_topic_with_a_re
     assert config["transforms.unrouted.replacement"] == CONFIG.kafka_dlq_topic
 
 
-def test_heartbeats_are_dropped_before_the_router_and_the_dead_letter_route():
+def test_heartbeats_go_to_a_topic_of_their_own_so_connect_stores_their_offsets():
+    """Connect stores the offset of a record Kafka acknowledged, never of one a transform dropped, and
+    Debezium confirms to its slot only what Connect stored: a heartbeat must reach Kafka for the slot to
+    pass the outbox's last transaction (outbox_relay/debezium.py)."""
     config = connector()
     topic = f"{config['topic.heartbeat.prefix']}.{config['topic.prefix']}"  # Debezium's heartbeat topic
     heartbeat = java_regex(config["predicates.heartbeat.pattern"])
     assert heartbeat.fullmatch(topic)
     assert not any(heartbeat.fullmatch(other) for other in (CONFIG.kafka_topic, CONFIG.kafka_dlq_topic, "x"))
     assert config["transforms"].split(",")[0] == "heartbeats"
-    assert config["transforms.heartbeats.type"] == "org.apache.kafka.connect.transforms.Filter"
+    assert config["transforms.heartbeats.type"] == "org.apache.kafka.connect.transforms.RegexRouter"
     assert config["transforms.heartbeats.predicate"] == "heartbeat"
+    own = heartbeat_topic(config["topic.prefix"])
+    assert re.sub(config["transforms.heartbeats.regex"], config["transforms.heartbeats.replacement"], topic,
+                  count=1) == own
+    assert own.startswith(CONFIG.kafka_topic + ".")  # the run's topics, deleted with them in tests
+    assert not java_regex(config["predicates.unrouted.pattern"]).fullmatch(own)  # not a dead letter
+    # Connect makes that topic (one partition), and it is the only one of its group.
+    assert config["topic.creation.groups"] == "heartbeats"
+    assert java_regex(config["topic.creation.heartbeats.include"]).fullmatch(own)
+    assert not any(java_regex(config["topic.creation.heartbeats.include"]).fullmatch(other)
+                   for other in (CONFIG.kafka_topic, CONFIG.kafka_dlq_topic, own + "x"))
+    assert config["topic.creation.heartbeats.partitions"] == "1"
     assert int(config["heartbeat.interval.ms"]) > 0 and config["lsn.flush.mode"] == "connector_and_driver"
 
 
