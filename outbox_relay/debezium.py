@@ -39,14 +39,14 @@ event came. `heartbeat.action.query` is not needed. The snapshot of a new slot (
 `when_needed`) publishes the rows never marked published (as our wal relay's backfill does), so a switch
 from poll mode loses nothing; after a failover, only those from the replicated fence on.
 
-The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes
-nothing. It keeps the fence a new PostgreSQL leader's snapshot starts from
-(`DebeziumHousekeeper.keep_fence_across_failover`), creates the daily partitions ahead and retires old
-ones by Debezium's slot, exactly as wal mode retires by ours (outbox_relay/partitions.py,
-`retire_captured`): a partition is detached with the WAL position of the moment as its fence, and
-dropped only once Debezium's slot confirmed a position past it. It also records `outbox_capture.caught_up_at` for Debezium's slot (the backlog `ops outbox` and the web report):
-each round takes the WAL head and its time, and once the slot has passed that head, everything committed
-before that time was delivered.
+The relay process under Debezium (`DebeziumHousekeeper`, leader-elected like the relays) publishes nothing.
+It keeps the fence a new PostgreSQL leader's snapshot starts from
+(`DebeziumHousekeeper.keep_fence_across_failover`), creates the daily partitions ahead and retires old ones
+by Debezium's slot, exactly as wal mode retires by ours (outbox_relay/partitions.py, `retire_captured`): a
+partition is detached with the WAL position of the moment as its fence, and dropped only once Debezium's
+slot confirmed a position past it. It also records `outbox_capture.caught_up_at` for Debezium's slot (the
+backlog `ops outbox` and the web report): each round takes the WAL head and its time, and once the slot has
+passed that head, everything committed before that time was delivered.
 """
 from __future__ import annotations
 
