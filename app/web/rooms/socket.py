@@ -112,7 +112,7 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
         hub.join(connection, hub.stream_tail(session))
         try:
             hub.register(connection, principal.user_id, config.ws_max_per_participant)
-            [(_, version, snapshot)] = hub.snapshots(session, [connection])
+            version, snapshot = hub.snapshot(connection)
             connection.offer_snapshot(version, snapshot)
             connection.start_sender()
             answers = None if member.is_host else answers_over_socket(session, principal, connection)
