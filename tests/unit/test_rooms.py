@@ -10,6 +10,7 @@ import pytest
 
 from app.web.rooms.connection import Connection
 from app.web.rooms.hub import RoomHub
+from app.web.rooms.joins import JoinGate
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomReads
 from tests.helpers import wait_until
@@ -431,3 +432,28 @@ def test_a_failed_room_snapshot_fails_its_joins_and_the_next_join_reads_again():
         hub.snapshot(first)
     version, text = hub.snapshot(second)
     assert json.loads(text)["you"]["participant_id"] == str(second.participant_id)
+
+
+def test_joins_beyond_the_gate_wait_their_turn_in_order_and_a_turn_is_given_back_once():
+    gate = JoinGate(in_flight=2, wait_s=30)
+    first, second = gate.take(), gate.take()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(gate.take()))
+    waiter.start()
+    waiter.join(0.2)
+    assert got == [] and waiter.is_alive(), "a third join runs only once a turn is free"
+    first.release()
+    first.release()  # given back once, however often the socket's code says so
+    waiter.join(5)
+    assert len(got) == 1 and got[0] is not None
+    assert gate._turns.acquire(blocking=False) is False, "two turns in use: none left"
+    second.release()
+    got[0].release()
+    assert gate.take() is not None and gate.take() is not None
+
+
+def test_a_join_that_gets_no_turn_within_the_wait_is_refused():
+    gate = JoinGate(in_flight=1, wait_s=0.01)
+    with gate.take():
+        assert gate.take() is None
+    assert gate.take() is not None

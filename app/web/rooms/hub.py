@@ -25,7 +25,7 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
 from app.web.rooms.connection import Connection
 from app.web.rooms.heartbeat import Heard, Heartbeat
-from app.web.rooms.joins import JoinSnapshots
+from app.web.rooms.joins import JoinGate, JoinSnapshots
 from app.web.rooms.journey import record_push
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomDelivery, RoomReads
@@ -41,7 +41,8 @@ PRESENCE_TTL_S = 86400
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
                  metrics: Any | None = None, board_reads: LeaderboardReads | None = None,
-                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0):
+                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0, joins_in_flight: int = 16,
+                 join_wait_s: float = 30.0):
         self.redis = redis_client
         self.reads = reads
         self.board_reads = board_reads
@@ -60,6 +61,7 @@ class RoomHub:
         self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
                                         moved=self._board_moved, stopping=self._stopping, errors=self._errors)
         self.joins = JoinSnapshots(self.delivery.snapshots)
+        self.join_gate = JoinGate(joins_in_flight, join_wait_s)
         self.delivery.clock = lambda: self.ticker.clock()  # one clock for the interval of a room's pushes
         self.heartbeat = Heartbeat(interval_s=ping_interval_s, silent_close_s=silent_close_s,
                                    stopping=self._stopping, errors=self._errors, present=self.mark_present)

@@ -1,5 +1,12 @@
-"""The snapshots of sockets joining a room, read together: one read per room for the joins that arrive
-while its previous read runs.
+"""Joining a room: a bounded number of sockets admitted at once per process, and their snapshots read
+together, one read per room for the joins that arrive while its previous read runs.
+
+A join makes a dozen round trips to Redis and PostgreSQL (ticket, limits, slots, membership, the room's
+stream, the snapshot). Admitted all at once, a storm of 1,000 joins in a process each holds a pooled
+connection while the others run, the pool runs dry, and joins fail after its timeout ("No connection
+available") while the process thrashes. `JoinGate` lets WS_JOINS_IN_FLIGHT joins run at once; the
+others wait their turn in order, holding nothing but their socket, and one that waits longer than
+WS_JOIN_WAIT_S is closed with 1013 (reconnect).
 
 A socket's snapshot reads the session, the board and the player's standing (several PostgreSQL queries,
 a board read from Redis, and a rank computed over the whole room). Read once per socket, a lobby of
@@ -14,6 +21,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from app.web.rooms.connection import Connection
 
@@ -23,6 +31,39 @@ MAX_BATCH = 500
 WAIT_S = 30.0
 
 Snapshots = Callable[[uuid.UUID, list[Connection]], list[tuple[Connection, int, str]]]
+
+
+class Turn(AbstractContextManager):
+    """A join's turn: given back once the socket is in its room (or at the latest when it closes)."""
+
+    def __init__(self, gate: JoinGate) -> None:
+        self._gate: JoinGate | None = gate
+
+    def release(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.give_back()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class JoinGate:
+    """At most `in_flight` joins of this process at once; the others wait, first come first served."""
+
+    def __init__(self, in_flight: int, wait_s: float) -> None:
+        self.in_flight = in_flight
+        self.wait_s = wait_s
+        self._turns = threading.Semaphore(in_flight)
+
+    def take(self) -> Turn | None:
+        """A turn, once one is free; None when none came within `wait_s` (the socket is refused)."""
+        if not self._turns.acquire(timeout=self.wait_s):
+            return None
+        return Turn(self)
+
+    def give_back(self) -> None:
+        self._turns.release()
 
 
 class _Join:
