@@ -221,7 +221,7 @@ class Config:
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int,
                                    "messages buffered per WebSocket before dropping")
     ws_joins_in_flight: int = _setting(
-        "WS_JOINS_IN_FLIGHT", 16, _positive_int,
+        "WS_JOINS_IN_FLIGHT", 32, _positive_int,
         "room sockets a web worker admits at once (ticket, checks, snapshot); more wait their turn, in "
         "order, and one that waits WS_JOIN_WAIT_S is closed with 1013 (reconnect)")
     ws_join_wait_s: float = _setting(

@@ -41,7 +41,7 @@ PRESENCE_TTL_S = 86400
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
                  metrics: Any | None = None, board_reads: LeaderboardReads | None = None,
-                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0, joins_in_flight: int = 16,
+                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0, joins_in_flight: int = 32,
                  join_wait_s: float = 30.0):
         self.redis = redis_client
         self.reads = reads
