@@ -434,7 +434,7 @@ def test_a_failed_room_snapshot_fails_its_joins_and_the_next_join_reads_again():
     assert json.loads(text)["you"]["participant_id"] == str(second.participant_id)
 
 
-def test_joins_beyond_the_gate_wait_their_turn_in_order_and_a_turn_is_given_back_once():
+def test_joins_beyond_the_gate_wait_for_a_turn_and_a_turn_is_given_back_once():
     gate = JoinGate(in_flight=2, wait_s=30)
     first, second = gate.take(), gate.take()
     got: list = []
