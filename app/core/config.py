@@ -220,6 +220,13 @@ class Config:
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int,
                                    "messages buffered per WebSocket before dropping")
+    ws_joins_in_flight: int = _setting(
+        "WS_JOINS_IN_FLIGHT", 32, _positive_int,
+        "room sockets a web worker admits at once (ticket, checks, snapshot); more wait their turn, in "
+        "order, and one that waits WS_JOIN_WAIT_S is closed with 1013 (reconnect)")
+    ws_join_wait_s: float = _setting(
+        "WS_JOIN_WAIT_S", 30.0, _positive_float,
+        "how long a room socket may wait for its turn to be admitted before it is closed with 1013")
     auto_close_interval_s: float = _setting(
         "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
     web_trusted_proxies: int = _setting(

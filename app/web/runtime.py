@@ -90,7 +90,8 @@ class Runtime:
         return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
                        metrics=self.metrics, board_reads=self._board_reads(),
                        ping_interval_s=self.config.ws_ping_interval_s,
-                       silent_close_s=self.config.ws_silent_close_s)
+                       silent_close_s=self.config.ws_silent_close_s,
+                       joins_in_flight=self.config.ws_joins_in_flight, join_wait_s=self.config.ws_join_wait_s)
 
     def _board_reads(self) -> LeaderboardReads:
         """The live boards' reads, through the same reader as the HTTP reads (a missing period is rebuilt)."""

@@ -214,6 +214,19 @@ class RoomSocket:
             if ready is not None:
                 ready.release()
 
+    @property
+    def joined(self) -> bool:
+        """The server put the socket in its room: its snapshot (which carries the board) arrived, and the
+        socket is still open. A handshake alone says nothing: the server joins or refuses after it."""
+        protocol = getattr(self, "_protocol", None)
+        return bool(self.versions) and protocol is not None and not protocol.closed.done()
+
+    @property
+    def settled(self) -> bool:
+        """Joined, failed, or closed by the server: nothing more will happen to its admission."""
+        protocol = getattr(self, "_protocol", None)
+        return self.joined or self.error is not None or protocol is None or protocol.closed.done()
+
     def first_arrival(self, version: int, after_index: int = 0) -> float | None:
         """Arrival of the first leaderboard message with a version >= `version` (versions only grow)."""
         i = bisect.bisect_left(self.versions, version, lo=after_index)
@@ -274,6 +287,16 @@ async def connect_all(ws_url: str, redis_url: str, sockets_and_users: list[tuple
         await asyncio.wait_for(gate.acquire(), timeout=max(1.0, timeout_s - (time.monotonic() - started)))
     for _ in range(concurrency):
         gate.release()
+    return time.monotonic() - started
+
+
+async def wait_joined(sockets: list[RoomSocket], timeout_s: float) -> float:
+    """Wait until the server has admitted or refused every socket (its snapshot arrived, or it closed);
+    returns the seconds it took. The server joins a socket to its room after the handshake, so a
+    measurement that starts before this would count a late joiner's snapshot as a change's delivery."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s and not all(s.settled for s in sockets):
+        await asyncio.sleep(0.1)
     return time.monotonic() - started
 
 

@@ -25,6 +25,7 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scripts import session_board_scripts
 from app.web.rooms.connection import Connection
 from app.web.rooms.heartbeat import Heard, Heartbeat
+from app.web.rooms.joins import JoinGate, JoinSnapshots
 from app.web.rooms.journey import record_push
 from app.web.rooms.leaderboards import LeaderboardChannel, LeaderboardReads, Watch
 from app.web.rooms.room import Room, RoomDelivery, RoomReads
@@ -40,7 +41,8 @@ PRESENCE_TTL_S = 86400
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
                  metrics: Any | None = None, board_reads: LeaderboardReads | None = None,
-                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0):
+                 ping_interval_s: float = 5.0, silent_close_s: float = 15.0, joins_in_flight: int = 32,
+                 join_wait_s: float = 30.0):
         self.redis = redis_client
         self.reads = reads
         self.board_reads = board_reads
@@ -58,6 +60,8 @@ class RoomHub:
         self.delivery = RoomDelivery(reads, self._lock, self._board_moved, self._errors)
         self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
                                         moved=self._board_moved, stopping=self._stopping, errors=self._errors)
+        self.joins = JoinSnapshots(self.delivery.snapshots)
+        self.join_gate = JoinGate(joins_in_flight, join_wait_s)
         self.delivery.clock = lambda: self.ticker.clock()  # one clock for the interval of a room's pushes
         self.heartbeat = Heartbeat(interval_s=ping_interval_s, silent_close_s=silent_close_s,
                                    stopping=self._stopping, errors=self._errors, present=self.mark_present)
@@ -191,10 +195,10 @@ class RoomHub:
     def stop(self) -> None:
         self._stopping.set()
 
-    def snapshots(self, session_id: uuid.UUID,
-                  connections: list[Connection]) -> list[tuple[Connection, int, str]]:
-        """(connection, board version, snapshot text) for each of `connections`, from one read of the room."""
-        return self.delivery.snapshots(session_id, connections)
+    def snapshot(self, connection: Connection) -> tuple[int, str]:
+        """(board version, snapshot text) of a socket that joined its room, read with the room's other
+        joins waiting at the same time (joins.py)."""
+        return self.joins.snapshot(connection.session_id, connection)
 
     # --- the stream reader ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from app.web.failures import INTERNAL_MESSAGE, STORE_UNAVAILABLE, UNAVAILABLE_ME
 from app.web.ratelimits import limit
 from app.web.rooms.connection import Connection
 from app.web.rooms.frames import frame_trier, frame_writer, pong_check, socket_closer
+from app.web.rooms.joins import Turn
 from app.web.rooms.room import now_iso
 from app.web.rooms.signed_in import SIGNED_OUT
 
@@ -74,23 +75,28 @@ def room_socket(ws, session_id: str):
         session = uuid.UUID(session_id)
     except ValueError:
         return _refuse(ws, CLOSE_FORBIDDEN, "no such session")
-    try:
-        rate_limits().hit(limit("sockets_per_address"))
-        principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)
-    except TooManyRequests as exc:
-        return _refuse(ws, CLOSE_TOO_MANY, exc.message)
-    except RedisError:
-        return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
-    if principal is None:
-        return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
-    with socket_slots().user(principal.user_id) as taken:
-        if not taken:
-            return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
-                                               f"{config.ws_max_per_user}); close one or try again later")
-        _serve_room(ws, session, principal)
+    # A join storm is admitted a bounded number at a time (joins.py); the turn ends once the socket is in.
+    turn = room_hub().join_gate.take()
+    if turn is None:
+        return _refuse(ws, CLOSE_TRY_LATER, "the server is busy letting players in; reconnect")
+    with turn:
+        try:
+            rate_limits().hit(limit("sockets_per_address"))
+            principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)
+        except TooManyRequests as exc:
+            return _refuse(ws, CLOSE_TOO_MANY, exc.message)
+        except RedisError:
+            return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
+        if principal is None:
+            return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
+        with socket_slots().user(principal.user_id) as taken:
+            if not taken:
+                return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
+                                                   f"{config.ws_max_per_user}); close one or try again later")
+            _serve_room(ws, session, principal, turn)
 
 
-def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
+def _serve_room(ws, session: uuid.UUID, principal: Principal, turn: Turn) -> None:
     config = current_app.config["LIVEQUIZ"]
     db = new_db_session()
     try:
@@ -112,9 +118,10 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal) -> None:
         hub.join(connection, hub.stream_tail(session))
         try:
             hub.register(connection, principal.user_id, config.ws_max_per_participant)
-            [(_, version, snapshot)] = hub.snapshots(session, [connection])
+            version, snapshot = hub.snapshot(connection)
             connection.offer_snapshot(version, snapshot)
             connection.start_sender()
+            turn.release()  # in the room: the next join may start
             answers = None if member.is_host else answers_over_socket(session, principal, connection)
             answer_client(ws, connection, answers)
         finally:
