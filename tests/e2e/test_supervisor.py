@@ -89,9 +89,8 @@ def consuming(name: str, ports: dict[str, int]) -> bool:
 
 
 def an_event(ports: dict[str, int]) -> None:
-    """Events in the outbox (a player joins), for the relay to publish. After the web's test, a worker
-    of the killed master may still hold the listening socket and drop a request as it exits: the
-    events are written again then (any of them will do)."""
+    """Events in the outbox (a player joins), for the relay to publish; a request that gets no answer is
+    made again (any of the events will do)."""
     api = Api(HttpClient(f"http://127.0.0.1:{ports['web']}"))
 
     def written() -> bool:
