@@ -5,13 +5,22 @@ gevent workers: a WebSocket holds its connection for the whole quiz, so a thread
 psycopg 3 and redis-py cooperate with gevent once the standard library is patched, which the
 gevent worker does before the app is imported.
 
+A worker dies with its master. Orphaned, it would hold the public port until its last socket closes
+(a player's WebSocket: minutes), and the master its supervisor starts again fails its five attempts
+to bind and exits. Linux ends it at once (the parent-death signal, SIGKILL), as a container or
+systemd ends a crashed service's other processes; its clients reconnect, and a request it did not
+answer is retried with its idempotency key, as after any crash.
+
 Metrics: every worker writes its own to files in PROMETHEUS_MULTIPROC_DIR (made here when not set),
 and the master serves their sum on METRICS_HOST:WEB_METRICS_PORT (loopback by default), so the
 endpoint is one whatever the number of workers and lives through any worker's restart; the public
 port has no /metrics.
 """
+import ctypes
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -78,7 +87,21 @@ def on_exit(server) -> None:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
+def _die_with_master(worker) -> None:
+    """The kernel SIGKILLs this worker when its master (the thread that forked it) ends; a master gone
+    already, between the fork and here, ends it now. Linux only: elsewhere gunicorn's own check of its
+    parent (each second, then an exit that waits for open sockets) is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != worker.ppid:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def post_fork(server, worker) -> None:
+    _die_with_master(worker)
     # The metrics port is the master's: a worker outliving it must not keep the port bound.
     if _metrics_server is not None:
         _metrics_server.socket.close()

@@ -189,8 +189,8 @@ class AppStack:
         return self.supervisor.kill(name, group=group)
 
     def close(self) -> None:
-        """Stop every process and the supervisord (a killed gunicorn master's orphaned workers exit by
-        themselves once they see their master gone)."""
+        """Stop every process and the supervisord (a killed gunicorn master's workers died with it:
+        gunicorn.conf.py)."""
         self.supervisor.shutdown()
         try:
             self.daemon.wait(30)

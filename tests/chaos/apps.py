@@ -4,8 +4,8 @@ Starting is tests/bench's BenchStack with Policy APP (scripts/stack: the policy 
 run relies on the supervisor as production relies on its own: a fault SIGKILLs a process (never a
 graceful stop) and waits until the supervisor has it running again. The supervisor counts every exit
 of a running process; one the run did not cause is a finding (`unasked_exits`). A SIGKILLed gunicorn
-master leaves its workers behind to exit on their own, in the master's process group: the final
-cleanup reaches them too.
+master's workers die with it (gunicorn.conf.py); the final cleanup still reaches the master's process
+group, in case one outlived it.
 """
 from __future__ import annotations
 

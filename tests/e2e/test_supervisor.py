@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import psutil
 import pytest
 import requests
 from alembic import command
@@ -21,6 +22,7 @@ from app.core.kafka import ensure_topics
 from scripts.stack.programs import APPS, AppStack
 from scripts.stack.supervisor import APP
 from tests.conftest import TEST_DATABASE, alembic_config, drop_replication_slots, recreate_database
+from tests.e2e.room_client import RoomClient
 from tests.helpers import Api, HttpClient, free_port, stack_env, wait_until
 
 
@@ -87,9 +89,8 @@ def consuming(name: str, ports: dict[str, int]) -> bool:
 
 
 def an_event(ports: dict[str, int]) -> None:
-    """Events in the outbox (a player joins), for the relay to publish. After the web's test, a worker
-    of the killed master may still hold the listening socket and drop a request as it exits: the
-    events are written again then (any of them will do)."""
+    """Events in the outbox (a player joins), for the relay to publish; a request that gets no answer is
+    made again (any of the events will do)."""
     api = Api(HttpClient(f"http://127.0.0.1:{ports['web']}"))
 
     def written() -> bool:
@@ -121,3 +122,47 @@ def test_a_killed_process_is_started_again_by_its_supervisor(supervised, name):
         an_event(ports)
     wait_until(lambda: consuming(name, ports), f"{name} did not get back to work after its restart")
     assert stack.supervisor.exits()[name] == exits + 1  # what `make ps` shows under RESTARTS
+
+
+def listening(port: int) -> set[int]:
+    """The processes holding a listening socket on 127.0.0.1:`port`."""
+    return {conn.pid for conn in psutil.net_connections("tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid}
+
+
+def test_a_killed_web_master_leaves_its_port_to_the_web_started_again(supervised):
+    """A SIGKILLed gunicorn master (the OOM killer's way) leaves its workers behind; they let go of the
+    public port at once, so the web its supervisor starts again binds on its first start and serves by
+    itself: no second exit, and nobody but the new master's processes listens on the port. A client's
+    connection is open on an old worker at the kill, as a player's socket would be."""
+    stack, ports = supervised
+    wait_until(lambda: consuming("web", ports), "the web did not answer before the kill")
+    master = stack.process("web").pid
+    old_workers = {child.pid for child in psutil.Process(master).children()}
+    api = Api(HttpClient(f"http://127.0.0.1:{ports['web']}"))
+    host = api.host()
+    room = api.live_session(host)["id"]
+    held = RoomClient(f"ws://127.0.0.1:{ports['web']}", room, api.join(room, api.guest()).token)
+    held.wait_for(lambda message: message["type"] == "snapshot")  # a player's socket, open on an old worker
+    exits = stack.supervisor.exits().get("web", 0)
+    try:
+        killed = stack.kill("web")
+
+        def served_by_the_new_master() -> bool:
+            pid = stack.process("web").pid
+            if stack.supervisor.state("web") != "RUNNING" or pid in (0, killed):
+                return False
+            try:
+                family = {pid} | {child.pid for child in psutil.Process(pid).children()}
+            except psutil.NoSuchProcess:
+                return False
+            holders = listening(ports["web"])
+            return bool(holders) and holders <= family and consuming("web", ports)
+
+        wait_until(served_by_the_new_master, "the web started again did not take its port back")
+    finally:
+        held.ws.close()
+    assert not listening(ports["web"]) & old_workers
+    # The new master serves: had its first start found the port held, it would have exited, and the
+    # supervisor would count a second exit.
+    assert stack.supervisor.exits()["web"] == exits + 1

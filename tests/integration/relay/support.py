@@ -118,16 +118,19 @@ def wait_published(engine, ids: list[str], mode: str = "poll") -> None:
     wait_until(lambda: all_published(engine, ids, mode, mark), f"{len(ids)} events were not published")
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Message]:
-    """Every message now on `topic`, read with a fresh group up to the high watermarks taken first."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
+               since: dict[int, int] | None = None) -> list[Message]:
+    """Every message now on `topic` (or after the offsets `since`, by partition: what was added since
+    `topic_ends` took them), read with a fresh group up to the high watermarks taken first."""
+    since = since or {}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-relay-" + uuid.uuid4().hex,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                 for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        done = {p for p, end in ends.items() if end == 0}
+        consumer.assign([TopicPartition(topic, p, since.get(p, OFFSET_BEGINNING)) for p in partitions])
+        done = {p for p, end in ends.items() if end <= since.get(p, 0)}
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
         while len(done) < len(ends):
@@ -143,6 +146,13 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Mess
         return messages
     finally:
         consumer.close()
+
+
+def topic_ends(consumer: Consumer, topic: str) -> dict[int, int]:
+    """The high watermark of each partition of `topic` now: where what is produced next will be."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+            for p in partitions}
 
 
 def by_event_id(messages: list[Message]) -> dict[str, list[Message]]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from sqlalchemy import text
 
 from tests.events import EVENTS
@@ -20,15 +20,14 @@ from tests.integration.relay.support import (
     read_topic,
     relay_env,
     slot_confirmed,
+    topic_ends,
     wait_published,
     wal_head,
 )
 
 
 def topic_size(consumer: Consumer, topic: str) -> int:
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-               for p in partitions)
+    return sum(topic_ends(consumer, topic).values())
 
 
 def published_count(engine) -> int:
@@ -39,18 +38,26 @@ def published_count(engine) -> int:
 @BOTH_MODES
 def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(relay_config, engine):
     """poll: killed after delivery, before the mark; wal: after delivery, before the slot's advance
-    (the 60,000 events are one transaction, and the slot only moves past whole transactions)."""
+    (the 15,000 events are one transaction, and the slot only moves past whole transactions). The kill
+    is sent in the first delivered batch's window: three batches of 5,000 leave it as wide as more would,
+    and more only lengthen the republish the test waits for.
+    The topic is read from where it ended before the test (each attempt: before its relay started):
+    the events are new, so no copy of one can be older; the topic holds every earlier relay test's."""
     config = relay_config
     mode = config.relay_mode
-    ids = insert_events(engine, 60_000)
+    watcher = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": "test-relay-watch"})
+    before_test = topic_ends(watcher, config.kafka_topic)
+    ids = insert_events(engine, 15_000)
     mark = wal_head(engine)
     env = relay_env(config, RELAY_BATCH_SIZE=5000)
-    watcher = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": "test-relay-watch"})
     procs = []
     killed_mid_batch = False
     try:
         for _attempt in range(5):
-            on_topic, marked = topic_size(watcher, config.kafka_topic), published_count(engine)
+            # Nothing runs between attempts: a copy on the topic of a row unmarked now was sent by this
+            # attempt's relay (one sent earlier was marked before its kill, or ended that attempt).
+            before_attempt = topic_ends(watcher, config.kafka_topic)
+            on_topic, marked = sum(before_attempt.values()), published_count(engine)
             proc = RelayProcess(env)
             procs.append(proc)
             # A real SIGKILL as soon as the topic holds more of this run's messages than rows were marked
@@ -61,7 +68,8 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
                        "no delivered, unmarked batch was seen", every_s=0.002)
             proc.signal(signal.SIGKILL)
             proc.wait(10)
-            found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+            found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic,
+                                           since=before_attempt))
             if mode == "wal":
                 unmarked = set(ids) if slot_confirmed(engine) < mark else set()
             else:
@@ -82,7 +90,7 @@ def test_sigkill_between_produce_and_mark_republishes_with_the_same_event_id(rel
         watcher.close()
         for p in procs:
             p.kill_if_running()
-    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
+    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic, since=before_test))
     assert all(e in found for e in ids)
     duplicated = [e for e in ids if len(found[e]) > 1]
     assert duplicated
