@@ -188,6 +188,21 @@ def patroni_config(layout: Layout, name: str, home: Path, secrets: dict[str, str
     }
 
 
+def patch_dynamic(api_urls: list[str], dcs: dict) -> None:
+    """PATCH Patroni's cluster-wide configuration (`dcs`) through the first node's REST API that takes it
+    (any node writes it to etcd); StackError when none does."""
+    body = json.dumps(dcs).encode()
+    for url in api_urls:
+        request = urllib.request.Request(f"{url}/config", data=body, method="PATCH",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except OSError:
+            continue
+    raise StackError("no Patroni node took the cluster's configuration (PATCH /config)")
+
+
 def haproxy_config(layout: Layout) -> str:
     """HAProxy in front of the leader: TCP to the node whose Patroni answers `GET /primary` with 200."""
     servers = "".join(
@@ -314,17 +329,8 @@ class PatroniTier:
     def apply_dynamic(self, config: dict) -> None:
         """The cluster-wide part of `config` (bootstrap.dcs: written to etcd only when the cluster is
         made) on the running cluster, so a change of it reaches a cluster made before (PATCH /config)."""
-        body = json.dumps(config["bootstrap"]["dcs"]).encode()
-        for name in PG_NODES:
-            url = f"http://{node_host(name)}:{self.layout.api(name)}/config"
-            request = urllib.request.Request(url, data=body, method="PATCH",
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=5):
-                    return
-            except OSError:
-                continue
-        raise StackError("no Patroni node took the cluster's configuration (PATCH /config)")
+        patch_dynamic([f"http://{node_host(name)}:{self.layout.api(name)}" for name in PG_NODES],
+                      config["bootstrap"]["dcs"])
 
     def psql_leader(self, sql: str, **variables: str) -> subprocess.CompletedProcess:
         """`sql` as the superuser through pg-lb (the leader)."""

@@ -12,11 +12,9 @@ Scores: +1 on an `increment` board, each under a submission id of its own, for 6
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ import psycopg
 
 from app.core.config import load_config
 from app.core.redis_client import make_redis
-from scripts.stack.patroni import PG_NODES, node_host
+from scripts.stack.patroni import PG_NODES, node_host, patch_dynamic
 from tests.bench.support import env_int, tmpdir
 from tests.chaos.cluster import ClusterStack
 from tests.chaos.infra import fresh_database
@@ -70,17 +68,9 @@ def config_of(run: str):
 def set_synchronous(conninfo: str, on: bool) -> None:
     """Patroni's synchronous_mode (PATCH /config on the first node that answers), once the leader runs
     with it (synchronous_standby_names set, or empty)."""
-    body = json.dumps({"synchronous_mode": on}).encode()
     engines = from_environment()
-    for name in PG_NODES:
-        url = f"http://{node_host(name)}:{engines.postgres_port(name) + 1}/config"  # its REST API
-        request = urllib.request.Request(url, data=body, method="PATCH",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                break
-        except OSError:
-            continue
+    patch_dynamic([f"http://{node_host(name)}:{engines.postgres_port(name) + 1}" for name in PG_NODES],
+                  {"synchronous_mode": on})  # each node's REST API listens beside its PostgreSQL
 
     def applied() -> bool:
         with psycopg.connect(conninfo, autocommit=True) as conn:
