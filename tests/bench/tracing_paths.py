@@ -2,7 +2,8 @@
 
 Tracing's cost without the machine's load in it: each path of an answer's journey that tracing touches is
 run N times (20,000) in this process with tracing on (the default sampler, OTEL_TRACES_SAMPLER_ARG's 1 %,
-an OTLP endpoint where nothing listens) and off, alternating over 3 rounds, and its CPU time (this process's,
+an OTLP endpoint where nothing listens) and off, over 3 rounds (off first, then on first, then off first:
+whichever runs second in a round is slower by a few µs), and its CPU time (this process's,
 the export thread's included) per call is printed, with the median of on − off:
 - request: a request through the web's request log (app/web/api/request_log.py) to a route that reads the
   `traceparent` its events get (the outbox writers' `current_traceparent`), Flask's test client, no
@@ -118,7 +119,7 @@ def main(times: int = 20_000) -> None:
         deltas = []
         for round_ in range(3):
             measured = {}
-            for mode in ("off", "on"):
+            for mode in ("off", "on")[::1 if round_ % 2 == 0 else -1]:
                 tracing._enabled = mode == "on"
                 call()  # warm
                 measured[mode] = _cpu_us(call, count, per)
