@@ -282,6 +282,8 @@ class Relay(StreamProcessor):
                         "messaging.system": "kafka", "event.id": _text(None, message.event_id),
                         "messaging.destination.name": self.topic})
                 headers = [*headers, (tracing.TRACEPARENT, tracing.span_traceparent(span, None).encode())]
+                if not span.is_recording():
+                    span = None  # nothing to end at the delivery report: the shared callback serves it
             elif message.traceparent is not None:
                 headers = [*headers, (tracing.TRACEPARENT, message.traceparent.encode())]
             if span is not None or message.ack != ack or message.aggregate_type != aggregate_type:

@@ -8,7 +8,6 @@ import threading
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from app.core import span_export, tracing
@@ -46,9 +45,8 @@ def traced(monkeypatch):
         config = config or load_config()
         exporter = exporter or Exporter()
         spans = SpanQueue(exporter, config.otel_bsp_max_queue_size, **{"threaded": False, **queue})
-        provider = TracerProvider(sampler=tracing.sampler(config))
-        provider.add_span_processor(spans)
-        monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+        _, state = tracing.tracer_provider(config, spans)
+        monkeypatch.setattr(tracing, "_tracing", state)
         return spans, exporter
     return install
 
@@ -179,3 +177,105 @@ def test_the_span_export_metrics_join_a_processs_own_registry():
     span_export.register_metrics(registry)
     text = generate_latest(registry).decode()
     assert "tracing_spans_dropped_total" in text and "tracing_spans_exported_total" in text
+
+
+@pytest.fixture
+def configured(monkeypatch):
+    """Installs this process's tracing as `configure_tracing` does (an endpoint where nothing listens, the
+    sampler of the environment: the default unless the test sets one), put back off afterwards; answers
+    the list of the spans the SDK's own `Tracer.start_span` started."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import Tracer
+
+    for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("_enabled", "_tracing", "_tracer"):
+        monkeypatch.setattr(tracing, name, getattr(tracing, name, None), raising=False)
+    monkeypatch.setattr(tracing, "_enabled", False)
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    started = []
+    sdk_start = Tracer.start_span
+
+    def counted(self, *args, **kwargs):
+        span = sdk_start(self, *args, **kwargs)
+        started.append(span)
+        return span
+
+    monkeypatch.setattr(Tracer, "start_span", counted)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+
+    def configure() -> list:
+        assert tracing.configure_tracing(load_config().replace(otel_exporter_otlp_endpoint=endpoint), "test")
+        return started
+    return configure
+
+
+def test_only_the_spans_the_sampler_picks_are_the_sdks(configured):
+    """The sampler's decision comes before the SDK: an unsampled span (99 % of new traces, and every child
+    of an unsampled caller) is never an SDK span, yet passes a flag-00 `traceparent` of its own on."""
+    started = configured()
+    spans = [tracing.start_span("GET /", None) for _ in range(2000)]
+    spans += [tracing.start_span("apply", UNSAMPLED) for _ in range(500)]
+    spans += [tracing.start_span("apply", SAMPLED) for _ in range(5)]
+    recorded = [span for span in spans if span.is_recording()]
+    assert started == recorded  # the SDK started exactly the recorded spans
+    assert 5 < len(recorded) < 5 + 60  # the 5 sampled callers' children, and about 1 % of 2,000 new traces
+    for span in spans:
+        sent = tracing.span_traceparent(span, None)
+        assert tracing.parent_of(sent) is not None and sent.endswith("-01" if span.is_recording() else "-00")
+        span.end()
+    children = {tracing.span_traceparent(span, None) for span in spans[2000:2500]}
+    assert len(children) == 500 and all(sent[:36] == UNSAMPLED[:36] for sent in children)
+
+
+def test_a_new_trace_is_sampled_by_its_own_trace_id(configured, monkeypatch):
+    """traceidratio decides on the trace id at every hop (not parent based): the trace id the SDK gives a
+    sampled new trace is the one the decision was made on, so the next hops sample it too."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    configured()
+    roots = [tracing.start_span("GET /", None) for _ in range(1000)]
+    assert 40 < sum(root.is_recording() for root in roots) < 200
+    for root in roots:
+        child = tracing.start_span("publish", tracing.span_traceparent(root, None))
+        assert child.is_recording() == root.is_recording()
+        assert child.get_span_context().trace_id == root.get_span_context().trace_id
+
+
+def test_unsampled_events_of_one_acknowledgement_share_the_relays_delivery_callback(configured):
+    """With tracing on, an unsampled event has no span to end at its delivery report: the relay's
+    callback stays one for the consecutive events of an ack (outbox_relay/relay.py `_produce`)."""
+    from types import SimpleNamespace
+
+    from outbox_relay.messages import Outgoing
+    from outbox_relay.relay import Relay
+
+    class Producer:
+        def __init__(self):
+            self.callbacks, self.headers = [], []
+
+        def produce(self, topic, value, key, headers, on_delivery):
+            self.callbacks.append(on_delivery)
+            self.headers.append(dict(headers))
+
+        def poll(self, _timeout):
+            callbacks, self.callbacks = self.callbacks, []
+            for callback in callbacks:
+                callback(None, None)
+            self.served = callbacks
+            return len(callbacks)
+
+    configured()
+    producer = Producer()
+    relay = SimpleNamespace(_producer_broken=None, topic="events", producer=producer, shutting_down=False,
+                            stats=SimpleNamespace(observers=[]))
+    relay._await_deliveries = Relay._await_deliveries.__get__(relay)
+    messages = [Outgoing(b"k", b"{}", [], "tx1", n, "quiz", 0.0, UNSAMPLED) for n in range(20)]
+    delivered, failed = Relay._produce(relay, messages)
+    assert (delivered, failed) == (["tx1"] * 20, [])
+    assert len({id(callback) for callback in producer.served}) == 1
+    sent = [headers["traceparent"].decode() for headers in producer.headers]
+    assert all(tracing.parent_of(value) is not None and value.endswith("-00") for value in sent)
+    assert len(set(sent)) == 20 and all(value[:36] == UNSAMPLED[:36] for value in sent)
