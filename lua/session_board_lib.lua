@@ -257,8 +257,13 @@ function APPLY.apply_question_opened(keys, argv)
   redis.call('SADD', applied, event_id, natural_key)
   redis.call('HSET', meta, 'open_question', question_id)
   redis.call('DEL', results)
-  redis.call('HSET', results, '_question', question_id, '_points', exact(as_int(cjson.decode(data).points,
-    'question points')))
+  -- The question's points (a close tells a player who did not answer whether their streak broke); a
+  -- question whose data does not say leaves `results` unused (closes ask PostgreSQL), never failing here.
+  local decoded, question = pcall(cjson.decode, data)
+  local points = decoded and type(question) == 'table' and tonumber(question.points)
+  if points and points == math.floor(points) then
+    redis.call('HSET', results, '_question', question_id, '_points', exact(points))
+  end
   log_recent(meta, recent, 'type', 'question_opened', 'event_id', event_id, 'natural_key', natural_key,
     'question_id', question_id)
   notify(room, 'type', 'question_opened',

@@ -162,6 +162,11 @@ def exercise_scripts(client) -> None:
     assert _open(scripts, client, sid, "q4", points=0) == APPLIED
     assert _close(scripts, client, sid, "q4") == APPLIED
     assert _results(scripts, client, sid, "q4", [c, a]) == [1, 0, b"", 1, 1200, b"", -1, 0]
+    # A question whose data does not say its points opens as ever; its close asks PostgreSQL.
+    assert scripts.apply_question_opened(keys.apply_keys, [str(uuid.uuid4()), opened_key("q5"), "q5", 0, "x"],
+                                         client=client) == APPLIED
+    assert _close(scripts, client, sid, "q5") == APPLIED
+    assert _results(scripts, client, sid, "q5", [c]) == [0]
     stale = scripts.swap_rebuilt_session_board(
         [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0, 1],
         client=client)
