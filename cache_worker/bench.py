@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     print(f"redis-benchmark {target} -n {count} -r 1000000000 -c 50 -P 16 "
           f"EVALSHA {sha} {len(keys.apply_keys)} {' '.join(keys.apply_keys)} "
           f"ev:__rand_int__ answer:__rand_int__ p:__rand_int__ bench 750 "
-          f"{int(now.timestamp() * 1000) + 1000} q")
+          f"{int(now.timestamp() * 1000) + 1000} q 1 1 1")
     return 0
 
 

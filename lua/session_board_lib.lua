@@ -51,9 +51,22 @@ local function meta_epoch(meta)
 end
 
 -- The apply scripts of a session share one KEYS order:
---   lb, applied, meta, room, names, recent, pending  (all tagged {session})
+--   lb, applied, meta, room, names, recent, pending, results  (all tagged {session})
 -- and begin their ARGV with event_id, natural_key (built by app/quiz/board/apply.py).
-local APPLY_KEYS = 7
+local APPLY_KEYS = 8
+
+-- `results` holds the answers to the last question opened, so the room can tell each player how the
+-- close went without asking PostgreSQL: participant -> "choice:correct(0|1):points:streak" (the values
+-- PostgreSQL recorded, from answer_scored), '_question' and '_points' (set when it opened), and
+-- '_closed' (set by its close). It is complete, so a player missing from it did not answer, only
+-- when '_closed' names the question: its open and its close were both applied to this key, and
+-- nothing since invalidated it (a removal while it was open, a rebuild). Otherwise readers ask
+-- PostgreSQL. One question's worth per session: its open clears the last one.
+local function record_result(results, question_id, participant, choice, correct, points, streak)
+  if redis.call('HGET', results, '_question') == question_id then
+    redis.call('HSET', results, participant, choice .. ':' .. correct .. ':' .. points .. ':' .. streak)
+  end
+end
 
 -- Dedupe by event id and by the natural key of the fact (kept when published events are pruned).
 local function already_applied(applied, event_id, natural_key)
@@ -102,14 +115,18 @@ end
 -- batch (apply_batch.lua) both call these: one copy of every rule.
 local APPLY = {}
 
--- ARGV: event_id, natural_key, participant_id, nickname, points, answered_at_ms, question_id
+-- ARGV: event_id, natural_key, participant_id, nickname, points, answered_at_ms, question_id, choice,
+--       correct (0|1), streak (after this answer)
 function APPLY.apply_answer_scored(keys, argv)
-  assert(#argv == 7, 'apply_answer_scored: expected 7 ARGV, got ' .. #argv)
-  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  assert(#argv == 10, 'apply_answer_scored: expected 10 ARGV, got ' .. #argv)
+  local lb, applied, meta, room, names, recent, pending, results = unpack(keys)
   local event_id, natural_key, participant, nickname = argv[1], argv[2], argv[3], argv[4]
   local points = as_int(argv[5], 'points')
   local at_ms = as_int(argv[6], 'answered_at_ms')
   local question_id = argv[7]
+  local choice = as_int(argv[8], 'choice')
+  local correct = as_int(argv[9], 'correct')
+  local streak = as_int(argv[10], 'streak')
   if points < 0 then error('ERR points must not be negative') end
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
@@ -124,6 +141,7 @@ function APPLY.apply_answer_scored(keys, argv)
   redis.call('HSET', names, participant, nickname)
   log_recent(meta, recent, 'type', 'answer_scored', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant, 'points', points, 'at_ms', exact(at_ms), 'question_id', question_id)
+  record_result(results, question_id, participant, exact(choice), exact(correct), exact(points), exact(streak))
   if held then
     hold_answer(pending, participant, points, at_ms)
     notify(room, 'type', 'answer_received',
@@ -163,7 +181,7 @@ end
 -- ARGV: event_id, natural_key, participant_id
 function APPLY.apply_participant_removed(keys, argv)
   assert(#argv == 3, 'apply_participant_removed: expected 3 ARGV, got ' .. #argv)
-  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  local lb, applied, meta, room, names, recent, pending, results = unpack(keys)
   local event_id, natural_key, participant = argv[1], argv[2], argv[3]
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
@@ -172,6 +190,8 @@ function APPLY.apply_participant_removed(keys, argv)
   redis.call('SADD', applied, event_id, natural_key)
   redis.call('ZREM', lb, participant)
   redis.call('HDEL', pending, participant)
+  -- PostgreSQL zeroes a removed player's answer to the open question: its close asks PostgreSQL.
+  redis.call('HDEL', results, '_question')
   local version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, 'type', 'participant_removed', 'event_id', event_id, 'natural_key', natural_key,
     'participant_id', participant)
@@ -228,7 +248,7 @@ end
 -- ARGV: event_id, natural_key, question_id, position, data (the question as JSON, for the room)
 function APPLY.apply_question_opened(keys, argv)
   assert(#argv == 5, 'apply_question_opened: expected 5 ARGV, got ' .. #argv)
-  local lb, applied, meta, room, names, recent = unpack(keys)
+  local lb, applied, meta, room, names, recent, pending, results = unpack(keys)
   local event_id, natural_key, question_id, position, data = unpack(argv)
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
@@ -236,6 +256,14 @@ function APPLY.apply_question_opened(keys, argv)
 
   redis.call('SADD', applied, event_id, natural_key)
   redis.call('HSET', meta, 'open_question', question_id)
+  redis.call('DEL', results)
+  -- The question's points (a close tells a player who did not answer whether their streak broke); a
+  -- question whose data does not say leaves `results` unused (closes ask PostgreSQL), never failing here.
+  local decoded, question = pcall(cjson.decode, data)
+  local points = decoded and type(question) == 'table' and tonumber(question.points)
+  if points and points == math.floor(points) then
+    redis.call('HSET', results, '_question', question_id, '_points', exact(points))
+  end
   log_recent(meta, recent, 'type', 'question_opened', 'event_id', event_id, 'natural_key', natural_key,
     'question_id', question_id)
   notify(room, 'type', 'question_opened',
@@ -247,7 +275,7 @@ end
 -- ARGV: event_id, natural_key, question_id, position, data (the result as JSON, for the room)
 function APPLY.apply_question_closed(keys, argv)
   assert(#argv == 5, 'apply_question_closed: expected 5 ARGV, got ' .. #argv)
-  local lb, applied, meta, room, names, recent, pending = unpack(keys)
+  local lb, applied, meta, room, names, recent, pending, results = unpack(keys)
   local event_id, natural_key, question_id, position, data = unpack(argv)
 
   if redis.call('EXISTS', meta) == 0 then return -1 end
@@ -257,6 +285,9 @@ function APPLY.apply_question_closed(keys, argv)
   if redis.call('HGET', meta, 'open_question') == question_id then
     release_answers(lb, pending, meta_epoch(meta))
     redis.call('HDEL', meta, 'open_question')
+    if redis.call('HGET', results, '_question') == question_id then
+      redis.call('HSET', results, '_closed', question_id)
+    end
   end
   local version = redis.call('HINCRBY', meta, 'version', 1)
   log_recent(meta, recent, 'type', 'question_closed', 'event_id', event_id, 'natural_key', natural_key,

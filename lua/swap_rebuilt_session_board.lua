@@ -7,8 +7,8 @@
 -- marked applied, so later deliveries of them are skipped.
 -- The room is told (a `board_rebuilt` notification): events the snapshot covered are duplicates
 -- from now on, so their own notifications will never be sent, and its sockets need a fresh snapshot.
--- KEYS: lb, applied, meta, room, names, recent, pending, rebuilt_lb, rebuilt_applied, rebuilt_pending
---       (all tagged {session})
+-- KEYS: lb, applied, meta, room, names, recent, pending, results, rebuilt_lb, rebuilt_applied,
+--       rebuilt_pending (all tagged {session})
 -- ARGV: epoch_ms, mark, snapshot_version, open_question ('' when none), expire_at_s (0: never),
 --       rebuilds (meta.rebuilds, read with the mark)
 -- rebuilt_applied always holds the member 'session', so its absence means the keys were lost.
@@ -16,10 +16,11 @@
 -- can both find a board missing) drops its keys and swaps nothing (common_lib.lua swap_refusal).
 -- Returns {1, version, replayed} swapped, {0, version, 0} overtaken by another rebuild's swap,
 -- {-2, reason} the log no longer covers the mark (rebuild again).
-assert(#KEYS == 10, 'swap_rebuilt_session_board: expected 10 KEYS, got ' .. #KEYS)
+assert(#KEYS == 11, 'swap_rebuilt_session_board: expected 11 KEYS, got ' .. #KEYS)
 assert(#ARGV == 6, 'swap_rebuilt_session_board: expected 6 ARGV, got ' .. #ARGV)
 local lb, applied, meta, room, names, recent, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local rebuilt_lb, rebuilt_applied, rebuilt_pending = KEYS[8], KEYS[9], KEYS[10]
+local results = KEYS[8]
+local rebuilt_lb, rebuilt_applied, rebuilt_pending = KEYS[9], KEYS[10], KEYS[11]
 local epoch = as_int(ARGV[1], 'epoch_ms')
 local mark = as_int(ARGV[2], 'mark')
 local snapshot_version = as_int(ARGV[3], 'snapshot_version')
@@ -71,6 +72,9 @@ for _, entry in ipairs(entries) do
   end
 end
 
+-- The answers kept for close frames may lack what the rebuild found: closes ask PostgreSQL until the
+-- next question opens.
+redis.call('DEL', results)
 for _, pair in ipairs({{rebuilt_lb, lb}, {rebuilt_pending, pending}}) do
   if redis.call('EXISTS', pair[1]) == 1 then redis.call('RENAME', pair[1], pair[2]) else redis.call('DEL', pair[2]) end
 end

@@ -19,6 +19,7 @@ from app.core.metrics import WebMetrics
 from app.core.redis_client import Client, make_redis
 from app.leaderboards.board.reads import LeaderboardReader
 from app.leaderboards.service.batcher import ScoreBatcher
+from app.quiz.board.reads import question_results as board_question_results
 from app.quiz.board.reads import read_page
 from app.quiz.service.answers import AnswerBatcher
 from app.quiz.service.rooms import own_answers, previous_results, question_results, standings
@@ -130,6 +131,13 @@ class Runtime:
                 mine[participant_id]["previous"] = previous
             return shared, mine
 
+        def results(session_id, question_id, participant_ids):
+            # Redis keeps a closed question's answers for the room: PostgreSQL only when it cannot tell.
+            found = board_question_results(self.redis, session_id, question_id, participant_ids)
+            if found is not None:
+                return found
+            return with_db(question_results)(session_id, question_id, participant_ids)
+
         return RoomReads(top=with_db(lambda db, session_id, limit: read_page(db, self.redis, session_id,
                                                                              limit, 0)),
-                         question_results=with_db(question_results), snapshot=with_db(snapshot))
+                         question_results=results, snapshot=with_db(snapshot))

@@ -14,11 +14,13 @@ from app.quiz.board.scripts import APPLIED, DUPLICATE, NEEDS_REBUILD, SessionBoa
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def _answer(scripts, client, sid, participant, points, at_ms, question="q0", event_id=None, answer_id=None):
+def _answer(scripts, client, sid, participant, points, at_ms, question="q0", event_id=None, answer_id=None,
+            choice=1, streak=None):
     keys = SessionKeys.of(sid)
     return scripts.apply_answer_scored(keys.apply_keys, [
         event_id or str(uuid.uuid4()), answer_key(answer_id or uuid.uuid4()), participant,
-        f"nick-{participant[:4]}", points, EPOCH_MS + at_ms, question], client=client)
+        f"nick-{participant[:4]}", points, EPOCH_MS + at_ms, question, choice, int(points > 0),
+        (1 if points > 0 else 0) if streak is None else streak], client=client)
 
 
 def _join(scripts, client, sid, participant, at_ms, event_id=None):
@@ -28,14 +30,19 @@ def _join(scripts, client, sid, participant, at_ms, event_id=None):
         EPOCH_MS + at_ms], client=client)
 
 
-def _open(scripts, client, sid, question):
+def _open(scripts, client, sid, question, points=1000):
     return scripts.apply_question_opened(SessionKeys.of(sid).apply_keys, [
-        str(uuid.uuid4()), opened_key(question), question, 0, "{}"], client=client)
+        str(uuid.uuid4()), opened_key(question), question, 0, f'{{"points": {points}}}'], client=client)
 
 
 def _close(scripts, client, sid, question):
     return scripts.apply_question_closed(SessionKeys.of(sid).apply_keys, [
         str(uuid.uuid4()), closed_key(question), question, 0, "{}"], client=client)
+
+
+def _results(scripts, client, sid, question, participants):
+    keys = SessionKeys.of(sid)
+    return scripts.read_question_results([keys.results, keys.board], [question, *participants], client=client)
 
 
 def _page(scripts, client, sid, offset=0, limit=100):
@@ -93,6 +100,7 @@ def exercise_scripts(client) -> None:
     assert _answer(scripts, client, sid, a, 700, 8_000, question="q1") == APPLIED
     assert _answer(scripts, client, sid, c, 0, 8_500, question="q1") == APPLIED
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 0)] and _version(client, sid) == 6
+    assert _results(scripts, client, sid, "q1", [a]) == [0]  # not closed yet: nobody's result is known
     note = client.xrevrange(keys.room, count=1)[0][1]
     assert note == {b"type": b"answer_received", b"question_id": b"q1", b"participant_id": c.encode(),
                     b"answered": b"2", b"player_count": b"3"}  # how many the board holds
@@ -100,6 +108,12 @@ def exercise_scripts(client) -> None:
     assert _close(scripts, client, sid, "q1") == DUPLICATE
     assert _page(scripts, client, sid) == [(b, 1000), (c, 1000), (a, 700)] and _version(client, sid) == 7
     assert client.exists(keys.pending) == 0 and client.hget(keys.meta, "open_question") is None
+    # The closed question's answers, as recorded, with each player's score and rank (from 0) after it:
+    # a answered (choice 1, right, 700 points, streak 1), b did not, c answered wrong; "nobody" is not on
+    # the board. The question is worth 1000 points.
+    assert _results(scripts, client, sid, "q1", [a, b, c, "nobody"]) == [
+        1, 1000, b"1:1:700:1", 2, 700, b"", 0, 1000, b"1:0:0:0", 1, 1000, b"", -1, 0]
+    assert _results(scripts, client, sid, "q0", [a]) == [0]  # only the last question opened is kept
 
     # Scores stay exact at the top of the range and out-of-range writes leave nothing behind.
     top = str(uuid.uuid4())
@@ -136,6 +150,23 @@ def exercise_scripts(client) -> None:
     assert rebuilt_note == {b"type": b"board_rebuilt", b"version": str(swapped[1]).encode()}
     assert _close(scripts, client, sid, "q2") == APPLIED  # the held answer survived the swap
     assert _page(scripts, client, sid, limit=1) == [(b, 1500)]
+    # The rebuild did not bring back the answers kept for q2's close: readers ask PostgreSQL.
+    assert _results(scripts, client, sid, "q2", [b]) == [0]
+    # Nor does a close whose question lost a player while it was open (PostgreSQL zeroed their answer).
+    assert _open(scripts, client, sid, "q3") == APPLIED
+    assert _answer(scripts, client, sid, c, 200, 9_500, question="q3", choice=3, streak=2) == APPLIED
+    assert scripts.apply_participant_removed(keys.apply_keys, [str(uuid.uuid4()), f"removed:{a}", a],
+                                             client=client) == APPLIED
+    assert _close(scripts, client, sid, "q3") == APPLIED
+    assert _results(scripts, client, sid, "q3", [c]) == [0]
+    assert _open(scripts, client, sid, "q4", points=0) == APPLIED
+    assert _close(scripts, client, sid, "q4") == APPLIED
+    assert _results(scripts, client, sid, "q4", [c, a]) == [1, 0, b"", 1, 1200, b"", -1, 0]
+    # A question whose data does not say its points opens as ever; its close asks PostgreSQL.
+    assert scripts.apply_question_opened(keys.apply_keys, [str(uuid.uuid4()), opened_key("q5"), "q5", 0, "x"],
+                                         client=client) == APPLIED
+    assert _close(scripts, client, sid, "q5") == APPLIED
+    assert _results(scripts, client, sid, "q5", [c]) == [0]
     stale = scripts.swap_rebuilt_session_board(
         [*keys.apply_keys, rebuilt_board, rebuilt_applied, rebuilt_pending], [EPOCH_MS, 99, 0, "", 0, 1],
         client=client)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from app.web.rooms.connection import Connection
 from app.web.rooms.hub import RoomHub
-from app.web.rooms.room import Room, RoomReads
+from app.web.rooms.room import Room, RoomReads, own_result, own_result_bytes
 
 INTERVAL_S = 0.1
 
@@ -122,3 +124,20 @@ def test_a_join_storm_gives_the_host_every_name_and_players_the_count_once_per_i
         assert len(messages) <= intervals + 1
         assert messages[-1]["player_count"] == joins
     assert board.reads_of_top <= intervals + 1  # one read per interval for the whole room
+
+
+@pytest.mark.parametrize("you", [
+    {"score": 1900, "rank": 3, "streak": 4, "answered": True, "choice": 0, "correct": True, "points": 1100,
+     "streak_bonus": 300},
+    {"score": 0, "rank": 12, "streak": 0, "answered": True, "choice": 3, "correct": False, "points": 0,
+     "streak_bonus": 0},
+    {"score": 500, "rank": 2000, "streak": 0, "answered": False, "choice": None, "correct": False,
+     "points": 0, "streak_bonus": 0},
+    {"score": 500, "rank": 7, "streak": 2, "correct": False, "points": 0},  # older reads: no answered/bonus
+    {"score": None, "rank": 7, "streak": 2, "answered": False, "choice": None, "correct": False,
+     "points": 0, "streak_bonus": 0},  # what the template does not cover goes through json.dumps
+])
+def test_a_players_own_part_of_a_close_is_the_bytes_json_dumps_writes(you):
+    note = {"question_id": str(uuid.uuid4())}
+    expected = json.dumps(own_result(you, note), separators=(",", ":")).encode()
+    assert own_result_bytes(you, note, json.dumps(note["question_id"]).encode()) == expected

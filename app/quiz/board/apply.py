@@ -76,7 +76,8 @@ def session_event_call(envelope: Envelope, payload=None, keys: list[str] | None 
     if isinstance(payload, AnswerScored):
         return Call("apply_answer_scored", keys, [
             event_id, answer_key(payload.answer_id), str(payload.participant_id), payload.nickname,
-            payload.points, instant_ms(payload.answered_at), str(payload.question_id)])
+            payload.points, instant_ms(payload.answered_at), str(payload.question_id), payload.choice,
+            int(payload.correct), payload.streak])
     if isinstance(payload, ParticipantJoined):
         return Call("apply_participant_joined", keys, [
             event_id, joined_key(payload.participant_id), str(payload.participant_id), payload.nickname,

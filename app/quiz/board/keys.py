@@ -49,6 +49,12 @@ class SessionKeys:
         return self._key("pending")
 
     @property
+    def results(self) -> str:
+        """The answers to the last question opened, for the room's close frames (participant ->
+        "choice:correct:points:streak"; lua/session_board_lib.lua says when it is complete)."""
+        return self._key("results")
+
+    @property
     def presence(self) -> str:
         """When each player was last heard on a room socket (participant -> Unix ms; heartbeat.py)."""
         return self._key("presence")
@@ -60,7 +66,8 @@ class SessionKeys:
     @property
     def apply_keys(self) -> list[str]:
         """The KEYS of every apply script, in the one order they all assert (lua/session_board_lib.lua)."""
-        return [self.board, self.applied, self.meta, self.room, self.names, self.recent, self.pending]
+        return [self.board, self.applied, self.meta, self.room, self.names, self.recent, self.pending,
+                self.results]
 
     def rebuilding(self, token: str) -> tuple[str, str, str]:
         """Temporary board, applied set and held answers of one rebuild, in the session's slot."""

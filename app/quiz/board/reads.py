@@ -13,6 +13,7 @@ from app.core.errors import Forbidden, NotFound
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.scripts import NEEDS_REBUILD, session_board_scripts
+from app.quiz.domain import scoring
 
 # One rebuild at a time per session in this process: when a board is missing, every socket of a
 # large room asks for it at once (a reconnect wave after Redis lost it). The first rebuilds; the
@@ -88,3 +89,36 @@ def read_around(db: Session, redis, session_id: uuid.UUID, participant_id: uuid.
     own = next(e for e in entries if e["participant_id"] == str(participant_id))
     return {"session_id": str(session_id), "version": int(reply[0]), "total_players": int(reply[1]),
             "rank": own["rank"], "score": own["score"], "entries": entries}
+
+
+def question_results(redis, session_id: uuid.UUID, question_id: uuid.UUID,
+                     participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]] | None:
+    """What `app.quiz.service.rooms.question_results` reads from PostgreSQL, from one Redis call: each
+    given player's answer to the closed question as answer_scored recorded it, and their score and rank
+    on the board the close left. None when Redis cannot say it exactly (the question's answers are not
+    all known there, or a player who did not answer a question worth nothing keeps a streak only
+    PostgreSQL knows): the caller asks PostgreSQL."""
+    if not participant_ids:
+        return {}
+    keys = SessionKeys.of(session_id)
+    reply = session_board_scripts(redis).read_question_results(
+        [keys.results, keys.board], [str(question_id), *map(str, participant_ids)])
+    if int(reply[0]) != 1:
+        return None
+    question_points = int(reply[1])
+    found: dict[uuid.UUID, dict[str, Any]] = {}
+    for n, participant_id in enumerate(participant_ids):
+        answer, rank, score = reply[2 + 3 * n: 5 + 3 * n]
+        if int(rank) < 0:
+            continue  # not on the board (removed): no result, as PostgreSQL's standings leave them out
+        own = {"participant_id": str(participant_id), "score": int(score), "rank": int(rank) + 1}
+        if answer:
+            choice, correct, points, streak = map(int, _text(answer).split(":"))
+            own.update(answered=True, choice=choice, correct=bool(correct), points=points, streak=streak,
+                       streak_bonus=scoring.streak_bonus(streak) if points else 0)
+        elif question_points > 0:  # no answer to a question that counts breaks the streak (after_close)
+            own.update(answered=False, choice=None, correct=False, points=0, streak=0, streak_bonus=0)
+        else:
+            return None
+        found[participant_id] = own
+    return found

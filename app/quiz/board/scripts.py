@@ -13,7 +13,8 @@ class SessionBoardScripts(ScriptSet):
     NAMES = ("apply_batch", "apply_answer_scored", "apply_participant_joined", "apply_participant_removed",
              "apply_participant_restored", "apply_question_extended", "apply_question_opened",
              "apply_question_closed", "apply_session_ended",
-             "read_session_board_page", "read_session_board_around", "swap_rebuilt_session_board",
+             "read_session_board_page", "read_session_board_around", "read_question_results",
+             "swap_rebuilt_session_board",
              "register_room_socket")
 
     apply_batch: Script  # a run of the session's events in one call (app/core/lua.py pack_batch)
@@ -27,6 +28,7 @@ class SessionBoardScripts(ScriptSet):
     apply_session_ended: Script
     read_session_board_page: Script
     read_session_board_around: Script
+    read_question_results: Script
     swap_rebuilt_session_board: Script
     register_room_socket: Script
 
