@@ -20,17 +20,20 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 import psycopg
 import pytest
 import requests
+from sqlalchemy import text
 
 from app.core.config import load_config
-from app.core.outbox import engine_slot_name
+from app.core.outbox import engine_slot_name, published_condition
 from outbox_relay import debezium
 from tests.cluster.failover import REPORT, conninfo_of, crash, fail_over
 from tests.helpers import WAIT_S, wait_until
+from tests.integration.relay.support import by_event_id, insert_events, read_topic
 
 if load_config().relay_mode != "debezium":
     pytest.fail("tests/cluster/test_debezium_failover.py runs with RELAY_MODE=debezium (make test-cluster "
@@ -40,7 +43,17 @@ _SLOT_ON_LEADER = """
     SELECT inet_server_port(),
            (SELECT active FROM pg_replication_slots WHERE slot_name = %(slot)s),
            (SELECT republish_from FROM outbox_capture WHERE slot_name = %(slot)s)"""
+# Events delivered, and counted as published, before the games start: what a snapshot of every retained
+# row would send again, and one from the fence must not.
+BACKLOG = 2000
 _COUNTER = re.compile(r"^relay_failover_republished_total (\S+)$", re.M)
+
+
+def published_among(engine, ids: list[str]) -> int:
+    condition, params = published_condition(engine, "debezium")
+    with engine.connect() as db:
+        return db.execute(text("SELECT count(*) FROM events WHERE id = ANY(CAST(:ids AS uuid[])) AND "
+                               + condition), {"ids": ids, **params}).scalar_one()
 
 
 def republished_counted(stack) -> int:
@@ -96,6 +109,8 @@ def test_debezium_streams_again_on_the_new_leader_and_republishes_from_the_fence
     wait_until(lambda: debezium.connector_state(worker) == "RUNNING", "the connector does not run")
     slot, conninfo = engine_slot_name(engine, "debezium"), conninfo_of(engine)
     counted_before = republished_counted(stack)
+    backlog = insert_events(engine, BACKLOG)
+    wait_until(lambda: published_among(engine, backlog) == BACKLOG, "the backlog was not delivered")
     watch: list[SlotWatch] = []
     crashed = crash(engines)
 
@@ -120,6 +135,10 @@ def test_debezium_streams_again_on_the_new_leader_and_republishes_from_the_fence
                              "relay_failover_republished_total counted nothing", timeout_s=WAIT_S)
         assert counted < result.retained, \
             f"{counted} events republished: not bounded by the fence ({result.retained} retained)"
+        # What was delivered before the fence was not sent again: the snapshot started at the fence.
+        found = by_event_id(read_topic(stack.config.kafka_bootstrap_servers, stack.config.kafka_topic))
+        sent = Counter(len(found.get(event, ())) for event in backlog)
+        assert sent == {1: BACKLOG}, f"the backlog's events by copies on Kafka: {dict(sent)}"
     finally:
         for w in watch:
             w.stop.set()
