@@ -47,6 +47,7 @@ _SLOT_ON_LEADER = """
 # row would send again, and one from the fence must not.
 BACKLOG = 2000
 _COUNTER = re.compile(r"^relay_failover_republished_total (\S+)$", re.M)
+_LOGGED = re.compile(r"its snapshot republished at most (\d+) events")
 
 
 def published_among(engine, ids: list[str]) -> int:
@@ -133,6 +134,9 @@ def test_debezium_streams_again_on_the_new_leader_and_republishes_from_the_fence
         assert kept is None, "outbox_capture.republish_from is still kept"
         counted = wait_until(lambda: republished_counted(stack) - counted_before,
                              "relay_failover_republished_total counted nothing", timeout_s=WAIT_S)
+        logged = [int(n) for name in ("relay-1", "relay-2")
+                  for n in _LOGGED.findall(stack.log_of(name))]
+        assert logged == [counted], f"the relay processes logged {logged}, their metric says {counted}"
         assert counted < result.retained, \
             f"{counted} events republished: not bounded by the fence ({result.retained} retained)"
         # What was delivered before the fence was not sent again: the snapshot started at the fence.
