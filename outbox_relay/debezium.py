@@ -329,9 +329,12 @@ class DebeziumHousekeeper(Relay):
             with self.engine.begin() as conn:
                 if failover == KEPT:
                     window = conn.execute(REPUBLISH_WINDOW, {"slot": self.slot}).one()
-                    self.stats.record_failover_republished(int(conn.execute(_REPUBLISH_COUNT, {
-                        "fence": window.republish_from, "until": window.republish_until}).scalar_one()))
+                    count = int(conn.execute(_REPUBLISH_COUNT, {
+                        "fence": window.republish_from, "until": window.republish_until}).scalar_one())
+                    self.stats.record_failover_republished(count)
                     conn.execute(REPUBLISHED, {"slot": self.slot})
+                    log.warning("Debezium's slot %s streams on the new PostgreSQL leader: its snapshot "
+                                "republished at most %d events; the fence is released", self.slot, count)
                 conn.execute(CAUGHT_UP, {"slot": self.slot, "at": self._pending.at,
                                          "xmin": int(self._pending.xmin)})
             self._pending, passed = None, True

@@ -14,8 +14,9 @@ from scripts.stack.supervisor import ROOT
 # The failover test `make test-cluster` runs a second time with the relay in poll mode.
 POLL_FAILOVER = ("tests/cluster/test_postgres_failover.py::test_the_postgres_leader_dies_the_synchronous_"
                  "standby_takes_over_and_nothing_acknowledged_is_lost")
-# Debezium's fault test: Kafka Connect relays (RELAY_MODE=debezium), the run's two distributed workers.
-CONNECT_FAILOVER = "tests/cluster/test_connect_failover.py"
+# Debezium's fault tests: Kafka Connect relays (RELAY_MODE=debezium), the run's two distributed workers; a
+# worker killed, and the PostgreSQL leader killed.
+CONNECT_FAILOVER = ("tests/cluster/test_connect_failover.py", "tests/cluster/test_debezium_failover.py")
 
 
 def test_environment(cluster: Cluster) -> dict[str, str]:
@@ -59,11 +60,11 @@ def test(cluster: Cluster, args: list[str]) -> None:
     pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     if args:
         os.execve(sys.executable, pytest + args, env)
-    suites = ["tests/integration", "tests/e2e", "tests/cluster", f"--ignore={CONNECT_FAILOVER}"]
+    suites = ["tests/integration", "tests/e2e", "tests/cluster"] + [f"--ignore={t}" for t in CONNECT_FAILOVER]
     failed = subprocess.run(pytest + suites, env=env, check=False).returncode
-    for mode, target in (("poll", POLL_FAILOVER), ("debezium", CONNECT_FAILOVER)):
+    for mode, targets in (("poll", (POLL_FAILOVER,)), ("debezium", CONNECT_FAILOVER)):
         own = {**env, "RELAY_MODE": mode, "TEST_DATABASE": f"{env['TEST_DATABASE']}_{mode}"}
-        failed |= subprocess.run(pytest + [target], env=own, check=False).returncode
+        failed |= subprocess.run(pytest + list(targets), env=own, check=False).returncode
     sys.exit(1 if failed else 0)
 
 

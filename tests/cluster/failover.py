@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -173,9 +173,30 @@ class Failover:
     new: str
     first_write_s: float
     republished: int | None  # wal mode: events the relays republished from their fence
+    retained: int = 0  # events retained in the outbox at the fault
+    copies: int = 0  # the games' and the board's events found on Kafka more than once
 
 
 Fault = Callable[[str, str], AbstractContextManager]
+
+
+def conninfo_of(engine) -> str:
+    """psycopg's connection string of `engine` (pg-lb on the cluster)."""
+    return engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+
+
+def crash(engines) -> Fault:
+    """The leader crash: its Patroni and its PostgreSQL SIGKILLed together; once the test is done with the
+    new leader, the old node starts again, as a replica of the new one (pg_rewind)."""
+    @contextmanager
+    def crashed(leader: str, _standby: str):
+        engines.crash_postgres(leader)
+        try:
+            yield
+        finally:
+            engines.restore()
+
+    return crashed
 
 
 def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> Failover:
@@ -190,7 +211,7 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
     members = engines.postgres_members()
     assert leader and standby, members
     timeline = members[leader]["timeline"]
-    conninfo = engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    conninfo = conninfo_of(engine)
     table = f"failover_probe_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY)")
@@ -226,7 +247,7 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
     if scorer.error is not None:
         raise scorer.error
     engine.dispose()  # the pool's connections to the old leader are dead: the audits open new ones
-    result = Failover(leader, standby, first - at, None)
+    result = Failover(leader, standby, first - at, None, retained)
     assert engines.postgres_members()[standby]["timeline"] > timeline
     with psycopg.connect(conninfo, autocommit=True) as conn:
         stored = {str(row[0]) for row in conn.execute(f"SELECT id FROM {table}")}
@@ -235,14 +256,15 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
     assert acknowledged and acknowledged - stored == set(), "acknowledged probe rows are lost"
     statuses = sum((g.statuses for g in games), scorer.statuses)
     assert statuses[500] == 0, f"writes during the failover got a 500: {dict(statuses)}"
-    nothing_lost_or_doubled(stack, engine, redis_client, games, scorer, stack.config.relay_mode)
+    rows, found = nothing_lost_or_doubled(stack, engine, redis_client, games, scorer, stack.config.relay_mode)
+    result.copies = sum(len(found[row.id]) - 1 for row in rows)
     REPORT.append(f"PostgreSQL {what} ({leader} -> {standby}, RELAY_MODE={stack.config.relay_mode}): first "
                   f"write through pg-lb {result.first_write_s:.1f} s after the fault; the writes' statuses "
                   f"{dict(sorted(statuses.items()))}")
     print(REPORT[-1])
     if stack.config.relay_mode == "wal":
         result.republished = republished_within_bound(stack, conninfo, before, marked, retained, fault_wall)
-    else:  # poll mode has no slot to lose: nothing is republished
+    elif stack.config.relay_mode == "poll":  # no slot to lose: nothing is republished
         assert sum(republished(stack)) == before
     # The relay's slot is its own: Patroni (which drops the slots it does not manage) left it alone.
     assert slots_dropped(engines, slot) == dropped

@@ -13,20 +13,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from tests.cluster.failover import fail_over
+from tests.cluster.failover import crash, fail_over
 
 
 def test_the_postgres_leader_dies_the_synchronous_standby_takes_over_and_nothing_acknowledged_is_lost(
         stack, engine, redis_client, engines):
-    @contextmanager
-    def crashed(leader: str, _standby: str):
-        engines.crash_postgres(leader)
-        try:
-            yield
-        finally:
-            engines.restore()  # the old leader starts again, as a replica of the new one (pg_rewind)
-
-    fail_over(stack, engine, redis_client, engines, crashed, "leader crash")
+    fail_over(stack, engine, redis_client, engines, crash(engines), "leader crash")
 
 
 def test_a_switchover_to_the_synchronous_standby_under_load_loses_and_doubles_nothing(
