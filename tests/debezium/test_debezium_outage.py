@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from app.core.kafka import ensure_topics
 from tests.debezium.test_debezium_relay import on_topic
 from tests.debezium_connect import DebeziumConnect
 from tests.helpers import wait_until
-from tests.integration.relay.support import insert_events, read_topic
+from tests.integration.relay.support import SteadyWrites, read_topic
 from tests.integration.worker_support import fresh_topics
 from tests.kafka_broker import PrivateKafka
 
@@ -33,17 +31,8 @@ def test_a_broker_outage_under_load_loses_nothing_under_debezium(engine, kafka_t
             ensure_topics(private)
             connect = DebeziumConnect(private)
             config = connect.start(private, engine)
-            ids: list[str] = []
-            writing = threading.Event()
-            writing.set()
-
-            def write() -> None:
-                while writing.is_set():
-                    ids.extend(insert_events(engine, 20))
-                    time.sleep(0.01)
-
-            writer = threading.Thread(target=write, daemon=True)
-            writer.start()
+            writes = SteadyWrites(engine)
+            ids = writes.ids
             try:
                 wait_until(lambda: len(read_topic(kafka.bootstrap, config.kafka_topic)) > 500,
                            "events did not flow through Debezium")
@@ -52,8 +41,7 @@ def test_a_broker_outage_under_load_loses_nothing_under_debezium(engine, kafka_t
                 wait_until(lambda: len(ids) > written_when_killed + 2000, "no writes during the outage")
                 kafka.start()
             finally:
-                writing.clear()
-                writer.join(10)
+                writes.stop()
             found = on_topic(config, list(ids))
             connect.stop(config, engine)
         finally:

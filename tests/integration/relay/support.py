@@ -106,6 +106,27 @@ def insert_events(engine, count: int, sessions: list[uuid.UUID] | None = None) -
     return [str(r.id) for r in rows]
 
 
+class SteadyWrites:
+    """Events written in batches of 20 on a thread of their own until stopped (an outage test's load);
+    `ids` holds what was written so far."""
+
+    def __init__(self, engine) -> None:
+        self.ids: list[str] = []
+        self._writing = threading.Event()
+        self._writing.set()
+        self._thread = threading.Thread(target=self._write, args=(engine,), daemon=True)
+        self._thread.start()
+
+    def _write(self, engine) -> None:
+        while self._writing.is_set():
+            self.ids.extend(insert_events(engine, 20))
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._writing.clear()
+        self._thread.join(10)
+
+
 def unpublished_among(engine, ids: list[str]) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT count(*) FROM events WHERE id = ANY(CAST(:ids AS uuid[])) "

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,8 @@ from tests.helpers import wait_until
 from tests.integration.relay.support import (
     BOTH_MODES,
     RunningRelay,
+    SteadyWrites,
     by_event_id,
-    insert_events,
     make_relay,
     read_topic,
     wait_published,
@@ -37,17 +35,8 @@ def test_a_broker_outage_under_load_loses_nothing(relay_config, engine, caplog):
             # The backlog of earlier tests goes to the private topic too: drain it first.
             relay = make_relay(config, engine, leader_lock=True, batch_size=200, bootstrap=kafka.bootstrap)
             running = RunningRelay(relay)
-            ids: list[str] = []
-            writing = threading.Event()
-            writing.set()
-
-            def write() -> None:
-                while writing.is_set():
-                    ids.extend(insert_events(engine, 20))
-                    time.sleep(0.01)
-
-            writer = threading.Thread(target=write, daemon=True)
-            writer.start()
+            writes = SteadyWrites(engine)
+            ids = writes.ids
             try:
                 wait_until(lambda: relay.stats.published_total > 500, "events did not flow")
                 kafka.kill()
@@ -57,11 +46,10 @@ def test_a_broker_outage_under_load_loses_nothing(relay_config, engine, caplog):
                 # Nothing can have been marked while no broker answered.
                 assert relay.stats.published_total <= published_when_killed + relay.batch_size
                 kafka.start()
-                writing.clear()
-                writer.join(10)
+                writes.stop()
                 wait_published(engine, list(ids), config.relay_mode)
             finally:
-                writing.clear()
+                writes.stop()
                 running.stop()
             found = by_event_id(read_topic(kafka.bootstrap, config.kafka_topic))
         finally:
