@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.quiz.board.scores import RANK_ORDER_SQL
 from app.quiz.service.sessions import lock_for_host
 
 # A spreadsheet runs a cell starting with one of these as a formula; nicknames are players' own text.
@@ -42,14 +43,15 @@ _QUESTIONS = text("""
     LEFT JOIN questions cur ON cur.id = s.current_question_id
     WHERE s.id = :s ORDER BY q.position""")
 
-_PLAYERS = text("""
+# Players in the board's order (board/scores.py), removed players last.
+_PLAYERS = text(f"""
     SELECT p.id, p.nickname, p.score, p.removed_at IS NOT NULL AS removed,
            count(a.id) AS answered, count(a.id) FILTER (WHERE a.correct) AS correct,
            round(avg(a.answered_ms))::int AS average_answer_ms
-    FROM quiz_session_participants p
+    FROM quiz_session_participants p JOIN quiz_sessions s ON s.id = p.quiz_session_id
     LEFT JOIN participant_answers a ON a.quiz_session_participant_id = p.id
     WHERE p.quiz_session_id = :s
-    GROUP BY p.id ORDER BY p.removed_at IS NOT NULL, p.score DESC, p.score_reached_at, lower(p.nickname)""")
+    GROUP BY p.id, s.id ORDER BY p.removed_at IS NOT NULL, {RANK_ORDER_SQL}""")
 
 # Every answer of the game, by player and question position (removed players' too: the report lists them).
 _ANSWERS = text("""

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.errors import Forbidden, NotFound
+from app.quiz.board.scores import RANK_ORDER_SQL
 from app.quiz.domain import scoring
 from app.quiz.domain.sessions import QUESTION_OPEN
 
@@ -35,17 +36,17 @@ def room_member(db: Session, session_id: uuid.UUID, user_id: uuid.UUID) -> RoomM
     return RoomMember(session_id, row.host_id == user_id, row.participant_id, row.nickname)
 
 
-_STANDINGS = """
+_STANDINGS = f"""
     SELECT id, nickname, score, streak, rank FROM (
-        SELECT id, nickname, score, streak,
-               row_number() OVER (ORDER BY score DESC, score_reached_at, joined_at, id) AS rank
-        FROM quiz_session_participants WHERE quiz_session_id = :session AND removed_at IS NULL) ranked
+        SELECT p.id, p.nickname, p.score, p.streak, row_number() OVER (ORDER BY {RANK_ORDER_SQL}) AS rank
+        FROM quiz_session_participants p JOIN quiz_sessions s ON s.id = p.quiz_session_id
+        WHERE p.quiz_session_id = :session AND p.removed_at IS NULL) ranked
     WHERE id = ANY(:ids)"""
 
 
 def standings(db: Session, session_id: uuid.UUID,
               participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-    """Score, streak and rank of the given players; ranks order equal scores by who got there first."""
+    """Score, streak and rank of the given players, ranked as the board ranks them (board/scores.py)."""
     if not participant_ids:
         return {}
     with db.begin():
