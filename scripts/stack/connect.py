@@ -30,6 +30,7 @@ from pathlib import Path
 
 from app.core.config import Config
 from outbox_relay import debezium
+from scripts.stack.engines import log4j_config
 from scripts.stack.programs import PRIORITY, StackError, wait_for
 from scripts.stack.supervisor import ROOT, Policy, Program, Supervisor
 
@@ -52,23 +53,10 @@ CONNECT_METRICS = {
     "kafka_connect_task_record_failures_total": {"connector", "task"},
 }
 
-LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by scripts/stack. WARN, plus INFO for the worker's start and the connector's task. -->
-<Configuration status="WARN">
-  <Appenders>
-    <Console name="stdout" target="SYSTEM_OUT">
-      <PatternLayout pattern="[%d{ISO8601}] %p %m (%c{1})%n"/>
-    </Console>
-  </Appenders>
-  <Loggers>
-    <Root level="WARN"><AppenderRef ref="stdout"/></Root>
-    <Logger name="org.apache.kafka.connect.cli" level="INFO"/>
-    <Logger name="org.apache.kafka.connect.runtime.Connect" level="INFO"/>
-    <Logger name="io.debezium.connector.postgresql.PostgresConnectorTask" level="INFO"/>
-    <Logger name="io.debezium.connector.postgresql.PostgresStreamingChangeEventSource" level="INFO"/>
-  </Loggers>
-</Configuration>
-"""
+LOG4J = log4j_config("the worker's start and the connector's task", [
+    "org.apache.kafka.connect.cli", "org.apache.kafka.connect.runtime.Connect",
+    "io.debezium.connector.postgresql.PostgresConnectorTask",
+    "io.debezium.connector.postgresql.PostgresStreamingChangeEventSource"])
 
 
 # How long a distributed group waits for a worker that left to come back before it gives the worker's task

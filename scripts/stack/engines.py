@@ -99,24 +99,27 @@ def form_redis_cluster(supervisor: Supervisor, nodes: dict[str, int]) -> None:
     )
 
 
-LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by scripts/stack. WARN, plus INFO for start and stop lines. -->
+def log4j_config(purpose: str, info_loggers: list[str]) -> str:
+    """A JVM's log4j2 file: WARN and above, plus INFO of the loggers named (what `purpose` says)."""
+    loggers = "".join(f'    <Logger name="{name}" level="INFO"/>\n' for name in info_loggers)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by scripts/stack. WARN, plus INFO for {purpose}. -->
 <Configuration status="WARN">
   <Appenders>
     <Console name="stdout" target="SYSTEM_OUT">
-      <PatternLayout pattern="[%d{ISO8601}] %p %m (%c{1})%n"/>
+      <PatternLayout pattern="[%d{{ISO8601}}] %p %m (%c{{1}})%n"/>
     </Console>
   </Appenders>
   <Loggers>
     <Root level="WARN"><AppenderRef ref="stdout"/></Root>
-    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
-    <Logger name="org.apache.kafka.controller.QuorumController" level="INFO"/>
-    <Logger name="kafka.tools.StorageTool" level="INFO"/>
-    <Logger name="kafka.server.BrokerLifecycleManager" level="INFO"/>
-    <Logger name="kafka.log.LogManager" level="INFO"/>
-  </Loggers>
+{loggers}  </Loggers>
 </Configuration>
 """
+
+
+LOG4J = log4j_config("start and stop lines", [
+    "kafka.server.KafkaRaftServer", "org.apache.kafka.controller.QuorumController", "kafka.tools.StorageTool",
+    "kafka.server.BrokerLifecycleManager", "kafka.log.LogManager"])
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
@@ -25,8 +24,8 @@ from outbox_relay.debezium import DebeziumHousekeeper
 from outbox_relay.process import build_relay
 from tests.events import EVENTS
 from tests.helpers import Api, sample_questions, wait_until
+from tests.integration.relay.burst import Burst
 from tests.integration.relay.support import by_event_id, insert_events, read_topic, skip_slot_to_now
-from tests.integration.relay.test_relay_order import _barriers, _is_barrier, _segments
 from tests.integration.relay.test_relay_retention import (
     events_partition_of,
     insert_dated,
@@ -86,44 +85,10 @@ def test_a_backlog_is_published_once_each_in_creation_order_within_each_session(
 
 def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relayed,
                                                                                engine):
-    config = relayed
-    host = api.host()
-    sessions = [api.live_session(host, sample_questions(2)) for _ in range(3)]
-    players = {s["id"]: [api.join(s["id"], api.guest()) for _ in range(20)] for s in sessions}
-
-    def answer(job):
-        session_id, player, question_id = job
-        Api(app.test_client()).answer(session_id, player, question_id, hash(player.user_id) % 4)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        for _ in range(2):
-            jobs = []
-            for s in sessions:
-                opened = api.next_question(s["id"], host)
-                jobs += [(s["id"], p, opened["question_id"]) for p in players[s["id"]]]
-            list(pool.map(answer, jobs))
-            for s in sessions:
-                api.close_question(s["id"], host)
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events "
-                                 "WHERE aggregate_id = ANY(:s) ORDER BY created_at, seq"),
-                            {"s": [s["id"] for s in sessions]}).all()
-    assert sum(r.event_type == "answer_scored" for r in rows) == 3 * 20 * 2
-    found = on_topic(config, [str(r.id) for r in rows])
-    for row in rows:
-        copies = found[str(row.id)]
-        assert len(copies) == 1, f"{row.id} published {len(copies)} times"
-        envelope = EVENTS.decode(copies[0].value)
-        assert copies[0].key == row.aggregate_id.encode() and envelope.aggregate_id == row.aggregate_id
-        assert copies[0].headers["event_type"].decode() == envelope.event_type == row.event_type
-        assert copies[0].event_id == str(envelope.event_id) == str(row.id)
-    for s in sessions:
-        in_db = [r for r in rows if str(r.aggregate_id) == s["id"]]
-        messages = sorted((found[str(r.id)][0] for r in in_db), key=lambda m: m.offset)
-        assert len({m.partition for m in messages}) == 1
-        published = [m.event_id for m in messages]
-        assert [e for e in published if e in _barriers(in_db)] == [str(r.id) for r in in_db if _is_barrier(r)]
-        assert _segments(published, in_db) == _segments([str(r.id) for r in in_db], in_db)
+    burst = Burst.joined(api, players_each=20)
+    burst.play(app, api, workers=16)
+    rows = burst.events(engine)
+    burst.check_published(rows, on_topic(relayed, [str(r.id) for r in rows]))
 
 
 def test_a_transaction_committing_after_a_later_one_is_still_published(relayed, engine):

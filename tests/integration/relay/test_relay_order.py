@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
 from app.core.kafka import make_producer
 from outbox_relay.poll import PollRelay
-from tests.events import EVENTS
-from tests.helpers import Api, sample_questions, wait_until
+from tests.helpers import Api, wait_until
+from tests.integration.relay.burst import Burst
 from tests.integration.relay.support import (
     BOTH_MODES,
     FailingProducer,
@@ -31,72 +30,15 @@ from tests.integration.relay.support import (
 def test_a_burst_of_answers_reaches_kafka_once_each_keyed_and_in_session_order(app, api: Api, relay_config,
                                                                                engine):
     config = relay_config
-    host = api.host()
-    sessions = [api.live_session(host, sample_questions(2)) for _ in range(3)]
-    players = {s["id"]: [api.join(s["id"], api.guest()) for _ in range(30)] for s in sessions}
+    burst = Burst.joined(api, players_each=30)
     running = RunningRelay(make_relay(config, engine, leader_lock=True, batch_size=50))
     try:
-        def answer(job):
-            session_id, player, question_id = job
-            Api(app.test_client()).answer(session_id, player, question_id, hash(player.user_id) % 4)
-
-        with ThreadPoolExecutor(max_workers=24) as pool:
-            for _ in range(2):
-                jobs = []
-                for s in sessions:
-                    opened = api.next_question(s["id"], host)
-                    jobs += [(s["id"], p, opened["question_id"]) for p in players[s["id"]]]
-                list(pool.map(answer, jobs))
-                for s in sessions:
-                    api.close_question(s["id"], host)
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, aggregate_id, event_type FROM events "
-                                     "WHERE aggregate_id = ANY(:s) ORDER BY created_at, seq"),
-                                {"s": [s["id"] for s in sessions]}).all()
-        ids = [str(r.id) for r in rows]
-        assert sum(r.event_type == "answer_scored" for r in rows) == 3 * 30 * 2
-        wait_published(engine, ids, config.relay_mode)
+        burst.play(app, api, workers=24)
+        rows = burst.events(engine)
+        wait_published(engine, [str(r.id) for r in rows], config.relay_mode)
     finally:
         running.stop()
-
-    found = by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic))
-    for row in rows:
-        copies = found[str(row.id)]
-        assert len(copies) == 1, f"{row.id} published {len(copies)} times"
-        message = copies[0]
-        envelope = EVENTS.decode(message.value)
-        assert message.key == row.aggregate_id.encode() and envelope.aggregate_id == row.aggregate_id
-        assert message.headers["event_type"].decode() == envelope.event_type == row.event_type
-        assert str(envelope.event_id) == str(row.id)
-    for s in sessions:
-        in_db = [r for r in rows if str(r.aggregate_id) == s["id"]]
-        on_topic = sorted((found[str(r.id)][0] for r in in_db), key=lambda m: m.offset)
-        assert len({m.partition for m in on_topic}) == 1
-        published = [m.event_id for m in on_topic]
-        # Events whose transactions conflict (join, open, close) keep exactly their commit order, and every
-        # answer lands between the opening and the closing of its question.
-        assert [e for e in published if e in _barriers(in_db)] == [str(r.id) for r in in_db if _is_barrier(r)]
-        assert _segments(published, in_db) == _segments([str(r.id) for r in in_db], in_db)
-
-
-def _is_barrier(row) -> bool:
-    return row.event_type != "answer_scored"
-
-
-def _barriers(rows) -> set[str]:
-    return {str(r.id) for r in rows if _is_barrier(r)}
-
-
-def _segments(order: list[str], rows) -> list[tuple[str, frozenset[str]]]:
-    """Each barrier event with the set of answers published after it and before the next barrier."""
-    barriers = _barriers(rows)
-    segments: list[tuple[str, set[str]]] = []
-    for event_id in order:
-        if event_id in barriers:
-            segments.append((event_id, set()))
-        else:
-            segments[-1][1].add(event_id)
-    return [(b, frozenset(a)) for b, a in segments]
+    burst.check_published(rows, by_event_id(read_topic(config.kafka_bootstrap_servers, config.kafka_topic)))
 
 
 @BOTH_MODES
