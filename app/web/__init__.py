@@ -91,4 +91,4 @@ def start_background_work(app: Flask) -> threading.Event:
 
     configure_tracing(app.config["LIVEQUIZ"], "web")  # after the fork: the exporter's thread is the worker's
     runtime = app.extensions[RUNTIME]
-    return start_timers(runtime.db_sessions, runtime.engine, app.config["LIVEQUIZ"])
+    return start_timers(runtime.db_sessions, runtime.engine, runtime.redis, app.config["LIVEQUIZ"])
