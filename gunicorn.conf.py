@@ -110,9 +110,6 @@ def post_fork(server, worker) -> None:
 
     from app.web.api.errors import write_server_error
     util.write_error = write_server_error
-    # A small response's head and body in one send (two system calls before).
-    from app.web import one_send
-    one_send.install()
 
 
 def post_worker_init(worker) -> None:

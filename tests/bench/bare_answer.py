@@ -1,8 +1,7 @@
 """The floor the answer route is held to (benchmark 14): a bare Flask app whose one route records an
 answer with the same SQL and the same group commit (`AnswerBatcher`), and nothing else: no token (the
 bearer is the user's id), no rate limit, no schema, no request log, no headers. Served by gunicorn
-with the web's worker class and worker count, and its writes (a response's head and body in one send,
-app/web/one_send.py), on a port of its own:
+with the web's worker class and worker count, on a port of its own:
 
     python -m gunicorn -c empty.conf.py -k gevent -w 2 -b 127.0.0.1:PORT \
         'tests.bench.bare_answer:create_bare_app()'
@@ -18,13 +17,11 @@ from app.core.config import load_config
 from app.core.db import get_engine
 from app.core.errors import ServiceError
 from app.quiz.service.answers import AnswerBatcher, AnswerRequest
-from app.web import one_send
 
 PATH = "/bare/sessions/<session_id>/answers"
 
 
 def create_bare_app() -> Flask:
-    one_send.install()  # as the web's gunicorn.conf.py does in each worker
     config = load_config()
     batcher = AnswerBatcher(get_engine(config.database_url, pool_size=config.web_db_pool),
                             max_batch=config.answer_batch_max)
