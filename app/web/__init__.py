@@ -7,8 +7,21 @@ import threading
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 
 from app.core.config import Config, load_config
+
+
+class NoCookieSession(SessionInterface):
+    """Every client of the service carries a token (or an API key), never a cookie: no request opens
+    Flask's signed cookie session, which would build its serializer for every request. `flask.session` is
+    the null session, which refuses writes."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses make_null_session
+
+    def save_session(self, app, session, response) -> None:
+        return None
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -17,7 +30,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         config = load_config(**(config or {}))
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config["LIVEQUIZ"] = config
-    app.config["SECRET_KEY"] = config.secret_key
+    app.session_interface = NoCookieSession()
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     # Client messages are tiny (a bigger one gets an `error`, rooms/socket.py); frames above
@@ -78,4 +91,4 @@ def start_background_work(app: Flask) -> threading.Event:
 
     configure_tracing(app.config["LIVEQUIZ"], "web")  # after the fork: the exporter's thread is the worker's
     runtime = app.extensions[RUNTIME]
-    return start_timers(runtime.db_sessions, runtime.engine, app.config["LIVEQUIZ"])
+    return start_timers(runtime.db_sessions, runtime.engine, runtime.redis, app.config["LIVEQUIZ"])

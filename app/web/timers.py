@@ -2,7 +2,8 @@
 or once every player has answered; board periods close at their boundary even when nobody writes; old
 submission ids are forgotten, and ended games deleted, after their retention; the outbox gauges of the
 web's metrics are refreshed. Row locks make each close happen exactly once, however many processes run
-this at the same time."""
+this at the same time; and one web worker of a deployment (of those that share its database and Redis)
+does the looking in each interval (`take_tick`), not every worker of every web process."""
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,11 @@ import threading
 import time
 from typing import NamedTuple
 
-from sqlalchemy import Engine, text
+from redis.exceptions import RedisError
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.core import redis_keys
 from app.core.config import Config
 from app.core.db import PURGE_BATCH
 from app.core.logs import RateLimitedLog
@@ -29,6 +32,21 @@ PURGE_EVERY_S = 60.0
 # about a second of deletes on the 2-core test machine.
 PURGE_BUDGET_S = 2.0
 OUTBOX_GAUGES_EVERY_S = 15.0  # a common scrape interval: one count of the backlog per worker, whoever scrapes
+
+
+def tick_key(config: Config) -> str:
+    """The key of the timers' interval of the deployment using `config`'s database."""
+    return redis_keys.key(f"timers-tick:{make_url(config.database_url).database}")
+
+
+def take_tick(redis, key: str, interval_s: float) -> bool:
+    """Whether this worker runs the timers' work this interval: the first worker to ask in an interval
+    does (a key set only when absent, expiring after the interval), the others skip it. When Redis
+    cannot say, the worker runs it: two workers looking at once close a question once all the same."""
+    try:
+        return bool(redis.set(key, 1, nx=True, px=max(1, round(interval_s * 1000))))
+    except RedisError:
+        return True
 
 
 class Purged(NamedTuple):
@@ -55,23 +73,26 @@ def forget_old_submissions(engine: Engine, retention_hours: float,
             return Purged(deleted, False)
 
 
-def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.Event) -> None:
+def run_timers(db_sessions, engine: Engine, redis, config: Config, stopping: threading.Event) -> None:
     errors = RateLimitedLog(log)
     next_purge = next_gauges = 0.0
-    while not stopping.wait(config.auto_close_interval_s):
+    key, interval_s = tick_key(config), config.auto_close_interval_s
+    while not stopping.wait(interval_s):
         db = db_sessions()
         try:
+            if time.monotonic() >= next_gauges:  # this worker's own gauges
+                next_gauges = time.monotonic() + OUTBOX_GAUGES_EVERY_S
+                lag_s, unpublished = outbox_lag(engine, config.relay_mode)
+                OUTBOX_LAG.set(lag_s)
+                OUTBOX_UNPUBLISHED.set(unpublished)
+            if not take_tick(redis, key, interval_s):
+                continue
             closed = close_due_questions(db)
             if closed:
                 log.info("closed %d due question(s)", closed, extra={"count": closed})
             periods = close_due_periods(engine, final_top=config.leaderboard_final_top)
             if periods:
                 log.info("closed %d ended board period(s)", periods, extra={"count": periods})
-            if time.monotonic() >= next_gauges:
-                next_gauges = time.monotonic() + OUTBOX_GAUGES_EVERY_S
-                lag_s, unpublished = outbox_lag(engine, config.relay_mode)
-                OUTBOX_LAG.set(lag_s)
-                OUTBOX_UNPUBLISHED.set(unpublished)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_EVERY_S
                 if not forget_old_submissions(engine, config.score_submission_retention_hours).done:
@@ -87,9 +108,9 @@ def run_timers(db_sessions, engine: Engine, config: Config, stopping: threading.
             db.close()
 
 
-def start_timers(db_sessions, engine: Engine, config: Config) -> threading.Event:
+def start_timers(db_sessions, engine: Engine, redis, config: Config) -> threading.Event:
     """Start the timers on a thread of their own; setting the returned event stops them."""
     stopping = threading.Event()
-    threading.Thread(target=run_timers, args=(db_sessions, engine, config, stopping), name="timers",
+    threading.Thread(target=run_timers, args=(db_sessions, engine, redis, config, stopping), name="timers",
                      daemon=True).start()
     return stopping
