@@ -55,14 +55,12 @@ test-cluster:
 
 # The relay's contract against Debezium (RELAY_MODE=debezium): Kafka Connect with the outbox connector as
 # the relay, on the stack's PostgreSQL and Kafka (tests/debezium; make test runs one smoke test of it).
-# Then a quiz's and a leaderboard's whole way end to end with Connect as the stack's relay: a run of its
+# Then the whole end-to-end suite, browser tests included, with Connect as the stack's relay: a run of its
 # own (its stack's connector reads the slot tests/debezium's worker reads), on a database of its own.
-DEBEZIUM_E2E := tests/e2e/test_live_boards.py tests/e2e/test_leaderboard_walkthrough.py \
-	tests/e2e/test_leaderboard_service.py tests/e2e/test_rooms.py
 test-debezium:
 	$(DEPS) && $(STACK) services && $(PY) -m pytest tests/unit/test_debezium_connector.py \
 		tests/integration/relay/test_relay_debezium.py tests/debezium $(PYTEST_ARGS)
-	RELAY_MODE=debezium TEST_DATABASE=$${TEST_DATABASE:-quiz_test}_e2e_debezium $(PY) -m pytest $(DEBEZIUM_E2E)
+	RELAY_MODE=debezium TEST_DATABASE=$${TEST_DATABASE:-quiz_test}_e2e_debezium $(PY) -m pytest tests/e2e
 
 # The fast loop: pure tests, no services.
 test-unit:

@@ -86,8 +86,11 @@ PANELS = {
     "outbox": Panel("Outbox: age of the oldest unpublished event", "s", (
         Query("max(outbox_lag_seconds) or max(relay_outbox_lag_seconds)", "oldest unpublished"),
     )),
+    # RELAY_MODE=debezium: Kafka Connect relays, and its worker's exporter counts the outbox rows Debezium
+    # read from its slot (job `connect`); the relay process then publishes nothing.
     "relay": Panel("Relay: events published", "per s", (
         Query("sum by (instance) (rate(relay_events_published_total[{w}]))", "{instance}"),
+        Query("sum by (instance) (rate(debezium_streaming_events_seen_total[{w}]))", "Debezium {instance}"),
     )),
     "consumer_lag": Panel("Consumer lag per group", "messages", (
         Query("job:consumer_lag_messages:sum", "{job}"),  # the alert rules' own recording rule

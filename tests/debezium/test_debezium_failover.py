@@ -4,13 +4,16 @@ standby), and the connector's stored position is gone. The connector (snapshot.m
 its slot again and snapshots the outbox from the replicated fence on, which the relay process
 (DebeziumHousekeeper) keeps until the snapshot ran: what committed in between is published, what was
 delivered before the fence is not published again, and the snapshot's rows are counted. Here the failover
-is played by dropping the slot while no connector reads it."""
+is played by dropping the slot while no connector reads it; the leader going away, by ending Debezium's
+replication connection."""
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import text
 
 from app.core.outbox import engine_slot_name
-from outbox_relay.debezium import DebeziumHousekeeper
+from outbox_relay.debezium import RESTART_WAIT_MS, DebeziumHousekeeper
 from outbox_relay.process import build_relay
 from tests.debezium.test_debezium_relay import insert_one, on_topic
 from tests.debezium_connect import slot_active
@@ -18,6 +21,7 @@ from tests.helpers import wait_until
 from tests.integration.worker_support import fresh_topics
 
 REPUBLISH_FROM = text("SELECT republish_from FROM outbox_capture WHERE slot_name = :s")
+RESTART_LINE = re.compile(r"Going to restart connector after (\d+) sec")
 
 
 def _housekeeper(config) -> DebeziumHousekeeper:
@@ -104,3 +108,27 @@ def test_a_slot_debezium_made_again_before_the_relay_process_looked_is_known_by_
     assert _kept_fence(engine) is None
     assert all(len(found[e]) == 1 for e in before) and all(found[e] for e in gap)
     assert housekeeper.stats.failover_republished_total >= len(gap)
+
+
+def test_a_lost_replication_connection_is_made_again_after_the_stacks_restart_wait(
+        debezium_connect, engine, kafka_topics):
+    """A leader going away ends Debezium's replication connection: a retriable error, after which the task
+    starts again on its own once RESTART_WAIT_MS passed (Debezium's default, 10 s, added that much to a
+    failover's time to streaming), and what was written meanwhile is published."""
+    config = debezium_connect.start(fresh_topics(kafka_topics), engine)
+    try:
+        on_topic(config, [insert_one(engine)])
+        logged = len(debezium_connect.log())
+        with engine.begin() as conn:
+            ended = conn.execute(text("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                                      "WHERE slot_name = :s AND active"),
+                                 {"s": engine_slot_name(engine, "debezium")}).scalar()
+        assert ended
+        restart = wait_until(lambda: RESTART_LINE.search(debezium_connect.log()[logged:]),
+                             "Debezium's task did not go to restart after its connection ended")
+        after = [insert_one(engine) for _ in range(5)]
+        found = on_topic(config, after)
+    finally:
+        debezium_connect.stop(config, engine)
+    assert int(restart.group(1)) == RESTART_WAIT_MS // 1000
+    assert all(found[e] for e in after)

@@ -4,7 +4,8 @@ The live stack runs its relay and worker without metrics ports; this module swap
 same commands with RELAY_METRICS_PORT and WORKER_METRICS_PORT set (one relay and one worker at a
 time: the relay elects a leader, and the worker's group splits partitions) and leaves them
 running for the rest of the session, so the stack behaves as before. The web serves its metrics on
-a port of its own (WEB_METRICS_PORT, from the gunicorn master), never on the public one.
+a port of its own (WEB_METRICS_PORT, from the gunicorn master), never on the public one. With
+RELAY_MODE=debezium Kafka Connect publishes the round's events, and its JMX exporter counts them.
 """
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def metered_stack(live_stack):
         wait_until(lambda name=name, url=url: live_stack.processes[name].poll() is None and answers_http(url),
                    f"the {name} did not serve {url}")
     urls["web"] = live_stack.metrics_url("web")
+    for name, own in live_stack.connect.items():  # RELAY_MODE=debezium: Connect's JMX exporter
+        urls[name] = f"http://127.0.0.1:{own.connect_metrics_port}/metrics"
     return live_stack, urls
 
 
@@ -122,10 +125,18 @@ def test_metrics_endpoints_parse_and_move_with_traffic(metered_stack):
         now = scrape(urls[name])
         return now if count(now) - count(since) >= at_least else None
 
-    relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"),
-                                     events, before["relay"]),
-                       "the relay did not report the round's events published")
-    assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
+    if stack.connect:
+        # RELAY_MODE=debezium: Kafka Connect publishes, and counts the outbox rows Debezium read from its
+        # slot; the relay process publishes nothing (it keeps the partitions and measures the backlog).
+        wait_until(lambda: moved("connect", lambda m: total(m, "debezium_streaming_events_seen_total"),
+                                 events, before["connect"]),
+                   "Kafka Connect did not report the round's events read")
+        relay = scrape(urls["relay"])
+    else:
+        relay = wait_until(lambda: moved("relay", lambda m: total(m, "relay_events_published_total"),
+                                         events, before["relay"]),
+                           "the relay did not report the round's events published")
+        assert total(relay, "relay_batch_size_count") > total(before["relay"], "relay_batch_size_count")
     assert "relay_outbox_lag_seconds" in relay and "relay_unpublished_events" in relay
     # Each event is handled once: applied, or a duplicate of what a board rebuilt from PostgreSQL
     # already held (whichever path built the session's board first).

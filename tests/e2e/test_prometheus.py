@@ -1,7 +1,8 @@
 """The stack's Prometheus, as `make up` and the cluster run it (scripts/stack/monitoring.py), on the live
-stack: it scrapes every process (each web's gunicorn master, each relay, worker and ingest) and both
-exporters (every Redis node, PostgreSQL) and finds each one up, with the alert rules loaded; and the
-operators' dashboard at /ops shows what the system really did, in Chromium (a screenshot lands in
+stack: it scrapes every process (each web's gunicorn master, each relay, worker and ingest, and with
+RELAY_MODE=debezium each Kafka Connect worker's exporter) and both exporters (every Redis node,
+PostgreSQL) and finds each one up, with the alert rules loaded; and the operators' dashboard at /ops shows
+what the system really did, in Chromium (a screenshot lands in
 tests/artifacts/browser/ops-dashboard.png, git-ignored). `make up`'s own start of them (scripts/stack/
 single.py) runs here too, in a directory and on ports of its own, never on the shared stack's.
 
@@ -24,6 +25,7 @@ from playwright.sync_api import Browser, expect
 from scripts.stack import single as single_module
 from scripts.stack.monitoring import (
     APP_JOBS,
+    CONNECT_JOB,
     MONITORING,
     monitoring_programs,
     prometheus_ready,
@@ -80,6 +82,8 @@ def watched(live_stack):
         if env.get(setting, "0") == "0":
             live_stack.restart(name, **{setting: str(free_port())})
         ports[name] = {int(live_stack.envs[name][setting]): setting}
+    for name, own in live_stack.connect.items():  # RELAY_MODE=debezium: each Connect worker's exporter
+        ports[name] = {own.connect_metrics_port: "CONNECT_METRICS_PORT"}
     nodes = redis_nodes(config)
     programs = monitoring_programs(live_stack.logs, MANUAL, ports, interval_s=1, redis_nodes=nodes,
                                    database_url=config.database_url)
@@ -89,6 +93,8 @@ def watched(live_stack):
             supervisor.start(program.name, wait=False)
         prometheus_ready(supervisor, next(iter(ports["prometheus"])))
         expected = {job: sum(kind_of(name) == job for name in live_stack.envs) for job in APP_JOBS}
+        if live_stack.connect:
+            expected[CONNECT_JOB] = len(live_stack.connect)
         expected |= {"redis": len(nodes), "postgres": 1}
         yield Watched(live_stack, prometheus, expected, ports)
     finally:
@@ -233,6 +239,10 @@ def test_make_up_starts_this_prometheus_and_make_ps_lists_it(watched, tmp_path, 
     for kind in ("relay", "worker", "ingest"):
         setting = f"{kind.upper()}_METRICS_PORT"
         settings[setting] = envs[kind][setting]
+    if watched.stack.connect:  # RELAY_MODE=debezium: `make up` scrapes its Connect worker's exporter too
+        connect = watched.stack.connect["connect"]
+        settings |= {"CONNECT_PORT": str(connect.connect_port),
+                     "CONNECT_METRICS_PORT": str(connect.connect_metrics_port)}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     single = single_module.Single()

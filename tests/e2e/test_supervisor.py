@@ -51,6 +51,10 @@ def supervised(kafka_topics, redis_client, tmp_path_factory):
         score_dlq_topic=f"{own}.scores.dlq",
         score_consumer_group=f"{own}.score-ingest",
         change_topic=f"{own}.changes",
+        # Our relay's, whatever RELAY_MODE the run has: under RELAY_MODE=debezium the relay process
+        # publishes nothing (Kafka Connect does, an engine of `make up`, not one of the four app processes
+        # this supervisor restarts), so nothing would show it back at work after its restart.
+        relay_mode="wal" if kafka_topics.relay_mode == "debezium" else kafka_topics.relay_mode,
     )
     recreate_database(config.database_url)  # its relay leads on a database of its own
     command.upgrade(alembic_config(config.database_url), "head")
