@@ -13,20 +13,25 @@ PURGE_BATCH = 5000
 
 
 @lru_cache(maxsize=8)
-def get_engine(database_url: str, pool_size: int = 20) -> Engine:
+def get_engine(database_url: str, pool_size: int = 20, prepared: bool = True) -> Engine:
     """One engine per URL and process; pooled connections are reused across requests.
 
     No ping before each checkout (a round trip per request): a connection found broken is discarded
     with the whole pool, and the next checkout opens a fresh one. SQL parameters never appear in
-    error messages (they hold what users typed), so no log line can carry them.
+    error messages (they hold what users typed), so no log line can carry them. Without `prepared`
+    (DATABASE_PREPARED_STATEMENTS off) psycopg never prepares a statement on the server: a pooler in
+    transaction mode may run the next transaction on a connection that does not have it.
     """
+    connect_args: dict = {"connect_timeout": 5}
+    if not prepared:
+        connect_args["prepare_threshold"] = None
     engine = create_engine(
         database_url,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args,
     )
     event.listen(engine, "do_connect", _name_connection)
     return engine

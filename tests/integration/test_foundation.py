@@ -76,6 +76,24 @@ def test_each_connection_names_its_process_as_pg_stat_activity_shows_it(engine):
     assert named == application_name(os.getpid()) == f"livequiz pid {os.getpid()}"
 
 
+@pytest.mark.parametrize("prepared", [True, False])
+def test_prepared_statements_stay_off_the_server_when_the_setting_says_a_pooler_is_in_between(
+        config, database, prepared):
+    """A pooler in transaction mode (pgbouncer before 1.21) may run the next transaction on another server
+    connection, where psycopg's prepared statement does not exist: DATABASE_PREPARED_STATEMENTS off."""
+    from app.web.runtime import Runtime
+
+    runtime = Runtime(config.replace(database_prepared_statements=prepared))
+    try:
+        with runtime.engine.connect() as connection:
+            for _ in range(6):  # psycopg prepares a statement run 5 times on one connection
+                connection.execute(text("SELECT count(*) FROM events WHERE seq > :n"), {"n": 0})
+            kept = connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+    finally:
+        runtime.engine.dispose()
+    assert (kept > 0) == prepared, kept
+
+
 def test_unpublished_events_have_a_partial_index(engine):
     with engine.connect() as connection:
         definition = connection.execute(text(
