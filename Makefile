@@ -72,7 +72,8 @@ bench:
 		-o python_files='bench_*.py' -o python_functions='bench_*'
 
 # POST /answers and POST /scores on the running cluster with and without synchronous_mode, in one run;
-# see tests/bench/cluster_writes.py.
+# BENCH_CLUSTER_COMPARE=pgbouncer: the webs straight to pg-lb against through a pgbouncer; see
+# tests/bench/cluster_writes.py.
 bench-cluster:
 	$(STACK) cluster bench
 

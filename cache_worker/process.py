@@ -48,7 +48,8 @@ def build_worker(config: Config, *, redis_client=None, engine=None, group_id: st
     """The real consumer, producer, Redis and PostgreSQL clients from `config`, wired into a CacheWorker;
     tests pass their own Redis client or engine, a consumer group or worker options."""
     redis_client = redis_client or make_redis(config)
-    engine = engine or get_engine(config.database_url, pool_size=2)
+    engine = engine or get_engine(config.database_url, pool_size=2,
+                                   prepared=config.database_prepared_statements)
     worker = CacheWorker(
         config, make_consumer(config, group_id=group_id), make_producer(config), redis_client,
         projections(config, redis_client, engine),

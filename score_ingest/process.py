@@ -30,9 +30,10 @@ def build_ingest(config: Config, *, engine=None, group_id: str | None = None, **
     """The real consumer, producer and PostgreSQL clients from `config`, wired into a ScoreIngest."""
     if os.environ.get(TEST_EXIT_ENV) == "1":
         options.setdefault("after_commit", _exit_after_commit)
+    engine = engine or get_engine(config.database_url, pool_size=2,
+                                   prepared=config.database_prepared_statements)
     ingest = ScoreIngest(config, make_consumer(config, group_id=group_id or config.score_consumer_group),
-                         make_producer(config), engine or get_engine(config.database_url, pool_size=2),
-                         **options)
+                         make_producer(config), engine, **options)
     ingest.subscribe()
     return ingest
 

@@ -114,6 +114,10 @@ class Config:
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
     web_db_pool: int = _setting("WEB_DB_POOL", 20, _int,
                                 "PostgreSQL connections per web worker (and as many overflow)")
+    database_prepared_statements: bool = _setting(
+        "DATABASE_PREPARED_STATEMENTS", True, _bool,
+        "prepare a statement on its connection once it has run 5 times; off when DATABASE_URL names a pooler "
+        "in transaction mode (pgbouncer before 1.21), whose next transaction may run on another connection")
     web_redis_pool: int = _setting("WEB_REDIS_POOL", 64, _int, "Redis connections per web worker")
     postgres_port: int = _setting("POSTGRES_PORT", 5433, _int, "port of the PostgreSQL that `make up` starts")
     redis_port: int = _setting("REDIS_PORT", 6380, _int, "port of the Redis that `make up` starts")

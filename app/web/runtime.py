@@ -40,7 +40,8 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return get_engine(self.config.database_url, pool_size=self.config.web_db_pool)
+        return get_engine(self.config.database_url, pool_size=self.config.web_db_pool,
+                          prepared=self.config.database_prepared_statements)
 
     @cached_property
     def db_sessions(self) -> sessionmaker[Session]:

@@ -3,6 +3,11 @@ first). POST /answers and POST /scores, each for BENCH_CLUSTER_SECONDS (default 
 `synchronous_mode` on (a commit waits for the synchronous standby), then off (the leader commits alone),
 then on again, in one run on the same stack, so the machine's other load weighs on each phase alike.
 
+BENCH_CLUSTER_COMPARE=pgbouncer compares instead the webs' way to the leader, synchronous_mode on: pg-lb
+straight, then a pgbouncer of the bench's own in transaction mode in front of pg-lb
+(tests/bench/pgbouncer.py; the webs then prepare no statement on the server), then pg-lb again. The
+webs are started again for each phase; the relays and workers stay on pg-lb.
+
 The stack is the bench's own, on the cluster's engines (as `make chaos-cluster` runs it,
 tests/chaos/cluster.py): two webs behind an HAProxy of its own, two relays and two workers, database
 `quiz_bench_cluster`, topics `test.bench-<run>.*` (deleted at the end), Redis keys of its prefix, limits
@@ -25,16 +30,19 @@ import psycopg
 from app.core.config import load_config
 from app.core.redis_client import make_redis
 from scripts.stack.patroni import PG_NODES, node_host, patch_dynamic
+from tests.bench.pgbouncer import pgbouncer, wait_answers
 from tests.bench.support import env_int, tmpdir
 from tests.chaos.cluster import ClusterStack
 from tests.chaos.infra import fresh_database
 from tests.chaos.settings import chaos_config
 from tests.cluster.engines import from_environment
 from tests.helpers import Api, HttpClient, drop_prefix_keys, drop_run_topics, sample_questions, wait_until
+from tests.live_stack import reaches_both
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = env_int("BENCH_CLUSTER_SECONDS", 45)
 CLIENTS = env_int("BENCH_CLUSTER_CLIENTS", 16)
+COMPARE = os.environ.get("BENCH_CLUSTER_COMPARE", "synchronous")
 PLAYERS = 64
 QUESTIONS = 100  # a quiz's most
 
@@ -45,12 +53,13 @@ class Phase:
     synchronous: bool
     latencies_ms: list[float]
     busy_s: float
+    via: str = "pg-lb"
 
     def row(self) -> str:
         lat = sorted(self.latencies_ms)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         mode = "on" if self.synchronous else "off"
-        return (f"| {self.what:<13} | {mode:<16} | {len(lat) / self.busy_s:7.1f}/s "
+        return (f"| {self.what:<13} | {mode:<16} | {self.via:<9} | {len(lat) / self.busy_s:7.1f}/s "
                 f"| {statistics.median(lat):7.1f} ms | {p99:7.1f} ms | {len(lat):6d} |")
 
 
@@ -143,7 +152,17 @@ def scores_phase(base_url: str, pool: ThreadPoolExecutor, synchronous: bool) -> 
     return Phase("POST /scores", synchronous, latencies, time.perf_counter() - t0)
 
 
+def webs_via(stack: ClusterStack, env: dict[str, str]) -> None:
+    """Both webs started again with `env` on top (their way to PostgreSQL), then answering through the
+    balancer."""
+    for name in stack.web_ports:
+        stack.start(name, **env)
+    reaches_both(stack.base_url, set(stack.web_ports))
+
+
 def main() -> int:
+    if COMPARE not in ("synchronous", "pgbouncer"):
+        raise SystemExit(f"BENCH_CLUSTER_COMPARE is synchronous or pgbouncer, not {COMPARE!r}")
     os.chdir(ROOT)
     run = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     config = config_of(run)
@@ -154,16 +173,33 @@ def main() -> int:
     ensure_topics(config)
     stack = ClusterStack(config, tmpdir("livequiz-bench-cluster-"))
     phases: list[Phase] = []
+
+    def measure(synchronous: bool, via: str) -> None:
+        for phase in (answers_phase, scores_phase):
+            phases.append(phase(stack.base_url, pool, synchronous))
+            phases[-1].via = via
+            print(phases[-1].row(), flush=True)
+
     try:
         for name in ("web-1", "web-2", "relay-1", "relay-2", "worker-1", "worker-2"):
             stack.start(name)
         stack.start_balancer()
         with ThreadPoolExecutor(CLIENTS) as pool:
-            for synchronous in (True, False, True):
-                set_synchronous(conninfo, synchronous)
-                for phase in (answers_phase, scores_phase):
-                    phases.append(phase(stack.base_url, pool, synchronous))
-                    print(phases[-1].row(), flush=True)
+            if COMPARE == "synchronous":
+                for synchronous in (True, False, True):
+                    set_synchronous(conninfo, synchronous)
+                    measure(synchronous, "pg-lb")
+            else:
+                set_synchronous(conninfo, True)
+                program, pooled_url = pgbouncer(config.database_url)
+                stack.apps.supervisor.define(program)
+                stack.apps.supervisor.start(program.name)
+                wait_answers(pooled_url)
+                direct = {"DATABASE_URL": config.database_url, "DATABASE_PREPARED_STATEMENTS": "1"}
+                pooled = {"DATABASE_URL": pooled_url, "DATABASE_PREPARED_STATEMENTS": "0"}
+                for via, env in (("pg-lb", direct), ("pgbouncer", pooled), ("pg-lb", direct)):
+                    webs_via(stack, env)
+                    measure(True, via)
     finally:
         set_synchronous(conninfo, True)
         stack.stop_all()
@@ -171,8 +207,8 @@ def main() -> int:
         drop_prefix_keys(make_redis(config))
     print(f"\nPOST /answers and POST /scores on the cluster, {CLIENTS} in flight, {SECONDS} s a phase, "
           f"{os.cpu_count()} cores shared:")
-    print("| request       | synchronous_mode | rate      | p50        | p99        | count  |")
-    print("|---------------|------------------|-----------|------------|------------|--------|")
+    print("| request       | synchronous_mode | webs via  | rate      | p50        | p99        | count  |")
+    print("|---------------|------------------|-----------|-----------|------------|------------|--------|")
     for phase in phases:
         print(phase.row())
     return 0

@@ -59,8 +59,10 @@ class ClusterStack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, name: str) -> None:
-        env = {"WEB_PORT": str(self.web_ports[name]), "WEB_WORKERS": "2"} if name in self.web_ports else {}
+    def start(self, name: str, **env: str) -> None:
+        """Start `name` with `env` on top of the stack's (one running with another is started again)."""
+        if name in self.web_ports:
+            env = {"WEB_PORT": str(self.web_ports[name]), "WEB_WORKERS": "2", **env}
         self.apps.start(name, env)
 
     def start_balancer(self) -> None:

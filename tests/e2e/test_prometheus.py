@@ -71,11 +71,12 @@ def watched(live_stack):
     config, supervisor = live_stack.config, live_stack.stack.supervisor
     ports = {name: {free_port(): name} for name in MONITORING}  # component -> {port: setting}, as a stack's
     prometheus = f"http://127.0.0.1:{next(iter(ports['prometheus']))}"
+    webs = [name for name in live_stack.envs if kind_of(name) == "web"]
+    live_stack.restart_together(webs, OPS_PASSWORD=PASSWORD, PROMETHEUS_URL=prometheus,
+                                PROMETHEUS_SCRAPE_INTERVAL_S="1")
     for name, env in live_stack.envs.items():
         kind = kind_of(name)
         if kind == "web":
-            live_stack.restart(name, OPS_PASSWORD=PASSWORD, PROMETHEUS_URL=prometheus,
-                               PROMETHEUS_SCRAPE_INTERVAL_S="1")
             ports[name] = {int(env["WEB_METRICS_PORT"]): "WEB_METRICS_PORT"}
             continue
         setting = f"{kind.upper()}_METRICS_PORT"

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import create_app
-from app.core.db import application_name
+from app.core.db import application_name, get_engine
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port
@@ -74,6 +74,47 @@ def test_each_connection_names_its_process_as_pg_stat_activity_shows_it(engine):
         named = connection.execute(text(
             "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")).scalar()
     assert named == application_name(os.getpid()) == f"livequiz pid {os.getpid()}"
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_prepared_statements_stay_off_the_server_when_the_setting_says_a_pooler_is_in_between(
+        config, database, prepared):
+    """A pooler in transaction mode (pgbouncer before 1.21) may run the next transaction on another server
+    connection, where psycopg's prepared statement does not exist: DATABASE_PREPARED_STATEMENTS off."""
+    from app.web.runtime import Runtime
+
+    runtime = Runtime(config.replace(database_prepared_statements=prepared))
+    try:
+        with runtime.engine.connect() as connection:
+            for _ in range(6):  # psycopg prepares a statement run 5 times on one connection
+                connection.execute(text("SELECT count(*) FROM events WHERE seq > :n"), {"n": 0})
+            kept = connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+    finally:
+        runtime.engine.dispose()
+    assert (kept > 0) == prepared, kept
+
+
+def test_a_standby_refusing_a_write_is_a_lost_connection_and_the_next_one_writes(config, database):
+    """Behind the cluster's pg-lb a connection can reach a node that is not the primary (a new leader whose
+    Patroni holds the leader key before its promotion ended): the web answers 503, never 500, and the pool
+    does not keep the connection. The standby's refusal is played by a read-only session."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.web.failures import STORE_UNAVAILABLE
+
+    engine = get_engine(database, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+            connection.commit()
+            with pytest.raises(OperationalError) as refused:
+                connection.execute(text("SELECT 1 FROM quiz_sessions FOR UPDATE"))
+        assert refused.value.orig.sqlstate == "25006" and refused.value.connection_invalidated
+        assert isinstance(refused.value, STORE_UNAVAILABLE)  # the web's 503 `unavailable`
+        with engine.begin() as connection:  # a new connection, not the refused one: it writes
+            connection.execute(text("SELECT 1 FROM quiz_sessions FOR UPDATE"))
+    finally:
+        engine.dispose()
 
 
 def test_unpublished_events_have_a_partial_index(engine):
