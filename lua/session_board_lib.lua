@@ -55,16 +55,21 @@ end
 -- and begin their ARGV with event_id, natural_key (built by app/quiz/board/apply.py).
 local APPLY_KEYS = 8
 
--- `results` holds the answers to the last question opened, so the room can tell each player how the
--- close went without asking PostgreSQL: participant -> "choice:correct(0|1):points:streak" (the values
--- PostgreSQL recorded, from answer_scored), '_question' and '_points' (set when it opened), and
--- '_closed' (set by its close). It is complete, so a player missing from it did not answer, only
--- when '_closed' names the question: its open and its close were both applied to this key, and
--- nothing since invalidated it (a removal while it was open, a rebuild). Otherwise readers ask
--- PostgreSQL. One question's worth per session: its open clears the last one.
+-- `results` holds the answers to the question opened last, and keeps those of the question closed before
+-- it until the next close, so the room tells each player how a close went without asking PostgreSQL,
+-- also when the host's Next opened the next question before the room read the close (the close and the
+-- open are one transaction). Fields: participant -> "<question_id>|choice:correct(0|1):points:streak"
+-- (the values PostgreSQL recorded, from answer_scored, tagged with their question); '_question' and
+-- '_points' (the question opened last, set when it opened); '_done' and '_done_points' (the question
+-- closed last, set by its close when its open was applied to this key and nothing since invalidated it:
+-- a removal while it was open, a rebuild); '_after' (the question opened since '_done' closed). For the
+-- question '_done' names, a player whose field is tagged with it answered it; one with no field, or one
+-- tagged with an older question, did not; one tagged with '_after' answered the next question before
+-- the room read this close, and readers ask PostgreSQL, as for any other question.
 local function record_result(results, question_id, participant, choice, correct, points, streak)
   if redis.call('HGET', results, '_question') == question_id then
-    redis.call('HSET', results, participant, choice .. ':' .. correct .. ':' .. points .. ':' .. streak)
+    redis.call('HSET', results, participant,
+      question_id .. '|' .. choice .. ':' .. correct .. ':' .. points .. ':' .. streak)
   end
 end
 
@@ -256,9 +261,16 @@ function APPLY.apply_question_opened(keys, argv)
 
   redis.call('SADD', applied, event_id, natural_key)
   redis.call('HSET', meta, 'open_question', question_id)
-  redis.call('DEL', results)
+  -- The last close's answers stay readable until the next close; without a complete last close, the
+  -- answers kept are of no use.
+  if redis.call('HEXISTS', results, '_done') == 1 then
+    redis.call('HSET', results, '_after', question_id)
+    redis.call('HDEL', results, '_question', '_points')
+  else
+    redis.call('DEL', results)
+  end
   -- The question's points (a close tells a player who did not answer whether their streak broke); a
-  -- question whose data does not say leaves `results` unused (closes ask PostgreSQL), never failing here.
+  -- question whose data does not say is not tracked (its close asks PostgreSQL), never failing here.
   local decoded, question = pcall(cjson.decode, data)
   local points = decoded and type(question) == 'table' and tonumber(question.points)
   if points and points == math.floor(points) then
@@ -286,7 +298,10 @@ function APPLY.apply_question_closed(keys, argv)
     release_answers(lb, pending, meta_epoch(meta))
     redis.call('HDEL', meta, 'open_question')
     if redis.call('HGET', results, '_question') == question_id then
-      redis.call('HSET', results, '_closed', question_id)
+      redis.call('HSET', results, '_done', question_id, '_done_points', redis.call('HGET', results, '_points'))
+      redis.call('HDEL', results, '_after')
+    else  -- not tracked whole: nothing kept is of use to a close from now on
+      redis.call('DEL', results)
     end
   end
   local version = redis.call('HINCRBY', meta, 'version', 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 
 import requests
 
@@ -58,8 +59,13 @@ async def _changer(pool: HttpPool, room, first: int, count: int, gap_s: float, o
 
 
 def _arrivals(observer: StreamObserver, sockets_by_room: dict,
-              since: float) -> tuple[list[float], list[float], int]:
-    last, every, missed = [], [], 0
+              since: float) -> tuple[list[float], list[float], Counter]:
+    """Per change, the time to its last socket; for every socket, the time to it; and per (socket, change)
+    pair that was not delivered, why (`RoomSocket.missed`)."""
+    last, every, missed = [], [], Counter()
+    counted = [applied_at for changes in observer.changes.values() for _, applied_at in changes
+               if applied_at >= since]
+    within_s = time.time() - max(counted, default=time.time())  # the least time any change had
     for session_id, changes in observer.changes.items():
         sockets = sockets_by_room[session_id]
         for version, applied_at in changes:
@@ -69,7 +75,7 @@ def _arrivals(observer: StreamObserver, sockets_by_room: dict,
             for sock in sockets:
                 arrival = sock.first_arrival(version)
                 if arrival is None:
-                    missed += 1
+                    missed[sock.missed(applied_at, within_s)] += 1
                     continue
                 delta = max(0.0, (arrival - applied_at) * 1000)
                 every.append(delta)
@@ -109,6 +115,12 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
             out["connected"] = sum(s.joined for s in everyone)
             out["errors"] = sum(s.error is not None for s in everyone)
             out["first_error"] = next((s.error for s in everyone if s.error), None)
+            # Each socket not held, and why: the server's close code and reason, or what it received.
+            out_of = [s for s in everyone if not s.joined]
+            within_s = time.time() - max((s.connected_at or 0 for s in out_of), default=0)
+            out["not_held"] = dict(Counter(s.admission(within_s) for s in out_of).most_common())
+            out["not_held_ended_s_after_handshake"] = percentiles(
+                [s.ended_at - s.connected_at for s in out_of if s.ended_at and s.connected_at])
             rss_after = stack.web_rss()
             out["web_rss_mb_before"] = round(rss_before / 2**20, 1)
             out["web_rss_mb_after"] = round(rss_after / 2**20, 1)
@@ -130,7 +142,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
                                     "cpu": cpu.report("self")}
             out["last_socket_ms"] = percentiles(last)
             out["any_socket_ms"] = percentiles(every)
-            out["socket_change_pairs_not_delivered"] = missed
+            out["socket_change_pairs_not_delivered"] = sum(missed.values())
+            out["not_delivered"] = dict(missed.most_common())
             # Burst: messages per second.
             received0 = sum(s.messages for s in everyone)
             with CpuMeter() as cpu:
@@ -174,6 +187,11 @@ def bench_fanout(stack, bench_engine, bench_config):
         held = r["connected"] >= wanted
         lat = r["last_socket_ms"]
         report.row(f"{label}: sockets held", r["connected"], f"of {wanted:,}", target="all held", met=held)
+        for why, count in list(r["not_held"].items())[:3]:
+            report.row(f"{label}: not held: {why}", count, "sockets", target="(info)")
+        for why, count in list(r["not_delivered"].items())[:3]:
+            report.row(f"{label}: change not delivered: {why}", count, "(socket, change) pairs",
+                       target="(info)")
         report.row(f"{label}: change -> last socket p50 / p99", lat["p50"], f"ms (p99 {lat['p99']})",
                    target=f"p99 <= {target_ms} ms",
                    met=bool(held and lat["p99"] is not None and lat["p99"] <= target_ms))

@@ -133,7 +133,9 @@ class _WsProtocol(asyncio.Protocol):
                 self.owner.on_message(payload, now)
             elif opcode == 0x9:  # ping: answer with a masked pong carrying the same payload
                 self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-            elif opcode == 0x8:
+            elif opcode == 0x8:  # the server's close: its code and reason say why
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                self.owner.on_close(code, payload[2:].decode(errors="replace"), now)
                 self.transport.close()
 
     def send_text(self, text: str) -> None:
@@ -145,6 +147,7 @@ class _WsProtocol(asyncio.Protocol):
         self.transport.write(head + b"\0\0\0\0" + payload)
 
     def connection_lost(self, exc) -> None:
+        self.owner.on_lost(exc, time.time())
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionError("closed during the handshake"))
         if not self.closed.done():
@@ -153,9 +156,12 @@ class _WsProtocol(asyncio.Protocol):
 
 class RoomSocket:
     """One WebSocket in a room, recording (version, arrival wall time) of every board it is sent (a
-    leaderboard message, a close's frame, a snapshot)."""
+    leaderboard message, a close's frame, a snapshot), and how it ended: the server's close code and
+    reason, or a connection lost without a close frame (`admission` and `missed` say why one was not
+    held, or did not get a change)."""
 
-    __slots__ = ("session_id", "versions", "arrivals", "messages", "task", "connected", "error", "_protocol")
+    __slots__ = ("session_id", "versions", "arrivals", "messages", "task", "connected", "error", "_protocol",
+                 "connected_at", "last_message_at", "close_code", "close_reason", "ended_at")
 
     def __init__(self, session_id: uuid.UUID):
         self.session_id = session_id
@@ -164,15 +170,58 @@ class RoomSocket:
         self.messages = 0
         self.connected = False
         self.error: str | None = None
+        self.connected_at: float | None = None  # wall time the handshake finished
+        self.last_message_at: float | None = None
+        self.close_code: int | None = None  # the server's close frame, if one came
+        self.close_reason = ""
+        self.ended_at: float | None = None  # wall time the connection ended (close frame or lost)
 
     PATTERN = _LEADERBOARD  # the messages whose versions are recorded
 
     def on_message(self, raw: bytes, now: float) -> None:
         self.messages += 1
+        self.last_message_at = now
         match = self.PATTERN.search(raw, 0, 200) or self.PATTERN.search(raw)
         if match:
             self.versions.append(int(next(group for group in match.groups() if group)))
             self.arrivals.append(now)
+
+    def on_close(self, code: int | None, reason: str, now: float) -> None:
+        if self.ended_at is None:
+            self.close_code, self.close_reason, self.ended_at = code, reason, now
+
+    def on_lost(self, exc: BaseException | None, now: float) -> None:
+        if self.ended_at is None:
+            self.ended_at = now
+            self.close_reason = f"connection lost without a close frame ({exc!r})"
+
+    def ended_how(self) -> str:
+        """How the connection ended, in words (a closed one)."""
+        if self.close_code is not None:
+            return f"closed by the server {self.close_code} ({self.close_reason})"
+        return self.close_reason
+
+    def admission(self, within_s: float) -> str:
+        """Why the socket is not held: no handshake, how it ended (before or after its snapshot), or, open,
+        what it received in the `within_s` seconds (at least) since its handshake."""
+        if not self.connected:
+            return f"no handshake: {self.error}"
+        if self.ended_at is not None:
+            return f"{self.ended_how()}, {'after its snapshot' if self.versions else 'before any snapshot'}"
+        if not self.messages:
+            return f"open, nothing received within {within_s:.0f} s of its handshake"
+        return f"open, messages but no snapshot within {within_s:.0f} s of its handshake"
+
+    def missed(self, applied_at: float, within_s: float) -> str:
+        """Why no board at least as new as a change applied at `applied_at` (wall time) arrived in the
+        `within_s` seconds (at least) after it."""
+        if not self.versions or (self.ended_at is not None and self.ended_at < applied_at):
+            return f"not held: {self.admission(within_s)}"
+        if self.ended_at is not None:
+            return f"{self.ended_how()}, after the change"
+        if self.last_message_at is None or self.last_message_at < applied_at:
+            return f"open, nothing received within {within_s:.0f} s of the change"
+        return f"open, messages but no board that new within {within_s:.0f} s of the change"
 
     def path(self, ticket: str) -> str:
         return f"/ws/sessions/{self.session_id}?ticket={ticket}"
@@ -199,6 +248,7 @@ class RoomSocket:
             await asyncio.wait_for(handshake, 60)
             self.opened(protocol)
             self.connected = True
+            self.connected_at = time.time()
             if ready is not None:
                 ready.release()
                 ready = None
@@ -219,13 +269,15 @@ class RoomSocket:
         """The server put the socket in its room: its snapshot (which carries the board) arrived, and the
         socket is still open. A handshake alone says nothing: the server joins or refuses after it."""
         protocol = getattr(self, "_protocol", None)
-        return bool(self.versions) and protocol is not None and not protocol.closed.done()
+        return (bool(self.versions) and self.ended_at is None and protocol is not None
+                and not protocol.closed.done())
 
     @property
     def settled(self) -> bool:
         """Joined, failed, or closed by the server: nothing more will happen to its admission."""
         protocol = getattr(self, "_protocol", None)
-        return self.joined or self.error is not None or protocol is None or protocol.closed.done()
+        return (self.joined or self.error is not None or self.ended_at is not None or protocol is None
+                or protocol.closed.done())
 
     def first_arrival(self, version: int, after_index: int = 0) -> float | None:
         """Arrival of the first leaderboard message with a version >= `version` (versions only grow)."""

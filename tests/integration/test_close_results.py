@@ -63,3 +63,39 @@ def test_a_close_tells_each_player_what_postgresql_recorded_without_asking_it(ap
     asked = reads.question_results(uuid.UUID(sid), qid, players)
     assert {pid: {k: v for k, v in own.items() if k != "nickname"} for pid, own in asked.items()} == recorded
     assert statements != []
+
+
+def test_a_close_by_the_hosts_next_is_read_from_redis_after_the_next_question_opened(api: Api, engine,
+                                                                                      redis_client, config):
+    """Next closes the open question and opens the next one in one transaction: the worker applies both
+    before the room reads the close, and the close's results still come from Redis, as PostgreSQL
+    recorded them."""
+    host = api.host()
+    questions = sample_questions(3, time_limit_s=240)
+    sid = api.live_session(host, questions)["id"]
+    right, wrong, silent = (api.join(sid, api.guest()) for _ in range(3))
+    seen: set = set()
+    rebuild_session_board(engine, redis_client, sid)
+    _apply_new(engine, redis_client, sid, seen)
+    players = [uuid.UUID(p.participant_id) for p in (right, wrong, silent)]
+    runtime = Runtime(config)
+    reads = runtime._room_reads()
+    statements: list[str] = []
+    event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    opened = api.next_question(sid, host)
+    for question in questions[:2]:
+        correct = question["correct_choice"]
+        api.answer(sid, right, opened["question_id"], correct)
+        api.answer(sid, wrong, opened["question_id"], (correct + 1) % len(question["choices"]))
+        closing = uuid.UUID(opened["question_id"])
+        opened = api.next_question(sid, host)  # closes this question, opens the next
+        assert set(_apply_new(engine, redis_client, sid, seen)) == {APPLIED}
+        with Session(engine) as db:
+            recorded = {pid: {k: v for k, v in own.items() if k != "nickname"}
+                        for pid, own in question_results(db, uuid.UUID(sid), closing, players).items()}
+        assert recorded[players[0]]["correct"] and not recorded[players[2]]["answered"]
+        statements.clear()
+        asked = reads.question_results(uuid.UUID(sid), closing, players)
+        assert statements == []  # Redis knew every result: no round trip to PostgreSQL
+        assert asked == recorded

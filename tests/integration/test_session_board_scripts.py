@@ -181,3 +181,43 @@ def exercise_scripts(client) -> None:
 
 def test_scripts_on_a_single_redis(redis_client):
     exercise_scripts(redis_client)
+
+
+def test_a_close_stays_readable_after_the_host_opened_the_next_question(redis_client):
+    """The host's Next closes the open question and opens the next one in one transaction, both applied
+    before the room reads the close: its answers stay readable until the next close, except for a player
+    who answered the next question meanwhile, whom Redis no longer knows (readers ask PostgreSQL)."""
+    client = redis_client
+    scripts = SessionBoardScripts(client)
+    sid = str(uuid.uuid4())
+    keys = SessionKeys.of(sid)
+    a, b, c = (f"{i}{uuid.uuid4().hex[1:8]}-0000-4000-8000-000000000000" for i in "abc")
+    client.hset(keys.meta, mapping={"version": 0, "epoch_ms": EPOCH_MS, "recent_seq": 0})
+    for player, at_ms in ((a, 10), (b, 20), (c, 30)):
+        assert _join(scripts, client, sid, player, at_ms) == APPLIED
+    assert _open(scripts, client, sid, "q1") == APPLIED
+    assert _answer(scripts, client, sid, a, 700, 1_000, question="q1") == APPLIED
+    assert _answer(scripts, client, sid, c, 0, 1_500, question="q1", choice=2) == APPLIED
+    assert _close(scripts, client, sid, "q1") == APPLIED
+    closed = _results(scripts, client, sid, "q1", [a, b, c])
+    assert closed[:3] == [1, 1000, b"1:1:700:1"] and closed[5] == b"" and closed[8] == b"2:0:0:0"
+
+    assert _open(scripts, client, sid, "q2") == APPLIED  # Next: before the room read q1's close
+    assert _results(scripts, client, sid, "q1", [a, b, c]) == closed
+    assert _answer(scripts, client, sid, b, 500, 3_000, question="q2") == APPLIED
+    assert _results(scripts, client, sid, "q1", [a, c]) == [*closed[:5], *closed[8:]]
+    assert _results(scripts, client, sid, "q1", [b]) == [0]  # b's answer to q2 took the place of q1's
+
+    # q2's close: q1's answers are of the board before it, no longer readable; q2's are, where a's answer
+    # to q1 says a did not answer q2.
+    assert _close(scripts, client, sid, "q2") == APPLIED
+    assert _results(scripts, client, sid, "q1", [a]) == [0]
+    after_q2 = _results(scripts, client, sid, "q2", [a, b])
+    assert after_q2[:3] == [1, 1000, b""] and after_q2[5] == b"1:1:500:1"
+    # A question whose points are unknown opens untracked: q2 stays readable; its own close is not.
+    assert scripts.apply_question_opened(keys.apply_keys, [str(uuid.uuid4()), opened_key("q3"), "q3", 0, "x"],
+                                         client=client) == APPLIED
+    assert _results(scripts, client, sid, "q2", [a, b]) == after_q2
+    assert _close(scripts, client, sid, "q3") == APPLIED
+    assert _results(scripts, client, sid, "q3", [a]) == [0]
+    assert _results(scripts, client, sid, "q2", [a]) == [0]

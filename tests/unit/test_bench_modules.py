@@ -14,3 +14,54 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 def test_each_benchmark_module_imports(name: str):
     module = importlib.import_module(f"tests.bench.{name}")
     assert module.__name__ == f"tests.bench.{name}"
+
+
+class _Transport:
+    def __init__(self):
+        self.written, self.closed = bytearray(), False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_fanout_client_says_why_a_socket_was_not_held_or_missed_a_change():
+    """Bench 3 reports each socket it does not hold, and each change a socket missed, with the reason it
+    saw: the server's close code and reason (before or after the snapshot), or what came while open."""
+    import asyncio
+    import uuid
+
+    from tests.bench.rooms_client import RoomSocket, _WsProtocol
+
+    async def socket_that_gets(*frames: bytes) -> RoomSocket:
+        sock = RoomSocket(uuid.uuid4())
+        handshake = asyncio.get_running_loop().create_future()
+        protocol = _WsProtocol(sock, b"", handshake)
+        protocol.connection_made(_Transport())
+        protocol.data_received(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        sock.connected, sock.connected_at, sock._protocol = True, 1.0, protocol
+        for frame in frames:
+            protocol.data_received(frame)
+        return sock
+
+    async def scenario() -> None:
+        reason = b"Ping/Pong timeout"
+        close = bytes([0x88, 2 + len(reason)]) + (1008).to_bytes(2, "big") + reason
+        snapshot = b'{"type":"snapshot","leaderboard":{"session_id":"s","version":3}}'
+        refused = await socket_that_gets(close)
+        assert not refused.joined
+        assert refused.admission(5) == "closed by the server 1008 (Ping/Pong timeout), before any snapshot"
+        dropped = await socket_that_gets(bytes([0x81, len(snapshot)]) + snapshot, close)
+        assert not dropped.joined
+        assert dropped.admission(5) == "closed by the server 1008 (Ping/Pong timeout), after its snapshot"
+        assert dropped.missed(dropped.ended_at + 1, 5).startswith("not held: closed by the server 1008")
+        assert dropped.missed(0.0, 5) == "closed by the server 1008 (Ping/Pong timeout), after the change"
+        silent = await socket_that_gets()
+        assert silent.admission(12) == "open, nothing received within 12 s of its handshake"
+        held = await socket_that_gets(bytes([0x81, len(snapshot)]) + snapshot)
+        assert held.joined and held.first_arrival(3) is not None and held.first_arrival(4) is None
+        assert held.missed(held.arrivals[0] + 1, 7) == "open, nothing received within 7 s of the change"
+
+    asyncio.run(scenario())

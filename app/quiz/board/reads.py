@@ -95,9 +95,10 @@ def question_results(redis, session_id: uuid.UUID, question_id: uuid.UUID,
                      participant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]] | None:
     """What `app.quiz.service.rooms.question_results` reads from PostgreSQL, from one Redis call: each
     given player's answer to the closed question as answer_scored recorded it, and their score and rank
-    on the board the close left. None when Redis cannot say it exactly (the question's answers are not
-    all known there, or a player who did not answer a question worth nothing keeps a streak only
-    PostgreSQL knows): the caller asks PostgreSQL."""
+    on the board the close left; the last question closed, also once the host's Next opened the next
+    one. None when Redis cannot say it exactly (the question's answers are not all known there, a player
+    already answered the next question, or a player who did not answer a question worth nothing keeps a
+    streak only PostgreSQL knows): the caller asks PostgreSQL."""
     if not participant_ids:
         return {}
     keys = SessionKeys.of(session_id)

@@ -86,9 +86,18 @@ def socket_closer(ws: Any) -> Callable[[int, str], None]:
     return close
 
 
+# What the heartbeat leaves in simple-websocket's `pong_received` once it asked: true to the library, whose
+# own ping (SOCK_SERVER_OPTIONS `ping_interval`) closes a socket (1008) whose flag is false at its tick,
+# yet not `True`, which only a pong writes. Left False, a tick that came while the pong to the heartbeat's
+# ping was still on its way closed a live socket: a few in a thousand every 25 s, more the busier the web.
+ASKED = "asked"
+
+
 def pong_check(ws: Any) -> Callable[[], bool]:
-    """Whether `ws` received a pong since the last call (simple-websocket notes it in `pong_received`)."""
+    """Whether `ws` received a pong since the last call (simple-websocket notes it in `pong_received`).
+    The heartbeat owns the liveness of the sockets it watches (WS_SILENT_CLOSE_S): the library's own
+    ping never finds one of them without a pong."""
     def took_pong() -> bool:
-        heard, ws.pong_received = ws.pong_received, False
-        return bool(heard)
+        heard, ws.pong_received = ws.pong_received is True, ASKED
+        return heard
     return took_pong
