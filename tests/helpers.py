@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import text
 
 T = TypeVar("T")
 
@@ -239,3 +240,21 @@ def tiny_png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
             + (chunk(b"teXt", b"pad\x00" + extra) if extra else b"")
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def error_code(response) -> str:
+    """The code of a JSON error response, checking the body is the service's error shape."""
+    assert response.is_json, response.data[:200]
+    body = response.get_json()
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str), body
+    return body["error"]["code"]
+
+
+def events_of(engine, session_id, event_type=None) -> list:
+    """A session's events (event_type, payload) in the order they were written."""
+    query = "SELECT event_type, payload FROM events WHERE aggregate_id = :s"
+    if event_type:
+        query += " AND event_type = :t"
+    with engine.connect() as connection:
+        return connection.execute(text(query + " ORDER BY created_at, seq"),
+                                  {"s": session_id, "t": event_type}).all()

@@ -17,7 +17,7 @@ from app import create_app
 from app.quiz.service.images import join_qr_svg
 from app.web.api.openapi import build_document
 from app.web.headers import CONTENT_SECURITY_POLICY
-from tests.helpers import Api, Player, sample_questions, tiny_png
+from tests.helpers import Api, Player, error_code, sample_questions, tiny_png
 
 
 def upload(api: Api, who: Player | None, data: bytes, content_type: str = "image/png",
@@ -27,11 +27,6 @@ def upload(api: Api, who: Player | None, data: bytes, content_type: str = "image
     if expect is not None:
         assert response.status_code == expect, (response.status_code, response.get_json())
     return response
-
-
-def error_code(response) -> str:
-    assert response.is_json, response.data[:200]
-    return response.get_json()["error"]["code"]
 
 
 def stored_images(engine, owner_id: str) -> int:
