@@ -127,8 +127,10 @@ class Single:
             unquote(url.path.lstrip("/")) or "quiz",
         )
 
-    def ports(self) -> dict[str, dict[int, str]]:
+    def ports(self, connect: bool | None = None) -> dict[str, dict[int, str]]:
+        """Each component's ports by setting; Kafka Connect's with RELAY_MODE=debezium (or `connect`)."""
         c = self.config
+        connect = self.debezium if connect is None else connect
         metrics = {
             "relay": (c.relay_metrics_port, "RELAY_METRICS_PORT"),
             "worker": (c.worker_metrics_port, "WORKER_METRICS_PORT"),
@@ -143,12 +145,12 @@ class Single:
             "relay": {},
             "worker": {},
             "ingest": {},
-            **({CONNECT: {c.connect_port: "CONNECT_PORT"}} if self.debezium else {}),
+            **({CONNECT: {c.connect_port: "CONNECT_PORT"}} if connect else {}),
             "exporter-redis": {c.redis_exporter_port: "REDIS_EXPORTER_PORT"},
             "exporter-postgres": {c.postgres_exporter_port: "POSTGRES_EXPORTER_PORT"},
             "prometheus": {c.prometheus_port: "PROMETHEUS_PORT"},
         }
-        if self.debezium:
+        if connect:
             metrics[CONNECT] = (c.connect_metrics_port, "CONNECT_METRICS_PORT")
         for name, (port, setting) in metrics.items():
             if port:
@@ -331,10 +333,12 @@ class Single:
         say("stopped (data kept in .stack/)")
 
     def ps(self) -> None:
+        # A stack started with RELAY_MODE=debezium lists its Connect worker whatever this shell's mode is.
+        connect = self.debezium or self.running(CONNECT)
         say(f"{'NAME':<17} {'PID':<8} {'STATE':<8} {'UPTIME':<8} {'RESTARTS':<8} PORT")
-        for line in ps_lines(self.supervisor, self.ports()):
+        for line in ps_lines(self.supervisor, self.ports(connect)):
             say(line)
-        if self.debezium or self.running(CONNECT):
+        if connect:
             from outbox_relay.debezium import connector_name, connector_state
 
             say(f"{'connector':<17} {'-':<8} {connector_state(self.config):<8} {'-':<8} {'-':<8} "

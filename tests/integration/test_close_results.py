@@ -3,6 +3,7 @@ values PostgreSQL recorded, without a PostgreSQL round trip; from PostgreSQL whe
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -12,8 +13,9 @@ from app.quiz.board.apply import apply_event
 from app.quiz.board.rebuild import rebuild_session_board
 from app.quiz.board.scripts import APPLIED, session_board_scripts
 from app.quiz.service.rooms import question_results
+from app.web.rooms.room import RoomReads
 from app.web.runtime import Runtime
-from tests.helpers import Api, sample_questions
+from tests.helpers import Api, Player, sample_questions
 from tests.integration.worker_support import event_rows
 
 
@@ -24,20 +26,44 @@ def _apply_new(engine, redis_client, sid, seen: set) -> list[int]:
     return [apply_event(scripts, redis_client, envelope_from_row(row)) for row in rows]
 
 
+@dataclass
+class _Room:
+    """A live session of three players (one right, one wrong, one silent) whose board the test applies by
+    hand, and the web's room reads with every SQL statement they run recorded."""
+    host: Player
+    sid: str
+    right: Player
+    wrong: Player
+    silent: Player
+    seen: set
+    reads: RoomReads
+    statements: list[str]
+
+    @property
+    def players(self) -> list[uuid.UUID]:
+        return [uuid.UUID(p.participant_id) for p in (self.right, self.wrong, self.silent)]
+
+    @classmethod
+    def played(cls, api: Api, engine, redis_client, config, questions) -> _Room:
+        host = api.host()
+        sid = api.live_session(host, questions)["id"]
+        right, wrong, silent = (api.join(sid, api.guest()) for _ in range(3))
+        seen: set = set()
+        rebuild_session_board(engine, redis_client, sid)
+        _apply_new(engine, redis_client, sid, seen)
+        runtime = Runtime(config)
+        statements: list[str] = []
+        event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        return cls(host, sid, right, wrong, silent, seen, runtime._room_reads(), statements)
+
+
 def test_a_close_tells_each_player_what_postgresql_recorded_without_asking_it(api: Api, engine, redis_client,
                                                                               config):
-    host = api.host()
     questions = sample_questions(2, time_limit_s=240)
-    sid = api.live_session(host, questions)["id"]
-    right, wrong, silent = (api.join(sid, api.guest()) for _ in range(3))
-    seen: set = set()
-    rebuild_session_board(engine, redis_client, sid)
-    _apply_new(engine, redis_client, sid, seen)
-    players = [uuid.UUID(p.participant_id) for p in (right, wrong, silent)]
-    runtime = Runtime(config)
-    reads = runtime._room_reads()
-    statements: list[str] = []
-    event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    room = _Room.played(api, engine, redis_client, config, questions)
+    host, sid, seen, players, reads, statements = (room.host, room.sid, room.seen, room.players, room.reads,
+                                                   room.statements)
+    right, wrong = room.right, room.wrong
 
     for n, question in enumerate(questions):  # the second question: the first one's streak goes on
         opened = api.next_question(sid, host)
@@ -70,18 +96,11 @@ def test_a_close_by_the_hosts_next_is_read_from_redis_after_the_next_question_op
     """Next closes the open question and opens the next one in one transaction: the worker applies both
     before the room reads the close, and the close's results still come from Redis, as PostgreSQL
     recorded them."""
-    host = api.host()
     questions = sample_questions(3, time_limit_s=240)
-    sid = api.live_session(host, questions)["id"]
-    right, wrong, silent = (api.join(sid, api.guest()) for _ in range(3))
-    seen: set = set()
-    rebuild_session_board(engine, redis_client, sid)
-    _apply_new(engine, redis_client, sid, seen)
-    players = [uuid.UUID(p.participant_id) for p in (right, wrong, silent)]
-    runtime = Runtime(config)
-    reads = runtime._room_reads()
-    statements: list[str] = []
-    event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    room = _Room.played(api, engine, redis_client, config, questions)
+    host, sid, seen, players, reads, statements = (room.host, room.sid, room.seen, room.players, room.reads,
+                                                   room.statements)
+    right, wrong = room.right, room.wrong
 
     opened = api.next_question(sid, host)
     for question in questions[:2]:

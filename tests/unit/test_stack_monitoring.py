@@ -68,6 +68,21 @@ def test_with_debezium_prometheus_scrapes_the_connect_workers_jmx_exporter(stack
     assert "jmx_prometheus_javaagent" not in command[command.index("-cp") + 1]  # an agent, not a library
 
 
+def test_make_ps_lists_a_running_connect_worker_whatever_the_shells_relay_mode(stack_dir, monkeypatch,
+                                                                              capsys):
+    """`RELAY_MODE=debezium make up`, then a plain `make ps`: the Connect worker is a row of its own."""
+    monkeypatch.delenv("RELAY_MODE", raising=False)
+    single = single_module.Single()
+    listed: dict = {}
+    monkeypatch.setattr(single_module, "ps_lines",
+                        lambda supervisor, components: listed.update(components) or [])
+    monkeypatch.setattr(single, "running", lambda name: name == "connect")
+    monkeypatch.setattr("outbox_relay.debezium.connector_state", lambda config: "RUNNING")
+    single.ps()
+    assert listed["connect"] == {8083: "CONNECT_PORT", 9107: "CONNECT_METRICS_PORT"}
+    assert "connector" in capsys.readouterr().out
+
+
 def test_a_port_given_twice_is_named_by_its_setting(stack_dir, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_PORT", "9104")  # the web's metrics port
     with pytest.raises(StackError, match=r"port 9104 is configured twice \(PROMETHEUS_PORT\)"):
