@@ -27,6 +27,7 @@ const state = {
   heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
   you: null,
   room: null,
+  toldBusy: false, // the player heard that the room is busy, and it has not let them in since
   stopCountdown: () => {},
 };
 
@@ -83,6 +84,11 @@ async function enterRoom(saved) {
     onState: (connection) => {
       showConnection(connection);
       if (connection === "reconnecting") announce("Connection lost. Reconnecting…");
+      if (connection === "busy" && !state.toldBusy) {  // once per wait: a busy room refuses each retry
+        announce("The room is busy. Retrying…");
+        state.toldBusy = true;
+      }
+      if (connection === "open") state.toldBusy = false;
     },
     onRefused: (code, reason) => {
       const elsewhere = code === 4409;  // this player's game was opened in another tab or device
