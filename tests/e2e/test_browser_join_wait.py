@@ -32,6 +32,7 @@ GATE = {"WS_JOINS_IN_FLIGHT": "1", "WS_JOIN_WAIT_S": "2", "WEB_WORKERS": "1"}
 RECORD_PILL = """() => {
   const record = () => {
     const pill = document.querySelector("[data-testid=connection]");
+    window.pillAtLoad = pill.dataset.state;  // once the page's scripts ran
     window.pillStates = [];
     new MutationObserver(() => window.pillStates.push(pill.dataset.state))
       .observe(pill, { attributes: true, attributeFilter: ["data-state"] });
@@ -154,6 +155,8 @@ def test_a_reload_and_a_second_tab_waiting_for_their_turn_never_say_live_before_
             wait_until(lambda: "busy" in pill_states(second), "the second tab never told the room was busy")
             expect(tab.by("connection")).to_have_attribute("data-state", "open")
             tab.page.reload()  # and a reload of the first: it waits too
+            # Reading the room before its socket opens: connecting, never "Offline".
+            assert [page.evaluate("window.pillAtLoad") for page in (second, tab.page)] == ["connecting"] * 2
             wait_until(lambda: "busy" in pill_states(tab.page), "the reloaded tab never said busy")
             tab.shot("jw04-reloaded-busy")
         for page in (tab.page, second):  # in turn, both (a player may have WS_MAX_PER_PARTICIPANT sockets)

@@ -57,6 +57,7 @@ const { submitAnswer } = answering({ state, store, $, lockAnswers, showResult })
 // ---- the room ------------------------------------------------------------------------------
 
 async function enterRoom(saved) {
+  showConnection("connecting");  // from the room's first read over HTTP, not from the socket's
   state.sessionId = saved.session_id;
   state.participantId = saved.participant_id;
   state.boardVersion = -1;
