@@ -20,8 +20,9 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import text
 
 from app.accounts.users import revocation_key
+from app.web import tickets
 from scripts.stack.programs import kind_of
-from tests.e2e.room_client import SocketClient, ticket_for
+from tests.e2e.room_client import RoomClient, SocketClient, ticket_for
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_browser_classroom import DESKTOP, PHONE, ClassTab
 from tests.e2e.test_browser_flaky_phone import Game, join, page_errors
@@ -43,16 +44,24 @@ RECORD_PILL = """() => {
 RELEASED = "released"  # marks in a page's record where the test let the held socket in
 
 
-@pytest.fixture(scope="module")
-def gated_web(live_stack) -> Iterator[str]:
-    """A web beside the stack's that lets one room socket in at a time."""
+@contextmanager
+def web_beside(live_stack, name: str, settings: dict[str, str]) -> Iterator[str]:
+    """A web beside the stack's, with `settings` on top of its environment; its base URL."""
     web = next(name for name in live_stack.envs if kind_of(name) == "web")
-    env = {**live_stack.envs[web], **GATE, "WEB_PORT": str(free_port()), "WEB_METRICS_PORT": str(free_port())}
-    live_stack.stack.start("web-gated", env)
+    env = {**live_stack.envs[web], **settings, "WEB_PORT": str(free_port()),
+           "WEB_METRICS_PORT": str(free_port())}
+    live_stack.stack.start(name, env)
     try:
         yield f"http://127.0.0.1:{env['WEB_PORT']}"
     finally:
-        live_stack.stack.stop("web-gated")
+        live_stack.stack.stop(name)
+
+
+@pytest.fixture(scope="module")
+def gated_web(live_stack) -> Iterator[str]:
+    """A web beside the stack's that lets one room socket in at a time, and refuses one after 2 s."""
+    with web_beside(live_stack, "web-gated", GATE) as url:
+        yield url
 
 
 def pill_states(page: Page) -> list[str]:
@@ -164,3 +173,24 @@ def test_a_reload_and_a_second_tab_waiting_for_their_turn_never_say_live_before_
         assert page_errors(tab) == []
     finally:
         tab.context.close()
+
+
+def test_a_socket_that_left_while_it_waited_gives_its_turn_to_the_next(live_stack, engine, redis_client):
+    """A reload or a closed tab leaves a socket waiting at the gate: when its turn comes it does no join
+    (its ticket is still unspent) and the socket behind it gets in."""
+    with web_beside(live_stack, "web-patient", {**GATE, "WS_JOIN_WAIT_S": "600"}) as base_url:
+        ws_url = base_url.replace("http://", "ws://", 1)
+        game = Game(base_url)
+        left, behind = (game.http.join(game.id, game.http.guest()) for _ in range(2))
+        with turn_held(engine, redis_client, base_url, game, []):
+            ticket = ticket_for(ws_url, game.id, left.token)
+            gone = SocketClient(f"{ws_url}/ws/sessions/{game.id}?ticket={ticket}")
+            gone.ws.send_close()
+            assert gone.wait_closed() == 1000  # the server answered the close: it knows the client left
+            waiting = RoomClient(ws_url, game.id, behind.token)
+        try:
+            waiting.wait_type("snapshot")  # its turn came after the one that left
+        finally:
+            waiting.close()
+        unspent = tickets.redeem(redis_client, ticket, uuid.UUID(game.id))
+        assert unspent is not None, "the socket that left did a join when its turn came"
