@@ -230,7 +230,8 @@ class Config:
         "order, and one that waits WS_JOIN_WAIT_S is closed with 1013 (reconnect)")
     ws_join_wait_s: float = _setting(
         "WS_JOIN_WAIT_S", 30.0, _positive_float,
-        "how long a room socket may wait for its turn to be admitted before it is closed with 1013")
+        "how long a room socket may wait for its turn to be admitted before it is closed with 1013 (keep it "
+        "below 35: a page gives up on a socket its room has not let in within 65 s)")
     auto_close_interval_s: float = _setting(
         "AUTO_CLOSE_INTERVAL_S", 0.25, _float, "how often due questions are looked for")
     web_trusted_proxies: int = _setting(

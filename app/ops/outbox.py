@@ -25,12 +25,17 @@ def outbox_command(max_lag: float | None) -> None:
         sys.exit(1)
 
 
+# Whose slot each relay mode reads, as `relay-slot` names it.
+SLOT_OWNERS = {"wal": "our relay's, RELAY_MODE=wal", "debezium": "Debezium's, RELAY_MODE=debezium"}
+
+
 @ops.command("relay-slot")
 @click.argument("action", type=click.Choice(["show", "drop"]), default="show")
 def relay_slot_command(action: str) -> None:
-    """The relay's replication slot of this database (RELAY_MODE=wal: ours; debezium: Debezium's, which
-    Kafka Connect reads): `show` (default) prints its state and how much WAL it holds back; `drop` removes
-    it (terminating the relay or connector reading it).
+    """The relays' replication slots of this database: ours (RELAY_MODE=wal) and Debezium's (RELAY_MODE=
+    debezium, which Kafka Connect reads). `show` (default) prints each, whatever this shell's RELAY_MODE
+    (the stack may run the other relay), with its state and how much WAL it holds back, and exits 1 when
+    one is invalidated; `drop` removes RELAY_MODE's (terminating the relay or connector reading it).
 
     Drop a slot whose database is no longer relayed (it retains WAL for ever), or an invalidated one
     (wal_status lost): the relay in wal mode then creates a fresh slot and backfills, and Debezium's
@@ -38,20 +43,26 @@ def relay_slot_command(action: str) -> None:
     retained outbox rows never marked published again (consumers dedupe by event id).
     """
     engine = database()
-    mode = config().relay_mode
-    slot = engine_slot_name(engine, mode if mode in SLOT_MODES else "wal")
-    status = capture_slot(engine, slot)
-    if status is None:
-        click.echo(f"relay slot {slot}: none")
-        return
     if action == "drop":
+        mode = config().relay_mode if config().relay_mode in SLOT_MODES else "wal"
+        slot = engine_slot_name(engine, mode)
+        if capture_slot(engine, slot) is None:
+            click.echo(f"relay slot {slot}: none ({SLOT_OWNERS[mode]})")
+            return
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             drop_slots_of_database(conn, engine.url.database, only=slot)
-        click.echo(f"relay slot {slot}: dropped")
+        click.echo(f"relay slot {slot}: dropped ({SLOT_OWNERS[mode]})")
         return
-    activity = f"active (pid {status.active_pid})" if status.active else "inactive"
-    click.echo(f"relay slot {slot}: {activity}, "
-               f"wal_status {status.wal_status}, confirmed {status.confirmed_flush_lsn}, "
-               f"{status.behind_bytes} bytes behind")
-    if status.lost:
+    lost = False
+    for mode in SLOT_MODES:
+        slot = engine_slot_name(engine, mode)
+        status = capture_slot(engine, slot)
+        if status is None:
+            click.echo(f"relay slot {slot}: none ({SLOT_OWNERS[mode]})")
+            continue
+        activity = f"active (pid {status.active_pid})" if status.active else "inactive"
+        click.echo(f"relay slot {slot}: {activity}, wal_status {status.wal_status}, confirmed "
+                   f"{status.confirmed_flush_lsn}, {status.behind_bytes} bytes behind ({SLOT_OWNERS[mode]})")
+        lost = lost or status.lost
+    if lost:
         sys.exit(1)

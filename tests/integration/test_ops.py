@@ -18,6 +18,7 @@ from sqlalchemy import text
 from app import create_app
 from app.core.events import envelope_from_row
 from app.core.kafka import make_producer
+from app.core.outbox import drop_slots_of_database, engine_slot_name
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.verify import cached_periods, compare_period
 from app.quiz.board.keys import SessionKeys
@@ -280,6 +281,25 @@ def test_outbox_reports_backlog_and_published_history(api, topics, engine, ops_a
     assert float(age) > 0
     run_ops(ops_app, "outbox", "--max-lag", "0", expect=1)
     run_ops(ops_app, "outbox", "--max-lag", str(float(age) + 3600))
+
+
+def test_relay_slot_shows_debeziums_slot_beside_ours_whatever_the_shells_relay_mode(config, engine):
+    """A stack started with RELAY_MODE=debezium reads Debezium's slot; an operator's shell without the
+    variable (wal) is shown it too, named as Debezium's, beside our relay's."""
+    debezium, ours = engine_slot_name(engine, "debezium"), engine_slot_name(engine, "wal")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        drop_slots_of_database(conn, engine.url.database, only=debezium)
+        conn.execute(text("SELECT pg_create_logical_replication_slot(:slot, 'pgoutput')"), {"slot": debezium})
+    try:
+        lines = run_ops(create_app(config.replace(relay_mode="wal")), "relay-slot").output.splitlines()
+    finally:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            drop_slots_of_database(conn, engine.url.database, only=debezium)
+    theirs_shown = (rf"relay slot {debezium}: inactive, wal_status \w+, confirmed [0-9A-F/]+, "
+                    r"\d+ bytes behind \(Debezium's, RELAY_MODE=debezium\)")
+    ours_shown = rf"relay slot {ours}: .+ \(our relay's, RELAY_MODE=wal\)"  # none, or left by a relay test
+    assert len(lines) == 2, lines
+    assert re.fullmatch(ours_shown, lines[0]) and re.fullmatch(theirs_shown, lines[1]), lines
 
 
 def test_board_commands_verify_rebuild_and_replay_a_leaderboard(api, topics, engine, redis_client, worker,

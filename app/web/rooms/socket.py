@@ -80,6 +80,8 @@ def room_socket(ws, session_id: str):
     if turn is None:
         return _refuse(ws, CLOSE_TRY_LATER, "the server is busy letting players in; reconnect")
     with turn:
+        if not ws.connected:  # its client left while it waited (a reload, a closed tab): the next one's turn
+            return
         try:
             rate_limits().hit(limit("sockets_per_address"))
             principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)

@@ -249,9 +249,11 @@ $("find-form").addEventListener("submit", async (event) => {
 });
 
 (async function start() {
+  showConnection("connecting");  // from the board's first read over HTTP, not from the socket's
   try {
     await loadBoard();
   } catch (err) {
+    showConnection("closed");
     if (err instanceof ApiError && err.status === 404) {
       showScreen("missing");
       return;

@@ -60,22 +60,33 @@ export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 // its network keeps its socket looking open (its frames are held, not refused), so only this tells.
 export const PING_EVERY_MS = 5000;
 export const PONG_WITHIN_MS = 3000;
+// A room lets a socket in once its turn comes (the server answers nothing before): one not let in within
+// JOIN_WITHIN_MS is taken for dead. The server refuses a socket that waited WS_JOIN_WAIT_S (30 s) for its
+// turn with TRY_LATER, and reads a snapshot within 30 s, so only a lost network gets this far.
+export const JOIN_WITHIN_MS = 65000;
+// The server cannot let the socket in now (no turn came, or a store is briefly away): retried with backoff.
+export const TRY_LATER = 1013;
 
 /**
  * A socket that reconnects with exponential backoff (with jitter) after any drop, except a refusal
  * (a close code in `finalCodes`), which is final. `url()` gives the address of each new connection
- * (async: it may fetch a ticket first) and throws {final: true, code, message} to refuse. `onOpen`
- * is called with `send` at each (re)connection. Pings the server (PING_EVERY_MS): a connection that
+ * (async: it may fetch a ticket first) and throws {final: true, code, message} to refuse. A connection
+ * is in once the server serves it: at its handshake, or with `admits`, at the first message `admits`
+ * accepts (a room's snapshot); until then it is "joining", sends nothing and is not pinged. `onOpen` is
+ * called with `send` each time a connection is in. Pings the server (PING_EVERY_MS): a connection that
  * does not answer in time is dropped and replaced, whatever the browser says of it. onState receives
- * "connecting" | "open" | "reconnecting" | "closed".
+ * "connecting" | "joining" | "open" (in) | "busy" (refused with TRY_LATER, retrying) | "reconnecting" |
+ * "closed".
  */
-export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () => {}, onMessage, onState = () => {},
-  onRefused = () => {} }) {
+export function reconnectingSocket({ url, finalCodes = new Set(), admits = null, onOpen = () => {}, onMessage,
+  onState = () => {}, onRefused = () => {} }) {
   let socket = null;
-  let attempt = 0;
+  let admitted = false;  // the current connection is in (see `admits`)
+  let attempt = 0;  // connections tried since one was last in: the backoff grows with them
   let stopped = false;
   let pingTimer = null;
   let silenceTimer = null;
+  let joinTimer = null;
   let retryTimer = null;
 
   function refuse(code, reason) {
@@ -84,36 +95,48 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     onRefused(code, reason);
   }
 
-  function retryLater() {
+  function retryLater(state = "reconnecting") {
     attempt += 1;
     const delay = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
-    onState("reconnecting");
+    onState(state);
     retryTimer = setTimeout(open, delay);
   }
 
   function stopPinging() {
     clearInterval(pingTimer);
     clearTimeout(silenceTimer);
-    pingTimer = silenceTimer = null;
+    clearTimeout(joinTimer);
+    pingTimer = silenceTimer = joinTimer = null;
   }
 
   /** The connection went quiet: leave it (whatever it still delivers is ignored) and open another. */
-  function abandon(dead) {
+  function abandon(dead, reason) {
     if (socket !== dead || stopped) return;
     stopPinging();
     socket = null;
-    dead.close(4000, "no answer to pings");
+    dead.close(4000, reason);
     retryLater();
+  }
+
+  /** The server serves `current` now: say so, and watch that it keeps answering. */
+  function enter(current) {
+    clearTimeout(joinTimer);
+    joinTimer = null;
+    admitted = true;
+    attempt = 0;
+    onState("open");
+    pingTimer = setInterval(() => ping(current), PING_EVERY_MS);
+    onOpen(send);
   }
 
   function ping(current) {
     if (!send({ type: "ping" }) || silenceTimer !== null) return;
-    silenceTimer = setTimeout(() => abandon(current), PONG_WITHIN_MS);
+    silenceTimer = setTimeout(() => abandon(current, "no answer to pings"), PONG_WITHIN_MS);
   }
 
   async function open() {
     retryTimer = null;
-    onState(attempt === 0 ? "connecting" : "reconnecting");
+    if (attempt === 0) onState("connecting");  // a retry goes on saying why it retries
     let address;
     try {
       address = await url();
@@ -126,12 +149,12 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
     if (stopped) return;
     const current = new WebSocket(address);
     socket = current;
+    admitted = false;
     current.addEventListener("open", () => {
       if (socket !== current) return;
-      attempt = 0;
-      onState("open");
-      pingTimer = setInterval(() => ping(current), PING_EVERY_MS);
-      onOpen(send);
+      if (!admits) { enter(current); return; }
+      onState("joining");  // connected, and waiting for the server to let it in
+      joinTimer = setTimeout(() => abandon(current, "not let in"), JOIN_WITHIN_MS);
     });
     current.addEventListener("message", (event) => {
       if (socket !== current) return;  // a connection already given up on
@@ -139,7 +162,9 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
       silenceTimer = null;
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message && typeof message.type === "string") onMessage(message);
+      if (!message || typeof message.type !== "string") return;
+      if (!admitted && admits?.(message)) enter(current);
+      onMessage(message);
     });
     current.addEventListener("close", (event) => {
       if (socket !== current) return;
@@ -150,13 +175,13 @@ export function reconnectingSocket({ url, finalCodes = new Set(), onOpen = () =>
         refuse(event.code, event.reason);
         return;
       }
-      retryLater();
+      retryLater(event.code === TRY_LATER ? "busy" : "reconnecting");
     });
   }
 
-  /** Send if the socket is open; says whether it was. */
+  /** Send if the socket is open and in; says whether it was. */
   function send(message) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    if (!socket || !admitted || socket.readyState !== WebSocket.OPEN) return false;
     socket.send(JSON.stringify(message));
     return true;
   }
@@ -192,14 +217,15 @@ export function socketBase() {
 
 /**
  * The room socket (reconnectingSocket). Each connection opens with a fresh one-use ticket
- * (POST /api/v1/ws-tickets), so the access token never travels in a URL.
+ * (POST /api/v1/ws-tickets), so the access token never travels in a URL, and is in the room once its
+ * snapshot arrives: a busy server lets sockets in a few at a time.
  */
 export function connectRoom({ sessionId, token, onMessage, onState = () => {}, onRefused = () => {} }) {
   const base = `${socketBase()}/ws/sessions/${encodeURIComponent(sessionId)}`;
   const waiting = new Map();  // ref -> resolve, for requests whose reply carries their `ref`
   let refs = 0;
   const room = reconnectingSocket({
-    finalCodes: FINAL_CLOSE_CODES, onState, onRefused,
+    finalCodes: FINAL_CLOSE_CODES, onState, onRefused, admits: (message) => message.type === "snapshot",
     onMessage(message) {
       const resolve = message.ref === undefined || message.ref === null ? undefined : waiting.get(message.ref);
       if (!resolve) { onMessage(message); return; }
@@ -317,7 +343,8 @@ export function announce(text) {
 export function showConnection(state) {
   const pill = document.querySelector("[data-testid=connection]");
   if (!pill) return;
-  const labels = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", closed: "Offline" };
+  const labels = { connecting: "Connecting…", joining: "Joining…", open: "Live", busy: "Busy, retrying…",
+    reconnecting: "Reconnecting…", closed: "Offline" };
   pill.dataset.state = state;
   pill.querySelector(".label").textContent = labels[state] ?? state;
 }

@@ -46,6 +46,7 @@ export function hostRoom({ store, $, call, showLibrary, showAuth, showReport }) 
 
   async function enterRoom(saved) {
     $("connection").hidden = false;
+    showConnection("connecting");  // from the room's first read over HTTP, not from the socket's
     Object.assign(state, { sessionId: saved.session_id, status: null, question: null, boardVersion: -1,
       board: null });
     lobby.clear();

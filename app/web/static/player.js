@@ -27,6 +27,7 @@ const state = {
   heldBoard: null, // leaderboard updates wait while a question is open, so they do not give answers away
   you: null,
   room: null,
+  toldBusy: false, // the player heard that the room is busy, and it has not let them in since
   stopCountdown: () => {},
 };
 
@@ -56,6 +57,7 @@ const { submitAnswer } = answering({ state, store, $, lockAnswers, showResult })
 // ---- the room ------------------------------------------------------------------------------
 
 async function enterRoom(saved) {
+  showConnection("connecting");  // from the room's first read over HTTP, not from the socket's
   state.sessionId = saved.session_id;
   state.participantId = saved.participant_id;
   state.boardVersion = -1;
@@ -83,6 +85,11 @@ async function enterRoom(saved) {
     onState: (connection) => {
       showConnection(connection);
       if (connection === "reconnecting") announce("Connection lost. Reconnecting…");
+      if (connection === "busy" && !state.toldBusy) {  // once per wait: a busy room refuses each retry
+        announce("The room is busy. Retrying…");
+        state.toldBusy = true;
+      }
+      if (connection === "open") state.toldBusy = false;
     },
     onRefused: (code, reason) => {
       const elsewhere = code === 4409;  // this player's game was opened in another tab or device
