@@ -231,6 +231,25 @@ def stack_env(config, **extra: str) -> dict[str, str]:
     return env
 
 
+def beside(config, name: str, **changes):
+    """`config` for a stack run beside the session's on the same engines: the database `<database>_<name>`
+    and the topics and consumer groups `<topic>.<name>...` of its own (deleted with the run's), the run's
+    Redis keys (each one a stack writes is named by an id of its own, or by its database); `changes` on
+    top."""
+    own = f"{config.kafka_topic}.{name}"
+    return config.replace(
+        database_url=f"{config.database_url}_{name}",
+        kafka_topic=own,
+        kafka_dlq_topic=f"{own}.dlq",
+        kafka_consumer_group=f"{own}.cache-worker",
+        score_topic=f"{own}.scores",
+        score_dlq_topic=f"{own}.scores.dlq",
+        score_consumer_group=f"{own}.score-ingest",
+        change_topic=f"{own}.changes",
+        **changes,
+    )
+
+
 def tiny_png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
     """A valid PNG of grey pixels, with `extra` bytes in an ancillary chunk (to make it as big as wanted)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -190,7 +190,14 @@ class AppStack:
 
     def close(self) -> None:
         """Stop every process and the supervisord (a killed gunicorn master's workers died with it:
-        gunicorn.conf.py)."""
+        gunicorn.conf.py). The programs of one priority stop together (the webs, the consumers), from the
+        highest (the balancer) down, clients before what they use: supervisord's own shutdown stops one
+        program at a time, each waited for."""
+        tiers: dict[int, list[str]] = {}
+        for name in self.supervisor.infos():
+            tiers.setdefault(PRIORITY.get(kind_of(name), 0), []).append(name)
+        for priority in sorted(tiers, reverse=True):
+            self.supervisor.stop_together(tiers[priority])
         self.supervisor.shutdown()
         try:
             self.daemon.wait(30)

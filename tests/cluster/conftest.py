@@ -9,11 +9,18 @@ what is not running and waits until the cluster is whole. So each test leaves th
 """
 from __future__ import annotations
 
-import pytest
+from contextlib import contextmanager
 
+import pytest
+from alembic import command
+
+from app.core.db import get_engine
+from app.core.kafka import ensure_topics
 from tests.cluster.engines import ClusterEngines, from_environment
 from tests.cluster.failover import REPORT
-from tests.helpers import CLUSTER
+from tests.conftest import alembic_config, drop_replication_slots, recreate_database
+from tests.helpers import CLUSTER, beside
+from tests.live_stack import run_live_stack
 
 if not CLUSTER:
     pytest.fail("tests/cluster runs on the clustered topology only: `make up-cluster && make test-cluster`",
@@ -33,6 +40,24 @@ def stack(live_stack):
         if process.poll() is not None and name != "lb":
             live_stack.restart(name)
 
+
+@pytest.fixture()
+def beside_stack(kafka_topics):
+    """A second live stack on the cluster with our relay in its other mode (poll; wal when the run's is
+    poll), on a database, topics and consumer groups of its own: a PostgreSQL failover goes through both
+    relay modes at once. Yields it and its database's engine."""
+    mode = "wal" if kafka_topics.relay_mode == "poll" else "poll"
+    config = beside(kafka_topics, mode, relay_mode=mode)
+    recreate_database(config.database_url)
+    command.upgrade(alembic_config(config.database_url), "head")
+    ensure_topics(config)
+    engine = get_engine(config.database_url)
+    try:
+        with contextmanager(run_live_stack)(config) as stack:
+            yield stack, engine
+    finally:
+        engine.dispose()
+        drop_replication_slots(config.database_url)  # wal mode's: it would keep the cluster's WAL
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,19 @@ ROOT = Path(__file__).resolve().parents[2]
 # `python -m scripts.stack cluster up` after a kill: a Kafka node's start (its own bound) and the Redis
 # Cluster's and Patroni's waits after it.
 RESTORE_S = KAFKA_START_S + 300
+
+
+# The tests' settings, not the cluster's: this run's key prefix, its TEST_* and its relay mode (the
+# Debezium tests run with RELAY_MODE=debezium, under which `cluster up` would also start Kafka Connect
+# workers of the cluster's own, and their connector's slot on the cluster's database, that the cluster
+# was not started with).
+_TESTS_OWN = ("REDIS_KEY_PREFIX", "RELAY_MODE")
+
+
+def cluster_environ(environ) -> dict[str, str]:
+    """`environ` without the tests' own settings: what `cluster up` runs with when a test restores the
+    cluster."""
+    return {k: v for k, v in environ.items() if k not in _TESTS_OWN and not k.startswith("TEST_")}
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,10 @@ class ClusterEngines:
 
     def restore(self) -> None:
         """`python -m scripts.stack cluster up`: starts what is not running and waits until the cluster is
-        whole. With the cluster's own environment: this run's key prefix and test settings are the tests'."""
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_KEY_PREFIX" and not k.startswith("TEST_")}
-        done = subprocess.run([sys.executable, "-m", "scripts.stack", "cluster", "up"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=RESTORE_S, check=False)
+        whole, in the cluster's own environment (`cluster_environ`)."""
+        done = subprocess.run([sys.executable, "-m", "scripts.stack", "cluster", "up"], cwd=ROOT,
+                              env=cluster_environ(os.environ), capture_output=True, text=True,
+                              timeout=RESTORE_S, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
 
     def kafka_node(self, broker_id: int) -> str:
@@ -154,3 +168,30 @@ def from_environment() -> ClusterEngines:
     (scripts/stack/cluster.py)."""
     return ClusterEngines(Path(os.environ["CLUSTER_RUN_DIR"]), int(os.environ["CLUSTER_KAFKA_PORT"]),
                           int(os.environ["CLUSTER_REDIS_PORT"]), int(os.environ["CLUSTER_PG_PORT"]))
+
+
+class Restoring:
+    """`ClusterEngines.restore` on a thread of its own (`start`): what a test crashed starts again while the
+    test audits the rest; `wait` for it before the test ends (the next fault needs the cluster whole, and
+    no other `cluster up` beside this one)."""
+
+    def __init__(self, engines: ClusterEngines) -> None:
+        self.engines, self.error = engines, None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        try:
+            self.engines.restore()
+        except BaseException as exc:  # noqa: BLE001 - raised again by `wait`
+            self.error = exc
+
+    def start(self) -> Restoring:
+        self.thread.start()
+        return self
+
+    def wait(self) -> None:
+        if self.thread.ident is not None:  # started
+            self.thread.join(RESTORE_S)
+            assert not self.thread.is_alive(), f"the cluster was not whole again within {RESTORE_S} s"
+        if self.error is not None:
+            raise self.error

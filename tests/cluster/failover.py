@@ -35,6 +35,7 @@ from tests.cluster.audit import (
     wait_caught_up,
     wait_published,
 )
+from tests.cluster.engines import Restoring
 from tests.cluster.game import Game, Undecided, playing
 from tests.helpers import WAIT_S, Api, HttpClient, wait_until
 
@@ -187,21 +188,59 @@ def conninfo_of(engine) -> str:
 
 def crash(engines) -> Fault:
     """The leader crash: its Patroni and its PostgreSQL SIGKILLed together; once the test is done with the
-    new leader, the old node starts again, as a replica of the new one (pg_rewind)."""
+    new leader, the old node starts again, as a replica of the new one (pg_rewind), while the test's audit
+    runs (the context gives the `Restoring` that `fail_over` waits for)."""
     @contextmanager
     def crashed(leader: str, _standby: str):
         engines.crash_postgres(leader)
+        restoring = Restoring(engines)
         try:
-            yield
+            yield restoring
         finally:
-            engines.restore()
+            restoring.start()
 
     return crashed
 
 
-def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> Failover:
+class Load:
+    """One stack's writes across the failover: two games played and a scorer through its balancer, and
+    what its database and relays said before the fault."""
+
+    def __init__(self, stack, engine, engines) -> None:
+        self.stack, self.engine = stack, engine
+        self.mode = stack.config.relay_mode
+        self.scorer = Scorer(stack.base_url)
+        self.slot = engine_slot_name(engine)
+        self.dropped, self.before = slots_dropped(engines, self.slot), sum(republished(stack))
+        self.games = [Game(stack.base_url) for _ in range(2)]
+        self.retained = self.marked = 0
+        self.fault_wall = None
+
+    def progress(self) -> tuple[list[int], int]:
+        """The questions each game has played, and the scores acknowledged."""
+        return [g.played for g in self.games], len(self.scorer.acknowledged)
+
+    def beyond(self, progress: tuple[list[int], int], questions: int, scores: int) -> bool:
+        """Whether each game has played `questions` more, and `scores` more were acknowledged, since
+        `progress`."""
+        played, scored = progress
+        return (all(g.played >= p + questions for g, p in zip(self.games, played))
+                and len(self.scorer.acknowledged) >= scored + scores)
+
+    def at_fault(self) -> None:
+        """The outbox as the fault finds it (events retained, those marked published) and the server's
+        clock then."""
+        with psycopg.connect(conninfo_of(self.engine), autocommit=True) as conn:
+            self.retained, self.marked = conn.execute(
+                "SELECT count(*), count(published_at) FROM events").fetchone()
+            self.fault_wall = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str, beside=()) -> Failover:
     """`fault(leader, standby)` (a context: entered, the leader fails; left, the fault ends) under load,
-    then every check of the top. The synchronous standby must take over."""
+    then every check of the top. The synchronous standby must take over. `beside`: (stack, engine) of more
+    stacks on the cluster (another relay mode), loaded through the same fault and held to the same checks.
+    Returns the first stack's figures."""
     def sync_standby() -> str | None:
         return next((n for n, m in engines.postgres_members().items() if m["role"] == "sync_standby"), None)
 
@@ -215,60 +254,82 @@ def fail_over(stack, engine, redis_client, engines, fault: Fault, what: str) -> 
     table = f"failover_probe_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY)")
-    prober, scorer = Prober(conninfo, table), Scorer(stack.base_url)
-    slot = engine_slot_name(engine)
-    dropped, before = slots_dropped(engines, slot), sum(republished(stack))
-    games = [Game(stack.base_url) for _ in range(2)]
-    prober.thread.start()
-    scorer.thread.start()
+    prober = Prober(conninfo, table)
+    loads = [Load(s, e, engines) for s, e in [(stack, engine), *beside]]
+    writers = [prober] + [load.scorer for load in loads]
+    ending = None
+    for writer in writers:
+        writer.thread.start()
     try:
-        with playing(games):
-            wait_until(lambda: all(g.played >= 2 for g in games) and len(scorer.acknowledged) >= 5,
-                       "the games did not play 2 questions, or 5 scores were not acknowledged")
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                retained, marked = conn.execute("SELECT count(*), count(published_at) FROM events").fetchone()
-                fault_wall = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-            at = time.monotonic()  # a switchover's command returns once it is done: the clock starts before
-            with fault(leader, standby):
-                # Only the synchronous standby holds every acknowledged commit: it is the one promoted.
-                wait_until(lambda: engines.postgres_leader() == standby,
-                           f"{standby} did not take over from {leader} ({what})", timeout_s=FAILOVER_S)
-                first = wait_until(lambda: prober.acknowledged_by(engines.postgres_port(standby)),
-                                   f"no write acknowledged by {standby} through pg-lb", timeout_s=FAILOVER_S)
-                played, scored = [g.played for g in games], len(scorer.acknowledged)
-                wait_until(lambda: all(g.played >= p + 2 for g, p in zip(games, played))
-                           and len(scorer.acknowledged) >= scored + 5,
-                           "the games did not play 2 more questions, or 5 more scores were not acknowledged, "
-                           "after the failover")
+        try:
+            with playing([game for load in loads for game in load.games]):
+                start = ([0, 0], 0)
+                wait_until(lambda: all(load.beyond(start, 2, 5) for load in loads),
+                           "the games did not play 2 questions, or 5 scores were not acknowledged")
+                for load in loads:
+                    load.at_fault()
+                at = time.monotonic()  # a switchover's command returns once done: the clock starts before
+                with fault(leader, standby) as ending:
+                    # Only the synchronous standby holds every acknowledged commit: it is the one promoted.
+                    wait_until(lambda: engines.postgres_leader() == standby,
+                               f"{standby} did not take over from {leader} ({what})", timeout_s=FAILOVER_S)
+                    first = wait_until(lambda: prober.acknowledged_by(engines.postgres_port(standby)),
+                                       f"no write acknowledged by {standby} through pg-lb",
+                                       timeout_s=FAILOVER_S)
+                    then = [load.progress() for load in loads]
+                    wait_until(lambda: all(load.beyond(p, 2, 5) for load, p in zip(loads, then)),
+                               "the games did not play 2 more questions, or 5 more scores were not "
+                               "acknowledged, after the failover")
+        finally:
+            for writer in writers:
+                writer.stop.set()
+                writer.thread.join(WAIT_S)
+        for load in loads:
+            if load.scorer.error is not None:
+                raise load.scorer.error
+        results = audit(loads, redis_client, engines, conninfo, table, prober, (leader, standby, timeline),
+                        first - at, what)
     finally:
-        for writer in (prober, scorer):
-            writer.stop.set()
-            writer.thread.join(WAIT_S)
-    if scorer.error is not None:
-        raise scorer.error
-    engine.dispose()  # the pool's connections to the old leader are dead: the audits open new ones
-    result = Failover(leader, standby, first - at, None, retained)
+        if ending is not None:  # a crash's old node starting again
+            ending.wait()
+    return results[0]
+
+
+def audit(loads: list[Load], redis_client, engines, conninfo: str, table: str, prober: Prober,
+          roles: tuple[str, str, int], first_write_s: float, what: str) -> list[Failover]:
+    """`fail_over`'s checks once the writers stopped: the new leader's timeline (`roles`: the old leader, the
+    standby that took over, the old timeline), the probe rows, then each stack's writes and events (the
+    stacks share the run's Redis keys)."""
+    leader, standby, timeline = roles
     assert engines.postgres_members()[standby]["timeline"] > timeline
     with psycopg.connect(conninfo, autocommit=True) as conn:
         stored = {str(row[0]) for row in conn.execute(f"SELECT id FROM {table}")}
         conn.execute(f"DROP TABLE {table}")
     acknowledged = {row for _, row, _ in prober.acknowledged}
     assert acknowledged and acknowledged - stored == set(), "acknowledged probe rows are lost"
-    statuses = sum((g.statuses for g in games), scorer.statuses)
-    assert statuses[500] == 0, f"writes during the failover got a 500: {dict(statuses)}"
-    rows, found = nothing_lost_or_doubled(stack, engine, redis_client, games, scorer, stack.config.relay_mode)
-    result.copies = sum(len(found[row.id]) - 1 for row in rows)
-    REPORT.append(f"PostgreSQL {what} ({leader} -> {standby}, RELAY_MODE={stack.config.relay_mode}): first "
-                  f"write through pg-lb {result.first_write_s:.1f} s after the fault; the writes' statuses "
-                  f"{dict(sorted(statuses.items()))}")
-    print(REPORT[-1])
-    if stack.config.relay_mode == "wal":
-        result.republished = republished_within_bound(stack, conninfo, before, marked, retained, fault_wall)
-    elif stack.config.relay_mode == "poll":  # no slot to lose: nothing is republished
-        assert sum(republished(stack)) == before
-    # The relay's slot is its own: Patroni (which drops the slots it does not manage) left it alone.
-    assert slots_dropped(engines, slot) == dropped
-    return result
+    results = []
+    for load in loads:
+        stack, engine = load.stack, load.engine
+        engine.dispose()  # the pool's connections to the old leader are dead: the audits open new ones
+        result = Failover(leader, standby, first_write_s, None, load.retained)
+        statuses = sum((g.statuses for g in load.games), load.scorer.statuses)
+        assert statuses[500] == 0, f"writes during the failover got a 500 ({load.mode}): {dict(statuses)}"
+        rows, found = nothing_lost_or_doubled(stack, engine, redis_client, load.games, load.scorer,
+                                              load.mode)
+        result.copies = sum(len(found[row.id]) - 1 for row in rows)
+        REPORT.append(f"PostgreSQL {what} ({leader} -> {standby}, RELAY_MODE={load.mode}): first write "
+                      f"through pg-lb {first_write_s:.1f} s after the fault; the writes' statuses "
+                      f"{dict(sorted(statuses.items()))}")
+        print(REPORT[-1])
+        if load.mode == "wal":
+            result.republished = republished_within_bound(stack, conninfo_of(engine), load.before,
+                                                          load.marked, load.retained, load.fault_wall)
+        elif load.mode == "poll":  # no slot to lose: nothing is republished
+            assert sum(republished(stack)) == load.before
+        # The relay's slot is its own: Patroni (which drops the slots it does not manage) left it alone.
+        assert slots_dropped(engines, load.slot) == load.dropped
+        results.append(result)
+    return results
 
 
 def republished_within_bound(stack, conninfo: str, before: int, marked: int, retained: int,

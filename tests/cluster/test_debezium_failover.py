@@ -117,9 +117,9 @@ def test_debezium_streams_again_on_the_new_leader_and_republishes_from_the_fence
 
     @contextmanager
     def crashed_and_watched(leader: str, standby: str):
-        with crashed(leader, standby):
+        with crashed(leader, standby) as restoring:
             watch.append(SlotWatch(conninfo, slot, engines.postgres_port(standby)))
-            yield
+            yield restoring
 
     try:
         result = fail_over(stack, engine, redis_client, engines, crashed_and_watched, "leader crash")

@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core.kafka import ensure_topics
 from scripts.stack.programs import APPS, AppStack
 from scripts.stack.supervisor import APP
-from tests.conftest import TEST_DATABASE, alembic_config, drop_replication_slots, recreate_database
+from tests.conftest import alembic_config, drop_replication_slots, recreate_database
 from tests.e2e.room_client import RoomClient
-from tests.helpers import Api, HttpClient, free_port, stack_env, wait_until
+from tests.helpers import Api, HttpClient, beside, free_port, stack_env, wait_until
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -41,16 +41,8 @@ def metrics(port: int) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def supervised(kafka_topics, redis_client, tmp_path_factory):
-    own = f"{kafka_topics.kafka_topic}.sup"
-    config = kafka_topics.replace(
-        database_url=kafka_topics.database_url.rsplit("/", 1)[0] + f"/{TEST_DATABASE}_sup",
-        kafka_topic=own,
-        kafka_dlq_topic=f"{own}.dlq",
-        kafka_consumer_group=f"{own}.cache-worker",
-        score_topic=f"{own}.scores",
-        score_dlq_topic=f"{own}.scores.dlq",
-        score_consumer_group=f"{own}.score-ingest",
-        change_topic=f"{own}.changes",
+    config = beside(
+        kafka_topics, "sup",
         # Our relay's, whatever RELAY_MODE the run has: under RELAY_MODE=debezium the relay process
         # publishes nothing (Kafka Connect does, an engine of `make up`, not one of the four app processes
         # this supervisor restarts), so nothing would show it back at work after its restart.

@@ -198,6 +198,7 @@ def test_an_answer_stuck_in_a_transaction_is_outcome_unknown_then_its_retry_lear
         blocker.rollback()
     # In a transaction when the wait ran out: it may still commit, so it is neither recorded nor refused.
     assert results["stuck"].status_code == 504 and error_of(results["stuck"])["code"] == "outcome_unknown"
+    assert results["stuck"].headers["Retry-After"] == "1"  # send it again, as after a 503
     # Never taken from the queue: certainly not recorded.
     assert results["queued"].status_code == 503 and results["queued"].headers["Retry-After"]
     # The stuck transaction commits once the lock is gone; the player's retry gets its receipt.

@@ -5,6 +5,7 @@ through pg-lb after it dies: tests/cluster/test_postgres_failover.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -107,3 +108,28 @@ def test_the_tests_processes_get_the_clusters_engines_but_not_its_webs_own_setti
     assert not {"PUBLIC_URL", "OPS_PASSWORD", "WEB_TRUSTED_PROXIES"} & set(env)
     assert env["DATABASE_URL"] == webs["DATABASE_URL"] and env["CLUSTER_WEB_PORT"] == "28000"
     assert env["REDIS_CLUSTER_NODES"] == webs["REDIS_CLUSTER_NODES"]
+
+
+def test_a_fault_test_restores_the_cluster_it_was_started_as_whatever_the_tests_relay_mode(
+        cluster, monkeypatch):
+    from tests.cluster import engines as engines_module
+
+    # The Debezium tests' run: RELAY_MODE=debezium, on a cluster `make up-cluster` started without it.
+    monkeypatch.setenv("RELAY_MODE", "debezium")
+    assert "connect-1" in cluster().components
+    ran = []
+
+    def run(command, **kwargs):
+        ran.append((command, kwargs["env"]))
+        return engines_module.subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(engines_module.subprocess, "run", run)
+    engines_module.ClusterEngines(cluster_module.CLUSTER_DIR, 29092, 21000, 25432).restore()
+    [(command, env)] = ran
+    assert command[-2:] == ["cluster", "up"]
+    # `cluster up` in that environment starts no Kafka Connect workers (nor their connector's slot on the
+    # cluster's database): only what the cluster runs without them.
+    for name in list(os.environ):
+        if name not in env:
+            monkeypatch.delenv(name)
+    assert set(cluster().components) == set(cluster_module.COMPONENTS)

@@ -54,7 +54,8 @@ def register(app: Flask) -> None:
         response = jsonify({"error": {"code": exc.code, "message": exc.message, **exc.extra}})
         if isinstance(exc, service_errors.TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after_s)
-        elif isinstance(exc, service_errors.Unavailable):
+        elif isinstance(exc, (service_errors.Unavailable, service_errors.OutcomeUnknown)):
+            # Both are "send it again" (a failover's, a busy moment's): when, as for a store that is down.
             response.headers["Retry-After"] = "1"
         return response, status
 
