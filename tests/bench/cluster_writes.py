@@ -33,7 +33,7 @@ from scripts.stack.patroni import PG_NODES, node_host, patch_dynamic
 from tests.bench.pgbouncer import pgbouncer, wait_answers
 from tests.bench.support import env_int, tmpdir
 from tests.chaos.cluster import ClusterStack
-from tests.chaos.infra import fresh_database
+from tests.chaos.infra import fresh_database, release_slots
 from tests.chaos.settings import chaos_config
 from tests.cluster.engines import from_environment
 from tests.helpers import Api, HttpClient, drop_prefix_keys, drop_run_topics, sample_questions, wait_until
@@ -203,6 +203,7 @@ def main() -> int:
     finally:
         set_synchronous(conninfo, True)
         stack.stop_all()
+        release_slots(config.database_url)
         drop_run_topics(config, f"test.bench-{run}.")
         drop_prefix_keys(make_redis(config))
     print(f"\nPOST /answers and POST /scores on the cluster, {CLIENTS} in flight, {SECONDS} s a phase, "

@@ -22,11 +22,13 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.core.outbox import drop_slots_of_database
 from tests.conftest import alembic_config, recreate_database
 from tests.helpers import free_port, wait_until
 from tests.kafka_broker import PrivateKafka
 
-__all__ = ["ChaosKafka", "PrivateRedis", "audit_engine", "fresh_database", "terminate_backends"]
+__all__ = ["ChaosKafka", "PrivateRedis", "audit_engine", "fresh_database", "release_slots",
+           "terminate_backends"]
 
 # The run's own connections, which terminate_backends spares.
 AUDIT_APPLICATION = "livequiz-chaos-audit"
@@ -36,6 +38,17 @@ def fresh_database(database_url: str) -> None:
     """Drop and create the run's database, then `alembic upgrade head` (as tests/bench does)."""
     recreate_database(database_url)
     command.upgrade(alembic_config(database_url), "head")
+
+
+def release_slots(database_url: str) -> list[str]:
+    """Drop the replication slots of the run's database once its relays have stopped: an unread slot
+    retains WAL for ever (the database itself stays, to be looked at, until the next run's start)."""
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as db:
+            return drop_slots_of_database(db, admin.url.database)
+    finally:
+        admin.dispose()
 
 
 def audit_engine(database_url: str) -> Engine:

@@ -32,7 +32,7 @@ from tests.chaos.cluster import ClusterApps, ClusterPostgres, ClusterStore, clus
 from tests.chaos.converge import State, converge, end_all_sessions
 from tests.chaos.faults import Faults
 from tests.chaos.hosts import Host, Lane, prepare_lane
-from tests.chaos.infra import ChaosKafka, PrivateRedis, audit_engine, fresh_database
+from tests.chaos.infra import ChaosKafka, PrivateRedis, audit_engine, fresh_database, release_slots
 from tests.chaos.ledger import ACKED, Ledger
 from tests.chaos.settings import Settings, chaos_config, say
 from tests.cluster.engines import from_environment
@@ -185,6 +185,12 @@ class Run:
             try:
                 dropped = drop_prefix_keys(make_redis(self.config))
                 say(f"cleanup: {dropped} keys of the run deleted from the cluster")
+            except Exception as exc:  # noqa: BLE001 - the run's result stands
+                say(f"cleanup: {exc!r}")
+        if self.apps is not None:
+            try:
+                dropped_slots = release_slots(self.config.database_url)
+                say(f"cleanup: replication slots dropped: {dropped_slots or 'none'}")
             except Exception as exc:  # noqa: BLE001 - the run's result stands
                 say(f"cleanup: {exc!r}")
         if self.settings.keep:
