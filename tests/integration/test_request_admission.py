@@ -88,3 +88,45 @@ def test_a_bad_token_is_refused_after_its_address_budget_is_spent(app, small):
     address = _address()
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert [_get(small, path, forged, address) for _ in range(4)] == [401, 401, 401, 429]
+
+
+
+
+@single_node("pipelines the calls on the one Redis; a cluster admits without the one-call script")
+def test_admissions_made_while_a_round_trip_is_in_flight_share_the_next_one(app, config):
+    """A request of a process waiting for a Redis round trip of its own pays for a send that wakes Redis:
+    the admissions made while one is in flight go together in the next, each with its own outcome."""
+    from app.accounts.users import revocation_key
+    from app.web.ratelimits import Limit, RateLimits
+    from tests.helpers import wait_until
+
+    redis = app.extensions[RUNTIME].redis
+    budgets = RateLimits(config, redis)
+    users = [uuid.uuid4() for _ in range(8)]
+    for n, user in enumerate(users):  # every other user signed out after their token was issued (at 1 ms)
+        redis.set(revocation_key(user), 5 if n % 2 else 0, ex=60)
+    pool, taken, outcomes = redis.connection_pool, [], {}
+    get_connection = pool.get_connection
+
+    def counted(*args, **kwargs):
+        taken.append(threading.get_ident())
+        if len(taken) == 1:  # the first round trip is in flight until every other admission waits
+            wait_until(lambda: budgets._admissions.waiting() == 7, "the other admissions wait for their turn")
+        return get_connection(*args, **kwargs)
+
+    def admit(user: uuid.UUID) -> None:
+        outcomes[user] = budgets.admit([Limit("api_per_address", _address()["REMOTE_ADDR"])],
+                                       revocation_key(user), 1, [Limit("api_per_user", str(user))])
+
+    pool.get_connection = counted
+    try:
+        threads = [threading.Thread(target=admit, args=(user,)) for user in users]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.get_connection = get_connection
+    assert len(taken) == 2  # the first alone, then the seven made meanwhile
+    replies = [(outcomes[user].stopped, int(outcomes[user].instant)) for user in users]
+    assert replies == [(False, 0), (True, 5)] * 4  # each call its own reply
