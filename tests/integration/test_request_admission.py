@@ -130,3 +130,39 @@ def test_admissions_made_while_a_round_trip_is_in_flight_share_the_next_one(app,
     assert len(taken) == 2  # the first alone, then the seven made meanwhile
     replies = [(outcomes[user].stopped, int(outcomes[user].instant)) for user in users]
     assert replies == [(False, 0), (True, 5)] * 4  # each call its own reply
+
+
+@single_node("pipelines the calls on the one Redis")
+def test_calls_of_a_shared_round_trip_that_redis_lost_the_script_of_are_sent_again(app):
+    """After a restart Redis has no scripts: a pipeline's EVALSHA calls come back NOSCRIPT, and each
+    caller still gets its own reply (the script is loaded, those calls sent again)."""
+    from app.core.lua import SharedRoundTrips
+    from tests.helpers import wait_until
+
+    redis = app.extensions[RUNTIME].redis
+    echo = redis.register_script("return ARGV[1]")
+    shared = SharedRoundTrips(echo, redis)
+    pool, replies = redis.connection_pool, {}
+    get_connection, taken = pool.get_connection, []
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == 1:  # while the first call is in flight, the others queue; their script is lost
+            wait_until(lambda: shared.waiting() == 3, "the other calls wait for their turn")
+            echo.sha = "0" * 40
+        return get_connection(*args, **kwargs)
+
+    def call(n: int) -> None:
+        replies[n] = shared([], [f"reply {n}"])
+
+    pool.get_connection = counted
+    try:
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.get_connection = get_connection
+    assert replies == {n: f"reply {n}".encode() for n in range(4)}
+    assert echo.sha != "0" * 40
