@@ -144,7 +144,11 @@ class SharedRoundTrips:
             leads = not self._sending
             self._sending = True
         if not leads:
-            mine.ready.wait()
+            try:
+                mine.ready.wait()
+            except BaseException:  # e.g. its greenlet killed: never keep the others from their turn
+                self._abandon(mine)
+                raise
         if leads or mine.leads:
             self._send_next()
         if isinstance(mine.reply, Exception):
@@ -165,12 +169,25 @@ class SharedRoundTrips:
                 waiting.reply = reply
                 waiting.ready.set()
             with self._lock:
-                if self._queue:
-                    following = self._queue[0]
-                    following.leads = True
-                    following.ready.set()
-                else:
-                    self._sending = False
+                self._hand_on()
+
+    def _abandon(self, mine: _Waiting) -> None:
+        """A caller stops waiting: its call leaves the queue (one sent already goes on without it), and
+        the turn, if it was handed to it, goes on to the next."""
+        with self._lock:
+            if any(waiting is mine for waiting in self._queue):
+                self._queue.remove(mine)
+            if mine.leads:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """(Holding the lock) The turn to send goes to the first call waiting, if any."""
+        if self._queue:
+            following = self._queue[0]
+            following.leads = True
+            following.ready.set()
+        else:
+            self._sending = False
 
     def _round_trip(self, batch: list[_Waiting]) -> list[Any]:
         if len(batch) == 1:

@@ -166,3 +166,58 @@ def test_calls_of_a_shared_round_trip_that_redis_lost_the_script_of_are_sent_aga
         pool.get_connection = get_connection
     assert replies == {n: f"reply {n}".encode() for n in range(4)}
     assert echo.sha != "0" * 40
+
+
+@single_node("pipelines the calls on the one Redis")
+def test_a_call_that_stops_waiting_for_its_turn_keeps_no_one_else_from_theirs(app, monkeypatch):
+    """A request whose greenlet is killed while its admission waits for the round trip in flight leaves
+    the queue: the turn it would have been handed goes to the next call, which still gets its reply."""
+    from app.core import lua
+    from tests.helpers import wait_until
+
+    class Killed(BaseException):
+        pass
+
+    class KilledWhileWaiting(threading.Event):
+        def wait(self, timeout=None):
+            raise Killed
+
+    waiting_init = lua._Waiting.__init__
+
+    def init(self, keys, args):
+        waiting_init(self, keys, args)
+        if args == ["killed"]:
+            self.ready = KilledWhileWaiting()
+
+    monkeypatch.setattr(lua._Waiting, "__init__", init)
+    redis = app.extensions[RUNTIME].redis
+    shared = lua.SharedRoundTrips(redis.register_script("return ARGV[1]"), redis)
+    pool, outcomes, killed_gone = redis.connection_pool, {}, threading.Event()
+    get_connection, taken = pool.get_connection, []
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == 1:  # the first call is in flight until the killed one left and the last waits
+            wait_until(lambda: killed_gone.is_set() and shared.waiting() >= 1, "the last call waits")
+        return get_connection(*args, **kwargs)
+
+    def call(name: str) -> None:
+        try:
+            outcomes[name] = shared([], [name])
+        except Killed:
+            outcomes[name] = "killed"
+            killed_gone.set()
+
+    pool.get_connection = counted
+    try:
+        first = threading.Thread(target=call, args=("first",), daemon=True)
+        first.start()
+        wait_until(lambda: taken, "the first call is in flight")
+        call("killed")
+        last = threading.Thread(target=call, args=("last",), daemon=True)
+        last.start()
+        for thread in (first, last):
+            thread.join(10)
+    finally:
+        pool.get_connection = get_connection
+    assert outcomes == {"first": b"first", "killed": "killed", "last": b"last"}
