@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from jwt.algorithms import HMACAlgorithm
 
 from app.core.config import Config, ConfigError
 from app.core.ids import new_id
@@ -136,6 +137,30 @@ def shared_secret(secret_key: str) -> str:
     """The HS256 key: 256 bits derived from SECRET_KEY, as text (base64url), so it can be written into
     a gateway's configuration as it is; its ASCII bytes are the HMAC key."""
     return _b64url(_derive(secret_key, "HS256", 32))
+
+
+class _HmacKeyCheckedOnce(HMACAlgorithm):
+    """HS256 as PyJWT has it, but the checks of its key (not empty, not a PEM, SSH, DER or JWK text, which
+    would be an asymmetric key used as an HMAC secret) run once per key and process: PyJWT runs them on
+    every sign and verify, where two attempts to parse the key as DER were about a quarter of a new
+    token's check. They depend on the key alone, so a key refused once is refused every time (a refusal
+    is not kept)."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return _checked_hmac_key(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_hmac_key(key: str | bytes) -> bytes:
+    return HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(key)
+
+
+# PyJWT's registry of algorithms (its public hook for them), used by jwt.encode and jwt.decode.
+jwt.unregister_algorithm("HS256")
+jwt.register_algorithm("HS256", _HmacKeyCheckedOnce())
 
 
 @functools.lru_cache(maxsize=8)

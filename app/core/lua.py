@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 APPLIED, DUPLICATE, NEEDS_REBUILD = 1, 0, -1
@@ -100,5 +101,112 @@ def registered(kind: type[ScriptSet], client):
         return known[1]
 
 
+class _Waiting:
+    __slots__ = ("keys", "args", "ready", "reply", "leads")
+
+    def __init__(self, keys: list[str], args: list[Any]):
+        self.keys, self.args = keys, args
+        self.ready = threading.Event()
+        self.reply: Any = None
+        self.leads = False  # woken to send the next round trip, not with its reply
+
+
+# What the calls of a round trip get when its sender was interrupted (e.g. its greenlet killed).
+_INTERRUPTED = ConnectionError("the round trip carrying this call was interrupted")
+
+
+class SharedRoundTrips:
+    """Calls of one script, made by concurrent requests of a process, sent to Redis together.
+
+    Each round trip costs its caller a send that wakes Redis, a poll and a read: on the 2-core machine of
+    bench 14 that was more CPU than all the rest of a request's admission. Here the first caller sends
+    its call at once; calls made while a round trip is in flight wait, and the first of them, when it
+    came back, sends them all in one pipeline (at most `max_batch`), then hands the turn on. Each caller
+    gets its own call's reply, or raises its own call's error, as from the script alone; a NOSCRIPT
+    (Redis lost its scripts) loads the script and sends those calls again. The calls are independent
+    scripts, run by Redis in the order they were made."""
+
+    def __init__(self, script: Script, client, max_batch: int = 128):
+        self.script, self.client, self.max_batch = script, client, max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._sending = False
+
+    def waiting(self) -> int:
+        """Calls queued behind the round trip in flight."""
+        with self._lock:
+            return len(self._queue)
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        mine = _Waiting(keys, args)
+        with self._lock:
+            self._queue.append(mine)
+            leads = not self._sending
+            self._sending = True
+        if not leads:
+            try:
+                mine.ready.wait()
+            except BaseException:  # e.g. its greenlet killed: never keep the others from their turn
+                self._abandon(mine)
+                raise
+        if leads or mine.leads:
+            self._send_next()
+        if isinstance(mine.reply, Exception):
+            raise mine.reply
+        return mine.reply
+
+    def _send_next(self) -> None:
+        with self._lock:
+            batch = self._queue[:self.max_batch]
+            del self._queue[:self.max_batch]
+        replies: list[Any] = [_INTERRUPTED] * len(batch)
+        try:
+            replies = self._round_trip(batch)
+        except Exception as exc:  # noqa: BLE001 - each caller raises it as its own
+            replies = [exc] * len(batch)
+        finally:
+            for waiting, reply in zip(batch, replies):
+                waiting.reply = reply
+                waiting.ready.set()
+            with self._lock:
+                self._hand_on()
+
+    def _abandon(self, mine: _Waiting) -> None:
+        """A caller stops waiting: its call leaves the queue (one sent already goes on without it), and
+        the turn, if it was handed to it, goes on to the next."""
+        with self._lock:
+            if any(waiting is mine for waiting in self._queue):
+                self._queue.remove(mine)
+            if mine.leads:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """(Holding the lock) The turn to send goes to the first call waiting, if any."""
+        if self._queue:
+            following = self._queue[0]
+            following.leads = True
+            following.ready.set()
+        else:
+            self._sending = False
+
+    def _round_trip(self, batch: list[_Waiting]) -> list[Any]:
+        if len(batch) == 1:
+            return [self.script(keys=batch[0].keys, args=batch[0].args, client=self.client)]
+        replies = self._pipeline(batch)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            self.script.sha = self.client.script_load(self.script.script)
+            for i, reply in zip(lost, self._pipeline([batch[i] for i in lost])):
+                replies[i] = reply
+        return replies
+
+    def _pipeline(self, batch: list[_Waiting]) -> list[Any]:
+        # EVALSHA queued as itself: given the Script, a pipeline first asks SCRIPT EXISTS (a round trip more).
+        with self.client.pipeline(transaction=False) as pipe:
+            for waiting in batch:
+                pipe.evalsha(self.script.sha, len(waiting.keys), *waiting.keys, *waiting.args)
+            return pipe.execute(raise_on_error=False)
+
+
 __all__ = ["APPLIED", "BATCH_CHUNK", "DUPLICATE", "NEEDS_REBUILD", "Call", "Script", "ScriptSet",
-           "pack_batch", "registered", "script_source"]
+           "SharedRoundTrips", "pack_batch", "registered", "script_source"]

@@ -36,7 +36,7 @@ from app.core import redis_keys
 from app.core.config import Config
 from app.core.errors import TooManyRequests
 from app.core.logs import RateLimitedLog
-from app.core.lua import Script, ScriptSet, registered
+from app.core.lua import Script, ScriptSet, SharedRoundTrips, registered
 from app.core.metrics import RATE_LIMIT_UNAVAILABLE, RATE_LIMITED
 from app.core.redis_client import Client, is_cluster, rate_limit_storage
 
@@ -112,8 +112,9 @@ class RateLimits:
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._errors = RateLimitedLog(log)
         # One script call per request needs every key of it on one server: not on a cluster.
-        self._scripts = None if is_cluster(redis_client) or not isinstance(self.storage, RedisStorage) \
-            else registered(RateLimitScripts, redis_client)
+        # Concurrent requests of the process share their round trips (SharedRoundTrips).
+        self._admissions = None if is_cluster(redis_client) or not isinstance(self.storage, RedisStorage) \
+            else SharedRoundTrips(registered(RateLimitScripts, redis_client).rate_limits_admit, redis_client)
 
     def admit(self, first: Sequence[Limit], revocation_key: str, issued_at_ms: int,
               then: Sequence[Limit]) -> Admitted:
@@ -121,7 +122,7 @@ class RateLimits:
         unless a token issued at `issued_at_ms` is revoked by it, or it is not cached, hit `then`: in one
         round trip. What is left to the caller (the revocation decided from the store, then `then`) is
         in the returned `Admitted`."""
-        if self._scripts is None or not self.enabled:
+        if self._admissions is None or not self.enabled:
             self.hit(*first)
             return Admitted(True, UNREAD)
         limits = [*first, *then]
@@ -135,7 +136,7 @@ class RateLimits:
                      self.storage.prefixed_key(self.storage._current_window_key(key))]
             args += [item.amount, item.get_expiry()]
         try:
-            status, value = self._scripts.rate_limits_admit(keys=[*keys, revocation_key], args=args)
+            status, value = self._admissions([*keys, revocation_key], args)
         except Exception as exc:  # noqa: BLE001 - Redis away: fail open, never fail the request
             RATE_LIMIT_UNAVAILABLE.inc()
             self._errors.warning("storage", "rate limits are not enforced, Redis is unavailable: %s", exc)

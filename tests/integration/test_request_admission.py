@@ -88,3 +88,136 @@ def test_a_bad_token_is_refused_after_its_address_budget_is_spent(app, small):
     address = _address()
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert [_get(small, path, forged, address) for _ in range(4)] == [401, 401, 401, 429]
+
+
+
+
+@single_node("pipelines the calls on the one Redis; a cluster admits without the one-call script")
+def test_admissions_made_while_a_round_trip_is_in_flight_share_the_next_one(app, config):
+    """A request of a process waiting for a Redis round trip of its own pays for a send that wakes Redis:
+    the admissions made while one is in flight go together in the next, each with its own outcome."""
+    from app.accounts.users import revocation_key
+    from app.web.ratelimits import Limit, RateLimits
+    from tests.helpers import wait_until
+
+    redis = app.extensions[RUNTIME].redis
+    budgets = RateLimits(config, redis)
+    users = [uuid.uuid4() for _ in range(8)]
+    for n, user in enumerate(users):  # every other user signed out after their token was issued (at 1 ms)
+        redis.set(revocation_key(user), 5 if n % 2 else 0, ex=60)
+    pool, taken, outcomes = redis.connection_pool, [], {}
+    get_connection = pool.get_connection
+
+    def counted(*args, **kwargs):
+        taken.append(threading.get_ident())
+        if len(taken) == 1:  # the first round trip is in flight until every other admission waits
+            wait_until(lambda: budgets._admissions.waiting() == 7, "the other admissions wait for their turn")
+        return get_connection(*args, **kwargs)
+
+    def admit(user: uuid.UUID) -> None:
+        outcomes[user] = budgets.admit([Limit("api_per_address", _address()["REMOTE_ADDR"])],
+                                       revocation_key(user), 1, [Limit("api_per_user", str(user))])
+
+    pool.get_connection = counted
+    try:
+        threads = [threading.Thread(target=admit, args=(user,)) for user in users]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.get_connection = get_connection
+    assert len(taken) == 2  # the first alone, then the seven made meanwhile
+    replies = [(outcomes[user].stopped, int(outcomes[user].instant)) for user in users]
+    assert replies == [(False, 0), (True, 5)] * 4  # each call its own reply
+
+
+@single_node("pipelines the calls on the one Redis")
+def test_calls_of_a_shared_round_trip_that_redis_lost_the_script_of_are_sent_again(app):
+    """After a restart Redis has no scripts: a pipeline's EVALSHA calls come back NOSCRIPT, and each
+    caller still gets its own reply (the script is loaded, those calls sent again)."""
+    from app.core.lua import SharedRoundTrips
+    from tests.helpers import wait_until
+
+    redis = app.extensions[RUNTIME].redis
+    echo = redis.register_script("return ARGV[1]")
+    shared = SharedRoundTrips(echo, redis)
+    pool, replies = redis.connection_pool, {}
+    get_connection, taken = pool.get_connection, []
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == 1:  # while the first call is in flight, the others queue; their script is lost
+            wait_until(lambda: shared.waiting() == 3, "the other calls wait for their turn")
+            echo.sha = "0" * 40
+        return get_connection(*args, **kwargs)
+
+    def call(n: int) -> None:
+        replies[n] = shared([], [f"reply {n}"])
+
+    pool.get_connection = counted
+    try:
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.get_connection = get_connection
+    assert replies == {n: f"reply {n}".encode() for n in range(4)}
+    assert echo.sha != "0" * 40
+
+
+@single_node("pipelines the calls on the one Redis")
+def test_a_call_that_stops_waiting_for_its_turn_keeps_no_one_else_from_theirs(app, monkeypatch):
+    """A request whose greenlet is killed while its admission waits for the round trip in flight leaves
+    the queue: the turn it would have been handed goes to the next call, which still gets its reply."""
+    from app.core import lua
+    from tests.helpers import wait_until
+
+    class Killed(BaseException):
+        pass
+
+    class KilledWhileWaiting(threading.Event):
+        def wait(self, timeout=None):
+            raise Killed
+
+    waiting_init = lua._Waiting.__init__
+
+    def init(self, keys, args):
+        waiting_init(self, keys, args)
+        if args == ["killed"]:
+            self.ready = KilledWhileWaiting()
+
+    monkeypatch.setattr(lua._Waiting, "__init__", init)
+    redis = app.extensions[RUNTIME].redis
+    shared = lua.SharedRoundTrips(redis.register_script("return ARGV[1]"), redis)
+    pool, outcomes, killed_gone = redis.connection_pool, {}, threading.Event()
+    get_connection, taken = pool.get_connection, []
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == 1:  # the first call is in flight until the killed one left and the last waits
+            wait_until(lambda: killed_gone.is_set() and shared.waiting() >= 1, "the last call waits")
+        return get_connection(*args, **kwargs)
+
+    def call(name: str) -> None:
+        try:
+            outcomes[name] = shared([], [name])
+        except Killed:
+            outcomes[name] = "killed"
+            killed_gone.set()
+
+    pool.get_connection = counted
+    try:
+        first = threading.Thread(target=call, args=("first",), daemon=True)
+        first.start()
+        wait_until(lambda: taken, "the first call is in flight")
+        call("killed")
+        last = threading.Thread(target=call, args=("last",), daemon=True)
+        last.start()
+        for thread in (first, last):
+            thread.join(10)
+    finally:
+        pool.get_connection = get_connection
+    assert outcomes == {"first": b"first", "killed": "killed", "last": b"last"}

@@ -78,3 +78,30 @@ def test_a_refused_token_is_not_remembered():
         with pytest.raises(tokens.InvalidToken, match="token invalid"):
             read_token(config, forged)
     assert tokens._verified_jwt.cache_info().currsize == kept
+
+
+def test_the_hmac_key_is_checked_once_per_process_not_with_each_token(monkeypatch):
+    """PyJWT checks with every sign and verify that an HS256 key is no asymmetric key (parsing it as DER
+    twice): the check depends on the key alone, so it runs once per key."""
+    from jwt.algorithms import HMACAlgorithm
+
+    config = _config(SECRET_KEY="k" * 8 + uuid.uuid4().hex)  # a key no other test has checked
+    checks = []
+    prepare = HMACAlgorithm.prepare_key
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key",
+                        lambda self, key: checks.append(key) or prepare(self, key))
+    for user in (uuid.uuid4(), uuid.uuid4(), uuid.uuid4()):
+        assert read_token(config, issue_token(config, user, True)).user_id == user
+    assert checks == [token_keys(config).verifying]
+
+
+def test_an_asymmetric_key_is_refused_as_an_hmac_secret_every_time():
+    import jwt
+
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for _ in range(2):
+        with pytest.raises(jwt.InvalidKeyError):
+            jwt.encode({"sub": "x"}, pem, algorithm="HS256")
+        with pytest.raises(jwt.InvalidKeyError):
+            jwt.decode(jwt.encode({"sub": "x"}, "s" * 40, algorithm="HS256"), pem, algorithms=["HS256"])

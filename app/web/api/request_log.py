@@ -48,11 +48,11 @@ def register(app: Flask) -> None:
             span.set_attribute("http.response.status_code", response.status_code)
         HTTP_REQUESTS.labels(request.method, route, response.status_code).inc()
         HTTP_LATENCY.labels(request.method, route).observe(duration_s)
-        duration_ms = round(duration_s * 1000, 2)
-        log.info("%s %s %s", request.method, route, response.status_code, extra={
-            "request_id": g.get("request_id"), "method": request.method, "route": route,
-            "status": response.status_code, "duration_ms": duration_ms,
-            "session_id": (request.view_args or {}).get("session_id")})
+        if log.isEnabledFor(logging.INFO):  # the line's fields are gathered only for a line written
+            log.info("%s %s %s", request.method, route, response.status_code, extra={
+                "request_id": g.get("request_id"), "method": request.method, "route": route,
+                "status": response.status_code, "duration_ms": round(duration_s * 1000, 2),
+                "session_id": (request.view_args or {}).get("session_id")})
         return response
 
     @app.teardown_request
