@@ -118,3 +118,5 @@ def post_worker_init(worker) -> None:
 
     configure_logging(_config, "web")
     start_background_work(worker.app.wsgi())
+    from app.web.collector import freeze_survivors
+    freeze_survivors()  # a full collection walks only what survived since the last (collector.py)

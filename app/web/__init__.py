@@ -34,8 +34,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     # Client messages are tiny (a bigger one gets an `error`, rooms/socket.py); frames above
-    # 64 KiB close the socket. Pings find sockets whose peer vanished without closing (GraphQL's; the room
-    # and board sockets have the heartbeat, rooms/heartbeat.py, which these pings never close: frames.py).
+    # 64 KiB close the socket. Pings find sockets whose peer vanished without closing: GraphQL's only; the
+    # room and board sockets have the heartbeat (rooms/heartbeat.py) instead (extensions.py `_server`).
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024, "ping_interval": 25,
                                          "subprotocols": ["graphql-transport-ws"]}  # app/web/graphql/ws.py
     if config.web_trusted_proxies > 0:

@@ -12,8 +12,10 @@ import time
 from functools import wraps
 from typing import TYPE_CHECKING
 
+import flask_sock
+import simple_websocket
 import simple_websocket.ws
-from flask import current_app, g
+from flask import current_app, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from sqlalchemy.orm import Session
@@ -45,9 +47,13 @@ class CountedSock(Sock):
     """flask-sock whose every socket route first takes a slot of the client's address, across every web
     process: beyond WS_MAX_PER_ADDRESS open at once, a new socket is closed with 4429 before its
     handler runs (the slot is given back when the handler returns). Every socket ends with the closing
-    handshake (`finish_closing`), so the close code reaches the client."""
+    handshake (`finish_closing`), so the close code reaches the client.
 
-    def route(self, path, bp=None, **kwargs):
+    `heartbeat=True`: the route's sockets are watched by the process's heartbeat (rooms/heartbeat.py),
+    which pings them and closes the silent ones, so simple-websocket sends them no pings of its own
+    (`_server`)."""
+
+    def route(self, path, bp=None, *, heartbeat: bool = False, **kwargs):
         register = super().route(path, bp, **kwargs)
 
         def decorator(handler):
@@ -66,12 +72,29 @@ class CountedSock(Sock):
                 finally:
                     finish_closing(ws)
 
+            counted.watched_by_heartbeat = heartbeat  # on flask-sock's view too (functools.wraps)
             return register(counted)
 
         return decorator
 
 
 sock = CountedSock()
+
+
+def _server(environ, **options) -> simple_websocket.Server:
+    """flask-sock's Server for the socket of this request: SOCK_SERVER_OPTIONS, without the library's own
+    pings on a route the heartbeat watches. With a ping interval, simple-websocket's reader waits for
+    each frame in a selector with a timeout (a watcher started and stopped, an event set and a timer, for
+    every pong); without one it waits in the socket's own read. The heartbeat's pongs alone are a
+    thousand a second per worker holding 5,000 sockets: in a loaded worker the selector's wake-ups took
+    a fifth of its samples, the time a question's close waited behind."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if getattr(view, "watched_by_heartbeat", False):
+        options = {**options, "ping_interval": None}
+    return simple_websocket.Server(environ, **options)
+
+
+flask_sock.Server = _server  # flask-sock builds each socket's Server with the name it imported
 
 
 def finish_closing(ws, timeout_s: float = CLOSE_HANDSHAKE_S) -> None:

@@ -90,6 +90,7 @@ def socket_closer(ws: Any) -> Callable[[int, str], None]:
 # own ping (SOCK_SERVER_OPTIONS `ping_interval`) closes a socket (1008) whose flag is false at its tick,
 # yet not `True`, which only a pong writes. Left False, a tick that came while the pong to the heartbeat's
 # ping was still on its way closed a live socket: a few in a thousand every 25 s, more the busier the web.
+# (The heartbeat's routes now take no ping of the library's own: extensions.py `_server`.)
 ASKED = "asked"
 
 

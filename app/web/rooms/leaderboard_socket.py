@@ -92,7 +92,7 @@ def _serve(ws, connection: Connection, watches: dict[str, Watch], handle=None) -
         metrics.ws_connections.dec()
 
 
-@sock.route("/ws/leaderboards/<board_id>", bp=bp)
+@sock.route("/ws/leaderboards/<board_id>", bp=bp, heartbeat=True)
 def board_socket(ws, board_id: str):
     """One board's top N (?top=, default 10) and, with ?player=, that player's standing."""
     connection = _open(ws)
@@ -110,7 +110,7 @@ def board_socket(ws, board_id: str):
     _serve(ws, connection, {board_id: watch})
 
 
-@sock.route("/ws", bp=bp)
+@sock.route("/ws", bp=bp, heartbeat=True)
 def subscriptions(ws):
     """Seed 001's protocol: subscribe to and unsubscribe from boards on one socket."""
     connection = _open(ws)

@@ -63,7 +63,7 @@ def _refuse(ws, code: int, reason: str) -> None:
     ws.close(reason=code, message=reason)
 
 
-@sock.route("/ws/sessions/<session_id>", bp=bp)
+@sock.route("/ws/sessions/<session_id>", bp=bp, heartbeat=True)
 def room_socket(ws, session_id: str):
     """The room of a session for its host and players, opened with a one-use ticket
     (POST /api/v1/ws-tickets)."""
