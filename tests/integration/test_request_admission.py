@@ -30,6 +30,30 @@ def _get(app, path: str, token: str, address: dict[str, str]) -> int:
                                  environ_base=address).status_code
 
 
+def _first_round_trip_held(redis, until, calls) -> int:
+    """Run each of `calls` in a thread of its own, the first Redis connection taken held until `until()`
+    returns (the round trip it carries stays in flight while the others queue); how many were taken."""
+    pool, taken = redis.connection_pool, []
+    get_connection = pool.get_connection
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == 1:
+            until()
+        return get_connection(*args, **kwargs)
+
+    pool.get_connection = counted
+    try:
+        threads = [threading.Thread(target=call) for call in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.get_connection = get_connection
+    return len(taken)
+
+
 def _setup(app) -> tuple[str, str, str]:
     """A player's token, their id and a session to read, made through `app` (the suite's budgets)."""
     api = Api(app.test_client())
@@ -105,29 +129,16 @@ def test_admissions_made_while_a_round_trip_is_in_flight_share_the_next_one(app,
     users = [uuid.uuid4() for _ in range(8)]
     for n, user in enumerate(users):  # every other user signed out after their token was issued (at 1 ms)
         redis.set(revocation_key(user), 5 if n % 2 else 0, ex=60)
-    pool, taken, outcomes = redis.connection_pool, [], {}
-    get_connection = pool.get_connection
-
-    def counted(*args, **kwargs):
-        taken.append(threading.get_ident())
-        if len(taken) == 1:  # the first round trip is in flight until every other admission waits
-            wait_until(lambda: budgets._admissions.waiting() == 7, "the other admissions wait for their turn")
-        return get_connection(*args, **kwargs)
+    outcomes = {}
 
     def admit(user: uuid.UUID) -> None:
         outcomes[user] = budgets.admit([Limit("api_per_address", _address()["REMOTE_ADDR"])],
                                        revocation_key(user), 1, [Limit("api_per_user", str(user))])
 
-    pool.get_connection = counted
-    try:
-        threads = [threading.Thread(target=admit, args=(user,)) for user in users]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        pool.get_connection = get_connection
-    assert len(taken) == 2  # the first alone, then the seven made meanwhile
+    taken = _first_round_trip_held(  # in flight until every other admission waits
+        redis, lambda: wait_until(lambda: budgets._admissions.waiting() == 7, "the other admissions wait"),
+        [lambda user=user: admit(user) for user in users])
+    assert taken == 2  # the first alone, then the seven made meanwhile
     replies = [(outcomes[user].stopped, int(outcomes[user].instant)) for user in users]
     assert replies == [(False, 0), (True, 5)] * 4  # each call its own reply
 
@@ -142,28 +153,16 @@ def test_calls_of_a_shared_round_trip_that_redis_lost_the_script_of_are_sent_aga
     redis = app.extensions[RUNTIME].redis
     echo = redis.register_script("return ARGV[1]")
     shared = SharedRoundTrips(echo, redis)
-    pool, replies = redis.connection_pool, {}
-    get_connection, taken = pool.get_connection, []
+    replies = {}
 
-    def counted(*args, **kwargs):
-        taken.append(1)
-        if len(taken) == 1:  # while the first call is in flight, the others queue; their script is lost
-            wait_until(lambda: shared.waiting() == 3, "the other calls wait for their turn")
-            echo.sha = "0" * 40
-        return get_connection(*args, **kwargs)
+    def lose_the_script() -> None:  # while the first call is in flight, the others queue
+        wait_until(lambda: shared.waiting() == 3, "the other calls wait for their turn")
+        echo.sha = "0" * 40
 
     def call(n: int) -> None:
         replies[n] = shared([], [f"reply {n}"])
 
-    pool.get_connection = counted
-    try:
-        threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        pool.get_connection = get_connection
+    _first_round_trip_held(redis, lose_the_script, [lambda n=n: call(n) for n in range(4)])
     assert replies == {n: f"reply {n}".encode() for n in range(4)}
     assert echo.sha != "0" * 40
 
