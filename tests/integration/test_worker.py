@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from types import SimpleNamespace
 
@@ -14,7 +13,7 @@ from confluent_kafka import TopicPartition
 from app.core.events import envelope_from_row
 from app.core.kafka import make_consumer
 from app.quiz.board.keys import SessionKeys
-from tests.helpers import stack_env
+from tests.helpers import WAIT_S, stack_env, wait_until
 from tests.integration.worker_support import (
     drain,
     event_rows,
@@ -129,7 +128,7 @@ def _committed(config, partitions: int) -> int:
     consumer = make_consumer(config)
     try:
         offsets = consumer.committed([TopicPartition(config.kafka_topic, p) for p in range(partitions)],
-                                     timeout=10)
+                                     timeout=WAIT_S)
         return sum(max(tp.offset, 0) for tp in offsets)
     finally:
         consumer.close()
@@ -148,10 +147,8 @@ def test_killed_between_apply_and_offset_store_then_restarted(api, engine, redis
 
     restarted = _worker_process(topics, {})
     try:
-        for _ in range(240):
-            if _committed(topics, topics.kafka_partitions) >= count:
-                break
-            time.sleep(0.25)
+        wait_until(lambda: _committed(topics, topics.kafka_partitions) >= count,
+                   "the restarted worker never committed the redelivered batch", every_s=0.25)
         restarted.send_signal(signal.SIGTERM)
         output = restarted.communicate(timeout=60)[0].decode()
     finally:
