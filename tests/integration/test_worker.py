@@ -14,6 +14,7 @@ from app.core.events import envelope_from_row
 from app.core.kafka import make_consumer
 from app.quiz.board.keys import SessionKeys
 from tests.helpers import WAIT_S, stack_env, wait_until
+from tests.integration.poison_support import dead_letters
 from tests.integration.worker_support import (
     drain,
     event_rows,
@@ -100,22 +101,15 @@ def test_poison_message_is_dead_lettered_and_later_events_applied(api, engine, r
     worker.close()
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
 
-    dlq = make_consumer(topics, group_id=f"dlq-{uuid.uuid4().hex[:8]}")
-    dlq.subscribe([topics.kafka_dlq_topic])
-    dead = []
-    for _ in range(100):
-        dead += [m for m in dlq.consume(10, timeout=0.5) if m.error() is None]
-        if len(dead) >= 2:
-            break
-    dlq.close()
-    reasons = sorted(dict(m.headers())["dlq_reason"].decode() for m in dead)
+    dead = dead_letters(topics, topics.kafka_dlq_topic, 2)
+    reasons = sorted(m.headers["dlq_reason"].decode() for m in dead)
     assert len(dead) == 2
     assert reasons[0].startswith("undecodable message")
     assert reasons[1].startswith("unknown event type or version")
-    assert {m.key() for m in dead} == {sid.encode()}
-    assert b"{not json" in {m.value() for m in dead}
-    undecodable = next(m for m in dead if m.value() == b"{not json")
-    assert dict(undecodable.headers())["event_id"] == b"x"  # the original headers travel along
+    assert {m.key for m in dead} == {sid.encode()}
+    assert b"{not json" in {m.value for m in dead}
+    undecodable = next(m for m in dead if m.value == b"{not json")
+    assert undecodable.headers["event_id"] == b"x"  # the original headers travel along
 
 
 def _worker_process(config, extra_env: dict[str, str]) -> subprocess.Popen:
