@@ -188,7 +188,7 @@ def drop_run_topics(config, prefix: str) -> list[str]:
     if not prefix.startswith("test."):
         raise RuntimeError(f"refusing to delete topics outside a test run: {prefix!r}")
     admin = make_admin(config)
-    names = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))
+    names = sorted(t for t in admin.list_topics(timeout=WAIT_S).topics if t.startswith(prefix))
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():
             try:

@@ -13,17 +13,20 @@ its key and value and none of its headers; the reason says so, and such a copy n
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from app.core.config import Config
-from app.core.kafka import make_consumer
+from app.core.kafka import ANSWER_WAIT_S, make_consumer
+from app.core.poison import store_unavailable
+from app.core.retry import Backoff
 
 REASON_HEADER = "dlq_reason"
-KAFKA_TIMEOUT_S = 10.0
-# Reading a topic stops at the high watermarks taken at the start; this bounds a stalled read.
-READ_STALL_S = 30.0
+
+T = TypeVar("T")
 
 
 # What a dead letter the broker refuses as too large keeps of its key and of its value.
@@ -106,7 +109,7 @@ class TopicState:
 
 
 class ReadStalled(RuntimeError):
-    """Reading the dead-letter topic made no progress for READ_STALL_S."""
+    """Reading the dead-letter topic made no progress for ANSWER_WAIT_S."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +139,47 @@ def redrive_consumer(config: Config, queue: DeadLetterQueue):
     return make_consumer(config, group_id=queue.redrive_group, **{"enable.auto.commit": False})
 
 
-def topic_state(consumer, topic: str) -> TopicState | None:
-    metadata = consumer.list_topics(topic, timeout=KAFKA_TIMEOUT_S).topics.get(topic)
-    if metadata is None or metadata.error is not None:
+def topic_state(consumer, topic: str, wait_s: float = ANSWER_WAIT_S) -> TopicState | None:
+    """The partitions of `topic`, their watermarks and the offsets the consumer's group committed there;
+    None when there is no such topic. Kafka is asked again while it answers with a passing error (a request
+    timed out, a leader or the group's coordinator being elected or loading) until `wait_s` has passed,
+    then that error is raised: a state is never made up from part of an answer."""
+    deadline = time.monotonic() + wait_s
+    backoff = Backoff(first_s=0.1, cap_s=2.0)
+    while True:
+        try:
+            return _topic_state(consumer, topic, lambda: max(deadline - time.monotonic(), 0.1))
+        except KafkaException as exc:
+            delay = backoff.next_delay()
+            if not store_unavailable(exc) or time.monotonic() + delay >= deadline:
+                raise
+            time.sleep(delay)
+
+
+def _unknown_topic(error: KafkaError | None) -> bool:
+    return error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def _answered(value: T, error: KafkaError | None) -> T:
+    """`value`, unless Kafka answered it with `error`."""
+    if error is not None:
+        raise KafkaException(error)
+    return value
+
+
+def _topic_state(consumer, topic: str, left: Callable[[], float]) -> TopicState | None:
+    metadata = consumer.list_topics(topic, timeout=left()).topics.get(topic)
+    if metadata is None or _unknown_topic(metadata.error):
         return None
-    partitions = sorted(metadata.partitions)
-    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=KAFKA_TIMEOUT_S,
-                                                    cached=False) for p in partitions}
+    partitions = sorted(_answered(metadata.partitions, metadata.error))
+    for partition in metadata.partitions.values():  # one without a leader has no watermarks yet
+        _answered(partition, partition.error)
+    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=left(), cached=False)
+                  for p in partitions}
     committed = {}
-    positions = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=KAFKA_TIMEOUT_S)
-    for position in positions:
+    for position in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=left()):
+        # A partition's error (its coordinator loading, say) is no "nothing committed": ask again.
+        _answered(position, position.error)
         low, high = watermarks[position.partition]
         committed[position.partition] = min(max(position.offset, low), high) if position.offset >= 0 else low
     return TopicState(partitions, watermarks, committed)
@@ -177,7 +211,9 @@ def read_dead_letters(consumer, topic: str, start: dict[int, int], end: dict[int
         messages = consumer.consume(num_messages=500, timeout=1.0)
         for message in messages:
             if message.error() is not None:
-                if message.error().code() != KafkaError._PARTITION_EOF:
+                # A broker unreachable for a while is the client's to retry; the stall bound covers it.
+                if message.error().code() != KafkaError._PARTITION_EOF \
+                        and not store_unavailable(KafkaException(message.error())):
                     raise KafkaException(message.error())
                 continue
             partition = message.partition()
@@ -191,7 +227,7 @@ def read_dead_letters(consumer, topic: str, start: dict[int, int], end: dict[int
                 todo.discard(position.partition)
         if messages:
             stalled_since = time.monotonic()
-        elif time.monotonic() - stalled_since > READ_STALL_S:
+        elif time.monotonic() - stalled_since > ANSWER_WAIT_S:
             raise ReadStalled(f"reading {topic} stalled with partitions {sorted(todo)} unread")
     return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
 

@@ -11,6 +11,11 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from app.core.config import Config, load_config
 
+# How long an operator command's read of Kafka (metadata, watermarks, committed offsets, the next message)
+# waits for an answer before it reports that Kafka did not answer: a loaded broker can take many seconds,
+# and a command that gave up sooner would count or search wrong.
+ANSWER_WAIT_S = 60.0
+
 
 def producer_settings(config: Config, **extra: Any) -> dict[str, Any]:
     """Idempotent, ordered producer: the same key reaches the same partition as Java clients."""

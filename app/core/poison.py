@@ -43,7 +43,9 @@ _REDIS_OUTAGES = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.e
 _KAFKA_OUTAGES = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
                   KafkaError._MSG_TIMED_OUT, KafkaError._QUEUE_FULL, KafkaError.REQUEST_TIMED_OUT,
                   KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                  KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+                  KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError._WAIT_COORD, KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.UNSTABLE_OFFSET_COMMIT)
 # What a reason header keeps of an exception's text.
 MAX_REASON_CHARS = 300
 

@@ -6,6 +6,7 @@ import sys
 import uuid
 
 import click
+from confluent_kafka import KafkaException
 
 from app.core.dead_letters import (
     EVENTS,
@@ -13,6 +14,7 @@ from app.core.dead_letters import (
     DeadLetter,
     DeadLetterQueue,
     ReadStalled,
+    TopicState,
     commit_redriven,
     dead_letter_queues,
     read_dead_letters,
@@ -31,11 +33,20 @@ from app.quiz.events import SESSION_EVENTS
 _EVENT_TYPES = EventCatalog(SESSION_EVENTS, LEADERBOARD_EVENTS)
 
 
+def _state(consumer, topic: str) -> TopicState | None:
+    try:
+        return topic_state(consumer, topic)
+    except KafkaException as exc:
+        raise click.ClickException(f"cannot read {topic}: {exc}") from None
+
+
 def _read(consumer, topic: str, start: dict[int, int], end: dict[int, int]) -> list[DeadLetter]:
     try:
         return read_dead_letters(consumer, topic, start, end)
     except ReadStalled as exc:
         raise click.ClickException(str(exc)) from None
+    except KafkaException as exc:
+        raise click.ClickException(f"cannot read {topic}: {exc}") from None
 
 
 def queue_option(command):
@@ -69,7 +80,7 @@ def dlq_list_command(queue_name: str) -> None:
     queue = dead_letter_queues(settings)[queue_name]
     consumer = redrive_consumer(settings, queue)
     try:
-        state = topic_state(consumer, queue.dlq_topic)
+        state = _state(consumer, queue.dlq_topic)
         letters = [] if state is None else _read(
             consumer, queue.dlq_topic, {p: low for p, (low, _) in state.watermarks.items()},
             {p: high for p, (_, high) in state.watermarks.items()})
@@ -108,7 +119,7 @@ def dlq_redrive_command(queue_name: str, event_ids: tuple[uuid.UUID, ...]) -> No
     wanted = {str(event_id) for event_id in event_ids} if event_ids else None
     consumer = redrive_consumer(settings, queue)
     try:
-        state = topic_state(consumer, queue.dlq_topic)
+        state = _state(consumer, queue.dlq_topic)
         if state is None:
             letters = []
         else:

@@ -17,10 +17,11 @@ import uuid
 from datetime import UTC, datetime
 
 import click
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from sqlalchemy import text
 
-from app.core.kafka import partition_of
+from app.core.kafka import ANSWER_WAIT_S, partition_of
+from app.core.poison import store_unavailable
 from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.events import LEADERBOARD
 from app.ops.common import config, database, ops, redis_store
@@ -53,27 +54,32 @@ def find_message(event_id: str, key: bytes, after_ms: float, scan: int) -> tuple
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
                          "group.id": f"ops-trace-{uuid.uuid4().hex}", "enable.auto.commit": False,
                          "enable.partition.eof": True})
+    topic = settings.kafka_topic
     try:
-        topic = settings.kafka_topic
-        partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        partitions = len(consumer.list_topics(topic, timeout=ANSWER_WAIT_S).topics[topic].partitions)
         partition = partition_of(key, partitions)
         start = consumer.offsets_for_times([TopicPartition(topic, partition, int(after_ms) - 1000)],
-                                           timeout=10)[0]
+                                           timeout=ANSWER_WAIT_S)[0]
         if start.offset < 0:  # nothing on the partition since then
             return None
         consumer.assign([start])
         wanted = event_id.encode()
         for _ in range(scan):
-            message = consumer.poll(5.0)
-            if message is None:
-                return None
+            message = consumer.poll(ANSWER_WAIT_S)
+            if message is None:  # the partition's end comes as an event: no answer at all is no "not found"
+                raise click.ClickException(f"cannot read {topic}: Kafka did not answer within "
+                                           f"{ANSWER_WAIT_S:.0f} s")
             if message.error() is not None:
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     return None
+                if store_unavailable(KafkaException(message.error())):
+                    continue  # a broker away for a while: the client reconnects by itself
                 raise click.ClickException(f"cannot read {topic}: {message.error()}")
             if dict(message.headers() or []).get("event_id") == wanted:
                 return message.timestamp()[1], message.partition(), message.offset()
         return None
+    except KafkaException as exc:
+        raise click.ClickException(f"cannot read {topic}: {exc}") from None
     finally:
         consumer.close()
 

@@ -60,9 +60,12 @@ def new_address() -> str:
 
 
 # Small limits, so a test reaches them with a handful of sockets, a short lease, so a killed process's
-# sockets stop counting soon, and a quick heartbeat, so a silent socket is closed soon.
-WEB_PAIR_SETTINGS = {"WS_MAX_PER_ADDRESS": "3", "WS_MAX_PER_USER": "2", "WS_SLOT_LEASE_S": "1",
-                     "WS_PING_INTERVAL_S": "0.3", "WS_SILENT_CLOSE_S": "2",
+# sockets stop counting soon, and a quick heartbeat, so a silent socket is closed soon. Short, yet many
+# pings and renewals long: a process of a loaded machine that gets no CPU for a second or two must still
+# renew its leases (every third of one) and read its sockets' pongs in time, or its live sockets would
+# stop counting, or be closed as silent, while a test holds them.
+WEB_PAIR_SETTINGS = {"WS_MAX_PER_ADDRESS": "3", "WS_MAX_PER_USER": "2", "WS_SLOT_LEASE_S": "6",
+                     "WS_PING_INTERVAL_S": "0.3", "WS_SILENT_CLOSE_S": "6",
                      "WEB_TRUSTED_PROXIES": "1", "WEB_WORKERS": "1"}
 
 

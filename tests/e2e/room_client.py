@@ -27,7 +27,7 @@ class SocketClient:
     """A WebSocket at `url`, its messages recorded as they arrive (each stamped `_received`)."""
 
     def __init__(self, url: str, **options):
-        self.ws = websocket.create_connection(url, timeout=10, **options)
+        self.ws = websocket.create_connection(url, timeout=WAIT_S, **options)
         self.messages: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None

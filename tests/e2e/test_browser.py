@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -87,12 +88,12 @@ def check_boards(host: Tab, players: dict[str, Tab], http: Api, engine, session_
                  token: str) -> list[dict]:
     """Every page shows the scores that the leaderboard API and PostgreSQL hold."""
     truth = scores_in_postgres(engine, session_id)
-    expected: list[dict] = []
-    for _ in range(50):  # the worker applies answers to Redis asynchronously; wait until it agrees
-        expected = leaderboard(http, session_id, token)
-        if {e["participant_id"]: e["score"] for e in expected} == truth:
-            break
+    # The worker applies answers to Redis asynchronously: wait until it agrees (serving the pages' events).
+    deadline = time.monotonic() + WAIT_S
+    expected = leaderboard(http, session_id, token)
+    while {e["participant_id"]: e["score"] for e in expected} != truth and time.monotonic() < deadline:
         host.page.wait_for_timeout(100)
+        expected = leaderboard(http, session_id, token)
     assert {e["participant_id"]: e["score"] for e in expected} == truth
     names = [e["nickname"] for e in expected]
     scores = [points(e["score"]) for e in expected]

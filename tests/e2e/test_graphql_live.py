@@ -43,7 +43,9 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
                   token=owner.token, expect=201)
 
     async def follow() -> tuple[list[dict], list[dict]]:
-        transport = WebsocketsTransport(url=f"{live_stack.ws_url}/graphql", subprotocols=[PROTOCOL])
+        # gql's own bounds (10 s to connect and to be acknowledged) are too short for a loaded machine.
+        transport = WebsocketsTransport(url=f"{live_stack.ws_url}/graphql", subprotocols=[PROTOCOL],
+                                        connect_timeout=WAIT_S, ack_timeout=WAIT_S)
         tops: list[dict] = []
         standings: list[dict] = []
         async with Client(transport=transport) as session:
@@ -63,8 +65,11 @@ def test_a_gql_client_follows_a_boards_top_and_hears_nothing_below_it(live_stack
 
             tops_task = asyncio.create_task(top_feed())
             standing_task = asyncio.create_task(standing_feed())
-            while not tops or not standings:
-                await asyncio.sleep(0.05)
+            async def first_results():
+                while not tops or not standings:
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(first_results(), WAIT_S)
             # below the top 3: p1's standing moves, the top does not
             await asyncio.to_thread(write, "p1", 150)
             await asyncio.wait_for(standing_task, WAIT_S)

@@ -1,6 +1,6 @@
 """Open sockets are capped per client address and per user, counted across every web process; a
 process that is killed stops counting once its lease ends (the WebPair runs with a cap of 3 per address,
-2 per user, and a lease of 1 s)."""
+2 per user, and a lease of 6 s)."""
 from __future__ import annotations
 
 from tests.e2e.conftest import WebPair, as_address, new_address

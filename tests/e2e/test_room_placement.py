@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import WebPair
-from tests.helpers import free_port, wait_until
+from tests.helpers import WAIT_S, free_port, wait_until
 from tests.live_stack import reaches_both, start_balancer
 
 SOCKETS_PER_ROOM = 8
@@ -20,7 +20,7 @@ def upgraded_by(port: int, path: str) -> str | None:
     """The web (HAProxy's X-Upstream) that answered a WebSocket handshake for `path`; the room then closes
     the socket (no ticket), which is all a placement needs."""
     key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
         conn.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
                      .encode())

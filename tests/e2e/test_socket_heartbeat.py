@@ -1,5 +1,5 @@
 """One heartbeat per web process pings every socket and closes the ones that stopped answering (the
-WebPair runs with a ping every 0.3 s and a silence of 2 s closing a socket): a phone that lost its
+WebPair runs with a ping every 0.3 s and a silence of 6 s closing a socket): a phone that lost its
 network is closed by the server, while a client that answers pings (every browser and WebSocket library
 does by itself) stays, sending nothing of its own."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ class DeafClient:
     """A room socket that reads frames but never answers a ping: a phone whose network went away."""
 
     def __init__(self, url: str, **options):
-        self.ws = websocket.create_connection(url, timeout=10, **options)
+        self.ws = websocket.create_connection(url, timeout=WAIT_S, **options)
         self.pings = 0
         self.close_code: int | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)

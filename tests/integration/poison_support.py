@@ -18,7 +18,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from app.core.kafka import make_consumer, make_producer
-from tests.helpers import wait_until
+from tests.helpers import WAIT_S, wait_until
 from tests.integration.relay.support import read_topic
 
 SEED = int(os.environ.get("POISON_SEED", "20251"))
@@ -158,7 +158,7 @@ class RawProducer:
                                           ctypes.c_int(self._END)) == 0, "librdkafka refused the message"
 
     def flush(self) -> None:
-        assert (self.lib.rd_kafka_flush(self.handle, 30_000) == 0
+        assert (self.lib.rd_kafka_flush(self.handle, int(WAIT_S * 1000)) == 0
                 and self.lib.rd_kafka_outq_len(self.handle) == 0)
 
     def close(self) -> None:
@@ -175,7 +175,7 @@ def produce_all(config, topic: str, messages: list[Raw]) -> int:
             headers = [(name.decode(), value) for name, value in message.headers]
             producer.produce(topic, key=message.key, value=message.value, headers=headers)
             producer.poll(0)
-    assert producer.flush(60) == 0
+    assert producer.flush(WAIT_S) == 0
     if raw:
         sender = RawProducer(config.kafka_bootstrap_servers)
         try:
@@ -191,8 +191,8 @@ def topic_size(config, topic: str) -> int:
     """Messages on `topic` (the sum of its partitions' high watermarks; nothing is deleted in a test)."""
     consumer = make_consumer(config, group_id="poison-size")
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+        partitions = consumer.list_topics(topic, timeout=WAIT_S).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=WAIT_S, cached=False)[1]
                    for p in partitions)
     finally:
         consumer.close()

@@ -20,7 +20,7 @@ from app import create_app
 from app.core.db import application_name, get_engine
 from app.core.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import alembic_config, recreate_database
-from tests.helpers import free_port
+from tests.helpers import WAIT_S, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"users", "quizzes", "questions", "quiz_sessions", "quiz_session_participants",
@@ -134,12 +134,12 @@ def test_a_message_goes_through_the_real_broker(kafka_topics):
     delivered = []
     producer.produce(config.kafka_topic, key=key, value=value,
                      on_delivery=lambda err, msg: delivered.append(err))
-    assert producer.flush(30) == 0 and delivered == [None]
+    assert producer.flush(WAIT_S) == 0 and delivered == [None]
 
     consumer = make_consumer(config, group_id="test-roundtrip-" + uuid.uuid4().hex)
     consumer.subscribe([config.kafka_topic])
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             message = consumer.poll(1.0)
             if message is not None and not message.error() and message.key() == key:
@@ -154,7 +154,7 @@ def _start_redis(port: int, workdir: str) -> subprocess.Popen:
     server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -229,7 +229,7 @@ def test_compose_monitoring_profile_runs_prometheus_grafana_and_jaeger_on_files_
 
 def test_topics_have_the_configured_partition_count(kafka_topics):
     config = kafka_topics
-    metadata = make_consumer(config, group_id="probe").list_topics(config.kafka_topic, timeout=10)
+    metadata = make_consumer(config, group_id="probe").list_topics(config.kafka_topic, timeout=WAIT_S)
     assert len(metadata.topics[config.kafka_topic].partitions) == config.kafka_partitions
 
 

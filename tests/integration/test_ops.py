@@ -23,7 +23,7 @@ from app.leaderboards.board.keys import LeaderboardKeys
 from app.leaderboards.board.verify import cached_periods, compare_period
 from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import TIE_SPAN
-from tests.helpers import drop_prefix_keys, stack_env
+from tests.helpers import WAIT_S, drop_prefix_keys, stack_env
 from tests.integration import leaderboard_support as lb
 from tests.integration.worker_support import (
     drain,
@@ -229,7 +229,7 @@ def test_a_poison_event_is_listed_and_a_redriven_dead_letter_is_applied_once(api
     producer = make_producer(topics)
     producer.produce(topics.kafka_dlq_topic, key=envelope.key(), value=envelope.to_json(),
                      headers=envelope.headers() + [("dlq_reason", b"unknown_session: not in PostgreSQL")])
-    assert producer.flush(30) == 0
+    assert producer.flush(WAIT_S) == 0
     publish_raw(topics, sid.encode(), b"{not json")
     drain(worker, 1)
 

@@ -52,12 +52,8 @@ from tests.integration.worker_support import event_rows, pg_ranking, pg_scores, 
 PORTS = (7101, 7102, 7103)
 
 
-def _wait_for(check, what: str, attempts: int = 100) -> None:
-    for _ in range(attempts):
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"redis cluster: {what}")
+def _wait_for(check, what: str) -> None:
+    wait_until(check, f"redis cluster: {what}", every_s=0.1)
 
 
 @pytest.fixture(scope="module")

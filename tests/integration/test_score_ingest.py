@@ -17,7 +17,7 @@ from sqlalchemy import text
 from app import create_app
 from app.core.kafka import make_consumer, make_producer
 from score_ingest.process import build_ingest
-from tests.helpers import stack_env, wait_until
+from tests.helpers import WAIT_S, stack_env, wait_until
 from tests.integration.leaderboard_support import board, owner
 from tests.integration.relay.support import read_topic
 from tests.integration.worker_support import drain
@@ -30,7 +30,7 @@ def produce_scores(config, messages: list[tuple[str, bytes | dict]]) -> int:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
         producer.produce(config.score_topic, key=key.encode(), value=raw)
         producer.poll(0)
-    assert producer.flush(30) == 0
+    assert producer.flush(WAIT_S) == 0
     return len(messages)
 
 
@@ -46,7 +46,7 @@ def committed(config) -> int:
     try:
         offsets = consumer.committed([TopicPartition(config.score_topic, p)
                                       for p in range(config.kafka_partitions)],
-                                     timeout=10)
+                                     timeout=WAIT_S)
         return sum(max(tp.offset, 0) for tp in offsets)
     finally:
         consumer.close()

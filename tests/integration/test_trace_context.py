@@ -16,7 +16,7 @@ from app.core.kafka import make_producer
 from app.core.tracing import enabled
 from app.quiz.board.keys import SessionKeys
 from score_ingest.process import build_ingest
-from tests.helpers import sample_questions
+from tests.helpers import WAIT_S, sample_questions
 from tests.integration.leaderboard_support import board, owner
 from tests.integration.test_worker import _epoch
 from tests.integration.worker_support import drain as drain_consumer
@@ -78,7 +78,7 @@ def test_score_messages_pass_their_traceparent_header_on_to_their_events(api, to
     for player, headers in sent:
         value = json.dumps({"leaderboard_id": board_id, "player_id": player, "score": 3}).encode()
         producer.produce(topics.score_topic, key=board_id.encode(), headers=headers, value=value)
-    assert producer.flush(30) == 0
+    assert producer.flush(WAIT_S) == 0
     ingest = build_ingest(topics, engine=engine, poll_timeout_s=0.2)
     try:
         drain_consumer(ingest, len(sent))

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from types import SimpleNamespace
 
@@ -14,7 +13,8 @@ from confluent_kafka import TopicPartition
 from app.core.events import envelope_from_row
 from app.core.kafka import make_consumer
 from app.quiz.board.keys import SessionKeys
-from tests.helpers import stack_env
+from tests.helpers import WAIT_S, stack_env, wait_until
+from tests.integration.poison_support import dead_letters
 from tests.integration.worker_support import (
     drain,
     event_rows,
@@ -101,22 +101,15 @@ def test_poison_message_is_dead_lettered_and_later_events_applied(api, engine, r
     worker.close()
     assert redis_scores(redis_client, sid) == pg_scores(engine, sid)
 
-    dlq = make_consumer(topics, group_id=f"dlq-{uuid.uuid4().hex[:8]}")
-    dlq.subscribe([topics.kafka_dlq_topic])
-    dead = []
-    for _ in range(100):
-        dead += [m for m in dlq.consume(10, timeout=0.5) if m.error() is None]
-        if len(dead) >= 2:
-            break
-    dlq.close()
-    reasons = sorted(dict(m.headers())["dlq_reason"].decode() for m in dead)
+    dead = dead_letters(topics, topics.kafka_dlq_topic, 2)
+    reasons = sorted(m.headers["dlq_reason"].decode() for m in dead)
     assert len(dead) == 2
     assert reasons[0].startswith("undecodable message")
     assert reasons[1].startswith("unknown event type or version")
-    assert {m.key() for m in dead} == {sid.encode()}
-    assert b"{not json" in {m.value() for m in dead}
-    undecodable = next(m for m in dead if m.value() == b"{not json")
-    assert dict(undecodable.headers())["event_id"] == b"x"  # the original headers travel along
+    assert {m.key for m in dead} == {sid.encode()}
+    assert b"{not json" in {m.value for m in dead}
+    undecodable = next(m for m in dead if m.value == b"{not json")
+    assert undecodable.headers["event_id"] == b"x"  # the original headers travel along
 
 
 def _worker_process(config, extra_env: dict[str, str]) -> subprocess.Popen:
@@ -129,7 +122,7 @@ def _committed(config, partitions: int) -> int:
     consumer = make_consumer(config)
     try:
         offsets = consumer.committed([TopicPartition(config.kafka_topic, p) for p in range(partitions)],
-                                     timeout=10)
+                                     timeout=WAIT_S)
         return sum(max(tp.offset, 0) for tp in offsets)
     finally:
         consumer.close()
@@ -148,10 +141,8 @@ def test_killed_between_apply_and_offset_store_then_restarted(api, engine, redis
 
     restarted = _worker_process(topics, {})
     try:
-        for _ in range(240):
-            if _committed(topics, topics.kafka_partitions) >= count:
-                break
-            time.sleep(0.25)
+        wait_until(lambda: _committed(topics, topics.kafka_partitions) >= count,
+                   "the restarted worker never committed the redelivered batch", every_s=0.25)
         restarted.send_signal(signal.SIGTERM)
         output = restarted.communicate(timeout=60)[0].decode()
     finally:

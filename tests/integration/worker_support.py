@@ -6,6 +6,7 @@ event_id/event_type.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -19,9 +20,7 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import split
 from cache_worker.process import build_worker
 from cache_worker.worker import CacheWorker
-from tests.helpers import Api, Player
-
-DRAIN_POLLS = 600  # a safety net against hanging, not a timing assertion
+from tests.helpers import WAIT_S, Api, Player
 
 
 def event_rows(engine, session_id: str | None = None) -> list[Any]:
@@ -40,14 +39,14 @@ def publish(config: Config, rows, producer=None) -> int:
         producer.produce(config.kafka_topic, key=envelope.key(), value=envelope.to_json(),
                          headers=envelope.headers())
         producer.poll(0)
-    assert producer.flush(30) == 0
+    assert producer.flush(WAIT_S) == 0
     return len(rows)
 
 
 def publish_raw(config: Config, key: bytes, value: bytes, headers=None) -> None:
     producer = make_producer(config)
     producer.produce(config.kafka_topic, key=key, value=value, headers=headers or [])
-    assert producer.flush(30) == 0
+    assert producer.flush(WAIT_S) == 0
 
 
 def fresh_topics(config: Config) -> Config:
@@ -67,13 +66,19 @@ def new_worker(config: Config, engine, redis_client, group: str | None = None, *
 
 
 def drain(worker: CacheWorker, messages: int) -> int:
-    """Run batches until `messages` were handled; fails rather than hang."""
+    """Run batches until `messages` were handled; fails rather than hang once no message has come for
+    TEST_WAIT_S (a bound on waiting, not on how fast the batches go)."""
     seen = 0
-    for _ in range(DRAIN_POLLS):
-        seen += worker.run_once()
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        handled = worker.run_once()
+        seen += handled
         if seen >= messages:
             return seen
-    pytest.fail(f"the worker handled {seen} of {messages} messages")
+        if handled:
+            deadline = time.monotonic() + WAIT_S
+        elif time.monotonic() > deadline:
+            pytest.fail(f"the worker handled {seen} of {messages} messages, then none for {WAIT_S:.0f} s")
 
 
 def pg_scores(engine, session_id: str) -> dict[str, int]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import click
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from app import create_app
-from app.core.dead_letters import DeadLetter, TopicState, commit_redriven
+from app.core.dead_letters import DeadLetter, TopicState, commit_redriven, topic_state
 from app.ops.replay import SinceParam
 from app.quiz.board.verify import Difference
 
@@ -98,3 +99,48 @@ def test_a_dead_letter_keeps_its_original_headers_but_the_reason():
     assert letter.original_headers() == [("event_id", b"e"), ("event_type", b"t")]
     assert (letter.event_id, letter.event_type, letter.aggregate_id,
             letter.reason) == ("e", "t", "sid", "why")
+
+
+class SlowKafka:
+    """A consumer whose first answers about the topic "dlq" (one partition, 2 to 5 on it, 3 committed) carry
+    the errors given, one per call, as a loaded or failing-over broker gives them."""
+
+    def __init__(self, metadata_errors=(), committed_errors=(), topic_error=None):
+        self.metadata_errors, self.committed_errors = list(metadata_errors), list(committed_errors)
+        self.topic_error = topic_error
+        self.asked = 0
+
+    def list_topics(self, topic, timeout):
+        self.asked += 1
+        error = self.metadata_errors.pop(0) if self.metadata_errors else self.topic_error
+        partitions = {} if error else {0: SimpleNamespace(error=None)}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=error, partitions=partitions)})
+
+    def get_watermark_offsets(self, partition, timeout, cached):
+        return 2, 5
+
+    def committed(self, partitions, timeout):
+        error = self.committed_errors.pop(0) if self.committed_errors else None
+        return [SimpleNamespace(partition=0, offset=-1001 if error else 3, error=error)]
+
+
+def test_a_dead_letter_topic_is_asked_again_while_kafka_answers_with_a_passing_error():
+    kafka = SlowKafka(metadata_errors=[KafkaError(KafkaError.LEADER_NOT_AVAILABLE)],
+                      committed_errors=[KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS)])
+    state = topic_state(kafka, "dlq")
+    # Not "nothing committed" from the coordinator that was loading: the offset it holds.
+    assert (state.partitions, state.watermarks, state.committed) == ([0], {0: (2, 5)}, {0: 3})
+    assert kafka.asked == 3
+
+
+def test_a_dead_letter_topic_that_does_not_exist_has_no_state():
+    assert topic_state(SlowKafka(topic_error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)), "dlq") is None
+
+
+def test_a_dead_letter_topic_kafka_will_not_tell_about_is_an_error_not_an_empty_topic():
+    refused = SlowKafka(topic_error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    with pytest.raises(KafkaException):
+        topic_state(refused, "dlq")
+    assert refused.asked == 1  # no passing error: not asked again
+    with pytest.raises(KafkaException):  # a passing error that outlasts the wait
+        topic_state(SlowKafka(topic_error=KafkaError(KafkaError.LEADER_NOT_AVAILABLE)), "dlq", wait_s=0)

@@ -41,6 +41,8 @@ STORE_DOWN = [
     redis.ResponseError("BUSY Redis is busy running a script"),
     redis.ResponseError("OOM command not allowed"),
     KafkaException(KafkaError(KafkaError._TRANSPORT)), KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)),
+    KafkaException(KafkaError(KafkaError._WAIT_COORD)),
+    KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS)),
     BufferError("Local: Queue full"), Unavailable("busy", "try again"),
     OutcomeUnknown("unknown", "ask again"),
     Conflict("period_busy", "the board's period kept ending during the write"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from tests.helpers import free_port
+from tests.helpers import WAIT_S, free_port
 
 
 class Gate:
@@ -30,10 +30,11 @@ class Gate:
                 client.close()
                 continue
             try:
-                server = socket.create_connection(self.upstream, timeout=5)
+                server = socket.create_connection(self.upstream, timeout=WAIT_S)
             except OSError:
                 client.close()
                 continue
+            server.settimeout(None)  # an idle connection (a LISTEN, a pooled one) is no broken one
             self._pairs.append((client, server))
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

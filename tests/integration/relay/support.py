@@ -23,7 +23,7 @@ from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
 from outbox_relay.relay import Relay
-from tests.helpers import stack_env, wait_until
+from tests.helpers import WAIT_S, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -139,7 +139,7 @@ def wait_published(engine, ids: list[str], mode: str = "poll") -> None:
     wait_until(lambda: all_published(engine, ids, mode, mark), f"{len(ids)} events were not published")
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
+def read_topic(bootstrap: str, topic: str, timeout_s: float = WAIT_S,
                since: dict[int, int] | None = None) -> list[Message]:
     """Every message now on `topic` (or after the offsets `since`, by partition: what was added since
     `topic_ends` took them), read with a fresh group up to the high watermarks taken first."""
@@ -147,8 +147,8 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-relay-" + uuid.uuid4().hex,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        partitions = consumer.list_topics(topic, timeout=WAIT_S).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=WAIT_S)[1]
                 for p in partitions}
         consumer.assign([TopicPartition(topic, p, since.get(p, OFFSET_BEGINNING)) for p in partitions])
         done = {p for p, end in ends.items() if end <= since.get(p, 0)}
@@ -171,8 +171,8 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
 
 def topic_ends(consumer: Consumer, topic: str) -> dict[int, int]:
     """The high watermark of each partition of `topic` now: where what is produced next will be."""
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+    partitions = consumer.list_topics(topic, timeout=WAIT_S).topics[topic].partitions
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=WAIT_S, cached=False)[1]
             for p in partitions}
 
 
