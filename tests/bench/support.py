@@ -271,17 +271,41 @@ def _label(p: psutil.Process) -> str:
     if not cmd:
         return p.name()
     text_ = " ".join(cmd)
-    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "kafka", "redis-server", "wrk",
-                "pgbench"):
+    if p.name() == "postgres" or "postgres" in cmd[0]:
+        return _postgres_label(text_)
+    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "wrk", "pgbench"):
+        if key in text_:  # this tree's, or another checkout's on the same machine
+            return key if _cwd(p) == ROOT else f"{key} (elsewhere)"
+    for key in ("kafka", "redis-server"):
         if key in text_:
             return key
-    if p.name() == "postgres" or "postgres" in cmd[0]:
-        return "postgres"
     return p.name()
 
 
+def _cwd(p: psutil.Process) -> Path | None:
+    try:
+        return Path(p.cwd())
+    except psutil.Error:
+        return None
+
+
+_BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+
+
+def _postgres_label(cmdline: str) -> str:
+    """A backend of the bench database, of another database (other work on the same server), or the
+    server's own processes shared by all (postmaster, checkpointer, WAL writer, autovacuum, walsenders)."""
+    backend = _BACKEND.match(cmdline)
+    if backend is None:
+        return "postgres (server)"
+    return "postgres" if backend[1] == BENCH_DATABASE else "postgres (other databases)"
+
+
 class ProcessCpu:
-    """CPU seconds per kind of process on the whole machine over a window (who used the 2 cores)."""
+    """CPU cores per kind of process on the whole machine over a window (who used the 2 cores): this
+    tree's processes by name (`gunicorn`, `outbox_relay`, ...; `pytest` is the benchmark's own process,
+    its load generator), the bench database's PostgreSQL backends as `postgres`, and what other work on
+    the machine used apart (`... (elsewhere)`, `postgres (other databases)`)."""
 
     def __enter__(self) -> ProcessCpu:
         self.before = self._snapshot()
@@ -306,8 +330,9 @@ class ProcessCpu:
         for pid, (label, cpu) in after.items():
             start = self.before.get(pid, (label, 0.0))[1]
             totals[label] = totals.get(label, 0.0) + max(0.0, cpu - start)
-        self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:10]
+        self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:16]
                       if v / wall >= 0.01}
+        self.total_cores = round(sum(totals.values()) / wall, 2)
 
 
 def profiling() -> bool:
