@@ -11,7 +11,10 @@ gevent hub's own wait, `--exclude wait`), so a share is of the work sampled, not
     python -m tests.bench.profile_summary bench-results/profile-answer-route.txt [--top 15]
         [--exclude wait --exclude select] [--match app/ --match gunicorn/]
 
-`--match` keeps in the total table only functions whose path holds one of the strings.
+`--match` keeps in the total table only functions whose path holds one of the strings. `--group
+NAME=TEXT` (repeated, in order) also puts each sample in the first group with a frame holding TEXT
+(`--group "group commit=GroupCommit._commit_forever" --group "rooms=app/web/rooms/"`), the rest in
+"other": one row per part of the process.
 """
 from __future__ import annotations
 
@@ -50,12 +53,14 @@ class Summary:
     excluded: int = 0
     own: Counter = field(default_factory=Counter)
     total: Counter = field(default_factory=Counter)
+    groups: Counter = field(default_factory=Counter)
 
     def share(self, count: int) -> float:
         return 100.0 * count / max(self.samples, 1)
 
 
-def summarize(lines: Iterable[str], exclude: tuple[str, ...] = ()) -> Summary:
+def summarize(lines: Iterable[str], exclude: tuple[str, ...] = (),
+              groups: tuple[tuple[str, str], ...] = ()) -> Summary:
     summary = Summary()
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -72,6 +77,9 @@ def summarize(lines: Iterable[str], exclude: tuple[str, ...] = ()) -> Summary:
         summary.own[frames[-1]] += n
         for name in set(frames):
             summary.total[name] += n
+        if groups:
+            whole = ";".join(frames)
+            summary.groups[next((g for g, text in groups if text in whole), "other")] += n
     return summary
 
 
@@ -86,7 +94,9 @@ def table(summary: Summary, top: int, match: tuple[str, ...] = ()) -> str:
     for name, n in summary.own.most_common(top):
         own.append(f"| `{name}` | {summary.share(n):.1f} % |")
     head = f"{summary.samples:,} samples ({summary.excluded:,} excluded)"
-    return "\n".join([head, "", *rows, "", *own])
+    parts = ["| part | samples |", "| --- | --- |"]
+    parts += [f"| {name} | {summary.share(n):.1f} % |" for name, n in summary.groups.most_common()]
+    return "\n".join([head, "", *(parts + [""] if summary.groups else []), *rows, "", *own])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,11 +107,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="drop samples whose innermost frame holds this")
     parser.add_argument("--match", action="append", default=[],
                         help="list in the total table only functions whose name or path holds this")
+    parser.add_argument("--group", action="append", default=[],
+                        help="NAME=TEXT: samples with a frame holding TEXT count to NAME (first match wins)")
     args = parser.parse_args(argv)
+    groups = tuple(tuple(g.split("=", 1)) for g in args.group)
     lines: list[str] = []
     for path in args.profiles:
         lines.extend(path.read_text().splitlines())
-    print(table(summarize(lines, tuple(args.exclude)), args.top, tuple(args.match)))
+    print(table(summarize(lines, tuple(args.exclude), groups), args.top, tuple(args.match)))
 
 
 if __name__ == "__main__":

@@ -341,7 +341,16 @@ def profiling() -> bool:
 
 
 def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subprocess.Popen:
+    """py-spy recording `pid` for `seconds` (or until sent SIGINT) into bench-results/profile-NAME.txt. A
+    process started a moment ago may not have its interpreter up yet (py-spy then gives up at once): this
+    waits, at most 10 s, until py-spy can read its stacks."""
     RESULTS_DIR.mkdir(exist_ok=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        dump = subprocess.run([PY_SPY, "dump", "--pid", str(pid)], capture_output=True, timeout=30)
+        if dump.returncode == 0:
+            break
+        time.sleep(0.1)
     command = [PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
                "--format", "raw", "--output", str(RESULTS_DIR / f"profile-{name}.txt")]
     if idle:
