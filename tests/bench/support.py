@@ -263,7 +263,7 @@ def tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def _label(p: psutil.Process) -> str:
+def _label(p: psutil.Process, clients: dict[int, str] | None = None) -> str:
     try:
         cmd = p.cmdline()
     except psutil.Error:
@@ -272,7 +272,7 @@ def _label(p: psutil.Process) -> str:
         return p.name()
     text_ = " ".join(cmd)
     if p.name() == "postgres" or "postgres" in cmd[0]:
-        return _postgres_label(text_)
+        return _postgres_label(text_, clients)
     for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "wrk", "pgbench"):
         if key in text_:  # this tree's, or another checkout's on the same machine
             return key if _cwd(p) == ROOT else f"{key} (elsewhere)"
@@ -289,22 +289,46 @@ def _cwd(p: psutil.Process) -> Path | None:
         return None
 
 
-_BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+_BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:\S+\((\d+)\)|\[local\])")
 
 
-def _postgres_label(cmdline: str) -> str:
-    """A backend of the bench database, of another database (other work on the same server), or the
-    server's own processes shared by all (postmaster, checkpointer, WAL writer, autovacuum, walsenders)."""
+def _postgres_label(cmdline: str, clients: dict[int, str] | None = None) -> str:
+    """A backend of the bench database (`postgres for <its client>`, the client found by the TCP port the
+    backend's title names), of another database (other work on the same server), or the server's own
+    processes shared by all (postmaster, checkpointer, WAL writer, autovacuum, walsenders)."""
     backend = _BACKEND.match(cmdline)
     if backend is None:
         return "postgres (server)"
-    return "postgres" if backend[1] == BENCH_DATABASE else "postgres (other databases)"
+    if backend[1] != BENCH_DATABASE:
+        return "postgres (other databases)"
+    client = (clients or {}).get(int(backend[2] or 0))
+    return f"postgres for {client}" if client else "postgres"
+
+
+def _clients_by_port() -> dict[int, str]:
+    """The local TCP port of each connection a process of this machine holds -> the process's label."""
+    labels: dict[int, str] = {}
+    by_pid: dict[int, str] = {}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return labels
+    for c in connections:
+        if c.pid and c.raddr and c.laddr:
+            if c.pid not in by_pid:
+                try:
+                    by_pid[c.pid] = _label(psutil.Process(c.pid))
+                except psutil.Error:
+                    continue
+            labels[c.laddr.port] = by_pid[c.pid]
+    return labels
 
 
 class ProcessCpu:
     """CPU cores per kind of process on the whole machine over a window (who used the 2 cores): this
     tree's processes by name (`gunicorn`, `outbox_relay`, ...; `pytest` is the benchmark's own process,
-    its load generator), the bench database's PostgreSQL backends as `postgres`, and what other work on
+    its load generator), the bench database's PostgreSQL backends by whom they serve (`postgres for
+    gunicorn`; `postgres` when the client is gone), and what other work on
     the machine used apart (`... (elsewhere)`, `postgres (other databases)`)."""
 
     def __enter__(self) -> ProcessCpu:
@@ -315,10 +339,11 @@ class ProcessCpu:
     @staticmethod
     def _snapshot() -> dict[int, tuple[str, float]]:
         out = {}
+        clients = _clients_by_port()
         for p in psutil.process_iter():
             try:
                 t = p.cpu_times()
-                out[p.pid] = (_label(p), t.user + t.system)
+                out[p.pid] = (_label(p, clients), t.user + t.system)
             except psutil.Error:
                 pass
         return out
