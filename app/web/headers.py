@@ -33,9 +33,18 @@ HEADERS = {
 }
 
 
+# (lower-case name, name, value): a response's own header of a name (a page's CSP) is kept.
+_BY_NAME = [(name.lower(), name, value) for name, value in HEADERS.items()]
+
+
 def register(app: Flask) -> None:
     @app.after_request
     def add_security_headers(response):
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
+        # One pass over the response's headers, not werkzeug's setdefault per header (a scan and a
+        # KeyError raised and caught for each absent one, on every response).
+        headers = response.headers
+        present = set(headers.keys(lower=True))
+        for lower, name, value in _BY_NAME:
+            if lower not in present:
+                headers.add(name, value)
         return response

@@ -11,6 +11,9 @@ connections; when a room's 100 answers are acknowledged, its next question opens
 previous one, if the timer has not already closed it because everyone answered).
 No answer lost: every 201 must be applied, and at the end PostgreSQL's scores equal the Redis
 board's, and every acknowledged answer id is in `applied:{S}`.
+Per rate, the JSON also has who used the machine's cores meanwhile (`machine_cpu_cores_by_process`:
+web, PostgreSQL, Redis, Kafka, relay, worker and this process, the load generator; support.ProcessCpu),
+and with BENCH_PROFILE=1 py-spy profiles of the web workers, the relay and the worker at the top rate.
 """
 from __future__ import annotations
 
@@ -24,7 +27,16 @@ from app.quiz.board.keys import SessionKeys
 from app.quiz.board.scores import TIE_SPAN
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all
-from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles
+from tests.bench.support import (
+    CpuMeter,
+    HttpPool,
+    ProcessCpu,
+    env_int,
+    make_rooms,
+    percentiles,
+    profiling,
+    start_profile,
+)
 
 ROOMS, PLAYERS, QUESTIONS = 50, 100, 100
 CONNECTIONS = 64
@@ -153,6 +165,14 @@ def _compare_pg_redis(engine, redis_client, rooms, acks) -> dict:
     return {"players_with_different_score": mismatched, "acknowledged_answers_not_applied": absent}
 
 
+def _profile(stack, rate: int, seconds: int) -> list:
+    """py-spy on each web worker, the relay and the worker while the load of `rate` runs (BENCH_PROFILE=1):
+    where the chain's CPU goes when the machine runs out of it."""
+    pids = {f"web-{worker.pid}": worker.pid for worker in stack.web_workers()}
+    pids.update(relay=stack.processes["relay"].pid, worker=stack.processes["worker"].pid)
+    return [start_profile(pid, f"e2e-{rate}-{name}", seconds) for name, pid in pids.items()]
+
+
 def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
     rates = [int(r) for r in str(os_rates()).split(",")]
     duration = env_int("BENCH_E2E_S", 20)
@@ -178,8 +198,11 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
             await asyncio.sleep(2)
             for rate in rates:
                 since = time.time()
-                with CpuMeter() as cpu:
+                profilers = _profile(stack, rate, duration) if rate == max(rates) and profiling() else []
+                with ProcessCpu() as by_process, CpuMeter() as cpu:
                     run = await _load(stack, states, rate, duration)
+                for profiler in profilers:
+                    profiler.wait(60)
                 acks = run.pop("acks")
                 all_acks.extend(acks)
                 deadline = time.monotonic() + 60
@@ -189,7 +212,8 @@ def bench_end_to_end(stack, bench_engine, bench_config, bench_redis):
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(1.0)  # the last close's coalesced push
                 run.update({**_latencies(acks, observer, sockets, since), "acknowledged": len(acks),
-                            "cpu": cpu.report("self")})
+                            "cpu": cpu.report("self"), "machine_cpu_cores_by_process": by_process.cores,
+                            "machine_cpu_cores": by_process.total_cores})
                 results["rates"][str(rate)] = run
         finally:
             await close_all(list(sockets.values()))

@@ -31,6 +31,7 @@ reported against it (target: at least half of it).
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import psutil
@@ -187,7 +188,8 @@ def _drain(stack, engine, config, mode: str, running: list[Running]) -> dict:
     started = time.monotonic()
     cpu0 = _cpu_of(relay.pid) if relay is not None else 0.0
     start_relay()
-    profiler = start_profile(relay.pid, f"relay-{mode}", 30, idle=True) if profiling() else None
+    # The whole drain (interrupted at its end), idle included: a peek's wait for PostgreSQL's decoding shows.
+    profiler = start_profile(relay.pid, f"relay-{mode}", 900, idle=True) if profiling() else None
     deadline = started + env_int("BENCH_RELAY_MAX_S", 600)
     remaining, cpu = total, 0.0
     with BackendCpu(engine, relay.pid) as postgres:
@@ -202,6 +204,7 @@ def _drain(stack, engine, config, mode: str, running: list[Running]) -> dict:
             time.sleep(0.5)
         elapsed = time.monotonic() - started
     if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C
         profiler.wait(60)
     drained = total - remaining
     pg_cpu = postgres.seconds

@@ -263,7 +263,7 @@ def tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def _label(p: psutil.Process) -> str:
+def _label(p: psutil.Process, clients: dict[int, str] | None = None) -> str:
     try:
         cmd = p.cmdline()
     except psutil.Error:
@@ -271,17 +271,65 @@ def _label(p: psutil.Process) -> str:
     if not cmd:
         return p.name()
     text_ = " ".join(cmd)
-    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "kafka", "redis-server", "wrk",
-                "pgbench"):
+    if p.name() == "postgres" or "postgres" in cmd[0]:
+        return _postgres_label(text_, clients)
+    for key in ("gunicorn", "outbox_relay", "cache_worker", "pytest", "wrk", "pgbench"):
+        if key in text_:  # this tree's, or another checkout's on the same machine
+            return key if _cwd(p) == ROOT else f"{key} (elsewhere)"
+    for key in ("kafka", "redis-server"):
         if key in text_:
             return key
-    if p.name() == "postgres" or "postgres" in cmd[0]:
-        return "postgres"
     return p.name()
 
 
+def _cwd(p: psutil.Process) -> Path | None:
+    try:
+        return Path(p.cwd())
+    except psutil.Error:
+        return None
+
+
+_BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:\S+\((\d+)\)|\[local\])")
+
+
+def _postgres_label(cmdline: str, clients: dict[int, str] | None = None) -> str:
+    """A backend of the bench database (`postgres for <its client>`, the client found by the TCP port the
+    backend's title names), of another database (other work on the same server), or the server's own
+    processes shared by all (postmaster, checkpointer, WAL writer, autovacuum, walsenders)."""
+    backend = _BACKEND.match(cmdline)
+    if backend is None:
+        return "postgres (server)"
+    if backend[1] != BENCH_DATABASE:
+        return "postgres (other databases)"
+    client = (clients or {}).get(int(backend[2] or 0))
+    return f"postgres for {client}" if client else "postgres"
+
+
+def _clients_by_port() -> dict[int, str]:
+    """The local TCP port of each connection a process of this machine holds -> the process's label."""
+    labels: dict[int, str] = {}
+    by_pid: dict[int, str] = {}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return labels
+    for c in connections:
+        if c.pid and c.raddr and c.laddr:
+            if c.pid not in by_pid:
+                try:
+                    by_pid[c.pid] = _label(psutil.Process(c.pid))
+                except psutil.Error:
+                    continue
+            labels[c.laddr.port] = by_pid[c.pid]
+    return labels
+
+
 class ProcessCpu:
-    """CPU seconds per kind of process on the whole machine over a window (who used the 2 cores)."""
+    """CPU cores per kind of process on the whole machine over a window (who used the 2 cores): this
+    tree's processes by name (`gunicorn`, `outbox_relay`, ...; `pytest` is the benchmark's own process,
+    its load generator), the bench database's PostgreSQL backends by whom they serve (`postgres for
+    gunicorn`; `postgres` when the client is gone), and what other work on
+    the machine used apart (`... (elsewhere)`, `postgres (other databases)`)."""
 
     def __enter__(self) -> ProcessCpu:
         self.before = self._snapshot()
@@ -291,10 +339,11 @@ class ProcessCpu:
     @staticmethod
     def _snapshot() -> dict[int, tuple[str, float]]:
         out = {}
+        clients = _clients_by_port()
         for p in psutil.process_iter():
             try:
                 t = p.cpu_times()
-                out[p.pid] = (_label(p), t.user + t.system)
+                out[p.pid] = (_label(p, clients), t.user + t.system)
             except psutil.Error:
                 pass
         return out
@@ -306,8 +355,9 @@ class ProcessCpu:
         for pid, (label, cpu) in after.items():
             start = self.before.get(pid, (label, 0.0))[1]
             totals[label] = totals.get(label, 0.0) + max(0.0, cpu - start)
-        self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:10]
+        self.cores = {k: round(v / wall, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:16]
                       if v / wall >= 0.01}
+        self.total_cores = round(sum(totals.values()) / wall, 2)
 
 
 def profiling() -> bool:
@@ -316,7 +366,16 @@ def profiling() -> bool:
 
 
 def start_profile(pid: int, name: str, seconds: int, idle: bool = False) -> subprocess.Popen:
+    """py-spy recording `pid` for `seconds` (or until sent SIGINT) into bench-results/profile-NAME.txt. A
+    process started a moment ago may not have its interpreter up yet (py-spy then gives up at once): this
+    waits, at most 10 s, until py-spy can read its stacks."""
     RESULTS_DIR.mkdir(exist_ok=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        dump = subprocess.run([PY_SPY, "dump", "--pid", str(pid)], capture_output=True, timeout=30)
+        if dump.returncode == 0:
+            break
+        time.sleep(0.1)
     command = [PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
                "--format", "raw", "--output", str(RESULTS_DIR / f"profile-{name}.txt")]
     if idle:

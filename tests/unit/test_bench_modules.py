@@ -65,3 +65,25 @@ def test_the_fanout_client_says_why_a_socket_was_not_held_or_missed_a_change():
         assert held.missed(held.arrivals[0] + 1, 7) == "open, nothing received within 7 s of the change"
 
     asyncio.run(scenario())
+
+
+def test_a_profile_summary_counts_each_function_once_a_stack_and_its_innermost_frame_as_self():
+    from tests.bench.profile_summary import summarize, table
+
+    venv = "/work/x/.venv/lib/python3.11/site-packages"
+    lines = [
+        f"run (gevent/hub.py:1);handle ({venv}/gunicorn/workers/base_async.py:9);"
+        "submit_answer (/work/wt-x/app/web/api/answers.py:40);"
+        "submit_answer (/work/wt-x/app/web/api/answers.py:44);execute (/usr/lib/python3.11/x.py:3) 3",
+        f"run (gevent/hub.py:1);handle ({venv}/gunicorn/workers/base_async.py:12) 1",
+        f"run (gevent/hub.py:1);wait ({venv}/gevent/hub.py:5) 4",
+        "not a sample line",
+    ]
+    summary = summarize(lines, exclude=("wait (",))
+    assert (summary.samples, summary.excluded) == (4, 4)
+    assert summary.total["submit_answer (app/web/api/answers.py)"] == 3  # recursion counted once
+    assert summary.total["handle (gunicorn/workers/base_async.py)"] == 4
+    assert summary.own == {"execute (x.py)": 3, "handle (gunicorn/workers/base_async.py)": 1}
+    text = table(summary, top=2, match=("app/",))
+    assert "| `submit_answer (app/web/api/answers.py)` | 0.0 % | 75.0 % |" in text
+    assert "| `execute (x.py)` | 75.0 % |" in text
