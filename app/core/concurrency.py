@@ -1,14 +1,18 @@
 """Keeping the web worker's event loop free: blocking work runs in real threads.
 
 A gevent worker serves every socket and request of the process on one loop; a call that holds the
-CPU or a C library for long (scrypt, librdkafka) would stall them all. Such calls run in real
-threads (gevent's thread pool, or a `Bounded` pool of their own) while the loop goes on.
+CPU or a C library for long (librdkafka) would stall them all. Such calls run in real threads
+(gevent's thread pool) while the loop goes on. CPU-heavy work a client can ask for (a password hash)
+runs in processes of its own that yield the CPU to everything else, behind a `FairGate` that bounds
+how much of it waits and shares it between clients (app/accounts/hashing.py).
 """
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from gevent import get_hub, monkey
@@ -40,41 +44,75 @@ def yield_to_everything() -> None:
         pass
 
 
-class Bounded:
-    """Runs CPU-heavy calls off the event loop, at most `slots` at a time, in threads of their own that
-    yield the CPU to everything else (`yield_to_everything`): on a busy machine the loop and its sockets
-    come first, the heavy call waits. The threads are this pool's only (gevent's own pool serves other
-    blocking calls at the usual priority), made in the process that first runs a call (a forked
-    worker makes its own)."""
+class QueueFull(Exception):
+    """A `FairGate` refused a caller: its owner's share of the waiting places, or all of them, taken."""
 
-    def __init__(self, slots: int, on_change: Callable[[int], None] = lambda delta: None):
-        self._slots = slots
-        self._gate = threading.BoundedSemaphore(slots)  # gevent's own semaphore once patched
-        self._on_change = on_change
-        self._pool = None
-        self._pool_pid = 0
-        self._yielding: set[int] = set()  # the pool's threads that yield already
 
-    def run(self, call: Callable[[], T]) -> T:
-        def yielding() -> T:
-            thread = threading.get_native_id()
-            if thread not in self._yielding:
-                yield_to_everything()
-                self._yielding.add(thread)
-            return call()
+class FairGate:
+    """At most `slots` callers at once hold the gate; those past them wait, at most `waiting` of them and
+    at most `per_owner` of one owner (a client address), else `QueueFull` at once. A freed slot goes to
+    the owners in turn (round robin), each owner's callers in order: an owner who sends a flood waits
+    behind itself, while another's one caller is served after at most one of the flood's per slot.
+    Works with threads and, once gevent patched the standard library, with greenlets."""
 
-        with self._gate:
-            self._on_change(1)
-            try:
-                if not monkey.is_module_patched("socket"):
-                    return call()  # no event loop to keep free: the caller's thread, as it is
-                return self._threads().apply(yielding)
-            finally:
-                self._on_change(-1)
+    def __init__(self, slots: int, waiting: int, per_owner: int,
+                 on_change: Callable[[int], None] = lambda delta: None):
+        self._free = slots
+        self._waiting_at_most = waiting
+        self._per_owner = per_owner
+        self._on_change = on_change  # called with +1 when a caller takes a slot, -1 when it gives it back
+        self._lock = threading.Lock()
+        self._turns: OrderedDict[str, deque[threading.Event]] = OrderedDict()  # the next owner first
+        self._waiting = 0
 
-    def _threads(self):
-        if self._pool is None or self._pool_pid != os.getpid():
-            from gevent.threadpool import ThreadPool
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
-            self._pool, self._pool_pid, self._yielding = ThreadPool(self._slots), os.getpid(), set()
-        return self._pool
+    @contextmanager
+    def held(self, owner: str) -> Iterator[None]:
+        self._enter(owner)
+        self._on_change(1)
+        try:
+            yield
+        finally:
+            self._on_change(-1)
+            self._leave()
+
+    def _enter(self, owner: str) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            turns = self._turns.get(owner)
+            if self._waiting >= self._waiting_at_most or (turns and len(turns) >= self._per_owner):
+                raise QueueFull(owner)
+            turn = threading.Event()
+            self._turns.setdefault(owner, deque()).append(turn)
+            self._waiting += 1
+        try:
+            turn.wait()  # the slot is handed over by `_leave`, never given back in between
+        except BaseException:  # the waiter was killed (a timeout, its greenlet ended): no slot is lost
+            with self._lock:
+                handed = turn.is_set()
+                if not handed:  # still in its owner's line (`_leave` hands a turn over under the lock)
+                    turns = self._turns[owner]
+                    turns.remove(turn)
+                    if not turns:
+                        del self._turns[owner]
+                    self._waiting -= 1
+            if handed:
+                self._leave()
+            raise
+
+    def _leave(self) -> None:
+        with self._lock:
+            if not self._turns:
+                self._free += 1
+                return
+            owner, turns = self._turns.popitem(last=False)
+            turn = turns.popleft()
+            if turns:
+                self._turns[owner] = turns  # its next caller after every other owner's
+            self._waiting -= 1
+            turn.set()

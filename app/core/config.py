@@ -243,6 +243,9 @@ class Config:
         "RATE_LOGIN_PER_USERNAME", "10/minute", _rate, "login attempts per username")
     rate_login_per_address: str = _setting(
         "RATE_LOGIN_PER_ADDRESS", "300/minute", _rate, "login attempts per client address")
+    password_hashes_waiting: int = _setting(
+        "PASSWORD_HASHES_WAITING", 32, _positive_int, "logins and registrations a web process holds waiting "
+        "for a password hash (2 run at once), a quarter of them from one client address; past it: 429")
     rate_signup_per_address: str = _setting(
         "RATE_SIGNUP_PER_ADDRESS", "3000/minute", _rate,
         "registrations and guest accounts per client address (a school of 2,000 behind one NAT address)")
