@@ -10,6 +10,7 @@ until that thread ran again.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -26,6 +27,7 @@ def answer(request: dict) -> dict:
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C of the stack's terminal ends it without a trace
     yield_to_everything()
     for line in sys.stdin.buffer:
         try:
