@@ -2,16 +2,16 @@
 it): one request at a time, a line of JSON each way on its standard input and output, until its input
 ends (its worker closed it, or died).
 
-It runs only when nothing else of the machine wants the CPU (SCHED_IDLE). In a process of its own, a
-hash never holds the web worker's GIL: a hashing thread of the worker, preempted by the machine's other
-work while it held the GIL for the few bytecodes around scrypt, kept the worker's event loop waiting
-until that thread ran again.
+It runs only when nothing else of the machine wants the CPU (SCHED_IDLE), and, in a process of its
+own, never holds the web worker's GIL: a thread of the worker at SCHED_IDLE that the machine's other
+work preempts while it holds the GIL would keep the worker's event loop waiting until it ran again.
 """
 from __future__ import annotations
 
 import json
 import signal
 import sys
+import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -19,11 +19,15 @@ from app.core.concurrency import yield_to_everything
 
 
 def answer(request: dict) -> dict:
-    """{"make": password} -> {"hash": ...}; {"check": [hash, password]} -> {"matches": bool}."""
+    """{"make": password} -> {"hash": ...}; {"check": [hash, password]} -> {"matches": bool}; each with
+    `cpu_s`, the CPU seconds it took (charged to the web process's budget)."""
+    began = time.thread_time()
     if "make" in request:
-        return {"hash": generate_password_hash(request["make"])}
-    password_hash, password = request["check"]
-    return {"matches": check_password_hash(password_hash, password)}
+        reply = {"hash": generate_password_hash(request["make"])}
+    else:
+        password_hash, password = request["check"]
+        reply = {"matches": check_password_hash(password_hash, password)}
+    return {**reply, "cpu_s": time.thread_time() - began}
 
 
 def main() -> int:

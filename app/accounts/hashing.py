@@ -3,10 +3,13 @@ of a core and 32 MiB each, whoever sends the request, so what one client can sta
 bounded and shared fairly before any of it runs.
 
 A web process hashes two passwords at once (`SLOTS`), each in a process of its own (hasher.py) that
-runs only when nothing else of the machine wants the CPU, so a hash never holds the worker's GIL or
-delays its event loop. Logins past the two wait their turn, at most PASSWORD_HASHES_WAITING of them
-and a quarter of those from one client address; the turns go to the addresses in turn, so a flood of
-wrong logins from one address waits behind itself while another address's login is next. A login
+runs only when nothing else of the machine wants the CPU, and spends at most PASSWORD_HASH_CPU_SHARE
+of a core on them on average (a `CpuBudget`): a core kept busy, even by work of the lowest priority,
+still delays the wake-ups of the web's requests (on this project's 2-core virtual machines, a spin loop
+at SCHED_IDLE beside a request raised its p99 up to 2.8 x), so the budget, not the priority, is what
+leaves the cores to the web. Logins past the two wait their turn, at most PASSWORD_HASHES_WAITING of
+them and a quarter of those from one client address; the turns go to the addresses in turn, so a flood
+of wrong logins from one address waits behind itself while another address's login is next. A login
 past its address's share, or past the whole queue, gets 429 `logins_busy` with Retry-After at once.
 Without gevent (the tests' in-process app, the CLI) a hash runs in the caller, behind the same gate.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 from gevent import monkey
 
 from app.accounts.hasher import answer
-from app.core.concurrency import FairGate, QueueFull
+from app.core.concurrency import CpuBudget, FairGate, QueueFull
 from app.core.errors import TooManyRequests, Unavailable
 from app.core.metrics import PASSWORD_HASHES, RATE_LIMITED
 
@@ -37,8 +40,9 @@ class PasswordHashing:
     """A web process's password hashes: `make` for a registration, `matches` for a login, each charged to
     the client address `client` (see the top)."""
 
-    def __init__(self, waiting: int, slots: int = SLOTS):
+    def __init__(self, waiting: int, cpu_share: float, slots: int = SLOTS):
         self._gate = FairGate(slots, waiting, per_owner=max(1, waiting // 4), on_change=PASSWORD_HASHES.inc)
+        self._budget = CpuBudget(cpu_share)
         self._idle: list[_Hasher] = []  # started hashers no hash is running in
         self._pid = os.getpid()
 
@@ -51,7 +55,9 @@ class PasswordHashing:
     def _ask(self, request: dict, client: str) -> dict:
         try:
             with self._gate.held(client):
+                started = self._budget.wait_turn()
                 reply = self._in_a_hasher(request) if monkey.is_module_patched("socket") else answer(request)
+                self._budget.charge(reply.get("cpu_s", 0.0), started)
         except QueueFull:
             RATE_LIMITED.labels(rule="password_hashing").inc()
             raise TooManyRequests(LOGINS_BUSY, "too many logins from your address are waiting to be "

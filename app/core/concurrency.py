@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,3 +117,27 @@ class FairGate:
                 self._turns[owner] = turns  # its next caller after every other owner's
             self._waiting -= 1
             turn.set()
+
+
+class CpuBudget:
+    """Work that may use at most `share` of one core on average (0.25: a quarter), however much is asked
+    for: `wait_turn` before a piece sleeps until the pieces before it are paid for, `charge` adds a
+    piece's CPU seconds. Time nothing ran is not saved up, so a quiet hour buys no burst."""
+
+    def __init__(self, share: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._share = share
+        self._clock = clock
+        self._sleep = sleep
+        self._paid_until = clock()
+
+    def wait_turn(self) -> float:
+        """Sleep until the work charged so far is paid for; returns the time to start charging from."""
+        delay = self._paid_until - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+        return self._clock()
+
+    def charge(self, cpu_s: float, started: float) -> None:
+        """A piece that started at `started` (`wait_turn`'s return) used `cpu_s` seconds of CPU."""
+        self._paid_until = max(self._paid_until, started) + cpu_s / self._share

@@ -73,7 +73,8 @@ class Runtime:
 
     @cached_property
     def password_hashing(self) -> PasswordHashing:
-        return PasswordHashing(waiting=self.config.password_hashes_waiting)
+        return PasswordHashing(waiting=self.config.password_hashes_waiting,
+                               cpu_share=self.config.password_hash_cpu_share)
 
     @cached_property
     def board_reader(self) -> LeaderboardReader:

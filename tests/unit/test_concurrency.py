@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.concurrency import FairGate, QueueFull
+from app.core.concurrency import CpuBudget, FairGate, QueueFull
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +82,28 @@ def test_owners_take_turns_and_a_free_slot_is_taken_at_once():
     assert holders.served[-1] == "d1"
 
 
+def test_a_cpu_budget_spaces_the_work_to_its_share_and_saves_up_no_burst():
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = CpuBudget(0.25, clock=lambda: now[0], sleep=sleep)
+    started = budget.wait_turn()
+    assert slept == []
+    now[0] += 0.1
+    budget.charge(0.1, started)  # 0.1 s of CPU at a quarter of a core: paid for 0.4 s after it began
+    started = budget.wait_turn()
+    assert slept == [pytest.approx(0.3)] and started == pytest.approx(100.4)
+    budget.charge(0.1, started)
+    now[0] += 60  # a quiet minute
+    budget.wait_turn()
+    budget.charge(0.1, now[0])
+    assert budget.wait_turn() == pytest.approx(now[0]) and slept[-1] == pytest.approx(0.4)
+
+
 PROGRAM = """
 from gevent import monkey
 monkey.patch_all()
@@ -90,7 +112,7 @@ import psutil
 from app.accounts.hashing import PasswordHashing
 from werkzeug.security import generate_password_hash
 
-hashing = PasswordHashing(waiting=4)
+hashing = PasswordHashing(waiting=4, cpu_share=1)
 made = hashing.make("correct horse", "198.51.100.1")
 seen = {"right": hashing.matches(made, "correct horse", "198.51.100.1"),
         "wrong": hashing.matches(made, "wrong horse", "198.51.100.1"),
