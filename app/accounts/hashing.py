@@ -5,9 +5,9 @@ bounded and shared fairly before any of it runs.
 A web process hashes two passwords at once (`SLOTS`), each in a process of its own (hasher.py) that
 runs only when nothing else of the machine wants the CPU, and spends at most PASSWORD_HASH_CPU_SHARE
 of a core on them on average (a `CpuBudget`): a core kept busy, even by work of the lowest priority,
-still delays the wake-ups of the web's requests (on this project's 2-core virtual machines, a spin loop
-at SCHED_IDLE beside a request raised its p99 up to 2.8 x), so the budget, not the priority, is what
-leaves the cores to the web. Logins past the two wait their turn, at most PASSWORD_HASHES_WAITING of
+still delays the wake-ups of the web's requests (docs/performance.md, "Password hashes on a budget"),
+so the budget, not the priority, is what leaves the cores to the web. Logins past the two (and past
+the budget) wait their turn, at most PASSWORD_HASHES_WAITING of
 them and a quarter of those from one client address; the turns go to the addresses in turn, so a flood
 of wrong logins from one address waits behind itself while another address's login is next. A login
 past its address's share, or past the whole queue, gets 429 `logins_busy` with Retry-After at once.

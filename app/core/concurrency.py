@@ -125,7 +125,7 @@ class CpuBudget:
     piece's CPU seconds. Time nothing ran is not saved up, so a quiet hour buys no burst."""
 
     def __init__(self, share: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] | None = None):
         self._share = share
         self._clock = clock
         self._sleep = sleep
@@ -135,7 +135,8 @@ class CpuBudget:
         """Sleep until the work charged so far is paid for; returns the time to start charging from."""
         delay = self._paid_until - self._clock()
         if delay > 0:
-            self._sleep(delay)
+            # time.sleep looked up now: a gevent worker imports this module before it patches `time`.
+            (self._sleep or time.sleep)(delay)
         return self._clock()
 
     def charge(self, cpu_s: float, started: float) -> None:

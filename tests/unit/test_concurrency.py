@@ -105,11 +105,13 @@ def test_a_cpu_budget_spaces_the_work_to_its_share_and_saves_up_no_burst():
 
 
 PROGRAM = """
+import app.accounts.hashing  # imported before the patch, as a gunicorn worker's post_fork does
 from gevent import monkey
 monkey.patch_all()
 import json, os
-import psutil
+import gevent, psutil
 from app.accounts.hashing import PasswordHashing
+from app.core.concurrency import CpuBudget
 from werkzeug.security import generate_password_hash
 
 hashing = PasswordHashing(waiting=4, cpu_share=1)
@@ -123,6 +125,12 @@ for child in hashers:  # a hasher that died is replaced
     child.kill()
     child.wait()
 seen["after_kill"] = hashing.matches(made, "correct horse", "198.51.100.1")
+budget = CpuBudget(0.5)
+budget.charge(0.1, budget.wait_turn())  # the next turn is 0.2 s away
+ran = []
+gevent.spawn(ran.append, "another greenlet")
+budget.wait_turn()
+seen["loop_ran_while_waiting"] = ran
 print(json.dumps({**seen, "idle": os.SCHED_IDLE, "me": os.getpid()}))
 """
 
@@ -134,4 +142,5 @@ def test_under_gevent_hashes_run_in_hasher_processes_at_the_lowest_priority():
     seen = json.loads(out.stdout)
     assert (seen["right"], seen["wrong"], seen["werkzeug"], seen["after_kill"]) == (True, False, True, True)
     assert seen["policies"] and set(seen["policies"]) == {seen["idle"]}
+    assert seen["loop_ran_while_waiting"] == ["another greenlet"]  # the budget's wait is gevent's sleep
     assert os.getpid() != seen["me"]
