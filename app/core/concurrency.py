@@ -1,10 +1,11 @@
 """Keeping the web worker's event loop free: blocking work runs in real threads.
 
 A gevent worker serves every socket and request of the process on one loop; a call that holds the
-CPU or a C library for long (librdkafka) would stall them all. Such calls run in real threads
-(gevent's thread pool) while the loop goes on. CPU-heavy work a client can ask for (a password hash)
-runs in processes of its own that yield the CPU to everything else, behind a `FairGate` that bounds
-how much of it waits and shares it between clients (app/accounts/hashing.py).
+CPU or a C library for long (scrypt, librdkafka) would stall them all. Such calls run in real
+threads (gevent's thread pool, or `IdleThreads` of their own) while the loop goes on. CPU-heavy work a
+client can ask for (a password hash) also waits behind a `FairGate`, which bounds how much of it waits
+and shares it between clients, and a `CpuBudget`, which bounds the share of a core it takes
+(app/accounts/hashing.py).
 """
 from __future__ import annotations
 
@@ -43,6 +44,39 @@ def yield_to_everything() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, 19)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at the usual priority
         pass
+
+
+class IdleThreads:
+    """Runs CPU-heavy calls off the event loop in `size` threads of their own that yield the CPU to
+    everything else (`yield_to_everything`); the caller bounds how many run at once (a `FairGate`).
+    The threads are this pool's only (gevent's own pool serves other blocking calls at the usual
+    priority), made in the process that first runs a call (a forked worker makes its own). Without
+    gevent there is no loop to keep free: the call runs in the caller's thread."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._pool = None
+        self._pool_pid = 0
+        self._yielding: set[int] = set()  # the pool's threads that yield already
+
+    def run(self, call: Callable[[], T]) -> T:
+        def yielding() -> T:
+            thread = threading.get_native_id()
+            if thread not in self._yielding:
+                yield_to_everything()
+                self._yielding.add(thread)
+            return call()
+
+        if not monkey.is_module_patched("socket"):
+            return call()
+        return self._threads().apply(yielding)
+
+    def _threads(self):
+        if self._pool is None or self._pool_pid != os.getpid():
+            from gevent.threadpool import ThreadPool
+
+            self._pool, self._pool_pid, self._yielding = ThreadPool(self._size), os.getpid(), set()
+        return self._pool
 
 
 class QueueFull(Exception):

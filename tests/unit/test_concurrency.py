@@ -1,6 +1,7 @@
-"""The fair gate in front of password hashing (app/core/concurrency.py `FairGate`), and the hashes run in
-processes of their own at the lowest CPU priority (app/accounts/hashing.py), where a web worker runs
-them: under gevent, checked in a process of its own whose standard library is patched, as a worker's is."""
+"""The fair gate and the CPU budget in front of password hashing (app/core/concurrency.py), and the hashes
+in threads of their own at the lowest CPU priority where a web worker runs them (gevent's own pool keeps
+the usual priority): under gevent, checked in a process of its own whose standard library is patched, as
+a worker's is."""
 from __future__ import annotations
 
 import json
@@ -108,39 +109,43 @@ PROGRAM = """
 import app.accounts.hashing  # imported before the patch, as a gunicorn worker's post_fork does
 from gevent import monkey
 monkey.patch_all()
-import json, os
-import gevent, psutil
-from app.accounts.hashing import PasswordHashing
-from app.core.concurrency import CpuBudget
+import json, os, threading
+import gevent
 from werkzeug.security import generate_password_hash
+from app.accounts.hashing import PasswordHashing
+from app.core.concurrency import CpuBudget, IdleThreads, off_the_event_loop
+
+def policy():
+    thread = threading.get_native_id()
+    return {"thread": thread, "policy": os.sched_getscheduler(thread),
+            "nice": os.getpriority(os.PRIO_PROCESS, thread)}
 
 hashing = PasswordHashing(waiting=4, cpu_share=1)
 made = hashing.make("correct horse", "198.51.100.1")
 seen = {"right": hashing.matches(made, "correct horse", "198.51.100.1"),
-        "wrong": hashing.matches(made, "wrong horse", "198.51.100.1"),
-        "werkzeug": hashing.matches(generate_password_hash("pw"), "pw", "198.51.100.2")}
-hashers = [child for child in psutil.Process().children() if "app.accounts.hasher" in child.cmdline()]
-seen["policies"] = [os.sched_getscheduler(child.pid) for child in hashers]
-for child in hashers:  # a hasher that died is replaced
-    child.kill()
-    child.wait()
-seen["after_kill"] = hashing.matches(made, "correct horse", "198.51.100.1")
+        "wrong": hashing.matches(made, "wrong horse", "198.51.100.2")}
+heavy = IdleThreads(2)
+seen["heavy"] = [heavy.run(policy) for _ in range(3)]
+seen["other"] = [off_the_event_loop(policy) for _ in range(3)]
+seen["caller"] = policy()
 budget = CpuBudget(0.5)
 budget.charge(0.1, budget.wait_turn())  # the next turn is 0.2 s away
 ran = []
 gevent.spawn(ran.append, "another greenlet")
 budget.wait_turn()
 seen["loop_ran_while_waiting"] = ran
-print(json.dumps({**seen, "idle": os.SCHED_IDLE, "me": os.getpid()}))
+print(json.dumps({**seen, "idle": os.SCHED_IDLE}))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread policies are Linux's")
-def test_under_gevent_hashes_run_in_hasher_processes_at_the_lowest_priority():
+def test_under_gevent_hashes_run_in_threads_that_yield_and_the_budget_waits_without_blocking_the_loop():
     out = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, check=True,
                          cwd=ROOT, timeout=120)
     seen = json.loads(out.stdout)
-    assert (seen["right"], seen["wrong"], seen["werkzeug"], seen["after_kill"]) == (True, False, True, True)
-    assert seen["policies"] and set(seen["policies"]) == {seen["idle"]}
+    assert (seen["right"], seen["wrong"]) == (True, False)
+    assert {h["policy"] for h in seen["heavy"]} == {seen["idle"]}
+    assert all(o["policy"] == os.SCHED_OTHER and o["nice"] == seen["caller"]["nice"] for o in seen["other"])
+    assert not {h["thread"] for h in seen["heavy"]} & {o["thread"] for o in seen["other"]}
+    assert seen["caller"]["policy"] == os.SCHED_OTHER
     assert seen["loop_ran_while_waiting"] == ["another greenlet"]  # the budget's wait is gevent's sleep
-    assert os.getpid() != seen["me"]
