@@ -1,8 +1,8 @@
 """Registered hosts and players, nickname-only guests, and the revocation of their access tokens.
 
-Passwords are hashed with scrypt (werkzeug), about half a second of CPU each: the hashing runs off
-the event loop, a couple at a time per process (`PASSWORD_HASHING`), so a burst of logins queues
-behind itself while sockets and answers go on.
+Passwords are hashed with scrypt (werkzeug) through the process's `PasswordHashing` (hashing.py): a
+couple at a time, in processes of their own, the logins waiting for their turn bounded and shared
+between client addresses, so a burst of logins queues behind itself while sockets and answers go on.
 
 A logout revokes every access token the user holds: `users.tokens_valid_after` is the truth, and
 each request compares its token's issue time with a copy cached in Redis for a few minutes (read
@@ -18,18 +18,15 @@ import redis as redis_lib
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
+from app.accounts.hashing import PasswordHashing
 from app.accounts.models import User
 from app.accounts.tokens import Principal
 from app.core import redis_keys
-from app.core.concurrency import Bounded
 from app.core.errors import Conflict, Unauthorized, Unavailable
 from app.core.ids import new_id
-from app.core.metrics import PASSWORD_HASHES
 
-# Two hashes at once per process: the two cores stay shared with everything else.
-PASSWORD_HASHING = Bounded(2, on_change=PASSWORD_HASHES.inc)
 # Checked when the user does not exist, so a login takes as long either way.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 # How long a request may trust the cached revocation instant of a user.
@@ -39,17 +36,10 @@ _REVOCATION_CACHE_S = 300
 _REVOCATIONS_KEPT = 10_000
 
 
-def _hash(password: str) -> str:
-    return PASSWORD_HASHING.run(lambda: generate_password_hash(password))
-
-
-def _matches(password_hash: str, password: str) -> bool:
-    return PASSWORD_HASHING.run(lambda: check_password_hash(password_hash, password))
-
-
-def register(db: Session, username: str, password: str) -> User:
+def register(db: Session, hashing: PasswordHashing, client: str, username: str, password: str) -> User:
+    """A new account; its password's hash is charged to the client address `client`."""
     user = User(id=new_id(), username=username, nickname=username[:32],
-                password_hash=_hash(password), is_guest=False)
+                password_hash=hashing.make(password, client), is_guest=False)
     try:
         with db.begin():
             db.add(user)
@@ -58,13 +48,14 @@ def register(db: Session, username: str, password: str) -> User:
     return user
 
 
-def authenticate(db: Session, username: str, password: str) -> User:
+def authenticate(db: Session, hashing: PasswordHashing, client: str, username: str, password: str) -> User:
+    """The user whose password this is; the check is charged to the client address `client`."""
     with db.begin():
         user = db.scalar(select(User).where(User.username == username, User.is_guest.is_(False)))
     if user is None or user.password_hash is None:
-        _matches(_DUMMY_HASH, password)
+        hashing.matches(_DUMMY_HASH, password, client)
         raise Unauthorized("invalid_credentials", "wrong username or password")
-    if not _matches(user.password_hash, password):
+    if not hashing.matches(user.password_hash, password, client):
         raise Unauthorized("invalid_credentials", "wrong username or password")
     return user
 

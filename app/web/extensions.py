@@ -26,6 +26,7 @@ from wsproto.utilities import LocalProtocolError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from app.accounts.hashing import PasswordHashing
     from app.core.metrics import WebMetrics
     from app.core.redis_client import Client
     from app.leaderboards.board.reads import LeaderboardReader
@@ -163,6 +164,10 @@ def score_batcher() -> ScoreBatcher:
 
 def rate_limits() -> RateLimits:
     return _runtime().rate_limits
+
+
+def password_hashing() -> PasswordHashing:
+    return _runtime().password_hashing
 
 
 def board_reader() -> LeaderboardReader:

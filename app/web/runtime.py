@@ -11,6 +11,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts.hashing import PasswordHashing
 from app.core.config import Config
 from app.core.db import get_engine, session_factory
 from app.core.errors import NotFound
@@ -69,6 +70,11 @@ class Runtime:
     @cached_property
     def rate_limits(self) -> RateLimits:
         return RateLimits(self.config, self.redis)
+
+    @cached_property
+    def password_hashing(self) -> PasswordHashing:
+        return PasswordHashing(waiting=self.config.password_hashes_waiting,
+                               cpu_share=self.config.password_hash_cpu_share)
 
     @cached_property
     def board_reader(self) -> LeaderboardReader:

@@ -1,9 +1,9 @@
 """8. Password hashing under a burst of logins: /healthz latency while 8 wrong-password logins run at
 once, beside its latency with nothing else running, measured the same way in the same run.
 
-scrypt costs about half a second of CPU per login; the web process runs it off the event loop, two at
-a time per process, at the lowest CPU priority (app/core/concurrency.py), so the loop that serves health
-checks, answers and sockets is not the one waiting.
+scrypt costs about a tenth of a second of CPU per login; a web worker runs it off its event loop, two at
+a time, at the lowest CPU priority, and at most PASSWORD_HASH_CPU_SHARE of a core on average
+(app/accounts/hashing.py): the logins past that wait their turn, and the cores stay mostly the web's.
 """
 from __future__ import annotations
 

@@ -1,17 +1,22 @@
 """What the running web server (gunicorn, gevent workers) does under abuse: password hashing never
-stalls the event loop, and its own refusals answer in the API's JSON error shape."""
+stalls the event loop, a flood of wrong logins from one address is refused past its share of the hash
+queue while another address logs in, and the server's own refusals answer in the API's JSON error
+shape."""
 from __future__ import annotations
 
 import json
 import socket
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import requests
 
+from scripts.stack.programs import kind_of
+from tests.e2e.conftest import as_address, new_address
 from tests.e2e.test_metrics import scrape, total
-from tests.helpers import Api, HttpClient, wait_until
+from tests.helpers import WAIT_S, Api, HttpClient, free_port, wait_until
 
 LOGINS = 24  # wrong passwords at once in the first round, several seconds of scrypt across the web workers
 ROUNDS = 4  # each round doubles them
@@ -46,12 +51,62 @@ def test_password_hashing_leaves_health_checks_and_answers_served(live_stack):
             assert requests.get(f"{live_stack.base_url}/healthz", timeout=30).status_code == 200
             http.answer(sid, player, qid, 0, expect=201)
             still_hashing = sum(not login.done() for login in wave)
-            assert [login.result() for login in wave] == [401] * logins
+            statuses = [login.result() for login in wave]
+            # Past the address's share of the hash queue a login is refused at once (429 logins_busy).
+            assert set(statuses) <= {401, 429} and 401 in statuses, statuses
         if still_hashing:
             return
         logins *= 2
     raise AssertionError(f"in {ROUNDS} rounds of up to {logins // 2} wrong logins, the health check and the "
                          "answer were never served before the logins sent ahead of them had all ended")
+
+
+def test_a_flood_of_wrong_logins_is_refused_past_its_share_while_another_address_logs_in(live_stack):
+    """A web of its own, one worker, 4 places in its hash queue (so one address may hold 1 of them) and
+    one trusted proxy, so each client names its address. Eight clients of one address send wrong logins
+    without pause; once one of theirs is refused, a user of another address logs in: the turns go to the
+    addresses in turn, so the user waits for at most one of the flood's hashes per slot, never behind
+    the whole flood, and is never refused for it."""
+    web = next(name for name in live_stack.envs if kind_of(name) == "web")
+    env = {**live_stack.envs[web], "PASSWORD_HASHES_WAITING": "4", "WEB_TRUSTED_PROXIES": "1",
+           "WEB_WORKERS": "1", "WEB_PORT": str(free_port()), "WEB_METRICS_PORT": str(free_port())}
+    live_stack.stack.start("web-logins", env)
+    try:
+        url = f"http://127.0.0.1:{env['WEB_PORT']}/api/v1/auth"
+        flood, user = as_address(new_address()), as_address(new_address())
+        account = {"username": f"user_{uuid.uuid4().hex[:10]}", "password": "correct horse"}
+        assert requests.post(f"{url}/register", json=account, headers=user, timeout=WAIT_S).status_code == 201
+        stopping = threading.Event()
+        statuses: list[int] = []
+        refusals: list[requests.Response] = []
+
+        def wrong_logins() -> None:
+            with requests.Session() as session:
+                while not stopping.is_set():
+                    response = session.post(f"{url}/login", headers=flood, timeout=WAIT_S, json={
+                        "username": f"nobody_{uuid.uuid4().hex[:10]}", "password": "guess"})
+                    statuses.append(response.status_code)
+                    if response.status_code == 429:
+                        refusals.append(response)
+
+        clients = [threading.Thread(target=wrong_logins, daemon=True) for _ in range(8)]
+        for client in clients:
+            client.start()
+        try:
+            wait_until(lambda: refusals, "no wrong login of the flood was refused")
+            login = requests.post(f"{url}/login", json=account, headers=user, timeout=WAIT_S)
+            assert login.status_code == 200, login.text
+            assert login.json()["access_token"]
+        finally:
+            stopping.set()
+            for client in clients:
+                client.join(WAIT_S)
+        refused = refusals[0]
+        assert refused.json()["error"]["code"] == "logins_busy"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert set(statuses) <= {401, 429} and 401 in statuses
+    finally:
+        live_stack.stack.stop("web-logins")
 
 
 def _raw_request(base_url: str, request: bytes) -> tuple[int, dict, bytes]:

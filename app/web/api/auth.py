@@ -4,15 +4,18 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.accounts import users
+from app.accounts.hashing import LOGINS_BUSY
 from app.accounts.tokens import issue_token
 from app.quiz.service.rooms import room_member
 from app.web import tickets
 from app.web.api.core import current_principal, endpoint, parse_body, parse_uuid
 from app.web.api.schemas import GuestBody, LoginBody, RegisterBody, TicketBody
-from app.web.extensions import engine, get_db, rate_limits, redis_client
-from app.web.ratelimits import Limit
+from app.web.extensions import engine, get_db, password_hashing, rate_limits, redis_client
+from app.web.ratelimits import Limit, client_address
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
+_BUSY = (f"too_many_requests (a rate limit) or {LOGINS_BUSY} (too many logins from the address wait for "
+         "their password check), with Retry-After")
 
 
 def token_response(user_id, is_guest: bool) -> dict:
@@ -23,20 +26,20 @@ def token_response(user_id, is_guest: bool) -> dict:
 
 @endpoint(bp, "/auth/register", methods=["POST"], summary="Register a host or player account",
           body=RegisterBody, auth=False, limits=("signup_per_address",),
-          responses={201: "the new user", 409: "username_taken"})
+          responses={201: "the new user", 409: "username_taken", 429: _BUSY})
 def register():
     body = parse_body(RegisterBody)
-    user = users.register(get_db(), body.username, body.password)
+    user = users.register(get_db(), password_hashing(), client_address(), body.username, body.password)
     return jsonify(user_id=str(user.id), username=user.username), 201
 
 
 @endpoint(bp, "/auth/login", methods=["POST"], summary="Exchange a username and password for a token",
           body=LoginBody, auth=False, limits=("login_per_address",),
-          responses={200: "an access token", 401: "invalid_credentials"})
+          responses={200: "an access token", 401: "invalid_credentials", 429: _BUSY})
 def login():
     body = parse_body(LoginBody)
     rate_limits().hit(Limit("login_per_username", body.username.lower()))
-    user = users.authenticate(get_db(), body.username, body.password)
+    user = users.authenticate(get_db(), password_hashing(), client_address(), body.username, body.password)
     return jsonify(token_response(user.id, is_guest=False))
 
 
