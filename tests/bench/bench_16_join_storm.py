@@ -46,6 +46,9 @@ JOIN_WITHIN_S = 65  # common.js JOIN_WITHIN_MS: a socket not let in by then is o
 # After the storm's end: a player not in by then never is.
 PLAYER_WITHIN_S = env_int("BENCH_JOIN_WITHIN_S", 300)
 TRY_LATER = 1013
+# The joins' HTTP connections: at most this many joins in flight, the others wait their turn in the bench
+# (their wait counts from the tap). Phones have a connection each: more makes the server queue them.
+CONNECTIONS = env_int("BENCH_JOIN_CONNECTIONS", 64)
 # Join answers a player taps again after (0: none within ANSWER_WITHIN_S, or the connection failed).
 RETRIED_STATUSES = {0, 429, 500, 502, 503, 504}
 
@@ -219,7 +222,7 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, per_room: int, se
         for host, room in zip(hosts, rooms):
             host.task = asyncio.create_task(host.run(stack.ws_url, tickets(room.host_id, room.session_id)))
         await asyncio.sleep(2)
-        tally, pool = Tally(), HttpPool("127.0.0.1", stack.port, 64)
+        tally, pool = Tally(), HttpPool("127.0.0.1", stack.port, CONNECTIONS)
         started = time.monotonic()
         gap, deadline = seconds / per_room, started + seconds + PLAYER_WITHIN_S
         # Room k's i-th player taps at i * gap, the rooms' taps interleaved: rooms_n taps per gap.
