@@ -15,9 +15,11 @@ Reported per scenario: players in, and never in, of all; what it took (joins tap
 non-201 answers by status, sockets refused with 1013, lost or not let in, all opened again); the wait a
 player saw from its tap to the join's answer and to its snapshot (p50/p99/max); the messages the rooms'
 sockets received (players' and hosts' apart) against the bound of one count per socket per leaderboard
-interval it was open (a lobby sending every join to every socket receives O(players²)); and the host's
-count lag: from a join's 201 to the host's socket showing that player (p50/p99), whether the hosts saw
-every player PostgreSQL holds, and from the last join's answer to the host's count showing every player.
+interval it was open (a lobby sending every join to every socket receives O(players²)); the CPU the web,
+the relay and the worker spent per player in (a figure the machine's other load changes little); and the
+host's count lag: from a join's 201 to the host's socket showing that player (p50/p99), whether the
+hosts saw every player PostgreSQL holds, and from the last join's answer to the host's count showing
+every player.
 """
 from __future__ import annotations
 
@@ -230,6 +232,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, per_room: int, se
                    for k, room in enumerate(rooms)
                    for i, (user, token) in enumerate(guests[k * per_room:(k + 1) * per_room])]
         players = [j for _, j in joiners]
+        processes = ("web", "relay", "worker")
+        before = {name: stack.process_cpu(name) for name in processes}
         try:
             with CpuMeter() as cpu:
                 await asyncio.gather(*[_play(j, room.session_id, stack.ws_url, pool, tickets, tally, deadline)
@@ -240,6 +244,8 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, per_room: int, se
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(3 * interval_s + 1)  # the last counts reach the players
             out["cpu"] = cpu.report("self")
+            out["process_cpu_s"] = {name: round(stack.process_cpu(name) - before[name], 2)
+                                    for name in processes}
             out.update(_figures(players, hosts, tally, started, interval_s))
             out["server_made"] = _made(bench_engine, [r.session_id for r in rooms])
         finally:
@@ -312,6 +318,11 @@ def _rows(r: dict, seconds: float) -> None:
                f"({r['player_messages_per_join']} per join; hosts {r['messages_to_hosts']:,})",
                target=f"<= 1 per socket per interval (bound {r['player_messages_bound']:,})",
                met=r["messages_to_players"] <= r["player_messages_bound"])
+    per_in = {name: round(s * 1000 / max(1, r["players_in"]), 2) for name, s in r["process_cpu_s"].items()}
+    report.row(f"{label}: web CPU per player in", per_in["web"],
+               f"ms (relay {per_in['relay']} ms, worker {per_in['worker']} ms; the bench's own "
+               f"{round(r['cpu']['generator_cpu_s'] * 1000 / max(1, r['players_in']), 2)} ms)",
+               target="(info)")
     lag = r["host_lag_ms"]
     report.row(f"{label}: host's count lag p50 / p99", lag["p50"],
                f"ms (p99 {lag['p99']}; the hosts saw {r['host_saw']:,} of the {r['server_made']:,} players "
