@@ -226,8 +226,9 @@ class Config:
                                    "messages buffered per WebSocket before dropping")
     ws_joins_in_flight: int = _setting(
         "WS_JOINS_IN_FLIGHT", 32, _positive_int,
-        "room sockets a web worker admits at once (ticket, checks, snapshot); more wait their turn, in "
-        "order, and one that waits WS_JOIN_WAIT_S is closed with 1013 (reconnect)")
+        "room sockets a web worker admits at once (checks, snapshot; each spends its ticket before it "
+        "waits); more wait their turn, in order, and one that waits WS_JOIN_WAIT_S is closed with 1013 "
+        "(reconnect)")
     ws_join_wait_s: float = _setting(
         "WS_JOIN_WAIT_S", 30.0, _positive_float,
         "how long a room socket may wait for its turn to be admitted before it is closed with 1013 (keep it "

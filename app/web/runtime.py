@@ -132,6 +132,8 @@ class Runtime:
             shared = {"session": describe_session(db, session_id),
                       "leaderboard": read_page(db, self.redis, session_id, LEADERBOARD_SIZE, 0)}
             mine = standings(db, session_id, participant_ids)
+            if shared["session"].get("current_question") is None:  # the lobby: no answer to show yet
+                return shared, mine
             for participant_id, answer in own_answers(db, session_id, list(mine)).items():
                 mine[participant_id]["answer"] = answer
             for participant_id, previous in previous_results(db, session_id, list(mine)).items():

@@ -171,8 +171,10 @@ class HttpPool:
         self._slots: asyncio.Semaphore | None = None
         self._idle: list = []
 
-    async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-                      ) -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                      answer_within_s: float | None = None) -> tuple[int, bytes]:
+        """(status, body). `answer_within_s` bounds the wait for the answer once the request is sent (the
+        wait for a free connection is not counted): past it, TimeoutError, and the connection is closed."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.size)
         async with self._slots:
@@ -185,20 +187,9 @@ class HttpPool:
             head += [f"{k}: {v}" for k, v in (headers or {}).items()]
             try:
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-                status_line = await reader.readline()
-                status = int(status_line.split()[1])
-                length, close = 0, False
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b"\n", b""):
-                        break
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"connection" and value.strip().lower() == b"close":
-                        close = True
-                payload = await reader.readexactly(length) if length else b""
+                answer = _read_response(reader)
+                status, payload, close = await (answer if answer_within_s is None
+                                                else asyncio.wait_for(answer, answer_within_s))
             except BaseException:
                 writer.close()
                 raise
@@ -212,6 +203,25 @@ class HttpPool:
         while self._idle:
             _, writer = self._idle.pop()
             writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, whether the server closes the connection) of one HTTP/1.1 response."""
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length, close = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    payload = await reader.readexactly(length) if length else b""
+    return status, payload, close
 
 
 def percentiles(values: list[float], points=(50, 95, 99)) -> dict[str, float | None]:

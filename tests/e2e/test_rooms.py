@@ -42,6 +42,7 @@ def test_snapshot_comes_first_for_host_and_player(live_stack, http: Api):
         assert mine["type"] == "snapshot" and mine["role"] == "player"
         assert mine["you"]["participant_id"] == player.participant_id
         assert (mine["you"]["score"], mine["you"]["rank"], mine["you"]["streak"]) == (0, 1, 0)
+        assert "answer" not in mine["you"] and "previous" not in mine["you"]  # no question yet
         player_room.send({"type": "ping"})
         assert player_room.wait_type("pong")
         player_room.send("not json")
@@ -222,6 +223,9 @@ def test_reconnect_keeps_score_and_streak(live_stack, http: Api, engine):
     score = scores_in_postgres(engine, sid)[player.participant_id]
     assert score > 2000
     assert (snapshot["you"]["score"], snapshot["you"]["streak"]) == (score, 2)
+    # Past the lobby, the snapshot carries the player's answer to the current question and the one before.
+    assert (snapshot["you"]["answer"]["choice"], snapshot["you"]["answer"]["correct"]) == (1, True)
+    assert (snapshot["you"]["previous"]["position"], snapshot["you"]["previous"]["correct"]) == (0, True)
     again.close()
 
 

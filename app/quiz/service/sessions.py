@@ -127,11 +127,10 @@ def session_view(row: Row, *, member: bool = True) -> dict[str, Any]:
     return {**view, "current_question": current}
 
 
-def _joinable(db: Session, session_id: uuid.UUID) -> Row:
-    """The session a player joins (or rejoins), if it still takes players. KEY SHARE: joins run side
-    by side, but never interleave with the session ending."""
-    session = db.execute(text("SELECT status, host_id, locked FROM quiz_sessions WHERE id = :id "
-                              "FOR KEY SHARE"), {"id": session_id}).one_or_none()
+def _joinable(db: Session, session_id: uuid.UUID, user_id: uuid.UUID) -> Row:
+    """The session a player joins (or rejoins), if it still takes players, with the caller's place in
+    it and their account's nickname (_JOIN_CHECKS)."""
+    session = db.execute(text(_JOIN_CHECKS), {"s": session_id, "u": user_id}).one_or_none()
     if session is None:
         raise NotFound("not_found", "no such session")
     try:
@@ -144,46 +143,56 @@ def _joinable(db: Session, session_id: uuid.UUID) -> Row:
 def join_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID,
                  nickname: str | None) -> dict[str, Any]:
     """Join as a player. A nickname is unique in a session (trimmed, case-insensitive); the player gets
-    a rejoin code of their own, to take their place back from another device."""
+    a rejoin code of their own, to take their place back from another device. Three statements (the
+    checks, the insert, the event), no savepoint: a join storm is made of them. A concurrent join's
+    conflict leaves the insert without a row; only then is it looked up which one it was."""
     with db.begin():
-        session = _joinable(db, session_id)
+        session = _joinable(db, session_id, user_id)
         if session.host_id == user_id:
             raise Forbidden("host_cannot_join", "the host runs the session and cannot play in it")
-        existing = db.execute(text(
-            "SELECT id, nickname, removed_at FROM quiz_session_participants "
-            "WHERE quiz_session_id = :s AND user_id = :u"),
-            {"s": session_id, "u": user_id}).one_or_none()
-        if existing is not None and existing.removed_at is not None:
-            raise Forbidden("removed", "the host removed you from this game")
-        if existing is not None:
-            raise Conflict("already_joined", "you have already joined this session",
-                           participant_id=str(existing.id), nickname=existing.nickname)
+        if session.participant_id is not None:
+            _refuse_existing(session.participant_id, session.joined_as, session.removed)
         if session.locked:
             raise Conflict("room_locked", "the host has locked this game: nobody new can join")
-        if nickname is None:
-            nickname = db.execute(text("SELECT nickname FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        nickname = session.user_nickname if nickname is None else nickname
         participant_id, code = new_id(), rules.new_rejoin_code()
-        try:
-            with db.begin_nested():
-                joined = db.execute(text("""
-                    INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname,
-                                                           rejoin_code)
-                    VALUES (:id, :session, :user, :nickname, :code)
-                    RETURNING joined_at,
-                              (SELECT count(*) FROM quiz_session_participants
-                               WHERE quiz_session_id = :session AND removed_at IS NULL) + 1
-                                  AS player_count"""),
-                    {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname,
-                     "code": code}).one()
-        except IntegrityError as exc:
-            if "nickname" in str(exc.orig):
-                raise Conflict("nickname_taken", f"someone in this game is already called {nickname!r}: "
-                                                 "pick another nickname") from None
-            raise Conflict("already_joined", "you have already joined this session") from None
+        joined = db.execute(text("""
+            INSERT INTO quiz_session_participants (id, quiz_session_id, user_id, nickname, rejoin_code)
+            VALUES (:id, :session, :user, :nickname, :code)
+            ON CONFLICT DO NOTHING
+            RETURNING joined_at,
+                      (SELECT count(*) FROM quiz_session_participants
+                       WHERE quiz_session_id = :session AND removed_at IS NULL) + 1 AS player_count"""),
+            {"id": participant_id, "session": session_id, "user": user_id, "nickname": nickname,
+             "code": code}).one_or_none()
+        if joined is None:  # a join of the same player or nickname committed meanwhile
+            existing = db.execute(text(_JOIN_CHECKS), {"s": session_id, "u": user_id}).one()
+            if existing.participant_id is not None:
+                _refuse_existing(existing.participant_id, existing.joined_as, existing.removed)
+            raise Conflict("nickname_taken", f"someone in this game is already called {nickname!r}: "
+                                             "pick another nickname")
         record_event(db, SESSION_EVENTS, session_id, "participant_joined", ParticipantJoined(
             participant_id=participant_id, user_id=user_id, nickname=nickname,
             player_count=joined.player_count, joined_at=joined.joined_at))
     return {"participant_id": str(participant_id), "nickname": nickname, "rejoin_code": code}
+
+
+# A join's checks in one read: the session (KEY SHARE: joins run side by side, never interleaved with its
+# end), the caller's place in it if they have one, and their account's nickname.
+_JOIN_CHECKS = """
+    SELECT s.status, s.host_id, s.locked, p.id AS participant_id, p.nickname AS joined_as,
+           p.removed_at IS NOT NULL AS removed, u.nickname AS user_nickname
+    FROM quiz_sessions s LEFT JOIN users u ON u.id = :u
+    LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = :u
+    WHERE s.id = :s FOR KEY SHARE OF s"""
+
+
+def _refuse_existing(participant_id: uuid.UUID, nickname: str, removed: bool) -> None:
+    """The caller has a place in the session already: removed by the host, or joined."""
+    if removed:
+        raise Forbidden("removed", "the host removed you from this game")
+    raise Conflict("already_joined", "you have already joined this session",
+                   participant_id=str(participant_id), nickname=nickname)
 
 
 def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickname: str,
@@ -192,7 +201,7 @@ def rejoin_session(db: Session, user_id: uuid.UUID, session_id: uuid.UUID, nickn
     the place (score, streak, answers) to the caller's account, and give it a new code. Returns the
     place, and the account that held it (its sockets are to be closed)."""
     with db.begin():
-        session = _joinable(db, session_id)
+        session = _joinable(db, session_id, user_id)
         place = db.execute(text("""
             SELECT id, user_id, nickname FROM quiz_session_participants
             WHERE quiz_session_id = :s AND lower(nickname) = lower(:nickname) AND rejoin_code = :code

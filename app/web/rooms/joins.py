@@ -1,12 +1,13 @@
 """Joining a room: a bounded number of sockets admitted at once per process, and their snapshots read
 together, one read per room for the joins that arrive while its previous read runs.
 
-A join makes a dozen round trips to Redis and PostgreSQL (ticket, limits, slots, membership, the room's
-stream, the snapshot). Admitted all at once, a storm of 1,000 joins in a process each holds a pooled
-connection while the others run, the pool runs dry, and joins fail after its timeout ("No connection
-available") while the process thrashes. `JoinGate` lets WS_JOINS_IN_FLIGHT joins run at once; the
-others wait their turn in order, holding nothing but their socket, and one that waits longer than
-WS_JOIN_WAIT_S is closed with 1013 (reconnect).
+A join makes a dozen round trips to Redis and PostgreSQL (slots, membership, the room's stream, the
+snapshot). Admitted all at once, a storm of 1,000 joins in a process each holds a pooled connection
+while the others run, the pool runs dry, and joins fail after its timeout ("No connection available")
+while the process thrashes. `JoinGate` lets WS_JOINS_IN_FLIGHT joins run at once; the others wait
+their turn in order, holding nothing but their socket (its ticket spent and its address's budget
+charged before: a ticket that expired while it waited would close it 4401), and one that waits longer
+than WS_JOIN_WAIT_S is closed with 1013 (reconnect).
 
 A socket's snapshot reads the session, the board and the player's standing (several PostgreSQL queries,
 a board read from Redis, and a rank computed over the whole room). Read once per socket, a lobby of

@@ -75,6 +75,18 @@ def room_socket(ws, session_id: str):
         session = uuid.UUID(session_id)
     except ValueError:
         return _refuse(ws, CLOSE_FORBIDDEN, "no such session")
+    # The ticket is spent before the socket waits for its turn: it lives TICKET_TTL_S from its issue, and
+    # in a join storm the turn comes up to WS_JOIN_WAIT_S after a slow handshake. Spent after the wait, it
+    # had expired, and the page takes that 4401 for a signed-out player (it forgets the player's place).
+    try:
+        rate_limits().hit(limit("sockets_per_address"))
+        principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)
+    except TooManyRequests as exc:
+        return _refuse(ws, CLOSE_TOO_MANY, exc.message)
+    except RedisError:
+        return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
+    if principal is None:
+        return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
     # A join storm is admitted a bounded number at a time (joins.py); the turn ends once the socket is in.
     turn = room_hub().join_gate.take()
     if turn is None:
@@ -82,15 +94,6 @@ def room_socket(ws, session_id: str):
     with turn:
         if not ws.connected:  # its client left while it waited (a reload, a closed tab): the next one's turn
             return
-        try:
-            rate_limits().hit(limit("sockets_per_address"))
-            principal = tickets.redeem(redis_client(), request.args.get("ticket", ""), session)
-        except TooManyRequests as exc:
-            return _refuse(ws, CLOSE_TOO_MANY, exc.message)
-        except RedisError:
-            return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
-        if principal is None:
-            return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
         with socket_slots().user(principal.user_id) as taken:
             if not taken:
                 return _refuse(ws, CLOSE_TOO_MANY, f"too many open sockets of this user (at most "
