@@ -247,7 +247,8 @@ class Config:
     password_hashes_waiting: int = _setting("PASSWORD_HASHES_WAITING", 32, _positive_int, "logins a web "
         "process holds waiting for a password hash, a quarter of them per client address (past it: 429)")
     password_hash_cpu_share: float = _setting("PASSWORD_HASH_CPU_SHARE", 0.1, _positive_float, "share of "
-        "one core a web process spends on password hashes at most, on average (logins past it wait)")
+        "one core a web process spends at most, on average, on passwords that did not match (hashes past "
+        "it wait)")
     rate_signup_per_address: str = _setting(
         "RATE_SIGNUP_PER_ADDRESS", "3000/minute", _rate,
         "registrations and guest accounts per client address (a school of 2,000 behind one NAT address)")

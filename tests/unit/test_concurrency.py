@@ -105,6 +105,23 @@ def test_a_cpu_budget_spaces_the_work_to_its_share_and_saves_up_no_burst():
     assert budget.wait_turn() == pytest.approx(now[0]) and slept[-1] == pytest.approx(0.4)
 
 
+def test_only_a_password_that_did_not_match_is_charged_to_the_hash_budget():
+    """A registration and a right password are done once (the rate limits bound them): they leave the budget
+    as it was, so a class signing in together is not spaced out; a wrong one (a guesser's) puts it in debt."""
+    from app.accounts.hashing import PasswordHashing
+
+    hashing = PasswordHashing(waiting=4, cpu_share=0.001)
+    now, slept = [100.0], []
+    hashing._budget = CpuBudget(0.001, clock=lambda: now[0], sleep=slept.append)
+    made = hashing.make("correct horse", "198.51.100.1")
+    assert hashing.matches(made, "correct horse", "198.51.100.1")
+    hashing.make("battery staple", "198.51.100.1")
+    assert slept == []  # nothing charged: no turn waited for
+    assert not hashing.matches(made, "wrong horse", "198.51.100.2")
+    assert hashing.matches(made, "correct horse", "198.51.100.1")
+    assert len(slept) == 1 and slept[0] > 1  # the wrong one's CPU, at a thousandth of a core, waited for
+
+
 PROGRAM = """
 import app.accounts.hashing  # imported before the patch, as a gunicorn worker's post_fork does
 from gevent import monkey
