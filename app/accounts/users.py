@@ -1,8 +1,9 @@
 """Registered hosts and players, nickname-only guests, and the revocation of their access tokens.
 
 Passwords are hashed with scrypt (werkzeug) through the process's `PasswordHashing` (hashing.py): a
-couple at a time, in processes of their own, the logins waiting for their turn bounded and shared
-between client addresses, so a burst of logins queues behind itself while sockets and answers go on.
+couple at a time, in threads of their own that yield to everything else, the logins waiting for their
+turn bounded and shared between client addresses, so a burst of logins queues behind itself while
+sockets and answers go on.
 
 A logout revokes every access token the user holds: `users.tokens_valid_after` is the truth, and
 each request compares its token's issue time with a copy cached in Redis for a few minutes (read
