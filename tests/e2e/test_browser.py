@@ -157,6 +157,8 @@ def test_host_and_three_players_play_to_the_podium(live_stack, browser: Browser,
             expect(tab.by("connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         expect(host.by("player-count")).to_have_text("3", timeout=WAIT_MS)
         expect(host.by("arrival")).to_have_text(["Ann", "Ben", "Cat"], timeout=WAIT_MS)
+        expect(host.by("roster-empty")).to_be_hidden()  # never "Nobody has joined yet" beside 3 players
+        expect(host.by("roster-name")).to_have_text(["Ann", "Ben", "Cat"], timeout=WAIT_MS)
         host.shot("04-lobby")
         players["Ann"].shot("04-lobby")
 
@@ -180,6 +182,11 @@ def test_host_and_three_players_play_to_the_podium(live_stack, browser: Browser,
         expect(players["Ann"].by("result-correct")).to_have_text("Correct answer: Mars")
         board = check_boards(host, players, http, engine, session_id, token)
         assert {e["nickname"] for e in board if e["score"] > 0} == {"Ann", "Ben"}
+        first, second = sorted((e for e in board if e["score"] > 0), key=lambda e: e["rank"])
+        # Answer time counts, so a tie is possible: never "0 points behind".
+        gap, leader = first["score"] - second["score"], first["nickname"]
+        behind = f"Tied on points with {leader}" if gap == 0 else f"{gap:,} points behind {leader}"
+        expect(players[second["nickname"]].by("result-behind")).to_have_text(behind, timeout=WAIT_MS)
         for tab in players.values():
             tab.shot("07-result-q1")
         host.shot("07-result-q1")

@@ -155,6 +155,7 @@ export function hostRoom({ store, $, call, showLibrary, showAuth, showReport }) 
 
   function setPlayerCount(count) {
     state.playerCount = count;
+    roster.expect(count);
     $("player-count").textContent = String(count);
     $("player-count-label").textContent = count === 1 ? "player" : "players";
     if (state.status === "question_open") showAnswered(state.question?.answered ?? 0);

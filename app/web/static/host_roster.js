@@ -17,6 +17,7 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
   let reading = false;
   let again = false;
   let players = [];
+  let expected = 0;  // the room's player count, which arrives before the list is read again
   const codesShown = new Set();  // participant ids whose rejoin code the host chose to show
 
   async function read() {
@@ -49,7 +50,8 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
   }
 
   function render(players) {
-    emptyEl.hidden = players.length > 0;
+    // "Nobody has joined yet" only while the room's count agrees (a join's message comes before the read).
+    emptyEl.hidden = players.length > 0 || expected > 0;
     listEl.replaceChildren(...players.map((p) => h("li", {
       class: `roster-item${p.removed ? " removed" : ""}`, dataset: { testid: "roster-player", participant: p.participant_id },
     },
@@ -113,6 +115,11 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
       if (id && !isEnded) presence = setInterval(refresh, PRESENCE_EVERY_MS);
     },
     ended() { ended = true; clearInterval(presence); read(); },
+    /** The room's player count changed to `count`: the list follows on its next read. */
+    expect(count) {
+      expected = count;
+      emptyEl.hidden = players.length > 0 || expected > 0;
+    },
     refresh,
   };
 }

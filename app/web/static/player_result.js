@@ -17,12 +17,15 @@ export function resultScreens({ state, store, $, recordedAnswer, renderBoard, up
     $("missed-result").hidden = false;
   }
 
-  /** On the result: how far behind the player just above this one is (when both are on the board). */
+  /** On the result: how far behind the player just above this one is (when both are on the board); a tie
+   * ranked by who got there first says so. */
   function showTrailing(board) {
     const mine = board.entries.find((e) => e.participant_id === state.participantId);
     const ahead = mine && mine.score > 0 ? board.entries.find((e) => e.rank === mine.rank - 1) : null;
-    $("result-behind").textContent = ahead
-      ? `${formatScore(ahead.score - mine.score)} points behind ${ahead.nickname}` : "";
+    const gap = ahead ? ahead.score - mine.score : 0;
+    $("result-behind").textContent = !ahead ? ""
+      : gap === 0 ? `Tied on points with ${ahead.nickname}`
+        : `${formatScore(gap)} point${gap === 1 ? "" : "s"} behind ${ahead.nickname}`;
   }
 
   function closeQuestion(message) {
