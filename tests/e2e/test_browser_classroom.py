@@ -179,6 +179,9 @@ def test_a_classroom_game_from_the_library_to_the_csv_report(live_stack, browser
         expect(host.by("player-count")).to_have_text("3")
         expect(dan.by("refused-reason")).to_have_text(re.compile("removed"), timeout=WAIT_MS)
         dan.check("c07-removed")
+        dan_in_list = host.by("roster-player").filter(has_text="Dan")
+        expect(dan_in_list.get_by_test_id("roster-state")).to_have_text("removed", timeout=WAIT_MS)
+        expect(dan_in_list.get_by_test_id("roster-restore")).to_be_visible()
         host.check("c07-lobby")
 
         # Question 1, with its picture on every screen; the host sees answers come in.

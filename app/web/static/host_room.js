@@ -104,12 +104,12 @@ export function hostRoom({ store, $, call, showLibrary, showAuth, showReport }) 
     player_removed(message) {
       setPlayerCount(message.player_count);
       lobby.removeArrival(message.participant_id);
-      roster.refresh();
+      roster.mark(message.participant_id, { removed: true });
     },
     player_restored(message) {
       setPlayerCount(message.player_count);
       if (state.status === "lobby") lobby.addArrival(message.participant_id, message.nickname, { quiet: true });
-      roster.refresh();
+      roster.mark(message.participant_id, { removed: false });
     },
     answer_count(message) {
       if (message.question_id === state.question?.id) showAnswered(message.answered);

@@ -115,6 +115,12 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
       if (id && !isEnded) presence = setInterval(refresh, PRESENCE_EVERY_MS);
     },
     ended() { ended = true; clearInterval(presence); read(); },
+    /** A player was removed or put back: shown at once, and read again with the rest. */
+    mark(participantId, { removed }) {
+      const player = players.find((p) => p.participant_id === participantId);
+      if (player) { player.removed = removed; render(players); }
+      refresh();
+    },
     /** The room's player count changed to `count`: the list follows on its next read. */
     expect(count) {
       expected = count;
