@@ -114,6 +114,10 @@ class Config:
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
     web_db_pool: int = _setting("WEB_DB_POOL", 20, _int,
                                 "PostgreSQL connections per web worker (and as many overflow)")
+    web_db_pool_timeout_s: float = _setting(
+        "WEB_DB_POOL_TIMEOUT_S", 30.0, _positive_float,
+        "how long a request waits for one of the web worker's PostgreSQL connections before it is refused "
+        "with 503 `unavailable` and Retry-After (nothing recorded; the pages send it again by themselves)")
     database_prepared_statements: bool = _setting(
         "DATABASE_PREPARED_STATEMENTS", True, _bool,
         "prepare a statement on its connection once it has run 5 times; off when DATABASE_URL names a pooler "

@@ -17,12 +17,14 @@ READ_ONLY_SQLSTATE = "25006"
 
 
 @lru_cache(maxsize=8)
-def get_engine(database_url: str, pool_size: int = 20, prepared: bool = True) -> Engine:
+def get_engine(database_url: str, pool_size: int = 20, prepared: bool = True,
+               pool_timeout_s: float = 30.0) -> Engine:
     """One engine per URL and process; pooled connections are reused across requests.
 
     No ping before each checkout (a round trip per request): a connection found broken is discarded
     with the whole pool, and the next checkout opens a fresh one. SQL parameters never appear in
-    error messages (they hold what users typed), so no log line can carry them. Without `prepared`
+    error messages (they hold what users typed), so no log line can carry them. A checkout that waits
+    `pool_timeout_s` for a connection fails (a TimeoutError: the web's 503). Without `prepared`
     (DATABASE_PREPARED_STATEMENTS off) psycopg never prepares a statement on the server: a pooler in
     transaction mode may run the next transaction on a connection that does not have it.
     """
@@ -34,6 +36,7 @@ def get_engine(database_url: str, pool_size: int = 20, prepared: bool = True) ->
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout_s,
         pool_recycle=1800,
         connect_args=connect_args,
     )

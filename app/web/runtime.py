@@ -42,7 +42,8 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         return get_engine(self.config.database_url, pool_size=self.config.web_db_pool,
-                          prepared=self.config.database_prepared_statements)
+                          prepared=self.config.database_prepared_statements,
+                          pool_timeout_s=self.config.web_db_pool_timeout_s)
 
     @cached_property
     def db_sessions(self) -> sessionmaker[Session]:
