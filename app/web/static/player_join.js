@@ -4,8 +4,10 @@ import { api, backoffMs, showConnection, showScreen } from "./common.js";
 
 // While a join is refused for load and tried again by itself: the truth, and no claim of being in.
 const BUSY_LABEL = "Busy, retrying…";
-const BUSY_NOTE = "The game is busy: lots of players are joining right now. You're not in yet; "
-  + "trying again by itself…";
+const BUSY_NOTES = {
+  server: "The server is busy right now. You're not in yet; trying again by itself…",
+  network: "Too many tries from this network just now. You're not in yet; trying again by itself…",  // 429
+};
 const STOPPED_NOTE = "Stopped trying. You're not in the game: press Enter to try again.";
 
 /** Wire the join form; `onJoined(saved)` enters the room. Returns `showJoin(message)`. */
@@ -100,7 +102,9 @@ export function joinScreen({ store, $, onJoined }) {
     }
   }
 
-  let retrying = null;  // {stop}: a join refused for load, waiting to be tried again
+  // A join refused for load and being tried again: `stop()` ends it once the request in flight is answered
+  // (a join that goes through meanwhile is the player's place: they are in).
+  let retrying = null;
 
   /** Run a join (or a rejoin) from the form. A refusal for load (503, 429 with Retry-After...: nothing was
    * recorded) is tried again by itself with backoff, the button and the pill saying "Busy, retrying…",
@@ -109,35 +113,41 @@ export function joinScreen({ store, $, onJoined }) {
   async function joinFromForm(run, button, busyLabel) {
     const error = $("join-error");
     const note = $("join-busy");
+    const stop = $("join-stop");
     const buttons = [$("join-submit"), $("rejoin-submit")];
     const label = button.textContent;
     for (const b of buttons) b.disabled = true;
     button.textContent = busyLabel;
-    let stopped = false;
+    const attempt = { stopped: false, wake: () => {} };
+    retrying = {
+      stop() {
+        attempt.stopped = true;
+        stop.disabled = true;
+        stop.textContent = "Stopping…";
+        attempt.wake();
+      },
+    };
     try {
-      let saved;
-      for (let attempt = 1; ; attempt += 1) {
+      let saved = null;
+      for (let tries = 1; !attempt.stopped; tries += 1) {
         try {
           saved = await runOnce(run);
           break;
         } catch (err) {
           if (!err.busy) throw err;
+          if (attempt.stopped) break;
           button.textContent = BUSY_LABEL;
           showConnection("busy");
-          if (note.hidden) {
-            note.hidden = false;
-            $("join-busy-text").textContent = BUSY_NOTE;
-          }
-          stopped = await new Promise((resolve) => {
-            const timer = setTimeout(() => resolve(false), backoffMs(attempt, err.retryAfterMs));
-            retrying = { stop: () => { clearTimeout(timer); resolve(true); } };
+          note.hidden = false;
+          $("join-busy-text").textContent = BUSY_NOTES[err.status === 429 ? "network" : "server"];
+          await new Promise((resolve) => {
+            const timer = setTimeout(resolve, backoffMs(tries, err.retryAfterMs));
+            attempt.wake = () => { clearTimeout(timer); resolve(); };
           });
-          retrying = null;
-          if (stopped) break;
         }
       }
       note.hidden = true;
-      if (stopped) {
+      if (saved === null) {
         showConnection("closed");
         error.textContent = STOPPED_NOTE;
         return;
@@ -151,6 +161,8 @@ export function joinScreen({ store, $, onJoined }) {
       if (err.code === "nickname_taken") offerRejoin();
     } finally {
       retrying = null;
+      stop.disabled = false;
+      stop.textContent = "Stop trying";
       for (const b of buttons) b.disabled = false;
       button.textContent = label;
     }
