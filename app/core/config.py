@@ -226,6 +226,10 @@ class Config:
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
+    join_count_interval_ms: int = _setting(
+        "JOIN_COUNT_INTERVAL_MS", 1000, _int,
+        "least time between two leaderboard pushes to a room whose board only joins moved since its last "
+        "(its players see the count rise at this pace; the host hears each join at once)")
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int,
                                    "messages buffered per WebSocket before dropping")
     ws_joins_in_flight: int = _setting(
