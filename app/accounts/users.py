@@ -25,6 +25,7 @@ from app.accounts.hashing import PasswordHashing
 from app.accounts.models import User
 from app.accounts.tokens import Principal
 from app.core import redis_keys
+from app.core.db import read_connection
 from app.core.errors import Conflict, Unauthorized, Unavailable
 from app.core.ids import new_id
 
@@ -111,7 +112,7 @@ def is_revoked(engine: Engine, redis, principal: Principal, cached=UNREAD) -> bo
             cached = None
             redis = None
     if cached is None:
-        with engine.connect() as connection:
+        with read_connection(engine) as connection:
             valid_after_ms = connection.execute(text(
                 "SELECT coalesce((extract(epoch FROM tokens_valid_after) * 1000)::bigint, 0) FROM users "
                 "WHERE id = :id"), {"id": principal.user_id}).scalar()

@@ -114,6 +114,10 @@ class Config:
     web_workers: int = _setting("WEB_WORKERS", 2, _int, "gunicorn worker processes")
     web_db_pool: int = _setting("WEB_DB_POOL", 20, _int,
                                 "PostgreSQL connections per web worker (and as many overflow)")
+    web_db_pool_timeout_s: float = _setting(
+        "WEB_DB_POOL_TIMEOUT_S", 30.0, _positive_float,
+        "how long a request waits for one of the web worker's PostgreSQL connections before it is refused "
+        "with 503 `unavailable` and Retry-After (nothing recorded; the pages send it again by themselves)")
     database_prepared_statements: bool = _setting(
         "DATABASE_PREPARED_STATEMENTS", True, _bool,
         "prepare a statement on its connection once it has run 5 times; off when DATABASE_URL names a pooler "
@@ -222,6 +226,10 @@ class Config:
         "days an ended game (its players' nicknames and answers) is kept before it is deleted")
     leaderboard_interval_ms: int = _setting(
         "LEADERBOARD_INTERVAL_MS", 100, _int, "least time between two leaderboard pushes to a room")
+    join_count_interval_ms: int = _setting(
+        "JOIN_COUNT_INTERVAL_MS", 1000, _int,
+        "least time between two leaderboard pushes to a room whose board only joins moved since its last "
+        "(its players see the count rise at this pace; the host hears each join at once)")
     ws_send_buffer: int = _setting("WS_SEND_BUFFER", 64, _int,
                                    "messages buffered per WebSocket before dropping")
     ws_joins_in_flight: int = _setting(

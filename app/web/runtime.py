@@ -42,7 +42,8 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         return get_engine(self.config.database_url, pool_size=self.config.web_db_pool,
-                          prepared=self.config.database_prepared_statements)
+                          prepared=self.config.database_prepared_statements,
+                          pool_timeout_s=self.config.web_db_pool_timeout_s)
 
     @cached_property
     def db_sessions(self) -> sessionmaker[Session]:
@@ -96,6 +97,7 @@ class Runtime:
     @cached_property
     def room_hub(self) -> RoomHub:
         return RoomHub(self.redis, self._room_reads(), interval_s=self.config.leaderboard_interval_ms / 1000,
+                       count_interval_s=self.config.join_count_interval_ms / 1000,
                        metrics=self.metrics, board_reads=self._board_reads(),
                        ping_interval_s=self.config.ws_ping_interval_s,
                        silent_close_s=self.config.ws_silent_close_s,

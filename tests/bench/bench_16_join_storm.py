@@ -19,7 +19,8 @@ interval it was open (a lobby sending every join to every socket receives O(play
 the relay and the worker spent per player in (a figure the machine's other load changes little); and the
 host's count lag: from a join's 201 to the host's socket showing that player (p50/p99), whether the
 hosts saw every player PostgreSQL holds, and from the last join's answer to the host's count showing
-every player.
+every player. With BENCH_PROFILE=1, a py-spy profile of each web worker over the storm
+(bench-results/profile-join-storm-<rooms>x<players>-w<n>.txt; tests/bench/profile_summary.py sums them).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import asyncio
 import json
 import random
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -38,7 +40,7 @@ from app.accounts.tokens import Principal, issue_token
 from app.web.tickets import issue
 from tests.bench import report
 from tests.bench.rooms_client import RoomSocket, close_all
-from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles
+from tests.bench.support import CpuMeter, HttpPool, env_int, make_rooms, percentiles, profiling, start_profile
 
 _JOINED = re.compile(rb'"type":"player_joined"')
 _SNAPSHOT = b'{"type":"snapshot"'
@@ -233,16 +235,23 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, per_room: int, se
                    for i, (user, token) in enumerate(guests[k * per_room:(k + 1) * per_room])]
         players = [j for _, j in joiners]
         processes = ("web", "relay", "worker")
+        # BENCH_PROFILE=1: py-spy on each web worker from the first tap until every player is in or out.
+        spies = [start_profile(w.pid, f"join-storm-{rooms_n}x{per_room}-w{i}", int(seconds + PLAYER_WITHIN_S))
+                 for i, w in enumerate(stack.web_workers())] if profiling() else []
         before = {name: stack.process_cpu(name) for name in processes}
         try:
             with CpuMeter() as cpu:
                 await asyncio.gather(*[_play(j, room.session_id, stack.ws_url, pool, tickets, tally, deadline)
                                        for room, j in joiners])
+                for spy in spies:  # py-spy writes its profile when interrupted
+                    spy.send_signal(signal.SIGINT)
                 known = {j.answered for j in players if j.answered}
                 until = time.monotonic() + 60
                 while time.monotonic() < until and len(known - {p for h in hosts for p in h.seen}) > 0:
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(3 * interval_s + 1)  # the last counts reach the players
+            for spy in spies:
+                spy.wait(60)
             out["cpu"] = cpu.report("self")
             out["process_cpu_s"] = {name: round(stack.process_cpu(name) - before[name], 2)
                                     for name in processes}

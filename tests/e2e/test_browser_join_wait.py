@@ -29,6 +29,8 @@ from tests.e2e.test_browser_flaky_phone import Game, join, page_errors
 from tests.helpers import free_port, wait_until
 
 GATE = {"WS_JOINS_IN_FLIGHT": "1", "WS_JOIN_WAIT_S": "2", "WEB_WORKERS": "1"}
+PHONE_360 = {"width": 360, "height": 740}
+LONG_NAME = "Maximiliana Konstantinopoulou"  # 29 characters: wider than a 360-px phone's header leaves
 # Every value the pill takes from now on, in order: the page's own record, so no state goes unseen.
 RECORD_PILL = """() => {
   const record = () => {
@@ -106,6 +108,16 @@ def turn_held(engine, redis_client, base_url: str, game: Game, pages: list[Page]
             socket.close()
 
 
+def name_shown_whole(tab: ClassTab) -> None:
+    """The header shows the player's whole name, inside the screen, and nothing scrolls sideways."""
+    name = tab.by("player-nickname")
+    expect(name).to_have_text(LONG_NAME)
+    assert name.evaluate("e => e.scrollWidth <= e.clientWidth && e.scrollHeight <= e.clientHeight"), tab.name
+    box = name.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= tab.page.viewport_size["width"], box
+    assert tab.page.evaluate("document.documentElement.scrollWidth") <= tab.page.viewport_size["width"]
+
+
 def waited_truthfully(page: Page, name: str) -> None:
     """Between the page's socket opening and the held turn's release, "Joining…" and "Busy, retrying…",
     never "Live"; "Live" once it is in."""
@@ -119,10 +131,10 @@ def waited_truthfully(page: Page, name: str) -> None:
 def test_after_a_lost_network_the_pill_says_joining_then_room_busy_and_live_only_once_in(
         gated_web, engine, redis_client, browser: Browser):
     game = Game(gated_web)
-    tabs = [ClassTab(browser, gated_web, "join-wait-phone", PHONE),
+    tabs = [ClassTab(browser, gated_web, "join-wait-phone", PHONE_360),
             ClassTab(browser, gated_web, "join-wait-desktop", DESKTOP)]
     try:
-        for tab, nickname in zip(tabs, ("Ana", "Ben")):
+        for tab, nickname in zip(tabs, (LONG_NAME, "Ben")):
             join(tab, game, nickname)  # the gate is free: in at once
             tab.page.evaluate(RECORD_PILL)
             tab.context.set_offline(True)
@@ -140,6 +152,8 @@ def test_after_a_lost_network_the_pill_says_joining_then_room_busy_and_live_only
                 wait_until(lambda tab=tab: "busy" in pill_states(tab.page), f"{tab.name}: never told busy")
                 expect(tab.by("connection")).to_have_attribute("data-state", "busy", timeout=WAIT_MS)
                 expect(tab.by("connection")).to_contain_text("Busy, retrying…")
+                if tab is tabs[0]:
+                    name_shown_whole(tab)  # the pill's words take a row of their own, under the name
                 tab.check("jw02-room-busy")
         for tab in tabs:
             waited_truthfully(tab.page, tab.name)

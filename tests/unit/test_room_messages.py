@@ -1,5 +1,6 @@
 """What a room sends, without services: one frame per socket for a close, and a lobby whose joins cost one
-message each (to the host) while players get the count at most once per interval."""
+message each (to the host) while players get the count at most once per interval (JOIN_COUNT_INTERVAL_MS
+while only joins moved the board)."""
 from __future__ import annotations
 
 import json
@@ -48,10 +49,11 @@ class Board:
                 "entries": [{"rank": 1, "participant_id": "p", "nickname": "n", "score": 900}]}
 
 
-def room_of(board: Board, results=None) -> tuple[RoomHub, Room, Socket, list[Socket]]:
+def room_of(board: Board, results=None, count_interval_s: float | None = None,
+            ) -> tuple[RoomHub, Room, Socket, list[Socket]]:
     reads = RoomReads(top=board.top, question_results=lambda s, q, players: results or {},
                       snapshot=lambda s, players: ({}, {}))
-    hub = RoomHub(redis_client=None, reads=reads, interval_s=INTERVAL_S)
+    hub = RoomHub(redis_client=None, reads=reads, interval_s=INTERVAL_S, count_interval_s=count_interval_s)
     session_id = uuid.uuid4()
     host = Socket(session_id, is_host=True)
     players = [Socket(session_id, participant_id=uuid.uuid4()) for _ in range(5)]
@@ -124,6 +126,49 @@ def test_a_join_storm_gives_the_host_every_name_and_players_the_count_once_per_i
         assert len(messages) <= intervals + 1
         assert messages[-1]["player_count"] == joins
     assert board.reads_of_top <= intervals + 1  # one read per interval for the whole room
+
+
+def test_a_board_only_joins_moved_goes_out_at_the_count_pace_and_any_other_move_at_the_rooms():
+    board = Board()
+    count_s = 1.0
+    hub, room, host, players = room_of(board, count_interval_s=count_s)
+    now = [1000.0]
+    hub.ticker.clock = lambda: now[0]
+
+    def join(n: int) -> None:
+        board.version, board.players = n, n
+        hub.delivery.dispatch(room, {"type": "participant_joined", "nickname": f"player {n}",
+                                     "participant_id": str(n), "player_count": n})
+
+    for n in range(1, 401):  # 400 joins over 2 s, the ticker running all along
+        join(n)
+        hub.ticker.tick()
+        now[0] += 2.0 / 400
+    now[0] += count_s
+    hub.ticker.tick()  # the count interval after the last join: its count goes out
+    assert len([m for m in host.messages() if m["type"] == "player_joined"]) == 400  # each name, at once
+    assert players[0].messages()[-1]["player_count"] == 400
+    assert board.reads_of_top <= 2.0 / count_s + 2  # a push per count interval, not per room interval
+
+    # A removal moves more than the count: it goes out at the room's own interval, even after a join.
+    pushes = board.reads_of_top
+    now[0] += count_s
+    join(401)
+    hub.ticker.tick()  # a count interval passed since the last push: at once
+    join(402)
+    hub.delivery.dispatch(room, {"type": "participant_removed", "participant_id": "1", "player_count": 401})
+    now[0] += INTERVAL_S
+    hub.ticker.tick()
+    assert board.reads_of_top == pushes + 2
+    # And a join after a push waits for the count's interval again.
+    join(403)
+    now[0] += INTERVAL_S
+    assert hub.ticker.tick() == pytest.approx(count_s - INTERVAL_S)  # due when the count's interval is up
+    assert board.reads_of_top == pushes + 2
+    now[0] += count_s - INTERVAL_S
+    hub.ticker.tick()
+    assert board.reads_of_top == pushes + 3
+    assert players[1].messages()[-1]["version"] == 403
 
 
 @pytest.mark.parametrize("you", [

@@ -5,9 +5,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.core.db import read_connection
 from app.core.errors import Forbidden, NotFound
 from app.quiz.board.scores import RANK_ORDER_SQL
 from app.quiz.domain import scoring
@@ -22,8 +23,9 @@ class RoomMember:
     nickname: str | None
 
 
-def room_member(db: Session, session_id: uuid.UUID, user_id: uuid.UUID) -> RoomMember:
-    with db.begin():
+def room_member(engine: Engine, session_id: uuid.UUID, user_id: uuid.UUID) -> RoomMember:
+    """Who `user_id` is in the session's room (its host or a player), or NotFound / Forbidden."""
+    with read_connection(engine) as db:
         row = db.execute(text("""
             SELECT s.host_id, p.id AS participant_id, p.nickname FROM quiz_sessions s
             LEFT JOIN quiz_session_participants p ON p.quiz_session_id = s.id AND p.user_id = :user

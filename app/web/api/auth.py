@@ -76,6 +76,6 @@ def create_ticket():
     body = parse_body(TicketBody)
     session_id = parse_uuid(body.session_id, "session")
     principal = current_principal()
-    room_member(get_db(), session_id, principal.user_id)
+    room_member(engine(), session_id, principal.user_id)
     ticket = tickets.issue(redis_client(), principal, session_id)
     return jsonify(ticket=ticket, expires_in=tickets.TICKET_TTL_S), 201

@@ -40,6 +40,7 @@ PRESENCE_TTL_S = 86400
 
 class RoomHub:
     def __init__(self, redis_client: redis.Redis, reads: RoomReads, *, interval_s: float,
+                 count_interval_s: float | None = None,
                  metrics: Any | None = None, board_reads: LeaderboardReads | None = None,
                  ping_interval_s: float = 5.0, silent_close_s: float = 15.0, joins_in_flight: int = 32,
                  join_wait_s: float = 30.0):
@@ -58,8 +59,11 @@ class RoomHub:
         self._board_moved = threading.Event()
         self._reader = StreamReader(redis_client, self._streams, self._take, self._stopping, self._errors)
         self.delivery = RoomDelivery(reads, self._lock, self._board_moved, self._errors)
-        self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, dirty=self._dirty,
-                                        moved=self._board_moved, stopping=self._stopping, errors=self._errors)
+        # Unset: a board only joins moved goes out at the leaderboard's own pace.
+        counts_s = interval_s if count_interval_s is None else count_interval_s
+        self.ticker = LeaderboardTicker(reads, board_reads, interval_s=interval_s, count_interval_s=counts_s,
+                                        dirty=self._dirty, moved=self._board_moved, stopping=self._stopping,
+                                        errors=self._errors)
         self.joins = JoinSnapshots(self.delivery.snapshots)
         self.join_gate = JoinGate(joins_in_flight, join_wait_s)
         self.delivery.clock = lambda: self.ticker.clock()  # one clock for the interval of a room's pushes

@@ -93,6 +93,7 @@ class Room:
     last_id: str
     connections: set[Connection] = field(default_factory=set)
     dirty: bool = False
+    only_joins: bool = False  # dirty, and only by joins: the ticker's longer interval (ticker.py)
     pushed_at: float = 0.0
     # Notifications read but not yet delivered, and whether a thread is delivering them.
     inbox: deque = field(default_factory=deque)
@@ -151,6 +152,7 @@ class RoomDelivery:
         self._notify(room, kind, note)
         self._pushed(room, note)
         if kind in BOARD_MOVES:  # after the notification itself
+            room.only_joins = kind == "participant_joined" and (room.only_joins or not room.dirty)
             room.dirty = True
             self.board_moved.set()
 

@@ -24,7 +24,6 @@ from app.web.api.schemas import SocketAnswer
 from app.web.extensions import (
     answer_batcher,
     engine,
-    new_db_session,
     rate_limits,
     redis_client,
     room_hub,
@@ -103,13 +102,10 @@ def room_socket(ws, session_id: str):
 
 def _serve_room(ws, session: uuid.UUID, principal: Principal, turn: Turn) -> None:
     config = current_app.config["LIVEQUIZ"]
-    db = new_db_session()
     try:
-        member = room_service.room_member(db, session, principal.user_id)
+        member = room_service.room_member(engine(), session, principal.user_id)
     except (NotFound, Forbidden) as exc:
         return _refuse(ws, CLOSE_FORBIDDEN, exc.message)
-    finally:
-        db.close()
 
     hub, metrics, signed_in_sockets = room_hub(), web_metrics(), signed_in()
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,

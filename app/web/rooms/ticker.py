@@ -1,5 +1,11 @@
 """Coalesced leaderboards: a room (or live board) whose board moved is marked dirty, and the ticker reads its
-top at most once per interval and pushes that newest state to its sockets."""
+top at most once per interval and pushes that newest state to its sockets.
+
+A room whose board only joins moved since its last push (a lobby filling up: the count, and maybe a new
+name at 0 points) waits the longer JOIN_COUNT_INTERVAL_MS: a 1,000-player lobby filling over 30 s was
+sent 10 pushes a second to every socket (up to 145 frames per player), and a count read at a glance needs
+no more than one a second. The host hears each join at once (room.py), and any other move (a removal, a
+close) keeps the room's own pace."""
 from __future__ import annotations
 
 import json
@@ -14,11 +20,13 @@ from app.web.rooms.room import LEADERBOARD_SIZE, Room, RoomReads
 
 class LeaderboardTicker:
     def __init__(self, reads: RoomReads, board_reads: LeaderboardReads | None, *, interval_s: float,
-                 dirty: Callable[[], list[Room | LeaderboardChannel]], moved: threading.Event,
+                 count_interval_s: float, dirty: Callable[[], list[Room | LeaderboardChannel]],
+                 moved: threading.Event,
                  stopping: threading.Event, errors: RateLimitedLog) -> None:
         self.reads = reads
         self.board_reads = board_reads
         self.interval_s = interval_s
+        self.count_interval_s = count_interval_s
         self.dirty = dirty  # the rooms and live boards marked dirty (the hub's)
         self.moved = moved  # set when a board moved: the ticker wakes
         self._stopping = stopping
@@ -41,7 +49,7 @@ class LeaderboardTicker:
         now = self.clock()
         dirty = self.dirty()
         for room in dirty:
-            if now - room.pushed_at < self.interval_s:
+            if now - room.pushed_at < self.interval_of(room):
                 continue  # pushed less than an interval ago: its turn comes below
             room.dirty = False
             room.pushed_at = now
@@ -51,8 +59,12 @@ class LeaderboardTicker:
                 room.dirty = True
                 self._errors.warning("leaderboard", "cannot read a leaderboard: %s", exc)
         # Wake when the first throttled room is due, or at the next change.
-        waiting = [room.pushed_at + self.interval_s - self.clock() for room in dirty if room.dirty]
+        waiting = [room.pushed_at + self.interval_of(room) - self.clock() for room in dirty if room.dirty]
         return max(0.001, min(waiting)) if waiting else self.interval_s
+
+    def interval_of(self, room: Room | LeaderboardChannel) -> float:
+        """The least time between two pushes of `room`: longer while only joins moved its board."""
+        return self.count_interval_s if isinstance(room, Room) and room.only_joins else self.interval_s
 
     def push(self, room: Room | LeaderboardChannel) -> None:
         if isinstance(room, LeaderboardChannel):

@@ -1,12 +1,30 @@
 // Shared by the pages: the API wrapper, stored state, the sockets, the clock, small rendering helpers.
 
+// Answers that refuse for load, not for what was asked (the server busy, a store or a process briefly away):
+// nothing was recorded, and the same request is sent again later. A 429 counts when it says when.
+const LOAD_STATUSES = new Set([502, 503, 504]);
+
 export class ApiError extends Error {
-  constructor(status, code, message, extra = {}) {
+  constructor(status, code, message, extra = {}, retryAfterMs = 0) {
     super(message);
     this.status = status;
     this.code = code;
     this.extra = extra;
+    this.retryAfterMs = retryAfterMs;  // the answer's Retry-After: not sent again before that
   }
+
+  /** The server refused for load: the same request, sent again after a while, may well pass. */
+  get busy() {
+    return LOAD_STATUSES.has(this.status) || (this.status === 429 && this.retryAfterMs > 0);
+  }
+}
+
+/** How long to wait before retry number `attempt` (1, 2, …) after a refusal or a loss: 0.5 s doubling up
+ * to 10 s, ±25 % so that a crowd refused together does not come back together, and never before
+ * `notBeforeMs` (the server's Retry-After). */
+export function backoffMs(attempt, notBeforeMs = 0) {
+  const backoff = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+  return Math.max(backoff, notBeforeMs * (1 + Math.random() * 0.25));
 }
 
 /** Call the JSON API under /api/v1. Resolves to the parsed body; rejects with an ApiError. */
@@ -25,7 +43,8 @@ export async function api(path, { method = "GET", body, token } = {}) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const { code = "http_error", message = response.statusText, ...extra } = data?.error ?? {};
-    throw new ApiError(response.status, code, message, extra);
+    const retryAfterS = Number(response.headers.get("Retry-After"));
+    throw new ApiError(response.status, code, message, extra, retryAfterS > 0 ? retryAfterS * 1000 : 0);
   }
   return data;
 }
@@ -75,8 +94,8 @@ export const TRY_LATER = 1013;
  * accepts (a room's snapshot); until then it is "joining", sends nothing and is not pinged. `onOpen` is
  * called with `send` each time a connection is in. Pings the server (PING_EVERY_MS): a connection that
  * does not answer in time is dropped and replaced, whatever the browser says of it. onState receives
- * "connecting" | "joining" | "open" (in) | "busy" (refused with TRY_LATER, retrying) | "reconnecting" |
- * "closed".
+ * "connecting" | "joining" | "open" (in) | "busy" (refused with TRY_LATER, or `url()` threw an error
+ * whose `busy` is true, e.g. an ApiError of a 503: retrying) | "reconnecting" | "closed".
  */
 export function reconnectingSocket({ url, finalCodes = new Set(), admits = null, onOpen = () => {}, onMessage,
   onState = () => {}, onRefused = () => {} }) {
@@ -95,11 +114,10 @@ export function reconnectingSocket({ url, finalCodes = new Set(), admits = null,
     onRefused(code, reason);
   }
 
-  function retryLater(state = "reconnecting") {
+  function retryLater(state = "reconnecting", notBeforeMs = 0) {
     attempt += 1;
-    const delay = Math.min(10000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
     onState(state);
-    retryTimer = setTimeout(open, delay);
+    retryTimer = setTimeout(open, backoffMs(attempt, notBeforeMs));
   }
 
   function stopPinging() {
@@ -143,7 +161,8 @@ export function reconnectingSocket({ url, finalCodes = new Set(), admits = null,
     } catch (err) {
       if (stopped) return;
       if (err.final) refuse(err.code, err.message);
-      else retryLater();  // offline, rate-limited or a brief outage: try again
+      else if (err.busy) retryLater("busy", err.retryAfterMs);  // refused for load: busy, and when to retry
+      else retryLater();  // offline, or a brief outage: try again
       return;
     }
     if (stopped) return;

@@ -1,6 +1,14 @@
 // The player's join screen: a game PIN and a nickname, as a guest or with an account (a new one too),
 // or a place taken back with a rejoin code. player.js enters the room once joined.
-import { api, showConnection, showScreen } from "./common.js";
+import { api, backoffMs, showConnection, showScreen } from "./common.js";
+
+// While a join is refused for load and tried again by itself: the truth, and no claim of being in.
+const BUSY_LABEL = "Busy, retrying…";
+const BUSY_NOTES = {
+  server: "The server is busy right now. You're not in yet; trying again by itself…",
+  network: "Too many tries from this network just now. You're not in yet; trying again by itself…",  // 429
+};
+const STOPPED_NOTE = "Stopped trying. You're not in the game: press Enter to try again.";
 
 /** Wire the join form; `onJoined(saved)` enters the room. Returns `showJoin(message)`. */
 export function joinScreen({ store, $, onJoined }) {
@@ -83,31 +91,84 @@ export function joinScreen({ store, $, onJoined }) {
     invalid_body: "That nickname can't be used. Try another one.",
   };
 
-  /** Run a join (or a rejoin) from the form, starting over as a new guest when the stored token expired. */
+  /** Run a join (or a rejoin) once, starting over as a new guest when the stored token expired. */
+  async function runOnce(run) {
+    try {
+      return await run();
+    } catch (err) {
+      if (err.status !== 401 || err.code === "invalid_credentials") throw err;
+      store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
+      return await run();
+    }
+  }
+
+  // A join refused for load and being tried again: `stop()` ends it once the request in flight is answered
+  // (a join that goes through meanwhile is the player's place: they are in).
+  let retrying = null;
+
+  /** Run a join (or a rejoin) from the form. A refusal for load (503, 429 with Retry-After...: nothing was
+   * recorded) is tried again by itself with backoff, the button and the pill saying "Busy, retrying…",
+   * until the server answers for real or the player stops it; any other refusal is shown at once. A join
+   * tried again after its answer was lost finds the place it made (`already_joined`). */
   async function joinFromForm(run, button, busyLabel) {
     const error = $("join-error");
+    const note = $("join-busy");
+    const stop = $("join-stop");
+    const buttons = [$("join-submit"), $("rejoin-submit")];
     const label = button.textContent;
-    button.disabled = true;
+    for (const b of buttons) b.disabled = true;
     button.textContent = busyLabel;
+    const attempt = { stopped: false, wake: () => {} };
+    retrying = {
+      stop() {
+        attempt.stopped = true;
+        stop.disabled = true;
+        stop.textContent = "Stopping…";
+        attempt.wake();
+      },
+    };
     try {
-      let saved;
-      try {
-        saved = await run();
-      } catch (err) {
-        if (err.status !== 401 || err.code === "invalid_credentials") throw err;
-        store.forget("token", "user_id", "username"); // an expired token: start over as a new guest
-        saved = await run();
+      let saved = null;
+      for (let tries = 1; !attempt.stopped; tries += 1) {
+        try {
+          saved = await runOnce(run);
+          break;
+        } catch (err) {
+          if (!err.busy) throw err;
+          if (attempt.stopped) break;
+          button.textContent = BUSY_LABEL;
+          showConnection("busy");
+          note.hidden = false;
+          $("join-busy-text").textContent = BUSY_NOTES[err.status === 429 ? "network" : "server"];
+          await new Promise((resolve) => {
+            const timer = setTimeout(resolve, backoffMs(tries, err.retryAfterMs));
+            attempt.wake = () => { clearTimeout(timer); resolve(); };
+          });
+        }
+      }
+      note.hidden = true;
+      if (saved === null) {
+        showConnection("closed");
+        error.textContent = STOPPED_NOTE;
+        return;
       }
       store.forget("answer", "result");
       onJoined(saved);
     } catch (err) {
+      note.hidden = true;
+      showConnection("closed");
       error.textContent = JOIN_MESSAGES[err.code] ?? err.message;
       if (err.code === "nickname_taken") offerRejoin();
     } finally {
-      button.disabled = false;
+      retrying = null;
+      stop.disabled = false;
+      stop.textContent = "Stop trying";
+      for (const b of buttons) b.disabled = false;
       button.textContent = label;
     }
   }
+
+  $("join-stop").addEventListener("click", () => retrying?.stop());
 
   /** The nickname is someone's place: perhaps this player's, from a device that is gone. */
   function offerRejoin() {
