@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 
 import requests
 
-from tests.bench import report
+from tests.bench import report, timeline
 from tests.bench.rooms_client import RoomSocket, StreamObserver, close_all, connect_all, wait_joined
 from tests.bench.support import (
     CpuMeter,
@@ -127,6 +128,10 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
             out["rss_kb_per_socket"] = round((rss_after - rss_before) / 1024 / max(1, out["connected"]), 1)
 
             observer.start()
+            if timeline.enabled():  # BENCH_TIMELINE=1: each change joined with what held it up
+                worker_of = timeline.worker_of_sockets(everyone, stack.web_workers(), stack.port)
+                loop_watched = asyncio.Event()
+                watcher = asyncio.create_task(timeline.watch_client_loop(loop_watched))
             # Latency: changes spaced out, rooms staggered.
             profilers = [start_profile(w.pid, f"fanout-{rooms_n}-web-{w.pid}", 25)
                          for w in stack.web_workers()] \
@@ -144,6 +149,12 @@ def _scenario(stack, bench_engine, bench_config, rooms_n: int, players: int, pre
             out["any_socket_ms"] = percentiles(every)
             out["socket_change_pairs_not_delivered"] = sum(missed.values())
             out["not_delivered"] = dict(missed.most_common())
+            if timeline.enabled():
+                loop_watched.set()
+                await watcher
+                out["changes"] = timeline.per_change(observer, sockets_by_room, since, worker_of, os.getpid())
+                for change in out["changes"][:3]:
+                    print(timeline.describe(change))
             # Burst: messages per second.
             received0 = sum(s.messages for s in everyone)
             with CpuMeter() as cpu:
