@@ -64,12 +64,12 @@ async def watch_client_loop(stopping: asyncio.Event, step_s: float = 0.005, min_
     from tests.bench.timeline_probe.sitecustomize import write
 
     while not stopping.is_set():
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.thread_time()
         await asyncio.sleep(step_s)
         late_ms = (time.perf_counter() - began - step_s) * 1000
         if late_ms >= min_ms:
             write({"kind": "stall", "pid": os.getpid(), "at": time.time() - late_ms / 1000 - step_s,
-                   "ms": round(late_ms, 2)})
+                   "ms": round(late_ms, 2), "cpu_ms": round((time.thread_time() - cpu) * 1000, 2)})
 
 
 def worker_of_sockets(sockets: list, workers: list[psutil.Process], port: int) -> dict[int, int]:

@@ -7,9 +7,11 @@ appends one JSON line per event to that file (one write each, O_APPEND: the proc
   (wall time), its duration, the objects it freed, and how many were frozen when it ended (0 in a web
   worker: the pass walked everything, app/web/collector.py);
 - `stall`: in a gevent process (a web worker), a wait of its event loop: a greenlet that sleeps
-  STEP_S woke TIMELINE_MIN_MS or more late (every greenlet of the worker waited as long);
+  STEP_S woke TIMELINE_MIN_MS or more late (every greenlet of the worker waited as long), and the CPU
+  its thread used meanwhile (`cpu_ms`; far less than the stall: the process waited for a core);
 - `deliver`: in a web worker, a room notification delivered (app/web/rooms/room.py `dispatch`): when it
-  began, how long it took, its sockets, when the worker applied it (`applied_ms`) and the close's reads.
+  began, how long it took (and its thread's CPU), its sockets, when the worker applied it
+  (`applied_ms`), the close's reads and whether Redis had the results (else PostgreSQL was read).
 A gc callback, a greenlet waking 100 times a second and a wrapper per notification: cheap, and only when
 asked for. Times are wall times (time.time()), the clock of the stream entries the bench measures from.
 """
@@ -35,16 +37,16 @@ class _Collections:
     """gc callback: each long or full collection, timed."""
 
     def __init__(self) -> None:
-        self.began = 0.0
-        self.wall = 0.0
+        self.began = self.wall = self.cpu = 0.0
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self.wall, self.began = time.time(), time.perf_counter()
+            self.wall, self.began, self.cpu = time.time(), time.perf_counter(), time.thread_time()
             return
         ms = (time.perf_counter() - self.began) * 1000
         if info["generation"] == 2 or ms >= TIMELINE_MIN_MS:
             write({"kind": "gc", "pid": os.getpid(), "at": self.wall, "ms": round(ms, 2),
+                   "cpu_ms": round((time.thread_time() - self.cpu) * 1000, 2),
                    "gen": info["generation"], "collected": info["collected"],
                    "frozen": gc.get_freeze_count()})
 
@@ -53,12 +55,12 @@ def _watch_the_loop() -> None:
     import gevent
 
     while True:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.thread_time()
         gevent.sleep(STEP_S)
         late_ms = (time.perf_counter() - began - STEP_S) * 1000
         if late_ms >= TIMELINE_MIN_MS:
             write({"kind": "stall", "pid": os.getpid(), "at": time.time() - late_ms / 1000 - STEP_S,
-                   "ms": round(late_ms, 2)})
+                   "ms": round(late_ms, 2), "cpu_ms": round((time.thread_time() - cpu) * 1000, 2)})
 
 
 def _time_deliveries() -> None:
@@ -67,6 +69,7 @@ def _time_deliveries() -> None:
 
     import gevent
 
+    from app.quiz.board import reads as board_reads
     from app.web.rooms import room as rooms
 
     reads_ms: dict[int, dict[str, float]] = {}
@@ -82,6 +85,12 @@ def _time_deliveries() -> None:
         return run
 
     init, dispatch = rooms.RoomDelivery.__init__, rooms.RoomDelivery.dispatch
+    from_redis = board_reads.question_results
+
+    def results_from_redis(*args, **kwargs):
+        found = from_redis(*args, **kwargs)
+        reads_ms.setdefault(id(gevent.getcurrent()), {})["results_in_redis"] = found is not None
+        return found
 
     def init_timed(self, reads, *args, **kwargs) -> None:
         init(self, dataclasses.replace(reads, top=timed("top_ms", reads.top),
@@ -89,17 +98,19 @@ def _time_deliveries() -> None:
              *args, **kwargs)
 
     def dispatch_timed(self, room, note) -> None:
-        wall, began = time.time(), time.perf_counter()
+        wall, began, cpu = time.time(), time.perf_counter(), time.thread_time()
         try:
             dispatch(self, room, note)
         finally:
             ms = (time.perf_counter() - began) * 1000
             write({"kind": "deliver", "pid": os.getpid(), "at": wall, "ms": round(ms, 2),
+                   "cpu_ms": round((time.thread_time() - cpu) * 1000, 2),
                    "type": note.get("type"), "version": note.get("version"),
                    "applied_ms": note.get("applied_ms"), "sockets": len(room.connections),
                    **reads_ms.pop(id(gevent.getcurrent()), {})})
 
     rooms.RoomDelivery.__init__ = init_timed
+    board_reads.question_results = results_from_redis  # before app/web/runtime.py imports it
     rooms.RoomDelivery.dispatch = dispatch_timed
 
 
