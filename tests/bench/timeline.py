@@ -113,7 +113,7 @@ def per_change(observer, sockets_by_room: dict, since: float, worker_of: dict[in
             seen = []
             for r in timeline:
                 if r["kind"] == "deliver":
-                    if str(r.get("version")) != str(version):
+                    if r.get("session_id") != str(session_id) or str(r.get("version")) != str(version):
                         continue
                 elif not (r["at"] <= end and r["at"] + r["ms"] / 1000 >= applied_at - BEFORE_S):
                     continue

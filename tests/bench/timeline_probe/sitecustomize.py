@@ -10,7 +10,7 @@ appends one JSON line per event to that file (one write each, O_APPEND: the proc
   STEP_S woke TIMELINE_MIN_MS or more late (every greenlet of the worker waited as long), and the CPU
   its thread used meanwhile (`cpu_ms`; far less than the stall: the process waited for a core);
 - `deliver`: in a web worker, a room notification delivered (app/web/rooms/room.py `dispatch`): when it
-  began, how long it took (and its thread's CPU), its sockets, when the worker applied it
+  began, how long it took (and its thread's CPU), its room and sockets, when the worker applied it
   (`applied_ms`), the close's reads and whether Redis had the results (else PostgreSQL was read).
 A gc callback, a greenlet waking 100 times a second and a wrapper per notification: cheap, and only when
 asked for. Times are wall times (time.time()), the clock of the stream entries the bench measures from.
@@ -105,7 +105,8 @@ def _time_deliveries() -> None:
             ms = (time.perf_counter() - began) * 1000
             write({"kind": "deliver", "pid": os.getpid(), "at": wall, "ms": round(ms, 2),
                    "cpu_ms": round((time.thread_time() - cpu) * 1000, 2),
-                   "type": note.get("type"), "version": note.get("version"),
+                   "type": note.get("type"), "session_id": str(room.session_id),
+                   "version": note.get("version"),
                    "applied_ms": note.get("applied_ms"), "sockets": len(room.connections),
                    **reads_ms.pop(id(gevent.getcurrent()), {})})
 
