@@ -22,7 +22,7 @@ from app.core import redis_keys
 from app.core.config import Config, load_config
 from app.core.db import get_engine
 from app.core.kafka import broker_answers, ensure_topics
-from tests.bench import report
+from tests.bench import report, timeline
 from tests.bench.stack import STANDARD, BenchStack, stop_leftover_load
 from tests.bench.support import BENCH_DATABASE, BENCH_REDIS_DB, env_int, machine, raise_nofile, tmpdir
 from tests.conftest import CLIENT_ADDRESS_LIMITS, alembic_config, drop_replication_slots, recreate_database
@@ -164,6 +164,7 @@ def known_stack(stack, request):
 
 def pytest_sessionstart(session) -> None:
     report.start(RUN)
+    timeline.start(RUN)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
