@@ -44,7 +44,7 @@ from app.core.outbox import CAPTURE_PUBLICATION
 from outbox_relay.capture import HEAD, WalRelay
 from outbox_relay.listener import libpq_url
 from outbox_relay.messages import Outgoing, event_reader
-from outbox_relay.pgoutput import Decoder, Transaction, acknowledged_end, lsn_to_int
+from outbox_relay.pgoutput import Decoder, Transaction, acknowledged_end, int_to_lsn, lsn_to_int
 from outbox_relay.relay import STOP_GRACE_S, BatchResult
 from outbox_relay.replication import ReplicationStream
 
@@ -53,6 +53,8 @@ WAIT_SLICE_S = 0.2
 # While a batch waits to learn that the walsender decoded past its head: how often it asks again.
 ASK_EVERY_S = 1.0
 _SLOT_ACTIVE = text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot")
+_SLOT_CONFIRMED = text("SELECT confirmed_flush_lsn >= CAST(:lsn AS pg_lsn) FROM pg_replication_slots "
+                       "WHERE slot_name = :slot")
 
 
 class StreamingWalRelay(WalRelay):
@@ -195,6 +197,17 @@ class StreamingWalRelay(WalRelay):
         return None
 
     # -- between batches -----------------------------------------------------------------------
+
+    def _retire(self) -> None:
+        """`WalRelay._retire`, once the server has applied the last status update: the retirement reads
+        the slot's confirmed position, which the walsender moves when it reads the update."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        with self.engine.connect() as conn:
+            while self._stream is not None and time.monotonic() < deadline and not conn.execute(
+                    _SLOT_CONFIRMED, {"slot": self.slot, "lsn": int_to_lsn(self._confirmed)}).scalar():
+                conn.rollback()
+                time.sleep(0.02)
+        super()._retire()
 
     def _wait_for_events(self) -> None:
         """Wait on the stream itself, up to the poll interval: a committed transaction's first message ends
