@@ -78,22 +78,21 @@ class StreamingWalRelay(WalRelay):
             self._pending = None
         return self._stream
 
-    def _close_stream(self) -> bool:
-        """End the stream, if one is open (True), confirming what was acknowledged."""
+    def _close_stream(self) -> None:
+        """End the stream, if one is open, confirming what was acknowledged, and wait until the walsender
+        let the slot go (the next stream, or a peek, can then have it at once)."""
         stream, self._stream, self._pending = self._stream, None, None
-        if stream is None:
-            return False
-        stream.feedback.acknowledge(self._confirmed)
-        stream.close()
-        return True
+        if stream is not None:
+            stream.feedback.acknowledge(self._confirmed)
+            stream.close()
+            self._await_slot_released()
 
     def _drop_connection(self) -> None:
         self._close_stream()
         super()._drop_connection()
 
     def close(self) -> None:
-        if self._close_stream():
-            self._await_slot_released()
+        self._close_stream()
         super().close()
 
     def _await_slot_released(self) -> None:
@@ -144,7 +143,7 @@ class StreamingWalRelay(WalRelay):
                     if message is None and decoder.in_transaction:
                         message = self._read_on(stream)
                         if message is None:
-                            return  # stopping halfway through a transaction: the stream ends below
+                            return  # stopped halfway through a transaction: the stream ends below
                     elif message is None:
                         if max(reached, stream.server_position) >= target:
                             passed = True
@@ -188,13 +187,18 @@ class StreamingWalRelay(WalRelay):
         return self._batch_result(transactions, acknowledged, failed, more=not passed)
 
     def _read_on(self, stream: ReplicationStream) -> bytes | None:
-        """The next message of a transaction being read (the walsender sends a transaction whole, at its
-        commit); None once the relay is stopping."""
-        while not self.shutting_down:
+        """The next message of the transaction being read (the walsender sends a transaction whole, at its
+        commit): a stopping relay finishes the transaction in hand, as a peek finishes its batch, unless
+        the stream stays silent STOP_GRACE_S (then None)."""
+        stop_deadline: float | None = None
+        while True:
             message = stream.read(WAIT_SLICE_S)
             if message is not None:
                 return message
-        return None
+            if self.shutting_down:
+                stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() >= stop_deadline:
+                    return None
 
     # -- between batches -----------------------------------------------------------------------
 
