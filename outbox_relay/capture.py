@@ -18,6 +18,9 @@ Writers only insert `events` rows in their transactions; nothing marks them. One
     second, `outbox_capture.caught_up_at` records that every event committed before that time is on
     Kafka (the backlog the web and `ops` report, app/core/outbox.py), when anything was captured
     since the last record.
+With RELAY_WAL_READ=stream the slot is read over the replication protocol instead of peeked
+(outbox_relay/slot_stream.py, `StreamingWalRelay`): the same batches and promises, decoded once by a
+walsender, the slot confirmed by its status updates. Everything below holds for both.
 A crash between 2 and 3 leaves the slot where it was: the restarted relay reads the same
 transactions again and publishes them again with the same event ids (at-least-once; consumers
 dedupe by event id). A transaction is never split: the slot only moves past whole transactions.
@@ -68,8 +71,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.core.db import PURGE_BATCH
 from app.core.outbox import CAPTURE_PUBLICATION, capture_slot, engine_slot_name, outbox_lag
 from outbox_relay import partitions
-from outbox_relay.messages import Outgoing, captured_event, event_columns
-from outbox_relay.pgoutput import Decoder, Insert, Transaction, int_to_lsn, lsn_to_int
+from outbox_relay.messages import Outgoing, event_reader
+from outbox_relay.pgoutput import Decoder, Transaction, acknowledged_end, int_to_lsn, lsn_to_int
 from outbox_relay.poll import PollRelay
 from outbox_relay.relay import BatchResult, log
 
@@ -290,41 +293,24 @@ class WalRelay(PollRelay):
                     return BatchResult(0, 0, 0)
             with conn.begin():
                 head = conn.execute(HEAD).one()
-                oldest_running = int(head.xmin)
                 cursor = conn.connection.driver_connection.cursor(name="outbox_peek", binary=True)
 
                 def events() -> Iterator[Outgoing]:
                     """The events as they are read; the transactions they belong to are counted meanwhile."""
                     nonlocal read
-                    decoder = Decoder()
-                    feed = decoder.feed
-                    relation, pick = None, None
+                    event_of = event_reader(Decoder(), transactions)
                     cursor.execute(_PEEK, {"slot": self.slot, "limit": self.batch_size})
                     while rows := cursor.fetchmany(STREAM_ROWS):
                         read += len(rows)
                         for (message,) in rows:
-                            item = feed(message)
-                            if type(item) is Insert:
-                                if item.relation is not relation:
-                                    relation = item.relation
-                                    pick = event_columns(relation) if relation.name == "events" else None
-                                if pick is not None:
-                                    yield captured_event(pick(item.values), len(transactions),
-                                                         decoder.commit_s)
-                            elif item is not None:
-                                transactions.append(item)
+                            if (event := event_of(message)) is not None:
+                                yield event
 
                 with cursor:
                     delivered, failed = self._produce(events())
                 acknowledged.update(delivered)
             complete = read < self.batch_size  # the peek read the WAL to its end
-            target = 0
-            whole = True
-            for index, transaction in enumerate(transactions):
-                if acknowledged[index] != transaction.inserts:
-                    whole = False
-                    break
-                target = transaction.end_lsn
+            target, whole = acknowledged_end(transactions, acknowledged)
             caught_up = whole and complete
             if caught_up:
                 target = max(target, lsn_to_int(head.lsn))
@@ -336,26 +322,33 @@ class WalRelay(PollRelay):
                 self._confirmed = target
             self._captured_unrecorded |= bool(transactions)
             if caught_up:
-                self._fence = partitions.RetireFence(head.lsn, oldest_running)
-                now = time.monotonic()
-                # Only once something was captured since the last record (else the backlog it implies is
-                # unchanged), and while events flow at most every CAUGHT_UP_EVERY_S; idle, at once.
-                if self._captured_unrecorded and (not transactions
-                                                  or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
-                    with conn.begin():
-                        conn.execute(CAUGHT_UP,
-                                     {"slot": self.slot, "at": head.at, "xmin": oldest_running})
-                    self._last_caught_up = now
-                    self._captured_unrecorded = False
+                self._caught_up(conn, head, captured=bool(transactions))
         except (DBAPIError, SQLAlchemyError, psycopg.Error):
             self._drop_connection()
             raise
-        captured = sum(t.inserts for t in transactions)
-        published = sum(acknowledged.values())
+        return self._batch_result(transactions, acknowledged, failed, more=not complete)
+
+    def _batch_result(self, transactions: list[Transaction], acknowledged: Counter[int], failed: list[str],
+                      *, more: bool) -> BatchResult:
+        """A batch's figures (its stats recorded and its failures reported when it captured anything)."""
+        captured, published = sum(t.inserts for t in transactions), sum(acknowledged.values())
         if transactions:
             self.stats.record_batch(captured, published)
             self._report_failures(failed, captured)
-        return BatchResult(captured, published, len(failed), more=not complete)
+        return BatchResult(captured, published, len(failed), more=more)
+
+    def _caught_up(self, conn: Connection, head: Any, *, captured: bool) -> None:
+        """Every transaction that committed before `head` (a HEAD row) is on Kafka: the retirement's fence
+        moves there, and `outbox_capture` records it once something was captured since the last record
+        (else the backlog it implies is unchanged): while events flow (`captured`) at most every
+        CAUGHT_UP_EVERY_S, idle at once."""
+        self._fence = partitions.RetireFence(head.lsn, int(head.xmin))
+        now = time.monotonic()
+        if self._captured_unrecorded and (not captured or now - self._last_caught_up >= CAUGHT_UP_EVERY_S):
+            with conn.begin():
+                conn.execute(CAUGHT_UP, {"slot": self.slot, "at": head.at, "xmin": int(head.xmin)})
+            self._last_caught_up = now
+            self._captured_unrecorded = False
 
     def _run_once(self) -> None:
         """`Relay._run_once`, and a slot that cannot be read is an error logged every interval, not a crash:

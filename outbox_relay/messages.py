@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from app.core.events import envelope_json_of_text
 from app.core.tracing import normal_traceparent
-from outbox_relay.pgoutput import Relation
+from outbox_relay.pgoutput import Decoder, Insert, Relation, Transaction
 
 
 class Outgoing(NamedTuple):
@@ -71,3 +71,26 @@ def captured_event(columns: tuple, transaction: int, commit_s: float = 0.0) -> O
 @lru_cache(maxsize=64)
 def _aggregate_type(raw: bytes) -> str:
     return raw.decode()
+
+
+def event_reader(decoder: Decoder, transactions: list[Transaction]) -> Callable[[bytes], Outgoing | None]:
+    """Reads one pgoutput message of a wal-mode batch with `decoder`: the message of an insert into
+    `events`, else None; a commit appends its transaction to `transactions`, whose length is the ack of
+    the events read meanwhile (the relay's hot path: one call per message)."""
+    feed = decoder.feed
+    relation, pick = None, None
+
+    def read(message: bytes) -> Outgoing | None:
+        nonlocal relation, pick
+        item = feed(message)
+        if type(item) is Insert:
+            if item.relation is not relation:
+                relation = item.relation
+                pick = event_columns(relation) if relation.name == "events" else None
+            if pick is not None:
+                return captured_event(pick(item.values), len(transactions), decoder.commit_s)
+        elif item is not None:
+            transactions.append(item)
+        return None
+
+    return read

@@ -2,9 +2,11 @@
 relay needs: Begin, Relation, Insert and Commit; every other message is skipped.
 
 The relay reads its slot through `pg_logical_slot_peek_binary_changes(..., 'proto_version', '1',
-'publication_names', ...)`: each row's `data` is one message. Each SQL call decodes afresh, so a
-Relation message precedes the first change of every relation within the call's output, and the
-column names it carries are how an Insert's values are named. Values come in their text form
+'publication_names', ...)`, each row's `data` one message, or over the replication protocol
+(outbox_relay/replication.py), each XLogData one message. A Relation message precedes the first change
+of every relation within a call's output, or a stream's (once per stream, and again after the relation
+changed), and the column names it carries are how an Insert's values are named: one `Decoder` reads one
+call, or one stream. Values come in their text form
 (`t`), or as SQL NULL (`n`); `u` (an unchanged TOASTed value) only occurs in updates. An Insert hands
 its values on as that text's UTF-8 bytes, in the Relation's column order, undecoded: the relay splices
 them into its messages as they are (one event is one call of `_insert`, the relay's hot path).
@@ -19,6 +21,7 @@ Layouts (https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -59,6 +62,18 @@ class Transaction:
     inserts: int = 0
     end_lsn: int = 0
     commit_s: float = 0.0  # its commit time (seconds since the Unix epoch), from its Begin message
+
+
+def acknowledged_end(transactions: list[Transaction], acknowledged: Mapping[int, int]) -> tuple[int, bool]:
+    """Where the slot may move after a batch: the end of the last of `transactions` (in commit order) that
+    Kafka acknowledged whole (`acknowledged[i]` events of the i-th) with none before it missing, or 0; and
+    whether every one was."""
+    target = 0
+    for index, transaction in enumerate(transactions):
+        if acknowledged.get(index, 0) != transaction.inserts:
+            return target, False
+        target = transaction.end_lsn
+    return target, True
 
 
 class ProtocolError(ValueError):
@@ -103,6 +118,11 @@ class Decoder:
     def __init__(self) -> None:
         self.relations: dict[int, Relation] = {}
         self._open: Transaction | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        """A Begin was read and its Commit not yet."""
+        return self._open is not None
 
     @property
     def commit_s(self) -> float:

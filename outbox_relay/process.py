@@ -2,10 +2,12 @@
 
 `python -m outbox_relay` (console script `quiz-outbox-relay`) builds its clients from the
 environment and runs `Relay.run()` until SIGTERM or SIGINT. RELAY_MODE picks the relay: `wal`
-(`capture.WalRelay`, the default) or `poll` (`poll.PollRelay`); under `debezium` Kafka Connect relays
-and this process only keeps the outbox's partitions (`debezium.DebeziumHousekeeper`). Exit codes: 0
-after a clean stop, 2 on a configuration error, which includes wal mode on a server that cannot decode the WAL
-(wal_level is not logical, or the role lacks REPLICATION): the line says so and names RELAY_MODE=poll.
+(the default: `capture.WalRelay`, or `slot_stream.StreamingWalRelay` with RELAY_WAL_READ=stream, which
+waits on its replication stream rather than LISTEN) or `poll` (`poll.PollRelay`); under `debezium`
+Kafka Connect relays and this process only keeps the outbox's partitions (`debezium.DebeziumHousekeeper`).
+Exit codes: 0 after a clean stop, 2 on a configuration error, which includes wal mode on a server that
+cannot decode the WAL (wal_level is not logical, or the role lacks REPLICATION): the line says so and
+names RELAY_MODE=poll.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from outbox_relay.debezium import DebeziumHousekeeper
 from outbox_relay.listener import OutboxListener
 from outbox_relay.poll import PollRelay
 from outbox_relay.relay import Relay, RelayStats
+from outbox_relay.slot_stream import StreamingWalRelay
 
 log = logging.getLogger("outbox_relay")
 
@@ -67,7 +70,9 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
             leader_lock=leader_lock,
             stats=stats,
         )
-    relay_class = WalRelay if config.relay_mode == "wal" else PollRelay
+    relay_class: type[PollRelay] = PollRelay
+    if config.relay_mode == "wal":
+        relay_class = StreamingWalRelay if config.relay_wal_read == "stream" else WalRelay
     return relay_class(
         get_engine(config.database_url, pool_size=2),
         make_producer(config, **{"client.id": "outbox_relay"}),
@@ -77,7 +82,7 @@ def build_relay(config: Config, *, leader_lock: bool = True, serve_metrics: bool
         retention_hours=config.relay_retention_hours,
         partition_days_ahead=config.relay_partition_days_ahead,
         leader_lock=leader_lock,
-        listener=OutboxListener(config.database_url),
+        listener=None if relay_class is StreamingWalRelay else OutboxListener(config.database_url),
         stats=stats,
         before_mark=_pause_before_mark(),
         producer_factory=lambda: make_producer(config, **{"client.id": "outbox_relay"}),
@@ -104,8 +109,9 @@ def main() -> int:
     relay = build_relay(config)
     if config.relay_mode == "wal":
         _exit_unless_capture_possible(relay)
-    log.info("relaying %s to %s topic %s (%s mode, batch %d)", config.database_url.rsplit("@", 1)[-1],
-             config.kafka_bootstrap_servers, config.kafka_topic, config.relay_mode, config.relay_batch_size)
+    mode = f"wal mode, {config.relay_wal_read}" if config.relay_mode == "wal" else f"{config.relay_mode} mode"
+    log.info("relaying %s to %s topic %s (%s, batch %d)", config.database_url.rsplit("@", 1)[-1],
+             config.kafka_bootstrap_servers, config.kafka_topic, mode, config.relay_batch_size)
     run_until_signalled(relay)
     log.info("stopped after publishing %d events in %d batches", relay.stats.published_total,
              relay.stats.batches_total)

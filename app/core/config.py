@@ -128,12 +128,14 @@ class Config:
     kafka_port: int = _setting("KAFKA_PORT", 9092, _int, "broker port of the Kafka that `make up` starts")
     kafka_controller_port: int = _setting(
         "KAFKA_CONTROLLER_PORT", 9093, _int, "controller port of the Kafka that `make up` starts")
-    relay_mode: str = _setting(
-        "RELAY_MODE", "wal", _choice("wal", "poll", "debezium"),
-        "wal: the relay reads committed events from a logical replication slot (needs wal_level=logical and "
-        "a role with REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL); "
-        "debezium: Kafka Connect with Debezium's PostgreSQL connector and Outbox Event Router relays them "
-        "(the stack runs it, needs what wal does), and the relay process only keeps the outbox's partitions")
+    relay_mode: str = _setting("RELAY_MODE", "wal", _choice("wal", "poll", "debezium"), "wal: the relay "
+        "reads committed events from a logical replication slot (needs wal_level=logical and a role with "
+        "REPLICATION); poll: it claims unpublished rows and marks them (any PostgreSQL); debezium: Kafka "
+        "Connect with Debezium's PostgreSQL connector and Outbox Event Router relays them (the stack runs "
+        "it, needs what wal does), and the relay process only keeps the outbox's partitions")
+    relay_wal_read: str = _setting("RELAY_WAL_READ", "peek", _choice("peek", "stream"), "how the wal relay "
+        "reads its slot: peek, a SQL call per batch (decoding again from the slot's restart point); stream, "
+        "the replication protocol (one walsender decodes once and sends transactions as they commit)")
     relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 1000, _int, "events claimed per relay batch")
     relay_poll_interval_s: float = _setting(
         "RELAY_POLL_INTERVAL_S", 1.0, _float, "relay poll when no notification arrives")

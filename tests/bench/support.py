@@ -300,12 +300,18 @@ def _cwd(p: psutil.Process) -> Path | None:
 
 
 _BACKEND = re.compile(r"^postgres: \S+ (\S+) (?:\S+\((\d+)\)|\[local\])")
+# A walsender's title names its user and client, not its database: `postgres: walsender quiz 127.0.0.1(5)`.
+_WALSENDER = re.compile(r"^postgres: walsender \S+ \S+\((\d+)\)")
 
 
 def _postgres_label(cmdline: str, clients: dict[int, str] | None = None) -> str:
     """A backend of the bench database (`postgres for <its client>`, the client found by the TCP port the
     backend's title names), of another database (other work on the same server), or the server's own
     processes shared by all (postmaster, checkpointer, WAL writer, autovacuum, walsenders)."""
+    walsender = _WALSENDER.match(cmdline)
+    if walsender is not None:  # a streaming relay's (RELAY_WAL_READ=stream) when its client is ours
+        client = (clients or {}).get(int(walsender[1]))
+        return f"postgres for {client}" if client else "postgres (server)"
     backend = _BACKEND.match(cmdline)
     if backend is None:
         return "postgres (server)"

@@ -87,3 +87,11 @@ def test_a_profile_summary_counts_each_function_once_a_stack_and_its_innermost_f
     text = table(summary, top=2, match=("app/",))
     assert "| `submit_answer (app/web/api/answers.py)` | 0.0 % | 75.0 % |" in text
     assert "| `execute (x.py)` | 75.0 % |" in text
+
+
+def test_a_walsender_is_counted_for_the_process_it_streams_to():
+    from tests.bench.support import _postgres_label
+
+    title = "postgres: walsender quiz 127.0.0.1(58986) streaming 0/1A2B3C"
+    assert _postgres_label(title, {58986: "outbox_relay"}) == "postgres for outbox_relay"
+    assert _postgres_label(title, {}) == "postgres (server)"  # another database's, or the server's own

@@ -6,7 +6,9 @@ test's `relay_config` carries RELAY_MODE, so relays built here and relay process
 "published" means marked; in wal mode it means the slot's confirmed position passed the transaction,
 which the relay only advances after Kafka acknowledged every event of it. Each test starts from a
 clean state of its mode: wal mode skips the slot to the present (what earlier tests wrote is not
-re-read), poll mode marks what earlier wal-mode tests left unmarked.
+re-read), poll mode marks what earlier wal-mode tests left unmarked. Wal mode reads its slot as
+RELAY_WAL_READ says (the test's configuration comes from the environment): `RELAY_WAL_READ=stream` runs
+every wal-mode test over the replication protocol.
 """
 from __future__ import annotations
 

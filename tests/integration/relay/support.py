@@ -23,6 +23,7 @@ from outbox_relay.capture import WalRelay
 from outbox_relay.pgoutput import lsn_to_int
 from outbox_relay.process import build_relay
 from outbox_relay.relay import Relay
+from outbox_relay.slot_stream import StreamingWalRelay
 from tests.helpers import WAIT_S, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -273,8 +274,10 @@ WAL = pytest.mark.parametrize("relay_mode", ["wal"], indirect=True)
 
 
 def wal_relay(config, engine, producer=None, **kwargs) -> WalRelay:
-    return WalRelay(engine, producer or make_producer(config), config.kafka_topic, leader_lock=False,
-                    **kwargs)
+    """A wal-mode relay reading its slot as RELAY_WAL_READ says (a peek per batch, or the stream)."""
+    relay_class = StreamingWalRelay if config.relay_wal_read == "stream" else WalRelay
+    return relay_class(engine, producer or make_producer(config), config.kafka_topic, leader_lock=False,
+                       **kwargs)
 
 
 def drain(relay) -> None:
