@@ -23,7 +23,7 @@ from tests.integration.relay.support import skip_slot_to_now
 @pytest.fixture()
 def relay_mode(request, engine) -> str:
     """poll unless a test is parametrized with BOTH_MODES; the test starts from a clean outbox of its mode."""
-    mode = getattr(request, "param", "poll")
+    mode = getattr(request, "param", "poll").partition("+")[0]
     if mode == "wal":
         skip_slot_to_now(engine)
     else:
@@ -42,9 +42,13 @@ def relay_topic(kafka_topics: Config) -> str:
 
 
 @pytest.fixture()
-def relay_config(config: Config, relay_mode: str, relay_topic: str) -> Config:
-    """The test's configuration with RELAY_MODE set (tests of both modes bind it to `config`)."""
-    return config.replace(relay_mode=relay_mode, kafka_topic=relay_topic)
+def relay_config(request, config: Config, relay_mode: str, relay_topic: str) -> Config:
+    """The test's configuration with RELAY_MODE set (tests of both modes bind it to `config`), and
+    RELAY_WAL_READ when the test's mode names it ("wal+stream")."""
+    callspec = getattr(request.node, "callspec", None)
+    read = callspec.params.get("relay_mode", "").partition("+")[2] if callspec else ""
+    return config.replace(relay_mode=relay_mode, kafka_topic=relay_topic,
+                          relay_wal_read=read or config.relay_wal_read)
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,9 @@ from tests.helpers import WAIT_S, stack_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
-BOTH_MODES = pytest.mark.parametrize("relay_mode", ["poll", "wal"], indirect=True)
+# What every relay promises, in each mode and each way the wal relay reads its slot ("wal+stream": over the
+# replication protocol, whatever RELAY_WAL_READ the run has).
+BOTH_MODES = pytest.mark.parametrize("relay_mode", ["poll", "wal", "wal+stream"], indirect=True)
 
 
 def wal_head(engine) -> int:
