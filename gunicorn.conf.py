@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from app.accounts.tokens import check_token_keys
-from app.core.config import check_secret_key, load_config_or_exit
+from app.core.config import load_config_or_exit
+from app.core.secret_key import check_secret_key
 
 # The web process signs tokens: it refuses to start with a public or short SECRET_KEY, or an unfit
 # JWT_PRIVATE_KEY_FILE.

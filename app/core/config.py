@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.core.secret_key import DEVELOPMENT_SECRET_KEY, MIN_SECRET_KEY_BYTES
 from app.core.setting_values import (
     OPS_PASSWORD_MIN_CHARS,
     ConfigError,
@@ -32,10 +33,6 @@ from app.core.setting_values import (
     _str,
     parse_key_prefix,
 )
-
-# The documented default: anyone can read it, so it never signs tokens in production.
-DEVELOPMENT_SECRET_KEY = "dev-only-secret-change-me"
-MIN_SECRET_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -364,18 +361,6 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> C
             raise ConfigError(f"{env}={raw!r} is not valid: {exc}") from None
     values.update(overrides)
     return Config(**values)
-
-
-def check_secret_key(config: Config) -> None:
-    """Refuse a public or guessable token key unless development mode says otherwise."""
-    if config.allow_insecure_secret_key:
-        return
-    if config.secret_key == DEVELOPMENT_SECRET_KEY:
-        raise ConfigError("SECRET_KEY is the documented development default; set a random value of at least "
-                          f"{MIN_SECRET_KEY_BYTES} bytes (or ALLOW_INSECURE_SECRET_KEY=1 in development)")
-    if len(config.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
-        raise ConfigError(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes; set a longer random "
-                          "value (or ALLOW_INSECURE_SECRET_KEY=1 in development)")
 
 
 def config_environ(config: Config) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from app.core.config import DEVELOPMENT_SECRET_KEY
+from app.core.secret_key import DEVELOPMENT_SECRET_KEY
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,7 @@
 import pytest
 
-from app.core.config import DEVELOPMENT_SECRET_KEY, ConfigError, check_secret_key, describe, load_config
+from app.core.config import ConfigError, describe, load_config
+from app.core.secret_key import DEVELOPMENT_SECRET_KEY, check_secret_key
 
 
 def test_defaults_match_the_local_stack():
