@@ -185,7 +185,8 @@ def test_host_and_three_players_play_to_the_podium(live_stack, browser: Browser,
         first, second = sorted((e for e in board if e["score"] > 0), key=lambda e: e["rank"])
         # Answer time counts, so a tie is possible: never "0 points behind".
         gap, leader = first["score"] - second["score"], first["nickname"]
-        behind = f"Tied on points with {leader}" if gap == 0 else f"{gap:,} points behind {leader}"
+        behind = (f"Tied on points with {leader}" if gap == 0
+                  else f"{gap:,} point{'' if gap == 1 else 's'} behind {leader}")
         expect(players[second["nickname"]].by("result-behind")).to_have_text(behind, timeout=WAIT_MS)
         for tab in players.values():
             tab.shot("07-result-q1")

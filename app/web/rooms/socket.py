@@ -47,6 +47,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_LATER = 1013
+RECONNECT_LATER = "the service is briefly unavailable; reconnect"
 # Client messages are tiny JSON objects; a bigger one gets an `error`. Frames above the transport's
 # own limit (SOCK_SERVER_OPTIONS, 64 KiB) close the socket.
 MAX_CLIENT_MESSAGE = 4096
@@ -83,7 +84,7 @@ def room_socket(ws, session_id: str):
     except TooManyRequests as exc:
         return _refuse(ws, CLOSE_TOO_MANY, exc.message)
     except RedisError:
-        return _refuse(ws, CLOSE_TRY_LATER, "the service is briefly unavailable; reconnect")
+        return _refuse(ws, CLOSE_TRY_LATER, RECONNECT_LATER)
     if principal is None:
         return _refuse(ws, CLOSE_UNAUTHORIZED, "ticket invalid, expired or already used")
     # A join storm is admitted a bounded number at a time (joins.py); the turn ends once the socket is in.
@@ -106,6 +107,8 @@ def _serve_room(ws, session: uuid.UUID, principal: Principal, turn: Turn) -> Non
         member = room_service.room_member(engine(), session, principal.user_id)
     except (NotFound, Forbidden) as exc:
         return _refuse(ws, CLOSE_FORBIDDEN, exc.message)
+    except STORE_UNAVAILABLE:  # PostgreSQL away or its pool busy: the page reconnects, as after a 1013
+        return _refuse(ws, CLOSE_TRY_LATER, RECONNECT_LATER)
 
     hub, metrics, signed_in_sockets = room_hub(), web_metrics(), signed_in()
     connection = Connection(frame_writer(ws), session, participant_id=member.participant_id,

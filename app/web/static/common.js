@@ -1,7 +1,8 @@
 // Shared by the pages: the API wrapper, stored state, the sockets, the clock, small rendering helpers.
 
-// Answers that refuse for load, not for what was asked (the server busy, a store or a process briefly away):
-// nothing was recorded, and the same request is sent again later. A 429 counts when it says when.
+// Answers that refuse for load, not for what was asked (the server busy, a store or a process briefly away),
+// and the same request is sent again later. A 429 counts when it says when; a 502 or 504 may have been
+// done (`unconfirmed`).
 const LOAD_STATUSES = new Set([502, 503, 504]);
 
 export class ApiError extends Error {
@@ -16,6 +17,12 @@ export class ApiError extends Error {
   /** The server refused for load: the same request, sent again after a while, may well pass. */
   get busy() {
     return LOAD_STATUSES.has(this.status) || (this.status === 429 && this.retryAfterMs > 0);
+  }
+
+  /** No answer came from the app itself (a proxy's 502 or 504, or the app's outcome_unknown): the request
+   * may have been done, so only a request that finds what it did when sent again is sent again. */
+  get unconfirmed() {
+    return this.status === 502 || this.status === 504;
   }
 }
 

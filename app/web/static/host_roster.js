@@ -108,6 +108,7 @@ export function hostRoster({ listEl, emptyEl, errorEl, call, onCount, onAnswered
       sessionId = id;
       ended = isEnded;
       players = [];
+      expected = 0;
       codesShown.clear();
       listEl.replaceChildren();
       clearInterval(presence);

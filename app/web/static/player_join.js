@@ -6,9 +6,16 @@ import { api, backoffMs, showConnection, showScreen } from "./common.js";
 const BUSY_LABEL = "Busy, retrying…";
 const BUSY_NOTES = {
   server: "The server is busy right now. You're not in yet; trying again by itself…",
-  network: "Too many tries from this network just now. You're not in yet; trying again by itself…",  // 429
+  network: "Too many tries just now. You're not in yet; trying again by itself…",  // 429
+  unconfirmed: "No answer from the server yet, so you're not confirmed in the game; trying again by itself…",
 };
 const STOPPED_NOTE = "Stopped trying. You're not in the game: press Enter to try again.";
+const STOPPED_UNCONFIRMED = "Stopped trying. The server never confirmed your place: press Enter to try again.";
+// Past this, a forgotten tab stops asking (a player still there presses Enter again).
+const RETRY_FOR_MS = 5 * 60 * 1000;
+// A rejoin gives the place a new code, so one sent again after an unconfirmed answer would be refused.
+const REJOIN_UNCONFIRMED = "No answer from the server: your rejoin may have gone through with a new code. "
+  + "Reload the page; if you are not back in the game, ask the host for your code.";
 
 /** Wire the join form; `onJoined(saved)` enters the room. Returns `showJoin(message)`. */
 export function joinScreen({ store, $, onJoined }) {
@@ -86,6 +93,7 @@ export function joinScreen({ store, $, onJoined }) {
     room_locked: "The host has locked this game: nobody new can join.",
     removed: "The host removed you from this game.",
     no_such_player: "No player of this game has that nickname and rejoin code.",
+    rejoin_unconfirmed: REJOIN_UNCONFIRMED,
     invalid_credentials: "Wrong username or password.",
     username_taken: "That username is taken. Sign in with it, or pick another.",
     invalid_body: "That nickname can't be used. Try another one.",
@@ -108,9 +116,10 @@ export function joinScreen({ store, $, onJoined }) {
 
   /** Run a join (or a rejoin) from the form. A refusal for load (503, 429 with Retry-After...: nothing was
    * recorded) is tried again by itself with backoff, the button and the pill saying "Busy, retrying…",
-   * until the server answers for real or the player stops it; any other refusal is shown at once. A join
-   * tried again after its answer was lost finds the place it made (`already_joined`). */
-  async function joinFromForm(run, button, busyLabel) {
+   * until the server answers for real, the player stops it or RETRY_FOR_MS passes; any other refusal is
+   * shown at once. A join tried again after its answer was lost finds the place it made (`already_joined`);
+   * a rejoin (`repeatable: false`) is not sent again after an unconfirmed answer. */
+  async function joinFromForm(run, button, busyLabel, { repeatable = true } = {}) {
     const error = $("join-error");
     const note = $("join-busy");
     const stop = $("join-stop");
@@ -129,17 +138,22 @@ export function joinScreen({ store, $, onJoined }) {
     };
     try {
       let saved = null;
+      let unconfirmed = false;
+      const giveUpAt = Date.now() + RETRY_FOR_MS;
       for (let tries = 1; !attempt.stopped; tries += 1) {
         try {
           saved = await runOnce(run);
           break;
         } catch (err) {
           if (!err.busy) throw err;
-          if (attempt.stopped) break;
+          if (err.unconfirmed && !repeatable) throw Object.assign(err, { code: "rejoin_unconfirmed" });
+          unconfirmed = err.unconfirmed;
+          if (attempt.stopped || Date.now() > giveUpAt) break;
           button.textContent = BUSY_LABEL;
           showConnection("busy");
           note.hidden = false;
-          $("join-busy-text").textContent = BUSY_NOTES[err.status === 429 ? "network" : "server"];
+          $("join-busy-text").textContent = BUSY_NOTES[
+            err.status === 429 ? "network" : err.unconfirmed ? "unconfirmed" : "server"];
           await new Promise((resolve) => {
             const timer = setTimeout(resolve, backoffMs(tries, err.retryAfterMs));
             attempt.wake = () => { clearTimeout(timer); resolve(); };
@@ -149,7 +163,7 @@ export function joinScreen({ store, $, onJoined }) {
       note.hidden = true;
       if (saved === null) {
         showConnection("closed");
-        error.textContent = STOPPED_NOTE;
+        error.textContent = unconfirmed ? STOPPED_UNCONFIRMED : STOPPED_NOTE;
         return;
       }
       store.forget("answer", "result");
@@ -202,7 +216,8 @@ export function joinScreen({ store, $, onJoined }) {
     if (!nickname) { error.textContent = "Type the nickname you played with."; $("rejoin-nickname").focus(); return; }
     if (!rejoinCode) { error.textContent = "Type your rejoin code."; $("rejoin-code").focus(); return; }
     error.textContent = "";
-    await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…");
+    await joinFromForm(() => rejoin(code, nickname, rejoinCode), $("rejoin-submit"), "Rejoining…",
+      { repeatable: false });
   });
 
   // The account's error goes once the fields it asks for are right (it stayed beside a good password).
