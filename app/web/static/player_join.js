@@ -147,7 +147,7 @@ export function joinScreen({ store, $, onJoined }) {
         } catch (err) {
           if (!err.busy) throw err;
           if (err.unconfirmed && !repeatable) throw Object.assign(err, { code: "rejoin_unconfirmed" });
-          unconfirmed = err.unconfirmed;
+          unconfirmed ||= err.unconfirmed;  // once a try may have gone through, the place is unconfirmed
           if (attempt.stopped || Date.now() > giveUpAt) break;
           button.textContent = BUSY_LABEL;
           showConnection("busy");
